@@ -1,0 +1,152 @@
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+
+/**
+ * A changelog line is `VERSION: UNIXTIME|OP(args)[:result]`, versions +1 per line.
+ * Scanning is one pass over raw bytes with constant memory: a changelog of millions of lines
+ * costs what reading it costs.
+ */
+export interface ChangelogLine {
+  version: number;
+  timestamp: number;
+  op: string;
+}
+
+export function parseChangelogLine(line: string): ChangelogLine | undefined {
+  const m = /^(\d+): (\d+)\|([A-Z_]+)\(/.exec(line);
+  if (!m) return undefined;
+  return { version: Number(m[1]), timestamp: Number(m[2]), op: m[3]! };
+}
+
+/** A run of consecutive versions inside one file. */
+export interface Segment {
+  first: number;
+  last: number;
+}
+
+export interface ChangelogProblem {
+  /** 1-based line number in the file. */
+  line: number;
+  reason: string;
+}
+
+export interface ChangelogScan {
+  file: string;
+  bytes: number;
+  lines: number;
+  /** Consecutive runs of versions, in file order; more than one means a hole or disorder inside the file. */
+  segments: Segment[];
+  first?: number;
+  last?: number;
+  /** Unix time of the newest line. */
+  lastTimestamp?: number;
+  /** Unparsable lines, versions going backwards or repeating. */
+  problems: ChangelogProblem[];
+  /** The file does not end with a newline: the last line was cut (or is being written). */
+  truncatedLastLine: boolean;
+}
+
+const NL = 0x0a;
+const COLON = 0x3a;
+const SPACE = 0x20;
+const PIPE = 0x7c;
+const MAX_LINE = 1 << 20;
+const MAX_PROBLEMS = 100;
+
+/** Incremental scanner: feed chunks, then finish(). Exposed for streams that are not files (SFTP). */
+export class ChangelogScanner {
+  private readonly scan: ChangelogScan;
+  private carry: Buffer | undefined;
+  private expected: number | undefined;
+
+  constructor(file: string) {
+    this.scan = { file, bytes: 0, lines: 0, segments: [], problems: [], truncatedLastLine: false };
+  }
+
+  push(chunk: Buffer): void {
+    this.scan.bytes += chunk.length;
+    let start = 0;
+    let buf = chunk;
+    if (this.carry) {
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = undefined;
+    }
+    for (let nl = buf.indexOf(NL, start); nl !== -1; nl = buf.indexOf(NL, start)) {
+      this.line(buf, start, nl);
+      start = nl + 1;
+    }
+    if (start < buf.length) {
+      const rest = buf.subarray(start);
+      if (rest.length > MAX_LINE) {
+        this.problem(this.scan.lines + 1, `line longer than ${MAX_LINE} bytes`);
+        this.carry = undefined;
+      } else {
+        this.carry = Buffer.from(rest);
+      }
+    }
+  }
+
+  finish(): ChangelogScan {
+    if (this.carry && this.carry.length > 0) {
+      this.scan.truncatedLastLine = true;
+      this.scan.lines += 1;
+      this.problem(this.scan.lines, 'last line is cut off (no newline at end of file)');
+    }
+    this.carry = undefined;
+    return this.scan;
+  }
+
+  private problem(line: number, reason: string): void {
+    if (this.scan.problems.length < MAX_PROBLEMS) this.scan.problems.push({ line, reason });
+  }
+
+  private line(buf: Buffer, from: number, to: number): void {
+    const lineNo = ++this.scan.lines;
+    // VERSION ':' ' ' TIMESTAMP '|' OP — parsed by hand: this loop is the hot path of verify.
+    let i = from;
+    let version = 0;
+    while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) version = version * 10 + (buf[i++]! - 0x30);
+    if (i === from || i + 1 >= to || buf[i] !== COLON || buf[i + 1] !== SPACE) {
+      this.problem(lineNo, `unparsable line: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      return;
+    }
+    i += 2;
+    const tsStart = i;
+    let timestamp = 0;
+    while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) timestamp = timestamp * 10 + (buf[i++]! - 0x30);
+    if (i === tsStart || buf[i] !== PIPE || i + 1 >= to) {
+      this.problem(lineNo, `unparsable line: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      return;
+    }
+    this.accept(lineNo, version, timestamp);
+  }
+
+  private accept(lineNo: number, version: number, timestamp: number): void {
+    const s = this.scan;
+    if (this.expected !== undefined && version !== this.expected) {
+      if (version < this.expected) {
+        this.problem(lineNo, version === this.expected - 1 ? `version ${version} repeated` : `version ${version} goes backwards (after ${this.expected - 1})`);
+        return;
+      }
+      s.segments.push({ first: version, last: version });
+    } else if (this.expected === undefined) {
+      s.segments.push({ first: version, last: version });
+      s.first = version;
+    } else {
+      s.segments[s.segments.length - 1]!.last = version;
+    }
+    s.last = version;
+    s.lastTimestamp = timestamp;
+    this.expected = version + 1;
+  }
+}
+
+export async function scanChangelogStream(stream: Readable, file: string): Promise<ChangelogScan> {
+  const scanner = new ChangelogScanner(file);
+  for await (const chunk of stream) scanner.push(chunk as Buffer);
+  return scanner.finish();
+}
+
+export async function scanChangelogFile(file: string): Promise<ChangelogScan> {
+  return scanChangelogStream(createReadStream(file, { highWaterMark: 1 << 20 }), file);
+}

@@ -1,0 +1,227 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+import { cronProblem, isValidZone } from './schedule.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/mfs-jobs/config.yaml';
+
+const port = z.number().int().min(1).max(65535);
+const absPath = z.string().min(1).refine((p) => path.isAbsolute(p), 'expected an absolute path');
+
+/** SSH settings; set once under `ssh:` and overridden per host. */
+const sshFields = {
+  port: port.default(22),
+  user: z.string().min(1).default('root'),
+  privateKey: absPath.describe('private key file for key authentication'),
+  knownHosts: absPath.describe('known_hosts file the host keys are verified against'),
+  connectTimeoutSeconds: z.number().positive().default(10),
+  /** Only for a first contact you check by other means; never the default. */
+  acceptUnknownHostKeys: z.boolean().default(false),
+};
+const sshSchema = z.strictObject(sshFields);
+const sshOverrideSchema = z.strictObject(sshFields).partial();
+export type SshSettings = z.infer<typeof sshSchema>;
+
+const hostFields = {
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected a short name of letters, digits, "_", "." or "-"'),
+  host: z.string().min(1),
+  /** DATA_PATH on that host (Debian: /var/lib/mfs). */
+  dataPath: absPath.default('/var/lib/mfs'),
+  /** Read files from this machine's filesystem instead of over SFTP (the job runs on that host). */
+  local: z.boolean().default(false),
+  ssh: sshOverrideSchema.optional(),
+};
+
+const masterSchema = z.strictObject({
+  ...hostFields,
+  /** Where mfscli reaches the master (MATOCL_LISTEN_HOST/PORT). */
+  cliHost: z.string().min(1).optional(),
+  cliPort: port.default(9421),
+});
+
+const metaloggerSchema = z.strictObject({
+  ...hostFields,
+  /** META_DOWNLOAD_FREQ of that metalogger, hours. */
+  metaDownloadFreqHours: z.number().positive().default(24),
+});
+
+const retentionSchema = z.strictObject({
+  keepLast: z.number().int().min(1).default(3),
+  keepHourly: z.number().int().min(0).default(24),
+  keepDaily: z.number().int().min(0).default(7),
+  keepWeekly: z.number().int().min(0).default(4),
+});
+
+const standbySchema = z.strictObject({
+  dataPath: absPath,
+  masterConfig: absPath.default('/etc/mfs/mfsmaster.cfg'),
+  cliHost: z.string().min(1).default('127.0.0.1'),
+  cliPort: port.default(9421),
+  /** `mfsmaster-a` on MooseFS 1.7+; `mfsmetarestore` for older masters. */
+  restoreMethod: z.enum(['mfsmaster-a', 'mfsmetarestore']).default('mfsmaster-a'),
+  /** The virtual IP the standby takes over; promote checks it is held before and after acting. */
+  vip: z.string().min(1).optional(),
+  mfsmasterBin: z.string().min(1).default('mfsmaster'),
+});
+
+/** Keys every job section accepts; each job adds its own with `jobOptionsSchema`. */
+export const jobCommonFields = {
+  schedule: z
+    .string()
+    .superRefine((expr, ctx) => {
+      const problem = cronProblem(expr);
+      if (problem) ctx.addIssue({ code: 'custom', message: `expected a cron expression (${problem})` });
+    })
+    .optional(),
+  enabled: z.boolean().default(true),
+  timeoutSeconds: z.number().positive().optional(),
+};
+
+const configSchema = z.strictObject({
+  timezone: z
+    .string()
+    .default('UTC')
+    .refine((zone) => isValidZone(zone), 'expected an IANA time zone such as Europe/Warsaw'),
+  stateDir: absPath.default('/var/lib/mfs-jobs'),
+  lockDir: absPath.optional(),
+  log: z.strictObject({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info') }).default({ level: 'info' }),
+  prometheus: z.strictObject({ textfileDir: absPath.optional() }).default({}),
+  mfscliBin: z.string().min(1).default('mfscli'),
+  daemon: z
+    .strictObject({
+      /** On SIGTERM, how long running jobs may go on before they are aborted at their next safe point. */
+      shutdownGraceSeconds: z.number().min(0).default(30),
+    })
+    .default({ shutdownGraceSeconds: 30 }),
+  ssh: sshOverrideSchema.optional(),
+  masters: z.array(masterSchema).default([]),
+  metaloggers: z.array(metaloggerSchema).default([]),
+  snapshotStore: z
+    .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
+    .optional(),
+  standby: standbySchema.optional(),
+  jobs: z.record(z.string(), z.looseObject(jobCommonFields)).default({}),
+});
+
+type RawConfig = z.infer<typeof configSchema>;
+export type MasterHost = Omit<z.infer<typeof masterSchema>, 'ssh' | 'cliHost'> & { cliHost: string; ssh: SshSettings | undefined; role: 'master' };
+export type MetaloggerHost = Omit<z.infer<typeof metaloggerSchema>, 'ssh'> & { ssh: SshSettings | undefined; role: 'metalogger' };
+export type Retention = z.infer<typeof retentionSchema>;
+export type StandbyConfig = z.infer<typeof standbySchema>;
+
+export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'ssh' | 'lockDir'> {
+  /** The file it was read from (for messages). */
+  file: string;
+  lockDir: string;
+  masters: MasterHost[];
+  metaloggers: MetaloggerHost[];
+}
+
+/** "masters.0.host: expected string, received number" — the key first, as the operator wrote it. */
+export function formatIssues(error: z.ZodError, prefix: (string | number)[] = []): string {
+  return error.issues
+    .map((issue) => {
+      const keyPath = [...prefix, ...issue.path.map((p) => String(p))];
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((k) => `${[...keyPath, k].join('.')}: unknown key`).join('; ');
+      }
+      return `${keyPath.join('.') || '(top level)'}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/**
+ * A host's SSH settings: global `ssh:` merged with its own. Undefined when the host is local or no
+ * key/known_hosts is configured at all (jobs that transfer files then fail with `requireSsh`).
+ */
+function resolveSsh(where: string, global: Partial<SshSettings> | undefined, own: Partial<SshSettings> | undefined, local: boolean): SshSettings | undefined {
+  if (local) return undefined;
+  const merged = { ...global, ...own };
+  if (merged.privateKey === undefined && merged.knownHosts === undefined) return undefined;
+  const parsed = sshSchema.safeParse(merged);
+  if (!parsed.success) throw new ConfigError(`${where}.ssh`, formatIssues(parsed.error, [where, 'ssh']));
+  return parsed.data;
+}
+
+/** Validate an already parsed document (YAML or JSON) into a Config. */
+export function parseConfig(document: unknown, file = '(inline)'): Config {
+  const parsed = configSchema.safeParse(document ?? {});
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new ConfigError(first ? first.path.join('.') : file, `${file}: ${formatIssues(parsed.error)}`);
+  }
+  const raw = parsed.data;
+  const names = new Set<string>();
+  for (const [i, h] of [...raw.masters, ...raw.metaloggers].entries()) {
+    if (names.has(h.name)) throw new ConfigError(`name`, `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters and metaloggers`);
+    names.add(h.name);
+  }
+  const { ssh, lockDir, ...rest } = raw;
+  return {
+    ...rest,
+    file,
+    lockDir: lockDir ?? path.join(raw.stateDir, 'locks'),
+    masters: raw.masters.map((m, i) => ({
+      ...m,
+      cliHost: m.cliHost ?? m.host,
+      ssh: resolveSsh(`masters.${i}`, ssh, m.ssh, m.local),
+      role: 'master' as const,
+    })),
+    metaloggers: raw.metaloggers.map((m, i) => ({ ...m, ssh: resolveSsh(`metaloggers.${i}`, ssh, m.ssh, m.local), role: 'metalogger' as const })),
+  };
+}
+
+/** Which file to read: --config, then $MFS_JOBS_CONFIG, then /etc/mfs-jobs/config.yaml. */
+export function configPath(explicit?: string): string {
+  return explicit ?? process.env.MFS_JOBS_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export async function loadConfig(explicit?: string): Promise<Config> {
+  const file = path.resolve(configPath(explicit));
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, `cannot read config file ${file}: ${code === 'ENOENT' ? 'no such file (use --config or MFS_JOBS_CONFIG)' : code ?? String(err)}`);
+  }
+  let document: unknown;
+  try {
+    document = YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, `${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseConfig(document, file);
+}
+
+/**
+ * A job's own section (`jobs.<name>`), validated with the job's schema; errors name the full key.
+ * Missing section = all defaults.
+ */
+export function jobOptions<T extends z.ZodType>(config: Config, jobName: string, schema: T): z.infer<T> {
+  const parsed = schema.safeParse(config.jobs[jobName] ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(`jobs.${jobName}`, `${config.file}: ${formatIssues(parsed.error, ['jobs', jobName])}`);
+  }
+  return parsed.data;
+}
+
+/** Build a job's schema: the common keys plus its own. */
+export function jobOptionsSchema<S extends z.ZodRawShape>(shape: S) {
+  return z.strictObject({ ...jobCommonFields, ...shape });
+}
+
+/** The SSH settings of a host a job must reach over SFTP; a ConfigError naming the key otherwise. */
+export function requireSsh(config: Config, host: MasterHost | MetaloggerHost): SshSettings {
+  if (host.ssh) return host.ssh;
+  const list = host.role === 'master' ? 'masters' : 'metaloggers';
+  const index = (host.role === 'master' ? config.masters : config.metaloggers).findIndex((h) => h.name === host.name);
+  throw new ConfigError(`${list}.${index}.ssh`, `${config.file}: ${list}.${index}.ssh (or ssh:): privateKey and knownHosts are needed to reach ${host.name} (${host.host}) over SFTP; or set ${list}.${index}.local: true`);
+}
+
+/** Every host, masters first. */
+export function allHosts(config: Config): (MasterHost | MetaloggerHost)[] {
+  return [...config.masters, ...config.metaloggers];
+}

@@ -1,0 +1,89 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Config } from './config.js';
+import type { Job } from './job.js';
+import type { Logger } from './logger.js';
+import { runJob } from './runner.js';
+
+export interface Scheduled {
+  job: Job;
+  schedule: string;
+}
+
+/** Jobs the daemon runs: enabled, with a schedule from config or the job's default. */
+export function scheduledJobs(config: Config, jobs: readonly Job[]): Scheduled[] {
+  const out: Scheduled[] = [];
+  for (const job of jobs) {
+    const section = config.jobs[job.name];
+    if (section?.enabled === false) continue;
+    const schedule = section?.schedule ?? job.defaultSchedule;
+    if (schedule) out.push({ job, schedule });
+  }
+  return out;
+}
+
+/**
+ * `mfs-jobs daemon`: every scheduled job on node-cron, never overlapping itself (in-process guard
+ * plus the same lock file a crontab `run` takes). On SIGTERM/SIGINT: no new runs; running jobs get
+ * `daemon.shutdownGraceSeconds` to finish, then are aborted at their next safe point. A second
+ * signal aborts at once.
+ */
+export async function runDaemon(config: Config, jobs: readonly Job[], log: Logger): Promise<number> {
+  const plan = scheduledJobs(config, jobs);
+  if (plan.length === 0) {
+    log.error('no scheduled jobs: give jobs.<name>.schedule in the config');
+    return 3;
+  }
+  const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
+  const tasks: ScheduledTask[] = [];
+  let stopping = false;
+
+  const fire = (job: Job) => {
+    if (stopping) return;
+    if (running.has(job.name)) {
+      log.warn('job skipped: previous run still going', { job: job.name });
+      return;
+    }
+    const controller = new AbortController();
+    const promise = runJob(job, { config, log, signal: controller.signal })
+      .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: String(err) }))
+      .finally(() => running.delete(job.name));
+    running.set(job.name, { promise, controller });
+  };
+
+  for (const { job, schedule } of plan) {
+    const task = cron.schedule(schedule, () => fire(job), { timezone: config.timezone, name: job.name, noOverlap: true });
+    tasks.push(task);
+    log.info('scheduled', { job: job.name, schedule, timezone: config.timezone });
+  }
+  log.info('daemon started', { pid: process.pid, jobs: plan.map((p) => p.job.name) });
+
+  const signalled = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  stopping = true;
+  for (const t of tasks) await t.destroy();
+  const names = [...running.keys()];
+  if (names.length === 0) {
+    log.info('daemon stopping: no job running', { signal: signalled });
+    return 0;
+  }
+  const grace = config.daemon.shutdownGraceSeconds;
+  log.info(`daemon stopping: letting running jobs finish (up to ${grace} s)`, { signal: signalled, running: names });
+  const allDone = Promise.all([...running.values()].map((r) => r.promise));
+  const abortAll = (why: string) => {
+    const still = [...running.keys()];
+    if (still.length) log.warn(`aborting running jobs: ${why}`, { aborted: still });
+    for (const r of running.values()) r.controller.abort(new Error(`daemon stopping (${why})`));
+  };
+  const graceTimer = setTimeout(() => abortAll(`grace period of ${grace} s over`), grace * 1000);
+  const again = () => abortAll('second signal');
+  process.once('SIGTERM', again);
+  process.once('SIGINT', again);
+  await allDone;
+  clearTimeout(graceTimer);
+  process.off('SIGTERM', again);
+  process.off('SIGINT', again);
+  log.info('daemon stopped', { finished: names });
+  return 0;
+}

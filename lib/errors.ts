@@ -1,0 +1,38 @@
+/**
+ * Errors are values with a name: each carries the file, host or key it concerns, so the CLI can
+ * print one line an operator can act on at 3 a.m.
+ */
+export class MfsJobsError extends Error {
+  /** What the error is about: a config key, a host, a file path. */
+  readonly subject: string;
+  constructor(subject: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.subject = subject;
+  }
+}
+
+/** A config file that is missing, unreadable or invalid; `subject` is the key (or the file). */
+export class ConfigError extends MfsJobsError {}
+/** An SFTP/SSH transfer that failed; `subject` is the host. */
+export class TransferError extends MfsJobsError {}
+/** A metadata image or changelog that cannot be used; `subject` is the file. */
+export class ChainError extends MfsJobsError {}
+/** Promotion refused because another master is alive; `subject` is what answered. */
+export class FenceError extends MfsJobsError {}
+/** Another run of the same job holds the lock; `subject` is the lock file. */
+export class LockBusyError extends MfsJobsError {}
+/** An mfsmaster/mfscli process that failed; `subject` is the command or DATA_PATH. */
+export class ProcessError extends MfsJobsError {}
+/** A bad command-line request (unknown job, bad argument); `subject` is the argument. */
+export class UsageError extends MfsJobsError {}
+
+/** One line for humans: "ConfigError: jobs.backup.schedule: expected a cron expression". */
+export function describeError(err: unknown): string {
+  if (err instanceof MfsJobsError) return `${err.name}: ${err.message}`;
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,78 @@
+import type { z } from 'zod';
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+
+/** Nagios plugin states; the exit code is the index. */
+export const STATUSES = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+export type Status = (typeof STATUSES)[number];
+
+export function exitCodeOf(status: Status): number {
+  return STATUSES.indexOf(status);
+}
+
+/** The worse of two states (CRITICAL > WARNING > UNKNOWN > OK, as Nagios ranks them for humans). */
+export function worst(...statuses: Status[]): Status {
+  const rank: Record<Status, number> = { OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3 };
+  return statuses.reduce<Status>((a, b) => (rank[b] > rank[a] ? b : a), 'OK');
+}
+
+/** One figure: Nagios perfdata and a Prometheus sample at once. */
+export interface Metric {
+  /** snake_case, e.g. `lag_versions`. */
+  name: string;
+  value: number;
+  /** Nagios unit of measure: s, B, %, c (counter) or none. */
+  unit?: 's' | 'B' | '%' | 'c';
+  warn?: number;
+  crit?: number;
+  labels?: Record<string, string>;
+  help?: string;
+}
+
+export interface JobResult {
+  status: Status;
+  /** One line: what an operator reads in a Nagios dashboard or a cron mail subject. */
+  summary: string;
+  /** Everything else, machine-readable (goes to --json and the state file). */
+  details?: Record<string, unknown>;
+  metrics?: Metric[];
+  /** Extra lines for humans after the summary (per-host findings, the plan of a dry run). */
+  lines?: string[];
+}
+
+export interface JobContext<O = Record<string, unknown>> {
+  config: Config;
+  /** The job's validated `jobs.<name>` section. */
+  options: O;
+  log: Logger;
+  dryRun: boolean;
+  /** Job-specific command-line flags (e.g. drill's --snapshot), by commander's camelCase name. */
+  args: Record<string, unknown>;
+  /** Aborted on SIGTERM/SIGINT or timeout: stop at the next safe point and clean up. */
+  signal: AbortSignal;
+  startedAt: Date;
+}
+
+export interface CliOption {
+  /** commander syntax, e.g. `--snapshot <id>`. */
+  flags: string;
+  description: string;
+}
+
+export interface Job<S extends z.ZodType = z.ZodType> {
+  name: string;
+  description: string;
+  /** Schema of the job's `jobs.<name>` config section (build it with `jobOptionsSchema`). */
+  options: S;
+  cliOptions?: CliOption[];
+  /** Used when config gives no schedule; hooks (promote, demote) have none and never run from the daemon. */
+  defaultSchedule?: string;
+  /** Jobs that must never overlap each other share a lock name (promote/demote: `failover`). */
+  lockName?: string;
+  run(ctx: JobContext<z.infer<S>>): Promise<JobResult>;
+}
+
+/** Define a job with its option type inferred from its schema. */
+export function defineJob<S extends z.ZodType>(job: Job<S>): Job<S> {
+  return job;
+}

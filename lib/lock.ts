@@ -1,0 +1,104 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { DIR_MODE, FILE_MODE } from './atomic.js';
+import { LockBusyError } from './errors.js';
+
+export interface Lock {
+  readonly file: string;
+  release(): Promise<void>;
+}
+
+interface LockOwner {
+  pid: number;
+  startedAt: string;
+  job: string;
+}
+
+/** True while a process with this PID exists (EPERM still means it exists). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function readOwner(file: string): Promise<LockOwner | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<LockOwner>;
+    return typeof parsed.pid === 'number' ? (parsed as LockOwner) : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // Unparsable: a writer died between create and write. Treat as stale.
+    return { pid: -1, startedAt: '', job: '' };
+  }
+}
+
+/** A lock created a moment ago may not hold its PID yet: not stale. */
+async function justCreated(file: string): Promise<boolean> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  return stat !== undefined && stat.size === 0 && Date.now() - stat.mtimeMs < 5_000;
+}
+
+/**
+ * Remove a lock whose owner is dead. A short-lived `.break` lock (O_EXCL) serialises breakers, and the
+ * owner is read again under it, so two contenders cannot delete a lock a third one just took.
+ */
+async function breakStaleLock(file: string, stalePid: number | undefined): Promise<void> {
+  const breaker = `${file}.break`;
+  try {
+    const handle = await fs.open(breaker, 'wx', FILE_MODE);
+    await handle.close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const stat = await fs.stat(breaker).catch(() => undefined);
+    // A breaker holds `.break` for milliseconds; an old one was left by a killed breaker.
+    if (stat && Date.now() - stat.mtimeMs > 10_000) await fs.rm(breaker, { force: true });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return;
+  }
+  try {
+    const again = await readOwner(file);
+    if (again && again.pid === stalePid && !processAlive(again.pid)) await fs.rm(file, { force: true });
+  } finally {
+    await fs.rm(breaker, { force: true });
+  }
+}
+
+/**
+ * Take the per-job lock: O_EXCL create of `<dir>/<job>.lock` holding our PID. A lock whose PID is
+ * dead is stale (the run was killed) and is taken over; a live one means "skip, already running".
+ */
+export async function acquireLock(dir: string, job: string): Promise<Lock> {
+  await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const file = path.join(dir, `${job}.lock`);
+  const owner: LockOwner = { pid: process.pid, startedAt: new Date().toISOString(), job };
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const handle = await fs.open(file, 'wx', FILE_MODE);
+      try {
+        await handle.writeFile(JSON.stringify(owner) + '\n');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return {
+        file,
+        release: async () => {
+          const current = await readOwner(file);
+          if (current?.pid === process.pid) await fs.rm(file, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const current = await readOwner(file);
+      if (current && (processAlive(current.pid) || (await justCreated(file)))) {
+        throw new LockBusyError(file, `job ${job} is already running (pid ${current.pid} since ${current.startedAt}, lock ${file})`);
+      }
+      await breakStaleLock(file, current?.pid);
+    }
+  }
+  throw new LockBusyError(file, `could not take lock ${file} for job ${job}`);
+}

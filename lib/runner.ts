@@ -1,0 +1,107 @@
+import type { Config } from './config.js';
+import { jobOptions } from './config.js';
+import { ConfigError, describeError, LockBusyError, UsageError } from './errors.js';
+import type { Job, JobResult, Status } from './job.js';
+import { exitCodeOf } from './job.js';
+import { acquireLock } from './lock.js';
+import type { Logger } from './logger.js';
+import type { JsonReport } from './output.js';
+import { writePrometheusTextfile } from './output.js';
+import { writeJobState } from './state.js';
+
+export interface RunRequest {
+  config: Config;
+  log: Logger;
+  dryRun?: boolean;
+  args?: Record<string, unknown>;
+  /** Aborting it asks the job to stop at its next safe point (SIGTERM, daemon shutdown). */
+  signal?: AbortSignal;
+}
+
+export interface RunOutcome {
+  report: JsonReport;
+  /** True when another run held the lock and this one did nothing. */
+  skipped: boolean;
+}
+
+function statusForError(err: unknown): Status {
+  return err instanceof ConfigError || err instanceof UsageError ? 'UNKNOWN' : 'CRITICAL';
+}
+
+/**
+ * Run one job once: lock, options, timeout, the job itself, then state file, Prometheus textfile and
+ * logs. Never throws for a job's failure: every outcome becomes a status and a summary line.
+ */
+export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome> {
+  const { config, log } = request;
+  const dryRun = request.dryRun ?? false;
+  const startedAt = new Date();
+  const jlog = log.child({ job: job.name });
+  const controller = new AbortController();
+  const onOuterAbort = () => controller.abort(request.signal?.reason ?? new Error('aborted'));
+  request.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  let result: JobResult;
+  let skipped = false;
+  let lock: Awaited<ReturnType<typeof acquireLock>> | undefined;
+  try {
+    const options = jobOptions(config, job.name, job.options) as Record<string, unknown> & { timeoutSeconds?: number };
+    lock = await acquireLock(config.lockDir, job.lockName ?? job.name);
+    if (options.timeoutSeconds) {
+      timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
+    }
+    jlog.info('job started', { dryRun });
+    result = await job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt });
+  } catch (err) {
+    if (err instanceof LockBusyError) {
+      skipped = true;
+      result = { status: 'UNKNOWN', summary: `skipped: ${err.message}` };
+    } else {
+      const reason = controller.signal.aborted && !(err instanceof ConfigError) ? describeError(controller.signal.reason) : describeError(err);
+      result = { status: statusForError(err), summary: reason };
+      jlog.debug('job error', { stack: err instanceof Error ? err.stack : undefined });
+    }
+  } finally {
+    if (timer) clearTimeout(timer);
+    request.signal?.removeEventListener('abort', onOuterAbort);
+    await lock?.release().catch((err: unknown) => jlog.warn('could not release lock', { error: describeError(err) }));
+  }
+  const finishedAt = new Date();
+  const durationMs = finishedAt.getTime() - startedAt.getTime();
+  const report: JsonReport = {
+    job: job.name,
+    status: result.status,
+    exitCode: exitCodeOf(result.status),
+    summary: result.summary,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs,
+    dryRun,
+    details: { ...(skipped ? { skipped: true } : {}), ...result.details },
+    metrics: result.metrics ?? [],
+    lines: result.lines ?? [],
+  };
+  const level = result.status === 'OK' ? 'info' : result.status === 'WARNING' ? 'warn' : 'error';
+  jlog.log(level, skipped ? 'job skipped' : 'job finished', { status: result.status, summary: result.summary, durationMs });
+  if (!skipped && !dryRun) await recordOutcome(config, job, result, report, finishedAt, jlog);
+  return { report, skipped };
+}
+
+async function recordOutcome(config: Config, job: Job, result: JobResult, report: JsonReport, finishedAt: Date, log: Logger): Promise<void> {
+  try {
+    await writeJobState(config.stateDir, {
+      job: job.name,
+      startedAt: report.startedAt,
+      finishedAt: report.finishedAt,
+      durationMs: report.durationMs,
+      status: result.status,
+      exitCode: report.exitCode,
+      summary: result.summary,
+      dryRun: report.dryRun,
+      details: result.details,
+    });
+    if (config.prometheus.textfileDir) await writePrometheusTextfile(config.prometheus.textfileDir, job.name, result, finishedAt, report.durationMs);
+  } catch (err) {
+    log.error('could not record job state', { error: describeError(err) });
+  }
+}

@@ -1,0 +1,41 @@
+import cron from 'node-cron';
+import { DateTime, IANAZone } from 'luxon';
+
+/** Why a cron expression is invalid, or undefined when it is fine (node-cron's own parser decides). */
+export function cronProblem(expression: string): string | undefined {
+  const { valid, errors } = cron.validateDetailed(expression);
+  if (valid) return undefined;
+  return errors.map((e) => `${e.field}: ${e.message}`).join('; ') || 'invalid cron expression';
+}
+
+export function isValidZone(zone: string): boolean {
+  return IANAZone.isValidZone(zone);
+}
+
+/**
+ * The next time `expression` fires after `from`, in `zone` (luxon does the calendar and DST work;
+ * node-cron's parser expands the fields, so both agree on what the expression means).
+ */
+export function nextRun(expression: string, zone: string, from: Date = new Date()): DateTime | undefined {
+  const fields = cron.parse(expression);
+  const start = DateTime.fromJSDate(from, { zone });
+  const domRestricted = fields.dayOfMonth.length < 31;
+  const dowRestricted = fields.dayOfWeek.length < 7;
+  for (let offset = 0; offset <= 366 * 4; offset++) {
+    const day = start.startOf('day').plus({ days: offset });
+    if (!fields.month.includes(day.month)) continue;
+    const domMatch = fields.dayOfMonth.some((d) => (d === 'L' ? day.day === day.daysInMonth : d === day.day));
+    const dowMatch = fields.dayOfWeek.some((d) => d === day.weekday % 7);
+    const dayMatches = domRestricted && dowRestricted ? domMatch || dowMatch : domMatch && dowMatch;
+    if (!dayMatches) continue;
+    for (const hour of fields.hour) {
+      for (const minute of fields.minute) {
+        for (const second of fields.second) {
+          const at = day.set({ hour, minute, second, millisecond: 0 });
+          if (at.hour === hour && at.minute === minute && at > start) return at;
+        }
+      }
+    }
+  }
+  return undefined;
+}

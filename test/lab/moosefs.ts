@@ -1,0 +1,212 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execCapture } from '../../lib/exec.js';
+import { masterInfo, type MasterInfo } from '../../lib/mfscli.js';
+import { Daemon, freePort, sleep, waitFor } from './proc.js';
+
+export const EMPTY_IMAGE = '/var/lib/mfs/metadata.mfs.empty';
+
+export interface MasterPorts {
+  ml: number;
+  cs: number;
+  cl: number;
+}
+
+export async function freeMasterPorts(host = '127.0.0.1'): Promise<MasterPorts> {
+  return { ml: await freePort(host), cs: await freePort(host), cl: await freePort(host) };
+}
+
+/** Text of an mfsmaster config for a master listening on `host` with `ports`. */
+export function masterConfigText(o: { dataPath: string; dir: string; host: string; ports: MasterPorts; extra?: Record<string, string | number> }): string {
+  const lines: Record<string, string | number> = {
+    WORKING_USER: 'root',
+    WORKING_GROUP: 'root',
+    DATA_PATH: o.dataPath,
+    EXPORTS_FILENAME: path.join(o.dir, 'mfsexports.cfg'),
+    TOPOLOGY_FILENAME: path.join(o.dir, 'mfstopology.cfg'),
+    MATOML_LISTEN_HOST: o.host,
+    MATOML_LISTEN_PORT: o.ports.ml,
+    MATOCS_LISTEN_HOST: o.host,
+    MATOCS_LISTEN_PORT: o.ports.cs,
+    MATOCL_LISTEN_HOST: o.host,
+    MATOCL_LISTEN_PORT: o.ports.cl,
+    ...o.extra,
+  };
+  return Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
+}
+
+/** A real mfsmaster (Debian's package) in the foreground, on its own ports and DATA_PATH. */
+export class LabMaster {
+  daemon: Daemon | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly dataPath: string,
+    readonly configFile: string,
+    readonly host: string,
+    readonly ports: MasterPorts,
+  ) {}
+
+  /** Write config, exports, topology and a bootstrap `metadata.mfs` (copy of metadata.mfs.empty). */
+  static async create(dir: string, options: { host?: string; ports?: MasterPorts; bootstrap?: boolean; extra?: Record<string, string | number> } = {}): Promise<LabMaster> {
+    const host = options.host ?? '127.0.0.1';
+    const ports = options.ports ?? (await freeMasterPorts(host === '0.0.0.0' ? '127.0.0.1' : host));
+    const dataPath = path.join(dir, 'data');
+    await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
+    await fs.writeFile(path.join(dir, 'mfsexports.cfg'), '*\t/\trw,alldirs,maproot=0\n');
+    await fs.writeFile(path.join(dir, 'mfstopology.cfg'), '');
+    const configFile = path.join(dir, 'mfsmaster.cfg');
+    await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host, ports, extra: options.extra }));
+    if (options.bootstrap ?? true) await fs.copyFile(EMPTY_IMAGE, path.join(dataPath, 'metadata.mfs'));
+    return new LabMaster(dir, dataPath, configFile, host, ports);
+  }
+
+  get cliHost(): string {
+    return this.host === '0.0.0.0' ? '127.0.0.1' : this.host;
+  }
+
+  get pid(): number | undefined {
+    return this.daemon?.running ? this.daemon.pid : undefined;
+  }
+
+  /** Start in the foreground (`-f`); `autoRestore` adds `-a`. Resolves once mfscli answers. */
+  async start(options: { autoRestore?: boolean; wrap?: string[] } = {}): Promise<MasterInfo> {
+    const args = ['-c', this.configFile, '-f', ...(options.autoRestore ? ['-a'] : []), 'start'];
+    this.daemon = new Daemon('mfsmaster', 'mfsmaster', args, path.join(this.dir, 'mfsmaster.log'), { wrap: options.wrap });
+    const daemon = this.daemon;
+    return waitFor(`mfsmaster in ${this.dir} to serve`, async () => {
+      if (!daemon.running) throw new Error(`mfsmaster exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
+      return this.info().catch(() => undefined);
+    });
+  }
+
+  info(): Promise<MasterInfo> {
+    return masterInfo({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
+  }
+
+  /** Clean stop: the master writes `metadata.mfs` (a real image) before it exits. */
+  async stop(): Promise<void> {
+    await this.daemon?.stop(60_000);
+  }
+
+  async kill9(): Promise<void> {
+    await this.daemon?.kill9();
+  }
+
+  /** Stop and start: the clean stop writes metadata.mfs, the start renames it to metadata.mfs.back. */
+  async restart(): Promise<MasterInfo> {
+    await this.stop();
+    return this.start();
+  }
+}
+
+/** A real mfsmetalogger following a LabMaster. */
+export class LabMetalogger {
+  daemon: Daemon | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly dataPath: string,
+    readonly configFile: string,
+  ) {}
+
+  static async create(dir: string, master: { host: string; port: number }, extra: Record<string, string | number> = {}): Promise<LabMetalogger> {
+    const dataPath = path.join(dir, 'data');
+    await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
+    const configFile = path.join(dir, 'mfsmetalogger.cfg');
+    const cfg: Record<string, string | number> = {
+      WORKING_USER: 'root',
+      WORKING_GROUP: 'root',
+      DATA_PATH: dataPath,
+      MASTER_HOST: master.host,
+      MASTER_PORT: master.port,
+      META_DOWNLOAD_FREQ: 1,
+      ...extra,
+    };
+    await fs.writeFile(configFile, Object.entries(cfg).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
+    return new LabMetalogger(dir, dataPath, configFile);
+  }
+
+  async start(options: { wrap?: string[] } = {}): Promise<void> {
+    this.daemon = new Daemon('mfsmetalogger', 'mfsmetalogger', ['-c', this.configFile, '-f', 'start'], path.join(this.dir, 'mfsmetalogger.log'), options);
+    const daemon = this.daemon;
+    await waitFor('mfsmetalogger to download metadata', async () => {
+      if (!daemon.running) throw new Error(`mfsmetalogger exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
+      return /metadata downloaded/.test(await daemon.log());
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon?.stop();
+  }
+
+  async kill9(): Promise<void> {
+    await this.daemon?.kill9();
+  }
+
+  /** Newest changelog version this metalogger holds (last line of changelog_ml.0.mfs). */
+  async lastVersion(): Promise<number | undefined> {
+    const text = await fs.readFile(path.join(this.dataPath, 'changelog_ml.0.mfs'), 'utf8').catch(() => '');
+    const last = text.trimEnd().split('\n').pop();
+    const m = last ? /^(\d+):/.exec(last) : null;
+    return m ? Number(m[1]) : undefined;
+  }
+}
+
+/** A real FUSE mfsmount, in the foreground so its PID is ours; unmounted by path, then waited for. */
+export class LabMount {
+  private constructor(
+    readonly dir: string,
+    readonly daemon: Daemon,
+  ) {}
+
+  static async mount(dir: string, master: { host: string; port: number }, logFile: string, options: { wrap?: string[]; attempts?: number } = {}): Promise<LabMount> {
+    await fs.mkdir(dir, { recursive: true });
+    const attempts = options.attempts ?? 10;
+    for (let attempt = 1; ; attempt++) {
+      const daemon = new Daemon('mfsmount', 'mfsmount', [dir, '-H', master.host, '-P', String(master.port), '-f', '-o', 'mfscachemode=DIRECT'], logFile, options);
+      try {
+        await waitFor(`mfsmount on ${dir}`, async () => {
+          if (!daemon.running) throw new Error(`mfsmount exited: ${(await daemon.log()).trim().split('\n').slice(-1).join('')}`);
+          const mounts = await fs.readFile('/proc/self/mounts', 'utf8');
+          return mounts.split('\n').some((l) => l.split(' ')[1] === dir && l.includes('fuse'));
+        }, 5_000);
+        return new LabMount(dir, daemon);
+      } catch (err) {
+        // A master that has just started can refuse the first session for a moment: try again.
+        await daemon.kill9();
+        if (attempt >= attempts) throw err;
+        await sleep(500);
+      }
+    }
+  }
+
+  async unmount(): Promise<void> {
+    if (!this.daemon.running) return;
+    await execCapture('umount', [this.dir], { timeoutMs: 10_000 });
+    try {
+      await this.daemon.waitExit(10_000);
+    } catch {
+      await execCapture('umount', ['-l', this.dir], { timeoutMs: 10_000 });
+      await this.daemon.kill9();
+    }
+  }
+
+  /** Make `count` metadata changes (mkdir + files) under `prefix`; no chunkserver needed. */
+  async makeChanges(prefix: string, count: number): Promise<void> {
+    const base = path.join(this.dir, prefix);
+    await fs.mkdir(base, { recursive: true });
+    for (let i = 0; i < count; i++) await fs.writeFile(path.join(base, `f${i}`), '');
+  }
+}
+
+/** Wait until the metalogger's changelog has caught up with the master's version. */
+export async function waitMetaloggerCaughtUp(master: LabMaster, ml: LabMetalogger): Promise<number> {
+  const target = (await master.info()).metadataVersion - 1;
+  return waitFor(`metalogger to reach version ${target}`, async () => {
+    const v = await ml.lastVersion();
+    return v !== undefined && v >= target ? v : undefined;
+  });
+}
+
+export { sleep };

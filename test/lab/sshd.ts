@@ -1,0 +1,71 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execCapture } from '../../lib/exec.js';
+import { Daemon, freePort, portOpen, waitFor } from './proc.js';
+
+async function keygen(file: string, comment: string): Promise<void> {
+  const res = await execCapture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 10_000 });
+  if (res.code !== 0) throw new Error(`ssh-keygen ${file}: ${res.stderr}`);
+}
+
+/**
+ * A real OpenSSH sshd on a loopback port, with a host key and a client key generated for this run
+ * and a known_hosts file that names the host key — what an operator sets up for mfs-jobs.
+ */
+export class LabSshd {
+  private constructor(
+    readonly dir: string,
+    readonly host: string,
+    readonly port: number,
+    readonly clientKey: string,
+    readonly knownHosts: string,
+    readonly hostKey: string,
+    readonly daemon: Daemon,
+  ) {}
+
+  static async start(dir: string, options: { host?: string; port?: number } = {}): Promise<LabSshd> {
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port ?? (await freePort(host));
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+    const hostKey = path.join(dir, 'ssh_host_ed25519_key');
+    const clientKey = path.join(dir, 'id_ed25519');
+    if (!(await fs.stat(hostKey).catch(() => undefined))) await keygen(hostKey, 'mfs-jobs-lab-host');
+    if (!(await fs.stat(clientKey).catch(() => undefined))) await keygen(clientKey, 'mfs-jobs-lab-client');
+    await fs.copyFile(`${clientKey}.pub`, path.join(dir, 'authorized_keys'));
+    const hostPub = (await fs.readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
+    const knownHosts = path.join(dir, 'known_hosts');
+    await fs.writeFile(knownHosts, `[${host}]:${port} ${hostPub}\n`, { mode: 0o600 });
+    const config = path.join(dir, 'sshd_config');
+    await fs.writeFile(
+      config,
+      [
+        `Port ${port}`,
+        `ListenAddress ${host}`,
+        `HostKey ${hostKey}`,
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        'MaxStartups 100',
+        'MaxSessions 100',
+        'Subsystem sftp internal-sftp',
+        'LogLevel INFO',
+        '',
+      ].join('\n'),
+    );
+    const daemon = new Daemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config], path.join(dir, 'sshd.log'));
+    await waitFor(`sshd on ${host}:${port}`, async () => {
+      if (!daemon.running) throw new Error(`sshd exited: ${await daemon.log()}`);
+      return portOpen(host, port);
+    });
+    return new LabSshd(dir, host, port, clientKey, knownHosts, hostKey, daemon);
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon.stop(10_000);
+  }
+}

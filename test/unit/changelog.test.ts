@@ -1,0 +1,44 @@
+import { Readable } from 'node:stream';
+import { parseChangelogLine, scanChangelogStream } from '../../lib/changelog.js';
+
+const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}: 1795575880|CREATE(1,f${from + i},1,438,18,0,0,0):${from + i + 1}\n`).join('');
+
+function streamOf(text: string, chunk = 7): Readable {
+  const buf = Buffer.from(text);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += chunk) parts.push(buf.subarray(i, i + chunk));
+  return Readable.from(parts);
+}
+
+describe('changelog scanning', () => {
+  test('parses a real changelog line', () => {
+    expect(parseChangelogLine('3: 1795575880|CREATE(1,d1,2,511,18,0,0,0):2')).toEqual({ version: 3, timestamp: 1795575880, op: 'CREATE' });
+    expect(parseChangelogLine('garbage')).toBeUndefined();
+  });
+
+  test('a contiguous file is one segment, whatever the chunking', async () => {
+    const scan = await scanChangelogStream(streamOf(lines(5, 500), 13), 'c');
+    expect(scan).toMatchObject({ first: 5, last: 500, lines: 496, segments: [{ first: 5, last: 500 }], problems: [], truncatedLastLine: false, lastTimestamp: 1795575880 });
+  });
+
+  test('a deleted line splits the file into two segments', async () => {
+    const text = lines(1, 49) + lines(51, 60);
+    const scan = await scanChangelogStream(streamOf(text), 'c');
+    expect(scan.segments).toEqual([{ first: 1, last: 49 }, { first: 51, last: 60 }]);
+  });
+
+  test('a cut last line, garbage and a repeated line are problems with line numbers', async () => {
+    const text = lines(1, 3) + 'not a changelog line\n' + '3: 1795575880|ACQUIRE(1,3)\n' + '4: 17955';
+    const scan = await scanChangelogStream(streamOf(text), 'c');
+    expect(scan.truncatedLastLine).toBe(true);
+    expect(scan.problems.map((p) => p.line)).toEqual([4, 5, 6]);
+    expect(scan.problems[1]!.reason).toMatch(/repeated/);
+    expect(scan.last).toBe(3);
+  });
+
+  test('an empty file has no versions and no problems', async () => {
+    const scan = await scanChangelogStream(streamOf(''), 'c');
+    expect(scan).toMatchObject({ lines: 0, segments: [], problems: [] });
+    expect(scan.first).toBeUndefined();
+  });
+});
