@@ -1,0 +1,44 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { acquireLock } from '../../lib/lock.js';
+import { LockBusyError } from '../../lib/errors.js';
+
+describe('job lock', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-lock-'));
+  });
+  afterEach(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('a second holder is refused while the first lives, and may take it after release', async () => {
+    const first = await acquireLock(dir, 'backup');
+    await expect(acquireLock(dir, 'backup')).rejects.toBeInstanceOf(LockBusyError);
+    await first.release();
+    const second = await acquireLock(dir, 'backup');
+    await second.release();
+  });
+
+  test('a lock of a dead PID is stale and taken over', async () => {
+    await fs.writeFile(path.join(dir, 'prune.lock'), JSON.stringify({ pid: 2 ** 22 + 1, startedAt: 'x', job: 'prune' }));
+    const lock = await acquireLock(dir, 'prune');
+    expect(JSON.parse(await fs.readFile(lock.file, 'utf8')).pid).toBe(process.pid);
+    await lock.release();
+  });
+
+  test('a lock file with garbage that is not fresh is stale', async () => {
+    const file = path.join(dir, 'drill.lock');
+    await fs.writeFile(file, '');
+    const old = new Date(Date.now() - 60_000);
+    await fs.utimes(file, old, old);
+    const lock = await acquireLock(dir, 'drill');
+    await lock.release();
+  });
+
+  test('of many contenders at once exactly one wins', async () => {
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => acquireLock(dir, 'verify')));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  });
+});
