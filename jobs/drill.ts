@@ -13,6 +13,7 @@ import { formatHole } from '../lib/chain.js';
 import {
   checkScratchRoot,
   createScratch,
+  ensureFreeSpace,
   pickPorts,
   productionPorts,
   SCRATCH_HOST,
@@ -71,10 +72,11 @@ function describeSource(source: RestoreSource, short = false): string {
 }
 
 async function place(ctx: Ctx, source: RestoreSource, dataPath: string): Promise<PlacedRestorePoint> {
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, ctx.signal);
+  const options = { signal: ctx.signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes) };
+  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
   const files = await openSource(ctx.config, source.host, ctx.signal);
   try {
-    return await placeFromDataPath(files, source.host.dataPath, dataPath, ctx.signal);
+    return await placeFromDataPath(files, source.host.dataPath, dataPath, options);
   } finally {
     await files.close();
   }

@@ -101,12 +101,23 @@ function checkManifestName(name: string, role: 'image' | 'changelog', where: str
   if (!ok) throw new ChainError(where, `${where}: manifest lists ${role} "${name}", not a MooseFS ${role} file name`);
 }
 
+export interface PlaceOptions {
+  signal?: AbortSignal;
+  /**
+   * Called once before copying with the bytes the restore will need (the copy, plus the image again
+   * for the clean stop's dump; an upper bound for a DATA_PATH source); throws to refuse.
+   */
+  ensureSpace?: (bytes: number) => Promise<void>;
+}
+
 /** Copy a snapshot's files into `dataPath`, each checked against the manifest's size and sha256. */
-export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, signal?: AbortSignal): Promise<PlacedRestorePoint> {
+export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
   const { manifest } = snapshot;
+  const { signal } = options;
   const where = `snapshot ${snapshot.id}`;
   const images = manifest.files.filter((f) => f.role === 'image');
   if (images.length !== 1) throw new ChainError(snapshot.dir, `${where}: manifest lists ${images.length} images, expected 1`);
+  await options.ensureSpace?.(manifest.files.reduce((sum, f) => sum + f.size, 0) + images[0]!.size);
   let bytes = 0;
   const changelogs: string[] = [];
   let image = '';
@@ -185,7 +196,8 @@ async function download(source: FileSource, from: string, to: string, signal?: A
  * Changelogs are taken newest first per family (`.0`, `.1`, …) until one starts at or before the
  * image: older rotations cannot add anything and may be gigabytes.
  */
-export async function placeFromDataPath(source: FileSource, remoteDataPath: string, dataPath: string, signal?: AbortSignal): Promise<PlacedRestorePoint> {
+export async function placeFromDataPath(source: FileSource, remoteDataPath: string, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
+  const { signal } = options;
   const where = `${source.label}:${remoteDataPath}`;
   const listing = await listDataPath(source, remoteDataPath);
   const candidates: ImageCandidate[] = [];
@@ -201,6 +213,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
     const why = candidates.map((c) => c.error).join('; ') || 'no metadata image at all';
     throw new ChainError(where, `${where}: no usable metadata image (${why})`);
   }
+  await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));
   const image = restoredImageName(chosen.entry.name);
   let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), signal);
   // The source may have replaced the file between the header check and the copy: check the copy.

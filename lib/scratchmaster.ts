@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir } from './atomic.js';
 import type { Config } from './config.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ProcessError } from './errors.js';
 import { mfsConfigText, readMfsConfig, runningMasterPid, stopMaster } from './mfsmaster.js';
 
 /**
@@ -117,6 +117,17 @@ export async function checkScratchRoot(config: Config, root: string, key: string
   for (const p of await productionDataPaths(config)) {
     if (isWithin(root, p.dataPath)) throw new ConfigError(key, `${key}: scratch directory ${root} lies in a production DATA_PATH (${p.key} = ${p.dataPath}): choose another`);
   }
+}
+
+/** Room for the copy plus the image mfsmaster dumps at its clean stop, and a margin for stats.mfs & co. */
+export const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
+
+/** Refuse to start a copy that would fill the filesystem (a drill must not hurt the machine it runs on). */
+export async function ensureFreeSpace(dir: string, bytes: number): Promise<void> {
+  const st = await fs.statfs(dir);
+  const free = st.bavail * st.bsize;
+  const need = bytes + SPACE_MARGIN_BYTES;
+  if (free < need) throw new ProcessError(dir, `not enough free space in ${dir}: the drill needs about ${Math.ceil(need / 2 ** 20)} MiB, ${Math.floor(free / 2 ** 20)} MiB are free`);
 }
 
 /** The group name of this process (WORKING_GROUP); undefined lets mfsmaster pick its default. */
