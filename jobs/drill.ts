@@ -1,15 +1,19 @@
+// The restore drill, as the runbook does it: copy a restore point into a scratch DATA_PATH, run
+// `mfsmaster -a` on loopback, prove it serves the version its chain promises, measure RTO and RPO
+// against the live master, stop it, clean up. A failed restore keeps its scratch for inspection.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { formatHole, type RollForward } from '../lib/chain.js';
 import { allHosts, jobOptionsSchema, type Config, type MasterHost, type MetaloggerHost } from '../lib/config.js';
 import { ConfigError, describeError, UsageError } from '../lib/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/job.js';
 import type { StoredSnapshot } from '../lib/manifest.js';
+import type { ImageHeader } from '../lib/metadata.js';
 import { generalInfo, infoNumber, masterInfo, type CliTarget } from '../lib/mfscli.js';
 import { mfsmasterErrorLine, startMaster, waitServing } from '../lib/mfsmaster.js';
 import { openSource } from '../lib/remote.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from '../lib/restorepoint.js';
-import { formatHole } from '../lib/chain.js';
 import {
   checkScratchRoot,
   createScratch,
@@ -24,10 +28,7 @@ import {
   type ScratchPorts,
 } from '../lib/scratchmaster.js';
 
-/**
- * The restore drill: copy a restore point into a scratch DATA_PATH, `mfsmaster -a` it on loopback,
- * prove it serves the version its chain promises, measure RTO and RPO, stop it, clean up.
- */
+/** Scratch run directories are `<scratchDir>/drill-XXXXXX`. */
 const SCRATCH_PREFIX = 'drill';
 
 const port = z.union([z.literal('auto'), z.number().int().min(1).max(65535)]).default('auto');
@@ -190,14 +191,24 @@ function restorePointTime(source: RestoreSource, copyStartedMs: number): number 
 
 class RestoreFailed extends Error {}
 
-/** Copy, `mfsmaster -a`, wait until it serves, look at it and at the live master. The caller stops it. */
-async function restoreAndMeasure(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<JobResult> {
+interface Restored {
+  placed: PlacedRestorePoint;
+  chain: RollForward;
+  header: ImageHeader;
+  version: number;
+  counts: Counts;
+  timings: Timings;
+  copyStartedMs: number;
+}
+
+/** Copy, `mfsmaster -a`, wait until it serves, read its counts. The caller stops the master. */
+async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
   const { options, config } = ctx;
-  const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
-  const copyStarted = Date.now();
+  const copyStartedMs = Date.now();
   const placed = await place(ctx, source, scratch.dataPath);
-  const copyMs = Date.now() - copyStarted;
+  const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
+  const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
   const start = await startMaster({ configFile: scratch.configFile, bin, autoRestore: true, timeoutMs: options.restoreTimeoutSeconds * 1000, signal: ctx.signal });
   await fs.writeFile(path.join(scratch.dir, 'mfsmaster-restore.log'), start.output, { mode: 0o600 });
   if (start.code !== 0) {
@@ -207,26 +218,30 @@ async function restoreAndMeasure(ctx: Ctx, source: RestoreSource, scratch: Scrat
   }
   const { chain, header } = placed;
   if (!chain || !header) throw new RestoreFailed(`mfsmaster -a accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
-  const servingStarted = Date.now();
+  const servingStartedMs = Date.now();
   const target: CliTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin };
   const info = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
-  const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStarted };
-  const restored = countsOf(await generalInfo(target));
-  const live = await liveMaster(ctx);
-  const ageSeconds = (Date.now() - restorePointTime(source, copyStarted)) / 1000;
+  const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStartedMs };
+  return { placed, chain, header, version: info.metadataVersion, counts: countsOf(await generalInfo(target)), timings, copyStartedMs };
+}
+
+/** The drill's result: the restored master compared with its chain and with the live master. */
+function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMaster | undefined, ports: ScratchPorts): JobResult {
+  const { placed, chain, header, timings } = r;
+  const ageSeconds = (Date.now() - restorePointTime(source, r.copyStartedMs)) / 1000;
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
-  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: info.metadataVersion, restored, live, rtoSeconds, restorePointAgeSeconds: ageSeconds }, options);
-  const rpo = verdict.rpoVersions === undefined ? `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)` : `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live!.name} at ${live!.version})`;
-  const summary = `${describeSource(source, true)} restored to metadata version ${info.metadataVersion} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
+  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds }, ctx.options);
+  const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
+  const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {
     status: verdict.status,
     summary: verdict.problems.length ? `${verdict.problems.join('; ')} — ${summary}` : summary,
-    metrics: metricsOf(placed, chain.newest, info.metadataVersion, restored, timings, verdict, ageSeconds),
+    metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
-      `chain: newest version ${chain.newest}; scratch master served ${info.metadataVersion} on ${SCRATCH_HOST}:${ports.matocl}`,
+      `chain: newest version ${chain.newest}; scratch master served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
-      `restored: ${formatCounts(restored)}`,
+      `restored: ${formatCounts(r.counts)}`,
       live ? `live master ${live.name} (version ${live.version}): ${formatCounts(live.counts)}` : 'live master: none answers, no comparison',
     ],
     details: {
@@ -235,8 +250,8 @@ async function restoreAndMeasure(ctx: Ctx, source: RestoreSource, scratch: Scrat
       imageVersion: header.version,
       changelogs: placed.changelogs,
       expectedVersion: chain.newest,
-      restoredVersion: info.metadataVersion,
-      restored,
+      restoredVersion: r.version,
+      restored: r.counts,
       live: live ?? null,
       rpoVersions: verdict.rpoVersions ?? null,
       rpoSeconds: verdict.rpoSeconds,
@@ -249,11 +264,11 @@ async function restoreAndMeasure(ctx: Ctx, source: RestoreSource, scratch: Scrat
 }
 
 /** After the scratch master is stopped: remove the scratch unless --keep or a failure left evidence. */
-async function cleanUp(scratch: Scratch, result: JobResult, keep: boolean): Promise<string> {
+async function cleanUp(scratch: Scratch, result: JobResult, keep: boolean): Promise<{ kept: boolean; line: string }> {
   const evidence = result.status === 'CRITICAL' && (await fs.readdir(scratch.dataPath).catch(() => [])).length > 0;
-  if (keep || evidence) return `scratch kept for inspection: ${scratch.dir}`;
+  if (keep || evidence) return { kept: true, line: `scratch kept for inspection: ${scratch.dir}` };
   await fs.rm(scratch.dir, { recursive: true, force: true });
-  return `scratch removed: ${scratch.dir}`;
+  return { kept: false, line: `scratch removed: ${scratch.dir}` };
 }
 
 export default defineJob({
@@ -264,7 +279,7 @@ export default defineJob({
   cliOptions: [
     { flags: '--snapshot <id>', description: 'drill this snapshot of the store' },
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local)' },
-    { flags: '--latest', description: 'drill the newest snapshot (the default)' },
+    { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
   ],
   async run(ctx) {
@@ -287,7 +302,8 @@ export default defineJob({
     ctx.log.info('drill started', { source: describeSource(source), scratch: scratch.dir, ports });
     let result: JobResult;
     try {
-      result = await restoreAndMeasure(ctx, source, scratch, ports);
+      const restored = await restore(ctx, source, scratch, ports);
+      result = drillResult(ctx, source, restored, await liveMaster(ctx), ports);
     } catch (err) {
       if (ctx.signal.aborted) {
         await stopScratchMaster(scratch, bin);
@@ -298,9 +314,9 @@ export default defineJob({
       result = { status: 'CRITICAL', summary: `${describeSource(source, true)}: ${reason}`, details: { source: describeSource(source), error: reason, ports } };
     }
     const stoppedPid = await stopScratchMaster(scratch, bin);
-    const where = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map((l) => `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})`), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${where}`];
-    const summary = result.status === 'CRITICAL' && where.startsWith('scratch kept') ? `${result.summary}; ${where}` : result.summary;
-    return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: where.startsWith('scratch kept'), stoppedPid: stoppedPid ?? null } };
+    const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
+    const lines = [...(result.lines ?? []), ...leftovers.map((l) => `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})`), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
+    const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
+    return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null } };
   },
 });
