@@ -249,3 +249,29 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
     for (const d of await scratchDirs(scratchRoot)) await fs.rm(d, { recursive: true });
   });
 });
+
+describe('drill from a young cluster\'s metalogger that holds only metadata_ml.tmp', () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.start({ sshd: false });
+  });
+  afterAll(async () => {
+    await lab?.stop();
+  });
+
+  test('MFSM NEW placeholder plus changelogs from version 1: restored under an image name, OK at the master\'s version', async () => {
+    const version = await lab.makeChanges('young', 4);
+    const ml = lab.metalogger!;
+    expect((await fs.readdir(ml.dataPath)).filter((n) => n.startsWith('metadata'))).toEqual(['metadata_ml.tmp']);
+    expect(await readImageHeader(path.join(ml.dataPath, 'metadata_ml.tmp'))).toMatchObject({ empty: true });
+    const scratchRoot = path.join(lab.dir, 'scratch');
+    const cfg = await lab.writeConfig({ metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: ml.dataPath, local: true }], jobs: { drill: { scratchDir: scratchRoot } } });
+    const report = JSON.parse((await runCli(['drill', '--from', 'ml1', '--keep', '--config', cfg, '--json'])).stdout);
+    expect(report).toMatchObject({ status: 'OK', details: { image: 'metadata_ml.mfs.back', restoredVersion: version, expectedVersion: version, rpoVersions: 0 } });
+    const kept = await fs.readdir(path.join(report.details.scratch, 'data'));
+    expect(kept).toContain('metadata_ml.mfs.back');
+    expect(kept).not.toContain('metadata_ml.tmp');
+    expect(await processesIn(scratchRoot)).toEqual([]);
+  });
+});
