@@ -79,6 +79,16 @@ class LocalSource implements FileSource {
   async close(): Promise<void> {}
 }
 
+/**
+ * ssh2 closes a read stream's remote handle after 'end'; if the connection goes away before that
+ * close is answered, the stream emits 'error' when nobody listens any more, and Node dies of an
+ * unhandled 'error' event. A reader that got 'end' has all its bytes: later errors are noise.
+ */
+function quietAfterEnd(stream: Readable): Readable {
+  stream.once('end', () => stream.on('error', () => undefined));
+  return stream;
+}
+
 /** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
@@ -113,23 +123,37 @@ class SftpSource implements FileSource {
     }
   }
   async download(remote: string, local: string, options: DownloadOptions = {}): Promise<void> {
-    const onAbort = () => void this.client.end().catch(() => undefined);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const { signal } = options;
+    const abortError = () => new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+    if (signal?.aborted) throw abortError();
+    // Ending the connection under fastGet leaves its promise pending forever (ssh2-sftp-client ignores
+    // an end it was asked for); with nothing else pending Node would exit 0 mid-job. Reject ourselves.
+    let onAbort = () => undefined as void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        reject(abortError());
+        void this.client.end().catch(() => undefined);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
+    const get = this.client.fastGet(remote, local, {
+      ...FAST_GET,
+      step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
+    });
+    get.catch(() => undefined);
     try {
-      await this.client.fastGet(remote, local, {
-        ...FAST_GET,
-        step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
-      });
+      await Promise.race([get, aborted]);
     } catch (err) {
-      if (options.signal?.aborted) throw new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+      if (signal?.aborted) throw abortError();
       throw this.wrap('download', remote, err);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
     }
   }
   async readStream(file: string): Promise<Readable> {
     try {
-      return this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable;
+      return quietAfterEnd(this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable);
     } catch (err) {
       throw this.wrap('read', file, err);
     }
@@ -147,7 +171,7 @@ class SftpSource implements FileSource {
   }
   private async readStream2(file: string, start: number, end: number): Promise<Readable> {
     try {
-      return this.client.createReadStream(file, { start, end } as never) as unknown as Readable;
+      return quietAfterEnd(this.client.createReadStream(file, { start, end } as never) as unknown as Readable);
     } catch (err) {
       throw this.wrap('read', file, err);
     }
