@@ -123,6 +123,18 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(await restoredVersion(lab, fromMl.dir, 'ml1')).toBe(version);
   });
 
+  test('a source on this machine (local: true) is read from disk with the same checks', async () => {
+    const doc = lab.configDocument();
+    const masters = (doc.masters as object[]).map((m) => ({ ...m, local: true }));
+    const localStore = path.join(lab.dir, 'local-store');
+    const res = await runCli(['run', 'backup', '--config', await lab.writeConfig({ masters, snapshotStore: { path: localStore } }, 'local.yaml')]);
+    expect(res.code).toBe(0);
+    const [snap] = (await listSnapshots(localStore)).snapshots;
+    const viaSftp = (await snapshots()).filter((s) => s.manifest.source.name === 'master').pop()!;
+    expect(snap!.manifest.files[0]!.sha256).toBe(viaSftp.manifest.files[0]!.sha256);
+    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+  });
+
   test('a corrupted image is refused (CRITICAL, no snapshot); once repaired, the checksum proves it is the same image', async () => {
     const original = await fs.readFile(imageFile());
     const before = (await snapshots()).map((s) => s.id);
