@@ -3,7 +3,7 @@ import { backupSource, type BackupOutcome, type Host } from '../lib/backup-sourc
 import { VERSION } from '../lib/cli.js';
 import { jobOptionsSchema, type Config } from '../lib/config.js';
 import { ConfigError, describeError } from '../lib/errors.js';
-import { defineJob, worst, type Metric, type Status } from '../lib/job.js';
+import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/job.js';
 import type { StoredSnapshot } from '../lib/manifest.js';
 import { formatBytes } from '../lib/progress.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/retention.js';
@@ -83,10 +83,12 @@ async function applyRetention(store: string, plan: StoreRetentionPlan, dryRun: b
   return { removed, errors };
 }
 
+/** Every decision when something goes (or would go); otherwise one line per source, to keep cron mail short. */
 function retentionLines(plan: StoreRetentionPlan, dryRun: boolean): string[] {
-  return plan.groups.flatMap((g) =>
-    g.decisions.map((d) => (d.keep ? `retention ${g.source}: keep ${d.id} (${formatReasons(d.reasons)})` : `retention ${g.source}: ${dryRun ? 'would remove' : 'remove'} ${d.id}`)),
-  );
+  return plan.groups.flatMap((g) => {
+    if (!dryRun && g.decisions.every((d) => d.keep)) return g.decisions.length ? [`retention ${g.source}: keeps all ${g.decisions.length} snapshot${g.decisions.length === 1 ? '' : 's'}`] : [];
+    return g.decisions.map((d) => (d.keep ? `retention ${g.source}: keep ${d.id} (${formatReasons(d.reasons)})` : `retention ${g.source}: ${dryRun ? 'would remove' : 'remove'} ${d.id}`));
+  });
 }
 
 function sourceMetrics(results: SourceResult[], healthy: StoredSnapshot[], now: Date): Metric[] {
@@ -105,6 +107,48 @@ function sourceMetrics(results: SourceResult[], healthy: StoredSnapshot[], now: 
   return metrics;
 }
 
+interface RunReport {
+  results: SourceResult[];
+  plan: StoreRetentionPlan;
+  retention: { removed: string[]; errors: string[] };
+  after: { healthy: StoredSnapshot[]; broken: { id: string; error: string }[] };
+  latest: string | undefined;
+  housekeeping: string[];
+}
+
+function toResult(config: Config, store: string, dryRun: boolean, r: RunReport): JobResult {
+  const { results, plan, retention, after } = r;
+  const lines = [
+    ...results.flatMap((x) => [sourceLine(x), ...('outcome' in x ? x.outcome.notes.map((n) => `${x.host.name}: note: ${n}`) : [])]),
+    ...r.housekeeping,
+    ...retentionLines(plan, dryRun),
+    ...retention.errors,
+    ...after.broken.map((b) => `snapshot ${b.id} is not usable (${b.error}); left in place for inspection`),
+  ];
+  const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length ? 'WARNING' : 'OK');
+  const failedFirst = [...results].sort((a, b) => Number('outcome' in a) - Number('outcome' in b));
+  const gone = dryRun ? plan.remove.length : retention.removed.length;
+  const extra = [
+    gone ? `${dryRun ? 'would remove' : 'removed'} ${gone} old snapshot${gone === 1 ? '' : 's'}` : '',
+    after.broken.length ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store` : '',
+    retention.errors[0] ?? '',
+  ].filter(Boolean);
+  const metrics: Metric[] = [
+    ...sourceMetrics(results, after.healthy, new Date()),
+    { name: 'snapshots', value: after.healthy.length, help: 'Usable snapshots in the store.' },
+    { name: 'snapshots_removed', value: retention.removed.length, help: 'Snapshots removed by retention in this run.' },
+    { name: 'broken_snapshots', value: after.broken.length, help: 'Snapshot directories that are not usable.' },
+  ];
+  const details = {
+    store,
+    latest: r.latest,
+    sources: results.map((x) => ('error' in x ? { source: x.host.name, error: x.error } : { source: x.host.name, ...describeOutcome(x.outcome) })),
+    retention: { policy: config.snapshotStore!.retention, remove: plan.remove, removed: retention.removed, errors: retention.errors, groups: plan.groups },
+    broken: after.broken,
+  };
+  return { status, summary: [...failedFirst.map(sourceLine), ...extra].join('; '), details, metrics, lines };
+}
+
 export default defineJob({
   name: 'backup',
   description: 'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
@@ -119,14 +163,13 @@ export default defineJob({
     const { config, options, dryRun, log } = ctx;
     const store = snapshotStorePath(config);
     const hosts = backupSources(config, options.sources);
-    const lines: string[] = [];
-    if (dryRun) {
-      for (const t of await leftoverTemps(store)) lines.push(`would remove leftover temp ${t} (from an interrupted run)`);
-    } else {
-      await prepareStore(store);
-      for (const t of await removeLeftoverTemps(store)) lines.push(`removed leftover temp ${t} (from an interrupted run)`);
-    }
 
+    // 1. What a killed run left behind goes first (we hold the backup lock: nothing in .tmp is live).
+    if (!dryRun) await prepareStore(store);
+    const leftovers = dryRun ? await leftoverTemps(store) : await removeLeftoverTemps(store);
+    const housekeeping = leftovers.map((t) => `${dryRun ? 'would remove' : 'removed'} leftover temp ${t} (from an interrupted run)`);
+
+    // 2. Each source in turn: a verified snapshot, "already have", or the reason it failed.
     const results: SourceResult[] = [];
     for (const host of hosts) {
       ctx.signal.throwIfAborted();
@@ -140,42 +183,14 @@ export default defineJob({
       }
     }
 
-    // Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
+    // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
     const before = await viewStore(store);
     const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone);
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store);
     const after = dryRun ? before : await viewStore(store);
-
-    lines.unshift(...results.flatMap((r) => [sourceLine(r), ...('outcome' in r ? r.outcome.notes.map((n) => `${r.host.name}: note: ${n}`) : [])]));
-    lines.push(...retentionLines(plan, dryRun), ...retention.errors);
-    for (const b of after.broken) lines.push(`snapshot ${b.id} is not usable (${b.error}); left in place for inspection`);
-
-    const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length ? 'WARNING' : 'OK');
-    const ordered = [...results].sort((a, b) => Number('outcome' in a) - Number('outcome' in b));
-    const gone = dryRun ? plan.remove.length : retention.removed.length;
-    const extra = [
-      gone ? `${dryRun ? 'would remove' : 'removed'} ${gone} old snapshot${gone === 1 ? '' : 's'}` : '',
-      after.broken.length ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store` : '',
-      retention.errors[0] ?? '',
-    ].filter(Boolean);
-    const summary = [...ordered.map(sourceLine), ...extra].join('; ');
-
-    const metrics: Metric[] = [
-      ...sourceMetrics(results, after.healthy, new Date()),
-      { name: 'snapshots', value: after.healthy.length, help: 'Usable snapshots in the store.' },
-      { name: 'snapshots_removed', value: retention.removed.length, help: 'Snapshots removed by retention in this run.' },
-      { name: 'broken_snapshots', value: after.broken.length, help: 'Snapshot directories that are not usable.' },
-    ];
-    const details = {
-      store,
-      latest,
-      sources: results.map((r) => ('error' in r ? { source: r.host.name, error: r.error } : { source: r.host.name, ...describeOutcome(r.outcome) })),
-      retention: { policy: config.snapshotStore!.retention, remove: plan.remove, removed: retention.removed, errors: retention.errors, groups: plan.groups },
-      broken: after.broken,
-    };
-    return { status, summary, details, metrics, lines };
+    return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping });
   },
 });
 
