@@ -1,5 +1,6 @@
 import { buildProgram } from '../lib/cli.js';
 import { drillCommand } from '../lib/commands/drill.js';
+import { snapshotCommands } from '../lib/commands/snapshot.js';
 import { JOBS, findJob } from '../jobs/index.js';
 
-await buildProgram(JOBS, [drillCommand(findJob('drill')!)]).parseAsync(process.argv);
+await buildProgram(JOBS, [snapshotCommands, drillCommand(findJob('drill')!)]).parseAsync(process.argv);
