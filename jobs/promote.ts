@@ -143,7 +143,7 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<J
     lines.push(...planLines(plan));
     if (ctx.dryRun) return { status: 'OK', summary: `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`, details: planDetails(f, settled), lines };
     // 3. Restore. Check the VIP once more right before acting: the boot flap may have taken it.
-    if (standby.vip && !(await vipHeld(standby.vip, ctx.signal)) && !f.forced && !ctx.args.force) {
+    if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
       return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost while collecting: not promoting; nothing changed`, lines };
     }
     const placements = await preparePlacements(plan, settled, staging, ctx.signal);
@@ -179,7 +179,10 @@ async function startMasterFor(standby: StandbyConfig, timeoutMs: number) {
   const bin = path.join(path.dirname(standby.mfsmasterBin), 'mfsmetarestore').replace(/^\.\//, '');
   const started = Date.now();
   const res = await execCapture(bin, ['-a', '-d', standby.dataPath], { timeoutMs });
-  if (res.code !== 0) return { code: res.code, output: res.stdout + res.stderr, durationMs: Date.now() - started };
+  const output = res.stdout + res.stderr;
+  // 1.7+ keeps a stub that only says it is gone, and exits 0.
+  if (/has been removed/.test(output)) return { code: 1, output: `${output.trim()} (set standby.restoreMethod: mfsmaster-a)`, durationMs: Date.now() - started };
+  if (res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
   const start = await startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: false, timeoutMs });
   return { ...start, durationMs: Date.now() - started };
 }
@@ -206,20 +209,20 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     return { status: 'CRITICAL', summary: `mfsmaster came up at metadata version ${info.metadataVersion}, expected ${plan.reached}: stopped it again`, details, lines };
   }
   // After acting: still ours? A master without the VIP is a second master nobody should reach.
-  if (standby.vip && !(await vipHeld(standby.vip)) && !ctx.args.force) {
+  if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip))) {
     await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
-  const rtoSeconds = seconds(servedAt - ctx.startedAt.getTime());
+  const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
   const restoreSeconds = seconds(start.durationMs);
   const rpoVersions = Math.max(0, plan.newest - plan.reached);
   const newestTimestamp = Math.max(0, ...settled.choice.group.changelogs.map((c) => c.lastTimestamp ?? 0));
   const rpoSeconds = acted.placements.reachedTimestamp !== undefined && newestTimestamp > 0 ? Math.max(0, newestTimestamp - acted.placements.reachedTimestamp) : undefined;
   const metrics: Metric[] = [
-    { name: 'rto', value: rtoSeconds, unit: 's', help: 'Promotion: from the hook call to the master serving.' },
+    { name: 'rto', value: rtoSeconds, unit: 's', help: 'Promotion: from the hook call (mfs-jobs process start) to the master serving.' },
     { name: 'restore', value: restoreSeconds, unit: 's', help: `Time ${command} itself took.` },
-    { name: 'overhead', value: Math.max(0, seconds(servedAt - ctx.startedAt.getTime() - start.durationMs)), unit: 's', help: 'What promote adds on top of the bare restore.' },
+    { name: 'overhead', value: Math.max(0, seconds(servedAt - triggeredAt(ctx) - start.durationMs)), unit: 's', help: 'What promote adds on top of the bare restore.' },
     { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
     ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
     { name: 'metadata_version', value: info.metadataVersion, help: 'Metadata version the promoted master serves.' },
@@ -238,6 +241,16 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     metrics,
     lines,
   };
+}
+
+/**
+ * When the hook fired: the start of this process when ucarp/keepalived started it for this run
+ * (Node's own start-up counts against the RTO too), else the job's start.
+ */
+function triggeredAt(ctx: Ctx): number {
+  const processStart = performance.timeOrigin;
+  const jobStart = ctx.startedAt.getTime();
+  return jobStart - processStart < 30_000 ? Math.min(processStart, jobStart) : jobStart;
 }
 
 function sourcesUsed(plan: RestorePlan): string[] {

@@ -51,11 +51,11 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
   let killedAt: number;
   let metaid: string;
 
-  async function promoteWith(name: string, sources: { metaloggers: Record<string, unknown>[]; snapshotStore?: boolean }) {
+  async function promoteWith(name: string, sources: { metaloggers: Record<string, unknown>[]; snapshotStore?: boolean; standby?: Record<string, unknown> }) {
     const doc = lab.configDocument({
       masters: [{ name: 'master', host: '127.0.0.1', cliPort: lab.master.ports.cl, dataPath: lab.master.dataPath }],
       metaloggers: sources.metaloggers.map((m) => ({ host: '127.0.0.1', local: true, ...m })),
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
+      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl, ...sources.standby },
       jobs: { promote: { fenceTimeoutSeconds: 1 } },
     });
     if (!sources.snapshotStore) delete doc.snapshotStore;
@@ -138,5 +138,13 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
     expect(res.code).toBe(1);
     expect((await readImageHeader(path.join(standby.dataPath, 'metadata.mfs.back'))).metaid).toBe(metaid);
     expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBe(killedAt);
+  });
+
+  test('restoreMethod mfsmetarestore on a MooseFS that has none says so and starts nothing', async () => {
+    const { res, report } = await promoteWith('metarestore', { metaloggers: [{ name: 'ml1', dataPath: lab.metalogger!.dataPath }], standby: { restoreMethod: 'mfsmetarestore' } });
+    expect(report.status).toBe('CRITICAL');
+    expect(report.summary).toBe('mfsmetarestore -a failed: mfsmetarestore has been removed in version 1.7, use mfsmaster -a instead (set standby.restoreMethod: mfsmaster-a)');
+    expect(res.code).toBe(2);
+    expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
   });
 });

@@ -127,6 +127,19 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     expect(await fs.readdir(standby.dataPath)).toEqual(before);
   });
 
+  test('demote leaves the master running while the VIP is held here (a promotion came after it)', async () => {
+    // 127.0.0.1 is on lo: a VIP this machine certainly holds, without touching the host's network.
+    const vipConfig = path.join(lab.dir, 'vip-held.yaml');
+    const doc = YAML.parse(await fs.readFile(config, 'utf8'));
+    doc.standby.vip = '127.0.0.1';
+    await fs.writeFile(vipConfig, YAML.stringify(doc));
+    const pid = await runningMasterPid(standby.dataPath);
+    const res = await runCli(['run', 'demote', '--config', vipConfig]);
+    expect(res.stdout).toContain(`MFS DEMOTE WARNING - virtual IP 127.0.0.1 is held here: not stopping mfsmaster (pid ${pid})`);
+    expect(res.code).toBe(1);
+    expect(await runningMasterPid(standby.dataPath)).toBe(pid);
+  });
+
   test('demote stops the promoted master cleanly and keeps its files; a second demote has nothing to do', async () => {
     const res = await runCli(['run', 'demote', '--config', config]);
     expect(res.stdout).toMatch(new RegExp(`MFS DEMOTE OK - stopped mfsmaster \\(pid \\d+\\) at metadata version ${expectedVersion} cleanly in [\\d.]+ s; metadata.mfs written, files kept in ${standby.dataPath}`));
