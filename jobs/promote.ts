@@ -86,6 +86,8 @@ function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHos
 
 async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
   const { config } = ctx;
+  const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
+  const began = Date.now();
   // 1. Fence and 2. collect run side by side; nothing is changed before fencing says go.
   const stopCollecting = new AbortController();
   const deadHosts = new Map(others.map((m) => [m.name, new AbortController()]));
@@ -100,6 +102,7 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
     abortFor: (name) => deadHosts.get(name)?.signal,
   });
   const answers = await fencing;
+  timings.fenceMs = Date.now() - began;
   const alive = aliveMasters(answers);
   if (alive.length > 0 && !force) {
     stopCollecting.abort(new Error('fencing refused'));
@@ -112,8 +115,9 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
     };
   }
   const collected = await collecting;
+  timings.inventoryMs = Date.now() - began;
   try {
-    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected, notes });
+    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected, notes, timings });
   } finally {
     await closeSources(collected);
   }
@@ -124,6 +128,22 @@ interface Findings {
   forced: boolean;
   collected: CollectedSource[];
   notes: string[];
+  timings: Timings;
+}
+
+/** Where a promotion's time went, milliseconds (details.timings): what the benchmark compares. */
+interface Timings {
+  /** Process start (the hook's call) to the job's start: Node and mfs-jobs loading. */
+  startupMs: number;
+  fenceMs?: number;
+  /** Every source opened and listed (in parallel with fencing). */
+  inventoryMs?: number;
+  /** Chosen files fetched, scanned, the plan settled. */
+  fetchMs?: number;
+  /** Moved aside and placed. */
+  placeMs?: number;
+  /** mfsmaster -a until it answered. */
+  restoreMs?: number;
 }
 
 async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<JobResult> {
@@ -133,7 +153,9 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<J
   try {
     const staging = new Staging(stagingDir, new Map(f.collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
     const inventories = f.collected.map((c) => c.inventory);
+    let mark = Date.now();
     const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal: ctx.signal });
+    f.timings.fetchMs = Date.now() - mark;
     const lines = [...f.answers.map((a) => `fence: ${describeFence(a)}`), ...sourceLines(f), ...settled.dropped];
     if ('failure' in settled) return { status: 'CRITICAL', summary: `${settled.failure}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
     const { plan } = settled.choice;
@@ -146,9 +168,11 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<J
     if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
       return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost while collecting: not promoting; nothing changed`, lines };
     }
+    mark = Date.now();
     const placements = await preparePlacements(plan, settled, staging, ctx.signal);
     const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
     await placeFiles(standby.dataPath, placements.files);
+    f.timings.placeMs = Date.now() - mark;
     return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
   } finally {
     await fs.rm(stagingDir, { recursive: true, force: true });
@@ -200,10 +224,12 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const details = { ...planDetails(f, settled), aside: acted.aside };
   const lines = [...acted.lines, acted.aside.dir ? `previous DATA_PATH content moved to ${acted.aside.dir}` : 'DATA_PATH was empty'];
   const command = standby.restoreMethod === 'mfsmaster-a' ? 'mfsmaster -a' : 'mfsmetarestore -a';
+  const restoreBegan = Date.now();
   const start = await startMasterFor(standby, timeoutMs);
   if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
   const info = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, timeoutMs });
   const servedAt = Date.now();
+  f.timings.restoreMs = servedAt - restoreBegan;
   if (info.metadataVersion < plan.reached) {
     await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
     return { status: 'CRITICAL', summary: `mfsmaster came up at metadata version ${info.metadataVersion}, expected ${plan.reached}: stopped it again`, details, lines };
@@ -237,9 +263,9 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, metadataVersion: info.metadataVersion, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, changed: true },
+    details: { ...details, metadataVersion: info.metadataVersion, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
     metrics,
-    lines,
+    lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
 }
 

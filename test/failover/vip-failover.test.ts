@@ -61,7 +61,7 @@ interface PromoteState {
   status: string;
   summary: string;
   startedAt: string;
-  details?: { rtoSeconds?: number; plan?: { reached: number }; sourcesUsed?: string[] };
+  details?: { rtoSeconds?: number; plan?: { reached: number }; sourcesUsed?: string[]; timings?: Record<string, number> };
 }
 
 async function readPromoteState(stateDir: string): Promise<PromoteState | undefined> {
@@ -205,7 +205,7 @@ describe('virtual-IP failover with ucarp in network namespaces', () => {
     const s = (ms: number) => (ms / 1000).toFixed(2);
     console.log(
       `RTO (kill -9 of A at t=0): VIP on B ${s(vipAt - killedAt)} s, master on B serving ${s(servingAt - killedAt)} s, ` +
-        `first client write ${s(writeAt - killedAt)} s; promote's own RTO ${state.details?.rtoSeconds} s (hook call to serving)`,
+        `first client write ${s(writeAt - killedAt)} s; promote's own RTO ${state.details?.rtoSeconds} s (hook call to serving; ms: ${JSON.stringify(state.details?.timings)})`,
     );
 
     // Every acknowledged file, read from a freshly started second mount (no page cache of the first).
