@@ -7,7 +7,7 @@ import { listSnapshots } from '../lib/manifest.js';
 import { connectedMetaloggers, masterInfo } from '../lib/mfscli.js';
 import { openSource } from '../lib/remote.js';
 import { inspectDataPath, inspectSnapshot, type DataPathFacts } from '../lib/verify-source.js';
-import { formatAge, judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify-verdict.js';
+import { judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify-verdict.js';
 
 const options = jobOptionsSchema({
   cliTimeoutSeconds: z.number().positive().default(10),
@@ -100,18 +100,6 @@ async function verifySnapshotStore(store: string, masterVersion: number | undefi
   }
 }
 
-/** One line per source for humans: the figures that matter, then its findings. */
-function sourceLine(v: SourceVerdict): string {
-  const f = v.figures as { image?: { name: string; version: number; ageSeconds: number }; restorableVersion?: number; masterVersion?: number; lagVersions?: number | null; lagSeconds?: number | null; connected?: boolean | null; ageSeconds?: number | null };
-  const parts: string[] = [];
-  if (f.image) parts.push(`image ${f.image.name} v${f.image.version} (${formatAge(f.image.ageSeconds)} old)`);
-  if (f.restorableVersion !== undefined) parts.push(`restores to ${f.restorableVersion}`);
-  if (f.lagVersions !== undefined && f.lagVersions !== null) parts.push(`lag ${f.lagVersions} versions / ${f.lagSeconds ?? '?'} s`);
-  if (f.connected !== undefined) parts.push(f.connected === null ? 'connected: unknown' : f.connected ? 'connected' : 'NOT connected');
-  if (f.ageSeconds !== undefined && f.ageSeconds !== null) parts.push(`${formatAge(f.ageSeconds)} old`);
-  return `${v.name}: ${v.status}${parts.length ? ' - ' + parts.join(', ') : ''}`;
-}
-
 /** Prove every metalogger and the newest snapshot can restore the master's metadata right now. */
 export default defineJob({
   name: 'verify',
@@ -142,14 +130,15 @@ export default defineJob({
       judgeMetalogger({ name: ml.name, host: ml.host, metaDownloadFreqHours: ml.metaDownloadFreqHours, ...read[i]!, masterVersion: master.version, connected: links?.connected.get(ml.name), now }, t),
     );
     if (snapshot) verdicts.push(snapshot);
+    for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
 
     const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
     const metrics: Metric[] = [{ name: 'master_metadata_version', value: master.version ?? NaN, help: 'Metadata version of the serving master (mfscli -SIM) when verify ran.' }, ...verdicts.flatMap((v) => v.metrics)];
     const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), findings: globalFindings };
-    const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [sourceLine(v), ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
+    const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
     const summary =
       status === 'OK'
-        ? `every source can restore: ${verdicts.map((v) => `${v.name} to ${String((v.figures as { restorableVersion?: number }).restorableVersion)}`).join(', ')}; master at ${master.version}`
+        ? `every source can restore: ${verdicts.map((v) => `${v.name} to ${v.restorableVersion}`).join(', ')}; master at ${master.version}`
         : summarize([...verdicts, { name: '', findings: globalFindings }]);
     return { status, summary, details, metrics, lines };
   },

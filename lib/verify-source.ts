@@ -76,23 +76,34 @@ function settledSignature(listing: DataPathListing): string {
 }
 
 /**
- * Read a DATA_PATH in full. Changelogs rotate (every name shifts by one) and images get replaced while
- * a metalogger runs; when the listing moved under us we read everything once more.
+ * Read a DATA_PATH in full. Changelogs rotate (every name shifts by one, the oldest is deleted) and
+ * images get replaced while a metalogger runs; when the listing moved under us, or a listed file was
+ * gone by the time we read it, we read everything once more.
  */
 export async function inspectDataPath(source: FileSource, dataPath: string, o: InspectOptions = {}): Promise<DataPathFacts> {
-  let unsettled: string | undefined;
   for (let attempt = 1; ; attempt++) {
     abortIfAsked(o.signal);
-    const before = await listDataPath(source, dataPath);
-    const images = await readImages(source, before);
-    const changelogs = await readChangelogs(source, before, o);
-    const after = await listDataPath(source, dataPath);
-    const moved = settledSignature(before) !== settledSignature(after);
-    if (!moved || attempt >= 2) {
-      if (moved) unsettled = `files in ${dataPath} kept changing while they were read (rotation or image download); figures may be off until the next run`;
-      return { dataPath, images, changelogs, plan: planRestore(images, changelogs), unsettled };
+    let read: Omit<DataPathFacts, 'plan' | 'unsettled'> & { moved: boolean };
+    try {
+      read = await readOnce(source, dataPath, o);
+    } catch (err) {
+      if (attempt >= 2 || o.signal?.aborted) throw err;
+      continue;
+    }
+    if (!read.moved || attempt >= 2) {
+      const { moved, ...facts } = read;
+      const unsettled = moved ? `files in ${dataPath} kept changing while they were read (rotation or image download); figures may be off until the next run` : undefined;
+      return { ...facts, plan: planRestore(facts.images, facts.changelogs), unsettled };
     }
   }
+}
+
+async function readOnce(source: FileSource, dataPath: string, o: InspectOptions) {
+  const before = await listDataPath(source, dataPath);
+  const images = await readImages(source, before);
+  const changelogs = await readChangelogs(source, before, o);
+  const after = await listDataPath(source, dataPath);
+  return { dataPath, images, changelogs, moved: settledSignature(before) !== settledSignature(after) };
 }
 
 export interface SnapshotFileCheck {

@@ -28,6 +28,10 @@ export interface Finding {
 export interface SourceVerdict {
   name: string;
   status: Status;
+  /** Metadata version a restore from this source reaches (undefined when it cannot restore at all). */
+  restorableVersion?: number;
+  /** The figures that matter, in one line for humans. */
+  headline: string;
   findings: Finding[];
   /** Every figure, for --json and the state file. */
   figures: Record<string, unknown>;
@@ -181,7 +185,13 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     connected: input.connected ?? null,
     findings,
   };
-  return { name: input.name, status, findings, figures, metrics };
+  const headline = [
+    image ? `image ${image.name} v${plan!.startVersion} (${formatAge(imageAge)} old)` : undefined,
+    reached !== undefined ? `restores to ${reached}` : undefined,
+    Number.isNaN(lagVersions) ? undefined : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
+    input.connected === undefined ? undefined : input.connected ? 'connected' : 'NOT connected',
+  ].filter(Boolean).join(', ');
+  return { name: input.name, status, restorableVersion: reached, headline, findings, figures, metrics };
 }
 
 export interface SnapshotInput {
@@ -243,7 +253,8 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
     error: input.error,
     findings,
   };
-  return { name, status, findings, figures, metrics };
+  const headline = facts ? `image ${facts.snapshot.manifest.image.name} v${facts.plan.startVersion ?? '?'}, restores to ${reached ?? '?'}, ${formatAge(ageSeconds)} old` : '';
+  return { name, status, restorableVersion: reached, headline, findings, figures, metrics };
 }
 
 const RANK: Record<Status, number> = { CRITICAL: 0, WARNING: 1, UNKNOWN: 2, OK: 3 };
