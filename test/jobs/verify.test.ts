@@ -260,6 +260,23 @@ describe('verify against a real master and two real metaloggers', () => {
     expect(await mfsmasterRestore(fallback)).toMatchObject({ code: 0, version: master });
   });
 
+  test('an image older than META_DOWNLOAD_FREQ plus the slack: downloads stopped, WARNING then CRITICAL', async () => {
+    const dir = await ml1Copy('old-image');
+    const imageFile = path.join(dir, 'metadata_ml.mfs.back');
+    const agedBy = async (hours: number) => {
+      const then = new Date(Date.now() - hours * 3_600_000);
+      await fs.utimes(imageFile, then, then);
+      return verify(await config('old-image.yaml', [localEntry('ml8', dir)], { store: null }));
+    };
+    const warn = await agedBy(3);
+    expect(warn.code).toBe(1);
+    expect(warn.line).toMatch(/^MFS VERIFY WARNING - ml8: image metadata_ml\.mfs\.back is 3 h 0 min old \(META_DOWNLOAD_FREQ 1 h \+ 1 h slack\): metadata downloads have stopped/);
+    expect(warn.line).toMatch(/ml8_image_age_seconds=108\d\ds;7200;90000/);
+    const crit = await agedBy(26);
+    expect(crit.code).toBe(2);
+    expect(crit.line).toContain('(META_DOWNLOAD_FREQ 1 h + 24 h slack)');
+  });
+
   test('an unreachable metalogger host is CRITICAL with the reason, never OK', async () => {
     const closed = await freePort();
     const cfg = await config('unreachable.yaml', [ml1Entry(), { ...ml2Entry(), name: 'ml-gone', ssh: { port: closed } }], { store: null });
