@@ -1,6 +1,7 @@
 import { formatHole, type Hole } from './chain.js';
 import { worst, type Metric, type Status } from './job.js';
-import { linesLostBeyond, type ChangelogFacts, type RestorePlan } from './restore-model.js';
+import type { ChangelogScan } from './changelog.js';
+import { linesLostBeyond, type ChangelogFacts, type ChangelogUse, type RestorePlan } from './restore-model.js';
 import type { DataPathFacts, SnapshotFacts } from './verify-source.js';
 
 /**
@@ -70,6 +71,17 @@ function fromFile(name: string, message: string): string {
   return at >= 0 ? message.slice(at) : `${name}: ${message}`;
 }
 
+/** A changelog mfsmaster -a ignores in full or in part: CRITICAL when that costs versions a restore needs. */
+function damageFinding(plan: RestorePlan, use: ChangelogUse, scan: ChangelogScan): Finding {
+  const what = use.skipped
+    ? `${use.skipped}: mfsmaster -a ignores the whole file`
+    : `line ${use.cut!.line}: ${use.cut!.reason}: mfsmaster -a stops reading this file ${use.cut!.afterVersion === undefined ? 'at its first line' : `after version ${use.cut!.afterVersion}`}`;
+  if (!plan.roll) return { status: 'CRITICAL', text: `${use.name}: ${what}` };
+  const lostUpTo = linesLostBeyond(plan, scan);
+  if (lostUpTo === undefined) return { status: 'WARNING', text: `${use.name}: ${what} (no version lost: other files hold these lines, or the image is newer)` };
+  return { status: 'CRITICAL', text: `${use.name}: ${what}, so a restore stops at version ${plan.roll.reached} although this file holds lines up to ${lostUpTo}` };
+}
+
 /** Findings about images and changelogs: what mfsmaster -a would choke on or silently drop. */
 export function chainFindings(plan: RestorePlan, changelogs: readonly ChangelogFacts[]): Finding[] {
   const findings: Finding[] = [];
@@ -85,14 +97,7 @@ export function chainFindings(plan: RestorePlan, changelogs: readonly ChangelogF
     findings.push({ status: 'CRITICAL', text: `images of different filesystems, mfsmaster -a would refuse them ("different id number"): ${choice.metaidConflict.join(', ')}` });
   }
   const byName = new Map(changelogs.map((c) => [c.name, c.scan]));
-  for (const use of plan.uses) {
-    if (!use.skipped && !use.cut) continue;
-    const lostUpTo = linesLostBeyond(plan, byName.get(use.name)!);
-    const costly = plan.roll === undefined || lostUpTo !== undefined;
-    const consequence = lostUpTo !== undefined ? `, so a restore stops at version ${plan.roll!.reached} although this file holds lines up to ${lostUpTo}` : costly ? '' : ' (no version lost: other files hold these lines, or the image is newer)';
-    const what = use.skipped ? `${use.skipped}: mfsmaster -a ignores the whole file` : `line ${use.cut!.line}: ${use.cut!.reason}: mfsmaster -a stops reading this file ${use.cut!.afterVersion === undefined ? 'at its first line' : `after version ${use.cut!.afterVersion}`}`;
-    findings.push({ status: costly ? 'CRITICAL' : 'WARNING', text: `${use.name}: ${what}${consequence}` });
-  }
+  for (const use of plan.uses) if (use.skipped || use.cut) findings.push(damageFinding(plan, use, byName.get(use.name)!));
   if (plan.roll && plan.roll.holes.length) {
     findings.push({ status: 'CRITICAL', text: `${describeHoles(plan.roll.holes)} (mfsmaster -a would stop: "hole in change files")` });
   }
@@ -151,6 +156,11 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   if ((lagStatus === 'WARNING' || lagStatus === 'CRITICAL') && reached !== undefined) {
     const age = Number.isNaN(lagSeconds) ? '' : `, newest change it holds is ${formatAge(lagSeconds)} old`;
     findings.push({ status: lagStatus, text: `${lagVersions} versions behind the master (restores to ${reached}, master at ${input.masterVersion}${age})` });
+  }
+  const ahead = input.masterVersion !== undefined && reached !== undefined ? reached - input.masterVersion : 0;
+  if (ahead > t.lagVersionsCrit) {
+    // Read after the master it may be a little ahead; this far ahead it holds changes the master never had.
+    findings.push({ status: 'WARNING', text: `${ahead} versions ahead of the master (restores to ${reached}, master at ${input.masterVersion}): does it follow another master, or did the master lose changes?` });
   }
   if (input.connected === false) findings.push({ status: 'WARNING', text: `not connected to the master (mfscli -SMB does not list ${input.host})` });
 

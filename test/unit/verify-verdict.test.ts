@@ -73,8 +73,12 @@ describe('a metalogger verdict', () => {
     expect(stale.findings[0]!.text).toMatch(/^4 versions behind .* newest change it holds is 33 min old/);
   });
 
-  test('a metalogger ahead of the master (read after it) counts as lag 0', async () => {
-    expect(judgeMetalogger(ml(await healthy(), { masterVersion: 150 }), T).figures.lagVersions).toBe(0);
+  test('a little ahead of the master (read after it) is lag 0; far ahead, it holds changes the master never had', async () => {
+    const v = judgeMetalogger(ml(await healthy(), { masterVersion: 150 }), T);
+    expect(v).toMatchObject({ status: 'OK', figures: { lagVersions: 0 } });
+    const far = judgeMetalogger(ml(await healthy(2000), { masterVersion: 150 }), T);
+    expect(far.status).toBe('WARNING');
+    expect(far.findings[0]!.text).toBe('1851 versions ahead of the master (restores to 2001, master at 150): does it follow another master, or did the master lose changes?');
   });
 
   test('a hole: CRITICAL, named like mfsmaster names it', async () => {
