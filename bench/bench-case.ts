@@ -5,6 +5,7 @@ import { findJob } from '../jobs/index.js';
 import { MFS_JOBS_BIN } from '../test/helpers/cli.js';
 import type { LabSshd } from '../test/lab/sshd.js';
 import { summarize, timeCommand, type Command, type Measured, type Sample } from './measure.js';
+import { profileSide, type ProfileSummary } from './profile.js';
 
 /** What every case gets from the runner. */
 export interface BenchContext {
@@ -17,6 +18,9 @@ export interface BenchContext {
   runDir: string;
   /** The loopback sshd every transfer goes through, with its client key and known_hosts. */
   sshd: LabSshd;
+  /** Profile the mfs-jobs side (`node --cpu-prof`, one extra run): of every case, of misses only, or never. */
+  profile: 'all' | 'misses' | 'none';
+  profileDir: string;
   log(message: string): void;
 }
 
@@ -35,6 +39,8 @@ export interface CaseResult {
   /** Other figures worth keeping (RTO reported by the job, bytes, lines …). */
   figures: Record<string, number | string>;
   notes: string[];
+  /** Where the mfs-jobs side spends its time (see bench/profile.ts). */
+  profile?: ProfileSummary;
 }
 
 /** One side of a comparison. `prepare`/`cleanup` run around every sample and are not timed. */
@@ -104,6 +110,19 @@ export function verdict(result: CaseResult): CaseResult {
   if (target.maxSeconds !== undefined) checks.push(subject.medianSeconds <= target.maxSeconds);
   if (target.maxRssMb !== undefined && subject.maxRssMb !== undefined) checks.push(subject.maxRssMb <= target.maxRssMb);
   return { ...result, ratio, met: checks.length ? checks.every(Boolean) : undefined };
+}
+
+/** Verdict, then a profile of the mfs-jobs side when asked for (always for a missed target by default). */
+export async function finish(ctx: BenchContext, result: CaseResult, side: Side): Promise<CaseResult> {
+  const judged = verdict(result);
+  const wanted = ctx.profile === 'all' || (ctx.profile === 'misses' && judged.met === false);
+  if (!wanted) return judged;
+  ctx.log(`profiling ${side.label} …`);
+  try {
+    return { ...judged, profile: await profileSide(side, ctx.profileDir) };
+  } catch (err) {
+    return { ...judged, notes: [...judged.notes, `profile failed: ${(err as Error).message}`] };
+  }
 }
 
 /** Write an mfs-jobs config (YAML, 0600) for a case; `stateDir` inside the run dir. */

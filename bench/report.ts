@@ -72,7 +72,8 @@ export function markdownNotes(results: CaseResult[]): string {
   const out: string[] = [];
   for (const r of results) {
     const figures = Object.entries(r.figures).map(([k, v]) => `${k} ${typeof v !== 'number' ? v : Number.isInteger(v) ? String(v) : s(v)}`);
-    const parts = [...figures, ...r.notes];
+    const profile = r.profile ? [`profile (${r.profile.file}): ${r.profile.byModule.slice(0, 5).map((m) => `${m.where} ${m.percent}%`).join(', ')}`] : [];
+    const parts = [...figures, ...r.notes, ...profile];
     if (parts.length) out.push(`- ${r.title}: ${parts.join('; ')}`);
   }
   return out.join('\n');

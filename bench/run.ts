@@ -28,6 +28,7 @@ interface Options {
   dir: string;
   keep: boolean;
   results: string;
+  profile: 'all' | 'misses' | 'none';
 }
 
 /** Sizes per mode: quick keeps the 1M-file image but a shorter changelog set and fewer rounds. */
@@ -46,11 +47,13 @@ async function main(): Promise<void> {
     .option('--cases <list>', `comma-separated subset of ${ALL_CASES.join(',')}`, ALL_CASES.join(','))
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
+    .option('--profile <which>', 'node --cpu-prof the mfs-jobs side of: all cases, misses (targets missed), none', 'misses')
     .option('--results <file>', 'where to write the JSON results', path.join(REPO_ROOT, 'bench', 'results.json'))
     .parse()
     .opts<Options>();
   const p = plan(o.quick);
   const cases = new Set(o.cases.split(',').map((c) => c.trim()));
+  if (!['all', 'misses', 'none'].includes(o.profile)) throw new Error(`--profile: expected all, misses or none, not "${o.profile}"`);
   for (const c of cases) if (!(ALL_CASES as readonly string[]).includes(c)) throw new Error(`unknown case "${c}" (known: ${ALL_CASES.join(', ')})`);
   const started = Date.now();
   const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
@@ -67,7 +70,8 @@ async function main(): Promise<void> {
 
   const runDir = await fs.mkdtemp(path.join(o.dir, 'run-'));
   const sshd = await LabSshd.start(path.join(runDir, 'sshd'));
-  const ctx: BenchContext = { quick: o.quick, reps: o.reps ?? p.reps, workDir: o.dir, runDir, sshd, log };
+  const profileDir = path.join(REPO_ROOT, 'bench', 'out', 'profiles');
+  const ctx: BenchContext = { quick: o.quick, reps: o.reps ?? p.reps, workDir: o.dir, runDir, sshd, profile: o.profile, profileDir, log };
   const results: CaseResult[] = [];
   const attempt = async (name: string, run: () => Promise<CaseResult | CaseResult[]>, fallback: Omit<CaseResult, 'status' | 'reason'>) => {
     log(`case ${name} …`);

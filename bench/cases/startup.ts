@@ -1,4 +1,4 @@
-import { compare, expectExitZero, mfsJobs, verdict, writeJobsConfig, type BenchContext, type CaseResult } from '../bench-case.js';
+import { compare, expectExitZero, finish, mfsJobs, writeJobsConfig, type BenchContext, type CaseResult } from '../bench-case.js';
 
 /**
  * Case 5: how long the CLI takes before it does anything — what every cron line and every ucarp
@@ -13,7 +13,7 @@ export async function startupCases(ctx: BenchContext): Promise<CaseResult[]> {
   const target = { text: '≤ 0.4 s', maxSeconds: 0.4 };
   const notes = ['baseline is bare Node start-up (the floor no Node CLI can beat)'];
   return [
-    verdict({ id: 'startup-version', title: 'CLI start-up: --version', status: 'measured', subject: v, baseline: n, target, figures: {}, notes }),
-    verdict({ id: 'startup-list-jobs', title: 'CLI start-up: list-jobs', status: 'measured', subject: l, baseline: n, target, figures: {}, notes }),
+    await finish(ctx, { id: 'startup-version', title: 'CLI start-up: --version', status: 'measured', subject: v, baseline: n, target, figures: {}, notes }, version),
+    await finish(ctx, { id: 'startup-list-jobs', title: 'CLI start-up: list-jobs', status: 'measured', subject: l, baseline: n, target, figures: {}, notes }, listJobs),
   ];
 }
