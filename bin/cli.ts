@@ -1,4 +1,6 @@
 import { buildProgram } from '../lib/cli.js';
-import { JOBS } from '../jobs/index.js';
+import { drillCommand } from '../lib/commands/drill.js';
+import { snapshotCommands } from '../lib/commands/snapshot.js';
+import { JOBS, findJob } from '../jobs/index.js';
 
-await buildProgram(JOBS).parseAsync(process.argv);
+await buildProgram(JOBS, [snapshotCommands, drillCommand(findJob('drill')!)]).parseAsync(process.argv);

@@ -55,7 +55,10 @@ export async function runOnce(job: Job, opts: Record<string, unknown>, globals: 
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   const { json, dryRun, ...args } = opts;
-  const { report } = await runJob(job, { config, log, dryRun: Boolean(dryRun), args, signal: controller.signal });
+  // Hold the event loop open until the job settles: if some library call never settles, Node would
+  // otherwise exit 0 mid-job with no output — a silent "success" cron would believe.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const { report } = await runJob(job, { config, log, dryRun: Boolean(dryRun), args, signal: controller.signal }).finally(() => clearInterval(keepAlive));
   printReport(report, Boolean(json));
   await new Promise<void>((resolve) => log.on('finish', resolve).end());
   process.exit(report.exitCode);

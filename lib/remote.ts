@@ -79,6 +79,40 @@ class LocalSource implements FileSource {
   async close(): Promise<void> {}
 }
 
+/**
+ * ssh2 closes a read stream's remote handle after 'end'; if the connection goes away before that
+ * close is answered, the stream emits 'error' when nobody listens any more, and Node dies of an
+ * unhandled 'error' event. A reader that got 'end' has all its bytes: later errors are noise.
+ */
+function quietAfterEnd(stream: Readable): Readable {
+  stream.once('end', () => stream.on('error', () => undefined));
+  return stream;
+}
+
+/**
+ * Settle `work` as soon as `signal` aborts. Ending an ssh2 connection under a pending call leaves
+ * that call's promise pending for good (ssh2-sftp-client ignores an end it was asked for), and
+ * with nothing else pending Node would exit 0 in the middle of a job.
+ */
+async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, onAbort: () => void, abortError: () => Error): Promise<T> {
+  work.catch(() => undefined);
+  if (!signal) return work;
+  let listener = () => undefined as void;
+  const aborted = new Promise<never>((_, reject) => {
+    listener = () => {
+      reject(abortError());
+      onAbort();
+    };
+    if (signal.aborted) listener();
+    else signal.addEventListener('abort', listener, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', listener);
+  }
+}
+
 /** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
@@ -113,23 +147,24 @@ class SftpSource implements FileSource {
     }
   }
   async download(remote: string, local: string, options: DownloadOptions = {}): Promise<void> {
-    const onAbort = () => void this.client.end().catch(() => undefined);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const { signal } = options;
+    const abortError = () => new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+    if (signal?.aborted) throw abortError();
+    const get = this.client.fastGet(remote, local, {
+      ...FAST_GET,
+      step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
+    });
     try {
-      await this.client.fastGet(remote, local, {
-        ...FAST_GET,
-        step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
-      });
+      await unlessAborted(get, signal, () => void this.client.end().catch(() => undefined), abortError);
     } catch (err) {
-      if (options.signal?.aborted) throw new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+      if (err instanceof TransferError) throw err;
+      if (signal?.aborted) throw abortError();
       throw this.wrap('download', remote, err);
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
     }
   }
   async readStream(file: string): Promise<Readable> {
     try {
-      return this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable;
+      return quietAfterEnd(this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable);
     } catch (err) {
       throw this.wrap('read', file, err);
     }
@@ -147,7 +182,7 @@ class SftpSource implements FileSource {
   }
   private async readStream2(file: string, start: number, end: number): Promise<Readable> {
     try {
-      return this.client.createReadStream(file, { start, end } as never) as unknown as Readable;
+      return quietAfterEnd(this.client.createReadStream(file, { start, end } as never) as unknown as Readable);
     } catch (err) {
       throw this.wrap('read', file, err);
     }
@@ -194,29 +229,27 @@ export async function openSource(config: Config, host: MasterHost | MetaloggerHo
   const where = `${host.host}:${ssh.port}`;
   let verdict: HostKeyVerdict | undefined;
   const client = new SftpClient(host.name);
-  const onAbort = () => void client.end().catch(() => undefined);
-  signal?.addEventListener('abort', onAbort, { once: true });
+  const connecting = client.connect({
+    host: host.host,
+    port: ssh.port,
+    username: ssh.user,
+    privateKey,
+    readyTimeout: ssh.connectTimeoutSeconds * 1000,
+    keepaliveInterval: 5000,
+    keepaliveCountMax: 3,
+    algorithms: { cipher: CIPHERS as never },
+    hostVerifier: (key: Buffer) => {
+      verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);
+      if (!verdict.ok && verdict.reason === 'unknown' && ssh.acceptUnknownHostKeys) return true;
+      return verdict.ok;
+    },
+  } as never);
   try {
-    await client.connect({
-      host: host.host,
-      port: ssh.port,
-      username: ssh.user,
-      privateKey,
-      readyTimeout: ssh.connectTimeoutSeconds * 1000,
-      keepaliveInterval: 5000,
-      keepaliveCountMax: 3,
-      algorithms: { cipher: CIPHERS as never },
-      hostVerifier: (key: Buffer) => {
-        verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);
-        if (!verdict.ok && verdict.reason === 'unknown' && ssh.acceptUnknownHostKeys) return true;
-        return verdict.ok;
-      },
-    } as never);
+    await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(host.name, `${host.name} (${where}): connecting aborted`));
   } catch (err) {
     await client.end().catch(() => undefined);
+    if (err instanceof TransferError) throw err;
     throw new TransferError(host.name, `${host.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
   }
   return new SftpSource(host.name, where, client);
 }

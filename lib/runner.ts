@@ -24,6 +24,20 @@ export interface RunOutcome {
   skipped: boolean;
 }
 
+/** How long a job may take to reach a safe point after it was asked to stop. */
+const ABORT_GRACE_MS = 60_000;
+
+/** Rejects when a job ignores its abort signal for ABORT_GRACE_MS: the run must end, not hang holding its lock. */
+function unresponsiveAfterAbort(signal: AbortSignal, name: string): Promise<never> {
+  return new Promise((_, reject) => {
+    signal.addEventListener(
+      'abort',
+      () => setTimeout(() => reject(new Error(`job ${name} did not stop within ${ABORT_GRACE_MS / 1000} s after: ${describeError(signal.reason)}`)), ABORT_GRACE_MS).unref(),
+      { once: true },
+    );
+  });
+}
+
 function statusForError(err: unknown): Status {
   return err instanceof ConfigError || err instanceof UsageError ? 'UNKNOWN' : 'CRITICAL';
 }
@@ -51,7 +65,8 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
       timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
     }
     jlog.info('job started', { dryRun });
-    result = await job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt });
+    const running = job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt });
+    result = await Promise.race([running, unresponsiveAfterAbort(controller.signal, job.name)]);
   } catch (err) {
     if (err instanceof LockBusyError) {
       skipped = true;

@@ -128,11 +128,15 @@ export class LabMetalogger {
   }
 
   async start(options: { wrap?: string[] } = {}): Promise<void> {
-    this.daemon = new Daemon('mfsmetalogger', 'mfsmetalogger', ['-c', this.configFile, '-f', 'start'], path.join(this.dir, 'mfsmetalogger.log'), options);
+    const logFile = path.join(this.dir, 'mfsmetalogger.log');
+    // The log is appended across restarts: only what this start writes counts.
+    const offset = (await fs.stat(logFile).catch(() => undefined))?.size ?? 0;
+    this.daemon = new Daemon('mfsmetalogger', 'mfsmetalogger', ['-c', this.configFile, '-f', 'start'], logFile, options);
     const daemon = this.daemon;
     await waitFor('mfsmetalogger to download metadata', async () => {
-      if (!daemon.running) throw new Error(`mfsmetalogger exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
-      return /metadata downloaded/.test(await daemon.log());
+      const log = (await daemon.log()).slice(offset);
+      if (!daemon.running) throw new Error(`mfsmetalogger exited: ${log.trim().split('\n').slice(-3).join(' | ')}`);
+      return /metadata downloaded/.test(log);
     });
   }
 

@@ -1,0 +1,201 @@
+import { z } from 'zod';
+import { backupSource, type BackupOutcome, type Host } from '../lib/backup-source.js';
+import { VERSION } from '../lib/cli.js';
+import { jobOptionsSchema, type Config } from '../lib/config.js';
+import { ConfigError, describeError } from '../lib/errors.js';
+import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/job.js';
+import type { StoredSnapshot } from '../lib/manifest.js';
+import { formatBytes } from '../lib/progress.js';
+import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/retention.js';
+import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/snapshot-store.js';
+
+/**
+ * The hourly metadata backup, done the way a backup manager does it: for each source, the newest
+ * metadata image and the changelogs that roll it forward, copied over SFTP into a snapshot that
+ * appears only once complete and checked; then retention (keep-last/hourly/daily/weekly).
+ */
+
+function snapshotStorePath(config: Config): string {
+  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is needed by the backup job (where snapshots are kept)`);
+  return config.snapshotStore.path;
+}
+
+/** `jobs.backup.sources` by name; by default every master, or every metalogger when no master is configured. */
+function backupSources(config: Config, names: string[] | undefined): Host[] {
+  const all: Host[] = [...config.masters, ...config.metaloggers];
+  if (!names) {
+    const chosen = config.masters.length ? config.masters : config.metaloggers;
+    if (!chosen.length) throw new ConfigError('masters', `${config.file}: no masters or metaloggers configured: nothing to back up`);
+    return chosen;
+  }
+  return names.map((name, i) => {
+    const host = all.find((h) => h.name === name);
+    if (!host) throw new ConfigError(`jobs.backup.sources.${i}`, `${config.file}: jobs.backup.sources.${i}: no master or metalogger named "${name}" (known: ${all.map((h) => h.name).join(', ') || 'none'})`);
+    return host;
+  });
+}
+
+function newestOf(snapshots: StoredSnapshot[], source: string): StoredSnapshot | undefined {
+  return snapshots.filter((s) => s.manifest.source.name === source).pop();
+}
+
+type SourceResult = { host: Host; outcome: BackupOutcome } | { host: Host; error: string };
+
+function sourceStatus(r: SourceResult): Status {
+  if ('error' in r) return 'CRITICAL';
+  const empty = r.outcome.kind === 'plan' ? r.outcome.image.header.empty : r.outcome.kind === 'snapshot' ? r.outcome.manifest.image.empty : r.outcome.snapshot.manifest.image.empty;
+  return empty ? 'WARNING' : 'OK';
+}
+
+function sourceLine(r: SourceResult): string {
+  const name = r.host.name;
+  if ('error' in r) return `${name}: ${r.error}`;
+  const o = r.outcome;
+  const empty = ' (only the empty bootstrap image MFSM NEW: a brand-new or never-saved filesystem)';
+  if (o.kind === 'snapshot') {
+    const m = o.manifest;
+    const logs = m.files.length - 1;
+    const range = m.changelogs.first !== undefined ? ` (${m.changelogs.first}..${m.changelogs.last})` : '';
+    return `${name}: snapshot ${m.id}: ${m.image.name} version ${m.image.version} + ${logs} changelog${logs === 1 ? '' : 's'}${range}, reaches version ${m.reachesVersion}; ${formatBytes(o.bytes)} in ${o.seconds.toFixed(1)} s${m.image.empty ? empty : ''}`;
+  }
+  if (o.kind === 'already') {
+    const m = o.snapshot.manifest;
+    const ahead = o.sourceReaches > m.reachesVersion ? `; source changelogs now reach ${o.sourceReaches}` : '';
+    return `${name}: already have version ${m.reachesVersion} (snapshot ${o.snapshot.id}, ${o.why})${ahead}`;
+  }
+  const bytes = o.image.entry.size + o.changelogs.reduce((s, c) => s + c.entry.size, 0);
+  const logs = o.changelogs.map((c) => c.entry.name).join(', ') || 'no changelogs';
+  return `${name}: would copy ${o.image.entry.name} version ${o.image.header.version} + ${logs} (${formatBytes(bytes)}), reaching version ${o.sourceReaches}${o.image.header.empty ? empty : ''}`;
+}
+
+async function applyRetention(store: string, plan: StoreRetentionPlan, dryRun: boolean): Promise<{ removed: string[]; errors: string[] }> {
+  const removed: string[] = [];
+  const errors: string[] = [];
+  if (dryRun) return { removed, errors };
+  for (const id of plan.remove) {
+    try {
+      await removeSnapshot(store, id);
+      removed.push(id);
+    } catch (err) {
+      errors.push(`could not remove snapshot ${id}: ${describeError(err)}`);
+    }
+  }
+  return { removed, errors };
+}
+
+/** Every decision when something goes (or would go); otherwise one line per source, to keep cron mail short. */
+function retentionLines(plan: StoreRetentionPlan, dryRun: boolean): string[] {
+  return plan.groups.flatMap((g) => {
+    if (!dryRun && g.decisions.every((d) => d.keep)) return g.decisions.length ? [`retention ${g.source}: keeps all ${g.decisions.length} snapshot${g.decisions.length === 1 ? '' : 's'}`] : [];
+    return g.decisions.map((d) => (d.keep ? `retention ${g.source}: keep ${d.id} (${formatReasons(d.reasons)})` : `retention ${g.source}: ${dryRun ? 'would remove' : 'remove'} ${d.id}`));
+  });
+}
+
+function sourceMetrics(results: SourceResult[], healthy: StoredSnapshot[], now: Date): Metric[] {
+  const metrics: Metric[] = [];
+  for (const r of results) {
+    const labels = { source: r.host.name };
+    const newest = newestOf(healthy, r.host.name);
+    if (newest) {
+      metrics.push({ name: 'snapshot_version', value: newest.manifest.reachesVersion, labels, help: 'Metadata version the newest snapshot of this source restores to.' });
+      metrics.push({ name: 'snapshot_age_seconds', value: Math.round((now.getTime() - Date.parse(newest.manifest.startedAt)) / 1000), unit: 's', labels, help: 'Age of the newest snapshot of this source.' });
+    }
+    if ('outcome' in r && r.outcome.kind === 'snapshot') {
+      metrics.push({ name: 'transferred_bytes', value: r.outcome.bytes, unit: 'B', labels, help: 'Bytes copied into the store by this run.' });
+    }
+  }
+  return metrics;
+}
+
+interface RunReport {
+  results: SourceResult[];
+  plan: StoreRetentionPlan;
+  retention: { removed: string[]; errors: string[] };
+  after: { healthy: StoredSnapshot[]; broken: { id: string; error: string }[] };
+  latest: string | undefined;
+  housekeeping: string[];
+}
+
+function toResult(config: Config, store: string, dryRun: boolean, r: RunReport): JobResult {
+  const { results, plan, retention, after } = r;
+  const lines = [
+    ...results.flatMap((x) => [sourceLine(x), ...('outcome' in x ? x.outcome.notes.map((n) => `${x.host.name}: note: ${n}`) : [])]),
+    ...r.housekeeping,
+    ...retentionLines(plan, dryRun),
+    ...retention.errors,
+    ...after.broken.map((b) => `snapshot ${b.id} is not usable (${b.error}); left in place for inspection`),
+  ];
+  const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length ? 'WARNING' : 'OK');
+  const failedFirst = [...results].sort((a, b) => Number('outcome' in a) - Number('outcome' in b));
+  const gone = dryRun ? plan.remove.length : retention.removed.length;
+  const extra = [
+    gone ? `${dryRun ? 'would remove' : 'removed'} ${gone} old snapshot${gone === 1 ? '' : 's'}` : '',
+    after.broken.length ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store` : '',
+    retention.errors[0] ?? '',
+  ].filter(Boolean);
+  const metrics: Metric[] = [
+    ...sourceMetrics(results, after.healthy, new Date()),
+    { name: 'snapshots', value: after.healthy.length, help: 'Usable snapshots in the store.' },
+    { name: 'snapshots_removed', value: retention.removed.length, help: 'Snapshots removed by retention in this run.' },
+    { name: 'broken_snapshots', value: after.broken.length, help: 'Snapshot directories that are not usable.' },
+  ];
+  const details = {
+    store,
+    latest: r.latest,
+    sources: results.map((x) => ('error' in x ? { source: x.host.name, error: x.error } : { source: x.host.name, ...describeOutcome(x.outcome) })),
+    retention: { policy: config.snapshotStore!.retention, remove: plan.remove, removed: retention.removed, errors: retention.errors, groups: plan.groups },
+    broken: after.broken,
+  };
+  return { status, summary: [...failedFirst.map(sourceLine), ...extra].join('; '), details, metrics, lines };
+}
+
+export default defineJob({
+  name: 'backup',
+  description: 'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
+  defaultSchedule: '7 * * * *',
+  options: jobOptionsSchema({
+    /** Host names (masters or metaloggers) to back up; default: every master, or every metalogger if there is none. */
+    sources: z.array(z.string().min(1)).min(1).optional(),
+    /** Also take a new snapshot when the image is unchanged but the source's changelogs reach further. */
+    snapshotOnNewChangelogs: z.boolean().default(false),
+  }),
+  async run(ctx) {
+    const { config, options, dryRun, log } = ctx;
+    const store = snapshotStorePath(config);
+    const hosts = backupSources(config, options.sources);
+
+    // 1. What a killed run left behind goes first (we hold the backup lock: nothing in .tmp is live).
+    if (!dryRun) await prepareStore(store);
+    const leftovers = dryRun ? await leftoverTemps(store) : await removeLeftoverTemps(store);
+    const housekeeping = leftovers.map((t) => `${dryRun ? 'would remove' : 'removed'} leftover temp ${t} (from an interrupted run)`);
+
+    // 2. Each source in turn: a verified snapshot, "already have", or the reason it failed.
+    const results: SourceResult[] = [];
+    for (const host of hosts) {
+      ctx.signal.throwIfAborted();
+      const { healthy } = await viewStore(store);
+      try {
+        const outcome = await backupSource({ config, host, store, newest: newestOf(healthy, host.name), snapshotOnNewChangelogs: options.snapshotOnNewChangelogs, dryRun, log, signal: ctx.signal, mfsJobsVersion: VERSION });
+        results.push({ host, outcome });
+      } catch (err) {
+        if (ctx.signal.aborted) throw err;
+        results.push({ host, error: describeError(err) });
+      }
+    }
+
+    // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
+    const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
+    const before = await viewStore(store);
+    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone);
+    const retention = await applyRetention(store, plan, dryRun);
+    const latest = dryRun ? undefined : await refreshLatest(store);
+    const after = dryRun ? before : await viewStore(store);
+    return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping });
+  },
+});
+
+function describeOutcome(o: BackupOutcome): Record<string, unknown> {
+  if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };
+  if (o.kind === 'already') return { result: 'already', snapshot: o.snapshot.id, reachesVersion: o.snapshot.manifest.reachesVersion, why: o.why, sourceReaches: o.sourceReaches, notes: o.notes };
+  return { result: 'plan', image: o.image.entry.name, imageVersion: o.image.header.version, changelogs: o.changelogs.map((c) => c.entry.name), sourceReaches: o.sourceReaches, notes: o.notes };
+}

@@ -1,0 +1,165 @@
+import type { Command } from 'commander';
+import { DateTime } from 'luxon';
+import { loadConfig, type Config } from '../config.js';
+import { ConfigError, describeError, UsageError } from '../errors.js';
+import { acquireLock } from '../lock.js';
+import type { Manifest, StoredSnapshot } from '../manifest.js';
+import { formatBytes } from '../progress.js';
+import { exportSnapshot, findSnapshot, importSnapshot } from '../snapshot-archive.js';
+import { readLatest, viewStore } from '../snapshot-store.js';
+import { formatTable } from '../table.js';
+
+/**
+ * `mfs-jobs snapshot list | show | export | import`: the snapshot store by hand. Exit codes: 0 done,
+ * 2 a snapshot or archive that does not verify (or any other failure), 3 bad config or arguments.
+ */
+interface Globals {
+  config?: string;
+  verbose?: boolean;
+}
+
+function fail(err: unknown, verbose: boolean): never {
+  process.stderr.write(`mfs-jobs: ${describeError(err)}\n`);
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+  process.exit(err instanceof ConfigError || err instanceof UsageError ? 3 : 2);
+}
+
+async function storeOf(globals: Globals): Promise<{ config: Config; store: string }> {
+  const config = await loadConfig(globals.config);
+  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not set: there is no snapshot store`);
+  return { config, store: config.snapshotStore.path };
+}
+
+function bytesOf(m: Manifest): number {
+  return m.files.reduce((s, f) => s + f.size, 0);
+}
+
+function summaryOf(s: StoredSnapshot, latest: string | undefined) {
+  const m = s.manifest;
+  return {
+    id: s.id,
+    latest: s.id === latest,
+    source: m.source.name,
+    role: m.source.role,
+    image: m.image.name,
+    imageVersion: m.image.version,
+    emptyImage: m.image.empty,
+    changelogs: m.changelogs,
+    reachesVersion: m.reachesVersion,
+    files: m.files.length,
+    bytes: bytesOf(m),
+    startedAt: m.startedAt,
+    finishedAt: m.finishedAt,
+  };
+}
+
+function when(iso: string, zone: string): string {
+  return DateTime.fromISO(iso, { zone }).toFormat('yyyy-LL-dd HH:mm:ss');
+}
+
+async function list(globals: Globals, json: boolean): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  const { healthy, broken } = await viewStore(store);
+  const latest = await readLatest(store);
+  const rows = healthy.map((s) => summaryOf(s, latest));
+  if (json) {
+    process.stdout.write(JSON.stringify({ store, latest: latest ?? null, snapshots: rows, broken }, null, 2) + '\n');
+    return;
+  }
+  const table = formatTable(
+    ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'CHANGELOGS', 'SIZE', `TAKEN (${config.timezone})`],
+    rows.map((r) => [
+      r.latest ? `${r.id} *` : r.id,
+      r.source,
+      String(r.reachesVersion),
+      `${r.image} v${r.imageVersion}${r.emptyImage ? ' (MFSM NEW)' : ''}`,
+      r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
+      formatBytes(r.bytes),
+      when(r.startedAt, config.timezone),
+    ]),
+  );
+  const notes = [rows.length ? '* = latest' : `no snapshots in ${store}`, ...broken.map((b) => `unusable: ${b.id}: ${b.error}`)];
+  process.stdout.write([table, ...notes].join('\n') + '\n');
+}
+
+async function show(globals: Globals, id: string, json: boolean): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  const snap = await findSnapshot(store, id);
+  const latest = await readLatest(store);
+  const m = snap.manifest;
+  if (json) {
+    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, manifest: m }, null, 2) + '\n');
+    return;
+  }
+  const head = [
+    ['snapshot', `${snap.id}${snap.id === latest ? ' (latest)' : ''}`],
+    ['directory', snap.dir],
+    ['source', `${m.source.name} (${m.source.role}) ${m.source.host}:${m.source.dataPath}`],
+    ['image', `${m.image.name} version ${m.image.version}${m.image.empty ? ' (MFSM NEW, empty)' : ''}, metaid ${m.image.metaid || '-'}`],
+    ['changelogs', m.changelogs.first !== undefined ? `${m.changelogs.first}..${m.changelogs.last}` : 'none needed'],
+    ['reaches', `metadata version ${m.reachesVersion}`],
+    ['taken', `${when(m.startedAt, config.timezone)} .. ${when(m.finishedAt, config.timezone)} (${config.timezone})`],
+    ['mfs-jobs', m.mfsJobsVersion],
+  ];
+  const files = formatTable(
+    ['FILE', 'ROLE', 'SIZE', 'VERSIONS', 'SHA256', 'FROM'],
+    m.files.map((f) => [f.name, f.role, String(f.size), f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath]),
+  );
+  const width = Math.max(...head.map(([k]) => k!.length)) + 2;
+  process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${v}`).join('\n') + '\n\n' + files + '\n');
+}
+
+async function exportCmd(globals: Globals, id: string, file: string): Promise<void> {
+  const { store } = await storeOf(globals);
+  const res = await exportSnapshot(store, id, file);
+  process.stdout.write(`exported snapshot ${res.id} to ${res.file} (${formatBytes(res.bytes)}), checksums verified\n`);
+}
+
+async function importCmd(globals: Globals, file: string): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  // The backup job's lock: an import writes into the store like a backup does, and a backup run
+  // removes leftover temp dirs it must not take from a live import.
+  const lock = await acquireLock(config.lockDir, 'backup');
+  try {
+    const res = await importSnapshot(store, file);
+    process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Register `snapshot …` on the program (an extension for buildProgram). */
+export function snapshotCommands(program: Command, ctx: { globals: () => Globals }): void {
+  const wrap =
+    <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+    async (...args: A) => {
+      try {
+        await fn(...args);
+      } catch (err) {
+        fail(err, Boolean(ctx.globals().verbose));
+      }
+    };
+  const snapshot = program.command('snapshot').description('list, show, export and import snapshots of the snapshot store');
+  snapshot
+    .command('list')
+    .description('the snapshots in the store, oldest first')
+    .option('--json', 'print as JSON')
+    .action(wrap(async (opts: { json?: boolean }) => list(ctx.globals(), Boolean(opts.json))));
+  snapshot
+    .command('show')
+    .description('one snapshot\'s manifest: source, versions, files and checksums')
+    .argument('<id>', 'snapshot id, or "latest"')
+    .option('--json', 'print as JSON')
+    .action(wrap(async (id: string, opts: { json?: boolean }) => show(ctx.globals(), id, Boolean(opts.json))));
+  snapshot
+    .command('export')
+    .description('write a snapshot (files + manifest) to a tar.gz, after verifying its checksums')
+    .argument('<id>', 'snapshot id, or "latest"')
+    .argument('<file>', 'the .tar.gz to write')
+    .action(wrap(async (id: string, file: string) => exportCmd(ctx.globals(), id, file)));
+  snapshot
+    .command('import')
+    .description('add a snapshot from a tar.gz made by export; checksums, image and chain are verified first')
+    .argument('<file>', 'the .tar.gz to read')
+    .action(wrap(async (file: string) => importCmd(ctx.globals(), file)));
+}
