@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { findJob } from '../jobs/index.js';
+import type { JsonReport } from '../lib/output.js';
 import { MFS_JOBS_BIN } from '../test/helpers/cli.js';
 import type { LabSshd } from '../test/lab/sshd.js';
 import { summarize, timeCommand, type Command, type Measured, type Sample } from './measure.js';
@@ -63,6 +64,20 @@ export function expectJobSuccess(sample: Sample): void {
   if (sample.code === 0 || sample.code === 1) return;
   const line = (sample.stdout.trim().split('\n')[0] || sample.stderr.trim().split('\n').pop() || '').slice(0, 300);
   throw new Error(`exit ${sample.code}: ${line}`);
+}
+
+/** The `--json` report of an mfs-jobs run that ended OK or WARNING; throws otherwise. */
+export function jobReport(sample: Sample): JsonReport {
+  expectJobSuccess(sample);
+  try {
+    return JSON.parse(sample.stdout) as JsonReport;
+  } catch {
+    throw new Error(`not a JSON report: ${sample.stdout.slice(0, 200)}`);
+  }
+}
+
+export function metricValue(report: JsonReport, name: string): number | undefined {
+  return report.metrics.find((m) => m.name === name)?.value;
 }
 
 export function expectExitZero(sample: Sample): void {

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { compare, expectExitZero, jobAvailable, notAvailable, sshClientOptions, verdict, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import { compare, expectExitZero, expectJobSuccess, finish, jobAvailable, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
 
 /**
@@ -33,6 +33,23 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
     const [baseline] = await compare(ctx, [scp]);
     return notAvailable({ ...result, baseline }, 'backup');
   }
-  throw new Error('backup case: the job landed, its side is not written yet');
-  void verdict;
+  const store = path.join(base, 'store');
+  const config = await writeJobsConfig(ctx, `backup-${image.files}`, {
+    masters: [{ name: 'master', host: ctx.sshd.host, dataPath: source }],
+    snapshotStore: { path: store },
+  });
+  const backup: Side = {
+    label: 'mfs-jobs run backup',
+    command: mfsJobs('run', 'backup', '--config', config),
+    // Every round copies: an existing snapshot of the same version would make backup a no-op.
+    prepare: () => fs.rm(store, { recursive: true, force: true }),
+    cleanup: () => fs.rm(store, { recursive: true, force: true }),
+    check: (sample) => {
+      expectJobSuccess(sample);
+      if (!/: snapshot \S+: /.test(sample.stdout)) throw new Error(`backup made no snapshot: ${sample.stdout.split('\n')[0]}`);
+    },
+  };
+  const [subject, baseline] = await compare(ctx, [backup, scp]);
+  result.notes.push('backup also fsyncs, checksums (sha256) and checks the image header and size before and after; scp does none of these');
+  return finish(ctx, { ...result, status: 'measured', subject, baseline }, backup);
 }
