@@ -29,6 +29,7 @@ interface Options {
   keep: boolean;
   results: string;
   profile: 'all' | 'misses' | 'none';
+  images?: string;
 }
 
 /** Sizes per mode: quick keeps the 1M-file image but a shorter changelog set and fewer rounds. */
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
     .option('--quick', 'smaller changelog set, 3 rounds (under 3 minutes)', false)
     .option('--reps <n>', 'measured rounds per case', (v) => Number.parseInt(v, 10))
     .option('--cases <list>', `comma-separated subset of ${ALL_CASES.join(',')}`, ALL_CASES.join(','))
+    .option('--images <list>', 'comma-separated file counts of the backup images (default 1000000, full mode also 10000000)')
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
     .option('--profile <which>', 'node --cpu-prof the mfs-jobs side of: all cases, misses (targets missed), none', 'misses')
@@ -63,7 +65,9 @@ async function main(): Promise<void> {
   await fs.mkdir(o.dir, { recursive: true });
   log('generating (or reusing) metadata …');
   const images: ImageInfo[] = [];
-  for (const n of p.imageFiles) images.push(await ensureImage(n, o.dir));
+  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : p.imageFiles;
+  if (imageFiles.some((n) => !(n > 0))) throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
+  for (const n of imageFiles) images.push(await ensureImage(n, o.dir));
   const long: ChainInfo | undefined = cases.has('verify') ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
   const tail: ChainInfo | undefined = cases.has('promote') || cases.has('drill') ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
   log('metadata ready');
