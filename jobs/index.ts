@@ -1,10 +1,13 @@
 import type { Job } from '../lib/job.js';
 import backup from './backup.js';
 import checkMaster from './check-master.js';
+import demote from './demote.js';
 import drill from './drill.js';
+import promote from './promote.js';
+import verify from './verify.js';
 
 /** Every job mfs-jobs knows, by name. Add a job: one file in jobs/, one line here. */
-export const JOBS: readonly Job[] = [checkMaster, backup, drill] as unknown as Job[];
+export const JOBS: readonly Job[] = [checkMaster, backup, verify, promote, demote, drill] as unknown as Job[];
 
 export function findJob(name: string): Job | undefined {
   return JOBS.find((j) => j.name === name);

@@ -69,6 +69,8 @@ export interface Job<S extends z.ZodType = z.ZodType> {
   defaultSchedule?: string;
   /** Jobs that must never overlap each other share a lock name (promote/demote: `failover`). */
   lockName?: string;
+  /** Wait this long for the lock instead of skipping at once (failover hooks queue behind each other). */
+  lockWaitSeconds?: number;
   run(ctx: JobContext<z.infer<S>>): Promise<JobResult>;
 }
 

@@ -71,7 +71,20 @@ async function breakStaleLock(file: string, stalePid: number | undefined): Promi
  * Take the per-job lock: O_EXCL create of `<dir>/<job>.lock` holding our PID. A lock whose PID is
  * dead is stale (the run was killed) and is taken over; a live one means "skip, already running".
  */
-export async function acquireLock(dir: string, job: string): Promise<Lock> {
+export async function acquireLock(dir: string, job: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Lock> {
+  // Failover hooks wait for each other (keepalived may run notify_backup while promote still runs).
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    try {
+      return await tryAcquireLock(dir, job);
+    } catch (err) {
+      if (!(err instanceof LockBusyError) || Date.now() >= deadline || options.signal?.aborted) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+async function tryAcquireLock(dir: string, job: string): Promise<Lock> {
   await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
   const file = path.join(dir, `${job}.lock`);
   const owner: LockOwner = { pid: process.pid, startedAt: new Date().toISOString(), job };

@@ -113,6 +113,11 @@ async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefine
   }
 }
 
+/** A directory on this machine's disk read through the FileSource interface (snapshot store, local hosts). */
+export function localSource(name: string): FileSource {
+  return new LocalSource(name);
+}
+
 /** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];

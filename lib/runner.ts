@@ -60,7 +60,7 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
   let lock: Awaited<ReturnType<typeof acquireLock>> | undefined;
   try {
     const options = jobOptions(config, job.name, job.options) as Record<string, unknown> & { timeoutSeconds?: number };
-    lock = await acquireLock(config.lockDir, job.lockName ?? job.name);
+    lock = await acquireLock(config.lockDir, job.lockName ?? job.name, { waitMs: (job.lockWaitSeconds ?? 0) * 1000, signal: controller.signal });
     if (options.timeoutSeconds) {
       timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
     }

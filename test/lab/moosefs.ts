@@ -185,13 +185,17 @@ export class LabMount {
     }
   }
 
+  /**
+   * Unmount and wait for mfsmount to exit. A plain umount of a mount whose master is dead can block
+   * for minutes (mfsmount retries the master), so: lazy detach first (never blocks), then the
+   * daemon gets a few seconds to exit by itself, then SIGKILL by PID.
+   */
   async unmount(): Promise<void> {
     if (!this.daemon.running) return;
-    await execCapture('umount', [this.dir], { timeoutMs: 10_000 });
+    await execCapture('umount', ['-l', this.dir], { timeoutMs: 10_000 });
     try {
-      await this.daemon.waitExit(10_000);
+      await this.daemon.waitExit(5_000);
     } catch {
-      await execCapture('umount', ['-l', this.dir], { timeoutMs: 10_000 });
       await this.daemon.kill9();
     }
   }

@@ -23,7 +23,8 @@ export class LabSshd {
     readonly daemon: Daemon,
   ) {}
 
-  static async start(dir: string, options: { host?: string; port?: number } = {}): Promise<LabSshd> {
+  /** `wrap` runs sshd inside another network namespace (`nsenter --net=…`); it is then ready when it logs so. */
+  static async start(dir: string, options: { host?: string; port?: number; wrap?: string[] } = {}): Promise<LabSshd> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? (await freePort(host));
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -35,7 +36,8 @@ export class LabSshd {
     await fs.copyFile(`${clientKey}.pub`, path.join(dir, 'authorized_keys'));
     const hostPub = (await fs.readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
     const knownHosts = path.join(dir, 'known_hosts');
-    await fs.writeFile(knownHosts, `[${host}]:${port} ${hostPub}\n`, { mode: 0o600 });
+    // OpenSSH writes port 22 without brackets, any other port as [host]:port.
+    await fs.writeFile(knownHosts, `${port === 22 ? host : `[${host}]:${port}`} ${hostPub}\n`, { mode: 0o600 });
     const config = path.join(dir, 'sshd_config');
     await fs.writeFile(
       config,
@@ -57,10 +59,10 @@ export class LabSshd {
         '',
       ].join('\n'),
     );
-    const daemon = new Daemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config], path.join(dir, 'sshd.log'));
+    const daemon = new Daemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config], path.join(dir, 'sshd.log'), { wrap: options.wrap });
     await waitFor(`sshd on ${host}:${port}`, async () => {
       if (!daemon.running) throw new Error(`sshd exited: ${await daemon.log()}`);
-      return portOpen(host, port);
+      return options.wrap ? /Server listening on/.test(await daemon.log()) : portOpen(host, port);
     });
     return new LabSshd(dir, host, port, clientKey, knownHosts, hostKey, daemon);
   }

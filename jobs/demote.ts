@@ -1,0 +1,52 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { jobOptionsSchema } from '../lib/config.js';
+import { defineJob } from '../lib/job.js';
+import { processAlive } from '../lib/lock.js';
+import { masterInfo } from '../lib/mfscli.js';
+import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/mfsmaster.js';
+import { requireStandby } from '../lib/standby.js';
+import { vipHeld } from '../lib/vip.js';
+
+/**
+ * The other failover hook: ucarp's down-script, keepalived's notify_backup / notify_fault. A clean
+ * `mfsmaster stop` writes metadata.mfs; every file stays in DATA_PATH (the next promote moves it aside).
+ */
+export default defineJob({
+  name: 'demote',
+  description: "Stop this standby's mfsmaster cleanly and keep its files (ucarp down-script, keepalived notify_backup/notify_fault)",
+  options: jobOptionsSchema({ stopTimeoutSeconds: z.number().positive().default(600) }),
+  cliOptions: [{ flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' }],
+  lockName: 'failover',
+  lockWaitSeconds: 900,
+  async run(ctx) {
+    const { config } = ctx;
+    const standby = requireStandby(config);
+    const pid = await runningMasterPid(standby.dataPath);
+    if (pid === undefined) return { status: 'OK', summary: `no mfsmaster runs on ${standby.dataPath}; nothing to do`, details: { changed: false } };
+    // keepalived gives no ordering of notify scripts: when the VIP is back here, a promotion came after this demotion.
+    if (standby.vip && !ctx.args.force && (await vipHeld(standby.vip, ctx.signal))) {
+      return { status: 'WARNING', summary: `virtual IP ${standby.vip} is held here: not stopping mfsmaster (pid ${pid}); --force stops it anyway`, details: { pid, changed: false } };
+    }
+    const version = await masterInfo({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000 })
+      .then((i) => i.metadataVersion)
+      .catch(() => undefined);
+    const at = version === undefined ? '' : ` at metadata version ${version}`;
+    if (ctx.dryRun) return { status: 'OK', summary: `dry run: would stop mfsmaster (pid ${pid})${at}`, details: { pid, changed: false } };
+    const res = await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, timeoutMs: ctx.options.stopTimeoutSeconds * 1000 });
+    const deadline = Date.now() + 10_000;
+    while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (processAlive(pid)) {
+      return { status: 'CRITICAL', summary: `mfsmaster (pid ${pid}) still runs after "mfsmaster stop": ${mfsmasterErrorLine(res.output)}`, details: { pid, changed: false } };
+    }
+    const image = await fs.stat(path.join(standby.dataPath, 'metadata.mfs')).catch(() => undefined);
+    const kept = image ? 'metadata.mfs written, ' : '';
+    return {
+      status: 'OK',
+      summary: `stopped mfsmaster (pid ${pid})${at} cleanly in ${(res.durationMs / 1000).toFixed(2)} s; ${kept}files kept in ${standby.dataPath}`,
+      details: { pid, metadataVersion: version ?? null, changed: true, stopSeconds: res.durationMs / 1000 },
+      metrics: [{ name: 'stop', value: res.durationMs / 1000, unit: 's', help: 'How long mfsmaster stop took.' }],
+    };
+  },
+});

@@ -1,0 +1,337 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { DIR_MODE } from '../lib/atomic.js';
+import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type CollectedSource, type SettledPlan } from '../lib/collect.js';
+import type { MasterHost, StandbyConfig } from '../lib/config.js';
+import { jobOptionsSchema } from '../lib/config.js';
+import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/fence.js';
+import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/job.js';
+import { execCapture } from '../lib/exec.js';
+import { mfsmasterErrorLine, startMaster, stopMaster, waitServing } from '../lib/mfsmaster.js';
+import { describeStep, type RestorePlan } from '../lib/restore-plan.js';
+import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, writeChainSegment, type Placement } from '../lib/standby.js';
+import { localAddresses, vipHeld } from '../lib/vip.js';
+import { formatHole } from '../lib/chain.js';
+
+const options = jobOptionsSchema({
+  /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
+  fenceTimeoutSeconds: z.number().positive().default(2),
+  /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
+  sourceTimeoutSeconds: z.number().positive().default(5),
+  /** mfsmaster -a and the first mfscli answer. */
+  startTimeoutSeconds: z.number().positive().default(600),
+  /** Restore only this filesystem (hex metaid as in the image header), whatever else sources hold. */
+  metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional(),
+});
+type Options = z.infer<typeof options>;
+type Ctx = JobContext<Options>;
+
+/**
+ * The failover hook: ucarp's up-script or keepalived's notify_master calls `mfs-jobs run promote`.
+ * Fence, collect, restore, report — the runbook of a MooseFS master failover, in that order.
+ */
+export default defineJob({
+  name: 'promote',
+  description: "Turn this standby into the running mfsmaster with the newest metadata (ucarp up-script, keepalived notify_master)",
+  options,
+  cliOptions: [{ flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' }],
+  lockName: 'failover',
+  lockWaitSeconds: 900,
+  async run(ctx) {
+    const { config } = ctx;
+    const standby = requireStandby(config);
+    await checkStandby(config, standby);
+    const force = Boolean(ctx.args.force);
+    const addresses = await localAddresses(ctx.signal);
+    const others = mastersToFence(config, { port: standby.cliPort, localAddresses: addresses, vip: standby.vip });
+
+    const running = await localMaster(config, standby, { waitMs: ctx.options.startTimeoutSeconds * 1000, signal: ctx.signal });
+    if (running.pid !== undefined) return alreadyRunning(ctx, standby, others, running);
+
+    // Before acting: the VIP is ours. At boot CARP/VRRP can flap to MASTER for a moment and back.
+    if (standby.vip && !addresses.includes(standby.vip) && !force) {
+      return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} is not held here: not promoting (a CARP/VRRP flap?)`, details: { vip: standby.vip } };
+    }
+    return promote(ctx, standby, others, force);
+  },
+});
+
+async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], running: Awaited<ReturnType<typeof localMaster>>): Promise<JobResult> {
+  if (!running.info) {
+    return { status: 'CRITICAL', summary: `mfsmaster (pid ${running.pid}) holds ${standby.dataPath} but does not serve: ${running.problem}; not touching it` };
+  }
+  const answers = await fence(ctx, others);
+  const alive = aliveMasters(answers);
+  const details = { pid: running.pid, metadataVersion: running.info.metadataVersion, fence: answers, changed: false };
+  const metrics: Metric[] = [{ name: 'metadata_version', value: running.info.metadataVersion, help: 'Metadata version the promoted master serves.' }];
+  if (alive.length > 0) {
+    return { status: 'CRITICAL', summary: `this standby already serves (pid ${running.pid}), and so does ${alive.map(describeFence).join('; ')}: two masters`, details, metrics };
+  }
+  const summary = `mfsmaster (pid ${running.pid}) already serves metadata version ${running.info.metadataVersion}; nothing changed`;
+  if (standby.vip && !(await vipHeld(standby.vip, ctx.signal))) return { status: 'WARNING', summary: `${summary}, but virtual IP ${standby.vip} is not held here`, details, metrics };
+  return { status: 'OK', summary, details, metrics };
+}
+
+function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
+  return Promise.all(
+    others.map(async (m) => {
+      const answer = await probeMaster(m, { timeoutMs: ctx.options.fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, signal: ctx.signal });
+      onAnswer?.(m, answer);
+      return answer;
+    }),
+  );
+}
+
+async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
+  const { config } = ctx;
+  const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
+  const began = Date.now();
+  // 1. Fence and 2. collect run side by side; nothing is changed before fencing says go.
+  const stopCollecting = new AbortController();
+  const deadHosts = new Map(others.map((m) => [m.name, new AbortController()]));
+  const fencing = fence(ctx, others, (m, a) => {
+    // Fencing found the old master's machine dead: do not wait for SSH to it as well.
+    if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
+  });
+  const { specs, notes } = await sourceSpecs(config, others);
+  const collecting = collectSources(specs, {
+    timeoutMs: ctx.options.sourceTimeoutSeconds * 1000,
+    signal: AbortSignal.any([ctx.signal, stopCollecting.signal]),
+    abortFor: (name) => deadHosts.get(name)?.signal,
+  });
+  const answers = await fencing;
+  timings.fenceMs = Date.now() - began;
+  const alive = aliveMasters(answers);
+  if (alive.length > 0 && !force) {
+    stopCollecting.abort(new Error('fencing refused'));
+    await closeSources(await collecting);
+    return {
+      status: 'CRITICAL',
+      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)`,
+      details: { fence: answers, changed: false },
+      lines: answers.map(describeFence),
+    };
+  }
+  const collected = await collecting;
+  timings.inventoryMs = Date.now() - began;
+  try {
+    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected, notes, timings });
+  } finally {
+    await closeSources(collected);
+  }
+}
+
+interface Findings {
+  answers: FenceAnswer[];
+  forced: boolean;
+  collected: CollectedSource[];
+  notes: string[];
+  timings: Timings;
+}
+
+/** Where a promotion's time went, milliseconds (details.timings): what the benchmark compares. */
+interface Timings {
+  /** Process start (the hook's call) to the job's start: Node and mfs-jobs loading. */
+  startupMs: number;
+  fenceMs?: number;
+  /** Every source opened and listed (in parallel with fencing). */
+  inventoryMs?: number;
+  /** Chosen files fetched, scanned, the plan settled. */
+  fetchMs?: number;
+  /** Moved aside and placed. */
+  placeMs?: number;
+  /** mfsmaster -a until it answered. */
+  restoreMs?: number;
+}
+
+async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<JobResult> {
+  const at = new Date();
+  const stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
+  if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
+  try {
+    const staging = new Staging(stagingDir, new Map(f.collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
+    const inventories = f.collected.map((c) => c.inventory);
+    let mark = Date.now();
+    const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal: ctx.signal });
+    f.timings.fetchMs = Date.now() - mark;
+    const lines = [...f.answers.map((a) => `fence: ${describeFence(a)}`), ...sourceLines(f), ...settled.dropped];
+    if ('failure' in settled) return { status: 'CRITICAL', summary: `${settled.failure}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
+    const { plan } = settled.choice;
+    if (plan.image.empty && plan.steps.length === 0) {
+      return { status: 'CRITICAL', summary: `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}, no changelogs): not promoting`, lines };
+    }
+    lines.push(...planLines(plan));
+    if (ctx.dryRun) return { status: 'OK', summary: `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`, details: planDetails(f, settled), lines };
+    // 3. Restore. Check the VIP once more right before acting: the boot flap may have taken it.
+    if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
+      return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost while collecting: not promoting; nothing changed`, lines };
+    }
+    mark = Date.now();
+    const placements = await preparePlacements(plan, settled, staging, ctx.signal);
+    const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
+    await placeFiles(standby.dataPath, placements.files);
+    f.timings.placeMs = Date.now() - mark;
+    return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
+  } finally {
+    await fs.rm(stagingDir, { recursive: true, force: true });
+  }
+}
+
+/** Staged files under master names; a changelog with a later hole or a cut-off line is trimmed to its run. */
+async function preparePlacements(plan: RestorePlan, settled: SettledPlan, staging: Staging, signal: AbortSignal): Promise<{ files: Placement[]; reachedTimestamp?: number }> {
+  const files: Placement[] = [{ from: settled.imageStaged!, name: 'metadata.mfs.back' }];
+  let reachedTimestamp: number | undefined;
+  for (const [i, step] of plan.steps.entries()) {
+    let from = await staging.fetch(step.changelog, signal);
+    let lastTimestamp = step.changelog.lastTimestamp;
+    if (!step.changelog.clean) {
+      const trimmed = `${from}.run`;
+      lastTimestamp = (await writeChainSegment(from, trimmed, step.segment)).lastTimestamp;
+      from = trimmed;
+    }
+    if (i === plan.steps.length - 1) reachedTimestamp = lastTimestamp;
+    files.push({ from, name: `changelog.${plan.steps.length - i}.mfs` });
+  }
+  return { files, reachedTimestamp };
+}
+
+async function startMasterFor(standby: StandbyConfig, timeoutMs: number) {
+  if (standby.restoreMethod === 'mfsmaster-a') return startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: true, timeoutMs });
+  // MooseFS before 1.7: mfsmetarestore rebuilds metadata.mfs, then a plain start.
+  const bin = path.join(path.dirname(standby.mfsmasterBin), 'mfsmetarestore').replace(/^\.\//, '');
+  const started = Date.now();
+  const res = await execCapture(bin, ['-a', '-d', standby.dataPath], { timeoutMs });
+  const output = res.stdout + res.stderr;
+  // 1.7+ keeps a stub that only says it is gone, and exits 0.
+  if (/has been removed/.test(output)) return { code: 1, output: `${output.trim()} (set standby.restoreMethod: mfsmaster-a)`, durationMs: Date.now() - started };
+  if (res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
+  const start = await startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: false, timeoutMs });
+  return { ...start, durationMs: Date.now() - started };
+}
+
+interface Acted {
+  aside: { dir?: string; moved: string[] };
+  placements: { files: Placement[]; reachedTimestamp?: number };
+  stagingBytes: number;
+  lines: string[];
+}
+
+async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, settled: SettledPlan, acted: Acted): Promise<JobResult> {
+  const { plan } = settled.choice;
+  const timeoutMs = ctx.options.startTimeoutSeconds * 1000;
+  const details = { ...planDetails(f, settled), aside: acted.aside };
+  const lines = [...acted.lines, acted.aside.dir ? `previous DATA_PATH content moved to ${acted.aside.dir}` : 'DATA_PATH was empty'];
+  const command = standby.restoreMethod === 'mfsmaster-a' ? 'mfsmaster -a' : 'mfsmetarestore -a';
+  const restoreBegan = Date.now();
+  const start = await startMasterFor(standby, timeoutMs);
+  if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
+  const info = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, timeoutMs });
+  const servedAt = Date.now();
+  f.timings.restoreMs = servedAt - restoreBegan;
+  if (info.metadataVersion < plan.reached) {
+    await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
+    return { status: 'CRITICAL', summary: `mfsmaster came up at metadata version ${info.metadataVersion}, expected ${plan.reached}: stopped it again`, details, lines };
+  }
+  // After acting: still ours? A master without the VIP is a second master nobody should reach.
+  if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip))) {
+    await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
+    return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
+  }
+  const seconds = (ms: number) => Math.round(ms) / 1000;
+  const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
+  const restoreSeconds = seconds(start.durationMs);
+  const rpoVersions = Math.max(0, plan.newest - plan.reached);
+  const newestTimestamp = Math.max(0, ...settled.choice.group.changelogs.map((c) => c.lastTimestamp ?? 0));
+  const rpoSeconds = acted.placements.reachedTimestamp !== undefined && newestTimestamp > 0 ? Math.max(0, newestTimestamp - acted.placements.reachedTimestamp) : undefined;
+  const metrics: Metric[] = [
+    { name: 'rto', value: rtoSeconds, unit: 's', help: 'Promotion: from the hook call (mfs-jobs process start) to the master serving.' },
+    { name: 'restore', value: restoreSeconds, unit: 's', help: `Time ${command} itself took.` },
+    { name: 'overhead', value: Math.max(0, seconds(servedAt - triggeredAt(ctx) - start.durationMs)), unit: 's', help: 'What promote adds on top of the bare restore.' },
+    { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
+    ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
+    { name: 'metadata_version', value: info.metadataVersion, help: 'Metadata version the promoted master serves.' },
+    { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
+  ];
+  const warnings = [
+    ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
+    ...(f.forced ? ['forced past fencing'] : []),
+    ...(settled.choice.others.length > 0 ? [`other filesystems seen and not used: ${settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`).join('; ')}`] : []),
+  ];
+  const summary = `promoted: serving metadata version ${info.metadataVersion} in ${rtoSeconds.toFixed(2)} s from ${sourcesUsed(plan).join(' + ')}; RPO ${rpoVersions} versions${warnings.length ? `; ${warnings.join('; ')}` : ''}`;
+  return {
+    status: warnings.length ? 'WARNING' : 'OK',
+    summary,
+    details: { ...details, metadataVersion: info.metadataVersion, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
+    metrics,
+    lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
+  };
+}
+
+/**
+ * When the hook fired: the start of this process when ucarp/keepalived started it for this run
+ * (Node's own start-up counts against the RTO too), else the job's start.
+ */
+function triggeredAt(ctx: Ctx): number {
+  const processStart = performance.timeOrigin;
+  const jobStart = ctx.startedAt.getTime();
+  return jobStart - processStart < 30_000 ? Math.min(processStart, jobStart) : jobStart;
+}
+
+function sourcesUsed(plan: RestorePlan): string[] {
+  return [...new Set([plan.image.source, ...plan.steps.map((s) => s.changelog.source)])];
+}
+
+function sourceLines(f: Findings): string[] {
+  return [
+    ...f.notes,
+    ...f.collected.map(({ inventory: i }) =>
+      i.error
+        ? `source ${i.source.name} (${i.source.kind}): not used: ${i.error}`
+        : `source ${i.source.name} (${i.source.kind}): ${i.images.length} image(s), ${i.changelogs.length} changelog(s), metaid ${i.metaid ?? 'unknown'}${i.notes.length ? `; ${i.notes.join('; ')}` : ''}`,
+    ),
+  ];
+}
+
+function sourceDetails(f: Findings) {
+  return f.collected.map(({ inventory: i }) => ({
+    name: i.source.name,
+    kind: i.source.kind,
+    error: i.error ?? null,
+    metaid: i.metaid ?? null,
+    images: i.images.map((img) => ({ name: img.name, version: img.version })),
+    changelogs: i.changelogs.map((c) => ({ name: c.name, segments: c.segments })),
+    notes: i.notes,
+  }));
+}
+
+function planLines(plan: RestorePlan): string[] {
+  return [
+    `image: ${plan.image.source}:${plan.image.name} version ${plan.image.version}${plan.image.empty ? ' (empty, new filesystem)' : ''} metaid ${plan.metaid ?? 'unknown'}`,
+    ...plan.steps.map((s) => `changelog: ${describeStep(s)}`),
+    `reaches metadata version ${plan.reached}; newest seen ${plan.newest}${plan.holes.length ? `; holes ${plan.holes.map(formatHole).join(', ')}` : ''}`,
+  ];
+}
+
+function planDetails(f: Findings, settled: SettledPlan) {
+  const { plan } = settled.choice;
+  return {
+    fence: f.answers,
+    forced: f.forced,
+    sources: sourceDetails(f),
+    excluded: settled.excluded,
+    dropped: settled.dropped,
+    plan: {
+      metaid: plan.metaid ?? null,
+      image: { source: plan.image.source, name: plan.image.name, version: plan.image.version, empty: plan.image.empty },
+      changelogs: plan.steps.map((s) => ({ source: s.changelog.source, name: s.changelog.name, first: s.segment.first, last: s.segment.last })),
+      reached: plan.reached,
+      newest: plan.newest,
+      holes: plan.holes,
+    },
+    sourcesUsed: sourcesUsed(plan),
+    otherFilesystems: settled.choice.others,
+  };
+}
+
