@@ -49,6 +49,6 @@ export async function drillCase(ctx: BenchContext, chain: ChainInfo): Promise<Ca
   const [subject, baseline] = await compare(ctx, [drill, restore], { warmup: !ctx.quick });
   const rtoRuns = ctx.quick ? rto : rto.slice(1);
   result.figures.drillRtoSeconds = median(rtoRuns);
-  result.notes.push('the drill also copies the files (local metalogger), compares with the live master, stops the scratch master cleanly (which writes an image) and removes it; the bare restore starts from files already in place');
+  result.notes.push('the drill also starts Node, copies the files (local metalogger) and scans the changelogs, asks mfscli twice (serving, counts), then kills and removes the scratch master; the bare restore starts from files already in place');
   return finish(ctx, { ...result, status: 'measured', subject, baseline }, drill);
 }
