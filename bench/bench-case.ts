@@ -33,6 +33,8 @@ export interface CaseResult {
   reason?: string;
   subject?: Measured;
   baseline?: Measured;
+  /** Context, not the target: e.g. scp plus the checksum and fsync backup does. */
+  otherBaselines?: Measured[];
   /** subject median / baseline median. */
   ratio?: number;
   target: { text: string; maxRatio?: number; maxSeconds?: number; maxRssMb?: number };

@@ -73,7 +73,8 @@ export function markdownNotes(results: CaseResult[]): string {
   for (const r of results) {
     const figures = Object.entries(r.figures).map(([k, v]) => `${k} ${typeof v !== 'number' ? v : Number.isInteger(v) ? String(v) : s(v)}`);
     const profile = r.profile ? [`profile (${r.profile.file}): ${r.profile.byModule.slice(0, 5).map((m) => `${m.where} ${m.percent}%`).join(', ')}`] : [];
-    const parts = [...figures, ...r.notes, ...profile];
+    const others = (r.otherBaselines ?? []).map((b) => `vs \`${b.label}\` (${s(b.medianSeconds)} s): ${r.subject ? `${(r.subject.medianSeconds / b.medianSeconds).toFixed(2)}×` : 'no mfs-jobs figure'}`);
+    const parts = [...others, ...figures, ...r.notes, ...profile];
     if (parts.length) out.push(`- ${r.title}: ${parts.join('; ')}`);
   }
   return out.join('\n');

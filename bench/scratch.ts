@@ -2,8 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { masterInfo } from '../lib/mfscli.js';
 import { runningMasterPid, stopMaster } from '../lib/mfsmaster.js';
+import { REPO_ROOT } from '../test/helpers/cli.js';
 import { LabMaster } from '../test/lab/moosefs.js';
 import type { ChainInfo } from './generate.js';
+
+/** A shell script of bench/baseline/: what operators run today, measured beside mfs-jobs. */
+export const baselineScript = (name: string): string => path.join(REPO_ROOT, 'bench', 'baseline', name);
 
 /**
  * A master config on free loopback ports with an empty DATA_PATH: the restore target of the

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { compare, expectExitZero, expectJobSuccess, finish, jobAvailable, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
+import { baselineScript } from '../scratch.js';
 
 /**
  * Case 1: pull the metadata image over the loopback sshd — `mfs-jobs run backup` against the
@@ -20,6 +21,13 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
     command: { cmd: 'scp', args: ['-q', '-P', String(ctx.sshd.port), ...sshClientOptions(ctx), remote, path.join(scpDest, 'metadata.mfs.back')] },
     prepare: () => fs.mkdir(scpDest, { recursive: true }).then(() => undefined),
     cleanup: () => fs.rm(scpDest, { recursive: true, force: true }),
+    check: expectExitZero,
+  };
+  const careful: Side = {
+    label: 'scp + sha256sum + sync',
+    command: { cmd: baselineScript('backup.sh'), args: [path.join(scpDest, 'metadata.mfs.back'), remote, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)] },
+    prepare: scp.prepare,
+    cleanup: scp.cleanup,
     check: expectExitZero,
   };
   const result = {
@@ -49,7 +57,7 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
       if (!/: snapshot \S+: /.test(sample.stdout)) throw new Error(`backup made no snapshot: ${sample.stdout.split('\n')[0]}`);
     },
   };
-  const [subject, baseline] = await compare(ctx, [backup, scp]);
-  result.notes.push('backup also fsyncs, checksums (sha256) and checks the image header and size before and after; scp does none of these');
-  return finish(ctx, { ...result, status: 'measured', subject, baseline }, backup);
+  const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
+  result.notes.push('backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)');
+  return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [carefulScp!] }, backup);
 }

@@ -1,14 +1,10 @@
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promises as fs } from 'node:fs';
 import { freePort } from '../../test/lab/proc.js';
 import { compare, expectExitZero, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import { median } from '../measure.js';
 import type { ChainInfo } from '../generate.js';
-import { expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
-
-/** bench/baseline/promote.sh in the repository (this file runs from dist/bench/cases/). */
-const BASELINE_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/baseline/promote.sh');
+import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
 
 /**
  * Case 3: turn the standby into the master from a metalogger reached over the loopback sshd —
@@ -20,7 +16,7 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
   const script: Side = {
     label: 'recipe script (scp + mfsmaster -a)',
     command: {
-      cmd: BASELINE_SCRIPT,
+      cmd: baselineScript('promote.sh'),
       args: [`root@${ctx.sshd.host}`, chain.dataPath, standby.dataPath, standby.configFile, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)],
     },
     check: async (sample) => {
