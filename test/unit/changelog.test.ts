@@ -36,6 +36,15 @@ describe('changelog scanning', () => {
     expect(scan.last).toBe(3);
   });
 
+  test('a line over 1 MiB is a problem; the lines after it still count, whatever the chunking', async () => {
+    const text = lines(1, 3) + 'x'.repeat(1.5 * 2 ** 20) + '\n' + lines(4, 6);
+    for (const chunk of [65_536, 1 << 20, 3_000_000]) {
+      const scan = await scanChangelogStream(streamOf(text, chunk), 'c');
+      expect(scan.problems[0]!.reason).toMatch(chunk < 2 ** 20 ? /longer than/ : /longer than|unparsable line/);
+      expect(scan).toMatchObject({ first: 1, last: 6, segments: [{ first: 1, last: 6 }], truncatedLastLine: false });
+    }
+  });
+
   test('an empty file has no versions and no problems', async () => {
     const scan = await scanChangelogStream(streamOf(''), 'c');
     expect(scan).toMatchObject({ lines: 0, segments: [], problems: [] });
