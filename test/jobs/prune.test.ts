@@ -1,0 +1,257 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { holesBetween } from '../../lib/chain.js';
+import { scanChangelogFile } from '../../lib/changelog.js';
+import { listSnapshots, snapshotsDir } from '../../lib/manifest.js';
+import { readImageHeader } from '../../lib/metadata.js';
+import { runCli } from '../helpers/cli.js';
+import { writeSnapshot } from '../helpers/snapshots.js';
+import { FakeClock } from '../lab/clock.js';
+import { Lab } from '../lab/cluster.js';
+import { LabMaster } from '../lab/moosefs.js';
+import { waitFor } from '../lab/proc.js';
+
+const DAY = 86_400_000;
+
+/** name → "size mtime" of every file in a directory: what "changes nothing" is checked against. */
+async function listing(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await fs.readdir(dir)).sort()) {
+    const st = await fs.stat(path.join(dir, name));
+    out[name] = `${st.size} ${st.mtimeMs}`;
+  }
+  return out;
+}
+
+async function storeListing(store: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const id of await fs.readdir(snapshotsDir(store))) for (const [n, v] of Object.entries(await listing(path.join(snapshotsDir(store), id)))) out[`${id}/${n}`] = v;
+  return out;
+}
+
+/** First and last version of a changelog, as `first..last`. */
+async function rangeOf(file: string): Promise<string> {
+  const scan = await scanChangelogFile(file);
+  return `${scan.first}..${scan.last}`;
+}
+
+describe('prune on the files of a real master and metalogger with hourly rotations', () => {
+  let lab: Lab;
+  let clock: FakeClock;
+  let config: string;
+  let store: string;
+  let restores = 0;
+
+  /** A fresh DATA_PATH with one image and these changelogs, `mfsmaster -a`: the version it serves. */
+  async function restoreFrom(image: string, changelogs: string[]): Promise<number> {
+    const scratch = await LabMaster.create(path.join(lab.dir, `restore-${++restores}`), { bootstrap: false });
+    await fs.copyFile(image, path.join(scratch.dataPath, path.basename(image)));
+    // Names as MooseFS would accept them; several snapshots each hold a changelog.0.mfs.
+    for (const [i, c] of changelogs.entries()) await fs.copyFile(c, path.join(scratch.dataPath, `changelog.${i + 1}.mfs`));
+    try {
+      return (await scratch.start({ autoRestore: true })).metadataVersion;
+    } finally {
+      await scratch.stop();
+    }
+  }
+
+  beforeAll(async () => {
+    lab = await Lab.start({ sshd: true });
+    clock = await FakeClock.create(lab.dir);
+    store = path.join(lab.dir, 'snapshots');
+    await lab.master.stop();
+    await lab.master.start({ wrap: clock.wrap });
+    const data = lab.master.dataPath;
+    for (let hour = 1; hour <= 5; hour++) {
+      await lab.makeChanges(`hour${hour}`, 15);
+      // A backup at every hour from the second on: the image dumped at the full hour, the previous hour's changelog and this hour's so far.
+      if (hour >= 2) await writeSnapshot(store, { image: path.join(data, 'metadata.mfs.back'), changelogs: [path.join(data, 'changelog.1.mfs'), path.join(data, 'changelog.0.mfs')], takenAt: new Date(Date.now() - (6 - hour) * DAY) });
+      await clock.nextHour(lab.master);
+      const masterLast = await rangeOf(path.join(data, 'changelog.1.mfs'));
+      await waitFor('the metalogger to rotate too', async () => (await rangeOf(path.join(lab.metalogger!.dataPath, 'changelog_ml.1.mfs')).catch(() => '')).endsWith(masterLast.split('..')[1]!));
+      // A metalogger downloads the image only when it connects: restart it once for a real metadata_ml.mfs.back.
+      if (hour === 2) {
+        await lab.makeChanges('before-download', 5);
+        await lab.metalogger!.stop();
+        await lab.metalogger!.start();
+      }
+    }
+    await lab.makeChanges('tail', 10);
+    config = await lab.writeConfig({
+      masters: [{ name: 'master', host: lab.master.cliHost, dataPath: data, cliPort: lab.master.ports.cl, local: true }],
+      jobs: { prune: { dataPaths: ['master', 'ml1'], minAgeMinutes: 0, keepRotated: 2, maxAgeHours: 60 } },
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await lab?.stop();
+  });
+
+  test('what MooseFS 3.0.117 left after five hours: rotated changelogs on both, _back copies, real images', async () => {
+    const master = await fs.readdir(lab.master.dataPath);
+    expect(master).toEqual(expect.arrayContaining(['changelog.0.mfs', 'changelog.5.mfs', 'metadata.mfs.back', 'metadata.mfs.back.1']));
+    const ml = await fs.readdir(lab.metalogger!.dataPath);
+    expect(ml).toEqual(expect.arrayContaining(['changelog_ml.0.mfs', 'changelog_ml.4.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml_back.1.mfs', 'metadata_ml.mfs.back']));
+    expect((await readImageHeader(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back'))).empty).toBe(false);
+    expect((await listSnapshots(store)).snapshots).toHaveLength(4);
+  });
+
+  test('--dry-run prints the exact plan, one line per file with its version range, and changes nothing', async () => {
+    const before = [await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)];
+    const res = await runCli(['run', 'prune', '--config', config, '--dry-run']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/^MFS PRUNE OK - would free .* in \d+ files \(store \d+ deleted, \d+ kept; master 3 deleted, \d+ kept; ml1 \d+ deleted, \d+ kept\)/);
+    const cl5 = await rangeOf(path.join(lab.master.dataPath, 'changelog.5.mfs'));
+    expect(res.stdout).toContain(`would delete changelog.5.mfs versions ${cl5}`);
+    expect(res.stdout).toMatch(/keep changelog\.1\.mfs versions \d+\.\.\d+ \(.*\): one of the 2 newest rotated changelogs/);
+    expect(res.stdout).toMatch(/keep changelog\.0\.mfs versions .*: current changelog/);
+    expect(res.stdout).toMatch(/restore point metadata\.mfs\.back\.1 v\d+ retained/);
+    expect([await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)]).toEqual(before);
+  });
+
+  test('deletes only what no retained restore point needs, logs each file with its versions, reports bytes freed', async () => {
+    const data = lab.master.dataPath;
+    const doomed = ['changelog.3.mfs', 'changelog.4.mfs', 'changelog.5.mfs'];
+    // Independent of prune: does changelog_ml_back.0.mfs hold versions no changelog_ml.N.mfs holds?
+    const mlData = lab.metalogger!.dataPath;
+    const mlOwn = await Promise.all((await fs.readdir(mlData)).filter((n) => /^changelog_ml\.\d+\.mfs$/.test(n)).map((n) => scanChangelogFile(path.join(mlData, n))));
+    const back = await scanChangelogFile(path.join(mlData, 'changelog_ml_back.0.mfs'));
+    const mlBack0OnlyCopy = holesBetween(back.first!, back.last!, mlOwn.flatMap((c) => c.segments)).length > 0;
+    const ranges = await Promise.all(doomed.map((n) => rangeOf(path.join(data, n))));
+    const sizes = await Promise.all(doomed.map(async (n) => (await fs.stat(path.join(data, n))).size));
+    const res = await runCli(['run', 'prune', '--config', config, '--json']);
+    expect(res.code).toBe(0);
+    const report = JSON.parse(res.stdout);
+    expect(report.status).toBe('OK');
+    const master = report.details.targets.find((t: { target: string }) => t.target === 'master');
+    expect(master.deleted.map((d: { name: string }) => d.name).sort()).toEqual(doomed);
+    doomed.forEach((n, i) => expect(res.stderr).toContain(`deleted master: ${n} versions ${ranges[i]}`));
+    expect(report.metrics.find((m: { name: string; labels: { target: string } }) => m.name === 'freed_bytes' && m.labels.target === 'master').value).toBe(sizes.reduce((a, b) => a + b, 0));
+    for (const n of doomed) await expect(fs.stat(path.join(data, n))).rejects.toThrow();
+    // The metalogger (over SFTP) downloaded its image (v = the master's dump at the start of hour 3) when it was
+    // restarted in hour 3: hour 1 and 2 (changelog_ml.5/.4 and the _back.1 copy of hour 2) go.
+    const ml = report.details.targets.find((t: { target: string }) => t.target === 'ml1');
+    const mlDeleted = ml.deleted.map((d: { name: string }) => d.name);
+    expect(mlDeleted).toEqual(expect.arrayContaining(['changelog_ml.4.mfs', 'changelog_ml.5.mfs', 'changelog_ml_back.1.mfs']));
+    // Changes made while a metalogger connects are missing from its changelog_ml.0.mfs and only in
+    // changelog_ml_back.0.mfs (seen on every restart here): then that "copy" is the only copy and stays.
+    const back0 = ml.kept.find((k: { name: string }) => k.name === 'changelog_ml_back.0.mfs');
+    if (mlBack0OnlyCopy) expect(back0.reason).toMatch(/^needed: only copy of versions \d+\.\.\d+, which restore point metadata_ml\.mfs\.back \(v\d+\) needs/);
+    else expect(mlDeleted).toContain('changelog_ml_back.0.mfs');
+    // The store: snapshots older than maxAgeHours (60 h) go whole; the two newest stay.
+    const st = report.details.targets.find((t: { target: string }) => t.target === 'store');
+    expect(new Set(st.deleted.map((d: { name: string }) => d.name.split('/')[0])).size).toBe(2);
+    expect((await listSnapshots(store)).snapshots).toHaveLength(2);
+    const prom = await fs.readFile(path.join(lab.dir, 'textfile', 'mfs_jobs_prune.prom'), 'utf8');
+    expect(prom).toMatch(/mfs_jobs_freed_bytes\{job="prune",target="master"\} [1-9]\d*/);
+  });
+
+  test('mfsmaster -a still restores the newest version from every retained restore point', async () => {
+    const newest = (await lab.master.info()).metadataVersion;
+    // mfsmaster writes changelogs through a background writer: wait until both DATA_PATHs hold the last change.
+    await waitFor('changelogs to hold the newest change', async () => (await scanChangelogFile(path.join(lab.master.dataPath, 'changelog.0.mfs'))).last === newest - 1);
+    await waitFor('the metalogger to hold the newest change', async () => (await lab.metalogger!.lastVersion()) === newest - 1);
+    const masterChangelogs = (await fs.readdir(lab.master.dataPath)).filter((n) => n.startsWith('changelog')).map((n) => path.join(lab.master.dataPath, n));
+    for (const image of ['metadata.mfs.back', 'metadata.mfs.back.1']) expect(await restoreFrom(path.join(lab.master.dataPath, image), masterChangelogs)).toBe(newest);
+    const mlData = lab.metalogger!.dataPath;
+    const mlChangelogs = (await fs.readdir(mlData)).filter((n) => n.startsWith('changelog')).map((n) => path.join(mlData, n));
+    expect(await restoreFrom(path.join(mlData, 'metadata_ml.mfs.back'), mlChangelogs)).toBe(newest);
+    // Each retained snapshot restores by itself, and rolls forward to the newest stored version with the store's changelogs.
+    const { snapshots } = await listSnapshots(store);
+    const pool = snapshots.flatMap((s) => s.manifest.files.filter((f) => f.role === 'changelog').map((f) => path.join(s.dir, f.name)));
+    const newestStored = Math.max(...snapshots.map((s) => s.manifest.reachesVersion));
+    for (const s of snapshots) {
+      const image = path.join(s.dir, s.manifest.image.name);
+      expect(await restoreFrom(image, s.manifest.files.filter((f) => f.role === 'changelog').map((f) => path.join(s.dir, f.name)))).toBe(s.manifest.reachesVersion);
+      expect(await restoreFrom(image, pool)).toBe(newestStored);
+    }
+  });
+
+  test('a second run has nothing to do: OK, nothing changes', async () => {
+    const before = [await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)];
+    const res = await runCli(['run', 'prune', '--config', config]);
+    expect(res.stdout).toMatch(/^MFS PRUNE OK - nothing to prune/);
+    expect(res.code).toBe(0);
+    expect([await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)]).toEqual(before);
+  });
+
+  test('a rotated changelog some process holds open is kept until it is closed', async () => {
+    await lab.makeChanges('hour6', 5);
+    await clock.nextHour(lab.master);
+    const file = path.join(lab.master.dataPath, 'changelog.3.mfs');
+    const handle = await fs.open(file, 'r');
+    try {
+      const res = await runCli(['run', 'prune', '--config', config, '--dry-run']);
+      expect(res.stdout).toMatch(/keep changelog\.3\.mfs versions \d+\.\.\d+ \(.*\): held open by a running process/);
+    } finally {
+      await handle.close();
+    }
+    const res = await runCli(['run', 'prune', '--config', config]);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toMatch(/deleted master: changelog\.3\.mfs versions \d+\.\.\d+/);
+  });
+
+  test('files younger than minAgeMinutes are never deleted (the guard for a DATA_PATH over SFTP)', async () => {
+    await lab.makeChanges('hour7', 5);
+    await clock.nextHour(lab.master);
+    const overSftp = (minAgeMinutes: number) => lab.writeConfig({ jobs: { prune: { snapshotStore: false, dataPaths: ['master'], minAgeMinutes } } }, `min-age-${minAgeMinutes}.yaml`);
+    const young = await runCli(['run', 'prune', '--config', await overSftp(30), '--dry-run']);
+    expect(young.code).toBe(0);
+    expect(young.stdout).toMatch(/^MFS PRUNE OK - nothing to prune/);
+    expect(young.stdout).toMatch(/keep changelog\.3\.mfs versions \d+\.\.\d+ \(.*\): modified \d+ min ago \(minAge\)/);
+    const old = await runCli(['run', 'prune', '--config', await overSftp(0), '--dry-run']);
+    expect(old.stdout).toMatch(/would delete changelog\.3\.mfs versions \d+\.\.\d+/);
+  });
+
+  describe('a damaged file makes prune refuse instead of guess', () => {
+    /** A copy of the metalogger's DATA_PATH, configured as a local metalogger named `copy`. */
+    async function copyOfMetalogger(name: string): Promise<{ dir: string; config: string }> {
+      const dir = path.join(lab.dir, name);
+      await fs.cp(lab.metalogger!.dataPath, dir, { recursive: true });
+      await fs.rm(path.join(dir, '.mfsmetalogger.lock'), { force: true });
+      const cfg = await lab.writeConfig(
+        { metaloggers: [{ name: 'copy', host: '127.0.0.1', dataPath: dir, local: true }], jobs: { prune: { snapshotStore: false, dataPaths: ['copy'], minAgeMinutes: 0, keepRotated: 0 } } },
+        `${name}.yaml`,
+      );
+      return { dir, config: cfg };
+    }
+
+    test('an unparsable line in a rotated changelog: CRITICAL naming file and line, nothing deleted', async () => {
+      const { dir, config: cfg } = await copyOfMetalogger('damaged-line');
+      const file = path.join(dir, 'changelog_ml.2.mfs');
+      const lines = (await fs.readFile(file, 'utf8')).split('\n');
+      lines[2] = lines[2]!.replace(/^\d+/, (d) => 'x'.repeat(d.length));
+      await fs.writeFile(file, lines.join('\n'));
+      const before = await listing(dir);
+      const res = await runCli(['run', 'prune', '--config', cfg]);
+      expect(res.code).toBe(2);
+      expect(res.stdout).toMatch(/^MFS PRUNE CRITICAL - copy: refusing to prune, nothing deleted: ChainError: .*changelog_ml\.2\.mfs line 3: unparsable line/);
+      expect(await listing(dir)).toEqual(before);
+    });
+
+    test('a truncated image: CRITICAL, nothing deleted', async () => {
+      const { dir, config: cfg } = await copyOfMetalogger('damaged-image');
+      const image = path.join(dir, 'metadata_ml.mfs.back');
+      await fs.truncate(image, (await fs.stat(image)).size - 10);
+      const before = await listing(dir);
+      const res = await runCli(['run', 'prune', '--config', cfg]);
+      expect(res.code).toBe(2);
+      expect(res.stdout).toMatch(/copy: refusing to prune, nothing deleted: ChainError: .*metadata_ml\.mfs\.back: metadata image has no "\[MFS EOF MARKER\]" ending/);
+      expect(await listing(dir)).toEqual(before);
+    });
+
+    test('a snapshot changelog damaged in place: CRITICAL, the store is untouched', async () => {
+      const { snapshots } = await listSnapshots(store);
+      const victim = snapshots[0]!;
+      const file = path.join(victim.dir, victim.manifest.files.find((f) => f.role === 'changelog')!.name);
+      const text = await fs.readFile(file, 'utf8');
+      await fs.writeFile(file, text.replace(/\n\d+:/, (m) => `\n${'9'.repeat(m.length - 2)}:`));
+      const cfg = await lab.writeConfig({ jobs: { prune: { maxAgeHours: 1, minAgeMinutes: 0 } } }, 'store-damaged.yaml');
+      const before = await storeListing(store);
+      const res = await runCli(['run', 'prune', '--config', cfg]);
+      expect(res.code).toBe(2);
+      expect(res.stdout).toMatch(new RegExp(`store: refusing to prune, nothing deleted: ChainError: snapshot ${victim.id}/changelog\\.\\d\\.mfs line \\d+: version \\d+ goes backwards`));
+      expect(await storeListing(store)).toEqual(before);
+    });
+  });
+});
