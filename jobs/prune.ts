@@ -45,7 +45,7 @@ export default defineJob({
   defaultSchedule: '30 * * * *',
   options,
   async run(ctx) {
-    const targets = selectTargets(ctx.config, ctx.options);
+    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun);
     if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
     const outcomes: TargetOutcome[] = [];
     for (const open of targets) outcomes.push(await pruneTarget(ctx, open));
@@ -55,10 +55,10 @@ export default defineJob({
 
 type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
 
-function selectTargets(config: Config, o: PruneOptions): TargetOpener[] {
+function selectTargets(config: Config, o: PruneOptions, dryRun: boolean): TargetOpener[] {
   const out: TargetOpener[] = [];
   const store = config.snapshotStore;
-  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path) });
+  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun) });
   o.dataPaths.forEach((name, i) => {
     const host = allHosts(config).find((h) => h.name === name);
     if (!host) throw new ConfigError(`jobs.prune.dataPaths.${i}`, `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`);

@@ -53,7 +53,7 @@ export interface PlanOtherFile {
 export interface PruneRules {
   /** Restore points older than this are no longer retained (the newest keepRestorePoints always are). */
   maxAgeMs?: number;
-  /** Release the oldest restore points until everything kept fits in this many bytes. */
+  /** Release the oldest restore points until the kept files prune manages (not a DATA_PATH's images) fit in this many bytes. */
   maxTotalBytes?: number;
   /** The newest K restore points are retained whatever maxAge / maxTotalBytes say (at least 1). */
   keepRestorePoints: number;
@@ -115,6 +115,8 @@ interface FileRef {
   segments: Segment[];
   /** Highest version the file concerns (image version, last changelog line; -1 for none). */
   top: number;
+  /** Prune may delete files of this kind here (false for a DATA_PATH's images). */
+  managed: boolean;
 }
 
 /** A changelog piece that knows its unit. */
@@ -195,7 +197,8 @@ interface Decision {
   deletedUnits: Set<string>;
   unitReasons: Map<string, string>;
   keptPieces: UnitPiece[];
-  bytesKept: number;
+  /** Bytes kept that prune could ever delete (a DATA_PATH's images are MooseFS's): what maxTotalBytes caps. */
+  managedBytesKept: number;
 }
 
 /** Given the retained restore points, delete every unit whose versions the rest still hold. */
@@ -229,8 +232,8 @@ function decideUnits(files: readonly FileRef[], pieces: readonly UnitPiece[], re
     const needer = whoNeeds(first.from);
     unitReasons.set(unit, `needed: only copy of versions ${lost.map(formatHole).join(',')}${needer ? `, which restore point ${needer.name} (v${needer.version}) needs to reach ${newest}` : ''}`);
   }
-  const bytesKept = files.filter((f) => !deletedUnits.has(f.unit)).reduce((sum, f) => sum + f.size, 0);
-  return { deletedUnits, unitReasons, keptPieces: remaining, bytesKept };
+  const managedBytesKept = files.filter((f) => !deletedUnits.has(f.unit) && f.managed).reduce((sum, f) => sum + f.size, 0);
+  return { deletedUnits, unitReasons, keptPieces: remaining, managedBytesKept };
 }
 
 /** The exact plan for one target: what goes, what stays and why, and how far each restore point reaches. */
@@ -241,9 +244,9 @@ export function planPrune(input: PlanInput): PrunePlan {
   const pieces: UnitPiece[] = changelogs.flatMap((c) => c.segments.map((s) => ({ file: c.name, unit: c.unit, first: s.first, last: s.last })));
   const newest = Math.max(0, ...images.map((i) => i.version), ...pieces.map((p) => p.last + 1));
   const files: FileRef[] = [
-    ...images.map((i) => ({ name: i.name, unit: i.unit, kind: 'image' as const, size: i.size, mtimeMs: i.mtimeMs, versions: `v${i.version}`, segments: [], top: i.version })),
-    ...changelogs.map((c) => ({ name: c.name, unit: c.unit, kind: 'changelog' as const, size: c.size, mtimeMs: c.mtimeMs, versions: formatVersions(c.segments), segments: c.segments, top: Math.max(-1, ...c.segments.map((x) => x.last)) })),
-    ...others.map((o) => ({ name: o.name, unit: o.unit, kind: 'other' as const, size: o.size, mtimeMs: o.mtimeMs, versions: '-', segments: [], top: -1 })),
+    ...images.map((i) => ({ name: i.name, unit: i.unit, kind: 'image' as const, size: i.size, mtimeMs: i.mtimeMs, versions: `v${i.version}`, segments: [], top: i.version, managed: i.deletable })),
+    ...changelogs.map((c) => ({ name: c.name, unit: c.unit, kind: 'changelog' as const, size: c.size, mtimeMs: c.mtimeMs, versions: formatVersions(c.segments), segments: c.segments, top: Math.max(-1, ...c.segments.map((x) => x.last)), managed: true })),
+    ...others.map((o) => ({ name: o.name, unit: o.unit, kind: 'other' as const, size: o.size, mtimeMs: o.mtimeMs, versions: '-', segments: [], top: -1, managed: true })),
   ];
   const safety = safetyKeeps(input);
   const warnings: string[] = [];
@@ -253,12 +256,12 @@ export function planPrune(input: PlanInput): PrunePlan {
   let verdicts = retainRestorePoints(images, rules, now, released);
   const retainedImages = () => images.filter((i) => verdicts.get(i.name)!.retained);
   let decision = decideUnits(files, pieces, retainedImages(), newest, safety);
-  while (rules.maxTotalBytes !== undefined && decision.bytesKept > rules.maxTotalBytes) {
+  while (rules.maxTotalBytes !== undefined && images.length > 0 && decision.managedBytesKept > rules.maxTotalBytes) {
     const protectedCount = Math.max(1, rules.keepRestorePoints);
     const releasable = [...images].sort(byNewest).slice(protectedCount).filter((i) => !i.pinned && verdicts.get(i.name)!.retained);
     const oldest = releasable[releasable.length - 1];
     if (!oldest) {
-      warnings.push(`keeping ${decision.bytesKept} B, more than maxTotalSize (${rules.maxTotalBytes} B): the protected restore points and the files safety keeps need that much`);
+      warnings.push(`keeping ${formatBytes(decision.managedBytesKept)}, more than maxTotalSize (${formatBytes(rules.maxTotalBytes)}): the protected restore points and the files safety keeps need that much`);
       break;
     }
     released.set(oldest.name, 'released to fit maxTotalSize');

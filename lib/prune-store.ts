@@ -22,12 +22,16 @@ export class SnapshotStoreTarget implements PruneTarget {
   readonly where: string;
   private latest: string | undefined;
 
-  constructor(private readonly store: string) {
+  /** `dryRun`: change nothing at all, not even prune's own leftovers from a killed run. */
+  constructor(
+    private readonly store: string,
+    private readonly dryRun: boolean,
+  ) {
     this.where = store;
   }
 
   async scan(): Promise<TargetScan> {
-    await this.emptyTrash();
+    if (!this.dryRun) await this.emptyTrash();
     const { snapshots, broken } = await listSnapshots(this.store);
     if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
     const metaids = new Set(snapshots.map((s) => s.manifest.image.metaid).filter(Boolean));

@@ -2,14 +2,17 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { holesBetween } from '../../lib/chain.js';
 import { scanChangelogFile } from '../../lib/changelog.js';
+import { parseConfig } from '../../lib/config.js';
 import { listSnapshots, snapshotsDir } from '../../lib/manifest.js';
-import { readImageHeader } from '../../lib/metadata.js';
+import { changelogIndex, readImageHeader } from '../../lib/metadata.js';
+import { DataPathTarget } from '../../lib/prune-datapath.js';
+import { planPrune } from '../../lib/prune-plan.js';
 import { runCli } from '../helpers/cli.js';
 import { writeSnapshot } from '../helpers/snapshots.js';
 import { FakeClock } from '../lab/clock.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster } from '../lab/moosefs.js';
-import { waitFor } from '../lab/proc.js';
+import { freePort, waitFor } from '../lab/proc.js';
 
 const DAY = 86_400_000;
 
@@ -201,6 +204,45 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     expect(young.stdout).toMatch(/keep changelog\.3\.mfs versions \d+\.\.\d+ \(.*\): modified \d+ min ago \(minAge\)/);
     const old = await runCli(['run', 'prune', '--config', await overSftp(0), '--dry-run']);
     expect(old.stdout).toMatch(/would delete changelog\.3\.mfs versions \d+\.\.\d+/);
+  });
+
+  test('MooseFS rotating between the plan and the delete: every renamed file is left alone', async () => {
+    // Names shift on every rotation (changelog.N → N+1): deleting by name alone would hit the wrong file.
+    const copy = path.join(lab.dir, 'rotating');
+    await fs.cp(lab.master.dataPath, copy, { recursive: true });
+    const cfg = parseConfig({ masters: [{ name: 'copy', host: '127.0.0.1', dataPath: copy, local: true }] });
+    const target = await DataPathTarget.open(cfg, cfg.masters[0]!, new AbortController().signal);
+    try {
+      const plan = planPrune({ ...(await target.scan()), rules: { keepRestorePoints: 1, keepRotated: 0, minAgeMs: 0 }, now: Date.now() });
+      expect(plan.delete.length).toBeGreaterThan(0);
+      const top = Math.max(...(await fs.readdir(copy)).map((n) => changelogIndex(n) ?? -1));
+      for (let i = top; i >= 0; i--) await fs.rename(path.join(copy, `changelog.${i}.mfs`), path.join(copy, `changelog.${i + 1}.mfs`)).catch(() => undefined);
+      const before = await listing(copy);
+      const removals = await target.remove(plan.delete, new AbortController().signal, () => undefined);
+      expect(removals.every((r) => !r.deleted && /changed since the scan|gone since the scan|first version differs/.test(r.skipped ?? ''))).toBe(true);
+      expect(await listing(copy)).toEqual(before);
+    } finally {
+      await target.close();
+    }
+  });
+
+  test('bad input: an unknown host in jobs.prune.dataPaths is one line naming the key, exit 3', async () => {
+    const cfg = await lab.writeConfig({ jobs: { prune: { dataPaths: ['nosuch'] } } }, 'bad-host.yaml');
+    const res = await runCli(['run', 'prune', '--config', cfg]);
+    expect(res.code).toBe(3);
+    expect(res.stdout).toMatch(/^MFS PRUNE UNKNOWN - ConfigError: .*jobs\.prune\.dataPaths\.0: no master or metalogger named "nosuch"/);
+  });
+
+  test('an unreachable metalogger is CRITICAL and named; nothing is deleted there', async () => {
+    const cfg = await lab.writeConfig(
+      { metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: lab.metalogger!.dataPath, ssh: { port: await freePort() } }], jobs: { prune: { snapshotStore: false, dataPaths: ['ml1'], minAgeMinutes: 0 } } },
+      'unreachable.yaml',
+    );
+    const before = await listing(lab.metalogger!.dataPath);
+    const res = await runCli(['run', 'prune', '--config', cfg]);
+    expect(res.code).toBe(2);
+    expect(res.stdout).toMatch(/^MFS PRUNE CRITICAL - ml1: refusing to prune, nothing deleted: TransferError: ml1 \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused/);
+    expect(Object.keys(await listing(lab.metalogger!.dataPath))).toEqual(Object.keys(before));
   });
 
   describe('a damaged file makes prune refuse instead of guess', () => {

@@ -77,10 +77,14 @@ describe('prune plan: a master DATA_PATH', () => {
 
   test('maxTotalSize releases the oldest restore points until what is kept fits, and warns when it cannot', () => {
     const i = input();
-    i.rules = rules({ maxTotalBytes: 20_000 });
+    i.rules = rules({ maxTotalBytes: 12_000 });
     const plan = planPrune(i);
     expect(plan.restorePoints.find((r) => r.name === 'metadata.mfs.back.1')).toMatchObject({ retained: false, reason: 'released to fit maxTotalSize' });
-    expect(plan.bytesKept).toBe(10_000 + 5_000);
+    // Images in a DATA_PATH are MooseFS's: they are kept and not counted against maxTotalSize.
+    expect(deleted(plan)).toEqual(['changelog.1.mfs', 'changelog.2.mfs', 'changelog.3.mfs']);
+    expect(plan.bytesKept).toBe(2 * 5_000 + 50 * 100);
+    i.rules = rules({ maxTotalBytes: 20_000 });
+    expect(planPrune(i).restorePoints.every((r) => r.retained)).toBe(true);
     i.rules = rules({ maxTotalBytes: 1_000 });
     expect(planPrune(i).warnings.join()).toMatch(/more than maxTotalSize/);
   });
@@ -277,6 +281,10 @@ function checkPlan(input: PlanInput, plan: PrunePlan): void {
   const keptRotated = rotated.filter((c) => !gone.has(c.name)).length;
   expect(keptRotated).toBeGreaterThanOrEqual(Math.min(input.rules.keepRotated, rotated.length));
   expect(plan.bytesToFree).toBe(plan.delete.reduce((s, e) => s + e.size, 0));
+  if (input.rules.maxTotalBytes !== undefined && input.images.length > 0 && !plan.warnings.some((w) => /maxTotalSize/.test(w))) {
+    const undeletable = new Set(input.images.filter((i) => !i.deletable).map((i) => i.name));
+    expect(plan.keep.filter((e) => !undeletable.has(e.name)).reduce((s, e) => s + e.size, 0)).toBeLessThanOrEqual(input.rules.maxTotalBytes);
+  }
 }
 
 describe('prune plan property: every retained restore point still rolls forward as far as before', () => {
