@@ -3,7 +3,7 @@ import { allHosts, jobOptionsSchema, type Config } from '../lib/config.js';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/job.js';
 import { DataPathTarget } from '../lib/prune-datapath.js';
-import { formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune-plan.js';
+import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune-plan.js';
 import { SnapshotStoreTarget } from '../lib/prune-store.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune-target.js';
 
@@ -88,13 +88,18 @@ async function pruneTarget(ctx: JobContext<PruneOptions>, opener: TargetOpener):
     plan = planPrune({ ...scan, rules: rulesOf(ctx.options), now: Date.now() });
     if (!ctx.dryRun && plan.delete.length > 0) {
       const name = target.name;
-      removals.push(...(await target.remove(plan.delete, ctx.signal, (e) => ctx.log.info(`deleted ${name}: ${e.name} versions ${e.versions} (${formatBytes(e.size)})`, { target: name, file: e.name, versions: e.versions, bytes: e.size }))));
+      await target.remove(plan.delete, ctx.signal, (r) => {
+        removals.push(r);
+        const e = r.entry;
+        if (r.deleted) ctx.log.info(`deleted ${name}: ${describeFile(e)}`, { target: name, file: e.name, versions: e.versions, bytes: e.size });
+        else ctx.log.warn(`left ${name}: ${describeFile(e)}: ${r.skipped}`, { target: name, file: e.name });
+      });
     }
     const skipped = removals.filter((r) => r.skipped);
     const status: Status = plan.warnings.length > 0 || skipped.length > 0 ? 'WARNING' : 'OK';
     return { target: opener.name, where: target.where, status, plan, removals };
   } catch (err) {
-    const done = removals.length;
+    const done = removals.filter((r) => r.deleted).length;
     if (err instanceof TargetChanged) return { target: opener.name, where: target?.where ?? '', status: 'WARNING', error: `${err.message}: nothing deleted, the next run retries`, plan, removals };
     const what = plan && !ctx.dryRun ? `stopped while deleting (${done} files deleted before)` : 'refusing to prune, nothing deleted';
     return { target: opener.name, where: target?.where ?? '', status: 'CRITICAL', error: `${what}: ${describeError(err)}`, plan, removals };
@@ -146,7 +151,7 @@ function targetLines(o: TargetOutcome, dryRun: boolean): string[] {
   const verb = (e: PlanEntry) => (dryRun ? 'would delete' : removal.get(e.name)?.deleted ? 'deleted' : `left (${removal.get(e.name)?.skipped ?? 'not reached'})`);
   return [
     `${head}: newest version ${o.plan.newest}${o.error ? `; ${o.error}` : ''}`,
-    ...o.plan.restorePoints.map((r) => `  restore point ${r.name} v${r.version} ${r.retained ? 'retained' : 'not retained'} (${r.reason}), reaches ${r.reaches}`),
+    ...o.plan.restorePoints.map((r) => `  restore point ${r.name} v${r.version}: ${r.retained ? 'retained' : 'not retained'}, ${r.reason}; reaches ${r.reaches}`),
     ...o.plan.delete.map((e) => `  ${planLine(e, verb(e))}`),
     ...o.plan.keep.map((e) => `  ${planLine(e, 'keep')}`),
     ...o.plan.warnings.map((w) => `  warning: ${w}`),

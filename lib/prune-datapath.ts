@@ -87,24 +87,17 @@ export class DataPathTarget implements PruneTarget {
   }
 
   /** Delete planned changelogs, each only if it is still the file scanned: names shift on every rotation. */
-  async remove(entries: readonly PlanEntry[], signal: AbortSignal, onDeleted: (e: PlanEntry) => void): Promise<Removal[]> {
+  async remove(entries: readonly PlanEntry[], signal: AbortSignal, onResult: (r: Removal) => void): Promise<void> {
     const open = await this.openFiles();
-    const out: Removal[] = [];
     for (const entry of entries) {
-      if (signal.aborted) {
-        out.push({ entry, deleted: false, skipped: 'aborted before it was deleted' });
-        continue;
-      }
-      const why = await this.unlessSame(entry, open);
+      const why = signal.aborted ? 'aborted before it was deleted' : await this.unlessSame(entry, open);
       if (why) {
-        out.push({ entry, deleted: false, skipped: why });
+        onResult({ entry, deleted: false, skipped: why });
         continue;
       }
       await this.source.remove(this.file(entry.name));
-      onDeleted(entry);
-      out.push({ entry, deleted: true });
+      onResult({ entry, deleted: true });
     }
-    return out;
   }
 
   /** Why the file on disk is no longer the one the plan was made for (undefined when it is). */

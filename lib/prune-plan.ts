@@ -327,9 +327,15 @@ function deleteReason(f: FileRef, verdicts: ReadonlyMap<string, { retained: bool
   return 'no retained restore point needs its versions';
 }
 
-/** One line per planned file, for --dry-run and the log: `changelog_ml.3.mfs 120..189 (4 KiB): reason`. */
+/** One line per planned file, for --dry-run: `delete changelog_ml.3.mfs versions 120..189 (4.0 KiB): reason`. */
 export function planLine(e: PlanEntry, verb: string): string {
-  return `${verb} ${e.name} versions ${e.versions} (${formatBytes(e.size)}): ${e.reason}`;
+  return `${verb} ${describeFile(e)}: ${e.reason}`;
+}
+
+/** `changelog_ml.3.mfs versions 120..189 (4.0 KiB)`: how the plan and the deletion log name a file. */
+export function describeFile(e: PlanEntry): string {
+  const what = e.kind === 'changelog' ? ` versions ${e.versions}` : e.kind === 'image' ? ` image ${e.versions}` : '';
+  return `${e.name}${what} (${formatBytes(e.size)})`;
 }
 
 export function formatBytes(n: number): string {

@@ -37,10 +37,16 @@ export class SnapshotStoreTarget implements PruneTarget {
     const metaids = new Set(snapshots.map((s) => s.manifest.image.metaid).filter(Boolean));
     if (metaids.size > 1) throw new ChainError(this.store, `${this.store}: snapshots of different filesystems (metaids ${[...metaids].join(', ')}) in one store: prune cannot establish one chain`);
     this.latest = await this.latestId();
-    const open = await openFilesUnder(snapshotsDir(this.store));
+    const open = await this.openFiles();
     const out: TargetScan = { images: [], changelogs: [], others: [] };
     for (const s of snapshots) await this.scanSnapshot(s, open, out);
     return out;
+  }
+
+  /** Files under snapshots/ some process holds open, as `<id>/<name>`. */
+  private async openFiles(): Promise<Set<string>> {
+    const root = await fs.realpath(snapshotsDir(this.store)).catch(() => snapshotsDir(this.store));
+    return new Set([...(await openFilesUnder(root)).keys()].map((f) => path.relative(root, f)));
   }
 
   private async latestId(): Promise<string | undefined> {
@@ -49,7 +55,7 @@ export class SnapshotStoreTarget implements PruneTarget {
   }
 
   /** Check one snapshot against its manifest and add its files to the scan; a ChainError on any damage. */
-  private async scanSnapshot(s: StoredSnapshot, open: Map<string, number[]>, out: TargetScan): Promise<void> {
+  private async scanSnapshot(s: StoredSnapshot, open: Set<string>, out: TargetScan): Promise<void> {
     const where = (name: string) => `snapshot ${s.id}/${name}`;
     const takenAt = Date.parse(s.manifest.finishedAt);
     const listed = new Set(s.manifest.files.map((f) => f.name));
@@ -72,7 +78,7 @@ export class SnapshotStoreTarget implements PruneTarget {
         if ((f.firstVersion !== undefined && f.firstVersion !== scan.first) || (f.lastVersion !== undefined && f.lastVersion !== scan.last)) {
           throw new ChainError(file, `${where(f.name)}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, ${MANIFEST} says ${f.firstVersion}..${f.lastVersion}`);
         }
-        out.changelogs.push({ name, unit: s.id, segments: scan.segments, size: st.size, mtimeMs: st.mtimeMs, current: false, open: open.has(file), rotated: false } satisfies PlanChangelog);
+        out.changelogs.push({ name, unit: s.id, segments: scan.segments, size: st.size, mtimeMs: st.mtimeMs, current: false, open: open.has(name), rotated: false } satisfies PlanChangelog);
       }
     }
     if (images !== 1) throw new ChainError(s.dir, `snapshot ${s.id}: ${MANIFEST} lists ${images} images, expected 1`);
@@ -83,31 +89,26 @@ export class SnapshotStoreTarget implements PruneTarget {
   }
 
   /** Take each planned snapshot out of the store in one rename, make that durable, then remove it. */
-  async remove(entries: readonly PlanEntry[], signal: AbortSignal, onDeleted: (e: PlanEntry) => void): Promise<Removal[]> {
+  async remove(entries: readonly PlanEntry[], signal: AbortSignal, onResult: (r: Removal) => void): Promise<void> {
     const byUnit = new Map<string, PlanEntry[]>();
     for (const e of entries) byUnit.set(e.unit, [...(byUnit.get(e.unit) ?? []), e]);
-    const open = await openFilesUnder(snapshotsDir(this.store));
+    const open = [...(await this.openFiles())];
     const latest = await this.latestId();
     const trash = path.join(this.store, TMP_DIR);
     await fs.mkdir(trash, { recursive: true, mode: DIR_MODE });
-    const out: Removal[] = [];
     for (const [id, unitEntries] of byUnit) {
       const dir = path.join(snapshotsDir(this.store), id);
-      const why = signal.aborted ? 'aborted before it was deleted' : id === latest ? 'latest points to it now' : [...open.keys()].some((f) => f.startsWith(`${dir}/`)) ? 'opened by a process since the scan' : undefined;
+      const why = signal.aborted ? 'aborted before it was deleted' : id === latest ? 'latest points to it now' : open.some((f) => f.startsWith(`${id}/`)) ? 'opened by a process since the scan' : undefined;
       if (why) {
-        out.push(...unitEntries.map((entry) => ({ entry, deleted: false, skipped: why })));
+        for (const entry of unitEntries) onResult({ entry, deleted: false, skipped: why });
         continue;
       }
       const gone = path.join(trash, `${TRASH_PREFIX}${id}`);
       await fs.rename(dir, gone);
       await fsyncDir(snapshotsDir(this.store));
       await fs.rm(gone, { recursive: true, force: true });
-      for (const entry of unitEntries) {
-        onDeleted(entry);
-        out.push({ entry, deleted: true });
-      }
+      for (const entry of unitEntries) onResult({ entry, deleted: true });
     }
-    return out;
   }
 
   private async emptyTrash(): Promise<void> {

@@ -13,7 +13,8 @@ export interface PruneTarget {
   /** For messages: the store path or `ml1 (127.0.0.1:22):/var/lib/mfs`. */
   readonly where: string;
   scan(): Promise<TargetScan>;
-  remove(entries: readonly PlanEntry[], signal: AbortSignal, onDeleted: (e: PlanEntry) => void): Promise<Removal[]>;
+  /** Reports every planned file as it is deleted or left alone, so a failure midway still tells what was done. */
+  remove(entries: readonly PlanEntry[], signal: AbortSignal, onResult: (r: Removal) => void): Promise<void>;
   close(): Promise<void>;
 }
 
