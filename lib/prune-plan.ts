@@ -1,5 +1,6 @@
-import { coverage, holesBetween, rollForward, formatHole, type ChangelogPiece, type Hole } from './chain.js';
+import { coverage, holesBetween, formatHole, type ChangelogPiece, type Hole } from './chain.js';
 import type { Segment } from './changelog.js';
+import { VersionCover } from './version-cover.js';
 
 /**
  * What prune may delete, as a pure function of what a target holds.
@@ -163,11 +164,6 @@ function retainRestorePoints(images: readonly PlanImage[], rules: PruneRules, no
   return out;
 }
 
-/** Versions in `segment` that `others` do not hold. */
-function uncovered(segment: Segment, others: readonly Segment[]): Hole[] {
-  return holesBetween(segment.first, segment.last, others.filter((p) => p.last >= segment.first && p.first <= segment.last));
-}
-
 function intersect(a: Segment, b: Segment): Segment | undefined {
   const first = Math.max(a.first, b.first);
   const last = Math.min(a.last, b.last);
@@ -217,23 +213,29 @@ function decideUnits(files: readonly FileRef[], pieces: readonly UnitPiece[], re
   for (const f of files) unitTop.set(f.unit, Math.max(unitTop.get(f.unit) ?? -1, f.top));
   const candidates = [...unitTop.keys()].filter((u) => !unitReasons.has(u)).sort((a, b) => unitTop.get(a)! - unitTop.get(b)! || a.localeCompare(b));
 
+  const byUnit = new Map<string, UnitPiece[]>();
+  for (const p of pieces) {
+    const list = byUnit.get(p.unit);
+    if (list) list.push(p);
+    else byUnit.set(p.unit, [p]);
+  }
+  const cover = new VersionCover([...pieces, ...required]);
+  for (const p of pieces) cover.add(p, 1);
   const deletedUnits = new Set<string>();
-  let remaining = [...pieces];
   for (const unit of candidates) {
-    const own = remaining.filter((p) => p.unit === unit);
-    const others = remaining.filter((p) => p.unit !== unit);
-    const lost = own.flatMap((p) => required.flatMap((r) => intersect(p, r) ?? [])).flatMap((s) => uncovered(s, others));
+    const own = byUnit.get(unit) ?? [];
+    for (const p of own) cover.add(p, -1);
+    const lost = coverage(own.flatMap((p) => required.flatMap((r) => intersect(p, r) ?? [])).flatMap((s) => cover.uncovered(s)).map((h) => ({ first: h.from, last: h.to })));
     if (lost.length === 0) {
       deletedUnits.add(unit);
-      remaining = others;
       continue;
     }
-    const first = lost[0]!;
-    const needer = whoNeeds(first.from);
-    unitReasons.set(unit, `needed: only copy of versions ${lost.map(formatHole).join(',')}${needer ? `, which restore point ${needer.name} (v${needer.version}) needs to reach ${newest}` : ''}`);
+    for (const p of own) cover.add(p, 1);
+    const needer = whoNeeds(lost[0]!.first);
+    unitReasons.set(unit, `needed: only copy of versions ${lost.map((l) => formatHole({ from: l.first, to: l.last })).join(',')}${needer ? `, which restore point ${needer.name} (v${needer.version}) needs to reach ${newest}` : ''}`);
   }
   const managedBytesKept = files.filter((f) => !deletedUnits.has(f.unit) && f.managed).reduce((sum, f) => sum + f.size, 0);
-  return { deletedUnits, unitReasons, keptPieces: remaining, managedBytesKept };
+  return { deletedUnits, unitReasons, keptPieces: pieces.filter((p) => !deletedUnits.has(p.unit)), managedBytesKept };
 }
 
 /** The exact plan for one target: what goes, what stays and why, and how far each restore point reaches. */
@@ -251,45 +253,52 @@ export function planPrune(input: PlanInput): PrunePlan {
   const safety = safetyKeeps(input);
   const warnings: string[] = [];
 
-  // Release restore points (oldest first) until what is kept fits maxTotalBytes, or nothing is left to release.
-  const released = new Map<string, string>();
-  let verdicts = retainRestorePoints(images, rules, now, released);
-  const retainedImages = () => images.filter((i) => verdicts.get(i.name)!.retained);
-  let decision = decideUnits(files, pieces, retainedImages(), newest, safety);
-  while (rules.maxTotalBytes !== undefined && images.length > 0 && decision.managedBytesKept > rules.maxTotalBytes) {
-    const protectedCount = Math.max(1, rules.keepRestorePoints);
-    const releasable = [...images].sort(byNewest).slice(protectedCount).filter((i) => !i.pinned && verdicts.get(i.name)!.retained);
-    const oldest = releasable[releasable.length - 1];
-    if (!oldest) {
-      warnings.push(`keeping ${formatBytes(decision.managedBytesKept)}, more than maxTotalSize (${formatBytes(rules.maxTotalBytes)}): the protected restore points and the files safety keeps need that much`);
-      break;
+  // Release restore points, oldest first, until what prune manages fits maxTotalBytes (fewest releases
+  // that fit, by bisection: a plan is safe whichever count is chosen), or release all that may go.
+  const decide = (released: ReadonlyMap<string, string>) => {
+    const verdicts = retainRestorePoints(images, rules, now, released);
+    return { verdicts, decision: decideUnits(files, pieces, images.filter((i) => verdicts.get(i.name)!.retained), newest, safety) };
+  };
+  let { verdicts, decision } = decide(new Map());
+  const cap = rules.maxTotalBytes;
+  if (cap !== undefined && images.length > 0 && decision.managedBytesKept > cap) {
+    const releasable = [...images].sort(byNewest).slice(Math.max(1, rules.keepRestorePoints)).filter((i) => !i.pinned && verdicts.get(i.name)!.retained).reverse();
+    const releasing = (k: number) => new Map(releasable.slice(0, k).map((i) => [i.name, 'released to fit maxTotalSize']));
+    let fits: number | undefined;
+    for (let lo = 1, hi = releasable.length; lo <= hi; ) {
+      const mid = (lo + hi) >> 1;
+      if (decide(releasing(mid)).decision.managedBytesKept <= cap) {
+        fits = mid;
+        hi = mid - 1;
+      } else lo = mid + 1;
     }
-    released.set(oldest.name, 'released to fit maxTotalSize');
-    verdicts = retainRestorePoints(images, rules, now, released);
-    decision = decideUnits(files, pieces, retainedImages(), newest, safety);
+    ({ verdicts, decision } = decide(releasing(fits ?? releasable.length)));
+    if (fits === undefined) warnings.push(`keeping ${formatBytes(decision.managedBytesKept)}, more than maxTotalSize (${formatBytes(cap)}): the protected restore points and the files safety keeps need that much`);
   }
+  const retainedImages = () => images.filter((i) => verdicts.get(i.name)!.retained);
 
   const retained = retainedImages();
   const oldestRetained = retained.reduce((min, img) => Math.min(min, img.version), Infinity);
-  const holes = oldestRetained < newest ? holesBetween(oldestRetained, newest - 1, pieces) : [];
+  const allCoverage = coverage(pieces);
+  const keptCoverage = coverage(decision.keptPieces);
+  const holes = oldestRetained < newest ? holesBetween(oldestRetained, newest - 1, allCoverage) : [];
   if (images.length === 0) warnings.push('no restore point (image) found: nothing can be known to be unneeded, nothing is deleted');
 
   const restorePoints = [...images].sort(byNewest).map((img) => {
     const v = verdicts.get(img.name)!;
-    const before = rollForward(img.version, pieces).reached;
-    const reaches = rollForward(img.version, decision.keptPieces).reached;
+    const before = reachFrom(allCoverage, img.version);
+    const reaches = reachFrom(keptCoverage, img.version);
     if (v.retained && reaches !== before) throw new Error(`prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`);
-    if (v.retained && reaches < newest) warnings.push(`restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, decision.keptPieces)[0]!)} was there before prune`);
+    if (v.retained && reaches < newest) warnings.push(`restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, keptCoverage)[0]!)} was there before prune`);
     return { name: img.name, version: img.version, retained: v.retained, reason: v.reason, reaches };
   });
 
   const deleteUnits = images.length === 0 ? new Set<string>() : decision.deletedUnits;
   const keep: PlanEntry[] = [];
   const del: PlanEntry[] = [];
-  const covered = coverage(decision.keptPieces);
   for (const f of files) {
     const entry = { name: f.name, unit: f.unit, kind: f.kind, size: f.size, versions: f.versions };
-    if (deleteUnits.has(f.unit)) del.push({ ...entry, reason: deleteReason(f, verdicts, covered, oldestRetained) });
+    if (deleteUnits.has(f.unit)) del.push({ ...entry, reason: deleteReason(f, verdicts, keptCoverage, oldestRetained) });
     else keep.push({ ...entry, reason: keepReason(f, safety, verdicts, decision.unitReasons, images.length === 0) });
   }
   const order = (a: PlanEntry, b: PlanEntry) => a.unit.localeCompare(b.unit) || a.name.localeCompare(b.name);
@@ -305,6 +314,23 @@ export function planPrune(input: PlanInput): PrunePlan {
     holes,
     warnings,
   };
+}
+
+/**
+ * How far an image rolls forward over merged coverage: to the end of the run holding its version.
+ * The same answer as chain.ts's rollForward (which the tests use to check this), in O(log n) per image.
+ */
+function reachFrom(merged: readonly Segment[], version: number): number {
+  let lo = 0;
+  let hi = merged.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const seg = merged[mid]!;
+    if (seg.last < version) lo = mid + 1;
+    else if (seg.first > version) hi = mid - 1;
+    else return seg.last + 1;
+  }
+  return version;
 }
 
 function keepReason(f: FileRef, safety: ReadonlyMap<string, string>, verdicts: ReadonlyMap<string, { retained: boolean; reason: string }>, unitReasons: ReadonlyMap<string, string>, noImages: boolean): string {

@@ -1,5 +1,6 @@
 import { rollForward, holesBetween, type ChangelogPiece } from '../../lib/chain.js';
 import { planPrune, type PlanChangelog, type PlanImage, type PlanInput, type PlanOtherFile, type PrunePlan, type PruneRules } from '../../lib/prune-plan.js';
+import { VersionCover } from '../../lib/version-cover.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -312,5 +313,43 @@ describe('prune plan property: every retained restore point still rolls forward 
     }
     // The generator must exercise deletion, not only keep everything.
     expect(deletions).toBeGreaterThan(CASES);
+  });
+});
+
+describe('prune plan at scale', () => {
+  test('a store of 1,000 snapshots with 30 changelogs each: old snapshots go whole, the oldest retained still reaches the newest', () => {
+    // How long this takes is the benchmark's business; here only that the answer is right at this size.
+    const images: PlanImage[] = [];
+    const changelogs: PlanChangelog[] = [];
+    let v = 1;
+    for (let s = 0; s < 1000; s++) {
+      const unit = `s${String(s).padStart(4, '0')}`;
+      images.push(image(`${unit}/metadata.mfs.back`, v, { unit, deletable: true, mtimeMs: NOW - (1000 - s) * HOUR }));
+      for (let k = 0, f = Math.max(1, v - 50); k < 30; k++, f += 100) changelogs.push(changelog(`${unit}/changelog.${k}.mfs`, f, f + 99, { unit, rotated: false, mtimeMs: NOW - (1000 - s) * HOUR }));
+      v += 2800;
+    }
+    const plan = planPrune({ images, changelogs, rules: rules({ maxAgeMs: 500.5 * HOUR }), now: NOW });
+    const gone = new Set(plan.delete.map((e) => e.unit));
+    expect(gone.size).toBe(500);
+    const kept = piecesOf(changelogs.filter((c) => !gone.has(c.unit)));
+    const oldest = plan.restorePoints.filter((r) => r.retained).reduce((a, b) => (a.version < b.version ? a : b));
+    expect(rollForward(oldest.version, kept).reached).toBe(plan.newest);
+  });
+});
+
+describe('VersionCover', () => {
+  test('counts pieces per version and names the runs nothing holds', () => {
+    const a = { first: 1, last: 10 };
+    const b = { first: 5, last: 20 };
+    const c = { first: 25, last: 30 };
+    const cover = new VersionCover([a, b, c, { first: 1, last: 30 }]);
+    [a, b, c].forEach((s) => cover.add(s, 1));
+    expect(cover.uncovered({ first: 1, last: 30 })).toEqual([{ from: 21, to: 24 }]);
+    cover.add(b, -1);
+    expect(cover.uncovered({ first: 1, last: 30 })).toEqual([{ from: 11, to: 24 }]);
+    cover.add(a, -1);
+    expect(cover.uncovered({ first: 1, last: 30 })).toEqual([{ from: 1, to: 24 }]);
+    cover.add(b, 1);
+    expect(cover.uncovered({ first: 5, last: 20 })).toEqual([]);
   });
 });
