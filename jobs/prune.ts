@@ -48,7 +48,11 @@ export default defineJob({
     const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun);
     if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
     const outcomes: TargetOutcome[] = [];
-    for (const open of targets) outcomes.push(await pruneTarget(ctx, open));
+    for (const open of targets) {
+      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
+      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
+      else outcomes.push(await pruneTarget(ctx, open));
+    }
     return report(outcomes, ctx.dryRun);
   },
 });
@@ -145,7 +149,7 @@ function summaryOf(outcomes: TargetOutcome[], dryRun: boolean, status: Status): 
 
 /** The exact plan, one line per file: what an operator reads after --dry-run. */
 function targetLines(o: TargetOutcome, dryRun: boolean): string[] {
-  const head = `${o.target} (${o.where})`;
+  const head = o.where || o.target;
   if (!o.plan) return [`${head}: ${o.error ?? 'no plan'}`];
   const removal = new Map(o.removals.map((r) => [r.entry.name, r]));
   const verb = (e: PlanEntry) => (dryRun ? 'would delete' : removal.get(e.name)?.deleted ? 'deleted' : `left (${removal.get(e.name)?.skipped ?? 'not reached'})`);

@@ -27,7 +27,7 @@ export class SnapshotStoreTarget implements PruneTarget {
     private readonly store: string,
     private readonly dryRun: boolean,
   ) {
-    this.where = store;
+    this.where = `store (${store})`;
   }
 
   async scan(): Promise<TargetScan> {
@@ -35,7 +35,7 @@ export class SnapshotStoreTarget implements PruneTarget {
     const { snapshots, broken } = await listSnapshots(this.store);
     if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
     const metaids = new Set(snapshots.map((s) => s.manifest.image.metaid).filter(Boolean));
-    if (metaids.size > 1) throw new ChainError(this.store, `${this.store}: snapshots of different filesystems (metaids ${[...metaids].join(', ')}) in one store: prune cannot establish one chain`);
+    if (metaids.size > 1) throw new ChainError(this.store, `${this.where}: snapshots of different filesystems (metaids ${[...metaids].join(', ')}) in one store: prune cannot establish one chain`);
     this.latest = await this.latestId();
     const open = await this.openFiles();
     const out: TargetScan = { images: [], changelogs: [], others: [] };

@@ -10,7 +10,7 @@ import type { PlanChangelog, PlanEntry, PlanImage, PlanOtherFile } from './prune
 export interface PruneTarget {
   /** `store` or the host's name from the config. */
   readonly name: string;
-  /** For messages: the store path or `ml1 (127.0.0.1:22):/var/lib/mfs`. */
+  /** For messages: `store (/srv/mfs-snapshots)` or `ml1 (127.0.0.1:22):/var/lib/mfs`. */
   readonly where: string;
   scan(): Promise<TargetScan>;
   /** Reports every planned file as it is deleted or left alone, so a failure midway still tells what was done. */
