@@ -12,7 +12,7 @@ import { runCli } from '../helpers/cli.js';
 import { writeSnapshot } from '../helpers/snapshots.js';
 import { FakeClock } from '../lab/clock.js';
 import { Lab } from '../lab/cluster.js';
-import { LabMaster } from '../lab/moosefs.js';
+import { LabMaster, LabMetalogger } from '../lab/moosefs.js';
 import { freePort, waitFor } from '../lab/proc.js';
 
 const DAY = 86_400_000;
@@ -41,6 +41,8 @@ async function rangeOf(file: string): Promise<string> {
 
 describe('prune on the files of a real master and metalogger with hourly rotations', () => {
   let lab: Lab;
+  /** Our own metalogger: a long MASTER_TIMEOUT so the master's clock jumps never drop it. */
+  let ml: LabMetalogger;
   let clock: FakeClock;
   let config: string;
   let store: string;
@@ -59,49 +61,78 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     }
   }
 
+  /**
+   * Changes through the mount, then wait until the metalogger has them. Generous: after the master's
+   * clock jumps an hour it may drop the metalogger's connection, which takes seconds to come back.
+   */
+  async function changes(prefix: string, count: number): Promise<void> {
+    await lab.mount!.makeChanges(prefix, count);
+    const target = (await lab.master.info()).metadataVersion - 1;
+    await waitFor(`the metalogger to reach version ${target} (${prefix})`, async () => ((await ml.lastVersion()) ?? 0) >= target, 60_000);
+  }
+
+  /** The lab's config with the master read locally (for the /proc check) and our metalogger over SFTP. */
+  function writeConfig(extra: Record<string, unknown>, name?: string): Promise<string> {
+    return lab.writeConfig(
+      {
+        masters: [{ name: 'master', host: lab.master.cliHost, dataPath: lab.master.dataPath, cliPort: lab.master.ports.cl, local: true }],
+        metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: ml.dataPath, metaDownloadFreqHours: 1 }],
+        ...extra,
+      },
+      name,
+    );
+  }
+
   beforeAll(async () => {
-    lab = await Lab.start({ sshd: true });
+    lab = await Lab.start({ sshd: true, metalogger: false });
     clock = await FakeClock.create(lab.dir);
     store = path.join(lab.dir, 'snapshots');
+    // Connected before the master has an image, the metalogger holds only metadata_ml.tmp until it is restarted in hour 2.
+    ml = await LabMetalogger.create(path.join(lab.dir, 'metalogger'), { host: lab.master.cliHost, port: lab.master.ports.ml }, { MASTER_TIMEOUT: 65535, MASTER_RECONNECTION_DELAY: 1 });
+    await ml.start();
     await lab.master.stop();
     await lab.master.start({ wrap: clock.wrap });
     const data = lab.master.dataPath;
-    for (let hour = 1; hour <= 5; hour++) {
-      await lab.makeChanges(`hour${hour}`, 15);
-      // A backup at every hour from the second on: the image dumped at the full hour, the previous hour's changelog and this hour's so far.
-      if (hour >= 2) await writeSnapshot(store, { image: path.join(data, 'metadata.mfs.back'), changelogs: [path.join(data, 'changelog.1.mfs'), path.join(data, 'changelog.0.mfs')], takenAt: new Date(Date.now() - (6 - hour) * DAY) });
-      await clock.nextHour(lab.master);
-      const masterLast = await rangeOf(path.join(data, 'changelog.1.mfs'));
-      await waitFor('the metalogger to rotate too', async () => (await rangeOf(path.join(lab.metalogger!.dataPath, 'changelog_ml.1.mfs')).catch(() => '')).endsWith(masterLast.split('..')[1]!));
-      // A metalogger downloads the image only when it connects: restart it once for a real metadata_ml.mfs.back.
-      if (hour === 2) {
-        await lab.makeChanges('before-download', 5);
-        await lab.metalogger!.stop();
-        await lab.metalogger!.start();
+    try {
+      for (let hour = 1; hour <= 5; hour++) {
+        await changes(`hour${hour}`, 15);
+        // A backup at every hour from the second on: the image dumped at the full hour, the previous hour's changelog and this hour's so far.
+        if (hour >= 2) await writeSnapshot(store, { image: path.join(data, 'metadata.mfs.back'), changelogs: [path.join(data, 'changelog.1.mfs'), path.join(data, 'changelog.0.mfs')], takenAt: new Date(Date.now() - (6 - hour) * DAY) });
+        await clock.nextHour(lab.master);
+        const masterLast = await rangeOf(path.join(data, 'changelog.1.mfs'));
+        await waitFor(`the metalogger to rotate too (hour ${hour})`, async () => (await rangeOf(path.join(ml.dataPath, 'changelog_ml.1.mfs')).catch(() => '')).endsWith(masterLast.split('..')[1]!), 60_000);
+        // A metalogger downloads the image only when it connects: restart it once for a real metadata_ml.mfs.back.
+        if (hour === 2) {
+          await changes('before-download', 5);
+          await ml.stop();
+          await ml.start();
+        }
       }
+    } catch (err) {
+      // What the daemons said is the only clue when MooseFS misbehaves on a loaded machine.
+      const tail = async (f: string) => (await fs.readFile(f, 'utf8').catch(() => '')).trim().split('\n').slice(-15).join('\n');
+      throw new Error(`${(err as Error).message}\n--- mfsmaster.log\n${await tail(path.join(lab.master.dir, 'mfsmaster.log'))}\n--- mfsmetalogger.log\n${await tail(path.join(ml.dir, 'mfsmetalogger.log'))}`);
     }
-    await lab.makeChanges('tail', 10);
-    config = await lab.writeConfig({
-      masters: [{ name: 'master', host: lab.master.cliHost, dataPath: data, cliPort: lab.master.ports.cl, local: true }],
-      jobs: { prune: { dataPaths: ['master', 'ml1'], minAgeMinutes: 0, keepRotated: 2, maxAgeHours: 60 } },
-    });
-  }, 120_000);
+    await changes('tail', 10);
+    config = await writeConfig({ jobs: { prune: { dataPaths: ['master', 'ml1'], minAgeMinutes: 0, keepRotated: 2, maxAgeHours: 60 } } });
+  }, 300_000);
 
   afterAll(async () => {
+    await ml?.stop();
     await lab?.stop();
   });
 
   test('what MooseFS 3.0.117 left after five hours: rotated changelogs on both, _back copies, real images', async () => {
     const master = await fs.readdir(lab.master.dataPath);
     expect(master).toEqual(expect.arrayContaining(['changelog.0.mfs', 'changelog.5.mfs', 'metadata.mfs.back', 'metadata.mfs.back.1']));
-    const ml = await fs.readdir(lab.metalogger!.dataPath);
-    expect(ml).toEqual(expect.arrayContaining(['changelog_ml.0.mfs', 'changelog_ml.4.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml_back.1.mfs', 'metadata_ml.mfs.back']));
-    expect((await readImageHeader(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back'))).empty).toBe(false);
+    const mlFiles = await fs.readdir(ml.dataPath);
+    expect(mlFiles).toEqual(expect.arrayContaining(['changelog_ml.0.mfs', 'changelog_ml.4.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml_back.1.mfs', 'metadata_ml.mfs.back']));
+    expect((await readImageHeader(path.join(ml.dataPath, 'metadata_ml.mfs.back'))).empty).toBe(false);
     expect((await listSnapshots(store)).snapshots).toHaveLength(4);
   });
 
   test('--dry-run prints the exact plan, one line per file with its version range, and changes nothing', async () => {
-    const before = [await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)];
+    const before = [await listing(lab.master.dataPath), await listing(ml.dataPath), await storeListing(store)];
     const res = await runCli(['run', 'prune', '--config', config, '--dry-run']);
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/^MFS PRUNE OK - would free .* in \d+ files \(store \d+ deleted, \d+ kept; master 3 deleted, \d+ kept; ml1 \d+ deleted, \d+ kept\)/);
@@ -110,17 +141,20 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     expect(res.stdout).toMatch(/keep changelog\.1\.mfs versions \d+\.\.\d+ \(.*\): one of the 2 newest rotated changelogs/);
     expect(res.stdout).toMatch(/keep changelog\.0\.mfs versions .*: current changelog/);
     expect(res.stdout).toMatch(/restore point metadata\.mfs\.back\.1 v\d+: retained, within retention rules; reaches \d+/);
-    expect([await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)]).toEqual(before);
+    expect([await listing(lab.master.dataPath), await listing(ml.dataPath), await storeListing(store)]).toEqual(before);
   });
 
   test('deletes only what no retained restore point needs, logs each file with its versions, reports bytes freed', async () => {
     const data = lab.master.dataPath;
     const doomed = ['changelog.3.mfs', 'changelog.4.mfs', 'changelog.5.mfs'];
-    // Independent of prune: does changelog_ml_back.0.mfs hold versions no changelog_ml.N.mfs holds?
-    const mlData = lab.metalogger!.dataPath;
-    const mlOwn = await Promise.all((await fs.readdir(mlData)).filter((n) => /^changelog_ml\.\d+\.mfs$/.test(n)).map((n) => scanChangelogFile(path.join(mlData, n))));
-    const back = await scanChangelogFile(path.join(mlData, 'changelog_ml_back.0.mfs'));
-    const mlBack0OnlyCopy = holesBetween(back.first!, back.last!, mlOwn.flatMap((c) => c.segments)).length > 0;
+    // The metalogger's files and images as they are before prune, read without prune's code.
+    const mlNames = (await fs.readdir(ml.dataPath)).filter((n) => n.startsWith('changelog'));
+    const mlBefore = new Map(await Promise.all(mlNames.map(async (n) => [n, await scanChangelogFile(path.join(ml.dataPath, n))] as const)));
+    const mlImages = (await fs.readdir(ml.dataPath)).filter((n) => /^metadata_ml\.mfs\.back/.test(n));
+    const mlOldest = Math.min(...(await Promise.all(mlImages.map(async (n) => (await readImageHeader(path.join(ml.dataPath, n))).version))));
+    // Does changelog_ml_back.0.mfs hold versions no changelog_ml.N.mfs holds?
+    const back = mlBefore.get('changelog_ml_back.0.mfs')!;
+    const mlBack0OnlyCopy = holesBetween(back.first!, back.last!, [...mlBefore].filter(([n]) => !n.includes('_back')).flatMap(([, c]) => c.segments)).length > 0;
     const ranges = await Promise.all(doomed.map((n) => rangeOf(path.join(data, n))));
     const sizes = await Promise.all(doomed.map(async (n) => (await fs.stat(path.join(data, n))).size));
     const res = await runCli(['run', 'prune', '--config', config, '--json']);
@@ -132,15 +166,19 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     doomed.forEach((n, i) => expect(res.stderr).toContain(`deleted master: ${n} versions ${ranges[i]}`));
     expect(report.metrics.find((m: { name: string; labels: { target: string } }) => m.name === 'freed_bytes' && m.labels.target === 'master').value).toBe(sizes.reduce((a, b) => a + b, 0));
     for (const n of doomed) await expect(fs.stat(path.join(data, n))).rejects.toThrow();
-    // The metalogger (over SFTP) downloaded its image (v = the master's dump at the start of hour 3) when it was
-    // restarted in hour 3: hour 1 and 2 (changelog_ml.5/.4 and the _back.1 copy of hour 2) go.
-    const ml = report.details.targets.find((t: { target: string }) => t.target === 'ml1');
-    const mlDeleted = ml.deleted.map((d: { name: string }) => d.name);
-    expect(mlDeleted).toEqual(expect.arrayContaining(['changelog_ml.4.mfs', 'changelog_ml.5.mfs', 'changelog_ml_back.1.mfs']));
+    // The metalogger (over SFTP): what its images need stays, the rest goes. Checked here without prune's
+    // planner: files wholly older than its oldest image are gone; what a deleted file held from that image
+    // on is still held by a kept file.
+    const mlTarget = report.details.targets.find((t: { target: string }) => t.target === 'ml1');
+    const mlDeleted: string[] = mlTarget.deleted.map((d: { name: string }) => d.name);
+    for (const [name, scan] of mlBefore) if (name !== 'changelog_ml.0.mfs' && scan.last! < mlOldest && !/^changelog_ml\.[12]\.mfs$/.test(name)) expect(mlDeleted).toContain(name);
+    const keptSegments = [...mlBefore].filter(([name]) => !mlDeleted.includes(name)).flatMap(([, scan]) => scan.segments);
+    for (const name of mlDeleted) for (const seg of mlBefore.get(name)!.segments) if (seg.last >= mlOldest) expect(holesBetween(Math.max(seg.first, mlOldest), seg.last, keptSegments)).toEqual([]);
+    expect(mlDeleted).toContain('changelog_ml_back.1.mfs');
     // Changes made while a metalogger connects are missing from its changelog_ml.0.mfs and only in
     // changelog_ml_back.0.mfs (seen on every restart here): then that "copy" is the only copy and stays.
-    const back0 = ml.kept.find((k: { name: string }) => k.name === 'changelog_ml_back.0.mfs');
-    if (mlBack0OnlyCopy) expect(back0.reason).toMatch(/^needed: only copy of versions \d+\.\.\d+, which restore point metadata_ml\.mfs\.back \(v\d+\) needs/);
+    const back0 = mlTarget.kept.find((k: { name: string }) => k.name === 'changelog_ml_back.0.mfs');
+    if (mlBack0OnlyCopy) expect(back0.reason).toMatch(/^needed: only copy of versions \d+(\.\.\d+)?, which restore point metadata_ml\.mfs\.back \(v\d+\) needs/);
     else expect(mlDeleted).toContain('changelog_ml_back.0.mfs');
     // The store: snapshots older than maxAgeHours (60 h) go whole; the two newest stay.
     const st = report.details.targets.find((t: { target: string }) => t.target === 'store');
@@ -154,12 +192,12 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     const newest = (await lab.master.info()).metadataVersion;
     // mfsmaster writes changelogs through a background writer: wait until both DATA_PATHs hold the last change.
     await waitFor('changelogs to hold the newest change', async () => (await scanChangelogFile(path.join(lab.master.dataPath, 'changelog.0.mfs'))).last === newest - 1);
-    await waitFor('the metalogger to hold the newest change', async () => (await lab.metalogger!.lastVersion()) === newest - 1);
+    await waitFor('the metalogger to hold the newest change', async () => (await ml.lastVersion()) === newest - 1);
     const masterChangelogs = (await fs.readdir(lab.master.dataPath)).filter((n) => n.startsWith('changelog')).map((n) => path.join(lab.master.dataPath, n));
     for (const image of ['metadata.mfs.back', 'metadata.mfs.back.1']) expect(await restoreFrom(path.join(lab.master.dataPath, image), masterChangelogs)).toBe(newest);
-    const mlData = lab.metalogger!.dataPath;
+    const mlData = ml.dataPath;
     const mlChangelogs = (await fs.readdir(mlData)).filter((n) => n.startsWith('changelog')).map((n) => path.join(mlData, n));
-    expect(await restoreFrom(path.join(mlData, 'metadata_ml.mfs.back'), mlChangelogs)).toBe(newest);
+    for (const image of (await fs.readdir(mlData)).filter((n) => /^metadata_ml\.mfs\.back/.test(n))) expect(await restoreFrom(path.join(mlData, image), mlChangelogs)).toBe(newest);
     // Each retained snapshot restores by itself, and rolls forward to the newest stored version with the store's changelogs.
     const { snapshots } = await listSnapshots(store);
     const pool = snapshots.flatMap((s) => s.manifest.files.filter((f) => f.role === 'changelog').map((f) => path.join(s.dir, f.name)));
@@ -172,15 +210,15 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
   });
 
   test('a second run has nothing to do: OK, nothing changes', async () => {
-    const before = [await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)];
+    const before = [await listing(lab.master.dataPath), await listing(ml.dataPath), await storeListing(store)];
     const res = await runCli(['run', 'prune', '--config', config]);
     expect(res.stdout).toMatch(/^MFS PRUNE OK - nothing to prune/);
     expect(res.code).toBe(0);
-    expect([await listing(lab.master.dataPath), await listing(lab.metalogger!.dataPath), await storeListing(store)]).toEqual(before);
+    expect([await listing(lab.master.dataPath), await listing(ml.dataPath), await storeListing(store)]).toEqual(before);
   });
 
   test('a rotated changelog some process holds open is kept until it is closed', async () => {
-    await lab.makeChanges('hour6', 5);
+    await changes('hour6', 5);
     await clock.nextHour(lab.master);
     const file = path.join(lab.master.dataPath, 'changelog.3.mfs');
     const handle = await fs.open(file, 'r');
@@ -196,7 +234,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
   });
 
   test('files younger than minAgeMinutes are never deleted (the guard for a DATA_PATH over SFTP)', async () => {
-    await lab.makeChanges('hour7', 5);
+    await changes('hour7', 5);
     await clock.nextHour(lab.master);
     const overSftp = (minAgeMinutes: number) => lab.writeConfig({ jobs: { prune: { snapshotStore: false, dataPaths: ['master'], minAgeMinutes } } }, `min-age-${minAgeMinutes}.yaml`);
     const young = await runCli(['run', 'prune', '--config', await overSftp(30), '--dry-run']);
@@ -230,7 +268,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
   });
 
   test('bad input: an unknown host in jobs.prune.dataPaths is one line naming the key, exit 3', async () => {
-    const cfg = await lab.writeConfig({ jobs: { prune: { dataPaths: ['nosuch'] } } }, 'bad-host.yaml');
+    const cfg = await writeConfig({ jobs: { prune: { dataPaths: ['nosuch'] } } }, 'bad-host.yaml');
     const res = await runCli(['run', 'prune', '--config', cfg]);
     expect(res.code).toBe(3);
     expect(res.stdout).toMatch(/^MFS PRUNE UNKNOWN - ConfigError: .*jobs\.prune\.dataPaths\.0: no master or metalogger named "nosuch"/);
@@ -238,21 +276,21 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
 
   test('an unreachable metalogger is CRITICAL and named; nothing is deleted there', async () => {
     const cfg = await lab.writeConfig(
-      { metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: lab.metalogger!.dataPath, ssh: { port: await freePort() } }], jobs: { prune: { snapshotStore: false, dataPaths: ['ml1'], minAgeMinutes: 0 } } },
+      { metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: ml.dataPath, ssh: { port: await freePort() } }], jobs: { prune: { snapshotStore: false, dataPaths: ['ml1'], minAgeMinutes: 0 } } },
       'unreachable.yaml',
     );
-    const before = await listing(lab.metalogger!.dataPath);
+    const before = await listing(ml.dataPath);
     const res = await runCli(['run', 'prune', '--config', cfg]);
     expect(res.code).toBe(2);
     expect(res.stdout).toMatch(/^MFS PRUNE CRITICAL - ml1: refusing to prune, nothing deleted: TransferError: ml1 \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused/);
-    expect(Object.keys(await listing(lab.metalogger!.dataPath))).toEqual(Object.keys(before));
+    expect(Object.keys(await listing(ml.dataPath))).toEqual(Object.keys(before));
   });
 
   describe('a damaged file makes prune refuse instead of guess', () => {
     /** A copy of the metalogger's DATA_PATH, configured as a local metalogger named `copy`. */
     async function copyOfMetalogger(name: string): Promise<{ dir: string; config: string }> {
       const dir = path.join(lab.dir, name);
-      await fs.cp(lab.metalogger!.dataPath, dir, { recursive: true });
+      await fs.cp(ml.dataPath, dir, { recursive: true });
       await fs.rm(path.join(dir, '.mfsmetalogger.lock'), { force: true });
       const cfg = await lab.writeConfig(
         { metaloggers: [{ name: 'copy', host: '127.0.0.1', dataPath: dir, local: true }], jobs: { prune: { snapshotStore: false, dataPaths: ['copy'], minAgeMinutes: 0, keepRotated: 0 } } },
@@ -291,7 +329,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
       const file = path.join(victim.dir, victim.manifest.files.find((f) => f.role === 'changelog')!.name);
       const text = await fs.readFile(file, 'utf8');
       await fs.writeFile(file, text.replace(/\n\d+:/, (m) => `\n${'9'.repeat(m.length - 2)}:`));
-      const cfg = await lab.writeConfig({ jobs: { prune: { maxAgeHours: 1, minAgeMinutes: 0 } } }, 'store-damaged.yaml');
+      const cfg = await writeConfig({ jobs: { prune: { maxAgeHours: 1, minAgeMinutes: 0 } } }, 'store-damaged.yaml');
       const before = await storeListing(store);
       const res = await runCli(['run', 'prune', '--config', cfg]);
       expect(res.code).toBe(2);
