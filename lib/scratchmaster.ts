@@ -37,7 +37,7 @@ export function portIsFree(host: string, port: number): Promise<boolean> {
   });
 }
 
-function ephemeralPort(host: string): Promise<number> {
+export function ephemeralPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
