@@ -42,7 +42,7 @@ describe('bench figures', () => {
     };
     const s = summarizeProfile(profile, 'p.cpuprofile');
     expect(s.top[0]).toEqual({ where: '(idle)', percent: 50, ms: 500 });
-    expect(s.byModule.map((m) => m.where)).toEqual(['(idle)', 'lib/changelog.ts', 'ssh2']);
-    expect(s.top[1]!.where).toBe('line (lib/changelog.ts:10)');
+    expect(s.byModule.map((m) => m.where)).toEqual(['(idle)', 'dist/lib/changelog.js', 'ssh2']);
+    expect(s.top[1]!.where).toBe('line (dist/lib/changelog.js:10)');
   });
 });
