@@ -5,7 +5,7 @@ import { findJob } from '../jobs/index.js';
 import type { JsonReport } from '../lib/output.js';
 import { MFS_JOBS_BIN } from '../test/helpers/cli.js';
 import type { LabSshd } from '../test/lab/sshd.js';
-import { summarize, timeCommand, type Command, type Measured, type Sample } from './measure.js';
+import { median, summarize, timeCommand, type Command, type Measured, type Sample } from './measure.js';
 import { profileSide, type ProfileSummary } from './profile.js';
 
 /** What every case gets from the runner. */
@@ -75,6 +75,18 @@ export function jobReport(sample: Sample): JsonReport {
     return JSON.parse(sample.stdout) as JsonReport;
   } catch {
     throw new Error(`not a JSON report: ${sample.stdout.slice(0, 200)}`);
+  }
+}
+
+/** Per-sample numbers (e.g. a job's own timings) → their medians, for `figures`. */
+export class FigureSamples {
+  private readonly values = new Map<string, number[]>();
+  add(figures: Record<string, unknown>): void {
+    for (const [k, v] of Object.entries(figures)) if (typeof v === 'number') this.values.set(k, [...(this.values.get(k) ?? []), v]);
+  }
+  /** Medians, dropping the first `skip` samples (the warm-up round). */
+  medians(skip: number, unit = (v: number) => v): Record<string, number> {
+    return Object.fromEntries([...this.values].map(([k, v]) => [k, Math.round(unit(median(v.slice(skip))) * 1000) / 1000]));
   }
 }
 

@@ -37,8 +37,9 @@ function moduleOf(url: string, fn: string): string {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
   if (url.startsWith('node:')) return 'node internals';
+  // Our compiled files, by their dist/ path: the line numbers a profile gives are the .js file's.
   const ours = url.indexOf('/dist/');
-  return ours >= 0 ? url.slice(ours + 6).replace(/\.js$/, '.ts') : url;
+  return ours >= 0 ? url.slice(ours + 1) : url;
 }
 
 function ranked(map: Map<string, number>, total: number, count: number, msPerHit: number): ProfileEntry[] {

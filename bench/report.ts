@@ -31,7 +31,7 @@ export function describeMachine(workDir: string): Machine {
     kernel: os.release(),
     node: process.version,
     moosefs: quiet(`dpkg-query -W -f='\${Version}' moosefs-master`),
-    openssh: quiet('ssh -V').split(',')[0] ?? '',
+    openssh: quiet('ssh -V 2>&1').split(',')[0] ?? '',
   };
 }
 

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { compare, expectExitZero, expectJobSuccess, finish, jobAvailable, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import { compare, expectExitZero, FigureSamples, finish, jobReport, jobAvailable, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
 import { baselineScript } from '../scratch.js';
 
@@ -46,18 +46,23 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
     masters: [{ name: 'master', host: ctx.sshd.host, dataPath: source }],
     snapshotStore: { path: store },
   });
+  const own = new FigureSamples();
   const backup: Side = {
     label: 'mfs-jobs run backup',
-    command: mfsJobs('run', 'backup', '--config', config),
+    command: mfsJobs('run', 'backup', '--config', config, '--json'),
     // Every round copies: an existing snapshot of the same version would make backup a no-op.
     prepare: () => fs.rm(store, { recursive: true, force: true }),
     cleanup: () => fs.rm(store, { recursive: true, force: true }),
     check: (sample) => {
-      expectJobSuccess(sample);
-      if (!/: snapshot \S+: /.test(sample.stdout)) throw new Error(`backup made no snapshot: ${sample.stdout.split('\n')[0]}`);
+      const report = jobReport(sample);
+      const source = (report.details.sources as { result?: string; seconds?: number }[] | undefined)?.[0];
+      if (source?.result !== 'snapshot') throw new Error(`backup made no snapshot: ${report.summary}`);
+      own.add({ jobSeconds: report.durationMs / 1000, copySeconds: source.seconds });
     },
   };
   const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
+  Object.assign(result.figures, own.medians(1));
+  result.notes.push('jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them');
   result.notes.push('backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)');
   return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [carefulScp!] }, backup);
 }

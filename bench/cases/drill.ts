@@ -1,6 +1,5 @@
 import path from 'node:path';
-import { compare, expectExitZero, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
-import { median } from '../measure.js';
+import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { expectServing, placeChain, scratchMaster, stopAndWipe } from '../scratch.js';
 
@@ -35,7 +34,7 @@ export async function drillCase(ctx: BenchContext, chain: ChainInfo): Promise<Ca
   const config = await writeJobsConfig(ctx, 'drill', {
     metaloggers: [{ name: 'ml', host: '127.0.0.1', dataPath: chain.dataPath, local: true }],
   });
-  const rto: number[] = [];
+  const timings = new FigureSamples();
   const drill: Side = {
     label: 'mfs-jobs run drill --from ml',
     command: mfsJobs('run', 'drill', '--from', 'ml', '--config', config, '--json'),
@@ -43,12 +42,11 @@ export async function drillCase(ctx: BenchContext, chain: ChainInfo): Promise<Ca
       const report = jobReport(sample);
       const restored = metricValue(report, 'restored_version');
       if (restored !== chain.last + 1) throw new Error(`drill restored version ${restored}, expected ${chain.last + 1}: ${report.summary}`);
-      rto.push(metricValue(report, 'rto_seconds') ?? NaN);
+      timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), ...((report.details.timings ?? {}) as Record<string, unknown>) });
     },
   };
   const [subject, baseline] = await compare(ctx, [drill, restore], { warmup: !ctx.quick });
-  const rtoRuns = ctx.quick ? rto : rto.slice(1);
-  result.figures.drillRtoSeconds = median(rtoRuns);
+  Object.assign(result.figures, timings.medians(ctx.quick ? 0 : 1));
   result.notes.push('the drill also starts Node, copies the files (local metalogger) and scans the changelogs, asks mfscli twice (serving, counts), then kills and removes the scratch master; the bare restore starts from files already in place');
   return finish(ctx, { ...result, status: 'measured', subject, baseline }, drill);
 }

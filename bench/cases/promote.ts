@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { freePort } from '../../test/lab/proc.js';
-import { compare, expectExitZero, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
-import { median } from '../measure.js';
+import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
 
@@ -46,8 +45,7 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
     metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
     standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
   });
-  const rto: number[] = [];
-  const overhead: number[] = [];
+  const timings = new FigureSamples();
   const promote: Side = {
     label: 'mfs-jobs run promote',
     command: mfsJobs('run', 'promote', '--config', config, '--json'),
@@ -55,15 +53,14 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
       const report = jobReport(sample);
       const version = metricValue(report, 'metadata_version');
       if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
-      rto.push(metricValue(report, 'rto') ?? NaN);
-      overhead.push(metricValue(report, 'overhead') ?? NaN);
+      const t = (report.details.timings ?? {}) as Record<string, unknown>;
+      timings.add({ rtoSeconds: metricValue(report, 'rto'), overheadSeconds: metricValue(report, 'overhead'), ...t });
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
   const warm = !ctx.quick;
   const [subject, baseline] = await compare(ctx, [promote, script], { warmup: warm });
-  result.figures.promoteRtoSeconds = median(warm ? rto.slice(1) : rto);
-  result.figures.promoteOverheadSeconds = median(warm ? overhead.slice(1) : overhead);
-  result.notes.push('RTO as promote reports it: from its process start to mfscli answering; overhead = RTO minus its own mfsmaster -a; promote also fences the old master, verifies every changelog line and moves the old DATA_PATH content aside');
+  Object.assign(result.figures, timings.medians(warm ? 1 : 0));
+  result.notes.push('rtoSeconds as promote reports it: from its process start to mfscli answering; overheadSeconds = RTO minus its own mfsmaster -a; *Ms = the timings promote reports (startup = Node and module loading); promote also fences the old master, verifies every changelog line and moves the old DATA_PATH content aside');
   return finish(ctx, { ...result, status: 'measured', subject, baseline }, promote);
 }

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startMaster } from '../../lib/mfsmaster.js';
 import { compare, expectExitZero, finish, jobAvailable, jobReport, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
@@ -13,6 +14,11 @@ import { expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
 export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<CaseResult> {
   const files = chain.changelogs.map((c) => path.join(chain.dataPath, c.name));
   const wc: Side = { label: 'wc -l', command: { cmd: 'wc', args: ['-l', ...files] }, check: expectExitZero };
+  const nodeCount: Side = {
+    label: 'Node newline count',
+    command: { cmd: process.execPath, args: [fileURLToPath(new URL('../node-line-count.js', import.meta.url)), ...files] },
+    check: expectExitZero,
+  };
   const lines = chain.last - chain.first + 1;
   const result = {
     id: 'verify',
@@ -50,9 +56,9 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
         statuses.add(`${report.status}: ${report.summary}`);
       },
     };
-    const [subject, baseline] = await compare(ctx, [verify, wc]);
+    const [subject, baseline, floor] = await compare(ctx, [verify, wc, nodeCount]);
     result.figures.verifyResult = [...statuses].join(' / ').slice(0, 300);
-    return finish(ctx, { ...result, status: 'measured', subject, baseline }, verify);
+    return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [floor!] }, verify);
   } finally {
     await stopAndWipe(master);
   }
