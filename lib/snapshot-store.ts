@@ -106,10 +106,14 @@ export async function setLatest(store: string, id: string | undefined): Promise<
     await fs.rm(link, { force: true });
   } else {
     if ((await readLatest(store)) === id) return;
-    const tmp = path.join(store, `.${LATEST}.tmp-${process.pid}`);
+    // Made in .tmp/ under the temp prefix: a run killed before the rename leaves it where the next
+    // run's cleanup looks, not as a stray in the store's top directory.
+    await ensureDir(tmpDir(store));
+    const tmp = path.join(tmpDir(store), `${TEMP_PREFIX}${LATEST}-${process.pid}`);
     await fs.rm(tmp, { force: true });
     await fs.symlink(path.join('snapshots', id), tmp);
     await fs.rename(tmp, link);
+    await fsyncDir(tmpDir(store));
   }
   await fsyncDir(store);
 }
