@@ -21,9 +21,11 @@ import {
   pickPorts,
   productionPorts,
   SCRATCH_HOST,
-  stopLeftoverMasters,
+  clearLeftovers,
+  keepScratch,
   stopScratchMaster,
   writeScratchConfig,
+  type Leftover,
   type Scratch,
   type ScratchPorts,
 } from '../lib/scratchmaster.js';
@@ -263,10 +265,19 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   };
 }
 
+function leftoverLine(l: Leftover): string {
+  const stopped = l.pid !== undefined ? `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})` : '';
+  const removed = l.removed ? `removed the scratch of an interrupted drill (${l.dir})` : '';
+  return [stopped, removed].filter(Boolean).join('; ');
+}
+
 /** After the scratch master is stopped: remove the scratch unless --keep or a failure left evidence. */
 async function cleanUp(scratch: Scratch, result: JobResult, keep: boolean): Promise<{ kept: boolean; line: string }> {
   const evidence = result.status === 'CRITICAL' && (await fs.readdir(scratch.dataPath).catch(() => [])).length > 0;
-  if (keep || evidence) return { kept: true, line: `scratch kept for inspection: ${scratch.dir}` };
+  if (keep || evidence) {
+    await keepScratch(scratch, keep ? '--keep' : `failed: ${result.summary}`);
+    return { kept: true, line: `scratch kept for inspection: ${scratch.dir}` };
+  }
   await fs.rm(scratch.dir, { recursive: true, force: true });
   return { kept: false, line: `scratch removed: ${scratch.dir}` };
 }
@@ -293,9 +304,9 @@ export default defineJob({
       const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
       return { status: 'OK', summary: `dry run: would restore ${describeSource(source)} into a scratch master on ${SCRATCH_HOST}:${ports.matocl} under ${root}`, details: { source: describeSource(source), ports } };
     }
-    // A drill killed mid-way (SIGKILL) leaves its daemonised master running: stop it first.
-    const leftovers = await stopLeftoverMasters(root, SCRATCH_PREFIX, bin);
-    for (const l of leftovers) ctx.log.warn('stopped a scratch master left by an earlier drill', l);
+    // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
+    const leftovers = await clearLeftovers(root, SCRATCH_PREFIX, bin);
+    for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
     const scratch = await createScratch(root, SCRATCH_PREFIX);
     await writeScratchConfig(scratch, ports);
@@ -315,7 +326,7 @@ export default defineJob({
     }
     const stoppedPid = await stopScratchMaster(scratch, bin);
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map((l) => `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})`), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
+    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
     const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
     return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null } };
   },
