@@ -75,15 +75,16 @@ export async function runAndKill(args: string[], delayMs: number, env: NodeJS.Pr
 
 /**
  * Start the real CLI and SIGKILL it the moment an entry whose name matches `match` appears in `dir`
- * (inotify, sub-millisecond): lands a kill in windows too short to hit by time (a snapshot just
- * renamed into place, retention's rename into .tmp). Not killed when the run ends first.
+ * (inotify, sub-millisecond; `event: 'change'` for a write to it): lands a kill in windows too short
+ * to hit by time (a snapshot just renamed into place, retention's rename into .tmp). Not killed when
+ * the run ends first.
  */
-export async function runAndKillOn(args: string[], dir: string, match: RegExp, env: NodeJS.ProcessEnv = {}): Promise<KilledRun> {
-  const run = startCli(args, env);
+export async function runAndKillOn(args: string[], dir: string, match: RegExp, options: { event?: 'rename' | 'change'; env?: NodeJS.ProcessEnv } = {}): Promise<KilledRun> {
+  const run = startCli(args, options.env);
   const started = Date.now();
   let delayMs = -1;
-  const watcher = watch(dir, (_event, name) => {
-    if (delayMs < 0 && name && match.test(name)) {
+  const watcher = watch(dir, (event, name) => {
+    if (delayMs < 0 && name && match.test(name) && (!options.event || event === options.event)) {
       run.child.kill('SIGKILL');
       delayMs = Date.now() - started;
     }
