@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import { jobOptionsSchema, type Config, type MetaloggerHost } from '../lib/config.js';
+import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/connected-metaloggers.js';
+import { describeError } from '../lib/errors.js';
+import { defineJob, worst, type Metric } from '../lib/job.js';
+import { listSnapshots } from '../lib/manifest.js';
+import { connectedMetaloggers, masterInfo } from '../lib/mfscli.js';
+import { openSource } from '../lib/remote.js';
+import { inspectDataPath, inspectSnapshot, type DataPathFacts } from '../lib/verify-source.js';
+import { judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify-verdict.js';
+
+const options = jobOptionsSchema({
+  cliTimeoutSeconds: z.number().positive().default(10),
+  lagVersionsWarn: z.number().int().min(0).default(100),
+  lagVersionsCrit: z.number().int().min(0).default(1000),
+  lagSecondsWarn: z.number().min(0).default(300),
+  lagSecondsCrit: z.number().min(0).default(1800),
+  imageAgeSlackHours: z.number().min(0).default(1),
+  imageAgeCritSlackHours: z.number().min(0).default(24),
+  snapshotAgeWarnHours: z.number().positive().default(25),
+  snapshotAgeCritHours: z.number().positive().default(49),
+  /** A cut last line may be the metalogger writing it: read the file once more after this pause. */
+  cutLineRetrySeconds: z.number().min(0).default(1),
+}).superRefine((o, ctx) => {
+  const pairs: [keyof typeof o, keyof typeof o][] = [
+    ['lagVersionsWarn', 'lagVersionsCrit'],
+    ['lagSecondsWarn', 'lagSecondsCrit'],
+    ['imageAgeSlackHours', 'imageAgeCritSlackHours'],
+    ['snapshotAgeWarnHours', 'snapshotAgeCritHours'],
+  ];
+  for (const [warn, crit] of pairs) {
+    if ((o[warn] as number) > (o[crit] as number)) ctx.addIssue({ code: 'custom', path: [warn], message: `must not exceed ${crit} (${String(o[crit])})` });
+  }
+});
+
+type Options = z.infer<typeof options>;
+
+interface MasterView {
+  name?: string;
+  version?: number;
+  /** Why no version: every configured master failed to answer. */
+  error?: string;
+  listed?: string[];
+  listError?: string;
+}
+
+/** The newest metadata version any configured master serves, and the metaloggers it lists. */
+async function askMasters(config: Config, o: Options, signal: AbortSignal): Promise<MasterView> {
+  if (config.masters.length === 0) return { error: 'no masters configured (masters: in the config)' };
+  const target = (m: Config['masters'][number]) => ({ host: m.cliHost, port: m.cliPort, bin: config.mfscliBin, timeoutMs: o.cliTimeoutSeconds * 1000, signal });
+  const answers = await Promise.all(
+    config.masters.map(async (m) => {
+      try {
+        return { m, version: (await masterInfo(target(m))).metadataVersion };
+      } catch (err) {
+        return { m, error: describeError(err) };
+      }
+    }),
+  );
+  const up = answers.filter((a): a is { m: Config['masters'][number]; version: number } => a.version !== undefined).sort((a, b) => b.version - a.version);
+  const best = up[0];
+  if (!best) return { error: `no master answers: ${answers.map((a) => a.error).join('; ')}` };
+  try {
+    const listed = await connectedMetaloggers(target(best.m));
+    return { name: best.m.name, version: best.version, listed: listed.map((l) => l.host) };
+  } catch (err) {
+    return { name: best.m.name, version: best.version, listError: describeError(err) };
+  }
+}
+
+async function readMetalogger(config: Config, ml: MetaloggerHost, o: Options, signal: AbortSignal): Promise<{ facts?: DataPathFacts; error?: string }> {
+  let source;
+  try {
+    source = await openSource(config, ml, signal);
+    return { facts: await inspectDataPath(source, ml.dataPath, { signal, cutLineRetryMs: o.cutLineRetrySeconds * 1000 }) };
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return { error: (err as Error).message };
+  } finally {
+    await source?.close();
+  }
+}
+
+async function connectedState(config: Config, master: MasterView): Promise<ConnectedVerdict | undefined> {
+  if (!master.listed) return undefined;
+  const listed = await Promise.all(master.listed.map(resolveAddresses));
+  const mls = await Promise.all(config.metaloggers.map(async (m) => ({ name: m.name, ...(await resolveAddresses(m.host)) })));
+  return matchConnected(mls, listed);
+}
+
+async function verifySnapshotStore(store: string, masterVersion: number | undefined, t: VerifyThresholds, signal: AbortSignal): Promise<SourceVerdict> {
+  try {
+    const { snapshots, broken } = await listSnapshots(store);
+    const newest = snapshots[snapshots.length - 1];
+    const facts = newest ? await inspectSnapshot(newest, { signal }) : undefined;
+    return judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t);
+  }
+}
+
+/** Prove every metalogger and the newest snapshot can restore the master's metadata right now. */
+export default defineJob({
+  name: 'verify',
+  description: 'Check that every metalogger and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
+  defaultSchedule: '*/10 * * * *',
+  options,
+  async run(ctx) {
+    const { config, options: o, signal } = ctx;
+    const t: VerifyThresholds = o;
+    const store = config.snapshotStore?.path;
+    if (config.metaloggers.length === 0 && !store) return { status: 'UNKNOWN', summary: 'nothing to verify: no metaloggers and no snapshotStore in the config' };
+
+    // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
+    const master = await askMasters(config, o, signal);
+    const [read, snapshot] = await Promise.all([
+      Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
+      store ? verifySnapshotStore(store, master.version, t, signal) : Promise.resolve(undefined),
+    ]);
+    const links = await connectedState(config, master);
+
+    const globalFindings: Finding[] = [];
+    if (master.error) globalFindings.push({ status: 'UNKNOWN', text: `${master.error}: lag behind the master is unknown` });
+    if (master.listError) globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
+    for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
+
+    const now = Date.now();
+    const verdicts = config.metaloggers.map((ml, i) =>
+      judgeMetalogger({ name: ml.name, host: ml.host, metaDownloadFreqHours: ml.metaDownloadFreqHours, ...read[i]!, masterVersion: master.version, connected: links?.connected.get(ml.name), now }, t),
+    );
+    if (snapshot) verdicts.push(snapshot);
+    for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
+
+    const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
+    const metrics: Metric[] = [{ name: 'master_metadata_version', value: master.version ?? NaN, help: 'Metadata version of the serving master (mfscli -SIM) when verify ran.' }, ...verdicts.flatMap((v) => v.metrics)];
+    const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), findings: globalFindings };
+    const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
+    const summary =
+      status === 'OK'
+        ? `every source can restore: ${verdicts.map((v) => `${v.name} to ${v.restorableVersion}`).join(', ')}; master at ${master.version}`
+        : summarize([...verdicts, { name: '', findings: globalFindings }]);
+    return { status, summary, details, metrics, lines };
+  },
+});
