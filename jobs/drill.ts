@@ -130,6 +130,8 @@ export interface DrillFacts {
   rtoSeconds: number;
   /** Seconds since the restore point was taken (snapshot start, or the copy from a live DATA_PATH). */
   restorePointAgeSeconds: number;
+  /** Damaged changelog lines in the restore point (`file:line: reason`): the restore worked without them. */
+  damage?: string[];
 }
 
 export interface DrillVerdict {
@@ -151,6 +153,7 @@ export function drillVerdict(f: DrillFacts, t: Pick<DrillOptions, 'warnRpoVersio
     const keys = (['fsObjects', 'directories', 'files'] as const).filter((k) => f.restored[k] !== f.live!.counts[k]);
     if (keys.length) found.push({ status: 'CRITICAL', text: `at the same version the restored metadata differs from live master ${f.live.name}: ${keys.map((k) => `${k} ${f.restored[k]} vs ${f.live!.counts[k]}`).join(', ')}` });
   }
+  for (const d of f.damage ?? []) found.push({ status: 'WARNING', text: `damaged changelog ${d}: mfsmaster -a left those lines out` });
   const rpoVersions = gap === undefined ? undefined : Math.max(0, gap);
   const rpoSeconds = rpoVersions === 0 ? 0 : Math.max(0, Math.round(f.restorePointAgeSeconds));
   if (t.warnRpoVersions !== undefined && rpoVersions !== undefined && rpoVersions > t.warnRpoVersions) found.push({ status: 'WARNING', text: `RPO ${rpoVersions} versions exceeds ${t.warnRpoVersions} (jobs.drill.warnRpoVersions)` });
@@ -232,7 +235,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   const { placed, chain, header, timings } = r;
   const ageSeconds = (Date.now() - restorePointTime(source, r.copyStartedMs)) / 1000;
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
-  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds }, ctx.options);
+  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds, damage: placed.damage }, ctx.options);
   const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
   const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {
