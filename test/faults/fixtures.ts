@@ -28,6 +28,6 @@ export async function knownHostsAt(lab: Lab, port: number, name: string): Promis
 }
 
 /** A master entry of the lab config that reads `master`'s DATA_PATH, optionally through a proxy port. */
-export function masterEntry(name: string, master: LabMaster, via?: { port: number; knownHosts: string }): Record<string, unknown> {
-  return { name, host: '127.0.0.1', dataPath: master.dataPath, cliPort: master.ports.cl, ...(via ? { ssh: { port: via.port, knownHosts: via.knownHosts } } : {}) };
+export function masterEntry(name: string, master: LabMaster, via?: { port: number; knownHosts: string; privateKey?: string }): Record<string, unknown> {
+  return { name, host: '127.0.0.1', dataPath: master.dataPath, cliPort: master.ports.cl, ...(via ? { ssh: via } : {}) };
 }
