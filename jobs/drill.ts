@@ -22,9 +22,11 @@ import {
   pickPorts,
   productionPorts,
   SCRATCH_HOST,
-  stopLeftoverMasters,
+  clearLeftovers,
+  keepScratch,
   stopScratchMaster,
   writeScratchConfig,
+  type Leftover,
   type Scratch,
   type ScratchPorts,
 } from '../lib/scratchmaster.js';
@@ -129,6 +131,8 @@ export interface DrillFacts {
   rtoSeconds: number;
   /** Seconds since the restore point was taken (snapshot start, or the copy from a live DATA_PATH). */
   restorePointAgeSeconds: number;
+  /** Damaged changelog lines in the restore point (`file:line: reason`): the restore worked without them. */
+  damage?: string[];
 }
 
 export interface DrillVerdict {
@@ -150,6 +154,7 @@ export function drillVerdict(f: DrillFacts, t: Pick<DrillOptions, 'warnRpoVersio
     const keys = (['fsObjects', 'directories', 'files'] as const).filter((k) => f.restored[k] !== f.live!.counts[k]);
     if (keys.length) found.push({ status: 'CRITICAL', text: `at the same version the restored metadata differs from live master ${f.live.name}: ${keys.map((k) => `${k} ${f.restored[k]} vs ${f.live!.counts[k]}`).join(', ')}` });
   }
+  for (const d of f.damage ?? []) found.push({ status: 'WARNING', text: `damaged changelog ${d}: mfsmaster -a left those lines out` });
   const rpoVersions = gap === undefined ? undefined : Math.max(0, gap);
   const rpoSeconds = rpoVersions === 0 ? 0 : Math.max(0, Math.round(f.restorePointAgeSeconds));
   if (t.warnRpoVersions !== undefined && rpoVersions !== undefined && rpoVersions > t.warnRpoVersions) found.push({ status: 'WARNING', text: `RPO ${rpoVersions} versions exceeds ${t.warnRpoVersions} (jobs.drill.warnRpoVersions)` });
@@ -231,7 +236,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   const { placed, chain, header, timings } = r;
   const ageSeconds = (Date.now() - restorePointTime(source, r.copyStartedMs)) / 1000;
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
-  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds }, ctx.options);
+  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds, damage: placed.damage }, ctx.options);
   const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
   const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {
@@ -264,10 +269,19 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   };
 }
 
+function leftoverLine(l: Leftover): string {
+  const stopped = l.pid !== undefined ? `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})` : '';
+  const removed = l.removed ? `removed the scratch of an interrupted drill (${l.dir})` : '';
+  return [stopped, removed].filter(Boolean).join('; ');
+}
+
 /** After the scratch master is stopped: remove the scratch unless --keep or a failure left evidence. */
 async function cleanUp(scratch: Scratch, result: JobResult, keep: boolean): Promise<{ kept: boolean; line: string }> {
   const evidence = result.status === 'CRITICAL' && (await fs.readdir(scratch.dataPath).catch(() => [])).length > 0;
-  if (keep || evidence) return { kept: true, line: `scratch kept for inspection: ${scratch.dir}` };
+  if (keep || evidence) {
+    await keepScratch(scratch, keep ? '--keep' : `failed: ${result.summary}`);
+    return { kept: true, line: `scratch kept for inspection: ${scratch.dir}` };
+  }
   await fs.rm(scratch.dir, { recursive: true, force: true });
   return { kept: false, line: `scratch removed: ${scratch.dir}` };
 }
@@ -294,9 +308,9 @@ export default defineJob({
       const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
       return { status: 'OK', summary: `dry run: would restore ${describeSource(source)} into a scratch master on ${SCRATCH_HOST}:${ports.matocl} under ${root}`, details: { source: describeSource(source), ports } };
     }
-    // A drill killed mid-way (SIGKILL) leaves its daemonised master running: stop it first.
-    const leftovers = await stopLeftoverMasters(root, SCRATCH_PREFIX, bin);
-    for (const l of leftovers) ctx.log.warn('stopped a scratch master left by an earlier drill', l);
+    // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
+    const leftovers = await clearLeftovers(root, SCRATCH_PREFIX, bin);
+    for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
     const scratch = await createScratch(root, SCRATCH_PREFIX);
     await writeScratchConfig(scratch, ports);
@@ -318,7 +332,7 @@ export default defineJob({
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch, bin);
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map((l) => `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})`), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
+    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
     const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
     return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null } };
   },

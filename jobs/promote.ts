@@ -157,7 +157,11 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<J
     const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal: ctx.signal });
     f.timings.fetchMs = Date.now() - mark;
     const lines = [...f.answers.map((a) => `fence: ${describeFence(a)}`), ...sourceLines(f), ...settled.dropped];
-    if ('failure' in settled) return { status: 'CRITICAL', summary: `${settled.failure}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
+    if ('failure' in settled) {
+      // The first reason in the one line a pager shows: "no usable image" alone hides a dead link or a refused sshd.
+      const why = [...f.collected.flatMap((c) => (c.inventory.error ? [`${c.inventory.source.name}: ${c.inventory.error}`] : [])), ...settled.dropped][0];
+      return { status: 'CRITICAL', summary: `${settled.failure}${why ? ` (${why})` : ''}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
+    }
     const { plan } = settled.choice;
     if (plan.image.empty && plan.steps.length === 0) {
       return { status: 'CRITICAL', summary: `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}, no changelogs): not promoting`, lines };

@@ -3,12 +3,13 @@ import path from 'node:path';
 import { formatHole, rollForward, type ChangelogPiece } from './chain.js';
 import { scanChangelogFile } from './changelog.js';
 import type { Config, MasterHost, MetaloggerHost } from './config.js';
-import { ChainError, TransferError } from './errors.js';
+import { ChainError, StoreError, TransferError } from './errors.js';
 import type { Logger } from './logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from './manifest.js';
 import { readImageHeader, type ImageHeader } from './metadata.js';
 import { openSource, type FileSource } from './remote.js';
-import { finaliseSnapshot, freeSnapshotId, makeStageDir, sha256File } from './snapshot-store.js';
+import { formatBytes } from './progress.js';
+import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir, sha256File } from './snapshot-store.js';
 import {
   changelogNeeded,
   chooseImage,
@@ -102,6 +103,8 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   const needed = inv.changelogs.filter((c) => changelogNeeded(c, start));
   if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };
 
+  const bytes = chosen.entry.size + needed.reduce((sum, c) => sum + c.entry.size, 0);
+  await ensureStoreSpace(req.store, bytes);
   const stage = await makeStageDir(req.store, 'snapshot');
   try {
     const image = await pullImage(source, req, chosen, stage);
@@ -125,8 +128,12 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       finishedAt: new Date().toISOString(),
     };
     await finaliseSnapshot(req.store, stage, manifest);
-    const bytes = files.reduce((sum, f) => sum + f.size, 0);
-    return { kind: 'snapshot', manifest, bytes, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
+    const stored = files.reduce((sum, f) => sum + f.size, 0);
+    return { kind: 'snapshot', manifest, bytes: stored, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
+  } catch (err) {
+    // The store's disk filled up (someone else wrote there meanwhile): say so, not "transfer failed".
+    if (isNoSpace(err)) throw new StoreError(req.store, `snapshot store ${req.store}: no space left on device (ENOSPC) while copying ${formatBytes(bytes)} from ${where(req)}; the partial snapshot was removed, earlier snapshots are untouched`);
+    throw err;
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
   }

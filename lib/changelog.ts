@@ -53,6 +53,26 @@ const PIPE = 0x7c;
 const MAX_LINE = 1 << 20;
 const MAX_PROBLEMS = 100;
 
+const OPEN = 0x28;
+const CLOSE = 0x29;
+
+/**
+ * `OP(args)` or `OP(args):result`, nothing else. MooseFS escapes "(", ")" and "," inside names
+ * (%28 %29 %2C), so a line cut in the middle has no closing parenthesis, or a bare ":" after it.
+ * Measured here: mfsmaster -a reads such a line as a missing version ("hole in change files") and
+ * refuses the whole restore; a line that only passed the version check must not count as present.
+ */
+function wellFormedOperation(buf: Buffer, from: number, to: number): boolean {
+  let i = from;
+  while (i < to && ((buf[i]! >= 0x41 && buf[i]! <= 0x5a) || buf[i] === 0x5f)) i++;
+  if (i === from || buf[i] !== OPEN) return false;
+  const close = buf.lastIndexOf(CLOSE, to - 1);
+  if (close <= i) return false;
+  if (close === to - 1) return true;
+  if (buf[close + 1] !== COLON || close + 2 >= to) return false;
+  return buf.subarray(close + 2, to).indexOf(OPEN) === -1;
+}
+
 /** Incremental scanner: feed chunks, then finish(). Exposed for streams that are not files (SFTP). */
 export class ChangelogScanner {
   private readonly scan: ChangelogScan;
@@ -125,6 +145,10 @@ export class ChangelogScanner {
     while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) timestamp = timestamp * 10 + (buf[i++]! - 0x30);
     if (i === tsStart || buf[i] !== PIPE || i + 1 >= to) {
       this.problem(lineNo, `unparsable line: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      return;
+    }
+    if (!wellFormedOperation(buf, i + 1, to)) {
+      this.problem(lineNo, `unparsable line (cut off or damaged) at version ${version}: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
       return;
     }
     this.accept(lineNo, version, timestamp);

@@ -24,6 +24,8 @@ export class FenceError extends MfsJobsError {}
 export class LockBusyError extends MfsJobsError {}
 /** An mfsmaster/mfscli process that failed; `subject` is the command or DATA_PATH. */
 export class ProcessError extends MfsJobsError {}
+/** The snapshot store cannot take a snapshot (its filesystem is full); `subject` is the store. */
+export class StoreError extends MfsJobsError {}
 /** A bad command-line request (unknown job, bad argument); `subject` is the argument. */
 export class UsageError extends MfsJobsError {}
 

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE } from './atomic.js';
 import { LockBusyError } from './errors.js';
@@ -14,14 +14,29 @@ interface LockOwner {
   job: string;
 }
 
-/** True while a process with this PID exists (EPERM still means it exists). */
+/** True while a process with this PID exists and has not exited (EPERM still means it exists). */
 export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  return !isZombie(pid);
+}
+
+/**
+ * An exited process its parent has not reaped yet. A daemonised mfsmaster's parent is init, and an
+ * init that reaps late (a container's, measured here: about a second) keeps a killed master as a
+ * zombie: signal 0 still reaches it, yet it holds nothing and will never serve.
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return false;
   }
 }
 

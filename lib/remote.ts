@@ -118,6 +118,17 @@ export function localSource(name: string): FileSource {
   return new LocalSource(name);
 }
 
+/** SSH keepalive: a link silent for KEEPALIVE_MS × KEEPALIVE_COUNT ends the connection (and the pending call). */
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_COUNT = 3;
+
+/** ssh2's words for a connection that died under a call, in an operator's words (undefined: something else). */
+function brokenConnection(msg: string): string | undefined {
+  if (/Keepalive timeout/i.test(msg)) return `no answer for ${(KEEPALIVE_MS * KEEPALIVE_COUNT) / 1000} s (SSH keepalive): the link went silent`;
+  if (/Unexpected (end|close) event|ECONNRESET|No SFTP connection|Not connected/i.test(msg)) return `connection lost (sshd stopped or the network dropped): ${msg}`;
+  return undefined;
+}
+
 /** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
@@ -133,7 +144,7 @@ class SftpSource implements FileSource {
   }
   private wrap(op: string, file: string, err: unknown): TransferError {
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
-    return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${msg}`, { cause: err });
+    return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${brokenConnection(msg) ?? msg}`, { cause: err });
   }
   async list(dir: string): Promise<RemoteEntry[]> {
     try {
@@ -236,15 +247,18 @@ export async function openSource(config: Config, host: MasterHost | MetaloggerHo
   // ssh2 is loaded on the first SFTP connection, not at start-up: commands that never use SFTP
   // (list-jobs, local sources, the ucarp hook's checks) start faster (npm run bench, case 5).
   const { default: Client } = await import('ssh2-sftp-client');
-  const client = new Client(host.name);
+  // ssh2-sftp-client's default listeners console.log a connection that closes or fails while no call
+  // is pending: on stdout, where the Nagios line (or --json) must be the only thing. The pending call's
+  // own error reports a broken connection; these events need no printing of their own.
+  const client = new Client(host.name, { error: () => undefined, end: () => undefined, close: () => undefined });
   const connecting = client.connect({
     host: host.host,
     port: ssh.port,
     username: ssh.user,
     privateKey,
     readyTimeout: ssh.connectTimeoutSeconds * 1000,
-    keepaliveInterval: 5000,
-    keepaliveCountMax: 3,
+    keepaliveInterval: KEEPALIVE_MS,
+    keepaliveCountMax: KEEPALIVE_COUNT,
     algorithms: { cipher: CIPHERS as never },
     hostVerifier: (key: Buffer) => {
       verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);

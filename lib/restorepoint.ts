@@ -28,6 +28,8 @@ export interface PlacedRestorePoint {
   chain?: RollForward;
   /** Unix ms of the newest changelog line, if any. */
   newestChangeMs: number | undefined;
+  /** `file:line: reason` for each placed changelog with unreadable or out-of-order lines (what mfsmaster -a leaves out). */
+  damage?: string[];
 }
 
 /**
@@ -44,15 +46,18 @@ export function startVersion(header: ImageHeader): number {
 }
 
 /** Scan the placed changelogs and roll the image forward the way mfsmaster -a will. */
-export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined }> {
+export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
   const pieces: ChangelogPiece[] = [];
+  const damage: string[] = [];
   let newest: number | undefined;
   for (const name of changelogs) {
     const scan = scanned.get(name) ?? (await scanChangelogFile(path.join(dataPath, name)));
     pieces.push(...scan.segments.map((s) => ({ ...s, file: name })));
     if (scan.lastTimestamp !== undefined) newest = Math.max(newest ?? 0, scan.lastTimestamp * 1000);
+    const first = scan.problems[0];
+    if (first) damage.push(`${name}:${first.line}: ${first.reason}${scan.problems.length > 1 ? ` (and ${scan.problems.length - 1} more)` : ''}`);
   }
-  return { chain: rollForward(startVersion(header), pieces), newestChangeMs: newest };
+  return { chain: rollForward(startVersion(header), pieces), newestChangeMs: newest, damage };
 }
 
 /**

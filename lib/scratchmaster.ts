@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, ensureDir } from './atomic.js';
+import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from './atomic.js';
 import type { Config } from './config.js';
 import { ConfigError, ProcessError } from './errors.js';
 import { mfsConfigText, readMfsConfig, runningMasterPid, stopMaster } from './mfsmaster.js';
@@ -136,6 +136,13 @@ async function groupName(gid: number): Promise<string | undefined> {
   return text.split('\n').map((l) => l.split(':')).find((f) => f[2] === String(gid))?.[0];
 }
 
+/**
+ * Marks a scratch kept on purpose (--keep, or evidence of a failed restore). A scratch without it
+ * belongs to a run that was killed before it could clean up, and the next run removes it: a drill
+ * killed every week must not leave a copy of the metadata behind each time.
+ */
+const KEPT = 'KEPT';
+
 /** A fresh 0700 run directory `<root>/<prefix>-XXXXXX` with an empty 0700 DATA_PATH. */
 export async function createScratch(root: string, prefix: string): Promise<Scratch> {
   await ensureDir(root);
@@ -144,6 +151,11 @@ export async function createScratch(root: string, prefix: string): Promise<Scrat
   const dataPath = path.join(dir, 'data');
   await fs.mkdir(dataPath, { mode: DIR_MODE });
   return { dir, dataPath, configFile: path.join(dir, 'mfsmaster.cfg') };
+}
+
+/** Keep this scratch for inspection: later runs stop its master but leave its files. */
+export async function keepScratch(scratch: Scratch, why: string): Promise<void> {
+  await fs.writeFile(path.join(scratch.dir, KEPT), `${new Date().toISOString()} ${why}\n`, { mode: FILE_MODE });
 }
 
 /**
@@ -232,12 +244,25 @@ export async function listScratches(root: string, prefix: string): Promise<Scrat
     .map((n) => ({ dir: path.join(root, n), dataPath: path.join(root, n, 'data'), configFile: path.join(root, n, 'mfsmaster.cfg') }));
 }
 
-/** Stop masters a killed run left behind in `root` (the caller holds the job's lock, so none is live work). */
-export async function stopLeftoverMasters(root: string, prefix: string, bin?: string): Promise<{ dir: string; pid: number }[]> {
-  const stopped: { dir: string; pid: number }[] = [];
+export interface Leftover {
+  dir: string;
+  /** The scratch master that was still running, now stopped. */
+  pid?: number;
+  /** The scratch belonged to an interrupted run and was removed. */
+  removed: boolean;
+}
+
+/**
+ * What killed runs left in `root`: their scratch masters are stopped, their scratches removed
+ * (the caller holds the job's lock, so none is live work). Kept scratches only lose their master.
+ */
+export async function clearLeftovers(root: string, prefix: string, bin?: string): Promise<Leftover[]> {
+  const found: Leftover[] = [];
   for (const scratch of await listScratches(root, prefix)) {
     const pid = await stopScratchMaster(scratch, bin);
-    if (pid !== undefined) stopped.push({ dir: scratch.dir, pid });
+    const interrupted = !(await pathExists(path.join(scratch.dir, KEPT)));
+    if (interrupted) await fs.rm(scratch.dir, { recursive: true, force: true });
+    if (pid !== undefined || interrupted) found.push({ dir: scratch.dir, pid, removed: interrupted });
   }
-  return stopped;
+  return found;
 }

@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { DIR_MODE, ensureDir, FILE_MODE, fsyncDir, fsyncFile, pathExists, writeFileAtomic } from './atomic.js';
 import { rollForward, type ChangelogPiece } from './chain.js';
 import { scanChangelogFile } from './changelog.js';
-import { ChainError } from './errors.js';
+import { ChainError, StoreError } from './errors.js';
+import { formatBytes } from './progress.js';
 import { LATEST, listSnapshots, MANIFEST, readManifest, snapshotsDir, TMP_DIR, type Manifest, type StoredSnapshot } from './manifest.js';
 import { readImageHeader } from './metadata.js';
 
@@ -50,6 +51,32 @@ export async function makeStageDir(store: string, purpose: string): Promise<stri
   const dir = await fs.mkdtemp(path.join(tmpDir(store), `${TEMP_PREFIX}${purpose}-${process.pid}-`));
   await fs.chmod(dir, DIR_MODE);
   return dir;
+}
+
+/** Room always left free on the store's filesystem: 5% of it, at most 64 MiB (others may write there too). */
+function reserveBytes(totalBytes: number): number {
+  return Math.min(64 * 2 ** 20, Math.floor(totalBytes * 0.05));
+}
+
+/**
+ * Refuse a snapshot that cannot fit before copying a byte: filling the store's filesystem to the
+ * last block would fail the copy anyway, and hurt whatever else writes there meanwhile.
+ */
+export async function ensureStoreSpace(store: string, bytes: number): Promise<void> {
+  const st = await fs.statfs(store);
+  const free = st.bavail * st.bsize;
+  const need = bytes + reserveBytes(st.blocks * st.bsize);
+  if (free < need) {
+    throw new StoreError(store, `snapshot store ${store}: not enough free space for this snapshot: it needs ${formatBytes(bytes)} (+ ${formatBytes(need - bytes)} kept free), ${formatBytes(free)} are free; the copy would fail with ENOSPC`);
+  }
+}
+
+/** ENOSPC anywhere in an error's chain (an SFTP library wraps the local write's error in its own). */
+export function isNoSpace(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || /\bENOSPC\b/.test((e as Error).message ?? '')) return true;
+  }
+  return false;
 }
 
 export async function sha256File(file: string): Promise<string> {
@@ -106,10 +133,14 @@ export async function setLatest(store: string, id: string | undefined): Promise<
     await fs.rm(link, { force: true });
   } else {
     if ((await readLatest(store)) === id) return;
-    const tmp = path.join(store, `.${LATEST}.tmp-${process.pid}`);
+    // Made in .tmp/ under the temp prefix: a run killed before the rename leaves it where the next
+    // run's cleanup looks, not as a stray in the store's top directory.
+    await ensureDir(tmpDir(store));
+    const tmp = path.join(tmpDir(store), `${TEMP_PREFIX}${LATEST}-${process.pid}`);
     await fs.rm(tmp, { force: true });
     await fs.symlink(path.join('snapshots', id), tmp);
     await fs.rename(tmp, link);
+    await fsyncDir(tmpDir(store));
   }
   await fsyncDir(store);
 }

@@ -58,6 +58,8 @@ export async function localMaster(config: Config, standby: StandbyConfig, o: { w
     }
     await new Promise((r) => setTimeout(r, 200));
   } while (Date.now() < deadline && !o.signal?.aborted && processAlive(pid));
+  // It died while we waited (a crashed or killed master): nothing holds DATA_PATH any more.
+  if (!processAlive(pid)) return {};
   return { pid, problem };
 }
 

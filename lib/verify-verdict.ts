@@ -77,6 +77,12 @@ function damageFinding(plan: RestorePlan, use: ChangelogUse, scan: ChangelogScan
     ? `${use.skipped}: mfsmaster -a ignores the whole file`
     : `line ${use.cut!.line}: ${use.cut!.reason}: mfsmaster -a stops reading this file ${use.cut!.afterVersion === undefined ? 'at its first line' : `after version ${use.cut!.afterVersion}`}`;
   if (!plan.roll) return { status: 'CRITICAL', text: `${use.name}: ${what}` };
+  // Not one readable line, and more wrong than a line being written: the file's content is destroyed,
+  // and what it held (the metalogger's newest changes, usually) cannot be known, let alone restored.
+  const damaged = scan.problems.find((p) => !(scan.truncatedLastLine && p.line === scan.lines));
+  if (scan.last === undefined && damaged) {
+    return { status: 'CRITICAL', text: `${use.name}: not one readable changelog line in ${scan.lines} lines (line ${damaged.line}: ${damaged.reason}): the file is damaged and whatever it held is lost` };
+  }
   const lostUpTo = linesLostBeyond(plan, scan);
   if (lostUpTo === undefined) return { status: 'WARNING', text: `${use.name}: ${what} (no version lost: other files hold these lines, or the image is newer)` };
   return { status: 'CRITICAL', text: `${use.name}: ${what}, so a restore stops at version ${plan.roll.reached} although this file holds lines up to ${lostUpTo}` };

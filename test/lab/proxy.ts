@@ -2,8 +2,8 @@ import net from 'node:net';
 
 /**
  * A userspace TCP proxy on loopback between mfs-jobs and a lab server, for link faults that `tc netem`
- * cannot give on these machines: added latency, a bandwidth cap, and cutting every connection after
- * N bytes (sshd "dies" mid-transfer).
+ * cannot give on these machines: added latency, a bandwidth cap, cutting every connection after
+ * N bytes (sshd "dies" mid-transfer), and a link that goes silent after N bytes.
  */
 export interface ProxyFaults {
   /** Delay added to each chunk in both directions, ms. */
@@ -12,6 +12,11 @@ export interface ProxyFaults {
   bytesPerSecond?: number;
   /** Destroy the connection once this many bytes went server → client. */
   cutAfterBytes?: number;
+  /**
+   * Once this many bytes went server → client, forward nothing more either way but keep the
+   * connection open: a link that goes silent (a cable pulled, a firewall dropping packets).
+   */
+  stallAfterBytes?: number;
 }
 
 export class FaultProxy {
@@ -35,13 +40,21 @@ export class FaultProxy {
     const upstream = net.connect(target);
     this.sockets.add(client).add(upstream);
     let sent = 0;
+    let stalled = false;
     const started = Date.now();
     const relay = (from: net.Socket, to: net.Socket, downstream: boolean) => {
       from.on('data', (chunk: Buffer) => {
         from.pause();
+        // A silent link: paused for good, nothing forwarded, nothing closed.
+        if (stalled) return;
         let wait = this.faults.delayMs ?? 0;
         if (downstream) {
           sent += chunk.length;
+          const stallAt = this.faults.stallAfterBytes;
+          if (stallAt !== undefined && sent > stallAt) {
+            stalled = true;
+            return;
+          }
           const cap = this.faults.cutAfterBytes;
           if (cap !== undefined && sent > cap) {
             client.destroy();

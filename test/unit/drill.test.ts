@@ -26,6 +26,12 @@ describe('drill verdict', () => {
     expect(v.problems[0]).toBe("restored metadata version 27, but the chain's newest version is 28");
   });
 
+  test('damaged changelog lines the restore left out are a WARNING, even when the versions agree', () => {
+    const v = drillVerdict(facts({ damage: ['changelog_ml.0.mfs:1: unparsable line: "junk"'] }), thresholds);
+    expect(v.status).toBe('WARNING');
+    expect(v.problems).toEqual(['damaged changelog changelog_ml.0.mfs:1: unparsable line: "junk": mfsmaster -a left those lines out']);
+  });
+
   test('same version but different counts than the live master is CRITICAL', () => {
     const v = drillVerdict(facts({ restored: { ...counts, files: 10 } }), thresholds);
     expect(v.status).toBe('CRITICAL');

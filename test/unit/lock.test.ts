@@ -1,7 +1,9 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { acquireLock } from '../../lib/lock.js';
+import { spawn } from 'node:child_process';
+import { acquireLock, processAlive } from '../../lib/lock.js';
+import { waitFor } from '../lab/proc.js';
 import { LockBusyError } from '../../lib/errors.js';
 
 describe('job lock', () => {
@@ -26,6 +28,21 @@ describe('job lock', () => {
     const lock = await acquireLock(dir, 'prune');
     expect(JSON.parse(await fs.readFile(lock.file, 'utf8')).pid).toBe(process.pid);
     await lock.release();
+  });
+
+  test('a lock held by a zombie (exited, not yet reaped by its parent) is stale and taken over', async () => {
+    // `sleep 0.05` exits at once; its parent (exec'd into `sleep 30`) never reaps it: a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
+      await waitFor('the child to become a zombie', async () => (await fs.readFile(`/proc/${zombie}/stat`, 'utf8')).includes(') Z '));
+      expect(processAlive(zombie)).toBe(false);
+      await fs.writeFile(path.join(dir, 'promote.lock'), JSON.stringify({ pid: zombie, startedAt: 'x', job: 'promote' }));
+      const lock = await acquireLock(dir, 'promote');
+      await lock.release();
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   test('a lock file with garbage that is not fresh is stale', async () => {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { listSnapshots, snapshotId, type Manifest } from '../../lib/manifest.js';
-import { finaliseSnapshot, freeSnapshotId, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, sealFile, sha256File, verifySnapshot, viewStore } from '../../lib/snapshot-store.js';
+import { finaliseSnapshot, freeSnapshotId, isNoSpace, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, sealFile, sha256File, verifySnapshot, viewStore } from '../../lib/snapshot-store.js';
 import { trimCutLastLine } from '../../lib/transfer.js';
 
 /** A real MFSM 2.0 header (version 10) and EOF marker around a few bytes of body: enough for header checks. */
@@ -103,5 +103,13 @@ describe('snapshot store write side', () => {
     await fs.writeFile(f, 'no newline at all');
     expect(await trimCutLastLine(f)).toBe(17);
     expect((await fs.stat(f)).size).toBe(0);
+  });
+
+  test('ENOSPC is recognised however deep an SFTP library wraps it; plain transfer errors are not', () => {
+    const local = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    expect(isNoSpace(local)).toBe(true);
+    expect(isNoSpace(new Error('download x: fastGet->sftp: ENOSPC: no space left on device, write Remote: x Local: y'))).toBe(true);
+    expect(isNoSpace(new Error('wrapped', { cause: new Error('again', { cause: local }) }))).toBe(true);
+    expect(isNoSpace(new Error('fastGet->sftp: No such file'))).toBe(false);
   });
 });

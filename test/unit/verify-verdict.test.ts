@@ -106,6 +106,14 @@ describe('a metalogger verdict', () => {
     expect(w.findings[0]!.text).toMatch(/changelog_ml\.1\.mfs: .*\(no version lost/);
   });
 
+  test('a changelog without one readable line (overwritten with garbage) is CRITICAL, never "no version lost"', async () => {
+    const garbage = 'x\u0001\u00ff binary junk\n'.repeat(20) + 'no newline at the end';
+    const facts = dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })], [await changelog('changelog_ml.1.mfs', changelogLines(100, 150)), await changelog('changelog_ml.0.mfs', garbage)]);
+    const v = judgeMetalogger(ml(facts, { masterVersion: 152 }), T);
+    expect(v.status).toBe('CRITICAL');
+    expect(v.findings[0]!.text).toMatch(/^changelog_ml\.0\.mfs: not one readable changelog line in 21 lines \(line 1: unparsable line: .*\): the file is damaged and whatever it held is lost$/);
+  });
+
   test('no valid image: CRITICAL, whatever the changelogs say; lag unknown', async () => {
     const facts = dataPath([image('metadata_ml.mfs.back', 0, { error: 'ml1 (local):/var/lib/mfs/metadata_ml.mfs.back: not a MooseFS metadata image (header "garbage!", expected "MFSM 2.0")' })], [await changelog('c', changelogLines(1, 200))]);
     const v = judgeMetalogger(ml(facts), T);

@@ -1,0 +1,163 @@
+import { promises as fs, watch } from 'node:fs';
+import path from 'node:path';
+import { LATEST, readManifest, snapshotsDir, TMP_DIR } from '../../lib/manifest.js';
+import { verifySnapshot } from '../../lib/snapshot-store.js';
+import { startCli, type CliResult } from '../helpers/cli.js';
+
+/**
+ * Shared parts of the faults suite: CI or long mode, seeded kill points, killing a real
+ * `mfs-jobs run` by PID, and the checks every fault ends with (store intact, no crash).
+ */
+
+/** `MFS_JOBS_FAULTS_LONG=1`: many more iterations (outside CI). */
+export const LONG = process.env.MFS_JOBS_FAULTS_LONG === '1';
+
+/** Iterations for CI / long mode; `MFS_JOBS_FAULTS_<NAME>` overrides both. */
+export function iterations(name: string, ci: number, long: number): number {
+  const forced = Number(process.env[`MFS_JOBS_FAULTS_${name}`]);
+  return Number.isInteger(forced) && forced > 0 ? forced : LONG ? long : ci;
+}
+
+/** One seed per run, printed with every result so a failing kill point can be replayed (`MFS_JOBS_FAULTS_SEED`). */
+export const SEED = Number(process.env.MFS_JOBS_FAULTS_SEED) || Math.floor(Math.random() * 2 ** 31);
+
+/** mulberry32: a small, good-enough seeded generator (no dependency for a test's dice). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * `n` kill delays spread evenly over [fromMs, toMs], each jittered inside its own slice: every part of
+ * the run gets hit, and the seed moves the exact points from one CI run to the next.
+ */
+export function spreadDelays(n: number, fromMs: number, toMs: number, random: () => number): number[] {
+  const slice = (toMs - fromMs) / n;
+  return Array.from({ length: n }, (_, i) => Math.round(fromMs + slice * (i + random())));
+}
+
+export interface KilledRun {
+  /** False when the run ended by itself before the kill. */
+  killed: boolean;
+  delayMs: number;
+  result: CliResult;
+  /** The last log message the run wrote before it died: where the kill landed. */
+  lastLog: string;
+}
+
+function lastLogMessage(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter(Boolean);
+  for (const line of lines.reverse()) {
+    try {
+      const entry = JSON.parse(line) as { message?: string };
+      if (entry.message) return entry.message;
+    } catch {
+      return line.slice(0, 120);
+    }
+  }
+  return '(nothing logged yet: start-up)';
+}
+
+/** Start the real CLI and SIGKILL it (by PID) after `delayMs`. */
+export async function runAndKill(args: string[], delayMs: number, env: NodeJS.ProcessEnv = {}): Promise<KilledRun> {
+  const run = startCli(args, env);
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), delayMs);
+  const result = await run.done;
+  clearTimeout(timer);
+  return { killed: result.signal === 'SIGKILL', delayMs, result, lastLog: lastLogMessage(result.stderr) };
+}
+
+/**
+ * Start the real CLI and SIGKILL it the moment an entry whose name matches `match` appears in `dir`
+ * (inotify, sub-millisecond; `event: 'change'` for a write to it): lands a kill in windows too short
+ * to hit by time (a snapshot just renamed into place, retention's rename into .tmp). Not killed when
+ * the run ends first.
+ */
+export async function runAndKillOn(args: string[], dir: string, match: RegExp, options: { event?: 'rename' | 'change'; env?: NodeJS.ProcessEnv } = {}): Promise<KilledRun> {
+  const run = startCli(args, options.env);
+  const started = Date.now();
+  let delayMs = -1;
+  const watcher = watch(dir, (event, name) => {
+    if (delayMs < 0 && name && match.test(name) && (!options.event || event === options.event)) {
+      run.child.kill('SIGKILL');
+      delayMs = Date.now() - started;
+    }
+  });
+  const result = await run.done.finally(() => watcher.close());
+  return { killed: result.signal === 'SIGKILL', delayMs, result, lastLog: lastLogMessage(result.stderr) };
+}
+
+/** How a run ended, for failure messages. */
+export function describeRun(r: CliResult): string {
+  return `exit ${r.code ?? r.signal}: ${r.stdout.trim().split('\n')[0] ?? ''}${r.stderr.includes('    at ') ? ' (stack trace on stderr)' : ''}`;
+}
+
+/**
+ * A run that met bad input or a fault: a Nagios code 1–3 (never 0, never a signal or Node's crash
+ * codes) and no stack trace on stderr. Returns what is wrong, empty when it behaved.
+ */
+export function crashProblems(r: CliResult, allowOk = false): string[] {
+  const problems: string[] = [];
+  if (r.signal) problems.push(`ended by ${r.signal}`);
+  else if (r.code === 0 && !allowOk) problems.push('exit 0 for bad input');
+  else if (r.code === null || r.code > 3) problems.push(`exit ${r.code} (not a Nagios code: a crash?)`);
+  const trace = r.stderr.split('\n').find((l) => /^\s{4}at /.test(l));
+  if (trace) problems.push(`stack trace on stderr: ${trace.trim()}`);
+  return problems;
+}
+
+export interface StoreCheck {
+  /** Snapshot ids that are complete and verify (sha256, header, chain), oldest first. */
+  good: string[];
+  /** `<id>: <problem>` for every directory in snapshots/ that is partial or does not verify. */
+  problems: string[];
+  /** Entries in `.tmp/` (allowed after a kill until the next run removes them). */
+  temps: string[];
+  /** Anything else in the store's top directory (a leftover `.latest.tmp-*`, …). */
+  strays: string[];
+  latest: string | undefined;
+}
+
+/** Everything a reader of the store could trip over, checked the slow way (every byte). */
+export async function checkStore(store: string): Promise<StoreCheck> {
+  const out: StoreCheck = { good: [], problems: [], temps: [], strays: [], latest: undefined };
+  const names = (await fs.readdir(snapshotsDir(store)).catch(() => [] as string[])).sort();
+  for (const id of names) {
+    const dir = path.join(snapshotsDir(store), id);
+    try {
+      const problems = await verifySnapshot(dir, await readManifest(dir));
+      if (problems.length) out.problems.push(`${id}: ${problems.join('; ')}`);
+      else out.good.push(id);
+    } catch (err) {
+      out.problems.push(`${id}: partial snapshot: ${(err as Error).message}`);
+    }
+  }
+  out.temps = (await fs.readdir(path.join(store, TMP_DIR)).catch(() => [] as string[])).sort();
+  const top = await fs.readdir(store).catch(() => [] as string[]);
+  out.strays = top.filter((n) => ![path.basename(snapshotsDir(store)), TMP_DIR, LATEST].includes(n)).sort();
+  const link = await fs.readlink(path.join(store, LATEST)).catch(() => undefined);
+  if (link !== undefined) {
+    out.latest = path.basename(link);
+    if (!out.good.includes(out.latest)) out.problems.push(`latest points to ${link}, not a good snapshot`);
+  }
+  return out;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** PIDs of every process working (cwd) inside `dir`: a scratch or promoted mfsmaster left running shows up here. */
+export async function processesIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cwd = await fs.readlink(`/proc/${name}/cwd`).catch(() => '');
+    if (cwd === dir || cwd.startsWith(dir + '/')) pids.push(Number(name));
+  }
+  return pids;
+}

@@ -1,0 +1,67 @@
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { formatTable } from '../../lib/table.js';
+
+/**
+ * The faults suite's ledger: every test writes one row per kind of fault it injected (how many times,
+ * how many it survived, what was lost) into a JSON-lines file; the suite's reporter
+ * (test/faults-summary-reporter.cjs) prints them as one table at the end of `npm test`.
+ */
+export interface FaultRow {
+  /** Group in the table: kill, disk, network, bad file, concurrency, failover. */
+  area: string;
+  fault: string;
+  injected: number;
+  /** Injections after which every check held (no partial snapshot, next run OK, …). */
+  survived: number;
+  /** Acknowledged client files missing or different afterwards (failover), or snapshot files corrupted. */
+  dataLost: number;
+  /** Snapshots (or promoted metadata versions) that existed before the fault and did not after. */
+  lostRestorePoints: number;
+  note?: string;
+}
+
+/** The reporter sets this for the whole run; a file run alone (no reporter) gets its own directory. */
+const ENV = 'MFS_JOBS_FAULTS_RESULTS';
+
+function resultsDir(): string {
+  if (!process.env[ENV]) process.env[ENV] = mkdtempSync(path.join(os.tmpdir(), 'mfs-jobs-faults-results-'));
+  return process.env[ENV];
+}
+
+export function recordFaults(row: FaultRow): void {
+  appendFileSync(path.join(resultsDir(), `${process.pid}.jsonl`), JSON.stringify(row) + '\n');
+}
+
+export function readFaultRows(dir: string): FaultRow[] {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
+  return files.flatMap((f) =>
+    readFileSync(path.join(dir, f), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as FaultRow),
+  );
+}
+
+export function formatFaultTable(rows: FaultRow[], header: string): string {
+  const sorted = [...rows].sort((a, b) => a.area.localeCompare(b.area) || a.fault.localeCompare(b.fault));
+  const total = sorted.reduce((t, r) => ({ injected: t.injected + r.injected, survived: t.survived + r.survived, dataLost: t.dataLost + r.dataLost, lost: t.lost + r.lostRestorePoints }), { injected: 0, survived: 0, dataLost: 0, lost: 0 });
+  const table = formatTable(
+    ['AREA', 'FAULT', 'INJECTED', 'SURVIVED', 'DATA LOST', 'LOST RESTORE POINTS', 'NOTE'],
+    [
+      ...sorted.map((r) => [r.area, r.fault, String(r.injected), String(r.survived), String(r.dataLost), String(r.lostRestorePoints), r.note ?? '']),
+      ['total', '', String(total.injected), String(total.survived), String(total.dataLost), String(total.lost), ''],
+    ],
+  );
+  return `${header}\n${table}\n`;
+}
+
+/** For a file run without the reporter: print its own rows (the reporter prints everything otherwise). */
+export function printOwnRowsUnlessReported(): void {
+  if (process.env.MFS_JOBS_FAULTS_REPORTER) return;
+  const dir = process.env[ENV];
+  if (!dir) return;
+  const mine = existsSync(dir) ? readFaultRows(dir) : [];
+  if (mine.length) process.stdout.write(formatFaultTable(mine, `faults injected (results in ${dir}):`));
+}
