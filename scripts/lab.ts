@@ -11,7 +11,7 @@ import { MFS_JOBS_BIN } from '../test/helpers/cli.js';
 const argv = process.argv.slice(2);
 const keep = argv.includes('--keep');
 const jobs = argv.flatMap((a, i) => (a === '--job' && argv[i + 1] ? [argv[i + 1]!] : []));
-const toRun = jobs.length ? jobs : ['check-master', 'backup'];
+const toRun = jobs.length ? jobs : ['check-master', 'backup', 'verify', 'drill'];
 
 const lab = await Lab.start({});
 let failed = 0;
