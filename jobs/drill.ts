@@ -18,6 +18,7 @@ import {
   checkScratchRoot,
   createScratch,
   ensureFreeSpace,
+  killScratchMaster,
   pickPorts,
   productionPorts,
   SCRATCH_HOST,
@@ -327,7 +328,9 @@ export default defineJob({
       const reason = err instanceof RestoreFailed ? err.message : describeError(err);
       result = { status: 'CRITICAL', summary: `${describeSource(source, true)}: ${reason}`, details: { source: describeSource(source), error: reason, ports } };
     }
-    const stoppedPid = await stopScratchMaster(scratch, bin);
+    // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
+    const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
+    const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch, bin);
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
     const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
     const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;

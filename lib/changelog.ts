@@ -86,23 +86,32 @@ export class ChangelogScanner {
   push(chunk: Buffer): void {
     this.scan.bytes += chunk.length;
     let start = 0;
-    let buf = chunk;
     if (this.carry) {
-      buf = Buffer.concat([this.carry, chunk]);
+      // Complete the carried line on its own: joining it to the whole chunk would copy every byte once more.
+      const nl = chunk.indexOf(NL);
+      if (nl === -1) {
+        this.keepRest(Buffer.concat([this.carry, chunk]));
+        return;
+      }
+      const line = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
       this.carry = undefined;
-    }
-    for (let nl = buf.indexOf(NL, start); nl !== -1; nl = buf.indexOf(NL, start)) {
-      this.line(buf, start, nl);
+      this.line(line, 0, line.length);
       start = nl + 1;
     }
-    if (start < buf.length) {
-      const rest = buf.subarray(start);
-      if (rest.length > MAX_LINE) {
-        this.problem(this.scan.lines + 1, `line longer than ${MAX_LINE} bytes`);
-        this.carry = undefined;
-      } else {
-        this.carry = Buffer.from(rest);
-      }
+    for (let nl = chunk.indexOf(NL, start); nl !== -1; nl = chunk.indexOf(NL, start)) {
+      this.line(chunk, start, nl);
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.keepRest(chunk.subarray(start));
+  }
+
+  /** The start of a line whose end is in a later chunk. */
+  private keepRest(rest: Buffer): void {
+    if (rest.length > MAX_LINE) {
+      this.problem(this.scan.lines + 1, `line longer than ${MAX_LINE} bytes`);
+      this.carry = undefined;
+    } else {
+      this.carry = Buffer.from(rest);
     }
   }
 

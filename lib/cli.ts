@@ -28,13 +28,10 @@ function fail(err: unknown, verbose: boolean): never {
   process.exit(EXIT_UNKNOWN);
 }
 
-export function printReport(report: JsonReport, json: boolean): void {
-  if (json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    return;
-  }
-  const lines = [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)];
-  process.stdout.write(lines.join('\n') + '\n');
+/** Resolves once stdout took the whole report: process.exit() right after a write to a pipe cuts it off at 64 KiB. */
+export function printReport(report: JsonReport, json: boolean): Promise<void> {
+  const text = json ? JSON.stringify(report, null, 2) + '\n' : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
+  return new Promise((resolve) => process.stdout.write(text, () => resolve()));
 }
 
 /** Run a job once and exit with its Nagios code; shared by `run <job>` and the per-job shortcuts. */
@@ -59,7 +56,7 @@ export async function runOnce(job: Job, opts: Record<string, unknown>, globals: 
   // otherwise exit 0 mid-job with no output — a silent "success" cron would believe.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   const { report } = await runJob(job, { config, log, dryRun: Boolean(dryRun), args, signal: controller.signal }).finally(() => clearInterval(keepAlive));
-  printReport(report, Boolean(json));
+  await printReport(report, Boolean(json));
   await new Promise<void>((resolve) => log.on('finish', resolve).end());
   process.exit(report.exitCode);
 }

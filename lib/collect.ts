@@ -214,7 +214,9 @@ export class Staging {
     }
     await fs.chmod(tmp, 0o600);
     await fs.rename(tmp, target);
-    this.bytes += (await fs.stat(target)).size;
+    // Read the size first: `this.bytes += await …` would add to a stale total when fetches run side by side.
+    const { size } = await fs.stat(target);
+    this.bytes += size;
     return target;
   }
 }

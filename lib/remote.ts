@@ -1,7 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import SftpClient from 'ssh2-sftp-client';
+import type SftpClient from 'ssh2-sftp-client';
 import type { Config, MasterHost, MetaloggerHost } from './config.js';
 import { requireSsh } from './config.js';
 import { ConfigError, TransferError } from './errors.js';
@@ -244,10 +244,13 @@ export async function openSource(config: Config, host: MasterHost | MetaloggerHo
   const entries = await loadKnownHosts(ssh.knownHosts, `${list}.ssh.knownHosts`);
   const where = `${host.host}:${ssh.port}`;
   let verdict: HostKeyVerdict | undefined;
+  // ssh2 is loaded on the first SFTP connection, not at start-up: commands that never use SFTP
+  // (list-jobs, local sources, the ucarp hook's checks) start faster (npm run bench, case 5).
+  const { default: Client } = await import('ssh2-sftp-client');
   // ssh2-sftp-client's default listeners console.log a connection that closes or fails while no call
   // is pending: on stdout, where the Nagios line (or --json) must be the only thing. The pending call's
   // own error reports a broken connection; these events need no printing of their own.
-  const client = new SftpClient(host.name, { error: () => undefined, end: () => undefined, close: () => undefined });
+  const client = new Client(host.name, { error: () => undefined, end: () => undefined, close: () => undefined });
   const connecting = client.connect({
     host: host.host,
     port: ssh.port,

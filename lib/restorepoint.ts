@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FILE_MODE } from './atomic.js';
 import { rollForward, type ChangelogPiece, type RollForward } from './chain.js';
-import { scanChangelogFile } from './changelog.js';
+import { scanChangelogFile, type ChangelogScan } from './changelog.js';
 import { listDataPath, readSourceImageHeader } from './datapath.js';
 import { ChainError, UsageError } from './errors.js';
 import { LATEST, listSnapshots, type StoredSnapshot } from './manifest.js';
@@ -46,12 +46,12 @@ export function startVersion(header: ImageHeader): number {
 }
 
 /** Scan the placed changelogs and roll the image forward the way mfsmaster -a will. */
-export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[]): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
+export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
   const pieces: ChangelogPiece[] = [];
   const damage: string[] = [];
   let newest: number | undefined;
   for (const name of changelogs) {
-    const scan = await scanChangelogFile(path.join(dataPath, name));
+    const scan = scanned.get(name) ?? (await scanChangelogFile(path.join(dataPath, name)));
     pieces.push(...scan.segments.map((s) => ({ ...s, file: name })));
     if (scan.lastTimestamp !== undefined) newest = Math.max(newest ?? 0, scan.lastTimestamp * 1000);
     const first = scan.problems[0];
@@ -225,6 +225,8 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   const header = await readImageHeader(path.join(dataPath, image));
   const from = startVersion(header);
   const changelogs: string[] = [];
+  // Scanned once here and reused for the chain below, not read and parsed a second time.
+  const scans = new Map<string, ChangelogScan>();
   const done = new Set<string>();
   for (const entry of [...listing.changelogs].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
     if (done.has(family(entry.name))) continue;
@@ -233,7 +235,8 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
     await trimPartialLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);
+    scans.set(entry.name, scan);
     if (scan.first !== undefined && scan.first <= from) done.add(family(entry.name));
   }
-  return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs)) };
+  return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs, scans)) };
 }

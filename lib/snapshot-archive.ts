@@ -1,6 +1,5 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as tar from 'tar';
 import { DIR_MODE, fsyncDir, pathExists, renameDurable, tempNameFor } from './atomic.js';
 import { ChainError, UsageError } from './errors.js';
 import { MANIFEST, readManifest, snapshotsDir, type StoredSnapshot } from './manifest.js';
@@ -32,6 +31,8 @@ export async function exportSnapshot(store: string, id: string, file: string): P
   const tmp = tempNameFor(target);
   const members = [MANIFEST, ...snap.manifest.files.map((f) => f.name)].map((n) => `${snap.id}/${n}`);
   try {
+    // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
+    const tar = await import('tar');
     await tar.c({ gzip: true, file: tmp, cwd: snapshotsDir(store), portable: true }, members);
     await sealFile(tmp);
     await renameDurable(tmp, target);
@@ -56,6 +57,7 @@ async function unpack(file: string, stage: string): Promise<string> {
   const ids = new Set<string>();
   const refused: string[] = [];
   try {
+    const tar = await import('tar');
     await tar.x({
       file,
       cwd: stage,

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client moosefs-cli
-          openssh-server openssh-client ucarp keepalived fuse3 iproute2 procps util-linux)
+          openssh-server openssh-client ucarp keepalived fuse3 iproute2 procps util-linux
+          time faketime)  # GNU time: peak RSS in npm run bench; faketime: hourly rotations in prune tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

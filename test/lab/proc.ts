@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
+import { ephemeralPort } from '../../lib/scratchmaster.js';
 
 /**
  * Every process the lab starts is tracked by PID and killed by PID at exit, even when a test
@@ -38,14 +39,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 /** A free TCP port on `host` (bind to 0, read it back, release). */
 export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
+  return ephemeralPort(host);
 }
 
 export function portOpen(host: string, port: number, timeoutMs = 500): Promise<boolean> {

@@ -36,6 +36,15 @@ describe('changelog scanning', () => {
     expect(scan.last).toBe(3);
   });
 
+  test('a line over 1 MiB is a problem; the lines after it still count, whatever the chunking', async () => {
+    const text = lines(1, 3) + 'x'.repeat(1.5 * 2 ** 20) + '\n' + lines(4, 6);
+    for (const chunk of [65_536, 1 << 20, 3_000_000]) {
+      const scan = await scanChangelogStream(streamOf(text, chunk), 'c');
+      expect(scan.problems[0]!.reason).toMatch(chunk < 2 ** 20 ? /longer than/ : /longer than|unparsable line/);
+      expect(scan).toMatchObject({ first: 1, last: 6, segments: [{ first: 1, last: 6 }], truncatedLastLine: false });
+    }
+  });
+
   test('a line cut in the middle of the file is a problem, not a version (mfsmaster -a calls it a hole)', async () => {
     const cut = ['10: 1795575880|CREATE(1,f10', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):', '10: 1795575880|CREA', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):1(1'];
     for (const line of cut) {

@@ -1,0 +1,66 @@
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { freePort } from '../../test/lab/proc.js';
+import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import type { ChainInfo } from '../generate.js';
+import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
+
+/**
+ * Case 3: turn the standby into the master from a metalogger reached over the loopback sshd —
+ * `mfs-jobs run promote` against the recipe's up-script (bench/baseline/promote.sh: scp the
+ * metalogger's image and changelogs, `mfsmaster -a`). Both end with a master serving the chain's end.
+ */
+export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<CaseResult> {
+  const standby = await scratchMaster(path.join(ctx.runDir, 'promote-script'));
+  const script: Side = {
+    label: 'recipe script (scp + mfsmaster -a)',
+    command: {
+      cmd: baselineScript('promote.sh'),
+      args: [`root@${ctx.sshd.host}`, chain.dataPath, standby.dataPath, standby.configFile, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)],
+    },
+    check: async (sample) => {
+      expectExitZero(sample);
+      await expectServing(standby, chain.last + 1);
+    },
+    cleanup: () => stopAndWipe(standby),
+  };
+  const result = {
+    id: 'promote',
+    title: `promote, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB) over loopback`,
+    target: { text: '≤ 1.3× recipe script', maxRatio: 1.3 },
+    figures: {} as Record<string, number | string>,
+    notes: [] as string[],
+  };
+  if (!jobAvailable('promote')) {
+    const [baseline] = await compare(ctx, [script], { warmup: !ctx.quick });
+    return notAvailable({ ...result, baseline }, 'promote');
+  }
+  // The old master is dead (nothing listens on its port) but its host answers SSH: promote fences
+  // it, and reads its (empty) DATA_PATH as one more source, in parallel with the metalogger.
+  const oldData = path.join(ctx.runDir, 'promote-old-master');
+  await fs.mkdir(oldData, { recursive: true, mode: 0o700 });
+  const mfsStandby = await scratchMaster(path.join(ctx.runDir, 'promote-standby'));
+  const config = await writeJobsConfig(ctx, 'promote', {
+    masters: [{ name: 'old', host: ctx.sshd.host, cliPort: await freePort(), dataPath: oldData }],
+    metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
+    standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
+  });
+  const timings = new FigureSamples();
+  const promote: Side = {
+    label: 'mfs-jobs run promote',
+    command: mfsJobs('run', 'promote', '--config', config, '--json'),
+    check: (sample) => {
+      const report = jobReport(sample);
+      const version = metricValue(report, 'metadata_version');
+      if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
+      const t = (report.details.timings ?? {}) as Record<string, unknown>;
+      timings.add({ rtoSeconds: metricValue(report, 'rto'), overheadSeconds: metricValue(report, 'overhead'), ...t });
+    },
+    cleanup: () => stopAndWipe(mfsStandby),
+  };
+  const warm = !ctx.quick;
+  const [subject, baseline] = await compare(ctx, [promote, script], { warmup: warm });
+  Object.assign(result.figures, timings.medians(warm ? 1 : 0));
+  result.notes.push('rtoSeconds as promote reports it: from its process start to mfscli answering; overheadSeconds = RTO minus its own mfsmaster -a; *Ms = the timings promote reports (startup = Node and module loading); promote also fences the old master, verifies every changelog line and moves the old DATA_PATH content aside');
+  return finish(ctx, { ...result, status: 'measured', subject, baseline }, promote);
+}

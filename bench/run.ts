@@ -1,0 +1,129 @@
+/**
+ * `npm run bench [-- --quick] [-- --reps N] [-- --cases backup,verify] [-- --keep]`: mfs-jobs against
+ * the tools operators use today (scp, wc -l, a shell script around `mfsmaster -a`), at realistic
+ * scale, on this machine. Each case runs its sides alternately several times; medians and ratios go
+ * to a markdown table on stdout and to bench/results.json. Progress goes to stderr.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { REPO_ROOT } from '../test/helpers/cli.js';
+import { LabSshd } from '../test/lab/sshd.js';
+import { failed, type BenchContext, type CaseResult } from './bench-case.js';
+import { backupCase } from './cases/backup.js';
+import { drillCase } from './cases/drill.js';
+import { promoteCase } from './cases/promote.js';
+import { startupCases } from './cases/startup.js';
+import { verifyCase } from './cases/verify.js';
+import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageInfo } from './generate.js';
+import { haveGnuTime } from './measure.js';
+import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
+
+const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill'] as const;
+
+interface Options {
+  quick: boolean;
+  reps?: number;
+  cases: string;
+  dir: string;
+  keep: boolean;
+  results: string;
+  profile: 'all' | 'misses' | 'none';
+  images?: string;
+}
+
+/** Sizes per mode: quick keeps the 1M-file image but a shorter changelog set and fewer rounds. */
+function plan(quick: boolean) {
+  return quick
+    ? { reps: 3, imageFiles: [1_000_000], longChangelogMb: 192, longFileMb: 32, tailMb: 48, tailFileMb: 16 }
+    : { reps: 5, imageFiles: [1_000_000, 10_000_000], longChangelogMb: 1024, longFileMb: 64, tailMb: 48, tailFileMb: 16 };
+}
+
+const filesLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M-file` : `${n}-file`);
+
+async function main(): Promise<void> {
+  const o = new Command('bench')
+    .option('--quick', 'smaller changelog set, 3 rounds (under 3 minutes)', false)
+    .option('--reps <n>', 'measured rounds per case', (v) => Number.parseInt(v, 10))
+    .option('--cases <list>', `comma-separated subset of ${ALL_CASES.join(',')}`, ALL_CASES.join(','))
+    .option('--images <list>', 'comma-separated file counts of the backup images (default 1000000, full mode also 10000000)')
+    .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
+    .option('--keep', 'keep this run’s scratch directory', false)
+    .option('--profile <which>', 'node --cpu-prof the mfs-jobs side of: all cases, misses (targets missed), none', 'misses')
+    .option('--results <file>', 'where to write the JSON results', path.join(REPO_ROOT, 'bench', 'results.json'))
+    .parse()
+    .opts<Options>();
+  const p = plan(o.quick);
+  const cases = new Set(o.cases.split(',').map((c) => c.trim()));
+  if (!['all', 'misses', 'none'].includes(o.profile)) throw new Error(`--profile: expected all, misses or none, not "${o.profile}"`);
+  for (const c of cases) if (!(ALL_CASES as readonly string[]).includes(c)) throw new Error(`unknown case "${c}" (known: ${ALL_CASES.join(', ')})`);
+  const started = Date.now();
+  const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
+  const loadBefore = loadavg();
+  log(`mode ${o.quick ? 'quick' : 'full'}, load average ${loadBefore}${haveGnuTime() ? '' : '; /usr/bin/time missing: no peak RSS figures (apt-get install time)'}`);
+
+  await fs.mkdir(o.dir, { recursive: true });
+  log('generating (or reusing) metadata …');
+  const images: ImageInfo[] = [];
+  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : p.imageFiles;
+  if (imageFiles.some((n) => !(n > 0))) throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
+  for (const n of imageFiles) images.push(await ensureImage(n, o.dir));
+  const long: ChainInfo | undefined = cases.has('verify') ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
+  const tail: ChainInfo | undefined = cases.has('promote') || cases.has('drill') ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+  log('metadata ready');
+
+  const runDir = await fs.mkdtemp(path.join(o.dir, 'run-'));
+  const sshd = await LabSshd.start(path.join(runDir, 'sshd'));
+  const profileDir = path.join(REPO_ROOT, 'bench', 'out', 'profiles');
+  const ctx: BenchContext = { quick: o.quick, reps: o.reps ?? p.reps, workDir: o.dir, runDir, sshd, profile: o.profile, profileDir, log };
+  const results: CaseResult[] = [];
+  const attempt = async (name: string, run: () => Promise<CaseResult | CaseResult[]>, fallback: Omit<CaseResult, 'status' | 'reason'>) => {
+    log(`case ${name} …`);
+    try {
+      const r = await run();
+      results.push(...(Array.isArray(r) ? r : [r]));
+    } catch (err) {
+      results.push(failed(fallback, err));
+    }
+    log(`case ${name} done`);
+  };
+  const empty = (id: string, title: string, text: string) => ({ id, title, target: { text }, figures: {}, notes: [] });
+  try {
+    if (cases.has('startup')) await attempt('startup', () => startupCases(ctx), empty('startup', 'CLI start-up', '≤ 0.4 s'));
+    if (cases.has('backup')) {
+      for (const image of images) {
+        await attempt(`backup ${filesLabel(image.files)}`, () => backupCase(ctx, image, filesLabel(image.files)), empty(`backup-${image.files}`, `backup pull, ${filesLabel(image.files)} image`, '≤ 1.25× scp, RSS ≤ 150 MB'));
+      }
+    }
+    if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 3× wc -l'));
+    if (tail && cases.has('promote')) await attempt('promote', () => promoteCase(ctx, tail), empty('promote', 'promote', '≤ 1.3× recipe script'));
+    if (tail && cases.has('drill')) await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
+  } finally {
+    await sshd.stop().catch(() => undefined);
+    if (!o.keep) await fs.rm(runDir, { recursive: true, force: true });
+  }
+
+  const document = {
+    generatedAt: new Date().toISOString(),
+    mode: o.quick ? 'quick' : 'full',
+    reps: ctx.reps,
+    durationSeconds: (Date.now() - started) / 1000,
+    loadavg: { before: loadBefore, after: loadavg() },
+    machine: describeMachine(o.dir),
+    data: { images, long, tail },
+    cases: results,
+  };
+  await writeResults(o.results, document);
+  const m = document.machine;
+  console.log(`\nmfs-jobs bench (${document.mode}, ${ctx.reps} rounds, medians) — ${m.nproc} CPUs ${m.cpu}, ${m.memoryGb} GB RAM, load ${loadBefore} → ${document.loadavg.after}\n`);
+  console.log(markdownTable(results));
+  const notes = markdownNotes(results);
+  if (notes) console.log(`\n${notes}`);
+  console.log(`\n${results.length} rows in ${document.durationSeconds.toFixed(0)} s; results in ${o.results}`);
+  if (o.keep) console.log(`scratch kept in ${runDir}`);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exit(1);
+});

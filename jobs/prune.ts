@@ -1,0 +1,182 @@
+import { z } from 'zod';
+import { allHosts, jobOptionsSchema, type Config } from '../lib/config.js';
+import { ConfigError, describeError } from '../lib/errors.js';
+import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/job.js';
+import { DataPathTarget } from '../lib/prune-datapath.js';
+import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune-plan.js';
+import { SnapshotStoreTarget } from '../lib/prune-store.js';
+import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune-target.js';
+
+const options = jobOptionsSchema({
+  /** Prune the snapshot store (when `snapshotStore:` is configured). */
+  snapshotStore: z.boolean().default(true),
+  /** Names of masters/metaloggers whose DATA_PATH prune may thin out (none unless listed). */
+  dataPaths: z.array(z.string().min(1)).default([]),
+  /** Restore points older than this stop being retained; the changelogs only they needed go. */
+  maxAgeHours: z.number().positive().optional(),
+  /** Release the oldest restore points until what is kept in a target fits (MiB, as MooseFS counts). */
+  maxTotalSizeMB: z.number().positive().optional(),
+  /** The newest K restore points are retained whatever maxAgeHours / maxTotalSizeMB say. */
+  keepRestorePoints: z.number().int().min(1).default(1),
+  /** The K newest rotated changelog.N/changelog_ml.N files of a DATA_PATH stay even when unneeded. */
+  keepRotated: z.number().int().min(0).default(2),
+  /** Nothing modified more recently is deleted: MooseFS may be rotating it (the only guard for remote hosts besides `.0`). */
+  minAgeMinutes: z.number().min(0).default(10),
+});
+type PruneOptions = z.infer<typeof options>;
+
+interface TargetOutcome {
+  target: string;
+  where: string;
+  status: Status;
+  /** Why nothing (more) was deleted in this target. */
+  error?: string;
+  plan?: PrunePlan;
+  removals: Removal[];
+}
+
+/**
+ * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
+ * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
+ */
+export default defineJob({
+  name: 'prune',
+  description: 'Delete changelogs and snapshots that no retained restore point needs (snapshot store; DATA_PATHs listed in jobs.prune.dataPaths)',
+  defaultSchedule: '30 * * * *',
+  options,
+  async run(ctx) {
+    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun);
+    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
+    const outcomes: TargetOutcome[] = [];
+    for (const open of targets) {
+      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
+      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
+      else outcomes.push(await pruneTarget(ctx, open));
+    }
+    return report(outcomes, ctx.dryRun);
+  },
+});
+
+type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
+
+function selectTargets(config: Config, o: PruneOptions, dryRun: boolean): TargetOpener[] {
+  const out: TargetOpener[] = [];
+  const store = config.snapshotStore;
+  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun) });
+  o.dataPaths.forEach((name, i) => {
+    const host = allHosts(config).find((h) => h.name === name);
+    if (!host) throw new ConfigError(`jobs.prune.dataPaths.${i}`, `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`);
+    out.push({ name, open: (signal) => DataPathTarget.open(config, host, signal) });
+  });
+  return out;
+}
+
+function rulesOf(o: PruneOptions): PruneRules {
+  return {
+    maxAgeMs: o.maxAgeHours === undefined ? undefined : o.maxAgeHours * 3_600_000,
+    maxTotalBytes: o.maxTotalSizeMB === undefined ? undefined : Math.floor(o.maxTotalSizeMB * 1024 * 1024),
+    keepRestorePoints: o.keepRestorePoints,
+    keepRotated: o.keepRotated,
+    minAgeMs: o.minAgeMinutes * 60_000,
+  };
+}
+
+/** Scan, plan, delete (unless --dry-run). Any doubt about the chain stops this target before the first delete. */
+async function pruneTarget(ctx: JobContext<PruneOptions>, opener: TargetOpener): Promise<TargetOutcome> {
+  let target: PruneTarget | undefined;
+  let plan: PrunePlan | undefined;
+  const removals: Removal[] = [];
+  try {
+    target = await opener.open(ctx.signal);
+    const scan = await target.scan();
+    plan = planPrune({ ...scan, rules: rulesOf(ctx.options), now: Date.now() });
+    if (!ctx.dryRun && plan.delete.length > 0) {
+      const name = target.name;
+      await target.remove(plan.delete, ctx.signal, (r) => {
+        removals.push(r);
+        const e = r.entry;
+        if (r.deleted) ctx.log.info(`deleted ${name}: ${describeFile(e)}`, { target: name, file: e.name, versions: e.versions, bytes: e.size });
+        else ctx.log.warn(`left ${name}: ${describeFile(e)}: ${r.skipped}`, { target: name, file: e.name });
+      });
+    }
+    const skipped = removals.filter((r) => r.skipped);
+    const status: Status = plan.warnings.length > 0 || skipped.length > 0 ? 'WARNING' : 'OK';
+    return { target: opener.name, where: target.where, status, plan, removals };
+  } catch (err) {
+    const done = removals.filter((r) => r.deleted).length;
+    if (err instanceof TargetChanged) return { target: opener.name, where: target?.where ?? '', status: 'WARNING', error: `${err.message}: nothing deleted, the next run retries`, plan, removals };
+    const what = plan && !ctx.dryRun ? `stopped while deleting (${done} files deleted before)` : 'refusing to prune, nothing deleted';
+    return { target: opener.name, where: target?.where ?? '', status: 'CRITICAL', error: `${what}: ${describeError(err)}`, plan, removals };
+  } finally {
+    await target?.close().catch(() => undefined);
+  }
+}
+
+function freedBytes(o: TargetOutcome): number {
+  return o.removals.filter((r) => r.deleted).reduce((s, r) => s + r.entry.size, 0);
+}
+
+function report(outcomes: TargetOutcome[], dryRun: boolean): JobResult {
+  const status = worst(...outcomes.map((o) => o.status));
+  const lines = outcomes.flatMap((o) => targetLines(o, dryRun));
+  const metrics: Metric[] = outcomes.flatMap((o) => {
+    const labels = { target: o.target };
+    return [
+      { name: 'freed_bytes', value: freedBytes(o), unit: 'B' as const, labels, help: 'Bytes prune deleted in its last run.' },
+      { name: 'deleted_files', value: o.removals.filter((r) => r.deleted).length, labels, help: 'Files prune deleted in its last run.' },
+      { name: 'kept_bytes', value: o.plan ? o.plan.bytesKept + o.removals.filter((r) => !r.deleted).reduce((s, r) => s + r.entry.size, 0) : NaN, unit: 'B' as const, labels, help: 'Bytes prune kept (what restore points need and safety keeps).' },
+      { name: 'retained_restore_points', value: o.plan ? o.plan.restorePoints.filter((r) => r.retained).length : NaN, labels, help: 'Restore points prune retained.' },
+    ];
+  });
+  const details = { dryRun, targets: outcomes.map(targetDetails) };
+  return { status, summary: summaryOf(outcomes, dryRun, status), details, metrics, lines };
+}
+
+function summaryOf(outcomes: TargetOutcome[], dryRun: boolean, status: Status): string {
+  const problems = outcomes.filter((o) => o.error).map((o) => `${o.target}: ${o.error}`);
+  const planned = outcomes.flatMap((o) => o.plan?.delete ?? []);
+  const freed = dryRun ? planned.reduce((s, e) => s + e.size, 0) : outcomes.reduce((s, o) => s + freedBytes(o), 0);
+  const count = dryRun ? planned.length : outcomes.reduce((s, o) => s + o.removals.filter((r) => r.deleted).length, 0);
+  const perTarget = outcomes
+    .filter((o) => !o.error)
+    .map((o) => `${o.target} ${dryRun ? (o.plan?.delete.length ?? 0) : o.removals.filter((r) => r.deleted).length} deleted, ${o.plan?.keep.length ?? 0} kept`)
+    .join('; ');
+  const done = count === 0 ? `nothing to prune (${perTarget})` : `${dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} in ${count} files (${perTarget})`;
+  if (problems.length > 0) return `${problems.join('; ')}${perTarget ? `; ${done}` : ''}`;
+  const warning = outcomes.flatMap((o) => [...(o.plan?.warnings ?? []).map((w) => `${o.target}: ${w}`), ...o.removals.filter((r) => r.skipped).map((r) => `${o.target}: left ${r.entry.name}: ${r.skipped}`)]);
+  return status === 'WARNING' && warning[0] ? `${done}; ${warning[0]}` : done;
+}
+
+/** The exact plan, one line per file: what an operator reads after --dry-run. */
+function targetLines(o: TargetOutcome, dryRun: boolean): string[] {
+  const head = o.where || o.target;
+  if (!o.plan) return [`${head}: ${o.error ?? 'no plan'}`];
+  const removal = new Map(o.removals.map((r) => [r.entry.name, r]));
+  const verb = (e: PlanEntry) => (dryRun ? 'would delete' : removal.get(e.name)?.deleted ? 'deleted' : `left (${removal.get(e.name)?.skipped ?? 'not reached'})`);
+  return [
+    `${head}: newest version ${o.plan.newest}${o.error ? `; ${o.error}` : ''}`,
+    ...o.plan.restorePoints.map((r) => `  restore point ${r.name} v${r.version}: ${r.retained ? 'retained' : 'not retained'}, ${r.reason}; reaches ${r.reaches}`),
+    ...o.plan.delete.map((e) => `  ${planLine(e, verb(e))}`),
+    ...o.plan.keep.map((e) => `  ${planLine(e, 'keep')}`),
+    ...o.plan.warnings.map((w) => `  warning: ${w}`),
+  ];
+}
+
+function targetDetails(o: TargetOutcome): Record<string, unknown> {
+  const entry = (e: PlanEntry) => ({ name: e.name, kind: e.kind, versions: e.versions, bytes: e.size, reason: e.reason });
+  return {
+    target: o.target,
+    where: o.where,
+    status: o.status,
+    error: o.error,
+    newest: o.plan?.newest,
+    freedBytes: freedBytes(o),
+    deleted: o.removals.filter((r) => r.deleted).map((r) => entry(r.entry)),
+    skipped: o.removals.filter((r) => r.skipped).map((r) => ({ ...entry(r.entry), skipped: r.skipped })),
+    planned: o.plan?.delete.map(entry) ?? [],
+    kept: o.plan?.keep.map(entry) ?? [],
+    restorePoints: o.plan?.restorePoints ?? [],
+    holes: o.plan?.holes ?? [],
+    warnings: o.plan?.warnings ?? [],
+  };
+}
