@@ -75,16 +75,17 @@ export async function runAndKill(args: string[], delayMs: number, env: NodeJS.Pr
 
 /**
  * Start the real CLI and SIGKILL it the moment an entry whose name matches `match` appears in `dir`
- * (inotify, sub-millisecond; `event: 'change'` for a write to it): lands a kill in windows too short
+ * (inotify, sub-millisecond; `event: 'change'` for a write to it; `nth`: at its nth event): lands a kill in windows too short
  * to hit by time (a snapshot just renamed into place, retention's rename into .tmp). Not killed when
  * the run ends first.
  */
-export async function runAndKillOn(args: string[], dir: string, match: RegExp, options: { event?: 'rename' | 'change'; env?: NodeJS.ProcessEnv } = {}): Promise<KilledRun> {
+export async function runAndKillOn(args: string[], dir: string, match: RegExp, options: { event?: 'rename' | 'change'; nth?: number; env?: NodeJS.ProcessEnv } = {}): Promise<KilledRun> {
   const run = startCli(args, options.env);
   const started = Date.now();
   let delayMs = -1;
+  let seen = 0;
   const watcher = watch(dir, (event, name) => {
-    if (delayMs < 0 && name && match.test(name) && (!options.event || event === options.event)) {
+    if (delayMs < 0 && name && match.test(name) && (!options.event || event === options.event) && ++seen >= (options.nth ?? 1)) {
       run.child.kill('SIGKILL');
       delayMs = Date.now() - started;
     }
