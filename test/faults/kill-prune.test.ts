@@ -103,5 +103,5 @@ describe('faults: SIGKILL of a running prune', () => {
     recordFaults({ area: 'kill -9', fault: 'mfs-jobs run prune', injected, survived, dataLost: 0, lostRestorePoints: lost, note: `seed ${SEED + 3}` });
     expect(failures).toEqual([]);
     expect(injected).toBeGreaterThanOrEqual(plan.length - 2);
-  });
+  }, 480_000);
 });
