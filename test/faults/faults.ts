@@ -21,17 +21,7 @@ export function iterations(name: string, ci: number, long: number): number {
 /** One seed per run, printed with every result so a failing kill point can be replayed (`MFS_JOBS_FAULTS_SEED`). */
 export const SEED = Number(process.env.MFS_JOBS_FAULTS_SEED) || Math.floor(Math.random() * 2 ** 31);
 
-/** mulberry32: a small, good-enough seeded generator (no dependency for a test's dice). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../helpers/random.js';
 
 /**
  * `n` kill delays spread evenly over [fromMs, toMs], each jittered inside its own slice: every part of
@@ -152,13 +142,4 @@ export async function checkStore(store: string): Promise<StoreCheck> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** PIDs of every process working (cwd) inside `dir`: a scratch or promoted mfsmaster left running shows up here. */
-export async function processesIn(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cwd = await fs.readlink(`/proc/${name}/cwd`).catch(() => '');
-    if (cwd === dir || cwd.startsWith(dir + '/')) pids.push(Number(name));
-  }
-  return pids;
-}
+export { processesIn } from '../lab/proc.js';

@@ -8,17 +8,7 @@ import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { makeSnapshot } from '../helpers/snapshot-fixture.js';
-
-/** PIDs of every process working (cwd) inside `dir`: a scratch master left running shows up here. */
-async function processesIn(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cwd = await fs.readlink(`/proc/${name}/cwd`).catch(() => '');
-    if (cwd === dir || cwd.startsWith(dir + '/')) pids.push(Number(name));
-  }
-  return pids;
-}
+import { processesIn } from '../lab/proc.js';
 
 async function scratchDirs(root: string): Promise<string[]> {
   return (await fs.readdir(root).catch(() => [] as string[])).filter((n) => n.startsWith('drill-')).map((n) => path.join(root, n));

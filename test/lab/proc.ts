@@ -123,3 +123,14 @@ export class Daemon {
     await this.waitExit(5_000);
   }
 }
+
+/** PIDs of every process working (cwd) inside `dir`: a scratch or promoted mfsmaster left running shows up here. */
+export async function processesIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cwd = await fs.readlink(`/proc/${name}/cwd`).catch(() => '');
+    if (cwd === dir || cwd.startsWith(dir + '/')) pids.push(Number(name));
+  }
+  return pids;
+}

@@ -1,6 +1,7 @@
 import { rollForward, holesBetween, type ChangelogPiece } from '../../lib/chain.js';
 import { planPrune, type PlanChangelog, type PlanImage, type PlanInput, type PlanOtherFile, type PrunePlan, type PruneRules } from '../../lib/prune-plan.js';
 import { VersionCover } from '../../lib/version-cover.js';
+import { seededRandom } from '../helpers/random.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -163,17 +164,7 @@ describe('prune plan: the snapshot store (a snapshot directory goes whole or not
 
 // ---- property: random DATA_PATHs and stores, random rules ----
 
-/** mulberry32: small, seeded, good enough to shuffle test cases reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 interface Rng {
   int(lo: number, hi: number): number;
