@@ -50,6 +50,15 @@ export class Machine {
   async linkDown(): Promise<void> {
     await run('ip', ['-n', this.name, 'link', 'set', 'dev', this.iface, 'down']);
   }
+
+  async linkUp(): Promise<void> {
+    await run('ip', ['-n', this.name, 'link', 'set', 'dev', this.iface, 'up']);
+  }
+
+  /** Take `ip` off the interface if it is there (a VIP a killed ucarp left behind). */
+  async removeAddress(ip: string): Promise<void> {
+    if ((await this.addresses()).includes(ip)) await run('ip', ['-n', this.name, 'addr', 'del', `${ip}/24`, 'dev', this.iface]);
+  }
 }
 
 /** A bridge with one namespace per machine, addresses `<prefix>.<n>/24`. */

@@ -1,0 +1,250 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { execCapture } from '../../lib/exec.js';
+import { processAlive } from '../../lib/lock.js';
+import { runningMasterPid } from '../../lib/mfsmaster.js';
+import { MFS_JOBS_BIN, REPO_ROOT } from '../helpers/cli.js';
+import { LabMetalogger, LabMount } from './moosefs.js';
+import { NetLab, NsChunkserver, NsMaster, Ucarp, type Machine } from './netns.js';
+import { sleep, waitFor } from './proc.js';
+import { LabSshd } from './sshd.js';
+
+/**
+ * The redundant-master recipe, for real: machines A (master + ucarp) and B (standby + ucarp) share a
+ * virtual IP; C runs a metalogger, a chunkserver and a client mount, all through the VIP. ucarp runs the
+ * shipped hook scripts, which run `bin/mfs-jobs run promote` / `run demote` with each machine's config.
+ * Everything is started and stopped by PID; `stop()` removes the namespaces and reports leftovers.
+ */
+
+const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
+const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
+
+/** Write, fsync, close: when this returns, MooseFS has acknowledged the file. */
+export async function writeDurably(file: string, data: Buffer): Promise<void> {
+  const h = await fs.open(file, 'w');
+  try {
+    await h.writeFile(data);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A FUSE mount whose master may be gone: detach lazily, then end the mfsmount process by PID. */
+export async function dropMount(mount: LabMount | undefined): Promise<void> {
+  if (!mount) return;
+  await execCapture('umount', ['-l', mount.dir], { timeoutMs: 10_000 }).catch(() => undefined);
+  await mount.daemon.kill9().catch(() => undefined);
+}
+
+/** Stop a daemonised mfsmaster (promote's, outliving mfs-jobs) by the PID in its lock file. */
+export async function killMasterOf(dataPath: string): Promise<void> {
+  const pid = await runningMasterPid(dataPath);
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGKILL');
+  await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 10_000).catch(() => undefined);
+}
+
+export interface PromoteState {
+  status: string;
+  summary: string;
+  startedAt: string;
+  details?: {
+    rtoSeconds?: number;
+    metadataVersion?: number;
+    plan?: { reached: number; newest?: number };
+    rpo?: { versions: number };
+    sourcesUsed?: string[];
+    timings?: Record<string, number>;
+  };
+}
+
+export class FailoverLab {
+  readonly masters = new Map<Machine, NsMaster>();
+  readonly configs = new Map<Machine, string>();
+  readonly ucarps = new Map<Machine, Ucarp>();
+  sshd: LabSshd | undefined;
+  metalogger: LabMetalogger | undefined;
+  chunkserver: NsChunkserver | undefined;
+  /** The client's mount on C, through the VIP. */
+  mount: LabMount | undefined;
+  private readonly extraMounts: LabMount[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly net: NetLab,
+    readonly vip: string,
+  ) {}
+
+  get A(): Machine {
+    return this.net.machine('A');
+  }
+  get B(): Machine {
+    return this.net.machine('B');
+  }
+  get C(): Machine {
+    return this.net.machine('C');
+  }
+
+  master(m: Machine): NsMaster {
+    return this.masters.get(m)!;
+  }
+
+  stateDir(m: Machine): string {
+    return path.join(this.dir, m.name, 'mfs-jobs-state');
+  }
+
+  /** A holds the VIP and serves; B stands by; C's metalogger, chunkserver and mount follow the VIP. */
+  static async start(options: { prefix: string; vip: string }): Promise<FailoverLab> {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
+    const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
+    const lab = new FailoverLab(dir, net, options.vip);
+    try {
+      await lab.setUp();
+      return lab;
+    } catch (err) {
+      await lab.stop();
+      throw err;
+    }
+  }
+
+  private async setUp(): Promise<void> {
+    const { A, B, C } = this;
+    this.masters.set(A, await NsMaster.create(A, path.join(this.dir, A.name), { bootstrap: true }));
+    this.masters.set(B, await NsMaster.create(B, path.join(this.dir, B.name), { bootstrap: false }));
+    await this.master(A).start();
+    this.sshd = await LabSshd.start(path.join(this.dir, 'ssh-c'), { host: C.ip, port: 22, wrap: C.wrap });
+    this.metalogger = await LabMetalogger.create(path.join(this.dir, 'ml-c'), { host: this.vip, port: NsMaster.PORTS.ml });
+    this.configs.set(A, await this.writeConfig(A, B));
+    this.configs.set(B, await this.writeConfig(B, A));
+
+    // A takes the VIP first; its promote finds its own master serving and changes nothing.
+    this.startUcarp(A, 0);
+    await waitFor('VIP on A', async () => (await A.addresses()).includes(this.vip), 20_000);
+    // B starts second: it may flap to MASTER for a moment (fencing refuses, demote does nothing).
+    this.startUcarp(B, 50);
+    await sleep(4_000);
+    await this.waitVipOnlyOn(A);
+
+    await this.metalogger.start({ wrap: C.wrap });
+    this.chunkserver = await NsChunkserver.start(C, path.join(this.dir, 'cs-c'), this.vip);
+    await waitFor('chunkserver registered with A', async () => /chunk servers:/.test((await execCapture(this.master(A).mfscli, ['-H', '127.0.0.1', '-P', '9421', '-SCS', '-p'])).stdout), 20_000);
+    this.mount = await this.mountClient('mnt');
+  }
+
+  /** mfs-jobs config of one machine: its own master as `standby`, the other machine's as `masters`. */
+  private async writeConfig(self: Machine, other: Machine): Promise<string> {
+    const sshd = this.sshd!;
+    const doc = {
+      stateDir: this.stateDir(self),
+      prometheus: { textfileDir: path.join(this.dir, self.name, 'textfile') },
+      ssh: { port: 22, user: 'root', privateKey: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutSeconds: 5 },
+      masters: [{ name: `master-${other === this.A ? 'a' : 'b'}`, host: other.ip, dataPath: this.master(other).dataPath, cliPort: 9421 }],
+      metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger!.dataPath }],
+      standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip },
+      jobs: { promote: { fenceTimeoutSeconds: 1 } },
+    };
+    const file = path.join(this.dir, self.name, 'mfs-jobs.yaml');
+    await fs.writeFile(file, YAML.stringify(doc), { mode: 0o600 });
+    return file;
+  }
+
+  /** ucarp on `m` with the shipped hook scripts; a higher skew means a lower priority. */
+  startUcarp(m: Machine, skew: number): Ucarp {
+    const ucarp = Ucarp.start(m, {
+      dir: this.dir,
+      vip: this.vip,
+      vhid: 42,
+      password: `mfs-${process.pid}`,
+      skew,
+      upScript: UP,
+      downScript: DOWN,
+      env: { MFS_JOBS: MFS_JOBS_BIN, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log') },
+    });
+    this.ucarps.set(m, ucarp);
+    return ucarp;
+  }
+
+  async waitVipOnlyOn(m: Machine, timeoutMs = 20_000): Promise<void> {
+    const other = m === this.A ? this.B : this.A;
+    await waitFor(`VIP on ${m.name} only`, async () => (await m.addresses()).includes(this.vip) && !(await other.addresses()).includes(this.vip), timeoutMs, 50);
+  }
+
+  mountClient(name: string): Promise<LabMount> {
+    return LabMount.mount(path.join(this.dir, name), { host: this.vip, port: NsMaster.PORTS.cl }, path.join(this.dir, `${name}.log`), { wrap: this.C.wrap });
+  }
+
+  /** A second mount, started fresh (no page cache of the client's), dropped at `stop()`. */
+  async freshMount(name: string): Promise<LabMount> {
+    const mount = await this.mountClient(name);
+    this.extraMounts.push(mount);
+    return mount;
+  }
+
+  async readPromoteState(m: Machine): Promise<PromoteState | undefined> {
+    const text = await fs.readFile(path.join(this.stateDir(m), 'state', 'promote.json'), 'utf8').catch(() => undefined);
+    return text ? (JSON.parse(text) as PromoteState) : undefined;
+  }
+
+  /** The promote that ucarp's up-script started on `m` after `since` (ms), once it has finished. */
+  waitPromoteAfter(m: Machine, since: number, previous: PromoteState | undefined, timeoutMs = 60_000): Promise<PromoteState> {
+    return waitFor(
+      `${m.name}'s promote to finish`,
+      async () => {
+        const s = await this.readPromoteState(m);
+        return s && s.startedAt !== previous?.startedAt && Date.parse(s.startedAt) >= since - 1000 ? s : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  /** `m` dies like a machine: its mfsmaster (the lab's or promote's) and ucarp killed -9, link down. */
+  async crash(m: Machine): Promise<void> {
+    await this.killHookRun(m);
+    await this.master(m).kill9();
+    await killMasterOf(this.master(m).dataPath);
+    await this.ucarps.get(m)?.kill9();
+    await m.linkDown();
+  }
+
+  /**
+   * `m` boots again as a standby: no VIP on its interface (a kill -9'd ucarp left it there), link up,
+   * ucarp started with a lower priority; its down-script runs demote, which finds nothing to stop.
+   */
+  async reboot(m: Machine, skew: number): Promise<void> {
+    await m.removeAddress(this.vip);
+    await m.linkUp();
+    this.startUcarp(m, skew);
+  }
+
+  /** A hook's promote/demote still running (ucarp started it in the background): end it by the PID in its lock. */
+  private async killHookRun(m: Machine): Promise<void> {
+    const text = await fs.readFile(path.join(this.stateDir(m), 'locks', 'failover.lock'), 'utf8').catch(() => '');
+    const pid = text ? (JSON.parse(text) as { pid: number }).pid : undefined;
+    if (pid && processAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+
+  /** Tear everything down by PID, remove the namespaces; returns what is left of them (expected: nothing). */
+  async stop(): Promise<string[]> {
+    for (const mount of this.extraMounts) await dropMount(mount);
+    await dropMount(this.mount);
+    for (const ucarp of this.ucarps.values()) await ucarp.kill9().catch(() => undefined);
+    for (const m of this.masters.keys()) await this.killHookRun(m);
+    await this.metalogger?.kill9().catch(() => undefined);
+    await this.chunkserver?.daemon.kill9().catch(() => undefined);
+    await this.sshd?.stop().catch(() => undefined);
+    for (const master of this.masters.values()) {
+      await master.kill9().catch(() => undefined);
+      await killMasterOf(master.dataPath);
+    }
+    await this.net.destroy();
+    const leftovers = await this.net.leftovers();
+    if (!process.env.MFS_JOBS_KEEP_TEST_DIR) await fs.rm(this.dir, { recursive: true, force: true });
+    return leftovers;
+  }
+}
