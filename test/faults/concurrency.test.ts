@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { listSnapshots } from '../../lib/manifest.js';
 import { startCli, type CliResult } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-import { SlowLink } from '../lab/slowlink.js';
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, iterations, sleep } from './faults.js';
-import { bigMaster, knownHostsAt, masterEntry } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -64,14 +64,14 @@ describe('faults: the same job started twice at the same moment', () => {
   let lab: Lab;
   let big: LabMaster;
   let mount: LabMount;
-  let link: SlowLink;
+  let link: FaultProxy;
   let config: string;
 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
     mount = await LabMount.mount(path.join(lab.dir, 'mnt-big'), { host: '127.0.0.1', port: big.ports.cl }, path.join(lab.dir, 'mfsmount-big.log'));
-    link = await SlowLink.start({ host: '127.0.0.1', port: lab.sshd!.port }, 2_000_000);
+    link = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 2_000_000 });
     const via = { port: link.port, knownHosts: await knownHostsAt(lab, link.port, 'slow') };
     config = await lab.writeConfig({
       masters: [masterEntry('big', big, via)],

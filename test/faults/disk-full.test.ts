@@ -2,12 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/exec.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-import { SlowLink } from '../lab/slowlink.js';
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, crashProblems, describeRun } from './faults.js';
-import { bigMaster, knownHostsAt, masterEntry } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -19,7 +19,7 @@ import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 describe('faults: the snapshot store runs out of space', () => {
   let lab: Lab;
   let big: LabMaster;
-  let link: SlowLink;
+  let link: FaultProxy;
   let store: string;
   let mounted = false;
   let smallCfg: string;
@@ -35,7 +35,7 @@ describe('faults: the snapshot store runs out of space', () => {
     await lab.saveImage();
     big = await bigMaster(path.join(lab.dir, 'big'), 60_000);
     imageBytes = (await fs.stat(path.join(big.dataPath, 'metadata.mfs.back'))).size;
-    link = await SlowLink.start({ host: '127.0.0.1', port: lab.sshd!.port }, 1_000_000);
+    link = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 1_000_000 });
     const knownHosts = await knownHostsAt(lab, link.port, 'slow');
     store = path.join(lab.dir, 'store');
     await fs.mkdir(store, { mode: 0o700 });

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { listSnapshots } from '../../lib/manifest.js';
 import { runCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
-import { SlowLink } from '../lab/slowlink.js';
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, spreadDelays, type KilledRun } from './faults.js';
-import { bigMaster, knownHostsAt, masterEntry } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -22,7 +22,7 @@ describe('faults: SIGKILL of a running backup', () => {
   let lab: Lab;
   let big: LabMaster;
   let mount: LabMount;
-  let link: SlowLink;
+  let link: FaultProxy;
   let slowConfig: string;
   let fastConfig: string;
   const store = () => path.join(lab.dir, 'store');
@@ -31,7 +31,7 @@ describe('faults: SIGKILL of a running backup', () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
     mount = await LabMount.mount(path.join(lab.dir, 'mnt-big'), { host: '127.0.0.1', port: big.ports.cl }, path.join(lab.dir, 'mfsmount-big.log'));
-    link = await SlowLink.start({ host: '127.0.0.1', port: lab.sshd!.port }, 1_500_000);
+    link = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 1_500_000 });
     const knownHosts = await knownHostsAt(lab, link.port, 'slow');
     const common = {
       snapshotStore: { path: store(), retention: { keepLast: KEEP, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } },

@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { listSnapshots } from '../../lib/manifest.js';
 import { runCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, spreadDelays, type KilledRun } from './faults.js';
-import { bigMaster, masterEntry } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**

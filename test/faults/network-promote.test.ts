@@ -3,11 +3,11 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { runningMasterPid } from '../../lib/mfsmaster.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { bigMaster } from '../helpers/generated.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMetalogger } from '../lab/moosefs.js';
-import { FaultProxy } from '../lab/proxy.js';
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { crashProblems, describeRun } from './faults.js';
-import { bigMaster, knownHostsAt } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**

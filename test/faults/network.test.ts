@@ -2,14 +2,13 @@ import { readdirSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/exec.js';
 import { runCli, startCli, type CliResult } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-import { FaultProxy } from '../lab/proxy.js';
-import { SlowLink } from '../lab/slowlink.js';
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { LabSshd } from '../lab/sshd.js';
 import { checkStore, crashProblems, describeRun } from './faults.js';
-import { bigMaster, knownHostsAt, masterEntry } from './fixtures.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -64,7 +63,7 @@ describe('faults: network and sshd failures during backup', () => {
   let lab: Lab;
   let big: LabMaster;
   let proxy: FaultProxy;
-  let slow: SlowLink;
+  let slow: FaultProxy;
   let own: LabSshd;
   const rows: { fault: string; ok: boolean; note: string }[] = [];
 
@@ -97,7 +96,7 @@ describe('faults: network and sshd failures during backup', () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
     proxy = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port });
-    slow = await SlowLink.start({ host: '127.0.0.1', port: lab.sshd!.port }, 300_000);
+    slow = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 300_000 });
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -125,7 +124,7 @@ describe('faults: network and sshd failures during backup', () => {
 
   test('sshd killed mid-transfer, then refusing connections, then back: clear errors, then OK', async () => {
     own = await LabSshd.start(path.join(lab.dir, 'own-ssh'));
-    const link = await SlowLink.start({ host: '127.0.0.1', port: own.port }, 500_000);
+    const link = await FaultProxy.start({ host: '127.0.0.1', port: own.port }, { bytesPerSecond: 500_000 });
     try {
       const hostPub = (await fs.readFile(`${own.hostKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
       const ownKnown = path.join(lab.dir, 'known_hosts.own');

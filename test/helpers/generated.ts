@@ -52,3 +52,17 @@ export async function generatedImages(dir: string, versions: readonly number[]):
   await fs.rm(scratch.dir, { recursive: true, force: true });
   return out;
 }
+
+/**
+ * A running master whose image holds `files` files (a few MB, so a throttled transfer of it takes
+ * seconds): a changelog replayed by mfsmaster -a, then a clean restart.
+ */
+export async function bigMaster(dir: string, files: number): Promise<LabMaster> {
+  const master = await LabMaster.create(dir);
+  const t = Math.floor(Date.now() / 1000);
+  const lines = Array.from({ length: files }, (_, i) => `${i + 1}: ${t}|CREATE(1,file${i},1,438,18,0,0,0):${i + 2}`);
+  await fs.writeFile(path.join(master.dataPath, 'changelog.0.mfs'), lines.join('\n') + '\n');
+  await master.start({ autoRestore: true });
+  await master.restart();
+  return master;
+}

@@ -4,21 +4,11 @@ import { execCapture } from '../../lib/exec.js';
 import { listSnapshots } from '../../lib/manifest.js';
 import { readLatest, verifySnapshot } from '../../lib/snapshot-store.js';
 import { MFS_JOBS_BIN, runCli, startCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
-import { LabMaster } from '../lab/moosefs.js';
+import { bigMaster } from '../helpers/generated.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
+import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-import { SlowLink } from '../lab/slowlink.js';
-
-/** A master whose image is a few MB: 40,000 files replayed by mfsmaster -a, then a restart. */
-async function bigMaster(dir: string, files: number): Promise<LabMaster> {
-  const master = await LabMaster.create(dir);
-  const t = Math.floor(Date.now() / 1000);
-  const lines = Array.from({ length: files }, (_, i) => `${i + 1}: ${t}|CREATE(1,file${i},1,438,18,0,0,0):${i + 2}`);
-  await fs.writeFile(path.join(master.dataPath, 'changelog.0.mfs'), lines.join('\n') + '\n');
-  await master.start({ autoRestore: true });
-  await master.restart();
-  return master;
-}
+import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 
 /** The image being copied into a staged snapshot right now, if any bytes have landed. */
 async function partialImage(store: string, notIn?: string): Promise<{ stage: string; size: number } | undefined> {
@@ -34,7 +24,7 @@ async function partialImage(store: string, notIn?: string): Promise<{ stage: str
 describe('backup interrupted mid-transfer (a throttled link to the real sshd)', () => {
   let lab: Lab;
   let big: LabMaster;
-  let link: SlowLink;
+  let link: FaultProxy;
   let imageSize: number;
   let linkKnownHosts: string;
   const image = () => path.join(big.dataPath, 'metadata.mfs.back');
@@ -42,18 +32,15 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
 
   /** A config backing up the big master into its own store, through the slow link or directly. */
   async function configFor(name: string, slow: boolean): Promise<string> {
-    const host = { name: 'big', host: '127.0.0.1', dataPath: big.dataPath, cliPort: big.ports.cl, ...(slow ? { ssh: { port: link.port, knownHosts: linkKnownHosts } } : {}) };
-    return lab.writeConfig({ masters: [host], snapshotStore: { path: storeOf(name) } }, `${name}-${slow ? 'slow' : 'direct'}.yaml`);
+    return lab.writeConfig({ masters: [masterEntry('big', big, slow ? { port: link.port, knownHosts: linkKnownHosts } : undefined)], snapshotStore: { path: storeOf(name) } }, `${name}-${slow ? 'slow' : 'direct'}.yaml`);
   }
 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
     imageSize = (await fs.stat(image())).size;
-    link = await SlowLink.start({ host: '127.0.0.1', port: lab.sshd!.port }, 1_000_000);
-    const hostPub = (await fs.readFile(`${lab.sshd!.hostKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
-    linkKnownHosts = path.join(lab.dir, 'known_hosts.link');
-    await fs.writeFile(linkKnownHosts, `[127.0.0.1]:${link.port} ${hostPub}\n`);
+    link = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 1_000_000 });
+    linkKnownHosts = await knownHostsAt(lab, link.port, 'link');
   });
   afterAll(async () => {
     await link?.stop();

@@ -7,7 +7,7 @@ import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { makeSnapshot } from '../helpers/snapshot-fixture.js';
+import { deleteVersion, writeSnapshot, type SnapshotFixture } from '../helpers/snapshot-fixture.js';
 import { processesIn } from '../lab/proc.js';
 
 async function scratchDirs(root: string): Promise<string[]> {
@@ -19,6 +19,9 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   let config: string;
   let store: string;
   let scratchRoot: string;
+
+  /** A snapshot of the master's image and current changelog. */
+  const snapshotOfMaster = (more: Partial<SnapshotFixture> = {}) => writeSnapshot({ store, image: path.join(lab.master.dataPath, 'metadata.mfs.back'), changelogs: [path.join(lab.master.dataPath, 'changelog.0.mfs')], ...more });
 
   beforeAll(async () => {
     lab = await Lab.start();
@@ -41,7 +44,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
 
   test('`mfs-jobs drill --latest` restores the newest snapshot, prints the version and RTO, and cleans up', async () => {
     const version = (await lab.master.info()).metadataVersion;
-    const snap = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'] });
+    const snap = await snapshotOfMaster();
     expect(snap.manifest.image.version).toBeGreaterThan(1);
     const res = await runCli(['drill', '--latest', '--config', config]);
     expect(res.stdout).toContain(`MFS DRILL OK - snapshot ${snap.id} restored to metadata version ${version} and served; RTO `);
@@ -82,9 +85,9 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   });
 
   test('a snapshot with a removed changelog line: CRITICAL quoting mfsmaster, scratch kept, no master left running', async () => {
-    const good = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], at: new Date(Date.now() + 1000) });
+    const good = await snapshotOfMaster({ at: new Date(Date.now() + 1000) });
     const missing = good.manifest.image.version + 2;
-    const bad = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], dropVersion: missing, at: new Date(Date.now() + 2000) });
+    const bad = await snapshotOfMaster({ edit: (dir) => deleteVersion(dir, missing), at: new Date(Date.now() + 2000) });
     const res = await runCli(['drill', '--snapshot', bad.id, '--config', config]);
     expect(res.code).toBe(2);
     expect(res.stdout).toContain(`MFS DRILL CRITICAL - snapshot ${bad.id}: mfsmaster -a failed: hole in change files (entries from changelog.0.mfs:${missing} to changelog.0.mfs:${missing} are missing)`);
@@ -99,7 +102,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   });
 
   test('a garbage image that passes its checksums: CRITICAL with mfsmaster\'s own word', async () => {
-    const snap = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], at: new Date(Date.now() + 3000) });
+    const snap = await snapshotOfMaster({ at: new Date(Date.now() + 3000) });
     // Rewrite the image and its manifest entry consistently: only the content is wrong.
     const garbage = Buffer.alloc(4096, 0x5a);
     await fs.writeFile(path.join(snap.dir, 'metadata.mfs.back'), garbage);
@@ -115,7 +118,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   });
 
   test('a snapshot file that does not match its manifest is refused before any restore', async () => {
-    const snap = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], at: new Date(Date.now() + 4000) });
+    const snap = await snapshotOfMaster({ at: new Date(Date.now() + 4000) });
     await fs.appendFile(path.join(snap.dir, 'changelog.0.mfs'), '999999: 1795575877|SETMETAID(1)\n');
     const res = await runCli(['drill', '--snapshot', snap.id, '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
@@ -127,7 +130,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   });
 
   test('--keep keeps the scratch DATA_PATH but stops its master', async () => {
-    const res = await runCli(['drill', '--snapshot', (await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], at: new Date(Date.now() + 5000) })).id, '--keep', '--config', config, '--json']);
+    const res = await runCli(['drill', '--snapshot', (await snapshotOfMaster({ at: new Date(Date.now() + 5000) })).id, '--keep', '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
     expect(report.status).toBe('OK');
     expect(report.details.scratchKept).toBe(true);
@@ -138,7 +141,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   });
 
   test('RPO beyond jobs.drill.warnRpoVersions is a WARNING', async () => {
-    const snap = await makeSnapshot({ store, dataPath: lab.master.dataPath, image: 'metadata.mfs.back', changelogs: ['changelog.0.mfs'], at: new Date(Date.now() + 6000) });
+    const snap = await snapshotOfMaster({ at: new Date(Date.now() + 6000) });
     const before = (await lab.master.info()).metadataVersion;
     const now = await lab.makeChanges('after-snapshot', 3);
     const cfg = await lab.writeConfig({ jobs: { drill: { scratchDir: scratchRoot, warnRpoVersions: 2 } } }, 'rpo.yaml');

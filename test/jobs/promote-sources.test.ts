@@ -1,40 +1,14 @@
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { MANIFEST, snapshotId, type Manifest } from '../../lib/manifest.js';
 import { readImageHeader } from '../../lib/metadata.js';
 import { masterInfo } from '../../lib/mfscli.js';
 import { runningMasterPid } from '../../lib/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
+import { writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-
-/** A snapshot as the backup job stores it (lib/manifest.ts format): image only, for this test. */
-async function writeSnapshot(store: string, imageFile: string): Promise<string> {
-  const header = await readImageHeader(imageFile);
-  const id = snapshotId(new Date(), header.version);
-  const dir = path.join(store, 'snapshots', id);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const data = await fs.readFile(imageFile);
-  await fs.writeFile(path.join(dir, 'metadata.mfs.back'), data, { mode: 0o600 });
-  const now = new Date().toISOString();
-  const manifest: Manifest = {
-    formatVersion: 1,
-    id,
-    source: { name: 'master', host: '127.0.0.1', role: 'master', dataPath: path.dirname(imageFile) },
-    image: { name: 'metadata.mfs.back', version: header.version, metaid: header.metaid, empty: false },
-    changelogs: {},
-    reachesVersion: header.version,
-    files: [{ name: 'metadata.mfs.back', role: 'image', size: data.length, sha256: createHash('sha256').update(data).digest('hex'), sourcePath: imageFile, sourceSize: data.length, sourceMtimeMs: Date.now() }],
-    mfsJobsVersion: 'test',
-    startedAt: now,
-    finishedAt: now,
-  };
-  await fs.writeFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2), { mode: 0o600 });
-  return id;
-}
 
 /** Copy some of a DATA_PATH's files into a new directory: a source that holds exactly these. */
 async function copySource(from: string, to: string, keep: (name: string) => boolean): Promise<string[]> {
@@ -69,7 +43,8 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
     lab = await Lab.start({ metalogger: true, mount: true, sshd: false });
     await lab.makeChanges('a', 10);
     await lab.saveImage();
-    storeSnapshot = await writeSnapshot(path.join(lab.dir, 'snapshots'), path.join(lab.master.dataPath, 'metadata.mfs.back'));
+    // Image only: the metalogger copies must supply the changelogs.
+    storeSnapshot = (await writeSnapshot({ store: path.join(lab.dir, 'snapshots'), image: path.join(lab.master.dataPath, 'metadata.mfs.back'), changelogs: [] })).id;
     metaid = (await readImageHeader(path.join(lab.master.dataPath, 'metadata.mfs.back'))).metaid;
     await lab.metalogger!.stop();
     await lab.metalogger!.start();

@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import { listSnapshots } from '../../lib/manifest.js';
 import { runCli } from '../helpers/cli.js';
 import { generatedImages, writeGeneratedChangelog } from '../helpers/generated.js';
-import { writeSnapshot } from '../helpers/snapshots.js';
+import { writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { LabMaster } from '../lab/moosefs.js';
 
 /** mulberry32: seeded, so a failing sample can be replayed. */
@@ -138,7 +138,7 @@ describe('prune on generated DATA_PATHs and stores, checked by mfsmaster -a', ()
       const v = versions[Math.floor((k * versions.length) / 40)]!;
       const end = k === 39 ? NEWEST - 1 : Math.min(NEWEST - 1, v + 15_000 + k * 500);
       const files = bounds.filter((b) => b.last >= v && b.first <= end).map((b) => path.join(pool, b.name));
-      await writeSnapshot(store, { image: images.get(v)!, changelogs: files, takenAt: new Date(now - (40 - k) * 6 * HOUR) });
+      await writeSnapshot({ store, image: images.get(v)!, changelogs: files, at: new Date(now - (40 - k) * 6 * HOUR) });
     }
     const config = path.join(dir, 'store.yaml');
     await fs.writeFile(config, YAML.stringify({ stateDir: path.join(dir, 'state'), snapshotStore: { path: store }, jobs: { prune: { maxAgeHours: 60, minAgeMinutes: 0 } } }));

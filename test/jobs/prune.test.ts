@@ -9,7 +9,7 @@ import { DataPathTarget } from '../../lib/prune-datapath.js';
 import { planPrune } from '../../lib/prune-plan.js';
 import type { Removal } from '../../lib/prune-target.js';
 import { runCli } from '../helpers/cli.js';
-import { writeSnapshot } from '../helpers/snapshots.js';
+import { writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { FakeClock } from '../lab/clock.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMetalogger } from '../lab/moosefs.js';
@@ -100,7 +100,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
       for (let hour = 1; hour <= 5; hour++) {
         await changes(`hour${hour}`, 15);
         // A backup at every hour from the second on: the image dumped at the full hour, the previous hour's changelog and this hour's so far.
-        if (hour >= 2) await writeSnapshot(store, { image: path.join(data, 'metadata.mfs.back'), changelogs: [path.join(data, 'changelog.1.mfs'), path.join(data, 'changelog.0.mfs')], takenAt: new Date(Date.now() - (6 - hour) * DAY) });
+        if (hour >= 2) await writeSnapshot({ store, image: path.join(data, 'metadata.mfs.back'), changelogs: [path.join(data, 'changelog.1.mfs'), path.join(data, 'changelog.0.mfs')], at: new Date(Date.now() - (6 - hour) * DAY) });
         await clock.nextHour(lab.master);
         const masterLast = await rangeOf(path.join(data, 'changelog.1.mfs'));
         await waitFor(`the metalogger to rotate too (hour ${hour})`, async () => (await rangeOf(path.join(ml.dataPath, 'changelog_ml.1.mfs')).catch(() => '')).endsWith(masterLast.split('..')[1]!), 60_000);

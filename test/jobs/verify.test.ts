@@ -5,7 +5,7 @@ import { readJobState } from '../../lib/state.js';
 import { processAlive } from '../../lib/lock.js';
 import { mfsmasterErrorLine, runningMasterPid, startMaster, waitServing } from '../../lib/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
-import { writeSnapshotFixture } from '../helpers/snapshot-fixture.js';
+import { deleteVersion, writeSnapshot, type SnapshotFixture } from '../helpers/snapshot-fixture.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMetalogger, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { freePort, sleep, waitFor } from '../lab/proc.js';
@@ -32,15 +32,6 @@ async function changelogHolding(dir: string, version: number): Promise<string> {
   throw new Error(`no changelog in ${dir} holds version ${version}`);
 }
 
-/** Delete one version's line from every changelog in `dir` (a metalogger may hold it in two files). */
-async function deleteVersion(dir: string, version: number): Promise<void> {
-  for (const n of await fs.readdir(dir)) {
-    if (!n.startsWith('changelog')) continue;
-    const text = await fs.readFile(path.join(dir, n), 'utf8');
-    await fs.writeFile(path.join(dir, n), text.split('\n').filter((l) => !l.startsWith(`${version}: `)).join('\n'));
-  }
-}
-
 /** Wait until a metalogger holds `version` in any of its changelogs (after a reconnect it lands in changelog_ml_back.*). */
 async function waitHolds(ml: LabMetalogger, version: number): Promise<void> {
   await waitFor(`${ml.dataPath} to hold version ${version}`, async () => {
@@ -59,6 +50,11 @@ describe('verify against a real master and two real metaloggers', () => {
   const ml1Entry = () => ({ name: 'ml1', host: '127.0.0.1', dataPath: lab.metalogger!.dataPath, metaDownloadFreqHours: 1 });
   const ml2Entry = () => ({ name: 'ml2', host: '127.0.0.1', dataPath: ml2.dataPath, metaDownloadFreqHours: 1 });
   const localEntry = (name: string, dataPath: string) => ({ name, host: '127.0.0.1', dataPath, local: true, metaDownloadFreqHours: 1 });
+  /** A backup of ml1's image and every changelog it holds, promising `reachesVersion` (the master's when copied). */
+  const ml1Snapshot = (store: string, reachesVersion: number, more: Partial<SnapshotFixture> = {}) => {
+    const dataPath = lab.metalogger!.dataPath;
+    return writeSnapshot({ store, image: path.join(dataPath, 'metadata_ml.mfs.back'), reachesVersion, source: { name: 'ml1', host: '127.0.0.1', role: 'metalogger', dataPath }, ...more });
+  };
 
   /** A config for one scenario; `verify` options merged over quick test settings. */
   async function config(file: string, metaloggers: object[], extra: { store?: string | null; verify?: Record<string, unknown> } = {}): Promise<string> {
@@ -127,8 +123,8 @@ describe('verify against a real master and two real metaloggers', () => {
   test('healthy: OK for both metaloggers over SFTP and the newest snapshot, and mfsmaster -a on each really reaches the master version', async () => {
     const master = (await lab.master.info()).metadataVersion;
     const store = path.join(lab.dir, 'store-good');
-    await writeSnapshotFixture({ store, fromDataPath: lab.metalogger!.dataPath, image: 'metadata_ml.mfs.back', reachesVersion: master, at: new Date(Date.now() - 3_600_000) });
-    const newest = await writeSnapshotFixture({ store, fromDataPath: lab.metalogger!.dataPath, image: 'metadata_ml.mfs.back', reachesVersion: master });
+    await ml1Snapshot(store, master, { at: new Date(Date.now() - 3_600_000) });
+    const newest = await ml1Snapshot(store, master);
     const cfg = await config('healthy.yaml', [ml1Entry(), ml2Entry()], { store });
 
     const { code, line, report } = await verify(cfg);
@@ -288,8 +284,8 @@ describe('verify against a real master and two real metaloggers', () => {
   test('the newest snapshot damaged after it was written, or holding a hole, is CRITICAL', async () => {
     const master = (await lab.master.info()).metadataVersion;
     const tampered = path.join(lab.dir, 'store-tampered');
-    await writeSnapshotFixture({ store: tampered, fromDataPath: lab.metalogger!.dataPath, image: 'metadata_ml.mfs.back', reachesVersion: master, at: new Date(Date.now() - 60_000) });
-    const newest = await writeSnapshotFixture({ store: tampered, fromDataPath: lab.metalogger!.dataPath, image: 'metadata_ml.mfs.back', reachesVersion: master });
+    await ml1Snapshot(tampered, master, { at: new Date(Date.now() - 60_000) });
+    const newest = await ml1Snapshot(tampered, master);
     const file = await changelogHolding(newest.dir, imageVersion);
     const body = await fs.readFile(file);
     body[10] = body[10] === 0x31 ? 0x32 : 0x31;
@@ -300,13 +296,7 @@ describe('verify against a real master and two real metaloggers', () => {
 
     const lost = imageVersion + 12;
     const holey = path.join(lab.dir, 'store-holey');
-    const snap = await writeSnapshotFixture({
-      store: holey,
-      fromDataPath: lab.metalogger!.dataPath,
-      image: 'metadata_ml.mfs.back',
-      reachesVersion: master,
-      edit: (dir) => deleteVersion(dir, lost),
-    });
+    const snap = await ml1Snapshot(holey, master, { edit: (dir) => deleteVersion(dir, lost) });
     res = await verify(await config('holey.yaml', [], { store: holey }));
     expect(res.code).toBe(2);
     expect(res.line).toContain(`snapshot ${snap.id}: hole ${lost}..${lost}`);

@@ -99,3 +99,8 @@ export class Lab {
     if (!options.keepDir) await fs.rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/** A master entry of a lab config that reads `master`'s DATA_PATH, optionally through a proxy port. */
+export function masterEntry(name: string, master: LabMaster, via?: { port: number; knownHosts: string; privateKey?: string }): Record<string, unknown> {
+  return { name, host: '127.0.0.1', dataPath: master.dataPath, cliPort: master.ports.cl, ...(via ? { ssh: via } : {}) };
+}

@@ -1,14 +1,21 @@
+import { promises as fs } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import type { Lab } from './cluster.js';
 
 /**
  * A userspace TCP proxy on loopback between mfs-jobs and a lab server, for link faults that `tc netem`
- * cannot give on these machines: added latency, a bandwidth cap, cutting every connection after
- * N bytes (sshd "dies" mid-transfer), and a link that goes silent after N bytes.
+ * cannot give on these machines: a slow WAN link (so a test can act while a transfer is under way),
+ * added latency, cutting every connection after N bytes (sshd "dies" mid-transfer), and a link that
+ * goes silent after N bytes.
  */
 export interface ProxyFaults {
   /** Delay added to each chunk in both directions, ms. */
   delayMs?: number;
-  /** Bytes per second server → client (0 = unlimited). */
+  /**
+   * Bytes per second server → client (0 = unlimited): sent in slices of at most 8 KiB, each followed
+   * by the pause its size costs at this rate.
+   */
   bytesPerSecond?: number;
   /** Destroy the connection once this many bytes went server → client. */
   cutAfterBytes?: number;
@@ -18,6 +25,8 @@ export interface ProxyFaults {
    */
   stallAfterBytes?: number;
 }
+
+const SLICE = 8192;
 
 export class FaultProxy {
   private readonly sockets = new Set<net.Socket>();
@@ -41,13 +50,11 @@ export class FaultProxy {
     this.sockets.add(client).add(upstream);
     let sent = 0;
     let stalled = false;
-    const started = Date.now();
     const relay = (from: net.Socket, to: net.Socket, downstream: boolean) => {
       from.on('data', (chunk: Buffer) => {
         from.pause();
         // A silent link: paused for good, nothing forwarded, nothing closed.
         if (stalled) return;
-        let wait = this.faults.delayMs ?? 0;
         if (downstream) {
           sent += chunk.length;
           const stallAt = this.faults.stallAfterBytes;
@@ -61,12 +68,15 @@ export class FaultProxy {
             upstream.destroy();
             return;
           }
-          const bps = this.faults.bytesPerSecond ?? 0;
-          if (bps > 0) wait = Math.max(wait, (sent / bps) * 1000 - (Date.now() - started));
         }
-        setTimeout(() => {
-          if (!to.destroyed) to.write(chunk, () => from.resume());
-        }, wait);
+        const bps = downstream ? (this.faults.bytesPerSecond ?? 0) : 0;
+        const forward = () => {
+          if (bps > 0) throttled(chunk, from, to, bps);
+          else if (!to.destroyed) to.write(chunk, () => from.resume());
+        };
+        const delay = this.faults.delayMs ?? 0;
+        if (delay > 0) setTimeout(forward, delay);
+        else forward();
       });
     };
     relay(client, upstream, false);
@@ -90,4 +100,24 @@ export class FaultProxy {
     this.cutAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** Write `chunk` to `to` in slices, each followed by the pause its size costs at `bytesPerSecond`; then resume `from`. */
+function throttled(chunk: Buffer, from: net.Socket, to: net.Socket, bytesPerSecond: number): void {
+  const send = (offset: number) => {
+    if (to.destroyed) return;
+    const slice = chunk.subarray(offset, offset + SLICE);
+    to.write(slice);
+    const next = offset + slice.length;
+    setTimeout(() => (next < chunk.length ? send(next) : from.resume()), (slice.length / bytesPerSecond) * 1000);
+  };
+  send(0);
+}
+
+/** known_hosts naming the lab sshd's host key at a proxy's port (the proxy is what mfs-jobs connects to). */
+export async function knownHostsAt(lab: Lab, port: number, name: string): Promise<string> {
+  const hostPub = (await fs.readFile(`${lab.sshd!.hostKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
+  const file = path.join(lab.dir, `known_hosts.${name}`);
+  await fs.writeFile(file, `[127.0.0.1]:${port} ${hostPub}\n`, { mode: 0o600 });
+  return file;
 }
