@@ -5,19 +5,14 @@ import YAML from 'yaml';
 import { listSnapshots } from '../../lib/manifest.js';
 import { runCli } from '../helpers/cli.js';
 import { generatedImages, writeGeneratedChangelog } from '../helpers/generated.js';
+import { seededRandom } from '../helpers/random.js';
 import { writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { LabMaster } from '../lab/moosefs.js';
 
-/** mulberry32: seeded, so a failing sample can be replayed. */
+/** Integers in [lo, hi] from the shared seeded generator, so a failing sample can be replayed. */
 function prng(seed: number): (lo: number, hi: number) => number {
-  let a = seed >>> 0;
-  return (lo, hi) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return lo + Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo + 1));
-  };
+  const random = seededRandom(seed);
+  return (lo, hi) => lo + Math.floor(random() * (hi - lo + 1));
 }
 
 const HOUR = 3_600_000;
