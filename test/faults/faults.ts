@@ -140,6 +140,15 @@ export async function checkStore(store: string): Promise<StoreCheck> {
   return out;
 }
 
+/** The image being copied into a staged snapshot has bytes: the transfer is under way. */
+export async function transferUnderWay(store: string): Promise<boolean | undefined> {
+  for (const stage of await fs.readdir(path.join(store, '.tmp')).catch(() => [] as string[])) {
+    const st = await fs.stat(path.join(store, '.tmp', stage, 'metadata.mfs.back')).catch(() => undefined);
+    if (st && st.size > 0) return true;
+  }
+  return undefined;
+}
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export { processesIn } from '../lab/proc.js';

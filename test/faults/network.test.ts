@@ -8,7 +8,7 @@ import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { LabSshd } from '../lab/sshd.js';
-import { checkStore, crashProblems, describeRun } from './faults.js';
+import { checkStore, crashProblems, describeRun, transferUnderWay } from './faults.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -48,15 +48,6 @@ function readdirSyncSafe(dir: string): string[] {
   } catch {
     return [];
   }
-}
-
-/** The image being copied into a staged snapshot has bytes: the transfer is under way. */
-async function transferUnderWay(store: string): Promise<boolean | undefined> {
-  for (const stage of await fs.readdir(path.join(store, '.tmp')).catch(() => [] as string[])) {
-    const st = await fs.stat(path.join(store, '.tmp', stage, 'metadata.mfs.back')).catch(() => undefined);
-    if (st && st.size > 0) return true;
-  }
-  return undefined;
 }
 
 describe('faults: network and sshd failures during backup', () => {

@@ -13,10 +13,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run the real `mfs-jobs` executable, as cron or ucarp would. */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Run the real `mfs-jobs` executable, as cron or ucarp would; `wrap` prefixes the command (`nsenter --net=…`). */
+export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; wrap?: string[] } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MFS_JOBS_BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...rest] = [...(options.wrap ?? []), process.execPath, MFS_JOBS_BIN, ...args];
+    const child = spawn(cmd!, rest, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -55,6 +55,15 @@ export class Machine {
     await run('ip', ['-n', this.name, 'link', 'set', 'dev', this.iface, 'up']);
   }
 
+  /** A slow link in the kernel: a token-bucket filter on this machine's outgoing traffic (netem is not in this kernel). */
+  async limitRate(bytesPerSecond: number): Promise<void> {
+    await run('tc', ['-n', this.name, 'qdisc', 'replace', 'dev', this.iface, 'root', 'tbf', 'rate', `${bytesPerSecond * 8}bit`, 'burst', '16kb', 'latency', '2s']);
+  }
+
+  async unlimitRate(): Promise<void> {
+    await run('tc', ['-n', this.name, 'qdisc', 'del', 'dev', this.iface, 'root']);
+  }
+
   /** Take `ip` off the interface if it is there (a VIP a killed ucarp left behind). */
   async removeAddress(ip: string): Promise<void> {
     if ((await this.addresses()).includes(ip)) await run('ip', ['-n', this.name, 'addr', 'del', `${ip}/24`, 'dev', this.iface]);

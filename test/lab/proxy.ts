@@ -4,10 +4,11 @@ import path from 'node:path';
 import type { Lab } from './cluster.js';
 
 /**
- * A userspace TCP proxy on loopback between mfs-jobs and a lab server, for link faults that `tc netem`
- * cannot give on these machines: a slow WAN link (so a test can act while a transfer is under way),
- * added latency, cutting every connection after N bytes (sshd "dies" mid-transfer), and a link that
- * goes silent after N bytes.
+ * A userspace TCP proxy on loopback between mfs-jobs and a lab server, for link faults at exact byte
+ * counts (this kernel has no `tc netem`; the kernel's own slow and dead links, `tc tbf` and a link
+ * going down in a namespace, are in test/faults/network-netns.test.ts): a slow WAN link (so a test can
+ * act while a transfer is under way), added latency, cutting every connection after N bytes (sshd
+ * "dies" mid-transfer), and a link that goes silent after N bytes.
  */
 export interface ProxyFaults {
   /** Delay added to each chunk in both directions, ms. */
