@@ -23,7 +23,7 @@ import { readLedger, type LedgerEntry } from './writer-client.js';
  */
 
 const VIP = '10.78.0.100';
-const CYCLES = iterations('FAILOVER', 3, 12);
+const CYCLES = iterations('FAILOVER', 10, 30);
 const WRITER = fileURLToPath(new URL('./writer-client.js', import.meta.url));
 
 /** One look at the serving master's and the metalogger's versions. */

@@ -48,10 +48,11 @@ describe('faults: SIGKILL of a running backup', () => {
     printOwnRowsUnlessReported();
   });
 
+  const slowRuns = iterations('BACKUP_SLOW', 8, 30);
+  const fastRuns = iterations('BACKUP_FAST', 8, 30);
+
   test('killed at many points: no partial snapshot, the next run cleans up and succeeds, nothing retained is lost', async () => {
     const random = seededRandom(SEED);
-    const slowRuns = iterations('BACKUP_SLOW', 5, 30);
-    const fastRuns = iterations('BACKUP_FAST', 5, 30);
     // Calibrate: one uninterrupted run per link gives the run time the kill points are spread over.
     const measure = async (config: string, i: number) => {
       await mount.makeChanges(`calibrate-${i}`, 1);
@@ -122,5 +123,5 @@ describe('faults: SIGKILL of a running backup', () => {
     recordFaults({ area: 'kill -9', fault: 'mfs-jobs run backup', injected, survived, dataLost: 0, lostRestorePoints: lost, note: `seed ${SEED}` });
     expect(failures).toEqual([]);
     expect(injected).toBeGreaterThanOrEqual(plan.length - 2);
-  });
+  }, 120_000 + (slowRuns + fastRuns) * 15_000);
 });

@@ -62,6 +62,8 @@ describe('faults: SIGKILL of a running promote', () => {
     printOwnRowsUnlessReported();
   });
 
+  const TIMED_KILLS = iterations('PROMOTE', 15, 40);
+
   test('killed at many points: the next promote serves the dead master\'s version, never less, never two masters', async () => {
     const random = seededRandom(SEED + 2);
     const started = Date.now();
@@ -73,7 +75,7 @@ describe('faults: SIGKILL of a running promote', () => {
     const data = standby.dataPath;
     type Step = { delay?: number; on?: { match: RegExp; what: string; event?: 'change' } };
     const plan: Step[] = [
-      ...spreadDelays(iterations('PROMOTE', 5, 30), 100, runMs * 0.9, random).map((delay) => ({ delay })),
+      ...spreadDelays(TIMED_KILLS, 100, runMs * 0.9, random).map((delay) => ({ delay })),
       { on: { match: /^\.mfs-jobs-staging-/, what: 'staging directory made' } },
       { on: { match: /^mfs-jobs-aside-/, what: 'moving the old DATA_PATH aside' } },
       { on: { match: /^metadata\.mfs\.back$/, what: 'metadata.mfs.back moved (aside or into place)' } },
@@ -123,7 +125,7 @@ describe('faults: SIGKILL of a running promote', () => {
     recordFaults({ area: 'kill -9', fault: 'mfs-jobs run promote', injected, survived, dataLost: lostVersions, lostRestorePoints: 0, note: `seed ${SEED + 2}; data lost = metadata versions` });
     expect(failures).toEqual([]);
     expect(injected).toBeGreaterThanOrEqual(plan.length - 2);
-  });
+  }, 120_000 + TIMED_KILLS * 15_000);
 });
 
 /** Is `pid` a child of `parent` (mfsmaster forks a child to store metadata)? */

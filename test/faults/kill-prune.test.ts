@@ -48,6 +48,8 @@ describe('faults: SIGKILL of a running prune', () => {
     printOwnRowsUnlessReported();
   });
 
+  const n = iterations('PRUNE', 17, 40);
+
   test('killed at many points: every listed snapshot verifies, the retained one is never lost, the next prune finishes', async () => {
     const random = seededRandom(SEED + 3);
     await fill();
@@ -58,7 +60,6 @@ describe('faults: SIGKILL of a running prune', () => {
     expect((await checkStore(store())).good).toHaveLength(1);
 
     // Node's start-up is most of a prune of a small store: half the timed kills go to its last 40 %.
-    const n = iterations('PRUNE', 4, 30);
     const plan: { delay?: number; onTrash?: number }[] = [
       ...spreadDelays(Math.ceil(n / 2), 100, runMs * 0.6, random).map((delay) => ({ delay })),
       ...spreadDelays(Math.floor(n / 2), runMs * 0.6, runMs * 0.95, random).map((delay) => ({ delay })),
@@ -103,5 +104,5 @@ describe('faults: SIGKILL of a running prune', () => {
     recordFaults({ area: 'kill -9', fault: 'mfs-jobs run prune', injected, survived, dataLost: 0, lostRestorePoints: lost, note: `seed ${SEED + 3}` });
     expect(failures).toEqual([]);
     expect(injected).toBeGreaterThanOrEqual(plan.length - 2);
-  }, 480_000);
+  }, 120_000 + n * 20_000);
 });
