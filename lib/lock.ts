@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE } from './atomic.js';
@@ -46,15 +47,9 @@ async function readOwner(file: string): Promise<LockOwner | undefined> {
     return typeof parsed.pid === 'number' ? (parsed as LockOwner) : undefined;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    // Unparsable: a writer died between create and write. Treat as stale.
+    // Unparsable: not written by this lock (it links only complete files). Treat as stale.
     return { pid: -1, startedAt: '', job: '' };
   }
-}
-
-/** A lock created a moment ago may not hold its PID yet: not stale. */
-async function justCreated(file: string): Promise<boolean> {
-  const stat = await fs.stat(file).catch(() => undefined);
-  return stat !== undefined && stat.size === 0 && Date.now() - stat.mtimeMs < 5_000;
 }
 
 /**
@@ -99,34 +94,59 @@ export async function acquireLock(dir: string, job: string, options: { waitMs?: 
   }
 }
 
+/** `<job>.lock.<pid>.<random>`: a lock being written, before it is linked into place. */
+const pendingName = (file: string) => `${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}`;
+
+/** Pending lock files of killed runs (their PID is dead) are removed; they never count as a lock. */
+async function sweepPending(dir: string, file: string): Promise<void> {
+  const prefix = `${path.basename(file)}.`;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-f]+$/.exec(name.slice(prefix.length)) : null;
+    if (m && !processAlive(Number(m[1]))) await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+/**
+ * The lock appears whole or not at all: the owner is written and fsynced to a file of our own, which is
+ * then hard-linked to `<job>.lock` (link fails when the lock exists, like O_EXCL). A run killed at any
+ * point leaves no lock, or a complete one whose dead PID makes it stale: never an empty lock that
+ * would have to be waited out.
+ */
 async function tryAcquireLock(dir: string, job: string): Promise<Lock> {
   await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
   const file = path.join(dir, `${job}.lock`);
+  await sweepPending(dir, file);
   const owner: LockOwner = { pid: process.pid, startedAt: new Date().toISOString(), job };
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      const handle = await fs.open(file, 'wx', FILE_MODE);
-      try {
-        await handle.writeFile(JSON.stringify(owner) + '\n');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return {
-        file,
-        release: async () => {
-          const current = await readOwner(file);
-          if (current?.pid === process.pid) await fs.rm(file, { force: true });
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const current = await readOwner(file);
-      if (current && (processAlive(current.pid) || (await justCreated(file)))) {
-        throw new LockBusyError(file, `job ${job} is already running (pid ${current.pid} since ${current.startedAt}, lock ${file})`);
-      }
-      await breakStaleLock(file, current?.pid);
-    }
+  const pending = path.join(dir, pendingName(file));
+  const handle = await fs.open(pending, 'wx', FILE_MODE);
+  try {
+    await handle.writeFile(JSON.stringify(owner) + '\n');
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
-  throw new LockBusyError(file, `could not take lock ${file} for job ${job}`);
+  try {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await fs.link(pending, file);
+        return {
+          file,
+          release: async () => {
+            const current = await readOwner(file);
+            if (current?.pid === process.pid) await fs.rm(file, { force: true });
+          },
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const current = await readOwner(file);
+        if (current && processAlive(current.pid)) {
+          throw new LockBusyError(file, `job ${job} is already running (pid ${current.pid} since ${current.startedAt}, lock ${file})`);
+        }
+        await breakStaleLock(file, current?.pid);
+      }
+    }
+    throw new LockBusyError(file, `could not take lock ${file} for job ${job}`);
+  } finally {
+    await fs.rm(pending, { force: true });
+  }
 }

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { acquireLock, processAlive } from '../../lib/lock.js';
 import { waitFor } from '../lab/proc.js';
 import { LockBusyError } from '../../lib/errors.js';
+import { REPO_ROOT } from '../helpers/cli.js';
 
 describe('job lock', () => {
   let dir: string;
@@ -52,6 +53,31 @@ describe('job lock', () => {
     await fs.utimes(file, old, old);
     const lock = await acquireLock(dir, 'drill');
     await lock.release();
+  });
+
+  test('an empty lock file is stale at once, and a killed run\'s pending lock file is swept, never counted', async () => {
+    await fs.writeFile(path.join(dir, 'drill.lock'), '');
+    const leftover = path.join(dir, `drill.lock.${2 ** 22 + 1}.0badf00d`);
+    await fs.writeFile(leftover, JSON.stringify({ pid: 2 ** 22 + 1, startedAt: 'x', job: 'drill' }));
+    const lock = await acquireLock(dir, 'drill');
+    expect(JSON.parse(await fs.readFile(lock.file, 'utf8')).pid).toBe(process.pid);
+    expect((await fs.readdir(dir)).sort()).toEqual(['drill.lock']);
+    await lock.release();
+    expect(await fs.readdir(dir)).toEqual([]);
+  });
+
+  test('a run SIGKILLed while taking the lock, at any moment, never blocks the next run', async () => {
+    const script = `import('${path.join(REPO_ROOT, 'dist', 'lib', 'lock.js')}').then((m) => m.acquireLock(process.argv[1], 'backup')).then(() => setInterval(() => {}, 1000))`;
+    // Node starts in about 50 ms here: the kills land before, while and after the lock is taken.
+    for (let delay = 0; delay < 150; delay += 5) {
+      const child = spawn(process.execPath, ['-e', script, dir], { stdio: 'ignore' });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      const lock = await acquireLock(dir, 'backup');
+      await lock.release();
+    }
+    expect(await fs.readdir(dir)).toEqual([]);
   });
 
   test('of many contenders at once exactly one wins', async () => {
