@@ -32,6 +32,16 @@ export function spreadDelays(n: number, fromMs: number, toMs: number, random: ()
   return Array.from({ length: n }, (_, i) => Math.round(fromMs + slice * (i + random())));
 }
 
+/**
+ * The shortest of `n` calibration runs (ms): the first run is slower (cold caches), and a kill point
+ * spread past the real end of a run is no kill at all.
+ */
+export async function shortestRun(measure: () => Promise<number>, n = 3): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < n; i++) best = Math.min(best, await measure());
+  return best;
+}
+
 export interface KilledRun {
   /** False when the run ended by itself before the kill. */
   killed: boolean;

@@ -5,7 +5,7 @@ import { bigMaster } from '../helpers/generated.js';
 import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
-import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, spreadDelays, type KilledRun } from './faults.js';
+import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -53,16 +53,18 @@ describe('faults: SIGKILL of a running backup', () => {
 
   test('killed at many points: no partial snapshot, the next run cleans up and succeeds, nothing retained is lost', async () => {
     const random = seededRandom(SEED);
-    // Calibrate: one uninterrupted run per link gives the run time the kill points are spread over.
-    const measure = async (config: string, i: number) => {
+    // Calibrate: uninterrupted runs per link give the run time the kill points are spread over.
+    let calibration = 0;
+    const measure = async (config: string) => {
+      const i = calibration++;
       await mount.makeChanges(`calibrate-${i}`, 1);
       const started = Date.now();
       const res = await runCli(['run', 'backup', '--config', config]);
       expect(describeRun(res)).toMatch(/^exit 0: MFS BACKUP OK/);
       return Date.now() - started;
     };
-    const slowMs = await measure(slowConfig, 0);
-    const fastMs = await measure(fastConfig, 1);
+    const slowMs = await shortestRun(() => measure(slowConfig));
+    const fastMs = await shortestRun(() => measure(fastConfig));
     type Step = { config: string; link: string; delay?: number; on?: { dir: string; match: RegExp; what: string } };
     const tmp = path.join(store(), '.tmp');
     const snaps = path.join(store(), 'snapshots');

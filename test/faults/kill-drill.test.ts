@@ -3,7 +3,7 @@ import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
-import { checkStore, describeRun, iterations, processesIn, runAndKill, runAndKillOn, SEED, seededRandom, spreadDelays, type KilledRun } from './faults.js';
+import { checkStore, describeRun, iterations, processesIn, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
 import { printOwnRowsUnlessReported, recordFaults } from './results.js';
 
 /**
@@ -50,9 +50,7 @@ describe('faults: SIGKILL of a running drill', () => {
       return Date.now() - started;
     };
     const sources = [['--latest'], ['--from', 'ml1']];
-    // The shortest of three runs: the first is slower (cold caches), and a kill after the end is no kill.
-    const shortest = async (source: string[]) => Math.min(await measure(source), await measure(source), await measure(source));
-    const runMs = [await shortest(sources[0]!), await shortest(sources[1]!)];
+    const runMs = [await shortestRun(() => measure(sources[0]!)), await shortestRun(() => measure(sources[1]!))];
     type Step = { source: string[]; delay?: number; onScratch?: boolean };
     const plan: Step[] = [
       ...sources.flatMap((source, s) => spreadDelays(n, 100, runMs[s]! * 0.85, random).map((delay) => ({ source, delay }))),

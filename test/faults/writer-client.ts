@@ -26,16 +26,29 @@ export interface LedgerEntry {
   error?: string;
 }
 
-export async function readLedger(file: string): Promise<LedgerEntry[]> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  // The writer may be killed mid-line: a cut last line is not an acknowledgement.
-  return text.split('\n').flatMap((line) => {
+/** Reads the writer's ledger as it grows: each call parses only the lines added since the last. */
+export class LedgerReader {
+  readonly entries: LedgerEntry[] = [];
+  private offset = 0;
+
+  constructor(readonly file: string) {}
+
+  async update(): Promise<LedgerEntry[]> {
+    const h = await fs.open(this.file, 'r').catch(() => undefined);
+    if (!h) return this.entries;
     try {
-      return line ? [JSON.parse(line) as LedgerEntry] : [];
-    } catch {
-      return [];
+      const { size } = await h.stat();
+      const buf = Buffer.alloc(size - this.offset);
+      await h.read(buf, 0, buf.length, this.offset);
+      // Only whole lines: the writer may be in the middle of one (or was killed there).
+      const end = buf.lastIndexOf(0x0a) + 1;
+      this.offset += end;
+      for (const line of buf.subarray(0, end).toString('utf8').split('\n')) if (line) this.entries.push(JSON.parse(line) as LedgerEntry);
+      return this.entries;
+    } finally {
+      await h.close();
     }
-  });
+  }
 }
 
 /** A file unacknowledged this long counts as stalled: the client goes on with a new one beside it. */
