@@ -37,7 +37,7 @@ export function portIsFree(host: string, port: number): Promise<boolean> {
   });
 }
 
-export function ephemeralPort(host: string): Promise<number> {
+function ephemeralPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
@@ -46,6 +46,33 @@ export function ephemeralPort(host: string): Promise<number> {
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** Listening ports are picked from here up to the start of the kernel's ephemeral range. */
+const FIRST_LISTEN_PORT = 10_000;
+
+/** First port of the kernel's ephemeral range (outgoing connections), 32768 when unreadable. */
+async function ephemeralRangeStart(): Promise<number> {
+  const text = await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '');
+  const low = Number(text.trim().split(/\s+/)[0]);
+  return Number.isInteger(low) && low > 0 ? low : 32_768;
+}
+
+/**
+ * A free port for a server to listen on, picked below the kernel's ephemeral range: a port from bind(0)
+ * lies inside that range, where any outgoing connection on this host can take it between the pick and
+ * the server's own bind (mfsmaster then stops: "can't listen on …: EADDRINUSE"). Falls back to bind(0)
+ * when no range is left below the ephemeral one.
+ */
+export async function listenPort(host: string): Promise<number> {
+  const end = await ephemeralRangeStart();
+  if (end - FIRST_LISTEN_PORT >= 1_000) {
+    for (let i = 0; i < 50; i++) {
+      const port = FIRST_LISTEN_PORT + Math.floor(Math.random() * (end - FIRST_LISTEN_PORT));
+      if (await portIsFree(host, port)) return port;
+    }
+  }
+  return ephemeralPort(host);
 }
 
 /**
@@ -80,10 +107,10 @@ export async function pickPorts(requested: RequestedPorts, reserved: ReadonlySet
       if (!(await portIsFree(host, want))) throw new ConfigError(key, `${key}: port ${want} on ${host} is busy (another process listens there): choose a free port or "auto"`);
       out[role] = want;
     } else {
-      let port = await ephemeralPort(host);
+      let port = await listenPort(host);
       for (let i = 0; reserved.has(port) || chosen.has(port) || Object.values(requested).includes(port); i++) {
         if (i > 20) throw new ConfigError(key, `${key}: no free port found on ${host}`);
-        port = await ephemeralPort(host);
+        port = await listenPort(host);
       }
       out[role] = port;
     }

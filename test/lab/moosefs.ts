@@ -75,7 +75,7 @@ export class LabMaster {
     this.daemon = new Daemon('mfsmaster', 'mfsmaster', args, path.join(this.dir, 'mfsmaster.log'), { wrap: options.wrap });
     const daemon = this.daemon;
     return waitFor(`mfsmaster in ${this.dir} to serve`, async () => {
-      if (!daemon.running) throw new Error(`mfsmaster exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
+      if (!daemon.running) throw new Error(`mfsmaster exited: ${whyExited(await daemon.log())}`);
       return this.info().catch(() => undefined);
     });
   }
@@ -98,6 +98,13 @@ export class LabMaster {
     await this.stop();
     return this.start();
   }
+}
+
+/** mfsmaster's reason for stopping: its error lines (a busy port, a bad image), else its last lines. */
+function whyExited(log: string): string {
+  const lines = log.trim().split('\n');
+  const errors = lines.filter((l) => /can't|error|EADDRINUSE/i.test(l) && !l.startsWith('mfsmaster['));
+  return (errors.length ? errors.slice(-3) : lines.slice(-3)).join(' | ');
 }
 
 /** The last `bytes` of a file (all of it when shorter). */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
-import { ephemeralPort } from '../../lib/scratchmaster.js';
+import { listenPort } from '../../lib/scratchmaster.js';
 
 /**
  * Every process the lab starts is tracked by PID and killed by PID at exit, even when a test
@@ -37,9 +37,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
 }
 
-/** A free TCP port on `host` (bind to 0, read it back, release). */
+/** A free TCP port on `host` for a lab server, outside the range outgoing connections take theirs from. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
-  return ephemeralPort(host);
+  return listenPort(host);
 }
 
 export function portOpen(host: string, port: number, timeoutMs = 500): Promise<boolean> {

@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import { drillVerdict, type DrillFacts } from '../../jobs/drill.js';
 import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../lib/restorepoint.js';
@@ -88,8 +89,11 @@ describe('scratch master safety', () => {
   test('auto ports are free, distinct and never reserved; fixed ones are checked on a real socket', async () => {
     const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set([9419, 9420, 9421]), 'k');
     expect(new Set(Object.values(ports)).size).toBe(3);
+    // Below the kernel's ephemeral range, where no outgoing connection can take them before mfsmaster binds.
+    const ephemeralStart = Number((await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)[0]);
     for (const p of Object.values(ports)) {
       expect([9419, 9420, 9421]).not.toContain(p);
+      expect(p).toBeLessThan(ephemeralStart);
       expect(await portIsFree('127.0.0.1', p)).toBe(true);
     }
     const holder = net.createServer();
