@@ -17,14 +17,15 @@ import { LedgerReader, type LedgerEntry } from './writer-client.js';
  *
  * What must hold: every promotion OK and serving at least the metalogger's last version at the kill (no
  * restore point lost), the client writing again after each failover, and no acknowledged file lost whose
- * changes had reached the metalogger before the kill. A file acknowledged in the last moments before a kill
- * may not have reached it (the master streams changes to metaloggers asynchronously): such a loss is
- * reported with its versions, not hidden.
+ * changes had reached the metalogger before the kill. Two kinds of file may not have reached it, and their
+ * loss is reported with its versions, not hidden: one acknowledged in the last moments before a kill (the
+ * master streams changes to metaloggers asynchronously), and one whose write was in flight at a kill and
+ * acknowledged by the next master (its changes were split between the two).
  */
 
 const VIP = '10.78.0.100';
 const CYCLES = iterations('FAILOVER', 10, 30);
-/** How long a write caught by a kill may take to come back (it does, intact, after about 130 s at worst). */
+/** How long the writer gets to finish a write caught by the last kill (seen: about 130 s, and once over 230 s). */
 const STALL_BOUND_MS = 200_000;
 const WRITER = fileURLToPath(new URL('./writer-client.js', import.meta.url));
 
@@ -60,7 +61,7 @@ interface Cycle {
 interface Loss {
   entry: LedgerEntry;
   problem: string;
-  /** The failover that followed the acknowledgement (undefined: after the last one). */
+  /** The failover that followed the acknowledgement, else the one the write was in flight at (undefined: neither). */
   cycle: Cycle | undefined;
   /** The metalogger had the change before the kill: this loss must not happen. */
   reachedMetalogger: boolean;
@@ -140,6 +141,7 @@ describe('faults: repeated failover under client load', () => {
     let resumedAt = Date.now();
     // A failed check ends the failovers, but the files are still counted and the row still recorded.
     let failure: unknown;
+    let writerStuck = false;
     try {
       for (let n = 1; n <= CYCLES; n++) {
         // Load on the serving master for a seeded while (so kills land at different points of a write).
@@ -179,10 +181,11 @@ describe('faults: repeated failover under client load', () => {
     } finally {
       // The writer finishes the files in flight first. One caught by the last kill can wait minutes for
       // MooseFS (seen: about 130 s) and cannot be killed meanwhile (a FUSE request already with mfsmount).
+      // Past the bound it is left blocked (its ledger is fsynced line by line); the teardown's unmount ends it.
       writer.child.kill('SIGTERM');
-      await writer.waitExit(STALL_BOUND_MS).catch(async () => {
+      await writer.waitExit(STALL_BOUND_MS).catch(() => {
+        writerStuck = true;
         writer!.child.kill('SIGKILL');
-        await writer!.waitExit(30_000);
       });
       await sampler.stop();
     }
@@ -193,21 +196,30 @@ describe('faults: repeated failover under client load', () => {
     const entries = all.filter((e) => e.ackAt !== undefined);
     const coveredUntil = new Map(cycles.map((c) => [c, sampler.coveredUntil(c.killedAt)]));
     const followingKill = (e: LedgerEntry) => cycles.find((c) => c.killedAt > e.ackAt!);
-    /** Acknowledged before a kill and seen on the metalogger before it: the files the check below is about. */
-    const confirmed = entries.filter((e) => {
+    /**
+     * The kill a write was in flight at: started before that master died, acknowledged after the kill by
+     * the next one. Its changes were split between two masters; the old one's part may never have been sent.
+     */
+    const inFlightAt = (e: LedgerEntry) => cycles.find((c) => e.startedAt < (c.deadAt ?? c.killedAt) && e.ackAt! > c.killedAt);
+    /** Written whole on one master, and seen on the metalogger before the next kill (if any). */
+    const reachedMetalogger = (e: LedgerEntry) => {
+      if (inFlightAt(e)) return false;
       const cycle = followingKill(e);
-      return cycle !== undefined && e.ackAt! <= coveredUntil.get(cycle)!;
-    });
+      return cycle ? e.ackAt! <= coveredUntil.get(cycle)! : true;
+    };
+    /** Acknowledged before a kill and seen on the metalogger before it: the files the check below is about. */
+    const confirmed = entries.filter((e) => followingKill(e) !== undefined && reachedMetalogger(e));
     const beforeLastKill = entries.filter((e) => followingKill(e) !== undefined);
     const losses: Loss[] = [];
     for (const entry of entries) {
       const data = await fs.readFile(path.join(fresh.dir, 'load', entry.name)).catch((err: NodeJS.ErrnoException) => err.code ?? err.message);
       const problem = typeof data === 'string' ? (data === 'ENOENT' ? 'missing' : `unreadable (${data})`) : sha256(data) !== entry.sha256 ? `different (${data.length} bytes, ${entry.size} written)` : undefined;
       if (!problem) continue;
-      const cycle = followingKill(entry);
-      const reachedMetalogger = cycle ? entry.ackAt! <= coveredUntil.get(cycle)! : true;
-      losses.push({ entry, problem, cycle, reachedMetalogger });
+      const ino = (await fs.stat(path.join(fresh.dir, 'load', entry.name)).catch(() => undefined))?.ino;
+      losses.push({ entry, problem: `${problem}${ino ? `, inode ${ino}` : ''}`, cycle: followingKill(entry) ?? inFlightAt(entry), reachedMetalogger: reachedMetalogger(entry) });
     }
+    // A loss is evidence: the masters' and the metalogger's files stay for reading.
+    if (losses.length) lab.keepDir = true;
 
     const s = (ms: number | undefined) => (ms === undefined ? '-' : (ms / 1000).toFixed(1));
     // Files in flight at a kill: how long the client waited for them, or the error it got.
@@ -218,6 +230,13 @@ describe('faults: repeated failover under client load', () => {
       const failed = caught.filter((e) => e.error).map((e) => e.error);
       return caught.length ? `${waited.length} acked${waited.length ? ` (max ${s(Math.max(...waited))} s)` : ''}${failed.length ? `, ${failed.length} failed (${[...new Set(failed)].join(', ')})` : ''}` : '0';
     };
+    /** Where a write lies against the kills: "started 120 ms before kill 3 (in flight)". */
+    const timeline = (e: LedgerEntry) =>
+      cycles
+        .map((c) => ({ c, before: c.killedAt - e.startedAt }))
+        .filter(({ before }) => Math.abs(before) < 60_000)
+        .map(({ c, before }) => `started ${before} ms before kill ${c.n}${e.startedAt < (c.deadAt ?? c.killedAt) && e.ackAt! > c.killedAt ? ' (in flight at it)' : ''}`)
+        .join('; ') || 'far from any kill';
     const lostVersions = cycles.filter((c) => c.promote?.details?.plan && c.metaloggerAtKill !== undefined && c.promote.details.plan.reached < c.metaloggerAtKill);
     console.log(
       `repeated failover under load (seed ${SEED}): ${entries.length} files acknowledged, ${beforeLastKill.length} of them before a kill, ` +
@@ -239,7 +258,7 @@ describe('faults: repeated failover under client load', () => {
           ]),
         ) +
         losses
-          .map((l) => `\nlost: ${l.entry.name} (${l.problem}), acknowledged ${l.cycle ? `${l.cycle.killedAt - l.entry.ackAt!} ms before kill ${l.cycle.n}` : 'after the last failover'}; ${l.reachedMetalogger ? 'its change HAD reached the metalogger' : 'its change had not been seen on the metalogger'}; master at kill ${l.cycle?.masterAtKill ?? '-'}, metalogger ${l.cycle?.metaloggerAtKill ?? '-'}, promoted to ${l.cycle?.promote?.details?.plan?.reached ?? '-'}`)
+          .map((l) => `\nlost: ${l.entry.name} (${l.problem}), written from ${l.entry.startedAt} to ${l.entry.ackAt} (${timeline(l.entry)}), acknowledged ${l.cycle ? `${l.cycle.killedAt - l.entry.ackAt!} ms before kill ${l.cycle.n}` : 'after the last failover'}; ${l.reachedMetalogger ? 'its changes HAD reached the metalogger' : inFlightAt(l.entry) ? 'in flight at a kill' : 'its changes had not been seen on the metalogger'}; master at kill ${l.cycle?.masterAtKill ?? '-'}, metalogger ${l.cycle?.metaloggerAtKill ?? '-'}, promoted to ${l.cycle?.promote?.details?.plan?.reached ?? '-'}`)
           .join(''),
     );
 
@@ -251,7 +270,7 @@ describe('faults: repeated failover under client load', () => {
       survived: cycles.filter((c) => c.survived).length,
       dataLost: losses.length,
       lostRestorePoints: lostVersions.length,
-      note: `${entries.length} files acknowledged, ${confirmed.length} seen on the metalogger before a kill; of those lost: ${mustNotLose.length}; seed ${SEED}`,
+      note: `${entries.length} files acknowledged, ${confirmed.length} seen on the metalogger before a kill; of those lost: ${mustNotLose.length}${writerStuck ? `; a write still blocked ${STALL_BOUND_MS / 1000} s after the last kill` : ''}; seed ${SEED}`,
     });
     if (failure) throw failure;
     expect(cycles.filter((c) => !c.survived).map((c) => c.n)).toEqual([]);

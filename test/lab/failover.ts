@@ -230,6 +230,9 @@ export class FailoverLab {
   }
 
   /** Tear everything down by PID, remove the namespaces; returns what is left of them (expected: nothing). */
+  /** Keep the lab's directory after `stop()` (a test found something worth reading there). */
+  keepDir = !!process.env.MFS_JOBS_KEEP_TEST_DIR;
+
   async stop(): Promise<string[]> {
     for (const mount of this.extraMounts) await dropMount(mount);
     await dropMount(this.mount);
@@ -244,7 +247,8 @@ export class FailoverLab {
     }
     await this.net.destroy();
     const leftovers = await this.net.leftovers();
-    if (!process.env.MFS_JOBS_KEEP_TEST_DIR) await fs.rm(this.dir, { recursive: true, force: true });
+    if (this.keepDir) console.log(`failover lab kept in ${this.dir}`);
+    else await fs.rm(this.dir, { recursive: true, force: true });
     return leftovers;
   }
 }
