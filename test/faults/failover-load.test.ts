@@ -200,7 +200,7 @@ describe('faults: repeated failover under client load', () => {
      * The kill a write was in flight at: started before that master died, acknowledged after the kill by
      * the next one. Its changes were split between two masters; the old one's part may never have been sent.
      */
-    const inFlightAt = (e: LedgerEntry) => cycles.find((c) => e.startedAt < (c.deadAt ?? c.killedAt) && e.ackAt! > c.killedAt);
+    const inFlightAt = (e: LedgerEntry) => cycles.find((c) => e.startedAt < (c.deadAt ?? c.killedAt) && e.ackAt! > (c.deadAt ?? c.killedAt));
     /** Written whole on one master, and seen on the metalogger before the next kill (if any). */
     const reachedMetalogger = (e: LedgerEntry) => {
       if (inFlightAt(e)) return false;
@@ -235,7 +235,7 @@ describe('faults: repeated failover under client load', () => {
       cycles
         .map((c) => ({ c, before: c.killedAt - e.startedAt }))
         .filter(({ before }) => Math.abs(before) < 60_000)
-        .map(({ c, before }) => `started ${before} ms before kill ${c.n}${e.startedAt < (c.deadAt ?? c.killedAt) && e.ackAt! > c.killedAt ? ' (in flight at it)' : ''}`)
+        .map(({ c, before }) => `started ${before} ms before kill ${c.n}${inFlightAt(e) === c ? ' (in flight at it)' : ''}`)
         .join('; ') || 'far from any kill';
     const lostVersions = cycles.filter((c) => c.promote?.details?.plan && c.metaloggerAtKill !== undefined && c.promote.details.plan.reached < c.metaloggerAtKill);
     console.log(
