@@ -30,6 +30,26 @@ export interface SnapshotFixture {
   reachesVersion?: number;
 }
 
+/**
+ * A still copy of a live master's image and changelogs, its changelogs joined into one `changelog.0.mfs`
+ * (oldest first): the master's hourly timer may rotate `changelog.0.mfs` away at any moment, and a test
+ * that copies it at the top of the hour would find it gone. Tried again if a rotation lands mid-copy.
+ */
+export async function freezeDataPath(dataPath: string, into: string): Promise<void> {
+  await fs.mkdir(into, { recursive: true, mode: 0o700 });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const names = (await fs.readdir(dataPath)).filter(isChangelogName).sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
+      const parts = await Promise.all(names.map((n) => fs.readFile(path.join(dataPath, n))));
+      await fs.copyFile(path.join(dataPath, 'metadata.mfs.back'), path.join(into, 'metadata.mfs.back'));
+      await fs.writeFile(path.join(into, 'changelog.0.mfs'), Buffer.concat(parts));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw err;
+    }
+  }
+}
+
 export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot> {
   const at = o.at ?? new Date();
   const from = path.dirname(o.image);

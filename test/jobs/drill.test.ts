@@ -7,7 +7,7 @@ import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { deleteVersion, writeSnapshot, type SnapshotFixture } from '../helpers/snapshot-fixture.js';
+import { deleteVersion, freezeDataPath, writeSnapshot, type SnapshotFixture } from '../helpers/snapshot-fixture.js';
 import { processesIn } from '../lab/proc.js';
 
 async function scratchDirs(root: string): Promise<string[]> {
@@ -20,8 +20,12 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
   let store: string;
   let scratchRoot: string;
 
-  /** A snapshot of the master's image and current changelog. */
-  const snapshotOfMaster = (more: Partial<SnapshotFixture> = {}) => writeSnapshot({ store, image: path.join(lab.master.dataPath, 'metadata.mfs.back'), changelogs: [path.join(lab.master.dataPath, 'changelog.0.mfs')], ...more });
+  /** A snapshot of the master's image and changelogs as they are now (a still copy: see freezeDataPath). */
+  const snapshotOfMaster = async (more: Partial<SnapshotFixture> = {}) => {
+    const frozen = await fs.mkdtemp(path.join(lab.dir, 'master-frozen-'));
+    await freezeDataPath(lab.master.dataPath, frozen);
+    return writeSnapshot({ store, image: path.join(frozen, 'metadata.mfs.back'), changelogs: [path.join(frozen, 'changelog.0.mfs')], ...more });
+  };
 
   beforeAll(async () => {
     lab = await Lab.start();
