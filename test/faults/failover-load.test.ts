@@ -195,7 +195,9 @@ describe('faults: repeated failover under client load', () => {
     const all = await reader.update();
     const entries = all.filter((e) => e.ackAt !== undefined);
     const coveredUntil = new Map(cycles.map((c) => [c, sampler.coveredUntil(c.killedAt)]));
-    const followingKill = (e: LedgerEntry) => cycles.find((c) => c.killedAt > e.ackAt!);
+    // The kill a file preceded is the first whose master died after the acknowledgement: one acknowledged
+    // while crash() was under way (after killedAt, before deadAt) was the dying master's last word.
+    const followingKill = (e: LedgerEntry) => cycles.find((c) => (c.deadAt ?? c.killedAt) > e.ackAt!);
     /**
      * The kill a write was in flight at: started before that master died, acknowledged after the kill by
      * the next one. Its changes were split between two masters; the old one's part may never have been sent.
