@@ -14,29 +14,26 @@ export interface CliResult {
 }
 
 /** Run the real `mfs-jobs` executable, as cron or ucarp would; `wrap` prefixes the command (`nsenter --net=…`). */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; wrap?: string[] } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...rest] = [...(options.wrap ?? []), process.execPath, MFS_JOBS_BIN, ...args];
-    const child = spawn(cmd!, rest, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; wrap?: string[] } = {}): Promise<CliResult> {
+  const run = startCli(args, options.env, options.wrap);
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  try {
+    return await run.done;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Start the CLI without waiting (daemon, overlapping runs); the caller stops it by PID. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [MFS_JOBS_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, wrap: string[] = []) {
+  const [cmd, ...rest] = [...wrap, process.execPath, MFS_JOBS_BIN, ...args];
+  const child = spawn(cmd!, rest, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = { stdout: '', stderr: '' };
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, ...out })));
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.once('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, ...out }));
+  });
   return { child, out, done };
 }
