@@ -2,10 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { findJob } from '../jobs/index.js';
-import type { JsonReport } from '../lib/output.js';
+import type { JsonReport } from '../lib/core/output.js';
 import { MFS_JOBS_BIN } from '../test/helpers/cli.js';
 import type { LabSshd } from '../test/lab/sshd.js';
-import { median, summarize, timeCommand, type Command, type Measured, type Sample } from './measure.js';
+import { median, summarize, timeCommand, type Command, type Measured, type Sample, type Side } from './measure.js';
+
+export type { Side };
 import { profileSide, type ProfileSummary } from './profile.js';
 
 /** What every case gets from the runner. */
@@ -44,17 +46,6 @@ export interface CaseResult {
   notes: string[];
   /** Where the mfs-jobs side spends its time (see bench/profile.ts). */
   profile?: ProfileSummary;
-}
-
-/** One side of a comparison. `prepare`/`cleanup` run around every sample and are not timed. */
-export interface Side {
-  label: string;
-  command: Command;
-  prepare?: () => Promise<void>;
-  cleanup?: () => Promise<void>;
-  /** Throw (with a one-line reason) when a run did not do its job; its time must not count. */
-  check?: (sample: Sample) => void | Promise<void>;
-  rss?: boolean;
 }
 
 export const mfsJobs = (...args: string[]): Command => ({ cmd: MFS_JOBS_BIN, args });

@@ -13,9 +13,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { readImageHeader } from '../lib/metadata.js';
-import { generalInfo, infoNumber, masterInfo } from '../lib/mfscli.js';
-import { mfsmasterErrorLine, runningMasterPid, startMaster, stopMaster } from '../lib/mfsmaster.js';
+import { readImageHeader } from '../lib/moosefs/metadata.js';
+import { generalInfo, infoNumber, masterInfo } from '../lib/moosefs/mfscli.js';
+import { mfsmasterErrorLine, runningMasterPid, startMaster, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { LabMaster } from '../test/lab/moosefs.js';
 import { ChurnWriter, layout, namespaceChunks } from './lines.js';
 

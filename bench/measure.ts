@@ -27,6 +27,17 @@ export interface Command {
  * Run a command to completion: wall time from our clock (GNU time's %e has only 10 ms), peak RSS
  * from GNU time written to its own file so the command's output stays clean.
  */
+/** One side of a comparison. `prepare`/`cleanup` run around every sample and are not timed. */
+export interface Side {
+  label: string;
+  command: Command;
+  prepare?: () => Promise<void>;
+  cleanup?: () => Promise<void>;
+  /** Throw (with a one-line reason) when a run did not do its job; its time must not count. */
+  check?: (sample: Sample) => void | Promise<void>;
+  rss?: boolean;
+}
+
 export async function timeCommand(c: Command, options: { rss?: boolean; timeoutMs?: number } = {}): Promise<Sample> {
   const useTime = (options.rss ?? true) && haveGnuTime();
   const rssFile = path.join(os.tmpdir(), `mfs-jobs-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MFS_JOBS_BIN, REPO_ROOT } from '../test/helpers/cli.js';
-import type { Side } from './bench-case.js';
+import type { Side } from './measure.js';
 import { timeCommand } from './measure.js';
 
 interface ProfileNode {

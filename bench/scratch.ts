@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { masterInfo } from '../lib/mfscli.js';
-import { runningMasterPid, stopMaster } from '../lib/mfsmaster.js';
+import { masterInfo } from '../lib/moosefs/mfscli.js';
+import { runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { REPO_ROOT } from '../test/helpers/cli.js';
 import { LabMaster } from '../test/lab/moosefs.js';
 import type { ChainInfo } from './generate.js';

@@ -1,4 +1,4 @@
-import { buildProgram } from '../lib/cli.js';
+import { buildProgram } from '../lib/core/cli.js';
 import { drillCommand } from '../lib/commands/drill.js';
 import { snapshotCommands } from '../lib/commands/snapshot.js';
 import { JOBS, findJob } from '../jobs/index.js';

@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { backupSource, type BackupOutcome, type Host } from '../lib/backup-source.js';
-import { VERSION } from '../lib/cli.js';
-import { jobOptionsSchema, type Config } from '../lib/config.js';
-import { ConfigError, describeError } from '../lib/errors.js';
-import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/job.js';
-import type { StoredSnapshot } from '../lib/manifest.js';
-import { formatBytes } from '../lib/progress.js';
-import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/retention.js';
-import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/snapshot-store.js';
+import { backupSource, type BackupOutcome, type Host } from '../lib/backup/source.js';
+import { VERSION } from '../lib/core/cli.js';
+import { jobOptionsSchema, type Config } from '../lib/core/config.js';
+import { ConfigError, describeError } from '../lib/core/errors.js';
+import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import type { StoredSnapshot } from '../lib/store/manifest.js';
+import { formatBytes } from '../lib/core/progress.js';
+import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
+import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
 
 /**
  * The hourly metadata backup, done the way a backup manager does it: for each source, the newest

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { jobOptionsSchema } from '../lib/config.js';
-import { describeError } from '../lib/errors.js';
-import { defineJob, type Metric } from '../lib/job.js';
-import { masterInfo, type MasterInfo } from '../lib/mfscli.js';
+import { jobOptionsSchema } from '../lib/core/config.js';
+import { describeError } from '../lib/core/errors.js';
+import { defineJob, type Metric } from '../lib/core/job.js';
+import { masterInfo, type MasterInfo } from '../lib/moosefs/mfscli.js';
 
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
 export default defineJob({

@@ -1,13 +1,13 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { jobOptionsSchema } from '../lib/config.js';
-import { defineJob } from '../lib/job.js';
-import { processAlive } from '../lib/lock.js';
-import { masterInfo } from '../lib/mfscli.js';
-import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/mfsmaster.js';
-import { requireStandby } from '../lib/standby.js';
-import { vipHeld } from '../lib/vip.js';
+import { jobOptionsSchema } from '../lib/core/config.js';
+import { defineJob } from '../lib/core/job.js';
+import { processAlive } from '../lib/core/lock.js';
+import { masterInfo } from '../lib/moosefs/mfscli.js';
+import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { requireStandby } from '../lib/failover/standby.js';
+import { vipHeld } from '../lib/failover/vip.js';
 
 /**
  * The other failover hook: ucarp's down-script, keepalived's notify_backup / notify_fault. A clean

@@ -4,20 +4,19 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { formatHole, type RollForward } from '../lib/chain.js';
-import { allHosts, jobOptionsSchema, type Config, type MasterHost, type MetaloggerHost } from '../lib/config.js';
-import { ConfigError, describeError, UsageError } from '../lib/errors.js';
-import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/job.js';
-import type { StoredSnapshot } from '../lib/manifest.js';
-import type { ImageHeader } from '../lib/metadata.js';
-import { generalInfo, infoNumber, masterInfo, type CliTarget } from '../lib/mfscli.js';
-import { mfsmasterErrorLine, startMaster, waitServing } from '../lib/mfsmaster.js';
-import { openSource } from '../lib/remote.js';
-import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from '../lib/restorepoint.js';
+import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
+import { jobOptionsSchema } from '../lib/core/config.js';
+import { describeError } from '../lib/core/errors.js';
+import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
+import type { ImageHeader } from '../lib/moosefs/metadata.js';
+import { generalInfo, masterInfo, type CliTarget } from '../lib/moosefs/mfscli.js';
+import { mfsmasterErrorLine, startMaster, waitServing } from '../lib/moosefs/mfsmaster.js';
+import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
+import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
+import { countsOf, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
   createScratch,
-  ensureFreeSpace,
   killScratchMaster,
   pickPorts,
   productionPorts,
@@ -29,7 +28,7 @@ import {
   type Leftover,
   type Scratch,
   type ScratchPorts,
-} from '../lib/scratchmaster.js';
+} from '../lib/moosefs/scratchmaster.js';
 
 /** Scratch run directories are `<scratchDir>/drill-XXXXXX`. */
 const SCRATCH_PREFIX = 'drill';
@@ -53,59 +52,6 @@ const drillOptions = jobOptionsSchema({
 type DrillOptions = z.infer<typeof drillOptions>;
 type Ctx = JobContext<DrillOptions>;
 
-type RestoreSource = { kind: 'snapshot'; snapshot: StoredSnapshot } | { kind: 'datapath'; host: MasterHost | MetaloggerHost };
-
-/** `--snapshot ID`, `--from NAME`, `--latest`, or the configured default (`jobs.drill.from`, else latest). */
-async function chooseSource(config: Config, options: DrillOptions, args: Record<string, unknown>): Promise<RestoreSource> {
-  const flags = [args.snapshot !== undefined && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
-  if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: a drill restores one restore point`);
-  const from = typeof args.from === 'string' ? args.from : flags.length === 0 ? options.from : undefined;
-  if (from !== undefined) {
-    const host = allHosts(config).find((h) => h.name === from);
-    const key = typeof args.from === 'string' ? '--from' : 'jobs.drill.from';
-    if (!host) throw new UsageError(key, `${key} ${from}: no metalogger or master of that name in ${config.file} (known: ${allHosts(config).map((h) => h.name).join(', ') || 'none'})`);
-    return { kind: 'datapath', host };
-  }
-  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (drill restores a snapshot unless --from METALOGGER is given)`);
-  return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, typeof args.snapshot === 'string' ? args.snapshot : 'latest') };
-}
-
-function describeSource(source: RestoreSource, short = false): string {
-  if (source.kind === 'snapshot') return `snapshot ${source.snapshot.id}`;
-  return short ? `${source.host.role} ${source.host.name}` : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
-}
-
-async function place(ctx: Ctx, source: RestoreSource, dataPath: string): Promise<PlacedRestorePoint> {
-  const options = { signal: ctx.signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes) };
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
-  const files = await openSource(ctx.config, source.host, ctx.signal);
-  try {
-    return await placeFromDataPath(files, source.host.dataPath, dataPath, options);
-  } finally {
-    await files.close();
-  }
-}
-
-export interface Counts {
-  fsObjects?: number;
-  directories?: number;
-  files?: number;
-}
-
-function countsOf(info: Record<string, string>): Counts {
-  return { fsObjects: infoNumber(info, 'all fs objects'), directories: infoNumber(info, 'directories'), files: infoNumber(info, 'files') };
-}
-
-function formatCounts(c: Counts): string {
-  return `${c.fsObjects ?? '?'} fs objects, ${c.directories ?? '?'} directories, ${c.files ?? '?'} files`;
-}
-
-interface LiveMaster {
-  name: string;
-  version: number;
-  counts: Counts;
-}
-
 /** The live master with the highest version among those that answer; undefined when none does. */
 async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
   const answers = await Promise.all(
@@ -123,77 +69,7 @@ async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
   return answers.filter((a): a is LiveMaster => a !== undefined).sort((a, b) => b.version - a.version)[0];
 }
 
-export interface DrillFacts {
-  expectedVersion: number;
-  restoredVersion: number;
-  restored: Counts;
-  live?: LiveMaster;
-  rtoSeconds: number;
-  /** Seconds since the restore point was taken (snapshot start, or the copy from a live DATA_PATH). */
-  restorePointAgeSeconds: number;
-  /** Damaged changelog lines in the restore point (`file:line: reason`): the restore worked without them. */
-  damage?: string[];
-}
 
-export interface DrillVerdict {
-  status: Status;
-  problems: string[];
-  /** Versions the live master has that the restore point lacks; undefined without a live master. */
-  rpoVersions?: number;
-  /** 0 when nothing would be lost, else the restore point's age (its worst case without a live master). */
-  rpoSeconds: number;
-}
-
-/** Pure: what the measured facts mean for an operator. */
-export function drillVerdict(f: DrillFacts, t: Pick<DrillOptions, 'warnRpoVersions' | 'warnRpoSeconds' | 'warnRtoSeconds'>): DrillVerdict {
-  const found: { status: Status; text: string }[] = [];
-  if (f.restoredVersion !== f.expectedVersion) found.push({ status: 'CRITICAL', text: `restored metadata version ${f.restoredVersion}, but the chain's newest version is ${f.expectedVersion}` });
-  const gap = f.live ? f.live.version - f.restoredVersion : undefined;
-  if (f.live && gap !== undefined && gap < 0) found.push({ status: 'WARNING', text: `the restore point (${f.restoredVersion}) is ahead of live master ${f.live.name} (${f.live.version}): did the master lose changes?` });
-  if (f.live && gap === 0) {
-    const keys = (['fsObjects', 'directories', 'files'] as const).filter((k) => f.restored[k] !== f.live!.counts[k]);
-    if (keys.length) found.push({ status: 'CRITICAL', text: `at the same version the restored metadata differs from live master ${f.live.name}: ${keys.map((k) => `${k} ${f.restored[k]} vs ${f.live!.counts[k]}`).join(', ')}` });
-  }
-  for (const d of f.damage ?? []) found.push({ status: 'WARNING', text: `damaged changelog ${d}: mfsmaster -a left those lines out` });
-  const rpoVersions = gap === undefined ? undefined : Math.max(0, gap);
-  const rpoSeconds = rpoVersions === 0 ? 0 : Math.max(0, Math.round(f.restorePointAgeSeconds));
-  if (t.warnRpoVersions !== undefined && rpoVersions !== undefined && rpoVersions > t.warnRpoVersions) found.push({ status: 'WARNING', text: `RPO ${rpoVersions} versions exceeds ${t.warnRpoVersions} (jobs.drill.warnRpoVersions)` });
-  if (rpoSeconds > t.warnRpoSeconds) found.push({ status: 'WARNING', text: `RPO ${rpoSeconds} s exceeds ${t.warnRpoSeconds} s (jobs.drill.warnRpoSeconds)` });
-  if (t.warnRtoSeconds !== undefined && f.rtoSeconds > t.warnRtoSeconds) found.push({ status: 'WARNING', text: `RTO ${f.rtoSeconds.toFixed(1)} s exceeds ${t.warnRtoSeconds} s (jobs.drill.warnRtoSeconds)` });
-  return { status: worst(...found.map((p) => p.status)), problems: found.map((p) => p.text), rpoVersions, rpoSeconds };
-}
-
-const seconds = (ms: number) => Math.round(ms) / 1000;
-
-interface Timings {
-  copyMs: number;
-  restoreMs: number;
-  servingMs: number;
-}
-
-function metricsOf(placed: PlacedRestorePoint, expectedVersion: number, restoredVersion: number, restored: Counts, t: Timings, v: DrillVerdict, ageSeconds: number): Metric[] {
-  const m: Metric[] = [
-    { name: 'restored_version', value: restoredVersion, help: 'Metadata version the scratch master served after mfsmaster -a.' },
-    { name: 'expected_version', value: expectedVersion, help: 'Newest metadata version the restore point\'s chain offers.' },
-    { name: 'rto_seconds', value: seconds(t.copyMs + t.restoreMs + t.servingMs), unit: 's', help: 'Copy + restore + until mfscli -SIM answers.' },
-    { name: 'copy_seconds', value: seconds(t.copyMs), unit: 's', help: 'Copying (and checksumming) the restore point.' },
-    { name: 'restore_seconds', value: seconds(t.restoreMs), unit: 's', help: 'mfsmaster -a start until it daemonised.' },
-    { name: 'serving_seconds', value: seconds(t.servingMs), unit: 's', help: 'Until mfscli -SIM answered.' },
-    { name: 'copied_bytes', value: placed.bytes, unit: 'B', help: 'Bytes of image and changelogs copied.' },
-    { name: 'rpo_seconds', value: v.rpoSeconds, unit: 's', help: 'Changes of this many seconds would be lost (0 when the live master has nothing newer).' },
-    { name: 'restore_point_age_seconds', value: Math.round(ageSeconds), unit: 's', help: 'Age of the restore point.' },
-  ];
-  if (v.rpoVersions !== undefined) m.push({ name: 'rpo_versions', value: v.rpoVersions, help: 'Metadata versions the live master has beyond the restore point.' });
-  if (restored.files !== undefined) m.push({ name: 'restored_files', value: restored.files, help: 'Files in the restored metadata (mfscli -SIG).' });
-  if (restored.directories !== undefined) m.push({ name: 'restored_directories', value: restored.directories, help: 'Directories in the restored metadata (mfscli -SIG).' });
-  return m;
-}
-
-/** When the restore point was current: a snapshot's start, or now for a copy from a live DATA_PATH. */
-function restorePointTime(source: RestoreSource, copyStartedMs: number): number {
-  const at = source.kind === 'snapshot' ? Date.parse(source.snapshot.manifest.startedAt) : NaN;
-  return Number.isFinite(at) ? at : copyStartedMs;
-}
 
 class RestoreFailed extends Error {}
 
@@ -211,7 +87,7 @@ interface Restored {
 async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
-  const placed = await place(ctx, source, scratch.dataPath);
+  const placed = await place(config, source, scratch.dataPath, ctx.signal);
   const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
   const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
@@ -302,7 +178,7 @@ export default defineJob({
     const root = options.scratchDir ?? path.join(config.stateDir, 'drill');
     const rootKey = options.scratchDir ? 'jobs.drill.scratchDir' : 'stateDir';
     const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
-    const source = await chooseSource(config, options, ctx.args);
+    const source = await chooseSource(config, options.from, ctx.args);
     await checkScratchRoot(config, root, rootKey);
     if (ctx.dryRun) {
       const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');

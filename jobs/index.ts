@@ -1,4 +1,4 @@
-import type { Job } from '../lib/job.js';
+import type { Job } from '../lib/core/job.js';
 import backup from './backup.js';
 import checkMaster from './check-master.js';
 import demote from './demote.js';

@@ -2,18 +2,18 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { DIR_MODE } from '../lib/atomic.js';
-import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type CollectedSource, type SettledPlan } from '../lib/collect.js';
-import type { MasterHost, StandbyConfig } from '../lib/config.js';
-import { jobOptionsSchema } from '../lib/config.js';
-import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/fence.js';
-import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/job.js';
-import { execCapture } from '../lib/exec.js';
-import { mfsmasterErrorLine, startMaster, stopMaster, waitServing } from '../lib/mfsmaster.js';
-import { describeStep, type RestorePlan } from '../lib/restore-plan.js';
-import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, writeChainSegment, type Placement } from '../lib/standby.js';
-import { localAddresses, vipHeld } from '../lib/vip.js';
-import { formatHole } from '../lib/chain.js';
+import { DIR_MODE } from '../lib/core/atomic.js';
+import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type SettledPlan } from '../lib/failover/collect.js';
+import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
+import { jobOptionsSchema } from '../lib/core/config.js';
+import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
+import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
+import { mfsmasterErrorLine, stopMaster, waitServing } from '../lib/moosefs/mfsmaster.js';
+import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
+import { preparePlacements, startMasterFor } from '../lib/failover/restore.js';
+import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
+import { localAddresses, vipHeld } from '../lib/failover/vip.js';
+import { formatHole } from '../lib/moosefs/chain.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -123,29 +123,6 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
   }
 }
 
-interface Findings {
-  answers: FenceAnswer[];
-  forced: boolean;
-  collected: CollectedSource[];
-  notes: string[];
-  timings: Timings;
-}
-
-/** Where a promotion's time went, milliseconds (details.timings): what the benchmark compares. */
-interface Timings {
-  /** Process start (the hook's call) to the job's start: Node and mfs-jobs loading. */
-  startupMs: number;
-  fenceMs?: number;
-  /** Every source opened and listed (in parallel with fencing). */
-  inventoryMs?: number;
-  /** Chosen files fetched, scanned, the plan settled. */
-  fetchMs?: number;
-  /** Moved aside and placed. */
-  placeMs?: number;
-  /** mfsmaster -a until it answered. */
-  restoreMs?: number;
-}
-
 async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<JobResult> {
   const at = new Date();
   const stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
@@ -181,38 +158,6 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<J
   } finally {
     await fs.rm(stagingDir, { recursive: true, force: true });
   }
-}
-
-/** Staged files under master names; a changelog with a later hole or a cut-off line is trimmed to its run. */
-async function preparePlacements(plan: RestorePlan, settled: SettledPlan, staging: Staging, signal: AbortSignal): Promise<{ files: Placement[]; reachedTimestamp?: number }> {
-  const files: Placement[] = [{ from: settled.imageStaged!, name: 'metadata.mfs.back' }];
-  let reachedTimestamp: number | undefined;
-  for (const [i, step] of plan.steps.entries()) {
-    let from = await staging.fetch(step.changelog, signal);
-    let lastTimestamp = step.changelog.lastTimestamp;
-    if (!step.changelog.clean) {
-      const trimmed = `${from}.run`;
-      lastTimestamp = (await writeChainSegment(from, trimmed, step.segment)).lastTimestamp;
-      from = trimmed;
-    }
-    if (i === plan.steps.length - 1) reachedTimestamp = lastTimestamp;
-    files.push({ from, name: `changelog.${plan.steps.length - i}.mfs` });
-  }
-  return { files, reachedTimestamp };
-}
-
-async function startMasterFor(standby: StandbyConfig, timeoutMs: number) {
-  if (standby.restoreMethod === 'mfsmaster-a') return startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: true, timeoutMs });
-  // MooseFS before 1.7: mfsmetarestore rebuilds metadata.mfs, then a plain start.
-  const bin = path.join(path.dirname(standby.mfsmasterBin), 'mfsmetarestore').replace(/^\.\//, '');
-  const started = Date.now();
-  const res = await execCapture(bin, ['-a', '-d', standby.dataPath], { timeoutMs });
-  const output = res.stdout + res.stderr;
-  // 1.7+ keeps a stub that only says it is gone, and exits 0.
-  if (/has been removed/.test(output)) return { code: 1, output: `${output.trim()} (set standby.restoreMethod: mfsmaster-a)`, durationMs: Date.now() - started };
-  if (res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
-  const start = await startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: false, timeoutMs });
-  return { ...start, durationMs: Date.now() - started };
 }
 
 interface Acted {
@@ -281,61 +226,5 @@ function triggeredAt(ctx: Ctx): number {
   const processStart = performance.timeOrigin;
   const jobStart = ctx.startedAt.getTime();
   return jobStart - processStart < 30_000 ? Math.min(processStart, jobStart) : jobStart;
-}
-
-function sourcesUsed(plan: RestorePlan): string[] {
-  return [...new Set([plan.image.source, ...plan.steps.map((s) => s.changelog.source)])];
-}
-
-function sourceLines(f: Findings): string[] {
-  return [
-    ...f.notes,
-    ...f.collected.map(({ inventory: i }) =>
-      i.error
-        ? `source ${i.source.name} (${i.source.kind}): not used: ${i.error}`
-        : `source ${i.source.name} (${i.source.kind}): ${i.images.length} image(s), ${i.changelogs.length} changelog(s), metaid ${i.metaid ?? 'unknown'}${i.notes.length ? `; ${i.notes.join('; ')}` : ''}`,
-    ),
-  ];
-}
-
-function sourceDetails(f: Findings) {
-  return f.collected.map(({ inventory: i }) => ({
-    name: i.source.name,
-    kind: i.source.kind,
-    error: i.error ?? null,
-    metaid: i.metaid ?? null,
-    images: i.images.map((img) => ({ name: img.name, version: img.version })),
-    changelogs: i.changelogs.map((c) => ({ name: c.name, segments: c.segments })),
-    notes: i.notes,
-  }));
-}
-
-function planLines(plan: RestorePlan): string[] {
-  return [
-    `image: ${plan.image.source}:${plan.image.name} version ${plan.image.version}${plan.image.empty ? ' (empty, new filesystem)' : ''} metaid ${plan.metaid ?? 'unknown'}`,
-    ...plan.steps.map((s) => `changelog: ${describeStep(s)}`),
-    `reaches metadata version ${plan.reached}; newest seen ${plan.newest}${plan.holes.length ? `; holes ${plan.holes.map(formatHole).join(', ')}` : ''}`,
-  ];
-}
-
-function planDetails(f: Findings, settled: SettledPlan) {
-  const { plan } = settled.choice;
-  return {
-    fence: f.answers,
-    forced: f.forced,
-    sources: sourceDetails(f),
-    excluded: settled.excluded,
-    dropped: settled.dropped,
-    plan: {
-      metaid: plan.metaid ?? null,
-      image: { source: plan.image.source, name: plan.image.name, version: plan.image.version, empty: plan.image.empty },
-      changelogs: plan.steps.map((s) => ({ source: s.changelog.source, name: s.changelog.name, first: s.segment.first, last: s.segment.last })),
-      reached: plan.reached,
-      newest: plan.newest,
-      holes: plan.holes,
-    },
-    sourcesUsed: sourcesUsed(plan),
-    otherFilesystems: settled.choice.others,
-  };
 }
 

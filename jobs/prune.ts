@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { allHosts, jobOptionsSchema, type Config } from '../lib/config.js';
-import { ConfigError, describeError } from '../lib/errors.js';
-import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/job.js';
-import { DataPathTarget } from '../lib/prune-datapath.js';
-import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune-plan.js';
-import { SnapshotStoreTarget } from '../lib/prune-store.js';
-import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune-target.js';
+import { allHosts, jobOptionsSchema, type Config } from '../lib/core/config.js';
+import { ConfigError, describeError } from '../lib/core/errors.js';
+import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { DataPathTarget } from '../lib/prune/datapath.js';
+import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
+import { SnapshotStoreTarget } from '../lib/prune/store.js';
+import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
 const options = jobOptionsSchema({
   /** Prune the snapshot store (when `snapshotStore:` is configured). */

@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { jobOptionsSchema, type Config, type MetaloggerHost } from '../lib/config.js';
-import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/connected-metaloggers.js';
-import { describeError } from '../lib/errors.js';
-import { defineJob, worst, type Metric } from '../lib/job.js';
-import { listSnapshots } from '../lib/manifest.js';
-import { connectedMetaloggers, masterInfo } from '../lib/mfscli.js';
-import { openSource } from '../lib/remote.js';
-import { inspectDataPath, inspectSnapshot, type DataPathFacts } from '../lib/verify-source.js';
-import { judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify-verdict.js';
+import { jobOptionsSchema, type Config, type MetaloggerHost } from '../lib/core/config.js';
+import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
+import { describeError } from '../lib/core/errors.js';
+import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { listSnapshots } from '../lib/store/manifest.js';
+import { connectedMetaloggers, masterInfo } from '../lib/moosefs/mfscli.js';
+import { openSource } from '../lib/transport/remote.js';
+import { inspectDataPath, inspectSnapshot, type DataPathFacts } from '../lib/verify/source.js';
+import { judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
   cliTimeoutSeconds: z.number().positive().default(10),

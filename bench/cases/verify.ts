@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startMaster } from '../../lib/mfsmaster.js';
+import { startMaster } from '../../lib/moosefs/mfsmaster.js';
 import { compare, expectExitZero, finish, jobAvailable, jobReport, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { expectServing, scratchMaster, stopAndWipe } from '../scratch.js';

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
-import { runOnce } from '../cli.js';
-import type { Job } from '../job.js';
+import { runOnce } from '../core/cli.js';
+import type { Job } from '../core/job.js';
 
 /**
  * `mfs-jobs drill [--snapshot ID | --from METALOGGER | --latest] [--keep] [--json]`: the drill job run

@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
-import { loadConfig, type Config } from '../config.js';
-import { ConfigError, describeError, UsageError } from '../errors.js';
-import { acquireLock } from '../lock.js';
-import type { Manifest, StoredSnapshot } from '../manifest.js';
-import { formatBytes } from '../progress.js';
-import { exportSnapshot, findSnapshot, importSnapshot } from '../snapshot-archive.js';
-import { readLatest, viewStore } from '../snapshot-store.js';
-import { formatTable } from '../table.js';
+import { loadConfig, type Config } from '../core/config.js';
+import { ConfigError, describeError, UsageError } from '../core/errors.js';
+import { acquireLock } from '../core/lock.js';
+import type { Manifest, StoredSnapshot } from '../store/manifest.js';
+import { formatBytes } from '../core/progress.js';
+import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
+import { readLatest, viewStore } from '../store/snapshot-store.js';
+import { formatTable } from '../core/table.js';
 
 /**
  * `mfs-jobs snapshot list | show | export | import`: the snapshot store by hand. Exit codes: 0 done,

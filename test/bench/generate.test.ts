@@ -2,8 +2,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureChain, ensureImage } from '../../bench/generate.js';
-import { readImageHeader } from '../../lib/metadata.js';
-import { generalInfo, infoNumber } from '../../lib/mfscli.js';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
+import { generalInfo, infoNumber } from '../../lib/moosefs/mfscli.js';
 import { LabMaster } from '../lab/moosefs.js';
 
 describe('bench metadata generator, checked by a real mfsmaster', () => {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { listSnapshots } from '../../lib/manifest.js';
+import { listSnapshots } from '../../lib/store/manifest.js';
 import { startCli, type CliResult } from '../helpers/cli.js';
 import { bigMaster } from '../helpers/generated.js';
 import { Lab, masterEntry } from '../lab/cluster.js';

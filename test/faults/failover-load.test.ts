@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatTable } from '../../lib/table.js';
+import { formatTable } from '../../lib/core/table.js';
 import { FailoverLab, sha256, type PromoteState } from '../lab/failover.js';
 import type { Machine } from '../lab/netns.js';
 import { Daemon, sleep, waitFor } from '../lab/proc.js';

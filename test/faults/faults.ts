@@ -1,7 +1,7 @@
 import { promises as fs, watch } from 'node:fs';
 import path from 'node:path';
-import { LATEST, readManifest, snapshotsDir, TMP_DIR } from '../../lib/manifest.js';
-import { verifySnapshot } from '../../lib/snapshot-store.js';
+import { LATEST, readManifest, snapshotsDir, TMP_DIR } from '../../lib/store/manifest.js';
+import { verifySnapshot } from '../../lib/store/snapshot-store.js';
 import { startCli, type CliResult } from '../helpers/cli.js';
 
 /**

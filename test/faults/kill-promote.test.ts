@@ -1,8 +1,8 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { masterInfo } from '../../lib/mfscli.js';
-import { runningMasterPid } from '../../lib/mfsmaster.js';
+import { masterInfo } from '../../lib/moosefs/mfscli.js';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, waitMetaloggerCaughtUp } from '../lab/moosefs.js';

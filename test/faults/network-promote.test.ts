@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { runningMasterPid } from '../../lib/mfsmaster.js';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { bigMaster } from '../helpers/generated.js';
 import { Lab } from '../lab/cluster.js';

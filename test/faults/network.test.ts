@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { bigMaster } from '../helpers/generated.js';
 import { Lab, masterEntry } from '../lab/cluster.js';

@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { formatTable } from '../../lib/table.js';
+import { formatTable } from '../../lib/core/table.js';
 
 /**
  * The faults suite's ledger: every test writes one row per kind of fault it injected (how many times,

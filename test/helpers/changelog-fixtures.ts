@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
-import { scanChangelogStream } from '../../lib/changelog.js';
-import type { ImageHeader } from '../../lib/metadata.js';
-import type { ChangelogFacts, ImageFacts } from '../../lib/restore-model.js';
+import { scanChangelogStream } from '../../lib/moosefs/changelog.js';
+import type { ImageHeader } from '../../lib/moosefs/metadata.js';
+import type { ChangelogFacts, ImageFacts } from '../../lib/moosefs/restore-model.js';
 
 /** Changelog text in MooseFS's own format, versions `from`..`to`. */
 export const changelogLines = (from: number, to: number, ts = 1795575880) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}: ${ts}|CREATE(1,f${from + i},1,438,18,0,0,0):${from + i + 1}\n`).join('');

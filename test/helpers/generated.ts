@@ -1,7 +1,7 @@
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
-import { execCapture } from '../../lib/exec.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { LabMaster } from '../lab/moosefs.js';
 
 /**

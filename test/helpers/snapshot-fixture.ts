@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { rollForward, type ChangelogPiece } from '../../lib/chain.js';
-import { scanChangelogFile } from '../../lib/changelog.js';
-import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../../lib/manifest.js';
-import { isChangelogName, readImageHeader } from '../../lib/metadata.js';
-import { startVersion } from '../../lib/restorepoint.js';
-import { finaliseSnapshot, makeStageDir, setLatest } from '../../lib/snapshot-store.js';
+import { rollForward, type ChangelogPiece } from '../../lib/moosefs/chain.js';
+import { scanChangelogFile } from '../../lib/moosefs/changelog.js';
+import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../../lib/store/manifest.js';
+import { isChangelogName, readImageHeader } from '../../lib/moosefs/metadata.js';
+import { startVersion } from '../../lib/drill/restorepoint.js';
+import { finaliseSnapshot, makeStageDir, setLatest } from '../../lib/store/snapshot-store.js';
 
 /**
- * Snapshots in the store's format (lib/manifest.ts) made from real image and changelog files, with
+ * Snapshots in the store's format (lib/store/manifest.ts) made from real image and changelog files, with
  * true sizes and sha256, staged in `.tmp/` and renamed into `snapshots/` with `latest` pointed at
  * them the way the backup job does — for tests of the jobs that READ the store (verify, drill,
  * prune, promote) without depending on backup.

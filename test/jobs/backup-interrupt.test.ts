@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
-import { listSnapshots } from '../../lib/manifest.js';
-import { readLatest, verifySnapshot } from '../../lib/snapshot-store.js';
+import { execCapture } from '../../lib/core/exec.js';
+import { listSnapshots } from '../../lib/store/manifest.js';
+import { readLatest, verifySnapshot } from '../../lib/store/snapshot-store.js';
 import { MFS_JOBS_BIN, runCli, startCli } from '../helpers/cli.js';
 import { bigMaster } from '../helpers/generated.js';
 import { Lab, masterEntry } from '../lab/cluster.js';

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
-import { readImageHeader } from '../../lib/metadata.js';
+import { execCapture } from '../../lib/core/exec.js';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
 import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';

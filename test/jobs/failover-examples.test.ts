@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
 /** The shipped hook examples are what operators copy: they must at least parse with the real tools. */

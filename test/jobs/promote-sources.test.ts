@@ -1,9 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { readImageHeader } from '../../lib/metadata.js';
-import { masterInfo } from '../../lib/mfscli.js';
-import { runningMasterPid } from '../../lib/mfsmaster.js';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
+import { masterInfo } from '../../lib/moosefs/mfscli.js';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { Lab } from '../lab/cluster.js';

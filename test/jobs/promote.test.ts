@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { runningMasterPid } from '../../lib/mfsmaster.js';
-import { masterInfo } from '../../lib/mfscli.js';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
+import { masterInfo } from '../../lib/moosefs/mfscli.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMount, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';

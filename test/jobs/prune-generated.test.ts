@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { listSnapshots } from '../../lib/manifest.js';
+import { listSnapshots } from '../../lib/store/manifest.js';
 import { runCli } from '../helpers/cli.js';
 import { generatedImages, writeGeneratedChangelog } from '../helpers/generated.js';
 import { seededRandom } from '../helpers/random.js';

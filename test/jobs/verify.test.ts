@@ -1,9 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { readImageHeader } from '../../lib/metadata.js';
-import { readJobState } from '../../lib/state.js';
-import { processAlive } from '../../lib/lock.js';
-import { mfsmasterErrorLine, runningMasterPid, startMaster, waitServing } from '../../lib/mfsmaster.js';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
+import { readJobState } from '../../lib/core/state.js';
+import { processAlive } from '../../lib/core/lock.js';
+import { mfsmasterErrorLine, runningMasterPid, startMaster, waitServing } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { deleteVersion, writeSnapshot, type SnapshotFixture } from '../helpers/snapshot-fixture.js';
 import { Lab } from '../lab/cluster.js';

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
-import { masterInfo, type MasterInfo } from '../../lib/mfscli.js';
+import { execCapture } from '../../lib/core/exec.js';
+import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
 import { Daemon, freePort, sleep, waitFor } from './proc.js';
 
 export const EMPTY_IMAGE = '/var/lib/mfs/metadata.mfs.empty';

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
-import { masterInfo, type MasterInfo } from '../../lib/mfscli.js';
+import { execCapture } from '../../lib/core/exec.js';
+import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
 import { masterConfigText } from './moosefs.js';
 import { Daemon, waitFor } from './proc.js';
 
@@ -128,7 +128,7 @@ export class NetLab {
   }
 }
 
-/** An `mfscli` that runs inside a machine's network: a two-line wrapper script lib/mfscli.ts can call. */
+/** An `mfscli` that runs inside a machine's network: a two-line wrapper script lib/moosefs/mfscli.ts can call. */
 export async function mfscliIn(machine: Machine, dir: string): Promise<string> {
   const file = path.join(dir, `mfscli-${machine.name}`);
   await fs.writeFile(file, `#!/bin/sh\nexec nsenter --net=${machine.netnsPath} mfscli "$@"\n`, { mode: 0o700 });

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execCapture } from '../../lib/exec.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { Daemon, freePort, portOpen, waitFor } from './proc.js';
 
 async function keygen(file: string, comment: string): Promise<void> {

@@ -1,0 +1,238 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { formatHole, rollForward, type ChangelogPiece } from '../moosefs/chain.js';
+import { scanChangelogFile } from '../moosefs/changelog.js';
+import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
+import { ChainError, StoreError, TransferError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
+import { readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { openSource, type FileSource } from '../transport/remote.js';
+import { formatBytes } from '../core/progress.js';
+import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir, sha256File } from '../store/snapshot-store.js';
+import {
+  changelogNeeded,
+  chooseImage,
+  readChangelogEdges,
+  startVersion,
+  storedImageName,
+  takeInventory,
+  type ChangelogCandidate,
+  type ImageCandidate,
+  type SourceInventory,
+} from './inventory.js';
+import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
+
+/**
+ * One source's backup: take stock of its DATA_PATH, pull the newest image and the changelogs that
+ * roll it forward into a staged snapshot, check everything, and only then let the snapshot appear.
+ */
+
+/** The source changed under us (rewritten image, rotated changelog): worth exactly one more try. */
+class SourceChangedError extends TransferError {}
+
+export type Host = MasterHost | MetaloggerHost;
+
+export interface BackupRequest {
+  config: Config;
+  host: Host;
+  store: string;
+  /** The newest healthy snapshot of this source, for "already have". */
+  newest: StoredSnapshot | undefined;
+  /** Also take a snapshot when the image is unchanged but the changelogs reach further. */
+  snapshotOnNewChangelogs: boolean;
+  dryRun: boolean;
+  log: Logger;
+  signal: AbortSignal;
+  mfsJobsVersion: string;
+}
+
+export type BackupOutcome =
+  | { kind: 'snapshot'; manifest: Manifest; bytes: number; seconds: number; attempts: number; notes: string[] }
+  | { kind: 'already'; snapshot: StoredSnapshot; why: string; sourceReaches: number; notes: string[] }
+  | { kind: 'plan'; image: ImageCandidate & { header: ImageHeader }; changelogs: ChangelogCandidate[]; sourceReaches: number; notes: string[] };
+
+export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
+  const source = await openSource(req.config, req.host, req.signal);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await attemptBackup(source, req, attempt);
+      } catch (err) {
+        if (!(err instanceof SourceChangedError)) throw err;
+        if (attempt >= 2) throw new TransferError(req.host.name, `${err.message}; changed again on the retry, no snapshot taken`);
+        req.log.warn(`${err.message}; trying once more`, { source: req.host.name });
+      }
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+function where(req: BackupRequest): string {
+  return `${req.host.name}:${req.host.dataPath}`;
+}
+
+/** Newest metadata version the source's changelogs offer (from their last lines), at least the image's. */
+function sourceReaches(inv: SourceInventory, start: number): number {
+  return inv.changelogs.reduce((max, c) => (c.last !== undefined && c.last + 1 > max ? c.last + 1 : max), start);
+}
+
+/** Same image as the snapshot, judged like rsync: version, size and mtime as listed on the source. */
+function listedImageUnchanged(image: ImageCandidate & { header: ImageHeader }, snap: StoredSnapshot): boolean {
+  const stored = snap.manifest.files.find((f) => f.role === 'image');
+  return (
+    stored !== undefined &&
+    snap.manifest.image.empty === image.header.empty &&
+    snap.manifest.image.version === image.header.version &&
+    stored.sourceSize === image.entry.size &&
+    stored.sourceMtimeMs === image.entry.mtimeMs
+  );
+}
+
+async function attemptBackup(source: FileSource, req: BackupRequest, attempt: number): Promise<BackupOutcome> {
+  const startedAt = new Date();
+  const inv = await takeInventory(source, req.host.dataPath);
+  const { chosen, notes } = chooseImage(inv.images, where(req));
+  const start = startVersion(chosen.header);
+  const reaches = sourceReaches(inv, start);
+  const newer = (snap: StoredSnapshot) => req.snapshotOnNewChangelogs && reaches > snap.manifest.reachesVersion;
+  if (req.newest && listedImageUnchanged(chosen, req.newest) && !newer(req.newest)) {
+    return { kind: 'already', snapshot: req.newest, why: 'image unchanged: same version, size and mtime', sourceReaches: reaches, notes };
+  }
+  const needed = inv.changelogs.filter((c) => changelogNeeded(c, start));
+  if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };
+
+  const bytes = chosen.entry.size + needed.reduce((sum, c) => sum + c.entry.size, 0);
+  await ensureStoreSpace(req.store, bytes);
+  const stage = await makeStageDir(req.store, 'snapshot');
+  try {
+    const image = await pullImage(source, req, chosen, stage);
+    const snap = req.newest;
+    if (snap && snap.manifest.image.version === chosen.header.version && snap.manifest.files.find((f) => f.role === 'image')?.sha256 === image.file.sha256 && !newer(snap)) {
+      return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
+    }
+    const chain = await pullChangelogs(source, req, needed, start, stage);
+    const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
+    const files = [image.file, ...chain.files];
+    const manifest: Manifest = {
+      formatVersion: 1,
+      id,
+      source: { name: req.host.name, host: req.host.host, role: req.host.role, dataPath: req.host.dataPath },
+      image: { name: image.file.name, version: chosen.header.version, metaid: chosen.header.metaid, empty: chosen.header.empty },
+      changelogs: { first: chain.first, last: chain.last },
+      reachesVersion: chain.reached,
+      files,
+      mfsJobsVersion: req.mfsJobsVersion,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+    };
+    await finaliseSnapshot(req.store, stage, manifest);
+    const stored = files.reduce((sum, f) => sum + f.size, 0);
+    return { kind: 'snapshot', manifest, bytes: stored, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
+  } catch (err) {
+    // The store's disk filled up (someone else wrote there meanwhile): say so, not "transfer failed".
+    if (isNoSpace(err)) throw new StoreError(req.store, `snapshot store ${req.store}: no space left on device (ENOSPC) while copying ${formatBytes(bytes)} from ${where(req)}; the partial snapshot was removed, earlier snapshots are untouched`);
+    throw err;
+  } finally {
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+}
+
+async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCandidate & { header: ImageHeader }, stage: string): Promise<{ file: ManifestFile; seconds: number }> {
+  const name = storedImageName(chosen.entry.name);
+  const local = path.join(stage, name);
+  const label = `${where(req)}/${chosen.entry.name}`;
+  req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
+  const fetched = await fetchFile(source, chosen.path, local, req.signal);
+  const change = imageChange(chosen.entry, fetched);
+  if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
+  let header: ImageHeader;
+  try {
+    header = await readImageHeader(local);
+  } catch (err) {
+    throw new ChainError(chosen.path, `${label}: copy rejected: ${(err as Error).message.replace(`${local}: `, '')}`);
+  }
+  if (header.version !== chosen.header.version || header.empty !== chosen.header.empty) {
+    throw new SourceChangedError(req.host.name, `${label}: header changed during the copy (version ${chosen.header.version} → ${header.version})`);
+  }
+  const file: ManifestFile = {
+    name,
+    role: 'image',
+    size: fetched.size,
+    sha256: await sha256File(local),
+    sourcePath: chosen.path,
+    sourceSize: chosen.entry.size,
+    sourceMtimeMs: chosen.entry.mtimeMs,
+  };
+  return { file, seconds: fetched.seconds };
+}
+
+interface PulledChain {
+  files: ManifestFile[];
+  reached: number;
+  first?: number;
+  last?: number;
+  seconds: number;
+  notes: string[];
+}
+
+/**
+ * Copy the changelogs an image of version `start` needs, check each line, and keep the files that
+ * hold a version mfsmaster -a will replay. Any hole between the image and the newest line rejects
+ * the lot: a restore point that stops short must not look like one that does not.
+ */
+async function pullChangelogs(source: FileSource, req: BackupRequest, needed: readonly ChangelogCandidate[], start: number, stage: string): Promise<PulledChain> {
+  const pieces: ChangelogPiece[] = [];
+  const copies = new Map<string, { candidate: ChangelogCandidate; first?: number; last?: number }>();
+  const notes: string[] = [];
+  let seconds = 0;
+  for (const c of needed) {
+    req.signal.throwIfAborted();
+    const label = `${where(req)}/${c.entry.name}`;
+    const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
+    const local = path.join(stage, c.entry.name);
+    const fetched = await fetchFile(source, c.path, local, req.signal);
+    seconds += fetched.seconds;
+    const change = changelogChange(c.entry, fetched);
+    if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
+    const cut = await trimCutLastLine(local);
+    if (cut > 0) notes.push(`${c.entry.name}: left out a cut last line (${cut} bytes, being written)`);
+    const scan = await scanChangelogFile(local);
+    const problem = scan.problems[0];
+    if (problem) throw new ChainError(c.path, `${label}:${problem.line}: ${problem.reason}`);
+    if (head.first !== undefined && scan.first !== head.first) {
+      throw new SourceChangedError(req.host.name, `${label}: replaced during the copy (first version ${head.first}, copy starts at ${scan.first ?? 'nothing'})`);
+    }
+    copies.set(c.entry.name, { candidate: c, first: scan.first, last: scan.last });
+    pieces.push(...scan.segments.map((s) => ({ ...s, file: c.entry.name })));
+  }
+  const roll = rollForward(start, pieces);
+  if (roll.holes.length) {
+    throw new ChainError(where(req), `${where(req)}: changelogs miss versions ${roll.holes.map(formatHole).join(', ')} after image version ${start} (newest line ${roll.newest - 1}): mfsmaster -a would stop at ${roll.reached}`);
+  }
+  const used = new Set(roll.filesUsed);
+  const files: ManifestFile[] = [];
+  for (const [name, copy] of copies) {
+    const local = path.join(stage, name);
+    if (!used.has(name)) {
+      await fs.rm(local, { force: true });
+      continue;
+    }
+    const { size } = await fs.stat(local);
+    files.push({
+      name,
+      role: 'changelog',
+      size,
+      sha256: await sha256File(local),
+      sourcePath: copy.candidate.path,
+      sourceSize: copy.candidate.entry.size,
+      sourceMtimeMs: copy.candidate.entry.mtimeMs,
+      firstVersion: copy.first,
+      lastVersion: copy.last,
+    });
+  }
+  const first = files.length ? Math.min(...files.map((f) => f.firstVersion!)) : undefined;
+  const last = files.length ? Math.max(...files.map((f) => f.lastVersion!)) : undefined;
+  return { files, reached: roll.reached, first, last, seconds, notes };
+}

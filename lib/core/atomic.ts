@@ -1,0 +1,84 @@
+import { promises as fs, constants as fsc } from 'node:fs';
+import path from 'node:path';
+
+/** Files we create are private, like MooseFS's own DATA_PATH (0640/0600) and our state (0600). */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+/** fsync a directory so a rename or unlink inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A temp name beside the target: same filesystem (rename is atomic), recognisable for cleanup. */
+export function tempNameFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+}
+
+/**
+ * The one way mfs-jobs writes a file that must survive a crash: temp file, fsync, rename, fsync dir.
+ * A reader sees either the old content or the new, never half of it.
+ */
+export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
+  await fs.mkdir(path.dirname(target), { recursive: true, mode: DIR_MODE });
+  const tmp = tempNameFor(target);
+  const handle = await fs.open(tmp, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  try {
+    await fs.rename(tmp, target);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+/** fsync an already written file by path. */
+export async function fsyncFile(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Make an already written file durable and private. */
+export async function sealFile(file: string): Promise<void> {
+  await fs.chmod(file, FILE_MODE);
+  await fsyncFile(file);
+}
+
+/** Rename into place durably (both directories fsynced). */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await fs.rename(from, to);
+  await fsyncDir(path.dirname(to));
+  if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
+}
+
+export async function ensureDir(dir: string, mode = DIR_MODE): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode });
+}
+
+export async function pathExists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}

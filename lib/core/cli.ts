@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { DateTime } from 'luxon';
+import { loadConfig, type Config } from './config.js';
+import { runDaemon, scheduledJobs } from './daemon.js';
+import { describeError, UsageError } from './errors.js';
+import type { Job } from './job.js';
+import { createLogger, type Logger } from './logger.js';
+import { nagiosLine, type JsonReport } from './output.js';
+import { runJob } from './runner.js';
+import { nextRun } from './schedule.js';
+import { readJobState } from './state.js';
+import { formatTable } from './table.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Exit code for errors before any job ran (bad config, unknown job): Nagios UNKNOWN. */
+const EXIT_UNKNOWN = 3;
+
+interface GlobalOptions {
+  config?: string;
+  verbose?: boolean;
+}
+
+function fail(err: unknown, verbose: boolean): never {
+  process.stderr.write(`mfs-jobs: ${describeError(err)}\n`);
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+  process.exit(EXIT_UNKNOWN);
+}
+
+/** Resolves once stdout took the whole report: process.exit() right after a write to a pipe cuts it off at 64 KiB. */
+export function printReport(report: JsonReport, json: boolean): Promise<void> {
+  const text = json ? JSON.stringify(report, null, 2) + '\n' : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
+  return new Promise((resolve) => process.stdout.write(text, () => resolve()));
+}
+
+/** Run a job once and exit with its Nagios code; shared by `run <job>` and the per-job shortcuts. */
+export async function runOnce(job: Job, opts: Record<string, unknown>, globals: GlobalOptions): Promise<never> {
+  const verbose = Boolean(globals.verbose);
+  let config: Config;
+  try {
+    config = await loadConfig(globals.config);
+  } catch (err) {
+    fail(err, verbose);
+  }
+  const log = createLogger({ level: verbose ? 'debug' : config.log.level });
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.warn(`received ${sig}: aborting ${job.name} at its next safe point`);
+    controller.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  const { json, dryRun, ...args } = opts;
+  // Hold the event loop open until the job settles: if some library call never settles, Node would
+  // otherwise exit 0 mid-job with no output — a silent "success" cron would believe.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const { report } = await runJob(job, { config, log, dryRun: Boolean(dryRun), args, signal: controller.signal }).finally(() => clearInterval(keepAlive));
+  await printReport(report, Boolean(json));
+  await new Promise<void>((resolve) => log.on('finish', resolve).end());
+  process.exit(report.exitCode);
+}
+
+async function listJobs(jobs: readonly Job[], globals: GlobalOptions, json: boolean, log: Logger): Promise<void> {
+  void log;
+  const config = await loadConfig(globals.config);
+  const scheduled = new Map(scheduledJobs(config, jobs).map((s) => [s.job.name, s.schedule]));
+  const rows = await Promise.all(
+    jobs.map(async (job) => {
+      const schedule = scheduled.get(job.name);
+      const next = schedule ? nextRun(schedule, config.timezone) : undefined;
+      const last = await readJobState(config.stateDir, job.name);
+      return {
+        job: job.name,
+        description: job.description,
+        enabled: config.jobs[job.name]?.enabled !== false,
+        schedule: schedule ?? null,
+        nextRun: next?.toISO({ suppressMilliseconds: true }) ?? null,
+        timezone: config.timezone,
+        last: last ? { finishedAt: last.finishedAt, status: last.status, summary: last.summary } : null,
+      };
+    }),
+  );
+  if (json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    return;
+  }
+  const when = (iso: string | null) => (iso ? DateTime.fromISO(iso, { zone: config.timezone }).toFormat('yyyy-LL-dd HH:mm:ss') : '-');
+  process.stdout.write(
+    formatTable(
+      ['JOB', 'SCHEDULE', `NEXT RUN (${config.timezone})`, 'LAST RUN', 'LAST RESULT'],
+      rows.map((r) => [
+        r.enabled ? r.job : `${r.job} (disabled)`,
+        r.schedule ?? (r.enabled ? 'hook/manual' : '-'),
+        r.enabled ? when(r.nextRun) : '-',
+        r.last ? when(r.last.finishedAt) : 'never',
+        r.last ? `${r.last.status} - ${r.last.summary}` : '-',
+      ]),
+    ) + '\n',
+  );
+}
+
+/** Build the command line. Extra commands (snapshot, drill, lab) register themselves via `extensions`. */
+export function buildProgram(jobs: readonly Job[], extensions: ((program: Command, ctx: { globals: () => GlobalOptions }) => void)[] = []): Command {
+  const program = new Command('mfs-jobs')
+    .description('Keep a MooseFS cluster\'s master metadata safe and its standby master ready')
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'config file (default $MFS_JOBS_CONFIG or /etc/mfs-jobs/config.yaml)')
+    .option('-v, --verbose', 'debug logging and stack traces on errors')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const globals = () => program.opts<GlobalOptions>();
+
+  const run = program
+    .command('run')
+    .description('run one job once and exit with its status (what a crontab calls)')
+    .argument('<job>', `job name: ${jobs.map((j) => j.name).join(', ')}`)
+    .option('--json', 'print the result as JSON')
+    .option('-n, --dry-run', 'show what would be done, change nothing');
+  const seen = new Set<string>();
+  for (const job of jobs) {
+    for (const o of job.cliOptions ?? []) {
+      if (seen.has(o.flags)) continue;
+      seen.add(o.flags);
+      run.addOption(new Option(o.flags, `${o.description} (${job.name})`));
+    }
+  }
+  run.addHelpText('after', '\nExit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (config error, skipped because already running).');
+  run.action(async (name: string, opts: Record<string, unknown>) => {
+    const job = jobs.find((j) => j.name === name);
+    if (!job) fail(new UsageError(name, `unknown job "${name}" (known: ${jobs.map((j) => j.name).join(', ')})`), Boolean(globals().verbose));
+    const allowed = new Set(['json', 'dryRun', ...(job.cliOptions ?? []).map((o) => new Option(o.flags, '').attributeName())]);
+    const foreign = Object.keys(opts).filter((k) => opts[k] !== undefined && !allowed.has(k));
+    if (foreign.length) fail(new UsageError(foreign[0]!, `option --${foreign[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} does not apply to job ${name}`), false);
+    await runOnce(job, opts, globals());
+  });
+
+  program
+    .command('daemon')
+    .description('run every scheduled job on its cron schedule (node-cron) until SIGTERM/SIGINT')
+    .action(async () => {
+      const verbose = Boolean(globals().verbose);
+      let config: Config;
+      try {
+        config = await loadConfig(globals().config);
+      } catch (err) {
+        fail(err, verbose);
+      }
+      const log = createLogger({ level: verbose ? 'debug' : config.log.level });
+      const code = await runDaemon(config, jobs, log);
+      await new Promise<void>((resolve) => log.on('finish', resolve).end());
+      process.exit(code);
+    });
+
+  program
+    .command('list-jobs')
+    .description('show the jobs, their schedules, next run time and last result')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      try {
+        await listJobs(jobs, globals(), Boolean(opts.json), createLogger());
+      } catch (err) {
+        fail(err, Boolean(globals().verbose));
+      }
+    });
+
+  for (const extend of extensions) extend(program, { globals });
+  return program;
+}

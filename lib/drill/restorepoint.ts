@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { FILE_MODE } from '../core/atomic.js';
+import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
+import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
+import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { ChainError, UsageError } from '../core/errors.js';
+import { LATEST, listSnapshots, type StoredSnapshot } from '../store/manifest.js';
+import { changelogIndex, isChangelogName, isImageName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import type { FileSource, RemoteEntry } from '../transport/remote.js';
+
+/**
+ * Placing a restore point (an image plus the changelogs that roll it forward) into an empty
+ * DATA_PATH, ready for `mfsmaster -a`: from the snapshot store (checksums verified on the way) or
+ * from a metalogger's / master's DATA_PATH.
+ */
+export interface PlacedRestorePoint {
+  /** Image file name inside the DATA_PATH (after renaming, see `restoredImageName`). */
+  image: string;
+  /** Undefined when the image's header is unreadable (`imageProblem` says why): mfsmaster -a gets to say its own word. */
+  header?: ImageHeader;
+  imageProblem?: string;
+  changelogs: string[];
+  bytes: number;
+  /** The chain mfsmaster -a should replay, computed from the placed files (needs the image header). */
+  chain?: RollForward;
+  /** Unix ms of the newest changelog line, if any. */
+  newestChangeMs: number | undefined;
+  /** `file:line: reason` for each placed changelog with unreadable or out-of-order lines (what mfsmaster -a leaves out). */
+  damage?: string[];
+}
+
+/**
+ * `metadata_ml.tmp` is a metalogger's download in progress (or its `MFSM NEW` placeholder before
+ * the first download); as a restore source it is the metalogger's image, named like one.
+ */
+export function restoredImageName(name: string): string {
+  return name === 'metadata_ml.tmp' ? 'metadata_ml.mfs.back' : name;
+}
+
+/** The first version a changelog must hold to roll this image forward (`MFSM NEW` starts at 1). */
+export function startVersion(header: ImageHeader): number {
+  return header.empty ? 1 : header.version;
+}
+
+/** Scan the placed changelogs and roll the image forward the way mfsmaster -a will. */
+export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
+  const pieces: ChangelogPiece[] = [];
+  const damage: string[] = [];
+  let newest: number | undefined;
+  for (const name of changelogs) {
+    const scan = scanned.get(name) ?? (await scanChangelogFile(path.join(dataPath, name)));
+    pieces.push(...scan.segments.map((s) => ({ ...s, file: name })));
+    if (scan.lastTimestamp !== undefined) newest = Math.max(newest ?? 0, scan.lastTimestamp * 1000);
+    const first = scan.problems[0];
+    if (first) damage.push(`${name}:${first.line}: ${first.reason}${scan.problems.length > 1 ? ` (and ${scan.problems.length - 1} more)` : ''}`);
+  }
+  return { chain: rollForward(startVersion(header), pieces), newestChangeMs: newest, damage };
+}
+
+/**
+ * A snapshot of the store by id, or the newest (`latest` symlink, else the newest complete one).
+ * An empty store is a ChainError (nothing to restore is a finding); an unknown id a UsageError.
+ */
+export async function pickSnapshot(store: string, id: string | 'latest'): Promise<StoredSnapshot> {
+  const { snapshots, broken } = await listSnapshots(store);
+  if (id === 'latest') {
+    const target = await fs.readlink(path.join(store, LATEST)).catch(() => undefined);
+    const pointed = target ? snapshots.find((s) => s.id === path.basename(target)) : undefined;
+    const newest = pointed ?? snapshots[snapshots.length - 1];
+    if (!newest) throw new ChainError(store, `snapshot store ${store} holds no complete snapshot${broken.length ? ` (${broken.length} broken: ${broken[0]!.error})` : ''}`);
+    return newest;
+  }
+  const found = snapshots.find((s) => s.id === id);
+  if (found) return found;
+  const bad = broken.find((b) => b.id === id);
+  if (bad) throw new ChainError(id, `snapshot ${id} is broken: ${bad.error}`);
+  const known = snapshots.slice(-3).map((s) => s.id).join(', ');
+  throw new UsageError(id, `no snapshot "${id}" in ${store}${known ? ` (newest: ${known})` : ' (the store is empty)'}`);
+}
+
+/** Copy one file while hashing it: one read of the snapshot both verifies and places it. */
+async function copyHashed(from: string, to: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(
+    createReadStream(from, { highWaterMark: 1 << 20 }),
+    async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        hash.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    },
+    createWriteStream(to, { flags: 'wx', mode: FILE_MODE }),
+    { signal },
+  );
+  return { sha256: hash.digest('hex'), size };
+}
+
+/** A manifest names plain DATA_PATH files; anything else (a path, an odd name) is refused. */
+function checkManifestName(name: string, role: 'image' | 'changelog', where: string): void {
+  const ok = path.basename(name) === name && (role === 'image' ? isImageName(name) : isChangelogName(name));
+  if (!ok) throw new ChainError(where, `${where}: manifest lists ${role} "${name}", not a MooseFS ${role} file name`);
+}
+
+export interface PlaceOptions {
+  signal?: AbortSignal;
+  /**
+   * Called once before copying with the bytes the restore will need (the copy, plus the image again
+   * for the clean stop's dump; an upper bound for a DATA_PATH source); throws to refuse.
+   */
+  ensureSpace?: (bytes: number) => Promise<void>;
+}
+
+/** Copy a snapshot's files into `dataPath`, each checked against the manifest's size and sha256. */
+export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
+  const { manifest } = snapshot;
+  const { signal } = options;
+  const where = `snapshot ${snapshot.id}`;
+  const images = manifest.files.filter((f) => f.role === 'image');
+  if (images.length !== 1) throw new ChainError(snapshot.dir, `${where}: manifest lists ${images.length} images, expected 1`);
+  await options.ensureSpace?.(manifest.files.reduce((sum, f) => sum + f.size, 0) + images[0]!.size);
+  let bytes = 0;
+  const changelogs: string[] = [];
+  let image = '';
+  for (const f of manifest.files) {
+    checkManifestName(f.name, f.role, where);
+    const target = f.role === 'image' ? restoredImageName(f.name) : f.name;
+    const got = await copyHashed(path.join(snapshot.dir, f.name), path.join(dataPath, target), signal).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' && err.path?.startsWith(snapshot.dir)) throw new ChainError(err.path, `${where}: ${f.name} is missing`);
+      throw err;
+    });
+    if (got.size !== f.size || got.sha256 !== f.sha256.toLowerCase()) {
+      throw new ChainError(path.join(snapshot.dir, f.name), `${where}: ${f.name} does not match its manifest (size ${got.size}, expected ${f.size}; sha256 ${got.sha256.slice(0, 12)}…, expected ${f.sha256.slice(0, 12)}…)`);
+    }
+    bytes += got.size;
+    if (f.role === 'image') image = target;
+    else changelogs.push(target);
+  }
+  // A bad image is still handed to mfsmaster -a: the drill quotes mfsmaster's own verdict on it.
+  const header = await readImageHeader(path.join(dataPath, image)).catch((err: Error) => err);
+  if (header instanceof Error) return { image, imageProblem: header.message, changelogs, bytes, newestChangeMs: undefined };
+  return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs)) };
+}
+
+export interface ImageCandidate {
+  entry: RemoteEntry;
+  header?: ImageHeader;
+  error?: string;
+}
+
+/**
+ * The image mfsmaster -a would pick: the highest version among valid ones; an `MFSM NEW` placeholder
+ * only when nothing else is valid. Undefined when no image is usable.
+ */
+export function chooseImage(candidates: readonly ImageCandidate[]): ImageCandidate | undefined {
+  const valid = candidates.filter((c) => c.header);
+  const real = valid.filter((c) => !c.header!.empty).sort((a, b) => b.header!.version - a.header!.version || b.entry.mtimeMs - a.entry.mtimeMs);
+  return real[0] ?? valid[0];
+}
+
+/** `changelog_ml`, `changelog_ml_back` or `changelog`: the rotation family of a file. */
+function family(name: string): string {
+  return name.replace(/\.\d+\.mfs$/, '');
+}
+
+/** Cut a partial last line off a copied changelog (the source was being appended to while we read). */
+async function trimPartialLine(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    // Read backwards from the end until a newline: only the tail is touched, whatever the file size.
+    const buf = Buffer.alloc(64 * 1024);
+    for (let end = size; end > 0; ) {
+      const start = Math.max(0, end - buf.length);
+      const { bytesRead } = await handle.read(buf, 0, end - start, start);
+      const nl = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
+      if (nl !== -1) {
+        if (start + nl + 1 < size) await fs.truncate(file, start + nl + 1);
+        return;
+      }
+      end = start;
+    }
+    if (size > 0) await fs.truncate(file, 0);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function download(source: FileSource, from: string, to: string, signal?: AbortSignal): Promise<number> {
+  await source.download(from, to, { signal });
+  await fs.chmod(to, FILE_MODE);
+  return (await fs.stat(to)).size;
+}
+
+/**
+ * Copy a metalogger's (or master's) newest usable image and the changelogs that roll it forward.
+ * Changelogs are taken newest first per family (`.0`, `.1`, …) until one starts at or before the
+ * image: older rotations cannot add anything and may be gigabytes.
+ */
+export async function placeFromDataPath(source: FileSource, remoteDataPath: string, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
+  const { signal } = options;
+  const where = `${source.label}:${remoteDataPath}`;
+  const listing = await listDataPath(source, remoteDataPath);
+  const candidates: ImageCandidate[] = [];
+  for (const entry of listing.images) {
+    try {
+      candidates.push({ entry, header: await readSourceImageHeader(source, path.posix.join(remoteDataPath, entry.name), entry.size) });
+    } catch (err) {
+      candidates.push({ entry, error: (err as Error).message });
+    }
+  }
+  const chosen = chooseImage(candidates);
+  if (!chosen) {
+    const why = candidates.map((c) => c.error).join('; ') || 'no metadata image at all';
+    throw new ChainError(where, `${where}: no usable metadata image (${why})`);
+  }
+  await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));
+  const image = restoredImageName(chosen.entry.name);
+  let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), signal);
+  // The source may have replaced the file between the header check and the copy: check the copy.
+  const header = await readImageHeader(path.join(dataPath, image));
+  const from = startVersion(header);
+  const changelogs: string[] = [];
+  // Scanned once here and reused for the chain below, not read and parsed a second time.
+  const scans = new Map<string, ChangelogScan>();
+  const done = new Set<string>();
+  for (const entry of [...listing.changelogs].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
+    if (done.has(family(entry.name))) continue;
+    const local = path.join(dataPath, entry.name);
+    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, signal);
+    await trimPartialLine(local);
+    changelogs.push(entry.name);
+    const scan = await scanChangelogFile(local);
+    scans.set(entry.name, scan);
+    if (scan.first !== undefined && scan.first <= from) done.add(family(entry.name));
+  }
+  return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs, scans)) };
+}

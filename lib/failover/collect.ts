@@ -1,0 +1,290 @@
+import { constants as fsc, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { scanChangelogFile } from '../moosefs/changelog.js';
+import type { Config, MasterHost } from '../core/config.js';
+import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { describeError } from '../core/errors.js';
+import { readImageHeader } from '../moosefs/metadata.js';
+import { listSnapshots } from '../store/manifest.js';
+import { localSource, openSource, type FileSource } from '../transport/remote.js';
+import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
+
+/**
+ * Collecting restore material for a promotion: what every source (metaloggers, the old master's
+ * DATA_PATH, the snapshot store) holds, read cheaply (image headers, first and last changelog
+ * lines), then only the chosen files fetched into a staging directory and scanned there.
+ */
+
+export interface SourceSpec {
+  ref: SourceRef;
+  /** DATA_PATH or snapshot directory on that source. */
+  dir: string;
+  open(signal: AbortSignal): Promise<FileSource>;
+}
+
+/** Every source promote may read, and why a configured host is not one. */
+export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[]): Promise<{ specs: SourceSpec[]; notes: string[] }> {
+  const specs: SourceSpec[] = [];
+  const notes: string[] = [];
+  for (const ml of config.metaloggers) {
+    specs.push({ ref: { name: ml.name, kind: 'metalogger', local: ml.local }, dir: ml.dataPath, open: (signal) => openSource(config, ml, signal) });
+  }
+  for (const m of oldMasters) {
+    if (!m.local && !m.ssh) {
+      notes.push(`${m.name}: not a source (no ssh settings to read its DATA_PATH)`);
+      continue;
+    }
+    specs.push({ ref: { name: m.name, kind: 'master', local: m.local }, dir: m.dataPath, open: (signal) => openSource(config, m, signal) });
+  }
+  if (config.snapshotStore) {
+    const { snapshots, broken } = await listSnapshots(config.snapshotStore.path);
+    for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
+    for (const s of snapshots) {
+      const name = `snapshot:${s.id}`;
+      specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => localSource(name) });
+    }
+  }
+  return { specs, notes };
+}
+
+export interface ChangelogEdges {
+  first: number;
+  last: number;
+  lastTimestamp: number;
+  /** Hex metaid of a `SETMETAID(…)` first line (the start of a filesystem's history). */
+  metaid?: string;
+}
+
+const LINE = /^(\d+): (\d+)\|([A-Z_]+)\(([^)]*)\)/;
+const EDGE_BYTES = 4096;
+
+/**
+ * First and last complete line of a changelog from its first and last bytes. `tail` may begin in
+ * the middle of a line; a last line without its newline is still being written (or was cut) and
+ * does not count.
+ */
+export function parseChangelogEdges(head: Buffer, tail: Buffer, tailStartsFile: boolean): ChangelogEdges | undefined {
+  const firstLine = head.toString('latin1').split('\n')[0] ?? '';
+  const first = LINE.exec(firstLine);
+  if (!first) return undefined;
+  const text = tail.toString('latin1');
+  const end = text.lastIndexOf('\n');
+  if (end < 0) return undefined;
+  const start = text.lastIndexOf('\n', end - 1);
+  if (start < 0 && !tailStartsFile) return undefined;
+  const last = LINE.exec(text.slice(start + 1, end));
+  if (!last) return undefined;
+  const edges: ChangelogEdges = { first: Number(first[1]), last: Number(last[1]), lastTimestamp: Number(last[2]) };
+  if (first[3] === 'SETMETAID' && /^\d+$/.test(first[4]!)) edges.metaid = BigInt(first[4]!).toString(16).toUpperCase().padStart(16, '0');
+  return edges;
+}
+
+async function readEdges(files: FileSource, file: string, size: number): Promise<ChangelogEdges | undefined> {
+  const head = await files.readRange(file, 0, Math.min(size, EDGE_BYTES));
+  for (const span of [EDGE_BYTES, 1 << 20]) {
+    const tail = size <= span ? await files.readRange(file, 0, size) : await files.readRange(file, size - span, span);
+    const edges = parseChangelogEdges(head, tail, size <= span);
+    if (edges || size <= span) return edges;
+  }
+  return undefined;
+}
+
+/** Rejects when `signal` aborts, whatever `work` is waiting for (an SFTP read has no abort of its own). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
+
+export interface CollectedSource {
+  spec: SourceSpec;
+  /** Open while the promotion may still fetch from it; closed by `closeSources`. */
+  files?: FileSource;
+  inventory: SourceInventory;
+}
+
+async function readInventory(spec: SourceSpec, files: FileSource): Promise<SourceInventory> {
+  const inv: SourceInventory = { source: spec.ref, images: [], changelogs: [], notes: [] };
+  const listing = await listDataPath(files, spec.dir);
+  const at = (name: string) => path.posix.join(spec.dir, name);
+  await Promise.all([
+    ...listing.images.map(async (e) => {
+      try {
+        const h = await readSourceImageHeader(files, at(e.name), e.size);
+        inv.images.push({ source: spec.ref.name, name: e.name, path: at(e.name), size: e.size, version: h.empty ? 1 : h.version, metaid: h.metaid, empty: h.empty, local: spec.ref.local });
+      } catch (err) {
+        inv.notes.push(`${e.name}: not used (${describeError(err)})`);
+      }
+    }),
+    ...listing.changelogs.map(async (e) => {
+      if (e.size === 0) return;
+      const edges = await readEdges(files, at(e.name), e.size);
+      if (!edges) {
+        inv.notes.push(`${e.name}: not used (no complete changelog line)`);
+        return;
+      }
+      if (edges.metaid) inv.metaid ??= edges.metaid;
+      inv.changelogs.push({
+        source: spec.ref.name,
+        name: e.name,
+        path: at(e.name),
+        size: e.size,
+        local: spec.ref.local,
+        segments: edges.last >= edges.first ? [{ first: edges.first, last: edges.last }] : [],
+        scanned: false,
+        lastTimestamp: edges.lastTimestamp,
+        clean: false,
+      });
+    }),
+  ]);
+  const newestImage = inv.images.filter((i) => !i.empty).sort((a, b) => b.version - a.version)[0];
+  if (newestImage) inv.metaid = newestImage.metaid;
+  return inv;
+}
+
+/**
+ * Read every source in parallel, each within `timeoutMs` (a dead host must not hold up a failover).
+ * `abortFor(name)` may give a signal that drops one source early (fencing found its host unreachable).
+ */
+export async function collectSources(specs: readonly SourceSpec[], o: { timeoutMs: number; signal: AbortSignal; abortFor?: (name: string) => AbortSignal | undefined }): Promise<CollectedSource[]> {
+  return Promise.all(
+    specs.map(async (spec) => {
+      const signals = [o.signal, AbortSignal.timeout(o.timeoutMs)];
+      const early = o.abortFor?.(spec.ref.name);
+      if (early) signals.push(early);
+      const signal = AbortSignal.any(signals);
+      let files: FileSource | undefined;
+      try {
+        files = await untilAborted(spec.open(signal), signal);
+        const inventory = await untilAborted(readInventory(spec, files), signal);
+        return { spec, files, inventory };
+      } catch (err) {
+        await files?.close();
+        const reason = signal.aborted ? describeError(signal.reason) : describeError(err);
+        return { spec, inventory: { source: spec.ref, images: [], changelogs: [], notes: [], error: reason } };
+      }
+    }),
+  );
+}
+
+export async function closeSources(sources: readonly CollectedSource[]): Promise<void> {
+  await Promise.all(sources.map((s) => s.files?.close().catch(() => undefined)));
+}
+
+/**
+ * Where fetched files wait before they are placed: on the standby's disk, so placing is a rename,
+ * never a second copy. Each file is fetched once, however often the plan is revised.
+ */
+export class Staging {
+  private readonly fetched = new Map<string, Promise<string>>();
+  bytes = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly sources: ReadonlyMap<string, FileSource>,
+  ) {}
+
+  fetch(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
+    const key = `${file.source}\0${file.name}`;
+    let p = this.fetched.get(key);
+    if (!p) {
+      p = this.copy(file, signal);
+      this.fetched.set(key, p);
+      p.catch(() => this.fetched.delete(key));
+    }
+    return p;
+  }
+
+  private async copy(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
+    const target = path.join(this.dir, `${file.source.replace(/[^A-Za-z0-9_.-]/g, '_')}--${file.name}`);
+    const tmp = `${target}.part`;
+    if (file.local) {
+      // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred.
+      await fs.copyFile(file.path, tmp, fsc.COPYFILE_FICLONE);
+    } else {
+      const files = this.sources.get(file.source);
+      if (!files) throw new Error(`${file.source}: source is closed`);
+      await files.download(file.path, tmp, { signal });
+    }
+    await fs.chmod(tmp, 0o600);
+    await fs.rename(tmp, target);
+    // Read the size first: `this.bytes += await …` would add to a stale total when fetches run side by side.
+    const { size } = await fs.stat(target);
+    this.bytes += size;
+    return target;
+  }
+}
+
+/** Scan a fetched changelog: its real runs replace the first/last guess. */
+export async function scanFetched(c: ChangelogCandidate, staged: string): Promise<void> {
+  const scan = await scanChangelogFile(staged);
+  c.segments = scan.segments.map((s) => ({ ...s }));
+  c.scanned = true;
+  c.lastTimestamp = scan.lastTimestamp;
+  c.clean = scan.segments.length === 1 && scan.problems.length === 0 && !scan.truncatedLastLine;
+}
+
+
+/** The staged image must be the one whose header was read on the source (not replaced meanwhile). */
+async function verifyStagedImage(image: ImageCandidate, staged: string): Promise<void> {
+  const h = await readImageHeader(staged, { checkEnding: true });
+  const version = h.empty ? 1 : h.version;
+  if (version !== image.version || h.metaid !== image.metaid) {
+    throw new Error(`fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
+  }
+}
+
+export interface SettledPlan {
+  choice: PlanChoice;
+  excluded: ExcludedSource[];
+  /** Staged copy of the plan's image (unset when not fetched: dry run). */
+  imageStaged?: string;
+  /** Files that failed to fetch or verify, one line each; the plan was made without them. */
+  dropped: string[];
+}
+
+/**
+ * Choose, fetch, scan, choose again until the plan stands on scanned files: the first/last-line
+ * guess is optimistic (a file may hide a hole), so every file the plan uses is scanned before it
+ * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
+ * is dropped and the plan made again without it.
+ */
+export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; metaid?: string; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+  const dropped: string[] = [];
+  const drop = (file: ImageCandidate | ChangelogCandidate, err: unknown) => {
+    dropped.push(`${file.source}:${file.name}: not used (${describeError(err)})`);
+    for (const inv of inventories) {
+      inv.images = inv.images.filter((i) => i !== file);
+      inv.changelogs = inv.changelogs.filter((c) => c !== file);
+    }
+  };
+  for (;;) {
+    if (o.signal.aborted) throw o.signal.reason;
+    const { groups, excluded } = groupByMetaid(inventories);
+    const choice = choosePlan(groups, o.metaid);
+    if (!choice) return { failure: o.metaid ? `no usable metadata image of metaid ${o.metaid} on any source` : 'no usable metadata image on any source', dropped };
+    const { plan } = choice;
+    const pending = plan.steps.map((s) => s.changelog).filter((c) => !c.scanned);
+    const image = o.fetchImage
+      ? staging.fetch(plan.image, o.signal).then(async (p) => (await verifyStagedImage(plan.image, p), p))
+      : Promise.resolve(undefined);
+    const scans = pending.map((c) =>
+      staging
+        .fetch(c, o.signal)
+        .then((p) => scanFetched(c, p))
+        .catch((err: unknown) => drop(c, err)),
+    );
+    const [imageResult] = await Promise.allSettled([image, ...scans]);
+    if (imageResult.status === 'rejected') {
+      drop(plan.image, imageResult.reason);
+      continue;
+    }
+    if (pending.length === 0) return { choice, excluded, imageStaged: imageResult.value, dropped };
+  }
+}

@@ -1,0 +1,144 @@
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { DIR_MODE, FILE_MODE, fsyncDir, fsyncFile } from '../core/atomic.js';
+import type { Segment } from '../moosefs/changelog.js';
+import type { Config, StandbyConfig } from '../core/config.js';
+import { ConfigError, ProcessError } from '../core/errors.js';
+import { processAlive } from '../core/lock.js';
+import { masterInfo, type MasterInfo } from '../moosefs/mfscli.js';
+import { readMfsConfig, runningMasterPid } from '../moosefs/mfsmaster.js';
+
+/** The standby machine's own mfsmaster: its DATA_PATH, config and state. */
+
+export function requireStandby(config: Config): StandbyConfig {
+  if (!config.standby) throw new ConfigError('standby', `${config.file}: standby: is not configured (dataPath, masterConfig, cliHost, cliPort of this machine's mfsmaster)`);
+  return config.standby;
+}
+
+/**
+ * The standby's mfsmaster.cfg must name the DATA_PATH promote fills, and that directory must exist
+ * (the package creates it with the right owner; promote does not guess WORKING_USER).
+ */
+export async function checkStandby(config: Config, standby: StandbyConfig): Promise<void> {
+  const cfg = await readMfsConfig(standby.masterConfig).catch((err: Error) => {
+    throw new ConfigError('standby.masterConfig', `${config.file}: standby.masterConfig: ${err.message}`);
+  });
+  const dataPath = cfg.DATA_PATH;
+  if (dataPath !== undefined && path.resolve(dataPath) !== path.resolve(standby.dataPath)) {
+    throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} differs from DATA_PATH = ${dataPath} in ${standby.masterConfig}`);
+  }
+  const st = await fs.stat(standby.dataPath).catch(() => undefined);
+  if (!st?.isDirectory()) throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is not a directory`);
+  const mlPid = Number.parseInt(await fs.readFile(path.join(standby.dataPath, '.mfsmetalogger.lock'), 'utf8').catch(() => ''), 10);
+  if (processAlive(mlPid)) {
+    throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is the DATA_PATH of a running mfsmetalogger (pid ${mlPid}); give the master its own directory`);
+  }
+}
+
+export interface LocalMaster {
+  pid?: number;
+  info?: MasterInfo;
+  /** Why it does not serve (when pid is set but mfscli gets no answer). */
+  problem?: string;
+}
+
+/** Is the standby's own mfsmaster running (lock file PID alive) and serving (mfscli -SIM)? */
+export async function localMaster(config: Config, standby: StandbyConfig, o: { waitMs: number; signal?: AbortSignal }): Promise<LocalMaster> {
+  const pid = await runningMasterPid(standby.dataPath);
+  if (pid === undefined) return {};
+  const deadline = Date.now() + o.waitMs;
+  let problem = 'no answer';
+  // A master still loading its metadata answers a moment later: wait, do not restart it.
+  do {
+    try {
+      return { pid, info: await masterInfo({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, signal: o.signal }) };
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < deadline && !o.signal?.aborted && processAlive(pid));
+  // It died while we waited (a crashed or killed master): nothing holds DATA_PATH any more.
+  if (!processAlive(pid)) return {};
+  return { pid, problem };
+}
+
+/** `mfs-jobs-aside-20261125T221500Z`: where a promotion keeps what DATA_PATH held before. */
+export const ASIDE_PREFIX = 'mfs-jobs-aside-';
+export const STAGING_PREFIX = '.mfs-jobs-staging-';
+
+export function stamp(at: Date): string {
+  return at.toISOString().replace(/[-:]/g, '').replace(/\.(\d+)Z$/, '$1Z');
+}
+
+/**
+ * Move everything in DATA_PATH into a new `mfs-jobs-aside-<time>/` inside it (same filesystem:
+ * renames, no copies) — never delete it. Stale changelogs left in a standby's DATA_PATH once made
+ * a later start come up with months-old metadata (MooseFS issue 151).
+ */
+export async function moveAside(dataPath: string, at: Date, keep: readonly string[]): Promise<{ dir?: string; moved: string[] }> {
+  const entries = (await fs.readdir(dataPath)).filter((n) => !n.startsWith(ASIDE_PREFIX) && !keep.includes(n)).sort();
+  if (entries.length === 0) return { moved: [] };
+  const dir = path.join(dataPath, `${ASIDE_PREFIX}${stamp(at)}`);
+  await fs.mkdir(dir, { mode: DIR_MODE });
+  for (const name of entries) await fs.rename(path.join(dataPath, name), path.join(dir, name));
+  await fsyncDir(dir);
+  await fsyncDir(dataPath);
+  return { dir, moved: entries };
+}
+
+/**
+ * Copy only the chain's run of a changelog: complete lines of `segment`, in order. Used when a file
+ * has a hole after that run or a cut-off last line — measured here: mfsmaster -a silently ignores a
+ * changelog whose last line is cut and comes up with old metadata; and it refuses any hole.
+ */
+export async function writeChainSegment(src: string, dst: string, segment: Segment): Promise<{ lines: number; lastTimestamp?: number }> {
+  const out = await fs.open(dst, 'wx', FILE_MODE);
+  let lines = 0;
+  let next = segment.first;
+  let lastTimestamp: number | undefined;
+  try {
+    const input = createReadStream(src, { encoding: 'latin1', highWaterMark: 1 << 20 });
+    const rl = createInterface({ input, crlfDelay: Infinity });
+    const buffered: string[] = [];
+    for await (const line of rl) {
+      const m = /^(\d+): (\d+)\|/.exec(line);
+      if (!m || Number(m[1]) !== next) continue;
+      buffered.push(line + '\n');
+      lastTimestamp = Number(m[2]);
+      lines++;
+      next++;
+      if (buffered.length >= 4096) await out.write(buffered.splice(0).join(''), null, 'latin1');
+      if (next > segment.last) break;
+    }
+    rl.close();
+    input.destroy();
+    if (buffered.length) await out.write(buffered.join(''), null, 'latin1');
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  if (next !== segment.last + 1) throw new ProcessError(src, `${src}: expected changelog lines ${segment.first}..${segment.last}, found up to ${next - 1}`);
+  return { lines, lastTimestamp };
+}
+
+export interface Placement {
+  /** Staged file and the name it gets in DATA_PATH. */
+  from: string;
+  name: string;
+}
+
+/**
+ * Rename staged files into DATA_PATH under master names (`metadata.mfs.back`, `changelog.N.mfs`,
+ * oldest N highest, as a master rotates them), owned like DATA_PATH so WORKING_USER can read them.
+ */
+export async function placeFiles(dataPath: string, placements: readonly Placement[]): Promise<void> {
+  const st = await fs.stat(dataPath);
+  for (const p of placements) {
+    await fsyncFile(p.from);
+    await fs.chown(p.from, st.uid, st.gid);
+    await fs.chmod(p.from, FILE_MODE);
+    await fs.rename(p.from, path.join(dataPath, p.name));
+  }
+  await fsyncDir(dataPath);
+}

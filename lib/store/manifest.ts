@@ -1,0 +1,93 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ChainError } from '../core/errors.js';
+
+/**
+ * The snapshot store's on-disk format (documented in the README):
+ *
+ *   <store>/snapshots/<YYYYMMDDTHHMMSSZ>-v<version>/   one directory per restore point, complete or absent
+ *       <image>            metadata.mfs.back or metadata_ml.mfs.back, as named on the source
+ *       changelog*.mfs     the changelogs that roll the image forward, as named on the source
+ *       manifest.json      this file's `Manifest`
+ *   <store>/latest         symlink to snapshots/<id>, replaced atomically
+ *   <store>/.tmp/          snapshots being written; removed by the next run after a crash
+ */
+export const MANIFEST = 'manifest.json';
+export const SNAPSHOTS_DIR = 'snapshots';
+export const TMP_DIR = '.tmp';
+export const LATEST = 'latest';
+
+export interface ManifestFile {
+  name: string;
+  role: 'image' | 'changelog';
+  size: number;
+  sha256: string;
+  /** Where it came from, and how it looked there before the copy. */
+  sourcePath: string;
+  sourceSize: number;
+  sourceMtimeMs: number;
+  /** Changelogs: first and last version inside. */
+  firstVersion?: number;
+  lastVersion?: number;
+}
+
+export interface Manifest {
+  formatVersion: 1;
+  id: string;
+  source: { name: string; host: string; role: 'master' | 'metalogger'; dataPath: string };
+  image: { name: string; version: number; metaid: string; empty: boolean };
+  changelogs: { first?: number; last?: number };
+  /** Metadata version a restore from this snapshot reaches (image rolled forward, gap-free). */
+  reachesVersion: number;
+  files: ManifestFile[];
+  mfsJobsVersion: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export function snapshotsDir(store: string): string {
+  return path.join(store, SNAPSHOTS_DIR);
+}
+
+/** `20261125T221500Z-v1234`: sorts by time, names the version. */
+export function snapshotId(at: Date, version: number): string {
+  return `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-v${version}`;
+}
+
+export async function readManifest(dir: string): Promise<Manifest> {
+  const file = path.join(dir, MANIFEST);
+  let parsed: Manifest;
+  try {
+    parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Manifest;
+  } catch (err) {
+    throw new ChainError(file, `${file}: unreadable manifest (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (parsed.formatVersion !== 1 || !Array.isArray(parsed.files) || !parsed.image) throw new ChainError(file, `${file}: not an mfs-jobs manifest (format ${String(parsed.formatVersion)})`);
+  return parsed;
+}
+
+export interface StoredSnapshot {
+  id: string;
+  dir: string;
+  manifest: Manifest;
+}
+
+/** Complete snapshots, oldest first. A directory without a readable manifest is reported, not listed. */
+export async function listSnapshots(store: string): Promise<{ snapshots: StoredSnapshot[]; broken: { id: string; error: string }[] }> {
+  const root = snapshotsDir(store);
+  const names = await fs.readdir(root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const snapshots: StoredSnapshot[] = [];
+  const broken: { id: string; error: string }[] = [];
+  for (const id of names.sort()) {
+    const dir = path.join(root, id);
+    try {
+      snapshots.push({ id, dir, manifest: await readManifest(dir) });
+    } catch (err) {
+      broken.push({ id, error: (err as Error).message });
+    }
+  }
+  return { snapshots, broken };
+}

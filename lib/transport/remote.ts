@@ -1,0 +1,277 @@
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type SftpClient from 'ssh2-sftp-client';
+import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
+import { requireSsh } from '../core/config.js';
+import { ConfigError, TransferError } from '../core/errors.js';
+import { checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
+
+export interface RemoteEntry {
+  name: string;
+  size: number;
+  mtimeMs: number;
+  isFile: boolean;
+}
+
+export interface DownloadOptions {
+  /** Called with bytes done and total while the transfer runs. */
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * A host's DATA_PATH, over SFTP or on this machine's disk: the one interface backup, verify, prune
+ * and promote read MooseFS files through.
+ */
+export interface FileSource {
+  /** For messages: `ml1 (127.0.0.1:22)` or `ml1 (local)`. */
+  readonly label: string;
+  readonly hostName: string;
+  list(dir: string): Promise<RemoteEntry[]>;
+  stat(file: string): Promise<RemoteEntry>;
+  /** Copy a remote file to a local path (the caller owns temp names, fsync and rename). */
+  download(remote: string, local: string, options?: DownloadOptions): Promise<void>;
+  readStream(file: string): Promise<Readable>;
+  /** Bytes [start, start+length) of a file (image headers, EOF markers). */
+  readRange(file: string, start: number, length: number): Promise<Buffer>;
+  remove(file: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+class LocalSource implements FileSource {
+  readonly label: string;
+  constructor(readonly hostName: string) {
+    this.label = `${hostName} (local)`;
+  }
+  async list(dir: string): Promise<RemoteEntry[]> {
+    const names = await fs.readdir(dir);
+    const out: RemoteEntry[] = [];
+    for (const name of names) {
+      const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      if (st) out.push({ name, size: st.size, mtimeMs: st.mtimeMs, isFile: st.isFile() });
+    }
+    return out;
+  }
+  async stat(file: string): Promise<RemoteEntry> {
+    const st = await fs.stat(file);
+    return { name: path.basename(file), size: st.size, mtimeMs: st.mtimeMs, isFile: st.isFile() };
+  }
+  async download(remote: string, local: string): Promise<void> {
+    await fs.copyFile(remote, local);
+  }
+  async readStream(file: string): Promise<Readable> {
+    return createReadStream(file, { highWaterMark: 1 << 20 });
+  }
+  async readRange(file: string, start: number, length: number): Promise<Buffer> {
+    const h = await fs.open(file, 'r');
+    try {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await h.read(buf, 0, length, start);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await h.close();
+    }
+  }
+  async remove(file: string): Promise<void> {
+    await fs.unlink(file);
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * ssh2 closes a read stream's remote handle after 'end'; if the connection goes away before that
+ * close is answered, the stream emits 'error' when nobody listens any more, and Node dies of an
+ * unhandled 'error' event. A reader that got 'end' has all its bytes: later errors are noise.
+ */
+function quietAfterEnd(stream: Readable): Readable {
+  stream.once('end', () => stream.on('error', () => undefined));
+  return stream;
+}
+
+/**
+ * Settle `work` as soon as `signal` aborts. Ending an ssh2 connection under a pending call leaves
+ * that call's promise pending for good (ssh2-sftp-client ignores an end it was asked for), and
+ * with nothing else pending Node would exit 0 in the middle of a job.
+ */
+async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, onAbort: () => void, abortError: () => Error): Promise<T> {
+  work.catch(() => undefined);
+  if (!signal) return work;
+  let listener = () => undefined as void;
+  const aborted = new Promise<never>((_, reject) => {
+    listener = () => {
+      reject(abortError());
+      onAbort();
+    };
+    if (signal.aborted) listener();
+    else signal.addEventListener('abort', listener, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', listener);
+  }
+}
+
+/** A directory on this machine's disk read through the FileSource interface (snapshot store, local hosts). */
+export function localSource(name: string): FileSource {
+  return new LocalSource(name);
+}
+
+/** SSH keepalive: a link silent for KEEPALIVE_MS × KEEPALIVE_COUNT ends the connection (and the pending call). */
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_COUNT = 3;
+
+/** ssh2's words for a connection that died under a call, in an operator's words (undefined: something else). */
+function brokenConnection(msg: string): string | undefined {
+  if (/Keepalive timeout/i.test(msg)) return `no answer for ${(KEEPALIVE_MS * KEEPALIVE_COUNT) / 1000} s (SSH keepalive): the link went silent`;
+  if (/Unexpected (end|close) event|ECONNRESET|No SFTP connection|Not connected/i.test(msg)) return `connection lost (sshd stopped or the network dropped): ${msg}`;
+  return undefined;
+}
+
+/** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
+const FAST_GET = { concurrency: 16, chunkSize: 261120 };
+const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+
+class SftpSource implements FileSource {
+  readonly label: string;
+  constructor(
+    readonly hostName: string,
+    private readonly where: string,
+    private readonly client: SftpClient,
+  ) {
+    this.label = `${hostName} (${where})`;
+  }
+  private wrap(op: string, file: string, err: unknown): TransferError {
+    const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
+    return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${brokenConnection(msg) ?? msg}`, { cause: err });
+  }
+  async list(dir: string): Promise<RemoteEntry[]> {
+    try {
+      const items = await this.client.list(dir);
+      return items.map((i) => ({ name: i.name, size: i.size, mtimeMs: i.modifyTime, isFile: i.type === '-' }));
+    } catch (err) {
+      throw this.wrap('list', dir, err);
+    }
+  }
+  async stat(file: string): Promise<RemoteEntry> {
+    try {
+      const st = await this.client.stat(file);
+      return { name: path.posix.basename(file), size: st.size, mtimeMs: st.modifyTime, isFile: st.isFile };
+    } catch (err) {
+      throw this.wrap('stat', file, err);
+    }
+  }
+  async download(remote: string, local: string, options: DownloadOptions = {}): Promise<void> {
+    const { signal } = options;
+    const abortError = () => new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+    if (signal?.aborted) throw abortError();
+    const get = this.client.fastGet(remote, local, {
+      ...FAST_GET,
+      step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
+    });
+    try {
+      await unlessAborted(get, signal, () => void this.client.end().catch(() => undefined), abortError);
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+      if (signal?.aborted) throw abortError();
+      throw this.wrap('download', remote, err);
+    }
+  }
+  async readStream(file: string): Promise<Readable> {
+    try {
+      return quietAfterEnd(this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable);
+    } catch (err) {
+      throw this.wrap('read', file, err);
+    }
+  }
+  async readRange(file: string, start: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const stream = await this.readStream2(file, start, start + length - 1);
+    const parts: Buffer[] = [];
+    try {
+      for await (const c of stream) parts.push(c as Buffer);
+    } catch (err) {
+      throw this.wrap('read', file, err);
+    }
+    return Buffer.concat(parts);
+  }
+  private async readStream2(file: string, start: number, end: number): Promise<Readable> {
+    try {
+      return quietAfterEnd(this.client.createReadStream(file, { start, end } as never) as unknown as Readable);
+    } catch (err) {
+      throw this.wrap('read', file, err);
+    }
+  }
+  async remove(file: string): Promise<void> {
+    try {
+      await this.client.delete(file);
+    } catch (err) {
+      throw this.wrap('delete', file, err);
+    }
+  }
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+async function readKey(file: string, key: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    throw new ConfigError(key, `cannot read SSH private key ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/** Why a connection failed, in words an operator acts on. */
+function connectProblem(err: unknown, verdict: HostKeyVerdict | undefined): string {
+  if (verdict && !verdict.ok) return verdict.message;
+  const msg = err instanceof Error ? err.message : String(err);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED' || /ECONNREFUSED/.test(msg)) return 'connection refused (is sshd running on that port?)';
+  if (/Timed out while waiting for handshake|ETIMEDOUT|timed out/i.test(msg)) return 'timed out connecting (host unreachable?)';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(msg)) return 'host unreachable';
+  if (/All configured authentication methods failed/.test(msg)) return 'authentication failed (is the public key in authorized_keys?)';
+  return msg.replace(/^connect: (getConnection: )?/, '');
+}
+
+/** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
+export async function openSource(config: Config, host: MasterHost | MetaloggerHost, signal?: AbortSignal): Promise<FileSource> {
+  if (host.local) return new LocalSource(host.name);
+  const ssh = requireSsh(config, host);
+  const list = host.role === 'master' ? 'masters' : 'metaloggers';
+  const privateKey = await readKey(ssh.privateKey, `${list}.ssh.privateKey`);
+  const entries = await loadKnownHosts(ssh.knownHosts, `${list}.ssh.knownHosts`);
+  const where = `${host.host}:${ssh.port}`;
+  let verdict: HostKeyVerdict | undefined;
+  // ssh2 is loaded on the first SFTP connection, not at start-up: commands that never use SFTP
+  // (list-jobs, local sources, the ucarp hook's checks) start faster (npm run bench, case 5).
+  const { default: Client } = await import('ssh2-sftp-client');
+  // ssh2-sftp-client's default listeners console.log a connection that closes or fails while no call
+  // is pending: on stdout, where the Nagios line (or --json) must be the only thing. The pending call's
+  // own error reports a broken connection; these events need no printing of their own.
+  const client = new Client(host.name, { error: () => undefined, end: () => undefined, close: () => undefined });
+  const connecting = client.connect({
+    host: host.host,
+    port: ssh.port,
+    username: ssh.user,
+    privateKey,
+    readyTimeout: ssh.connectTimeoutSeconds * 1000,
+    keepaliveInterval: KEEPALIVE_MS,
+    keepaliveCountMax: KEEPALIVE_COUNT,
+    algorithms: { cipher: CIPHERS as never },
+    hostVerifier: (key: Buffer) => {
+      verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);
+      if (!verdict.ok && verdict.reason === 'unknown' && ssh.acceptUnknownHostKeys) return true;
+      return verdict.ok;
+    },
+  } as never);
+  try {
+    await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(host.name, `${host.name} (${where}): connecting aborted`));
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    if (err instanceof TransferError) throw err;
+    throw new TransferError(host.name, `${host.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
+  }
+  return new SftpSource(host.name, where, client);
+}

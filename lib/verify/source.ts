@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
+import { listDataPath, readSourceImageHeader, scanSourceChangelog, type DataPathListing } from '../moosefs/datapath.js';
+import { describeError } from '../core/errors.js';
+import type { StoredSnapshot } from '../store/manifest.js';
+import { changelogIndex, readImageHeader } from '../moosefs/metadata.js';
+import type { FileSource } from '../transport/remote.js';
+import { planRestore, type ChangelogFacts, type ImageFacts, type RestorePlan } from '../moosefs/restore-model.js';
+
+/**
+ * The I/O half of verify: read what a metalogger's DATA_PATH or a stored snapshot holds (image
+ * headers, every changelog line in one streaming pass, checksums) and hand it to the restore model.
+ */
+
+export interface DataPathFacts {
+  dataPath: string;
+  images: ImageFacts[];
+  changelogs: ChangelogFacts[];
+  plan: RestorePlan;
+  /** Files kept changing while we read them (rotation, image download): the figures may be off. */
+  unsettled?: string;
+}
+
+export interface InspectOptions {
+  signal?: AbortSignal;
+  /** A cut last line may be a line being written: read the file again after this pause. */
+  cutLineRetryMs?: number;
+}
+
+function abortIfAsked(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function readImages(source: FileSource, listing: DataPathListing): Promise<ImageFacts[]> {
+  const out: ImageFacts[] = [];
+  for (const e of listing.images) {
+    const facts: ImageFacts = { name: e.name, size: e.size, mtimeMs: e.mtimeMs };
+    try {
+      facts.header = await readSourceImageHeader(source, path.posix.join(listing.dataPath, e.name), e.size);
+    } catch (err) {
+      facts.error = (err as Error).message;
+    }
+    out.push(facts);
+  }
+  return out;
+}
+
+async function readChangelogs(source: FileSource, listing: DataPathListing, o: InspectOptions): Promise<ChangelogFacts[]> {
+  const out: ChangelogFacts[] = [];
+  for (const e of listing.changelogs) {
+    abortIfAsked(o.signal);
+    const file = path.posix.join(listing.dataPath, e.name);
+    let scan = await scanSourceChangelog(source, file);
+    if (scan.truncatedLastLine && (o.cutLineRetryMs ?? 0) > 0) {
+      // The metalogger may be half-way through writing its newest line: look once more.
+      await sleep(o.cutLineRetryMs!);
+      scan = await scanSourceChangelog(source, file);
+    }
+    out.push({ name: e.name, size: scan.bytes, mtimeMs: e.mtimeMs, scan });
+  }
+  return out;
+}
+
+/**
+ * Names and sizes that must not move while we read. The current changelog (N = 0) grows all the
+ * time and is left out; everything else changes only on rotation or an image download.
+ */
+function settledSignature(listing: DataPathListing): string {
+  const changelogs = listing.changelogs.map((e) => (changelogIndex(e.name) === 0 ? e.name : `${e.name}:${e.size}:${e.mtimeMs}`));
+  const images = listing.images.filter((e) => e.name !== 'metadata_ml.tmp').map((e) => `${e.name}:${e.size}:${e.mtimeMs}`);
+  return [...changelogs, ...images].sort().join('|');
+}
+
+/**
+ * Read a DATA_PATH in full. Changelogs rotate (every name shifts by one, the oldest is deleted) and
+ * images get replaced while a metalogger runs; when the listing moved under us, or a listed file was
+ * gone by the time we read it, we read everything once more.
+ */
+export async function inspectDataPath(source: FileSource, dataPath: string, o: InspectOptions = {}): Promise<DataPathFacts> {
+  for (let attempt = 1; ; attempt++) {
+    abortIfAsked(o.signal);
+    let read: Omit<DataPathFacts, 'plan' | 'unsettled'> & { moved: boolean };
+    try {
+      read = await readOnce(source, dataPath, o);
+    } catch (err) {
+      if (attempt >= 2 || o.signal?.aborted) throw err;
+      continue;
+    }
+    if (!read.moved || attempt >= 2) {
+      const { moved, ...facts } = read;
+      const unsettled = moved ? `files in ${dataPath} kept changing while they were read (rotation or image download); figures may be off until the next run` : undefined;
+      return { ...facts, plan: planRestore(facts.images, facts.changelogs), unsettled };
+    }
+  }
+}
+
+async function readOnce(source: FileSource, dataPath: string, o: InspectOptions) {
+  const before = await listDataPath(source, dataPath);
+  const images = await readImages(source, before);
+  const changelogs = await readChangelogs(source, before, o);
+  const after = await listDataPath(source, dataPath);
+  return { dataPath, images, changelogs, moved: settledSignature(before) !== settledSignature(after) };
+}
+
+export interface SnapshotFileCheck {
+  name: string;
+  role: 'image' | 'changelog';
+  /** What is wrong with the stored copy; undefined when size and sha256 match the manifest. */
+  problem?: string;
+}
+
+export interface SnapshotFacts {
+  snapshot: StoredSnapshot;
+  files: SnapshotFileCheck[];
+  images: ImageFacts[];
+  changelogs: ChangelogFacts[];
+  plan: RestorePlan;
+}
+
+/** sha256 of a file and, for a changelog, its scan — one read for both. */
+async function hashAndScan(file: string, scanAs: string | undefined): Promise<{ sha256: string; bytes: number; scan?: ChangelogScan }> {
+  const hash = createHash('sha256');
+  const scanner = scanAs ? new ChangelogScanner(scanAs) : undefined;
+  let bytes = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer;
+    bytes += buf.length;
+    hash.update(buf);
+    scanner?.push(buf);
+  }
+  return { sha256: hash.digest('hex'), bytes, scan: scanner?.finish() };
+}
+
+/** Check one stored snapshot against its manifest: every file there, sizes and sha256 equal, chain sound. */
+export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: AbortSignal } = {}): Promise<SnapshotFacts> {
+  const files: SnapshotFileCheck[] = [];
+  const images: ImageFacts[] = [];
+  const changelogs: ChangelogFacts[] = [];
+  for (const f of snapshot.manifest.files) {
+    abortIfAsked(o.signal);
+    const file = path.join(snapshot.dir, f.name);
+    const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => err);
+    if (st instanceof Error) {
+      files.push({ name: f.name, role: f.role, problem: st.code === 'ENOENT' ? 'missing' : `unreadable (${describeError(st)})` });
+      continue;
+    }
+    const read = await hashAndScan(file, f.role === 'changelog' ? f.name : undefined);
+    const problem = read.bytes !== f.size ? `size ${read.bytes} B, manifest says ${f.size} B` : read.sha256 !== f.sha256 ? `sha256 ${read.sha256.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…)` : undefined;
+    files.push({ name: f.name, role: f.role, problem });
+    if (f.role === 'changelog' && read.scan) changelogs.push({ name: f.name, size: read.bytes, mtimeMs: st.mtimeMs, scan: read.scan });
+    if (f.role === 'image') {
+      const facts: ImageFacts = { name: f.name, size: read.bytes, mtimeMs: st.mtimeMs };
+      try {
+        facts.header = await readImageHeader(file);
+      } catch (err) {
+        facts.error = (err as Error).message;
+      }
+      images.push(facts);
+    }
+  }
+  return { snapshot, files, images, changelogs, plan: planRestore(images, changelogs) };
+}

@@ -1,0 +1,116 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { sealFile } from '../../../lib/core/atomic.js';
+import { listSnapshots, snapshotId, type Manifest } from '../../../lib/store/manifest.js';
+import { finaliseSnapshot, freeSnapshotId, isNoSpace, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, sha256File, verifySnapshot, viewStore } from '../../../lib/store/snapshot-store.js';
+import { trimCutLastLine } from '../../../lib/transport/transfer.js';
+
+/** A real MFSM 2.0 header (version 10) and EOF marker around a few bytes of body: enough for header checks. */
+function imageBytes(version: number): Buffer {
+  const head = Buffer.alloc(24);
+  head.write('MFSM 2.0', 0, 'latin1');
+  head.writeBigUInt64BE(BigInt(version), 8);
+  head.writeBigUInt64BE(0xabn, 16);
+  return Buffer.concat([head, Buffer.from('body'), Buffer.from('[MFS EOF MARKER]')]);
+}
+
+async function stagedSnapshot(store: string, at: Date): Promise<{ stage: string; manifest: Manifest }> {
+  const stage = await makeStageDir(store, 'snapshot');
+  await fs.writeFile(path.join(stage, 'metadata.mfs.back'), imageBytes(10));
+  await fs.writeFile(path.join(stage, 'changelog.0.mfs'), '9: 1|A(1)\n10: 1|B(1)\n11: 1|C(1)\n');
+  for (const f of await fs.readdir(stage)) await sealFile(path.join(stage, f));
+  const file = async (name: string) => ({ name, size: (await fs.stat(path.join(stage, name))).size, sha256: await sha256File(path.join(stage, name)), sourcePath: `/src/${name}`, sourceSize: 0, sourceMtimeMs: 0 });
+  const manifest: Manifest = {
+    formatVersion: 1,
+    id: snapshotId(at, 12),
+    source: { name: 'm', host: 'h', role: 'master', dataPath: '/src' },
+    image: { name: 'metadata.mfs.back', version: 10, metaid: '00000000000000AB', empty: false },
+    changelogs: { first: 9, last: 11 },
+    reachesVersion: 12,
+    files: [{ ...(await file('metadata.mfs.back')), role: 'image' }, { ...(await file('changelog.0.mfs')), role: 'changelog', firstVersion: 9, lastVersion: 11 }],
+    mfsJobsVersion: 'test',
+    startedAt: at.toISOString(),
+    finishedAt: at.toISOString(),
+  };
+  return { stage, manifest };
+}
+
+describe('snapshot store write side', () => {
+  let store: string;
+  beforeEach(async () => {
+    store = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-store-'));
+  });
+  afterEach(async () => {
+    await fs.rm(store, { recursive: true, force: true });
+  });
+
+  test('a staged snapshot appears complete under snapshots/<id>, verifies, and latest points at it', async () => {
+    const { stage, manifest } = await stagedSnapshot(store, new Date('2026-05-01T10:00:00Z'));
+    const dir = await finaliseSnapshot(store, stage, manifest);
+    expect(path.basename(dir)).toBe('20260501T100000Z-v12');
+    await expect(fs.stat(stage)).rejects.toThrow();
+    expect(await verifySnapshot(dir)).toEqual([]);
+    expect(await refreshLatest(store)).toBe('20260501T100000Z-v12');
+    expect(await readLatest(store)).toBe('20260501T100000Z-v12');
+    expect(await fs.readlink(path.join(store, 'latest'))).toBe('snapshots/20260501T100000Z-v12');
+  });
+
+  test('verify names a changed byte, a missing file, an extra file, and a chain that stops short', async () => {
+    const { stage, manifest } = await stagedSnapshot(store, new Date('2026-05-01T10:00:00Z'));
+    const dir = await finaliseSnapshot(store, stage, { ...manifest, reachesVersion: 13 });
+    expect(await verifySnapshot(dir)).toEqual(['chain reaches version 12, manifest says 13']);
+    await fs.writeFile(path.join(dir, 'changelog.0.mfs'), '9: 1|A(1)\n11: 1|C(1)\n');
+    await fs.writeFile(path.join(dir, 'stray'), 'x');
+    const problems = await verifySnapshot(dir);
+    expect(problems).toContain('stray: not in the manifest');
+    expect(problems.some((p) => /^changelog\.0\.mfs: \d+ bytes, manifest says \d+$/.test(p))).toBe(true);
+    expect(problems.some((p) => /^changelog\.0\.mfs: sha256 .* does not match the manifest/.test(p))).toBe(true);
+    await fs.rm(path.join(dir, 'metadata.mfs.back'));
+    expect(await verifySnapshot(dir)).toContain('metadata.mfs.back: missing');
+    const view = await viewStore(store);
+    expect(view.healthy).toEqual([]);
+    expect(view.broken[0]).toMatchObject({ id: manifest.id, error: 'metadata.mfs.back is missing' });
+  });
+
+  test('an id taken in the same second moves on by a second', async () => {
+    const at = new Date('2026-05-01T10:00:00Z');
+    const { stage, manifest } = await stagedSnapshot(store, at);
+    await finaliseSnapshot(store, stage, manifest);
+    expect(await freeSnapshotId(store, at, 12, snapshotId)).toBe('20260501T100001Z-v12');
+  });
+
+  test('removal never shows half a snapshot; leftovers of killed runs are found and removed', async () => {
+    const { stage, manifest } = await stagedSnapshot(store, new Date('2026-05-01T10:00:00Z'));
+    await finaliseSnapshot(store, stage, manifest);
+    const killed = await makeStageDir(store, 'snapshot');
+    await fs.writeFile(path.join(killed, 'metadata.mfs.back'), 'partial');
+    await fs.writeFile(path.join(store, '.tmp', 'not-ours'), 'x');
+    expect(await leftoverTemps(store)).toEqual([path.basename(killed)]);
+    await removeSnapshot(store, manifest.id);
+    expect((await listSnapshots(store)).snapshots).toEqual([]);
+    expect(await removeLeftoverTemps(store)).toEqual([path.basename(killed)]);
+    expect(await fs.readdir(path.join(store, '.tmp'))).toEqual(['not-ours']);
+    expect(await refreshLatest(store)).toBeUndefined();
+    expect(await readLatest(store)).toBeUndefined();
+  });
+
+  test('a changelog copy loses only its cut last line', async () => {
+    const f = path.join(store, 'changelog.0.mfs');
+    await fs.writeFile(f, '1: 1|A(1)\n2: 1|B(1)\n3: 1|C(');
+    expect(await trimCutLastLine(f)).toBe(7);
+    expect(await fs.readFile(f, 'utf8')).toBe('1: 1|A(1)\n2: 1|B(1)\n');
+    expect(await trimCutLastLine(f)).toBe(0);
+    await fs.writeFile(f, 'no newline at all');
+    expect(await trimCutLastLine(f)).toBe(17);
+    expect((await fs.stat(f)).size).toBe(0);
+  });
+
+  test('ENOSPC is recognised however deep an SFTP library wraps it; plain transfer errors are not', () => {
+    const local = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    expect(isNoSpace(local)).toBe(true);
+    expect(isNoSpace(new Error('download x: fastGet->sftp: ENOSPC: no space left on device, write Remote: x Local: y'))).toBe(true);
+    expect(isNoSpace(new Error('wrapped', { cause: new Error('again', { cause: local }) }))).toBe(true);
+    expect(isNoSpace(new Error('fastGet->sftp: No such file'))).toBe(false);
+  });
+});
