@@ -5,7 +5,7 @@ import { runCli, type CliResult } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { checkStore, crashProblems } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * Damaged files in a metalogger's DATA_PATH, read over SFTP the way production reads them: each must
@@ -52,13 +52,13 @@ const cases: Case[] = [
   {
     name: 'image of random bytes',
     damage: (d) => rewriteImage(d, (b) => randomBytes(b.length)),
-    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header bytes [0-9a-f]{16}, expected "MFSM 2\.0"\)/,
+    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header bytes [0-9a-f]{16}, expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
     verify: /metadata_ml\.mfs\.back.*not a MooseFS metadata image/,
   },
   {
     name: 'image with the wrong magic',
     damage: (d) => rewriteImage(d, (b) => Buffer.concat([Buffer.from('MFSM 1.6'), b.subarray(8)])),
-    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header "MFSM 1\.6", expected "MFSM 2\.0"\)/,
+    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header "MFSM 1\.6", expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
     verify: /metadata_ml\.mfs\.back.*header "MFSM 1\.6"/,
   },
   {
@@ -165,8 +165,7 @@ describe('faults: damaged files in a metalogger DATA_PATH', () => {
     expect(ctx.victim).toBeGreaterThan(imageVersion + 5);
   });
   afterAll(async () => {
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([lab]);
   });
 
   /** One case: damage a copy of the base, run backup, verify and drill on it; what went wrong, and what they said. */

@@ -7,7 +7,7 @@ import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, iterations, sleep } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * The same job started twice at the same moment — two crontab lines, or the daemon's schedule and an
@@ -81,11 +81,7 @@ describe('faults: the same job started twice at the same moment', () => {
     });
   });
   afterAll(async () => {
-    await link?.stop();
-    await mount?.unmount();
-    await big?.stop();
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([link, mount, big, lab]);
   });
 
   test('two `run backup` at once, again and again: one runs, the other is skipped naming the first', async () => {

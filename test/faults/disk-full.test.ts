@@ -8,7 +8,7 @@ import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, crashProblems, describeRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * The snapshot store on a small tmpfs that fills up: by a snapshot bigger than the room left, and by
@@ -49,11 +49,7 @@ describe('faults: the snapshot store runs out of space', () => {
     slowCfg = await lab.writeConfig(doc([masterEntry('big', big, { port: link.port, knownHosts })], ['big']), 'slow.yaml');
   });
   afterAll(async () => {
-    if (mounted) await execCapture('umount', [store], { timeoutMs: 10_000 });
-    await link?.stop();
-    await big?.stop();
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([mounted ? () => execCapture('umount', [store], { timeoutMs: 10_000 }) : undefined, link, big, lab]);
   });
 
   test('a snapshot bigger than the room left, and a disk filled by someone else mid-transfer: ENOSPC named, earlier snapshots intact, .tmp empty', async () => {

@@ -6,7 +6,7 @@ import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * SIGKILL of `mfs-jobs run backup` at points spread over its whole run — start-up, SSH connect,
@@ -41,11 +41,7 @@ describe('faults: SIGKILL of a running backup', () => {
     fastConfig = await lab.writeConfig({ ...common, masters: [masterEntry('big', big)] }, 'fast.yaml');
   });
   afterAll(async () => {
-    await link?.stop();
-    await mount?.unmount();
-    await big?.stop();
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([link, mount, big, lab]);
   });
 
   const slowRuns = iterations('BACKUP_SLOW', 8, 30);

@@ -4,7 +4,7 @@ import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { checkStore, describeRun, iterations, processesIn, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * SIGKILL of `mfs-jobs run drill` at points spread over its run (start-up, copying the restore point
@@ -33,9 +33,10 @@ describe('faults: SIGKILL of a running drill', () => {
     expect(describeRun(backup)).toMatch(/^exit 0: MFS BACKUP OK/);
   });
   afterAll(async () => {
-    if (lab) for (const pid of await processesIn(scratchRoot())) process.kill(pid, 'SIGKILL');
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    const killScratchMasters = async () => {
+      for (const pid of await processesIn(scratchRoot())) process.kill(pid, 'SIGKILL');
+    };
+    await tearDownFaults([lab ? killScratchMasters : undefined, lab]);
   });
 
   const n = iterations('DRILL', 10, 25);

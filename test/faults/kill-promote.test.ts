@@ -8,7 +8,7 @@ import { Lab } from '../lab/cluster.js';
 import { LabMaster, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { describeRun, iterations, processesIn, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * SIGKILL of `mfs-jobs run promote` (the failover hook) at points spread over its run and at the
@@ -57,9 +57,7 @@ describe('faults: SIGKILL of a running promote', () => {
     await lab.master.kill9();
   });
   afterAll(async () => {
-    if (standby) await killStandby(standby.dataPath).catch(() => undefined);
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([standby ? () => killStandby(standby.dataPath).catch(() => undefined) : undefined, lab]);
   });
 
   const TIMED_KILLS = iterations('PROMOTE', 15, 40);

@@ -5,7 +5,7 @@ import { bigMaster } from '../helpers/generated.js';
 import { Lab, masterEntry } from '../lab/cluster.js';
 import { LabMount, type LabMaster } from '../lab/moosefs.js';
 import { checkStore, describeRun, iterations, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { recordFaults, tearDownFaults } from './results.js';
 
 /**
  * SIGKILL of `mfs-jobs run prune` while it scans a snapshot store and takes released snapshots out
@@ -42,10 +42,7 @@ describe('faults: SIGKILL of a running prune', () => {
     pruneCfg = await lab.writeConfig({ ...common, jobs: { prune: { keepRestorePoints: 1, maxTotalSizeMB: 7, minAgeMinutes: 0 } } }, 'prune.yaml');
   });
   afterAll(async () => {
-    await mount?.unmount();
-    await big?.stop();
-    await lab?.stop();
-    printOwnRowsUnlessReported();
+    await tearDownFaults([mount, big, lab]);
   });
 
   const n = iterations('PRUNE', 17, 40);

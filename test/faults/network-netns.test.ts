@@ -9,7 +9,7 @@ import { NetLab, type Machine } from '../lab/netns.js';
 import { waitFor } from '../lab/proc.js';
 import { LabSshd } from '../lab/sshd.js';
 import { checkStore, crashProblems, describeRun, transferUnderWay } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { tearDownFaults } from './results.js';
 
 /**
  * Link faults made by the kernel, not by a proxy: the master's host S (sshd) and the backup host D
@@ -83,15 +83,12 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
   });
 
   afterAll(async () => {
-    await sshd?.stop().catch(() => undefined);
-    await big?.stop().catch(() => undefined);
-    if (net) {
+    const destroyNet = async () => {
       await net.destroy();
       expect(await net.leftovers()).toEqual([]);
-    }
-    if (dir && !process.env.MFS_JOBS_KEEP_TEST_DIR) await fs.rm(dir, { recursive: true, force: true });
-    for (const r of rows) recordFaults({ area: 'network', fault: r.fault, injected: 1, survived: r.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: r.note });
-    printOwnRowsUnlessReported();
+    };
+    const removeDir = () => fs.rm(dir, { recursive: true, force: true });
+    await tearDownFaults([sshd, big, net ? destroyNet : undefined, dir && !process.env.MFS_JOBS_KEEP_TEST_DIR ? removeDir : undefined], rows);
   });
 
   test('a slow link (tc tbf, 300 kB/s): the snapshot completes at the link\'s pace and verifies; a job timeout shorter than the copy ends it cleanly', async () => {

@@ -8,7 +8,7 @@ import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMetalogger } from '../lab/moosefs.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { crashProblems, describeRun } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { tearDownFaults } from './results.js';
 
 /**
  * The failover hook with its only source (a metalogger holding a few-MB image) behind a faulty link:
@@ -50,14 +50,11 @@ describe('faults: the failover hook\'s source behind a faulty link', () => {
     await fs.writeFile(config, YAML.stringify(doc), { mode: 0o600 });
   });
   afterAll(async () => {
-    const pid = standby ? await runningMasterPid(standby.dataPath) : undefined;
-    if (pid) process.kill(pid, 'SIGKILL');
-    await proxy?.stop();
-    await ml?.stop();
-    await big?.stop();
-    await lab?.stop();
-    for (const r of rows) recordFaults({ area: 'network', fault: r.fault, injected: 1, survived: r.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: r.note });
-    printOwnRowsUnlessReported();
+    const killStandbyMaster = async () => {
+      const pid = await runningMasterPid(standby.dataPath);
+      if (pid) process.kill(pid, 'SIGKILL');
+    };
+    await tearDownFaults([standby ? killStandbyMaster : undefined, proxy, ml, big, lab], rows);
   });
 
   async function promoteUnder(fault: string, faults: FaultProxy['faults'], bound: number, expected: RegExp): Promise<string[]> {

@@ -9,7 +9,7 @@ import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 import { LabSshd } from '../lab/sshd.js';
 import { checkStore, crashProblems, describeRun, transferUnderWay } from './faults.js';
-import { printOwnRowsUnlessReported, recordFaults } from './results.js';
+import { tearDownFaults } from './results.js';
 
 /**
  * Link and server faults between backup and the real sshd of a master: the connection cut
@@ -90,13 +90,7 @@ describe('faults: network and sshd failures during backup', () => {
     slow = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 300_000 });
   });
   afterAll(async () => {
-    await proxy?.stop();
-    await slow?.stop();
-    await own?.stop().catch(() => undefined);
-    await big?.stop();
-    await lab?.stop();
-    for (const r of rows) recordFaults({ area: 'network', fault: r.fault, injected: 1, survived: r.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: r.note });
-    printOwnRowsUnlessReported();
+    await tearDownFaults([proxy, slow, own ? () => own.stop().catch(() => undefined) : undefined, big, lab], rows);
   });
 
   test('the connection cut mid-transfer (after 1 MB): TransferError at once, no snapshot', async () => {

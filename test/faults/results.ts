@@ -65,3 +65,34 @@ export function printOwnRowsUnlessReported(): void {
   const mine = existsSync(dir) ? readFaultRows(dir) : [];
   if (mine.length) process.stdout.write(formatFaultTable(mine, `faults injected (results in ${dir}):`));
 }
+
+/** Something a faults suite started: a lab, a proxy, a mount, a master, or a step of its own. */
+export type Started = { stop(): Promise<unknown> } | { unmount(): Promise<unknown> } | (() => Promise<unknown>) | undefined;
+
+/** One network fault tried once: survived or not, and what was seen. */
+export interface NetworkTrial {
+  fault: string;
+  ok: boolean;
+  note: string;
+}
+
+/**
+ * A faults suite's afterAll: stop what it started in the order given (each one even when an earlier
+ * one failed, the first failure rethrown at the end), record its network trials, print its rows.
+ */
+export async function tearDownFaults(started: Started[], trials: NetworkTrial[] = []): Promise<void> {
+  let failure: unknown;
+  for (const s of started) {
+    if (!s) continue;
+    try {
+      if (typeof s === 'function') await s();
+      else if ('stop' in s) await s.stop();
+      else await s.unmount();
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+  for (const t of trials) recordFaults({ area: 'network', fault: t.fault, injected: 1, survived: t.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: t.note });
+  printOwnRowsUnlessReported();
+  if (failure) throw failure;
+}
