@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 
 packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client moosefs-cli
           openssh-server openssh-client ucarp keepalived fuse3 iproute2 procps util-linux
-          time faketime)  # GNU time: peak RSS in npm run bench; faketime: hourly rotations in prune tests
+          time faketime  # GNU time: peak RSS in npm run bench; faketime: hourly rotations in prune tests
+          # scripts/build-moosefs.sh (MooseFS 1.5/1.6/4.x from moosefs-src): compilers and autotools,
+          # zlib/libpcap, FUSE 3 (4.x mfsmount) and FUSE 2 headers (1.6 mfsmount; libfuse-dev needs only
+          # libfuse2, not the 'fuse' package, which conflicts with fuse3), python3 (4.x mfscli).
+          build-essential autoconf automake libtool pkg-config zlib1g-dev libpcap-dev
+          libfuse3-dev libfuse-dev python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,6 +24,18 @@ fi
 # sshd's privilege-separation directory (the lab starts its own sshd on a loopback port).
 mkdir -p /run/sshd
 [ -e /dev/fuse ] || { echo "setup: /dev/fuse is missing: FUSE mounts (mfsmount) cannot work here" >&2; exit 1; }
+
+# The MooseFS generations Debian does not ship (1.5.12, 1.6.4, 1.6.27, 4.59.2), built from their upstream
+# source tarballs into /opt/mfs-jobs/moosefs (cached: a rerun is instant) for the generation tests.
+src=$(realpath -m -- "${MFS_JOBS_MOOSEFS_SRC:-../shared/moosefs-src}")
+if compgen -G "$src/moosefs-*.tar.gz" >/dev/null; then
+  bash scripts/build-moosefs.sh all
+elif [ -n "${CI:-}" ]; then
+  echo "setup: no MooseFS source tarballs in $src: the generation tests cannot run (set MFS_JOBS_MOOSEFS_SRC)" >&2
+  exit 1
+else
+  echo "setup: MooseFS 1.5/1.6/4.x not built: no source tarballs in $src (set MFS_JOBS_MOOSEFS_SRC); the generation tests will fail"
+fi
 
 npm ci --no-audit --no-fund
 npm run build
