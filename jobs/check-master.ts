@@ -2,12 +2,12 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type Metric } from '../lib/core/job.js';
-import { masterInfo, type MasterInfo } from '../lib/moosefs/mfscli.js';
+import { masterStatus, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
 export default defineJob({
   name: 'check-master',
-  description: 'Ask every configured master for its metadata version (mfscli -SIM); CRITICAL when none answers',
+  description: 'Ask every configured master what it serves (MooseFS client protocol, every generation); CRITICAL when none answers',
   defaultSchedule: '*/5 * * * *',
   options: jobOptionsSchema({ cliTimeoutSeconds: z.number().positive().default(10) }),
   async run(ctx) {
@@ -16,23 +16,30 @@ export default defineJob({
     const answers = await Promise.all(
       config.masters.map(async (m) => {
         try {
-          const info = await masterInfo({ host: m.cliHost, port: m.cliPort, bin: config.mfscliBin, timeoutMs: options.cliTimeoutSeconds * 1000, signal: ctx.signal });
+          const info = await masterStatus(targetOf(config, m, { timeoutMs: options.cliTimeoutSeconds * 1000, signal: ctx.signal }));
           return { name: m.name, info };
         } catch (err) {
           return { name: m.name, error: describeError(err) };
         }
       }),
     );
-    const up = answers.filter((a): a is { name: string; info: MasterInfo } => 'info' in a);
-    const lines = answers.map((a) => ('info' in a && a.info ? `${a.name}: metadata version ${a.info.metadataVersion} (MooseFS ${a.info.softwareVersion})` : `${a.name}: ${'error' in a ? a.error : ''}`));
-    const metrics: Metric[] = up.map((a) => ({ name: 'metadata_version', value: a.info.metadataVersion, labels: { master: a.name }, help: 'Metadata version the master reports (mfscli -SIM).' }));
-    metrics.push({ name: 'masters_up', value: up.length, help: 'Configured masters answering mfscli.' });
+    const up = answers.filter((a): a is { name: string; info: MasterStatus } => 'info' in a);
+    const lines = answers.map((a) => ('info' in a && a.info ? `${a.name}: ${serves(a.info)} (MooseFS ${a.info.softwareVersion})` : `${a.name}: ${'error' in a ? a.error : ''}`));
+    const metrics: Metric[] = up.flatMap((a) =>
+      a.info.metadataVersion === undefined ? [] : [{ name: 'metadata_version', value: a.info.metadataVersion, labels: { master: a.name }, help: 'Metadata version the master reports.' }],
+    );
+    metrics.push({ name: 'masters_up', value: up.length, help: 'Configured masters answering.' });
     const details = { masters: answers };
     if (up.length === 0) return { status: 'CRITICAL', summary: `no master answers: ${answers.map((a) => ('error' in a ? a.error : '')).join('; ')}`, details, metrics, lines };
     if (up.length > 1) {
-      return { status: 'WARNING', summary: `${up.length} masters answer at once (${up.map((a) => `${a.name}@${a.info.metadataVersion}`).join(', ')}): only one should run`, details, metrics, lines };
+      return { status: 'WARNING', summary: `${up.length} masters answer at once (${up.map((a) => `${a.name}@${a.info.metadataVersion ?? a.info.softwareVersion}`).join(', ')}): only one should run`, details, metrics, lines };
     }
     const only = up[0]!;
-    return { status: 'OK', summary: `${only.name} serves metadata version ${only.info.metadataVersion}`, details, metrics, lines };
+    return { status: 'OK', summary: `${only.name} ${serves(only.info)}`, details, metrics, lines };
   },
 });
+
+/** "serves metadata version 145"; a 1.x master serves without saying its version. */
+function serves(s: MasterStatus): string {
+  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
+}

@@ -4,7 +4,9 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob } from '../lib/core/job.js';
 import { processAlive } from '../lib/core/lock.js';
-import { masterInfo } from '../lib/moosefs/mfscli.js';
+import { binariesFor } from '../lib/moosefs/generations/binaries.js';
+import { generationNamed } from '../lib/moosefs/generations/index.js';
+import { masterStatus } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { requireStandby } from '../lib/failover/standby.js';
 import { vipHeld } from '../lib/failover/vip.js';
@@ -29,12 +31,14 @@ export default defineJob({
     if (standby.vip && !ctx.args.force && (await vipHeld(standby.vip, ctx.signal))) {
       return { status: 'WARNING', summary: `virtual IP ${standby.vip} is held here: not stopping mfsmaster (pid ${pid}); --force stops it anyway`, details: { pid, changed: false } };
     }
-    const version = await masterInfo({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000 })
-      .then((i) => i.metadataVersion)
-      .catch(() => undefined);
+    const status = await masterStatus({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, generation: config.moosefs.generation }).catch(() => undefined);
+    const version = status?.metadataVersion;
+    // Stopped the way its own generation is (1.6.4 takes `-s`; the word `stop` would restart it).
+    const generation = status?.generation ?? (config.moosefs.generation === 'auto' ? undefined : generationNamed(config.moosefs.generation));
+    const bin = generation ? binariesFor(config, generation).mfsmaster : standby.mfsmasterBin;
     const at = version === undefined ? '' : ` at metadata version ${version}`;
     if (ctx.dryRun) return { status: 'OK', summary: `dry run: would stop mfsmaster (pid ${pid})${at}`, details: { pid, changed: false } };
-    const res = await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, timeoutMs: ctx.options.stopTimeoutSeconds * 1000 });
+    const res = await stopMaster({ configFile: standby.masterConfig, bin, generation, timeoutMs: ctx.options.stopTimeoutSeconds * 1000 });
     const deadline = Date.now() + 10_000;
     while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     if (processAlive(pid)) {

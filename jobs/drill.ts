@@ -9,11 +9,14 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
 import type { ImageHeader } from '../lib/moosefs/metadata.js';
-import { generalInfo, masterInfo, type CliTarget } from '../lib/moosefs/mfscli.js';
-import { mfsmasterErrorLine, startMaster, waitServing } from '../lib/moosefs/mfsmaster.js';
+import { generalInfo } from '../lib/moosefs/mfscli.js';
+import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
+import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
+import { restoreAndStart } from '../lib/moosefs/restore.js';
+import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
-import { countsOf, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
+import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
   createScratch,
@@ -52,14 +55,14 @@ const drillOptions = jobOptionsSchema({
 type DrillOptions = z.infer<typeof drillOptions>;
 type Ctx = JobContext<DrillOptions>;
 
-/** The live master with the highest version among those that answer; undefined when none does. */
+/** The live master with the highest version among those that answer with one; undefined when none does. */
 async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
   const answers = await Promise.all(
     ctx.config.masters.map(async (m) => {
-      const target: CliTarget = { host: m.cliHost, port: m.cliPort, bin: ctx.config.mfscliBin, timeoutMs: ctx.options.liveTimeoutSeconds * 1000, signal: ctx.signal };
+      const target = targetOf(ctx.config, m, { timeoutMs: ctx.options.liveTimeoutSeconds * 1000, signal: ctx.signal });
       try {
-        const info = await masterInfo(target);
-        return { name: m.name, version: info.metadataVersion, counts: countsOf(await generalInfo(target)) };
+        const status = await masterVersion(target, dataPathOf(ctx.config, m, ctx.signal));
+        return { name: m.name, version: status.metadataVersion, counts: await countsOf(status, target) };
       } catch (err) {
         ctx.log.info(`live master ${m.name} not reachable for comparison`, { error: describeError(err) });
         return undefined;
@@ -69,11 +72,17 @@ async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
   return answers.filter((a): a is LiveMaster => a !== undefined).sort((a, b) => b.version - a.version)[0];
 }
 
-
+/** Counts as the master reported them; a master asked through mfscli (3.0) is asked once more (-SIG). */
+async function countsOf(status: MasterStatus, target: MasterTarget): Promise<Counts> {
+  if (status.fsObjects !== undefined) return { fsObjects: status.fsObjects, directories: status.directories, files: status.files };
+  return countsFromInfo(await generalInfo(target));
+}
 
 class RestoreFailed extends Error {}
 
 interface Restored {
+  /** The scratch master's MooseFS, e.g. "MooseFS 1.6.4". */
+  generation: string;
   placed: PlacedRestorePoint;
   chain: RollForward;
   header: ImageHeader;
@@ -83,28 +92,35 @@ interface Restored {
   copyStartedMs: number;
 }
 
-/** Copy, `mfsmaster -a`, wait until it serves, read its counts. The caller stops the master. */
+/** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
 async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const placed = await place(config, source, scratch.dataPath, ctx.signal);
   const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
-  const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
-  const start = await startMaster({ configFile: scratch.configFile, bin, autoRestore: true, timeoutMs: options.restoreTimeoutSeconds * 1000, signal: ctx.signal });
+  // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
+  const binaries = await restoringBinaries(config, placed.header?.magic ?? 'MFSM 2.0', placed.image, options.mfsmasterBin);
+  await writeScratchConfig(scratch, ports, binaries.generation);
+  const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
+  const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
+  const files = { dataPath: scratch.dataPath, image: placed.image, changelogs: placed.changelogs };
+  const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: options.restoreTimeoutSeconds * 1000, signal: ctx.signal, ready: answers });
   await fs.writeFile(path.join(scratch.dir, 'mfsmaster-restore.log'), start.output, { mode: 0o600 });
   if (start.code !== 0) {
     const holes = placed.chain?.holes.length ? ` (chain check: missing versions ${placed.chain.holes.map(formatHole).join(', ')})` : '';
     const image = placed.imageProblem ? ` (image check: ${placed.imageProblem})` : '';
-    throw new RestoreFailed(`mfsmaster -a failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`);
+    throw new RestoreFailed(`${start.command} failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`);
   }
   const { chain, header } = placed;
-  if (!chain || !header) throw new RestoreFailed(`mfsmaster -a accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
+  if (!chain || !header) throw new RestoreFailed(`${start.command} accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
   const servingStartedMs = Date.now();
-  const target: CliTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin };
-  const info = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
+  const status = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStartedMs };
-  return { placed, chain, header, version: info.metadataVersion, counts: countsOf(await generalInfo(target)), timings, copyStartedMs };
+  // A 1.x master does not report its version: what mfsmetarestore wrote is what it serves.
+  const version = status.metadataVersion ?? start.restoredVersion;
+  if (version === undefined) throw new RestoreFailed(`${start.command} succeeded, but the restored metadata version is unknown`);
+  return { placed, chain, header, version, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs };
 }
 
 /** The drill's result: the restored master compared with its chain and with the live master. */
@@ -121,7 +137,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
-      `chain: newest version ${chain.newest}; scratch master served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}`,
+      `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
       `restored: ${formatCounts(r.counts)}`,
       live ? `live master ${live.name} (version ${live.version}): ${formatCounts(live.counts)}` : 'live master: none answers, no comparison',
@@ -133,6 +149,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
       changelogs: placed.changelogs,
       expectedVersion: chain.newest,
       restoredVersion: r.version,
+      moosefs: r.generation,
       restored: r.counts,
       live: live ?? null,
       rpoVersions: verdict.rpoVersions ?? null,
@@ -177,7 +194,6 @@ export default defineJob({
     const { config, options } = ctx;
     const root = options.scratchDir ?? path.join(config.stateDir, 'drill');
     const rootKey = options.scratchDir ? 'jobs.drill.scratchDir' : 'stateDir';
-    const bin = options.mfsmasterBin ?? config.standby?.mfsmasterBin;
     const source = await chooseSource(config, options.from, ctx.args);
     await checkScratchRoot(config, root, rootKey);
     if (ctx.dryRun) {
@@ -185,11 +201,10 @@ export default defineJob({
       return { status: 'OK', summary: `dry run: would restore ${describeSource(source)} into a scratch master on ${SCRATCH_HOST}:${ports.matocl} under ${root}`, details: { source: describeSource(source), ports } };
     }
     // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
-    const leftovers = await clearLeftovers(root, SCRATCH_PREFIX, bin);
+    const leftovers = await clearLeftovers(root, SCRATCH_PREFIX);
     for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
     const scratch = await createScratch(root, SCRATCH_PREFIX);
-    await writeScratchConfig(scratch, ports);
     ctx.log.info('drill started', { source: describeSource(source), scratch: scratch.dir, ports });
     let result: JobResult;
     try {
@@ -197,7 +212,7 @@ export default defineJob({
       result = drillResult(ctx, source, restored, await liveMaster(ctx), ports);
     } catch (err) {
       if (ctx.signal.aborted) {
-        await stopScratchMaster(scratch, bin);
+        await stopScratchMaster(scratch);
         await fs.rm(scratch.dir, { recursive: true, force: true });
         throw err;
       }
@@ -206,7 +221,7 @@ export default defineJob({
     }
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
-    const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch, bin);
+    const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
     const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
     const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;

@@ -8,12 +8,14 @@ import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
-import { mfsmasterErrorLine, stopMaster, waitServing } from '../lib/moosefs/mfsmaster.js';
+import { waitServing } from '../lib/moosefs/master.js';
+import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
-import { preparePlacements, startMasterFor } from '../lib/failover/restore.js';
+import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
 import { localAddresses, vipHeld } from '../lib/failover/vip.js';
 import { formatHole } from '../lib/moosefs/chain.js';
+import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -64,12 +66,13 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
   }
   const answers = await fence(ctx, others);
   const alive = aliveMasters(answers);
-  const details = { pid: running.pid, metadataVersion: running.info.metadataVersion, fence: answers, changed: false };
-  const metrics: Metric[] = [{ name: 'metadata_version', value: running.info.metadataVersion, help: 'Metadata version the promoted master serves.' }];
+  const version = running.info.metadataVersion;
+  const details = { pid: running.pid, metadataVersion: version ?? null, fence: answers, changed: false };
+  const metrics: Metric[] = version === undefined ? [] : [{ name: 'metadata_version', value: version, help: 'Metadata version the promoted master serves.' }];
   if (alive.length > 0) {
     return { status: 'CRITICAL', summary: `this standby already serves (pid ${running.pid}), and so does ${alive.map(describeFence).join('; ')}: two masters`, details, metrics };
   }
-  const summary = `mfsmaster (pid ${running.pid}) already serves metadata version ${running.info.metadataVersion}; nothing changed`;
+  const summary = `mfsmaster (pid ${running.pid}) already serves ${version !== undefined ? `metadata version ${version}` : `(MooseFS ${running.info.softwareVersion})`}; nothing changed`;
   if (standby.vip && !(await vipHeld(standby.vip, ctx.signal))) return { status: 'WARNING', summary: `${summary}, but virtual IP ${standby.vip} is not held here`, details, metrics };
   return { status: 'OK', summary, details, metrics };
 }
@@ -77,7 +80,7 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
 function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
   return Promise.all(
     others.map(async (m) => {
-      const answer = await probeMaster(m, { timeoutMs: ctx.options.fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, signal: ctx.signal });
+      const answer = await probeMaster(m, { timeoutMs: ctx.options.fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, signal: ctx.signal });
       onAnswer?.(m, answer);
       return answer;
     }),
@@ -172,20 +175,24 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const timeoutMs = ctx.options.startTimeoutSeconds * 1000;
   const details = { ...planDetails(f, settled), aside: acted.aside };
   const lines = [...acted.lines, acted.aside.dir ? `previous DATA_PATH content moved to ${acted.aside.dir}` : 'DATA_PATH was empty'];
-  const command = standby.restoreMethod === 'mfsmaster-a' ? 'mfsmaster -a' : 'mfsmetarestore -a';
+  if (acted.placements.files.some((p) => p.name === RESTORED_SESSIONS)) lines.push(`${RESTORED_SESSIONS} restored beside the image: clients from before the failover keep their sessions`);
   const restoreBegan = Date.now();
-  const start = await startMasterFor(standby, timeoutMs);
+  const start = await restoreStandby(ctx.config, standby, acted.placements.files, { timeoutMs, signal: ctx.signal });
+  const { command } = start;
   if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
-  const info = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, timeoutMs });
+  const status = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, timeoutMs });
   const servedAt = Date.now();
   f.timings.restoreMs = servedAt - restoreBegan;
-  if (info.metadataVersion < plan.reached) {
-    await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
-    return { status: 'CRITICAL', summary: `mfsmaster came up at metadata version ${info.metadataVersion}, expected ${plan.reached}: stopped it again`, details, lines };
+  // A 1.x master does not report its version: what mfsmetarestore wrote is what it serves.
+  const served = status.metadataVersion ?? start.restoredVersion ?? 0;
+  const stop = () => stopMaster({ configFile: standby.masterConfig, bin: start.binaries.mfsmaster, generation: start.binaries.generation });
+  if (served < plan.reached) {
+    await stop();
+    return { status: 'CRITICAL', summary: `mfsmaster came up at metadata version ${served}, expected ${plan.reached}: stopped it again`, details, lines };
   }
   // After acting: still ours? A master without the VIP is a second master nobody should reach.
   if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip))) {
-    await stopMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin });
+    await stop();
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
@@ -200,7 +207,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     { name: 'overhead', value: Math.max(0, seconds(servedAt - triggeredAt(ctx) - start.durationMs)), unit: 's', help: 'What promote adds on top of the bare restore.' },
     { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
     ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
-    { name: 'metadata_version', value: info.metadataVersion, help: 'Metadata version the promoted master serves.' },
+    { name: 'metadata_version', value: served, help: 'Metadata version the promoted master serves.' },
     { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
   ];
   const warnings = [
@@ -208,11 +215,11 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     ...(f.forced ? ['forced past fencing'] : []),
     ...(settled.choice.others.length > 0 ? [`other filesystems seen and not used: ${settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`).join('; ')}`] : []),
   ];
-  const summary = `promoted: serving metadata version ${info.metadataVersion} in ${rtoSeconds.toFixed(2)} s from ${sourcesUsed(plan).join(' + ')}; RPO ${rpoVersions} versions${warnings.length ? `; ${warnings.join('; ')}` : ''}`;
+  const summary = `promoted: serving metadata version ${served} in ${rtoSeconds.toFixed(2)} s from ${sourcesUsed(plan).join(' + ')}; RPO ${rpoVersions} versions${warnings.length ? `; ${warnings.join('; ')}` : ''}`;
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, metadataVersion: info.metadataVersion, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
+    details: { ...details, metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };

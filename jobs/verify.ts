@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { jobOptionsSchema, type Config, type MetaloggerHost } from '../lib/core/config.js';
+import { jobOptionsSchema, type ChunkserverHost, type Config, type MetaloggerHost } from '../lib/core/config.js';
 import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { connectedMetaloggers, masterInfo } from '../lib/moosefs/mfscli.js';
+import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
 import { openSource } from '../lib/transport/remote.js';
-import { inspectDataPath, inspectSnapshot, type DataPathFacts } from '../lib/verify/source.js';
-import { judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
+import { inspectChunkserver, inspectDataPath, inspectSnapshot, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
+import { judgeChunkserver, judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
   cliTimeoutSeconds: z.number().positive().default(10),
@@ -47,11 +47,11 @@ interface MasterView {
 /** The newest metadata version any configured master serves, and the metaloggers it lists. */
 async function askMasters(config: Config, o: Options, signal: AbortSignal): Promise<MasterView> {
   if (config.masters.length === 0) return { error: 'no masters configured (masters: in the config)' };
-  const target = (m: Config['masters'][number]) => ({ host: m.cliHost, port: m.cliPort, bin: config.mfscliBin, timeoutMs: o.cliTimeoutSeconds * 1000, signal });
+  const target = (m: Config['masters'][number]) => targetOf(config, m, { timeoutMs: o.cliTimeoutSeconds * 1000, signal });
   const answers = await Promise.all(
     config.masters.map(async (m) => {
       try {
-        return { m, version: (await masterInfo(target(m))).metadataVersion };
+        return { m, version: (await masterVersion(target(m), dataPathOf(config, m, signal))).metadataVersion };
       } catch (err) {
         return { m, error: describeError(err) };
       }
@@ -61,8 +61,7 @@ async function askMasters(config: Config, o: Options, signal: AbortSignal): Prom
   const best = up[0];
   if (!best) return { error: `no master answers: ${answers.map((a) => a.error).join('; ')}` };
   try {
-    const listed = await connectedMetaloggers(target(best.m));
-    return { name: best.m.name, version: best.version, listed: listed.map((l) => l.host) };
+    return { name: best.m.name, version: best.version, listed: await connectedMetaloggerHosts(target(best.m)) };
   } catch (err) {
     return { name: best.m.name, version: best.version, listError: describeError(err) };
   }
@@ -88,29 +87,45 @@ async function connectedState(config: Config, master: MasterView): Promise<Conne
   return matchConnected(mls, listed);
 }
 
-async function verifySnapshotStore(store: string, masterVersion: number | undefined, t: VerifyThresholds, signal: AbortSignal): Promise<SourceVerdict> {
+async function verifySnapshotStore(store: string, masterVersion: number | undefined, t: VerifyThresholds, signal: AbortSignal): Promise<{ verdict: SourceVerdict; facts?: SnapshotFacts }> {
   try {
     const { snapshots, broken } = await listSnapshots(store);
     const newest = snapshots[snapshots.length - 1];
     const facts = newest ? await inspectSnapshot(newest, { signal }) : undefined;
-    return judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t);
+    return { verdict: judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t), facts };
   } catch (err) {
     if (signal.aborted) throw err;
-    return judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t);
+    return { verdict: judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t) };
+  }
+}
+
+/** A 1.x chunkserver's changelog_csback files on top of the newest snapshot: the pre-1.6.5 restore point. */
+async function verifyChunkserver(config: Config, cs: ChunkserverHost, snapshot: SnapshotFacts | undefined, masterVersion: number | undefined, o: Options, signal: AbortSignal): Promise<SourceVerdict> {
+  const input = { name: cs.name, host: cs.host, snapshotId: snapshot?.snapshot.id, masterVersion, now: Date.now() };
+  let source;
+  try {
+    source = await openSource(config, cs, signal);
+    const facts = await inspectChunkserver(source, cs.dataPath, snapshot, { signal, cutLineRetryMs: o.cutLineRetrySeconds * 1000 });
+    return judgeChunkserver({ ...input, facts }, o);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return judgeChunkserver({ ...input, error: (err as Error).message }, o);
+  } finally {
+    await source?.close();
   }
 }
 
 /** Prove every metalogger and the newest snapshot can restore the master's metadata right now. */
 export default defineJob({
   name: 'verify',
-  description: 'Check that every metalogger and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
+  description: 'Check that every metalogger, every 1.x chunkserver\'s changelog_csback and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
   defaultSchedule: '*/10 * * * *',
   options,
   async run(ctx) {
     const { config, options: o, signal } = ctx;
     const t: VerifyThresholds = o;
     const store = config.snapshotStore?.path;
-    if (config.metaloggers.length === 0 && !store) return { status: 'UNKNOWN', summary: 'nothing to verify: no metaloggers and no snapshotStore in the config' };
+    if (config.metaloggers.length === 0 && config.chunkservers.length === 0 && !store) return { status: 'UNKNOWN', summary: 'nothing to verify: no metaloggers, chunkservers or snapshotStore in the config' };
 
     // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
     const master = await askMasters(config, o, signal);
@@ -118,6 +133,7 @@ export default defineJob({
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(store, master.version, t, signal) : Promise.resolve(undefined),
     ]);
+    const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
     const links = await connectedState(config, master);
 
     const globalFindings: Finding[] = [];
@@ -129,7 +145,8 @@ export default defineJob({
     const verdicts = config.metaloggers.map((ml, i) =>
       judgeMetalogger({ name: ml.name, host: ml.host, metaDownloadFreqHours: ml.metaDownloadFreqHours, ...read[i]!, masterVersion: master.version, connected: links?.connected.get(ml.name), now }, t),
     );
-    if (snapshot) verdicts.push(snapshot);
+    verdicts.push(...chunkservers);
+    if (snapshot) verdicts.push(snapshot.verdict);
     for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
 
     const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { readSourceImageHeader, listDataPath } from '../moosefs/datapath.js';
+import { readSourceImageHeader, listDataPath, type DataPathListing } from '../moosefs/datapath.js';
 import { ChainError } from '../core/errors.js';
 import type { ImageHeader } from '../moosefs/metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
@@ -26,6 +26,8 @@ export interface ChangelogCandidate {
 export interface SourceInventory {
   images: ImageCandidate[];
   changelogs: ChangelogCandidate[];
+  /** The DATA_PATH's listing (for the files beside image and changelogs, e.g. a 1.x sessions.mfs). */
+  listing: DataPathListing;
 }
 
 /** Changelog lines an image needs start here: its header version, or 1 for the empty `MFSM NEW`. */
@@ -124,5 +126,5 @@ export async function takeInventory(source: FileSource, dataPath: string): Promi
     const file = path.posix.join(dataPath, entry.name);
     changelogs.push({ entry, path: file, ...(await readChangelogEdges(source, file, entry.size, { head: false, tail: true })) });
   }
-  return { images, changelogs };
+  return { images, changelogs, listing };
 }

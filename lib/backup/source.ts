@@ -7,7 +7,8 @@ import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
 import { readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
-import { openSource, type FileSource } from '../transport/remote.js';
+import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
+import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
 import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir, sha256File } from '../store/snapshot-store.js';
 import {
@@ -113,8 +114,9 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
     }
     const chain = await pullChangelogs(source, req, needed, start, stage);
+    const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
-    const files = [image.file, ...chain.files];
+    const files = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
     const manifest: Manifest = {
       formatVersion: 1,
       id,
@@ -166,6 +168,19 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
     sourceMtimeMs: chosen.entry.mtimeMs,
   };
   return { file, seconds: fetched.seconds };
+}
+
+/**
+ * A 1.x image's client sessions (sessions.mfs; sessions_ml.mfs on a 1.6.5+ metalogger): a 1.6.4 master
+ * restored without them leaves every mount from before the failover with "Input/output error".
+ */
+async function pullSessions(source: FileSource, req: BackupRequest, entry: RemoteEntry | undefined, stage: string): Promise<ManifestFile | undefined> {
+  if (!entry) return undefined;
+  const remote = path.posix.join(req.host.dataPath, entry.name);
+  const local = path.join(stage, entry.name);
+  await fetchFile(source, remote, local, req.signal);
+  const { size } = await fs.stat(local);
+  return { name: entry.name, role: 'sessions', size, sha256: await sha256File(local), sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
 }
 
 interface PulledChain {

@@ -47,6 +47,12 @@ const metaloggerSchema = z.strictObject({
   metaDownloadFreqHours: z.number().positive().default(24),
 });
 
+/**
+ * A chunkserver whose DATA_PATH holds `changelog_csback.N.mfs` (MooseFS 1.x): before 1.6.5 there is no
+ * metalogger, and at failover these are the changelogs that roll the hourly image forward.
+ */
+const chunkserverSchema = z.strictObject({ ...hostFields });
+
 const retentionSchema = z.strictObject({
   keepLast: z.number().int().min(1).default(3),
   keepHourly: z.number().int().min(0).default(24),
@@ -59,11 +65,31 @@ const standbySchema = z.strictObject({
   masterConfig: absPath.default('/etc/mfs/mfsmaster.cfg'),
   cliHost: z.string().min(1).default('127.0.0.1'),
   cliPort: port.default(9421),
-  /** `mfsmaster-a` on MooseFS 1.7+; `mfsmetarestore` for older masters. */
-  restoreMethod: z.enum(['mfsmaster-a', 'mfsmetarestore']).default('mfsmaster-a'),
+  /**
+   * `auto`: the restore of the image's generation (`mfsmetarestore` before 1.7, `mfsmaster -a` since);
+   * `mfsmaster-a` or `mfsmetarestore` force one.
+   */
+  restoreMethod: z.enum(['auto', 'mfsmaster-a', 'mfsmetarestore']).default('auto'),
   /** The virtual IP the standby takes over; promote checks it is held before and after acting. */
   vip: z.string().min(1).optional(),
   mfsmasterBin: z.string().min(1).default('mfsmaster'),
+});
+
+/**
+ * The MooseFS generations mfs-jobs knows (lib/moosefs/generations/; a unit test keeps the two lists equal):
+ * '1.6' is 1.6.0–1.6.4, '1.6.5' later 1.6 releases, '3.0' 1.7–3.x.
+ */
+export const GENERATION_KEYS = ['1.5', '1.6', '1.6.5', '3.0', '4'] as const;
+
+const moosefsSchema = z.strictObject({
+  /** Which MooseFS the cluster runs; `auto` tells it from image headers and from what the master answers. */
+  generation: z.enum(['auto', ...GENERATION_KEYS]).default('auto'),
+  /**
+   * Where each generation's own binaries are installed (PREFIX/sbin/mfsmaster, mfsmetarestore,
+   * PREFIX/bin/mfscli), e.g. `"1.6": /opt/mfs-jobs/moosefs/1.6.4`. A generation without one uses
+   * standby.mfsmasterBin and mfscliBin (the MooseFS installed on this machine).
+   */
+  prefixes: z.partialRecord(z.enum(GENERATION_KEYS), absPath).default({}),
 });
 
 /** Keys every job section accepts; each job adds its own with `jobOptionsSchema`. */
@@ -89,6 +115,7 @@ const configSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info') }).default({ level: 'info' }),
   prometheus: z.strictObject({ textfileDir: absPath.optional() }).default({}),
   mfscliBin: z.string().min(1).default('mfscli'),
+  moosefs: moosefsSchema.default({ generation: 'auto', prefixes: {} }),
   daemon: z
     .strictObject({
       /** On SIGTERM, how long running jobs may go on before they are aborted at their next safe point. */
@@ -98,6 +125,7 @@ const configSchema = z.strictObject({
   ssh: sshOverrideSchema.optional(),
   masters: z.array(masterSchema).default([]),
   metaloggers: z.array(metaloggerSchema).default([]),
+  chunkservers: z.array(chunkserverSchema).default([]),
   snapshotStore: z
     .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
     .optional(),
@@ -108,15 +136,19 @@ const configSchema = z.strictObject({
 type RawConfig = z.infer<typeof configSchema>;
 export type MasterHost = Omit<z.infer<typeof masterSchema>, 'ssh' | 'cliHost'> & { cliHost: string; ssh: SshSettings | undefined; role: 'master' };
 export type MetaloggerHost = Omit<z.infer<typeof metaloggerSchema>, 'ssh'> & { ssh: SshSettings | undefined; role: 'metalogger' };
+export type ChunkserverHost = Omit<z.infer<typeof chunkserverSchema>, 'ssh'> & { ssh: SshSettings | undefined; role: 'chunkserver' };
+/** Any host whose DATA_PATH mfs-jobs reads. */
+export type DataPathHost = MasterHost | MetaloggerHost | ChunkserverHost;
 export type Retention = z.infer<typeof retentionSchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
 
-export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'ssh' | 'lockDir'> {
+export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir'> {
   /** The file it was read from (for messages). */
   file: string;
   lockDir: string;
   masters: MasterHost[];
   metaloggers: MetaloggerHost[];
+  chunkservers: ChunkserverHost[];
 }
 
 /** "masters.0.host: expected string, received number" — the key first, as the operator wrote it. */
@@ -154,8 +186,8 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
   }
   const raw = parsed.data;
   const names = new Set<string>();
-  for (const [i, h] of [...raw.masters, ...raw.metaloggers].entries()) {
-    if (names.has(h.name)) throw new ConfigError(`name`, `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters and metaloggers`);
+  for (const [i, h] of [...raw.masters, ...raw.metaloggers, ...raw.chunkservers].entries()) {
+    if (names.has(h.name)) throw new ConfigError(`name`, `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters, metaloggers and chunkservers`);
     names.add(h.name);
   }
   const { ssh, lockDir, ...rest } = raw;
@@ -170,6 +202,7 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
       role: 'master' as const,
     })),
     metaloggers: raw.metaloggers.map((m, i) => ({ ...m, ssh: resolveSsh(`metaloggers.${i}`, ssh, m.ssh, m.local), role: 'metalogger' as const })),
+    chunkservers: raw.chunkservers.map((c, i) => ({ ...c, ssh: resolveSsh(`chunkservers.${i}`, ssh, c.ssh, c.local), role: 'chunkserver' as const })),
   };
 }
 
@@ -214,11 +247,16 @@ export function jobOptionsSchema<S extends z.ZodRawShape>(shape: S) {
 }
 
 /** The SSH settings of a host a job must reach over SFTP; a ConfigError naming the key otherwise. */
-export function requireSsh(config: Config, host: MasterHost | MetaloggerHost): SshSettings {
+export function requireSsh(config: Config, host: DataPathHost): SshSettings {
   if (host.ssh) return host.ssh;
-  const list = host.role === 'master' ? 'masters' : 'metaloggers';
-  const index = (host.role === 'master' ? config.masters : config.metaloggers).findIndex((h) => h.name === host.name);
+  const list = hostList(host);
+  const index = (config[list] as DataPathHost[]).findIndex((h) => h.name === host.name);
   throw new ConfigError(`${list}.${index}.ssh`, `${config.file}: ${list}.${index}.ssh (or ssh:): privateKey and knownHosts are needed to reach ${host.name} (${host.host}) over SFTP; or set ${list}.${index}.local: true`);
+}
+
+/** The config list a host comes from: `masters`, `metaloggers` or `chunkservers`. */
+export function hostList(host: DataPathHost): 'masters' | 'metaloggers' | 'chunkservers' {
+  return host.role === 'master' ? 'masters' : host.role === 'metalogger' ? 'metaloggers' : 'chunkservers';
 }
 
 /** Every host, masters first. */

@@ -5,10 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import { FILE_MODE } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
-import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS, sessionsFile } from '../moosefs/datapath.js';
 import { ChainError, UsageError } from '../core/errors.js';
-import { LATEST, listSnapshots, type StoredSnapshot } from '../store/manifest.js';
-import { changelogIndex, isChangelogName, isImageName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
+import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
 
 /**
@@ -101,8 +101,8 @@ async function copyHashed(from: string, to: string, signal?: AbortSignal): Promi
 }
 
 /** A manifest names plain DATA_PATH files; anything else (a path, an odd name) is refused. */
-function checkManifestName(name: string, role: 'image' | 'changelog', where: string): void {
-  const ok = path.basename(name) === name && (role === 'image' ? isImageName(name) : isChangelogName(name));
+function checkManifestName(name: string, role: ManifestFile['role'], where: string): void {
+  const ok = path.basename(name) === name && (role === 'image' ? isImageName(name) : role === 'sessions' ? isSessionsName(name) : isChangelogName(name));
   if (!ok) throw new ChainError(where, `${where}: manifest lists ${role} "${name}", not a MooseFS ${role} file name`);
 }
 
@@ -128,7 +128,7 @@ export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, 
   let image = '';
   for (const f of manifest.files) {
     checkManifestName(f.name, f.role, where);
-    const target = f.role === 'image' ? restoredImageName(f.name) : f.name;
+    const target = f.role === 'image' ? restoredImageName(f.name) : f.role === 'sessions' ? RESTORED_SESSIONS : f.name;
     const got = await copyHashed(path.join(snapshot.dir, f.name), path.join(dataPath, target), signal).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' && err.path?.startsWith(snapshot.dir)) throw new ChainError(err.path, `${where}: ${f.name} is missing`);
       throw err;
@@ -138,7 +138,7 @@ export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, 
     }
     bytes += got.size;
     if (f.role === 'image') image = target;
-    else changelogs.push(target);
+    else if (f.role === 'changelog') changelogs.push(target);
   }
   // A bad image is still handed to mfsmaster -a: the drill quotes mfsmaster's own verdict on it.
   const header = await readImageHeader(path.join(dataPath, image)).catch((err: Error) => err);
@@ -223,6 +223,8 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), signal);
   // The source may have replaced the file between the header check and the copy: check the copy.
   const header = await readImageHeader(path.join(dataPath, image));
+  const sessions = sessionsFile(listing, header.magic);
+  if (sessions) bytes += await download(source, path.posix.join(remoteDataPath, sessions.name), path.join(dataPath, RESTORED_SESSIONS), signal);
   const from = startVersion(header);
   const changelogs: string[] = [];
   // Scanned once here and reused for the chain below, not read and parsed a second time.

@@ -32,7 +32,8 @@ export interface Counts {
   files?: number;
 }
 
-export function countsOf(info: Record<string, string>): Counts {
+/** Counts from `mfscli -SIG` (a master asked through mfscli). */
+export function countsFromInfo(info: Record<string, string>): Counts {
   return { fsObjects: infoNumber(info, 'all fs objects'), directories: infoNumber(info, 'directories'), files: infoNumber(info, 'files') };
 }
 

@@ -10,8 +10,8 @@ import { localSource, openSource, type FileSource } from '../transport/remote.js
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
 
 /**
- * Collecting restore material for a promotion: what every source (metaloggers, the old master's
- * DATA_PATH, the snapshot store) holds, read cheaply (image headers, first and last changelog
+ * Collecting restore material for a promotion: what every source (metaloggers, 1.x chunkservers'
+ * changelog_csback files, the old master's DATA_PATH, the snapshot store) holds, read cheaply (image headers, first and last changelog
  * lines), then only the chosen files fetched into a staging directory and scanned there.
  */
 
@@ -28,6 +28,9 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
     specs.push({ ref: { name: ml.name, kind: 'metalogger', local: ml.local }, dir: ml.dataPath, open: (signal) => openSource(config, ml, signal) });
+  }
+  for (const cs of config.chunkservers) {
+    specs.push({ ref: { name: cs.name, kind: 'chunkserver', local: cs.local }, dir: cs.dataPath, open: (signal) => openSource(config, cs, signal) });
   }
   for (const m of oldMasters) {
     if (!m.local && !m.ssh) {

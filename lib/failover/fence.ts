@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Config, MasterHost } from '../core/config.js';
 import { ConfigError, describeError } from '../core/errors.js';
-import { masterInfo } from '../moosefs/mfscli.js';
+import { masterStatus, type MasterTarget } from '../moosefs/master.js';
 
 /**
  * Fencing before a promotion: is any other master still alive? A TCP connect to the master's client
@@ -54,18 +54,18 @@ export function mastersToFence(config: Config, self: { port: number; localAddres
   });
 }
 
-export async function probeMaster(m: MasterHost, o: { timeoutMs: number; mfscliBin: string; signal?: AbortSignal }): Promise<FenceAnswer> {
+export async function probeMaster(m: MasterHost, o: { timeoutMs: number; mfscliBin: string; generation?: MasterTarget['generation']; signal?: AbortSignal }): Promise<FenceAnswer> {
   const address = `${m.cliHost}:${m.cliPort}`;
   const probe = await probePort(m.cliHost, m.cliPort, o.timeoutMs, o.signal);
   const answer: FenceAnswer = { name: m.name, address, reachability: probe.reachability, detail: probe.detail };
   if (probe.reachability !== 'listening') return answer;
   try {
-    const info = await masterInfo({ host: m.cliHost, port: m.cliPort, bin: o.mfscliBin, timeoutMs: Math.max(o.timeoutMs, 3_000), signal: o.signal });
+    const info = await masterStatus({ host: m.cliHost, port: m.cliPort, bin: o.mfscliBin, timeoutMs: Math.max(o.timeoutMs, 3_000), signal: o.signal, generation: o.generation });
     answer.metadataVersion = info.metadataVersion;
-    answer.detail = `answers at metadata version ${info.metadataVersion}`;
+    answer.detail = info.metadataVersion !== undefined ? `answers at metadata version ${info.metadataVersion}` : `answers (MooseFS ${info.softwareVersion})`;
   } catch (err) {
     // Listening but not (yet) serving: still alive, still a second master.
-    answer.detail = `accepts connections but mfscli fails (${describeError(err)})`;
+    answer.detail = `accepts connections but does not answer as a master (${describeError(err)})`;
   }
   return answer;
 }

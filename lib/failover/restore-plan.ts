@@ -7,7 +7,8 @@ import type { Segment } from '../moosefs/changelog.js';
  * after line L the metadata version is L+1.
  */
 
-export type SourceKind = 'metalogger' | 'master' | 'snapshot';
+/** `chunkserver`: a 1.x chunkserver's changelog_csback files (changelogs only, no image). */
+export type SourceKind = 'metalogger' | 'master' | 'chunkserver' | 'snapshot';
 
 export interface SourceRef {
   name: string;

@@ -1,7 +1,11 @@
 import path from 'node:path';
-import type { StandbyConfig } from '../core/config.js';
-import { execCapture } from '../core/exec.js';
-import { startMaster } from '../moosefs/mfsmaster.js';
+import type { Config, StandbyConfig } from '../core/config.js';
+import { restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
+import { masterStatus } from '../moosefs/master.js';
+import { RESTORED_SESSIONS } from '../moosefs/datapath.js';
+import { sessionsFilesFor } from '../moosefs/generations/index.js';
+import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
+import { restoreAndStart, type RestoreResult } from '../moosefs/restore.js';
 import type { SettledPlan, Staging } from './collect.js';
 import type { RestorePlan } from './restore-plan.js';
 import { writeChainSegment, type Placement } from './standby.js';
@@ -23,20 +27,37 @@ export async function preparePlacements(plan: RestorePlan, settled: SettledPlan,
     if (i === plan.steps.length - 1) reachedTimestamp = lastTimestamp;
     files.push({ from, name: `changelog.${plan.steps.length - i}.mfs` });
   }
+  const sessions = await stageSessions(plan, settled, staging, signal);
+  if (sessions) files.push({ from: sessions, name: RESTORED_SESSIONS });
   return { files, reachedTimestamp };
 }
 
-export async function startMasterFor(standby: StandbyConfig, timeoutMs: number) {
-  if (standby.restoreMethod === 'mfsmaster-a') return startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: true, timeoutMs });
-  // MooseFS before 1.7: mfsmetarestore rebuilds metadata.mfs, then a plain start.
-  const bin = path.join(path.dirname(standby.mfsmasterBin), 'mfsmetarestore').replace(/^\.\//, '');
-  const started = Date.now();
-  const res = await execCapture(bin, ['-a', '-d', standby.dataPath], { timeoutMs });
-  const output = res.stdout + res.stderr;
-  // 1.7+ keeps a stub that only says it is gone, and exits 0.
-  if (/has been removed/.test(output)) return { code: 1, output: `${output.trim()} (set standby.restoreMethod: mfsmaster-a)`, durationMs: Date.now() - started };
-  if (res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
-  const start = await startMaster({ configFile: standby.masterConfig, bin: standby.mfsmasterBin, autoRestore: false, timeoutMs });
-  return { ...start, durationMs: Date.now() - started };
+/**
+ * A 1.x image's client sessions from the image's own source (snapshot or DATA_PATH), when it has them:
+ * without them a 1.6.4 master leaves every mount from before the failover with "Input/output error".
+ */
+async function stageSessions(plan: RestorePlan, settled: SettledPlan, staging: Staging, signal: AbortSignal): Promise<string | undefined> {
+  const { magic } = await readImageHeader(settled.imageStaged!, { checkEnding: false });
+  const dir = plan.image.local ? path.dirname(plan.image.path) : path.posix.dirname(plan.image.path);
+  for (const name of sessionsFilesFor(magic)) {
+    const file = { source: plan.image.source, name, path: plan.image.local ? path.join(dir, name) : path.posix.join(dir, name), local: plan.image.local, size: 0 };
+    const staged = await staging.fetch(file, signal).catch(() => undefined);
+    if (staged) return staged;
+  }
+  return undefined;
 }
 
+/**
+ * Restore and start the standby's master the way the staged image's generation does (see
+ * lib/moosefs/restore.ts), from the files placed under master names in its DATA_PATH.
+ */
+export async function restoreStandby(config: Config, standby: StandbyConfig, placements: readonly Placement[], o: { timeoutMs: number; signal?: AbortSignal }): Promise<RestoreResult & { binaries: Binaries }> {
+  const image = placements[0]!.name;
+  const header = await readImageHeader(path.join(standby.dataPath, image));
+  const binaries = await restoringBinaries(config, header.magic, `${standby.dataPath}/${image}`, standby.mfsmasterBin);
+  const target = { host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, generation: config.moosefs.generation };
+  const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
+  const files = { dataPath: standby.dataPath, image, changelogs: placements.slice(1).map((p) => p.name).filter(isChangelogName) };
+  const res = await restoreAndStart(binaries, standby.masterConfig, files, { ...o, ready, method: standby.restoreMethod });
+  return { ...res, binaries };
+}

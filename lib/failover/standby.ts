@@ -6,7 +6,7 @@ import type { Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
-import { masterInfo, type MasterInfo } from '../moosefs/mfscli.js';
+import { masterStatus, type MasterStatus } from '../moosefs/master.js';
 import { readMfsConfig, runningMasterPid } from '../moosefs/mfsmaster.js';
 
 /** The standby machine's own mfsmaster: its DATA_PATH, config and state. */
@@ -38,7 +38,7 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
 
 export interface LocalMaster {
   pid?: number;
-  info?: MasterInfo;
+  info?: MasterStatus;
   /** Why it does not serve (when pid is set but mfscli gets no answer). */
   problem?: string;
 }
@@ -52,7 +52,7 @@ export async function localMaster(config: Config, standby: StandbyConfig, o: { w
   // A master still loading its metadata answers a moment later: wait, do not restart it.
   do {
     try {
-      return { pid, info: await masterInfo({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, signal: o.signal }) };
+      return { pid, info: await masterStatus({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, signal: o.signal, generation: config.moosefs.generation }) };
     } catch (err) {
       problem = (err as Error).message;
     }

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { scanChangelogStream, type ChangelogScan } from './changelog.js';
 import { ChainError } from '../core/errors.js';
-import { changelogIndex, EOF_MARKER, HEADER_BYTES, isChangelogName, isImageName, parseImageHeader, type ImageHeader } from './metadata.js';
+import { sessionsFilesFor } from './generations/index.js';
+import { changelogIndex, checkImageEnding, endingBytes, HEADER_BYTES, isChangelogName, isImageName, isSessionsName, parseImageHeader, type ImageHeader } from './metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
 
 /** What a master's or metalogger's DATA_PATH holds, as MooseFS names it. */
@@ -11,6 +12,17 @@ export interface DataPathListing {
   images: RemoteEntry[];
   /** changelog*.N.mfs, lowest N (newest) first. */
   changelogs: RemoteEntry[];
+  /** sessions.mfs, sessions_ml.mfs (MooseFS 1.x), in that order. */
+  sessions: RemoteEntry[];
+}
+
+/** What a restored 1.x master reads its client sessions from. */
+export const RESTORED_SESSIONS = 'sessions.mfs';
+
+/** The sessions file a restore of an image with this magic needs from this DATA_PATH, if any (1.x only). */
+export function sessionsFile(listing: DataPathListing, magic: string): RemoteEntry | undefined {
+  const wanted = sessionsFilesFor(magic);
+  return wanted.map((name) => listing.sessions.find((e) => e.name === name)).find((e) => e !== undefined);
 }
 
 export async function listDataPath(source: FileSource, dataPath: string): Promise<DataPathListing> {
@@ -19,6 +31,7 @@ export async function listDataPath(source: FileSource, dataPath: string): Promis
     dataPath,
     images: entries.filter((e) => isImageName(e.name)).sort((a, b) => b.mtimeMs - a.mtimeMs),
     changelogs: entries.filter((e) => isChangelogName(e.name)).sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0)),
+    sessions: entries.filter((e) => isSessionsName(e.name)).sort((a, b) => a.name.localeCompare(b.name)),
   };
 }
 
@@ -28,10 +41,8 @@ export async function readSourceImageHeader(source: FileSource, file: string, si
   if (size < 8) throw new ChainError(where, `${where}: metadata image truncated (${size} bytes)`);
   const header = parseImageHeader(await source.readRange(file, 0, Math.min(size, HEADER_BYTES)), where);
   if (!header.empty) {
-    const tail = await source.readRange(file, Math.max(0, size - EOF_MARKER.length), EOF_MARKER.length);
-    if (size < HEADER_BYTES + EOF_MARKER.length || tail.toString('latin1') !== EOF_MARKER) {
-      throw new ChainError(where, `${where}: metadata image has no "${EOF_MARKER}" ending (truncated or still being written)`);
-    }
+    const length = Math.min(endingBytes(header), size);
+    checkImageEnding(header, await source.readRange(file, size - length, length), size, where);
   }
   return header;
 }
@@ -39,4 +50,27 @@ export async function readSourceImageHeader(source: FileSource, file: string, si
 /** Scan a changelog where it lies (one streaming pass, nothing copied). */
 export async function scanSourceChangelog(source: FileSource, file: string): Promise<ChangelogScan> {
   return scanChangelogStream(await source.readStream(file), `${source.label}:${path.basename(file)}`);
+}
+
+/**
+ * A master's metadata version as its DATA_PATH shows it: the last whole line of changelog.0.mfs plus one
+ * (1.x masters flush every line), else the version of its newest image. For masters that do not report
+ * their version over the network (before 2.0).
+ */
+export async function versionInDataPath(source: FileSource, dataPath: string): Promise<number | undefined> {
+  const listing = await listDataPath(source, dataPath);
+  const current = listing.changelogs.find((e) => e.name === 'changelog.0.mfs');
+  if (current && current.size > 0) {
+    const length = Math.min(current.size, 64 * 1024);
+    const tail = (await source.readRange(path.posix.join(dataPath, current.name), current.size - length, length)).toString('latin1');
+    const lines = tail.split('\n');
+    lines.pop(); // after the last newline: empty, or a line still being written
+    for (const line of lines.reverse()) {
+      const m = /^(\d+): /.exec(line);
+      if (m) return Number(m[1]) + 1;
+    }
+  }
+  const image = listing.images.find((e) => e.name === 'metadata.mfs.back');
+  if (!image) return undefined;
+  return (await readSourceImageHeader(source, path.posix.join(dataPath, image.name), image.size)).version;
 }

@@ -1,37 +1,56 @@
 import { promises as fs } from 'node:fs';
 import { ChainError } from '../core/errors.js';
+import { EOF_MARKER, IMAGE_FORMATS, imageFormat } from './generations/image-formats.js';
 
-/** `MFSM 2.0` image header (big-endian): magic, metadata version (u64), metaid (u64). */
+/** An image header of any generation (see generations/image-formats.ts for the layouts). */
 export interface ImageHeader {
+  /** `MFSM 1.5` (MooseFS 1.5/1.6), `MFSM 2.0` (1.7 and later), `MFSM NEW`. */
   magic: string;
   /** The next change to apply: changelog lines with version >= this roll the image forward. */
   version: number;
-  /** Hex, as mfscli prints it; identical on every image and changelog of one filesystem. */
+  /** Hex, as mfscli prints it; identical on every image and changelog of one filesystem. '' where the format has none (MFSM 1.5). */
   metaid: string;
   /** `MFSM NEW`: the 8-byte bootstrap file of a brand-new master (an empty filesystem). */
   empty: boolean;
 }
 
+export { EOF_MARKER };
 export const IMAGE_MAGIC = 'MFSM 2.0';
 export const EMPTY_IMAGE_MAGIC = 'MFSM NEW';
-export const EOF_MARKER = '[MFS EOF MARKER]';
-export const HEADER_BYTES = 24;
+/** Enough of the head of an image to read the header of any known format. */
+export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes));
 
-/** Parse the first bytes of an image; throws ChainError naming `file` for anything but MFSM 2.0 / NEW. */
+/** Parse the first bytes of an image; throws ChainError naming `file` for a magic no generation writes. */
 export function parseImageHeader(head: Buffer, file: string): ImageHeader {
   const magic = head.subarray(0, 8).toString('latin1');
   if (magic === EMPTY_IMAGE_MAGIC) return { magic, version: 0, metaid: '', empty: true };
-  if (magic !== IMAGE_MAGIC) {
+  const format = imageFormat(magic);
+  if (!format) {
     const shown = /^[\x20-\x7e]{8}$/.test(magic) ? `"${magic}"` : `bytes ${head.subarray(0, 8).toString('hex')}`;
-    throw new ChainError(file, `${file}: not a MooseFS metadata image (header ${shown}, expected "${IMAGE_MAGIC}")`);
+    const known = IMAGE_FORMATS.map((f) => `"${f.magic}"`).join(' or ');
+    throw new ChainError(file, `${file}: not a MooseFS metadata image (header ${shown}, expected ${known})`);
   }
-  if (head.length < HEADER_BYTES) throw new ChainError(file, `${file}: image header truncated (${head.length} of ${HEADER_BYTES} bytes)`);
-  const version = head.readBigUInt64BE(8);
+  if (head.length < format.headerBytes) throw new ChainError(file, `${file}: image header truncated (${head.length} of ${format.headerBytes} bytes)`);
+  const version = format.version(head);
   if (version > BigInt(Number.MAX_SAFE_INTEGER)) throw new ChainError(file, `${file}: implausible metadata version ${version}`);
-  return { magic, version: Number(version), metaid: head.readBigUInt64BE(16).toString(16).toUpperCase().padStart(16, '0'), empty: false };
+  return { magic, version: Number(version), metaid: format.metaid(head), empty: false };
 }
 
-/** Read and check an image's header and its `[MFS EOF MARKER]` ending (a cut-off copy has none). */
+/** Throw unless `tail` (the last bytes of an image of `size` bytes) is the ending its format promises. */
+export function checkImageEnding(header: ImageHeader, tail: Buffer, size: number, file: string): void {
+  const format = imageFormat(header.magic);
+  if (!format) return;
+  if (size < format.headerBytes + format.endingBytes || !format.endingOk(tail)) {
+    throw new ChainError(file, `${file}: metadata image has no ${format.endingName} ending (truncated or still being written)`);
+  }
+}
+
+/** Bytes at the end of an image of this header's format that `checkImageEnding` needs. */
+export function endingBytes(header: ImageHeader): number {
+  return imageFormat(header.magic)?.endingBytes ?? 0;
+}
+
+/** Read and check an image's header and its ending (a cut-off copy has none). */
 export async function readImageHeader(file: string, options: { checkEnding?: boolean } = {}): Promise<ImageHeader> {
   let handle;
   try {
@@ -46,11 +65,9 @@ export async function readImageHeader(file: string, options: { checkEnding?: boo
     if (size < 8) throw new ChainError(file, `${file}: metadata image truncated (${size} bytes)`);
     const header = parseImageHeader(head, file);
     if (!header.empty && (options.checkEnding ?? true)) {
-      const tail = Buffer.alloc(EOF_MARKER.length);
+      const tail = Buffer.alloc(Math.min(endingBytes(header), size));
       await handle.read(tail, 0, tail.length, Math.max(0, size - tail.length));
-      if (size < HEADER_BYTES + tail.length || tail.toString('latin1') !== EOF_MARKER) {
-        throw new ChainError(file, `${file}: metadata image has no "${EOF_MARKER}" ending (truncated or still being written)`);
-      }
+      checkImageEnding(header, tail, size, file);
     }
     return header;
   } finally {
@@ -63,13 +80,30 @@ export function isImageName(name: string): boolean {
   return /^metadata(_ml)?\.mfs(\.back(\.\d+)?)?$/.test(name) || name === 'metadata_ml.tmp';
 }
 
-/** Changelog files of a master or metalogger: changelog.N.mfs, changelog_ml.N.mfs, changelog_ml_back.N.mfs. */
+/**
+ * Changelog files: a master's changelog.N.mfs, a metalogger's changelog_ml.N.mfs and
+ * changelog_ml_back.N.mfs, and a 1.x chunkserver's changelog_csback.N.mfs (the only copy before 1.6.5).
+ */
 export function isChangelogName(name: string): boolean {
-  return /^changelog(_ml|_ml_back)?\.\d+\.mfs$/.test(name);
+  return /^changelog(_ml|_ml_back|_csback)?\.\d+\.mfs$/.test(name);
+}
+
+/** A 1.x master's or metalogger's client sessions file (see Generation.sessionsFiles). */
+export function isSessionsName(name: string): boolean {
+  return name === 'sessions.mfs' || name === 'sessions_ml.mfs';
 }
 
 /** The N of changelog*.N.mfs (0 = the file being written now). */
 export function changelogIndex(name: string): number | undefined {
-  const m = /^changelog(?:_ml|_ml_back)?\.(\d+)\.mfs$/.exec(name);
+  const m = /^changelog(?:_ml|_ml_back|_csback)?\.(\d+)\.mfs$/.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Changelog names in the order their changes were written: the highest N (rotated longest ago) first;
+ * for one N, a metalogger's `_back` file (the tail it fetched when it connected) before its live one.
+ */
+export function oldestFirst(names: readonly string[]): string[] {
+  const rank = (n: string) => (n.includes('_back.') ? 0 : 1);
+  return [...names].sort((a, b) => (changelogIndex(b) ?? 0) - (changelogIndex(a) ?? 0) || rank(a) - rank(b) || a.localeCompare(b));
 }

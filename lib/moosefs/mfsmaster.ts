@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execCapture } from '../core/exec.js';
 import { ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
-import { masterInfo, type MasterInfo } from './mfscli.js';
+import { generationNamed, type Generation } from './generations/index.js';
 
 /** `KEY = VALUE` lines of an mfsmaster.cfg (comments and blanks skipped). */
 export async function readMfsConfig(file: string): Promise<Record<string, string>> {
@@ -49,41 +49,62 @@ export interface StartResult {
   durationMs: number;
 }
 
+/** The MooseFS whose mfsmaster runs here unless told otherwise (Debian's 3.0). */
+const DEFAULT_GENERATION = generationNamed('3.0');
+
 /**
- * `mfsmaster -c CFG [-a] start`: daemonises and returns once the master initialised (exit 0) or
- * failed (exit 1, reason in the output). `-a` restores from the newest image and every changelog
- * in DATA_PATH — the only safe way to start a promoted or restored master.
+ * Start mfsmaster as a daemon. Where the daemon waits for its initialisation (1.6.5 and later) that is
+ * `mfsmaster -c CFG [-a] start`: it returns once the master initialised (exit 0) or failed (exit 1,
+ * reason in the output). `-a` restores from the newest image and every changelog in DATA_PATH — the
+ * only safe way to start a promoted or restored 1.7+ master. 1.5 and 1.6.0–1.6.4 daemonise before they
+ * initialise and exit 0 whatever happens next (their reasons go to syslog only): such a start counts once
+ * the PID in the lock is alive and `ready()` says so, and as failed when that PID is gone. (Run in the
+ * foreground instead, they install no signal handlers: a SIGTERM would then stop them without saving.)
  */
-export async function startMaster(o: { configFile: string; bin?: string; autoRestore: boolean; timeoutMs?: number; signal?: AbortSignal }): Promise<StartResult> {
+export async function startMaster(o: {
+  configFile: string;
+  bin?: string;
+  autoRestore: boolean;
+  generation?: Generation;
+  ready?: () => Promise<boolean>;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}): Promise<StartResult> {
   const started = Date.now();
-  const res = await execCapture(o.bin ?? 'mfsmaster', ['-c', o.configFile, ...(o.autoRestore ? ['-a'] : []), 'start'], {
-    timeoutMs: o.timeoutMs ?? 600_000,
-    signal: o.signal,
-  });
-  return { code: res.code, output: res.stdout + res.stderr, durationMs: Date.now() - started };
+  const generation = o.generation ?? DEFAULT_GENERATION;
+  const timeoutMs = o.timeoutMs ?? 600_000;
+  const args = generation.startArgs(o.configFile, { autoRestore: o.autoRestore, foreground: false });
+  const res = await execCapture(o.bin ?? 'mfsmaster', args, { timeoutMs, signal: o.signal });
+  const output = res.stdout + res.stderr;
+  if (generation.daemonWaitsForInit || res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
+  const dataPath = (await readMfsConfig(o.configFile)).DATA_PATH;
+  if (!dataPath) throw new ProcessError(o.configFile, `${o.configFile}: DATA_PATH is not set`);
+  const initialised = await waitInitialised(dataPath, o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
+  const why = initialised ? '' : `mfsmaster (${generation.label}) exited while initialising; it says why only to syslog`;
+  return { code: initialised ? 0 : 1, output: why ? `${output}${why}\n` : output, durationMs: Date.now() - started };
 }
 
-/** `mfsmaster -c CFG stop`: clean stop (writes metadata.mfs), waits for the process to go. */
-export async function stopMaster(o: { configFile: string; bin?: string; timeoutMs?: number }): Promise<StartResult> {
-  const started = Date.now();
-  const res = await execCapture(o.bin ?? 'mfsmaster', ['-c', o.configFile, 'stop'], { timeoutMs: o.timeoutMs ?? 120_000 });
-  return { code: res.code, output: res.stdout + res.stderr, durationMs: Date.now() - started };
-}
-
-/** Poll `mfscli -SIM` until the master serves (at `minVersion` or later when given). */
-export async function waitServing(o: { host: string; port: number; bin?: string; minVersion?: number; timeoutMs?: number; signal?: AbortSignal }): Promise<MasterInfo> {
-  const deadline = Date.now() + (o.timeoutMs ?? 60_000);
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (o.signal?.aborted) throw new ProcessError(`${o.host}:${o.port}`, 'aborted while waiting for the master to serve');
-    try {
-      const info = await masterInfo({ host: o.host, port: o.port, bin: o.bin, timeoutMs: 3000 });
-      if (o.minVersion === undefined || info.metadataVersion >= o.minVersion) return info;
-      last = `serving at version ${info.metadataVersion}, expected ${o.minVersion}`;
-    } catch (err) {
-      last = (err as Error).message;
+/** The daemon's PID appears in DATA_PATH's lock and stays alive until `ready()`; false once it is gone. */
+async function waitInitialised(dataPath: string, ready: () => Promise<boolean>, deadline: number, signal?: AbortSignal): Promise<boolean> {
+  let seenPid = false;
+  const graceUntil = Date.now() + 5_000;
+  while (Date.now() < deadline && !signal?.aborted) {
+    const pid = await runningMasterPid(dataPath);
+    if (pid !== undefined) {
+      seenPid = true;
+      if (await ready().catch(() => false)) return (await runningMasterPid(dataPath)) !== undefined;
+    } else if (seenPid || Date.now() > graceUntil) {
+      return false;
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
   }
-  throw new ProcessError(`${o.host}:${o.port}`, `master ${o.host}:${o.port} not serving after ${o.timeoutMs ?? 60_000} ms: ${last}`);
+  return false;
+}
+
+/** Clean stop (the master writes metadata.mfs), waiting for the process to go. */
+export async function stopMaster(o: { configFile: string; bin?: string; generation?: Generation; timeoutMs?: number }): Promise<StartResult> {
+  const started = Date.now();
+  const generation = o.generation ?? DEFAULT_GENERATION;
+  const res = await execCapture(o.bin ?? 'mfsmaster', generation.stopArgs(o.configFile), { timeoutMs: o.timeoutMs ?? 120_000 });
+  return { code: res.code, output: res.stdout + res.stderr, durationMs: Date.now() - started };
 }

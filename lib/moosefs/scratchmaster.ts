@@ -5,7 +5,8 @@ import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
-import { mfsConfigText, readMfsConfig, runningMasterPid, stopMaster } from './mfsmaster.js';
+import { generationNamed, type Generation } from './generations/index.js';
+import { mfsConfigText, readMfsConfig, runningMasterPid } from './mfsmaster.js';
 
 /**
  * A throw-away mfsmaster on loopback: its own DATA_PATH under a scratch root, its own free ports,
@@ -189,24 +190,25 @@ export async function keepScratch(scratch: Scratch, why: string): Promise<void> 
  * mfsmaster.cfg for the scratch master: loopback only, read-only export for 127.0.0.1, and run as
  * this process's user (a root-owned 0700 DATA_PATH is unreadable to Debian's default `mfs` user).
  */
-export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, extra: Record<string, string | number> = {}): Promise<void> {
+export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = generationNamed('3.0'), extra: Record<string, string | number> = {}): Promise<void> {
   const exportsFile = path.join(scratch.dir, 'mfsexports.cfg');
   const topologyFile = path.join(scratch.dir, 'mfstopology.cfg');
   await fs.writeFile(exportsFile, `${SCRATCH_HOST}\t/\tro\n`, { mode: FILE_MODE });
   await fs.writeFile(topologyFile, '', { mode: FILE_MODE });
   const group = await groupName(process.getgid?.() ?? 0);
+  const keys = generation.listenKeys;
   const values: Record<string, string | number> = {
     WORKING_USER: os.userInfo().username,
     ...(group ? { WORKING_GROUP: group } : {}),
     DATA_PATH: scratch.dataPath,
     EXPORTS_FILENAME: exportsFile,
     TOPOLOGY_FILENAME: topologyFile,
-    MATOML_LISTEN_HOST: SCRATCH_HOST,
-    MATOML_LISTEN_PORT: ports.matoml,
-    MATOCS_LISTEN_HOST: SCRATCH_HOST,
-    MATOCS_LISTEN_PORT: ports.matocs,
-    MATOCL_LISTEN_HOST: SCRATCH_HOST,
-    MATOCL_LISTEN_PORT: ports.matocl,
+    ...(keys.ml ? { [keys.ml.host]: SCRATCH_HOST, [keys.ml.port]: ports.matoml } : {}),
+    [keys.cs.host]: SCRATCH_HOST,
+    [keys.cs.port]: ports.matocs,
+    [keys.cl.host]: SCRATCH_HOST,
+    [keys.cl.port]: ports.matocl,
+    ...generation.masterConfigExtra(scratch.dataPath),
     ...extra,
   };
   await fs.writeFile(scratch.configFile, mfsConfigText(values), { mode: FILE_MODE });
@@ -235,14 +237,19 @@ async function waitGone(pid: number, dataPath: string, timeoutMs: number): Promi
 }
 
 /**
- * Make sure no master runs in the scratch DATA_PATH: `mfsmaster stop` first (clean), then SIGKILL
- * by the lock's PID. Returns the PID that was running, if any.
+ * Make sure no master runs in the scratch DATA_PATH: SIGTERM by the lock's PID (a clean stop in every
+ * generation: the master writes metadata.mfs and exits), then SIGKILL. A signal, not `mfsmaster stop`:
+ * mfsmaster 1.6.4 ignores the word and starts a new master. Returns the PID that was running, if any.
  */
-export async function stopScratchMaster(scratch: Scratch, bin?: string, timeoutMs = 60_000): Promise<number | undefined> {
+export async function stopScratchMaster(scratch: Scratch, timeoutMs = 60_000): Promise<number | undefined> {
   const pid = await masterPidIn(scratch.dataPath);
   if (pid === undefined) return undefined;
-  await stopMaster({ configFile: scratch.configFile, bin, timeoutMs }).catch(() => undefined);
-  if (await waitGone(pid, scratch.dataPath, 1_000)) return pid;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return pid;
+  }
+  if (await waitGone(pid, scratch.dataPath, timeoutMs)) return pid;
   return killScratchMaster(scratch);
 }
 
@@ -283,10 +290,10 @@ export interface Leftover {
  * What killed runs left in `root`: their scratch masters are stopped, their scratches removed
  * (the caller holds the job's lock, so none is live work). Kept scratches only lose their master.
  */
-export async function clearLeftovers(root: string, prefix: string, bin?: string): Promise<Leftover[]> {
+export async function clearLeftovers(root: string, prefix: string): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const scratch of await listScratches(root, prefix)) {
-    const pid = await stopScratchMaster(scratch, bin);
+    const pid = await stopScratchMaster(scratch);
     const interrupted = !(await pathExists(path.join(scratch.dir, KEPT)));
     if (interrupted) await fs.rm(scratch.dir, { recursive: true, force: true });
     if (pid !== undefined || interrupted) found.push({ dir: scratch.dir, pid, removed: interrupted });

@@ -72,6 +72,9 @@ export class SnapshotStoreTarget implements PruneTarget {
         const version = header.empty ? 1 : header.version;
         if (header.version !== s.manifest.image.version) throw new ChainError(file, `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`);
         out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest } satisfies PlanImage);
+      } else if (f.role === 'sessions') {
+        // A 1.x image's sessions.mfs: goes with its snapshot, holds no versions.
+        out.others.push({ name, unit: s.id, size: st.size, mtimeMs: st.mtimeMs } satisfies PlanOtherFile);
       } else {
         const scan = await scanChangelogFile(file);
         refuseDamagedChangelog(scan, where(f.name), false);

@@ -8,6 +8,7 @@ import { ChainError } from '../core/errors.js';
  *   <store>/snapshots/<YYYYMMDDTHHMMSSZ>-v<version>/   one directory per restore point, complete or absent
  *       <image>            metadata.mfs.back or metadata_ml.mfs.back, as named on the source
  *       changelog*.mfs     the changelogs that roll the image forward, as named on the source
+ *       sessions.mfs       (MooseFS 1.x) the client sessions, sessions.mfs or sessions_ml.mfs on the source
  *       manifest.json      this file's `Manifest`
  *   <store>/latest         symlink to snapshots/<id>, replaced atomically
  *   <store>/.tmp/          snapshots being written; removed by the next run after a crash
@@ -19,7 +20,8 @@ export const LATEST = 'latest';
 
 export interface ManifestFile {
   name: string;
-  role: 'image' | 'changelog';
+  /** `sessions`: a 1.x `sessions.mfs` (client sessions; later generations keep them in the image). */
+  role: 'image' | 'changelog' | 'sessions';
   size: number;
   sha256: string;
   /** Where it came from, and how it looked there before the copy. */

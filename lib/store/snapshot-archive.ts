@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DIR_MODE, fsyncDir, pathExists, renameDurable, sealFile, tempNameFor } from '../core/atomic.js';
 import { ChainError, UsageError } from '../core/errors.js';
 import { MANIFEST, readManifest, snapshotsDir, type StoredSnapshot } from './manifest.js';
-import { isChangelogName, isImageName } from '../moosefs/metadata.js';
+import { isChangelogName, isImageName, isSessionsName } from '../moosefs/metadata.js';
 import { makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
 
 /**
@@ -50,7 +50,7 @@ function archiveMember(p: string, type: string): { id: string; name?: string } |
   if (!id || !ID_PATTERN.test(id) || rest.length) return undefined;
   if (name === undefined) return type === 'Directory' ? { id } : undefined;
   if (type !== 'File' && type !== 'OldFile') return undefined;
-  return name === MANIFEST || isImageName(name) || isChangelogName(name) ? { id, name } : undefined;
+  return name === MANIFEST || isImageName(name) || isChangelogName(name) || isSessionsName(name) ? { id, name } : undefined;
 }
 
 async function unpack(file: string, stage: string): Promise<string> {

@@ -202,7 +202,7 @@ export async function verifySnapshot(dir: string, manifest?: Manifest): Promise<
     const sha = await sha256File(file);
     if (sha !== f.sha256) problems.push(`${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…)`);
     if (f.role === 'image') problems.push(...(await imageProblems(file, f.name, m)));
-    else pieces.push(...(await changelogPieces(file, f.name, f, problems)));
+    else if (f.role === 'changelog') pieces.push(...(await changelogPieces(file, f.name, f, problems)));
   }
   if (!m.files.some((f) => f.role === 'image')) problems.push('manifest lists no image');
   for (const name of await fs.readdir(dir)) {

@@ -2,8 +2,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type SftpClient from 'ssh2-sftp-client';
-import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
-import { requireSsh } from '../core/config.js';
+import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
 import { ConfigError, TransferError } from '../core/errors.js';
 import { checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 
@@ -236,10 +235,10 @@ function connectProblem(err: unknown, verdict: HostKeyVerdict | undefined): stri
 }
 
 /** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
-export async function openSource(config: Config, host: MasterHost | MetaloggerHost, signal?: AbortSignal): Promise<FileSource> {
+export async function openSource(config: Config, host: DataPathHost, signal?: AbortSignal): Promise<FileSource> {
   if (host.local) return new LocalSource(host.name);
   const ssh = requireSsh(config, host);
-  const list = host.role === 'master' ? 'masters' : 'metaloggers';
+  const list = hostList(host);
   const privateKey = await readKey(ssh.privateKey, `${list}.ssh.privateKey`);
   const entries = await loadKnownHosts(ssh.knownHosts, `${list}.ssh.knownHosts`);
   const where = `${host.host}:${ssh.port}`;

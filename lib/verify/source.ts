@@ -108,7 +108,7 @@ async function readOnce(source: FileSource, dataPath: string, o: InspectOptions)
 
 export interface SnapshotFileCheck {
   name: string;
-  role: 'image' | 'changelog';
+  role: 'image' | 'changelog' | 'sessions';
   /** What is wrong with the stored copy; undefined when size and sha256 match the manifest. */
   problem?: string;
 }
@@ -163,4 +163,16 @@ export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: Ab
     }
   }
   return { snapshot, files, images, changelogs, plan: planRestore(images, changelogs) };
+}
+
+/**
+ * What a pre-1.6.5 failover restores from: the newest snapshot (its image and changelogs) rolled
+ * forward with a chunkserver's changelog_csback files, as one DataPathFacts (names say where each came from).
+ */
+export async function inspectChunkserver(source: FileSource, dataPath: string, snapshot: SnapshotFacts | undefined, o: InspectOptions = {}): Promise<DataPathFacts> {
+  const own = await inspectDataPath(source, dataPath, o);
+  const from = (name: string) => `snapshot ${snapshot!.snapshot.id}/${name}`;
+  const images = snapshot ? snapshot.images.map((i) => ({ ...i, name: from(i.name) })) : [];
+  const changelogs = [...(snapshot ? snapshot.changelogs.map((c) => ({ ...c, name: from(c.name) })) : []), ...own.changelogs];
+  return { ...own, images, changelogs, plan: planRestore(images, changelogs) };
 }

@@ -168,7 +168,7 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     // Read after the master it may be a little ahead; this far ahead it holds changes the master never had.
     findings.push({ status: 'WARNING', text: `${ahead} versions ahead of the master (restores to ${reached}, master at ${input.masterVersion}): does it follow another master, or did the master lose changes?` });
   }
-  if (input.connected === false) findings.push({ status: 'WARNING', text: `not connected to the master (mfscli -SMB does not list ${input.host})` });
+  if (input.connected === false) findings.push({ status: 'WARNING', text: `not connected to the master (the master does not list ${input.host} among its metaloggers)` });
 
   const status = statusOf(findings);
   const holes = plan?.roll?.holes ?? [];
@@ -181,7 +181,7 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     { name: 'restorable_version', value: reached ?? NaN, labels, help: 'Metadata version mfsmaster -a reaches from these files (image rolled forward, gap-free).' },
     { name: 'holes', value: facts ? holes.length : NaN, crit: 0, labels, help: 'Missing version ranges between the image and the newest changelog line.' },
     { name: 'changelog_problems', value: problems, crit: 0, labels, help: 'Unparsable, repeated or cut changelog lines.' },
-    { name: 'connected', value: input.connected === undefined ? NaN : input.connected ? 1 : 0, labels, help: 'Whether the master lists this metalogger (mfscli -SMB); NaN when unknown.' },
+    { name: 'connected', value: input.connected === undefined ? NaN : input.connected ? 1 : 0, labels, help: 'Whether the master lists this metalogger as connected; NaN when unknown.' },
     { name: 'metalogger_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), labels, help: 'Verdict per metalogger: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' },
   ];
   const figures = {
@@ -282,4 +282,33 @@ export function summarize(sources: readonly { name: string; findings: readonly F
   const shown = all.slice(0, max).map((f) => f.text);
   if (all.length > max) shown.push(`(+${all.length - max} more)`);
   return shown.join('; ');
+}
+
+export interface ChunkserverInput {
+  name: string;
+  host: string;
+  /** The chunkserver's changelog_csback files, with the newest snapshot's image and changelogs as the image side. */
+  facts?: DataPathFacts;
+  error?: string;
+  /** Id of the snapshot whose image the chain starts from; undefined when the store has none. */
+  snapshotId?: string;
+  masterVersion?: number;
+  now: number;
+}
+
+/**
+ * Before 1.6.5 a chunkserver's changelog_csback files are the only copy of the changes since the hourly
+ * image: can the newest snapshot's image be rolled forward with them to the master's version, gap-free?
+ * Judged like a metalogger (holes, damage, lag), except the image's age: the snapshot's own verdict says it.
+ */
+export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): SourceVerdict {
+  const noImage = input.facts && input.snapshotId === undefined ? [{ status: 'CRITICAL' as const, text: 'no snapshot in the store to roll forward: changelog_csback files restore nothing without an image (run backup hourly)' }] : [];
+  const v = judgeMetalogger({ name: input.name, host: input.host, metaDownloadFreqHours: Infinity, facts: input.facts, error: input.error, masterVersion: input.masterVersion, now: input.now }, t);
+  const findings = [...noImage, ...v.findings];
+  const status = statusOf(findings);
+  const metrics = v.metrics
+    .filter((m) => m.name !== 'image_age_seconds' && m.name !== 'connected')
+    .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? { name: 'chunkserver_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), help: 'Verdict per chunkserver (changelog_csback): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' } : {}) }));
+  const headline = v.headline.replace(/^image \S+ v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
+  return { ...v, status, findings, metrics, headline, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
 }

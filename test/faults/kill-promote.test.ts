@@ -83,6 +83,10 @@ describe('faults: SIGKILL of a running promote', () => {
       { on: { match: /^changelog\.1\.mfs$/, what: 'a changelog placed' } },
       { on: { match: /^\.mfsmaster\.lock$/, what: 'mfsmaster -a starting (writes its lock)', event: 'change' } },
     ];
+    const planned = plan.length;
+    // A run that finished before its kill point (the calibration ran on a busier moment) gets a
+    // replacement kill point inside the time that run really took; a few, not forever.
+    let topUps = 5;
     const failures: string[] = [];
     const log: string[] = [];
     let injected = 0;
@@ -90,7 +94,9 @@ describe('faults: SIGKILL of a running promote', () => {
     let lostVersions = 0;
     for (const [i, step] of plan.entries()) {
       const args = ['run', 'promote', '--config', config];
+      const began = Date.now();
       const killed: KilledRun = step.on ? await runAndKillOn(args, data, step.on.match, { event: step.on.event }) : await runAndKill(args, step.delay!);
+      if (!killed.killed && step.delay !== undefined && topUps-- > 0) plan.push({ delay: spreadDelays(1, 100, Math.max(150, (Date.now() - began) * 0.8), random)[0]! });
       const when = step.on ? `on "${step.on.what}" (${killed.delayMs} ms)` : `after ${step.delay} ms`;
       const problems: string[] = [];
       if (killed.killed) injected++;
@@ -125,8 +131,8 @@ describe('faults: SIGKILL of a running promote', () => {
     console.log(`promote kills (seed ${SEED + 2}, run ${runMs} ms, dead master at version ${deadVersion}):\n${log.join('\n')}`);
     recordFaults({ area: 'kill -9', fault: 'mfs-jobs run promote', injected, survived, dataLost: lostVersions, lostRestorePoints: 0, note: `seed ${SEED + 2}; data lost = metadata versions` });
     expect(failures).toEqual([]);
-    expect(injected).toBeGreaterThanOrEqual(plan.length - 2);
-  }, 120_000 + TIMED_KILLS * 15_000);
+    expect(injected).toBeGreaterThanOrEqual(planned - 2);
+  }, 120_000 + (TIMED_KILLS + 5) * 15_000);
 });
 
 /** Is `pid` a child of `parent` (mfsmaster forks a child to store metadata)? */

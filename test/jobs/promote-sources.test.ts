@@ -118,7 +118,7 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
   test('restoreMethod mfsmetarestore on a MooseFS that has none says so and starts nothing', async () => {
     const { res, report } = await promoteWith('metarestore', { metaloggers: [{ name: 'ml1', dataPath: lab.metalogger!.dataPath }], standby: { restoreMethod: 'mfsmetarestore' } });
     expect(report.status).toBe('CRITICAL');
-    expect(report.summary).toBe('mfsmetarestore -a failed: mfsmetarestore has been removed in version 1.7, use mfsmaster -a instead (set standby.restoreMethod: mfsmaster-a)');
+    expect(report.summary).toBe('mfsmetarestore failed: mfsmetarestore has been removed in version 1.7, use mfsmaster -a instead (standby.restoreMethod forces mfsmetarestore: set it to auto)');
     expect(res.code).toBe(2);
     expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
   });

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
+import { generationConfig, labGeneration, type LabGeneration } from './generations.js';
 import { LabMaster, LabMetalogger, LabMount, waitMetaloggerCaughtUp } from './moosefs.js';
 import { LabSshd } from './sshd.js';
 
@@ -11,6 +12,8 @@ export interface LabOptions {
   metalogger?: boolean;
   mount?: boolean;
   sshd?: boolean;
+  /** Which MooseFS (default Debian's 3.0.117); a metalogger only where the generation has one. */
+  lab?: LabGeneration;
 }
 
 /**
@@ -24,28 +27,30 @@ export class Lab {
     readonly metalogger: LabMetalogger | undefined,
     readonly mount: LabMount | undefined,
     readonly sshd: LabSshd | undefined,
+    readonly generation: LabGeneration,
   ) {}
 
   static async start(options: LabOptions = {}): Promise<Lab> {
     const dir = await fs.mkdtemp(path.join(options.root ?? os.tmpdir(), 'mfs-jobs-lab-'));
     const started: { stop(): Promise<void> }[] = [];
+    const lab = options.lab ?? labGeneration();
     try {
-      const master = await LabMaster.create(path.join(dir, 'master'));
+      const master = await LabMaster.create(path.join(dir, 'master'), { lab });
       await master.start();
       started.push(master);
       let metalogger: LabMetalogger | undefined;
-      if (options.metalogger ?? true) {
-        metalogger = await LabMetalogger.create(path.join(dir, 'metalogger'), { host: master.cliHost, port: master.ports.ml });
+      if (options.metalogger ?? lab.generation.hasMetalogger) {
+        metalogger = await LabMetalogger.create(path.join(dir, 'metalogger'), { host: master.cliHost, port: master.ports.ml }, {}, lab);
         await metalogger.start();
         started.push(metalogger);
       }
       let mount: LabMount | undefined;
-      if (options.mount ?? true) {
-        mount = await LabMount.mount(path.join(dir, 'mnt'), { host: master.cliHost, port: master.ports.cl }, path.join(dir, 'mfsmount.log'));
+      if (options.mount ?? lab.mfsmount !== undefined) {
+        mount = await LabMount.mount(path.join(dir, 'mnt'), { host: master.cliHost, port: master.ports.cl }, path.join(dir, 'mfsmount.log'), { lab });
         started.push({ stop: () => mount!.unmount() });
       }
       const sshd = (options.sshd ?? true) ? await LabSshd.start(path.join(dir, 'ssh')) : undefined;
-      return new Lab(dir, master, metalogger, mount, sshd);
+      return new Lab(dir, master, metalogger, mount, sshd, lab);
     } catch (err) {
       for (const s of started.reverse()) await s.stop().catch(() => undefined);
       throw err;
@@ -79,6 +84,7 @@ export class Lab {
       masters: [{ name: 'master', host: this.master.cliHost, dataPath: this.master.dataPath, cliPort: this.master.ports.cl }],
       metaloggers: this.metalogger ? [{ name: 'ml1', host: '127.0.0.1', dataPath: this.metalogger.dataPath, metaDownloadFreqHours: 1 }] : [],
       snapshotStore: { path: path.join(this.dir, 'snapshots') },
+      ...generationConfig(this.generation),
       jobs: {},
     };
     return { ...doc, ...extra };

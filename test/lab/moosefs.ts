@@ -1,8 +1,13 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
+import { masterStatus } from '../../lib/moosefs/master.js';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
 import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
-import { Daemon, freePort, sleep, waitFor } from './proc.js';
+import { labGeneration, type LabGeneration } from './generations.js';
+import { processAlive } from '../../lib/core/lock.js';
+import { runningMasterPid, startMaster, stopMaster } from '../../lib/moosefs/mfsmaster.js';
+import { Daemon, freePort, sleep, trackPid, waitFor } from './proc.js';
 
 export const EMPTY_IMAGE = '/var/lib/mfs/metadata.mfs.empty';
 
@@ -16,28 +21,32 @@ export async function freeMasterPorts(host = '127.0.0.1'): Promise<MasterPorts> 
   return { ml: await freePort(host), cs: await freePort(host), cl: await freePort(host) };
 }
 
-/** Text of an mfsmaster config for a master listening on `host` with `ports`. */
-export function masterConfigText(o: { dataPath: string; dir: string; host: string; ports: MasterPorts; extra?: Record<string, string | number> }): string {
+/** Text of an mfsmaster config for a master of `lab`'s generation listening on `host` with `ports`. */
+export function masterConfigText(o: { dataPath: string; dir: string; host: string; ports: MasterPorts; lab?: LabGeneration; extra?: Record<string, string | number> }): string {
+  const { generation } = o.lab ?? labGeneration();
+  const keys = generation.listenKeys;
   const lines: Record<string, string | number> = {
     WORKING_USER: 'root',
     WORKING_GROUP: 'root',
     DATA_PATH: o.dataPath,
     EXPORTS_FILENAME: path.join(o.dir, 'mfsexports.cfg'),
     TOPOLOGY_FILENAME: path.join(o.dir, 'mfstopology.cfg'),
-    MATOML_LISTEN_HOST: o.host,
-    MATOML_LISTEN_PORT: o.ports.ml,
-    MATOCS_LISTEN_HOST: o.host,
-    MATOCS_LISTEN_PORT: o.ports.cs,
-    MATOCL_LISTEN_HOST: o.host,
-    MATOCL_LISTEN_PORT: o.ports.cl,
+    ...(keys.ml ? { [keys.ml.host]: o.host, [keys.ml.port]: o.ports.ml } : {}),
+    [keys.cs.host]: o.host,
+    [keys.cs.port]: o.ports.cs,
+    [keys.cl.host]: o.host,
+    [keys.cl.port]: o.ports.cl,
+    ...generation.masterConfigExtra(o.dataPath),
     ...o.extra,
   };
   return Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
 }
 
-/** A real mfsmaster (Debian's package) in the foreground, on its own ports and DATA_PATH. */
+/** A real mfsmaster (Debian's 3.0 package, or a built generation) in the foreground, on its own ports and DATA_PATH. */
 export class LabMaster {
   daemon: Daemon | undefined;
+  /** A daemonising master (1.5, 1.6.0–1.6.4): its PID, read from its lock. */
+  private daemonPid: number | undefined;
 
   private constructor(
     readonly dir: string,
@@ -45,10 +54,12 @@ export class LabMaster {
     readonly configFile: string,
     readonly host: string,
     readonly ports: MasterPorts,
+    readonly lab: LabGeneration,
   ) {}
 
   /** Write config, exports, topology and a bootstrap `metadata.mfs` (copy of metadata.mfs.empty). */
-  static async create(dir: string, options: { host?: string; ports?: MasterPorts; bootstrap?: boolean; extra?: Record<string, string | number> } = {}): Promise<LabMaster> {
+  static async create(dir: string, options: { host?: string; ports?: MasterPorts; bootstrap?: boolean; lab?: LabGeneration; extra?: Record<string, string | number> } = {}): Promise<LabMaster> {
+    const lab = options.lab ?? labGeneration();
     const host = options.host ?? '127.0.0.1';
     const ports = options.ports ?? (await freeMasterPorts(host === '0.0.0.0' ? '127.0.0.1' : host));
     const dataPath = path.join(dir, 'data');
@@ -56,9 +67,9 @@ export class LabMaster {
     await fs.writeFile(path.join(dir, 'mfsexports.cfg'), '*\t/\trw,alldirs,maproot=0\n');
     await fs.writeFile(path.join(dir, 'mfstopology.cfg'), '');
     const configFile = path.join(dir, 'mfsmaster.cfg');
-    await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host, ports, extra: options.extra }));
+    await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host, ports, lab, extra: options.extra }));
     if (options.bootstrap ?? true) await fs.copyFile(EMPTY_IMAGE, path.join(dataPath, 'metadata.mfs'));
-    return new LabMaster(dir, dataPath, configFile, host, ports);
+    return new LabMaster(dir, dataPath, configFile, host, ports, lab);
   }
 
   get cliHost(): string {
@@ -66,13 +77,19 @@ export class LabMaster {
   }
 
   get pid(): number | undefined {
+    if (this.daemonPid !== undefined) return processAlive(this.daemonPid) ? this.daemonPid : undefined;
     return this.daemon?.running ? this.daemon.pid : undefined;
   }
 
-  /** Start in the foreground (`-f`); `autoRestore` adds `-a`. Resolves once mfscli answers. */
+  /** Start in the foreground; `autoRestore` adds `-a` (1.7 and later). Resolves once the master answers. */
   async start(options: { autoRestore?: boolean; wrap?: string[] } = {}): Promise<MasterInfo> {
-    const args = ['-c', this.configFile, '-f', ...(options.autoRestore ? ['-a'] : []), 'start'];
-    this.daemon = new Daemon('mfsmaster', 'mfsmaster', args, path.join(this.dir, 'mfsmaster.log'), { wrap: options.wrap });
+    const { generation } = this.lab;
+    if (options.autoRestore && generation.restore !== 'mfsmaster-a') throw new Error(`${generation.label} has no mfsmaster -a: restore with mfsmetarestore first`);
+    // 1.5 and 1.6.0–1.6.4 in the foreground install no signal handlers (a stop would save nothing):
+    // they run as the daemons they are meant to be, found by their lock's PID.
+    if (!generation.daemonWaitsForInit) return this.startDaemonised();
+    const args = generation.startArgs(this.configFile, { autoRestore: options.autoRestore ?? false, foreground: true });
+    this.daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), { wrap: options.wrap });
     const daemon = this.daemon;
     return waitFor(`mfsmaster in ${this.dir} to serve`, async () => {
       if (!daemon.running) throw new Error(`mfsmaster exited: ${whyExited(await daemon.log())}`);
@@ -80,23 +97,70 @@ export class LabMaster {
     });
   }
 
-  info(): Promise<MasterInfo> {
-    return masterInfo({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
+  /**
+   * What the master serves: Debian's 3.0 through mfscli -SIM (as the tests always did), others through
+   * the client protocol. A 1.x master does not report its metadata version: the lab reads it where the
+   * master writes it, the last line of changelog.0.mfs (flushed per line), else its image's header.
+   */
+  async info(): Promise<MasterInfo> {
+    if (this.lab.version === '3.0.117') return masterInfo({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
+    const status = await masterStatus({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
+    const metadataVersion = status.metadataVersion ?? (await this.versionOnDisk());
+    return { ip: this.cliHost, softwareVersion: status.softwareVersion, metadataVersion, state: '-' };
+  }
+
+  private async versionOnDisk(): Promise<number> {
+    const tail = await readTail(path.join(this.dataPath, 'changelog.0.mfs'), 4096).catch(() => '');
+    const m = /^(\d+):/.exec(tail.trimEnd().split('\n').pop() ?? '');
+    if (m) return Number(m[1]) + 1;
+    return (await readImageHeader(path.join(this.dataPath, 'metadata.mfs.back'))).version;
+  }
+
+  private async startDaemonised(): Promise<MasterInfo> {
+    const res = await startMaster({ configFile: this.configFile, bin: this.lab.mfsmaster, generation: this.lab.generation, autoRestore: false, timeoutMs: 30_000, ready: () => this.info().then(() => true) });
+    const pid = await runningMasterPid(this.dataPath);
+    if (res.code !== 0 || pid === undefined) throw new Error(`mfsmaster ${this.lab.version} in ${this.dir} did not start: ${res.output.trim().split('\n').pop()}`);
+    this.daemonPid = pid;
+    trackPid(pid);
+    return this.info();
   }
 
   /** Clean stop: the master writes `metadata.mfs` (a real image) before it exits. */
   async stop(): Promise<void> {
+    const pid = this.pid;
+    if (this.daemonPid !== undefined && pid !== undefined) {
+      await stopMaster({ configFile: this.configFile, bin: this.lab.mfsmaster, generation: this.lab.generation, timeoutMs: 60_000 });
+      await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 60_000).catch(() => process.kill(pid, 'SIGKILL'));
+      trackPid(pid, false);
+      return;
+    }
     await this.daemon?.stop(60_000);
   }
 
   async kill9(): Promise<void> {
+    const pid = this.pid;
+    if (this.daemonPid !== undefined && pid !== undefined) {
+      process.kill(pid, 'SIGKILL');
+      await waitFor(`mfsmaster ${pid} to die`, async () => !processAlive(pid), 5_000);
+      trackPid(pid, false);
+      return;
+    }
     await this.daemon?.kill9();
   }
 
-  /** Stop and start: the clean stop writes metadata.mfs, the start renames it to metadata.mfs.back. */
+  /**
+   * Stop and start: the clean stop writes metadata.mfs, the start renames it to metadata.mfs.back.
+   */
   async restart(): Promise<MasterInfo> {
     await this.stop();
     return this.start();
+  }
+
+  /** `mfsmetarestore -a -d DATA_PATH`: metadata.mfs from metadata.mfs.back and changelog.*.mfs. */
+  async metarestore(): Promise<string> {
+    const res = await execCapture(this.lab.mfsmetarestore, ['-a', '-d', this.dataPath], { timeoutMs: 60_000 });
+    if (res.code !== 0) throw new Error(`mfsmetarestore -a -d ${this.dataPath} failed (exit ${res.code}): ${(res.stdout + res.stderr).trim().split('\n').slice(-2).join(' | ')}`);
+    return res.stdout;
   }
 }
 
@@ -131,7 +195,10 @@ export class LabMetalogger {
     readonly configFile: string,
   ) {}
 
-  static async create(dir: string, master: { host: string; port: number }, extra: Record<string, string | number> = {}): Promise<LabMetalogger> {
+  private lab: LabGeneration = labGeneration();
+
+  static async create(dir: string, master: { host: string; port: number }, extra: Record<string, string | number> = {}, lab: LabGeneration = labGeneration()): Promise<LabMetalogger> {
+    if (!lab.mfsmetalogger) throw new Error(`${lab.generation.label} has no metalogger`);
     const dataPath = path.join(dir, 'data');
     await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
     const configFile = path.join(dir, 'mfsmetalogger.cfg');
@@ -145,14 +212,18 @@ export class LabMetalogger {
       ...extra,
     };
     await fs.writeFile(configFile, Object.entries(cfg).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
-    return new LabMetalogger(dir, dataPath, configFile);
+    const ml = new LabMetalogger(dir, dataPath, configFile);
+    ml.lab = lab;
+    return ml;
   }
 
   async start(options: { wrap?: string[] } = {}): Promise<void> {
     const logFile = path.join(this.dir, 'mfsmetalogger.log');
     // The log is appended across restarts: only what this start writes counts.
     const offset = (await fs.stat(logFile).catch(() => undefined))?.size ?? 0;
-    this.daemon = new Daemon('mfsmetalogger', 'mfsmetalogger', ['-c', this.configFile, '-f', 'start'], logFile, options);
+    // The metalogger takes the same command line as its generation's master.
+    const args = this.lab.generation.startArgs(this.configFile, { autoRestore: false, foreground: true });
+    this.daemon = new Daemon('mfsmetalogger', this.lab.mfsmetalogger!, args, logFile, options);
     const daemon = this.daemon;
     await waitFor('mfsmetalogger to download metadata', async () => {
       const log = (await daemon.log()).slice(offset);
@@ -186,11 +257,15 @@ export class LabMount {
     readonly daemon: Daemon,
   ) {}
 
-  static async mount(dir: string, master: { host: string; port: number }, logFile: string, options: { wrap?: string[]; attempts?: number } = {}): Promise<LabMount> {
+  static async mount(dir: string, master: { host: string; port: number }, logFile: string, options: { wrap?: string[]; attempts?: number; lab?: LabGeneration } = {}): Promise<LabMount> {
     await fs.mkdir(dir, { recursive: true });
     const attempts = options.attempts ?? 10;
+    const lab = options.lab ?? labGeneration();
+    if (!lab.mfsmount) throw new Error(`MooseFS ${lab.version} has no mfsmount in the lab`);
+    // mfscachemode came after 1.6.
+    const cache = lab.generation.imageMagic === 'MFSM 2.0' ? ['-o', 'mfscachemode=DIRECT'] : [];
     for (let attempt = 1; ; attempt++) {
-      const daemon = new Daemon('mfsmount', 'mfsmount', [dir, '-H', master.host, '-P', String(master.port), '-f', '-o', 'mfscachemode=DIRECT'], logFile, options);
+      const daemon = new Daemon('mfsmount', lab.mfsmount!, [dir, '-H', master.host, '-P', String(master.port), '-f', ...cache], logFile, options);
       try {
         await waitFor(`mfsmount on ${dir}`, async () => {
           if (!daemon.running) throw new Error(`mfsmount exited: ${(await daemon.log()).trim().split('\n').slice(-1).join('')}`);

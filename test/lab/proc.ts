@@ -18,6 +18,12 @@ process.once('exit', () => {
   }
 });
 
+/** Track a process the lab did not spawn itself (a daemonising master: its PID comes from its lock). */
+export function trackPid(pid: number, on = true): void {
+  if (on) tracked.add(pid);
+  else tracked.delete(pid);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

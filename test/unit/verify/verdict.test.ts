@@ -139,7 +139,7 @@ describe('a metalogger verdict', () => {
   test('not listed by the master: WARNING', async () => {
     const v = judgeMetalogger(ml(await healthy(), { connected: false }), T);
     expect(v.status).toBe('WARNING');
-    expect(v.findings[0]!.text).toBe('not connected to the master (mfscli -SMB does not list 10.0.0.5)');
+    expect(v.findings[0]!.text).toBe('not connected to the master (the master does not list 10.0.0.5 among its metaloggers)');
   });
 
   test('an image older than META_DOWNLOAD_FREQ plus slack: downloads have stopped', async () => {

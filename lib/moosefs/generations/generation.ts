@@ -1,0 +1,52 @@
+/**
+ * What differs between MooseFS generations, asked in one place. Each generation's file answers the
+ * same questions (image format, how mfsmaster is started and stopped, its config keys, how a restore
+ * is done, which files exist); jobs ask the adapter and never test a version number themselves —
+ * like pgBackRest's one file per PostgreSQL version.
+ */
+/** '1.6' is 1.6.0–1.6.4 (no metalogger yet); '1.6.5' is 1.6.5 and later 1.6 releases; '3.0' serves 1.7–3.x. */
+export type GenerationName = '1.5' | '1.6' | '1.6.5' | '3.0' | '4';
+
+/** The image header magic a generation writes: `MFSM 1.5` (1.5.x and 1.6.x) or `MFSM 2.0` (2.0 and later). */
+export type ImageMagic = 'MFSM 1.5' | 'MFSM 2.0';
+
+/** Listen-port config keys of mfsmaster, per peer role. `ml` is absent before 1.6.5 (no metalogger). */
+export interface ListenKeys {
+  ml?: { host: string; port: string };
+  cs: { host: string; port: string };
+  cl: { host: string; port: string };
+}
+
+export interface Generation {
+  name: GenerationName;
+  /** For messages: "MooseFS 1.6". */
+  label: string;
+  imageMagic: ImageMagic;
+  /**
+   * `mfsmetarestore`: rebuild `metadata.mfs` from an image and changelogs, then a plain start (before 1.7);
+   * `mfsmaster-a`: the master restores itself from DATA_PATH at start (1.7 and later).
+   */
+  restore: 'mfsmetarestore' | 'mfsmaster-a';
+  listenKeys: ListenKeys;
+  /** Config lines every master of this generation needs beside the usual ones. */
+  masterConfigExtra(dataPath: string): Record<string, string>;
+  /** mfsmaster's argv to start (`autoRestore`: `-a`, only where `restore` is `mfsmaster-a`). */
+  startArgs(configFile: string, o: { autoRestore: boolean; foreground: boolean }): string[];
+  /** mfsmaster's argv for a clean stop (the master writes metadata.mfs before it exits). */
+  stopArgs(configFile: string): string[];
+  /**
+   * False where mfsmaster daemonises before it initialises and exits 0 whatever happens next (1.5,
+   * 1.6.0–1.6.4): such a master is run in the foreground, detached, its output kept in a log file.
+   */
+  daemonWaitsForInit: boolean;
+  /** Does mfsmaster answer CLTOMA_INFO with its metadata version (2.0 and later)? */
+  reportsMetadataVersion: boolean;
+  /**
+   * Files beside the image a restore needs, as the master and a metalogger name them: 1.x keeps client
+   * sessions in `sessions.mfs` (a 1.6.4 master restored without it leaves every old mount with
+   * "Input/output error" until remounted); from 1.7 on they are a section of the image.
+   */
+  sessionsFiles: readonly string[];
+  /** Does a metalogger exist (1.6.5 and later)? Before, chunkservers' changelog_csback files are the only copy. */
+  hasMetalogger: boolean;
+}

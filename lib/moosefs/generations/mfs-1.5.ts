@@ -1,0 +1,25 @@
+import type { Generation } from './generation.js';
+
+/**
+ * MooseFS 1.5 (1.5.12, January 2009): `MFSM 1.5` images, no metalogger, `mfsmetarestore`. mfsmaster
+ * takes no start/stop words: a plain start first kills the running master (`-f` refuses instead, `-s`
+ * only stops), and `-d` keeps it in the foreground. Its lock lives at LOCK_FILE, so it is pointed into
+ * DATA_PATH where later generations keep `.mfsmaster.lock`.
+ */
+export const MFS_1_5: Generation = {
+  name: '1.5',
+  label: 'MooseFS 1.5',
+  imageMagic: 'MFSM 1.5',
+  restore: 'mfsmetarestore',
+  listenKeys: {
+    cs: { host: 'MATOCS_LISTEN_HOST', port: 'MATOCS_LISTEN_PORT' },
+    cl: { host: 'MATOCU_LISTEN_HOST', port: 'MATOCU_LISTEN_PORT' },
+  },
+  masterConfigExtra: (dataPath) => ({ LOCK_FILE: `${dataPath}/.mfsmaster.lock` }),
+  startArgs: (configFile, o) => ['-c', configFile, '-f', ...(o.foreground ? ['-d'] : [])],
+  stopArgs: (configFile) => ['-c', configFile, '-s'],
+  daemonWaitsForInit: false,
+  reportsMetadataVersion: false,
+  sessionsFiles: ['sessions.mfs', 'sessions_ml.mfs'],
+  hasMetalogger: false,
+};

@@ -1,0 +1,9 @@
+import type { Generation } from './generation.js';
+import { MFS_3_0 } from './mfs-3.0.js';
+
+/**
+ * MooseFS 4.x (4.59.2, what operators run today): on disk and on the command line like 3.0 (`MFSM 2.0`,
+ * `mfsmaster -a`). What differs is how it answers: its mfscli prints `metadata servers (masters):` and
+ * JSON with `-j`, and 3.0's mfscli cannot talk to it ("Working master servers not found").
+ */
+export const MFS_4: Generation = { ...MFS_3_0, name: '4', label: 'MooseFS 4' };

@@ -1,0 +1,124 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { readImageHeader } from '../../lib/moosefs/metadata.js';
+import { listSnapshots } from '../../lib/store/manifest.js';
+import { verifySnapshot } from '../../lib/store/snapshot-store.js';
+import { runCli } from '../helpers/cli.js';
+import { Lab } from '../lab/cluster.js';
+import { labGeneration, type LabVersion } from '../lab/generations.js';
+
+/**
+ * The focused suite on every MooseFS generation mfs-jobs serves besides Debian's 3.0.117 (which runs
+ * the full per-job suite): a real lab of that generation — its own mfsmaster, its metalogger where
+ * it has one, a FUSE mount (1.6.4's for 1.5.12, whose own does not build), sshd — and the real
+ * `mfs-jobs` executable against it: check-master, backup, drill, verify.
+ */
+const VERSIONS: LabVersion[] = ['1.5.12', '1.6.4', '1.6.27', '4.59.2'];
+
+describe.each(VERSIONS)('MooseFS %s', (version) => {
+  let lab: Lab;
+  let config: string;
+  let versionAfter: number;
+  const gen = () => lab.generation.generation;
+
+  /** Changes through the mount; 1.5.12 has no client here, so only its own housekeeping changes anything. */
+  const change = async (prefix: string, count: number) => (lab.mount ? lab.makeChanges(prefix, count) : (await lab.master.info()).metadataVersion);
+
+  beforeAll(async () => {
+    lab = await Lab.start({ lab: labGeneration(version) });
+    await change('before-image', 20);
+    await lab.saveImage();
+    if (lab.metalogger) {
+      // A metalogger downloads the image when it connects: a restart gives it a real one.
+      await lab.metalogger.stop();
+      await lab.metalogger.start();
+    }
+    versionAfter = await change('after-image', 10);
+    config = await lab.writeConfig({ jobs: { verify: { cutLineRetrySeconds: 0 } } });
+  }, 120_000);
+  afterAll(async () => {
+    await lab?.stop();
+  });
+
+  test('check-master: the master answers in its own protocol', async () => {
+    const res = await runCli(['run', 'check-master', '--config', config]);
+    if (gen().reportsMetadataVersion) {
+      expect(res.stdout).toContain(`MFS CHECK-MASTER OK - master serves metadata version ${versionAfter}`);
+    } else {
+      const reported = version === '1.5.12' ? '1.5' : version;
+      expect(res.stdout).toContain(`MFS CHECK-MASTER OK - master serves (MooseFS ${reported}, which does not report its metadata version)`);
+    }
+    expect(res.code).toBe(0);
+  });
+
+  test('backup: the image of this generation and the changelogs that roll it forward, verified', async () => {
+    const header = await readImageHeader(path.join(lab.master.dataPath, 'metadata.mfs.back'));
+    expect(header.magic).toBe(gen().imageMagic);
+    const res = await runCli(['run', 'backup', '--config', config]);
+    expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v${versionAfter}: metadata\\.mfs\\.back version ${header.version} \\+ \\d+ changelog`));
+    expect(res.code).toBe(0);
+    const [snap] = (await listSnapshots(path.join(lab.dir, 'snapshots'))).snapshots;
+    expect(snap!.manifest.reachesVersion).toBe(versionAfter);
+    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+  });
+
+  test("drill: the snapshot restored by this generation's own restore, served at the chain's newest version", async () => {
+    const res = await runCli(['run', 'drill', '--config', config, '--json']);
+    const report = JSON.parse(res.stdout);
+    expect(`${report.status}: ${report.summary}`).toMatch(/^OK: /);
+    expect(report.details.restoredVersion).toBe(versionAfter);
+    expect(report.details.moosefs).toBe(`MooseFS ${version === '1.5.12' ? '1.5' : version}`);
+    expect(report.lines.join('\n')).toContain(`scratch master (MooseFS`);
+    expect(res.code).toBe(0);
+  });
+
+  test('drill from the DATA_PATH itself (a metalogger where there is one, else the master)', async () => {
+    const from = lab.metalogger ? 'ml1' : 'master';
+    const res = await runCli(['run', 'drill', '--from', from, '--config', config, '--json']);
+    const report = JSON.parse(res.stdout);
+    expect(`${report.status}: ${report.summary}`).toMatch(/^OK: /);
+    expect(report.details.restoredVersion).toBeGreaterThanOrEqual(versionAfter - 1);
+  });
+
+  test('prune: the snapshot store and the master\'s DATA_PATH, planned over this generation\'s files; the newest snapshot survives and verifies', async () => {
+    // A second restore point: more changes, a new image, another backup.
+    await change('second-image', 5);
+    await lab.saveImage();
+    expect((await runCli(['run', 'backup', '--config', config])).code).toBe(0);
+    const store = path.join(lab.dir, 'snapshots');
+    const cfg = await lab.writeConfig({ snapshotStore: { path: store, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } }, jobs: { prune: { dataPaths: ['master'], minAgeMinutes: 0, keepRestorePoints: 1 } } }, 'prune.yaml');
+    const res = await runCli(['run', 'prune', '--config', cfg, '--json']);
+    const report = JSON.parse(res.stdout);
+    // WARNING at most: an older restore point whose changelogs stop before the newer image is reported, not an error.
+    expect(`${report.status}: ${report.summary}`).toMatch(/^(OK|WARNING): /);
+    expect(report.summary).not.toMatch(/refusing/);
+    const { snapshots } = await listSnapshots(store);
+    expect(snapshots.length).toBeGreaterThanOrEqual(1);
+    expect(await verifySnapshot(snapshots[snapshots.length - 1]!.dir)).toEqual([]);
+    // What prune left still restores: the newest snapshot drills OK.
+    const drill = JSON.parse((await runCli(['run', 'drill', '--config', config, '--json'])).stdout);
+    expect(`${drill.status}: ${drill.summary}`).toMatch(/^OK: /);
+  });
+
+  test('verify: metaloggers fresh, gap-free and not behind (where the generation has them)', async () => {
+    // The image just saved restarted the master: let the metalogger reconnect and catch up first.
+    await change('verify', 1);
+    const res = await runCli(['run', 'verify', '--config', config, '--json']);
+    const report = JSON.parse(res.stdout);
+    if (!lab.metalogger) {
+      // Before 1.6.5 there is no metalogger: the snapshot store is what verify checks.
+      expect(report.summary).not.toMatch(/ml1/);
+      return;
+    }
+    expect(`${report.status}: ${report.summary}`).toMatch(/^OK: /);
+  });
+
+  test('the config names the generation: a pinned generation that does not match the master is refused, naming the key', async () => {
+    const wrong = version.startsWith('1.') ? '4' : '1.6';
+    const cfg = await lab.writeConfig({ moosefs: { generation: wrong, prefixes: {} } }, 'wrong-generation.yaml');
+    const res = await runCli(['run', 'check-master', '--config', cfg]);
+    expect(res.stdout).toMatch(new RegExp(`^MFS CHECK-MASTER CRITICAL - no master answers: .*but moosefs\\.generation is ${wrong.replace('.', '\\.')}`));
+    expect(res.code).toBe(2);
+    await fs.rm(cfg);
+  });
+});
