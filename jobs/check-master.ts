@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type Metric } from '../lib/core/job.js';
-import { masterStatus, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
+import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
 export default defineJob({
@@ -16,8 +16,16 @@ export default defineJob({
     const answers = await Promise.all(
       config.masters.map(async (m) => {
         try {
-          const info = await masterStatus(targetOf(config, m, { timeoutMs: options.cliTimeoutSeconds * 1000, signal: ctx.signal }));
-          return { name: m.name, info };
+          const target = targetOf(config, m, { timeoutMs: options.cliTimeoutSeconds * 1000, signal: ctx.signal });
+          const info = await masterStatus(target);
+          // A 1.x master does not report its version: its DATA_PATH says it, when mfs-jobs may read it.
+          const dataPath = info.metadataVersion === undefined ? dataPathOf(config, m, ctx.signal) : undefined;
+          if (!dataPath) return { name: m.name, info };
+          const withVersion = await masterVersion(target, dataPath).catch((err: unknown) => {
+            ctx.log.warn(`${m.name}: metadata version not read from its DATA_PATH`, { error: describeError(err) });
+            return info;
+          });
+          return { name: m.name, info: withVersion };
         } catch (err) {
           return { name: m.name, error: describeError(err) };
         }
