@@ -8,7 +8,8 @@ import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { restoreAndStart, type RestoreResult } from '../moosefs/restore.js';
 import type { SettledPlan, Staging } from './collect.js';
 import type { RestorePlan } from './restore-plan.js';
-import { writeChainSegment, type Placement } from './standby.js';
+import { checkGenerationConfig, writeChainSegment, type Placement } from './standby.js';
+import { readMfsConfig } from '../moosefs/mfsmaster.js';
 
 /** The restore itself on the standby: the chosen files under master names, then the restore command. */
 
@@ -55,6 +56,7 @@ export async function restoreStandby(config: Config, standby: StandbyConfig, pla
   const image = placements[0]!.name;
   const header = await readImageHeader(path.join(standby.dataPath, image));
   const binaries = await restoringBinaries(config, header.magic, `${standby.dataPath}/${image}`, standby.mfsmasterBin);
+  checkGenerationConfig(config, standby, binaries.generation, await readMfsConfig(standby.masterConfig));
   const target = { host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, generation: config.moosefs.generation };
   const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
   const files = { dataPath: standby.dataPath, image, changelogs: placements.slice(1).map((p) => p.name).filter(isChangelogName) };

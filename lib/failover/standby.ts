@@ -7,6 +7,7 @@ import type { Config, StandbyConfig } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
 import { masterStatus, type MasterStatus } from '../moosefs/master.js';
+import { generationNamed, type Generation } from '../moosefs/generations/index.js';
 import { readMfsConfig, runningMasterPid } from '../moosefs/mfsmaster.js';
 
 /** The standby machine's own mfsmaster: its DATA_PATH, config and state. */
@@ -30,9 +31,23 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
   }
   const st = await fs.stat(standby.dataPath).catch(() => undefined);
   if (!st?.isDirectory()) throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is not a directory`);
+  // A pinned 1.5/1.6.0–1.6.4 standby must keep its lock where promote and demote look for the master's PID.
+  if (config.moosefs.generation !== 'auto') checkGenerationConfig(config, standby, generationNamed(config.moosefs.generation), cfg);
   const mlPid = Number.parseInt(await fs.readFile(path.join(standby.dataPath, '.mfsmetalogger.lock'), 'utf8').catch(() => ''), 10);
   if (processAlive(mlPid)) {
     throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is the DATA_PATH of a running mfsmetalogger (pid ${mlPid}); give the master its own directory`);
+  }
+}
+
+/**
+ * The keys a generation needs in the standby's mfsmaster.cfg (1.5 and 1.6.0–1.6.4: LOCK_FILE inside
+ * DATA_PATH, where later generations keep `.mfsmaster.lock` and where mfs-jobs finds the master's PID).
+ */
+export function checkGenerationConfig(config: Config, standby: StandbyConfig, generation: Generation, cfg: Record<string, string>): void {
+  for (const [key, value] of Object.entries(generation.masterConfigExtra(standby.dataPath))) {
+    if (cfg[key] === undefined || path.resolve(cfg[key]!) !== path.resolve(value)) {
+      throw new ConfigError('standby.masterConfig', `${config.file}: standby.masterConfig ${standby.masterConfig}: ${generation.label} needs ${key} = ${value} (found ${cfg[key] ?? 'nothing'})`);
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import { ProcessError } from '../core/errors.js';
 import { generationNamed, generationOfSoftware, type Generation, type GenerationName } from './generations/index.js';
 import { connectedMetaloggers, masterInfo as mfscliMasterInfo, type CliTarget } from './mfscli.js';
-import { askMaster, listMetaloggers } from './protocol.js';
+import { askMaster, listMetaloggers, type NativeMasterInfo } from './protocol.js';
 import { versionInDataPath } from './datapath.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { openSource, type FileSource } from '../transport/remote.js';
@@ -13,17 +13,10 @@ import { openSource, type FileSource } from '../transport/remote.js';
  * since 1.5 answers. Debian's mfscli (3.0) refuses 1.6 masters and finds no 4.x one; 1.x has no mfscli.
  * A master pinned to 3.0 (`moosefs.generation: "3.0"`) is asked through mfscli -SIM, as before.
  */
-export interface MasterStatus {
+export interface MasterStatus extends Pick<NativeMasterInfo, 'softwareVersion' | 'metaid' | 'fsObjects' | 'directories' | 'files'> {
   generation: Generation;
-  /** What the master reports of itself, e.g. "1.6.4", "4.59.2". */
-  softwareVersion: string;
   /** The next change it will write. Undefined before 2.0: a 1.x master does not report it. */
   metadataVersion?: number;
-  /** Hex metaid (4.4 and later report it). */
-  metaid?: string;
-  fsObjects?: number;
-  directories?: number;
-  files?: number;
 }
 
 export interface MasterTarget extends CliTarget {

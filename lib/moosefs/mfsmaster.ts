@@ -25,11 +25,36 @@ export function mfsConfigText(values: Record<string, string | number>): string {
   return Object.entries(values).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
 }
 
-/** PID of the mfsmaster that holds DATA_PATH's `.mfsmaster.lock`, if it is alive. */
+/**
+ * PID of the mfsmaster that holds DATA_PATH's `.mfsmaster.lock`, if it is alive. 3.0 and later (and
+ * 1.5/1.6.4, whose LOCK_FILE mfs-jobs points there) write their PID into it; 1.6.5+ 1.6 releases only
+ * lock it, empty: then the kernel's lock table says who holds it.
+ */
 export async function runningMasterPid(dataPath: string): Promise<number | undefined> {
-  const text = await fs.readFile(path.join(dataPath, '.mfsmaster.lock'), 'utf8').catch(() => '');
+  const file = path.join(dataPath, '.mfsmaster.lock');
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
   const pid = Number.parseInt(text.trim(), 10);
-  return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
+  if (Number.isInteger(pid) && pid > 0) return processAlive(pid) ? pid : undefined;
+  return lockHolder(file);
+}
+
+/** The process holding a POSIX lock on `file`, from /proc/locks ("1: POSIX ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"). */
+async function lockHolder(file: string): Promise<number | undefined> {
+  const st = await fs.stat(file).catch(() => undefined);
+  if (!st) return undefined;
+  const locks = await fs.readFile('/proc/locks', 'utf8').catch(() => '');
+  for (const line of locks.split('\n')) {
+    const m = /^\d+: POSIX\s+\S+\s+WRITE\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/.exec(line);
+    if (!m || Number(m[4]) !== st.ino) continue;
+    // /proc/locks prints the device as hex major:minor.
+    const dev = (Number.parseInt(m[2]!, 16) << 8) | Number.parseInt(m[3]!, 16);
+    if (dev === st.dev || Number.parseInt(m[2]! + m[3]!, 16) === st.dev) {
+      const pid = Number(m[1]);
+      if (processAlive(pid)) return pid;
+    }
+  }
+  return undefined;
 }
 
 /** The line of mfsmaster's output that says why it failed (e.g. "hole in change files …"). */

@@ -42,9 +42,13 @@ export async function restoreAndStart(
   const image = path.join(files.dataPath, files.image);
   const { version: imageVersion } = await readImageHeader(image, { checkEnding: false });
   const changelogs: string[] = [];
-  for (const c of oldestFirst(files.changelogs)) changelogs.push(await metarestoreInput(path.join(files.dataPath, c), imageVersion));
-  const args = ['-m', image, '-o', metadata, ...changelogs];
-  const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal }).finally(() => removeTrimmed(changelogs));
+  let res;
+  try {
+    for (const c of oldestFirst(files.changelogs)) changelogs.push(await metarestoreInput(path.join(files.dataPath, c), imageVersion));
+    res = await execCapture(binaries.mfsmetarestore, ['-m', image, '-o', metadata, ...changelogs], { timeoutMs: o.timeoutMs, signal: o.signal });
+  } finally {
+    await removeTrimmed(changelogs);
+  }
   const output = res.stdout + res.stderr;
   const command = 'mfsmetarestore';
   // 1.7+ keeps a stub that only says it is gone, and exits 0.
@@ -85,6 +89,8 @@ async function metarestoreInput(file: string, fromVersion: number): Promise<stri
   }
   if (!needsCopy) return file;
   const out = path.join(path.dirname(file), `${TRIMMED}.${path.basename(file)}`);
+  // A run killed half-way may have left one: it is ours to replace (created exclusively again below).
+  await fs.rm(out, { force: true });
   await writeWholeLinesFrom(file, out, fromVersion);
   return out;
 }

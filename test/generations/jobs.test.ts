@@ -6,6 +6,7 @@ import { verifySnapshot } from '../../lib/store/snapshot-store.js';
 import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
+import { processesIn } from '../lab/proc.js';
 
 /**
  * The focused suite on every MooseFS generation mfs-jobs serves besides Debian's 3.0.117 (which runs
@@ -75,6 +76,8 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     expect(report.details.moosefs).toBe(`MooseFS ${version === '1.5.12' ? '1.5' : version}`);
     expect(report.lines.join('\n')).toContain(`scratch master (MooseFS`);
     expect(res.code).toBe(0);
+    // The scratch master is found by its lock (1.6.5+ leave it empty: the kernel's lock table names it) and stopped.
+    expect(await processesIn(path.join(lab.dir, 'state', 'drill'))).toEqual([]);
   });
 
   test('drill from the DATA_PATH itself (a metalogger where there is one, else the master)', async () => {
@@ -83,6 +86,7 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     const report = JSON.parse(res.stdout);
     expect(`${report.status}: ${report.summary}`).toMatch(/^OK: /);
     expect(report.details.restoredVersion).toBeGreaterThanOrEqual(versionAfter - 1);
+    expect(await processesIn(path.join(lab.dir, 'state', 'drill'))).toEqual([]);
   });
 
   test('prune: the snapshot store and the master\'s DATA_PATH, planned over this generation\'s files; the newest snapshot survives and verifies', async () => {
