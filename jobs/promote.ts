@@ -16,6 +16,7 @@ import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp
 import { localAddresses, vipHeld } from '../lib/failover/vip.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
+import type { Generation } from '../lib/moosefs/generations/index.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -212,6 +213,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   ];
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
+    ...cutTails(settled, start.binaries.generation),
     ...(f.forced ? ['forced past fencing'] : []),
     ...(settled.choice.others.length > 0 ? [`other filesystems seen and not used: ${settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`).join('; ')}`] : []),
   ];
@@ -223,6 +225,18 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
+}
+
+/**
+ * A chain that ends in a cut line lost whatever the writer still held: a 1.x chunkserver writes
+ * changelog_csback through a 4 KiB buffer, so the changes after it are gone although no source shows a hole.
+ */
+function cutTails(settled: SettledPlan, generation: Generation): string[] {
+  const last = settled.choice.plan.steps.at(-1)?.changelog;
+  if (!last?.cutLastLine) return [];
+  // 1.6.0–1.6.4 does not raise its next chunk id past what chunkservers hold (1.6.27 does).
+  const chunkIds = generation.name === '1.6' || generation.name === '1.5' ? '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)' : '';
+  return [`${last.source}:${last.name} ended mid-line: changes after version ${settled.choice.plan.reached - 1} were still in its writer's buffer and are lost${chunkIds}`];
 }
 
 /**

@@ -51,15 +51,18 @@ async function askMasters(config: Config, o: Options, signal: AbortSignal): Prom
   const answers = await Promise.all(
     config.masters.map(async (m) => {
       try {
-        return { m, version: (await masterVersion(target(m), dataPathOf(config, m, signal))).metadataVersion };
+        const status = await masterVersion(target(m), dataPathOf(config, m, signal));
+        return { m, version: status.metadataVersion, listsMetaloggers: status.generation.hasMetalogger };
       } catch (err) {
         return { m, error: describeError(err) };
       }
     }),
   );
-  const up = answers.filter((a): a is { m: Config['masters'][number]; version: number } => a.version !== undefined).sort((a, b) => b.version - a.version);
+  const up = answers.filter((a): a is { m: Config['masters'][number]; version: number; listsMetaloggers: boolean } => a.version !== undefined).sort((a, b) => b.version - a.version);
   const best = up[0];
   if (!best) return { error: `no master answers: ${answers.map((a) => a.error).join('; ')}` };
+  // Before 1.6.5 there are no metaloggers to list (the master does not know the question).
+  if (!best.listsMetaloggers || config.metaloggers.length === 0) return { name: best.m.name, version: best.version };
   try {
     return { name: best.m.name, version: best.version, listed: await connectedMetaloggerHosts(target(best.m)) };
   } catch (err) {

@@ -224,13 +224,21 @@ export class Staging {
   }
 }
 
-/** Scan a fetched changelog: its real runs replace the first/last guess. */
+/**
+ * Scan a fetched changelog: its real runs replace the first/last guess. A file whose versions go
+ * backwards holds two histories — a 1.6.4 chunkserver that survived its master appends the new
+ * master's changes, numbered from where the new master began, after the dead master's buffered tail —
+ * and versions from both would pass for one run: such a file is not used.
+ */
 export async function scanFetched(c: ChangelogCandidate, staged: string): Promise<void> {
   const scan = await scanChangelogFile(staged);
+  const rewind = scan.problems.find((p) => p.reason.includes('goes backwards'));
+  if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
   c.segments = scan.segments.map((s) => ({ ...s }));
   c.scanned = true;
   c.lastTimestamp = scan.lastTimestamp;
   c.clean = scan.segments.length === 1 && scan.problems.length === 0 && !scan.truncatedLastLine;
+  c.cutLastLine = scan.truncatedLastLine;
 }
 
 

@@ -44,6 +44,8 @@ export interface ChangelogCandidate {
   lastTimestamp?: number;
   /** Scanned, one run, no cut-off last line, no disorder: can be placed as it is. */
   clean: boolean;
+  /** Scanned, and its last line was cut off (a writer died mid-line; a 1.x chunkserver's buffer). */
+  cutLastLine?: boolean;
 }
 
 export interface SourceInventory {

@@ -309,6 +309,6 @@ export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): 
   const metrics = v.metrics
     .filter((m) => m.name !== 'image_age_seconds' && m.name !== 'connected')
     .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? { name: 'chunkserver_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), help: 'Verdict per chunkserver (changelog_csback): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' } : {}) }));
-  const headline = v.headline.replace(/^image \S+ v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
+  const headline = v.headline.replace(/^image .*? v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
   return { ...v, status, findings, metrics, headline, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
 }

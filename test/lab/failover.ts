@@ -2,11 +2,13 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { execCapture } from '../../lib/core/exec.js';
+import { execCapture, type ExecResult } from '../../lib/core/exec.js';
 import { processAlive } from '../../lib/core/lock.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { MFS_JOBS_BIN, REPO_ROOT } from '../helpers/cli.js';
+import { generationConfig, labGeneration, type LabGeneration } from './generations.js';
 import { LabMetalogger, LabMount } from './moosefs.js';
 import { NetLab, NsChunkserver, NsMaster, Ucarp, type Machine } from './netns.js';
 import { sleep, waitFor } from './proc.js';
@@ -16,11 +18,17 @@ import { LabSshd } from './sshd.js';
  * The redundant-master recipe, for real: machines A (master + ucarp) and B (standby + ucarp) share a
  * virtual IP; C runs a metalogger, a chunkserver and a client mount, all through the VIP. ucarp runs the
  * shipped hook scripts, which run `bin/mfs-jobs run promote` / `run demote` with each machine's config.
- * Everything is started and stopped by PID; `stop()` removes the namespaces and reports leftovers.
+ * The lab runs one MooseFS generation (Debian's 3.0.117 unless told otherwise). Before 1.6.5 there is no
+ * metalogger: that lab is the seed's recipe, an hourly `mfs-jobs run backup` of the other master into each
+ * machine's snapshot store (over SFTP to an sshd on each master's machine) and the chunkserver's `changelog_csback.N.mfs`
+ * (over SFTP to C). Everything is started and stopped by PID; `stop()` removes the namespaces and
+ * reports leftovers.
  */
 
 const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
+/** The CLI of the compiled tree this file runs from: the hooks run the same code as the test. */
+const COMPILED_CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
 
 /** Write, fsync, close: when this returns, MooseFS has acknowledged the file. */
 export async function writeDurably(file: string, data: Buffer): Promise<void> {
@@ -57,8 +65,10 @@ export interface PromoteState {
   details?: {
     rtoSeconds?: number;
     metadataVersion?: number;
+    restoreCommand?: string;
+    moosefs?: string;
     plan?: { reached: number; newest?: number };
-    rpo?: { versions: number };
+    rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
   };
@@ -68,17 +78,26 @@ export class FailoverLab {
   readonly masters = new Map<Machine, NsMaster>();
   readonly configs = new Map<Machine, string>();
   readonly ucarps = new Map<Machine, Ucarp>();
+  /** sshd on C (metalogger, chunkserver files). */
   sshd: LabSshd | undefined;
+  /** sshd on A and B, where the other machine's backup job pulls the master's files from (no metalogger before 1.6.5). */
+  readonly masterSshds = new Map<Machine, LabSshd>();
+  /** Undefined before 1.6.5. */
   metalogger: LabMetalogger | undefined;
   chunkserver: NsChunkserver | undefined;
   /** The client's mount on C, through the VIP. */
   mount: LabMount | undefined;
   private readonly extraMounts: LabMount[] = [];
+  private readonly chunkserversStarted: NsChunkserver[] = [];
+  private registrationsAtCrash = 0;
+  /** The `mfs-jobs` the hooks and `runJobs` run. */
+  private mfsJobs = MFS_JOBS_BIN;
 
   private constructor(
     readonly dir: string,
     readonly net: NetLab,
     readonly vip: string,
+    readonly lab: LabGeneration,
   ) {}
 
   get A(): Machine {
@@ -100,10 +119,10 @@ export class FailoverLab {
   }
 
   /** A holds the VIP and serves; B stands by; C's metalogger, chunkserver and mount follow the VIP. */
-  static async start(options: { prefix: string; vip: string }): Promise<FailoverLab> {
+  static async start(options: { prefix: string; vip: string; lab?: LabGeneration }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
-    const lab = new FailoverLab(dir, net, options.vip);
+    const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
     try {
       await lab.setUp();
       return lab;
@@ -113,13 +132,26 @@ export class FailoverLab {
     }
   }
 
+  get hasMetalogger(): boolean {
+    return this.lab.generation.hasMetalogger;
+  }
+
+  get chunkserverDir(): string {
+    return path.join(this.dir, 'cs-c');
+  }
+
   private async setUp(): Promise<void> {
-    const { A, B, C } = this;
-    this.masters.set(A, await NsMaster.create(A, path.join(this.dir, A.name), { bootstrap: true }));
-    this.masters.set(B, await NsMaster.create(B, path.join(this.dir, B.name), { bootstrap: false }));
+    const { A, B, C, lab } = this;
+    if (COMPILED_CLI !== path.join(REPO_ROOT, 'dist', 'bin', 'cli.js')) this.mfsJobs = await this.launcher();
+    this.masters.set(A, await NsMaster.create(A, path.join(this.dir, A.name), { bootstrap: true, lab }));
+    this.masters.set(B, await NsMaster.create(B, path.join(this.dir, B.name), { bootstrap: false, lab }));
     await this.master(A).start();
     this.sshd = await LabSshd.start(path.join(this.dir, 'ssh-c'), { host: C.ip, port: 22, wrap: C.wrap });
-    this.metalogger = await LabMetalogger.create(path.join(this.dir, 'ml-c'), { host: this.vip, port: NsMaster.PORTS.ml });
+    if (this.hasMetalogger) {
+      this.metalogger = await LabMetalogger.create(path.join(this.dir, 'ml-c'), { host: this.vip, port: NsMaster.PORTS.ml }, {}, lab);
+    } else {
+      for (const m of [A, B]) this.masterSshds.set(m, await LabSshd.start(path.join(this.dir, `ssh-${m.name}`), { host: m.ip, port: 22, wrap: m.wrap }));
+    }
     this.configs.set(A, await this.writeConfig(A, B));
     this.configs.set(B, await this.writeConfig(B, A));
 
@@ -131,23 +163,77 @@ export class FailoverLab {
     await sleep(4_000);
     await this.waitVipOnlyOn(A);
 
-    await this.metalogger.start({ wrap: C.wrap });
-    this.chunkserver = await NsChunkserver.start(C, path.join(this.dir, 'cs-c'), this.vip);
-    await waitFor('chunkserver registered with A', async () => /chunk servers:/.test((await execCapture(this.master(A).mfscli, ['-H', '127.0.0.1', '-P', '9421', '-SCS', '-p'])).stdout), 20_000);
+    await this.metalogger?.start({ wrap: C.wrap });
+    await this.startChunkserver(A);
     this.mount = await this.mountClient('mnt');
   }
 
-  /** mfs-jobs config of one machine: its own master as `standby`, the other machine's as `masters`. */
+  /** C's chunkserver, following the VIP; started again on the same chunks (a 1.6.4 one dies when its master does). */
+  async startChunkserver(serving: Machine): Promise<NsChunkserver> {
+    const cs = await NsChunkserver.start(this.C, this.chunkserverDir, this.vip, this.lab);
+    this.chunkserver = cs;
+    this.chunkserversStarted.push(cs);
+    await cs.waitRegistered(this.master(serving));
+    return cs;
+  }
+
+  /**
+   * C's chunkserver serving `m`'s master after a failover. A 1.6.4 chunkserver dies (SIGSEGV) at its first
+   * reconnect after losing its master, its unflushed changelog_csback buffer with it: it is started again
+   * on the same chunks. Returns how the old one ended (undefined: it carried on and registered).
+   */
+  async chunkserverFollow(m: Machine, timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
+    const cs = this.chunkserver!;
+    const outcome = await waitFor(`C's chunkserver to register with ${m.name}, or to die`, async () => {
+      if (!cs.daemon.running) return 'died';
+      return (await cs.isRegistered(this.master(m), this.registrationsAtCrash)) ? 'registered' : undefined;
+    }, timeoutMs);
+    if (outcome === 'registered') return undefined;
+    const exit = await cs.daemon.waitExit(1_000);
+    await this.startChunkserver(m);
+    return exit;
+  }
+
+  /** `node <this tree's bin/cli.js>`: the code the test itself runs, when that is not dist/ (bin/mfs-jobs loads dist/). */
+  private async launcher(): Promise<string> {
+    const file = path.join(this.dir, 'mfs-jobs');
+    await fs.writeFile(file, `#!/bin/sh\nexec ${process.execPath} ${COMPILED_CLI} "$@"\n`, { mode: 0o755 });
+    return file;
+  }
+
+  /** `mfs-jobs ARGS` with machine `m`'s config, inside its network (as cron would run it there). */
+  runJobs(m: Machine, args: string[], timeoutMs = 120_000): Promise<ExecResult> {
+    return execCapture('nsenter', [`--net=${m.netnsPath}`, this.mfsJobs, ...args], { timeoutMs, env: { ...process.env, MFS_JOBS_CONFIG: this.configs.get(m) } });
+  }
+
+  masterName(m: Machine): string {
+    return `master-${m === this.A ? 'a' : 'b'}`;
+  }
+
+  snapshotStore(m: Machine): string {
+    return path.join(this.dir, m.name, 'snapshots');
+  }
+
+  /**
+   * mfs-jobs config of one machine: its own master as `standby`, the other machine's as `masters`, and
+   * the generation's binaries. Where there is a metalogger it is the source; before 1.6.5 the sources
+   * are this machine's snapshot store (filled by `run backup` of the other master) and C's chunkserver.
+   */
   private async writeConfig(self: Machine, other: Machine): Promise<string> {
     const sshd = this.sshd!;
+    const otherSshd = this.masterSshds.get(other);
+    const master = { name: this.masterName(other), host: other.ip, dataPath: this.master(other).dataPath, cliPort: 9421 };
     const doc = {
       stateDir: this.stateDir(self),
       prometheus: { textfileDir: path.join(this.dir, self.name, 'textfile') },
       ssh: { port: 22, user: 'root', privateKey: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutSeconds: 5 },
-      masters: [{ name: `master-${other === this.A ? 'a' : 'b'}`, host: other.ip, dataPath: this.master(other).dataPath, cliPort: 9421 }],
-      metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger!.dataPath }],
+      masters: [otherSshd ? { ...master, ssh: { privateKey: otherSshd.clientKey, knownHosts: otherSshd.knownHosts } } : master],
+      ...(this.metalogger
+        ? { metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger.dataPath }] }
+        : { chunkservers: [{ name: 'cs-c', host: this.C.ip, dataPath: NsChunkserver.dataPathIn(this.chunkserverDir) }], snapshotStore: { path: this.snapshotStore(self) } }),
       standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip },
-      jobs: { promote: { fenceTimeoutSeconds: 1 } },
+      ...generationConfig(this.lab),
+      jobs: { promote: { fenceTimeoutSeconds: 1 }, ...(this.metalogger ? {} : { backup: { sources: [master.name] } }) },
     };
     const file = path.join(this.dir, self.name, 'mfs-jobs.yaml');
     await fs.writeFile(file, YAML.stringify(doc), { mode: 0o600 });
@@ -164,7 +250,7 @@ export class FailoverLab {
       skew,
       upScript: UP,
       downScript: DOWN,
-      env: { MFS_JOBS: MFS_JOBS_BIN, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log') },
+      env: { MFS_JOBS: this.mfsJobs, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log') },
     });
     this.ucarps.set(m, ucarp);
     return ucarp;
@@ -176,7 +262,7 @@ export class FailoverLab {
   }
 
   mountClient(name: string): Promise<LabMount> {
-    return LabMount.mount(path.join(this.dir, name), { host: this.vip, port: NsMaster.PORTS.cl }, path.join(this.dir, `${name}.log`), { wrap: this.C.wrap });
+    return LabMount.mount(path.join(this.dir, name), { host: this.vip, port: NsMaster.PORTS.cl }, path.join(this.dir, `${name}.log`), { wrap: this.C.wrap, lab: this.lab });
   }
 
   /** A second mount, started fresh (no page cache of the client's), dropped at `stop()`. */
@@ -205,6 +291,7 @@ export class FailoverLab {
 
   /** `m` dies like a machine: its mfsmaster (the lab's or promote's) and ucarp killed -9, link down. */
   async crash(m: Machine): Promise<void> {
+    this.registrationsAtCrash = (await this.chunkserver?.registrations()) ?? 0;
     await this.killHookRun(m);
     await this.master(m).kill9();
     await killMasterOf(this.master(m).dataPath);
@@ -239,8 +326,9 @@ export class FailoverLab {
     for (const ucarp of this.ucarps.values()) await ucarp.kill9().catch(() => undefined);
     for (const m of this.masters.keys()) await this.killHookRun(m);
     await this.metalogger?.kill9().catch(() => undefined);
-    await this.chunkserver?.daemon.kill9().catch(() => undefined);
+    for (const cs of this.chunkserversStarted) await cs.daemon.kill9().catch(() => undefined);
     await this.sshd?.stop().catch(() => undefined);
+    for (const sshd of this.masterSshds.values()) await sshd.stop().catch(() => undefined);
     for (const master of this.masters.values()) {
       await master.kill9().catch(() => undefined);
       await killMasterOf(master.dataPath);

@@ -42,11 +42,51 @@ export function masterConfigText(o: { dataPath: string; dir: string; host: strin
   return Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
 }
 
+/**
+ * A 1.5 or 1.6.0–1.6.4 master run as the daemon it is meant to be (in the foreground it installs no
+ * signal handlers, so a stop would save nothing), found by the PID in its lock, stopped its own way.
+ */
+export class DaemonisedMaster {
+  private constructor(
+    private readonly o: { configFile: string; bin: string; lab: LabGeneration },
+    private readonly pidInLock: number,
+  ) {}
+
+  static async start(o: { configFile: string; dataPath: string; bin: string; lab: LabGeneration; where: string; ready: () => Promise<boolean> }): Promise<DaemonisedMaster> {
+    const res = await startMaster({ configFile: o.configFile, bin: o.bin, generation: o.lab.generation, autoRestore: false, timeoutMs: 30_000, ready: o.ready });
+    const pid = await runningMasterPid(o.dataPath);
+    if (res.code !== 0 || pid === undefined) throw new Error(`mfsmaster ${o.lab.version} in ${o.where} did not start: ${res.output.trim().split('\n').pop()}`);
+    trackPid(pid);
+    return new DaemonisedMaster({ configFile: o.configFile, bin: o.lab.mfsmaster, lab: o.lab }, pid);
+  }
+
+  get pid(): number | undefined {
+    return processAlive(this.pidInLock) ? this.pidInLock : undefined;
+  }
+
+  /** Clean stop: `mfsmaster -s` (SIGTERM, the master writes metadata.mfs), SIGKILL if it will not go. */
+  async stop(): Promise<void> {
+    const pid = this.pid;
+    if (pid === undefined) return;
+    await stopMaster({ configFile: this.o.configFile, bin: this.o.bin, generation: this.o.lab.generation, timeoutMs: 60_000 });
+    await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 60_000).catch(() => process.kill(pid, 'SIGKILL'));
+    trackPid(pid, false);
+  }
+
+  async kill9(): Promise<void> {
+    const pid = this.pid;
+    if (pid === undefined) return;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(`mfsmaster ${pid} to die`, async () => !processAlive(pid), 5_000);
+    trackPid(pid, false);
+  }
+}
+
 /** A real mfsmaster (Debian's 3.0 package, or a built generation) in the foreground, on its own ports and DATA_PATH. */
 export class LabMaster {
   daemon: Daemon | undefined;
-  /** A daemonising master (1.5, 1.6.0–1.6.4): its PID, read from its lock. */
-  private daemonPid: number | undefined;
+  /** A daemonising master (1.5, 1.6.0–1.6.4). */
+  private daemonised: DaemonisedMaster | undefined;
 
   private constructor(
     readonly dir: string,
@@ -77,7 +117,7 @@ export class LabMaster {
   }
 
   get pid(): number | undefined {
-    if (this.daemonPid !== undefined) return processAlive(this.daemonPid) ? this.daemonPid : undefined;
+    if (this.daemonised) return this.daemonised.pid;
     return this.daemon?.running ? this.daemon.pid : undefined;
   }
 
@@ -117,34 +157,18 @@ export class LabMaster {
   }
 
   private async startDaemonised(): Promise<MasterInfo> {
-    const res = await startMaster({ configFile: this.configFile, bin: this.lab.mfsmaster, generation: this.lab.generation, autoRestore: false, timeoutMs: 30_000, ready: () => this.info().then(() => true) });
-    const pid = await runningMasterPid(this.dataPath);
-    if (res.code !== 0 || pid === undefined) throw new Error(`mfsmaster ${this.lab.version} in ${this.dir} did not start: ${res.output.trim().split('\n').pop()}`);
-    this.daemonPid = pid;
-    trackPid(pid);
+    this.daemonised = await DaemonisedMaster.start({ configFile: this.configFile, dataPath: this.dataPath, bin: this.lab.mfsmaster, lab: this.lab, where: this.dir, ready: () => this.info().then(() => true) });
     return this.info();
   }
 
   /** Clean stop: the master writes `metadata.mfs` (a real image) before it exits. */
   async stop(): Promise<void> {
-    const pid = this.pid;
-    if (this.daemonPid !== undefined && pid !== undefined) {
-      await stopMaster({ configFile: this.configFile, bin: this.lab.mfsmaster, generation: this.lab.generation, timeoutMs: 60_000 });
-      await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 60_000).catch(() => process.kill(pid, 'SIGKILL'));
-      trackPid(pid, false);
-      return;
-    }
+    if (this.daemonised) return this.daemonised.stop();
     await this.daemon?.stop(60_000);
   }
 
   async kill9(): Promise<void> {
-    const pid = this.pid;
-    if (this.daemonPid !== undefined && pid !== undefined) {
-      process.kill(pid, 'SIGKILL');
-      await waitFor(`mfsmaster ${pid} to die`, async () => !processAlive(pid), 5_000);
-      trackPid(pid, false);
-      return;
-    }
+    if (this.daemonised) return this.daemonised.kill9();
     await this.daemon?.kill9();
   }
 

@@ -1,8 +1,12 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
+import { versionInDataPath } from '../../lib/moosefs/datapath.js';
 import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
-import { masterConfigText } from './moosefs.js';
+import type { NativeMasterInfo } from '../../lib/moosefs/protocol.js';
+import { localSource } from '../../lib/transport/remote.js';
+import { labGeneration, type LabGeneration } from './generations.js';
+import { DaemonisedMaster, EMPTY_IMAGE, masterConfigText } from './moosefs.js';
 import { Daemon, waitFor } from './proc.js';
 
 /**
@@ -128,44 +132,97 @@ export class NetLab {
   }
 }
 
-/** An `mfscli` that runs inside a machine's network: a two-line wrapper script lib/moosefs/mfscli.ts can call. */
-export async function mfscliIn(machine: Machine, dir: string): Promise<string> {
-  const file = path.join(dir, `mfscli-${machine.name}`);
-  await fs.writeFile(file, `#!/bin/sh\nexec nsenter --net=${machine.netnsPath} mfscli "$@"\n`, { mode: 0o700 });
+/** A program that runs inside a machine's network: a two-line wrapper script that lib/ can call as a binary. */
+export async function binaryIn(machine: Machine, dir: string, bin: string): Promise<string> {
+  const file = path.join(dir, `${path.basename(bin)}-${machine.name}`);
+  await fs.writeFile(file, `#!/bin/sh\nexec nsenter --net=${machine.netnsPath} ${bin} "$@"\n`, { mode: 0o700 });
   return file;
 }
 
-/** A real mfsmaster in the foreground inside a machine, listening on all its addresses. */
+/** An `mfscli` that runs inside a machine's network (lib/moosefs/mfscli.ts calls it). */
+export function mfscliIn(machine: Machine, dir: string, bin = 'mfscli'): Promise<string> {
+  return binaryIn(machine, dir, bin);
+}
+
+const PROTOCOL_JS = new URL('../../lib/moosefs/protocol.js', import.meta.url).href;
+const ASK_MASTER = [
+  'const [url, host, port, timeoutMs] = process.argv.slice(1);',
+  'const { askMaster } = await import(url);',
+  'try { process.stdout.write(JSON.stringify(await askMaster({ host, port: Number(port), timeoutMs: Number(timeoutMs) }))); }',
+  'catch (err) { process.stderr.write(err.message); process.exitCode = 1; }',
+].join('\n');
+
+/**
+ * CLTOMA_INFO (lib/moosefs/protocol.ts) asked from inside a machine's network: the test's own process
+ * lives outside every lab namespace and cannot reach their addresses, so a short node process does it there.
+ */
+export async function askMasterIn(machine: Machine, host: string, port: number, timeoutMs = 3_000): Promise<NativeMasterInfo> {
+  const res = await machine.exec(process.execPath, ['--input-type=module', '-e', ASK_MASTER, PROTOCOL_JS, host, String(port), String(timeoutMs)], timeoutMs + 5_000);
+  if (res.code !== 0) throw new Error(res.stderr.trim() || `askMaster in ${machine.name}: exit ${res.code}`);
+  return JSON.parse(res.stdout) as NativeMasterInfo;
+}
+
+/**
+ * A real mfsmaster of `lab`'s generation inside a machine, listening on all its addresses. Where the
+ * generation's master waits for its own initialisation (1.6.5 and later) it runs in the foreground; 1.5
+ * and 1.6.0–1.6.4 run as the daemons they are (in the foreground they install no signal handlers, so a
+ * stop would save nothing), found by the PID in their lock.
+ */
 export class NsMaster {
   daemon: Daemon | undefined;
+  private daemonised: DaemonisedMaster | undefined;
   private constructor(
     readonly machine: Machine,
     readonly dir: string,
     readonly dataPath: string,
     readonly configFile: string,
-    readonly mfscli: string,
+    readonly lab: LabGeneration,
+    /** This generation's mfscli inside the machine; undefined before 1.7 (none exists). */
+    readonly mfscli: string | undefined,
   ) {}
 
   static readonly PORTS = { ml: 9419, cs: 9420, cl: 9421 };
 
   /** Config, exports, topology; `bootstrap` gives a new filesystem (copy of metadata.mfs.empty). */
-  static async create(machine: Machine, dir: string, options: { bootstrap: boolean }): Promise<NsMaster> {
+  static async create(machine: Machine, dir: string, options: { bootstrap: boolean; lab?: LabGeneration }): Promise<NsMaster> {
+    const lab = options.lab ?? labGeneration();
     const dataPath = path.join(dir, 'data');
     await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
     await fs.writeFile(path.join(dir, 'mfsexports.cfg'), '*\t/\trw,alldirs,maproot=0\n');
     await fs.writeFile(path.join(dir, 'mfstopology.cfg'), '');
     const configFile = path.join(dir, 'mfsmaster.cfg');
-    await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host: '0.0.0.0', ports: NsMaster.PORTS }));
-    if (options.bootstrap) await fs.copyFile('/var/lib/mfs/metadata.mfs.empty', path.join(dataPath, 'metadata.mfs'));
-    return new NsMaster(machine, dir, dataPath, configFile, await mfscliIn(machine, dir));
+    await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host: '0.0.0.0', ports: NsMaster.PORTS, lab }));
+    // `MFSM NEW`: every generation bootstraps a new filesystem from it.
+    if (options.bootstrap) await fs.copyFile(EMPTY_IMAGE, path.join(dataPath, 'metadata.mfs'));
+    const cli = !lab.prefix ? 'mfscli' : existsSync(path.join(lab.prefix, 'bin', 'mfscli')) ? path.join(lab.prefix, 'bin', 'mfscli') : undefined;
+    return new NsMaster(machine, dir, dataPath, configFile, lab, cli ? await mfscliIn(machine, dir, cli) : undefined);
   }
 
-  info(host = '127.0.0.1'): Promise<MasterInfo> {
-    return masterInfo({ host, port: NsMaster.PORTS.cl, bin: this.mfscli, timeoutMs: 3_000 });
+  get pid(): number | undefined {
+    if (this.daemonised) return this.daemonised.pid;
+    return this.daemon?.running ? this.daemon.pid : undefined;
+  }
+
+  /**
+   * What the master serves, asked inside its machine: Debian's 3.0 through mfscli -SIM (as before), the
+   * others through the client protocol. A 1.x master does not report its metadata version: it is read
+   * where the master writes it (DATA_PATH, on this test machine's disk).
+   */
+  async info(host = '127.0.0.1'): Promise<MasterInfo> {
+    if (this.lab.version === '3.0.117') return masterInfo({ host, port: NsMaster.PORTS.cl, bin: this.mfscli, timeoutMs: 3_000 });
+    const answer = await askMasterIn(this.machine, host, NsMaster.PORTS.cl);
+    // Right after a 2.0+ master starts it answers with version 0 for a moment: not serving yet.
+    if (this.lab.generation.reportsMetadataVersion && !answer.metadataVersion) throw new Error(`master ${host} in ${this.machine.name} does not serve yet (metadata version 0)`);
+    const metadataVersion = answer.metadataVersion ?? (await versionInDataPath(localSource(this.machine.name), this.dataPath));
+    if (metadataVersion === undefined) throw new Error(`${this.dataPath} holds neither changelog.0.mfs nor metadata.mfs.back`);
+    return { ip: host, softwareVersion: answer.softwareVersion, metadataVersion, state: answer.state ?? '-' };
   }
 
   async start(): Promise<MasterInfo> {
-    const daemon = new Daemon('mfsmaster', 'mfsmaster', ['-c', this.configFile, '-f', 'start'], path.join(this.dir, 'mfsmaster.log'), { wrap: this.machine.wrap });
+    const { generation } = this.lab;
+    if (!generation.daemonWaitsForInit) return this.startDaemonised();
+    const args = generation.startArgs(this.configFile, { autoRestore: false, foreground: true });
+    const daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), { wrap: this.machine.wrap });
     this.daemon = daemon;
     return waitFor(`mfsmaster in ${this.machine.name}`, async () => {
       if (!daemon.running) throw new Error(`mfsmaster exited: ${(await daemon.log()).trim().split('\n').slice(-2).join(' | ')}`);
@@ -173,41 +230,101 @@ export class NsMaster {
     });
   }
 
+  private async startDaemonised(): Promise<MasterInfo> {
+    const bin = await binaryIn(this.machine, this.dir, this.lab.mfsmaster);
+    this.daemonised = await DaemonisedMaster.start({ configFile: this.configFile, dataPath: this.dataPath, bin, lab: this.lab, where: this.machine.name, ready: () => this.info().then(() => true) });
+    return this.info();
+  }
+
+  /** Clean stop (the master writes metadata.mfs), its generation's way. */
+  async stop(): Promise<void> {
+    if (this.daemonised) return this.daemonised.stop();
+    await this.daemon?.stop(60_000);
+  }
+
   /** Clean stop then start: a real metadata image (metadata.mfs.back) for metaloggers to download. */
   async restart(): Promise<MasterInfo> {
-    await this.daemon?.stop(60_000);
+    await this.stop();
     return this.start();
   }
 
   async kill9(): Promise<void> {
+    if (this.daemonised) return this.daemonised.kill9();
     await this.daemon?.kill9();
   }
 }
 
-/** A real mfschunkserver inside a machine: one data directory, master by (virtual) address. */
+/**
+ * A real mfschunkserver of `lab`'s generation inside a machine: one data directory, master by (virtual)
+ * address. Its DATA_PATH is where a 1.x chunkserver keeps `changelog_csback.N.mfs`.
+ */
 export class NsChunkserver {
-  private constructor(readonly daemon: Daemon) {}
+  private constructor(
+    readonly daemon: Daemon,
+    readonly dataPath: string,
+    private readonly logOffset: number,
+  ) {}
 
-  static async start(machine: Machine, dir: string, masterHost: string): Promise<NsChunkserver> {
+  static dataPathIn(dir: string): string {
+    return path.join(dir, 'data');
+  }
+
+  /** Start (or start again on the same chunks and DATA_PATH, e.g. after a crash). */
+  static async start(machine: Machine, dir: string, masterHost: string, lab: LabGeneration = labGeneration()): Promise<NsChunkserver> {
     const chunks = path.join(dir, 'chunks');
+    const dataPath = NsChunkserver.dataPathIn(dir);
     await fs.mkdir(chunks, { recursive: true, mode: 0o700 });
-    await fs.mkdir(path.join(dir, 'data'), { recursive: true, mode: 0o700 });
+    await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
     const hdd = path.join(dir, 'mfshdd.cfg');
     await fs.writeFile(hdd, `${chunks}\n`);
     const cfg = path.join(dir, 'mfschunkserver.cfg');
+    // A 1.x chunkserver keeps its lock at LOCK_FILE, as its master does (default: shared by every lab).
+    const lock = lab.generation.masterConfigExtra(dataPath).LOCK_FILE !== undefined ? { LOCK_FILE: path.join(dataPath, '.mfschunkserver.lock') } : {};
     const lines = {
       WORKING_USER: 'root',
       WORKING_GROUP: 'root',
-      DATA_PATH: path.join(dir, 'data'),
+      DATA_PATH: dataPath,
       HDD_CONF_FILENAME: hdd,
       MASTER_HOST: masterHost,
       MASTER_PORT: NsMaster.PORTS.cs,
       // Chunkservers keep 256 MiB free by default; a test machine's disk is shared.
       HDD_LEAVE_SPACE_DEFAULT: '64MiB',
+      ...lock,
     };
     await fs.writeFile(cfg, Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
-    const daemon = new Daemon('mfschunkserver', 'mfschunkserver', ['-c', cfg, '-f', 'start'], path.join(dir, 'mfschunkserver.log'), { wrap: machine.wrap });
-    return new NsChunkserver(daemon);
+    const logFile = path.join(dir, 'mfschunkserver.log');
+    const logOffset = (await fs.stat(logFile).catch(() => undefined))?.size ?? 0;
+    // The chunkserver takes the same command line as its generation's master.
+    const args = lab.generation.startArgs(cfg, { autoRestore: false, foreground: true });
+    const daemon = new Daemon('mfschunkserver', lab.mfschunkserver, args, logFile, { wrap: machine.wrap });
+    return new NsChunkserver(daemon, dataPath, logOffset);
+  }
+
+  /** What this start has logged so far (the log is appended across restarts). */
+  async log(): Promise<string> {
+    return (await this.daemon.log()).slice(this.logOffset);
+  }
+
+  /** How often this start has registered with a master, by its own log (1.x logs "register to master" each time). */
+  async registrations(): Promise<number> {
+    return (await this.log()).match(/register to master/g)?.length ?? 0;
+  }
+
+  /**
+   * Registered with `master`: its mfscli lists a chunkserver (1.7 and later); before, there is no mfscli
+   * and the chunkserver's own log says it registered (more than `after` times since this start).
+   */
+  async isRegistered(master: NsMaster, after = 0): Promise<boolean> {
+    if (!master.mfscli) return (await this.registrations()) > after;
+    // One line per connected chunkserver: `chunk servers:` (3.0), `chunkservers:` (4.x).
+    return /^chunk ?servers:/m.test((await execCapture(master.mfscli, ['-H', '127.0.0.1', '-P', String(NsMaster.PORTS.cl), '-SCS', '-p'])).stdout);
+  }
+
+  async waitRegistered(master: NsMaster, timeoutMs = 20_000): Promise<void> {
+    await waitFor(`chunkserver registered with ${master.machine.name}`, async () => {
+      if (!this.daemon.running) throw new Error(`mfschunkserver exited: ${(await this.log()).trim().split('\n').slice(-2).join(' | ')}`);
+      return this.isRegistered(master);
+    }, timeoutMs);
   }
 
   async stop(): Promise<void> {
