@@ -178,7 +178,8 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const lines = [...acted.lines, acted.aside.dir ? `previous DATA_PATH content moved to ${acted.aside.dir}` : 'DATA_PATH was empty'];
   if (acted.placements.files.some((p) => p.name === RESTORED_SESSIONS)) lines.push(`${RESTORED_SESSIONS} restored beside the image: clients from before the failover keep their sessions`);
   const restoreBegan = Date.now();
-  const start = await restoreStandby(ctx.config, standby, acted.placements.files, { timeoutMs, signal: ctx.signal });
+  // No abort signal: once the restore runs it runs to its end (a killed start would leave a half-started master).
+  const start = await restoreStandby(ctx.config, standby, acted.placements.files, { timeoutMs });
   const { command } = start;
   if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
   const status = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, timeoutMs });
