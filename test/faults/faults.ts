@@ -95,6 +95,16 @@ export async function runAndKillOn(args: string[], dir: string, match: RegExp, o
 }
 
 /** How a run ended, for failure messages. */
+/**
+ * A timed kill that came after its run had finished (the calibration ran at a busier moment) is replaced by
+ * one inside the time that run really took, while `budget.left` lasts: the suite keeps its count of real kills.
+ */
+export function replaceLateKill<T extends { delay?: number }>(plan: T[], step: T, killed: KilledRun, ranMs: number, random: () => number, budget: { left: number }): void {
+  if (killed.killed || step.delay === undefined || budget.left <= 0) return;
+  budget.left--;
+  plan.push({ ...step, delay: spreadDelays(1, 100, Math.max(150, ranMs * 0.8), random)[0]! });
+}
+
 export function describeRun(r: CliResult): string {
   return `exit ${r.code ?? r.signal}: ${r.stdout.trim().split('\n')[0] ?? ''}${r.stderr.includes('    at ') ? ' (stack trace on stderr)' : ''}`;
 }

@@ -7,7 +7,7 @@ import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
-import { describeRun, iterations, processesIn, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
+import { describeRun, iterations, processesIn, replaceLateKill, runAndKill, runAndKillOn, SEED, seededRandom, shortestRun, spreadDelays, type KilledRun } from './faults.js';
 import { recordFaults, tearDownFaults } from './results.js';
 
 /**
@@ -84,9 +84,7 @@ describe('faults: SIGKILL of a running promote', () => {
       { on: { match: /^\.mfsmaster\.lock$/, what: 'mfsmaster -a starting (writes its lock)', event: 'change' } },
     ];
     const planned = plan.length;
-    // A run that finished before its kill point (the calibration ran on a busier moment) gets a
-    // replacement kill point inside the time that run really took; a few, not forever.
-    let topUps = 5;
+    const lateKills = { left: 5 };
     const failures: string[] = [];
     const log: string[] = [];
     let injected = 0;
@@ -96,7 +94,7 @@ describe('faults: SIGKILL of a running promote', () => {
       const args = ['run', 'promote', '--config', config];
       const began = Date.now();
       const killed: KilledRun = step.on ? await runAndKillOn(args, data, step.on.match, { event: step.on.event }) : await runAndKill(args, step.delay!);
-      if (!killed.killed && step.delay !== undefined && topUps-- > 0) plan.push({ delay: spreadDelays(1, 100, Math.max(150, (Date.now() - began) * 0.8), random)[0]! });
+      replaceLateKill(plan, step, killed, Date.now() - began, random, lateKills);
       const when = step.on ? `on "${step.on.what}" (${killed.delayMs} ms)` : `after ${step.delay} ms`;
       const problems: string[] = [];
       if (killed.killed) injected++;
