@@ -235,8 +235,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
 function cutTails(settled: SettledPlan, generation: Generation): string[] {
   const last = settled.choice.plan.steps.at(-1)?.changelog;
   if (!last?.cutLastLine) return [];
-  // 1.6.0–1.6.4 does not raise its next chunk id past what chunkservers hold (1.6.27 does).
-  const chunkIds = generation.name === '1.6' || generation.name === '1.5' ? '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)' : '';
+  const chunkIds = generation.reusesLostChunkIds ? '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)' : '';
   return [`${last.source}:${last.name} ended mid-line: changes after version ${settled.choice.plan.reached - 1} were still in its writer's buffer and are lost${chunkIds}`];
 }
 

@@ -47,6 +47,12 @@ export interface Generation {
    * "Input/output error" until remounted); from 1.7 on they are a section of the image.
    */
   sessionsFiles: readonly string[];
+  /**
+   * After a restore that lost changes, does the master hand out the lost files' chunk ids again? 1.5 and
+   * 1.6.0–1.6.4 do not raise their next chunk id past the chunks a chunkserver reports (1.6.27 does): new
+   * writes then fail with EIO until the master's chunk loop has deleted the orphan chunks.
+   */
+  reusesLostChunkIds: boolean;
   /** Does a metalogger exist (1.6.5 and later)? Before, chunkservers' changelog_csback files are the only copy. */
   hasMetalogger: boolean;
 }

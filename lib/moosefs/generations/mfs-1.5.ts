@@ -21,5 +21,6 @@ export const MFS_1_5: Generation = {
   daemonWaitsForInit: false,
   reportsMetadataVersion: false,
   sessionsFiles: ['sessions.mfs', 'sessions_ml.mfs'],
+  reusesLostChunkIds: true,
   hasMetalogger: false,
 };

@@ -26,5 +26,6 @@ export const MFS_1_6_5: Generation = {
   startArgs: (configFile, o) => ['-c', configFile, ...(o.foreground ? ['-d'] : []), 'start'],
   stopArgs: (configFile) => ['-c', configFile, 'stop'],
   daemonWaitsForInit: true,
+  reusesLostChunkIds: false,
   hasMetalogger: true,
 };

@@ -21,5 +21,6 @@ export const MFS_3_0: Generation = {
   daemonWaitsForInit: true,
   reportsMetadataVersion: true,
   sessionsFiles: [],
+  reusesLostChunkIds: false,
   hasMetalogger: true,
 };
