@@ -1,4 +1,5 @@
 import type { Generation } from './generation.js';
+import { MFS_1_6_5 } from './mfs-1.6.js';
 
 /**
  * MooseFS 3.0 (Debian's 3.0.117; the adapter also serves 1.7–2.x): `MFSM 2.0` images ending in
@@ -10,11 +11,8 @@ export const MFS_3_0: Generation = {
   label: 'MooseFS 3.0',
   imageMagic: 'MFSM 2.0',
   restore: 'mfsmaster-a',
-  listenKeys: {
-    ml: { host: 'MATOML_LISTEN_HOST', port: 'MATOML_LISTEN_PORT' },
-    cs: { host: 'MATOCS_LISTEN_HOST', port: 'MATOCS_LISTEN_PORT' },
-    cl: { host: 'MATOCL_LISTEN_HOST', port: 'MATOCL_LISTEN_PORT' },
-  },
+  // The keys 1.6.5 introduced (MATOML_* for metaloggers, MATOCL_* for clients), unchanged since.
+  listenKeys: MFS_1_6_5.listenKeys,
   masterConfigExtra: () => ({}),
   startArgs: (configFile, o) => ['-c', configFile, ...(o.foreground ? ['-f'] : []), ...(o.autoRestore ? ['-a'] : []), 'start'],
   stopArgs: (configFile) => ['-c', configFile, 'stop'],
