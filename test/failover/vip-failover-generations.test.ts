@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FailoverLab, sha256 as sha, writeDurably } from '../lab/failover.js';
+import { sha256 as sha, useFailoverLab, writeFiles, writeDurably, type FailoverLab } from '../lab/failover.js';
 import { labGeneration } from '../lab/generations.js';
 import type { LabMount } from '../lab/moosefs.js';
 import type { Machine, NsMaster } from '../lab/netns.js';
@@ -15,33 +15,20 @@ import { waitFor } from '../lab/proc.js';
 
 const s = (ms: number) => (ms / 1000).toFixed(2);
 
-/** `count` files of varied sizes under `dir`, each fsynced: acknowledged by MooseFS. Name → sha256. */
-async function writeFiles(mount: LabMount, dir: string, count: number, written: Map<string, string>): Promise<void> {
-  await fs.mkdir(path.join(mount.dir, dir), { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const data = randomBytes(1024 + ((i * 7919) % 65536));
-    await writeDurably(path.join(mount.dir, dir, `file-${i}`), data);
-    written.set(`${dir}/file-${i}`, sha(data));
-  }
-}
 
 describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chunkserver and mfsmount)', () => {
+  const VIP = '10.81.0.100';
+  const suite = useFailoverLab({ prefix: '10.81.0', vip: VIP, lab: labGeneration('4.59.2') });
   let lab: FailoverLab;
   let A: Machine, B: Machine;
   let masterA: NsMaster;
   let standbyB: NsMaster;
   let mount: LabMount;
-  const VIP = '10.81.0.100';
-
-  beforeAll(async () => {
-    lab = await FailoverLab.start({ prefix: '10.81.0', vip: VIP, lab: labGeneration('4.59.2') });
+  beforeAll(() => {
+    lab = suite.lab;
     [A, B] = [lab.A, lab.B];
     [masterA, standbyB, mount] = [lab.master(A), lab.master(B), lab.mount!];
-  }, 120_000);
-
-  afterAll(async () => {
-    if (lab) expect(await lab.stop()).toEqual([]);
-  }, 120_000);
+  });
 
   test('kill -9 of A: B promotes with mfsmaster -a of 4.59.2, a fresh mount reads every file, the client writes again', async () => {
     expect((await masterA.info()).softwareVersion).toBe('4.59.2');
@@ -135,22 +122,18 @@ function fileFates(restored: Iterable<string>, dirs: string[], sizes: Map<string
 }
 
 describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jobs: hourly backup of the master, chunkservers' changelog_csback", () => {
+  const VIP = '10.82.0.100';
+  const suite = useFailoverLab({ prefix: '10.82.0', vip: VIP, lab: labGeneration('1.6.4') });
   let lab: FailoverLab;
   let A: Machine, B: Machine;
   let masterA: NsMaster;
   let standbyB: NsMaster;
   let mount: LabMount;
-  const VIP = '10.82.0.100';
-
-  beforeAll(async () => {
-    lab = await FailoverLab.start({ prefix: '10.82.0', vip: VIP, lab: labGeneration('1.6.4') });
+  beforeAll(() => {
+    lab = suite.lab;
     [A, B] = [lab.A, lab.B];
     [masterA, standbyB, mount] = [lab.master(A), lab.master(B), lab.mount!];
-  }, 120_000);
-
-  afterAll(async () => {
-    if (lab) expect(await lab.stop()).toEqual([]);
-  }, 120_000);
+  });
 
   test('kill -9 of A: B restores the backup image + the csback changes with mfsmetarestore; a fresh mount reads every file whose changes reached the chunkserver', async () => {
     expect((await masterA.info()).softwareVersion).toBe('1.6.4');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FailoverLab, sha256 as sha, writeDurably } from '../lab/failover.js';
+import { FailoverLab, sha256 as sha, writeDurably, writeFiles } from '../lab/failover.js';
 import type { LabMount } from '../lab/moosefs.js';
 import type { Machine, NsMaster } from '../lab/netns.js';
 import { waitFor } from '../lab/proc.js';
@@ -33,12 +33,7 @@ describe('virtual-IP failover with ucarp in network namespaces', () => {
   test('kill -9 of A (master and ucarp, link down): B promotes via ucarp, the client carries on, nothing acknowledged is lost', async () => {
     // Files with content, each fsynced: acknowledged by MooseFS.
     const written = new Map<string, string>();
-    await fs.mkdir(path.join(mount.dir, 'before'));
-    for (let i = 0; i < 60; i++) {
-      const data = randomBytes(1024 + ((i * 7919) % 65536));
-      await writeDurably(path.join(mount.dir, 'before', `file-${i}`), data);
-      written.set(`before/file-${i}`, sha(data));
-    }
+    await writeFiles(mount, 'before', 60, written);
     const target = (await masterA.info()).metadataVersion - 1;
     await waitFor(`metalogger to reach version ${target}`, async () => ((await lab.metalogger!.lastVersion()) ?? 0) >= target, 20_000);
     const lastPromoteBefore = await lab.readPromoteState(B);
