@@ -13,6 +13,7 @@ import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
 import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
 import { restoreAndStart } from '../lib/moosefs/restore.js';
+import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
@@ -87,6 +88,8 @@ interface Restored {
   chain: RollForward;
   header: ImageHeader;
   version: number;
+  /** What the scratch master changed by itself between the restore and the version it served (4.x: IDLE). */
+  selfChanges: string[];
   counts: Counts;
   timings: Timings;
   copyStartedMs: number;
@@ -118,9 +121,18 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const status = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStartedMs };
   // A 1.x master does not report its version: what mfsmetarestore wrote is what it serves.
-  const version = status.metadataVersion ?? start.restoredVersion;
-  if (version === undefined) throw new RestoreFailed(`${start.command} succeeded, but the restored metadata version is unknown`);
-  return { placed, chain, header, version, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs };
+  const served = status.metadataVersion ?? start.restoredVersion;
+  if (served === undefined) throw new RestoreFailed(`${start.command} succeeded, but the restored metadata version is unknown`);
+  // Past the chain's newest only by the master's own housekeeping (4.x writes IDLE() at its first tick): the restore reached the chain.
+  const own = await selfChangesSince(scratch.dataPath, binaries.generation, chain.newest, served);
+  const version = own?.restoredVersion ?? served;
+  const selfChanges = own?.ops ?? [];
+  return { placed, chain, header, version, selfChanges, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs };
+}
+
+/** ", then N more of its own (IDLE)" when the scratch master had already changed something by itself. */
+function selfChangesNote(r: Restored): string {
+  return r.selfChanges.length ? `, then ${r.selfChanges.length} change(s) of its own (${[...new Set(r.selfChanges)].join(', ')})` : '';
 }
 
 /** The drill's result: the restored master compared with its chain and with the live master. */
@@ -137,7 +149,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
-      `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}`,
+      `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
       `restored: ${formatCounts(r.counts)}`,
       live ? `live master ${live.name} (version ${live.version}): ${formatCounts(live.counts)}` : 'live master: none answers, no comparison',
@@ -149,6 +161,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
       changelogs: placed.changelogs,
       expectedVersion: chain.newest,
       restoredVersion: r.version,
+      selfChanges: r.selfChanges,
       moosefs: r.generation,
       restored: r.counts,
       live: live ?? null,

@@ -55,4 +55,12 @@ export interface Generation {
   reusesLostChunkIds: boolean;
   /** Does a metalogger exist (1.6.5 and later)? Before, chunkservers' changelog_csback files are the only copy. */
   hasMetalogger: boolean;
+  /**
+   * Changelog operations a master writes on its own, with no client asking: its housekeeping (freeing
+   * inodes, emptying the trash, dropping stale sessions) and, from 4.x on, `IDLE()` — written after 30 s
+   * without a change, and by a freshly started master at its first timer tick. A restored master can
+   * serve a version or two past what was restored before anyone touches it; these are the only
+   * operations that may account for that.
+   */
+  selfChanges: readonly string[];
 }

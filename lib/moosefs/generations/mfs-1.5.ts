@@ -23,4 +23,5 @@ export const MFS_1_5: Generation = {
   sessionsFiles: ['sessions.mfs', 'sessions_ml.mfs'],
   reusesLostChunkIds: true,
   hasMetalogger: false,
+  selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYRESERVED'],
 };

@@ -21,4 +21,6 @@ export const MFS_3_0: Generation = {
   sessionsFiles: [],
   reusesLostChunkIds: false,
   hasMetalogger: true,
+  // 1.7 renamed EMPTYRESERVED to EMPTYSUSTAINED and began dropping stale sessions itself (SESDEL).
+  selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYSUSTAINED', 'SESDEL'],
 };

@@ -4,6 +4,14 @@ import { MFS_3_0 } from './mfs-3.0.js';
 /**
  * MooseFS 4.x (4.59.2, what operators run today): on disk and on the command line like 3.0 (`MFSM 2.0`,
  * `mfsmaster -a`). What differs is how it answers: its mfscli prints `metadata servers (masters):` and
- * JSON with `-j`, and 3.0's mfscli cannot talk to it ("Working master servers not found").
+ * JSON with `-j`, and 3.0's mfscli cannot talk to it ("Working master servers not found"); and it
+ * changes its metadata by itself when idle.
  */
-export const MFS_4: Generation = { ...MFS_3_0, name: '4', label: 'MooseFS 4' };
+export const MFS_4: Generation = {
+  ...MFS_3_0,
+  name: '4',
+  label: 'MooseFS 4',
+  // IDLE(): its changelog_sendnop() writes one after 30 s without a change — and, since its clock of the
+  // last change starts at 0, within a second of every start.
+  selfChanges: [...MFS_3_0.selfChanges, 'IDLE'],
+};
