@@ -21,6 +21,13 @@ import type { Generation } from '../lib/moosefs/generations/index.js';
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
   fenceTimeoutSeconds: z.number().positive().default(2),
+  /**
+   * ARP beside the connect, for a master on this machine's own link: no reply to any of
+   * `fenceArpProbes` requests within this many milliseconds means its host is down, without waiting
+   * out fenceTimeoutSeconds. A live kernel answers in about a millisecond. 0 turns it off.
+   */
+  fenceArpMilliseconds: z.number().int().min(0).max(10_000).default(300),
+  fenceArpProbes: z.number().int().min(1).max(10).default(3),
   /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
   sourceTimeoutSeconds: z.number().positive().default(5),
   /** mfsmaster -a and the first mfscli answer. */
@@ -81,7 +88,9 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
 function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
   return Promise.all(
     others.map(async (m) => {
-      const answer = await probeMaster(m, { timeoutMs: ctx.options.fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, signal: ctx.signal });
+      const { fenceTimeoutSeconds, fenceArpMilliseconds, fenceArpProbes } = ctx.options;
+      const arp = fenceArpMilliseconds > 0 ? { windowMs: fenceArpMilliseconds, probes: fenceArpProbes } : undefined;
+      const answer = await probeMaster(m, { timeoutMs: fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, signal: ctx.signal, arp });
       onAnswer?.(m, answer);
       return answer;
     }),

@@ -1,0 +1,94 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execCapture } from '../../lib/core/exec.js';
+import { arpProbe } from '../../lib/failover/arp.js';
+import type { FenceAnswer } from '../../lib/failover/fence.js';
+import { killMasterOf } from '../lab/failover.js';
+import { NetLab, NsMaster, type Machine } from '../lab/netns.js';
+
+/** The compiled fence, asked from inside machine `from`'s network, as promote asks it there. */
+const FENCE = fileURLToPath(new URL('../../lib/failover/fence.js', import.meta.url));
+
+async function probeFrom(from: Machine, host: string, port: number, o: { timeoutMs: number; arpMs: number }): Promise<FenceAnswer> {
+  const master = { name: 'other', host, cliHost: host, cliPort: port };
+  const script = `const { probeMaster } = await import(${JSON.stringify(FENCE)});
+const a = await probeMaster(${JSON.stringify(master)}, { timeoutMs: ${o.timeoutMs}, mfscliBin: 'mfscli', arp: ${o.arpMs ? `{ windowMs: ${o.arpMs}, probes: 3 }` : 'undefined'} });
+process.stdout.write(JSON.stringify(a));`;
+  const res = await execCapture('nsenter', [`--net=${from.netnsPath}`, process.execPath, '--input-type=module', '-e', script], { timeoutMs: 30_000 });
+  if (res.code !== 0) throw new Error(`probe from ${from.name} failed: ${res.stderr}`);
+  return JSON.parse(res.stdout) as FenceAnswer;
+}
+
+/**
+ * Fencing a dead host without waiting out the connect timeout: ARP beside the TCP connect, between real
+ * network namespaces on a bridge (A: the old master's machine, B: the standby). Requires arping
+ * (iputils-arping): missing, the test fails, it does not skip.
+ */
+describe("promote's fence: a TCP connect and ARP to the old master's host", () => {
+  let net: NetLab;
+  let dir: string;
+  let master: NsMaster;
+  let A: Machine, B: Machine;
+  beforeAll(async () => {
+    const which = await execCapture('sh', ['-c', 'command -v arping']);
+    if (which.code !== 0) throw new Error('arping is not installed (Debian: iputils-arping; scripts/setup-debian.sh installs it)');
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-fence-'));
+    net = await NetLab.create(['A', 'B'], '10.79.0');
+    [A, B] = [net.machine('A'), net.machine('B')];
+    master = await NsMaster.create(A, path.join(dir, 'A'), { bootstrap: true });
+    await master.start();
+  }, 60_000);
+  afterAll(async () => {
+    await master?.kill9().catch(() => undefined);
+    if (master) await killMasterOf(master.dataPath);
+    await net?.destroy();
+    if (net) expect(await net.leftovers()).toEqual([]);
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  test('a live master: listening, whatever ARP says', async () => {
+    const a = await probeFrom(B, A.ip, NsMaster.PORTS.cl, { timeoutMs: 2_000, arpMs: 300 });
+    expect(a.reachability).toBe('listening');
+    expect(a.detail).toMatch(/answers/);
+  });
+
+  test('a live host without a master: refused at once', async () => {
+    const a = await probeFrom(B, A.ip, 9999, { timeoutMs: 2_000, arpMs: 300 });
+    expect(a.reachability).toBe('refused');
+  });
+
+  test('a host whose port is silent (SYNs dropped) but whose kernel answers ARP: the connect decides, and the answer says the host is up', async () => {
+    const rule = (op: '-A' | '-D') => execCapture('ip', ['netns', 'exec', A.name, 'iptables', op, 'INPUT', '-p', 'tcp', '--dport', '9421', '-j', 'DROP']);
+    expect((await rule('-A')).code).toBe(0);
+    try {
+      const a = await probeFrom(B, A.ip, NsMaster.PORTS.cl, { timeoutMs: 1_000, arpMs: 300 });
+      expect(a.reachability).toBe('unreachable');
+      expect(a.arp?.state).toBe('reply');
+      expect(a.detail).toMatch(/answers ARP: up, but its port 9421 is silent/);
+    } finally {
+      await rule('-D');
+    }
+  });
+
+  test("a dead host (its link down): ARP's silence decides, not the connect's timeout", async () => {
+    await A.linkDown();
+    try {
+      const a = await probeFrom(B, A.ip, NsMaster.PORTS.cl, { timeoutMs: 10_000, arpMs: 300 });
+      expect(a.reachability).toBe('unreachable');
+      expect(a.arp).toMatchObject({ state: 'silent', dev: B.iface, probes: 3 });
+      expect(a.detail).toMatch(/^host down: no ARP reply on \S+ to 3 request\(s\) within \d+ ms$/);
+      // Without ARP the same host is only "no answer" at the connect's timeout.
+      const blind = await probeFrom(B, A.ip, NsMaster.PORTS.cl, { timeoutMs: 1_000, arpMs: 0 });
+      expect(blind).toMatchObject({ reachability: 'unreachable', detail: 'no answer within 1000 ms' });
+      expect(blind.arp).toBeUndefined();
+    } finally {
+      await A.linkUp();
+    }
+  });
+
+  test('an address not on a directly connected link gets no ARP verdict, and says why', async () => {
+    expect(await arpProbe('127.0.0.1', { windowMs: 300, probes: 3 })).toEqual({ state: 'unavailable', why: '127.0.0.1 is a local address' });
+  });
+});
