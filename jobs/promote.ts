@@ -231,7 +231,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
@@ -252,9 +252,11 @@ function cutTails(settled: SettledPlan, generation: Generation): string[] {
  * When the hook fired: the start of this process when ucarp/keepalived started it for this run
  * (Node's own start-up counts against the RTO too), else the job's start.
  */
+/** When the hook was called: this process's start, or (handed off to the daemon) the hook process's. */
 function triggeredAt(ctx: Ctx): number {
-  const processStart = performance.timeOrigin;
   const jobStart = ctx.startedAt.getTime();
-  return jobStart - processStart < 30_000 ? Math.min(processStart, jobStart) : jobStart;
+  const handedOff = ctx.args.triggeredAtMs;
+  const processStart = typeof handedOff === 'number' ? handedOff : performance.timeOrigin;
+  return jobStart - processStart < 30_000 && processStart <= jobStart ? processStart : jobStart;
 }
 

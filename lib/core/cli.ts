@@ -6,7 +6,7 @@ import { runDaemon, scheduledJobs } from './daemon.js';
 import { describeError, UsageError } from './errors.js';
 import type { Job } from './job.js';
 import { createLogger, type Logger } from './logger.js';
-import { nagiosLine, type JsonReport } from './output.js';
+import { formatReport, type JsonReport } from './output.js';
 import { runJob } from './runner.js';
 import { nextRun } from './schedule.js';
 import { readJobState } from './state.js';
@@ -30,7 +30,7 @@ function fail(err: unknown, verbose: boolean): never {
 
 /** Resolves once stdout took the whole report: process.exit() right after a write to a pipe cuts it off at 64 KiB. */
 export function printReport(report: JsonReport, json: boolean): Promise<void> {
-  const text = json ? JSON.stringify(report, null, 2) + '\n' : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
+  const text = formatReport(report, json);
   return new Promise((resolve) => process.stdout.write(text, () => resolve()));
 }
 

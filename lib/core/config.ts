@@ -3,9 +3,10 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { configPath, DEFAULT_STATE_DIR, socketPathOf } from './hand-off.js';
 import { cronProblem, isValidZone } from './schedule.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/mfs-jobs/config.yaml';
+export { configPath, DEFAULT_CONFIG_PATH } from './hand-off.js';
 
 const port = z.number().int().min(1).max(65535);
 const absPath = z.string().min(1).refine((p) => path.isAbsolute(p), 'expected an absolute path');
@@ -110,7 +111,7 @@ const configSchema = z.strictObject({
     .string()
     .default('UTC')
     .refine((zone) => isValidZone(zone), 'expected an IANA time zone such as Europe/Warsaw'),
-  stateDir: absPath.default('/var/lib/mfs-jobs'),
+  stateDir: absPath.default(DEFAULT_STATE_DIR),
   lockDir: absPath.optional(),
   log: z.strictObject({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info') }).default({ level: 'info' }),
   prometheus: z.strictObject({ textfileDir: absPath.optional() }).default({}),
@@ -120,6 +121,12 @@ const configSchema = z.strictObject({
     .strictObject({
       /** On SIGTERM, how long running jobs may go on before they are aborted at their next safe point. */
       shutdownGraceSeconds: z.number().min(0).default(30),
+      /**
+       * Unix socket on which the daemon takes over failover hook runs (`run promote`, `run demote`) from a
+       * freshly started `mfs-jobs`, sparing the failover Node's start-up. Default `<stateDir>/daemon.sock`;
+       * `false`: no socket, hooks always run in their own process.
+       */
+      socket: z.union([absPath, z.literal(false)]).optional(),
     })
     .default({ shutdownGraceSeconds: 30 }),
   ssh: sshOverrideSchema.optional(),
@@ -142,10 +149,11 @@ export type DataPathHost = MasterHost | MetaloggerHost | ChunkserverHost;
 export type Retention = z.infer<typeof retentionSchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
 
-export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir'> {
+export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {
   /** The file it was read from (for messages). */
   file: string;
   lockDir: string;
+  daemon: { shutdownGraceSeconds: number; socket?: string };
   masters: MasterHost[];
   metaloggers: MetaloggerHost[];
   chunkservers: ChunkserverHost[];
@@ -190,11 +198,12 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
     if (names.has(h.name)) throw new ConfigError(`name`, `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters, metaloggers and chunkservers`);
     names.add(h.name);
   }
-  const { ssh, lockDir, ...rest } = raw;
+  const { ssh, lockDir, daemon, ...rest } = raw;
   return {
     ...rest,
     file,
     lockDir: lockDir ?? path.join(raw.stateDir, 'locks'),
+    daemon: { shutdownGraceSeconds: daemon.shutdownGraceSeconds, socket: socketPathOf(daemon.socket, raw.stateDir) },
     masters: raw.masters.map((m, i) => ({
       ...m,
       cliHost: m.cliHost ?? m.host,
@@ -204,11 +213,6 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
     metaloggers: raw.metaloggers.map((m, i) => ({ ...m, ssh: resolveSsh(`metaloggers.${i}`, ssh, m.ssh, m.local), role: 'metalogger' as const })),
     chunkservers: raw.chunkservers.map((c, i) => ({ ...c, ssh: resolveSsh(`chunkservers.${i}`, ssh, c.ssh, c.local), role: 'chunkserver' as const })),
   };
-}
-
-/** Which file to read: --config, then $MFS_JOBS_CONFIG, then /etc/mfs-jobs/config.yaml. */
-export function configPath(explicit?: string): string {
-  return explicit ?? process.env.MFS_JOBS_CONFIG ?? DEFAULT_CONFIG_PATH;
 }
 
 export async function loadConfig(explicit?: string): Promise<Config> {

@@ -2,6 +2,8 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Config } from './config.js';
 import type { Job } from './job.js';
 import type { Logger } from './logger.js';
+import { describeError } from './errors.js';
+import { serveHandOff, type HandOffServer } from './hand-off-server.js';
 import { runJob } from './runner.js';
 
 export interface Scheduled {
@@ -25,13 +27,23 @@ export function scheduledJobs(config: Config, jobs: readonly Job[]): Scheduled[]
  * `mfs-jobs daemon`: every scheduled job on node-cron, never overlapping itself (in-process guard
  * plus the same lock file a crontab `run` takes). On SIGTERM/SIGINT: no new runs; running jobs get
  * `daemon.shutdownGraceSeconds` to finish, then are aborted at their next safe point. A second
- * signal aborts at once.
+ * signal aborts at once. On `daemon.socket` it also takes the failover hooks' runs (hand-off-server.ts):
+ * a standby's daemon spares its promotion Node's start-up.
  */
 export async function runDaemon(config: Config, jobs: readonly Job[], log: Logger): Promise<number> {
   const plan = scheduledJobs(config, jobs);
-  if (plan.length === 0) {
-    log.error('no scheduled jobs: give jobs.<name>.schedule in the config');
+  if (plan.length === 0 && !config.daemon.socket) {
+    log.error('no scheduled jobs and no daemon.socket: give jobs.<name>.schedule in the config');
     return 3;
+  }
+  let handOff: HandOffServer | undefined;
+  if (config.daemon.socket) {
+    try {
+      handOff = await serveHandOff(config, jobs, log, config.daemon.socket);
+    } catch (err) {
+      log.error(`cannot listen on daemon.socket: ${describeError(err)}`);
+      return 3;
+    }
   }
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
   const tasks: ScheduledTask[] = [];
@@ -63,6 +75,8 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   });
   stopping = true;
   for (const t of tasks) await t.destroy();
+  await handOff?.close();
+  for (const [i, r] of [...(handOff?.running ?? [])].entries()) running.set(`hand-off ${i + 1}`, r);
   const names = [...running.keys()];
   if (names.length === 0) {
     log.info('daemon stopping: no job running', { signal: signalled });

@@ -62,3 +62,8 @@ export interface JsonReport {
   metrics: Metric[];
   lines: string[];
 }
+
+/** What `run` prints: the report as JSON, or the Nagios line and its detail lines. */
+export function formatReport(report: JsonReport, json: boolean): string {
+  return json ? JSON.stringify(report, null, 2) + '\n' : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
+}

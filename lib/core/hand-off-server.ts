@@ -1,0 +1,132 @@
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Option } from 'commander';
+import { ensureDir } from './atomic.js';
+import type { Config } from './config.js';
+import { describeError } from './errors.js';
+import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS, type HandOffRequest, type HandOffResponse } from './hand-off.js';
+import type { Job } from './job.js';
+import type { Logger } from './logger.js';
+import { formatReport } from './output.js';
+import { runJob } from './runner.js';
+
+export interface HandOffServer {
+  /** Stop taking requests; runs already taken go on (see `running`). */
+  close(): Promise<void>;
+  /** Runs taken and not finished: the daemon's shutdown waits for them like for its own. */
+  running: Set<{ promise: Promise<unknown>; controller: AbortController }>;
+}
+
+/** `--json`, `--dry-run`, and the job's own switches (flags without a value): what a hook passes. */
+function parseArgv(job: Job, argv: readonly string[]): { json: boolean; dryRun: boolean; args: Record<string, unknown> } | { refused: string } {
+  const switches = new Map((job.cliOptions ?? []).filter((o) => !/[<[]/.test(o.flags)).map((o) => [new Option(o.flags, '').long!, new Option(o.flags, '').attributeName()]));
+  const out = { json: false, dryRun: false, args: {} as Record<string, unknown> };
+  for (const a of argv) {
+    if (a === '--json') out.json = true;
+    else if (a === '--dry-run' || a === '-n') out.dryRun = true;
+    else if (switches.has(a)) out.args[switches.get(a)!] = true;
+    else return { refused: `option ${JSON.stringify(a.slice(0, 40))} is not handed off` };
+  }
+  return out;
+}
+
+function validRequest(value: unknown): value is HandOffRequest {
+  const r = value as HandOffRequest;
+  return (
+    typeof r === 'object' && r !== null && r.v === PROTOCOL_VERSION && typeof r.job === 'string' && typeof r.config === 'string' &&
+    Array.isArray(r.argv) && r.argv.length <= 32 && r.argv.every((a) => typeof a === 'string') && Number.isFinite(r.triggeredAtMs)
+  );
+}
+
+/** A socket file already there: another daemon's (it answers: refuse to start) or a stale one (remove it). Anything else is not ours to delete. */
+async function clearStaleSocket(file: string): Promise<void> {
+  const st = await fs.lstat(file).catch(() => undefined);
+  if (!st) return;
+  if (!st.isSocket()) throw new Error(`daemon.socket ${file} exists and is not a socket: not touching it`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = net.connect(file);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`daemon.socket ${file}: another mfs-jobs daemon is listening there`);
+  await fs.unlink(file);
+}
+
+/**
+ * Listen on `config.daemon.socket` (0600, in the 0700 state directory) and run the hook jobs handed
+ * over by `mfs-jobs run promote|demote` — with the same runner, lock and state as a run of its own,
+ * and the same output. A request for another config file, another job or a flag the daemon does not
+ * handle is refused: the caller then runs the job itself.
+ */
+export async function serveHandOff(config: Config, jobs: readonly Job[], log: Logger, socketPath: string): Promise<HandOffServer> {
+  const configReal = await fs.realpath(config.file);
+  const running: HandOffServer['running'] = new Set();
+  let closing = false;
+  const server = net.createServer((sock) => {
+    let buf = '';
+    const reply = (r: HandOffResponse) => sock.end(JSON.stringify(r) + '\n');
+    const refuse = (reason: string) => {
+      log.warn('hand-off refused', { reason });
+      reply({ v: PROTOCOL_VERSION, accepted: false, reason });
+    };
+    sock.setEncoding('utf8');
+    sock.setTimeout(REQUEST_TIMEOUT_MS, () => sock.destroy());
+    sock.on('error', () => undefined);
+    const onData = (d: string) => {
+      buf += d;
+      if (buf.length > MAX_REQUEST_BYTES) {
+        sock.off('data', onData);
+        refuse(`request over ${MAX_REQUEST_BYTES} bytes`);
+        return;
+      }
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      sock.off('data', onData);
+      sock.setTimeout(0);
+      let request: unknown;
+      try {
+        request = JSON.parse(buf.slice(0, nl));
+      } catch {
+        refuse('request is not JSON');
+        return;
+      }
+      if (!validRequest(request)) return refuse(`not a protocol ${PROTOCOL_VERSION} request`);
+      if (closing) return refuse('daemon stopping');
+      if (request.config !== configReal) return refuse(`daemon serves ${configReal}, not ${request.config.slice(0, 200)}`);
+      const job = jobs.find((j) => j.name === request.job);
+      if (!job || !HAND_OFF_JOBS.includes(job.name)) return refuse(`job ${JSON.stringify(request.job.slice(0, 40))} is not handed off`);
+      const parsed = parseArgv(job, request.argv);
+      if ('refused' in parsed) return refuse(parsed.refused);
+      const controller = new AbortController();
+      log.info('hand-off taken', { job: job.name, argv: request.argv });
+      const entry = { promise: Promise.resolve() as Promise<unknown>, controller };
+      entry.promise = runJob(job, { config, log, dryRun: parsed.dryRun, args: { ...parsed.args, triggeredAtMs: request.triggeredAtMs }, signal: controller.signal })
+        .then(({ report }) => reply({ v: PROTOCOL_VERSION, accepted: true, exitCode: report.exitCode, stdout: formatReport(report, parsed.json) }))
+        .catch((err: unknown) => {
+          log.error('hand-off run failed', { job: job.name, error: describeError(err) });
+          sock.destroy();
+        })
+        .finally(() => running.delete(entry));
+      running.add(entry);
+    };
+    sock.on('data', onData);
+  });
+  await ensureDir(path.dirname(socketPath));
+  await clearStaleSocket(socketPath);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  await fs.chmod(socketPath, 0o600);
+  log.info('hand-off socket listening', { socket: socketPath });
+  return {
+    running,
+    close: async () => {
+      closing = true;
+      // Stop listening now; connections of runs still going stay open until their result is sent.
+      server.close();
+      await fs.unlink(socketPath).catch(() => undefined);
+    },
+  };
+}
