@@ -26,7 +26,7 @@ const options = jobOptionsSchema({
    * `fenceArpProbes` requests within this many milliseconds means its host is down, without waiting
    * out fenceTimeoutSeconds. A live kernel answers in about a millisecond. 0 turns it off.
    */
-  fenceArpMilliseconds: z.number().int().min(0).max(10_000).default(300),
+  fenceArpMilliseconds: z.number().int().min(0).max(10_000).default(150),
   fenceArpProbes: z.number().int().min(1).max(10).default(3),
   /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
   sourceTimeoutSeconds: z.number().positive().default(5),
@@ -97,11 +97,50 @@ function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHos
   );
 }
 
+/** What collecting and fetching produced while the fence was still out: everything short of acting. */
+interface Prepared {
+  collected: Awaited<ReturnType<typeof collectSources>>;
+  stagingDir: string;
+  staging: Staging;
+  settled: Awaited<ReturnType<typeof settlePlan>>;
+  fetchMs: number;
+  inventoryMs: number;
+}
+
+/**
+ * Collect every source and fetch the chosen restore point into a staging directory — the part of a
+ * promotion that changes nothing, so it runs while the fence is still out (a dead host's SSH, a slow
+ * image copy no longer wait for it, nor it for them).
+ */
+async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Prepared['collected']>, at: Date, signal: AbortSignal, began: number): Promise<Prepared> {
+  const collected = await collecting;
+  const inventoryMs = Date.now() - began;
+  let stagingDir: string | undefined;
+  try {
+    stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
+    if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
+    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
+    const mark = Date.now();
+    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal });
+    return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
+  } catch (err) {
+    if (stagingDir) await fs.rm(stagingDir, { recursive: true, force: true });
+    await closeSources(collected);
+    throw err;
+  }
+}
+
+async function release(p: Prepared | undefined): Promise<void> {
+  if (!p) return;
+  await fs.rm(p.stagingDir, { recursive: true, force: true });
+  await closeSources(p.collected);
+}
+
 async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
   const { config } = ctx;
   const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
-  // 1. Fence and 2. collect run side by side; nothing is changed before fencing says go.
+  // 1. Fence, and 2. collect and fetch, side by side; nothing is changed before fencing says go.
   const stopCollecting = new AbortController();
   const deadHosts = new Map(others.map((m) => [m.name, new AbortController()]));
   const fencing = fence(ctx, others, (m, a) => {
@@ -109,17 +148,17 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
   const { specs, notes } = await sourceSpecs(config, others);
-  const collecting = collectSources(specs, {
-    timeoutMs: ctx.options.sourceTimeoutSeconds * 1000,
-    signal: AbortSignal.any([ctx.signal, stopCollecting.signal]),
-    abortFor: (name) => deadHosts.get(name)?.signal,
-  });
+  const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
+  const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
+  const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
+  // Settled either way, so that a refusal never leaves it unhandled.
+  preparing.catch(() => undefined);
   const answers = await fencing;
   timings.fenceMs = Date.now() - began;
   const alive = aliveMasters(answers);
   if (alive.length > 0 && !force) {
     stopCollecting.abort(new Error('fencing refused'));
-    await closeSources(await collecting);
+    await release(await preparing.catch(() => undefined));
     return {
       status: 'CRITICAL',
       summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)`,
@@ -127,50 +166,41 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
       lines: answers.map(describeFence),
     };
   }
-  const collected = await collecting;
-  timings.inventoryMs = Date.now() - began;
+  const prepared = await preparing;
+  timings.inventoryMs = prepared.inventoryMs;
+  timings.fetchMs = prepared.fetchMs;
   try {
-    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected, notes, timings });
+    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
   } finally {
-    await closeSources(collected);
+    await release(prepared);
   }
 }
 
-async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings): Promise<JobResult> {
+async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: Prepared): Promise<JobResult> {
+  const { staging, settled, stagingDir } = prepared;
   const at = new Date();
-  const stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
-  if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
-  try {
-    const staging = new Staging(stagingDir, new Map(f.collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
-    const inventories = f.collected.map((c) => c.inventory);
-    let mark = Date.now();
-    const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal: ctx.signal });
-    f.timings.fetchMs = Date.now() - mark;
-    const lines = [...f.answers.map((a) => `fence: ${describeFence(a)}`), ...sourceLines(f), ...settled.dropped];
-    if ('failure' in settled) {
-      // The first reason in the one line a pager shows: "no usable image" alone hides a dead link or a refused sshd.
-      const why = [...f.collected.flatMap((c) => (c.inventory.error ? [`${c.inventory.source.name}: ${c.inventory.error}`] : [])), ...settled.dropped][0];
-      return { status: 'CRITICAL', summary: `${settled.failure}${why ? ` (${why})` : ''}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
-    }
-    const { plan } = settled.choice;
-    if (plan.image.empty && plan.steps.length === 0) {
-      return { status: 'CRITICAL', summary: `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}, no changelogs): not promoting`, lines };
-    }
-    lines.push(...planLines(plan));
-    if (ctx.dryRun) return { status: 'OK', summary: `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`, details: planDetails(f, settled), lines };
-    // 3. Restore. Check the VIP once more right before acting: the boot flap may have taken it.
-    if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
-      return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost while collecting: not promoting; nothing changed`, lines };
-    }
-    mark = Date.now();
-    const placements = await preparePlacements(plan, settled, staging, ctx.signal);
-    const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
-    await placeFiles(standby.dataPath, placements.files);
-    f.timings.placeMs = Date.now() - mark;
-    return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
-  } finally {
-    await fs.rm(stagingDir, { recursive: true, force: true });
+  const lines = [...f.answers.map((a) => `fence: ${describeFence(a)}`), ...sourceLines(f), ...settled.dropped];
+  if ('failure' in settled) {
+    // The first reason in the one line a pager shows: "no usable image" alone hides a dead link or a refused sshd.
+    const why = [...f.collected.flatMap((c) => (c.inventory.error ? [`${c.inventory.source.name}: ${c.inventory.error}`] : [])), ...settled.dropped][0];
+    return { status: 'CRITICAL', summary: `${settled.failure}${why ? ` (${why})` : ''}; nothing changed`, details: { fence: f.answers, sources: sourceDetails(f), changed: false }, lines };
   }
+  const { plan } = settled.choice;
+  if (plan.image.empty && plan.steps.length === 0) {
+    return { status: 'CRITICAL', summary: `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}, no changelogs): not promoting`, lines };
+  }
+  lines.push(...planLines(plan));
+  if (ctx.dryRun) return { status: 'OK', summary: `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`, details: planDetails(f, settled), lines };
+  // 3. Restore. Check the VIP once more right before acting: the boot flap may have taken it.
+  if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
+    return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost while collecting: not promoting; nothing changed`, lines };
+  }
+  const mark = Date.now();
+  const placements = await preparePlacements(plan, settled, staging, ctx.signal);
+  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
+  await placeFiles(standby.dataPath, placements.files);
+  f.timings.placeMs = Date.now() - mark;
+  return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
 }
 
 interface Acted {

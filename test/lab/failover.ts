@@ -11,7 +11,7 @@ import { MFS_JOBS_BIN, REPO_ROOT } from '../helpers/cli.js';
 import { generationConfig, labGeneration, type LabGeneration } from './generations.js';
 import { LabMetalogger, LabMount } from './moosefs.js';
 import { NetLab, NsChunkserver, NsMaster, Ucarp, type Machine } from './netns.js';
-import { sleep, waitFor } from './proc.js';
+import { Daemon, sleep, waitFor } from './proc.js';
 import { LabSshd } from './sshd.js';
 
 /**
@@ -25,7 +25,9 @@ import { LabSshd } from './sshd.js';
  * reports leftovers.
  */
 
-const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
+export const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
+/** The seed recipe's up-script (cp the metalogger's files, `mfsmaster -a`): promote's baseline. */
+export const SEED_UP = path.join(REPO_ROOT, 'bench', 'baseline', 'vip-up-seed.sh');
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
 /** The CLI of the compiled tree this file runs from: the hooks run the same code as the test. */
 const COMPILED_CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
@@ -89,6 +91,7 @@ export interface PromoteState {
   summary: string;
   startedAt: string;
   details?: {
+    handedOff?: boolean;
     rtoSeconds?: number;
     metadataVersion?: number;
     restoreCommand?: string;
@@ -104,6 +107,8 @@ export class FailoverLab {
   readonly masters = new Map<Machine, NsMaster>();
   readonly configs = new Map<Machine, string>();
   readonly ucarps = new Map<Machine, Ucarp>();
+  /** `mfs-jobs daemon` on a machine: takes the hook's `run promote` over its socket. */
+  readonly daemons = new Map<Machine, Daemon>();
   /** sshd on C (metalogger, chunkserver files). */
   sshd: LabSshd | undefined;
   /** sshd on A and B, where the other machine's backup job pulls the master's files from (no metalogger before 1.6.5). */
@@ -116,6 +121,7 @@ export class FailoverLab {
   private readonly extraMounts: LabMount[] = [];
   private readonly chunkserversStarted: NsChunkserver[] = [];
   private registrationsAtCrash = 0;
+  private metaloggerLocal = false;
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
 
@@ -145,10 +151,15 @@ export class FailoverLab {
   }
 
   /** A holds the VIP and serves; B stands by; C's metalogger, chunkserver and mount follow the VIP. */
-  static async start(options: { prefix: string; vip: string; lab?: LabGeneration }): Promise<FailoverLab> {
+  /**
+   * `metaloggerLocal`: promote reads C's metalogger DATA_PATH as a local directory (the namespaces share
+   * one filesystem) instead of over SFTP — the footing of the seed script's `cp`, for comparing the two.
+   */
+  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
     const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
+    lab.metaloggerLocal = options.metaloggerLocal ?? false;
     try {
       await lab.setUp();
       return lab;
@@ -255,31 +266,58 @@ export class FailoverLab {
       ssh: { port: 22, user: 'root', privateKey: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutSeconds: 5 },
       masters: [otherSshd ? { ...master, ssh: { privateKey: otherSshd.clientKey, knownHosts: otherSshd.knownHosts } } : master],
       ...(this.metalogger
-        ? { metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger.dataPath }] }
+        ? { metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger.dataPath, ...(this.metaloggerLocal ? { local: true } : {}) }] }
         : { chunkservers: [{ name: 'cs-c', host: this.C.ip, dataPath: NsChunkserver.dataPathIn(this.chunkserverDir) }], snapshotStore: { path: this.snapshotStore(self) } }),
       standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip },
       ...generationConfig(this.lab),
-      jobs: { promote: { fenceTimeoutSeconds: 1 }, ...(this.metalogger ? {} : { backup: { sources: [master.name] } }) },
+      // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
+      jobs: {
+        ...Object.fromEntries(['check-master', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }])),
+        promote: { fenceTimeoutSeconds: 1 },
+        backup: { enabled: false, ...(this.metalogger ? {} : { sources: [master.name] }) },
+      },
     };
     const file = path.join(this.dir, self.name, 'mfs-jobs.yaml');
     await fs.writeFile(file, YAML.stringify(doc), { mode: 0o600 });
     return file;
   }
 
-  /** ucarp on `m` with the shipped hook scripts; a higher skew means a lower priority. */
-  startUcarp(m: Machine, skew: number): Ucarp {
+  /** `mfs-jobs daemon` on `m`, in its network, with its config; resolves once its hand-off socket listens. */
+  async startDaemon(m: Machine): Promise<Daemon> {
+    const daemon = new Daemon(`mfs-jobs daemon on ${m.name}`, this.mfsJobs, ['daemon'], path.join(this.dir, m.name, 'daemon.log'), { wrap: m.wrap, env: { ...process.env, MFS_JOBS_CONFIG: this.configs.get(m) } });
+    this.daemons.set(m, daemon);
+    await waitFor(`${daemon.name} to listen`, async () => (await daemon.log()).includes('hand-off socket listening') || !daemon.running, 20_000);
+    if (!daemon.running) throw new Error(`${daemon.name} exited: ${(await daemon.log()).slice(-500)}`);
+    return daemon;
+  }
+
+  /** ucarp on `m` with the shipped hook scripts (or another up-script); a higher skew means a lower priority. */
+  startUcarp(m: Machine, skew: number, upScript = UP): Ucarp {
     const ucarp = Ucarp.start(m, {
       dir: this.dir,
       vip: this.vip,
       vhid: 42,
       password: `mfs-${process.pid}`,
       skew,
-      upScript: UP,
+      upScript,
       downScript: DOWN,
-      env: { MFS_JOBS: this.mfsJobs, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log') },
+      env: { MFS_JOBS: this.mfsJobs, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'), ...this.seedEnv(m) },
     });
     this.ucarps.set(m, ucarp);
     return ucarp;
+  }
+
+  /** What the seed up-script needs: the metalogger's DATA_PATH, this machine's, its mfsmaster and config. */
+  private seedEnv(m: Machine): NodeJS.ProcessEnv {
+    if (!this.metalogger) return {};
+    const master = this.master(m);
+    return { SEED_ML_DATA_PATH: this.metalogger.dataPath, SEED_DATA_PATH: master.dataPath, SEED_MFSMASTER: this.lab.mfsmaster, SEED_MFSMASTER_CFG: master.configFile };
+  }
+
+  /** Restart `m`'s ucarp with another up-script (it is BACKUP: no script runs). */
+  async switchUpScript(m: Machine, skew: number, upScript: string): Promise<void> {
+    await this.ucarps.get(m)?.stop();
+    this.startUcarp(m, skew, upScript);
   }
 
   async waitVipOnlyOn(m: Machine, timeoutMs = 20_000): Promise<void> {
@@ -319,6 +357,7 @@ export class FailoverLab {
   async crash(m: Machine): Promise<void> {
     this.registrationsAtCrash = (await this.chunkserver?.registrations()) ?? 0;
     await this.killHookRun(m);
+    await this.daemons.get(m)?.kill9();
     await this.master(m).kill9();
     await killMasterOf(this.master(m).dataPath);
     await this.ucarps.get(m)?.kill9();
@@ -329,10 +368,11 @@ export class FailoverLab {
    * `m` boots again as a standby: no VIP on its interface (a kill -9'd ucarp left it there), link up,
    * ucarp started with a lower priority; its down-script runs demote, which finds nothing to stop.
    */
-  async reboot(m: Machine, skew: number): Promise<void> {
+  async reboot(m: Machine, skew: number, o: { upScript?: string; daemon?: boolean } = {}): Promise<void> {
     await m.removeAddress(this.vip);
     await m.linkUp();
-    this.startUcarp(m, skew);
+    if (o.daemon) await this.startDaemon(m);
+    this.startUcarp(m, skew, o.upScript);
   }
 
   /** A hook's promote/demote still running (ucarp started it in the background): end it by the PID in its lock. */
@@ -350,6 +390,7 @@ export class FailoverLab {
     for (const mount of this.extraMounts) await dropMount(mount);
     await dropMount(this.mount);
     for (const ucarp of this.ucarps.values()) await ucarp.kill9().catch(() => undefined);
+    for (const daemon of this.daemons.values()) await daemon.kill9().catch(() => undefined);
     for (const m of this.masters.keys()) await this.killHookRun(m);
     await this.metalogger?.kill9().catch(() => undefined);
     for (const cs of this.chunkserversStarted) await cs.daemon.kill9().catch(() => undefined);
