@@ -12,6 +12,7 @@ import { LabSshd } from '../test/lab/sshd.js';
 import { failed, type BenchContext, type CaseResult } from './bench-case.js';
 import { backupCase } from './cases/backup.js';
 import { drillCase } from './cases/drill.js';
+import { failoverCase } from './cases/failover.js';
 import { promoteCase } from './cases/promote.js';
 import { startupCases } from './cases/startup.js';
 import { verifyCase } from './cases/verify.js';
@@ -19,7 +20,7 @@ import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageI
 import { haveGnuTime } from './measure.js';
 import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
 
-const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill'] as const;
+const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill', 'failover'] as const;
 
 interface Options {
   quick: boolean;
@@ -70,6 +71,8 @@ async function main(): Promise<void> {
   for (const n of imageFiles) images.push(await ensureImage(n, o.dir));
   const long: ChainInfo | undefined = cases.has('verify') ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
   const tail: ChainInfo | undefined = cases.has('promote') || cases.has('drill') ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+  // Full mode: promote also at 10M files (its overhead beside a bare mfsmaster -a of a 700 MB image).
+  const bigTail: ChainInfo | undefined = cases.has('promote') && !o.quick ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
   log('metadata ready');
 
   const runDir = await fs.mkdtemp(path.join(o.dir, 'run-'));
@@ -96,8 +99,11 @@ async function main(): Promise<void> {
       }
     }
     if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 3× wc -l'));
-    if (tail && cases.has('promote')) await attempt('promote', () => promoteCase(ctx, tail), empty('promote', 'promote', '≤ 1.3× recipe script'));
+    for (const chain of [tail, bigTail]) {
+      if (chain && cases.has('promote')) await attempt(`promote ${filesLabel(chain.files)}`, () => promoteCase(ctx, chain), empty(`promote-${chain.files}`, `promote, ${filesLabel(chain.files)} image`, '≤ 1.3× recipe script'));
+    }
     if (tail && cases.has('drill')) await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
+    if (cases.has('failover')) await attempt('failover', () => failoverCase(ctx), empty('failover', 'VIP failover end to end', '≤ 1.1× seed script'));
   } finally {
     await sshd.stop().catch(() => undefined);
     if (!o.keep) await fs.rm(runDir, { recursive: true, force: true });
@@ -110,7 +116,7 @@ async function main(): Promise<void> {
     durationSeconds: (Date.now() - started) / 1000,
     loadavg: { before: loadBefore, after: loadavg() },
     machine: describeMachine(o.dir),
-    data: { images, long, tail },
+    data: { images, long, tail, bigTail },
     cases: results,
   };
   await writeResults(o.results, document);

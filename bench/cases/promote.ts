@@ -1,6 +1,5 @@
 import path from 'node:path';
-import { promises as fs } from 'node:fs';
-import { freePort } from '../../test/lab/proc.js';
+import { NetLab } from '../../test/lab/netns.js';
 import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
@@ -25,9 +24,9 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
     cleanup: () => stopAndWipe(standby),
   };
   const result = {
-    id: 'promote',
-    title: `promote, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB) over loopback`,
-    target: { text: '≤ 1.3× recipe script', maxRatio: 1.3 },
+    id: `promote-${chain.files}`,
+    title: `promote, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB) over loopback, old master's host dead (namespace, link down)`,
+    target: chain.files >= 10_000_000 ? { text: '≤ 1.05× recipe script', maxRatio: 1.05 } : { text: '≤ 1.3× recipe script', maxRatio: 1.3 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
   };
@@ -35,16 +34,32 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
     const [baseline] = await compare(ctx, [script], { warmup: !ctx.quick });
     return notAvailable({ ...result, baseline }, 'promote');
   }
-  // The old master is dead (nothing listens on its port) but its host answers SSH: promote fences
-  // it, and reads its (empty) DATA_PATH as one more source, in parallel with the metalogger.
-  const oldData = path.join(ctx.runDir, 'promote-old-master');
-  await fs.mkdir(oldData, { recursive: true, mode: 0o700 });
-  const mfsStandby = await scratchMaster(path.join(ctx.runDir, 'promote-standby'));
-  const config = await writeJobsConfig(ctx, 'promote', {
-    masters: [{ name: 'old', host: ctx.sshd.host, cliPort: await freePort(), dataPath: oldData }],
-    metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
-    standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
-  });
+  // The old master's machine is dead like a real one: a network namespace on a bridge of this machine's
+  // own, its link down. Promote must fence it (ARP gets no reply) and give up its SSH source, not wait out
+  // timeouts; the metalogger is reached over the loopback sshd.
+  const net = await NetLab.create(['X'], '10.75.0');
+  try {
+    await net.joinFromHost('10.75.0.254');
+    const dead = net.machine('X');
+    await dead.linkDown();
+    const mfsStandby = await scratchMaster(path.join(ctx.runDir, 'promote-standby'));
+    const config = await writeJobsConfig(ctx, 'promote', {
+      masters: [{ name: 'old', host: dead.ip, cliPort: 9421, dataPath: '/var/lib/mfs' }],
+      metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
+      standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
+    });
+    return await measurePromote(ctx, chain, { result, script, config, mfsStandby });
+  } finally {
+    await net.destroy();
+  }
+}
+
+async function measurePromote(
+  ctx: BenchContext,
+  chain: ChainInfo,
+  o: { result: Omit<CaseResult, 'status'>; script: Side; config: string; mfsStandby: Awaited<ReturnType<typeof scratchMaster>> },
+): Promise<CaseResult> {
+  const { result, script, config, mfsStandby } = o;
   const timings = new FigureSamples();
   const promote: Side = {
     label: 'mfs-jobs run promote',

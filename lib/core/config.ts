@@ -73,6 +73,12 @@ const standbySchema = z.strictObject({
   restoreMethod: z.enum(['auto', 'mfsmaster-a', 'mfsmetarestore']).default('auto'),
   /** The virtual IP the standby takes over; promote checks it is held before and after acting. */
   vip: z.string().min(1).optional(),
+  /**
+   * With `mfs-jobs daemon` running here: start promote the moment `vip` appears on an interface (ucarp's
+   * up-script or keepalived adds it), without waiting for the hook's own process; the hook's `run promote`
+   * then joins that run and reports its result. Needs `vip` and daemon.socket.
+   */
+  promoteOnVip: z.boolean().default(false),
   mfsmasterBin: z.string().min(1).default('mfsmaster'),
 });
 

@@ -5,6 +5,7 @@ import type { Logger } from './logger.js';
 import { describeError } from './errors.js';
 import { serveHandOff, type HandOffServer } from './hand-off-server.js';
 import { runJob } from './runner.js';
+import { watchAddress } from './vip-watch.js';
 
 export interface Scheduled {
   job: Job;
@@ -45,6 +46,12 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
       return 3;
     }
   }
+  // The standby's daemon promotes the moment the VIP lands here (standby.promoteOnVip).
+  const promote = jobs.find((j) => j.name === 'promote');
+  const vip = config.standby?.promoteOnVip && config.standby.vip ? config.standby.vip : undefined;
+  if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
+  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff!.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
+  if (vipWatch) log.info('watching for the virtual IP', { vip });
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
   const tasks: ScheduledTask[] = [];
   let stopping = false;
@@ -75,6 +82,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   });
   stopping = true;
   for (const t of tasks) await t.destroy();
+  vipWatch?.stop();
   await handOff?.close();
   for (const [i, r] of [...(handOff?.running ?? [])].entries()) running.set(`hand-off ${i + 1}`, r);
   const names = [...running.keys()];

@@ -8,10 +8,24 @@ import { describeError } from './errors.js';
 import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS, type HandOffRequest, type HandOffResponse } from './hand-off.js';
 import type { Job } from './job.js';
 import type { Logger } from './logger.js';
-import { formatReport } from './output.js';
+import { formatReport, type JsonReport } from './output.js';
 import { runJob } from './runner.js';
 
+/** A hook's `run promote` arriving this long after a VIP-triggered run finished still joins it. */
+const JOIN_WINDOW_MS = 60_000;
+
+interface SharedRun {
+  report: Promise<JsonReport>;
+  finishedAt?: number;
+}
+
 export interface HandOffServer {
+  /**
+   * Start `job` now, on the daemon's own initiative (the VIP appeared): a hook's request for the same job
+   * (no flags but --json) that arrives while it runs, or within a minute after, gets its result instead
+   * of a second run. Ignored while such a run is going.
+   */
+  startShared(job: Job, why: string): void;
   /** Stop taking requests; runs already taken go on (see `running`). */
   close(): Promise<void>;
   /** Runs taken and not finished: the daemon's shutdown waits for them like for its own. */
@@ -62,7 +76,17 @@ async function clearStaleSocket(file: string): Promise<void> {
 export async function serveHandOff(config: Config, jobs: readonly Job[], log: Logger, socketPath: string): Promise<HandOffServer> {
   const configReal = await fs.realpath(config.file);
   const running: HandOffServer['running'] = new Set();
+  const shared = new Map<string, SharedRun>();
   let closing = false;
+  const track = (promise: Promise<unknown>, controller: AbortController) => {
+    const entry = { promise, controller };
+    running.add(entry);
+    void promise.finally(() => running.delete(entry)).catch(() => undefined);
+  };
+  const joinable = (job: Job, argv: readonly string[]) => {
+    const s = shared.get(job.name);
+    return s && argv.every((a) => a === '--json') && (s.finishedAt === undefined || Date.now() - s.finishedAt < JOIN_WINDOW_MS) ? s : undefined;
+  };
   const server = net.createServer((sock) => {
     let buf = '';
     const reply = (r: HandOffResponse) => sock.end(JSON.stringify(r) + '\n');
@@ -98,17 +122,23 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
       if (!job || !HAND_OFF_JOBS.includes(job.name)) return refuse(`job ${JSON.stringify(request.job.slice(0, 40))} is not handed off`);
       const parsed = parseArgv(job, request.argv);
       if ('refused' in parsed) return refuse(parsed.refused);
+      const send = (report: Promise<JsonReport>) =>
+        report
+          .then((r) => reply({ v: PROTOCOL_VERSION, accepted: true, exitCode: r.exitCode, stdout: formatReport(r, parsed.json) }))
+          .catch((err: unknown) => {
+            log.error('hand-off run failed', { job: job.name, error: describeError(err) });
+            sock.destroy();
+          });
+      const join = joinable(job, request.argv);
+      if (join) {
+        log.info('hand-off joins the run already started', { job: job.name });
+        void send(join.report);
+        return;
+      }
       const controller = new AbortController();
       log.info('hand-off taken', { job: job.name, argv: request.argv });
-      const entry = { promise: Promise.resolve() as Promise<unknown>, controller };
-      entry.promise = runJob(job, { config, log, dryRun: parsed.dryRun, args: { ...parsed.args, triggeredAtMs: request.triggeredAtMs }, signal: controller.signal })
-        .then(({ report }) => reply({ v: PROTOCOL_VERSION, accepted: true, exitCode: report.exitCode, stdout: formatReport(report, parsed.json) }))
-        .catch((err: unknown) => {
-          log.error('hand-off run failed', { job: job.name, error: describeError(err) });
-          sock.destroy();
-        })
-        .finally(() => running.delete(entry));
-      running.add(entry);
+      const report = runJob(job, { config, log, dryRun: parsed.dryRun, args: { ...parsed.args, triggeredAtMs: request.triggeredAtMs }, signal: controller.signal }).then((o) => o.report);
+      track(send(report), controller);
     };
     sock.on('data', onData);
   });
@@ -122,6 +152,16 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
   log.info('hand-off socket listening', { socket: socketPath });
   return {
     running,
+    startShared: (job, why) => {
+      const current = shared.get(job.name);
+      if (closing || (current && current.finishedAt === undefined)) return;
+      log.info(`starting ${job.name}: ${why}`, { job: job.name });
+      const controller = new AbortController();
+      const run: SharedRun = { report: runJob(job, { config, log, args: { triggeredAtMs: Date.now(), trigger: 'vip' }, signal: controller.signal }).then((o) => o.report) };
+      void run.report.finally(() => (run.finishedAt = Date.now())).catch(() => undefined);
+      shared.set(job.name, run);
+      track(run.report, controller);
+    },
     close: async () => {
       closing = true;
       // Stop listening now; connections of runs still going stay open until their result is sent.

@@ -28,6 +28,9 @@ import { LabSshd } from './sshd.js';
 export const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
 /** The seed recipe's up-script (cp the metalogger's files, `mfsmaster -a`): promote's baseline. */
 export const SEED_UP = path.join(REPO_ROOT, 'bench', 'baseline', 'vip-up-seed.sh');
+const upScriptOf = (p: Promoter) => (p === 'seed script' ? SEED_UP : UP);
+/** The rebooted machine's ucarp skew (a lower priority; without --preempt it stays BACKUP anyway). */
+const ROUND_SKEW = 50;
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
 /** The CLI of the compiled tree this file runs from: the hooks run the same code as the test. */
 const COMPILED_CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
@@ -92,6 +95,7 @@ export interface PromoteState {
   startedAt: string;
   details?: {
     handedOff?: boolean;
+    triggeredBy?: 'vip' | 'hook';
     rtoSeconds?: number;
     metadataVersion?: number;
     restoreCommand?: string;
@@ -101,6 +105,20 @@ export interface PromoteState {
     sourcesUsed?: string[];
     timings?: Record<string, number>;
   };
+}
+
+/** Which up-script promotes in a round. */
+export type Promoter = 'seed script' | 'mfs-jobs';
+
+/** One measured failover: times from the kill -9 (s), and promote's own report for an mfs-jobs round. */
+export interface FailoverRound {
+  promoter: Promoter;
+  standby: string;
+  /** The machine that promoted. */
+  promoted: Machine;
+  vipSeconds: number;
+  firstWriteSeconds: number;
+  promote?: PromoteState;
 }
 
 export class FailoverLab {
@@ -122,6 +140,7 @@ export class FailoverLab {
   private readonly chunkserversStarted: NsChunkserver[] = [];
   private registrationsAtCrash = 0;
   private metaloggerLocal = false;
+  private promoteOnVip = false;
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
 
@@ -155,11 +174,12 @@ export class FailoverLab {
    * `metaloggerLocal`: promote reads C's metalogger DATA_PATH as a local directory (the namespaces share
    * one filesystem) instead of over SFTP — the footing of the seed script's `cp`, for comparing the two.
    */
-  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean }): Promise<FailoverLab> {
+  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
     const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
     lab.metaloggerLocal = options.metaloggerLocal ?? false;
+    lab.promoteOnVip = options.promoteOnVip ?? false;
     try {
       await lab.setUp();
       return lab;
@@ -203,6 +223,7 @@ export class FailoverLab {
     await this.metalogger?.start({ wrap: C.wrap });
     await this.startChunkserver(A);
     this.mount = await this.mountClient('mnt');
+    this.servingMachine = A;
   }
 
   /** C's chunkserver, following the VIP; started again on the same chunks (a 1.6.4 one dies when its master does). */
@@ -268,7 +289,7 @@ export class FailoverLab {
       ...(this.metalogger
         ? { metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger.dataPath, ...(this.metaloggerLocal ? { local: true } : {}) }] }
         : { chunkservers: [{ name: 'cs-c', host: this.C.ip, dataPath: NsChunkserver.dataPathIn(this.chunkserverDir) }], snapshotStore: { path: this.snapshotStore(self) } }),
-      standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip },
+      standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip, promoteOnVip: this.promoteOnVip },
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
       jobs: {
@@ -314,6 +335,56 @@ export class FailoverLab {
     return { SEED_ML_DATA_PATH: this.metalogger.dataPath, SEED_DATA_PATH: master.dataPath, SEED_MFSMASTER: this.lab.mfsmaster, SEED_MFSMASTER_CFG: master.configFile };
   }
 
+  /** Which machine serves (holds the VIP and its master answers). */
+  serving = (): Machine => this.servingMachine;
+  private servingMachine!: Machine;
+
+  /**
+   * Give the cluster a real image (a clean restart of A's master writes one; the metalogger downloads it
+   * when it reconnects), start `mfs-jobs daemon` on A and B, and give B `promoter`'s up-script: the
+   * starting point of alternating failover rounds.
+   */
+  async prepareRounds(first: Promoter): Promise<void> {
+    for (const m of [this.A, this.B]) await this.startDaemon(m);
+    await this.master(this.A).restart();
+    await this.metalogger!.stop();
+    await this.metalogger!.start({ wrap: this.C.wrap });
+    await waitFor('the metalogger to download the image', async () => fs.stat(path.join(this.metalogger!.dataPath, 'metadata_ml.mfs.back')).then(() => true, () => false), 30_000);
+    await this.switchUpScript(this.B, ROUND_SKEW, upScriptOf(first));
+  }
+
+  /**
+   * One failover: `files` acknowledged files written (into `written`), on the metalogger; the serving
+   * machine crashes; the standby's up-script (`promoter`'s) promotes; the client's first durable write
+   * through its old mount after the crash is timed. Then the dead machine boots again as the standby of
+   * the next round, with `next`'s up-script, and the chunkserver follows the new master.
+   */
+  async failoverRound(promoter: Promoter, next: Promoter, written: Map<string, string>, tag: string): Promise<FailoverRound> {
+    const serving = this.servingMachine;
+    const standby = serving === this.A ? this.B : this.A;
+    await writeFiles(this.mount!, tag, 20, written);
+    const target = (await this.master(serving).info()).metadataVersion - 1;
+    await waitFor(`metalogger to reach version ${target}`, async () => ((await this.metalogger!.lastVersion()) ?? 0) >= target, 20_000);
+    const lastPromote = await this.readPromoteState(standby);
+    const killedAt = Date.now();
+    await this.crash(serving);
+    await waitFor(`VIP on ${standby.name}`, async () => (await standby.addresses()).includes(this.vip), 30_000, 20);
+    const vipAt = Date.now();
+    const after = randomBytes(4096);
+    await waitFor('a write through the old mount', async () => {
+      await writeDurably(path.join(this.mount!.dir, `after-${tag}`), after);
+      return true;
+    }, 60_000, 50);
+    const writeAt = Date.now();
+    written.set(`after-${tag}`, sha256(after));
+    const promote = promoter === 'mfs-jobs' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
+    await this.reboot(serving, ROUND_SKEW, { upScript: upScriptOf(next), daemon: true });
+    await this.waitVipOnlyOn(standby);
+    await this.chunkserverFollow(standby);
+    this.servingMachine = standby;
+    return { promoter, standby: standby.name, promoted: standby, vipSeconds: (vipAt - killedAt) / 1000, firstWriteSeconds: (writeAt - killedAt) / 1000, promote };
+  }
+
   /** Restart `m`'s ucarp with another up-script (it is BACKUP: no script runs). */
   async switchUpScript(m: Machine, skew: number, upScript: string): Promise<void> {
     await this.ucarps.get(m)?.stop();
@@ -334,6 +405,12 @@ export class FailoverLab {
     const mount = await this.mountClient(name);
     this.extraMounts.push(mount);
     return mount;
+  }
+
+  /** The last result line the hooks' `run promote` printed on `m` (the up-script's log). */
+  async lastHookPromoteLine(m: Machine): Promise<string | undefined> {
+    const log = await fs.readFile(path.join(this.dir, m.name, 'hook.log'), 'utf8').catch(() => '');
+    return log.split('\n').filter((l) => l.startsWith('MFS PROMOTE')).pop();
   }
 
   async readPromoteState(m: Machine): Promise<PromoteState | undefined> {

@@ -108,6 +108,14 @@ export class NetLab {
     }
   }
 
+  /**
+   * An address for the root namespace on the lab's bridge: the machines are then on the test process's
+   * own link (ARP reaches them), as a standby's old master is on a real standby's.
+   */
+  async joinFromHost(ip: string): Promise<void> {
+    await run('ip', ['addr', 'add', `${ip}/24`, 'dev', this.bridge]);
+  }
+
   machine(short: string): Machine {
     const m = this.machines.get(short);
     if (!m) throw new Error(`no machine ${short}`);

@@ -32,7 +32,9 @@ describe('config', () => {
 
   test('defaults fill what is left out', () => {
     const config = parseConfig(base);
-    expect(config).toMatchObject({ timezone: 'UTC', stateDir: '/var/lib/mfs-jobs', lockDir: '/var/lib/mfs-jobs/locks' });
+    expect(config).toMatchObject({ timezone: 'UTC', stateDir: '/var/lib/mfs-jobs', lockDir: '/var/lib/mfs-jobs/locks', daemon: { socket: '/var/lib/mfs-jobs/daemon.sock' } });
+    expect(parseConfig({ ...base, stateDir: '/srv/s' }).daemon.socket).toBe('/srv/s/daemon.sock');
+    expect(parseConfig({ ...base, daemon: { socket: false } }).daemon.socket).toBeUndefined();
     expect(config.masters[0]).toMatchObject({ cliHost: '10.0.0.1', cliPort: 9421, dataPath: '/var/lib/mfs', ssh: { port: 22, user: 'root' } });
   });
 
@@ -40,6 +42,8 @@ describe('config', () => {
     expect(problem({ ...base, masters: [{ name: 'm', host: 'h', cliPort: 'x' }] })).toMatch(/masters\.0\.cliPort: .*expected number/);
     expect(problem({ ...base, timezone: 'Mars/Base' })).toMatch(/timezone: expected an IANA time zone/);
     expect(problem({ ...base, stateDir: 'relative' })).toMatch(/stateDir: expected an absolute path/);
+    expect(problem({ ...base, daemon: { socket: 'daemon.sock' } })).toMatch(/daemon\.socket: /);
+    expect(problem({ ...base, standby: { dataPath: '/d', promoteOnVip: 'yes' } })).toMatch(/standby\.promoteOnVip: .*expected boolean/);
     expect(problem({ ...base, mastres: [] })).toMatch(/mastres: unknown key/);
     expect(problem({ ...base, jobs: { backup: { schedule: 'every hour' } } })).toMatch(/jobs\.backup\.schedule: expected a cron expression/);
     expect(problem({ ...base, ssh: { privateKey: '/k' } })).toMatch(/masters\.0\.ssh\.knownHosts/);
