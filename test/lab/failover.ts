@@ -140,6 +140,8 @@ export class FailoverLab {
   private readonly chunkserversStarted: NsChunkserver[] = [];
   private registrationsAtCrash = 0;
   private metaloggerLocal = false;
+  /** The chunkserver's tmpfs, unmounted by stop(). */
+  private chunkDisk: string | undefined;
   private promoteOnVip = false;
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
@@ -221,6 +223,13 @@ export class FailoverLab {
     await this.waitVipOnlyOn(A);
 
     await this.metalogger?.start({ wrap: C.wrap });
+    // The chunkserver's disk is a tmpfs of its own (allocated as used): on this machine's ext4 (59M free
+    // blocks, 20M available to users) a 1.6.4 master was told a used space past its total and answered
+    // every write ENOSPC; and a master wants more than 1 GiB free on a chunkserver to place a chunk.
+    this.chunkDisk = path.join(this.chunkserverDir, 'chunks');
+    await fs.mkdir(this.chunkDisk, { recursive: true, mode: 0o700 });
+    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4g,mode=0700', 'mfs-jobs-lab-chunks', this.chunkDisk]);
+    if (mounted.code !== 0) throw new Error(`cannot mount a tmpfs on ${this.chunkDisk}: ${mounted.stderr.trim()}`);
     await this.startChunkserver(A);
     this.mount = await this.mountClient('mnt');
     this.servingMachine = A;
@@ -471,6 +480,7 @@ export class FailoverLab {
     for (const m of this.masters.keys()) await this.killHookRun(m);
     await this.metalogger?.kill9().catch(() => undefined);
     for (const cs of this.chunkserversStarted) await cs.daemon.kill9().catch(() => undefined);
+    if (this.chunkDisk) await execCapture('umount', [this.chunkDisk]).catch(() => undefined);
     await this.sshd?.stop().catch(() => undefined);
     for (const sshd of this.masterSshds.values()) await sshd.stop().catch(() => undefined);
     for (const master of this.masters.values()) {
