@@ -8,6 +8,12 @@ import { formatBytes } from '../core/progress.js';
 import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
 import { readLatest, viewStore } from '../store/snapshot-store.js';
 import { formatTable } from '../core/table.js';
+import { printable } from '../core/names.js';
+
+/*
+ * Every text field shown here comes from a manifest, i.e. possibly from an imported archive: it passes
+ * `printable`, so a source name cannot carry an escape sequence to the operator's terminal.
+ */
 
 /**
  * `mfs-jobs snapshot list | show | export | import`: the snapshot store by hand. Exit codes: 0 done,
@@ -76,10 +82,10 @@ async function list(globals: Globals, json: boolean): Promise<void> {
       r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
       formatBytes(r.bytes),
       when(r.startedAt, config.timezone),
-    ]),
+    ].map(printable)),
   );
   const notes = [rows.length ? '* = latest' : `no snapshots in ${store}`, ...broken.map((b) => `unusable: ${b.id}: ${b.error}`)];
-  process.stdout.write([table, ...notes].join('\n') + '\n');
+  process.stdout.write([table, ...notes.map(printable)].join('\n') + '\n');
 }
 
 async function show(globals: Globals, id: string, json: boolean): Promise<void> {
@@ -103,10 +109,10 @@ async function show(globals: Globals, id: string, json: boolean): Promise<void> 
   ];
   const files = formatTable(
     ['FILE', 'ROLE', 'SIZE', 'VERSIONS', 'SHA256', 'FROM'],
-    m.files.map((f) => [f.name, f.role, String(f.size), f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath]),
+    m.files.map((f) => [f.name, f.role, String(f.size), f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath].map((c) => printable(String(c)))),
   );
   const width = Math.max(...head.map(([k]) => k!.length)) + 2;
-  process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${v}`).join('\n') + '\n\n' + files + '\n');
+  process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${printable(v!)}`).join('\n') + '\n\n' + files + '\n');
 }
 
 async function exportCmd(globals: Globals, id: string, file: string): Promise<void> {
@@ -115,13 +121,13 @@ async function exportCmd(globals: Globals, id: string, file: string): Promise<vo
   process.stdout.write(`exported snapshot ${res.id} to ${res.file} (${formatBytes(res.bytes)}), checksums verified\n`);
 }
 
-async function importCmd(globals: Globals, file: string): Promise<void> {
+async function importCmd(globals: Globals, file: string, otherFilesystem: boolean): Promise<void> {
   const { config, store } = await storeOf(globals);
   // The backup job's lock: an import writes into the store like a backup does, and a backup run
   // removes leftover temp dirs it must not take from a live import.
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
-    const res = await importSnapshot(store, file);
+    const res = await importSnapshot(store, file, { otherFilesystem });
     process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
   } finally {
     await lock.release();
@@ -161,5 +167,6 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .command('import')
     .description('add a snapshot from a tar.gz made by export; checksums, image and chain are verified first')
     .argument('<file>', 'the .tar.gz to read')
-    .action(wrap(async (file: string) => importCmd(ctx.globals(), file)));
+    .option('--other-filesystem', 'accept a snapshot whose metaid differs from the store\'s snapshots (a deliberate move)')
+    .action(wrap(async (file: string, opts: { otherFilesystem?: boolean }) => importCmd(ctx.globals(), file, Boolean(opts.otherFilesystem))));
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
 
@@ -15,9 +16,24 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** A temp name beside the target: same filesystem (rename is atomic), recognisable for cleanup. */
+/**
+ * A temp name beside the target: same filesystem (rename is atomic), recognisable for cleanup, and
+ * unpredictable, so nobody can plant a symlink there in advance.
+ */
 export function tempNameFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+}
+
+/**
+ * The one way mfs-jobs creates a temp file: a fresh unpredictable name beside `target`, opened
+ * O_CREAT|O_EXCL|O_NOFOLLOW with `mode`, so a file or symlink already there is never written through.
+ */
+export async function createTempExclusive(target: string, mode = FILE_MODE): Promise<{ tmp: string; handle: fs.FileHandle }> {
+  const tmp = tempNameFor(target);
+  const handle = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  // The umask may have taken bits away from `mode` (0644 Prometheus files); set exactly what was asked.
+  await handle.chmod(mode);
+  return { tmp, handle };
 }
 
 /**
@@ -26,8 +42,7 @@ export function tempNameFor(target: string): string {
  */
 export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
   await fs.mkdir(path.dirname(target), { recursive: true, mode: DIR_MODE });
-  const tmp = tempNameFor(target);
-  const handle = await fs.open(tmp, 'wx', mode);
+  const { tmp, handle } = await createTempExclusive(target, mode);
   try {
     await handle.writeFile(data);
     await handle.sync();

@@ -136,7 +136,7 @@ export class ChangelogScanner {
     let version = 0;
     while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) version = version * 10 + (buf[i++]! - 0x30);
     if (i === from || i + 1 >= to || buf[i] !== COLON || buf[i + 1] !== SPACE) {
-      this.problem(lineNo, `unparsable line: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      this.problem(lineNo, 'unparsable line');
       return;
     }
     i += 2;
@@ -144,11 +144,12 @@ export class ChangelogScanner {
     let timestamp = 0;
     while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) timestamp = timestamp * 10 + (buf[i++]! - 0x30);
     if (i === tsStart || buf[i] !== PIPE || i + 1 >= to) {
-      this.problem(lineNo, `unparsable line: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      this.problem(lineNo, 'unparsable line');
       return;
     }
     if (!wellFormedOperation(buf, i + 1, to)) {
-      this.problem(lineNo, `unparsable line (cut off or damaged) at version ${version}: ${JSON.stringify(buf.subarray(from, Math.min(to, from + 60)).toString('latin1'))}`);
+      // Never quote the line: a changelog holds file names, and a message goes to logs and terminals.
+      this.problem(lineNo, `unparsable line (cut off or damaged) at version ${version}`);
       return;
     }
     this.accept(lineNo, version, timestamp);

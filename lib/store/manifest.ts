@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ChainError } from '../core/errors.js';
+import { plainNameProblem, shownName } from '../core/names.js';
 
 /**
  * The snapshot store's on-disk format (documented in the README):
@@ -47,6 +48,17 @@ export interface Manifest {
   finishedAt: string;
 }
 
+/** `20261125T221500Z-v1234`, the form `snapshotId` makes. */
+export const ID_PATTERN = /^\d{8}T\d{6}Z-v\d+$/;
+
+/** When a snapshot id says it was taken (its UTC second), or undefined if it is not an id. */
+export function idTime(id: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-v\d+$/.exec(id);
+  if (!m) return undefined;
+  const at = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`);
+  return Number.isNaN(at.getTime()) ? undefined : at;
+}
+
 export function snapshotsDir(store: string): string {
   return path.join(store, SNAPSHOTS_DIR);
 }
@@ -62,9 +74,17 @@ export async function readManifest(dir: string): Promise<Manifest> {
   try {
     parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Manifest;
   } catch (err) {
-    throw new ChainError(file, `${file}: unreadable manifest (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    // JSON.parse's message quotes the text around the fault: never let file content into a message.
+    const why = err instanceof SyntaxError ? 'not valid JSON' : ((err as NodeJS.ErrnoException).code ?? 'unreadable');
+    throw new ChainError(file, `${file}: unreadable manifest (${why})`);
   }
-  if (parsed.formatVersion !== 1 || !Array.isArray(parsed.files) || !parsed.image) throw new ChainError(file, `${file}: not an mfs-jobs manifest (format ${String(parsed.formatVersion)})`);
+  if (!parsed || parsed.formatVersion !== 1 || !Array.isArray(parsed.files) || !parsed.image) throw new ChainError(file, `${file}: not an mfs-jobs manifest (format ${shownName(String(parsed?.formatVersion))})`);
+  if (typeof parsed.id !== 'string' || !ID_PATTERN.test(parsed.id)) throw new ChainError(file, `${file}: manifest id ${shownName(parsed.id)} is not a snapshot id`);
+  // Before any name is joined to a path, hashed or opened: a manifest is outside input (an archive).
+  for (const [at, name] of [['image.name', parsed.image.name], ...parsed.files.map((f, i) => [`files[${i}].name`, f?.name] as const)] as const) {
+    const problem = plainNameProblem(name);
+    if (problem) throw new ChainError(file, `${file}: ${at} ${shownName(name)} is not a plain file name (${problem})`);
+  }
   return parsed;
 }
 

@@ -1,10 +1,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, fsyncDir, pathExists, renameDurable, sealFile, tempNameFor } from '../core/atomic.js';
-import { ChainError, UsageError } from '../core/errors.js';
-import { MANIFEST, readManifest, snapshotsDir, type StoredSnapshot } from './manifest.js';
+import { createTempExclusive, DIR_MODE, FILE_MODE, fsyncDir, pathExists, renameDurable, sealFile } from '../core/atomic.js';
+import { ChainError, StoreError, UsageError } from '../core/errors.js';
+import { plainNameProblem, printable, shownName } from '../core/names.js';
+import { ID_PATTERN, idTime, listSnapshots, MANIFEST, readManifest, snapshotsDir, type Manifest, type StoredSnapshot } from './manifest.js';
 import { isChangelogName, isImageName, isSessionsName } from '../moosefs/metadata.js';
-import { makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
+import { ensureStoreSpace, makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
 
 /**
  * A snapshot as one portable `tar.gz` (to carry off-site) and back. The archive holds
@@ -12,7 +13,8 @@ import { makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot }
  * that rotted on tape is refused on import instead of becoming a restore point.
  */
 
-const ID_PATTERN = /^\d{8}T\d{6}Z-v\d+$/;
+/** Clock skew an imported snapshot's time may be ahead of ours: more, and it would hide stopped backups as `latest`. */
+export const MAX_FUTURE_MS = 10 * 60_000;
 
 /** A snapshot by id, or the one `latest` points to. */
 export async function findSnapshot(store: string, id: string): Promise<StoredSnapshot> {
@@ -28,15 +30,18 @@ export async function exportSnapshot(store: string, id: string, file: string): P
   const problems = await verifySnapshot(snap.dir, snap.manifest);
   if (problems.length) throw new ChainError(snap.dir, `snapshot ${snap.id} does not verify, not exported: ${problems.join('; ')}`);
   const target = path.resolve(file);
-  const tmp = tempNameFor(target);
+  // Created here, exclusively and private, and written through our own handle: tar never opens a path.
+  const { tmp, handle } = await createTempExclusive(target);
   const members = [MANIFEST, ...snap.manifest.files.map((f) => f.name)].map((n) => `${snap.id}/${n}`);
   try {
     // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
     const tar = await import('tar');
-    await tar.c({ gzip: true, file: tmp, cwd: snapshotsDir(store), portable: true }, members);
-    await sealFile(tmp);
+    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await handle.write(chunk as Buffer);
+    await handle.sync();
+    await handle.close();
     await renameDurable(tmp, target);
   } catch (err) {
+    await handle.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
     throw err;
   }
@@ -50,24 +55,47 @@ function archiveMember(p: string, type: string): { id: string; name?: string } |
   if (!id || !ID_PATTERN.test(id) || rest.length) return undefined;
   if (name === undefined) return type === 'Directory' ? { id } : undefined;
   if (type !== 'File' && type !== 'OldFile') return undefined;
+  if (plainNameProblem(name)) return undefined;
   return name === MANIFEST || isImageName(name) || isChangelogName(name) || isSessionsName(name) ? { id, name } : undefined;
 }
 
-async function unpack(file: string, stage: string): Promise<string> {
+/** The bytes an archive would write, from its headers, read before anything is extracted. */
+async function archiveBytes(file: string): Promise<number> {
+  const tar = await import('tar');
+  let bytes = 0;
+  try {
+    // Not strict: a truncated archive still tells what it would write; extraction (strict) refuses it later.
+    await tar.t({ file, onReadEntry: (entry) => (bytes += entry.size ?? 0) });
+  } catch (err) {
+    throw new ChainError(file, `${file}: not a readable snapshot archive (${(err as Error).message})`);
+  }
+  return bytes;
+}
+
+async function unpack(file: string, stage: string, limit: number): Promise<string> {
   const ids = new Set<string>();
   const refused: string[] = [];
+  let bytes = 0;
   try {
     const tar = await import('tar');
     await tar.x({
       file,
       cwd: stage,
       strict: true,
+      // Ours, private, whatever the archive says (as root node-tar would otherwise chown to its uid/gid).
+      preserveOwner: false,
+      dmode: DIR_MODE,
+      fmode: FILE_MODE,
       filter: (p, entry) => {
         const type = 'type' in entry ? String(entry.type) : 'File';
         const member = archiveMember(p, type);
-        if (!member) refused.push(`${p} (${type})`);
+        if (!member) refused.push(`${shownName(p)} (${type})`);
         else ids.add(member.id);
-        return member !== undefined;
+        if ('mode' in entry) entry.mode = member?.name === undefined ? DIR_MODE : FILE_MODE;
+        // The file may have changed since it was measured: never write more than was allowed for.
+        bytes += 'size' in entry ? Number(entry.size ?? 0) : 0;
+        if (bytes > limit) refused.push(`${shownName(p)} (beyond the ${limit} bytes measured)`);
+        return member !== undefined && bytes <= limit;
       },
     });
   } catch (err) {
@@ -78,15 +106,55 @@ async function unpack(file: string, stage: string): Promise<string> {
   return [...ids][0]!;
 }
 
-export async function importSnapshot(store: string, file: string): Promise<{ id: string; already: boolean }> {
+export interface ImportOptions {
+  /** Accept a snapshot of another filesystem (metaid) than the store's snapshots: a deliberate move. */
+  otherFilesystem?: boolean;
+  /** "Now", for the future check (tests). */
+  now?: Date;
+}
+
+/** A snapshot from the future would become `latest` and hide, for as long, that backups stopped. */
+function futureProblem(file: string, id: string, m: Manifest, now: Date): string | undefined {
+  const limit = now.getTime() + MAX_FUTURE_MS;
+  const times: [string, number | undefined][] = [['id', idTime(id)?.getTime()], ['startedAt', Date.parse(m.startedAt)], ['finishedAt', Date.parse(m.finishedAt)]];
+  for (const [what, at] of times) {
+    if (at === undefined || Number.isNaN(at)) return `${file}: snapshot ${id}: ${what} is not a time`;
+    if (at > limit) return `${file}: snapshot ${id} is from the future (${what} ${new Date(at).toISOString()}, now ${now.toISOString()}, more than ${MAX_FUTURE_MS / 60_000} min ahead); not imported: it would become latest`;
+  }
+  return undefined;
+}
+
+const metaidShown = (m: string) => printable(m).slice(0, 40);
+
+/** The filesystem (metaid) the store's snapshots are of; an empty store, or only MFSM NEW images, has none. */
+async function storeMetaids(store: string): Promise<Set<string>> {
+  const { snapshots } = await listSnapshots(store);
+  return new Set(snapshots.filter((s) => !s.manifest.image.empty && s.manifest.image.metaid).map((s) => s.manifest.image.metaid));
+}
+
+export async function importSnapshot(store: string, file: string, options: ImportOptions = {}): Promise<{ id: string; already: boolean }> {
   if (!(await pathExists(file))) throw new UsageError(file, `${file}: no such file`);
   await prepareStore(store);
+  const bytes = await archiveBytes(path.resolve(file));
+  try {
+    await ensureStoreSpace(store, bytes, `archive ${file}`);
+  } catch (err) {
+    if (err instanceof StoreError) throw new StoreError(file, `${file}: refused before extracting: ${err.message}`);
+    throw err;
+  }
   const stage = await makeStageDir(store, 'import');
   try {
-    const id = await unpack(path.resolve(file), stage);
+    const id = await unpack(path.resolve(file), stage, bytes);
     const dir = path.join(stage, id);
     const manifest = await readManifest(dir);
     if (manifest.id !== id) throw new ChainError(file, `${file}: manifest id ${manifest.id} does not match its directory ${id}`);
+    const future = futureProblem(file, id, manifest, options.now ?? new Date());
+    if (future) throw new ChainError(file, future);
+    const theirs = manifest.image.empty ? '' : manifest.image.metaid;
+    const ours = [...(await storeMetaids(store))];
+    if (theirs && ours.length && !options.otherFilesystem && (ours.length > 1 || ours[0] !== theirs)) {
+      throw new ChainError(file, `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`);
+    }
     const problems = await verifySnapshot(dir, manifest);
     if (problems.length) throw new ChainError(file, `${file}: snapshot ${id} does not verify, not imported: ${problems.join('; ')}`);
     const target = path.join(snapshotsDir(store), id);

@@ -7,6 +7,7 @@ import { rollForward, type ChangelogPiece } from '../moosefs/chain.js';
 import { scanChangelogFile } from '../moosefs/changelog.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
+import { printable } from '../core/names.js';
 import { LATEST, listSnapshots, MANIFEST, readManifest, snapshotsDir, TMP_DIR, type Manifest, type StoredSnapshot } from './manifest.js';
 import { readImageHeader } from '../moosefs/metadata.js';
 
@@ -62,12 +63,12 @@ function reserveBytes(totalBytes: number): number {
  * Refuse a snapshot that cannot fit before copying a byte: filling the store's filesystem to the
  * last block would fail the copy anyway, and hurt whatever else writes there meanwhile.
  */
-export async function ensureStoreSpace(store: string, bytes: number): Promise<void> {
+export async function ensureStoreSpace(store: string, bytes: number, what = 'this snapshot'): Promise<void> {
   const st = await fs.statfs(store);
   const free = st.bavail * st.bsize;
   const need = bytes + reserveBytes(st.blocks * st.bsize);
   if (free < need) {
-    throw new StoreError(store, `snapshot store ${store}: not enough free space for this snapshot: it needs ${formatBytes(bytes)} (+ ${formatBytes(need - bytes)} kept free), ${formatBytes(free)} are free; the copy would fail with ENOSPC`);
+    throw new StoreError(store, `snapshot store ${store}: not enough free space for ${what}: it needs ${formatBytes(bytes)} (+ ${formatBytes(need - bytes)} kept free), ${formatBytes(free)} are free; the copy would fail with ENOSPC`);
   }
 }
 
@@ -206,7 +207,7 @@ export async function verifySnapshot(dir: string, manifest?: Manifest): Promise<
   }
   if (!m.files.some((f) => f.role === 'image')) problems.push('manifest lists no image');
   for (const name of await fs.readdir(dir)) {
-    if (name !== MANIFEST && !listed.has(name)) problems.push(`${name}: not in the manifest`);
+    if (name !== MANIFEST && !listed.has(name)) problems.push(`${printable(name)}: not in the manifest`);
   }
   const start = m.image.empty ? 1 : m.image.version;
   const reached = rollForward(start, pieces).reached;

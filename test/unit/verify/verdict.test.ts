@@ -111,7 +111,7 @@ describe('a metalogger verdict', () => {
     const facts = dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })], [await changelog('changelog_ml.1.mfs', changelogLines(100, 150)), await changelog('changelog_ml.0.mfs', garbage)]);
     const v = judgeMetalogger(ml(facts, { masterVersion: 152 }), T);
     expect(v.status).toBe('CRITICAL');
-    expect(v.findings[0]!.text).toMatch(/^changelog_ml\.0\.mfs: not one readable changelog line in 21 lines \(line 1: unparsable line: .*\): the file is damaged and whatever it held is lost$/);
+    expect(v.findings[0]!.text).toMatch(/^changelog_ml\.0\.mfs: not one readable changelog line in 21 lines \(line 1: unparsable line\): the file is damaged and whatever it held is lost$/);
   });
 
   test('no valid image: CRITICAL, whatever the changelogs say; lag unknown', async () => {
