@@ -3,6 +3,7 @@ import { DateTime } from 'luxon';
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError, describeError, UsageError } from '../core/errors.js';
 import { acquireLock } from '../core/lock.js';
+import { checkStrictModes } from '../core/strict-modes.js';
 import type { Manifest, StoredSnapshot } from '../store/manifest.js';
 import { formatBytes } from '../core/progress.js';
 import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
@@ -125,6 +126,7 @@ async function importCmd(globals: Globals, file: string, otherFilesystem: boolea
   const { config, store } = await storeOf(globals);
   // The backup job's lock: an import writes into the store like a backup does, and a backup run
   // removes leftover temp dirs it must not take from a live import.
+  await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
     const res = await importSnapshot(store, file, { otherFilesystem });

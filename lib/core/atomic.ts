@@ -61,6 +61,26 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
   await fsyncDir(path.dirname(target));
 }
 
+/**
+ * Append one line durably (O_APPEND, fsync; the directory too when the file is new, created 0600).
+ * For append-only files others also write, like known_hosts: a rewrite by rename could lose a line
+ * another process appended meanwhile.
+ */
+export async function appendLineDurable(file: string, line: string, mode = FILE_MODE): Promise<void> {
+  const existed = await pathExists(file);
+  const handle = await fs.open(file, 'a+', mode);
+  try {
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(1);
+    if (size > 0) await handle.read(last, 0, 1, size - 1);
+    await handle.appendFile((size > 0 && last[0] !== 0x0a ? '\n' : '') + line.replace(/\n*$/, '\n'));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  if (!existed) await fsyncDir(path.dirname(file));
+}
+
 /** fsync an already written file by path. */
 export async function fsyncFile(file: string): Promise<void> {
   const handle = await fs.open(file, 'r');

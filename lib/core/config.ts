@@ -18,7 +18,10 @@ const sshFields = {
   privateKey: absPath.describe('private key file for key authentication'),
   knownHosts: absPath.describe('known_hosts file the host keys are verified against'),
   connectTimeoutSeconds: z.number().positive().default(10),
-  /** Only for a first contact you check by other means; never the default. */
+  /**
+   * OpenSSH's StrictHostKeyChecking=accept-new: a host not yet in knownHosts has its key accepted once
+   * and appended there; from then on a different key is refused like any mismatch. Never the default.
+   */
   acceptUnknownHostKeys: z.boolean().default(false),
 };
 const sshSchema = z.strictObject(sshFields);

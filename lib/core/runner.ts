@@ -8,6 +8,7 @@ import type { Logger } from './logger.js';
 import type { JsonReport } from './output.js';
 import { writePrometheusTextfile } from './output.js';
 import { writeJobState } from './state.js';
+import { checkStrictModes } from './strict-modes.js';
 
 export interface RunRequest {
   config: Config;
@@ -60,6 +61,7 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
   let lock: Awaited<ReturnType<typeof acquireLock>> | undefined;
   try {
     const options = jobOptions(config, job.name, job.options) as Record<string, unknown> & { timeoutSeconds?: number };
+    await checkStrictModes(config);
     lock = await acquireLock(config.lockDir, job.lockName ?? job.name, { waitMs: (job.lockWaitSeconds ?? 0) * 1000, signal: controller.signal });
     if (options.timeoutSeconds) {
       timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);

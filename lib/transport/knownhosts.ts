@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { appendLineDurable } from '../core/atomic.js';
 import { ConfigError } from '../core/errors.js';
 
 /** One usable line of an OpenSSH known_hosts file. */
@@ -70,10 +71,39 @@ export function checkHostKey(entries: KnownHostEntry[], host: string, port: numb
   return { ok: false, reason: 'mismatch', message: `host key of ${name} does not match ${file} (possible man-in-the-middle, or the host was reinstalled)` };
 }
 
-export async function loadKnownHosts(file: string, key: string): Promise<KnownHostEntry[]> {
+/** `missingIsEmpty`: with accept-new, a known_hosts not there yet is an empty one (the first pin creates it). */
+export async function loadKnownHosts(file: string, key: string, options: { missingIsEmpty?: boolean } = {}): Promise<KnownHostEntry[]> {
   try {
     return parseKnownHosts(await fs.readFile(file, 'utf8'));
   } catch (err) {
-    throw new ConfigError(key, `cannot read known_hosts file ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && options.missingIsEmpty) return [];
+    throw new ConfigError(key, `cannot read known_hosts file ${file} (${key}): ${code ?? String(err)}`);
   }
+}
+
+/** The key type a raw SSH public key blob starts with (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …). */
+export function keyTypeOf(key: Buffer): string {
+  const length = key.length >= 4 ? key.readUInt32BE(0) : 0;
+  if (length === 0 || length > 64 || 4 + length > key.length) throw new Error('malformed SSH host key blob');
+  return key.subarray(4, 4 + length).toString('latin1');
+}
+
+export type HostKeyPin = { ok: true; pinned: boolean } | { ok: false; reason: 'mismatch' | 'revoked' | 'unknown'; message: string };
+
+/**
+ * OpenSSH's StrictHostKeyChecking=accept-new for a host `checkHostKey` called unknown: read the file
+ * again (another run may have pinned it meanwhile) and, if the host is still unknown, append its key,
+ * so every later connection is held to it.
+ */
+export async function acceptNewHostKey(file: string, configKey: string, host: string, port: number, key: Buffer): Promise<HostKeyPin> {
+  const fresh = checkHostKey(await loadKnownHosts(file, configKey, { missingIsEmpty: true }), host, port, key, file);
+  if (fresh.ok) return { ok: true, pinned: false };
+  if (fresh.reason !== 'unknown') return fresh;
+  try {
+    await appendLineDurable(file, `${hostKeyName(host, port)} ${keyTypeOf(key)} ${key.toString('base64')}`);
+  } catch (err) {
+    return { ok: false, reason: 'unknown', message: `${hostKeyName(host, port)} is not in ${file} and its key could not be added there (${configKey}, acceptUnknownHostKeys): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+  }
+  return { ok: true, pinned: true };
 }

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type SftpClient from 'ssh2-sftp-client';
 import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
 import { ConfigError, TransferError } from '../core/errors.js';
-import { checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
+import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 
 export interface RemoteEntry {
   name: string;
@@ -240,7 +240,8 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
   const ssh = requireSsh(config, host);
   const list = hostList(host);
   const privateKey = await readKey(ssh.privateKey, `${list}.ssh.privateKey`);
-  const entries = await loadKnownHosts(ssh.knownHosts, `${list}.ssh.knownHosts`);
+  const knownHostsKey = `${list}.ssh.knownHosts`;
+  const entries = await loadKnownHosts(ssh.knownHosts, knownHostsKey, { missingIsEmpty: ssh.acceptUnknownHostKeys });
   const where = `${host.host}:${ssh.port}`;
   let verdict: HostKeyVerdict | undefined;
   // ssh2 is loaded on the first SFTP connection, not at start-up: commands that never use SFTP
@@ -259,10 +260,24 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
     keepaliveInterval: KEEPALIVE_MS,
     keepaliveCountMax: KEEPALIVE_COUNT,
     algorithms: { cipher: CIPHERS as never },
-    hostVerifier: (key: Buffer) => {
+    // With a callback ssh2 waits for it: an accepted new key is on disk before the session goes on.
+    hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
       verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);
-      if (!verdict.ok && verdict.reason === 'unknown' && ssh.acceptUnknownHostKeys) return true;
-      return verdict.ok;
+      if (verdict.ok || verdict.reason !== 'unknown' || !ssh.acceptUnknownHostKeys) {
+        verify(verdict.ok);
+        return undefined;
+      }
+      void acceptNewHostKey(ssh.knownHosts, knownHostsKey, host.host, ssh.port, key).then(
+        (pin) => {
+          verdict = pin.ok ? { ok: true } : pin;
+          verify(pin.ok);
+        },
+        (err: unknown) => {
+          verdict = { ok: false, reason: 'unknown', message: (err as Error).message };
+          verify(false);
+        },
+      );
+      return undefined;
     },
   } as never);
   try {
