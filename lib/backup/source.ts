@@ -23,6 +23,7 @@ import {
   type SourceInventory,
 } from './inventory.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
+import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 
 /**
  * One source's backup: take stock of its DATA_PATH, pull the newest image and the changelogs that
@@ -146,7 +147,7 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
   const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
   req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
-  const fetched = await fetchFile(source, chosen.path, local, req.signal);
+  const fetched = await fetchFile(source, chosen.path, local, { size: chosen.entry.size }, req.signal);
   const change = imageChange(chosen.entry, fetched);
   if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
   let header: ImageHeader;
@@ -178,7 +179,7 @@ async function pullSessions(source: FileSource, req: BackupRequest, entry: Remot
   if (!entry) return undefined;
   const remote = path.posix.join(req.host.dataPath, entry.name);
   const local = path.join(stage, entry.name);
-  await fetchFile(source, remote, local, req.signal);
+  await fetchFile(source, remote, local, { size: entry.size }, req.signal);
   const { size } = await fs.stat(local);
   return { name: entry.name, role: 'sessions', size, sha256: await sha256File(local), sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
 }
@@ -207,7 +208,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
     const label = `${where(req)}/${c.entry.name}`;
     const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
     const local = path.join(stage, c.entry.name);
-    const fetched = await fetchFile(source, c.path, local, req.signal);
+    const fetched = await fetchFile(source, c.path, local, { size: c.entry.size, growth: CHANGELOG_GROWTH }, req.signal);
     seconds += fetched.seconds;
     const change = changelogChange(c.entry, fetched);
     if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
