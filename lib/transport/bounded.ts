@@ -67,14 +67,16 @@ export class ReadWatchdog {
   private done = 0;
   private atWindowStart = 0;
   private readonly timer: NodeJS.Timeout;
+  /** `consumerFull`: bytes wait for our own reader (backpressure): not the server's stall. */
   constructor(
     private readonly o: BoundedReadOptions,
     onStall: (err: TransferError) => void,
+    consumerFull: () => boolean = () => false,
   ) {
     this.timer = setInterval(() => {
       const inWindow = this.done - this.atWindowStart;
       this.atWindowStart = this.done;
-      if (inWindow < READ_MIN_BYTES_PER_WINDOW) {
+      if (inWindow < READ_MIN_BYTES_PER_WINDOW && !consumerFull()) {
         this.stop();
         onStall(stallError(this.o, inWindow, this.done));
       }
@@ -101,7 +103,7 @@ export function boundedStream(input: Readable, o: BoundedReadOptions): Readable 
     out.destroy(err);
     input.destroy();
   };
-  const watchdog = new ReadWatchdog(o, fail);
+  const watchdog = new ReadWatchdog(o, fail, () => out.readableLength >= out.readableHighWaterMark);
   const out = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       done += chunk.length;
