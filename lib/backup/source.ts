@@ -23,7 +23,7 @@ import {
   type SourceInventory,
 } from './inventory.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
-import { CHANGELOG_GROWTH } from '../transport/bounded.js';
+import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
 /**
  * One source's backup: take stock of its DATA_PATH, pull the newest image and the changelogs that
@@ -68,6 +68,16 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
     }
   } finally {
     await source.close();
+  }
+}
+
+/** fetchFile, where a file bigger than listed counts as a changed source (a fresh image renamed into place). */
+async function fetchListed(source: FileSource, req: BackupRequest, remote: string, local: string, bound: ReadBound) {
+  try {
+    return await fetchFile(source, remote, local, bound, req.signal);
+  } catch (err) {
+    if (err instanceof ReadBoundError) throw new SourceChangedError(req.host.name, err.message, { cause: err });
+    throw err;
   }
 }
 
@@ -147,7 +157,7 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
   const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
   req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
-  const fetched = await fetchFile(source, chosen.path, local, { size: chosen.entry.size }, req.signal);
+  const fetched = await fetchListed(source, req, chosen.path, local, { size: chosen.entry.size });
   const change = imageChange(chosen.entry, fetched);
   if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
   let header: ImageHeader;
@@ -179,7 +189,7 @@ async function pullSessions(source: FileSource, req: BackupRequest, entry: Remot
   if (!entry) return undefined;
   const remote = path.posix.join(req.host.dataPath, entry.name);
   const local = path.join(stage, entry.name);
-  await fetchFile(source, remote, local, { size: entry.size }, req.signal);
+  await fetchListed(source, req, remote, local, { size: entry.size });
   const { size } = await fs.stat(local);
   return { name: entry.name, role: 'sessions', size, sha256: await sha256File(local), sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
 }
@@ -208,7 +218,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
     const label = `${where(req)}/${c.entry.name}`;
     const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
     const local = path.join(stage, c.entry.name);
-    const fetched = await fetchFile(source, c.path, local, { size: c.entry.size, growth: CHANGELOG_GROWTH }, req.signal);
+    const fetched = await fetchListed(source, req, c.path, local, { size: c.entry.size, growth: CHANGELOG_GROWTH });
     seconds += fetched.seconds;
     const change = changelogChange(c.entry, fetched);
     if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);

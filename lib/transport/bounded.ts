@@ -44,8 +44,14 @@ export interface BoundedReadOptions {
   mapError?: (err: unknown) => Error;
 }
 
+/**
+ * The file is bigger than the caller was told: hostile, or replaced since the listing (a metalogger
+ * renames a fresh image into place). Callers that retry on a changed source may retry on this.
+ */
+export class ReadBoundError extends TransferError {}
+
 export function overflowError(o: BoundedReadOptions, got: number): TransferError {
-  return new TransferError(o.host, `${o.what}: the server sent more than ${describeBound(o.bound)} (${got}+ bytes): refused, nothing kept`);
+  return new ReadBoundError(o.host, `${o.what}: the server sent more than ${describeBound(o.bound)} (${got}+ bytes): refused, nothing kept`);
 }
 
 /**

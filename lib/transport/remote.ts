@@ -5,7 +5,7 @@ import type SftpClient from 'ssh2-sftp-client';
 import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
 import { ConfigError, TransferError } from '../core/errors.js';
 import { checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
-import { boundedStream, describeBound, limitOf, notPlainName, printableName, READ_IDLE_SECONDS, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
+import { boundedStream, describeBound, limitOf, notPlainName, printableName, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
 
 export interface RemoteEntry {
   name: string;
@@ -88,7 +88,7 @@ class LocalSource implements FileSource {
     try {
       await fs.copyFile(remote, local);
       const { size } = await fs.stat(local);
-      if (size > limitOf(options.bound)) throw new TransferError(this.hostName, `${this.label}: ${remote}: ${size} bytes, more than ${describeBound(options.bound)}: refused, nothing kept`);
+      if (size > limitOf(options.bound)) throw new ReadBoundError(this.hostName, `${this.label}: ${remote}: ${size} bytes, more than ${describeBound(options.bound)}: refused, nothing kept`);
     } catch (err) {
       await fs.rm(local, { force: true });
       throw err;
@@ -223,7 +223,7 @@ class SftpSource implements FileSource {
     try {
       const announced = (await unlessAborted(this.client.stat(remote), either, end, failure)).size;
       if (announced > limitOf(bound)) {
-        throw new TransferError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
+        throw new ReadBoundError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
       }
       if (announced === 0) {
         await fs.writeFile(local, '', { mode: 0o600 });
