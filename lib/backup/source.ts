@@ -6,7 +6,7 @@ import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
-import { readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { changelogIndex, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
@@ -81,6 +81,14 @@ async function fetchListed(source: FileSource, req: BackupRequest, remote: strin
   }
 }
 
+/**
+ * What a changelog's copy may hold: only the current one (N = 0) grows while we copy. A rotated one
+ * that turns out longer was the current one at listing time: a changed source, retried once.
+ */
+function changelogBound(c: ChangelogCandidate): ReadBound {
+  return { size: c.entry.size, growth: changelogIndex(c.entry.name) === 0 ? CHANGELOG_GROWTH : 0 };
+}
+
 function where(req: BackupRequest): string {
   return `${req.host.name}:${req.host.dataPath}`;
 }
@@ -116,7 +124,8 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };
 
   const bytes = chosen.entry.size + needed.reduce((sum, c) => sum + c.entry.size, 0);
-  await ensureStoreSpace(req.store, bytes);
+  // The most the copies may write: listed sizes plus the current changelog's allowed growth.
+  await ensureStoreSpace(req.store, needed.reduce((sum, c) => sum + (changelogBound(c).growth ?? 0), bytes));
   const stage = await makeStageDir(req.store, 'snapshot');
   try {
     const image = await pullImage(source, req, chosen, stage);
@@ -218,7 +227,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
     const label = `${where(req)}/${c.entry.name}`;
     const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
     const local = path.join(stage, c.entry.name);
-    const fetched = await fetchListed(source, req, c.path, local, { size: c.entry.size, growth: CHANGELOG_GROWTH });
+    const fetched = await fetchListed(source, req, c.path, local, changelogBound(c));
     seconds += fetched.seconds;
     const change = changelogChange(c.entry, fetched);
     if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
