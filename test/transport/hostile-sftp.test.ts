@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import YAML from 'yaml';
 import { backupSource } from '../../lib/backup/source.js';
 import { parseConfig, type Config, type MetaloggerHost } from '../../lib/core/config.js';
 import { TransferError } from '../../lib/core/errors.js';
@@ -12,6 +13,7 @@ import { openSource, type FileSource } from '../../lib/transport/remote.js';
 import { fetchFile } from '../../lib/transport/transfer.js';
 import { inspectDataPath } from '../../lib/verify/source.js';
 import { changelogLines } from '../helpers/changelog-fixtures.js';
+import { runCli } from '../helpers/cli.js';
 import { HostileSftp, type HostileFile } from '../lab/hostile-sftp.js';
 
 /**
@@ -52,23 +54,26 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function lab(files: Record<string, HostileFile>): Promise<{ config: Config; ml: MetaloggerHost; store: string; stage: string }> {
+async function lab(files: Record<string, HostileFile>): Promise<{ config: Config; ml: MetaloggerHost; store: string; stage: string; configFile: string }> {
   const dir = path.join(tmp, `case-${++n}`);
   server = await HostileSftp.start(path.join(dir, 'sftp'), files);
   const store = path.join(dir, 'snapshots');
   const stage = path.join(dir, 'stage');
   await fs.mkdir(store, { recursive: true });
   await fs.mkdir(stage, { recursive: true });
-  const config = parseConfig({
+  const doc = {
     timezone: 'UTC',
     stateDir: path.join(dir, 'state'),
     ssh: server.sshConfig({ readIdleSeconds: IDLE_SECONDS }),
-    masters: [{ name: 'master', host: '127.0.0.1', dataPath: '/var/lib/mfs', cliPort: 9421 }],
+    masters: [],
     metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: server.dataPath }],
     snapshotStore: { path: store },
     jobs: {},
-  });
-  return { config, ml: config.metaloggers[0]!, store, stage };
+  };
+  const configFile = path.join(dir, 'config.yaml');
+  await fs.writeFile(configFile, YAML.stringify(doc), { mode: 0o600 });
+  const config = parseConfig(doc, configFile);
+  return { config, ml: config.metaloggers[0]!, store, stage, configFile };
 }
 
 async function open(config: Config, ml: MetaloggerHost, warnings: string[] = []): Promise<FileSource> {
@@ -146,6 +151,19 @@ describe('a hostile SFTP server', () => {
     expect((err as Error).message).toMatch(/^ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data\/changelog_ml\.0\.mfs: (no data for 1 s|only \d+ bytes in 1 s) after \d+ bytes \(the file never ends, or the server drips or stalls\): read abandoned$/);
     expect(seconds).toBeLessThan(3 * IDLE_SECONDS + 3);
     expect(await filesUnder(store)).toEqual([]);
+  });
+
+  test('`mfs-jobs run backup` against a dripping metalogger: CRITICAL in one line naming host and file, in bounded time', async () => {
+    const { configFile, store } = await lab({
+      'metadata_ml.mfs.back': { content: image(10) },
+      'changelog_ml.0.mfs': { content: lines(10, 30), dripMs: 1000 },
+    });
+    const started = Date.now();
+    const res = await runCli(['run', 'backup', '--config', configFile], { timeoutMs: 60_000 });
+    expect(res.code).toBe(2);
+    expect(res.stdout.split('\n')[0]).toMatch(/^MFS BACKUP CRITICAL - ml1: TransferError: ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data\/changelog_ml\.0\.mfs: (no data for 1 s|only \d+ bytes in 1 s) after \d+ bytes \(the file never ends, or the server drips or stalls\): read abandoned/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect((await filesUnder(store)).filter((f) => !f.file.endsWith('.lock'))).toEqual([]);
   });
 
   test('backup pull: a download that stalls leaves nothing at its temp path', async () => {
