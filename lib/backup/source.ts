@@ -6,7 +6,7 @@ import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
-import { readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { changelogIndex, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
@@ -23,6 +23,7 @@ import {
   type SourceInventory,
 } from './inventory.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
+import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
 /**
  * One source's backup: take stock of its DATA_PATH, pull the newest image and the changelogs that
@@ -70,6 +71,24 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
   }
 }
 
+/** fetchFile, where a file bigger than listed counts as a changed source (a fresh image renamed into place). */
+async function fetchListed(source: FileSource, req: BackupRequest, remote: string, local: string, bound: ReadBound) {
+  try {
+    return await fetchFile(source, remote, local, bound, req.signal);
+  } catch (err) {
+    if (err instanceof ReadBoundError) throw new SourceChangedError(req.host.name, err.message, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * What a changelog's copy may hold: only the current one (N = 0) grows while we copy. A rotated one
+ * that turns out longer was the current one at listing time: a changed source, retried once.
+ */
+function changelogBound(c: ChangelogCandidate): ReadBound {
+  return { size: c.entry.size, growth: changelogIndex(c.entry.name) === 0 ? CHANGELOG_GROWTH : 0 };
+}
+
 function where(req: BackupRequest): string {
   return `${req.host.name}:${req.host.dataPath}`;
 }
@@ -105,7 +124,8 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };
 
   const bytes = chosen.entry.size + needed.reduce((sum, c) => sum + c.entry.size, 0);
-  await ensureStoreSpace(req.store, bytes);
+  // The most the copies may write: listed sizes plus the current changelog's allowed growth.
+  await ensureStoreSpace(req.store, needed.reduce((sum, c) => sum + (changelogBound(c).growth ?? 0), bytes));
   const stage = await makeStageDir(req.store, 'snapshot');
   try {
     const image = await pullImage(source, req, chosen, stage);
@@ -146,7 +166,7 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
   const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
   req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
-  const fetched = await fetchFile(source, chosen.path, local, req.signal);
+  const fetched = await fetchListed(source, req, chosen.path, local, { size: chosen.entry.size });
   const change = imageChange(chosen.entry, fetched);
   if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
   let header: ImageHeader;
@@ -178,7 +198,7 @@ async function pullSessions(source: FileSource, req: BackupRequest, entry: Remot
   if (!entry) return undefined;
   const remote = path.posix.join(req.host.dataPath, entry.name);
   const local = path.join(stage, entry.name);
-  await fetchFile(source, remote, local, req.signal);
+  await fetchListed(source, req, remote, local, { size: entry.size });
   const { size } = await fs.stat(local);
   return { name: entry.name, role: 'sessions', size, sha256: await sha256File(local), sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
 }
@@ -207,7 +227,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
     const label = `${where(req)}/${c.entry.name}`;
     const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
     const local = path.join(stage, c.entry.name);
-    const fetched = await fetchFile(source, c.path, local, req.signal);
+    const fetched = await fetchListed(source, req, c.path, local, changelogBound(c));
     seconds += fetched.seconds;
     const change = changelogChange(c.entry, fetched);
     if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);

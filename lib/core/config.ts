@@ -18,6 +18,8 @@ const sshFields = {
   privateKey: absPath.describe('private key file for key authentication'),
   knownHosts: absPath.describe('known_hosts file the host keys are verified against'),
   connectTimeoutSeconds: z.number().positive().default(10),
+  /** A remote read moving less than 64 KiB in this many seconds is abandoned (lib/transport/bounded.ts). */
+  readIdleSeconds: z.number().positive().default(30),
   /**
    * OpenSSH's StrictHostKeyChecking=accept-new: a host not yet in knownHosts has its key accepted once
    * and appended there; from then on a different key is refused like any mismatch. Never the default.

@@ -14,7 +14,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 export function plainNameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string') return 'not a string';
   if (name === '' || name === '.' || name === '..') return 'not a file name';
-  if (name.includes('/')) return 'contains "/"';
+  if (name.includes('/') || name.includes('\\')) return 'contains a path separator';
   if (CONTROL.test(name)) return 'contains a control character';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `longer than ${MAX_NAME_BYTES} bytes`;
   return undefined;

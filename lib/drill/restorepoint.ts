@@ -10,6 +10,7 @@ import { ChainError, UsageError } from '../core/errors.js';
 import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
 import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
+import { CHANGELOG_GROWTH, type ReadBound } from '../transport/bounded.js';
 
 /**
  * Placing a restore point (an image plus the changelogs that roll it forward) into an empty
@@ -190,8 +191,8 @@ async function trimPartialLine(file: string): Promise<void> {
   }
 }
 
-async function download(source: FileSource, from: string, to: string, signal?: AbortSignal): Promise<number> {
-  await source.download(from, to, { signal });
+async function download(source: FileSource, from: string, to: string, bound: ReadBound, signal?: AbortSignal): Promise<number> {
+  await source.download(from, to, { bound, signal });
   await fs.chmod(to, FILE_MODE);
   return (await fs.stat(to)).size;
 }
@@ -220,11 +221,11 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   }
   await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));
   const image = restoredImageName(chosen.entry.name);
-  let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), signal);
+  let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), { size: chosen.entry.size }, signal);
   // The source may have replaced the file between the header check and the copy: check the copy.
   const header = await readImageHeader(path.join(dataPath, image));
   const sessions = sessionsFile(listing, header.magic);
-  if (sessions) bytes += await download(source, path.posix.join(remoteDataPath, sessions.name), path.join(dataPath, RESTORED_SESSIONS), signal);
+  if (sessions) bytes += await download(source, path.posix.join(remoteDataPath, sessions.name), path.join(dataPath, RESTORED_SESSIONS), { size: sessions.size }, signal);
   const from = startVersion(header);
   const changelogs: string[] = [];
   // Scanned once here and reused for the chain below, not read and parsed a second time.
@@ -233,7 +234,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   for (const entry of [...listing.changelogs].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
     if (done.has(family(entry.name))) continue;
     const local = path.join(dataPath, entry.name);
-    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, signal);
+    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, { size: entry.size, growth: CHANGELOG_GROWTH }, signal);
     await trimPartialLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);

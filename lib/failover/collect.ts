@@ -4,7 +4,8 @@ import { scanChangelogFile } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
-import { readImageHeader } from '../moosefs/metadata.js';
+import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
+import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { listSnapshots } from '../store/manifest.js';
 import { localSource, openSource, type FileSource } from '../transport/remote.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
@@ -213,7 +214,7 @@ export class Staging {
     } else {
       const files = this.sources.get(file.source);
       if (!files) throw new Error(`${file.source}: source is closed`);
-      await files.download(file.path, tmp, { signal });
+      await files.download(file.path, tmp, { signal, bound: { size: file.size, growth: isChangelogName(file.name) ? CHANGELOG_GROWTH : 0 } });
     }
     await fs.chmod(tmp, 0o600);
     await fs.rename(tmp, target);

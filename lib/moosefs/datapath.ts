@@ -4,6 +4,7 @@ import { ChainError } from '../core/errors.js';
 import { sessionsFilesFor } from './generations/index.js';
 import { changelogIndex, checkImageEnding, endingBytes, HEADER_BYTES, isChangelogName, isImageName, isSessionsName, parseImageHeader, type ImageHeader } from './metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
+import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 
 /** What a master's or metalogger's DATA_PATH holds, as MooseFS names it. */
 export interface DataPathListing {
@@ -47,9 +48,12 @@ export async function readSourceImageHeader(source: FileSource, file: string, si
   return header;
 }
 
-/** Scan a changelog where it lies (one streaming pass, nothing copied). */
-export async function scanSourceChangelog(source: FileSource, file: string): Promise<ChangelogScan> {
-  return scanChangelogStream(await source.readStream(file), `${source.label}:${path.basename(file)}`);
+/**
+ * Scan a changelog where it lies (one streaming pass, nothing copied), reading at most its listed
+ * `size` plus the growth a live changelog is allowed.
+ */
+export async function scanSourceChangelog(source: FileSource, file: string, size: number): Promise<ChangelogScan> {
+  return scanChangelogStream(await source.readStream(file, { size, growth: CHANGELOG_GROWTH }), `${source.label}:${path.basename(file)}`);
 }
 
 /**

@@ -76,7 +76,7 @@ export class DataPathTarget implements PruneTarget {
 
   private async scanChangelog(e: RemoteEntry, open: Set<string> | undefined): Promise<PlanChangelog> {
     const current = isCurrentChangelog(e.name);
-    const scan = await scanSourceChangelog(this.source, this.file(e.name));
+    const scan = await scanSourceChangelog(this.source, this.file(e.name), e.size);
     refuseDamagedChangelog(scan, `${this.where}/${e.name}`, current);
     if (!current) {
       const after = await this.source.stat(this.file(e.name));

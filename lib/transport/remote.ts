@@ -5,6 +5,8 @@ import type SftpClient from 'ssh2-sftp-client';
 import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
 import { ConfigError, TransferError } from '../core/errors.js';
 import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
+import { plainNameProblem, shownName } from '../core/names.js';
+import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
 
 export interface RemoteEntry {
   name: string;
@@ -14,6 +16,8 @@ export interface RemoteEntry {
 }
 
 export interface DownloadOptions {
+  /** What the listing said about the file: more than this (plus its growth) is refused. */
+  bound: ReadBound;
   /** Called with bytes done and total while the transfer runs. */
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -27,24 +31,49 @@ export interface FileSource {
   /** For messages: `ml1 (127.0.0.1:22)` or `ml1 (local)`. */
   readonly label: string;
   readonly hostName: string;
+  /** Plain file names only: a name with '/', '..' or control characters is skipped with a warning. */
   list(dir: string): Promise<RemoteEntry[]>;
   stat(file: string): Promise<RemoteEntry>;
-  /** Copy a remote file to a local path (the caller owns temp names, fsync and rename). */
-  download(remote: string, local: string, options?: DownloadOptions): Promise<void>;
-  readStream(file: string): Promise<Readable>;
+  /**
+   * Copy a remote file to a local path, at most `options.bound` bytes (the caller owns temp names,
+   * fsync and rename). On failure nothing is left at `local`.
+   */
+  download(remote: string, local: string, options: DownloadOptions): Promise<void>;
+  /** The file's bytes, at most `bound` of them, failing on more or on a stalled read. */
+  readStream(file: string, bound: ReadBound): Promise<Readable>;
   /** Bytes [start, start+length) of a file (image headers, EOF markers). */
   readRange(file: string, start: number, length: number): Promise<Buffer>;
   remove(file: string): Promise<void>;
   close(): Promise<void>;
 }
 
+export type Warn = (message: string) => void;
+
+/** Logs go to stderr; stdout carries the job's result. */
+const warnOnStderr: Warn = (message) => void process.stderr.write(`mfs-jobs: warning: ${message}\n`);
+
+/** The listing's plain file names; the others are reported once each and left out. */
+function plainEntries<T extends { name: string }>(entries: readonly T[], where: string, warn: Warn): T[] {
+  return entries.filter((e) => {
+    const why = plainNameProblem(e.name);
+    if (why) warn(`${where}: skipped listed name ${shownName(e.name)}: ${why}`);
+    return !why;
+  });
+}
+
 class LocalSource implements FileSource {
   readonly label: string;
-  constructor(readonly hostName: string) {
+  constructor(
+    readonly hostName: string,
+    private readonly warn: Warn = warnOnStderr,
+  ) {
     this.label = `${hostName} (local)`;
   }
+  private bounded(file: string, bound: ReadBound): BoundedReadOptions {
+    return { host: this.hostName, what: `${this.label}: ${file}`, bound, idleSeconds: READ_IDLE_SECONDS };
+  }
   async list(dir: string): Promise<RemoteEntry[]> {
-    const names = await fs.readdir(dir);
+    const names = plainEntries((await fs.readdir(dir)).map((name) => ({ name })), `${this.label}: ${dir}`, this.warn).map((e) => e.name);
     const out: RemoteEntry[] = [];
     for (const name of names) {
       const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
@@ -56,11 +85,18 @@ class LocalSource implements FileSource {
     const st = await fs.stat(file);
     return { name: path.basename(file), size: st.size, mtimeMs: st.mtimeMs, isFile: st.isFile() };
   }
-  async download(remote: string, local: string): Promise<void> {
-    await fs.copyFile(remote, local);
+  async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
+    try {
+      await fs.copyFile(remote, local);
+      const { size } = await fs.stat(local);
+      if (size > limitOf(options.bound)) throw new ReadBoundError(this.hostName, `${this.label}: ${remote}: ${size} bytes, more than ${describeBound(options.bound)}: refused, nothing kept`);
+    } catch (err) {
+      await fs.rm(local, { force: true });
+      throw err;
+    }
   }
-  async readStream(file: string): Promise<Readable> {
-    return createReadStream(file, { highWaterMark: 1 << 20 });
+  async readStream(file: string, bound: ReadBound): Promise<Readable> {
+    return boundedStream(createReadStream(file, { highWaterMark: 1 << 20, end: limitOf(bound) }), this.bounded(file, bound));
   }
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
     const h = await fs.open(file, 'r');
@@ -113,8 +149,8 @@ async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefine
 }
 
 /** A directory on this machine's disk read through the FileSource interface (snapshot store, local hosts). */
-export function localSource(name: string): FileSource {
-  return new LocalSource(name);
+export function localSource(name: string, warn?: Warn): FileSource {
+  return new LocalSource(name, warn);
 }
 
 /** SSH keepalive: a link silent for KEEPALIVE_MS × KEEPALIVE_COUNT ends the connection (and the pending call). */
@@ -138,8 +174,13 @@ class SftpSource implements FileSource {
     readonly hostName: string,
     private readonly where: string,
     private readonly client: SftpClient,
+    private readonly idleSeconds: number,
+    private readonly warn: Warn,
   ) {
     this.label = `${hostName} (${where})`;
+  }
+  private bounded(file: string, bound: ReadBound): BoundedReadOptions {
+    return { host: this.hostName, what: `${this.label}: ${file}`, bound, idleSeconds: this.idleSeconds };
   }
   private wrap(op: string, file: string, err: unknown): TransferError {
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
@@ -147,7 +188,7 @@ class SftpSource implements FileSource {
   }
   async list(dir: string): Promise<RemoteEntry[]> {
     try {
-      const items = await this.client.list(dir);
+      const items = plainEntries(await this.client.list(dir), `${this.label}: ${dir}`, this.warn);
       return items.map((i) => ({ name: i.name, size: i.size, mtimeMs: i.modifyTime, isFile: i.type === '-' }));
     } catch (err) {
       throw this.wrap('list', dir, err);
@@ -161,46 +202,78 @@ class SftpSource implements FileSource {
       throw this.wrap('stat', file, err);
     }
   }
-  async download(remote: string, local: string, options: DownloadOptions = {}): Promise<void> {
-    const { signal } = options;
+  /**
+   * fastGet with the file size fixed to what the server announces at open, once that is checked
+   * against the bound: fastGet then requests exactly those bytes and no more, whatever the reads
+   * would deliver. A stall ends the connection (the only way to settle a pending ssh2 call).
+   */
+  async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
+    const { signal, bound } = options;
+    const o = this.bounded(remote, bound);
     const abortError = () => new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
     if (signal?.aborted) throw abortError();
-    const get = this.client.fastGet(remote, local, {
-      ...FAST_GET,
-      step: options.onProgress ? (done: number, _chunk: number, total: number) => options.onProgress!(done, total) : undefined,
+    let stalled: TransferError | undefined;
+    const stall = new AbortController();
+    const watchdog = new ReadWatchdog(o, (err) => {
+      stalled = err;
+      stall.abort(err);
     });
+    const either = signal ? AbortSignal.any([signal, stall.signal]) : stall.signal;
+    const failure = () => stalled ?? abortError();
+    const end = () => void this.client.end().catch(() => undefined);
     try {
-      await unlessAborted(get, signal, () => void this.client.end().catch(() => undefined), abortError);
+      const announced = (await unlessAborted(this.client.stat(remote), either, end, failure)).size;
+      if (announced > limitOf(bound)) {
+        throw new ReadBoundError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
+      }
+      if (announced === 0) {
+        await fs.writeFile(local, '', { mode: 0o600 });
+        return;
+      }
+      const get = this.client.fastGet(remote, local, {
+        ...FAST_GET,
+        fileSize: announced,
+        step: (done: number, _chunk: number, total: number) => {
+          watchdog.progress(done);
+          options.onProgress?.(done, total);
+        },
+      } as never);
+      await unlessAborted(get, either, end, failure);
     } catch (err) {
+      await fs.rm(local, { force: true });
       if (err instanceof TransferError) throw err;
+      if (stalled) throw stalled;
       if (signal?.aborted) throw abortError();
       throw this.wrap('download', remote, err);
+    } finally {
+      watchdog.stop();
     }
   }
-  async readStream(file: string): Promise<Readable> {
-    try {
-      return quietAfterEnd(this.client.createReadStream(file, { highWaterMark: 1 << 18 } as never) as unknown as Readable);
-    } catch (err) {
-      throw this.wrap('read', file, err);
-    }
+  async readStream(file: string, bound: ReadBound): Promise<Readable> {
+    return this.boundedRange(file, 0, limitOf(bound), bound);
   }
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
     if (length <= 0) return Buffer.alloc(0);
-    const stream = await this.readStream2(file, start, start + length - 1);
+    const stream = await this.boundedRange(file, start, start + length - 1, { size: length });
     const parts: Buffer[] = [];
     try {
       for await (const c of stream) parts.push(c as Buffer);
     } catch (err) {
+      if (err instanceof TransferError) throw err;
       throw this.wrap('read', file, err);
     }
     return Buffer.concat(parts);
   }
-  private async readStream2(file: string, start: number, end: number): Promise<Readable> {
+  /** Bytes [start, end] (end inclusive: one past the bound, so a longer file shows as an overflow). */
+  private async boundedRange(file: string, start: number, end: number, bound: ReadBound): Promise<Readable> {
+    let raw: Readable;
     try {
-      return quietAfterEnd(this.client.createReadStream(file, { start, end } as never) as unknown as Readable);
+      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 } as never) as unknown as Readable);
     } catch (err) {
       throw this.wrap('read', file, err);
     }
+    // ssh2's own errors (a vanished file, a dropped link) in the same words as the other calls.
+    return boundedStream(raw, { ...this.bounded(file, bound), mapError: (err) => this.wrap('read', file, err) });
   }
   async remove(file: string): Promise<void> {
     try {
@@ -235,8 +308,8 @@ function connectProblem(err: unknown, verdict: HostKeyVerdict | undefined): stri
 }
 
 /** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
-export async function openSource(config: Config, host: DataPathHost, signal?: AbortSignal): Promise<FileSource> {
-  if (host.local) return new LocalSource(host.name);
+export async function openSource(config: Config, host: DataPathHost, signal?: AbortSignal, warn: Warn = warnOnStderr): Promise<FileSource> {
+  if (host.local) return new LocalSource(host.name, warn);
   const ssh = requireSsh(config, host);
   const list = hostList(host);
   const privateKey = await readKey(ssh.privateKey, `${list}.ssh.privateKey`);
@@ -287,5 +360,5 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
     if (err instanceof TransferError) throw err;
     throw new TransferError(host.name, `${host.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
   }
-  return new SftpSource(host.name, where, client);
+  return new SftpSource(host.name, where, client, ssh.readIdleSeconds, warn);
 }

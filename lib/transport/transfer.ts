@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { terminalProgress } from '../core/progress.js';
 import type { FileSource, RemoteEntry } from './remote.js';
+import type { ReadBound } from './bounded.js';
 import { sealFile } from '../core/atomic.js';
 
 export interface FetchResult {
@@ -14,14 +15,14 @@ export interface FetchResult {
 
 /**
  * Copy one remote file to a local path with SFTP parallel reads (fastGet: straight to disk, constant
- * memory), make it private and durable, and look at the remote file again so the caller can tell
- * whether it changed while it was being copied.
+ * memory), at most `bound` bytes, make it private and durable, and look at the remote file again so
+ * the caller can tell whether it changed while it was being copied.
  */
-export async function fetchFile(source: FileSource, remotePath: string, localPath: string, signal?: AbortSignal): Promise<FetchResult> {
+export async function fetchFile(source: FileSource, remotePath: string, localPath: string, bound: ReadBound, signal?: AbortSignal): Promise<FetchResult> {
   const started = Date.now();
   const progress = terminalProgress(`${source.hostName}: ${path.posix.basename(remotePath)}`);
   try {
-    await source.download(remotePath, localPath, { signal, onProgress: progress?.update });
+    await source.download(remotePath, localPath, { bound, signal, onProgress: progress?.update });
   } finally {
     progress?.end();
   }

@@ -54,11 +54,11 @@ async function readChangelogs(source: FileSource, listing: DataPathListing, o: I
   for (const e of listing.changelogs) {
     abortIfAsked(o.signal);
     const file = path.posix.join(listing.dataPath, e.name);
-    let scan = await scanSourceChangelog(source, file);
+    let scan = await scanSourceChangelog(source, file, e.size);
     if (scan.truncatedLastLine && (o.cutLineRetryMs ?? 0) > 0) {
       // The metalogger may be half-way through writing its newest line: look once more.
       await sleep(o.cutLineRetryMs!);
-      scan = await scanSourceChangelog(source, file);
+      scan = await scanSourceChangelog(source, file, e.size);
     }
     out.push({ name: e.name, size: scan.bytes, mtimeMs: e.mtimeMs, scan });
   }

@@ -6,6 +6,7 @@ import { Transform } from 'node:stream';
 import { parseConfig } from '../../../lib/core/config.js';
 import { EOF_MARKER, IMAGE_MAGIC } from '../../../lib/moosefs/metadata.js';
 import { openSource, type FileSource } from '../../../lib/transport/remote.js';
+import type { ReadBound } from '../../../lib/transport/bounded.js';
 import { inspectDataPath } from '../../../lib/verify/source.js';
 
 const LINES = 3_000_000;
@@ -36,8 +37,8 @@ async function writeChangelog(file: string, from: number, count: number): Promis
 /** The real local source, with every chunk it hands out observed: how much memory is in use right then. */
 function observed(source: FileSource, sample: () => void): FileSource {
   return Object.assign(Object.create(source) as FileSource, {
-    readStream: async (file: string) =>
-      (await source.readStream(file)).pipe(
+    readStream: async (file: string, bound: ReadBound) =>
+      (await source.readStream(file, bound)).pipe(
         new Transform({
           transform(chunk, _enc, done) {
             sample();
