@@ -16,11 +16,10 @@ export function imageBytes(version: number, metaid: bigint): Buffer {
 }
 
 /**
- * A small snapshot that verifies (image v10 + a changelog 9..11, reaching 12) written into `store` the way
- * backup does, for tests of the store's import/export/list without a MooseFS lab. `edit` changes the
- * manifest before it is written (a hostile or odd archive).
+ * A small snapshot that verifies (image v10 + a changelog 9..11, reaching 12), staged in `store` the way
+ * backup stages one, with its manifest not yet written.
  */
-export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint; edit?: (m: Manifest) => void } = {}): Promise<StoredSnapshot> {
+export async function stageSyntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint } = {}): Promise<{ stage: string; manifest: Manifest }> {
   const at = o.at ?? new Date();
   const metaid = o.metaid ?? 0xabn;
   const stage = await makeStageDir(store, 'synthetic');
@@ -40,6 +39,15 @@ export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: 
     startedAt: at.toISOString(),
     finishedAt: at.toISOString(),
   };
+  return { stage, manifest };
+}
+
+/**
+ * That snapshot written into `store` as backup writes one, for tests of the store's import/export/list
+ * without a MooseFS lab. `edit` changes the manifest before it is written (a hostile or odd archive).
+ */
+export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint; edit?: (m: Manifest) => void } = {}): Promise<StoredSnapshot> {
+  const { stage, manifest } = await stageSyntheticSnapshot(store, o);
   o.edit?.(manifest);
   const dir = await finaliseSnapshot(store, stage, manifest);
   await refreshLatest(store);

@@ -1,40 +1,12 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sealFile } from '../../../lib/core/atomic.js';
-import { listSnapshots, snapshotId, type Manifest } from '../../../lib/store/manifest.js';
-import { finaliseSnapshot, freeSnapshotId, isNoSpace, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, sha256File, verifySnapshot, viewStore } from '../../../lib/store/snapshot-store.js';
+import { listSnapshots, snapshotId } from '../../../lib/store/manifest.js';
+import { finaliseSnapshot, freeSnapshotId, isNoSpace, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, verifySnapshot, viewStore } from '../../../lib/store/snapshot-store.js';
 import { trimCutLastLine } from '../../../lib/transport/transfer.js';
+import { stageSyntheticSnapshot } from '../../helpers/synthetic-snapshot.js';
 
-/** A real MFSM 2.0 header (version 10) and EOF marker around a few bytes of body: enough for header checks. */
-function imageBytes(version: number): Buffer {
-  const head = Buffer.alloc(24);
-  head.write('MFSM 2.0', 0, 'latin1');
-  head.writeBigUInt64BE(BigInt(version), 8);
-  head.writeBigUInt64BE(0xabn, 16);
-  return Buffer.concat([head, Buffer.from('body'), Buffer.from('[MFS EOF MARKER]')]);
-}
-
-async function stagedSnapshot(store: string, at: Date): Promise<{ stage: string; manifest: Manifest }> {
-  const stage = await makeStageDir(store, 'snapshot');
-  await fs.writeFile(path.join(stage, 'metadata.mfs.back'), imageBytes(10));
-  await fs.writeFile(path.join(stage, 'changelog.0.mfs'), '9: 1|A(1)\n10: 1|B(1)\n11: 1|C(1)\n');
-  for (const f of await fs.readdir(stage)) await sealFile(path.join(stage, f));
-  const file = async (name: string) => ({ name, size: (await fs.stat(path.join(stage, name))).size, sha256: await sha256File(path.join(stage, name)), sourcePath: `/src/${name}`, sourceSize: 0, sourceMtimeMs: 0 });
-  const manifest: Manifest = {
-    formatVersion: 1,
-    id: snapshotId(at, 12),
-    source: { name: 'm', host: 'h', role: 'master', dataPath: '/src' },
-    image: { name: 'metadata.mfs.back', version: 10, metaid: '00000000000000AB', empty: false },
-    changelogs: { first: 9, last: 11 },
-    reachesVersion: 12,
-    files: [{ ...(await file('metadata.mfs.back')), role: 'image' }, { ...(await file('changelog.0.mfs')), role: 'changelog', firstVersion: 9, lastVersion: 11 }],
-    mfsJobsVersion: 'test',
-    startedAt: at.toISOString(),
-    finishedAt: at.toISOString(),
-  };
-  return { stage, manifest };
-}
+const stagedSnapshot = (store: string, at: Date) => stageSyntheticSnapshot(store, { at });
 
 describe('snapshot store write side', () => {
   let store: string;
