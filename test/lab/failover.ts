@@ -350,11 +350,12 @@ export class FailoverLab {
 
   /**
    * Give the cluster a real image (a clean restart of A's master writes one; the metalogger downloads it
-   * when it reconnects), start `mfs-jobs daemon` on A and B, and give B `promoter`'s up-script: the
-   * starting point of alternating failover rounds.
+   * when it reconnects) and give B `promoter`'s up-script (and, for mfs-jobs, its daemon): the starting
+   * point of alternating failover rounds. A standby whose round is the seed script's runs no daemon: with
+   * `standby.promoteOnVip` the daemon would promote into the DATA_PATH the script restores into.
    */
   async prepareRounds(first: Promoter): Promise<void> {
-    for (const m of [this.A, this.B]) await this.startDaemon(m);
+    if (first === 'mfs-jobs') await this.startDaemon(this.B);
     await this.master(this.A).restart();
     await this.metalogger!.stop();
     await this.metalogger!.start({ wrap: this.C.wrap });
@@ -387,7 +388,7 @@ export class FailoverLab {
     const writeAt = Date.now();
     written.set(`after-${tag}`, sha256(after));
     const promote = promoter === 'mfs-jobs' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
-    await this.reboot(serving, ROUND_SKEW, { upScript: upScriptOf(next), daemon: true });
+    await this.reboot(serving, ROUND_SKEW, { upScript: upScriptOf(next), daemon: next === 'mfs-jobs' });
     await this.waitVipOnlyOn(standby);
     await this.chunkserverFollow(standby);
     this.servingMachine = standby;
