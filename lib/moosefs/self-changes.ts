@@ -1,5 +1,5 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { localSource } from '../transport/remote.js';
 import { parseChangelogLine } from './changelog.js';
 import type { Generation } from './generations/generation.js';
 
@@ -53,24 +53,13 @@ async function readSelfChanges(file: string, generation: Generation, expected: n
 
 /** The whole lines in the last TAIL_BYTES of `file` (none if it does not exist). */
 async function tailLines(file: string): Promise<string[]> {
-  let handle;
-  try {
-    handle = await fs.open(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  try {
-    const { size } = await handle.stat();
-    const start = Math.max(0, size - TAIL_BYTES);
-    const buf = Buffer.alloc(size - start);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-    const lines = buf.subarray(0, bytesRead).toString('latin1').split('\n');
-    // A partial first line (cut by the window) and the unfinished last one are not lines.
-    if (start > 0) lines.shift();
-    lines.pop();
-    return lines;
-  } finally {
-    await handle.close();
-  }
+  const source = localSource('scratch master');
+  const size = await source.stat(file).then((st) => st.size, (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 0 : Promise.reject(err)));
+  if (size === 0) return [];
+  const start = Math.max(0, size - TAIL_BYTES);
+  const lines = (await source.readRange(file, start, size - start)).toString('latin1').split('\n');
+  // A partial first line (cut by the window) and the unfinished last one are not lines.
+  if (start > 0) lines.shift();
+  lines.pop();
+  return lines;
 }

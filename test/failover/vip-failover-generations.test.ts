@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { sha256 as sha, useFailoverLab, writeFiles, writeDurably, type FailoverLab } from '../lab/failover.js';
+import { sha256 as sha, useFailoverLab, writeFiles, writeDurably } from '../lab/failover.js';
 import { labGeneration } from '../lab/generations.js';
-import type { LabMount } from '../lab/moosefs.js';
-import type { Machine, NsMaster } from '../lab/netns.js';
 import { waitFor } from '../lab/proc.js';
 
 /**
@@ -19,18 +17,9 @@ const s = (ms: number) => (ms / 1000).toFixed(2);
 describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chunkserver and mfsmount)', () => {
   const VIP = '10.81.0.100';
   const suite = useFailoverLab({ prefix: '10.81.0', vip: VIP, lab: labGeneration('4.59.2') });
-  let lab: FailoverLab;
-  let A: Machine, B: Machine;
-  let masterA: NsMaster;
-  let standbyB: NsMaster;
-  let mount: LabMount;
-  beforeAll(() => {
-    lab = suite.lab;
-    [A, B] = [lab.A, lab.B];
-    [masterA, standbyB, mount] = [lab.master(A), lab.master(B), lab.mount!];
-  });
 
   test('kill -9 of A: B promotes with mfsmaster -a of 4.59.2, a fresh mount reads every file, the client writes again', async () => {
+    const { lab, A, B, masterA, standbyB, mount } = suite;
     expect((await masterA.info()).softwareVersion).toBe('4.59.2');
     const written = new Map<string, string>();
     await writeFiles(mount, 'before', 60, written);
@@ -124,18 +113,9 @@ function fileFates(restored: Iterable<string>, dirs: string[], sizes: Map<string
 describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jobs: hourly backup of the master, chunkservers' changelog_csback", () => {
   const VIP = '10.82.0.100';
   const suite = useFailoverLab({ prefix: '10.82.0', vip: VIP, lab: labGeneration('1.6.4') });
-  let lab: FailoverLab;
-  let A: Machine, B: Machine;
-  let masterA: NsMaster;
-  let standbyB: NsMaster;
-  let mount: LabMount;
-  beforeAll(() => {
-    lab = suite.lab;
-    [A, B] = [lab.A, lab.B];
-    [masterA, standbyB, mount] = [lab.master(A), lab.master(B), lab.mount!];
-  });
 
   test('kill -9 of A: B restores the backup image + the csback changes with mfsmetarestore; a fresh mount reads every file whose changes reached the chunkserver', async () => {
+    const { lab, A, B, masterA, standbyB, mount } = suite;
     expect((await masterA.info()).softwareVersion).toBe('1.6.4');
     const written = new Map<string, string>();
     await writeFiles(mount, 'hourly', 30, written);

@@ -59,7 +59,11 @@ export async function writeFiles(mount: LabMount, dir: string, count: number, wr
 }
 
 /** A suite's failover lab: started before its tests, stopped after them with nothing left behind. */
-export function useFailoverLab(options: Parameters<typeof FailoverLab.start>[0]): { readonly lab: FailoverLab } {
+/**
+ * One failover lab per suite, started before its tests and torn down after (leftovers fail the suite);
+ * the getters name its parts: A serves at the start, B stands by, the client's mount is on C.
+ */
+export function useFailoverLab(options: Parameters<typeof FailoverLab.start>[0]): { readonly lab: FailoverLab; readonly A: Machine; readonly B: Machine; readonly masterA: NsMaster; readonly standbyB: NsMaster; readonly mount: LabMount } {
   const holder: { lab?: FailoverLab } = {};
   beforeAll(async () => {
     holder.lab = await FailoverLab.start(options);
@@ -67,9 +71,25 @@ export function useFailoverLab(options: Parameters<typeof FailoverLab.start>[0])
   afterAll(async () => {
     if (holder.lab) expect(await holder.lab.stop()).toEqual([]);
   }, 120_000);
+  const lab = () => holder.lab!;
   return {
     get lab() {
-      return holder.lab!;
+      return lab();
+    },
+    get A() {
+      return lab().A;
+    },
+    get B() {
+      return lab().B;
+    },
+    get masterA() {
+      return lab().master(lab().A);
+    },
+    get standbyB() {
+      return lab().master(lab().B);
+    },
+    get mount() {
+      return lab().mount!;
     },
   };
 }
