@@ -37,6 +37,11 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
     log.error('no scheduled jobs and no daemon.socket: give jobs.<name>.schedule in the config');
     return 3;
   }
+  // Taken before anything starts: a SIGTERM during start-up still stops the daemon cleanly (socket removed).
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   let handOff: HandOffServer | undefined;
   if (config.daemon.socket) {
     try {
@@ -76,10 +81,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   }
   log.info('daemon started', { pid: process.pid, jobs: plan.map((p) => p.job.name) });
 
-  const signalled = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signalled = await stopRequested;
   stopping = true;
   for (const t of tasks) await t.destroy();
   vipWatch?.stop();
