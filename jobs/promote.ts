@@ -7,6 +7,7 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
+import { MasterWatch } from '../lib/failover/master-watch.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
@@ -28,6 +29,11 @@ const options = jobOptionsSchema({
    */
   fenceArpMilliseconds: z.number().int().min(0).max(10_000).default(150),
   fenceArpProbes: z.number().int().min(1).max(10).default(3),
+  /**
+   * With `mfs-jobs daemon` running on this standby: probe the other masters this often, all the time,
+   * so that a master already seen dead needs no probe when the hook fires (master-watch.ts). 0 turns it off.
+   */
+  fenceAheadMilliseconds: z.number().int().min(0).max(10_000).default(250),
   /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
   sourceTimeoutSeconds: z.number().positive().default(5),
   /** mfsmaster -a and the first mfscli answer. */
@@ -66,7 +72,34 @@ export default defineJob({
     }
     return promote(ctx, standby, others, force);
   },
+  async alongsideDaemon({ config, options, log }) {
+    if (!config.standby || options.fenceAheadMilliseconds === 0) return undefined;
+    const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
+    if (others.length === 0) return undefined;
+    const arp = { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes };
+    const w = new MasterWatch(others, {
+      intervalMs: options.fenceAheadMilliseconds,
+      arp,
+      onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
+    });
+    watch = w;
+    log.info('watching the other masters for fencing', { masters: others.map((m) => m.name), intervalMs: options.fenceAheadMilliseconds });
+    return {
+      close: async () => {
+        if (watch === w) watch = undefined;
+        await w.close();
+      },
+    };
+  },
 });
+
+/** The daemon's watch of the other masters, when promote runs inside `mfs-jobs daemon` (alongsideDaemon). */
+let watch: MasterWatch | undefined;
+
+/** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
+function watchFreshMs(o: Options): number {
+  return 2 * (o.fenceAheadMilliseconds + o.fenceArpMilliseconds) + 100;
+}
 
 async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], running: Awaited<ReturnType<typeof localMaster>>): Promise<JobResult> {
   if (!running.info) {
@@ -88,6 +121,11 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
 function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
   return Promise.all(
     others.map(async (m) => {
+      const early = watch?.deadAnswer(m, watchFreshMs(ctx.options));
+      if (early) {
+        onAnswer?.(m, early);
+        return early;
+      }
       const { fenceTimeoutSeconds, fenceArpMilliseconds, fenceArpProbes } = ctx.options;
       const arp = fenceArpMilliseconds > 0 ? { windowMs: fenceArpMilliseconds, probes: fenceArpProbes } : undefined;
       const answer = await probeMaster(m, { timeoutMs: fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, signal: ctx.signal, arp });
