@@ -8,6 +8,7 @@ import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
+import { MIRROR_DIR, mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
@@ -73,28 +74,35 @@ export default defineJob({
     return promote(ctx, standby, others, force);
   },
   async alongsideDaemon({ config, options, log }) {
-    if (!config.standby || options.fenceAheadMilliseconds === 0) return undefined;
-    const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
-    if (others.length === 0) return undefined;
-    const arp = { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes };
-    const w = new MasterWatch(others, {
-      intervalMs: options.fenceAheadMilliseconds,
-      arp,
-      onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
-    });
-    watch = w;
-    log.info('watching the other masters for fencing', { masters: others.map((m) => m.name), intervalMs: options.fenceAheadMilliseconds });
-    return {
-      close: async () => {
-        if (watch === w) watch = undefined;
-        await w.close();
-      },
-    };
+    if (!config.standby) return undefined;
+    const parts: { close(): Promise<void> }[] = [];
+    if (options.fenceAheadMilliseconds > 0) {
+      const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
+      if (others.length > 0) {
+        const w = new MasterWatch(others, {
+          intervalMs: options.fenceAheadMilliseconds,
+          arp: { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes },
+          onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
+        });
+        daemonSide.watch = w;
+        log.info('watching the other masters for fencing', { masters: others.map((m) => m.name), intervalMs: options.fenceAheadMilliseconds });
+        parts.push({ close: async () => ((daemonSide.watch = undefined), await w.close()) });
+      }
+    }
+    const store = mirrorOf(config);
+    const hosts = mirroredHosts(config);
+    if (store && hosts.length > 0) {
+      const m = new StandbyMirror(config, store, hosts, { intervalMs: config.standby.mirrorIntervalSeconds * 1000, log });
+      daemonSide.mirror = m;
+      log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
+      parts.push({ close: async () => ((daemonSide.mirror = undefined), await m.close()) });
+    }
+    return parts.length ? { close: async () => void (await Promise.all(parts.map((p) => p.close()))) } : undefined;
   },
 });
 
-/** The daemon's watch of the other masters, when promote runs inside `mfs-jobs daemon` (alongsideDaemon). */
-let watch: MasterWatch | undefined;
+/** What promote keeps running inside `mfs-jobs daemon` (alongsideDaemon): the watch of the other masters, the mirror. */
+const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror } = {};
 
 /** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
 function watchFreshMs(o: Options): number {
@@ -121,7 +129,7 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
 function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
   return Promise.all(
     others.map(async (m) => {
-      const early = watch?.deadAnswer(m, watchFreshMs(ctx.options));
+      const early = daemonSide.watch?.deadAnswer(m, watchFreshMs(ctx.options));
       if (early) {
         onAnswer?.(m, early);
         return early;
@@ -157,7 +165,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
   try {
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
     if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
-    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
+    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), mirrorOf(ctx.config));
     const mark = Date.now();
     const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
@@ -174,7 +182,18 @@ async function release(p: Prepared | undefined): Promise<void> {
   await closeSources(p.collected);
 }
 
+/** Promote with the daemon's mirror holding still: a pass must not rewrite a file while it is staged from. */
 async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
+  const mirror = daemonSide.mirror;
+  mirror?.pause();
+  try {
+    return await promoteNow(ctx, standby, others, force);
+  } finally {
+    mirror?.resume();
+  }
+}
+
+async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
   const { config } = ctx;
   const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
@@ -185,7 +204,8 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  const { specs, notes } = await sourceSpecs(config, others);
+  const { specs: ownSpecs, notes } = await sourceSpecs(config, others);
+  const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
   const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
   const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
   const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
@@ -235,16 +255,18 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
   }
   const mark = Date.now();
   const placements = await preparePlacements(plan, settled, staging, ctx.signal);
-  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
+  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir), MIRROR_DIR]);
   await placeFiles(standby.dataPath, placements.files);
   f.timings.placeMs = Date.now() - mark;
-  return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
+  if (staging.reused > 0) lines.push(`warm standby: ${staging.reused} bytes taken from the mirror, ${staging.bytes} fetched`);
+  return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, mirroredBytes: staging.reused, lines });
 }
 
 interface Acted {
   aside: { dir?: string; moved: string[] };
   placements: { files: Placement[]; reachedTimestamp?: number };
   stagingBytes: number;
+  mirroredBytes: number;
   lines: string[];
 }
 
@@ -288,6 +310,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
     { name: 'metadata_version', value: served, help: 'Metadata version the promoted master serves.' },
     { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
+    { name: 'mirrored', value: acted.mirroredBytes, unit: 'B', help: "Bytes the warm standby's mirror gave instead of a source (standby.mirror)." },
   ];
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
@@ -299,7 +322,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };

@@ -1,3 +1,4 @@
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { MasterHost } from '../core/config.js';
 import { arpProbe, type ArpAnswer } from './arp.js';
 import { probePort, type FenceAnswer, type Reachability } from './fence.js';
@@ -87,7 +88,7 @@ export class MasterWatch {
         const streak = before?.kind === 'dead' && s.kind === 'dead' && before.reachability === s.reachability ? before : undefined;
         this.set(m, s.kind === 'dead' ? { ...s, since: streak?.since ?? s.since, probes: (streak?.probes ?? 0) + 1 } : s);
       }
-      await sleep(Math.max(0, began + intervalMs - Date.now()), this.stop.signal);
+      await delay(Math.max(0, began + intervalMs - Date.now()), this.stop.signal);
     }
   }
 
@@ -111,15 +112,7 @@ function keyOf(m: MasterHost): string {
   return `${m.name}\0${m.cliHost}:${m.cliPort}`;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted || ms <= 0) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** Wait `ms`, or less if `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return ms > 0 ? sleepFor(ms, undefined, { signal }).catch(() => undefined) : Promise.resolve();
 }
