@@ -31,6 +31,12 @@ import { readEdges } from './collect.js';
  */
 
 const CHUNK = 4 << 20;
+/**
+ * A mirrored image's mtime, set when it is complete: anything that writes into it afterwards (through
+ * a hard link it was placed by) moves the mtime, and the mirror no longer takes it for the source's bytes.
+ */
+const IMAGE_STAMP_S = 946_684_800;
+const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_STAMP_S * 1000;
 
 class TornCopy extends Error {}
 const OVERLAP = 4096;
@@ -89,7 +95,7 @@ export class MirrorStore {
     if (file.version !== undefined && file.metaid !== undefined) {
       const mirrored = this.imagePath(file.source, file.version, file.metaid);
       const st = await fs.lstat(mirrored).catch(() => undefined);
-      if (!st?.isFile() || st.size !== file.size) return undefined;
+      if (!st?.isFile() || st.size !== file.size || !stamped(st)) return undefined;
       await fs.link(mirrored, tmp);
       return { reused: st.size, fetched: 0 };
     }
@@ -197,7 +203,7 @@ export async function mirrorPass(store: MirrorStore, source: string, files: File
     const target = store.imagePath(source, image.version, image.metaid);
     keep.add(path.basename(target));
     const st = await fs.lstat(target).catch(() => undefined);
-    if (!st || st.size !== image.size) {
+    if (!st || st.size !== image.size || !stamped(st)) {
       await fetchImage(files, at(image.name), image, target);
       pass.fetched += image.size;
     }
@@ -228,6 +234,7 @@ async function fetchImage(files: FileSource, remote: string, image: { version: n
     const h = await readImageHeader(tmp, { checkEnding: true });
     if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new Error(`${remote}: replaced while it was mirrored`);
     await sealFile(tmp);
+    await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
     await fs.rename(tmp, target);
     await fsyncDir(path.dirname(target));
   } finally {

@@ -107,5 +107,10 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(version);
     // The mirror is not moved aside with the old DATA_PATH content, and rests while this machine is the master.
     expect(await fs.readdir(path.join(standby.dataPath, MIRROR_DIR))).toEqual(['ml1']);
+    // The master started from the linked image and was stopped cleanly: it never wrote into that image.
+    const image = (await fs.readdir(mirrorDir())).find((n) => n.startsWith('image-'))!;
+    expect(await runCli(['run', 'demote', '--config', config], { env: { MFS_JOBS_NO_HAND_OFF: '1' } })).toMatchObject({ code: 0 });
+    expect((await fs.readFile(path.join(mirrorDir(), image))).equals(await fs.readFile(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back')))).toBe(true);
+    expect((await fs.stat(path.join(mirrorDir(), image))).mtime.toISOString()).toBe('2000-01-01T00:00:00.000Z');
   }, 90_000);
 });

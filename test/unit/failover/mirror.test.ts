@@ -63,6 +63,15 @@ describe('warm standby mirror', () => {
     const img = path.join(stageDir(), 'img');
     expect(await store.stage(image, files, img)).toEqual({ reused: image.size, fetched: 0 });
     expect((await fs.stat(img)).ino).toBe((await fs.stat(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).ino);
+    // Something writes into the linked image (a master that did not rename): the mirror no longer vouches for it.
+    await fs.appendFile(img, '');
+    const h = await fs.open(img, 'r+');
+    await h.write(Buffer.from('x'), 0, 1, 30);
+    await h.close();
+    expect(await store.stage(image, files, path.join(stageDir(), 'img2'))).toBeUndefined();
+    const pass = await mirrorPass(store, 'ml1', files, src);
+    expect(pass.fetched).toBe(image.size + generatedLines(121, 125).length);
+    expect((await fs.readFile(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).equals(imageBytes(100, METAID))).toBe(true);
   });
 
   test('stage refuses what is not provably the same bytes: another image version or size, a changelog the source rewrote', async () => {
