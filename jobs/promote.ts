@@ -15,7 +15,8 @@ import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
-import { localAddresses, vipHeld } from '../lib/failover/vip.js';
+import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
+import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import type { Generation } from '../lib/moosefs/generations/index.js';
@@ -41,6 +42,11 @@ const options = jobOptionsSchema({
   startTimeoutSeconds: z.number().positive().default(600),
   /** Restore only this filesystem (hex metaid as in the image header), whatever else sources hold. */
   metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional(),
+  /**
+   * When fencing refuses because the old master still serves (a partition: this standby stopped hearing
+   * its adverts), take standby.vip off this host again, so that clients keep reaching the live master.
+   */
+  releaseVipOnRefusal: z.boolean().default(true),
 });
 type Options = z.infer<typeof options>;
 type Ctx = JobContext<Options>;
@@ -143,6 +149,17 @@ function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHos
   );
 }
 
+/** After a refusal: the VIP off this host again (releaseVipOnRefusal), and a note for the summary. */
+async function giveVipBack(ctx: Ctx, standby: StandbyConfig): Promise<{ released: string[]; note: string }> {
+  if (!standby.vip || !ctx.options.releaseVipOnRefusal || ctx.dryRun) return { released: [], note: '' };
+  try {
+    const released = await releaseVip(standby.vip);
+    return { released, note: released.length ? `; virtual IP ${standby.vip} released here (${released.join(', ')}) so clients keep reaching the live master` : '' };
+  } catch (err) {
+    return { released: [], note: `; could not release virtual IP ${standby.vip}: ${describeError(err)}` };
+  }
+}
+
 /** What collecting and fetching produced while the fence was still out: everything short of acting. */
 interface Prepared {
   collected: Awaited<ReturnType<typeof collectSources>>;
@@ -217,10 +234,11 @@ async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[]
   if (alive.length > 0 && !force) {
     stopCollecting.abort(new Error('fencing refused'));
     await release(await preparing.catch(() => undefined));
+    const vip = await giveVipBack(ctx, standby);
     return {
       status: 'CRITICAL',
-      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)`,
-      details: { fence: answers, changed: false },
+      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)${vip.note}`,
+      details: { fence: answers, changed: false, vipReleased: vip.released },
       lines: answers.map(describeFence),
     };
   }

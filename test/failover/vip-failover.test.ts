@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { FailoverLab, sha256 as sha, writeDurably, type FailoverRound, type Promoter } from '../lab/failover.js';
+import { waitFor } from '../lab/proc.js';
 
 /**
  * The redundant-master recipe, for real (test/lab/failover.ts): the serving machine dies (kill -9 of
@@ -65,4 +67,27 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
     await writeDurably(path.join(lab.mount!.dir, 'new-after-failover'), more);
     expect(sha(await fs.readFile(path.join(freshMount.dir, 'new-after-failover')))).toBe(sha(more));
   }, 600_000);
+
+  test("a partition: the standby stops hearing the master's adverts while that master still serves — promote refuses, gives the VIP back, no second master starts, the clients carry on", async () => {
+    const serving = lab.serving();
+    const standby = serving === lab.A ? lab.B : lab.A;
+    const before = await lab.readPromoteState(standby);
+    const since = Date.now();
+    await lab.deafToAdverts(standby, true);
+    try {
+      const p = await lab.waitPromoteAfter(standby, since, before);
+      expect(p.status).toBe('CRITICAL');
+      expect(p.summary).toMatch(new RegExp(`^refusing to promote: master-[ab] \\(${serving.ip.replace(/\./g, '\\.')}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${VIP.replace(/\./g, '\\.')} released here`));
+      expect(await runningMasterPid(lab.master(standby).dataPath)).toBeUndefined();
+      await waitFor('the VIP to be gone from the standby', async () => !(await standby.addresses()).includes(VIP), 10_000);
+      // The live master keeps the VIP and its clients.
+      expect(await serving.addresses()).toContain(VIP);
+      const data = randomBytes(10_000);
+      await writeDurably(path.join(lab.mount!.dir, 'during-partition'), data);
+      expect(sha(await fs.readFile(path.join(lab.mount!.dir, 'during-partition')))).toBe(sha(data));
+    } finally {
+      await lab.deafToAdverts(standby, false);
+    }
+    await lab.waitVipOnlyOn(serving);
+  }, 120_000);
 });
