@@ -23,6 +23,8 @@ export const CUT_CHANGELOG = 'changelog.1.mfs';
 export class CutRefused extends ChainError {
   constructor(readonly refusal: CutRefusal) {
     super(refusal.subject, refusal.message);
+    // Shown as what it is to an operator: a chain that cannot serve the target.
+    this.name = 'ChainError';
   }
 }
 
