@@ -244,6 +244,17 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('restore on MooseFS %s: a maste
     expect(Number(/^(\d+):/.exec(lines[lines.length - 1]!)?.[1])).toBe(targetVersion - 1);
   });
 
+  test('drill --to-version / --to-time: the same target in a scratch master, with the counts of what is left out', async () => {
+    const res = await cli(['drill', '--snapshot', snapshotId, '--to-version', String(targetVersion), '--json']);
+    const r = JSON.parse(res.stdout) as { status: string; summary: string; details: { restoredVersion: number; expectedVersion: number; target: string; leftOut: { count: number; deletions: number } } };
+    expect({ status: r.status, summary: r.summary }).toMatchObject({ status: 'OK', summary: expect.stringContaining(`restored to metadata version ${targetVersion} and served`) });
+    expect(r.details).toMatchObject({ expectedVersion: targetVersion, restoredVersion: targetVersion, target: `--to-version ${targetVersion}` });
+    expect(r.details.leftOut.deletions).toBeGreaterThanOrEqual(doomed.size);
+    const byTime = await cli(['drill', '--snapshot', snapshotId, '--to-time', targetTime]);
+    expect(byTime.code).toBe(0);
+    expect(byTime.stdout).toMatch(new RegExp(`cut at --to-time \\S+: version \\d+; \\d+ change\\(s\\) left out after it \\(versions \\d+\\.\\.\\d+\\), \\d+ of them deletions`));
+  });
+
   test('bad input: before the image, beyond the newest, a hole, a damaged line, a running master — one clear line each, nothing written', async () => {
     const { dataPath } = await freshDataPath('refused');
     await fs.writeFile(path.join(dataPath, 'old-file'), 'before');
