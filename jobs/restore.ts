@@ -92,7 +92,8 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
   for (const [i, source] of sources.entries()) {
     const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
     try {
-      const placed = await place(ctx.config, source, dir, ctx.signal);
+      // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): one older than a version target.
+      const placed = await place(ctx.config, source, dir, ctx.signal, target.kind === 'version' ? { maxImageVersion: target.version } : {});
       if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
       const imageVersion = placed.header.empty ? 1 : placed.header.version;
       const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });

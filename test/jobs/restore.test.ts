@@ -238,6 +238,9 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('restore on MooseFS %s: a maste
     expect(entries.filter((n) => !n.startsWith('mfs-jobs-aside-'))).toEqual(['changelog.1.mfs', 'metadata.mfs.back']);
     const aside = entries.find((n) => n.startsWith('mfs-jobs-aside-'))!;
     expect(await fs.readFile(path.join(dataPath, aside, 'old-file'), 'utf8')).toBe('before');
+    // --from a DATA_PATH (here the old master's, local): its newest image is past the target, an older one is not.
+    const fromMaster = await cli(['restore', '--from', 'master', '--to-version', String(targetVersion), '--data-path', path.join(dir, 'from-master'), '--dry-run']);
+    expect({ code: fromMaster.code, out: fromMaster.stdout.split('\n')[0] }).toEqual({ code: 0, out: expect.stringContaining(`MFS RESTORE OK - dry run: would restore master master (${master.dataPath}) into ${path.join(dir, 'from-master')} at metadata version ${targetVersion}`) });
     // The cut changelog holds exactly the lines from the image to the target, whole.
     const lines = (await fs.readFile(path.join(dataPath, 'changelog.1.mfs'), 'latin1')).split('\n');
     expect(lines.pop()).toBe('');
