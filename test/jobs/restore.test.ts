@@ -258,7 +258,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('restore on MooseFS %s: a maste
     expect(byTime.stdout).toMatch(new RegExp(`cut at --to-time \\S+: version \\d+; \\d+ change\\(s\\) left out after it \\(versions \\d+\\.\\.\\d+\\), \\d+ of them deletions`));
   });
 
-  test('bad input: before the image, beyond the newest, a hole, a damaged line, a running master — one clear line each, nothing written', async () => {
+  test('bad input: before the image, beyond the newest, a hole, a damaged line, a running master — one clear line each, nothing written; a short SETTRASHTIME warns', async () => {
     const { dataPath } = await freshDataPath('refused');
     await fs.writeFile(path.join(dataPath, 'old-file'), 'before');
     const staging = path.join(dir, 'state', 'restore');
@@ -294,6 +294,14 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('restore on MooseFS %s: a maste
     await refused(['--snapshot', holed.id, '--to-version', String(targetVersion)], new RegExp(`--to-version ${targetVersion} lies beyond a hole in snapshot ${holed.id}'s changelogs: versions ${targetVersion - 2}\\.\\.${targetVersion - 2} are missing`));
     const damaged = await copy(2000, (l) => (l.startsWith(`${targetVersion - 2}: `) ? ['garbage', l] : [l]));
     await refused(['--snapshot', damaged.id, '--to-version', String(targetVersion)], new RegExp(`snapshot ${damaged.id}: changelog[._a-z0-9]*:\\d+: damaged changelog line after version ${targetVersion - 3}, before the target version ${targetVersion}`));
+    // A SETTRASHTIME of 2 after the target (seconds before 4.x, hours in 4.x): the trash time compared with.
+    const short = await copy(3000, (l) => (l.startsWith(`${targetVersion + 1}: `) ? [l.replace(/\|.*$/, '|SETTRASHTIME(1,0,2,0):1,0,0')] : [l]));
+    const trash = await cli(['restore', '--snapshot', short.id, '--to-version', String(targetVersion), '--data-path', dataPath, '--dry-run', '--json']);
+    const t = report(trash);
+    const seconds = 2 * lab.generation.trashTime.changelogUnitSeconds;
+    expect(t.details.trash).toMatchObject({ seconds, basis: `the smallest SETTRASHTIME in the restore point's changelogs (version ${targetVersion + 1}: ${seconds} s)` });
+    // 2 s (3.0) have passed since the deletions: WARNING; 2 hours (4.x) have not.
+    expect({ status: t.status, code: trash.code, warned: t.details.trash.warning !== null }).toEqual(seconds < 3600 ? { status: 'WARNING', code: 1, warned: true } : { status: 'OK', code: 0, warned: false });
     // The same damage after the target costs nothing.
     const ok = await cli(['restore', '--snapshot', damaged.id, '--to-version', String(targetVersion - 3), '--data-path', dataPath, '--dry-run']);
     expect({ code: ok.code, out: ok.stdout.split('\n')[0] }).toMatchObject({ code: 0 });
