@@ -112,7 +112,8 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
     const imageVersion = copied.header.empty ? 1 : copied.header.version;
     const result = await cutChain({ dir: scratch.dataPath, changelogs: copied.changelogs, imageName: copied.image, imageVersion, target: cutTarget, where: describeSource(source), signal: ctx.signal });
     const version = result.outcome.targetVersion;
-    placed = { ...copied, changelogs: result.changelog ? [result.changelog] : [], chain: { ...copied.chain, reached: version, newest: version, holes: [] } };
+    // Damage after the target is never applied; damage before it was refused.
+    placed = { ...copied, changelogs: result.changelog ? [result.changelog] : [], chain: { ...copied.chain, reached: version, newest: version, holes: [] }, damage: [] };
     cut = { target: cutTarget, result };
   }
   const copyMs = Date.now() - copyStartedMs;

@@ -14,7 +14,7 @@ import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { moveAside, stamp } from '../lib/failover/standby.js';
-import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
+import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
 import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
@@ -23,6 +23,7 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
+import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
 
@@ -90,25 +91,49 @@ interface Staged {
 async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: RestoreSource[]): Promise<Staged> {
   const skipped: string[] = [];
   for (const [i, source] of sources.entries()) {
-    const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
-    try {
-      // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): one older than a version target.
-      const placed = await place(ctx.config, source, dir, ctx.signal, target.kind === 'version' ? { maxImageVersion: target.version } : {});
-      if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
-      const imageVersion = placed.header.empty ? 1 : placed.header.version;
-      const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
-      return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
-    } catch (err) {
-      await fs.rm(dir, { recursive: true, force: true });
-      if (err instanceof CutRefused && err.refusal.beforeImage && i < sources.length - 1) {
+    // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): the newest older than the target.
+    let maxImageVersion = target.kind === 'version' ? target.version : undefined;
+    for (;;) {
+      const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
+      let imageVersion: number | undefined;
+      try {
+        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion });
+        if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
+        imageVersion = placed.header.empty ? 1 : placed.header.version;
+        const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
+        return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
+      } catch (err) {
+        await fs.rm(dir, { recursive: true, force: true });
+        if (!(err instanceof CutRefused && err.refusal.beforeImage)) throw err;
         skipped.push(`${describeSource(source)}: ${err.message}`);
+        // A DATA_PATH with an older image still in it: try that one (a time target learns only now that it is needed).
+        if (source.kind === 'datapath' && imageVersion !== undefined && imageVersion > 1 && (await olderImageIn(ctx, source, imageVersion))) {
+          maxImageVersion = imageVersion - 1;
+          ctx.log.info('image is newer than the target, trying an older image of the same DATA_PATH', { source: describeSource(source), below: imageVersion });
+          continue;
+        }
+        if (i === sources.length - 1) throw err;
         ctx.log.info('restore point is newer than the target, trying an older one', { source: describeSource(source) });
-        continue;
+        break;
       }
-      throw err;
     }
   }
   throw new UsageError('--latest', 'no restore point to restore from');
+}
+
+/** Does the DATA_PATH hold a valid image older than `version` (before copying it)? */
+async function olderImageIn(ctx: Ctx, source: Extract<RestoreSource, { kind: 'datapath' }>, version: number): Promise<boolean> {
+  const files = await openSource(ctx.config, source.host, ctx.signal);
+  try {
+    const listing = await listDataPath(files, source.host.dataPath);
+    for (const e of listing.images) {
+      const header = await readSourceImageHeader(files, path.posix.join(source.host.dataPath, e.name), e.size).catch(() => undefined);
+      if (header && !header.empty && header.version < version) return true;
+    }
+    return false;
+  } finally {
+    await files.close();
+  }
 }
 
 /** The binaries that will restore this image here; without an installed mfsmaster, the newest generation writing its magic (for the command shown). */

@@ -241,6 +241,10 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('restore on MooseFS %s: a maste
     // --from a DATA_PATH (here the old master's, local): its newest image is past the target, an older one is not.
     const fromMaster = await cli(['restore', '--from', 'master', '--to-version', String(targetVersion), '--data-path', path.join(dir, 'from-master'), '--dry-run']);
     expect({ code: fromMaster.code, out: fromMaster.stdout.split('\n')[0] }).toEqual({ code: 0, out: expect.stringContaining(`MFS RESTORE OK - dry run: would restore master master (${master.dataPath}) into ${path.join(dir, 'from-master')} at metadata version ${targetVersion}`) });
+    // A time target learns only from the newest image's changelogs that it is too new: the older image is taken.
+    const byTime = await cli(['restore', '--from', 'master', '--to-time', targetTime, '--data-path', path.join(dir, 'from-master'), '--dry-run']);
+    expect({ code: byTime.code, out: byTime.stdout.split('\n')[0] }).toEqual({ code: 0, out: expect.stringContaining(`MFS RESTORE OK - dry run: would restore master master (${master.dataPath})`) });
+    expect(byTime.stdout).toMatch(/passed over: master master \(.*\): --to-time \S+ is older than master master \(.*\): its image metadata\.mfs\S* is at version \d+/);
     // The cut changelog holds exactly the lines from the image to the target, whole.
     const lines = (await fs.readFile(path.join(dataPath, 'changelog.1.mfs'), 'latin1')).split('\n');
     expect(lines.pop()).toBe('');
