@@ -239,6 +239,9 @@ export default defineJob({
     { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
     { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
   ],
+  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
+  lockName: 'failover',
+  lockWaitSeconds: 60,
   async run(ctx) {
     const { config, options, args } = ctx;
     const target = parseTarget(args, config.timezone);
