@@ -7,6 +7,7 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
+import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { MIRROR_DIR, mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
@@ -47,6 +48,11 @@ const options = jobOptionsSchema({
    * its adverts), take standby.vip off this host again, so that clients keep reaching the live master.
    */
   releaseVipOnRefusal: z.boolean().default(true),
+  /**
+   * After the master serves, watch this long for the clients to come back (mounts reconnecting to the
+   * sessions the master restored, chunkservers registering) and report when they did. 0: do not watch.
+   */
+  clientsWaitSeconds: z.number().min(0).max(600).default(10),
 });
 type Options = z.infer<typeof options>;
 type Ctx = JobContext<Options>;
@@ -315,6 +321,10 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
+  const clients = ctx.options.clientsWaitSeconds > 0
+    ? await watchClientsBack({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin }, { since: triggeredAt(ctx), timeoutMs: ctx.options.clientsWaitSeconds * 1000 })
+    : undefined;
+  if (clients) lines.push(describeClientsBack(clients, ctx.options.clientsWaitSeconds));
   const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
   const restoreSeconds = seconds(start.durationMs);
   const rpoVersions = Math.max(0, plan.newest - plan.reached);
@@ -327,6 +337,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
     ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
     { name: 'metadata_version', value: served, help: 'Metadata version the promoted master serves.' },
+    ...(clients?.firstMountMs !== undefined ? [{ name: 'clients_back', value: seconds(clients.allMountsMs ?? clients.firstMountMs), unit: 's' as const, help: 'Promotion: from the hook call until every restored client session was connected again (or the first, if not all came back within clientsWaitSeconds).' }] : []),
     { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
     { name: 'mirrored', value: acted.mirroredBytes, unit: 'B', help: "Bytes the warm standby's mirror gave instead of a source (standby.mirror)." },
   ];
@@ -340,7 +351,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };

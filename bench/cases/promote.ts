@@ -54,6 +54,8 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
       masters: [{ name: 'old', host: dead.ip, cliPort: 9421, dataPath: '/var/lib/mfs' }],
       metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
       standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
+      // No clients here to come back: the command's time is the promotion's.
+      jobs: { promote: { clientsWaitSeconds: 0 } },
     });
     const cold = await measurePromote(ctx, chain, { result, script, config, mfsStandby });
     return [cold, await measureWarm(ctx, chain, dead.ip)];
@@ -117,7 +119,7 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
     masters: [{ name: 'old', host: deadIp, cliPort: 9421, dataPath: '/var/lib/mfs' }],
     metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
     standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: standby.cliHost, cliPort: standby.ports.cl, mirror: true, mirrorIntervalSeconds: 1 },
-    jobs: Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }])),
+    jobs: { ...Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }])), promote: { clientsWaitSeconds: 0 } },
   });
   const daemon = spawn(process.execPath, [MFS_JOBS_BIN, 'daemon', '--config', config], { stdio: 'ignore' });
   const timings = new FigureSamples();

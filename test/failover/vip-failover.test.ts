@@ -47,13 +47,19 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
         // own `run promote` joined that run and printed its result.
         expect(r.promote?.details?.triggeredBy).toBe('vip');
         expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
+        // Promote watched the clients come back: the mount reconnected to its restored session, the chunkserver registered.
+        const clients = r.promote?.details?.clients;
+        expect(clients?.back).toBeGreaterThanOrEqual(1);
+        expect(clients?.chunkservers).toBeGreaterThanOrEqual(1);
+        expect(clients?.firstMountMs).toBeGreaterThan(0);
       }
       rounds.push(r);
     }
 
     const s = (x: number) => x.toFixed(2);
     for (const [i, r] of rounds.entries()) {
-      const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)})` : '';
+      const c = r.promote?.details?.clients;
+      const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)}), clients back (ms after the hook): mount ${c?.firstMountMs ?? '-'}, chunkserver ${c?.firstChunkserverMs ?? '-'}` : '';
       console.log(`round ${i + 1} (${r.promoter} on ${r.standby}): kill -9 → VIP ${s(r.vipSeconds)} s, → first client write ${s(r.firstWriteSeconds)} s${own}`);
     }
     const med = (p: Promoter) => median(rounds.filter((r) => r.promoter === p).map((r) => r.firstWriteSeconds));

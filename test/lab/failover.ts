@@ -124,6 +124,7 @@ export interface PromoteState {
     rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
+    clients?: { sessions: number; back: number; chunkservers: number; firstMountMs?: number; allMountsMs?: number; firstChunkserverMs?: number } | null;
   };
 }
 
