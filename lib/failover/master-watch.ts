@@ -15,6 +15,9 @@ import { probePort, type FenceAnswer, type Reachability } from './fence.js';
  * registered clients' disconnects), so the probes leave no trace in the old master's syslog.
  */
 
+/** After this many dead probes in a row the watch slows down fourfold (its word then goes stale: promote probes itself). */
+const LONG_DEAD_PROBES = 40;
+
 export interface WatchOptions {
   intervalMs: number;
   /** ARP window and requests, as the fence's own (fenceArpMilliseconds, fenceArpProbes); windowMs 0: no ARP. */
@@ -88,7 +91,10 @@ export class MasterWatch {
         const streak = before?.kind === 'dead' && s.kind === 'dead' && before.reachability === s.reachability ? before : undefined;
         this.set(m, s.kind === 'dead' ? { ...s, since: streak?.since ?? s.since, probes: (streak?.probes ?? 0) + 1 } : s);
       }
-      await delay(Math.max(0, began + intervalMs - Date.now()), this.stop.signal);
+      // Dead for long (a standby whose old master is gone for good): probe, and spawn arping, less often.
+      const now = this.states.get(keyOf(m));
+      const every = now?.kind === 'dead' && now.probes >= LONG_DEAD_PROBES ? intervalMs * 4 : intervalMs;
+      await delay(Math.max(0, began + every - Date.now()), this.stop.signal);
     }
   }
 
