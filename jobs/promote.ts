@@ -9,7 +9,7 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
 import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
-import { MIRROR_DIR, mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
+import { MIRROR_DIR, mirroredHosts, mirrorOf, MirrorStore, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
@@ -101,9 +101,9 @@ export default defineJob({
         parts.push({ close: async () => ((daemonSide.watch = undefined), await w.close()) });
       }
     }
-    const store = mirrorOf(config);
     const hosts = mirroredHosts(config);
-    if (store && hosts.length > 0) {
+    if (config.standby.mirror && hosts.length > 0) {
+      const store = new MirrorStore(path.join(config.standby.dataPath, MIRROR_DIR), true);
       const m = new StandbyMirror(config, store, hosts, { intervalMs: config.standby.mirrorIntervalSeconds * 1000, log });
       daemonSide.mirror = m;
       log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
@@ -188,7 +188,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
   try {
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
     if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
-    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), mirrorOf(ctx.config));
+    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config));
     const mark = Date.now();
     const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };

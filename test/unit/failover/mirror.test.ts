@@ -74,6 +74,28 @@ describe('warm standby mirror', () => {
     expect((await fs.readFile(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).equals(imageBytes(100, METAID))).toBe(true);
   });
 
+  test("the daemon's own store: a changelog brought up to date in the mirror and linked, its scan kept as it grew; a linked file is never written into again", async () => {
+    const owner = new MirrorStore(path.join(dir, 'mirror'), true);
+    await mirrorPass(owner, 'ml1', files, src);
+    await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(121, 125));
+    const full = await fs.readFile(path.join(src, 'changelog_ml.0.mfs'));
+    const tmp = path.join(stageDir(), 'cl');
+    const use = await owner.stage(changelog(90, full.length), files, tmp);
+    expect(use).toMatchObject({ reused: generatedLines(90, 120).length, fetched: generatedLines(121, 125).length });
+    expect((await fs.readFile(tmp)).equals(full)).toBe(true);
+    expect((await fs.stat(tmp)).ino).toBe((await fs.stat(owner.changelogPath('ml1', 90))).ino);
+    // The kept scan is the scan of the staged bytes.
+    const { scanChangelogFile } = await import('../../../lib/moosefs/changelog.js');
+    expect(use!.scan).toEqual({ ...(await scanChangelogFile(tmp)), file: tmp });
+    expect(use!.scan).toMatchObject({ first: 90, last: 125, segments: [{ first: 90, last: 125 }], problems: [], truncatedLastLine: false });
+    // The source grows on; the mirror's next pass copies before it appends: the staged (placed) file stays as it was.
+    await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(126, 130));
+    await mirrorPass(owner, 'ml1', files, src);
+    expect((await fs.readFile(tmp)).equals(full)).toBe(true);
+    expect(await fs.readFile(owner.changelogPath('ml1', 90), 'latin1')).toBe(generatedLines(90, 130));
+    expect((await fs.stat(owner.changelogPath('ml1', 90))).nlink).toBe(1);
+  });
+
   test('stage refuses what is not provably the same bytes: another image version or size, a changelog the source rewrote', async () => {
     await mirrorPass(store, 'ml1', files, src);
     const image = { source: 'ml1', name: 'metadata_ml.mfs.back', path: path.join(src, 'metadata_ml.mfs.back'), size: imageBytes(100, METAID).length, version: 101, metaid: '6B0EEBE7097EB439' };
