@@ -12,7 +12,7 @@ import { MasterWatch } from '../lib/failover/master-watch.js';
 import { MIRROR_DIR, mirroredHosts, mirrorOf, MirrorStore, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
@@ -86,14 +86,16 @@ export default defineJob({
     return promote(ctx, standby, others, force);
   },
   async alongsideDaemon({ config, options, log }) {
-    if (!config.standby) return undefined;
+    const standby = config.standby;
+    if (!standby) return undefined;
     const parts: { close(): Promise<void> }[] = [];
     if (options.fenceAheadMilliseconds > 0) {
-      const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
+      const others = mastersToFence(config, { port: standby.cliPort, localAddresses: await localAddresses(), vip: standby.vip });
       if (others.length > 0) {
         const w = new MasterWatch(others, {
           intervalMs: options.fenceAheadMilliseconds,
           arp: { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes },
+          idle: async () => (await runningMasterPid(standby.dataPath)) !== undefined,
           onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
         });
         daemonSide.watch = w;
@@ -102,9 +104,9 @@ export default defineJob({
       }
     }
     const hosts = mirroredHosts(config);
-    if (config.standby.mirror && hosts.length > 0) {
-      const store = new MirrorStore(path.join(config.standby.dataPath, MIRROR_DIR), true);
-      const m = new StandbyMirror(config, store, hosts, { intervalMs: config.standby.mirrorIntervalSeconds * 1000, log });
+    if (standby.mirror && hosts.length > 0) {
+      const store = new MirrorStore(path.join(standby.dataPath, MIRROR_DIR), true);
+      const m = new StandbyMirror(config, store, hosts, { intervalMs: standby.mirrorIntervalSeconds * 1000, log });
       daemonSide.mirror = m;
       log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
       parts.push({ close: async () => ((daemonSide.mirror = undefined), await m.close()) });
