@@ -2,7 +2,7 @@ import { setTimeout as sleepFor } from 'node:timers/promises';
 import { promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { createReadStream } from 'node:fs';
-import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor } from '../core/atomic.js';
+import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { describeError } from '../core/errors.js';
 import { plainNameProblem } from '../core/names.js';
@@ -432,13 +432,24 @@ export class StandbyMirror {
         this.open.set(host.name, files);
       }
       const pass = await mirrorPass(this.store, host.name, files, host.dataPath);
+      const before = this.passes.get(host.name);
       this.passes.set(host.name, pass);
+      if (before?.imageVersion !== pass.imageVersion || before?.newestVersion !== pass.newestVersion) await this.writeStatus();
       this.tell(host.name, 'info', `mirror up to date: ${describePass(pass)}`, `${pass.imageVersion}/${pass.newestVersion}`, pass);
     } catch (err) {
       await this.open.get(host.name)?.close().catch(() => undefined);
       this.open.delete(host.name);
       if (!this.stopped) this.tell(host.name, 'warn', describeMirrorError(host.name, err), describeError(err));
     }
+  }
+
+  /**
+   * `<stateDir>/state/mirror.json`: where a promotion from this standby would start, before any failure —
+   * per source, the mirrored image and the newest complete change, and when that was seen.
+   */
+  private async writeStatus(): Promise<void> {
+    const sources = Object.fromEntries([...this.passes].map(([name, p]) => [name, { imageVersion: p.imageVersion ?? null, newestVersion: p.newestVersion ?? null }]));
+    await writeFileAtomic(path.join(this.config.stateDir, 'state', 'mirror.json'), JSON.stringify({ updatedAt: new Date().toISOString(), dir: this.store.dir, sources }, null, 2) + '\n');
   }
 
   /** Log a source's state when it changes, not every pass. */
