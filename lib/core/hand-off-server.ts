@@ -5,7 +5,7 @@ import { Option } from 'commander';
 import { ensureDir } from './atomic.js';
 import type { Config } from './config.js';
 import { describeError } from './errors.js';
-import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS, type HandOffRequest, type HandOffResponse } from './hand-off.js';
+import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
 import type { Job } from './job.js';
 import type { Logger } from './logger.js';
 import { formatReport, type JsonReport } from './output.js';
@@ -73,6 +73,29 @@ async function clearStaleSocket(file: string): Promise<void> {
  * and the same output. A request for another config file, another job or a flag the daemon does not
  * handle is refused: the caller then runs the job itself.
  */
+/**
+ * The link the hook looks for first (hand-off.ts, rendezvousPath): in a run directory of our own (made
+ * 0700 if missing; one anyone else could write into is not used), named after the config's realpath.
+ * Best effort: without it the hook reads daemon.socket from the config.
+ */
+async function linkRendezvous(configReal: string, socketPath: string, log: Logger): Promise<string | undefined> {
+  const link = rendezvousPath(configReal);
+  try {
+    await fs.mkdir(path.dirname(link), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    if (!(await trustedRunDir())) throw new Error(`${path.dirname(link)} is not a directory of ours that only we can write`);
+    const tmp = `${link}.${process.pid}`;
+    await fs.rm(tmp, { force: true });
+    await fs.symlink(socketPath, tmp);
+    await fs.rename(tmp, link);
+    return link;
+  } catch (err) {
+    log.warn(`no hand-off link in the run directory (${describeError(err)}): hooks find the daemon through the config`);
+    return undefined;
+  }
+}
+
 export async function serveHandOff(config: Config, jobs: readonly Job[], log: Logger, socketPath: string): Promise<HandOffServer> {
   const configReal = await fs.realpath(config.file);
   const running: HandOffServer['running'] = new Set();
@@ -149,7 +172,8 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
     server.listen(socketPath, () => resolve());
   });
   await fs.chmod(socketPath, 0o600);
-  log.info('hand-off socket listening', { socket: socketPath });
+  const link = await linkRendezvous(configReal, socketPath, log);
+  log.info('hand-off socket listening', { socket: socketPath, ...(link ? { link } : {}) });
   return {
     running,
     startShared: (job, why) => {
@@ -167,6 +191,7 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
       // Stop listening now; connections of runs still going stay open until their result is sent.
       server.close();
       await fs.unlink(socketPath).catch(() => undefined);
+      if (link && (await fs.readlink(link).catch(() => undefined)) === socketPath) await fs.unlink(link).catch(() => undefined);
     },
   };
 }

@@ -2,6 +2,7 @@
 // already running on this machine, over a Unix socket, instead of loading the whole program (Node's
 // module loading alone is ~0.4 s on the critical path of a failover). This file is what both sides share,
 // and all the client loads: Node built-ins and the YAML parser, nothing else.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -47,6 +48,26 @@ export type HandOffResponse =
 
 /** The run may have acted: the caller must not run it again, only say so. */
 export class HandOffLost extends Error {}
+
+/**
+ * The hook's shortest way to the daemon: a link in a run directory named after the config file's
+ * realpath, pointing at the daemon's socket, so the hook need not load a YAML parser to find it. Used
+ * only when the directory is this user's own and nobody else may write there (else anyone could stand
+ * in for the daemon); otherwise, or when the link is stale, the hook reads the config as before.
+ */
+export const RUN_DIR_ENV = 'MFS_JOBS_RUN_DIR';
+const runDir = (): string => process.env[RUN_DIR_ENV] ?? '/run/mfs-jobs';
+
+export function rendezvousPath(configRealpath: string): string {
+  return path.join(runDir(), `hand-off-${createHash('sha256').update(configRealpath).digest('hex').slice(0, 16)}.sock`);
+}
+
+/** The run directory, if it is a directory of this user's that no one else can write into. */
+export async function trustedRunDir(): Promise<string | undefined> {
+  const dir = runDir();
+  const st = await fs.lstat(dir).catch(() => undefined);
+  return st?.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o022) === 0 ? dir : undefined;
+}
 
 /** Read the socket path from the config without validating the rest (the daemon did that when it started). */
 export async function socketFromConfig(file: string): Promise<string | undefined> {

@@ -148,4 +148,41 @@ describe('hand-off of failover hooks to the running daemon', () => {
     const run = await runCli(['run', 'promote', '--config', config]);
     expect(run.stdout).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves/);
   });
+
+  test("the hook finds the daemon through its link in a run directory of root's own, without reading the config; a run directory others may write into is never used", async () => {
+    const runDir = path.join(lab.dir, 'run');
+    const env = { MFS_JOBS_RUN_DIR: runDir };
+    const startWith = async (e: NodeJS.ProcessEnv) => {
+      const d = startCli(['daemon', '--config', config], e);
+      await waitFor('the daemon to listen', async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null);
+      return d;
+    };
+    const yaml = await fs.readFile(config, 'utf8');
+    daemon = await startWith(env);
+    try {
+      const links = await fs.readdir(runDir);
+      expect(links).toEqual([expect.stringMatching(/^hand-off-[0-9a-f]{16}\.sock$/)]);
+      expect((await fs.stat(runDir)).mode & 0o777).toBe(0o700);
+      expect(await fs.readlink(path.join(runDir, links[0]!))).toBe(socket);
+      // The config is garbage now: only a hook that never reads it can still reach the daemon.
+      await fs.writeFile(config, 'daemon: [unclosed\n');
+      const before = count('hand-off taken');
+      const res = await runCli(['run', 'promote', '--config', config], { env });
+      expect(res.stdout).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves/);
+      expect(count('hand-off taken')).toBe(before + 1);
+    } finally {
+      await fs.writeFile(config, yaml, { mode: 0o600 });
+      await stopDaemon();
+    }
+    // A clean stop removes its link.
+    expect(await fs.readdir(runDir)).toEqual([]);
+    // Anyone may write into this run directory: the daemon makes no link there, the hook ignores one.
+    await fs.chmod(runDir, 0o777);
+    daemon = await startWith(env);
+    expect(logOf(daemon)).toContain(`no hand-off link in the run directory (${runDir} is not a directory of ours that only we can write)`);
+    expect(await fs.readdir(runDir)).toEqual([]);
+    const res = await runCli(['run', 'promote', '--config', config], { env });
+    expect(res.stdout).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves/);
+    await stopDaemon();
+  });
 });
