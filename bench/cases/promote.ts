@@ -69,7 +69,7 @@ async function measurePromote(
       const version = metricValue(report, 'metadata_version');
       if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
       const t = (report.details.timings ?? {}) as Record<string, unknown>;
-      timings.add({ rtoSeconds: metricValue(report, 'rto'), overheadSeconds: metricValue(report, 'overhead'), ...t });
+      timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
