@@ -3,9 +3,8 @@ import path from 'node:path';
 import { METRICS, METRIC_PREFIX, metric, metricSpec, namingProblem, type Metric, type MetricName } from '../../../lib/core/metrics.js';
 import { nagiosLine, prometheusText } from '../../../lib/core/output.js';
 import { REPO_ROOT } from '../../helpers/cli.js';
+import { PERFDATA_ITEM as PERFDATA, perfItems } from '../../monitoring/perfdata.js';
 
-/** Plugin guidelines: `'label'=value[UOM];[warn];[crit];[min];[max]`. */
-export const PERFDATA = /^('[^'=]+'|[^'=\s]+)=(-?[0-9.]+|U)(s|us|ms|%|B|KB|MB|TB|c)?(;(-?[0-9.]*)){0,4}$/;
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -69,7 +68,7 @@ describe('the metric registry (lib/core/metrics.ts)', () => {
 
 describe('Nagios perfdata (plugin guidelines)', () => {
   const line = (metrics: Metric[], summary = 'fine') => nagiosLine('verify', { status: 'WARNING', summary, metrics });
-  const perf = (l: string) => [...l.split(' | ')[1]!.matchAll(/('[^']*'|[^'\s=]+)=\S+/g)].map((m) => m[0]);
+  const perf = perfItems;
 
   test("every item reads 'label'=value[UOM];warn;crit", () => {
     const l = line([
