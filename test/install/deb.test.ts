@@ -39,8 +39,13 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     expect(await field('Architecture')).toBe('all');
     expect(await field('Depends')).toBe('nodejs (>= 20)');
     expect((await field('Recommends')).split(/,\s*/)).toEqual(expect.arrayContaining(['moosefs-cli', 'moosefs-master', 'openssh-client']));
-    const files = (await must('dpkg-deb', ['-c', deb])).stdout;
-    expect(files).not.toMatch(/\.node\n|\/dist\/test\/|\.ts\n/);
+    const files = (await must('dpkg-deb', ['-c', deb])).stdout.split('\n').map((l) => l.split(/\s+/).slice(5).join(' '));
+    expect(files.filter((f) => f.endsWith('.node'))).toEqual([]);
+    const own = files.filter((f) => f.startsWith('./usr/lib/mfs-jobs/') && !f.startsWith('./usr/lib/mfs-jobs/node_modules/'));
+    expect(own).toEqual(expect.arrayContaining(['./usr/lib/mfs-jobs/bin/mfs-jobs', './usr/lib/mfs-jobs/dist/bin/cli.js', './usr/lib/mfs-jobs/package.json']));
+    expect(own.filter((f) => /\/dist\/(test|bench|scripts)\/|\.ts$|\.map$/.test(f))).toEqual([]);
+    expect(files).toEqual(expect.arrayContaining(['./usr/lib/mfs-jobs/node_modules/commander/package.json']));
+    expect(files.filter((f) => /\/node_modules\/(jest|typescript|@types\/(jest|node))\//.test(f))).toEqual([]);
   });
 
   test('dpkg -i installs it; the unit verifies and runs /usr/bin/mfs-jobs; the cron file starts nothing', async () => {
@@ -77,7 +82,7 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     expect((await fs.stat('/usr/share/mfs-jobs/examples/ucarp/vip-up.sh')).mode & 0o111).toBeTruthy();
     expect((await must('man', ['-w', 'mfs-jobs'])).stdout.trim()).toBe('/usr/share/man/man1/mfs-jobs.1.gz');
     const page = await execCapture('man', ['--warnings', '-P', 'cat', 'mfs-jobs'], { env: { ...process.env, MANWIDTH: '80' } });
-    expect(page.stdout).toMatch(/mfs-jobs - back up, verify, prune/);
+    expect(page.stdout).toMatch(/^\s+mfs-jobs\s+-\s+back\s+up,\s+verify,\s+prune/m);
     expect(page.stderr).toBe('');
   });
 
