@@ -70,6 +70,12 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     const verify = await execCapture('systemd-analyze', ['verify', unit]);
     expect(verify.stderr).toBe('');
     expect(verify.code).toBe(0);
+    // systemd-analyze verify really looks: the example unit's old /usr/local/bin path is refused.
+    const wrong = path.join(tmp, 'mfs-jobs.service');
+    await fs.writeFile(wrong, (await fs.readFile(unit, 'utf8')).replace('/usr/bin/mfs-jobs', '/usr/local/bin/mfs-jobs'));
+    const refused = await execCapture('systemd-analyze', ['verify', wrong]);
+    expect(refused.stderr).toContain('Command /usr/local/bin/mfs-jobs is not executable');
+    expect(refused.code).not.toBe(0);
 
     const cron = await fs.readFile('/etc/cron.d/mfs-jobs', 'utf8');
     const active = cron.split('\n').filter((l) => l.trim() && !l.startsWith('#') && !/^[A-Z_]+=/.test(l));
