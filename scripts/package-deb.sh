@@ -54,6 +54,8 @@ grep -q '^ExecStart=/usr/bin/mfs-jobs daemon$' "$root/lib/systemd/system/mfs-job
 
 mkdir -p "$share/examples" && cp -r "$repo/examples/." "$share/examples/"
 cp "$repo/crontab.example" "$share/examples/"
+# The examples as this package installs it: mfs-jobs is /usr/bin/mfs-jobs (the clone's say /usr/local/bin).
+grep -rlZ '/usr/local/bin/mfs-jobs' "$share/examples" | xargs -0 -r sed -i 's#/usr/local/bin/mfs-jobs#/usr/bin/mfs-jobs#g'
 gzip -9n <"$repo/packaging/mfs-jobs.1" >"$root/usr/share/man/man1/mfs-jobs.1.gz"
 cp "$repo/README.md" "$root/usr/share/doc/mfs-jobs/README.md"
 cp "$repo/packaging/copyright" "$root/usr/share/doc/mfs-jobs/copyright"

@@ -86,6 +86,9 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
       await expect(fs.stat(path.join('/usr/share/mfs-jobs/examples', f))).resolves.toBeTruthy();
     }
     expect((await fs.stat('/usr/share/mfs-jobs/examples/ucarp/vip-up.sh')).mode & 0o111).toBeTruthy();
+    const keepalived = await fs.readFile('/usr/share/mfs-jobs/examples/keepalived/keepalived.conf', 'utf8');
+    expect(keepalived).toContain('/usr/bin/mfs-jobs run promote');
+    expect((await execCapture('grep', ['-rl', '/usr/local/bin/mfs-jobs', '/usr/share/mfs-jobs/examples'])).stdout).toBe('');
     expect((await must('man', ['-w', 'mfs-jobs'])).stdout.trim()).toBe('/usr/share/man/man1/mfs-jobs.1.gz');
     const page = await execCapture('man', ['--warnings', '-P', 'cat', 'mfs-jobs'], { env: { ...process.env, MANWIDTH: '80' } });
     expect(page.stdout).toMatch(/^\s+mfs-jobs\s+-\s+back\s+up,\s+verify,\s+prune/m);
