@@ -65,7 +65,9 @@ export const METRICS = {
   rpo_seconds: gauge('Seconds of changes lost (promote: versus the newest any source had; drill: 0 when the live master has nothing newer).', 's'),
   overhead_seconds: gauge('What promote adds on top of the bare restore.', 's'),
   fetched_bytes: gauge('Bytes promote fetched or copied for the restore.', 'B'),
-  restored_version: gauge('Metadata version the drill\'s scratch master served after mfsmaster -a.'),
+  mirrored_bytes: gauge('Bytes the warm standby\'s mirror gave promote instead of a source (standby.mirror).', 'B'),
+  clients_back_seconds: gauge('Promote: from the hook call until every restored client session was connected again (or the first, if not all came back within clientsWaitSeconds).', 's'),
+  restored_version: gauge('Metadata version the restore reached (drill: its scratch master after mfsmaster -a; restore: the restored DATA_PATH).'),
   expected_version: gauge('Newest metadata version the drill\'s restore point chain offers.'),
   copy_seconds: gauge('Drill: copying (and checksumming) the restore point.', 's'),
   serving_seconds: gauge('Drill: from the restore until mfscli -SIM answered.', 's'),
@@ -73,6 +75,12 @@ export const METRICS = {
   restore_point_age_seconds: gauge('Age of the restore point the drill restored.', 's'),
   restored_files: gauge('Files in the drill\'s restored metadata (mfscli -SIG).'),
   restored_directories: gauge('Directories in the drill\'s restored metadata (mfscli -SIG).'),
+
+  // restore (--to-version / --to-time)
+  left_out_changes: gauge('Restore: changelog lines after the target left out.'),
+  left_out_deletions: gauge('Restore: deletions (UNLINK, PURGE, trash) among the lines left out.'),
+  trash_seconds: gauge('Restore: the trash time the target was compared with.', 's'),
+  served_version: gauge('Restore: metadata version the restored master serves.'),
 
   // demote
   stop_seconds: gauge('How long mfsmaster stop took.', 's'),

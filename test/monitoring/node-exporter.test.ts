@@ -10,7 +10,7 @@ import { Daemon, freePort, waitFor } from '../lab/proc.js';
 import { runCli } from '../helpers/cli.js';
 
 const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
-const JOBS = ['check-master', 'backup', 'verify', 'prune', 'drill', 'promote', 'demote'];
+const JOBS = ['check-master', 'backup', 'verify', 'prune', 'drill', 'restore', 'promote', 'demote'];
 
 /** Metric families and their samples in the text exposition format: name → sample lines. */
 function families(text: string): Map<string, string[]> {
@@ -78,10 +78,14 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     // The metalogger downloads an image when it connects: promote then has one to restore from.
     await lab.metalogger!.stop();
     await lab.metalogger!.start();
-    await lab.makeChanges('mon-after-image', 10);
+    const newest = await lab.makeChanges('mon-after-image', 10);
     const codes: Record<string, number | null> = {};
     for (const job of ['check-master', 'backup', 'verify', 'prune']) codes[job] = (await runCli(['run', job, '--config', config])).code;
     codes.drill = (await runCli(['run', 'drill', '--latest', '--config', config])).code;
+    // Point in time: the files placed in a fresh DATA_PATH, not started (no second master to stop).
+    const restore = await runCli(['run', 'restore', '--latest', '--to-version', String(newest - 5), '--data-path', path.join(lab.dir, 'restored'), '--config', config]);
+    expect(restore.stdout).toMatch(/^MFS RESTORE OK - .* restored into /);
+    codes.restore = restore.code;
     // A failover: the master dies (its mount goes first: a FUSE mount of a dead master takes minutes to go).
     await lab.mount!.unmount();
     await waitMetaloggerCaughtUp(lab.master, lab.metalogger!);
@@ -90,7 +94,7 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     expect(promote.stdout).toMatch(/^MFS PROMOTE (OK|WARNING) - promoted: serving metadata version \d+/);
     codes.promote = promote.code;
     codes.demote = (await runCli(['run', 'demote', '--config', config])).code;
-    expect(codes).toEqual({ 'check-master': 0, backup: 0, verify: expect.any(Number), prune: 0, drill: 0, promote: expect.any(Number), demote: 0 });
+    expect(codes).toEqual({ 'check-master': 0, backup: 0, verify: expect.any(Number), prune: 0, drill: 0, restore: 0, promote: expect.any(Number), demote: 0 });
     const files = (await fs.readdir(textfileDir())).filter((f) => f.endsWith('.prom')).sort();
     expect(files).toEqual(JOBS.map((j) => `mfs_jobs_${j.replace(/-/g, '_')}.prom`).sort());
   }, 600_000);
@@ -122,6 +126,8 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     expect(scrape).toMatch(/^mfs_jobs_rto_seconds\{job="drill"\} [\d.]+$/m);
     expect(scrape).toMatch(/^mfs_jobs_rto_seconds\{job="promote"\} [\d.]+$/m);
     expect(scrape).toMatch(/^mfs_jobs_stop_seconds\{job="demote"\} [\d.]+$/m);
+    expect(scrape).toMatch(/^mfs_jobs_restored_version\{job="restore"\} \d+$/m);
+    expect(scrape).toMatch(/^mfs_jobs_restored_version\{job="drill"\} \d+$/m);
     // What node_exporter serves carries the registry's HELP and TYPE.
     for (const name of served.keys()) {
       if (!name.startsWith(METRIC_PREFIX)) continue;

@@ -63,4 +63,9 @@ export interface Generation {
    * operations that may account for that.
    */
   selfChanges: readonly string[];
+  /**
+   * Trash time: what a file gets when nobody set one (seconds), and the unit of the value a changelog's
+   * `SETTRASHTIME(inode,uid,VALUE,smode)` carries (seconds before 4.x; 4.x keeps a trash retention in hours).
+   */
+  trashTime: { defaultSeconds: number; changelogUnitSeconds: number };
 }
