@@ -15,15 +15,14 @@ import { probePort, type FenceAnswer, type Reachability } from './fence.js';
  * registered clients' disconnects), so the probes leave no trace in the old master's syslog.
  */
 
-/** After this many dead probes in a row the watch slows down fourfold (its word then goes stale: promote probes itself). */
-const LONG_DEAD_PROBES = 40;
-
 export interface WatchOptions {
   intervalMs: number;
   /** ARP window and requests, as the fence's own (fenceArpMilliseconds, fenceArpProbes); windowMs 0: no ARP. */
   arp: { windowMs: number; probes: number };
   /** Consecutive dead probes before the watch answers for the fence. */
   confirmations?: number;
+  /** No probes while this says so (this machine serves itself: it is no standby now); its word goes stale meanwhile. */
+  idle?: () => Promise<boolean>;
   onChange?: (m: MasterHost, state: WatchState) => void;
 }
 
@@ -84,6 +83,11 @@ export class MasterWatch {
     const { intervalMs } = this.o;
     while (!this.stopped) {
       const began = Date.now();
+      if (await this.o.idle?.().catch(() => false)) {
+        this.states.delete(keyOf(m));
+        await delay(intervalMs * 4, this.stop.signal);
+        continue;
+      }
       const s = await this.probeOnce(m);
       if (this.stopped) break;
       if (s) {
@@ -91,10 +95,7 @@ export class MasterWatch {
         const streak = before?.kind === 'dead' && s.kind === 'dead' && before.reachability === s.reachability ? before : undefined;
         this.set(m, s.kind === 'dead' ? { ...s, since: streak?.since ?? s.since, probes: (streak?.probes ?? 0) + 1 } : s);
       }
-      // Dead for long (a standby whose old master is gone for good): probe, and spawn arping, less often.
-      const now = this.states.get(keyOf(m));
-      const every = now?.kind === 'dead' && now.probes >= LONG_DEAD_PROBES ? intervalMs * 4 : intervalMs;
-      await delay(Math.max(0, began + every - Date.now()), this.stop.signal);
+      await delay(Math.max(0, began + intervalMs - Date.now()), this.stop.signal);
     }
   }
 
