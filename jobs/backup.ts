@@ -4,6 +4,7 @@ import { VERSION } from '../lib/core/cli.js';
 import { jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
@@ -97,11 +98,11 @@ function sourceMetrics(results: SourceResult[], healthy: StoredSnapshot[], now: 
     const labels = { source: r.host.name };
     const newest = newestOf(healthy, r.host.name);
     if (newest) {
-      metrics.push({ name: 'snapshot_version', value: newest.manifest.reachesVersion, labels, help: 'Metadata version the newest snapshot of this source restores to.' });
-      metrics.push({ name: 'snapshot_age_seconds', value: Math.round((now.getTime() - Date.parse(newest.manifest.startedAt)) / 1000), unit: 's', labels, help: 'Age of the newest snapshot of this source.' });
+      metrics.push(metric('snapshot_version', newest.manifest.reachesVersion, { labels }));
+      metrics.push(metric('snapshot_age_seconds', Math.round((now.getTime() - Date.parse(newest.manifest.startedAt)) / 1000), { labels }));
     }
     if ('outcome' in r && r.outcome.kind === 'snapshot') {
-      metrics.push({ name: 'transferred_bytes', value: r.outcome.bytes, unit: 'B', labels, help: 'Bytes copied into the store by this run.' });
+      metrics.push(metric('transferred_bytes', r.outcome.bytes, { labels }));
     }
   }
   return metrics;
@@ -135,9 +136,9 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
   ].filter(Boolean);
   const metrics: Metric[] = [
     ...sourceMetrics(results, after.healthy, new Date()),
-    { name: 'snapshots', value: after.healthy.length, help: 'Usable snapshots in the store.' },
-    { name: 'snapshots_removed', value: retention.removed.length, help: 'Snapshots removed by retention in this run.' },
-    { name: 'broken_snapshots', value: after.broken.length, help: 'Snapshot directories that are not usable.' },
+    metric('snapshots', after.healthy.length),
+    metric('snapshots_removed', retention.removed.length),
+    metric('broken_snapshots', after.broken.length),
   ];
   const details = {
     store,

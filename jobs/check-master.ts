@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type Metric } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
@@ -34,9 +35,9 @@ export default defineJob({
     const up = answers.filter((a): a is { name: string; info: MasterStatus } => 'info' in a);
     const lines = answers.map((a) => ('info' in a && a.info ? `${a.name}: ${serves(a.info)} (MooseFS ${a.info.softwareVersion})` : `${a.name}: ${'error' in a ? a.error : ''}`));
     const metrics: Metric[] = up.flatMap((a) =>
-      a.info.metadataVersion === undefined ? [] : [{ name: 'metadata_version', value: a.info.metadataVersion, labels: { master: a.name }, help: 'Metadata version the master reports.' }],
+      a.info.metadataVersion === undefined ? [] : [metric('metadata_version', a.info.metadataVersion, { labels: { master: a.name } })],
     );
-    metrics.push({ name: 'masters_up', value: up.length, help: 'Configured masters answering.' });
+    metrics.push(metric('masters_up', up.length));
     const details = { masters: answers };
     if (up.length === 0) return { status: 'CRITICAL', summary: `no master answers: ${answers.map((a) => ('error' in a ? a.error : '')).join('; ')}`, details, metrics, lines };
     if (up.length > 1) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { binariesFor } from '../lib/moosefs/generations/binaries.js';
 import { generationNamed } from '../lib/moosefs/generations/index.js';
@@ -50,7 +51,7 @@ export default defineJob({
       status: 'OK',
       summary: `stopped mfsmaster (pid ${pid})${at} cleanly in ${(res.durationMs / 1000).toFixed(2)} s; ${kept}files kept in ${standby.dataPath}`,
       details: { pid, metadataVersion: version ?? null, changed: true, stopSeconds: res.durationMs / 1000 },
-      metrics: [{ name: 'stop', value: res.durationMs / 1000, unit: 's', help: 'How long mfsmaster stop took.' }],
+      metrics: [metric('stop_seconds', res.durationMs / 1000)],
     };
   },
 });

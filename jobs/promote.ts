@@ -11,6 +11,7 @@ import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-b
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { MIRROR_DIR, mirroredHosts, mirrorOf, MirrorStore, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
@@ -131,7 +132,7 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
   const alive = aliveMasters(answers);
   const version = running.info.metadataVersion;
   const details = { pid: running.pid, metadataVersion: version ?? null, fence: answers, changed: false };
-  const metrics: Metric[] = version === undefined ? [] : [{ name: 'metadata_version', value: version, help: 'Metadata version the promoted master serves.' }];
+  const metrics: Metric[] = version === undefined ? [] : [metric('metadata_version', version)];
   if (alive.length > 0) {
     return { status: 'CRITICAL', summary: `this standby already serves (pid ${running.pid}), and so does ${alive.map(describeFence).join('; ')}: two masters`, details, metrics };
   }
@@ -333,15 +334,15 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const newestTimestamp = Math.max(0, ...settled.choice.group.changelogs.map((c) => c.lastTimestamp ?? 0));
   const rpoSeconds = acted.placements.reachedTimestamp !== undefined && newestTimestamp > 0 ? Math.max(0, newestTimestamp - acted.placements.reachedTimestamp) : undefined;
   const metrics: Metric[] = [
-    { name: 'rto', value: rtoSeconds, unit: 's', help: 'Promotion: from the hook call (mfs-jobs process start) to the master serving.' },
-    { name: 'restore', value: restoreSeconds, unit: 's', help: `Time ${command} itself took.` },
-    { name: 'overhead', value: Math.max(0, seconds(servedAt - triggeredAt(ctx) - start.durationMs)), unit: 's', help: 'What promote adds on top of the bare restore.' },
-    { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
-    ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
-    { name: 'metadata_version', value: served, help: 'Metadata version the promoted master serves.' },
-    ...(clients?.firstMountMs !== undefined ? [{ name: 'clients_back', value: seconds(clients.allMountsMs ?? clients.firstMountMs), unit: 's' as const, help: 'Promotion: from the hook call until every restored client session was connected again (or the first, if not all came back within clientsWaitSeconds).' }] : []),
-    { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
-    { name: 'mirrored', value: acted.mirroredBytes, unit: 'B', help: "Bytes the warm standby's mirror gave instead of a source (standby.mirror)." },
+    metric('rto_seconds', rtoSeconds),
+    metric('restore_seconds', restoreSeconds),
+    metric('overhead_seconds', Math.max(0, seconds(servedAt - triggeredAt(ctx) - start.durationMs))),
+    metric('rpo_versions', rpoVersions),
+    ...(rpoSeconds !== undefined ? [metric('rpo_seconds', rpoSeconds)] : []),
+    metric('metadata_version', served),
+    ...(clients?.firstMountMs !== undefined ? [metric('clients_back_seconds', seconds(clients.allMountsMs ?? clients.firstMountMs))] : []),
+    metric('fetched_bytes', acted.stagingBytes),
+    metric('mirrored_bytes', acted.mirroredBytes),
   ];
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),

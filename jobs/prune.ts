@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { allHosts, jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
@@ -122,10 +123,10 @@ function report(outcomes: TargetOutcome[], dryRun: boolean): JobResult {
   const metrics: Metric[] = outcomes.flatMap((o) => {
     const labels = { target: o.target };
     return [
-      { name: 'freed_bytes', value: freedBytes(o), unit: 'B' as const, labels, help: 'Bytes prune deleted in its last run.' },
-      { name: 'deleted_files', value: o.removals.filter((r) => r.deleted).length, labels, help: 'Files prune deleted in its last run.' },
-      { name: 'kept_bytes', value: o.plan ? o.plan.bytesKept + o.removals.filter((r) => !r.deleted).reduce((s, r) => s + r.entry.size, 0) : NaN, unit: 'B' as const, labels, help: 'Bytes prune kept (what restore points need and safety keeps).' },
-      { name: 'retained_restore_points', value: o.plan ? o.plan.restorePoints.filter((r) => r.retained).length : NaN, labels, help: 'Restore points prune retained.' },
+      metric('freed_bytes', freedBytes(o), { labels }),
+      metric('deleted_files', o.removals.filter((r) => r.deleted).length, { labels }),
+      metric('kept_bytes', o.plan ? o.plan.bytesKept + o.removals.filter((r) => !r.deleted).reduce((s, r) => s + r.entry.size, 0) : NaN, { labels }),
+      metric('retained_restore_points', o.plan ? o.plan.restorePoints.filter((r) => r.retained).length : NaN, { labels }),
     ];
   });
   const details = { dryRun, targets: outcomes.map(targetDetails) };

@@ -10,6 +10,7 @@ import { DIR_MODE, FILE_MODE, fsyncDir, fsyncFile } from '../lib/core/atomic.js'
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
@@ -218,10 +219,10 @@ function leftOutLine(cut: CutResult): string {
 
 function metricsOf(version: number, cut: CutResult, trash: TrashCheck): Metric[] {
   return [
-    { name: 'restored_version', value: version, help: 'Metadata version the restore reached' },
-    { name: 'left_out_changes', value: cut.outcome.leftOut.count, help: 'Changelog lines after the target left out' },
-    { name: 'left_out_deletions', value: cut.outcome.leftOut.deletions, help: 'Deletions (UNLINK, PURGE, trash) among the lines left out' },
-    { name: 'trash_seconds', value: trash.seconds, unit: 's', help: 'Trash time the target was compared with' },
+    metric('restored_version', version),
+    metric('left_out_changes', cut.outcome.leftOut.count),
+    metric('left_out_deletions', cut.outcome.leftOut.deletions),
+    metric('trash_seconds', trash.seconds),
   ];
 }
 
@@ -349,5 +350,5 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
   lines.push(`started: ${command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
-  return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, { name: 'served_version', value: started.servedVersion }] };
+  return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, metric('served_version', started.servedVersion)] };
 }

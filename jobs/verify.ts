@@ -3,6 +3,7 @@ import { jobOptionsSchema, type ChunkserverHost, type Config, type MetaloggerHos
 import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { metric } from '../lib/core/metrics.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
 import { openSource } from '../lib/transport/remote.js';
@@ -153,7 +154,7 @@ export default defineJob({
     for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
 
     const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
-    const metrics: Metric[] = [{ name: 'master_metadata_version', value: master.version ?? NaN, help: 'Metadata version of the serving master (mfscli -SIM) when verify ran.' }, ...verdicts.flatMap((v) => v.metrics)];
+    const metrics: Metric[] = [metric('master_metadata_version', master.version ?? NaN), ...verdicts.flatMap((v) => v.metrics)];
     const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), findings: globalFindings };
     const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
     const summary =

@@ -13,7 +13,14 @@ packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client m
           # zlib/libpcap, FUSE 3 (4.x mfsmount) and FUSE 2 headers (1.6 mfsmount; libfuse-dev needs only
           # libfuse2, not the 'fuse' package, which conflicts with fuse3), python3 (4.x mfscli).
           build-essential autoconf automake libtool pkg-config zlib1g-dev libpcap-dev
-          libfuse3-dev libfuse-dev python3)
+          libfuse3-dev libfuse-dev python3
+          # test/monitoring/: the real readers of mfs-jobs' output — node_exporter's textfile collector,
+          # promtool (package prometheus), nagios4 -v (nagios4-core: the daemon without the web UI's Apache)
+          # and check_file_age (monitoring-plugins-basic, the backup freshness service)
+          prometheus-node-exporter prometheus nagios4-core monitoring-plugins-basic
+          # test/install/: the .deb is built with dpkg-deb, its unit checked with systemd-analyze verify,
+          # its man page rendered by man
+          dpkg systemd man-db git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -79,7 +79,7 @@ async function measurePromote(
       const version = metricValue(report, 'metadata_version');
       if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
       const t = (report.details.timings ?? {}) as Record<string, unknown>;
-      timings.add({ rtoSeconds: metricValue(report, 'rto'), overheadSeconds: metricValue(report, 'overhead'), ...t });
+      timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
@@ -135,7 +135,7 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
         if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
         if (report.details.handedOff !== true) throw new Error('promote was not handed to the daemon');
         const t = (report.details.timings ?? {}) as Record<string, unknown>;
-        timings.add({ rtoSeconds: metricValue(report, 'rto'), overheadSeconds: metricValue(report, 'overhead'), ...t });
+        timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
         mirrorBytes.add({ mirroredBytes: report.details.mirroredBytes, fetchedBytes: report.details.fetchedBytes });
       },
       // The mirror stays: it is the standby's, and fetching it again would load the machine under the baseline.

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
+import type { Metric } from './metrics.js';
 
 /** Nagios plugin states; the exit code is the index. */
 export const STATUSES = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
@@ -16,18 +17,8 @@ export function worst(...statuses: Status[]): Status {
   return statuses.reduce<Status>((a, b) => (rank[b] > rank[a] ? b : a), 'OK');
 }
 
-/** One figure: Nagios perfdata and a Prometheus sample at once. */
-export interface Metric {
-  /** snake_case, e.g. `lag_versions`. */
-  name: string;
-  value: number;
-  /** Nagios unit of measure: s, B, %, c (counter) or none. */
-  unit?: 's' | 'B' | '%' | 'c';
-  warn?: number;
-  crit?: number;
-  labels?: Record<string, string>;
-  help?: string;
-}
+/** One figure: Nagios perfdata and a Prometheus sample at once; every name is declared in metrics.ts. */
+export type { Metric };
 
 export interface JobResult {
   status: Status;

@@ -2,18 +2,34 @@ import path from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import type { JobResult, Metric, Status } from './job.js';
 import { exitCodeOf } from './job.js';
+import { METRIC_PREFIX, metricSpec } from './metrics.js';
 
+/** Plugin guidelines: a label is any text but `=` and `'`; quoted when it holds a space. */
 function perfLabel(m: Metric): string {
-  const label = m.labels && Object.keys(m.labels).length ? `${Object.values(m.labels).join('_')}_${m.name}` : m.name;
-  return /[\s=']/.test(label) ? `'${label.replace(/'/g, '')}'` : label;
+  const raw = m.labels && Object.keys(m.labels).length ? `${Object.values(m.labels).join('_')}_${m.name}` : m.name;
+  const label = raw.replace(/[=']/g, '_');
+  return /\s/.test(label) ? `'${label}'` : label;
+}
+
+/** A perfdata number: plain decimal ([-0-9.]), never an exponent; `U` (no unit) when it is unknown. */
+function perfNumber(n: number): string {
+  if (!Number.isFinite(n)) return 'U';
+  const s = String(n);
+  if (!/e/i.test(s)) return s;
+  return Math.abs(n) >= 1 ? BigInt(Math.round(n)).toString() : n.toFixed(20).replace(/\.?0+$/, '');
+}
+
+/** `'label'=value[UOM];[warn];[crit];[min];[max]`, trailing empty fields left out (Nagios plugin guidelines). */
+function perfData(m: Metric): string {
+  const value = perfNumber(m.value);
+  const fields = [`${perfLabel(m)}=${value}${value === 'U' ? '' : (m.unit ?? '')}`, m.warn === undefined ? '' : perfNumber(m.warn), m.crit === undefined ? '' : perfNumber(m.crit)];
+  return fields.join(';').replace(/;+$/, '');
 }
 
 /** `MFS VERIFY CRITICAL - ml2: hole 50..50 | lag_versions=0;100;1000` — what a Nagios plugin prints. */
 export function nagiosLine(jobName: string, result: JobResult): string {
-  const head = `MFS ${jobName.toUpperCase()} ${result.status} - ${result.summary}`;
-  const perf = (result.metrics ?? [])
-    .map((m) => `${perfLabel(m)}=${Number.isFinite(m.value) ? m.value : 'U'}${m.unit ?? ''};${m.warn ?? ''};${m.crit ?? ''}`.replace(/;+$/, ''))
-    .join(' ');
+  const head = `MFS ${jobName.toUpperCase()} ${result.status} - ${result.summary.replace(/\|/g, '/')}`;
+  const perf = (result.metrics ?? []).map(perfData).join(' ');
   return perf ? `${head} | ${perf}` : head;
 }
 
@@ -22,23 +38,30 @@ function promLabels(labels: Record<string, string>): string {
   return parts.length ? `{${parts.join(',')}}` : '';
 }
 
-/** node_exporter textfile format: last run time, status, duration, and every job metric. */
+function promNumber(n: number): string {
+  return Number.isNaN(n) ? 'NaN' : n === Infinity ? '+Inf' : n === -Infinity ? '-Inf' : String(n);
+}
+
+/**
+ * node_exporter textfile format: last run time, status, duration, and every job metric, each with the
+ * name, type and HELP of its entry in metrics.ts (a name not in it is a bug: refused here).
+ */
 export function prometheusText(jobName: string, result: JobResult, finishedAt: Date, durationMs: number): string {
   const job = { job: jobName };
   const out: string[] = [];
-  const gauge = (name: string, help: string, samples: { labels: Record<string, string>; value: number }[]) => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-    for (const s of samples) out.push(`${name}${promLabels(s.labels)} ${Number.isFinite(s.value) ? s.value : 'NaN'}`);
+  const family = (name: string, samples: { labels: Record<string, string>; value: number }[]) => {
+    const spec = metricSpec(name);
+    if (!spec) throw new Error(`metric ${JSON.stringify(name)} of job ${jobName} is not declared in lib/core/metrics.ts`);
+    const full = METRIC_PREFIX + name;
+    out.push(`# HELP ${full} ${spec.help}`, `# TYPE ${full} ${spec.type}`);
+    for (const s of samples) out.push(`${full}${promLabels(s.labels)} ${promNumber(s.value)}`);
   };
-  gauge('mfs_jobs_last_run_timestamp_seconds', 'When the job last finished (unix time).', [{ labels: job, value: finishedAt.getTime() / 1000 }]);
-  gauge('mfs_jobs_last_status', 'Last status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.', [{ labels: job, value: exitCodeOf(result.status) }]);
-  gauge('mfs_jobs_last_duration_seconds', 'How long the last run took.', [{ labels: job, value: durationMs / 1000 }]);
+  family('last_run_timestamp_seconds', [{ labels: job, value: finishedAt.getTime() / 1000 }]);
+  family('last_status', [{ labels: job, value: exitCodeOf(result.status) }]);
+  family('last_duration_seconds', [{ labels: job, value: durationMs / 1000 }]);
   const byName = new Map<string, Metric[]>();
   for (const m of result.metrics ?? []) byName.set(m.name, [...(byName.get(m.name) ?? []), m]);
-  for (const [name, metrics] of byName) {
-    const unitSuffix = metrics[0]?.unit === 's' && !name.endsWith('_seconds') ? '_seconds' : metrics[0]?.unit === 'B' && !name.endsWith('_bytes') ? '_bytes' : '';
-    gauge(`mfs_jobs_${name.replace(/[^a-zA-Z0-9_]/g, '_')}${unitSuffix}`, metrics[0]?.help ?? name.replace(/_/g, ' '), metrics.map((m) => ({ labels: { ...job, ...m.labels }, value: m.value })));
-  }
+  for (const [name, metrics] of byName) family(name, metrics.map((m) => ({ labels: { ...job, ...m.labels }, value: m.value })));
   return out.join('\n') + '\n';
 }
 

@@ -1,4 +1,5 @@
 import { worst, type Metric, type Status } from '../core/job.js';
+import { metric } from '../core/metrics.js';
 import { infoNumber } from '../moosefs/mfscli.js';
 import type { PlacedRestorePoint } from './restorepoint.js';
 import type { RestoreSource } from './source.js';
@@ -83,19 +84,19 @@ export function drillVerdict(f: DrillFacts, t: DrillThresholds): DrillVerdict {
 
 export function metricsOf(placed: PlacedRestorePoint, expectedVersion: number, restoredVersion: number, restored: Counts, t: Timings, v: DrillVerdict, ageSeconds: number): Metric[] {
   const m: Metric[] = [
-    { name: 'restored_version', value: restoredVersion, help: 'Metadata version the scratch master served after mfsmaster -a.' },
-    { name: 'expected_version', value: expectedVersion, help: 'Newest metadata version the restore point\'s chain offers.' },
-    { name: 'rto_seconds', value: seconds(t.copyMs + t.restoreMs + t.servingMs), unit: 's', help: 'Copy + restore + until mfscli -SIM answers.' },
-    { name: 'copy_seconds', value: seconds(t.copyMs), unit: 's', help: 'Copying (and checksumming) the restore point.' },
-    { name: 'restore_seconds', value: seconds(t.restoreMs), unit: 's', help: 'mfsmaster -a start until it daemonised.' },
-    { name: 'serving_seconds', value: seconds(t.servingMs), unit: 's', help: 'Until mfscli -SIM answered.' },
-    { name: 'copied_bytes', value: placed.bytes, unit: 'B', help: 'Bytes of image and changelogs copied.' },
-    { name: 'rpo_seconds', value: v.rpoSeconds, unit: 's', help: 'Changes of this many seconds would be lost (0 when the live master has nothing newer).' },
-    { name: 'restore_point_age_seconds', value: Math.round(ageSeconds), unit: 's', help: 'Age of the restore point.' },
+    metric('restored_version', restoredVersion),
+    metric('expected_version', expectedVersion),
+    metric('rto_seconds', seconds(t.copyMs + t.restoreMs + t.servingMs)),
+    metric('copy_seconds', seconds(t.copyMs)),
+    metric('restore_seconds', seconds(t.restoreMs)),
+    metric('serving_seconds', seconds(t.servingMs)),
+    metric('copied_bytes', placed.bytes),
+    metric('rpo_seconds', v.rpoSeconds),
+    metric('restore_point_age_seconds', Math.round(ageSeconds)),
   ];
-  if (v.rpoVersions !== undefined) m.push({ name: 'rpo_versions', value: v.rpoVersions, help: 'Metadata versions the live master has beyond the restore point.' });
-  if (restored.files !== undefined) m.push({ name: 'restored_files', value: restored.files, help: 'Files in the restored metadata (mfscli -SIG).' });
-  if (restored.directories !== undefined) m.push({ name: 'restored_directories', value: restored.directories, help: 'Directories in the restored metadata (mfscli -SIG).' });
+  if (v.rpoVersions !== undefined) m.push(metric('rpo_versions', v.rpoVersions));
+  if (restored.files !== undefined) m.push(metric('restored_files', restored.files));
+  if (restored.directories !== undefined) m.push(metric('restored_directories', restored.directories));
   return m;
 }
 

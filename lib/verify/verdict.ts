@@ -1,5 +1,6 @@
 import { formatHole, type Hole } from '../moosefs/chain.js';
 import { worst, type Metric, type Status } from '../core/job.js';
+import { metric } from '../core/metrics.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
 import { linesLostBeyond, type ChangelogFacts, type ChangelogUse, type RestorePlan } from '../moosefs/restore-model.js';
 import type { DataPathFacts, SnapshotFacts } from './source.js';
@@ -174,15 +175,15 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   const holes = plan?.roll?.holes ?? [];
   const problems = facts ? facts.changelogs.reduce((n, c) => n + c.scan.problems.length, 0) : NaN;
   const metrics: Metric[] = [
-    { name: 'lag_versions', value: lagVersions, warn: t.lagVersionsWarn, crit: t.lagVersionsCrit, labels, help: 'Metadata versions the master has that a restore from this metalogger would not reach.' },
-    { name: 'lag_seconds', value: lagSeconds, unit: 's', warn: t.lagSecondsWarn, crit: t.lagSecondsCrit, labels, help: 'Age of the newest change a restore from this metalogger reaches, while the master has newer ones (0 when it has everything).' },
-    { name: 'image_age_seconds', value: Number.isNaN(imageAge) ? NaN : Math.round(imageAge), unit: 's', warn: ageWarn, crit: ageCrit, labels, help: 'Age of the metadata image a restore would load (file mtime).' },
-    { name: 'image_version', value: plan?.startVersion ?? NaN, labels, help: 'Version of the metadata image a restore would load.' },
-    { name: 'restorable_version', value: reached ?? NaN, labels, help: 'Metadata version mfsmaster -a reaches from these files (image rolled forward, gap-free).' },
-    { name: 'holes', value: facts ? holes.length : NaN, crit: 0, labels, help: 'Missing version ranges between the image and the newest changelog line.' },
-    { name: 'changelog_problems', value: problems, crit: 0, labels, help: 'Unparsable, repeated or cut changelog lines.' },
-    { name: 'connected', value: input.connected === undefined ? NaN : input.connected ? 1 : 0, labels, help: 'Whether the master lists this metalogger as connected; NaN when unknown.' },
-    { name: 'metalogger_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), labels, help: 'Verdict per metalogger: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' },
+    metric('lag_versions', lagVersions, { warn: t.lagVersionsWarn, crit: t.lagVersionsCrit, labels }),
+    metric('lag_seconds', lagSeconds, { warn: t.lagSecondsWarn, crit: t.lagSecondsCrit, labels }),
+    metric('image_age_seconds', Number.isNaN(imageAge) ? NaN : Math.round(imageAge), { warn: ageWarn, crit: ageCrit, labels }),
+    metric('image_version', plan?.startVersion ?? NaN, { labels }),
+    metric('restorable_version', reached ?? NaN, { labels }),
+    metric('holes', facts ? holes.length : NaN, { crit: 0, labels }),
+    metric('changelog_problems', problems, { crit: 0, labels }),
+    metric('connected', input.connected === undefined ? NaN : input.connected ? 1 : 0, { labels }),
+    metric('metalogger_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), { labels }),
   ];
   const figures = {
     status,
@@ -249,10 +250,10 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
   }
   const status = statusOf(findings);
   const metrics: Metric[] = [
-    { name: 'snapshot_age_seconds', value: Number.isNaN(ageSeconds) ? NaN : Math.round(ageSeconds), unit: 's', warn: t.snapshotAgeWarnHours * 3600, crit: t.snapshotAgeCritHours * 3600, help: 'Age of the newest complete snapshot (manifest finishedAt).' },
-    { name: 'snapshot_restorable_version', value: reached ?? NaN, help: 'Metadata version a restore from the newest snapshot reaches.' },
-    { name: 'snapshot_lag_versions', value: reached !== undefined && input.masterVersion !== undefined ? Math.max(0, input.masterVersion - reached) : NaN, help: 'Versions the master has beyond the newest snapshot.' },
-    { name: 'snapshot_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), help: 'Verdict on the newest snapshot: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' },
+    metric('snapshot_age_seconds', Number.isNaN(ageSeconds) ? NaN : Math.round(ageSeconds), { warn: t.snapshotAgeWarnHours * 3600, crit: t.snapshotAgeCritHours * 3600 }),
+    metric('snapshot_restorable_version', reached ?? NaN),
+    metric('snapshot_lag_versions', reached !== undefined && input.masterVersion !== undefined ? Math.max(0, input.masterVersion - reached) : NaN),
+    metric('snapshot_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status)),
   ];
   const figures = {
     status,
@@ -308,7 +309,7 @@ export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): 
   const status = statusOf(findings);
   const metrics = v.metrics
     .filter((m) => m.name !== 'image_age_seconds' && m.name !== 'connected')
-    .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? { name: 'chunkserver_status', value: ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status), help: 'Verdict per chunkserver (changelog_csback): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.' } : {}) }));
+    .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? metric('chunkserver_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status)) : {}) }));
   const headline = v.headline.replace(/^image .*? v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
   return { ...v, status, findings, metrics, headline, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
 }

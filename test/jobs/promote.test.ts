@@ -92,7 +92,7 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     expect(report.details.plan.image).toMatchObject({ source: 'ml1', name: 'metadata_ml.mfs.back', empty: false });
     expect(report.details.plan.reached).toBe(expectedVersion);
     expect(report.details.sources.find((s: { name: string }) => s.name === 'ml1').error).toBeNull();
-    expect(report.metrics.find((m: { name: string }) => m.name === 'rto').value).toBeGreaterThan(0);
+    expect(report.metrics.find((m: { name: string }) => m.name === 'rto_seconds').value).toBeGreaterThan(0);
     expect(res.code).toBe(0);
 
     const info = await masterInfo({ host: '127.0.0.1', port: standby.ports.cl });
