@@ -1,18 +1,17 @@
-import { setTimeout as sleepFor } from 'node:timers/promises';
-import { promises as fs, constants as fsc } from 'node:fs';
+import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { createReadStream } from 'node:fs';
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
-import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
+import type { Config, DataPathHost } from '../core/config.js';
 import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { plainNameProblem } from '../core/names.js';
+import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { readImageHeader } from '../moosefs/metadata.js';
+import { runningMasterPid } from '../moosefs/mfsmaster.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { openSource, type FileSource } from '../transport/remote.js';
-import type { Config, DataPathHost } from '../core/config.js';
-import type { Logger } from '../core/logger.js';
-import { runningMasterPid } from '../moosefs/mfsmaster.js';
 import { readEdges } from './collect.js';
 
 /**
@@ -29,7 +28,11 @@ import { readEdges } from './collect.js';
  *
  * Hard links are safe for images: MooseFS never writes an existing image in place (mfsmaster writes
  * metadata.mfs.back.tmp and renames it; 4.59.2 metadata.c), so the master that starts from a linked
- * image leaves the mirror's bytes alone. Changelogs are copied: the master appends to its own.
+ * image leaves the mirror's bytes alone (and an image whose mtime moved is not vouched for again). A
+ * restored master only reads the metalogger's changelogs it was given (it writes changelog.N.mfs of its
+ * own), so the daemon's mirror links those too, after bringing them up to the source's end; the mirror
+ * itself never writes into a file that has another link (it copies it first). A mirror read by another
+ * process (a promote not handed to the daemon) copies changelogs instead.
  */
 
 const CHUNK = 4 << 20;
