@@ -116,5 +116,9 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     expect(await runCli(['run', 'demote', '--config', config], { env: { MFS_JOBS_NO_HAND_OFF: '1' } })).toMatchObject({ code: 0 });
     expect((await fs.readFile(path.join(mirrorDir(), image))).equals(await fs.readFile(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back')))).toBe(true);
     expect((await fs.stat(path.join(mirrorDir(), image))).mtime.toISOString()).toBe('2000-01-01T00:00:00.000Z');
+    // Nor into the changelog it was given through a link: the mirror's copy is still the metalogger's bytes.
+    const changelog = (await fs.readdir(mirrorDir())).find((n) => n.startsWith('changelog-'))!;
+    const mirroredLog = await fs.readFile(path.join(mirrorDir(), changelog));
+    expect(mirroredLog.equals((await fs.readFile(path.join(lab.metalogger!.dataPath, 'changelog_ml.0.mfs'))).subarray(0, mirroredLog.length))).toBe(true);
   }, 90_000);
 });
