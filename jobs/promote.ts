@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { DIR_MODE } from '../lib/core/atomic.js';
+import { expectedFilesystem } from '../lib/failover/identity.js';
 import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type SettledPlan } from '../lib/failover/collect.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
@@ -121,7 +122,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
     if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
     const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))));
     const mark = Date.now();
-    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal });
+    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
   } catch (err) {
     if (stagingDir) await fs.rm(stagingDir, { recursive: true, force: true });

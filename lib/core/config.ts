@@ -144,6 +144,11 @@ const configSchema = z.strictObject({
   masters: z.array(masterSchema).default([]),
   metaloggers: z.array(metaloggerSchema).default([]),
   chunkservers: z.array(chunkserverSchema).default([]),
+  /**
+   * The filesystem this config serves (hex metaid, as mfscli and the image header show it). Unset, it is
+   * learnt on the first backup from a live source and kept in `<stateDir>/cluster-identity.json`.
+   */
+  cluster: z.strictObject({ metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional() }).default({}),
   snapshotStore: z
     .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
     .optional(),

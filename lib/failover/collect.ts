@@ -8,6 +8,7 @@ import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { listSnapshots } from '../store/manifest.js';
 import { localSource, openSource, type FileSource } from '../transport/remote.js';
+import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
 
 /**
@@ -267,8 +268,9 @@ export interface SettledPlan {
  * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
  * is dropped and the plan made again without it.
  */
-export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; metaid?: string; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
-  const dropped: string[] = [];
+export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+  // Restore points of another filesystem than the cluster's never win, however far they reach.
+  const dropped: string[] = foreignRestorePoints(inventories, o.expected);
   const drop = (file: ImageCandidate | ChangelogCandidate, err: unknown) => {
     dropped.push(`${file.source}:${file.name}: not used (${describeError(err)})`);
     for (const inv of inventories) {
@@ -279,8 +281,8 @@ export async function settlePlan(inventories: SourceInventory[], staging: Stagin
   for (;;) {
     if (o.signal.aborted) throw o.signal.reason;
     const { groups, excluded } = groupByMetaid(inventories);
-    const choice = choosePlan(groups, o.metaid);
-    if (!choice) return { failure: o.metaid ? `no usable metadata image of metaid ${o.metaid} on any source` : 'no usable metadata image on any source', dropped };
+    const choice = choosePlan(groups, o.expected?.metaids);
+    if (!choice) return { failure: o.expected?.known ? `no usable metadata image of metaid ${o.expected.metaids.join(' or ')} (${o.expected.from}) on any source` : 'no usable metadata image on any source', dropped };
     const { plan } = choice;
     const pending = plan.steps.map((s) => s.changelog).filter((c) => !c.scanned);
     const image = o.fetchImage
