@@ -63,4 +63,10 @@ export interface Generation {
    * operations that may account for that.
    */
   selfChanges: readonly string[];
+  /**
+   * Does mfsmaster read mfsexports.cfg, with `md5pass=` (1.6 and later)? 1.5 has no exports at all: any
+   * client that reaches its client port may mount it. (An empty exports file is refused at start:
+   * "no exports defined !!!".)
+   */
+  exportsWithPassword: boolean;
 }

@@ -24,4 +24,5 @@ export const MFS_1_5: Generation = {
   reusesLostChunkIds: true,
   hasMetalogger: false,
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYRESERVED'],
+  exportsWithPassword: false,
 };

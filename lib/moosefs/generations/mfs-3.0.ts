@@ -23,4 +23,5 @@ export const MFS_3_0: Generation = {
   hasMetalogger: true,
   // 1.7 renamed EMPTYRESERVED to EMPTYSUSTAINED and began dropping stale sessions itself (SESDEL).
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYSUSTAINED', 'SESDEL'],
+  exportsWithPassword: true,
 };
