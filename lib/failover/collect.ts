@@ -1,13 +1,14 @@
-import { constants as fsc, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
-import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
+import { changelogIndex, readImageHeader } from '../moosefs/metadata.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { listSnapshots } from '../store/manifest.js';
-import { localSource, openSource, type FileSource } from '../transport/remote.js';
+import { copyLocalFile, localSource, openSource, type FileSource } from '../transport/remote.js';
+import type { PrivateDir } from './staging-dir.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
 
@@ -190,10 +191,18 @@ export class Staging {
   private readonly fetched = new Map<string, Promise<string>>();
   bytes = 0;
 
+  /** `owned`: the private directory `dir` reaches (through its held descriptor), removed by `remove`. */
   constructor(
     readonly dir: string,
     private readonly sources: ReadonlyMap<string, FileSource>,
+    private readonly owned?: PrivateDir,
   ) {}
+
+  /** Remove every staged file and the directory (a dry run's temp directory, or the private one in DATA_PATH). */
+  async remove(): Promise<void> {
+    if (this.owned) await this.owned.remove();
+    else await fs.rm(this.dir, { recursive: true, force: true });
+  }
 
   fetch(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
     const key = `${file.source}\0${file.name}`;
@@ -209,13 +218,16 @@ export class Staging {
   private async copy(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
     const target = path.join(this.dir, `${file.source.replace(/[^A-Za-z0-9_.-]/g, '_')}--${file.name}`);
     const tmp = `${target}.part`;
+    // Only the live changelog (N = 0) may have grown since it was listed; rotated ones and images are fixed.
+    const bound = { size: file.size, growth: changelogIndex(file.name) === 0 ? CHANGELOG_GROWTH : 0 };
     if (file.local) {
-      // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred.
-      await fs.copyFile(file.path, tmp, fsc.COPYFILE_FICLONE);
+      // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred;
+      // never through a symlink planted in the source directory, never more than its bound.
+      await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
       const files = this.sources.get(file.source);
       if (!files) throw new Error(`${file.source}: source is closed`);
-      await files.download(file.path, tmp, { signal, bound: { size: file.size, growth: isChangelogName(file.name) ? CHANGELOG_GROWTH : 0 } });
+      await files.download(file.path, tmp, { signal, bound });
     }
     await fs.chmod(tmp, 0o600);
     await fs.rename(tmp, target);
