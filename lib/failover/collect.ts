@@ -2,10 +2,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
-import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
-import { changelogIndex, readImageHeader } from '../moosefs/metadata.js';
-import { CHANGELOG_GROWTH } from '../transport/bounded.js';
+import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { copyLocalFile, localSource, openSource, type FileSource } from '../transport/remote.js';
 import type { PrivateDir } from './staging-dir.js';
@@ -219,7 +218,7 @@ export class Staging {
     const target = path.join(this.dir, `${file.source.replace(/[^A-Za-z0-9_.-]/g, '_')}--${file.name}`);
     const tmp = `${target}.part`;
     // Only the live changelog (N = 0) may have grown since it was listed; rotated ones and images are fixed.
-    const bound = { size: file.size, growth: changelogIndex(file.name) === 0 ? CHANGELOG_GROWTH : 0 };
+    const bound = isChangelogName(file.name) ? changelogBound(file.name, file.size) : { size: file.size };
     if (file.local) {
       // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred;
       // never through a symlink planted in the source directory, never more than its bound.

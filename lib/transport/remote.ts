@@ -230,6 +230,16 @@ function brokenConnection(msg: string): string | undefined {
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
 
+/**
+ * ssh2-sftp-client's fastGet without its own lstat (`exists()`) of the file: the caller has just
+ * stat-ed it (size and type), and one round trip per file counts on a slow link. The library's
+ * `_fastGet` keeps its connection-loss listeners; the public call is the fallback if it ever goes.
+ */
+function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
+  const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
+  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options as never);
+}
+
 class SftpSource implements FileSource {
   readonly label: string;
   constructor(
@@ -284,7 +294,9 @@ class SftpSource implements FileSource {
     const failure = () => stalled ?? abortError();
     const end = () => void this.client.end().catch(() => undefined);
     try {
-      const announced = (await unlessAborted(this.client.stat(remote), either, end, failure)).size;
+      const st = await unlessAborted(this.client.stat(remote), either, end, failure);
+      if (!st.isFile) throw new TransferError(this.hostName, `${o.what}: not a regular file: refused`);
+      const announced = st.size;
       if (announced > limitOf(bound)) {
         throw new ReadBoundError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
       }
@@ -292,7 +304,7 @@ class SftpSource implements FileSource {
         await fs.writeFile(local, '', { mode: 0o600 });
         return;
       }
-      const get = this.client.fastGet(remote, local, {
+      const get = fastGetChecked(this.client, remote, local, {
         ...FAST_GET,
         fileSize: announced,
         step: (done: number, _chunk: number, total: number) => {

@@ -112,6 +112,33 @@ describe('a hostile SFTP server', () => {
     expect(outcome.kind).toBe('snapshot');
   });
 
+  test('a download costs one STAT round trip, not two (the library\'s own lstat before fastGet is skipped)', async () => {
+    const { config, ml, stage } = await lab({ 'metadata_ml.mfs.back': { content: image(10) } });
+    const source = await open(config, ml);
+    try {
+      await source.download(`${ml.dataPath}/metadata_ml.mfs.back`, path.join(stage, 'image'), { bound: { size: image(10).length } });
+      expect((await fs.readFile(path.join(stage, 'image'))).equals(image(10))).toBe(true);
+    } finally {
+      await source.close();
+    }
+    expect(server!.stats.filter((s) => s.endsWith('/metadata_ml.mfs.back'))).toEqual([`STAT ${ml.dataPath}/metadata_ml.mfs.back`]);
+  });
+
+  test('a rotated changelog gets no growth allowance (drill and promote read it by changelogBound): one byte past its listing is refused', async () => {
+    const { changelogBound } = await import('../../lib/moosefs/datapath.js');
+    expect(changelogBound('changelog_ml.0.mfs', 10)).toEqual({ size: 10, growth: CHANGELOG_GROWTH });
+    expect(changelogBound('changelog_ml.3.mfs', 10)).toEqual({ size: 10, growth: 0 });
+    const size = lines(1, 20).length;
+    const { config, ml, stage } = await lab({ 'changelog_ml.3.mfs': { content: lines(1, 20), readSize: size + 1, statSize: size + 1, listedSize: size } });
+    const source = await open(config, ml);
+    try {
+      const { err } = await timed(source.download(`${ml.dataPath}/changelog_ml.3.mfs`, path.join(stage, 'c'), { bound: changelogBound('changelog_ml.3.mfs', size) }));
+      expect((err as Error).message).toMatch(new RegExp(`changelog_ml\\.3\\.mfs: the server announces ${size + 1} bytes at open, more than ${size} bytes announced: refused, nothing copied$`));
+    } finally {
+      await source.close();
+    }
+  });
+
   test('backup: an image listed as 100 B that stats and reads 200 MiB is refused before a byte is copied (and again on the retry)', async () => {
     const real = image(10);
     const { config, ml, store } = await lab({
@@ -238,7 +265,7 @@ describe('a hostile SFTP server', () => {
 
   test("listed names with '/', '..' or control characters are skipped with a one-line warning and never opened", async () => {
     const hostile = ['../../../etc/passwd', 'changelog_ml.1.mfs/../../x', '..', 'changelog_ml.\n2.mfs', 'metadata_ml.mfs.back\u001b[2J', 'a\\b'];
-    const { config, ml, store } = await lab({
+    const { config, ml, store, configFile } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.0.mfs': { content: lines(10, 30) },
       ...Object.fromEntries(hostile.map((name) => [name, { content: lines(1, 5) }])),
@@ -255,6 +282,12 @@ describe('a hostile SFTP server', () => {
     expect(warnings).toHaveLength(hostile.filter((name) => name !== '..').length);
     for (const w of warnings) expect(w).toMatch(/^ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data: skipped listed name ".*": (not a file name|contains a path separator|contains a control character)$/);
     expect(warnings.every((w) => !/[\x00-\x1f]/.test(w))).toBe(true);
+    // Inside a job the warnings go to its logger (JSON lines on stderr), never straight to stderr or stdout.
+    const run = await runCli(['run', 'verify', '--config', configFile]);
+    const logged = run.stderr.split('\n').filter((l) => l.includes('skipped listed name'));
+    expect(logged.length).toBeGreaterThan(0);
+    for (const l of logged) expect(JSON.parse(l)).toMatchObject({ level: 'warn', job: 'verify' });
+    expect(run.stdout).not.toContain('skipped listed name');
     // A whole backup over that listing touches only the plain names.
     const outcome = await backup(config, ml, store);
     expect(outcome.kind).toBe('snapshot');
