@@ -47,7 +47,9 @@ export async function createPrivateDir(parent: string, name: string): Promise<Pr
   } catch (err) {
     await handle?.close().catch(() => undefined);
     if (err instanceof ProcessError) throw err;
-    throw new ProcessError(dir, `${dir}: staging directory was replaced right after it was made (${(err as NodeJS.ErrnoException).code ?? String(err)}): refusing to use it`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const now = code === 'ENOTDIR' || code === 'ELOOP' ? 'now a symbolic link or not a directory' : (code ?? String(err));
+    throw new ProcessError(dir, `${dir}: staging directory was replaced right after it was made (${now}): refusing to use it`);
   }
   const held = handle;
   const ino = (await held.stat()).ino;
