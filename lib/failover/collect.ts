@@ -203,6 +203,20 @@ export class Staging {
     else await fs.rm(this.dir, { recursive: true, force: true });
   }
 
+  /** A file's size where it lies (lstat locally, stat over SFTP), for one the inventory did not list. */
+  async sizeOf(file: { source: string; path: string; local: boolean }): Promise<number> {
+    if (file.local) {
+      const st = await fs.lstat(file.path);
+      if (!st.isFile()) throw new Error(`${file.path}: not a regular file`);
+      return st.size;
+    }
+    const files = this.sources.get(file.source);
+    if (!files) throw new Error(`${file.source}: source is closed`);
+    const st = await files.stat(file.path);
+    if (!st.isFile) throw new Error(`${file.path}: not a regular file`);
+    return st.size;
+  }
+
   fetch(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
     const key = `${file.source}\0${file.name}`;
     let p = this.fetched.get(key);

@@ -26,8 +26,20 @@ export function expectedFrom(identity: ClusterIdentity | undefined, pinned: stri
   return { metaids, from: `held by the live sources ${[...new Set(live.map((i) => i.source.name))].join(', ')}`, known: false };
 }
 
+/**
+ * A damaged identity file must not stop a failover: promote then goes by the live sources, and its
+ * messages say why.
+ */
 export async function expectedFilesystem(config: Config, pinned: string | undefined, inventories: readonly SourceInventory[]): Promise<ExpectedFilesystem | undefined> {
-  return expectedFrom(await clusterIdentity(config), pinned, inventories);
+  let identity: ClusterIdentity | undefined;
+  let damaged: string | undefined;
+  try {
+    identity = await clusterIdentity(config);
+  } catch (err) {
+    damaged = (err as Error).message;
+  }
+  const expected = expectedFrom(identity, pinned, inventories);
+  return expected && damaged ? { ...expected, from: `${expected.from}; the cluster identity was not used: ${damaged}` } : expected;
 }
 
 /** One line per restore point (image) of another filesystem than the expected one: never used. */
