@@ -15,6 +15,8 @@ import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
 import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
+import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
+import { describeTarget, parseTarget, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
@@ -93,13 +95,27 @@ interface Restored {
   counts: Counts;
   timings: Timings;
   copyStartedMs: number;
+  /** `--to-version` / `--to-time`: the chain was cut there (lib/restore). */
+  cut?: { target: RestoreTarget; result: CutResult };
 }
 
 /** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
 async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
-  const placed = await place(config, source, scratch.dataPath, ctx.signal);
+  const cutTarget = parseTarget(ctx.args, config.timezone);
+  const copied = await place(config, source, scratch.dataPath, ctx.signal);
+  // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
+  let placed = copied;
+  let cut: Restored['cut'];
+  if (cutTarget.kind !== 'newest' && copied.header && copied.chain) {
+    const imageVersion = copied.header.empty ? 1 : copied.header.version;
+    const result = await cutChain({ dir: scratch.dataPath, changelogs: copied.changelogs, imageName: copied.image, imageVersion, target: cutTarget, where: describeSource(source), signal: ctx.signal });
+    const version = result.outcome.targetVersion;
+    // Damage after the target is never applied; damage before it was refused.
+    placed = { ...copied, changelogs: result.changelog ? [result.changelog] : [], chain: { ...copied.chain, reached: version, newest: version, holes: [] }, damage: [] };
+    cut = { target: cutTarget, result };
+  }
   const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
@@ -127,7 +143,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const own = await selfChangesSince(scratch.dataPath, binaries.generation, chain.newest, served);
   const version = own?.restoredVersion ?? served;
   const selfChanges = own?.ops ?? [];
-  return { placed, chain, header, version, selfChanges, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs };
+  return { placed, chain, header, version, selfChanges, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs, cut };
 }
 
 /** ", then N more of its own (IDLE)" when the scratch master had already changed something by itself. */
@@ -149,6 +165,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
+      ...(r.cut ? [cutLine(r.cut)] : []),
       `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
       `restored: ${formatCounts(r.counts)}`,
@@ -170,9 +187,17 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
       rtoSeconds,
       timings,
       newestChangeAt: placed.newestChangeMs ? new Date(placed.newestChangeMs).toISOString() : null,
+      ...(r.cut ? { target: describeTarget(r.cut.target), leftOut: r.cut.result.outcome.leftOut } : {}),
       ports,
     },
   };
+}
+
+/** `cut at --to-version N: 12 change(s) left out after it, 3 deletion(s)`: what `restore` with the same target would leave out. */
+function cutLine(cut: NonNullable<Restored['cut']>): string {
+  const { leftOut, targetVersion } = cut.result.outcome;
+  const range = leftOut.first && leftOut.last ? ` (versions ${leftOut.first.version}..${leftOut.last.version})` : '';
+  return `cut at ${describeTarget(cut.target)}: version ${targetVersion}; ${leftOut.count} change(s) left out after it${range}, ${leftOut.deletions} of them deletions`;
 }
 
 function leftoverLine(l: Leftover): string {
@@ -202,11 +227,15 @@ export default defineJob({
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local)' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
+    { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
+    { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
   ],
   async run(ctx) {
     const { config, options } = ctx;
     const root = options.scratchDir ?? path.join(config.stateDir, 'drill');
     const rootKey = options.scratchDir ? 'jobs.drill.scratchDir' : 'stateDir';
+    // A bad --to-version / --to-time is a usage error before anything is copied.
+    parseTarget(ctx.args, config.timezone);
     const source = await chooseSource(config, options.from, ctx.args);
     await checkScratchRoot(config, root, rootKey);
     if (ctx.dryRun) {

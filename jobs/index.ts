@@ -5,10 +5,11 @@ import demote from './demote.js';
 import drill from './drill.js';
 import promote from './promote.js';
 import prune from './prune.js';
+import restore from './restore.js';
 import verify from './verify.js';
 
 /** Every job mfs-jobs knows, by name. Add a job: one file in jobs/, one line here. */
-export const JOBS: readonly Job[] = [checkMaster, backup, verify, prune, promote, demote, drill] as unknown as Job[];
+export const JOBS: readonly Job[] = [checkMaster, backup, verify, prune, promote, demote, drill, restore] as unknown as Job[];
 
 export function findJob(name: string): Job | undefined {
   return JOBS.find((j) => j.name === name);

@@ -8,13 +8,17 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
+import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
+import { MasterWatch } from '../lib/failover/master-watch.js';
+import { MIRROR_DIR, mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
-import { localAddresses, vipHeld } from '../lib/failover/vip.js';
+import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
+import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import type { Generation } from '../lib/moosefs/generations/index.js';
@@ -29,12 +33,27 @@ const options = jobOptionsSchema({
    */
   fenceArpMilliseconds: z.number().int().min(0).max(10_000).default(150),
   fenceArpProbes: z.number().int().min(1).max(10).default(3),
+  /**
+   * With `mfs-jobs daemon` running on this standby: probe the other masters this often, all the time,
+   * so that a master already seen dead needs no probe when the hook fires (master-watch.ts). 0 turns it off.
+   */
+  fenceAheadMilliseconds: z.number().int().min(0).max(10_000).default(250),
   /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
   sourceTimeoutSeconds: z.number().positive().default(5),
   /** mfsmaster -a and the first mfscli answer. */
   startTimeoutSeconds: z.number().positive().default(600),
   /** Restore only this filesystem (hex metaid as in the image header), whatever else sources hold. */
   metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional(),
+  /**
+   * When fencing refuses because the old master still serves (a partition: this standby stopped hearing
+   * its adverts), take standby.vip off this host again, so that clients keep reaching the live master.
+   */
+  releaseVipOnRefusal: z.boolean().default(true),
+  /**
+   * After the master serves, watch this long for the clients to come back (mounts reconnecting to the
+   * sessions the master restored, chunkservers registering) and report when they did. 0: do not watch.
+   */
+  clientsWaitSeconds: z.number().min(0).max(600).default(10),
 });
 type Options = z.infer<typeof options>;
 type Ctx = JobContext<Options>;
@@ -67,7 +86,41 @@ export default defineJob({
     }
     return promote(ctx, standby, others, force);
   },
+  async alongsideDaemon({ config, options, log }) {
+    if (!config.standby) return undefined;
+    const parts: { close(): Promise<void> }[] = [];
+    if (options.fenceAheadMilliseconds > 0) {
+      const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
+      if (others.length > 0) {
+        const w = new MasterWatch(others, {
+          intervalMs: options.fenceAheadMilliseconds,
+          arp: { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes },
+          onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
+        });
+        daemonSide.watch = w;
+        log.info('watching the other masters for fencing', { masters: others.map((m) => m.name), intervalMs: options.fenceAheadMilliseconds });
+        parts.push({ close: async () => ((daemonSide.watch = undefined), await w.close()) });
+      }
+    }
+    const store = mirrorOf(config);
+    const hosts = mirroredHosts(config);
+    if (store && hosts.length > 0) {
+      const m = new StandbyMirror(config, store, hosts, { intervalMs: config.standby.mirrorIntervalSeconds * 1000, log });
+      daemonSide.mirror = m;
+      log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
+      parts.push({ close: async () => ((daemonSide.mirror = undefined), await m.close()) });
+    }
+    return parts.length ? { close: async () => void (await Promise.all(parts.map((p) => p.close()))) } : undefined;
+  },
 });
+
+/** What promote keeps running inside `mfs-jobs daemon` (alongsideDaemon): the watch of the other masters, the mirror. */
+const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror } = {};
+
+/** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
+function watchFreshMs(o: Options): number {
+  return 2 * (o.fenceAheadMilliseconds + o.fenceArpMilliseconds) + 100;
+}
 
 async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], running: Awaited<ReturnType<typeof localMaster>>): Promise<JobResult> {
   if (!running.info) {
@@ -89,6 +142,11 @@ async function alreadyRunning(ctx: Ctx, standby: StandbyConfig, others: MasterHo
 function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHost, a: FenceAnswer) => void): Promise<FenceAnswer[]> {
   return Promise.all(
     others.map(async (m) => {
+      const early = daemonSide.watch?.deadAnswer(m, watchFreshMs(ctx.options));
+      if (early) {
+        onAnswer?.(m, early);
+        return early;
+      }
       const { fenceTimeoutSeconds, fenceArpMilliseconds, fenceArpProbes } = ctx.options;
       const arp = fenceArpMilliseconds > 0 ? { windowMs: fenceArpMilliseconds, probes: fenceArpProbes } : undefined;
       const answer = await probeMaster(m, { timeoutMs: fenceTimeoutSeconds * 1000, mfscliBin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, signal: ctx.signal, arp });
@@ -96,6 +154,17 @@ function fence(ctx: Ctx, others: readonly MasterHost[], onAnswer?: (m: MasterHos
       return answer;
     }),
   );
+}
+
+/** After a refusal: the VIP off this host again (releaseVipOnRefusal), and a note for the summary. */
+async function giveVipBack(ctx: Ctx, standby: StandbyConfig): Promise<{ released: string[]; note: string }> {
+  if (!standby.vip || !ctx.options.releaseVipOnRefusal || ctx.dryRun) return { released: [], note: '' };
+  try {
+    const released = await releaseVip(standby.vip);
+    return { released, note: released.length ? `; virtual IP ${standby.vip} released here (${released.join(', ')}) so clients keep reaching the live master` : '' };
+  } catch (err) {
+    return { released: [], note: `; could not release virtual IP ${standby.vip}: ${describeError(err)}` };
+  }
 }
 
 /** What collecting and fetching produced while the fence was still out: everything short of acting. */
@@ -122,7 +191,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
     // In DATA_PATH, which the MooseFS user owns: made exclusively, and used only through its held descriptor.
     if (!ctx.dryRun) privateDir = await createPrivateDir(standby.dataPath, path.basename(stagingDir));
-    const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), privateDir);
+    const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
     const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
@@ -140,7 +209,18 @@ async function release(p: Prepared | undefined): Promise<void> {
   await closeSources(p.collected);
 }
 
+/** Promote with the daemon's mirror holding still: a pass must not rewrite a file while it is staged from. */
 async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
+  const mirror = daemonSide.mirror;
+  mirror?.pause();
+  try {
+    return await promoteNow(ctx, standby, others, force);
+  } finally {
+    mirror?.resume();
+  }
+}
+
+async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
   const { config } = ctx;
   const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
@@ -151,7 +231,8 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  const { specs, notes } = await sourceSpecs(config, others);
+  const { specs: ownSpecs, notes } = await sourceSpecs(config, others);
+  const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
   const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
   const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
   const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
@@ -163,10 +244,11 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
   if (alive.length > 0 && !force) {
     stopCollecting.abort(new Error('fencing refused'));
     await release(await preparing.catch(() => undefined));
+    const vip = await giveVipBack(ctx, standby);
     return {
       status: 'CRITICAL',
-      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)`,
-      details: { fence: answers, changed: false },
+      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)${vip.note}`,
+      details: { fence: answers, changed: false, vipReleased: vip.released },
       lines: answers.map(describeFence),
     };
   }
@@ -201,16 +283,18 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
   }
   const mark = Date.now();
   const placements = await preparePlacements(plan, settled, staging, ctx.signal);
-  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
+  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir), MIRROR_DIR]);
   await placeFiles(standby.dataPath, placements.files);
   f.timings.placeMs = Date.now() - mark;
-  return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, lines });
+  if (staging.reused > 0) lines.push(`warm standby: ${staging.reused} bytes taken from the mirror, ${staging.bytes} fetched`);
+  return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, mirroredBytes: staging.reused, lines });
 }
 
 interface Acted {
   aside: { dir?: string; moved: string[] };
   placements: { files: Placement[]; reachedTimestamp?: number };
   stagingBytes: number;
+  mirroredBytes: number;
   lines: string[];
 }
 
@@ -241,6 +325,10 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
+  const clients = ctx.options.clientsWaitSeconds > 0
+    ? await watchClientsBack({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin }, { since: triggeredAt(ctx), timeoutMs: ctx.options.clientsWaitSeconds * 1000 })
+    : undefined;
+  if (clients) lines.push(describeClientsBack(clients, ctx.options.clientsWaitSeconds));
   const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
   const restoreSeconds = seconds(start.durationMs);
   const rpoVersions = Math.max(0, plan.newest - plan.reached);
@@ -253,7 +341,9 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     { name: 'rpo_versions', value: rpoVersions, help: 'Metadata versions lost versus the newest any source had.' },
     ...(rpoSeconds !== undefined ? [{ name: 'rpo', value: rpoSeconds, unit: 's' as const, help: 'Seconds of changes lost versus the newest any source had.' }] : []),
     { name: 'metadata_version', value: served, help: 'Metadata version the promoted master serves.' },
+    ...(clients?.firstMountMs !== undefined ? [{ name: 'clients_back', value: seconds(clients.allMountsMs ?? clients.firstMountMs), unit: 's' as const, help: 'Promotion: from the hook call until every restored client session was connected again (or the first, if not all came back within clientsWaitSeconds).' }] : []),
     { name: 'fetched', value: acted.stagingBytes, unit: 'B', help: 'Bytes fetched or copied for the restore.' },
+    { name: 'mirrored', value: acted.mirroredBytes, unit: 'B', help: "Bytes the warm standby's mirror gave instead of a source (standby.mirror)." },
   ];
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
@@ -265,7 +355,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };

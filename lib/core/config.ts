@@ -87,6 +87,13 @@ const standbySchema = z.strictObject({
    * then joins that run and reports its result. Needs `vip` and daemon.socket.
    */
   promoteOnVip: z.boolean().default(false),
+  /**
+   * A warm standby: `mfs-jobs daemon` keeps a copy of each remote metalogger's (and 1.x chunkserver's)
+   * newest image and the changelogs after it in `<dataPath>/.mfs-jobs-mirror`, refreshed every
+   * `mirrorIntervalSeconds`, so promote fetches only the lines written since (lib/failover/mirror.ts).
+   */
+  mirror: z.boolean().default(false),
+  mirrorIntervalSeconds: z.number().positive().default(5),
   mfsmasterBin: z.string().min(1).default('mfsmaster'),
 });
 

@@ -1,6 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Config } from './config.js';
-import type { Job } from './job.js';
+import { jobOptions } from './config.js';
+import type { Companion, Job } from './job.js';
 import type { Logger } from './logger.js';
 import { describeError } from './errors.js';
 import { serveHandOff, type HandOffServer } from './hand-off-server.js';
@@ -57,6 +58,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
   const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff!.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
   if (vipWatch) log.info('watching for the virtual IP', { vip });
+  const companions = await startCompanions(config, jobs, log);
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
   const tasks: ScheduledTask[] = [];
   let stopping = false;
@@ -85,6 +87,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   stopping = true;
   for (const t of tasks) await t.destroy();
   vipWatch?.stop();
+  await Promise.all(companions.map((c) => c.close()));
   await handOff?.close();
   for (const [i, r] of [...(handOff?.running ?? [])].entries()) running.set(`hand-off ${i + 1}`, r);
   const names = [...running.keys()];
@@ -110,4 +113,19 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   process.off('SIGINT', again);
   log.info('daemon stopped', { finished: names });
   return 0;
+}
+
+/** Each job's `alongsideDaemon` (enabled jobs only); one that fails to start is logged, not fatal. */
+async function startCompanions(config: Config, jobs: readonly Job[], log: Logger): Promise<Companion[]> {
+  const out: Companion[] = [];
+  for (const job of jobs) {
+    if (!job.alongsideDaemon || config.jobs[job.name]?.enabled === false) continue;
+    try {
+      const c = await job.alongsideDaemon({ config, options: jobOptions(config, job.name, job.options), log: log.child({ job: job.name }) });
+      if (c) out.push(c);
+    } catch (err) {
+      log.error(`${job.name}: cannot start what it runs beside the daemon: ${describeError(err)}`);
+    }
+  }
+  return out;
 }

@@ -72,6 +72,16 @@ export interface Job<S extends z.ZodType = z.ZodType> {
   /** Wait this long for the lock instead of skipping at once (failover hooks queue behind each other). */
   lockWaitSeconds?: number;
   run(ctx: JobContext<z.infer<S>>): Promise<JobResult>;
+  /**
+   * What the job keeps running in `mfs-jobs daemon` between its runs (promote: its watch of the other
+   * masters, so that fencing already knows when the hook fires). Started once; closed on shutdown.
+   */
+  alongsideDaemon?(ctx: { config: Config; options: z.infer<S>; log: Logger }): Promise<Companion | undefined>;
+}
+
+/** Something a job runs beside the daemon (see Job.alongsideDaemon). */
+export interface Companion {
+  close(): Promise<void>;
 }
 
 /** Define a job with its option type inferred from its schema. */

@@ -114,6 +114,8 @@ export interface PlaceOptions {
    * for the clean stop's dump; an upper bound for a DATA_PATH source); throws to refuse.
    */
   ensureSpace?: (bytes: number) => Promise<void>;
+  /** A DATA_PATH source: choose among images of at most this version (a restore to an older target). */
+  maxImageVersion?: number;
 }
 
 /** Copy a snapshot's files into `dataPath`, each checked against the manifest's size and sha256. */
@@ -214,7 +216,8 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
       candidates.push({ entry, error: (err as Error).message });
     }
   }
-  const chosen = chooseImage(candidates);
+  const max = options.maxImageVersion;
+  const chosen = chooseImage(max === undefined ? candidates : candidates.filter((c) => !c.header || c.header.empty || c.header.version <= max));
   if (!chosen) {
     const why = candidates.map((c) => c.error).join('; ') || 'no metadata image at all';
     throw new ChainError(where, `${where}: no usable metadata image (${why})`);

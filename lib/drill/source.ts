@@ -28,8 +28,8 @@ export function describeSource(source: RestoreSource, short = false): string {
   return short ? `${source.host.role} ${source.host.name}` : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
 }
 
-export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal): Promise<PlacedRestorePoint> {
-  const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes) };
+export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
+  const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
   if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
   const files = await openSource(config, source.host, signal);
   try {

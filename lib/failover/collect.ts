@@ -84,7 +84,7 @@ export function parseChangelogEdges(head: Buffer, tail: Buffer, tailStartsFile: 
   return edges;
 }
 
-async function readEdges(files: FileSource, file: string, size: number): Promise<ChangelogEdges | undefined> {
+export async function readEdges(files: FileSource, file: string, size: number): Promise<ChangelogEdges | undefined> {
   const head = await files.readRange(file, 0, Math.min(size, EDGE_BYTES));
   for (const span of [EDGE_BYTES, 1 << 20]) {
     const tail = size <= span ? await files.readRange(file, 0, size) : await files.readRange(file, size - span, span);
@@ -94,14 +94,22 @@ async function readEdges(files: FileSource, file: string, size: number): Promise
   return undefined;
 }
 
-/** Rejects when `signal` aborts, whatever `work` is waiting for (an SFTP read has no abort of its own). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+/**
+ * `work`, or the signal's reason as soon as it aborts. What `work` gives after that is handed to
+ * `dispose` (an SFTP connection that opened too late is closed, not leaked) and its failure is
+ * swallowed: a rejection nobody waits for would end the daemon.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal, dispose?: (late: T) => unknown): Promise<T> {
   return new Promise((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     work.then(
-      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) void Promise.resolve(dispose?.(v)).catch(() => undefined);
+        resolve(v);
+      },
       (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
     );
   });
@@ -166,7 +174,8 @@ export async function collectSources(specs: readonly SourceSpec[], o: { timeoutM
       const signal = AbortSignal.any(signals);
       let files: FileSource | undefined;
       try {
-        files = await untilAborted(spec.open(signal), signal);
+        if (signal.aborted) throw signal.reason;
+        files = await untilAborted(spec.open(signal), signal, (late) => late.close());
         const inventory = await untilAborted(readInventory(spec, files), signal);
         return { spec, files, inventory };
       } catch (err) {
@@ -182,18 +191,39 @@ export async function closeSources(sources: readonly CollectedSource[]): Promise
   await Promise.all(sources.map((s) => s.files?.close().catch(() => undefined)));
 }
 
+/** A file the plan wants staged; images carry version and metaid, changelogs their runs (how the mirror knows them). */
+export interface StagedFile {
+  source: string;
+  name: string;
+  path: string;
+  local: boolean;
+  size: number;
+  version?: number;
+  metaid?: string;
+  segments?: { first: number }[];
+}
+
+/** Where Staging may find a file's bytes before it fetches them (the warm standby's mirror, mirror.ts). */
+export interface StagingMirror {
+  stage(file: StagedFile, files: FileSource, tmp: string): Promise<{ reused: number; fetched: number } | undefined>;
+}
+
 /**
  * Where fetched files wait before they are placed: on the standby's disk, so placing is a rename,
  * never a second copy. Each file is fetched once, however often the plan is revised.
  */
 export class Staging {
   private readonly fetched = new Map<string, Promise<string>>();
+  /** Bytes fetched or copied from sources. */
   bytes = 0;
+  /** Bytes the warm standby's mirror gave instead (mirror.ts). */
+  reused = 0;
 
   /** `owned`: the private directory `dir` reaches (through its held descriptor), removed by `remove`. */
   constructor(
     readonly dir: string,
     private readonly sources: ReadonlyMap<string, FileSource>,
+    private readonly mirror?: StagingMirror,
     private readonly owned?: PrivateDir,
   ) {}
 
@@ -217,7 +247,7 @@ export class Staging {
     return st.size;
   }
 
-  fetch(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
+  fetch(file: StagedFile, signal: AbortSignal): Promise<string> {
     const key = `${file.source}\0${file.name}`;
     let p = this.fetched.get(key);
     if (!p) {
@@ -228,9 +258,18 @@ export class Staging {
     return p;
   }
 
-  private async copy(file: { source: string; name: string; path: string; local: boolean; size: number }, signal: AbortSignal): Promise<string> {
+  private async copy(file: StagedFile, signal: AbortSignal): Promise<string> {
     const target = path.join(this.dir, `${file.source.replace(/[^A-Za-z0-9_.-]/g, '_')}--${file.name}`);
     const tmp = `${target}.part`;
+    const files = this.sources.get(file.source);
+    const mirrored = !file.local && files && this.mirror ? await this.mirror.stage(file, files, tmp).catch(() => undefined) : undefined;
+    if (mirrored) {
+      await fs.chmod(tmp, 0o600);
+      await fs.rename(tmp, target);
+      this.bytes += mirrored.fetched;
+      this.reused += mirrored.reused;
+      return target;
+    }
     // Only the live changelog (N = 0) may have grown since it was listed; rotated ones and images are fixed.
     const bound = isChangelogName(file.name) ? changelogBound(file.name, file.size) : { size: file.size };
     if (file.local) {
@@ -238,7 +277,6 @@ export class Staging {
       // never through a symlink planted in the source directory, never more than its bound.
       await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
-      const files = this.sources.get(file.source);
       if (!files) throw new Error(`${file.source}: source is closed`);
       await files.download(file.path, tmp, { signal, bound });
     }

@@ -25,6 +25,8 @@ export interface FenceAnswer {
   arp?: ArpAnswer;
   /** How long the answer took. */
   ms: number;
+  /** Answered from the daemon's watch of this master (master-watch.ts), without a probe of its own. */
+  watched?: boolean;
 }
 
 /** One TCP connect: listening (something accepts), refused (host up, nothing there), unreachable (no answer in time). */

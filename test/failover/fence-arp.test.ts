@@ -7,9 +7,30 @@ import { arpProbe } from '../../lib/failover/arp.js';
 import type { FenceAnswer } from '../../lib/failover/fence.js';
 import { killMasterOf } from '../lab/failover.js';
 import { NetLab, NsMaster, type Machine } from '../lab/netns.js';
+import { Daemon, waitFor } from '../lab/proc.js';
 
 /** The compiled fence, asked from inside machine `from`'s network, as promote asks it there. */
 const FENCE = fileURLToPath(new URL('../../lib/failover/fence.js', import.meta.url));
+const WATCH = fileURLToPath(new URL('../../lib/failover/master-watch.js', import.meta.url));
+
+interface Seen {
+  state?: { kind: string; reachability?: string; probes?: number };
+  answer?: FenceAnswer;
+}
+
+/** The daemon's watch of one master, run inside machine `from`; it prints what it sees every 50 ms. */
+function watchFrom(from: Machine, host: string, port: number, logFile: string): { daemon: Daemon; seen(): Promise<Seen> } {
+  const master = { name: 'other', host, cliHost: host, cliPort: port };
+  const script = `const { MasterWatch } = await import(${JSON.stringify(WATCH)});
+const m = ${JSON.stringify(master)};
+const w = new MasterWatch([m], { intervalMs: 250, arp: { windowMs: 150, probes: 3 } });
+setInterval(() => process.stdout.write(JSON.stringify({ state: w.state(m), answer: w.deadAnswer(m, 900) }) + '\\n'), 50);`;
+  const daemon = new Daemon('watch', process.execPath, ['--input-type=module', '-e', script], logFile, { wrap: from.wrap });
+  return {
+    daemon,
+    seen: async () => JSON.parse((await daemon.log()).trim().split('\n').at(-1) || '{}') as Seen,
+  };
+}
 
 async function probeFrom(from: Machine, host: string, port: number, o: { timeoutMs: number; arpMs: number }): Promise<FenceAnswer> {
   const master = { name: 'other', host, cliHost: host, cliPort: port };
@@ -87,6 +108,42 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
       await A.linkUp();
     }
   });
+
+  test("the daemon's watch (fencing ahead of time): answers for the fence only while it sees the master dead, never for a live or silent one", async () => {
+    const w = watchFrom(B, A.ip, NsMaster.PORTS.cl, path.join(dir, 'watch.log'));
+    const now = (what: string, pred: (s: Seen) => boolean, ms = 10_000) => waitFor(what, async () => ((s) => (pred(s) ? s : undefined))(await w.seen()), ms, 50);
+    try {
+      await now('alive', (s) => s.state?.kind === 'alive');
+      expect((await w.seen()).answer).toBeUndefined();
+      // Port silent, host up: never "dead", so the fence probes (and waits) as before.
+      const rule = (op: '-A' | '-D') => execCapture('ip', ['netns', 'exec', A.name, 'iptables', op, 'INPUT', '-p', 'tcp', '--dport', '9421', '-j', 'DROP']);
+      expect((await rule('-A')).code).toBe(0);
+      try {
+        await now('unsure', (s) => s.state?.kind === 'unsure');
+        await new Promise((r) => setTimeout(r, 1_000));
+        expect((await w.seen()).answer).toBeUndefined();
+      } finally {
+        await rule('-D');
+      }
+      await now('alive again', (s) => s.state?.kind === 'alive');
+      // The host dies: after two probes in a row the watch answers for the fence, at once.
+      await A.linkDown();
+      try {
+        const dead = await now('dead', (s) => s.answer !== undefined, 5_000);
+        expect(dead.answer).toMatchObject({ reachability: 'unreachable', watched: true, ms: 0 });
+        expect(dead.answer!.detail).toMatch(/^host down: no ARP reply .* \(the daemon's watch: down since [\d:.]+ UTC, \d+ probes in a row, the last \d+ ms ago\)$/);
+      } finally {
+        await A.linkUp();
+      }
+      await now('alive after the link came back', (s) => s.state?.kind === 'alive' && s.answer === undefined);
+      // The master process dies, its host lives: refused, dead.
+      await master.kill9();
+      const refused = await now('refused', (s) => s.answer !== undefined, 5_000);
+      expect(refused.answer).toMatchObject({ reachability: 'refused', watched: true });
+    } finally {
+      await w.daemon.stop();
+    }
+  }, 60_000);
 
   test('an address not on a directly connected link gets no ARP verdict, and says why', async () => {
     expect(await arpProbe('127.0.0.1', { windowMs: 300, probes: 3 })).toEqual({ state: 'unavailable', why: '127.0.0.1 is a local address' });

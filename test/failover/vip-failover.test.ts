@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { FailoverLab, sha256 as sha, writeDurably, type FailoverRound, type Promoter } from '../lab/failover.js';
+import { waitFor } from '../lab/proc.js';
 
 /**
  * The redundant-master recipe, for real (test/lab/failover.ts): the serving machine dies (kill -9 of
@@ -45,13 +47,19 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
         // own `run promote` joined that run and printed its result.
         expect(r.promote?.details?.triggeredBy).toBe('vip');
         expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
+        // Promote watched the clients come back: the mount reconnected to its restored session, the chunkserver registered.
+        const clients = r.promote?.details?.clients;
+        expect(clients?.back).toBeGreaterThanOrEqual(1);
+        expect(clients?.chunkservers).toBeGreaterThanOrEqual(1);
+        expect(clients?.firstMountMs).toBeGreaterThan(0);
       }
       rounds.push(r);
     }
 
     const s = (x: number) => x.toFixed(2);
     for (const [i, r] of rounds.entries()) {
-      const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)})` : '';
+      const c = r.promote?.details?.clients;
+      const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)}), clients back (ms after the hook): mount ${c?.firstMountMs ?? '-'}, chunkserver ${c?.firstChunkserverMs ?? '-'}` : '';
       console.log(`round ${i + 1} (${r.promoter} on ${r.standby}): kill -9 → VIP ${s(r.vipSeconds)} s, → first client write ${s(r.firstWriteSeconds)} s${own}`);
     }
     const med = (p: Promoter) => median(rounds.filter((r) => r.promoter === p).map((r) => r.firstWriteSeconds));
@@ -65,4 +73,27 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
     await writeDurably(path.join(lab.mount!.dir, 'new-after-failover'), more);
     expect(sha(await fs.readFile(path.join(freshMount.dir, 'new-after-failover')))).toBe(sha(more));
   }, 600_000);
+
+  test("a partition: the standby stops hearing the master's adverts while that master still serves — promote refuses, gives the VIP back, no second master starts, the clients carry on", async () => {
+    const serving = lab.serving();
+    const standby = serving === lab.A ? lab.B : lab.A;
+    const before = await lab.readPromoteState(standby);
+    const since = Date.now();
+    await lab.deafToAdverts(standby, true);
+    try {
+      const p = await lab.waitPromoteAfter(standby, since, before);
+      expect(p.status).toBe('CRITICAL');
+      expect(p.summary).toMatch(new RegExp(`^refusing to promote: master-[ab] \\(${serving.ip.replace(/\./g, '\\.')}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${VIP.replace(/\./g, '\\.')} released here`));
+      expect(await runningMasterPid(lab.master(standby).dataPath)).toBeUndefined();
+      await waitFor('the VIP to be gone from the standby', async () => !(await standby.addresses()).includes(VIP), 10_000);
+      // The live master keeps the VIP and its clients.
+      expect(await serving.addresses()).toContain(VIP);
+      const data = randomBytes(10_000);
+      await writeDurably(path.join(lab.mount!.dir, 'during-partition'), data);
+      expect(sha(await fs.readFile(path.join(lab.mount!.dir, 'during-partition')))).toBe(sha(data));
+    } finally {
+      await lab.deafToAdverts(standby, false);
+    }
+    await lab.waitVipOnlyOn(serving);
+  }, 120_000);
 });

@@ -87,7 +87,11 @@ export class Lab {
       ...generationConfig(this.generation),
       jobs: {},
     };
-    return { ...doc, ...extra };
+    const merged = { ...doc, ...extra };
+    // Most labs have no chunkserver and an unmounted client's session stays known for a day: promote's
+    // wait for the clients (clientsWaitSeconds) would only run out. The failover labs watch them.
+    const jobs = (merged.jobs ?? {}) as Record<string, Record<string, unknown>>;
+    return { ...merged, jobs: { ...jobs, promote: { clientsWaitSeconds: 0, ...(jobs.promote ?? {}) } } };
   }
 
   /** Write the config (YAML) and return its path. */

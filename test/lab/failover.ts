@@ -124,6 +124,7 @@ export interface PromoteState {
     rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
+    clients?: { sessions: number; back: number; chunkservers: number; firstMountMs?: number; allMountsMs?: number; firstChunkserverMs?: number } | null;
   };
 }
 
@@ -415,6 +416,30 @@ export class FailoverLab {
     return { promoter, standby: standby.name, promoted: standby, vipSeconds: (vipAt - killedAt) / 1000, firstWriteSeconds: (writeAt - killedAt) / 1000, promote };
   }
 
+  /**
+   * A partition of the VRRP/CARP kind: `m` stops hearing the other machine's adverts while TCP between
+   * them still flows. ucarp reads adverts with libpcap, ahead of the receiver's netfilter, so they are
+   * dropped on the bridge instead (nftables' bridge family, a table of this test's own): frames of IP
+   * protocol 112 on their way out to `m`'s port. `false` heals it (the table goes).
+   */
+  async deafToAdverts(m: Machine, deaf: boolean): Promise<void> {
+    const nft = async (...args: string[]) => {
+      const res = await execCapture('nft', args);
+      if (res.code !== 0) throw new Error(`nft ${args.join(' ')}: ${res.stderr.trim() || `exit ${res.code}`}`);
+    };
+    if (!deaf) {
+      if (this.deafTable) await nft('delete', 'table', 'bridge', this.deafTable);
+      this.deafTable = undefined;
+      return;
+    }
+    this.deafTable = `mfsdeaf${process.pid}`;
+    await nft('add', 'table', 'bridge', this.deafTable);
+    await nft('add', 'chain', 'bridge', this.deafTable, 'forw', '{ type filter hook forward priority 0; }');
+    await nft('add', 'rule', 'bridge', this.deafTable, 'forw', 'oifname', m.hostIface, 'ip', 'protocol', '112', 'drop');
+  }
+
+  private deafTable: string | undefined;
+
   /** Restart `m`'s ucarp with another up-script (it is BACKUP: no script runs). */
   async switchUpScript(m: Machine, skew: number, upScript: string): Promise<void> {
     await this.ucarps.get(m)?.stop();
@@ -494,6 +519,7 @@ export class FailoverLab {
   keepDir = !!process.env.MFS_JOBS_KEEP_TEST_DIR;
 
   async stop(): Promise<string[]> {
+    if (this.deafTable) await execCapture('nft', ['delete', 'table', 'bridge', this.deafTable]).catch(() => undefined);
     for (const mount of this.extraMounts) await dropMount(mount);
     await dropMount(this.mount);
     for (const ucarp of this.ucarps.values()) await ucarp.kill9().catch(() => undefined);

@@ -17,6 +17,7 @@ const LAYER: Record<string, number> = {
   drill: 4,
   prune: 4,
   verify: 4,
+  restore: 4,
   commands: 5,
 };
 

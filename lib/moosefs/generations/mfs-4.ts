@@ -14,4 +14,6 @@ export const MFS_4: Generation = {
   // IDLE(): its changelog_sendnop() writes one after 30 s without a change — and, since its clock of the
   // last change starts at 0, within a second of every start.
   selfChanges: [...MFS_3_0.selfChanges, 'IDLE'],
+  // filesystem.c: DEFAULT_TRASHTIME 24 (hours); SETTRASHTIME(inode,uid,trashretention,smode) in hours.
+  trashTime: { defaultSeconds: 24 * 3600, changelogUnitSeconds: 3600 },
 };

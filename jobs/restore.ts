@@ -1,0 +1,353 @@
+// Point-in-time recovery, as the runbook does it: take a restore point (a snapshot of the store, or a
+// metalogger's DATA_PATH), cut its changelogs at the target version or time, check the cut is sound
+// (inside what the restore point covers, no hole, no damaged line before it) — all in a staging
+// directory — and only then move the DATA_PATH's old content aside, place the image and the cut
+// changelog, and say how to start the master (or start it with --start and wait until it serves).
+import { promises as fs, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { DIR_MODE, FILE_MODE, fsyncDir, fsyncFile } from '../lib/core/atomic.js';
+import { jobOptionsSchema } from '../lib/core/config.js';
+import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
+import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { processAlive } from '../lib/core/lock.js';
+import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
+import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
+import { moveAside, stamp } from '../lib/failover/standby.js';
+import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
+import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
+import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
+import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
+import { mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
+import { restoreAndStart } from '../lib/moosefs/restore.js';
+import { isWithin } from '../lib/moosefs/scratchmaster.js';
+import { selfChangesSince } from '../lib/moosefs/self-changes.js';
+import { listSnapshots } from '../lib/store/manifest.js';
+import { openSource } from '../lib/transport/remote.js';
+import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
+import { checkTrash, describeTarget, parseTarget, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+
+const restoreOptions = jobOptionsSchema({
+  /** Parent of the staging directories (default `<stateDir>/restore`); never inside the DATA_PATH restored. */
+  scratchDir: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+  /** The restored master's mfsmaster.cfg (its DATA_PATH must be --data-path); default standby.masterConfig, else /etc/mfs/mfsmaster.cfg. */
+  masterConfig: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+  mfsmasterBin: z.string().min(1).optional(),
+  restoreTimeoutSeconds: z.number().positive().default(3600),
+  servingTimeoutSeconds: z.number().positive().default(120),
+});
+type RestoreOptions = z.infer<typeof restoreOptions>;
+type Ctx = JobContext<RestoreOptions>;
+
+/** Staging directories are `<scratchDir>/stage-XXXXXX`; a killed run's are removed by the next. */
+const STAGE_PREFIX = 'stage-';
+/** The restored image's name in DATA_PATH: a master's own last saved image. */
+const RESTORED_IMAGE = 'metadata.mfs.back';
+const DEFAULT_MASTER_CONFIG = '/etc/mfs/mfsmaster.cfg';
+
+const iso = (unix: number) => new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
+const change = (c: ChangeRef) => `version ${c.version} at ${iso(c.timestamp)} (${c.op})`;
+
+/** The restore points to try, best first: `--latest` is every snapshot newest first (the newest whose image is older than the target wins). */
+async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSource[]> {
+  const { args, config } = ctx;
+  const given = [args.snapshot !== undefined, args.from !== undefined, args.latest === true].filter(Boolean).length;
+  if (given === 0) throw new UsageError('--latest', 'say which restore point to restore from: --snapshot ID, --latest or --from SOURCE');
+  const first = await chooseSource(config, undefined, args);
+  if (first.kind !== 'snapshot' || args.latest !== true || target.kind === 'newest') return [first];
+  const { snapshots } = await listSnapshots(config.snapshotStore!.path);
+  const newestFirst = snapshots.filter((s) => s.id !== first.snapshot.id).reverse();
+  const all = [first.snapshot, ...newestFirst];
+  // An image newer than a version target can never serve it: skip those without copying them.
+  const usable = target.kind === 'version' ? all.filter((s) => s.manifest.image.version <= target.version) : all;
+  return (usable.length ? usable : [all[all.length - 1]!]).map((snapshot) => ({ kind: 'snapshot', snapshot }));
+}
+
+/** The DATA_PATH to restore into: a directory no master or metalogger runs in (created when missing). */
+async function checkDataPath(dataPath: string): Promise<void> {
+  const st = await fs.stat(dataPath).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+  if (st && !st.isDirectory()) throw new UsageError('--data-path', `--data-path ${dataPath} is not a directory`);
+  if (!st) {
+    const parent = await fs.stat(path.dirname(dataPath)).catch(() => undefined);
+    if (!parent?.isDirectory()) throw new UsageError('--data-path', `--data-path ${dataPath}: neither it nor its parent directory exists`);
+    return;
+  }
+  const pid = await runningMasterPid(dataPath);
+  if (pid !== undefined) throw new ProcessError(dataPath, `${dataPath}: an mfsmaster runs in this DATA_PATH (pid ${pid}, ${path.join(dataPath, '.mfsmaster.lock')}): stop it first; restore never writes into a running master's DATA_PATH`);
+  const mlPid = Number.parseInt(await fs.readFile(path.join(dataPath, '.mfsmetalogger.lock'), 'utf8').catch(() => ''), 10);
+  if (processAlive(mlPid)) throw new ProcessError(dataPath, `${dataPath}: an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`);
+}
+
+interface Staged {
+  source: RestoreSource;
+  stage: string;
+  placed: PlacedRestorePoint & { header: NonNullable<PlacedRestorePoint['header']> };
+  cut: CutResult;
+  /** Restore points passed over because their image is newer than the target. */
+  skipped: string[];
+}
+
+/** Copy the candidates into staging one by one until one holds the target; every refusal leaves no staging behind. */
+async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: RestoreSource[]): Promise<Staged> {
+  const skipped: string[] = [];
+  for (const [i, source] of sources.entries()) {
+    // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): the newest older than the target.
+    let maxImageVersion = target.kind === 'version' ? target.version : undefined;
+    for (;;) {
+      const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
+      let imageVersion: number | undefined;
+      try {
+        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion });
+        if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
+        imageVersion = placed.header.empty ? 1 : placed.header.version;
+        const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
+        return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
+      } catch (err) {
+        await fs.rm(dir, { recursive: true, force: true });
+        if (!(err instanceof CutRefused && err.refusal.beforeImage)) throw err;
+        skipped.push(`${describeSource(source)}: ${err.message}`);
+        // A DATA_PATH with an older image still in it: try that one (a time target learns only now that it is needed).
+        if (source.kind === 'datapath' && imageVersion !== undefined && imageVersion > 1 && (await olderImageIn(ctx, source, imageVersion))) {
+          maxImageVersion = imageVersion - 1;
+          ctx.log.info('image is newer than the target, trying an older image of the same DATA_PATH', { source: describeSource(source), below: imageVersion });
+          continue;
+        }
+        if (i === sources.length - 1) throw err;
+        ctx.log.info('restore point is newer than the target, trying an older one', { source: describeSource(source) });
+        break;
+      }
+    }
+  }
+  throw new UsageError('--latest', 'no restore point to restore from');
+}
+
+/** Does the DATA_PATH hold a valid image older than `version` (before copying it)? */
+async function olderImageIn(ctx: Ctx, source: Extract<RestoreSource, { kind: 'datapath' }>, version: number): Promise<boolean> {
+  const files = await openSource(ctx.config, source.host, ctx.signal);
+  try {
+    const listing = await listDataPath(files, source.host.dataPath);
+    for (const e of listing.images) {
+      const header = await readSourceImageHeader(files, path.posix.join(source.host.dataPath, e.name), e.size).catch(() => undefined);
+      if (header && !header.empty && header.version < version) return true;
+    }
+    return false;
+  } finally {
+    await files.close();
+  }
+}
+
+/** The binaries that will restore this image here; without an installed mfsmaster, the newest generation writing its magic (for the command shown). */
+async function binariesFor(ctx: Ctx, magic: string, where: string, needed: boolean): Promise<{ binaries?: Binaries; generation: Generation }> {
+  try {
+    const binaries = await restoringBinaries(ctx.config, magic, where, ctx.options.mfsmasterBin);
+    return { binaries, generation: binaries.generation };
+  } catch (err) {
+    if (needed) throw err;
+    ctx.log.warn('cannot tell which mfsmaster would restore this image here', { error: describeError(err) });
+    const generation = generationsWriting(magic === 'MFSM NEW' ? 'MFSM 2.0' : (magic as Generation['imageMagic']))[0];
+    if (!generation) throw err;
+    return { generation };
+  }
+}
+
+/** The restored master's config: --master-config, jobs.restore.masterConfig, standby.masterConfig (same DATA_PATH), or Debian's default. */
+function masterConfigOf(ctx: Ctx, dataPath: string): { file: string; key: string } {
+  const { args, options, config } = ctx;
+  if (typeof args.masterConfig === 'string') return { file: path.resolve(args.masterConfig), key: '--master-config' };
+  if (options.masterConfig) return { file: options.masterConfig, key: 'jobs.restore.masterConfig' };
+  if (config.standby && path.resolve(config.standby.dataPath) === dataPath) return { file: config.standby.masterConfig, key: 'standby.masterConfig' };
+  return { file: DEFAULT_MASTER_CONFIG, key: '--master-config' };
+}
+
+/** The command that starts the restored master the way its generation restores (shown, or run by --start). */
+function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
+  const mfsmaster = binaries?.mfsmaster ?? 'mfsmaster';
+  if (generation.restore === 'mfsmaster-a') return [mfsmaster, ...generation.startArgs(configFile, { autoRestore: true, foreground: false })].join(' ');
+  const restore = [binaries?.mfsmetarestore ?? 'mfsmetarestore', '-m', path.join(dataPath, RESTORED_IMAGE), '-o', path.join(dataPath, 'metadata.mfs'), ...(changelog ? [path.join(dataPath, changelog)] : [])].join(' ');
+  return `${restore} && ${[mfsmaster, ...generation.startArgs(configFile, { autoRestore: false, foreground: false })].join(' ')}`;
+}
+
+/** Move a staged file into DATA_PATH (a rename, or a copy across filesystems), owned like DATA_PATH, 0600. */
+async function placeInto(from: string, dataPath: string, name: string, owner: { uid: number; gid: number }): Promise<void> {
+  const to = path.join(dataPath, name);
+  await fsyncFile(from);
+  try {
+    await fs.rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    await fs.copyFile(from, to, fsc.COPYFILE_EXCL);
+    await fsyncFile(to);
+  }
+  await fs.chown(to, owner.uid, owner.gid);
+  await fs.chmod(to, FILE_MODE);
+}
+
+interface Started {
+  command: string;
+  servedVersion: number;
+  selfChanges: string[];
+  host: string;
+  port: number;
+}
+
+/** `--start`: restore and start the master with its config, wait until it serves at the target version. */
+async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, dataPath: string, changelog: string | undefined, expected: number): Promise<Started> {
+  const { generation } = binaries;
+  const cfg = await readMfsConfig(configFile);
+  const host = !cfg[generation.listenKeys.cl.host] || ['*', '0.0.0.0'].includes(cfg[generation.listenKeys.cl.host]!) ? '127.0.0.1' : cfg[generation.listenKeys.cl.host]!;
+  const port = Number(cfg[generation.listenKeys.cl.port] ?? 9421);
+  const target: MasterTarget = { host, port, bin: binaries.mfscli, generation: ctx.config.moosefs.generation };
+  const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
+  const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
+  const res = await restoreAndStart(binaries, configFile, files, { timeoutMs: ctx.options.restoreTimeoutSeconds * 1000, signal: ctx.signal, ready });
+  if (res.code !== 0) throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
+  const status = await waitServing({ ...target, timeoutMs: ctx.options.servingTimeoutSeconds * 1000, signal: ctx.signal });
+  const served = status.metadataVersion ?? res.restoredVersion ?? expected;
+  if (served === expected) return { command: res.command, servedVersion: served, selfChanges: [], host, port };
+  const own = await selfChangesSince(dataPath, generation, expected, served);
+  if (own) return { command: res.command, servedVersion: served, selfChanges: own.ops, host, port };
+  throw new ProcessError(`${host}:${port}`, `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`);
+}
+
+function leftOutLine(cut: CutResult): string {
+  const l = cut.outcome.leftOut;
+  if (l.count === 0) return 'left out: nothing (the target is the newest version the restore point holds)';
+  const byOp = Object.entries(l.deletionsByOp).map(([op, n]) => `${op} ${n}`).join(', ');
+  return `left out: ${l.count} change(s) after the target, from ${change(l.first!)} to ${change(l.last!)}; ${l.deletions} deletion(s)${byOp ? ` (${byOp})` : ''}`;
+}
+
+function metricsOf(version: number, cut: CutResult, trash: TrashCheck): Metric[] {
+  return [
+    { name: 'restored_version', value: version, help: 'Metadata version the restore reached' },
+    { name: 'left_out_changes', value: cut.outcome.leftOut.count, help: 'Changelog lines after the target left out' },
+    { name: 'left_out_deletions', value: cut.outcome.leftOut.deletions, help: 'Deletions (UNLINK, PURGE, trash) among the lines left out' },
+    { name: 'trash_seconds', value: trash.seconds, unit: 's', help: 'Trash time the target was compared with' },
+  ];
+}
+
+export default defineJob({
+  name: 'restore',
+  description: 'Point-in-time recovery: rebuild a master\'s DATA_PATH from a snapshot or a metalogger, to a version or a time',
+  options: restoreOptions,
+  cliOptions: [
+    { flags: '--snapshot <id>', description: 'restore this snapshot of the store' },
+    { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local)' },
+    { flags: '--latest', description: 'restore the newest snapshot whose image is older than the target' },
+    { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
+    { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
+    { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
+    { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
+    { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
+  ],
+  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
+  lockName: 'failover',
+  lockWaitSeconds: 60,
+  async run(ctx) {
+    const { config, options, args } = ctx;
+    const target = parseTarget(args, config.timezone);
+    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
+    const dataPath = path.resolve(args.dataPath);
+    await checkDataPath(dataPath);
+    const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
+    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
+    await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
+    // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
+    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    const sources = await candidates(ctx, target);
+    const staged = await stage(ctx, root, target, sources);
+    try {
+      return await finish(ctx, target, dataPath, staged);
+    } finally {
+      await fs.rm(staged.stage, { recursive: true, force: true });
+    }
+  },
+});
+
+async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Staged): Promise<JobResult> {
+  const { cut, placed, source } = s;
+  const { outcome } = cut;
+  const version = outcome.targetVersion;
+  const start = ctx.args.start === true;
+  const { binaries, generation } = await binariesFor(ctx, placed.header.magic, `${describeSource(source)}: ${placed.image}`, start);
+  const reachedAt = outcome.lastApplied?.timestamp ?? outcome.imageTimestamp;
+  // Files deleted after the target keep their chunks for their trash time from the first change left out on.
+  const trash = checkTrash({
+    targetTimestamp: outcome.leftOut.first?.timestamp ?? (target.kind === 'time' ? target.time : reachedAt),
+    nowSeconds: Date.now() / 1000,
+    smallest: outcome.smallestTrashTime,
+    unitSeconds: generation.trashTime.changelogUnitSeconds,
+    defaultSeconds: generation.trashTime.defaultSeconds,
+    generation: generation.label,
+    deletions: outcome.leftOut.deletions,
+  });
+  const masterConfig = masterConfigOf(ctx, dataPath);
+  const command = startCommand(generation, binaries, masterConfig.file, dataPath, cut.changelog);
+  const reached = `metadata version ${version}${reachedAt !== undefined ? ` (last change applied at ${iso(reachedAt)})` : ''}`;
+  const lines = [
+    `restore point: ${describeSource(source)}: ${placed.image} (version ${placed.header.empty ? 'MFSM NEW' : placed.header.version}) + ${placed.changelogs.length} changelog file(s)`,
+    ...s.skipped.map((x) => `passed over: ${x}`),
+    `target: ${describeTarget(target)} → ${reached}; ${outcome.applied} change(s) applied after the image${cut.changelog ? ` (cut at a whole line into ${cut.changelog})` : ''}`,
+    leftOutLine(cut),
+    `trash time: ${trash.seconds} s, from ${trash.basis}`,
+    ...(trash.warning ? [`WARNING: ${trash.warning}`] : []),
+  ];
+  const details: Record<string, unknown> = {
+    source: describeSource(source),
+    image: placed.image,
+    imageVersion: placed.header.version,
+    target: target.kind === 'version' ? { toVersion: target.version } : target.kind === 'time' ? { toTime: target.iso } : null,
+    restoredVersion: version,
+    lastApplied: outcome.lastApplied ? { ...outcome.lastApplied, at: iso(outcome.lastApplied.timestamp) } : null,
+    applied: outcome.applied,
+    leftOut: { ...outcome.leftOut, first: outcome.leftOut.first ?? null, last: outcome.leftOut.last ?? null },
+    trash: { seconds: trash.seconds, basis: trash.basis, warning: trash.warning ?? null },
+    dataPath,
+    masterConfig: masterConfig.file,
+    startCommand: command,
+    moosefs: generation.label,
+    passedOver: s.skipped,
+  };
+  const status: Status = trash.warning ? 'WARNING' : 'OK';
+  const leftOut = outcome.leftOut.count ? `; left out ${outcome.leftOut.count} later change(s), ${outcome.leftOut.deletions} of them deletions` : '';
+  const warn = trash.warning ? ` — WARNING: ${trash.warning}` : '';
+  if (ctx.dryRun) {
+    return { status, summary: `dry run: would restore ${describeSource(source)} into ${dataPath} at ${reached}${leftOut}${warn}`, lines: [...lines, `would move ${dataPath}'s content aside, place ${RESTORED_IMAGE}${cut.changelog ? ` and ${cut.changelog}` : ''}, then: ${command}`], details, metrics: metricsOf(version, cut, trash) };
+  }
+
+  // From here on DATA_PATH changes: its old content goes aside (never deleted), then exactly what the restore needs.
+  await fs.mkdir(dataPath, { recursive: true, mode: DIR_MODE });
+  await checkDataPath(dataPath);
+  const aside = await moveAside(dataPath, ctx.startedAt, []);
+  const owner = await fs.stat(dataPath);
+  await placeInto(path.join(s.stage, placed.image), dataPath, RESTORED_IMAGE, owner);
+  const placedNames = [RESTORED_IMAGE];
+  if (cut.changelog) {
+    await placeInto(path.join(s.stage, cut.changelog), dataPath, cut.changelog, owner);
+    placedNames.push(cut.changelog);
+  }
+  if (generation.sessionsFiles.length && (await fs.stat(path.join(s.stage, RESTORED_SESSIONS)).catch(() => undefined))) {
+    await placeInto(path.join(s.stage, RESTORED_SESSIONS), dataPath, RESTORED_SESSIONS, owner);
+    placedNames.push(RESTORED_SESSIONS);
+  }
+  await fsyncDir(dataPath);
+  lines.push(aside.dir ? `moved ${aside.moved.length} existing entr${aside.moved.length === 1 ? 'y' : 'ies'} of ${dataPath} aside into ${aside.dir}` : `${dataPath} was empty`);
+  lines.push(`placed in ${dataPath}: ${placedNames.join(', ')}`);
+  Object.assign(details, { placed: placedNames, movedAside: aside.dir ?? null, restoredAt: stamp(new Date()) });
+  const metrics = metricsOf(version, cut, trash);
+
+  if (!start) {
+    lines.push(`start it with: ${command}`);
+    return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; start it with: ${command}${warn}`, lines, details, metrics };
+  }
+  const cfg = await readMfsConfig(masterConfig.file).catch((err: Error) => {
+    throw new ConfigError(masterConfig.key, `${masterConfig.key} ${masterConfig.file}: ${err.message}`);
+  });
+  if (cfg.DATA_PATH === undefined || path.resolve(cfg.DATA_PATH) !== dataPath) {
+    throw new ConfigError(masterConfig.key, `${masterConfig.key} ${masterConfig.file}: DATA_PATH = ${cfg.DATA_PATH ?? '(not set)'}, not --data-path ${dataPath}: the files are placed; start it by hand with a config for that DATA_PATH (${command})`);
+  }
+  const started = await startRestored(ctx, binaries!, masterConfig.file, dataPath, cut.changelog, version);
+  const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
+  lines.push(`started: ${command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
+  Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
+  return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, { name: 'served_version', value: started.servedVersion }] };
+}

@@ -1,0 +1,387 @@
+import { setTimeout as sleepFor } from 'node:timers/promises';
+import { promises as fs, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor } from '../core/atomic.js';
+import { describeError } from '../core/errors.js';
+import { plainNameProblem } from '../core/names.js';
+import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { readImageHeader } from '../moosefs/metadata.js';
+import { CHANGELOG_GROWTH } from '../transport/bounded.js';
+import { openSource, type FileSource } from '../transport/remote.js';
+import type { Config, DataPathHost } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { runningMasterPid } from '../moosefs/mfsmaster.js';
+import { readEdges } from './collect.js';
+
+/**
+ * A warm standby's mirror: `mfs-jobs daemon` on the standby keeps a local copy of what each remote
+ * source (metalogger, 1.x chunkserver) holds for the newest restore point — its newest image and the
+ * changelogs after it — so that at promotion the image is a hard link away and a changelog costs only
+ * the lines written since the last pass.
+ *
+ * The mirror is a cache, never a source: promote still lists and reads every source itself, and takes
+ * a mirrored file only when it is provably the same bytes (an image of the same version, metaid and
+ * size; a changelog whose first and last mirrored bytes the source still has at the same offsets).
+ * Files are named by what they hold, not by the source's name, so the metalogger's hourly rotation
+ * (changelog_ml.0 → .1) costs nothing: `image-<version>-<metaid>.mfs`, `changelog-<first version>.mfs`.
+ *
+ * Hard links are safe for images: MooseFS never writes an existing image in place (mfsmaster writes
+ * metadata.mfs.back.tmp and renames it; 4.59.2 metadata.c), so the master that starts from a linked
+ * image leaves the mirror's bytes alone. Changelogs are copied: the master appends to its own.
+ */
+
+const CHUNK = 4 << 20;
+/**
+ * A mirrored image's mtime, set when it is complete: anything that writes into it afterwards (through
+ * a hard link it was placed by) moves the mtime, and the mirror no longer takes it for the source's bytes.
+ */
+const IMAGE_STAMP_S = 946_684_800;
+const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_STAMP_S * 1000;
+
+class TornCopy extends Error {}
+const OVERLAP = 4096;
+
+export interface MirroredFile {
+  path: string;
+  size: number;
+}
+
+/** What promote takes from the mirror. */
+export interface MirrorUse {
+  /** Bytes that came from the mirror instead of the source. */
+  reused: number;
+  /** Bytes still read from the source (a changelog's new lines). */
+  fetched: number;
+}
+
+export class MirrorStore {
+  constructor(readonly dir: string) {}
+
+  sourceDir(source: string): string {
+    const why = plainNameProblem(source);
+    if (why) throw new Error(`mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
+    return path.join(this.dir, source);
+  }
+
+  imagePath(source: string, version: number, metaid: string): string {
+    return path.join(this.sourceDir(source), `image-${version}-${metaid || 'empty'}.mfs`);
+  }
+
+  changelogPath(source: string, first: number): string {
+    return path.join(this.sourceDir(source), `changelog-${first}.mfs`);
+  }
+
+  /** The mirror's own directories: created 0700 by us, and never a link someone planted. */
+  async ensure(source: string): Promise<string> {
+    for (const d of [this.dir, this.sourceDir(source)]) {
+      await fs.mkdir(d, { mode: DIR_MODE }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+      const st = await fs.lstat(d);
+      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new Error(`mirror: ${d} is not a directory of ours: not using it`);
+    }
+    return this.sourceDir(source);
+  }
+
+  /**
+   * Stage `file` of `source` at `tmp` from the mirror where it holds the same bytes; undefined when
+   * it does not (the caller fetches the whole file as before).
+   */
+  async stage(
+    file: { source: string; name: string; path: string; size: number; version?: number; metaid?: string; segments?: { first: number }[] },
+    files: FileSource,
+    tmp: string,
+  ): Promise<MirrorUse | undefined> {
+    if (file.version !== undefined && file.metaid !== undefined) {
+      const mirrored = this.imagePath(file.source, file.version, file.metaid);
+      const st = await fs.lstat(mirrored).catch(() => undefined);
+      if (!st?.isFile() || st.size !== file.size || !stamped(st)) return undefined;
+      await fs.link(mirrored, tmp);
+      return { reused: st.size, fetched: 0 };
+    }
+    const first = file.segments?.[0]?.first;
+    if (first === undefined) return undefined;
+    const mirrored = this.changelogPath(file.source, first);
+    const out = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+    try {
+      const reused = await copyVerifiedPrefix(mirrored, out, files, file.path);
+      if (reused === undefined) {
+        await out.close();
+        await fs.rm(tmp, { force: true });
+        return undefined;
+      }
+      const fetched = await appendFrom(files, file.path, reused, out, file.size + CHANGELOG_GROWTH, true);
+      await out.sync();
+      await out.close();
+      return { reused, fetched };
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}
+
+/**
+ * Copy the mirrored changelog into `out` if the source still holds the same bytes at the same offsets
+ * (its first and last 4 KiB compared): how many bytes, or undefined when it does not.
+ */
+async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: FileSource, remote: string): Promise<number | undefined> {
+  const h = await fs.open(mirrored, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch(() => undefined);
+  if (!h) return undefined;
+  try {
+    const { size } = await h.stat();
+    if (size === 0) return undefined;
+    // A short read means the daemon's pass rewrote the file under us: not the same bytes, no use.
+    const read = async (start: number, length: number) => {
+      const b = Buffer.alloc(length);
+      const { bytesRead } = await h.read(b, 0, length, start);
+      if (bytesRead !== length) throw new TornCopy();
+      return b;
+    };
+    const k = Math.min(OVERLAP, size);
+    const [localHead, localTail] = await Promise.all([read(0, k), read(size - k, k)]);
+    const [remoteHead, remoteTail] = await Promise.all([files.readRange(remote, 0, k), files.readRange(remote, size - k, k)]);
+    if (!localHead.equals(remoteHead) || !localTail.equals(remoteTail)) return undefined;
+    for (let at = 0; at < size; at += CHUNK) {
+      const b = await read(at, Math.min(CHUNK, size - at));
+      await out.write(b, 0, b.length, at);
+    }
+    return size;
+  } catch (err) {
+    if (err instanceof TornCopy) return undefined;
+    throw err;
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Append the source's bytes from `from` to its end into `out`, at most up to `limit`: how many. With
+ * `refuseBeyond`, a file longer than `limit` is an error (the same bound a download has).
+ */
+async function appendFrom(files: FileSource, remote: string, from: number, out: fs.FileHandle, limit: number, refuseBeyond: boolean): Promise<number> {
+  let at = from;
+  while (at < limit) {
+    const want = Math.min(CHUNK, limit - at);
+    const b = await files.readRange(remote, at, want);
+    await out.write(b, 0, b.length, at);
+    at += b.length;
+    if (b.length < want) return at - from;
+  }
+  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new Error(`${remote}: longer than ${limit} bytes: refused`);
+  return at - from;
+}
+
+export interface MirrorPass {
+  source: string;
+  /** Version of the mirrored image and the newest complete changelog line mirrored. */
+  imageVersion?: number;
+  newestVersion?: number;
+  /** Bytes read from the source in this pass. */
+  fetched: number;
+  files: number;
+}
+
+/**
+ * One pass over one source: its newest image and every changelog that reaches past it, brought up to
+ * date in the mirror; what the mirror held that the source no longer needs is removed.
+ */
+export async function mirrorPass(store: MirrorStore, source: string, files: FileSource, dataPath: string): Promise<MirrorPass> {
+  const dir = await store.ensure(source);
+  const listing = await listDataPath(files, dataPath);
+  const at = (name: string) => path.posix.join(dataPath, name);
+  const keep = new Set<string>();
+  const pass: MirrorPass = { source, fetched: 0, files: 0 };
+  let image: { version: number; metaid: string; name: string; size: number } | undefined;
+  for (const e of listing.images) {
+    const h = await readSourceImageHeader(files, at(e.name), e.size).catch(() => undefined);
+    if (!h || h.empty) continue;
+    if (!image || h.version > image.version) image = { version: h.version, metaid: h.metaid, name: e.name, size: e.size };
+  }
+  if (image) {
+    const target = store.imagePath(source, image.version, image.metaid);
+    keep.add(path.basename(target));
+    const st = await fs.lstat(target).catch(() => undefined);
+    if (!st || st.size !== image.size || !stamped(st)) {
+      await fetchImage(files, at(image.name), image, target);
+      pass.fetched += image.size;
+    }
+    pass.imageVersion = image.version;
+    pass.files++;
+  }
+  for (const e of listing.changelogs) {
+    if (e.size === 0) continue;
+    const edges = await readEdges(files, at(e.name), e.size);
+    if (!edges || (image && edges.last <= image.version)) continue;
+    const target = store.changelogPath(source, edges.first);
+    keep.add(path.basename(target));
+    pass.fetched += await extendChangelog(files, at(e.name), target, e.size);
+    pass.newestVersion = Math.max(pass.newestVersion ?? 0, edges.last);
+    pass.files++;
+  }
+  for (const name of await fs.readdir(dir)) {
+    if (!keep.has(name)) await fs.rm(path.join(dir, name), { force: true });
+  }
+  return pass;
+}
+
+async function fetchImage(files: FileSource, remote: string, image: { version: number; metaid: string; size: number }, target: string): Promise<void> {
+  // An unpredictable name in our own 0700 directory: nobody else can have put anything there.
+  const tmp = tempNameFor(target);
+  try {
+    await files.download(remote, tmp, { bound: { size: image.size, growth: 0 } });
+    const h = await readImageHeader(tmp, { checkEnding: true });
+    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new Error(`${remote}: replaced while it was mirrored`);
+    await sealFile(tmp);
+    await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
+    await fs.rename(tmp, target);
+    await fsyncDir(path.dirname(target));
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+/** Bring a mirrored changelog up to the source's `size`: the new bytes only, or all of it if the old ones differ. */
+async function extendChangelog(files: FileSource, remote: string, target: string, size: number): Promise<number> {
+  const h = await fs.open(target, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, FILE_MODE);
+  try {
+    let { size: have } = await h.stat();
+    if (have > 0) {
+      const k = Math.min(OVERLAP, have);
+      const local = Buffer.alloc(k);
+      await h.read(local, 0, k, have - k);
+      const same = have <= size && (await files.readRange(remote, have - k, k)).equals(local);
+      if (!same) {
+        await h.truncate(0);
+        have = 0;
+      }
+    }
+    if (have >= size) return 0;
+    const fetched = await appendFrom(files, remote, have, h, size, false);
+    await h.sync();
+    return fetched;
+  } finally {
+    await h.close();
+  }
+}
+
+/** A mirror pass's one-line summary, for the daemon's log. */
+export function describePass(p: MirrorPass): string {
+  return `${p.source}: image ${p.imageVersion ?? '-'}, changelogs to ${p.newestVersion ?? '-'} (${p.files} files, ${p.fetched} bytes read)`;
+}
+
+export function describeMirrorError(source: string, err: unknown): string {
+  return `mirror of ${source}: ${describeError(err)}`;
+}
+
+/** Where a standby's mirror lives: inside its DATA_PATH, so that an image is linked, not copied, into place. */
+export const MIRROR_DIR = '.mfs-jobs-mirror';
+
+export function mirrorOf(config: Config): MirrorStore | undefined {
+  return config.standby?.mirror ? new MirrorStore(path.join(config.standby.dataPath, MIRROR_DIR)) : undefined;
+}
+
+/**
+ * The daemon's side: a pass over every remote source each `standby.mirrorIntervalSeconds`, its SFTP
+ * connection kept open between passes. No pass while a master runs in the standby's DATA_PATH (it is
+ * no standby then) or while promote says `pause()`.
+ */
+export class StandbyMirror {
+  private stopped = false;
+  private paused = 0;
+  private readonly stop = new AbortController();
+  private readonly loop: Promise<void>;
+  private readonly open = new Map<string, FileSource>();
+  private readonly said = new Map<string, string>();
+  /** The newest pass of each source. */
+  readonly passes = new Map<string, MirrorPass>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly store: MirrorStore,
+    private readonly hosts: readonly DataPathHost[],
+    private readonly o: { intervalMs: number; log: Logger },
+  ) {
+    this.loop = this.run();
+  }
+
+  /**
+   * The mirror's open SFTP connection to `source`, lent to promote (its close() leaves it open), when
+   * it still answers: a promotion then spares itself an SSH handshake per source.
+   */
+  async borrow(source: string, dir: string): Promise<FileSource | undefined> {
+    const files = this.open.get(source);
+    if (!files) return undefined;
+    try {
+      await files.stat(dir);
+    } catch {
+      return undefined;
+    }
+    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : Reflect.get(target, key, receiver)) });
+  }
+
+  /** Promote stops passes while it reads the mirror; `resume` undoes one `pause`. */
+  pause(): void {
+    this.paused++;
+  }
+
+  resume(): void {
+    this.paused = Math.max(0, this.paused - 1);
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    this.stop.abort();
+    await this.loop;
+    await Promise.all([...this.open.values()].map((f) => f.close().catch(() => undefined)));
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const began = Date.now();
+      if (this.paused === 0 && !(await runningMasterPid(this.config.standby!.dataPath))) {
+        for (const host of this.hosts) {
+          if (this.stopped || this.paused > 0) break;
+          await this.passOver(host);
+        }
+      }
+      await delay(Math.max(0, began + this.o.intervalMs - Date.now()), this.stop.signal);
+    }
+  }
+
+  private async passOver(host: DataPathHost): Promise<void> {
+    try {
+      let files = this.open.get(host.name);
+      if (!files) {
+        files = await openSource(this.config, host, this.stop.signal, (m) => this.o.log.warn(m));
+        this.open.set(host.name, files);
+      }
+      const pass = await mirrorPass(this.store, host.name, files, host.dataPath);
+      this.passes.set(host.name, pass);
+      this.tell(host.name, 'info', `mirror up to date: ${describePass(pass)}`, `${pass.imageVersion}/${pass.newestVersion}`, pass);
+    } catch (err) {
+      await this.open.get(host.name)?.close().catch(() => undefined);
+      this.open.delete(host.name);
+      if (!this.stopped) this.tell(host.name, 'warn', describeMirrorError(host.name, err), describeError(err));
+    }
+  }
+
+  /** Log a source's state when it changes, not every pass. */
+  private tell(source: string, level: 'info' | 'warn', message: string, key: string, pass?: MirrorPass): void {
+    const k = `${level}:${key}`;
+    if (this.said.get(source) === k) return;
+    this.said.set(source, k);
+    this.o.log[level](message, { source, ...(pass ? { imageVersion: pass.imageVersion, newestVersion: pass.newestVersion } : {}) });
+  }
+}
+
+/** The sources a standby mirrors: every metalogger and chunkserver it reaches over SFTP (local ones need no copy). */
+export function mirroredHosts(config: Config): DataPathHost[] {
+  return [...config.metaloggers, ...config.chunkservers].filter((h) => !h.local);
+}
+
+/** Wait `ms`, or less if `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return ms > 0 ? sleepFor(ms, undefined, { signal }).catch(() => undefined) : Promise.resolve();
+}
