@@ -119,3 +119,18 @@ export async function tearDownFaults(started: Started[], trials: NetworkTrial[] 
   printOwnRowsUnlessReported();
   if (failure) throw failure;
 }
+
+/**
+ * A test of one attack that, when it passes, is a row of the closing table (`area`, `fault`): the
+ * hostile-server, archive and identity suites outside test/faults appear there too.
+ */
+export function attackTest(area: string, fault: string, title: string, fn: () => Promise<void>, timeout?: number): void {
+  test(
+    title,
+    async () => {
+      await fn();
+      recordFaults({ area, fault, injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0 });
+    },
+    timeout,
+  );
+}

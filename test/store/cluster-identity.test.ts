@@ -10,6 +10,7 @@ import { identityFile } from '../../lib/store/identity.js';
 import { runCli } from '../helpers/cli.js';
 import { imageBytes } from '../helpers/synthetic-snapshot.js';
 import { Lab } from '../lab/cluster.js';
+import { attackTest } from '../faults/results.js';
 import { LabMaster } from '../lab/moosefs.js';
 
 const FOREIGN = 0xdeadbeefdeadbeefn;
@@ -87,7 +88,7 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(recorded).toMatchObject({ metaid, learntFrom: 'master' });
   }, 120_000);
 
-  test('import refuses the other filesystem naming both metaids and the identity file; --other-filesystem takes it', async () => {
+  attackTest('cluster identity', 'foreign metaid import refused by the identity', 'import refuses the other filesystem naming both metaids and the identity file; --other-filesystem takes it', async () => {
     const refused = await runCli(['snapshot', 'import', archive, '--config', config]);
     expect(refused.code).toBe(2);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
@@ -97,7 +98,7 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(moved.stdout).toContain(`imported snapshot ${foreignId}`);
   });
 
-  test('prune leaves the foreign snapshot alone with a warning naming it, and still prunes the cluster\'s chain', async () => {
+  attackTest('cluster identity', 'foreign snapshots in the store (prune)', 'prune leaves the foreign snapshot alone with a warning naming it, and still prunes the cluster\'s chain', async () => {
     const res = await runCli(['run', 'prune', '--dry-run', '--config', config]);
     expect(res.stdout).toMatch(/^MFS PRUNE WARNING - /);
     expect(res.stdout).toContain(`snapshot ${foreignId} is of filesystem metaid ${FOREIGN_HEX}, the cluster's is ${metaid}`);
@@ -113,7 +114,7 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(unsure.stdout).toContain('set cluster.metaid in the config');
   });
 
-  test('promote never restores the foreign snapshot, however far it reaches; it names both ids and the file', async () => {
+  attackTest('cluster identity', 'foreign snapshot at version 99999990 (promote)', 'promote never restores the foreign snapshot, however far it reaches; it names both ids and the file', async () => {
     // The master still answers: --force past the fence, --dry-run to change nothing.
     const res = await runCli(['run', 'promote', '--dry-run', '--force', '--config', config]);
     const version = (await lab.master.info()).metadataVersion;
@@ -124,7 +125,7 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(await fs.readdir(standby.dataPath)).toEqual([]);
   }, 120_000);
 
-  test('without any identity the live metaloggers decide: an imported snapshot never outvotes them', async () => {
+  attackTest('cluster identity', 'foreign snapshot, no identity known (promote)', 'without any identity the live metaloggers decide: an imported snapshot never outvotes them', async () => {
     const doc = YAML.parse(await fs.readFile(config, 'utf8'));
     const bare = path.join(lab.dir, 'bare-promote.yaml');
     await fs.writeFile(bare, YAML.stringify({ ...doc, stateDir: path.join(lab.dir, 'bare-promote-state') }), { mode: 0o600 });
