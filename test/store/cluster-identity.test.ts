@@ -88,6 +88,15 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(recorded).toMatchObject({ metaid, learntFrom: 'master' });
   }, 120_000);
 
+  test('a backup of a live source of another filesystem than the cluster\'s is CRITICAL naming both ids (a recreated filesystem, or a config pointing elsewhere)', async () => {
+    const doc = YAML.parse(await fs.readFile(config, 'utf8'));
+    const other = path.join(lab.dir, 'other-cluster.yaml');
+    await fs.writeFile(other, YAML.stringify({ ...doc, cluster: { metaid: 'abc' } }), { mode: 0o600 });
+    const res = await runCli(['run', 'backup', '--config', other]);
+    expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP CRITICAL - master: snapshot \\S+ is of filesystem metaid ${metaid}, the cluster's is 0000000000000ABC \\(cluster\\.metaid in ${other.replace(/[.]/g, '\\.')}\\): promote and prune will not use it`));
+    expect(res.code).toBe(2);
+  }, 120_000);
+
   attackTest('cluster identity', 'foreign metaid import refused by the identity', 'import refuses the other filesystem naming both metaids and the identity file; --other-filesystem takes it', async () => {
     const refused = await runCli(['snapshot', 'import', archive, '--config', config]);
     expect(refused.code).toBe(2);
