@@ -10,10 +10,10 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
 import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
-import { MIRROR_DIR, mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
+import { MIRROR_DIR, mirroredHosts, mirrorOf, MirrorStore, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { waitServing } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
@@ -87,14 +87,16 @@ export default defineJob({
     return promote(ctx, standby, others, force);
   },
   async alongsideDaemon({ config, options, log }) {
-    if (!config.standby) return undefined;
+    const standby = config.standby;
+    if (!standby) return undefined;
     const parts: { close(): Promise<void> }[] = [];
     if (options.fenceAheadMilliseconds > 0) {
-      const others = mastersToFence(config, { port: config.standby.cliPort, localAddresses: await localAddresses(), vip: config.standby.vip });
+      const others = mastersToFence(config, { port: standby.cliPort, localAddresses: await localAddresses(), vip: standby.vip });
       if (others.length > 0) {
         const w = new MasterWatch(others, {
           intervalMs: options.fenceAheadMilliseconds,
           arp: { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes },
+          idle: async () => (await runningMasterPid(standby.dataPath)) !== undefined,
           onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
         });
         daemonSide.watch = w;
@@ -102,10 +104,10 @@ export default defineJob({
         parts.push({ close: async () => ((daemonSide.watch = undefined), await w.close()) });
       }
     }
-    const store = mirrorOf(config);
     const hosts = mirroredHosts(config);
-    if (store && hosts.length > 0) {
-      const m = new StandbyMirror(config, store, hosts, { intervalMs: config.standby.mirrorIntervalSeconds * 1000, log });
+    if (standby.mirror && hosts.length > 0) {
+      const store = new MirrorStore(path.join(standby.dataPath, MIRROR_DIR), true);
+      const m = new StandbyMirror(config, store, hosts, { intervalMs: standby.mirrorIntervalSeconds * 1000, log });
       daemonSide.mirror = m;
       log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
       parts.push({ close: async () => ((daemonSide.mirror = undefined), await m.close()) });
@@ -191,7 +193,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
     // In DATA_PATH, which the MooseFS user owns: made exclusively, and used only through its held descriptor.
     if (!ctx.dryRun) privateDir = await createPrivateDir(standby.dataPath, path.basename(stagingDir));
-    const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), mirrorOf(ctx.config), privateDir);
+    const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
     const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };

@@ -43,11 +43,15 @@ export async function failoverCase(ctx: BenchContext): Promise<CaseResult> {
   const subject = summarize('mfs-jobs promote (daemon, promoteOnVip)', 'examples/ucarp/vip-up.sh → mfs-jobs run promote', of('mfs-jobs').map(sample));
   const baseline = summarize('seed up-script (cp + mfsmaster -a)', SEED_UP.replace(/.*\/bench\//, 'bench/'), of('seed script').map(sample));
   const own = new FigureSamples();
-  for (const r of of('mfs-jobs')) own.add({ rtoSeconds: r.promote?.details?.rtoSeconds, ...(r.promote?.details?.timings ?? {}) });
+  for (const r of of('mfs-jobs')) {
+    const d = r.promote?.details;
+    const overheadSeconds = d?.rtoSeconds !== undefined && d.restoreSeconds !== undefined ? d.rtoSeconds - d.restoreSeconds : undefined;
+    own.add({ rtoSeconds: d?.rtoSeconds, overheadSeconds, ...(d?.timings ?? {}), clientsMountMs: d?.clients?.firstMountMs, clientsChunkserverMs: d?.clients?.firstChunkserverMs });
+  }
   Object.assign(result.figures, own.medians(0));
   result.figures.vipSecondsMedian = summarize('', '', rounds.map((r) => ({ seconds: r.vipSeconds, code: 0, stdout: '', stderr: '' }))).medianSeconds;
   result.notes.push(
-    'seconds from kill -9 to the first fsynced write through the client’s old mount; rtoSeconds and *Ms: promote’s own report (VIP added → master serving; startup 0: the daemon starts it)',
+    'seconds from kill -9 to the first fsynced write through the client’s old mount; rtoSeconds and *Ms: promote’s own report (VIP added → master serving; startup 0: the daemon starts it); overheadSeconds = RTO minus its own mfsmaster -a (local sources); clients*Ms: promote’s watch, after the VIP was added, of the first mount and chunkserver back',
     `per round: ${rounds.map((r) => `${r.promoter === 'mfs-jobs' ? 'M' : 'S'} ${r.firstWriteSeconds.toFixed(2)}`).join(', ')}`,
   );
   // No profile: the mfs-jobs side is a ucarp hook inside a namespace, not a command to rerun.

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { scanChangelogFile } from '../moosefs/changelog.js';
+import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
@@ -205,7 +205,7 @@ export interface StagedFile {
 
 /** Where Staging may find a file's bytes before it fetches them (the warm standby's mirror, mirror.ts). */
 export interface StagingMirror {
-  stage(file: StagedFile, files: FileSource, tmp: string): Promise<{ reused: number; fetched: number } | undefined>;
+  stage(file: StagedFile, files: FileSource, tmp: string): Promise<{ reused: number; fetched: number; scan?: ChangelogScan } | undefined>;
 }
 
 /**
@@ -218,6 +218,8 @@ export class Staging {
   bytes = 0;
   /** Bytes the warm standby's mirror gave instead (mirror.ts). */
   reused = 0;
+  /** Scans the mirror kept of the changelogs it staged: no second pass over them. */
+  private readonly scans = new Map<string, ChangelogScan>();
 
   /** `owned`: the private directory `dir` reaches (through its held descriptor), removed by `remove`. */
   constructor(
@@ -247,6 +249,11 @@ export class Staging {
     return st.size;
   }
 
+  /** The scan of a staged file, if the mirror already had it. */
+  scanOf(staged: string): ChangelogScan | undefined {
+    return this.scans.get(staged);
+  }
+
   fetch(file: StagedFile, signal: AbortSignal): Promise<string> {
     const key = `${file.source}\0${file.name}`;
     let p = this.fetched.get(key);
@@ -266,6 +273,7 @@ export class Staging {
     if (mirrored) {
       await fs.chmod(tmp, 0o600);
       await fs.rename(tmp, target);
+      if (mirrored.scan) this.scans.set(target, { ...mirrored.scan, file: target });
       this.bytes += mirrored.fetched;
       this.reused += mirrored.reused;
       return target;
@@ -295,8 +303,8 @@ export class Staging {
  * master's changes, numbered from where the new master began, after the dead master's buffered tail —
  * and versions from both would pass for one run: such a file is not used.
  */
-export async function scanFetched(c: ChangelogCandidate, staged: string): Promise<void> {
-  const scan = await scanChangelogFile(staged);
+export async function scanFetched(c: ChangelogCandidate, staged: string, known?: ChangelogScan): Promise<void> {
+  const scan = known ?? (await scanChangelogFile(staged));
   const rewind = scan.problems.find((p) => p.reason.includes('goes backwards'));
   if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
   c.segments = scan.segments.map((s) => ({ ...s }));
@@ -354,7 +362,7 @@ export async function settlePlan(inventories: SourceInventory[], staging: Stagin
     const scans = pending.map((c) =>
       staging
         .fetch(c, o.signal)
-        .then((p) => scanFetched(c, p))
+        .then((p) => scanFetched(c, p, staging.scanOf(p)))
         .catch((err: unknown) => drop(c, err)),
     );
     const [imageResult] = await Promise.allSettled([image, ...scans]);

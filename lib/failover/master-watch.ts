@@ -21,6 +21,8 @@ export interface WatchOptions {
   arp: { windowMs: number; probes: number };
   /** Consecutive dead probes before the watch answers for the fence. */
   confirmations?: number;
+  /** No probes while this says so (this machine serves itself: it is no standby now); its word goes stale meanwhile. */
+  idle?: () => Promise<boolean>;
   onChange?: (m: MasterHost, state: WatchState) => void;
 }
 
@@ -81,6 +83,11 @@ export class MasterWatch {
     const { intervalMs } = this.o;
     while (!this.stopped) {
       const began = Date.now();
+      if (await this.o.idle?.().catch(() => false)) {
+        this.states.delete(keyOf(m));
+        await delay(intervalMs * 4, this.stop.signal);
+        continue;
+      }
       const s = await this.probeOnce(m);
       if (this.stopped) break;
       if (s) {

@@ -1,7 +1,9 @@
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import { promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor } from '../core/atomic.js';
+import { createReadStream } from 'node:fs';
+import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
+import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { describeError } from '../core/errors.js';
 import { plainNameProblem } from '../core/names.js';
 import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
@@ -41,21 +43,29 @@ const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_ST
 class TornCopy extends Error {}
 const OVERLAP = 4096;
 
-export interface MirroredFile {
-  path: string;
-  size: number;
-}
-
 /** What promote takes from the mirror. */
 export interface MirrorUse {
   /** Bytes that came from the mirror instead of the source. */
   reused: number;
   /** Bytes still read from the source (a changelog's new lines). */
   fetched: number;
+  /** The staged changelog's scan, when the mirror kept it as the file grew (no second pass over it). */
+  scan?: ChangelogScan;
 }
 
 export class MirrorStore {
-  constructor(readonly dir: string) {}
+  /** Scans of the mirrored changelogs, pushed the bytes as they are appended (this store's own writes). */
+  private readonly scans = new Map<string, ChangelogScanner>();
+
+  /**
+   * `owner`: this store is the one that writes the mirror (the daemon's, paused while promote stages):
+   * staging may then bring a changelog up to date in the mirror itself and link it. Any other
+   * instance only reads, and copies.
+   */
+  constructor(
+    readonly dir: string,
+    readonly owner = false,
+  ) {}
 
   sourceDir(source: string): string {
     const why = plainNameProblem(source);
@@ -102,6 +112,19 @@ export class MirrorStore {
     const first = file.segments?.[0]?.first;
     if (first === undefined) return undefined;
     const mirrored = this.changelogPath(file.source, first);
+    return this.owner ? this.stageLinked(mirrored, file, files, tmp) : this.stageCopied(mirrored, file, files, tmp);
+  }
+
+  /** The owner's way: the mirrored changelog brought up to the source's end in place, then linked. */
+  private async stageLinked(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
+    const st = await fs.lstat(mirrored).catch(() => undefined);
+    if (!st?.isFile() || st.size === 0 || !(await sameEdges(mirrored, st.size, files, file.path))) return undefined;
+    const fetched = await this.extend(mirrored, files, file.path, file.size + CHANGELOG_GROWTH, true);
+    await fs.link(mirrored, tmp);
+    return { reused: st.size, fetched, scan: (await this.scanner(mirrored)).snapshot(tmp) };
+  }
+
+  private async stageCopied(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
     const out = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
     try {
       const reused = await copyVerifiedPrefix(mirrored, out, files, file.path);
@@ -120,6 +143,80 @@ export class MirrorStore {
       throw err;
     }
   }
+
+  /** The scan of a mirrored changelog as it is now: kept, or made once by reading the file. */
+  private async scanner(mirrored: string): Promise<ChangelogScanner> {
+    const { size } = await fs.stat(mirrored);
+    const kept = this.scans.get(mirrored);
+    if (kept && kept.bytes === size) return kept;
+    const scanner = new ChangelogScanner(mirrored);
+    for await (const chunk of createReadStream(mirrored, { highWaterMark: 1 << 20, end: size - 1 })) scanner.push(chunk as Buffer);
+    this.scans.set(mirrored, scanner);
+    return scanner;
+  }
+
+  /**
+   * Bring a mirrored changelog up to the source's `limit` (its listed size, or that plus a live file's
+   * growth): only the new bytes, or all of them again if the old ones differ at the end. A file with
+   * another link (placed into a DATA_PATH by a promotion) is never written into: it is copied first.
+   */
+  async extend(mirrored: string, files: FileSource, remote: string, limit: number, refuseBeyond: boolean): Promise<number> {
+    let st = await fs.lstat(mirrored).catch(() => undefined);
+    if (st && !st.isFile()) throw new Error(`mirror: ${mirrored} is not a plain file: not using it`);
+    if (st && st.nlink > 1) {
+      const tmp = tempNameFor(mirrored);
+      await fs.copyFile(mirrored, tmp, fsc.COPYFILE_EXCL);
+      await fs.rename(tmp, mirrored);
+      st = await fs.lstat(mirrored);
+    }
+    let have = st?.size ?? 0;
+    if (have > 0 && !(await sameTail(mirrored, have, files, remote, limit))) {
+      await fs.rm(mirrored);
+      this.scans.delete(mirrored);
+      have = 0;
+    }
+    const h = await fs.open(mirrored, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, FILE_MODE);
+    try {
+      if (have >= limit) return 0;
+      const scanner = have > 0 ? await this.scanner(mirrored) : new ChangelogScanner(mirrored);
+      const fetched = await appendFrom(files, remote, have, h, limit, refuseBeyond, (b) => scanner.push(b));
+      await h.sync();
+      this.scans.set(mirrored, scanner);
+      return fetched;
+    } finally {
+      await h.close();
+    }
+  }
+}
+
+/** The source still has the mirrored file's last bytes where the mirror has them (and is no shorter). */
+async function sameTail(mirrored: string, have: number, files: FileSource, remote: string, limit: number): Promise<boolean> {
+  if (have > limit) return false;
+  const k = Math.min(OVERLAP, have);
+  const local = Buffer.alloc(k);
+  const h = await fs.open(mirrored, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    await h.read(local, 0, k, have - k);
+  } finally {
+    await h.close();
+  }
+  return (await files.readRange(remote, have - k, k)).equals(local);
+}
+
+/** The source still has the mirrored file's first and last 4 KiB at the same offsets. */
+async function sameEdges(mirrored: string, size: number, files: FileSource, remote: string): Promise<boolean> {
+  const k = Math.min(OVERLAP, size);
+  const h = await fs.open(mirrored, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  const head = Buffer.alloc(k);
+  const tail = Buffer.alloc(k);
+  try {
+    await h.read(head, 0, k, 0);
+    await h.read(tail, 0, k, size - k);
+  } finally {
+    await h.close();
+  }
+  const [rh, rt] = await Promise.all([files.readRange(remote, 0, k), files.readRange(remote, size - k, k)]);
+  return rh.equals(head) && rt.equals(tail);
 }
 
 /**
@@ -160,12 +257,13 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
  * Append the source's bytes from `from` to its end into `out`, at most up to `limit`: how many. With
  * `refuseBeyond`, a file longer than `limit` is an error (the same bound a download has).
  */
-async function appendFrom(files: FileSource, remote: string, from: number, out: fs.FileHandle, limit: number, refuseBeyond: boolean): Promise<number> {
+async function appendFrom(files: FileSource, remote: string, from: number, out: fs.FileHandle, limit: number, refuseBeyond: boolean, onBytes?: (b: Buffer) => void): Promise<number> {
   let at = from;
   while (at < limit) {
     const want = Math.min(CHUNK, limit - at);
     const b = await files.readRange(remote, at, want);
     await out.write(b, 0, b.length, at);
+    onBytes?.(b);
     at += b.length;
     if (b.length < want) return at - from;
   }
@@ -216,7 +314,7 @@ export async function mirrorPass(store: MirrorStore, source: string, files: File
     if (!edges || (image && edges.last <= image.version)) continue;
     const target = store.changelogPath(source, edges.first);
     keep.add(path.basename(target));
-    pass.fetched += await extendChangelog(files, at(e.name), target, e.size);
+    pass.fetched += await store.extend(target, files, at(e.name), e.size, false);
     pass.newestVersion = Math.max(pass.newestVersion ?? 0, edges.last);
     pass.files++;
   }
@@ -239,30 +337,6 @@ async function fetchImage(files: FileSource, remote: string, image: { version: n
     await fsyncDir(path.dirname(target));
   } finally {
     await fs.rm(tmp, { force: true });
-  }
-}
-
-/** Bring a mirrored changelog up to the source's `size`: the new bytes only, or all of it if the old ones differ. */
-async function extendChangelog(files: FileSource, remote: string, target: string, size: number): Promise<number> {
-  const h = await fs.open(target, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, FILE_MODE);
-  try {
-    let { size: have } = await h.stat();
-    if (have > 0) {
-      const k = Math.min(OVERLAP, have);
-      const local = Buffer.alloc(k);
-      await h.read(local, 0, k, have - k);
-      const same = have <= size && (await files.readRange(remote, have - k, k)).equals(local);
-      if (!same) {
-        await h.truncate(0);
-        have = 0;
-      }
-    }
-    if (have >= size) return 0;
-    const fetched = await appendFrom(files, remote, have, h, size, false);
-    await h.sync();
-    return fetched;
-  } finally {
-    await h.close();
   }
 }
 
@@ -299,7 +373,7 @@ export class StandbyMirror {
 
   constructor(
     private readonly config: Config,
-    private readonly store: MirrorStore,
+    readonly store: MirrorStore,
     private readonly hosts: readonly DataPathHost[],
     private readonly o: { intervalMs: number; log: Logger },
   ) {
@@ -358,13 +432,24 @@ export class StandbyMirror {
         this.open.set(host.name, files);
       }
       const pass = await mirrorPass(this.store, host.name, files, host.dataPath);
+      const before = this.passes.get(host.name);
       this.passes.set(host.name, pass);
+      if (before?.imageVersion !== pass.imageVersion || before?.newestVersion !== pass.newestVersion) await this.writeStatus();
       this.tell(host.name, 'info', `mirror up to date: ${describePass(pass)}`, `${pass.imageVersion}/${pass.newestVersion}`, pass);
     } catch (err) {
       await this.open.get(host.name)?.close().catch(() => undefined);
       this.open.delete(host.name);
       if (!this.stopped) this.tell(host.name, 'warn', describeMirrorError(host.name, err), describeError(err));
     }
+  }
+
+  /**
+   * `<stateDir>/state/mirror.json`: where a promotion from this standby would start, before any failure —
+   * per source, the mirrored image and the newest complete change, and when that was seen.
+   */
+  private async writeStatus(): Promise<void> {
+    const sources = Object.fromEntries([...this.passes].map(([name, p]) => [name, { imageVersion: p.imageVersion ?? null, newestVersion: p.newestVersion ?? null }]));
+    await writeFileAtomic(path.join(this.config.stateDir, 'state', 'mirror.json'), JSON.stringify({ updatedAt: new Date().toISOString(), dir: this.store.dir, sources }, null, 2) + '\n');
   }
 
   /** Log a source's state when it changes, not every pass. */

@@ -83,6 +83,20 @@ export class ChangelogScanner {
     this.scan = { file, bytes: 0, lines: 0, segments: [], problems: [], truncatedLastLine: false };
   }
 
+  /** The scan so far, as if the file ended here (the scanner itself goes on). */
+  snapshot(file = this.scan.file): ChangelogScan {
+    const copy = new ChangelogScanner(file);
+    Object.assign(copy.scan, { ...this.scan, file, segments: this.scan.segments.map((x) => ({ ...x })), problems: [...this.scan.problems] });
+    copy.carry = this.carry && Buffer.from(this.carry);
+    copy.expected = this.expected;
+    return copy.finish();
+  }
+
+  /** Bytes pushed so far. */
+  get bytes(): number {
+    return this.scan.bytes;
+  }
+
   push(chunk: Buffer): void {
     this.scan.bytes += chunk.length;
     let start = 0;

@@ -69,6 +69,10 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     expect(names[1]).toMatch(/^image-\d+-[0-9A-F]+\.mfs$/);
     for (const n of names) expect((await fs.stat(path.join(mirrorDir(), n))).mode & 0o777).toBe(0o600);
     expect((await fs.stat(path.join(standby.dataPath, MIRROR_DIR))).mode & 0o777).toBe(0o700);
+    // Before any failure, the state dir says where a promotion would start.
+    const status = JSON.parse(await fs.readFile(path.join(lab.dir, 'state', 'state', 'mirror.json'), 'utf8'));
+    expect(status.sources.ml1.newestVersion).toBeGreaterThanOrEqual(version - 1);
+    expect(status.sources.ml1.imageVersion).toBeGreaterThan(1);
     // The metalogger's changelog and the mirror's hold the same bytes.
     const [changelog] = names;
     const mirrored = await fs.readFile(path.join(mirrorDir(), changelog!));

@@ -117,6 +117,7 @@ export interface PromoteState {
     handedOff?: boolean;
     triggeredBy?: 'vip' | 'hook';
     rtoSeconds?: number;
+    restoreSeconds?: number;
     metadataVersion?: number;
     restoreCommand?: string;
     moosefs?: string;

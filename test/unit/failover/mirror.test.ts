@@ -31,6 +31,17 @@ describe('warm standby mirror', () => {
 
   const changelog = (first: number, size: number, name = 'changelog_ml.0.mfs') => ({ source: 'ml1', name, path: path.join(src, name), size, segments: [{ first }] });
 
+  /** Mirror the source, let its changelog grow by five lines, stage it: the staged bytes are the source's. */
+  const stageGrown = async (into: MirrorStore) => {
+    await mirrorPass(into, 'ml1', files, src);
+    await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(121, 125));
+    const full = await fs.readFile(path.join(src, 'changelog_ml.0.mfs'));
+    const tmp = path.join(stageDir(), 'cl');
+    const use = await into.stage(changelog(90, full.length), files, tmp);
+    expect((await fs.readFile(tmp)).equals(full)).toBe(true);
+    return { use, tmp, full };
+  };
+
   test('a pass keeps the newest image and the changelogs past it, named by what they hold', async () => {
     await fs.writeFile(path.join(src, 'changelog_ml.1.mfs'), generatedLines(50, 89));
     await fs.writeFile(path.join(src, 'changelog_ml.2.mfs'), generatedLines(10, 49));
@@ -52,13 +63,8 @@ describe('warm standby mirror', () => {
   });
 
   test('stage: the image by a hard link, a changelog as the mirrored bytes plus only the new ones', async () => {
-    await mirrorPass(store, 'ml1', files, src);
-    await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(121, 125));
-    const full = await fs.readFile(path.join(src, 'changelog_ml.0.mfs'));
-    const tmp = path.join(stageDir(), 'cl');
-    const use = await store.stage(changelog(90, full.length), files, tmp);
+    const { use, tmp } = await stageGrown(store);
     expect(use).toEqual({ reused: generatedLines(90, 120).length, fetched: generatedLines(121, 125).length });
-    expect((await fs.readFile(tmp)).equals(full)).toBe(true);
     const image = { source: 'ml1', name: 'metadata_ml.mfs.back', path: path.join(src, 'metadata_ml.mfs.back'), size: imageBytes(100, METAID).length, version: 100, metaid: '6B0EEBE7097EB439' };
     const img = path.join(stageDir(), 'img');
     expect(await store.stage(image, files, img)).toEqual({ reused: image.size, fetched: 0 });
@@ -72,6 +78,23 @@ describe('warm standby mirror', () => {
     const pass = await mirrorPass(store, 'ml1', files, src);
     expect(pass.fetched).toBe(image.size + generatedLines(121, 125).length);
     expect((await fs.readFile(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).equals(imageBytes(100, METAID))).toBe(true);
+  });
+
+  test("the daemon's own store: a changelog brought up to date in the mirror and linked, its scan kept as it grew; a linked file is never written into again", async () => {
+    const owner = new MirrorStore(path.join(dir, 'mirror'), true);
+    const { use, tmp, full } = await stageGrown(owner);
+    expect(use).toMatchObject({ reused: generatedLines(90, 120).length, fetched: generatedLines(121, 125).length });
+    expect((await fs.stat(tmp)).ino).toBe((await fs.stat(owner.changelogPath('ml1', 90))).ino);
+    // The kept scan is the scan of the staged bytes.
+    const { scanChangelogFile } = await import('../../../lib/moosefs/changelog.js');
+    expect(use!.scan).toEqual({ ...(await scanChangelogFile(tmp)), file: tmp });
+    expect(use!.scan).toMatchObject({ first: 90, last: 125, segments: [{ first: 90, last: 125 }], problems: [], truncatedLastLine: false });
+    // The source grows on; the mirror's next pass copies before it appends: the staged (placed) file stays as it was.
+    await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(126, 130));
+    await mirrorPass(owner, 'ml1', files, src);
+    expect((await fs.readFile(tmp)).equals(full)).toBe(true);
+    expect(await fs.readFile(owner.changelogPath('ml1', 90), 'latin1')).toBe(generatedLines(90, 130));
+    expect((await fs.stat(owner.changelogPath('ml1', 90))).nlink).toBe(1);
   });
 
   test('stage refuses what is not provably the same bytes: another image version or size, a changelog the source rewrote', async () => {
