@@ -36,7 +36,8 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s 
   }, 120_000);
 
   afterAll(async () => {
-    await tearDownFaults([...started.reverse(), scratch && (() => stopScratchMaster(scratch!))]);
+    // The scratch master first: the lab's stop removes the directory its lock (and PID) is found in.
+    await tearDownFaults([scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
   });
 
   test('cannot mount the restored namespace ("Password is needed"); with the old open export it could', async () => {
