@@ -7,6 +7,7 @@ import { defineJob, worst, type JobResult, type Metric, type Status } from '../l
 import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
+import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
 
@@ -184,6 +185,9 @@ export default defineJob({
       }
     }
 
+    // The cluster's identity: learnt from the first live source backed up; a source of another filesystem is named.
+    if (!dryRun) await checkIdentity(config, results);
+
     // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
     const before = await viewStore(store);
@@ -194,6 +198,19 @@ export default defineJob({
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping });
   },
 });
+
+/** Record the cluster's metaid when none is known yet; a snapshot of another filesystem fails its source. */
+async function checkIdentity(config: Config, results: SourceResult[]): Promise<void> {
+  for (const [i, r] of results.entries()) {
+    if (!('outcome' in r) || r.outcome.kind === 'plan') continue;
+    const m = r.outcome.kind === 'snapshot' ? r.outcome.manifest : r.outcome.snapshot.manifest;
+    if (m.image.empty || !m.image.metaid) continue;
+    const { identity } = await learnClusterIdentity(config, m.image.metaid, r.host.name);
+    if (identity.metaid !== m.image.metaid) {
+      results[i] = { host: r.host, error: `${foreignMetaidMessage(`snapshot ${m.id}`, m.image.metaid, identity)}: promote and prune will not use it (a recreated filesystem? set cluster.metaid, or remove ${identityFile(config.stateDir)})` };
+    }
+  }
+}
 
 function describeOutcome(o: BackupOutcome): Record<string, unknown> {
   if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };

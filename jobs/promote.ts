@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { DIR_MODE } from '../lib/core/atomic.js';
+import { expectedFilesystem } from '../lib/failover/identity.js';
+import { createPrivateDir, type PrivateDir } from '../lib/failover/staging-dir.js';
 import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type SettledPlan } from '../lib/failover/collect.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
@@ -188,15 +189,18 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
   const collected = await collecting;
   const inventoryMs = Date.now() - began;
   let stagingDir: string | undefined;
+  let privateDir: PrivateDir | undefined;
   try {
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
-    if (!ctx.dryRun) await fs.mkdir(stagingDir, { mode: DIR_MODE });
-    const staging = new Staging(stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config));
+    // In DATA_PATH, which the MooseFS user owns: made exclusively, and used only through its held descriptor.
+    if (!ctx.dryRun) privateDir = await createPrivateDir(standby.dataPath, path.basename(stagingDir));
+    const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
-    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, metaid: ctx.options.metaid?.toUpperCase(), signal });
+    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
   } catch (err) {
-    if (stagingDir) await fs.rm(stagingDir, { recursive: true, force: true });
+    if (privateDir) await privateDir.remove();
+    else if (ctx.dryRun && stagingDir) await fs.rm(stagingDir, { recursive: true, force: true });
     await closeSources(collected);
     throw err;
   }
@@ -204,7 +208,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
 
 async function release(p: Prepared | undefined): Promise<void> {
   if (!p) return;
-  await fs.rm(p.stagingDir, { recursive: true, force: true });
+  await p.staging.remove();
   await closeSources(p.collected);
 }
 

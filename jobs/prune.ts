@@ -6,6 +6,7 @@ import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
+import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
 const options = jobOptionsSchema({
@@ -46,7 +47,7 @@ export default defineJob({
   defaultSchedule: '30 * * * *',
   options,
   async run(ctx) {
-    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun);
+    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
     if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
     const outcomes: TargetOutcome[] = [];
     for (const open of targets) {
@@ -60,10 +61,10 @@ export default defineJob({
 
 type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
 
-function selectTargets(config: Config, o: PruneOptions, dryRun: boolean): TargetOpener[] {
+function selectTargets(config: Config, o: PruneOptions, dryRun: boolean, identity: ClusterIdentity | undefined): TargetOpener[] {
   const out: TargetOpener[] = [];
   const store = config.snapshotStore;
-  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun) });
+  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun, identity) });
   o.dataPaths.forEach((name, i) => {
     const host = allHosts(config).find((h) => h.name === name);
     if (!host) throw new ConfigError(`jobs.prune.dataPaths.${i}`, `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`);
@@ -91,6 +92,7 @@ async function pruneTarget(ctx: JobContext<PruneOptions>, opener: TargetOpener):
     target = await opener.open(ctx.signal);
     const scan = await target.scan();
     plan = planPrune({ ...scan, rules: rulesOf(ctx.options), now: Date.now() });
+    plan.warnings.unshift(...(scan.warnings ?? []));
     if (!ctx.dryRun && plan.delete.length > 0) {
       const name = target.name;
       await target.remove(plan.delete, ctx.signal, (r) => {

@@ -8,6 +8,7 @@ import type { Manifest, StoredSnapshot } from '../store/manifest.js';
 import { formatBytes } from '../core/progress.js';
 import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
 import { readLatest, viewStore } from '../store/snapshot-store.js';
+import { clusterIdentity } from '../store/identity.js';
 import { formatTable } from '../core/table.js';
 import { printable } from '../core/names.js';
 
@@ -129,7 +130,7 @@ async function importCmd(globals: Globals, file: string, otherFilesystem: boolea
   await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
-    const res = await importSnapshot(store, file, { otherFilesystem });
+    const res = await importSnapshot(store, file, { otherFilesystem, identity: await clusterIdentity(config) });
     process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
   } finally {
     await lock.release();
@@ -169,6 +170,6 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .command('import')
     .description('add a snapshot from a tar.gz made by export; checksums, image and chain are verified first')
     .argument('<file>', 'the .tar.gz to read')
-    .option('--other-filesystem', 'accept a snapshot whose metaid differs from the store\'s snapshots (a deliberate move)')
+    .option('--other-filesystem', 'accept a snapshot whose metaid differs from the cluster\'s (cluster.metaid or learnt) or the store\'s snapshots (a deliberate move)')
     .action(wrap(async (file: string, opts: { otherFilesystem?: boolean }) => importCmd(ctx.globals(), file, Boolean(opts.otherFilesystem))));
 }

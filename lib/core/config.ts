@@ -28,7 +28,10 @@ const sshFields = {
 };
 const sshSchema = z.strictObject(sshFields);
 const sshOverrideSchema = z.strictObject(sshFields).partial();
-export type SshSettings = z.infer<typeof sshSchema>;
+export type SshSettings = z.infer<typeof sshSchema> & {
+  /** Which config key set each file (`ssh.knownHosts` when it came from the global section), for messages. */
+  keys?: { privateKey: string; knownHosts: string };
+};
 
 const hostFields = {
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected a short name of letters, digits, "_", "." or "-"'),
@@ -151,6 +154,11 @@ const configSchema = z.strictObject({
   masters: z.array(masterSchema).default([]),
   metaloggers: z.array(metaloggerSchema).default([]),
   chunkservers: z.array(chunkserverSchema).default([]),
+  /**
+   * The filesystem this config serves (hex metaid, as mfscli and the image header show it). Unset, it is
+   * learnt on the first backup from a live source and kept in `<stateDir>/cluster-identity.json`.
+   */
+  cluster: z.strictObject({ metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional() }).default({}),
   snapshotStore: z
     .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
     .optional(),
@@ -200,7 +208,8 @@ function resolveSsh(where: string, global: Partial<SshSettings> | undefined, own
   if (merged.privateKey === undefined && merged.knownHosts === undefined) return undefined;
   const parsed = sshSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`${where}.ssh`, formatIssues(parsed.error, [where, 'ssh']));
-  return parsed.data;
+  const keyOf = (k: 'privateKey' | 'knownHosts') => (own?.[k] !== undefined ? `${where}.ssh.${k}` : `ssh.${k}`);
+  return { ...parsed.data, keys: { privateKey: keyOf('privateKey'), knownHosts: keyOf('knownHosts') } };
 }
 
 /** Validate an already parsed document (YAML or JSON) into a Config. */

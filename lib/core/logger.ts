@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import winston from 'winston';
 
 export type Logger = winston.Logger;
@@ -30,4 +31,17 @@ export function createLogger(options: { level?: string; json?: boolean } = {}): 
 /** A logger that drops everything (unit tests of jobs). */
 export function silentLogger(): Logger {
   return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
+}
+
+/** The running job's logger, for code far below the job (transport's skipped-name warnings). */
+const jobLogger = new AsyncLocalStorage<Logger>();
+
+/** Run `work` with `log` as the current job's logger (the daemon runs several jobs side by side). */
+export function withJobLogger<T>(log: Logger, work: () => T): T {
+  return jobLogger.run(log, work);
+}
+
+/** The current job's logger, if code runs inside one (withJobLogger). */
+export function currentJobLogger(): Logger | undefined {
+  return jobLogger.getStore();
 }

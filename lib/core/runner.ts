@@ -4,7 +4,7 @@ import { ConfigError, describeError, LockBusyError, UsageError } from './errors.
 import type { Job, JobResult, Status } from './job.js';
 import { exitCodeOf } from './job.js';
 import { acquireLock } from './lock.js';
-import type { Logger } from './logger.js';
+import { withJobLogger, type Logger } from './logger.js';
 import type { JsonReport } from './output.js';
 import { writePrometheusTextfile } from './output.js';
 import { writeJobState } from './state.js';
@@ -67,7 +67,7 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
       timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
     }
     jlog.info('job started', { dryRun });
-    const running = job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt });
+    const running = withJobLogger(jlog, () => job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt }));
     result = await Promise.race([running, unresponsiveAfterAbort(controller.signal, job.name)]);
   } catch (err) {
     if (err instanceof LockBusyError) {

@@ -65,9 +65,11 @@ function sshPaths(config: Config): Guarded[] {
     if (!host.ssh) continue;
     const list = hostList(host);
     const index = (config[list] as DataPathHost[]).indexOf(host);
+    // The key the operator wrote: `ssh.knownHosts` when the file comes from the global section.
+    const keys = host.ssh.keys ?? { privateKey: `${list}.${index}.ssh.privateKey`, knownHosts: `${list}.${index}.ssh.knownHosts` };
     out.push(
-      { key: `${list}.${index}.ssh.privateKey`, path: host.ssh.privateKey, kind: 'file', risk: 'could swap the key mfs-jobs logs in with' },
-      { key: `${list}.${index}.ssh.knownHosts`, path: host.ssh.knownHosts, kind: 'file', risk: 'could add a host key and let a man-in-the-middle serve forged metadata' },
+      { key: keys.privateKey, path: host.ssh.privateKey, kind: 'file', risk: 'could swap the key mfs-jobs logs in with' },
+      { key: keys.knownHosts, path: host.ssh.knownHosts, kind: 'file', risk: 'could add a host key and let a man-in-the-middle serve forged metadata' },
     );
   }
   return out;

@@ -5,12 +5,12 @@ import { pipeline } from 'node:stream/promises';
 import { FILE_MODE } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
-import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS, sessionsFile } from '../moosefs/datapath.js';
+import { changelogBound, listDataPath, readSourceImageHeader, RESTORED_SESSIONS, sessionsFile } from '../moosefs/datapath.js';
 import { ChainError, UsageError } from '../core/errors.js';
 import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
 import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
-import { CHANGELOG_GROWTH, type ReadBound } from '../transport/bounded.js';
+import type { ReadBound } from '../transport/bounded.js';
 
 /**
  * Placing a restore point (an image plus the changelogs that roll it forward) into an empty
@@ -237,7 +237,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   for (const entry of [...listing.changelogs].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
     if (done.has(family(entry.name))) continue;
     const local = path.join(dataPath, entry.name);
-    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, { size: entry.size, growth: CHANGELOG_GROWTH }, signal);
+    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, changelogBound(entry.name, entry.size), signal);
     await trimPartialLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);

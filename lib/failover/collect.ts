@@ -1,13 +1,14 @@
-import { constants as fsc, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
-import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
+import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
 import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
-import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { listSnapshots } from '../store/manifest.js';
-import { localSource, openSource, type FileSource } from '../transport/remote.js';
+import { copyLocalFile, localSource, openSource, type FileSource } from '../transport/remote.js';
+import type { PrivateDir } from './staging-dir.js';
+import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
 
 /**
@@ -220,11 +221,33 @@ export class Staging {
   /** Scans the mirror kept of the changelogs it staged: no second pass over them. */
   private readonly scans = new Map<string, ChangelogScan>();
 
+  /** `owned`: the private directory `dir` reaches (through its held descriptor), removed by `remove`. */
   constructor(
     readonly dir: string,
     private readonly sources: ReadonlyMap<string, FileSource>,
     private readonly mirror?: StagingMirror,
+    private readonly owned?: PrivateDir,
   ) {}
+
+  /** Remove every staged file and the directory (a dry run's temp directory, or the private one in DATA_PATH). */
+  async remove(): Promise<void> {
+    if (this.owned) await this.owned.remove();
+    else await fs.rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** A file's size where it lies (lstat locally, stat over SFTP), for one the inventory did not list. */
+  async sizeOf(file: { source: string; path: string; local: boolean }): Promise<number> {
+    if (file.local) {
+      const st = await fs.lstat(file.path);
+      if (!st.isFile()) throw new Error(`${file.path}: not a regular file`);
+      return st.size;
+    }
+    const files = this.sources.get(file.source);
+    if (!files) throw new Error(`${file.source}: source is closed`);
+    const st = await files.stat(file.path);
+    if (!st.isFile) throw new Error(`${file.path}: not a regular file`);
+    return st.size;
+  }
 
   /** The scan of a staged file, if the mirror already had it. */
   scanOf(staged: string): ChangelogScan | undefined {
@@ -255,12 +278,15 @@ export class Staging {
       this.reused += mirrored.reused;
       return target;
     }
+    // Only the live changelog (N = 0) may have grown since it was listed; rotated ones and images are fixed.
+    const bound = isChangelogName(file.name) ? changelogBound(file.name, file.size) : { size: file.size };
     if (file.local) {
-      // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred.
-      await fs.copyFile(file.path, tmp, fsc.COPYFILE_FICLONE);
+      // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred;
+      // never through a symlink planted in the source directory, never more than its bound.
+      await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
       if (!files) throw new Error(`${file.source}: source is closed`);
-      await files.download(file.path, tmp, { signal, bound: { size: file.size, growth: isChangelogName(file.name) ? CHANGELOG_GROWTH : 0 } });
+      await files.download(file.path, tmp, { signal, bound });
     }
     await fs.chmod(tmp, 0o600);
     await fs.rename(tmp, target);
@@ -313,8 +339,9 @@ export interface SettledPlan {
  * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
  * is dropped and the plan made again without it.
  */
-export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; metaid?: string; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
-  const dropped: string[] = [];
+export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+  // Restore points of another filesystem than the cluster's never win, however far they reach.
+  const dropped: string[] = foreignRestorePoints(inventories, o.expected);
   const drop = (file: ImageCandidate | ChangelogCandidate, err: unknown) => {
     dropped.push(`${file.source}:${file.name}: not used (${describeError(err)})`);
     for (const inv of inventories) {
@@ -325,8 +352,8 @@ export async function settlePlan(inventories: SourceInventory[], staging: Stagin
   for (;;) {
     if (o.signal.aborted) throw o.signal.reason;
     const { groups, excluded } = groupByMetaid(inventories);
-    const choice = choosePlan(groups, o.metaid);
-    if (!choice) return { failure: o.metaid ? `no usable metadata image of metaid ${o.metaid} on any source` : 'no usable metadata image on any source', dropped };
+    const choice = choosePlan(groups, o.expected?.metaids);
+    if (!choice) return { failure: o.expected?.known ? `no usable metadata image of metaid ${o.expected.metaids.join(' or ')} (${o.expected.from}) on any source` : 'no usable metadata image on any source', dropped };
     const { plan } = choice;
     const pending = plan.steps.map((s) => s.changelog).filter((c) => !c.scanned);
     const image = o.fetchImage

@@ -179,10 +179,11 @@ export interface PlanChoice {
   others: { metaid: string | undefined; sources: string[]; reached: number }[];
 }
 
-/** Across filesystems: the pinned metaid when configured, else the one that reaches furthest. */
-export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string): PlanChoice | undefined {
+/** Across filesystems: the pinned metaid (or one of the pinned ones) when given, else the one that reaches furthest. */
+export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string | readonly string[]): PlanChoice | undefined {
   const plans = groups.map((g) => ({ group: g, plan: bestPlan(g) })).filter((p): p is { group: MetaidGroup; plan: RestorePlan } => p.plan !== undefined);
-  const eligible = pinnedMetaid ? plans.filter((p) => p.group.metaid === pinnedMetaid.toUpperCase()) : plans;
+  const pinned = pinnedMetaid === undefined ? undefined : (typeof pinnedMetaid === 'string' ? [pinnedMetaid] : pinnedMetaid).map((m) => m.toUpperCase());
+  const eligible = pinned ? plans.filter((p) => p.group.metaid !== undefined && pinned.includes(p.group.metaid)) : plans;
   const chosen = eligible.reduce<(typeof plans)[number] | undefined>((acc, p) => (!acc || better(p.plan, acc.plan) ? p : acc), undefined);
   if (!chosen) return undefined;
   return {

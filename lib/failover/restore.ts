@@ -41,8 +41,11 @@ async function stageSessions(plan: RestorePlan, settled: SettledPlan, staging: S
   const { magic } = await readImageHeader(settled.imageStaged!, { checkEnding: false });
   const dir = plan.image.local ? path.dirname(plan.image.path) : path.posix.dirname(plan.image.path);
   for (const name of sessionsFilesFor(magic)) {
-    const file = { source: plan.image.source, name, path: plan.image.local ? path.join(dir, name) : path.posix.join(dir, name), local: plan.image.local, size: 0 };
-    const staged = await staging.fetch(file, signal).catch(() => undefined);
+    const at = plan.image.local ? path.join(dir, name) : path.posix.join(dir, name);
+    // Not in the inventory: its size (the read's bound) is asked now; a missing file is simply not there.
+    const size = await staging.sizeOf({ source: plan.image.source, path: at, local: plan.image.local }).catch(() => undefined);
+    if (size === undefined) continue;
+    const staged = await staging.fetch({ source: plan.image.source, name, path: at, local: plan.image.local, size }, signal).catch(() => undefined);
     if (staged) return staged;
   }
   return undefined;

@@ -1,7 +1,7 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { DIR_MODE, FILE_MODE, fsyncDir, fsyncFile } from '../core/atomic.js';
+import { DIR_MODE, FILE_MODE, fsyncDir } from '../core/atomic.js';
 import type { Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
@@ -150,9 +150,16 @@ export interface Placement {
 export async function placeFiles(dataPath: string, placements: readonly Placement[]): Promise<void> {
   const st = await fs.stat(dataPath);
   for (const p of placements) {
-    await fsyncFile(p.from);
-    await fs.chown(p.from, st.uid, st.gid);
-    await fs.chmod(p.from, FILE_MODE);
+    // Owner and mode set through our own handle (O_NOFOLLOW), never by a name that could be a link;
+    // the rename then replaces whatever name DATA_PATH's owner may have planted, never follows it.
+    const handle = await fs.open(p.from, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    try {
+      await handle.sync();
+      await handle.chown(st.uid, st.gid);
+      await handle.chmod(FILE_MODE);
+    } finally {
+      await handle.close();
+    }
     await fs.rename(p.from, path.join(dataPath, p.name));
   }
   await fsyncDir(dataPath);

@@ -4,7 +4,7 @@ import { ChainError } from '../core/errors.js';
 import { sessionsFilesFor } from './generations/index.js';
 import { changelogIndex, checkImageEnding, endingBytes, HEADER_BYTES, isChangelogName, isImageName, isSessionsName, parseImageHeader, type ImageHeader } from './metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
-import { CHANGELOG_GROWTH } from '../transport/bounded.js';
+import { CHANGELOG_GROWTH, type ReadBound } from '../transport/bounded.js';
 
 /** What a master's or metalogger's DATA_PATH holds, as MooseFS names it. */
 export interface DataPathListing {
@@ -49,11 +49,20 @@ export async function readSourceImageHeader(source: FileSource, file: string, si
 }
 
 /**
+ * How much of a listed changelog may be read: its listed size, plus CHANGELOG_GROWTH for the live one
+ * (N = 0, which MooseFS appends to) only. A rotated changelog never grows: more bytes than listed
+ * mean a hostile server or a replaced file.
+ */
+export function changelogBound(name: string, size: number): ReadBound {
+  return { size, growth: changelogIndex(name) === 0 ? CHANGELOG_GROWTH : 0 };
+}
+
+/**
  * Scan a changelog where it lies (one streaming pass, nothing copied), reading at most its listed
  * `size` plus the growth a live changelog is allowed.
  */
 export async function scanSourceChangelog(source: FileSource, file: string, size: number): Promise<ChangelogScan> {
-  return scanChangelogStream(await source.readStream(file, { size, growth: CHANGELOG_GROWTH }), `${source.label}:${path.basename(file)}`);
+  return scanChangelogStream(await source.readStream(file, changelogBound(path.basename(file), size)), `${source.label}:${path.basename(file)}`);
 }
 
 /**

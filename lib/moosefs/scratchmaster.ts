@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -187,13 +188,26 @@ export async function keepScratch(scratch: Scratch, why: string): Promise<void> 
 }
 
 /**
- * mfsmaster.cfg for the scratch master: loopback only, read-only export for 127.0.0.1, and run as
+ * The scratch master's mfsexports.cfg. Nothing mounts a scratch master (the drill asks it over the
+ * client protocol, which needs no export), but mfsmaster refuses to start without an export: one
+ * read-only export for 127.0.0.1 behind the MD5 of 32 random bytes nobody ever sees, so no local user
+ * can mount the restored namespace during a drill ("Password is needed"). 1.5 reads no exports at
+ * all: its scratch master can be mounted by any local user while it runs (ask the adapter).
+ */
+export function scratchExports(generation: Generation): string {
+  if (!generation.exportsWithPassword) return `# ${generation.label} has no exports: any client reaching the client port may mount\n`;
+  const md5pass = createHash('md5').update(randomBytes(32)).digest('hex');
+  return `${SCRATCH_HOST}\t/\tro,md5pass=${md5pass}\n`;
+}
+
+/**
+ * mfsmaster.cfg for the scratch master: loopback only, no usable export (scratchExports), and run as
  * this process's user (a root-owned 0700 DATA_PATH is unreadable to Debian's default `mfs` user).
  */
 export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = generationNamed('3.0'), extra: Record<string, string | number> = {}): Promise<void> {
   const exportsFile = path.join(scratch.dir, 'mfsexports.cfg');
   const topologyFile = path.join(scratch.dir, 'mfstopology.cfg');
-  await fs.writeFile(exportsFile, `${SCRATCH_HOST}\t/\tro\n`, { mode: FILE_MODE });
+  await fs.writeFile(exportsFile, scratchExports(generation), { mode: FILE_MODE });
   await fs.writeFile(topologyFile, '', { mode: FILE_MODE });
   const group = await groupName(process.getgid?.() ?? 0);
   const keys = generation.listenKeys;

@@ -6,6 +6,8 @@ import { ChainError } from '../core/errors.js';
 import { LATEST, listSnapshots, MANIFEST, snapshotsDir, TMP_DIR, type StoredSnapshot } from '../store/manifest.js';
 import { readImageHeader } from '../moosefs/metadata.js';
 import { openFilesUnder } from '../core/openfiles.js';
+import { printable } from '../core/names.js';
+import { foreignMetaidMessage, type ClusterIdentity } from '../store/identity.js';
 import type { PlanChangelog, PlanEntry, PlanImage, PlanOtherFile } from './plan.js';
 import { refuseDamagedChangelog, type PruneTarget, type Removal, type TargetScan } from './target.js';
 
@@ -26,6 +28,7 @@ export class SnapshotStoreTarget implements PruneTarget {
   constructor(
     private readonly store: string,
     private readonly dryRun: boolean,
+    private readonly identity?: ClusterIdentity,
   ) {
     this.where = `store (${store})`;
   }
@@ -34,13 +37,37 @@ export class SnapshotStoreTarget implements PruneTarget {
     if (!this.dryRun) await this.emptyTrash();
     const { snapshots, broken } = await listSnapshots(this.store);
     if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
-    const metaids = new Set(snapshots.map((s) => s.manifest.image.metaid).filter(Boolean));
-    if (metaids.size > 1) throw new ChainError(this.store, `${this.where}: snapshots of different filesystems (metaids ${[...metaids].join(', ')}) in one store: prune cannot establish one chain`);
+    const { ours, warnings } = this.ofTheCluster(snapshots);
     this.latest = await this.latestId();
     const open = await this.openFiles();
-    const out: TargetScan = { images: [], changelogs: [], others: [] };
-    for (const s of snapshots) await this.scanSnapshot(s, open, out);
+    const out: TargetScan = { images: [], changelogs: [], others: [], warnings };
+    for (const s of ours) await this.scanSnapshot(s, open, out);
     return out;
+  }
+
+  /**
+   * Only the cluster's filesystem is pruned: another metaid's snapshots (an import with
+   * --other-filesystem) are left alone, named in a warning, and never outvote the cluster's chain.
+   * Without a known identity and with several metaids, prune cannot tell which is ours and refuses.
+   */
+  private ofTheCluster(snapshots: StoredSnapshot[]): { ours: StoredSnapshot[]; warnings: string[] } {
+    const metaidOf = (s: StoredSnapshot) => (s.manifest.image.empty ? '' : s.manifest.image.metaid);
+    const byMetaid = new Map<string, string[]>();
+    for (const s of snapshots) if (metaidOf(s)) byMetaid.set(metaidOf(s), [...(byMetaid.get(metaidOf(s)) ?? []), s.id]);
+    const listed = (ids: string[]) => `${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
+    if (!this.identity) {
+      if (byMetaid.size > 1) {
+        const seen = [...byMetaid].map(([m, ids]) => `metaid ${printable(m).slice(0, 40)}: ${listed(ids)}`).join('; ');
+        throw new ChainError(this.store, `${this.where}: snapshots of different filesystems (${seen}) and no cluster identity known: set cluster.metaid in the config to say which filesystem this store backs up (prune then leaves the others alone)`);
+      }
+      return { ours: snapshots, warnings: [] };
+    }
+    const identity = this.identity;
+    const ours = snapshots.filter((s) => !metaidOf(s) || metaidOf(s) === identity.metaid);
+    const warnings = [...byMetaid]
+      .filter(([m]) => m !== identity.metaid)
+      .map(([m, ids]) => `${foreignMetaidMessage(`snapshot${ids.length > 1 ? 's' : ''} ${listed(ids)}`, m, identity)}: left alone, not pruned (remove ${ids.length > 1 ? 'them' : 'it'} by hand if unwanted)`);
+    return { ours, warnings };
   }
 
   /** Files under snapshots/ some process holds open, as `<id>/<name>`. */

@@ -22,6 +22,8 @@ export interface TargetScan {
   images: PlanImage[];
   changelogs: PlanChangelog[];
   others: PlanOtherFile[];
+  /** What the target left out of the plan on purpose (another filesystem's snapshots), one line each. */
+  warnings?: string[];
 }
 
 export interface Removal {

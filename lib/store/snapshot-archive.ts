@@ -5,6 +5,7 @@ import { ChainError, StoreError, UsageError } from '../core/errors.js';
 import { plainNameProblem, printable, shownName } from '../core/names.js';
 import { ID_PATTERN, idTime, listSnapshots, MANIFEST, readManifest, snapshotsDir, type Manifest, type StoredSnapshot } from './manifest.js';
 import { isChangelogName, isImageName, isSessionsName } from '../moosefs/metadata.js';
+import { foreignMetaidMessage, type ClusterIdentity } from './identity.js';
 import { ensureStoreSpace, makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
 
 /**
@@ -109,6 +110,8 @@ async function unpack(file: string, stage: string, limit: number): Promise<strin
 export interface ImportOptions {
   /** Accept a snapshot of another filesystem (metaid) than the store's snapshots: a deliberate move. */
   otherFilesystem?: boolean;
+  /** The cluster's filesystem (config or learnt): a snapshot of another is refused like one the store does not hold. */
+  identity?: ClusterIdentity;
   /** "Now", for the future check (tests). */
   now?: Date;
 }
@@ -151,6 +154,9 @@ export async function importSnapshot(store: string, file: string, options: Impor
     const future = futureProblem(file, id, manifest, options.now ?? new Date());
     if (future) throw new ChainError(file, future);
     const theirs = manifest.image.empty ? '' : manifest.image.metaid;
+    if (theirs && options.identity && theirs !== options.identity.metaid && !options.otherFilesystem) {
+      throw new ChainError(file, `${foreignMetaidMessage(`${file}: snapshot ${id}`, theirs, options.identity)}; not imported (--other-filesystem to import it anyway; promote and prune would not use it)`);
+    }
     const ours = [...(await storeMetaids(store))];
     if (theirs && ours.length && !options.otherFilesystem && (ours.length > 1 || ours[0] !== theirs)) {
       throw new ChainError(file, `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`);

@@ -1,4 +1,4 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type SftpClient from 'ssh2-sftp-client';
@@ -6,6 +6,7 @@ import { hostList, requireSsh, type Config, type DataPathHost } from '../core/co
 import { ConfigError, TransferError } from '../core/errors.js';
 import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 import { plainNameProblem, shownName } from '../core/names.js';
+import { currentJobLogger } from '../core/logger.js';
 import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
 
 export interface RemoteEntry {
@@ -49,8 +50,12 @@ export interface FileSource {
 
 export type Warn = (message: string) => void;
 
-/** Logs go to stderr; stdout carries the job's result. */
-const warnOnStderr: Warn = (message) => void process.stderr.write(`mfs-jobs: warning: ${message}\n`);
+/** To the running job's logger (JSON lines like every other log line); stderr outside a job. Never stdout. */
+const warnOnStderr: Warn = (message) => {
+  const log = currentJobLogger();
+  if (log) log.warn(message);
+  else process.stderr.write(`mfs-jobs: warning: ${message}\n`);
+};
 
 /** The listing's plain file names; the others are reported once each and left out. */
 function plainEntries<T extends { name: string }>(entries: readonly T[], where: string, warn: Warn): T[] {
@@ -59,6 +64,65 @@ function plainEntries<T extends { name: string }>(entries: readonly T[], where: 
     if (why) warn(`${where}: skipped listed name ${shownName(e.name)}: ${why}`);
     return !why;
   });
+}
+
+/**
+ * Open a file of a local source to read: never through a symlink (O_NOFOLLOW: a DATA_PATH belongs to
+ * the MooseFS user, who could point a changelog's name at /etc/shadow), never a FIFO or device
+ * (O_NONBLOCK: opening a planted FIFO would block for ever), only a regular file.
+ */
+async function openRegular(host: string, label: string, file: string): Promise<{ handle: fs.FileHandle; size: number }> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new TransferError(host, `${label}: ${file}: is a symbolic link: refused (links in a source directory are never followed)`);
+    throw err;
+  }
+  const st = await handle.stat();
+  if (!st.isFile()) {
+    await handle.close();
+    throw new TransferError(host, `${label}: ${file}: not a regular file: refused`);
+  }
+  return { handle, size: st.size };
+}
+
+/**
+ * Copy a local source's file to `dst` (created exclusively, 0600), at most `bound`'s limit: a clone
+ * (reflink) of the file as fstat saw it where the filesystem can, else a copy through the bounded
+ * reader, so a file that grows without end while it is copied cannot fill the disk.
+ */
+export async function copyLocalFile(host: string, src: string, dst: string, bound: ReadBound, label = `${host} (local)`): Promise<void> {
+  const { handle, size } = await openRegular(host, label, src);
+  const limit = limitOf(bound);
+  const overflow = (got: number) => new ReadBoundError(host, `${label}: ${src}: ${got} bytes, more than ${describeBound(bound)}: refused, nothing kept`);
+  try {
+    if (size > limit) throw overflow(size);
+    try {
+      await fs.copyFile(`/proc/self/fd/${handle.fd}`, dst, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
+      const cloned = (await fs.stat(dst)).size;
+      if (cloned > limit) throw overflow(cloned);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw err;
+      await fs.rm(dst, { force: true });
+      if (err instanceof ReadBoundError) throw err;
+    }
+    const out = await fs.open(dst, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      const input = handle.createReadStream({ start: 0, end: limit, autoClose: false, highWaterMark: 1 << 20 });
+      for await (const chunk of boundedStream(input, { host, what: `${label}: ${src}`, bound, idleSeconds: READ_IDLE_SECONDS })) await out.write(chunk as Buffer);
+      await out.sync();
+    } catch (err) {
+      await out.close().catch(() => undefined);
+      await fs.rm(dst, { force: true });
+      throw err;
+    }
+    await out.close();
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
 }
 
 class LocalSource implements FileSource {
@@ -76,30 +140,28 @@ class LocalSource implements FileSource {
     const names = plainEntries((await fs.readdir(dir)).map((name) => ({ name })), `${this.label}: ${dir}`, this.warn).map((e) => e.name);
     const out: RemoteEntry[] = [];
     for (const name of names) {
-      const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      // lstat: a symlink is listed as what it is (not a file), never as the file it points to.
+      const st = await fs.lstat(path.join(dir, name)).catch(() => undefined);
       if (st) out.push({ name, size: st.size, mtimeMs: st.mtimeMs, isFile: st.isFile() });
     }
     return out;
   }
   async stat(file: string): Promise<RemoteEntry> {
-    const st = await fs.stat(file);
+    const st = await fs.lstat(file);
     return { name: path.basename(file), size: st.size, mtimeMs: st.mtimeMs, isFile: st.isFile() };
   }
+  /** Bounded while it copies, like an SFTP download (copyLocalFile); nothing is left at `local` on failure. */
   async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
-    try {
-      await fs.copyFile(remote, local);
-      const { size } = await fs.stat(local);
-      if (size > limitOf(options.bound)) throw new ReadBoundError(this.hostName, `${this.label}: ${remote}: ${size} bytes, more than ${describeBound(options.bound)}: refused, nothing kept`);
-    } catch (err) {
-      await fs.rm(local, { force: true });
-      throw err;
-    }
+    if (options.signal?.aborted) throw new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
+    await fs.rm(local, { force: true });
+    await copyLocalFile(this.hostName, remote, local, options.bound, this.label);
   }
   async readStream(file: string, bound: ReadBound): Promise<Readable> {
-    return boundedStream(createReadStream(file, { highWaterMark: 1 << 20, end: limitOf(bound) }), this.bounded(file, bound));
+    const { handle } = await openRegular(this.hostName, this.label, file);
+    return boundedStream(handle.createReadStream({ highWaterMark: 1 << 20, end: limitOf(bound) }), this.bounded(file, bound));
   }
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
-    const h = await fs.open(file, 'r');
+    const { handle: h } = await openRegular(this.hostName, this.label, file);
     try {
       const buf = Buffer.alloc(length);
       const { bytesRead } = await h.read(buf, 0, length, start);
@@ -168,6 +230,16 @@ function brokenConnection(msg: string): string | undefined {
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
 
+/**
+ * ssh2-sftp-client's fastGet without its own lstat (`exists()`) of the file: the caller has just
+ * stat-ed it (size and type), and one round trip per file counts on a slow link. The library's
+ * `_fastGet` keeps its connection-loss listeners; the public call is the fallback if it ever goes.
+ */
+function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
+  const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
+  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options as never);
+}
+
 class SftpSource implements FileSource {
   readonly label: string;
   constructor(
@@ -222,7 +294,9 @@ class SftpSource implements FileSource {
     const failure = () => stalled ?? abortError();
     const end = () => void this.client.end().catch(() => undefined);
     try {
-      const announced = (await unlessAborted(this.client.stat(remote), either, end, failure)).size;
+      const st = await unlessAborted(this.client.stat(remote), either, end, failure);
+      if (!st.isFile) throw new TransferError(this.hostName, `${o.what}: not a regular file: refused`);
+      const announced = st.size;
       if (announced > limitOf(bound)) {
         throw new ReadBoundError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
       }
@@ -230,7 +304,7 @@ class SftpSource implements FileSource {
         await fs.writeFile(local, '', { mode: 0o600 });
         return;
       }
-      const get = this.client.fastGet(remote, local, {
+      const get = fastGetChecked(this.client, remote, local, {
         ...FAST_GET,
         fileSize: announced,
         step: (done: number, _chunk: number, total: number) => {

@@ -20,6 +20,8 @@ export interface FaultRow {
   /** Snapshots (or promoted metadata versions) that existed before the fault and did not after. */
   lostRestorePoints: number;
   note?: string;
+  /** The test file that recorded it (set by recordFaults), so a fault suite that recorded nothing shows. */
+  file?: string;
 }
 
 /** The reporter sets this for the whole run; a file run alone (no reporter) gets its own directory. */
@@ -30,8 +32,29 @@ function resultsDir(): string {
   return process.env[ENV];
 }
 
+/** The running test file, as jest knows it (undefined outside jest). */
+function currentTestFile(): string | undefined {
+  const e = (globalThis as { expect?: { getState?: () => { testPath?: string } } }).expect;
+  return e?.getState?.().testPath;
+}
+
 export function recordFaults(row: FaultRow): void {
-  appendFileSync(path.join(resultsDir(), `${process.pid}.jsonl`), JSON.stringify(row) + '\n');
+  appendFileSync(path.join(resultsDir(), `${process.pid}.jsonl`), JSON.stringify({ ...row, file: row.file ?? currentTestFile() }) + '\n');
+}
+
+/**
+ * Why the ledger of a run cannot be trusted, or undefined: test files under `faultsDir` ran and the
+ * table is empty, or one of them recorded no row (its faults would silently be missing from the table).
+ */
+export function faultLedgerProblem(ranFiles: readonly string[], rows: readonly FaultRow[], faultsDir: string): string | undefined {
+  const inDir = (f: string) => !path.relative(faultsDir, f).startsWith('..') && f.endsWith('.test.js');
+  const faultFiles = ranFiles.filter(inDir);
+  if (faultFiles.length === 0) return undefined;
+  if (rows.length === 0) return `${faultFiles.length} fault test file(s) ran and the faults table is empty (nothing recorded in MFS_JOBS_FAULTS_RESULTS): ${faultFiles.map((f) => path.basename(f)).join(', ')}`;
+  const recorded = new Set(rows.map((r) => r.file).filter((f): f is string => f !== undefined));
+  const silent = faultFiles.filter((f) => !recorded.has(f));
+  if (silent.length) return `fault test file(s) that recorded no row in the faults table: ${silent.map((f) => path.basename(f)).join(', ')}`;
+  return undefined;
 }
 
 export function readFaultRows(dir: string): FaultRow[] {
@@ -95,4 +118,19 @@ export async function tearDownFaults(started: Started[], trials: NetworkTrial[] 
   for (const t of trials) recordFaults({ area: 'network', fault: t.fault, injected: 1, survived: t.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: t.note });
   printOwnRowsUnlessReported();
   if (failure) throw failure;
+}
+
+/**
+ * A test of one attack that, when it passes, is a row of the closing table (`area`, `fault`): the
+ * hostile-server, archive and identity suites outside test/faults appear there too.
+ */
+export function attackTest(area: string, fault: string, title: string, fn: () => Promise<void>, timeout?: number): void {
+  test(
+    title,
+    async () => {
+      await fn();
+      recordFaults({ area, fault, injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0 });
+    },
+    timeout,
+  );
 }

@@ -58,6 +58,8 @@ const dirAttrs: Attributes = { mode: 0o040755, uid: 0, gid: 0, size: 4096, atime
 export class HostileSftp {
   /** Every path a client opened (files and directories), in order. */
   readonly opened: string[] = [];
+  /** Every STAT and LSTAT request (`STAT /path`), in order: round trips a client spent on metadata. */
+  readonly stats: string[] = [];
   private readonly files = new Map<string, Live>();
   private readonly clients = new Set<Connection>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -154,8 +156,8 @@ export class HostileSftp {
       const abs = path.posix.resolve('/', p === '.' ? '/' : p);
       sftp.name(reqid, [{ filename: abs, longname: abs, attrs: dirAttrs }]);
     });
-    sftp.on('STAT', stat);
-    sftp.on('LSTAT', stat);
+    sftp.on('STAT', (reqid, p) => (this.stats.push(`STAT ${p}`), stat(reqid, p)));
+    sftp.on('LSTAT', (reqid, p) => (this.stats.push(`LSTAT ${p}`), stat(reqid, p)));
     sftp.on('OPENDIR', (reqid, p) => {
       this.opened.push(p);
       if (p !== this.dataPath) return sftp.status(reqid, STATUS_CODE.NO_SUCH_FILE);

@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { runCli } from '../helpers/cli.js';
 import { scratchStores, syntheticSnapshot } from '../helpers/synthetic-snapshot.js';
 import { listSnapshots, readManifest } from '../../lib/store/manifest.js';
+import { attackTest } from '../faults/results.js';
 import { exportSnapshot } from '../../lib/store/snapshot-archive.js';
 
 /**
@@ -44,7 +45,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     return archive;
   }
 
-  test('a snapshot of another filesystem (metaid) is refused naming both metaids; --other-filesystem takes it; an empty store takes any', async () => {
+  attackTest('hostile archive', 'snapshot of another metaid (import)', 'a snapshot of another filesystem (metaid) is refused naming both metaids; --other-filesystem takes it; an empty store takes any', async () => {
     const { archive, id } = await archiveOf('foreign', { metaid: 0xcdn, at: new Date(Date.now() - 3600_000) });
     const target = await scratch.configFor('target');
     await syntheticSnapshot(target.store, { metaid: 0xabn, at: new Date(Date.now() - 7200_000) });
@@ -62,7 +63,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect((await runCli(['snapshot', 'import', archive, '--config', empty.config])).stdout).toContain(`imported snapshot ${id}`);
   });
 
-  test('a snapshot from more than 10 minutes in the future is refused naming its id; 5 minutes of skew is fine', async () => {
+  attackTest('hostile archive', 'snapshot from the future (import)', 'a snapshot from more than 10 minutes in the future is refused naming its id; 5 minutes of skew is fine', async () => {
     const future = await archiveOf('future', { at: new Date(Date.now() + 3600_000) });
     const target = await scratch.configFor('target');
     const refused = await runCli(['snapshot', 'import', future.archive, '--config', target.config]);
@@ -73,7 +74,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect((await runCli(['snapshot', 'import', skewed.archive, '--config', target.config])).stdout).toContain(`imported snapshot ${skewed.id}`);
   });
 
-  test('a manifest naming a file outside the snapshot (../, /, control characters) is refused before it is opened, the name shown escaped', async () => {
+  attackTest('hostile archive', 'manifest names outside the snapshot (import)', 'a manifest naming a file outside the snapshot (../, /, control characters) is refused before it is opened, the name shown escaped', async () => {
     const good = await archiveOf('good', { at: new Date(Date.now() - 60_000) });
     const tree = path.join(scratch.dir, 'unpacked');
     await fs.mkdir(tree);
@@ -97,7 +98,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect((await listSnapshots(target.store)).snapshots).toEqual([]);
   });
 
-  test('an archive bigger than the store\'s free space is refused before a byte is extracted, naming the archive', async () => {
+  attackTest('hostile archive', 'archive bigger than the free space (import)', 'an archive bigger than the store\'s free space is refused before a byte is extracted, naming the archive', async () => {
     // One entry whose header claims 1 TiB: what a gzip bomb or a wrong archive would ask for.
     const header = new tar.Header({ path: '20260101T000000Z-v12/changelog.0.mfs', type: 'File', size: 2 ** 40, mode: 0o644, mtime: new Date() });
     const block = Buffer.alloc(512);
@@ -111,7 +112,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect(await fs.readdir(path.join(target.store, '.tmp'))).toEqual([]);
   });
 
-  test('imported files belong to the importing user with mode 0600 (dir 0700), whatever uid and mode the archive carries', async () => {
+  attackTest('hostile archive', 'foreign owner and setuid mode (import)', 'imported files belong to the importing user with mode 0600 (dir 0700), whatever uid and mode the archive carries', async () => {
     const good = await archiveOf('good', { at: new Date(Date.now() - 60_000) });
     const tree = path.join(scratch.dir, 'unpacked');
     await fs.mkdir(tree);
@@ -129,7 +130,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     }
   });
 
-  test('export never follows a symlink planted at a temp name: the victim is untouched, the archive is private and whole', async () => {
+  attackTest('hostile archive', 'symlinks planted at export temp names', 'export never follows a symlink planted at a temp name: the victim is untouched, the archive is private and whole', async () => {
     const { store } = await scratch.configFor('source');
     const snap = await syntheticSnapshot(store, { at: new Date(Date.now() - 60_000) });
     const outDir = path.join(scratch.dir, 'out');
@@ -153,7 +154,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect(regular).toEqual(['x.tar.gz']);
   });
 
-  test('snapshot list and show print escape sequences and control characters from a manifest visibly, never raw', async () => {
+  attackTest('hostile archive', 'escape sequences in a manifest (list, show)', 'snapshot list and show print escape sequences and control characters from a manifest visibly, never raw', async () => {
     const { store, config } = await scratch.configFor('store');
     await syntheticSnapshot(store, {
       at: new Date(Date.now() - 60_000),

@@ -14,6 +14,7 @@ import { fetchFile } from '../../lib/transport/transfer.js';
 import { inspectDataPath } from '../../lib/verify/source.js';
 import { changelogLines } from '../helpers/changelog-fixtures.js';
 import { runCli } from '../helpers/cli.js';
+import { attackTest } from '../faults/results.js';
 import { HostileSftp, type HostileFile } from '../lab/hostile-sftp.js';
 
 /**
@@ -112,7 +113,34 @@ describe('a hostile SFTP server', () => {
     expect(outcome.kind).toBe('snapshot');
   });
 
-  test('backup: an image listed as 100 B that stats and reads 200 MiB is refused before a byte is copied (and again on the retry)', async () => {
+  attackTest('hostile sftp', 'a download costs one STAT', 'a download costs one STAT round trip, not two (the library\'s own lstat before fastGet is skipped)', async () => {
+    const { config, ml, stage } = await lab({ 'metadata_ml.mfs.back': { content: image(10) } });
+    const source = await open(config, ml);
+    try {
+      await source.download(`${ml.dataPath}/metadata_ml.mfs.back`, path.join(stage, 'image'), { bound: { size: image(10).length } });
+      expect((await fs.readFile(path.join(stage, 'image'))).equals(image(10))).toBe(true);
+    } finally {
+      await source.close();
+    }
+    expect(server!.stats.filter((s) => s.endsWith('/metadata_ml.mfs.back'))).toEqual([`STAT ${ml.dataPath}/metadata_ml.mfs.back`]);
+  });
+
+  attackTest('hostile sftp', 'rotated changelog one byte past its listing', 'a rotated changelog gets no growth allowance (drill and promote read it by changelogBound): one byte past its listing is refused', async () => {
+    const { changelogBound } = await import('../../lib/moosefs/datapath.js');
+    expect(changelogBound('changelog_ml.0.mfs', 10)).toEqual({ size: 10, growth: CHANGELOG_GROWTH });
+    expect(changelogBound('changelog_ml.3.mfs', 10)).toEqual({ size: 10, growth: 0 });
+    const size = lines(1, 20).length;
+    const { config, ml, stage } = await lab({ 'changelog_ml.3.mfs': { content: lines(1, 20), readSize: size + 1, statSize: size + 1, listedSize: size } });
+    const source = await open(config, ml);
+    try {
+      const { err } = await timed(source.download(`${ml.dataPath}/changelog_ml.3.mfs`, path.join(stage, 'c'), { bound: changelogBound('changelog_ml.3.mfs', size) }));
+      expect((err as Error).message).toMatch(new RegExp(`changelog_ml\\.3\\.mfs: the server announces ${size + 1} bytes at open, more than ${size} bytes announced: refused, nothing copied$`));
+    } finally {
+      await source.close();
+    }
+  });
+
+  attackTest('hostile sftp', 'listing 100 B, stat and reads 200 MiB (backup)', 'backup: an image listed as 100 B that stats and reads 200 MiB is refused before a byte is copied (and again on the retry)', async () => {
     const real = image(10);
     const { config, ml, store } = await lab({
       'metadata_ml.mfs.back': { content: real, readSize: 200 * MiB, listedSize: real.length },
@@ -128,7 +156,7 @@ describe('a hostile SFTP server', () => {
     expect(await filesUnder(store)).toEqual([]);
   });
 
-  test('backup pull: a file whose stat lies too gets exactly the announced bytes, whatever the reads offer', async () => {
+  attackTest('hostile sftp', 'stat lies too: only the announced bytes (backup)', 'backup pull: a file whose stat lies too gets exactly the announced bytes, whatever the reads offer', async () => {
     const { config, ml, stage } = await lab({ 'changelog_ml.1.mfs': { content: lines(1, 3), readSize: Infinity, statSize: 100, listedSize: 100 } });
     const source = await open(config, ml);
     try {
@@ -141,7 +169,7 @@ describe('a hostile SFTP server', () => {
     }
   });
 
-  test('backup: a changelog that drips a byte a second fails within a few idle windows, naming host and file', async () => {
+  attackTest('hostile sftp', 'changelog drips a byte a second (backup)', 'backup: a changelog that drips a byte a second fails within a few idle windows, naming host and file', async () => {
     const { config, ml, store } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.0.mfs': { content: lines(10, 30), dripMs: 1000 },
@@ -153,7 +181,7 @@ describe('a hostile SFTP server', () => {
     expect(await filesUnder(store)).toEqual([]);
   });
 
-  test('`mfs-jobs run backup` against a dripping metalogger: CRITICAL in one line naming host and file, in bounded time', async () => {
+  attackTest('hostile sftp', 'run backup against a dripping metalogger', '`mfs-jobs run backup` against a dripping metalogger: CRITICAL in one line naming host and file, in bounded time', async () => {
     const { configFile, store } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.0.mfs': { content: lines(10, 30), dripMs: 1000 },
@@ -166,7 +194,7 @@ describe('a hostile SFTP server', () => {
     expect((await filesUnder(store)).filter((f) => !f.file.endsWith('.lock'))).toEqual([]);
   });
 
-  test('backup pull: a download that stalls leaves nothing at its temp path', async () => {
+  attackTest('hostile sftp', 'download stalls: nothing left at its temp path', 'backup pull: a download that stalls leaves nothing at its temp path', async () => {
     const { config, ml, stage } = await lab({ 'metadata_ml.mfs.back': { content: image(10), dripMs: 1000 } });
     const source = await open(config, ml);
     const local = path.join(stage, 'metadata_ml.mfs.back.part');
@@ -177,7 +205,7 @@ describe('a hostile SFTP server', () => {
     expect(await filesUnder(stage)).toEqual([]);
   });
 
-  test('backup: an image that grows between stat and read is never taken (changed again on the retry)', async () => {
+  attackTest('hostile sftp', 'image grows between stat and read (backup)', 'backup: an image that grows between stat and read is never taken (changed again on the retry)', async () => {
     const { config, ml, store } = await lab({
       'metadata_ml.mfs.back': { content: image(10), growsOnOpen: 4096 },
       'changelog_ml.0.mfs': { content: lines(10, 30) },
@@ -189,7 +217,7 @@ describe('a hostile SFTP server', () => {
     expect(await filesUnder(store)).toEqual([]);
   });
 
-  test('verify: a changelog that never ends is read to its listed size plus the growth allowance, then refused', async () => {
+  attackTest('hostile sftp', 'changelog never ends (verify)', 'verify: a changelog that never ends is read to its listed size plus the growth allowance, then refused', async () => {
     const { config, ml } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.0.mfs': { content: lines(10, 12), readSize: Infinity, listedSize: 100 },
@@ -207,7 +235,7 @@ describe('a hostile SFTP server', () => {
     }
   });
 
-  test('verify: a changelog that stops sending fails after the idle window', async () => {
+  attackTest('hostile sftp', 'changelog stops sending (verify)', 'verify: a changelog that stops sending fails after the idle window', async () => {
     const { config, ml } = await lab({ 'changelog_ml.1.mfs': { content: lines(1, 50), dripMs: 10_000 } });
     const source = await open(config, ml);
     try {
@@ -219,7 +247,7 @@ describe('a hostile SFTP server', () => {
     }
   });
 
-  test('prune: a rotated changelog that grows past its listing while it is scanned is refused', async () => {
+  attackTest('hostile sftp', 'rotated changelog grows while scanned (prune)', 'prune: a rotated changelog that grows past its listing while it is scanned is refused', async () => {
     const { config, ml } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.1.mfs': { content: lines(1, 20), readSize: lines(1, 20).length + CHANGELOG_GROWTH + MiB, listedSize: lines(1, 20).length },
@@ -236,9 +264,9 @@ describe('a hostile SFTP server', () => {
     }
   });
 
-  test("listed names with '/', '..' or control characters are skipped with a one-line warning and never opened", async () => {
+  attackTest('hostile sftp', "listed names with '/', '..', control characters", "listed names with '/', '..' or control characters are skipped with a one-line warning and never opened", async () => {
     const hostile = ['../../../etc/passwd', 'changelog_ml.1.mfs/../../x', '..', 'changelog_ml.\n2.mfs', 'metadata_ml.mfs.back\u001b[2J', 'a\\b'];
-    const { config, ml, store } = await lab({
+    const { config, ml, store, configFile } = await lab({
       'metadata_ml.mfs.back': { content: image(10) },
       'changelog_ml.0.mfs': { content: lines(10, 30) },
       ...Object.fromEntries(hostile.map((name) => [name, { content: lines(1, 5) }])),
@@ -255,6 +283,12 @@ describe('a hostile SFTP server', () => {
     expect(warnings).toHaveLength(hostile.filter((name) => name !== '..').length);
     for (const w of warnings) expect(w).toMatch(/^ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data: skipped listed name ".*": (not a file name|contains a path separator|contains a control character)$/);
     expect(warnings.every((w) => !/[\x00-\x1f]/.test(w))).toBe(true);
+    // Inside a job the warnings go to its logger (JSON lines on stderr), never straight to stderr or stdout.
+    const run = await runCli(['run', 'verify', '--config', configFile]);
+    const logged = run.stderr.split('\n').filter((l) => l.includes('skipped listed name'));
+    expect(logged.length).toBeGreaterThan(0);
+    for (const l of logged) expect(JSON.parse(l)).toMatchObject({ level: 'warn', job: 'verify' });
+    expect(run.stdout).not.toContain('skipped listed name');
     // A whole backup over that listing touches only the plain names.
     const outcome = await backup(config, ml, store);
     expect(outcome.kind).toBe('snapshot');

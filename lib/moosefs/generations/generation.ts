@@ -68,4 +68,10 @@ export interface Generation {
    * `SETTRASHTIME(inode,uid,VALUE,smode)` carries (seconds before 4.x; 4.x keeps a trash retention in hours).
    */
   trashTime: { defaultSeconds: number; changelogUnitSeconds: number };
+  /**
+   * Does mfsmaster read mfsexports.cfg, with `md5pass=` (1.6 and later)? 1.5 has no exports at all: any
+   * client that reaches its client port may mount it. (An empty exports file is refused at start:
+   * "no exports defined !!!".)
+   */
+  exportsWithPassword: boolean;
 }

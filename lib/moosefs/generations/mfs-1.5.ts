@@ -25,4 +25,5 @@ export const MFS_1_5: Generation = {
   hasMetalogger: false,
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYRESERVED'],
   trashTime: { defaultSeconds: 86_400, changelogUnitSeconds: 1 },
+  exportsWithPassword: false,
 };

@@ -24,4 +24,5 @@ export const MFS_3_0: Generation = {
   // 1.7 renamed EMPTYRESERVED to EMPTYSUSTAINED and began dropping stale sessions itself (SESDEL).
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYSUSTAINED', 'SESDEL'],
   trashTime: { defaultSeconds: 86_400, changelogUnitSeconds: 1 },
+  exportsWithPassword: true,
 };

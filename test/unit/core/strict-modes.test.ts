@@ -101,13 +101,24 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chmod(configFile, 0o644);
     await fs.chmod(key, 0o620);
     let err = await refusal();
-    expect(err.subject).toBe('masters.0.ssh.privateKey');
+    expect(err.subject).toBe('ssh.privateKey');
     expect(err.message).toMatch(/is group-writable \(mode 0620\)/);
     await fs.chmod(key, 0o600);
     await fs.chown(knownHosts, 65534, 0);
     err = await refusal();
-    expect(err.subject).toBe('masters.0.ssh.knownHosts');
-    expect(err.message).toMatch(/known_hosts is owned by uid 65534, not root/);
+    expect(err.subject).toBe('ssh.knownHosts');
+    expect(err.message).toMatch(/^ssh\.knownHosts .*known_hosts is owned by uid 65534, not root/);
+  });
+
+  test('each file is named by the key that set it: the global ssh: section, or the host\'s own', async () => {
+    await fs.chmod(key, 0o620);
+    expect((await refusal()).subject).toBe('ssh.privateKey');
+    const own = path.join(dir, 'own_key');
+    await fs.writeFile(own, 'key\n');
+    await fs.chmod(own, 0o660);
+    const err = await refusal({ masters: [{ name: 'm1', host: 'mfsmaster', ssh: { privateKey: own } }] });
+    expect(err.subject).toBe('masters.0.ssh.privateKey');
+    expect(err.message).toMatch(/^masters\.0\.ssh\.privateKey .*own_key is group-writable/);
   });
 
   test('the runner refuses before the lock: the job does not run and no lock file appears', async () => {
