@@ -10,7 +10,7 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
 import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
-import { MIRROR_DIR, mirroredHosts, mirrorOf, MirrorStore, StandbyMirror } from '../lib/failover/mirror.js';
+import { mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
@@ -107,7 +107,7 @@ export default defineJob({
     }
     const hosts = mirroredHosts(config);
     if (standby.mirror && hosts.length > 0) {
-      const store = new MirrorStore(path.join(standby.dataPath, MIRROR_DIR), true);
+      const store = mirrorOf(config, true)!;
       const m = new StandbyMirror(config, store, hosts, { intervalMs: standby.mirrorIntervalSeconds * 1000, log });
       daemonSide.mirror = m;
       log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
@@ -286,7 +286,7 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
   }
   const mark = Date.now();
   const placements = await preparePlacements(plan, settled, staging, ctx.signal);
-  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir), MIRROR_DIR]);
+  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
   await placeFiles(standby.dataPath, placements.files);
   f.timings.placeMs = Date.now() - mark;
   if (staging.reused > 0) lines.push(`warm standby: ${staging.reused} bytes taken from the mirror, ${staging.bytes} fetched`);

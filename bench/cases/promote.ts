@@ -3,8 +3,6 @@ import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MIRROR_DIR } from '../../lib/failover/mirror.js';
-import { runningMasterPid, stopMaster } from '../../lib/moosefs/mfsmaster.js';
 import { MFS_JOBS_BIN } from '../../test/helpers/cli.js';
 import { NetLab } from '../../test/lab/netns.js';
 import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
@@ -127,7 +125,7 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
   try {
     const promote: Side = {
       label: 'mfs-jobs run promote (handed to the daemon, warm mirror)',
-      prepare: () => waitMirrorWarm(standby.dataPath, chain),
+      prepare: () => waitMirrorWarm(path.join(ctx.runDir, 'promote-warm-state', 'mirror', 'ml'), chain),
       command: mfsJobs('run', 'promote', '--config', config, '--json'),
       check: (sample) => {
         const report = jobReport(sample);
@@ -138,8 +136,8 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
         timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
         mirrorBytes.add({ mirroredBytes: report.details.mirroredBytes, fetchedBytes: report.details.fetchedBytes });
       },
-      // The mirror stays: it is the standby's, and fetching it again would load the machine under the baseline.
-      cleanup: () => wipeKeepingMirror(standby),
+      // The mirror (in the state dir) stays: fetching it again would load the machine under the baseline.
+      cleanup: () => stopAndWipe(standby),
     };
     const warm = !ctx.quick;
     const [subject, base] = await compare(ctx, [promote, baseline], { warmup: warm });
@@ -153,9 +151,8 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
   }
 }
 
-/** Until the daemon's mirror holds the chain's image and every changelog byte. */
-async function waitMirrorWarm(dataPath: string, chain: ChainInfo): Promise<void> {
-  const dir = path.join(dataPath, MIRROR_DIR, 'ml');
+/** Until the daemon's mirror (`dir`: <stateDir>/mirror/<source>) holds the chain's image and every changelog byte. */
+async function waitMirrorWarm(dir: string, chain: ChainInfo): Promise<void> {
   const image = (await fs.stat(path.join(chain.dataPath, 'metadata_ml.mfs.back'))).size;
   const deadline = Date.now() + 600_000;
   for (;;) {
@@ -167,10 +164,4 @@ async function waitMirrorWarm(dataPath: string, chain: ChainInfo): Promise<void>
     if (Date.now() > deadline) throw new Error(`the mirror in ${dir} did not warm up in 600 s (image ${img ?? '-'}/${image} B, changelogs ${logs}/${chain.changelogBytes} B)`);
     await sleep(200);
   }
-}
-
-/** Stop the promoted master and empty DATA_PATH, all but the mirror. */
-async function wipeKeepingMirror(master: Awaited<ReturnType<typeof scratchMaster>>): Promise<void> {
-  if (await runningMasterPid(master.dataPath)) await stopMaster({ configFile: master.configFile, timeoutMs: 120_000 });
-  for (const name of await fs.readdir(master.dataPath)) if (name !== MIRROR_DIR) await fs.rm(path.join(master.dataPath, name), { recursive: true, force: true });
 }

@@ -89,7 +89,7 @@ const standbySchema = z.strictObject({
   promoteOnVip: z.boolean().default(false),
   /**
    * A warm standby: `mfs-jobs daemon` keeps a copy of each remote metalogger's (and 1.x chunkserver's)
-   * newest image and the changelogs after it in `<dataPath>/.mfs-jobs-mirror`, refreshed every
+   * newest image and the changelogs after it in `<stateDir>/mirror`, refreshed every
    * `mirrorIntervalSeconds`, so promote fetches only the lines written since (lib/failover/mirror.ts).
    */
   mirror: z.boolean().default(false),

@@ -109,7 +109,7 @@ export class MirrorStore {
       const mirrored = this.imagePath(file.source, file.version, file.metaid);
       const st = await fs.lstat(mirrored).catch(() => undefined);
       if (!st?.isFile() || st.size !== file.size || !stamped(st)) return undefined;
-      await fs.link(mirrored, tmp);
+      await linkOrCopy(mirrored, tmp);
       return { reused: st.size, fetched: 0 };
     }
     const first = file.segments?.[0]?.first;
@@ -123,7 +123,7 @@ export class MirrorStore {
     const st = await fs.lstat(mirrored).catch(() => undefined);
     if (!st?.isFile() || st.size === 0 || !(await sameEdges(mirrored, st.size, files, file.path))) return undefined;
     const fetched = await this.extend(mirrored, files, file.path, file.size + CHANGELOG_GROWTH, true);
-    await fs.link(mirrored, tmp);
+    await linkOrCopy(mirrored, tmp);
     return { reused: st.size, fetched, scan: (await this.scanner(mirrored)).snapshot(tmp) };
   }
 
@@ -352,11 +352,28 @@ export function describeMirrorError(source: string, err: unknown): string {
   return `mirror of ${source}: ${describeError(err)}`;
 }
 
-/** Where a standby's mirror lives: inside its DATA_PATH, so that an image is linked, not copied, into place. */
-export const MIRROR_DIR = '.mfs-jobs-mirror';
+/**
+ * Where a standby's mirror lives: `<stateDir>/mirror`, a directory only root (mfs-jobs) may write —
+ * never inside DATA_PATH, which the MooseFS user owns and could swap a directory of ours in for a link
+ * (and a pass deletes what the source no longer needs). On the same filesystem as DATA_PATH (the usual
+ * /var) files are linked into place; elsewhere they are copied, still without a transfer.
+ */
+export function mirrorDirOf(config: Config): string {
+  return path.join(config.stateDir, 'mirror');
+}
 
-export function mirrorOf(config: Config): MirrorStore | undefined {
-  return config.standby?.mirror ? new MirrorStore(path.join(config.standby.dataPath, MIRROR_DIR)) : undefined;
+export function mirrorOf(config: Config, owner = false): MirrorStore | undefined {
+  return config.standby?.mirror ? new MirrorStore(mirrorDirOf(config), owner) : undefined;
+}
+
+/** A hard link, or a copy where `to` is on another filesystem (EXDEV). */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await fs.link(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    await fs.copyFile(from, to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+  }
 }
 
 /**

@@ -2,7 +2,6 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { processAlive } from '../../lib/core/lock.js';
-import { MIRROR_DIR } from '../../lib/failover/mirror.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { masterInfo } from '../../lib/moosefs/mfscli.js';
 import { Lab } from '../lab/cluster.js';
@@ -14,7 +13,7 @@ const NO_SCHEDULES = Object.fromEntries(['backup', 'check-master', 'drill', 'pru
 
 /**
  * A warm standby (standby.mirror): the standby's daemon keeps the metalogger's newest image and the
- * changelogs after it in <dataPath>/.mfs-jobs-mirror, so that promote takes the image from there and
+ * changelogs after it in <stateDir>/mirror, so that promote takes the image from there and
  * fetches only the lines written since. Real master, metalogger over a real sshd, real daemon.
  */
 describe('warm standby: the daemon mirrors the metalogger, promote fetches only what is new', () => {
@@ -23,7 +22,7 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
   let config: string;
   let daemon: ReturnType<typeof startCli> | undefined;
   const logOf = (d: ReturnType<typeof startCli>) => d.out.stdout + d.out.stderr;
-  const mirrorDir = () => path.join(standby.dataPath, MIRROR_DIR, 'ml1');
+  const mirrorDir = () => path.join(lab.dir, 'state', 'mirror', 'ml1');
 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: true, mount: true, sshd: true });
@@ -68,7 +67,7 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     expect(names[0]).toMatch(/^changelog-\d+\.mfs$/);
     expect(names[1]).toMatch(/^image-\d+-[0-9A-F]+\.mfs$/);
     for (const n of names) expect((await fs.stat(path.join(mirrorDir(), n))).mode & 0o777).toBe(0o600);
-    expect((await fs.stat(path.join(standby.dataPath, MIRROR_DIR))).mode & 0o777).toBe(0o700);
+    expect((await fs.stat(path.dirname(mirrorDir()))).mode & 0o777).toBe(0o700);
     // Before any failure, the state dir says where a promotion would start.
     const status = JSON.parse(await fs.readFile(path.join(lab.dir, 'state', 'state', 'mirror.json'), 'utf8'));
     expect(status.sources.ml1.newestVersion).toBeGreaterThanOrEqual(version - 1);
@@ -109,8 +108,8 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
       await mount.unmount();
     }
     expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(version);
-    // The mirror is not moved aside with the old DATA_PATH content, and rests while this machine is the master.
-    expect(await fs.readdir(path.join(standby.dataPath, MIRROR_DIR))).toEqual(['ml1']);
+    // The mirror stays where it is (outside DATA_PATH), and rests while this machine is the master.
+    expect(await fs.readdir(path.dirname(mirrorDir()))).toEqual(['ml1']);
     // The master started from the linked image and was stopped cleanly: it never wrote into that image.
     const image = (await fs.readdir(mirrorDir())).find((n) => n.startsWith('image-'))!;
     expect(await runCli(['run', 'demote', '--config', config], { env: { MFS_JOBS_NO_HAND_OFF: '1' } })).toMatchObject({ code: 0 });
