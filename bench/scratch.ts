@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fsyncFile } from '../lib/core/atomic.js';
 import { masterInfo } from '../lib/moosefs/mfscli.js';
 import { runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { REPO_ROOT } from '../test/helpers/cli.js';
@@ -17,11 +18,16 @@ export async function scratchMaster(dir: string): Promise<LabMaster> {
   return LabMaster.create(dir, { bootstrap: false });
 }
 
-/** Copy a chain's image and changelogs into DATA_PATH, as the restore will find them. */
+/**
+ * Copy a chain's image and changelogs into DATA_PATH, as the restore will find them — and flushed:
+ * "already in place" means on disk, not 700 MB of dirty pages the kernel writes back while the timed
+ * restore reads (measured: that made a bare 10M-file `mfsmaster -a` 25% slower than one from clean pages).
+ */
 export async function placeChain(chain: ChainInfo, dataPath: string): Promise<void> {
   await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
   for (const name of ['metadata_ml.mfs.back', ...chain.changelogs.map((c) => c.name)]) {
     await fs.copyFile(path.join(chain.dataPath, name), path.join(dataPath, name));
+    await fsyncFile(path.join(dataPath, name));
   }
 }
 

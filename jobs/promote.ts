@@ -8,13 +8,13 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
-import { describeClientsBack, watchClientsBack } from '../lib/failover/clients-back.js';
+import { describeClientsBack, watchClientsBack, type ClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { mfsmasterErrorLine, readMfsConfig, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
@@ -328,9 +328,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
-  const clients = ctx.options.clientsWaitSeconds > 0
-    ? await watchClientsBack({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin }, { since: triggeredAt(ctx), timeoutMs: ctx.options.clientsWaitSeconds * 1000 })
-    : undefined;
+  const clients = ctx.options.clientsWaitSeconds > 0 ? await clientsBack(ctx, standby, start.binaries.generation) : undefined;
   if (clients) lines.push(describeClientsBack(clients, ctx.options.clientsWaitSeconds));
   const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
   const restoreSeconds = seconds(start.durationMs);
@@ -344,7 +342,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     metric('rpo_versions', rpoVersions),
     ...(rpoSeconds !== undefined ? [metric('rpo_seconds', rpoSeconds)] : []),
     metric('metadata_version', served),
-    ...(clients?.firstMountMs !== undefined ? [metric('clients_back_seconds', seconds(clients.allMountsMs ?? clients.firstMountMs))] : []),
+    ...(clients?.firstMountMs !== undefined ? [metric('clients_back_seconds', seconds(clients.firstMountMs))] : []),
     metric('fetched_bytes', acted.stagingBytes),
     metric('mirrored_bytes', acted.mirroredBytes),
   ];
@@ -362,6 +360,20 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
+}
+
+/** The watch for the clients coming back (clients-back.ts), on the ports this master listens on. */
+async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generation): Promise<ClientsBack> {
+  const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
+  const port = (key: string, fallback: number) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
+  const ignore = ctx.config.masters.flatMap((m) => [m.host, m.cliHost]);
+  return watchClientsBack({
+    clientPort: port(generation.listenKeys.cl.port, standby.cliPort),
+    chunkserverPort: port(generation.listenKeys.cs.port, 9420),
+    ignore,
+    since: triggeredAt(ctx),
+    timeoutMs: ctx.options.clientsWaitSeconds * 1000,
+  });
 }
 
 /**

@@ -66,7 +66,7 @@ export const METRICS = {
   overhead_seconds: gauge('What promote adds on top of the bare restore.', 's'),
   fetched_bytes: gauge('Bytes promote fetched or copied for the restore.', 'B'),
   mirrored_bytes: gauge('Bytes the warm standby\'s mirror gave promote instead of a source (standby.mirror).', 'B'),
-  clients_back_seconds: gauge('Promote: from the hook call until every restored client session was connected again (or the first, if not all came back within clientsWaitSeconds).', 's'),
+  clients_back_seconds: gauge('Promote: from the hook call until the first client mount was connected to the promoted master again.', 's'),
   restored_version: gauge('Metadata version the restore reached (drill: its scratch master after mfsmaster -a; restore: the restored DATA_PATH).'),
   expected_version: gauge('Newest metadata version the drill\'s restore point chain offers.'),
   copy_seconds: gauge('Drill: copying (and checksumming) the restore point.', 's'),

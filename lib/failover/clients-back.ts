@@ -1,60 +1,85 @@
+import { promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../core/errors.js';
-import { connected, type CliTarget, type Connected } from '../moosefs/mfscli.js';
 
 /**
  * After the promoted master serves: are the clients back? mfsmount retries its master every 2 s
- * (mastercomm.c, "reconnect every 2 seconds") and a chunkserver on its own schedule, so the cluster
- * is back a few seconds after the master, and an operator wants that moment, not only the master's.
- * The master restored its sessions from sessions.mfs: each one is listed inactive until its mount
- * reconnects. The watch ends when none is inactive, or after `timeoutMs` (a session of a client that
- * unmounted cleanly stays inactive for a day; it is reported, not waited for beyond the window).
+ * (mastercomm.c, "reconnect every 2 seconds") and a chunkserver on its own schedule, so the cluster is
+ * back a few seconds after the master, and an operator wants that moment, not only the master's.
+ *
+ * Watched in this machine's kernel connection table (/proc/net/tcp, tcp6), not by asking the master:
+ * polling mfscli (a Python program, twice a poll) on the machine the master and its clients are
+ * reconnecting to slowed their reconnection measurably (the VIP bench, 2 CPUs). A mount is an established
+ * connection to the client port, a chunkserver one to the chunkserver port, from an address that is
+ * neither this machine's loopback nor another configured master (whose fence probes connect there too).
  */
 export interface ClientsBack {
-  /** Sessions the restored master knew at its first answer. */
-  sessions: number;
-  /** Of those, reconnected within the window. */
-  back: number;
+  /** Connections seen at the end of the window (or when both kinds were back). */
+  mounts: number;
   chunkservers: number;
-  /** Milliseconds after `since` when the first mount, every session, the first chunkserver was back. */
+  /** Milliseconds after `since` when the first mount and the first chunkserver were connected. */
   firstMountMs?: number;
-  allMountsMs?: number;
   firstChunkserverMs?: number;
-  /** Why nothing could be watched (no mfscli for this master, …). */
+  /** Why nothing could be watched. */
   unavailable?: string;
 }
 
-export async function watchClientsBack(target: CliTarget, o: { since: number; timeoutMs: number; everyMs?: number }): Promise<ClientsBack> {
+export interface Peer {
+  localPort: number;
+  remote: string;
+}
+
+/** Established connections in /proc/net/tcp{,6} text: local port and remote address of each. */
+export function parseTcpTable(text: string): Peer[] {
+  const out: Peer[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || f[3] !== '01') continue; // 01: ESTABLISHED
+    const [, localPort] = f[1]!.split(':');
+    const [remoteHex] = f[2]!.split(':');
+    out.push({ localPort: Number.parseInt(localPort!, 16), remote: hexAddress(remoteHex!) });
+  }
+  return out;
+}
+
+/** The kernel's hex address (host byte order per 32-bit word, little-endian here) as text. */
+function hexAddress(hex: string): string {
+  const words = hex.match(/.{8}/g) ?? [];
+  const bytes = words.flatMap((w) => [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)].map((b) => Number.parseInt(b, 16)));
+  if (bytes.length === 4) return bytes.join('.');
+  // IPv4-mapped IPv6 (::ffff:a.b.c.d) as the IPv4 address; other IPv6 in full hex groups.
+  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return bytes.slice(12).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return groups.join(':');
+}
+
+const isLoopback = (a: string) => a.startsWith('127.') || a === '0:0:0:0:0:0:0:1';
+
+export async function watchClientsBack(o: { clientPort: number; chunkserverPort: number; ignore: readonly string[]; since: number; timeoutMs: number; everyMs?: number }): Promise<ClientsBack> {
   const deadline = Date.now() + o.timeoutMs;
-  const out: ClientsBack = { sessions: 0, back: 0, chunkservers: 0 };
-  let first: Connected | undefined;
+  const ignore = new Set(o.ignore.map((a) => a.toLowerCase()));
+  const out: ClientsBack = { mounts: 0, chunkservers: 0 };
   for (;;) {
-    let now: Connected;
+    let peers: Peer[];
     try {
-      now = await connected({ ...target, timeoutMs: Math.min(5_000, Math.max(500, deadline - Date.now())) });
+      const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'latin1').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))));
+      peers = tables.flatMap(parseTcpTable).filter((p) => !isLoopback(p.remote) && !ignore.has(p.remote));
     } catch (err) {
-      if (!first) return { ...out, unavailable: describeError(err) };
-      if (Date.now() >= deadline) return out;
-      await sleep(o.everyMs ?? 200);
-      continue;
+      return { ...out, unavailable: describeError(err) };
     }
     const at = Date.now() - o.since;
-    first ??= now;
-    out.sessions = Math.max(out.sessions, now.activeMounts + now.inactiveMounts);
-    out.back = now.activeMounts;
-    out.chunkservers = now.chunkservers;
-    if (now.activeMounts > 0) out.firstMountMs ??= at;
-    if (now.chunkservers > 0) out.firstChunkserverMs ??= at;
-    const mountsDone = now.inactiveMounts === 0;
-    if (mountsDone && out.sessions > 0) out.allMountsMs ??= at;
-    if ((mountsDone && (now.chunkservers > 0 || out.sessions === 0)) || Date.now() >= deadline) return out;
-    await sleep(o.everyMs ?? 200);
+    out.mounts = peers.filter((p) => p.localPort === o.clientPort).length;
+    out.chunkservers = peers.filter((p) => p.localPort === o.chunkserverPort).length;
+    if (out.mounts > 0) out.firstMountMs ??= at;
+    if (out.chunkservers > 0) out.firstChunkserverMs ??= at;
+    if ((out.firstMountMs !== undefined && out.firstChunkserverMs !== undefined) || Date.now() >= deadline) return out;
+    await sleep(o.everyMs ?? 100);
   }
 }
 
 export function describeClientsBack(c: ClientsBack, windowS: number): string {
   if (c.unavailable) return `clients: not watched (${c.unavailable})`;
-  const s = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`);
-  const mounts = c.sessions === 0 ? 'no client sessions to wait for' : `${c.back} of ${c.sessions} mounts back (first ${s(c.firstMountMs)}, all ${c.allMountsMs !== undefined ? s(c.allMountsMs) : `not within ${windowS} s`})`;
-  return `clients: ${mounts}; ${c.chunkservers} chunkserver(s) connected (first ${s(c.firstChunkserverMs)}) — seconds after the hook was called`;
+  const s = (ms?: number) => (ms === undefined ? `none within ${windowS} s` : `${(ms / 1000).toFixed(2)} s`);
+  return `clients back (after the hook was called): first mount ${s(c.firstMountMs)}, first chunkserver ${s(c.firstChunkserverMs)}; ${c.mounts} mount and ${c.chunkservers} chunkserver connection(s)`;
 }

@@ -89,25 +89,3 @@ export function infoNumber(info: Record<string, string>, key: string): number | 
   return Number.isNaN(n) ? undefined : n;
 }
 
-/** Who is connected to a master: mounts (`mfscli -SMS`) and chunkservers (`mfscli -SCS`). */
-export interface Connected {
-  /** Sessions with a connected mount. */
-  activeMounts: number;
-  /** Sessions the master knows (restored from sessions.mfs after a failover) whose mount has not reconnected yet. */
-  inactiveMounts: number;
-  chunkservers: number;
-}
-
-export function parseConnected(mounts: string, chunkservers: string): Connected {
-  const rows = (text: string, prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix)).length;
-  return {
-    activeMounts: rows(mounts, 'active mounts, parameters:'),
-    inactiveMounts: rows(mounts, 'inactive mounts, parameters:'),
-    chunkservers: chunkservers.split('\n').filter((l) => l.startsWith('chunk servers:') && !/\bdisconnected\b/i.test(l)).length,
-  };
-}
-
-export async function connected(target: CliTarget): Promise<Connected> {
-  const [mounts, servers] = await Promise.all([mfscli(target, '-SMS'), mfscli(target, '-SCS')]);
-  return parseConnected(mounts, servers);
-}

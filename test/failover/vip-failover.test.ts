@@ -47,11 +47,12 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
         // own `run promote` joined that run and printed its result.
         expect(r.promote?.details?.triggeredBy).toBe('vip');
         expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
-        // Promote watched the clients come back: the mount reconnected to its restored session, the chunkserver registered.
+        // Promote watched the clients come back: C's mount and chunkserver connected to the promoted master.
         const clients = r.promote?.details?.clients;
-        expect(clients?.back).toBeGreaterThanOrEqual(1);
+        expect(clients?.mounts).toBeGreaterThanOrEqual(1);
         expect(clients?.chunkservers).toBeGreaterThanOrEqual(1);
         expect(clients?.firstMountMs).toBeGreaterThan(0);
+        expect(clients?.firstChunkserverMs).toBeGreaterThan(0);
       }
       rounds.push(r);
     }

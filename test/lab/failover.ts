@@ -125,7 +125,7 @@ export interface PromoteState {
     rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
-    clients?: { sessions: number; back: number; chunkservers: number; firstMountMs?: number; allMountsMs?: number; firstChunkserverMs?: number } | null;
+    clients?: { mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } | null;
   };
 }
 
