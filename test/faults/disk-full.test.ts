@@ -45,8 +45,11 @@ describe('faults: the snapshot store runs out of space', () => {
     const doc = (masters: object[], sources: string[]) => ({ masters, snapshotStore: { path: store }, jobs: { backup: { sources } } });
     const all = [masterEntry('master', lab.master), masterEntry('big', big)];
     smallCfg = await lab.writeConfig(doc(all, ['master']), 'small.yaml');
-    bigCfg = await lab.writeConfig(doc(all, ['big']), 'big.yaml');
-    slowCfg = await lab.writeConfig(doc([masterEntry('big', big, { port: link.port, knownHosts })], ['big']), 'slow.yaml');
+    // big is another filesystem than the lab's master: a cluster of its own (its own state dir, where
+    // backup learns its identity), sharing only the small store that fills up.
+    const bigState = { stateDir: path.join(lab.dir, 'state-big') };
+    bigCfg = await lab.writeConfig({ ...doc(all, ['big']), ...bigState }, 'big.yaml');
+    slowCfg = await lab.writeConfig({ ...doc([masterEntry('big', big, { port: link.port, knownHosts })], ['big']), ...bigState }, 'slow.yaml');
   });
   afterAll(async () => {
     await tearDownFaults([mounted ? () => execCapture('umount', [store], { timeoutMs: 10_000 }) : undefined, link, big, lab]);
