@@ -42,6 +42,8 @@ describe('hand-off of failover hooks to the running daemon', () => {
 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: true, mount: true, sshd: true });
+    // The daemons' hand-off links go into the lab (the one killed on purpose cannot remove its own).
+    process.env.MFS_JOBS_RUN_DIR = path.join(lab.dir, 'run-default');
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
     const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
     const doc = lab.configDocument({ standby: standbySection, jobs: { ...NO_SCHEDULES, promote: { fenceTimeoutSeconds: 1 } } });

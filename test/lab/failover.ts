@@ -292,7 +292,7 @@ export class FailoverLab {
 
   /** `mfs-jobs ARGS` with machine `m`'s config, inside its network (as cron would run it there). */
   runJobs(m: Machine, args: string[], timeoutMs = 120_000): Promise<ExecResult> {
-    return execCapture('nsenter', [`--net=${m.netnsPath}`, this.mfsJobs, ...args], { timeoutMs, env: { ...process.env, MFS_JOBS_CONFIG: this.configs.get(m) } });
+    return execCapture('nsenter', [`--net=${m.netnsPath}`, this.mfsJobs, ...args], { timeoutMs, env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) } });
   }
 
   masterName(m: Machine): string {
@@ -334,9 +334,17 @@ export class FailoverLab {
     return file;
   }
 
+  /**
+   * Each machine's run directory for the daemon's hand-off link, inside the lab (a killed daemon's link
+   * goes with the lab, not left in /run/mfs-jobs).
+   */
+  private runDirEnv(m: Machine): NodeJS.ProcessEnv {
+    return { MFS_JOBS_RUN_DIR: path.join(this.dir, m.name, 'run') };
+  }
+
   /** `mfs-jobs daemon` on `m`, in its network, with its config; resolves once its hand-off socket listens. */
   async startDaemon(m: Machine): Promise<Daemon> {
-    const daemon = new Daemon(`mfs-jobs daemon on ${m.name}`, this.mfsJobs, ['daemon'], path.join(this.dir, m.name, 'daemon.log'), { wrap: m.wrap, env: { ...process.env, MFS_JOBS_CONFIG: this.configs.get(m) } });
+    const daemon = new Daemon(`mfs-jobs daemon on ${m.name}`, this.mfsJobs, ['daemon'], path.join(this.dir, m.name, 'daemon.log'), { wrap: m.wrap, env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) } });
     this.daemons.set(m, daemon);
     await waitFor(`${daemon.name} to listen`, async () => (await daemon.log()).includes('hand-off socket listening') || !daemon.running, 20_000);
     if (!daemon.running) throw new Error(`${daemon.name} exited: ${(await daemon.log()).slice(-500)}`);
@@ -353,7 +361,7 @@ export class FailoverLab {
       skew,
       upScript,
       downScript: DOWN,
-      env: { MFS_JOBS: this.mfsJobs, MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'), ...this.seedEnv(m) },
+      env: { MFS_JOBS: this.mfsJobs, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'), ...this.seedEnv(m) },
     });
     this.ucarps.set(m, ucarp);
     return ucarp;
