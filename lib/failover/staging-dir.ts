@@ -48,7 +48,9 @@ export async function createPrivateDir(parent: string, name: string): Promise<Pr
     await handle?.close().catch(() => undefined);
     if (err instanceof ProcessError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    const now = code === 'ENOTDIR' || code === 'ELOOP' ? 'now a symbolic link or not a directory' : (code ?? String(err));
+    // Between the attacker's rename and their symlink the name is briefly missing: that is a swap too.
+    const now =
+      code === 'ENOTDIR' || code === 'ELOOP' ? 'now a symbolic link or not a directory' : code === 'ENOENT' ? 'now missing: renamed or removed' : (code ?? String(err));
     throw new ProcessError(dir, `${dir}: staging directory was replaced right after it was made (${now}): refusing to use it`);
   }
   const held = handle;
