@@ -19,10 +19,11 @@ import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type F
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
 import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
+import { SynHold } from '../lib/failover/syn-hold.js';
 import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
-import type { Generation } from '../lib/moosefs/generations/index.js';
+import { GENERATIONS, type Generation } from '../lib/moosefs/generations/index.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -105,6 +106,15 @@ export default defineJob({
         parts.push({ close: async () => ((daemonSide.watch = undefined), await w.close()) });
       }
     }
+    if (standby.vip && standby.holdClients) {
+      const ports = await masterPorts(standby);
+      const hold = new SynHold({ vip: standby.vip, ports, serving: async () => (await runningMasterPid(standby.dataPath)) !== undefined, log });
+      if (await hold.start()) {
+        daemonSide.hold = hold;
+        log.info('holding client SYNs to the virtual IP while no master serves here', { vip: standby.vip, ports });
+        parts.push({ close: async () => ((daemonSide.hold = undefined), await hold.close()) });
+      }
+    }
     const hosts = mirroredHosts(config);
     if (standby.mirror && hosts.length > 0) {
       const store = mirrorOf(config, true)!;
@@ -118,7 +128,7 @@ export default defineJob({
 });
 
 /** What promote keeps running inside `mfs-jobs daemon` (alongsideDaemon): the watch of the other masters, the mirror. */
-const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror } = {};
+const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror; hold?: SynHold } = {};
 
 /** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
 function watchFreshMs(o: Options): number {
@@ -212,14 +222,19 @@ async function release(p: Prepared | undefined): Promise<void> {
   await closeSources(p.collected);
 }
 
-/** Promote with the daemon's mirror holding still: a pass must not rewrite a file while it is staged from. */
+/**
+ * Promote with the daemon's mirror holding still (a pass must not rewrite a file while it is staged from),
+ * and its SYN hold kept until this promotion's mfsmaster has started.
+ */
 async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
-  const mirror = daemonSide.mirror;
+  const { mirror, hold } = daemonSide;
   mirror?.pause();
+  hold?.claim();
   try {
     return await promoteNow(ctx, standby, others, force);
   } finally {
     mirror?.resume();
+    hold?.unclaim();
   }
 }
 
@@ -312,6 +327,9 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const start = await restoreStandby(ctx.config, standby, acted.placements.files, { timeoutMs });
   const { command } = start;
   if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
+  // It listens: the clients held at the VIP get through on their next SYN.
+  const clientsHeld = daemonSide.hold?.holding ?? false;
+  await daemonSide.hold?.release();
   const status = await waitServing({ host: standby.cliHost, port: standby.cliPort, bin: ctx.config.mfscliBin, generation: ctx.config.moosefs.generation, timeoutMs });
   const servedAt = Date.now();
   f.timings.restoreMs = servedAt - restoreBegan;
@@ -356,7 +374,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, clientsHeld, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
@@ -364,8 +382,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
 
 /** The watch for the clients coming back (clients-back.ts), on the ports this master listens on. */
 async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generation): Promise<ClientsBack> {
-  const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
-  const port = (key: string, fallback: number) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
+  const port = await configPort(standby);
   const ignore = ctx.config.masters.flatMap((m) => [m.host, m.cliHost]);
   return watchClientsBack({
     clientPort: port(generation.listenKeys.cl.port, standby.cliPort),
@@ -374,6 +391,20 @@ async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generat
     since: triggeredAt(ctx),
     timeoutMs: ctx.options.clientsWaitSeconds * 1000,
   });
+}
+
+/** A port the standby's mfsmaster.cfg sets (or the default when it does not). */
+async function configPort(standby: StandbyConfig): Promise<(key: string, fallback: number) => number> {
+  const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
+  return (key, fallback) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
+}
+
+/** Every port the standby's master will listen on, whatever its generation calls the keys (for the SYN hold). */
+async function masterPorts(standby: StandbyConfig): Promise<number[]> {
+  const port = await configPort(standby);
+  const defaults = { ml: 9419, cs: 9420, cl: standby.cliPort } as const;
+  const ports = GENERATIONS.flatMap((g) => (['ml', 'cs', 'cl'] as const).flatMap((k) => (g.listenKeys[k] ? [port(g.listenKeys[k]!.port, defaults[k])] : [])));
+  return [...new Set(ports)].sort((a, b) => a - b);
 }
 
 /**

@@ -80,7 +80,7 @@ Priority: optional
 Maintainer: mfs-jobs developers <root@localhost>
 Installed-Size: $size
 Depends: nodejs (>= 20)
-Recommends: moosefs-cli, moosefs-master, openssh-client, iproute2, iputils-arping
+Recommends: moosefs-cli, moosefs-master, openssh-client, iproute2, iputils-arping, nftables
 Suggests: ucarp | keepalived, moosefs-metalogger, prometheus-node-exporter
 Homepage: https://github.com/mfs-jobs/mfs-jobs
 Description: backup, verification, pruning, failover and restore drills for MooseFS metadata

@@ -88,6 +88,13 @@ const standbySchema = z.strictObject({
    */
   promoteOnVip: z.boolean().default(false),
   /**
+   * With `mfs-jobs daemon` running here and `vip` set: while this standby's master is not serving, TCP
+   * SYNs to `vip` on the master's ports are dropped (an nftables table `inet mfs_jobs`), so a client that
+   * reaches the VIP before the new master listens retries in 1 s instead of being refused into its back-off
+   * (lib/failover/syn-hold.ts). Released once mfsmaster has started; ends by itself if the daemon dies.
+   */
+  holdClients: z.boolean().default(true),
+  /**
    * A warm standby: `mfs-jobs daemon` keeps a copy of each remote metalogger's (and 1.x chunkserver's)
    * newest image and the changelogs after it in `<stateDir>/mirror`, refreshed every
    * `mirrorIntervalSeconds`, so promote fetches only the lines written since (lib/failover/mirror.ts).

@@ -1,7 +1,7 @@
-import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { MasterHost } from '../core/config.js';
 import { arpProbe, type ArpAnswer } from './arp.js';
 import { probePort, type FenceAnswer, type Reachability } from './fence.js';
+import { delay } from '../core/delay.js';
 
 /**
  * Fencing ahead of time. On a standby, `mfs-jobs daemon` probes every other master all the time
@@ -119,7 +119,3 @@ function keyOf(m: MasterHost): string {
   return `${m.name}\0${m.cliHost}:${m.cliPort}`;
 }
 
-/** Wait `ms`, or less if `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return ms > 0 ? sleepFor(ms, undefined, { signal }).catch(() => undefined) : Promise.resolve();
-}

@@ -1,6 +1,5 @@
 import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleepFor } from 'node:timers/promises';
 import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
 import { describeError } from '../core/errors.js';
@@ -13,6 +12,7 @@ import { runningMasterPid } from '../moosefs/mfsmaster.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { openSource, type FileSource } from '../transport/remote.js';
 import { readEdges } from './collect.js';
+import { delay } from '../core/delay.js';
 
 /**
  * A warm standby's mirror: `mfs-jobs daemon` on the standby keeps a local copy of what each remote
@@ -486,7 +486,3 @@ export function mirroredHosts(config: Config): DataPathHost[] {
   return [...config.metaloggers, ...config.chunkservers].filter((h) => !h.local);
 }
 
-/** Wait `ms`, or less if `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return ms > 0 ? sleepFor(ms, undefined, { signal }).catch(() => undefined) : Promise.resolve();
-}

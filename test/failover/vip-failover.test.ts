@@ -46,6 +46,8 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
         // The standby's daemon started it the moment the VIP landed (standby.promoteOnVip); the up-script's
         // own `run promote` joined that run and printed its result.
         expect(r.promote?.details?.triggeredBy).toBe('vip');
+        // Its daemon held the clients' SYNs to the VIP until mfsmaster had started (lib/failover/syn-hold.ts).
+        expect(r.promote?.details?.clientsHeld).toBe(true);
         expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
         // Promote watched the clients come back: C's mount and chunkserver connected to the promoted master.
         const clients = r.promote?.details?.clients;

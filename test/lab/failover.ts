@@ -116,6 +116,7 @@ export interface PromoteState {
   details?: {
     handedOff?: boolean;
     triggeredBy?: 'vip' | 'hook';
+    clientsHeld?: boolean;
     rtoSeconds?: number;
     restoreSeconds?: number;
     metadataVersion?: number;
@@ -165,6 +166,8 @@ export class FailoverLab {
   /** The chunkserver's tmpfs, unmounted by stop(). */
   private chunkDisk: string | undefined;
   private promoteOnVip = false;
+  /** Extra mfschunkserver.cfg lines (the bench's fast-failover tuning: MASTER_RECONNECTION_DELAY = 1). */
+  private chunkserverConfig: Record<string, string> = {};
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
 
@@ -198,12 +201,13 @@ export class FailoverLab {
    * `metaloggerLocal`: promote reads C's metalogger DATA_PATH as a local directory (the namespaces share
    * one filesystem) instead of over SFTP — the footing of the seed script's `cp`, for comparing the two.
    */
-  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean }): Promise<FailoverLab> {
+  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean; chunkserverConfig?: Record<string, string> }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
     const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
     lab.metaloggerLocal = options.metaloggerLocal ?? false;
     lab.promoteOnVip = options.promoteOnVip ?? false;
+    lab.chunkserverConfig = options.chunkserverConfig ?? {};
     try {
       await lab.setUp();
       return lab;
@@ -259,7 +263,7 @@ export class FailoverLab {
 
   /** C's chunkserver, following the VIP; started again on the same chunks (a 1.6.4 one dies when its master does). */
   async startChunkserver(serving: Machine): Promise<NsChunkserver> {
-    const cs = await NsChunkserver.start(this.C, this.chunkserverDir, this.vip, this.lab);
+    const cs = await NsChunkserver.start(this.C, this.chunkserverDir, this.vip, this.lab, this.chunkserverConfig);
     this.chunkserver = cs;
     this.chunkserversStarted.push(cs);
     await cs.waitRegistered(this.master(serving));

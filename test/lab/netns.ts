@@ -278,7 +278,7 @@ export class NsChunkserver {
   }
 
   /** Start (or start again on the same chunks and DATA_PATH, e.g. after a crash). */
-  static async start(machine: Machine, dir: string, masterHost: string, lab: LabGeneration = labGeneration()): Promise<NsChunkserver> {
+  static async start(machine: Machine, dir: string, masterHost: string, lab: LabGeneration = labGeneration(), extra: Record<string, string> = {}): Promise<NsChunkserver> {
     const chunks = path.join(dir, 'chunks');
     const dataPath = NsChunkserver.dataPathIn(dir);
     await fs.mkdir(chunks, { recursive: true, mode: 0o700 });
@@ -298,6 +298,7 @@ export class NsChunkserver {
       // Chunkservers keep 256 MiB free by default; a test machine's disk is shared.
       HDD_LEAVE_SPACE_DEFAULT: '64MiB',
       ...lock,
+      ...extra,
     };
     await fs.writeFile(cfg, Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
     const logFile = path.join(dir, 'mfschunkserver.log');
