@@ -16,7 +16,7 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
-import { describeTarget, parseTarget, type RestoreTarget } from '../lib/restore/target.js';
+import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
@@ -227,8 +227,7 @@ export default defineJob({
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local)' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
-    { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
-    { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
+    ...TARGET_CLI_OPTIONS,
   ],
   async run(ctx) {
     const { config, options } = ctx;

@@ -26,7 +26,7 @@ import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
-import { checkTrash, describeTarget, parseTarget, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
 
 const restoreOptions = jobOptionsSchema({
   /** Parent of the staging directories (default `<stateDir>/restore`); never inside the DATA_PATH restored. */
@@ -234,8 +234,7 @@ export default defineJob({
     { flags: '--snapshot <id>', description: 'restore this snapshot of the store' },
     { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local)' },
     { flags: '--latest', description: 'restore the newest snapshot whose image is older than the target' },
-    { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
-    { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
+    ...TARGET_CLI_OPTIONS,
     { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
     { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
     { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },

@@ -26,13 +26,17 @@ export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tune
   // 'tuned': the chunkserver retries its master every second instead of every 5 s (its default), the
   // setting an operator tunes for fast failover; it also shrinks the step that hides a promotion's speed.
   const chunkserverConfig: Record<string, string> = variant === 'tuned' ? { MASTER_RECONNECTION_DELAY: '1' } : {};
+  const reconnectMs = variant === 'tuned' ? 1_000 : 5_000;
   const lab = await FailoverLab.start({ prefix: variant === 'tuned' ? '10.75.0' : '10.76.0', vip: variant === 'tuned' ? '10.75.0.100' : '10.76.0.100', metaloggerLocal: true, promoteOnVip: true, chunkserverConfig });
   const rounds: FailoverRound[] = [];
   try {
     await lab.prepareRounds(order[0]!);
     const written = new Map<string, string>();
     for (const [i, promoter] of order.entries()) {
-      const r = await lab.failoverRound(promoter, order[i + 1] ?? 'mfs-jobs', written, `bench-${i + 1}`);
+      // Both rounds of a pair are killed at the same phase of the chunkserver's reconnection timer; the
+      // pairs' phases are spread over its period (golden-ratio steps), so no phase favours either script.
+      const killPhase = { periodMs: reconnectMs, phaseMs: Math.round(((Math.floor(i / 2) * 0.618034) % 1) * reconnectMs) };
+      const r = await lab.failoverRound(promoter, order[i + 1] ?? 'mfs-jobs', written, `bench-${i + 1}`, { killPhase });
       if (r.promote && r.promote.status !== 'OK') throw new Error(`round ${i + 1}: promote ${r.promote.status}: ${r.promote.summary}`);
       ctx.log(`failover round ${i + 1}/${order.length} (${promoter} on ${r.standby}): VIP ${r.vipSeconds.toFixed(2)} s, first write ${r.firstWriteSeconds.toFixed(2)} s`);
       rounds.push(r);

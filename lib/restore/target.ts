@@ -16,6 +16,12 @@ export type RestoreTarget =
   /** No target: everything the restore point holds. */
   | { kind: 'newest' };
 
+/** The `--to-version` / `--to-time` flags, shared by `restore` and `drill` (same meaning, same help). */
+export const TARGET_CLI_OPTIONS = [
+  { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
+  { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
+] as const;
+
 /** `--to-version` / `--to-time` from the command line; ISO times without an offset are in `zone`. */
 export function parseTarget(args: { toVersion?: unknown; toTime?: unknown }, zone = 'UTC'): RestoreTarget {
   if (args.toVersion !== undefined && args.toTime !== undefined) throw new UsageError('--to-version', '--to-version and --to-time cannot be combined: a restore has one target');

@@ -403,13 +403,23 @@ export class FailoverLab {
    * through its old mount after the crash is timed. Then the dead machine boots again as the standby of
    * the next round, with `next`'s up-script, and the chunkserver follows the new master.
    */
-  async failoverRound(promoter: Promoter, next: Promoter, written: Map<string, string>, tag: string): Promise<FailoverRound> {
+  /**
+   * `killPhase`: kill at a moment `phaseMs` into a `periodMs` cycle of the wall clock. The chunkserver
+   * retries its master on a fixed timer (MASTER_RECONNECTION_DELAY): where the kill falls in that cycle
+   * decides whether it reconnects at once or a whole period later, for either script. Giving both scripts
+   * of a pair the same phase compares them on the same footing (the bench spreads the phases over pairs).
+   */
+  async failoverRound(promoter: Promoter, next: Promoter, written: Map<string, string>, tag: string, o: { killPhase?: { periodMs: number; phaseMs: number } } = {}): Promise<FailoverRound> {
     const serving = this.servingMachine;
     const standby = serving === this.A ? this.B : this.A;
     await writeFiles(this.mount!, tag, 20, written);
     const target = (await this.master(serving).info()).metadataVersion - 1;
     await waitFor(`metalogger to reach version ${target}`, async () => ((await this.metalogger!.lastVersion()) ?? 0) >= target, 20_000);
     const lastPromote = await this.readPromoteState(standby);
+    if (o.killPhase) {
+      const { periodMs, phaseMs } = o.killPhase;
+      await sleep((((phaseMs - (Date.now() % periodMs)) % periodMs) + periodMs) % periodMs);
+    }
     const killedAt = Date.now();
     await this.crash(serving);
     await waitFor(`VIP on ${standby.name}`, async () => (await standby.addresses()).includes(this.vip), 30_000, 20);
