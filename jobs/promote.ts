@@ -8,7 +8,7 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
-import { describeClientsBack, watchClientsBack, type ClientsBack } from '../lib/failover/clients-back.js';
+import { describeClientsBack, listening, watchClientsBack, type ClientsBack } from '../lib/failover/clients-back.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
@@ -108,7 +108,10 @@ export default defineJob({
     }
     if (standby.vip && standby.holdClients) {
       const ports = await masterPorts(standby);
-      const hold = new SynHold({ vip: standby.vip, ports, serving: async () => (await runningMasterPid(standby.dataPath)) !== undefined, log });
+      // Serving = listening: a master loading its metadata (its process and lock already there) still holds.
+      const cl = await clientPort(standby);
+      const serving = () => listening([cl]);
+      const hold = new SynHold({ vip: standby.vip, ports, serving, log });
       if (await hold.start()) {
         daemonSide.hold = hold;
         log.info('holding client SYNs to the virtual IP while no master serves here', { vip: standby.vip, ports });
@@ -397,6 +400,12 @@ async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generat
 async function configPort(standby: StandbyConfig): Promise<(key: string, fallback: number) => number> {
   const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
   return (key, fallback) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
+}
+
+/** The port the standby's master serves clients on (MATOCL_LISTEN_PORT; MATOCU_ before 1.6.5). */
+async function clientPort(standby: StandbyConfig): Promise<number> {
+  const port = await configPort(standby);
+  return port('MATOCL_LISTEN_PORT', port('MATOCU_LISTEN_PORT', standby.cliPort));
 }
 
 /** Every port the standby's master will listen on, whatever its generation calls the keys (for the SYN hold). */

@@ -42,6 +42,27 @@ export function parseTcpTable(text: string): Peer[] {
   return out;
 }
 
+/** Local ports in LISTEN state in /proc/net/tcp{,6} text. */
+export function parseListeningPorts(text: string): number[] {
+  const out: number[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || f[3] !== '0A') continue; // 0A: LISTEN
+    out.push(Number.parseInt(f[1]!.split(':')[1]!, 16));
+  }
+  return out;
+}
+
+async function tcpTables(): Promise<string[]> {
+  return Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'latin1').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))));
+}
+
+/** Is anything on this machine (this network namespace) listening on one of `ports`? */
+export async function listening(ports: readonly number[]): Promise<boolean> {
+  const open = new Set((await tcpTables()).flatMap(parseListeningPorts));
+  return ports.some((p) => open.has(p));
+}
+
 /** The kernel's hex address (host byte order per 32-bit word, little-endian here) as text. */
 function hexAddress(hex: string): string {
   const words = hex.match(/.{8}/g) ?? [];
@@ -63,8 +84,7 @@ export async function watchClientsBack(o: { clientPort: number; chunkserverPort:
   for (;;) {
     let peers: Peer[];
     try {
-      const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'latin1').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))));
-      peers = tables.flatMap(parseTcpTable).filter((p) => !isLoopback(p.remote) && !ignore.has(p.remote));
+      peers = (await tcpTables()).flatMap(parseTcpTable).filter((p) => !isLoopback(p.remote) && !ignore.has(p.remote));
     } catch (err) {
       return { ...out, unavailable: describeError(err) };
     }

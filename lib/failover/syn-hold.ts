@@ -27,7 +27,7 @@ export interface SynHoldOptions {
   ports: readonly number[];
   /** The nft command (tests prefix it with nsenter); default `nft`. */
   nft?: readonly string[];
-  /** Is this machine's master serving? Then nothing is held. */
+  /** Is this machine's master serving (promote: its client port is listening)? Then nothing is held. */
   serving: () => Promise<boolean>;
   /** Is the VIP on one of this machine's interfaces? Default: os.networkInterfaces(). */
   vipHere?: () => boolean;

@@ -99,9 +99,8 @@ test('held: a client reaching the VIP before the master listens connects on its 
       await hold.release();
       const attempt = await attempting;
       expect(attempt.outcome).toBe('connected');
-      // Its first SYN was dropped; the kernel's retransmission 1 s later found the listener.
+      // Its first SYN was dropped (not refused); a retransmission found the listener.
       expect(attempt.ms).toBeGreaterThanOrEqual(900);
-      expect(attempt.ms).toBeLessThan(2_000);
     } finally {
       await stop(listener.child);
     }

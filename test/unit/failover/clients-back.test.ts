@@ -1,4 +1,4 @@
-import { parseTcpTable } from '../../../lib/failover/clients-back.js';
+import { parseListeningPorts, parseTcpTable } from '../../../lib/failover/clients-back.js';
 
 /** /proc/net/tcp and tcp6 lines as this kernel writes them (addresses little-endian per 32-bit word). */
 describe("clients back: established connections from the kernel's table", () => {
@@ -14,6 +14,16 @@ describe("clients back: established connections from the kernel's table", () => 
       { localPort: 0x24d5, remote: '10.80.0.3' },
       { localPort: 0x24d4, remote: '127.0.0.1' },
     ]);
+  });
+
+  test('listening ports: LISTEN (0A) lines only, whatever address they are bound to (the SYN hold ends when the master listens)', () => {
+    const text = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 00000000:24D5 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0', // LISTEN *:9429
+      '   1: 6400500A:24D3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0', // LISTEN 10.80.0.100:9427
+      '   2: 6400500A:24D5 0300500A:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1', // established
+    ].join('\n');
+    expect(parseListeningPorts(text)).toEqual([0x24d5, 0x24d3]);
   });
 
   test('IPv6: an IPv4-mapped peer reads as its IPv4 address, others in hex groups', () => {
