@@ -2,8 +2,14 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CreateBucketCommand, DeleteBucketPolicyCommand, GetObjectCommand, HeadObjectCommand, PutBucketPolicyCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { parseConfig } from '../../lib/core/config.js';
 import { listSnapshots } from '../../lib/store/manifest.js';
-import { runCli } from '../helpers/cli.js';
+import { openCopy } from '../../lib/store/copy/open.js';
+import { sha256File } from '../../lib/store/snapshot-store.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { FaultProxy } from '../lab/proxy.js';
+import { sleep } from '../lab/proc.js';
 import { Lab } from '../lab/cluster.js';
 import { freePort } from '../lab/proc.js';
 import { processesIn } from '../lab/proc.js';
@@ -56,6 +62,8 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   const s3Key = (id: string, file: string) => `mfs/snapshots/${id}/${file}`;
 
   beforeAll(async () => {
+    // The SDK's notice about its own future Node requirement, as the CLI silences it (lib/store/copy/s3.ts).
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     lab = await Lab.start();
     [copySshd, s3] = await Promise.all([LabSshd.start(path.join(lab.dir, 'copy-ssh')), LabS3.start(path.join(lab.dir, 's3'))]);
     store = path.join(lab.dir, 'snapshots');
@@ -211,4 +219,85 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(drill.code).toBe(2);
     expect(drill.stdout).toMatch(new RegExp(`copy offsite-sftp: snapshot ${newest}: ${image.name.replace(/\./g, '\\.')} does not match its manifest`));
   }, 90_000);
+
+  test('backup killed while it uploads to a slow SFTP copy leaves no manifest there; the next run finishes it without resending', async () => {
+    // The copy behind a link that adds 150 ms to every packet: slow enough to kill the run between two files.
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: copySshd.port }, { delayMs: 150 });
+    const hostPub = (await fs.readFile(`${copySshd.hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
+    const proxyKnownHosts = path.join(lab.dir, 'known_hosts-proxy');
+    await fs.writeFile(proxyKnownHosts, `[127.0.0.1]:${proxy.port} ${hostPub}\n`, { mode: 0o600 });
+    const slow = await lab.writeConfig({ snapshotStore: { path: store, copies: [{ ...copies()[0], port: proxy.port, knownHosts: proxyKnownHosts, timeoutSeconds: 20 }] }, jobs: { backup: { snapshotOnNewChangelogs: true } } }, 'config-slow.yaml');
+    try {
+      await lab.makeChanges('killed', 3);
+      const run = startCli(['run', 'backup', '--config', slow, '--json']);
+      let id: string | undefined;
+      const deadline = Date.now() + 60_000;
+      // The moment the first data file of the new snapshot has its final name on the copy: kill -9.
+      while (!id && Date.now() < deadline) {
+        const newest = (await localIds()).at(-1);
+        if (newest && !ids.includes(newest) && (await fs.stat(path.join(remoteDir, 'snapshots', newest, 'metadata.mfs.back')).catch(() => undefined))) id = newest;
+        else await sleep(10);
+      }
+      run.child.kill('SIGKILL');
+      await run.done;
+      expect(id).toBeDefined();
+      expect(await fs.stat(path.join(remoteDir, 'snapshots', id!, 'manifest.json')).catch(() => undefined)).toBeUndefined();
+      expect((await listCopy('offsite-sftp')).incomplete).toEqual([id]);
+      const { report, sftp } = await backup();
+      expect(report.status).toBe('OK');
+      expect(sftp.pushed).toEqual([id]);
+      expect(sftp.skippedFiles).toBeGreaterThanOrEqual(1);
+      expect((await listCopy('offsite-sftp')).snapshots.map((s) => s.id)).toContain(id);
+      ids = await localIds();
+    } finally {
+      await proxy.stop();
+    }
+  }, 120_000);
+
+  test('an S3 copy whose link goes silent is given up after its timeout: WARNING naming it, the SFTP copy still served', async () => {
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: s3.port }, { stallAfterBytes: 0 });
+    const silent = await lab.writeConfig({ snapshotStore: { path: store, copies: copies({ s3Endpoint: `http://127.0.0.1:${proxy.port}` }).map((c) => (c.type === 's3' ? { ...c, timeoutSeconds: 2 } : c)) } }, 'config-silent.yaml');
+    try {
+      const started = Date.now();
+      const { res, report, sftp, s3: s3run } = await backup(silent);
+      expect(res.code).toBe(1);
+      expect(report.summary).toMatch(/copy offsite-s3 failed: TransferError: copy offsite-s3 \(s3 http:\/\/127\.0\.0\.1:\d+ mfs-offsite\/mfs\/\): list mfs\/snapshots\/: /);
+      expect(s3run.ok).toBe(false);
+      expect(sftp.ok).toBe(true);
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      await proxy.stop();
+    }
+  }, 60_000);
+
+  test('S3 repository: a big file goes up in parts, each Content-MD5 checked; HEAD knows its sha256; a credentials file others can read is refused', async () => {
+    const partBucket = 'mfs-multipart';
+    await client.send(new CreateBucketCommand({ Bucket: partBucket }));
+    const doc = (credentialsFile: string) => ({ snapshotStore: { path: store, copies: [{ name: 'parts', type: 's3', endpoint: s3.endpoint, bucket: partBucket, forcePathStyle: true, credentialsFile, partSizeMiB: 5 }] } });
+    const cfg = parseConfig(doc(credentials), 'inline.yaml');
+    const big = path.join(lab.dir, 'big.bin');
+    await fs.writeFile(big, randomBytes(12 * 2 ** 20 + 123));
+    const expect_ = { size: (await fs.stat(big)).size, sha256: await sha256File(big) };
+    const repo = await openCopy(cfg, cfg.snapshotStore!.copies[0]!);
+    try {
+      const id = '20260301T100000Z-v1';
+      expect(await repo.hasFile(id, 'big.bin', expect_)).toBe(false);
+      await repo.put(id, 'big.bin', big, expect_);
+      expect(await repo.hasFile(id, 'big.bin', expect_)).toBe(true);
+      expect(await repo.hasFile(id, 'big.bin', { ...expect_, sha256: '0'.repeat(64) })).toBe(false);
+      const head = await client.send(new HeadObjectCommand({ Bucket: partBucket, Key: `snapshots/${id}/big.bin` }));
+      // A multipart ETag ends in -<parts>: 12 MiB in 5 MiB parts is three.
+      expect(head.ETag).toMatch(/-3"$/);
+      const hash = createHash('sha256');
+      for await (const chunk of await repo.read(id, 'big.bin', { size: expect_.size })) hash.update(chunk as Buffer);
+      expect(hash.digest('hex')).toBe(expect_.sha256);
+      await expect(repo.read(id, 'big.bin', { size: 1000 }).then(async (r) => { for await (const _ of r) void _; })).rejects.toThrow(/more than 1000 bytes announced/);
+    } finally {
+      await repo.close();
+    }
+    const open = await s3.writeCredentials(path.join(lab.dir, 's3-credentials-open.json'), 0o644);
+    const loose = parseConfig(doc(open), 'inline.yaml');
+    const refused = await openCopy(loose, loose.snapshotStore!.copies[0]!).then(() => 'opened', (err: Error) => err.message);
+    expect(refused).toBe(`S3 credentials file ${open} (snapshotStore.copies.0.credentialsFile) is readable by others (mode 644): refused; chmod 600 it`);
+  }, 60_000);
 });

@@ -75,7 +75,12 @@ class S3Copy implements CopyRepository {
     if (err instanceof TransferError) return err;
     const e = err as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '';
-    const why = e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '') ? 'connection refused (is the S3 endpoint up?)' : `${e.name ?? 'Error'}: ${e.message ?? String(err)}`;
+    const why =
+      e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')
+        ? 'connection refused (is the S3 endpoint up?)'
+        : e.name === 'TimeoutError' || /requestTimeout|connectionTimeout/.test(e.message ?? '')
+          ? `no answer within ${this.copy.timeoutSeconds} s (timeoutSeconds): the endpoint or the link is stalled`
+          : `${e.name ?? 'Error'}: ${e.message ?? String(err)}`;
     return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${why}${status}`, { cause: err });
   }
   private async send<T>(op: string, what: string, command: unknown): Promise<T> {
@@ -179,7 +184,8 @@ export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyR
     // understood by every S3 server (Ceph RGW 16), so it adds checksums only where an API requires them.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: { connectionTimeout: ms, requestTimeout: ms },
+    // A request silent for timeoutSeconds fails (without throwOnRequestTimeout the SDK only logs it and waits on).
+    requestHandler: { connectionTimeout: ms, requestTimeout: ms, throwOnRequestTimeout: true },
   });
   return new S3Copy(copy, sdk, client);
 }
