@@ -24,6 +24,11 @@ const options = jobOptionsSchema({
   snapshotAgeCritHours: z.number().positive().default(49),
   /** A cut last line may be the metalogger writing it: read the file once more after this pause. */
   cutLineRetrySeconds: z.number().min(0).default(1),
+  /**
+   * Re-read the newest snapshot of each off-site copy and hash it against its manifest (every byte crosses
+   * the link each run); false: only presence and sizes.
+   */
+  copyChecksums: z.boolean().default(true),
 }).superRefine((o, ctx) => {
   const pairs: [keyof typeof o, keyof typeof o][] = [
     ['lagVersionsWarn', 'lagVersionsCrit'],
@@ -138,7 +143,7 @@ export default defineJob({
     const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(store, master.version, t, signal) : Promise.resolve(undefined),
-      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal))),
+      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums }))),
     ]);
     const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
     const links = await connectedState(config, master);

@@ -22,7 +22,7 @@ export function judgeCopy(c: CopyCheck, t: Pick<VerifyThresholds, 'snapshotAgeWa
   }
   const status = worst(...findings.map((f) => f.status));
   const labels = { copy: c.copy };
-  const headline = c.error ? 'unreachable' : c.newest ? `${c.complete.length} complete snapshot(s), newest ${c.newest} (${Math.round(c.newestAgeSeconds ?? 0)} s old), checksums of ${c.checksummed} ${c.problems.length ? 'DO NOT match' : 'match'}` : 'empty';
+  const headline = c.error ? 'unreachable' : c.newest ? `${c.complete.length} complete snapshot(s), newest ${c.newest} (${Math.round(c.newestAgeSeconds ?? 0)} s old), ${c.checksummed ? `checksums of ${c.checksummed} ${c.problems.length ? 'DO NOT match' : 'match'}` : `not re-read (copyChecksums: false)${c.problems.length ? ', files missing or of the wrong size' : ''}`}` : 'empty';
   return {
     name,
     status,

@@ -50,7 +50,9 @@ function presenceProblems(s: RemoteSnapshot): string[] {
   return problems;
 }
 
-export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortSignal, now = Date.now()): Promise<CopyCheck> {
+/** `readBack: false`: presence and sizes only (a copy across a slow link, checked on a slower schedule by another config). */
+export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortSignal, options: { readBack?: boolean; now?: number } = {}): Promise<CopyCheck> {
+  const now = options.now ?? Date.now();
   const check: CopyCheck = { copy: copy.name, type: copy.type, label: copy.name, reachable: false, complete: [], incomplete: [], broken: [], problems: [] };
   let repo: CopyRepository | undefined;
   try {
@@ -67,6 +69,8 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
       check.newest = newest.id;
       check.newestAgeSeconds = Math.round((now - Date.parse(newest.manifest.startedAt)) / 1000);
       check.newestReaches = newest.manifest.reachesVersion;
+    }
+    if (newest && options.readBack !== false) {
       check.checksummed = newest.id;
       const listed = new Map(newest.files.map((f) => [f.name, f]));
       for (const f of newest.manifest.files) {
