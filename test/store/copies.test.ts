@@ -4,6 +4,7 @@ import path from 'node:path';
 import { CreateBucketCommand, DeleteBucketPolicyCommand, GetObjectCommand, HeadObjectCommand, PutBucketPolicyCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { parseConfig } from '../../lib/core/config.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { listSnapshots } from '../../lib/store/manifest.js';
 import { openCopy } from '../../lib/store/copy/open.js';
 import { sha256File } from '../../lib/store/snapshot-store.js';
@@ -276,6 +277,28 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       expect(Date.now() - started).toBeLessThan(30_000);
     } finally {
       await proxy.stop();
+    }
+  }, 60_000);
+
+  test('a full SFTP copy (a 4 KiB tmpfs) is a WARNING naming it, leaves no manifest there, and the local store is untouched', async () => {
+    const full = path.join(lab.dir, 'offsite-full');
+    await fs.mkdir(full, { recursive: true });
+    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', full], { timeoutMs: 10_000 });
+    expect(mounted.stderr).toBe('');
+    try {
+      const before = await localIds();
+      const cfg = await lab.writeConfig({ snapshotStore: { path: store, copies: [{ ...copies()[0], name: 'offsite-full', path: full }] } }, 'config-full.yaml');
+      const res = await runCli(['run', 'backup', '--config', cfg, '--json']);
+      const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { copies: CopyReport[] } };
+      expect(res.code).toBe(1);
+      expect(report.summary).toMatch(/copy offsite-full failed: TransferError: copy offsite-full \(sftp root@127\.0\.0\.1:\d+:[^)]*offsite-full\): upload .*\(the server gives no reason: its disk full, a quota, or something in the way\)/);
+      expect(report.details.copies[0]).toMatchObject({ copy: 'offsite-full', ok: false, pushed: [] });
+      const there = await fs.readdir(path.join(full, 'snapshots')).catch(() => [] as string[]);
+      for (const id of there) expect(await fs.readdir(path.join(full, 'snapshots', id))).not.toContain('manifest.json');
+      expect(await localIds()).toEqual(before);
+      expect((await listSnapshots(store)).broken).toEqual([]);
+    } finally {
+      await execCapture('umount', [full], { timeoutMs: 10_000 });
     }
   }, 60_000);
 

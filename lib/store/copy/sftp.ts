@@ -32,7 +32,9 @@ class SftpCopy implements CopyRepository {
   private fail(op: string, what: string, err: unknown): TransferError {
     if (err instanceof TransferError) return err;
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
-    return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${msg}`, { cause: err });
+    // SSH_FX_FAILURE: OpenSSH's sftp-server says no more for ENOSPC, EDQUOT or a rename onto a directory.
+    const hint = /^Failure\b/.test(msg) || /: Failure\b/.test(msg) ? ' (the server gives no reason: its disk full, a quota, or something in the way)' : '';
+    return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${msg}${hint}`, { cause: err });
   }
   async listSnapshotIds(): Promise<{ ids: string[]; skipped: string[] }> {
     const root = path.posix.join(this.copy.path, SNAPSHOTS_DIR);
