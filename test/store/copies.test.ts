@@ -7,6 +7,7 @@ import { parseConfig } from '../../lib/core/config.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { listSnapshots } from '../../lib/store/manifest.js';
 import { openCopy } from '../../lib/store/copy/open.js';
+import { fetchFromCopy } from '../../lib/store/copy/fetch.js';
 import { sha256File } from '../../lib/store/snapshot-store.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { FaultProxy } from '../lab/proxy.js';
@@ -301,6 +302,21 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       await execCapture('umount', [full], { timeoutMs: 10_000 });
     }
   }, 60_000);
+
+  test('fetching a copy\'s snapshot into a state dir without room for it is refused before a byte is read', async () => {
+    const small = path.join(lab.dir, 'state-small');
+    await fs.mkdir(small, { recursive: true });
+    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', small], { timeoutMs: 10_000 });
+    expect(mounted.stderr).toBe('');
+    try {
+      const cfg = parseConfig({ stateDir: small, snapshotStore: { path: store, copies: copies() } }, 'inline.yaml');
+      const err = await fetchFromCopy(cfg, cfg.snapshotStore!.copies[1]!, 'latest', new AbortController().signal).then(() => undefined, (e: Error) => e.message);
+      expect(err).toMatch(new RegExp(`^${small.replace(/[.]/g, '\\.')}/copy-fetch: not enough free space to fetch snapshot ${ids.at(-1)} of copy offsite-s3: it needs `));
+      expect(await fs.readdir(path.join(small, 'copy-fetch'))).toEqual([]);
+    } finally {
+      await execCapture('umount', [small], { timeoutMs: 10_000 });
+    }
+  });
 
   test('S3 repository: a big file goes up in parts, each Content-MD5 checked; HEAD knows its sha256; a credentials file others can read is refused', async () => {
     const partBucket = 'mfs-multipart';

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
-import { ChainError, UsageError } from '../../core/errors.js';
+import { ChainError, StoreError, UsageError } from '../../core/errors.js';
+import { formatBytes } from '../../core/progress.js';
 import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
 import { MANIFEST, readManifest, type StoredSnapshot } from '../manifest.js';
 import { listCopy } from './listing.js';
@@ -46,6 +47,13 @@ async function removeStale(root: string): Promise<void> {
   }
 }
 
+/** Refuse a download that cannot fit (the sizes are the manifest's: a lying copy fails at its bound, not the disk). */
+async function ensureRoom(dir: string, bytes: number, what: string): Promise<void> {
+  const st = await fs.statfs(dir);
+  const free = st.bavail * st.bsize;
+  if (free < bytes) throw new StoreError(dir, `${dir}: not enough free space to fetch ${what}: it needs ${formatBytes(bytes)}, ${formatBytes(free)} are free`);
+}
+
 async function download(repo: CopyRepository, id: string, name: string, size: number, target: string): Promise<string> {
   const hash = createHash('sha256');
   const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
@@ -79,6 +87,7 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
       const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
       throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : ''}`);
     }
+    await ensureRoom(root, chosen.manifest.files.reduce((sum, f) => sum + f.size, 0), `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
     await fs.writeFile(path.join(dir, MANIFEST), JSON.stringify(chosen.manifest, null, 2) + '\n', { flag: 'wx', mode: FILE_MODE });
     const manifest = await readManifest(dir);
