@@ -14,8 +14,9 @@ import type { CopyRepository, RemoteFile } from './repository.js';
 /**
  * An off-site copy in an S3 bucket: objects `<prefix>snapshots/<id>/<file>`. Each PUT (or each part
  * of a multipart upload) carries Content-MD5, so the server refuses bytes that arrived damaged, and
- * records the file's sha256 as x-amz-meta-sha256, which a resumed push compares with HEAD. (Ceph RGW
- * before Reef ignores x-amz-checksum-sha256: our own metadata works on every S3.) An object appears
+ * records the file's sha256 as x-amz-meta-sha256, which a resumed push compares with HEAD. A single PUT
+ * also sends x-amz-checksum-sha256, which an S3 that supports it verifies and returns on HEAD (compared
+ * too); Ceph RGW 16 ignores it, so our own metadata is what works on every S3. An object appears
  * only when its PUT or CompleteMultipartUpload succeeds: never half of one.
  */
 
@@ -121,8 +122,10 @@ class S3Copy implements CopyRepository {
   }
   async hasFile(id: string, name: string, expect: { size: number; sha256: string }): Promise<boolean> {
     try {
-      const head = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.copy.bucket, Key: this.keyOf(id, name) }));
-      return head.ContentLength === expect.size && head.Metadata?.sha256 === expect.sha256;
+      const head = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.copy.bucket, Key: this.keyOf(id, name), ChecksumMode: 'ENABLED' }));
+      // The server's own full-object sha256 where it keeps one (not for multipart: those are per part).
+      const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes('-') ? Buffer.from(head.ChecksumSHA256, 'base64').toString('hex') : undefined;
+      return head.ContentLength === expect.size && head.Metadata?.sha256 === expect.sha256 && (serverSha === undefined || serverSha === expect.sha256);
     } catch (err) {
       if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
       throw this.fail('head', this.keyOf(id, name), err);
@@ -133,7 +136,9 @@ class S3Copy implements CopyRepository {
     const partSize = this.copy.partSizeMiB * 2 ** 20;
     const Metadata = { sha256: expect.sha256 };
     if (expect.size <= partSize) {
-      await this.send('upload', Key, new this.sdk.PutObjectCommand({ Bucket: this.copy.bucket, Key, Body: createReadStream(localFile), ContentLength: expect.size, ContentMD5: await md5Of(localFile, 0, expect.size), Metadata }));
+      // x-amz-checksum-sha256 too: an S3 that knows it (AWS, Ceph Reef+) checks the whole object against it and keeps it.
+      const ChecksumSHA256 = Buffer.from(expect.sha256, 'hex').toString('base64');
+      await this.send('upload', Key, new this.sdk.PutObjectCommand({ Bucket: this.copy.bucket, Key, Body: createReadStream(localFile), ContentLength: expect.size, ContentMD5: await md5Of(localFile, 0, expect.size), ChecksumSHA256, Metadata }));
       return;
     }
     const created = await this.send<{ UploadId?: string }>('start multipart upload of', Key, new this.sdk.CreateMultipartUploadCommand({ Bucket: this.copy.bucket, Key, Metadata }));
