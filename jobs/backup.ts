@@ -123,6 +123,7 @@ interface RunReport {
 /** `copy offsite: sent 2 files (1.2 MiB), 3 already there; removed 1 old snapshot; 4 complete there`. */
 function copyLine(c: CopyRun): string {
   if (c.error) return `copy ${c.copy}: FAILED (the local snapshot is not affected): ${c.error}`;
+  if (c.wouldPush) return `copy ${c.copy}: would push ${c.wouldPush.join(', ') || 'nothing'}; would remove ${c.wouldRemove?.join(', ') || 'nothing'}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
   const removed = c.removed.length ? `; removed ${c.removed.length} old snapshot${c.removed.length === 1 ? '' : 's'} (${c.removed.join(', ')})` : '';
   const leftovers = c.removedIncomplete.length ? `; removed ${c.removedIncomplete.length} incomplete upload${c.removedIncomplete.length === 1 ? '' : 's'}` : '';
   return `copy ${c.copy}: sent ${c.sentFiles} file${c.sentFiles === 1 ? '' : 's'} (${formatBytes(c.sentBytes)}), ${c.skippedFiles} already there${removed}${leftovers}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
@@ -212,15 +213,14 @@ export default defineJob({
     const latest = dryRun ? undefined : await refreshLatest(store);
     const after = dryRun ? before : await viewStore(store);
 
-    // 4. Off-site copies get what the store now holds (verified snapshots only), one after another.
+    // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
+    //    (a dry run lists each copy and says what it would send and remove).
     const copies: CopyRun[] = [];
-    if (!dryRun) {
-      for (const copy of config.snapshotStore!.copies) {
-        ctx.signal.throwIfAborted();
-        const run = await pushToCopy(config, copy, after.healthy, log, ctx.signal);
-        if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
-        copies.push(run);
-      }
+    for (const copy of config.snapshotStore!.copies) {
+      ctx.signal.throwIfAborted();
+      const run = await pushToCopy(config, copy, after.healthy, log, ctx.signal, dryRun);
+      if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
+      copies.push(run);
     }
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },

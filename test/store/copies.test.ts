@@ -142,6 +142,13 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     copySshd = await LabSshd.start(copySshd.dir, { port: copySshd.port });
   }, 60_000);
 
+  test('--dry-run lists each copy and says what it would send and remove, sending nothing', async () => {
+    const res = await runCli(['run', 'backup', '--config', config, '--dry-run']);
+    expect(res.code).toBe(0);
+    for (const name of ['offsite-sftp', 'offsite-s3']) expect(res.stdout).toContain(`copy ${name}: would push ${ids[1]}; would remove nothing; 1 complete snapshot there`);
+    expect(await sftpIds()).toEqual([ids[0]]);
+  });
+
   test('a copy that refuses the manifest write keeps the data files but no manifest; the next run sends only the manifest', async () => {
     const id = ids[1]!;
     // The SFTP copy: a directory where the manifest must go (the rename onto it fails); S3: a bucket policy denying that one key.

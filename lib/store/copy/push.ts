@@ -35,6 +35,9 @@ export interface CopyRun {
   /** Complete snapshots on the copy after the run (as far as it got). */
   complete: string[];
   seconds: number;
+  /** --dry-run: what a real run would send and remove. */
+  wouldPush?: string[];
+  wouldRemove?: string[];
 }
 
 /** Remove a remote snapshot so it never looks complete while half gone: the manifest goes first. */
@@ -68,7 +71,8 @@ async function pushSnapshot(repo: CopyRepository, snapshot: StoredSnapshot, run:
   run.pushed.push(snapshot.id);
 }
 
-export async function pushToCopy(config: Config, copy: CopyConfig, local: readonly StoredSnapshot[], log: Logger, signal: AbortSignal): Promise<CopyRun> {
+/** `dryRun`: list the copy and plan, send and remove nothing (`wouldPush`, `wouldRemove`). */
+export async function pushToCopy(config: Config, copy: CopyConfig, local: readonly StoredSnapshot[], log: Logger, signal: AbortSignal, dryRun = false): Promise<CopyRun> {
   const started = Date.now();
   const run: CopyRun = { copy: copy.name, type: copy.type, label: copy.name, ok: false, sentFiles: 0, skippedFiles: 0, sentBytes: 0, pushed: [], removed: [], removedIncomplete: [], complete: [], seconds: 0 };
   let repo: CopyRepository | undefined;
@@ -85,6 +89,12 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
       retention: copy.retention ?? config.snapshotStore!.retention,
       zone: config.timezone,
     });
+    if (dryRun) {
+      run.wouldPush = plan.push;
+      run.wouldRemove = [...plan.remove, ...plan.removeIncomplete];
+      run.ok = true;
+      return run;
+    }
     for (const id of plan.push) {
       await pushSnapshot(repo, local.find((s) => s.id === id)!, run, signal);
       complete.add(id);
