@@ -9,6 +9,7 @@ import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
 import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
+import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
 
 /**
@@ -116,6 +117,16 @@ interface RunReport {
   after: { healthy: StoredSnapshot[]; broken: { id: string; error: string }[] };
   latest: string | undefined;
   housekeeping: string[];
+  copies: CopyRun[];
+}
+
+/** `copy offsite: sent 2 files (1.2 MiB), 3 already there; removed 1 old snapshot; 4 complete there`. */
+function copyLine(c: CopyRun): string {
+  if (c.error) return `copy ${c.copy}: FAILED (the local snapshot is not affected): ${c.error}`;
+  if (c.wouldPush) return `copy ${c.copy}: would push ${c.wouldPush.join(', ') || 'nothing'}; would remove ${c.wouldRemove?.join(', ') || 'nothing'}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
+  const removed = c.removed.length ? `; removed ${c.removed.length} old snapshot${c.removed.length === 1 ? '' : 's'} (${c.removed.join(', ')})` : '';
+  const leftovers = c.removedIncomplete.length ? `; removed ${c.removedIncomplete.length} incomplete upload${c.removedIncomplete.length === 1 ? '' : 's'}` : '';
+  return `copy ${c.copy}: sent ${c.sentFiles} file${c.sentFiles === 1 ? '' : 's'} (${formatBytes(c.sentBytes)}), ${c.skippedFiles} already there${removed}${leftovers}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
 }
 
 function toResult(config: Config, store: string, dryRun: boolean, r: RunReport): JobResult {
@@ -126,20 +137,25 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
     ...retentionLines(plan, dryRun),
     ...retention.errors,
     ...after.broken.map((b) => `snapshot ${b.id} is not usable (${b.error}); left in place for inspection`),
+    ...r.copies.map(copyLine),
   ];
-  const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length ? 'WARNING' : 'OK');
+  // A copy that fails never fails the local snapshot: WARNING, naming the copy.
+  const failedCopies = r.copies.filter((c) => c.error);
+  const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length || failedCopies.length ? 'WARNING' : 'OK');
   const failedFirst = [...results].sort((a, b) => Number('outcome' in a) - Number('outcome' in b));
   const gone = dryRun ? plan.remove.length : retention.removed.length;
   const extra = [
     gone ? `${dryRun ? 'would remove' : 'removed'} ${gone} old snapshot${gone === 1 ? '' : 's'}` : '',
     after.broken.length ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store` : '',
     retention.errors[0] ?? '',
+    ...failedCopies.map((c) => `copy ${c.copy} failed: ${c.error}`),
   ].filter(Boolean);
   const metrics: Metric[] = [
     ...sourceMetrics(results, after.healthy, new Date()),
     metric('snapshots', after.healthy.length),
     metric('snapshots_removed', retention.removed.length),
     metric('broken_snapshots', after.broken.length),
+    ...r.copies.flatMap((c) => [metric('copy_ok', c.ok ? 1 : 0, { labels: { copy: c.copy } }), metric('copy_snapshots', c.complete.length, { labels: { copy: c.copy } })]),
   ];
   const details = {
     store,
@@ -147,6 +163,7 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
     sources: results.map((x) => ('error' in x ? { source: x.host.name, error: x.error } : { source: x.host.name, ...describeOutcome(x.outcome) })),
     retention: { policy: config.snapshotStore!.retention, remove: plan.remove, removed: retention.removed, errors: retention.errors, groups: plan.groups },
     broken: after.broken,
+    copies: r.copies.map((c) => ({ ...c, status: c.ok ? 'OK' : 'WARNING' })),
   };
   return { status, summary: [...failedFirst.map(sourceLine), ...extra].join('; '), details, metrics, lines };
 }
@@ -195,7 +212,17 @@ export default defineJob({
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store);
     const after = dryRun ? before : await viewStore(store);
-    return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping });
+
+    // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
+    //    (a dry run lists each copy and says what it would send and remove).
+    const copies: CopyRun[] = [];
+    for (const copy of config.snapshotStore!.copies) {
+      ctx.signal.throwIfAborted();
+      const run = await pushToCopy(config, copy, after.healthy, log, ctx.signal, dryRun);
+      if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
+      copies.push(run);
+    }
+    return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },
 });
 

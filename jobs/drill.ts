@@ -224,7 +224,7 @@ export default defineJob({
   options: drillOptions,
   cliOptions: [
     { flags: '--snapshot <id>', description: 'drill this snapshot of the store' },
-    { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local)' },
+    { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
     ...TARGET_CLI_OPTIONS,

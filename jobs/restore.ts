@@ -232,7 +232,7 @@ export default defineJob({
   options: restoreOptions,
   cliOptions: [
     { flags: '--snapshot <id>', description: 'restore this snapshot of the store' },
-    { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local)' },
+    { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
     { flags: '--latest', description: 'restore the newest snapshot whose image is older than the target' },
     ...TARGET_CLI_OPTIONS,
     { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },

@@ -8,6 +8,8 @@ import { listSnapshots } from '../lib/store/manifest.js';
 import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
 import { openSource } from '../lib/transport/remote.js';
 import { inspectChunkserver, inspectDataPath, inspectSnapshot, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
+import { checkCopy } from '../lib/store/copy/check.js';
+import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { judgeChunkserver, judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
@@ -22,6 +24,11 @@ const options = jobOptionsSchema({
   snapshotAgeCritHours: z.number().positive().default(49),
   /** A cut last line may be the metalogger writing it: read the file once more after this pause. */
   cutLineRetrySeconds: z.number().min(0).default(1),
+  /**
+   * Re-read the newest snapshot of each off-site copy and hash it against its manifest (every byte crosses
+   * the link each run); false: only presence and sizes.
+   */
+  copyChecksums: z.boolean().default(true),
 }).superRefine((o, ctx) => {
   const pairs: [keyof typeof o, keyof typeof o][] = [
     ['lagVersionsWarn', 'lagVersionsCrit'],
@@ -133,9 +140,10 @@ export default defineJob({
 
     // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
     const master = await askMasters(config, o, signal);
-    const [read, snapshot] = await Promise.all([
+    const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(store, master.version, t, signal) : Promise.resolve(undefined),
+      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums }))),
     ]);
     const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
     const links = await connectedState(config, master);
@@ -151,11 +159,12 @@ export default defineJob({
     );
     verdicts.push(...chunkservers);
     if (snapshot) verdicts.push(snapshot.verdict);
+    verdicts.push(...copies.map((c) => judgeCopy(c, t)));
     for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
 
     const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
     const metrics: Metric[] = [metric('master_metadata_version', master.version ?? NaN), ...verdicts.flatMap((v) => v.metrics)];
-    const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), findings: globalFindings };
+    const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), copies: Object.fromEntries(copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures])), findings: globalFindings };
     const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
     const summary =
       status === 'OK'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what mfs-jobs and its tests need on a fresh Debian (bookworm) machine, as root:
-# MooseFS from Debian's packages, OpenSSH, ucarp/keepalived, FUSE, iproute2; then the npm packages.
+# MooseFS from Debian's packages, OpenSSH, ucarp/keepalived, FUSE, iproute2, Ceph RGW (S3 tests); then the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# test/store/copies.test.ts: a real S3 server, Ceph RADOS Gateway on one memstore OSD (test/lab/s3.ts).
+# Without recommends (no ceph-mgr, no dashboards): 57 packages. A missing one fails here, never skips a test.
+ceph_packages=(radosgw ceph-mon ceph-osd)
+ceph_missing=()
+for p in "${ceph_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || ceph_missing+=("$p")
+done
+if [ "${#ceph_missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${ceph_missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${ceph_missing[@]}" >/dev/null
+fi
+for bin in radosgw radosgw-admin ceph-mon ceph-osd; do
+  command -v "$bin" >/dev/null || { echo "setup: $bin is missing after installing ${ceph_packages[*]}: the S3 copy tests cannot run" >&2; exit 1; }
+done
 # sshd's privilege-separation directory (the lab starts its own sshd on a loopback port).
 mkdir -p /run/sshd
 [ -e /dev/fuse ] || { echo "setup: /dev/fuse is missing: FUSE mounts (mfsmount) cannot work here" >&2; exit 1; }

@@ -11,6 +11,9 @@ import { readLatest, viewStore } from '../store/snapshot-store.js';
 import { clusterIdentity } from '../store/identity.js';
 import { formatTable } from '../core/table.js';
 import { printable } from '../core/names.js';
+import { findCopy } from '../store/copy/fetch.js';
+import { listCopy } from '../store/copy/listing.js';
+import { openCopy } from '../store/copy/open.js';
 
 /*
  * Every text field shown here comes from a manifest, i.e. possibly from an imported archive: it passes
@@ -65,7 +68,36 @@ function when(iso: string, zone: string): string {
   return DateTime.fromISO(iso, { zone }).toFormat('yyyy-LL-dd HH:mm:ss');
 }
 
-async function list(globals: Globals, json: boolean): Promise<void> {
+/** `snapshot list --copy NAME`: the copy's own listing, read through its repository (complete ones have their manifest). */
+async function listCopySnapshots(globals: Globals, name: string, json: boolean): Promise<void> {
+  const { config } = await storeOf(globals);
+  const copy = findCopy(config, name, '--copy');
+  const repo = await openCopy(config, copy);
+  let listing;
+  try {
+    listing = await listCopy(repo);
+  } finally {
+    await repo.close();
+  }
+  const rows = listing.complete.map((s) => summaryOf({ id: s.id, dir: '', manifest: s.manifest }, undefined));
+  if (json) {
+    process.stdout.write(JSON.stringify({ copy: copy.name, where: repo.label, snapshots: rows.map(({ latest: _, ...r }) => r), incomplete: listing.incomplete, broken: listing.broken, skipped: listing.skipped }, null, 2) + '\n');
+    return;
+  }
+  const table = formatTable(
+    ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'SIZE', `TAKEN (${config.timezone})`],
+    rows.map((r) => [r.id, r.source, String(r.reachesVersion), `${r.image} v${r.imageVersion}`, formatBytes(r.bytes), when(r.startedAt, config.timezone)].map(printable)),
+  );
+  const notes = [
+    `copy ${repo.label}: ${rows.length} complete snapshot${rows.length === 1 ? '' : 's'}`,
+    ...listing.incomplete.map((id) => `incomplete (no manifest yet): ${id}`),
+    ...listing.broken.map((b) => `unusable: ${b.id}: ${b.error}`),
+  ];
+  process.stdout.write([table, ...notes.map(printable)].join('\n') + '\n');
+}
+
+async function list(globals: Globals, json: boolean, copy?: string): Promise<void> {
+  if (copy !== undefined) return listCopySnapshots(globals, copy, json);
   const { config, store } = await storeOf(globals);
   const { healthy, broken } = await viewStore(store);
   const latest = await readLatest(store);
@@ -153,7 +185,8 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .command('list')
     .description('the snapshots in the store, oldest first')
     .option('--json', 'print as JSON')
-    .action(wrap(async (opts: { json?: boolean }) => list(ctx.globals(), Boolean(opts.json))));
+    .option('--copy <name>', 'list an off-site copy (snapshotStore.copies) instead of the local store')
+    .action(wrap(async (opts: { json?: boolean; copy?: string }) => list(ctx.globals(), Boolean(opts.json), opts.copy)));
   snapshot
     .command('show')
     .description('one snapshot\'s manifest: source, versions, files and checksums')

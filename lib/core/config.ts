@@ -69,6 +69,47 @@ const retentionSchema = z.strictObject({
   keepWeekly: z.number().int().min(0).default(4),
 });
 
+/** A copy's name: plain, it becomes part of messages, metrics labels and `--from copy:NAME`. */
+const copyName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"');
+
+/** Fields every off-site copy has (lib/store/copy/). */
+const copyFields = {
+  name: copyName,
+  /** Its own retention, applied to its own listing (lib/store/retention.ts). Default: the store's. */
+  retention: retentionSchema.optional(),
+  /** Every remote call (connect, one request, one read window) gives up after this long without progress. */
+  timeoutSeconds: z.number().positive().default(30),
+};
+
+const sftpCopySchema = z.strictObject({
+  ...copyFields,
+  type: z.literal('sftp'),
+  host: z.string().min(1),
+  port: port.default(22),
+  user: z.string().min(1),
+  identityFile: absPath.describe('private key file for key authentication'),
+  knownHosts: absPath.describe('known_hosts file the host key is verified against'),
+  /** Directory on that host that holds `snapshots/<id>/` (made if missing). */
+  path: absPath,
+});
+
+const s3CopySchema = z.strictObject({
+  ...copyFields,
+  type: z.literal('s3'),
+  endpoint: z.url().optional(),
+  region: z.string().min(1).default('us-east-1'),
+  bucket: z.string().min(3).max(63),
+  /** Key prefix inside the bucket (`mfs/`); objects are `<prefix>snapshots/<id>/<file>`. */
+  prefix: z.string().regex(/^$|^[^/].*\/$/, 'expected "" or a prefix ending in "/" (not starting with "/")').default(''),
+  forcePathStyle: z.boolean().default(false),
+  /** JSON or YAML file with accessKeyId and secretAccessKey, readable by its owner only. */
+  credentialsFile: absPath,
+  /** Files bigger than this go up in parts of this size (S3 needs parts of at least 5 MiB). */
+  partSizeMiB: z.number().int().min(5).max(5120).default(16),
+});
+
+const copySchema = z.discriminatedUnion('type', [sftpCopySchema, s3CopySchema]);
+
 const standbySchema = z.strictObject({
   dataPath: absPath,
   masterConfig: absPath.default('/etc/mfs/mfsmaster.cfg'),
@@ -167,7 +208,21 @@ const configSchema = z.strictObject({
    */
   cluster: z.strictObject({ metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional() }).default({}),
   snapshotStore: z
-    .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
+    .strictObject({
+      path: absPath,
+      retention: retentionSchema.default(retentionSchema.parse({})),
+      /** Off-site copies backup pushes each verified snapshot to (lib/store/copy/). */
+      copies: z
+        .array(copySchema)
+        .default([])
+        .superRefine((copies, ctx) => {
+          const seen = new Set<string>();
+          for (const [i, c] of copies.entries()) {
+            if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `copy name "${c.name}" is used twice` });
+            seen.add(c.name);
+          }
+        }),
+    })
     .optional(),
   standby: standbySchema.optional(),
   jobs: z.record(z.string(), z.looseObject(jobCommonFields)).default({}),
@@ -180,6 +235,9 @@ export type ChunkserverHost = Omit<z.infer<typeof chunkserverSchema>, 'ssh'> & {
 /** Any host whose DATA_PATH mfs-jobs reads. */
 export type DataPathHost = MasterHost | MetaloggerHost | ChunkserverHost;
 export type Retention = z.infer<typeof retentionSchema>;
+export type CopyConfig = z.infer<typeof copySchema>;
+export type SftpCopyConfig = z.infer<typeof sftpCopySchema>;
+export type S3CopyConfig = z.infer<typeof s3CopySchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
 
 export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {

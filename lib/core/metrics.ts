@@ -35,6 +35,10 @@ export const METRICS = {
   snapshots: gauge('Usable snapshots in the store.'),
   snapshots_removed: gauge('Snapshots retention removed in the last run.'),
   broken_snapshots: gauge('Snapshot directories in the store that are not usable.'),
+  // backup and verify: per off-site copy (label copy)
+  copy_ok: gauge('Whether the off-site copy took the last push (backup) or checked out (verify): 1 yes, 0 no.'),
+  copy_snapshots: gauge('Complete snapshots on the off-site copy.'),
+  copy_snapshot_age_seconds: gauge('Age of the newest complete snapshot on the off-site copy, from its start.', 's'),
 
   // verify: per metalogger (label metalogger) or chunkserver (label chunkserver)
   master_metadata_version: gauge('Metadata version of the serving master (mfscli -SIM) when verify ran.'),

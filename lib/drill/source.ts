@@ -1,18 +1,37 @@
-import { allHosts, type Config, type MasterHost, type MetaloggerHost } from '../core/config.js';
+import { allHosts, type Config, type CopyConfig, type MasterHost, type MetaloggerHost } from '../core/config.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
 import { ensureFreeSpace } from '../moosefs/scratchmaster.js';
 import { openSource } from '../transport/remote.js';
+import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
 
-/** What a drill restores: a snapshot of the store, or a metalogger's (or master's) DATA_PATH as it is now. */
-export type RestoreSource = { kind: 'snapshot'; snapshot: StoredSnapshot } | { kind: 'datapath'; host: MasterHost | MetaloggerHost };
+/**
+ * What a drill restores: a snapshot of the store, a metalogger's (or master's) DATA_PATH as it is now,
+ * or a snapshot of an off-site copy (`--from copy:NAME`), fetched when placed (`fetched` is then set).
+ */
+export type RestoreSource =
+  | { kind: 'snapshot'; snapshot: StoredSnapshot }
+  | { kind: 'datapath'; host: MasterHost | MetaloggerHost }
+  | { kind: 'copy'; copy: CopyConfig; id: string | 'latest'; fetched?: StoredSnapshot };
 
-/** `--snapshot ID`, `--from NAME`, `--latest`, or the configured default (`jobs.drill.from`, else latest). */
+/** The prefix that makes `--from` name an off-site copy (snapshotStore.copies) instead of a host. */
+export const COPY_PREFIX = 'copy:';
+
+/**
+ * `--snapshot ID`, `--from NAME`, `--latest`, or the configured default (`jobs.drill.from`, else latest).
+ * `--from copy:NAME` takes the newest complete snapshot of that off-site copy, or `--snapshot ID` of it:
+ * never a silent fall-back (a drill that quietly used the copy would hide a lost store).
+ */
 export async function chooseSource(config: Config, defaultFrom: string | undefined, args: Record<string, unknown>): Promise<RestoreSource> {
-  const flags = [args.snapshot !== undefined && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
+  const fromCopy = typeof args.from === 'string' && args.from.startsWith(COPY_PREFIX);
+  const flags = [args.snapshot !== undefined && !fromCopy && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
   if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: a drill restores one restore point`);
   const from = typeof args.from === 'string' ? args.from : flags.length === 0 ? defaultFrom : undefined;
+  if (from?.startsWith(COPY_PREFIX)) {
+    const key = typeof args.from === 'string' ? '--from' : 'jobs.drill.from';
+    return { kind: 'copy', copy: findCopy(config, from.slice(COPY_PREFIX.length), key), id: typeof args.snapshot === 'string' ? args.snapshot : 'latest' };
+  }
   if (from !== undefined) {
     const host = allHosts(config).find((h) => h.name === from);
     const key = typeof args.from === 'string' ? '--from' : 'jobs.drill.from';
@@ -25,12 +44,23 @@ export async function chooseSource(config: Config, defaultFrom: string | undefin
 
 export function describeSource(source: RestoreSource, short = false): string {
   if (source.kind === 'snapshot') return `snapshot ${source.snapshot.id}`;
+  if (source.kind === 'copy') return `snapshot ${source.fetched?.id ?? source.id} of copy ${source.copy.name}`;
   return short ? `${source.host.role} ${source.host.name}` : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
 }
 
 export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
   if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
+  if (source.kind === 'copy') {
+    // Downloaded and checked into a private directory of the state dir, placed like a local snapshot, removed.
+    const fetched = await fetchFromCopy(config, source.copy, source.id, signal);
+    try {
+      source.fetched = fetched.snapshot;
+      return await placeSnapshot(fetched.snapshot, dataPath, options);
+    } finally {
+      await fetched.cleanup();
+    }
+  }
   const files = await openSource(config, source.host, signal);
   try {
     return await placeFromDataPath(files, source.host.dataPath, dataPath, options);

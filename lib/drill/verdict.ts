@@ -102,6 +102,7 @@ export function metricsOf(placed: PlacedRestorePoint, expectedVersion: number, r
 
 /** When the restore point was current: a snapshot's start, or now for a copy from a live DATA_PATH. */
 export function restorePointTime(source: RestoreSource, copyStartedMs: number): number {
-  const at = source.kind === 'snapshot' ? Date.parse(source.snapshot.manifest.startedAt) : NaN;
+  const snapshot = source.kind === 'snapshot' ? source.snapshot : source.kind === 'copy' ? source.fetched : undefined;
+  const at = snapshot ? Date.parse(snapshot.manifest.startedAt) : NaN;
   return Number.isFinite(at) ? at : copyStartedMs;
 }

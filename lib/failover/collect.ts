@@ -6,6 +6,7 @@ import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/
 import { describeError } from '../core/errors.js';
 import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
+import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, localSource, openSource, type FileSource } from '../transport/remote.js';
 import type { PrivateDir } from './staging-dir.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
@@ -25,7 +26,7 @@ export interface SourceSpec {
 }
 
 /** Every source promote may read, and why a configured host is not one. */
-export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[]): Promise<{ specs: SourceSpec[]; notes: string[] }> {
+export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal): Promise<{ specs: SourceSpec[]; notes: string[] }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
@@ -48,8 +49,28 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
       const name = `snapshot:${s.id}`;
       specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => localSource(name) });
     }
+    if (snapshots.length === 0) specs.push(...(await copySpecs(config, notes, signal)));
   }
   return { specs, notes };
+}
+
+/**
+ * The local store holds no complete snapshot (its disk is gone): the newest snapshot of the first
+ * off-site copy that answers, fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts),
+ * is a source like a local one. Only then: a copy is slower than anything local.
+ */
+async function copySpecs(config: Config, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
+  for (const copy of config.snapshotStore?.copies ?? []) {
+    try {
+      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
+      const name = `copy:${copy.name}:${fetched.snapshot.id}`;
+      notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => localSource(name) }];
+    } catch (err) {
+      notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
+    }
+  }
+  return [];
 }
 
 export interface ChangelogEdges {

@@ -70,9 +70,20 @@ export function snapshotId(at: Date, version: number): string {
 
 export async function readManifest(dir: string): Promise<Manifest> {
   const file = path.join(dir, MANIFEST);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw new ChainError(file, `${file}: unreadable manifest (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  return parseManifest(text, file);
+}
+
+/** A manifest's text, checked like `readManifest` does (a remote copy's manifest is outside input too). */
+export function parseManifest(text: string, file: string): Manifest {
   let parsed: Manifest;
   try {
-    parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Manifest;
+    parsed = JSON.parse(text) as Manifest;
   } catch (err) {
     // JSON.parse's message quotes the text around the fault: never let file content into a message.
     const why = err instanceof SyntaxError ? 'not valid JSON' : ((err as NodeJS.ErrnoException).code ?? 'unreadable');
@@ -84,6 +95,11 @@ export async function readManifest(dir: string): Promise<Manifest> {
   for (const [at, name] of [['image.name', parsed.image.name], ...parsed.files.map((f, i) => [`files[${i}].name`, f?.name] as const)] as const) {
     const problem = plainNameProblem(name);
     if (problem) throw new ChainError(file, `${file}: ${at} ${shownName(name)} is not a plain file name (${problem})`);
+  }
+  // Sizes bound every read of a copy's file and checksums decide its use: both must be what they say.
+  for (const [i, f] of parsed.files.entries()) {
+    if (!Number.isSafeInteger(f.size) || f.size < 0) throw new ChainError(file, `${file}: files[${i}].size is not a byte count`);
+    if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(f.sha256)) throw new ChainError(file, `${file}: files[${i}].sha256 is not a sha256`);
   }
   return parsed;
 }

@@ -381,15 +381,40 @@ function connectProblem(err: unknown, verdict: HostKeyVerdict | undefined): stri
   return msg.replace(/^connect: (getConnection: )?/, '');
 }
 
+/** Where and how to reach an SFTP server: a host's SSH settings, or an off-site copy's. */
+export interface SftpTarget {
+  /** For messages: the host's (or copy's) name. */
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  knownHosts: string;
+  connectTimeoutSeconds: number;
+  readIdleSeconds: number;
+  acceptUnknownHostKeys: boolean;
+  /** The config keys that set the key file and known_hosts, for messages. */
+  keys: { privateKey: string; knownHosts: string };
+}
+
 /** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
 export async function openSource(config: Config, host: DataPathHost, signal?: AbortSignal, warn: Warn = warnOnStderr): Promise<FileSource> {
   if (host.local) return new LocalSource(host.name, warn);
   const ssh = requireSsh(config, host);
   const list = hostList(host);
-  const privateKey = await readKey(ssh.privateKey, `${list}.ssh.privateKey`);
-  const knownHostsKey = `${list}.ssh.knownHosts`;
-  const entries = await loadKnownHosts(ssh.knownHosts, knownHostsKey, { missingIsEmpty: ssh.acceptUnknownHostKeys });
-  const where = `${host.host}:${ssh.port}`;
+  const target: SftpTarget = { name: host.name, host: host.host, ...ssh, keys: { privateKey: `${list}.ssh.privateKey`, knownHosts: `${list}.ssh.knownHosts` } };
+  return (await connectSftp(target, signal, warn)).source;
+}
+
+/**
+ * An SFTP session with the server's host key verified against known_hosts (OpenSSH's rules), as a
+ * FileSource for bounded reads and as the raw client for the few writers (off-site copies).
+ */
+export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: Warn = warnOnStderr): Promise<{ source: FileSource; client: SftpClient }> {
+  const privateKey = await readKey(t.privateKey, t.keys.privateKey);
+  const knownHostsKey = t.keys.knownHosts;
+  const entries = await loadKnownHosts(t.knownHosts, knownHostsKey, { missingIsEmpty: t.acceptUnknownHostKeys });
+  const where = `${t.host}:${t.port}`;
   let verdict: HostKeyVerdict | undefined;
   // ssh2 is loaded on the first SFTP connection, not at start-up: commands that never use SFTP
   // (list-jobs, local sources, the ucarp hook's checks) start faster (npm run bench, case 5).
@@ -397,24 +422,24 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
   // ssh2-sftp-client's default listeners console.log a connection that closes or fails while no call
   // is pending: on stdout, where the Nagios line (or --json) must be the only thing. The pending call's
   // own error reports a broken connection; these events need no printing of their own.
-  const client = new Client(host.name, { error: () => undefined, end: () => undefined, close: () => undefined });
+  const client = new Client(t.name, { error: () => undefined, end: () => undefined, close: () => undefined });
   const connecting = client.connect({
-    host: host.host,
-    port: ssh.port,
-    username: ssh.user,
+    host: t.host,
+    port: t.port,
+    username: t.user,
     privateKey,
-    readyTimeout: ssh.connectTimeoutSeconds * 1000,
+    readyTimeout: t.connectTimeoutSeconds * 1000,
     keepaliveInterval: KEEPALIVE_MS,
     keepaliveCountMax: KEEPALIVE_COUNT,
     algorithms: { cipher: CIPHERS as never },
     // With a callback ssh2 waits for it: an accepted new key is on disk before the session goes on.
     hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
-      verdict = checkHostKey(entries, host.host, ssh.port, key, ssh.knownHosts);
-      if (verdict.ok || verdict.reason !== 'unknown' || !ssh.acceptUnknownHostKeys) {
+      verdict = checkHostKey(entries, t.host, t.port, key, t.knownHosts);
+      if (verdict.ok || verdict.reason !== 'unknown' || !t.acceptUnknownHostKeys) {
         verify(verdict.ok);
         return undefined;
       }
-      void acceptNewHostKey(ssh.knownHosts, knownHostsKey, host.host, ssh.port, key).then(
+      void acceptNewHostKey(t.knownHosts, knownHostsKey, t.host, t.port, key).then(
         (pin) => {
           verdict = pin.ok ? { ok: true } : pin;
           verify(pin.ok);
@@ -428,11 +453,11 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
     },
   } as never);
   try {
-    await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(host.name, `${host.name} (${where}): connecting aborted`));
+    await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(t.name, `${t.name} (${where}): connecting aborted`));
   } catch (err) {
     await client.end().catch(() => undefined);
     if (err instanceof TransferError) throw err;
-    throw new TransferError(host.name, `${host.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
+    throw new TransferError(t.name, `${t.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
   }
-  return new SftpSource(host.name, where, client, ssh.readIdleSeconds, warn);
+  return { source: new SftpSource(t.name, where, client, t.readIdleSeconds, warn), client };
 }

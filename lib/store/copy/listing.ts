@@ -1,0 +1,54 @@
+import { describeError, TransferError } from '../../core/errors.js';
+import { shownName } from '../../core/names.js';
+import { MANIFEST, parseManifest, type Manifest } from '../manifest.js';
+import type { CopyRepository, RemoteFile } from './repository.js';
+
+/** A manifest is a few KiB; more than this from a copy is refused, never read on. */
+export const MAX_MANIFEST_BYTES = 4 * 2 ** 20;
+
+export interface RemoteSnapshot {
+  id: string;
+  manifest: Manifest;
+  files: RemoteFile[];
+}
+
+export interface CopyListing {
+  /** Snapshots with a readable manifest (so every data file was sent before it), oldest first. */
+  complete: RemoteSnapshot[];
+  /** Snapshot directories without a manifest: an upload that was interrupted (or a removal). */
+  incomplete: string[];
+  /** A manifest that is there but unusable (not JSON, another id, hostile names). */
+  broken: { id: string; error: string }[];
+  /** Entries that are not snapshot ids (shown, never touched). */
+  skipped: string[];
+}
+
+export async function readRemoteManifest(repo: CopyRepository, id: string, size: number): Promise<Manifest> {
+  const parts: Buffer[] = [];
+  for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
+  const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
+  const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where);
+  if (manifest.id !== id) throw new Error(`${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
+  return manifest;
+}
+
+export async function listCopy(repo: CopyRepository): Promise<CopyListing> {
+  const { ids, skipped } = await repo.listSnapshotIds();
+  const listing: CopyListing = { complete: [], incomplete: [], broken: [], skipped };
+  for (const id of ids) {
+    const files = await repo.listFiles(id);
+    const manifestFile = files.find((f) => f.name === MANIFEST);
+    if (!manifestFile) {
+      listing.incomplete.push(id);
+      continue;
+    }
+    try {
+      if (manifestFile.size > MAX_MANIFEST_BYTES) throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+      listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+      listing.broken.push({ id, error: describeError(err) });
+    }
+  }
+  return listing;
+}

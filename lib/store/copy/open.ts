@@ -1,0 +1,12 @@
+import type { Config, CopyConfig } from '../../core/config.js';
+import type { CopyRepository } from './repository.js';
+
+/** The config key of a copy (for messages): `snapshotStore.copies.1`. */
+export function copyKey(config: Config, copy: CopyConfig): string {
+  return `snapshotStore.copies.${config.snapshotStore?.copies.indexOf(copy) ?? -1}`;
+}
+
+export async function openCopy(config: Config, copy: CopyConfig, signal?: AbortSignal): Promise<CopyRepository> {
+  if (copy.type === 'sftp') return (await import('./sftp.js')).openSftpCopy(copy, copyKey(config, copy), signal);
+  return (await import('./s3.js')).openS3Copy(copy, copyKey(config, copy));
+}

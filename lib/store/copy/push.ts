@@ -1,0 +1,122 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Config, CopyConfig } from '../../core/config.js';
+import { describeError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { MANIFEST, type StoredSnapshot } from '../manifest.js';
+import { sha256File } from '../snapshot-store.js';
+import { listCopy } from './listing.js';
+import { planCopy } from './plan.js';
+import { openCopy } from './open.js';
+import type { CopyRepository } from './repository.js';
+
+/**
+ * Push the store's verified snapshots to one off-site copy and apply the copy's retention. Data
+ * files first, manifest.json last: a snapshot on a copy is complete exactly when its manifest is
+ * there. A file already there (hasFile) is not sent again, so an interrupted push resumes. Any
+ * failure ends this copy's run with its error; it never touches the local store.
+ */
+export interface CopyRun {
+  copy: string;
+  type: CopyConfig['type'];
+  /** Where, for the operator (no secrets). */
+  label: string;
+  ok: boolean;
+  error?: string;
+  sentFiles: number;
+  skippedFiles: number;
+  sentBytes: number;
+  /** Snapshots completed on the copy by this run. */
+  pushed: string[];
+  /** Snapshots retention removed from the copy. */
+  removed: string[];
+  /** Incomplete leftovers removed (an upload nothing will finish). */
+  removedIncomplete: string[];
+  /** Complete snapshots on the copy after the run (as far as it got). */
+  complete: string[];
+  seconds: number;
+  /** --dry-run: what a real run would send and remove. */
+  wouldPush?: string[];
+  wouldRemove?: string[];
+}
+
+/** Remove a remote snapshot so it never looks complete while half gone: the manifest goes first. */
+export async function removeRemoteSnapshot(repo: CopyRepository, id: string): Promise<void> {
+  const files = await repo.listFiles(id);
+  if (files.some((f) => f.name === MANIFEST)) await repo.remove(id, MANIFEST);
+  for (const f of files) if (f.name !== MANIFEST) await repo.remove(id, f.name);
+  await repo.removeSnapshotDir(id);
+}
+
+async function pushSnapshot(repo: CopyRepository, snapshot: StoredSnapshot, run: CopyRun, signal: AbortSignal): Promise<void> {
+  const listed = new Map((await repo.listFiles(snapshot.id)).map((f) => [f.name, f]));
+  for (const f of snapshot.manifest.files) {
+    signal.throwIfAborted();
+    const expect = { size: f.size, sha256: f.sha256 };
+    const there = listed.get(f.name);
+    if (there && (await repo.hasFile(snapshot.id, f.name, expect, there))) {
+      run.skippedFiles++;
+      continue;
+    }
+    await repo.put(snapshot.id, f.name, path.join(snapshot.dir, f.name), expect);
+    run.sentFiles++;
+    run.sentBytes += f.size;
+  }
+  signal.throwIfAborted();
+  const manifestFile = path.join(snapshot.dir, MANIFEST);
+  const { size } = await fs.stat(manifestFile);
+  await repo.put(snapshot.id, MANIFEST, manifestFile, { size, sha256: await sha256File(manifestFile) });
+  run.sentFiles++;
+  run.sentBytes += size;
+  run.pushed.push(snapshot.id);
+}
+
+/** `dryRun`: list the copy and plan, send and remove nothing (`wouldPush`, `wouldRemove`). */
+export async function pushToCopy(config: Config, copy: CopyConfig, local: readonly StoredSnapshot[], log: Logger, signal: AbortSignal, dryRun = false): Promise<CopyRun> {
+  const started = Date.now();
+  const run: CopyRun = { copy: copy.name, type: copy.type, label: copy.name, ok: false, sentFiles: 0, skippedFiles: 0, sentBytes: 0, pushed: [], removed: [], removedIncomplete: [], complete: [], seconds: 0 };
+  let repo: CopyRepository | undefined;
+  const complete = new Set<string>();
+  try {
+    repo = await openCopy(config, copy, signal);
+    run.label = repo.label;
+    const listing = await listCopy(repo);
+    for (const s of listing.complete) complete.add(s.id);
+    const plan = planCopy({
+      local,
+      complete: listing.complete,
+      incomplete: listing.incomplete,
+      retention: copy.retention ?? config.snapshotStore!.retention,
+      zone: config.timezone,
+    });
+    if (dryRun) {
+      run.wouldPush = plan.push;
+      run.wouldRemove = [...plan.remove, ...plan.removeIncomplete];
+      run.ok = true;
+      return run;
+    }
+    for (const id of plan.push) {
+      await pushSnapshot(repo, local.find((s) => s.id === id)!, run, signal);
+      complete.add(id);
+      log.info('snapshot pushed to copy', { copy: copy.name, snapshot: id });
+    }
+    for (const id of plan.remove) {
+      await removeRemoteSnapshot(repo, id);
+      complete.delete(id);
+      run.removed.push(id);
+    }
+    for (const id of plan.removeIncomplete) {
+      await removeRemoteSnapshot(repo, id);
+      run.removedIncomplete.push(id);
+    }
+    run.ok = true;
+  } catch (err) {
+    if (signal.aborted) throw err;
+    run.error = describeError(err);
+  } finally {
+    await repo?.close().catch(() => undefined);
+    run.complete = [...complete].sort();
+    run.seconds = (Date.now() - started) / 1000;
+  }
+  return run;
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type SftpClient from 'ssh2-sftp-client';
+import type { SftpCopyConfig } from '../../core/config.js';
+import { TransferError } from '../../core/errors.js';
+import { ReadWatchdog, type ReadBound } from '../../transport/bounded.js';
+import { connectSftp, type FileSource } from '../../transport/remote.js';
+import { ID_PATTERN, SNAPSHOTS_DIR } from '../manifest.js';
+import { PART_SUFFIX, type CopyRepository, type RemoteFile } from './repository.js';
+
+/**
+ * An off-site copy on an SFTP server: `<path>/snapshots/<id>/<file>`. A file is written to
+ * `<file>.mfs-jobs-part`, read back and hashed, and only then renamed to its name (posix-rename):
+ * a file at its final name has been verified once, so a resumed push trusts name + size.
+ */
+class SftpCopy implements CopyRepository {
+  readonly label: string;
+  constructor(
+    private readonly copy: SftpCopyConfig,
+    private readonly source: FileSource,
+    private readonly client: SftpClient,
+  ) {
+    this.label = `${copy.name} (sftp ${copy.user}@${copy.host}:${copy.port}:${copy.path})`;
+  }
+  get name(): string {
+    return this.copy.name;
+  }
+  private dirOf(id: string): string {
+    return path.posix.join(this.copy.path, SNAPSHOTS_DIR, id);
+  }
+  private fail(op: string, what: string, err: unknown): TransferError {
+    if (err instanceof TransferError) return err;
+    const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
+    // SSH_FX_FAILURE: OpenSSH's sftp-server says no more for ENOSPC, EDQUOT or a rename onto a directory.
+    const hint = /^Failure\b/.test(msg) || /: Failure\b/.test(msg) ? ' (the server gives no reason: its disk full, a quota, or something in the way)' : '';
+    return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${msg}${hint}`, { cause: err });
+  }
+  async listSnapshotIds(): Promise<{ ids: string[]; skipped: string[] }> {
+    const root = path.posix.join(this.copy.path, SNAPSHOTS_DIR);
+    const exists = await this.client.exists(root).catch((err: unknown) => {
+      throw this.fail('look for', root, err);
+    });
+    if (!exists) return { ids: [], skipped: [] };
+    const entries = await this.source.list(root);
+    const ids = entries.filter((e) => !e.isFile && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
+    return { ids, skipped: entries.filter((e) => !ids.includes(e.name)).map((e) => e.name) };
+  }
+  async listFiles(id: string): Promise<RemoteFile[]> {
+    const dir = this.dirOf(id);
+    const exists = await this.client.exists(dir).catch((err: unknown) => {
+      throw this.fail('look for', dir, err);
+    });
+    if (!exists) return [];
+    return (await this.source.list(dir)).filter((e) => e.isFile).map((e) => ({ name: e.name, size: e.size }));
+  }
+  async hasFile(id: string, name: string, expect: { size: number }, listed?: RemoteFile): Promise<boolean> {
+    const st = listed ?? (await this.source.stat(path.posix.join(this.dirOf(id), name)).catch(() => undefined));
+    return st !== undefined && st.size === expect.size;
+  }
+  async put(id: string, name: string, localFile: string, expect: { size: number; sha256: string }): Promise<void> {
+    const dir = this.dirOf(id);
+    const final = path.posix.join(dir, name);
+    const part = final + PART_SUFFIX;
+    try {
+      await this.client.mkdir(dir, true);
+      await this.client.delete(part, true);
+      await this.upload(localFile, part, expect.size);
+      const got = await this.readBack(part, expect.size);
+      if (got !== expect.sha256) throw new TransferError(this.copy.name, `copy ${this.label}: ${final}: read back as sha256 ${got.slice(0, 12)}…, sent ${expect.sha256.slice(0, 12)}…: the server did not store what was sent`);
+      await this.client.posixRename(part, final);
+    } catch (err) {
+      await this.client.delete(part, true).catch(() => undefined);
+      throw this.fail('upload', final, err);
+    }
+  }
+  /** fastPut, abandoned when a window of timeoutSeconds moves less than 64 KiB (the link ends: the one way to settle ssh2). */
+  private async upload(localFile: string, remote: string, size: number): Promise<void> {
+    let stalled: TransferError | undefined;
+    const watchdog = new ReadWatchdog({ host: this.copy.name, what: `copy ${this.label}: upload ${remote}`, bound: { size }, idleSeconds: this.copy.timeoutSeconds }, (err) => {
+      stalled = err;
+      void this.client.end().catch(() => undefined);
+    });
+    try {
+      await this.client.fastPut(localFile, remote, { concurrency: 8, chunkSize: 65536, step: (done: number) => watchdog.progress(done) } as never);
+    } catch (err) {
+      throw stalled ?? err;
+    } finally {
+      watchdog.stop();
+    }
+    if (stalled) throw stalled;
+  }
+  private async readBack(remote: string, size: number): Promise<string> {
+    const hash = createHash('sha256');
+    for await (const chunk of await this.source.readStream(remote, { size })) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  }
+  async read(id: string, name: string, bound: ReadBound): Promise<Readable> {
+    return this.source.readStream(path.posix.join(this.dirOf(id), name), bound);
+  }
+  async remove(id: string, name: string): Promise<void> {
+    await this.source.remove(path.posix.join(this.dirOf(id), name));
+  }
+  async removeSnapshotDir(id: string): Promise<void> {
+    const dir = this.dirOf(id);
+    // Leftover part files of an interrupted upload go with it; never recursive beyond them.
+    for (const e of await this.source.list(dir)) {
+      if (e.name.endsWith(PART_SUFFIX)) await this.source.remove(path.posix.join(dir, e.name));
+    }
+    try {
+      await this.client.rmdir(dir);
+    } catch (err) {
+      throw this.fail('remove directory', dir, err);
+    }
+  }
+  async close(): Promise<void> {
+    await this.source.close();
+  }
+}
+
+export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: AbortSignal): Promise<CopyRepository> {
+  const { source, client } = await connectSftp(
+    {
+      name: copy.name,
+      host: copy.host,
+      port: copy.port,
+      user: copy.user,
+      privateKey: copy.identityFile,
+      knownHosts: copy.knownHosts,
+      connectTimeoutSeconds: copy.timeoutSeconds,
+      readIdleSeconds: copy.timeoutSeconds,
+      acceptUnknownHostKeys: false,
+      keys: { privateKey: `${key}.identityFile`, knownHosts: `${key}.knownHosts` },
+    },
+    signal,
+  );
+  return new SftpCopy(copy, source, client);
+}
