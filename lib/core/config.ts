@@ -62,6 +62,12 @@ const metaloggerSchema = z.strictObject({
  */
 const chunkserverSchema = z.strictObject({ ...hostFields });
 
+const compressionSchema = z.strictObject({
+  type: z.enum(['zstd', 'none']),
+  /** zstd's level: 3 (its default) compresses a metadata image about 7x at ~140 MB/s (BENCHMARKS.md). */
+  level: z.number().int().min(1).max(19).default(3),
+});
+
 const retentionSchema = z.strictObject({
   keepLast: z.number().int().min(1).default(3),
   keepHourly: z.number().int().min(0).default(24),
@@ -160,7 +166,14 @@ const configSchema = z.strictObject({
    */
   cluster: z.strictObject({ metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional() }).default({}),
   snapshotStore: z
-    .strictObject({ path: absPath, retention: retentionSchema.default(retentionSchema.parse({})) })
+    .strictObject({
+      path: absPath,
+      retention: retentionSchema.default(retentionSchema.parse({})),
+      /** How new snapshots' files are stored; existing snapshots keep what their manifest says. */
+      compression: compressionSchema.default({ type: 'zstd', level: 3 }),
+      /** Encrypt new snapshots' files (AES-256-GCM, after compression) with the key in this file. */
+      encryption: z.strictObject({ keyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600') }).optional(),
+    })
     .optional(),
   standby: standbySchema.optional(),
   jobs: z.record(z.string(), z.looseObject(jobCommonFields)).default({}),
@@ -173,6 +186,7 @@ export type ChunkserverHost = Omit<z.infer<typeof chunkserverSchema>, 'ssh'> & {
 /** Any host whose DATA_PATH mfs-jobs reads. */
 export type DataPathHost = MasterHost | MetaloggerHost | ChunkserverHost;
 export type Retention = z.infer<typeof retentionSchema>;
+export type Compression = z.infer<typeof compressionSchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
 
 export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {

@@ -3,6 +3,7 @@ import { ConfigError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
 import { ensureFreeSpace } from '../moosefs/scratchmaster.js';
 import { openSource } from '../transport/remote.js';
+import { storeKeys } from '../store/stored-file.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
 
 /** What a drill restores: a snapshot of the store, or a metalogger's (or master's) DATA_PATH as it is now. */
@@ -30,7 +31,7 @@ export function describeSource(source: RestoreSource, short = false): string {
 
 export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
+  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
   const files = await openSource(config, source.host, signal);
   try {
     return await placeFromDataPath(files, source.host.dataPath, dataPath, options);
