@@ -97,7 +97,7 @@ function measureStage(out: { size: number; sha256: string }, limit?: { bytes: nu
     const hash = createHash('sha256');
     for await (const chunk of source) {
       out.size += chunk.length;
-      if (limit && out.size > limit.bytes) throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes manifest says`);
+      if (limit && out.size > limit.bytes) throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
       hash.update(chunk);
       yield chunk;
     }
@@ -147,13 +147,13 @@ export function keyProblem(f: ManifestFile, keys: StoreKeys | undefined): string
 
 /** One line naming the snapshot and file, whatever went wrong underneath. */
 function readError(snapshot: StoredSnapshot, f: ManifestFile, err: unknown): Error {
-  const where = `snapshot ${snapshot.id}: ${f.stored?.name ?? f.name}`;
+  const where = `snapshot ${snapshot.id}: ${f.name}`;
   const file = storedPathOf(snapshot, f);
   if (err instanceof StoreError || (err instanceof ChainError && err.message.startsWith('snapshot '))) return err;
-  if (err instanceof SealError) return new ChainError(file, `${where}: cannot decrypt: ${err.message}`);
-  if (err instanceof ZstdError) return new ChainError(file, `${where}: not valid zstd data (${err.message})`);
+  if (err instanceof SealError) return new ChainError(file, `${where}: cannot decrypt ${f.stored!.name}: ${err.message}`);
+  if (err instanceof ZstdError) return new ChainError(file, `${where}: ${f.stored!.name} is not valid zstd data (${err.message})`);
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new ChainError(file, `${where}: missing`);
+  if (code === 'ENOENT') return new ChainError(file, `${where}: missing${f.stored ? ` (${f.stored.name})` : ''}`);
   if (code === 'ERR_STREAM_PREMATURE_CLOSE') return err as Error;
   return new ChainError(file, `${where}: ${(err as Error).message}`);
 }
@@ -174,22 +174,22 @@ export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: O
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const problem = keyProblem(f, o.keys);
   if (problem) {
-    process.nextTick(() => out.destroy(new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.stored!.name}: cannot decrypt: ${problem}`)));
+    process.nextTick(() => out.destroy(new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`)));
     return out;
   }
-  const where = `snapshot ${snapshot.id}: ${f.stored?.name ?? f.name}`;
+  const where = `snapshot ${snapshot.id}: ${f.name}`;
   const stored = o.storedFacts ?? { size: 0, sha256: '' };
   const content = { size: 0, sha256: '' };
   const stages: Stage[] = [];
   if (f.stored) {
-    stages.push(measureStage(stored, { bytes: f.stored.size, what: where }));
-    stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file`)));
+    stages.push(measureStage(stored, { bytes: f.stored.size, what: `${where}: stored file ${f.stored.name}` }));
+    stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file ${f.stored!.name}:`)));
     if (f.stored.encryption) stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId));
     if (f.stored.compression === 'zstd') stages.push(zstdStage(['-d']));
   }
   // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
-  stages.push(measureStage(content, f.stored ? { bytes: f.size, what: `${where} (content)` } : undefined));
-  stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: f.sha256.toLowerCase() }, `${f.stored ? `${where} (content)` : where}:`)));
+  stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined));
+  stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: f.sha256.toLowerCase() }, `${where}:`)));
   pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), out).catch((err: unknown) => out.destroy(readError(snapshot, f, err)));
   return out;
 }

@@ -140,7 +140,7 @@ export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: Ab
       read = await readSnapshotContent(snapshot, f, { keys: o.keys, signal: o.signal });
     } catch (err) {
       if (o.signal?.aborted) throw err;
-      files.push({ name: f.name, role: f.role, problem: (err as Error).message.replace(`snapshot ${snapshot.id}: `, '') });
+      files.push({ name: f.name, role: f.role, problem: (err as Error).message.replace(`snapshot ${snapshot.id}: ${f.name}: `, '') });
       continue;
     }
     files.push({ name: f.name, role: f.role });
