@@ -120,7 +120,7 @@ export async function storeStagedFile(stage: string, name: string, settings: Sto
   stages.push(measureStage(measured));
   const out = await fs.open(path.join(stage, target), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
   try {
-    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), out.createWriteStream({ autoClose: false }));
+    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
     await out.sync();
   } finally {
     await out.close();
@@ -132,6 +132,13 @@ export async function storeStagedFile(stage: string, name: string, settings: Sto
     sha256: measured.sha256,
     compression,
     ...(settings.key ? { encryption: { cipher: 'aes-256-gcm-chunked' as const, keyId: settings.key.id, chunkBytes: CHUNK_BYTES } } : {}),
+  };
+}
+
+/** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
+function writeTo(out: fs.FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
+  return async (source) => {
+    for await (const chunk of source) await out.write(chunk);
   };
 }
 
@@ -269,7 +276,7 @@ export async function scanSnapshotChangelog(snapshot: StoredSnapshot, f: Manifes
 export async function copySnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
   const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
   try {
-    await pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), out.createWriteStream({ autoClose: false }), { signal: o.signal });
+    await pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal });
     await out.sync();
   } catch (err) {
     await out.close().catch(() => undefined);
