@@ -197,7 +197,21 @@ export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: O
   // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
   stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined));
   stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: f.sha256.toLowerCase() }, `${where}:`)));
-  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), out).catch((err: unknown) => out.destroy(readError(snapshot, f, err)));
+  // `out` stays outside the pipeline: the pipeline would destroy it with the raw error, not our one line.
+  // A reader that stops early (a header read) destroys `out`: the pipeline is aborted, zstd killed.
+  const stop = new AbortController();
+  out.once('close', () => {
+    if (!out.writableFinished) stop.abort();
+  });
+  const into = async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
+  };
+  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), into, { signal: stop.signal }).then(
+    () => out.end(),
+    (err: unknown) => {
+      if (!stop.signal.aborted) out.destroy(readError(snapshot, f, err));
+    },
+  );
   return out;
 }
 
