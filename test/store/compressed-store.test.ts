@@ -237,6 +237,16 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
     expect((await snapshots(sealedStore)).length).toBe(1);
   });
 
+  test('without the zstd binary a backup fails in one line naming zstd, and takes no snapshot', async () => {
+    await lab.makeChanges('no-zstd', 3);
+    const before = (await snapshots(zstdStore)).length;
+    const res = await runCli(['run', 'backup', '--config', zstdConfig], { env: { MFS_JOBS_ZSTD: path.join(lab.dir, 'no-such-zstd') } });
+    expect(res.code).toBe(2);
+    expect(res.stdout.split('\n')[0]).toMatch(/^MFS BACKUP CRITICAL - master: StoreError: zstd is not installed \(the snapshot store compresses with it\): apt-get install zstd \|/);
+    expect((await snapshots(zstdStore)).length).toBe(before);
+    expect(await fs.readdir(path.join(zstdStore, '.tmp'))).toEqual([]);
+  });
+
   test('promote restores a standby from the sealed snapshot alone (snapshot store as the only source)', async () => {
     const [snap] = await snapshots(sealedStore);
     await lab.mount!.unmount();
