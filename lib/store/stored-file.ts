@@ -9,7 +9,7 @@ import { FILE_MODE } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
-import { ChangelogScanner, scanChangelogStream, type ChangelogScan } from '../moosefs/changelog.js';
+import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import type { ManifestFile, StoredForm, StoredSnapshot } from './manifest.js';
 import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type StoreKey } from './sealed.js';
 
@@ -231,11 +231,6 @@ function checkStage(problem: () => string | undefined): Stage {
   };
 }
 
-/** Read a whole content stream through `onChunk`; rejects with the stream's one-line error. */
-export async function consume(stream: Readable, onChunk: (chunk: Buffer) => void = () => undefined): Promise<void> {
-  for await (const chunk of stream) onChunk(chunk as Buffer);
-}
-
 /** Bytes [start, start+length) of a file's content; stops reading (and checking) once it has them. */
 export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFile, start: number, length: number, keys?: StoreKeys): Promise<Buffer> {
   if (!f.stored) {
@@ -267,23 +262,6 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
     stream.destroy();
   }
   return Buffer.concat(parts);
-}
-
-/** An image's header (and its end marker) from its content, in one pass for a stored form. */
-export async function readSnapshotImageHeader(snapshot: StoredSnapshot, f: ManifestFile, keys?: StoreKeys): Promise<ImageHeader> {
-  const where = `snapshot ${snapshot.id}/${f.name}`;
-  const head = await readSnapshotRange(snapshot, f, 0, Math.min(HEADER_BYTES, f.size), keys);
-  if (f.size < 8 || head.length < 8) throw new ChainError(where, `${where}: metadata image truncated (${head.length} bytes)`);
-  const header = parseImageHeader(head, where);
-  if (header.empty) return header;
-  const length = Math.min(endingBytes(header), f.size);
-  checkImageEnding(header, await readSnapshotRange(snapshot, f, f.size - length, length, keys), f.size, where);
-  return header;
-}
-
-/** Scan a stored changelog's content (one streaming pass, checked like every read). */
-export async function scanSnapshotChangelog(snapshot: StoredSnapshot, f: ManifestFile, keys?: StoreKeys): Promise<ChangelogScan> {
-  return scanChangelogStream(openSnapshotFile(snapshot, f, { keys }), f.name);
 }
 
 /** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
