@@ -31,7 +31,16 @@ export interface StoredForm {
   compression: 'zstd' | 'none';
   /** AES-256-GCM in chunks of `chunkBytes` (sealed.ts), with the key whose id this is (never the key). */
   encryption?: { cipher: 'aes-256-gcm-chunked'; keyId: string; chunkBytes: number };
+  /**
+   * The content's last TAIL_BYTES (base64): an image's end marker and a changelog's last lines, which
+   * promote reads of every snapshot, without decompressing whole files. Checked against the content
+   * whenever the file is read in full (verify, import, prune).
+   */
+  tail?: string;
 }
+
+/** How much of a stored file's content end the manifest keeps (`StoredForm.tail`). */
+export const TAIL_BYTES = 4096;
 
 export interface ManifestFile {
   /** The MooseFS file's name (what a restore places); `size` and `sha256` are of its content. */
@@ -132,6 +141,7 @@ function fileProblem(f: ManifestFile): string | undefined {
   if (st.name !== expected) return `.stored.name ${shownName(st.name)} is not ${shownName(expected)}`;
   if (!isSize(st.size)) return `.stored.size ${shownName(String(st.size))} is not a size`;
   if (typeof st.sha256 !== 'string' || !SHA256.test(st.sha256)) return '.stored.sha256 is not a sha256';
+  if (st.tail !== undefined && (typeof st.tail !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(st.tail) || Buffer.from(st.tail, 'base64').length !== Math.min(f.size, TAIL_BYTES))) return `.stored.tail is not the last ${Math.min(f.size, TAIL_BYTES)} bytes (base64)`;
   return undefined;
 }
 

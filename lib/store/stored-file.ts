@@ -10,7 +10,7 @@ import type { Compression, Config } from '../core/config.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
-import type { ManifestFile, StoredForm, StoredSnapshot } from './manifest.js';
+import { TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
 import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type StoreKey } from './sealed.js';
 
 /**
@@ -118,6 +118,7 @@ export async function storeStagedFile(stage: string, name: string, settings: Sto
   if (settings.key) stages.push(encryptStage(settings.key));
   const measured = { size: 0, sha256: '' };
   stages.push(measureStage(measured));
+  const tail = await tailOf(path.join(stage, name));
   const out = await fs.open(path.join(stage, target), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
   try {
     await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
@@ -132,7 +133,21 @@ export async function storeStagedFile(stage: string, name: string, settings: Sto
     sha256: measured.sha256,
     compression,
     ...(settings.key ? { encryption: { cipher: 'aes-256-gcm-chunked' as const, keyId: settings.key.id, chunkBytes: CHUNK_BYTES } } : {}),
+    tail: tail.toString('base64'),
   };
+}
+
+/** The last TAIL_BYTES of a plain file. */
+async function tailOf(file: string): Promise<Buffer> {
+  const h = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    const { size } = await h.stat();
+    const buf = Buffer.alloc(Math.min(size, TAIL_BYTES));
+    const { bytesRead } = await h.read(buf, 0, buf.length, size - buf.length);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await h.close();
+  }
 }
 
 /** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
@@ -243,6 +258,9 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
       await h.close();
     }
   }
+  // The end of the content (an image's marker, a changelog's last line) is in the manifest: no full pass.
+  const tail = f.stored?.tail !== undefined ? Buffer.from(f.stored.tail, 'base64') : undefined;
+  if (tail && start >= f.size - tail.length) return tail.subarray(start - (f.size - tail.length), start - (f.size - tail.length) + length);
   const stream = openSnapshotFile(snapshot, f, { keys });
   const parts: Buffer[] = [];
   let at = 0;
@@ -287,8 +305,6 @@ export interface ContentFacts {
   scan?: ChangelogScan;
 }
 
-const TAIL_KEEP = 4096;
-
 /**
  * Read a file's content once, checked end to end (openSnapshotFile), and learn on the way what
  * verify and prune need: an image's header and ending, a changelog's scan. Rejects with the
@@ -307,13 +323,15 @@ export async function readSnapshotContent(snapshot: StoredSnapshot, f: ManifestF
     }
     const c = chunk as Buffer;
     scanner?.push(c);
-    if (f.role === 'image') {
-      if (headBytes < HEADER_BYTES) {
-        headParts.push(c.subarray(0, HEADER_BYTES - headBytes));
-        headBytes += Math.min(c.length, HEADER_BYTES - headBytes);
-      }
-      tail = c.length >= TAIL_KEEP ? Buffer.from(c.subarray(c.length - TAIL_KEEP)) : Buffer.concat([tail, c]).subarray(-TAIL_KEEP);
+    if (f.role === 'image' && headBytes < HEADER_BYTES) {
+      headParts.push(c.subarray(0, HEADER_BYTES - headBytes));
+      headBytes += Math.min(c.length, HEADER_BYTES - headBytes);
     }
+    tail = c.length >= TAIL_BYTES ? Buffer.from(c.subarray(c.length - TAIL_BYTES)) : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
+  }
+  // What promote reads instead of the file's end must be the file's end.
+  if (f.stored?.tail !== undefined && !Buffer.from(f.stored.tail, 'base64').equals(tail)) {
+    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: the manifest's stored.tail does not match the content's last ${tail.length} bytes`);
   }
   if (scanner) return { scan: scanner.finish() };
   if (f.role !== 'image') return {};

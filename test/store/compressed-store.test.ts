@@ -91,6 +91,9 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
       expect(onDisk.length).toBe(f.stored!.size);
       expect((await execCapture('zstd', ['-t', '-q', path.join(snap!.dir, f.stored!.name)])).code).toBe(0);
       expect((await fs.stat(path.join(snap!.dir, f.stored!.name))).mode & 0o777).toBe(0o600);
+      // The content's end is in the manifest (promote reads it instead of decompressing the whole file).
+      const content = (await execCapture('sh', ['-c', `zstd -dc < '${path.join(snap!.dir, f.stored!.name)}' | tail -c 4096 | base64 -w0`])).stdout;
+      expect(f.stored!.tail).toBe(content);
     }
     expect(await fs.readdir(snap!.dir)).not.toContain(snap!.manifest.image.name);
     const show = await runCli(['snapshot', 'show', snap!.id, '--config', zstdConfig]);
@@ -168,6 +171,18 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
     expect(refused.code).toBe(2);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toContain(`snapshot ${snap!.id} does not verify, not imported: ${snap!.manifest.files[0]!.name}: `);
+    // A manifest whose stored tail lies (what promote would read as the file's end) is refused too.
+    await execCapture('tar', ['xzf', archive, '-C', tree]);
+    const manifestFile = path.join(tree, snap!.id, 'manifest.json');
+    const m = JSON.parse(await fs.readFile(manifestFile, 'utf8')) as { files: { stored: { tail: string } }[] };
+    const lie = Buffer.from(m.files[0]!.stored.tail, 'base64');
+    lie[lie.length - 2]! ^= 0x01;
+    m.files[0]!.stored.tail = lie.toString('base64');
+    await fs.writeFile(manifestFile, JSON.stringify(m));
+    await execCapture('tar', ['czf', tampered, '-C', tree, snap!.id]);
+    const lied = await runCli(['snapshot', 'import', tampered, '--config', await writeConfig('imported3', { path: path.join(lab.dir, 'store-imported3') })]);
+    expect(lied.code).toBe(2);
+    expect(lied.stderr).toContain(`${snap!.manifest.files[0]!.name}: the manifest's stored.tail does not match the content's last`);
   });
 
   test('verify checks every snapshot, reads an unchanged one only once, and names a flipped byte in an older one', async () => {

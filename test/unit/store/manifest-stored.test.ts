@@ -26,6 +26,7 @@ describe('manifest stored form', () => {
   test('old manifests (no stored form) and each valid stored form are read', async () => {
     expect((await read(file())).files[0]!.stored).toBeUndefined();
     expect((await read(file(zst))).files[0]!.stored).toEqual(zst);
+    expect((await read(file({ ...zst, tail: Buffer.alloc(10, 1).toString('base64') }))).files[0]!.stored!.tail).toBe('AQEBAQEBAQEBAQ==');
     expect((await read(file({ ...zst, name: 'metadata.mfs.back.zst.enc', encryption: enc }))).files[0]!.stored!.encryption).toEqual(enc);
     expect((await read(file({ ...zst, name: 'metadata.mfs.back.enc', compression: 'none', encryption: enc }))).files[0]!.stored!.compression).toBe('none');
   });
@@ -39,6 +40,8 @@ describe('manifest stored form', () => {
     ['another cipher', { ...zst, name: 'metadata.mfs.back.zst.enc', encryption: { ...enc, cipher: 'aes-128-cbc' } }, /encryption\.cipher/],
     ['a key id that is not 16 hex digits', { ...zst, name: 'metadata.mfs.back.zst.enc', encryption: { ...enc, keyId: 'KEY' } }, /encryption\.keyId/],
     ['a chunk size of its own (memory)', { ...zst, name: 'metadata.mfs.back.zst.enc', encryption: { ...enc, chunkBytes: 2 ** 31 } }, /encryption\.chunkBytes/],
+    ['a tail of another length than the content\'s last bytes', { ...zst, tail: Buffer.alloc(3).toString('base64') }, /stored\.tail is not the last 10 bytes/],
+    ['a tail that is not base64', { ...zst, tail: '<script>' }, /stored\.tail/],
     ['neither compressed nor encrypted', { ...zst, name: 'metadata.mfs.back', compression: 'none' }, /neither compressed nor encrypted/],
   ])('refused: %s', async (_, stored, message) => {
     await expect(read(file(stored))).rejects.toThrow(message);
