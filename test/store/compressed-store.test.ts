@@ -9,6 +9,7 @@ import { masterInfo } from '../../lib/moosefs/mfscli.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { cacheFile } from '../../lib/verify/snapshot-cache.js';
 import { runCli } from '../helpers/cli.js';
+import { freezeDataPath, writeSnapshot } from '../helpers/snapshot-fixture.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
@@ -103,6 +104,27 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
     expect(json.storage).toBe('zstd');
     expect(json.storedBytes).toBeLessThan(json.bytes);
     expect(json.ratio).toBe(`${(json.bytes / json.storedBytes).toFixed(1)}x`);
+  });
+
+  test('a store of plain snapshots (made before compression) takes compressed ones beside: both verify, list shows each form, drill restores the plain one', async () => {
+    const mixedStore = path.join(lab.dir, 'store-mixed');
+    const frozen = path.join(lab.dir, 'frozen-for-mixed');
+    await freezeDataPath(lab.master.dataPath, frozen);
+    const plain = await writeSnapshot({ store: mixedStore, image: path.join(frozen, 'metadata.mfs.back'), at: new Date(Date.now() - 60_000) });
+    expect(plain.manifest.files.every((f) => f.stored === undefined)).toBe(true);
+    const mixedConfig = await writeConfig('mixed', { path: mixedStore });
+    await lab.makeChanges('mixed', 3);
+    expect((await runCli(['run', 'backup', '--config', mixedConfig])).code).toBe(0);
+    const [old, fresh] = await snapshots(mixedStore);
+    expect(old!.id).toBe(plain.id);
+    expect(fresh!.manifest.files.every((f) => f.stored?.compression === 'zstd')).toBe(true);
+    const list = JSON.parse((await runCli(['snapshot', 'list', '--config', mixedConfig, '--json'])).stdout) as { snapshots: { id: string; storage: string }[] };
+    expect(list.snapshots.map((r) => r.storage)).toEqual(['none', 'zstd']);
+    const checked = await verify(mixedConfig);
+    expect(checked.report.details.sources['older snapshots']).toMatchObject({ status: 'OK', checked: 1 });
+    expect(checked.report.details.sources[`snapshot ${fresh!.id}`]!.status).toBe('OK');
+    const drill = await runCli(['drill', '--snapshot', plain.id, '--config', mixedConfig]);
+    expect(drill.stdout).toContain(`MFS DRILL OK - snapshot ${plain.id} restored to metadata version ${plain.manifest.reachesVersion}`);
   });
 
   test('sealed: no file holds plaintext (no image magic, no zstd magic, no changelog text); the manifest names the key by id only', async () => {
