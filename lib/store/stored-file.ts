@@ -68,20 +68,27 @@ function zstdStage(args: string[]): Stage {
         child.once('spawn', resolve);
         child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? zstdMissing() : err));
       });
+      let exited = false;
+      void closed.then(() => (exited = true));
+      // What comes from upstream (a stored checksum found wrong at its end) is the better message than
+      // zstd's own complaint: once zstd has quit, the rest is still read (not written) so upstream can say it.
       const feed = (async () => {
         try {
-          for await (const chunk of source) if (!child.stdin.write(chunk)) await once(child.stdin, 'drain');
+          for await (const chunk of source) {
+            if (exited) continue;
+            if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain').catch(() => undefined), closed]);
+          }
           child.stdin.end();
+          return undefined;
         } catch (err) {
           child.stdin.destroy();
-          throw err;
+          return err;
         }
       })();
-      const fed = feed.then(() => undefined, (err: unknown) => err);
       for await (const chunk of child.stdout) yield chunk as Buffer;
       const code = await closed;
-      const feedError = await fed;
-      if (feedError) throw feedError;
+      const upstream = await feed;
+      if (upstream) throw upstream;
       if (code !== 0) throw new ZstdError(stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
