@@ -10,6 +10,7 @@ import { formatBytes } from '../lib/core/progress.js';
 import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
+import { storeWriteSettings } from '../lib/store/stored-file.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
 
 /**
@@ -182,6 +183,8 @@ export default defineJob({
     const { config, options, dryRun, log } = ctx;
     const store = snapshotStorePath(config);
     const hosts = backupSources(config, options.sources);
+    // An unusable key file (readable by others, wrong size) fails the run before anything is copied.
+    const storage = await storeWriteSettings(config);
 
     // 1. What a killed run left behind goes first (we hold the backup lock: nothing in .tmp is live).
     if (!dryRun) await prepareStore(store);
@@ -194,7 +197,7 @@ export default defineJob({
       ctx.signal.throwIfAborted();
       const { healthy } = await viewStore(store);
       try {
-        const outcome = await backupSource({ config, host, store, newest: newestOf(healthy, host.name), snapshotOnNewChangelogs: options.snapshotOnNewChangelogs, dryRun, log, signal: ctx.signal, mfsJobsVersion: VERSION });
+        const outcome = await backupSource({ config, host, store, newest: newestOf(healthy, host.name), snapshotOnNewChangelogs: options.snapshotOnNewChangelogs, dryRun, log, signal: ctx.signal, mfsJobsVersion: VERSION, storage });
         results.push({ host, outcome });
       } catch (err) {
         if (ctx.signal.aborted) throw err;

@@ -6,6 +6,7 @@ import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
+import { storeKeys } from '../lib/store/stored-file.js';
 import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
@@ -64,7 +65,7 @@ type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<Prune
 function selectTargets(config: Config, o: PruneOptions, dryRun: boolean, identity: ClusterIdentity | undefined): TargetOpener[] {
   const out: TargetOpener[] = [];
   const store = config.snapshotStore;
-  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun, identity) });
+  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun, identity, await storeKeys(config)) });
   o.dataPaths.forEach((name, i) => {
     const host = allHosts(config).find((h) => h.name === name);
     if (!host) throw new ConfigError(`jobs.prune.dataPaths.${i}`, `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`);

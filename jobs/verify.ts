@@ -10,7 +10,9 @@ import { openSource } from '../lib/transport/remote.js';
 import { inspectChunkserver, inspectDataPath, inspectSnapshot, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
 import { checkCopy } from '../lib/store/copy/check.js';
 import { judgeCopy } from '../lib/verify/copy-verdict.js';
-import { judgeChunkserver, judgeMetalogger, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
+import { storeKeys } from '../lib/store/stored-file.js';
+import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
+import { judgeChunkserver, judgeMetalogger, judgeRetained, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
   cliTimeoutSeconds: z.number().positive().default(10),
@@ -29,6 +31,8 @@ const options = jobOptionsSchema({
    * the link each run); false: only presence and sizes.
    */
   copyChecksums: z.boolean().default(true),
+  /** A snapshot verified clean and unchanged since is read again after this long anyway (bit rot keeps mtimes). */
+  snapshotRecheckDays: z.number().positive().default(7),
 }).superRefine((o, ctx) => {
   const pairs: [keyof typeof o, keyof typeof o][] = [
     ['lagVersionsWarn', 'lagVersionsCrit'],
@@ -98,12 +102,21 @@ async function connectedState(config: Config, master: MasterView): Promise<Conne
   return matchConnected(mls, listed);
 }
 
-async function verifySnapshotStore(store: string, masterVersion: number | undefined, t: VerifyThresholds, signal: AbortSignal): Promise<{ verdict: SourceVerdict; facts?: SnapshotFacts }> {
+/**
+ * The newest snapshot (the verdict on the store's freshness and restore point) and every older one
+ * (each a restore point promote, drill and restore may pick): all checked, the unchanged ones from
+ * the cache (lib/verify/snapshot-cache.ts).
+ */
+async function verifySnapshotStore(config: Config, store: string, masterVersion: number | undefined, t: VerifyThresholds, o: Options, signal: AbortSignal): Promise<{ verdict: SourceVerdict; retained?: SourceVerdict; facts?: SnapshotFacts }> {
   try {
     const { snapshots, broken } = await listSnapshots(store);
-    const newest = snapshots[snapshots.length - 1];
-    const facts = newest ? await inspectSnapshot(newest, { signal }) : undefined;
-    return { verdict: judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t), facts };
+    const keys = await storeKeys(config);
+    const sweep = await sweepSnapshots(config.stateDir, store, snapshots, { keys, signal, maxAgeMs: o.snapshotRecheckDays * 86_400_000 });
+    const facts = sweep.facts[sweep.facts.length - 1];
+    const older = sweep.facts.slice(0, -1);
+    const verdict = judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t);
+    const retained = older.length ? judgeRetained({ store, facts: older, rechecked: sweep.rechecked.filter((id) => id !== facts?.snapshot.id), cached: sweep.cached.filter((id) => id !== facts?.snapshot.id) }, t) : undefined;
+    return { verdict, retained, facts };
   } catch (err) {
     if (signal.aborted) throw err;
     return { verdict: judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t) };
@@ -142,7 +155,7 @@ export default defineJob({
     const master = await askMasters(config, o, signal);
     const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
-      store ? verifySnapshotStore(store, master.version, t, signal) : Promise.resolve(undefined),
+      store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
       Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums }))),
     ]);
     const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
@@ -159,6 +172,8 @@ export default defineJob({
     );
     verdicts.push(...chunkservers);
     if (snapshot) verdicts.push(snapshot.verdict);
+    if (snapshot?.retained) verdicts.push(snapshot.retained);
+    // Last: details.copies below takes the copies' verdicts from the end.
     verdicts.push(...copies.map((c) => judgeCopy(c, t)));
     for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
 
@@ -168,7 +183,7 @@ export default defineJob({
     const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
     const summary =
       status === 'OK'
-        ? `every source can restore: ${verdicts.map((v) => `${v.name} to ${v.restorableVersion}`).join(', ')}; master at ${master.version}`
+        ? `every source can restore: ${verdicts.map((v) => (v.restorableVersion === undefined ? v.headline : `${v.name} to ${v.restorableVersion}`)).join(', ')}; master at ${master.version}`
         : summarize([...verdicts, { name: '', findings: globalFindings }]);
     return { status, summary, details, metrics, lines };
   },

@@ -79,7 +79,7 @@ Section: admin
 Priority: optional
 Maintainer: mfs-jobs developers <root@localhost>
 Installed-Size: $size
-Depends: nodejs (>= 20)
+Depends: nodejs (>= 20), zstd
 Recommends: moosefs-cli, moosefs-master, openssh-client, iproute2, iputils-arping, nftables
 Suggests: ucarp | keepalived, moosefs-metalogger, prometheus-node-exporter
 Homepage: https://github.com/mfs-jobs/mfs-jobs

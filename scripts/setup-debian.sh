@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client moosefs-cli
           openssh-server openssh-client ucarp keepalived fuse3 iproute2 procps util-linux
           iputils-arping  # promote's fence: ARP tells a dead master's host within 150 ms
+          zstd  # the snapshot store's compression (through a pipe; BENCHMARKS.md section 7)
           iptables  # tests: a port that drops SYNs, VIP adverts cut between A and B
           nftables  # standby.holdClients (SYNs to the VIP held until the new master listens); tests: advert drops
           time faketime  # GNU time: peak RSS in npm run bench; faketime: hourly rotations in prune tests

@@ -44,7 +44,8 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
   const store = path.join(base, 'store');
   const config = await writeJobsConfig(ctx, `backup-${image.files}`, {
     masters: [{ name: 'master', host: ctx.sshd.host, dataPath: source }],
-    snapshotStore: { path: store },
+    // The copy against scp, like for like: compression's own cost is measured in BENCHMARKS.md section 7.
+    snapshotStore: { path: store, compression: { type: 'none' } },
   });
   const own = new FigureSamples();
   const backup: Side = {

@@ -22,6 +22,7 @@ import {
   type ImageCandidate,
   type SourceInventory,
 } from './inventory.js';
+import { storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
@@ -47,6 +48,8 @@ export interface BackupRequest {
   log: Logger;
   signal: AbortSignal;
   mfsJobsVersion: string;
+  /** How the snapshot's files are stored (compression, encryption). */
+  storage: StoreWriteSettings;
 }
 
 export type BackupOutcome =
@@ -137,6 +140,11 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
     const files = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
+    // Checked as MooseFS files above; stored compressed (and sealed) only now, each fsynced.
+    for (const f of files) {
+      const stored = await storeStagedFile(stage, f.name, req.storage);
+      if (stored) f.stored = stored;
+    }
     const manifest: Manifest = {
       formatVersion: 1,
       id,
@@ -150,7 +158,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       finishedAt: new Date().toISOString(),
     };
     await finaliseSnapshot(req.store, stage, manifest);
-    const stored = files.reduce((sum, f) => sum + f.size, 0);
+    const stored = files.reduce((sum, f) => sum + storedSizeOf(f), 0);
     return { kind: 'snapshot', manifest, bytes: stored, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
   } catch (err) {
     // The store's disk filled up (someone else wrote there meanwhile): say so, not "transfer failed".

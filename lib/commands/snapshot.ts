@@ -8,6 +8,7 @@ import type { Manifest, StoredSnapshot } from '../store/manifest.js';
 import { formatBytes } from '../core/progress.js';
 import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
 import { readLatest, viewStore } from '../store/snapshot-store.js';
+import { keyProblem, storedSizeOf, storeKeys, type StoreKeys } from '../store/stored-file.js';
 import { clusterIdentity } from '../store/identity.js';
 import { formatTable } from '../core/table.js';
 import { printable } from '../core/names.js';
@@ -45,7 +46,32 @@ function bytesOf(m: Manifest): number {
   return m.files.reduce((s, f) => s + f.size, 0);
 }
 
-function summaryOf(s: StoredSnapshot, latest: string | undefined) {
+function storedBytesOf(m: Manifest): number {
+  return m.files.reduce((s, f) => s + storedSizeOf(f), 0);
+}
+
+/** `zstd`, `zstd + aes-256-gcm (key 0123…)`, `none`; mixed when the files differ. */
+function storageOf(m: Manifest): string {
+  const forms = new Set(m.files.map((f) => `${f.stored?.compression ?? 'none'}${f.stored?.encryption ? ` + aes-256-gcm (key ${f.stored.encryption.keyId})` : ''}`));
+  return [...forms].join(', ');
+}
+
+/** `7.1x` (content bytes over stored bytes). */
+function ratioOf(m: Manifest): string {
+  const stored = storedBytesOf(m);
+  return stored > 0 ? `${(bytesOf(m) / stored).toFixed(1)}x` : '-';
+}
+
+/** Why this snapshot cannot be read with the configured key (missing, wrong, unusable), or undefined. */
+function keyStateOf(m: Manifest, keys: StoreKeys): string | undefined {
+  for (const f of m.files) {
+    const problem = keyProblem(f, keys);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+function summaryOf(s: StoredSnapshot, latest: string | undefined, keys: StoreKeys = {}) {
   const m = s.manifest;
   return {
     id: s.id,
@@ -59,6 +85,10 @@ function summaryOf(s: StoredSnapshot, latest: string | undefined) {
     reachesVersion: m.reachesVersion,
     files: m.files.length,
     bytes: bytesOf(m),
+    storedBytes: storedBytesOf(m),
+    storage: storageOf(m),
+    ratio: ratioOf(m),
+    keyProblem: keyStateOf(m, keys) ?? null,
     startedAt: m.startedAt,
     finishedAt: m.finishedAt,
   };
@@ -101,13 +131,14 @@ async function list(globals: Globals, json: boolean, copy?: string): Promise<voi
   const { config, store } = await storeOf(globals);
   const { healthy, broken } = await viewStore(store);
   const latest = await readLatest(store);
-  const rows = healthy.map((s) => summaryOf(s, latest));
+  const keys = await storeKeys(config);
+  const rows = healthy.map((s) => summaryOf(s, latest, keys));
   if (json) {
     process.stdout.write(JSON.stringify({ store, latest: latest ?? null, snapshots: rows, broken }, null, 2) + '\n');
     return;
   }
   const table = formatTable(
-    ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'CHANGELOGS', 'SIZE', `TAKEN (${config.timezone})`],
+    ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'CHANGELOGS', 'SIZE', 'STORED', `TAKEN (${config.timezone})`],
     rows.map((r) => [
       r.latest ? `${r.id} *` : r.id,
       r.source,
@@ -115,10 +146,15 @@ async function list(globals: Globals, json: boolean, copy?: string): Promise<voi
       `${r.image} v${r.imageVersion}${r.emptyImage ? ' (MFSM NEW)' : ''}`,
       r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
       formatBytes(r.bytes),
+      `${formatBytes(r.storedBytes)} ${r.storage}${r.keyProblem ? ' KEY!' : ''}`,
       when(r.startedAt, config.timezone),
     ].map(printable)),
   );
-  const notes = [rows.length ? '* = latest' : `no snapshots in ${store}`, ...broken.map((b) => `unusable: ${b.id}: ${b.error}`)];
+  const notes = [
+    rows.length ? '* = latest' : `no snapshots in ${store}`,
+    ...rows.filter((r) => r.keyProblem).map((r) => `cannot be read: ${r.id}: ${r.keyProblem}`),
+    ...broken.map((b) => `unusable: ${b.id}: ${b.error}`),
+  ];
   process.stdout.write([table, ...notes.map(printable)].join('\n') + '\n');
 }
 
@@ -127,8 +163,9 @@ async function show(globals: Globals, id: string, json: boolean): Promise<void> 
   const snap = await findSnapshot(store, id);
   const latest = await readLatest(store);
   const m = snap.manifest;
+  const keyState = keyStateOf(m, await storeKeys(config));
   if (json) {
-    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, manifest: m }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, storage: storageOf(m), storedBytes: storedBytesOf(m), bytes: bytesOf(m), ratio: ratioOf(m), keyProblem: keyState ?? null, manifest: m }, null, 2) + '\n');
     return;
   }
   const head = [
@@ -138,20 +175,22 @@ async function show(globals: Globals, id: string, json: boolean): Promise<void> 
     ['image', `${m.image.name} version ${m.image.version}${m.image.empty ? ' (MFSM NEW, empty)' : ''}, metaid ${m.image.metaid || '-'}`],
     ['changelogs', m.changelogs.first !== undefined ? `${m.changelogs.first}..${m.changelogs.last}` : 'none needed'],
     ['reaches', `metadata version ${m.reachesVersion}`],
+    ['stored', `${storageOf(m)}: ${formatBytes(storedBytesOf(m))} for ${formatBytes(bytesOf(m))} of metadata, ratio ${ratioOf(m)}`],
     ['taken', `${when(m.startedAt, config.timezone)} .. ${when(m.finishedAt, config.timezone)} (${config.timezone})`],
     ['mfs-jobs', m.mfsJobsVersion],
+    ...(keyState ? [['key', `cannot be read: ${keyState}`]] : []),
   ];
   const files = formatTable(
-    ['FILE', 'ROLE', 'SIZE', 'VERSIONS', 'SHA256', 'FROM'],
-    m.files.map((f) => [f.name, f.role, String(f.size), f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath].map((c) => printable(String(c)))),
+    ['FILE', 'ROLE', 'SIZE', 'STORED AS', 'VERSIONS', 'SHA256', 'FROM'],
+    m.files.map((f) => [f.name, f.role, String(f.size), f.stored ? `${f.stored.name} ${f.stored.size}` : '-', f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath].map((c) => printable(String(c)))),
   );
   const width = Math.max(...head.map(([k]) => k!.length)) + 2;
   process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${printable(v!)}`).join('\n') + '\n\n' + files + '\n');
 }
 
 async function exportCmd(globals: Globals, id: string, file: string): Promise<void> {
-  const { store } = await storeOf(globals);
-  const res = await exportSnapshot(store, id, file);
+  const { config, store } = await storeOf(globals);
+  const res = await exportSnapshot(store, id, file, await storeKeys(config));
   process.stdout.write(`exported snapshot ${res.id} to ${res.file} (${formatBytes(res.bytes)}), checksums verified\n`);
 }
 
@@ -162,7 +201,7 @@ async function importCmd(globals: Globals, file: string, otherFilesystem: boolea
   await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
-    const res = await importSnapshot(store, file, { otherFilesystem, identity: await clusterIdentity(config) });
+    const res = await importSnapshot(store, file, { otherFilesystem, identity: await clusterIdentity(config), keys: await storeKeys(config) });
     process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
   } finally {
     await lock.release();

@@ -62,6 +62,12 @@ const metaloggerSchema = z.strictObject({
  */
 const chunkserverSchema = z.strictObject({ ...hostFields });
 
+const compressionSchema = z.strictObject({
+  type: z.enum(['zstd', 'none']),
+  /** zstd's level: 3 (its default) compresses a metadata image about 7x at ~140 MB/s (BENCHMARKS.md). */
+  level: z.number().int().min(1).max(19).default(3),
+});
+
 const retentionSchema = z.strictObject({
   keepLast: z.number().int().min(1).default(3),
   keepHourly: z.number().int().min(0).default(24),
@@ -222,6 +228,10 @@ const configSchema = z.strictObject({
             seen.add(c.name);
           }
         }),
+      /** How new snapshots' files are stored; existing snapshots keep what their manifest says. */
+      compression: compressionSchema.default({ type: 'zstd', level: 3 }),
+      /** Encrypt new snapshots' files (AES-256-GCM, after compression) with the key in this file. */
+      encryption: z.strictObject({ keyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600') }).optional(),
     })
     .optional(),
   standby: standbySchema.optional(),
@@ -238,6 +248,7 @@ export type Retention = z.infer<typeof retentionSchema>;
 export type CopyConfig = z.infer<typeof copySchema>;
 export type SftpCopyConfig = z.infer<typeof sftpCopySchema>;
 export type S3CopyConfig = z.infer<typeof s3CopySchema>;
+export type Compression = z.infer<typeof compressionSchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
 
 export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {

@@ -55,6 +55,8 @@ export const METRICS = {
   snapshot_restorable_version: gauge('Metadata version a restore from the newest snapshot reaches.'),
   snapshot_lag_versions: gauge('Metadata versions the master has beyond the newest snapshot.'),
   snapshot_status: gauge('Verify\'s verdict on the newest snapshot: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.'),
+  retained_snapshots: gauge('Snapshots older than the newest that verify checked (each a restore point).'),
+  retained_snapshots_damaged: gauge('Of those, how many are damaged (checksum, key, chain): each is named in verify\'s output.'),
 
   // prune: per target (label target)
   freed_bytes: gauge('Bytes prune deleted in its last run.', 'B'),

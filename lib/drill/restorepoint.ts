@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { FILE_MODE } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import { changelogBound, listDataPath, readSourceImageHeader, RESTORED_SESSIONS, sessionsFile } from '../moosefs/datapath.js';
 import { ChainError, UsageError } from '../core/errors.js';
 import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
+import { copySnapshotFile, type StoreKeys } from '../store/stored-file.js';
 import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
 import type { ReadBound } from '../transport/bounded.js';
@@ -82,25 +81,6 @@ export async function pickSnapshot(store: string, id: string | 'latest'): Promis
   throw new UsageError(id, `no snapshot "${id}" in ${store}${known ? ` (newest: ${known})` : ' (the store is empty)'}`);
 }
 
-/** Copy one file while hashing it: one read of the snapshot both verifies and places it. */
-async function copyHashed(from: string, to: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(
-    createReadStream(from, { highWaterMark: 1 << 20 }),
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        size += chunk.length;
-        yield chunk;
-      }
-    },
-    createWriteStream(to, { flags: 'wx', mode: FILE_MODE }),
-    { signal },
-  );
-  return { sha256: hash.digest('hex'), size };
-}
-
 /** A manifest names plain DATA_PATH files; anything else (a path, an odd name) is refused. */
 function checkManifestName(name: string, role: ManifestFile['role'], where: string): void {
   const ok = path.basename(name) === name && (role === 'image' ? isImageName(name) : role === 'sessions' ? isSessionsName(name) : isChangelogName(name));
@@ -116,9 +96,15 @@ export interface PlaceOptions {
   ensureSpace?: (bytes: number) => Promise<void>;
   /** A DATA_PATH source: choose among images of at most this version (a restore to an older target). */
   maxImageVersion?: number;
+  /** A snapshot source: the store's key, for encrypted snapshots. */
+  keys?: StoreKeys;
 }
 
-/** Copy a snapshot's files into `dataPath`, each checked against the manifest's size and sha256. */
+/**
+ * Copy a snapshot's files into `dataPath` as MooseFS files (decompressed, decrypted), each checked on
+ * the way against the manifest's sizes and sha256 (stored and content): a snapshot damaged since
+ * verify last saw it is refused here, naming the file.
+ */
 export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
   const { manifest } = snapshot;
   const { signal } = options;
@@ -132,14 +118,7 @@ export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, 
   for (const f of manifest.files) {
     checkManifestName(f.name, f.role, where);
     const target = f.role === 'image' ? restoredImageName(f.name) : f.role === 'sessions' ? RESTORED_SESSIONS : f.name;
-    const got = await copyHashed(path.join(snapshot.dir, f.name), path.join(dataPath, target), signal).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' && err.path?.startsWith(snapshot.dir)) throw new ChainError(err.path, `${where}: ${f.name} is missing`);
-      throw err;
-    });
-    if (got.size !== f.size || got.sha256 !== f.sha256.toLowerCase()) {
-      throw new ChainError(path.join(snapshot.dir, f.name), `${where}: ${f.name} does not match its manifest (size ${got.size}, expected ${f.size}; sha256 ${got.sha256.slice(0, 12)}…, expected ${f.sha256.slice(0, 12)}…)`);
-    }
-    bytes += got.size;
+    bytes += await copySnapshotFile(snapshot, f, path.join(dataPath, target), { keys: options.keys, signal });
     if (f.role === 'image') image = target;
     else if (f.role === 'changelog') changelogs.push(target);
   }

@@ -4,6 +4,7 @@ import type { StoredSnapshot } from '../store/manifest.js';
 import { ensureFreeSpace } from '../moosefs/scratchmaster.js';
 import { openSource } from '../transport/remote.js';
 import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
+import { storeKeys } from '../store/stored-file.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
 
 /**
@@ -50,13 +51,14 @@ export function describeSource(source: RestoreSource, short = false): string {
 
 export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, options);
+  const keys = await storeKeys(config);
+  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys });
   if (source.kind === 'copy') {
     // Downloaded and checked into a private directory of the state dir, placed like a local snapshot, removed.
     const fetched = await fetchFromCopy(config, source.copy, source.id, signal);
     try {
       source.fetched = fetched.snapshot;
-      return await placeSnapshot(fetched.snapshot, dataPath, options);
+      return await placeSnapshot(fetched.snapshot, dataPath, { ...options, keys });
     } finally {
       await fetched.cleanup();
     }

@@ -7,7 +7,9 @@ import { describeError } from '../core/errors.js';
 import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
-import { copyLocalFile, localSource, openSource, type FileSource } from '../transport/remote.js';
+import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
+import { snapshotSource } from '../store/snapshot-source.js';
+import { storeKeys } from '../store/stored-file.js';
 import type { PrivateDir } from './staging-dir.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
@@ -45,9 +47,11 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
   if (config.snapshotStore) {
     const { snapshots, broken } = await listSnapshots(config.snapshotStore.path);
     for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
+    const keys = await storeKeys(config);
     for (const s of snapshots) {
       const name = `snapshot:${s.id}`;
-      specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => localSource(name) });
+      // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
+      specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => snapshotSource(name, s, keys) });
     }
     if (snapshots.length === 0) specs.push(...(await copySpecs(config, notes, signal)));
   }
@@ -65,7 +69,9 @@ async function copySpecs(config: Config, notes: string[], signal?: AbortSignal):
       const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
-      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => localSource(name) }];
+      // Its files are the stored bytes, as in the store: read through the same checked stream.
+      const keys = await storeKeys(config);
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys) }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }
@@ -258,7 +264,8 @@ export class Staging {
 
   /** A file's size where it lies (lstat locally, stat over SFTP), for one the inventory did not list. */
   async sizeOf(file: { source: string; path: string; local: boolean }): Promise<number> {
-    if (file.local) {
+    const open = this.sources.get(file.source);
+    if (file.local && !open) {
       const st = await fs.lstat(file.path);
       if (!st.isFile()) throw new Error(`${file.path}: not a regular file`);
       return st.size;
@@ -301,9 +308,10 @@ export class Staging {
     }
     // Only the live changelog (N = 0) may have grown since it was listed; rotated ones and images are fixed.
     const bound = isChangelogName(file.name) ? changelogBound(file.name, file.size) : { size: file.size };
-    if (file.local) {
+    if (file.local && !files) {
       // A local file is cloned where the filesystem can (reflink), copied otherwise: never transferred;
-      // never through a symlink planted in the source directory, never more than its bound.
+      // never through a symlink planted in the source directory, never more than its bound. (An open
+      // local source does the same in its download; a snapshot's decompresses and checks.)
       await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
       if (!files) throw new Error(`${file.source}: source is closed`);

@@ -1,10 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DIR_MODE, fsyncDir } from '../core/atomic.js';
-import { scanChangelogFile } from '../moosefs/changelog.js';
 import { ChainError } from '../core/errors.js';
 import { LATEST, listSnapshots, MANIFEST, snapshotsDir, TMP_DIR, type StoredSnapshot } from '../store/manifest.js';
-import { readImageHeader } from '../moosefs/metadata.js';
+import { readSnapshotContent, storedPathOf, storedSizeOf, type StoreKeys } from '../store/stored-file.js';
 import { openFilesUnder } from '../core/openfiles.js';
 import { printable } from '../core/names.js';
 import { foreignMetaidMessage, type ClusterIdentity } from '../store/identity.js';
@@ -29,6 +28,7 @@ export class SnapshotStoreTarget implements PruneTarget {
     private readonly store: string,
     private readonly dryRun: boolean,
     private readonly identity?: ClusterIdentity,
+    private readonly keys?: StoreKeys,
   ) {
     this.where = `store (${store})`;
   }
@@ -85,17 +85,20 @@ export class SnapshotStoreTarget implements PruneTarget {
   private async scanSnapshot(s: StoredSnapshot, open: Set<string>, out: TargetScan): Promise<void> {
     const where = (name: string) => `snapshot ${s.id}/${name}`;
     const takenAt = Date.parse(s.manifest.finishedAt);
-    const listed = new Set(s.manifest.files.map((f) => f.name));
+    const listed = new Set(s.manifest.files.map((f) => f.stored?.name ?? f.name));
     let images = 0;
     for (const f of s.manifest.files) {
-      const file = path.join(s.dir, f.name);
+      const file = storedPathOf(s, f);
+      const stored = f.stored?.name ?? f.name;
       const st = await fs.stat(file).catch(() => undefined);
-      if (!st) throw new ChainError(file, `${where(f.name)}: listed in ${MANIFEST} but missing`);
-      if (st.size !== f.size) throw new ChainError(file, `${where(f.name)}: ${st.size} B on disk, ${MANIFEST} says ${f.size} B`);
-      const name = `${s.id}/${f.name}`;
+      if (!st) throw new ChainError(file, `${where(stored)}: listed in ${MANIFEST} but missing`);
+      if (st.size !== storedSizeOf(f)) throw new ChainError(file, `${where(stored)}: ${st.size} B on disk, ${MANIFEST} says ${storedSizeOf(f)} B`);
+      const name = `${s.id}/${stored}`;
       if (f.role === 'image') {
         images++;
-        const header = await readImageHeader(file);
+        const facts = await readSnapshotContent(s, f, { keys: this.keys });
+        if (!facts.header) throw new ChainError(file, `${where(f.name)}: ${facts.headerError}`);
+        const header = facts.header;
         const version = header.empty ? 1 : header.version;
         if (header.version !== s.manifest.image.version) throw new ChainError(file, `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`);
         out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest } satisfies PlanImage);
@@ -103,7 +106,7 @@ export class SnapshotStoreTarget implements PruneTarget {
         // A 1.x image's sessions.mfs: goes with its snapshot, holds no versions.
         out.others.push({ name, unit: s.id, size: st.size, mtimeMs: st.mtimeMs } satisfies PlanOtherFile);
       } else {
-        const scan = await scanChangelogFile(file);
+        const scan = (await readSnapshotContent(s, f, { keys: this.keys })).scan!;
         refuseDamagedChangelog(scan, where(f.name), false);
         if ((f.firstVersion !== undefined && f.firstVersion !== scan.first) || (f.lastVersion !== undefined && f.lastVersion !== scan.last)) {
           throw new ChainError(file, `${where(f.name)}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, ${MANIFEST} says ${f.firstVersion}..${f.lastVersion}`);

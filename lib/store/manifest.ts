@@ -10,6 +10,8 @@ import { plainNameProblem, shownName } from '../core/names.js';
  *       <image>            metadata.mfs.back or metadata_ml.mfs.back, as named on the source
  *       changelog*.mfs     the changelogs that roll the image forward, as named on the source
  *       sessions.mfs       (MooseFS 1.x) the client sessions, sessions.mfs or sessions_ml.mfs on the source
+ *                          each stored as its `stored.name` when the manifest says so: <name>.zst
+ *                          (zstd), <name>.zst.enc / <name>.enc (sealed, lib/store/sealed.ts)
  *       manifest.json      this file's `Manifest`
  *   <store>/latest         symlink to snapshots/<id>, replaced atomically
  *   <store>/.tmp/          snapshots being written; removed by the next run after a crash
@@ -19,7 +21,29 @@ export const SNAPSHOTS_DIR = 'snapshots';
 export const TMP_DIR = '.tmp';
 export const LATEST = 'latest';
 
+/** How a file lies on disk when it is not the MooseFS file itself (absent: it is, as before compression). */
+export interface StoredForm {
+  /** `<name>.zst`, `<name>.zst.enc` or `<name>.enc`. */
+  name: string;
+  /** Size and sha256 of the bytes on disk. */
+  size: number;
+  sha256: string;
+  compression: 'zstd' | 'none';
+  /** AES-256-GCM in chunks of `chunkBytes` (sealed.ts), with the key whose id this is (never the key). */
+  encryption?: { cipher: 'aes-256-gcm-chunked'; keyId: string; chunkBytes: number };
+  /**
+   * The content's last TAIL_BYTES (base64): an image's end marker and a changelog's last lines, which
+   * promote reads of every snapshot, without decompressing whole files. Checked against the content
+   * whenever the file is read in full (verify, import, prune).
+   */
+  tail?: string;
+}
+
+/** How much of a stored file's content end the manifest keeps (`StoredForm.tail`). */
+export const TAIL_BYTES = 4096;
+
 export interface ManifestFile {
+  /** The MooseFS file's name (what a restore places); `size` and `sha256` are of its content. */
   name: string;
   /** `sessions`: a 1.x `sessions.mfs` (client sessions; later generations keep them in the image). */
   role: 'image' | 'changelog' | 'sessions';
@@ -32,6 +56,7 @@ export interface ManifestFile {
   /** Changelogs: first and last version inside. */
   firstVersion?: number;
   lastVersion?: number;
+  stored?: StoredForm;
 }
 
 export interface Manifest {
@@ -96,12 +121,47 @@ export function parseManifest(text: string, file: string): Manifest {
     const problem = plainNameProblem(name);
     if (problem) throw new ChainError(file, `${file}: ${at} ${shownName(name)} is not a plain file name (${problem})`);
   }
-  // Sizes bound every read of a copy's file and checksums decide its use: both must be what they say.
   for (const [i, f] of parsed.files.entries()) {
-    if (!Number.isSafeInteger(f.size) || f.size < 0) throw new ChainError(file, `${file}: files[${i}].size is not a byte count`);
-    if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(f.sha256)) throw new ChainError(file, `${file}: files[${i}].sha256 is not a sha256`);
+    const problem = fileProblem(f);
+    if (problem) throw new ChainError(file, `${file}: files[${i}]${problem}`);
   }
   return parsed;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const isSize = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+/** What is wrong with a manifest entry's sizes, checksums and stored form (outside input, like its names). */
+function fileProblem(f: ManifestFile): string | undefined {
+  if (!isSize(f.size)) return `.size ${shownName(String(f.size))} is not a size`;
+  if (typeof f.sha256 !== 'string' || !SHA256.test(f.sha256.toLowerCase())) return `.sha256 is not a sha256`;
+  const s = f.stored as unknown;
+  if (s === undefined) return undefined;
+  if (!s || typeof s !== 'object') return '.stored is not an object';
+  const st = s as StoredForm;
+  if (st.compression !== 'zstd' && st.compression !== 'none') return `.stored.compression ${shownName(String(st.compression))} is not zstd or none`;
+  const enc = st.encryption as unknown;
+  if (enc !== undefined) {
+    const e = enc as NonNullable<StoredForm['encryption']>;
+    if (!e || e.cipher !== 'aes-256-gcm-chunked') return '.stored.encryption.cipher is not aes-256-gcm-chunked';
+    if (typeof e.keyId !== 'string' || !/^[0-9a-f]{16}$/.test(e.keyId)) return '.stored.encryption.keyId is not a key id (16 hex digits)';
+    if (e.chunkBytes !== 1 << 20) return `.stored.encryption.chunkBytes ${shownName(String(e.chunkBytes))} is not ${1 << 20}`;
+  }
+  if (st.compression === 'none' && enc === undefined) return '.stored says neither compressed nor encrypted';
+  const expected = `${f.name}${st.compression === 'zstd' ? '.zst' : ''}${enc ? '.enc' : ''}`;
+  if (st.name !== expected) return `.stored.name ${shownName(st.name)} is not ${shownName(expected)}`;
+  if (!isSize(st.size)) return `.stored.size ${shownName(String(st.size))} is not a size`;
+  if (typeof st.sha256 !== 'string' || !SHA256.test(st.sha256)) return '.stored.sha256 is not a sha256';
+  if (st.tail !== undefined && (typeof st.tail !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(st.tail) || Buffer.from(st.tail, 'base64').length !== Math.min(f.size, TAIL_BYTES))) return `.stored.tail is not the last ${Math.min(f.size, TAIL_BYTES)} bytes (base64)`;
+  return undefined;
+}
+
+/**
+ * The file as it lies in a snapshot directory — and on an off-site copy, which holds the same bytes: its
+ * stored name, size and sha256 (the compressed/sealed form), or the content's own for a raw file.
+ */
+export function onDisk(f: ManifestFile): { name: string; size: number; sha256: string } {
+  return f.stored ? { name: f.stored.name, size: f.stored.size, sha256: f.stored.sha256 } : { name: f.name, size: f.size, sha256: f.sha256 };
 }
 
 export interface StoredSnapshot {

@@ -6,6 +6,7 @@ import { plainNameProblem, printable, shownName } from '../core/names.js';
 import { ID_PATTERN, idTime, listSnapshots, MANIFEST, readManifest, snapshotsDir, type Manifest, type StoredSnapshot } from './manifest.js';
 import { isChangelogName, isImageName, isSessionsName } from '../moosefs/metadata.js';
 import { foreignMetaidMessage, type ClusterIdentity } from './identity.js';
+import type { StoreKeys } from './stored-file.js';
 import { ensureStoreSpace, makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
 
 /**
@@ -26,14 +27,15 @@ export async function findSnapshot(store: string, id: string): Promise<StoredSna
   return { id: wanted, dir, manifest: await readManifest(dir) };
 }
 
-export async function exportSnapshot(store: string, id: string, file: string): Promise<{ id: string; file: string; bytes: number }> {
+/** The stored files go into the archive as they are (compressed, sealed): verified first, never re-encoded. */
+export async function exportSnapshot(store: string, id: string, file: string, keys?: StoreKeys): Promise<{ id: string; file: string; bytes: number }> {
   const snap = await findSnapshot(store, id);
-  const problems = await verifySnapshot(snap.dir, snap.manifest);
+  const problems = await verifySnapshot(snap.dir, snap.manifest, keys);
   if (problems.length) throw new ChainError(snap.dir, `snapshot ${snap.id} does not verify, not exported: ${problems.join('; ')}`);
   const target = path.resolve(file);
   // Created here, exclusively and private, and written through our own handle: tar never opens a path.
   const { tmp, handle } = await createTempExclusive(target);
-  const members = [MANIFEST, ...snap.manifest.files.map((f) => f.name)].map((n) => `${snap.id}/${n}`);
+  const members = [MANIFEST, ...snap.manifest.files.map((f) => f.stored?.name ?? f.name)].map((n) => `${snap.id}/${n}`);
   try {
     // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
     const tar = await import('tar');
@@ -57,7 +59,9 @@ function archiveMember(p: string, type: string): { id: string; name?: string } |
   if (name === undefined) return type === 'Directory' ? { id } : undefined;
   if (type !== 'File' && type !== 'OldFile') return undefined;
   if (plainNameProblem(name)) return undefined;
-  return name === MANIFEST || isImageName(name) || isChangelogName(name) || isSessionsName(name) ? { id, name } : undefined;
+  // A stored form's suffixes (.zst, .enc) on a MooseFS name; the manifest then says which file is which.
+  const base = name.replace(/(\.zst)?(\.enc)?$/, '');
+  return name === MANIFEST || isImageName(base) || isChangelogName(base) || isSessionsName(base) ? { id, name } : undefined;
 }
 
 /** The bytes an archive would write, from its headers, read before anything is extracted. */
@@ -114,6 +118,8 @@ export interface ImportOptions {
   identity?: ClusterIdentity;
   /** "Now", for the future check (tests). */
   now?: Date;
+  /** The store's key: an encrypted snapshot is verified (decrypted) before it is imported. */
+  keys?: StoreKeys;
 }
 
 /** A snapshot from the future would become `latest` and hide, for as long, that backups stopped. */
@@ -161,12 +167,12 @@ export async function importSnapshot(store: string, file: string, options: Impor
     if (theirs && ours.length && !options.otherFilesystem && (ours.length > 1 || ours[0] !== theirs)) {
       throw new ChainError(file, `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`);
     }
-    const problems = await verifySnapshot(dir, manifest);
+    const problems = await verifySnapshot(dir, manifest, options.keys);
     if (problems.length) throw new ChainError(file, `${file}: snapshot ${id} does not verify, not imported: ${problems.join('; ')}`);
     const target = path.join(snapshotsDir(store), id);
     if (await pathExists(target)) {
       const existing = await readManifest(target);
-      const same = JSON.stringify(existing.files.map((f) => [f.name, f.sha256])) === JSON.stringify(manifest.files.map((f) => [f.name, f.sha256]));
+      const same = JSON.stringify(existing.files.map((f) => [f.name, f.sha256, f.stored?.sha256])) === JSON.stringify(manifest.files.map((f) => [f.name, f.sha256, f.stored?.sha256]));
       if (!same) throw new ChainError(target, `${target}: a different snapshot with id ${id} is already in the store`);
       return { id, already: true };
     }

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DIR_MODE, ensureDir, fsyncDir, pathExists, writeFileAtomic } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece } from '../moosefs/chain.js';
-import { scanChangelogFile } from '../moosefs/changelog.js';
+import type { ChangelogScan } from '../moosefs/changelog.js';
+import { readSnapshotContent, storedPathOf, storedSizeOf, type ContentFacts, type StoreKeys } from './stored-file.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
 import { printable } from '../core/names.js';
 import { LATEST, listSnapshots, MANIFEST, readManifest, snapshotsDir, TMP_DIR, type Manifest, type StoredSnapshot } from './manifest.js';
-import { readImageHeader } from '../moosefs/metadata.js';
 
 /**
  * The write side of the snapshot store (format: lib/store/manifest.ts). Only backup and `snapshot import`
@@ -149,9 +149,10 @@ export async function setLatest(store: string, id: string | undefined): Promise<
 /** Cheap health check (no reading): every manifest file is there with its recorded size. */
 export async function snapshotProblem(snapshot: StoredSnapshot): Promise<string | undefined> {
   for (const f of snapshot.manifest.files) {
-    const st = await fs.stat(path.join(snapshot.dir, f.name)).catch(() => undefined);
-    if (!st) return `${f.name} is missing`;
-    if (st.size !== f.size) return `${f.name} is ${st.size} bytes, manifest says ${f.size}`;
+    const name = f.stored?.name ?? f.name;
+    const st = await fs.stat(storedPathOf(snapshot, f)).catch(() => undefined);
+    if (!st) return `${name} is missing`;
+    if (st.size !== storedSizeOf(f)) return `${name} is ${st.size} bytes, manifest says ${storedSizeOf(f)}`;
   }
   return undefined;
 }
@@ -183,27 +184,27 @@ export async function refreshLatest(store: string): Promise<string | undefined> 
 }
 
 /**
- * Full check of a snapshot directory against its manifest: sizes, sha256, image header and ending,
- * every changelog parses with the recorded versions, and the chain reaches `reachesVersion`.
- * Returns the problems (empty = good). Reads every byte once.
+ * Full check of a snapshot directory against its manifest: stored sizes and sha256, the content's
+ * (decompressed, decrypted) size and sha256, image header and ending, every changelog parses with the
+ * recorded versions, and the chain reaches `reachesVersion`. Returns the problems (empty = good).
+ * Reads every byte once.
  */
-export async function verifySnapshot(dir: string, manifest?: Manifest): Promise<string[]> {
+export async function verifySnapshot(dir: string, manifest?: Manifest, keys?: StoreKeys): Promise<string[]> {
   const m = manifest ?? (await readManifest(dir));
+  const snapshot = { id: m.id, dir, manifest: m };
   const problems: string[] = [];
   const pieces: ChangelogPiece[] = [];
-  const listed = new Set(m.files.map((f) => f.name));
+  const listed = new Set(m.files.map((f) => f.stored?.name ?? f.name));
   for (const f of m.files) {
-    const file = path.join(dir, f.name);
-    const st = await fs.stat(file).catch(() => undefined);
-    if (!st) {
-      problems.push(`${f.name}: missing`);
+    let facts;
+    try {
+      facts = await readSnapshotContent(snapshot, f, { keys });
+    } catch (err) {
+      problems.push((err as Error).message.replace(`snapshot ${m.id}: `, ''));
       continue;
     }
-    if (st.size !== f.size) problems.push(`${f.name}: ${st.size} bytes, manifest says ${f.size}`);
-    const sha = await sha256File(file);
-    if (sha !== f.sha256) problems.push(`${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…)`);
-    if (f.role === 'image') problems.push(...(await imageProblems(file, f.name, m)));
-    else if (f.role === 'changelog') pieces.push(...(await changelogPieces(file, f.name, f, problems)));
+    if (f.role === 'image') problems.push(...imageProblems(facts, f.name, m));
+    else if (f.role === 'changelog') pieces.push(...changelogPieces(facts.scan!, f.name, f, problems));
   }
   if (!m.files.some((f) => f.role === 'image')) problems.push('manifest lists no image');
   for (const name of await fs.readdir(dir)) {
@@ -215,20 +216,16 @@ export async function verifySnapshot(dir: string, manifest?: Manifest): Promise<
   return problems;
 }
 
-async function imageProblems(file: string, name: string, m: Manifest): Promise<string[]> {
-  try {
-    const header = await readImageHeader(file);
-    if (header.empty !== m.image.empty || (!header.empty && (header.version !== m.image.version || header.metaid !== m.image.metaid))) {
-      return [`${name}: header says version ${header.version} metaid ${header.metaid || '-'}, manifest says ${m.image.version} ${m.image.metaid || '-'}`];
-    }
-    return [];
-  } catch (err) {
-    return [`${name}: ${(err as Error).message.replace(`${file}: `, '')}`];
+function imageProblems(facts: ContentFacts, name: string, m: Manifest): string[] {
+  const header = facts.header;
+  if (!header) return [`${name}: ${facts.headerError}`];
+  if (header.empty !== m.image.empty || (!header.empty && (header.version !== m.image.version || header.metaid !== m.image.metaid))) {
+    return [`${name}: header says version ${header.version} metaid ${header.metaid || '-'}, manifest says ${m.image.version} ${m.image.metaid || '-'}`];
   }
+  return [];
 }
 
-async function changelogPieces(file: string, name: string, f: Manifest['files'][number], problems: string[]): Promise<ChangelogPiece[]> {
-  const scan = await scanChangelogFile(file);
+function changelogPieces(scan: ChangelogScan, name: string, f: Manifest['files'][number], problems: string[]): ChangelogPiece[] {
   for (const p of scan.problems.slice(0, 3)) problems.push(`${name}:${p.line}: ${p.reason}`);
   if ((f.firstVersion !== undefined && scan.first !== f.firstVersion) || (f.lastVersion !== undefined && scan.last !== f.lastVersion)) {
     problems.push(`${name}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, manifest says ${f.firstVersion ?? '-'}..${f.lastVersion ?? '-'}`);

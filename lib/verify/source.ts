@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { listDataPath, readSourceImageHeader, scanSourceChangelog, type DataPathListing } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
-import { changelogIndex, readImageHeader } from '../moosefs/metadata.js';
+import { changelogIndex } from '../moosefs/metadata.js';
+import { readSnapshotContent, storedPathOf, type StoreKeys } from '../store/stored-file.js';
 import type { FileSource } from '../transport/remote.js';
 import { planRestore, type ChangelogFacts, type ImageFacts, type RestorePlan } from '../moosefs/restore-model.js';
 
@@ -121,46 +120,32 @@ export interface SnapshotFacts {
   plan: RestorePlan;
 }
 
-/** sha256 of a file and, for a changelog, its scan — one read for both. */
-async function hashAndScan(file: string, scanAs: string | undefined): Promise<{ sha256: string; bytes: number; scan?: ChangelogScan }> {
-  const hash = createHash('sha256');
-  const scanner = scanAs ? new ChangelogScanner(scanAs) : undefined;
-  let bytes = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    const buf = chunk as Buffer;
-    bytes += buf.length;
-    hash.update(buf);
-    scanner?.push(buf);
-  }
-  return { sha256: hash.digest('hex'), bytes, scan: scanner?.finish() };
-}
-
-/** Check one stored snapshot against its manifest: every file there, sizes and sha256 equal, chain sound. */
-export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: AbortSignal } = {}): Promise<SnapshotFacts> {
+/**
+ * Check one stored snapshot against its manifest: every file there, stored and content sizes and
+ * sha256 equal (decompressed and decrypted on the way, stored-file.ts), image header, chain sound.
+ */
+export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: AbortSignal; keys?: StoreKeys } = {}): Promise<SnapshotFacts> {
   const files: SnapshotFileCheck[] = [];
   const images: ImageFacts[] = [];
   const changelogs: ChangelogFacts[] = [];
   for (const f of snapshot.manifest.files) {
     abortIfAsked(o.signal);
-    const file = path.join(snapshot.dir, f.name);
-    const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => err);
+    const st = await fs.stat(storedPathOf(snapshot, f)).catch((err: NodeJS.ErrnoException) => err);
     if (st instanceof Error) {
-      files.push({ name: f.name, role: f.role, problem: st.code === 'ENOENT' ? 'missing' : `unreadable (${describeError(st)})` });
+      files.push({ name: f.name, role: f.role, problem: st.code === 'ENOENT' ? `missing${f.stored ? ` (${f.stored.name})` : ''}` : `unreadable (${describeError(st)})` });
       continue;
     }
-    const read = await hashAndScan(file, f.role === 'changelog' ? f.name : undefined);
-    const problem = read.bytes !== f.size ? `size ${read.bytes} B, manifest says ${f.size} B` : read.sha256 !== f.sha256 ? `sha256 ${read.sha256.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…)` : undefined;
-    files.push({ name: f.name, role: f.role, problem });
-    if (f.role === 'changelog' && read.scan) changelogs.push({ name: f.name, size: read.bytes, mtimeMs: st.mtimeMs, scan: read.scan });
-    if (f.role === 'image') {
-      const facts: ImageFacts = { name: f.name, size: read.bytes, mtimeMs: st.mtimeMs };
-      try {
-        facts.header = await readImageHeader(file);
-      } catch (err) {
-        facts.error = (err as Error).message;
-      }
-      images.push(facts);
+    let read;
+    try {
+      read = await readSnapshotContent(snapshot, f, { keys: o.keys, signal: o.signal });
+    } catch (err) {
+      if (o.signal?.aborted) throw err;
+      files.push({ name: f.name, role: f.role, problem: (err as Error).message.replace(`snapshot ${snapshot.id}: ${f.name}: `, '') });
+      continue;
     }
+    files.push({ name: f.name, role: f.role });
+    if (f.role === 'changelog' && read.scan) changelogs.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, scan: read.scan });
+    if (f.role === 'image') images.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, header: read.header, error: read.headerError });
   }
   return { snapshot, files, images, changelogs, plan: planRestore(images, changelogs) };
 }

@@ -313,3 +313,31 @@ export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): 
   const headline = v.headline.replace(/^image .*? v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
   return { ...v, status, findings, metrics, headline, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
 }
+
+export interface RetainedInput {
+  store: string;
+  /** Every snapshot but the newest (which has its own verdict), oldest first. */
+  facts: readonly SnapshotFacts[];
+  rechecked: readonly string[];
+  cached: readonly string[];
+}
+
+/**
+ * The older snapshots of the store: each is a restore point promote, drill and restore may pick, so a
+ * damaged one (checksum, unreadable key, broken chain) is named, CRITICAL. Their age is no finding.
+ */
+export function judgeRetained(input: RetainedInput, t: VerifyThresholds): SourceVerdict {
+  const findings: Finding[] = [];
+  const broken: { id: string; findings: Finding[] }[] = [];
+  for (const facts of input.facts) {
+    const own = judgeSnapshot({ store: input.store, facts, broken: [], now: Date.parse(facts.snapshot.manifest.finishedAt) }, t).findings.filter((f) => f.status !== 'OK');
+    if (!own.length) continue;
+    broken.push({ id: facts.snapshot.id, findings: own });
+    for (const f of own) findings.push({ status: f.status === 'WARNING' ? 'WARNING' : 'CRITICAL', text: `snapshot ${facts.snapshot.id}: ${f.text}` });
+  }
+  const status = statusOf(findings);
+  const checked = input.facts.length;
+  const headline = `${checked} older snapshot${checked === 1 ? '' : 's'} checked (${input.rechecked.length} read, ${input.cached.length} unchanged since verified)${broken.length ? `, ${broken.length} damaged` : ''}`;
+  const figures = { status, store: input.store, checked, rechecked: input.rechecked.length, cached: input.cached.length, recheckedIds: input.rechecked, broken, findings };
+  return { name: 'older snapshots', status, headline, findings, figures, metrics: [metric('retained_snapshots', checked), metric('retained_snapshots_damaged', broken.length)] };
+}

@@ -36,9 +36,10 @@ describe('faults: SIGKILL of a running prune', () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
     mount = await LabMount.mount(path.join(lab.dir, 'mnt-big'), { host: '127.0.0.1', port: big.ports.cl }, path.join(lab.dir, 'mfsmount-big.log'));
-    const common = { masters: [masterEntry('big', big)], snapshotStore: { path: store(), retention: { keepLast: 50, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } };
+    const common = { masters: [masterEntry('big', big)], snapshotStore: { path: store(), compression: { type: 'none' }, retention: { keepLast: 50, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } };
     backupCfg = await lab.writeConfig({ ...common, jobs: { backup: { snapshotOnNewChangelogs: true } } }, 'backup.yaml');
-    // Room for one snapshot (about 5 MiB each): every run releases all but the newest.
+    // Room for one snapshot (about 5 MiB each, stored plain: prune counts bytes on disk, and zstd would
+    // make four fit): every run releases all but the newest.
     pruneCfg = await lab.writeConfig({ ...common, jobs: { prune: { keepRestorePoints: 1, maxTotalSizeMB: 7, minAgeMinutes: 0 } } }, 'prune.yaml');
   });
   afterAll(async () => {

@@ -31,13 +31,13 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   });
 
-  test('is named for the version, Architecture all, Depends nodejs (>= 20), Recommends the MooseFS and OpenSSH tools', async () => {
+  test('is named for the version, Architecture all, Depends nodejs (>= 20) and zstd, Recommends the MooseFS and OpenSSH tools', async () => {
     const pkg = JSON.parse(await fs.readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(path.basename(deb)).toBe(`mfs-jobs_${pkg.version}_all.deb`);
     const field = async (f: string) => (await must('dpkg-deb', ['-f', deb, f])).stdout.trim();
     expect(await field('Version')).toBe(pkg.version);
     expect(await field('Architecture')).toBe('all');
-    expect(await field('Depends')).toBe('nodejs (>= 20)');
+    expect(await field('Depends')).toBe('nodejs (>= 20), zstd');
     expect((await field('Recommends')).split(/,\s*/)).toEqual(expect.arrayContaining(['moosefs-cli', 'moosefs-master', 'openssh-client']));
     const files = (await must('dpkg-deb', ['-c', deb])).stdout.split('\n').map((l) => l.split(/\s+/).slice(5).join(' '));
     expect(files.filter((f) => f.endsWith('.node'))).toEqual([]);

@@ -180,7 +180,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const newest = Number(/^(\d+):/.exec(lines[lines.length - 1]!)![1]);
     const doc = lab.configDocument();
     const cfg = await lab.writeConfig(
-      { masters: [...(doc.masters as object[]), { name: 'frozen', host: '127.0.0.1', dataPath: frozen }], snapshotStore: { path: frozenStore }, jobs: { backup: { sources: ['frozen'] } } },
+      { masters: [...(doc.masters as object[]), { name: 'frozen', host: '127.0.0.1', dataPath: frozen }], snapshotStore: { path: frozenStore, compression: { type: 'none' } }, jobs: { backup: { sources: ['frozen'] } } },
       'frozen.yaml',
     );
 
@@ -304,7 +304,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
 
     test('a damaged newer snapshot never counts as the kept one: the only valid snapshot stays', async () => {
       const target = path.join(lab.dir, 'only-valid-store');
-      const cfg = await lab.writeConfig({ snapshotStore: { path: target, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } }, 'only-valid.yaml');
+      const cfg = await lab.writeConfig({ snapshotStore: { path: target, compression: { type: 'none' }, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } }, 'only-valid.yaml');
       expect((await runCli(['run', 'backup', '--config', cfg])).code).toBe(0);
       const [valid] = (await listSnapshots(target)).snapshots;
       const damaged = await plant(target, valid!, '2099-01-01T00:00:00.000Z', 999);

@@ -127,7 +127,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
     const res = await runCli(['drill', '--snapshot', snap.id, '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
     expect(report.status).toBe('CRITICAL');
-    expect(report.summary).toMatch(new RegExp(`snapshot ${snap.id}: ChainError: snapshot ${snap.id}: changelog.0.mfs does not match its manifest \\(size \\d+, expected \\d+`));
+    expect(report.summary).toMatch(new RegExp(`snapshot ${snap.id}: ChainError: snapshot ${snap.id}: changelog.0.mfs: \\d+ bytes, manifest says \\d+`));
     expect(report.details.stoppedPid).toBeNull();
     for (const d of await scratchDirs(scratchRoot)) await fs.rm(d, { recursive: true });
     await fs.rm(snap.dir, { recursive: true });

@@ -100,7 +100,7 @@ async function timed<T>(work: Promise<T>): Promise<{ err: unknown; seconds: numb
 }
 
 function backup(config: Config, ml: MetaloggerHost, store: string) {
-  return backupSource({ config, host: ml, store, newest: undefined, snapshotOnNewChangelogs: false, dryRun: false, log: silentLogger(), signal: new AbortController().signal, mfsJobsVersion: 'test' });
+  return backupSource({ config, host: ml, store, newest: undefined, snapshotOnNewChangelogs: false, dryRun: false, log: silentLogger(), signal: new AbortController().signal, mfsJobsVersion: 'test', storage: { compression: { type: 'none', level: 3 } } });
 }
 
 describe('a hostile SFTP server', () => {

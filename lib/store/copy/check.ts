@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import { printable } from '../../core/names.js';
-import { MANIFEST } from '../manifest.js';
+import { MANIFEST, onDisk } from '../manifest.js';
 import { listCopy, type RemoteSnapshot } from './listing.js';
 import { openCopy } from './open.js';
 import { PART_SUFFIX, type CopyRepository } from './repository.js';
@@ -40,12 +40,13 @@ async function sha256Of(repo: CopyRepository, id: string, name: string, size: nu
 function presenceProblems(s: RemoteSnapshot): string[] {
   const listed = new Map(s.files.map((f) => [f.name, f]));
   const problems: string[] = [];
-  for (const f of s.manifest.files) {
+  // The copy holds the stored bytes (compressed, sealed): their names, sizes and checksums.
+  for (const f of s.manifest.files.map(onDisk)) {
     const there = listed.get(f.name);
     if (!there) problems.push(`snapshot ${s.id}: ${f.name} is missing`);
     else if (there.size !== f.size) problems.push(`snapshot ${s.id}: ${f.name} is ${there.size} bytes, manifest says ${f.size}`);
   }
-  const known = new Set([MANIFEST, ...s.manifest.files.map((f) => f.name)]);
+  const known = new Set([MANIFEST, ...s.manifest.files.map((f) => onDisk(f).name)]);
   for (const f of s.files) if (!known.has(f.name) && !f.name.endsWith(PART_SUFFIX)) problems.push(`snapshot ${s.id}: ${printable(f.name)} is not in the manifest`);
   return problems;
 }
@@ -73,7 +74,7 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
     if (newest && options.readBack !== false) {
       check.checksummed = newest.id;
       const listed = new Map(newest.files.map((f) => [f.name, f]));
-      for (const f of newest.manifest.files) {
+      for (const f of newest.manifest.files.map(onDisk)) {
         signal.throwIfAborted();
         if (listed.get(f.name)?.size !== f.size) continue;
         try {

@@ -5,7 +5,7 @@ import type { Config, CopyConfig } from '../../core/config.js';
 import { ChainError, StoreError, UsageError } from '../../core/errors.js';
 import { formatBytes } from '../../core/progress.js';
 import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
-import { MANIFEST, readManifest, type StoredSnapshot } from '../manifest.js';
+import { MANIFEST, onDisk, readManifest, type StoredSnapshot } from '../manifest.js';
 import { listCopy } from './listing.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
@@ -87,12 +87,13 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
       const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
       throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : ''}`);
     }
-    await ensureRoom(root, chosen.manifest.files.reduce((sum, f) => sum + f.size, 0), `snapshot ${chosen.id} of copy ${copy.name}`);
+    await ensureRoom(root, chosen.manifest.files.reduce((sum, f) => sum + onDisk(f).size, 0), `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
     await fs.writeFile(path.join(dir, MANIFEST), JSON.stringify(chosen.manifest, null, 2) + '\n', { flag: 'wx', mode: FILE_MODE });
     const manifest = await readManifest(dir);
     let bytes = 0;
-    for (const f of manifest.files) {
+    // The stored bytes, as the local store keeps them (decompressed and decrypted only when read).
+    for (const f of manifest.files.map(onDisk)) {
       signal.throwIfAborted();
       const sha = await download(repo, chosen.id, f.name, f.size, path.join(dir, f.name));
       const { size } = await fs.stat(path.join(dir, f.name));

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { MANIFEST, type StoredSnapshot } from '../manifest.js';
+import { MANIFEST, onDisk, type StoredSnapshot } from '../manifest.js';
 import { sha256File } from '../snapshot-store.js';
 import { listCopy } from './listing.js';
 import { planCopy } from './plan.js';
@@ -50,7 +50,8 @@ export async function removeRemoteSnapshot(repo: CopyRepository, id: string): Pr
 
 async function pushSnapshot(repo: CopyRepository, snapshot: StoredSnapshot, run: CopyRun, signal: AbortSignal): Promise<void> {
   const listed = new Map((await repo.listFiles(snapshot.id)).map((f) => [f.name, f]));
-  for (const f of snapshot.manifest.files) {
+  // The stored bytes (compressed, sealed), byte for byte: a copy needs no key and decompresses nothing.
+  for (const f of snapshot.manifest.files.map(onDisk)) {
     signal.throwIfAborted();
     const expect = { size: f.size, sha256: f.sha256 };
     const there = listed.get(f.name);

@@ -50,6 +50,17 @@ describe('config', () => {
     expect(problem({ ...base, metaloggers: [{ name: 'm', host: 'x' }] })).toMatch(/host name "m" is used twice/);
   });
 
+  test('snapshotStore: zstd 3 for a store whose config says nothing; compression and encryption keys are checked, errors name the key', () => {
+    const store = (extra: Record<string, unknown>) => ({ ...base, snapshotStore: { path: '/s', ...extra } });
+    expect(parseConfig(store({}), 'test.yaml').snapshotStore).toMatchObject({ compression: { type: 'zstd', level: 3 } });
+    expect(parseConfig(store({ compression: { type: 'none' } }), 'test.yaml').snapshotStore!.compression).toEqual({ type: 'none', level: 3 });
+    expect(problem(store({ compression: { type: 'gzip' } }))).toContain('snapshotStore.compression.type');
+    expect(problem(store({ compression: { type: 'zstd', level: 20 } }))).toContain('snapshotStore.compression.level');
+    expect(problem(store({ compression: { type: 'zstd', level: 2.5 } }))).toContain('snapshotStore.compression.level');
+    expect(problem(store({ encryption: { keyFile: 'relative/key' } }))).toContain('snapshotStore.encryption.keyFile');
+    expect(problem(store({ encryption: { keyFile: '/k', cipher: 'rot13' } }))).toContain('snapshotStore.encryption');
+  });
+
   test('a job section is checked with the job\'s own schema', () => {
     const config = parseConfig({ ...base, jobs: { 'check-master': { cliTimeoutSeconds: -1 } } }, 'c.yaml');
     const job = JOBS.find((j) => j.name === 'check-master')!;

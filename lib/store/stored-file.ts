@@ -1,0 +1,373 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { FILE_MODE } from '../core/atomic.js';
+import type { Compression, Config } from '../core/config.js';
+import { ChainError, StoreError } from '../core/errors.js';
+import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
+import { TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
+import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type StoreKey } from './sealed.js';
+
+/**
+ * How a snapshot's files lie on disk, and the one way to read them back. A manifest file without
+ * `stored` is the MooseFS file itself (snapshots made before compression); with it, the file on disk
+ * is `stored.name`: zstd-compressed (Debian's zstd through a pipe, BENCHMARKS.md 7), then optionally
+ * sealed (sealed.ts). Everything that reads a snapshot's content goes through `openSnapshotFile`.
+ */
+
+const ZSTD = process.env.MFS_JOBS_ZSTD ?? 'zstd';
+type Stage = (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>;
+
+/** What new snapshots are written as (config `snapshotStore.compression` and `.encryption`). */
+export interface StoreWriteSettings {
+  compression: Compression;
+  key?: StoreKey;
+}
+
+/** The key readers have: the configured one, or why there is none usable. */
+export interface StoreKeys {
+  key?: StoreKey;
+  /** The configured key file is unusable (mode, format): said for every encrypted file. */
+  problem?: string;
+}
+
+export function storedName(name: string, compression: StoredForm['compression'], encrypted: boolean): string {
+  return `${name}${compression === 'zstd' ? '.zst' : ''}${encrypted ? '.enc' : ''}`;
+}
+
+/** The file on disk for a manifest entry. */
+export function storedPathOf(snapshot: { dir: string }, f: ManifestFile): string {
+  return path.join(snapshot.dir, f.stored?.name ?? f.name);
+}
+
+/** Bytes a manifest entry takes on disk. */
+export function storedSizeOf(f: ManifestFile): number {
+  return f.stored?.size ?? f.size;
+}
+
+function zstdMissing(): StoreError {
+  return new StoreError('zstd', 'zstd is not installed (the snapshot store compresses with it): apt-get install zstd');
+}
+
+/** Debian's zstd CLI as a pipeline stage: it runs on its own CPU, and our event loop stays free. */
+function zstdStage(args: string[]): Stage {
+  return async function* (source) {
+    const child = spawn(ZSTD, ['-q', '-c', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('latin1')).slice(-2000)));
+    // EPIPE when zstd stops reading (bad input): its exit status says why.
+    child.stdin.on('error', () => undefined);
+    const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? zstdMissing() : err));
+      });
+      let exited = false;
+      void closed.then(() => (exited = true));
+      // What comes from upstream (a stored checksum found wrong at its end) is the better message than
+      // zstd's own complaint: once zstd has quit, the rest is still read (not written) so upstream can say it.
+      const feed = (async () => {
+        try {
+          for await (const chunk of source) {
+            if (exited) continue;
+            if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain').catch(() => undefined), closed]);
+          }
+          child.stdin.end();
+          return undefined;
+        } catch (err) {
+          child.stdin.destroy();
+          return err;
+        }
+      })();
+      for await (const chunk of child.stdout) yield chunk as Buffer;
+      const code = await closed;
+      const upstream = await feed;
+      if (upstream) throw upstream;
+      if (code !== 0) throw new ZstdError(stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  };
+}
+
+class ZstdError extends Error {}
+
+/** Hash and count what passes; `limit`: fail as soon as more bytes than that come (a decompression bomb). */
+function measureStage(out: { size: number; sha256: string }, limit?: { bytes: number; what: string }): Stage {
+  return async function* (source) {
+    const hash = createHash('sha256');
+    for await (const chunk of source) {
+      out.size += chunk.length;
+      if (limit && out.size > limit.bytes) throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
+      hash.update(chunk);
+      yield chunk;
+    }
+    out.sha256 = hash.digest('hex');
+  };
+}
+
+/**
+ * Store a staged MooseFS file (`stage/<name>`, already checked) in the configured form, next to it,
+ * fsynced; the original is removed. Returns `stored` for the manifest (undefined: kept as it is).
+ */
+export async function storeStagedFile(stage: string, name: string, settings: StoreWriteSettings): Promise<StoredForm | undefined> {
+  const compression = settings.compression.type;
+  if (compression === 'none' && !settings.key) return undefined;
+  const target = storedName(name, compression, Boolean(settings.key));
+  const stages: Stage[] = [];
+  if (compression === 'zstd') stages.push(zstdStage([`-${settings.compression.level}`, '-T1']));
+  if (settings.key) stages.push(encryptStage(settings.key));
+  const measured = { size: 0, sha256: '' };
+  stages.push(measureStage(measured));
+  const tail = await tailOf(path.join(stage, name));
+  const out = await fs.open(path.join(stage, target), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  try {
+    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  await fs.rm(path.join(stage, name));
+  return {
+    name: target,
+    size: measured.size,
+    sha256: measured.sha256,
+    compression,
+    ...(settings.key ? { encryption: { cipher: 'aes-256-gcm-chunked' as const, keyId: settings.key.id, chunkBytes: CHUNK_BYTES } } : {}),
+    tail: tail.toString('base64'),
+  };
+}
+
+/** The last TAIL_BYTES of a plain file. */
+async function tailOf(file: string): Promise<Buffer> {
+  const h = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    const { size } = await h.stat();
+    const buf = Buffer.alloc(Math.min(size, TAIL_BYTES));
+    const { bytesRead } = await h.read(buf, 0, buf.length, size - buf.length);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await h.close();
+  }
+}
+
+/** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
+function writeTo(out: fs.FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
+  return async (source) => {
+    for await (const chunk of source) await out.write(chunk);
+  };
+}
+
+/** Why an encrypted file cannot be read with these keys (without reading it), or undefined. */
+export function keyProblem(f: ManifestFile, keys: StoreKeys | undefined): string | undefined {
+  const enc = f.stored?.encryption;
+  if (!enc) return undefined;
+  if (keys?.problem) return `encrypted with key ${enc.keyId}; the configured key is unusable: ${keys.problem}`;
+  if (!keys?.key) return `encrypted with key ${enc.keyId}, and no snapshotStore.encryption.keyFile is configured (key missing)`;
+  if (keys.key.id !== enc.keyId) return `encrypted with key ${enc.keyId}, but ${keys.key.file} holds key ${keys.key.id} (wrong key)`;
+  return undefined;
+}
+
+/** One line naming the snapshot and file, whatever went wrong underneath. */
+function readError(snapshot: StoredSnapshot, f: ManifestFile, err: unknown): Error {
+  const where = `snapshot ${snapshot.id}: ${f.name}`;
+  const file = storedPathOf(snapshot, f);
+  if (err instanceof StoreError || (err instanceof ChainError && err.message.startsWith('snapshot '))) return err;
+  if (err instanceof SealError) return new ChainError(file, `${where}: cannot decrypt ${f.stored!.name}: ${err.message}`);
+  if (err instanceof ZstdError) return new ChainError(file, `${where}: ${f.stored!.name} is not valid zstd data (${err.message})`);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new ChainError(file, `${where}: missing${f.stored ? ` (${f.stored.name})` : ''}`);
+  if (code === 'ERR_STREAM_PREMATURE_CLOSE') return err as Error;
+  return new ChainError(file, `${where}: ${(err as Error).message}`);
+}
+
+export interface OpenOptions {
+  keys?: StoreKeys;
+  /** Facts about the bytes on disk, filled in when the stream has ended. */
+  storedFacts?: { size: number; sha256: string };
+}
+
+/**
+ * A snapshot file's content (the MooseFS file), streaming. Every byte is checked: the stored bytes
+ * against the manifest's stored size and sha256, then the content against its size and sha256; a
+ * mismatch, a wrong or missing key, or bad zstd data errors the stream with one line naming the
+ * snapshot and the file. Never more bytes than the manifest says (a hostile archive's zstd bomb).
+ */
+export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: OpenOptions = {}): Readable {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const problem = keyProblem(f, o.keys);
+  if (problem) {
+    process.nextTick(() => out.destroy(new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`)));
+    return out;
+  }
+  const where = `snapshot ${snapshot.id}: ${f.name}`;
+  const stored = o.storedFacts ?? { size: 0, sha256: '' };
+  const content = { size: 0, sha256: '' };
+  const stages: Stage[] = [];
+  if (f.stored) {
+    stages.push(measureStage(stored, { bytes: f.stored.size, what: `${where}: stored file ${f.stored.name}` }));
+    stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file ${f.stored!.name}:`)));
+    if (f.stored.encryption) stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId));
+    if (f.stored.compression === 'zstd') stages.push(zstdStage(['-d']));
+  }
+  // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
+  stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined));
+  stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: f.sha256.toLowerCase() }, `${where}:`)));
+  // `out` stays outside the pipeline: the pipeline would destroy it with the raw error, not our one line.
+  // A reader that stops early (a header read) destroys `out`: the pipeline is aborted, zstd killed.
+  const stop = new AbortController();
+  out.once('close', () => {
+    if (!out.writableFinished) stop.abort();
+  });
+  const into = async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
+  };
+  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), into, { signal: stop.signal }).then(
+    () => out.end(),
+    (err: unknown) => {
+      if (!stop.signal.aborted) out.destroy(readError(snapshot, f, err));
+    },
+  );
+  return out;
+}
+
+/** What differs between what was read and what the manifest says (size first: it explains the checksum). */
+function mismatch(got: { size: number; sha256: string }, want: { size: number; sha256: string }, what: string): string | undefined {
+  if (got.size !== want.size) return `${what} ${got.size} bytes, manifest says ${want.size}`;
+  if (got.sha256 !== want.sha256) return `${what} sha256 ${got.sha256.slice(0, 12)}… does not match the manifest (${want.sha256.slice(0, 12)}…)`;
+  return undefined;
+}
+
+/** Pass everything through; at the end, throw what `problem()` says, if anything. */
+function checkStage(problem: () => string | undefined): Stage {
+  return async function* (source) {
+    for await (const chunk of source) yield chunk;
+    const p = problem();
+    if (p) throw new ChainError('snapshot', p);
+  };
+}
+
+/** Bytes [start, start+length) of a file's content; stops reading (and checking) once it has them. */
+export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFile, start: number, length: number, keys?: StoreKeys): Promise<Buffer> {
+  if (!f.stored) {
+    const h = await fs.open(storedPathOf(snapshot, f), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    try {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await h.read(buf, 0, length, start);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await h.close();
+    }
+  }
+  // The end of the content (an image's marker, a changelog's last line) is in the manifest: no full pass.
+  const tail = f.stored?.tail !== undefined ? Buffer.from(f.stored.tail, 'base64') : undefined;
+  if (tail && start >= f.size - tail.length) return tail.subarray(start - (f.size - tail.length), start - (f.size - tail.length) + length);
+  const stream = openSnapshotFile(snapshot, f, { keys });
+  const parts: Buffer[] = [];
+  let at = 0;
+  let got = 0;
+  try {
+    for await (const chunk of stream) {
+      const c = chunk as Buffer;
+      const from = Math.max(0, start - at);
+      at += c.length;
+      if (from >= c.length) continue;
+      const piece = c.subarray(from, from + (length - got));
+      parts.push(piece);
+      got += piece.length;
+      if (got >= length) break;
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(parts);
+}
+
+/** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
+export async function copySnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
+  const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  try {
+    await pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal });
+    await out.sync();
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await fs.rm(target, { force: true });
+    throw err;
+  }
+  await out.close();
+  return f.size;
+}
+
+export interface ContentFacts {
+  /** Images: the header and end marker as read from the content (or why not). */
+  header?: ImageHeader;
+  headerError?: string;
+  /** Changelogs: the scan of every line. */
+  scan?: ChangelogScan;
+}
+
+/**
+ * Read a file's content once, checked end to end (openSnapshotFile), and learn on the way what
+ * verify and prune need: an image's header and ending, a changelog's scan. Rejects with the
+ * one-line error when the file is damaged, missing or cannot be decrypted.
+ */
+export async function readSnapshotContent(snapshot: StoredSnapshot, f: ManifestFile, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<ContentFacts> {
+  const stream = openSnapshotFile(snapshot, f, { keys: o.keys });
+  const scanner = f.role === 'changelog' ? new ChangelogScanner(f.name) : undefined;
+  const headParts: Buffer[] = [];
+  let headBytes = 0;
+  let tail = Buffer.alloc(0);
+  for await (const chunk of stream) {
+    if (o.signal?.aborted) {
+      stream.destroy();
+      throw o.signal.reason instanceof Error ? o.signal.reason : new Error('aborted');
+    }
+    const c = chunk as Buffer;
+    scanner?.push(c);
+    if (f.role === 'image' && headBytes < HEADER_BYTES) {
+      headParts.push(c.subarray(0, HEADER_BYTES - headBytes));
+      headBytes += Math.min(c.length, HEADER_BYTES - headBytes);
+    }
+    tail = c.length >= TAIL_BYTES ? Buffer.from(c.subarray(c.length - TAIL_BYTES)) : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
+  }
+  // What promote reads instead of the file's end must be the file's end.
+  if (f.stored?.tail !== undefined && !Buffer.from(f.stored.tail, 'base64').equals(tail)) {
+    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: the manifest's stored.tail does not match the content's last ${tail.length} bytes`);
+  }
+  if (scanner) return { scan: scanner.finish() };
+  if (f.role !== 'image') return {};
+  const where = `snapshot ${snapshot.id}/${f.name}`;
+  try {
+    const head = Buffer.concat(headParts);
+    if (f.size < 8) throw new ChainError(where, `${where}: metadata image truncated (${f.size} bytes)`);
+    const header = parseImageHeader(head, where);
+    if (!header.empty) checkImageEnding(header, tail.subarray(Math.max(0, tail.length - endingBytes(header))), f.size, where);
+    return { header };
+  } catch (err) {
+    return { headerError: (err as Error).message.replace(`${where}: `, '') };
+  }
+}
+
+/** The key new snapshots are sealed with and readers open them with, from the config. */
+export async function storeKeys(config: Config): Promise<StoreKeys> {
+  const file = config.snapshotStore?.encryption?.keyFile;
+  if (!file) return {};
+  try {
+    return { key: await loadStoreKey(file) };
+  } catch (err) {
+    return { problem: (err as Error).message };
+  }
+}
+
+/** How backup writes new snapshots; an unusable key file fails the backup (ConfigError, one line). */
+export async function storeWriteSettings(config: Config): Promise<StoreWriteSettings> {
+  const s = config.snapshotStore!;
+  const file = s.encryption?.keyFile;
+  return { compression: s.compression, ...(file ? { key: await loadStoreKey(file) } : {}) };
+}

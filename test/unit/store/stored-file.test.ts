@@ -1,0 +1,66 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ManifestFile, StoredSnapshot } from '../../../lib/store/manifest.js';
+import { openSnapshotFile, readSnapshotRange, storeStagedFile } from '../../../lib/store/stored-file.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function read(snapshot: StoredSnapshot, f: ManifestFile): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of openSnapshotFile(snapshot, f)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** The stored form written and read back with the real zstd CLI, and what a damaged one gives. */
+describe('stored files (zstd through a pipe)', () => {
+  let dir: string;
+  let snapshot: StoredSnapshot;
+  let content: Buffer;
+  let f: ManifestFile;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-stored-'));
+    snapshot = { id: '20260501T100000Z-v12', dir, manifest: {} as StoredSnapshot['manifest'] };
+    // Half random (incompressible), half repetitive: several zstd blocks.
+    content = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(3 << 20, 'changelog line\n')]);
+    await fs.writeFile(path.join(dir, 'changelog.1.mfs'), content);
+    const stored = (await storeStagedFile(dir, 'changelog.1.mfs', { compression: { type: 'zstd', level: 3 } }))!;
+    f = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0, stored };
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('written as <name>.zst (0600, the plain file gone), read back byte for byte; ranges from the head and the kept tail', async () => {
+    expect(f.stored!.name).toBe('changelog.1.mfs.zst');
+    expect(await fs.readdir(dir)).toEqual(['changelog.1.mfs.zst']);
+    expect((await fs.stat(path.join(dir, 'changelog.1.mfs.zst'))).mode & 0o777).toBe(0o600);
+    expect((await read(snapshot, f)).equals(content)).toBe(true);
+    expect((await readSnapshotRange(snapshot, f, 10, 100)).equals(content.subarray(10, 110))).toBe(true);
+    expect((await readSnapshotRange(snapshot, f, content.length - 50, 50)).equals(content.subarray(-50))).toBe(true);
+  });
+
+  test('bytes on disk that are not zstd, with the manifest agreeing: zstd\'s own complaint, one line naming the file, no hang', async () => {
+    const garbage = randomBytes(1 << 20);
+    await fs.writeFile(path.join(dir, 'garbage.zst'), garbage);
+    const bad: ManifestFile = { ...f, name: 'garbage', stored: { ...f.stored!, name: 'garbage.zst', size: garbage.length, sha256: sha(garbage) } };
+    await expect(read(snapshot, bad)).rejects.toThrow(`snapshot ${snapshot.id}: garbage: garbage.zst is not valid zstd data`);
+  });
+
+  test('a flipped byte on disk: named by the stored checksum, whatever zstd makes of it', async () => {
+    const bytes = await fs.readFile(path.join(dir, 'changelog.1.mfs.zst'));
+    for (const at of [20, bytes.length >> 1, bytes.length - 3]) {
+      const copy = Buffer.from(bytes);
+      copy[at]! ^= 0x55;
+      await fs.writeFile(path.join(dir, 'flipped.zst'), copy);
+      const flipped: ManifestFile = { ...f, stored: { ...f.stored!, name: 'flipped.zst' } };
+      await expect(read(snapshot, flipped)).rejects.toThrow(new RegExp(`^snapshot ${snapshot.id}: changelog\\.1\\.mfs: stored file flipped\\.zst: sha256 [0-9a-f]{12}… does not match the manifest`));
+    }
+  });
+
+  test('content bigger than the manifest says (a zstd bomb in an archive) stops at the limit', async () => {
+    const small: ManifestFile = { ...f, size: 1000 };
+    await expect(read(snapshot, small)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the 1000 bytes the manifest says`);
+  });
+});
