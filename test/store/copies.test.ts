@@ -5,7 +5,7 @@ import { CreateBucketCommand, DeleteBucketPolicyCommand, GetObjectCommand, HeadO
 import { randomBytes } from 'node:crypto';
 import { parseConfig } from '../../lib/core/config.js';
 import { execCapture } from '../../lib/core/exec.js';
-import { listSnapshots } from '../../lib/store/manifest.js';
+import { listSnapshots, onDisk } from '../../lib/store/manifest.js';
 import { openCopy } from '../../lib/store/copy/open.js';
 import { fetchFromCopy } from '../../lib/store/copy/fetch.js';
 import { sha256File } from '../../lib/store/snapshot-store.js';
@@ -100,7 +100,9 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const local = (await listSnapshots(store)).snapshots[0]!;
     for (const c of [sftp, s3run]) expect(c).toMatchObject({ status: 'OK', pushed: ids, complete: ids, sentFiles: local.manifest.files.length + 1, skippedFiles: 0 });
     expect(await sftpIds()).toEqual(ids);
-    for (const f of [...local.manifest.files.map((f) => f.name), 'manifest.json']) {
+    // The copies hold the stored bytes (zstd here, the store's default), as the store has them.
+    expect(local.manifest.files.every((f) => f.stored?.compression === 'zstd')).toBe(true);
+    for (const f of [...local.manifest.files.map((f) => onDisk(f).name), 'manifest.json']) {
       const want = await fs.readFile(path.join(local.dir, f));
       expect(createHash('sha256').update(await fs.readFile(path.join(remoteDir, 'snapshots', ids[0]!, f))).digest('hex')).toBe(createHash('sha256').update(want).digest('hex'));
       const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: s3Key(ids[0]!, f) }));
@@ -213,7 +215,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       expect(before.details.copies[name]!.newestAgeSeconds).toBeLessThan(600);
     }
     const newest = ids[2]!;
-    const image = (await listSnapshots(store)).snapshots.find((s) => s.id === newest)!.manifest.files[0]!;
+    const image = onDisk((await listSnapshots(store)).snapshots.find((s) => s.id === newest)!.manifest.files[0]!);
     // SFTP: one byte flipped in place (same size). S3: the object replaced by another of the same length that keeps the sha256 metadata.
     const remoteFile = path.join(remoteDir, 'snapshots', newest, image.name);
     const bytes = await fs.readFile(remoteFile);
@@ -252,8 +254,9 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const deadline = Date.now() + 60_000;
       // The moment the first data file of the new snapshot has its final name on the copy: kill -9.
       while (!id && Date.now() < deadline) {
-        const newest = (await localIds()).at(-1);
-        if (newest && !ids.includes(newest) && (await fs.stat(path.join(remoteDir, 'snapshots', newest, 'metadata.mfs.back')).catch(() => undefined))) id = newest;
+        const newest = (await listSnapshots(store)).snapshots.at(-1);
+        const first = newest && !ids.includes(newest.id) ? onDisk(newest.manifest.files[0]!).name : undefined;
+        if (newest && first && (await fs.stat(path.join(remoteDir, 'snapshots', newest.id, first)).catch(() => undefined))) id = newest.id;
         else await sleep(10);
       }
       run.child.kill('SIGKILL');

@@ -48,9 +48,11 @@ async function removeStale(root: string): Promise<void> {
 }
 
 /** Refuse a download that cannot fit (the sizes are the manifest's: a lying copy fails at its bound, not the disk). */
-async function ensureRoom(dir: string, bytes: number, what: string): Promise<void> {
+/** Room for `sizes` (each file rounded up to whole blocks, plus a block for the directory) or a one-line refusal. */
+async function ensureRoom(dir: string, sizes: readonly number[], what: string): Promise<void> {
   const st = await fs.statfs(dir);
   const free = st.bavail * st.bsize;
+  const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / st.bsize) * st.bsize, st.bsize);
   if (free < bytes) throw new StoreError(dir, `${dir}: not enough free space to fetch ${what}: it needs ${formatBytes(bytes)}, ${formatBytes(free)} are free`);
 }
 
@@ -87,9 +89,10 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
       const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
       throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : ''}`);
     }
-    await ensureRoom(root, chosen.manifest.files.reduce((sum, f) => sum + onDisk(f).size, 0), `snapshot ${chosen.id} of copy ${copy.name}`);
+    const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
+    await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
-    await fs.writeFile(path.join(dir, MANIFEST), JSON.stringify(chosen.manifest, null, 2) + '\n', { flag: 'wx', mode: FILE_MODE });
+    await fs.writeFile(path.join(dir, MANIFEST), manifestText, { flag: 'wx', mode: FILE_MODE });
     const manifest = await readManifest(dir);
     let bytes = 0;
     // The stored bytes, as the local store keeps them (decompressed and decrypted only when read).
