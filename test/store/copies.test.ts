@@ -377,6 +377,36 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     }
   }, 60_000);
 
+  test('a sealed store: the copies hold only ciphertext (no key needed to push), a drill from a copy decrypts with the key and names a wrong one', async () => {
+    const sealedStore = path.join(lab.dir, 'snapshots-sealed');
+    const keyFile = path.join(lab.dir, 'store.key');
+    await fs.writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+    const sealedCopies = copies().map((c) => (c.type === 'sftp' ? { ...c, name: 'sealed-sftp', path: `${remoteDir}-sealed` } : { ...c, name: 'sealed-s3', prefix: 'sealed/' }));
+    const sealed = await lab.writeConfig({ snapshotStore: { path: sealedStore, encryption: { keyFile }, copies: sealedCopies }, jobs: { drill: { scratchDir: scratchRoot } } }, 'config-sealed.yaml');
+    await lab.makeChanges('sealed', 3);
+    const res = await runCli(['run', 'backup', '--config', sealed, '--json']);
+    const report = JSON.parse(res.stdout) as { status: string; details: { copies: CopyReport[] } };
+    expect(report.status).toBe('OK');
+    expect(report.details.copies.map((c) => c.status)).toEqual(['OK', 'OK']);
+    const snap = (await listSnapshots(sealedStore)).snapshots.at(-1)!;
+    const image = snap.manifest.files.find((f) => f.role === 'image')!;
+    expect(onDisk(image).name).toBe(`${image.name}.zst.enc`);
+    // On the copy: the sealed bytes, byte for byte — neither the image's "MFSM" header nor zstd's magic.
+    const remote = await fs.readFile(path.join(`${remoteDir}-sealed`, 'snapshots', snap.id, onDisk(image).name));
+    expect(remote.equals(await fs.readFile(path.join(snap.dir, onDisk(image).name)))).toBe(true);
+    expect(remote.subarray(0, 4).toString('latin1')).not.toBe('MFSM');
+    expect(remote.readUInt32LE(0)).not.toBe(0xfd2fb528);
+    const drill = await runCli(['run', 'drill', '--config', sealed, '--from', 'copy:sealed-s3', '--json']);
+    const drilled = JSON.parse(drill.stdout) as { status: string; summary: string };
+    expect(drilled.summary).toMatch(new RegExp(`^snapshot ${snap.id} of copy sealed-s3 restored to metadata version \\d+ and served`));
+    expect(drilled.status).toBe('OK');
+    // Another key in the config: one line that says so, non-zero, nothing restored.
+    await fs.writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+    const wrong = await runCli(['run', 'drill', '--config', sealed, '--from', 'copy:sealed-sftp']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stdout.split('\n')[0]).toMatch(/^MFS DRILL CRITICAL - .*key/);
+  }, 120_000);
+
   test('promote with the master dead and the store gone takes the newest snapshot of the first copy that answers', async () => {
     const newest = (await listSnapshots(store)).snapshots.at(-1)!;
     await lab.mount?.unmount();
