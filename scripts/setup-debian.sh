@@ -23,27 +23,24 @@ packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client m
           # test/install/: the .deb is built with dpkg-deb, its unit checked with systemd-analyze verify,
           # its man page rendered by man
           dpkg systemd man-db git)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
+# Install those of the named packages that are not installed yet (extra apt-get flags before "--").
+install_missing() {
+  local flags=() missing=() p
+  while [ "$1" != "--" ]; do flags+=("$1"); shift; done
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${flags[@]}" "${missing[@]}" >/dev/null
+}
+install_missing -- "${packages[@]}"
 # test/store/copies.test.ts: a real S3 server, Ceph RADOS Gateway on one memstore OSD (test/lab/s3.ts).
 # Without recommends (no ceph-mgr, no dashboards): 57 packages. A missing one fails here, never skips a test.
 ceph_packages=(radosgw ceph-mon ceph-osd)
-ceph_missing=()
-for p in "${ceph_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || ceph_missing+=("$p")
-done
-if [ "${#ceph_missing[@]}" -gt 0 ]; then
-  echo "setup: installing ${ceph_missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${ceph_missing[@]}" >/dev/null
-fi
+install_missing --no-install-recommends -- "${ceph_packages[@]}"
 for bin in radosgw radosgw-admin ceph-mon ceph-osd; do
   command -v "$bin" >/dev/null || { echo "setup: $bin is missing after installing ${ceph_packages[*]}: the S3 copy tests cannot run" >&2; exit 1; }
 done

@@ -37,6 +37,23 @@ export async function createTempExclusive(target: string, mode = FILE_MODE): Pro
 }
 
 /**
+ * Create `target` exclusively (O_EXCL|O_NOFOLLOW: never through a planted file or link), let `write` fill
+ * it, fsync it; on any failure close and remove it, so nothing half-written is left under its name.
+ */
+export async function writeNewFile(target: string, write: (out: fs.FileHandle) => Promise<void>, mode = FILE_MODE): Promise<void> {
+  const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  try {
+    await write(out);
+    await out.sync();
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await fs.rm(target, { force: true });
+    throw err;
+  }
+  await out.close();
+}
+
+/**
  * The one way mfs-jobs writes a file that must survive a crash: temp file, fsync, rename, fsync dir.
  * A reader sees either the old content or the new, never half of it.
  */

@@ -5,7 +5,7 @@ import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE } from '../core/atomic.js';
+import { FILE_MODE, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
@@ -291,16 +291,7 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
 
 /** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
 export async function copySnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
-  const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
-  try {
-    await pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal });
-    await out.sync();
-  } catch (err) {
-    await out.close().catch(() => undefined);
-    await fs.rm(target, { force: true });
-    throw err;
-  }
-  await out.close();
+  await writeNewFile(target, (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }));
   return f.size;
 }
 

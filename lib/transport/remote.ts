@@ -7,6 +7,7 @@ import { ConfigError, TransferError } from '../core/errors.js';
 import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 import { plainNameProblem, shownName } from '../core/names.js';
 import { currentJobLogger } from '../core/logger.js';
+import { writeNewFile } from '../core/atomic.js';
 import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
 
 export interface RemoteEntry {
@@ -109,17 +110,10 @@ export async function copyLocalFile(host: string, src: string, dst: string, boun
       await fs.rm(dst, { force: true });
       if (err instanceof ReadBoundError) throw err;
     }
-    const out = await fs.open(dst, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    try {
+    await writeNewFile(dst, async (out) => {
       const input = handle.createReadStream({ start: 0, end: limit, autoClose: false, highWaterMark: 1 << 20 });
       for await (const chunk of boundedStream(input, { host, what: `${label}: ${src}`, bound, idleSeconds: READ_IDLE_SECONDS })) await out.write(chunk as Buffer);
-      await out.sync();
-    } catch (err) {
-      await out.close().catch(() => undefined);
-      await fs.rm(dst, { force: true });
-      throw err;
-    }
-    await out.close();
+    });
   } finally {
     await handle.close().catch(() => undefined);
   }
