@@ -98,8 +98,9 @@ export class SynHold {
   }
 
   /**
-   * A promotion is under way: its mfsmaster exists (lock file, PID) long before it listens — loading the
-   * metadata — so from now until release() or unclaim(), a master process here does not end the hold.
+   * A promotion is under way: from now until release() or unclaim() the hold is promote's to end — neither
+   * a port that starts listening before promote has checked its master, nor the give-up time (restoring
+   * a 100M-file image takes minutes) ends it.
    */
   claim(): void {
     this.claims++;
@@ -136,7 +137,7 @@ export class SynHold {
       this.done = false;
     } else this.vipSince ??= now;
     if (this.claims === 0 && (await this.o.serving())) return void (this.held && (await this.set(false)));
-    if (here && !this.done && now - this.vipSince! >= this.o.giveUpMs) {
+    if (here && !this.done && this.claims === 0 && now - this.vipSince! >= this.o.giveUpMs) {
       this.done = true;
       this.o.log.warn(`virtual IP ${this.o.vip} held here for ${this.o.giveUpMs / 1000} s without a serving master: clients are no longer held, they are refused`);
     }

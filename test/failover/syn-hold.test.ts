@@ -118,11 +118,16 @@ test('held: a client reaching the VIP before the master listens connects on its 
   expect(await held()).toMatch(/No such file or directory|does not exist/);
 }, 30_000);
 
-test('a VIP held here too long without a master: the hold gives up, clients are refused rather than left hanging', async () => {
+test('a VIP held here too long without a master: the hold gives up (not while a promotion runs), clients are refused rather than left hanging', async () => {
   const hold = new SynHold({ vip: VIP, ports: [PORT], nft, serving: async () => false, vipHere: () => true, refreshMs: 100, giveUpMs: 800, log });
   expect(await hold.start()).toBe(true);
   try {
     await waitFor('the VIP to be held', async () => hold.holding);
+    // A long restore: past the give-up time, still held while promote claims it.
+    hold.claim();
+    await sleep(1_500);
+    expect(hold.holding).toBe(true);
+    hold.unclaim();
     await waitFor('the hold to give up', async () => !hold.holding, 5_000);
     expect((await connectAttempt()).outcome).toBe('refused');
   } finally {
