@@ -156,7 +156,7 @@ export default defineJob({
     const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
-      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums }))),
+      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }))),
     ]);
     const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
     const links = await connectedState(config, master);

@@ -377,6 +377,46 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     }
   }, 60_000);
 
+  test('verify re-reads every retained snapshot of a copy on a schedule: all the first time, then the newest only; a damaged older one is found at its recheck', async () => {
+    type Checked = { status: string; complete: string[]; rechecked: number; cached: number; problems: string[] };
+    const verifyCopies = async (cfg: string) => (JSON.parse((await runCli(['run', 'verify', '--config', cfg, '--json'])).stdout) as { details: { copies: Record<string, Checked> } }).details.copies;
+    // A state dir of its own: no cache yet.
+    const stateDir = path.join(lab.dir, 'state-copies');
+    const cfg = await lab.writeConfig({ stateDir, snapshotStore: { path: store, copies: copies() }, jobs: { backup: { snapshotOnNewChangelogs: true } } }, 'config-copy-verify.yaml');
+    // Two new snapshots: the copies' retention (keepLast 2) leaves only these there — not the one an
+    // earlier test damaged on purpose.
+    for (const tag of ['copy-verify-1', 'copy-verify-2']) {
+      await lab.makeChanges(tag, 2);
+      expect((await runCli(['run', 'backup', '--config', cfg])).code).toBe(0);
+    }
+    const local = new Map((await listSnapshots(store)).snapshots.map((s) => [s.id, s]));
+    const first = await verifyCopies(cfg);
+    const sftp = first['offsite-sftp']!;
+    expect(sftp.problems).toEqual([]);
+    expect(sftp.complete.length).toBeGreaterThanOrEqual(2);
+    const files = (id: string) => local.get(id)!.manifest.files.length;
+    expect(sftp).toMatchObject({ status: 'OK', cached: 0, rechecked: sftp.complete.reduce((n, id) => n + files(id), 0) });
+    const newest = sftp.complete.at(-1)!;
+    const older = sftp.complete[0]!;
+    const again = (await verifyCopies(cfg))['offsite-sftp']!;
+    expect(again).toMatchObject({ status: 'OK', rechecked: files(newest), cached: again.complete.slice(0, -1).reduce((n, id) => n + files(id), 0) });
+    // The same size, one byte flipped, in the older snapshot: out of sight until its recheck is due.
+    const victim = onDisk(local.get(older)!.manifest.files[0]!);
+    const file = path.join(remoteDir, 'snapshots', older, victim.name);
+    const bytes = await fs.readFile(file);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await fs.writeFile(file, bytes);
+    expect((await verifyCopies(cfg))['offsite-sftp']!.status).toBe('OK');
+    const due = await lab.writeConfig({ stateDir, snapshotStore: { path: store, copies: copies() }, jobs: { backup: { snapshotOnNewChangelogs: true }, verify: { snapshotRecheckDays: 1e-9 } } }, 'config-copy-verify-due.yaml');
+    const found = (await verifyCopies(due))['offsite-sftp']!;
+    expect(found.status).toBe('WARNING');
+    expect(found.problems).toEqual([expect.stringMatching(new RegExp(`^snapshot ${older}: ${victim.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`))]);
+    // Never cached while damaged: the next run, with the default schedule, names it again.
+    expect((await verifyCopies(cfg))['offsite-sftp']!.problems).toHaveLength(1);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await fs.writeFile(file, bytes);
+  }, 120_000);
+
   test('a sealed store: the copies hold only ciphertext (no key needed to push), a drill from a copy decrypts with the key and names a wrong one', async () => {
     const sealedStore = path.join(lab.dir, 'snapshots-sealed');
     const keyFile = path.join(lab.dir, 'store.key');

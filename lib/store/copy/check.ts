@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../../core/atomic.js';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import { printable } from '../../core/names.js';
@@ -9,8 +12,11 @@ import { PART_SUFFIX, type CopyRepository } from './repository.js';
 
 /**
  * Verify's look at one off-site copy: reachable, which snapshots are complete, every complete one's
- * files present with their manifest sizes, the newest one re-read end to end (streaming, bounded by
- * its manifest sizes and the copy's idle timeout) and hashed against its manifest.
+ * files present with their manifest sizes, and their bytes re-read (streaming, bounded by the manifest
+ * sizes and the copy's idle timeout) and hashed against the manifest — the newest every run, each older
+ * one when it was not verified clean within `recheckMs` (`<stateDir>/verify-copy-<name>.json`), so every
+ * retained snapshot of a copy is re-read on a schedule without moving the whole copy across the link
+ * each run. A damaged file is never cached: it is read and named again every run.
  */
 export interface CopyCheck {
   copy: string;
@@ -25,8 +31,11 @@ export interface CopyCheck {
   newestAgeSeconds?: number;
   /** Metadata version a restore from the newest snapshot there reaches. */
   newestReaches?: number;
-  /** The snapshot whose files were re-read and hashed (the newest). */
+  /** The snapshot whose files were re-read and hashed every run (the newest). */
   checksummed?: string;
+  /** Files re-read and hashed this run, and files of older snapshots taken as verified from the cache. */
+  rechecked?: number;
+  cached?: number;
   /** One line per damaged or missing file, naming the snapshot and the file. */
   problems: string[];
 }
@@ -51,8 +60,29 @@ function presenceProblems(s: RemoteSnapshot): string[] {
   return problems;
 }
 
-/** `readBack: false`: presence and sizes only (a copy across a slow link, checked on a slower schedule by another config). */
-export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortSignal, options: { readBack?: boolean; now?: number } = {}): Promise<CopyCheck> {
+/** A copy's cache file: one per copy (names are plain), so copies checked side by side never share one. */
+export function copyCacheFile(stateDir: string, copy: string): string {
+  return path.join(stateDir, `verify-copy-${copy}.json`);
+}
+
+/** Snapshot id → stored file name → when it was last verified clean, at which size and sha256. */
+type CopyCache = Record<string, Record<string, { size: number; sha256: string; verifiedAt: number }>>;
+
+async function readCopyCache(file: string): Promise<CopyCache> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as { formatVersion?: number; snapshots?: CopyCache };
+    if (parsed?.formatVersion === 1 && parsed.snapshots && typeof parsed.snapshots === 'object') return parsed.snapshots;
+  } catch {
+    // Missing or unreadable: every snapshot is read again, and the file written anew.
+  }
+  return {};
+}
+
+/**
+ * `readBack: false`: presence and sizes only (a copy across a slow link, checked on a slower schedule by
+ * another config). `recheckMs`: how long a clean older snapshot is taken from the cache (default 7 days).
+ */
+export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortSignal, options: { readBack?: boolean; now?: number; recheckMs?: number } = {}): Promise<CopyCheck> {
   const now = options.now ?? Date.now();
   const check: CopyCheck = { copy: copy.name, type: copy.type, label: copy.name, reachable: false, complete: [], incomplete: [], broken: [], problems: [] };
   let repo: CopyRepository | undefined;
@@ -73,17 +103,37 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
     }
     if (newest && options.readBack !== false) {
       check.checksummed = newest.id;
-      const listed = new Map(newest.files.map((f) => [f.name, f]));
-      for (const f of newest.manifest.files.map(onDisk)) {
-        signal.throwIfAborted();
-        if (listed.get(f.name)?.size !== f.size) continue;
-        try {
-          const sha = await sha256Of(repo, newest.id, f.name, f.size);
-          if (sha !== f.sha256.toLowerCase()) check.problems.push(`snapshot ${newest.id}: ${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…): the copy is damaged`);
-        } catch (err) {
-          check.problems.push(`snapshot ${newest.id}: ${f.name}: ${describeError(err)}`);
+      const recheckMs = options.recheckMs ?? 7 * 86_400_000;
+      const cacheFile = copyCacheFile(config.stateDir, copy.name);
+      const cache = await readCopyCache(cacheFile);
+      const next: CopyCache = {};
+      check.rechecked = 0;
+      check.cached = 0;
+      // Newest first: it is the restore point that matters most, and re-read every run.
+      for (const s of [...listing.complete].reverse()) {
+        const listed = new Map(s.files.map((f) => [f.name, f]));
+        const kept: CopyCache[string] = {};
+        for (const f of s.manifest.files.map(onDisk)) {
+          signal.throwIfAborted();
+          if (listed.get(f.name)?.size !== f.size) continue;
+          const was = cache[s.id]?.[f.name];
+          if (s !== newest && was && was.size === f.size && was.sha256 === f.sha256 && now - was.verifiedAt < recheckMs) {
+            check.cached++;
+            kept[f.name] = was;
+            continue;
+          }
+          check.rechecked++;
+          try {
+            const sha = await sha256Of(repo, s.id, f.name, f.size);
+            if (sha === f.sha256.toLowerCase()) kept[f.name] = { size: f.size, sha256: f.sha256, verifiedAt: now };
+            else check.problems.push(`snapshot ${s.id}: ${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…): the copy is damaged`);
+          } catch (err) {
+            check.problems.push(`snapshot ${s.id}: ${f.name}: ${describeError(err)}`);
+          }
         }
+        if (Object.keys(kept).length) next[s.id] = kept;
       }
+      await writeFileAtomic(cacheFile, JSON.stringify({ formatVersion: 1, snapshots: next }, null, 2) + '\n');
     }
   } catch (err) {
     if (signal.aborted) throw err;
