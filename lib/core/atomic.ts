@@ -36,6 +36,13 @@ export async function createTempExclusive(target: string, mode = FILE_MODE): Pro
   return { tmp, handle };
 }
 
+/** Up to `length` bytes of an open file from `start` (fewer at its end). */
+export async function readAt(handle: fs.FileHandle, start: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(buf, 0, length, start);
+  return buf.subarray(0, bytesRead);
+}
+
 /**
  * Create `target` exclusively (O_EXCL|O_NOFOLLOW: never through a planted file or link), let `write` fill
  * it, fsync it; on any failure close and remove it, so nothing half-written is left under its name.

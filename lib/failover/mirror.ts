@@ -1,6 +1,6 @@
 import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
+import { DIR_MODE, FILE_MODE, fsyncDir, readAt, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -234,9 +234,8 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
     if (size === 0) return undefined;
     // A short read means the daemon's pass rewrote the file under us: not the same bytes, no use.
     const read = async (start: number, length: number) => {
-      const b = Buffer.alloc(length);
-      const { bytesRead } = await h.read(b, 0, length, start);
-      if (bytesRead !== length) throw new TornCopy();
+      const b = await readAt(h, start, length);
+      if (b.length !== length) throw new TornCopy();
       return b;
     };
     const k = Math.min(OVERLAP, size);

@@ -5,7 +5,7 @@ import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE, writeNewFile } from '../core/atomic.js';
+import { FILE_MODE, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
@@ -258,9 +258,7 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
   if (!f.stored) {
     const h = await fs.open(storedPathOf(snapshot, f), fsc.O_RDONLY | fsc.O_NOFOLLOW);
     try {
-      const buf = Buffer.alloc(length);
-      const { bytesRead } = await h.read(buf, 0, length, start);
-      return buf.subarray(0, bytesRead);
+      return await readAt(h, start, length);
     } finally {
       await h.close();
     }

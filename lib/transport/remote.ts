@@ -7,7 +7,7 @@ import { ConfigError, TransferError } from '../core/errors.js';
 import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 import { plainNameProblem, shownName } from '../core/names.js';
 import { currentJobLogger } from '../core/logger.js';
-import { writeNewFile } from '../core/atomic.js';
+import { readAt, writeNewFile } from '../core/atomic.js';
 import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
 
 export interface RemoteEntry {
@@ -157,9 +157,7 @@ class LocalSource implements FileSource {
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
     const { handle: h } = await openRegular(this.hostName, this.label, file);
     try {
-      const buf = Buffer.alloc(length);
-      const { bytesRead } = await h.read(buf, 0, length, start);
-      return buf.subarray(0, bytesRead);
+      return await readAt(h, start, length);
     } finally {
       await h.close();
     }
