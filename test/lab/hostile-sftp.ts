@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, Connection, SFTPWrapper } from 'ssh2';
+import { keygen } from './sshd.js';
 
 const { Server, utils } = ssh2;
 const { STATUS_CODE } = utils.sftp;
@@ -79,11 +80,14 @@ export class HostileSftp {
 
   static async start(dir: string, files: Record<string, HostileFile>, dataPath = '/hostile/data'): Promise<HostileSftp> {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const hostKeys = utils.generateKeyPairSync('ed25519', { comment: 'hostile-sftp-host' });
-    const clientKeys = utils.generateKeyPairSync('ed25519', { comment: 'hostile-sftp-client' });
+    // OpenSSH's ssh-keygen, not ssh2's generateKeyPairSync: that one strips a leading zero byte of
+    // an ed25519 public key, so about one key in 256 does not parse (mscdex/ssh2#1513).
+    const hostKey = path.join(dir, 'host_ed25519');
     const clientKey = path.join(dir, 'id_ed25519');
-    await fs.writeFile(clientKey, clientKeys.private, { mode: 0o600 });
-    const allowed = utils.parseKey(clientKeys.public);
+    await keygen(hostKey, 'hostile-sftp-host');
+    await keygen(clientKey, 'hostile-sftp-client');
+    const hostKeys = { private: await fs.readFile(hostKey, 'utf8'), public: await fs.readFile(`${hostKey}.pub`, 'utf8') };
+    const allowed = utils.parseKey(await fs.readFile(`${clientKey}.pub`, 'utf8'));
     if (allowed instanceof Error) throw allowed;
     const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
     let self: HostileSftp | undefined;

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
 import { Daemon, freePort, portOpen, waitFor } from './proc.js';
 
-async function keygen(file: string, comment: string): Promise<void> {
+/** An ed25519 key pair from OpenSSH's ssh-keygen (`file`, `file.pub`), no passphrase. */
+export async function keygen(file: string, comment: string): Promise<void> {
   const res = await execCapture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 10_000 });
   if (res.code !== 0) throw new Error(`ssh-keygen ${file}: ${res.stderr}`);
 }
