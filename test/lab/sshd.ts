@@ -9,6 +9,8 @@ export async function keygen(file: string, comment: string): Promise<void> {
   if (res.code !== 0) throw new Error(`ssh-keygen ${file}: ${res.stderr}`);
 }
 
+const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+
 /**
  * A real OpenSSH sshd on a loopback port, with a host key and a client key generated for this run
  * and a known_hosts file that names the host key — what an operator sets up for mfs-jobs.
@@ -25,7 +27,11 @@ export class LabSshd {
   ) {}
 
   /** `wrap` runs sshd inside another network namespace (`nsenter --net=…`); it is then ready when it logs so. */
-  static async start(dir: string, options: { host?: string; port?: number; wrap?: string[] } = {}): Promise<LabSshd> {
+  /**
+   * `sftpLog`: serve SFTP with OpenSSH's sftp-server logging every request (DEBUG3, fsync included)
+   * to `sftp.log` in `dir` (internal-sftp's log goes to syslog, which a lab has not got).
+   */
+  static async start(dir: string, options: { host?: string; port?: number; wrap?: string[]; sftpLog?: boolean } = {}): Promise<LabSshd> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? (await freePort(host));
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -55,7 +61,7 @@ export class LabSshd {
         'StrictModes no',
         'MaxStartups 100',
         'MaxSessions 100',
-        'Subsystem sftp internal-sftp',
+        options.sftpLog ? `Subsystem sftp ${SFTP_SERVER} -e -l DEBUG3 2>>${path.join(dir, 'sftp.log')}` : 'Subsystem sftp internal-sftp',
         'LogLevel INFO',
         '',
       ].join('\n'),
@@ -66,6 +72,11 @@ export class LabSshd {
       return options.wrap ? /Server listening on/.test(await daemon.log()) : portOpen(host, port);
     });
     return new LabSshd(dir, host, port, clientKey, knownHosts, hostKey, daemon);
+  }
+
+  /** What sftp-server logged (with `sftpLog`). */
+  async sftpLog(): Promise<string> {
+    return fs.readFile(path.join(this.dir, 'sftp.log'), 'utf8').catch(() => '');
   }
 
   async stop(): Promise<void> {

@@ -7,6 +7,7 @@ import { parseConfig } from '../../lib/core/config.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { listSnapshots, onDisk } from '../../lib/store/manifest.js';
 import { openCopy } from '../../lib/store/copy/open.js';
+import { PART_SUFFIX } from '../../lib/store/copy/repository.js';
 import { fetchFromCopy } from '../../lib/store/copy/fetch.js';
 import { sha256File } from '../../lib/store/snapshot-store.js';
 import { runCli, startCli } from '../helpers/cli.js';
@@ -71,7 +72,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     // The SDK's notice about its own future Node requirement, as the CLI silences it (lib/store/copy/s3.ts).
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     lab = await Lab.start();
-    [copySshd, s3] = await Promise.all([LabSshd.start(path.join(lab.dir, 'copy-ssh')), LabS3.start(path.join(lab.dir, 's3'))]);
+    [copySshd, s3] = await Promise.all([LabSshd.start(path.join(lab.dir, 'copy-ssh'), { sftpLog: true }), LabS3.start(path.join(lab.dir, 's3'))]);
     store = path.join(lab.dir, 'snapshots');
     remoteDir = path.join(lab.dir, 'offsite');
     scratchRoot = path.join(lab.dir, 'scratch');
@@ -108,6 +109,15 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: s3Key(ids[0]!, f) }));
       expect(Buffer.from(await obj.Body!.transformToByteArray()).equals(want)).toBe(true);
     }
+    // Each file reached its name on the SFTP copy only after the server fsynced it (fsync@openssh.com).
+    const sftpLog = await copySshd.sftpLog();
+    for (const f of [...local.manifest.files.map((f) => onDisk(f).name), 'manifest.json']) {
+      const final = path.join(remoteDir, 'snapshots', ids[0]!, f);
+      const synced = sftpLog.indexOf(`fsync "${final}${PART_SUFFIX}"`);
+      const renamed = sftpLog.indexOf(`rename old "${final}${PART_SUFFIX}" new "${final}"`);
+      expect({ f, synced: synced >= 0, renamed: renamed >= 0 }).toEqual({ f, synced: true, renamed: true });
+      expect(synced).toBeLessThan(renamed);
+    }
     for (const name of ['offsite-sftp', 'offsite-s3']) {
       const listed = await listCopy(name);
       expect(listed.snapshots.map((s) => s.id)).toEqual(ids);
@@ -141,7 +151,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(now).toHaveLength(2);
     expect((await listSnapshots(store)).broken).toEqual([]);
     ids = now;
-    copySshd = await LabSshd.start(copySshd.dir, { port: copySshd.port });
+    copySshd = await LabSshd.start(copySshd.dir, { port: copySshd.port, sftpLog: true });
   }, 60_000);
 
   test('--dry-run lists each copy and says what it would send and remove, sending nothing', async () => {

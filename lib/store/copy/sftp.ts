@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import type { SFTPWrapper } from 'ssh2';
 import type SftpClient from 'ssh2-sftp-client';
 import type { SftpCopyConfig } from '../../core/config.js';
 import { TransferError } from '../../core/errors.js';
@@ -68,6 +69,7 @@ class SftpCopy implements CopyRepository {
       await this.upload(localFile, part, expect.size);
       const got = await this.readBack(part, expect.size);
       if (got !== expect.sha256) throw new TransferError(this.copy.name, `copy ${this.label}: ${final}: read back as sha256 ${got.slice(0, 12)}…, sent ${expect.sha256.slice(0, 12)}…: the server did not store what was sent`);
+      await this.fsyncRemote(part);
       await this.client.posixRename(part, final);
     } catch (err) {
       await this.client.delete(part, true).catch(() => undefined);
@@ -89,6 +91,36 @@ class SftpCopy implements CopyRepository {
       watchdog.stop();
     }
     if (stalled) throw stalled;
+  }
+  /**
+   * Asks the server to fsync the part file (OpenSSH's `fsync@openssh.com`) before it gets its name,
+   * so a crash of the copy host cannot leave a complete-looking name over bytes still in its page
+   * cache. A server without the extension is trusted as it is; a server that does not answer within
+   * timeoutSeconds ends the connection.
+   */
+  private async fsyncRemote(remote: string): Promise<void> {
+    const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
+    if (!sftp || (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['fsync@openssh.com'] !== '1') return;
+    const call = <T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
+      new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void this.client.end().catch(() => undefined);
+    }, this.copy.timeoutSeconds * 1000);
+    try {
+      const handle = await call<Buffer>((cb) => sftp.open(remote, 'r', cb));
+      try {
+        await call<void>((cb) => sftp.ext_openssh_fsync(handle, cb));
+      } finally {
+        await call<void>((cb) => sftp.close(handle, cb)).catch(() => undefined);
+      }
+    } catch (err) {
+      if (timedOut) throw new TransferError(this.copy.name, `copy ${this.label}: fsync ${remote}: no answer for ${this.copy.timeoutSeconds} s`);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
   private async readBack(remote: string, size: number): Promise<string> {
     const hash = createHash('sha256');
