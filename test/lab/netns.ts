@@ -314,9 +314,12 @@ export class NsChunkserver {
     return (await this.daemon.log()).slice(this.logOffset);
   }
 
-  /** How often this start has registered with a master, by its own log (1.x logs "register to master" each time). */
+  /**
+   * How often this start has registered with a master, by its own log: 1.5 and 1.6.4 log "register to
+   * master" each time, 1.6.27 "connected to Master".
+   */
   async registrations(): Promise<number> {
-    return (await this.log()).match(/register to master/g)?.length ?? 0;
+    return (await this.log()).match(/register to master|connected to Master/g)?.length ?? 0;
   }
 
   /**
