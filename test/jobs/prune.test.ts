@@ -84,7 +84,8 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
   }
 
   beforeAll(async () => {
-    lab = await Lab.start({ sshd: true, metalogger: false });
+    // Hourly images on both sides, as MooseFS's defaults make them (the lab's own are daily).
+    lab = await Lab.start({ sshd: true, metalogger: false, masterExtra: { METADATA_SAVE_FREQ: 1 } });
     clock = await FakeClock.create(lab.dir);
     store = path.join(lab.dir, 'snapshots');
     await lab.mount!.makeChanges('before', 5);
@@ -93,7 +94,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     // runs on a loaded machine, so it connects once, before the first jump, and stays.
     await lab.master.stop();
     await lab.master.start({ wrap: clock.wrap });
-    ml = await LabMetalogger.create(path.join(lab.dir, 'metalogger'), { host: lab.master.cliHost, port: lab.master.ports.ml }, { MASTER_TIMEOUT: 65535, MASTER_RECONNECTION_DELAY: 1 });
+    ml = await LabMetalogger.create(path.join(lab.dir, 'metalogger'), { host: lab.master.cliHost, port: lab.master.ports.ml }, { MASTER_TIMEOUT: 65535, MASTER_RECONNECTION_DELAY: 1, META_DOWNLOAD_FREQ: 1 });
     await ml.start();
     const data = lab.master.dataPath;
     try {

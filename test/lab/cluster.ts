@@ -14,6 +14,8 @@ export interface LabOptions {
   sshd?: boolean;
   /** Which MooseFS (default Debian's 3.0.117); a metalogger only where the generation has one. */
   lab?: LabGeneration;
+  /** Lines of mfsmaster.cfg over the lab's own (e.g. METADATA_SAVE_FREQ = 1 for hourly images). */
+  masterExtra?: Record<string, string | number>;
 }
 
 /**
@@ -35,7 +37,7 @@ export class Lab {
     const started: { stop(): Promise<void> }[] = [];
     const lab = options.lab ?? labGeneration();
     try {
-      const master = await LabMaster.create(path.join(dir, 'master'), { lab });
+      const master = await LabMaster.create(path.join(dir, 'master'), { lab, extra: options.masterExtra });
       await master.start();
       started.push(master);
       let metalogger: LabMetalogger | undefined;

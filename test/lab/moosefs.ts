@@ -36,6 +36,10 @@ export function masterConfigText(o: { dataPath: string; dir: string; host: strin
     [keys.cs.port]: o.ports.cs,
     [keys.cl.host]: o.host,
     [keys.cl.port]: o.ports.cl,
+    // A lab master saves its image once a day (1.7+; 1.x saves hourly whatever the config says), not
+    // at every full hour: an hourly image is a new restore point, and a test whose two backups
+    // straddle the hour would see one it did not make.
+    METADATA_SAVE_FREQ: 24,
     ...generation.masterConfigExtra(o.dataPath),
     ...o.extra,
   };
@@ -232,7 +236,9 @@ export class LabMetalogger {
       DATA_PATH: dataPath,
       MASTER_HOST: master.host,
       MASTER_PORT: master.port,
-      META_DOWNLOAD_FREQ: 1,
+      // Downloads at connection (a restart gives a new image) and then daily at 00:10:30 UTC, not at
+      // 10:30 past every hour: a new image is a new restore point (see METADATA_SAVE_FREQ above).
+      META_DOWNLOAD_FREQ: 24,
       ...extra,
     };
     await fs.writeFile(configFile, Object.entries(cfg).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
