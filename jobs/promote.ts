@@ -253,33 +253,38 @@ async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[]
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
   const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal);
-  const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
-  const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
-  const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
-  const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
-  // Settled either way, so that a refusal never leaves it unhandled.
-  preparing.catch(() => undefined);
-  const answers = await fencing;
-  timings.fenceMs = Date.now() - began;
-  const alive = aliveMasters(answers);
-  if (alive.length > 0 && !force) {
-    stopCollecting.abort(new Error('fencing refused'));
-    await release(await preparing.catch(() => undefined));
-    const vip = await giveVipBack(ctx, standby);
-    return {
-      status: 'CRITICAL',
-      summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)${vip.note}`,
-      details: { fence: answers, changed: false, vipReleased: vip.released },
-      lines: answers.map(describeFence),
-    };
-  }
-  const prepared = await preparing;
-  timings.inventoryMs = prepared.inventoryMs;
-  timings.fetchMs = prepared.fetchMs;
   try {
-    return await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
+    const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
+    const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
+    const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
+    const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
+    // Settled either way, so that a refusal never leaves it unhandled.
+    preparing.catch(() => undefined);
+    const answers = await fencing;
+    timings.fenceMs = Date.now() - began;
+    const alive = aliveMasters(answers);
+    if (alive.length > 0 && !force) {
+      stopCollecting.abort(new Error('fencing refused'));
+      await release(await preparing.catch(() => undefined));
+      const vip = await giveVipBack(ctx, standby);
+      return {
+        status: 'CRITICAL',
+        summary: `refusing to promote: ${alive.map(describeFence).join('; ')} (split brain; --force overrides)${vip.note}`,
+        details: { fence: answers, changed: false, vipReleased: vip.released },
+        lines: answers.map(describeFence),
+      };
+    }
+    const prepared = await preparing;
+    timings.inventoryMs = prepared.inventoryMs;
+    timings.fetchMs = prepared.fetchMs;
+    try {
+      return await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
+    } finally {
+      await release(prepared);
+    }
   } finally {
-    await release(prepared);
+    // A copy's snapshot fetched for this promotion (the store was gone): the placed files are the restore's now.
+    await Promise.all(ownSpecs.map((s) => s.release?.().catch(() => undefined)));
   }
 }
 

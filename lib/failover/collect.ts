@@ -25,6 +25,8 @@ export interface SourceSpec {
   /** DATA_PATH or snapshot directory on that source. */
   dir: string;
   open(signal: AbortSignal): Promise<FileSource>;
+  /** Removes what was fetched for this source (a copy's snapshot), once promote is done with it. */
+  release?: () => Promise<void>;
 }
 
 /** Every source promote may read, and why a configured host is not one. */
@@ -71,7 +73,7 @@ async function copySpecs(config: Config, notes: string[], signal?: AbortSignal):
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
       const keys = await storeKeys(config);
-      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys) }];
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }

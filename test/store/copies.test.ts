@@ -479,6 +479,9 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       // The dead master's own DATA_PATH (still readable over SSH) may add the changelog lines written after the snapshot.
       expect(report.details.plan.reached).toBeGreaterThanOrEqual(newest.manifest.reachesVersion);
       expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(newest.manifest.reachesVersion);
+      // The snapshot fetched from the copy is gone once the promoted master serves.
+      expect(report.summary).not.toMatch(/CRITICAL/);
+      expect(await fs.readdir(path.join(doc.stateDir as string, 'copy-fetch'))).toEqual([]);
     } finally {
       const pid = await runningMasterPid(standby.dataPath);
       if (pid !== undefined) process.kill(pid, 'SIGKILL');
