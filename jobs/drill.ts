@@ -15,6 +15,8 @@ import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
 import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
+import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
+import type { Generation } from '../lib/moosefs/generations/index.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
@@ -100,7 +102,27 @@ interface Restored {
 }
 
 /** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
-async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
+/** The scratch master's guard for a generation without exports (1.5), and the line that says so. */
+interface Guarded {
+  guard?: ScratchGuard;
+  line?: string;
+}
+
+/** 1.5 reads no exports: only the user running the drill may reach its scratch master (lib/moosefs/scratch-guard.ts). */
+async function guardScratch(ctx: Ctx, generation: Generation, ports: ScratchPorts, guarded: Guarded): Promise<void> {
+  if (generation.exportsWithPassword) return;
+  const uid = process.getuid?.() ?? 0;
+  const g = await ScratchGuard.install(Object.values(ports), uid);
+  if (g instanceof ScratchGuard) {
+    guarded.guard = g;
+    guarded.line = `scratch master: ${generation.label} reads no exports, so its ports on loopback take connections from uid ${uid} only (nftables table ${g.table})`;
+  } else {
+    guarded.line = `scratch master: ${generation.label} reads no exports and nft failed (${g.failed}): any local user could mount the restored namespace while the drill ran`;
+    ctx.log.warn(guarded.line);
+  }
+}
+
+async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts, guarded: Guarded): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
@@ -121,6 +143,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
   const binaries = await restoringBinaries(config, placed.header?.magic ?? 'MFSM 2.0', placed.image, options.mfsmasterBin);
   await writeScratchConfig(scratch, ports, binaries.generation);
+  await guardScratch(ctx, binaries.generation, ports, guarded);
   const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
   const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
   const files = { dataPath: scratch.dataPath, image: placed.image, changelogs: placed.changelogs };
@@ -244,16 +267,19 @@ export default defineJob({
     // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
     const leftovers = await clearLeftovers(root, SCRATCH_PREFIX);
     for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
+    for (const table of await ScratchGuard.clearStale()) ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
     const scratch = await createScratch(root, SCRATCH_PREFIX);
     ctx.log.info('drill started', { source: describeSource(source), scratch: scratch.dir, ports });
     let result: JobResult;
+    const guarded: Guarded = {};
     try {
-      const restored = await restore(ctx, source, scratch, ports);
+      const restored = await restore(ctx, source, scratch, ports, guarded);
       result = drillResult(ctx, source, restored, await liveMaster(ctx), ports);
     } catch (err) {
       if (ctx.signal.aborted) {
         await stopScratchMaster(scratch);
+        await guarded.guard?.remove();
         await fs.rm(scratch.dir, { recursive: true, force: true });
         throw err;
       }
@@ -263,9 +289,10 @@ export default defineJob({
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
+    await guarded.guard?.remove();
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
+    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), ...(guarded.line ? [guarded.line] : []), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
     const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
-    return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null } };
+    return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null, ...(guarded.line ? { scratchGuard: guarded.guard?.table ?? null } : {}) } };
   },
 });

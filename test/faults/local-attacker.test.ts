@@ -9,6 +9,8 @@ import { runCli } from '../helpers/cli.js';
 import { masterStatus } from '../../lib/moosefs/master.js';
 import { restoreAndStart } from '../../lib/moosefs/restore.js';
 import { createScratch, masterPidIn, pickPorts, SCRATCH_HOST, stopScratchMaster, writeScratchConfig, type Scratch } from '../../lib/moosefs/scratchmaster.js';
+import { GUARD_TABLE_PREFIX, ScratchGuard } from '../../lib/moosefs/scratch-guard.js';
+import { execCapture } from '../../lib/core/exec.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
 import { LabMaster, LabMount, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
@@ -75,6 +77,77 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s 
     started.pop();
     recordFaults({ area: 'local attacker', fault: `mount the drill's scratch master (MooseFS ${version})`, injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: 'Password is needed; the old export mounted' });
   }, 120_000);
+});
+
+/**
+ * The same local user against a 1.5 drill: 1.5 reads no exports, so no password can keep a mount out.
+ * The drill's nftables guard (lib/moosefs/scratch-guard.ts, installed as `mfs-jobs drill` installs it)
+ * lets only the drill's own user reach the scratch master's ports: user nobody's connection is reset,
+ * root's gets the master's answer, and once the guard is gone nobody connects again.
+ */
+describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftables guard', () => {
+  const lab = labGeneration('1.5.12');
+  let cluster: Lab;
+  let scratch: Scratch | undefined;
+  let guard: ScratchGuard | undefined;
+  const started: Started[] = [];
+
+  /** A TCP connect to the scratch client port as user `uid` (a real process of that user, bash's /dev/tcp). */
+  const connectAs = async (uid: number, port: number) =>
+    (await execCapture('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'bash', '-c', `exec 3<>/dev/tcp/${SCRATCH_HOST}/${port}`], { timeoutMs: 10_000 })).code === 0;
+
+  beforeAll(async () => {
+    cluster = await Lab.start({ lab, metalogger: false, mount: false, sshd: false });
+    started.push(cluster);
+    await cluster.saveImage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await tearDownFaults([guard && (() => guard!.remove()), scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
+  });
+
+  test('user nobody cannot reach the scratch master while the guard stands; root (the drill) can', async () => {
+    scratch = await createScratch(path.join(cluster.dir, 'drill'), 'drill');
+    const names = (await fs.readdir(cluster.master.dataPath)).filter((n) => /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/.test(n));
+    for (const n of names) await fs.copyFile(path.join(cluster.master.dataPath, n), path.join(scratch.dataPath, n));
+    const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set(), 'test');
+    await writeScratchConfig(scratch, ports, lab.generation);
+    const binaries = { generation: lab.generation, mfsmaster: lab.mfsmaster, mfsmetarestore: lab.mfsmetarestore, mfscli: 'mfscli', key: 'test' };
+    const files = { dataPath: scratch.dataPath, image: 'metadata.mfs.back', changelogs: names.filter((n) => n.startsWith('changelog')) };
+    const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: 60_000 });
+    expect(start.code).toBe(0);
+    // Without the guard any user reaches it: this is what a 1.5 drill exposed.
+    expect(await connectAs(65534, ports.matocl)).toBe(true);
+    const installed = await ScratchGuard.install(Object.values(ports), 0);
+    if (!(installed instanceof ScratchGuard)) throw new Error(`nft: ${installed.failed}`);
+    guard = installed;
+    expect({ nobody: await connectAs(65534, ports.matocl), nobodyCs: await connectAs(65534, ports.matocs), root: await connectAs(0, ports.matocl) }).toEqual({ nobody: false, nobodyCs: false, root: true });
+    expect((await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion).toMatch(/^1\.5\b/);
+    await guard.remove();
+    guard = undefined;
+    expect(await connectAs(65534, ports.matocl)).toBe(true);
+    expect((await execCapture('nft', ['list', 'tables'])).stdout).not.toContain(`${GUARD_TABLE_PREFIX}${process.pid}`);
+    recordFaults({ area: 'local attacker', fault: "reach a 1.5 drill's scratch master (no exports)", injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: 'nobody reset by the nftables guard; reached it without' });
+  }, 120_000);
+
+  test('a guard left by a drill that was killed is removed by the next drill; a live one is kept', async () => {
+    const dead = spawn('true');
+    await new Promise((resolve) => dead.once('exit', resolve));
+    const stale = `${GUARD_TABLE_PREFIX}${dead.pid}`;
+    expect((await execCapture('nft', [`add table inet ${stale}`])).code).toBe(0);
+    const live = `${GUARD_TABLE_PREFIX}${process.pid}`;
+    expect((await execCapture('nft', [`add table inet ${live}`])).code).toBe(0);
+    try {
+      const cleared = await ScratchGuard.clearStale();
+      expect(cleared).toContain(stale);
+      expect(cleared).not.toContain(live);
+      const tables = (await execCapture('nft', ['list', 'tables'])).stdout;
+      expect({ stale: tables.includes(stale), live: tables.includes(live) }).toEqual({ stale: false, live: true });
+    } finally {
+      await execCapture('nft', ['delete', 'table', 'inet', live]);
+      await execCapture('nft', ['delete', 'table', 'inet', stale]);
+    }
+  });
 });
 
 /** Debian's MooseFS user: owner of the standby DATA_PATH, and the attacker here. */
