@@ -101,7 +101,6 @@ interface Restored {
   cut?: { target: RestoreTarget; result: CutResult };
 }
 
-/** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
 /** The scratch master's guard for a generation without exports (1.5), and the line that says so. */
 interface Guarded {
   guard?: ScratchGuard;
@@ -122,6 +121,7 @@ async function guardScratch(ctx: Ctx, generation: Generation, ports: ScratchPort
   }
 }
 
+/** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
 async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts, guarded: Guarded): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
