@@ -7,11 +7,11 @@ import { masterInfo } from '../../lib/moosefs/mfscli.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { masterStatus } from '../../lib/moosefs/master.js';
-import { restoreAndStart } from '../../lib/moosefs/restore.js';
-import { createScratch, masterPidIn, pickPorts, SCRATCH_HOST, stopScratchMaster, writeScratchConfig, type Scratch } from '../../lib/moosefs/scratchmaster.js';
+import { masterPidIn, SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
 import { GUARD_TABLE_PREFIX, ScratchGuard } from '../../lib/moosefs/scratch-guard.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { Lab } from '../lab/cluster.js';
+import { startScratchAsDrill } from '../lab/scratch.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
 import { LabMaster, LabMount, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
@@ -43,18 +43,13 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s 
   });
 
   test('cannot mount the restored namespace ("Password is needed"); with the old open export it could', async () => {
-    const sc = await createScratch(path.join(cluster.dir, 'drill'), 'drill');
+    const sm = await startScratchAsDrill(path.join(cluster.dir, 'drill'), cluster.master.dataPath, lab);
+    const sc = sm.scratch;
+    const { ports } = sm;
     scratch = sc;
-    const names = (await fs.readdir(cluster.master.dataPath)).filter((n) => /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/.test(n));
-    for (const n of names) await fs.copyFile(path.join(cluster.master.dataPath, n), path.join(scratch.dataPath, n));
-    const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set(), 'test');
-    await writeScratchConfig(scratch, ports, lab.generation);
     const exportsText = await fs.readFile(path.join(scratch.dir, 'mfsexports.cfg'), 'utf8');
     expect(exportsText).toMatch(/^127\.0\.0\.1\t\/\tro,md5pass=[0-9a-f]{32}\n$/);
-    const binaries = { generation: lab.generation, mfsmaster: lab.mfsmaster, mfsmetarestore: lab.mfsmetarestore, mfscli: 'mfscli', key: 'test' };
-    const files = { dataPath: scratch.dataPath, image: 'metadata.mfs.back', changelogs: names.filter((n) => n.startsWith('changelog')) };
-    const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: 60_000 });
-    expect(start.code).toBe(0);
+    expect(sm.startCode).toBe(0);
     // The drill itself still gets its answer: the client protocol's info needs no export.
     expect((await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion).toBeTruthy();
 
@@ -107,15 +102,10 @@ describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftab
   });
 
   test('user nobody cannot reach the scratch master while the guard stands; root (the drill) can', async () => {
-    scratch = await createScratch(path.join(cluster.dir, 'drill'), 'drill');
-    const names = (await fs.readdir(cluster.master.dataPath)).filter((n) => /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/.test(n));
-    for (const n of names) await fs.copyFile(path.join(cluster.master.dataPath, n), path.join(scratch.dataPath, n));
-    const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set(), 'test');
-    await writeScratchConfig(scratch, ports, lab.generation);
-    const binaries = { generation: lab.generation, mfsmaster: lab.mfsmaster, mfsmetarestore: lab.mfsmetarestore, mfscli: 'mfscli', key: 'test' };
-    const files = { dataPath: scratch.dataPath, image: 'metadata.mfs.back', changelogs: names.filter((n) => n.startsWith('changelog')) };
-    const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: 60_000 });
-    expect(start.code).toBe(0);
+    const sm = await startScratchAsDrill(path.join(cluster.dir, 'drill'), cluster.master.dataPath, lab);
+    scratch = sm.scratch;
+    const { ports } = sm;
+    expect(sm.startCode).toBe(0);
     // Without the guard any user reaches it: this is what a 1.5 drill exposed.
     expect(await connectAs(65534, ports.matocl)).toBe(true);
     const installed = await ScratchGuard.install(Object.values(ports), 0);

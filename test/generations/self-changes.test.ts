@@ -1,13 +1,12 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile } from '../../lib/moosefs/changelog.js';
 import { masterStatus } from '../../lib/moosefs/master.js';
-import { restoreAndStart } from '../../lib/moosefs/restore.js';
-import { createScratch, pickPorts, SCRATCH_HOST, stopScratchMaster, writeScratchConfig, type Scratch } from '../../lib/moosefs/scratchmaster.js';
+import { SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../../lib/moosefs/self-changes.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration } from '../lab/generations.js';
 import { waitFor } from '../lab/proc.js';
+import { startScratchAsDrill } from '../lab/scratch.js';
 
 /**
  * MooseFS 4.x writes `IDLE()` after 30 s without a change — and, its clock of the last change starting
@@ -33,18 +32,14 @@ describe('a restored MooseFS 4.59.2 master changes its metadata by itself', () =
   });
 
   test('IDLE() within seconds of the start; selfChangesSince puts the restore back at the chain\'s newest', async () => {
-    scratch = await createScratch(path.join(lab.dir, 'scratch'), 'sc');
-    const names = (await fs.readdir(lab.master.dataPath)).filter((n) => /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/.test(n));
-    for (const n of names) await fs.copyFile(path.join(lab.master.dataPath, n), path.join(scratch.dataPath, n));
-    // What the copy reaches (the live master writes its own IDLE() too, so its version of a moment ago will not do).
-    const expected = (await scanChangelogFile(path.join(scratch.dataPath, 'changelog.0.mfs'))).last!;
-    const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set(), 'test');
-    await writeScratchConfig(scratch, ports, lab4.generation);
-    const binaries = { generation: lab4.generation, mfsmaster: lab4.mfsmaster, mfsmetarestore: lab4.mfsmetarestore, mfscli: 'mfscli', key: 'test' };
-    const files = { dataPath: scratch.dataPath, image: 'metadata.mfs.back', changelogs: names.filter((n) => n.startsWith('changelog')) };
-    const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: 60_000 });
-    expect(start.code).toBe(0);
-    port = ports.matocl;
+    let expected = 0;
+    const started = await startScratchAsDrill(path.join(lab.dir, 'scratch'), lab.master.dataPath, lab4, async (sc) => {
+      // What the copy reaches (the live master writes its own IDLE() too, so its version of a moment ago will not do).
+      expected = (await scanChangelogFile(path.join(sc.dataPath, 'changelog.0.mfs'))).last!;
+    });
+    scratch = started.scratch;
+    expect(started.startCode).toBe(0);
+    port = started.ports.matocl;
     const target = { host: SCRATCH_HOST, port, generation: '4' as const, timeoutMs: 2_000 };
     // The master's own change arrives by itself: nobody but this test knows its port.
     const served = await waitFor('the restored master to change by itself', async () => {
