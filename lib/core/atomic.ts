@@ -48,16 +48,33 @@ export async function readAt(handle: fs.FileHandle, start: number, length: numbe
  * it, fsync it; on any failure close and remove it, so nothing half-written is left under its name.
  */
 export async function writeNewFile(target: string, write: (out: fs.FileHandle) => Promise<void>, mode = FILE_MODE): Promise<void> {
-  const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  await fillAndSync(await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode), target, write);
+}
+
+/**
+ * Let `write` fill a file this process just created (`handle`, at `file`), fsync and close it; on any
+ * failure close and remove it, so nothing half-written is left under its name.
+ */
+export async function fillAndSync(handle: fs.FileHandle, file: string, write: (out: fs.FileHandle) => Promise<unknown>): Promise<void> {
   try {
-    await write(out);
-    await out.sync();
+    await write(handle);
+    await handle.sync();
   } catch (err) {
-    await out.close().catch(() => undefined);
-    await fs.rm(target, { force: true });
+    await handle.close().catch(() => undefined);
+    await fs.rm(file, { force: true });
     throw err;
   }
-  await out.close();
+  await handle.close();
+}
+
+/** A filled temp file into place durably (renameDurable); removed if that fails. */
+export async function placeTemp(tmp: string, target: string): Promise<void> {
+  try {
+    await renameDurable(tmp, target);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 /**
@@ -67,22 +84,8 @@ export async function writeNewFile(target: string, write: (out: fs.FileHandle) =
 export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
   await fs.mkdir(path.dirname(target), { recursive: true, mode: DIR_MODE });
   const { tmp, handle } = await createTempExclusive(target, mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await handle.close();
-  try {
-    await fs.rename(tmp, target);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDir(path.dirname(target));
+  await fillAndSync(handle, tmp, (out) => out.writeFile(data));
+  await placeTemp(tmp, target);
 }
 
 /**

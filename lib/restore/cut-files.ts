@@ -1,7 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { createTempExclusive, fsyncDir } from '../core/atomic.js';
+import { createTempExclusive, fillAndSync, fsyncDir } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { holesBetween, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
 import { scanChangelogFile } from '../moosefs/changelog.js';
@@ -66,7 +66,7 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
   const damage: Damage[] = [];
   const { tmp, handle } = await createTempExclusive(path.join(o.dir, CUT_CHANGELOG));
   let written = 0;
-  try {
+  await fillAndSync(handle, tmp, async () => {
     const buffered: string[] = [];
     const flush = async () => {
       if (buffered.length) await handle.write(buffered.splice(0).join(''), null, 'latin1');
@@ -112,13 +112,7 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
       if (steps.length && next !== step.last + 1) throw new ChainError(step.file, `${o.where}: ${step.file}: expected changelog lines ${step.first}..${step.last}, found up to ${next - 1} (the file changed while restoring?)`);
     }
     await flush();
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await handle.close();
+  });
   const outcome = cutter.result();
   // Damage before the image's version costs nothing: those lines are never applied.
   const relevant = damage.filter((d) => d.afterVersion + 1 >= o.imageVersion);

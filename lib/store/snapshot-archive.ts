@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createTempExclusive, DIR_MODE, FILE_MODE, fsyncDir, pathExists, renameDurable, sealFile } from '../core/atomic.js';
+import { createTempExclusive, DIR_MODE, FILE_MODE, fillAndSync, fsyncDir, pathExists, placeTemp, renameDurable, sealFile } from '../core/atomic.js';
 import { ChainError, StoreError, UsageError } from '../core/errors.js';
 import { plainNameProblem, printable, shownName } from '../core/names.js';
 import { ID_PATTERN, idTime, listSnapshots, MANIFEST, readManifest, snapshotsDir, type Manifest, type StoredSnapshot } from './manifest.js';
@@ -36,18 +36,12 @@ export async function exportSnapshot(store: string, id: string, file: string, ke
   // Created here, exclusively and private, and written through our own handle: tar never opens a path.
   const { tmp, handle } = await createTempExclusive(target);
   const members = [MANIFEST, ...snap.manifest.files.map((f) => f.stored?.name ?? f.name)].map((n) => `${snap.id}/${n}`);
-  try {
+  await fillAndSync(handle, tmp, async (out) => {
     // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
     const tar = await import('tar');
-    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await handle.write(chunk as Buffer);
-    await handle.sync();
-    await handle.close();
-    await renameDurable(tmp, target);
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
+    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await out.write(chunk as Buffer);
+  });
+  await placeTemp(tmp, target);
   return { id: snap.id, file: target, bytes: (await fs.stat(target)).size };
 }
 

@@ -68,6 +68,30 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   const listCopy = async (name: string) => JSON.parse((await runCli(['snapshot', 'list', '--config', config, '--copy', name, '--json'])).stdout) as { snapshots: { id: string; bytes: number }[]; incomplete: string[] };
   const s3Key = (id: string, file: string) => `mfs/snapshots/${id}/${file}`;
 
+  /** `fn` with a 4 KiB tmpfs mounted on `dir` (a full disk), unmounted afterwards. */
+  async function onTinyTmpfs(dir: string, fn: () => Promise<void>): Promise<void> {
+    await fs.mkdir(dir, { recursive: true });
+    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', dir], { timeoutMs: 10_000 });
+    expect(mounted.stderr).toBe('');
+    try {
+      await fn();
+    } finally {
+      await execCapture('umount', [dir], { timeoutMs: 10_000 });
+    }
+  }
+
+  /** `fn` with the local store's disk lost (moved aside), put back afterwards. */
+  async function withoutStore(fn: () => Promise<void>): Promise<void> {
+    const gone = `${store}.gone`;
+    await fs.rename(store, gone);
+    try {
+      await fn();
+    } finally {
+      await fs.rm(store, { recursive: true, force: true });
+      await fs.rename(gone, store);
+    }
+  }
+
   beforeAll(async () => {
     // The SDK's notice about its own future Node requirement, as the CLI silences it (lib/store/copy/s3.ts).
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -203,18 +227,13 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   });
 
   test('drill from a copy with the local store gone: downloaded, checked, restored into a real scratch master', async () => {
-    const gone = `${store}.gone`;
-    await fs.rename(store, gone);
-    try {
+    await withoutStore(async () => {
       const res = await runCli(['run', 'drill', '--config', config, '--from', 'copy:offsite-s3', '--json']);
       const report = JSON.parse(res.stdout) as { status: string; summary: string };
       expect(report.summary).toMatch(new RegExp(`^snapshot ${ids[2]} of copy offsite-s3 restored to metadata version \\d+ and served`));
       expect(report.status).toBe('OK');
       expect(await fs.readdir(path.join(lab.dir, 'state', 'copy-fetch'))).toEqual([]);
-    } finally {
-      await fs.rm(store, { recursive: true, force: true });
-      await fs.rename(gone, store);
-    }
+    });
   }, 90_000);
 
   test('verify checks each copy; a corrupted file on each is found and named, and a drill refuses it', async () => {
@@ -303,10 +322,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
 
   test('a full SFTP copy (a 4 KiB tmpfs) is a WARNING naming it, leaves no manifest there, and the local store is untouched', async () => {
     const full = path.join(lab.dir, 'offsite-full');
-    await fs.mkdir(full, { recursive: true });
-    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', full], { timeoutMs: 10_000 });
-    expect(mounted.stderr).toBe('');
-    try {
+    await onTinyTmpfs(full, async () => {
       const before = await localIds();
       const cfg = await lab.writeConfig({ snapshotStore: { path: store, copies: [{ ...copies()[0], name: 'offsite-full', path: full }] } }, 'config-full.yaml');
       const res = await runCli(['run', 'backup', '--config', cfg, '--json']);
@@ -318,24 +334,17 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       for (const id of there) expect(await fs.readdir(path.join(full, 'snapshots', id))).not.toContain('manifest.json');
       expect(await localIds()).toEqual(before);
       expect((await listSnapshots(store)).broken).toEqual([]);
-    } finally {
-      await execCapture('umount', [full], { timeoutMs: 10_000 });
-    }
+    });
   }, 60_000);
 
   test('fetching a copy\'s snapshot into a state dir without room for it is refused before a byte is read', async () => {
     const small = path.join(lab.dir, 'state-small');
-    await fs.mkdir(small, { recursive: true });
-    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', small], { timeoutMs: 10_000 });
-    expect(mounted.stderr).toBe('');
-    try {
+    await onTinyTmpfs(small, async () => {
       const cfg = parseConfig({ stateDir: small, snapshotStore: { path: store, copies: copies() } }, 'inline.yaml');
       const err = await fetchFromCopy(cfg, cfg.snapshotStore!.copies[1]!, 'latest', new AbortController().signal).then(() => undefined, (e: Error) => e.message);
       expect(err).toMatch(new RegExp(`^${small.replace(/[.]/g, '\\.')}/copy-fetch: not enough free space to fetch snapshot ${ids.at(-1)} of copy offsite-s3: it needs `));
       expect(await fs.readdir(path.join(small, 'copy-fetch'))).toEqual([]);
-    } finally {
-      await execCapture('umount', [small], { timeoutMs: 10_000 });
-    }
+    });
   });
 
   test('S3 repository: a big file goes up in parts, each Content-MD5 checked; HEAD knows its sha256; a credentials file others can read is refused', async () => {
@@ -370,9 +379,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   }, 60_000);
 
   test('restore --from copy:NAME with the local store gone rebuilds a DATA_PATH from the copy\'s newest snapshot', async () => {
-    const gone = `${store}.gone`;
-    await fs.rename(store, gone);
-    try {
+    await withoutStore(async () => {
       const dataPath = path.join(lab.dir, 'restored');
       const res = await runCli(['run', 'restore', '--config', config, '--from', 'copy:offsite-sftp', '--data-path', dataPath, '--json']);
       const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { placed: string[] } };
@@ -381,10 +388,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       expect(report.details.placed).toContain('metadata.mfs.back');
       expect(await fs.readdir(dataPath)).toEqual(expect.arrayContaining(['metadata.mfs.back']));
       expect(await fs.readdir(path.join(lab.dir, 'state', 'copy-fetch'))).toEqual([]);
-    } finally {
-      await fs.rm(store, { recursive: true, force: true });
-      await fs.rename(gone, store);
-    }
+    });
   }, 60_000);
 
   test('verify re-reads every retained snapshot of a copy on a schedule: all the first time, then the newest only; a damaged older one is found at its recheck', async () => {
