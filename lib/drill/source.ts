@@ -51,9 +51,9 @@ export function describeSource(source: RestoreSource, short = false): string {
 
 export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
-  const keys = await storeKeys(config);
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys });
+  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
   if (source.kind === 'copy') {
+    const keys = await storeKeys(config);
     // Downloaded and checked into a private directory of the state dir, placed like a local snapshot, removed.
     const fetched = await fetchFromCopy(config, source.copy, source.id, signal);
     try {

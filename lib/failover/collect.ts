@@ -9,7 +9,7 @@ import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
 import { snapshotSource } from '../store/snapshot-source.js';
-import { storeKeys } from '../store/stored-file.js';
+import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { PrivateDir } from './staging-dir.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
@@ -55,7 +55,7 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
       specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => snapshotSource(name, s, keys) });
     }
-    if (snapshots.length === 0) specs.push(...(await copySpecs(config, notes, signal)));
+    if (snapshots.length === 0) specs.push(...(await copySpecs(config, keys, notes, signal)));
   }
   return { specs, notes };
 }
@@ -65,14 +65,13 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
  * off-site copy that answers, fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts),
  * is a source like a local one. Only then: a copy is slower than anything local.
  */
-async function copySpecs(config: Config, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
+async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
       const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      const keys = await storeKeys(config);
       return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
