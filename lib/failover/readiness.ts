@@ -4,7 +4,7 @@ import type { Config, StandbyConfig } from '../core/config.js';
 import { describeError, MfsJobsError } from '../core/errors.js';
 import { execCapture } from '../core/exec.js';
 import type { Status } from '../core/job.js';
-import { binaryGeneration, restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
+import { binariesFor, binaryGeneration, restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
 import { generationNamed, type Generation } from '../moosefs/generations/index.js';
 import { dataPathOf, masterVersion, targetOf } from '../moosefs/master.js';
 import { readMfsConfig } from '../moosefs/mfsmaster.js';
@@ -117,25 +117,36 @@ async function checkGeneration(config: Config, standby: StandbyConfig, cfg: Reco
     return;
   }
   r.generation = generation;
-  try {
-    const binaries = await restoringBinaries(config, generation.imageMagic, `a ${generation.label} image`, standby.mfsmasterBin);
-    r.binaries = binaries;
-    const found = await binaryGeneration(binaries.mfsmaster);
-    if (!found) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} does not run as an mfsmaster (missing, not executable, or no version answer)`));
-    else if (found.generation.imageMagic !== generation.imageMagic) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} is MooseFS ${found.version}, which cannot restore ${generation.label}'s "${generation.imageMagic}" images`));
-    const method = standby.restoreMethod === 'auto' ? generation.restore : standby.restoreMethod;
-    if (method !== generation.restore) r.findings.push(problem('CRITICAL', 'standby.restoreMethod', `standby.restoreMethod is ${standby.restoreMethod}, but ${generation.label} restores with ${generation.restore}`));
-    if (method === 'mfsmetarestore' && !(await executable(binaries.mfsmetarestore))) {
-      r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmetarestore} is missing or not executable; ${generation.label} restores with it`));
-    }
-  } catch (err) {
-    r.findings.push(fromError(err, 'moosefs.prefixes'));
-  }
+  await checkBinaries(config, standby, generation, r).catch((err: unknown) => r.findings.push(fromError(err, 'moosefs.prefixes')));
   try {
     checkGenerationConfig(config, standby, generation, cfg);
   } catch (err) {
     r.findings.push(fromError(err, 'standby.masterConfig'));
   }
+}
+
+async function checkBinaries(config: Config, standby: StandbyConfig, generation: Generation, r: Readiness): Promise<void> {
+  const missing = (b: Binaries, bin: string, why = '') => problem('CRITICAL', b.key, `${b.key}: ${bin} is missing or not executable${why}`);
+  let binaries: Binaries;
+  try {
+    binaries = await restoringBinaries(config, generation.imageMagic, `a ${generation.label} image`, standby.mfsmasterBin);
+  } catch (err) {
+    // restoringBinaries asks an unpinned mfsmaster for its version; a missing one deserves its own words.
+    const planned = binariesFor(config, generation, standby.mfsmasterBin);
+    r.findings.push((await executable(planned.mfsmaster)) ? fromError(err, planned.key) : missing(planned, planned.mfsmaster));
+    return;
+  }
+  r.binaries = binaries;
+  if (!(await executable(binaries.mfsmaster))) {
+    r.findings.push(missing(binaries, binaries.mfsmaster));
+  } else {
+    const found = await binaryGeneration(binaries.mfsmaster);
+    if (!found) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} gives no MooseFS version when asked (-v): it does not run as an mfsmaster`));
+    else if (found.generation.imageMagic !== generation.imageMagic) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} is MooseFS ${found.version}, which cannot restore ${generation.label}'s "${generation.imageMagic}" images`));
+  }
+  const method = standby.restoreMethod === 'auto' ? generation.restore : standby.restoreMethod;
+  if (method !== generation.restore) r.findings.push(problem('CRITICAL', 'standby.restoreMethod', `standby.restoreMethod is ${standby.restoreMethod}, but ${generation.label} restores with ${generation.restore}`));
+  if (method === 'mfsmetarestore' && !(await executable(binaries.mfsmetarestore))) r.findings.push(missing(binaries, binaries.mfsmetarestore, `; ${generation.label} restores with it`));
 }
 
 /** A program that exists and may be executed (a bare name is looked up in PATH, as execve would). */
