@@ -38,14 +38,14 @@ describe('virtual-IP failover with ucarp, the up-script waiting for `mfs-jobs ru
       expect(p.status).toBe('OK');
       expect(p.summary).toMatch(/^promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/);
       expect(p.details?.triggeredBy).toBe('hook');
-      // Promote did not wait for the clients: a detached watcher does.
-      expect(p.details?.clients?.by).toBe('watcher');
       expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
       // The up-script returned within a few seconds of the master serving (its own start ≈ promote's hook call).
       const hook = (await lab.syncHookTimes(r.promoted))!;
       const rto = p.details!.rtoSeconds!;
       console.log(`round ${i + 1} on ${r.standby}: kill -9 → first client write ${r.firstWriteSeconds.toFixed(2)} s; up-script ran ${(hook.end - hook.start).toFixed(2)} s, promote served after ${rto} s`);
       expect(hook.end - hook.start).toBeLessThan(rto + 3);
+      // Promote did not wait for the clients: a detached watcher does.
+      expect(p.details?.clients?.by).toBe('watcher');
       // The watcher's result lands in the state directory, tied to this promotion, and in the textfile.
       const clients = await waitFor('the clients-back watcher to record its result', async () => {
         const s = await lab.readClientsState(r.promoted);
