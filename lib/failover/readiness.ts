@@ -219,8 +219,14 @@ async function checkWritable(config: Config, standby: StandbyConfig, cfg: Record
 async function checkSources(config: Config, standby: StandbyConfig, o: ReadinessOptions, r: Readiness): Promise<void> {
   let collected: CollectedSource[] = [];
   try {
-    const { specs, notes } = await sourceSpecs(config, [], o.signal);
+    // Without the off-site copies: with an empty store promote would download the newest snapshot of one,
+    // too much for a check every few minutes (verify checks the copies).
+    const store = config.snapshotStore;
+    const { specs, notes } = await sourceSpecs(store ? { ...config, snapshotStore: { ...store, copies: [] } } : config, [], o.signal);
     r.notes.push(...notes);
+    if (store && store.copies.length > 0 && !specs.some((s) => s.ref.kind === 'snapshot')) {
+      r.notes.push(`the snapshot store holds no complete snapshot: a promotion would fetch one from copy ${store.copies.map((c) => c.name).join(' or ')} (verify checks them)`);
+    }
     if (specs.length === 0) {
       r.findings.push(problem('CRITICAL', 'metaloggers', 'no source to promote from: no metaloggers, chunkservers or snapshotStore in the config'));
       return;
