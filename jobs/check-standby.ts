@@ -25,31 +25,45 @@ const options = jobOptionsSchema({
  */
 export default defineJob({
   name: 'check-standby',
-  description: 'Prove on the standby that a promotion would succeed now: its mfsmaster.cfg, binaries, ports, DATA_PATH, sources, lag, mirror',
+  description: 'Prove on the standby that a promotion would succeed now (cfg, binaries, ports, DATA_PATH, sources)',
   defaultSchedule: '*/5 * * * *',
   options,
   async run(ctx) {
     const { config, options: o } = ctx;
     // The daemon schedules it everywhere; a machine that is no standby has nothing to prove.
-    if (!config.standby) return { status: 'OK', summary: `no standby configured on this machine (standby: in ${config.file}): nothing to check` };
+    if (!config.standby) {
+      const summary = `no standby configured on this machine (standby: in ${config.file}): nothing to check`;
+      return { status: 'OK', summary };
+    }
     const standby = requireStandby(config);
     const r = await checkReadiness(config, standby, {
       sourceTimeoutMs: o.sourceTimeoutSeconds * 1000,
       cliTimeoutMs: o.cliTimeoutSeconds * 1000,
-      lag: { versionsWarn: o.lagVersionsWarn, versionsCrit: o.lagVersionsCrit, secondsWarn: o.lagSecondsWarn, secondsCrit: o.lagSecondsCrit },
+      lag: {
+        versionsWarn: o.lagVersionsWarn,
+        versionsCrit: o.lagVersionsCrit,
+        secondsWarn: o.lagSecondsWarn,
+        secondsCrit: o.lagSecondsCrit,
+      },
       mirrorStaleMs: o.mirrorStaleSeconds * 1000,
       signal: ctx.signal,
     });
     const clients = await lastClientsBack(config.stateDir);
     const findings = unique(r.findings);
     const lines = [...findings.map((f) => `${f.status}: ${f.text}`), ...r.notes, ...(clients ? [clients.line] : [])];
+    const { plan, lag } = r;
     const details = {
       findings,
       serving: r.serving ?? null,
       generation: r.generation?.name ?? null,
       binaries: r.binaries ? { mfsmaster: r.binaries.mfsmaster, key: r.binaries.key } : null,
       master: r.master ?? null,
-      promotion: r.plan ? { version: r.plan.reached, newest: r.plan.newest, image: `${r.plan.image.source}:${r.plan.image.name}`, lag: r.lag ?? null } : null,
+      promotion: plan
+        ? {
+            version: plan.reached, newest: plan.newest, image: `${plan.image.source}:${plan.image.name}`,
+            lag: lag ?? null,
+          }
+        : null,
       freeBytes: r.freeBytes ?? null,
       neededBytes: r.neededBytes ?? null,
       lastPromotionClients: clients?.details ?? null,
@@ -57,21 +71,31 @@ export default defineJob({
     const metrics: Metric[] = [
       metric('standby_problems', findings.filter((f) => f.status !== 'OK').length),
       ...(r.master ? [metric('master_metadata_version', r.master.version)] : []),
-      ...(r.plan ? [metric('promotion_version', r.plan.reached)] : []),
-      ...(r.lag ? [metric('promotion_lag_versions', r.lag.versions, { warn: o.lagVersionsWarn, crit: o.lagVersionsCrit })] : []),
-      ...(r.lag?.seconds !== undefined ? [metric('promotion_lag_seconds', r.lag.seconds, { warn: o.lagSecondsWarn, crit: o.lagSecondsCrit })] : []),
+      ...(plan ? [metric('promotion_version', plan.reached)] : []),
+      ...(lag
+        ? [metric('promotion_lag_versions', lag.versions, { warn: o.lagVersionsWarn, crit: o.lagVersionsCrit })]
+        : []),
+      ...(lag?.seconds !== undefined
+        ? [metric('promotion_lag_seconds', lag.seconds, { warn: o.lagSecondsWarn, crit: o.lagSecondsCrit })]
+        : []),
       ...(r.freeBytes !== undefined ? [metric('standby_free_bytes', r.freeBytes)] : []),
     ];
     if (r.serving) {
-      return { status: 'OK', summary: `this machine's mfsmaster serves (pid ${r.serving.pid}${r.serving.version !== undefined ? `, metadata version ${r.serving.version}` : ''}): it is the master, not standing by`, details, metrics, lines };
+      const at = r.serving.version !== undefined ? `, metadata version ${r.serving.version}` : '';
+      const summary = `this machine's mfsmaster serves (pid ${r.serving.pid}${at}): it is the master, not standing by`;
+      return { status: 'OK', summary, details, metrics, lines };
     }
     const status = worst(...findings.map((f) => f.status));
     if (status !== 'OK') {
-      const bad = findings.filter((f) => f.status === status);
-      return { status, summary: `a promotion now would ${status === 'CRITICAL' ? 'fail' : 'need attention'}: ${bad.map((f) => f.text).join('; ')}`, details, metrics, lines };
+      const why = findings.filter((f) => f.status === status).map((f) => f.text).join('; ');
+      const summary = `a promotion now would ${status === 'CRITICAL' ? 'fail' : 'need attention'}: ${why}`;
+      return { status, summary, details, metrics, lines };
     }
-    const lag = r.lag ? `, ${r.lag.versions} version(s)${r.lag.seconds !== undefined ? ` / ${r.lag.seconds} s` : ''} behind ${r.master!.name}` : '';
-    const summary = `ready: a promotion now would restore metadata version ${r.plan?.reached ?? '?'}${lag} with ${r.binaries?.mfsmaster ?? 'mfsmaster'} (${r.generation?.label ?? 'generation unknown'})`;
+    const seconds = lag?.seconds !== undefined ? ` / ${lag.seconds} s` : '';
+    const behind = lag ? `, ${lag.versions} version(s)${seconds} behind ${r.master!.name}` : '';
+    const binaries = `${r.binaries?.mfsmaster ?? 'mfsmaster'} (${r.generation?.label ?? 'generation unknown'})`;
+    const version = plan?.reached ?? '?';
+    const summary = `ready: a promotion now would restore metadata version ${version}${behind} with ${binaries}`;
     return { status, summary, details, metrics, lines };
   },
 });

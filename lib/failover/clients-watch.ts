@@ -44,9 +44,18 @@ export function parseClientsWatchRequest(text: string): ClientsWatchRequest {
   const port = (p: unknown) => Number.isInteger(p) && (p as number) > 0 && (p as number) < 65536;
   const abs = (p: unknown) => typeof p === 'string' && path.isAbsolute(p);
   const ok =
-    port(r.clientPort) && port(r.chunkserverPort) && Array.isArray(r.ignore) && r.ignore.every((a) => typeof a === 'string') &&
-    Number.isFinite(r.since) && Number.isFinite(r.timeoutMs) && r.timeoutMs! >= 0 && r.timeoutMs! <= 600_000 && abs(r.stateDir) &&
-    (r.textfileDir === undefined || abs(r.textfileDir)) && typeof r.promotedAt === 'string' && Number.isFinite(r.metadataVersion);
+    port(r.clientPort) &&
+    port(r.chunkserverPort) &&
+    Array.isArray(r.ignore) &&
+    r.ignore.every((a) => typeof a === 'string') &&
+    Number.isFinite(r.since) &&
+    Number.isFinite(r.timeoutMs) &&
+    r.timeoutMs! >= 0 &&
+    r.timeoutMs! <= 600_000 &&
+    abs(r.stateDir) &&
+    (r.textfileDir === undefined || abs(r.textfileDir)) &&
+    typeof r.promotedAt === 'string' &&
+    Number.isFinite(r.metadataVersion);
   if (!ok) throw new Error('not a clients-watch request');
   return r as ClientsWatchRequest;
 }
@@ -54,24 +63,26 @@ export function parseClientsWatchRequest(text: string): ClientsWatchRequest {
 /** The watch's verdict: OK once a mount came back; WARNING when none did within the window. */
 export function clientsResult(c: ClientsBack, req: ClientsWatchRequest): JobResult {
   const windowS = req.timeoutMs / 1000;
+  const what = describeClientsBack(c, windowS);
   const status: Status = c.unavailable ? 'UNKNOWN' : c.firstMountMs !== undefined ? 'OK' : 'WARNING';
   const metrics: Metric[] = c.firstMountMs !== undefined ? [metric('clients_back_seconds', c.firstMountMs / 1000)] : [];
   return {
     status,
-    summary: `promotion of ${req.promotedAt} (metadata version ${req.metadataVersion}): ${describeClientsBack(c, windowS)}`,
+    summary: `promotion of ${req.promotedAt} (metadata version ${req.metadataVersion}): ${what}`,
     details: { promotedAt: req.promotedAt, metadataVersion: req.metadataVersion, windowSeconds: windowS, clients: c },
     metrics,
   };
 }
 
 /** Watch, then record the result (state file, Prometheus textfile, log). Never throws. */
-export async function watchAndRecord(req: ClientsWatchRequest, log: Logger, signal?: AbortSignal): Promise<ClientsBack> {
+export async function watchAndRecord(req: ClientsWatchRequest, log: Logger, signal?: AbortSignal) {
   const startedAt = new Date();
   const clients = await watchClientsBack({ ...req, signal });
   const result = clientsResult(clients, req);
   const finishedAt = new Date();
   const durationMs = finishedAt.getTime() - startedAt.getTime();
-  log.log(result.status === 'OK' ? 'info' : 'warn', result.summary, { job: CLIENTS_WATCH, status: result.status, clients });
+  const level = result.status === 'OK' ? 'info' : 'warn';
+  log.log(level, result.summary, { job: CLIENTS_WATCH, status: result.status, clients });
   try {
     // A state directory removed meanwhile (a test's, or an uninstall) is not made again by a watch.
     if (!(await pathExists(req.stateDir))) return clients;
@@ -127,7 +138,8 @@ export async function spawnClientsWatcher(req: ClientsWatchRequest): Promise<{ p
     opened = true;
   }
   try {
-    const child = spawn(process.execPath, [WATCHER.pathname, JSON.stringify(req)], { detached: true, stdio: ['ignore', out, out] });
+    const argv = [WATCHER.pathname, JSON.stringify(req)];
+    const child = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', out, out] });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!));
       child.once('error', reject);
@@ -139,21 +151,44 @@ export async function spawnClientsWatcher(req: ClientsWatchRequest): Promise<{ p
   }
 }
 
-/** The last recorded clients-back result, for verify and check-standby to show. */
-export async function lastClientsBack(stateDir: string): Promise<{ line: string; status: Status; details: Record<string, unknown>; file: string } | undefined> {
-  const s = await readJobState(stateDir, CLIENTS_WATCH);
-  if (!s) return undefined;
-  return { line: `last promotion's clients: ${s.summary} (${s.status}, recorded ${s.finishedAt})`, status: s.status, details: { ...s.details, status: s.status, recordedAt: s.finishedAt }, file: stateFile(stateDir, CLIENTS_WATCH) };
+export interface LastClientsBack {
+  line: string;
+  status: Status;
+  details: Record<string, unknown>;
+  file: string;
 }
 
+/** The last recorded clients-back result, for verify and check-standby to show. */
+export async function lastClientsBack(stateDir: string): Promise<LastClientsBack | undefined> {
+  const s = await readJobState(stateDir, CLIENTS_WATCH);
+  if (!s) return undefined;
+  return {
+    line: `last promotion's clients: ${s.summary} (${s.status}, recorded ${s.finishedAt})`,
+    status: s.status,
+    details: { ...s.details, status: s.status, recordedAt: s.finishedAt },
+    file: stateFile(stateDir, CLIENTS_WATCH),
+  };
+}
+
+/** The daemon's side of a watch: its log, and the watches its shutdown aborts. */
+export interface DaemonWatches {
+  log: Logger;
+  watches: Set<AbortController>;
+}
+
+type Started = ClientsWatchStarted;
+
 /** Who watches for this promotion's clients, as promote reports it (`details.clients`). */
-export type ClientsWatchStarted = { by: 'daemon'; stateFile: string } | { by: 'watcher'; pid: number; log: string; stateFile: string } | { by: 'nobody'; error: string };
+export type ClientsWatchStarted =
+  | { by: 'daemon'; stateFile: string }
+  | { by: 'watcher'; pid: number; log: string; stateFile: string }
+  | { by: 'nobody'; error: string };
 
 /**
  * Start the watch without waiting for it: in the daemon's own process when promote runs there (`daemon`:
  * its log and the set of watches its shutdown aborts), else in a detached watcher process.
  */
-export async function startClientsWatch(req: ClientsWatchRequest, daemon?: { log: Logger; watches: Set<AbortController> }): Promise<ClientsWatchStarted> {
+export async function startClientsWatch(req: ClientsWatchRequest, daemon?: DaemonWatches): Promise<Started> {
   const state = stateFile(req.stateDir, CLIENTS_WATCH);
   if (daemon) {
     const controller = new AbortController();

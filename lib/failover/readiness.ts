@@ -64,9 +64,12 @@ function fromError(err: unknown, fallback: string): Finding {
   return problem('CRITICAL', setting, err instanceof MfsJobsError ? err.message : describeError(err));
 }
 
+const isDir = (p: string) => fs.stat(p).then((s) => s.isDirectory(), () => false);
+
 export async function checkReadiness(config: Config, standby: StandbyConfig, o: ReadinessOptions): Promise<Readiness> {
   const r: Readiness = { findings: [], notes: [] };
-  // Promote's own start: the cfg names the DATA_PATH, it exists, no metalogger lives there, a pinned generation's keys.
+  // Promote's own first step: the cfg names the DATA_PATH, it exists, no metalogger lives there, a pinned
+  // generation's keys are set.
   await checkStandby(config, standby).catch((err: unknown) => r.findings.push(fromError(err, 'standby')));
   let cfg: Record<string, string>;
   try {
@@ -78,7 +81,12 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
   const running = await localMaster(config, standby, { waitMs: 0, signal: o.signal });
   if (running.pid !== undefined) {
     if (running.info) r.serving = { pid: running.pid, version: running.info.metadataVersion };
-    else r.findings.push(problem('CRITICAL', 'standby.dataPath', `mfsmaster (pid ${running.pid}) holds ${standby.dataPath} but does not serve (${running.problem}): promote would refuse to touch it`));
+    else {
+      const text =
+        `mfsmaster (pid ${running.pid}) holds ${standby.dataPath} but does not serve (${running.problem}): ` +
+          `promote would refuse to touch it`;
+      r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
+    }
     return r;
   }
   const master = await askMaster(config, o);
@@ -94,12 +102,17 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
   return r;
 }
 
+type MasterAnswer =
+  | { name: string; version: number; generation: Generation }
+  | { error: string; generation?: undefined };
+
 /** The live master's version (the lag's reference) and generation (which binaries a promotion needs). */
-async function askMaster(config: Config, o: ReadinessOptions): Promise<{ name: string; version: number; generation: Generation } | { error: string; generation?: undefined }> {
+async function askMaster(config: Config, o: ReadinessOptions): Promise<MasterAnswer> {
   const errors: string[] = [];
   for (const m of config.masters) {
     try {
-      const s = await masterVersion(targetOf(config, m, { timeoutMs: o.cliTimeoutMs, signal: o.signal }), dataPathOf(config, m, o.signal));
+      const target = targetOf(config, m, { timeoutMs: o.cliTimeoutMs, signal: o.signal });
+      const s = await masterVersion(target, dataPathOf(config, m, o.signal));
       return { name: m.name, version: s.metadataVersion, generation: s.generation };
     } catch (err) {
       errors.push(describeError(err));
@@ -109,15 +122,25 @@ async function askMaster(config: Config, o: ReadinessOptions): Promise<{ name: s
 }
 
 /** The binaries a promotion now would restore with, that they run, and the cfg keys their generation needs. */
-async function checkGeneration(config: Config, standby: StandbyConfig, cfg: Record<string, string>, live: Generation | undefined, r: Readiness): Promise<void> {
+async function checkGeneration(
+  config: Config,
+  standby: StandbyConfig,
+  cfg: Record<string, string>,
+  live: Generation | undefined,
+  r: Readiness,
+): Promise<void> {
   const pinned = config.moosefs.generation;
   const generation = pinned !== 'auto' ? generationNamed(pinned) : live;
   if (!generation) {
-    r.findings.push(problem('WARNING', 'moosefs.generation', 'no master answers and moosefs.generation is auto: which binaries a promotion needs is not known, so they are not checked'));
+    const text = 'no master answers and moosefs.generation is auto: which binaries a promotion needs is not known, ' +
+      'so they are not checked';
+    r.findings.push(problem('WARNING', 'moosefs.generation', text));
     return;
   }
   r.generation = generation;
-  await checkBinaries(config, standby, generation, r).catch((err: unknown) => r.findings.push(fromError(err, 'moosefs.prefixes')));
+  await checkBinaries(config, standby, generation, r).catch((err: unknown) => {
+    r.findings.push(fromError(err, 'moosefs.prefixes'));
+  });
   try {
     checkGenerationConfig(config, standby, generation, cfg);
   } catch (err) {
@@ -125,34 +148,52 @@ async function checkGeneration(config: Config, standby: StandbyConfig, cfg: Reco
   }
 }
 
-async function checkBinaries(config: Config, standby: StandbyConfig, generation: Generation, r: Readiness): Promise<void> {
-  const missing = (b: Binaries, bin: string, why = '') => problem('CRITICAL', b.key, `${b.key}: ${bin} is missing or not executable${why}`);
+async function checkBinaries(config: Config, standby: StandbyConfig, generation: Generation, r: Readiness) {
+  const missing = (b: Binaries, bin: string, why = '') =>
+    problem('CRITICAL', b.key, `${b.key}: ${bin} is missing or not executable${why}`);
   let binaries: Binaries;
   try {
-    binaries = await restoringBinaries(config, generation.imageMagic, `a ${generation.label} image`, standby.mfsmasterBin);
+    const what = `a ${generation.label} image`;
+    binaries = await restoringBinaries(config, generation.imageMagic, what, standby.mfsmasterBin);
   } catch (err) {
     // restoringBinaries asks an unpinned mfsmaster for its version; a missing one deserves its own words.
     const planned = binariesFor(config, generation, standby.mfsmasterBin);
-    r.findings.push((await executable(planned.mfsmaster)) ? fromError(err, planned.key) : missing(planned, planned.mfsmaster));
+    const there = await executable(planned.mfsmaster);
+    r.findings.push(there ? fromError(err, planned.key) : missing(planned, planned.mfsmaster));
     return;
   }
   r.binaries = binaries;
-  if (!(await executable(binaries.mfsmaster))) {
-    r.findings.push(missing(binaries, binaries.mfsmaster));
+  const { key, mfsmaster } = binaries;
+  if (!(await executable(mfsmaster))) {
+    r.findings.push(missing(binaries, mfsmaster));
   } else {
-    const found = await binaryGeneration(binaries.mfsmaster);
-    if (!found) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} gives no MooseFS version when asked (-v): it does not run as an mfsmaster`));
-    else if (found.generation.imageMagic !== generation.imageMagic) r.findings.push(problem('CRITICAL', binaries.key, `${binaries.key}: ${binaries.mfsmaster} is MooseFS ${found.version}, which cannot restore ${generation.label}'s "${generation.imageMagic}" images`));
+    const found = await binaryGeneration(mfsmaster);
+    if (!found) {
+      const text = `${key}: ${mfsmaster} gives no MooseFS version when asked (-v): it does not run as an mfsmaster`;
+      r.findings.push(problem('CRITICAL', key, text));
+    } else if (found.generation.imageMagic !== generation.imageMagic) {
+      const text =
+        `${key}: ${mfsmaster} is MooseFS ${found.version}, which cannot restore ${generation.label}'s ` +
+          `"${generation.imageMagic}" images`;
+      r.findings.push(problem('CRITICAL', key, text));
+    }
   }
   const method = standby.restoreMethod === 'auto' ? generation.restore : standby.restoreMethod;
-  if (method !== generation.restore) r.findings.push(problem('CRITICAL', 'standby.restoreMethod', `standby.restoreMethod is ${standby.restoreMethod}, but ${generation.label} restores with ${generation.restore}`));
-  if (method === 'mfsmetarestore' && !(await executable(binaries.mfsmetarestore))) r.findings.push(missing(binaries, binaries.mfsmetarestore, `; ${generation.label} restores with it`));
+  if (method !== generation.restore) {
+    const text =
+      `standby.restoreMethod is ${standby.restoreMethod}, but ${generation.label} restores with ` +
+        `${generation.restore}`;
+    r.findings.push(problem('CRITICAL', 'standby.restoreMethod', text));
+  }
+  if (method === 'mfsmetarestore' && !(await executable(binaries.mfsmetarestore))) {
+    r.findings.push(missing(binaries, binaries.mfsmetarestore, `; ${generation.label} restores with it`));
+  }
 }
 
 /** A program that exists and may be executed (a bare name is looked up in PATH, as execve would). */
 async function executable(bin: string): Promise<boolean> {
-  const candidates = bin.includes('/') ? [bin] : (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, bin));
-  for (const c of candidates) {
+  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
+  for (const c of bin.includes('/') ? [bin] : dirs.map((d) => path.join(d, bin))) {
     const st = await fs.stat(c).catch(() => undefined);
     if (st?.isFile() && (await fs.access(c, fsc.X_OK).then(() => true, () => false))) return true;
   }
@@ -167,7 +208,11 @@ async function checkPorts(cfg: Record<string, string>, r: Readiness): Promise<vo
     const key = r.generation.listenKeys[role]?.port;
     if (!key) continue;
     const port = Number.parseInt(cfg[key] ?? '', 10) || defaults[role];
-    if (await listening([port])) r.findings.push(problem('CRITICAL', `standby.masterConfig ${key}`, `port ${port} (${key}) is taken: something on this machine already listens there, and the promoted mfsmaster could not`));
+    if (!(await listening([port]))) continue;
+    const text =
+      `port ${port} (${key}) is taken: something on this machine already listens there, and the promoted ` +
+        `mfsmaster could not`;
+    r.findings.push(problem('CRITICAL', `standby.masterConfig ${key}`, text));
   }
 }
 
@@ -178,12 +223,17 @@ interface MooseUser {
 }
 
 /** WORKING_USER of the cfg (mfsmaster switches to it at start), as this machine knows it. */
-async function workingUser(cfg: Record<string, string>, standby: StandbyConfig): Promise<MooseUser | { problem: Finding }> {
+type UserOrProblem = MooseUser | { problem: Finding };
+
+async function workingUser(cfg: Record<string, string>, standby: StandbyConfig): Promise<UserOrProblem> {
   const name = cfg.WORKING_USER ?? 'mfs';
-  const [uid, groups] = await Promise.all([execCapture('id', ['-u', name], { timeoutMs: 5_000 }), execCapture('id', ['-G', name], { timeoutMs: 5_000 })]);
+  const id = (flag: string) => execCapture('id', [flag, name], { timeoutMs: 5_000 });
+  const [uid, groups] = await Promise.all([id('-u'), id('-G')]);
   if (uid.code !== 0) {
-    const where = cfg.WORKING_USER === undefined ? 'WORKING_USER is not set and the usual user mfs' : `WORKING_USER = ${name}`;
-    return { problem: problem('CRITICAL', 'standby.masterConfig WORKING_USER', `${standby.masterConfig}: ${where} does not exist here: mfsmaster could not switch to it`) };
+    const unset = cfg.WORKING_USER === undefined;
+    const who = unset ? 'WORKING_USER is not set and the usual user mfs' : `WORKING_USER = ${name}`;
+    const text = `${standby.masterConfig}: ${who} does not exist here: mfsmaster could not switch to it`;
+    return { problem: problem('CRITICAL', 'standby.masterConfig WORKING_USER', text) };
   }
   return { name, uid: Number(uid.stdout.trim()), gids: groups.stdout.trim().split(/\s+/).map(Number) };
 }
@@ -199,19 +249,32 @@ async function writableBy(dir: string, user: MooseUser): Promise<boolean> {
 /** The nearest directory that exists on the way to `dir` (mfsmaster makes the rest of a LOCK_FILE path). */
 async function existingAncestor(dir: string): Promise<string> {
   let d = dir;
-  while (!(await fs.stat(d).then((s) => s.isDirectory(), () => false)) && path.dirname(d) !== d) d = path.dirname(d);
+  while (!(await isDir(d)) && path.dirname(d) !== d) d = path.dirname(d);
   return d;
 }
 
-async function checkWritable(config: Config, standby: StandbyConfig, cfg: Record<string, string>, user: MooseUser, r: Readiness): Promise<void> {
-  if (!(await fs.stat(standby.dataPath).then((s) => s.isDirectory(), () => false))) return; // checkStandby said so
+async function checkWritable(
+  config: Config,
+  standby: StandbyConfig,
+  cfg: Record<string, string>,
+  user: MooseUser,
+  r: Readiness,
+): Promise<void> {
+  if (!(await isDir(standby.dataPath))) return; // checkStandby said so
   if (!(await writableBy(standby.dataPath, user))) {
-    r.findings.push(problem('CRITICAL', 'standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is not writable by the MooseFS user ${user.name} (WORKING_USER in ${standby.masterConfig}): the promoted mfsmaster could not write its metadata`));
+    const text =
+      `${config.file}: standby.dataPath ${standby.dataPath} is not writable by the MooseFS user ${user.name} ` +
+      `(WORKING_USER in ${standby.masterConfig}): the promoted mfsmaster could not write its metadata`;
+    r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
   }
   const lock = r.generation?.lockFile(cfg, standby.dataPath);
   if (lock && path.dirname(lock) !== path.resolve(standby.dataPath)) {
     const dir = await existingAncestor(path.dirname(lock));
-    if (!(await writableBy(dir, user))) r.findings.push(problem('CRITICAL', 'standby.masterConfig LOCK_FILE', `${standby.masterConfig}: LOCK_FILE = ${cfg.LOCK_FILE}: ${dir} is not writable by the MooseFS user ${user.name}: the master could not take its lock`));
+    if (await writableBy(dir, user)) return;
+    const text =
+      `${standby.masterConfig}: LOCK_FILE = ${cfg.LOCK_FILE}: ${dir} is not writable by the MooseFS user ` +
+        `${user.name}: the master could not take its lock`;
+    r.findings.push(problem('CRITICAL', 'standby.masterConfig LOCK_FILE', text));
   }
 }
 
@@ -222,31 +285,43 @@ async function checkSources(config: Config, standby: StandbyConfig, o: Readiness
     // Without the off-site copies: with an empty store promote would download the newest snapshot of one,
     // too much for a check every few minutes (verify checks the copies).
     const store = config.snapshotStore;
-    const { specs, notes } = await sourceSpecs(store ? { ...config, snapshotStore: { ...store, copies: [] } } : config, [], o.signal);
+    const withoutCopies = store ? { ...config, snapshotStore: { ...store, copies: [] } } : config;
+    const { specs, notes } = await sourceSpecs(withoutCopies, [], o.signal);
     r.notes.push(...notes);
     if (store && store.copies.length > 0 && !specs.some((s) => s.ref.kind === 'snapshot')) {
-      r.notes.push(`the snapshot store holds no complete snapshot: a promotion would fetch one from copy ${store.copies.map((c) => c.name).join(' or ')} (verify checks them)`);
+      const copies = store.copies.map((c) => c.name).join(' or ');
+      r.notes.push(`the snapshot store holds no complete snapshot: a promotion would fetch one from copy ${copies}`);
     }
     if (specs.length === 0) {
-      r.findings.push(problem('CRITICAL', 'metaloggers', 'no source to promote from: no metaloggers, chunkservers or snapshotStore in the config'));
+      const text = 'no source to promote from: no metaloggers, chunkservers or snapshotStore in the config';
+      r.findings.push(problem('CRITICAL', 'metaloggers', text));
       return;
     }
     collected = await collectSources(specs, { timeoutMs: o.sourceTimeoutMs, signal: o.signal });
-    for (const c of collected) {
-      const i = c.inventory;
-      if (i.error) r.findings.push(problem('WARNING', settingOf(config, i.source.name), `source ${i.source.name} (${i.source.kind}) is not reachable: ${i.error}`));
+    for (const { inventory: i } of collected) {
+      if (!i.error) continue;
+      const text = `source ${i.source.name} (${i.source.kind}) is not reachable: ${i.error}`;
+      r.findings.push(problem('WARNING', settingOf(config, i.source.name), text));
     }
     const inventories = collected.map((c) => c.inventory);
     const expected = await expectedFilesystem(config, undefined, inventories);
     const choice = choosePlan(groupByMetaid(inventories).groups, expected?.metaids);
     if (!choice) {
-      r.findings.push(problem('CRITICAL', 'metaloggers', `a promotion now would find no usable metadata image on any source${expected?.known ? ` of metaid ${expected.metaids.join(' or ')}` : ''}`));
+      const of = expected?.known ? ` of metaid ${expected.metaids.join(' or ')}` : '';
+      const text = `a promotion now would find no usable metadata image${of} on any source`;
+      r.findings.push(problem('CRITICAL', 'metaloggers', text));
       return;
     }
     const { plan } = choice;
+    const image = `${plan.image.source}:${plan.image.name}`;
     r.plan = plan;
-    if (plan.image.empty && plan.steps.length === 0) r.findings.push(problem('CRITICAL', 'metaloggers', `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}): promote would refuse`));
-    r.notes.push(`a promotion now would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(' + ')} (image ${plan.image.source}:${plan.image.name}, ${plan.steps.length} changelog(s))`);
+    if (plan.image.empty && plan.steps.length === 0) {
+      const text = `the only restore point is an empty filesystem (${image}): promote would refuse`;
+      r.findings.push(problem('CRITICAL', 'metaloggers', text));
+    }
+    const from = sourcesUsed(plan).join(' + ');
+    const steps = `${plan.steps.length} changelog(s)`;
+    r.notes.push(`a promotion now would restore metadata version ${plan.reached} from ${from} (${image}, ${steps})`);
     judgeLag(plan, o, r);
     await checkMirror(config, standby, collected, o, r);
   } catch (err) {
@@ -265,43 +340,64 @@ function settingOf(config: Config, name: string): string {
   return name.startsWith('copy:') ? 'snapshotStore.copies' : 'snapshotStore';
 }
 
+/** How far behind the live master a promotion now would start; the threshold it crosses names the setting. */
 function judgeLag(plan: RestorePlan, o: ReadinessOptions, r: Readiness): void {
   if (!r.master) return;
   const versions = Math.max(0, r.master.version - plan.reached);
   const last = plan.steps.at(-1)?.changelog.lastTimestamp;
-  const seconds = versions === 0 ? 0 : last !== undefined ? Math.max(0, Math.round(((o.now ?? Date.now()) / 1000 - last) * 10) / 10) : undefined;
+  const now = (o.now ?? Date.now()) / 1000;
+  const seconds = versions === 0 ? 0 : last !== undefined ? Math.max(0, Math.round((now - last) * 10) / 10) : undefined;
   r.lag = { versions, seconds };
   const { lag } = o;
-  const level = (v: number, warn: number, crit: number): Status => (v >= crit ? 'CRITICAL' : v >= warn ? 'WARNING' : 'OK');
-  const status = [level(versions, lag.versionsWarn, lag.versionsCrit), seconds === undefined ? 'OK' : level(seconds, lag.secondsWarn, lag.secondsCrit)] as Status[];
-  const worst = status.includes('CRITICAL') ? 'CRITICAL' : status.includes('WARNING') ? 'WARNING' : 'OK';
-  const text = `a promotion now would start ${versions} version(s)${seconds !== undefined ? ` and ${seconds} s` : ''} behind ${r.master.name} (at version ${r.master.version})`;
-  if (worst === 'OK') r.notes.push(text);
-  else r.findings.push(problem(worst, 'jobs.check-standby.lagVersionsWarn', text));
+  type Crossed = readonly [Status, string];
+  const over = (v: number | undefined, warn: number, crit: number, name: string): Crossed[] =>
+    v === undefined ? [] : v >= crit ? [['CRITICAL', `${name}Crit`]] : v >= warn ? [['WARNING', `${name}Warn`]] : [];
+  const crossed = [
+    ...over(versions, lag.versionsWarn, lag.versionsCrit, 'lagVersions'),
+    ...over(seconds, lag.secondsWarn, lag.secondsCrit, 'lagSeconds'),
+  ];
+  crossed.sort((a, b) => (a[0] === b[0] ? 0 : a[0] === 'CRITICAL' ? -1 : 1));
+  const behind = `${versions} version(s)${seconds !== undefined ? ` and ${seconds} s` : ''}`;
+  const text = `a promotion now would start ${behind} behind ${r.master.name} (at version ${r.master.version})`;
+  const first = crossed[0];
+  if (!first) r.notes.push(text);
+  else r.findings.push(problem(first[0], `jobs.check-standby.${first[1]}`, text));
+}
+
+interface MirrorState {
+  updatedAt: string;
+  sources: Record<string, { newestVersion: number | null }>;
 }
 
 /** standby.mirror: the daemon's mirror keeps up with its sources (mirror.json, written by the daemon's passes). */
-async function checkMirror(config: Config, standby: StandbyConfig, collected: readonly CollectedSource[], o: ReadinessOptions, r: Readiness): Promise<void> {
+async function checkMirror(
+  config: Config,
+  standby: StandbyConfig,
+  collected: readonly CollectedSource[],
+  o: ReadinessOptions,
+  r: Readiness,
+): Promise<void> {
   const hosts = mirroredHosts(config);
   if (!standby.mirror || hosts.length === 0) return;
   const file = path.join(config.stateDir, 'state', 'mirror.json');
-  const state = await fs
-    .readFile(file, 'utf8')
-    .then((t) => JSON.parse(t) as { updatedAt: string; sources: Record<string, { newestVersion: number | null }> })
-    .catch(() => undefined);
+  const state = await fs.readFile(file, 'utf8').then((t) => JSON.parse(t) as MirrorState, () => undefined);
   if (!state) {
-    r.findings.push(problem('WARNING', 'standby.mirror', `standby.mirror is on but ${file} is missing: is mfs-jobs daemon running on this standby?`));
+    const text = `standby.mirror is on but ${file} is missing: is mfs-jobs daemon running on this standby?`;
+    r.findings.push(problem('WARNING', 'standby.mirror', text));
     return;
   }
   const age = ((o.now ?? Date.now()) - Date.parse(state.updatedAt)) / 1000;
   for (const host of hosts) {
     const inv = collected.find((c) => c.inventory.source.name === host.name)?.inventory;
     if (!inv || inv.error) continue;
-    const newest = Math.max(0, ...inv.changelogs.flatMap((c) => c.segments.map((s) => s.last)), ...inv.images.map((i) => i.version - 1));
+    const lines = inv.changelogs.flatMap((c) => c.segments.map((s) => s.last));
+    const newest = Math.max(0, ...lines, ...inv.images.map((i) => i.version - 1));
     const mirrored = state.sources[host.name]?.newestVersion ?? undefined;
-    if ((mirrored === undefined || mirrored < newest) && age * 1000 > o.mirrorStaleMs) {
-      r.findings.push(problem('WARNING', 'standby.mirror', `standby.mirror: ${host.name} mirrored up to ${mirrored ?? 'nothing'}, the source has ${newest}; the mirror has not moved for ${Math.round(age)} s`));
-    }
+    if ((mirrored !== undefined && mirrored >= newest) || age * 1000 <= o.mirrorStaleMs) continue;
+    const text =
+      `standby.mirror: ${host.name} mirrored up to ${mirrored ?? 'nothing'}, the source has ${newest}; the ` +
+        `mirror has not moved for ${Math.round(age)} s`;
+    r.findings.push(problem('WARNING', 'standby.mirror', text));
   }
 }
 
@@ -311,9 +407,11 @@ async function checkRoom(standby: StandbyConfig, r: Readiness): Promise<void> {
   if (!st) return;
   r.freeBytes = st.bavail * st.bsize;
   if (!r.plan) return;
-  // The image placed, the master's own dump of it beside (metadata.mfs.back, then metadata.mfs), and the changelogs.
+  // The image placed, the master's own dump beside it (metadata.mfs.back, then metadata.mfs), the changelogs.
   r.neededBytes = 2 * r.plan.image.size + r.plan.steps.reduce((n, s) => n + s.changelog.size, 0);
-  if (r.freeBytes < r.neededBytes) {
-    r.findings.push(problem('CRITICAL', 'standby.dataPath', `standby.dataPath ${standby.dataPath}: ${r.freeBytes} bytes free, a promotion now needs about ${r.neededBytes} (the image twice and the changelogs)`));
-  }
+  if (r.freeBytes >= r.neededBytes) return;
+  const text =
+    `standby.dataPath ${standby.dataPath}: ${r.freeBytes} bytes free, a promotion now needs about ` +
+      `${r.neededBytes} (the image twice and the changelogs)`;
+  r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
 }

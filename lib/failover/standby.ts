@@ -46,7 +46,9 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
  */
 export function checkGenerationConfig(config: Config, standby: StandbyConfig, generation: Generation, cfg: Record<string, string>): void {
   if (generation.lockFile(cfg, standby.dataPath) === undefined) {
-    throw new ConfigError('standby.masterConfig', `${config.file}: standby.masterConfig ${standby.masterConfig}: ${generation.label} needs LOCK_FILE set (anywhere its WORKING_USER may write): without it the master locks where its build says, and mfs-jobs could not see it run`);
+    const why = 'without it the master locks where its build says, and mfs-jobs could not see it run';
+    const where = `${config.file}: standby.masterConfig ${standby.masterConfig}`;
+    throw new ConfigError('standby.masterConfig', `${where}: ${generation.label} needs LOCK_FILE set (anywhere its WORKING_USER may write): ${why}`);
   }
 }
 

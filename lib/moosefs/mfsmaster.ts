@@ -25,12 +25,15 @@ export function mfsConfigText(values: Record<string, string | number>): string {
   return Object.entries(values).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
 }
 
+/** An mfsmaster.cfg as readMfsConfig gives it. */
+export type MfsConfig = Readonly<Record<string, string>>;
+
 /**
  * Every lock a master run with this mfsmaster.cfg may hold, whatever its generation: DATA_PATH's
  * `.mfsmaster.lock` (1.6.5 and later), and LOCK_FILE wherever the cfg points it (1.5, 1.6.0–1.6.4).
  * Promote, demote and check-standby all ask here, so they agree on where a running master shows.
  */
-export function masterLockFiles(cfg: Readonly<Record<string, string>>, dataPath: string): string[] {
+export function masterLockFiles(cfg: MfsConfig, dataPath: string): string[] {
   return [...new Set(GENERATIONS.flatMap((g) => g.lockFile(cfg, dataPath) ?? []))];
 }
 
@@ -39,7 +42,7 @@ export function masterLockFiles(cfg: Readonly<Record<string, string>>, dataPath:
  * `masterLockFiles` names), if it is alive. 3.0 and later and 1.5/1.6.4 write their PID into it; 1.6.5+
  * 1.6 releases only lock it, empty: then the kernel's lock table says who holds it.
  */
-export async function runningMasterPid(dataPath: string, cfg?: Readonly<Record<string, string>>): Promise<number | undefined> {
+export async function runningMasterPid(dataPath: string, cfg?: MfsConfig): Promise<number | undefined> {
   for (const file of cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, '.mfsmaster.lock')]) {
     const pid = await lockPid(file);
     if (pid !== undefined) return pid;
@@ -121,13 +124,19 @@ export async function startMaster(o: {
   const cfg = await readMfsConfig(o.configFile);
   const dataPath = cfg.DATA_PATH;
   if (!dataPath) throw new ProcessError(o.configFile, `${o.configFile}: DATA_PATH is not set`);
-  const initialised = await waitInitialised(() => runningMasterPid(dataPath, cfg), o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
+  const masterPid = () => runningMasterPid(dataPath, cfg);
+  const initialised = await waitInitialised(masterPid, o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
   const why = initialised ? '' : `mfsmaster (${generation.label}) exited while initialising; it says why only to syslog`;
   return { code: initialised ? 0 : 1, output: why ? `${output}${why}\n` : output, durationMs: Date.now() - started };
 }
 
-/** The daemon's PID appears in its lock (LOCK_FILE or DATA_PATH's) and stays alive until `ready()`; false once it is gone. */
-async function waitInitialised(masterPid: () => Promise<number | undefined>, ready: () => Promise<boolean>, deadline: number, signal?: AbortSignal): Promise<boolean> {
+/** The daemon's PID appears in its lock (LOCK_FILE or DATA_PATH's), alive until `ready()`; false once it is gone. */
+async function waitInitialised(
+  masterPid: () => Promise<number | undefined>,
+  ready: () => Promise<boolean>,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
   let seenPid = false;
   const graceUntil = Date.now() + 5_000;
   while (Date.now() < deadline && !signal?.aborted) {
