@@ -141,7 +141,8 @@ describe('check-standby: would a promotion succeed now?', () => {
     // No mount reconnects to the standby's own ports here: none within the window, said as a WARNING.
     expect(recorded.status).toBe('WARNING');
     expect(recorded.summary).toContain('first mount none within 4 s');
-    expect(processAlive(report.details.clients.pid)).toBe(false);
+    // Its work done, the watcher exits (it logged and flushed first).
+    await waitFor('the watcher to exit', async () => !processAlive(report.details.clients.pid), 10_000);
     const log = await fs.readFile(path.join(lab.dir, 'state', 'promote-clients.log'), 'utf8');
     expect(log).toContain('first mount none within 4 s');
     const after = await check(config);
