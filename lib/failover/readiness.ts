@@ -349,19 +349,24 @@ function judgeLag(plan: RestorePlan, o: ReadinessOptions, r: Readiness): void {
   const seconds = versions === 0 ? 0 : last !== undefined ? Math.max(0, Math.round((now - last) * 10) / 10) : undefined;
   r.lag = { versions, seconds };
   const { lag } = o;
-  type Crossed = readonly [Status, string];
+  type Crossed = readonly [Status, string, number];
   const over = (v: number | undefined, warn: number, crit: number, name: string): Crossed[] =>
-    v === undefined ? [] : v >= crit ? [['CRITICAL', `${name}Crit`]] : v >= warn ? [['WARNING', `${name}Warn`]] : [];
+    v === undefined || v < warn ? [] : v >= crit ? [['CRITICAL', `${name}Crit`, crit]] : [['WARNING', `${name}Warn`, warn]];
   const crossed = [
     ...over(versions, lag.versionsWarn, lag.versionsCrit, 'lagVersions'),
     ...over(seconds, lag.secondsWarn, lag.secondsCrit, 'lagSeconds'),
   ];
-  crossed.sort((a, b) => (a[0] === b[0] ? 0 : a[0] === 'CRITICAL' ? -1 : 1));
-  const behind = `${versions} version(s)${seconds !== undefined ? ` and ${seconds} s` : ''}`;
-  const text = `a promotion now would start ${behind} behind ${r.master.name} (at version ${r.master.version})`;
+  crossed.sort((x, y) => (x[0] === y[0] ? 0 : x[0] === 'CRITICAL' ? -1 : 1));
+  const inSeconds = seconds !== undefined ? ` and ${seconds} s` : '';
+  const behind = `${versions} version(s)${inSeconds} behind ${r.master.name} (at version ${r.master.version})`;
   const first = crossed[0];
-  if (!first) r.notes.push(text);
-  else r.findings.push(problem(first[0], `jobs.check-standby.${first[1]}`, text));
+  if (!first) {
+    r.notes.push(`a promotion now would start ${behind}`);
+    return;
+  }
+  const [status, key, limit] = first;
+  const setting = `jobs.check-standby.${key}`;
+  r.findings.push(problem(status, setting, `it would start ${behind}, over ${setting} = ${limit}`));
 }
 
 interface MirrorState {

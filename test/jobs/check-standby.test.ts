@@ -120,6 +120,33 @@ describe('check-standby: would a promotion succeed now?', () => {
     expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'metaloggers.1' }));
   });
 
+  test('standby.mirror on, but no daemon keeps the mirror: WARNING, naming standby.mirror', async () => {
+    const { code, report } = await check(await configWith('mirror', { standby: { mirror: true } }));
+    expect(report.status).toBe('WARNING');
+    expect(code).toBe(1);
+    expect(report.summary).toContain(`standby.mirror is on but ${path.join(lab.dir, 'state', 'state', 'mirror.json')} is missing`);
+    expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'standby.mirror' }));
+  });
+
+  test('the metalogger falls behind the master: a promotion now would start behind it, WARNING naming the threshold', async () => {
+    await lab.metalogger!.stop();
+    try {
+      await lab.mount!.makeChanges('unlogged', 10);
+      const version = (await lab.master.info()).metadataVersion;
+      const { code, report } = await check(await configWith('lag', { jobs: { 'check-standby': { lagVersionsWarn: 5 } } }));
+      expect(report.status).toBe('WARNING');
+      expect(code).toBe(1);
+      expect(report.summary).toMatch(new RegExp(`^a promotion now would need attention: it would start (\\d+) version\\(s\\) and [\\d.]+ s behind master \\(at version ${version}\\), over jobs\\.check-standby\\.lagVersionsWarn = 5$`));
+      const behind = Number(/start (\d+) version/.exec(report.summary)![1]);
+      expect(behind).toBeGreaterThanOrEqual(10);
+      expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'jobs.check-standby.lagVersionsWarn' }));
+      expect(report.metrics).toContainEqual({ name: 'promotion_lag_versions', value: behind, warn: 5, crit: 1000 });
+    } finally {
+      // Back to the master: what it missed arrives as changelog_ml_back (promote, next, reads that too).
+      await lab.metalogger!.start();
+    }
+  });
+
   // Last: it kills the lab's master.
   test('promote returns without waiting for the clients; a detached watcher records them; check-standby and verify show it', async () => {
     const config = await configWith('promote', { jobs: { promote: { fenceTimeoutSeconds: 1, clientsWaitSeconds: 4 } } });
