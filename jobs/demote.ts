@@ -8,8 +8,8 @@ import { processAlive } from '../lib/core/lock.js';
 import { binariesFor } from '../lib/moosefs/generations/binaries.js';
 import { generationNamed } from '../lib/moosefs/generations/index.js';
 import { masterStatus } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
-import { requireStandby } from '../lib/failover/standby.js';
+import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { requireStandby, standbyMasterPid } from '../lib/failover/standby.js';
 import { vipHeld } from '../lib/failover/vip.js';
 
 /**
@@ -26,7 +26,7 @@ export default defineJob({
   async run(ctx) {
     const { config } = ctx;
     const standby = requireStandby(config);
-    const pid = await runningMasterPid(standby.dataPath);
+    const pid = await standbyMasterPid(standby);
     if (pid === undefined) return { status: 'OK', summary: `no mfsmaster runs on ${standby.dataPath}; nothing to do`, details: { changed: false } };
     // keepalived gives no ordering of notify scripts: when the VIP is back here, a promotion came after this demotion.
     if (standby.vip && !ctx.args.force && (await vipHeld(standby.vip, ctx.signal))) {

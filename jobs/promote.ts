@@ -8,16 +8,17 @@ import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type Se
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
-import { describeClientsBack, listening, watchClientsBack, type ClientsBack } from '../lib/failover/clients-back.js';
+import { listening } from '../lib/failover/clients-back.js';
+import { describeClientsWatch, startClientsWatch, type ClientsWatchStarted } from '../lib/failover/clients-watch.js';
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, readMfsConfig, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
+import { mfsmasterErrorLine, readMfsConfig, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
-import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
+import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, standbyMasterPid, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
 import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
 import { SynHold } from '../lib/failover/syn-hold.js';
 import { describeError } from '../lib/core/errors.js';
@@ -53,7 +54,8 @@ const options = jobOptionsSchema({
   releaseVipOnRefusal: z.boolean().default(true),
   /**
    * After the master serves, watch this long for the clients to come back (mounts reconnecting to the
-   * sessions the master restored, chunkservers registering) and report when they did. 0: do not watch.
+   * sessions the master restored, chunkservers registering) and record when they did. Promote does not
+   * wait for it (the daemon or a detached watcher does: lib/failover/clients-watch.ts). 0: do not watch.
    */
   clientsWaitSeconds: z.number().min(0).max(600).default(10),
 });
@@ -91,14 +93,16 @@ export default defineJob({
   async alongsideDaemon({ config, options, log }) {
     const standby = config.standby;
     if (!standby) return undefined;
-    const parts: { close(): Promise<void> }[] = [];
+    // Promotions run in this process from now on: their clients-back watch stays here too.
+    daemonSide.clientWatches = new Set();
+    const parts: { close(): Promise<void> }[] = [{ close: async () => daemonSide.clientWatches?.forEach((c) => c.abort()) }];
     if (options.fenceAheadMilliseconds > 0) {
       const others = mastersToFence(config, { port: standby.cliPort, localAddresses: await localAddresses(), vip: standby.vip });
       if (others.length > 0) {
         const w = new MasterWatch(others, {
           intervalMs: options.fenceAheadMilliseconds,
           arp: { windowMs: options.fenceArpMilliseconds, probes: options.fenceArpProbes },
-          idle: async () => (await runningMasterPid(standby.dataPath)) !== undefined,
+          idle: async () => (await standbyMasterPid(standby)) !== undefined,
           onChange: (m, state) => log.info(`watch: ${m.name} (${m.cliHost}:${m.cliPort}) ${state.kind}${'detail' in state ? `: ${state.detail}` : ''}`, { master: m.name, state: state.kind }),
         });
         daemonSide.watch = w;
@@ -126,12 +130,12 @@ export default defineJob({
       log.info('mirroring the sources for a warm standby', { sources: hosts.map((h) => h.name), dir: store.dir });
       parts.push({ close: async () => ((daemonSide.mirror = undefined), await m.close()) });
     }
-    return parts.length ? { close: async () => void (await Promise.all(parts.map((p) => p.close()))) } : undefined;
+    return { close: async () => void (await Promise.all(parts.map((p) => p.close()))) };
   },
 });
 
 /** What promote keeps running inside `mfs-jobs daemon` (alongsideDaemon): the watch of the other masters, the mirror. */
-const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror; hold?: SynHold } = {};
+const daemonSide: { watch?: MasterWatch; mirror?: StandbyMirror; hold?: SynHold; clientWatches?: Set<AbortController> } = {};
 
 /** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
 function watchFreshMs(o: Options): number {
@@ -354,8 +358,9 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} was lost during the promotion: mfsmaster stopped again`, details, lines };
   }
   const seconds = (ms: number) => Math.round(ms) / 1000;
-  const clients = ctx.options.clientsWaitSeconds > 0 ? await clientsBack(ctx, standby, start.binaries.generation) : undefined;
-  if (clients) lines.push(describeClientsBack(clients, ctx.options.clientsWaitSeconds));
+  // Not waited for: a synchronous up-script's ucarp announces the VIP only once promote has returned.
+  const clients = ctx.options.clientsWaitSeconds > 0 ? await clientsBack(ctx, standby, start.binaries.generation, served) : undefined;
+  if (clients) lines.push(describeClientsWatch(clients, ctx.options.clientsWaitSeconds));
   const rtoSeconds = seconds(servedAt - triggeredAt(ctx));
   const restoreSeconds = seconds(start.durationMs);
   const rpoVersions = Math.max(0, plan.newest - plan.reached);
@@ -368,7 +373,6 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
     metric('rpo_versions', rpoVersions),
     ...(rpoSeconds !== undefined ? [metric('rpo_seconds', rpoSeconds)] : []),
     metric('metadata_version', served),
-    ...(clients?.firstMountMs !== undefined ? [metric('clients_back_seconds', seconds(clients.firstMountMs))] : []),
     metric('fetched_bytes', acted.stagingBytes),
     metric('mirrored_bytes', acted.mirroredBytes),
   ];
@@ -388,17 +392,23 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   };
 }
 
-/** The watch for the clients coming back (clients-back.ts), on the ports this master listens on. */
-async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generation): Promise<ClientsBack> {
+/** The watch for the clients coming back (clients-watch.ts), on the ports this master listens on, started and left running. */
+async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generation, served: number): Promise<ClientsWatchStarted> {
   const port = await configPort(standby);
   const ignore = ctx.config.masters.flatMap((m) => [m.host, m.cliHost]);
-  return watchClientsBack({
+  const request = {
     clientPort: port(generation.listenKeys.cl.port, standby.cliPort),
     chunkserverPort: port(generation.listenKeys.cs.port, 9420),
     ignore,
     since: triggeredAt(ctx),
     timeoutMs: ctx.options.clientsWaitSeconds * 1000,
-  });
+    stateDir: ctx.config.stateDir,
+    textfileDir: ctx.config.prometheus.textfileDir,
+    promotedAt: ctx.startedAt.toISOString(),
+    metadataVersion: served,
+  };
+  const { clientWatches } = daemonSide;
+  return startClientsWatch(request, clientWatches ? { log: ctx.log, watches: clientWatches } : undefined);
 }
 
 /** A port the standby's mfsmaster.cfg sets (or the default when it does not). */

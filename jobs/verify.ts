@@ -9,6 +9,7 @@ import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '.
 import { openSource } from '../lib/transport/remote.js';
 import { inspectChunkserver, inspectDataPath, inspectSnapshot, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
 import { checkCopy } from '../lib/store/copy/check.js';
+import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
@@ -181,6 +182,10 @@ export default defineJob({
     const metrics: Metric[] = [metric('master_metadata_version', master.version ?? NaN), ...verdicts.flatMap((v) => v.metrics)];
     const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), copies: Object.fromEntries(copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures])), findings: globalFindings };
     const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
+    // Where a standby promoted before: when its clients came back (recorded after promote returned).
+    const clientsBack = await lastClientsBack(config.stateDir);
+    if (clientsBack) lines.push(clientsBack.line);
+    Object.assign(details, { lastPromotionClients: clientsBack?.details ?? null });
     const summary =
       status === 'OK'
         ? `every source can restore: ${verdicts.map((v) => (v.restorableVersion === undefined ? v.headline : `${v.name} to ${v.restorableVersion}`)).join(', ')}; master at ${master.version}`

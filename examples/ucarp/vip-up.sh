@@ -4,6 +4,8 @@
 #
 # ucarp waits for this script and sends no adverts meanwhile, so the promotion runs in the background:
 # its result goes to mfs-jobs' state file, Prometheus textfile, and the log below — never to /dev/null.
+# (Running `mfs-jobs run promote` in the foreground works too: promote returns as soon as its master serves
+# and leaves the clients-back watch to a detached process; only the promotion itself then holds ucarp.)
 # promote itself fences the old master, checks the VIP is still here before and after acting, and is a
 # no-op when this machine's mfsmaster already serves (e.g. ucarp restarted on the running master).
 #

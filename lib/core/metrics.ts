@@ -72,6 +72,8 @@ export const METRICS = {
   overhead_seconds: gauge('What promote adds on top of the bare restore.', 's'),
   fetched_bytes: gauge('Bytes promote fetched or copied for the restore.', 'B'),
   mirrored_bytes: gauge('Bytes the warm standby\'s mirror gave promote instead of a source (standby.mirror).', 'B'),
+  // Written by the clients-back watch after promote returned (job label promote-clients); the HELP stays as it
+  // was, or node_exporter would drop the family while an older promote textfile still carries it.
   clients_back_seconds: gauge('Promote: from the hook call until the first client mount was connected to the promoted master again.', 's'),
   restored_version: gauge('Metadata version the restore reached (drill: its scratch master after mfsmaster -a; restore: the restored DATA_PATH).'),
   expected_version: gauge('Newest metadata version the drill\'s restore point chain offers.'),
@@ -87,6 +89,13 @@ export const METRICS = {
   left_out_deletions: gauge('Restore: deletions (UNLINK, PURGE, trash) among the lines left out.'),
   trash_seconds: gauge('Restore: the trash time the target was compared with.', 's'),
   served_version: gauge('Restore: metadata version the restored master serves.'),
+
+  // check-standby
+  standby_problems: gauge('Check-standby: settings or conditions that would make a promotion of this standby fail or need attention now.'),
+  promotion_version: gauge('Check-standby: metadata version a promotion of this standby would restore now.'),
+  promotion_lag_versions: gauge('Check-standby: metadata versions the live master has beyond what a promotion now would restore.'),
+  promotion_lag_seconds: gauge('Check-standby: age of the newest change a promotion now would restore, while the master has newer ones (0 when it has everything).', 's'),
+  standby_free_bytes: gauge('Check-standby: bytes free to the standby\'s DATA_PATH filesystem.', 'B'),
 
   // demote
   stop_seconds: gauge('How long mfsmaster stop took.', 's'),

@@ -77,7 +77,7 @@ function hexAddress(hex: string): string {
 
 const isLoopback = (a: string) => a.startsWith('127.') || a === '0:0:0:0:0:0:0:1';
 
-export async function watchClientsBack(o: { clientPort: number; chunkserverPort: number; ignore: readonly string[]; since: number; timeoutMs: number; everyMs?: number }): Promise<ClientsBack> {
+export async function watchClientsBack(o: { clientPort: number; chunkserverPort: number; ignore: readonly string[]; since: number; timeoutMs: number; everyMs?: number; signal?: AbortSignal }): Promise<ClientsBack> {
   const deadline = Date.now() + o.timeoutMs;
   const ignore = new Set(o.ignore.map((a) => a.toLowerCase()));
   const out: ClientsBack = { mounts: 0, chunkservers: 0 };
@@ -93,8 +93,8 @@ export async function watchClientsBack(o: { clientPort: number; chunkserverPort:
     out.chunkservers = peers.filter((p) => p.localPort === o.chunkserverPort).length;
     if (out.mounts > 0) out.firstMountMs ??= at;
     if (out.chunkservers > 0) out.firstChunkserverMs ??= at;
-    if ((out.firstMountMs !== undefined && out.firstChunkserverMs !== undefined) || Date.now() >= deadline) return out;
-    await sleep(o.everyMs ?? 100);
+    if ((out.firstMountMs !== undefined && out.firstChunkserverMs !== undefined) || Date.now() >= deadline || o.signal?.aborted) return out;
+    await sleep(o.everyMs ?? 100, undefined, { signal: o.signal }).catch(() => undefined);
   }
 }
 

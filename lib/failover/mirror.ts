@@ -8,11 +8,11 @@ import { plainNameProblem } from '../core/names.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { readImageHeader } from '../moosefs/metadata.js';
-import { runningMasterPid } from '../moosefs/mfsmaster.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { openSource, type FileSource } from '../transport/remote.js';
 import { readEdges } from './collect.js';
 import { delay } from '../core/delay.js';
+import { standbyMasterPid } from './standby.js';
 
 /**
  * A warm standby's mirror: `mfs-jobs daemon` on the standby keeps a local copy of what each remote
@@ -433,7 +433,7 @@ export class StandbyMirror {
   private async run(): Promise<void> {
     while (!this.stopped) {
       const began = Date.now();
-      if (this.paused === 0 && !(await runningMasterPid(this.config.standby!.dataPath))) {
+      if (this.paused === 0 && !(await standbyMasterPid(this.config.standby!))) {
         for (const host of this.hosts) {
           if (this.stopped || this.paused > 0) break;
           await this.passOver(host);

@@ -40,15 +40,22 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
 }
 
 /**
- * The keys a generation needs in the standby's mfsmaster.cfg (1.5 and 1.6.0–1.6.4: LOCK_FILE inside
- * DATA_PATH, where later generations keep `.mfsmaster.lock` and where mfs-jobs finds the master's PID).
+ * What a generation needs of the standby's mfsmaster.cfg beyond DATA_PATH: before 1.6.5 a LOCK_FILE
+ * (anywhere: promote, demote and check-standby read it from the cfg, `masterLockFiles`), since without
+ * one the master locks at a place compiled into its build that mfs-jobs cannot know.
  */
 export function checkGenerationConfig(config: Config, standby: StandbyConfig, generation: Generation, cfg: Record<string, string>): void {
-  for (const [key, value] of Object.entries(generation.masterConfigExtra(standby.dataPath))) {
-    if (cfg[key] === undefined || path.resolve(cfg[key]!) !== path.resolve(value)) {
-      throw new ConfigError('standby.masterConfig', `${config.file}: standby.masterConfig ${standby.masterConfig}: ${generation.label} needs ${key} = ${value} (found ${cfg[key] ?? 'nothing'})`);
-    }
+  if (generation.lockFile(cfg, standby.dataPath) === undefined) {
+    const why = 'without it the master locks where its build says, and mfs-jobs could not see it run';
+    const where = `${config.file}: standby.masterConfig ${standby.masterConfig}`;
+    throw new ConfigError('standby.masterConfig', `${where}: ${generation.label} needs LOCK_FILE set (anywhere its WORKING_USER may write): ${why}`);
   }
+}
+
+/** PID of the standby's running mfsmaster, from every lock its mfsmaster.cfg may put it in (masterLockFiles). */
+export async function standbyMasterPid(standby: StandbyConfig): Promise<number | undefined> {
+  const cfg = await readMfsConfig(standby.masterConfig).catch(() => undefined);
+  return runningMasterPid(standby.dataPath, cfg);
 }
 
 export interface LocalMaster {
@@ -60,7 +67,7 @@ export interface LocalMaster {
 
 /** Is the standby's own mfsmaster running (lock file PID alive) and serving (mfscli -SIM)? */
 export async function localMaster(config: Config, standby: StandbyConfig, o: { waitMs: number; signal?: AbortSignal }): Promise<LocalMaster> {
-  const pid = await runningMasterPid(standby.dataPath);
+  const pid = await standbyMasterPid(standby);
   if (pid === undefined) return {};
   const deadline = Date.now() + o.waitMs;
   let problem = 'no answer';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execCapture } from '../core/exec.js';
 import { ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
-import { generationNamed, type Generation } from './generations/index.js';
+import { GENERATIONS, generationNamed, type Generation } from './generations/index.js';
 
 /** `KEY = VALUE` lines of an mfsmaster.cfg (comments and blanks skipped). */
 export async function readMfsConfig(file: string): Promise<Record<string, string>> {
@@ -25,13 +25,32 @@ export function mfsConfigText(values: Record<string, string | number>): string {
   return Object.entries(values).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
 }
 
+/** An mfsmaster.cfg as readMfsConfig gives it. */
+export type MfsConfig = Readonly<Record<string, string>>;
+
 /**
- * PID of the mfsmaster that holds DATA_PATH's `.mfsmaster.lock`, if it is alive. 3.0 and later (and
- * 1.5/1.6.4, whose LOCK_FILE mfs-jobs points there) write their PID into it; 1.6.5+ 1.6 releases only
- * lock it, empty: then the kernel's lock table says who holds it.
+ * Every lock a master run with this mfsmaster.cfg may hold, whatever its generation: DATA_PATH's
+ * `.mfsmaster.lock` (1.6.5 and later), and LOCK_FILE wherever the cfg points it (1.5, 1.6.0–1.6.4).
+ * Promote, demote and check-standby all ask here, so they agree on where a running master shows.
  */
-export async function runningMasterPid(dataPath: string): Promise<number | undefined> {
-  const file = path.join(dataPath, '.mfsmaster.lock');
+export function masterLockFiles(cfg: MfsConfig, dataPath: string): string[] {
+  return [...new Set(GENERATIONS.flatMap((g) => g.lockFile(cfg, dataPath) ?? []))];
+}
+
+/**
+ * PID of the mfsmaster that holds DATA_PATH's `.mfsmaster.lock` (or, given its mfsmaster.cfg, any lock
+ * `masterLockFiles` names), if it is alive. 3.0 and later and 1.5/1.6.4 write their PID into it; 1.6.5+
+ * 1.6 releases only lock it, empty: then the kernel's lock table says who holds it.
+ */
+export async function runningMasterPid(dataPath: string, cfg?: MfsConfig): Promise<number | undefined> {
+  for (const file of cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, '.mfsmaster.lock')]) {
+    const pid = await lockPid(file);
+    if (pid !== undefined) return pid;
+  }
+  return undefined;
+}
+
+async function lockPid(file: string): Promise<number | undefined> {
   const text = await fs.readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
   const pid = Number.parseInt(text.trim(), 10);
@@ -102,22 +121,29 @@ export async function startMaster(o: {
   const res = await execCapture(o.bin ?? 'mfsmaster', args, { timeoutMs, signal: o.signal });
   const output = res.stdout + res.stderr;
   if (generation.daemonWaitsForInit || res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
-  const dataPath = (await readMfsConfig(o.configFile)).DATA_PATH;
+  const cfg = await readMfsConfig(o.configFile);
+  const dataPath = cfg.DATA_PATH;
   if (!dataPath) throw new ProcessError(o.configFile, `${o.configFile}: DATA_PATH is not set`);
-  const initialised = await waitInitialised(dataPath, o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
+  const masterPid = () => runningMasterPid(dataPath, cfg);
+  const initialised = await waitInitialised(masterPid, o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
   const why = initialised ? '' : `mfsmaster (${generation.label}) exited while initialising; it says why only to syslog`;
   return { code: initialised ? 0 : 1, output: why ? `${output}${why}\n` : output, durationMs: Date.now() - started };
 }
 
-/** The daemon's PID appears in DATA_PATH's lock and stays alive until `ready()`; false once it is gone. */
-async function waitInitialised(dataPath: string, ready: () => Promise<boolean>, deadline: number, signal?: AbortSignal): Promise<boolean> {
+/** The daemon's PID appears in its lock (LOCK_FILE or DATA_PATH's), alive until `ready()`; false once it is gone. */
+async function waitInitialised(
+  masterPid: () => Promise<number | undefined>,
+  ready: () => Promise<boolean>,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
   let seenPid = false;
   const graceUntil = Date.now() + 5_000;
   while (Date.now() < deadline && !signal?.aborted) {
-    const pid = await runningMasterPid(dataPath);
+    const pid = await masterPid();
     if (pid !== undefined) {
       seenPid = true;
-      if (await ready().catch(() => false)) return (await runningMasterPid(dataPath)) !== undefined;
+      if (await ready().catch(() => false)) return (await masterPid()) !== undefined;
     } else if (seenPid || Date.now() > graceUntil) {
       return false;
     }

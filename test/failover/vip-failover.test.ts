@@ -38,6 +38,7 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
   test(`${ROUNDS.length} rounds of kill -9 of the serving machine: each script promotes, the client carries on, nothing acknowledged is lost`, async () => {
     const written = new Map<string, string>();
     const rounds: FailoverRound[] = [];
+    const clientsOf = new Map<FailoverRound, { firstMountMs?: number; firstChunkserverMs?: number } | undefined>();
     for (const [i, promoter] of ROUNDS.entries()) {
       const r = await lab.failoverRound(promoter, ROUNDS[i + 1] ?? 'mfs-jobs', written, `round-${i + 1}`);
       if (promoter === 'mfs-jobs') {
@@ -49,8 +50,15 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
         // Its daemon held the clients' SYNs to the VIP until mfsmaster had started (lib/failover/syn-hold.ts).
         expect(r.promote?.details?.clientsHeld).toBe(true);
         expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
-        // Promote watched the clients come back: C's mount and chunkserver connected to the promoted master.
-        const clients = r.promote?.details?.clients;
+        // The daemon watched the clients come back after promote returned: C's mount and chunkserver
+        // connected to the promoted master, recorded for this promotion.
+        expect(r.promote?.details?.clients?.by).toBe('daemon');
+        const recorded = await waitFor('the clients-back result of this promotion', async () => {
+          const c = await lab.readClientsState(r.promoted);
+          return c?.details?.promotedAt === r.promote?.startedAt ? c : undefined;
+        }, 30_000);
+        const clients = recorded.details?.clients;
+        clientsOf.set(r, clients);
         expect(clients?.mounts).toBeGreaterThanOrEqual(1);
         expect(clients?.chunkservers).toBeGreaterThanOrEqual(1);
         expect(clients?.firstMountMs).toBeGreaterThan(0);
@@ -61,7 +69,7 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
 
     const s = (x: number) => x.toFixed(2);
     for (const [i, r] of rounds.entries()) {
-      const c = r.promote?.details?.clients;
+      const c = clientsOf.get(r);
       const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)}), clients back (ms after the hook): mount ${c?.firstMountMs ?? '-'}, chunkserver ${c?.firstChunkserverMs ?? '-'}` : '';
       console.log(`round ${i + 1} (${r.promoter} on ${r.standby}): kill -9 → VIP ${s(r.vipSeconds)} s, → first client write ${s(r.firstWriteSeconds)} s${own}`);
     }

@@ -28,7 +28,9 @@ import { LabSshd } from './sshd.js';
 export const UP = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-up.sh');
 /** The seed recipe's up-script (cp the metalogger's files, `mfsmaster -a`): promote's baseline. */
 export const SEED_UP = path.join(REPO_ROOT, 'bench', 'baseline', 'vip-up-seed.sh');
-const upScriptOf = (p: Promoter) => (p === 'seed script' ? SEED_UP : UP);
+/** The seed's hook form around mfs-jobs: the up-script runs `mfs-jobs run promote` and waits for it. */
+export const SYNC_UP = path.join(REPO_ROOT, 'test', 'failover', 'vip-up-sync.sh');
+const upScriptOf = (p: Promoter) => (p === 'seed script' ? SEED_UP : p === 'mfs-jobs sync' ? SYNC_UP : UP);
 /** The rebooted machine's ucarp skew (a lower priority; without --preempt it stays BACKUP anyway). */
 const ROUND_SKEW = 50;
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
@@ -126,12 +128,20 @@ export interface PromoteState {
     rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
-    clients?: { mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } | null;
+    clients?: ({ mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } & { by?: string; pid?: number }) | null;
   };
 }
 
-/** Which up-script promotes in a round. */
-export type Promoter = 'seed script' | 'mfs-jobs';
+/** `<stateDir>/state/promote-clients.json`: the clients-back watch's record of the last promotion. */
+export interface ClientsState {
+  status: string;
+  summary: string;
+  finishedAt: string;
+  details?: { promotedAt: string; metadataVersion: number; clients: { mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } };
+}
+
+/** Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon). */
+export type Promoter = 'seed script' | 'mfs-jobs' | 'mfs-jobs sync';
 
 /** One measured failover: times from the kill -9 (s), and promote's own report for an mfs-jobs round. */
 export interface FailoverRound {
@@ -328,7 +338,7 @@ export class FailoverLab {
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
       jobs: {
-        ...Object.fromEntries(['check-master', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }])),
+        ...Object.fromEntries(['check-master', 'check-standby', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }])),
         promote: { fenceTimeoutSeconds: 1 },
         backup: { enabled: false, ...(this.metalogger ? {} : { sources: [master.name] }) },
       },
@@ -431,7 +441,7 @@ export class FailoverLab {
     }, 60_000, 50);
     const writeAt = Date.now();
     written.set(`after-${tag}`, sha256(after));
-    const promote = promoter === 'mfs-jobs' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
+    const promote = promoter !== 'seed script' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
     await this.reboot(serving, ROUND_SKEW, { upScript: upScriptOf(next), daemon: next === 'mfs-jobs' });
     await this.waitVipOnlyOn(standby);
     await this.chunkserverFollow(standby);
@@ -491,6 +501,20 @@ export class FailoverLab {
     return log.split('\n').filter((l) => l.startsWith('MFS PROMOTE')).pop();
   }
 
+  /** What the clients-back watch recorded on `m` after its promote returned (lib/failover/clients-watch.ts). */
+  async readClientsState(m: Machine): Promise<ClientsState | undefined> {
+    const text = await fs.readFile(path.join(this.stateDir(m), 'state', 'promote-clients.json'), 'utf8').catch(() => undefined);
+    return text ? (JSON.parse(text) as ClientsState) : undefined;
+  }
+
+  /** The up-script's own start and end (vip-up-sync.sh logs them), the last of each on `m`. */
+  async syncHookTimes(m: Machine): Promise<{ start: number; end: number } | undefined> {
+    const log = await fs.readFile(path.join(this.dir, m.name, 'hook.log'), 'utf8').catch(() => '');
+    const last = (word: string) => Number(log.split('\n').filter((l) => l.startsWith(`vip-up-sync ${word} `)).pop()?.split(' ')[2]);
+    const [start, end] = [last('start'), last('end')];
+    return Number.isFinite(start) && Number.isFinite(end) ? { start, end } : undefined;
+  }
+
   async readPromoteState(m: Machine): Promise<PromoteState | undefined> {
     const text = await fs.readFile(path.join(this.stateDir(m), 'state', 'promote.json'), 'utf8').catch(() => undefined);
     return text ? (JSON.parse(text) as PromoteState) : undefined;
@@ -535,6 +559,9 @@ export class FailoverLab {
     const text = await fs.readFile(path.join(this.stateDir(m), 'locks', 'failover.lock'), 'utf8').catch(() => '');
     const pid = text ? (JSON.parse(text) as { pid: number }).pid : undefined;
     if (pid && processAlive(pid)) process.kill(pid, 'SIGKILL');
+    // The clients-back watcher a one-shot promote left running (its pid in promote's report).
+    const watcher = (await this.readPromoteState(m))?.details?.clients?.pid;
+    if (watcher && processAlive(watcher)) process.kill(watcher, 'SIGKILL');
   }
 
   /** Tear everything down by PID, remove the namespaces; returns what is left of them (expected: nothing). */

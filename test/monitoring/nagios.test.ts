@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
 import { Lab } from '../lab/cluster.js';
+import { LabMaster } from '../lab/moosefs.js';
 import { MFS_JOBS_BIN, REPO_ROOT, runCli } from '../helpers/cli.js';
 import { PERFDATA_ITEM, perfItems } from './perfdata.js';
 
@@ -65,7 +66,9 @@ describe('the Nagios object definitions', () => {
     lab = await Lab.start({});
     await lab.makeChanges('nagios', 10);
     await lab.saveImage();
-    config = await lab.writeConfig({ metaloggers: [], jobs: { backup: { sources: ['master'] }, 'check-master': { cliTimeoutSeconds: 5 } } });
+    const standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
+    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
+    config = await lab.writeConfig({ metaloggers: [], standby: standbySection, jobs: { backup: { sources: ['master'] }, 'check-master': { cliTimeoutSeconds: 5 } } });
     dir = path.join(lab.dir, 'nagios');
     await fs.mkdir(path.join(dir, 'checkresults'), { recursive: true });
     resource = [
@@ -102,7 +105,7 @@ describe('the Nagios object definitions', () => {
 
   test('nagios4 -v accepts them: no warnings, no errors', async () => {
     const res = await execCapture(NAGIOS, ['-v', path.join(dir, 'nagios.cfg')]);
-    expect(res.stdout).toMatch(/Checked 4 services\./);
+    expect(res.stdout).toMatch(/Checked 5 services\./);
     expect(res.stdout).toMatch(/Total Warnings: 0\n\s*Total Errors:\s+0/);
     expect(res.code).toBe(0);
   });
@@ -113,7 +116,7 @@ describe('the Nagios object definitions', () => {
     const defs = objects(await fs.readFile(EXAMPLE, 'utf8'));
     const commands = new Map(defs.filter((d) => d.type === 'command').map((d) => [d.attrs.command_name!, d.attrs.command_line!]));
     const services = defs.filter((d) => d.type === 'service');
-    expect(services.map((s) => s.attrs.service_description)).toEqual(['MooseFS master', 'MooseFS metadata restorable', 'MooseFS backup freshness', 'MooseFS restore drill']);
+    expect(services.map((s) => s.attrs.service_description)).toEqual(['MooseFS master', 'MooseFS standby ready', 'MooseFS metadata restorable', 'MooseFS backup freshness', 'MooseFS restore drill']);
     const users = userMacros(resource);
     const first: Record<string, string> = {};
     for (const s of services) {
@@ -130,6 +133,7 @@ describe('the Nagios object definitions', () => {
     }
     const version = (await lab.master.info()).metadataVersion;
     expect(first['MooseFS master']).toMatch(new RegExp(`^MFS CHECK-MASTER OK - master serves metadata version ${version} \\| master_metadata_version=${version} masters_up=1$`));
+    expect(first['MooseFS standby ready']).toMatch(/^MFS CHECK-STANDBY OK - ready: a promotion now would restore metadata version \d+, .*\| standby_problems=0 /);
     expect(first['MooseFS metadata restorable']).toMatch(/^MFS VERIFY OK - every source can restore: .*\| .*snapshot_age_seconds=\d+s;90000;176400/);
     expect(first['MooseFS backup freshness']).toMatch(/^FILE_AGE OK: .*manifest\.json is \d+ seconds old/);
     expect(first['MooseFS restore drill']).toMatch(/^MFS DRILL OK - .*\| .*rto_seconds=[\d.]+s/);

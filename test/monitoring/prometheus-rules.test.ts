@@ -10,7 +10,7 @@ const DIR = path.join(REPO_ROOT, 'examples', 'prometheus');
 describe('the example alerting rules', () => {
   test('promtool check rules accepts them', async () => {
     const res = await execCapture('promtool', ['check', 'rules', 'mfs-jobs.rules.yml'], { cwd: DIR });
-    expect(res.stdout).toContain('SUCCESS: 5 rules found');
+    expect(res.stdout).toContain('SUCCESS: 6 rules found');
     expect(res.code).toBe(0);
   });
 
@@ -25,6 +25,6 @@ describe('the example alerting rules', () => {
     const used = [...new Set([...text.matchAll(/\bmfs_jobs_([a-z0-9_]+)\{/g)].map((m) => m[1]!))];
     expect(used.length).toBeGreaterThanOrEqual(5);
     expect(used.filter((n) => !metricSpec(n)).map((n) => METRIC_PREFIX + n)).toEqual([]);
-    for (const alert of ['MfsMetaloggerLagging', 'MfsSnapshotTooOld', 'MfsDrillFailed', 'MfsPromoteHappened']) expect(text).toContain(`alert: ${alert}`);
+    for (const alert of ['MfsMetaloggerLagging', 'MfsSnapshotTooOld', 'MfsDrillFailed', 'MfsPromoteHappened', 'MfsStandbyNotReady']) expect(text).toContain(`alert: ${alert}`);
   });
 });

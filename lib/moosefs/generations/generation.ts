@@ -28,8 +28,14 @@ export interface Generation {
    */
   restore: 'mfsmetarestore' | 'mfsmaster-a';
   listenKeys: ListenKeys;
-  /** Config lines every master of this generation needs beside the usual ones. */
+  /** Config lines every master of this generation needs beside the usual ones (drill's scratch masters). */
   masterConfigExtra(dataPath: string): Record<string, string>;
+  /**
+   * Where a master of this generation run with this mfsmaster.cfg keeps the lock holding its PID, or
+   * undefined when the cfg does not say and the place is compiled into the binary (1.5, 1.6.0–1.6.4 without
+   * LOCK_FILE: `RUN_PATH/mfsmaster.lock`, which depends on the build's prefix).
+   */
+  lockFile(cfg: Readonly<Record<string, string>>, dataPath: string): string | undefined;
   /** mfsmaster's argv to start (`autoRestore`: `-a`, only where `restore` is `mfsmaster-a`). */
   startArgs(configFile: string, o: { autoRestore: boolean; foreground: boolean }): string[];
   /** mfsmaster's argv for a clean stop (the master writes metadata.mfs before it exits). */

@@ -1,10 +1,11 @@
+import path from 'node:path';
 import type { Generation } from './generation.js';
 
 /**
  * MooseFS 1.5 (1.5.12, January 2009): `MFSM 1.5` images, no metalogger, `mfsmetarestore`. mfsmaster
  * takes no start/stop words: a plain start first kills the running master (`-f` refuses instead, `-s`
- * only stops), and `-d` keeps it in the foreground. Its lock lives at LOCK_FILE, so it is pointed into
- * DATA_PATH where later generations keep `.mfsmaster.lock`.
+ * only stops), and `-d` keeps it in the foreground. Its lock lives at LOCK_FILE (anywhere; a relative one
+ * is taken from DATA_PATH, where the master chdirs first); drill's scratch masters point it into DATA_PATH.
  */
 export const MFS_1_5: Generation = {
   name: '1.5',
@@ -16,6 +17,7 @@ export const MFS_1_5: Generation = {
     cl: { host: 'MATOCU_LISTEN_HOST', port: 'MATOCU_LISTEN_PORT' },
   },
   masterConfigExtra: (dataPath) => ({ LOCK_FILE: `${dataPath}/.mfsmaster.lock` }),
+  lockFile: (cfg, dataPath) => (cfg.LOCK_FILE ? path.resolve(dataPath, cfg.LOCK_FILE) : undefined),
   startArgs: (configFile, o) => ['-c', configFile, '-f', ...(o.foreground ? ['-d'] : [])],
   stopArgs: (configFile) => ['-c', configFile, '-s'],
   daemonWaitsForInit: false,

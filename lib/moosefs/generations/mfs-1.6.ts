@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Generation } from './generation.js';
 import { MFS_1_5 } from './mfs-1.5.js';
 
@@ -23,6 +24,8 @@ export const MFS_1_6_5: Generation = {
     cl: { host: 'MATOCL_LISTEN_HOST', port: 'MATOCL_LISTEN_PORT' },
   },
   masterConfigExtra: () => ({}),
+  // LOCK_FILE is read only to find a 1.6.4 master still running from before (mfscommon/main.c).
+  lockFile: (_cfg, dataPath) => path.join(dataPath, '.mfsmaster.lock'),
   startArgs: (configFile, o) => ['-c', configFile, ...(o.foreground ? ['-d'] : []), 'start'],
   stopArgs: (configFile) => ['-c', configFile, 'stop'],
   daemonWaitsForInit: true,
