@@ -20,7 +20,7 @@ import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageI
 import { haveGnuTime } from './measure.js';
 import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
 
-const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill', 'failover', 'failover-tuned'] as const;
+const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill', 'failover', 'failover-sync', 'failover-tuned'] as const;
 
 interface Options {
   quick: boolean;
@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     }
     if (tail && cases.has('drill')) await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
     if (cases.has('failover')) await attempt('failover', () => failoverCase(ctx), empty('failover', 'VIP failover end to end', '≤ 1.1× seed script'));
+    if (cases.has('failover-sync')) await attempt('failover-sync', () => failoverCase(ctx, 'sync'), empty('failover-sync', 'VIP failover end to end, synchronous up-script, no daemon', '≤ 1.1× seed script'));
     if (cases.has('failover-tuned')) await attempt('failover-tuned', () => failoverCase(ctx, 'tuned'), empty('failover-tuned', 'VIP failover end to end, chunkserver reconnecting every second', '≤ 1.1× seed script'));
   } finally {
     await sshd.stop().catch(() => undefined);
