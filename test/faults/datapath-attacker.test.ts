@@ -75,7 +75,8 @@ async function resetDataPath(dataPath: string): Promise<void> {
 
 async function killMasterIn(dataPath: string): Promise<void> {
   const pid = await runningMasterPid(dataPath);
-  if (pid === undefined) return;
+  // Never by a lock's word alone (the code before #23 believed `1`): only a process that is an mfsmaster.
+  if (pid === undefined || (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() !== 'mfsmaster') return;
   process.kill(pid, 'SIGKILL');
   await waitFor(`mfsmaster ${pid} in ${dataPath} to exit`, async () => !processAlive(pid), 10_000);
 }
