@@ -1,4 +1,4 @@
-// BENCHMARKS.md § 8 / lib/core/dirhandle.ts: how to work inside a DATA_PATH another user owns. 1000 renames
+// lib/core/dirhandle.ts (why by descriptor): how to work inside a DATA_PATH another user owns. 1000 renames
 // (a moveAside of 1000 entries) three ways: (a) by held directory descriptors in this process (rename
 // /proc/self/fd/A/name → /proc/self/fd/B/name, what DirHandle does); (b) one worker child dropped to the owner
 // (setpriv), told each rename over a pipe and answering each; (c) one process per rename as the owner

@@ -17,7 +17,17 @@ import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, readMfsConfig, runningMasterPid, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
-import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
+import {
+  checkStandby,
+  localMaster,
+  moveAside,
+  placeFiles,
+  requireStandby,
+  stamp,
+  STAGING_PREFIX,
+  type MovedAside,
+  type Placement,
+} from '../lib/failover/standby.js';
 import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
 import { SynHold } from '../lib/failover/syn-hold.js';
 import { describeError } from '../lib/core/errors.js';
@@ -238,7 +248,13 @@ async function release(p: Prepared | undefined): Promise<void> {
  * Promote with the daemon's mirror holding still (a pass must not rewrite a file while it is staged from),
  * and its SYN hold kept until this promotion's mfsmaster has started.
  */
-async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean, lockNote?: string): Promise<JobResult> {
+async function promote(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  others: MasterHost[],
+  force: boolean,
+  lockNote?: string,
+): Promise<JobResult> {
   const { mirror, hold } = daemonSide;
   mirror?.pause();
   hold?.claim();
@@ -250,7 +266,14 @@ async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], f
   }
 }
 
-async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean, lockNote?: string): Promise<JobResult> {
+/** `lockNote`: the standby's lock named a process that is no mfsmaster there (said among the lines). */
+async function promoteNow(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  others: MasterHost[],
+  force: boolean,
+  lockNote?: string,
+): Promise<JobResult> {
   const { config } = ctx;
   const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
@@ -327,7 +350,7 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
 }
 
 interface Acted {
-  aside: { dir?: string; moved: string[] };
+  aside: MovedAside;
   placements: { files: Placement[]; reachedTimestamp?: number };
   stagingBytes: number;
   mirroredBytes: number;

@@ -14,7 +14,7 @@ import { defineJob, type JobContext, type JobResult, type Metric, type Status } 
 import { metric } from '../lib/core/metrics.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
-import { moveAside, stamp } from '../lib/failover/standby.js';
+import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
 import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
@@ -76,7 +76,10 @@ async function checkDataPath(dataPath: string): Promise<void> {
   const pid = await runningMasterPid(dataPath);
   if (pid !== undefined) throw new ProcessError(dataPath, `${dataPath}: an mfsmaster runs in this DATA_PATH (pid ${pid}, ${path.join(dataPath, '.mfsmaster.lock')}): stop it first; restore never writes into a running master's DATA_PATH`);
   const mlPid = (await daemonLock(dataPath, 'mfsmetalogger')).pid;
-  if (mlPid !== undefined) throw new ProcessError(dataPath, `${dataPath}: an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`);
+  if (mlPid !== undefined) {
+    const why = `an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`;
+    throw new ProcessError(dataPath, `${dataPath}: ${why}`);
+  }
 }
 
 interface Staged {
@@ -304,7 +307,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   await fs.mkdir(dataPath, { recursive: true, mode: DIR_MODE });
   const data = await DirHandle.open(dataPath, '--data-path');
   const placedNames = [RESTORED_IMAGE];
-  let aside: Awaited<ReturnType<typeof moveAside>>;
+  let aside: MovedAside;
   try {
     await checkDataPath(dataPath);
     aside = await moveAside(data, ctx.startedAt, []);
@@ -314,8 +317,9 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
       await data.place(path.join(s.stage, cut.changelog), cut.changelog, owner);
       placedNames.push(cut.changelog);
     }
-    if (generation.sessionsFiles.length && (await fs.lstat(path.join(s.stage, RESTORED_SESSIONS)).catch(() => undefined))) {
-      await data.place(path.join(s.stage, RESTORED_SESSIONS), RESTORED_SESSIONS, owner);
+    const sessions = path.join(s.stage, RESTORED_SESSIONS);
+    if (generation.sessionsFiles.length && (await fs.lstat(sessions).catch(() => undefined))) {
+      await data.place(sessions, RESTORED_SESSIONS, owner);
       placedNames.push(RESTORED_SESSIONS);
     }
     await data.sync();

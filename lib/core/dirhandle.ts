@@ -51,7 +51,8 @@ export class DirHandle {
     const real = await fs.realpath(dir).catch((err: NodeJS.ErrnoException) => {
       throw new ProcessError(dir, `${dir}: ${what} cannot be opened (${err.code ?? err.message})`);
     });
-    const handle = await fs.open(real, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    const flags = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+    const handle = await fs.open(real, flags).catch((err: NodeJS.ErrnoException) => {
       throw new ProcessError(dir, `${dir}: ${what} cannot be opened (${err.code ?? err.message})`);
     });
     const st = await handle.stat();
@@ -83,7 +84,10 @@ export class DirHandle {
 
   /** lstat of an entry (a link is described, not followed); undefined when it is not there. */
   async lstat(name: string): Promise<import('node:fs').Stats | undefined> {
-    return fs.lstat(this.entry(name)).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    return fs.lstat(this.entry(name)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
   }
 
   /** Open an entry that must be a regular file, never through a link (O_NOFOLLOW). */
@@ -186,7 +190,11 @@ export class DirHandle {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const st = await this.lstat(name).catch(() => undefined);
-      throw new ProcessError(shown, `${shown}: ${what} already exists (${st ? describe(st) : 'gone again'}): not made by this run, refusing to use it`);
+      const was = st ? describe(st) : 'gone again';
+      throw new ProcessError(
+        shown,
+        `${shown}: ${what} already exists (${was}): not made by this run, refusing to use it`,
+      );
     }
     let handle: fs.FileHandle | undefined;
     try {
@@ -195,7 +203,11 @@ export class DirHandle {
       const euid = process.geteuid?.() ?? st.uid;
       const empty = st.isDirectory() && (await fs.readdir(`/proc/self/fd/${handle.fd}`)).length === 0;
       if (!st.isDirectory() || st.uid !== euid || (st.mode & 0o077) !== 0 || st.dev !== this.dev || !empty) {
-        throw new ProcessError(shown, `${shown}: ${what} was replaced right after it was made (now ${describe(st)}${empty ? '' : ', not empty'}): refusing to use it`);
+        const now = `now ${describe(st)}${empty ? '' : ', not empty'}`;
+        throw new ProcessError(
+          shown,
+          `${shown}: ${what} was replaced right after it was made (${now}): refusing to use it`,
+        );
       }
       const parent = await fs.open(this.at, fsc.O_RDONLY | fsc.O_DIRECTORY);
       return new DirHandle(shown, handle, st.uid, st.gid, st.dev, st.ino, { parent, name });
@@ -204,8 +216,16 @@ export class DirHandle {
       if (err instanceof ProcessError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       // Between the owner's rename and their symlink the name is briefly missing: that is a swap too.
-      const now = code === 'ENOTDIR' || code === 'ELOOP' ? 'now a symbolic link or not a directory' : code === 'ENOENT' ? 'now missing: renamed or removed' : (code ?? String(err));
-      throw new ProcessError(shown, `${shown}: ${what} was replaced right after it was made (${now}): refusing to use it`);
+      const now =
+        code === 'ENOTDIR' || code === 'ELOOP'
+          ? 'now a symbolic link or not a directory'
+          : code === 'ENOENT'
+            ? 'now missing: renamed or removed'
+            : (code ?? String(err));
+      throw new ProcessError(
+        shown,
+        `${shown}: ${what} was replaced right after it was made (${now}): refusing to use it`,
+      );
     }
   }
 
@@ -225,7 +245,8 @@ export class DirHandle {
         const there = `/proc/self/fd/${this.madeIn.parent.fd}/${this.madeIn.name}`;
         const now = await fs.lstat(there).catch(() => undefined);
         // rmdir removes only an empty directory: at worst one the owner swapped in, theirs anyway.
-        if (now?.isDirectory() && now.ino === this.ino && now.dev === this.dev) await fs.rmdir(there).catch(() => undefined);
+        const still = now?.isDirectory() && now.ino === this.ino && now.dev === this.dev;
+        if (still) await fs.rmdir(there).catch(() => undefined);
       }
     } finally {
       await this.close();

@@ -15,11 +15,18 @@ export interface ExecResult {
 export function execCapture(
   command: string,
   args: readonly string[],
-  options: { timeoutMs?: number; signal?: AbortSignal; env?: NodeJS.ProcessEnv; cwd?: string; fds?: readonly number[] } = {},
+  options: {
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    fds?: readonly number[];
+  } = {},
 ): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const stdio = ['ignore', 'pipe', 'pipe', ...(options.fds ?? [])] as const;
-    const child = spawn(command, args, { stdio: [...stdio], env: options.env, cwd: options.cwd, signal: options.signal });
+    const { env, cwd, signal } = options;
+    const child = spawn(command, args, { stdio: [...stdio], env, cwd, signal });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

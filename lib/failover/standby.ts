@@ -89,6 +89,12 @@ export function stamp(at: Date): string {
   return at.toISOString().replace(/[-:]/g, '').replace(/\.(\d+)Z$/, '$1Z');
 }
 
+/** Where DATA_PATH's old content went (`dir` unset: it was empty) and which entries moved. */
+export interface MovedAside {
+  dir?: string;
+  moved: string[];
+}
+
 /**
  * Move everything in DATA_PATH into a new `mfs-jobs-aside-<time>/` inside it (same filesystem:
  * renames, no copies) — never delete it. Stale changelogs left in a standby's DATA_PATH once made
@@ -96,7 +102,7 @@ export function stamp(at: Date): string {
  * 0700, and every rename goes from DATA_PATH's descriptor to the aside directory's (lib/core/dirhandle.ts):
  * DATA_PATH's owner swapping either name for a symlink meanwhile moves nothing anywhere else.
  */
-export async function moveAside(data: DirHandle, at: Date, keep: readonly string[]): Promise<{ dir?: string; moved: string[] }> {
+export async function moveAside(data: DirHandle, at: Date, keep: readonly string[]): Promise<MovedAside> {
   const entries = (await data.list()).filter((n) => !n.startsWith(ASIDE_PREFIX) && !keep.includes(n)).sort();
   if (entries.length === 0) return { moved: [] };
   const aside = await data.makePrivateDir(`${ASIDE_PREFIX}${stamp(at)}`, 'aside directory');

@@ -50,10 +50,12 @@ export async function daemonLock(dataPath: string, daemon: LockingDaemon = 'mfsm
   const text = await readLock(file);
   if (text === undefined) return {};
   const written = Number.parseInt(text.trim(), 10);
-  const pid = Number.isInteger(written) && written > 0 ? (processAlive(written) ? written : undefined) : await lockHolder(file);
+  const named = Number.isInteger(written) && written > 0;
+  const pid = named ? (processAlive(written) ? written : undefined) : await lockHolder(file);
   if (pid === undefined) return {};
   const problem = await notDaemonIn(pid, daemon, dataPath);
-  return problem ? { ignored: `${file}: pid ${pid} is not an ${daemon} of ${dataPath} (${problem}): ignored` } : { pid };
+  if (!problem) return { pid };
+  return { ignored: `${file}: pid ${pid} is not an ${daemon} of ${dataPath} (${problem}): ignored` };
 }
 
 /** PID of the mfsmaster running in DATA_PATH (daemonLock), if any. */

@@ -58,7 +58,11 @@ export async function restoreAndStart(
  * a root-only directory of ours (lib/core/dirhandle.ts), both reached as /proc/self/fd/N in the child; the
  * result is then placed into DATA_PATH like any staged file, owned like DATA_PATH.
  */
-async function metarestore(binaries: Binaries, files: PlacedFiles, o: { timeoutMs: number; signal?: AbortSignal }): Promise<{ code: number; output: string; restoredVersion?: number }> {
+async function metarestore(
+  binaries: Binaries,
+  files: PlacedFiles,
+  o: { timeoutMs: number; signal?: AbortSignal },
+): Promise<{ code: number; output: string; restoredVersion?: number }> {
   const data = await DirHandle.open(files.dataPath, 'DATA_PATH');
   const inputs: { name: string; handle: fs.FileHandle }[] = [];
   let work: DirHandle | undefined;
@@ -67,14 +71,18 @@ async function metarestore(binaries: Binaries, files: PlacedFiles, o: { timeoutM
     const image = await data.openFile(files.image);
     inputs.push({ name: files.image, handle: image });
     const { version: imageVersion } = await readImageHeader(`/proc/self/fd/${image.fd}`, { checkEnding: false });
-    for (const c of oldestFirst(files.changelogs)) inputs.push({ name: c, handle: await metarestoreInput(data, c, work, imageVersion) });
+    for (const c of oldestFirst(files.changelogs)) {
+      inputs.push({ name: c, handle: await metarestoreInput(data, c, work, imageVersion) });
+    }
     // The child sees `fds` as 3, 4, …: the output directory first, then the image, then the changelogs.
     const child = (i: number) => `/proc/self/fd/${3 + i}`;
     const args = ['-m', child(1), '-o', `${child(0)}/metadata.mfs`, ...inputs.slice(1).map((_, i) => child(i + 2))];
-    const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal, fds: [work.fd, ...inputs.map((i) => i.handle.fd)] });
+    const fds = [work.fd, ...inputs.map((i) => i.handle.fd)];
+    const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal, fds });
     // Its messages name the files as the operator knows them, not by our descriptors.
     const shown = [files.dataPath, ...inputs.map((f) => path.join(files.dataPath, f.name))];
-    const output = (res.stdout + res.stderr).replace(/\/proc\/self\/fd\/(\d+)/g, (m, n: string) => shown[Number(n) - 3] ?? m);
+    const named = (m: string, n: string) => shown[Number(n) - 3] ?? m;
+    const output = (res.stdout + res.stderr).replace(/\/proc\/self\/fd\/(\d+)/g, named);
     if (res.code !== 0 || /has been removed/.test(output)) return { code: res.code ?? 1, output };
     const restored = await readImageHeader(work.entry('metadata.mfs')).catch(() => undefined);
     await data.place(work.entry('metadata.mfs'), 'metadata.mfs', { uid: data.uid, gid: data.gid });
@@ -97,7 +105,7 @@ const TRIMMED = '.mfs-jobs-metarestore';
  * starts below the image's version or ends without a newline is handed over as a copy of its whole lines from
  * the image's version on, made in `work`; any other file as it is.
  */
-async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, fromVersion: number): Promise<fs.FileHandle> {
+async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, from: number): Promise<fs.FileHandle> {
   const handle = await data.openFile(name);
   let needsCopy = false;
   try {
@@ -108,12 +116,12 @@ async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, 
       const last = Buffer.alloc(1);
       await handle.read(last, 0, 1, size - 1);
       const first = /^(\d+):/.exec(head.toString('latin1'));
-      needsCopy = last[0] !== 0x0a || (first !== null && Number(first[1]) < fromVersion);
+      needsCopy = last[0] !== 0x0a || (first !== null && Number(first[1]) < from);
     }
     if (!needsCopy) return handle;
     const out = await work.createFile(name);
     try {
-      await writeWholeLinesFrom(handle, out, fromVersion);
+      await writeWholeLinesFrom(handle, out, from);
     } finally {
       await out.close();
     }

@@ -51,7 +51,8 @@ async function damage(r: RootOnly): Promise<string[]> {
     }
     const text = await fs.readFile(f, 'latin1');
     if (st.uid !== 0 || st.gid !== 0 || (st.mode & 0o777) !== 0o600 || text !== FILE_TEXT) {
-      out.push(`${f}: uid ${st.uid} gid ${st.gid} mode ${(st.mode & 0o777).toString(8)}, ${text === FILE_TEXT ? 'content kept' : `content now ${JSON.stringify(text.slice(0, 16))}`}`);
+      const content = text === FILE_TEXT ? 'content kept' : `content now ${JSON.stringify(text.slice(0, 16))}`;
+      out.push(`${f}: uid ${st.uid} gid ${st.gid} mode ${(st.mode & 0o777).toString(8)}, ${content}`);
     }
   }
   return out;
@@ -76,7 +77,8 @@ async function resetDataPath(dataPath: string): Promise<void> {
 async function killMasterIn(dataPath: string): Promise<void> {
   const pid = await runningMasterPid(dataPath);
   // Never by a lock's word alone (the code before #23 believed `1`): only a process that is an mfsmaster.
-  if (pid === undefined || (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() !== 'mfsmaster') return;
+  const comm = pid === undefined ? '' : await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+  if (pid === undefined || comm.trim() !== 'mfsmaster') return;
   process.kill(pid, 'SIGKILL');
   await waitFor(`mfsmaster ${pid} in ${dataPath} to exit`, async () => !processAlive(pid), 10_000);
 }
@@ -88,13 +90,19 @@ interface Round {
   damage: string[];
 }
 
+interface Attack {
+  match: RegExp;
+  move: AttackMove;
+  delayMs?: number;
+}
+
 /** One attacked run: the attacker watches `dataPath`, the job runs, the attacker stops, root's territory is checked. */
-async function attackedRun(dataPath: string, r: RootOnly, attack: { match: RegExp; move: AttackMove; delayMs?: number }, args: string[], timeoutMs = 120_000): Promise<Round> {
+async function attackedRun(dataPath: string, r: RootOnly, attack: Attack, args: string[]): Promise<Round> {
   const attacker = await DirAttacker.start({ dir: dataPath, ...attack });
   let res: CliResult;
   let done: string[];
   try {
-    res = await runCli(args, { timeoutMs });
+    res = await runCli(args, { timeoutMs: 120_000 });
     ({ done } = await attacker.moves());
   } finally {
     await attacker.stop().catch(() => undefined);
@@ -105,7 +113,13 @@ async function attackedRun(dataPath: string, r: RootOnly, attack: { match: RegEx
 }
 
 /** A job's one line when it refused our swapped directory (the only refusal the attack may cause). */
-const REFUSED_SWAP = /^MFS (RESTORE|PROMOTE) CRITICAL - ProcessError: \S+: (aside|staging) directory was replaced right after it was made/;
+const REFUSED_SWAP = /^MFS (RESTORE|PROMOTE) CRITICAL - ProcessError: \S+: (aside|staging) directory was replaced right after/;
+
+/** A row of the closing table: every attack injected survived when no problem was seen. */
+function row(fault: string, injected: number, problems: readonly string[], note: string): void {
+  const survived = problems.length ? 0 : injected;
+  recordFaults({ area: 'local attacker', fault, injected, survived, dataLost: 0, lostRestorePoints: 0, note });
+}
 
 describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (MooseFS 3.0)', () => {
   let cluster: Lab;
@@ -147,20 +161,25 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
   }, 180_000);
 
   afterAll(async () => {
-    await tearDownFaults([() => killMasterIn(standby.dataPath), ...started.reverse(), () => fs.rm(base, { recursive: true, force: true })]);
+    const removeBase = () => fs.rm(base, { recursive: true, force: true });
+    await tearDownFaults([() => killMasterIn(standby.dataPath), ...started.reverse(), removeBase]);
   });
 
-  test('case 1: the aside directory swapped for a link to a root-only directory during restore --latest: nothing of nobody\'s lands there', async () => {
+  const restore = (dataPath: string) => ['restore', '--latest', '--data-path', dataPath, '--config', restoreConfig];
+
+  test('case 1: the aside directory swapped for a link to a root-only directory during restore --latest: nothing lands there', async () => {
     const problems: string[] = [];
     let swaps = 0;
     for (const delayMs of [0, 0, 0, 1, 2]) {
       await resetDataPath(restoreData());
-      const round = await attackedRun(restoreData(), r, { match: /^mfs-jobs-aside-/, move: { kind: 'swap', target: r.dir }, delayMs }, ['restore', '--latest', '--data-path', restoreData(), '--config', restoreConfig]);
+      const attack = { match: /^mfs-jobs-aside-/, move: { kind: 'swap', target: r.dir } as const, delayMs };
+      const round = await attackedRun(restoreData(), r, attack, restore(restoreData()));
       if (round.moves.length) swaps++;
       problems.push(...round.damage);
-      if (!/^MFS RESTORE (OK|WARNING) - /.test(round.first) && !REFUSED_SWAP.test(round.first)) problems.push(`swap after ${delayMs} ms: ${round.first}`);
+      const ok = /^MFS RESTORE (OK|WARNING) - /.test(round.first) || REFUSED_SWAP.test(round.first);
+      if (!ok) problems.push(`swap after ${delayMs} ms: ${round.first}`);
     }
-    recordFaults({ area: 'local attacker', fault: 'aside directory swapped for a symlink during restore', injected: swaps, survived: problems.length ? 0 : swaps, dataLost: 0, lostRestorePoints: 0, note: 'nothing moved into the root-only directory' });
+    row('aside directory swapped for a symlink during restore', swaps, problems, 'nothing moved into the root-only directory');
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
@@ -170,33 +189,37 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
     let swaps = 0;
     for (const delayMs of [0, 0, 0, 0, 1, 1]) {
       await resetDataPath(restoreData());
-      const round = await attackedRun(restoreData(), r, { match: /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/, move: { kind: 'swap', target: r.file }, delayMs }, ['restore', '--latest', '--data-path', restoreData(), '--config', restoreConfig]);
+      const placed = /^(metadata\.mfs\.back|changelog\.\d+\.mfs)$/;
+      const attack = { match: placed, move: { kind: 'swap', target: r.file } as const, delayMs };
+      const round = await attackedRun(restoreData(), r, attack, restore(restoreData()));
       swaps += round.moves.length;
       problems.push(...round.damage);
       if (!/^MFS RESTORE (OK|WARNING) - /.test(round.first)) problems.push(`swap after ${delayMs} ms: ${round.first}`);
     }
-    recordFaults({ area: 'local attacker', fault: 'placed file swapped for a symlink during restore', injected: swaps, survived: problems.length ? 0 : swaps, dataLost: 0, lostRestorePoints: 0, note: 'owner and mode set on the opened file before the rename' });
+    row('placed file swapped for a symlink during restore', swaps, problems, 'owner and mode set on the open file, then renamed');
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
 
-  test('case 1: the aside directory swapped during promote --force: nothing lands in the root-only directory, promote goes on or refuses in one line', async () => {
+  test('case 1: the aside directory swapped during promote --force: nothing lands there, promote goes on or refuses in one line', async () => {
     const problems: string[] = [];
     let swaps = 0;
     for (const delayMs of [0, 0, 1]) {
       await resetDataPath(standby.dataPath);
-      const round = await attackedRun(standby.dataPath, r, { match: /^mfs-jobs-aside-/, move: { kind: 'swap', target: r.dir }, delayMs }, ['run', 'promote', '--force', '--config', promoteConfig]);
+      const attack = { match: /^mfs-jobs-aside-/, move: { kind: 'swap', target: r.dir } as const, delayMs };
+      const round = await attackedRun(standby.dataPath, r, attack, ['run', 'promote', '--force', '--config', promoteConfig]);
       if (round.moves.length) swaps++;
       problems.push(...round.damage);
-      if (!/^MFS PROMOTE (OK|WARNING) - promoted: /.test(round.first) && !REFUSED_SWAP.test(round.first)) problems.push(`swap after ${delayMs} ms: ${round.first}`);
+      const ok = /^MFS PROMOTE (OK|WARNING) - promoted: /.test(round.first) || REFUSED_SWAP.test(round.first);
+      if (!ok) problems.push(`swap after ${delayMs} ms: ${round.first}`);
       await killMasterIn(standby.dataPath);
     }
-    recordFaults({ area: 'local attacker', fault: 'aside directory swapped for a symlink during promote', injected: swaps, survived: problems.length ? 0 : swaps, dataLost: 0, lostRestorePoints: 0, note: 'renames by descriptor into the directory made' });
+    row('aside directory swapped for a symlink during promote', swaps, problems, 'renamed by descriptor into the one made');
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
 
-  test('case 10: `echo 1 > .mfsmaster.lock` by nobody: promote --force does not wait for pid 1, says why, and promotes', async () => {
+  test('case 10: `echo 1 > .mfsmaster.lock` by nobody: promote --force does not wait for pid 1, says why, promotes', async () => {
     await resetDataPath(standby.dataPath);
     const lock = path.join(standby.dataPath, '.mfsmaster.lock');
     await fs.writeFile(lock, '1\n');
@@ -205,9 +228,10 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
     const res = await runCli(['run', 'promote', '--force', '--config', promoteConfig], { timeoutMs: 120_000 });
     const seconds = (Date.now() - began) / 1000;
     await killMasterIn(standby.dataPath);
-    expect({ first: res.stdout.split('\n')[0], fast: seconds < 25 }).toEqual({ first: expect.stringMatching(/^MFS PROMOTE (OK|WARNING) - promoted: /), fast: true });
+    const promoted = expect.stringMatching(/^MFS PROMOTE (OK|WARNING) - promoted: /);
+    expect({ first: res.stdout.split('\n')[0], fast: seconds < 25 }).toEqual({ first: promoted, fast: true });
     expect(res.stdout).toContain(`${lock}: pid 1 is not an mfsmaster of ${standby.dataPath} (`);
-    recordFaults({ area: 'local attacker', fault: 'PID 1 written into .mfsmaster.lock before promote', injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: `promoted in ${seconds.toFixed(1)} s; the lock's PID checked in /proc` });
+    row('PID 1 written into .mfsmaster.lock before promote', 1, [], `promoted in ${seconds.toFixed(1)} s; PID checked in /proc`);
   }, 180_000);
 });
 
@@ -215,7 +239,7 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
  * Case 3: a 1.x restore runs mfsmetarestore as root. The moment the image is placed, nobody plants
  * `metadata.mfs` (mfsmetarestore's output name) as a symlink to a root-owned file.
  */
-describe('the MooseFS user plants metadata.mfs as a link before mfsmetarestore runs (MooseFS 1.6.27 restore --start)', () => {
+describe('the MooseFS user plants metadata.mfs as a link before mfsmetarestore runs (1.6.27 restore --start)', () => {
   const lab = labGeneration('1.6.27');
   let cluster: Lab;
   let base: string;
@@ -240,26 +264,32 @@ describe('the MooseFS user plants metadata.mfs as a link before mfsmetarestore r
     await fs.writeFile(path.join(dir, 'mfsexports.cfg'), '*\t/\trw,alldirs,maproot=0\n');
     await fs.writeFile(path.join(dir, 'mfstopology.cfg'), '');
     masterConfig = path.join(dir, 'mfsmaster.cfg');
-    await fs.writeFile(masterConfig, masterConfigText({ dataPath: dataPath(), dir, host: '127.0.0.1', ports: await freeMasterPorts(), lab }));
+    const ports = await freeMasterPorts();
+    await fs.writeFile(masterConfig, masterConfigText({ dataPath: dataPath(), dir, host: '127.0.0.1', ports, lab }));
     config = await cluster.writeConfig({}, 'restore.yaml');
   }, 180_000);
 
   afterAll(async () => {
-    await tearDownFaults([() => killMasterIn(dataPath()), ...started.reverse(), () => fs.rm(base, { recursive: true, force: true })]);
+    const removeBase = () => fs.rm(base, { recursive: true, force: true });
+    await tearDownFaults([() => killMasterIn(dataPath()), ...started.reverse(), removeBase]);
   });
 
-  test('case 3: the root-owned file is untouched; the restored master starts from the metadata.mfs placed by descriptor', async () => {
+  test('case 3: the root-owned file is untouched; the master starts from the metadata.mfs placed by descriptor', async () => {
     const problems: string[] = [];
     let plants = 0;
     for (let round = 0; round < 3; round++) {
       await resetDataPath(dataPath());
-      const res = await attackedRun(dataPath(), r, { match: /^metadata\.mfs\.back$/, move: { kind: 'plant', name: 'metadata.mfs', target: r.file } }, ['restore', '--latest', '--data-path', dataPath(), '--start', '--master-config', masterConfig, '--config', config]);
+      const attack = { match: /^metadata\.mfs\.back$/, move: { kind: 'plant', name: 'metadata.mfs', target: r.file } as const };
+      const args = ['restore', '--latest', '--data-path', dataPath(), '--start', '--master-config', masterConfig];
+      args.push('--config', config);
+      const res = await attackedRun(dataPath(), r, attack, args);
       await killMasterIn(dataPath());
       if (res.moves.length) plants++;
       problems.push(...res.damage.map((d) => `round ${round}: ${d}`));
       if (!/^MFS RESTORE (OK|WARNING) - .* and serving on /.test(res.first)) problems.push(`round ${round}: ${res.first}`);
     }
-    recordFaults({ area: 'local attacker', fault: 'metadata.mfs planted as a symlink before mfsmetarestore (1.6.27)', injected: plants, survived: problems.length ? 0 : plants, dataLost: 0, lostRestorePoints: 0, note: 'output written in a root-only directory, placed by descriptor' });
+    const note = 'output in a root-only directory, placed by descriptor';
+    row('metadata.mfs planted as a symlink before mfsmetarestore (1.6.27)', plants, problems, note);
     expect(problems).toEqual([]);
     expect(plants).toBeGreaterThan(0);
   }, 300_000);

@@ -14,6 +14,18 @@ export const NOBODY = 65534;
  */
 export type AttackMove = { kind: 'swap'; target: string } | { kind: 'plant'; name: string; target: string };
 
+export interface AttackOptions {
+  /** The directory it owns and watches. */
+  dir: string;
+  /** Names it acts on (once each). */
+  match: RegExp;
+  move: AttackMove;
+  /** Default NOBODY. */
+  uid?: number;
+  /** Wait this long after seeing a name before acting (0: at once). */
+  delayMs?: number;
+}
+
 /**
  * A real unprivileged process (setpriv, `nobody` by default) racing a job in a directory it owns: it
  * watches it with inotify (fs.watch) and polls it every millisecond besides, and acts once per name that
@@ -26,7 +38,7 @@ export class DirAttacker {
     private readonly home: string,
   ) {}
 
-  static async start(o: { dir: string; match: RegExp; move: AttackMove; uid?: number; delayMs?: number }): Promise<DirAttacker> {
+  static async start(o: AttackOptions): Promise<DirAttacker> {
     const uid = o.uid ?? NOBODY;
     const home = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-attacker-'));
     await fs.chmod(home, 0o755);
@@ -36,9 +48,11 @@ export class DirAttacker {
     const script = path.join(home, 'attack.mjs');
     await fs.writeFile(script, ATTACK_SCRIPT, { mode: 0o644 });
     const args = [o.dir, o.match.source, JSON.stringify(o.move), log, String(o.delayMs ?? 0)];
-    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, script, ...args], { stdio: 'ignore' });
+    const as = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+    const child = spawn('setpriv', [...as, process.execPath, script, ...args], { stdio: 'ignore' });
     const attacker = new DirAttacker(child, log, home);
-    await waitFor('the attacker to watch its directory', async () => (await fs.readFile(log, 'utf8')).includes('ready\n') || child.exitCode !== null, 10_000);
+    const ready = async () => (await fs.readFile(log, 'utf8')).includes('ready\n') || child.exitCode !== null;
+    await waitFor('the attacker to watch its directory', ready, 10_000);
     if (child.exitCode !== null) throw new Error(`attacker exited at once: ${await fs.readFile(log, 'utf8')}`);
     return attacker;
   }

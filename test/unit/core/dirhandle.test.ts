@@ -33,10 +33,14 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
 
   test('a name planted beforehand (symlink, or a directory of the MooseFS user) is refused, naming it', async () => {
     await fs.symlink(victim, path.join(dataPath, '.mfs-jobs-staging-a'));
-    await expect(data.makePrivateDir('.mfs-jobs-staging-a', 'staging directory')).rejects.toThrow(`${path.join(dataPath, '.mfs-jobs-staging-a')}: staging directory already exists (a symbolic link): not made by this run, refusing to use it`);
+    const planted = path.join(dataPath, '.mfs-jobs-staging-a');
+    await expect(data.makePrivateDir('.mfs-jobs-staging-a', 'staging directory')).rejects.toThrow(
+      `${planted}: staging directory already exists (a symbolic link): not made by this run, refusing to use it`,
+    );
     await fs.mkdir(path.join(dataPath, '.mfs-jobs-staging-b'), { mode: 0o777 });
     await fs.chown(path.join(dataPath, '.mfs-jobs-staging-b'), MFS_UID, MFS_UID);
-    await expect(data.makePrivateDir('.mfs-jobs-staging-b', 'staging directory')).rejects.toThrow(/staging directory already exists \(a directory owned by uid 420, mode 07\d\d\)/);
+    const theirs = /staging directory already exists \(a directory owned by uid 420, mode 07\d\d\)/;
+    await expect(data.makePrivateDir('.mfs-jobs-staging-b', 'staging directory')).rejects.toThrow(theirs);
     expect(await fs.readdir(victim)).toEqual(['secret']);
   });
 
@@ -56,7 +60,7 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
     expect(await fs.readdir(victim)).toEqual(['secret']);
   });
 
-  test('placing never chowns through a link: a staged name that is a symlink is refused, the victim keeps its owner', async () => {
+  test('placing never chowns through a link: a staged symlink is refused, the victim keeps its owner', async () => {
     const dir = await data.makePrivateDir('.mfs-jobs-staging-d', 'staging directory');
     await fs.writeFile(path.join(dir.at, 'image'), 'MFSM NEW');
     await fs.symlink(path.join(victim, 'secret'), path.join(dir.at, 'evil'));
@@ -68,7 +72,7 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
     await dir.discard();
   });
 
-  test('a placed name the owner made a symlink beforehand is replaced, not followed; DATA_PATH swapped after opening changes nothing', async () => {
+  test('a placed name planted as a symlink is replaced, not followed; DATA_PATH swapped after opening changes nothing', async () => {
     const staged = path.join(root, 'staged');
     await fs.writeFile(staged, 'MFSM NEW');
     await fs.symlink(path.join(victim, 'secret'), path.join(dataPath, 'metadata.mfs.back'));
@@ -84,7 +88,7 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
     expect([await fs.readdir(victim), secret.uid, secret.mode & 0o777]).toEqual([['secret'], 0, 0o600]);
   });
 
-  test('moveAside: the aside directory swapped for a link after it was made moves nothing into the link\'s target', async () => {
+  test('moveAside: the aside directory swapped for a link after it was made moves nothing to its target', async () => {
     await fs.writeFile(path.join(dataPath, 'passwd'), 'nobody\n');
     await fs.chown(path.join(dataPath, 'passwd'), MFS_UID, MFS_UID);
     await fs.symlink('/etc/shadow', path.join(dataPath, 'changelog.0.mfs'));
