@@ -139,6 +139,23 @@ export class DirHandle {
    * into an exclusive temp file here and renamed the same way.
    */
   async place(from: string, name: string, o: { uid: number; gid: number; mode?: number }): Promise<void> {
+    await this.placeNow(from, name, o).catch((err: unknown) => {
+      throw this.failed(name, `placing ${path.basename(from)}`, err);
+    });
+  }
+
+  /**
+   * An error about an entry as the operator knows it (DATA_PATH/name, never /proc/self/fd/N/name), one line;
+   * the errno stays in `cause`.
+   */
+  failed(name: string, doing: string, err: unknown): Error {
+    if (err instanceof ProcessError) return err;
+    const shown = path.join(this.path, name);
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return new ProcessError(shown, `${shown}: ${doing} failed (${why})`, { cause: err });
+  }
+
+  private async placeNow(from: string, name: string, o: { uid: number; gid: number; mode?: number }): Promise<void> {
     const mode = o.mode ?? FILE_MODE;
     const source = await fs.open(from, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     try {
@@ -188,7 +205,7 @@ export class DirHandle {
     try {
       await fs.mkdir(this.entry(name), { mode: DIR_MODE });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw this.failed(name, `making the ${what}`, err);
       const st = await this.lstat(name).catch(() => undefined);
       const was = st ? describe(st) : 'gone again';
       throw new ProcessError(

@@ -109,11 +109,19 @@ export async function moveAside(data: DirHandle, at: Date, keep: readonly string
   const moved: string[] = [];
   try {
     for (const name of entries) {
-      // Gone meanwhile: its owner removed it, nothing to keep.
-      await data.moveTo(name, aside).then(
-        () => moved.push(name),
-        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)),
-      );
+      try {
+        await data.moveTo(name, aside);
+        moved.push(name);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') throw data.failed(name, `moving it into ${aside.path}`, err);
+        // The entry gone meanwhile: its owner removed it, nothing to keep. Still there: the owner removed
+        // the (then empty) aside directory itself — going on would leave stale changelogs in place.
+        if (await data.lstat(name)) {
+          const why = `aside directory removed while ${data.path}'s content was moved into it: refusing to go on`;
+          throw new ProcessError(aside.path, `${aside.path}: ${why}`);
+        }
+      }
     }
     await aside.sync();
     await data.sync();

@@ -109,6 +109,18 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
     expect((await fs.stat('/etc/shadow')).uid).toBe(0);
   });
 
+  test('moveAside: the (empty) aside directory removed by the owner before the moves: refused, nothing left half-moved silently', async () => {
+    await fs.writeFile(path.join(dataPath, 'changelog.1.mfs'), '1: 1|A(1)\n');
+    const makePrivateDir = data.makePrivateDir.bind(data);
+    data.makePrivateDir = async (name, what) => {
+      const made = await makePrivateDir(name, what);
+      await fs.rmdir(made.path);
+      return made;
+    };
+    await expect(moveAside(data, new Date('2026-12-07T09:00:00Z'), [])).rejects.toThrow(/aside directory removed while .* refusing to go on$/);
+    expect(await fs.readdir(dataPath)).toEqual(['changelog.1.mfs']);
+  });
+
   test('an entry is one component of the directory, never a path', () => {
     for (const bad of ['', '.', '..', 'a/b', '../victim']) expect(() => data.entry(bad)).toThrow(/is not one entry of it/);
     expect(data.entry('a\\b')).toBe(`${data.at}/a\\b`);
