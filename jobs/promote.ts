@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { expectedFilesystem } from '../lib/failover/identity.js';
-import { createPrivateDir, type PrivateDir } from '../lib/failover/staging-dir.js';
+import { DirHandle } from '../lib/core/dirhandle.js';
 import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type SettledPlan } from '../lib/failover/collect.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
@@ -18,7 +18,18 @@ import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, readMfsConfig, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
 import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
-import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, standbyMasterPid, STAGING_PREFIX, type Placement } from '../lib/failover/standby.js';
+import {
+  checkStandby,
+  localMaster,
+  moveAside,
+  placeFiles,
+  requireStandby,
+  stamp,
+  standbyMasterPid,
+  STAGING_PREFIX,
+  type MovedAside,
+  type Placement,
+} from '../lib/failover/standby.js';
 import { localAddresses, releaseVip, vipHeld } from '../lib/failover/vip.js';
 import { SynHold } from '../lib/failover/syn-hold.js';
 import { describeError } from '../lib/core/errors.js';
@@ -83,12 +94,13 @@ export default defineJob({
 
     const running = await localMaster(config, standby, { waitMs: ctx.options.startTimeoutSeconds * 1000, signal: ctx.signal });
     if (running.pid !== undefined) return alreadyRunning(ctx, standby, others, running);
+    if (running.ignoredLock) ctx.log.warn(running.ignoredLock);
 
     // Before acting: the VIP is ours. At boot CARP/VRRP can flap to MASTER for a moment and back.
     if (standby.vip && !addresses.includes(standby.vip) && !force) {
       return { status: 'CRITICAL', summary: `virtual IP ${standby.vip} is not held here: not promoting (a CARP/VRRP flap?)`, details: { vip: standby.vip } };
     }
-    return promote(ctx, standby, others, force);
+    return promote(ctx, standby, others, force, running.ignoredLock);
   },
   async alongsideDaemon({ config, options, log }) {
     const standby = config.standby;
@@ -192,6 +204,8 @@ interface Prepared {
   collected: Awaited<ReturnType<typeof collectSources>>;
   stagingDir: string;
   staging: Staging;
+  /** The standby's DATA_PATH, held open: every change in it goes through this (unset in a dry run). */
+  data?: DirHandle;
   settled: Awaited<ReturnType<typeof settlePlan>>;
   fetchMs: number;
   inventoryMs: number;
@@ -206,18 +220,23 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
   const collected = await collecting;
   const inventoryMs = Date.now() - began;
   let stagingDir: string | undefined;
-  let privateDir: PrivateDir | undefined;
+  let data: DirHandle | undefined;
+  let privateDir: DirHandle | undefined;
   try {
     stagingDir = ctx.dryRun ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-')) : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
     // In DATA_PATH, which the MooseFS user owns: made exclusively, and used only through its held descriptor.
-    if (!ctx.dryRun) privateDir = await createPrivateDir(standby.dataPath, path.basename(stagingDir));
+    if (!ctx.dryRun) {
+      data = await DirHandle.open(standby.dataPath, 'standby.dataPath');
+      privateDir = await data.makePrivateDir(path.basename(stagingDir), 'staging directory');
+    }
     const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
     const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
-    return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
+    return { collected, stagingDir, staging, data, settled, fetchMs: Date.now() - mark, inventoryMs };
   } catch (err) {
-    if (privateDir) await privateDir.remove();
+    if (privateDir) await privateDir.discard();
     else if (ctx.dryRun && stagingDir) await fs.rm(stagingDir, { recursive: true, force: true });
+    await data?.close();
     await closeSources(collected);
     throw err;
   }
@@ -226,6 +245,7 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
 async function release(p: Prepared | undefined): Promise<void> {
   if (!p) return;
   await p.staging.remove();
+  await p.data?.close();
   await closeSources(p.collected);
 }
 
@@ -233,19 +253,32 @@ async function release(p: Prepared | undefined): Promise<void> {
  * Promote with the daemon's mirror holding still (a pass must not rewrite a file while it is staged from),
  * and its SYN hold kept until this promotion's mfsmaster has started.
  */
-async function promote(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
+async function promote(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  others: MasterHost[],
+  force: boolean,
+  lockNote?: string,
+): Promise<JobResult> {
   const { mirror, hold } = daemonSide;
   mirror?.pause();
   hold?.claim();
   try {
-    return await promoteNow(ctx, standby, others, force);
+    return await promoteNow(ctx, standby, others, force, lockNote);
   } finally {
     mirror?.resume();
     hold?.unclaim();
   }
 }
 
-async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[], force: boolean): Promise<JobResult> {
+/** `lockNote`: the standby's lock named a process that is no mfsmaster there (said among the lines). */
+async function promoteNow(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  others: MasterHost[],
+  force: boolean,
+  lockNote?: string,
+): Promise<JobResult> {
   const { config } = ctx;
   const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
@@ -257,6 +290,7 @@ async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[]
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
   const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal);
+  if (lockNote) notes.unshift(lockNote);
   try {
     const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
     const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
@@ -313,15 +347,15 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
   }
   const mark = Date.now();
   const placements = await preparePlacements(plan, settled, staging, ctx.signal);
-  const aside = await moveAside(standby.dataPath, at, [path.basename(stagingDir)]);
-  await placeFiles(standby.dataPath, placements.files);
+  const aside = await moveAside(prepared.data!, at, [path.basename(stagingDir)]);
+  await placeFiles(prepared.data!, placements.files);
   f.timings.placeMs = Date.now() - mark;
   if (staging.reused > 0) lines.push(`warm standby: ${staging.reused} bytes taken from the mirror, ${staging.bytes} fetched`);
   return await startAndReport(ctx, standby, f, settled, { aside, placements, stagingBytes: staging.bytes, mirroredBytes: staging.reused, lines });
 }
 
 interface Acted {
-  aside: { dir?: string; moved: string[] };
+  aside: MovedAside;
   placements: { files: Placement[]; reachedTimestamp?: number };
   stagingBytes: number;
   mirroredBytes: number;

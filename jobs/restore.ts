@@ -3,23 +3,23 @@
 // (inside what the restore point covers, no hole, no damaged line before it) — all in a staging
 // directory — and only then move the DATA_PATH's old content aside, place the image and the cut
 // changelog, and say how to start the master (or start it with --start and wait until it serves).
-import { promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { DIR_MODE, FILE_MODE, fsyncDir, fsyncFile } from '../lib/core/atomic.js';
+import { DIR_MODE } from '../lib/core/atomic.js';
+import { DirHandle } from '../lib/core/dirhandle.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
-import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
-import { moveAside, stamp } from '../lib/failover/standby.js';
+import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
 import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
-import { mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
+import { daemonLock, mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
 import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
@@ -75,8 +75,11 @@ async function checkDataPath(dataPath: string): Promise<void> {
   }
   const pid = await runningMasterPid(dataPath);
   if (pid !== undefined) throw new ProcessError(dataPath, `${dataPath}: an mfsmaster runs in this DATA_PATH (pid ${pid}, ${path.join(dataPath, '.mfsmaster.lock')}): stop it first; restore never writes into a running master's DATA_PATH`);
-  const mlPid = Number.parseInt(await fs.readFile(path.join(dataPath, '.mfsmetalogger.lock'), 'utf8').catch(() => ''), 10);
-  if (processAlive(mlPid)) throw new ProcessError(dataPath, `${dataPath}: an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`);
+  const mlPid = (await daemonLock(dataPath, 'mfsmetalogger')).pid;
+  if (mlPid !== undefined) {
+    const why = `an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`;
+    throw new ProcessError(dataPath, `${dataPath}: ${why}`);
+  }
 }
 
 interface Staged {
@@ -166,21 +169,6 @@ function startCommand(generation: Generation, binaries: Binaries | undefined, co
   if (generation.restore === 'mfsmaster-a') return [mfsmaster, ...generation.startArgs(configFile, { autoRestore: true, foreground: false })].join(' ');
   const restore = [binaries?.mfsmetarestore ?? 'mfsmetarestore', '-m', path.join(dataPath, RESTORED_IMAGE), '-o', path.join(dataPath, 'metadata.mfs'), ...(changelog ? [path.join(dataPath, changelog)] : [])].join(' ');
   return `${restore} && ${[mfsmaster, ...generation.startArgs(configFile, { autoRestore: false, foreground: false })].join(' ')}`;
-}
-
-/** Move a staged file into DATA_PATH (a rename, or a copy across filesystems), owned like DATA_PATH, 0600. */
-async function placeInto(from: string, dataPath: string, name: string, owner: { uid: number; gid: number }): Promise<void> {
-  const to = path.join(dataPath, name);
-  await fsyncFile(from);
-  try {
-    await fs.rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await fs.copyFile(from, to, fsc.COPYFILE_EXCL);
-    await fsyncFile(to);
-  }
-  await fs.chown(to, owner.uid, owner.gid);
-  await fs.chmod(to, FILE_MODE);
 }
 
 interface Started {
@@ -315,21 +303,29 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   }
 
   // From here on DATA_PATH changes: its old content goes aside (never deleted), then exactly what the restore needs.
+  // DATA_PATH belongs to the MooseFS user: every change in it goes through its held descriptor (lib/core/dirhandle.ts).
   await fs.mkdir(dataPath, { recursive: true, mode: DIR_MODE });
-  await checkDataPath(dataPath);
-  const aside = await moveAside(dataPath, ctx.startedAt, []);
-  const owner = await fs.stat(dataPath);
-  await placeInto(path.join(s.stage, placed.image), dataPath, RESTORED_IMAGE, owner);
+  const data = await DirHandle.open(dataPath, '--data-path');
   const placedNames = [RESTORED_IMAGE];
-  if (cut.changelog) {
-    await placeInto(path.join(s.stage, cut.changelog), dataPath, cut.changelog, owner);
-    placedNames.push(cut.changelog);
+  let aside: MovedAside;
+  try {
+    await checkDataPath(dataPath);
+    aside = await moveAside(data, ctx.startedAt, []);
+    const owner = { uid: data.uid, gid: data.gid };
+    await data.place(path.join(s.stage, placed.image), RESTORED_IMAGE, owner);
+    if (cut.changelog) {
+      await data.place(path.join(s.stage, cut.changelog), cut.changelog, owner);
+      placedNames.push(cut.changelog);
+    }
+    const sessions = path.join(s.stage, RESTORED_SESSIONS);
+    if (generation.sessionsFiles.length && (await fs.lstat(sessions).catch(() => undefined))) {
+      await data.place(sessions, RESTORED_SESSIONS, owner);
+      placedNames.push(RESTORED_SESSIONS);
+    }
+    await data.sync();
+  } finally {
+    await data.close();
   }
-  if (generation.sessionsFiles.length && (await fs.stat(path.join(s.stage, RESTORED_SESSIONS)).catch(() => undefined))) {
-    await placeInto(path.join(s.stage, RESTORED_SESSIONS), dataPath, RESTORED_SESSIONS, owner);
-    placedNames.push(RESTORED_SESSIONS);
-  }
-  await fsyncDir(dataPath);
   lines.push(aside.dir ? `moved ${aside.moved.length} existing entr${aside.moved.length === 1 ? 'y' : 'ies'} of ${dataPath} aside into ${aside.dir}` : `${dataPath} was empty`);
   lines.push(`placed in ${dataPath}: ${placedNames.join(', ')}`);
   Object.assign(details, { placed: placedNames, movedAside: aside.dir ?? null, restoredAt: stamp(new Date()) });

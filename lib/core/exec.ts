@@ -8,18 +8,29 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Run a program without a shell, capture its output, kill it after `timeoutMs`. Never throws on exit status. */
+/**
+ * Run a program without a shell, capture its output, kill it after `timeoutMs`. Never throws on exit status.
+ * `fds`: descriptors of ours the program gets as 3, 4, … (it reaches them as `/proc/self/fd/3`, …).
+ */
 export function execCapture(
   command: string,
   args: readonly string[],
-  options: { timeoutMs?: number; signal?: AbortSignal; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: {
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    fds?: readonly number[];
+  } = {},
 ): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env, cwd: options.cwd, signal: options.signal });
+    const stdio = ['ignore', 'pipe', 'pipe', ...(options.fds ?? [])] as const;
+    const { env, cwd, signal } = options;
+    const child = spawn(command, args, { stdio: [...stdio], env, cwd, signal });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = options.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs) : undefined;
     child.on('error', (err) => {
       if (timer) clearTimeout(timer);

@@ -10,7 +10,7 @@ import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
-import type { PrivateDir } from './staging-dir.js';
+import type { DirHandle } from '../core/dirhandle.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
 
@@ -254,12 +254,12 @@ export class Staging {
     readonly dir: string,
     private readonly sources: ReadonlyMap<string, FileSource>,
     private readonly mirror?: StagingMirror,
-    private readonly owned?: PrivateDir,
+    private readonly owned?: DirHandle,
   ) {}
 
   /** Remove every staged file and the directory (a dry run's temp directory, or the private one in DATA_PATH). */
   async remove(): Promise<void> {
-    if (this.owned) await this.owned.remove();
+    if (this.owned) await this.owned.discard();
     else await fs.rm(this.dir, { recursive: true, force: true });
   }
 

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { DirHandle } from '../core/dirhandle.js';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
 import { masterStatus } from '../moosefs/master.js';
@@ -57,7 +58,9 @@ async function stageSessions(plan: RestorePlan, settled: SettledPlan, staging: S
  */
 export async function restoreStandby(config: Config, standby: StandbyConfig, placements: readonly Placement[], o: { timeoutMs: number; signal?: AbortSignal }): Promise<RestoreResult & { binaries: Binaries }> {
   const image = placements[0]!.name;
-  const header = await readImageHeader(path.join(standby.dataPath, image));
+  // Read through a descriptor opened O_NOFOLLOW: DATA_PATH's owner may have swapped the name for a link.
+  const data = await DirHandle.open(standby.dataPath, 'standby.dataPath');
+  const header = await data.withFile(image, (file) => readImageHeader(file)).finally(() => data.close());
   const binaries = await restoringBinaries(config, header.magic, `${standby.dataPath}/${image}`, standby.mfsmasterBin);
   checkGenerationConfig(config, standby, binaries.generation, await readMfsConfig(standby.masterConfig));
   const target = { host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, generation: config.moosefs.generation };

@@ -1,14 +1,15 @@
-import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { DIR_MODE, FILE_MODE, fsyncDir } from '../core/atomic.js';
+import { FILE_MODE } from '../core/atomic.js';
+import type { DirHandle } from '../core/dirhandle.js';
 import type { Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
 import { masterStatus, type MasterStatus } from '../moosefs/master.js';
 import { generationNamed, type Generation } from '../moosefs/generations/index.js';
-import { readMfsConfig, runningMasterPid } from '../moosefs/mfsmaster.js';
+import { daemonLock, readMfsConfig, type DaemonLock } from '../moosefs/mfsmaster.js';
 
 /** The standby machine's own mfsmaster: its DATA_PATH, config and state. */
 
@@ -33,8 +34,8 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
   if (!st?.isDirectory()) throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is not a directory`);
   // A pinned 1.5/1.6.0–1.6.4 standby must keep its lock where promote and demote look for the master's PID.
   if (config.moosefs.generation !== 'auto') checkGenerationConfig(config, standby, generationNamed(config.moosefs.generation), cfg);
-  const mlPid = Number.parseInt(await fs.readFile(path.join(standby.dataPath, '.mfsmetalogger.lock'), 'utf8').catch(() => ''), 10);
-  if (processAlive(mlPid)) {
+  const mlPid = (await daemonLock(standby.dataPath, 'mfsmetalogger')).pid;
+  if (mlPid !== undefined) {
     throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is the DATA_PATH of a running mfsmetalogger (pid ${mlPid}); give the master its own directory`);
   }
 }
@@ -52,10 +53,15 @@ export function checkGenerationConfig(config: Config, standby: StandbyConfig, ge
   }
 }
 
-/** PID of the standby's running mfsmaster, from every lock its mfsmaster.cfg may put it in (masterLockFiles). */
-export async function standbyMasterPid(standby: StandbyConfig): Promise<number | undefined> {
+/** The standby's mfsmaster lock, from every lock its mfsmaster.cfg may put it in (masterLockFiles; daemonLock). */
+export async function standbyMasterLock(standby: StandbyConfig): Promise<DaemonLock> {
   const cfg = await readMfsConfig(standby.masterConfig).catch(() => undefined);
-  return runningMasterPid(standby.dataPath, cfg);
+  return daemonLock(standby.dataPath, 'mfsmaster', cfg);
+}
+
+/** PID of the standby's running mfsmaster (standbyMasterLock). */
+export async function standbyMasterPid(standby: StandbyConfig): Promise<number | undefined> {
+  return (await standbyMasterLock(standby)).pid;
 }
 
 export interface LocalMaster {
@@ -63,12 +69,14 @@ export interface LocalMaster {
   info?: MasterStatus;
   /** Why it does not serve (when pid is set but mfscli gets no answer). */
   problem?: string;
+  /** The lock named a process that is no mfsmaster of this DATA_PATH (daemonLock): not waited for. */
+  ignoredLock?: string;
 }
 
 /** Is the standby's own mfsmaster running (lock file PID alive) and serving (mfscli -SIM)? */
 export async function localMaster(config: Config, standby: StandbyConfig, o: { waitMs: number; signal?: AbortSignal }): Promise<LocalMaster> {
-  const pid = await standbyMasterPid(standby);
-  if (pid === undefined) return {};
+  const { pid, ignored } = await standbyMasterLock(standby);
+  if (pid === undefined) return ignored ? { ignoredLock: ignored } : {};
   const deadline = Date.now() + o.waitMs;
   let problem = 'no answer';
   // A master still loading its metadata answers a moment later: wait, do not restart it.
@@ -93,20 +101,46 @@ export function stamp(at: Date): string {
   return at.toISOString().replace(/[-:]/g, '').replace(/\.(\d+)Z$/, '$1Z');
 }
 
+/** Where DATA_PATH's old content went (`dir` unset: it was empty) and which entries moved. */
+export interface MovedAside {
+  dir?: string;
+  moved: string[];
+}
+
 /**
  * Move everything in DATA_PATH into a new `mfs-jobs-aside-<time>/` inside it (same filesystem:
  * renames, no copies) — never delete it. Stale changelogs left in a standby's DATA_PATH once made
- * a later start come up with months-old metadata (MooseFS issue 151).
+ * a later start come up with months-old metadata (MooseFS issue 151). The aside directory is root's,
+ * 0700, and every rename goes from DATA_PATH's descriptor to the aside directory's (lib/core/dirhandle.ts):
+ * DATA_PATH's owner swapping either name for a symlink meanwhile moves nothing anywhere else.
  */
-export async function moveAside(dataPath: string, at: Date, keep: readonly string[]): Promise<{ dir?: string; moved: string[] }> {
-  const entries = (await fs.readdir(dataPath)).filter((n) => !n.startsWith(ASIDE_PREFIX) && !keep.includes(n)).sort();
+export async function moveAside(data: DirHandle, at: Date, keep: readonly string[]): Promise<MovedAside> {
+  const entries = (await data.list()).filter((n) => !n.startsWith(ASIDE_PREFIX) && !keep.includes(n)).sort();
   if (entries.length === 0) return { moved: [] };
-  const dir = path.join(dataPath, `${ASIDE_PREFIX}${stamp(at)}`);
-  await fs.mkdir(dir, { mode: DIR_MODE });
-  for (const name of entries) await fs.rename(path.join(dataPath, name), path.join(dir, name));
-  await fsyncDir(dir);
-  await fsyncDir(dataPath);
-  return { dir, moved: entries };
+  const aside = await data.makePrivateDir(`${ASIDE_PREFIX}${stamp(at)}`, 'aside directory');
+  const moved: string[] = [];
+  try {
+    for (const name of entries) {
+      try {
+        await data.moveTo(name, aside);
+        moved.push(name);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') throw data.failed(name, `moving it into ${aside.path}`, err);
+        // The entry gone meanwhile: its owner removed it, nothing to keep. Still there: the owner removed
+        // the (then empty) aside directory itself — going on would leave stale changelogs in place.
+        if (await data.lstat(name)) {
+          const why = `aside directory removed while ${data.path}'s content was moved into it: refusing to go on`;
+          throw new ProcessError(aside.path, `${aside.path}: ${why}`);
+        }
+      }
+    }
+    await aside.sync();
+    await data.sync();
+  } finally {
+    await aside.close();
+  }
+  return { dir: aside.path, moved };
 }
 
 /**
@@ -151,23 +185,10 @@ export interface Placement {
 }
 
 /**
- * Rename staged files into DATA_PATH under master names (`metadata.mfs.back`, `changelog.N.mfs`,
+ * Place staged files into DATA_PATH under master names (`metadata.mfs.back`, `changelog.N.mfs`,
  * oldest N highest, as a master rotates them), owned like DATA_PATH so WORKING_USER can read them.
  */
-export async function placeFiles(dataPath: string, placements: readonly Placement[]): Promise<void> {
-  const st = await fs.stat(dataPath);
-  for (const p of placements) {
-    // Owner and mode set through our own handle (O_NOFOLLOW), never by a name that could be a link;
-    // the rename then replaces whatever name DATA_PATH's owner may have planted, never follows it.
-    const handle = await fs.open(p.from, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    try {
-      await handle.sync();
-      await handle.chown(st.uid, st.gid);
-      await handle.chmod(FILE_MODE);
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(p.from, path.join(dataPath, p.name));
-  }
-  await fsyncDir(dataPath);
+export async function placeFiles(data: DirHandle, placements: readonly Placement[]): Promise<void> {
+  for (const p of placements) await data.place(p.from, p.name, { uid: data.uid, gid: data.gid });
+  await data.sync();
 }

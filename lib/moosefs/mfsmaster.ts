@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../core/exec.js';
 import { ProcessError } from '../core/errors.js';
@@ -37,30 +37,87 @@ export function masterLockFiles(cfg: MfsConfig, dataPath: string): string[] {
   return [...new Set(GENERATIONS.flatMap((g) => g.lockFile(cfg, dataPath) ?? []))];
 }
 
-/**
- * PID of the mfsmaster that holds DATA_PATH's `.mfsmaster.lock` (or, given its mfsmaster.cfg, any lock
- * `masterLockFiles` names), if it is alive. 3.0 and later and 1.5/1.6.4 write their PID into it; 1.6.5+
- * 1.6 releases only lock it, empty: then the kernel's lock table says who holds it.
- */
-export async function runningMasterPid(dataPath: string, cfg?: MfsConfig): Promise<number | undefined> {
-  for (const file of cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, '.mfsmaster.lock')]) {
-    const pid = await lockPid(file);
-    if (pid !== undefined) return pid;
-  }
-  return undefined;
+/** What a DATA_PATH's lock says about its daemon: the PID of one that really runs there, or why none counts. */
+export interface DaemonLock {
+  pid?: number;
+  /** The lock names a live process that is not that daemon in this DATA_PATH: why it was not believed. */
+  ignored?: string;
 }
 
-async function lockPid(file: string): Promise<number | undefined> {
-  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  const pid = Number.parseInt(text.trim(), 10);
-  if (Number.isInteger(pid) && pid > 0) return processAlive(pid) ? pid : undefined;
-  return lockHolder(file);
+export type LockingDaemon = 'mfsmaster' | 'mfsmetalogger';
+
+/**
+ * The daemon that holds DATA_PATH's `.mfsmaster.lock` (or `.mfsmetalogger.lock`). 3.0 and later (and
+ * 1.5/1.6.4, whose LOCK_FILE mfs-jobs points there) write their PID into it; 1.6.5+ 1.6 releases only
+ * lock it, empty: then the kernel's lock table says who holds it. The lock belongs to DATA_PATH's owner,
+ * who can write any number into it (`echo 1 > .mfsmaster.lock` once made promote wait out its start
+ * timeout for "pid 1"), and a stale lock's PID may have been reused: a PID counts only when /proc says it
+ * is that daemon in this DATA_PATH — its program so named and installed (owned by root, not writable by
+ * others: not a copy the MooseFS user made), its working directory this DATA_PATH (every generation
+ * chdirs there before it takes the lock). The one check for everything that waits on, signals or refuses
+ * because of a daemon in a DATA_PATH.
+ */
+export async function daemonLock(dataPath: string, daemon: LockingDaemon = 'mfsmaster', cfg?: MfsConfig): Promise<DaemonLock> {
+  const files = daemon === 'mfsmaster' && cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, `.${daemon}.lock`)];
+  let ignored: string | undefined;
+  for (const file of files) {
+    const lock = await lockIn(file, daemon, dataPath);
+    if (lock.pid !== undefined) return lock;
+    ignored ??= lock.ignored;
+  }
+  return ignored ? { ignored } : {};
+}
+
+/** What one lock file says (daemonLock). */
+async function lockIn(file: string, daemon: LockingDaemon, dataPath: string): Promise<DaemonLock> {
+  const text = await readLock(file);
+  if (text === undefined) return {};
+  const written = Number.parseInt(text.trim(), 10);
+  const named = Number.isInteger(written) && written > 0;
+  const pid = named ? (processAlive(written) ? written : undefined) : await lockHolder(file);
+  if (pid === undefined) return {};
+  const problem = await notDaemonIn(pid, daemon, dataPath);
+  if (!problem) return { pid };
+  return { ignored: `${file}: pid ${pid} is not an ${daemon} of ${dataPath} (${problem}): ignored` };
+}
+
+/** PID of the mfsmaster running in DATA_PATH (daemonLock; given its mfsmaster.cfg, any lock `masterLockFiles` names), if any. */
+export async function runningMasterPid(dataPath: string, cfg?: MfsConfig): Promise<number | undefined> {
+  return (await daemonLock(dataPath, 'mfsmaster', cfg)).pid;
+}
+
+/** A lock's first bytes, never through a link DATA_PATH's owner planted (O_NOFOLLOW), at most 64. */
+async function readLock(file: string): Promise<string | undefined> {
+  const handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    if (!(await handle.stat()).isFile()) return '';
+    const buf = Buffer.alloc(64);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('latin1');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Why `pid` is not `daemon` working in `dataPath`, or undefined when it is one. */
+async function notDaemonIn(pid: number, daemon: LockingDaemon, dataPath: string): Promise<string | undefined> {
+  const exe = (await fs.readlink(`/proc/${pid}/exe`).catch(() => undefined))?.replace(/ \(deleted\)$/, '');
+  if (exe === undefined) return 'its program cannot be read in /proc';
+  if (path.basename(exe) !== daemon) return `its program is ${exe}`;
+  // stat through the /proc link reaches the very binary it runs, even one replaced since.
+  const st = await fs.stat(`/proc/${pid}/exe`).catch(() => undefined);
+  const installed = st && (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
+  if (!installed) return `its program ${exe} is not an installed binary (owned by root, not writable by others)`;
+  const cwd = (await fs.readlink(`/proc/${pid}/cwd`).catch(() => undefined))?.replace(/ \(deleted\)$/, '');
+  const real = await fs.realpath(dataPath).catch(() => path.resolve(dataPath));
+  if (cwd !== real) return `it works in ${cwd ?? 'an unreadable directory'}`;
+  return undefined;
 }
 
 /** The process holding a POSIX lock on `file`, from /proc/locks ("1: POSIX ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"). */
 async function lockHolder(file: string): Promise<number | undefined> {
-  const st = await fs.stat(file).catch(() => undefined);
+  const st = await fs.lstat(file).catch(() => undefined);
   if (!st) return undefined;
   const locks = await fs.readFile('/proc/locks', 'utf8').catch(() => '');
   for (const line of locks.split('\n')) {

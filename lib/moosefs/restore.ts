@@ -1,6 +1,7 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FILE_MODE } from '../core/atomic.js';
+import { DirHandle } from '../core/dirhandle.js';
 import { execCapture } from '../core/exec.js';
 import type { Binaries } from './generations/binaries.js';
 import { oldestFirst, readImageHeader } from './metadata.js';
@@ -38,84 +39,110 @@ export async function restoreAndStart(
   const method = !o.method || o.method === 'auto' ? generation.restore : o.method;
   if (method === 'mfsmaster-a') return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a' };
   const started = Date.now();
-  const metadata = path.join(files.dataPath, 'metadata.mfs');
-  const image = path.join(files.dataPath, files.image);
-  const { version: imageVersion } = await readImageHeader(image, { checkEnding: false });
-  const changelogs: string[] = [];
-  let res;
-  try {
-    for (const c of oldestFirst(files.changelogs)) changelogs.push(await metarestoreInput(path.join(files.dataPath, c), imageVersion));
-    res = await execCapture(binaries.mfsmetarestore, ['-m', image, '-o', metadata, ...changelogs], { timeoutMs: o.timeoutMs, signal: o.signal });
-  } finally {
-    await removeTrimmed(changelogs);
-  }
-  const output = res.stdout + res.stderr;
+  const { output, code, restoredVersion } = await metarestore(binaries, files, o);
   const command = 'mfsmetarestore';
   // 1.7+ keeps a stub that only says it is gone, and exits 0.
   if (/has been removed/.test(output)) {
     const fix = o.method === 'mfsmetarestore' ? 'standby.restoreMethod forces mfsmetarestore: set it to auto' : `${binaries.mfsmetarestore} is a 1.7+ stub: name a 1.x installation in moosefs.prefixes`;
     return { code: 1, output: `${output.trim()} (${fix})`, durationMs: Date.now() - started, command };
   }
-  if (res.code !== 0) return { code: res.code ?? 1, output, durationMs: Date.now() - started, command };
-  const restored = await readImageHeader(metadata).catch(() => undefined);
+  if (code !== 0) return { code, output, durationMs: Date.now() - started, command };
   const master = await startMaster({ ...start, autoRestore: false });
-  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, restoredVersion: restored?.version };
+  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, restoredVersion };
+}
+
+/**
+ * `mfsmetarestore -m IMAGE -o metadata.mfs CHANGELOG…`, run as root on files in a DATA_PATH its owner can
+ * change at any moment: a `metadata.mfs` planted there as a symlink once had root write the restored image
+ * through it. So the program gets every input as a descriptor we opened O_NOFOLLOW and writes its output into
+ * a root-only directory of ours (lib/core/dirhandle.ts), both reached as /proc/self/fd/N in the child; the
+ * result is then placed into DATA_PATH like any staged file, owned like DATA_PATH.
+ */
+async function metarestore(
+  binaries: Binaries,
+  files: PlacedFiles,
+  o: { timeoutMs: number; signal?: AbortSignal },
+): Promise<{ code: number; output: string; restoredVersion?: number }> {
+  const data = await DirHandle.open(files.dataPath, 'DATA_PATH');
+  const inputs: { name: string; handle: fs.FileHandle }[] = [];
+  let work: DirHandle | undefined;
+  try {
+    work = await data.makePrivateDir(`${TRIMMED}-${randomBytes(6).toString('hex')}`, 'mfsmetarestore directory');
+    const image = await data.openFile(files.image);
+    inputs.push({ name: files.image, handle: image });
+    const { version: imageVersion } = await readImageHeader(`/proc/self/fd/${image.fd}`, { checkEnding: false });
+    for (const c of oldestFirst(files.changelogs)) {
+      inputs.push({ name: c, handle: await metarestoreInput(data, c, work, imageVersion) });
+    }
+    // The child sees `fds` as 3, 4, …: the output directory first, then the image, then the changelogs.
+    const child = (i: number) => `/proc/self/fd/${3 + i}`;
+    const args = ['-m', child(1), '-o', `${child(0)}/metadata.mfs`, ...inputs.slice(1).map((_, i) => child(i + 2))];
+    const fds = [work.fd, ...inputs.map((i) => i.handle.fd)];
+    const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal, fds });
+    // Its messages name the files as the operator knows them, not by our descriptors.
+    const shown = [files.dataPath, ...inputs.map((f) => path.join(files.dataPath, f.name))];
+    const named = (m: string, n: string) => shown[Number(n) - 3] ?? m;
+    const output = (res.stdout + res.stderr).replace(/\/proc\/self\/fd\/(\d+)/g, named);
+    if (res.code !== 0 || /has been removed/.test(output)) return { code: res.code ?? 1, output };
+    const restored = await readImageHeader(work.entry('metadata.mfs')).catch(() => undefined);
+    await data.place(work.entry('metadata.mfs'), 'metadata.mfs', { uid: data.uid, gid: data.gid });
+    await data.sync();
+    return { code: 0, output, restoredVersion: restored?.version };
+  } finally {
+    for (const i of inputs) await i.handle.close().catch(() => undefined);
+    await work?.discard();
+    await data.close();
+  }
 }
 
 const TRIMMED = '.mfs-jobs-metarestore';
 
 /**
- * The changelog as mfsmetarestore must get it. 1.6.27's silently drops a whole file whose first line is
- * version 0 (its merger takes 0 for "no more lines") or whose last line is cut off, and restores less
- * with exit 0; 1.6.4's stops at a cut line ("':' expected"), which is how a chunkserver's
- * changelog_csback ends after a crash (written through a 4 KiB stdio buffer). So a file that starts
- * below the image's version or ends without a newline is handed over as a copy of its whole lines from
- * the image's version on; any other file as it is.
+ * The changelog as mfsmetarestore must get it, opened (never through a link). 1.6.27's silently drops a
+ * whole file whose first line is version 0 (its merger takes 0 for "no more lines") or whose last line is cut
+ * off, and restores less with exit 0; 1.6.4's stops at a cut line ("':' expected"), which is how a
+ * chunkserver's changelog_csback ends after a crash (written through a 4 KiB stdio buffer). So a file that
+ * starts below the image's version or ends without a newline is handed over as a copy of its whole lines from
+ * the image's version on, made in `work`; any other file as it is.
  */
-async function metarestoreInput(file: string, fromVersion: number): Promise<string> {
-  const handle = await fs.open(file, 'r');
-  let needsCopy: boolean;
+async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, from: number): Promise<fs.FileHandle> {
+  const handle = await data.openFile(name);
+  let needsCopy = false;
   try {
     const { size } = await handle.stat();
-    if (size === 0) return file;
-    const head = Buffer.alloc(Math.min(size, 32));
-    await handle.read(head, 0, head.length, 0);
-    const last = Buffer.alloc(1);
-    await handle.read(last, 0, 1, size - 1);
-    const first = /^(\d+):/.exec(head.toString('latin1'));
-    needsCopy = last[0] !== 0x0a || (first !== null && Number(first[1]) < fromVersion);
-  } finally {
-    await handle.close();
-  }
-  if (!needsCopy) return file;
-  const out = path.join(path.dirname(file), `${TRIMMED}.${path.basename(file)}`);
-  // A run killed half-way may have left one: it is ours to replace (created exclusively again below).
-  await fs.rm(out, { force: true });
-  await writeWholeLinesFrom(file, out, fromVersion);
-  return out;
-}
-
-async function writeWholeLinesFrom(file: string, out: string, fromVersion: number): Promise<void> {
-  const writer = await fs.open(out, 'wx', FILE_MODE);
-  try {
-    let rest = '';
-    const keep = (line: string) => {
-      const m = /^(\d+):/.exec(line);
-      return m !== null && Number(m[1]) >= fromVersion;
-    };
-    for await (const chunk of createReadStream(file, { encoding: 'latin1' })) {
-      const lines = (rest + (chunk as string)).split('\n');
-      rest = lines.pop()!;
-      const kept = lines.filter(keep);
-      if (kept.length) await writer.write(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+    if (size > 0) {
+      const head = Buffer.alloc(Math.min(size, 32));
+      await handle.read(head, 0, head.length, 0);
+      const last = Buffer.alloc(1);
+      await handle.read(last, 0, 1, size - 1);
+      const first = /^(\d+):/.exec(head.toString('latin1'));
+      needsCopy = last[0] !== 0x0a || (first !== null && Number(first[1]) < from);
     }
-    // `rest` is a last line without its newline: cut off when the writer died, never applied.
-    await writer.sync();
+    if (!needsCopy) return handle;
+    const out = await work.createFile(name);
+    try {
+      await writeWholeLinesFrom(handle, out, from);
+    } finally {
+      await out.close();
+    }
   } finally {
-    await writer.close();
+    if (needsCopy) await handle.close();
   }
+  return work.openFile(name);
 }
 
-async function removeTrimmed(files: readonly string[]): Promise<void> {
-  for (const f of files) if (path.basename(f).startsWith(TRIMMED)) await fs.rm(f, { force: true });
+async function writeWholeLinesFrom(input: fs.FileHandle, writer: fs.FileHandle, fromVersion: number): Promise<void> {
+  let rest = '';
+  const keep = (line: string) => {
+    const m = /^(\d+):/.exec(line);
+    return m !== null && Number(m[1]) >= fromVersion;
+  };
+  for await (const chunk of input.createReadStream({ encoding: 'latin1', start: 0, autoClose: false })) {
+    const lines = (rest + (chunk as string)).split('\n');
+    rest = lines.pop()!;
+    const kept = lines.filter(keep);
+    if (kept.length) await writer.write(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+  }
+  // `rest` is a last line without its newline: cut off when the writer died, never applied.
+  await writer.sync();
 }

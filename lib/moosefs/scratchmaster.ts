@@ -228,23 +228,10 @@ export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, 
   await fs.writeFile(scratch.configFile, mfsConfigText(values), { mode: FILE_MODE });
 }
 
-/**
- * PID of the mfsmaster serving `dataPath`: the lock's PID, only if that process really works in this
- * DATA_PATH (mfsmaster chdirs there) — a stale lock whose PID was reused must never get us to kill
- * an unrelated process.
- */
-export async function masterPidIn(dataPath: string): Promise<number | undefined> {
-  const pid = await runningMasterPid(dataPath);
-  if (pid === undefined) return undefined;
-  const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => undefined);
-  const real = await fs.realpath(dataPath).catch(() => dataPath);
-  return cwd === real ? pid : undefined;
-}
-
 async function waitGone(pid: number, dataPath: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if ((await masterPidIn(dataPath)) !== pid) return true;
+    if ((await runningMasterPid(dataPath)) !== pid) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
@@ -256,7 +243,7 @@ async function waitGone(pid: number, dataPath: string, timeoutMs: number): Promi
  * mfsmaster 1.6.4 ignores the word and starts a new master. Returns the PID that was running, if any.
  */
 export async function stopScratchMaster(scratch: Scratch, timeoutMs = 60_000): Promise<number | undefined> {
-  const pid = await masterPidIn(scratch.dataPath);
+  const pid = await runningMasterPid(scratch.dataPath);
   if (pid === undefined) return undefined;
   try {
     process.kill(pid, 'SIGTERM');
@@ -272,7 +259,7 @@ export async function stopScratchMaster(scratch: Scratch, timeoutMs = 60_000): P
  * would be thrown away (at 1M files the dump took longer than the restore; npm run bench, case 4).
  */
 export async function killScratchMaster(scratch: Scratch): Promise<number | undefined> {
-  const pid = await masterPidIn(scratch.dataPath);
+  const pid = await runningMasterPid(scratch.dataPath);
   if (pid === undefined) return undefined;
   try {
     process.kill(pid, 'SIGKILL');

@@ -7,7 +7,7 @@ import { masterInfo } from '../../lib/moosefs/mfscli.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { masterStatus } from '../../lib/moosefs/master.js';
-import { masterPidIn, SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
+import { SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
 import { GUARD_TABLE_PREFIX, ScratchGuard } from '../../lib/moosefs/scratch-guard.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { Lab } from '../lab/cluster.js';
@@ -64,7 +64,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s 
 
     // The export mfs-jobs wrote before this fix, reloaded (SIGHUP): the same attacker mounts and reads the names.
     await fs.writeFile(path.join(scratch.dir, 'mfsexports.cfg'), `${SCRATCH_HOST}\t/\tro\n`);
-    process.kill((await masterPidIn(scratch.dataPath))!, 'SIGHUP');
+    process.kill((await runningMasterPid(scratch.dataPath))!, 'SIGHUP');
     const mount = await waitFor('the old export to take', () => LabMount.mount(path.join(sc.dir, 'attacker-mnt2'), target, path.join(cluster.dir, 'attacker-mount2.log'), { lab, attempts: 1 }).catch(() => undefined), 30_000);
     started.push(mount);
     expect((await fs.readdir(path.join(scratch.dir, 'attacker-mnt2'))).some((n) => n.startsWith('secret-name'))).toBe(true);
