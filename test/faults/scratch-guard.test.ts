@@ -4,7 +4,7 @@ import { execCapture } from '../../lib/core/exec.js';
 import { listenPort, SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
 import { GUARD_TABLE_PREFIX } from '../../lib/moosefs/scratch-guard.js';
 import { runCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
 import { MetadataThief } from '../lab/metadata-thief.js';
 import { processesIn } from '../lab/proc.js';
@@ -29,13 +29,15 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])("a local user downloads the dri
   let config: string;
   let scratch: Scratch | undefined;
   const started: Started[] = [];
+  /** The lab's config, the master read from its local DATA_PATH (no sshd here). */
+  const write = (extra: Record<string, unknown> = {}, name?: string) => cluster.writeConfig({ masters: [{ ...masterEntry('master', cluster.master), local: true }], ...extra }, name);
 
   beforeAll(async () => {
     cluster = await Lab.start({ lab, metalogger: false, sshd: false });
     started.push(cluster);
     await cluster.makeChanges(SECRET, 3);
     await cluster.saveImage();
-    config = await cluster.writeConfig();
+    config = await write();
     const backup = await runCli(['run', 'backup', '--config', config]);
     expect(backup.stdout).toMatch(/^MFS BACKUP OK/);
   }, 120_000);
@@ -60,19 +62,19 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])("a local user downloads the dri
 
   test('during a real drill the thief is reset on every port, every time, and gets nothing; the drill serves and leaves no table', async () => {
     const ports = { matoml: await listenPort(SCRATCH_HOST), matocs: await listenPort(SCRATCH_HOST), matocl: await listenPort(SCRATCH_HOST) };
-    const drillConfig = await cluster.writeConfig({ jobs: { drill: { ports } } }, 'drill.yaml');
+    const drillConfig = await write({ jobs: { drill: { ports } } }, 'drill.yaml');
     const thief = await MetadataThief.start([ports.matoml, ports.matocs, ports.matocl], SECRET);
     started.push(() => thief.kill());
     const res = await runCli(['run', 'drill', '--config', drillConfig, '--json']);
     const got = await thief.stop();
     const report = JSON.parse(res.stdout);
     expect(`${report.status}: ${report.summary}`).toMatch(/^OK: /);
-    expect(report.lines).toContain(`scratch master: its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`);
     // The thief raced the drill: it saw the scratch master listen, and tried.
     expect(got.seen).toContain(ports.matoml);
     expect(got.attempts).toBeGreaterThan(0);
     expect({ connected: got.connected, downloaded: got.downloaded, secretSeen: got.secretSeen }).toEqual({ connected: {}, downloaded: 0, secretSeen: false });
     expect(got.refused).toBe(got.attempts);
+    expect(report.lines).toContain(`scratch master: its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`);
     // Nothing left behind: no table, no scratch master, no scratch directory.
     expect(await drillTables()).toEqual([]);
     expect(await processesIn(path.join(cluster.dir, 'state', 'drill'))).toEqual([]);
@@ -95,7 +97,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])("a local user downloads the dri
     expect(refused.code).toBe(3);
     expect(await fs.readdir(path.join(cluster.dir, 'state', 'drill')).catch(() => [])).toEqual(before);
 
-    const allowed = await cluster.writeConfig({ jobs: { drill: { allowUnguarded: true } } }, 'unguarded.yaml');
+    const allowed = await write({ jobs: { drill: { allowUnguarded: true } } }, 'unguarded.yaml');
     const res = await runCli(['run', 'drill', '--config', allowed, '--json'], { env });
     const report = JSON.parse(res.stdout);
     expect(report.status).toBe('WARNING');

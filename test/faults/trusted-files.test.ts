@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { listSnapshots } from '../../lib/store/manifest.js';
 import { runCli } from '../helpers/cli.js';
-import { Lab } from '../lab/cluster.js';
+import { Lab, masterEntry } from '../lab/cluster.js';
 import { waitFor } from '../lab/proc.js';
 import { recordFaults, tearDownFaults, type Started } from './results.js';
 
@@ -32,6 +32,8 @@ describe('files, sockets and programs another user could have put there', () => 
   let open: string;
   let forged: ChildProcess | undefined;
   const started: Started[] = [];
+  /** The lab's config, the master read from its local DATA_PATH (no sshd here). */
+  const write = (extra: Record<string, unknown>, name: string) => lab.writeConfig({ masters: [{ ...masterEntry('master', lab.master), local: true }], ...extra }, name);
 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: false, sshd: false });
@@ -61,7 +63,7 @@ describe('files, sockets and programs another user could have put there', () => 
     forged = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, script, socket, log], { stdio: 'ignore' });
     await waitFor('the forged daemon to listen', async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('ready'), 10_000);
     expect((await fs.lstat(socket)).uid).toBe(NOBODY);
-    const config = await lab.writeConfig({ daemon: { socket } }, 'forged-socket.yaml');
+    const config = await write({ daemon: { socket } }, 'forged-socket.yaml');
     const runDir = path.join(lab.dir, 'run');
     const res = await runCli(['run', 'promote', '--config', config], { env: { MFS_JOBS_RUN_DIR: runDir } });
     expect(res.stdout).not.toContain('forged');
@@ -78,7 +80,7 @@ describe('files, sockets and programs another user could have put there', () => 
     const key = path.join(lab.dir, 'store.key');
     await fs.writeFile(key, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
     await fs.chown(key, NOBODY, NOBODY);
-    const config = await lab.writeConfig({ snapshotStore: { path: store, compression: { type: 'none' }, encryption: { keyFile: key } } }, 'sealed.yaml');
+    const config = await write({ snapshotStore: { path: store, compression: { type: 'none' }, encryption: { keyFile: key } } }, 'sealed.yaml');
     const res = await runCli(['run', 'backup', '--config', config]);
     expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - ConfigError: snapshotStore.encryption.keyFile ${key} is owned by uid ${NOBODY}, not root: that user could swap the key snapshots are sealed with`);
     expect(res.code).toBe(3);
@@ -97,7 +99,7 @@ describe('files, sockets and programs another user could have put there', () => 
     await fs.writeFile(identity, 'key\n', { mode: 0o640 });
     const copy = { name: 'offsite', type: 'sftp', host: '127.0.0.1', port: 2222, user: 'root', identityFile: identity, knownHosts, path: '/copies' };
     const store = path.join(lab.dir, 'copied-store');
-    const config = await lab.writeConfig({ snapshotStore: { path: store, compression: { type: 'none' }, copies: [copy] } }, 'copy.yaml');
+    const config = await write({ snapshotStore: { path: store, compression: { type: 'none' }, copies: [copy] } }, 'copy.yaml');
     let res = await runCli(['run', 'backup', '--config', config]);
     expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - ConfigError: snapshotStore.copies.0.identityFile ${identity} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
     await fs.chmod(identity, 0o600);
@@ -116,7 +118,7 @@ describe('files, sockets and programs another user could have put there', () => 
     await fs.writeFile(path.join(bin, 'zstd'), `#!/bin/sh\ntouch ${ran}\nexec /usr/bin/zstd "$@"\n`, { mode: 0o755 });
     await fs.chown(path.join(bin, 'zstd'), NOBODY, NOBODY);
     const store = path.join(lab.dir, 'zstd-store');
-    const config = await lab.writeConfig({ snapshotStore: { path: store, compression: { type: 'zstd' } } }, 'zstd.yaml');
+    const config = await write({ snapshotStore: { path: store, compression: { type: 'zstd' } } }, 'zstd.yaml');
     const res = await runCli(['run', 'backup', '--config', config], { env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(res.stdout.split('\n')[0]).toMatch(
       new RegExp(`^MFS BACKUP CRITICAL - master: StoreError: zstd not run: ${bin}/zstd: ${bin} is owned by uid ${NOBODY}, so another user could have put it there or changed it \\|`),

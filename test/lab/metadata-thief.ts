@@ -23,7 +23,7 @@ export interface TheftReport {
 
 /**
  * The ~30-line attacker of issue #23 case 7, as user nobody: it watches /proc/net/tcp for `ports` to
- * listen on 127.0.0.1 and, every 20 ms while they do, connects to each; on the first (the metalogger
+ * listen on 127.0.0.1 and, every 5 ms while they do, connects to each; on the first (the metalogger
  * port, MATOML) it asks for the image the way a metalogger does (ANTOMA_DOWNLOAD_START 1, then
  * ANTOMA_DOWNLOAD_REQUEST blocks: no registration, no password) and keeps what it gets.
  */
@@ -62,7 +62,7 @@ while (!fs.existsSync(stopFile)) {
     if (!r.seen.includes(port)) r.seen.push(port);
     r.attempts++; await attempt(port, i === 0);
   }
-  await new Promise((res) => setTimeout(res, 20));
+  await new Promise((res) => setTimeout(res, 5));
 }
 fs.writeFileSync(out, JSON.stringify(r));
 `;
