@@ -120,11 +120,16 @@ async function guardScratch(ctx: Ctx, ports: ScratchPorts): Promise<Guarded | Jo
   const uid = process.getuid?.() ?? 0;
   const g = await ScratchGuard.install(Object.values(ports), uid);
   if (g instanceof ScratchGuard) {
-    return { guard: g, line: `scratch master: its ports on loopback take connections from uid ${uid} only (nftables table ${g.table})` };
+    const only = `its ports on loopback take connections from uid ${uid} only`;
+    return { guard: g, line: `scratch master: ${only} (nftables table ${g.table})` };
   }
-  const exposed = `nft failed (${g.failed}): any local user could download the restored metadata from the scratch master's metalogger port while the drill runs`;
+  const exposed =
+    `nft failed (${g.failed}): any local user could download the restored metadata ` +
+    "from the scratch master's metalogger port while the drill runs";
   if (!ctx.options.allowUnguarded) {
-    return { status: 'UNKNOWN', summary: `drill refused: ${exposed}; install nftables and run it as root, or set jobs.drill.allowUnguarded: true`, details: { ports, scratchGuard: null } };
+    const fix = 'install nftables and run it as root, or set jobs.drill.allowUnguarded: true';
+    const summary = `drill refused: ${exposed}; ${fix}`;
+    return { status: 'UNKNOWN', summary, details: { ports, scratchGuard: null } };
   }
   const line = `scratch master unguarded (jobs.drill.allowUnguarded): ${exposed}`;
   ctx.log.warn(line);
@@ -305,11 +310,14 @@ export default defineJob({
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
     await guarded.guard?.remove();
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), guarded.line, `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
+    const stopped = `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`;
+    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), guarded.line, stopped];
     let summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
     // An unguarded drill exposed the metadata: never a plain OK.
     if (!guarded.guard) summary = `scratch master was unguarded (jobs.drill.allowUnguarded) — ${summary}`;
     const status = !guarded.guard && result.status === 'OK' ? 'WARNING' : result.status;
-    return { ...result, status, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null, scratchGuard: guarded.guard?.table ?? null } };
+    const kept = { scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null };
+    const details = { ...result.details, ...kept };
+    return { ...result, status, summary, lines, details: { ...details, scratchGuard: guarded.guard?.table ?? null } };
   },
 });

@@ -78,7 +78,8 @@ export async function socketFromConfig(file: string): Promise<string | undefined
   // Loaded here, not at the top: a launcher that is not running a hook should not pay for it.
   const { default: YAML } = await import('yaml');
   // An alias bomb is refused before it is expanded (as loadConfig does).
-  const doc = YAML.parse(await fs.readFile(file, 'utf8'), { maxAliasCount: 100 }) as { stateDir?: unknown; daemon?: { socket?: unknown } } | null;
+  type Doc = { stateDir?: unknown; daemon?: { socket?: unknown } } | null;
+  const doc = YAML.parse(await fs.readFile(file, 'utf8'), { maxAliasCount: 100 }) as Doc;
   const socket = doc?.daemon?.socket;
   const stateDir = typeof doc?.stateDir === 'string' ? doc.stateDir : undefined;
   return socketPathOf(typeof socket === 'string' || socket === false ? socket : undefined, stateDir);
@@ -95,8 +96,8 @@ export async function sendHandOff(socketPath: string, request: HandOffRequest): 
   // directory to it is the check: Node exposes no SO_PEERCRED to ask the kernel who listens.
   const trust = await pathTrust(socketPath, 'socket');
   if (!trust.trusted) {
-    const err = trust.missing ? Object.assign(new Error(`${socketPath}: no daemon listening`), { code: 'ENOENT' }) : new UntrustedSocket(trust.why);
-    throw err;
+    if (!trust.missing) throw new UntrustedSocket(trust.why);
+    throw Object.assign(new Error(`${socketPath}: no daemon listening`), { code: 'ENOENT' });
   }
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);

@@ -26,23 +26,47 @@ interface Guarded {
 type Found = [key: string, path: string | undefined][];
 
 /**
- * Every path a job trusts, one entry per kind of path, in the order an operator would look at them.
- * `secret`: also never readable by group or others (keys, credentials). A new file mfs-jobs trusts is
- * one line here.
+ * Every path a job trusts, in the order an operator would look at them: its kind, the config key that
+ * names it (`*`: each element of that list), what a user who may write it could do. `secret`: also never
+ * readable by group or others (keys, credentials). A new file mfs-jobs trusts is one line here.
  */
-const TRUSTED: readonly { kind: Kind; risk: string; find: (c: Config) => Found }[] = [
-  { kind: 'file', risk: 'could change what mfs-jobs runs as root', find: (c) => [['config file', path.isAbsolute(c.file) ? c.file : undefined]] },
-  { kind: 'dir', risk: 'could forge job state and the daemon socket', find: (c) => [['stateDir', c.stateDir]] },
-  { kind: 'dir', risk: 'could block every job with a fake lock', find: (c) => [['lockDir', c.lockDir]] },
-  { kind: 'dir', risk: 'could stand in for the daemon and answer a failover hook', find: (c) => [['daemon.socket', c.daemon.socket && path.dirname(c.daemon.socket)]] },
-  { kind: 'dir', risk: 'could replace the snapshots a failover restores', find: (c) => [['snapshotStore.path', c.snapshotStore?.path]] },
-  { kind: 'secret', risk: 'could swap the key snapshots are sealed with', find: (c) => [['snapshotStore.encryption.keyFile', c.snapshotStore?.encryption?.keyFile]] },
-  { kind: 'secret', risk: 'could swap the key mfs-jobs logs in with', find: (c) => [...sshFiles(c, 'privateKey'), ...copyFiles(c, 'identityFile')] },
-  { kind: 'file', risk: 'could add a host key and let a man-in-the-middle serve forged metadata', find: (c) => [...sshFiles(c, 'knownHosts'), ...copyFiles(c, 'knownHosts')] },
-  { kind: 'secret', risk: 'could swap the credentials an off-site copy is written with', find: (c) => copyFiles(c, 'credentialsFile') },
+const LOGIN_KEY = 'could swap the key mfs-jobs logs in with';
+const HOST_KEYS = 'could add a host key and let a man-in-the-middle serve forged metadata';
+const TRUSTED: readonly (readonly [Kind, string, string])[] = [
+  ['file', 'config file', 'could change what mfs-jobs runs as root'],
+  ['dir', 'stateDir', 'could forge job state and the daemon socket'],
+  ['dir', 'lockDir', 'could block every job with a fake lock'],
+  ['dir', 'daemon.socket', 'could stand in for the daemon and answer a failover hook'],
+  ['dir', 'snapshotStore.path', 'could replace the snapshots a failover restores'],
+  ['secret', 'snapshotStore.encryption.keyFile', 'could swap the key snapshots are sealed with'],
+  ['secret', 'ssh.privateKey', LOGIN_KEY],
+  ['secret', 'snapshotStore.copies.*.identityFile', LOGIN_KEY],
+  ['file', 'ssh.knownHosts', HOST_KEYS],
+  ['file', 'snapshotStore.copies.*.knownHosts', HOST_KEYS],
+  ['secret', 'snapshotStore.copies.*.credentialsFile', 'could swap the credentials an off-site copy is written with'],
 ];
 
-/** Each host's SSH file, named by the key the operator wrote: `ssh.knownHosts` when it comes from the global section. */
+/**
+ * The paths a key names. Three keys are not plain lookups: `config file` (the file read), `daemon.socket`
+ * (its directory: where another user could put a socket of theirs) and `ssh.*` (each host's, named by
+ * the key the operator wrote: `ssh.knownHosts` when it comes from the global section).
+ */
+function pathsAt(config: Config, key: string): Found {
+  if (key === 'config file') return [[key, path.isAbsolute(config.file) ? config.file : undefined]];
+  if (key === 'daemon.socket') return [[key, config.daemon.socket && path.dirname(config.daemon.socket)]];
+  if (key === 'ssh.privateKey') return sshFiles(config, 'privateKey');
+  if (key === 'ssh.knownHosts') return sshFiles(config, 'knownHosts');
+  const walk = (value: unknown, parts: string[], at: string[]): Found => {
+    if (parts.length === 0) return typeof value === 'string' ? [[at.join('.'), value]] : [];
+    const [part, ...rest] = parts as [string, ...string[]];
+    if (part === '*') return Array.isArray(value) ? value.flatMap((v, i) => walk(v, rest, [...at, String(i)])) : [];
+    const inner = value && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
+    return walk(inner, rest, [...at, part]);
+  };
+  return walk(config, key.split('.'), []);
+}
+
+/** Each host's SSH file, named by the key that set it. */
 function sshFiles(config: Config, which: 'privateKey' | 'knownHosts'): Found {
   const hosts: DataPathHost[] = [...config.masters, ...config.metaloggers, ...config.chunkservers];
   return hosts.flatMap((host): Found => {
@@ -53,20 +77,19 @@ function sshFiles(config: Config, which: 'privateKey' | 'knownHosts'): Found {
   });
 }
 
-/** A file of each off-site copy that has one (`identityFile`, `knownHosts`: SFTP; `credentialsFile`: S3). */
-function copyFiles(config: Config, which: 'identityFile' | 'knownHosts' | 'credentialsFile'): Found {
-  return (config.snapshotStore?.copies ?? []).map((copy, i): Found[number] => [`snapshotStore.copies.${i}.${which}`, (copy as Record<string, unknown>)[which] as string | undefined]);
-}
-
 /** The problem with one path's owner or mode, or undefined. */
 function problemOf(g: Guarded, st: Stats): string | undefined {
-  const isKind = g.kind === 'dir' ? st.isDirectory() : st.isFile();
-  if (!isKind) return `${g.key} ${g.path} is not a ${g.kind === 'dir' ? 'directory' : 'regular file'}`;
-  if (!trustedOwner(st.uid)) return `${g.key} ${g.path} is owned by uid ${st.uid}, not root: that user ${g.risk}`;
-  if (st.mode & 0o002) return `${g.key} ${g.path} is world-writable (mode ${octal(st.mode)}): any user ${g.risk}`;
-  if (st.mode & 0o020) return `${g.key} ${g.path} is group-writable (mode ${octal(st.mode)}): any user of group ${st.gid} ${g.risk}`;
-  if (g.kind === 'secret' && st.mode & 0o004) return `${g.key} ${g.path} is world-readable (mode ${octal(st.mode)}): any user can read it; chmod 600 it`;
-  if (g.kind === 'secret' && st.mode & 0o040) return `${g.key} ${g.path} is group-readable (mode ${octal(st.mode)}): any user of group ${st.gid} can read it; chmod 600 it`;
+  const what = `${g.key} ${g.path}`;
+  const mode = `mode ${octal(st.mode)}`;
+  const kindOk = g.kind === 'dir' ? st.isDirectory() : st.isFile();
+  if (!kindOk) return `${what} is not a ${g.kind === 'dir' ? 'directory' : 'regular file'}`;
+  if (!trustedOwner(st.uid)) return `${what} is owned by uid ${st.uid}, not root: that user ${g.risk}`;
+  if (st.mode & 0o002) return `${what} is world-writable (${mode}): any user ${g.risk}`;
+  if (st.mode & 0o020) return `${what} is group-writable (${mode}): any user of group ${st.gid} ${g.risk}`;
+  if (g.kind !== 'secret') return undefined;
+  if (st.mode & 0o004) return `${what} is world-readable (${mode}): any user can read it; chmod 600 it`;
+  const group = `any user of group ${st.gid}`;
+  if (st.mode & 0o040) return `${what} is group-readable (${mode}): ${group} can read it; chmod 600 it`;
   return undefined;
 }
 
@@ -83,7 +106,10 @@ async function check(g: Guarded): Promise<void> {
   // The way to it: a directory another user may write lets that user replace it, even before it exists.
   const parent = path.dirname(path.resolve(g.path));
   const way = await pathTrust(parent, 'ancestor');
-  if (!way.trusted && !way.missing) throw new ConfigError(g.key, `${g.key} ${g.path}: ${way.why}: any user who may write there could replace it and ${g.risk}`);
+  if (!way.trusted && !way.missing) {
+    const why = `${way.why}: any user who may write there could replace it and ${g.risk}`;
+    throw new ConfigError(g.key, `${g.key} ${g.path}: ${why}`);
+  }
   // A path not there yet is created by mfs-jobs itself, 0700/0600.
   const st = await statIfExists(g.path);
   const problem = st && problemOf(g, st);
@@ -94,11 +120,11 @@ async function check(g: Guarded): Promise<void> {
 export function guardedPaths(config: Config): Guarded[] {
   const seen = new Set<string>();
   const out: Guarded[] = [];
-  for (const t of TRUSTED) {
-    for (const [key, p] of t.find(config)) {
+  for (const [kind, name, risk] of TRUSTED) {
+    for (const [key, p] of pathsAt(config, name)) {
       if (p === undefined || seen.has(p)) continue;
       seen.add(p);
-      out.push({ key, path: p, kind: t.kind, risk: t.risk });
+      out.push({ key, path: p, kind, risk });
     }
   }
   return out;

@@ -15,6 +15,12 @@ export type PathTrust = { trusted: true; real: string } | { trusted: false; miss
 
 const MAX_LINKS = 40;
 
+function writable(p: string, st: Stats): string {
+  return `${p} is ${st.mode & 0o002 ? 'world' : 'group'}-writable (mode ${octal(st.mode)})`;
+}
+
+const NOUN = { socket: 'socket', file: 'regular file', dir: 'directory' } as const;
+
 /**
  * Why a directory on the way lets others swap what comes next in it. A sticky one (like /tmp) does
  * not: others cannot rename or remove an entry they do not own, and every entry passed through must be
@@ -22,7 +28,7 @@ const MAX_LINKS = 40;
  */
 function dirProblem(dir: string, st: Stats): string | undefined {
   if (!trustedOwner(st.uid)) return `${dir} is owned by uid ${st.uid}`;
-  if (st.mode & 0o022 && !(st.mode & 0o1000)) return `${dir} is ${st.mode & 0o002 ? 'world' : 'group'}-writable (mode ${octal(st.mode)})`;
+  if (st.mode & 0o022 && !(st.mode & 0o1000)) return writable(dir, st);
   return undefined;
 }
 
@@ -36,7 +42,9 @@ function dirProblem(dir: string, st: Stats): string | undefined {
  * says trusted, no other user can change the answer before we open or connect.
  */
 export async function pathTrust(file: string, kind: 'socket' | 'file' | 'dir' | 'ancestor'): Promise<PathTrust> {
-  const untrusted = (why: string, missing = false): PathTrust => ({ trusted: false, missing, why: why.startsWith(`${file} `) ? why : `${file}: ${why}` });
+  const untrusted = (why: string, missing = false): PathTrust => {
+    return { trusted: false, missing, why: why.startsWith(`${file} `) ? why : `${file}: ${why}` };
+  };
   const rootSt = await fs.lstat('/');
   const rootProblem = dirProblem('/', rootSt);
   if (rootProblem) return untrusted(rootProblem);
@@ -56,7 +64,8 @@ export async function pathTrust(file: string, kind: 'socket' | 'file' | 'dir' | 
       st = await fs.lstat(next);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      return untrusted(code === 'ENOENT' || code === 'ENOTDIR' ? `${next} does not exist` : `${next}: ${code ?? String(err)}`, code === 'ENOENT');
+      const gone = code === 'ENOENT' || code === 'ENOTDIR';
+      return untrusted(gone ? `${next} does not exist` : `${next}: ${code ?? String(err)}`, code === 'ENOENT');
     }
     if (st.isSymbolicLink()) {
       if (!trustedOwner(st.uid)) return untrusted(`symbolic link ${next} is owned by uid ${st.uid}`);
@@ -72,9 +81,9 @@ export async function pathTrust(file: string, kind: 'socket' | 'file' | 'dir' | 
       if (problem) return untrusted(problem);
     } else {
       const isKind = kind === 'socket' ? st.isSocket() : kind === 'dir' ? st.isDirectory() : st.isFile();
-      if (!isKind) return untrusted(`${next} is not a ${kind === 'socket' ? 'socket' : kind === 'dir' ? 'directory' : 'regular file'}`);
+      if (!isKind) return untrusted(`${next} is not a ${NOUN[kind]}`);
       if (!trustedOwner(st.uid)) return untrusted(`${next} is owned by uid ${st.uid}`);
-      if (kind !== 'socket' && st.mode & 0o022) return untrusted(`${next} is ${st.mode & 0o002 ? 'world' : 'group'}-writable (mode ${octal(st.mode)})`);
+      if (kind !== 'socket' && st.mode & 0o022) return untrusted(writable(next, st));
     }
     current = next;
   }
