@@ -72,6 +72,12 @@ describe('files, sockets and programs another user could have put there', () => 
     expect(res.stdout.split('\n')[0]).toBe(`MFS PROMOTE UNKNOWN - ConfigError: daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`);
     expect(res.code).toBe(3);
     expect(await fs.readFile(log, 'utf8')).toBe('ready\n');
+    // A daemon of ours does not listen there either: anyone could put a socket in its place while it is down.
+    const daemon = await runCli(['daemon', '--config', config], { env: { MFS_JOBS_RUN_DIR: runDir }, timeoutMs: 20_000 });
+    expect(daemon.code).toBe(3);
+    const why = `${shared} is world-writable (mode 1777)`;
+    expect(daemon.stdout + daemon.stderr).toContain(`cannot listen on daemon.socket: daemon.socket ${socket}: its directory cannot be trusted (${why})`);
+    expect((await fs.lstat(socket)).uid).toBe(NOBODY);
     recordFaults({ area: 'local attacker', fault: 'forged daemon socket answers the failover hook', injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: 'never asked; the job ran itself and refused the directory' });
   }, 60_000);
 
