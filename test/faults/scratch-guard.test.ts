@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
-import { listenPort, SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
+import { listenPort, masterPidIn, SCRATCH_HOST, stopScratchMaster, type Scratch } from '../../lib/moosefs/scratchmaster.js';
 import { GUARD_TABLE_PREFIX } from '../../lib/moosefs/scratch-guard.js';
 import { runCli } from '../helpers/cli.js';
 import { Lab, masterEntry } from '../lab/cluster.js';
@@ -12,6 +12,18 @@ import { startScratchAsDrill } from '../lab/scratch.js';
 import { recordFaults, tearDownFaults, type Started } from './results.js';
 
 const SECRET = 'salaries-2026-CONFIDENTIAL';
+
+/** Every TCP port process `pid` listens on (its socket inodes in /proc/net/tcp and tcp6). */
+async function listeningPorts(pid: number): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const fd of await fs.readdir(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(await fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
+    if (m) inodes.add(m[1]!);
+  }
+  const rows = (await Promise.all(['tcp', 'tcp6'].map((t) => fs.readFile(`/proc/net/${t}`, 'utf8')))).join('\n').split('\n');
+  const fields = rows.map((l) => l.trim().split(/\s+/)).filter((f) => f[3] === '0A' && inodes.has(f[9]!));
+  return fields.map((f) => parseInt(f[1]!.split(':')[1]!, 16)).sort((a, b) => a - b);
+}
 
 const drillTables = async () => (await execCapture('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => l.includes(GUARD_TABLE_PREFIX));
 
@@ -46,11 +58,14 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])("a local user downloads the dri
     await tearDownFaults([scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
   });
 
-  test('without the guard (the drill before this fix), the thief downloads the image and reads the names', async () => {
+  test('without the guard (the drill before this fix), the thief downloads the image and reads the names; the master listens on the three ports only', async () => {
     const sm = await startScratchAsDrill(path.join(cluster.dir, 'unguarded'), cluster.master.dataPath, lab);
     scratch = sm.scratch;
     expect(sm.startCode).toBe(0);
-    const thief = await MetadataThief.start([sm.ports.matoml, sm.ports.matocs, sm.ports.matocl], SECRET);
+    // The three ports the guard covers are all it listens on.
+    const guarded = [sm.ports.matoml, sm.ports.matocs, sm.ports.matocl];
+    expect(await listeningPorts((await masterPidIn(sm.scratch.dataPath))!)).toEqual([...guarded].sort((a, b) => a - b));
+    const thief = await MetadataThief.start(guarded, SECRET);
     started.push(() => thief.kill());
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const got = await thief.stop();
