@@ -2,7 +2,10 @@
 // (lib/core/hand-off.ts); anything else, or no daemon, goes on to the whole CLI (cli.ts).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { configPath, HAND_OFF_JOBS, HandOffLost, NO_HAND_OFF_ENV, PROTOCOL_VERSION, rendezvousPath, sendHandOff, socketFromConfig, trustedRunDir, type HandOffRequest } from '../lib/core/hand-off.js';
+import {
+  configPath, HAND_OFF_JOBS, HandOffLost, NO_HAND_OFF_ENV, PROTOCOL_VERSION, rendezvousPath, sendHandOff,
+  socketFromConfig, trustedRunDir, UntrustedSocket, type HandOffRequest,
+} from '../lib/core/hand-off.js';
 
 /** `[-c FILE] run JOB [flags]` → its parts; undefined for anything a hand-off does not cover. */
 function hookCall(argv: readonly string[]): { job: string; config?: string; rest: string[] } | undefined {
@@ -56,6 +59,11 @@ async function offer(socket: string, job: string, request: HandOffRequest, shown
     await new Promise<void>((resolve) => process.stdout.write(answer.stdout, () => resolve()));
     process.exit(answer.exitCode);
   } catch (err) {
+    if (err instanceof UntrustedSocket) {
+      const why = `the daemon socket cannot be trusted (${err.message})`;
+      process.stderr.write(`mfs-jobs: ${job} not handed off: ${why}; running it here\n`);
+      return false;
+    }
     if (!(err instanceof HandOffLost)) return undefined;
     process.stderr.write(`mfs-jobs: ${job} was handed to the daemon on ${shown}, which did not report back (${err.message}); it may have acted: see the daemon's log and "mfs-jobs list-jobs"\n`);
     process.exit(3);

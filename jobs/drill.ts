@@ -16,7 +16,6 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
-import type { Generation } from '../lib/moosefs/generations/index.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
@@ -56,6 +55,11 @@ const drillOptions = jobOptionsSchema({
   warnRpoVersions: z.number().int().min(0).optional(),
   warnRpoSeconds: z.number().min(0).default(86_400),
   warnRtoSeconds: z.number().positive().optional(),
+  /**
+   * Drill even where the scratch master cannot be guarded (no nftables, not root): any local user can
+   * then download the restored metadata while it runs. The drill reports WARNING and says so.
+   */
+  allowUnguarded: z.boolean().default(false),
 });
 type DrillOptions = z.infer<typeof drillOptions>;
 type Ctx = JobContext<DrillOptions>;
@@ -101,28 +105,39 @@ interface Restored {
   cut?: { target: RestoreTarget; result: CutResult };
 }
 
-/** The scratch master's guard for a generation without exports (1.5), and the line that says so. */
+/** The scratch master's guard (lib/moosefs/scratch-guard.ts), and the line that says what kept others out. */
 interface Guarded {
   guard?: ScratchGuard;
-  line?: string;
+  line: string;
 }
 
-/** 1.5 reads no exports: only the user running the drill may reach its scratch master (lib/moosefs/scratch-guard.ts). */
-async function guardScratch(ctx: Ctx, generation: Generation, ports: ScratchPorts, guarded: Guarded): Promise<void> {
-  if (generation.exportsWithPassword) return;
+/**
+ * Only the user running the drill may reach its scratch master, on every generation: its metalogger port
+ * gives the restored image to anyone who asks. Without the guard (no nft, not allowed to change the
+ * ruleset) the drill refuses before it copies anything, unless jobs.drill.allowUnguarded says to go on.
+ */
+async function guardScratch(ctx: Ctx, ports: ScratchPorts): Promise<Guarded | JobResult> {
   const uid = process.getuid?.() ?? 0;
   const g = await ScratchGuard.install(Object.values(ports), uid);
   if (g instanceof ScratchGuard) {
-    guarded.guard = g;
-    guarded.line = `scratch master: ${generation.label} reads no exports, so its ports on loopback take connections from uid ${uid} only (nftables table ${g.table})`;
-  } else {
-    guarded.line = `scratch master: ${generation.label} reads no exports and nft failed (${g.failed}): any local user could mount the restored namespace while the drill ran`;
-    ctx.log.warn(guarded.line);
+    const only = `its ports on loopback take connections from uid ${uid} only`;
+    return { guard: g, line: `scratch master: ${only} (nftables table ${g.table})` };
   }
+  const exposed =
+    `nft failed (${g.failed}): any local user could download the restored metadata ` +
+    "from the scratch master's metalogger port while the drill runs";
+  if (!ctx.options.allowUnguarded) {
+    const fix = 'install nftables and run it as root, or set jobs.drill.allowUnguarded: true';
+    const summary = `drill refused: ${exposed}; ${fix}`;
+    return { status: 'UNKNOWN', summary, details: { ports, scratchGuard: null } };
+  }
+  const line = `scratch master unguarded (jobs.drill.allowUnguarded): ${exposed}`;
+  ctx.log.warn(line);
+  return { line };
 }
 
 /** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
-async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts, guarded: Guarded): Promise<Restored> {
+async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
@@ -143,7 +158,6 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
   const binaries = await restoringBinaries(config, placed.header?.magic ?? 'MFSM 2.0', placed.image, options.mfsmasterBin);
   await writeScratchConfig(scratch, ports, binaries.generation);
-  await guardScratch(ctx, binaries.generation, ports, guarded);
   const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
   const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
   const files = { dataPath: scratch.dataPath, image: placed.image, changelogs: placed.changelogs };
@@ -269,12 +283,17 @@ export default defineJob({
     for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
     for (const table of await ScratchGuard.clearStale()) ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
-    const scratch = await createScratch(root, SCRATCH_PREFIX);
+    // Up before anything is copied, and before the scratch master listens.
+    const guarded = await guardScratch(ctx, ports);
+    if ('status' in guarded) return guarded;
+    const scratch = await createScratch(root, SCRATCH_PREFIX).catch(async (err: unknown) => {
+      await guarded.guard?.remove();
+      throw err;
+    });
     ctx.log.info('drill started', { source: describeSource(source), scratch: scratch.dir, ports });
     let result: JobResult;
-    const guarded: Guarded = {};
     try {
-      const restored = await restore(ctx, source, scratch, ports, guarded);
+      const restored = await restore(ctx, source, scratch, ports);
       result = drillResult(ctx, source, restored, await liveMaster(ctx), ports);
     } catch (err) {
       if (ctx.signal.aborted) {
@@ -291,8 +310,14 @@ export default defineJob({
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
     await guarded.guard?.remove();
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
-    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), ...(guarded.line ? [guarded.line] : []), `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`];
-    const summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
-    return { ...result, summary, lines, details: { ...result.details, scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null, ...(guarded.line ? { scratchGuard: guarded.guard?.table ?? null } : {}) } };
+    const stopped = `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`;
+    const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), guarded.line, stopped];
+    let summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;
+    // An unguarded drill exposed the metadata: never a plain OK.
+    if (!guarded.guard) summary = `scratch master was unguarded (jobs.drill.allowUnguarded) — ${summary}`;
+    const status = !guarded.guard && result.status === 'OK' ? 'WARNING' : result.status;
+    const kept = { scratch: scratch.dir, scratchKept: cleanup.kept, stoppedPid: stoppedPid ?? null };
+    const details = { ...result.details, ...kept };
+    return { ...result, status, summary, lines, details: { ...details, scratchGuard: guarded.guard?.table ?? null } };
   },
 });

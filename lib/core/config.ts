@@ -318,6 +318,13 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
   };
 }
 
+/**
+ * A config is read as root: a few aliases are fine (`ssh: *common`), an alias bomb (each alias
+ * doubling the last) is refused before it is expanded. The yaml package's own default, said here so
+ * an upgrade that changes it changes nothing.
+ */
+const YAML_LIMITS = { maxAliasCount: 100 };
+
 export async function loadConfig(explicit?: string): Promise<Config> {
   const file = path.resolve(configPath(explicit));
   let text: string;
@@ -329,7 +336,7 @@ export async function loadConfig(explicit?: string): Promise<Config> {
   }
   let document: unknown;
   try {
-    document = YAML.parse(text);
+    document = YAML.parse(text, YAML_LIMITS);
   } catch (err) {
     throw new ConfigError(file, `${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }

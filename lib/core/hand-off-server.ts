@@ -5,6 +5,7 @@ import { Option } from 'commander';
 import { ensureDir } from './atomic.js';
 import type { Config } from './config.js';
 import { describeError } from './errors.js';
+import { pathTrust } from './trusted-path.js';
 import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
 import type { Job } from './job.js';
 import type { Logger } from './logger.js';
@@ -166,6 +167,10 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
     sock.on('data', onData);
   });
   await ensureDir(path.dirname(socketPath));
+  // A directory others may write into lets them stand in for this daemon while it is down (the hook
+  // would refuse their socket, but also never reach ours): listen only where root alone writes.
+  const dir = await pathTrust(path.dirname(socketPath), 'dir');
+  if (!dir.trusted) throw new Error(`daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
   await clearStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

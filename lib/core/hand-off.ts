@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { pathTrust } from './trusted-path.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mfs-jobs/config.yaml';
 export const DEFAULT_STATE_DIR = '/var/lib/mfs-jobs';
@@ -49,6 +50,9 @@ export type HandOffResponse =
 /** The run may have acted: the caller must not run it again, only say so. */
 export class HandOffLost extends Error {}
 
+/** A socket another user could have put there: never asked; the caller says so in one line and runs the job itself. */
+export class UntrustedSocket extends Error {}
+
 /**
  * The hook's shortest way to the daemon: a link in a run directory named after the config file's
  * realpath, pointing at the daemon's socket, so the hook need not load a YAML parser to find it. Used
@@ -73,7 +77,9 @@ export async function trustedRunDir(): Promise<string | undefined> {
 export async function socketFromConfig(file: string): Promise<string | undefined> {
   // Loaded here, not at the top: a launcher that is not running a hook should not pay for it.
   const { default: YAML } = await import('yaml');
-  const doc = YAML.parse(await fs.readFile(file, 'utf8')) as { stateDir?: unknown; daemon?: { socket?: unknown } } | null;
+  // An alias bomb is refused before it is expanded (as loadConfig does).
+  type Doc = { stateDir?: unknown; daemon?: { socket?: unknown } } | null;
+  const doc = YAML.parse(await fs.readFile(file, 'utf8'), { maxAliasCount: 100 }) as Doc;
   const socket = doc?.daemon?.socket;
   const stateDir = typeof doc?.stateDir === 'string' ? doc.stateDir : undefined;
   return socketPathOf(typeof socket === 'string' || socket === false ? socket : undefined, stateDir);
@@ -84,7 +90,15 @@ export async function socketFromConfig(file: string): Promise<string | undefined
  * daemon to talk to (no socket, refused, it would not take the request: run it here instead), and with
  * HandOffLost when the daemon took it and then went away (it may have acted: do not run it again).
  */
-export function sendHandOff(socketPath: string, request: HandOffRequest): Promise<HandOffResponse> {
+export async function sendHandOff(socketPath: string, request: HandOffRequest): Promise<HandOffResponse> {
+  // Whoever listens there gets to say "promoted": only a socket that no one but root (or we) could have
+  // put there, on a path no one else can change, is asked. The ownership of the socket and of every
+  // directory to it is the check: Node exposes no SO_PEERCRED to ask the kernel who listens.
+  const trust = await pathTrust(socketPath, 'socket');
+  if (!trust.trusted) {
+    if (!trust.missing) throw new UntrustedSocket(trust.why);
+    throw Object.assign(new Error(`${socketPath}: no daemon listening`), { code: 'ENOENT' });
+  }
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     let sent = false;

@@ -27,10 +27,19 @@ async function nft(args: string[]): Promise<{ ok: boolean; why: string; stdout: 
 }
 
 /**
- * MooseFS 1.5 reads no exports: any local process that reaches a 1.5 scratch master's client port
- * may mount the restored namespace while a drill runs. This keeps every other user out of the
- * scratch master's ports with an nftables table of the drill's own (the user running the drill
- * still asks it over the client protocol), removed when the scratch master has stopped.
+ * A drill's scratch master serves the restored metadata on loopback, and any local process reaches
+ * loopback: its metalogger port hands the image to whoever asks (ANTOMA_DOWNLOAD_START needs no
+ * registration, and no export or password guards it), and 1.5 reads no exports at all. So on every
+ * generation the drill keeps every other user out of the scratch master's ports with an nftables table
+ * of its own (the drill's user, root, still asks it over the client protocol), put up before the
+ * master listens and removed once it has stopped.
+ *
+ * Why nftables and not a network namespace of the scratch master's own: both need root, but a
+ * namespace moves every conversation of the drill with its master (mfscli, the protocol client in this
+ * process, which cannot enter a namespace per socket, mfsmaster's start and stop) behind nsenter or a
+ * helper process, on every step of every generation; the table is one rule in front of the same
+ * loopback ports, and it was already proven against real attackers for 1.5. What it lets through is
+ * the drill's own uid: another root process could connect, and root is trusted anyway.
  */
 export class ScratchGuard {
   private constructor(readonly table: string) {}

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { FILE_MODE, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, StoreError } from '../core/errors.js';
+import { trustedProgram } from '../core/trusted-path.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
@@ -20,7 +21,6 @@ import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type 
  * sealed (sealed.ts). Everything that reads a snapshot's content goes through `openSnapshotFile`.
  */
 
-const ZSTD = process.env.MFS_JOBS_ZSTD ?? 'zstd';
 type Stage = (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>;
 
 /** What new snapshots are written as (config `snapshotStore.compression` and `.encryption`). */
@@ -54,10 +54,29 @@ function zstdMissing(): StoreError {
   return new StoreError('zstd', 'zstd is not installed (the snapshot store compresses with it): apt-get install zstd');
 }
 
+let zstdFound: Promise<string> | undefined;
+
+/**
+ * zstd's absolute path, found once per process: the first in PATH (or $MFS_JOBS_ZSTD), and only if no
+ * user but root could have put it there or changed it (lib/core/trusted-path.ts). As root, under cron's
+ * or systemd's PATH, a zstd planted in a directory another user writes (/usr/local/bin of group staff)
+ * would otherwise run as root on every backup.
+ */
+function zstdBinary(): Promise<string> {
+  zstdFound ??= trustedProgram('zstd', process.env.PATH, process.env.MFS_JOBS_ZSTD).then((t) => {
+    if (t.trusted) return t.real;
+    if (t.missing) throw zstdMissing();
+    throw new StoreError('zstd', `zstd not run: ${t.why}, so another user could have put it there or changed it`);
+  });
+  // A refusal or a missing zstd is asked again next time (it may have been installed meanwhile).
+  zstdFound.catch(() => (zstdFound = undefined));
+  return zstdFound;
+}
+
 /** Debian's zstd CLI as a pipeline stage: it runs on its own CPU, and our event loop stays free. */
 function zstdStage(args: string[]): Stage {
   return async function* (source) {
-    const child = spawn(ZSTD, ['-q', '-c', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(await zstdBinary(), ['-q', '-c', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('latin1')).slice(-2000)));
     // EPIPE when zstd stops reading (bad input): its exit status says why.

@@ -92,13 +92,9 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     expect(res.code).toBe(0);
     // The scratch master is found by its lock (1.6.5+ leave it empty: the kernel's lock table names it) and stopped.
     expect(await processesIn(path.join(lab.dir, 'state', 'drill'))).toEqual([]);
-    // 1.5 reads no exports: its scratch master was open to root only (nftables), and the table is gone with it.
-    if (!gen().exportsWithPassword) {
-      expect(report.lines).toContain(`scratch master: ${gen().label} reads no exports, so its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`);
-      expect((await execCapture('nft', ['list', 'tables'])).stdout).not.toContain(report.details.scratchGuard);
-    } else {
-      expect(report.details.scratchGuard).toBeUndefined();
-    }
+    // Every generation's scratch master was open to root only (nftables), and the table is gone with it.
+    expect(report.lines).toContain(`scratch master: its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`);
+    expect((await execCapture('nft', ['list', 'tables'])).stdout).not.toContain(report.details.scratchGuard);
   });
 
   test('drill from the DATA_PATH itself (a metalogger where there is one, else the master)', async () => {

@@ -270,7 +270,7 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
     const backup = await runCli(['run', 'backup', '--config', exposedConfig]);
     expect(backup.code).not.toBe(0);
     const lines = backup.stdout.trim().split('\n');
-    expect(lines[0]).toContain(`snapshotStore.encryption.keyFile ${exposed}: readable by others (mode 640); chmod 600 it`);
+    expect(lines[0]).toContain(`snapshotStore.encryption.keyFile ${exposed} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
     expect((await snapshots(sealedStore)).length).toBe(1);
   });
 

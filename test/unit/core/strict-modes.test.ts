@@ -76,7 +76,7 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chmod(open, 0o777);
     const err = await refusal({ lockDir: path.join(open, 'locks') });
     expect(err.subject).toBe('lockDir');
-    expect(err.message).toMatch(/its parent .*\/open is world-writable without the sticky bit \(mode 0777\)/);
+    expect(err.message).toBe(`lockDir ${path.join(open, 'locks')}: ${open} is world-writable (mode 0777): any user who may write there could replace it and could block every job with a fake lock`);
     // The sticky bit (like /tmp) makes the parent safe: others cannot replace what root created there.
     await fs.chmod(open, 0o1777);
     await expect(checkStrictModes(config({ lockDir: path.join(open, 'locks') }))).resolves.toBeUndefined();
@@ -119,6 +119,74 @@ describe('strict modes: paths other users may write are refused before a job tak
     const err = await refusal({ masters: [{ name: 'm1', host: 'mfsmaster', ssh: { privateKey: own } }] });
     expect(err.subject).toBe('masters.0.ssh.privateKey');
     expect(err.message).toMatch(/^masters\.0\.ssh\.privateKey .*own_key is group-writable/);
+  });
+
+  test('a store key, S3 credentials or private key another user owns, or others may read (even 0640), is refused, naming the key', async () => {
+    const storeKey = path.join(dir, 'store.key');
+    await fs.writeFile(storeKey, 'k\n', { mode: 0o600 });
+    await fs.chown(storeKey, 65534, 65534);
+    const sealed = { snapshotStore: { path: store, encryption: { keyFile: storeKey } } };
+    let err = await refusal(sealed);
+    expect(err.subject).toBe('snapshotStore.encryption.keyFile');
+    expect(err.message).toBe(`snapshotStore.encryption.keyFile ${storeKey} is owned by uid 65534, not root: that user could swap the key snapshots are sealed with`);
+    await fs.chown(storeKey, 0, 0);
+    await expect(checkStrictModes(config(sealed))).resolves.toBeUndefined();
+    await fs.chmod(storeKey, 0o640);
+    expect((await refusal(sealed)).message).toBe(`snapshotStore.encryption.keyFile ${storeKey} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
+
+    const credentials = path.join(dir, 's3.json');
+    await fs.writeFile(credentials, '{}\n', { mode: 0o604 });
+    const s3 = { snapshotStore: { path: store, copies: [{ name: 'o', type: 's3', bucket: 'bkt', credentialsFile: credentials }] } };
+    err = await refusal(s3);
+    expect(err.subject).toBe('snapshotStore.copies.0.credentialsFile');
+    expect(err.message).toBe(`snapshotStore.copies.0.credentialsFile ${credentials} is world-readable (mode 0604): any user can read it; chmod 600 it`);
+
+    // A group-readable SSH private key: ssh itself would refuse it, and so does mfs-jobs now.
+    await fs.chmod(key, 0o640);
+    err = await refusal();
+    expect(err.subject).toBe('ssh.privateKey');
+    expect(err.message).toBe(`ssh.privateKey ${key} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
+  });
+
+  test("each off-site SFTP copy's identityFile and knownHosts are checked like the hosts' own", async () => {
+    const id = path.join(dir, 'copy_id');
+    const kh = path.join(dir, 'copy_known_hosts');
+    await fs.writeFile(id, 'k\n', { mode: 0o600 });
+    await fs.writeFile(kh, '', { mode: 0o600 });
+    const sftp = (over: Record<string, unknown> = {}) => ({
+      snapshotStore: { path: store, copies: [{ name: 'a', type: 'sftp', host: 'h', user: 'u', identityFile: key, knownHosts, path: '/x' }, { name: 'b', type: 'sftp', host: 'h', user: 'u', identityFile: id, knownHosts: kh, path: '/x', ...over }] },
+    });
+    await expect(checkStrictModes(config(sftp()))).resolves.toBeUndefined();
+    await fs.chmod(kh, 0o666);
+    let err = await refusal(sftp());
+    expect(err.subject).toBe('snapshotStore.copies.1.knownHosts');
+    expect(err.message).toBe(`snapshotStore.copies.1.knownHosts ${kh} is world-writable (mode 0666): any user could add a host key and let a man-in-the-middle serve forged metadata`);
+    await fs.chmod(kh, 0o600);
+    await fs.chown(id, 65534, 65534);
+    err = await refusal(sftp());
+    expect(err.subject).toBe('snapshotStore.copies.1.identityFile');
+    expect(err.message).toMatch(/^snapshotStore\.copies\.1\.identityFile .*copy_id is owned by uid 65534, not root: that user could swap the key mfs-jobs logs in with$/);
+  });
+
+  test("a file in a directory another user owns is refused though the file is root's 0600: that user could rename it away", async () => {
+    const theirs = path.join(dir, 'theirs');
+    await fs.mkdir(theirs, { mode: 0o755 });
+    const storeKey = path.join(theirs, 'store.key');
+    await fs.writeFile(storeKey, 'k\n', { mode: 0o600 });
+    await fs.chown(theirs, 65534, 65534);
+    const err = await refusal({ snapshotStore: { path: store, encryption: { keyFile: storeKey } } });
+    expect(err.message).toBe(`snapshotStore.encryption.keyFile ${storeKey}: ${theirs} is owned by uid 65534: any user who may write there could replace it and could swap the key snapshots are sealed with`);
+  });
+
+  test("daemon.socket's directory: refused when others may write into it (even sticky, like /tmp); the default one is stateDir", async () => {
+    const shared = path.join(dir, 'shared');
+    await fs.mkdir(shared);
+    await fs.chmod(shared, 0o1777);
+    const err = await refusal({ daemon: { socket: path.join(shared, 'mfs-jobs.sock') } });
+    expect(err.subject).toBe('daemon.socket');
+    expect(err.message).toBe(`daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`);
+    await fs.chmod(shared, 0o700);
+    await expect(checkStrictModes(config({ daemon: { socket: path.join(shared, 'mfs-jobs.sock') } }))).resolves.toBeUndefined();
   });
 
   test('the runner refuses before the lock: the job does not run and no lock file appears', async () => {

@@ -1,6 +1,6 @@
 import { guardTableScript } from '../../../lib/moosefs/scratch-guard.js';
 
-describe('the 1.5 scratch master guard script', () => {
+describe('the scratch master guard script (every generation)', () => {
   test('one table, an output chain, one rule: SYNs to loopback on the three ports from any other uid are reset', () => {
     const script = guardTableScript('mfs_jobs_drill_42', [11001, 11002, 11003], 0);
     expect(script.split('\n')).toEqual([

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execCapture } from '../../../lib/core/exec.js';
 import type { ManifestFile, StoredSnapshot } from '../../../lib/store/manifest.js';
 import { openSnapshotFile, readSnapshotRange, storeStagedFile } from '../../../lib/store/stored-file.js';
 
@@ -63,4 +64,44 @@ describe('stored files (zstd through a pipe)', () => {
     const small: ManifestFile = { ...f, size: 1000 };
     await expect(read(snapshot, small)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the 1000 bytes the manifest says`);
   });
+});
+
+/**
+ * zstd bombs in a hostile store or copy (issue #23, "try and record"), against the real zstd CLI: a
+ * few KiB that expand to 512 MiB stop at the manifest's size, and a frame asking for a 2 GiB window
+ * is refused by zstd itself (its default memory limit, 128 MiB), in one line naming the file.
+ */
+describe('zstd bombs', () => {
+  let dir: string;
+  let snapshot: StoredSnapshot;
+  const children = async () => (await execCapture('ps', ['-o', 'comm=', '--ppid', String(process.pid)])).stdout.split('\n').filter((c) => c === 'zstd');
+  const bombOf = async (name: string, shell: string): Promise<ManifestFile> => {
+    const file = path.join(dir, `${name}.zst`);
+    expect((await execCapture('bash', ['-c', `${shell} > ${file}`])).code).toBe(0);
+    const bytes = await fs.readFile(file);
+    const stored = { name: `${name}.zst`, size: bytes.length, sha256: sha(bytes), compression: 'zstd' as const };
+    return { name, role: 'changelog', size: 1 << 20, sha256: sha(Buffer.alloc(1 << 20)), sourcePath: '/x', sourceSize: 1 << 20, sourceMtimeMs: 0, stored };
+  };
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-bomb-'));
+    snapshot = { id: '20260501T100000Z-v12', dir, manifest: {} as StoredSnapshot['manifest'] };
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('512 MiB of zeros in a few KiB, the manifest saying 1 MiB: stopped at 1 MiB, zstd killed, in seconds', async () => {
+    const bomb = await bombOf('changelog.1.mfs', 'head -c 512M /dev/zero | zstd -q -1 -c');
+    expect(bomb.stored!.size).toBeLessThan(64 * 1024);
+    const started = Date.now();
+    await expect(read(snapshot, bomb)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the ${1 << 20} bytes the manifest says`);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await children()).toEqual([]);
+  }, 30_000);
+
+  test('a frame that needs a 2 GiB window: zstd refuses to allocate it, one line naming the file', async () => {
+    const bomb = await bombOf('changelog.2.mfs', 'head -c 4M /dev/urandom | zstd -q --long=31 -c');
+    await expect(read(snapshot, bomb)).rejects.toThrow(new RegExp(`^snapshot ${snapshot.id}: changelog\\.2\\.mfs: changelog\\.2\\.mfs\\.zst is not valid zstd data \\(.*(memory|Window size)`));
+  }, 30_000);
 });
