@@ -18,9 +18,10 @@ import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
 import type { Generation } from '../lib/moosefs/generations/index.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
+import { OTHER_FILESYSTEM_FLAG, RestorePointRefused } from '../lib/store/identity.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
-import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
+import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
@@ -126,7 +127,8 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
-  const copied = await place(config, source, scratch.dataPath, ctx.signal);
+  const gate = await identityGate(config, ctx.args.otherFilesystem === true, { timeoutMs: options.liveTimeoutSeconds * 1000, signal: ctx.signal });
+  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate });
   // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
   let placed = copied;
   let cut: Restored['cut'];
@@ -188,6 +190,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
+      ...(placed.identityNote ? [placed.identityNote] : []),
       ...(r.cut ? [cutLine(r.cut)] : []),
       `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
@@ -250,6 +253,7 @@ export default defineJob({
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
+    { flags: OTHER_FILESYSTEM_FLAG, description: 'restore a restore point whose metaid is not the cluster\'s (cluster.metaid, or recorded by backup), or a copy\'s when the cluster\'s is not known' },
     ...TARGET_CLI_OPTIONS,
   ],
   async run(ctx) {
@@ -283,6 +287,8 @@ export default defineJob({
         await fs.rm(scratch.dir, { recursive: true, force: true });
         throw err;
       }
+      // A restore point the cluster identity refuses is no failed restore: its copy goes, not kept as evidence.
+      if (err instanceof RestorePointRefused) await fs.rm(scratch.dataPath, { recursive: true, force: true });
       const reason = err instanceof RestoreFailed ? err.message : describeError(err);
       result = { status: 'CRITICAL', summary: `${describeSource(source, true)}: ${reason}`, details: { source: describeSource(source), error: reason, ports } };
     }

@@ -15,6 +15,8 @@ export interface SourceRef {
   kind: SourceKind;
   /** Files on this machine's disk: copied (or cloned), never transferred. */
   local: boolean;
+  /** A snapshot fetched from an off-site copy: promote's last resort (collect.ts). */
+  copy?: boolean;
 }
 
 export interface ImageCandidate {
@@ -191,6 +193,15 @@ export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string
     group: chosen.group,
     others: plans.filter((p) => p !== chosen).map((p) => ({ metaid: p.group.metaid, sources: p.group.sources, reached: p.plan.reached })),
   };
+}
+
+/**
+ * Can these sources restore the filesystem (one of `metaids`, when known) on their own: a plan that is
+ * more than an empty image? Promote asks before it considers a copy, which must never outvote them.
+ */
+export function restorable(inventories: readonly SourceInventory[], metaids?: readonly string[]): boolean {
+  const choice = choosePlan(groupByMetaid(inventories).groups, metaids);
+  return choice !== undefined && !(choice.plan.image.empty && choice.plan.steps.length === 0);
 }
 
 /** `ml1:changelog_ml.0.mfs 120..155` — one line per file of a plan. */
