@@ -290,7 +290,9 @@ export default defineJob({
       // A restore point the cluster identity refuses is no failed restore: its copy goes, not kept as evidence.
       if (err instanceof RestorePointRefused) await fs.rm(scratch.dataPath, { recursive: true, force: true });
       const reason = err instanceof RestoreFailed ? err.message : describeError(err);
-      result = { status: 'CRITICAL', summary: `${describeSource(source, true)}: ${reason}`, details: { source: describeSource(source), error: reason, ports } };
+      // The refusal names the restore point itself.
+      const summary = err instanceof RestorePointRefused ? err.message : `${describeSource(source, true)}: ${reason}`;
+      result = { status: 'CRITICAL', summary, details: { source: describeSource(source), error: reason, ports } };
     }
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';

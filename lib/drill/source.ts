@@ -81,7 +81,7 @@ export async function place(config: Config, source: RestoreSource, dataPath: str
   const { gate, ...rest } = o;
   const placed = await placeUnchecked(config, source, dataPath, signal, rest);
   const metaid = placed.header?.metaid ?? '';
-  const note = admitRestorePoint(gate, `${describeSource(source)} (image ${placed.image})`, metaid, source.kind === 'copy' ? 'copy' : 'local');
+  const note = admitRestorePoint(gate, `${describeSource(source)}: image ${placed.image}`, metaid, source.kind === 'copy' ? 'copy' : 'local');
   return note ? { ...placed, identityNote: note } : placed;
 }
 

@@ -107,7 +107,13 @@ export function restorePointProblem(what: string, metaid: string, origin: Restor
 }
 
 /** A restore point the cluster identity refuses: nothing failed, so nothing of it is kept as evidence. */
-export class RestorePointRefused extends ChainError {}
+export class RestorePointRefused extends ChainError {
+  constructor(subject: string, message: string) {
+    super(subject, message);
+    // Said as the ChainError it is: one of the few error names an operator sees.
+    this.name = 'ChainError';
+  }
+}
 
 /** What a drill or restore knows before it places a restore point: the cluster's identity and the run's flag. */
 export interface IdentityGate {
