@@ -83,7 +83,7 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      return [{ ref: { name, kind: 'snapshot', local: true, copy: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }

@@ -15,8 +15,6 @@ export interface SourceRef {
   kind: SourceKind;
   /** Files on this machine's disk: copied (or cloned), never transferred. */
   local: boolean;
-  /** A snapshot fetched from an off-site copy: promote's last resort (collect.ts). */
-  copy?: boolean;
 }
 
 export interface ImageCandidate {
