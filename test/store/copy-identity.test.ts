@@ -135,6 +135,20 @@ describe('the cluster identity for drill, restore and promote; a copy only as pr
     expect(drill.code).toBe(2);
   }, 120_000);
 
+  attackTest('cluster identity', 'copy snapshot with no cluster identity known (restore)', 'with no cluster identity anywhere (fresh state dir, no cluster.metaid, a 3.0 master that does not report its metaid), a copy\'s snapshot is refused; a metalogger\'s DATA_PATH is used', async () => {
+    const doc = YAML.parse(await fs.readFile(config, 'utf8')) as Record<string, unknown>;
+    const bare = await write('bare.yaml', { ...doc, stateDir: path.join(lab.dir, 'bare-state') });
+    const own = (await copyIds()).find((id) => id !== otherId)!;
+    const target = path.join(lab.dir, 'restored-bare');
+    const args = ['run', 'restore', '--from', 'copy:offsite', '--snapshot', own, '--data-path', target, '--dry-run', '--config', bare];
+    const refused = await runCli(args);
+    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE CRITICAL - ChainError: snapshot ${own} of copy offsite: image metadata.mfs.back is of filesystem metaid ${metaid} and the cluster's metaid is not known (no cluster.metaid in ${bare}, none recorded in ${path.join(lab.dir, 'bare-state', 'cluster-identity.json')}; masters: master does not report one): a copy is writable by others: not used (--other-filesystem to use it anyway)`);
+    expect(refused.code).toBe(2);
+    expect((await runCli([...args, '--other-filesystem'])).stdout).toMatch(/^MFS RESTORE OK - dry run/);
+    const local = await runCli(['run', 'restore', '--from', 'ml1', '--data-path', target, '--dry-run', '--config', bare]);
+    expect(local.stdout).toMatch(/^MFS RESTORE OK - dry run: would restore metalogger ml1/);
+  }, 120_000);
+
   /**
    * Attack (B): with the local store empty, a plain image of the cluster's own filesystem with its version
    * patched to one past the live master's, under a manifest that lists it, placed in the copy as its newest
