@@ -18,7 +18,7 @@ import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
 import type { Generation } from '../lib/moosefs/generations/index.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
-import { OTHER_FILESYSTEM_FLAG, RestorePointRefused } from '../lib/store/identity.js';
+import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP, RestorePointRefused } from '../lib/store/identity.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
@@ -127,7 +127,9 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
-  const gate = await identityGate(config, ctx.args.otherFilesystem === true, { timeoutMs: options.liveTimeoutSeconds * 1000, signal: ctx.signal });
+  const otherFilesystem = ctx.args.otherFilesystem === true;
+  const timeoutMs = options.liveTimeoutSeconds * 1000;
+  const gate = await identityGate(config, otherFilesystem, { timeoutMs, signal: ctx.signal });
   const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate });
   // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
   let placed = copied;
@@ -253,7 +255,7 @@ export default defineJob({
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: 'restore a restore point whose metaid is not the cluster\'s (cluster.metaid, or recorded by backup), or a copy\'s when the cluster\'s is not known' },
+    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
     ...TARGET_CLI_OPTIONS,
   ],
   async run(ctx) {

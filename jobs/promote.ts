@@ -4,7 +4,9 @@ import path from 'node:path';
 import { z } from 'zod';
 import { expectedFilesystem } from '../lib/failover/identity.js';
 import { createPrivateDir, type PrivateDir } from '../lib/failover/staging-dir.js';
-import { closeSources, collectLastResort, collectSources, settlePlan, sourceSpecs, Staging, type LastResort, type SettledPlan, type SourceSpec } from '../lib/failover/collect.js';
+import { closeSources, collectLastResort, collectSources } from '../lib/failover/collect.js';
+import { settlePlan, sourceSpecs, Staging } from '../lib/failover/collect.js';
+import type { LastResort, SettledPlan, SourceSpec } from '../lib/failover/collect.js';
 import { identityFile, OTHER_FILESYSTEM_FLAG } from '../lib/store/identity.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
@@ -71,7 +73,12 @@ export default defineJob({
   options,
   cliOptions: [
     { flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: 'restore points of another filesystem than the cluster\'s may be chosen (jobs.promote.metaid still pins one), and a copy\'s when the cluster\'s is not known' },
+    {
+      flags: OTHER_FILESYSTEM_FLAG,
+      description:
+        "restore points of another filesystem than the cluster's may be chosen (jobs.promote.metaid still pins " +
+        "one), and a copy's when the cluster's is not known",
+    },
   ],
   lockName: 'failover',
   lockWaitSeconds: 900,
@@ -202,14 +209,27 @@ interface Prepared {
  * promotion that changes nothing, so it runs while the fence is still out (a dead host's SSH, a slow
  * image copy no longer wait for it, nor it for them).
  */
-async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Prepared['collected']>, copies: { lastResort?: LastResort; fetched: SourceSpec[] }, at: Date, signal: AbortSignal, began: number): Promise<Prepared> {
+async function prepare(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  collecting: Promise<Prepared['collected']>,
+  copies: { lastResort?: LastResort; fetched: SourceSpec[] },
+  at: Date,
+  signal: AbortSignal,
+  began: number,
+): Promise<Prepared> {
+  const { config, options } = ctx;
   const otherFilesystem = ctx.args.otherFilesystem === true;
-  const expectedOf = (c: Prepared['collected']) => expectedFilesystem(ctx.config, ctx.options.metaid, c.map((x) => x.inventory), otherFilesystem);
+  const expectedOf = (c: Prepared['collected']) =>
+    expectedFilesystem(config, options.metaid, c.map((x) => x.inventory), otherFilesystem);
   // A copy only when nothing read within sourceTimeoutSeconds can restore: it never outvotes a reachable source.
-  const unknownBecause = `no cluster.metaid in ${ctx.config.file}, none recorded in ${identityFile(ctx.config.stateDir)}, no live source holds one`;
+  const recorded = identityFile(config.stateDir);
+  const unknownBecause = `no cluster.metaid in ${config.file}, none recorded in ${recorded}, no live source holds one`;
   const live = await collecting;
-  const timeoutMs = ctx.options.sourceTimeoutSeconds * 1000;
-  const collected = await collectLastResort(live, copies.lastResort, { expected: await expectedOf(live), otherFilesystem, unknownBecause, timeoutMs, signal, fetched: copies.fetched }).catch(async (err: unknown) => {
+  const timeoutMs = options.sourceTimeoutSeconds * 1000;
+  const { fetched } = copies;
+  const o = { otherFilesystem, unknownBecause, timeoutMs, signal, fetched, expected: await expectedOf(live) };
+  const collected = await collectLastResort(live, copies.lastResort, o).catch(async (err: unknown) => {
     await closeSources(live);
     throw err;
   });
@@ -222,7 +242,9 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
     if (!ctx.dryRun) privateDir = await createPrivateDir(standby.dataPath, path.basename(stagingDir));
     const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
-    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedOf(collected), signal });
+    const expected = await expectedOf(collected);
+    const inventories = collected.map((c) => c.inventory);
+    const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, expected, signal });
     return { collected, stagingDir, staging, settled, fetchMs: Date.now() - mark, inventoryMs };
   } catch (err) {
     if (privateDir) await privateDir.remove();

@@ -24,7 +24,7 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { OTHER_FILESYSTEM_FLAG } from '../lib/store/identity.js';
+import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
@@ -94,7 +94,8 @@ interface Staged {
 /** Copy the candidates into staging one by one until one holds the target; every refusal leaves no staging behind. */
 async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: RestoreSource[]): Promise<Staged> {
   const skipped: string[] = [];
-  const gate = await identityGate(ctx.config, ctx.args.otherFilesystem === true, { timeoutMs: IDENTITY_TIMEOUT_MS, signal: ctx.signal });
+  const otherFilesystem = ctx.args.otherFilesystem === true;
+  const gate = await identityGate(ctx.config, otherFilesystem, { timeoutMs: IDENTITY_TIMEOUT_MS, signal: ctx.signal });
   for (const [i, source] of sources.entries()) {
     // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): the newest older than the target.
     let maxImageVersion = target.kind === 'version' ? target.version : undefined;
@@ -242,7 +243,7 @@ export default defineJob({
     { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
     { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
     { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: 'restore a restore point whose metaid is not the cluster\'s (cluster.metaid, or recorded by backup), or a copy\'s when the cluster\'s is not known' },
+    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
   ],
   // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
   lockName: 'failover',

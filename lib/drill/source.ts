@@ -55,21 +55,28 @@ export function describeSource(source: RestoreSource, short = false): string {
  * The cluster's identity for a drill or restore (lib/store/identity.ts): `cluster.metaid`, else what
  * backup recorded, else the first configured master that answers with its metaid (4.x reports it).
  */
-export async function identityGate(config: Config, otherFilesystem: boolean, o: { timeoutMs: number; signal?: AbortSignal }): Promise<IdentityGate> {
+export async function identityGate(
+  config: Config,
+  otherFilesystem: boolean,
+  o: { timeoutMs: number; signal?: AbortSignal },
+): Promise<IdentityGate> {
   const identity = await clusterIdentity(config);
   if (identity) return { identity, otherFilesystem };
   const silent: string[] = [];
   for (const m of config.masters) {
     try {
       const { metaid } = await masterStatus(targetOf(config, m, o));
-      if (metaid) return { identity: { metaid, from: `reported by the live master ${m.name} (${m.cliHost}:${m.cliPort})` }, otherFilesystem };
+      const from = `reported by the live master ${m.name} (${m.cliHost}:${m.cliPort})`;
+      if (metaid) return { identity: { metaid, from }, otherFilesystem };
       silent.push(`${m.name} does not report one`);
     } catch (err) {
       silent.push(`${m.name}: ${describeError(err)}`);
     }
   }
   const masters = silent.length ? `; masters: ${silent.join('; ')}` : '; no masters configured';
-  return { otherFilesystem, unknownBecause: `no cluster.metaid in ${config.file}, none recorded in ${identityFile(config.stateDir)}${masters}` };
+  const recorded = identityFile(config.stateDir);
+  const unknownBecause = `no cluster.metaid in ${config.file}, none recorded in ${recorded}${masters}`;
+  return { otherFilesystem, unknownBecause };
 }
 
 /**
@@ -77,15 +84,27 @@ export async function identityGate(config: Config, otherFilesystem: boolean, o: 
  * refused one is a ChainError naming it; the placed files are still only in the scratch or staging
  * directory, which the caller removes.
  */
-export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number; gate: IdentityGate }): Promise<PlacedRestorePoint> {
+export async function place(
+  config: Config,
+  source: RestoreSource,
+  dataPath: string,
+  signal: AbortSignal,
+  o: { maxImageVersion?: number; gate: IdentityGate },
+): Promise<PlacedRestorePoint> {
   const { gate, ...rest } = o;
   const placed = await placeUnchecked(config, source, dataPath, signal, rest);
-  const metaid = placed.header?.metaid ?? '';
-  const note = admitRestorePoint(gate, `${describeSource(source)}: image ${placed.image}`, metaid, source.kind === 'copy' ? 'copy' : 'local');
+  const what = `${describeSource(source)}: image ${placed.image}`;
+  const note = admitRestorePoint(gate, what, placed.header?.metaid ?? '', source.kind === 'copy' ? 'copy' : 'local');
   return note ? { ...placed, identityNote: note } : placed;
 }
 
-async function placeUnchecked(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number }): Promise<PlacedRestorePoint> {
+async function placeUnchecked(
+  config: Config,
+  source: RestoreSource,
+  dataPath: string,
+  signal: AbortSignal,
+  o: { maxImageVersion?: number },
+): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
   if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
   if (source.kind === 'copy') {

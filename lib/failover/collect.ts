@@ -13,7 +13,9 @@ import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { PrivateDir } from './staging-dir.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
-import { choosePlan, groupByMetaid, restorable, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
+import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
+import type { ChangelogCandidate, ExcludedSource, ImageCandidate, PlanChoice } from './restore-plan.js';
+import type { SourceInventory, SourceRef } from './restore-plan.js';
 
 /**
  * Collecting restore material for a promotion: what every source (metaloggers, 1.x chunkservers'
@@ -35,7 +37,11 @@ export interface SourceSpec {
  * copy's snapshot: a copy is read only when none of `specs` can restore (collectLastResort), and then
  * never beside a reachable restore point (it never outvotes one).
  */
-export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal): Promise<{ specs: SourceSpec[]; notes: string[]; lastResort?: LastResort }> {
+export async function sourceSpecs(
+  config: Config,
+  oldMasters: readonly MasterHost[],
+  signal?: AbortSignal,
+): Promise<{ specs: SourceSpec[]; notes: string[]; lastResort?: LastResort }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
@@ -62,7 +68,9 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
     }
     if (config.snapshotStore.copies.length > 0) {
       const outer = signal;
-      return { specs, notes, lastResort: (signal) => copySpecs(config, keys, notes, outer ? AbortSignal.any([outer, signal]) : signal) };
+      const lastResort: LastResort = (signal) =>
+        copySpecs(config, keys, notes, outer ? AbortSignal.any([outer, signal]) : signal);
+      return { specs, notes, lastResort };
     }
   }
   return { specs, notes };
@@ -81,7 +89,8 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
     try {
       const fetched = await fetchFromCopy(config, copy, 'latest', signal);
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
-      notes.push(`no live source or snapshot of the store can restore: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
+      const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
+      notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
       return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
     } catch (err) {
@@ -233,15 +242,29 @@ export async function collectSources(specs: readonly SourceSpec[], o: { timeoutM
  * `otherFilesystem` (lib/store/identity.ts): nothing of root's vouches for it. `fetched` receives the
  * copy's specs, for their release once the promotion is done.
  */
-export async function collectLastResort(collected: CollectedSource[], lastResort: LastResort | undefined, o: { expected?: ExpectedFilesystem; otherFilesystem: boolean; unknownBecause?: string; timeoutMs: number; signal: AbortSignal; fetched: SourceSpec[] }): Promise<CollectedSource[]> {
+export async function collectLastResort(
+  collected: CollectedSource[],
+  lastResort: LastResort | undefined,
+  o: {
+    expected?: ExpectedFilesystem;
+    otherFilesystem: boolean;
+    unknownBecause?: string;
+    timeoutMs: number;
+    signal: AbortSignal;
+    fetched: SourceSpec[];
+  },
+): Promise<CollectedSource[]> {
   if (!lastResort || restorable(collected.map((c) => c.inventory), o.expected?.metaids)) return collected;
   const specs = await lastResort(o.signal);
   o.fetched.push(...specs);
   const copies = await collectSources(specs, { timeoutMs: o.timeoutMs, signal: o.signal });
   if (!o.expected && !o.otherFilesystem) {
     for (const { inventory: inv } of copies) {
-      const problems = new Map(inv.images.map((img) => [img, restorePointProblem(img.name, img.metaid, 'copy', undefined, o.unknownBecause)] as const));
-      inv.notes.push(...[...problems.values()].flatMap((p) => (p ? [`${p}: not used (${OTHER_FILESYSTEM_FLAG} to use it anyway)`] : [])));
+      const problemOf = (img: ImageCandidate) =>
+        restorePointProblem(img.name, img.metaid, 'copy', undefined, o.unknownBecause);
+      const problems = new Map(inv.images.map((img) => [img, problemOf(img)] as const));
+      const refused = [...problems.values()].filter((p): p is string => p !== undefined);
+      inv.notes.push(...refused.map((p) => `${p}: not used (${OTHER_FILESYSTEM_FLAG} to use it anyway)`));
       inv.images = inv.images.filter((img) => !problems.get(img));
     }
   }

@@ -85,6 +85,9 @@ export function foreignMetaidMessage(what: string, metaid: string, identity: Clu
 
 /** The flag that lets drill, restore and promote use a restore point of another filesystem (as import's). */
 export const OTHER_FILESYSTEM_FLAG = '--other-filesystem';
+export const OTHER_FILESYSTEM_HELP =
+  "restore a restore point whose metaid is not the cluster's (cluster.metaid, or recorded by backup), " +
+  "or a copy's when the cluster's is not known";
 
 /**
  * Where a restore point lies: `copy`, an off-site copy anyone holding its credentials may write; `local`,
@@ -99,11 +102,19 @@ export type RestorePointOrigin = 'copy' | 'local';
  * another metaid is refused. Unknown (no config, nothing recorded, no live source tells), a copy's image is
  * refused too — nothing of root's vouches for what others may write — and a local one is used.
  */
-export function restorePointProblem(what: string, metaid: string, origin: RestorePointOrigin, identity: ClusterIdentity | undefined, unknownBecause = 'no cluster identity known'): string | undefined {
+export function restorePointProblem(
+  what: string,
+  metaid: string,
+  origin: RestorePointOrigin,
+  identity: ClusterIdentity | undefined,
+  unknownBecause = 'no cluster identity known',
+): string | undefined {
   if (!metaid) return undefined;
   if (identity) return metaid === identity.metaid ? undefined : foreignMetaidMessage(what, metaid, identity);
   if (origin === 'local') return undefined;
-  return `${what} is of filesystem metaid ${printable(metaid).slice(0, 40)} and the cluster's metaid is not known (${unknownBecause}): a copy is writable by others`;
+  const shown = printable(metaid).slice(0, 40);
+  const unknown = `the cluster's metaid is not known (${unknownBecause})`;
+  return `${what} is of filesystem metaid ${shown} and ${unknown}: a copy is writable by others`;
 }
 
 /** A restore point the cluster identity refuses: nothing failed, so nothing of it is kept as evidence. */
@@ -127,7 +138,12 @@ export interface IdentityGate {
  * The rule as drill and restore apply it: a ChainError naming the restore point when refused, a line for
  * the report when `--other-filesystem` let it through, else undefined.
  */
-export function admitRestorePoint(gate: IdentityGate, what: string, metaid: string, origin: RestorePointOrigin): string | undefined {
+export function admitRestorePoint(
+  gate: IdentityGate,
+  what: string,
+  metaid: string,
+  origin: RestorePointOrigin,
+): string | undefined {
   const problem = restorePointProblem(what, metaid, origin, gate.identity, gate.unknownBecause);
   if (!problem) return undefined;
   if (gate.otherFilesystem) return `${problem}: used anyway (${OTHER_FILESYSTEM_FLAG})`;
