@@ -17,9 +17,10 @@ import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
+import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP, RestorePointRefused } from '../lib/store/identity.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
-import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
+import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
@@ -141,7 +142,10 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
-  const copied = await place(config, source, scratch.dataPath, ctx.signal);
+  const otherFilesystem = ctx.args.otherFilesystem === true;
+  const timeoutMs = options.liveTimeoutSeconds * 1000;
+  const gate = await identityGate(config, otherFilesystem, { timeoutMs, signal: ctx.signal });
+  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate });
   // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
   let placed = copied;
   let cut: Restored['cut'];
@@ -202,6 +206,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
       `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
+      ...(placed.identityNote ? [placed.identityNote] : []),
       ...(r.cut ? [cutLine(r.cut)] : []),
       `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
@@ -264,6 +269,7 @@ export default defineJob({
     { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
     { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
     { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
+    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
     ...TARGET_CLI_OPTIONS,
   ],
   async run(ctx) {
@@ -302,8 +308,12 @@ export default defineJob({
         await fs.rm(scratch.dir, { recursive: true, force: true });
         throw err;
       }
+      // A restore point the cluster identity refuses is no failed restore: its copy goes, not kept as evidence.
+      if (err instanceof RestorePointRefused) await fs.rm(scratch.dataPath, { recursive: true, force: true });
       const reason = err instanceof RestoreFailed ? err.message : describeError(err);
-      result = { status: 'CRITICAL', summary: `${describeSource(source, true)}: ${reason}`, details: { source: describeSource(source), error: reason, ports } };
+      // The refusal names the restore point itself.
+      const summary = err instanceof RestorePointRefused ? err.message : `${describeSource(source, true)}: ${reason}`;
+      result = { status: 'CRITICAL', summary, details: { source: describeSource(source), error: reason, ports } };
     }
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';

@@ -4,7 +4,10 @@ import path from 'node:path';
 import { z } from 'zod';
 import { expectedFilesystem } from '../lib/failover/identity.js';
 import { DirHandle } from '../lib/core/dirhandle.js';
-import { closeSources, collectSources, settlePlan, sourceSpecs, Staging, type SettledPlan } from '../lib/failover/collect.js';
+import { closeSources, collectLastResort, collectSources } from '../lib/failover/collect.js';
+import { settlePlan, sourceSpecs, Staging } from '../lib/failover/collect.js';
+import type { LastResort, SettledPlan, SourceSpec } from '../lib/failover/collect.js';
+import { identityFile, OTHER_FILESYSTEM_FLAG } from '../lib/store/identity.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
@@ -81,7 +84,15 @@ export default defineJob({
   name: 'promote',
   description: "Turn this standby into the running mfsmaster with the newest metadata (ucarp up-script, keepalived notify_master)",
   options,
-  cliOptions: [{ flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' }],
+  cliOptions: [
+    { flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' },
+    {
+      flags: OTHER_FILESYSTEM_FLAG,
+      description:
+        "restore points of another filesystem than the cluster's may be chosen (jobs.promote.metaid still pins " +
+        "one), and a copy's when the cluster's is not known",
+    },
+  ],
   lockName: 'failover',
   lockWaitSeconds: 900,
   async run(ctx) {
@@ -216,8 +227,30 @@ interface Prepared {
  * promotion that changes nothing, so it runs while the fence is still out (a dead host's SSH, a slow
  * image copy no longer wait for it, nor it for them).
  */
-async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Prepared['collected']>, at: Date, signal: AbortSignal, began: number): Promise<Prepared> {
-  const collected = await collecting;
+async function prepare(
+  ctx: Ctx,
+  standby: StandbyConfig,
+  collecting: Promise<Prepared['collected']>,
+  copies: { lastResort?: LastResort; fetched: SourceSpec[] },
+  at: Date,
+  signal: AbortSignal,
+  began: number,
+): Promise<Prepared> {
+  const { config, options } = ctx;
+  const otherFilesystem = ctx.args.otherFilesystem === true;
+  const expectedOf = (c: Prepared['collected']) =>
+    expectedFilesystem(config, options.metaid, c.map((x) => x.inventory), otherFilesystem);
+  // A copy only when nothing read within sourceTimeoutSeconds can restore: it never outvotes a reachable source.
+  const recorded = identityFile(config.stateDir);
+  const unknownBecause = `no cluster.metaid in ${config.file}, none recorded in ${recorded}, no live source holds one`;
+  const live = await collecting;
+  const timeoutMs = options.sourceTimeoutSeconds * 1000;
+  const { fetched } = copies;
+  const o = { otherFilesystem, unknownBecause, timeoutMs, signal, fetched, expected: await expectedOf(live) };
+  const collected = await collectLastResort(live, copies.lastResort, o).catch(async (err: unknown) => {
+    await closeSources(live);
+    throw err;
+  });
   const inventoryMs = Date.now() - began;
   let stagingDir: string | undefined;
   let data: DirHandle | undefined;
@@ -231,7 +264,9 @@ async function prepare(ctx: Ctx, standby: StandbyConfig, collecting: Promise<Pre
     }
     const staging = new Staging(privateDir?.at ?? stagingDir, new Map(collected.flatMap((c) => (c.files ? [[c.spec.ref.name, c.files] as const] : []))), daemonSide.mirror?.store ?? mirrorOf(ctx.config), privateDir);
     const mark = Date.now();
-    const settled = await settlePlan(collected.map((c) => c.inventory), staging, { fetchImage: !ctx.dryRun, expected: await expectedFilesystem(ctx.config, ctx.options.metaid, collected.map((c) => c.inventory)), signal });
+    const expected = await expectedOf(collected);
+    const inventories = collected.map((c) => c.inventory);
+    const settled = await settlePlan(inventories, staging, { fetchImage: !ctx.dryRun, expected, signal });
     return { collected, stagingDir, staging, data, settled, fetchMs: Date.now() - mark, inventoryMs };
   } catch (err) {
     if (privateDir) await privateDir.discard();
@@ -289,13 +324,14 @@ async function promoteNow(
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal);
+  const { specs: ownSpecs, notes, lastResort } = await sourceSpecs(config, others, ctx.signal);
   if (lockNote) notes.unshift(lockNote);
+  const fetched: SourceSpec[] = [];
   try {
     const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
     const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);
     const collecting = collectSources(specs, { timeoutMs: ctx.options.sourceTimeoutSeconds * 1000, signal, abortFor: (name) => deadHosts.get(name)?.signal });
-    const preparing = prepare(ctx, standby, collecting, new Date(), signal, began);
+    const preparing = prepare(ctx, standby, collecting, { lastResort, fetched }, new Date(), signal, began);
     // Settled either way, so that a refusal never leaves it unhandled.
     preparing.catch(() => undefined);
     const answers = await fencing;
@@ -322,7 +358,7 @@ async function promoteNow(
     }
   } finally {
     // A copy's snapshot fetched for this promotion (the store was gone): the placed files are the restore's now.
-    await Promise.all(ownSpecs.map((s) => s.release?.().catch(() => undefined)));
+    await Promise.all([...ownSpecs, ...fetched].map((s) => s.release?.().catch(() => undefined)));
   }
 }
 

@@ -12,7 +12,8 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
-import { chooseSource, describeSource, place, type RestoreSource } from '../lib/drill/source.js';
+import { processAlive } from '../lib/core/lock.js';
+import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
 import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
@@ -24,6 +25,7 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
+import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
@@ -45,6 +47,8 @@ const STAGE_PREFIX = 'stage-';
 /** The restored image's name in DATA_PATH: a master's own last saved image. */
 const RESTORED_IMAGE = 'metadata.mfs.back';
 const DEFAULT_MASTER_CONFIG = '/etc/mfs/mfsmaster.cfg';
+/** How long a live master may take to say its metaid when no cluster identity is recorded. */
+const IDENTITY_TIMEOUT_MS = 5_000;
 
 const iso = (unix: number) => new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
 const change = (c: ChangeRef) => `version ${c.version} at ${iso(c.timestamp)} (${c.op})`;
@@ -94,6 +98,8 @@ interface Staged {
 /** Copy the candidates into staging one by one until one holds the target; every refusal leaves no staging behind. */
 async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: RestoreSource[]): Promise<Staged> {
   const skipped: string[] = [];
+  const otherFilesystem = ctx.args.otherFilesystem === true;
+  const gate = await identityGate(ctx.config, otherFilesystem, { timeoutMs: IDENTITY_TIMEOUT_MS, signal: ctx.signal });
   for (const [i, source] of sources.entries()) {
     // A DATA_PATH keeps older images too (metadata.mfs.back.N, metadata_ml.mfs.back.N): the newest older than the target.
     let maxImageVersion = target.kind === 'version' ? target.version : undefined;
@@ -101,7 +107,7 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
       let imageVersion: number | undefined;
       try {
-        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion });
+        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate });
         if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
         imageVersion = placed.header.empty ? 1 : placed.header.version;
         const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
@@ -226,6 +232,7 @@ export default defineJob({
     { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
     { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
     { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
+    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
   ],
   // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
   lockName: 'failover',
@@ -273,6 +280,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const reached = `metadata version ${version}${reachedAt !== undefined ? ` (last change applied at ${iso(reachedAt)})` : ''}`;
   const lines = [
     `restore point: ${describeSource(source)}: ${placed.image} (version ${placed.header.empty ? 'MFSM NEW' : placed.header.version}) + ${placed.changelogs.length} changelog file(s)`,
+    ...(placed.identityNote ? [placed.identityNote] : []),
     ...s.skipped.map((x) => `passed over: ${x}`),
     `target: ${describeTarget(target)} → ${reached}; ${outcome.applied} change(s) applied after the image${cut.changelog ? ` (cut at a whole line into ${cut.changelog})` : ''}`,
     leftOutLine(cut),

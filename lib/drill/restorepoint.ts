@@ -30,6 +30,8 @@ export interface PlacedRestorePoint {
   newestChangeMs: number | undefined;
   /** `file:line: reason` for each placed changelog with unreadable or out-of-order lines (what mfsmaster -a leaves out). */
   damage?: string[];
+  /** Set when `--other-filesystem` let in a restore point the cluster identity refuses (lib/store/identity.ts). */
+  identityNote?: string;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { allHosts, type Config, type CopyConfig, type MasterHost, type MetaloggerHost } from '../core/config.js';
-import { ConfigError, UsageError } from '../core/errors.js';
+import { ConfigError, describeError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
 import { ensureFreeSpace } from '../moosefs/scratchmaster.js';
 import { openSource } from '../transport/remote.js';
 import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
 import { storeKeys } from '../store/stored-file.js';
+import { admitRestorePoint, clusterIdentity, identityFile, type IdentityGate } from '../store/identity.js';
+import { masterStatus, targetOf } from '../moosefs/master.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
 
 /**
@@ -49,7 +51,60 @@ export function describeSource(source: RestoreSource, short = false): string {
   return short ? `${source.host.role} ${source.host.name}` : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
 }
 
-export async function place(config: Config, source: RestoreSource, dataPath: string, signal: AbortSignal, o: { maxImageVersion?: number } = {}): Promise<PlacedRestorePoint> {
+/**
+ * The cluster's identity for a drill or restore (lib/store/identity.ts): `cluster.metaid`, else what
+ * backup recorded, else the first configured master that answers with its metaid (4.x reports it).
+ */
+export async function identityGate(
+  config: Config,
+  otherFilesystem: boolean,
+  o: { timeoutMs: number; signal?: AbortSignal },
+): Promise<IdentityGate> {
+  const identity = await clusterIdentity(config);
+  if (identity) return { identity, otherFilesystem };
+  const silent: string[] = [];
+  for (const m of config.masters) {
+    try {
+      const { metaid } = await masterStatus(targetOf(config, m, o));
+      const from = `reported by the live master ${m.name} (${m.cliHost}:${m.cliPort})`;
+      if (metaid) return { identity: { metaid, from }, otherFilesystem };
+      silent.push(`${m.name} does not report one`);
+    } catch (err) {
+      silent.push(`${m.name}: ${describeError(err)}`);
+    }
+  }
+  const masters = silent.length ? `; masters: ${silent.join('; ')}` : '; no masters configured';
+  const recorded = identityFile(config.stateDir);
+  const unknownBecause = `no cluster.metaid in ${config.file}, none recorded in ${recorded}${masters}`;
+  return { otherFilesystem, unknownBecause };
+}
+
+/**
+ * Place a restore point into `dataPath`, then hold its image to the cluster's identity (`gate`): a
+ * refused one is a ChainError naming it; the placed files are still only in the scratch or staging
+ * directory, which the caller removes.
+ */
+export async function place(
+  config: Config,
+  source: RestoreSource,
+  dataPath: string,
+  signal: AbortSignal,
+  o: { maxImageVersion?: number; gate: IdentityGate },
+): Promise<PlacedRestorePoint> {
+  const { gate, ...rest } = o;
+  const placed = await placeUnchecked(config, source, dataPath, signal, rest);
+  const what = `${describeSource(source)}: image ${placed.image}`;
+  const note = admitRestorePoint(gate, what, placed.header?.metaid ?? '', source.kind === 'copy' ? 'copy' : 'local');
+  return note ? { ...placed, identityNote: note } : placed;
+}
+
+async function placeUnchecked(
+  config: Config,
+  source: RestoreSource,
+  dataPath: string,
+  signal: AbortSignal,
+  o: { maxImageVersion?: number },
+): Promise<PlacedRestorePoint> {
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
   if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
   if (source.kind === 'copy') {

@@ -11,8 +11,11 @@ import { copyLocalFile, openSource, type FileSource } from '../transport/remote.
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
+import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
-import { choosePlan, groupByMetaid, type ChangelogCandidate, type ExcludedSource, type ImageCandidate, type PlanChoice, type SourceInventory, type SourceRef } from './restore-plan.js';
+import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
+import type { ChangelogCandidate, ExcludedSource, ImageCandidate, PlanChoice } from './restore-plan.js';
+import type { SourceInventory, SourceRef } from './restore-plan.js';
 
 /**
  * Collecting restore material for a promotion: what every source (metaloggers, 1.x chunkservers'
@@ -29,8 +32,16 @@ export interface SourceSpec {
   release?: () => Promise<void>;
 }
 
-/** Every source promote may read, and why a configured host is not one. */
-export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal): Promise<{ specs: SourceSpec[]; notes: string[] }> {
+/**
+ * Every source promote may read, and why a configured host is not one. `lastResort` fetches an off-site
+ * copy's snapshot: a copy is read only when none of `specs` can restore (collectLastResort), and then
+ * never beside a reachable restore point (it never outvotes one).
+ */
+export async function sourceSpecs(
+  config: Config,
+  oldMasters: readonly MasterHost[],
+  signal?: AbortSignal,
+): Promise<{ specs: SourceSpec[]; notes: string[]; lastResort?: LastResort }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
@@ -55,22 +66,31 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
       specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => snapshotSource(name, s, keys) });
     }
-    if (snapshots.length === 0) specs.push(...(await copySpecs(config, keys, notes, signal)));
+    if (config.snapshotStore.copies.length > 0) {
+      const outer = signal;
+      const lastResort: LastResort = (signal) =>
+        copySpecs(config, keys, notes, outer ? AbortSignal.any([outer, signal]) : signal);
+      return { specs, notes, lastResort };
+    }
   }
   return { specs, notes };
 }
 
+/** Fetches the copy sources, when nothing else can restore. */
+export type LastResort = (signal: AbortSignal) => Promise<SourceSpec[]>;
+
 /**
- * The local store holds no complete snapshot (its disk is gone): the newest snapshot of the first
- * off-site copy that answers, fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts),
- * is a source like a local one. Only then: a copy is slower than anything local.
+ * No live source and no snapshot of the store can restore the cluster's filesystem (the store's disk is
+ * gone, the metaloggers do not answer): the newest snapshot of the first off-site copy that answers,
+ * fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts), is a source like a local one.
  */
-async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
+async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal: AbortSignal): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
+      const fetched = await fetchFromCopy(config, copy, 'latest', signal);
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
-      notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
+      const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
+      notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
       return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
     } catch (err) {
@@ -213,6 +233,42 @@ export async function collectSources(specs: readonly SourceSpec[], o: { timeoutM
       }
     }),
   );
+}
+
+/**
+ * The copy as promote's last resort: only when the sources read within sourceTimeoutSeconds cannot
+ * restore the cluster's filesystem (`restorable`) is `lastResort` fetched and read, and its snapshot
+ * joins them. With the cluster's metaid unknown, a copy's image that names one is dropped unless
+ * `otherFilesystem` (lib/store/identity.ts): nothing of root's vouches for it. `fetched` receives the
+ * copy's specs, for their release once the promotion is done.
+ */
+export async function collectLastResort(
+  collected: CollectedSource[],
+  lastResort: LastResort | undefined,
+  o: {
+    expected?: ExpectedFilesystem;
+    otherFilesystem: boolean;
+    unknownBecause?: string;
+    timeoutMs: number;
+    signal: AbortSignal;
+    fetched: SourceSpec[];
+  },
+): Promise<CollectedSource[]> {
+  if (!lastResort || restorable(collected.map((c) => c.inventory), o.expected?.metaids)) return collected;
+  const specs = await lastResort(o.signal);
+  o.fetched.push(...specs);
+  const copies = await collectSources(specs, { timeoutMs: o.timeoutMs, signal: o.signal });
+  if (!o.expected && !o.otherFilesystem) {
+    for (const { inventory: inv } of copies) {
+      const problemOf = (img: ImageCandidate) =>
+        restorePointProblem(img.name, img.metaid, 'copy', undefined, o.unknownBecause);
+      const problems = new Map(inv.images.map((img) => [img, problemOf(img)] as const));
+      const refused = [...problems.values()].filter((p): p is string => p !== undefined);
+      inv.notes.push(...refused.map((p) => `${p}: not used (${OTHER_FILESYSTEM_FLAG} to use it anyway)`));
+      inv.images = inv.images.filter((img) => !problems.get(img));
+    }
+  }
+  return [...collected, ...copies];
 }
 
 export async function closeSources(sources: readonly CollectedSource[]): Promise<void> {

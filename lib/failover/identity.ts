@@ -28,9 +28,15 @@ export function expectedFrom(identity: ClusterIdentity | undefined, pinned: stri
 
 /**
  * A damaged identity file must not stop a failover: promote then goes by the live sources, and its
- * messages say why.
+ * messages say why. `--other-filesystem`: only the run's pin decides, else the plan that reaches furthest.
  */
-export async function expectedFilesystem(config: Config, pinned: string | undefined, inventories: readonly SourceInventory[]): Promise<ExpectedFilesystem | undefined> {
+export async function expectedFilesystem(
+  config: Config,
+  pinned: string | undefined,
+  inventories: readonly SourceInventory[],
+  otherFilesystem = false,
+): Promise<ExpectedFilesystem | undefined> {
+  if (otherFilesystem) return pinned ? expectedFrom(undefined, pinned, []) : undefined;
   let identity: ClusterIdentity | undefined;
   let damaged: string | undefined;
   try {

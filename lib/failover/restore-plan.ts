@@ -193,6 +193,15 @@ export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string
   };
 }
 
+/**
+ * Can these sources restore the filesystem (one of `metaids`, when known) on their own: a plan that is
+ * more than an empty image? Promote asks before it considers a copy, which must never outvote them.
+ */
+export function restorable(inventories: readonly SourceInventory[], metaids?: readonly string[]): boolean {
+  const choice = choosePlan(groupByMetaid(inventories).groups, metaids);
+  return choice !== undefined && !(choice.plan.image.empty && choice.plan.steps.length === 0);
+}
+
 /** `ml1:changelog_ml.0.mfs 120..155` — one line per file of a plan. */
 export function describeStep(step: ChainStep): string {
   return `${step.changelog.source}:${step.changelog.name} ${step.segment.first}..${step.segment.last}`;

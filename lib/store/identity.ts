@@ -2,15 +2,19 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
-import { StoreError } from '../core/errors.js';
+import { ChainError, StoreError } from '../core/errors.js';
 import { printable } from '../core/names.js';
 
 /**
- * The cluster's identity: the metaid of the one filesystem this config serves. Promote restores
- * only restore points of it, `snapshot import` refuses another (without --other-filesystem), prune
- * leaves snapshots of another alone. Known from `cluster.metaid` in the config, else learnt from the
- * first backup of a live master or metalogger and kept in `<stateDir>/cluster-identity.json` — never
- * from an imported archive, so no archive can decide which filesystem is ours.
+ * The cluster's identity: the metaid of the one filesystem this config serves. Drill, restore and
+ * promote restore only restore points of it (`restorePointProblem`), `snapshot import` refuses another
+ * (each without --other-filesystem), prune leaves snapshots of another alone. Known from `cluster.metaid`
+ * in the config, else learnt from the first backup of a live master or metalogger and kept in
+ * `<stateDir>/cluster-identity.json` — never from an imported archive or a copy, so nothing others may
+ * write can decide which filesystem is ours. Only when neither exists do the live sources tell (promote:
+ * the metaloggers and old master it reads; drill and restore: a live master that reports its metaid).
+ * The recorded word goes first: a live host may lie, and one that disagrees with what backup learnt from
+ * it means a recreated filesystem or a config pointing elsewhere — for the operator to settle.
  */
 export interface ClusterIdentity {
   /** 16 upper-case hex digits, as the image header and mfscli show it. */
@@ -77,4 +81,71 @@ export async function learnClusterIdentity(config: IdentityConfig, metaid: strin
 /** One line naming both ids and where the cluster's is known from. */
 export function foreignMetaidMessage(what: string, metaid: string, identity: ClusterIdentity): string {
   return `${what} is of filesystem metaid ${printable(metaid).slice(0, 40) || '-'}, the cluster's is ${identity.metaid} (${identity.from})`;
+}
+
+/** The flag that lets drill, restore and promote use a restore point of another filesystem (as import's). */
+export const OTHER_FILESYSTEM_FLAG = '--other-filesystem';
+export const OTHER_FILESYSTEM_HELP =
+  "restore a restore point whose metaid is not the cluster's (cluster.metaid, or recorded by backup), " +
+  "or a copy's when the cluster's is not known";
+
+/**
+ * Where a restore point lies: `copy`, an off-site copy anyone holding its credentials may write; `local`,
+ * the store (written by backup, or imported past the same check) or a metalogger's / master's DATA_PATH.
+ */
+export type RestorePointOrigin = 'copy' | 'local';
+
+/**
+ * The one rule drill, restore and promote apply to a restore point's image (docs/reliability.md, "cluster
+ * identity"): undefined when it may be used, else why not, in one line. An image without a metaid (1.x
+ * `MFSM 1.5`, or an empty `MFSM NEW`) has nothing to compare and passes. With the cluster's metaid known,
+ * another metaid is refused. Unknown (no config, nothing recorded, no live source tells), a copy's image is
+ * refused too — nothing of root's vouches for what others may write — and a local one is used.
+ */
+export function restorePointProblem(
+  what: string,
+  metaid: string,
+  origin: RestorePointOrigin,
+  identity: ClusterIdentity | undefined,
+  unknownBecause = 'no cluster identity known',
+): string | undefined {
+  if (!metaid) return undefined;
+  if (identity) return metaid === identity.metaid ? undefined : foreignMetaidMessage(what, metaid, identity);
+  if (origin === 'local') return undefined;
+  const shown = printable(metaid).slice(0, 40);
+  const unknown = `the cluster's metaid is not known (${unknownBecause})`;
+  return `${what} is of filesystem metaid ${shown} and ${unknown}: a copy is writable by others`;
+}
+
+/** A restore point the cluster identity refuses: nothing failed, so nothing of it is kept as evidence. */
+export class RestorePointRefused extends ChainError {
+  constructor(subject: string, message: string) {
+    super(subject, message);
+    // Said as the ChainError it is: one of the few error names an operator sees.
+    this.name = 'ChainError';
+  }
+}
+
+/** What a drill or restore knows before it places a restore point: the cluster's identity and the run's flag. */
+export interface IdentityGate {
+  identity?: ClusterIdentity;
+  /** Why the identity is unknown, for the refusal (set when `identity` is not). */
+  unknownBecause?: string;
+  otherFilesystem: boolean;
+}
+
+/**
+ * The rule as drill and restore apply it: a ChainError naming the restore point when refused, a line for
+ * the report when `--other-filesystem` let it through, else undefined.
+ */
+export function admitRestorePoint(
+  gate: IdentityGate,
+  what: string,
+  metaid: string,
+  origin: RestorePointOrigin,
+): string | undefined {
+  const problem = restorePointProblem(what, metaid, origin, gate.identity, gate.unknownBecause);
+  if (!problem) return undefined;
+  if (gate.otherFilesystem) return `${problem}: used anyway (${OTHER_FILESYSTEM_FLAG})`;
+  throw new RestorePointRefused(what, `${problem}: not used (${OTHER_FILESYSTEM_FLAG} to use it anyway)`);
 }

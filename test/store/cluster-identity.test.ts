@@ -107,6 +107,16 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(moved.stdout).toContain(`imported snapshot ${foreignId}`);
   });
 
+  attackTest('cluster identity', 'foreign snapshot in the store (drill, restore)', 'a snapshot of another filesystem imported into the store is refused by drill and restore, naming both ids', async () => {
+    const drill = await runCli(['run', 'drill', '--snapshot', foreignId, '--config', config]);
+    expect(drill.stdout.split('\n')[0]).toContain(`snapshot ${foreignId}: image metadata.mfs.back is of filesystem metaid ${FOREIGN_HEX}, the cluster's is ${metaid}`);
+    expect(drill.stdout.split('\n')[0]).toMatch(/^MFS DRILL CRITICAL - .*: not used \(--other-filesystem to use it anyway\)/);
+    expect(drill.code).toBe(2);
+    const restore = await runCli(['run', 'restore', '--snapshot', foreignId, '--data-path', path.join(lab.dir, 'restored'), '--dry-run', '--config', config]);
+    expect(restore.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS RESTORE CRITICAL - ChainError: snapshot ${foreignId}: image metadata\\.mfs\\.back is of filesystem metaid ${FOREIGN_HEX}, the cluster's is ${metaid} `));
+    expect(restore.code).toBe(2);
+  }, 120_000);
+
   attackTest('cluster identity', 'foreign snapshots in the store (prune)', 'prune leaves the foreign snapshot alone with a warning naming it, and still prunes the cluster\'s chain', async () => {
     const res = await runCli(['run', 'prune', '--dry-run', '--config', config]);
     expect(res.stdout).toMatch(/^MFS PRUNE WARNING - /);

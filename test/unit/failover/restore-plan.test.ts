@@ -1,5 +1,5 @@
 import { parseChangelogEdges } from '../../../lib/failover/collect.js';
-import { bestPlan, chainFrom, choosePlan, groupByMetaid, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../../../lib/failover/restore-plan.js';
+import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../../../lib/failover/restore-plan.js';
 import { addressesFromIpOutput } from '../../../lib/failover/vip.js';
 
 const ID1 = '6B0766315A463B07';
@@ -127,5 +127,20 @@ describe('ip -o addr', () => {
       '2: eth0    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever',
     ].join('\n');
     expect(addressesFromIpOutput(out)).toEqual(['127.0.0.1', '10.0.0.1', '10.0.0.100', 'fe80::1']);
+  });
+});
+
+describe('may a copy be considered: only when the sources read cannot restore', () => {
+  test('a live image of the cluster\'s filesystem is a restore point; an empty image alone, another metaid or an unreachable source is not', () => {
+    const ml = inventory('ml1', 'metalogger', [image('ml1', 100)], [changelog('ml1', 'changelog_ml.0.mfs', [[100, 120]])]);
+    expect(restorable([ml])).toBe(true);
+    expect(restorable([ml], [ID1])).toBe(true);
+    expect(restorable([ml], [ID2])).toBe(false);
+    expect(restorable([{ ...ml, error: 'timed out' }])).toBe(false);
+    const fresh = inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'changelog_ml.0.mfs', [[150, 160]])], null);
+    expect(restorable([fresh])).toBe(false);
+    // An empty image with the whole history from line 1 is a restore point (a young filesystem).
+    expect(restorable([inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'changelog_ml.0.mfs', [[1, 5]])])])).toBe(true);
+    expect(restorable([])).toBe(false);
   });
 });
