@@ -336,7 +336,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('restore on MooseFS %
     }, 30_000, 1_000);
     const res = await cli(['restore', '--latest', '--data-path', live.dataPath]);
     expect(res.code).toBe(2);
-    expect(res.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS RESTORE CRITICAL - ProcessError: ${live.dataPath}: an mfsmaster runs in this DATA_PATH \\(pid \\d+`));
+    expect(res.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS RESTORE CRITICAL - ${live.dataPath}: an mfsmaster runs in this DATA_PATH \\(pid \\d+`));
     expect((await fs.readdir(live.dataPath)).sort()).toEqual(before);
     await stopRestored(live.dataPath);
   });
