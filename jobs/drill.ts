@@ -181,7 +181,11 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
   // RPO counts from when the restored state stopped being current: a cut's target, else the restore point.
   const stateAgeSeconds = r.cut ? Date.now() / 1000 - cutTime(r.cut) : ageSeconds;
-  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: stateAgeSeconds, damage: placed.damage }, ctx.options);
+  const facts = { expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds };
+  const verdict = drillVerdict(
+    { ...facts, restorePointAgeSeconds: stateAgeSeconds, damage: placed.damage },
+    ctx.options,
+  );
   const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
   const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {

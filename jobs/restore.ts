@@ -126,7 +126,9 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
 
 /** A DATA_PATH whose images are all newer than the target: refused the way the cut refuses an image too new. */
 function tooNew(target: RestoreTarget, source: RestoreSource, e: ImagesTooNew): CutRefused {
-  const message = `${describeTarget(target)} is older than ${describeSource(source)}: its oldest image ${e.oldest.name} is at version ${e.oldest.version} (use an older restore point): nothing written`;
+  const message =
+    `${describeTarget(target)} is older than ${describeSource(source)}: its oldest image ${e.oldest.name} is at ` +
+    `version ${e.oldest.version} (use an older restore point): nothing written`;
   return new CutRefused({ subject: e.subject, beforeImage: true, message });
 }
 
@@ -184,20 +186,32 @@ interface StartPlan {
   advice: string;
 }
 
-async function startPlan(ctx: Ctx, generation: Generation, binaries: Binaries | undefined, dataPath: string, changelog: string | undefined): Promise<StartPlan> {
+interface StartFacts {
+  generation: Generation;
+  binaries?: Binaries;
+  dataPath: string;
+  changelog?: string;
+}
+
+async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
+  const { generation, binaries, dataPath, changelog } = s;
   const { file, key } = masterConfigOf(ctx, dataPath);
   const cfg = await readMfsConfig(file).catch((err: Error) => err);
   const other = cfg instanceof Error ? undefined : cfg.DATA_PATH;
-  const problem =
-    cfg instanceof Error ? `${key} ${file}: ${cfg.message}`
-    : other === undefined || path.resolve(other) !== dataPath ? `${key} ${file} has DATA_PATH = ${other ?? '(not set)'}, not ${dataPath}`
-    : undefined;
+  let problem: string | undefined;
+  if (cfg instanceof Error) problem = `${key} ${file}: ${cfg.message}`;
+  else if (other === undefined || path.resolve(other) !== dataPath) {
+    problem = `${key} ${file} has DATA_PATH = ${other ?? '(not set)'}, not ${dataPath}`;
+  }
   if (!problem) {
     const command = startCommand(generation, binaries, file, dataPath, changelog);
     return { file, key, command, advice: `start it with: ${command}` };
   }
-  const cfgFile = 'FILE';
-  const advice = `no mfsmaster.cfg for ${dataPath} (${problem}): write one with DATA_PATH = ${dataPath} (a copy of the master's with that line changed, its own ports), then start it with: ${startCommand(generation, binaries, cfgFile, dataPath, changelog)} (or restore again with --master-config FILE --start)`;
+  const command = startCommand(generation, binaries, 'FILE', dataPath, changelog);
+  const advice =
+    `no mfsmaster.cfg for ${dataPath} (${problem}): write one with DATA_PATH = ${dataPath} (a copy of the master's ` +
+    `with that line changed, its own ports), then start it with: ${command} ` +
+    '(or restore again with --master-config FILE --start)';
   return { file, key, problem, advice };
 }
 
@@ -320,9 +334,13 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     defaultSeconds: generation.trashTime.defaultSeconds,
     generation: generation.label,
   });
-  const plan = await startPlan(ctx, generation, binaries, dataPath, cut.changelog);
+  const plan = await startPlan(ctx, { generation, binaries, dataPath, changelog: cut.changelog });
   // Everything --start needs is checked before DATA_PATH changes.
-  if (start && plan.problem) throw new ConfigError(plan.key, `${plan.problem}: --start needs the restored master's mfsmaster.cfg, with DATA_PATH = ${dataPath} (--master-config FILE): nothing changed in ${dataPath}`);
+  if (start && plan.problem) {
+    const need = `--start needs the restored master's mfsmaster.cfg, with DATA_PATH = ` +
+      `${dataPath} (--master-config FILE)`;
+    throw new ConfigError(plan.key, `${plan.problem}: ${need}: nothing changed in ${dataPath}`);
+  }
   const reached = `metadata version ${version}${reachedAt !== undefined ? ` (last change applied at ${iso(reachedAt)})` : ''}`;
   const lines = [
     `restore point: ${describeSource(source)}: ${placed.image} (${describeImageVersion(placed.header)}) + ${placed.changelogs.length} changelog file(s)`,

@@ -88,7 +88,8 @@ export async function pickSnapshot(store: string, id: string | 'latest'): Promis
  */
 export function preferRealImages(newestFirst: readonly StoredSnapshot[]): StoredSnapshot[] {
   const real = newestFirst.filter((s) => !s.manifest.image.empty);
-  const covered = (s: StoredSnapshot) => s.manifest.image.empty && real.some((r) => r.manifest.reachesVersion >= s.manifest.reachesVersion);
+  const covered = (s: StoredSnapshot) =>
+    s.manifest.image.empty && real.some((r) => r.manifest.reachesVersion >= s.manifest.reachesVersion);
   return [...newestFirst.filter((s) => !covered(s)), ...newestFirst.filter(covered)];
 }
 
@@ -145,7 +146,8 @@ export class ImagesTooNew extends ChainError {
     readonly where: string,
     readonly oldest: { name: string; version: number },
   ) {
-    super(where, `${where}: every metadata image is newer than the version asked for: the oldest, ${oldest.name}, is at version ${oldest.version}`);
+    super(where, `${where}: every metadata image is newer than the version asked for: the oldest, ${oldest.name}, ` +
+      `is at version ${oldest.version}`);
   }
 }
 
@@ -219,7 +221,9 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   const max = options.maxImageVersion;
   const chosen = chooseImage(max === undefined ? candidates : candidates.filter((c) => !c.header || c.header.empty || c.header.version <= max));
   if (!chosen) {
-    const newer = candidates.filter((c) => c.header && max !== undefined && c.header.version > max).sort((a, b) => a.header!.version - b.header!.version)[0];
+    const newer = candidates
+      .filter((c) => c.header && max !== undefined && c.header.version > max)
+      .sort((a, b) => a.header!.version - b.header!.version)[0];
     if (newer) throw new ImagesTooNew(where, { name: newer.entry.name, version: newer.header!.version });
     const why = candidates.map((c) => c.error && `${c.entry.name}: ${c.error}`).filter(Boolean).join('; ') || 'no metadata image at all';
     throw new ChainError(where, `${where}: no usable metadata image (${why})`);

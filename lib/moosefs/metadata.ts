@@ -26,7 +26,9 @@ export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes))
  * brand-new master starts from. It stands for version 1: the changelogs from line 1 on rebuild the metadata.
  */
 export function describeImageVersion(image: { empty: boolean; version: number }): string {
-  return image.empty ? 'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 rebuild the metadata)' : `version ${image.version}`;
+  if (!image.empty) return `version ${image.version}`;
+  return 'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ' +
+    'rebuild the metadata)';
 }
 
 /** Parse the first bytes of an image; throws ChainError naming `file` for a magic no generation writes. */

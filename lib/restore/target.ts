@@ -75,7 +75,7 @@ export interface ChangeRef {
 
 /** One changelog line as the cut needs it. */
 export interface CutLine extends ChangeRef {
-  /** SETTRASHTIME's trash time as the changelog carries it: seconds, in every generation (4.x applies it in whole hours). */
+  /** SETTRASHTIME's trash time as the changelog carries it: seconds in every generation (4.x applies whole hours). */
   trashTime?: number;
 }
 
@@ -149,7 +149,9 @@ export class Cutter {
     l.first ??= ref;
     l.last = ref;
     const trash = line.trashTime;
-    if (trash !== undefined && (!this.smallestTrash || trash < this.smallestTrash.value)) this.smallestTrash = { value: trash, version: line.version };
+    if (trash !== undefined && (!this.smallestTrash || trash < this.smallestTrash.value)) {
+      this.smallestTrash = { value: trash, version: line.version };
+    }
     if (DELETION_OPS.includes(line.op)) {
       l.firstDeletion ??= ref;
       l.deletions++;
@@ -282,14 +284,26 @@ export interface TrashCheck {
  * out, nothing comes back, no warning. The trash time is the generation's default, or a smaller
  * SETTRASHTIME among the changes left out, as the master applies it (`stepSeconds`: 4.x rounds up to hours).
  */
-export function checkTrash(o: { leftOut: LeftOut; nowSeconds: number; smallest?: { value: number; version: number }; stepSeconds: number; defaultSeconds: number; generation: string }): TrashCheck {
-  const applied = o.smallest ? Math.ceil(o.smallest.value / o.stepSeconds) * o.stepSeconds : undefined;
+export interface TrashFacts {
+  leftOut: LeftOut;
+  nowSeconds: number;
+  /** CutOutcome.smallestTrashTime: seconds as logged. */
+  smallest?: { value: number; version: number };
+  stepSeconds: number;
+  defaultSeconds: number;
+  generation: string;
+}
+
+export function checkTrash(o: TrashFacts): TrashCheck {
+  const { smallest } = o;
+  const applied = smallest ? Math.ceil(smallest.value / o.stepSeconds) * o.stepSeconds : undefined;
   const seconds = applied !== undefined ? Math.min(applied, o.defaultSeconds) : o.defaultSeconds;
-  const rounded = applied !== undefined && applied !== o.smallest!.value ? `, applied as ${applied} s` : '';
   const basis =
-    applied !== undefined && applied <= o.defaultSeconds
-      ? `the smallest SETTRASHTIME among the changes left out (version ${o.smallest!.version}: ${o.smallest!.value} s${rounded})`
-      : `the ${o.generation} default trash time (${o.defaultSeconds} s; no smaller SETTRASHTIME among the changes left out)`;
+    smallest && applied !== undefined && applied <= o.defaultSeconds
+      ? `the smallest SETTRASHTIME among the changes left out (version ${smallest.version}: ${smallest.value} s` +
+        `${applied !== smallest.value ? `, applied as ${applied} s` : ''})`
+      : `the ${o.generation} default trash time (${o.defaultSeconds} s; ` +
+        'no smaller SETTRASHTIME among the changes left out)';
   const first = o.leftOut.firstDeletion;
   if (!first) return { seconds, basis };
   const age = o.nowSeconds - first.timestamp;
@@ -298,6 +312,8 @@ export function checkTrash(o: { leftOut: LeftOut; nowSeconds: number; smallest?:
   return {
     seconds,
     basis,
-    warning: `the oldest deletion left out, ${at}, is ${Math.round(age)} s old, more than the trash time ${seconds} s (${basis}): ${o.leftOut.deletions} deletion(s) are undone, and their files may come back without their data`,
+    warning:
+      `the oldest deletion left out, ${at}, is ${Math.round(age)} s old, more than the trash time ${seconds} s ` +
+      `(${basis}): ${o.leftOut.deletions} deletion(s) are undone, and their files may come back without their data`,
   };
 }
