@@ -25,8 +25,9 @@ export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes))
  * metalogger holds until its first image download (META_DOWNLOAD_FREQ hours after it starts) and what a
  * brand-new master starts from. It stands for version 1: the changelogs from line 1 on rebuild the metadata.
  */
-export function describeImageVersion(image: { empty: boolean; version: number }): string {
-  if (!image.empty) return `version ${image.version}`;
+export function describeImageVersion(image: { empty: boolean; version: number }, o: { short?: boolean } = {}): string {
+  if (!image.empty) return o.short ? `v${image.version}` : `version ${image.version}`;
+  if (o.short) return 'MFSM NEW (bootstrap image)';
   return 'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ' +
     'rebuild the metadata)';
 }
