@@ -198,10 +198,12 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
   const { file, key } = masterConfigOf(ctx, dataPath);
   const cfg = await readMfsConfig(file).catch((err: Error) => err);
   const other = cfg instanceof Error ? undefined : cfg.DATA_PATH;
+  const given = typeof ctx.args.masterConfig === 'string' || key !== '--master-config';
+  const named = given ? `${key} ${file}` : `${file} (no --master-config given)`;
   let problem: string | undefined;
-  if (cfg instanceof Error) problem = `${key} ${file}: ${cfg.message}`;
+  if (cfg instanceof Error) problem = `${named}: ${cfg.message}`;
   else if (other === undefined || path.resolve(other) !== dataPath) {
-    problem = `${key} ${file} has DATA_PATH = ${other ?? '(not set)'}, not ${dataPath}`;
+    problem = `${named} has DATA_PATH = ${other ?? '(not set)'}, not ${dataPath}`;
   }
   if (!problem) {
     const command = startCommand(generation, binaries, file, dataPath, changelog);

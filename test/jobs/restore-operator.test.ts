@@ -168,6 +168,13 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
       first: `MFS RESTORE UNKNOWN - jobs.restore.masterConfig ${missing}: cannot read MooseFS config ${missing}: ENOENT: --start needs the restored master's mfsmaster.cfg, with DATA_PATH = ${dataPath} (--master-config FILE): nothing changed in ${dataPath}`,
     });
     expect(await fs.readdir(dataPath)).toEqual(['old-file']);
+    // No config named at all: Debian's default, which is not this DATA_PATH's (missing, or another DATA_PATH).
+    const byDefault = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--start']);
+    expect({ code: byDefault.code, first: byDefault.stdout.split('\n')[0] }).toEqual({
+      code: 3,
+      first: expect.stringMatching(new RegExp(`^MFS RESTORE UNKNOWN - /etc/mfs/mfsmaster\\.cfg \\(no --master-config given\\)(: cannot read| has DATA_PATH).*: nothing changed in ${dataPath}$`)),
+    });
+    expect(await fs.readdir(dataPath)).toEqual(['old-file']);
     // The production master's config: refused, and no `-a` command for its DATA_PATH anywhere.
     const prod = lab.master.configFile;
     const refused = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--start', '--master-config', prod]);
