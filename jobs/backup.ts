@@ -12,6 +12,7 @@ import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../l
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { storeWriteSettings } from '../lib/store/stored-file.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
+import { describeImageVersion } from '../lib/moosefs/metadata.js';
 
 /**
  * The hourly metadata backup, done the way a backup manager does it: for each source, the newest
@@ -45,22 +46,21 @@ function newestOf(snapshots: StoredSnapshot[], source: string): StoredSnapshot |
 
 type SourceResult = { host: Host; outcome: BackupOutcome } | { host: Host; error: string };
 
+// A metalogger with only its bootstrap image (until its first download) is as restorable as its changelogs
+// are: OK, with the image described in its line; verify judges how far the chain reaches.
 function sourceStatus(r: SourceResult): Status {
-  if ('error' in r) return 'CRITICAL';
-  const empty = r.outcome.kind === 'plan' ? r.outcome.image.header.empty : r.outcome.kind === 'snapshot' ? r.outcome.manifest.image.empty : r.outcome.snapshot.manifest.image.empty;
-  return empty ? 'WARNING' : 'OK';
+  return 'error' in r ? 'CRITICAL' : 'OK';
 }
 
 function sourceLine(r: SourceResult): string {
   const name = r.host.name;
   if ('error' in r) return `${name}: ${r.error}`;
   const o = r.outcome;
-  const empty = ' (only the empty bootstrap image MFSM NEW: a brand-new or never-saved filesystem)';
   if (o.kind === 'snapshot') {
     const m = o.manifest;
     const logs = m.files.length - 1;
     const range = m.changelogs.first !== undefined ? ` (${m.changelogs.first}..${m.changelogs.last})` : '';
-    return `${name}: snapshot ${m.id}: ${m.image.name} version ${m.image.version} + ${logs} changelog${logs === 1 ? '' : 's'}${range}, reaches version ${m.reachesVersion}; ${formatBytes(o.bytes)} in ${o.seconds.toFixed(1)} s${m.image.empty ? empty : ''}`;
+    return `${name}: snapshot ${m.id}: ${m.image.name} ${describeImageVersion(m.image)} + ${logs} changelog${logs === 1 ? '' : 's'}${range}, reaches version ${m.reachesVersion}; ${formatBytes(o.bytes)} in ${o.seconds.toFixed(1)} s`;
   }
   if (o.kind === 'already') {
     const m = o.snapshot.manifest;
@@ -69,7 +69,7 @@ function sourceLine(r: SourceResult): string {
   }
   const bytes = o.image.entry.size + o.changelogs.reduce((s, c) => s + c.entry.size, 0);
   const logs = o.changelogs.map((c) => c.entry.name).join(', ') || 'no changelogs';
-  return `${name}: would copy ${o.image.entry.name} version ${o.image.header.version} + ${logs} (${formatBytes(bytes)}), reaching version ${o.sourceReaches}${o.image.header.empty ? empty : ''}`;
+  return `${name}: would copy ${o.image.entry.name} ${describeImageVersion(o.image.header)} + ${logs} (${formatBytes(bytes)}), reaching version ${o.sourceReaches}`;
 }
 
 async function applyRetention(store: string, plan: StoreRetentionPlan, dryRun: boolean): Promise<{ removed: string[]; errors: string[] }> {

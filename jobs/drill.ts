@@ -8,7 +8,7 @@ import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
-import type { ImageHeader } from '../lib/moosefs/metadata.js';
+import { describeImageVersion, type ImageHeader } from '../lib/moosefs/metadata.js';
 import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
 import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
@@ -197,7 +197,13 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
   const { placed, chain, header, timings } = r;
   const ageSeconds = (Date.now() - restorePointTime(source, r.copyStartedMs)) / 1000;
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
-  const verdict = drillVerdict({ expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds, restorePointAgeSeconds: ageSeconds, damage: placed.damage }, ctx.options);
+  // RPO counts from when the restored state stopped being current: a cut's target, else the restore point.
+  const stateAgeSeconds = r.cut ? Date.now() / 1000 - cutTime(r.cut) : ageSeconds;
+  const facts = { expectedVersion: chain.newest, restoredVersion: r.version, restored: r.counts, live, rtoSeconds };
+  const verdict = drillVerdict(
+    { ...facts, restorePointAgeSeconds: stateAgeSeconds, damage: placed.damage },
+    ctx.options,
+  );
   const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
   const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {
@@ -205,7 +211,7 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     summary: verdict.problems.length ? `${verdict.problems.join('; ')} — ${summary}` : summary,
     metrics: metricsOf(placed, chain.newest, r.version, r.counts, timings, verdict, ageSeconds),
     lines: [
-      `restore point: ${describeSource(source)}: ${placed.image} (version ${header.empty ? 'MFSM NEW' : header.version}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
+      `restore point: ${describeSource(source)}: ${placed.image} (${describeImageVersion(header)}) + ${placed.changelogs.length} changelog file(s), ${placed.bytes} bytes`,
       ...(placed.identityNote ? [placed.identityNote] : []),
       ...(r.cut ? [cutLine(r.cut)] : []),
       `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
@@ -233,6 +239,14 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
       ports,
     },
   };
+}
+
+/** Unix seconds at which the cut's state stopped being current: T of --to-time T, else the first change left out. */
+function cutTime(cut: NonNullable<Restored['cut']>): number {
+  const { target, result } = cut;
+  if (target.kind === 'time') return target.time;
+  const { leftOut, lastApplied, imageTimestamp } = result.outcome;
+  return leftOut.first?.timestamp ?? lastApplied?.timestamp ?? imageTimestamp ?? Date.now() / 1000;
 }
 
 /** `cut at --to-version N: 12 change(s) left out after it, 3 deletion(s)`: what `restore` with the same target would leave out. */

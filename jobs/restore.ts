@@ -14,7 +14,7 @@ import { defineJob, type JobContext, type JobResult, type Metric, type Status } 
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
-import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
+import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
@@ -29,6 +29,7 @@ import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/ident
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+import { describeImageVersion } from '../lib/moosefs/metadata.js';
 
 const restoreOptions = jobOptionsSchema({
   /** Parent of the staging directories (default `<stateDir>/restore`); never inside the DATA_PATH restored. */
@@ -62,7 +63,7 @@ async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSourc
   if (first.kind !== 'snapshot' || args.latest !== true || target.kind === 'newest') return [first];
   const { snapshots } = await listSnapshots(config.snapshotStore!.path);
   const newestFirst = snapshots.filter((s) => s.id !== first.snapshot.id).reverse();
-  const all = [first.snapshot, ...newestFirst];
+  const all = preferRealImages([first.snapshot, ...newestFirst]);
   // An image newer than a version target can never serve it: skip those without copying them.
   const usable = target.kind === 'version' ? all.filter((s) => s.manifest.image.version <= target.version) : all;
   return (usable.length ? usable : [all[all.length - 1]!]).map((snapshot) => ({ kind: 'snapshot', snapshot }));
@@ -112,8 +113,9 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
         imageVersion = placed.header.empty ? 1 : placed.header.version;
         const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
         return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
-      } catch (err) {
+      } catch (caught) {
         await fs.rm(dir, { recursive: true, force: true });
+        const err = caught instanceof ImagesTooNew ? tooNew(target, source, caught) : caught;
         if (!(err instanceof CutRefused && err.refusal.beforeImage)) throw err;
         skipped.push(`${describeSource(source)}: ${err.message}`);
         // A DATA_PATH with an older image still in it: try that one (a time target learns only now that it is needed).
@@ -129,6 +131,14 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
     }
   }
   throw new UsageError('--latest', 'no restore point to restore from');
+}
+
+/** A DATA_PATH whose images are all newer than the target: refused the way the cut refuses an image too new. */
+function tooNew(target: RestoreTarget, source: RestoreSource, e: ImagesTooNew): CutRefused {
+  const message =
+    `${describeTarget(target)} is older than ${describeSource(source)}: its oldest image ${e.oldest.name} is at ` +
+    `version ${e.oldest.version} (use an older restore point): nothing written`;
+  return new CutRefused({ subject: e.subject, beforeImage: true, message });
 }
 
 /** Does the DATA_PATH hold a valid image older than `version` (before copying it)? */
@@ -167,6 +177,53 @@ function masterConfigOf(ctx: Ctx, dataPath: string): { file: string; key: string
   if (options.masterConfig) return { file: options.masterConfig, key: 'jobs.restore.masterConfig' };
   if (config.standby && path.resolve(config.standby.dataPath) === dataPath) return { file: config.standby.masterConfig, key: 'standby.masterConfig' };
   return { file: DEFAULT_MASTER_CONFIG, key: '--master-config' };
+}
+
+/**
+ * How the restored master is started: with a config whose DATA_PATH is --data-path the command itself;
+ * otherwise why the config found does not do and what to do instead — never a command that would run
+ * `-a` on the DATA_PATH another config names (a production master's).
+ */
+interface StartPlan {
+  file: string;
+  key: string;
+  /** Set when `file` starts the restored DATA_PATH. */
+  command?: string;
+  /** Why `file` does not (unreadable, or another DATA_PATH). */
+  problem?: string;
+  /** One line for the operator: the command, or what to write and run. */
+  advice: string;
+}
+
+interface StartFacts {
+  generation: Generation;
+  binaries?: Binaries;
+  dataPath: string;
+  changelog?: string;
+}
+
+async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
+  const { generation, binaries, dataPath, changelog } = s;
+  const { file, key } = masterConfigOf(ctx, dataPath);
+  const cfg = await readMfsConfig(file).catch((err: Error) => err);
+  const other = cfg instanceof Error ? undefined : cfg.DATA_PATH;
+  const given = typeof ctx.args.masterConfig === 'string' || key !== '--master-config';
+  const named = given ? `${key} ${file}` : `${file} (no --master-config given)`;
+  let problem: string | undefined;
+  if (cfg instanceof Error) problem = `${named}: ${cfg.message}`;
+  else if (other === undefined || path.resolve(other) !== dataPath) {
+    problem = `${named} has DATA_PATH = ${other ?? '(not set)'}, not ${dataPath}`;
+  }
+  if (!problem) {
+    const command = startCommand(generation, binaries, file, dataPath, changelog);
+    return { file, key, command, advice: `start it with: ${command}` };
+  }
+  const command = startCommand(generation, binaries, 'FILE', dataPath, changelog);
+  const advice =
+    `no mfsmaster.cfg for ${dataPath} (${problem}): write one with DATA_PATH = ${dataPath} (a copy of the master's ` +
+    `with that line changed, its own ports), then start it with: ${command} ` +
+    '(or restore again with --master-config FILE --start)';
+  return { file, key, problem, advice };
 }
 
 /** The command that starts the restored master the way its generation restores (shown, or run by --start). */
@@ -265,26 +322,32 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const start = ctx.args.start === true;
   const { binaries, generation } = await binariesFor(ctx, placed.header.magic, `${describeSource(source)}: ${placed.image}`, start);
   const reachedAt = outcome.lastApplied?.timestamp ?? outcome.imageTimestamp;
-  // Files deleted after the target keep their chunks for their trash time from the first change left out on.
+  // Files deleted after the target keep their chunks for their trash time from their deletion on.
   const trash = checkTrash({
-    targetTimestamp: outcome.leftOut.first?.timestamp ?? (target.kind === 'time' ? target.time : reachedAt),
+    leftOut: outcome.leftOut,
     nowSeconds: Date.now() / 1000,
     smallest: outcome.smallestTrashTime,
-    unitSeconds: generation.trashTime.changelogUnitSeconds,
+    stepSeconds: generation.trashTime.stepSeconds,
     defaultSeconds: generation.trashTime.defaultSeconds,
     generation: generation.label,
-    deletions: outcome.leftOut.deletions,
   });
-  const masterConfig = masterConfigOf(ctx, dataPath);
-  const command = startCommand(generation, binaries, masterConfig.file, dataPath, cut.changelog);
+  const plan = await startPlan(ctx, { generation, binaries, dataPath, changelog: cut.changelog });
+  // Everything --start needs is checked before DATA_PATH changes.
+  if (start && plan.problem) {
+    const need = `--start needs the restored master's mfsmaster.cfg, with DATA_PATH = ` +
+      `${dataPath} (--master-config FILE)`;
+    throw new ConfigError(plan.key, `${plan.problem}: ${need}: nothing changed in ${dataPath}`);
+  }
   const reached = `metadata version ${version}${reachedAt !== undefined ? ` (last change applied at ${iso(reachedAt)})` : ''}`;
   const lines = [
-    `restore point: ${describeSource(source)}: ${placed.image} (version ${placed.header.empty ? 'MFSM NEW' : placed.header.version}) + ${placed.changelogs.length} changelog file(s)`,
+    `restore point: ${describeSource(source)}: ${placed.image} (${describeImageVersion(placed.header)}) + ${placed.changelogs.length} changelog file(s)`,
     ...(placed.identityNote ? [placed.identityNote] : []),
     ...s.skipped.map((x) => `passed over: ${x}`),
     `target: ${describeTarget(target)} → ${reached}; ${outcome.applied} change(s) applied after the image${cut.changelog ? ` (cut at a whole line into ${cut.changelog})` : ''}`,
     leftOutLine(cut),
-    `trash time: ${trash.seconds} s, from ${trash.basis}`,
+    outcome.leftOut.deletions
+      ? `trash time: ${trash.seconds} s, from ${trash.basis}`
+      : 'trash: no deletion among the changes left out, so nothing comes back that the trash may have emptied',
     ...(trash.warning ? [`WARNING: ${trash.warning}`] : []),
   ];
   const details: Record<string, unknown> = {
@@ -298,8 +361,8 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     leftOut: { ...outcome.leftOut, first: outcome.leftOut.first ?? null, last: outcome.leftOut.last ?? null },
     trash: { seconds: trash.seconds, basis: trash.basis, warning: trash.warning ?? null },
     dataPath,
-    masterConfig: masterConfig.file,
-    startCommand: command,
+    masterConfig: plan.file,
+    startCommand: plan.command ?? null,
     moosefs: generation.label,
     passedOver: s.skipped,
   };
@@ -307,7 +370,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const leftOut = outcome.leftOut.count ? `; left out ${outcome.leftOut.count} later change(s), ${outcome.leftOut.deletions} of them deletions` : '';
   const warn = trash.warning ? ` — WARNING: ${trash.warning}` : '';
   if (ctx.dryRun) {
-    return { status, summary: `dry run: would restore ${describeSource(source)} into ${dataPath} at ${reached}${leftOut}${warn}`, lines: [...lines, `would move ${dataPath}'s content aside, place ${RESTORED_IMAGE}${cut.changelog ? ` and ${cut.changelog}` : ''}, then: ${command}`], details, metrics: metricsOf(version, cut, trash) };
+    return { status, summary: `dry run: would restore ${describeSource(source)} into ${dataPath} at ${reached}${leftOut}${warn}`, lines: [...lines, `would move ${dataPath}'s content aside, place ${RESTORED_IMAGE}${cut.changelog ? ` and ${cut.changelog}` : ''}; then ${plan.advice}`], details, metrics: metricsOf(version, cut, trash) };
   }
 
   // From here on DATA_PATH changes: its old content goes aside (never deleted), then exactly what the restore needs.
@@ -339,17 +402,12 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   Object.assign(details, { placed: placedNames, movedAside: aside.dir ?? null, restoredAt: stamp(new Date()) });
   const metrics = metricsOf(version, cut, trash);
 
-  if (!start) {
-    lines.push(`start it with: ${command}`);
-    return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; start it with: ${command}${warn}`, lines, details, metrics };
+  if (!start || !plan.command) {
+    lines.push(plan.advice);
+    return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; ${plan.advice}${warn}`, lines, details, metrics };
   }
-  const cfg = await readMfsConfig(masterConfig.file).catch((err: Error) => {
-    throw new ConfigError(masterConfig.key, `${masterConfig.key} ${masterConfig.file}: ${err.message}`);
-  });
-  if (cfg.DATA_PATH === undefined || path.resolve(cfg.DATA_PATH) !== dataPath) {
-    throw new ConfigError(masterConfig.key, `${masterConfig.key} ${masterConfig.file}: DATA_PATH = ${cfg.DATA_PATH ?? '(not set)'}, not --data-path ${dataPath}: the files are placed; start it by hand with a config for that DATA_PATH (${command})`);
-  }
-  const started = await startRestored(ctx, binaries!, masterConfig.file, dataPath, cut.changelog, version);
+  const command = plan.command;
+  const started = await startRestored(ctx, binaries!, plan.file, dataPath, cut.changelog, version);
   const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
   lines.push(`started: ${command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });

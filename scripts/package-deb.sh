@@ -7,20 +7,24 @@
 # /usr/share/mfs-jobs/examples; the man page is mfs-jobs(1). No maintainer scripts: installing starts nothing,
 # and purging leaves /var/lib/mfs-jobs (state and, by default, the snapshot store) alone.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
 out=$(realpath -m -- "${1:-$repo/build}")
 version=$(node -p "require(process.argv[1]).version" "$repo/package.json")
 deb="$out/mfs-jobs_${version}_all.deb"
 work=$(mktemp -d "${TMPDIR:-/tmp}/mfs-jobs-deb.XXXXXX")
 trap 'rm -rf -- "$work"' EXIT
 command -v dpkg-deb >/dev/null || { echo "package-deb: dpkg-deb not found (Debian's dpkg package)" >&2; exit 1; }
-command -v git >/dev/null || { echo "package-deb: git not found: the package is built from the clone's files" >&2; exit 1; }
-
-# 1. What a clean clone holds (tracked and untracked, not ignored), packed by npm: prepack builds its dist/,
-#    never the working tree's dist/ that tests may be running from.
+# 1. What a clean source tree holds, packed by npm: prepack builds its dist/, never the working tree's dist/
+#    that tests may be running from. In a clone: its files, tracked and untracked, not ignored. In a source
+#    tarball without .git (GitHub's "Download source"): the tree without what .gitignore names.
 mkdir "$work/src"
-git -C "$repo" ls-files -z -co --exclude-standard \
-  | tar -C "$repo" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$work/src" -xf -
+if command -v git >/dev/null && [ "$(git -C "$repo" rev-parse --show-toplevel 2>/dev/null)" = "$repo" ]; then
+  git -C "$repo" ls-files -z -co --exclude-standard \
+    | tar -C "$repo" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$work/src" -xf -
+else
+  tar -C "$repo" --exclude=./.git --exclude=./node_modules --exclude=./dist --exclude=./build --exclude=./lab-run \
+    --exclude=./bench/out --exclude='./.*dist' --exclude='*.log' -cf - . | tar -C "$work/src" -xf -
+fi
 if [ -d "$repo/node_modules" ]; then ln -s "$(realpath "$repo/node_modules")" "$work/src/node_modules"
 else (cd "$work/src" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null); fi
 tgz=$(cd "$work/src" && npm pack --silent --pack-destination "$work" | tail -n 1)
@@ -71,19 +75,30 @@ cat >"$root/DEBIAN/conffiles" <<EOF
 /etc/cron.d/mfs-jobs
 EOF
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+# No invented addresses. Maintainer (Debian requires one): whoever builds the package, as Debian's own
+# tools read them (DEBFULLNAME, DEBEMAIL), else package.json's author, else the building user at this host.
+# Homepage: only when package.json names one.
+author=$(node -e '
+  const a = require(process.argv[1]).author;
+  if (typeof a === "string") console.log(a.replace(/\s*\(.*\)\s*$/, ""));
+  else if (a && a.name) console.log(a.email ? `${a.name} <${a.email}>` : a.name);' "$repo/package.json")
+if [ -n "${DEBEMAIL:-}" ]; then maintainer="${DEBFULLNAME:-$(id -un)} <$DEBEMAIL>"
+elif [[ "$author" == *"<"*"@"*">"* ]]; then maintainer=$author
+else maintainer="Local build by $(id -un) <$(id -un)@$(hostname)>"; fi
+homepage=$(node -p 'require(process.argv[1]).homepage ?? ""' "$repo/package.json")
 cat >"$root/DEBIAN/control" <<EOF
 Package: mfs-jobs
 Version: $version
 Architecture: all
 Section: admin
 Priority: optional
-Maintainer: mfs-jobs developers <root@localhost>
+Maintainer: $maintainer
 Installed-Size: $size
 Depends: nodejs (>= 20), zstd
 Recommends: moosefs-cli, moosefs-master, openssh-client, iproute2, iputils-arping, nftables
 Suggests: ucarp | keepalived, moosefs-metalogger, prometheus-node-exporter
-Homepage: https://github.com/mfs-jobs/mfs-jobs
-Description: backup, verification, pruning, failover and restore drills for MooseFS metadata
+${homepage:+Homepage: $homepage
+}Description: backup, verification, pruning, failover and restore drills for MooseFS metadata
  mfs-jobs keeps a MooseFS cluster's master metadata safe and its standby master
  ready: discrete, idempotent jobs (check-master, backup, verify, prune,
  promote/demote, drill) that verify everything they copy and report as Nagios

@@ -15,6 +15,7 @@ import { printable } from '../core/names.js';
 import { findCopy } from '../store/copy/fetch.js';
 import { listCopy } from '../store/copy/listing.js';
 import { openCopy } from '../store/copy/open.js';
+import { describeImageVersion } from '../moosefs/metadata.js';
 
 /*
  * Every text field shown here comes from a manifest, i.e. possibly from an imported archive: it passes
@@ -116,7 +117,8 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
   }
   const table = formatTable(
     ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'SIZE', `TAKEN (${config.timezone})`],
-    rows.map((r) => [r.id, r.source, String(r.reachesVersion), `${r.image} v${r.imageVersion}`, formatBytes(r.bytes), when(r.startedAt, config.timezone)].map(printable)),
+    rows.map((r) => [r.id, r.source, String(r.reachesVersion), `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
+      formatBytes(r.bytes), when(r.startedAt, config.timezone)].map(printable)),
   );
   const notes = [
     `copy ${repo.label}: ${rows.length} complete snapshot${rows.length === 1 ? '' : 's'}`,
@@ -143,7 +145,7 @@ async function list(globals: Globals, json: boolean, copy?: string): Promise<voi
       r.latest ? `${r.id} *` : r.id,
       r.source,
       String(r.reachesVersion),
-      `${r.image} v${r.imageVersion}${r.emptyImage ? ' (MFSM NEW)' : ''}`,
+      `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
       r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
       formatBytes(r.bytes),
       `${formatBytes(r.storedBytes)} ${r.storage}${r.keyProblem ? ' KEY!' : ''}`,

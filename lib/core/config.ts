@@ -62,11 +62,13 @@ const metaloggerSchema = z.strictObject({
  */
 const chunkserverSchema = z.strictObject({ ...hostFields });
 
-const compressionSchema = z.strictObject({
+const compressionObject = z.strictObject({
   type: z.enum(['zstd', 'none']),
   /** zstd's level: 3 (its default) compresses a metadata image about 7x at ~140 MB/s (BENCHMARKS.md). */
   level: z.number().int().min(1).max(19).default(3),
 });
+/** `compression: zstd` / `compression: none` (what an operator types) is `{ type: zstd }` / `{ type: none }`. */
+const compressionSchema = z.preprocess((v) => (typeof v === 'string' ? { type: v } : v), compressionObject);
 
 const retentionSchema = z.strictObject({
   keepLast: z.number().int().min(1).default(3),

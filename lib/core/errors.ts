@@ -29,9 +29,12 @@ export class StoreError extends MfsJobsError {}
 /** A bad command-line request (unknown job, bad argument); `subject` is the argument. */
 export class UsageError extends MfsJobsError {}
 
-/** One line for humans: "ConfigError: jobs.backup.schedule: expected a cron expression". */
+/**
+ * One line for humans: "jobs.backup.schedule: expected a cron expression". The message names its subject;
+ * the class is for code (instanceof), not for the operator reading the line.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof MfsJobsError) return `${err.name}: ${err.message}`;
+  if (err instanceof MfsJobsError) return err.message;
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     return code ? `${err.message} (${code})` : err.message;

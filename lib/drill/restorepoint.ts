@@ -73,7 +73,7 @@ export async function pickSnapshot(store: string, id: string | 'latest'): Promis
     const pointed = target ? snapshots.find((s) => s.id === path.basename(target)) : undefined;
     const newest = pointed ?? snapshots[snapshots.length - 1];
     if (!newest) throw new ChainError(store, `snapshot store ${store} holds no complete snapshot${broken.length ? ` (${broken.length} broken: ${broken[0]!.error})` : ''}`);
-    return newest;
+    return preferRealImages([newest, ...snapshots.filter((s) => s !== newest).reverse()])[0]!;
   }
   const found = snapshots.find((s) => s.id === id);
   if (found) return found;
@@ -81,6 +81,18 @@ export async function pickSnapshot(store: string, id: string | 'latest'): Promis
   if (bad) throw new ChainError(id, `snapshot ${id} is broken: ${bad.error}`);
   const known = snapshots.slice(-3).map((s) => s.id).join(', ');
   throw new UsageError(id, `no snapshot "${id}" in ${store}${known ? ` (newest: ${known})` : ' (the store is empty)'}`);
+}
+
+/**
+ * Snapshots in the order `--latest` tries them (given newest first): one holding only the bootstrap image
+ * (a metalogger before its first image download) goes behind every snapshot with a real image that
+ * reaches as far — restoring it would replay the whole history for the same metadata.
+ */
+export function preferRealImages(newestFirst: readonly StoredSnapshot[]): StoredSnapshot[] {
+  const real = newestFirst.filter((s) => !s.manifest.image.empty);
+  const covered = (s: StoredSnapshot) =>
+    s.manifest.image.empty && real.some((r) => r.manifest.reachesVersion >= s.manifest.reachesVersion);
+  return [...newestFirst.filter((s) => !covered(s)), ...newestFirst.filter(covered)];
 }
 
 /** A manifest names plain DATA_PATH files; anything else (a path, an odd name) is refused. */
@@ -128,6 +140,17 @@ export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, 
   const header = await readImageHeader(path.join(dataPath, image)).catch((err: Error) => err);
   if (header instanceof Error) return { image, imageProblem: header.message, changelogs, bytes, newestChangeMs: undefined };
   return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs)) };
+}
+
+/** Every valid image of a DATA_PATH is newer than the version asked for (PlaceOptions.maxImageVersion). */
+export class ImagesTooNew extends ChainError {
+  constructor(
+    readonly where: string,
+    readonly oldest: { name: string; version: number },
+  ) {
+    super(where, `${where}: every metadata image is newer than the version asked for: the oldest, ${oldest.name}, ` +
+      `is at version ${oldest.version}`);
+  }
 }
 
 export interface ImageCandidate {
@@ -200,7 +223,11 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   const max = options.maxImageVersion;
   const chosen = chooseImage(max === undefined ? candidates : candidates.filter((c) => !c.header || c.header.empty || c.header.version <= max));
   if (!chosen) {
-    const why = candidates.map((c) => c.error).join('; ') || 'no metadata image at all';
+    const newer = candidates
+      .filter((c) => c.header && max !== undefined && c.header.version > max)
+      .sort((a, b) => a.header!.version - b.header!.version)[0];
+    if (newer) throw new ImagesTooNew(where, { name: newer.entry.name, version: newer.header!.version });
+    const why = candidates.map((c) => c.error && `${c.entry.name}: ${c.error}`).filter(Boolean).join('; ') || 'no metadata image at all';
     throw new ChainError(where, `${where}: no usable metadata image (${why})`);
   }
   await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));

@@ -48,7 +48,10 @@ export interface DrillFacts {
   restored: Counts;
   live?: LiveMaster;
   rtoSeconds: number;
-  /** Seconds since the restore point was taken (snapshot start, or the copy from a live DATA_PATH). */
+  /**
+   * Seconds since the state restored stopped being current: the restore point's time (snapshot start, or
+   * the copy from a live DATA_PATH), or a cut's (`--to-time T`: T).
+   */
   restorePointAgeSeconds: number;
   /** Damaged changelog lines in the restore point (`file:line: reason`): the restore worked without them. */
   damage?: string[];

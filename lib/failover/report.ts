@@ -2,6 +2,7 @@ import type { FenceAnswer } from './fence.js';
 import type { CollectedSource, SettledPlan } from './collect.js';
 import { describeStep, type RestorePlan } from './restore-plan.js';
 import { formatHole } from '../moosefs/chain.js';
+import { describeImageVersion } from '../moosefs/metadata.js';
 
 /** What a promotion found and did, as lines for the operator and as details for --json. */
 
@@ -57,7 +58,7 @@ export function sourceDetails(f: Findings) {
 
 export function planLines(plan: RestorePlan): string[] {
   return [
-    `image: ${plan.image.source}:${plan.image.name} version ${plan.image.version}${plan.image.empty ? ' (empty, new filesystem)' : ''} metaid ${plan.metaid ?? 'unknown'}`,
+    `image: ${plan.image.source}:${plan.image.name} ${describeImageVersion(plan.image)} metaid ${plan.metaid ?? 'unknown'}`,
     ...plan.steps.map((s) => `changelog: ${describeStep(s)}`),
     `reaches metadata version ${plan.reached}; newest seen ${plan.newest}${plan.holes.length ? `; holes ${plan.holes.map(formatHole).join(', ')}` : ''}`,
   ];

@@ -20,6 +20,18 @@ export const EMPTY_IMAGE_MAGIC = 'MFSM NEW';
 /** Enough of the head of an image to read the header of any known format. */
 export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes));
 
+/**
+ * The one way output names an image's version: `version N`, or the bootstrap image `MFSM NEW` — what a
+ * metalogger holds until its first image download (META_DOWNLOAD_FREQ hours after it starts) and what a
+ * brand-new master starts from. It stands for version 1: the changelogs from line 1 on rebuild the metadata.
+ */
+export function describeImageVersion(image: { empty: boolean; version: number }, o: { short?: boolean } = {}): string {
+  if (!image.empty) return o.short ? `v${image.version}` : `version ${image.version}`;
+  if (o.short) return 'MFSM NEW (bootstrap image)';
+  return 'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ' +
+    'rebuild the metadata)';
+}
+
 /** Parse the first bytes of an image; throws ChainError naming `file` for a magic no generation writes. */
 export function parseImageHeader(head: Buffer, file: string): ImageHeader {
   const magic = head.subarray(0, 8).toString('latin1');

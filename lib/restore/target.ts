@@ -75,7 +75,7 @@ export interface ChangeRef {
 
 /** One changelog line as the cut needs it. */
 export interface CutLine extends ChangeRef {
-  /** SETTRASHTIME's trash time, in the changelog's own unit (seconds before 4.x, hours in 4.x). */
+  /** SETTRASHTIME's trash time as the changelog carries it: seconds in every generation (4.x applies whole hours). */
   trashTime?: number;
 }
 
@@ -89,6 +89,8 @@ export interface LeftOut {
   count: number;
   first?: ChangeRef;
   last?: ChangeRef;
+  /** The oldest deletion left out: its file's chunks have been in the trash the longest. */
+  firstDeletion?: ChangeRef;
   deletions: number;
   deletionsByOp: Record<string, number>;
 }
@@ -104,7 +106,11 @@ export interface CutOutcome {
   /** A time target: a line later than the target was seen (so the chain did pass the target). */
   passedTarget: boolean;
   leftOut: LeftOut;
-  /** The smallest SETTRASHTIME in the lines read (raw value, the changelog's unit), and where. */
+  /**
+   * The smallest SETTRASHTIME among the lines left out (seconds, as logged), and where. Lines applied are
+   * not looked at: what they set is part of the restored state, which the same state reached from another
+   * image would not show either (the verdict depends on the state restored, not on the way to it).
+   */
   smallestTrashTime?: { value: number; version: number };
 }
 
@@ -131,7 +137,6 @@ export class Cutter {
   }
 
   accept(line: CutLine): boolean {
-    if (line.trashTime !== undefined && (!this.smallestTrash || line.trashTime < this.smallestTrash.value)) this.smallestTrash = { value: line.trashTime, version: line.version };
     const apply = this.applies(line);
     const ref: ChangeRef = { version: line.version, timestamp: line.timestamp, op: line.op };
     if (apply) {
@@ -143,7 +148,12 @@ export class Cutter {
     l.count++;
     l.first ??= ref;
     l.last = ref;
+    const trash = line.trashTime;
+    if (trash !== undefined && (!this.smallestTrash || trash < this.smallestTrash.value)) {
+      this.smallestTrash = { value: trash, version: line.version };
+    }
     if (DELETION_OPS.includes(line.op)) {
+      l.firstDeletion ??= ref;
       l.deletions++;
       l.deletionsByOp[line.op] = (l.deletionsByOp[line.op] ?? 0) + 1;
     }
@@ -264,26 +274,46 @@ export interface TrashCheck {
   seconds: number;
   /** Where it comes from, for the output. */
   basis: string;
-  /** Set when the target is older than the trash time allows. */
+  /** Set when a deletion left out is older than the trash time: its file may come back without its chunks. */
   warning?: string;
 }
 
 /**
- * Chunks of a file deleted after the target live for its trash time: restoring to a target older than that
- * (now − target > trash time) brings back files whose chunks may be gone. The trash time is the smallest
- * SETTRASHTIME in the chain when one was seen (a file's own, or the tightest any was given), else the
- * generation's default.
+ * The restore undoes the deletions left out; a deleted file's chunks live for its trash time from its
+ * deletion. So: WARNING when the oldest deletion left out is older than the trash time. No deletion left
+ * out, nothing comes back, no warning. The trash time is the generation's default, or a smaller
+ * SETTRASHTIME among the changes left out, as the master applies it (`stepSeconds`: 4.x rounds up to hours).
  */
-export function checkTrash(o: { targetTimestamp?: number; nowSeconds: number; smallest?: { value: number; version: number }; unitSeconds: number; defaultSeconds: number; generation: string; deletions: number }): TrashCheck {
-  const fromChain = o.smallest ? o.smallest.value * o.unitSeconds : undefined;
-  const seconds = fromChain !== undefined ? Math.min(fromChain, o.defaultSeconds) : o.defaultSeconds;
+export interface TrashFacts {
+  leftOut: LeftOut;
+  nowSeconds: number;
+  /** CutOutcome.smallestTrashTime: seconds as logged. */
+  smallest?: { value: number; version: number };
+  stepSeconds: number;
+  defaultSeconds: number;
+  generation: string;
+}
+
+export function checkTrash(o: TrashFacts): TrashCheck {
+  const { smallest } = o;
+  const applied = smallest ? Math.ceil(smallest.value / o.stepSeconds) * o.stepSeconds : undefined;
+  const seconds = applied !== undefined ? Math.min(applied, o.defaultSeconds) : o.defaultSeconds;
   const basis =
-    fromChain !== undefined && fromChain <= o.defaultSeconds
-      ? `the smallest SETTRASHTIME in the restore point's changelogs (version ${o.smallest!.version}: ${fromChain} s)`
-      : `the ${o.generation} default trash time (${o.defaultSeconds} s; no smaller SETTRASHTIME in the restore point's changelogs)`;
-  if (o.targetTimestamp === undefined) return { seconds, basis };
-  const age = o.nowSeconds - o.targetTimestamp;
+    smallest && applied !== undefined && applied <= o.defaultSeconds
+      ? `the smallest SETTRASHTIME among the changes left out (version ${smallest.version}: ${smallest.value} s` +
+        `${applied !== smallest.value ? `, applied as ${applied} s` : ''})`
+      : `the ${o.generation} default trash time (${o.defaultSeconds} s; ` +
+        'no smaller SETTRASHTIME among the changes left out)';
+  const first = o.leftOut.firstDeletion;
+  if (!first) return { seconds, basis };
+  const age = o.nowSeconds - first.timestamp;
   if (age <= seconds) return { seconds, basis };
-  const deleted = o.deletions > 0 ? `; ${o.deletions} deletion(s) after it are undone, and their files' chunks may be gone` : '';
-  return { seconds, basis, warning: `the target is ${Math.round(age)} s old, more than the trash time ${seconds} s (${basis})${deleted}: files deleted since may come back without their data` };
+  const at = `version ${first.version} at ${iso(first.timestamp)} (${first.op})`;
+  return {
+    seconds,
+    basis,
+    warning:
+      `the oldest deletion left out, ${at}, is ${Math.round(age)} s old, more than the trash time ${seconds} s ` +
+      `(${basis}): ${o.leftOut.deletions} deletion(s) are undone, and their files may come back without their data`,
+  };
 }

@@ -4,6 +4,7 @@ import { metric } from '../core/metrics.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
 import { linesLostBeyond, type ChangelogFacts, type ChangelogUse, type RestorePlan } from '../moosefs/restore-model.js';
 import type { DataPathFacts, SnapshotFacts } from './source.js';
+import { describeImageVersion } from '../moosefs/metadata.js';
 
 /**
  * The pure half of verify: facts in, status and findings out. Every threshold compares with ">" so
@@ -203,7 +204,7 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     findings,
   };
   const headline = [
-    image ? `image ${image.name} v${plan!.startVersion} (${formatAge(imageAge)} old)` : undefined,
+    image ? `image ${image.name} ${describeImageVersion({ empty: image.header.empty, version: plan!.startVersion ?? 0 })} (${formatAge(imageAge)} old)` : undefined,
     reached !== undefined ? `restores to ${reached}` : undefined,
     Number.isNaN(lagVersions) ? undefined : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
     input.connected === undefined ? undefined : input.connected ? 'connected' : 'NOT connected',
@@ -270,7 +271,7 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
     error: input.error,
     findings,
   };
-  const headline = facts ? `image ${facts.snapshot.manifest.image.name} v${facts.plan.startVersion ?? '?'}, restores to ${reached ?? '?'}, ${formatAge(ageSeconds)} old` : '';
+  const headline = facts ? `image ${facts.snapshot.manifest.image.name} ${facts.plan.startVersion === undefined ? 'version ?' : describeImageVersion({ empty: facts.snapshot.manifest.image.empty, version: facts.plan.startVersion })}, restores to ${reached ?? '?'}, ${formatAge(ageSeconds)} old` : '';
   return { name, status, restorableVersion: reached, headline, findings, figures, metrics };
 }
 

@@ -66,7 +66,7 @@ describe('faults: the snapshot store runs out of space', () => {
     const tooBig = await runCli(['run', 'backup', '--config', bigCfg]);
     console.log(`image bigger than the store: ${describeRun(tooBig)}`);
     problems.push(...crashProblems(tooBig).map((p) => `too big: ${p}`));
-    if (!/^MFS BACKUP CRITICAL - big: StoreError: snapshot store \S+: not enough free space for this snapshot: it needs [\d.]+ MB .*the copy would fail with ENOSPC/.test(tooBig.stdout)) problems.push(`too big: no clear "no space" error: ${tooBig.stdout.split('\n')[0]}`);
+    if (!/^MFS BACKUP CRITICAL - big: snapshot store \S+: not enough free space for this snapshot: it needs [\d.]+ MB .*the copy would fail with ENOSPC/.test(tooBig.stdout)) problems.push(`too big: no clear "no space" error: ${tooBig.stdout.split('\n')[0]}`);
     const afterTooBig = await checkStore(store);
     if (afterTooBig.good.join() !== before.good.join() || afterTooBig.problems.length || afterTooBig.temps.length) problems.push(`too big: store now ${JSON.stringify(afterTooBig)}`);
 
@@ -86,7 +86,7 @@ describe('faults: the snapshot store runs out of space', () => {
     await fs.rm(filler);
     console.log(`disk filled mid-transfer: ${describeRun(filled)}`);
     problems.push(...crashProblems(filled).map((p) => `filled: ${p}`));
-    if (!/^MFS BACKUP CRITICAL - big: StoreError: snapshot store \S+: no space left on device \(ENOSPC\) while copying [\d.]+ MB from big:\S+; the partial snapshot was removed, earlier snapshots are untouched/.test(filled.stdout)) problems.push(`filled: no clear "no space" error: ${filled.stdout.split('\n')[0]}`);
+    if (!/^MFS BACKUP CRITICAL - big: snapshot store \S+: no space left on device \(ENOSPC\) while copying [\d.]+ MB from big:\S+; the partial snapshot was removed, earlier snapshots are untouched/.test(filled.stdout)) problems.push(`filled: no clear "no space" error: ${filled.stdout.split('\n')[0]}`);
     const afterFilled = await checkStore(store);
     if (afterFilled.good.join() !== before.good.join() || afterFilled.problems.length || afterFilled.temps.length) problems.push(`filled: store now ${JSON.stringify(afterFilled)}`);
 

@@ -233,7 +233,7 @@ fs.watch(dataPath, later); setInterval(later, 1); fs.appendFileSync(log, 'ready\
       if (swapped) outcomes.swaps++;
       const victimFiles = await fs.readdir(victim);
       if (victimFiles.length) problems.push(`round ${round}: written through the link: ${victimFiles.join(', ')}`);
-      if (/^MFS PROMOTE CRITICAL - ProcessError: \S+\/\.mfs-jobs-staging-\S+: staging directory was replaced right after it was made \(now (a symbolic link or not a directory|missing: renamed or removed)\): refusing to use it$/.test(first)) {
+      if (/^MFS PROMOTE CRITICAL - \S+\/\.mfs-jobs-staging-\S+: staging directory was replaced right after it was made \(now (a symbolic link or not a directory|missing: renamed or removed)\): refusing to use it$/.test(first)) {
         outcomes.refused++;
         if (await runningMasterPid(standby.dataPath)) problems.push(`round ${round}: refused, yet a master runs`);
       } else if (/^MFS PROMOTE (OK|WARNING) - promoted: serving metadata version \d+/.test(first)) {

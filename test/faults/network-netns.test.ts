@@ -118,7 +118,7 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
       const run = backupFromD(down.file);
       await waitFor('the transfer to be under way', () => transferUnderWay(down.store), 30_000, 20);
       await S.linkDown();
-      const problems = await judge('master host link down mid-transfer (kernel)', await run, 45, /^MFS BACKUP CRITICAL - big: TransferError: big \(10\.79\.0\.1:22\): download \S+metadata\.mfs\.back: no answer for \d+ s \(SSH keepalive\): the link went silent/, down.store);
+      const problems = await judge('master host link down mid-transfer (kernel)', await run, 45, /^MFS BACKUP CRITICAL - big: big \(10\.79\.0\.1:22\): download \S+metadata\.mfs\.back: no answer for \d+ s \(SSH keepalive\): the link went silent/, down.store);
 
       await S.linkUp();
       await S.unlimitRate();

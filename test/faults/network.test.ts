@@ -97,14 +97,14 @@ describe('faults: network and sshd failures during backup', () => {
     proxy.faults = { cutAfterBytes: 1_000_000 };
     const { file, store } = await config('cut', { port: proxy.port, knownHosts: await knownHostsAt(lab, proxy.port, 'proxy') });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('connection cut mid-transfer', res, seconds, 20, /^MFS BACKUP CRITICAL - big: TransferError: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, store)).toEqual([]);
+    expect(await judge('connection cut mid-transfer', res, seconds, 20, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, store)).toEqual([]);
   });
 
   test('a link that goes silent mid-transfer: the run ends by itself (SSH keepalive), no snapshot', async () => {
     proxy.faults = { stallAfterBytes: 1_000_000 };
     const { file, store } = await config('stall', { port: proxy.port, knownHosts: await knownHostsAt(lab, proxy.port, 'proxy') });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('link silent mid-transfer', res, seconds, 45, /^MFS BACKUP CRITICAL - big: TransferError: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: no answer for 15 s \(SSH keepalive\): the link went silent/, store)).toEqual([]);
+    expect(await judge('link silent mid-transfer', res, seconds, 45, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: no answer for 15 s \(SSH keepalive\): the link went silent/, store)).toEqual([]);
   }, 120_000);
 
   test('sshd killed mid-transfer, then refusing connections, then back: clear errors, then OK', async () => {
@@ -121,11 +121,11 @@ describe('faults: network and sshd failures during backup', () => {
       const pid = own.daemon.pid;
       for (const p of [...descendants(pid), pid]) process.kill(p, 'SIGKILL');
       const killed = await run.done;
-      const problems = await judge('sshd killed mid-transfer', killed, (Date.now() - started) / 1000, 20, /^MFS BACKUP CRITICAL - big: TransferError: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, viaLink.store);
+      const problems = await judge('sshd killed mid-transfer', killed, (Date.now() - started) / 1000, 20, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, viaLink.store);
 
       const direct = await config('sshd-down', { port: own.port, knownHosts: ownKnown, privateKey: own.clientKey });
       const down = await timed(['run', 'backup', '--config', direct.file]);
-      problems.push(...(await judge('sshd down: connection refused', down.res, down.seconds, 5, /^MFS BACKUP CRITICAL - big: TransferError: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused \(is sshd running on that port\?\)/, direct.store)));
+      problems.push(...(await judge('sshd down: connection refused', down.res, down.seconds, 5, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused \(is sshd running on that port\?\)/, direct.store)));
 
       own = await LabSshd.start(own.dir, { port: own.port });
       const back = await timed(['run', 'backup', '--config', direct.file]);
@@ -145,7 +145,7 @@ describe('faults: network and sshd failures during backup', () => {
     await fs.writeFile(wrong, `[127.0.0.1]:${lab.sshd!.port} ${(await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ')}\n`);
     const { file, store } = await config('wrong-key', { port: lab.sshd!.port, knownHosts: wrong });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('wrong host key', res, seconds, 10, /^MFS BACKUP CRITICAL - big: TransferError: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match/, store)).toEqual([]);
+    expect(await judge('wrong host key', res, seconds, 10, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match/, store)).toEqual([]);
   });
 
   test('a slow link: the snapshot completes and verifies; with a job timeout shorter than the copy, a clean CRITICAL at the timeout', async () => {

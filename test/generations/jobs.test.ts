@@ -144,7 +144,7 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     const other = gen().imageMagic === 'MFSM 1.5' ? { generation: '4', prefixes: { '4': labGeneration('4.59.2').prefix } } : { generation: '1.6', prefixes: { '1.6': labGeneration('1.6.4').prefix } };
     const cfg = await lab.writeConfig({ moosefs: other }, 'wrong-binaries.yaml');
     const res = await runCli(['run', 'drill', '--config', cfg]);
-    expect(res.stdout).toMatch(new RegExp(`^MFS DRILL CRITICAL - snapshot \\S+: ConfigError: metadata\\.mfs\\.back is a "${gen().imageMagic}" image .*but moosefs\\.generation is ${other.generation.replace('.', '\\.')} .*refusing to restore it with those binaries`));
+    expect(res.stdout).toMatch(new RegExp(`^MFS DRILL CRITICAL - snapshot \\S+: metadata\\.mfs\\.back is a "${gen().imageMagic}" image .*but moosefs\\.generation is ${other.generation.replace('.', '\\.')} .*refusing to restore it with those binaries`));
     expect(res.code).toBe(2);
     await fs.rm(cfg);
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
 import { Lab } from '../lab/cluster.js';
 import { REPO_ROOT } from '../helpers/cli.js';
-import { must } from './stage.js';
+import { must, stageSource } from './stage.js';
 
 const installed = async (pkg: string) => (await execCapture('dpkg-query', ['-W', '-f=${Status}', pkg])).stdout.includes('install ok installed');
 
@@ -39,6 +39,11 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     expect(await field('Architecture')).toBe('all');
     expect(await field('Depends')).toBe('nodejs (>= 20), zstd');
     expect((await field('Recommends')).split(/,\s*/)).toEqual(expect.arrayContaining(['moosefs-cli', 'moosefs-master', 'openssh-client']));
+    // invented_homepage_and_maintainer: no Homepage naming a repository that does not exist (package.json
+    // names none); the Maintainer is whoever built it, never root@localhost.
+    expect(await field('Homepage')).toBe('');
+    expect(await field('Maintainer')).toMatch(/^.+ <[^@\s]+@[^@\s>]+>$/);
+    expect(await field('Maintainer')).not.toContain('@localhost>');
     const files = (await must('dpkg-deb', ['-c', deb])).stdout.split('\n').map((l) => l.split(/\s+/).slice(5).join(' '));
     expect(files.filter((f) => f.endsWith('.node'))).toEqual([]);
     const own = files.filter((f) => f.startsWith('./usr/lib/mfs-jobs/') && !f.startsWith('./usr/lib/mfs-jobs/node_modules/'));
@@ -106,6 +111,20 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     expect(jobs.code).toBe(0);
     expect((JSON.parse(jobs.stdout) as { job: string }[]).map((j) => j.job)).toEqual(expect.arrayContaining(['check-master', 'backup', 'verify', 'prune', 'drill']));
   });
+
+  test('package_deb_without_git: a source tree without .git (GitHub\'s "Download source") builds the same package', async () => {
+    const staged = await stageSource();
+    try {
+      await expect(fs.stat(path.join(staged, '.git'))).rejects.toThrow(/ENOENT/);
+      const out = path.join(tmp, 'from-tarball');
+      const built = (await must('bash', [path.join(staged, 'scripts', 'package-deb.sh'), out], { cwd: staged, timeoutMs: 600_000 })).stdout.trim().split('\n').pop()!;
+      expect(path.basename(built)).toBe(path.basename(deb));
+      const names = async (file: string) => (await must('dpkg-deb', ['-c', file])).stdout.split('\n').map((l) => l.split(/\s+/).slice(5).join(' ')).sort();
+      expect(await names(built)).toEqual(await names(deb));
+    } finally {
+      await fs.rm(staged, { recursive: true, force: true });
+    }
+  }, 900_000);
 
   test('dpkg --purge removes the program and its conffiles', async () => {
     await must('dpkg', ['--purge', 'mfs-jobs']);

@@ -108,7 +108,7 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     await fs.utimes(image(), mtime, mtime);
     const res = await run.done;
     expect(res.code).toBe(2);
-    expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - big: TransferError: big:.*metadata\.mfs\.back: size\/mtime changed during the copy .*; changed again on the retry, no snapshot taken/);
+    expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - big: big:.*metadata\.mfs\.back: size\/mtime changed during the copy .*; changed again on the retry, no snapshot taken/);
     expect((await listSnapshots(store)).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([]);
   });

@@ -127,7 +127,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
     const res = await runCli(['drill', '--snapshot', snap.id, '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
     expect(report.status).toBe('CRITICAL');
-    expect(report.summary).toMatch(new RegExp(`snapshot ${snap.id}: ChainError: snapshot ${snap.id}: changelog.0.mfs: \\d+ bytes, manifest says \\d+`));
+    expect(report.summary).toMatch(new RegExp(`snapshot ${snap.id}: snapshot ${snap.id}: changelog.0.mfs: \\d+ bytes, manifest says \\d+`));
     expect(report.details.stoppedPid).toBeNull();
     for (const d of await scratchDirs(scratchRoot)) await fs.rm(d, { recursive: true });
     await fs.rm(snap.dir, { recursive: true });
@@ -164,7 +164,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
       const cfg = await lab.writeConfig({ jobs: { drill: { scratchDir: scratchRoot, ports: { matocl: busy } } } }, 'busy.yaml');
       const res = await runCli(['drill', '--config', cfg]);
       expect(res.code).toBe(3);
-      expect(res.stdout.trim().split('\n')[0]).toBe(`MFS DRILL UNKNOWN - ConfigError: jobs.drill.ports.matocl: port ${busy} on 127.0.0.1 is busy (another process listens there): choose a free port or "auto"`);
+      expect(res.stdout.trim().split('\n')[0]).toBe(`MFS DRILL UNKNOWN - jobs.drill.ports.matocl: port ${busy} on 127.0.0.1 is busy (another process listens there): choose a free port or "auto"`);
     } finally {
       await new Promise((resolve) => holder.close(resolve));
     }
@@ -208,7 +208,7 @@ describe('drill against a real mfsmaster, metalogger and sshd', () => {
       const cfg = await lab.writeConfig({ jobs: { drill: { scratchDir: small } } }, 'small.yaml');
       const res = await runCli(['drill', '--latest', '--config', cfg]);
       expect(res.code).toBe(2);
-      expect(res.stdout).toMatch(/MFS DRILL CRITICAL - snapshot \S+: ProcessError: not enough free space in .*small\/drill-\w+\/data: the drill needs about \d+ MiB, \d+ MiB are free/);
+      expect(res.stdout).toMatch(/MFS DRILL CRITICAL - snapshot \S+: not enough free space in .*small\/drill-\w+\/data: the drill needs about \d+ MiB, \d+ MiB are free/);
       expect(await scratchDirs(small)).toEqual([]);
     } finally {
       await execCapture('umount', [small]);

@@ -311,7 +311,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const started = Date.now();
       const { res, report, sftp, s3: s3run } = await backup(silent);
       expect(res.code).toBe(1);
-      expect(report.summary).toMatch(/copy offsite-s3 failed: TransferError: copy offsite-s3 \(s3 http:\/\/127\.0\.0\.1:\d+ mfs-offsite\/mfs\/\): list mfs\/snapshots\/: /);
+      expect(report.summary).toMatch(/copy offsite-s3 failed: copy offsite-s3 \(s3 http:\/\/127\.0\.0\.1:\d+ mfs-offsite\/mfs\/\): list mfs\/snapshots\/: /);
       expect(s3run.ok).toBe(false);
       expect(sftp.ok).toBe(true);
       expect(Date.now() - started).toBeLessThan(30_000);
@@ -328,7 +328,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const res = await runCli(['run', 'backup', '--config', cfg, '--json']);
       const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { copies: CopyReport[] } };
       expect(res.code).toBe(1);
-      expect(report.summary).toMatch(/copy offsite-full failed: TransferError: copy offsite-full \(sftp root@127\.0\.0\.1:\d+:[^)]*offsite-full\): upload .*\(the server gives no reason: its disk full, a quota, or something in the way\)/);
+      expect(report.summary).toMatch(/copy offsite-full failed: copy offsite-full \(sftp root@127\.0\.0\.1:\d+:[^)]*offsite-full\): upload .*\(the server gives no reason: its disk full, a quota, or something in the way\)/);
       expect(report.details.copies[0]).toMatchObject({ copy: 'offsite-full', ok: false, pushed: [] });
       const there = await fs.readdir(path.join(full, 'snapshots')).catch(() => [] as string[]);
       for (const id of there) expect(await fs.readdir(path.join(full, 'snapshots', id))).not.toContain('manifest.json');

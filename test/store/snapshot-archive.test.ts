@@ -68,7 +68,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     const target = await scratch.configFor('target');
     const refused = await runCli(['snapshot', 'import', future.archive, '--config', target.config]);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(new RegExp(`^mfs-jobs: ChainError: .*future\\.tar\\.gz: snapshot ${future.id} is from the future`));
+    expect(refused.stderr).toMatch(new RegExp(`^mfs-jobs: .*future\\.tar\\.gz: snapshot ${future.id} is from the future`));
     expect((await listSnapshots(target.store)).snapshots).toEqual([]);
     const skewed = await archiveOf('skewed', { at: new Date(Date.now() + 5 * 60_000) });
     expect((await runCli(['snapshot', 'import', skewed.archive, '--config', target.config])).stdout).toContain(`imported snapshot ${skewed.id}`);
@@ -108,7 +108,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     const target = await scratch.configFor('target');
     const res = await runCli(['snapshot', 'import', archive, '--config', target.config]);
     expect(res.code).toBe(2);
-    expect(res.stderr).toMatch(/^mfs-jobs: StoreError: .*huge\.tar\.gz: refused before extracting: .*not enough free space for archive .*huge\.tar\.gz/);
+    expect(res.stderr).toMatch(/^mfs-jobs: .*huge\.tar\.gz: refused before extracting: .*not enough free space for archive .*huge\.tar\.gz/);
     expect(await fs.readdir(path.join(target.store, '.tmp'))).toEqual([]);
   });
 

@@ -189,7 +189,7 @@ describe('a hostile SFTP server', () => {
     const started = Date.now();
     const res = await runCli(['run', 'backup', '--config', configFile], { timeoutMs: 60_000 });
     expect(res.code).toBe(2);
-    expect(res.stdout.split('\n')[0]).toMatch(/^MFS BACKUP CRITICAL - ml1: TransferError: ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data\/changelog_ml\.0\.mfs: (no data for 1 s|only \d+ bytes in 1 s) after \d+ bytes \(the file never ends, or the server drips or stalls\): read abandoned/);
+    expect(res.stdout.split('\n')[0]).toMatch(/^MFS BACKUP CRITICAL - ml1: ml1 \(127\.0\.0\.1:\d+\): \/hostile\/data\/changelog_ml\.0\.mfs: (no data for 1 s|only \d+ bytes in 1 s) after \d+ bytes \(the file never ends, or the server drips or stalls\): read abandoned/);
     expect(Date.now() - started).toBeLessThan(60_000);
     expect((await filesUnder(store)).filter((f) => !f.file.endsWith('.lock'))).toEqual([]);
   });

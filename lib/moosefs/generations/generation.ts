@@ -70,10 +70,11 @@ export interface Generation {
    */
   selfChanges: readonly string[];
   /**
-   * Trash time: what a file gets when nobody set one (seconds), and the unit of the value a changelog's
-   * `SETTRASHTIME(inode,uid,VALUE,smode)` carries (seconds before 4.x; 4.x keeps a trash retention in hours).
+   * Trash time: what a file gets when nobody set one (seconds), and the step the master applies a
+   * changelog's `SETTRASHTIME(inode,uid,SECONDS,smode)` in. Every generation logs seconds; 4.x keeps
+   * whole hours and rounds up when it applies the value (filesystem.c fs_univ_settrashretention).
    */
-  trashTime: { defaultSeconds: number; changelogUnitSeconds: number };
+  trashTime: { defaultSeconds: number; stepSeconds: number };
   /**
    * Does mfsmaster read mfsexports.cfg, with `md5pass=` (1.6 and later)? 1.5 has no exports at all: any
    * client that reaches its client port may mount it. (An empty exports file is refused at start:

@@ -26,6 +26,6 @@ export const MFS_1_5: Generation = {
   reusesLostChunkIds: true,
   hasMetalogger: false,
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYRESERVED'],
-  trashTime: { defaultSeconds: 86_400, changelogUnitSeconds: 1 },
+  trashTime: { defaultSeconds: 86_400, stepSeconds: 1 },
   exportsWithPassword: false,
 };

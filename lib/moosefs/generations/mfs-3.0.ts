@@ -24,6 +24,6 @@ export const MFS_3_0: Generation = {
   hasMetalogger: true,
   // 1.7 renamed EMPTYRESERVED to EMPTYSUSTAINED and began dropping stale sessions itself (SESDEL).
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYSUSTAINED', 'SESDEL'],
-  trashTime: { defaultSeconds: 86_400, changelogUnitSeconds: 1 },
+  trashTime: { defaultSeconds: 86_400, stepSeconds: 1 },
   exportsWithPassword: true,
 };

@@ -14,6 +14,7 @@ export const MFS_4: Generation = {
   // IDLE(): its changelog_sendnop() writes one after 30 s without a change — and, since its clock of the
   // last change starts at 0, within a second of every start.
   selfChanges: [...MFS_3_0.selfChanges, 'IDLE'],
-  // filesystem.c: DEFAULT_TRASHTIME 24 (hours); SETTRASHTIME(inode,uid,trashretention,smode) in hours.
-  trashTime: { defaultSeconds: 24 * 3600, changelogUnitSeconds: 3600 },
+  // filesystem.c (4.59.2): DEFAULT_TRASHTIME 24 (hours). SETTRASHTIME(inode,uid,trashretention,smode) logs
+  // seconds (`mfssettrashretention 2h` logs 7200) and applies (trashretention+3599)/3600 hours.
+  trashTime: { defaultSeconds: 24 * 3600, stepSeconds: 3600 },
 };

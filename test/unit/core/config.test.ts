@@ -55,6 +55,10 @@ describe('config', () => {
     expect(parseConfig(store({}), 'test.yaml').snapshotStore).toMatchObject({ compression: { type: 'zstd', level: 3 } });
     expect(parseConfig(store({ compression: { type: 'none' } }), 'test.yaml').snapshotStore!.compression).toEqual({ type: 'none', level: 3 });
     expect(problem(store({ compression: { type: 'gzip' } }))).toContain('snapshotStore.compression.type');
+    // compression_shorthand_refused: `compression: zstd` is what an operator types.
+    expect(parseConfig(store({ compression: 'zstd' }), 'test.yaml').snapshotStore!.compression).toEqual({ type: 'zstd', level: 3 });
+    expect(parseConfig(store({ compression: 'none' }), 'test.yaml').snapshotStore!.compression).toEqual({ type: 'none', level: 3 });
+    expect(problem(store({ compression: 'gzip' }))).toContain('snapshotStore.compression.type');
     expect(problem(store({ compression: { type: 'zstd', level: 20 } }))).toContain('snapshotStore.compression.level');
     expect(problem(store({ compression: { type: 'zstd', level: 2.5 } }))).toContain('snapshotStore.compression.level');
     expect(problem(store({ encryption: { keyFile: 'relative/key' } }))).toContain('snapshotStore.encryption.keyFile');

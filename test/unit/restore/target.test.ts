@@ -44,7 +44,7 @@ describe('restore target', () => {
     expect(applied).toEqual([10, 11, 12, 13, 14]);
     expect(outcome.targetVersion).toBe(15);
     expect(outcome.lastApplied).toEqual({ version: 14, timestamp: 1_004, op: 'CREATE' });
-    expect(outcome.leftOut).toEqual({ count: 6, first: { version: 15, timestamp: 1_005, op: 'UNLINK' }, last: { version: 20, timestamp: 1_010, op: 'CREATE' }, deletions: 3, deletionsByOp: { UNLINK: 2, PURGE: 1 } });
+    expect(outcome.leftOut).toEqual({ count: 6, first: { version: 15, timestamp: 1_005, op: 'UNLINK' }, last: { version: 20, timestamp: 1_010, op: 'CREATE' }, firstDeletion: { version: 15, timestamp: 1_005, op: 'UNLINK' }, deletions: 3, deletionsByOp: { UNLINK: 2, PURGE: 1 } });
   });
 
   test('--to-version at the image\'s own version restores the image alone', () => {
@@ -62,11 +62,13 @@ describe('restore target', () => {
     expect(outcome).toMatchObject({ targetVersion: 14, passedTarget: true, leftOut: { count: 7, first: { version: 14 } } });
   });
 
-  test('the smallest SETTRASHTIME in the lines read is kept, with its version', () => {
-    const feed = lines(10, 14);
-    feed[1]!.trashTime = 3_600;
-    feed[3]!.trashTime = 60;
-    expect(cut({ kind: 'newest' }, 10, feed).outcome.smallestTrashTime).toEqual({ value: 60, version: 13 });
+  test('the smallest SETTRASHTIME among the lines left out is kept, with its version; lines applied do not count', () => {
+    const feed = lines(10, 16);
+    feed[1]!.trashTime = 0;
+    feed[3]!.trashTime = 3_600;
+    feed[5]!.trashTime = 60;
+    expect(cut({ kind: 'version', version: 13 }, 10, feed).outcome.smallestTrashTime).toEqual({ value: 60, version: 15 });
+    expect(cut({ kind: 'newest' }, 10, feed).outcome.smallestTrashTime).toBeUndefined();
   });
 
   test('chain steps: the piece reaching furthest at each version; the first missing version is reached', () => {
@@ -119,14 +121,28 @@ describe('restore target', () => {
     expect(checkCut(facts({ target: t(1_008), outcome: stopped, reached: 16, newest: 21, holes: [{ from: 16, to: 17 }] }))?.message).toMatch(/^--to-time T1008 lies beyond a hole in snapshot S's changelogs: versions 16\.\.17 are missing/);
   });
 
-  test('trash: WARN when the first change left out is older than the trash time; the smallest SETTRASHTIME wins, in the generation\'s unit', () => {
-    const base = { nowSeconds: 100_000, unitSeconds: 1, defaultSeconds: 86_400, generation: 'MooseFS 3.0', deletions: 2 };
-    expect(checkTrash({ ...base, targetTimestamp: 50_000 })).toEqual({ seconds: 86_400, basis: 'the MooseFS 3.0 default trash time (86400 s; no smaller SETTRASHTIME in the restore point\'s changelogs)' });
-    const old = checkTrash({ ...base, targetTimestamp: 10_000 });
-    expect(old.warning).toBe("the target is 90000 s old, more than the trash time 86400 s (the MooseFS 3.0 default trash time (86400 s; no smaller SETTRASHTIME in the restore point's changelogs)); 2 deletion(s) after it are undone, and their files' chunks may be gone: files deleted since may come back without their data");
-    // 4.x keeps hours in SETTRASHTIME.
-    const hours = checkTrash({ ...base, unitSeconds: 3_600, smallest: { value: 1, version: 77 }, targetTimestamp: 90_000 });
-    expect(hours).toMatchObject({ seconds: 3_600, basis: "the smallest SETTRASHTIME in the restore point's changelogs (version 77: 3600 s)" });
-    expect(hours.warning).toMatch(/^the target is 10000 s old, more than the trash time 3600 s/);
+  test('trash: WARN when the oldest deletion left out is older than the trash time; 4.x applies seconds in whole hours', () => {
+    const leftOut = (deletionAt?: number) => ({ count: 3, deletions: deletionAt === undefined ? 0 : 2, deletionsByOp: {}, ...(deletionAt === undefined ? {} : { firstDeletion: { version: 40, timestamp: deletionAt, op: 'UNLINK' } }) });
+    const base = { nowSeconds: 100_000, stepSeconds: 1, defaultSeconds: 86_400, generation: 'MooseFS 3.0' };
+    expect(checkTrash({ ...base, leftOut: leftOut(50_000) })).toEqual({ seconds: 86_400, basis: 'the MooseFS 3.0 default trash time (86400 s; no smaller SETTRASHTIME among the changes left out)' });
+    const old = checkTrash({ ...base, leftOut: leftOut(10_000) });
+    expect(old.warning).toBe('the oldest deletion left out, version 40 at 1970-01-01T02:46:40Z (UNLINK), is 90000 s old, more than the trash time 86400 s (the MooseFS 3.0 default trash time (86400 s; no smaller SETTRASHTIME among the changes left out)): 2 deletion(s) are undone, and their files may come back without their data');
+    // 4.59.2 logs `mfssettrashtime 600` as 600 and keeps ceil(600 / 3600) = 1 hour.
+    const hours = checkTrash({ ...base, stepSeconds: 3_600, smallest: { value: 600, version: 77 }, leftOut: leftOut(90_000) });
+    expect(hours).toMatchObject({ seconds: 3_600, basis: 'the smallest SETTRASHTIME among the changes left out (version 77: 600 s, applied as 3600 s)' });
+    expect(hours.warning).toMatch(/^the oldest deletion left out, version 40 at \S+ \(UNLINK\), is 10000 s old, more than the trash time 3600 s/);
+    expect(checkTrash({ ...base, stepSeconds: 3_600, smallest: { value: 7_200, version: 78 }, leftOut: leftOut(99_000) })).toEqual({ seconds: 7_200, basis: 'the smallest SETTRASHTIME among the changes left out (version 78: 7200 s)' });
+  });
+
+  test('trash_verdict_same_state_same_verdict: nothing left out is OK whatever the history; a trash time of 0 applied long ago does not count', () => {
+    // Two restore points of the same final state: one whose changelogs hold SETTRASHTIME 0 (of a file deleted
+    // long ago, before the target), one whose image is newer than that line.
+    const history = lines(10, 20, 1_000, { 12: 'SETTRASHTIME', 13: 'UNLINK' });
+    history[2]!.trashTime = 0;
+    const fromOld = cut({ kind: 'newest' }, 10, history).outcome;
+    const fromNew = cut({ kind: 'newest' }, 15, history.slice(5)).outcome;
+    const verdict = (o: typeof fromOld) => checkTrash({ leftOut: o.leftOut, nowSeconds: 1e9, smallest: o.smallestTrashTime, stepSeconds: 1, defaultSeconds: 86_400, generation: 'MooseFS 3.0' });
+    expect(verdict(fromOld)).toEqual(verdict(fromNew));
+    expect(verdict(fromOld).warning).toBeUndefined();
   });
 });
