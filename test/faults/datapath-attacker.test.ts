@@ -113,7 +113,7 @@ async function attackedRun(dataPath: string, r: RootOnly, attack: Attack, args: 
 }
 
 /** A job's one line when it refused our swapped directory (the only refusal the attack may cause). */
-const REFUSED_SWAP = /^MFS (RESTORE|PROMOTE) CRITICAL - ProcessError: \S+: (aside|staging) directory was replaced right after/;
+const REFUSED_SWAP = /^MFS (RESTORE|PROMOTE) CRITICAL - \S+: (aside|staging) directory was replaced right after/;
 
 /** A row of the closing table: every attack injected survived when no problem was seen. */
 function row(fault: string, injected: number, problems: readonly string[], note: string): void {

@@ -69,7 +69,7 @@ describe('files, sockets and programs another user could have put there', () => 
     expect(res.stdout).not.toContain('forged');
     expect(res.stderr.split('\n')[0]).toBe(`mfs-jobs: promote not handed off: the daemon socket cannot be trusted (${socket} is owned by uid ${NOBODY}); running it here`);
     // Run here, the job's strict modes name the directory anyone may put a socket in.
-    expect(res.stdout.split('\n')[0]).toBe(`MFS PROMOTE UNKNOWN - ConfigError: daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`);
+    expect(res.stdout.split('\n')[0]).toBe(`MFS PROMOTE UNKNOWN - daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`);
     expect(res.code).toBe(3);
     expect(await fs.readFile(log, 'utf8')).toBe('ready\n');
     // A daemon of ours does not listen there either: anyone could put a socket in its place while it is down.
@@ -88,7 +88,7 @@ describe('files, sockets and programs another user could have put there', () => 
     await fs.chown(key, NOBODY, NOBODY);
     const config = await write({ snapshotStore: { path: store, compression: { type: 'none' }, encryption: { keyFile: key } } }, 'sealed.yaml');
     const res = await runCli(['run', 'backup', '--config', config]);
-    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - ConfigError: snapshotStore.encryption.keyFile ${key} is owned by uid ${NOBODY}, not root: that user could swap the key snapshots are sealed with`);
+    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - snapshotStore.encryption.keyFile ${key} is owned by uid ${NOBODY}, not root: that user could swap the key snapshots are sealed with`);
     expect(res.code).toBe(3);
     expect((await listSnapshots(store).catch(() => ({ snapshots: [] }))).snapshots).toEqual([]);
     await fs.chown(key, 0, 0);
@@ -107,10 +107,10 @@ describe('files, sockets and programs another user could have put there', () => 
     const store = path.join(lab.dir, 'copied-store');
     const config = await write({ snapshotStore: { path: store, compression: { type: 'none' }, copies: [copy] } }, 'copy.yaml');
     let res = await runCli(['run', 'backup', '--config', config]);
-    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - ConfigError: snapshotStore.copies.0.identityFile ${identity} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
+    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - snapshotStore.copies.0.identityFile ${identity} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
     await fs.chmod(identity, 0o600);
     res = await runCli(['run', 'backup', '--config', config]);
-    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - ConfigError: snapshotStore.copies.0.knownHosts ${knownHosts} is world-writable (mode 0666): any user could add a host key and let a man-in-the-middle serve forged metadata`);
+    expect(res.stdout.split('\n')[0]).toBe(`MFS BACKUP UNKNOWN - snapshotStore.copies.0.knownHosts ${knownHosts} is world-writable (mode 0666): any user could add a host key and let a man-in-the-middle serve forged metadata`);
     expect(res.code).toBe(3);
     expect((await listSnapshots(store).catch(() => ({ snapshots: [] }))).snapshots).toEqual([]);
     recordFaults({ area: 'local attacker', fault: "off-site copy's known_hosts world-writable, identity group-readable", injected: 2, survived: 2, dataLost: 0, lostRestorePoints: 0, note: 'backup UNKNOWN naming each' });
@@ -127,7 +127,7 @@ describe('files, sockets and programs another user could have put there', () => 
     const config = await write({ snapshotStore: { path: store, compression: { type: 'zstd' } } }, 'zstd.yaml');
     const res = await runCli(['run', 'backup', '--config', config], { env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(res.stdout.split('\n')[0]).toMatch(
-      new RegExp(`^MFS BACKUP CRITICAL - master: StoreError: zstd not run: ${bin}/zstd: ${bin} is owned by uid ${NOBODY}, so another user could have put it there or changed it \\|`),
+      new RegExp(`^MFS BACKUP CRITICAL - master: zstd not run: ${bin}/zstd: ${bin} is owned by uid ${NOBODY}, so another user could have put it there or changed it \\|`),
     );
     await expect(fs.access(ran)).rejects.toThrow(/ENOENT/);
     expect((await listSnapshots(store).catch(() => ({ snapshots: [] }))).snapshots).toEqual([]);

@@ -96,7 +96,7 @@ describe('the cluster identity for drill, restore and promote; a copy only as pr
     const target = path.join(lab.dir, 'restored');
     const args = ['run', 'restore', '--from', 'copy:offsite', '--snapshot', otherId, '--data-path', target, '--dry-run', '--config', config];
     const refused = await runCli(args);
-    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE CRITICAL - ChainError: snapshot ${otherId} of copy offsite: image metadata.mfs.back is of filesystem metaid ${otherMetaid}, the cluster's is ${metaid} (${path.join(lab.dir, 'state', 'cluster-identity.json')} (learnt from master at ${(JSON.parse(await fs.readFile(path.join(lab.dir, 'state', 'cluster-identity.json'), 'utf8')) as { at: string }).at})): not used (--other-filesystem to use it anyway)`);
+    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE CRITICAL - snapshot ${otherId} of copy offsite: image metadata.mfs.back is of filesystem metaid ${otherMetaid}, the cluster's is ${metaid} (${path.join(lab.dir, 'state', 'cluster-identity.json')} (learnt from master at ${(JSON.parse(await fs.readFile(path.join(lab.dir, 'state', 'cluster-identity.json'), 'utf8')) as { at: string }).at})): not used (--other-filesystem to use it anyway)`);
     expect(refused.code).toBe(2);
     const taken = await runCli([...args, '--other-filesystem']);
     expect(taken.stdout).toMatch(new RegExp(`^MFS RESTORE OK - dry run: would restore snapshot ${otherId} of copy offsite into ${target}`));
@@ -126,7 +126,7 @@ describe('the cluster identity for drill, restore and promote; a copy only as pr
     const target = path.join(lab.dir, 'restored-local');
     const args = ['run', 'restore', '--from', 'otherfs', '--data-path', target, '--dry-run', '--config', withOther];
     const refused = await runCli(args);
-    expect(refused.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS RESTORE CRITICAL - ChainError: metalogger otherfs \\(${other.dataPath}\\): image metadata\\.mfs is of filesystem metaid ${otherMetaid}, the cluster's is ${metaid} .*: not used \\(--other-filesystem to use it anyway\\)$`));
+    expect(refused.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS RESTORE CRITICAL - metalogger otherfs \\(${other.dataPath}\\): image metadata\\.mfs is of filesystem metaid ${otherMetaid}, the cluster's is ${metaid} .*: not used \\(--other-filesystem to use it anyway\\)$`));
     expect(refused.code).toBe(2);
     const taken = await runCli([...args, '--other-filesystem']);
     expect(taken.stdout).toMatch(/^MFS RESTORE OK - dry run: would restore metalogger otherfs/);
@@ -142,7 +142,7 @@ describe('the cluster identity for drill, restore and promote; a copy only as pr
     const target = path.join(lab.dir, 'restored-bare');
     const args = ['run', 'restore', '--from', 'copy:offsite', '--snapshot', own, '--data-path', target, '--dry-run', '--config', bare];
     const refused = await runCli(args);
-    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE CRITICAL - ChainError: snapshot ${own} of copy offsite: image metadata.mfs.back is of filesystem metaid ${metaid} and the cluster's metaid is not known (no cluster.metaid in ${bare}, none recorded in ${path.join(lab.dir, 'bare-state', 'cluster-identity.json')}; masters: master does not report one): a copy is writable by others: not used (--other-filesystem to use it anyway)`);
+    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE CRITICAL - snapshot ${own} of copy offsite: image metadata.mfs.back is of filesystem metaid ${metaid} and the cluster's metaid is not known (no cluster.metaid in ${bare}, none recorded in ${path.join(lab.dir, 'bare-state', 'cluster-identity.json')}; masters: master does not report one): a copy is writable by others: not used (--other-filesystem to use it anyway)`);
     expect(refused.code).toBe(2);
     expect((await runCli([...args, '--other-filesystem'])).stdout).toMatch(/^MFS RESTORE OK - dry run/);
     const local = await runCli(['run', 'restore', '--from', 'ml1', '--data-path', target, '--dry-run', '--config', bare]);
