@@ -252,7 +252,9 @@ async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[]
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal);
+  // An off-site copy (the store is gone) is a source like the others: connected to and listed within sourceTimeoutSeconds.
+  const copyWithin = { seconds: ctx.options.sourceTimeoutSeconds, setting: 'jobs.promote.sourceTimeoutSeconds' };
+  const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal, copyWithin);
   try {
     const specs = ownSpecs.map((s) => (daemonSide.mirror ? { ...s, open: async (signal: AbortSignal) => (await daemonSide.mirror?.borrow(s.ref.name, s.dir)) ?? s.open(signal) } : s));
     const signal = AbortSignal.any([ctx.signal, stopCollecting.signal]);

@@ -8,6 +8,7 @@ import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
+import type { Limit } from '../transport/listing-bounds.js';
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { PrivateDir } from './staging-dir.js';
@@ -30,7 +31,8 @@ export interface SourceSpec {
 }
 
 /** Every source promote may read, and why a configured host is not one. */
-export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal): Promise<{ specs: SourceSpec[]; notes: string[] }> {
+/** `copyWithin`: an off-site copy is connected to and listed within this (promote's sourceTimeoutSeconds). */
+export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal, copyWithin?: Limit): Promise<{ specs: SourceSpec[]; notes: string[] }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
@@ -55,7 +57,7 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
       specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => snapshotSource(name, s, keys) });
     }
-    if (snapshots.length === 0) specs.push(...(await copySpecs(config, keys, notes, signal)));
+    if (snapshots.length === 0) specs.push(...(await copySpecs(config, keys, notes, signal, copyWithin)));
   }
   return { specs, notes };
 }
@@ -65,10 +67,10 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
  * off-site copy that answers, fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts),
  * is a source like a local one. Only then: a copy is slower than anything local.
  */
-async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
+async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal, within?: Limit): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
+      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal, { listWithin: within });
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
