@@ -40,7 +40,10 @@ const options = jobOptionsSchema({
    * so that a master already seen dead needs no probe when the hook fires (master-watch.ts). 0 turns it off.
    */
   fenceAheadMilliseconds: z.number().int().min(0).max(10_000).default(250),
-  /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
+  /**
+   * Time to open and list one source; a source slower than this is left out (a dead host must not stall a
+   * failover). An off-site copy (the store is gone) too: connected to and listed within it, then fetched.
+   */
   sourceTimeoutSeconds: z.number().positive().default(5),
   /** mfsmaster -a and the first mfscli answer. */
   startTimeoutSeconds: z.number().positive().default(600),
