@@ -32,7 +32,12 @@ export interface SourceSpec {
 
 /** Every source promote may read, and why a configured host is not one. */
 /** `copyWithin`: an off-site copy is connected to and listed within this (promote's sourceTimeoutSeconds). */
-export async function sourceSpecs(config: Config, oldMasters: readonly MasterHost[], signal?: AbortSignal, copyWithin?: Limit): Promise<{ specs: SourceSpec[]; notes: string[] }> {
+export async function sourceSpecs(
+  config: Config,
+  oldMasters: readonly MasterHost[],
+  signal?: AbortSignal,
+  copyWithin?: Limit,
+): Promise<{ specs: SourceSpec[]; notes: string[] }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
@@ -67,10 +72,18 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
  * off-site copy that answers, fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts),
  * is a source like a local one. Only then: a copy is slower than anything local.
  */
-async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal, within?: Limit): Promise<SourceSpec[]> {
+async function copySpecs(
+  config: Config,
+  keys: StoreKeys,
+  notes: string[],
+  signal?: AbortSignal,
+  within?: Limit,
+): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal, { listWithin: within });
+      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal, {
+        listWithin: within,
+      });
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.

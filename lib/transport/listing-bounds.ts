@@ -26,11 +26,13 @@ export const LISTING_ANSWER_BYTES = 8 * 2 ** 20;
 /** A whole listing gets this many of its source's timeout windows; each single answer gets one. */
 export const LISTING_WINDOWS = 10;
 
-/** A time limit and the setting it comes from, for the message: `{ seconds: 5, setting: 'jobs.promote.sourceTimeoutSeconds' }`. */
+/** A time limit and the setting it comes from, for messages (`jobs.promote.sourceTimeoutSeconds`). */
 export interface Limit {
   seconds: number;
   setting: string;
 }
+
+const NEVER_ENDS = ' (a listing that never ends, or not ours): refused';
 
 /** 4.998 (what is left of 5 s after connecting) as 5, 0.5 as 0.5. */
 const shownSeconds = (s: number) => Math.round(s * 10) / 10;
@@ -68,9 +70,14 @@ export class ListingBudget {
 
   constructor(private readonly o: ListingBoundsOptions) {
     this.limits = { ...LISTING_LIMITS, ...o.limits };
-    this.deadline = o.deadline ?? { seconds: LISTING_WINDOWS * o.window.seconds, setting: `${LISTING_WINDOWS} × ${o.window.setting}` };
+    const { seconds, setting } = o.window;
+    this.deadline = o.deadline ?? { seconds: LISTING_WINDOWS * seconds, setting: `${LISTING_WINDOWS} × ${setting}` };
     const expiry = new AbortController();
-    this.timer = setTimeout(() => expiry.abort(this.fail(`listing ${this.where} not done within ${shownSeconds(this.deadline.seconds)} s (${this.deadline.setting}): abandoned`)), this.deadline.seconds * 1000);
+    const expired = () => {
+      const within = `${shownSeconds(this.deadline.seconds)} s (${this.deadline.setting})`;
+      expiry.abort(this.fail(`listing ${this.where} not done within ${within}: abandoned`));
+    };
+    this.timer = setTimeout(expired, this.deadline.seconds * 1000);
     // Pending network I/O keeps the process alive; the timer alone must not.
     this.timer.unref();
     this.signal = o.signal ? AbortSignal.any([expiry.signal, o.signal]) : expiry.signal;
@@ -83,7 +90,8 @@ export class ListingBudget {
   /** Throws the deadline's (or the caller's) error once it has come. */
   check(where: string): void {
     this.where = where;
-    if (this.signal.aborted) throw this.signal.reason instanceof Error ? this.signal.reason : this.fail(`listing ${where} aborted`);
+    if (!this.signal.aborted) return;
+    throw this.signal.reason instanceof Error ? this.signal.reason : this.fail(`listing ${where} aborted`);
   }
 
   /** Counts one answer and its names; throws once a limit is passed (the names are not kept). */
@@ -100,14 +108,15 @@ export class ListingBudget {
           : this.bytes > this.limits.bytes
             ? `more than ${this.limits.bytes} bytes of names`
             : undefined;
-    if (over) throw this.fail(`listing ${where}: ${over} (a listing that never ends, or not ours): refused`);
+    if (over) throw this.fail(`listing ${where}: ${over}${NEVER_ENDS}`);
   }
 
   /** Counts bytes the listing keeps beside its names (a manifest); throws once past the limit. */
   hold(where: string, bytes: number): void {
     this.check(where);
     this.bytes += bytes;
-    if (this.bytes > this.limits.bytes) throw this.fail(`listing ${where}: more than ${this.limits.bytes} bytes in all (a listing that never ends, or not ours): refused`);
+    if (this.bytes <= this.limits.bytes) return;
+    throw this.fail(`listing ${where}: more than ${this.limits.bytes} bytes in all${NEVER_ENDS}`);
   }
 
   /**
@@ -118,7 +127,10 @@ export class ListingBudget {
   async answer<T>(where: string, call: (signal: AbortSignal) => Promise<T>, abandon?: () => void): Promise<T> {
     this.check(where);
     const window = new AbortController();
-    const timer = setTimeout(() => window.abort(this.fail(`listing ${where}: no answer within ${this.o.window.seconds} s (${this.o.window.setting}): abandoned`)), this.o.window.seconds * 1000);
+    const { seconds, setting } = this.o.window;
+    const late = () =>
+      window.abort(this.fail(`listing ${where}: no answer within ${seconds} s (${setting}): abandoned`));
+    const timer = setTimeout(late, seconds * 1000);
     timer.unref();
     const signal = AbortSignal.any([this.signal, window.signal]);
     let onAbort = () => undefined as void;

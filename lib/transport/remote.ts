@@ -137,7 +137,12 @@ class LocalSource implements FileSource {
   }
   private listingBudget(): ListingBudget {
     // One entry is one "answer" here: the answer limit is no limit for a local directory.
-    return new ListingBudget({ subject: this.hostName, what: this.label, window: { seconds: READ_IDLE_SECONDS, setting: 'the local read idle limit' }, limits: { pages: Infinity } });
+    return new ListingBudget({
+      subject: this.hostName,
+      what: this.label,
+      window: { seconds: READ_IDLE_SECONDS, setting: 'the local read idle limit' },
+      limits: { pages: Infinity },
+    });
   }
   /** Counted as it reads (a DATA_PATH is the MooseFS user's: it may hold millions of names). */
   async list(dir: string, budget = this.listingBudget()): Promise<RemoteEntry[]> {
@@ -265,18 +270,20 @@ function sftpCall<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void
   );
 }
 
+type Entry = FileEntryWithStats;
+
 /**
  * A directory read one READDIR answer at a time, each counted against `budget` as it arrives:
  * ssh2-sftp-client's list() keeps every answer until the server says EOF, which a hostile one never
  * does. `abandon` ends the connection when an answer does not come (nothing else settles an ssh2 call).
  */
-async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBudget, abandon: () => void): Promise<FileEntryWithStats[]> {
+async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBudget, abandon: () => void) {
   const handle = await budget.answer(dir, () => sftpCall<Buffer>((cb) => sftp.opendir(dir, cb)), abandon);
   if (!handle) throw new Error(`no handle for ${dir}`);
-  const out: FileEntryWithStats[] = [];
+  const out: Entry[] = [];
   try {
     for (;;) {
-      const answer = await budget.answer(dir, () => sftpCall<FileEntryWithStats[]>((cb) => sftp.readdir(handle, cb)), abandon);
+      const answer = await budget.answer(dir, () => sftpCall<Entry[]>((cb) => sftp.readdir(handle, cb)), abandon);
       if (!answer) return out;
       budget.page(dir, answer.map((e) => e.filename));
       for (const e of answer) if (e.filename !== '.' && e.filename !== '..') out.push(e);
@@ -294,7 +301,8 @@ async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBud
 /** A regular file by its mode (ssh2-sftp-client went by the first letter of `ls -l`'s line). */
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-const isRegular = (e: FileEntryWithStats) => (e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-'));
+const isRegular = (e: Entry) =>
+  e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-');
 
 class SftpSource implements FileSource {
   readonly label: string;
@@ -321,7 +329,8 @@ class SftpSource implements FileSource {
       if (!sftp) throw new Error('No SFTP connection');
       const entries = await readDirBounded(sftp, dir, own, () => void this.client.end().catch(() => undefined));
       const items = plainEntries(entries.map((e) => ({ ...e, name: e.filename })), `${this.label}: ${dir}`, this.warn);
-      return items.map((e) => ({ name: e.name, size: e.attrs.size ?? 0, mtimeMs: (e.attrs.mtime ?? 0) * 1000, isFile: isRegular(e) }));
+      const mtimeMs = (e: Entry) => (e.attrs.mtime ?? 0) * 1000;
+      return items.map((e) => ({ name: e.name, size: e.attrs.size ?? 0, mtimeMs: mtimeMs(e), isFile: isRegular(e) }));
     } catch (err) {
       if (err instanceof TransferError) throw err;
       throw this.wrap('list', dir, err);

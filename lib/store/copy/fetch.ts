@@ -77,21 +77,36 @@ async function download(repo: CopyRepository, id: string, name: string, size: nu
  * give what is left of it to the listing; the download after that is bounded per file (size, idle
  * time), not by it.
  */
-async function openWithin(config: Config, copy: CopyConfig, signal: AbortSignal, within?: Limit): Promise<{ repo: CopyRepository; deadline: () => Limit | undefined }> {
+async function openWithin(
+  config: Config,
+  copy: CopyConfig,
+  signal: AbortSignal,
+  within?: Limit,
+): Promise<{ repo: CopyRepository; deadline: () => Limit | undefined }> {
   if (!within) return { repo: await openCopy(config, copy, signal), deadline: () => undefined };
   const started = Date.now();
   const connecting = AbortSignal.any([signal, AbortSignal.timeout(within.seconds * 1000)]);
+  const left = (): Limit => ({
+    seconds: Math.max(0.001, within.seconds - (Date.now() - started) / 1000),
+    setting: `what connecting left of ${within.setting} = ${within.seconds} s`,
+  });
   try {
-    const repo = await openCopy(config, copy, connecting);
-    return { repo, deadline: () => ({ seconds: Math.max(0.001, within.seconds - (Date.now() - started) / 1000), setting: `what connecting left of ${within.setting} = ${within.seconds} s` }) };
+    return { repo: await openCopy(config, copy, connecting), deadline: left };
   } catch (err) {
     if (signal.aborted || !connecting.aborted) throw err;
-    throw new TransferError(copy.name, `copy ${copy.name}: not connected within ${within.seconds} s (${within.setting}): abandoned`, { cause: err });
+    const why = `not connected within ${within.seconds} s (${within.setting}): abandoned`;
+    throw new TransferError(copy.name, `copy ${copy.name}: ${why}`, { cause: err });
   }
 }
 
 /** `listWithin`: connecting and listing the copy within this (promote's sourceTimeoutSeconds). */
-export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string | 'latest', signal: AbortSignal, o: { listWithin?: Limit } = {}): Promise<FetchedSnapshot> {
+export async function fetchFromCopy(
+  config: Config,
+  copy: CopyConfig,
+  id: string | 'latest',
+  signal: AbortSignal,
+  o: { listWithin?: Limit } = {},
+): Promise<FetchedSnapshot> {
   const root = path.join(config.stateDir, FETCH_DIR);
   await ensureDir(config.stateDir);
   await ensureDir(root);

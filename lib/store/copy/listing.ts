@@ -34,12 +34,12 @@ export async function readRemoteManifest(repo: CopyRepository, id: string, size:
 }
 
 export interface CopyListingOptions {
-  /** The whole listing within this instead of LISTING_WINDOWS × the copy's timeoutSeconds (promote's sourceTimeoutSeconds). */
+  /** The whole listing within this, not LISTING_WINDOWS × timeoutSeconds (promote: sourceTimeoutSeconds). */
   deadline?: Limit;
   signal?: AbortSignal;
 }
 
-/** The budget of one listing of `repo` (lib/transport/listing-bounds.ts): each answer within the copy's timeoutSeconds. */
+/** The budget of one listing of `repo` (transport/listing-bounds.ts): each answer within the copy's timeoutSeconds. */
 export function copyListingBudget(repo: CopyRepository, o: CopyListingOptions = {}): ListingBudget {
   return new ListingBudget({ subject: repo.name, what: `copy ${repo.label}`, window: repo.window, ...o });
 }
@@ -68,7 +68,9 @@ export async function listCopy(repo: CopyRepository, o: CopyListingOptions = {})
         continue;
       }
       try {
-        if (manifestFile.size > MAX_MANIFEST_BYTES) throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+        if (manifestFile.size > MAX_MANIFEST_BYTES) {
+          throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+        }
         budget.hold(`snapshots/${id}/${MANIFEST}`, manifestFile.size);
         listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
       } catch (err) {

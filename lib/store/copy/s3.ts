@@ -57,7 +57,18 @@ async function md5Of(file: string, start: number, end: number): Promise<string> 
   return hash.digest('base64');
 }
 
-const labelOf = (copy: S3CopyConfig) => `${copy.name} (s3 ${copy.endpoint ?? `region ${copy.region}`} ${copy.bucket}/${copy.prefix})`;
+/** One ListObjectsV2 answer, as the SDK parses it. */
+interface Page {
+  Contents?: { Key?: string; Size?: number }[];
+  CommonPrefixes?: { Prefix?: string }[];
+  IsTruncated?: boolean;
+  NextContinuationToken?: string;
+}
+type Key = { key: string; size: number };
+type Listed = { keys: Key[]; prefixes: string[] };
+
+const labelOf = (copy: S3CopyConfig) =>
+  `${copy.name} (s3 ${copy.endpoint ?? `region ${copy.region}`} ${copy.bucket}/${copy.prefix})`;
 
 class S3Copy implements CopyRepository {
   readonly label: string;
@@ -81,7 +92,10 @@ class S3Copy implements CopyRepository {
   }
   private fail(op: string, what: string, err: unknown): TransferError {
     // The SDK appends a line of its own to an error raised while it parses an answer (answerCap's).
-    if (err instanceof TransferError) return err.message.includes('\n') ? new TransferError(err.subject, err.message.split('\n')[0]!, { cause: err }) : err;
+    if (err instanceof TransferError) {
+      const [first, ...more] = err.message.split('\n');
+      return more.length ? new TransferError(err.subject, first!, { cause: err }) : err;
+    }
     const e = err as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '';
     const why =
@@ -100,13 +114,17 @@ class S3Copy implements CopyRepository {
     }
   }
   /** Every key under `prefix`, following continuation tokens, each page counted against the listing's budget. */
-  private async listAll(prefix: string, budget: ListingBudget, delimiter?: string): Promise<{ keys: { key: string; size: number }[]; prefixes: string[] }> {
-    type Page = { Contents?: { Key?: string; Size?: number }[]; CommonPrefixes?: { Prefix?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string };
-    const keys: { key: string; size: number }[] = [];
+  private async listAll(prefix: string, budget: ListingBudget, delimiter?: string): Promise<Listed> {
+    const keys: Key[] = [];
     const prefixes: string[] = [];
     let token: string | undefined;
     do {
-      const command = new this.sdk.ListObjectsV2Command({ Bucket: this.copy.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token });
+      const command = new this.sdk.ListObjectsV2Command({
+        Bucket: this.copy.bucket,
+        Prefix: prefix,
+        Delimiter: delimiter,
+        ContinuationToken: token,
+      });
       const page = await budget.answer(prefix, (signal) => this.send<Page>('list', prefix, command, signal));
       const contents = (page.Contents ?? []).filter((c) => c.Key !== undefined);
       const common = (page.CommonPrefixes ?? []).filter((p) => p.Prefix !== undefined);
@@ -201,7 +219,7 @@ export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyR
     // A request silent for timeoutSeconds fails (without throwOnRequestTimeout the SDK only logs it and waits on).
     requestHandler: { connectionTimeout: ms, requestTimeout: ms, throwOnRequestTimeout: true },
   });
-  client.middlewareStack.add(answerCap(copy) as never, { step: 'deserialize', priority: 'low', name: 'mfsJobsAnswerCap' });
+  client.middlewareStack.add(answerCap(copy) as never, { step: 'deserialize', priority: 'low', name: 'answerCap' });
   return new S3Copy(copy, key, sdk, client);
 }
 
@@ -212,7 +230,8 @@ export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyR
  * the SDK's deserializer, so it reads the capped body.
  */
 function answerCap(copy: S3CopyConfig) {
-  return (next: (args: unknown) => Promise<{ response: { statusCode?: number; body?: unknown } }>, context: { commandName?: string }) =>
+  type Next = (args: unknown) => Promise<{ response: { statusCode?: number; body?: unknown } }>;
+  return (next: Next, context: { commandName?: string }) =>
     async (args: unknown) => {
       const out = await next(args);
       const { response } = out;
@@ -223,7 +242,8 @@ function answerCap(copy: S3CopyConfig) {
         transform(chunk: Buffer, _enc, cb) {
           got += chunk.length;
           if (got <= LISTING_ANSWER_BYTES) return cb(null, chunk);
-          cb(new TransferError(copy.name, `copy ${labelOf(copy)}: an answer to ${context.commandName ?? 'a request'} longer than ${LISTING_ANSWER_BYTES} bytes: refused, not parsed`));
+          const what = `an answer to ${context.commandName ?? 'a request'} longer than ${LISTING_ANSWER_BYTES} bytes`;
+          cb(new TransferError(copy.name, `copy ${labelOf(copy)}: ${what}: refused, not parsed`));
         },
       });
       // Either end failing ends both: an abandoned request (its socket destroyed) ends the capped body too.
