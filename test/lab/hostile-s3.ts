@@ -26,7 +26,9 @@ const HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
 
 function contents(key: string): string {
-  return `<Contents><Key>${key}</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>"0"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`;
+  const modified = '<LastModified>2026-12-01T00:00:00.000Z</LastModified>';
+  const rest = '<ETag>"0"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass>';
+  return `<Contents><Key>${key}</Key>${modified}${rest}</Contents>`;
 }
 
 /** The classic billion laughs: ten levels of ten references each, 10^9 "lol"s (3 GB) if expanded. */
@@ -93,20 +95,24 @@ export class HostileS3 {
     const prefix = url.searchParams.get('prefix') ?? '';
     const delimiter = url.searchParams.get('delimiter');
     res.writeHead(200, { 'content-type': 'application/xml' });
-    const open = `${HEAD}<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix>${delimiter ? `<Delimiter>${delimiter}</Delimiter>` : ''}<MaxKeys>1000</MaxKeys>`;
+    const delimiterTag = delimiter ? `<Delimiter>${delimiter}</Delimiter>` : '';
+    const open =
+      `${HEAD}<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix>${delimiterTag}<MaxKeys>1000</MaxKeys>`;
     switch (this.mode) {
       case 'endless':
       case 'endless-empty': {
         const n = this.mode === 'endless' ? this.o.keysPerPage : 0;
         const pad = 'k'.repeat(Math.max(1, this.o.keyBytes - prefix.length - 12));
-        let body = `${open}<KeyCount>${n}</KeyCount><IsTruncated>true</IsTruncated><NextContinuationToken>token-${page}</NextContinuationToken>`;
+        const token = `<NextContinuationToken>token-${page}</NextContinuationToken>`;
+        let body = `${open}<KeyCount>${n}</KeyCount><IsTruncated>true</IsTruncated>${token}`;
         for (let i = 0; i < n; i++) body += contents(`${prefix}${pad}-${page}-${i}`);
         res.end(`${body}</ListBucketResult>`);
         this.served += Buffer.byteLength(body);
         return;
       }
       case 'drip': {
-        const text = `${open}<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>${contents(`${prefix}x`)}</ListBucketResult>`;
+        const text =
+          `${open}<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>${contents(`${prefix}x`)}</ListBucketResult>`;
         let at = 0;
         const drip = () => {
           if (res.destroyed) return;
@@ -137,7 +143,10 @@ export class HostileS3 {
         return;
       }
       case 'entities': {
-        const doc = `<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE ListBucketResult [\n${BILLION_LAUGHS_ENTITIES}\n]>\n<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>${contents(`${prefix}&lol9;`)}</ListBucketResult>`;
+        const doctype = `<!DOCTYPE ListBucketResult [\n${BILLION_LAUGHS_ENTITIES}\n]>\n`;
+        const doc =
+          `${HEAD}${doctype}<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix><KeyCount>1</KeyCount>` +
+          `<IsTruncated>false</IsTruncated>${contents(`${prefix}&lol9;`)}</ListBucketResult>`;
         this.served += doc.length;
         res.end(doc);
         return;

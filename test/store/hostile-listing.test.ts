@@ -30,7 +30,8 @@ beforeAll(async () => {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-hostile-listing-'));
   credentials = path.join(tmp, 's3-credentials.json');
-  await fs.writeFile(credentials, JSON.stringify({ accessKeyId: 'HOSTILE', secretAccessKey: 'hostile-secret' }), { mode: 0o600 });
+  const keys = { accessKeyId: 'HOSTILE', secretAccessKey: 'hostile-secret' };
+  await fs.writeFile(credentials, JSON.stringify(keys), { mode: 0o600 });
 });
 
 afterEach(async () => {
@@ -43,7 +44,8 @@ afterAll(async () => {
 
 let n = 0;
 /** A config whose only copy is `copy`, a standby for promote --dry-run, an empty store (the disk is gone). */
-async function configWith(copy: Record<string, unknown>, promote: Record<string, unknown> = {}): Promise<{ file: string; config: Config }> {
+type Settings = Record<string, unknown>;
+async function configWith(copy: Settings, promote: Settings = {}): Promise<{ file: string; config: Config }> {
   const dir = path.join(tmp, `case-${++n}`);
   const standby = path.join(dir, 'standby');
   await fs.mkdir(standby, { recursive: true });
@@ -63,10 +65,11 @@ async function configWith(copy: Record<string, unknown>, promote: Record<string,
   return { file, config: parseConfig(doc, file) };
 }
 
-async function hostileS3(mode: HostileS3Mode, timeoutSeconds: number, o: HostileS3Options = {}, promote: Record<string, unknown> = {}) {
+async function hostileS3(mode: HostileS3Mode, timeoutSeconds: number, o: HostileS3Options = {}, promote: Settings = {}) {
   const server = await HostileS3.start(mode, o);
   stop.push(server);
-  const copy = { type: 's3', endpoint: server.endpoint, bucket: 'bkt', prefix: 'mfs/', forcePathStyle: true, credentialsFile: credentials, timeoutSeconds };
+  const where = { endpoint: server.endpoint, bucket: 'bkt', prefix: 'mfs/', forcePathStyle: true };
+  const copy = { type: 's3', ...where, credentialsFile: credentials, timeoutSeconds };
   return { server, ...(await configWith(copy, promote)) };
 }
 
@@ -159,10 +162,12 @@ describe('a hostile S3 copy', () => {
 });
 
 describe('a hostile SFTP copy', () => {
-  async function endlessCopy(timeoutSeconds: number, promote: Record<string, unknown> = {}) {
-    const server = await HostileSftp.start(path.join(tmp, `sftp-${++n}`), {}, '/offsite/snapshots', { endlessReaddir: { namesPerAnswer: 500, nameBytes: 100 } });
+  async function endlessCopy(timeoutSeconds: number, promote: Settings = {}) {
+    const endlessReaddir = { namesPerAnswer: 500, nameBytes: 100 };
+    const server = await HostileSftp.start(path.join(tmp, `sftp-${++n}`), {}, '/offsite/snapshots', { endlessReaddir });
     stop.push(server);
-    const copy = { type: 'sftp', host: server.host, port: server.port, user: 'root', identityFile: server.clientKey, knownHosts: server.knownHosts, path: '/offsite', timeoutSeconds };
+    const reach = { host: server.host, port: server.port, user: 'root', identityFile: server.clientKey, knownHosts: server.knownHosts };
+    const copy = { type: 'sftp', ...reach, path: '/offsite', timeoutSeconds };
     return { server, ...(await configWith(copy, promote)) };
   }
   const label = String.raw`copy evil \(sftp root@127\.0\.0\.1:\d+:/offsite\)`;

@@ -1,7 +1,11 @@
 import { TransferError } from '../../../lib/core/errors.js';
 import { LISTING_LIMITS, LISTING_WINDOWS, ListingBudget } from '../../../lib/transport/listing-bounds.js';
 
-const o = { subject: 'offsite', what: 'copy offsite (s3 http://127.0.0.1:9000 bkt/)', window: { seconds: 0.2, setting: 'snapshotStore.copies.0.timeoutSeconds' } };
+const o = {
+  subject: 'offsite',
+  what: 'copy offsite (s3 http://127.0.0.1:9000 bkt/)',
+  window: { seconds: 0.2, setting: 'snapshotStore.copies.0.timeoutSeconds' },
+};
 
 /** The error `fn` throws (or rejects with). */
 async function failure(fn: () => unknown): Promise<Error> {
