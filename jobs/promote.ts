@@ -255,7 +255,7 @@ async function promoteNow(ctx: Ctx, standby: StandbyConfig, others: MasterHost[]
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  // An off-site copy (the store is gone) is a source like the others: connected to and listed in sourceTimeoutSeconds.
+  // An off-site copy (the store is gone) is a source like the others: connected to and listed in time.
   const copyWithin = { seconds: ctx.options.sourceTimeoutSeconds, setting: 'jobs.promote.sourceTimeoutSeconds' };
   const { specs: ownSpecs, notes } = await sourceSpecs(config, others, ctx.signal, copyWithin);
   try {

@@ -30,8 +30,10 @@ export interface SourceSpec {
   release?: () => Promise<void>;
 }
 
-/** Every source promote may read, and why a configured host is not one. */
-/** `copyWithin`: an off-site copy is connected to and listed within this (promote's sourceTimeoutSeconds). */
+/**
+ * Every source promote may read, and why a configured host is not one. `copyWithin`: an off-site copy is
+ * connected to and listed within this (promote's sourceTimeoutSeconds).
+ */
 export async function sourceSpecs(
   config: Config,
   oldMasters: readonly MasterHost[],
