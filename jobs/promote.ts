@@ -55,7 +55,10 @@ const options = jobOptionsSchema({
    * so that a master already seen dead needs no probe when the hook fires (master-watch.ts). 0 turns it off.
    */
   fenceAheadMilliseconds: z.number().int().min(0).max(10_000).default(250),
-  /** Time to open and list one source; a source slower than this is left out (a dead host must not stall a failover). */
+  /**
+   * Time to open and list one source; a source slower than this is left out (a dead host must not stall a
+   * failover). An off-site copy (the store is gone) too: connected to and listed within it, then fetched.
+   */
   sourceTimeoutSeconds: z.number().positive().default(5),
   /** mfsmaster -a and the first mfscli answer. */
   startTimeoutSeconds: z.number().positive().default(600),
@@ -324,7 +327,9 @@ async function promoteNow(
     // Fencing found the old master's machine dead: do not wait for SSH to it as well.
     if (a.reachability === 'unreachable' && m.host === m.cliHost) deadHosts.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
   });
-  const { specs: ownSpecs, notes, lastResort } = await sourceSpecs(config, others, ctx.signal);
+  // An off-site copy (the last resort) is a source like the others: connected to and listed in time.
+  const copyWithin = { seconds: ctx.options.sourceTimeoutSeconds, setting: 'jobs.promote.sourceTimeoutSeconds' };
+  const { specs: ownSpecs, notes, lastResort } = await sourceSpecs(config, others, ctx.signal, copyWithin);
   if (lockNote) notes.unshift(lockNote);
   const fetched: SourceSpec[] = [];
   try {

@@ -18,7 +18,10 @@ const sshFields = {
   privateKey: absPath.describe('private key file for key authentication'),
   knownHosts: absPath.describe('known_hosts file the host keys are verified against'),
   connectTimeoutSeconds: z.number().positive().default(10),
-  /** A remote read moving less than 64 KiB in this many seconds is abandoned (lib/transport/bounded.ts). */
+  /**
+   * A remote read moving less than 64 KiB in this many seconds is abandoned (lib/transport/bounded.ts); so
+   * is a directory listing whose next answer takes longer, or all of it ten times longer (listing-bounds.ts).
+   */
   readIdleSeconds: z.number().positive().default(30),
   /**
    * OpenSSH's StrictHostKeyChecking=accept-new: a host not yet in knownHosts has its key accepted once
@@ -85,7 +88,10 @@ const copyFields = {
   name: copyName,
   /** Its own retention, applied to its own listing (lib/store/retention.ts). Default: the store's. */
   retention: retentionSchema.optional(),
-  /** Every remote call (connect, one request, one read window) gives up after this long without progress. */
+  /**
+   * Every remote call (connect, one request, one read window) gives up after this long without progress;
+   * a whole listing of the copy after LISTING_WINDOWS of these (lib/transport/listing-bounds.ts).
+   */
   timeoutSeconds: z.number().positive().default(30),
 };
 

@@ -8,6 +8,7 @@ import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
+import type { Limit } from '../transport/listing-bounds.js';
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
@@ -35,12 +36,14 @@ export interface SourceSpec {
 /**
  * Every source promote may read, and why a configured host is not one. `lastResort` fetches an off-site
  * copy's snapshot: a copy is read only when none of `specs` can restore (collectLastResort), and then
- * never beside a reachable restore point (it never outvotes one).
+ * never beside a reachable restore point (it never outvotes one); it is connected to and listed within
+ * `copyWithin` (promote's sourceTimeoutSeconds).
  */
 export async function sourceSpecs(
   config: Config,
   oldMasters: readonly MasterHost[],
   signal?: AbortSignal,
+  copyWithin?: Limit,
 ): Promise<{ specs: SourceSpec[]; notes: string[]; lastResort?: LastResort }> {
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
@@ -69,7 +72,7 @@ export async function sourceSpecs(
     if (config.snapshotStore.copies.length > 0) {
       const outer = signal;
       const lastResort: LastResort = (signal) =>
-        copySpecs(config, keys, notes, outer ? AbortSignal.any([outer, signal]) : signal);
+        copySpecs(config, keys, notes, outer ? AbortSignal.any([outer, signal]) : signal, copyWithin);
       return { specs, notes, lastResort };
     }
   }
@@ -84,10 +87,10 @@ export type LastResort = (signal: AbortSignal) => Promise<SourceSpec[]>;
  * gone, the metaloggers do not answer): the newest snapshot of the first off-site copy that answers,
  * fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts), is a source like a local one.
  */
-async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal: AbortSignal): Promise<SourceSpec[]> {
+async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal: AbortSignal, within?: Limit): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal);
+      const fetched = await fetchFromCopy(config, copy, 'latest', signal, { listWithin: within });
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);

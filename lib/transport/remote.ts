@@ -1,6 +1,7 @@
 import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import type { FileEntryWithStats, SFTPWrapper } from 'ssh2';
 import type SftpClient from 'ssh2-sftp-client';
 import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
 import { ConfigError, TransferError } from '../core/errors.js';
@@ -9,6 +10,7 @@ import { plainNameProblem, shownName } from '../core/names.js';
 import { currentJobLogger } from '../core/logger.js';
 import { readAt, writeNewFile } from '../core/atomic.js';
 import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
+import { ListingBudget, type Limit } from './listing-bounds.js';
 
 export interface RemoteEntry {
   name: string;
@@ -33,8 +35,11 @@ export interface FileSource {
   /** For messages: `ml1 (127.0.0.1:22)` or `ml1 (local)`. */
   readonly label: string;
   readonly hostName: string;
-  /** Plain file names only: a name with '/', '..' or control characters is skipped with a warning. */
-  list(dir: string): Promise<RemoteEntry[]>;
+  /**
+   * Plain file names only: a name with '/', '..' or control characters is skipped with a warning.
+   * Counted against `budget` as the entries arrive (default: one of the source's own, listing-bounds.ts).
+   */
+  list(dir: string, budget?: ListingBudget): Promise<RemoteEntry[]>;
   stat(file: string): Promise<RemoteEntry>;
   /**
    * Copy a remote file to a local path, at most `options.bound` bytes (the caller owns temp names,
@@ -130,8 +135,27 @@ class LocalSource implements FileSource {
   private bounded(file: string, bound: ReadBound): BoundedReadOptions {
     return { host: this.hostName, what: `${this.label}: ${file}`, bound, idleSeconds: READ_IDLE_SECONDS };
   }
-  async list(dir: string): Promise<RemoteEntry[]> {
-    const names = plainEntries((await fs.readdir(dir)).map((name) => ({ name })), `${this.label}: ${dir}`, this.warn).map((e) => e.name);
+  private listingBudget(): ListingBudget {
+    // One entry is one "answer" here: the answer limit is no limit for a local directory.
+    return new ListingBudget({
+      subject: this.hostName,
+      what: this.label,
+      window: { seconds: READ_IDLE_SECONDS, setting: 'the local read idle limit' },
+      limits: { pages: Infinity },
+    });
+  }
+  /** Counted as it reads (a DATA_PATH is the MooseFS user's: it may hold millions of names). */
+  async list(dir: string, budget = this.listingBudget()): Promise<RemoteEntry[]> {
+    const read: { name: string }[] = [];
+    try {
+      for await (const e of await fs.opendir(dir, { bufferSize: 256 })) {
+        budget.page(dir, [e.name]);
+        read.push({ name: e.name });
+      }
+    } finally {
+      budget.end();
+    }
+    const names = plainEntries(read, `${this.label}: ${dir}`, this.warn).map((e) => e.name);
     const out: RemoteEntry[] = [];
     for (const name of names) {
       // lstat: a symlink is listed as what it is (not a file), never as the file it points to.
@@ -232,30 +256,86 @@ function fastGetChecked(client: SftpClient, remote: string, local: string, optio
   return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options as never);
 }
 
+/** SSH_FX_EOF: a READDIR's "no more entries" (the SFTP protocol's number, as ssh2 reports it in `code`). */
+const SFTP_EOF = 1;
+
+/** One ssh2 call as a promise (`undefined` for the end of a directory). */
+function sftpCall<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T | undefined> {
+  return new Promise((resolve, reject) =>
+    fn((err, value) => {
+      if (err && (err as { code?: unknown }).code === SFTP_EOF) resolve(undefined);
+      else if (err) reject(err);
+      else resolve(value);
+    }),
+  );
+}
+
+type Entry = FileEntryWithStats;
+
+/**
+ * A directory read one READDIR answer at a time, each counted against `budget` as it arrives:
+ * ssh2-sftp-client's list() keeps every answer until the server says EOF, which a hostile one never
+ * does. `abandon` ends the connection when an answer does not come (nothing else settles an ssh2 call).
+ */
+async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBudget, abandon: () => void) {
+  const handle = await budget.answer(dir, () => sftpCall<Buffer>((cb) => sftp.opendir(dir, cb)), abandon);
+  if (!handle) throw new Error(`no handle for ${dir}`);
+  const out: Entry[] = [];
+  try {
+    for (;;) {
+      const answer = await budget.answer(dir, () => sftpCall<Entry[]>((cb) => sftp.readdir(handle, cb)), abandon);
+      if (!answer) return out;
+      budget.page(dir, answer.map((e) => e.filename));
+      for (const e of answer) if (e.filename !== '.' && e.filename !== '..') out.push(e);
+    }
+  } finally {
+    // Not awaited: a server that never answers CLOSE must not hold the listing (nor a refused one fail it).
+    try {
+      sftp.close(handle, () => undefined);
+    } catch {
+      // The connection is gone (abandoned): the handle went with it.
+    }
+  }
+}
+
+/** A regular file by its mode (ssh2-sftp-client went by the first letter of `ls -l`'s line). */
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const isRegular = (e: Entry) =>
+  e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-');
+
 class SftpSource implements FileSource {
   readonly label: string;
   constructor(
     readonly hostName: string,
     private readonly where: string,
     private readonly client: SftpClient,
-    private readonly idleSeconds: number,
+    private readonly idle: Limit,
     private readonly warn: Warn,
   ) {
     this.label = `${hostName} (${where})`;
   }
   private bounded(file: string, bound: ReadBound): BoundedReadOptions {
-    return { host: this.hostName, what: `${this.label}: ${file}`, bound, idleSeconds: this.idleSeconds };
+    return { host: this.hostName, what: `${this.label}: ${file}`, bound, idleSeconds: this.idle.seconds };
   }
   private wrap(op: string, file: string, err: unknown): TransferError {
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
     return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${brokenConnection(msg) ?? msg}`, { cause: err });
   }
-  async list(dir: string): Promise<RemoteEntry[]> {
+  async list(dir: string, budget?: ListingBudget): Promise<RemoteEntry[]> {
+    const own = budget ?? new ListingBudget({ subject: this.hostName, what: this.label, window: this.idle });
     try {
-      const items = plainEntries(await this.client.list(dir), `${this.label}: ${dir}`, this.warn);
-      return items.map((i) => ({ name: i.name, size: i.size, mtimeMs: i.modifyTime, isFile: i.type === '-' }));
+      const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
+      if (!sftp) throw new Error('No SFTP connection');
+      const entries = await readDirBounded(sftp, dir, own, () => void this.client.end().catch(() => undefined));
+      const items = plainEntries(entries.map((e) => ({ ...e, name: e.filename })), `${this.label}: ${dir}`, this.warn);
+      const mtimeMs = (e: Entry) => (e.attrs.mtime ?? 0) * 1000;
+      return items.map((e) => ({ name: e.name, size: e.attrs.size ?? 0, mtimeMs: mtimeMs(e), isFile: isRegular(e) }));
     } catch (err) {
+      if (err instanceof TransferError) throw err;
       throw this.wrap('list', dir, err);
+    } finally {
+      if (!budget) own.end();
     }
   }
   async stat(file: string): Promise<RemoteEntry> {
@@ -385,8 +465,8 @@ export interface SftpTarget {
   connectTimeoutSeconds: number;
   readIdleSeconds: number;
   acceptUnknownHostKeys: boolean;
-  /** The config keys that set the key file and known_hosts, for messages. */
-  keys: { privateKey: string; knownHosts: string };
+  /** The config keys that set the key file, known_hosts and readIdleSeconds, for messages. */
+  keys: { privateKey: string; knownHosts: string; readIdle?: string };
 }
 
 /** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
@@ -451,5 +531,6 @@ export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: War
     if (err instanceof TransferError) throw err;
     throw new TransferError(t.name, `${t.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
   }
-  return { source: new SftpSource(t.name, where, client, t.readIdleSeconds, warn), client };
+  const idle = { seconds: t.readIdleSeconds, setting: t.keys.readIdle ?? 'ssh.readIdleSeconds' };
+  return { source: new SftpSource(t.name, where, client, idle, warn), client };
 }

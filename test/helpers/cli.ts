@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,4 +37,32 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, wrap: stri
     child.on('close', (code, signal) => resolve({ code, signal, ...out }));
   });
   return { child, out, done };
+}
+
+export interface MeasuredRun extends CliResult {
+  seconds: number;
+  /** The child's peak resident memory (VmHWM), MiB, as last read from /proc while it ran. */
+  peakMiB: number;
+}
+
+/** runCli, with the child's peak RSS polled from /proc and its run time; killed (by its PID) after `timeoutMs`. */
+export async function runCliMeasured(args: string[], timeoutMs: number): Promise<MeasuredRun> {
+  const started = Date.now();
+  const run = startCli(args);
+  let peakKiB = 0;
+  const poll = setInterval(() => {
+    try {
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${run.child.pid}/status`, 'utf8'));
+      if (hwm) peakKiB = Math.max(peakKiB, Number(hwm[1]));
+    } catch {
+      // Gone between two polls.
+    }
+  }, 50);
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);
+  try {
+    return { ...(await run.done), seconds: (Date.now() - started) / 1000, peakMiB: peakKiB / 1024 };
+  } finally {
+    clearInterval(poll);
+    clearTimeout(timer);
+  }
 }

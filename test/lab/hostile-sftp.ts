@@ -27,6 +27,12 @@ export interface HostileFile {
   growsOnOpen?: number;
 }
 
+/** A directory listing that never ends: every READDIR answered with new names, never EOF. */
+export interface EndlessReaddir {
+  namesPerAnswer: number;
+  nameBytes: number;
+}
+
 interface Live {
   spec: HostileFile;
   readSize: number;
@@ -61,6 +67,8 @@ export class HostileSftp {
   readonly opened: string[] = [];
   /** Every STAT and LSTAT request (`STAT /path`), in order: round trips a client spent on metadata. */
   readonly stats: string[] = [];
+  /** READDIR requests answered. */
+  readdirs = 0;
   private readonly files = new Map<string, Live>();
   private readonly clients = new Set<Connection>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -74,11 +82,12 @@ export class HostileSftp {
     readonly knownHosts: string,
     private readonly server: InstanceType<typeof Server>,
     files: Record<string, HostileFile>,
+    private readonly endless?: EndlessReaddir,
   ) {
     for (const [name, spec] of Object.entries(files)) this.files.set(name, live(spec));
   }
 
-  static async start(dir: string, files: Record<string, HostileFile>, dataPath = '/hostile/data'): Promise<HostileSftp> {
+  static async start(dir: string, files: Record<string, HostileFile>, dataPath = '/hostile/data', o: { endlessReaddir?: EndlessReaddir } = {}): Promise<HostileSftp> {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     // OpenSSH's ssh-keygen, not ssh2's generateKeyPairSync: that one strips a leading zero byte of
     // an ed25519 public key, so about one key in 256 does not parse (mscdex/ssh2#1513).
@@ -100,7 +109,7 @@ export class HostileSftp {
     const knownHosts = path.join(dir, 'known_hosts');
     const hostPub = hostKeys.public.trim().split(' ').slice(0, 2).join(' ');
     await fs.writeFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`, { mode: 0o600 });
-    self = new HostileSftp(dir, dataPath, '127.0.0.1', port, clientKey, knownHosts, server, files);
+    self = new HostileSftp(dir, dataPath, '127.0.0.1', port, clientKey, knownHosts, server, files, o.endlessReaddir);
     return self;
   }
 
@@ -173,6 +182,13 @@ export class HostileSftp {
     sftp.on('READDIR', (reqid, h) => {
       const d = handleOf(h);
       if (!d?.dir) return sftp.status(reqid, STATUS_CODE.FAILURE);
+      this.readdirs++;
+      if (this.endless) {
+        const { namesPerAnswer, nameBytes } = this.endless;
+        const pad = 'n'.repeat(Math.max(1, nameBytes - 16));
+        const names = Array.from({ length: namesPerAnswer }, (_, i) => `${pad}-${this.readdirs}-${i}`);
+        return sftp.name(reqid, names.map((name) => ({ filename: name, longname: `-rw-r--r--    1 root     root     1 Nov 30 12:00 ${name}`, attrs: fileAttrs(1) })));
+      }
       if (d.listed) return sftp.status(reqid, STATUS_CODE.EOF);
       d.listed = true;
       sftp.name(

@@ -9,13 +9,14 @@ import { silentLogger } from '../../lib/core/logger.js';
 import { scanSourceChangelog } from '../../lib/moosefs/datapath.js';
 import { DataPathTarget } from '../../lib/prune/datapath.js';
 import { CHANGELOG_GROWTH } from '../../lib/transport/bounded.js';
+import { LISTING_LIMITS } from '../../lib/transport/listing-bounds.js';
 import { openSource, type FileSource } from '../../lib/transport/remote.js';
 import { fetchFile } from '../../lib/transport/transfer.js';
 import { inspectDataPath } from '../../lib/verify/source.js';
 import { changelogLines } from '../helpers/changelog-fixtures.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runCliMeasured } from '../helpers/cli.js';
 import { attackTest } from '../faults/results.js';
-import { HostileSftp, type HostileFile } from '../lab/hostile-sftp.js';
+import { HostileSftp, type EndlessReaddir, type HostileFile } from '../lab/hostile-sftp.js';
 
 /**
  * A metalogger's DATA_PATH served by an SFTP server that lies, read through the code the jobs run
@@ -55,9 +56,9 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function lab(files: Record<string, HostileFile>): Promise<{ config: Config; ml: MetaloggerHost; store: string; stage: string; configFile: string }> {
+async function lab(files: Record<string, HostileFile>, o: { endlessReaddir?: EndlessReaddir; idleSeconds?: number } = {}): Promise<{ config: Config; ml: MetaloggerHost; store: string; stage: string; configFile: string }> {
   const dir = path.join(tmp, `case-${++n}`);
-  server = await HostileSftp.start(path.join(dir, 'sftp'), files);
+  server = await HostileSftp.start(path.join(dir, 'sftp'), files, undefined, { endlessReaddir: o.endlessReaddir });
   const store = path.join(dir, 'snapshots');
   const stage = path.join(dir, 'stage');
   await fs.mkdir(store, { recursive: true });
@@ -65,7 +66,7 @@ async function lab(files: Record<string, HostileFile>): Promise<{ config: Config
   const doc = {
     timezone: 'UTC',
     stateDir: path.join(dir, 'state'),
-    ssh: server.sshConfig({ readIdleSeconds: IDLE_SECONDS }),
+    ssh: server.sshConfig({ readIdleSeconds: o.idleSeconds ?? IDLE_SECONDS }),
     masters: [],
     metaloggers: [{ name: 'ml1', host: '127.0.0.1', dataPath: server.dataPath }],
     snapshotStore: { path: store },
@@ -263,6 +264,28 @@ describe('a hostile SFTP server', () => {
       await target.close();
     }
   });
+
+  attackTest('hostile sftp', 'DATA_PATH: READDIR never ends (backup)', 'a DATA_PATH whose READDIR never says EOF: the listing ends at 100000 entries; `run backup` is CRITICAL in one line naming host and directory, in bounded memory', async () => {
+    const endless = { namesPerAnswer: 800, nameBytes: 100 };
+    const { config, ml, configFile, store } = await lab({}, { endlessReaddir: endless, idleSeconds: 10 });
+    const source = await open(config, ml);
+    try {
+      const { err, seconds } = await timed(source.list(ml.dataPath));
+      expect(err).toBeInstanceOf(TransferError);
+      expect((err as Error).message).toMatch(new RegExp(`^ml1 \\(127\\.0\\.0\\.1:\\d+\\): listing /hostile/data: more than ${LISTING_LIMITS.entries} entries \\(a listing that never ends, or not ours\\): refused$`));
+      expect(seconds).toBeLessThan(60);
+      expect(server!.readdirs).toBeLessThanOrEqual(LISTING_LIMITS.entries / endless.namesPerAnswer + 1);
+    } finally {
+      await source.close();
+    }
+    const res = await runCliMeasured(['run', 'backup', '--config', configFile], 90_000);
+    expect(res.code).toBe(2);
+    expect(res.stdout.split('\n')[0]).toMatch(/^MFS BACKUP CRITICAL - ml1: ml1 \(127\.0\.0\.1:\d+\): listing \/hostile\/data: more than 100000 entries/);
+    // Before: 1 GB within 40 s, and no end.
+    expect(res.peakMiB).toBeGreaterThan(0);
+    expect(res.peakMiB).toBeLessThan(300);
+    expect((await filesUnder(store)).filter((f) => !f.file.endsWith('.lock'))).toEqual([]);
+  }, 150_000);
 
   attackTest('hostile sftp', "listed names with '/', '..', control characters", "listed names with '/', '..' or control characters are skipped with a one-line warning and never opened", async () => {
     const hostile = ['../../../etc/passwd', 'changelog_ml.1.mfs/../../x', '..', 'changelog_ml.\n2.mfs', 'metadata_ml.mfs.back\u001b[2J', 'a\\b'];

@@ -89,7 +89,7 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
   try {
     repo = await openCopy(config, copy, signal);
     check.label = repo.label;
-    const listing = await listCopy(repo);
+    const listing = await listCopy(repo, { signal });
     check.reachable = true;
     check.complete = listing.complete.map((s) => s.id);
     check.incomplete = listing.incomplete;

@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
-import { ChainError, StoreError, UsageError } from '../../core/errors.js';
+import { ChainError, StoreError, TransferError, UsageError } from '../../core/errors.js';
 import { formatBytes } from '../../core/progress.js';
 import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
 import { MANIFEST, onDisk, readManifest, type StoredSnapshot } from '../manifest.js';
 import { listCopy } from './listing.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
+import type { Limit } from '../../transport/listing-bounds.js';
 
 /**
  * Bring one snapshot of an off-site copy home, for drill, restore and promote when the local store is
@@ -71,17 +72,51 @@ async function download(repo: CopyRepository, id: string, name: string, size: nu
   return hash.digest('hex');
 }
 
-export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string | 'latest', signal: AbortSignal): Promise<FetchedSnapshot> {
+/**
+ * Open the copy within `within` (promote: its sourceTimeoutSeconds, as for every other source) and
+ * give what is left of it to the listing; the download after that is bounded per file (size, idle
+ * time), not by it.
+ */
+async function openWithin(
+  config: Config,
+  copy: CopyConfig,
+  signal: AbortSignal,
+  within?: Limit,
+): Promise<{ repo: CopyRepository; deadline: () => Limit | undefined }> {
+  if (!within) return { repo: await openCopy(config, copy, signal), deadline: () => undefined };
+  const started = Date.now();
+  const connecting = AbortSignal.any([signal, AbortSignal.timeout(within.seconds * 1000)]);
+  const left = (): Limit => ({
+    seconds: Math.max(0.001, within.seconds - (Date.now() - started) / 1000),
+    setting: `what connecting left of ${within.setting} = ${within.seconds} s`,
+  });
+  try {
+    return { repo: await openCopy(config, copy, connecting), deadline: left };
+  } catch (err) {
+    if (signal.aborted || !connecting.aborted) throw err;
+    const why = `not connected within ${within.seconds} s (${within.setting}): abandoned`;
+    throw new TransferError(copy.name, `copy ${copy.name}: ${why}`, { cause: err });
+  }
+}
+
+/** `listWithin`: connecting and listing the copy within this (promote's sourceTimeoutSeconds). */
+export async function fetchFromCopy(
+  config: Config,
+  copy: CopyConfig,
+  id: string | 'latest',
+  signal: AbortSignal,
+  o: { listWithin?: Limit } = {},
+): Promise<FetchedSnapshot> {
   const root = path.join(config.stateDir, FETCH_DIR);
   await ensureDir(config.stateDir);
   await ensureDir(root);
   await removeStale(root);
-  const repo = await openCopy(config, copy, signal);
+  const { repo, deadline } = await openWithin(config, copy, signal, o.listWithin);
   const dir = await fs.mkdtemp(path.join(root, `${PREFIX}${process.pid}-`));
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
     await fs.chmod(dir, DIR_MODE);
-    const listing = await listCopy(repo);
+    const listing = await listCopy(repo, { signal, deadline: deadline() });
     const chosen = id === 'latest' ? listing.complete[listing.complete.length - 1] : listing.complete.find((s) => s.id === id);
     if (!chosen) {
       const bad = listing.broken.find((b) => b.id === id);

@@ -1,5 +1,6 @@
 import { describeError, TransferError } from '../../core/errors.js';
 import { shownName } from '../../core/names.js';
+import { ListingBudget, type Limit } from '../../transport/listing-bounds.js';
 import { MANIFEST, parseManifest, type Manifest } from '../manifest.js';
 import type { CopyRepository, RemoteFile } from './repository.js';
 
@@ -32,23 +33,53 @@ export async function readRemoteManifest(repo: CopyRepository, id: string, size:
   return manifest;
 }
 
-export async function listCopy(repo: CopyRepository): Promise<CopyListing> {
-  const { ids, skipped } = await repo.listSnapshotIds();
-  const listing: CopyListing = { complete: [], incomplete: [], broken: [], skipped };
-  for (const id of ids) {
-    const files = await repo.listFiles(id);
-    const manifestFile = files.find((f) => f.name === MANIFEST);
-    if (!manifestFile) {
-      listing.incomplete.push(id);
-      continue;
-    }
-    try {
-      if (manifestFile.size > MAX_MANIFEST_BYTES) throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
-      listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
-    } catch (err) {
-      if (err instanceof TransferError) throw err;
-      listing.broken.push({ id, error: describeError(err) });
-    }
+export interface CopyListingOptions {
+  /** The whole listing within this, not LISTING_WINDOWS × timeoutSeconds (promote: sourceTimeoutSeconds). */
+  deadline?: Limit;
+  signal?: AbortSignal;
+}
+
+/** The budget of one listing of `repo` (transport/listing-bounds.ts): each answer within the copy's timeoutSeconds. */
+export function copyListingBudget(repo: CopyRepository, o: CopyListingOptions = {}): ListingBudget {
+  return new ListingBudget({ subject: repo.name, what: `copy ${repo.label}`, window: repo.window, ...o });
+}
+
+/** One snapshot's files on the copy, in a listing of its own. */
+export async function listSnapshotFiles(repo: CopyRepository, id: string, signal?: AbortSignal): Promise<RemoteFile[]> {
+  const budget = copyListingBudget(repo, { signal });
+  try {
+    return await repo.listFiles(id, budget);
+  } finally {
+    budget.end();
   }
-  return listing;
+}
+
+/** Ids, each snapshot's files and manifests, all under one budget: a copy that never stops answering is refused. */
+export async function listCopy(repo: CopyRepository, o: CopyListingOptions = {}): Promise<CopyListing> {
+  const budget = copyListingBudget(repo, o);
+  try {
+    const { ids, skipped } = await repo.listSnapshotIds(budget);
+    const listing: CopyListing = { complete: [], incomplete: [], broken: [], skipped };
+    for (const id of ids) {
+      const files = await repo.listFiles(id, budget);
+      const manifestFile = files.find((f) => f.name === MANIFEST);
+      if (!manifestFile) {
+        listing.incomplete.push(id);
+        continue;
+      }
+      try {
+        if (manifestFile.size > MAX_MANIFEST_BYTES) {
+          throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+        }
+        budget.hold(`snapshots/${id}/${MANIFEST}`, manifestFile.size);
+        listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
+      } catch (err) {
+        if (err instanceof TransferError) throw err;
+        listing.broken.push({ id, error: describeError(err) });
+      }
+    }
+    return listing;
+  } finally {
+    budget.end();
+  }
 }

@@ -5,7 +5,7 @@ import { describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { MANIFEST, onDisk, type StoredSnapshot } from '../manifest.js';
 import { sha256File } from '../snapshot-store.js';
-import { listCopy } from './listing.js';
+import { listCopy, listSnapshotFiles } from './listing.js';
 import { planCopy } from './plan.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
@@ -42,14 +42,14 @@ export interface CopyRun {
 
 /** Remove a remote snapshot so it never looks complete while half gone: the manifest goes first. */
 export async function removeRemoteSnapshot(repo: CopyRepository, id: string): Promise<void> {
-  const files = await repo.listFiles(id);
+  const files = await listSnapshotFiles(repo, id);
   if (files.some((f) => f.name === MANIFEST)) await repo.remove(id, MANIFEST);
   for (const f of files) if (f.name !== MANIFEST) await repo.remove(id, f.name);
   await repo.removeSnapshotDir(id);
 }
 
 async function pushSnapshot(repo: CopyRepository, snapshot: StoredSnapshot, run: CopyRun, signal: AbortSignal): Promise<void> {
-  const listed = new Map((await repo.listFiles(snapshot.id)).map((f) => [f.name, f]));
+  const listed = new Map((await listSnapshotFiles(repo, snapshot.id, signal)).map((f) => [f.name, f]));
   // The stored bytes (compressed, sealed), byte for byte: a copy needs no key and decompresses nothing.
   for (const f of snapshot.manifest.files.map(onDisk)) {
     signal.throwIfAborted();
@@ -81,7 +81,7 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
   try {
     repo = await openCopy(config, copy, signal);
     run.label = repo.label;
-    const listing = await listCopy(repo);
+    const listing = await listCopy(repo, { signal });
     for (const s of listing.complete) complete.add(s.id);
     const plan = planCopy({
       local,

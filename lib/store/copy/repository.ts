@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { ReadBound } from '../../transport/bounded.js';
+import type { Limit, ListingBudget } from '../../transport/listing-bounds.js';
 
 /**
  * An off-site copy of the snapshot store: the same layout (`snapshots/<id>/<file>`, manifest.json
@@ -16,9 +17,14 @@ export interface CopyRepository {
   readonly name: string;
   /** `offsite (s3 http://127.0.0.1:8080 bucket/prefix)`: what and where, never a secret. */
   readonly label: string;
-  /** Snapshot ids present (complete or not); `skipped`: entries that are not snapshot ids. */
-  listSnapshotIds(): Promise<{ ids: string[]; skipped: string[] }>;
-  listFiles(id: string): Promise<RemoteFile[]>;
+  /** Each remote call gives up after this (the copy's timeoutSeconds, and its config key for messages). */
+  readonly window: Limit;
+  /**
+   * Snapshot ids present (complete or not); `skipped`: entries that are not snapshot ids. Listings
+   * count against `budget` as the answers arrive (listCopy, copyListingBudget).
+   */
+  listSnapshotIds(budget: ListingBudget): Promise<{ ids: string[]; skipped: string[] }>;
+  listFiles(id: string, budget: ListingBudget): Promise<RemoteFile[]>;
   /**
    * Is `name` there with this size and sha256, without reading it? SFTP: a file at its final name
    * was read back and matched before it was renamed there, so size is the check; S3: the object's

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { pipeline as pipe } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import YAML from 'yaml';
 import type { S3CopyConfig } from '../../core/config.js';
 import { ConfigError, TransferError } from '../../core/errors.js';
 import { plainNameProblem } from '../../core/names.js';
 import { boundedStream, type ReadBound } from '../../transport/bounded.js';
+import { LISTING_ANSWER_BYTES, type Limit, type ListingBudget } from '../../transport/listing-bounds.js';
 import { ID_PATTERN, SNAPSHOTS_DIR } from '../manifest.js';
 import type { CopyRepository, RemoteFile } from './repository.js';
 
@@ -55,15 +57,31 @@ async function md5Of(file: string, start: number, end: number): Promise<string> 
   return hash.digest('base64');
 }
 
+/** One ListObjectsV2 answer, as the SDK parses it. */
+interface Page {
+  Contents?: { Key?: string; Size?: number }[];
+  CommonPrefixes?: { Prefix?: string }[];
+  IsTruncated?: boolean;
+  NextContinuationToken?: string;
+}
+type Key = { key: string; size: number };
+type Listed = { keys: Key[]; prefixes: string[] };
+
+const labelOf = (copy: S3CopyConfig) =>
+  `${copy.name} (s3 ${copy.endpoint ?? `region ${copy.region}`} ${copy.bucket}/${copy.prefix})`;
+
 class S3Copy implements CopyRepository {
   readonly label: string;
+  readonly window: Limit;
   private readonly root: string;
   constructor(
     private readonly copy: S3CopyConfig,
+    key: string,
     private readonly sdk: S3,
     private readonly client: S3Client,
   ) {
-    this.label = `${copy.name} (s3 ${copy.endpoint ?? `region ${copy.region}`} ${copy.bucket}/${copy.prefix})`;
+    this.label = labelOf(copy);
+    this.window = { seconds: copy.timeoutSeconds, setting: `${key}.timeoutSeconds` };
     this.root = `${copy.prefix}${SNAPSHOTS_DIR}/`;
   }
   get name(): string {
@@ -73,7 +91,11 @@ class S3Copy implements CopyRepository {
     return `${this.root}${id}/${name}`;
   }
   private fail(op: string, what: string, err: unknown): TransferError {
-    if (err instanceof TransferError) return err;
+    // The SDK appends a line of its own to an error raised while it parses an answer (answerCap's).
+    if (err instanceof TransferError) {
+      const [first, ...more] = err.message.split('\n');
+      return more.length ? new TransferError(err.subject, first!, { cause: err }) : err;
+    }
     const e = err as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '';
     const why =
@@ -84,39 +106,44 @@ class S3Copy implements CopyRepository {
           : `${e.name ?? 'Error'}: ${e.message ?? String(err)}`;
     return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${why}${status}`, { cause: err });
   }
-  private async send<T>(op: string, what: string, command: unknown): Promise<T> {
+  private async send<T>(op: string, what: string, command: unknown, abortSignal?: AbortSignal): Promise<T> {
     try {
-      return (await this.client.send(command as never)) as T;
+      return (await this.client.send(command as never, { abortSignal } as never)) as T;
     } catch (err) {
       throw this.fail(op, what, err);
     }
   }
-  /** Every key under `prefix`, following continuation tokens. */
-  private async listAll(prefix: string, delimiter?: string): Promise<{ keys: { key: string; size: number }[]; prefixes: string[] }> {
-    const keys: { key: string; size: number }[] = [];
+  /** Every key under `prefix`, following continuation tokens, each page counted against the listing's budget. */
+  private async listAll(prefix: string, budget: ListingBudget, delimiter?: string): Promise<Listed> {
+    const keys: Key[] = [];
     const prefixes: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.send<{ Contents?: { Key?: string; Size?: number }[]; CommonPrefixes?: { Prefix?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string }>(
-        'list',
-        prefix,
-        new this.sdk.ListObjectsV2Command({ Bucket: this.copy.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token }),
-      );
-      for (const c of page.Contents ?? []) if (c.Key !== undefined) keys.push({ key: c.Key, size: c.Size ?? 0 });
-      for (const p of page.CommonPrefixes ?? []) if (p.Prefix !== undefined) prefixes.push(p.Prefix);
+      const command = new this.sdk.ListObjectsV2Command({
+        Bucket: this.copy.bucket,
+        Prefix: prefix,
+        Delimiter: delimiter,
+        ContinuationToken: token,
+      });
+      const page = await budget.answer(prefix, (signal) => this.send<Page>('list', prefix, command, signal));
+      const contents = (page.Contents ?? []).filter((c) => c.Key !== undefined);
+      const common = (page.CommonPrefixes ?? []).filter((p) => p.Prefix !== undefined);
+      budget.page(prefix, [...contents.map((c) => c.Key!), ...common.map((p) => p.Prefix!)]);
+      for (const c of contents) keys.push({ key: c.Key!, size: c.Size ?? 0 });
+      for (const p of common) prefixes.push(p.Prefix!);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return { keys, prefixes };
   }
-  async listSnapshotIds(): Promise<{ ids: string[]; skipped: string[] }> {
-    const { keys, prefixes } = await this.listAll(this.root, '/');
+  async listSnapshotIds(budget: ListingBudget): Promise<{ ids: string[]; skipped: string[] }> {
+    const { keys, prefixes } = await this.listAll(this.root, budget, '/');
     const names = prefixes.map((p) => p.slice(this.root.length, -1));
     const ids = names.filter((n) => ID_PATTERN.test(n)).sort();
     return { ids, skipped: [...names.filter((n) => !ID_PATTERN.test(n)), ...keys.map((k) => k.key.slice(this.root.length))] };
   }
-  async listFiles(id: string): Promise<RemoteFile[]> {
+  async listFiles(id: string, budget: ListingBudget): Promise<RemoteFile[]> {
     const prefix = `${this.root}${id}/`;
-    const { keys } = await this.listAll(prefix);
+    const { keys } = await this.listAll(prefix, budget);
     // Keys with a further '/' (or any odd name) are not files of this snapshot: never used.
     return keys.map((k) => ({ name: k.key.slice(prefix.length), size: k.size })).filter((f) => !plainNameProblem(f.name));
   }
@@ -192,5 +219,35 @@ export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyR
     // A request silent for timeoutSeconds fails (without throwOnRequestTimeout the SDK only logs it and waits on).
     requestHandler: { connectionTimeout: ms, requestTimeout: ms, throwOnRequestTimeout: true },
   });
-  return new S3Copy(copy, sdk, client);
+  client.middlewareStack.add(answerCap(copy) as never, { step: 'deserialize', priority: 'low', name: 'answerCap' });
+  return new S3Copy(copy, key, sdk, client);
+}
+
+/**
+ * The SDK reads a whole answer into memory before it parses it (a listing page, an error): a server
+ * sending a page without end would fill it. Every answer but an object's bytes (GetObject, read
+ * through boundedStream) is cut at LISTING_ANSWER_BYTES. Priority 'low' in the deserialize step: inside
+ * the SDK's deserializer, so it reads the capped body.
+ */
+function answerCap(copy: S3CopyConfig) {
+  type Next = (args: unknown) => Promise<{ response: { statusCode?: number; body?: unknown } }>;
+  return (next: Next, context: { commandName?: string }) =>
+    async (args: unknown) => {
+      const out = await next(args);
+      const { response } = out;
+      const objectBytes = context.commandName === 'GetObjectCommand' && (response.statusCode ?? 0) < 300;
+      if (objectBytes || !(response.body instanceof Readable)) return out;
+      let got = 0;
+      const cap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          got += chunk.length;
+          if (got <= LISTING_ANSWER_BYTES) return cb(null, chunk);
+          const what = `an answer to ${context.commandName ?? 'a request'} longer than ${LISTING_ANSWER_BYTES} bytes`;
+          cb(new TransferError(copy.name, `copy ${labelOf(copy)}: ${what}: refused, not parsed`));
+        },
+      });
+      // Either end failing ends both: an abandoned request (its socket destroyed) ends the capped body too.
+      response.body = pipe(response.body, cap, () => undefined);
+      return out;
+    };
 }

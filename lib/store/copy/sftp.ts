@@ -6,6 +6,7 @@ import type SftpClient from 'ssh2-sftp-client';
 import type { SftpCopyConfig } from '../../core/config.js';
 import { TransferError } from '../../core/errors.js';
 import { ReadWatchdog, type ReadBound } from '../../transport/bounded.js';
+import type { Limit, ListingBudget } from '../../transport/listing-bounds.js';
 import { connectSftp, type FileSource } from '../../transport/remote.js';
 import { ID_PATTERN, SNAPSHOTS_DIR } from '../manifest.js';
 import { PART_SUFFIX, type CopyRepository, type RemoteFile } from './repository.js';
@@ -17,12 +18,15 @@ import { PART_SUFFIX, type CopyRepository, type RemoteFile } from './repository.
  */
 class SftpCopy implements CopyRepository {
   readonly label: string;
+  readonly window: Limit;
   constructor(
     private readonly copy: SftpCopyConfig,
+    key: string,
     private readonly source: FileSource,
     private readonly client: SftpClient,
   ) {
     this.label = `${copy.name} (sftp ${copy.user}@${copy.host}:${copy.port}:${copy.path})`;
+    this.window = { seconds: copy.timeoutSeconds, setting: `${key}.timeoutSeconds` };
   }
   get name(): string {
     return this.copy.name;
@@ -37,23 +41,25 @@ class SftpCopy implements CopyRepository {
     const hint = /^Failure\b/.test(msg) || /: Failure\b/.test(msg) ? ' (the server gives no reason: its disk full, a quota, or something in the way)' : '';
     return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${msg}${hint}`, { cause: err });
   }
-  async listSnapshotIds(): Promise<{ ids: string[]; skipped: string[] }> {
-    const root = path.posix.join(this.copy.path, SNAPSHOTS_DIR);
-    const exists = await this.client.exists(root).catch((err: unknown) => {
-      throw this.fail('look for', root, err);
-    });
-    if (!exists) return { ids: [], skipped: [] };
-    const entries = await this.source.list(root);
-    const ids = entries.filter((e) => !e.isFile && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
-    return { ids, skipped: entries.filter((e) => !ids.includes(e.name)).map((e) => e.name) };
-  }
-  async listFiles(id: string): Promise<RemoteFile[]> {
-    const dir = this.dirOf(id);
-    const exists = await this.client.exists(dir).catch((err: unknown) => {
+  /** Is `dir` there? Within the listing's budget: an lstat the server never answers must not hold it. */
+  private async present(dir: string, budget: ListingBudget): Promise<boolean> {
+    const end = () => void this.client.end().catch(() => undefined);
+    return budget.answer(dir, () => this.client.exists(dir), end).catch((err: unknown) => {
       throw this.fail('look for', dir, err);
-    });
-    if (!exists) return [];
-    return (await this.source.list(dir)).filter((e) => e.isFile).map((e) => ({ name: e.name, size: e.size }));
+    }).then(Boolean);
+  }
+  async listSnapshotIds(budget: ListingBudget): Promise<{ ids: string[]; skipped: string[] }> {
+    const root = path.posix.join(this.copy.path, SNAPSHOTS_DIR);
+    if (!(await this.present(root, budget))) return { ids: [], skipped: [] };
+    const entries = await this.source.list(root, budget);
+    const ids = entries.filter((e) => !e.isFile && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
+    const isId = new Set(ids);
+    return { ids, skipped: entries.filter((e) => !isId.has(e.name)).map((e) => e.name) };
+  }
+  async listFiles(id: string, budget: ListingBudget): Promise<RemoteFile[]> {
+    const dir = this.dirOf(id);
+    if (!(await this.present(dir, budget))) return [];
+    return (await this.source.list(dir, budget)).filter((e) => e.isFile).map((e) => ({ name: e.name, size: e.size }));
   }
   async hasFile(id: string, name: string, expect: { size: number }, listed?: RemoteFile): Promise<boolean> {
     const st = listed ?? (await this.source.stat(path.posix.join(this.dirOf(id), name)).catch(() => undefined));
@@ -162,9 +168,9 @@ export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: A
       connectTimeoutSeconds: copy.timeoutSeconds,
       readIdleSeconds: copy.timeoutSeconds,
       acceptUnknownHostKeys: false,
-      keys: { privateKey: `${key}.identityFile`, knownHosts: `${key}.knownHosts` },
+      keys: { privateKey: `${key}.identityFile`, knownHosts: `${key}.knownHosts`, readIdle: `${key}.timeoutSeconds` },
     },
     signal,
   );
-  return new SftpCopy(copy, source, client);
+  return new SftpCopy(copy, key, source, client);
 }
