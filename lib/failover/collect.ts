@@ -47,9 +47,9 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
     specs.push({ ref: { name: m.name, kind: 'master', local: m.local }, dir: m.dataPath, open: (signal) => openSource(config, m, signal) });
   }
   if (config.snapshotStore) {
-    const { snapshots, broken } = await listSnapshots(config.snapshotStore.path);
-    for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
     const keys = await storeKeys(config);
+    const { snapshots, broken } = await listSnapshots(config.snapshotStore.path, keys);
+    for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
     for (const s of snapshots) {
       const name = `snapshot:${s.id}`;
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
@@ -68,7 +68,7 @@ export async function sourceSpecs(config: Config, oldMasters: readonly MasterHos
 async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal?: AbortSignal): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal ?? new AbortController().signal);
+      const fetched = await fetchFromCopy(config, copy, 'latest', keys, signal ?? new AbortController().signal);
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       notes.push(`the snapshot store has no complete snapshot: fetched ${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.

@@ -54,7 +54,7 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
   }
 
   async function snapshots(store: string): Promise<StoredSnapshot[]> {
-    return (await listSnapshots(store)).snapshots;
+    return (await listSnapshots(store, {})).snapshots;
   }
 
   async function verify(config: string): Promise<{ code: number; report: VerifyReport }> {

@@ -6,6 +6,7 @@ import { ChainError, StoreError, UsageError } from '../../core/errors.js';
 import { formatBytes } from '../../core/progress.js';
 import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
 import { MANIFEST, onDisk, readManifest, type StoredSnapshot } from '../manifest.js';
+import type { StoreKeys } from '../sealed.js';
 import { listCopy } from './listing.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
@@ -15,7 +16,8 @@ import type { CopyRepository } from './repository.js';
  * gone: into a private directory `<stateDir>/copy-fetch/fetch-<pid>-*` (0700; removed by `cleanup`,
  * or by the next fetch once its process is gone). Only names the manifest lists are read (plain
  * names, checked by readManifest), each at most its manifest size, each hashed while written and
- * compared with the manifest before anything uses it. The result is a StoredSnapshot like the store's.
+ * compared with the manifest before anything uses it; with a key, only a manifest it signed (listCopy,
+ * and again from disk). The result is a StoredSnapshot like the store's.
  */
 export const FETCH_DIR = 'copy-fetch';
 const PREFIX = 'fetch-';
@@ -71,7 +73,7 @@ async function download(repo: CopyRepository, id: string, name: string, size: nu
   return hash.digest('hex');
 }
 
-export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string | 'latest', signal: AbortSignal): Promise<FetchedSnapshot> {
+export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string | 'latest', keys: StoreKeys, signal: AbortSignal): Promise<FetchedSnapshot> {
   const root = path.join(config.stateDir, FETCH_DIR);
   await ensureDir(config.stateDir);
   await ensureDir(root);
@@ -81,7 +83,7 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
     await fs.chmod(dir, DIR_MODE);
-    const listing = await listCopy(repo);
+    const listing = await listCopy(repo, keys);
     const chosen = id === 'latest' ? listing.complete[listing.complete.length - 1] : listing.complete.find((s) => s.id === id);
     if (!chosen) {
       const bad = listing.broken.find((b) => b.id === id);
@@ -93,7 +95,7 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
     await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
     await fs.writeFile(path.join(dir, MANIFEST), manifestText, { flag: 'wx', mode: FILE_MODE });
-    const manifest = await readManifest(dir);
+    const manifest = await readManifest(dir, keys);
     let bytes = 0;
     // The stored bytes, as the local store keeps them (decompressed and decrypted only when read).
     for (const f of manifest.files.map(onDisk)) {

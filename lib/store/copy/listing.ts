@@ -1,6 +1,7 @@
 import { describeError, TransferError } from '../../core/errors.js';
 import { shownName } from '../../core/names.js';
 import { MANIFEST, parseManifest, type Manifest } from '../manifest.js';
+import type { StoreKeys } from '../sealed.js';
 import type { CopyRepository, RemoteFile } from './repository.js';
 
 /** A manifest is a few KiB; more than this from a copy is refused, never read on. */
@@ -17,22 +18,23 @@ export interface CopyListing {
   complete: RemoteSnapshot[];
   /** Snapshot directories without a manifest: an upload that was interrupted (or a removal). */
   incomplete: string[];
-  /** A manifest that is there but unusable (not JSON, another id, hostile names). */
+  /** A manifest that is there but unusable (not JSON, another id, hostile names; with a key: unsigned or forged). */
   broken: { id: string; error: string }[];
   /** Entries that are not snapshot ids (shown, never touched). */
   skipped: string[];
 }
 
-export async function readRemoteManifest(repo: CopyRepository, id: string, size: number): Promise<Manifest> {
+/** A copy's manifest, checked like the store's (parseManifest): with a key, only one it signed is ever used. */
+export async function readRemoteManifest(repo: CopyRepository, id: string, size: number, keys: StoreKeys): Promise<Manifest> {
   const parts: Buffer[] = [];
   for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
   const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
-  const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where);
+  const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where, keys);
   if (manifest.id !== id) throw new Error(`${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
   return manifest;
 }
 
-export async function listCopy(repo: CopyRepository): Promise<CopyListing> {
+export async function listCopy(repo: CopyRepository, keys: StoreKeys): Promise<CopyListing> {
   const { ids, skipped } = await repo.listSnapshotIds();
   const listing: CopyListing = { complete: [], incomplete: [], broken: [], skipped };
   for (const id of ids) {
@@ -44,7 +46,7 @@ export async function listCopy(repo: CopyRepository): Promise<CopyListing> {
     }
     try {
       if (manifestFile.size > MAX_MANIFEST_BYTES) throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
-      listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
+      listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size, keys), files });
     } catch (err) {
       if (err instanceof TransferError) throw err;
       listing.broken.push({ id, error: describeError(err) });
