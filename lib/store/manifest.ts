@@ -89,6 +89,9 @@ export interface ManifestMac {
   value: string;
 }
 
+/** A manifest refused for trust (no or a wrong MAC, an encrypted store's rules, another directory's id), not for damage. */
+export class UntrustedManifestError extends ChainError {}
+
 /** `20261125T221500Z-v1234`, the form `snapshotId` makes. */
 export const ID_PATTERN = /^\d{8}T\d{6}Z-v\d+$/;
 
@@ -151,7 +154,7 @@ export function parseManifest(text: string, file: string, keys: StoreKeys, o: Ma
     if (problem) throw new ChainError(file, `${file}: files[${i}]${problem}`);
   }
   const untrusted = trustProblem(parsed, keys, o);
-  if (untrusted) throw new ChainError(file, `${file}: snapshot ${parsed.id}: ${untrusted}`);
+  if (untrusted) throw new UntrustedManifestError(file, `${file}: snapshot ${parsed.id}: ${untrusted}`);
   return parsed;
 }
 
@@ -270,6 +273,13 @@ export function contentDigest(f: ManifestFile): { alg: 'sha256' | 'hmac-sha256';
   return f.hmac !== undefined ? { alg: 'hmac-sha256', value: f.hmac } : { alg: 'sha256', value: f.sha256!.toLowerCase() };
 }
 
+/** A snapshot directory that is not a usable snapshot; `untrusted`: its manifest was refused for trust (verify: CRITICAL). */
+export interface BrokenSnapshot {
+  id: string;
+  error: string;
+  untrusted?: boolean;
+}
+
 export interface StoredSnapshot {
   id: string;
   dir: string;
@@ -280,23 +290,23 @@ export interface StoredSnapshot {
  * Complete snapshots, oldest first. A directory without a readable (and, with a key, authentic) manifest,
  * or whose manifest names another id, is reported, not listed.
  */
-export async function listSnapshots(store: string, keys: StoreKeys): Promise<{ snapshots: StoredSnapshot[]; broken: { id: string; error: string }[] }> {
+export async function listSnapshots(store: string, keys: StoreKeys): Promise<{ snapshots: StoredSnapshot[]; broken: BrokenSnapshot[] }> {
   const root = snapshotsDir(store);
   const names = await fs.readdir(root).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
     throw err;
   });
   const snapshots: StoredSnapshot[] = [];
-  const broken: { id: string; error: string }[] = [];
+  const broken: BrokenSnapshot[] = [];
   for (const id of names.sort()) {
     const dir = path.join(root, id);
     try {
       const manifest = await readManifest(dir, keys);
       // A signed manifest copied into another directory would otherwise pass as that snapshot.
-      if (manifest.id !== id) throw new ChainError(dir, `${path.join(dir, MANIFEST)}: manifest says id ${shownName(manifest.id)}, not ${shownName(id)}`);
+      if (manifest.id !== id) throw new UntrustedManifestError(dir, `${path.join(dir, MANIFEST)}: manifest says id ${shownName(manifest.id)}, not ${shownName(id)}`);
       snapshots.push({ id, dir, manifest });
     } catch (err) {
-      broken.push({ id, error: (err as Error).message });
+      broken.push({ id, error: (err as Error).message, ...(err instanceof UntrustedManifestError ? { untrusted: true } : {}) });
     }
   }
   return { snapshots, broken };

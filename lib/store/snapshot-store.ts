@@ -9,7 +9,7 @@ import { readSnapshotContent, storedPathOf, storedSizeOf, type ContentFacts, typ
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
 import { printable } from '../core/names.js';
-import { LATEST, listSnapshots, MANIFEST, readManifest, signManifest, snapshotsDir, TMP_DIR, type Manifest, type StoredSnapshot } from './manifest.js';
+import { LATEST, listSnapshots, MANIFEST, readManifest, signManifest, snapshotsDir, TMP_DIR, type BrokenSnapshot, type Manifest, type StoredSnapshot } from './manifest.js';
 
 /**
  * The write side of the snapshot store (format: lib/store/manifest.ts). Only backup and `snapshot import`
@@ -162,7 +162,7 @@ export interface StoreView {
   /** Complete snapshots whose files are all present, oldest first. */
   healthy: StoredSnapshot[];
   /** Directories that are not usable snapshots, with why. Retention never touches them. */
-  broken: { id: string; error: string }[];
+  broken: BrokenSnapshot[];
 }
 
 export async function viewStore(store: string, keys: StoreKeys): Promise<StoreView> {

@@ -248,11 +248,10 @@ describe('an encrypted, signed snapshot store and its copies against an attacker
       entry.stored.sha256 = image(older!).stored!.sha256;
       await fs.writeFile(path.join(newer!.dir, 'manifest.json'), JSON.stringify(m, null, 2));
       const list = JSON.parse((await runCli(['snapshot', 'list', '--config', config, '--json'])).stdout) as { broken: { id: string; error: string }[] };
-      expect(list.broken).toEqual([{ id: newer!.id, error: expect.stringContaining(`snapshot ${newer!.id}: its manifest MAC does not match`) }]);
-      // Like any unusable snapshot in the store: named, WARNING (the older ones still restore).
+      expect(list.broken).toEqual([{ id: newer!.id, error: expect.stringContaining(`snapshot ${newer!.id}: its manifest MAC does not match`), untrusted: true }]);
       const verify = await json(['run', 'verify']);
-      expect(verify.code).toBe(1);
-      expect(verify.report.summary).toContain(newer!.id);
+      expect(verify.code).toBe(2);
+      expect(verify.report.summary).toContain(`snapshot ${newer!.id} refused: `);
     } finally {
       await fs.writeFile(target, saved);
       await fs.writeFile(path.join(newer!.dir, 'manifest.json'), savedManifest);
@@ -269,7 +268,7 @@ describe('an encrypted, signed snapshot store and its copies against an attacker
     const cfg = await lab.writeConfig({ ...local(), snapshotStore: { path: oldStore, encryption: { keyFile } }, jobs: { drill: { scratchDir: path.join(lab.dir, 'scratch') } } }, 'config-old.yaml');
     const before = JSON.parse((await runCli(['snapshot', 'list', '--config', cfg, '--json'])).stdout) as { snapshots: unknown[]; broken: { id: string; error: string }[] };
     expect(before.snapshots).toEqual([]);
-    expect(before.broken).toEqual([{ id: old.id, error: expect.stringContaining('its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused') }]);
+    expect(before.broken).toEqual([{ id: old.id, error: expect.stringContaining('its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused'), untrusted: true }]);
     const dry = await runCli(['snapshot', 'sign', '--config', cfg]);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain(`would sign (re-sealed): ${old.id}`);

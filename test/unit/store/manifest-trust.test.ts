@@ -109,7 +109,7 @@ describe('manifest MAC and the encrypted store\'s rules', () => {
     await write(m, path.join(dir, 'snapshots', '20260601T100000Z-v99'));
     const { snapshots, broken } = await listSnapshots(dir, sealedKeys);
     expect(snapshots.map((s) => s.id)).toEqual([id]);
-    expect(broken).toEqual([{ id: '20260601T100000Z-v99', error: expect.stringContaining(`manifest says id "${id}", not "20260601T100000Z-v99"`) }]);
+    expect(broken).toEqual([{ id: '20260601T100000Z-v99', error: expect.stringContaining(`manifest says id "${id}", not "20260601T100000Z-v99"`), untrusted: true }]);
   });
 
   test('the MAC covers every field but itself (manifestMac is deterministic)', () => {
