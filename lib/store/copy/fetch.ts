@@ -89,7 +89,10 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
       const bad = listing.broken.find((b) => b.id === id);
       if (bad) throw new ChainError(id, `copy ${copy.name}: snapshot ${id} is broken: ${bad.error}`);
       const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
-      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : ''}`);
+      // Nothing usable at all: say why the newest there is not (a wrong key, a forged manifest).
+      const newestBad = id === 'latest' && !known ? listing.broken.at(-1) : undefined;
+      const why = newestBad ? ` (${listing.broken.length} unusable; newest ${newestBad.id}: ${newestBad.error})` : '';
+      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : why}`);
     }
     const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
     await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
