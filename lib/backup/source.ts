@@ -134,16 +134,18 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const image = await pullImage(source, req, chosen, stage);
     const snap = req.newest;
     const snapImage = snap?.manifest.files.find((f) => f.role === 'image');
-    if (snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap) && (await sameContent(path.join(stage, image.file.name), snapImage, req.storage.key))) {
+    const sameImage = snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap);
+    if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage!, req.storage.key))) {
       return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
     }
     const chain = await pullChangelogs(source, req, needed, start, stage);
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
     const staged = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
-    // Checked as MooseFS files above; stored compressed (and sealed, for this snapshot and metaid) only now, each fsynced.
+    // Checked as MooseFS files above; stored compressed (and sealed, for this snapshot and metaid) only now, fsynced.
     const files: ManifestFile[] = [];
-    for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, { id, image: { metaid: chosen.header.metaid } }));
+    const into = { id, image: { metaid: chosen.header.metaid } };
+    for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, into));
     const manifest: Manifest = {
       formatVersion: 1,
       id,

@@ -217,7 +217,10 @@ async function importCmd(globals: Globals, file: string, otherFilesystem: boolea
 async function signCmd(globals: Globals, yes: boolean): Promise<void> {
   const { config, store } = await storeOf(globals);
   const s = config.snapshotStore!;
-  if (!s.encryption && !s.signingKeyFile) throw new ConfigError('snapshotStore.signingKeyFile', `${config.file}: neither snapshotStore.encryption.keyFile nor snapshotStore.signingKeyFile is set: nothing to sign with`);
+  if (!s.encryption && !s.signingKeyFile) {
+    const why = 'neither snapshotStore.encryption.keyFile nor snapshotStore.signingKeyFile is set: nothing to sign with';
+    throw new ConfigError('snapshotStore.signingKeyFile', `${config.file}: ${why}`);
+  }
   await checkStrictModes(config);
   const settings = await storeWriteSettings(config);
   // The backup job's lock: signing re-writes snapshots like a backup writes them.
@@ -276,7 +279,7 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .action(wrap(async (file: string, opts: { otherFilesystem?: boolean }) => importCmd(ctx.globals(), file, Boolean(opts.otherFilesystem))));
   snapshot
     .command('sign')
-    .description('sign the local snapshots written before manifests were signed (each verified in full first; re-sealed in an encrypted store)')
+    .description('sign local snapshots written before manifests were signed (verified in full first; re-sealed if encrypted)')
     .option('--yes', 'do it (without: only list what would be signed)')
     .action(wrap(async (opts: { yes?: boolean }) => signCmd(ctx.globals(), Boolean(opts.yes))));
 }

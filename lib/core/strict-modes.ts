@@ -85,7 +85,8 @@ export function guardedPaths(config: Config): Guarded[] {
   );
   if (config.snapshotStore) out.push({ key: 'snapshotStore.path', path: config.snapshotStore.path, kind: 'dir', risk: 'could replace the snapshots a failover restores' });
   const signing = config.snapshotStore?.signingKeyFile;
-  if (signing) out.push({ key: 'snapshotStore.signingKeyFile', path: signing, kind: 'file', risk: 'could swap the key and sign forged snapshots' });
+  const risk = 'could swap the key and sign forged snapshots';
+  if (signing) out.push({ key: 'snapshotStore.signingKeyFile', path: signing, kind: 'file', risk });
   const seen = new Set<string>();
   return [...out, ...sshPaths(config)].filter((g) => !seen.has(g.path) && Boolean(seen.add(g.path)));
 }

@@ -40,7 +40,8 @@ export async function chooseSource(config: Config, defaultFrom: string | undefin
     return { kind: 'datapath', host };
   }
   if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (drill restores a snapshot unless --from METALOGGER is given)`);
-  return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, typeof args.snapshot === 'string' ? args.snapshot : 'latest', await storeKeys(config)) };
+  const id = typeof args.snapshot === 'string' ? args.snapshot : 'latest';
+  return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, id, await storeKeys(config)) };
 }
 
 export function describeSource(source: RestoreSource, short = false): string {

@@ -89,7 +89,7 @@ export interface ManifestMac {
   value: string;
 }
 
-/** A manifest refused for trust (no or a wrong MAC, an encrypted store's rules, another directory's id), not for damage. */
+/** A manifest refused for trust (no or a wrong MAC, an encrypted store's rules, another directory's id), not damage. */
 export class UntrustedManifestError extends ChainError {}
 
 /** `20261125T221500Z-v1234`, the form `snapshotId` makes. */
@@ -175,7 +175,8 @@ function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object') {
     const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
-    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -183,7 +184,8 @@ function canonical(v: unknown): string {
 /** HMAC-SHA256, under the derived manifest key, of the manifest without its `mac`. */
 export function manifestMac(m: Manifest, key: StoreKey): ManifestMac {
   const { mac: _mac, ...rest } = m;
-  const value = createHmac('sha256', derivedKey(key, 'manifest mac')).update('mfs-jobs manifest v1\0').update(canonical(rest)).digest('hex');
+  const hmac = createHmac('sha256', derivedKey(key, 'manifest mac'));
+  const value = hmac.update('mfs-jobs manifest v1\0').update(canonical(rest)).digest('hex');
   return { alg: 'hmac-sha256', keyId: key.id, value };
 }
 
@@ -206,17 +208,26 @@ function trustProblem(m: Manifest, keys: StoreKeys, o: ManifestReadOptions): str
   if (!key) return undefined;
   if (o.unsignedToMigrate) return undefined;
   const mac = m.mac as unknown;
-  if (mac === undefined) return 'its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused';
+  if (mac === undefined) {
+    return 'its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused';
+  }
   const got = mac as Partial<ManifestMac>;
-  if (!got || got.alg !== 'hmac-sha256' || typeof got.value !== 'string' || !SHA256.test(got.value)) return 'its manifest MAC is not an hmac-sha256; refused';
-  if (got.keyId !== key.id) return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
-  if (!timingSafeEqual(Buffer.from(manifestMac(m, key).value, 'hex'), Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
+  if (!got || got.alg !== 'hmac-sha256' || typeof got.value !== 'string' || !SHA256.test(got.value)) {
+    return 'its manifest MAC is not an hmac-sha256; refused';
+  }
+  if (got.keyId !== key.id) {
+    return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
+  }
+  const want = Buffer.from(manifestMac(m, key).value, 'hex');
+  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
   if (!keys.key) return undefined;
   for (const f of m.files) {
     const enc = f.stored?.encryption;
     if (!enc) return `${f.name} is not encrypted, in an encrypted store; refused`;
     if (enc.keyId !== keys.key.id) return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
-    if (f.hmac === undefined || f.stored!.tail !== undefined) return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
+    if (f.hmac === undefined || f.stored!.tail !== undefined) {
+      return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
+    }
   }
   return undefined;
 }
@@ -227,8 +238,9 @@ const isSize = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) 
 /** What is wrong with a manifest entry's sizes, checksums and stored form (outside input, like its names). */
 function fileProblem(f: ManifestFile): string | undefined {
   if (!isSize(f.size)) return `.size ${shownName(String(f.size))} is not a size`;
-  if (f.sha256 !== undefined && (typeof f.sha256 !== 'string' || !SHA256.test(f.sha256.toLowerCase()))) return `.sha256 is not a sha256`;
-  if (f.hmac !== undefined && (typeof f.hmac !== 'string' || !SHA256.test(f.hmac))) return '.hmac is not an hmac-sha256';
+  const isDigest = (d: unknown, lower = false) => typeof d === 'string' && SHA256.test(lower ? d.toLowerCase() : d);
+  if (f.sha256 !== undefined && !isDigest(f.sha256, true)) return `.sha256 is not a sha256`;
+  if (f.hmac !== undefined && !isDigest(f.hmac)) return '.hmac is not an hmac-sha256';
   if ((f.sha256 === undefined) === (f.hmac === undefined)) return ' has both or neither of sha256 and hmac';
   if (f.hmac !== undefined && !f.stored?.encryption) return '.hmac on a file that is not encrypted';
   const s = f.stored as unknown;
@@ -248,9 +260,11 @@ function fileProblem(f: ManifestFile): string | undefined {
   if (st.name !== expected) return `.stored.name ${shownName(st.name)} is not ${shownName(expected)}`;
   if (!isSize(st.size)) return `.stored.size ${shownName(String(st.size))} is not a size`;
   if (typeof st.sha256 !== 'string' || !SHA256.test(st.sha256)) return '.stored.sha256 is not a sha256';
-  if (st.tail !== undefined && (typeof st.tail !== 'string' || !BASE64.test(st.tail) || Buffer.from(st.tail, 'base64').length !== Math.min(f.size, TAIL_BYTES))) return `.stored.tail is not the last ${Math.min(f.size, TAIL_BYTES)} bytes (base64)`;
+  const tailBytes = Math.min(f.size, TAIL_BYTES);
+  const base64Of = (v: unknown, bytes: number) => typeof v === 'string' && BASE64.test(v) && Buffer.from(v, 'base64').length === bytes;
+  if (st.tail !== undefined && !base64Of(st.tail, tailBytes)) return `.stored.tail is not the last ${tailBytes} bytes (base64)`;
   const sealed = st.tailSealed as unknown;
-  if (sealed !== undefined && (!enc || typeof sealed !== 'string' || !BASE64.test(sealed) || Buffer.from(sealed, 'base64').length !== sealedTailBytes(Math.min(f.size, TAIL_BYTES)))) return '.stored.tailSealed is not a sealed tail of this file';
+  if (sealed !== undefined && (!enc || !base64Of(sealed, sealedTailBytes(tailBytes)))) return '.stored.tailSealed is not a sealed tail of this file';
   // An encrypted file's content shows in neither a clear tail nor a plain sha256 (new manifests; old ones
   // are refused by trustProblem when a key is configured, and re-written by `snapshot sign`).
   if (enc && f.hmac !== undefined && st.tail !== undefined) return '.stored.tail in clear on an encrypted file';
@@ -265,15 +279,17 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
  */
 export function onDisk(f: ManifestFile): { name: string; size: number; sha256: string } {
   // A file without `stored` is never encrypted, so it has its sha256 (fileProblem).
-  return f.stored ? { name: f.stored.name, size: f.stored.size, sha256: f.stored.sha256 } : { name: f.name, size: f.size, sha256: f.sha256! };
+  if (f.stored) return { name: f.stored.name, size: f.stored.size, sha256: f.stored.sha256 };
+  return { name: f.name, size: f.size, sha256: f.sha256! };
 }
 
 /** A file's content checksum as the manifest has it: its sha256, or an encrypted file's keyed HMAC. */
 export function contentDigest(f: ManifestFile): { alg: 'sha256' | 'hmac-sha256'; value: string } {
-  return f.hmac !== undefined ? { alg: 'hmac-sha256', value: f.hmac } : { alg: 'sha256', value: f.sha256!.toLowerCase() };
+  if (f.hmac !== undefined) return { alg: 'hmac-sha256', value: f.hmac };
+  return { alg: 'sha256', value: f.sha256!.toLowerCase() };
 }
 
-/** A snapshot directory that is not a usable snapshot; `untrusted`: its manifest was refused for trust (verify: CRITICAL). */
+/** A snapshot directory that is not a usable snapshot; `untrusted`: its manifest was refused for trust (CRITICAL). */
 export interface BrokenSnapshot {
   id: string;
   error: string;
@@ -290,7 +306,10 @@ export interface StoredSnapshot {
  * Complete snapshots, oldest first. A directory without a readable (and, with a key, authentic) manifest,
  * or whose manifest names another id, is reported, not listed.
  */
-export async function listSnapshots(store: string, keys: StoreKeys): Promise<{ snapshots: StoredSnapshot[]; broken: BrokenSnapshot[] }> {
+export async function listSnapshots(
+  store: string,
+  keys: StoreKeys,
+): Promise<{ snapshots: StoredSnapshot[]; broken: BrokenSnapshot[] }> {
   const root = snapshotsDir(store);
   const names = await fs.readdir(root).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
@@ -303,10 +322,14 @@ export async function listSnapshots(store: string, keys: StoreKeys): Promise<{ s
     try {
       const manifest = await readManifest(dir, keys);
       // A signed manifest copied into another directory would otherwise pass as that snapshot.
-      if (manifest.id !== id) throw new UntrustedManifestError(dir, `${path.join(dir, MANIFEST)}: manifest says id ${shownName(manifest.id)}, not ${shownName(id)}`);
+      if (manifest.id !== id) {
+        const why = `manifest says id ${shownName(manifest.id)}, not ${shownName(id)}`;
+        throw new UntrustedManifestError(dir, `${path.join(dir, MANIFEST)}: ${why}`);
+      }
       snapshots.push({ id, dir, manifest });
     } catch (err) {
-      broken.push({ id, error: (err as Error).message, ...(err instanceof UntrustedManifestError ? { untrusted: true } : {}) });
+      const untrusted = err instanceof UntrustedManifestError ? { untrusted: true } : {};
+      broken.push({ id, error: (err as Error).message, ...untrusted });
     }
   }
   return { snapshots, broken };

@@ -63,7 +63,7 @@ export function derivedKey(k: StoreKey, purpose: KeyPurpose): Buffer {
   return Buffer.from(hkdfSync('sha256', k.key, Buffer.alloc(0), `mfs-jobs ${purpose} v1`, 32));
 }
 
-/** The keyed checksum an encrypted store keeps of a file's content instead of its sha256 (which would confirm a guess). */
+/** The keyed checksum an encrypted store keeps of a file's content: its sha256 would confirm a guess. */
 export function contentHmac(k: StoreKey): ReturnType<typeof createHmac> {
   return createHmac('sha256', derivedKey(k, 'content hmac'));
 }
@@ -141,7 +141,9 @@ function openChunk(k: Buffer, header: Buffer, nonce: Buffer, index: number, last
 }
 
 /** Encrypt a byte stream (pipeline stage) for the file `context` names. */
-export function encryptStage(key: StoreKey, context: SealContext): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+type Stage = (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>;
+
+export function encryptStage(key: StoreKey, context: SealContext): Stage {
   return async function* (source) {
     const salt = randomBytes(16);
     const nonce = randomBytes(12);
@@ -179,7 +181,7 @@ export function sealedKeyId(header: Buffer): string | undefined {
  * Decrypt a stream made by `encryptStage`; a SealError on a wrong key, damage, reordering, truncation,
  * or a file sealed for another place (`context`).
  */
-export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, context: SealContext): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, context: SealContext): Stage {
   return async function* (source) {
     let pending: Buffer[] = [];
     let length = 0;
@@ -205,7 +207,8 @@ export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, c
         if (key.id !== id) throw new SealError(`encrypted with key ${id}, but ${key.file} holds key ${key.id} (wrong key)`);
         k = fileKey(key.key, header.subarray(MAGIC.length + 8, MAGIC.length + 24));
         nonce = header.subarray(MAGIC.length + 24, HEADER_BYTES);
-        prefix = header.subarray(0, MAGIC.length).equals(MAGIC) ? Buffer.concat([header, contextBytes(context)]) : header;
+        const bound = header.subarray(0, MAGIC.length).equals(MAGIC);
+        prefix = bound ? Buffer.concat([header, contextBytes(context)]) : header;
       }
       // Strictly more than a sealed chunk: only the end of the stream tells which chunk is the last.
       while (length > full) {

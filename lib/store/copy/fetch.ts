@@ -73,7 +73,13 @@ async function download(repo: CopyRepository, id: string, name: string, size: nu
   return hash.digest('hex');
 }
 
-export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string | 'latest', keys: StoreKeys, signal: AbortSignal): Promise<FetchedSnapshot> {
+export async function fetchFromCopy(
+  config: Config,
+  copy: CopyConfig,
+  id: string | 'latest',
+  keys: StoreKeys,
+  signal: AbortSignal,
+): Promise<FetchedSnapshot> {
   const root = path.join(config.stateDir, FETCH_DIR);
   await ensureDir(config.stateDir);
   await ensureDir(root);
@@ -92,7 +98,8 @@ export async function fetchFromCopy(config: Config, copy: CopyConfig, id: string
       // Nothing usable at all: say why the newest there is not (a wrong key, a forged manifest).
       const newestBad = id === 'latest' && !known ? listing.broken.at(-1) : undefined;
       const why = newestBad ? ` (${listing.broken.length} unusable; newest ${newestBad.id}: ${newestBad.error})` : '';
-      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : why}`);
+      const what = `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}`;
+      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `${what}${known ? ` (newest: ${known})` : why}`);
     }
     const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
     await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);

@@ -25,7 +25,12 @@ export interface CopyListing {
 }
 
 /** A copy's manifest, checked like the store's (parseManifest): with a key, only one it signed is ever used. */
-export async function readRemoteManifest(repo: CopyRepository, id: string, size: number, keys: StoreKeys): Promise<Manifest> {
+export async function readRemoteManifest(
+  repo: CopyRepository,
+  id: string,
+  size: number,
+  keys: StoreKeys,
+): Promise<Manifest> {
   const parts: Buffer[] = [];
   for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
   const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
