@@ -184,6 +184,7 @@ export default defineJob({
     const store = snapshotStorePath(config);
     const hosts = backupSources(config, options.sources);
     // An unusable key file (readable by others, wrong size) fails the run before anything is copied.
+    // The same keys check every manifest read back (a StoreKeys without problems).
     const storage = await storeWriteSettings(config);
 
     // 1. What a killed run left behind goes first (we hold the backup lock: nothing in .tmp is live).
@@ -195,7 +196,7 @@ export default defineJob({
     const results: SourceResult[] = [];
     for (const host of hosts) {
       ctx.signal.throwIfAborted();
-      const { healthy } = await viewStore(store);
+      const { healthy } = await viewStore(store, storage);
       try {
         const outcome = await backupSource({ config, host, store, newest: newestOf(healthy, host.name), snapshotOnNewChangelogs: options.snapshotOnNewChangelogs, dryRun, log, signal: ctx.signal, mfsJobsVersion: VERSION, storage });
         results.push({ host, outcome });
@@ -210,11 +211,11 @@ export default defineJob({
 
     // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
-    const before = await viewStore(store);
+    const before = await viewStore(store, storage);
     const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone);
     const retention = await applyRetention(store, plan, dryRun);
-    const latest = dryRun ? undefined : await refreshLatest(store);
-    const after = dryRun ? before : await viewStore(store);
+    const latest = dryRun ? undefined : await refreshLatest(store, storage);
+    const after = dryRun ? before : await viewStore(store, storage);
 
     // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
     //    (a dry run lists each copy and says what it would send and remove).

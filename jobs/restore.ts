@@ -26,6 +26,7 @@ import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
+import { storeKeys } from '../lib/store/stored-file.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
@@ -61,7 +62,7 @@ async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSourc
   if (given === 0) throw new UsageError('--latest', 'say which restore point to restore from: --snapshot ID, --latest or --from SOURCE');
   const first = await chooseSource(config, undefined, args);
   if (first.kind !== 'snapshot' || args.latest !== true || target.kind === 'newest') return [first];
-  const { snapshots } = await listSnapshots(config.snapshotStore!.path);
+  const { snapshots } = await listSnapshots(config.snapshotStore!.path, await storeKeys(config));
   const newestFirst = snapshots.filter((s) => s.id !== first.snapshot.id).reverse();
   const all = preferRealImages([first.snapshot, ...newestFirst]);
   // An image newer than a version target can never serve it: skip those without copying them.

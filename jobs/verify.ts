@@ -110,8 +110,8 @@ async function connectedState(config: Config, master: MasterView): Promise<Conne
  */
 async function verifySnapshotStore(config: Config, store: string, masterVersion: number | undefined, t: VerifyThresholds, o: Options, signal: AbortSignal): Promise<{ verdict: SourceVerdict; retained?: SourceVerdict; facts?: SnapshotFacts }> {
   try {
-    const { snapshots, broken } = await listSnapshots(store);
     const keys = await storeKeys(config);
+    const { snapshots, broken } = await listSnapshots(store, keys);
     const sweep = await sweepSnapshots(config.stateDir, store, snapshots, { keys, signal, maxAgeMs: o.snapshotRecheckDays * 86_400_000 });
     const facts = sweep.facts[sweep.facts.length - 1];
     const older = sweep.facts.slice(0, -1);

@@ -22,7 +22,7 @@ import {
   type ImageCandidate,
   type SourceInventory,
 } from './inventory.js';
-import { storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
+import { sameContent, storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
@@ -133,18 +133,19 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   try {
     const image = await pullImage(source, req, chosen, stage);
     const snap = req.newest;
-    if (snap && snap.manifest.image.version === chosen.header.version && snap.manifest.files.find((f) => f.role === 'image')?.sha256 === image.file.sha256 && !newer(snap)) {
+    const snapImage = snap?.manifest.files.find((f) => f.role === 'image');
+    const sameImage = snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap);
+    if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage!, req.storage.key))) {
       return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
     }
     const chain = await pullChangelogs(source, req, needed, start, stage);
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
-    const files = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
-    // Checked as MooseFS files above; stored compressed (and sealed) only now, each fsynced.
-    for (const f of files) {
-      const stored = await storeStagedFile(stage, f.name, req.storage);
-      if (stored) f.stored = stored;
-    }
+    const staged = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
+    // Checked as MooseFS files above; stored compressed (and sealed, for this snapshot and metaid) only now, fsynced.
+    const files: ManifestFile[] = [];
+    const into = { id, image: { metaid: chosen.header.metaid } };
+    for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, into));
     const manifest: Manifest = {
       formatVersion: 1,
       id,
@@ -157,7 +158,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
     };
-    await finaliseSnapshot(req.store, stage, manifest);
+    await finaliseSnapshot(req.store, stage, manifest, req.storage);
     const stored = files.reduce((sum, f) => sum + storedSizeOf(f), 0);
     return { kind: 'snapshot', manifest, bytes: stored, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
   } catch (err) {

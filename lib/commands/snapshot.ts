@@ -7,8 +7,9 @@ import { checkStrictModes } from '../core/strict-modes.js';
 import type { Manifest, StoredSnapshot } from '../store/manifest.js';
 import { formatBytes } from '../core/progress.js';
 import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-archive.js';
-import { readLatest, viewStore } from '../store/snapshot-store.js';
-import { keyProblem, storedSizeOf, storeKeys, type StoreKeys } from '../store/stored-file.js';
+import { readLatest, refreshLatest, viewStore } from '../store/snapshot-store.js';
+import { keyProblem, storedSizeOf, storeKeys, storeWriteSettings, type StoreKeys } from '../store/stored-file.js';
+import { signSnapshots } from '../store/sign.js';
 import { clusterIdentity } from '../store/identity.js';
 import { formatTable } from '../core/table.js';
 import { printable } from '../core/names.js';
@@ -23,7 +24,7 @@ import { describeImageVersion } from '../moosefs/metadata.js';
  */
 
 /**
- * `mfs-jobs snapshot list | show | export | import`: the snapshot store by hand. Exit codes: 0 done,
+ * `mfs-jobs snapshot list | show | export | import | sign`: the snapshot store by hand. Exit codes: 0 done,
  * 2 a snapshot or archive that does not verify (or any other failure), 3 bad config or arguments.
  */
 interface Globals {
@@ -106,7 +107,7 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
   const repo = await openCopy(config, copy);
   let listing;
   try {
-    listing = await listCopy(repo);
+    listing = await listCopy(repo, await storeKeys(config));
   } finally {
     await repo.close();
   }
@@ -131,9 +132,9 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
 async function list(globals: Globals, json: boolean, copy?: string): Promise<void> {
   if (copy !== undefined) return listCopySnapshots(globals, copy, json);
   const { config, store } = await storeOf(globals);
-  const { healthy, broken } = await viewStore(store);
-  const latest = await readLatest(store);
   const keys = await storeKeys(config);
+  const { healthy, broken } = await viewStore(store, keys);
+  const latest = await readLatest(store);
   const rows = healthy.map((s) => summaryOf(s, latest, keys));
   if (json) {
     process.stdout.write(JSON.stringify({ store, latest: latest ?? null, snapshots: rows, broken }, null, 2) + '\n');
@@ -162,10 +163,11 @@ async function list(globals: Globals, json: boolean, copy?: string): Promise<voi
 
 async function show(globals: Globals, id: string, json: boolean): Promise<void> {
   const { config, store } = await storeOf(globals);
-  const snap = await findSnapshot(store, id);
+  const keys = await storeKeys(config);
+  const snap = await findSnapshot(store, id, keys);
   const latest = await readLatest(store);
   const m = snap.manifest;
-  const keyState = keyStateOf(m, await storeKeys(config));
+  const keyState = keyStateOf(m, keys);
   if (json) {
     process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, storage: storageOf(m), storedBytes: storedBytesOf(m), bytes: bytesOf(m), ratio: ratioOf(m), keyProblem: keyState ?? null, manifest: m }, null, 2) + '\n');
     return;
@@ -183,8 +185,8 @@ async function show(globals: Globals, id: string, json: boolean): Promise<void> 
     ...(keyState ? [['key', `cannot be read: ${keyState}`]] : []),
   ];
   const files = formatTable(
-    ['FILE', 'ROLE', 'SIZE', 'STORED AS', 'VERSIONS', 'SHA256', 'FROM'],
-    m.files.map((f) => [f.name, f.role, String(f.size), f.stored ? `${f.stored.name} ${f.stored.size}` : '-', f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256, f.sourcePath].map((c) => printable(String(c)))),
+    ['FILE', 'ROLE', 'SIZE', 'STORED AS', 'VERSIONS', 'SHA256 (HMAC if sealed)', 'FROM'],
+    m.files.map((f) => [f.name, f.role, String(f.size), f.stored ? `${f.stored.name} ${f.stored.size}` : '-', f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256 ?? `hmac ${f.hmac}`, f.sourcePath].map((c) => printable(String(c)))),
   );
   const width = Math.max(...head.map(([k]) => k!.length)) + 2;
   process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${printable(v!)}`).join('\n') + '\n\n' + files + '\n');
@@ -205,6 +207,37 @@ async function importCmd(globals: Globals, file: string, otherFilesystem: boolea
   try {
     const res = await importSnapshot(store, file, { otherFilesystem, identity: await clusterIdentity(config), keys: await storeKeys(config) });
     process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * `snapshot sign [--yes]`: sign (and in an encrypted store re-seal) the local snapshots written before
+ * manifests were signed, each after it verified in full; without --yes only says what it would do.
+ */
+async function signCmd(globals: Globals, yes: boolean): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  const s = config.snapshotStore!;
+  if (!s.encryption && !s.signingKeyFile) {
+    const why = 'neither snapshotStore.encryption.keyFile nor snapshotStore.signingKeyFile is set: nothing to sign with';
+    throw new ConfigError('snapshotStore.signingKeyFile', `${config.file}: ${why}`);
+  }
+  await checkStrictModes(config);
+  const settings = await storeWriteSettings(config);
+  // The backup job's lock: signing re-writes snapshots like a backup writes them.
+  const lock = await acquireLock(config.lockDir, 'backup');
+  try {
+    const plan = await signSnapshots(store, settings, yes);
+    if (yes) await refreshLatest(store, settings);
+    const lines = [
+      ...plan.sign.map((id) => `${yes ? 'signed' : 'would sign'}${settings.key ? ' (re-sealed)' : ''}: ${id}`),
+      ...plan.refused.map((r) => `not signed: ${r.id}: ${r.error}`),
+      `${plan.signed.length} already signed, ${plan.sign.length} ${yes ? 'signed now' : 'to sign'}, ${plan.refused.length} refused`,
+      ...(!yes && plan.sign.length ? ['each verified in full against its manifest; run again with --yes to sign them'] : []),
+    ];
+    process.stdout.write(lines.map(printable).join('\n') + '\n');
+    if (plan.refused.length) process.exitCode = 2;
   } finally {
     await lock.release();
   }
@@ -246,4 +279,9 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .argument('<file>', 'the .tar.gz to read')
     .option('--other-filesystem', 'accept a snapshot whose metaid differs from the cluster\'s (cluster.metaid or learnt) or the store\'s snapshots (a deliberate move)')
     .action(wrap(async (file: string, opts: { otherFilesystem?: boolean }) => importCmd(ctx.globals(), file, Boolean(opts.otherFilesystem))));
+  snapshot
+    .command('sign')
+    .description('sign local snapshots written before manifests were signed (verified in full first; re-sealed if encrypted)')
+    .option('--yes', 'do it (without: only list what would be signed)')
+    .action(wrap(async (opts: { yes?: boolean }) => signCmd(ctx.globals(), Boolean(opts.yes))));
 }

@@ -240,6 +240,15 @@ const configSchema = z.strictObject({
       compression: compressionSchema.default({ type: 'zstd', level: 3 }),
       /** Encrypt new snapshots' files (AES-256-GCM, after compression) with the key in this file. */
       encryption: z.strictObject({ keyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600') }).optional(),
+      /**
+       * A store without encryption: manifests are signed (HMAC) with a key derived from this one, and a
+       * manifest without a valid MAC is refused. An encrypted store signs with its encryption key.
+       */
+      signingKeyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600').optional(),
+    })
+    .refine((s) => !(s.encryption && s.signingKeyFile), {
+      path: ['signingKeyFile'],
+      message: 'only for a store without encryption (an encrypted store signs its manifests with encryption.keyFile)',
     })
     .optional(),
   standby: standbySchema.optional(),

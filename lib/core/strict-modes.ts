@@ -39,6 +39,7 @@ const TRUSTED: readonly (readonly [Kind, string, string])[] = [
   ['dir', 'daemon.socket', 'could stand in for the daemon and answer a failover hook'],
   ['dir', 'snapshotStore.path', 'could replace the snapshots a failover restores'],
   ['secret', 'snapshotStore.encryption.keyFile', 'could swap the key snapshots are sealed with'],
+  ['secret', 'snapshotStore.signingKeyFile', 'could swap the key and sign forged snapshots'],
   ['secret', 'ssh.privateKey', LOGIN_KEY],
   ['secret', 'snapshotStore.copies.*.identityFile', LOGIN_KEY],
   ['file', 'ssh.knownHosts', HOST_KEYS],

@@ -66,8 +66,8 @@ export async function chainInDataPath(dataPath: string, header: ImageHeader, cha
  * A snapshot of the store by id, or the newest (`latest` symlink, else the newest complete one).
  * An empty store is a ChainError (nothing to restore is a finding); an unknown id a UsageError.
  */
-export async function pickSnapshot(store: string, id: string | 'latest'): Promise<StoredSnapshot> {
-  const { snapshots, broken } = await listSnapshots(store);
+export async function pickSnapshot(store: string, id: string | 'latest', keys: StoreKeys): Promise<StoredSnapshot> {
+  const { snapshots, broken } = await listSnapshots(store, keys);
   if (id === 'latest') {
     const target = await fs.readlink(path.join(store, LATEST)).catch(() => undefined);
     const pointed = target ? snapshots.find((s) => s.id === path.basename(target)) : undefined;

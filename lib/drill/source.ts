@@ -42,7 +42,8 @@ export async function chooseSource(config: Config, defaultFrom: string | undefin
     return { kind: 'datapath', host };
   }
   if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (drill restores a snapshot unless --from METALOGGER is given)`);
-  return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, typeof args.snapshot === 'string' ? args.snapshot : 'latest') };
+  const id = typeof args.snapshot === 'string' ? args.snapshot : 'latest';
+  return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, id, await storeKeys(config)) };
 }
 
 export function describeSource(source: RestoreSource, short = false): string {
@@ -110,7 +111,7 @@ async function placeUnchecked(
   if (source.kind === 'copy') {
     const keys = await storeKeys(config);
     // Downloaded and checked into a private directory of the state dir, placed like a local snapshot, removed.
-    const fetched = await fetchFromCopy(config, source.copy, source.id, signal);
+    const fetched = await fetchFromCopy(config, source.copy, source.id, keys, signal);
     try {
       source.fetched = fetched.snapshot;
       return await placeSnapshot(fetched.snapshot, dataPath, { ...options, keys });

@@ -61,9 +61,9 @@ export async function sourceSpecs(
     specs.push({ ref: { name: m.name, kind: 'master', local: m.local }, dir: m.dataPath, open: (signal) => openSource(config, m, signal) });
   }
   if (config.snapshotStore) {
-    const { snapshots, broken } = await listSnapshots(config.snapshotStore.path);
-    for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
     const keys = await storeKeys(config);
+    const { snapshots, broken } = await listSnapshots(config.snapshotStore.path, keys);
+    for (const b of broken) notes.push(`snapshot ${b.id}: not used (${b.error})`);
     for (const s of snapshots) {
       const name = `snapshot:${s.id}`;
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
@@ -90,7 +90,7 @@ export type LastResort = (signal: AbortSignal) => Promise<SourceSpec[]>;
 async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal: AbortSignal, within?: Limit): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
-      const fetched = await fetchFromCopy(config, copy, 'latest', signal, { listWithin: within });
+      const fetched = await fetchFromCopy(config, copy, 'latest', keys, signal, { listWithin: within });
       const name = `copy:${copy.name}:${fetched.snapshot.id}`;
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);

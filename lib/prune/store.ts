@@ -27,15 +27,15 @@ export class SnapshotStoreTarget implements PruneTarget {
   constructor(
     private readonly store: string,
     private readonly dryRun: boolean,
-    private readonly identity?: ClusterIdentity,
-    private readonly keys?: StoreKeys,
+    private readonly identity: ClusterIdentity | undefined,
+    private readonly keys: StoreKeys,
   ) {
     this.where = `store (${store})`;
   }
 
   async scan(): Promise<TargetScan> {
     if (!this.dryRun) await this.emptyTrash();
-    const { snapshots, broken } = await listSnapshots(this.store);
+    const { snapshots, broken } = await listSnapshots(this.store, this.keys);
     if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
     const { ours, warnings } = this.ofTheCluster(snapshots);
     this.latest = await this.latestId();

@@ -1,7 +1,9 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ChainError } from '../core/errors.js';
 import { plainNameProblem, shownName } from '../core/names.js';
+import { derivedKey, sealedTailBytes, type StoreKey, type StoreKeys } from './sealed.js';
 
 /**
  * The snapshot store's on-disk format (documented in the README):
@@ -34,21 +36,26 @@ export interface StoredForm {
   /**
    * The content's last TAIL_BYTES (base64): an image's end marker and a changelog's last lines, which
    * promote reads of every snapshot, without decompressing whole files. Checked against the content
-   * whenever the file is read in full (verify, import, prune).
+   * whenever the file is read in full (verify, import, prune). Never in an encrypted file's entry.
    */
   tail?: string;
+  /** An encrypted file's tail, sealed (sealed.ts `sealTail`): the plaintext tail would show names. */
+  tailSealed?: string;
 }
 
 /** How much of a stored file's content end the manifest keeps (`StoredForm.tail`). */
 export const TAIL_BYTES = 4096;
 
 export interface ManifestFile {
-  /** The MooseFS file's name (what a restore places); `size` and `sha256` are of its content. */
+  /** The MooseFS file's name (what a restore places); `size` and `sha256`/`hmac` are of its content. */
   name: string;
   /** `sessions`: a 1.x `sessions.mfs` (client sessions; later generations keep them in the image). */
   role: 'image' | 'changelog' | 'sessions';
   size: number;
-  sha256: string;
+  /** The content's sha256: unencrypted files only (of a sealed file it would confirm a guessed content). */
+  sha256?: string;
+  /** An encrypted file's content checksum: HMAC-SHA256 under a key derived from the store key. */
+  hmac?: string;
   /** Where it came from, and how it looked there before the copy. */
   sourcePath: string;
   sourceSize: number;
@@ -71,7 +78,19 @@ export interface Manifest {
   mfsJobsVersion: string;
   startedAt: string;
   finishedAt: string;
+  /** HMAC-SHA256 of the rest of the manifest (`manifestMac`), when the store has a key. */
+  mac?: ManifestMac;
 }
+
+export interface ManifestMac {
+  alg: 'hmac-sha256';
+  /** The id of the key it was derived from (the store key's, or the signing key's). */
+  keyId: string;
+  value: string;
+}
+
+/** A manifest refused for trust (no or a wrong MAC, an encrypted store's rules, another directory's id), not damage. */
+export class UntrustedManifestError extends ChainError {}
 
 /** `20261125T221500Z-v1234`, the form `snapshotId` makes. */
 export const ID_PATTERN = /^\d{8}T\d{6}Z-v\d+$/;
@@ -93,7 +112,12 @@ export function snapshotId(at: Date, version: number): string {
   return `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-v${version}`;
 }
 
-export async function readManifest(dir: string): Promise<Manifest> {
+/** Only `snapshot sign` reads manifests without their MAC: to check and re-sign them (docs/snapshot-store.md). */
+export interface ManifestReadOptions {
+  unsignedToMigrate?: boolean;
+}
+
+export async function readManifest(dir: string, keys: StoreKeys, o: ManifestReadOptions = {}): Promise<Manifest> {
   const file = path.join(dir, MANIFEST);
   let text: string;
   try {
@@ -101,11 +125,15 @@ export async function readManifest(dir: string): Promise<Manifest> {
   } catch (err) {
     throw new ChainError(file, `${file}: unreadable manifest (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
   }
-  return parseManifest(text, file);
+  return parseManifest(text, file, keys, o);
 }
 
-/** A manifest's text, checked like `readManifest` does (a remote copy's manifest is outside input too). */
-export function parseManifest(text: string, file: string): Manifest {
+/**
+ * A manifest's text, checked like `readManifest` does (a remote copy's manifest is outside input too):
+ * the one place a manifest is read, so its MAC and the encrypted store's rules (`trustProblem`) hold
+ * for every reader — verify, drill, restore, promote, prune, copies, export/import.
+ */
+export function parseManifest(text: string, file: string, keys: StoreKeys, o: ManifestReadOptions = {}): Manifest {
   let parsed: Manifest;
   try {
     parsed = JSON.parse(text) as Manifest;
@@ -125,7 +153,83 @@ export function parseManifest(text: string, file: string): Manifest {
     const problem = fileProblem(f);
     if (problem) throw new ChainError(file, `${file}: files[${i}]${problem}`);
   }
+  const untrusted = trustProblem(parsed, keys, o);
+  if (untrusted) throw new UntrustedManifestError(file, `${file}: snapshot ${parsed.id}: ${untrusted}`);
   return parsed;
+}
+
+/** The key manifests are signed with: derived from the store key, else from the signing key. */
+export function macKeyOf(keys: StoreKeys): { key?: StoreKey; problem?: string } {
+  if (keys.problem) return { problem: `the configured key is unusable: ${keys.problem}` };
+  if (keys.key) return { key: keys.key };
+  if (keys.signingProblem) return { problem: `the configured signing key is unusable: ${keys.signingProblem}` };
+  if (keys.signing) return { key: keys.signing };
+  return {};
+}
+
+/**
+ * JSON with object keys sorted and no spaces: the bytes the MAC covers, whatever whitespace or key
+ * order the file has. Numbers and strings as JSON.stringify writes them.
+ */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** HMAC-SHA256, under the derived manifest key, of the manifest without its `mac`. */
+export function manifestMac(m: Manifest, key: StoreKey): ManifestMac {
+  const { mac: _mac, ...rest } = m;
+  const hmac = createHmac('sha256', derivedKey(key, 'manifest mac'));
+  const value = hmac.update('mfs-jobs manifest v1\0').update(canonical(rest)).digest('hex');
+  return { alg: 'hmac-sha256', keyId: key.id, value };
+}
+
+/** The manifest with its MAC (unchanged when the store has no key: such a store is not authenticated). */
+export function signManifest(m: Manifest, keys: StoreKeys): Manifest {
+  const { key, problem } = macKeyOf(keys);
+  if (problem) throw new ChainError(m.id, `snapshot ${m.id}: cannot sign its manifest: ${problem}`);
+  const { mac: _mac, ...rest } = m;
+  return key ? { ...rest, mac: manifestMac(rest, key) } : rest;
+}
+
+/**
+ * Why a manifest is not to be trusted with these keys, or undefined. With a key: it must carry a MAC by
+ * that key; with an encryption key also every file sealed by it, with no plaintext-derived field in clear.
+ * Without any key nothing can be checked: the store works as before (docs: what that does not protect).
+ */
+function trustProblem(m: Manifest, keys: StoreKeys, o: ManifestReadOptions): string | undefined {
+  const { key, problem } = macKeyOf(keys);
+  if (problem) return `cannot check its manifest: ${problem}`;
+  if (!key) return undefined;
+  if (o.unsignedToMigrate) return undefined;
+  const mac = m.mac as unknown;
+  if (mac === undefined) {
+    return 'its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused';
+  }
+  const got = mac as Partial<ManifestMac>;
+  if (!got || got.alg !== 'hmac-sha256' || typeof got.value !== 'string' || !SHA256.test(got.value)) {
+    return 'its manifest MAC is not an hmac-sha256; refused';
+  }
+  if (got.keyId !== key.id) {
+    return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
+  }
+  const want = Buffer.from(manifestMac(m, key).value, 'hex');
+  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
+  if (!keys.key) return undefined;
+  for (const f of m.files) {
+    const enc = f.stored?.encryption;
+    if (!enc) return `${f.name} is not encrypted, in an encrypted store; refused`;
+    if (enc.keyId !== keys.key.id) return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
+    if (f.hmac === undefined || f.stored!.tail !== undefined) {
+      return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
+    }
+  }
+  return undefined;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -134,7 +238,11 @@ const isSize = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) 
 /** What is wrong with a manifest entry's sizes, checksums and stored form (outside input, like its names). */
 function fileProblem(f: ManifestFile): string | undefined {
   if (!isSize(f.size)) return `.size ${shownName(String(f.size))} is not a size`;
-  if (typeof f.sha256 !== 'string' || !SHA256.test(f.sha256.toLowerCase())) return `.sha256 is not a sha256`;
+  const isDigest = (d: unknown, lower = false) => typeof d === 'string' && SHA256.test(lower ? d.toLowerCase() : d);
+  if (f.sha256 !== undefined && !isDigest(f.sha256, true)) return `.sha256 is not a sha256`;
+  if (f.hmac !== undefined && !isDigest(f.hmac)) return '.hmac is not an hmac-sha256';
+  if ((f.sha256 === undefined) === (f.hmac === undefined)) return ' has both or neither of sha256 and hmac';
+  if (f.hmac !== undefined && !f.stored?.encryption) return '.hmac on a file that is not encrypted';
   const s = f.stored as unknown;
   if (s === undefined) return undefined;
   if (!s || typeof s !== 'object') return '.stored is not an object';
@@ -152,16 +260,40 @@ function fileProblem(f: ManifestFile): string | undefined {
   if (st.name !== expected) return `.stored.name ${shownName(st.name)} is not ${shownName(expected)}`;
   if (!isSize(st.size)) return `.stored.size ${shownName(String(st.size))} is not a size`;
   if (typeof st.sha256 !== 'string' || !SHA256.test(st.sha256)) return '.stored.sha256 is not a sha256';
-  if (st.tail !== undefined && (typeof st.tail !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(st.tail) || Buffer.from(st.tail, 'base64').length !== Math.min(f.size, TAIL_BYTES))) return `.stored.tail is not the last ${Math.min(f.size, TAIL_BYTES)} bytes (base64)`;
+  const tailBytes = Math.min(f.size, TAIL_BYTES);
+  const base64Of = (v: unknown, bytes: number) => typeof v === 'string' && BASE64.test(v) && Buffer.from(v, 'base64').length === bytes;
+  if (st.tail !== undefined && !base64Of(st.tail, tailBytes)) return `.stored.tail is not the last ${tailBytes} bytes (base64)`;
+  const sealed = st.tailSealed as unknown;
+  if (sealed !== undefined && (!enc || !base64Of(sealed, sealedTailBytes(tailBytes)))) return '.stored.tailSealed is not a sealed tail of this file';
+  // An encrypted file's content shows in neither a clear tail nor a plain sha256 (new manifests; old ones
+  // are refused by trustProblem when a key is configured, and re-written by `snapshot sign`).
+  if (enc && f.hmac !== undefined && st.tail !== undefined) return '.stored.tail in clear on an encrypted file';
   return undefined;
 }
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
  * The file as it lies in a snapshot directory — and on an off-site copy, which holds the same bytes: its
  * stored name, size and sha256 (the compressed/sealed form), or the content's own for a raw file.
  */
 export function onDisk(f: ManifestFile): { name: string; size: number; sha256: string } {
-  return f.stored ? { name: f.stored.name, size: f.stored.size, sha256: f.stored.sha256 } : { name: f.name, size: f.size, sha256: f.sha256 };
+  // A file without `stored` is never encrypted, so it has its sha256 (fileProblem).
+  if (f.stored) return { name: f.stored.name, size: f.stored.size, sha256: f.stored.sha256 };
+  return { name: f.name, size: f.size, sha256: f.sha256! };
+}
+
+/** A file's content checksum as the manifest has it: its sha256, or an encrypted file's keyed HMAC. */
+export function contentDigest(f: ManifestFile): { alg: 'sha256' | 'hmac-sha256'; value: string } {
+  if (f.hmac !== undefined) return { alg: 'hmac-sha256', value: f.hmac };
+  return { alg: 'sha256', value: f.sha256!.toLowerCase() };
+}
+
+/** A snapshot directory that is not a usable snapshot; `untrusted`: its manifest was refused for trust (CRITICAL). */
+export interface BrokenSnapshot {
+  id: string;
+  error: string;
+  untrusted?: boolean;
 }
 
 export interface StoredSnapshot {
@@ -170,21 +302,34 @@ export interface StoredSnapshot {
   manifest: Manifest;
 }
 
-/** Complete snapshots, oldest first. A directory without a readable manifest is reported, not listed. */
-export async function listSnapshots(store: string): Promise<{ snapshots: StoredSnapshot[]; broken: { id: string; error: string }[] }> {
+/**
+ * Complete snapshots, oldest first. A directory without a readable (and, with a key, authentic) manifest,
+ * or whose manifest names another id, is reported, not listed.
+ */
+export async function listSnapshots(
+  store: string,
+  keys: StoreKeys,
+): Promise<{ snapshots: StoredSnapshot[]; broken: BrokenSnapshot[] }> {
   const root = snapshotsDir(store);
   const names = await fs.readdir(root).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
     throw err;
   });
   const snapshots: StoredSnapshot[] = [];
-  const broken: { id: string; error: string }[] = [];
+  const broken: BrokenSnapshot[] = [];
   for (const id of names.sort()) {
     const dir = path.join(root, id);
     try {
-      snapshots.push({ id, dir, manifest: await readManifest(dir) });
+      const manifest = await readManifest(dir, keys);
+      // A signed manifest copied into another directory would otherwise pass as that snapshot.
+      if (manifest.id !== id) {
+        const why = `manifest says id ${shownName(manifest.id)}, not ${shownName(id)}`;
+        throw new UntrustedManifestError(dir, `${path.join(dir, MANIFEST)}: ${why}`);
+      }
+      snapshots.push({ id, dir, manifest });
     } catch (err) {
-      broken.push({ id, error: (err as Error).message });
+      const untrusted = err instanceof UntrustedManifestError ? { untrusted: true } : {};
+      broken.push({ id, error: (err as Error).message, ...untrusted });
     }
   }
   return { snapshots, broken };

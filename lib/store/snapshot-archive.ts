@@ -19,17 +19,17 @@ import { ensureStoreSpace, makeStageDir, prepareStore, readLatest, refreshLatest
 export const MAX_FUTURE_MS = 10 * 60_000;
 
 /** A snapshot by id, or the one `latest` points to. */
-export async function findSnapshot(store: string, id: string): Promise<StoredSnapshot> {
+export async function findSnapshot(store: string, id: string, keys: StoreKeys): Promise<StoredSnapshot> {
   const wanted = id === 'latest' ? await readLatest(store) : id;
   if (!wanted || !ID_PATTERN.test(wanted)) throw new UsageError(id, `no snapshot "${id}" in ${store} (ids look like 20261125T221500Z-v1234; see mfs-jobs snapshot list)`);
   const dir = path.join(snapshotsDir(store), wanted);
   if (!(await pathExists(dir))) throw new UsageError(id, `no snapshot "${wanted}" in ${store} (see mfs-jobs snapshot list)`);
-  return { id: wanted, dir, manifest: await readManifest(dir) };
+  return { id: wanted, dir, manifest: await readManifest(dir, keys) };
 }
 
 /** The stored files go into the archive as they are (compressed, sealed): verified first, never re-encoded. */
-export async function exportSnapshot(store: string, id: string, file: string, keys?: StoreKeys): Promise<{ id: string; file: string; bytes: number }> {
-  const snap = await findSnapshot(store, id);
+export async function exportSnapshot(store: string, id: string, file: string, keys: StoreKeys): Promise<{ id: string; file: string; bytes: number }> {
+  const snap = await findSnapshot(store, id, keys);
   const problems = await verifySnapshot(snap.dir, snap.manifest, keys);
   if (problems.length) throw new ChainError(snap.dir, `snapshot ${snap.id} does not verify, not exported: ${problems.join('; ')}`);
   const target = path.resolve(file);
@@ -112,8 +112,11 @@ export interface ImportOptions {
   identity?: ClusterIdentity;
   /** "Now", for the future check (tests). */
   now?: Date;
-  /** The store's key: an encrypted snapshot is verified (decrypted) before it is imported. */
-  keys?: StoreKeys;
+  /**
+   * The store's keys: an encrypted snapshot is verified (decrypted) before it is imported, and with a key
+   * the archive's manifest must be signed by it (an archive is outside input like a copy).
+   */
+  keys: StoreKeys;
 }
 
 /** A snapshot from the future would become `latest` and hide, for as long, that backups stopped. */
@@ -130,12 +133,13 @@ function futureProblem(file: string, id: string, m: Manifest, now: Date): string
 const metaidShown = (m: string) => printable(m).slice(0, 40);
 
 /** The filesystem (metaid) the store's snapshots are of; an empty store, or only MFSM NEW images, has none. */
-async function storeMetaids(store: string): Promise<Set<string>> {
-  const { snapshots } = await listSnapshots(store);
+async function storeMetaids(store: string, keys: StoreKeys): Promise<Set<string>> {
+  const { snapshots } = await listSnapshots(store, keys);
   return new Set(snapshots.filter((s) => !s.manifest.image.empty && s.manifest.image.metaid).map((s) => s.manifest.image.metaid));
 }
 
-export async function importSnapshot(store: string, file: string, options: ImportOptions = {}): Promise<{ id: string; already: boolean }> {
+export async function importSnapshot(store: string, file: string, options: ImportOptions): Promise<{ id: string; already: boolean }> {
+  const keys = options.keys;
   if (!(await pathExists(file))) throw new UsageError(file, `${file}: no such file`);
   await prepareStore(store);
   const bytes = await archiveBytes(path.resolve(file));
@@ -149,7 +153,7 @@ export async function importSnapshot(store: string, file: string, options: Impor
   try {
     const id = await unpack(path.resolve(file), stage, bytes);
     const dir = path.join(stage, id);
-    const manifest = await readManifest(dir);
+    const manifest = await readManifest(dir, keys);
     if (manifest.id !== id) throw new ChainError(file, `${file}: manifest id ${manifest.id} does not match its directory ${id}`);
     const future = futureProblem(file, id, manifest, options.now ?? new Date());
     if (future) throw new ChainError(file, future);
@@ -157,16 +161,16 @@ export async function importSnapshot(store: string, file: string, options: Impor
     if (theirs && options.identity && theirs !== options.identity.metaid && !options.otherFilesystem) {
       throw new ChainError(file, `${foreignMetaidMessage(`${file}: snapshot ${id}`, theirs, options.identity)}; not imported (--other-filesystem to import it anyway; promote and prune would not use it)`);
     }
-    const ours = [...(await storeMetaids(store))];
+    const ours = [...(await storeMetaids(store, keys))];
     if (theirs && ours.length && !options.otherFilesystem && (ours.length > 1 || ours[0] !== theirs)) {
       throw new ChainError(file, `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`);
     }
-    const problems = await verifySnapshot(dir, manifest, options.keys);
+    const problems = await verifySnapshot(dir, manifest, keys);
     if (problems.length) throw new ChainError(file, `${file}: snapshot ${id} does not verify, not imported: ${problems.join('; ')}`);
     const target = path.join(snapshotsDir(store), id);
     if (await pathExists(target)) {
-      const existing = await readManifest(target);
-      const same = JSON.stringify(existing.files.map((f) => [f.name, f.sha256, f.stored?.sha256])) === JSON.stringify(manifest.files.map((f) => [f.name, f.sha256, f.stored?.sha256]));
+      const existing = await readManifest(target, keys);
+      const same = JSON.stringify(existing.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256])) === JSON.stringify(manifest.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256]));
       if (!same) throw new ChainError(target, `${target}: a different snapshot with id ${id} is already in the store`);
       return { id, already: true };
     }
@@ -174,7 +178,7 @@ export async function importSnapshot(store: string, file: string, options: Impor
     await fs.chmod(dir, DIR_MODE);
     await fsyncDir(dir);
     await renameDurable(dir, target);
-    await refreshLatest(store);
+    await refreshLatest(store, keys);
     return { id, already: false };
   } finally {
     await fs.rm(stage, { recursive: true, force: true });

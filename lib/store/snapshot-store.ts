@@ -9,7 +9,7 @@ import { readSnapshotContent, storedPathOf, storedSizeOf, type ContentFacts, typ
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
 import { printable } from '../core/names.js';
-import { LATEST, listSnapshots, MANIFEST, readManifest, snapshotsDir, TMP_DIR, type Manifest, type StoredSnapshot } from './manifest.js';
+import { LATEST, listSnapshots, MANIFEST, readManifest, signManifest, snapshotsDir, TMP_DIR, type BrokenSnapshot, type Manifest, type StoredSnapshot } from './manifest.js';
 
 /**
  * The write side of the snapshot store (format: lib/store/manifest.ts). Only backup and `snapshot import`
@@ -18,7 +18,7 @@ import { LATEST, listSnapshots, MANIFEST, readManifest, snapshotsDir, TMP_DIR, t
  */
 
 /** Every temp entry this module makes starts with this, so a later run knows what it may remove. */
-const TEMP_PREFIX = 'backup-';
+export const TEMP_PREFIX = 'backup-';
 
 export function tmpDir(store: string): string {
   return path.join(store, TMP_DIR);
@@ -87,13 +87,14 @@ export async function sha256File(file: string): Promise<string> {
 }
 
 /**
- * Write the manifest into a staged snapshot and move it into `snapshots/<id>`. The files in `stage`
- * must already be fsynced; after this returns the snapshot survives a crash.
+ * Write the manifest (signed when the store has a key) into a staged snapshot and move it into
+ * `snapshots/<id>`. The files in `stage` must already be fsynced; after this returns the snapshot
+ * survives a crash.
  */
-export async function finaliseSnapshot(store: string, stage: string, manifest: Manifest): Promise<string> {
+export async function finaliseSnapshot(store: string, stage: string, manifest: Manifest, keys: StoreKeys): Promise<string> {
   const target = path.join(snapshotsDir(store), manifest.id);
   if (await pathExists(target)) throw new ChainError(target, `${target}: a snapshot with this id already exists`);
-  await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+  await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signManifest(manifest, keys), null, 2) + '\n');
   await fs.chmod(stage, DIR_MODE);
   await fsyncDir(stage);
   await fs.rename(stage, target);
@@ -161,11 +162,11 @@ export interface StoreView {
   /** Complete snapshots whose files are all present, oldest first. */
   healthy: StoredSnapshot[];
   /** Directories that are not usable snapshots, with why. Retention never touches them. */
-  broken: { id: string; error: string }[];
+  broken: BrokenSnapshot[];
 }
 
-export async function viewStore(store: string): Promise<StoreView> {
-  const { snapshots, broken } = await listSnapshots(store);
+export async function viewStore(store: string, keys: StoreKeys): Promise<StoreView> {
+  const { snapshots, broken } = await listSnapshots(store, keys);
   const healthy: StoredSnapshot[] = [];
   for (const s of snapshots) {
     const problem = await snapshotProblem(s);
@@ -176,8 +177,8 @@ export async function viewStore(store: string): Promise<StoreView> {
 }
 
 /** Point `latest` at the newest healthy snapshot (ids sort by time). */
-export async function refreshLatest(store: string): Promise<string | undefined> {
-  const { healthy } = await viewStore(store);
+export async function refreshLatest(store: string, keys: StoreKeys): Promise<string | undefined> {
+  const { healthy } = await viewStore(store, keys);
   const newest = healthy[healthy.length - 1]?.id;
   await setLatest(store, newest);
   return newest;
@@ -189,8 +190,8 @@ export async function refreshLatest(store: string): Promise<string | undefined> 
  * recorded versions, and the chain reaches `reachesVersion`. Returns the problems (empty = good).
  * Reads every byte once.
  */
-export async function verifySnapshot(dir: string, manifest?: Manifest, keys?: StoreKeys): Promise<string[]> {
-  const m = manifest ?? (await readManifest(dir));
+export async function verifySnapshot(dir: string, manifest: Manifest | undefined, keys: StoreKeys): Promise<string[]> {
+  const m = manifest ?? (await readManifest(dir, keys));
   const snapshot = { id: m.id, dir, manifest: m };
   const problems: string[] = [];
   const pieces: ChangelogPiece[] = [];

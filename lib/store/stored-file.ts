@@ -11,8 +11,22 @@ import { ChainError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
-import { TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
-import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type StoreKey } from './sealed.js';
+import { contentDigest, TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
+import {
+  CHUNK_BYTES,
+  contentHmac,
+  decryptStage,
+  encryptStage,
+  loadStoreKey,
+  openTail,
+  SealError,
+  sealTail,
+  type SealContext,
+  type StoreKey,
+  type StoreKeys,
+} from './sealed.js';
+
+export type { StoreKeys } from './sealed.js';
 
 /**
  * How a snapshot's files lie on disk, and the one way to read them back. A manifest file without
@@ -23,17 +37,14 @@ import { CHUNK_BYTES, decryptStage, encryptStage, loadStoreKey, SealError, type 
 
 type Stage = (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>;
 
-/** What new snapshots are written as (config `snapshotStore.compression` and `.encryption`). */
+/**
+ * What new snapshots are written as (config `snapshotStore.compression` and `.encryption`), and the keys
+ * their manifests are signed with (`.signingKeyFile`): a StoreKeys without problems.
+ */
 export interface StoreWriteSettings {
   compression: Compression;
   key?: StoreKey;
-}
-
-/** The key readers have: the configured one, or why there is none usable. */
-export interface StoreKeys {
-  key?: StoreKey;
-  /** The configured key file is unusable (mode, format): said for every encrypted file. */
-  problem?: string;
+  signing?: StoreKey;
 }
 
 export function storedName(name: string, compression: StoredForm['compression'], encrypted: boolean): string {
@@ -117,10 +128,15 @@ function zstdStage(args: string[]): Stage {
 
 class ZstdError extends Error {}
 
-/** Hash and count what passes; `limit`: fail as soon as more bytes than that come (a decompression bomb). */
-function measureStage(out: { size: number; sha256: string }, limit?: { bytes: number; what: string }): Stage {
+type Hasher = { update(data: Buffer): unknown; digest(encoding: 'hex'): string };
+
+/**
+ * Hash and count what passes; `limit`: fail as soon as more bytes than that come (a decompression bomb).
+ * `hasher`: a keyed one for an encrypted file's content (its sha256 would confirm a guess).
+ */
+function measureStage(out: { size: number; sha256: string }, limit?: { bytes: number; what: string }, hasher?: Hasher): Stage {
   return async function* (source) {
-    const hash = createHash('sha256');
+    const hash: Hasher = hasher ?? createHash('sha256');
     for await (const chunk of source) {
       out.size += chunk.length;
       if (limit && out.size > limit.bytes) throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
@@ -131,17 +147,27 @@ function measureStage(out: { size: number; sha256: string }, limit?: { bytes: nu
   };
 }
 
+/** Where a snapshot's file belongs, as its sealed chunks and tail bind it. */
+export function sealContext(manifest: { id: string; image: { metaid: string } }, f: { name: string }): SealContext {
+  return { metaid: manifest.image.metaid, snapshot: manifest.id, file: f.name };
+}
+
 /**
- * Store a staged MooseFS file (`stage/<name>`, already checked) in the configured form, next to it,
- * fsynced; the original is removed. Returns `stored` for the manifest (undefined: kept as it is).
+ * Store a staged MooseFS file (`stage/<f.name>`, already checked, `f.sha256` its content's) in the
+ * configured form, next to it, fsynced; the original is removed. Returns the manifest entry: with
+ * `stored` (unless kept as it is); encrypted, with the keyed `hmac` and a sealed tail instead of the
+ * plaintext sha256 and tail. `snapshot`: the id and metaid the file is sealed for.
  */
-export async function storeStagedFile(stage: string, name: string, settings: StoreWriteSettings): Promise<StoredForm | undefined> {
+export async function storeStagedFile(stage: string, f: ManifestFile, settings: StoreWriteSettings, snapshot: { id: string; image: { metaid: string } }): Promise<ManifestFile> {
   const compression = settings.compression.type;
-  if (compression === 'none' && !settings.key) return undefined;
+  if (compression === 'none' && !settings.key) return f;
+  const name = f.name;
   const target = storedName(name, compression, Boolean(settings.key));
   const stages: Stage[] = [];
+  const content = { size: 0, sha256: '' };
+  if (settings.key) stages.push(measureStage(content, undefined, contentHmac(settings.key)));
   if (compression === 'zstd') stages.push(zstdStage([`-${settings.compression.level}`, '-T1']));
-  if (settings.key) stages.push(encryptStage(settings.key));
+  if (settings.key) stages.push(encryptStage(settings.key, sealContext(snapshot, f)));
   const measured = { size: 0, sha256: '' };
   stages.push(measureStage(measured));
   const tail = await tailOf(path.join(stage, name));
@@ -153,14 +179,41 @@ export async function storeStagedFile(stage: string, name: string, settings: Sto
     await out.close();
   }
   await fs.rm(path.join(stage, name));
+  const stored: StoredForm = { name: target, size: measured.size, sha256: measured.sha256, compression };
+  if (!settings.key) return { ...f, stored: { ...stored, tail: tail.toString('base64') } };
+  if (content.size !== f.size) throw new ChainError(name, `${path.join(stage, name)}: ${content.size} bytes while sealing, ${f.size} when checked`);
+  const { sha256: _plain, ...rest } = f;
   return {
-    name: target,
-    size: measured.size,
-    sha256: measured.sha256,
-    compression,
-    ...(settings.key ? { encryption: { cipher: 'aes-256-gcm-chunked' as const, keyId: settings.key.id, chunkBytes: CHUNK_BYTES } } : {}),
-    tail: tail.toString('base64'),
+    ...rest,
+    hmac: content.sha256,
+    stored: {
+      ...stored,
+      encryption: { cipher: 'aes-256-gcm-chunked', keyId: settings.key.id, chunkBytes: CHUNK_BYTES },
+      tailSealed: sealTail(settings.key, sealContext(snapshot, f), f.size, tail),
+    },
   };
+}
+
+/** Whether a local plain file has the content a manifest entry names (sha256, or the keyed hmac with `key`). */
+export async function sameContent(file: string, f: ManifestFile, key: StoreKey | undefined): Promise<boolean> {
+  const want = contentDigest(f);
+  if (want.alg === 'hmac-sha256' && !key) return false;
+  const hash: Hasher = want.alg === 'sha256' ? createHash('sha256') : contentHmac(key!);
+  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) hash.update(chunk);
+  });
+  return hash.digest('hex') === want.value;
+}
+
+/** The content's last bytes as the manifest keeps them (clear, or sealed: opened with the key), if it does. */
+function manifestTail(snapshot: StoredSnapshot, f: ManifestFile, keys: StoreKeys | undefined): Buffer | undefined {
+  if (f.stored?.tail !== undefined) return Buffer.from(f.stored.tail, 'base64');
+  if (f.stored?.tailSealed === undefined || keyProblem(f, keys)) return undefined;
+  try {
+    return openTail(keys!.key!, sealContext(snapshot.manifest, f), f.size, f.stored.tailSealed);
+  } catch (err) {
+    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: ${(err as Error).message}`);
+  }
 }
 
 /** The last TAIL_BYTES of a plain file. */
@@ -228,16 +281,19 @@ export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: O
   const where = `snapshot ${snapshot.id}: ${f.name}`;
   const stored = o.storedFacts ?? { size: 0, sha256: '' };
   const content = { size: 0, sha256: '' };
+  const digest = contentDigest(f);
   const stages: Stage[] = [];
   if (f.stored) {
     stages.push(measureStage(stored, { bytes: f.stored.size, what: `${where}: stored file ${f.stored.name}` }));
     stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file ${f.stored!.name}:`)));
-    if (f.stored.encryption) stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId));
+    if (f.stored.encryption) stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId, sealContext(snapshot.manifest, f)));
     if (f.stored.compression === 'zstd') stages.push(zstdStage(['-d']));
   }
   // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
-  stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined));
-  stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: f.sha256.toLowerCase() }, `${where}:`)));
+  // keyProblem above made sure an hmac's key is there.
+  const hasher = digest.alg === 'hmac-sha256' ? contentHmac(o.keys!.key!) : undefined;
+  stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined, hasher));
+  stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: digest.value }, `${where}:`, digest.alg)));
   // `out` stays outside the pipeline: the pipeline would destroy it with the raw error, not our one line.
   // A reader that stops early (a header read) destroys `out`: the pipeline is aborted, zstd killed.
   const stop = new AbortController();
@@ -257,9 +313,9 @@ export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: O
 }
 
 /** What differs between what was read and what the manifest says (size first: it explains the checksum). */
-function mismatch(got: { size: number; sha256: string }, want: { size: number; sha256: string }, what: string): string | undefined {
+function mismatch(got: { size: number; sha256: string }, want: { size: number; sha256: string }, what: string, alg = 'sha256'): string | undefined {
   if (got.size !== want.size) return `${what} ${got.size} bytes, manifest says ${want.size}`;
-  if (got.sha256 !== want.sha256) return `${what} sha256 ${got.sha256.slice(0, 12)}… does not match the manifest (${want.sha256.slice(0, 12)}…)`;
+  if (got.sha256 !== want.sha256) return `${what} ${alg} ${got.sha256.slice(0, 12)}… does not match the manifest (${want.sha256.slice(0, 12)}…)`;
   return undefined;
 }
 
@@ -283,7 +339,7 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
     }
   }
   // The end of the content (an image's marker, a changelog's last line) is in the manifest: no full pass.
-  const tail = f.stored?.tail !== undefined ? Buffer.from(f.stored.tail, 'base64') : undefined;
+  const tail = manifestTail(snapshot, f, keys);
   if (tail && start >= f.size - tail.length) return tail.subarray(start - (f.size - tail.length), start - (f.size - tail.length) + length);
   const stream = openSnapshotFile(snapshot, f, { keys });
   const parts: Buffer[] = [];
@@ -345,8 +401,9 @@ export async function readSnapshotContent(snapshot: StoredSnapshot, f: ManifestF
     tail = c.length >= TAIL_BYTES ? Buffer.from(c.subarray(c.length - TAIL_BYTES)) : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
   }
   // What promote reads instead of the file's end must be the file's end.
-  if (f.stored?.tail !== undefined && !Buffer.from(f.stored.tail, 'base64').equals(tail)) {
-    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: the manifest's stored.tail does not match the content's last ${tail.length} bytes`);
+  const kept = manifestTail(snapshot, f, o.keys);
+  if (kept && !kept.equals(tail)) {
+    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: the manifest's ${f.stored?.tail !== undefined ? 'stored.tail' : 'stored.tailSealed'} does not match the content's last ${tail.length} bytes`);
   }
   if (scanner) return { scan: scanner.finish() };
   if (f.role !== 'image') return {};
@@ -362,20 +419,28 @@ export async function readSnapshotContent(snapshot: StoredSnapshot, f: ManifestF
   }
 }
 
-/** The key new snapshots are sealed with and readers open them with, from the config. */
+export const SIGNING_KEY = 'snapshotStore.signingKeyFile';
+
+/**
+ * The keys new snapshots are sealed and signed with and readers open and check them with, from the
+ * config. An unusable key file is kept as its problem: every manifest is then refused, naming it.
+ */
 export async function storeKeys(config: Config): Promise<StoreKeys> {
+  const out: StoreKeys = {};
   const file = config.snapshotStore?.encryption?.keyFile;
-  if (!file) return {};
-  try {
-    return { key: await loadStoreKey(file) };
-  } catch (err) {
-    return { problem: (err as Error).message };
-  }
+  const signing = config.snapshotStore?.signingKeyFile;
+  if (file) await loadStoreKey(file).then((key) => (out.key = key), (err: Error) => (out.problem = err.message));
+  if (signing) await loadStoreKey(signing, SIGNING_KEY).then((key) => (out.signing = key), (err: Error) => (out.signingProblem = err.message));
+  return out;
 }
 
 /** How backup writes new snapshots; an unusable key file fails the backup (ConfigError, one line). */
 export async function storeWriteSettings(config: Config): Promise<StoreWriteSettings> {
   const s = config.snapshotStore!;
   const file = s.encryption?.keyFile;
-  return { compression: s.compression, ...(file ? { key: await loadStoreKey(file) } : {}) };
+  return {
+    compression: s.compression,
+    ...(file ? { key: await loadStoreKey(file) } : {}),
+    ...(s.signingKeyFile ? { signing: await loadStoreKey(s.signingKeyFile, SIGNING_KEY) } : {}),
+  };
 }

@@ -216,7 +216,7 @@ export interface SnapshotInput {
   store: string;
   facts?: SnapshotFacts;
   /** Snapshot directories without a readable manifest. */
-  broken: { id: string; error: string }[];
+  broken: { id: string; error: string; untrusted?: boolean }[];
   /** listSnapshots itself failed. */
   error?: string;
   masterVersion?: number;
@@ -229,7 +229,11 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
   const name = facts ? `snapshot ${facts.snapshot.id}` : 'snapshot store';
   if (input.error) findings.push({ status: 'CRITICAL', text: `cannot read ${input.store}: ${input.error}` });
   else if (!facts) findings.push({ status: 'WARNING', text: `no complete snapshot in ${input.store} yet` });
-  if (input.broken.length) findings.push({ status: 'WARNING', text: `snapshot directories without a readable manifest: ${input.broken.map((b) => b.id).join(', ')}` });
+  // A manifest refused for trust (forged, edited, unsigned with a key configured, a wrong key) is a restore
+  // point lost, or someone at work in the store: named with why.
+  for (const b of input.broken.filter((x) => x.untrusted)) findings.push({ status: 'CRITICAL', text: `snapshot ${b.id} refused: ${b.error}` });
+  const unreadable = input.broken.filter((x) => !x.untrusted);
+  if (unreadable.length) findings.push({ status: 'WARNING', text: `snapshot directories without a readable manifest: ${unreadable.map((b) => b.id).join(', ')}` });
   let ageSeconds = NaN;
   let reached: number | undefined;
   if (facts) {

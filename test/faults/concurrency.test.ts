@@ -90,7 +90,7 @@ describe('faults: the same job started twice at the same moment', () => {
     let survived = 0;
     for (let i = 0; i < trials; i++) {
       await mount.makeChanges(`pair-${i}`, 1);
-      const before = (await listSnapshots(path.join(lab.dir, 'store'))).snapshots.length;
+      const before = (await listSnapshots(path.join(lab.dir, 'store'), {})).snapshots.length;
       const [a, b] = [startCli(['run', 'backup', '--config', config]), startCli(['run', 'backup', '--config', config])];
       const [ra, rb] = await Promise.all([a.done, b.done]);
       const pids = [a.child.pid!, b.child.pid!];

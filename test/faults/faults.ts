@@ -142,7 +142,7 @@ export async function checkStore(store: string): Promise<StoreCheck> {
   for (const id of names) {
     const dir = path.join(snapshotsDir(store), id);
     try {
-      const problems = await verifySnapshot(dir, await readManifest(dir));
+      const problems = await verifySnapshot(dir, await readManifest(dir, {}), {});
       if (problems.length) out.problems.push(`${id}: ${problems.join('; ')}`);
       else out.good.push(id);
     } catch (err) {

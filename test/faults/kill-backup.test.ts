@@ -74,7 +74,7 @@ describe('faults: SIGKILL of a running backup', () => {
       { config: fastConfig, link: 'fast', on: { dir: tmp, match: /^backup-latest-/, what: 'new latest symlink made, not yet renamed' } },
     ];
 
-    const seen = new Set((await listSnapshots(store())).snapshots.map((s) => s.id));
+    const seen = new Set((await listSnapshots(store(), {})).snapshots.map((s) => s.id));
     const planned = plan.length;
     const lateKills = { left: 5 };
     const failures: string[] = [];
@@ -113,7 +113,7 @@ describe('faults: SIGKILL of a running backup', () => {
       if (clean.strays.length) problems.push(`after the next run: stray files in the store: ${clean.strays.join(', ')}`);
       const expected = [...seen].sort().slice(-KEEP);
       if (clean.good.join() !== expected.join()) problems.push(`after the next run: store holds ${clean.good.join(', ')}, expected the newest ${KEEP}: ${expected.join(', ')}`);
-      const newestSnap = (await listSnapshots(store())).snapshots.pop();
+      const newestSnap = (await listSnapshots(store(), {})).snapshots.pop();
       if (!newestSnap || newestSnap.manifest.reachesVersion < version) problems.push(`after the next run: newest snapshot reaches ${newestSnap?.manifest.reachesVersion}, the source had ${version}`);
       if (clean.latest !== expected[expected.length - 1]) problems.push(`after the next run: latest is ${clean.latest}, expected ${expected[expected.length - 1]}`);
 

@@ -25,7 +25,7 @@ describe('faults: SIGKILL of a running prune', () => {
 
   /** Backups until the store holds FILL snapshots (each after a change: a new restore point). */
   async function fill(): Promise<void> {
-    while ((await listSnapshots(store())).snapshots.length < FILL) {
+    while ((await listSnapshots(store(), {})).snapshots.length < FILL) {
       await mount.makeChanges(`fill-${changes++}`, 1);
       const res = await runCli(['run', 'backup', '--config', backupCfg]);
       if (res.code !== 0) throw new Error(`backup: ${describeRun(res)}`);

@@ -75,11 +75,11 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     const res = await runCli(['run', 'backup', '--config', config]);
     expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v\\d+: metadata\\.mfs\\.back version ${header.version} \\+ \\d+ changelog`));
     expect(res.code).toBe(0);
-    const [snap] = (await listSnapshots(path.join(lab.dir, 'snapshots'))).snapshots;
+    const [snap] = (await listSnapshots(path.join(lab.dir, 'snapshots'), {})).snapshots;
     nearly(snap!.manifest.reachesVersion);
     // The drill below restores this snapshot: it must serve exactly what the chain reaches.
     versionAfter = snap!.manifest.reachesVersion;
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
   test("drill: the snapshot restored by this generation's own restore, served at the chain's newest version", async () => {
@@ -118,9 +118,9 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     // WARNING at most: an older restore point whose changelogs stop before the newer image is reported, not an error.
     expect(`${report.status}: ${report.summary}`).toMatch(/^(OK|WARNING): /);
     expect(report.summary).not.toMatch(/refusing/);
-    const { snapshots } = await listSnapshots(store);
+    const { snapshots } = await listSnapshots(store, {});
     expect(snapshots.length).toBeGreaterThanOrEqual(1);
-    expect(await verifySnapshot(snapshots[snapshots.length - 1]!.dir)).toEqual([]);
+    expect(await verifySnapshot(snapshots[snapshots.length - 1]!.dir, undefined, {})).toEqual([]);
     // What prune left still restores: the newest snapshot drills OK.
     const drill = JSON.parse((await runCli(['run', 'drill', '--config', config, '--json'])).stdout);
     expect(`${drill.status}: ${drill.summary}`).toMatch(/^OK: /);

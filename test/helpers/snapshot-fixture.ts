@@ -87,7 +87,7 @@ export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot>
     startedAt: at.toISOString(),
     finishedAt: at.toISOString(),
   };
-  const dir = await finaliseSnapshot(o.store, stage, manifest);
+  const dir = await finaliseSnapshot(o.store, stage, manifest, {});
   await setLatest(o.store, id);
   return { id, dir, manifest };
 }

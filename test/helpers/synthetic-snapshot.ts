@@ -49,8 +49,8 @@ export async function stageSyntheticSnapshot(store: string, o: { at?: Date; meta
 export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint; edit?: (m: Manifest) => void } = {}): Promise<StoredSnapshot> {
   const { stage, manifest } = await stageSyntheticSnapshot(store, o);
   o.edit?.(manifest);
-  const dir = await finaliseSnapshot(store, stage, manifest);
-  await refreshLatest(store);
+  const dir = await finaliseSnapshot(store, stage, manifest, {});
+  await refreshLatest(store, {});
   return { id: manifest.id, dir, manifest };
 }
 

@@ -56,7 +56,7 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     process.kill(run.child.pid!, 'SIGKILL');
     expect((await run.done).signal).toBe('SIGKILL');
     expect(partial.size).toBeLessThan(imageSize);
-    expect((await listSnapshots(store)).snapshots).toEqual([]);
+    expect((await listSnapshots(store, {})).snapshots).toEqual([]);
     expect(await readLatest(store)).toBeUndefined();
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([partial.stage]);
 
@@ -64,9 +64,9 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     expect(next.code).toBe(0);
     expect(next.stdout).toContain(`removed leftover temp ${partial.stage} (from an interrupted run)`);
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([]);
-    const [snap] = (await listSnapshots(store)).snapshots;
+    const [snap] = (await listSnapshots(store, {})).snapshots;
     expect(snap!.manifest.files[0]!.size).toBe(imageSize);
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
   test('SIGTERM mid-transfer stops at once and cleans up: CRITICAL, no snapshot, no temp dir', async () => {
@@ -77,7 +77,7 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     const res = await run.done;
     expect(res.code).toBe(2);
     expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - interrupted by SIGTERM/);
-    expect((await listSnapshots(store)).snapshots).toEqual([]);
+    expect((await listSnapshots(store, {})).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([]);
   });
 
@@ -92,9 +92,9 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     const report = JSON.parse(res.stdout);
     expect(report.details.sources[0]).toMatchObject({ result: 'snapshot', attempts: 2 });
     expect(res.stderr).toMatch(/metadata\.mfs\.back: size\/mtime changed during the copy.*trying once more/);
-    const [snap] = (await listSnapshots(store)).snapshots;
+    const [snap] = (await listSnapshots(store, {})).snapshots;
     expect(snap!.manifest.files[0]!.sourceMtimeMs).toBe(mtime.getTime());
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
   test('an image that changes during the copy and again during the retry: CRITICAL, no snapshot', async () => {
@@ -109,7 +109,7 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     const res = await run.done;
     expect(res.code).toBe(2);
     expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - big: big:.*metadata\.mfs\.back: size\/mtime changed during the copy .*; changed again on the retry, no snapshot taken/);
-    expect((await listSnapshots(store)).snapshots).toEqual([]);
+    expect((await listSnapshots(store, {})).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([]);
   });
 

@@ -14,7 +14,7 @@ import { freePort } from '../lab/proc.js';
 /** Restore a snapshot the way an operator would: its files into an empty DATA_PATH, `mfsmaster -a`. */
 async function restoredVersion(lab: Lab, snapshotDir: string, name: string): Promise<number> {
   const master = await LabMaster.create(path.join(lab.dir, `restore-${name}`), { bootstrap: false });
-  const manifest = await readManifest(snapshotDir);
+  const manifest = await readManifest(snapshotDir, {});
   for (const f of manifest.files) await fs.copyFile(path.join(snapshotDir, f.name), path.join(master.dataPath, f.name));
   try {
     return (await master.start({ autoRestore: true })).metadataVersion;
@@ -28,7 +28,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
   let config: string;
   let store: string;
   const imageFile = () => path.join(lab.master.dataPath, 'metadata.mfs.back');
-  const snapshots = async () => (await listSnapshots(store)).snapshots;
+  const snapshots = async () => (await listSnapshots(store, {})).snapshots;
   const temps = async () => fs.readdir(path.join(store, '.tmp')).catch(() => [] as string[]);
 
   beforeAll(async () => {
@@ -68,7 +68,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(m.changelogs.first!).toBeLessThanOrEqual(header.version);
     expect(m.files.map((f) => f.name)).toEqual(['metadata.mfs.back', 'changelog.0.mfs']);
     expect(m.files[0]).toMatchObject({ sourcePath: imageFile(), sourceSize: (await fs.stat(imageFile())).size });
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
     expect((await fs.stat(snap!.dir)).mode & 0o777).toBe(0o700);
     for (const f of await fs.readdir(snap!.dir)) expect((await fs.stat(path.join(snap!.dir, f))).mode & 0o777).toBe(0o600);
     expect(await readLatest(store)).toBe(snap!.id);
@@ -101,7 +101,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(newest.manifest.reachesVersion).toBeGreaterThanOrEqual(low);
     expect(newest.manifest.reachesVersion).toBeLessThanOrEqual(high);
     expect(await readLatest(store)).toBe(newest.id);
-    expect(await verifySnapshot(newest.dir)).toEqual([]);
+    expect(await verifySnapshot(newest.dir, undefined, {})).toEqual([]);
   });
 
   test('Done when: snapshots of the master and of the metalogger restore with mfsmaster -a at their version', async () => {
@@ -129,10 +129,10 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const localStore = path.join(lab.dir, 'local-store');
     const res = await runCli(['run', 'backup', '--config', await lab.writeConfig({ masters, snapshotStore: { path: localStore } }, 'local.yaml')]);
     expect(res.code).toBe(0);
-    const [snap] = (await listSnapshots(localStore)).snapshots;
+    const [snap] = (await listSnapshots(localStore, {})).snapshots;
     const viaSftp = (await snapshots()).filter((s) => s.manifest.source.name === 'master').pop()!;
     expect(snap!.manifest.files[0]!.sha256).toBe(viaSftp.manifest.files[0]!.sha256);
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
   test('a corrupted image is refused (CRITICAL, no snapshot); once repaired, the checksum proves it is the same image', async () => {
@@ -189,7 +189,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const bad = await runCli(['run', 'backup', '--config', cfg]);
     expect(bad.code).toBe(2);
     expect(bad.stdout).toContain(`changelogs miss versions ${hole}..${hole} after image version ${image.version} (newest line ${newest}): mfsmaster -a would stop at ${hole}`);
-    expect((await listSnapshots(frozenStore)).snapshots).toHaveLength(0);
+    expect((await listSnapshots(frozenStore, {})).snapshots).toHaveLength(0);
     expect(await fs.readdir(path.join(frozenStore, '.tmp'))).toEqual([]);
 
     await fs.writeFile(changelog, text + `${newest + 1}: 1795650000|CREA`);
@@ -197,8 +197,8 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`reaches version ${newest + 1}`);
     expect(ok.stdout).toContain('frozen: note: changelog.0.mfs: left out a cut last line');
-    const [snap] = (await listSnapshots(frozenStore)).snapshots;
-    expect(await verifySnapshot(snap!.dir)).toEqual([]);
+    const [snap] = (await listSnapshots(frozenStore, {})).snapshots;
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
     expect(await fs.readFile(path.join(snap!.dir, 'changelog.0.mfs'), 'utf8')).toBe(text);
   });
 
@@ -255,9 +255,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
       const res = await runCli(['run', 'backup', '--config', cfg]);
       expect(res.code).toBe(0);
       expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - fresh: snapshot \\S+-v${metadataVersion}: metadata\\.mfs\\.back MFSM NEW \\(the bootstrap image: no image downloaded or saved yet`));
-      const [snap] = (await listSnapshots(path.join(lab.dir, 'fresh-store'))).snapshots;
+      const [snap] = (await listSnapshots(path.join(lab.dir, 'fresh-store'), {})).snapshots;
       expect(snap!.manifest.image).toMatchObject({ empty: true, version: 0 });
-      expect(await verifySnapshot(snap!.dir)).toEqual([]);
+      expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
     } finally {
       await fresh.stop();
     }
@@ -284,13 +284,13 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
       expect(dry.code).toBe(0);
       for (const id of [b, g]) expect(dry.stdout).toContain(`retention master: would remove ${id}`);
       expect(dry.stdout).toContain('would remove 2 old snapshots');
-      expect((await listSnapshots(target)).snapshots).toHaveLength(7);
+      expect((await listSnapshots(target, {})).snapshots).toHaveLength(7);
 
       // The planted snapshots hold the current image: the run itself copies nothing, then applies retention.
       const res = await runCli(['run', 'backup', '--config', cfg]);
       expect(res.code).toBe(0);
       expect(res.stdout).toContain(`already have version ${source.manifest.reachesVersion} (snapshot ${a}`);
-      expect((await listSnapshots(target)).snapshots.map((s) => s.id)).toEqual([f, e, d, c, a]);
+      expect((await listSnapshots(target, {})).snapshots.map((s) => s.id)).toEqual([f, e, d, c, a]);
       expect(res.stdout).toContain(`retention master: keep ${a} (last,hourly,daily,weekly)`);
       expect(res.stdout).toContain(`retention master: keep ${c} (hourly)`);
       expect(res.stdout).toContain(`retention master: keep ${d} (hourly,daily,weekly)`);
@@ -306,14 +306,14 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
       const target = path.join(lab.dir, 'only-valid-store');
       const cfg = await lab.writeConfig({ snapshotStore: { path: target, compression: { type: 'none' }, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } }, 'only-valid.yaml');
       expect((await runCli(['run', 'backup', '--config', cfg])).code).toBe(0);
-      const [valid] = (await listSnapshots(target)).snapshots;
+      const [valid] = (await listSnapshots(target, {})).snapshots;
       const damaged = await plant(target, valid!, '2099-01-01T00:00:00.000Z', 999);
       await fs.rm(path.join(target, 'snapshots', damaged, valid!.manifest.files[0]!.name));
       const res = await runCli(['run', 'backup', '--config', cfg]);
       expect(res.code).toBe(1);
       expect(res.stdout).toContain(`already have version ${valid!.manifest.reachesVersion}`);
       expect(res.stdout).toContain(`snapshot ${damaged} is not usable (metadata.mfs.back is missing); left in place for inspection`);
-      expect((await listSnapshots(target)).snapshots.map((s) => s.id)).toEqual([valid!.id, damaged]);
+      expect((await listSnapshots(target, {})).snapshots.map((s) => s.id)).toEqual([valid!.id, damaged]);
       expect(await readLatest(target)).toBe(valid!.id);
     });
   });
@@ -338,10 +338,10 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const imp = await runCli(['snapshot', 'import', archive, '--config', otherCfg]);
     expect(imp.code).toBe(0);
     expect(imp.stdout).toContain(`imported snapshot ${latest.id}`);
-    const original = await readManifest(path.join(store, 'snapshots', latest.id));
-    const copy = await readManifest(path.join(other, 'snapshots', latest.id));
+    const original = await readManifest(path.join(store, 'snapshots', latest.id), {});
+    const copy = await readManifest(path.join(other, 'snapshots', latest.id), {});
     expect(copy).toEqual(original);
-    expect(await verifySnapshot(path.join(other, 'snapshots', latest.id))).toEqual([]);
+    expect(await verifySnapshot(path.join(other, 'snapshots', latest.id), undefined, {})).toEqual([]);
     expect(await readLatest(other)).toBe(latest.id);
     const again = await runCli(['snapshot', 'import', archive, '--config', otherCfg]);
     expect(again.stdout).toContain('already in the store');
@@ -360,7 +360,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(new RegExp(`^mfs-jobs: .*tampered\\.tar\\.gz: snapshot ${latest.id} does not verify, not imported: ${original.files[0]!.name}: sha256 .* does not match the manifest`));
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
-    expect((await listSnapshots(path.join(lab.dir, 'third-store'))).snapshots).toEqual([]);
+    expect((await listSnapshots(path.join(lab.dir, 'third-store'), {})).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(lab.dir, 'third-store', '.tmp'))).toEqual([]);
   });
 

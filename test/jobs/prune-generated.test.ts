@@ -140,7 +140,7 @@ describe('prune on generated DATA_PATHs and stores, checked by mfsmaster -a', ()
     const res = await runCli(['run', 'prune', '--config', config, '--json']);
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout) as PruneReport;
-    const { snapshots } = await listSnapshots(store);
+    const { snapshots } = await listSnapshots(store, {});
     const deletedSnapshots = new Set(report.details.targets[0]!.deleted.map((d) => d.name.split('/')[0]));
     expect(deletedSnapshots.size).toBeGreaterThan(0);
     expect(snapshots.length).toBe(40 - deletedSnapshots.size);

@@ -126,7 +126,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     const mlFiles = await fs.readdir(ml.dataPath);
     expect(mlFiles).toEqual(expect.arrayContaining(['changelog_ml.0.mfs', 'changelog_ml.4.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml_back.1.mfs', 'metadata_ml.mfs.back']));
     expect((await readImageHeader(path.join(ml.dataPath, 'metadata_ml.mfs.back'))).empty).toBe(false);
-    expect((await listSnapshots(store)).snapshots).toHaveLength(4);
+    expect((await listSnapshots(store, {})).snapshots).toHaveLength(4);
   });
 
   test('--dry-run prints the exact plan, one line per file with its version range, and changes nothing', async () => {
@@ -182,7 +182,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     // The store: snapshots older than maxAgeHours (60 h) go whole; the two newest stay.
     const st = report.details.targets.find((t: { target: string }) => t.target === 'store');
     expect(new Set(st.deleted.map((d: { name: string }) => d.name.split('/')[0])).size).toBe(2);
-    expect((await listSnapshots(store)).snapshots).toHaveLength(2);
+    expect((await listSnapshots(store, {})).snapshots).toHaveLength(2);
     const prom = await fs.readFile(path.join(lab.dir, 'textfile', 'mfs_jobs_prune.prom'), 'utf8');
     expect(prom).toMatch(/mfs_jobs_freed_bytes\{job="prune",target="master"\} [1-9]\d*/);
   });
@@ -198,7 +198,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     const mlChangelogs = (await fs.readdir(mlData)).filter((n) => n.startsWith('changelog')).map((n) => path.join(mlData, n));
     for (const image of (await fs.readdir(mlData)).filter((n) => /^metadata_ml\.mfs\.back/.test(n))) expect(await restoreFrom(path.join(mlData, image), mlChangelogs)).toBe(newest);
     // Each retained snapshot restores by itself, and rolls forward to the newest stored version with the store's changelogs.
-    const { snapshots } = await listSnapshots(store);
+    const { snapshots } = await listSnapshots(store, {});
     const pool = snapshots.flatMap((s) => s.manifest.files.filter((f) => f.role === 'changelog').map((f) => path.join(s.dir, f.name)));
     const newestStored = Math.max(...snapshots.map((s) => s.manifest.reachesVersion));
     for (const s of snapshots) {
@@ -323,7 +323,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     });
 
     test('a snapshot changelog damaged in place: CRITICAL, the store is untouched', async () => {
-      const { snapshots } = await listSnapshots(store);
+      const { snapshots } = await listSnapshots(store, {});
       const victim = snapshots[0]!;
       const file = path.join(victim.dir, victim.manifest.files.find((f) => f.role === 'changelog')!.name);
       const text = await fs.readFile(file, 'utf8');

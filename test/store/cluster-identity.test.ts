@@ -41,7 +41,7 @@ async function foreignSnapshot(store: string, at: Date): Promise<{ id: string }>
     startedAt: at.toISOString(),
     finishedAt: at.toISOString(),
   };
-  await finaliseSnapshot(store, stage, manifest);
+  await finaliseSnapshot(store, stage, manifest, {});
   return { id: manifest.id };
 }
 
@@ -102,7 +102,7 @@ describe('one cluster identity for backup, import, prune and promote (real maste
     expect(refused.code).toBe(2);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toContain(`snapshot ${foreignId} is of filesystem metaid ${FOREIGN_HEX}, the cluster's is ${metaid} (${identityFile(path.join(lab.dir, 'state'))} (learnt from master`);
-    expect((await listSnapshots(path.join(lab.dir, 'snapshots'))).snapshots.map((s) => s.id)).not.toContain(foreignId);
+    expect((await listSnapshots(path.join(lab.dir, 'snapshots'), {})).snapshots.map((s) => s.id)).not.toContain(foreignId);
     const moved = await runCli(['snapshot', 'import', archive, '--other-filesystem', '--config', config]);
     expect(moved.stdout).toContain(`imported snapshot ${foreignId}`);
   });

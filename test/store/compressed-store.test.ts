@@ -54,7 +54,7 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
   }
 
   async function snapshots(store: string): Promise<StoredSnapshot[]> {
-    return (await listSnapshots(store)).snapshots;
+    return (await listSnapshots(store, {})).snapshots;
   }
 
   async function verify(config: string): Promise<{ code: number; report: VerifyReport }> {
@@ -136,7 +136,7 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
       expect(onDisk.includes(Buffer.from('MFSM'))).toBe(false);
       expect(onDisk.includes(ZSTD_MAGIC)).toBe(false);
       expect(onDisk.includes(Buffer.from('after-image'))).toBe(false);
-      expect(onDisk.subarray(0, 8).toString('latin1')).toBe('MFSJGCM1');
+      expect(onDisk.subarray(0, 8).toString('latin1')).toBe('MFSJGCM2');
     }
     const manifestText = await fs.readFile(path.join(snap!.dir, 'manifest.json'), 'utf8');
     expect(manifestText).not.toContain(key);
@@ -251,12 +251,13 @@ describe('a compressed and encrypted snapshot store, with a real master', () => 
 
     const wrongConfig = await writeConfig('wrong-key', { path: sealedStore, encryption: { keyFile: await newKey('other.key') } });
     const wrong = await verify(wrongConfig);
+    // Its manifest is signed with the store's key: with another, the snapshot is refused before any file is read.
     expect(wrong.code).toBe(2);
-    expect(wrong.report.summary).toContain(`snapshot ${snap!.id}: ${image.name}: cannot decrypt ${image.stored!.name}: encrypted with key ${image.stored!.encryption!.keyId}, but ${path.join(lab.dir, 'other.key')} holds key `);
-    expect(wrong.report.summary).toContain('(wrong key)');
+    expect(wrong.report.summary).toContain(`snapshot ${snap!.id} refused: `);
+    expect(wrong.report.summary).toContain(`its manifest is signed with key "${image.stored!.encryption!.keyId}", the configured key is `);
     const drill = await runCli(['drill', '--snapshot', snap!.id, '--config', wrongConfig]);
     expect(drill.code).toBe(2);
-    expect(drill.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS DRILL CRITICAL - .*snapshot ${snap!.id}: ${image.name}: cannot decrypt ${image.stored!.name}: .*\\(wrong key\\)`));
+    expect(drill.stdout.split('\n')[0]).toMatch(new RegExp(`^MFS DRILL CRITICAL - .*snapshot ${snap!.id} is broken: .*its manifest is signed with key "${image.stored!.encryption!.keyId}"`));
 
     const missingConfig = await writeConfig('no-key', { path: sealedStore });
     const missing = await verify(missingConfig);

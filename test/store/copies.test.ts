@@ -63,7 +63,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const byName = Object.fromEntries(report.details.copies.map((c) => [c.copy, c]));
     return { res, report, sftp: byName['offsite-sftp']!, s3: byName['offsite-s3']! };
   };
-  const localIds = async () => (await listSnapshots(store)).snapshots.map((s) => s.id);
+  const localIds = async () => (await listSnapshots(store, {})).snapshots.map((s) => s.id);
   const sftpIds = async () => (await fs.readdir(path.join(remoteDir, 'snapshots')).catch(() => [] as string[])).sort();
   const listCopy = async (name: string) => JSON.parse((await runCli(['snapshot', 'list', '--config', config, '--copy', name, '--json'])).stdout) as { snapshots: { id: string; bytes: number }[]; incomplete: string[] };
   const s3Key = (id: string, file: string) => `mfs/snapshots/${id}/${file}`;
@@ -122,7 +122,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(res.code).toBe(0);
     ids = await localIds();
     expect(ids).toHaveLength(1);
-    const local = (await listSnapshots(store)).snapshots[0]!;
+    const local = (await listSnapshots(store, {})).snapshots[0]!;
     for (const c of [sftp, s3run]) expect(c).toMatchObject({ status: 'OK', pushed: ids, complete: ids, sentFiles: local.manifest.files.length + 1, skippedFiles: 0 });
     expect(await sftpIds()).toEqual(ids);
     // The copies hold the stored bytes (zstd here, the store's default), as the store has them.
@@ -173,7 +173,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(s3run).toMatchObject({ status: 'WARNING', ok: false, sentFiles: 0 });
     const now = await localIds();
     expect(now).toHaveLength(2);
-    expect((await listSnapshots(store)).broken).toEqual([]);
+    expect((await listSnapshots(store, {})).broken).toEqual([]);
     ids = now;
     copySshd = await LabSshd.start(copySshd.dir, { port: copySshd.port, sftpLog: true });
   }, 60_000);
@@ -191,7 +191,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     await fs.mkdir(path.join(remoteDir, 'snapshots', id, 'manifest.json'), { recursive: true });
     const policy = { Version: '2012-10-17', Statement: [{ Effect: 'Deny', Principal: '*', Action: 's3:PutObject', Resource: `arn:aws:s3:::${bucket}/${s3Key(id, 'manifest.json')}` }] };
     await client.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify(policy) }));
-    const local = (await listSnapshots(store)).snapshots.find((s) => s.id === id)!;
+    const local = (await listSnapshots(store, {})).snapshots.find((s) => s.id === id)!;
     const dataFiles = local.manifest.files.length;
 
     const first = await backup();
@@ -244,7 +244,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       expect(before.details.copies[name]!.newestAgeSeconds).toBeLessThan(600);
     }
     const newest = ids[2]!;
-    const image = onDisk((await listSnapshots(store)).snapshots.find((s) => s.id === newest)!.manifest.files[0]!);
+    const image = onDisk((await listSnapshots(store, {})).snapshots.find((s) => s.id === newest)!.manifest.files[0]!);
     // SFTP: one byte flipped in place (same size). S3: the object replaced by another of the same length that keeps the sha256 metadata.
     const remoteFile = path.join(remoteDir, 'snapshots', newest, image.name);
     const bytes = await fs.readFile(remoteFile);
@@ -283,7 +283,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const deadline = Date.now() + 60_000;
       // The moment the first data file of the new snapshot has its final name on the copy: kill -9.
       while (!id && Date.now() < deadline) {
-        const newest = (await listSnapshots(store)).snapshots.at(-1);
+        const newest = (await listSnapshots(store, {})).snapshots.at(-1);
         const first = newest && !ids.includes(newest.id) ? onDisk(newest.manifest.files[0]!).name : undefined;
         if (newest && first && (await fs.stat(path.join(remoteDir, 'snapshots', newest.id, first)).catch(() => undefined))) id = newest.id;
         else await sleep(10);
@@ -333,7 +333,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const there = await fs.readdir(path.join(full, 'snapshots')).catch(() => [] as string[]);
       for (const id of there) expect(await fs.readdir(path.join(full, 'snapshots', id))).not.toContain('manifest.json');
       expect(await localIds()).toEqual(before);
-      expect((await listSnapshots(store)).broken).toEqual([]);
+      expect((await listSnapshots(store, {})).broken).toEqual([]);
     });
   }, 60_000);
 
@@ -341,7 +341,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const small = path.join(lab.dir, 'state-small');
     await onTinyTmpfs(small, async () => {
       const cfg = parseConfig({ stateDir: small, snapshotStore: { path: store, copies: copies() } }, 'inline.yaml');
-      const err = await fetchFromCopy(cfg, cfg.snapshotStore!.copies[1]!, 'latest', new AbortController().signal).then(() => undefined, (e: Error) => e.message);
+      const err = await fetchFromCopy(cfg, cfg.snapshotStore!.copies[1]!, 'latest', {}, new AbortController().signal).then(() => undefined, (e: Error) => e.message);
       expect(err).toMatch(new RegExp(`^${small.replace(/[.]/g, '\\.')}/copy-fetch: not enough free space to fetch snapshot ${ids.at(-1)} of copy offsite-s3: it needs `));
       expect(await fs.readdir(path.join(small, 'copy-fetch'))).toEqual([]);
     });
@@ -403,7 +403,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       await lab.makeChanges(tag, 2);
       expect((await runCli(['run', 'backup', '--config', cfg])).code).toBe(0);
     }
-    const local = new Map((await listSnapshots(store)).snapshots.map((s) => [s.id, s]));
+    const local = new Map((await listSnapshots(store, {})).snapshots.map((s) => [s.id, s]));
     const first = await verifyCopies(cfg);
     const sftp = first['offsite-sftp']!;
     expect(sftp.problems).toEqual([]);
@@ -442,7 +442,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const report = JSON.parse(res.stdout) as { status: string; details: { copies: CopyReport[] } };
     expect(report.status).toBe('OK');
     expect(report.details.copies.map((c) => c.status)).toEqual(['OK', 'OK']);
-    const snap = (await listSnapshots(sealedStore)).snapshots.at(-1)!;
+    const snap = (await listSnapshots(sealedStore, {})).snapshots.at(-1)!;
     const image = snap.manifest.files.find((f) => f.role === 'image')!;
     expect(onDisk(image).name).toBe(`${image.name}.zst.enc`);
     // On the copy: the sealed bytes, byte for byte — neither the image's "MFSM" header nor zstd's magic.
@@ -462,7 +462,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   }, 120_000);
 
   test('promote with the master dead, its machine gone and the store gone takes the newest snapshot of the first copy that answers', async () => {
-    const newest = (await listSnapshots(store)).snapshots.at(-1)!;
+    const newest = (await listSnapshots(store, {})).snapshots.at(-1)!;
     await lab.mount?.unmount();
     await lab.metalogger?.stop();
     await lab.master.kill9();

@@ -56,7 +56,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     expect(refused.stderr).toContain('metaid 00000000000000CD');
     expect(refused.stderr).toContain('holds metaid 00000000000000AB');
     expect(refused.stderr).toContain('--other-filesystem');
-    expect((await listSnapshots(target.store)).snapshots.map((s) => s.id)).not.toContain(id);
+    expect((await listSnapshots(target.store, {})).snapshots.map((s) => s.id)).not.toContain(id);
     const moved = await runCli(['snapshot', 'import', archive, '--other-filesystem', '--config', target.config]);
     expect(moved.stdout).toContain(`imported snapshot ${id}`);
     const empty = await scratch.configFor('empty');
@@ -69,7 +69,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     const refused = await runCli(['snapshot', 'import', future.archive, '--config', target.config]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(new RegExp(`^mfs-jobs: .*future\\.tar\\.gz: snapshot ${future.id} is from the future`));
-    expect((await listSnapshots(target.store)).snapshots).toEqual([]);
+    expect((await listSnapshots(target.store, {})).snapshots).toEqual([]);
     const skewed = await archiveOf('skewed', { at: new Date(Date.now() + 5 * 60_000) });
     expect((await runCli(['snapshot', 'import', skewed.archive, '--config', target.config])).stdout).toContain(`imported snapshot ${skewed.id}`);
   });
@@ -79,7 +79,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     const tree = path.join(scratch.dir, 'unpacked');
     await fs.mkdir(tree);
     await tar.x({ file: good.archive, cwd: tree });
-    const manifest = await readManifest(path.join(tree, good.id));
+    const manifest = await readManifest(path.join(tree, good.id), {});
     const target = await scratch.configFor('target');
     for (const bad of ['../../outside', '/etc/shadow', 'changelog.0.mfs\u001b[2J', '..', '']) {
       const m = { ...manifest, files: manifest.files.map((f, i) => (i === 1 ? { ...f, name: bad } : f)) };
@@ -95,7 +95,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     const res = await runCli(['snapshot', 'import', garbled, '--config', target.config]);
     expect(res.stderr).toMatch(/manifest\.json: unreadable manifest \(not valid JSON\)$/m);
     expect(res.stderr).not.toContain('secret');
-    expect((await listSnapshots(target.store)).snapshots).toEqual([]);
+    expect((await listSnapshots(target.store, {})).snapshots).toEqual([]);
   });
 
   attackTest('hostile archive', 'archive bigger than the free space (import)', 'an archive bigger than the store\'s free space is refused before a byte is extracted, naming the archive', async () => {
@@ -141,7 +141,7 @@ describe('snapshot import/export/list refuse hostile archives', () => {
     // Every name the old scheme (.<name>.tmp-<pid>-<ms base36>) could pick in the next few seconds.
     const now = Date.now();
     for (let ms = 0; ms < 5000; ms++) await fs.symlink(victim, path.join(outDir, `.x.tar.gz.tmp-${process.pid}-${(now + ms).toString(36)}`));
-    const res = await exportSnapshot(store, snap.id, target);
+    const res = await exportSnapshot(store, snap.id, target, {});
     expect(await fs.readFile(victim, 'utf8')).toBe('precious\n');
     expect((await fs.lstat(target)).isFile()).toBe(true);
     expect((await fs.stat(target)).mode & 0o777).toBe(0o600);

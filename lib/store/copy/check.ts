@@ -6,6 +6,7 @@ import type { Config, CopyConfig } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import { printable } from '../../core/names.js';
 import { MANIFEST, onDisk } from '../manifest.js';
+import { storeKeys } from '../stored-file.js';
 import { listCopy, type RemoteSnapshot } from './listing.js';
 import { openCopy } from './open.js';
 import { PART_SUFFIX, type CopyRepository } from './repository.js';
@@ -89,7 +90,8 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
   try {
     repo = await openCopy(config, copy, signal);
     check.label = repo.label;
-    const listing = await listCopy(repo, { signal });
+    // With a key, a snapshot whose manifest the store did not sign is broken (named), never "complete".
+    const listing = await listCopy(repo, await storeKeys(config), { signal });
     check.reachable = true;
     check.complete = listing.complete.map((s) => s.id);
     check.incomplete = listing.incomplete;

@@ -6,6 +6,7 @@ import { ChainError, StoreError, TransferError, UsageError } from '../../core/er
 import { formatBytes } from '../../core/progress.js';
 import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
 import { MANIFEST, onDisk, readManifest, type StoredSnapshot } from '../manifest.js';
+import type { StoreKeys } from '../sealed.js';
 import { listCopy } from './listing.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
@@ -16,7 +17,8 @@ import type { Limit } from '../../transport/listing-bounds.js';
  * gone: into a private directory `<stateDir>/copy-fetch/fetch-<pid>-*` (0700; removed by `cleanup`,
  * or by the next fetch once its process is gone). Only names the manifest lists are read (plain
  * names, checked by readManifest), each at most its manifest size, each hashed while written and
- * compared with the manifest before anything uses it. The result is a StoredSnapshot like the store's.
+ * compared with the manifest before anything uses it; with a key, only a manifest it signed (listCopy,
+ * and again from disk). The result is a StoredSnapshot like the store's.
  */
 export const FETCH_DIR = 'copy-fetch';
 const PREFIX = 'fetch-';
@@ -104,6 +106,7 @@ export async function fetchFromCopy(
   config: Config,
   copy: CopyConfig,
   id: string | 'latest',
+  keys: StoreKeys,
   signal: AbortSignal,
   o: { listWithin?: Limit } = {},
 ): Promise<FetchedSnapshot> {
@@ -116,19 +119,23 @@ export async function fetchFromCopy(
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
     await fs.chmod(dir, DIR_MODE);
-    const listing = await listCopy(repo, { signal, deadline: deadline() });
+    const listing = await listCopy(repo, keys, { signal, deadline: deadline() });
     const chosen = id === 'latest' ? listing.complete[listing.complete.length - 1] : listing.complete.find((s) => s.id === id);
     if (!chosen) {
       const bad = listing.broken.find((b) => b.id === id);
       if (bad) throw new ChainError(id, `copy ${copy.name}: snapshot ${id} is broken: ${bad.error}`);
       const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
-      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}${known ? ` (newest: ${known})` : ''}`);
+      // Nothing usable at all: say why the newest there is not (a wrong key, a forged manifest).
+      const newestBad = id === 'latest' && !known ? listing.broken.at(-1) : undefined;
+      const why = newestBad ? ` (${listing.broken.length} unusable; newest ${newestBad.id}: ${newestBad.error})` : '';
+      const what = `copy ${repo.label} holds no complete snapshot${id === 'latest' ? '' : ` "${id}"`}`;
+      throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `${what}${known ? ` (newest: ${known})` : why}`);
     }
     const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
     await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
     await fs.writeFile(path.join(dir, MANIFEST), manifestText, { flag: 'wx', mode: FILE_MODE });
-    const manifest = await readManifest(dir);
+    const manifest = await readManifest(dir, keys);
     let bytes = 0;
     // The stored bytes, as the local store keeps them (decompressed and decrypted only when read).
     for (const f of manifest.files.map(onDisk)) {

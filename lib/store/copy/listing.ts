@@ -2,6 +2,7 @@ import { describeError, TransferError } from '../../core/errors.js';
 import { shownName } from '../../core/names.js';
 import { ListingBudget, type Limit } from '../../transport/listing-bounds.js';
 import { MANIFEST, parseManifest, type Manifest } from '../manifest.js';
+import type { StoreKeys } from '../sealed.js';
 import type { CopyRepository, RemoteFile } from './repository.js';
 
 /** A manifest is a few KiB; more than this from a copy is refused, never read on. */
@@ -18,17 +19,23 @@ export interface CopyListing {
   complete: RemoteSnapshot[];
   /** Snapshot directories without a manifest: an upload that was interrupted (or a removal). */
   incomplete: string[];
-  /** A manifest that is there but unusable (not JSON, another id, hostile names). */
+  /** A manifest that is there but unusable (not JSON, another id, hostile names; with a key: unsigned or forged). */
   broken: { id: string; error: string }[];
   /** Entries that are not snapshot ids (shown, never touched). */
   skipped: string[];
 }
 
-export async function readRemoteManifest(repo: CopyRepository, id: string, size: number): Promise<Manifest> {
+/** A copy's manifest, checked like the store's (parseManifest): with a key, only one it signed is ever used. */
+export async function readRemoteManifest(
+  repo: CopyRepository,
+  id: string,
+  size: number,
+  keys: StoreKeys,
+): Promise<Manifest> {
   const parts: Buffer[] = [];
   for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
   const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
-  const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where);
+  const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where, keys);
   if (manifest.id !== id) throw new Error(`${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
   return manifest;
 }
@@ -55,7 +62,7 @@ export async function listSnapshotFiles(repo: CopyRepository, id: string, signal
 }
 
 /** Ids, each snapshot's files and manifests, all under one budget: a copy that never stops answering is refused. */
-export async function listCopy(repo: CopyRepository, o: CopyListingOptions = {}): Promise<CopyListing> {
+export async function listCopy(repo: CopyRepository, keys: StoreKeys, o: CopyListingOptions = {}): Promise<CopyListing> {
   const budget = copyListingBudget(repo, o);
   try {
     const { ids, skipped } = await repo.listSnapshotIds(budget);
@@ -72,7 +79,7 @@ export async function listCopy(repo: CopyRepository, o: CopyListingOptions = {})
           throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
         }
         budget.hold(`snapshots/${id}/${MANIFEST}`, manifestFile.size);
-        listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size), files });
+        listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size, keys), files });
       } catch (err) {
         if (err instanceof TransferError) throw err;
         listing.broken.push({ id, error: describeError(err) });

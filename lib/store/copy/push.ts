@@ -5,6 +5,7 @@ import { describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { MANIFEST, onDisk, type StoredSnapshot } from '../manifest.js';
 import { sha256File } from '../snapshot-store.js';
+import { storeKeys } from '../stored-file.js';
 import { listCopy, listSnapshotFiles } from './listing.js';
 import { planCopy } from './plan.js';
 import { openCopy } from './open.js';
@@ -81,7 +82,9 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
   try {
     repo = await openCopy(config, copy, signal);
     run.label = repo.label;
-    const listing = await listCopy(repo, { signal });
+    // A copy's snapshot whose manifest is not signed by the store's key (forged, or from before signing)
+    // is not complete: a local snapshot of that id is sent again, its signed manifest over the old one.
+    const listing = await listCopy(repo, await storeKeys(config), { signal });
     for (const s of listing.complete) complete.add(s.id);
     const plan = planCopy({
       local,

@@ -18,7 +18,7 @@ describe('manifest stored form', () => {
   const manifest = (f: unknown) => ({ formatVersion: 1, id: '20260501T100000Z-v12', source: {}, image: { name: 'metadata.mfs.back', version: 12, metaid: 'AB', empty: false }, changelogs: {}, reachesVersion: 12, files: [f] });
   async function read(f: unknown) {
     await fs.writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest(f)));
-    return readManifest(dir);
+    return readManifest(dir, {});
   }
   const zst = { name: 'metadata.mfs.back.zst', size: 5, sha256: sha, compression: 'zstd' };
   const enc = { cipher: 'aes-256-gcm-chunked', keyId: '0123456789abcdef', chunkBytes: 1 << 20 };

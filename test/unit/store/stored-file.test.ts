@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execCapture } from '../../../lib/core/exec.js';
 import type { ManifestFile, StoredSnapshot } from '../../../lib/store/manifest.js';
-import { openSnapshotFile, readSnapshotRange, storeStagedFile } from '../../../lib/store/stored-file.js';
+import { keyIdOf, type StoreKey } from '../../../lib/store/sealed.js';
+import { openSnapshotFile, readSnapshotRange, sameContent, storeStagedFile } from '../../../lib/store/stored-file.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -26,8 +27,8 @@ describe('stored files (zstd through a pipe)', () => {
     // Half random (incompressible), half repetitive: several zstd blocks.
     content = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(3 << 20, 'changelog line\n')]);
     await fs.writeFile(path.join(dir, 'changelog.1.mfs'), content);
-    const stored = (await storeStagedFile(dir, 'changelog.1.mfs', { compression: { type: 'zstd', level: 3 } }))!;
-    f = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0, stored };
+    const plain: ManifestFile = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0 };
+    f = await storeStagedFile(dir, plain, { compression: { type: 'zstd', level: 3 } }, { id: snapshot.id, image: { metaid: 'AB' } });
   });
   afterAll(async () => {
     await fs.rm(dir, { recursive: true, force: true });
@@ -63,6 +64,61 @@ describe('stored files (zstd through a pipe)', () => {
   test('content bigger than the manifest says (a zstd bomb in an archive) stops at the limit', async () => {
     const small: ManifestFile = { ...f, size: 1000 };
     await expect(read(snapshot, small)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the 1000 bytes the manifest says`);
+  });
+});
+
+/** Issue #23 case 4: an encrypted file's entry keeps nothing of the plaintext in clear. */
+describe('stored files, sealed', () => {
+  let dir: string;
+  const raw = randomBytes(32);
+  const key: StoreKey = { id: keyIdOf(raw), key: raw, file: '/test/key' };
+  const secret = Buffer.from('CREATE(1,salaries-2026-CONFIDENTIAL.xlsx,1,438,0,0,0,0)\n');
+  let content: Buffer;
+  let snapshot: StoredSnapshot;
+  let f: ManifestFile;
+  const manifest = (id: string) => ({ id, image: { metaid: 'AB12' } }) as StoredSnapshot['manifest'];
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-sealed-'));
+    snapshot = { id: '20260501T100000Z-v12', dir, manifest: manifest('20260501T100000Z-v12') };
+    content = Buffer.concat([randomBytes(2 << 20), Buffer.alloc(1 << 20, 'x'), secret]);
+    await fs.writeFile(path.join(dir, 'changelog.1.mfs'), content);
+    const plain: ManifestFile = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0 };
+    f = await storeStagedFile(dir, plain, { compression: { type: 'zstd', level: 3 }, key }, snapshot.manifest);
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('the entry has a keyed hmac and a sealed tail, no sha256 and no clear tail; the manifest text holds no plaintext', async () => {
+    expect(f.sha256).toBeUndefined();
+    expect(f.hmac).toMatch(/^[0-9a-f]{64}$/);
+    expect(f.hmac).not.toBe(sha(content));
+    expect(f.stored).toMatchObject({ name: 'changelog.1.mfs.zst.enc', encryption: { keyId: key.id } });
+    expect(f.stored!.tail).toBeUndefined();
+    const text = JSON.stringify(f);
+    expect(text).not.toContain(sha(content));
+    expect(text).not.toContain(secret.toString('base64').slice(0, 20));
+    expect(text).not.toContain('salaries');
+    expect((await fs.readFile(path.join(dir, f.stored!.name))).includes(Buffer.from('salaries'))).toBe(false);
+  });
+
+  test('read back with the key; the end comes from the sealed tail; sameContent checks the hmac', async () => {
+    const parts: Buffer[] = [];
+    for await (const c of openSnapshotFile(snapshot, f, { keys: { key } })) parts.push(c as Buffer);
+    expect(Buffer.concat(parts).equals(content)).toBe(true);
+    expect((await readSnapshotRange(snapshot, f, content.length - secret.length, secret.length, { key })).equals(secret)).toBe(true);
+    await fs.writeFile(path.join(dir, 'probe'), content);
+    expect(await sameContent(path.join(dir, 'probe'), f, key)).toBe(true);
+    expect(await sameContent(path.join(dir, 'probe'), f, undefined)).toBe(false);
+  });
+
+  test('the same sealed file and entry under another snapshot id: refused (chunks and tail are bound to their snapshot)', async () => {
+    const moved: StoredSnapshot = { id: '20260601T100000Z-v13', dir, manifest: manifest('20260601T100000Z-v13') };
+    const read = async () => {
+      for await (const _ of openSnapshotFile(moved, f, { keys: { key } })) void _;
+    };
+    await expect(read()).rejects.toThrow('snapshot 20260601T100000Z-v13: changelog.1.mfs: cannot decrypt changelog.1.mfs.zst.enc: chunk 0 fails authentication');
+    await expect(readSnapshotRange(moved, f, content.length - 10, 10, { key })).rejects.toThrow('sealed tail fails authentication');
   });
 });
 

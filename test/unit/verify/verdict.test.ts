@@ -194,6 +194,19 @@ describe('a snapshot verdict', () => {
     expect(v.metrics.find((m) => m.name === 'snapshot_lag_versions')!.value).toBe(9);
   });
 
+  test('a snapshot whose manifest was refused for trust (forged, unsigned with a key): CRITICAL naming it and why; an unreadable one WARNING', async () => {
+    const broken = [
+      { id: '20261125T231500Z-v205', error: 'snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused', untrusted: true },
+      { id: '20261125T201500Z-v190', error: 'unreadable manifest (ENOENT)' },
+    ];
+    const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest()), broken, now: NOW }, T);
+    expect(v.status).toBe('CRITICAL');
+    expect(v.findings.map((f) => [f.status, f.text])).toEqual([
+      ['CRITICAL', 'snapshot 20261125T231500Z-v205 refused: snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused'],
+      ['WARNING', 'snapshot directories without a readable manifest: 20261125T201500Z-v190'],
+    ]);
+  });
+
   test('a checksum that does not match: CRITICAL naming the file', async () => {
     const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest(), { 'changelog_ml.0.mfs': 'sha256 0123456789ab… does not match the manifest (ba9876543210…)' }), broken: [], now: NOW }, T);
     expect(v.status).toBe('CRITICAL');
