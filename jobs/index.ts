@@ -86,7 +86,12 @@ export function findJob(name: string): JobEntry | undefined {
   return JOBS.find((j) => j.name === name);
 }
 
-/** Every job loaded (the daemon runs them all; tests check them all). */
-export function loadJobs(): Promise<Job[]> {
-  return Promise.all(JOBS.map((j) => j.load()));
+/**
+ * Every job loaded (the daemon runs them all; tests check them all). One after the other: jest's ESM
+ * loader fails on concurrent imports that share modules ("request for … is not in cache").
+ */
+export async function loadJobs(): Promise<Job[]> {
+  const jobs: Job[] = [];
+  for (const entry of JOBS) jobs.push(await entry.load());
+  return jobs;
 }

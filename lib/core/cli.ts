@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { Config } from './config.js';
 import { describeError, UsageError } from './errors.js';
-import type { JobEntry } from './job.js';
+import type { Job, JobEntry } from './job.js';
 import type { JsonReport } from './output.js';
 
 // Everything past commander is imported where a command needs it (start-up, issue #24): `--version` and
@@ -148,7 +148,12 @@ export function buildProgram(jobs: readonly JobEntry[], extensions: ((program: C
     .description('run every scheduled job on its cron schedule (node-cron) until SIGTERM/SIGINT')
     .action(async () => {
       const verbose = Boolean(globals().verbose);
-      const loading = Promise.all([Promise.all(jobs.map((j) => j.load())), import('./logger.js'), import('./daemon.js')]);
+      const loadAll = async () => {
+        const loaded: Job[] = [];
+        for (const entry of jobs) loaded.push(await entry.load());
+        return loaded;
+      };
+      const loading = Promise.all([loadAll(), import('./logger.js'), import('./daemon.js')]);
       loading.catch(() => undefined); // a bad config is reported first; a load failure below
       let config: Config;
       try {
