@@ -1,4 +1,12 @@
+import type { Sample } from '../measure.js';
 import { compare, expectExitZero, finish, mfsJobs, writeJobsConfig, type BenchContext, type CaseResult } from '../bench-case.js';
+
+/** `run promote` on a config without `standby:`: the job is loaded and refuses at its first step (UNKNOWN). */
+function expectNoStandby(sample: Sample): void {
+  if (sample.code !== 3 || !sample.stdout.includes('standby: is not configured')) {
+    throw new Error(`exit ${sample.code}: ${(sample.stdout.trim().split('\n').pop() ?? '').slice(0, 300)}`);
+  }
+}
 
 /**
  * Case 5: how long the CLI takes before it does anything — what every cron line and every ucarp
@@ -9,11 +17,18 @@ export async function startupCases(ctx: BenchContext): Promise<CaseResult[]> {
   const node = { label: 'node -e 0', command: { cmd: process.execPath, args: ['-e', '0'] }, check: expectExitZero, rss: false };
   const version = { label: 'mfs-jobs --version', command: mfsJobs('--version'), check: expectExitZero };
   const listJobs = { label: 'mfs-jobs list-jobs', command: mfsJobs('list-jobs', '--config', config), check: expectExitZero };
-  const [v, l, n] = await compare(ctx, [version, listJobs, node]);
+  // A hook's one-shot promote up to its first step (issue #24): config, logger and the promote job loaded.
+  const promote = { label: 'mfs-jobs run promote (no standby)', command: mfsJobs('run', 'promote', '--config', config), check: expectNoStandby };
+  const [v, l, p, n] = await compare(ctx, [version, listJobs, promote, node]);
   const target = { text: '≤ 0.4 s', maxSeconds: 0.4 };
   const notes = ['baseline is bare Node start-up (the floor no Node CLI can beat)'];
   return [
     await finish(ctx, { id: 'startup-version', title: 'CLI start-up: --version', status: 'measured', subject: v, baseline: n, target, figures: {}, notes }, version),
     await finish(ctx, { id: 'startup-list-jobs', title: 'CLI start-up: list-jobs', status: 'measured', subject: l, baseline: n, target, figures: {}, notes }, listJobs),
+    await finish(
+      ctx,
+      { id: 'startup-run-promote', title: 'CLI start-up: run promote', status: 'measured', subject: p, baseline: n, target, figures: {}, notes: [...notes, 'the job loads and refuses at once: the config has no standby:'] },
+      promote,
+    ),
   ];
 }

@@ -1,12 +1,12 @@
 import { Option, type Command } from 'commander';
 import { runOnce } from '../core/cli.js';
-import type { Job } from '../core/job.js';
+import type { JobEntry } from '../core/job.js';
 
 /**
  * `mfs-jobs drill [--snapshot ID | --from METALOGGER | --latest] [--keep] [--json]`: the drill job run
  * once, by hand, with the same flags, outputs and exit codes as `mfs-jobs run drill`.
  */
-export function drillCommand(job: Job) {
+export function drillCommand(job: JobEntry) {
   return (program: Command, ctx: { globals: () => { config?: string; verbose?: boolean } }): void => {
     const cmd = program
       .command('drill')

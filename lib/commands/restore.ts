@@ -1,13 +1,13 @@
 import { Option, type Command } from 'commander';
 import { runOnce } from '../core/cli.js';
-import type { Job } from '../core/job.js';
+import type { JobEntry } from '../core/job.js';
 
 /**
  * `mfs-jobs restore (--snapshot ID | --latest | --from SOURCE) [--to-version N | --to-time ISO-8601]
  * --data-path DIR [--dry-run] [--json] [--start]`: the restore job run once, by hand, with the same flags,
  * outputs and exit codes as `mfs-jobs run restore`.
  */
-export function restoreCommand(job: Job) {
+export function restoreCommand(job: JobEntry) {
   return (program: Command, ctx: { globals: () => { config?: string; verbose?: boolean } }): void => {
     const cmd = program
       .command('restore')

@@ -1,16 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { DateTime } from 'luxon';
-import { loadConfig, type Config } from './config.js';
-import { runDaemon, scheduledJobs } from './daemon.js';
+import type { Config } from './config.js';
 import { describeError, UsageError } from './errors.js';
-import type { Job } from './job.js';
-import { createLogger, type Logger } from './logger.js';
-import { formatReport, type JsonReport } from './output.js';
-import { runJob } from './runner.js';
-import { nextRun } from './schedule.js';
-import { readJobState } from './state.js';
-import { formatTable } from './table.js';
+import type { Job, JobEntry } from './job.js';
+import type { JsonReport } from './output.js';
+
+// Everything past commander is imported where a command needs it (start-up, issue #24): `--version` and
+// `--help` load nothing else, `list-jobs` no job, `run X` only job X and what it uses.
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -29,20 +25,26 @@ function fail(err: unknown, verbose: boolean): never {
 }
 
 /** Resolves once stdout took the whole report: process.exit() right after a write to a pipe cuts it off at 64 KiB. */
-export function printReport(report: JsonReport, json: boolean): Promise<void> {
+export async function printReport(report: JsonReport, json: boolean): Promise<void> {
+  const { formatReport } = await import('./output.js');
   const text = formatReport(report, json);
   return new Promise((resolve) => process.stdout.write(text, () => resolve()));
 }
 
 /** Run a job once and exit with its Nagios code; shared by `run <job>` and the per-job shortcuts. */
-export async function runOnce(job: Job, opts: Record<string, unknown>, globals: GlobalOptions): Promise<never> {
+export async function runOnce(entry: JobEntry, opts: Record<string, unknown>, globals: GlobalOptions): Promise<never> {
   const verbose = Boolean(globals.verbose);
+  // The job's modules load while the config is read and checked.
+  const loading = Promise.all([entry.load(), import('./logger.js'), import('./runner.js')]);
+  loading.catch(() => undefined); // a bad config is reported first; a load failure below
   let config: Config;
   try {
+    const { loadConfig } = await import('./config.js');
     config = await loadConfig(globals.config);
   } catch (err) {
     fail(err, verbose);
   }
+  const [job, { createLogger }, { runJob }] = await loading;
   const log = createLogger({ level: verbose ? 'debug' : config.log.level });
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
@@ -61,8 +63,14 @@ export async function runOnce(job: Job, opts: Record<string, unknown>, globals: 
   process.exit(report.exitCode);
 }
 
-async function listJobs(jobs: readonly Job[], globals: GlobalOptions, json: boolean, log: Logger): Promise<void> {
-  void log;
+async function listJobs(jobs: readonly JobEntry[], globals: GlobalOptions, json: boolean): Promise<void> {
+  const [{ loadConfig }, { nextRun, scheduledJobs }, { readJobState }, { formatTable }, { DateTime }] = await Promise.all([
+    import('./config.js'),
+    import('./schedule.js'),
+    import('./state.js'),
+    import('./table.js'),
+    import('luxon'),
+  ]);
   const config = await loadConfig(globals.config);
   const scheduled = new Map(scheduledJobs(config, jobs).map((s) => [s.job.name, s.schedule]));
   const rows = await Promise.all(
@@ -101,7 +109,7 @@ async function listJobs(jobs: readonly Job[], globals: GlobalOptions, json: bool
 }
 
 /** Build the command line. Extra commands (snapshot, drill, lab) register themselves via `extensions`. */
-export function buildProgram(jobs: readonly Job[], extensions: ((program: Command, ctx: { globals: () => GlobalOptions }) => void)[] = []): Command {
+export function buildProgram(jobs: readonly JobEntry[], extensions: ((program: Command, ctx: { globals: () => GlobalOptions }) => void)[] = []): Command {
   const program = new Command('mfs-jobs')
     .description('Keep a MooseFS cluster\'s master metadata safe and its standby master ready')
     .version(VERSION, '-V, --version')
@@ -140,14 +148,23 @@ export function buildProgram(jobs: readonly Job[], extensions: ((program: Comman
     .description('run every scheduled job on its cron schedule (node-cron) until SIGTERM/SIGINT')
     .action(async () => {
       const verbose = Boolean(globals().verbose);
+      const loadAll = async () => {
+        const loaded: Job[] = [];
+        for (const entry of jobs) loaded.push(await entry.load());
+        return loaded;
+      };
+      const loading = Promise.all([loadAll(), import('./logger.js'), import('./daemon.js')]);
+      loading.catch(() => undefined); // a bad config is reported first; a load failure below
       let config: Config;
       try {
+        const { loadConfig } = await import('./config.js');
         config = await loadConfig(globals().config);
       } catch (err) {
         fail(err, verbose);
       }
+      const [loaded, { createLogger }, { runDaemon }] = await loading;
       const log = createLogger({ level: verbose ? 'debug' : config.log.level });
-      const code = await runDaemon(config, jobs, log);
+      const code = await runDaemon(config, loaded, log);
       await new Promise<void>((resolve) => log.on('finish', resolve).end());
       process.exit(code);
     });
@@ -158,7 +175,7 @@ export function buildProgram(jobs: readonly Job[], extensions: ((program: Comman
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }) => {
       try {
-        await listJobs(jobs, globals(), Boolean(opts.json), createLogger());
+        await listJobs(jobs, globals(), Boolean(opts.json));
       } catch (err) {
         fail(err, Boolean(globals().verbose));
       }

@@ -6,24 +6,8 @@ import type { Logger } from './logger.js';
 import { describeError } from './errors.js';
 import { serveHandOff, type HandOffServer } from './hand-off-server.js';
 import { runJob } from './runner.js';
+import { scheduledJobs } from './schedule.js';
 import { watchAddress } from './vip-watch.js';
-
-export interface Scheduled {
-  job: Job;
-  schedule: string;
-}
-
-/** Jobs the daemon runs: enabled, with a schedule from config or the job's default. */
-export function scheduledJobs(config: Config, jobs: readonly Job[]): Scheduled[] {
-  const out: Scheduled[] = [];
-  for (const job of jobs) {
-    const section = config.jobs[job.name];
-    if (section?.enabled === false) continue;
-    const schedule = section?.schedule ?? job.defaultSchedule;
-    if (schedule) out.push({ job, schedule });
-  }
-  return out;
-}
 
 /**
  * `mfs-jobs daemon`: every scheduled job on node-cron, never overlapping itself (in-process guard

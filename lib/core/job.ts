@@ -70,6 +70,19 @@ export interface Job<S extends z.ZodType = z.ZodType> {
   alongsideDaemon?(ctx: { config: Config; options: z.infer<S>; log: Logger }): Promise<Companion | undefined>;
 }
 
+/**
+ * What the CLI knows of a job without loading it (jobs/index.ts): enough to parse a command line, list
+ * the jobs and their schedules. `load()` imports the job's module — and with it everything the job uses —
+ * only when it runs: a one-shot `run promote` does not pay for S3, SFTP or the drill.
+ */
+export interface JobEntry {
+  name: string;
+  description: string;
+  defaultSchedule?: string;
+  cliOptions?: readonly CliOption[];
+  load(): Promise<Job>;
+}
+
 /** Something a job runs beside the daemon (see Job.alongsideDaemon). */
 export interface Companion {
   close(): Promise<void>;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { jobOptions, parseConfig } from '../../../lib/core/config.js';
 import { ConfigError } from '../../../lib/core/errors.js';
-import { JOBS } from '../../../jobs/index.js';
+import { loadJobs } from '../../../jobs/index.js';
 import { REPO_ROOT } from '../../helpers/cli.js';
 
 const base = {
@@ -27,7 +27,7 @@ describe('config', () => {
     const config = parseConfig(doc, 'examples/config.yaml');
     expect(config.masters[0]!.ssh?.port).toBe(22);
     expect(config.metaloggers[1]!.ssh?.port).toBe(2222);
-    for (const job of JOBS) expect(() => jobOptions(config, job.name, job.options)).not.toThrow();
+    for (const job of await loadJobs()) expect(() => jobOptions(config, job.name, job.options)).not.toThrow();
   });
 
   test('defaults fill what is left out', () => {
@@ -65,9 +65,9 @@ describe('config', () => {
     expect(problem(store({ encryption: { keyFile: '/k', cipher: 'rot13' } }))).toContain('snapshotStore.encryption');
   });
 
-  test('a job section is checked with the job\'s own schema', () => {
+  test('a job section is checked with the job\'s own schema', async () => {
     const config = parseConfig({ ...base, jobs: { 'check-master': { cliTimeoutSeconds: -1 } } }, 'c.yaml');
-    const job = JOBS.find((j) => j.name === 'check-master')!;
+    const job = (await loadJobs()).find((j) => j.name === 'check-master')!;
     expect(() => jobOptions(config, job.name, job.options)).toThrow(/jobs\.check-master\.cliTimeoutSeconds/);
   });
 });
