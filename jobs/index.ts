@@ -7,6 +7,10 @@ const TARGET = [
   { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
   { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
 ];
+const OTHER_FILESYSTEM = {
+  flags: '--other-filesystem',
+  description: "restore a restore point whose metaid is not the cluster's (cluster.metaid, or recorded by backup), or a copy's when the cluster's is not known",
+};
 const job = (imported: Promise<{ default: unknown }>): Promise<Job> => imported.then((m) => m.default as Job);
 
 /** Every job mfs-jobs knows, by name. Add a job: one file in jobs/, one entry here. */
@@ -44,7 +48,13 @@ export const JOBS: readonly JobEntry[] = [
   {
     name: 'promote',
     description: 'Turn this standby into the running mfsmaster with the newest metadata (ucarp up-script, keepalived notify_master)',
-    cliOptions: [FORCE],
+    cliOptions: [
+      FORCE,
+      {
+        flags: '--other-filesystem',
+        description: "restore points of another filesystem than the cluster's may be chosen (jobs.promote.metaid still pins one), and a copy's when the cluster's is not known",
+      },
+    ],
     load: () => job(import('./promote.js')),
   },
   {
@@ -62,6 +72,7 @@ export const JOBS: readonly JobEntry[] = [
       { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
       { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
       { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
+      OTHER_FILESYSTEM,
       ...TARGET,
     ],
     load: () => job(import('./drill.js')),
@@ -77,6 +88,7 @@ export const JOBS: readonly JobEntry[] = [
       { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
       { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
       { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
+      OTHER_FILESYSTEM,
     ],
     load: () => job(import('./restore.js')),
   },
