@@ -136,6 +136,8 @@ export interface MetaloggerInput {
   /** Address the master is expected to list, for the message. */
   host: string;
   now: number;
+  /** How the headline names the image, given its version's wording (default: its name and age). */
+  imageHeadline?: (version: string) => string;
 }
 
 export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): SourceVerdict {
@@ -203,8 +205,9 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     connected: input.connected ?? null,
     findings,
   };
+  const imageHeadline = input.imageHeadline ?? ((version: string) => `image ${image!.name} ${version} (${formatAge(imageAge)} old)`);
   const headline = [
-    image ? `image ${image.name} ${describeImageVersion({ empty: image.header.empty, version: plan!.startVersion ?? 0 })} (${formatAge(imageAge)} old)` : undefined,
+    image ? imageHeadline(describeImageVersion({ empty: image.header.empty, version: plan!.startVersion ?? 0 })) : undefined,
     reached !== undefined ? `restores to ${reached}` : undefined,
     Number.isNaN(lagVersions) ? undefined : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
     input.connected === undefined ? undefined : input.connected ? 'connected' : 'NOT connected',
@@ -309,14 +312,14 @@ export interface ChunkserverInput {
  */
 export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): SourceVerdict {
   const noImage = input.facts && input.snapshotId === undefined ? [{ status: 'CRITICAL' as const, text: 'no snapshot in the store to roll forward: changelog_csback files restore nothing without an image (run backup hourly)' }] : [];
-  const v = judgeMetalogger({ name: input.name, host: input.host, metaDownloadFreqHours: Infinity, facts: input.facts, error: input.error, masterVersion: input.masterVersion, now: input.now }, t);
+  const imageHeadline = (version: string) => `snapshot ${input.snapshotId ?? '-'} ${version} + changelog_csback`;
+  const v = judgeMetalogger({ name: input.name, host: input.host, metaDownloadFreqHours: Infinity, facts: input.facts, error: input.error, masterVersion: input.masterVersion, now: input.now, imageHeadline }, t);
   const findings = [...noImage, ...v.findings];
   const status = statusOf(findings);
   const metrics = v.metrics
     .filter((m) => m.name !== 'image_age_seconds' && m.name !== 'connected')
     .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? metric('chunkserver_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status)) : {}) }));
-  const headline = v.headline.replace(/^image .*? v(\d+) \([^)]*\)/, `snapshot ${input.snapshotId ?? '-'} v$1 + changelog_csback`);
-  return { ...v, status, findings, metrics, headline, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
+  return { ...v, status, findings, metrics, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
 }
 
 export interface RetainedInput {

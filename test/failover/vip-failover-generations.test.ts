@@ -133,7 +133,7 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const verify = await lab.runJobs(B, ['run', 'verify', '--json']);
     const verdict = JSON.parse(verify.stdout) as { status: string; summary: string; lines: string[] };
     expect(`${verdict.status}: ${verdict.summary}`).toMatch(/^(OK|WARNING): /);
-    expect(verdict.lines.join('\n')).toMatch(/^cs-c: (OK|WARNING) - snapshot \S+ v\d+ \+ changelog_csback, restores to \d+/m);
+    expect(verdict.lines.join('\n')).toMatch(/^cs-c: (OK|WARNING) - snapshot \S+ version \d+ \+ changelog_csback, restores to \d+/m);
 
     const killedAt = Date.now();
     await lab.crash(A);
