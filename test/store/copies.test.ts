@@ -22,6 +22,7 @@ import { freePort } from '../lab/proc.js';
 import { processesIn } from '../lab/proc.js';
 import { LabS3 } from '../lab/s3.js';
 import { LabSshd } from '../lab/sshd.js';
+import { withoutStore as losingStore } from '../helpers/store-loss.js';
 
 interface CopyReport {
   copy: string;
@@ -81,16 +82,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   }
 
   /** `fn` with the local store's disk lost (moved aside), put back afterwards. */
-  async function withoutStore(fn: () => Promise<void>): Promise<void> {
-    const gone = `${store}.gone`;
-    await fs.rename(store, gone);
-    try {
-      await fn();
-    } finally {
-      await fs.rm(store, { recursive: true, force: true });
-      await fs.rename(gone, store);
-    }
-  }
+  const withoutStore = (fn: () => Promise<void>) => losingStore(store, fn);
 
   beforeAll(async () => {
     // The SDK's notice about its own future Node requirement, as the CLI silences it (lib/store/copy/s3.ts).

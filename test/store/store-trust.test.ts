@@ -13,6 +13,7 @@ import { LabMaster } from '../lab/moosefs.js';
 import { processesIn } from '../lab/proc.js';
 import { LabS3 } from '../lab/s3.js';
 import { LabSshd } from '../lab/sshd.js';
+import { withoutStore as losingStore } from '../helpers/store-loss.js';
 
 /** The file name the namespace must never show through an encrypted store (issue #23 case 4). */
 const SECRET = 'salaries-2026-CONFIDENTIAL.xlsx';
@@ -94,16 +95,7 @@ describe('an encrypted, signed snapshot store and its copies against an attacker
   };
 
   /** `fn` with the local store's disk lost (moved aside), put back afterwards. */
-  async function withoutStore(fn: () => Promise<void>): Promise<void> {
-    const gone = `${store}.gone`;
-    await fs.rename(store, gone);
-    try {
-      await fn();
-    } finally {
-      await fs.rm(store, { recursive: true, force: true });
-      await fs.rename(gone, store);
-    }
-  }
+  const withoutStore = (fn: () => Promise<void>) => losingStore(store, fn);
 
   beforeAll(async () => {
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
