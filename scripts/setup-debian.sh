@@ -10,6 +10,7 @@ packages=(moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client m
           zstd  # the snapshot store's compression (through a pipe; BENCHMARKS.md section 7)
           iptables  # tests: a port that drops SYNs, VIP adverts cut between A and B
           nftables  # standby.holdClients (SYNs to the VIP held until the new master listens); tests: advert drops
+          etcd-server etcd-client  # quorum.etcd: the failover lease (tests run members in network namespaces)
           time faketime  # GNU time: peak RSS in npm run bench; faketime: hourly rotations in prune tests
           # scripts/build-moosefs.sh (MooseFS 1.5/1.6/4.x from moosefs-src): compilers and autotools,
           # zlib/libpcap, FUSE 3 (4.x mfsmount) and FUSE 2 headers (1.6 mfsmount; libfuse-dev needs only
