@@ -64,31 +64,14 @@ export async function runOnce(entry: JobEntry, opts: Record<string, unknown>, gl
 }
 
 async function listJobs(jobs: readonly JobEntry[], globals: GlobalOptions, json: boolean): Promise<void> {
-  const [{ loadConfig }, { nextRun, scheduledJobs }, { readJobState }, { formatTable }, { DateTime }] = await Promise.all([
+  const [{ loadConfig }, { jobOverview }, { formatTable }, { DateTime }] = await Promise.all([
     import('./config.js'),
-    import('./schedule.js'),
-    import('./state.js'),
+    import('./job-overview.js'),
     import('./table.js'),
     import('luxon'),
   ]);
   const config = await loadConfig(globals.config);
-  const scheduled = new Map(scheduledJobs(config, jobs).map((s) => [s.job.name, s.schedule]));
-  const rows = await Promise.all(
-    jobs.map(async (job) => {
-      const schedule = scheduled.get(job.name);
-      const next = schedule ? nextRun(schedule, config.timezone) : undefined;
-      const last = await readJobState(config.stateDir, job.name);
-      return {
-        job: job.name,
-        description: job.description,
-        enabled: config.jobs[job.name]?.enabled !== false,
-        schedule: schedule ?? null,
-        nextRun: next?.toISO({ suppressMilliseconds: true }) ?? null,
-        timezone: config.timezone,
-        last: last ? { finishedAt: last.finishedAt, status: last.status, summary: last.summary } : null,
-      };
-    }),
-  );
+  const rows = await jobOverview(config, jobs);
   if (json) {
     process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     return;
