@@ -62,6 +62,8 @@ cp "$repo/crontab.example" "$share/examples/"
 grep -rlZ '/usr/local/bin/mfs-jobs' "$share/examples" | xargs -0 -r sed -i 's#/usr/local/bin/mfs-jobs#/usr/bin/mfs-jobs#g'
 gzip -9n <"$repo/packaging/mfs-jobs.1" >"$root/usr/share/man/man1/mfs-jobs.1.gz"
 cp "$repo/README.md" "$root/usr/share/doc/mfs-jobs/README.md"
+# The README links its reference pages as docs/…: they travel beside it.
+cp -r "$repo/docs" "$root/usr/share/doc/mfs-jobs/docs"
 cp "$repo/packaging/copyright" "$root/usr/share/doc/mfs-jobs/copyright"
 
 # 3. Ownership and modes: root's, 0755 directories and programs, 0644 files, the config 0640 (it names keys).

@@ -116,7 +116,7 @@ export async function collectStatus(
   if (identity.error) problems.push({ status: 'WARNING', text: identity.error });
   problems.push(...restorePointProblems(config, restorePoints));
   problems.push(...jobProblems(config, overview, now));
-  const rpo = rpoOf(verify, now);
+  const rpo = rpoOf(verify, restorePoints.newest, now);
   const report: Omit<StatusReport, 'status' | 'exitCode' | 'summary'> = {
     generatedAt: now.toISOString(),
     config: config.file,
@@ -271,8 +271,12 @@ function mastersOf(config: Config, state: JobState | undefined): MasterRow[] {
 
 type Figures = Record<string, unknown> & { status?: Status };
 
-/** Verify's figures per source (lib/verify/verdict.ts), as RPO rows; snapshot and copy ages advanced to now. */
-function rpoOf(state: JobState | undefined, now: Date): StatusReport['rpo'] {
+/**
+ * Verify's figures per source (lib/verify/verdict.ts), as RPO rows. A snapshot or copy does not change
+ * after verify read it, so its RPO is counted on to now: 0 while it is not behind the master, else from
+ * the newest snapshot's last change (from a copy's age for a copy).
+ */
+function rpoOf(state: JobState | undefined, newest: RestorePointView | null, now: Date): StatusReport['rpo'] {
   if (!state?.details) return { asOf: state?.finishedAt ?? null, masterVersion: null, sources: [] };
   const details = state.details as { master?: { version?: number }; sources?: Record<string, Figures> };
   const master = typeof details.master?.version === 'number' ? details.master.version : null;
@@ -298,13 +302,22 @@ function rpoOf(state: JobState | undefined, now: Date): StatusReport['rpo'] {
     } else if ('store' in f) {
       const reached = num(f.restorableVersion);
       const age = num(f.ageSeconds);
+      const lastChange = f.id === newest?.id && newest.lastChangeTime ? Date.parse(newest.lastChangeTime) : undefined;
+      const rpoSeconds =
+        behind(reached) === 0
+          ? 0
+          : lastChange !== undefined
+            ? Math.round((now.getTime() - lastChange) / 1000)
+            : age === null
+              ? null
+              : Math.round(age + since);
       rows.push({
         source,
         kind: 'snapshot',
         status,
         restorableVersion: reached,
         behindVersions: behind(reached),
-        rpoSeconds: age === null ? null : Math.round(age + since),
+        rpoSeconds,
       });
     } else {
       const kind = 'snapshot' in f ? 'chunkserver' : 'metalogger';
@@ -322,7 +335,8 @@ function rpoOf(state: JobState | undefined, now: Date): StatusReport['rpo'] {
 }
 
 function standbyOf(config: Config, state: JobState | undefined): StatusReport['standby'] {
-  if (!config.standby) return { configured: false, status: null, summary: `no standby: in ${config.file}`, asOf: null };
+  if (!config.standby)
+    return { configured: false, status: null, summary: `not configured (no standby: in ${config.file})`, asOf: null };
   if (!state) return { configured: true, status: null, summary: 'check-standby has not run', asOf: null };
   return { configured: true, status: state.status, summary: state.summary, asOf: state.finishedAt };
 }

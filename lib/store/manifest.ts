@@ -6,7 +6,7 @@ import { plainNameProblem, shownName } from '../core/names.js';
 import { derivedKey, sealedTailBytes, type StoreKey, type StoreKeys } from './sealed.js';
 
 /**
- * The snapshot store's on-disk format (documented in the README):
+ * The snapshot store's on-disk format (documented in docs/snapshot-store.md):
  *
  *   <store>/snapshots/<YYYYMMDDTHHMMSSZ>-v<version>/   one directory per restore point, complete or absent
  *       <image>            metadata.mfs.back or metadata_ml.mfs.back, as named on the source
