@@ -302,7 +302,7 @@ function rpoOf(state: JobState | undefined, newest: RestorePointView | null, now
     } else if ('store' in f) {
       const reached = num(f.restorableVersion);
       const age = num(f.ageSeconds);
-      const lastChange = f.id === newest?.id && newest.lastChangeTime ? Date.parse(newest.lastChangeTime) : undefined;
+      const lastChange = newest?.lastChangeTime && f.id === newest.id ? Date.parse(newest.lastChangeTime) : undefined;
       const rpoSeconds =
         behind(reached) === 0
           ? 0
