@@ -52,7 +52,7 @@ export interface RpoRow {
   restorableVersion: number | null;
   /** Versions the master had that a restore from here lacks (as of verify's run). */
   behindVersions: number | null;
-  /** Seconds of changes lost, now: a metalogger's lag as verify measured it; a snapshot's age until now. */
+  /** Seconds of changes lost: a metalogger's lag as verify measured it; a snapshot's or copy's counted on to now. */
   rpoSeconds: number | null;
 }
 
@@ -355,11 +355,12 @@ export function formatStatus(r: StatusReport): string {
   const when = (iso: string | null) => (iso ? DateTime.fromISO(iso, { zone }).toFormat('yyyy-LL-dd HH:mm:ss') : '-');
   const ago = (iso: string | null) =>
     iso ? `${formatAge((Date.parse(r.generatedAt) - Date.parse(iso)) / 1000)} ago` : 'never';
+  const seen = (job: string, iso: string | null) => (iso ? `as ${job} saw it ${ago(iso)}` : `${job} has not run`);
   const dash = (v: unknown) => (v === null || v === undefined ? '-' : String(v));
   const out: string[] = [`MFS STATUS ${r.status} - ${r.summary}`, ''];
 
   out.push(
-    `CLUSTER  metaid ${r.cluster.metaid ?? 'unknown'}${r.cluster.metaidFrom ? ` (${r.cluster.metaidFrom})` : ''}; masters as check-master saw them ${ago(r.cluster.asOf)}`,
+    `CLUSTER  metaid ${r.cluster.metaid ?? 'unknown'}${r.cluster.metaidFrom ? ` (${r.cluster.metaidFrom})` : ''}; ${seen('check-master', r.cluster.asOf)}`,
   );
   out.push(
     formatTable(
@@ -393,7 +394,7 @@ export function formatStatus(r: StatusReport): string {
     );
   }
 
-  out.push('', `RPO  as verify measured it ${ago(r.rpo.asOf)}; master at ${dash(r.rpo.masterVersion)}`);
+  out.push('', `RPO  ${seen('verify', r.rpo.asOf)}; master at ${dash(r.rpo.masterVersion)}`);
   if (r.rpo.sources.length) {
     out.push(
       formatTable(
