@@ -31,13 +31,15 @@ export interface InitPlan {
 }
 
 const q = (s: string) => JSON.stringify(s);
+/** A line with its comment in column 45, like examples/config.yaml. */
+const c = (line: string, comment: string) => `${line.padEnd(44)} # ${comment}`;
 
 function hostLines(h: InitHost, extra: string[]): string[] {
   return [
     `  - name: ${h.name}`,
     `    host: ${q(h.host)}`,
     `    dataPath: ${q(h.dataPath)}`,
-    ...(h.local ? ['    local: true                             # on this machine: read directly, no SSH'] : []),
+    ...(h.local ? [c('    local: true', 'on this machine: read directly, no SSH')] : []),
     ...extra,
   ];
 }
@@ -50,11 +52,11 @@ export function renderConfig(p: InitPlan): string {
     `# (MooseFS ${p.softwareVersion}). Run \`mfs-jobs init\` again with the same answers: it changes nothing.`,
     '# Every key: examples/config.yaml (/usr/share/mfs-jobs/examples/config.yaml) and docs/init.md.',
     '',
-    'timezone: UTC                               # schedules and list-jobs times',
+    c('timezone: UTC', 'schedules and list-jobs times'),
     `stateDir: ${q(p.stateDir)}`,
     '',
     'moosefs:',
-    `  generation: auto                          # found ${p.softwareVersion} (generation ${p.generation}); auto follows an upgrade`,
+    c('  generation: auto', `found ${p.softwareVersion} (generation ${p.generation}); auto follows an upgrade`),
     ...(p.moosefsPrefix ? [`  prefixes: { ${q(p.generation)}: ${q(p.moosefsPrefix)} }`] : []),
     '',
   ];
@@ -73,7 +75,7 @@ export function renderConfig(p: InitPlan): string {
   lines.push(
     '# The master: check-master asks it what it serves; backup copies its metadata.mfs.back and changelogs.',
     'masters:',
-    ...hostLines(p.master, [`    cliPort: ${p.master.cliPort}                            # MATOCL_LISTEN_PORT`]),
+    ...hostLines(p.master, [c(`    cliPort: ${p.master.cliPort}`, 'MATOCL_LISTEN_PORT')]),
     '',
   );
   if (p.metaloggers.length) {
@@ -81,12 +83,12 @@ export function renderConfig(p: InitPlan): string {
       '# The metaloggers the master listed as connected: verify checks each can restore the cluster now.',
       'metaloggers:',
       ...p.metaloggers.flatMap((m) =>
-        hostLines(m, ['    metaDownloadFreqHours: 24                # META_DOWNLOAD_FREQ (MooseFS default)']),
+        hostLines(m, [c('    metaDownloadFreqHours: 24', 'META_DOWNLOAD_FREQ (MooseFS default)')]),
       ),
       '',
     );
   } else {
-    lines.push('metaloggers: []                             # the master listed none', '');
+    lines.push(c('metaloggers: []', 'the master listed none'), '');
   }
   if (p.metaid) {
     lines.push(
@@ -102,7 +104,7 @@ export function renderConfig(p: InitPlan): string {
     );
   }
   lines.push(
-    '# Restore points: zstd-compressed, checked against their manifest on every read.',
+    "# Restore points, zstd-compressed; each snapshot's manifest holds every file's checksum.",
     'snapshotStore:',
     `  path: ${q(p.store)}`,
     '  compression: zstd',
@@ -110,8 +112,8 @@ export function renderConfig(p: InitPlan): string {
     '# Schedules for `mfs-jobs daemon` (systemctl enable --now mfs-jobs) or the crontab init printed.',
     'jobs:',
     ...p.schedules.map((s) => `  ${s.job}: { schedule: ${q(s.schedule)} }`),
-    '  check-standby: { enabled: false }        # needs a standby: section (this machine as standby master)',
-    '  drill: { enabled: false }                # enable once `mfs-jobs drill --latest` passes here',
+    c('  check-standby: { enabled: false }', 'needs a standby: section (this machine as standby master)'),
+    c('  drill: { enabled: false }', 'enable once `mfs-jobs drill --latest` passes here'),
     '',
   );
   return lines.join('\n');
