@@ -10,7 +10,7 @@ import { runCli } from '../helpers/cli.js';
  * `mfs-jobs init` against a real master, metalogger and sshd: the config it writes is the one the jobs
  * then run with, unchanged; a second run is a no-op; --dry-run writes nothing; a dead master is one line.
  */
-describe.each<LabVersion>(['3.0.117', '4.59.2'])('mfs-jobs init on MooseFS %s', (version) => {
+describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on MooseFS %s', (version) => {
   let lab: Lab;
   let etc: string;
   let config: string;
