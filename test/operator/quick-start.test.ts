@@ -10,7 +10,8 @@ import { MFS_JOBS_BIN, REPO_ROOT } from '../helpers/cli.js';
  * bin/mfs-jobs. Only the lab's addresses and paths differ from a real machine, through the variables the
  * block itself uses (MASTER, MASTER_DATA_PATH, METALOGGER_DATA_PATH, STATE_DIR) and MFS_JOBS_CONFIG.
  * Lines the block marks `lab: skip` are not run: installing the .deb (test/install/deb.test.ts installs
- * and runs it) and `systemctl` (no systemd here; `list-jobs` in the block shows what it would run).
+ * and runs it; here its example config is put where it installs it) and `systemctl` (no systemd here;
+ * `list-jobs` in the block shows what the daemon would run).
  */
 async function quickStartCommands(): Promise<string[]> {
   const readme = await fs.readFile(path.join(REPO_ROOT, 'README.md'), 'utf8');
@@ -56,6 +57,10 @@ describe('README quick start, as written, on the lab', () => {
       METALOGGER_DATA_PATH: lab.metalogger!.dataPath,
       STATE_DIR: path.join(lab.dir, 'state'),
     };
+    // What the skipped install leaves: the package's example config as the config (a conffile), which init
+    // replaces without --force (nobody configured anything yet).
+    await fs.mkdir(path.dirname(env.MFS_JOBS_CONFIG), { recursive: true, mode: 0o700 });
+    await fs.copyFile(path.join(REPO_ROOT, 'examples', 'config.yaml'), env.MFS_JOBS_CONFIG);
     // `mfs-jobs status` is being built on another branch (issue #29); the lead enables this line at merge.
     const help = await execCapture(MFS_JOBS_BIN, ['status', '--help'], { timeoutMs: 30_000 });
     const hasStatus = help.code === 0 && help.stdout.startsWith('Usage: mfs-jobs status');
