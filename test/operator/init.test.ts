@@ -4,7 +4,9 @@ import { loadConfig } from '../../lib/core/config.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
 import { freePort } from '../lab/proc.js';
-import { runCli } from '../helpers/cli.js';
+import { keygen } from '../lab/sshd.js';
+import { execCapture } from '../../lib/core/exec.js';
+import { MFS_JOBS_BIN, runCli } from '../helpers/cli.js';
 
 /**
  * `mfs-jobs init` against a real master, metalogger and sshd: the config it writes is the one the jobs
@@ -95,6 +97,27 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on Moo
     expect(await fs.readFile(config, 'utf8')).toBe(text);
   });
 
+  test('a host key that differs from the one already in knownHosts is refused: nothing written, nothing pinned', async () => {
+    const dir = path.join(lab.dir, 'mitm');
+    await fs.mkdir(dir, { mode: 0o700 });
+    const other = path.join(dir, 'other_host_key');
+    await keygen(other, 'not-the-lab-host');
+    const wrong = `[127.0.0.1]:${lab.sshd!.port} ${(await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ')}\n`;
+    const kh = path.join(dir, 'known_hosts');
+    await fs.writeFile(kh, wrong, { mode: 0o600 });
+    const res = await runCli([
+      'init',
+      '--config',
+      path.join(dir, 'config.yaml'),
+      ...flags.map((f) => (f === knownHosts ? kh : f)),
+    ]);
+    expect(res.stdout).toMatch(/^MFS INIT CRITICAL - cannot read every DATA_PATH/);
+    expect(res.stdout).toContain(`host key of [127.0.0.1]:${lab.sshd!.port} does not match ${kh}`);
+    expect(res.code).toBe(2);
+    expect(await fs.readFile(kh, 'utf8')).toBe(wrong);
+    await expect(fs.stat(path.join(dir, 'config.yaml'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   test('--dry-run prints the config and writes nothing', async () => {
     const dry = path.join(lab.dir, 'dry', 'config.yaml');
     const res = await runCli([
@@ -120,6 +143,30 @@ describe('mfs-jobs init with a master that does not answer', () => {
       const res = await runCli(['init', '--config', config, '--master', `127.0.0.1:${port}`, '--state-dir', dir]);
       expect(res.stdout).toBe(`MFS INIT CRITICAL - master 127.0.0.1:${port} does not answer (connection refused)\n`);
       expect(res.code).toBe(2);
+      expect(await fs.readdir(dir)).toEqual([]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('on a terminal a missing --master is asked for; without one it is a usage error (UNKNOWN)', async () => {
+    const port = await freePort();
+    const dir = await fs.mkdtemp('/tmp/mfs-jobs-init-ask-');
+    try {
+      const config = path.join(dir, 'config.yaml');
+      // script(1) gives init a terminal; what is typed there answers the question.
+      const cmd = `printf '127.0.0.1:${port}\\n' | script -qec '${process.execPath} ${MFS_JOBS_BIN} init --config ${config}' /dev/null`;
+      const asked = await execCapture('bash', ['-c', cmd], { timeoutMs: 60_000 });
+      expect(asked.stdout).toContain("The master's address");
+      expect(asked.stdout).toContain(
+        `MFS INIT CRITICAL - master 127.0.0.1:${port} does not answer (connection refused)`,
+      );
+      expect(asked.code).toBe(2);
+      const none = await runCli(['init', '--config', config]);
+      expect(none.stdout).toBe(
+        "MFS INIT UNKNOWN - --master HOST[:PORT] is needed (the master's client address; asked only on a terminal)\n",
+      );
+      expect(none.code).toBe(3);
       expect(await fs.readdir(dir)).toEqual([]);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
