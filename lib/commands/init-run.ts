@@ -130,7 +130,8 @@ async function testSources(raw: Raw, file: string): Promise<{ ok: boolean; lines
         ok: false,
         lines: [
           `SSH key ${privateKey} does not exist: create it (ssh-keygen -t ed25519 -N '' -f ${privateKey}) and add ` +
-            `${privateKey}.pub to ~${String(raw.ssh?.user ?? 'root')}/.ssh/authorized_keys on ${[...new Set(remote)].join(', ')}`,
+            `${privateKey}.pub to ~${String(raw.ssh?.user ?? 'root')}/.ssh/authorized_keys on ` +
+            [...new Set(remote)].join(', '),
         ],
       };
     }
@@ -148,7 +149,8 @@ async function testSources(raw: Raw, file: string): Promise<{ ok: boolean; lines
         if (files === 0)
           throw new Error(`${host.dataPath} holds no metadata image or changelog (is it the DATA_PATH?)`);
         lines.push(
-          `${host.name} (${how}): ${host.dataPath} readable, ${listing.images.length} image(s), ${listing.changelogs.length} changelog(s)`,
+          `${host.name} (${how}): ${host.dataPath} readable, ` +
+            `${listing.images.length} image(s), ${listing.changelogs.length} changelog(s)`,
         );
       } finally {
         await source.close();
@@ -223,10 +225,16 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
   const raw = parseYaml(text) as Raw;
   parseConfig(raw, a.configFile); // what init writes must load: a bug here is caught before anything is written
   const found = [
-    `master ${plan.master.host}:${plan.master.cliPort}: MooseFS ${status.softwareVersion} (generation ${plan.generation})` +
+    `master ${plan.master.host}:${plan.master.cliPort}: ` +
+      `MooseFS ${status.softwareVersion} (generation ${plan.generation})` +
       (status.metaid ? `, metaid ${status.metaid}` : ', metaid learnt by the first backup'),
-    `metaloggers: ${plan.metaloggers.map((m) => m.host).join(', ') || (status.generation.hasMetalogger ? 'none connected' : 'none in this generation')}`,
+    `metaloggers: ${plan.metaloggers.map((m) => m.host).join(', ') || 'none connected'}`,
   ];
+  if (!status.generation.hasMetalogger) {
+    found[1] =
+      `metaloggers: none in ${status.generation.label}: add the chunkservers whose DATA_PATH holds ` +
+      'changelog_csback.N.mfs under chunkservers: (init does not list them)';
+  }
   const details: Record<string, unknown> = {
     config: a.configFile,
     master: {
@@ -264,7 +272,9 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
     const keys = differs.slice(0, 8).join(', ') + (differs.length > 8 ? `, … (${differs.length} keys)` : '');
     return {
       status: 'UNKNOWN',
-      summary: `${a.configFile} exists and differs (${keys}): not overwritten; --force replaces it, --dry-run shows the new one`,
+      summary:
+        `${a.configFile} exists and differs (${keys}): not overwritten; ` +
+        '--force replaces it, --dry-run shows the new one',
       lines: found,
       details: { ...details, differs },
     };

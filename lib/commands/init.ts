@@ -73,7 +73,8 @@ export function initCommand(jobs: readonly JobEntry[]) {
       .option('--json', 'print the result as JSON')
       .addHelpText(
         'after',
-        '\nExit codes: 0 OK, 1 WARNING, 2 CRITICAL (master or a DATA_PATH unreachable, a job failed), 3 UNKNOWN (bad flags, config differs).',
+        '\nExit codes: 0 OK, 1 WARNING, 2 CRITICAL (master or a DATA_PATH unreachable, a job failed),' +
+          ' 3 UNKNOWN (bad flags, config differs).',
       )
       .action(async (flags: InitFlags) => {
         const globals = ctx.globals();

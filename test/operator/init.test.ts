@@ -51,7 +51,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on Moo
     await lab?.stop();
   });
 
-  test('writes a 0600 config that check-master, backup and verify then use unchanged, pinning the host key', async () => {
+  test('writes a 0600 config that check-master, backup and verify use unchanged, pinning the host key', async () => {
     const init = await runCli(['init', '--config', config, ...flags], { timeoutMs: 180_000 });
     expect({ code: init.code, out: init.stdout }).toMatchObject({
       code: 0,
@@ -97,12 +97,13 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on Moo
     expect(await fs.readFile(config, 'utf8')).toBe(text);
   });
 
-  test('a host key that differs from the one already in knownHosts is refused: nothing written, nothing pinned', async () => {
+  test('a host key that differs from the one in knownHosts is refused: nothing written, nothing pinned', async () => {
     const dir = path.join(lab.dir, 'mitm');
     await fs.mkdir(dir, { mode: 0o700 });
     const other = path.join(dir, 'other_host_key');
     await keygen(other, 'not-the-lab-host');
-    const wrong = `[127.0.0.1]:${lab.sshd!.port} ${(await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ')}\n`;
+    const otherKey = (await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
+    const wrong = `[127.0.0.1]:${lab.sshd!.port} ${otherKey}\n`;
     const kh = path.join(dir, 'known_hosts');
     await fs.writeFile(kh, wrong, { mode: 0o600 });
     const res = await runCli([
@@ -155,7 +156,8 @@ describe('mfs-jobs init with a master that does not answer', () => {
     try {
       const config = path.join(dir, 'config.yaml');
       // script(1) gives init a terminal; what is typed there answers the question.
-      const cmd = `printf '127.0.0.1:${port}\\n' | script -qec '${process.execPath} ${MFS_JOBS_BIN} init --config ${config}' /dev/null`;
+      const init = `${process.execPath} ${MFS_JOBS_BIN} init --config ${config}`;
+      const cmd = `printf '127.0.0.1:${port}\\n' | script -qec '${init}' /dev/null`;
       const asked = await execCapture('bash', ['-c', cmd], { timeoutMs: 60_000 });
       expect(asked.stdout).toContain("The master's address");
       expect(asked.stdout).toContain(
