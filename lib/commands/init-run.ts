@@ -10,9 +10,11 @@ import type { Logger } from '../core/logger.js';
 import type { JsonReport } from '../core/output.js';
 import { runJob } from '../core/runner.js';
 import { DEFAULT_STATE_DIR } from '../core/hand-off.js';
+import type { Generation } from '../moosefs/generations/index.js';
 import { connectedMetaloggerHosts, masterStatus, type MasterStatus } from '../moosefs/master.js';
 import { listDataPath } from '../moosefs/datapath.js';
 import { openSource } from '../transport/remote.js';
+import { clusterIdentity } from '../store/identity.js';
 import { differingKeys, parseYaml, renderConfig, type InitHost, type InitPlan } from './init-config.js';
 
 /** What the operator answered (flags, or the terminal); every path absolute. */
@@ -284,7 +286,7 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
   const schedule = await scheduleAdvice(plan);
   const lines = [...found, ...sources.lines];
   if (!sources.ok) {
-    const summary = `cannot read every DATA_PATH: ${a.configFile} not ${unchanged ? 'checked' : 'written'}`;
+    const summary = `cannot read every DATA_PATH: ${a.configFile} ${unchanged ? 'left as it is' : 'not written'}`;
     return { status: 'CRITICAL', summary, lines, details: { ...details, sources: sources.lines } };
   }
   if (unchanged) {
@@ -307,6 +309,12 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
     lines.push(`${name}: ${report.status} - ${report.summary}`);
   }
   const worstStatus = worst(...reports.map((r) => r.status));
+  if (!status.metaid) {
+    // A master before 4.4 does not say its metaid: the first backup of a live source recorded it.
+    const identity = await clusterIdentity({ file: a.configFile, stateDir: plan.stateDir }).catch(() => undefined);
+    lines.push(identity ? `metaid ${identity.metaid} (${identity.from})` : noMetaid(status.generation));
+    details.metaid = identity?.metaid ?? null;
+  }
   lines.push(...schedule.lines);
   const summary =
     worstStatus === 'OK'
@@ -322,4 +330,10 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
 async function reload(file: string): Promise<Config> {
   const { loadConfig } = await import('../core/config.js');
   return loadConfig(file);
+}
+
+/** Why no metaid is known after the first backup. */
+function noMetaid(g: Generation): string {
+  if (g.imageMagic === 'MFSM 1.5') return `metaid: none (${g.label} images carry none)`;
+  return 'metaid: not learnt yet (a later backup of an image that carries one records it)';
 }

@@ -59,6 +59,8 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on Moo
     });
     expect(init.stdout).toContain(`MooseFS ${version}`);
     expect(init.stdout).toMatch(/schedule: /);
+    const noMetaid = lab.generation.generation.imageMagic === 'MFSM 1.5';
+    expect(init.stdout).toMatch(noMetaid ? /metaid: none/ : /metaid [0-9A-F]{16}/);
     expect((await fs.stat(config)).mode & 0o777).toBe(0o600);
     // Pinned on first contact (accept-new), into the file the config names, owner-only.
     expect((await fs.stat(knownHosts)).mode & 0o777).toBe(0o600);
