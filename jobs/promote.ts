@@ -20,7 +20,7 @@ import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, readMfsConfig, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
-import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
+import { preparePlacements, restoreStandby } from '../lib/failover/start-standby.js';
 import {
   checkStandby,
   localMaster,

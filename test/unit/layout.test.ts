@@ -14,7 +14,7 @@ const LAYER: Record<string, number> = {
   store: 3,
   backup: 4,
   failover: 4,
-  drill: 4,
+  drill: 5,
   prune: 4,
   verify: 4,
   restore: 4,

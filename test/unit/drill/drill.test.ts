@@ -1,8 +1,10 @@
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import { drillVerdict, type DrillFacts } from '../../../lib/drill/verdict.js';
-import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../../lib/drill/restorepoint.js';
-import { isWithin, pickPorts, portIsFree } from '../../../lib/moosefs/scratchmaster.js';
+import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../../lib/restore/restorepoint.js';
+import { pickPorts } from '../../../lib/moosefs/scratchmaster.js';
+import { portIsFree } from '../../../lib/core/net.js';
+import { isWithin } from '../../../lib/core/paths.js';
 
 const counts = { fsObjects: 15, directories: 4, files: 11 };
 const facts = (over: Partial<DrillFacts> = {}): DrillFacts => ({
