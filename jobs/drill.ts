@@ -160,7 +160,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
-  const binaries = await restoringBinaries(config, placed.header?.magic ?? 'MFSM 2.0', placed.image, options.mfsmasterBin);
+  const binaries = await restoringBinaries(config, placed.header?.magic, placed.image, options.mfsmasterBin);
   await writeScratchConfig(scratch, ports, binaries.generation);
   const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
   const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);

@@ -17,8 +17,8 @@ import { chooseSource, describeSource, identityGate, place, type RestoreSource }
 import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
-import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
-import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
+import { restoreCommands, restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
+import { generationsReading, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
 import { daemonLock, mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
 import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
@@ -165,7 +165,7 @@ async function binariesFor(ctx: Ctx, magic: string, where: string, needed: boole
   } catch (err) {
     if (needed) throw err;
     ctx.log.warn('cannot tell which mfsmaster would restore this image here', { error: describeError(err) });
-    const generation = generationsWriting(magic === 'MFSM NEW' ? 'MFSM 2.0' : (magic as Generation['imageMagic']))[0];
+    const generation = generationsReading(magic)[0];
     if (!generation) throw err;
     return { generation };
   }
@@ -229,10 +229,8 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
 
 /** The command that starts the restored master the way its generation restores (shown, or run by --start). */
 function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
-  const mfsmaster = binaries?.mfsmaster ?? 'mfsmaster';
-  if (generation.restore === 'mfsmaster-a') return [mfsmaster, ...generation.startArgs(configFile, { autoRestore: true, foreground: false })].join(' ');
-  const restore = [binaries?.mfsmetarestore ?? 'mfsmetarestore', '-m', path.join(dataPath, RESTORED_IMAGE), '-o', path.join(dataPath, 'metadata.mfs'), ...(changelog ? [path.join(dataPath, changelog)] : [])].join(' ');
-  return `${restore} && ${[mfsmaster, ...generation.startArgs(configFile, { autoRestore: false, foreground: false })].join(' ')}`;
+  const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
+  return restoreCommands(generation, binaries, configFile, files).map((argv) => argv.join(' ')).join(' && ');
 }
 
 interface Started {

@@ -7,7 +7,7 @@ import type { Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { listenPort, portIsFree } from '../core/net.js';
 import { isWithin } from '../core/paths.js';
-import { generationNamed, type Generation } from './generations/index.js';
+import { DEFAULT_GENERATION, listenPortKeys, type Generation } from './generations/index.js';
 import { mfsConfigText, readMfsConfig, runningMasterPid } from './mfsmaster.js';
 
 /**
@@ -33,8 +33,8 @@ export interface Scratch {
 
 /**
  * Ports production masters use, by config: MooseFS defaults, every configured master's cliPort, the
- * standby's cliPort and the MATO*_LISTEN_PORTs of its mfsmaster.cfg — a drill must never hold a port a
- * promote is about to need.
+ * standby's cliPort and every listen port its mfsmaster.cfg sets under any generation's key (listenPortKeys,
+ * 1.x's MATOCU_LISTEN_PORT too) — a drill must never hold a port a promote is about to need.
  */
 export async function productionPorts(config: Config): Promise<Set<number>> {
   const ports = new Set<number>(MOOSEFS_DEFAULT_PORTS);
@@ -42,7 +42,7 @@ export async function productionPorts(config: Config): Promise<Set<number>> {
   if (config.standby) {
     ports.add(config.standby.cliPort);
     const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
-    for (const key of ['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT']) {
+    for (const key of listenPortKeys()) {
       const p = Number(cfg[key]);
       if (Number.isInteger(p) && p > 0) ports.add(p);
     }
@@ -141,7 +141,7 @@ export function scratchExports(generation: Generation): string {
  * mfsmaster.cfg for the scratch master: loopback only, no usable export (scratchExports), and run as
  * this process's user (a root-owned 0700 DATA_PATH is unreadable to Debian's default `mfs` user).
  */
-export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = generationNamed('3.0'), extra: Record<string, string | number> = {}): Promise<void> {
+export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = DEFAULT_GENERATION, extra: Record<string, string | number> = {}): Promise<void> {
   const exportsFile = path.join(scratch.dir, 'mfsexports.cfg');
   const topologyFile = path.join(scratch.dir, 'mfstopology.cfg');
   await fs.writeFile(exportsFile, scratchExports(generation), { mode: FILE_MODE });
