@@ -41,7 +41,6 @@ export const INFO_LAYOUTS: Readonly<Record<number, InfoLayout>> = {
   205: { allnodes: 76, dirnodes: 80, filenodes: 84, state: 113, metaVersion: 125, metaid: 141 },
 };
 
-
 /**
  * Since 2.0 the last byte is minor*2 + a Pro flag (configure.ac: VERSMIN = versmin*2), except
  * 4.0–4.10, which sent it plain; mfscli's version_convert decodes it the same way.
