@@ -67,7 +67,12 @@ export function binaryGeneration(mfsmaster: string): Promise<{ version: string; 
  * is taken, else the installed mfsmaster, which must itself be of such a generation: a 1.6 image is not
  * handed to a 3.0 mfsmaster, nor a 3.0/4.x image to 1.6 binaries.
  */
-export async function restoringBinaries(config: Config, imageMagic: string | undefined, where: string, mfsmasterDefault?: string): Promise<Binaries> {
+export async function restoringBinaries(
+  config: Config,
+  imageMagic: string | undefined,
+  where: string,
+  mfsmasterDefault?: string,
+): Promise<Binaries> {
   const writers = generationsReading(imageMagic);
   const magic = imageMagic ?? writers[0]?.imageMagic;
   if (writers.length === 0) throw new ConfigError(where, `${where}: no MooseFS generation writes images with header "${magic}"`);
