@@ -12,15 +12,15 @@ import { describeImageVersion, type ImageHeader } from '../lib/moosefs/metadata.
 import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
 import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
-import { restoreAndStart } from '../lib/moosefs/restore.js';
+import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
 import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP, RestorePointRefused } from '../lib/store/identity.js';
 import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
-import type { PlacedRestorePoint } from '../lib/drill/restorepoint.js';
-import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
+import type { PlacedRestorePoint } from '../lib/restore/restorepoint.js';
+import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
@@ -145,7 +145,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const otherFilesystem = ctx.args.otherFilesystem === true;
   const timeoutMs = options.liveTimeoutSeconds * 1000;
   const gate = await identityGate(config, otherFilesystem, { timeoutMs, signal: ctx.signal });
-  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate });
+  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate, who: 'the drill' });
   // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
   let placed = copied;
   let cut: Restored['cut'];
@@ -160,7 +160,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const copyMs = Date.now() - copyStartedMs;
   ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
-  const binaries = await restoringBinaries(config, placed.header?.magic ?? 'MFSM 2.0', placed.image, options.mfsmasterBin);
+  const binaries = await restoringBinaries(config, placed.header?.magic, placed.image, options.mfsmasterBin);
   await writeScratchConfig(scratch, ports, binaries.generation);
   const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
   const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
@@ -292,7 +292,7 @@ export default defineJob({
     const rootKey = options.scratchDir ? 'jobs.drill.scratchDir' : 'stateDir';
     // A bad --to-version / --to-time is a usage error before anything is copied.
     parseTarget(ctx.args, config.timezone);
-    const source = await chooseSource(config, options.from, ctx.args);
+    const source = await chooseSource(config, { key: 'jobs.drill.from', from: options.from }, ctx.args);
     await checkScratchRoot(config, root, rootKey);
     if (ctx.dryRun) {
       const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');

@@ -20,7 +20,7 @@ import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, readMfsConfig, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { planDetails, planLines, sourceDetails, sourceLines, sourcesUsed, type Findings, type Timings } from '../lib/failover/report.js';
-import { preparePlacements, restoreStandby } from '../lib/failover/restore.js';
+import { preparePlacements, restoreStandby } from '../lib/failover/start-standby.js';
 import {
   checkStandby,
   localMaster,
@@ -38,7 +38,7 @@ import { SynHold } from '../lib/failover/syn-hold.js';
 import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
-import { GENERATIONS, type Generation } from '../lib/moosefs/generations/index.js';
+import { GENERATIONS, listenPortIn, type Generation } from '../lib/moosefs/generations/index.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -492,10 +492,10 @@ async function configPort(standby: StandbyConfig): Promise<(key: string, fallbac
   return (key, fallback) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
 }
 
-/** The port the standby's master serves clients on (MATOCL_LISTEN_PORT; MATOCU_ before 1.6.5). */
+/** The port the standby's master serves clients on, under whichever key its generation reads (listenPortKeys). */
 async function clientPort(standby: StandbyConfig): Promise<number> {
-  const port = await configPort(standby);
-  return port('MATOCL_LISTEN_PORT', port('MATOCU_LISTEN_PORT', standby.cliPort));
+  const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
+  return listenPortIn(cfg, 'cl') ?? standby.cliPort;
 }
 
 /** Every port the standby's master will listen on, whatever its generation calls the keys (for the SYN hold). */

@@ -13,16 +13,16 @@ import { ChainError, ConfigError, ProcessError, UsageError, describeError } from
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
-import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
-import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/drill/restorepoint.js';
+import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
+import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
-import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
-import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
+import { restoreCommands, restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
+import { generationsReading, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
 import { daemonLock, mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
-import { restoreAndStart } from '../lib/moosefs/restore.js';
-import { isWithin } from '../lib/moosefs/scratchmaster.js';
+import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
+import { isWithin } from '../lib/core/paths.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
@@ -60,7 +60,7 @@ async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSourc
   const { args, config } = ctx;
   const given = [args.snapshot !== undefined, args.from !== undefined, args.latest === true].filter(Boolean).length;
   if (given === 0) throw new UsageError('--latest', 'say which restore point to restore from: --snapshot ID, --latest or --from SOURCE');
-  const first = await chooseSource(config, undefined, args);
+  const first = await chooseSource(config, { key: '--from' }, args);
   if (first.kind !== 'snapshot' || args.latest !== true || target.kind === 'newest') return [first];
   const { snapshots } = await listSnapshots(config.snapshotStore!.path, await storeKeys(config));
   const newestFirst = snapshots.filter((s) => s.id !== first.snapshot.id).reverse();
@@ -109,7 +109,7 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
       let imageVersion: number | undefined;
       try {
-        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate });
+        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate, who: 'the restore' });
         if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
         imageVersion = placed.header.empty ? 1 : placed.header.version;
         const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
@@ -165,7 +165,7 @@ async function binariesFor(ctx: Ctx, magic: string, where: string, needed: boole
   } catch (err) {
     if (needed) throw err;
     ctx.log.warn('cannot tell which mfsmaster would restore this image here', { error: describeError(err) });
-    const generation = generationsWriting(magic === 'MFSM NEW' ? 'MFSM 2.0' : (magic as Generation['imageMagic']))[0];
+    const generation = generationsReading(magic)[0];
     if (!generation) throw err;
     return { generation };
   }
@@ -229,10 +229,8 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
 
 /** The command that starts the restored master the way its generation restores (shown, or run by --start). */
 function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
-  const mfsmaster = binaries?.mfsmaster ?? 'mfsmaster';
-  if (generation.restore === 'mfsmaster-a') return [mfsmaster, ...generation.startArgs(configFile, { autoRestore: true, foreground: false })].join(' ');
-  const restore = [binaries?.mfsmetarestore ?? 'mfsmetarestore', '-m', path.join(dataPath, RESTORED_IMAGE), '-o', path.join(dataPath, 'metadata.mfs'), ...(changelog ? [path.join(dataPath, changelog)] : [])].join(' ');
-  return `${restore} && ${[mfsmaster, ...generation.startArgs(configFile, { autoRestore: false, foreground: false })].join(' ')}`;
+  const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
+  return restoreCommands(generation, binaries, configFile, files).map((argv) => argv.join(' ')).join(' && ');
 }
 
 interface Started {

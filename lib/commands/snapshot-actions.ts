@@ -15,7 +15,7 @@ import { printable } from '../core/names.js';
 import { findCopy } from '../store/copy/fetch.js';
 import { listCopy } from '../store/copy/listing.js';
 import { openCopy } from '../store/copy/open.js';
-import { describeImageVersion } from '../moosefs/metadata.js';
+import { describeImageVersion, EMPTY_IMAGE_MAGIC } from '../moosefs/metadata.js';
 
 /*
  * Every text field shown here comes from a manifest, i.e. possibly from an imported archive: it passes
@@ -166,7 +166,7 @@ export async function show(globals: Globals, id: string, json: boolean): Promise
     ['snapshot', `${snap.id}${snap.id === latest ? ' (latest)' : ''}`],
     ['directory', snap.dir],
     ['source', `${m.source.name} (${m.source.role}) ${m.source.host}:${m.source.dataPath}`],
-    ['image', `${m.image.name} version ${m.image.version}${m.image.empty ? ' (MFSM NEW, empty)' : ''}, metaid ${m.image.metaid || '-'}`],
+    ['image', `${m.image.name} version ${m.image.version}${m.image.empty ? ` (${EMPTY_IMAGE_MAGIC}, empty)` : ''}, metaid ${m.image.metaid || '-'}`],
     ['changelogs', m.changelogs.first !== undefined ? `${m.changelogs.first}..${m.changelogs.last}` : 'none needed'],
     ['reaches', `metadata version ${m.reachesVersion}`],
     ['stored', `${storageOf(m)}: ${formatBytes(storedBytesOf(m))} for ${formatBytes(bytesOf(m))} of metadata, ratio ${ratioOf(m)}`],

@@ -1,8 +1,8 @@
 import { worst, type Metric, type Status } from '../core/job.js';
 import { metric } from '../core/metrics.js';
 import { infoNumber } from '../moosefs/mfscli.js';
-import type { PlacedRestorePoint } from './restorepoint.js';
-import type { RestoreSource } from './source.js';
+import type { PlacedRestorePoint } from '../restore/restorepoint.js';
+import type { RestoreSource } from '../restore/source.js';
 
 /** What a drill measured and what it means: pure, so every verdict is unit-tested. */
 

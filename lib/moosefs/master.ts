@@ -1,5 +1,5 @@
 import { ProcessError } from '../core/errors.js';
-import { generationNamed, generationOfSoftware, type Generation, type GenerationName } from './generations/index.js';
+import { generationOfSoftware, pinnedGeneration, type Generation, type GenerationName } from './generations/index.js';
 import { connectedMetaloggers, masterInfo as mfscliMasterInfo, type CliTarget } from './mfscli.js';
 import { askMaster, listMetaloggers, type NativeMasterInfo } from './protocol.js';
 import { versionInDataPath } from './datapath.js';
@@ -11,7 +11,7 @@ import { openSource, type FileSource } from '../transport/remote.js';
  * fencing, verify's lag, promote and drill waiting for a master to serve), answered the same way for
  * every generation: MooseFS's own client protocol (CLTOMA_INFO) spoken from Node, which every master
  * since 1.5 answers. Debian's mfscli (3.0) refuses 1.6 masters and finds no 4.x one; 1.x has no mfscli.
- * A master pinned to 3.0 (`moosefs.generation: "3.0"`) is asked through mfscli -SIM, as before.
+ * A master pinned to a generation whose adapter says so (3.0: `askPinnedThrough`) is asked through mfscli -SIM.
  */
 export interface MasterStatus extends Pick<NativeMasterInfo, 'softwareVersion' | 'metaid' | 'fsObjects' | 'directories' | 'files'> {
   generation: Generation;
@@ -26,16 +26,17 @@ export interface MasterTarget extends CliTarget {
 
 export async function masterStatus(target: MasterTarget): Promise<MasterStatus> {
   const where = `${target.host}:${target.port}`;
-  if (target.generation === '3.0') {
+  const pinned = pinnedGeneration(target.generation);
+  if (pinned?.askPinnedThrough === 'mfscli') {
     const info = await mfscliMasterInfo(target);
-    return { generation: generationNamed('3.0'), softwareVersion: info.softwareVersion, metadataVersion: info.metadataVersion };
+    return { generation: pinned, softwareVersion: info.softwareVersion, metadataVersion: info.metadataVersion };
   }
   const answer = await askMaster({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal }).catch((err: Error) => {
     throw new ProcessError(where, `master ${where} does not answer (${err.message.replace(`master ${where}: `, '')})`);
   });
   const generation = generationOfSoftware(answer.softwareVersion);
   if (!generation) throw new ProcessError(where, `master ${where} reports an unknown MooseFS version "${answer.softwareVersion}"`);
-  if (target.generation && target.generation !== 'auto' && target.generation !== generation.name) {
+  if (pinned && pinned !== generation) {
     throw new ProcessError(where, `master ${where} is MooseFS ${answer.softwareVersion} (${generation.label}), but moosefs.generation is ${target.generation}`);
   }
   // Right after a 2.0+ master starts it answers with version 0 for a moment (mfscli lists it DEAD): not serving yet.
@@ -87,9 +88,12 @@ export async function masterVersion(target: MasterTarget, dataPath?: MasterDataP
   }
 }
 
-/** Addresses (or, through mfscli, names) of the metaloggers the master lists as connected: CLTOMA_MLOG_LIST, or mfscli -SMB when pinned to 3.0. */
+/**
+ * Addresses (or, through mfscli, names) of the metaloggers the master lists as connected: CLTOMA_MLOG_LIST,
+ * or mfscli -SMB where the pinned generation is asked through mfscli.
+ */
 export async function connectedMetaloggerHosts(target: MasterTarget): Promise<string[]> {
-  if (target.generation === '3.0') return (await connectedMetaloggers(target)).map((m) => m.host);
+  if (pinnedGeneration(target.generation)?.askPinnedThrough === 'mfscli') return (await connectedMetaloggers(target)).map((m) => m.host);
   return (await listMetaloggers({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal })).map((m) => m.ip);
 }
 

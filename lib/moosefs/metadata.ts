@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { ChainError } from '../core/errors.js';
-import { EOF_MARKER, IMAGE_FORMATS, imageFormat } from './generations/image-formats.js';
+import { EMPTY_IMAGE_MAGIC, EOF_MARKER, IMAGE_FORMATS, IMAGE_MAGIC, imageFormat } from './generations/image-formats.js';
+import { GENERATIONS } from './generations/index.js';
 
 /** An image header of any generation (see generations/image-formats.ts for the layouts). */
 export interface ImageHeader {
@@ -14,9 +15,7 @@ export interface ImageHeader {
   empty: boolean;
 }
 
-export { EOF_MARKER };
-export const IMAGE_MAGIC = 'MFSM 2.0';
-export const EMPTY_IMAGE_MAGIC = 'MFSM NEW';
+export { EMPTY_IMAGE_MAGIC, EOF_MARKER, IMAGE_MAGIC };
 /** Enough of the head of an image to read the header of any known format. */
 export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes));
 
@@ -27,8 +26,8 @@ export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes))
  */
 export function describeImageVersion(image: { empty: boolean; version: number }, o: { short?: boolean } = {}): string {
   if (!image.empty) return o.short ? `v${image.version}` : `version ${image.version}`;
-  if (o.short) return 'MFSM NEW (bootstrap image)';
-  return 'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ' +
+  if (o.short) return `${EMPTY_IMAGE_MAGIC} (bootstrap image)`;
+  return `${EMPTY_IMAGE_MAGIC} (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ` +
     'rebuild the metadata)';
 }
 
@@ -102,7 +101,7 @@ export function isChangelogName(name: string): boolean {
 
 /** A 1.x master's or metalogger's client sessions file (see Generation.sessionsFiles). */
 export function isSessionsName(name: string): boolean {
-  return name === 'sessions.mfs' || name === 'sessions_ml.mfs';
+  return GENERATIONS.some((g) => g.sessionsFiles.includes(name));
 }
 
 /** The N of changelog*.N.mfs (0 = the file being written now). */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execCapture } from '../core/exec.js';
 import { ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
-import { GENERATIONS, generationNamed, type Generation } from './generations/index.js';
+import { DEFAULT_GENERATION, GENERATIONS, type Generation } from './generations/index.js';
 
 /** `KEY = VALUE` lines of an mfsmaster.cfg (comments and blanks skipped). */
 export async function readMfsConfig(file: string): Promise<Record<string, string>> {
@@ -149,9 +149,6 @@ export interface StartResult {
   output: string;
   durationMs: number;
 }
-
-/** The MooseFS whose mfsmaster runs here unless told otherwise (Debian's 3.0). */
-const DEFAULT_GENERATION = generationNamed('3.0');
 
 /**
  * Start mfsmaster as a daemon. Where the daemon waits for its initialisation (1.6.5 and later) that is

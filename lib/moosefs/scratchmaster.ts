@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
-import { ConfigError, ProcessError } from '../core/errors.js';
-import { generationNamed, type Generation } from './generations/index.js';
+import { ConfigError } from '../core/errors.js';
+import { listenPort, portIsFree } from '../core/net.js';
+import { isWithin } from '../core/paths.js';
+import { DEFAULT_GENERATION, listenPortKeys, type Generation } from './generations/index.js';
 import { mfsConfigText, readMfsConfig, runningMasterPid } from './mfsmaster.js';
 
 /**
@@ -30,57 +31,10 @@ export interface Scratch {
   configFile: string;
 }
 
-/** Can we bind `host:port` right now? (A master on 0.0.0.0:port makes 127.0.0.1:port busy too.) */
-export function portIsFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-function ephemeralPort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-/** Listening ports are picked from here up to the start of the kernel's ephemeral range. */
-const FIRST_LISTEN_PORT = 10_000;
-
-/** First port of the kernel's ephemeral range (outgoing connections), 32768 when unreadable. */
-async function ephemeralRangeStart(): Promise<number> {
-  const text = await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '');
-  const low = Number(text.trim().split(/\s+/)[0]);
-  return Number.isInteger(low) && low > 0 ? low : 32_768;
-}
-
-/**
- * A free port for a server to listen on, picked below the kernel's ephemeral range: a port from bind(0)
- * lies inside that range, where any outgoing connection on this host can take it between the pick and
- * the server's own bind (mfsmaster then stops: "can't listen on …: EADDRINUSE"). Falls back to bind(0)
- * when no range is left below the ephemeral one.
- */
-export async function listenPort(host: string): Promise<number> {
-  const end = await ephemeralRangeStart();
-  if (end - FIRST_LISTEN_PORT >= 1_000) {
-    for (let i = 0; i < 50; i++) {
-      const port = FIRST_LISTEN_PORT + Math.floor(Math.random() * (end - FIRST_LISTEN_PORT));
-      if (await portIsFree(host, port)) return port;
-    }
-  }
-  return ephemeralPort(host);
-}
-
 /**
  * Ports production masters use, by config: MooseFS defaults, every configured master's cliPort, the
- * standby's cliPort and the MATO*_LISTEN_PORTs of its mfsmaster.cfg — a drill must never hold a port a
- * promote is about to need.
+ * standby's cliPort and every listen port its mfsmaster.cfg sets under any generation's key (listenPortKeys,
+ * 1.x's MATOCU_LISTEN_PORT too) — a drill must never hold a port a promote is about to need.
  */
 export async function productionPorts(config: Config): Promise<Set<number>> {
   const ports = new Set<number>(MOOSEFS_DEFAULT_PORTS);
@@ -88,7 +42,7 @@ export async function productionPorts(config: Config): Promise<Set<number>> {
   if (config.standby) {
     ports.add(config.standby.cliPort);
     const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
-    for (const key of ['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT']) {
+    for (const key of listenPortKeys()) {
       const p = Number(cfg[key]);
       if (Number.isInteger(p) && p > 0) ports.add(p);
     }
@@ -121,12 +75,6 @@ export async function pickPorts(requested: RequestedPorts, reserved: ReadonlySet
   return out;
 }
 
-/** Is `inner` the same path as `outer` or inside it? */
-export function isWithin(inner: string, outer: string): boolean {
-  const rel = path.relative(path.resolve(outer), path.resolve(inner));
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
 /** Every DATA_PATH a production daemon uses, with the config key that names it. */
 export async function productionDataPaths(config: Config): Promise<{ key: string; dataPath: string }[]> {
   const out = [
@@ -146,17 +94,6 @@ export async function checkScratchRoot(config: Config, root: string, key: string
   for (const p of await productionDataPaths(config)) {
     if (isWithin(root, p.dataPath)) throw new ConfigError(key, `${key}: scratch directory ${root} lies in a production DATA_PATH (${p.key} = ${p.dataPath}): choose another`);
   }
-}
-
-/** Room for the copy plus the image mfsmaster dumps at its clean stop, and a margin for stats.mfs & co. */
-export const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
-
-/** Refuse to start a copy that would fill the filesystem (a drill must not hurt the machine it runs on). */
-export async function ensureFreeSpace(dir: string, bytes: number): Promise<void> {
-  const st = await fs.statfs(dir);
-  const free = st.bavail * st.bsize;
-  const need = bytes + SPACE_MARGIN_BYTES;
-  if (free < need) throw new ProcessError(dir, `not enough free space in ${dir}: the drill needs about ${Math.ceil(need / 2 ** 20)} MiB, ${Math.floor(free / 2 ** 20)} MiB are free`);
 }
 
 /** The group name of this process (WORKING_GROUP); undefined lets mfsmaster pick its default. */
@@ -204,7 +141,7 @@ export function scratchExports(generation: Generation): string {
  * mfsmaster.cfg for the scratch master: loopback only, no usable export (scratchExports), and run as
  * this process's user (a root-owned 0700 DATA_PATH is unreadable to Debian's default `mfs` user).
  */
-export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = generationNamed('3.0'), extra: Record<string, string | number> = {}): Promise<void> {
+export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = DEFAULT_GENERATION, extra: Record<string, string | number> = {}): Promise<void> {
   const exportsFile = path.join(scratch.dir, 'mfsexports.cfg');
   const topologyFile = path.join(scratch.dir, 'mfstopology.cfg');
   await fs.writeFile(exportsFile, scratchExports(generation), { mode: FILE_MODE });

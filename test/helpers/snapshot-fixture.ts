@@ -5,7 +5,7 @@ import { rollForward, type ChangelogPiece } from '../../lib/moosefs/chain.js';
 import { scanChangelogFile } from '../../lib/moosefs/changelog.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../../lib/store/manifest.js';
 import { isChangelogName, readImageHeader } from '../../lib/moosefs/metadata.js';
-import { startVersion } from '../../lib/drill/restorepoint.js';
+import { startVersion } from '../../lib/restore/restorepoint.js';
 import { finaliseSnapshot, makeStageDir, setLatest } from '../../lib/store/snapshot-store.js';
 
 /**

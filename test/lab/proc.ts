@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
-import { listenPort } from '../../lib/moosefs/scratchmaster.js';
+import { listenPort } from '../../lib/core/net.js';
 
 /**
  * Every process the lab starts is tracked by PID and killed by PID at exit, even when a test

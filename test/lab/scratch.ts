@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { restoreAndStart } from '../../lib/moosefs/restore.js';
+import { restoreAndStart } from '../../lib/moosefs/roll-forward.js';
 import { createScratch, pickPorts, stopScratchMaster, writeScratchConfig, type Scratch, type ScratchPorts } from '../../lib/moosefs/scratchmaster.js';
 import type { LabGeneration } from './generations.js';
 

@@ -1,5 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import ts from 'typescript';
+import { GENERATION_NAMES } from '../../lib/moosefs/generations/index.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
 /**
@@ -14,10 +16,11 @@ const LAYER: Record<string, number> = {
   store: 3,
   backup: 4,
   failover: 4,
-  drill: 4,
   prune: 4,
   verify: 4,
   restore: 4,
+  // A drill takes a restore point (lib/restore) into a scratch master.
+  drill: 5,
   commands: 5,
 };
 
@@ -92,4 +95,48 @@ describe('layout', () => {
     for (const file of graph.keys()) visit(file, []);
     expect(cycles).toEqual([]);
   });
+
+  test('version knowledge lives only in lib/moosefs/generations/: no generation name, MFSM magic or listen key elsewhere', async () => {
+    const wrong: string[] = [];
+    const adapters = path.join('lib', 'moosefs', 'generations') + path.sep;
+    for (const file of graph.keys()) {
+      if (!(file.startsWith(`lib${path.sep}`) || file.startsWith(`jobs${path.sep}`)) || file.startsWith(adapters)) continue;
+      for (const { line, text } of await stringsIn(file)) {
+        const why = versionKnowledge(text);
+        // The config schema lists the names an operator may write (core imports no adapter; a unit test keeps both equal).
+        const schema = file === path.join('lib', 'core', 'config.ts') && why === 'generation name';
+        if (why && !schema) wrong.push(`${file}:${line}: ${why} ${JSON.stringify(text)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  test('the version-knowledge rule catches what it is meant to', () => {
+    const caught = ['3.0', '1.6.5', '4', 'MFSM 2.0', 'x MFSM NEW', 'MATOCU_LISTEN_PORT', 'MATOML_LISTEN_HOST'];
+    expect(caught.filter((t) => !versionKnowledge(t))).toEqual([]);
+    expect(['3.0.117', 'MATOCL_INFO', 'mfsmaster', '14'].filter((t) => versionKnowledge(t))).toEqual([]);
+  });
 });
+
+/** Why a string literal is version knowledge (a generation name, an image magic, a listen-port key), or undefined. */
+function versionKnowledge(text: string): string | undefined {
+  if ((GENERATION_NAMES as readonly string[]).includes(text)) return 'generation name';
+  if (text.includes('MFSM ')) return 'image magic';
+  if (/\bMATO(?:CL|CS|CU|ML)_LISTEN_(?:HOST|PORT)\b/.test(text)) return 'listen key';
+  return undefined;
+}
+
+/** Every string literal of a source file (template pieces too; comments are not code), with its line. */
+async function stringsIn(file: string): Promise<{ line: number; text: string }[]> {
+  const text = await fs.readFile(path.join(REPO_ROOT, file), 'utf8');
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const out: { line: number; text: string }[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isStringLiteralLike(node) || ts.isTemplateLiteralToken(node)) {
+      out.push({ line: source.getLineAndCharacterOfPosition(node.getStart()).line + 1, text: node.text });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return out;
+}

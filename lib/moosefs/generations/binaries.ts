@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Config } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
 import { execCapture } from '../../core/exec.js';
-import { GENERATIONS, generationNamed, generationOfSoftware, generationsWriting, type Generation } from './index.js';
+import { generationNamed, generationOfSoftware, generationsReading, type Generation } from './index.js';
 
 /** The programs of one MooseFS generation, as this machine has them. */
 export interface Binaries {
@@ -61,13 +61,20 @@ export function binaryGeneration(mfsmaster: string): Promise<{ version: string; 
 }
 
 /**
- * The binaries that restore an image with this magic (`where` names it in messages). A pinned
+ * The binaries that restore an image with this magic (`where` names it in messages; an unreadable header,
+ * `magic` undefined, counts as the newest format: see generationsReading). A pinned
  * `moosefs.generation` must write that magic; on `auto`, a generation writing it with a configured prefix
  * is taken, else the installed mfsmaster, which must itself be of such a generation: a 1.6 image is not
  * handed to a 3.0 mfsmaster, nor a 3.0/4.x image to 1.6 binaries.
  */
-export async function restoringBinaries(config: Config, magic: string, where: string, mfsmasterDefault?: string): Promise<Binaries> {
-  const writers = magic === 'MFSM NEW' ? [...GENERATIONS].reverse() : generationsWriting(magic as Generation['imageMagic']);
+export async function restoringBinaries(
+  config: Config,
+  imageMagic: string | undefined,
+  where: string,
+  mfsmasterDefault?: string,
+): Promise<Binaries> {
+  const writers = generationsReading(imageMagic);
+  const magic = imageMagic ?? writers[0]?.imageMagic;
   if (writers.length === 0) throw new ConfigError(where, `${where}: no MooseFS generation writes images with header "${magic}"`);
   const writtenBy = writers.map((g) => g.label).join(' or ');
   const pinned = config.moosefs.generation;
@@ -88,4 +95,29 @@ export async function restoringBinaries(config: Config, magic: string, where: st
     throw new ConfigError(`moosefs.prefixes`, `${where} is a "${magic}" image (${writtenBy}), but ${installed.mfsmaster} is MooseFS ${found.version} ("${found.generation.imageMagic}" images) and cannot restore it: set moosefs.prefixes.${want} to that generation's installation`);
   }
   return { ...installed, generation: found.generation };
+}
+
+/** mfsmetarestore's argv (before 1.7): rebuild `output` from `image` and the changelogs, oldest first. */
+export function metarestoreArgs(image: string, output: string, changelogs: readonly string[]): string[] {
+  return ['-m', image, '-o', output, ...changelogs];
+}
+
+/**
+ * The commands that restore a DATA_PATH and start its master the way `generation` does, as an operator
+ * types them (restore shows them; lib/moosefs/roll-forward.ts runs the same steps): `mfsmaster -a`, or
+ * mfsmetarestore into DATA_PATH/metadata.mfs followed by a plain start.
+ */
+export function restoreCommands(
+  generation: Generation,
+  programs: Partial<Pick<Binaries, 'mfsmaster' | 'mfsmetarestore'>> | undefined,
+  configFile: string,
+  files: { dataPath: string; image: string; changelogs: readonly string[] },
+): string[][] {
+  const mfsmaster = programs?.mfsmaster ?? 'mfsmaster';
+  const autoRestore = generation.restore === 'mfsmaster-a';
+  const start = [mfsmaster, ...generation.startArgs(configFile, { autoRestore, foreground: false })];
+  if (autoRestore) return [start];
+  const at = (name: string) => path.join(files.dataPath, name);
+  const restore = metarestoreArgs(at(files.image), at('metadata.mfs'), files.changelogs.map(at));
+  return [[programs?.mfsmetarestore ?? 'mfsmetarestore', ...restore], start];
 }

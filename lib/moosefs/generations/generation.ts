@@ -28,6 +28,12 @@ export interface Generation {
    */
   restore: 'mfsmetarestore' | 'mfsmaster-a';
   listenKeys: ListenKeys;
+  /**
+   * How a master is asked what it serves when `moosefs.generation` pins this generation: `mfscli` (-SIM,
+   * -SMB) for 3.0, as before the client protocol was spoken from Node (Debian's mfscli is 3.0 and talks
+   * to its own masters only); `protocol` (CLTOMA_INFO from Node, lib/moosefs/protocol.ts) for the others.
+   */
+  askPinnedThrough: 'mfscli' | 'protocol';
   /** Config lines every master of this generation needs beside the usual ones (drill's scratch masters). */
   masterConfigExtra(dataPath: string): Record<string, string>;
   /**

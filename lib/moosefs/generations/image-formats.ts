@@ -17,6 +17,11 @@ export interface ImageFormat {
 
 export const EOF_MARKER = '[MFS EOF MARKER]';
 
+/** The image 1.7 and later write (see MFSM_2_0 below). */
+export const IMAGE_MAGIC: ImageMagic = 'MFSM 2.0';
+/** The 8-byte bootstrap file of a brand-new master (an empty filesystem): no version, no metaid. */
+export const EMPTY_IMAGE_MAGIC = 'MFSM NEW';
+
 /**
  * `MFSM 1.5` (1.5.x, 1.6.x): maxnodeid u32, version u64, nextsessionid u32 (big-endian); no metaid.
  * The chunk section ends with an all-zero 16-byte record, which is also the end of the file.

@@ -12,6 +12,7 @@ export const MFS_1_5: Generation = {
   label: 'MooseFS 1.5',
   imageMagic: 'MFSM 1.5',
   restore: 'mfsmetarestore',
+  askPinnedThrough: 'protocol',
   listenKeys: {
     cs: { host: 'MATOCS_LISTEN_HOST', port: 'MATOCS_LISTEN_PORT' },
     cl: { host: 'MATOCU_LISTEN_HOST', port: 'MATOCU_LISTEN_PORT' },

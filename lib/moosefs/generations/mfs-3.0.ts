@@ -11,6 +11,7 @@ export const MFS_3_0: Generation = {
   label: 'MooseFS 3.0',
   imageMagic: 'MFSM 2.0',
   restore: 'mfsmaster-a',
+  askPinnedThrough: 'mfscli',
   // The keys 1.6.5 introduced (MATOML_* for metaloggers, MATOCL_* for clients), unchanged since.
   listenKeys: MFS_1_6_5.listenKeys,
   masterConfigExtra: () => ({}),

@@ -11,6 +11,8 @@ export const MFS_4: Generation = {
   ...MFS_3_0,
   name: '4',
   label: 'MooseFS 4',
+  // 3.0's mfscli finds no 4.x master ("Working master servers not found").
+  askPinnedThrough: 'protocol',
   // IDLE(): its changelog_sendnop() writes one after 30 s without a change — and, since its clock of the
   // last change starts at 0, within a second of every start.
   selfChanges: [...MFS_3_0.selfChanges, 'IDLE'],

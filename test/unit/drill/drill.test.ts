@@ -1,8 +1,13 @@
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import { drillVerdict, type DrillFacts } from '../../../lib/drill/verdict.js';
-import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../../lib/drill/restorepoint.js';
-import { isWithin, pickPorts, portIsFree } from '../../../lib/moosefs/scratchmaster.js';
+import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../../lib/restore/restorepoint.js';
+import os from 'node:os';
+import path from 'node:path';
+import { parseConfig } from '../../../lib/core/config.js';
+import { pickPorts, productionPorts } from '../../../lib/moosefs/scratchmaster.js';
+import { portIsFree } from '../../../lib/core/net.js';
+import { isWithin } from '../../../lib/core/paths.js';
 
 const counts = { fsObjects: 15, directories: 4, files: 11 };
 const facts = (over: Partial<DrillFacts> = {}): DrillFacts => ({
@@ -84,6 +89,19 @@ describe('scratch master safety', () => {
     expect(isWithin('/var/lib/mfs/drill', '/var/lib/mfs')).toBe(true);
     expect(isWithin('/var/lib/mfs', '/var/lib/mfs/')).toBe(true);
     expect(isWithin('/var/lib/mfs-jobs/drill', '/var/lib/mfs')).toBe(false);
+  });
+
+  test("a 1.x standby's client port (MATOCU_LISTEN_PORT) is a production port a drill never takes", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-ports-'));
+    try {
+      const masterConfig = path.join(dir, 'mfsmaster.cfg');
+      await fs.writeFile(masterConfig, 'DATA_PATH = /var/lib/mfs\nMATOCS_LISTEN_PORT = 9520\nMATOCU_LISTEN_PORT = 9521\n');
+      const config = parseConfig({ standby: { dataPath: '/var/lib/mfs', masterConfig } }, 'c.yaml');
+      const ports = await productionPorts(config);
+      expect([9520, 9521].filter((p) => !ports.has(p))).toEqual([]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('auto ports are free, distinct and never reserved; fixed ones are checked on a real socket', async () => {

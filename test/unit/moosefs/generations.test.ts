@@ -1,7 +1,17 @@
 import { GENERATION_KEYS, parseConfig } from '../../../lib/core/config.js';
 import { ConfigError } from '../../../lib/core/errors.js';
-import { restoringBinaries } from '../../../lib/moosefs/generations/binaries.js';
-import { GENERATION_NAMES, generationOfSoftware, generationsWriting, sessionsFilesFor } from '../../../lib/moosefs/generations/index.js';
+import { restoreCommands, restoringBinaries } from '../../../lib/moosefs/generations/binaries.js';
+import {
+  GENERATION_NAMES,
+  generationNamed,
+  generationOfSoftware,
+  generationsReading,
+  generationsWriting,
+  listenPortIn,
+  listenPortKeys,
+  pinnedGeneration,
+  sessionsFilesFor,
+} from '../../../lib/moosefs/generations/index.js';
 import { checkImageEnding, oldestFirst, parseImageHeader } from '../../../lib/moosefs/metadata.js';
 
 /** A `MFSM 1.5` header as 1.5.12, 1.6.4 and 1.6.27 write it: maxnodeid u32, version u64, nextsessionid u32. */
@@ -89,5 +99,34 @@ describe('MooseFS generations', () => {
     await expect(restoringBinaries(installed, 'MFSM 1.5', 'snapshot y: metadata.mfs.back')).rejects.toThrow(
       /^snapshot y: metadata\.mfs\.back is a "MFSM 1\.5" image \(MooseFS 1\.6 \(1\.6\.5 and later\) or MooseFS 1\.6 \(before 1\.6\.5\) or MooseFS 1\.5\), but mfsmaster is MooseFS 3\.0\.117 \("MFSM 2\.0" images\) and cannot restore it: set moosefs\.prefixes\."1\.6\.5" or "1\.6" or "1\.5" to that generation's installation$/,
     );
+  });
+
+  test('listen ports: every key any generation reads, newest first, so 1.x cfgs count too', () => {
+    expect(listenPortKeys('cl')).toEqual(['MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
+    expect(listenPortKeys()).toEqual(['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
+    expect(listenPortIn({ MATOCU_LISTEN_PORT: '9521' }, 'cl')).toBe(9521);
+    expect(listenPortIn({ MATOCU_LISTEN_PORT: '9521', MATOCL_LISTEN_PORT: '9621' }, 'cl')).toBe(9621);
+    expect(listenPortIn({}, 'ml')).toBeUndefined();
+  });
+
+  test('which generations restore an image: its writers; any for the bootstrap image; the newest format for an unreadable one', () => {
+    expect(generationsReading('MFSM 2.0').map((g) => g.name)).toEqual(['4', '3.0']);
+    expect(generationsReading(undefined).map((g) => g.name)).toEqual(['4', '3.0']);
+    expect(generationsReading('MFSM NEW').map((g) => g.name)).toEqual(['4', '3.0', '1.6.5', '1.6', '1.5']);
+  });
+
+  test('a pinned 3.0 master is asked through mfscli, every other generation through the client protocol', () => {
+    expect(pinnedGeneration('auto')).toBeUndefined();
+    expect(pinnedGeneration(undefined)).toBeUndefined();
+    expect(GENERATION_NAMES.filter((n) => pinnedGeneration(n)!.askPinnedThrough === 'mfscli')).toEqual(['3.0']);
+  });
+
+  test('the restore command shown is the one its generation runs: mfsmaster -a, or mfsmetarestore then a plain start', () => {
+    const files = { dataPath: '/d', image: 'metadata.mfs.back', changelogs: ['changelog.1.mfs'] };
+    expect(restoreCommands(generationNamed('4'), undefined, '/c.cfg', files)).toEqual([['mfsmaster', '-c', '/c.cfg', '-a', 'start']]);
+    expect(restoreCommands(generationNamed('1.6'), { mfsmaster: '/o/sbin/mfsmaster', mfsmetarestore: '/o/sbin/mfsmetarestore' }, '/c.cfg', files)).toEqual([
+      ['/o/sbin/mfsmetarestore', '-m', '/d/metadata.mfs.back', '-o', '/d/metadata.mfs', '/d/changelog.1.mfs'],
+      ['/o/sbin/mfsmaster', '-c', '/c.cfg', '-f'],
+    ]);
   });
 });

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DirHandle } from '../core/dirhandle.js';
 import { execCapture } from '../core/exec.js';
-import type { Binaries } from './generations/binaries.js';
+import { metarestoreArgs, type Binaries } from './generations/binaries.js';
 import { oldestFirst, readImageHeader } from './metadata.js';
 import { startMaster, type StartResult } from './mfsmaster.js';
 
@@ -76,7 +76,7 @@ async function metarestore(
     }
     // The child sees `fds` as 3, 4, …: the output directory first, then the image, then the changelogs.
     const child = (i: number) => `/proc/self/fd/${3 + i}`;
-    const args = ['-m', child(1), '-o', `${child(0)}/metadata.mfs`, ...inputs.slice(1).map((_, i) => child(i + 2))];
+    const args = metarestoreArgs(child(1), `${child(0)}/metadata.mfs`, inputs.slice(1).map((_, i) => child(i + 2)));
     const fds = [work.fd, ...inputs.map((i) => i.handle.fd)];
     const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal, fds });
     // Its messages name the files as the operator knows them, not by our descriptors.

@@ -6,7 +6,7 @@ import { masterStatus } from '../moosefs/master.js';
 import { RESTORED_SESSIONS } from '../moosefs/datapath.js';
 import { sessionsFilesFor } from '../moosefs/generations/index.js';
 import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
-import { restoreAndStart, type RestoreResult } from '../moosefs/restore.js';
+import { restoreAndStart, type RestoreResult } from '../moosefs/roll-forward.js';
 import type { SettledPlan, Staging } from './collect.js';
 import type { RestorePlan } from './restore-plan.js';
 import { checkGenerationConfig, writeChainSegment, type Placement } from './standby.js';
@@ -54,7 +54,7 @@ async function stageSessions(plan: RestorePlan, settled: SettledPlan, staging: S
 
 /**
  * Restore and start the standby's master the way the staged image's generation does (see
- * lib/moosefs/restore.ts), from the files placed under master names in its DATA_PATH.
+ * lib/moosefs/roll-forward.ts), from the files placed under master names in its DATA_PATH.
  */
 export async function restoreStandby(config: Config, standby: StandbyConfig, placements: readonly Placement[], o: { timeoutMs: number; signal?: AbortSignal }): Promise<RestoreResult & { binaries: Binaries }> {
   const image = placements[0]!.name;

@@ -1,7 +1,7 @@
 import { allHosts, type Config, type CopyConfig, type MasterHost, type MetaloggerHost } from '../core/config.js';
 import { ConfigError, describeError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
-import { ensureFreeSpace } from '../moosefs/scratchmaster.js';
+import { ensureFreeSpace } from '../core/disk.js';
 import { openSource } from '../transport/remote.js';
 import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
 import { storeKeys } from '../store/stored-file.js';
@@ -10,7 +10,7 @@ import { masterStatus, targetOf } from '../moosefs/master.js';
 import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
 
 /**
- * What a drill restores: a snapshot of the store, a metalogger's (or master's) DATA_PATH as it is now,
+ * A restore point, as drill and restore choose it: a snapshot of the store, a metalogger's (or master's) DATA_PATH as it is now,
  * or a snapshot of an off-site copy (`--from copy:NAME`), fetched when placed (`fetched` is then set).
  */
 export type RestoreSource =
@@ -21,27 +21,34 @@ export type RestoreSource =
 /** The prefix that makes `--from` name an off-site copy (snapshotStore.copies) instead of a host. */
 export const COPY_PREFIX = 'copy:';
 
+/** The caller's configured default for `--from` and the setting that names it (`jobs.drill.from`), for messages. */
+export interface DefaultFrom {
+  key: string;
+  from?: string;
+}
+
 /**
- * `--snapshot ID`, `--from NAME`, `--latest`, or the configured default (`jobs.drill.from`, else latest).
+ * `--snapshot ID`, `--from NAME`, `--latest`, or the caller's configured default (`fallback`, else latest).
  * `--from copy:NAME` takes the newest complete snapshot of that off-site copy, or `--snapshot ID` of it:
  * never a silent fall-back (a drill that quietly used the copy would hide a lost store).
  */
-export async function chooseSource(config: Config, defaultFrom: string | undefined, args: Record<string, unknown>): Promise<RestoreSource> {
+export async function chooseSource(config: Config, fallback: DefaultFrom, args: Record<string, unknown>): Promise<RestoreSource> {
+  const defaultFrom = fallback.from;
   const fromCopy = typeof args.from === 'string' && args.from.startsWith(COPY_PREFIX);
   const flags = [args.snapshot !== undefined && !fromCopy && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
-  if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: a drill restores one restore point`);
+  if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: they name different restore points`);
   const from = typeof args.from === 'string' ? args.from : flags.length === 0 ? defaultFrom : undefined;
   if (from?.startsWith(COPY_PREFIX)) {
-    const key = typeof args.from === 'string' ? '--from' : 'jobs.drill.from';
+    const key = typeof args.from === 'string' ? '--from' : fallback.key;
     return { kind: 'copy', copy: findCopy(config, from.slice(COPY_PREFIX.length), key), id: typeof args.snapshot === 'string' ? args.snapshot : 'latest' };
   }
   if (from !== undefined) {
     const host = allHosts(config).find((h) => h.name === from);
-    const key = typeof args.from === 'string' ? '--from' : 'jobs.drill.from';
+    const key = typeof args.from === 'string' ? '--from' : fallback.key;
     if (!host) throw new UsageError(key, `${key} ${from}: no metalogger or master of that name in ${config.file} (known: ${allHosts(config).map((h) => h.name).join(', ') || 'none'})`);
     return { kind: 'datapath', host };
   }
-  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (drill restores a snapshot unless --from METALOGGER is given)`);
+  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (the restore point is a snapshot unless --from METALOGGER is given)`);
   const id = typeof args.snapshot === 'string' ? args.snapshot : 'latest';
   return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, id, await storeKeys(config)) };
 }
@@ -81,7 +88,7 @@ export async function identityGate(
 }
 
 /**
- * Place a restore point into `dataPath`, then hold its image to the cluster's identity (`gate`): a
+ * Place a restore point into `dataPath` (`who` names the run in a refusal for space: "the drill"), then hold its image to the cluster's identity (`gate`): a
  * refused one is a ChainError naming it; the placed files are still only in the scratch or staging
  * directory, which the caller removes.
  */
@@ -90,7 +97,7 @@ export async function place(
   source: RestoreSource,
   dataPath: string,
   signal: AbortSignal,
-  o: { maxImageVersion?: number; gate: IdentityGate },
+  o: { maxImageVersion?: number; gate: IdentityGate; who: string },
 ): Promise<PlacedRestorePoint> {
   const { gate, ...rest } = o;
   const placed = await placeUnchecked(config, source, dataPath, signal, rest);
@@ -104,9 +111,10 @@ async function placeUnchecked(
   source: RestoreSource,
   dataPath: string,
   signal: AbortSignal,
-  o: { maxImageVersion?: number },
+  o: { maxImageVersion?: number; who: string },
 ): Promise<PlacedRestorePoint> {
-  const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes), ...o };
+  const { who, ...rest } = o;
+  const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes, who), ...rest };
   if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
   if (source.kind === 'copy') {
     const keys = await storeKeys(config);
