@@ -4,6 +4,7 @@ import { VERSION } from '../lib/core/cli.js';
 import { jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from './index.js';
 import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
@@ -170,9 +171,7 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
 }
 
 export default defineJob({
-  name: 'backup',
-  description: 'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
-  defaultSchedule: '7 * * * *',
+  ...CARDS.backup,
   options: jobOptionsSchema({
     /** Host names (masters or metaloggers) to back up; default: every master, or every metalogger if there is none. */
     sources: z.array(z.string().min(1)).min(1).optional(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { CARDS } from './index.js';
 import { metric } from '../lib/core/metrics.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { checkReadiness, type Finding } from '../lib/failover/readiness.js';
@@ -24,9 +25,7 @@ const options = jobOptionsSchema({
  * now — or names, before the outage, the setting that would make it refuse (lib/failover/readiness.ts).
  */
 export default defineJob({
-  name: 'check-standby',
-  description: 'Prove on the standby that a promotion would succeed now (cfg, binaries, ports, DATA_PATH, sources)',
-  defaultSchedule: '*/5 * * * *',
+  ...CARDS['check-standby'],
   options,
   async run(ctx) {
     const { config, options: o } = ctx;

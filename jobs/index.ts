@@ -1,7 +1,7 @@
-import type { Job, JobEntry } from '../lib/core/job.js';
+import type { Job, JobCard, JobEntry } from '../lib/core/job.js';
 
 // The jobs' cards, and a dynamic import() of each: a command line loads only the job it runs (start-up,
-// issue #24). The card repeats what the job's own definition says; a unit test keeps the two equal.
+// issue #24). Each job's definition starts from its card here; a unit test keeps the two equal.
 const FORCE = { flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' };
 const TARGET = [
   { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
@@ -13,39 +13,37 @@ const OTHER_FILESYSTEM = {
 };
 const job = (imported: Promise<{ default: unknown }>): Promise<Job> => imported.then((m) => m.default as Job);
 
-/** Every job mfs-jobs knows, by name. Add a job: one file in jobs/, one entry here. */
-export const JOBS: readonly JobEntry[] = [
-  {
+/**
+ * Every job's card: what the CLI parses and lists without importing the job. The job's own definition
+ * spreads its card (`defineJob({ ...CARDS.promote, … })`): one declaration for both.
+ */
+export const CARDS = {
+  'check-master': {
     name: 'check-master',
     description: 'Ask every configured master what it serves (MooseFS client protocol, every generation); CRITICAL when none answers',
     defaultSchedule: '*/5 * * * *',
-    load: () => job(import('./check-master.js')),
   },
-  {
+  'check-standby': {
     name: 'check-standby',
     description: 'Prove on the standby that a promotion would succeed now (cfg, binaries, ports, DATA_PATH, sources)',
     defaultSchedule: '*/5 * * * *',
-    load: () => job(import('./check-standby.js')),
   },
-  {
+  backup: {
     name: 'backup',
     description: 'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
     defaultSchedule: '7 * * * *',
-    load: () => job(import('./backup.js')),
   },
-  {
+  verify: {
     name: 'verify',
     description: 'Check that every metalogger, every 1.x chunkserver\'s changelog_csback and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
     defaultSchedule: '*/10 * * * *',
-    load: () => job(import('./verify.js')),
   },
-  {
+  prune: {
     name: 'prune',
     description: 'Delete changelogs and snapshots that no retained restore point needs (snapshot store; DATA_PATHs listed in jobs.prune.dataPaths)',
     defaultSchedule: '30 * * * *',
-    load: () => job(import('./prune.js')),
   },
-  {
+  promote: {
     name: 'promote',
     description: 'Turn this standby into the running mfsmaster with the newest metadata (ucarp up-script, keepalived notify_master)',
     cliOptions: [
@@ -55,15 +53,13 @@ export const JOBS: readonly JobEntry[] = [
         description: "restore points of another filesystem than the cluster's may be chosen (jobs.promote.metaid still pins one), and a copy's when the cluster's is not known",
       },
     ],
-    load: () => job(import('./promote.js')),
   },
-  {
+  demote: {
     name: 'demote',
     description: 'Stop this standby\'s mfsmaster cleanly and keep its files (ucarp down-script, keepalived notify_backup/notify_fault)',
     cliOptions: [FORCE],
-    load: () => job(import('./demote.js')),
   },
-  {
+  drill: {
     name: 'drill',
     description: 'Restore drill: restore a snapshot or a metalogger\'s files into a scratch master on loopback, prove it serves, report RTO/RPO, clean up',
     defaultSchedule: '30 4 * * 0',
@@ -75,9 +71,8 @@ export const JOBS: readonly JobEntry[] = [
       OTHER_FILESYSTEM,
       ...TARGET,
     ],
-    load: () => job(import('./drill.js')),
   },
-  {
+  restore: {
     name: 'restore',
     description: 'Point-in-time recovery: rebuild a master\'s DATA_PATH from a snapshot or a metalogger, to a version or a time',
     cliOptions: [
@@ -90,9 +85,26 @@ export const JOBS: readonly JobEntry[] = [
       { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
       OTHER_FILESYSTEM,
     ],
-    load: () => job(import('./restore.js')),
   },
-];
+} as const satisfies Record<string, JobCard>;
+
+const LOADERS: Record<keyof typeof CARDS, () => Promise<Job>> = {
+  'check-master': () => job(import('./check-master.js')),
+  'check-standby': () => job(import('./check-standby.js')),
+  backup: () => job(import('./backup.js')),
+  verify: () => job(import('./verify.js')),
+  prune: () => job(import('./prune.js')),
+  promote: () => job(import('./promote.js')),
+  demote: () => job(import('./demote.js')),
+  drill: () => job(import('./drill.js')),
+  restore: () => job(import('./restore.js')),
+};
+
+/** Every job mfs-jobs knows, by name. Add a job: one file in jobs/, its card and its loader here. */
+export const JOBS: readonly JobEntry[] = (Object.keys(CARDS) as (keyof typeof CARDS)[]).map((name) => ({
+  ...CARDS[name],
+  load: LOADERS[name],
+}));
 
 export function findJob(name: string): JobEntry | undefined {
   return JOBS.find((j) => j.name === name);

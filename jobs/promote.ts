@@ -7,7 +7,7 @@ import { DirHandle } from '../lib/core/dirhandle.js';
 import { closeSources, collectLastResort, collectSources } from '../lib/failover/collect.js';
 import { settlePlan, sourceSpecs, Staging } from '../lib/failover/collect.js';
 import type { LastResort, SettledPlan, SourceSpec } from '../lib/failover/collect.js';
-import { identityFile, OTHER_FILESYSTEM_FLAG } from '../lib/store/identity.js';
+import { identityFile } from '../lib/store/identity.js';
 import type { MasterHost, StandbyConfig } from '../lib/core/config.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from '../lib/failover/fence.js';
@@ -16,6 +16,7 @@ import { describeClientsWatch, startClientsWatch, type ClientsWatchStarted } fro
 import { MasterWatch } from '../lib/failover/master-watch.js';
 import { mirroredHosts, mirrorOf, StandbyMirror } from '../lib/failover/mirror.js';
 import { defineJob, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
+import { CARDS } from './index.js';
 import { metric } from '../lib/core/metrics.js';
 import { waitServing } from '../lib/moosefs/master.js';
 import { mfsmasterErrorLine, readMfsConfig, stopMaster } from '../lib/moosefs/mfsmaster.js';
@@ -77,25 +78,18 @@ const options = jobOptionsSchema({
   clientsWaitSeconds: z.number().min(0).max(600).default(10),
 });
 type Options = z.infer<typeof options>;
-type Ctx = JobContext<Options>;
+/** The command line (flags and help: the card in jobs/index.ts). */
+const args = z.strictObject({ force: z.boolean().optional(), otherFilesystem: z.boolean().optional() });
+type Ctx = JobContext<Options, z.infer<typeof args>>;
 
 /**
  * The failover hook: ucarp's up-script or keepalived's notify_master calls `mfs-jobs run promote`.
  * Fence, collect, restore, report — the runbook of a MooseFS master failover, in that order.
  */
 export default defineJob({
-  name: 'promote',
-  description: "Turn this standby into the running mfsmaster with the newest metadata (ucarp up-script, keepalived notify_master)",
+  ...CARDS.promote,
   options,
-  cliOptions: [
-    { flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' },
-    {
-      flags: OTHER_FILESYSTEM_FLAG,
-      description:
-        "restore points of another filesystem than the cluster's may be chosen (jobs.promote.metaid still pins " +
-        "one), and a copy's when the cluster's is not known",
-    },
-  ],
+  args,
   lockName: 'failover',
   lockWaitSeconds: 900,
   async run(ctx) {
@@ -461,7 +455,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, clientsHeld, changed: true },
+    details: { ...details, handedOff: ctx.trigger !== undefined, triggeredBy: ctx.trigger?.by ?? 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, clientsHeld, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
@@ -524,8 +518,7 @@ function cutTails(settled: SettledPlan, generation: Generation): string[] {
 /** When the hook was called: this process's start, or (handed off to the daemon) the hook process's. */
 function triggeredAt(ctx: Ctx): number {
   const jobStart = ctx.startedAt.getTime();
-  const handedOff = ctx.args.triggeredAtMs;
-  const processStart = typeof handedOff === 'number' ? handedOff : performance.timeOrigin;
+  const processStart = ctx.trigger?.atMs ?? performance.timeOrigin;
   return jobStart - processStart < 30_000 && processStart <= jobStart ? processStart : jobStart;
 }
 

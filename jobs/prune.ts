@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { allHosts, jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from './index.js';
 import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
@@ -43,9 +44,7 @@ interface TargetOutcome {
  * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
  */
 export default defineJob({
-  name: 'prune',
-  description: 'Delete changelogs and snapshots that no retained restore point needs (snapshot store; DATA_PATHs listed in jobs.prune.dataPaths)',
-  defaultSchedule: '30 * * * *',
+  ...CARDS.prune,
   options,
   async run(ctx) {
     const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));

@@ -11,6 +11,7 @@ import { DirHandle } from '../lib/core/dirhandle.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from './index.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
@@ -25,11 +26,10 @@ import { restoreAndStart } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
-import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+import { checkTrash, describeTarget, parseTarget, TARGET_ARGS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
 import { describeImageVersion } from '../lib/moosefs/metadata.js';
 
 const restoreOptions = jobOptionsSchema({
@@ -42,7 +42,18 @@ const restoreOptions = jobOptionsSchema({
   servingTimeoutSeconds: z.number().positive().default(120),
 });
 type RestoreOptions = z.infer<typeof restoreOptions>;
-type Ctx = JobContext<RestoreOptions>;
+/** The command line (flags and help: the card in jobs/index.ts). */
+const restoreArgs = z.strictObject({
+  snapshot: z.string().optional(),
+  from: z.string().optional(),
+  latest: z.boolean().optional(),
+  ...TARGET_ARGS,
+  dataPath: z.string().optional(),
+  start: z.boolean().optional(),
+  masterConfig: z.string().optional(),
+  otherFilesystem: z.boolean().optional(),
+});
+type Ctx = JobContext<RestoreOptions, z.infer<typeof restoreArgs>>;
 
 /** Staging directories are `<scratchDir>/stage-XXXXXX`; a killed run's are removed by the next. */
 const STAGE_PREFIX = 'stage-';
@@ -279,19 +290,9 @@ function metricsOf(version: number, cut: CutResult, trash: TrashCheck): Metric[]
 }
 
 export default defineJob({
-  name: 'restore',
-  description: 'Point-in-time recovery: rebuild a master\'s DATA_PATH from a snapshot or a metalogger, to a version or a time',
+  ...CARDS.restore,
   options: restoreOptions,
-  cliOptions: [
-    { flags: '--snapshot <id>', description: 'restore this snapshot of the store' },
-    { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
-    { flags: '--latest', description: 'restore the newest snapshot whose image is older than the target' },
-    ...TARGET_CLI_OPTIONS,
-    { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
-    { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
-    { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
-  ],
+  args: restoreArgs,
   // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
   lockName: 'failover',
   lockWaitSeconds: 60,

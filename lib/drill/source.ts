@@ -21,12 +21,19 @@ export type RestoreSource =
 /** The prefix that makes `--from` name an off-site copy (snapshotStore.copies) instead of a host. */
 export const COPY_PREFIX = 'copy:';
 
+/** The command-line arguments that pick a restore point (drill's and restore's). */
+export interface RestorePointArgs {
+  snapshot?: string;
+  from?: string;
+  latest?: boolean;
+}
+
 /**
  * `--snapshot ID`, `--from NAME`, `--latest`, or the configured default (`jobs.drill.from`, else latest).
  * `--from copy:NAME` takes the newest complete snapshot of that off-site copy, or `--snapshot ID` of it:
  * never a silent fall-back (a drill that quietly used the copy would hide a lost store).
  */
-export async function chooseSource(config: Config, defaultFrom: string | undefined, args: Record<string, unknown>): Promise<RestoreSource> {
+export async function chooseSource(config: Config, defaultFrom: string | undefined, args: RestorePointArgs): Promise<RestoreSource> {
   const fromCopy = typeof args.from === 'string' && args.from.startsWith(COPY_PREFIX);
   const flags = [args.snapshot !== undefined && !fromCopy && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
   if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: a drill restores one restore point`);
