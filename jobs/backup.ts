@@ -4,7 +4,7 @@ import { VERSION } from '../lib/core/cli.js';
 import { jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';

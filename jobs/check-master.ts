@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type Metric } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 

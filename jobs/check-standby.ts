@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { checkReadiness, type Finding } from '../lib/failover/readiness.js';

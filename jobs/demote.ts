@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { binariesFor } from '../lib/moosefs/generations/binaries.js';

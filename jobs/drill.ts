@@ -8,7 +8,7 @@ import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { describeImageVersion, type ImageHeader } from '../lib/moosefs/metadata.js';
 import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';

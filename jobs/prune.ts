@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { allHosts, jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';

@@ -11,7 +11,7 @@ import { DirHandle } from '../lib/core/dirhandle.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';

@@ -3,7 +3,7 @@ import { jobOptionsSchema, type ChunkserverHost, type Config, type MetaloggerHos
 import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
-import { CARDS } from './index.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
