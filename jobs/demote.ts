@@ -14,7 +14,7 @@ import { requireStandby, standbyMasterPid } from '../lib/failover/standby.js';
 import { vipHeld } from '../lib/failover/vip.js';
 
 const options = jobOptionsSchema({ stopTimeoutSeconds: z.number().positive().default(600) });
-/** The command line (flags and help: the card in jobs/index.ts). */
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const args = z.strictObject({ force: z.boolean().optional() });
 
 /**

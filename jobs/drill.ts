@@ -64,7 +64,7 @@ const drillOptions = jobOptionsSchema({
   allowUnguarded: z.boolean().default(false),
 });
 type DrillOptions = z.infer<typeof drillOptions>;
-/** The command line (flags and help: the card in jobs/index.ts). */
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const drillArgs = z.strictObject({
   snapshot: z.string().optional(),
   from: z.string().optional(),

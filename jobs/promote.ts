@@ -60,7 +60,7 @@ const options = jobOptionsSchema({
    */
   clientsWaitSeconds: z.number().min(0).max(600).default(10),
 });
-/** The command line (flags and help: the card in jobs/index.ts). */
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const args = z.strictObject({ force: z.boolean().optional(), otherFilesystem: z.boolean().optional() });
 
 /** Fence, then collect, plan, place, start, report; collecting and staging run while the fence is out. */

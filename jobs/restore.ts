@@ -21,8 +21,9 @@ import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/m
 import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
 import { generationsWriting, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
-import { daemonLock, mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
-import { restoreAndStart } from '../lib/moosefs/restore.js';
+import { MasterCfg } from '../lib/moosefs/master-cfg.js';
+import { daemonLock, mfsmasterErrorLine, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
+import { restoreAndStart, restoreCommandLine } from '../lib/moosefs/restore.js';
 import { isWithin } from '../lib/moosefs/scratchmaster.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
@@ -42,7 +43,7 @@ const restoreOptions = jobOptionsSchema({
   servingTimeoutSeconds: z.number().positive().default(120),
 });
 type RestoreOptions = z.infer<typeof restoreOptions>;
-/** The command line (flags and help: the card in jobs/index.ts). */
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const restoreArgs = z.strictObject({
   snapshot: z.string().optional(),
   from: z.string().optional(),
@@ -217,8 +218,8 @@ interface StartFacts {
 async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
   const { generation, binaries, dataPath, changelog } = s;
   const { file, key } = masterConfigOf(ctx, dataPath);
-  const cfg = await readMfsConfig(file).catch((err: Error) => err);
-  const other = cfg instanceof Error ? undefined : cfg.DATA_PATH;
+  const cfg = await MasterCfg.read(file).catch((err: Error) => err);
+  const other = cfg instanceof Error ? undefined : cfg.dataPath;
   const given = typeof ctx.args.masterConfig === 'string' || key !== '--master-config';
   const named = given ? `${key} ${file}` : `${file} (no --master-config given)`;
   let problem: string | undefined;
@@ -238,12 +239,10 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
   return { file, key, problem, advice };
 }
 
-/** The command that starts the restored master the way its generation restores (shown, or run by --start). */
+/** The command that restores and starts the master (shown, or run by --start: restoreCommandLine, one for both). */
 function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
-  const mfsmaster = binaries?.mfsmaster ?? 'mfsmaster';
-  if (generation.restore === 'mfsmaster-a') return [mfsmaster, ...generation.startArgs(configFile, { autoRestore: true, foreground: false })].join(' ');
-  const restore = [binaries?.mfsmetarestore ?? 'mfsmetarestore', '-m', path.join(dataPath, RESTORED_IMAGE), '-o', path.join(dataPath, 'metadata.mfs'), ...(changelog ? [path.join(dataPath, changelog)] : [])].join(' ');
-  return `${restore} && ${[mfsmaster, ...generation.startArgs(configFile, { autoRestore: false, foreground: false })].join(' ')}`;
+  const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
+  return restoreCommandLine({ ...binaries, generation }, configFile, files);
 }
 
 interface Started {
@@ -257,9 +256,9 @@ interface Started {
 /** `--start`: restore and start the master with its config, wait until it serves at the target version. */
 async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, dataPath: string, changelog: string | undefined, expected: number): Promise<Started> {
   const { generation } = binaries;
-  const cfg = await readMfsConfig(configFile);
-  const host = !cfg[generation.listenKeys.cl.host] || ['*', '0.0.0.0'].includes(cfg[generation.listenKeys.cl.host]!) ? '127.0.0.1' : cfg[generation.listenKeys.cl.host]!;
-  const port = Number(cfg[generation.listenKeys.cl.port] ?? 9421);
+  const cfg = await MasterCfg.read(configFile);
+  const host = cfg.localHost(generation, 'cl');
+  const port = cfg.listenPort(generation, 'cl')!.port;
   const target: MasterTarget = { host, port, bin: binaries.mfscli, generation: ctx.config.moosefs.generation };
   const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
@@ -267,9 +266,9 @@ async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, d
   if (res.code !== 0) throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
   const status = await waitServing({ ...target, timeoutMs: ctx.options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const served = status.metadataVersion ?? res.restoredVersion ?? expected;
-  if (served === expected) return { command: res.command, servedVersion: served, selfChanges: [], host, port };
+  if (served === expected) return { command: res.commandLine, servedVersion: served, selfChanges: [], host, port };
   const own = await selfChangesSince(dataPath, generation, expected, served);
-  if (own) return { command: res.command, servedVersion: served, selfChanges: own.ops, host, port };
+  if (own) return { command: res.commandLine, servedVersion: served, selfChanges: own.ops, host, port };
   throw new ProcessError(`${host}:${port}`, `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`);
 }
 
@@ -408,10 +407,9 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     lines.push(plan.advice);
     return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; ${plan.advice}${warn}`, lines, details, metrics };
   }
-  const command = plan.command;
   const started = await startRestored(ctx, binaries!, plan.file, dataPath, cut.changelog, version);
   const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
-  lines.push(`started: ${command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
+  lines.push(`started: ${started.command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
   return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, metric('served_version', started.servedVersion)] };
 }
