@@ -6,6 +6,11 @@ import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 
+/** "serves metadata version 145"; a 1.x master serves without saying its version. */
+function serves(s: MasterStatus): string {
+  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
+}
+
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
 export default defineJob({
   ...CARDS['check-master'],
@@ -46,8 +51,3 @@ export default defineJob({
     return { status: 'OK', summary: `${only.name} ${serves(only.info)}`, details, metrics, lines };
   },
 });
-
-/** "serves metadata version 145"; a 1.x master serves without saying its version. */
-function serves(s: MasterStatus): string {
-  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
-}

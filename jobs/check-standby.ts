@@ -20,6 +20,12 @@ const options = jobOptionsSchema({
   mirrorStaleSeconds: z.number().positive().default(120),
 });
 
+/** checkStandby and the generation's own check can both find a missing LOCK_FILE: say it once. */
+function unique(findings: readonly Finding[]): Finding[] {
+  const seen = new Set<string>();
+  return findings.filter((f) => !seen.has(f.text) && seen.add(f.text));
+}
+
 /**
  * Readiness before failure: run on the standby every few minutes, it proves that `promote` would succeed
  * now — or names, before the outage, the setting that would make it refuse (lib/failover/readiness.ts).
@@ -98,9 +104,3 @@ export default defineJob({
     return { status, summary, details, metrics, lines };
   },
 });
-
-/** checkStandby and the generation's own check can both find a missing LOCK_FILE: say it once. */
-function unique(findings: readonly Finding[]): Finding[] {
-  const seen = new Set<string>();
-  return findings.filter((f) => !seen.has(f.text) && seen.add(f.text));
-}

@@ -39,26 +39,6 @@ interface TargetOutcome {
   removals: Removal[];
 }
 
-/**
- * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
- * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
- */
-export default defineJob({
-  ...CARDS.prune,
-  options,
-  async run(ctx) {
-    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
-    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
-    const outcomes: TargetOutcome[] = [];
-    for (const open of targets) {
-      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
-      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
-      else outcomes.push(await pruneTarget(ctx, open));
-    }
-    return report(outcomes, ctx.dryRun);
-  },
-});
-
 type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
 
 function selectTargets(config: Config, o: PruneOptions, dryRun: boolean, identity: ClusterIdentity | undefined): TargetOpener[] {
@@ -183,3 +163,23 @@ function targetDetails(o: TargetOutcome): Record<string, unknown> {
     warnings: o.plan?.warnings ?? [],
   };
 }
+
+/**
+ * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
+ * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
+ */
+export default defineJob({
+  ...CARDS.prune,
+  options,
+  async run(ctx) {
+    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
+    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
+    const outcomes: TargetOutcome[] = [];
+    for (const open of targets) {
+      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
+      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
+      else outcomes.push(await pruneTarget(ctx, open));
+    }
+    return report(outcomes, ctx.dryRun);
+  },
+});

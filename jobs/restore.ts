@@ -288,34 +288,6 @@ function metricsOf(version: number, cut: CutResult, trash: TrashCheck): Metric[]
   ];
 }
 
-export default defineJob({
-  ...CARDS.restore,
-  options: restoreOptions,
-  args: restoreArgs,
-  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
-  lockName: 'failover',
-  lockWaitSeconds: 60,
-  async run(ctx) {
-    const { config, options, args } = ctx;
-    const target = parseTarget(args, config.timezone);
-    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
-    const dataPath = path.resolve(args.dataPath);
-    await checkDataPath(dataPath);
-    const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
-    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
-    await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
-    // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
-    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
-    const sources = await candidates(ctx, target);
-    const staged = await stage(ctx, root, target, sources);
-    try {
-      return await finish(ctx, target, dataPath, staged);
-    } finally {
-      await fs.rm(staged.stage, { recursive: true, force: true });
-    }
-  },
-});
-
 async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Staged): Promise<JobResult> {
   const { cut, placed, source } = s;
   const { outcome } = cut;
@@ -413,3 +385,31 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
   return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, metric('served_version', started.servedVersion)] };
 }
+
+export default defineJob({
+  ...CARDS.restore,
+  options: restoreOptions,
+  args: restoreArgs,
+  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
+  lockName: 'failover',
+  lockWaitSeconds: 60,
+  async run(ctx) {
+    const { config, options, args } = ctx;
+    const target = parseTarget(args, config.timezone);
+    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
+    const dataPath = path.resolve(args.dataPath);
+    await checkDataPath(dataPath);
+    const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
+    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
+    await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
+    // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
+    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    const sources = await candidates(ctx, target);
+    const staged = await stage(ctx, root, target, sources);
+    try {
+      return await finish(ctx, target, dataPath, staged);
+    } finally {
+      await fs.rm(staged.stage, { recursive: true, force: true });
+    }
+  },
+});
