@@ -423,7 +423,10 @@ export interface Placed extends Planned {
   mirroredBytes: number;
 }
 
-/** Step 4, place: the first change to DATA_PATH. The VIP is checked once more right before: the boot flap may have taken it. */
+/**
+ * Step 4, place: the first change to DATA_PATH. The VIP is checked once more right before: the boot flap
+ * may have taken it.
+ */
 export async function place(
   ctx: PromoteContext,
   standby: StandbyConfig,
@@ -556,7 +559,7 @@ export async function report(ctx: PromoteContext, standby: StandbyConfig, s: Sta
   });
 }
 
-/** The watch for the clients coming back (clients-watch.ts), on the ports this master listens on, started and left running. */
+/** The watch for the clients coming back (clients-watch.ts), on the ports this master listens on, left running. */
 async function clientsBack(
   ctx: PromoteContext,
   standby: StandbyConfig,
