@@ -4,6 +4,7 @@ import { VERSION } from '../lib/core/cli.js';
 import { jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
@@ -169,10 +170,27 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
   return { status, summary: [...failedFirst.map(sourceLine), ...extra].join('; '), details, metrics, lines };
 }
 
+/** Record the cluster's metaid when none is known yet; a snapshot of another filesystem fails its source. */
+async function checkIdentity(config: Config, results: SourceResult[]): Promise<void> {
+  for (const [i, r] of results.entries()) {
+    if (!('outcome' in r) || r.outcome.kind === 'plan') continue;
+    const m = r.outcome.kind === 'snapshot' ? r.outcome.manifest : r.outcome.snapshot.manifest;
+    if (m.image.empty || !m.image.metaid) continue;
+    const { identity } = await learnClusterIdentity(config, m.image.metaid, r.host.name);
+    if (identity.metaid !== m.image.metaid) {
+      results[i] = { host: r.host, error: `${foreignMetaidMessage(`snapshot ${m.id}`, m.image.metaid, identity)}: promote and prune will not use it (a recreated filesystem? set cluster.metaid, or remove ${identityFile(config.stateDir)})` };
+    }
+  }
+}
+
+function describeOutcome(o: BackupOutcome): Record<string, unknown> {
+  if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };
+  if (o.kind === 'already') return { result: 'already', snapshot: o.snapshot.id, reachesVersion: o.snapshot.manifest.reachesVersion, why: o.why, sourceReaches: o.sourceReaches, notes: o.notes };
+  return { result: 'plan', image: o.image.entry.name, imageVersion: o.image.header.version, changelogs: o.changelogs.map((c) => c.entry.name), sourceReaches: o.sourceReaches, notes: o.notes };
+}
+
 export default defineJob({
-  name: 'backup',
-  description: 'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
-  defaultSchedule: '7 * * * *',
+  ...CARDS.backup,
   options: jobOptionsSchema({
     /** Host names (masters or metaloggers) to back up; default: every master, or every metalogger if there is none. */
     sources: z.array(z.string().min(1)).min(1).optional(),
@@ -229,22 +247,3 @@ export default defineJob({
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },
 });
-
-/** Record the cluster's metaid when none is known yet; a snapshot of another filesystem fails its source. */
-async function checkIdentity(config: Config, results: SourceResult[]): Promise<void> {
-  for (const [i, r] of results.entries()) {
-    if (!('outcome' in r) || r.outcome.kind === 'plan') continue;
-    const m = r.outcome.kind === 'snapshot' ? r.outcome.manifest : r.outcome.snapshot.manifest;
-    if (m.image.empty || !m.image.metaid) continue;
-    const { identity } = await learnClusterIdentity(config, m.image.metaid, r.host.name);
-    if (identity.metaid !== m.image.metaid) {
-      results[i] = { host: r.host, error: `${foreignMetaidMessage(`snapshot ${m.id}`, m.image.metaid, identity)}: promote and prune will not use it (a recreated filesystem? set cluster.metaid, or remove ${identityFile(config.stateDir)})` };
-    }
-  }
-}
-
-function describeOutcome(o: BackupOutcome): Record<string, unknown> {
-  if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };
-  if (o.kind === 'already') return { result: 'already', snapshot: o.snapshot.id, reachesVersion: o.snapshot.manifest.reachesVersion, why: o.why, sourceReaches: o.sourceReaches, notes: o.notes };
-  return { result: 'plan', image: o.image.entry.name, imageVersion: o.image.header.version, changelogs: o.changelogs.map((c) => c.entry.name), sourceReaches: o.sourceReaches, notes: o.notes };
-}

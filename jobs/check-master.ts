@@ -2,14 +2,18 @@ import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type Metric } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } from '../lib/moosefs/master.js';
 
+/** "serves metadata version 145"; a 1.x master serves without saying its version. */
+function serves(s: MasterStatus): string {
+  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
+}
+
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
 export default defineJob({
-  name: 'check-master',
-  description: 'Ask every configured master what it serves (MooseFS client protocol, every generation); CRITICAL when none answers',
-  defaultSchedule: '*/5 * * * *',
+  ...CARDS['check-master'],
   options: jobOptionsSchema({ cliTimeoutSeconds: z.number().positive().default(10) }),
   async run(ctx) {
     const { config, options } = ctx;
@@ -47,8 +51,3 @@ export default defineJob({
     return { status: 'OK', summary: `${only.name} ${serves(only.info)}`, details, metrics, lines };
   },
 });
-
-/** "serves metadata version 145"; a 1.x master serves without saying its version. */
-function serves(s: MasterStatus): string {
-  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
-}

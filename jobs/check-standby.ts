@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { checkReadiness, type Finding } from '../lib/failover/readiness.js';
@@ -19,14 +20,18 @@ const options = jobOptionsSchema({
   mirrorStaleSeconds: z.number().positive().default(120),
 });
 
+/** checkStandby and the generation's own check can both find a missing LOCK_FILE: say it once. */
+function unique(findings: readonly Finding[]): Finding[] {
+  const seen = new Set<string>();
+  return findings.filter((f) => !seen.has(f.text) && seen.add(f.text));
+}
+
 /**
  * Readiness before failure: run on the standby every few minutes, it proves that `promote` would succeed
  * now — or names, before the outage, the setting that would make it refuse (lib/failover/readiness.ts).
  */
 export default defineJob({
-  name: 'check-standby',
-  description: 'Prove on the standby that a promotion would succeed now (cfg, binaries, ports, DATA_PATH, sources)',
-  defaultSchedule: '*/5 * * * *',
+  ...CARDS['check-standby'],
   options,
   async run(ctx) {
     const { config, options: o } = ctx;
@@ -99,9 +104,3 @@ export default defineJob({
     return { status, summary, details, metrics, lines };
   },
 });
-
-/** checkStandby and the generation's own check can both find a missing LOCK_FILE: say it once. */
-function unique(findings: readonly Finding[]): Finding[] {
-  const seen = new Set<string>();
-  return findings.filter((f) => !seen.has(f.text) && seen.add(f.text));
-}

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { defineJob } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { binariesFor } from '../lib/moosefs/generations/binaries.js';
@@ -12,15 +13,18 @@ import { mfsmasterErrorLine, stopMaster } from '../lib/moosefs/mfsmaster.js';
 import { requireStandby, standbyMasterPid } from '../lib/failover/standby.js';
 import { vipHeld } from '../lib/failover/vip.js';
 
+const options = jobOptionsSchema({ stopTimeoutSeconds: z.number().positive().default(600) });
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
+const args = z.strictObject({ force: z.boolean().optional() });
+
 /**
  * The other failover hook: ucarp's down-script, keepalived's notify_backup / notify_fault. A clean
  * `mfsmaster stop` writes metadata.mfs; every file stays in DATA_PATH (the next promote moves it aside).
  */
 export default defineJob({
-  name: 'demote',
-  description: "Stop this standby's mfsmaster cleanly and keep its files (ucarp down-script, keepalived notify_backup/notify_fault)",
-  options: jobOptionsSchema({ stopTimeoutSeconds: z.number().positive().default(600) }),
-  cliOptions: [{ flags: '--force', description: 'act even when another master answers or the VIP is not held (you know the other master is dead)' }],
+  ...CARDS.demote,
+  options,
+  args,
   lockName: 'failover',
   lockWaitSeconds: 900,
   async run(ctx) {

@@ -8,6 +8,7 @@ import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { describeImageVersion, type ImageHeader } from '../lib/moosefs/metadata.js';
 import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
@@ -17,8 +18,8 @@ import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
 import { ScratchGuard } from '../lib/moosefs/scratch-guard.js';
 import { cutChain, type CutResult } from '../lib/restore/cut-files.js';
-import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP, RestorePointRefused } from '../lib/store/identity.js';
-import { describeTarget, parseTarget, TARGET_CLI_OPTIONS, type RestoreTarget } from '../lib/restore/target.js';
+import { RestorePointRefused } from '../lib/store/identity.js';
+import { describeTarget, parseTarget, TARGET_ARGS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
 import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
@@ -63,7 +64,16 @@ const drillOptions = jobOptionsSchema({
   allowUnguarded: z.boolean().default(false),
 });
 type DrillOptions = z.infer<typeof drillOptions>;
-type Ctx = JobContext<DrillOptions>;
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
+const drillArgs = z.strictObject({
+  snapshot: z.string().optional(),
+  from: z.string().optional(),
+  latest: z.boolean().optional(),
+  keep: z.boolean().optional(),
+  otherFilesystem: z.boolean().optional(),
+  ...TARGET_ARGS,
+});
+type Ctx = JobContext<DrillOptions, z.infer<typeof drillArgs>>;
 
 /** The live master with the highest version among those that answer with one; undefined when none does. */
 async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
@@ -274,18 +284,9 @@ async function cleanUp(scratch: Scratch, result: JobResult, keep: boolean): Prom
 }
 
 export default defineJob({
-  name: 'drill',
-  description: 'Restore drill: restore a snapshot or a metalogger\'s files into a scratch master on loopback, prove it serves, report RTO/RPO, clean up',
-  defaultSchedule: '30 4 * * 0',
+  ...CARDS.drill,
   options: drillOptions,
-  cliOptions: [
-    { flags: '--snapshot <id>', description: 'drill this snapshot of the store' },
-    { flags: '--from <metalogger>', description: 'drill from this metalogger\'s DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
-    { flags: '--latest', description: 'drill the newest snapshot (the default, unless jobs.drill.from names a metalogger)' },
-    { flags: '--keep', description: 'keep the scratch DATA_PATH afterwards (the scratch master is stopped anyway)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
-    ...TARGET_CLI_OPTIONS,
-  ],
+  args: drillArgs,
   async run(ctx) {
     const { config, options } = ctx;
     const root = options.scratchDir ?? path.join(config.stateDir, 'drill');

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { allHosts, jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
 import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
@@ -37,28 +38,6 @@ interface TargetOutcome {
   plan?: PrunePlan;
   removals: Removal[];
 }
-
-/**
- * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
- * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
- */
-export default defineJob({
-  name: 'prune',
-  description: 'Delete changelogs and snapshots that no retained restore point needs (snapshot store; DATA_PATHs listed in jobs.prune.dataPaths)',
-  defaultSchedule: '30 * * * *',
-  options,
-  async run(ctx) {
-    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
-    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
-    const outcomes: TargetOutcome[] = [];
-    for (const open of targets) {
-      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
-      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
-      else outcomes.push(await pruneTarget(ctx, open));
-    }
-    return report(outcomes, ctx.dryRun);
-  },
-});
 
 type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
 
@@ -184,3 +163,23 @@ function targetDetails(o: TargetOutcome): Record<string, unknown> {
     warnings: o.plan?.warnings ?? [],
   };
 }
+
+/**
+ * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
+ * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
+ */
+export default defineJob({
+  ...CARDS.prune,
+  options,
+  async run(ctx) {
+    const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
+    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
+    const outcomes: TargetOutcome[] = [];
+    for (const open of targets) {
+      // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
+      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
+      else outcomes.push(await pruneTarget(ctx, open));
+    }
+    return report(outcomes, ctx.dryRun);
+  },
+});

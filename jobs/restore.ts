@@ -11,25 +11,26 @@ import { DirHandle } from '../lib/core/dirhandle.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
 import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';
 import { listDataPath, readSourceImageHeader, RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
-import { restoreCommands, restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
+import { restoringBinaries, type Binaries } from '../lib/moosefs/generations/binaries.js';
 import { generationsReading, type Generation } from '../lib/moosefs/generations/index.js';
 import { masterStatus, waitServing, type MasterTarget } from '../lib/moosefs/master.js';
-import { daemonLock, mfsmasterErrorLine, readMfsConfig, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
-import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
+import { MasterCfg } from '../lib/moosefs/master-cfg.js';
+import { daemonLock, mfsmasterErrorLine, runningMasterPid } from '../lib/moosefs/mfsmaster.js';
+import { restoreAndStart, restoreCommandLine } from '../lib/moosefs/roll-forward.js';
 import { isWithin } from '../lib/core/paths.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { OTHER_FILESYSTEM_FLAG, OTHER_FILESYSTEM_HELP } from '../lib/store/identity.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
-import { checkTrash, describeTarget, parseTarget, TARGET_CLI_OPTIONS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+import { checkTrash, describeTarget, parseTarget, TARGET_ARGS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
 import { describeImageVersion } from '../lib/moosefs/metadata.js';
 
 const restoreOptions = jobOptionsSchema({
@@ -42,7 +43,18 @@ const restoreOptions = jobOptionsSchema({
   servingTimeoutSeconds: z.number().positive().default(120),
 });
 type RestoreOptions = z.infer<typeof restoreOptions>;
-type Ctx = JobContext<RestoreOptions>;
+/** The command line (flags and help: its card in lib/core/job-cards.ts). */
+const restoreArgs = z.strictObject({
+  snapshot: z.string().optional(),
+  from: z.string().optional(),
+  latest: z.boolean().optional(),
+  ...TARGET_ARGS,
+  dataPath: z.string().optional(),
+  start: z.boolean().optional(),
+  masterConfig: z.string().optional(),
+  otherFilesystem: z.boolean().optional(),
+});
+type Ctx = JobContext<RestoreOptions, z.infer<typeof restoreArgs>>;
 
 /** Staging directories are `<scratchDir>/stage-XXXXXX`; a killed run's are removed by the next. */
 const STAGE_PREFIX = 'stage-';
@@ -206,8 +218,8 @@ interface StartFacts {
 async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
   const { generation, binaries, dataPath, changelog } = s;
   const { file, key } = masterConfigOf(ctx, dataPath);
-  const cfg = await readMfsConfig(file).catch((err: Error) => err);
-  const other = cfg instanceof Error ? undefined : cfg.DATA_PATH;
+  const cfg = await MasterCfg.read(file).catch((err: Error) => err);
+  const other = cfg instanceof Error ? undefined : cfg.dataPath;
   const given = typeof ctx.args.masterConfig === 'string' || key !== '--master-config';
   const named = given ? `${key} ${file}` : `${file} (no --master-config given)`;
   let problem: string | undefined;
@@ -227,10 +239,10 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
   return { file, key, problem, advice };
 }
 
-/** The command that starts the restored master the way its generation restores (shown, or run by --start). */
+/** The command that restores and starts the master (shown, or run by --start: restoreCommandLine, one for both). */
 function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
-  return restoreCommands(generation, binaries, configFile, files).map((argv) => argv.join(' ')).join(' && ');
+  return restoreCommandLine({ ...binaries, generation }, configFile, files);
 }
 
 interface Started {
@@ -244,9 +256,9 @@ interface Started {
 /** `--start`: restore and start the master with its config, wait until it serves at the target version. */
 async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, dataPath: string, changelog: string | undefined, expected: number): Promise<Started> {
   const { generation } = binaries;
-  const cfg = await readMfsConfig(configFile);
-  const host = !cfg[generation.listenKeys.cl.host] || ['*', '0.0.0.0'].includes(cfg[generation.listenKeys.cl.host]!) ? '127.0.0.1' : cfg[generation.listenKeys.cl.host]!;
-  const port = Number(cfg[generation.listenKeys.cl.port] ?? 9421);
+  const cfg = await MasterCfg.read(configFile);
+  const host = cfg.localHost(generation, 'cl');
+  const port = cfg.listenPort(generation, 'cl')!.port;
   const target: MasterTarget = { host, port, bin: binaries.mfscli, generation: ctx.config.moosefs.generation };
   const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
@@ -254,9 +266,9 @@ async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, d
   if (res.code !== 0) throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
   const status = await waitServing({ ...target, timeoutMs: ctx.options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const served = status.metadataVersion ?? res.restoredVersion ?? expected;
-  if (served === expected) return { command: res.command, servedVersion: served, selfChanges: [], host, port };
+  if (served === expected) return { command: res.commandLine, servedVersion: served, selfChanges: [], host, port };
   const own = await selfChangesSince(dataPath, generation, expected, served);
-  if (own) return { command: res.command, servedVersion: served, selfChanges: own.ops, host, port };
+  if (own) return { command: res.commandLine, servedVersion: served, selfChanges: own.ops, host, port };
   throw new ProcessError(`${host}:${port}`, `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`);
 }
 
@@ -275,44 +287,6 @@ function metricsOf(version: number, cut: CutResult, trash: TrashCheck): Metric[]
     metric('trash_seconds', trash.seconds),
   ];
 }
-
-export default defineJob({
-  name: 'restore',
-  description: 'Point-in-time recovery: rebuild a master\'s DATA_PATH from a snapshot or a metalogger, to a version or a time',
-  options: restoreOptions,
-  cliOptions: [
-    { flags: '--snapshot <id>', description: 'restore this snapshot of the store' },
-    { flags: '--from <metalogger>', description: 'restore from this metalogger\'s (or master\'s) DATA_PATH (SFTP, or local); copy:NAME: the newest snapshot of that off-site copy (or --snapshot ID of it), fetched and checked first' },
-    { flags: '--latest', description: 'restore the newest snapshot whose image is older than the target' },
-    ...TARGET_CLI_OPTIONS,
-    { flags: '--data-path <dir>', description: 'the DATA_PATH to rebuild (its old content is moved aside, never deleted; no master may run there)' },
-    { flags: '--start', description: 'start the restored master (mfsmaster -a, or mfsmetarestore before 1.7) and wait until it serves the target version' },
-    { flags: '--master-config <file>', description: 'the restored master\'s mfsmaster.cfg (default: jobs.restore.masterConfig, standby.masterConfig, /etc/mfs/mfsmaster.cfg)' },
-    { flags: OTHER_FILESYSTEM_FLAG, description: OTHER_FILESYSTEM_HELP },
-  ],
-  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
-  lockName: 'failover',
-  lockWaitSeconds: 60,
-  async run(ctx) {
-    const { config, options, args } = ctx;
-    const target = parseTarget(args, config.timezone);
-    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
-    const dataPath = path.resolve(args.dataPath);
-    await checkDataPath(dataPath);
-    const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
-    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
-    await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
-    // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
-    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
-    const sources = await candidates(ctx, target);
-    const staged = await stage(ctx, root, target, sources);
-    try {
-      return await finish(ctx, target, dataPath, staged);
-    } finally {
-      await fs.rm(staged.stage, { recursive: true, force: true });
-    }
-  },
-});
 
 async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Staged): Promise<JobResult> {
   const { cut, placed, source } = s;
@@ -405,10 +379,37 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     lines.push(plan.advice);
     return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; ${plan.advice}${warn}`, lines, details, metrics };
   }
-  const command = plan.command;
   const started = await startRestored(ctx, binaries!, plan.file, dataPath, cut.changelog, version);
   const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
-  lines.push(`started: ${command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
+  lines.push(`started: ${started.command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
   return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, metric('served_version', started.servedVersion)] };
 }
+
+export default defineJob({
+  ...CARDS.restore,
+  options: restoreOptions,
+  args: restoreArgs,
+  // A restore and a promotion may aim at the same DATA_PATH (the standby's): one after the other, never both.
+  lockName: 'failover',
+  lockWaitSeconds: 60,
+  async run(ctx) {
+    const { config, options, args } = ctx;
+    const target = parseTarget(args, config.timezone);
+    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
+    const dataPath = path.resolve(args.dataPath);
+    await checkDataPath(dataPath);
+    const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
+    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
+    await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
+    // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
+    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    const sources = await candidates(ctx, target);
+    const staged = await stage(ctx, root, target, sources);
+    try {
+      return await finish(ctx, target, dataPath, staged);
+    } finally {
+      await fs.rm(staged.stage, { recursive: true, force: true });
+    }
+  },
+});

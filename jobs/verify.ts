@@ -3,6 +3,7 @@ import { jobOptionsSchema, type ChunkserverHost, type Config, type MetaloggerHos
 import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
@@ -142,9 +143,7 @@ async function verifyChunkserver(config: Config, cs: ChunkserverHost, snapshot: 
 
 /** Prove every metalogger and the newest snapshot can restore the master's metadata right now. */
 export default defineJob({
-  name: 'verify',
-  description: 'Check that every metalogger, every 1.x chunkserver\'s changelog_csback and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
-  defaultSchedule: '*/10 * * * *',
+  ...CARDS.verify,
   options,
   async run(ctx) {
     const { config, options: o, signal } = ctx;

@@ -75,7 +75,7 @@ export function renderConfig(p: InitPlan): string {
   lines.push(
     '# The master: check-master asks it what it serves; backup copies its metadata.mfs.back and changelogs.',
     'masters:',
-    ...hostLines(p.master, [c(`    cliPort: ${p.master.cliPort}`, 'MATOCL_LISTEN_PORT')]),
+    ...hostLines(p.master, [c(`    cliPort: ${p.master.cliPort}`, 'the port its mfsmaster.cfg sets for clients')]),
     '',
   );
   if (p.metaloggers.length) {

@@ -11,6 +11,7 @@ import type { JsonReport } from '../core/output.js';
 import { runJob } from '../core/runner.js';
 import { DEFAULT_STATE_DIR } from '../core/hand-off.js';
 import type { Generation } from '../moosefs/generations/index.js';
+import { imageFormat } from '../moosefs/generations/image-formats.js';
 import { connectedMetaloggerHosts, masterStatus, type MasterStatus } from '../moosefs/master.js';
 import { listDataPath } from '../moosefs/datapath.js';
 import { openSource } from '../transport/remote.js';
@@ -334,6 +335,6 @@ async function reload(file: string): Promise<Config> {
 
 /** Why no metaid is known after the first backup. */
 function noMetaid(g: Generation): string {
-  if (g.imageMagic === 'MFSM 1.5') return `metaid: none (${g.label} images carry none)`;
+  if (imageFormat(g.imageMagic)?.carriesMetaid === false) return `metaid: none (${g.label} images carry none)`;
   return 'metaid: not learnt yet (a later backup of an image that carries one records it)';
 }

@@ -50,7 +50,7 @@ export function initCommand(jobs: readonly JobEntry[]) {
       .description(
         'set up mfs-jobs for a cluster: discover it through its master, test SSH, write the config, first backup',
       )
-      .option('--master <host[:port]>', "the master's client address (MATOCL_LISTEN_HOST:PORT; asked on a terminal)")
+      .option('--master <host[:port]>', "the master's client address, host and client port (asked on a terminal)")
       .option('--data-path <dir>', 'DATA_PATH of the master and the metaloggers', '/var/lib/mfs')
       .option('--master-data-path <dir>', "the master's DATA_PATH, when it is not --data-path")
       .option('--metalogger-data-path <dir>', "the metaloggers' DATA_PATH, when it is not --data-path")

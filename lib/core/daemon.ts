@@ -27,10 +27,12 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  // Filled once the companions have started (below); a run before then goes without one.
+  const companions = new Map<string, Companion>();
   let handOff: HandOffServer | undefined;
   if (config.daemon.socket) {
     try {
-      handOff = await serveHandOff(config, jobs, log, config.daemon.socket);
+      handOff = await serveHandOff(config, jobs, log, config.daemon.socket, companions);
     } catch (err) {
       log.error(`cannot listen on daemon.socket: ${describeError(err)}`);
       return 3;
@@ -42,7 +44,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
   const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff!.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
   if (vipWatch) log.info('watching for the virtual IP', { vip });
-  const companions = await startCompanions(config, jobs, log);
+  await startCompanions(config, jobs, log, companions);
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
   const tasks: ScheduledTask[] = [];
   let stopping = false;
@@ -54,7 +56,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
       return;
     }
     const controller = new AbortController();
-    const promise = runJob(job, { config, log, signal: controller.signal })
+    const promise = runJob(job, { config, log, signal: controller.signal, companion: companions.get(job.name) })
       .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: String(err) }))
       .finally(() => running.delete(job.name));
     running.set(job.name, { promise, controller });
@@ -71,7 +73,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   stopping = true;
   for (const t of tasks) await t.destroy();
   vipWatch?.stop();
-  await Promise.all(companions.map((c) => c.close()));
+  await Promise.all([...companions.values()].map((c) => c.close()));
   await handOff?.close();
   for (const [i, r] of [...(handOff?.running ?? [])].entries()) running.set(`hand-off ${i + 1}`, r);
   const names = [...running.keys()];
@@ -100,16 +102,14 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
 }
 
 /** Each job's `alongsideDaemon` (enabled jobs only); one that fails to start is logged, not fatal. */
-async function startCompanions(config: Config, jobs: readonly Job[], log: Logger): Promise<Companion[]> {
-  const out: Companion[] = [];
+async function startCompanions(config: Config, jobs: readonly Job[], log: Logger, out: Map<string, Companion>): Promise<void> {
   for (const job of jobs) {
     if (!job.alongsideDaemon || config.jobs[job.name]?.enabled === false) continue;
     try {
       const c = await job.alongsideDaemon({ config, options: jobOptions(config, job.name, job.options), log: log.child({ job: job.name }) });
-      if (c) out.push(c);
+      if (c) out.set(job.name, c);
     } catch (err) {
       log.error(`${job.name}: cannot start what it runs beside the daemon: ${describeError(err)}`);
     }
   }
-  return out;
 }

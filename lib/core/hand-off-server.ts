@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { describeError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
 import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
-import type { Job } from './job.js';
+import type { Companion, Job } from './job.js';
 import type { Logger } from './logger.js';
 import { formatReport, type JsonReport } from './output.js';
 import { runJob } from './runner.js';
@@ -97,7 +97,13 @@ async function linkRendezvous(configReal: string, socketPath: string, log: Logge
   }
 }
 
-export async function serveHandOff(config: Config, jobs: readonly Job[], log: Logger, socketPath: string): Promise<HandOffServer> {
+export async function serveHandOff(
+  config: Config,
+  jobs: readonly Job[],
+  log: Logger,
+  socketPath: string,
+  companions: ReadonlyMap<string, Companion> = new Map(),
+): Promise<HandOffServer> {
   const configReal = await fs.realpath(config.file);
   const running: HandOffServer['running'] = new Set();
   const shared = new Map<string, SharedRun>();
@@ -161,7 +167,15 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
       }
       const controller = new AbortController();
       log.info('hand-off taken', { job: job.name, argv: request.argv });
-      const report = runJob(job, { config, log, dryRun: parsed.dryRun, args: { ...parsed.args, triggeredAtMs: request.triggeredAtMs }, signal: controller.signal }).then((o) => o.report);
+      const report = runJob(job, {
+        config,
+        log,
+        dryRun: parsed.dryRun,
+        args: parsed.args,
+        trigger: { by: 'hook', atMs: request.triggeredAtMs },
+        companion: companions.get(job.name),
+        signal: controller.signal,
+      }).then((o) => o.report);
       track(send(report), controller);
     };
     sock.on('data', onData);
@@ -186,7 +200,13 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
       if (closing || (current && current.finishedAt === undefined)) return;
       log.info(`starting ${job.name}: ${why}`, { job: job.name });
       const controller = new AbortController();
-      const run: SharedRun = { report: runJob(job, { config, log, args: { triggeredAtMs: Date.now(), trigger: 'vip' }, signal: controller.signal }).then((o) => o.report) };
+      const run: SharedRun = { report: runJob(job, {
+          config,
+          log,
+          trigger: { by: 'vip', atMs: Date.now() },
+          companion: companions.get(job.name),
+          signal: controller.signal,
+        }).then((o) => o.report) };
       void run.report.finally(() => (run.finishedAt = Date.now())).catch(() => undefined);
       shared.set(job.name, run);
       track(run.report, controller);

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metric } from './metrics.js';
@@ -31,17 +31,29 @@ export interface JobResult {
   lines?: string[];
 }
 
-export interface JobContext<O = Record<string, unknown>> {
+/** Who started a run handed to the daemon, and when (promote's RTO counts from there). */
+export interface Trigger {
+  /** The hook process that handed the run over (`mfs-jobs run promote`), or the daemon's VIP watch. */
+  by: 'hook' | 'vip';
+  /** When that process started, or the VIP appeared (ms since the epoch). */
+  atMs: number;
+}
+
+export interface JobContext<O = Record<string, unknown>, A = Record<string, unknown>, C = unknown> {
   config: Config;
   /** The job's validated `jobs.<name>` section. */
   options: O;
   log: Logger;
   dryRun: boolean;
-  /** Job-specific command-line flags (e.g. drill's --snapshot), by commander's camelCase name. */
-  args: Record<string, unknown>;
+  /** The job's command-line flags (e.g. drill's --snapshot), parsed once with its `args` schema. */
+  args: A;
   /** Aborted on SIGTERM/SIGINT or timeout: stop at the next safe point and clean up. */
   signal: AbortSignal;
   startedAt: Date;
+  /** Set when the daemon runs a hand-off or its own VIP-triggered run; unset for a run in its own process. */
+  trigger?: Trigger;
+  /** What the job keeps running beside the daemon (alongsideDaemon), when this run is the daemon's. */
+  companion?: C;
 }
 
 export interface CliOption {
@@ -50,24 +62,42 @@ export interface CliOption {
   description: string;
 }
 
-export interface Job<S extends z.ZodType = z.ZodType> {
+/** What the CLI knows of a job without loading it (jobs/index.ts); the job's definition starts from it. */
+export interface JobCard {
+  name: string;
+  description: string;
+  /** Used when config gives no schedule; hooks (promote, demote) have none and never run from the daemon. */
+  defaultSchedule?: string;
+  /** The flags commander parses; the job's `args` schema declares the same names, typed. */
+  cliOptions?: readonly CliOption[];
+}
+
+/** A job without command-line flags: nothing may be passed. */
+export const NO_ARGS = z.strictObject({});
+
+export interface Job<S extends z.ZodType = z.ZodType, A extends z.ZodType = z.ZodType, C extends Companion = Companion> {
   name: string;
   description: string;
   /** Schema of the job's `jobs.<name>` config section (build it with `jobOptionsSchema`). */
   options: S;
-  cliOptions?: CliOption[];
+  /**
+   * Schema of the job's command-line arguments (a strict object, one key per cliOptions flag by commander's
+   * camelCase name): parsed once by the runner, so nothing undeclared reaches the job. Default NO_ARGS.
+   */
+  args?: A;
+  cliOptions?: readonly CliOption[];
   /** Used when config gives no schedule; hooks (promote, demote) have none and never run from the daemon. */
   defaultSchedule?: string;
   /** Jobs that must never overlap each other share a lock name (promote/demote: `failover`). */
   lockName?: string;
   /** Wait this long for the lock instead of skipping at once (failover hooks queue behind each other). */
   lockWaitSeconds?: number;
-  run(ctx: JobContext<z.infer<S>>): Promise<JobResult>;
+  run(ctx: JobContext<z.infer<S>, z.infer<A>, C>): Promise<JobResult>;
   /**
    * What the job keeps running in `mfs-jobs daemon` between its runs (promote: its watch of the other
    * masters, so that fencing already knows when the hook fires). Started once; closed on shutdown.
    */
-  alongsideDaemon?(ctx: { config: Config; options: z.infer<S>; log: Logger }): Promise<Companion | undefined>;
+  alongsideDaemon?(ctx: { config: Config; options: z.infer<S>; log: Logger }): Promise<C | undefined>;
 }
 
 /**
@@ -75,11 +105,7 @@ export interface Job<S extends z.ZodType = z.ZodType> {
  * the jobs and their schedules. `load()` imports the job's module — and with it everything the job uses —
  * only when it runs: a one-shot `run promote` does not pay for S3, SFTP or the drill.
  */
-export interface JobEntry {
-  name: string;
-  description: string;
-  defaultSchedule?: string;
-  cliOptions?: readonly CliOption[];
+export interface JobEntry extends JobCard {
   load(): Promise<Job>;
 }
 
@@ -88,7 +114,9 @@ export interface Companion {
   close(): Promise<void>;
 }
 
-/** Define a job with its option type inferred from its schema. */
-export function defineJob<S extends z.ZodType>(job: Job<S>): Job<S> {
+/** Define a job with its option, argument and companion types inferred from its schemas. */
+export function defineJob<S extends z.ZodType, A extends z.ZodType = typeof NO_ARGS, C extends Companion = Companion>(
+  job: Job<S, A, C>,
+): Job<S, A, C> {
   return job;
 }

@@ -1,8 +1,8 @@
 import type { Config } from './config.js';
 import { jobOptions } from './config.js';
 import { ConfigError, describeError, LockBusyError, UsageError } from './errors.js';
-import type { Job, JobResult, Status } from './job.js';
-import { exitCodeOf } from './job.js';
+import type { Companion, Job, JobResult, Status, Trigger } from './job.js';
+import { exitCodeOf, NO_ARGS } from './job.js';
 import { acquireLock } from './lock.js';
 import { withJobLogger, type Logger } from './logger.js';
 import type { JsonReport } from './output.js';
@@ -14,7 +14,12 @@ export interface RunRequest {
   config: Config;
   log: Logger;
   dryRun?: boolean;
+  /** The command line's flags, by commander's camelCase name: checked against the job's `args` schema. */
   args?: Record<string, unknown>;
+  /** A run the daemon took over from a hook, or started when the VIP appeared (hand-off-server.ts). */
+  trigger?: Trigger;
+  /** The job's own companion in this daemon (alongsideDaemon), passed to the run. */
+  companion?: Companion;
   /** Aborting it asks the job to stop at its next safe point (SIGTERM, daemon shutdown). */
   signal?: AbortSignal;
 }
@@ -39,6 +44,17 @@ function unresponsiveAfterAbort(signal: AbortSignal, name: string): Promise<neve
   });
 }
 
+/** The flags given, parsed once with the job's schema: one that the job does not declare is a UsageError. */
+function jobArgs(job: Job, given: Record<string, unknown>): unknown {
+  const present = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  const parsed = (job.args ?? NO_ARGS).safeParse(present);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const key = issue.code === 'unrecognized_keys' ? issue.keys[0]! : String(issue.path[0] ?? '');
+  const flag = `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
+  throw new UsageError(flag, issue.code === 'unrecognized_keys' ? `option ${flag} does not apply to job ${job.name}` : `${flag}: ${issue.message}`);
+}
+
 function statusForError(err: unknown): Status {
   return err instanceof ConfigError || err instanceof UsageError ? 'UNKNOWN' : 'CRITICAL';
 }
@@ -61,13 +77,14 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
   let lock: Awaited<ReturnType<typeof acquireLock>> | undefined;
   try {
     const options = jobOptions(config, job.name, job.options) as Record<string, unknown> & { timeoutSeconds?: number };
+    const args = jobArgs(job, request.args ?? {});
     await checkStrictModes(config);
     lock = await acquireLock(config.lockDir, job.lockName ?? job.name, { waitMs: (job.lockWaitSeconds ?? 0) * 1000, signal: controller.signal });
     if (options.timeoutSeconds) {
       timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
     }
     jlog.info('job started', { dryRun });
-    const running = withJobLogger(jlog, () => job.run({ config, options, log: jlog, dryRun, args: request.args ?? {}, signal: controller.signal, startedAt }));
+    const running = withJobLogger(jlog, () => job.run({ config, options, log: jlog, dryRun, args, signal: controller.signal, startedAt, trigger: request.trigger, companion: request.companion }));
     result = await Promise.race([running, unresponsiveAfterAbort(controller.signal, job.name)]);
   } catch (err) {
     if (err instanceof LockBusyError) {

@@ -7,7 +7,7 @@ import type { Status } from '../core/job.js';
 import { binariesFor, binaryGeneration, restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
 import { generationNamed, type Generation } from '../moosefs/generations/index.js';
 import { dataPathOf, masterVersion, targetOf } from '../moosefs/master.js';
-import { readMfsConfig } from '../moosefs/mfsmaster.js';
+import { LISTEN_ROLES, MasterCfg } from '../moosefs/master-cfg.js';
 import { listening } from './clients-back.js';
 import { closeSources, collectSources, sourceSpecs, type CollectedSource } from './collect.js';
 import { expectedFilesystem } from './identity.js';
@@ -71,9 +71,9 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
   // Promote's own first step: the cfg names the DATA_PATH, it exists, no metalogger lives there, a pinned
   // generation's keys are set.
   await checkStandby(config, standby).catch((err: unknown) => r.findings.push(fromError(err, 'standby')));
-  let cfg: Record<string, string>;
+  let masterCfg: MasterCfg;
   try {
-    cfg = await readMfsConfig(standby.masterConfig);
+    masterCfg = await MasterCfg.read(standby.masterConfig);
   } catch (err) {
     r.findings.push(problem('CRITICAL', 'standby.masterConfig', describeError(err)));
     return r;
@@ -92,8 +92,9 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
   const master = await askMaster(config, o);
   if ('version' in master) r.master = master;
   else r.notes.push(master.error);
+  const cfg = masterCfg.values;
   await checkGeneration(config, standby, cfg, master.generation, r);
-  await checkPorts(cfg, r);
+  await checkPorts(masterCfg, r);
   const user = await workingUser(cfg, standby);
   if ('problem' in user) r.findings.push(user.problem);
   else await checkWritable(config, standby, cfg, user, r);
@@ -201,18 +202,15 @@ async function executable(bin: string): Promise<boolean> {
 }
 
 /** The ports the master will listen on, free (a port taken here makes mfsmaster -a fail after the restore). */
-async function checkPorts(cfg: Record<string, string>, r: Readiness): Promise<void> {
+async function checkPorts(cfg: MasterCfg, r: Readiness): Promise<void> {
   if (!r.generation) return;
-  const defaults = { ml: 9419, cs: 9420, cl: 9421 } as const;
-  for (const role of ['ml', 'cs', 'cl'] as const) {
-    const key = r.generation.listenKeys[role]?.port;
-    if (!key) continue;
-    const port = Number.parseInt(cfg[key] ?? '', 10) || defaults[role];
-    if (!(await listening([port]))) continue;
+  for (const role of LISTEN_ROLES) {
+    const listen = cfg.listenPort(r.generation, role);
+    if (!listen || !(await listening([listen.port]))) continue;
     const text =
-      `port ${port} (${key}) is taken: something on this machine already listens there, and the promoted ` +
+      `port ${listen.port} (${listen.key}) is taken: something on this machine already listens there, and the promoted ` +
         `mfsmaster could not`;
-    r.findings.push(problem('CRITICAL', `standby.masterConfig ${key}`, text));
+    r.findings.push(problem('CRITICAL', `standby.masterConfig ${listen.key}`, text));
   }
 }
 

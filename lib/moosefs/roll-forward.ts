@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DirHandle } from '../core/dirhandle.js';
 import { execCapture } from '../core/exec.js';
-import { metarestoreArgs, type Binaries } from './generations/binaries.js';
+import { metarestoreArgs, restoreCommands, type Binaries } from './generations/binaries.js';
 import { oldestFirst, readImageHeader } from './metadata.js';
 import { startMaster, type StartResult } from './mfsmaster.js';
 
@@ -17,8 +17,30 @@ export interface PlacedFiles {
 export interface RestoreResult extends StartResult {
   /** `mfsmaster -a` or `mfsmetarestore` (for messages). */
   command: string;
+  /** The whole command, as an operator would type it (restoreCommandLine). */
+  commandLine: string;
   /** What mfsmetarestore wrote (the header of the new metadata.mfs); undefined for mfsmaster -a. */
   restoredVersion?: number;
+}
+
+/** How a restore is done: the generation's own way, unless standby.restoreMethod forces one. */
+export type RestoreMethod = 'auto' | 'mfsmaster-a' | 'mfsmetarestore';
+
+/**
+ * What restoreAndStart runs on these files, as an operator would type it: restore prints it as the way
+ * to start a restored master by hand, and runs it with --start, so the two never differ.
+ */
+export function restoreCommandLine(
+  binaries: { generation: Binaries['generation']; mfsmaster?: string; mfsmetarestore?: string },
+  configFile: string,
+  files: PlacedFiles,
+  method: RestoreMethod = 'auto',
+): string {
+  const ordered = { ...files, changelogs: oldestFirst(files.changelogs) };
+  const way = method === 'auto' ? binaries.generation.restore : method;
+  return restoreCommands(binaries.generation, binaries, configFile, ordered, way)
+    .map((argv) => argv.join(' '))
+    .join(' && ');
 }
 
 /**
@@ -32,23 +54,24 @@ export async function restoreAndStart(
   binaries: Binaries,
   configFile: string,
   files: PlacedFiles,
-  o: { timeoutMs: number; signal?: AbortSignal; ready?: () => Promise<boolean>; method?: 'auto' | 'mfsmaster-a' | 'mfsmetarestore' },
+  o: { timeoutMs: number; signal?: AbortSignal; ready?: () => Promise<boolean>; method?: RestoreMethod },
 ): Promise<RestoreResult> {
   const { generation } = binaries;
   const start = { configFile, bin: binaries.mfsmaster, generation, ready: o.ready, timeoutMs: o.timeoutMs, signal: o.signal };
   const method = !o.method || o.method === 'auto' ? generation.restore : o.method;
-  if (method === 'mfsmaster-a') return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a' };
+  const commandLine = restoreCommandLine(binaries, configFile, files, method);
+  if (method === 'mfsmaster-a') return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a', commandLine };
   const started = Date.now();
   const { output, code, restoredVersion } = await metarestore(binaries, files, o);
   const command = 'mfsmetarestore';
   // 1.7+ keeps a stub that only says it is gone, and exits 0.
   if (/has been removed/.test(output)) {
     const fix = o.method === 'mfsmetarestore' ? 'standby.restoreMethod forces mfsmetarestore: set it to auto' : `${binaries.mfsmetarestore} is a 1.7+ stub: name a 1.x installation in moosefs.prefixes`;
-    return { code: 1, output: `${output.trim()} (${fix})`, durationMs: Date.now() - started, command };
+    return { code: 1, output: `${output.trim()} (${fix})`, durationMs: Date.now() - started, command, commandLine };
   }
-  if (code !== 0) return { code, output, durationMs: Date.now() - started, command };
+  if (code !== 0) return { code, output, durationMs: Date.now() - started, command, commandLine };
   const master = await startMaster({ ...start, autoRestore: false });
-  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, restoredVersion };
+  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, commandLine, restoredVersion };
 }
 
 /**

@@ -4,19 +4,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, ProcessError } from '../core/errors.js';
 import { listenPort, portIsFree } from '../core/net.js';
 import { isWithin } from '../core/paths.js';
-import { DEFAULT_GENERATION, listenPortKeys, type Generation } from './generations/index.js';
-import { mfsConfigText, readMfsConfig, runningMasterPid } from './mfsmaster.js';
+import { DEFAULT_GENERATION, type Generation } from './generations/index.js';
+import { DEFAULT_LISTEN_PORTS, MasterCfg } from './master-cfg.js';
+import { mfsConfigText, runningMasterPid } from './mfsmaster.js';
 
 /**
  * A throw-away mfsmaster on loopback: its own DATA_PATH under a scratch root, its own free ports,
  * never a production port or DATA_PATH. Drill restores into one; tests and promote can reuse it.
  */
 export const SCRATCH_HOST = '127.0.0.1';
-/** MooseFS's own defaults: a production master (or a standby about to be promoted) listens here. */
-export const MOOSEFS_DEFAULT_PORTS = [9419, 9420, 9421] as const;
 
 export type PortRole = 'matoml' | 'matocs' | 'matocl';
 export const PORT_ROLES: readonly PortRole[] = ['matoml', 'matocs', 'matocl'];
@@ -37,15 +36,14 @@ export interface Scratch {
  * 1.x's MATOCU_LISTEN_PORT too) — a drill must never hold a port a promote is about to need.
  */
 export async function productionPorts(config: Config): Promise<Set<number>> {
-  const ports = new Set<number>(MOOSEFS_DEFAULT_PORTS);
+  // MooseFS's own defaults: a production master (or a standby about to be promoted) listens there.
+  const ports = new Set<number>(Object.values(DEFAULT_LISTEN_PORTS));
   for (const m of config.masters) ports.add(m.cliPort);
   if (config.standby) {
     ports.add(config.standby.cliPort);
-    const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
-    for (const key of listenPortKeys()) {
-      const p = Number(cfg[key]);
-      if (Number.isInteger(p) && p > 0) ports.add(p);
-    }
+    // Whatever its generation calls the keys (1.x's MATOCU_LISTEN_PORT too); unset ones are the defaults above.
+    const cfg = await MasterCfg.readOrEmpty(config.standby.masterConfig);
+    for (const p of cfg.anyGenerationPorts()) ports.add(p);
   }
   return ports;
 }
@@ -83,8 +81,8 @@ export async function productionDataPaths(config: Config): Promise<{ key: string
   ];
   if (config.standby) {
     out.push({ key: 'standby.dataPath', dataPath: config.standby.dataPath });
-    const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
-    if (cfg.DATA_PATH) out.push({ key: `${config.standby.masterConfig} DATA_PATH`, dataPath: cfg.DATA_PATH });
+    const cfg = await MasterCfg.readOrEmpty(config.standby.masterConfig);
+    if (cfg.dataPath) out.push({ key: `${config.standby.masterConfig} DATA_PATH`, dataPath: cfg.dataPath });
   }
   return out;
 }

@@ -27,12 +27,19 @@ export interface DefaultFrom {
   from?: string;
 }
 
+/** The command-line arguments that pick a restore point (drill's and restore's). */
+export interface RestorePointArgs {
+  snapshot?: string;
+  from?: string;
+  latest?: boolean;
+}
+
 /**
  * `--snapshot ID`, `--from NAME`, `--latest`, or the caller's configured default (`fallback`, else latest).
  * `--from copy:NAME` takes the newest complete snapshot of that off-site copy, or `--snapshot ID` of it:
  * never a silent fall-back (a drill that quietly used the copy would hide a lost store).
  */
-export async function chooseSource(config: Config, fallback: DefaultFrom, args: Record<string, unknown>): Promise<RestoreSource> {
+export async function chooseSource(config: Config, fallback: DefaultFrom, args: RestorePointArgs): Promise<RestoreSource> {
   const defaultFrom = fallback.from;
   const fromCopy = typeof args.from === 'string' && args.from.startsWith(COPY_PREFIX);
   const flags = [args.snapshot !== undefined && !fromCopy && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));

@@ -1,4 +1,5 @@
 import { DateTime } from 'luxon';
+import { z } from 'zod';
 import { formatHole, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
 import { UsageError } from '../core/errors.js';
 
@@ -16,14 +17,11 @@ export type RestoreTarget =
   /** No target: everything the restore point holds. */
   | { kind: 'newest' };
 
-/** The `--to-version` / `--to-time` flags, shared by `restore` and `drill` (same meaning, same help). */
-export const TARGET_CLI_OPTIONS = [
-  { flags: '--to-version <n>', description: 'the metadata as the master had it when it reported version N (mfscli -SIM): every change before N, none from N on' },
-  { flags: '--to-time <iso>', description: 'the metadata after the last change at or before this ISO-8601 time (no offset: the config\'s timezone)' },
-] as const;
+/** The `--to-version` / `--to-time` arguments, shared by `restore` and `drill` (flags and help: jobs/index.ts). */
+export const TARGET_ARGS = { toVersion: z.string().optional(), toTime: z.string().optional() };
 
 /** `--to-version` / `--to-time` from the command line; ISO times without an offset are in `zone`. */
-export function parseTarget(args: { toVersion?: unknown; toTime?: unknown }, zone = 'UTC'): RestoreTarget {
+export function parseTarget(args: { toVersion?: string; toTime?: string }, zone = 'UTC'): RestoreTarget {
   if (args.toVersion !== undefined && args.toTime !== undefined) throw new UsageError('--to-version', '--to-version and --to-time cannot be combined: a restore has one target');
   if (args.toVersion !== undefined) {
     const text = String(args.toVersion).trim().replace(/[\s_]/g, '');

@@ -85,9 +85,6 @@ export function foreignMetaidMessage(what: string, metaid: string, identity: Clu
 
 /** The flag that lets drill, restore and promote use a restore point of another filesystem (as import's). */
 export const OTHER_FILESYSTEM_FLAG = '--other-filesystem';
-export const OTHER_FILESYSTEM_HELP =
-  "restore a restore point whose metaid is not the cluster's (cluster.metaid, or recorded by backup), " +
-  "or a copy's when the cluster's is not known";
 
 /**
  * Where a restore point lies: `copy`, an off-site copy anyone holding its credentials may write; `local`,

@@ -112,9 +112,10 @@ export function restoreCommands(
   programs: Partial<Pick<Binaries, 'mfsmaster' | 'mfsmetarestore'>> | undefined,
   configFile: string,
   files: { dataPath: string; image: string; changelogs: readonly string[] },
+  way: Generation['restore'] = generation.restore,
 ): string[][] {
   const mfsmaster = programs?.mfsmaster ?? 'mfsmaster';
-  const autoRestore = generation.restore === 'mfsmaster-a';
+  const autoRestore = way === 'mfsmaster-a';
   const start = [mfsmaster, ...generation.startArgs(configFile, { autoRestore, foreground: false })];
   if (autoRestore) return [start];
   const at = (name: string) => path.join(files.dataPath, name);

@@ -8,6 +8,8 @@ export interface ImageFormat {
   version(head: Buffer): bigint;
   /** Hex metaid, or '' where the format has none. */
   metaid(head: Buffer): string;
+  /** Whether images of this format carry a metaid at all. */
+  carriesMetaid: boolean;
   /** Bytes at the end that say the image is complete, and whether they do. */
   endingBytes: number;
   endingOk(tail: Buffer): boolean;
@@ -31,6 +33,7 @@ const MFSM_1_5: ImageFormat = {
   headerBytes: 24,
   version: (head) => head.readBigUInt64BE(12),
   metaid: () => '',
+  carriesMetaid: false,
   endingBytes: 16,
   endingOk: (tail) => tail.length === 16 && tail.every((b) => b === 0),
   endingName: 'all-zero chunk record',
@@ -42,6 +45,7 @@ const MFSM_2_0: ImageFormat = {
   headerBytes: 24,
   version: (head) => head.readBigUInt64BE(8),
   metaid: (head) => head.readBigUInt64BE(16).toString(16).toUpperCase().padStart(16, '0'),
+  carriesMetaid: true,
   endingBytes: EOF_MARKER.length,
   endingOk: (tail) => tail.toString('latin1') === EOF_MARKER,
   endingName: `"${EOF_MARKER}"`,

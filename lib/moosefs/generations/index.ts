@@ -36,15 +36,6 @@ export function listenPortKeys(role?: ListenRole): string[] {
   return [...new Set(keys)];
 }
 
-/** The port a master run with this cfg listens on for `role`, as listenPortKeys reads it; undefined when unset. */
-export function listenPortIn(cfg: Readonly<Record<string, string>>, role: ListenRole): number | undefined {
-  for (const key of listenPortKeys(role)) {
-    const port = Number.parseInt(cfg[key] ?? '', 10);
-    if (port) return port;
-  }
-  return undefined;
-}
-
 /** The generation of a master that reports software version `x.y.z` (its own answer to CLTOMA_INFO). */
 export function generationOfSoftware(version: string): Generation | undefined {
   // 1.4 and 1.5 masters do not send their version: the answer's size says only "1.5" (or "1.4").

@@ -7,7 +7,6 @@ import {
   generationOfSoftware,
   generationsReading,
   generationsWriting,
-  listenPortIn,
   listenPortKeys,
   pinnedGeneration,
   sessionsFilesFor,
@@ -104,9 +103,6 @@ describe('MooseFS generations', () => {
   test('listen ports: every key any generation reads, newest first, so 1.x cfgs count too', () => {
     expect(listenPortKeys('cl')).toEqual(['MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
     expect(listenPortKeys()).toEqual(['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
-    expect(listenPortIn({ MATOCU_LISTEN_PORT: '9521' }, 'cl')).toBe(9521);
-    expect(listenPortIn({ MATOCU_LISTEN_PORT: '9521', MATOCL_LISTEN_PORT: '9621' }, 'cl')).toBe(9621);
-    expect(listenPortIn({}, 'ml')).toBeUndefined();
   });
 
   test('which generations restore an image: its writers; any for the bootstrap image; the newest format for an unreadable one', () => {
