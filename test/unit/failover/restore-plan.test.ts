@@ -1,4 +1,3 @@
-import { parseChangelogEdges } from '../../../lib/failover/collect.js';
 import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../../../lib/failover/restore-plan.js';
 import { addressesFromIpOutput } from '../../../lib/failover/vip.js';
 
@@ -97,24 +96,6 @@ describe('choosing what a promotion restores', () => {
     const failed: SourceInventory = { ...inventory('dead', 'master', [], []), error: 'host unreachable' };
     expect(groupByMetaid([failed]).groups).toEqual([]);
     expect(choosePlan([])).toBeUndefined();
-  });
-});
-
-describe('reading a changelog by its edges', () => {
-  const head = Buffer.from('1: 1795647025|SETMETAID(7712245249049246471)\n2: 1795647028|SESADD(#1,1):1\n');
-
-  test('first line, last complete line, metaid from SETMETAID', () => {
-    const tail = Buffer.from('ME(1,d9,2,511,18,0,0,0):10\n12: 1795647099|CREATE(1,d10,2,511,18,0,0,0):11\n13: 17956');
-    expect(parseChangelogEdges(head, tail, false)).toEqual({ first: 1, last: 12, lastTimestamp: 1795647099, metaid: ID1 });
-  });
-
-  test('a whole small file is its own tail', () => {
-    expect(parseChangelogEdges(head, head, true)).toEqual({ first: 1, last: 2, lastTimestamp: 1795647028, metaid: ID1 });
-  });
-
-  test('no complete line in the tail, or garbage: unknown', () => {
-    expect(parseChangelogEdges(head, Buffer.from('no newline here'), false)).toBeUndefined();
-    expect(parseChangelogEdges(Buffer.from('garbage\n'), head, true)).toBeUndefined();
   });
 });
 
