@@ -16,8 +16,8 @@ import type { DirHandle } from '../core/dirhandle.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
-import type { ChangelogCandidate, ExcludedSource, ImageCandidate, PlanChoice } from './restore-plan.js';
-import type { SourceInventory, SourceRef } from './restore-plan.js';
+import type { PromoteChangelog, ExcludedSource, PromoteImage, PlanChoice } from './restore-plan.js';
+import type { PromoteInventory, SourceRef } from './restore-plan.js';
 
 /**
  * Collecting restore material for a promotion: what every source (metaloggers, 1.x chunkservers'
@@ -129,11 +129,11 @@ export interface CollectedSource {
   spec: SourceSpec;
   /** Open while the promotion may still fetch from it; closed by `closeSources`. */
   files?: FileSource;
-  inventory: SourceInventory;
+  inventory: PromoteInventory;
 }
 
-async function readInventory(spec: SourceSpec, files: FileSource): Promise<SourceInventory> {
-  const inv: SourceInventory = { source: spec.ref, images: [], changelogs: [], notes: [] };
+async function readInventory(spec: SourceSpec, files: FileSource): Promise<PromoteInventory> {
+  const inv: PromoteInventory = { source: spec.ref, images: [], changelogs: [], notes: [] };
   const listing = await listDataPath(files, spec.dir);
   const at = (name: string) => path.posix.join(spec.dir, name);
   await Promise.all([
@@ -223,7 +223,7 @@ export async function collectLastResort(
   const copies = await collectSources(specs, { timeoutMs: o.timeoutMs, signal: o.signal });
   if (!o.expected && !o.otherFilesystem) {
     for (const { inventory: inv } of copies) {
-      const problemOf = (img: ImageCandidate) =>
+      const problemOf = (img: PromoteImage) =>
         restorePointProblem(img.name, img.metaid, 'copy', undefined, o.unknownBecause);
       const problems = new Map(inv.images.map((img) => [img, problemOf(img)] as const));
       const refused = [...problems.values()].filter((p): p is string => p !== undefined);
@@ -352,7 +352,7 @@ export class Staging {
  * master's changes, numbered from where the new master began, after the dead master's buffered tail —
  * and versions from both would pass for one run: such a file is not used.
  */
-export async function scanFetched(c: ChangelogCandidate, staged: string, known?: ChangelogScan): Promise<void> {
+export async function scanFetched(c: PromoteChangelog, staged: string, known?: ChangelogScan): Promise<void> {
   const scan = known ?? (await scanChangelogFile(staged));
   const rewind = scan.problems.find((p) => p.kind === 'backwards');
   if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
@@ -365,7 +365,7 @@ export async function scanFetched(c: ChangelogCandidate, staged: string, known?:
 
 
 /** The staged image must be the one whose header was read on the source (not replaced meanwhile). */
-async function verifyStagedImage(image: ImageCandidate, staged: string): Promise<void> {
+async function verifyStagedImage(image: PromoteImage, staged: string): Promise<void> {
   const h = await readImageHeader(staged, { checkEnding: true });
   const version = restoreFrom(h);
   if (version !== image.version || h.metaid !== image.metaid) {
@@ -388,10 +388,10 @@ export interface SettledPlan {
  * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
  * is dropped and the plan made again without it.
  */
-export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+export async function settlePlan(inventories: PromoteInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
   // Restore points of another filesystem than the cluster's never win, however far they reach.
   const dropped: string[] = foreignRestorePoints(inventories, o.expected);
-  const drop = (file: ImageCandidate | ChangelogCandidate, err: unknown) => {
+  const drop = (file: PromoteImage | PromoteChangelog, err: unknown) => {
     dropped.push(`${file.source}:${file.name}: not used (${describeError(err)})`);
     for (const inv of inventories) {
       inv.images = inv.images.filter((i) => i !== file);

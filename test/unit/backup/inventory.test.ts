@@ -2,7 +2,7 @@ import type { ImageHeader } from '../../../lib/moosefs/metadata.js';
 import type { RemoteEntry } from '../../../lib/transport/remote.js';
 import { changelogNeeded, chooseImage } from '../../../lib/backup/inventory.js';
 import type { ImageCandidate } from '../../../lib/moosefs/inventory.js';
-import { restoredImageName, restoreFrom } from '../../../lib/moosefs/metadata.js';
+import { restoredImageName } from '../../../lib/moosefs/metadata.js';
 import { changelogChange, imageChange } from '../../../lib/transport/transfer.js';
 
 const entry = (name: string, mtimeMs: number, size = 1000): RemoteEntry => ({ name, size, mtimeMs, isFile: true });
@@ -39,11 +39,6 @@ describe('choosing the image to back up', () => {
   test('nothing usable: one error naming every file', () => {
     expect(() => chooseImage([], 'm:/d')).toThrow('m:/d: no usable metadata image (no metadata*.mfs* file)');
     expect(() => chooseImage([bad('metadata_ml.tmp', 1, 'truncated (3 bytes)')], 'm:/d')).toThrow('no usable metadata image (metadata_ml.tmp: truncated (3 bytes))');
-  });
-
-  test('an empty MFSM NEW image is rolled forward from version 1 (the first SETMETAID line)', () => {
-    expect(restoreFrom(header(0, true))).toBe(1);
-    expect(restoreFrom(header(44))).toBe(44);
   });
 });
 

@@ -1,18 +1,18 @@
-import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../../../lib/failover/restore-plan.js';
+import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type PromoteChangelog, type PromoteImage, type PromoteInventory } from '../../../lib/failover/restore-plan.js';
 import { addressesFromIpOutput } from '../../../lib/failover/vip.js';
 
 const ID1 = '6B0766315A463B07';
 const ID2 = '0000000000000BAD';
 
-function image(source: string, version: number, o: Partial<ImageCandidate> = {}): ImageCandidate {
+function image(source: string, version: number, o: Partial<PromoteImage> = {}): PromoteImage {
   return { source, name: 'metadata_ml.mfs.back', path: `/x/${source}/img`, size: 1000, version, metaid: ID1, empty: false, local: false, ...o };
 }
 
-function changelog(source: string, name: string, runs: [number, number][], o: Partial<ChangelogCandidate> = {}): ChangelogCandidate {
+function changelog(source: string, name: string, runs: [number, number][], o: Partial<PromoteChangelog> = {}): PromoteChangelog {
   return { source, name, path: `/x/${source}/${name}`, size: 100, local: false, segments: runs.map(([first, last]) => ({ first, last })), scanned: true, clean: runs.length === 1, ...o };
 }
 
-function inventory(name: string, kind: 'metalogger' | 'master' | 'snapshot', images: ImageCandidate[], changelogs: ChangelogCandidate[], metaid: string | null = ID1): SourceInventory {
+function inventory(name: string, kind: 'metalogger' | 'master' | 'snapshot', images: PromoteImage[], changelogs: PromoteChangelog[], metaid: string | null = ID1): PromoteInventory {
   return { source: { name, kind, local: false }, metaid: metaid ?? undefined, images, changelogs, notes: [] };
 }
 
@@ -93,7 +93,7 @@ describe('choosing what a promotion restores', () => {
   });
 
   test('sources that failed or hold nothing are left out', () => {
-    const failed: SourceInventory = { ...inventory('dead', 'master', [], []), error: 'host unreachable' };
+    const failed: PromoteInventory = { ...inventory('dead', 'master', [], []), error: 'host unreachable' };
     expect(groupByMetaid([failed]).groups).toEqual([]);
     expect(choosePlan([])).toBeUndefined();
   });
