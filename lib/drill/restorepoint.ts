@@ -10,6 +10,7 @@ import { copySnapshotFile, type StoreKeys } from '../store/stored-file.js';
 import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
 import type { ImageCandidate } from '../moosefs/inventory.js';
 import type { FileSource } from '../transport/remote.js';
+import { trimCutLastLine } from '../transport/transfer.js';
 import type { ReadBound } from '../transport/bounded.js';
 
 /**
@@ -156,29 +157,6 @@ function family(name: string): string {
   return name.replace(/\.\d+\.mfs$/, '');
 }
 
-/** Cut a partial last line off a copied changelog (the source was being appended to while we read). */
-async function trimPartialLine(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    // Read backwards from the end until a newline: only the tail is touched, whatever the file size.
-    const buf = Buffer.alloc(64 * 1024);
-    for (let end = size; end > 0; ) {
-      const start = Math.max(0, end - buf.length);
-      const { bytesRead } = await handle.read(buf, 0, end - start, start);
-      const nl = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
-      if (nl !== -1) {
-        if (start + nl + 1 < size) await fs.truncate(file, start + nl + 1);
-        return;
-      }
-      end = start;
-    }
-    if (size > 0) await fs.truncate(file, 0);
-  } finally {
-    await handle.close();
-  }
-}
-
 async function download(source: FileSource, from: string, to: string, bound: ReadBound, signal?: AbortSignal): Promise<number> {
   await source.download(from, to, { bound, signal });
   await fs.chmod(to, FILE_MODE);
@@ -229,7 +207,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
     if (done.has(family(entry.name))) continue;
     const local = path.join(dataPath, entry.name);
     bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, changelogBound(entry.name, entry.size), signal);
-    await trimPartialLine(local);
+    await trimCutLastLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);
     scans.set(entry.name, scan);

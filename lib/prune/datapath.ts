@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { listDataPath, readSourceImageHeader, scanSourceChangelog } from '../moosefs/datapath.js';
-import { lineVersion } from '../moosefs/changelog.js';
+import { readChangelogEdges } from '../moosefs/changelog-edges.js';
 import { ChainError } from '../core/errors.js';
 import { changelogIndex, restoreFrom } from '../moosefs/metadata.js';
 import { openFilesUnder } from '../core/openfiles.js';
@@ -109,7 +109,9 @@ export class DataPathTarget implements PruneTarget {
     const now = await this.source.stat(this.file(entry.name)).catch(() => undefined);
     if (!now) return 'gone since the scan';
     if (now.size !== id.size || now.mtimeMs !== id.mtimeMs) return 'changed since the scan (rotated?)';
-    if (id.first !== undefined && lineVersion(await this.source.readRange(this.file(entry.name), 0, 32)) !== id.first) return 'first version differs from the scan (rotated?)';
+    if (id.first === undefined) return undefined;
+    const { first } = await readChangelogEdges(this.source, this.file(entry.name), now.size, { head: true, tail: false });
+    if (first?.version !== id.first) return 'first version differs from the scan (rotated?)';
     return undefined;
   }
 
