@@ -9,7 +9,7 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
-import { describeImageVersion, type ImageHeader } from '../lib/moosefs/metadata.js';
+import { describeImageVersion, restoreFrom, type ImageHeader } from '../lib/moosefs/metadata.js';
 import { generalInfo } from '../lib/moosefs/mfscli.js';
 import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
 import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
@@ -160,7 +160,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   let placed = copied;
   let cut: Restored['cut'];
   if (cutTarget.kind !== 'newest' && copied.header && copied.chain) {
-    const imageVersion = copied.header.empty ? 1 : copied.header.version;
+    const imageVersion = restoreFrom(copied.header);
     const result = await cutChain({ dir: scratch.dataPath, changelogs: copied.changelogs, imageName: copied.image, imageVersion, target: cutTarget, where: describeSource(source), signal: ctx.signal });
     const version = result.outcome.targetVersion;
     // Damage after the target is never applied; damage before it was refused.

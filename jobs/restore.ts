@@ -31,7 +31,7 @@ import { storeKeys } from '../lib/store/stored-file.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
 import { checkTrash, describeTarget, parseTarget, TARGET_ARGS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
-import { describeImageVersion } from '../lib/moosefs/metadata.js';
+import { describeImageVersion, restoreFrom } from '../lib/moosefs/metadata.js';
 
 const restoreOptions = jobOptionsSchema({
   /** Parent of the staging directories (default `<stateDir>/restore`); never inside the DATA_PATH restored. */
@@ -123,7 +123,7 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       try {
         const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate, who: 'the restore' });
         if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
-        imageVersion = placed.header.empty ? 1 : placed.header.version;
+        imageVersion = restoreFrom(placed.header);
         const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
         return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
       } catch (caught) {

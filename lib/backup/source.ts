@@ -6,22 +6,14 @@ import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
-import { changelogIndex, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import { changelogIndex, readImageHeader, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
 import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir, sha256File } from '../store/snapshot-store.js';
-import {
-  changelogNeeded,
-  chooseImage,
-  readChangelogEdges,
-  startVersion,
-  storedImageName,
-  takeInventory,
-  type ChangelogCandidate,
-  type ImageCandidate,
-  type SourceInventory,
-} from './inventory.js';
+import { changelogNeeded, chooseImage } from './inventory.js';
+import { readChangelogEdges } from '../moosefs/changelog-edges.js';
+import { takeInventory, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../moosefs/inventory.js';
 import { sameContent, storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
@@ -117,7 +109,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   const startedAt = new Date();
   const inv = await takeInventory(source, req.host.dataPath);
   const { chosen, notes } = chooseImage(inv.images, where(req));
-  const start = startVersion(chosen.header);
+  const start = restoreFrom(chosen.header);
   const reaches = sourceReaches(inv, start);
   const newer = (snap: StoredSnapshot) => req.snapshotOnNewChangelogs && reaches > snap.manifest.reachesVersion;
   if (req.newest && listedImageUnchanged(chosen, req.newest) && !newer(req.newest)) {
@@ -171,7 +163,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
 }
 
 async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCandidate & { header: ImageHeader }, stage: string): Promise<{ file: ManifestFile; seconds: number }> {
-  const name = storedImageName(chosen.entry.name);
+  const name = restoredImageName(chosen.entry.name);
   const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
   req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
@@ -234,7 +226,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
   for (const c of needed) {
     req.signal.throwIfAborted();
     const label = `${where(req)}/${c.entry.name}`;
-    const head = await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false });
+    const head = { first: (await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false })).first?.version };
     const local = path.join(stage, c.entry.name);
     const fetched = await fetchListed(source, req, c.path, local, changelogBound(c));
     seconds += fetched.seconds;

@@ -1,10 +1,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
+import { metaidSetBy, readChangelogEdges } from '../moosefs/changelog-edges.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { describeError } from '../core/errors.js';
-import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
+import { isChangelogName, readImageHeader, restoreFrom } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
@@ -15,8 +16,8 @@ import type { DirHandle } from '../core/dirhandle.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
-import type { ChangelogCandidate, ExcludedSource, ImageCandidate, PlanChoice } from './restore-plan.js';
-import type { SourceInventory, SourceRef } from './restore-plan.js';
+import type { PromoteChangelog, ExcludedSource, PromoteImage, PlanChoice } from './restore-plan.js';
+import type { PromoteInventory, SourceRef } from './restore-plan.js';
 
 /**
  * Collecting restore material for a promotion: what every source (metaloggers, 1.x chunkservers'
@@ -103,48 +104,6 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
   return [];
 }
 
-export interface ChangelogEdges {
-  first: number;
-  last: number;
-  lastTimestamp: number;
-  /** Hex metaid of a `SETMETAID(…)` first line (the start of a filesystem's history). */
-  metaid?: string;
-}
-
-const LINE = /^(\d+): (\d+)\|([A-Z_]+)\(([^)]*)\)/;
-const EDGE_BYTES = 4096;
-
-/**
- * First and last complete line of a changelog from its first and last bytes. `tail` may begin in
- * the middle of a line; a last line without its newline is still being written (or was cut) and
- * does not count.
- */
-export function parseChangelogEdges(head: Buffer, tail: Buffer, tailStartsFile: boolean): ChangelogEdges | undefined {
-  const firstLine = head.toString('latin1').split('\n')[0] ?? '';
-  const first = LINE.exec(firstLine);
-  if (!first) return undefined;
-  const text = tail.toString('latin1');
-  const end = text.lastIndexOf('\n');
-  if (end < 0) return undefined;
-  const start = text.lastIndexOf('\n', end - 1);
-  if (start < 0 && !tailStartsFile) return undefined;
-  const last = LINE.exec(text.slice(start + 1, end));
-  if (!last) return undefined;
-  const edges: ChangelogEdges = { first: Number(first[1]), last: Number(last[1]), lastTimestamp: Number(last[2]) };
-  if (first[3] === 'SETMETAID' && /^\d+$/.test(first[4]!)) edges.metaid = BigInt(first[4]!).toString(16).toUpperCase().padStart(16, '0');
-  return edges;
-}
-
-export async function readEdges(files: FileSource, file: string, size: number): Promise<ChangelogEdges | undefined> {
-  const head = await files.readRange(file, 0, Math.min(size, EDGE_BYTES));
-  for (const span of [EDGE_BYTES, 1 << 20]) {
-    const tail = size <= span ? await files.readRange(file, 0, size) : await files.readRange(file, size - span, span);
-    const edges = parseChangelogEdges(head, tail, size <= span);
-    if (edges || size <= span) return edges;
-  }
-  return undefined;
-}
-
 /**
  * `work`, or the signal's reason as soon as it aborts. What `work` gives after that is handed to
  * `dispose` (an SFTP connection that opened too late is closed, not leaked) and its failure is
@@ -170,39 +129,40 @@ export interface CollectedSource {
   spec: SourceSpec;
   /** Open while the promotion may still fetch from it; closed by `closeSources`. */
   files?: FileSource;
-  inventory: SourceInventory;
+  inventory: PromoteInventory;
 }
 
-async function readInventory(spec: SourceSpec, files: FileSource): Promise<SourceInventory> {
-  const inv: SourceInventory = { source: spec.ref, images: [], changelogs: [], notes: [] };
+async function readInventory(spec: SourceSpec, files: FileSource): Promise<PromoteInventory> {
+  const inv: PromoteInventory = { source: spec.ref, images: [], changelogs: [], notes: [] };
   const listing = await listDataPath(files, spec.dir);
   const at = (name: string) => path.posix.join(spec.dir, name);
   await Promise.all([
     ...listing.images.map(async (e) => {
       try {
         const h = await readSourceImageHeader(files, at(e.name), e.size);
-        inv.images.push({ source: spec.ref.name, name: e.name, path: at(e.name), size: e.size, version: h.empty ? 1 : h.version, metaid: h.metaid, empty: h.empty, local: spec.ref.local });
+        inv.images.push({ source: spec.ref.name, name: e.name, path: at(e.name), size: e.size, version: restoreFrom(h), metaid: h.metaid, empty: h.empty, local: spec.ref.local });
       } catch (err) {
         inv.notes.push(`${e.name}: not used (${describeError(err)})`);
       }
     }),
     ...listing.changelogs.map(async (e) => {
       if (e.size === 0) return;
-      const edges = await readEdges(files, at(e.name), e.size);
-      if (!edges) {
+      const { first, last } = await readChangelogEdges(files, at(e.name), e.size);
+      if (!first || !last) {
         inv.notes.push(`${e.name}: not used (no complete changelog line)`);
         return;
       }
-      if (edges.metaid) inv.metaid ??= edges.metaid;
+      const metaid = metaidSetBy(first);
+      if (metaid) inv.metaid ??= metaid;
       inv.changelogs.push({
         source: spec.ref.name,
         name: e.name,
         path: at(e.name),
         size: e.size,
         local: spec.ref.local,
-        segments: edges.last >= edges.first ? [{ first: edges.first, last: edges.last }] : [],
+        segments: last.version >= first.version ? [{ first: first.version, last: last.version }] : [],
         scanned: false,
-        lastTimestamp: edges.lastTimestamp,
+        lastTimestamp: last.timestamp,
         clean: false,
       });
     }),
@@ -263,7 +223,7 @@ export async function collectLastResort(
   const copies = await collectSources(specs, { timeoutMs: o.timeoutMs, signal: o.signal });
   if (!o.expected && !o.otherFilesystem) {
     for (const { inventory: inv } of copies) {
-      const problemOf = (img: ImageCandidate) =>
+      const problemOf = (img: PromoteImage) =>
         restorePointProblem(img.name, img.metaid, 'copy', undefined, o.unknownBecause);
       const problems = new Map(inv.images.map((img) => [img, problemOf(img)] as const));
       const refused = [...problems.values()].filter((p): p is string => p !== undefined);
@@ -392,9 +352,9 @@ export class Staging {
  * master's changes, numbered from where the new master began, after the dead master's buffered tail —
  * and versions from both would pass for one run: such a file is not used.
  */
-export async function scanFetched(c: ChangelogCandidate, staged: string, known?: ChangelogScan): Promise<void> {
+export async function scanFetched(c: PromoteChangelog, staged: string, known?: ChangelogScan): Promise<void> {
   const scan = known ?? (await scanChangelogFile(staged));
-  const rewind = scan.problems.find((p) => p.reason.includes('goes backwards'));
+  const rewind = scan.problems.find((p) => p.kind === 'backwards');
   if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
   c.segments = scan.segments.map((s) => ({ ...s }));
   c.scanned = true;
@@ -405,9 +365,9 @@ export async function scanFetched(c: ChangelogCandidate, staged: string, known?:
 
 
 /** The staged image must be the one whose header was read on the source (not replaced meanwhile). */
-async function verifyStagedImage(image: ImageCandidate, staged: string): Promise<void> {
+async function verifyStagedImage(image: PromoteImage, staged: string): Promise<void> {
   const h = await readImageHeader(staged, { checkEnding: true });
-  const version = h.empty ? 1 : h.version;
+  const version = restoreFrom(h);
   if (version !== image.version || h.metaid !== image.metaid) {
     throw new Error(`fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
   }
@@ -428,10 +388,10 @@ export interface SettledPlan {
  * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
  * is dropped and the plan made again without it.
  */
-export async function settlePlan(inventories: SourceInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+export async function settlePlan(inventories: PromoteInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
   // Restore points of another filesystem than the cluster's never win, however far they reach.
   const dropped: string[] = foreignRestorePoints(inventories, o.expected);
-  const drop = (file: ImageCandidate | ChangelogCandidate, err: unknown) => {
+  const drop = (file: PromoteImage | PromoteChangelog, err: unknown) => {
     dropped.push(`${file.source}:${file.name}: not used (${describeError(err)})`);
     for (const inv of inventories) {
       inv.images = inv.images.filter((i) => i !== file);

@@ -1,6 +1,6 @@
 import type { Config } from '../core/config.js';
 import { clusterIdentity, foreignMetaidMessage, normaliseMetaid, type ClusterIdentity } from '../store/identity.js';
-import type { SourceInventory } from './restore-plan.js';
+import type { PromoteInventory } from './restore-plan.js';
 
 /**
  * Which filesystem a promotion may restore: the cluster's identity (lib/store/identity.ts), never
@@ -17,7 +17,7 @@ export interface ExpectedFilesystem {
   known: boolean;
 }
 
-export function expectedFrom(identity: ClusterIdentity | undefined, pinned: string | undefined, inventories: readonly SourceInventory[]): ExpectedFilesystem | undefined {
+export function expectedFrom(identity: ClusterIdentity | undefined, pinned: string | undefined, inventories: readonly PromoteInventory[]): ExpectedFilesystem | undefined {
   if (pinned) return { metaids: [normaliseMetaid(pinned)], from: 'jobs.promote.metaid', known: true };
   if (identity) return { metaids: [identity.metaid], from: identity.from, known: true };
   const live = inventories.filter((i) => i.source.kind !== 'snapshot' && !i.error && i.metaid !== undefined);
@@ -33,7 +33,7 @@ export function expectedFrom(identity: ClusterIdentity | undefined, pinned: stri
 export async function expectedFilesystem(
   config: Config,
   pinned: string | undefined,
-  inventories: readonly SourceInventory[],
+  inventories: readonly PromoteInventory[],
   otherFilesystem = false,
 ): Promise<ExpectedFilesystem | undefined> {
   if (otherFilesystem) return pinned ? expectedFrom(undefined, pinned, []) : undefined;
@@ -49,7 +49,7 @@ export async function expectedFilesystem(
 }
 
 /** One line per restore point (image) of another filesystem than the expected one: never used. */
-export function foreignRestorePoints(inventories: readonly SourceInventory[], expected: ExpectedFilesystem | undefined): string[] {
+export function foreignRestorePoints(inventories: readonly PromoteInventory[], expected: ExpectedFilesystem | undefined): string[] {
   if (!expected) return [];
   const ours = { metaid: expected.metaids.join(' or '), from: expected.from };
   return inventories.flatMap((inv) =>

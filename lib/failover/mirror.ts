@@ -10,7 +10,7 @@ import { listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { readImageHeader } from '../moosefs/metadata.js';
 import { CHANGELOG_GROWTH } from '../transport/bounded.js';
 import { openSource, type FileSource } from '../transport/remote.js';
-import { readEdges } from './collect.js';
+import { readChangelogEdges } from '../moosefs/changelog-edges.js';
 import { delay } from '../core/delay.js';
 import { standbyMasterPid } from './standby.js';
 
@@ -312,12 +312,12 @@ export async function mirrorPass(store: MirrorStore, source: string, files: File
   }
   for (const e of listing.changelogs) {
     if (e.size === 0) continue;
-    const edges = await readEdges(files, at(e.name), e.size);
-    if (!edges || (image && edges.last <= image.version)) continue;
-    const target = store.changelogPath(source, edges.first);
+    const { first, last } = await readChangelogEdges(files, at(e.name), e.size);
+    if (!first || !last || (image && last.version <= image.version)) continue;
+    const target = store.changelogPath(source, first.version);
     keep.add(path.basename(target));
     pass.fetched += await store.extend(target, files, at(e.name), e.size, false);
-    pass.newestVersion = Math.max(pass.newestVersion ?? 0, edges.last);
+    pass.newestVersion = Math.max(pass.newestVersion ?? 0, last.version);
     pass.files++;
   }
   for (const name of await fs.readdir(dir)) {

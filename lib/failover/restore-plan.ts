@@ -17,13 +17,17 @@ export interface SourceRef {
   local: boolean;
 }
 
-export interface ImageCandidate {
+/**
+ * Promote's view of a lib/moosefs ImageCandidate: one source's image whose header was read, flattened, with
+ * the source it comes from (many sources are planned together).
+ */
+export interface PromoteImage {
   source: string;
   /** File name in the source's directory, and its full path there. */
   name: string;
   path: string;
   size: number;
-  /** Header version; an empty `MFSM NEW` image counts as 1 (line 1 of a new filesystem is SETMETAID). */
+  /** `restoreFrom(header)`: the header's version; an empty `MFSM NEW` image counts as 1. */
   version: number;
   /** Hex as in the image header; '' for an empty image. */
   metaid: string;
@@ -31,7 +35,8 @@ export interface ImageCandidate {
   local: boolean;
 }
 
-export interface ChangelogCandidate {
+/** Promote's view of a lib/moosefs ChangelogCandidate: runs of versions, refined by a scan once fetched. */
+export interface PromoteChangelog {
   source: string;
   name: string;
   path: string;
@@ -48,12 +53,13 @@ export interface ChangelogCandidate {
   cutLastLine?: boolean;
 }
 
-export interface SourceInventory {
+/** One source's PromoteImages and PromoteChangelogs (a lib/moosefs SourceInventory, read tolerantly: notes). */
+export interface PromoteInventory {
   source: SourceRef;
   /** The filesystem id its files belong to (newest non-empty image, else a SETMETAID line). */
   metaid?: string;
-  images: ImageCandidate[];
-  changelogs: ChangelogCandidate[];
+  images: PromoteImage[];
+  changelogs: PromoteChangelog[];
   /** Files that cannot be used, one line each. */
   notes: string[];
   /** Set when the source could not be read at all. */
@@ -64,8 +70,8 @@ export interface SourceInventory {
 export interface MetaidGroup {
   metaid: string | undefined;
   sources: string[];
-  images: ImageCandidate[];
-  changelogs: ChangelogCandidate[];
+  images: PromoteImage[];
+  changelogs: PromoteChangelog[];
 }
 
 export interface ExcludedSource {
@@ -78,7 +84,7 @@ export interface ExcludedSource {
  * joins the one known group when there is exactly one, and is left out when several filesystems
  * are in play: mixing files of two filesystems makes a master that chunkservers refuse.
  */
-export function groupByMetaid(inventories: readonly SourceInventory[]): { groups: MetaidGroup[]; excluded: ExcludedSource[] } {
+export function groupByMetaid(inventories: readonly PromoteInventory[]): { groups: MetaidGroup[]; excluded: ExcludedSource[] } {
   const usable = inventories.filter((i) => !i.error && (i.images.length > 0 || i.changelogs.length > 0));
   const known = [...new Set(usable.map((i) => i.metaid).filter((m): m is string => m !== undefined))];
   const groups = new Map<string | undefined, MetaidGroup>();
@@ -101,7 +107,7 @@ export function groupByMetaid(inventories: readonly SourceInventory[]): { groups
 
 /** One changelog run the restore replays. */
 export interface ChainStep {
-  changelog: ChangelogCandidate;
+  changelog: PromoteChangelog;
   segment: Segment;
 }
 
@@ -109,7 +115,7 @@ export interface ChainStep {
  * The gap-free run from `version`, greedily: at each missing version take the run that reaches
  * furthest (local before remote, then the smaller file) — the fewest files to fetch.
  */
-export function chainFrom(version: number, changelogs: readonly ChangelogCandidate[]): { steps: ChainStep[]; reached: number } {
+export function chainFrom(version: number, changelogs: readonly PromoteChangelog[]): { steps: ChainStep[]; reached: number } {
   const steps: ChainStep[] = [];
   let next = version;
   for (;;) {
@@ -126,14 +132,14 @@ export function chainFrom(version: number, changelogs: readonly ChangelogCandida
   }
 }
 
-function preferFile(a: ChangelogCandidate, b: ChangelogCandidate): boolean {
+function preferFile(a: PromoteChangelog, b: PromoteChangelog): boolean {
   if (a.local !== b.local) return a.local;
   return a.size < b.size;
 }
 
 export interface RestorePlan {
   metaid: string | undefined;
-  image: ImageCandidate;
+  image: PromoteImage;
   steps: ChainStep[];
   /** Metadata version the restored master will serve. */
   reached: number;
@@ -197,7 +203,7 @@ export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string
  * Can these sources restore the filesystem (one of `metaids`, when known) on their own: a plan that is
  * more than an empty image? Promote asks before it considers a copy, which must never outvote them.
  */
-export function restorable(inventories: readonly SourceInventory[], metaids?: readonly string[]): boolean {
+export function restorable(inventories: readonly PromoteInventory[], metaids?: readonly string[]): boolean {
   const choice = choosePlan(groupByMetaid(inventories).groups, metaids);
   return choice !== undefined && !(choice.plan.image.empty && choice.plan.steps.length === 0);
 }

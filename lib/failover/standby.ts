@@ -1,9 +1,8 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { FILE_MODE } from '../core/atomic.js';
 import type { DirHandle } from '../core/dirhandle.js';
-import type { Segment } from '../moosefs/changelog.js';
+import { readChangelogLines, type Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { ConfigError, ProcessError } from '../core/errors.js';
 import { processAlive } from '../core/lock.js';
@@ -143,6 +142,8 @@ export async function moveAside(data: DirHandle, at: Date, keep: readonly string
   return { dir: aside.path, moved };
 }
 
+const NEWLINE = Buffer.from('\n');
+
 /**
  * Copy only the chain's run of a changelog: complete lines of `segment`, in order. Used when a file
  * has a hole after that run or a cut-off last line — measured here: mfsmaster -a silently ignores a
@@ -154,22 +155,22 @@ export async function writeChainSegment(src: string, dst: string, segment: Segme
   let next = segment.first;
   let lastTimestamp: number | undefined;
   try {
-    const input = createReadStream(src, { encoding: 'latin1', highWaterMark: 1 << 20 });
-    const rl = createInterface({ input, crlfDelay: Infinity });
-    const buffered: string[] = [];
-    for await (const line of rl) {
-      const m = /^(\d+): (\d+)\|/.exec(line);
-      if (!m || Number(m[1]) !== next) continue;
-      buffered.push(line + '\n');
-      lastTimestamp = Number(m[2]);
-      lines++;
-      next++;
-      if (buffered.length >= 4096) await out.write(buffered.splice(0).join(''), null, 'latin1');
-      if (next > segment.last) break;
-    }
-    rl.close();
-    input.destroy();
-    if (buffered.length) await out.write(buffered.join(''), null, 'latin1');
+    const buffered: Buffer[] = [];
+    const flush = async () => {
+      if (buffered.length) await out.write(Buffer.concat(buffered.splice(0)));
+    };
+    await readChangelogLines(
+      src,
+      (raw, line, cut) => {
+        if (cut || !line || line.version !== next) return true;
+        buffered.push(raw, NEWLINE);
+        lastTimestamp = line.timestamp;
+        lines++;
+        next++;
+        return next <= segment.last;
+      },
+      { flush },
+    );
     await out.sync();
   } finally {
     await out.close();

@@ -2,7 +2,9 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 
 /**
- * A changelog line is `VERSION: UNIXTIME|OP(args)[:result]`, versions +1 per line.
+ * A changelog line is `VERSION: UNIXTIME|OP(args)[:result]`, versions +1 per line. This file is the one
+ * parser of that line: the streaming scanner, the edge reader (changelog-edges.ts) and every copier of
+ * lines (promote's chain segment, restore's cut, mfsmetarestore's input) ask it.
  * Scanning is one pass over raw bytes with constant memory: a changelog of millions of lines
  * costs what reading it costs.
  */
@@ -12,11 +14,25 @@ export interface ChangelogLine {
   op: string;
 }
 
-export function parseChangelogLine(line: string): ChangelogLine | undefined {
-  const m = /^(\d+): (\d+)\|([A-Z_]+)\(/.exec(line);
-  if (!m) return undefined;
-  return { version: Number(m[1]), timestamp: Number(m[2]), op: m[3]! };
+/** A line with its operation's arguments (between the parentheses, as written: names stay escaped). */
+export interface ChangelogEntry extends ChangelogLine {
+  args: string;
 }
+
+/**
+ * Where a well-formed line's parts lie. Filled in place by `readLine` (no allocation per line: the
+ * scanner runs it over every line verify reads).
+ */
+interface LineFields {
+  version: number;
+  timestamp: number;
+  /** Index of the operation's name, of its "(" and of its last ")". */
+  op: number;
+  open: number;
+  close: number;
+}
+
+type LineVerdict = 'ok' | 'unparsable' | 'damaged';
 
 /** A run of consecutive versions inside one file. */
 export interface Segment {
@@ -24,7 +40,16 @@ export interface Segment {
   last: number;
 }
 
+/**
+ * What is wrong with a line, for decisions (a message's text is for people and may change):
+ * `unparsable` no `VERSION: UNIXTIME|` start; `damaged` that start, but no whole `OP(args)[:result]`;
+ * `too-long` a line past MAX_LINE; `repeated` / `backwards` a version not after the one before;
+ * `cut-last-line` the file ends without a newline.
+ */
+export type ChangelogProblemKind = 'unparsable' | 'damaged' | 'too-long' | 'repeated' | 'backwards' | 'cut-last-line';
+
 export interface ChangelogProblem {
+  kind: ChangelogProblemKind;
   /** 1-based line number in the file. */
   line: number;
   reason: string;
@@ -50,44 +75,156 @@ const NL = 0x0a;
 const COLON = 0x3a;
 const SPACE = 0x20;
 const PIPE = 0x7c;
-const MAX_LINE = 1 << 20;
+/** The longest line any reader takes: a longer one is damage (no MooseFS operation comes near it). */
+export const MAX_LINE = 1 << 20;
 const MAX_PROBLEMS = 100;
 
 const OPEN = 0x28;
 const CLOSE = 0x29;
 
+/** `VERSION: ` at `from`: the index after it, or -1. Sets `out.version`. */
+function versionPrefix(buf: Buffer, from: number, to: number, out: { version: number }): number {
+  let i = from;
+  let version = 0;
+  while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) version = version * 10 + (buf[i++]! - 0x30);
+  if (i === from || i + 1 >= to || buf[i] !== COLON || buf[i + 1] !== SPACE) return -1;
+  out.version = version;
+  return i + 2;
+}
+
 /**
- * `OP(args)` or `OP(args):result`, nothing else. MooseFS escapes "(", ")" and "," inside names
- * (%28 %29 %2C), so a line cut in the middle has no closing parenthesis, or a bare ":" after it.
- * Measured here: mfsmaster -a reads such a line as a missing version ("hole in change files") and
+ * The one reading of a line `buf[from, to)` (without its newline), parsed by hand: the hot path of verify.
+ * After `VERSION: UNIXTIME|` comes `OP(args)` or `OP(args):result`, nothing else. MooseFS escapes "(", ")"
+ * and "," inside names (%28 %29 %2C), so a line cut in the middle has no closing parenthesis, or a bare ":"
+ * after it. Measured here: mfsmaster -a reads such a line as a missing version ("hole in change files") and
  * refuses the whole restore; a line that only passed the version check must not count as present.
  */
-function wellFormedOperation(buf: Buffer, from: number, to: number): boolean {
-  let i = from;
+function readLine(buf: Buffer, from: number, to: number, out: LineFields): LineVerdict {
+  let i = versionPrefix(buf, from, to, out);
+  if (i === -1) return 'unparsable';
+  const tsStart = i;
+  let timestamp = 0;
+  while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) timestamp = timestamp * 10 + (buf[i++]! - 0x30);
+  if (i === tsStart || buf[i] !== PIPE || i + 1 >= to) return 'unparsable';
+  out.timestamp = timestamp;
+  out.op = ++i;
   while (i < to && ((buf[i]! >= 0x41 && buf[i]! <= 0x5a) || buf[i] === 0x5f)) i++;
-  if (i === from || buf[i] !== OPEN) return false;
+  if (i === out.op || buf[i] !== OPEN) return 'damaged';
+  out.open = i;
   const close = buf.lastIndexOf(CLOSE, to - 1);
-  if (close <= i) return false;
-  if (close === to - 1) return true;
-  if (buf[close + 1] !== COLON || close + 2 >= to) return false;
-  return buf.subarray(close + 2, to).indexOf(OPEN) === -1;
+  if (close <= i) return 'damaged';
+  out.close = close;
+  if (close === to - 1) return 'ok';
+  if (buf[close + 1] !== COLON || close + 2 >= to) return 'damaged';
+  return buf.subarray(close + 2, to).indexOf(OPEN) === -1 ? 'ok' : 'damaged';
+}
+
+const scratch: LineFields = { version: 0, timestamp: 0, op: 0, open: 0, close: 0 };
+
+/** A whole, well-formed line `buf[from, to)` (no newline), with its arguments; undefined for anything else. */
+export function parseChangelogBytes(buf: Buffer, from = 0, to = buf.length): ChangelogEntry | undefined {
+  if (readLine(buf, from, to, scratch) !== 'ok') return undefined;
+  const { version, timestamp, op, open, close } = scratch;
+  return { version, timestamp, op: buf.toString('latin1', op, open), args: buf.toString('latin1', open + 1, close) };
+}
+
+/** A whole, well-formed line (no newline), as the scanner accepts it; undefined for anything else. */
+export function parseChangelogLine(line: string): ChangelogLine | undefined {
+  const entry = parseChangelogBytes(Buffer.from(line, 'latin1'));
+  return entry && { version: entry.version, timestamp: entry.timestamp, op: entry.op };
+}
+
+/**
+ * The fast variant: only the `VERSION: ` a line (or a file's first bytes) starts with, the rest unchecked.
+ * For readers that recognise a file by its first version or keep lines by version, whatever they hold.
+ */
+export function lineVersion(text: Buffer | string, from = 0): number | undefined {
+  // 20 digits exceed any version: a longer prefix is never needed.
+  const buf = typeof text === 'string' ? Buffer.from(text.slice(from, from + 24), 'latin1') : text;
+  const start = typeof text === 'string' ? 0 : from;
+  const out = { version: 0 };
+  return versionPrefix(buf, start, Math.min(buf.length, start + 24), out) === -1 ? undefined : out.version;
+}
+
+/**
+ * Splits bytes into lines (without their newline) with constant memory: `onLine(buf, from, to)` for each
+ * whole line; a line longer than MAX_LINE is dropped and reported to `onTooLong` (its bytes up to the next
+ * newline then come as one more line). `end()` gives what follows the last newline: a cut last line.
+ */
+export class LineSplitter {
+  private carry: Buffer | undefined;
+
+  constructor(
+    private readonly onLine: (buf: Buffer, from: number, to: number) => void,
+    private readonly onTooLong: () => void = () => undefined,
+  ) {}
+
+  get carried(): Buffer | undefined {
+    return this.carry;
+  }
+
+  set carried(rest: Buffer | undefined) {
+    this.carry = rest && Buffer.from(rest);
+  }
+
+  push(chunk: Buffer): void {
+    let start = 0;
+    if (this.carry) {
+      // Complete the carried line on its own: joining it to the whole chunk would copy every byte once more.
+      const nl = chunk.indexOf(NL);
+      if (nl === -1) {
+        this.keepRest(Buffer.concat([this.carry, chunk]));
+        return;
+      }
+      const line = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
+      this.carry = undefined;
+      this.onLine(line, 0, line.length);
+      start = nl + 1;
+    }
+    for (let nl = chunk.indexOf(NL, start); nl !== -1; nl = chunk.indexOf(NL, start)) {
+      this.onLine(chunk, start, nl);
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.keepRest(chunk.subarray(start));
+  }
+
+  /** The start of a line whose end is in a later chunk. */
+  private keepRest(rest: Buffer): void {
+    if (rest.length > MAX_LINE) {
+      this.onTooLong();
+      this.carry = undefined;
+    } else {
+      this.carry = Buffer.from(rest);
+    }
+  }
+
+  end(): Buffer | undefined {
+    const rest = this.carry;
+    this.carry = undefined;
+    return rest && rest.length > 0 ? rest : undefined;
+  }
 }
 
 /** Incremental scanner: feed chunks, then finish(). Exposed for streams that are not files (SFTP). */
 export class ChangelogScanner {
   private readonly scan: ChangelogScan;
-  private carry: Buffer | undefined;
+  private readonly lines: LineSplitter;
   private expected: number | undefined;
+  private readonly fields: LineFields = { version: 0, timestamp: 0, op: 0, open: 0, close: 0 };
 
   constructor(file: string) {
     this.scan = { file, bytes: 0, lines: 0, segments: [], problems: [], truncatedLastLine: false };
+    this.lines = new LineSplitter(
+      (buf, from, to) => this.line(buf, from, to),
+      () => this.problem(this.scan.lines + 1, 'too-long', `line longer than ${MAX_LINE} bytes`),
+    );
   }
 
   /** The scan so far, as if the file ended here (the scanner itself goes on). */
   snapshot(file = this.scan.file): ChangelogScan {
     const copy = new ChangelogScanner(file);
     Object.assign(copy.scan, { ...this.scan, file, segments: this.scan.segments.map((x) => ({ ...x })), problems: [...this.scan.problems] });
-    copy.carry = this.carry && Buffer.from(this.carry);
+    copy.lines.carried = this.lines.carried;
     copy.expected = this.expected;
     return copy.finish();
   }
@@ -99,81 +236,37 @@ export class ChangelogScanner {
 
   push(chunk: Buffer): void {
     this.scan.bytes += chunk.length;
-    let start = 0;
-    if (this.carry) {
-      // Complete the carried line on its own: joining it to the whole chunk would copy every byte once more.
-      const nl = chunk.indexOf(NL);
-      if (nl === -1) {
-        this.keepRest(Buffer.concat([this.carry, chunk]));
-        return;
-      }
-      const line = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
-      this.carry = undefined;
-      this.line(line, 0, line.length);
-      start = nl + 1;
-    }
-    for (let nl = chunk.indexOf(NL, start); nl !== -1; nl = chunk.indexOf(NL, start)) {
-      this.line(chunk, start, nl);
-      start = nl + 1;
-    }
-    if (start < chunk.length) this.keepRest(chunk.subarray(start));
-  }
-
-  /** The start of a line whose end is in a later chunk. */
-  private keepRest(rest: Buffer): void {
-    if (rest.length > MAX_LINE) {
-      this.problem(this.scan.lines + 1, `line longer than ${MAX_LINE} bytes`);
-      this.carry = undefined;
-    } else {
-      this.carry = Buffer.from(rest);
-    }
+    this.lines.push(chunk);
   }
 
   finish(): ChangelogScan {
-    if (this.carry && this.carry.length > 0) {
+    if (this.lines.end()) {
       this.scan.truncatedLastLine = true;
       this.scan.lines += 1;
-      this.problem(this.scan.lines, 'last line is cut off (no newline at end of file)');
+      this.problem(this.scan.lines, 'cut-last-line', 'last line is cut off (no newline at end of file)');
     }
-    this.carry = undefined;
     return this.scan;
   }
 
-  private problem(line: number, reason: string): void {
-    if (this.scan.problems.length < MAX_PROBLEMS) this.scan.problems.push({ line, reason });
+  private problem(line: number, kind: ChangelogProblemKind, reason: string): void {
+    if (this.scan.problems.length < MAX_PROBLEMS) this.scan.problems.push({ kind, line, reason });
   }
 
   private line(buf: Buffer, from: number, to: number): void {
     const lineNo = ++this.scan.lines;
-    // VERSION ':' ' ' TIMESTAMP '|' OP — parsed by hand: this loop is the hot path of verify.
-    let i = from;
-    let version = 0;
-    while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) version = version * 10 + (buf[i++]! - 0x30);
-    if (i === from || i + 1 >= to || buf[i] !== COLON || buf[i + 1] !== SPACE) {
-      this.problem(lineNo, 'unparsable line');
-      return;
-    }
-    i += 2;
-    const tsStart = i;
-    let timestamp = 0;
-    while (i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39) timestamp = timestamp * 10 + (buf[i++]! - 0x30);
-    if (i === tsStart || buf[i] !== PIPE || i + 1 >= to) {
-      this.problem(lineNo, 'unparsable line');
-      return;
-    }
-    if (!wellFormedOperation(buf, i + 1, to)) {
-      // Never quote the line: a changelog holds file names, and a message goes to logs and terminals.
-      this.problem(lineNo, `unparsable line (cut off or damaged) at version ${version}`);
-      return;
-    }
-    this.accept(lineNo, version, timestamp);
+    const verdict = readLine(buf, from, to, this.fields);
+    if (verdict === 'unparsable') this.problem(lineNo, 'unparsable', 'unparsable line');
+    // Never quote the line: a changelog holds file names, and a message goes to logs and terminals.
+    else if (verdict === 'damaged') this.problem(lineNo, 'damaged', `unparsable line (cut off or damaged) at version ${this.fields.version}`);
+    else this.accept(lineNo, this.fields.version, this.fields.timestamp);
   }
 
   private accept(lineNo: number, version: number, timestamp: number): void {
     const s = this.scan;
     if (this.expected !== undefined && version !== this.expected) {
       if (version < this.expected) {
-        this.problem(lineNo, version === this.expected - 1 ? `version ${version} repeated` : `version ${version} goes backwards (after ${this.expected - 1})`);
+        if (version === this.expected - 1) this.problem(lineNo, 'repeated', `version ${version} repeated`);
+        else this.problem(lineNo, 'backwards', `version ${version} goes backwards (after ${this.expected - 1})`);
         return;
       }
       s.segments.push({ first: version, last: version });
@@ -197,4 +290,35 @@ export async function scanChangelogStream(stream: Readable, file: string): Promi
 
 export async function scanChangelogFile(file: string): Promise<ChangelogScan> {
   return scanChangelogStream(createReadStream(file, { highWaterMark: 1 << 20 }), file);
+}
+
+/**
+ * Reads a changelog file's lines in order, each parsed by the one parser: `onLine` gets the line's bytes
+ * (without newline; valid until the call returns) and its parse (undefined: not a well-formed line), and
+ * returns false to stop. `flush` runs after every chunk (a caller writes what it collected). The bytes
+ * after the last newline (a cut last line) come last, flagged `cut`.
+ */
+export async function readChangelogLines(
+  file: string,
+  onLine: (raw: Buffer, line: ChangelogEntry | undefined, cut: boolean) => boolean,
+  o: { flush?: () => Promise<void>; signal?: AbortSignal } = {},
+): Promise<void> {
+  let going = true;
+  const splitter = new LineSplitter((buf, from, to) => {
+    if (going) going = onLine(buf.subarray(from, to), parseChangelogBytes(buf, from, to), false);
+  });
+  const input = createReadStream(file, { highWaterMark: 1 << 20 });
+  try {
+    for await (const chunk of input) {
+      if (o.signal?.aborted) throw o.signal.reason;
+      splitter.push(chunk as Buffer);
+      await o.flush?.();
+      if (!going) return;
+    }
+    const rest = splitter.end();
+    if (rest && going) onLine(rest, parseChangelogBytes(rest), true);
+    await o.flush?.();
+  } finally {
+    input.destroy();
+  }
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { scanChangelogStream, type ChangelogScan } from './changelog.js';
+import { readChangelogEdges } from './changelog-edges.js';
 import { ChainError } from '../core/errors.js';
 import { sessionsFilesFor } from './generations/index.js';
 import { changelogIndex, checkImageEnding, endingBytes, HEADER_BYTES, isChangelogName, isImageName, isSessionsName, parseImageHeader, type ImageHeader } from './metadata.js';
@@ -74,14 +75,8 @@ export async function versionInDataPath(source: FileSource, dataPath: string): P
   const listing = await listDataPath(source, dataPath);
   const current = listing.changelogs.find((e) => e.name === 'changelog.0.mfs');
   if (current && current.size > 0) {
-    const length = Math.min(current.size, 64 * 1024);
-    const tail = (await source.readRange(path.posix.join(dataPath, current.name), current.size - length, length)).toString('latin1');
-    const lines = tail.split('\n');
-    lines.pop(); // after the last newline: empty, or a line still being written
-    for (const line of lines.reverse()) {
-      const m = /^(\d+): /.exec(line);
-      if (m) return Number(m[1]) + 1;
-    }
+    const { last } = await readChangelogEdges(source, path.posix.join(dataPath, current.name), current.size, { head: false, tail: true });
+    if (last) return last.version + 1;
   }
   const image = listing.images.find((e) => e.name === 'metadata.mfs.back');
   if (!image) return undefined;

@@ -31,6 +31,23 @@ export function describeImageVersion(image: { empty: boolean; version: number },
     'rebuild the metadata)';
 }
 
+/**
+ * The first changelog version that rolls this image forward: the header's version, or 1 for `MFSM NEW`
+ * (version 0 in its header; line 1 of a new filesystem's history is its SETMETAID). Takes a header, a
+ * manifest's image or any candidate that carries the two fields.
+ */
+export function restoreFrom(image: { empty: boolean; version: number }): number {
+  return image.empty ? 1 : image.version;
+}
+
+/**
+ * `metadata_ml.tmp` is a metalogger's download in progress (or its `MFSM NEW` placeholder before the first
+ * download); `mfsmaster -a` ignores a `.tmp`, so as a restore point it is named as the metalogger's image.
+ */
+export function restoredImageName(name: string): string {
+  return name === 'metadata_ml.tmp' ? 'metadata_ml.mfs.back' : name;
+}
+
 /** Parse the first bytes of an image; throws ChainError naming `file` for a magic no generation writes. */
 export function parseImageHeader(head: Buffer, file: string): ImageHeader {
   const magic = head.subarray(0, 8).toString('latin1');

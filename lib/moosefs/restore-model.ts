@@ -1,6 +1,6 @@
 import type { ChangelogScan } from './changelog.js';
 import { rollForward, type ChangelogPiece, type RollForward } from './chain.js';
-import type { ImageHeader } from './metadata.js';
+import { restoreFrom, type ImageHeader } from './metadata.js';
 
 /**
  * What `mfsmaster -a` (MooseFS 3.0.117) does with a directory of images and changelogs, as measured
@@ -37,11 +37,6 @@ export interface ChangelogFacts {
   scan: ChangelogScan;
 }
 
-/** The first version an image needs: its header version; 1 for `MFSM NEW` (changelogs start at 1). */
-export function imageStartVersion(header: ImageHeader): number {
-  return header.empty ? 1 : header.version;
-}
-
 export interface ImageChoice {
   image?: ImageFacts & { header: ImageHeader };
   /** Images mfsmaster -a would pass over (an in-progress `metadata_ml.tmp` download is not listed). */
@@ -55,7 +50,7 @@ export function chooseImage(images: readonly ImageFacts[]): ImageChoice {
   const valid = images.filter((i): i is ImageFacts & { header: ImageHeader } => i.header !== undefined && i.error === undefined);
   // A metalogger writes metadata_ml.tmp while it downloads: a cut one there is normal, not damage.
   const invalid = images.filter((i) => !valid.includes(i as ImageFacts & { header: ImageHeader }) && i.name !== 'metadata_ml.tmp');
-  const image = [...valid].sort((a, b) => imageStartVersion(b.header) - imageStartVersion(a.header) || b.mtimeMs - a.mtimeMs)[0];
+  const image = [...valid].sort((a, b) => restoreFrom(b.header) - restoreFrom(a.header) || b.mtimeMs - a.mtimeMs)[0];
   const metaids = new Set(valid.filter((i) => !i.header.empty).map((i) => i.header.metaid));
   const metaidConflict = metaids.size > 1 ? valid.filter((i) => !i.header.empty).map((i) => `${i.name} (${i.header.metaid})`) : undefined;
   return { image, invalid, metaidConflict };
@@ -119,7 +114,7 @@ export function planRestore(images: readonly ImageFacts[], changelogs: readonly 
   const choice = chooseImage(images);
   const uses = changelogs.map(changelogUse);
   if (!choice.image) return { choice, uses };
-  const startVersion = imageStartVersion(choice.image.header);
+  const startVersion = restoreFrom(choice.image.header);
   return { choice, startVersion, uses, roll: rollForward(startVersion, uses.flatMap((u) => u.pieces)) };
 }
 

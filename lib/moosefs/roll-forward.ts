@@ -5,6 +5,7 @@ import { DirHandle } from '../core/dirhandle.js';
 import { execCapture } from '../core/exec.js';
 import { metarestoreArgs, restoreCommands, type Binaries } from './generations/binaries.js';
 import { oldestFirst, readImageHeader } from './metadata.js';
+import { LineSplitter, lineVersion } from './changelog.js';
 import { startMaster, type StartResult } from './mfsmaster.js';
 
 /** A restore point placed in a DATA_PATH: the image and the changelogs that roll it forward. */
@@ -138,8 +139,8 @@ async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, 
       await handle.read(head, 0, head.length, 0);
       const last = Buffer.alloc(1);
       await handle.read(last, 0, 1, size - 1);
-      const first = /^(\d+):/.exec(head.toString('latin1'));
-      needsCopy = last[0] !== 0x0a || (first !== null && Number(first[1]) < from);
+      const first = lineVersion(head);
+      needsCopy = last[0] !== 0x0a || (first !== undefined && first < from);
     }
     if (!needsCopy) return handle;
     const out = await work.createFile(name);
@@ -154,18 +155,18 @@ async function metarestoreInput(data: DirHandle, name: string, work: DirHandle, 
   return work.openFile(name);
 }
 
+const NEWLINE = Buffer.from('\n');
+
 async function writeWholeLinesFrom(input: fs.FileHandle, writer: fs.FileHandle, fromVersion: number): Promise<void> {
-  let rest = '';
-  const keep = (line: string) => {
-    const m = /^(\d+):/.exec(line);
-    return m !== null && Number(m[1]) >= fromVersion;
-  };
-  for await (const chunk of input.createReadStream({ encoding: 'latin1', start: 0, autoClose: false })) {
-    const lines = (rest + (chunk as string)).split('\n');
-    rest = lines.pop()!;
-    const kept = lines.filter(keep);
-    if (kept.length) await writer.write(Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+  const kept: Buffer[] = [];
+  const lines = new LineSplitter((buf, from, to) => {
+    const version = lineVersion(buf, from);
+    if (version !== undefined && version >= fromVersion) kept.push(buf.subarray(from, to), NEWLINE);
+  });
+  for await (const chunk of input.createReadStream({ start: 0, autoClose: false })) {
+    lines.push(chunk as Buffer);
+    if (kept.length) await writer.write(Buffer.concat(kept.splice(0)));
   }
-  // `rest` is a last line without its newline: cut off when the writer died, never applied.
+  // What `end()` holds is a last line without its newline: cut off when the writer died, never applied.
   await writer.sync();
 }

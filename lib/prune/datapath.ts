@@ -2,11 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { listDataPath, readSourceImageHeader, scanSourceChangelog } from '../moosefs/datapath.js';
+import { readChangelogEdges } from '../moosefs/changelog-edges.js';
 import { ChainError } from '../core/errors.js';
-import { changelogIndex } from '../moosefs/metadata.js';
+import { changelogIndex, restoreFrom } from '../moosefs/metadata.js';
 import { openFilesUnder } from '../core/openfiles.js';
 import type { PlanChangelog, PlanEntry, PlanImage } from './plan.js';
-import { firstLineVersion, refuseDamagedChangelog, TargetChanged, type PruneTarget, type Removal, type TargetScan } from './target.js';
+import { refuseDamagedChangelog, TargetChanged, type PruneTarget, type Removal, type TargetScan } from './target.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 
 /** changelog.0.mfs and changelog_ml.0.mfs: what the running daemon appends to. Never deleted. */
@@ -66,7 +67,7 @@ export class DataPathTarget implements PruneTarget {
     for (const e of listing.images.filter((i) => i.name !== 'metadata_ml.tmp')) {
       const header = await readSourceImageHeader(this.source, this.file(e.name), e.size);
       if (header.metaid) metaids.add(header.metaid);
-      images.push({ name: e.name, unit: e.name, version: header.empty ? 1 : header.version, size: e.size, mtimeMs: e.mtimeMs, deletable: false });
+      images.push({ name: e.name, unit: e.name, version: restoreFrom(header), size: e.size, mtimeMs: e.mtimeMs, deletable: false });
     }
     if (metaids.size > 1) throw new ChainError(this.where, `${this.where}: images of different filesystems (metaids ${[...metaids].join(', ')}): mfsmaster -a would refuse this DATA_PATH, prune will not guess`);
     const changelogs: PlanChangelog[] = [];
@@ -108,7 +109,9 @@ export class DataPathTarget implements PruneTarget {
     const now = await this.source.stat(this.file(entry.name)).catch(() => undefined);
     if (!now) return 'gone since the scan';
     if (now.size !== id.size || now.mtimeMs !== id.mtimeMs) return 'changed since the scan (rotated?)';
-    if (id.first !== undefined && firstLineVersion(await this.source.readRange(this.file(entry.name), 0, 32)) !== id.first) return 'first version differs from the scan (rotated?)';
+    if (id.first === undefined) return undefined;
+    const { first } = await readChangelogEdges(this.source, this.file(entry.name), now.size, { head: true, tail: false });
+    if (first?.version !== id.first) return 'first version differs from the scan (rotated?)';
     return undefined;
   }
 

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DIR_MODE, fsyncDir } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
+import { restoreFrom } from '../moosefs/metadata.js';
 import { LATEST, listSnapshots, MANIFEST, snapshotsDir, TMP_DIR, type StoredSnapshot } from '../store/manifest.js';
 import { readSnapshotContent, storedPathOf, storedSizeOf, type StoreKeys } from '../store/stored-file.js';
 import { openFilesUnder } from '../core/openfiles.js';
@@ -99,7 +100,7 @@ export class SnapshotStoreTarget implements PruneTarget {
         const facts = await readSnapshotContent(s, f, { keys: this.keys });
         if (!facts.header) throw new ChainError(file, `${where(f.name)}: ${facts.headerError}`);
         const header = facts.header;
-        const version = header.empty ? 1 : header.version;
+        const version = restoreFrom(header);
         if (header.version !== s.manifest.image.version) throw new ChainError(file, `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`);
         out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest } satisfies PlanImage);
       } else if (f.role === 'sessions') {

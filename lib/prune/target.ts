@@ -41,13 +41,7 @@ export class TargetChanged extends Error {}
  * (its writer may be mid-line). Anything else means the chain cannot be established.
  */
 export function refuseDamagedChangelog(scan: ChangelogScan, where: string, current: boolean): void {
-  const problems = scan.problems.filter((p) => !(current && scan.truncatedLastLine && p.line === scan.lines && /cut off/.test(p.reason)));
+  const problems = scan.problems.filter((p) => !(current && p.kind === 'cut-last-line'));
   const first = problems[0];
   if (first) throw new ChainError(where, `${where} line ${first.line}: ${first.reason}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`);
-}
-
-/** The version of a changelog's first line, read from its first bytes (to recognise a file again). */
-export function firstLineVersion(head: Buffer): number | undefined {
-  const m = /^(\d+): /.exec(head.toString('latin1'));
-  return m ? Number(m[1]) : undefined;
 }

@@ -1,10 +1,9 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { createTempExclusive, fillAndSync, fsyncDir } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { holesBetween, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
-import { scanChangelogFile } from '../moosefs/changelog.js';
+import { readChangelogLines, scanChangelogFile, type ChangelogEntry } from '../moosefs/changelog.js';
 import { chainSteps, checkCut, Cutter, type ChainStep, type CutOutcome, type CutRefusal, type Damage, type RestoreTarget } from './target.js';
 
 /**
@@ -13,9 +12,6 @@ import { chainSteps, checkCut, Cutter, type ChainStep, type CutOutcome, type Cut
  * left out. Works inside a staging directory (or a drill's scratch DATA_PATH) and replaces the placed
  * changelogs by the one cut file, so `mfsmaster -a` / `mfsmetarestore` there replays exactly the target.
  */
-
-/** `VERSION: UNIXTIME|OP(args)[:result]`, whole: the closing parenthesis is there (see changelog.ts). */
-const LINE = /^(\d+): (\d+)\|([A-Z_]+)\((.*)\)(?::[^()]*)?$/;
 
 /** The cut changelog's name in the restored DATA_PATH: a rotated master changelog, replayed by every generation. */
 export const CUT_CHANGELOG = 'changelog.1.mfs';
@@ -38,6 +34,8 @@ export interface CutResult {
   holes: Hole[];
   damage: Damage[];
 }
+
+const NEWLINE = Buffer.from('\n');
 
 /** SETTRASHTIME(inode,uid,trashtime,smode): the trash time is its third argument. */
 function trashTimeOf(op: string, args: string): number | undefined {
@@ -67,9 +65,9 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
   const { tmp, handle } = await createTempExclusive(path.join(o.dir, CUT_CHANGELOG));
   let written = 0;
   await fillAndSync(handle, tmp, async () => {
-    const buffered: string[] = [];
+    const buffered: Buffer[] = [];
     const flush = async () => {
-      if (buffered.length) await handle.write(buffered.splice(0).join(''), null, 'latin1');
+      if (buffered.length) await handle.write(Buffer.concat(buffered.splice(0)));
     };
     // The first file read also gives the image's own time (its line imageVersion-1), when it holds it.
     const first = steps[0]?.file ?? o.changelogs[0];
@@ -77,37 +75,29 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
     for (const [i, step] of runs.entries()) {
       let next = step.first;
       let lineNo = 0;
-      const input = createReadStream(path.join(o.dir, step.file), { encoding: 'latin1', highWaterMark: 1 << 20 });
-      const rl = createInterface({ input, crlfDelay: Infinity });
-      try {
-        for await (const text of rl) {
-          if (o.signal?.aborted) throw o.signal.reason;
-          lineNo++;
-          const m = LINE.exec(text);
-          if (!m) {
-            // A damaged line inside the run read from this file, or right after it (where the run stopped).
-            if (next > step.first) damage.push({ file: step.file, line: lineNo, afterVersion: next - 1 });
-            if (next > step.last) break;
-            continue;
-          }
-          const version = Number(m[1]);
-          if (version < next) {
-            if (i === 0) cutter.before({ version, timestamp: Number(m[2]), op: m[3]! });
-            continue;
-          }
-          if (next > step.last) break;
-          if (version !== next) continue;
-          if (cutter.accept({ version, timestamp: Number(m[2]), op: m[3]!, trashTime: trashTimeOf(m[3]!, m[4]!) })) {
-            buffered.push(text + '\n');
-            written++;
-            if (buffered.length >= 4096) await flush();
-          }
-          next++;
+      // A cut last line counts as any other: the run (from the scan) never reaches it.
+      const onLine = (raw: Buffer, line: ChangelogEntry | undefined): boolean => {
+        lineNo++;
+        if (!line) {
+          // A damaged line inside the run read from this file, or right after it (where the run stopped).
+          if (next > step.first) damage.push({ file: step.file, line: lineNo, afterVersion: next - 1 });
+          return next <= step.last;
         }
-      } finally {
-        rl.close();
-        input.destroy();
-      }
+        const { version, timestamp, op } = line;
+        if (version < next) {
+          if (i === 0) cutter.before({ version, timestamp, op });
+          return true;
+        }
+        if (next > step.last) return false;
+        if (version !== next) return true;
+        if (cutter.accept({ version, timestamp, op, trashTime: trashTimeOf(op, line.args) })) {
+          buffered.push(raw, NEWLINE);
+          written++;
+        }
+        next++;
+        return true;
+      };
+      await readChangelogLines(path.join(o.dir, step.file), onLine, { flush, signal: o.signal });
       // The scan promised these versions in this file: reading them again must find every one.
       if (steps.length && next !== step.last + 1) throw new ChainError(step.file, `${o.where}: ${step.file}: expected changelog lines ${step.first}..${step.last}, found up to ${next - 1} (the file changed while restoring?)`);
     }

@@ -7,8 +7,10 @@ import { changelogBound, listDataPath, readSourceImageHeader, RESTORED_SESSIONS,
 import { ChainError, UsageError } from '../core/errors.js';
 import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
 import { copySnapshotFile, type StoreKeys } from '../store/stored-file.js';
-import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, type ImageHeader } from '../moosefs/metadata.js';
-import type { FileSource, RemoteEntry } from '../transport/remote.js';
+import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
+import type { ImageCandidate } from '../moosefs/inventory.js';
+import type { FileSource } from '../transport/remote.js';
+import { trimCutLastLine } from '../transport/transfer.js';
 import type { ReadBound } from '../transport/bounded.js';
 
 /**
@@ -34,19 +36,6 @@ export interface PlacedRestorePoint {
   identityNote?: string;
 }
 
-/**
- * `metadata_ml.tmp` is a metalogger's download in progress (or its `MFSM NEW` placeholder before
- * the first download); as a restore source it is the metalogger's image, named like one.
- */
-export function restoredImageName(name: string): string {
-  return name === 'metadata_ml.tmp' ? 'metadata_ml.mfs.back' : name;
-}
-
-/** The first version a changelog must hold to roll this image forward (`MFSM NEW` starts at 1). */
-export function startVersion(header: ImageHeader): number {
-  return header.empty ? 1 : header.version;
-}
-
 /** Scan the placed changelogs and roll the image forward the way mfsmaster -a will. */
 export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
   const pieces: ChangelogPiece[] = [];
@@ -59,7 +48,7 @@ export async function chainInDataPath(dataPath: string, header: ImageHeader, cha
     const first = scan.problems[0];
     if (first) damage.push(`${name}:${first.line}: ${first.reason}${scan.problems.length > 1 ? ` (and ${scan.problems.length - 1} more)` : ''}`);
   }
-  return { chain: rollForward(startVersion(header), pieces), newestChangeMs: newest, damage };
+  return { chain: rollForward(restoreFrom(header), pieces), newestChangeMs: newest, damage };
 }
 
 /**
@@ -153,12 +142,6 @@ export class ImagesTooNew extends ChainError {
   }
 }
 
-export interface ImageCandidate {
-  entry: RemoteEntry;
-  header?: ImageHeader;
-  error?: string;
-}
-
 /**
  * The image mfsmaster -a would pick: the highest version among valid ones; an `MFSM NEW` placeholder
  * only when nothing else is valid. Undefined when no image is usable.
@@ -172,29 +155,6 @@ export function chooseImage(candidates: readonly ImageCandidate[]): ImageCandida
 /** `changelog_ml`, `changelog_ml_back` or `changelog`: the rotation family of a file. */
 function family(name: string): string {
   return name.replace(/\.\d+\.mfs$/, '');
-}
-
-/** Cut a partial last line off a copied changelog (the source was being appended to while we read). */
-async function trimPartialLine(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    // Read backwards from the end until a newline: only the tail is touched, whatever the file size.
-    const buf = Buffer.alloc(64 * 1024);
-    for (let end = size; end > 0; ) {
-      const start = Math.max(0, end - buf.length);
-      const { bytesRead } = await handle.read(buf, 0, end - start, start);
-      const nl = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
-      if (nl !== -1) {
-        if (start + nl + 1 < size) await fs.truncate(file, start + nl + 1);
-        return;
-      }
-      end = start;
-    }
-    if (size > 0) await fs.truncate(file, 0);
-  } finally {
-    await handle.close();
-  }
 }
 
 async function download(source: FileSource, from: string, to: string, bound: ReadBound, signal?: AbortSignal): Promise<number> {
@@ -214,10 +174,11 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   const listing = await listDataPath(source, remoteDataPath);
   const candidates: ImageCandidate[] = [];
   for (const entry of listing.images) {
+    const file = path.posix.join(remoteDataPath, entry.name);
     try {
-      candidates.push({ entry, header: await readSourceImageHeader(source, path.posix.join(remoteDataPath, entry.name), entry.size) });
+      candidates.push({ entry, path: file, header: await readSourceImageHeader(source, file, entry.size) });
     } catch (err) {
-      candidates.push({ entry, error: (err as Error).message });
+      candidates.push({ entry, path: file, error: (err as Error).message });
     }
   }
   const max = options.maxImageVersion;
@@ -237,7 +198,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
   const header = await readImageHeader(path.join(dataPath, image));
   const sessions = sessionsFile(listing, header.magic);
   if (sessions) bytes += await download(source, path.posix.join(remoteDataPath, sessions.name), path.join(dataPath, RESTORED_SESSIONS), { size: sessions.size }, signal);
-  const from = startVersion(header);
+  const from = restoreFrom(header);
   const changelogs: string[] = [];
   // Scanned once here and reused for the chain below, not read and parsed a second time.
   const scans = new Map<string, ChangelogScan>();
@@ -246,7 +207,7 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
     if (done.has(family(entry.name))) continue;
     const local = path.join(dataPath, entry.name);
     bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, changelogBound(entry.name, entry.size), signal);
-    await trimPartialLine(local);
+    await trimCutLastLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);
     scans.set(entry.name, scan);

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { DIR_MODE, ensureDir, fsyncDir, pathExists, writeFileAtomic } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece } from '../moosefs/chain.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
+import { restoreFrom } from '../moosefs/metadata.js';
 import { readSnapshotContent, storedPathOf, storedSizeOf, type ContentFacts, type StoreKeys } from './stored-file.js';
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
@@ -211,7 +212,7 @@ export async function verifySnapshot(dir: string, manifest: Manifest | undefined
   for (const name of await fs.readdir(dir)) {
     if (name !== MANIFEST && !listed.has(name)) problems.push(`${printable(name)}: not in the manifest`);
   }
-  const start = m.image.empty ? 1 : m.image.version;
+  const start = restoreFrom(m.image);
   const reached = rollForward(start, pieces).reached;
   if (problems.length === 0 && reached !== m.reachesVersion) problems.push(`chain reaches version ${reached}, manifest says ${m.reachesVersion}`);
   return problems;

@@ -160,7 +160,7 @@ export async function inspectChunkserver(source: FileSource, dataPath: string, s
   const images = snapshot ? snapshot.images.map((i) => ({ ...i, name: from(i.name) })) : [];
   // A chunkserver writes through a 4 KiB stdio buffer: its file ends mid-line as a rule, and a 1.x restore
   // by mfs-jobs hands mfsmetarestore its whole lines (lib/moosefs/roll-forward.ts). The cut line is not damage.
-  const whole = own.changelogs.map((c) => ({ ...c, scan: { ...c.scan, truncatedLastLine: false, problems: c.scan.problems.filter((p) => !/last line is cut off/.test(p.reason)) } }));
+  const whole = own.changelogs.map((c) => ({ ...c, scan: { ...c.scan, truncatedLastLine: false, problems: c.scan.problems.filter((p) => p.kind !== 'cut-last-line') } }));
   const changelogs = [...(snapshot ? snapshot.changelogs.map((c) => ({ ...c, name: from(c.name) })) : []), ...whole];
   return { ...own, images, changelogs, plan: planRestore(images, changelogs) };
 }

@@ -4,8 +4,7 @@ import path from 'node:path';
 import { rollForward, type ChangelogPiece } from '../../lib/moosefs/chain.js';
 import { scanChangelogFile } from '../../lib/moosefs/changelog.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../../lib/store/manifest.js';
-import { isChangelogName, readImageHeader } from '../../lib/moosefs/metadata.js';
-import { startVersion } from '../../lib/restore/restorepoint.js';
+import { isChangelogName, readImageHeader, restoreFrom } from '../../lib/moosefs/metadata.js';
 import { finaliseSnapshot, makeStageDir, setLatest } from '../../lib/store/snapshot-store.js';
 
 /**
@@ -73,7 +72,7 @@ export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot>
     files.push(file);
   }
   const header = await readImageHeader(path.join(stage, path.basename(o.image)));
-  const reachesVersion = o.reachesVersion ?? rollForward(startVersion(header), pieces).reached;
+  const reachesVersion = o.reachesVersion ?? rollForward(restoreFrom(header), pieces).reached;
   const id = snapshotId(at, reachesVersion);
   const manifest: Manifest = {
     formatVersion: 1,

@@ -1,6 +1,8 @@
 import type { ImageHeader } from '../../../lib/moosefs/metadata.js';
 import type { RemoteEntry } from '../../../lib/transport/remote.js';
-import { changelogNeeded, chooseImage, firstVersionIn, lastVersionIn, startVersion, storedImageName, type ImageCandidate } from '../../../lib/backup/inventory.js';
+import { changelogNeeded, chooseImage } from '../../../lib/backup/inventory.js';
+import type { ImageCandidate } from '../../../lib/moosefs/inventory.js';
+import { restoredImageName } from '../../../lib/moosefs/metadata.js';
 import { changelogChange, imageChange } from '../../../lib/transport/transfer.js';
 
 const entry = (name: string, mtimeMs: number, size = 1000): RemoteEntry => ({ name, size, mtimeMs, isFile: true });
@@ -30,36 +32,17 @@ describe('choosing the image to back up', () => {
     expect(chooseImage([good('metadata_ml.tmp', 3000, 40), good('metadata_ml.mfs.back', 1000, 40)], 'ml').chosen.entry.name).toBe('metadata_ml.mfs.back');
     expect(chooseImage([bad('metadata_ml.tmp', 3000, 'no EOF marker'), good('metadata_ml.mfs.back', 1000, 40)], 'ml').chosen.entry.name).toBe('metadata_ml.mfs.back');
     expect(chooseImage([good('metadata_ml.tmp', 3000, 0, true)], 'ml').chosen.header.empty).toBe(true);
-    expect(storedImageName('metadata_ml.tmp')).toBe('metadata_ml.mfs.back');
-    expect(storedImageName('metadata.mfs.back')).toBe('metadata.mfs.back');
+    expect(restoredImageName('metadata_ml.tmp')).toBe('metadata_ml.mfs.back');
+    expect(restoredImageName('metadata.mfs.back')).toBe('metadata.mfs.back');
   });
 
   test('nothing usable: one error naming every file', () => {
     expect(() => chooseImage([], 'm:/d')).toThrow('m:/d: no usable metadata image (no metadata*.mfs* file)');
     expect(() => chooseImage([bad('metadata_ml.tmp', 1, 'truncated (3 bytes)')], 'm:/d')).toThrow('no usable metadata image (metadata_ml.tmp: truncated (3 bytes))');
   });
-
-  test('an empty MFSM NEW image is rolled forward from version 1 (the first SETMETAID line)', () => {
-    expect(startVersion(header(0, true))).toBe(1);
-    expect(startVersion(header(44))).toBe(44);
-  });
 });
 
-describe('changelog edges (first and last complete line) and which files an image needs', () => {
-  test('first line of a head read', () => {
-    expect(firstVersionIn(Buffer.from('12: 1|SETMETAID(1)\n13: 1|X(1)\n'))).toBe(12);
-    expect(firstVersionIn(Buffer.from('12: 1|SETMETA'))).toBeUndefined();
-    expect(firstVersionIn(Buffer.from('garbage\n'))).toBeUndefined();
-  });
-
-  test('last complete line of a tail read, ignoring a line being written and a line cut by the read window', () => {
-    expect(lastVersionIn(Buffer.from('1: 1|A(1)\n2: 1|B(1)\n'), true)).toBe(2);
-    expect(lastVersionIn(Buffer.from('1: 1|A(1)\n2: 1|B(1)\n3: 1|C('), true)).toBe(2);
-    expect(lastVersionIn(Buffer.from('1: 1|A(1)\n'), true)).toBe(1);
-    expect(lastVersionIn(Buffer.from('5: 1|A(1)\n'), false)).toBeUndefined();
-    expect(lastVersionIn(Buffer.from(': 1|A(1)\n6: 1|B(1)\n'), false)).toBe(6);
-  });
-
+describe('which changelogs an image needs (edges: test/unit/moosefs/changelog-edges.test.ts)', () => {
   test('an image of version V needs files with lines >= V; unknown edges are fetched to decide on the copy', () => {
     const c = (last: number | undefined, size = 10) => ({ entry: entry('changelog.1.mfs', 0, size), path: '/d/changelog.1.mfs', last });
     expect(changelogNeeded(c(43), 44)).toBe(false);

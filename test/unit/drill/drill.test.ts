@@ -1,7 +1,9 @@
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import { drillVerdict, type DrillFacts } from '../../../lib/drill/verdict.js';
-import { chooseImage, restoredImageName, startVersion, type ImageCandidate } from '../../../lib/restore/restorepoint.js';
+import { chooseImage } from '../../../lib/restore/restorepoint.js';
+import type { ImageCandidate } from '../../../lib/moosefs/inventory.js';
+import { restoredImageName, restoreFrom } from '../../../lib/moosefs/metadata.js';
 import os from 'node:os';
 import path from 'node:path';
 import { parseConfig } from '../../../lib/core/config.js';
@@ -67,20 +69,20 @@ describe('restore point selection', () => {
 
   test('mfsmaster -a\'s choice: the highest valid version; MFSM NEW only when nothing else is valid', () => {
     const c: ImageCandidate[] = [
-      { entry: entry('metadata_ml.mfs.back.1'), header: header(10) },
-      { entry: entry('metadata_ml.tmp'), error: 'no EOF marker' },
-      { entry: entry('metadata_ml.mfs.back'), header: header(20) },
+      { entry: entry('metadata_ml.mfs.back.1'), path: 'p', header: header(10) },
+      { entry: entry('metadata_ml.tmp'), path: 'p', error: 'no EOF marker' },
+      { entry: entry('metadata_ml.mfs.back'), path: 'p', header: header(20) },
     ];
     expect(chooseImage(c)?.entry.name).toBe('metadata_ml.mfs.back');
-    expect(chooseImage([{ entry: entry('metadata_ml.tmp'), header: header(0, true) }, { entry: entry('x'), error: 'bad' }])?.entry.name).toBe('metadata_ml.tmp');
-    expect(chooseImage([{ entry: entry('x'), error: 'bad' }])).toBeUndefined();
+    expect(chooseImage([{ entry: entry('metadata_ml.tmp'), path: 'p', header: header(0, true) }, { entry: entry('x'), path: 'p', error: 'bad' }])?.entry.name).toBe('metadata_ml.tmp');
+    expect(chooseImage([{ entry: entry('x'), path: 'p', error: 'bad' }])).toBeUndefined();
   });
 
   test('a metalogger\'s metadata_ml.tmp is restored under an image name; MFSM NEW rolls forward from 1', () => {
     expect(restoredImageName('metadata_ml.tmp')).toBe('metadata_ml.mfs.back');
     expect(restoredImageName('metadata.mfs.back')).toBe('metadata.mfs.back');
-    expect(startVersion(header(0, true))).toBe(1);
-    expect(startVersion(header(42))).toBe(42);
+    expect(restoreFrom(header(0, true))).toBe(1);
+    expect(restoreFrom(header(42))).toBe(42);
   });
 });
 

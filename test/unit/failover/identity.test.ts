@@ -1,10 +1,10 @@
 import { ChainError } from '../../../lib/core/errors.js';
 import { expectedFilesystem, expectedFrom, foreignRestorePoints } from '../../../lib/failover/identity.js';
 import { admitRestorePoint, restorePointProblem } from '../../../lib/store/identity.js';
-import type { SourceInventory } from '../../../lib/failover/restore-plan.js';
+import type { PromoteInventory } from '../../../lib/failover/restore-plan.js';
 
 const image = (source: string, metaid: string, version = 10) => ({ source, name: 'metadata.mfs.back', path: `/d/${source}/metadata.mfs.back`, size: 40, version, metaid, empty: false, local: true });
-const inv = (name: string, kind: SourceInventory['source']['kind'], metaid: string | undefined, error?: string): SourceInventory => ({
+const inv = (name: string, kind: PromoteInventory['source']['kind'], metaid: string | undefined, error?: string): PromoteInventory => ({
   source: { name, kind, local: true },
   metaid,
   images: metaid ? [image(name, metaid, kind === 'snapshot' ? 99_999_990 : 10)] : [],

@@ -1,19 +1,18 @@
-import { parseChangelogEdges } from '../../../lib/failover/collect.js';
-import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../../../lib/failover/restore-plan.js';
+import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type PromoteChangelog, type PromoteImage, type PromoteInventory } from '../../../lib/failover/restore-plan.js';
 import { addressesFromIpOutput } from '../../../lib/failover/vip.js';
 
 const ID1 = '6B0766315A463B07';
 const ID2 = '0000000000000BAD';
 
-function image(source: string, version: number, o: Partial<ImageCandidate> = {}): ImageCandidate {
+function image(source: string, version: number, o: Partial<PromoteImage> = {}): PromoteImage {
   return { source, name: 'metadata_ml.mfs.back', path: `/x/${source}/img`, size: 1000, version, metaid: ID1, empty: false, local: false, ...o };
 }
 
-function changelog(source: string, name: string, runs: [number, number][], o: Partial<ChangelogCandidate> = {}): ChangelogCandidate {
+function changelog(source: string, name: string, runs: [number, number][], o: Partial<PromoteChangelog> = {}): PromoteChangelog {
   return { source, name, path: `/x/${source}/${name}`, size: 100, local: false, segments: runs.map(([first, last]) => ({ first, last })), scanned: true, clean: runs.length === 1, ...o };
 }
 
-function inventory(name: string, kind: 'metalogger' | 'master' | 'snapshot', images: ImageCandidate[], changelogs: ChangelogCandidate[], metaid: string | null = ID1): SourceInventory {
+function inventory(name: string, kind: 'metalogger' | 'master' | 'snapshot', images: PromoteImage[], changelogs: PromoteChangelog[], metaid: string | null = ID1): PromoteInventory {
   return { source: { name, kind, local: false }, metaid: metaid ?? undefined, images, changelogs, notes: [] };
 }
 
@@ -94,27 +93,9 @@ describe('choosing what a promotion restores', () => {
   });
 
   test('sources that failed or hold nothing are left out', () => {
-    const failed: SourceInventory = { ...inventory('dead', 'master', [], []), error: 'host unreachable' };
+    const failed: PromoteInventory = { ...inventory('dead', 'master', [], []), error: 'host unreachable' };
     expect(groupByMetaid([failed]).groups).toEqual([]);
     expect(choosePlan([])).toBeUndefined();
-  });
-});
-
-describe('reading a changelog by its edges', () => {
-  const head = Buffer.from('1: 1795647025|SETMETAID(7712245249049246471)\n2: 1795647028|SESADD(#1,1):1\n');
-
-  test('first line, last complete line, metaid from SETMETAID', () => {
-    const tail = Buffer.from('ME(1,d9,2,511,18,0,0,0):10\n12: 1795647099|CREATE(1,d10,2,511,18,0,0,0):11\n13: 17956');
-    expect(parseChangelogEdges(head, tail, false)).toEqual({ first: 1, last: 12, lastTimestamp: 1795647099, metaid: ID1 });
-  });
-
-  test('a whole small file is its own tail', () => {
-    expect(parseChangelogEdges(head, head, true)).toEqual({ first: 1, last: 2, lastTimestamp: 1795647028, metaid: ID1 });
-  });
-
-  test('no complete line in the tail, or garbage: unknown', () => {
-    expect(parseChangelogEdges(head, Buffer.from('no newline here'), false)).toBeUndefined();
-    expect(parseChangelogEdges(Buffer.from('garbage\n'), head, true)).toBeUndefined();
   });
 });
 

@@ -58,7 +58,7 @@ describe('changelog scanning', () => {
     const cut = ['10: 1795575880|CREATE(1,f10', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):', '10: 1795575880|CREA', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):1(1'];
     for (const line of cut) {
       const scan = await scanChangelogStream(streamOf(lines(1, 9) + line + '\n' + lines(11, 20)), 'c');
-      expect(scan.problems).toEqual([{ line: 10, reason: 'unparsable line (cut off or damaged) at version 10' }]);
+      expect(scan.problems).toEqual([{ kind: 'damaged', line: 10, reason: 'unparsable line (cut off or damaged) at version 10' }]);
       expect(scan.segments).toEqual([{ first: 1, last: 9 }, { first: 11, last: 20 }]);
     }
     const whole = ['10: 1795575880|ACQUIRE(1,3)', '10: 1795575880|SYMLINK(1,sym,target with %28parens%29%2C and %25,0,0):13', '10: 1795575880|CREATE(1,g:h|i,1,438,18,0,0,0):5'];

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { scanChangelogStream } from '../../../lib/moosefs/changelog.js';
-import { firstLineVersion, refuseDamagedChangelog } from '../../../lib/prune/target.js';
+import { refuseDamagedChangelog } from '../../../lib/prune/target.js';
+import { lineVersion as firstLineVersion } from '../../../lib/moosefs/changelog.js';
 
 const scan = (text: string) => scanChangelogStream(Readable.from([Buffer.from(text)]), 'c');
 
