@@ -34,6 +34,12 @@ export const JOBS: readonly JobEntry[] = [
     load: () => job(import('./backup.js')),
   },
   {
+    name: 'archive',
+    description: "Archive the masters' changelogs continuously into the snapshot store (and its copies) as sealed segments",
+    cliOptions: [{ flags: '--follow', description: 'go on following the changelogs until stopped (SIGTERM seals what is pending)' }],
+    load: () => job(import('./archive.js')),
+  },
+  {
     name: 'verify',
     description: 'Check that every metalogger, every 1.x chunkserver\'s changelog_csback and the newest snapshot can restore the cluster now: valid image, gap-free changelogs, lag behind the master',
     defaultSchedule: '*/10 * * * *',

@@ -19,6 +19,7 @@ const LAYER: Record<string, number> = {
   verify: 4,
   restore: 4,
   commands: 5,
+  archive: 5,
 };
 
 async function sources(dir: string): Promise<string[]> {
