@@ -124,19 +124,45 @@ describe('changelog archive: rotation, cut last line, kill -9 mid-segment, gaps'
     expect(a.text).toBe(written.join(''));
   }, 60_000);
 
+  test('the daemon follows when jobs.archive is configured (every other job disabled) and seals on SIGTERM', async () => {
+    const off = Object.fromEntries(
+      ['check-master', 'check-standby', 'backup', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }]),
+    );
+    const doc = YAML.parse(await fs.readFile(config, 'utf8')) as { jobs: Record<string, unknown> };
+    const daemonConfig = path.join(dir, 'daemon.yaml');
+    await fs.writeFile(daemonConfig, YAML.stringify({ ...doc, jobs: { ...doc.jobs, ...off } }), { mode: 0o600 });
+    const daemon = startCli(['daemon', '--config', daemonConfig]);
+    try {
+      await append(461, 470);
+      await waitFor(
+        'the daemon to archive 461..470',
+        async () => (await archived()).manifests.at(-1)!.last === 470,
+        20_000,
+      );
+      await append(471, 475);
+      await sleep(500);
+    } finally {
+      daemon.child.kill('SIGTERM');
+    }
+    expect((await daemon.done).code).toBe(0);
+    const a = await archived();
+    expect(a.manifests.at(-1)!.last).toBe(475);
+    expect(a.text).toBe(written.join(''));
+  }, 60_000);
+
   test('a source that rotated past the archive (restarted at a new version) is a recorded gap, CRITICAL in verify', async () => {
     for (const name of await fs.readdir(dataPath)) await fs.rm(path.join(dataPath, name));
     await append(500, 520);
     const res = await cli(['run', 'archive']);
     expect(res.code).toBe(2);
-    expect(JSON.parse(res.stdout).summary).toContain('gap: versions 461..499 are not in the archive');
+    expect(JSON.parse(res.stdout).summary).toContain('gap: versions 476..499 are not in the archive');
     const a = await archived();
-    expect(a.manifests.at(-1)).toMatchObject({ first: 500, last: 520, gap: { from: 461, to: 499 } });
+    expect(a.manifests.at(-1)).toMatchObject({ first: 500, last: 520, gap: { from: 476, to: 499 } });
 
     const verify = await cli(['run', 'verify']);
     expect(verify.code).toBe(2);
     const lines = (JSON.parse(verify.stdout) as { lines: string[] }).lines.join('\n');
     expect(lines).toMatch(/archive \(store\): CRITICAL/);
-    expect(lines).toContain('gap: versions 461..499 are not archived');
+    expect(lines).toContain('gap: versions 476..499 are not archived');
   });
 });
