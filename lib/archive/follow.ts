@@ -42,7 +42,8 @@ type Found =
 
 interface Cursor {
   host: string;
-  /** First version of the file read (its name shifts at every rotation; its first line does not). */
+  /** The file read: its name (which shifts at every rotation, so the offset is found again) and first version. */
+  file: string;
   fileFirst: number;
   offset: number;
   next: number;
@@ -84,6 +85,7 @@ export class ArchiveFollower {
   private cursor: Cursor | undefined;
   private readonly open = new Map<string, FileSource>();
   private current = 0;
+  private readonly firstVersions = new Map<string, number>();
 
   constructor(private readonly req: FollowRequest) {}
 
@@ -256,31 +258,44 @@ export class ArchiveFollower {
     for (const entry of listing.changelogs) {
       if (entry.size === 0) continue;
       const file = path.posix.join(host.dataPath, entry.name);
-      const first = firstVersionIn(await source.readRange(file, 0, Math.min(entry.size, 4096)));
+      // A rotated file does not change: its first version is read once, not every round.
+      const key = `${host.name}\0${entry.name}\0${entry.size}\0${entry.mtimeMs}`;
+      let first = this.firstVersions.get(key);
+      if (first === undefined) {
+        first = firstVersionIn(await source.readRange(file, 0, Math.min(entry.size, 4096)));
+        if (this.firstVersions.size > 1000) this.firstVersions.clear();
+        if (first !== undefined) this.firstVersions.set(key, first);
+      }
       if (first !== undefined) files.push({ entry, path: file, first });
     }
     if (!files.length) return { kind: 'nothing' };
     files.sort((a, b) => a.first - b.first);
     const want = this.next ?? files[0]!.first;
-    const holder = [...files].reverse().find((f) => f.first <= want);
-    if (!holder)
+    // Files holding `want`, the newest first: a metalogger's `_back` tail may start as early and end sooner.
+    const candidates = files.filter((f) => f.first <= want).reverse();
+    if (!candidates.length)
       return {
         kind: 'gap',
         resumesAt: files[0]!.first,
         why: `${host.name}'s oldest changelog starts at ${files[0]!.first}`,
       };
-    const c = this.cursor;
-    let offset = c && c.host === host.name && c.fileFirst === holder.first && c.next === want ? c.offset : undefined;
-    offset ??= await this.locate(source, holder.path, holder.entry.size, want);
-    if (offset === undefined) {
-      // The file ends before `want`: a newer file holds it, or nothing does yet (the source is not that far).
+    let holder: (typeof files)[number] | undefined;
+    let offset: number | undefined;
+    for (const f of candidates) {
+      const c = this.cursor;
+      const known = c && c.host === host.name && c.file === f.entry.name && c.fileFirst === f.first && c.next === want;
+      offset = known ? c.offset : await this.locate(source, f.path, f.entry.size, want);
+      if (offset !== undefined) {
+        holder = f;
+        break;
+      }
+    }
+    if (!holder || offset === undefined) {
+      // Every file ends before `want`: a newer file starting after it means those versions are gone here.
       const newer = files.find((f) => f.first > want);
-      if (newer && newer.first > want) {
-        return {
-          kind: 'gap',
-          resumesAt: newer.first,
-          why: `${host.name}: ${holder.entry.name} ends before ${want}, ${newer.entry.name} starts at ${newer.first}`,
-        };
+      if (newer) {
+        const why = `${host.name}: the changelogs before ${newer.entry.name} end before ${want}, it starts at ${newer.first}`;
+        return { kind: 'gap', resumesAt: newer.first, why };
       }
       return { kind: 'nothing' };
     }
@@ -293,7 +308,13 @@ export class ArchiveFollower {
         throw new TransferError(host.name, `${host.name}:${holder.entry.name}: a line longer than ${MAX_LINE} bytes`);
       return { kind: 'nothing' };
     }
-    this.cursor = { host: host.name, fileFirst: holder.first, offset: offset + taken.bytes, next: taken.last + 1 };
+    this.cursor = {
+      host: host.name,
+      file: holder.entry.name,
+      fileFirst: holder.first,
+      offset: offset + taken.bytes,
+      next: taken.last + 1,
+    };
     return {
       kind: 'lines',
       lines: bytes.subarray(0, taken.bytes),

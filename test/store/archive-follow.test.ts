@@ -84,6 +84,8 @@ describe('changelog archive: rotation, cut last line, kill -9 mid-segment, gaps'
     written.push(line(101));
     await append(102, 150);
     await fs.rename(path.join(dataPath, 'changelog_ml.0.mfs'), path.join(dataPath, 'changelog_ml.1.mfs'));
+    // A metalogger's _back file (the tail it fetched at connect): starts later than .1, ends before the archive.
+    await fs.writeFile(path.join(dataPath, 'changelog_ml_back.0.mfs'), [90, 91, 92].map(line).join(''));
     await append(151, 200);
     const second = await cli(['run', 'archive']);
     expect(second.code).toBe(0);
