@@ -9,6 +9,7 @@ import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
 import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
+import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { storeWriteSettings } from '../lib/store/stored-file.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
@@ -212,7 +213,8 @@ export default defineJob({
     // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
     const before = await viewStore(store, storage);
-    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone);
+    const pinned = new Set(Object.keys(await readPins(store)));
+    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone, pinned);
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store, storage);
     const after = dryRun ? before : await viewStore(store, storage);

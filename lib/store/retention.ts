@@ -12,7 +12,7 @@ export interface RetentionCandidate {
   time: Date;
 }
 
-export type KeepReason = 'last' | 'hourly' | 'daily' | 'weekly';
+export type KeepReason = 'last' | 'hourly' | 'daily' | 'weekly' | 'pinned';
 
 export interface RetentionDecision {
   id: string;
@@ -47,7 +47,7 @@ function newestFirst<T extends RetentionCandidate>(items: readonly T[]): T[] {
  * non-empty input: the newest snapshot always stays.
  */
 export function selectRetention(candidates: readonly RetentionCandidate[], policy: Retention, zone = 'UTC'): RetentionDecision[] {
-  const left: Record<KeepReason, number> = { last: policy.keepLast, hourly: policy.keepHourly, daily: policy.keepDaily, weekly: policy.keepWeekly };
+  const left: Record<KeepReason, number> = { last: policy.keepLast, hourly: policy.keepHourly, daily: policy.keepDaily, weekly: policy.keepWeekly, pinned: 0 };
   const lastBucket = new Map<KeepReason, string>();
   const decisions = newestFirst(candidates).map((c) => {
     const at = DateTime.fromJSDate(c.time, { zone });
@@ -92,10 +92,18 @@ export interface StoreRetentionPlan {
  * Only the named sources are considered: a source whose backup failed this run keeps everything.
  * Callers pass healthy snapshots only, so a damaged one never counts as the one that is kept.
  */
-export function planStoreRetention(snapshots: readonly RetainedSnapshot[], sources: readonly string[], policy: Retention, zone = 'UTC'): StoreRetentionPlan {
+export function planStoreRetention(
+  snapshots: readonly RetainedSnapshot[],
+  sources: readonly string[],
+  policy: Retention,
+  zone = 'UTC',
+  pinned: ReadonlySet<string> = new Set(),
+): StoreRetentionPlan {
   const groups = sources.map((source) => {
     const members = snapshots.filter((s) => s.manifest.source.name === source).map((s) => ({ id: s.id, time: new Date(s.manifest.startedAt) }));
-    return { source, decisions: selectRetention(members, policy, zone) };
+    // A pinned snapshot stays whatever the rules say (snapshot pin); it still counts for them as any other.
+    const decisions = selectRetention(members, policy, zone).map((d) => (pinned.has(d.id) ? { ...d, keep: true, reasons: [...d.reasons, 'pinned' as const] } : d));
+    return { source, decisions };
   });
   const remove = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
   return { groups, remove };

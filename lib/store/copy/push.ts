@@ -8,6 +8,7 @@ import { sha256File } from '../snapshot-store.js';
 import { storeKeys } from '../stored-file.js';
 import { listCopy, listSnapshotFiles } from './listing.js';
 import { planCopy } from './plan.js';
+import { readPins } from '../pins.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
 
@@ -98,6 +99,7 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
       incomplete: listing.incomplete,
       retention: copy.retention ?? config.snapshotStore!.retention,
       zone: config.timezone,
+      pinned: new Set(Object.keys(await readPins(config.snapshotStore!.path))),
     });
     if (dryRun) {
       run.wouldPush = plan.push;
