@@ -11,7 +11,8 @@ import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeWriteSettings } from '../lib/store/stored-file.js';
+import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
+import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
 import { describeImageVersion } from '../lib/moosefs/metadata.js';
 
@@ -218,6 +219,8 @@ export default defineJob({
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store, storage);
     const after = dryRun ? before : await viewStore(store, storage);
+    // With a recovery window, the changelog archive keeps only what the retained images need (issue #26).
+    if (config.snapshotStore!.retention.recoveryWindow && !dryRun) housekeeping.push(...(await pruneArchive(store, storage, after.healthy)));
 
     // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
     //    (a dry run lists each copy and says what it would send and remove).
@@ -249,4 +252,20 @@ function describeOutcome(o: BackupOutcome): Record<string, unknown> {
   if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };
   if (o.kind === 'already') return { result: 'already', snapshot: o.snapshot.id, reachesVersion: o.snapshot.manifest.reachesVersion, why: o.why, sourceReaches: o.sourceReaches, notes: o.notes };
   return { result: 'plan', image: o.image.entry.name, imageVersion: o.image.header.version, changelogs: o.changelogs.map((c) => c.entry.name), sourceReaches: o.sourceReaches, notes: o.notes };
+}
+
+/** Segments older than every retained image's start: removed, one line each (a failure is a line, not a failed run). */
+async function pruneArchive(store: string, keys: StoreWriteSettings, healthy: StoredSnapshot[]): Promise<string[]> {
+  const { segments } = await listSegments(store, keys);
+  const starts = healthy.map((s) => (s.manifest.image.empty ? 1 : s.manifest.image.version));
+  const lines: string[] = [];
+  for (const seg of segmentsNotNeeded(segments, starts)) {
+    try {
+      await removeSegment(store, seg.id);
+      lines.push(`archive: removed segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`);
+    } catch (err) {
+      lines.push(`archive: could not remove segment ${seg.id}: ${describeError(err)}`);
+    }
+  }
+  return lines;
 }

@@ -354,3 +354,26 @@ export async function placeSegments(
   }
   return { names, bytes };
 }
+
+/**
+ * Segments no retained image needs (pure): every line older than the oldest retained image's start
+ * version. The archive's newest segment always stays (it is where the archive resumes).
+ */
+export function segmentsNotNeeded(
+  segments: readonly StoredSegment[],
+  retainedStarts: readonly number[],
+): StoredSegment[] {
+  if (!retainedStarts.length || !segments.length) return [];
+  const oldest = Math.min(...retainedStarts);
+  const newest = segments.reduce((a, b) => (b.manifest.last > a.manifest.last ? b : a));
+  return segments.filter((s) => s !== newest && s.manifest.last < oldest);
+}
+
+/** Remove a segment so no reader sees half of it: renamed into the archive's staging directory first. */
+export async function removeSegment(store: string, id: string): Promise<void> {
+  await ensureDir(stagingDir(store));
+  const doomed = path.join(stagingDir(store), `remove-${id}-${process.pid}`);
+  await fs.rename(path.join(archiveDir(store), id), doomed);
+  await fsyncDir(archiveDir(store));
+  await fs.rm(doomed, { recursive: true, force: true });
+}

@@ -5,10 +5,13 @@ import path from 'node:path';
 import {
   archiveChain,
   listSegments,
+  removeSegment,
+  segmentsNotNeeded,
   verifySegment,
   writeSegment,
   type NewSegment,
 } from '../../../lib/store/segments.js';
+import { planStoreRetention } from '../../../lib/store/retention.js';
 import { keyIdOf, type StoreKey } from '../../../lib/store/sealed.js';
 
 const keyOf = (raw = randomBytes(32), file = '/test/key'): StoreKey => ({ id: keyIdOf(raw), key: raw, file });
@@ -95,6 +98,33 @@ describe('archive segments', () => {
 
     // Another key: nothing is trusted.
     expect((await listSegments(dir, { key: keyOf() })).segments).toEqual([]);
+  });
+
+  test('recovery window: snapshots in it and the newest before it stay; segments older than every kept image go', async () => {
+    const day = 86_400_000;
+    const now = Date.parse('2026-12-20T00:00:00Z');
+    const snap = (daysAgo: number) => ({
+      id: new Date(now - daysAgo * day).toISOString(),
+      manifest: { source: { name: 'm' }, startedAt: new Date(now - daysAgo * day).toISOString() },
+    });
+    const snaps = [snap(20), snap(16), snap(15), snap(10), snap(1)];
+    const policy = { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0, recoveryWindow: '14d' };
+    const plan = planStoreRetention(snaps, ['m'], policy, 'UTC', new Set(), now);
+    expect(plan.remove.sort()).toEqual([snap(20).id, snap(16).id]);
+
+    const settings = { compression: { type: 'none' as const, level: 3 } };
+    const segs = [
+      await writeSegment(dir, segment(1, 10), settings),
+      await writeSegment(dir, segment(11, 20), settings),
+      await writeSegment(dir, segment(21, 30), settings),
+    ];
+    // The oldest kept image starts at 15: lines 1..10 are needed by nothing, 11..20 hold 15.
+    expect(segmentsNotNeeded(segs, [15, 25]).map((s) => s.id)).toEqual([segs[0]!.id]);
+    // The archive's newest segment stays even when every image is newer.
+    expect(segmentsNotNeeded(segs, [40]).map((s) => s.id)).toEqual([segs[0]!.id, segs[1]!.id]);
+    expect(segmentsNotNeeded(segs, [])).toEqual([]);
+    await removeSegment(dir, segs[0]!.id);
+    expect((await listSegments(dir, {})).segments.map((s) => s.manifest.first)).toEqual([11, 21]);
   });
 
   test('a sealed segment whose bytes changed fails verify, naming it', async () => {
