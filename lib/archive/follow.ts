@@ -11,10 +11,11 @@ import {
   archiveChain,
   listSegments,
   removeSegmentLeftovers,
+  segmentHolder,
   writeSegment,
   type StoredSegment,
 } from '../store/segments.js';
-import type { StoreKeys, StoreWriteSettings } from '../store/stored-file.js';
+import { openSnapshotFile, type StoreKeys, type StoreWriteSettings } from '../store/stored-file.js';
 
 /**
  * Following the changelogs as MooseFS writes them and sealing them into the store's archive
@@ -34,6 +35,13 @@ export interface FollowSettings {
 const MAX_LINE = 1 << 20;
 /** A change stamped later than this ahead of our clock is not believed (a `--to-time` would trust it). */
 const MAX_FUTURE_SECONDS = 3600;
+
+/** The last whole line of `lines` (which end with a newline), without it. */
+function lastLineOf(lines: Buffer): string | undefined {
+  const end = lines.length - 1;
+  if (end < 0) return undefined;
+  return lines.subarray(lines.lastIndexOf(0x0a, end - 1) + 1, end).toString('latin1');
+}
 
 type Found =
   | { kind: 'lines'; lines: Buffer; first: number; last: number; firstTime: number; lastTime: number }
@@ -86,6 +94,8 @@ export class ArchiveFollower {
   private readonly open = new Map<string, FileSource>();
   private current = 0;
   private readonly firstVersions = new Map<string, number>();
+  /** The text of the last archived line (without its newline), to tell a diverged source. */
+  private lastLine: string | undefined;
 
   constructor(private readonly req: FollowRequest) {}
 
@@ -97,6 +107,16 @@ export class ArchiveFollower {
     this.segments.push(...segments);
     const end = archiveChain(segments.map((s) => s.manifest)).last;
     this.next = end === undefined ? undefined : end + 1;
+    const newest = segments.find((s) => s.manifest.last === end);
+    if (newest) {
+      let tail = Buffer.alloc(0);
+      for await (const chunk of openSnapshotFile(segmentHolder(newest), newest.manifest.files[0]!, {
+        keys: this.req.keys,
+      })) {
+        tail = Buffer.concat([tail, chunk as Buffer]).subarray(-(2 * MAX_LINE));
+      }
+      this.lastLine = lastLineOf(tail);
+    }
   }
 
   async close(): Promise<void> {
@@ -146,6 +166,7 @@ export class ArchiveFollower {
     p.last = f.last;
     p.lastTime = f.lastTime;
     this.next = f.last + 1;
+    this.lastLine = lastLineOf(f.lines);
   }
 
   /** Seal what is pending (also on a graceful stop). */
@@ -284,7 +305,14 @@ export class ArchiveFollower {
     for (const f of candidates) {
       const c = this.cursor;
       const known = c && c.host === host.name && c.file === f.entry.name && c.fileFirst === f.first && c.next === want;
-      offset = known ? c.offset : await this.locate(source, f.path, f.entry.size, want);
+      const located = known ? { offset: c.offset } : await this.locate(source, f.path, f.entry.size, want);
+      // The line before `want` must be the one archived last: else this source holds another history
+      // (a master restored to an older point and gone on), whose lines must not continue the archive.
+      if (located?.previous !== undefined && this.lastLine !== undefined && located.previous !== this.lastLine) {
+        const why = `holds another history: its version ${want - 1} differs from the archived one; not archived from it`;
+        throw new TransferError(host.name, `${host.name}:${f.entry.name}: ${why}`);
+      }
+      offset = located?.offset;
       if (offset !== undefined) {
         holder = f;
         break;
@@ -356,15 +384,24 @@ export class ArchiveFollower {
   }
 
   /** Byte offset of the line of version `want` in a file, or undefined when the file ends before it. */
-  private async locate(source: FileSource, file: string, size: number, want: number): Promise<number | undefined> {
+  private async locate(
+    source: FileSource,
+    file: string,
+    size: number,
+    want: number,
+  ): Promise<{ offset: number; previous?: string } | undefined> {
     let offset = 0;
+    let previous: string | undefined;
     while (offset < size) {
       const chunk = await source.readRange(file, offset, Math.min(size - offset, 4 << 20));
       if (!chunk.length) return undefined;
       let start = 0;
       for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
-        const line = parseChangelogLine(chunk.subarray(start, nl).toString('latin1'));
-        if (line && line.version >= want) return line.version === want ? offset + start : undefined;
+        const text = chunk.subarray(start, nl).toString('latin1');
+        const line = parseChangelogLine(text);
+        if (line && line.version >= want)
+          return line.version === want ? { offset: offset + start, previous } : undefined;
+        previous = line?.version === want - 1 ? text : undefined;
         start = nl + 1;
       }
       if (start === 0) return undefined;

@@ -167,4 +167,16 @@ describe('changelog archive: rotation, cut last line, kill -9 mid-segment, gaps'
     expect(lines).toMatch(/archive \(store\): CRITICAL/);
     expect(lines).toContain('gap: versions 476..499 are not archived');
   });
+
+  test('a source holding another history at the archive end (a master restored to an older point) is refused', async () => {
+    // Versions 510..530, but 510..520 are other changes than the ones archived: the archive ends at 520.
+    await fs.writeFile(
+      path.join(dataPath, 'changelog_ml.0.mfs'),
+      Array.from({ length: 21 }, (_, i) => line(510 + i).replace('|CREATE(1,f', '|CREATE(1,g')).join(''),
+    );
+    const res = await cli(['run', 'archive']);
+    expect(res.code).toBe(2);
+    expect(res.stdout).toContain('holds another history: its version 520 differs from the archived one');
+    expect((await archived()).manifests.at(-1)!.last).toBe(520);
+  });
 });
