@@ -10,10 +10,12 @@ import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
 import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
+import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeWriteSettings } from '../lib/store/stored-file.js';
+import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
+import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
 import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
-import { describeImageVersion } from '../lib/moosefs/metadata.js';
+import { describeImageVersion, restoreFrom } from '../lib/moosefs/metadata.js';
 
 /**
  * The hourly metadata backup, done the way a backup manager does it: for each source, the newest
@@ -230,10 +232,13 @@ export default defineJob({
     // 3. Retention only for sources that just proved they can be backed up: a failing source keeps all it has.
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
     const before = await viewStore(store, storage);
-    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone);
+    const pinned = new Set(Object.keys(await readPins(store)));
+    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone, pinned);
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store, storage);
     const after = dryRun ? before : await viewStore(store, storage);
+    // With a recovery window, the changelog archive keeps only what the retained images need (issue #26).
+    if (config.snapshotStore!.retention.recoveryWindow && !dryRun) housekeeping.push(...(await pruneArchive(store, storage, after.healthy)));
 
     // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
     //    (a dry run lists each copy and says what it would send and remove).
@@ -247,3 +252,19 @@ export default defineJob({
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },
 });
+
+/** Segments older than every retained image's start: removed, one line each (a failure is a line, not a failed run). */
+async function pruneArchive(store: string, keys: StoreWriteSettings, healthy: StoredSnapshot[]): Promise<string[]> {
+  const { segments } = await listSegments(store, keys);
+  const starts = healthy.map((s) => restoreFrom(s.manifest.image));
+  const lines: string[] = [];
+  for (const seg of segmentsNotNeeded(segments, starts)) {
+    try {
+      await removeSegment(store, seg.id);
+      lines.push(`archive: removed segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`);
+    } catch (err) {
+      lines.push(`archive: could not remove segment ${seg.id}: ${describeError(err)}`);
+    }
+  }
+  return lines;
+}

@@ -9,6 +9,7 @@ const LOADERS: Record<keyof typeof CARDS, () => Promise<Job>> = {
   'check-master': () => job(import('./check-master.js')),
   'check-standby': () => job(import('./check-standby.js')),
   backup: () => job(import('./backup.js')),
+  archive: () => job(import('./archive.js')),
   verify: () => job(import('./verify.js')),
   prune: () => job(import('./prune.js')),
   promote: () => job(import('./promote.js')),

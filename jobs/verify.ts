@@ -14,6 +14,7 @@ import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
+import { judgeArchive, readArchiveFacts } from '../lib/verify/archive-verdict.js';
 import { judgeChunkserver, judgeMetalogger, judgeRetained, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
@@ -159,6 +160,8 @@ export default defineJob({
       Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }))),
     ]);
     const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
+    // The changelog archive (issue #26), when configured: its end behind the master, per destination.
+    const archives = store && config.jobs.archive ? await readArchiveFacts(config, await storeKeys(config), signal) : [];
     const links = await connectedState(config, master);
 
     const globalFindings: Finding[] = [];
@@ -173,6 +176,7 @@ export default defineJob({
     verdicts.push(...chunkservers);
     if (snapshot) verdicts.push(snapshot.verdict);
     if (snapshot?.retained) verdicts.push(snapshot.retained);
+    verdicts.push(...archives.map((a) => judgeArchive(a, master.version, Date.now(), t)));
     // Last: details.copies below takes the copies' verdicts from the end.
     verdicts.push(...copies.map((c) => judgeCopy(c, t)));
     for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });

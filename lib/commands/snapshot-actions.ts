@@ -9,6 +9,7 @@ import { exportSnapshot, findSnapshot, importSnapshot } from '../store/snapshot-
 import { readLatest, refreshLatest, viewStore } from '../store/snapshot-store.js';
 import { keyProblem, storedSizeOf, storeKeys, storeWriteSettings, type StoreKeys } from '../store/stored-file.js';
 import { signSnapshots } from '../store/sign.js';
+import { MAX_NOTE, readPins, writePins } from '../store/pins.js';
 import { clusterIdentity } from '../store/identity.js';
 import { formatTable } from '../core/table.js';
 import { printable } from '../core/names.js';
@@ -125,7 +126,8 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   const keys = await storeKeys(config);
   const { healthy, broken } = await viewStore(store, keys);
   const latest = await readLatest(store);
-  const rows = healthy.map((s) => summaryOf(s, latest, keys));
+  const pins = await readPins(store);
+  const rows = healthy.map((s) => ({ ...summaryOf(s, latest, keys), pin: pins[s.id] ?? null }));
   if (json) {
     process.stdout.write(JSON.stringify({ store, latest: latest ?? null, snapshots: rows, broken }, null, 2) + '\n');
     return;
@@ -133,7 +135,7 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   const table = formatTable(
     ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'CHANGELOGS', 'SIZE', 'STORED', `TAKEN (${config.timezone})`],
     rows.map((r) => [
-      r.latest ? `${r.id} *` : r.id,
+      `${r.id}${r.latest ? ' *' : ''}${r.pin ? ' P' : ''}`,
       r.source,
       String(r.reachesVersion),
       `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
@@ -144,7 +146,8 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
     ].map(printable)),
   );
   const notes = [
-    rows.length ? '* = latest' : `no snapshots in ${store}`,
+    rows.length ? '* = latest, P = pinned' : `no snapshots in ${store}`,
+    ...rows.filter((r) => r.pin).map((r) => `pinned: ${r.id}: ${r.pin!.note || '(no note)'} (since ${r.pin!.pinnedAt})`),
     ...rows.filter((r) => r.keyProblem).map((r) => `cannot be read: ${r.id}: ${r.keyProblem}`),
     ...broken.map((b) => `unusable: ${b.id}: ${b.error}`),
   ];
@@ -158,8 +161,9 @@ export async function show(globals: Globals, id: string, json: boolean): Promise
   const latest = await readLatest(store);
   const m = snap.manifest;
   const keyState = keyStateOf(m, keys);
+  const pin = (await readPins(store))[snap.id];
   if (json) {
-    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, storage: storageOf(m), storedBytes: storedBytesOf(m), bytes: bytesOf(m), ratio: ratioOf(m), keyProblem: keyState ?? null, manifest: m }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, pin: pin ?? null, storage: storageOf(m), storedBytes: storedBytesOf(m), bytes: bytesOf(m), ratio: ratioOf(m), keyProblem: keyState ?? null, manifest: m }, null, 2) + '\n');
     return;
   }
   const head = [
@@ -172,6 +176,7 @@ export async function show(globals: Globals, id: string, json: boolean): Promise
     ['stored', `${storageOf(m)}: ${formatBytes(storedBytesOf(m))} for ${formatBytes(bytesOf(m))} of metadata, ratio ${ratioOf(m)}`],
     ['taken', `${when(m.startedAt, config.timezone)} .. ${when(m.finishedAt, config.timezone)} (${config.timezone})`],
     ['mfs-jobs', m.mfsJobsVersion],
+    ...(pin ? [['pinned', `${pin.note || '(no note)'} (since ${pin.pinnedAt})`]] : []),
     ...(keyState ? [['key', `cannot be read: ${keyState}`]] : []),
   ];
   const files = formatTable(
@@ -228,6 +233,38 @@ export async function signCmd(globals: Globals, yes: boolean): Promise<void> {
     ];
     process.stdout.write(lines.map(printable).join('\n') + '\n');
     if (plan.refused.length) process.exitCode = 2;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `snapshot pin ID --note …`: under the backup lock (retention runs under it). */
+export async function pinCmd(globals: Globals, id: string, note: string): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  if (note.length > MAX_NOTE || /[\x00-\x1f\x7f]/.test(note)) throw new UsageError('--note', `--note: one line of at most ${MAX_NOTE} characters`);
+  await checkStrictModes(config);
+  const lock = await acquireLock(config.lockDir, 'backup');
+  try {
+    const snap = await findSnapshot(store, id, await storeKeys(config));
+    const pins = await readPins(store);
+    pins[snap.id] = { note, pinnedAt: new Date().toISOString() };
+    await writePins(store, pins);
+    process.stdout.write(`pinned snapshot ${snap.id}${note ? `: ${printable(note)}` : ''}; retention keeps it (store and copies)\n`);
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function unpinCmd(globals: Globals, id: string): Promise<void> {
+  const { config, store } = await storeOf(globals);
+  await checkStrictModes(config);
+  const lock = await acquireLock(config.lockDir, 'backup');
+  try {
+    const pins = await readPins(store);
+    if (!pins[id]) throw new UsageError(id, `snapshot ${printable(id)} is not pinned`);
+    delete pins[id];
+    await writePins(store, pins);
+    process.stdout.write(`unpinned snapshot ${id}; retention decides about it again\n`);
   } finally {
     await lock.release();
   }

@@ -52,6 +52,17 @@ export function snapshotCommands(program: Command, ctx: { globals: () => Globals
     .option('--other-filesystem', 'accept a snapshot whose metaid differs from the cluster\'s (cluster.metaid or learnt) or the store\'s snapshots (a deliberate move)')
     .action(wrap(async (file: string, opts: { otherFilesystem?: boolean }) => (await actions()).importCmd(ctx.globals(), file, Boolean(opts.otherFilesystem))));
   snapshot
+    .command('pin')
+    .description('keep a snapshot whatever retention says (store and copies), with a note shown by list and show')
+    .argument('<id>', 'snapshot id, or "latest"')
+    .option('--note <text>', 'why it is kept, e.g. "before the 4.x upgrade"')
+    .action(wrap(async (id: string, opts: { note?: string }) => (await actions()).pinCmd(ctx.globals(), id, opts.note ?? '')));
+  snapshot
+    .command('unpin')
+    .description('let retention decide about a pinned snapshot again')
+    .argument('<id>', 'snapshot id')
+    .action(wrap(async (id: string) => (await actions()).unpinCmd(ctx.globals(), id)));
+  snapshot
     .command('sign')
     .description('sign local snapshots written before manifests were signed (verified in full first; re-sealed if encrypted)')
     .option('--yes', 'do it (without: only list what would be signed)')

@@ -78,6 +78,14 @@ const retentionSchema = z.strictObject({
   keepHourly: z.number().int().min(0).default(24),
   keepDaily: z.number().int().min(0).default(7),
   keepWeekly: z.number().int().min(0).default(4),
+  /**
+   * Beside the counts: every snapshot taken within this window (`14d`, `36h`, `2w`) and the newest one before
+   * it stay, and the changelog archive keeps every segment they need (issue #26). Absent: the archive is kept whole.
+   */
+  recoveryWindow: z
+    .string()
+    .regex(/^[1-9]\d{0,4}[hdw]$/, 'expected a duration such as 36h, 14d or 2w')
+    .optional(),
 });
 
 /** A copy's name: plain, it becomes part of messages, metrics labels and `--from copy:NAME`. */

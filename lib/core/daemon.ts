@@ -18,7 +18,9 @@ import { watchAddress } from './vip-watch.js';
  */
 export async function runDaemon(config: Config, jobs: readonly Job[], log: Logger): Promise<number> {
   const plan = scheduledJobs(config, jobs);
-  if (plan.length === 0 && !config.daemon.socket) {
+  // A job that only runs beside the daemon (the changelog archive) is reason enough to run.
+  const beside = jobs.some((j) => j.alongsideDaemon && config.jobs[j.name] && config.jobs[j.name]!.enabled !== false);
+  if (plan.length === 0 && !config.daemon.socket && !beside) {
     log.error('no scheduled jobs and no daemon.socket: give jobs.<name>.schedule in the config');
     return 3;
   }

@@ -43,6 +43,14 @@ export const CARDS = {
       'Copy the newest metadata image and the changelogs that roll it forward from each source (SFTP) into the snapshot store, verified; then apply retention',
     defaultSchedule: '7 * * * *',
   },
+  archive: {
+    name: 'archive',
+    description:
+      "Archive the masters' changelogs continuously into the snapshot store (and its copies) as sealed segments",
+    cliOptions: [
+      { flags: '--follow', description: 'go on following the changelogs until stopped (SIGTERM seals what is pending)' },
+    ],
+  },
   verify: {
     name: 'verify',
     description:

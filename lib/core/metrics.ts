@@ -40,6 +40,12 @@ export const METRICS = {
   copy_snapshots: gauge('Complete snapshots on the off-site copy.'),
   copy_snapshot_age_seconds: gauge('Age of the newest complete snapshot on the off-site copy, from its start.', 's'),
 
+  // archive and verify: the changelog archive (verify: label destination, the store or a copy)
+  archive_version: gauge('Metadata version a restore through the changelog archive reaches (its last line + 1).'),
+  archive_gaps: gauge('Version ranges missing inside the changelog archive.'),
+  archive_lag_versions: gauge('Metadata versions the master has beyond the end of the changelog archive.'),
+  archive_lag_seconds: gauge('Age of the archive\'s newest line while the master has newer changes (0 when it has everything).', 's'),
+
   // verify: per metalogger (label metalogger) or chunkserver (label chunkserver)
   master_metadata_version: gauge('Metadata version of the serving master (mfscli -SIM) when verify ran.'),
   lag_versions: gauge('Metadata versions the master has that a restore from this source would not reach.'),

@@ -156,7 +156,7 @@ function retainRestorePoints(images: readonly PlanImage[], rules: PruneRules, no
   [...images].sort(byNewest).forEach((img, i) => {
     const age = now - img.mtimeMs;
     if (i < keepNewest) out.set(img.name, { retained: true, reason: i === 0 ? 'newest restore point' : `one of the ${keepNewest} newest restore points (keepRestorePoints)` });
-    else if (img.pinned) out.set(img.name, { retained: true, reason: 'pinned (target of latest)' });
+    else if (img.pinned) out.set(img.name, { retained: true, reason: 'pinned (target of latest, or snapshot pin)' });
     else if (rules.maxAgeMs !== undefined && age > rules.maxAgeMs) out.set(img.name, { retained: false, reason: `older than maxAge (${formatAge(age)})` });
     else if (released.has(img.name)) out.set(img.name, { retained: false, reason: released.get(img.name)! });
     else out.set(img.name, { retained: true, reason: 'within retention rules' });

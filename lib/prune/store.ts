@@ -8,6 +8,7 @@ import { readSnapshotContent, storedPathOf, storedSizeOf, type StoreKeys } from 
 import { openFilesUnder } from '../core/openfiles.js';
 import { printable } from '../core/names.js';
 import { foreignMetaidMessage, type ClusterIdentity } from '../store/identity.js';
+import { readPins } from '../store/pins.js';
 import type { PlanChangelog, PlanEntry, PlanImage, PlanOtherFile } from './plan.js';
 import { refuseDamagedChangelog, type PruneTarget, type Removal, type TargetScan } from './target.js';
 
@@ -23,6 +24,8 @@ export class SnapshotStoreTarget implements PruneTarget {
   readonly name = 'store';
   readonly where: string;
   private latest: string | undefined;
+  /** Snapshots pinned by `snapshot pin`: kept like the target of `latest`. */
+  private pins = new Set<string>();
 
   /** `dryRun`: change nothing at all, not even prune's own leftovers from a killed run. */
   constructor(
@@ -40,6 +43,7 @@ export class SnapshotStoreTarget implements PruneTarget {
     if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
     const { ours, warnings } = this.ofTheCluster(snapshots);
     this.latest = await this.latestId();
+    this.pins = new Set(Object.keys(await readPins(this.store)));
     const open = await this.openFiles();
     const out: TargetScan = { images: [], changelogs: [], others: [], warnings };
     for (const s of ours) await this.scanSnapshot(s, open, out);
@@ -102,7 +106,7 @@ export class SnapshotStoreTarget implements PruneTarget {
         const header = facts.header;
         const version = restoreFrom(header);
         if (header.version !== s.manifest.image.version) throw new ChainError(file, `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`);
-        out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest } satisfies PlanImage);
+        out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest || this.pins.has(s.id) } satisfies PlanImage);
       } else if (f.role === 'sessions') {
         // A 1.x image's sessions.mfs: goes with its snapshot, holds no versions.
         out.others.push({ name, unit: s.id, size: st.size, mtimeMs: st.mtimeMs } satisfies PlanOtherFile);

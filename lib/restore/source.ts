@@ -1,3 +1,6 @@
+import { promises as fs } from 'node:fs';
+import { restoreFrom } from '../moosefs/metadata.js';
+import path from 'node:path';
 import { allHosts, type Config, type CopyConfig, type MasterHost, type MetaloggerHost } from '../core/config.js';
 import { ConfigError, describeError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
@@ -7,7 +10,10 @@ import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
 import { storeKeys } from '../store/stored-file.js';
 import { admitRestorePoint, clusterIdentity, identityFile, type IdentityGate } from '../store/identity.js';
 import { masterStatus, targetOf } from '../moosefs/master.js';
-import { pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
+import { chainInDataPath, pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
+import { listSegments, placeSegments, segmentsFrom as selectSegments, type StoredSegment } from '../store/segments.js';
+import { fetchCopySegments } from '../store/copy/archive.js';
+import type { StoreKeys } from '../store/sealed.js';
 
 /**
  * A restore point, as drill and restore choose it: a snapshot of the store, a metalogger's (or master's) DATA_PATH as it is now,
@@ -122,14 +128,26 @@ async function placeUnchecked(
 ): Promise<PlacedRestorePoint> {
   const { who, ...rest } = o;
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes, who), ...rest };
-  if (source.kind === 'snapshot') return placeSnapshot(source.snapshot, dataPath, { ...options, keys: await storeKeys(config) });
+  if (source.kind === 'snapshot') {
+    const keys = await storeKeys(config);
+    const placed = await placeSnapshot(source.snapshot, dataPath, { ...options, keys });
+    // The archive rolls the image on past the snapshot's own changelogs (issue #26).
+    const { segments } = await listSegments(config.snapshotStore!.path, keys);
+    return withArchive(placed, dataPath, () => Promise.resolve(segments), keys, signal);
+  }
   if (source.kind === 'copy') {
     const keys = await storeKeys(config);
     // Downloaded and checked into a private directory of the state dir, placed like a local snapshot, removed.
     const fetched = await fetchFromCopy(config, source.copy, source.id, keys, signal);
     try {
       source.fetched = fetched.snapshot;
-      return await placeSnapshot(fetched.snapshot, dataPath, { ...options, keys });
+      const placed = await placeSnapshot(fetched.snapshot, dataPath, { ...options, keys });
+      const into = path.join(fetched.snapshot.dir, 'archive');
+      const segments = async (from: number) => {
+        await fs.mkdir(into, { mode: 0o700 });
+        return fetchCopySegments(config, source.copy, from, keys, into, signal);
+      };
+      return await withArchive(placed, dataPath, segments, keys, signal);
     } finally {
       await fetched.cleanup();
     }
@@ -140,4 +158,24 @@ async function placeUnchecked(
   } finally {
     await files.close();
   }
+}
+
+/**
+ * The archive's segments after a placed image, placed beside its changelogs and the chain recomputed:
+ * the restore point reaches the archive's end (or its first gap), not only the snapshot's own changelogs.
+ */
+async function withArchive(
+  placed: PlacedRestorePoint,
+  dataPath: string,
+  segmentsFrom: (fromVersion: number) => Promise<StoredSegment[]>,
+  keys: StoreKeys,
+  signal: AbortSignal,
+): Promise<PlacedRestorePoint> {
+  if (!placed.header) return placed;
+  const start = restoreFrom(placed.header);
+  const wanted = selectSegments(await segmentsFrom(start), start);
+  if (!wanted.length) return placed;
+  const { names, bytes } = await placeSegments(wanted, dataPath, { keys, signal });
+  const changelogs = [...placed.changelogs, ...names];
+  return { ...placed, changelogs, bytes: placed.bytes + bytes, ...(await chainInDataPath(dataPath, placed.header, changelogs)) };
 }

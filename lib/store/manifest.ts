@@ -183,10 +183,48 @@ function canonical(v: unknown): string {
 
 /** HMAC-SHA256, under the derived manifest key, of the manifest without its `mac`. */
 export function manifestMac(m: Manifest, key: StoreKey): ManifestMac {
-  const { mac: _mac, ...rest } = m;
+  return documentMac(m, key, MANIFEST_DOMAIN);
+}
+
+const MANIFEST_DOMAIN = 'mfs-jobs manifest v1';
+
+/**
+ * The MAC of any signed document of the store (a snapshot's manifest, an archive segment's), without its
+ * `mac`; `domain` keeps one kind of document from passing as another.
+ */
+export function documentMac(doc: object, key: StoreKey, domain: string): ManifestMac {
+  const { mac: _mac, ...rest } = doc as { mac?: unknown };
   const hmac = createHmac('sha256', derivedKey(key, 'manifest mac'));
-  const value = hmac.update('mfs-jobs manifest v1\0').update(canonical(rest)).digest('hex');
+  const value = hmac.update(`${domain}\0`).update(canonical(rest)).digest('hex');
   return { alg: 'hmac-sha256', keyId: key.id, value };
+}
+
+/** Why a signed document's `mac` (present) is not the one `key` gives, or undefined (manifests and segments alike). */
+export function macProblem(doc: { mac?: unknown }, key: StoreKey, domain: string): string | undefined {
+  const got = doc.mac as Partial<ManifestMac>;
+  if (!got || got.alg !== 'hmac-sha256' || typeof got.value !== 'string' || !SHA256.test(got.value)) {
+    return 'its manifest MAC is not an hmac-sha256; refused';
+  }
+  if (got.keyId !== key.id) {
+    return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
+  }
+  const want = Buffer.from(documentMac(doc, key, domain).value, 'hex');
+  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
+  return undefined;
+}
+
+/** In an encrypted store, why these files' entries are not to be trusted (unsealed, another key, clear digests). */
+export function sealedFilesProblem(files: readonly ManifestFile[], keys: StoreKeys): string | undefined {
+  if (!keys.key) return undefined;
+  for (const f of files) {
+    const enc = f.stored?.encryption;
+    if (!enc) return `${f.name} is not encrypted, in an encrypted store; refused`;
+    if (enc.keyId !== keys.key.id) return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
+    if (f.hmac === undefined || f.stored!.tail !== undefined) {
+      return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
+    }
+  }
+  return undefined;
 }
 
 /** The manifest with its MAC (unchanged when the store has no key: such a store is not authenticated). */
@@ -211,32 +249,14 @@ function trustProblem(m: Manifest, keys: StoreKeys, o: ManifestReadOptions): str
   if (mac === undefined) {
     return 'its manifest carries no MAC (forged, or written before manifests were signed: mfs-jobs snapshot sign); refused';
   }
-  const got = mac as Partial<ManifestMac>;
-  if (!got || got.alg !== 'hmac-sha256' || typeof got.value !== 'string' || !SHA256.test(got.value)) {
-    return 'its manifest MAC is not an hmac-sha256; refused';
-  }
-  if (got.keyId !== key.id) {
-    return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
-  }
-  const want = Buffer.from(manifestMac(m, key).value, 'hex');
-  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
-  if (!keys.key) return undefined;
-  for (const f of m.files) {
-    const enc = f.stored?.encryption;
-    if (!enc) return `${f.name} is not encrypted, in an encrypted store; refused`;
-    if (enc.keyId !== keys.key.id) return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
-    if (f.hmac === undefined || f.stored!.tail !== undefined) {
-      return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
-    }
-  }
-  return undefined;
+  return macProblem(m, key, MANIFEST_DOMAIN) ?? sealedFilesProblem(m.files, keys);
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const isSize = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 
 /** What is wrong with a manifest entry's sizes, checksums and stored form (outside input, like its names). */
-function fileProblem(f: ManifestFile): string | undefined {
+export function fileProblem(f: ManifestFile): string | undefined {
   if (!isSize(f.size)) return `.size ${shownName(String(f.size))} is not a size`;
   const isDigest = (d: unknown, lower = false) => typeof d === 'string' && SHA256.test(lower ? d.toLowerCase() : d);
   if (f.sha256 !== undefined && !isDigest(f.sha256, true)) return `.sha256 is not a sha256`;

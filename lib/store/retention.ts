@@ -12,7 +12,7 @@ export interface RetentionCandidate {
   time: Date;
 }
 
-export type KeepReason = 'last' | 'hourly' | 'daily' | 'weekly';
+export type KeepReason = 'last' | 'hourly' | 'daily' | 'weekly' | 'pinned' | 'window';
 
 export interface RetentionDecision {
   id: string;
@@ -47,7 +47,7 @@ function newestFirst<T extends RetentionCandidate>(items: readonly T[]): T[] {
  * non-empty input: the newest snapshot always stays.
  */
 export function selectRetention(candidates: readonly RetentionCandidate[], policy: Retention, zone = 'UTC'): RetentionDecision[] {
-  const left: Record<KeepReason, number> = { last: policy.keepLast, hourly: policy.keepHourly, daily: policy.keepDaily, weekly: policy.keepWeekly };
+  const left: Record<KeepReason, number> = { last: policy.keepLast, hourly: policy.keepHourly, daily: policy.keepDaily, weekly: policy.keepWeekly, pinned: 0, window: 0 };
   const lastBucket = new Map<KeepReason, string>();
   const decisions = newestFirst(candidates).map((c) => {
     const at = DateTime.fromJSDate(c.time, { zone });
@@ -92,11 +92,33 @@ export interface StoreRetentionPlan {
  * Only the named sources are considered: a source whose backup failed this run keeps everything.
  * Callers pass healthy snapshots only, so a damaged one never counts as the one that is kept.
  */
-export function planStoreRetention(snapshots: readonly RetainedSnapshot[], sources: readonly string[], policy: Retention, zone = 'UTC'): StoreRetentionPlan {
+export function planStoreRetention(
+  snapshots: readonly RetainedSnapshot[],
+  sources: readonly string[],
+  policy: Retention,
+  zone = 'UTC',
+  pinned: ReadonlySet<string> = new Set(),
+  now = Date.now(),
+): StoreRetentionPlan {
+  const windowStart = policy.recoveryWindow ? now - windowMs(policy.recoveryWindow) : undefined;
+  const keep = (d: RetentionDecision, reason: KeepReason): RetentionDecision => ({ ...d, keep: true, reasons: [...d.reasons, reason] });
   const groups = sources.map((source) => {
     const members = snapshots.filter((s) => s.manifest.source.name === source).map((s) => ({ id: s.id, time: new Date(s.manifest.startedAt) }));
-    return { source, decisions: selectRetention(members, policy, zone) };
+    // A pinned snapshot stays whatever the rules say (snapshot pin); it still counts for them as any other.
+    let decisions = selectRetention(members, policy, zone).map((d) => (pinned.has(d.id) ? keep(d, 'pinned') : d));
+    if (windowStart !== undefined) {
+      // The window's first moment is reached from the newest image before it: that one stays too.
+      const before = decisions.find((d) => d.time.getTime() < windowStart);
+      decisions = decisions.map((d) => (d.time.getTime() >= windowStart || d === before ? keep(d, 'window') : d));
+    }
+    return { source, decisions };
   });
   const remove = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
   return { groups, remove };
+}
+
+/** `14d` → milliseconds (the config's recoveryWindow form). */
+export function windowMs(window: string): number {
+  const unit = { h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }[window.slice(-1) as 'h' | 'd' | 'w'];
+  return Number(window.slice(0, -1)) * unit;
 }

@@ -11,7 +11,7 @@ import { ChainError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
-import { contentDigest, TAIL_BYTES, type ManifestFile, type StoredForm, type StoredSnapshot } from './manifest.js';
+import { contentDigest, TAIL_BYTES, type ManifestFile, type StoredForm } from './manifest.js';
 import {
   CHUNK_BYTES,
   contentHmac,
@@ -147,6 +147,16 @@ function measureStage(out: { size: number; sha256: string }, limit?: { bytes: nu
   };
 }
 
+/**
+ * Whose files these are: a snapshot (StoredSnapshot), or an archive segment (lib/store/segments.ts), whose
+ * files are sealed for its id and the filesystem's metaid the same way.
+ */
+export interface FileHolder {
+  id: string;
+  dir: string;
+  manifest: { id: string; image: { metaid: string } };
+}
+
 /** Where a snapshot's file belongs, as its sealed chunks and tail bind it. */
 export function sealContext(manifest: { id: string; image: { metaid: string } }, f: { name: string }): SealContext {
   return { metaid: manifest.image.metaid, snapshot: manifest.id, file: f.name };
@@ -206,7 +216,7 @@ export async function sameContent(file: string, f: ManifestFile, key: StoreKey |
 }
 
 /** The content's last bytes as the manifest keeps them (clear, or sealed: opened with the key), if it does. */
-function manifestTail(snapshot: StoredSnapshot, f: ManifestFile, keys: StoreKeys | undefined): Buffer | undefined {
+function manifestTail(snapshot: FileHolder, f: ManifestFile, keys: StoreKeys | undefined): Buffer | undefined {
   if (f.stored?.tail !== undefined) return Buffer.from(f.stored.tail, 'base64');
   if (f.stored?.tailSealed === undefined || keyProblem(f, keys)) return undefined;
   try {
@@ -247,7 +257,7 @@ export function keyProblem(f: ManifestFile, keys: StoreKeys | undefined): string
 }
 
 /** One line naming the snapshot and file, whatever went wrong underneath. */
-function readError(snapshot: StoredSnapshot, f: ManifestFile, err: unknown): Error {
+function readError(snapshot: FileHolder, f: ManifestFile, err: unknown): Error {
   const where = `snapshot ${snapshot.id}: ${f.name}`;
   const file = storedPathOf(snapshot, f);
   if (err instanceof StoreError || (err instanceof ChainError && err.message.startsWith('snapshot '))) return err;
@@ -271,7 +281,7 @@ export interface OpenOptions {
  * mismatch, a wrong or missing key, or bad zstd data errors the stream with one line naming the
  * snapshot and the file. Never more bytes than the manifest says (a hostile archive's zstd bomb).
  */
-export function openSnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, o: OpenOptions = {}): Readable {
+export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenOptions = {}): Readable {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const problem = keyProblem(f, o.keys);
   if (problem) {
@@ -329,7 +339,7 @@ function checkStage(problem: () => string | undefined): Stage {
 }
 
 /** Bytes [start, start+length) of a file's content; stops reading (and checking) once it has them. */
-export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFile, start: number, length: number, keys?: StoreKeys): Promise<Buffer> {
+export async function readSnapshotRange(snapshot: FileHolder, f: ManifestFile, start: number, length: number, keys?: StoreKeys): Promise<Buffer> {
   if (!f.stored) {
     const h = await fs.open(storedPathOf(snapshot, f), fsc.O_RDONLY | fsc.O_NOFOLLOW);
     try {
@@ -363,7 +373,7 @@ export async function readSnapshotRange(snapshot: StoredSnapshot, f: ManifestFil
 }
 
 /** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
-export async function copySnapshotFile(snapshot: StoredSnapshot, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
+export async function copySnapshotFile(snapshot: FileHolder, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
   await writeNewFile(target, (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }));
   return f.size;
 }
@@ -381,7 +391,7 @@ export interface ContentFacts {
  * verify and prune need: an image's header and ending, a changelog's scan. Rejects with the
  * one-line error when the file is damaged, missing or cannot be decrypted.
  */
-export async function readSnapshotContent(snapshot: StoredSnapshot, f: ManifestFile, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<ContentFacts> {
+export async function readSnapshotContent(snapshot: FileHolder, f: ManifestFile, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<ContentFacts> {
   const stream = openSnapshotFile(snapshot, f, { keys: o.keys });
   const scanner = f.role === 'changelog' ? new ChangelogScanner(f.name) : undefined;
   const headParts: Buffer[] = [];

@@ -22,6 +22,7 @@ const LAYER: Record<string, number> = {
   // A drill takes a restore point (lib/restore) into a scratch master.
   drill: 5,
   commands: 5,
+  archive: 5,
 };
 
 async function sources(dir: string): Promise<string[]> {

@@ -52,14 +52,14 @@ async function removeStale(root: string): Promise<void> {
 
 /** Refuse a download that cannot fit (the sizes are the manifest's: a lying copy fails at its bound, not the disk). */
 /** Room for `sizes` (each file rounded up to whole blocks, plus a block for the directory) or a one-line refusal. */
-async function ensureRoom(dir: string, sizes: readonly number[], what: string): Promise<void> {
+export async function ensureRoom(dir: string, sizes: readonly number[], what: string): Promise<void> {
   const st = await fs.statfs(dir);
   const free = st.bavail * st.bsize;
   const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / st.bsize) * st.bsize, st.bsize);
   if (free < bytes) throw new StoreError(dir, `${dir}: not enough free space to fetch ${what}: it needs ${formatBytes(bytes)}, ${formatBytes(free)} are free`);
 }
 
-async function download(repo: CopyRepository, id: string, name: string, size: number, target: string): Promise<string> {
+export async function download(repo: CopyRepository, id: string, name: string, size: number, target: string): Promise<string> {
   const hash = createHash('sha256');
   const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
   try {

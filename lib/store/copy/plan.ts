@@ -16,12 +16,20 @@ export interface CopyPlan {
   retention: StoreRetentionPlan;
 }
 
-export function planCopy(input: { local: readonly RetainedSnapshot[]; complete: readonly RetainedSnapshot[]; incomplete: readonly string[]; retention: Retention; zone: string }): CopyPlan {
+export function planCopy(input: {
+  local: readonly RetainedSnapshot[];
+  complete: readonly RetainedSnapshot[];
+  incomplete: readonly string[];
+  retention: Retention;
+  zone: string;
+  /** Pinned in the store (snapshot pin): kept on the copy too. */
+  pinned?: ReadonlySet<string>;
+}): CopyPlan {
   const byId = new Map<string, RetainedSnapshot>();
   for (const s of [...input.complete, ...input.local]) if (!byId.has(s.id)) byId.set(s.id, s);
   const all = [...byId.values()];
   const sources = [...new Set(all.map((s) => s.manifest.source.name))].sort();
-  const retention = planStoreRetention(all, sources, input.retention, input.zone);
+  const retention = planStoreRetention(all, sources, input.retention, input.zone, input.pinned);
   const dropped = new Set(retention.remove);
   const completeIds = new Set(input.complete.map((s) => s.id));
   const push = input.local.filter((s) => !completeIds.has(s.id) && !dropped.has(s.id)).map((s) => s.id).sort().reverse();

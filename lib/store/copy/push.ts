@@ -3,11 +3,12 @@ import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { MANIFEST, onDisk, type StoredSnapshot } from '../manifest.js';
+import { MANIFEST, onDisk, type ManifestFile, type StoredSnapshot } from '../manifest.js';
 import { sha256File } from '../snapshot-store.js';
 import { storeKeys } from '../stored-file.js';
 import { listCopy, listSnapshotFiles } from './listing.js';
 import { planCopy } from './plan.js';
+import { readPins } from '../pins.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
 
@@ -49,7 +50,13 @@ export async function removeRemoteSnapshot(repo: CopyRepository, id: string): Pr
   await repo.removeSnapshotDir(id);
 }
 
-async function pushSnapshot(repo: CopyRepository, snapshot: StoredSnapshot, run: CopyRun, signal: AbortSignal): Promise<void> {
+/** One snapshot (or archive segment: the same form) onto the copy: its stored files, then its manifest. */
+export async function pushSnapshot(
+  repo: CopyRepository,
+  snapshot: { id: string; dir: string; manifest: { files: ManifestFile[] } },
+  run: CopyRun,
+  signal: AbortSignal,
+): Promise<void> {
   const listed = new Map((await listSnapshotFiles(repo, snapshot.id, signal)).map((f) => [f.name, f]));
   // The stored bytes (compressed, sealed), byte for byte: a copy needs no key and decompresses nothing.
   for (const f of snapshot.manifest.files.map(onDisk)) {
@@ -92,6 +99,7 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
       incomplete: listing.incomplete,
       retention: copy.retention ?? config.snapshotStore!.retention,
       zone: config.timezone,
+      pinned: new Set(Object.keys(await readPins(config.snapshotStore!.path))),
     });
     if (dryRun) {
       run.wouldPush = plan.push;

@@ -79,10 +79,11 @@ class S3Copy implements CopyRepository {
     key: string,
     private readonly sdk: S3,
     private readonly client: S3Client,
+    area: string = SNAPSHOTS_DIR,
   ) {
     this.label = labelOf(copy);
     this.window = { seconds: copy.timeoutSeconds, setting: `${key}.timeoutSeconds` };
-    this.root = `${copy.prefix}${SNAPSHOTS_DIR}/`;
+    this.root = `${copy.prefix}${area}/`;
   }
   get name(): string {
     return this.copy.name;
@@ -199,7 +200,7 @@ class S3Copy implements CopyRepository {
   }
 }
 
-export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyRepository> {
+export async function openS3Copy(copy: S3CopyConfig, key: string, area = SNAPSHOTS_DIR): Promise<CopyRepository> {
   const credentials = await readCredentials(copy.credentialsFile, `${key}.credentialsFile`);
   // The SDK's notice about its own future Node requirement is not the operator's business (cron mail).
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -220,7 +221,7 @@ export async function openS3Copy(copy: S3CopyConfig, key: string): Promise<CopyR
     requestHandler: { connectionTimeout: ms, requestTimeout: ms, throwOnRequestTimeout: true },
   });
   client.middlewareStack.add(answerCap(copy) as never, { step: 'deserialize', priority: 'low', name: 'answerCap' });
-  return new S3Copy(copy, key, sdk, client);
+  return new S3Copy(copy, key, sdk, client, area);
 }
 
 /**

@@ -24,6 +24,7 @@ class SftpCopy implements CopyRepository {
     key: string,
     private readonly source: FileSource,
     private readonly client: SftpClient,
+    private readonly area: string = SNAPSHOTS_DIR,
   ) {
     this.label = `${copy.name} (sftp ${copy.user}@${copy.host}:${copy.port}:${copy.path})`;
     this.window = { seconds: copy.timeoutSeconds, setting: `${key}.timeoutSeconds` };
@@ -32,7 +33,7 @@ class SftpCopy implements CopyRepository {
     return this.copy.name;
   }
   private dirOf(id: string): string {
-    return path.posix.join(this.copy.path, SNAPSHOTS_DIR, id);
+    return path.posix.join(this.copy.path, this.area, id);
   }
   private fail(op: string, what: string, err: unknown): TransferError {
     if (err instanceof TransferError) return err;
@@ -49,7 +50,7 @@ class SftpCopy implements CopyRepository {
     }).then(Boolean);
   }
   async listSnapshotIds(budget: ListingBudget): Promise<{ ids: string[]; skipped: string[] }> {
-    const root = path.posix.join(this.copy.path, SNAPSHOTS_DIR);
+    const root = path.posix.join(this.copy.path, this.area);
     if (!(await this.present(root, budget))) return { ids: [], skipped: [] };
     const entries = await this.source.list(root, budget);
     const ids = entries.filter((e) => !e.isFile && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
@@ -156,7 +157,7 @@ class SftpCopy implements CopyRepository {
   }
 }
 
-export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: AbortSignal): Promise<CopyRepository> {
+export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: AbortSignal, area = SNAPSHOTS_DIR): Promise<CopyRepository> {
   const { source, client } = await connectSftp(
     {
       name: copy.name,
@@ -172,5 +173,5 @@ export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: A
     },
     signal,
   );
-  return new SftpCopy(copy, key, source, client);
+  return new SftpCopy(copy, key, source, client, area);
 }

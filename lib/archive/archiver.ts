@@ -1,0 +1,226 @@
+import type { Config, CopyConfig, DataPathHost } from '../core/config.js';
+import { ConfigError, describeError, LockBusyError } from '../core/errors.js';
+import { acquireLock } from '../core/lock.js';
+import type { Logger } from '../core/logger.js';
+import { archiveChain, type StoredSegment } from '../store/segments.js';
+import { listCopySegments, openArchiveCopy, pushSegments } from '../store/copy/archive.js';
+import { storeKeys, storeWriteSettings } from '../store/stored-file.js';
+import { ArchiveFollower, type FollowSettings } from './follow.js';
+
+/**
+ * `run archive` (one pass: archive what the sources hold now) and `run archive --follow` / the daemon's
+ * archiver (go on until stopped): the follower's rounds, each sealed segment pushed to every copy.
+ */
+export interface ArchiveOptions extends FollowSettings {
+  /** Host names, in the order they are asked; default: metaloggers, then masters, then 1.x chunkservers. */
+  sources?: string[];
+  pollSeconds: number;
+}
+
+export interface CopyPushState {
+  copy: string;
+  ok: boolean;
+  error?: string;
+  pushed: number;
+}
+
+export interface ArchiveOutcome {
+  sealed: StoredSegment[];
+  segments: number;
+  first?: number;
+  last?: number;
+  lastTime?: number;
+  gaps: { from: number; to: number; why?: string }[];
+  newGaps: { from: number; to: number; why: string }[];
+  problems: string[];
+  copies: CopyPushState[];
+}
+
+export function archiveSources(config: Config, names: string[] | undefined): DataPathHost[] {
+  const all: DataPathHost[] = [...config.metaloggers, ...config.masters, ...config.chunkservers];
+  if (!names) {
+    const chosen = config.metaloggers.length
+      ? [...config.metaloggers, ...config.masters]
+      : config.masters.length
+        ? config.masters
+        : config.chunkservers;
+    if (!chosen.length)
+      throw new ConfigError(
+        'metaloggers',
+        `${config.file}: no metaloggers, masters or chunkservers configured: nothing to archive`,
+      );
+    return chosen;
+  }
+  return names.map((name, i) => {
+    const host = all.find((h) => h.name === name);
+    if (!host)
+      throw new ConfigError(
+        `jobs.archive.sources.${i}`,
+        `${config.file}: jobs.archive.sources.${i}: no host named "${name}"`,
+      );
+    return host;
+  });
+}
+
+function storePath(config: Config): string {
+  if (!config.snapshotStore)
+    throw new ConfigError(
+      'snapshotStore.path',
+      `${config.file}: snapshotStore.path is needed by the archive (where segments are kept)`,
+    );
+  return config.snapshotStore.path;
+}
+
+/** Each copy: the ids it holds (listed once), then every local segment it lacks, after each seal. */
+class CopyPusher {
+  private readonly known = new Map<string, Set<string>>();
+  readonly states = new Map<string, CopyPushState>();
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly signal: AbortSignal,
+  ) {}
+  async push(all: readonly StoredSegment[]): Promise<void> {
+    const keys = await storeKeys(this.config);
+    for (const copy of this.config.snapshotStore!.copies) await this.pushOne(copy, all, keys);
+  }
+  private async pushOne(
+    copy: CopyConfig,
+    all: readonly StoredSegment[],
+    keys: Awaited<ReturnType<typeof storeKeys>>,
+  ): Promise<void> {
+    const state = this.states.get(copy.name) ?? { copy: copy.name, ok: true, pushed: 0 };
+    this.states.set(copy.name, state);
+    let repo;
+    try {
+      repo = await openArchiveCopy(this.config, copy, this.signal);
+      let known = this.known.get(copy.name);
+      if (!known) {
+        known = new Set((await listCopySegments(repo, keys, this.signal)).segments.map((s) => s.id));
+        this.known.set(copy.name, known);
+      }
+      const run = await pushSegments(repo, all, known, this.signal);
+      state.pushed += run.pushed.length;
+      state.ok = true;
+      delete state.error;
+    } catch (err) {
+      if (this.signal.aborted) throw err;
+      // Listed again next time: what got there before the failure is found then.
+      this.known.delete(copy.name);
+      state.ok = false;
+      state.error = describeError(err);
+      this.log.warn('archive: copy did not take the segment (tried again after the next seal)', {
+        copy: copy.name,
+        error: state.error,
+      });
+    } finally {
+      await repo?.close().catch(() => undefined);
+    }
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/**
+ * Archive until the sources have nothing new (`follow` false), or until `signal` (`follow` true). Pending
+ * lines are sealed before returning either way: a graceful stop loses nothing; a kill -9 loses only what
+ * was not sealed yet, which the next run reads again from the sources.
+ */
+export async function runArchive(o: {
+  config: Config;
+  options: ArchiveOptions;
+  log: Logger;
+  signal: AbortSignal;
+  follow: boolean;
+  mfsJobsVersion: string;
+}): Promise<ArchiveOutcome> {
+  const { config, options, log, signal } = o;
+  const store = storePath(config);
+  const storage = await storeWriteSettings(config);
+  const pusher = new CopyPusher(config, log, signal);
+  const follower = new ArchiveFollower({
+    config,
+    store,
+    sources: archiveSources(config, options.sources),
+    settings: options,
+    storage,
+    keys: await storeKeys(config),
+    log,
+    mfsJobsVersion: o.mfsJobsVersion,
+    onSealed: (_s, all) => pusher.push(all),
+  });
+  try {
+    await follower.start();
+    for (;;) {
+      if (signal.aborted) break;
+      let got: boolean;
+      try {
+        got = await follower.round(signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        if (!o.follow) throw err;
+        log.error(`archive: ${describeError(err)}`);
+        got = false;
+      }
+      if (!o.follow && !got) break;
+      if (!got) await sleep(options.pollSeconds * 1000, signal);
+    }
+    await follower.seal();
+    // A one-shot run also catches a copy up that missed segments while it was down.
+    if (!o.follow || follower.sealed.length === 0) await pusher.push(follower.segments).catch(() => undefined);
+  } finally {
+    await follower.close();
+  }
+  const chain = archiveChain(follower.segments.map((s) => s.manifest));
+  return {
+    sealed: follower.sealed,
+    segments: follower.segments.length,
+    first: chain.first,
+    last: chain.last,
+    lastTime: chain.lastTime,
+    gaps: chain.holes,
+    newGaps: follower.gaps,
+    problems: [...follower.problems, ...chain.overlaps],
+    copies: [...pusher.states.values()],
+  };
+}
+
+/**
+ * The daemon's archiver: follows while the daemon runs (jobs.archive configured and enabled), under the
+ * same lock as `run archive`; a failure is logged and the follower starts again after a pause.
+ */
+export function startDaemonArchiver(o: {
+  config: Config;
+  options: ArchiveOptions;
+  log: Logger;
+  mfsJobsVersion: string;
+}): { close(): Promise<void> } {
+  const controller = new AbortController();
+  const done = (async () => {
+    while (!controller.signal.aborted) {
+      let lock;
+      try {
+        lock = await acquireLock(o.config.lockDir, 'archive', { signal: controller.signal });
+        await runArchive({ ...o, signal: controller.signal, follow: true });
+      } catch (err) {
+        if (controller.signal.aborted) break;
+        if (!(err instanceof LockBusyError))
+          o.log.error(`archive stopped, starting again in 30 s: ${describeError(err)}`);
+      } finally {
+        await lock?.release().catch(() => undefined);
+      }
+      await sleep(30_000, controller.signal);
+    }
+  })();
+  return {
+    async close() {
+      controller.abort(new Error('daemon stopping'));
+      await done;
+    },
+  };
+}

@@ -1,0 +1,379 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { DIR_MODE, ensureDir, fsyncDir, pathExists, writeFileAtomic, writeNewFile } from '../core/atomic.js';
+import { ChainError } from '../core/errors.js';
+import { plainNameProblem, shownName } from '../core/names.js';
+import type { Hole } from '../moosefs/chain.js';
+import {
+  documentMac,
+  fileProblem,
+  ID_PATTERN,
+  macKeyOf,
+  macProblem,
+  MANIFEST,
+  sealedFilesProblem,
+  snapshotId,
+  UntrustedManifestError,
+  type ManifestFile,
+  type ManifestMac,
+} from './manifest.js';
+import {
+  copySnapshotFile,
+  readSnapshotContent,
+  storeStagedFile,
+  type FileHolder,
+  type StoreKeys,
+  type StoreWriteSettings,
+} from './stored-file.js';
+
+/**
+ * The changelog archive (issue #26): the lines MooseFS writes, cut into sealed **segments** as they
+ * come, beside the snapshots' images:
+ *
+ *   <store>/archive/<YYYYMMDDTHHMMSSZ>-v<first>/   one segment: UTC time of its first line, its first version
+ *       changelog.<first>.mfs[.zst][.enc]            the lines, whole, versions first..last, stored like any file
+ *       manifest.json                                this module's SegmentManifest, signed like a snapshot's
+ *   <store>/archive/.tmp/                            segments being sealed (a killed run's are removed)
+ *
+ * A segment is complete or absent (staged, fsynced, renamed). Segments follow each other by version:
+ * `previous` is the archive's end before it; a segment that does not start right after it carries the
+ * `gap` it leaves (recorded when it is sealed, never papered over). Copies hold the same under `archive/`.
+ */
+export const ARCHIVE_DIR = 'archive';
+const SEGMENT_DOMAIN = 'mfs-jobs segment v1';
+/** Where a restore places segment k (oldest first): high N = old, as MooseFS numbers rotated changelogs. */
+const PLACED_BASE = 900_000_000;
+
+export interface SegmentManifest {
+  formatVersion: 1;
+  kind: 'segment';
+  id: string;
+  /** The host the lines were read from (any source's line of a version is the same change). */
+  source: SegmentSource;
+  /** The filesystem's metaid the file is sealed for ('' when the cluster's is not known yet). */
+  metaid: string;
+  /** Changelog versions inside (whole lines, +1 each), and the unix times of the first and last. */
+  first: number;
+  last: number;
+  firstTime: number;
+  lastTime: number;
+  /** The archive's last version before this segment; absent for the archive's first segment. */
+  previous?: number;
+  /** Versions lost between `previous` and `first`, and why (a source rotated past them, or restarted). */
+  gap?: Hole & { why: string };
+  files: ManifestFile[];
+  mfsJobsVersion: string;
+  sealedAt: string;
+  mac?: ManifestMac;
+}
+
+export interface SegmentSource {
+  name: string;
+  host: string;
+  role: 'master' | 'metalogger' | 'chunkserver';
+  dataPath: string;
+}
+
+export interface StoredSegment {
+  id: string;
+  dir: string;
+  manifest: SegmentManifest;
+}
+
+export function archiveDir(store: string): string {
+  return path.join(store, ARCHIVE_DIR);
+}
+
+/** The segment's changelog under its MooseFS name (what its file is sealed for). */
+export function segmentFileName(first: number): string {
+  return `changelog.${first}.mfs`;
+}
+
+/** Reading a segment's file goes through the store's one reader, sealed for the segment's id and metaid. */
+export function segmentHolder(s: StoredSegment): FileHolder {
+  return { id: s.id, dir: s.dir, manifest: { id: s.id, image: { metaid: s.manifest.metaid } } };
+}
+
+const isVersion = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+function shapeProblem(m: SegmentManifest): string | undefined {
+  if (!m || m.formatVersion !== 1 || m.kind !== 'segment') return 'not an mfs-jobs segment manifest';
+  if (typeof m.id !== 'string' || !ID_PATTERN.test(m.id)) return `id ${shownName(m.id)} is not a segment id`;
+  if (![m.first, m.last, m.firstTime, m.lastTime].every(isVersion) || m.first > m.last)
+    return 'versions or times are not numbers';
+  if (m.previous !== undefined && (!isVersion(m.previous) || m.previous >= m.first))
+    return `previous ${shownName(String(m.previous))} is not below first`;
+  if (typeof m.metaid !== 'string' || !/^[0-9A-Fa-f]{0,16}$/.test(m.metaid)) return 'metaid is not a metaid';
+  if (!m.source || typeof m.source.name !== 'string') return 'source is not a source';
+  if (!Array.isArray(m.files) || m.files.length !== 1) return 'a segment holds exactly one changelog';
+  const f = m.files[0]!;
+  const nameProblem = plainNameProblem(f?.name);
+  if (nameProblem) return `files[0].name ${shownName(f?.name)} is not a plain file name (${nameProblem})`;
+  if (f.name !== segmentFileName(m.first) || f.role !== 'changelog')
+    return `files[0] is not ${segmentFileName(m.first)}`;
+  if (f.firstVersion !== m.first || f.lastVersion !== m.last) return 'files[0] versions differ from the segment';
+  const problem = fileProblem(f);
+  if (problem) return `files[0]${problem}`;
+  if (m.gap !== undefined) {
+    const g = m.gap;
+    if (!g || !isVersion(g.from) || !isVersion(g.to) || g.to !== m.first - 1 || typeof g.why !== 'string')
+      return 'gap is not a gap before first';
+  }
+  return undefined;
+}
+
+/**
+ * A segment's manifest, checked like a snapshot's (parseManifest): shape, names and sizes first, then, with
+ * a key, the MAC (its own domain: a snapshot's manifest never passes as a segment's) and the sealing rules.
+ */
+export function parseSegmentManifest(text: string, file: string, keys: StoreKeys): SegmentManifest {
+  let m: SegmentManifest;
+  try {
+    m = JSON.parse(text) as SegmentManifest;
+  } catch {
+    throw new ChainError(file, `${file}: unreadable segment manifest (not valid JSON)`);
+  }
+  const problem = shapeProblem(m);
+  if (problem) throw new ChainError(file, `${file}: ${problem}`);
+  const { key, problem: keyProblem } = macKeyOf(keys);
+  if (keyProblem)
+    throw new UntrustedManifestError(file, `${file}: segment ${m.id}: cannot check its manifest: ${keyProblem}`);
+  if (!key) return m;
+  const untrusted =
+    m.mac === undefined
+      ? 'its manifest carries no MAC; refused'
+      : (macProblem(m, key, SEGMENT_DOMAIN) ?? sealedFilesProblem(m.files, keys));
+  if (untrusted) throw new UntrustedManifestError(file, `${file}: segment ${m.id}: ${untrusted}`);
+  return m;
+}
+
+function signSegment(m: SegmentManifest, keys: StoreKeys): SegmentManifest {
+  const { key, problem } = macKeyOf(keys);
+  if (problem) throw new ChainError(m.id, `segment ${m.id}: cannot sign its manifest: ${problem}`);
+  const { mac: _mac, ...rest } = m;
+  return key ? { ...rest, mac: documentMac(rest, key, SEGMENT_DOMAIN) } : rest;
+}
+
+export interface SegmentListing {
+  /** Complete, trusted segments, by first version. */
+  segments: StoredSegment[];
+  broken: { id: string; error: string; untrusted?: boolean }[];
+}
+
+export async function listSegments(store: string, keys: StoreKeys): Promise<SegmentListing> {
+  const root = archiveDir(store);
+  const names = await fs
+    .readdir(root)
+    .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+  const out: SegmentListing = { segments: [], broken: [] };
+  for (const id of names.filter((n) => ID_PATTERN.test(n))) {
+    const dir = path.join(root, id);
+    const file = path.join(dir, MANIFEST);
+    try {
+      const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new ChainError(file, `${file}: unreadable segment manifest (${err.code ?? 'unreadable'})`);
+      });
+      const manifest = parseSegmentManifest(text, file, keys);
+      if (manifest.id !== id)
+        throw new UntrustedManifestError(file, `${file}: manifest says id ${shownName(manifest.id)}, not ${id}`);
+      out.segments.push({ id, dir, manifest });
+    } catch (err) {
+      out.broken.push({
+        id,
+        error: (err as Error).message,
+        ...(err instanceof UntrustedManifestError ? { untrusted: true } : {}),
+      });
+    }
+  }
+  out.segments.sort((a, b) => a.manifest.first - b.manifest.first);
+  return out;
+}
+
+/** What the segments cover: the archive's span, its holes (recorded gaps or not), overlapping segments. */
+export interface ArchiveChain {
+  first?: number;
+  /** Last archived version, and the unix time of its line. */
+  last?: number;
+  lastTime?: number;
+  holes: (Hole & { why?: string })[];
+  overlaps: string[];
+}
+
+/** Pure: the segments (any order) as one chain of versions. */
+export function archiveChain(
+  segments: readonly Pick<SegmentManifest, 'id' | 'first' | 'last' | 'lastTime' | 'gap'>[],
+): ArchiveChain {
+  const sorted = [...segments].sort((a, b) => a.first - b.first);
+  const chain: ArchiveChain = { holes: [], overlaps: [] };
+  for (const s of sorted) {
+    if (chain.last === undefined) chain.first = s.first;
+    else if (s.first > chain.last + 1)
+      chain.holes.push({ from: chain.last + 1, to: s.first - 1, ...(s.gap ? { why: s.gap.why } : {}) });
+    else if (s.first <= chain.last)
+      chain.overlaps.push(`${s.id} starts at ${s.first}, the archive already holds up to ${chain.last}`);
+    if (chain.last === undefined || s.last > chain.last) {
+      chain.last = s.last;
+      chain.lastTime = s.lastTime;
+    }
+  }
+  return chain;
+}
+
+export interface NewSegment {
+  /** Whole changelog lines, versions first..last, each ending in a newline. */
+  lines: Buffer;
+  first: number;
+  last: number;
+  firstTime: number;
+  lastTime: number;
+  previous?: number;
+  gap?: SegmentManifest['gap'];
+  source: SegmentSource;
+  metaid: string;
+  mfsJobsVersion: string;
+}
+
+async function freeSegmentId(store: string, at: Date, first: number): Promise<string> {
+  for (let shift = 0; ; shift++) {
+    const id = snapshotId(new Date(at.getTime() + shift * 1000), first);
+    if (!(await pathExists(path.join(archiveDir(store), id)))) return id;
+  }
+}
+
+/** Staging lives under the archive, apart from backup's `.tmp/` (backup removes its leftovers there while we run). */
+function stagingDir(store: string): string {
+  return path.join(archiveDir(store), '.tmp');
+}
+
+/** Segments a killed run left half-sealed (the caller holds the archive lock). */
+export async function removeSegmentLeftovers(store: string): Promise<number> {
+  const names = await fs.readdir(stagingDir(store)).catch(() => [] as string[]);
+  for (const n of names) await fs.rm(path.join(stagingDir(store), n), { recursive: true, force: true });
+  return names.length;
+}
+
+/** Seal one segment: the lines stored like any snapshot file (compressed, sealed), the manifest signed, renamed in. */
+export async function writeSegment(
+  store: string,
+  seg: NewSegment,
+  settings: StoreWriteSettings,
+): Promise<StoredSegment> {
+  await ensureDir(store);
+  await ensureDir(archiveDir(store));
+  await ensureDir(stagingDir(store));
+  const stage = await fs.mkdtemp(path.join(stagingDir(store), 'segment-'));
+  try {
+    await fs.chmod(stage, DIR_MODE);
+    const id = await freeSegmentId(store, new Date(seg.firstTime * 1000), seg.first);
+    const name = segmentFileName(seg.first);
+    await writeNewFile(path.join(stage, name), async (out) => {
+      await out.write(seg.lines);
+    });
+    const plain: ManifestFile = {
+      name,
+      role: 'changelog',
+      size: seg.lines.length,
+      sha256: createHash('sha256').update(seg.lines).digest('hex'),
+      sourcePath: seg.source.dataPath,
+      sourceSize: seg.lines.length,
+      sourceMtimeMs: seg.lastTime * 1000,
+      firstVersion: seg.first,
+      lastVersion: seg.last,
+    };
+    const file = await storeStagedFile(stage, plain, settings, { id, image: { metaid: seg.metaid } });
+    const manifest: SegmentManifest = {
+      formatVersion: 1,
+      kind: 'segment',
+      id,
+      source: seg.source,
+      metaid: seg.metaid,
+      first: seg.first,
+      last: seg.last,
+      firstTime: seg.firstTime,
+      lastTime: seg.lastTime,
+      ...(seg.previous !== undefined ? { previous: seg.previous } : {}),
+      ...(seg.gap ? { gap: seg.gap } : {}),
+      files: [file],
+      mfsJobsVersion: seg.mfsJobsVersion,
+      sealedAt: new Date().toISOString(),
+    };
+    await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
+    await fsyncDir(stage);
+    const target = path.join(archiveDir(store), id);
+    await fs.rename(stage, target);
+    await fsyncDir(archiveDir(store));
+    return { id, dir: target, manifest };
+  } finally {
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Every byte of a segment read back through the store's reader (stored and content checksums, key), and
+ * its lines: whole, gap-free, exactly first..last. Returns the problems (empty = good).
+ */
+export async function verifySegment(s: StoredSegment, keys: StoreKeys): Promise<string[]> {
+  const f = s.manifest.files[0]!;
+  try {
+    const facts = await readSnapshotContent(segmentHolder(s), f, { keys });
+    const scan = facts.scan!;
+    const problems = scan.problems.slice(0, 3).map((p) => `${f.name}:${p.line}: ${p.reason}`);
+    if (scan.segments.length > 1) problems.push(`${f.name}: versions are not contiguous`);
+    if (scan.first !== s.manifest.first || scan.last !== s.manifest.last) {
+      problems.push(
+        `${f.name}: holds ${scan.first ?? '-'}..${scan.last ?? '-'}, manifest says ${s.manifest.first}..${s.manifest.last}`,
+      );
+    }
+    return problems;
+  } catch (err) {
+    return [(err as Error).message];
+  }
+}
+
+/** The segments a restore from an image at `fromVersion` needs (lines at or after it), oldest first. */
+export function segmentsFrom(segments: readonly StoredSegment[], fromVersion: number): StoredSegment[] {
+  return segments.filter((s) => s.manifest.last >= fromVersion).sort((a, b) => a.manifest.first - b.manifest.first);
+}
+
+/**
+ * Copy segments into a restore's DATA_PATH as MooseFS changelogs (checked on the way like a snapshot's
+ * files), under names no snapshot's changelog has. Returns the placed names and bytes.
+ */
+export async function placeSegments(
+  segments: readonly StoredSegment[],
+  dataPath: string,
+  o: { keys?: StoreKeys; signal?: AbortSignal },
+): Promise<{ names: string[]; bytes: number }> {
+  const names: string[] = [];
+  let bytes = 0;
+  for (const [i, s] of segments.entries()) {
+    const name = `changelog.${PLACED_BASE - i}.mfs`;
+    bytes += await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, path.join(dataPath, name), o);
+    names.push(name);
+  }
+  return { names, bytes };
+}
+
+/**
+ * Segments no retained image needs (pure): every line older than the oldest retained image's start
+ * version. The archive's newest segment always stays (it is where the archive resumes).
+ */
+export function segmentsNotNeeded(
+  segments: readonly StoredSegment[],
+  retainedStarts: readonly number[],
+): StoredSegment[] {
+  if (!retainedStarts.length || !segments.length) return [];
+  const oldest = Math.min(...retainedStarts);
+  const newest = segments.reduce((a, b) => (b.manifest.last > a.manifest.last ? b : a));
+  return segments.filter((s) => s !== newest && s.manifest.last < oldest);
+}
+
+/** Remove a segment so no reader sees half of it: renamed into the archive's staging directory first. */
+export async function removeSegment(store: string, id: string): Promise<void> {
+  await ensureDir(stagingDir(store));
+  const doomed = path.join(stagingDir(store), `remove-${id}-${process.pid}`);
+  await fs.rename(path.join(archiveDir(store), id), doomed);
+  await fsyncDir(archiveDir(store));
+  await fs.rm(doomed, { recursive: true, force: true });
+}
