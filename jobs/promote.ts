@@ -39,6 +39,9 @@ import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { GENERATIONS, type Generation } from '../lib/moosefs/generations/index.js';
+// Issue #25 (quorum lease, power fence, lag gate): lib/failover/quorum-gate.ts, lease-keeper.ts.
+import { lagCheck, quorumFence } from '../lib/failover/quorum-gate.js';
+import { LeaseKeeper } from '../lib/failover/lease-keeper.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -75,6 +78,12 @@ const options = jobOptionsSchema({
    * wait for it (the daemon or a detached watcher does: lib/failover/clients-watch.ts). 0: do not watch.
    */
   clientsWaitSeconds: z.number().min(0).max(600).default(10),
+  /**
+   * The lag gate (issue #25): refuse a restore point more than this many versions / seconds behind the
+   * newest any source or the leader key's last report saw (lib/failover/lag-gate.ts); --force overrides.
+   */
+  maximumLagVersions: z.number().int().min(0).optional(),
+  maximumLagSeconds: z.number().min(0).optional(),
 });
 type Options = z.infer<typeof options>;
 type Ctx = JobContext<Options>;
@@ -122,6 +131,9 @@ export default defineJob({
     // Promotions run in this process from now on: their clients-back watch stays here too.
     daemonSide.clientWatches = new Set();
     const parts: { close(): Promise<void> }[] = [{ close: async () => daemonSide.clientWatches?.forEach((c) => c.abort()) }];
+    // Issue #25: hold the leader key while this host's mfsmaster serves; self-fence when it cannot.
+    const keeper = await LeaseKeeper.start(config, standby, log);
+    if (keeper) parts.push(keeper);
     if (options.fenceAheadMilliseconds > 0) {
       const others = mastersToFence(config, { port: standby.cliPort, localAddresses: await localAddresses(), vip: standby.vip });
       if (others.length > 0) {
@@ -353,13 +365,35 @@ async function promoteNow(
         lines: answers.map(describeFence),
       };
     }
-    const prepared = await preparing;
-    timings.inventoryMs = prepared.inventoryMs;
-    timings.fetchMs = prepared.fetchMs;
+    // Issue #25: the power-fence hook (masters of unknown state), then the leader key; refused: VIP back.
+    const gate = await quorumFence(config, answers, { signal: ctx.signal, dryRun: ctx.dryRun });
+    if (gate.details.key || gate.details.powerFence.length) timings.quorumMs = Date.now() - began - timings.fenceMs;
+    if (gate.refused !== undefined) {
+      stopCollecting.abort(new Error('quorum refused'));
+      await release(await preparing.catch(() => undefined));
+      const vip = await giveVipBack(ctx, standby);
+      return {
+        status: 'CRITICAL',
+        summary: `refusing to promote: ${gate.refused}${vip.note}`,
+        details: { fence: answers, quorum: gate.details, changed: false, vipReleased: vip.released },
+        lines: [...answers.map((a) => `fence: ${describeFence(a)}`), ...gate.lines],
+      };
+    }
+    let result: JobResult | undefined;
     try {
-      return await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
+      const prepared = await preparing;
+      timings.inventoryMs = prepared.inventoryMs;
+      timings.fetchMs = prepared.fetchMs;
+      try {
+        result = await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
+        return { ...result, details: { ...result.details, quorum: gate.details }, lines: [...gate.lines, ...(result.lines ?? [])] };
+      } finally {
+        await release(prepared);
+      }
     } finally {
-      await release(prepared);
+      // Serving: the lease stays for this host's daemon to adopt; not promoted: ended now.
+      if (result?.details?.changed === true) await gate.lease?.stop();
+      else await gate.lease?.release();
     }
   } finally {
     // A copy's snapshot fetched for this promotion (the store was gone): the placed files are the restore's now.
@@ -381,6 +415,13 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
     return { status: 'CRITICAL', summary: `the only restore point is an empty filesystem (${plan.image.source}:${plan.image.name}, no changelogs): not promoting`, lines };
   }
   lines.push(...planLines(plan));
+  // Issue #25: the lag gate at plan time (--force overrides).
+  const lag = await lagCheck(ctx.config, settled, ctx.options);
+  lines.push(lag.line);
+  if (!lag.ok && !ctx.args.force) {
+    const summary = `refusing to promote: lag gate: ${lag.why}; nothing changed (--force overrides)`;
+    return { status: 'CRITICAL', summary, details: { ...planDetails(f, settled), lag, changed: false }, lines };
+  }
   if (ctx.dryRun) return { status: 'OK', summary: `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`, details: planDetails(f, settled), lines };
   // 3. Restore. Check the VIP once more right before acting: the boot flap may have taken it.
   if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {

@@ -1,0 +1,252 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { Etcd3, type IOptions } from 'etcd3';
+import type { Config, QuorumConfig } from '../core/config.js';
+import { describeError, MfsJobsError } from '../core/errors.js';
+
+/**
+ * The quorum lease (issue #25): `<prefix>/leader` names the master allowed to serve, attached to an etcd
+ * lease of `ttlSeconds`. etcd does the consensus (a linearizable read or a transaction needs a majority of
+ * its members); this file only asks it, every call bounded by a deadline. As Patroni does it: the holder
+ * renews, a candidate takes the key only by a create-if-absent transaction, so it gets it only once the
+ * holder's lease has ended — and the holder stops serving before that (lease-keeper.ts).
+ */
+
+/** etcd could not answer (no quorum from here, a dead member, TLS refused); `subject` is the endpoints. */
+export class QuorumError extends MfsJobsError {}
+
+export interface LeaderView {
+  /** Who holds the key; undefined: nobody (absent). */
+  holder?: string;
+  leaseId?: string;
+  /** The lease's remaining TTL as etcd counts it, seconds. */
+  ttlSeconds?: number;
+}
+
+/** What the holder's daemon last recorded about its master (the lag gate's reference). */
+export interface LeaderReport {
+  holder: string;
+  metadataVersion: number;
+  /** ms since the epoch, the daemon's clock when it read the version. */
+  at: number;
+}
+
+/** This host's name in the leader key: quorum.name, else the short hostname. */
+export function quorumName(config: Config): string {
+  return config.quorum?.name ?? os.hostname().split('.')[0]!;
+}
+
+const MAX_VALUE_BYTES = 1024;
+
+export class Quorum {
+  private constructor(
+    private readonly client: Etcd3,
+    readonly q: QuorumConfig,
+    readonly name: string,
+  ) {}
+
+  /** A client for config.quorum, or undefined when none is configured (today's behaviour). */
+  static open(config: Config): Quorum | undefined {
+    const q = config.quorum;
+    if (!q) return undefined;
+    const { etcd } = q;
+    const read = (file: string, key: string) => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new QuorumError(key, `quorum.etcd.${key} ${file}: ${describeError(err)}`);
+      }
+    };
+    const options: IOptions = { hosts: etcd.endpoints, dialTimeout: etcd.retryTimeoutSeconds * 1000 };
+    if (etcd.caFile) {
+      options.credentials = {
+        rootCertificate: read(etcd.caFile, 'caFile'),
+        ...(etcd.certFile && etcd.keyFile ? { certChain: read(etcd.certFile, 'certFile'), privateKey: read(etcd.keyFile, 'keyFile') } : {}),
+      };
+    }
+    return new Quorum(new Etcd3(options), q, quorumName(config));
+  }
+
+  get ttlSeconds(): number {
+    return this.q.etcd.ttlSeconds;
+  }
+  get leaderKey(): string {
+    return `${this.q.etcd.prefix}/leader`;
+  }
+  get reportKey(): string {
+    return `${this.q.etcd.prefix}/leader-report`;
+  }
+  private get subject(): string {
+    return this.q.etcd.endpoints.join(',');
+  }
+
+  /** Call options: every request ends by its deadline (default: one retry timeout). */
+  private opts(timeoutMs = this.q.etcd.retryTimeoutSeconds * 1000) {
+    return { deadline: new Date(Date.now() + timeoutMs) };
+  }
+
+  private async call<T>(what: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (err) {
+      throw new QuorumError(this.subject, `etcd ${this.subject}: ${what}: ${describeError(err)}`);
+    }
+  }
+
+  /** Who holds the leader key and for how long yet (a linearizable read: needs etcd's majority). */
+  async leader(timeoutMs?: number): Promise<LeaderView> {
+    const res = await this.call('reading the leader key', () => this.client.get(this.leaderKey).options(this.opts(timeoutMs)).exec());
+    const kv = res.kvs[0];
+    if (!kv) return {};
+    const holder = kv.value.subarray(0, MAX_VALUE_BYTES).toString('utf8');
+    const leaseId = kv.lease;
+    if (!leaseId || leaseId === '0') return { holder };
+    const ttl = await this.call('reading the lease', () => this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, this.opts(timeoutMs)));
+    return { holder, leaseId, ttlSeconds: Math.max(0, Number(ttl.TTL)) };
+  }
+
+  /** A new lease of ttlSeconds (not yet attached to anything). */
+  async grant(timeoutMs?: number): Promise<string> {
+    const res = await this.call('granting a lease', () => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, this.opts(timeoutMs)));
+    return res.ID;
+  }
+
+  /** Put the leader key on `leaseId` if and only if the key is absent: true when this call took it. */
+  async takeIfAbsent(leaseId: string, timeoutMs?: number): Promise<boolean> {
+    const res = await this.call('taking the leader key', () =>
+      this.client
+        .if(this.leaderKey, 'Create', '==', 0)
+        .then(this.client.put(this.leaderKey).value(this.name).lease(leaseId))
+        .options(this.opts(timeoutMs))
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /**
+   * One keep-alive of `leaseId`: the TTL etcd now gives it (0: the lease has ended). Measured from before
+   * the request left: the lease is valid at least that long after `sentAt`.
+   */
+  async keepAlive(leaseId: string, timeoutMs?: number): Promise<number> {
+    const options = this.opts(timeoutMs);
+    return this.call('renewing the lease', async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive(options);
+      try {
+        const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('no keep-alive answer before the deadline')), options.deadline.getTime() - Date.now());
+          stream.on('data', (d: { TTL: string }) => (clearTimeout(timer), resolve(d)));
+          stream.on('error', (e: Error) => (clearTimeout(timer), reject(e)));
+          stream.write({ ID: leaseId });
+        });
+        return Math.max(0, Number(res.TTL));
+      } finally {
+        stream.end();
+      }
+    });
+  }
+
+  /** End a lease now (its key goes with it): a master that stopped serving need not make others wait a TTL. */
+  async revoke(leaseId: string, timeoutMs?: number): Promise<void> {
+    await this.call('revoking the lease', () => this.client.leaseClient.leaseRevoke({ ID: leaseId }, this.opts(timeoutMs)));
+  }
+
+  /** Record the master's version, only while the leader key is ours (a transaction on its value). */
+  async report(metadataVersion: number, timeoutMs?: number): Promise<boolean> {
+    const value = JSON.stringify({ holder: this.name, metadataVersion, at: Date.now() } satisfies LeaderReport);
+    const res = await this.call('recording the leader report', () =>
+      this.client.if(this.leaderKey, 'Value', '==', this.name).then(this.client.put(this.reportKey).value(value)).options(this.opts(timeoutMs)).commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** The holder's last report, validated (a value of the wrong shape or size is no report). */
+  async lastReport(timeoutMs?: number): Promise<LeaderReport | undefined> {
+    const res = await this.call('reading the leader report', () => this.client.get(this.reportKey).options(this.opts(timeoutMs)).exec());
+    const raw = res.kvs[0]?.value;
+    if (!raw || raw.length > MAX_VALUE_BYTES) return undefined;
+    try {
+      const r = JSON.parse(raw.toString('utf8')) as Partial<LeaderReport>;
+      const ok = typeof r.holder === 'string' && Number.isSafeInteger(r.metadataVersion) && Number.isFinite(r.at);
+      return ok ? (r as LeaderReport) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export type Acquired =
+  | { acquired: true; leaseId: string; waitedMs: number; previous?: LeaderView; adopted: boolean }
+  | { acquired: false; why: 'held' | 'unreachable'; waitedMs: number; holder?: string; ttlSeconds?: number; detail: string };
+
+/**
+ * Take the leader key for this host: at once when absent, after at most `maxWaitMs` when a lease is
+ * ending (it can only end: nobody renews a lease for long without its holder serving). A key of our own
+ * name (this host's daemon or an earlier promote) is ours already. Refused: held by a live lease at the
+ * end of the wait, or etcd has no quorum from here.
+ */
+export async function acquireLeader(q: Quorum, o: { maxWaitMs: number; signal?: AbortSignal }): Promise<Acquired> {
+  const began = Date.now();
+  let leaseId: string | undefined;
+  let previous: LeaderView | undefined;
+  let last: LeaderView = {};
+  try {
+    for (;;) {
+      last = await q.leader();
+      previous ??= last.holder ? last : undefined;
+      if (last.holder === q.name && last.leaseId) return { acquired: true, leaseId: last.leaseId, waitedMs: Date.now() - began, previous, adopted: true };
+      if (!last.holder) {
+        leaseId ??= await q.grant();
+        if (await q.takeIfAbsent(leaseId)) return { acquired: true, leaseId, waitedMs: Date.now() - began, previous, adopted: false };
+        continue;
+      }
+      const left = o.maxWaitMs - (Date.now() - began);
+      if (left <= 0 || o.signal?.aborted) break;
+      await new Promise((r) => setTimeout(r, Math.min(250, left)));
+    }
+  } catch (err) {
+    if (leaseId) await q.revoke(leaseId).catch(() => undefined);
+    return { acquired: false, why: 'unreachable', waitedMs: Date.now() - began, detail: describeError(err) };
+  }
+  if (leaseId) await q.revoke(leaseId).catch(() => undefined);
+  const detail = `${q.leaderKey} is held by ${last.holder} on a live lease (${last.ttlSeconds ?? '?'} s left after waiting ${((Date.now() - began) / 1000).toFixed(1)} s)`;
+  return { acquired: false, why: 'held', waitedMs: Date.now() - began, holder: last.holder, ttlSeconds: last.ttlSeconds, detail };
+}
+
+export interface QuorumStatus {
+  configured: boolean;
+  /** etcd answered (a majority from here). */
+  reachable?: boolean;
+  key?: string;
+  holder?: string | null;
+  ttlSeconds?: number | null;
+  self?: string;
+  report?: LeaderReport | null;
+  error?: string;
+  /** One line for a status table. */
+  line: string;
+}
+
+/** For `status`/`verify`: who holds the leader key, the lease's remaining TTL, the holder's last report. */
+export async function quorumStatus(config: Config): Promise<QuorumStatus> {
+  let q: Quorum | undefined;
+  try {
+    q = Quorum.open(config);
+    if (!q) return { configured: false, line: 'quorum: not configured' };
+    const view = await q.leader();
+    const report = (await q.lastReport()) ?? null;
+    const holder = view.holder ?? null;
+    const line = holder
+      ? `quorum: ${q.leaderKey} held by ${holder}${holder === q.name ? ' (this host)' : ''}, lease ${view.ttlSeconds ?? '?'} s left`
+      : `quorum: ${q.leaderKey} is free (no master holds it)`;
+    return { configured: true, reachable: true, key: q.leaderKey, holder, ttlSeconds: view.ttlSeconds ?? null, self: q.name, report, line };
+  } catch (err) {
+    const error = describeError(err);
+    return { configured: true, reachable: false, error, line: `quorum: etcd unreachable from here: ${error}` };
+  } finally {
+    q?.close();
+  }
+}
