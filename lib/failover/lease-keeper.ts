@@ -109,6 +109,8 @@ export class LeaseKeeper {
       this.graceUntil = Date.now() + this.ms.ttl;
     }
     const sentAt = Date.now();
+    // etcd was out of reach last time: ask the peers at once, beside the next try (a round must fit in the TTL).
+    const asking = this.state.etcd === 'unreachable' ? this.failsafeRound(sentAt) : undefined;
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -119,6 +121,8 @@ export class LeaseKeeper {
         }
       }
       if (!this.held) await this.takeOrAdopt(sentAt);
+      await asking;
+      if (this.state.etcd === 'unreachable') this.log.info('quorum: etcd answers again');
       this.state.etcd = 'ok';
       this.failsafeUntil = 0;
       this.graceUntil = 0;
@@ -128,7 +132,7 @@ export class LeaseKeeper {
       if (!(err instanceof QuorumError)) throw err;
       if (this.state.etcd !== 'unreachable') this.log.warn(`quorum: ${describeError(err)}`);
       this.state.etcd = 'unreachable';
-      await this.failsafeRound(sentAt);
+      await (asking ?? this.failsafeRound(sentAt));
     }
   }
 
