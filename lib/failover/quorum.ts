@@ -40,7 +40,8 @@ const MAX_VALUE_BYTES = 1024;
 
 export class Quorum {
   private constructor(
-    private readonly client: Etcd3,
+    /** One client per endpoint, each request sent to all at once: a member cut off from its majority only times out. */
+    private readonly clients: Etcd3[],
     readonly q: QuorumConfig,
     readonly name: string,
   ) {}
@@ -57,14 +58,18 @@ export class Quorum {
         throw new QuorumError(key, `quorum.etcd.${key} ${file}: ${describeError(err)}`);
       }
     };
-    const options: IOptions = { hosts: etcd.endpoints, dialTimeout: etcd.retryTimeoutSeconds * 1000 };
+    const options: Omit<IOptions, 'hosts'> = { dialTimeout: etcd.retryTimeoutSeconds * 1000 };
     if (etcd.caFile) {
       options.credentials = {
         rootCertificate: read(etcd.caFile, 'caFile'),
         ...(etcd.certFile && etcd.keyFile ? { certChain: read(etcd.certFile, 'certFile'), privateKey: read(etcd.keyFile, 'keyFile') } : {}),
       };
     }
-    return new Quorum(new Etcd3(options), q, quorumName(config));
+    return new Quorum(
+      etcd.endpoints.map((hosts) => new Etcd3({ ...options, hosts })),
+      q,
+      quorumName(config),
+    );
   }
 
   get ttlSeconds(): number {
@@ -85,42 +90,53 @@ export class Quorum {
     return { deadline: new Date(Date.now() + timeoutMs) };
   }
 
-  private async call<T>(what: string, f: () => Promise<T>): Promise<T> {
+  /**
+   * `f` against every endpoint at once; the first answer wins. Safe for what is asked here: linearizable
+   * reads, a keep-alive, transactions whose compare makes a second success impossible.
+   */
+  private async call<T>(what: string, f: (client: Etcd3) => Promise<T>): Promise<T> {
     try {
-      return await f();
+      return await Promise.any(this.clients.map((c) => f(c)));
     } catch (err) {
-      throw new QuorumError(this.subject, `etcd ${this.subject}: ${what}: ${describeError(err)}`);
+      const first = err instanceof AggregateError ? err.errors.map(describeError).find((m) => !/CANCELLED/.test(m)) ?? describeError(err.errors[0]) : describeError(err);
+      throw new QuorumError(this.subject, `etcd ${this.subject}: ${what}: ${first}`);
     }
   }
 
   /** Who holds the leader key and for how long yet (a linearizable read: needs etcd's majority). */
   async leader(timeoutMs?: number): Promise<LeaderView> {
-    const res = await this.call('reading the leader key', () => this.client.get(this.leaderKey).options(this.opts(timeoutMs)).exec());
+    const o = this.opts(timeoutMs);
+    const res = await this.call('reading the leader key', (c) => c.get(this.leaderKey).options(o).exec());
     const kv = res.kvs[0];
     if (!kv) return {};
     const holder = kv.value.subarray(0, MAX_VALUE_BYTES).toString('utf8');
     const leaseId = kv.lease;
     if (!leaseId || leaseId === '0') return { holder };
-    const ttl = await this.call('reading the lease', () => this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, this.opts(timeoutMs)));
+    const ttl = await this.call('reading the lease', (c) => c.leaseClient.leaseTimeToLive({ ID: leaseId }, this.opts(timeoutMs)));
     return { holder, leaseId, ttlSeconds: Math.max(0, Number(ttl.TTL)) };
   }
 
   /** A new lease of ttlSeconds (not yet attached to anything). */
   async grant(timeoutMs?: number): Promise<string> {
-    const res = await this.call('granting a lease', () => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, this.opts(timeoutMs)));
-    return res.ID;
+    const o = this.opts(timeoutMs);
+    const grants = this.clients.map((c) => c.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, o).then((r) => r.ID));
+    const first = await this.call('granting a lease', (c) => grants[this.clients.indexOf(c)]!);
+    // Every other member that granted one too: its lease is not used, end it.
+    for (const g of grants) void g.then((id) => (id === first ? undefined : this.revoke(id)), () => undefined).catch(() => undefined);
+    return first;
   }
 
   /** Put the leader key on `leaseId` if and only if the key is absent: true when this call took it. */
   async takeIfAbsent(leaseId: string, timeoutMs?: number): Promise<boolean> {
-    const res = await this.call('taking the leader key', () =>
-      this.client
-        .if(this.leaderKey, 'Create', '==', 0)
-        .then(this.client.put(this.leaderKey).value(this.name).lease(leaseId))
-        .options(this.opts(timeoutMs))
-        .commit(),
+    const o = this.opts(timeoutMs);
+    const all = this.clients.map((c) =>
+      c.if(this.leaderKey, 'Create', '==', 0).then(c.put(this.leaderKey).value(this.name).lease(leaseId)).options(o).commit(),
     );
-    return res.succeeded;
+    // Sent to every member: one of them may succeed after another answered "exists" (our own put): any success counts.
+    const first = await this.call('taking the leader key', (c) => all[this.clients.indexOf(c)]!);
+    if (first.succeeded) return true;
+    const settled = await Promise.allSettled(all);
+    return settled.some((r) => r.status === 'fulfilled' && r.value.succeeded);
   }
 
   /**
@@ -129,8 +145,8 @@ export class Quorum {
    */
   async keepAlive(leaseId: string, timeoutMs?: number): Promise<number> {
     const options = this.opts(timeoutMs);
-    return this.call('renewing the lease', async () => {
-      const stream = await this.client.leaseClient.leaseKeepAlive(options);
+    return this.call('renewing the lease', async (c) => {
+      const stream = await c.leaseClient.leaseKeepAlive(options);
       try {
         const res = await new Promise<{ TTL: string }>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error('no keep-alive answer before the deadline')), options.deadline.getTime() - Date.now());
@@ -147,21 +163,24 @@ export class Quorum {
 
   /** End a lease now (its key goes with it): a master that stopped serving need not make others wait a TTL. */
   async revoke(leaseId: string, timeoutMs?: number): Promise<void> {
-    await this.call('revoking the lease', () => this.client.leaseClient.leaseRevoke({ ID: leaseId }, this.opts(timeoutMs)));
+    const o = this.opts(timeoutMs);
+    await this.call('revoking the lease', (c) => c.leaseClient.leaseRevoke({ ID: leaseId }, o));
   }
 
   /** Record the master's version, only while the leader key is ours (a transaction on its value). */
   async report(metadataVersion: number, timeoutMs?: number): Promise<boolean> {
     const value = JSON.stringify({ holder: this.name, metadataVersion, at: Date.now() } satisfies LeaderReport);
-    const res = await this.call('recording the leader report', () =>
-      this.client.if(this.leaderKey, 'Value', '==', this.name).then(this.client.put(this.reportKey).value(value)).options(this.opts(timeoutMs)).commit(),
+    const o = this.opts(timeoutMs);
+    const res = await this.call('recording the leader report', (c) =>
+      c.if(this.leaderKey, 'Value', '==', this.name).then(c.put(this.reportKey).value(value)).options(o).commit(),
     );
     return res.succeeded;
   }
 
   /** The holder's last report, validated (a value of the wrong shape or size is no report). */
   async lastReport(timeoutMs?: number): Promise<LeaderReport | undefined> {
-    const res = await this.call('reading the leader report', () => this.client.get(this.reportKey).options(this.opts(timeoutMs)).exec());
+    const o = this.opts(timeoutMs);
+    const res = await this.call('reading the leader report', (c) => c.get(this.reportKey).options(o).exec());
     const raw = res.kvs[0]?.value;
     if (!raw || raw.length > MAX_VALUE_BYTES) return undefined;
     try {
@@ -174,7 +193,7 @@ export class Quorum {
   }
 
   close(): void {
-    this.client.close();
+    for (const c of this.clients) c.close();
   }
 }
 

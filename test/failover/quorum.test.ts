@@ -69,10 +69,10 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
     return d;
   };
   const configOf = (m: Machine) => parseConfig(quorumDoc(m), `(${m.name})`);
-  const quorumDoc = (m: Machine) => ({
+  const quorumDoc = (m: Machine, l: FailoverLab = lab) => ({
     quorum: {
-      name: lab.masterName(m),
-      etcd: { endpoints: [lab.A, lab.B, lab.C].map((x) => `http://${x.ip}:2379`), prefix: '/mfs-jobs/mq', ttlSeconds: TTL, loopWaitSeconds: 1, retryTimeoutSeconds: 2 },
+      name: l.masterName(m),
+      etcd: { endpoints: [l.A, l.B, l.C].map((x) => `http://${x.ip}:2379`), prefix: '/mfs-jobs/mq', ttlSeconds: TTL, loopWaitSeconds: 1, retryTimeoutSeconds: 2 },
       failsafe: { port: 9482, keyFile: path.join(keyDir, 'failsafe.key') },
     },
   });
@@ -114,7 +114,7 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
     for (const bin of [ETCD, '/usr/bin/etcdctl', '/usr/sbin/ucarp']) if (!existsSync(bin)) throw new Error(`${bin} is missing: install etcd-server, etcd-client and ucarp (this suite never skips)`);
     keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-keys-'));
     await fs.writeFile(path.join(keyDir, 'failsafe.key'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
-    lab = await FailoverLab.start({ prefix: PREFIX, vip: VIP, metaloggerLocal: true, promoteOnVip: true, tag: 'mq', extraConfig: (m) => quorumDoc(m) });
+    lab = await FailoverLab.start({ prefix: PREFIX, vip: VIP, metaloggerLocal: true, promoteOnVip: true, tag: 'mq', extraConfig: (m, l) => quorumDoc(m, l) });
     for (const m of [lab.A, lab.B, lab.C]) startEtcd(m);
     await waitFor('etcd to elect a leader', async () => (await holderFromC()) !== undefined, 30_000);
     await lab.prepareRounds('mfs-jobs');
