@@ -109,8 +109,15 @@ export class LeaseKeeper {
       this.graceUntil = Date.now() + this.ms.ttl;
     }
     const sentAt = Date.now();
-    // etcd was out of reach last time: ask the peers at once, beside the next try (a round must fit in the TTL).
-    const asking = this.state.etcd === 'unreachable' ? this.failsafeRound(sentAt) : undefined;
+    // With failsafe: the peers are asked beside etcd — at once when etcd was out of reach last time, else
+    // when etcd has not answered within half a retry timeout (an election after a member rejoins takes that
+    // long): the timing rule leaves one try before the stop, the confirmation must not come after it.
+    let etcdAnswered = false;
+    const asking = !this.config.quorum?.failsafe
+      ? undefined
+      : this.state.etcd === 'unreachable'
+        ? this.failsafeRound(sentAt)
+        : new Promise((r) => setTimeout(r, this.ms.retry / 2)).then(() => (etcdAnswered ? undefined : this.failsafeRound(sentAt)));
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -121,7 +128,7 @@ export class LeaseKeeper {
         }
       }
       if (!this.held) await this.takeOrAdopt(sentAt);
-      await asking;
+      etcdAnswered = true;
       if (this.state.etcd === 'unreachable') this.log.info('quorum: etcd answers again');
       this.state.etcd = 'ok';
       this.failsafeUntil = 0;
@@ -132,6 +139,7 @@ export class LeaseKeeper {
       if (!(err instanceof QuorumError)) throw err;
       if (this.state.etcd !== 'unreachable') this.log.warn(`quorum: ${describeError(err)}`);
       this.state.etcd = 'unreachable';
+      etcdAnswered = true;
       await (asking ?? this.failsafeRound(sentAt));
     }
   }
@@ -173,7 +181,7 @@ export class LeaseKeeper {
     const answers = await askPeers(this.config, peers, this.ms.retry);
     const all = answers.every((a) => a.confirmed);
     if (all) {
-      if (this.failsafeUntil === 0) this.log.warn('quorum: etcd unreachable; failsafe: every other master confirms it is not promoting, serving on', { peers: peers.map((p) => p.name) });
+      if (this.failsafeUntil === 0) this.log.warn('quorum: etcd slow or unreachable; failsafe: every other master confirms it is not promoting, serving on', { peers: peers.map((p) => p.name) });
       this.failsafeUntil = sentAt + this.ms.ttl;
     } else this.log.warn(`quorum: failsafe not confirmed: ${answers.filter((a) => !a.confirmed).map((a) => a.detail).join('; ')}`);
     this.state.failsafeUntil = this.failsafeUntil;

@@ -31,7 +31,7 @@ export interface HeldLease {
 }
 
 export type QuorumFence =
-  | { refused: string; lines: string[]; details: QuorumDetails }
+  | { refused: string; lines: string[]; details: QuorumDetails; lease?: undefined }
   | { refused?: undefined; lines: string[]; details: QuorumDetails; lease?: HeldLease };
 
 export async function quorumFence(config: Config, answers: readonly FenceAnswer[], o: { signal?: AbortSignal; dryRun?: boolean }): Promise<QuorumFence> {
