@@ -115,3 +115,52 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
     await a.lease?.release();
   }, 15_000);
 });
+
+describe('failsafe channel (issue #25): authenticated, bounded, a promise recorded only for a valid ask', () => {
+  test('a forged ask gets no answer and no promise; a valid one is answered and recorded; a standby whose master runs cannot promise', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const net = await import('node:net');
+    const { askPeers, failsafePromise, serveFailsafe } = await import('../../lib/failover/failsafe.js');
+    const { silentLogger } = await import('../../lib/core/logger.js');
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-failsafe-'));
+    try {
+      const keyFile = path.join(dir, 'key');
+      await fs.writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+      const port = await freePort();
+      const quorum = (name: string) => ({ name, etcd: { endpoints: ['http://127.0.0.1:1'], prefix: '/p', ttlSeconds: 5, loopWaitSeconds: 1, retryTimeoutSeconds: 2 }, failsafe: { port, keyFile } });
+      const standby = parseConfig({ stateDir: path.join(dir, 'b'), quorum: quorum('master-b') });
+      const master = parseConfig({ stateDir: path.join(dir, 'a'), masters: [{ name: 'master-b', host: '127.0.0.1' }], quorum: quorum('master-a') });
+      let promoting: string | undefined;
+      const server = (await serveFailsafe(standby, { promoting: async () => promoting, log: silentLogger() }))!;
+      try {
+        // A forged ask (a MAC of another key): the connection is closed without a word, nothing recorded.
+        const answer = await new Promise<string>((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port }, () => s.write(JSON.stringify({ v: 1, from: 'x', nonce: '0'.repeat(32), at: Date.now(), mac: 'f'.repeat(64) }) + '\n'));
+          let got = '';
+          s.on('data', (d) => (got += String(d)));
+          s.on('close', () => resolve(got));
+          s.on('error', () => undefined);
+        });
+        expect(answer).toBe('');
+        expect(await failsafePromise(standby)).toBeUndefined();
+        const [ok] = await askPeers(master, master.masters, 2_000);
+        expect(ok).toEqual({ name: 'master-b', confirmed: true, detail: 'master-b confirms it is not promoting' });
+        expect((await failsafePromise(standby))?.from).toBe('master-a');
+        // Promote on the standby now refuses: it promised.
+        const r = await quorumFence(standby, [], {});
+        expect(r.refused).toMatch(/^master-a serves in failsafe mode \(etcd unreachable\) and this host promised it not to promote until /);
+        promoting = 'mfsmaster (pid 1) runs here';
+        const [no] = await askPeers(master, master.masters, 2_000);
+        expect(no).toEqual({ name: 'master-b', confirmed: false, detail: 'master-b cannot promise: mfsmaster (pid 1) runs here' });
+        // Another key: the answer is not taken.
+        await fs.writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+        const [forged] = await askPeers(master, master.masters, 2_000);
+        expect(forged?.confirmed).toBe(false);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
+});
