@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { noop } from 'cockatiel';
 import { Etcd3, type IOptions } from 'etcd3';
 import type { Config, QuorumConfig } from '../core/config.js';
 import { describeError, MfsJobsError } from '../core/errors.js';
@@ -58,7 +59,9 @@ export class Quorum {
         throw new QuorumError(key, `quorum.etcd.${key} ${file}: ${describeError(err)}`);
       }
     };
-    const options: Omit<IOptions, 'hosts'> = { dialTimeout: etcd.retryTimeoutSeconds * 1000 };
+    // No retries and no circuit breaker (etcd3's defaults, via cockatiel, its own dependency): a breaker opened
+    // by the timeouts of an election kept a healthy member from being asked for seconds, past the lease.
+    const options: Omit<IOptions, 'hosts'> = { dialTimeout: etcd.retryTimeoutSeconds * 1000, faultHandling: { host: () => noop, global: noop } };
     if (etcd.caFile) {
       options.credentials = {
         rootCertificate: read(etcd.caFile, 'caFile'),
