@@ -386,6 +386,7 @@ async function promoteNow(
       timings.fetchMs = prepared.fetchMs;
       try {
         result = await restore(ctx, standby, { answers, forced: alive.length > 0, collected: prepared.collected, notes, timings }, prepared);
+        if (!config.quorum && !config.fence) return result;
         return { ...result, details: { ...result.details, quorum: gate.details }, lines: [...gate.lines, ...(result.lines ?? [])] };
       } finally {
         await release(prepared);
@@ -417,7 +418,7 @@ async function restore(ctx: Ctx, standby: StandbyConfig, f: Findings, prepared: 
   lines.push(...planLines(plan));
   // Issue #25: the lag gate at plan time (--force overrides).
   const lag = await lagCheck(ctx.config, settled, ctx.options);
-  lines.push(lag.line);
+  if (lag.line) lines.push(lag.line);
   if (!lag.ok && !ctx.args.force) {
     const summary = `refusing to promote: lag gate: ${lag.why}; nothing changed (--force overrides)`;
     return { status: 'CRITICAL', summary, details: { ...planDetails(f, settled), lag, changed: false }, lines };

@@ -98,7 +98,11 @@ export async function quorumFence(config: Config, answers: readonly FenceAnswer[
 }
 
 /** The lag gate at plan time, with the leader key's last report when a quorum is configured. */
-export async function lagCheck(config: Config, settled: SettledPlan, limits: LagLimits): Promise<LagVerdict & { line: string }> {
+export async function lagCheck(config: Config, settled: SettledPlan, limits: LagLimits): Promise<LagVerdict & { line?: string }> {
+  // No limits: no gate, nothing asked, nothing said (promote's report as before).
+  if (limits.maximumLagVersions === undefined && limits.maximumLagSeconds === undefined) {
+    return { ...lagGate(lagInputOf(settled, undefined), {}), line: undefined };
+  }
   const q = Quorum.open(config);
   const report = q ? await q.lastReport().catch(() => undefined) : undefined;
   q?.close();
