@@ -31,7 +31,8 @@ export interface FailsafePromise {
   until: number;
 }
 
-const mac = (key: Buffer, fields: readonly (string | number | boolean)[]) => createHmac('sha256', key).update(JSON.stringify(fields)).digest('hex');
+const mac = (key: Buffer, fields: readonly (string | number | boolean)[]) =>
+  createHmac('sha256', key).update(JSON.stringify(fields)).digest('hex');
 
 function macOk(key: Buffer, fields: readonly (string | number | boolean)[], given: unknown): boolean {
   if (typeof given !== 'string' || !/^[0-9a-f]{64}$/.test(given)) return false;
@@ -49,7 +50,9 @@ export async function failsafePromise(config: Config, now = Date.now()): Promise
   if (!text || text.length > MAX_LINE) return undefined;
   try {
     const p = JSON.parse(text) as Partial<FailsafePromise>;
-    return typeof p.from === 'string' && typeof p.until === 'number' && p.until > now ? (p as FailsafePromise) : undefined;
+    return typeof p.from === 'string' && typeof p.until === 'number' && p.until > now
+      ? (p as FailsafePromise)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -83,7 +86,10 @@ export interface FailsafeServer {
  * Listen for asks. `promoting()` says why this host cannot promise (its own master serves, a promotion is
  * running), or undefined: then the promise is recorded before the answer leaves.
  */
-export async function serveFailsafe(config: Config, o: { promoting: () => Promise<string | undefined>; log: Logger }): Promise<FailsafeServer | undefined> {
+export async function serveFailsafe(
+  config: Config,
+  o: { promoting: () => Promise<string | undefined>; log: Logger },
+): Promise<FailsafeServer | undefined> {
   const fsafe = config.quorum?.failsafe;
   if (!fsafe) return undefined;
   const { key } = await loadStoreKey(fsafe.keyFile, 'quorum.failsafe.keyFile');
@@ -96,15 +102,35 @@ export async function serveFailsafe(config: Config, o: { promoting: () => Promis
       const line = await readLine(sock, 2_000);
       const r = JSON.parse(line) as { v?: unknown; from?: unknown; nonce?: unknown; at?: unknown; mac?: unknown };
       const now = Date.now();
-      if (r.v !== VERSION || typeof r.from !== 'string' || typeof r.nonce !== 'string' || !/^[0-9a-f]{32}$/.test(r.nonce) || typeof r.at !== 'number') return sock.destroy();
+      if (
+        r.v !== VERSION ||
+        typeof r.from !== 'string' ||
+        typeof r.nonce !== 'string' ||
+        !/^[0-9a-f]{32}$/.test(r.nonce) ||
+        typeof r.at !== 'number'
+      )
+        return sock.destroy();
       if (!macOk(key, ['ask', r.from, r.nonce, r.at], r.mac)) return sock.destroy();
       if (Math.abs(now - r.at) > ttlMs || seen.has(r.nonce)) return sock.destroy();
       for (const [n, t] of seen) if (now - t > 2 * ttlMs) seen.delete(n);
       seen.set(r.nonce, now);
       const reason = (await o.promoting().catch((e: unknown) => `cannot tell: ${describeError(e)}`)) ?? '';
-      if (!reason) await writeFileAtomic(promiseFile(config), JSON.stringify({ from: r.from, until: now + ttlMs } satisfies FailsafePromise));
+      if (!reason)
+        await writeFileAtomic(
+          promiseFile(config),
+          JSON.stringify({ from: r.from, until: now + ttlMs } satisfies FailsafePromise),
+        );
       const promoting = reason !== '';
-      sock.end(JSON.stringify({ v: VERSION, from: name, nonce: r.nonce, promoting, reason, mac: mac(key, ['answer', name, r.nonce, promoting, reason]) }) + '\n');
+      sock.end(
+        JSON.stringify({
+          v: VERSION,
+          from: name,
+          nonce: r.nonce,
+          promoting,
+          reason,
+          mac: mac(key, ['answer', name, r.nonce, promoting, reason]),
+        }) + '\n',
+      );
     })().catch(() => sock.destroy());
   });
   await new Promise<void>((resolve, reject) => {
@@ -130,12 +156,26 @@ export async function askPeers(config: Config, peers: readonly MasterHost[], tim
       try {
         const answer = readLine(sock, timeoutMs);
         sock.write(JSON.stringify({ v: VERSION, from, nonce, at, mac: mac(key, ['ask', from, nonce, at]) }) + '\n');
-        const a = JSON.parse(await answer) as { v?: unknown; from?: unknown; nonce?: unknown; promoting?: unknown; reason?: unknown; mac?: unknown };
-        const fields = ['answer', String(a.from), String(a.nonce), a.promoting === true, typeof a.reason === 'string' ? a.reason : ''] as const;
+        const a = JSON.parse(await answer) as {
+          v?: unknown;
+          from?: unknown;
+          nonce?: unknown;
+          promoting?: unknown;
+          reason?: unknown;
+          mac?: unknown;
+        };
+        const fields = [
+          'answer',
+          String(a.from),
+          String(a.nonce),
+          a.promoting === true,
+          typeof a.reason === 'string' ? a.reason : '',
+        ] as const;
         if (a.v !== VERSION || a.nonce !== nonce || typeof a.promoting !== 'boolean' || !macOk(key, fields, a.mac)) {
           return { name: p.name, confirmed: false, detail: `${p.name}: answer not authenticated` };
         }
-        if (a.promoting) return { name: p.name, confirmed: false, detail: `${p.name} cannot promise: ${fields[4].slice(0, 200)}` };
+        if (a.promoting)
+          return { name: p.name, confirmed: false, detail: `${p.name} cannot promise: ${fields[4].slice(0, 200)}` };
         return { name: p.name, confirmed: true, detail: `${p.name} confirms it is not promoting` };
       } catch (err) {
         return { name: p.name, confirmed: false, detail: `${p.name} (${p.host}:${fsafe.port}): ${describeError(err)}` };

@@ -55,7 +55,13 @@ export class LeaseKeeper {
     k.loop = k.run();
     k.watchdog = setInterval(() => k.check(), 100);
     const { ttlSeconds, loopWaitSeconds, retryTimeoutSeconds } = config.quorum!.etcd;
-    log.info('quorum: keeping the leader key while this master serves', { key: q.leaderKey, name: q.name, ttlSeconds, loopWaitSeconds, retryTimeoutSeconds });
+    log.info('quorum: keeping the leader key while this master serves', {
+      key: q.leaderKey,
+      name: q.name,
+      ttlSeconds,
+      loopWaitSeconds,
+      retryTimeoutSeconds,
+    });
     return k;
   }
 
@@ -70,7 +76,8 @@ export class LeaseKeeper {
     if (pid !== undefined) return `mfsmaster (pid ${pid}) runs here`;
     const lock = await fs.readFile(path.join(this.config.lockDir, 'failover.lock'), 'utf8').catch(() => undefined);
     const owner = lock ? (JSON.parse(lock) as { pid?: number; job?: string }) : undefined;
-    if (owner?.pid && processAlive(owner.pid)) return `${owner.job ?? 'a failover job'} (pid ${owner.pid}) is running here`;
+    if (owner?.pid && processAlive(owner.pid))
+      return `${owner.job ?? 'a failover job'} (pid ${owner.pid}) is running here`;
     return undefined;
   }
 
@@ -117,7 +124,9 @@ export class LeaseKeeper {
       ? undefined
       : this.state.etcd === 'unreachable'
         ? this.failsafeRound(sentAt)
-        : new Promise((r) => setTimeout(r, this.ms.retry / 2)).then(() => (etcdAnswered ? undefined : this.failsafeRound(sentAt)));
+        : new Promise((r) => setTimeout(r, this.ms.retry / 2)).then(() =>
+            etcdAnswered ? undefined : this.failsafeRound(sentAt),
+          );
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -170,7 +179,13 @@ export class LeaseKeeper {
 
   private async reportVersion(): Promise<void> {
     const { cliHost: host, cliPort: port } = this.standby;
-    const status = await masterStatus({ host, port, bin: this.config.mfscliBin, timeoutMs: this.ms.retry, generation: this.config.moosefs.generation }).catch(() => undefined);
+    const status = await masterStatus({
+      host,
+      port,
+      bin: this.config.mfscliBin,
+      timeoutMs: this.ms.retry,
+      generation: this.config.moosefs.generation,
+    }).catch(() => undefined);
     if (status?.metadataVersion) await this.q.report(status.metadataVersion).catch(() => undefined);
   }
 
@@ -181,9 +196,19 @@ export class LeaseKeeper {
     const answers = await askPeers(this.config, peers, this.ms.retry);
     const all = answers.every((a) => a.confirmed);
     if (all) {
-      if (this.failsafeUntil === 0) this.log.warn('quorum: etcd slow or unreachable; failsafe: every other master confirms it is not promoting, serving on', { peers: peers.map((p) => p.name) });
+      if (this.failsafeUntil === 0)
+        this.log.warn(
+          'quorum: etcd slow or unreachable; failsafe: every other master confirms it is not promoting, serving on',
+          { peers: peers.map((p) => p.name) },
+        );
       this.failsafeUntil = sentAt + this.ms.ttl;
-    } else this.log.warn(`quorum: failsafe not confirmed: ${answers.filter((a) => !a.confirmed).map((a) => a.detail).join('; ')}`);
+    } else
+      this.log.warn(
+        `quorum: failsafe not confirmed: ${answers
+          .filter((a) => !a.confirmed)
+          .map((a) => a.detail)
+          .join('; ')}`,
+      );
     this.state.failsafeUntil = this.failsafeUntil;
   }
 
@@ -191,7 +216,10 @@ export class LeaseKeeper {
   private check(): void {
     if (this.servingPid === undefined || this.fencing || this.stopped) return;
     if (Date.now() >= this.allowedUntil() - this.ms.retry) {
-      const why = this.state.etcd === 'unreachable' ? 'etcd unreachable and no failsafe confirmation' : 'the leader lease could not be renewed';
+      const why =
+        this.state.etcd === 'unreachable'
+          ? 'etcd unreachable and no failsafe confirmation'
+          : 'the leader lease could not be renewed';
       void this.selfFence(`${why} within ${this.config.quorum!.etcd.ttlSeconds} s`);
     }
   }

@@ -22,7 +22,11 @@ export interface PowerFenceResult {
 }
 
 /** Run the hook for each master whose state is unknown (none configured or none unknown: nothing run). */
-export async function powerFence(config: Config, answers: readonly FenceAnswer[], signal?: AbortSignal): Promise<PowerFenceResult[]> {
+export async function powerFence(
+  config: Config,
+  answers: readonly FenceAnswer[],
+  signal?: AbortSignal,
+): Promise<PowerFenceResult[]> {
   const hook = config.fence;
   if (!hook) return [];
   return Promise.all(
@@ -35,11 +39,29 @@ export async function powerFence(config: Config, answers: readonly FenceAnswer[]
         const res = await execCapture(bin, [...args, a.name], { timeoutMs: hook.timeoutSeconds * 1000, signal, env });
         const out = (res.stderr || res.stdout).trim().split('\n').pop()?.slice(0, 200) ?? '';
         const ms = Date.now() - started;
-        if (res.code === 0) return { master: a.name, fenced: true, detail: `fence.command fenced ${a.name}${out ? ` (${out})` : ''}`, ms };
-        const how = res.signal ? `killed by ${res.signal} (fence.timeoutSeconds ${hook.timeoutSeconds})` : `exit ${res.code}`;
-        return { master: a.name, fenced: false, detail: `fence.command failed for ${a.name}: ${how}${out ? `: ${out}` : ''}`, ms };
+        if (res.code === 0)
+          return {
+            master: a.name,
+            fenced: true,
+            detail: `fence.command fenced ${a.name}${out ? ` (${out})` : ''}`,
+            ms,
+          };
+        const how = res.signal
+          ? `killed by ${res.signal} (fence.timeoutSeconds ${hook.timeoutSeconds})`
+          : `exit ${res.code}`;
+        return {
+          master: a.name,
+          fenced: false,
+          detail: `fence.command failed for ${a.name}: ${how}${out ? `: ${out}` : ''}`,
+          ms,
+        };
       } catch (err) {
-        return { master: a.name, fenced: false, detail: `fence.command for ${a.name}: ${describeError(err)}`, ms: Date.now() - started };
+        return {
+          master: a.name,
+          fenced: false,
+          detail: `fence.command for ${a.name}: ${describeError(err)}`,
+          ms: Date.now() - started,
+        };
       }
     }),
   );

@@ -34,18 +34,29 @@ export type QuorumFence =
   | { refused: string; lines: string[]; details: QuorumDetails; lease?: undefined }
   | { refused?: undefined; lines: string[]; details: QuorumDetails; lease?: HeldLease };
 
-export async function quorumFence(config: Config, answers: readonly FenceAnswer[], o: { signal?: AbortSignal; dryRun?: boolean }): Promise<QuorumFence> {
+export async function quorumFence(
+  config: Config,
+  answers: readonly FenceAnswer[],
+  o: { signal?: AbortSignal; dryRun?: boolean },
+): Promise<QuorumFence> {
   const power = await powerFence(config, answers, o.signal);
   const lines = power.map((p) => `power fence: ${p.detail}`);
   const failed = power.filter((p) => !p.fenced);
   const details: QuorumDetails = { decision: '', powerFence: power };
   if (failed.length > 0) {
-    details.decision = `refused: the state of ${failed.map((p) => p.master).join(', ')} cannot be established and fence.command failed`;
-    return { refused: `${failed.map((p) => p.detail).join('; ')} (its state could not be established)`, lines, details };
+    const names = failed.map((p) => p.master).join(', ');
+    details.decision = `refused: the state of ${names} cannot be established and fence.command failed`;
+    return {
+      refused: `${failed.map((p) => p.detail).join('; ')} (its state could not be established)`,
+      lines,
+      details,
+    };
   }
   const q = Quorum.open(config);
   if (!q) {
-    details.decision = power.length ? `fenced by fence.command: ${power.map((p) => p.master).join(', ')}` : 'no quorum configured: fencing by probes alone';
+    details.decision = power.length
+      ? `fenced by fence.command: ${power.map((p) => p.master).join(', ')}`
+      : 'no quorum configured: fencing by probes alone';
     return { lines, details };
   }
   const promise = await failsafePromise(config);
@@ -53,13 +64,22 @@ export async function quorumFence(config: Config, answers: readonly FenceAnswer[
     q.close();
     const until = new Date(promise.until).toISOString();
     details.decision = `refused: failsafe promise to ${promise.from} until ${until}`;
-    return { refused: `${promise.from} serves in failsafe mode (etcd unreachable) and this host promised it not to promote until ${until}`, lines, details };
+    return {
+      refused:
+        `${promise.from} serves in failsafe mode (etcd unreachable) ` +
+        `and this host promised it not to promote until ${until}`,
+      lines,
+      details,
+    };
   }
   const { ttlSeconds, retryTimeoutSeconds, loopWaitSeconds } = config.quorum!.etcd;
   if (o.dryRun) {
     const view = await q.leader().catch((err: unknown) => ({ error: describeError(err) }));
     q.close();
-    details.decision = 'error' in view ? `dry run: etcd unreachable (${view.error})` : `dry run: key ${view.holder ? `held by ${view.holder}` : 'free'}`;
+    details.decision =
+      'error' in view
+        ? `dry run: etcd unreachable (${view.error})`
+        : `dry run: key ${view.holder ? `held by ${view.holder}` : 'free'}`;
     return { lines: [...lines, `quorum: ${details.decision}`], details };
   }
   const got = await acquireLeader(q, { maxWaitMs: (ttlSeconds + retryTimeoutSeconds) * 1000, signal: o.signal });
@@ -69,20 +89,30 @@ export async function quorumFence(config: Config, answers: readonly FenceAnswer[
     q.close();
     details.holder = got.holder ?? null;
     details.ttlSeconds = got.ttlSeconds ?? null;
-    details.decision = got.why === 'held' ? `refused: ${got.holder} holds the leader key on a live lease` : 'refused: no etcd quorum from here';
+    details.decision =
+      got.why === 'held'
+        ? `refused: ${got.holder} holds the leader key on a live lease`
+        : 'refused: no etcd quorum from here';
     const why = got.why === 'held' ? got.detail : `no etcd quorum from here: ${got.detail}`;
-    return { refused: `${why} (quorum: a master is fenced only when its lease has ended)`, lines: [...lines, `quorum: ${why}`], details };
+    return {
+      refused: `${why} (quorum: a master is fenced only when its lease has ended)`,
+      lines: [...lines, `quorum: ${why}`],
+      details,
+    };
   }
   details.holder = q.name;
   details.ttlSeconds = ttlSeconds;
   details.previous = got.previous ?? null;
   const prev = got.previous?.holder;
   details.decision = prev
-    ? `fenced by the quorum: ${prev}'s lease ended (it stops serving before its lease ends), key taken after ${(got.waitedMs / 1000).toFixed(1)} s`
+    ? `fenced by the quorum: ${prev}'s lease ended (it stops serving before its lease ends), ` +
+      `key taken after ${(got.waitedMs / 1000).toFixed(1)} s`
     : got.adopted
       ? 'the leader key already names this host'
       : 'fenced by the quorum: the leader key was free (no master held it)';
-  lines.push(`quorum: ${q.leaderKey} held by ${q.name} (lease ${got.leaseId}, TTL ${ttlSeconds} s): ${details.decision}`);
+  lines.push(
+    `quorum: ${q.leaderKey} held by ${q.name} (lease ${got.leaseId}, TTL ${ttlSeconds} s): ${details.decision}`,
+  );
   // Renewed from here while the promotion runs (a restore may take longer than a TTL).
   const timer = setInterval(() => void q.keepAlive(got.leaseId).catch(() => undefined), loopWaitSeconds * 1000);
   let done = false;
@@ -98,7 +128,11 @@ export async function quorumFence(config: Config, answers: readonly FenceAnswer[
 }
 
 /** The lag gate at plan time, with the leader key's last report when a quorum is configured. */
-export async function lagCheck(config: Config, settled: SettledPlan, limits: LagLimits): Promise<LagVerdict & { line?: string }> {
+export async function lagCheck(
+  config: Config,
+  settled: SettledPlan,
+  limits: LagLimits,
+): Promise<LagVerdict & { line?: string }> {
   // No limits: no gate, nothing asked, nothing said (promote's report as before).
   if (limits.maximumLagVersions === undefined && limits.maximumLagSeconds === undefined) {
     return { ...lagGate(lagInputOf(settled, undefined), {}), line: undefined };

@@ -61,11 +61,16 @@ export class Quorum {
     };
     // No retries and no circuit breaker (etcd3's defaults, via cockatiel, its own dependency): a breaker opened
     // by the timeouts of an election kept a healthy member from being asked for seconds, past the lease.
-    const options: Omit<IOptions, 'hosts'> = { dialTimeout: etcd.retryTimeoutSeconds * 1000, faultHandling: { host: () => noop, global: noop } };
+    const options: Omit<IOptions, 'hosts'> = {
+      dialTimeout: etcd.retryTimeoutSeconds * 1000,
+      faultHandling: { host: () => noop, global: noop },
+    };
     if (etcd.caFile) {
       options.credentials = {
         rootCertificate: read(etcd.caFile, 'caFile'),
-        ...(etcd.certFile && etcd.keyFile ? { certChain: read(etcd.certFile, 'certFile'), privateKey: read(etcd.keyFile, 'keyFile') } : {}),
+        ...(etcd.certFile && etcd.keyFile
+          ? { certChain: read(etcd.certFile, 'certFile'), privateKey: read(etcd.keyFile, 'keyFile') }
+          : {}),
       };
     }
     return new Quorum(
@@ -101,7 +106,10 @@ export class Quorum {
     try {
       return await Promise.any(this.clients.map((c) => f(c)));
     } catch (err) {
-      const first = err instanceof AggregateError ? err.errors.map(describeError).find((m) => !/CANCELLED/.test(m)) ?? describeError(err.errors[0]) : describeError(err);
+      const first =
+        err instanceof AggregateError
+          ? (err.errors.map(describeError).find((m) => !/CANCELLED/.test(m)) ?? describeError(err.errors[0]))
+          : describeError(err);
       throw new QuorumError(this.subject, `etcd ${this.subject}: ${what}: ${first}`);
     }
   }
@@ -115,7 +123,9 @@ export class Quorum {
     const holder = kv.value.subarray(0, MAX_VALUE_BYTES).toString('utf8');
     const leaseId = kv.lease;
     if (!leaseId || leaseId === '0') return { holder };
-    const ttl = await this.call('reading the lease', (c) => c.leaseClient.leaseTimeToLive({ ID: leaseId }, this.opts(timeoutMs)));
+    const ttl = await this.call('reading the lease', (c) =>
+      c.leaseClient.leaseTimeToLive({ ID: leaseId }, this.opts(timeoutMs)),
+    );
     return { holder, leaseId, ttlSeconds: Math.max(0, Number(ttl.TTL)) };
   }
 
@@ -125,7 +135,13 @@ export class Quorum {
     const grants = this.clients.map((c) => c.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, o).then((r) => r.ID));
     const first = await this.call('granting a lease', (c) => grants[this.clients.indexOf(c)]!);
     // Every other member that granted one too: its lease is not used, end it.
-    for (const g of grants) void g.then((id) => (id === first ? undefined : this.revoke(id)), () => undefined).catch(() => undefined);
+    for (const g of grants)
+      void g
+        .then(
+          (id) => (id === first ? undefined : this.revoke(id)),
+          () => undefined,
+        )
+        .catch(() => undefined);
     return first;
   }
 
@@ -133,7 +149,11 @@ export class Quorum {
   async takeIfAbsent(leaseId: string, timeoutMs?: number): Promise<boolean> {
     const o = this.opts(timeoutMs);
     const all = this.clients.map((c) =>
-      c.if(this.leaderKey, 'Create', '==', 0).then(c.put(this.leaderKey).value(this.name).lease(leaseId)).options(o).commit(),
+      c
+        .if(this.leaderKey, 'Create', '==', 0)
+        .then(c.put(this.leaderKey).value(this.name).lease(leaseId))
+        .options(o)
+        .commit(),
     );
     // Sent to every member: one of them may succeed after another answered "exists" (our own put): any success counts.
     const first = await this.call('taking the leader key', (c) => all[this.clients.indexOf(c)]!);
@@ -152,7 +172,10 @@ export class Quorum {
       const stream = await c.leaseClient.leaseKeepAlive(options);
       try {
         const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('no keep-alive answer before the deadline')), options.deadline.getTime() - Date.now());
+          const timer = setTimeout(
+            () => reject(new Error('no keep-alive answer before the deadline')),
+            options.deadline.getTime() - Date.now(),
+          );
           stream.on('data', (d: { TTL: string }) => (clearTimeout(timer), resolve(d)));
           stream.on('error', (e: Error) => (clearTimeout(timer), reject(e)));
           stream.write({ ID: leaseId });
@@ -202,7 +225,14 @@ export class Quorum {
 
 export type Acquired =
   | { acquired: true; leaseId: string; waitedMs: number; previous?: LeaderView; adopted: boolean }
-  | { acquired: false; why: 'held' | 'unreachable'; waitedMs: number; holder?: string; ttlSeconds?: number; detail: string };
+  | {
+      acquired: false;
+      why: 'held' | 'unreachable';
+      waitedMs: number;
+      holder?: string;
+      ttlSeconds?: number;
+      detail: string;
+    };
 
 /**
  * Take the leader key for this host: at once when absent, after at most `maxWaitMs` when a lease is
@@ -219,10 +249,12 @@ export async function acquireLeader(q: Quorum, o: { maxWaitMs: number; signal?: 
     for (;;) {
       last = await q.leader();
       previous ??= last.holder ? last : undefined;
-      if (last.holder === q.name && last.leaseId) return { acquired: true, leaseId: last.leaseId, waitedMs: Date.now() - began, previous, adopted: true };
+      if (last.holder === q.name && last.leaseId)
+        return { acquired: true, leaseId: last.leaseId, waitedMs: Date.now() - began, previous, adopted: true };
       if (!last.holder) {
         leaseId ??= await q.grant();
-        if (await q.takeIfAbsent(leaseId)) return { acquired: true, leaseId, waitedMs: Date.now() - began, previous, adopted: false };
+        if (await q.takeIfAbsent(leaseId))
+          return { acquired: true, leaseId, waitedMs: Date.now() - began, previous, adopted: false };
         continue;
       }
       const left = o.maxWaitMs - (Date.now() - began);
@@ -234,8 +266,17 @@ export async function acquireLeader(q: Quorum, o: { maxWaitMs: number; signal?: 
     return { acquired: false, why: 'unreachable', waitedMs: Date.now() - began, detail: describeError(err) };
   }
   if (leaseId) await q.revoke(leaseId).catch(() => undefined);
-  const detail = `${q.leaderKey} is held by ${last.holder} on a live lease (${last.ttlSeconds ?? '?'} s left after waiting ${((Date.now() - began) / 1000).toFixed(1)} s)`;
-  return { acquired: false, why: 'held', waitedMs: Date.now() - began, holder: last.holder, ttlSeconds: last.ttlSeconds, detail };
+  const waited = ((Date.now() - began) / 1000).toFixed(1);
+  const left = `${last.ttlSeconds ?? '?'} s left after waiting ${waited} s`;
+  const detail = `${q.leaderKey} is held by ${last.holder} on a live lease (${left})`;
+  return {
+    acquired: false,
+    why: 'held',
+    waitedMs: Date.now() - began,
+    holder: last.holder,
+    ttlSeconds: last.ttlSeconds,
+    detail,
+  };
 }
 
 export interface QuorumStatus {
@@ -262,9 +303,19 @@ export async function quorumStatus(config: Config): Promise<QuorumStatus> {
     const report = (await q.lastReport()) ?? null;
     const holder = view.holder ?? null;
     const line = holder
-      ? `quorum: ${q.leaderKey} held by ${holder}${holder === q.name ? ' (this host)' : ''}, lease ${view.ttlSeconds ?? '?'} s left`
+      ? `quorum: ${q.leaderKey} held by ${holder}${holder === q.name ? ' (this host)' : ''}, ` +
+        `lease ${view.ttlSeconds ?? '?'} s left`
       : `quorum: ${q.leaderKey} is free (no master holds it)`;
-    return { configured: true, reachable: true, key: q.leaderKey, holder, ttlSeconds: view.ttlSeconds ?? null, self: q.name, report, line };
+    return {
+      configured: true,
+      reachable: true,
+      key: q.leaderKey,
+      holder,
+      ttlSeconds: view.ttlSeconds ?? null,
+      self: q.name,
+      report,
+      line,
+    };
   } catch (err) {
     const error = describeError(err);
     return { configured: true, reachable: false, error, line: `quorum: etcd unreachable from here: ${error}` };

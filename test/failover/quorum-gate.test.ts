@@ -13,8 +13,18 @@ import { Daemon, freePort, waitFor } from '../lab/proc.js';
  * (the lag gate with the leader key's report) and 6 (the power-fence hook), and the key's refusals.
  */
 const ETCD = '/usr/bin/etcd';
-const unknown: FenceAnswer = { name: 'master-a', address: '10.0.0.1:9421', reachability: 'unreachable', detail: 'no answer', ms: 2000 };
-const down: FenceAnswer = { ...unknown, arp: { state: 'silent', ms: 150, dev: 'eth0', probes: 3 }, detail: 'host down' };
+const unknown: FenceAnswer = {
+  name: 'master-a',
+  address: '10.0.0.1:9421',
+  reachability: 'unreachable',
+  detail: 'no answer',
+  ms: 2000,
+};
+const down: FenceAnswer = {
+  ...unknown,
+  arp: { state: 'silent', ms: 150, dev: 'eth0', probes: 3 },
+  detail: 'host down',
+};
 
 describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () => {
   let dir: string;
@@ -24,7 +34,16 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
     parseConfig({
       stateDir: path.join(dir, `state-${name}`),
       masters: [{ name: 'master-a', host: '10.0.0.1' }],
-      quorum: { name, etcd: { endpoints: [endpoint], prefix: '/mfs-jobs/gate', ttlSeconds: 3, loopWaitSeconds: 0.5, retryTimeoutSeconds: 1 } },
+      quorum: {
+        name,
+        etcd: {
+          endpoints: [endpoint],
+          prefix: '/mfs-jobs/gate',
+          ttlSeconds: 3,
+          loopWaitSeconds: 0.5,
+          retryTimeoutSeconds: 1,
+        },
+      },
       ...extra,
     });
 
@@ -35,7 +54,27 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-gate-'));
     const [client, peer] = [await freePort(), await freePort()];
     endpoint = `http://127.0.0.1:${client}`;
-    etcd = new Daemon('etcd', ETCD, ['--name', 'g', '--data-dir', path.join(dir, 'etcd'), '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint, '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `g=http://127.0.0.1:${peer}`], path.join(dir, 'etcd.log'));
+    etcd = new Daemon(
+      'etcd',
+      ETCD,
+      [
+        '--name',
+        'g',
+        '--data-dir',
+        path.join(dir, 'etcd'),
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-cluster',
+        `g=http://127.0.0.1:${peer}`,
+      ],
+      path.join(dir, 'etcd.log'),
+    );
     await waitFor('etcd to answer', async () => (await quorumStatus(cfg('x'))).reachable === true, 20_000);
   }, 30_000);
 
@@ -75,21 +114,38 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
   }, 30_000);
 
   test('no etcd from here: refused, naming it', async () => {
-    const c = parseConfig({ quorum: { name: 'master-b', etcd: { endpoints: ['http://127.0.0.1:1'], prefix: '/mfs-jobs/gate', ttlSeconds: 3, loopWaitSeconds: 0.5, retryTimeoutSeconds: 1 } } });
+    const c = parseConfig({
+      quorum: {
+        name: 'master-b',
+        etcd: {
+          endpoints: ['http://127.0.0.1:1'],
+          prefix: '/mfs-jobs/gate',
+          ttlSeconds: 3,
+          loopWaitSeconds: 0.5,
+          retryTimeoutSeconds: 1,
+        },
+      },
+    });
     const r = await quorumFence(c, [], {});
     expect(r.refused).toMatch(/^no etcd quorum from here: etcd http:\/\/127\.0\.0\.1:1: reading the leader key: /);
   }, 15_000);
 
-  test('(6) the power-fence hook: called with the old master\'s name when its state is unknown; its failure refuses, its success fences', async () => {
+  test("(6) the power-fence hook: called with the old master's name when its state is unknown; its failure refuses, its success fences", async () => {
     const calls = path.join(dir, 'calls');
     const script = async (name: string, code: number) => {
       const file = path.join(dir, name);
-      await fs.writeFile(file, `#!/bin/sh\necho "$1 $MFS_JOBS_FENCE_HOST" >> ${calls}\necho "ipmi: power off $1"\nexit ${code}\n`, { mode: 0o700 });
+      await fs.writeFile(
+        file,
+        `#!/bin/sh\necho "$1 $MFS_JOBS_FENCE_HOST" >> ${calls}\necho "ipmi: power off $1"\nexit ${code}\n`,
+        { mode: 0o700 },
+      );
       return file;
     };
     const failing = cfg('master-b', { fence: { command: [await script('fence-fail', 1)] } });
     const r = await quorumFence(failing, [unknown], {});
-    expect(r.refused).toBe('fence.command failed for master-a: exit 1: ipmi: power off master-a (its state could not be established)');
+    expect(r.refused).toBe(
+      'fence.command failed for master-a: exit 1: ipmi: power off master-a (its state could not be established)',
+    );
     expect(await fs.readFile(calls, 'utf8')).toBe('master-a 10.0.0.1\n');
     // A master proven down (no ARP reply on our link) needs no power fence.
     const skipped = await quorumFence(failing, [down], {});
@@ -107,10 +163,14 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
     const q = Quorum.open(c)!;
     expect(await q.report(5000)).toBe(true);
     q.close();
-    const settled = { choice: { plan: { reached: 100, newest: 100, steps: [], holes: [] }, group: { changelogs: [] }, others: [] } } as never;
+    const settled = {
+      choice: { plan: { reached: 100, newest: 100, steps: [], holes: [] }, group: { changelogs: [] }, others: [] },
+    } as never;
     const refused = await lagCheck(c, settled, { maximumLagVersions: 1000 });
     expect(refused.ok).toBe(false);
-    expect(refused.line).toBe("lag gate: 4900 versions behind (maximumLagVersions 1000): restore point 100, newest 5000 by the leader key's last report (master-a)");
+    expect(refused.line).toBe(
+      "lag gate: 4900 versions behind (maximumLagVersions 1000): restore point 100, newest 5000 by the leader key's last report (master-a)",
+    );
     expect((await lagCheck(c, settled, { maximumLagVersions: 5000 })).ok).toBe(true);
     await a.lease?.release();
   }, 15_000);
@@ -127,15 +187,33 @@ describe('failsafe channel (issue #25): authenticated, bounded, a promise record
       const keyFile = path.join(dir, 'key');
       await fs.writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
       const port = await freePort();
-      const quorum = (name: string) => ({ name, etcd: { endpoints: ['http://127.0.0.1:1'], prefix: '/p', ttlSeconds: 5, loopWaitSeconds: 1, retryTimeoutSeconds: 2 }, failsafe: { port, keyFile } });
+      const quorum = (name: string) => ({
+        name,
+        etcd: {
+          endpoints: ['http://127.0.0.1:1'],
+          prefix: '/p',
+          ttlSeconds: 5,
+          loopWaitSeconds: 1,
+          retryTimeoutSeconds: 2,
+        },
+        failsafe: { port, keyFile },
+      });
       const standby = parseConfig({ stateDir: path.join(dir, 'b'), quorum: quorum('master-b') });
-      const master = parseConfig({ stateDir: path.join(dir, 'a'), masters: [{ name: 'master-b', host: '127.0.0.1' }], quorum: quorum('master-a') });
+      const master = parseConfig({
+        stateDir: path.join(dir, 'a'),
+        masters: [{ name: 'master-b', host: '127.0.0.1' }],
+        quorum: quorum('master-a'),
+      });
       let promoting: string | undefined;
       const server = (await serveFailsafe(standby, { promoting: async () => promoting, log: silentLogger() }))!;
       try {
         // A forged ask (a MAC of another key): the connection is closed without a word, nothing recorded.
         const answer = await new Promise<string>((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port }, () => s.write(JSON.stringify({ v: 1, from: 'x', nonce: '0'.repeat(32), at: Date.now(), mac: 'f'.repeat(64) }) + '\n'));
+          const s = net.connect({ host: '127.0.0.1', port }, () =>
+            s.write(
+              JSON.stringify({ v: 1, from: 'x', nonce: '0'.repeat(32), at: Date.now(), mac: 'f'.repeat(64) }) + '\n',
+            ),
+          );
           let got = '';
           s.on('data', (d) => (got += String(d)));
           s.on('close', () => resolve(got));
@@ -148,10 +226,16 @@ describe('failsafe channel (issue #25): authenticated, bounded, a promise record
         expect((await failsafePromise(standby))?.from).toBe('master-a');
         // Promote on the standby now refuses: it promised.
         const r = await quorumFence(standby, [], {});
-        expect(r.refused).toMatch(/^master-a serves in failsafe mode \(etcd unreachable\) and this host promised it not to promote until /);
+        expect(r.refused).toMatch(
+          /^master-a serves in failsafe mode \(etcd unreachable\) and this host promised it not to promote until /,
+        );
         promoting = 'mfsmaster (pid 1) runs here';
         const [no] = await askPeers(master, master.masters, 2_000);
-        expect(no).toEqual({ name: 'master-b', confirmed: false, detail: 'master-b cannot promise: mfsmaster (pid 1) runs here' });
+        expect(no).toEqual({
+          name: 'master-b',
+          confirmed: false,
+          detail: 'master-b cannot promise: mfsmaster (pid 1) runs here',
+        });
         // Another key: the answer is not taken.
         await fs.writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
         const [forged] = await askPeers(master, master.masters, 2_000);

@@ -30,7 +30,7 @@ const MONITOR = [
   "const { askMaster } = await import(url); const fs = await import('node:fs');",
   'for (;;) { const t = Date.now(); let v = "-";',
   "  try { const a = await askMaster({ host: '127.0.0.1', port: 9421, timeoutMs: 300 }); if (a.metadataVersion) v = String(a.metadataVersion); } catch {}",
-  "  fs.appendFileSync(out, `${t} ${v}\\n`); await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t)))); }",
+  '  fs.appendFileSync(out, `${t} ${v}\\n`); await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t)))); }',
 ].join('\n');
 
 interface Sample {
@@ -57,16 +57,34 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   const etcdArgs = (m: Machine) => {
     const cluster = [lab.A, lab.B, lab.C].map((x) => `${x.name}=http://${x.ip}:2380`).join(',');
     return [
-      '--name', m.name, '--data-dir', path.join(lab.dir, `etcd-${m.name}`),
-      '--listen-client-urls', `http://${m.ip}:2379`, '--advertise-client-urls', `http://${m.ip}:2379`,
-      '--listen-peer-urls', `http://${m.ip}:2380`, '--initial-advertise-peer-urls', `http://${m.ip}:2380`,
-      '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--heartbeat-interval', '100', '--election-timeout', '1000',
+      '--name',
+      m.name,
+      '--data-dir',
+      path.join(lab.dir, `etcd-${m.name}`),
+      '--listen-client-urls',
+      `http://${m.ip}:2379`,
+      '--advertise-client-urls',
+      `http://${m.ip}:2379`,
+      '--listen-peer-urls',
+      `http://${m.ip}:2380`,
+      '--initial-advertise-peer-urls',
+      `http://${m.ip}:2380`,
+      '--initial-cluster',
+      cluster,
+      '--initial-cluster-state',
+      'new',
+      '--heartbeat-interval',
+      '100',
+      '--election-timeout',
+      '1000',
       // A member back from isolation must not force an election (etcd 3.4's default is off).
       '--pre-vote',
     ];
   };
   const startEtcd = (m: Machine) => {
-    const d = new Daemon(`etcd on ${m.name}`, ETCD, etcdArgs(m), path.join(lab.dir, `etcd-${m.name}.log`), { wrap: m.wrap });
+    const d = new Daemon(`etcd on ${m.name}`, ETCD, etcdArgs(m), path.join(lab.dir, `etcd-${m.name}.log`), {
+      wrap: m.wrap,
+    });
     etcds.set(m, d);
     return d;
   };
@@ -74,13 +92,30 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   const quorumDoc = (m: Machine, l: FailoverLab = lab) => ({
     quorum: {
       name: l.masterName(m),
-      etcd: { endpoints: [l.A, l.B, l.C].map((x) => `http://${x.ip}:2379`), prefix: '/mfs-jobs/mq', ttlSeconds: TTL, loopWaitSeconds: 1, retryTimeoutSeconds: 2 },
+      etcd: {
+        endpoints: [l.A, l.B, l.C].map((x) => `http://${x.ip}:2379`),
+        prefix: '/mfs-jobs/mq',
+        ttlSeconds: TTL,
+        loopWaitSeconds: 1,
+        retryTimeoutSeconds: 2,
+      },
       failsafe: { port: 9482, keyFile: path.join(keyDir, 'failsafe.key') },
     },
   });
   /** The leader key as seen from C (etcd's client talks from inside C's network). */
   const holderFromC = async (): Promise<string | null | undefined> => {
-    const res = await lab.C.exec('etcdctl', ['--endpoints', [lab.A, lab.B, lab.C].map((x) => `http://${x.ip}:2379`).join(','), '--command-timeout=2s', 'get', '/mfs-jobs/mq/leader', '--print-value-only'], 10_000);
+    const res = await lab.C.exec(
+      'etcdctl',
+      [
+        '--endpoints',
+        [lab.A, lab.B, lab.C].map((x) => `http://${x.ip}:2379`).join(','),
+        '--command-timeout=2s',
+        'get',
+        '/mfs-jobs/mq/leader',
+        '--print-value-only',
+      ],
+      10_000,
+    );
     if (res.code !== 0) return undefined;
     return res.stdout.trim() || null;
   };
@@ -102,18 +137,24 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   };
   const startMonitor = (m: Machine) => {
     const file = path.join(lab.dir, `monitor-${m.name}.txt`);
-    const daemon = new Daemon(`monitor on ${m.name}`, process.execPath, ['--input-type=module', '-e', MONITOR, PROTOCOL_JS, file], path.join(lab.dir, `monitor-${m.name}.log`), { wrap: m.wrap });
+    const daemon = new Daemon(
+      `monitor on ${m.name}`,
+      process.execPath,
+      ['--input-type=module', '-e', MONITOR, PROTOCOL_JS, file],
+      path.join(lab.dir, `monitor-${m.name}.log`),
+      { wrap: m.wrap },
+    );
     monitors.set(m, { daemon, file });
   };
   /** The longest stretch (ms) without a serving sample: a master that stopped shows one, a slow answer under load does not. */
-const longestGap = (s: Sample[]): number => {
-  let last = s[0]?.at ?? 0;
-  let gap = 0;
-  for (const x of s) if (x.serving) (gap = Math.max(gap, x.at - last)), (last = x.at);
-  return Math.max(gap, (s.at(-1)?.at ?? last) - last);
-};
+  const longestGap = (s: Sample[]): number => {
+    let last = s[0]?.at ?? 0;
+    let gap = 0;
+    for (const x of s) if (x.serving) ((gap = Math.max(gap, x.at - last)), (last = x.at));
+    return Math.max(gap, (s.at(-1)?.at ?? last) - last);
+  };
 
-/** Times (ms) at which both masters served according to the two monitors (samples within 100 ms of each other). */
+  /** Times (ms) at which both masters served according to the two monitors (samples within 100 ms of each other). */
   const bothServing = async (since: number): Promise<number[]> => {
     const [a, b] = await Promise.all([lab.A, lab.B].map((m) => samples(monitors.get(m)!.file, since)));
     const bServing = b!.filter((s) => s.serving).map((s) => s.at);
@@ -121,10 +162,19 @@ const longestGap = (s: Sample[]): number => {
   };
 
   beforeAll(async () => {
-    for (const bin of [ETCD, '/usr/bin/etcdctl', '/usr/sbin/ucarp']) if (!existsSync(bin)) throw new Error(`${bin} is missing: install etcd-server, etcd-client and ucarp (this suite never skips)`);
+    for (const bin of [ETCD, '/usr/bin/etcdctl', '/usr/sbin/ucarp'])
+      if (!existsSync(bin))
+        throw new Error(`${bin} is missing: install etcd-server, etcd-client and ucarp (this suite never skips)`);
     keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-keys-'));
     await fs.writeFile(path.join(keyDir, 'failsafe.key'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
-    lab = await FailoverLab.start({ prefix: PREFIX, vip: VIP, metaloggerLocal: true, promoteOnVip: true, tag: 'mq', extraConfig: (m, l) => quorumDoc(m, l) });
+    lab = await FailoverLab.start({
+      prefix: PREFIX,
+      vip: VIP,
+      metaloggerLocal: true,
+      promoteOnVip: true,
+      tag: 'mq',
+      extraConfig: (m, l) => quorumDoc(m, l),
+    });
     for (const m of [lab.A, lab.B, lab.C]) startEtcd(m);
     await waitFor('etcd to elect a leader', async () => (await holderFromC()) !== undefined, 30_000);
     await lab.prepareRounds('mfs-jobs');
@@ -153,8 +203,12 @@ const longestGap = (s: Sample[]): number => {
       expect(p.status).toBe('CRITICAL');
       // No etcd majority from B; or (A's renewal slowed by the election B's loss caused) B had just promised A,
       // over the failsafe channel, not to promote: either way a refusal, and the VIP back.
-      expect(p.summary).toMatch(/^refusing to promote: (no etcd quorum from here: |master-a serves in failsafe mode ).*virtual IP 10\.91\.0\.100 released here/);
-      expect((p.details as { quorum?: { decision?: string } }).quorum?.decision).toMatch(/^refused: (no etcd quorum from here|failsafe promise to master-a)/);
+      expect(p.summary).toMatch(
+        /^refusing to promote: (no etcd quorum from here: |master-a serves in failsafe mode ).*virtual IP 10\.91\.0\.100 released here/,
+      );
+      expect((p.details as { quorum?: { decision?: string } }).quorum?.decision).toMatch(
+        /^refused: (no etcd quorum from here|failsafe promise to master-a)/,
+      );
       expect(await runningMasterPid(lab.master(lab.B).dataPath)).toBeUndefined();
       expect(await lab.B.addresses()).not.toContain(VIP);
     } finally {
@@ -187,17 +241,21 @@ const longestGap = (s: Sample[]): number => {
     const a = await samples(monitors.get(lab.A)!.file, since);
     expect(longestGap(a)).toBeLessThan(1_000);
     expect(await bothServing(since)).toEqual([]);
-    expect(await fs.readFile(path.join(lab.dir, lab.A.name, 'daemon.log'), 'utf8')).toMatch(/failsafe: every other master confirms it is not promoting/);
+    expect(await fs.readFile(path.join(lab.dir, lab.A.name, 'daemon.log'), 'utf8')).toMatch(
+      /failsafe: every other master confirms it is not promoting/,
+    );
   }, 120_000);
 
-  test('(1) kill -9 of the serving machine: B promotes once A\'s lease has ended; RTO <= TTL + what promote needs', async () => {
+  test("(1) kill -9 of the serving machine: B promotes once A's lease has ended; RTO <= TTL + what promote needs", async () => {
     const written = new Map<string, string>();
     const r: FailoverRound = await lab.failoverRound('mfs-jobs', 'mfs-jobs', written, 'quorum-kill');
     expect(r.promote?.status).toBe('OK');
     const details = r.promote?.details as { quorum?: { decision?: string; holder?: string }; rtoSeconds?: number };
     expect(details.quorum?.holder).toBe('master-b');
     expect(details.quorum?.decision).toMatch(/^fenced by the quorum: (master-a's lease ended|the leader key was free)/);
-    console.log(`(1) kill -9 → VIP ${r.vipSeconds.toFixed(2)} s, → first write ${r.firstWriteSeconds.toFixed(2)} s; promote RTO ${details.rtoSeconds} s (${JSON.stringify(r.promote?.details?.timings)})`);
+    console.log(
+      `(1) kill -9 → VIP ${r.vipSeconds.toFixed(2)} s, → first write ${r.firstWriteSeconds.toFixed(2)} s; promote RTO ${details.rtoSeconds} s (${JSON.stringify(r.promote?.details?.timings)})`,
+    );
     expect(r.firstWriteSeconds).toBeLessThan(TTL + 20);
     await waitFor("B's daemon to hold the key", async () => (await holderFromC()) === 'master-b', 20_000);
   }, 240_000);
@@ -211,12 +269,18 @@ const longestGap = (s: Sample[]): number => {
     try {
       const p = await lab.waitPromoteAfter(lab.A, since, before, 90_000);
       expect(p.status).toBe('OK');
-      await waitFor("B's mfsmaster to be stopped", async () => (await runningMasterPid(lab.master(lab.B).dataPath)) === undefined, 5_000);
+      await waitFor(
+        "B's mfsmaster to be stopped",
+        async () => (await runningMasterPid(lab.master(lab.B).dataPath)) === undefined,
+        5_000,
+      );
       const b = await samples(monitors.get(lab.B)!.file, since);
       const a = await samples(monitors.get(lab.A)!.file, since);
       const bLast = b.filter((s) => s.serving).at(-1)!.at;
       const aFirst = a.find((s) => s.serving)!.at;
-      console.log(`(2) B isolated at 0: B last served at ${((bLast - since) / 1000).toFixed(2)} s, A first served at ${((aFirst - since) / 1000).toFixed(2)} s`);
+      console.log(
+        `(2) B isolated at 0: B last served at ${((bLast - since) / 1000).toFixed(2)} s, A first served at ${((aFirst - since) / 1000).toFixed(2)} s`,
+      );
       expect(bLast - since).toBeLessThanOrEqual(TTL * 1000 + 200);
       expect(aFirst).toBeGreaterThan(bLast);
       expect(await bothServing(since)).toEqual([]);
@@ -228,9 +292,14 @@ const longestGap = (s: Sample[]): number => {
       await isolate(undefined);
     }
     // A still serves through the VIP: the client on C writes.
-    await waitFor('a write through the VIP', async () => {
-      await writeDurably(path.join(lab.mount!.dir, 'after-isolation'), randomBytes(4096));
-      return true;
-    }, 60_000, 200);
+    await waitFor(
+      'a write through the VIP',
+      async () => {
+        await writeDurably(path.join(lab.mount!.dir, 'after-isolation'), randomBytes(4096));
+        return true;
+      },
+      60_000,
+      200,
+    );
   }, 180_000);
 });

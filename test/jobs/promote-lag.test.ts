@@ -14,7 +14,7 @@ import { runCli } from '../helpers/cli.js';
  */
 const ETCD = '/usr/bin/etcd';
 
-describe('promote: the lag gate with the leader key\'s report (real etcd, mfsmaster, metalogger)', () => {
+describe("promote: the lag gate with the leader key's report (real etcd, mfsmaster, metalogger)", () => {
   let lab: Lab;
   let etcd: Daemon | undefined;
   let config: string;
@@ -27,11 +27,49 @@ describe('promote: the lag gate with the leader key\'s report (real etcd, mfsmas
     const [client, peer] = [await freePort(), await freePort()];
     const endpoint = `http://127.0.0.1:${client}`;
     const p = `http://127.0.0.1:${peer}`;
-    etcd = new Daemon('etcd', ETCD, ['--name', 'l', '--data-dir', path.join(lab.dir, 'etcd'), '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint, '--listen-peer-urls', p, '--initial-advertise-peer-urls', p, '--initial-cluster', `l=${p}`], path.join(lab.dir, 'etcd.log'));
+    etcd = new Daemon(
+      'etcd',
+      ETCD,
+      [
+        '--name',
+        'l',
+        '--data-dir',
+        path.join(lab.dir, 'etcd'),
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        '--listen-peer-urls',
+        p,
+        '--initial-advertise-peer-urls',
+        p,
+        '--initial-cluster',
+        `l=${p}`,
+      ],
+      path.join(lab.dir, 'etcd.log'),
+    );
     const standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
-    const quorum = { name: 'standby', etcd: { endpoints: [endpoint], prefix: '/mfs-jobs/lag', ttlSeconds: 5, loopWaitSeconds: 1, retryTimeoutSeconds: 2 } };
-    const doc = lab.configDocument({ standby: standbySection, quorum, jobs: { promote: { fenceTimeoutSeconds: 1, maximumLagVersions: 10 } } });
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
+    const quorum = {
+      name: 'standby',
+      etcd: {
+        endpoints: [endpoint],
+        prefix: '/mfs-jobs/lag',
+        ttlSeconds: 5,
+        loopWaitSeconds: 1,
+        retryTimeoutSeconds: 2,
+      },
+    };
+    const doc = lab.configDocument({
+      standby: standbySection,
+      quorum,
+      jobs: { promote: { fenceTimeoutSeconds: 1, maximumLagVersions: 10 } },
+    });
     config = path.join(lab.dir, 'promote-lag.yaml');
     await fs.writeFile(config, YAML.stringify(doc), { mode: 0o600 });
     await lab.makeChanges('some', 5);
@@ -44,7 +82,13 @@ describe('promote: the lag gate with the leader key\'s report (real etcd, mfsmas
     await lab.master.kill9();
     // What the old master's daemon recorded while it held the key: 1000 versions further than the metalogger has.
     const report = JSON.stringify({ holder: 'master', metadataVersion: version + 1000, at: Date.now() });
-    await waitFor('etcd to take the report', async () => (await execCapture('etcdctl', ['--endpoints', endpoint, 'put', '/mfs-jobs/lag/leader-report', report])).code === 0, 20_000);
+    await waitFor(
+      'etcd to take the report',
+      async () =>
+        (await execCapture('etcdctl', ['--endpoints', endpoint, 'put', '/mfs-jobs/lag/leader-report', report])).code ===
+        0,
+      20_000,
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -54,7 +98,9 @@ describe('promote: the lag gate with the leader key\'s report (real etcd, mfsmas
 
   test('(5) a restore point 1000 versions behind the report is refused; --force passes the gate', async () => {
     const refused = await runCli(['run', 'promote', '--config', config, '--dry-run']);
-    expect(refused.stdout).toMatch(/^MFS PROMOTE CRITICAL - refusing to promote: lag gate: 1000 versions behind \(maximumLagVersions 10\): restore point \d+, newest \d+ by the leader key's last report \(master\); nothing changed \(--force overrides\)/);
+    expect(refused.stdout).toMatch(
+      /^MFS PROMOTE CRITICAL - refusing to promote: lag gate: 1000 versions behind \(maximumLagVersions 10\): restore point \d+, newest \d+ by the leader key's last report \(master\); nothing changed \(--force overrides\)/,
+    );
     expect(refused.code).toBe(2);
     const forced = await runCli(['run', 'promote', '--config', config, '--dry-run', '--force']);
     expect(forced.stdout).toMatch(/^MFS PROMOTE OK - dry run: would restore metadata version \d+ from ml1/);

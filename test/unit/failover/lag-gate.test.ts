@@ -2,7 +2,11 @@ import { lagGate } from '../../../lib/failover/lag-gate.js';
 
 /** The lag gate's verdicts (pure): versions and seconds, from the sources or the leader key's last report. */
 describe('lag gate (issue #25)', () => {
-  const report = (metadataVersion: number, atSeconds: number) => ({ holder: 'master-a', metadataVersion, at: atSeconds * 1000 });
+  const report = (metadataVersion: number, atSeconds: number) => ({
+    holder: 'master-a',
+    metadataVersion,
+    at: atSeconds * 1000,
+  });
 
   test('no limits: always ok, the lag still said', () => {
     const v = lagGate({ reached: 100, newest: 150 }, {});
@@ -27,7 +31,9 @@ describe('lag gate (issue #25)', () => {
     expect(lagGate({ reached: 100, reachedTimestamp: 1000, newest: 120, newestTimestamp: 1050 }, limits).ok).toBe(true);
     const late = lagGate({ reached: 100, reachedTimestamp: 1000, newest: 120, report: report(130, 1100) }, limits);
     expect(late).toMatchObject({ ok: false, lagSeconds: 100 });
-    expect(lagGate({ reached: 100, newest: 120 }, limits).why).toMatch(/^20 versions behind and its age cannot be told/);
+    expect(lagGate({ reached: 100, newest: 120 }, limits).why).toMatch(
+      /^20 versions behind and its age cannot be told/,
+    );
     // Not behind at all: no age needed.
     expect(lagGate({ reached: 120, newest: 120 }, limits).ok).toBe(true);
   });
