@@ -59,7 +59,15 @@ export async function quorumFence(
       : 'no quorum configured: fencing by probes alone';
     return { lines, details };
   }
-  const promise = await failsafePromise(config);
+  // A promise given to a serving master (failsafe) lasts one TTL: wait it out, as for an ending lease; a
+  // master that still asks renews it, and then this refuses.
+  const { ttlSeconds, retryTimeoutSeconds, loopWaitSeconds } = config.quorum!.etcd;
+  const promiseWaitUntil = Date.now() + (ttlSeconds + retryTimeoutSeconds) * 1000;
+  let promise = await failsafePromise(config);
+  while (promise && promise.until < promiseWaitUntil && !o.signal?.aborted) {
+    await new Promise((r) => setTimeout(r, Math.max(50, promise!.until - Date.now() + 50)));
+    promise = await failsafePromise(config);
+  }
   if (promise) {
     q.close();
     const until = new Date(promise.until).toISOString();
@@ -72,7 +80,6 @@ export async function quorumFence(
       details,
     };
   }
-  const { ttlSeconds, retryTimeoutSeconds, loopWaitSeconds } = config.quorum!.etcd;
   if (o.dryRun) {
     const view = await q.leader().catch((err: unknown) => ({ error: describeError(err) }));
     q.close();

@@ -224,7 +224,10 @@ describe('failsafe channel (issue #25): authenticated, bounded, a promise record
         const [ok] = await askPeers(master, master.masters, 2_000);
         expect(ok).toEqual({ name: 'master-b', confirmed: true, detail: 'master-b confirms it is not promoting' });
         expect((await failsafePromise(standby))?.from).toBe('master-a');
-        // Promote on the standby now refuses: it promised.
+        // Promote on the standby waits a promise out (at most one TTL + retry); one that lasts longer (a master
+        // that keeps asking renews it) refuses.
+        const { promiseFile } = await import('../../lib/failover/failsafe.js');
+        await fs.writeFile(promiseFile(standby), JSON.stringify({ from: 'master-a', until: Date.now() + 60_000 }));
         const r = await quorumFence(standby, [], {});
         expect(r.refused).toMatch(
           /^master-a serves in failsafe mode \(etcd unreachable\) and this host promised it not to promote until /,
@@ -246,5 +249,5 @@ describe('failsafe channel (issue #25): authenticated, bounded, a promise record
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
-  }, 20_000);
+  }, 30_000);
 });
