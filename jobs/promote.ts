@@ -18,7 +18,13 @@ import {
   startCollecting,
   startFence,
   triggeredAt,
+  settleLease,
+  takeQuorum,
   withDaemonHeld,
+  withQuorum,
+  type Collecting,
+  type FenceVerdict,
+  type Prepared,
   type PromoteContext,
   type Standby,
 } from '../lib/failover/promotion.js';
@@ -59,6 +65,12 @@ const options = jobOptionsSchema({
    * wait for it (the daemon or a detached watcher does: lib/failover/clients-watch.ts). 0: do not watch.
    */
   clientsWaitSeconds: z.number().min(0).max(600).default(10),
+  /**
+   * The lag gate (issue #25): refuse a restore point more than this many versions / seconds behind the
+   * newest any source or the leader key's last report saw (lib/failover/lag-gate.ts); --force overrides.
+   */
+  maximumLagVersions: z.number().int().min(0).optional(),
+  maximumLagSeconds: z.number().min(0).optional(),
 });
 /** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const args = z.strictObject({ force: z.boolean().optional(), otherFilesystem: z.boolean().optional() });
@@ -73,22 +85,42 @@ async function promote(ctx: PromoteContext, s: Standby): Promise<JobResult> {
   try {
     const fence = await fenceVerdict(ctx, fencing, timings, began);
     if (!fence.go) return await refuse(ctx, s.standby, collecting, fence);
-    const prepared = await collected(collecting, timings);
+    // 2b. The power-fence hook and the leader key in etcd, when configured (issue #25).
+    const quorum = await takeQuorum(ctx, s.standby, collecting, fence, timings, began);
+    if ('stop' in quorum) return quorum.stop;
+    let result: JobResult | undefined;
     try {
-      // 3. Plan (a dry run ends here), 4. place into DATA_PATH, 5. start the master, 6. report.
-      const planned = plan(ctx, fence, collecting, prepared, timings);
-      if ('stop' in planned) return planned.stop;
-      const placed = await place(ctx, s.standby, prepared, planned);
-      if ('stop' in placed) return placed.stop;
-      const started = await start(ctx, s.standby, placed);
-      if ('stop' in started) return started.stop;
-      return await report(ctx, s.standby, started);
+      const prepared = await collected(collecting, timings);
+      try {
+        result = await restoreAndStart(ctx, s, fence, collecting, prepared, timings);
+        return withQuorum(ctx, result, quorum);
+      } finally {
+        await releasePrepared(prepared);
+      }
     } finally {
-      await releasePrepared(prepared);
+      await settleLease(quorum, result);
     }
   } finally {
     await collecting.releaseSources();
   }
+}
+
+/** 3. Plan (a dry run ends here), 4. place into DATA_PATH, 5. start the master, 6. report. */
+async function restoreAndStart(
+  ctx: PromoteContext,
+  s: Standby,
+  fence: FenceVerdict,
+  collecting: Collecting,
+  prepared: Prepared,
+  timings: Timings,
+): Promise<JobResult> {
+  const planned = await plan(ctx, fence, collecting, prepared, timings);
+  if ('stop' in planned) return planned.stop;
+  const placed = await place(ctx, s.standby, prepared, planned);
+  if ('stop' in placed) return placed.stop;
+  const started = await start(ctx, s.standby, placed);
+  if ('stop' in started) return started.stop;
+  return await report(ctx, s.standby, started);
 }
 
 export default defineJob<typeof options, typeof args, StandbyCompanion>({

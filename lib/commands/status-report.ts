@@ -59,6 +59,8 @@ export interface RpoRow {
 export interface LeaseView {
   configured: boolean;
   holder: string | null;
+  /** etcd answered from here (when configured). */
+  reachable?: boolean;
   note: string;
 }
 
@@ -114,6 +116,7 @@ export async function collectStatus(
   ]);
   const problems: Problem[] = [];
   if (identity.error) problems.push({ status: 'WARNING', text: identity.error });
+  if (lease.configured && !lease.reachable) problems.push({ status: 'WARNING', text: lease.note });
   problems.push(...restorePointProblems(config, restorePoints));
   problems.push(...jobProblems(config, overview, now));
   const rpo = rpoOf(verify, restorePoints.newest, now);
@@ -145,17 +148,14 @@ export async function collectStatus(
 }
 
 /**
- * Who holds the failover lease. Not wired yet: the etcd quorum (issue #25) supplies the reading; until
- * then this says only whether `quorum` is configured. The one place the lead connects it.
+ * Who holds the failover lease (issue #25): the leader key in etcd as this host reads it now, with its
+ * remaining TTL. etcd unreachable from here is a WARNING: a promotion from here would be refused.
  */
 export async function failoverLeaseHolder(config: Config): Promise<LeaseView> {
-  const quorum = (config as Config & { quorum?: unknown }).quorum;
-  if (!quorum) return { configured: false, holder: null, note: 'not configured (no quorum: in the config)' };
-  return {
-    configured: true,
-    holder: null,
-    note: 'quorum configured; reading its lease holder is not wired into status yet',
-  };
+  if (!config.quorum) return { configured: false, holder: null, note: 'not configured (no quorum: in the config)' };
+  const { quorumStatus } = await import('../failover/quorum.js');
+  const q = await quorumStatus(config);
+  return { configured: true, holder: q.holder ?? null, reachable: q.reachable ?? false, note: q.line };
 }
 
 async function restorePointsOf(config: Config): Promise<StatusReport['restorePoints']> {
@@ -415,7 +415,7 @@ export function formatStatus(r: StatusReport): string {
     '',
     `STANDBY  ${r.standby.status ? `${r.standby.status} - ` : ''}${r.standby.summary}${r.standby.asOf ? ` (check-standby, ${ago(r.standby.asOf)})` : ''}`,
   );
-  out.push(`FAILOVER LEASE  ${r.lease.holder ?? r.lease.note}`);
+  out.push(`FAILOVER LEASE  ${r.lease.note}`);
 
   out.push('', `JOBS (${zone})`);
   out.push(

@@ -184,6 +184,54 @@ const moosefsSchema = z.strictObject({
   prefixes: z.partialRecord(z.enum(GENERATION_KEYS), absPath).default({}),
 });
 
+/**
+ * The quorum lease (issue #25, lib/failover/quorum.ts): the serving master's daemon holds `<prefix>/leader`
+ * on an etcd lease and renews it every loopWaitSeconds, each try given retryTimeoutSeconds; a master that
+ * cannot renew stops serving before the lease ends. Patroni's rule, checked here: loop_wait + 2 x
+ * retry_timeout <= ttl (a renewal missed, a retry missed, and the stop still fits in the lease).
+ */
+const hexKeyFile = absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600');
+const quorumSchema = z
+  .strictObject({
+    etcd: z.strictObject({
+      endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'expected http(s)://host:port')).min(1),
+      prefix: z.string().regex(/^(\/[A-Za-z0-9_.-]+)+$/, 'expected a key prefix such as /mfs-jobs/cluster1'),
+      ttlSeconds: z.number().int().min(2).max(300).default(10),
+      loopWaitSeconds: z.number().positive().default(2),
+      retryTimeoutSeconds: z.number().positive().default(4),
+      caFile: absPath.optional(),
+      certFile: absPath.optional(),
+      keyFile: absPath.optional(),
+    }),
+    /** This host's name in the leader key (default: the hostname). */
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"').optional(),
+    /**
+     * Patroni's failsafe mode: with etcd unreachable, a master keeps serving only while every other
+     * master's daemon confirms, over an HMAC-authenticated TCP channel on `port`, that it is not promoting
+     * (and then promises not to for one TTL).
+     */
+    failsafe: z.strictObject({ port: port.default(9482), keyFile: hexKeyFile }).optional(),
+  })
+  .superRefine((q, ctx) => {
+    const { ttlSeconds: ttl, loopWaitSeconds: loop, retryTimeoutSeconds: retry } = q.etcd;
+    if (loop + 2 * retry > ttl) {
+      const message = `loopWaitSeconds + 2 x retryTimeoutSeconds (${loop} + 2 x ${retry}) must be <= ttlSeconds (${ttl})`;
+      ctx.addIssue({ code: 'custom', path: ['etcd', 'ttlSeconds'], message });
+    }
+    if (q.etcd.certFile === undefined !== (q.etcd.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['etcd', 'certFile'], message: 'certFile and keyFile go together' });
+    }
+  });
+
+/** The power-fence hook: run with the old master's name when its state cannot be established. */
+const fenceSchema = z.strictObject({
+  command: z
+    .array(z.string().min(1))
+    .min(1)
+    .refine((c) => path.isAbsolute(c[0]!), 'expected [absolute path of the program, its arguments...]'),
+  timeoutSeconds: z.number().positive().default(30),
+});
+
 /** Keys every job section accepts; each job adds its own with `jobOptionsSchema`. */
 export const jobCommonFields = {
   schedule: z
@@ -260,6 +308,8 @@ const configSchema = z.strictObject({
     })
     .optional(),
   standby: standbySchema.optional(),
+  quorum: quorumSchema.optional(),
+  fence: fenceSchema.optional(),
   jobs: z.record(z.string(), z.looseObject(jobCommonFields)).default({}),
 });
 
@@ -275,6 +325,8 @@ export type SftpCopyConfig = z.infer<typeof sftpCopySchema>;
 export type S3CopyConfig = z.infer<typeof s3CopySchema>;
 export type Compression = z.infer<typeof compressionSchema>;
 export type StandbyConfig = z.infer<typeof standbySchema>;
+export type QuorumConfig = z.infer<typeof quorumSchema>;
+export type FenceConfig = z.infer<typeof fenceSchema>;
 
 export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {
   /** The file it was read from (for messages). */

@@ -45,6 +45,11 @@ const TRUSTED: readonly (readonly [Kind, string, string])[] = [
   ['file', 'ssh.knownHosts', HOST_KEYS],
   ['file', 'snapshotStore.copies.*.knownHosts', HOST_KEYS],
   ['secret', 'snapshotStore.copies.*.credentialsFile', 'could swap the credentials an off-site copy is written with'],
+  ['file', 'quorum.etcd.caFile', 'could make mfs-jobs trust a forged etcd and take the leader key from it'],
+  ['file', 'quorum.etcd.certFile', 'could swap the certificate mfs-jobs shows etcd'],
+  ['secret', 'quorum.etcd.keyFile', 'could swap the key mfs-jobs authenticates to etcd with'],
+  ['secret', 'quorum.failsafe.keyFile', 'could answer for a standby that it is not promoting'],
+  ['file', 'fence.command.0', 'could run any program as root when a failover fences'],
 ];
 
 /**

@@ -3,6 +3,7 @@ import type { Companion } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { MasterCfg } from '../moosefs/master-cfg.js';
 import { listening } from './clients-back.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { mastersToFence } from './fence.js';
 import { MasterWatch } from './master-watch.js';
 import { mirroredHosts, mirrorOf, StandbyMirror } from './mirror.js';
@@ -27,12 +28,15 @@ export class StandbyCompanion implements Companion {
   watch?: MasterWatch;
   mirror?: StandbyMirror;
   hold?: SynHold;
+  /** Issue #25: holds the leader key while this host's mfsmaster serves; self-fences when it cannot. */
+  keeper?: LeaseKeeper;
   readonly clientWatches = new Set<AbortController>();
 
   static async start(config: Config, o: CompanionSettings, log: Logger): Promise<StandbyCompanion | undefined> {
     const standby = config.standby;
     if (!standby) return undefined;
     const c = new StandbyCompanion();
+    c.keeper = await LeaseKeeper.start(config, standby, log);
     if (o.fenceAheadMilliseconds > 0) await c.startWatch(config, standby, o, log);
     if (standby.vip && standby.holdClients) await c.startHold(standby, standby.vip, log);
     const hosts = mirroredHosts(config);
@@ -77,9 +81,9 @@ export class StandbyCompanion implements Companion {
   }
 
   async close(): Promise<void> {
-    const { watch, hold, mirror } = this;
-    this.watch = this.hold = this.mirror = undefined;
+    const { watch, hold, mirror, keeper } = this;
+    this.watch = this.hold = this.mirror = this.keeper = undefined;
     this.clientWatches.forEach((c) => c.abort());
-    await Promise.all([watch?.close(), hold?.close(), mirror?.close()]);
+    await Promise.all([watch?.close(), hold?.close(), mirror?.close(), keeper?.close()]);
   }
 }

@@ -38,6 +38,7 @@ import { preparePlacements, restoreStandby } from './start-standby.js';
 import { checkStandby, localMaster, moveAside, placeFiles, requireStandby, stamp, STAGING_PREFIX } from './standby.js';
 import type { LocalMaster, MovedAside, Placement } from './standby.js';
 import { localAddresses, releaseVip, vipHeld } from './vip.js';
+import { lagCheck, quorumFence, type QuorumFence } from './quorum-gate.js';
 
 /** The settings of jobs.promote the steps read (the job's options schema declares them). */
 export interface PromoteSettings {
@@ -50,6 +51,9 @@ export interface PromoteSettings {
   metaid?: string;
   releaseVipOnRefusal: boolean;
   clientsWaitSeconds: number;
+  /** The lag gate (issue #25, lag-gate.ts): limits behind the newest version seen; --force overrides. */
+  maximumLagVersions?: number;
+  maximumLagSeconds?: number;
 }
 
 export interface PromoteArgs {
@@ -360,6 +364,46 @@ async function giveVipBack(ctx: PromoteContext, standby: StandbyConfig): Promise
   }
 }
 
+/**
+ * Step 2b (issue #25), after fencing said go: the power-fence hook for masters of unknown state, then the
+ * leader key in etcd (quorum-gate.ts). Refused: nothing changed, the collection stopped, the VIP given back.
+ */
+export async function takeQuorum(
+  ctx: PromoteContext,
+  standby: StandbyConfig,
+  c: Collecting,
+  v: FenceVerdict,
+  timings: Timings,
+  began: number,
+): Promise<QuorumFence | Stop> {
+  const gate = await quorumFence(ctx.config, v.answers, { signal: ctx.signal, dryRun: ctx.dryRun });
+  if (gate.details.key || gate.details.powerFence.length) timings.quorumMs = Date.now() - began - (timings.fenceMs ?? 0);
+  if (gate.refused === undefined) return gate;
+  c.stop(new Error('quorum refused'));
+  await releasePrepared(await c.preparing.catch(() => undefined));
+  const vip = await giveVipBack(ctx, standby);
+  return {
+    stop: {
+      status: 'CRITICAL',
+      summary: `refusing to promote: ${gate.refused}${vip.note}`,
+      details: { fence: v.answers, quorum: gate.details, changed: false, vipReleased: vip.released },
+      lines: [...v.answers.map((a) => `fence: ${describeFence(a)}`), ...gate.lines],
+    },
+  };
+}
+
+/** The quorum's part of the result (only when a quorum or a power fence is configured: reports as before). */
+export function withQuorum(ctx: PromoteContext, result: JobResult, gate: QuorumFence): JobResult {
+  if (!ctx.config.quorum && !ctx.config.fence) return result;
+  return { ...result, details: { ...result.details, quorum: gate.details }, lines: [...gate.lines, ...(result.lines ?? [])] };
+}
+
+/** Serving: the lease stays for this host's daemon to adopt; not promoted: it ends now. */
+export async function settleLease(gate: QuorumFence, result: JobResult | undefined): Promise<void> {
+  if (result?.details?.changed === true) await gate.lease?.stop();
+  else await gate.lease?.release();
+}
+
 /** Step 3 done: the restore point chosen, and the lines that say why. */
 export interface Planned {
   findings: Findings;
@@ -368,13 +412,13 @@ export interface Planned {
 }
 
 /** Step 3, plan: the settled choice, or why there is none (nothing changed); a dry run ends here. */
-export function plan(
+export async function plan(
   ctx: PromoteContext,
   v: FenceVerdict,
   c: Collecting,
   prepared: Prepared,
   timings: Timings,
-): Planned | Stop {
+): Promise<Planned | Stop> {
   const { settled } = prepared;
   const findings: Findings = {
     answers: v.answers,
@@ -406,6 +450,13 @@ export function plan(
     return { stop: { status: 'CRITICAL', summary, lines } };
   }
   lines.push(...planLines(plan));
+  // The lag gate (issue #25): a restore point too far behind what was last seen is refused unless --force.
+  const lag = await lagCheck(ctx.config, settled, ctx.options);
+  if (lag.line) lines.push(lag.line);
+  if (!lag.ok && !ctx.args.force) {
+    const summary = `refusing to promote: lag gate: ${lag.why}; nothing changed (--force overrides)`;
+    return { stop: { status: 'CRITICAL', summary, details: { ...planDetails(findings, settled), lag, changed: false }, lines } };
+  }
   if (ctx.dryRun) {
     const summary = `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`;
     return { stop: { status: 'OK', summary, details: planDetails(findings, settled), lines } };

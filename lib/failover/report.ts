@@ -26,6 +26,8 @@ export interface Timings {
   /** Process start (the hook's call) to the job's start: Node and mfs-jobs loading. */
   startupMs: number;
   fenceMs?: number;
+  /** Power-fence hook and leader key (issue #25), after fencing. */
+  quorumMs?: number;
   /** Every source opened and listed (in parallel with fencing). */
   inventoryMs?: number;
   /** Chosen files fetched, scanned, the plan settled. */

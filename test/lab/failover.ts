@@ -178,6 +178,7 @@ export class FailoverLab {
   private promoteOnVip = false;
   /** Extra mfschunkserver.cfg lines (the bench's fast-failover tuning: MASTER_RECONNECTION_DELAY = 1). */
   private chunkserverConfig: Record<string, string> = {};
+  private extraConfig: ((self: Machine, lab: FailoverLab) => Record<string, unknown>) | undefined;
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
 
@@ -211,13 +212,18 @@ export class FailoverLab {
    * `metaloggerLocal`: promote reads C's metalogger DATA_PATH as a local directory (the namespaces share
    * one filesystem) instead of over SFTP — the footing of the seed script's `cp`, for comparing the two.
    */
-  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean; chunkserverConfig?: Record<string, string> }): Promise<FailoverLab> {
+  /**
+   * `tag`: the lab's link and namespace name prefix (NetLab.create); `extraConfig`: keys added to each
+   * machine's mfs-jobs config (the quorum suite's `quorum:`), given the machine and the lab.
+   */
+  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean; chunkserverConfig?: Record<string, string>; tag?: string; extraConfig?: (self: Machine, lab: FailoverLab) => Record<string, unknown> }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
-    const net = await NetLab.create(['A', 'B', 'C'], options.prefix);
+    const net = await NetLab.create(['A', 'B', 'C'], options.prefix, options.tag);
     const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
     lab.metaloggerLocal = options.metaloggerLocal ?? false;
     lab.promoteOnVip = options.promoteOnVip ?? false;
     lab.chunkserverConfig = options.chunkserverConfig ?? {};
+    lab.extraConfig = options.extraConfig;
     try {
       await lab.setUp();
       return lab;
@@ -342,6 +348,7 @@ export class FailoverLab {
         promote: { fenceTimeoutSeconds: 1 },
         backup: { enabled: false, ...(this.metalogger ? {} : { sources: [master.name] }) },
       },
+      ...this.extraConfig?.(self, this),
     };
     const file = path.join(this.dir, self.name, 'mfs-jobs.yaml');
     await fs.writeFile(file, YAML.stringify(doc), { mode: 0o600 });

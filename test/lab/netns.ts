@@ -82,15 +82,16 @@ export class NetLab {
     readonly machines: Map<string, Machine>,
   ) {}
 
-  static async create(names: string[], prefix = '10.77.0'): Promise<NetLab> {
+  /** `tag`: the names' prefix (a suite of its own picks one, e.g. `mq`, so its links are told apart). */
+  static async create(names: string[], prefix = '10.77.0', tag = 'mfs'): Promise<NetLab> {
     const id = process.pid;
-    const bridge = `mfsbr${id}`;
+    const bridge = `${tag}br${id}`;
     const lab = new NetLab(bridge, prefix, new Map());
     try {
       await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
       await run('ip', ['link', 'set', bridge, 'up']);
       for (const [i, short] of names.entries()) {
-        const m = new Machine(`mfs-${id}-${short}`, `mfs${id}n${short}`, `mfs${id}h${short}`, `${prefix}.${i + 1}`);
+        const m = new Machine(`${tag}-${id}-${short}`, `${tag}${id}n${short}`, `${tag}${id}h${short}`, `${prefix}.${i + 1}`);
         lab.machines.set(short, m);
         await run('ip', ['netns', 'add', m.name]);
         await run('ip', ['link', 'add', m.hostIface, 'type', 'veth', 'peer', 'name', m.iface]);
