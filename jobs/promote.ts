@@ -488,7 +488,7 @@ async function clientsBack(ctx: Ctx, standby: StandbyConfig, generation: Generat
 
 /** A port the standby's mfsmaster.cfg sets (or the default when it does not). */
 async function configPort(standby: StandbyConfig): Promise<(key: string, fallback: number) => number> {
-  const cfg = await readMfsConfig(standby.masterConfig).catch(() => ({}) as Record<string, string>);
+  const cfg = await readMfsConfig(standby.masterConfig).catch((): Record<string, string> => ({}));
   return (key, fallback) => Number.parseInt(cfg[key] ?? '', 10) || fallback;
 }
 
@@ -502,7 +502,7 @@ async function clientPort(standby: StandbyConfig): Promise<number> {
 async function masterPorts(standby: StandbyConfig): Promise<number[]> {
   const port = await configPort(standby);
   const defaults = { ml: 9419, cs: 9420, cl: standby.cliPort } as const;
-  const ports = GENERATIONS.flatMap((g) => (['ml', 'cs', 'cl'] as const).flatMap((k) => (g.listenKeys[k] ? [port(g.listenKeys[k]!.port, defaults[k])] : [])));
+  const ports = GENERATIONS.flatMap((g) => (['ml', 'cs', 'cl'] as const).flatMap((k) => (g.listenKeys[k] ? [port(g.listenKeys[k].port, defaults[k])] : [])));
   return [...new Set(ports)].sort((a, b) => a - b);
 }
 

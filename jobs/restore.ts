@@ -12,7 +12,6 @@ import { jobOptionsSchema } from '../lib/core/config.js';
 import { ChainError, ConfigError, ProcessError, UsageError, describeError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { metric } from '../lib/core/metrics.js';
-import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/drill/source.js';
 import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/drill/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';

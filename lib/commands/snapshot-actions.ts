@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import { loadConfig, type Config } from '../core/config.js';
-import { ConfigError, UsageError } from '../core/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { acquireLock } from '../core/lock.js';
 import { checkStrictModes } from '../core/strict-modes.js';
 import type { Manifest, StoredSnapshot } from '../store/manifest.js';

@@ -40,7 +40,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   const promote = jobs.find((j) => j.name === 'promote');
   const vip = config.standby?.promoteOnVip && config.standby.vip ? config.standby.vip : undefined;
   if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
-  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff!.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
+  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
   if (vipWatch) log.info('watching for the virtual IP', { vip });
   const companions = await startCompanions(config, jobs, log);
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();

@@ -95,7 +95,7 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: () => fetched.cleanup() }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }

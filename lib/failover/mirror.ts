@@ -411,7 +411,7 @@ export class StandbyMirror {
     } catch {
       return undefined;
     }
-    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : Reflect.get(target, key, receiver)) });
+    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : (Reflect.get(target, key, receiver) as unknown)) });
   }
 
   /** Promote stops passes while it reads the mirror; `resume` undoes one `pause`. */

@@ -78,7 +78,7 @@ export async function localMaster(config: Config, standby: StandbyConfig, o: { w
   const { pid, ignored } = await standbyMasterLock(standby);
   if (pid === undefined) return ignored ? { ignoredLock: ignored } : {};
   const deadline = Date.now() + o.waitMs;
-  let problem = 'no answer';
+  let problem: string;
   // A master still loading its metadata answers a moment later: wait, do not restart it.
   do {
     try {

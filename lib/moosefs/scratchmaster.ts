@@ -87,7 +87,7 @@ export async function productionPorts(config: Config): Promise<Set<number>> {
   for (const m of config.masters) ports.add(m.cliPort);
   if (config.standby) {
     ports.add(config.standby.cliPort);
-    const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
+    const cfg = await readMfsConfig(config.standby.masterConfig).catch((): Record<string, string> => ({}));
     for (const key of ['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT']) {
       const p = Number(cfg[key]);
       if (Number.isInteger(p) && p > 0) ports.add(p);
@@ -135,7 +135,7 @@ export async function productionDataPaths(config: Config): Promise<{ key: string
   ];
   if (config.standby) {
     out.push({ key: 'standby.dataPath', dataPath: config.standby.dataPath });
-    const cfg = await readMfsConfig(config.standby.masterConfig).catch(() => ({}) as Record<string, string>);
+    const cfg = await readMfsConfig(config.standby.masterConfig).catch((): Record<string, string> => ({}));
     if (cfg.DATA_PATH) out.push({ key: `${config.standby.masterConfig} DATA_PATH`, dataPath: cfg.DATA_PATH });
   }
   return out;

@@ -112,13 +112,13 @@ function zstdStage(args: string[]): Stage {
           return undefined;
         } catch (err) {
           child.stdin.destroy();
-          return err;
+          return { err };
         }
       })();
       for await (const chunk of child.stdout) yield chunk as Buffer;
       const code = await closed;
       const upstream = await feed;
-      if (upstream) throw upstream;
+      if (upstream) throw upstream.err;
       if (code !== 0) throw new ZstdError(stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -253,7 +253,7 @@ const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-p
  */
 function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
   const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
-  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options as never);
+  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options);
 }
 
 /** SSH_FX_EOF: a READDIR's "no more entries" (the SFTP protocol's number, as ssh2 reports it in `code`). */
@@ -383,7 +383,7 @@ class SftpSource implements FileSource {
           watchdog.progress(done);
           options.onProgress?.(done, total);
         },
-      } as never);
+      });
       await unlessAborted(get, either, end, failure);
     } catch (err) {
       await fs.rm(local, { force: true });
@@ -414,7 +414,7 @@ class SftpSource implements FileSource {
   private async boundedRange(file: string, start: number, end: number, bound: ReadBound): Promise<Readable> {
     let raw: Readable;
     try {
-      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 } as never) as unknown as Readable);
+      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 }));
     } catch (err) {
       throw this.wrap('read', file, err);
     }
@@ -523,7 +523,7 @@ export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: War
       );
       return undefined;
     },
-  } as never);
+  });
   try {
     await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(t.name, `${t.name} (${where}): connecting aborted`));
   } catch (err) {
