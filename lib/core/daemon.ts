@@ -55,7 +55,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
     }
     const controller = new AbortController();
     const promise = runJob(job, { config, log, signal: controller.signal })
-      .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: String(err) }))
+      .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: describeError(err) }))
       .finally(() => running.delete(job.name));
     running.set(job.name, { promise, controller });
   };

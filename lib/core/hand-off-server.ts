@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Option } from 'commander';
 import { ensureDir } from './atomic.js';
 import type { Config } from './config.js';
-import { describeError } from './errors.js';
+import { ConfigError, describeError, UntrustedPathError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
 import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
 import type { Job } from './job.js';
@@ -58,13 +58,13 @@ function validRequest(value: unknown): value is HandOffRequest {
 async function clearStaleSocket(file: string): Promise<void> {
   const st = await fs.lstat(file).catch(() => undefined);
   if (!st) return;
-  if (!st.isSocket()) throw new Error(`daemon.socket ${file} exists and is not a socket: not touching it`);
+  if (!st.isSocket()) throw new ConfigError('daemon.socket', `daemon.socket ${file} exists and is not a socket: not touching it`);
   const alive = await new Promise<boolean>((resolve) => {
     const s = net.connect(file);
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
-  if (alive) throw new Error(`daemon.socket ${file}: another mfs-jobs daemon is listening there`);
+  if (alive) throw new ConfigError('daemon.socket', `daemon.socket ${file}: another mfs-jobs daemon is listening there`);
   await fs.unlink(file);
 }
 
@@ -85,7 +85,7 @@ async function linkRendezvous(configReal: string, socketPath: string, log: Logge
     await fs.mkdir(path.dirname(link), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
     });
-    if (!(await trustedRunDir())) throw new Error(`${path.dirname(link)} is not a directory of ours that only we can write`);
+    if (!(await trustedRunDir())) throw new UntrustedPathError(path.dirname(link), `${path.dirname(link)} is not a directory of ours that only we can write`);
     const tmp = `${link}.${process.pid}`;
     await fs.rm(tmp, { force: true });
     await fs.symlink(socketPath, tmp);
@@ -170,7 +170,7 @@ export async function serveHandOff(config: Config, jobs: readonly Job[], log: Lo
   // A directory others may write into lets them stand in for this daemon while it is down (the hook
   // would refuse their socket, but also never reach ours): listen only where root alone writes.
   const dir = await pathTrust(path.dirname(socketPath), 'dir');
-  if (!dir.trusted) throw new Error(`daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
+  if (!dir.trusted) throw new ConfigError('daemon.socket', `daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
   await clearStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

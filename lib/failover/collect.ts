@@ -3,7 +3,7 @@ import path from 'node:path';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
-import { describeError } from '../core/errors.js';
+import { ChainError, describeError, TransferError, UntrustedPathError } from '../core/errors.js';
 import { isChangelogName, readImageHeader } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
@@ -327,13 +327,13 @@ export class Staging {
     const open = this.sources.get(file.source);
     if (file.local && !open) {
       const st = await fs.lstat(file.path);
-      if (!st.isFile()) throw new Error(`${file.path}: not a regular file`);
+      if (!st.isFile()) throw new UntrustedPathError(file.path, `${file.path}: not a regular file`);
       return st.size;
     }
     const files = this.sources.get(file.source);
-    if (!files) throw new Error(`${file.source}: source is closed`);
+    if (!files) throw new TransferError(file.source, `${file.source}: source is closed`);
     const st = await files.stat(file.path);
-    if (!st.isFile) throw new Error(`${file.path}: not a regular file`);
+    if (!st.isFile) throw new UntrustedPathError(file.path, `${file.path}: not a regular file`);
     return st.size;
   }
 
@@ -374,7 +374,7 @@ export class Staging {
       // local source does the same in its download; a snapshot's decompresses and checks.)
       await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
-      if (!files) throw new Error(`${file.source}: source is closed`);
+      if (!files) throw new TransferError(file.source, `${file.source}: source is closed`);
       await files.download(file.path, tmp, { signal, bound });
     }
     await fs.chmod(tmp, 0o600);
@@ -395,7 +395,7 @@ export class Staging {
 export async function scanFetched(c: ChangelogCandidate, staged: string, known?: ChangelogScan): Promise<void> {
   const scan = known ?? (await scanChangelogFile(staged));
   const rewind = scan.problems.find((p) => p.reason.includes('goes backwards'));
-  if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
+  if (rewind) throw new ChainError(staged, `line ${rewind.line}: ${rewind.reason}: two histories in one file`);
   c.segments = scan.segments.map((s) => ({ ...s }));
   c.scanned = true;
   c.lastTimestamp = scan.lastTimestamp;
@@ -409,7 +409,7 @@ async function verifyStagedImage(image: ImageCandidate, staged: string): Promise
   const h = await readImageHeader(staged, { checkEnding: true });
   const version = h.empty ? 1 : h.version;
   if (version !== image.version || h.metaid !== image.metaid) {
-    throw new Error(`fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
+    throw new ChainError(staged, `fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
   }
 }
 

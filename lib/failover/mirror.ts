@@ -2,7 +2,7 @@ import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, fsyncDir, readAt, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
-import { describeError } from '../core/errors.js';
+import { ChainError, describeError, MfsJobsError, UntrustedPathError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { plainNameProblem } from '../core/names.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
@@ -43,7 +43,7 @@ const CHUNK = 4 << 20;
 const IMAGE_STAMP_S = 946_684_800;
 const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_STAMP_S * 1000;
 
-class TornCopy extends Error {}
+class TornCopy extends MfsJobsError {}
 const OVERLAP = 4096;
 
 /** What promote takes from the mirror. */
@@ -72,7 +72,7 @@ export class MirrorStore {
 
   sourceDir(source: string): string {
     const why = plainNameProblem(source);
-    if (why) throw new Error(`mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
+    if (why) throw new UntrustedPathError(source, `mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
     return path.join(this.dir, source);
   }
 
@@ -91,7 +91,7 @@ export class MirrorStore {
         if (err.code !== 'EEXIST') throw err;
       });
       const st = await fs.lstat(d);
-      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new Error(`mirror: ${d} is not a directory of ours: not using it`);
+      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new UntrustedPathError(d, `mirror: ${d} is not a directory of ours: not using it`);
     }
     return this.sourceDir(source);
   }
@@ -165,7 +165,7 @@ export class MirrorStore {
    */
   async extend(mirrored: string, files: FileSource, remote: string, limit: number, refuseBeyond: boolean): Promise<number> {
     let st = await fs.lstat(mirrored).catch(() => undefined);
-    if (st && !st.isFile()) throw new Error(`mirror: ${mirrored} is not a plain file: not using it`);
+    if (st && !st.isFile()) throw new UntrustedPathError(mirrored, `mirror: ${mirrored} is not a plain file: not using it`);
     if (st && st.nlink > 1) {
       const tmp = tempNameFor(mirrored);
       await fs.copyFile(mirrored, tmp, fsc.COPYFILE_EXCL);
@@ -235,7 +235,7 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
     // A short read means the daemon's pass rewrote the file under us: not the same bytes, no use.
     const read = async (start: number, length: number) => {
       const b = await readAt(h, start, length);
-      if (b.length !== length) throw new TornCopy();
+      if (b.length !== length) throw new TornCopy(mirrored, `${mirrored}: rewritten while it was read`);
       return b;
     };
     const k = Math.min(OVERLAP, size);
@@ -269,7 +269,7 @@ async function appendFrom(files: FileSource, remote: string, from: number, out: 
     at += b.length;
     if (b.length < want) return at - from;
   }
-  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new Error(`${remote}: longer than ${limit} bytes: refused`);
+  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new ChainError(remote, `${remote}: longer than ${limit} bytes: refused`);
   return at - from;
 }
 
@@ -332,7 +332,7 @@ async function fetchImage(files: FileSource, remote: string, image: { version: n
   try {
     await files.download(remote, tmp, { bound: { size: image.size, growth: 0 } });
     const h = await readImageHeader(tmp, { checkEnding: true });
-    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new Error(`${remote}: replaced while it was mirrored`);
+    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new ChainError(remote, `${remote}: replaced while it was mirrored`);
     await sealFile(tmp);
     await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
     await fs.rename(tmp, target);

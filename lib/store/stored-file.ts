@@ -7,7 +7,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FILE_MODE, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
-import { ChainError, StoreError } from '../core/errors.js';
+import { ChainError, ProcessError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
@@ -119,14 +119,15 @@ function zstdStage(args: string[]): Stage {
       const code = await closed;
       const upstream = await feed;
       if (upstream) throw upstream.err;
-      if (code !== 0) throw new ZstdError(stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
+      if (code !== 0) throw new ZstdError('zstd', stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   };
 }
 
-class ZstdError extends Error {}
+/** zstd's own complaint (its last stderr line); `subject` is the zstd command. */
+class ZstdError extends ProcessError {}
 
 type Hasher = { update(data: Buffer): unknown; digest(encoding: 'hex'): string };
 

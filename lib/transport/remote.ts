@@ -279,6 +279,7 @@ type Entry = FileEntryWithStats;
  */
 async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBudget, abandon: () => void) {
   const handle = await budget.answer(dir, () => sftpCall<Buffer>((cb) => sftp.opendir(dir, cb)), abandon);
+  // Wrapped by list()'s catch into a TransferError naming the host.
   if (!handle) throw new Error(`no handle for ${dir}`);
   const out: Entry[] = [];
   try {
@@ -326,6 +327,7 @@ class SftpSource implements FileSource {
     const own = budget ?? new ListingBudget({ subject: this.hostName, what: this.label, window: this.idle });
     try {
       const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
+      // Wrapped by the catch below into a TransferError naming the host.
       if (!sftp) throw new Error('No SFTP connection');
       const entries = await readDirBounded(sftp, dir, own, () => void this.client.end().catch(() => undefined));
       const items = plainEntries(entries.map((e) => ({ ...e, name: e.filename })), `${this.label}: ${dir}`, this.warn);
