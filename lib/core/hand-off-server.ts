@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Option } from 'commander';
-import { ensureDir } from './atomic.js';
+import { ensureDir, renameDurable } from './atomic.js';
 import type { Config } from './config.js';
 import { ConfigError, describeError, UntrustedPathError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
@@ -89,7 +89,8 @@ async function linkRendezvous(configReal: string, socketPath: string, log: Logge
     const tmp = `${link}.${process.pid}`;
     await fs.rm(tmp, { force: true });
     await fs.symlink(socketPath, tmp);
-    await fs.rename(tmp, link);
+    // The run directory is tmpfs, rebuilt at every start: nothing to make durable.
+    await renameDurable(tmp, link, { durable: false });
     return link;
   } catch (err) {
     log.warn(`no hand-off link in the run directory (${describeError(err)}): hooks find the daemon through the config`);

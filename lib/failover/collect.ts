@@ -12,6 +12,7 @@ import type { Limit } from '../transport/listing-bounds.js';
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
+import { renameDurable } from '../core/atomic.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
@@ -113,6 +114,8 @@ export interface ChangelogEdges {
 
 const LINE = /^(\d+): (\d+)\|([A-Z_]+)\(([^)]*)\)/;
 const EDGE_BYTES = 4096;
+/** Into the staging directory: a crash discards it, and DirHandle.place syncs what it places from there. */
+const STAGED = { durable: false } as const;
 
 /**
  * First and last complete line of a changelog from its first and last bytes. `tail` may begin in
@@ -360,7 +363,7 @@ export class Staging {
     const mirrored = !file.local && files && this.mirror ? await this.mirror.stage(file, files, tmp).catch(() => undefined) : undefined;
     if (mirrored) {
       await fs.chmod(tmp, 0o600);
-      await fs.rename(tmp, target);
+      await renameDurable(tmp, target, STAGED);
       if (mirrored.scan) this.scans.set(target, { ...mirrored.scan, file: target });
       this.bytes += mirrored.fetched;
       this.reused += mirrored.reused;
@@ -378,7 +381,7 @@ export class Staging {
       await files.download(file.path, tmp, { signal, bound });
     }
     await fs.chmod(tmp, 0o600);
-    await fs.rename(tmp, target);
+    await renameDurable(tmp, target, STAGED);
     // Read the size first: `this.bytes += await …` would add to a stale total when fetches run side by side.
     const { size } = await fs.stat(target);
     this.bytes += size;

@@ -1,6 +1,6 @@
 import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, readAt, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
+import { copyDurable, DIR_MODE, FILE_MODE, fsyncDir, linkOrCopy, openExclusive, readAt, renameDurable, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
 import { ChainError, describeError, MfsJobsError, UntrustedPathError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -45,6 +45,8 @@ const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_ST
 
 class TornCopy extends MfsJobsError {}
 const OVERLAP = 4096;
+/** Into promote's staging: a crash discards it, and DirHandle.place syncs what it places from there. */
+const STAGED = { durable: false } as const;
 
 /** What promote takes from the mirror. */
 export interface MirrorUse {
@@ -109,7 +111,7 @@ export class MirrorStore {
       const mirrored = this.imagePath(file.source, file.version, file.metaid);
       const st = await fs.lstat(mirrored).catch(() => undefined);
       if (!st?.isFile() || st.size !== file.size || !stamped(st)) return undefined;
-      await linkOrCopy(mirrored, tmp);
+      await linkOrCopy(mirrored, tmp, STAGED);
       return { reused: st.size, fetched: 0 };
     }
     const first = file.segments?.[0]?.first;
@@ -123,12 +125,12 @@ export class MirrorStore {
     const st = await fs.lstat(mirrored).catch(() => undefined);
     if (!st?.isFile() || st.size === 0 || !(await sameEdges(mirrored, st.size, files, file.path))) return undefined;
     const fetched = await this.extend(mirrored, files, file.path, file.size + CHANGELOG_GROWTH, true);
-    await linkOrCopy(mirrored, tmp);
+    await linkOrCopy(mirrored, tmp, STAGED);
     return { reused: st.size, fetched, scan: (await this.scanner(mirrored)).snapshot(tmp) };
   }
 
   private async stageCopied(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
-    const out = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+    const out = await openExclusive(tmp);
     try {
       const reused = await copyVerifiedPrefix(mirrored, out, files, file.path);
       if (reused === undefined) {
@@ -168,8 +170,8 @@ export class MirrorStore {
     if (st && !st.isFile()) throw new UntrustedPathError(mirrored, `mirror: ${mirrored} is not a plain file: not using it`);
     if (st && st.nlink > 1) {
       const tmp = tempNameFor(mirrored);
-      await fs.copyFile(mirrored, tmp, fsc.COPYFILE_EXCL);
-      await fs.rename(tmp, mirrored);
+      await copyDurable(mirrored, tmp);
+      await renameDurable(tmp, mirrored);
       st = await fs.lstat(mirrored);
     }
     let have = st?.size ?? 0;
@@ -335,7 +337,7 @@ async function fetchImage(files: FileSource, remote: string, image: { version: n
     if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new ChainError(remote, `${remote}: replaced while it was mirrored`);
     await sealFile(tmp);
     await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
-    await fs.rename(tmp, target);
+    await renameDurable(tmp, target);
     await fsyncDir(path.dirname(target));
   } finally {
     await fs.rm(tmp, { force: true });
@@ -363,16 +365,6 @@ export function mirrorDirOf(config: Config): string {
 
 export function mirrorOf(config: Config, owner = false): MirrorStore | undefined {
   return config.standby?.mirror ? new MirrorStore(mirrorDirOf(config), owner) : undefined;
-}
-
-/** A hard link, or a copy where `to` is on another filesystem (EXDEV). */
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await fs.link(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await fs.copyFile(from, to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
-  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { FILE_MODE } from '../core/atomic.js';
+import { openExclusive } from '../core/atomic.js';
 import type { DirHandle } from '../core/dirhandle.js';
 import type { Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
@@ -149,7 +149,7 @@ export async function moveAside(data: DirHandle, at: Date, keep: readonly string
  * changelog whose last line is cut and comes up with old metadata; and it refuses any hole.
  */
 export async function writeChainSegment(src: string, dst: string, segment: Segment): Promise<{ lines: number; lastTimestamp?: number }> {
-  const out = await fs.open(dst, 'wx', FILE_MODE);
+  const out = await openExclusive(dst);
   let lines = 0;
   let next = segment.first;
   let lastTimestamp: number | undefined;

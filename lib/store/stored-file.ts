@@ -5,7 +5,7 @@ import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE, readAt, writeNewFile } from '../core/atomic.js';
+import { openExclusive, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, ProcessError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
@@ -172,7 +172,7 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   const measured = { size: 0, sha256: '' };
   stages.push(measureStage(measured));
   const tail = await tailOf(path.join(stage, name));
-  const out = await fs.open(path.join(stage, target), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  const out = await openExclusive(path.join(stage, target));
   try {
     await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
     await out.sync();
