@@ -16,7 +16,7 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
-      '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
       // `async` on a function that does not await is deliberate: it implements a Promise-returning interface
       // (FileSource.open, close) and turns a synchronous throw into a rejection the caller's catch sees.
       '@typescript-eslint/require-await': 'off',
@@ -26,14 +26,22 @@ export default tseslint.config(
       '@typescript-eslint/no-redundant-type-constituents': 'off',
       // Passing on what was received (an AbortSignal's reason, a rejection caught) unchanged is not
       // inventing a non-Error; creating one is still an error.
-      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      '@typescript-eslint/prefer-promise-reject-errors': [
+        'error',
+        { allowThrowingAny: true, allowThrowingUnknown: true },
+      ],
       '@typescript-eslint/only-throw-error': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
       // A server's callback refers to the object built once it listens (`let self; ...; self = new X(server)`).
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // A leading underscore marks a name taken apart on purpose ({ mac: _mac, ...rest }).
       '@typescript-eslint/no-unused-vars': [
         'error',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true },
+        {
+          argsIgnorePattern: '^_',
+          varsIgnorePattern: '^_',
+          destructuredArrayIgnorePattern: '^_',
+          ignoreRestSiblings: true,
+        },
       ],
     },
   },
