@@ -80,6 +80,7 @@ async function cached<T extends { dir: string }>(dir: string, build: (tmp: strin
  */
 async function replay(master: LabMaster, expectVersion: number, expectFiles?: number): Promise<string> {
   const res = await startMaster({ configFile: master.configFile, autoRestore: true, timeoutMs: 1_800_000 });
+  let stop: Awaited<ReturnType<typeof stopMaster>>;
   try {
     if (res.code !== 0) throw new Error(`mfsmaster -a in ${master.dataPath} failed: ${mfsmasterErrorLine(res.output)}`);
     const info = await masterInfo({ host: master.cliHost, port: master.ports.cl, timeoutMs: 30_000 });
@@ -89,11 +90,12 @@ async function replay(master: LabMaster, expectVersion: number, expectFiles?: nu
       if (files !== expectFiles) throw new Error(`replay in ${master.dataPath} has ${files} files, expected ${expectFiles}`);
     }
   } finally {
-    const stop = await stopMaster({ configFile: master.configFile, timeoutMs: 1_800_000 });
+    stop = await stopMaster({ configFile: master.configFile, timeoutMs: 1_800_000 });
     const pid = await runningMasterPid(master.dataPath);
     if (pid) process.kill(pid, 'SIGKILL');
-    if (stop.code !== 0 && res.code === 0) throw new Error(`mfsmaster stop in ${master.dataPath} failed: ${mfsmasterErrorLine(stop.output)}`);
   }
+  // After the finally, not in it: a failed stop must not hide why the replay itself failed.
+  if (stop.code !== 0 && res.code === 0) throw new Error(`mfsmaster stop in ${master.dataPath} failed: ${mfsmasterErrorLine(stop.output)}`);
   return path.join(master.dataPath, 'metadata.mfs');
 }
 

@@ -155,7 +155,7 @@ export class ChurnWriter {
         const plain = fileName(f);
         const moved = `${plain}.part`;
         const [from, to] = this.renamed[f] ? [moved, plain] : [plain, moved];
-        this.renamed[f] ^= 1;
+        this.renamed[f]! ^= 1;
         return this.n.line(`MOVE(${parent},${from},${parent},${to}):${ino}`);
       }
     }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
-import { describeError } from '../lib/core/errors.js';
+import { describeError, ProcessError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { describeImageVersion, restoreFrom, type ImageHeader } from '../lib/moosefs/metadata.js';
@@ -98,7 +98,8 @@ async function countsOf(status: MasterStatus, target: MasterTarget): Promise<Cou
   return countsFromInfo(await generalInfo(target));
 }
 
-class RestoreFailed extends Error {}
+/** The scratch master would not restore or serve; `subject` is the command that ran. */
+class RestoreFailed extends ProcessError {}
 
 interface Restored {
   /** The scratch master's MooseFS, e.g. "MooseFS 1.6.4". */
@@ -180,16 +181,16 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   if (start.code !== 0) {
     const holes = placed.chain?.holes.length ? ` (chain check: missing versions ${placed.chain.holes.map(formatHole).join(', ')})` : '';
     const image = placed.imageProblem ? ` (image check: ${placed.imageProblem})` : '';
-    throw new RestoreFailed(`${start.command} failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`);
+    throw new RestoreFailed(start.command, `${start.command} failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`);
   }
   const { chain, header } = placed;
-  if (!chain || !header) throw new RestoreFailed(`${start.command} accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
+  if (!chain || !header) throw new RestoreFailed(start.command, `${start.command} accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
   const servingStartedMs = Date.now();
   const status = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStartedMs };
   // A 1.x master does not report its version: what mfsmetarestore wrote is what it serves.
   const served = status.metadataVersion ?? start.restoredVersion;
-  if (served === undefined) throw new RestoreFailed(`${start.command} succeeded, but the restored metadata version is unknown`);
+  if (served === undefined) throw new RestoreFailed(start.command, `${start.command} succeeded, but the restored metadata version is unknown`);
   // Past the chain's newest only by the master's own housekeeping (4.x writes IDLE() at its first tick): the restore reached the chain.
   const own = await selfChangesSince(scratch.dataPath, binaries.generation, chain.newest, served);
   const version = own?.restoredVersion ?? served;

@@ -13,7 +13,6 @@ import { ChainError, ConfigError, ProcessError, UsageError, describeError } from
 import { defineJob, type JobContext, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
-import { processAlive } from '../lib/core/lock.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
 import { ImagesTooNew, preferRealImages, type PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { moveAside, stamp, type MovedAside } from '../lib/failover/standby.js';

@@ -8,7 +8,7 @@ import { metric } from '../lib/core/metrics.js';
 import { listSnapshots } from '../lib/store/manifest.js';
 import { connectedMetaloggerHosts, dataPathOf, masterVersion, targetOf } from '../lib/moosefs/master.js';
 import { openSource } from '../lib/transport/remote.js';
-import { inspectChunkserver, inspectDataPath, inspectSnapshot, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
+import { inspectChunkserver, inspectDataPath, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
 import { checkCopy } from '../lib/store/copy/check.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
 import { judgeCopy } from '../lib/verify/copy-verdict.js';

@@ -127,7 +127,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const snap = req.newest;
     const snapImage = snap?.manifest.files.find((f) => f.role === 'image');
     const sameImage = snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap);
-    if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage!, req.storage.key))) {
+    if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage, req.storage.key))) {
       return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
     }
     const chain = await pullChangelogs(source, req, needed, start, stage);

@@ -133,7 +133,7 @@ async function testSources(raw: Raw, file: string): Promise<{ ok: boolean; lines
         ok: false,
         lines: [
           `SSH key ${privateKey} does not exist: create it (ssh-keygen -t ed25519 -N '' -f ${privateKey}) and add ` +
-            `${privateKey}.pub to ~${String(raw.ssh?.user ?? 'root')}/.ssh/authorized_keys on ` +
+            `${privateKey}.pub to ~${typeof raw.ssh?.user === 'string' ? raw.ssh.user : 'root'}/.ssh/authorized_keys on ` +
             [...new Set(remote)].join(', '),
         ],
       };

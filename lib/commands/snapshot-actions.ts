@@ -241,7 +241,7 @@ export async function signCmd(globals: Globals, yes: boolean): Promise<void> {
 /** `snapshot pin ID --note …`: under the backup lock (retention runs under it). */
 export async function pinCmd(globals: Globals, id: string, note: string): Promise<void> {
   const { config, store } = await storeOf(globals);
-  if (note.length > MAX_NOTE || /[\x00-\x1f\x7f]/.test(note)) throw new UsageError('--note', `--note: one line of at most ${MAX_NOTE} characters`);
+  if (note.length > MAX_NOTE || [...note].some((ch) => ch < ' ' || ch === '\x7f')) throw new UsageError('--note', `--note: one line of at most ${MAX_NOTE} characters`);
   await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {

@@ -356,7 +356,7 @@ export function formatStatus(r: StatusReport): string {
   const ago = (iso: string | null) =>
     iso ? `${formatAge((Date.parse(r.generatedAt) - Date.parse(iso)) / 1000)} ago` : 'never';
   const seen = (job: string, iso: string | null) => (iso ? `as ${job} saw it ${ago(iso)}` : `${job} has not run`);
-  const dash = (v: unknown) => (v === null || v === undefined ? '-' : String(v));
+  const dash = (v: string | number | boolean | null | undefined) => (v === null || v === undefined ? '-' : String(v));
   const out: string[] = [`MFS STATUS ${r.status} - ${r.summary}`, ''];
 
   out.push(

@@ -25,12 +25,20 @@ export function tempNameFor(target: string): string {
 }
 
 /**
+ * The one way mfs-jobs creates a file by path: O_CREAT|O_EXCL|O_NOFOLLOW with `mode`, so a file or symlink
+ * already there is never written through. The caller fills it and makes it durable (fillAndSync).
+ */
+export function openExclusive(file: string, mode = FILE_MODE): Promise<fs.FileHandle> {
+  return fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+}
+
+/**
  * The one way mfs-jobs creates a temp file: a fresh unpredictable name beside `target`, opened
  * O_CREAT|O_EXCL|O_NOFOLLOW with `mode`, so a file or symlink already there is never written through.
  */
 export async function createTempExclusive(target: string, mode = FILE_MODE): Promise<{ tmp: string; handle: fs.FileHandle }> {
   const tmp = tempNameFor(target);
-  const handle = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  const handle = await openExclusive(tmp, mode);
   // The umask may have taken bits away from `mode` (0644 Prometheus files); set exactly what was asked.
   await handle.chmod(mode);
   return { tmp, handle };
@@ -48,7 +56,7 @@ export async function readAt(handle: fs.FileHandle, start: number, length: numbe
  * it, fsync it; on any failure close and remove it, so nothing half-written is left under its name.
  */
 export async function writeNewFile(target: string, write: (out: fs.FileHandle) => Promise<void>, mode = FILE_MODE): Promise<void> {
-  await fillAndSync(await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode), target, write);
+  await fillAndSync(await openExclusive(target, mode), target, write);
 }
 
 /**
@@ -124,11 +132,53 @@ export async function sealFile(file: string): Promise<void> {
   await fsyncFile(file);
 }
 
-/** Rename into place durably (both directories fsynced). */
-export async function renameDurable(from: string, to: string): Promise<void> {
+/** How durable a rename or copy must be. Durable unless the caller opts out, saying why at the call. */
+export interface Durability {
+  /**
+   * false: no fsync (of the directories, of a copy). Only where a crash loses nothing: a staging directory
+   * a crash discards (what is placed from it is synced then), a cache fetched again, a link on tmpfs.
+   */
+  durable?: boolean;
+}
+
+/**
+ * The one way mfs-jobs renames by path: atomic, and durable (both directories fsynced) unless `durable:
+ * false`. Not inside a directory another user owns: there, DirHandle.moveTo (dirhandle.ts).
+ */
+export async function renameDurable(from: string, to: string, o: Durability = {}): Promise<void> {
   await fs.rename(from, to);
+  if (o.durable === false) return;
   await fsyncDir(path.dirname(to));
   if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
+}
+
+/**
+ * Copy `from` to a new file `to` (exclusive: never over an existing file or link; a reflink clone where the
+ * filesystem can) and fsync it unless `durable: false`; removed again if that fails.
+ */
+export async function copyDurable(from: string, to: string, o: Durability = {}): Promise<void> {
+  await fs.copyFile(from, to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+  if (o.durable === false) return;
+  try {
+    await fsyncFile(to);
+  } catch (err) {
+    await fs.rm(to, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * A hard link of `from` at `to`, or where `to` is on another filesystem (EXDEV) a copy (copyDurable): the
+ * one place that falls back from a link to a copy.
+ */
+export async function linkOrCopy(from: string, to: string, o: Durability = {}): Promise<void> {
+  try {
+    await fs.link(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    await copyDurable(from, to, o);
+  }
+  if (o.durable !== false) await fsyncDir(path.dirname(to));
 }
 
 export async function ensureDir(dir: string, mode = DIR_MODE): Promise<void> {

@@ -44,7 +44,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   const promote = jobs.find((j) => j.name === 'promote');
   const vip = config.standby?.promoteOnVip && config.standby.vip ? config.standby.vip : undefined;
   if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
-  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff!.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
+  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
   if (vipWatch) log.info('watching for the virtual IP', { vip });
   await startCompanions(config, jobs, log, companions);
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
@@ -59,7 +59,7 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
     }
     const controller = new AbortController();
     const promise = runJob(job, { config, log, signal: controller.signal, companion: companions.get(job.name) })
-      .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: String(err) }))
+      .catch((err: unknown) => log.error('job runner failed', { job: job.name, error: describeError(err) }))
       .finally(() => running.delete(job.name));
     running.set(job.name, { promise, controller });
   };

@@ -18,8 +18,11 @@ export class ConfigError extends MfsJobsError {}
 export class TransferError extends MfsJobsError {}
 /** A metadata image or changelog that cannot be used; `subject` is the file. */
 export class ChainError extends MfsJobsError {}
-/** Promotion refused because another master is alive; `subject` is what answered. */
-export class FenceError extends MfsJobsError {}
+/**
+ * A path root will not use: not a directory of ours, not a plain file, in a directory others can write
+ * into, or a name that cannot be one; `subject` is the path (or the name).
+ */
+export class UntrustedPathError extends MfsJobsError {}
 /** Another run of the same job holds the lock; `subject` is the lock file. */
 export class LockBusyError extends MfsJobsError {}
 /** An mfsmaster/mfscli process that failed; `subject` is the command or DATA_PATH. */

@@ -2,9 +2,9 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Option } from 'commander';
-import { ensureDir } from './atomic.js';
+import { ensureDir, renameDurable } from './atomic.js';
 import type { Config } from './config.js';
-import { describeError } from './errors.js';
+import { ConfigError, describeError, UntrustedPathError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
 import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
 import type { Companion, Job } from './job.js';
@@ -58,13 +58,13 @@ function validRequest(value: unknown): value is HandOffRequest {
 async function clearStaleSocket(file: string): Promise<void> {
   const st = await fs.lstat(file).catch(() => undefined);
   if (!st) return;
-  if (!st.isSocket()) throw new Error(`daemon.socket ${file} exists and is not a socket: not touching it`);
+  if (!st.isSocket()) throw new ConfigError('daemon.socket', `daemon.socket ${file} exists and is not a socket: not touching it`);
   const alive = await new Promise<boolean>((resolve) => {
     const s = net.connect(file);
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
-  if (alive) throw new Error(`daemon.socket ${file}: another mfs-jobs daemon is listening there`);
+  if (alive) throw new ConfigError('daemon.socket', `daemon.socket ${file}: another mfs-jobs daemon is listening there`);
   await fs.unlink(file);
 }
 
@@ -85,11 +85,12 @@ async function linkRendezvous(configReal: string, socketPath: string, log: Logge
     await fs.mkdir(path.dirname(link), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
     });
-    if (!(await trustedRunDir())) throw new Error(`${path.dirname(link)} is not a directory of ours that only we can write`);
+    if (!(await trustedRunDir())) throw new UntrustedPathError(path.dirname(link), `${path.dirname(link)} is not a directory of ours that only we can write`);
     const tmp = `${link}.${process.pid}`;
     await fs.rm(tmp, { force: true });
     await fs.symlink(socketPath, tmp);
-    await fs.rename(tmp, link);
+    // The run directory is tmpfs, rebuilt at every start: nothing to make durable.
+    await renameDurable(tmp, link, { durable: false });
     return link;
   } catch (err) {
     log.warn(`no hand-off link in the run directory (${describeError(err)}): hooks find the daemon through the config`);
@@ -184,7 +185,7 @@ export async function serveHandOff(
   // A directory others may write into lets them stand in for this daemon while it is down (the hook
   // would refuse their socket, but also never reach ours): listen only where root alone writes.
   const dir = await pathTrust(path.dirname(socketPath), 'dir');
-  if (!dir.trusted) throw new Error(`daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
+  if (!dir.trusted) throw new ConfigError('daemon.socket', `daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
   await clearStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

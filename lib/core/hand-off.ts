@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { MfsJobsError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mfs-jobs/config.yaml';
@@ -47,11 +48,11 @@ export type HandOffResponse =
   | { v: number; accepted: true; exitCode: number; stdout: string }
   | { v: number; accepted: false; reason: string };
 
-/** The run may have acted: the caller must not run it again, only say so. */
-export class HandOffLost extends Error {}
+/** The run may have acted: the caller must not run it again, only say so. `subject`: the socket. */
+export class HandOffLost extends MfsJobsError {}
 
 /** A socket another user could have put there: never asked; the caller says so in one line and runs the job itself. */
-export class UntrustedSocket extends Error {}
+export class UntrustedSocket extends MfsJobsError {}
 
 /**
  * The hook's shortest way to the daemon: a link in a run directory named after the config file's
@@ -96,7 +97,7 @@ export async function sendHandOff(socketPath: string, request: HandOffRequest): 
   // directory to it is the check: Node exposes no SO_PEERCRED to ask the kernel who listens.
   const trust = await pathTrust(socketPath, 'socket');
   if (!trust.trusted) {
-    if (!trust.missing) throw new UntrustedSocket(trust.why);
+    if (!trust.missing) throw new UntrustedSocket(socketPath, trust.why);
     throw Object.assign(new Error(`${socketPath}: no daemon listening`), { code: 'ENOENT' });
   }
   return new Promise((resolve, reject) => {
@@ -112,20 +113,20 @@ export async function sendHandOff(socketPath: string, request: HandOffRequest): 
       buf += d;
       if (buf.length > MAX_RESPONSE_BYTES) {
         sock.destroy();
-        reject(new HandOffLost(`the daemon's answer on ${socketPath} is over ${MAX_RESPONSE_BYTES} bytes`));
+        reject(new HandOffLost(socketPath, `the daemon's answer on ${socketPath} is over ${MAX_RESPONSE_BYTES} bytes`));
       }
     });
-    sock.once('error', (err: NodeJS.ErrnoException) => (sent ? reject(new HandOffLost(`${socketPath}: ${err.code ?? err.message}`)) : reject(err)));
+    sock.once('error', (err: NodeJS.ErrnoException) => (sent ? reject(new HandOffLost(socketPath, `${socketPath}: ${err.code ?? err.message}`)) : reject(err)));
     sock.once('end', () => {
       const line = buf.split('\n')[0] ?? '';
       let answer: HandOffResponse;
       try {
         answer = JSON.parse(line) as HandOffResponse;
       } catch {
-        reject(new HandOffLost(`the daemon on ${socketPath} closed the connection without a result${buf ? ' (unreadable answer)' : ''}`));
+        reject(new HandOffLost(socketPath, `the daemon on ${socketPath} closed the connection without a result${buf ? ' (unreadable answer)' : ''}`));
         return;
       }
-      if (answer.accepted === true && (typeof answer.exitCode !== 'number' || typeof answer.stdout !== 'string')) reject(new HandOffLost(`the daemon on ${socketPath} sent an incomplete result`));
+      if (answer.accepted === true && (typeof answer.exitCode !== 'number' || typeof answer.stdout !== 'string')) reject(new HandOffLost(socketPath, `the daemon on ${socketPath} sent an incomplete result`));
       else resolve(answer);
     });
   });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE } from './atomic.js';
+import { DIR_MODE, openExclusive } from './atomic.js';
 import { LockBusyError } from './errors.js';
 
 export interface Lock {
@@ -59,7 +59,7 @@ async function readOwner(file: string): Promise<LockOwner | undefined> {
 async function breakStaleLock(file: string, stalePid: number | undefined): Promise<void> {
   const breaker = `${file}.break`;
   try {
-    const handle = await fs.open(breaker, 'wx', FILE_MODE);
+    const handle = await openExclusive(breaker);
     await handle.close();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -118,7 +118,7 @@ async function tryAcquireLock(dir: string, job: string): Promise<Lock> {
   await sweepPending(dir, file);
   const owner: LockOwner = { pid: process.pid, startedAt: new Date().toISOString(), job };
   const pending = path.join(dir, pendingName(file));
-  const handle = await fs.open(pending, 'wx', FILE_MODE);
+  const handle = await openExclusive(pending);
   try {
     await handle.writeFile(JSON.stringify(owner) + '\n');
     await handle.sync();

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { format as formatText } from 'node:util';
 import winston from 'winston';
 
 export type Logger = winston.Logger;
@@ -16,9 +17,9 @@ export function createLogger(options: { level?: string; json?: boolean } = {}): 
         winston.format.printf(({ timestamp, level, message, job, ...rest }) => {
           const extra = Object.entries(rest)
             .filter(([, v]) => v !== undefined)
-            .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+            .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : formatText('%s', v)}`)
             .join(' ');
-          return `${String(timestamp)} ${level.padEnd(5)} ${job ? `[${String(job)}] ` : ''}${String(message)}${extra ? ' ' + extra : ''}`;
+          return `${String(timestamp)} ${level.padEnd(5)} ${job ? `[${formatText('%s', job)}] ` : ''}${String(message)}${extra ? ' ' + extra : ''}`;
         }),
       );
   return winston.createLogger({

@@ -125,7 +125,7 @@ export interface Metric {
 
 /** A sample of a registered metric; its unit comes from the registry. */
 export function metric(name: MetricName, value: number, extra: Pick<Metric, 'warn' | 'crit' | 'labels'> = {}): Metric {
-  const unit = (METRICS[name] as MetricSpec).unit;
+  const unit = METRICS[name].unit;
   return { name, value, ...(unit ? { unit } : {}), ...extra };
 }
 

@@ -51,6 +51,7 @@ export function prometheusText(jobName: string, result: JobResult, finishedAt: D
   const out: string[] = [];
   const family = (name: string, samples: { labels: Record<string, string>; value: number }[]) => {
     const spec = metricSpec(name);
+    // A programming error (every metric is declared in metrics.ts), caught by the unit tests.
     if (!spec) throw new Error(`metric ${JSON.stringify(name)} of job ${jobName} is not declared in lib/core/metrics.ts`);
     const full = METRIC_PREFIX + name;
     out.push(`# HELP ${full} ${spec.help}`, `# TYPE ${full} ${spec.type}`);

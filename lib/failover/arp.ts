@@ -64,12 +64,12 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
       const child = spawn(o.arping ?? 'arping', ['-f', '-c', '1', '-w', '1', '-I', dev, ip], { stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString('latin1');
         if (/reply from/i.test(out)) finish({ state: 'reply', ms: Date.now() - started, dev });
       });
       let err = '';
-      child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString('latin1')).slice(-500)));
+      child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('latin1')).slice(-500)));
       child.once('error', (e: NodeJS.ErrnoException) => finish({ state: 'unavailable', why: e.code === 'ENOENT' ? `${o.arping ?? 'arping'} not installed (Debian: iputils-arping)` : e.message }));
       // Exit 2: arping itself failed (no permission for a raw socket, no such device): no verdict from it.
       child.once('exit', (code) => {

@@ -3,7 +3,7 @@ import { constants as fsc, fstatSync, openSync, closeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, pathExists } from '../core/atomic.js';
-import { describeError } from '../core/errors.js';
+import { describeError, UsageError } from '../core/errors.js';
 import type { JobResult, Status } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { metric, type Metric } from '../core/metrics.js';
@@ -56,7 +56,7 @@ export function parseClientsWatchRequest(text: string): ClientsWatchRequest {
     (r.textfileDir === undefined || abs(r.textfileDir)) &&
     typeof r.promotedAt === 'string' &&
     Number.isFinite(r.metadataVersion);
-  if (!ok) throw new Error('not a clients-watch request');
+  if (!ok) throw new UsageError('clients-watch request', 'not a clients-watch request');
   return r as ClientsWatchRequest;
 }
 

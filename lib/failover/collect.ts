@@ -4,7 +4,7 @@ import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import { metaidSetBy, readChangelogEdges } from '../moosefs/changelog-edges.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
-import { describeError } from '../core/errors.js';
+import { ChainError, describeError, TransferError, UntrustedPathError } from '../core/errors.js';
 import { isChangelogName, readImageHeader, restoreFrom } from '../moosefs/metadata.js';
 import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
@@ -13,6 +13,7 @@ import type { Limit } from '../transport/listing-bounds.js';
 import { snapshotSource } from '../store/snapshot-source.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
+import { renameDurable } from '../core/atomic.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
@@ -96,13 +97,16 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: fetched.cleanup }];
+      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: () => fetched.cleanup() }];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }
   }
   return [];
 }
+
+/** Into the staging directory: a crash discards it, and DirHandle.place syncs what it places from there. */
+const STAGED = { durable: false } as const;
 
 /**
  * `work`, or the signal's reason as soon as it aborts. What `work` gives after that is handed to
@@ -287,13 +291,13 @@ export class Staging {
     const open = this.sources.get(file.source);
     if (file.local && !open) {
       const st = await fs.lstat(file.path);
-      if (!st.isFile()) throw new Error(`${file.path}: not a regular file`);
+      if (!st.isFile()) throw new UntrustedPathError(file.path, `${file.path}: not a regular file`);
       return st.size;
     }
     const files = this.sources.get(file.source);
-    if (!files) throw new Error(`${file.source}: source is closed`);
+    if (!files) throw new TransferError(file.source, `${file.source}: source is closed`);
     const st = await files.stat(file.path);
-    if (!st.isFile) throw new Error(`${file.path}: not a regular file`);
+    if (!st.isFile) throw new UntrustedPathError(file.path, `${file.path}: not a regular file`);
     return st.size;
   }
 
@@ -320,7 +324,7 @@ export class Staging {
     const mirrored = !file.local && files && this.mirror ? await this.mirror.stage(file, files, tmp).catch(() => undefined) : undefined;
     if (mirrored) {
       await fs.chmod(tmp, 0o600);
-      await fs.rename(tmp, target);
+      await renameDurable(tmp, target, STAGED);
       if (mirrored.scan) this.scans.set(target, { ...mirrored.scan, file: target });
       this.bytes += mirrored.fetched;
       this.reused += mirrored.reused;
@@ -334,11 +338,11 @@ export class Staging {
       // local source does the same in its download; a snapshot's decompresses and checks.)
       await copyLocalFile(file.source, file.path, tmp, bound);
     } else {
-      if (!files) throw new Error(`${file.source}: source is closed`);
+      if (!files) throw new TransferError(file.source, `${file.source}: source is closed`);
       await files.download(file.path, tmp, { signal, bound });
     }
     await fs.chmod(tmp, 0o600);
-    await fs.rename(tmp, target);
+    await renameDurable(tmp, target, STAGED);
     // Read the size first: `this.bytes += await …` would add to a stale total when fetches run side by side.
     const { size } = await fs.stat(target);
     this.bytes += size;
@@ -355,7 +359,7 @@ export class Staging {
 export async function scanFetched(c: PromoteChangelog, staged: string, known?: ChangelogScan): Promise<void> {
   const scan = known ?? (await scanChangelogFile(staged));
   const rewind = scan.problems.find((p) => p.kind === 'backwards');
-  if (rewind) throw new Error(`line ${rewind.line}: ${rewind.reason}: two histories in one file`);
+  if (rewind) throw new ChainError(staged, `line ${rewind.line}: ${rewind.reason}: two histories in one file`);
   c.segments = scan.segments.map((s) => ({ ...s }));
   c.scanned = true;
   c.lastTimestamp = scan.lastTimestamp;
@@ -369,7 +373,7 @@ async function verifyStagedImage(image: PromoteImage, staged: string): Promise<v
   const h = await readImageHeader(staged, { checkEnding: true });
   const version = restoreFrom(h);
   if (version !== image.version || h.metaid !== image.metaid) {
-    throw new Error(`fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
+    throw new ChainError(staged, `fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
   }
 }
 

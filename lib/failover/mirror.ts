@@ -1,8 +1,8 @@
 import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, readAt, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
+import { copyDurable, DIR_MODE, FILE_MODE, fsyncDir, linkOrCopy, openExclusive, readAt, renameDurable, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
-import { describeError } from '../core/errors.js';
+import { ChainError, describeError, MfsJobsError, UntrustedPathError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { plainNameProblem } from '../core/names.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
@@ -43,8 +43,10 @@ const CHUNK = 4 << 20;
 const IMAGE_STAMP_S = 946_684_800;
 const stamped = (st: { mtimeMs: number }) => Math.round(st.mtimeMs) === IMAGE_STAMP_S * 1000;
 
-class TornCopy extends Error {}
+class TornCopy extends MfsJobsError {}
 const OVERLAP = 4096;
+/** Into promote's staging: a crash discards it, and DirHandle.place syncs what it places from there. */
+const STAGED = { durable: false } as const;
 
 /** What promote takes from the mirror. */
 export interface MirrorUse {
@@ -72,7 +74,7 @@ export class MirrorStore {
 
   sourceDir(source: string): string {
     const why = plainNameProblem(source);
-    if (why) throw new Error(`mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
+    if (why) throw new UntrustedPathError(source, `mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
     return path.join(this.dir, source);
   }
 
@@ -91,7 +93,7 @@ export class MirrorStore {
         if (err.code !== 'EEXIST') throw err;
       });
       const st = await fs.lstat(d);
-      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new Error(`mirror: ${d} is not a directory of ours: not using it`);
+      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new UntrustedPathError(d, `mirror: ${d} is not a directory of ours: not using it`);
     }
     return this.sourceDir(source);
   }
@@ -109,7 +111,7 @@ export class MirrorStore {
       const mirrored = this.imagePath(file.source, file.version, file.metaid);
       const st = await fs.lstat(mirrored).catch(() => undefined);
       if (!st?.isFile() || st.size !== file.size || !stamped(st)) return undefined;
-      await linkOrCopy(mirrored, tmp);
+      await linkOrCopy(mirrored, tmp, STAGED);
       return { reused: st.size, fetched: 0 };
     }
     const first = file.segments?.[0]?.first;
@@ -123,12 +125,12 @@ export class MirrorStore {
     const st = await fs.lstat(mirrored).catch(() => undefined);
     if (!st?.isFile() || st.size === 0 || !(await sameEdges(mirrored, st.size, files, file.path))) return undefined;
     const fetched = await this.extend(mirrored, files, file.path, file.size + CHANGELOG_GROWTH, true);
-    await linkOrCopy(mirrored, tmp);
+    await linkOrCopy(mirrored, tmp, STAGED);
     return { reused: st.size, fetched, scan: (await this.scanner(mirrored)).snapshot(tmp) };
   }
 
   private async stageCopied(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
-    const out = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+    const out = await openExclusive(tmp);
     try {
       const reused = await copyVerifiedPrefix(mirrored, out, files, file.path);
       if (reused === undefined) {
@@ -165,11 +167,11 @@ export class MirrorStore {
    */
   async extend(mirrored: string, files: FileSource, remote: string, limit: number, refuseBeyond: boolean): Promise<number> {
     let st = await fs.lstat(mirrored).catch(() => undefined);
-    if (st && !st.isFile()) throw new Error(`mirror: ${mirrored} is not a plain file: not using it`);
+    if (st && !st.isFile()) throw new UntrustedPathError(mirrored, `mirror: ${mirrored} is not a plain file: not using it`);
     if (st && st.nlink > 1) {
       const tmp = tempNameFor(mirrored);
-      await fs.copyFile(mirrored, tmp, fsc.COPYFILE_EXCL);
-      await fs.rename(tmp, mirrored);
+      await copyDurable(mirrored, tmp);
+      await renameDurable(tmp, mirrored);
       st = await fs.lstat(mirrored);
     }
     let have = st?.size ?? 0;
@@ -235,7 +237,7 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
     // A short read means the daemon's pass rewrote the file under us: not the same bytes, no use.
     const read = async (start: number, length: number) => {
       const b = await readAt(h, start, length);
-      if (b.length !== length) throw new TornCopy();
+      if (b.length !== length) throw new TornCopy(mirrored, `${mirrored}: rewritten while it was read`);
       return b;
     };
     const k = Math.min(OVERLAP, size);
@@ -269,7 +271,7 @@ async function appendFrom(files: FileSource, remote: string, from: number, out: 
     at += b.length;
     if (b.length < want) return at - from;
   }
-  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new Error(`${remote}: longer than ${limit} bytes: refused`);
+  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new ChainError(remote, `${remote}: longer than ${limit} bytes: refused`);
   return at - from;
 }
 
@@ -332,10 +334,10 @@ async function fetchImage(files: FileSource, remote: string, image: { version: n
   try {
     await files.download(remote, tmp, { bound: { size: image.size, growth: 0 } });
     const h = await readImageHeader(tmp, { checkEnding: true });
-    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new Error(`${remote}: replaced while it was mirrored`);
+    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new ChainError(remote, `${remote}: replaced while it was mirrored`);
     await sealFile(tmp);
     await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
-    await fs.rename(tmp, target);
+    await renameDurable(tmp, target);
     await fsyncDir(path.dirname(target));
   } finally {
     await fs.rm(tmp, { force: true });
@@ -363,16 +365,6 @@ export function mirrorDirOf(config: Config): string {
 
 export function mirrorOf(config: Config, owner = false): MirrorStore | undefined {
   return config.standby?.mirror ? new MirrorStore(mirrorDirOf(config), owner) : undefined;
-}
-
-/** A hard link, or a copy where `to` is on another filesystem (EXDEV). */
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await fs.link(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await fs.copyFile(from, to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
-  }
 }
 
 /**
@@ -411,7 +403,7 @@ export class StandbyMirror {
     } catch {
       return undefined;
     }
-    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : Reflect.get(target, key, receiver)) });
+    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : (Reflect.get(target, key, receiver) as unknown)) });
   }
 
   /** Promote stops passes while it reads the mirror; `resume` undoes one `pause`. */

@@ -244,7 +244,7 @@ export async function startCollecting(
   );
   const signal = AbortSignal.any([ctx.signal, stopping.signal]);
   const timeoutMs = options.sourceTimeoutSeconds * 1000;
-  const collecting = collectSources(specs, { timeoutMs, signal, abortFor: fencing.hostDown });
+  const collecting = collectSources(specs, { timeoutMs, signal, abortFor: (name) => fencing.hostDown(name) });
   const preparing = prepare(ctx, s.standby, collecting, { lastResort, fetched }, signal, began);
   // Settled either way, so that a refusal never leaves it unhandled.
   preparing.catch(() => undefined);

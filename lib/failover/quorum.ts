@@ -244,7 +244,7 @@ export async function acquireLeader(q: Quorum, o: { maxWaitMs: number; signal?: 
   const began = Date.now();
   let leaseId: string | undefined;
   let previous: LeaderView | undefined;
-  let last: LeaderView = {};
+  let last: LeaderView;
   try {
     for (;;) {
       last = await q.leader();

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FILE_MODE } from '../core/atomic.js';
+import { openExclusive } from '../core/atomic.js';
 import type { DirHandle } from '../core/dirhandle.js';
 import { readChangelogLines, type Segment } from '../moosefs/changelog.js';
 import type { Config, StandbyConfig } from '../core/config.js';
@@ -77,7 +77,7 @@ export async function localMaster(config: Config, standby: StandbyConfig, o: { w
   const { pid, ignored } = await standbyMasterLock(standby);
   if (pid === undefined) return ignored ? { ignoredLock: ignored } : {};
   const deadline = Date.now() + o.waitMs;
-  let problem = 'no answer';
+  let problem: string;
   // A master still loading its metadata answers a moment later: wait, do not restart it.
   do {
     try {
@@ -150,7 +150,7 @@ const NEWLINE = Buffer.from('\n');
  * changelog whose last line is cut and comes up with old metadata; and it refuses any hole.
  */
 export async function writeChainSegment(src: string, dst: string, segment: Segment): Promise<{ lines: number; lastTimestamp?: number }> {
-  const out = await fs.open(dst, 'wx', FILE_MODE);
+  const out = await openExclusive(dst);
   let lines = 0;
   let next = segment.first;
   let lastTimestamp: number | undefined;

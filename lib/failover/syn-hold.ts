@@ -3,6 +3,7 @@ import os from 'node:os';
 import { delay } from '../core/delay.js';
 import { execCapture } from '../core/exec.js';
 import type { Logger } from '../core/logger.js';
+import { describeError } from '../core/errors.js';
 
 /**
  * Hold the clients' connection attempts while the VIP is here and the master is not listening yet.
@@ -125,7 +126,7 @@ export class SynHold {
   private async run(): Promise<void> {
     while (!this.stop.signal.aborted) {
       const began = Date.now();
-      await this.tick(began).catch((err: unknown) => this.o.log.warn(`SYN hold for ${this.o.vip}: ${String(err)}`));
+      await this.tick(began).catch((err: unknown) => this.o.log.warn(`SYN hold for ${this.o.vip}: ${describeError(err)}`));
       await delay(Math.max(0, began + this.o.refreshMs - Date.now()), this.stop.signal);
     }
   }

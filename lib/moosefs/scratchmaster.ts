@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
-import { ConfigError, ProcessError } from '../core/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { listenPort, portIsFree } from '../core/net.js';
 import { isWithin } from '../core/paths.js';
 import { DEFAULT_GENERATION, type Generation } from './generations/index.js';

@@ -30,7 +30,8 @@ export class VersionCover {
       if (this.xs[mid]! < v) lo = mid + 1;
       else hi = mid;
     }
-    if (this.xs[lo] !== v) throw new Error(`VersionCover: ${v} is not a boundary`);
+    // An internal invariant (callers pass only boundaries), never an operator's input.
+    if (this.xs[lo] !== v) throw new Error(`version cover: ${v} is not a boundary`);
     return lo;
   }
 

@@ -81,7 +81,7 @@ export class DataPathTarget implements PruneTarget {
     refuseDamagedChangelog(scan, `${this.where}/${e.name}`, current);
     if (!current) {
       const after = await this.source.stat(this.file(e.name));
-      if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw new TargetChanged(`${this.where}/${e.name} changed while it was read (MooseFS rotating?)`);
+      if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw new TargetChanged(`${this.where}/${e.name}`, `${this.where}/${e.name} changed while it was read (MooseFS rotating?)`);
       this.identities.set(e.name, { size: e.size, mtimeMs: e.mtimeMs, first: scan.first });
     }
     return { name: e.name, unit: e.name, segments: scan.segments, size: e.size, mtimeMs: e.mtimeMs, current, open: open?.has(e.name) ?? false, rotated: isRotatedChangelog(e.name) };

@@ -1,3 +1,4 @@
+import { ChainError } from '../core/errors.js';
 import { coverage, holesBetween, formatHole, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
 import type { Segment } from '../moosefs/changelog.js';
 import { VersionCover } from '../moosefs/version-cover.js';
@@ -144,7 +145,7 @@ function byNewest(a: PlanImage, b: PlanImage): number {
 function checkInput(input: PlanInput): void {
   const names = new Set<string>();
   for (const f of [...input.images, ...input.changelogs, ...(input.others ?? [])]) {
-    if (names.has(f.name)) throw new Error(`prune plan: file ${f.name} listed twice`);
+    if (names.has(f.name)) throw new ChainError(f.name, `prune plan: file ${f.name} listed twice`);
     names.add(f.name);
   }
 }
@@ -288,6 +289,7 @@ export function planPrune(input: PlanInput): PrunePlan {
     const v = verdicts.get(img.name)!;
     const before = reachFrom(allCoverage, img.version);
     const reaches = reachFrom(keptCoverage, img.version);
+    // A bug in the plan, never an input: refuse the whole plan rather than delete what a restore point needs.
     if (v.retained && reaches !== before) throw new Error(`prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`);
     if (v.retained && reaches < newest) warnings.push(`restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, keptCoverage)[0]!)} was there before prune`);
     return { name: img.name, version: img.version, retained: v.retained, reason: v.reason, reaches };

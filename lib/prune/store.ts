@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, fsyncDir } from '../core/atomic.js';
+import { DIR_MODE, renameDurable } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { restoreFrom } from '../moosefs/metadata.js';
 import { LATEST, listSnapshots, MANIFEST, snapshotsDir, TMP_DIR, type StoredSnapshot } from '../store/manifest.js';
@@ -142,8 +142,7 @@ export class SnapshotStoreTarget implements PruneTarget {
         continue;
       }
       const gone = path.join(trash, `${TRASH_PREFIX}${id}`);
-      await fs.rename(dir, gone);
-      await fsyncDir(snapshotsDir(this.store));
+      await renameDurable(dir, gone);
       await fs.rm(gone, { recursive: true, force: true });
       for (const entry of unitEntries) onResult({ entry, deleted: true });
     }

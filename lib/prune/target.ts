@@ -1,5 +1,5 @@
 import type { ChangelogScan } from '../moosefs/changelog.js';
-import { ChainError } from '../core/errors.js';
+import { ChainError, MfsJobsError } from '../core/errors.js';
 import type { PlanChangelog, PlanEntry, PlanImage, PlanOtherFile } from './plan.js';
 
 /**
@@ -34,7 +34,7 @@ export interface Removal {
 }
 
 /** Files changed while prune read them (MooseFS rotating at the full hour): nothing is deleted, the next run retries. */
-export class TargetChanged extends Error {}
+export class TargetChanged extends MfsJobsError {}
 
 /**
  * A changelog scan's problems, except a cut last line in the file MooseFS is appending to right now

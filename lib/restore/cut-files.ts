@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createTempExclusive, fillAndSync, fsyncDir } from '../core/atomic.js';
+import { createTempExclusive, fillAndSync, fsyncDir, renameDurable } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { holesBetween, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
 import { readChangelogLines, scanChangelogFile, type ChangelogEntry } from '../moosefs/changelog.js';
@@ -115,7 +115,7 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
   let changelog: string | undefined;
   if (written > 0) {
     changelog = CUT_CHANGELOG;
-    await fs.rename(tmp, path.join(o.dir, CUT_CHANGELOG));
+    await renameDurable(tmp, path.join(o.dir, CUT_CHANGELOG));
   } else {
     await fs.rm(tmp, { force: true });
   }

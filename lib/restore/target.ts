@@ -20,19 +20,22 @@ export type RestoreTarget =
 /** The `--to-version` / `--to-time` arguments, shared by `restore` and `drill` (flags and help: jobs/index.ts). */
 export const TARGET_ARGS = { toVersion: z.string().optional(), toTime: z.string().optional() };
 
+/** An argument as typed (commander gives strings; a daemon hand-off, JSON values). */
+const argText = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v));
+
 /** `--to-version` / `--to-time` from the command line; ISO times without an offset are in `zone`. */
 export function parseTarget(args: { toVersion?: string; toTime?: string }, zone = 'UTC'): RestoreTarget {
   if (args.toVersion !== undefined && args.toTime !== undefined) throw new UsageError('--to-version', '--to-version and --to-time cannot be combined: a restore has one target');
   if (args.toVersion !== undefined) {
-    const text = String(args.toVersion).trim().replace(/[\s_]/g, '');
-    if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new UsageError('--to-version', `--to-version ${JSON.stringify(String(args.toVersion))}: expected a metadata version (a whole number >= 1, as mfscli -SIM shows it)`);
+    const text = argText(args.toVersion).trim().replace(/[\s_]/g, '');
+    if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new UsageError('--to-version', `--to-version ${JSON.stringify(argText(args.toVersion))}: expected a metadata version (a whole number >= 1, as mfscli -SIM shows it)`);
     return { kind: 'version', version: Number(text) };
   }
   if (args.toTime !== undefined) {
-    const text = String(args.toTime).trim();
+    const text = argText(args.toTime).trim();
     const at = DateTime.fromISO(text, { zone, setZone: true });
     if (!at.isValid) throw new UsageError('--to-time', `--to-time ${JSON.stringify(text)}: expected an ISO-8601 time such as 2026-12-01T14:01:00Z (${at.invalidExplanation ?? at.invalidReason})`);
-    return { kind: 'time', time: at.toMillis() / 1000, iso: at.toUTC().toISO({ suppressMilliseconds: true })! };
+    return { kind: 'time', time: at.toMillis() / 1000, iso: at.toUTC().toISO({ suppressMilliseconds: true }) };
   }
   return { kind: 'newest' };
 }

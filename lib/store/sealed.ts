@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, MfsJobsError } from '../core/errors.js';
 
 /**
  * Encryption at rest for snapshot files: AES-256-GCM in fixed chunks, so a file of any size streams
@@ -99,8 +99,11 @@ export async function loadStoreKey(file: string, key = 'snapshotStore.encryption
   return { id: keyIdOf(raw), key: raw, file };
 }
 
-/** Why a stream could not be decrypted: a wrong key, damage, or a cut-off file. */
-export class SealError extends Error {}
+/**
+ * Why a stream could not be decrypted: a wrong key, damage, or a cut-off file; `subject` is the file. The
+ * message leaves the file out: the reader (stored-file.ts) says where it was read from.
+ */
+export class SealError extends MfsJobsError {}
 
 function fileKey(master: Buffer, salt: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', master, salt, 'mfs-jobs snapshot file v1', 32));
@@ -129,14 +132,14 @@ function sealChunk(k: Buffer, header: Buffer, nonce: Buffer, index: number, last
   return Buffer.concat([body, c.getAuthTag()]);
 }
 
-function openChunk(k: Buffer, header: Buffer, nonce: Buffer, index: number, last: boolean, sealed: Buffer): Buffer {
+function openChunk(file: string, k: Buffer, header: Buffer, nonce: Buffer, index: number, last: boolean, sealed: Buffer): Buffer {
   const d = createDecipheriv('aes-256-gcm', k, ivFor(nonce, index));
   d.setAAD(aadFor(header, index, last));
   d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
   try {
     return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
   } catch {
-    throw new SealError(`chunk ${index} fails authentication (damaged, reordered or cut off)`);
+    throw new SealError(file, `chunk ${index} fails authentication (damaged, reordered or cut off)`);
   }
 }
 
@@ -201,10 +204,10 @@ export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, c
         pending = [all.subarray(HEADER_BYTES)];
         length -= HEADER_BYTES;
         const id = sealedKeyId(header);
-        if (id === undefined) throw new SealError('not an encrypted mfs-jobs file (bad header)');
-        if (id !== expectedKeyId) throw new SealError(`its header names key ${id}, the manifest ${expectedKeyId} (damaged or swapped file)`);
-        if (!key) throw new SealError(`encrypted with key ${id}, and no snapshotStore.encryption.keyFile is configured`);
-        if (key.id !== id) throw new SealError(`encrypted with key ${id}, but ${key.file} holds key ${key.id} (wrong key)`);
+        if (id === undefined) throw new SealError(context.file, 'not an encrypted mfs-jobs file (bad header)');
+        if (id !== expectedKeyId) throw new SealError(context.file, `its header names key ${id}, the manifest ${expectedKeyId} (damaged or swapped file)`);
+        if (!key) throw new SealError(context.file, `encrypted with key ${id}, and no snapshotStore.encryption.keyFile is configured`);
+        if (key.id !== id) throw new SealError(context.file, `encrypted with key ${id}, but ${key.file} holds key ${key.id} (wrong key)`);
         k = fileKey(key.key, header.subarray(MAGIC.length + 8, MAGIC.length + 24));
         nonce = header.subarray(MAGIC.length + 24, HEADER_BYTES);
         const bound = header.subarray(0, MAGIC.length).equals(MAGIC);
@@ -213,14 +216,14 @@ export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, c
       // Strictly more than a sealed chunk: only the end of the stream tells which chunk is the last.
       while (length > full) {
         const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
-        yield openChunk(k!, prefix!, nonce!, index++, false, all.subarray(0, full));
+        yield openChunk(context.file, k!, prefix!, nonce!, index++, false, all.subarray(0, full));
         pending = [all.subarray(full)];
         length -= full;
       }
     }
-    if (!header) throw new SealError('cut off inside its header');
-    if (length < TAG_BYTES) throw new SealError(`cut off after chunk ${index - 1}`);
-    yield openChunk(k!, prefix!, nonce!, index, true, Buffer.concat(pending));
+    if (!header) throw new SealError(context.file, 'cut off inside its header');
+    if (length < TAG_BYTES) throw new SealError(context.file, `cut off after chunk ${index - 1}`);
+    yield openChunk(context.file, k!, prefix!, nonce!, index, true, Buffer.concat(pending));
   };
 }
 
@@ -241,14 +244,14 @@ export function sealTail(key: StoreKey, context: SealContext, contentSize: numbe
 
 export function openTail(key: StoreKey, context: SealContext, contentSize: number, sealed: string): Buffer {
   const raw = Buffer.from(sealed, 'base64');
-  if (raw.length < TAIL_IV + TAG_BYTES) throw new SealError('sealed tail is cut off');
+  if (raw.length < TAIL_IV + TAG_BYTES) throw new SealError(context.file, 'sealed tail is cut off');
   const d = createDecipheriv('aes-256-gcm', derivedKey(key, 'tail seal'), raw.subarray(0, TAIL_IV));
   d.setAAD(tailAad(context, contentSize));
   d.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
   try {
     return Buffer.concat([d.update(raw.subarray(TAIL_IV, raw.length - TAG_BYTES)), d.final()]);
   } catch {
-    throw new SealError('sealed tail fails authentication (damaged, or moved from another file)');
+    throw new SealError(context.file, 'sealed tail fails authentication (damaged, or moved from another file)');
   }
 }
 

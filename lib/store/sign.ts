@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../core/atomic.js';
+import { fsyncDir, renameDurable, writeFileAtomic } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { printable } from '../core/names.js';
 import { MANIFEST, readManifest, signManifest, snapshotsDir, type Manifest, type ManifestFile } from './manifest.js';
@@ -81,9 +81,8 @@ async function reseal(store: string, dir: string, m: Manifest, settings: StoreWr
     if (problems.length) throw new ChainError(dir, `re-sealed copy does not verify: ${problems.join('; ')}`);
     // Old aside, new in, old removed: a crash between the renames leaves the old one whole in .tmp/.
     const doomed = path.join(tmpDir(store), `${TEMP_PREFIX}delete-${m.id}-${process.pid}`);
-    await fs.rename(dir, doomed);
-    await fs.rename(stage, dir);
-    await fsyncDir(snapshotsDir(store));
+    await renameDurable(dir, doomed);
+    await renameDurable(stage, dir);
     await fs.rm(doomed, { recursive: true, force: true });
     await fsyncDir(tmpDir(store));
   } finally {

@@ -39,7 +39,7 @@ export async function exportSnapshot(store: string, id: string, file: string, ke
   await fillAndSync(handle, tmp, async (out) => {
     // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
     const tar = await import('tar');
-    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await out.write(chunk as Buffer);
+    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await out.write(chunk);
   });
   await placeTemp(tmp, target);
   return { id: snap.id, file: target, bytes: (await fs.stat(target)).size };

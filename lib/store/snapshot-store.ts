@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DIR_MODE, ensureDir, fsyncDir, pathExists, writeFileAtomic } from '../core/atomic.js';
+import { DIR_MODE, ensureDir, fsyncDir, pathExists, renameDurable, writeFileAtomic } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece } from '../moosefs/chain.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
 import { restoreFrom } from '../moosefs/metadata.js';
@@ -98,9 +98,7 @@ export async function finaliseSnapshot(store: string, stage: string, manifest: M
   await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signManifest(manifest, keys), null, 2) + '\n');
   await fs.chmod(stage, DIR_MODE);
   await fsyncDir(stage);
-  await fs.rename(stage, target);
-  await fsyncDir(snapshotsDir(store));
-  await fsyncDir(path.dirname(stage));
+  await renameDurable(stage, target);
   return target;
 }
 
@@ -117,8 +115,7 @@ export async function removeSnapshot(store: string, id: string): Promise<void> {
   const dir = path.join(snapshotsDir(store), id);
   const doomed = path.join(tmpDir(store), `${TEMP_PREFIX}delete-${id}-${process.pid}`);
   await ensureDir(tmpDir(store));
-  await fs.rename(dir, doomed);
-  await fsyncDir(snapshotsDir(store));
+  await renameDurable(dir, doomed);
   await fs.rm(doomed, { recursive: true, force: true });
   await fsyncDir(tmpDir(store));
 }
@@ -142,8 +139,7 @@ export async function setLatest(store: string, id: string | undefined): Promise<
     const tmp = path.join(tmpDir(store), `${TEMP_PREFIX}${LATEST}-${process.pid}`);
     await fs.rm(tmp, { force: true });
     await fs.symlink(path.join('snapshots', id), tmp);
-    await fs.rename(tmp, link);
-    await fsyncDir(tmpDir(store));
+    await renameDurable(tmp, link);
   }
   await fsyncDir(store);
 }

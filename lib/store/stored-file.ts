@@ -5,9 +5,9 @@ import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE, readAt, writeNewFile } from '../core/atomic.js';
+import { openExclusive, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
-import { ChainError, StoreError } from '../core/errors.js';
+import { ChainError, ProcessError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
 import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
@@ -112,21 +112,22 @@ function zstdStage(args: string[]): Stage {
           return undefined;
         } catch (err) {
           child.stdin.destroy();
-          return err;
+          return { err };
         }
       })();
       for await (const chunk of child.stdout) yield chunk as Buffer;
       const code = await closed;
       const upstream = await feed;
-      if (upstream) throw upstream;
-      if (code !== 0) throw new ZstdError(stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
+      if (upstream) throw upstream.err;
+      if (code !== 0) throw new ZstdError('zstd', stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   };
 }
 
-class ZstdError extends Error {}
+/** zstd's own complaint (its last stderr line); `subject` is the zstd command. */
+class ZstdError extends ProcessError {}
 
 type Hasher = { update(data: Buffer): unknown; digest(encoding: 'hex'): string };
 
@@ -181,7 +182,7 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   const measured = { size: 0, sha256: '' };
   stages.push(measureStage(measured));
   const tail = await tailOf(path.join(stage, name));
-  const out = await fs.open(path.join(stage, target), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  const out = await openExclusive(path.join(stage, target));
   try {
     await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
     await out.sync();

@@ -85,6 +85,7 @@ export async function loadKnownHosts(file: string, key: string, options: { missi
 /** The key type a raw SSH public key blob starts with (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …). */
 export function keyTypeOf(key: Buffer): string {
   const length = key.length >= 4 ? key.readUInt32BE(0) : 0;
+  // Caught by acceptNewHostKey, whose refusal names the host and the known_hosts file.
   if (length === 0 || length > 64 || 4 + length > key.length) throw new Error('malformed SSH host key blob');
   return key.subarray(4, 4 + length).toString('latin1');
 }

@@ -253,7 +253,7 @@ const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-p
  */
 function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
   const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
-  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options as never);
+  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options);
 }
 
 /** SSH_FX_EOF: a READDIR's "no more entries" (the SFTP protocol's number, as ssh2 reports it in `code`). */
@@ -279,6 +279,7 @@ type Entry = FileEntryWithStats;
  */
 async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBudget, abandon: () => void) {
   const handle = await budget.answer(dir, () => sftpCall<Buffer>((cb) => sftp.opendir(dir, cb)), abandon);
+  // Wrapped by list()'s catch into a TransferError naming the host.
   if (!handle) throw new Error(`no handle for ${dir}`);
   const out: Entry[] = [];
   try {
@@ -326,6 +327,7 @@ class SftpSource implements FileSource {
     const own = budget ?? new ListingBudget({ subject: this.hostName, what: this.label, window: this.idle });
     try {
       const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
+      // Wrapped by the catch below into a TransferError naming the host.
       if (!sftp) throw new Error('No SFTP connection');
       const entries = await readDirBounded(sftp, dir, own, () => void this.client.end().catch(() => undefined));
       const items = plainEntries(entries.map((e) => ({ ...e, name: e.filename })), `${this.label}: ${dir}`, this.warn);
@@ -383,7 +385,7 @@ class SftpSource implements FileSource {
           watchdog.progress(done);
           options.onProgress?.(done, total);
         },
-      } as never);
+      });
       await unlessAborted(get, either, end, failure);
     } catch (err) {
       await fs.rm(local, { force: true });
@@ -414,7 +416,7 @@ class SftpSource implements FileSource {
   private async boundedRange(file: string, start: number, end: number, bound: ReadBound): Promise<Readable> {
     let raw: Readable;
     try {
-      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 } as never) as unknown as Readable);
+      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 }));
     } catch (err) {
       throw this.wrap('read', file, err);
     }
@@ -523,7 +525,7 @@ export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: War
       );
       return undefined;
     },
-  } as never);
+  });
   try {
     await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(t.name, `${t.name} (${where}): connecting aborted`));
   } catch (err) {

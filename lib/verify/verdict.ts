@@ -192,7 +192,7 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     status,
     dataPath: facts?.dataPath,
     error: input.error,
-    image: image ? { name: image.name, version: plan!.startVersion, metaid: image.header.metaid, empty: image.header.empty, ageSeconds: Math.round(imageAge) } : undefined,
+    image: image ? { name: image.name, version: plan.startVersion, metaid: image.header.metaid, empty: image.header.empty, ageSeconds: Math.round(imageAge) } : undefined,
     invalidImages: plan?.choice.invalid.map((i) => ({ name: i.name, error: i.error })),
     changelogs: facts?.changelogs.map((c) => ({ name: c.name, bytes: c.scan.bytes, lines: c.scan.lines, first: c.scan.first, last: c.scan.last, lastTimestamp: c.scan.lastTimestamp, segments: c.scan.segments, problems: c.scan.problems, truncatedLastLine: c.scan.truncatedLastLine })),
     restorableVersion: reached,
@@ -207,7 +207,7 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   };
   const imageHeadline = input.imageHeadline ?? ((version: string) => `image ${image!.name} ${version} (${formatAge(imageAge)} old)`);
   const headline = [
-    image ? imageHeadline(describeImageVersion({ empty: image.header.empty, version: plan!.startVersion ?? 0 })) : undefined,
+    image ? imageHeadline(describeImageVersion({ empty: image.header.empty, version: plan.startVersion ?? 0 })) : undefined,
     reached !== undefined ? `restores to ${reached}` : undefined,
     Number.isNaN(lagVersions) ? undefined : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
     input.connected === undefined ? undefined : input.connected ? 'connected' : 'NOT connected',

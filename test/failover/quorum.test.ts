@@ -150,7 +150,11 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   const longestGap = (s: Sample[]): number => {
     let last = s[0]?.at ?? 0;
     let gap = 0;
-    for (const x of s) if (x.serving) ((gap = Math.max(gap, x.at - last)), (last = x.at));
+    for (const x of s) {
+      if (!x.serving) continue;
+      gap = Math.max(gap, x.at - last);
+      last = x.at;
+    }
     return Math.max(gap, (s.at(-1)?.at ?? last) - last);
   };
 

@@ -32,7 +32,7 @@ function inNs(code: string): { child: ChildProcess; lines: string[] } {
   const child = spawn('nsenter', [`--net=${NETNS}`, process.execPath, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   const lines: string[] = [];
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
   return { child, lines };
 }
 

@@ -140,7 +140,7 @@ describe('faults: repeated failover under client load', () => {
     const cycles: Cycle[] = [];
     let resumedAt = Date.now();
     // A failed check ends the failovers, but the files are still counted and the row still recorded.
-    let failure: unknown;
+    let failure: { err: unknown } | undefined;
     let writerStuck = false;
     try {
       for (let n = 1; n <= CYCLES; n++) {
@@ -177,7 +177,7 @@ describe('faults: repeated failover under client load', () => {
         cycle.survived = true;
       }
     } catch (err) {
-      failure = err;
+      failure = { err };
     } finally {
       // The writer finishes the files in flight first. One caught by the last kill can wait minutes for
       // MooseFS (seen: about 130 s) and cannot be killed meanwhile (a FUSE request already with mfsmount).
@@ -274,7 +274,7 @@ describe('faults: repeated failover under client load', () => {
       lostRestorePoints: lostVersions.length,
       note: `${entries.length} files acknowledged, ${confirmed.length} seen on the metalogger before a kill; of those lost: ${mustNotLose.length}${writerStuck ? `; a write still blocked ${STALL_BOUND_MS / 1000} s after the last kill` : ''}; seed ${SEED}`,
     });
-    if (failure) throw failure;
+    if (failure) throw failure.err;
     expect(cycles.filter((c) => !c.survived).map((c) => c.n)).toEqual([]);
     expect(lostVersions.map((c) => `cycle ${c.n}: metalogger had ${c.metaloggerAtKill}, promoted to ${c.promote?.details?.plan?.reached}`)).toEqual([]);
     expect(mustNotLose.map((l) => `${l.entry.name}: ${l.problem}`)).toEqual([]);

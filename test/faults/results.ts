@@ -104,7 +104,7 @@ export interface NetworkTrial {
  * one failed, the first failure rethrown at the end), record its network trials, print its rows.
  */
 export async function tearDownFaults(started: Started[], trials: NetworkTrial[] = []): Promise<void> {
-  let failure: unknown;
+  let failure: { err: unknown } | undefined;
   for (const s of started) {
     if (!s) continue;
     try {
@@ -112,12 +112,12 @@ export async function tearDownFaults(started: Started[], trials: NetworkTrial[] 
       else if ('stop' in s) await s.stop();
       else await s.unmount();
     } catch (err) {
-      failure ??= err;
+      failure ??= { err };
     }
   }
   for (const t of trials) recordFaults({ area: 'network', fault: t.fault, injected: 1, survived: t.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: t.note });
   printOwnRowsUnlessReported();
-  if (failure) throw failure;
+  if (failure) throw failure.err;
 }
 
 /**

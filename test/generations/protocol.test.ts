@@ -232,7 +232,7 @@ class LabMaster {
       try {
         return await askMaster({ host: HOST, port: this.ports.cl, timeoutMs: 1000 });
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`${this.gen.mfsmaster} did not answer within ${timeoutMs} ms: ${describeError(err)}`);
+        if (Date.now() > deadline) throw new Error(`${this.gen.mfsmaster} did not answer within ${timeoutMs} ms: ${describeError(err)}`, { cause: err });
       }
       await sleep(100);
     }

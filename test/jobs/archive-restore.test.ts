@@ -91,7 +91,7 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     expect(backup.code).toBe(0);
 
     const follow = startCli(['run', 'archive', '--follow', '--config', config]);
-    let kill = 0;
+    let kill: number;
     try {
       // Files written continuously, each one's acknowledgement noted (metadata only: no chunkserver needed).
       const dir = path.join(lab.mount!.dir, 'live');

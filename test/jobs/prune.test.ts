@@ -109,7 +109,7 @@ describe('prune on the files of a real master and metalogger with hourly rotatio
     } catch (err) {
       // What the daemons said is the only clue when MooseFS misbehaves on a loaded machine.
       const tail = async (f: string) => (await fs.readFile(f, 'utf8').catch(() => '')).trim().split('\n').slice(-15).join('\n');
-      throw new Error(`${(err as Error).message}\n--- mfsmaster.log\n${await tail(path.join(lab.master.dir, 'mfsmaster.log'))}\n--- mfsmetalogger.log\n${await tail(path.join(ml.dir, 'mfsmetalogger.log'))}`);
+      throw new Error(`${(err as Error).message}\n--- mfsmaster.log\n${await tail(path.join(lab.master.dir, 'mfsmaster.log'))}\n--- mfsmetalogger.log\n${await tail(path.join(ml.dir, 'mfsmetalogger.log'))}`, { cause: err });
     }
     await changes('tail', 10);
     config = await writeConfig({ jobs: { prune: { dataPaths: ['master', 'ml1'], minAgeMinutes: 0, keepRotated: 2, maxAgeHours: 60 } } });

@@ -175,14 +175,14 @@ describe('verify against a real master and two real metaloggers', () => {
       res = await verify(cfg);
       expect(res.code).toBe(2);
       expect(res.line).toContain(`MFS VERIFY CRITICAL - ml2: ${more} versions behind the master`);
-      expect(res.report.details.sources.ml2.lagSeconds).toBeGreaterThanOrEqual(0);
+      expect(res.report.details.sources.ml2!.lagSeconds).toBeGreaterThanOrEqual(0);
 
       // Seconds count too: the newest change ml2 holds gets older while the master moves on.
       await sleep(2100);
       const bySeconds = await config('lag-seconds.yaml', [ml2Entry()], { store: null, verify: { lagVersionsWarn: 1000, lagVersionsCrit: 2000, lagSecondsWarn: 1, lagSecondsCrit: 2 } });
       res = await verify(bySeconds);
       expect(res.code).toBe(2);
-      expect(res.report.details.sources.ml2.lagSeconds).toBeGreaterThan(2);
+      expect(res.report.details.sources.ml2!.lagSeconds).toBeGreaterThan(2);
       expect(res.line).toMatch(/ml2_lag_seconds=\d+s;1;2/);
     } finally {
       await ml2.start();

@@ -295,7 +295,7 @@ export class LabMount {
     // mfscachemode came after 1.6.
     const cache = lab.generation.imageMagic === 'MFSM 2.0' ? ['-o', 'mfscachemode=DIRECT'] : [];
     for (let attempt = 1; ; attempt++) {
-      const daemon = new Daemon('mfsmount', lab.mfsmount!, [dir, '-H', master.host, '-P', String(master.port), '-f', ...cache], logFile, options);
+      const daemon = new Daemon('mfsmount', lab.mfsmount, [dir, '-H', master.host, '-P', String(master.port), '-f', ...cache], logFile, options);
       try {
         await waitFor(`mfsmount on ${dir}`, async () => {
           if (!daemon.running) throw new Error(`mfsmount exited: ${(await daemon.log()).trim().split('\n').slice(-1).join('')}`);

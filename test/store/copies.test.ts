@@ -240,7 +240,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     // SFTP: one byte flipped in place (same size). S3: the object replaced by another of the same length that keeps the sha256 metadata.
     const remoteFile = path.join(remoteDir, 'snapshots', newest, image.name);
     const bytes = await fs.readFile(remoteFile);
-    bytes[bytes.length >> 1] ^= 0xff;
+    bytes[bytes.length >> 1]! ^= 0xff;
     await fs.writeFile(remoteFile, bytes);
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: s3Key(newest, image.name), Body: bytes, Metadata: { sha256: image.sha256 } }));
 
@@ -410,7 +410,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const victim = onDisk(local.get(older)!.manifest.files[0]!);
     const file = path.join(remoteDir, 'snapshots', older, victim.name);
     const bytes = await fs.readFile(file);
-    bytes[bytes.length >> 1] ^= 0xff;
+    bytes[bytes.length >> 1]! ^= 0xff;
     await fs.writeFile(file, bytes);
     expect((await verifyCopies(cfg))['offsite-sftp']!.status).toBe('OK');
     const due = await lab.writeConfig({ stateDir, snapshotStore: { path: store, copies: copies() }, jobs: { backup: { snapshotOnNewChangelogs: true }, verify: { snapshotRecheckDays: 1e-9 } } }, 'config-copy-verify-due.yaml');
@@ -419,7 +419,7 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(found.problems).toEqual([expect.stringMatching(new RegExp(`^snapshot ${older}: ${victim.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`))]);
     // Never cached while damaged: the next run, with the default schedule, names it again.
     expect((await verifyCopies(cfg))['offsite-sftp']!.problems).toHaveLength(1);
-    bytes[bytes.length >> 1] ^= 0xff;
+    bytes[bytes.length >> 1]! ^= 0xff;
     await fs.writeFile(file, bytes);
   }, 120_000);
 

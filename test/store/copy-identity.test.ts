@@ -10,7 +10,7 @@ import { runCli } from '../helpers/cli.js';
 import { attackTest } from '../faults/results.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster } from '../lab/moosefs.js';
-import { freePort, processesIn } from '../lab/proc.js';
+import { processesIn } from '../lab/proc.js';
 
 interface Report {
   status: string;

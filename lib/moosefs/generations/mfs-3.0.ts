@@ -15,7 +15,7 @@ export const MFS_3_0: Generation = {
   // The keys 1.6.5 introduced (MATOML_* for metaloggers, MATOCL_* for clients), unchanged since.
   listenKeys: MFS_1_6_5.listenKeys,
   masterConfigExtra: () => ({}),
-  lockFile: MFS_1_6_5.lockFile,
+  lockFile: (cfg, dataPath) => MFS_1_6_5.lockFile(cfg, dataPath),
   startArgs: (configFile, o) => ['-c', configFile, ...(o.foreground ? ['-f'] : []), ...(o.autoRestore ? ['-a'] : []), 'start'],
   stopArgs: (configFile) => ['-c', configFile, 'stop'],
   daemonWaitsForInit: true,

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { constants as fsc, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { ChainError, StoreError, TransferError, UsageError } from '../../core/errors.js';
 import { formatBytes } from '../../core/progress.js';
-import { DIR_MODE, ensureDir, FILE_MODE } from '../../core/atomic.js';
+import { DIR_MODE, ensureDir, openExclusive, writeNewFile } from '../../core/atomic.js';
 import { MANIFEST, onDisk, readManifest, type StoredSnapshot } from '../manifest.js';
 import type { StoreKeys } from '../sealed.js';
 import { listCopy } from './listing.js';
@@ -61,7 +61,7 @@ export async function ensureRoom(dir: string, sizes: readonly number[], what: st
 
 export async function download(repo: CopyRepository, id: string, name: string, size: number, target: string): Promise<string> {
   const hash = createHash('sha256');
-  const out = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  const out = await openExclusive(target);
   try {
     for await (const chunk of await repo.read(id, name, { size })) {
       hash.update(chunk as Buffer);
@@ -134,7 +134,7 @@ export async function fetchFromCopy(
     const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
     await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
-    await fs.writeFile(path.join(dir, MANIFEST), manifestText, { flag: 'wx', mode: FILE_MODE });
+    await writeNewFile(path.join(dir, MANIFEST), (out) => out.writeFile(manifestText));
     const manifest = await readManifest(dir, keys);
     let bytes = 0;
     // The stored bytes, as the local store keeps them (decompressed and decrypted only when read).

@@ -1,4 +1,4 @@
-import { describeError, TransferError } from '../../core/errors.js';
+import { ChainError, describeError, TransferError } from '../../core/errors.js';
 import { shownName } from '../../core/names.js';
 import { ListingBudget, type Limit } from '../../transport/listing-bounds.js';
 import { MANIFEST, parseManifest, type Manifest } from '../manifest.js';
@@ -36,7 +36,7 @@ export async function readRemoteManifest(
   for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
   const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
   const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where, keys);
-  if (manifest.id !== id) throw new Error(`${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
+  if (manifest.id !== id) throw new ChainError(where, `${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
   return manifest;
 }
 
@@ -76,7 +76,7 @@ export async function listCopy(repo: CopyRepository, keys: StoreKeys, o: CopyLis
       }
       try {
         if (manifestFile.size > MAX_MANIFEST_BYTES) {
-          throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+          throw new ChainError(`snapshots/${id}/${MANIFEST}`, `${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
         }
         budget.hold(`snapshots/${id}/${MANIFEST}`, manifestFile.size);
         listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size, keys), files });

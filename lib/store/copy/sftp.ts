@@ -91,7 +91,7 @@ class SftpCopy implements CopyRepository {
       void this.client.end().catch(() => undefined);
     });
     try {
-      await this.client.fastPut(localFile, remote, { concurrency: 8, chunkSize: 65536, step: (done: number) => watchdog.progress(done) } as never);
+      await this.client.fastPut(localFile, remote, { concurrency: 8, chunkSize: 65536, step: (done: number) => watchdog.progress(done) });
     } catch (err) {
       throw stalled ?? err;
     } finally {

@@ -63,7 +63,7 @@ describe('warm standby mirror', () => {
   });
 
   test('stage: the image by a hard link, a changelog as the mirrored bytes plus only the new ones', async () => {
-    const { use, tmp } = await stageGrown(store);
+    const { use } = await stageGrown(store);
     expect(use).toEqual({ reused: generatedLines(90, 120).length, fetched: generatedLines(121, 125).length });
     const image = { source: 'ml1', name: 'metadata_ml.mfs.back', path: path.join(src, 'metadata_ml.mfs.back'), size: imageBytes(100, METAID).length, version: 100, metaid: '6B0EEBE7097EB439' };
     const img = path.join(stageDir(), 'img');

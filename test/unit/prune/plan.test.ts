@@ -298,7 +298,7 @@ describe('prune plan property: every retained restore point still rolls forward 
         const rest: PlanInput = { ...input, images: input.images.filter((i) => !gone.has(i.name)), changelogs: input.changelogs.filter((c) => !gone.has(c.name)), others: input.others?.filter((o) => !gone.has(o.name)) };
         expect(planPrune(rest).delete).toEqual([]);
       } catch (err) {
-        throw new Error(`seed ${seed}: ${(err as Error).message}\ninput: ${JSON.stringify(input)}`);
+        throw new Error(`seed ${seed}: ${(err as Error).message}\ninput: ${JSON.stringify(input)}`, { cause: err });
       }
       deletions += plan.delete.length;
     }

@@ -132,7 +132,7 @@ describe('archive segments', () => {
     const s = await writeSegment(dir, segment(1, 20), { compression: { type: 'none', level: 3 }, key });
     const stored = path.join(s.dir, s.manifest.files[0]!.stored!.name);
     const bytes = await fs.readFile(stored);
-    bytes[bytes.length - 20] ^= 1;
+    bytes[bytes.length - 20]! ^= 1;
     await fs.writeFile(stored, bytes);
     const problems = await verifySegment(s, { key });
     expect(problems.join('; ')).toMatch(new RegExp(`${s.id}.*changelog\\.1\\.mfs`));
