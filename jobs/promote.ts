@@ -39,6 +39,7 @@ import { describeError } from '../lib/core/errors.js';
 import { formatHole } from '../lib/moosefs/chain.js';
 import { RESTORED_SESSIONS } from '../lib/moosefs/datapath.js';
 import { GENERATIONS, type Generation } from '../lib/moosefs/generations/index.js';
+import type { ChunkIdsRaised } from '../lib/moosefs/restore.js';
 
 const options = jobOptionsSchema({
   /** A live master accepts TCP at once (the kernel answers); a dead machine never does. */
@@ -414,6 +415,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   const start = await restoreStandby(ctx.config, standby, acted.placements.files, { timeoutMs });
   const { command } = start;
   if (start.code !== 0) return { status: 'CRITICAL', summary: `${command} failed: ${mfsmasterErrorLine(start.output)}`, details, lines };
+  if (start.chunkIds) lines.push(describeChunkIds(start.chunkIds));
   // It listens: the clients held at the VIP get through on their next SYN.
   const clientsHeld = daemonSide.hold?.holding ?? false;
   await daemonSide.hold?.release();
@@ -453,7 +455,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   ];
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
-    ...cutTails(settled, start.binaries.generation),
+    ...cutTails(settled, start.binaries.generation, !!start.chunkIds && !('error' in start.chunkIds)),
     ...(f.forced ? ['forced past fencing'] : []),
     ...(settled.choice.others.length > 0 ? [`other filesystems seen and not used: ${settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`).join('; ')}`] : []),
   ];
@@ -461,7 +463,7 @@ async function startAndReport(ctx: Ctx, standby: StandbyConfig, f: Findings, set
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,
-    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, clientsHeld, changed: true },
+    details: { ...details, handedOff: typeof ctx.args.triggeredAtMs === 'number', triggeredBy: ctx.args.trigger === 'vip' ? 'vip' : 'hook', metadataVersion: served, moosefs: status.softwareVersion, restoreCommand: command, chunkIds: start.chunkIds ?? null, rtoSeconds, restoreSeconds, rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null }, timings: f.timings, fetchedBytes: acted.stagingBytes, mirroredBytes: acted.mirroredBytes, clients: clients ?? null, clientsHeld, changed: true },
     metrics,
     lines: [...lines, `timings (ms): ${Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ')}`],
   };
@@ -510,11 +512,20 @@ async function masterPorts(standby: StandbyConfig): Promise<number[]> {
  * A chain that ends in a cut line lost whatever the writer still held: a 1.x chunkserver writes
  * changelog_csback through a 4 KiB buffer, so the changes after it are gone although no source shows a hole.
  */
-function cutTails(settled: SettledPlan, generation: Generation): string[] {
+function cutTails(settled: SettledPlan, generation: Generation, idsRaised: boolean): string[] {
   const last = settled.choice.plan.steps.at(-1)?.changelog;
   if (!last?.cutLastLine) return [];
-  const chunkIds = generation.reusesLostChunkIds ? '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)' : '';
+  const reused = '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)';
+  const raised = '; the lost files\' chunks are still on the chunkservers, deleted by the master\'s chunk loop (new chunk ids start past them)';
+  const chunkIds = generation.reusesLostChunkIds ? (idsRaised ? raised : reused) : '';
   return [`${last.source}:${last.name} ended mid-line: changes after version ${settled.choice.plan.reached - 1} were still in its writer's buffer and are lost${chunkIds}`];
+}
+
+/** What the restore did to the image's next chunk id (lib/moosefs/restore.ts raiseNextChunkId), for the log. */
+function describeChunkIds(c: ChunkIdsRaised): string {
+  if ('error' in c) return c.error;
+  const locked = c.locked > 0 ? `; ${c.locked} chunks written just before the failure stay locked until ${new Date(c.lockedUntil * 1000).toISOString()}` : '';
+  return `next chunk id raised from ${c.from} to ${c.to}, past any the lost changes used (the master reuses them otherwise)${locked}`;
 }
 
 /**
