@@ -515,8 +515,12 @@ async function masterPorts(standby: StandbyConfig): Promise<number[]> {
 function cutTails(settled: SettledPlan, generation: Generation, idsRaised: boolean): string[] {
   const last = settled.choice.plan.steps.at(-1)?.changelog;
   if (!last?.cutLastLine) return [];
-  const reused = '; the lost files\' chunks are still on the chunkservers and the master may hand their ids out again (new writes fail with EIO until its chunk loop deletes them)';
-  const raised = '; the lost files\' chunks are still on the chunkservers, deleted by the master\'s chunk loop (new chunk ids start past them)';
+  const reused =
+    "; the lost files' chunks are still on the chunkservers and the master may hand their ids out again " +
+    '(new writes fail with EIO until its chunk loop deletes them)';
+  const raised =
+    "; the lost files' chunks are still on the chunkservers, deleted by the master's chunk loop " +
+    '(new chunk ids start past them)';
   const chunkIds = generation.reusesLostChunkIds ? (idsRaised ? raised : reused) : '';
   return [`${last.source}:${last.name} ended mid-line: changes after version ${settled.choice.plan.reached - 1} were still in its writer's buffer and are lost${chunkIds}`];
 }
@@ -524,8 +528,10 @@ function cutTails(settled: SettledPlan, generation: Generation, idsRaised: boole
 /** What the restore did to the image's next chunk id (lib/moosefs/restore.ts raiseNextChunkId), for the log. */
 function describeChunkIds(c: ChunkIdsRaised): string {
   if ('error' in c) return c.error;
-  const locked = c.locked > 0 ? `; ${c.locked} chunks written just before the failure stay locked until ${new Date(c.lockedUntil * 1000).toISOString()}` : '';
-  return `next chunk id raised from ${c.from} to ${c.to}, past any the lost changes used (the master reuses them otherwise)${locked}`;
+  const until = new Date(c.lockedUntil * 1000).toISOString();
+  const locked = c.locked > 0 ? `; ${c.locked} chunks written just before the failure stay locked until ${until}` : '';
+  const why = 'past any the lost changes used (the master reuses them otherwise)';
+  return `next chunk id raised from ${c.from} to ${c.to}, ${why}${locked}`;
 }
 
 /**

@@ -65,7 +65,8 @@ export async function restoreAndStart(
   }
   if (code !== 0) return { code, output, durationMs: Date.now() - started, command };
   const master = await startMaster({ ...start, autoRestore: false });
-  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, restoredVersion, chunkIds };
+  const durationMs = Date.now() - started;
+  return { ...master, output: `${output}${master.output}`, durationMs, command, restoredVersion, chunkIds };
 }
 
 /**
@@ -102,7 +103,8 @@ async function metarestore(
     const output = (res.stdout + res.stderr).replace(/\/proc\/self\/fd\/(\d+)/g, named);
     if (res.code !== 0 || /has been removed/.test(output)) return { code: res.code ?? 1, output };
     const restored = await readImageHeader(work.entry('metadata.mfs')).catch(() => undefined);
-    const chunkIds = binaries.generation.reusesLostChunkIds ? await raiseNextChunkId(work, binaries.generation) : undefined;
+    const { generation } = binaries;
+    const chunkIds = generation.reusesLostChunkIds ? await raiseNextChunkId(work, generation) : undefined;
     await data.place(work.entry('metadata.mfs'), 'metadata.mfs', { uid: data.uid, gid: data.gid });
     await data.sync();
     return { code: 0, output, restoredVersion: restored?.version, chunkIds };
@@ -137,7 +139,8 @@ async function raiseNextChunkId(work: DirHandle, generation: Generation): Promis
       await handle.close();
     }
   } catch (err) {
-    return { error: `${generation.label}: next chunk id left as restored: ${err instanceof Error ? err.message : String(err)}` };
+    const why = err instanceof Error ? err.message : String(err);
+    return { error: `${generation.label}: next chunk id left as restored: ${why}` };
   }
 }
 
