@@ -26,6 +26,7 @@ import { expectedFilesystem } from './identity.js';
 import { mirrorOf } from './mirror.js';
 import {
   alreadyServing,
+  describeChunkIds,
   planDetails,
   planLines,
   promotedResult,
@@ -544,6 +545,7 @@ export async function start(ctx: PromoteContext, standby: StandbyConfig, p: Plac
         lines,
       },
     };
+  if (start.chunkIds) lines.push(describeChunkIds(start.chunkIds));
   // It listens: the clients held at the VIP get through on their next SYN.
   const hold = ctx.companion?.hold;
   const clientsHeld = hold?.holding ?? false;

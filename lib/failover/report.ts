@@ -1,4 +1,5 @@
 import type { JobResult, Metric } from '../core/job.js';
+import type { ChunkIdsRaised } from '../moosefs/roll-forward.js';
 import { metric } from '../core/metrics.js';
 import { aliveMasters, describeFence, type FenceAnswer } from './fence.js';
 import type { CollectedSource, SettledPlan } from './collect.js';
@@ -116,7 +117,7 @@ export interface PromotedRun {
   settled: SettledPlan;
   lines: string[];
   aside: MovedAside;
-  start: { command: string; durationMs: number; binaries: { generation: Generation } };
+  start: { command: string; durationMs: number; binaries: { generation: Generation }; chunkIds?: ChunkIdsRaised };
   status: MasterStatus;
   served: number;
   servedAt: number;
@@ -158,7 +159,7 @@ export function promotedResult(r: PromotedRun): JobResult {
   const others = settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`);
   const warnings = [
     ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
-    ...cutTails(settled, start.binaries.generation),
+    ...cutTails(settled, start.binaries.generation, !!start.chunkIds && !('error' in start.chunkIds)),
     ...(f.forced ? ['forced past fencing'] : []),
     ...(others.length > 0 ? [`other filesystems seen and not used: ${others.join('; ')}`] : []),
   ];
@@ -177,6 +178,7 @@ export function promotedResult(r: PromotedRun): JobResult {
       metadataVersion: served,
       moosefs: r.status.softwareVersion,
       restoreCommand: start.command,
+      chunkIds: start.chunkIds ?? null,
       rtoSeconds,
       restoreSeconds,
       rpo: { versions: rpoVersions, seconds: rpoSeconds ?? null },
@@ -196,13 +198,25 @@ export function promotedResult(r: PromotedRun): JobResult {
  * A chain that ends in a cut line lost whatever the writer still held: a 1.x chunkserver writes
  * changelog_csback through a 4 KiB buffer, so the changes after it are gone although no source shows a hole.
  */
-function cutTails(settled: SettledPlan, generation: Generation): string[] {
+function cutTails(settled: SettledPlan, generation: Generation, idsRaised: boolean): string[] {
   const last = settled.choice.plan.steps.at(-1)?.changelog;
   if (!last?.cutLastLine) return [];
-  const chunkIds = generation.reusesLostChunkIds
-    ? "; the lost files' chunks are still on the chunkservers and the master may hand their ids out again " +
-      '(new writes fail with EIO until its chunk loop deletes them)'
-    : '';
+  const reused =
+    "; the lost files' chunks are still on the chunkservers and the master may hand their ids out again " +
+    '(new writes fail with EIO until its chunk loop deletes them)';
+  const raised =
+    "; the lost files' chunks are still on the chunkservers, deleted by the master's chunk loop " +
+    '(new chunk ids start past them)';
+  const chunkIds = generation.reusesLostChunkIds ? (idsRaised ? raised : reused) : '';
   const lost = `changes after version ${settled.choice.plan.reached - 1} were still in its writer's buffer and are lost`;
   return [`${last.source}:${last.name} ended mid-line: ${lost}${chunkIds}`];
+}
+
+/** What the restore did to the image's next chunk id (lib/moosefs/roll-forward.ts raiseNextChunkId), for the log. */
+export function describeChunkIds(c: ChunkIdsRaised): string {
+  if ('error' in c) return c.error;
+  const until = new Date(c.lockedUntil * 1000).toISOString();
+  const locked = c.locked > 0 ? `; ${c.locked} chunks written just before the failure stay locked until ${until}` : '';
+  const why = 'past any the lost changes used (the master reuses them otherwise)';
+  return `next chunk id raised from ${c.from} to ${c.to}, ${why}${locked}`;
 }

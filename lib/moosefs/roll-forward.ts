@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DirHandle } from '../core/dirhandle.js';
 import { execCapture } from '../core/exec.js';
 import { metarestoreArgs, restoreCommands, type Binaries } from './generations/binaries.js';
+import type { Generation } from './generations/generation.js';
+import { raiseNextChunkId as raiseInImage } from './generations/mfsm-1.5-chunks.js';
 import { oldestFirst, readImageHeader } from './metadata.js';
 import { LineSplitter, lineVersion } from './changelog.js';
 import { startMaster, type StartResult } from './mfsmaster.js';
@@ -22,6 +24,8 @@ export interface RestoreResult extends StartResult {
   commandLine: string;
   /** What mfsmetarestore wrote (the header of the new metadata.mfs); undefined for mfsmaster -a. */
   restoredVersion?: number;
+  /** Where the restored image's next chunk id was raised (see raiseNextChunkId), or why it could not be. */
+  chunkIds?: ChunkIdsRaised;
 }
 
 /** How a restore is done: the generation's own way, unless standby.restoreMethod forces one. */
@@ -44,6 +48,19 @@ export function restoreCommandLine(
     .join(' && ');
 }
 
+export type ChunkIdsRaised =
+  | { from: string; to: string; chunks: number; locked: number; lockedUntil: number }
+  | { error: string };
+
+/**
+ * How far a restored image's next chunk id is raised where the master reuses lost chunk ids
+ * (Generation.reusesLostChunkIds). Each changelog line allocates at most one chunk id, so the changes a
+ * restore lost used fewer ids than they were lines: 2^32 is more than a 1.x master writes in weeks, and
+ * 64-bit ids leave room for 2^32 such failovers. Ids are free; a reused one costs each write ~30 s of
+ * retries and then EIO (the chunkserver refuses to create a chunk it holds; mfsmount retries 30 times).
+ */
+export const LOST_CHUNK_ID_MARGIN = 1n << 32n;
+
 /**
  * Restore and start a master of `binaries.generation` on the files placed in `files.dataPath`:
  * - 1.7 and later: `mfsmaster -a` (the master reads the newest image and every changelog there);
@@ -63,7 +80,7 @@ export async function restoreAndStart(
   const commandLine = restoreCommandLine(binaries, configFile, files, method);
   if (method === 'mfsmaster-a') return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a', commandLine };
   const started = Date.now();
-  const { output, code, restoredVersion } = await metarestore(binaries, files, o);
+  const { output, code, restoredVersion, chunkIds } = await metarestore(binaries, files, o);
   const command = 'mfsmetarestore';
   // 1.7+ keeps a stub that only says it is gone, and exits 0.
   if (/has been removed/.test(output)) {
@@ -72,7 +89,8 @@ export async function restoreAndStart(
   }
   if (code !== 0) return { code, output, durationMs: Date.now() - started, command, commandLine };
   const master = await startMaster({ ...start, autoRestore: false });
-  return { ...master, output: `${output}${master.output}`, durationMs: Date.now() - started, command, commandLine, restoredVersion };
+  const durationMs = Date.now() - started;
+  return { ...master, output: `${output}${master.output}`, durationMs, command, commandLine, restoredVersion, chunkIds };
 }
 
 /**
@@ -86,7 +104,7 @@ async function metarestore(
   binaries: Binaries,
   files: PlacedFiles,
   o: { timeoutMs: number; signal?: AbortSignal },
-): Promise<{ code: number; output: string; restoredVersion?: number }> {
+): Promise<{ code: number; output: string; restoredVersion?: number; chunkIds?: ChunkIdsRaised }> {
   const data = await DirHandle.open(files.dataPath, 'DATA_PATH');
   const inputs: { name: string; handle: fs.FileHandle }[] = [];
   let work: DirHandle | undefined;
@@ -109,9 +127,11 @@ async function metarestore(
     const output = (res.stdout + res.stderr).replace(/\/proc\/self\/fd\/(\d+)/g, named);
     if (res.code !== 0 || /has been removed/.test(output)) return { code: res.code ?? 1, output };
     const restored = await readImageHeader(work.entry('metadata.mfs')).catch(() => undefined);
+    const { generation } = binaries;
+    const chunkIds = generation.reusesLostChunkIds ? await raiseNextChunkId(work, generation) : undefined;
     await data.place(work.entry('metadata.mfs'), 'metadata.mfs', { uid: data.uid, gid: data.gid });
     await data.sync();
-    return { code: 0, output, restoredVersion: restored?.version };
+    return { code: 0, output, restoredVersion: restored?.version, chunkIds };
   } finally {
     for (const i of inputs) await i.handle.close().catch(() => undefined);
     await work?.discard();
@@ -120,6 +140,33 @@ async function metarestore(
 }
 
 const TRIMMED = '.mfs-jobs-metarestore';
+
+/**
+ * A master that does not raise its next chunk id past the chunks its chunkservers report (1.5, 1.6.0–1.6.4)
+ * hands the ids of the changes a restore lost out again; the lost files' chunks are still on the chunkservers,
+ * which refuse to create them, and every write given such an id fails after ~30 s of retries. So the image
+ * mfsmetarestore wrote (in `work`, root's own directory: never a file in DATA_PATH) gets its next chunk id
+ * raised by LOST_CHUNK_ID_MARGIN before anything starts from it. A restore never fails for this: an image
+ * this walk cannot read is left as it is, and the reason returned.
+ */
+async function raiseNextChunkId(work: DirHandle, generation: Generation): Promise<ChunkIdsRaised> {
+  const file = work.entry('metadata.mfs');
+  const lockedAt = Math.floor(Date.now() / 1000);
+  try {
+    const handle = await work.openFile('metadata.mfs', fsc.O_RDWR);
+    try {
+      const raised = await raiseInImage(handle, file, LOST_CHUNK_ID_MARGIN, lockedAt);
+      const { chunks, locked, lockedUntil } = raised;
+      const from = raised.nextChunkId - LOST_CHUNK_ID_MARGIN;
+      return { from: from.toString(), to: raised.nextChunkId.toString(), chunks, locked, lockedUntil };
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return { error: `${generation.label}: next chunk id left as restored: ${why}` };
+  }
+}
 
 /**
  * The changelog as mfsmetarestore must get it, opened (never through a link). 1.6.27's silently drops a

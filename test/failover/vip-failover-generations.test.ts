@@ -144,6 +144,11 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const held = await changes(lab.chunkserver!.dataPath, csback);
     const csReached = (await lastVersion(lab.chunkserver!.dataPath, csback)) + 1;
     const cut = !(await fs.readFile(path.join(lab.chunkserver!.dataPath, 'changelog_csback.0.mfs'), 'latin1')).endsWith('\n');
+    const chunkIdsOnChunkserver = async () => {
+      const files = await fs.readdir(path.join(lab.chunkserverDir, 'chunks'), { recursive: true });
+      return new Set(files.map((f) => /chunk_([0-9A-F]{16})_/.exec(String(f))?.[1]).filter((h) => h).map((h) => parseInt(h!, 16)));
+    };
+    const chunksBefore = await chunkIdsOnChunkserver();
 
     await waitFor('VIP on B', async () => (await B.addresses()).includes(VIP), 30_000, 50);
     const vipAt = Date.now();
@@ -157,14 +162,37 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     );
     expect(state.details?.restoreCommand).toBe('mfsmetarestore');
     expect(state.details?.moosefs).toBe('1.6.4');
+    // 1.6.4's master does not raise its next chunk id past the chunks a chunkserver reports: promote raised it
+    // in the restored image, past every id the lost changes (still on the chunkserver) may have used.
+    const chunkIds = state.details?.chunkIds;
+    if (!chunkIds || 'error' in chunkIds) throw new Error(`promote did not raise the next chunk id: ${JSON.stringify(chunkIds)}`);
+    expect(BigInt(chunkIds.to)).toBeGreaterThan(BigInt(Math.max(...chunksBefore)));
     // The newest version reached is the chunkserver's last complete line: nothing more exists anywhere alive.
     expect(state.details?.plan?.reached).toBe(csReached);
     expect(state.details?.metadataVersion).toBe(csReached);
     const info = await standbyB.info();
     expect(info.softwareVersion).toBe('1.6.4');
 
+    // The old mount writes data as soon as the master serves, while the chunkserver reconnects (below).
+    // The old mount's first write of data: each attempt a new file (a file whose write failed keeps its chunk).
+    const after = randomBytes(100_000);
+    const failures: string[] = [];
+    let attempt = 0;
+    const firstWrite = waitFor('a write of data through the old mount', async () => {
+      const name = `after-failover-${attempt++}`;
+      const began = Date.now();
+      try {
+        await writeDurably(path.join(mount.dir, 'later', name), after);
+        return true;
+      } catch (err) {
+        failures.push(`${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)} after ${s(Date.now() - began)} s`);
+        return false;
+      }
+    }, 120_000, 200).then(() => Date.now());
+
     // A 1.6.4 chunkserver often dies (SIGSEGV) at its first reconnect after its master died: then started again on its chunks.
     const csExit = await lab.chunkserverFollow(B);
+    const csBackAt = Date.now();
     console.log(
       `1.6.4 RPO: the dead master had written up to version ${masterReached - 1}, the chunkserver's changelog_csback held ${csReached - 1} ` +
         `(${cut ? 'then a cut line' : 'ending in a whole line'}): ${masterReached - csReached} versions lost, what sat in the chunkserver's stdio buffer ` +
@@ -195,17 +223,25 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     // master knows its session (moosefs-src/README). promote restores sessions.mfs beside the image (the
     // backup took it from the master), so the old mount carries on: it lists, creates, and the fresh mount sees it.
     expect((await fs.readdir(mount.dir)).sort()).toEqual(['hourly', 'later']);
-    await fs.mkdir(path.join(mount.dir, 'after-failover'));
-    await fs.writeFile(path.join(mount.dir, 'after-failover', 'empty'), '');
-    expect((await fs.stat(path.join(fresh.dir, 'after-failover', 'empty'))).isFile()).toBe(true);
-    // No file data is written here. The chunks of the lost changes stay on the chunkserver, and 1.6.4's
-    // master (unlike 1.6.27's) does not raise its next chunk id past the ones a chunkserver reports: it
-    // hands those ids out again, the chunkserver refuses to create a chunk it has, and each such write
-    // fails with EIO after ~29 s of retries, until the master's chunk loop has deleted the orphans (measured:
-    // 3 of the first 4 new chunks). A 1.6.4 cluster restored with lost changes writes again only after that.
-    const chunkFiles = await fs.readdir(path.join(lab.chunkserverDir, 'chunks'), { recursive: true });
-    const onChunkserver = chunkFiles.map((f) => parseInt(/chunk_([0-9A-F]{16})_/.exec(String(f))?.[1] ?? '0', 16));
+    const writeAt = await firstWrite;
+    // Which chunk ids the new master handed out, and which of them the chunkserver already held.
+    const newChanges = await changes(standbyB.dataPath, /^changelog\.\d+\.mfs$/);
+    const handedOut = [...newChanges].filter(([v]) => v >= csReached).map(([, op]) => op).map((op) => Number(/^WRITE\(.*\):(\d+)$/.exec(op)?.[1] ?? 0)).filter((id) => id > 0);
     const restoredChunks = [...held.values()].map((op) => Number(/^WRITE\(.*\):(\d+)$/.exec(op)?.[1] ?? 0));
-    console.log(`1.6.4 chunk ids: the restored changes allocated up to ${Math.max(...restoredChunks)}; the chunkserver holds up to ${Math.max(...onChunkserver)}`);
-  }, 180_000);
+    console.log(
+      `1.6.4 old mount: first write of data ${s(writeAt - killedAt)} s after the kill, ${s(writeAt - servingAt)} s after promote finished ` +
+        `(failed attempts: ${failures.join(', ') || 'none'}; the chunkserver back ${s(csBackAt - killedAt)} s after the kill). Chunk ids: the restored changes allocated up to ${Math.max(...restoredChunks)}, ` +
+        `the chunkserver held up to ${Math.max(...chunksBefore)}; the new master handed out ${handedOut.join(', ')} ` +
+        `(already on the chunkserver: ${handedOut.filter((id) => chunksBefore.has(id)).join(', ') || 'none'})`,
+    );
+    expect(sha(await fs.readFile(path.join(fresh.dir, 'later', `after-failover-${attempt - 1}`)))).toBe(sha(after));
+    // Before promote raised the next chunk id, each write got an id the chunkserver held and failed with EIO
+    // after 29 s (mfsmount's 30 tries): the first write of data came 131 s after the kill (4 such failures).
+    expect(handedOut.filter((id) => chunksBefore.has(id))).toEqual([]);
+    // What may still fail is the chunkserver's absence (ENOSPC: no chunkserver registered yet; a 1.6.4 one
+    // notices its master is gone only at its next NOP, up to 30 s, then dies and is started again): the
+    // write goes through as soon as it is back.
+    expect(failures.filter((f) => !/: ENOSPC after/.test(f))).toEqual([]);
+    expect(writeAt - Math.max(servingAt, csBackAt)).toBeLessThan(5_000);
+  }, 240_000);
 });

@@ -123,6 +123,7 @@ export interface PromoteState {
     restoreSeconds?: number;
     metadataVersion?: number;
     restoreCommand?: string;
+    chunkIds?: { from: string; to: string; chunks: number; locked: number } | { error: string } | null;
     moosefs?: string;
     plan?: { reached: number; newest?: number };
     rpo?: { versions: number; seconds?: number | null };
