@@ -70,7 +70,9 @@ function wellFormedOperation(buf: Buffer, from: number, to: number): boolean {
   if (close <= i) return false;
   if (close === to - 1) return true;
   if (buf[close + 1] !== COLON || close + 2 >= to) return false;
-  return buf.subarray(close + 2, to).indexOf(OPEN) === -1;
+  // A loop, not subarray().indexOf(): a Buffer view per line was a fifth of verify's time in GC.
+  for (let j = close + 2; j < to; j++) if (buf[j] === OPEN) return false;
+  return true;
 }
 
 /** Incremental scanner: feed chunks, then finish(). Exposed for streams that are not files (SFTP). */
