@@ -165,14 +165,20 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   const name = f.name;
   const content = { size: 0, sha256: '' };
   const plain = (): ManifestFile => {
-    if (content.size !== f.size) throw new ChainError(name, `${path.join(stage, name)}: ${content.size} bytes while storing, ${f.size} when checked`);
-    if (f.sha256 !== undefined && f.sha256 !== content.sha256) throw new ChainError(name, `${path.join(stage, name)}: content changed while storing (sha256 differs)`);
+    const where = path.join(stage, name);
+    if (content.size !== f.size) {
+      throw new ChainError(name, `${where}: ${content.size} bytes while storing, ${f.size} when checked`);
+    }
+    if (f.sha256 !== undefined && f.sha256 !== content.sha256) {
+      throw new ChainError(name, `${where}: content changed while storing (sha256 differs)`);
+    }
     return { ...f, sha256: content.sha256 };
   };
   if (compression === 'none' && !settings.key) {
-    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), measureStage(content), async (s: AsyncIterable<Buffer>) => {
+    const drain = async (s: AsyncIterable<Buffer>) => {
       for await (const _ of s);
-    });
+    };
+    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), measureStage(content), drain);
     return plain();
   }
   const target = storedName(name, compression, Boolean(settings.key));
