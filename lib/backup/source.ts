@@ -144,7 +144,8 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
     const staged = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
-    // Checked as MooseFS files above; hashed and stored compressed (sealed, for this snapshot and metaid) in one read, fsynced.
+    // Checked as MooseFS files above; hashed and stored compressed (and sealed, for this snapshot and metaid)
+    // in one read each, fsynced.
     const files: ManifestFile[] = [];
     const into = { id, image: { metaid: chosen.header.metaid } };
     for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, into));
@@ -269,7 +270,7 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
       name,
       role: 'changelog',
       size,
-        sourcePath: copy.candidate.path,
+      sourcePath: copy.candidate.path,
       sourceSize: copy.candidate.entry.size,
       sourceMtimeMs: copy.candidate.entry.mtimeMs,
       firstVersion: copy.first,
