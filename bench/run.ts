@@ -11,6 +11,7 @@ import { REPO_ROOT } from '../test/helpers/cli.js';
 import { LabSshd } from '../test/lab/sshd.js';
 import { failed, type BenchContext, type CaseResult } from './bench-case.js';
 import { backupCase } from './cases/backup.js';
+import { backupZstdCase } from './cases/backup-zstd.js';
 import { drillCase } from './cases/drill.js';
 import { failoverCase } from './cases/failover.js';
 import { promoteCase } from './cases/promote.js';
@@ -20,7 +21,7 @@ import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageI
 import { haveGnuTime } from './measure.js';
 import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
 
-const ALL_CASES = ['startup', 'backup', 'verify', 'promote', 'drill', 'failover', 'failover-sync', 'failover-tuned'] as const;
+const ALL_CASES = ['startup', 'backup', 'backup-zstd', 'verify', 'promote', 'drill', 'failover', 'failover-sync', 'failover-tuned'] as const;
 
 interface Options {
   quick: boolean;
@@ -98,7 +99,15 @@ async function main(): Promise<void> {
         await attempt(`backup ${filesLabel(image.files)}`, () => backupCase(ctx, image, filesLabel(image.files)), empty(`backup-${image.files}`, `backup pull, ${filesLabel(image.files)} image`, '≤ 1.25× scp, RSS ≤ 150 MB'));
       }
     }
-    if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 3× wc -l'));
+    if (cases.has('backup-zstd')) {
+      for (const image of images) {
+        for (const via of ['sftp', 'local'] as const) {
+          const id = `backup-zstd-${via}-${image.files}`;
+          await attempt(id, () => backupZstdCase(ctx, image, filesLabel(image.files), via), empty(id, `backup, default store (zstd), ${via}`, via === 'sftp' ? '≤ 1.0×' : '≤ 1.2×'));
+        }
+      }
+    }
+    if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 5× wc -l'));
     for (const chain of [tail, bigTail]) {
       if (chain && cases.has('promote')) await attempt(`promote ${filesLabel(chain.files)}`, () => promoteCase(ctx, chain), empty(`promote-${chain.files}`, `promote, ${filesLabel(chain.files)} image`, '≤ 1.3× recipe script'));
     }

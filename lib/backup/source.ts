@@ -10,7 +10,7 @@ import { changelogIndex, readImageHeader, restoredImageName, restoreFrom, type I
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
-import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir, sha256File } from '../store/snapshot-store.js';
+import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir } from '../store/snapshot-store.js';
 import { changelogNeeded, chooseImage } from './inventory.js';
 import { readChangelogEdges } from '../moosefs/changelog-edges.js';
 import { takeInventory, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../moosefs/inventory.js';
@@ -69,7 +69,9 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
 /** fetchFile, where a file bigger than listed counts as a changed source (a fresh image renamed into place). */
 async function fetchListed(source: FileSource, req: BackupRequest, remote: string, local: string, bound: ReadBound) {
   try {
-    return await fetchFile(source, remote, local, bound, req.signal);
+    // A store that compresses or seals rewrites the staged copy and fsyncs that form (storeStagedFile).
+    const durable = req.storage.compression.type === 'none' && !req.storage.key;
+    return await fetchFile(source, remote, local, bound, req.signal, durable);
   } catch (err) {
     if (err instanceof ReadBoundError) throw new SourceChangedError(req.host.name, err.message, { cause: err });
     throw err;
@@ -134,7 +136,8 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
     const staged = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
-    // Checked as MooseFS files above; stored compressed (and sealed, for this snapshot and metaid) only now, fsynced.
+    // Checked as MooseFS files above; hashed and stored compressed (and sealed, for this snapshot and metaid)
+    // in one read each, fsynced.
     const files: ManifestFile[] = [];
     const into = { id, image: { metaid: chosen.header.metaid } };
     for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, into));
@@ -183,7 +186,6 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
     name,
     role: 'image',
     size: fetched.size,
-    sha256: await sha256File(local),
     sourcePath: chosen.path,
     sourceSize: chosen.entry.size,
     sourceMtimeMs: chosen.entry.mtimeMs,
@@ -201,7 +203,7 @@ async function pullSessions(source: FileSource, req: BackupRequest, entry: Remot
   const local = path.join(stage, entry.name);
   await fetchListed(source, req, remote, local, { size: entry.size });
   const { size } = await fs.stat(local);
-  return { name: entry.name, role: 'sessions', size, sha256: await sha256File(local), sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
+  return { name: entry.name, role: 'sessions', size, sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
 }
 
 interface PulledChain {
@@ -260,7 +262,6 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
       name,
       role: 'changelog',
       size,
-      sha256: await sha256File(local),
       sourcePath: copy.candidate.path,
       sourceSize: copy.candidate.entry.size,
       sourceMtimeMs: copy.candidate.entry.mtimeMs,

@@ -116,7 +116,9 @@ function readLine(buf: Buffer, from: number, to: number, out: LineFields): LineV
   out.close = close;
   if (close === to - 1) return 'ok';
   if (buf[close + 1] !== COLON || close + 2 >= to) return 'damaged';
-  return buf.subarray(close + 2, to).indexOf(OPEN) === -1 ? 'ok' : 'damaged';
+  // A loop, not subarray().indexOf(): a Buffer view per line was a fifth of verify's time in GC.
+  for (let j = close + 2; j < to; j++) if (buf[j] === OPEN) return 'damaged';
+  return 'ok';
 }
 
 const scratch: LineFields = { version: 0, timestamp: 0, op: 0, open: 0, close: 0 };

@@ -164,19 +164,36 @@ export function sealContext(manifest: { id: string; image: { metaid: string } },
 }
 
 /**
- * Store a staged MooseFS file (`stage/<f.name>`, already checked, `f.sha256` its content's) in the
- * configured form, next to it, fsynced; the original is removed. Returns the manifest entry: with
+ * Store a staged MooseFS file (`stage/<f.name>`, already checked) in the configured form, next to it,
+ * fsynced; the original is removed. The content's sha256 (or keyed hmac) is taken here, in the same read
+ * as compression (zstd on its own CPU): the backup reads its staged copy once, not once to hash and once
+ * to compress (issue 28). A given `f.sha256` (re-sealing) must match. Returns the manifest entry: with
  * `stored` (unless kept as it is); encrypted, with the keyed `hmac` and a sealed tail instead of the
  * plaintext sha256 and tail. `snapshot`: the id and metaid the file is sealed for.
  */
 export async function storeStagedFile(stage: string, f: ManifestFile, settings: StoreWriteSettings, snapshot: { id: string; image: { metaid: string } }): Promise<ManifestFile> {
   const compression = settings.compression.type;
-  if (compression === 'none' && !settings.key) return f;
   const name = f.name;
-  const target = storedName(name, compression, Boolean(settings.key));
-  const stages: Stage[] = [];
   const content = { size: 0, sha256: '' };
-  if (settings.key) stages.push(measureStage(content, undefined, contentHmac(settings.key)));
+  const plain = (): ManifestFile => {
+    const where = path.join(stage, name);
+    if (content.size !== f.size) {
+      throw new ChainError(name, `${where}: ${content.size} bytes while storing, ${f.size} when checked`);
+    }
+    if (f.sha256 !== undefined && f.sha256 !== content.sha256) {
+      throw new ChainError(name, `${where}: content changed while storing (sha256 differs)`);
+    }
+    return { ...f, sha256: content.sha256 };
+  };
+  if (compression === 'none' && !settings.key) {
+    const drain = async (s: AsyncIterable<Buffer>) => {
+      for await (const _ of s);
+    };
+    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), measureStage(content), drain);
+    return plain();
+  }
+  const target = storedName(name, compression, Boolean(settings.key));
+  const stages: Stage[] = [measureStage(content, undefined, settings.key ? contentHmac(settings.key) : undefined)];
   if (compression === 'zstd') stages.push(zstdStage([`-${settings.compression.level}`, '-T1']));
   if (settings.key) stages.push(encryptStage(settings.key, sealContext(snapshot, f)));
   const measured = { size: 0, sha256: '' };
@@ -191,7 +208,7 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   }
   await fs.rm(path.join(stage, name));
   const stored: StoredForm = { name: target, size: measured.size, sha256: measured.sha256, compression };
-  if (!settings.key) return { ...f, stored: { ...stored, tail: tail.toString('base64') } };
+  if (!settings.key) return { ...plain(), stored: { ...stored, tail: tail.toString('base64') } };
   if (content.size !== f.size) throw new ChainError(name, `${path.join(stage, name)}: ${content.size} bytes while sealing, ${f.size} when checked`);
   const { sha256: _plain, ...rest } = f;
   return {

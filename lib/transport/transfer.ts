@@ -3,7 +3,7 @@ import path from 'node:path';
 import { terminalProgress } from '../core/progress.js';
 import type { FileSource, RemoteEntry } from './remote.js';
 import type { ReadBound } from './bounded.js';
-import { sealFile } from '../core/atomic.js';
+import { FILE_MODE, sealFile } from '../core/atomic.js';
 
 export interface FetchResult {
   /** Bytes that landed locally: what the server announced when the file was opened. */
@@ -16,9 +16,10 @@ export interface FetchResult {
 /**
  * Copy one remote file to a local path with SFTP parallel reads (fastGet: straight to disk, constant
  * memory), at most `bound` bytes, make it private and durable, and look at the remote file again so
- * the caller can tell whether it changed while it was being copied.
+ * the caller can tell whether it changed while it was being copied. `durable: false`: the copy is a temp that
+ * the caller rewrites (compressed, sealed) and fsyncs in that form; syncing the temp too would write it twice.
  */
-export async function fetchFile(source: FileSource, remotePath: string, localPath: string, bound: ReadBound, signal?: AbortSignal): Promise<FetchResult> {
+export async function fetchFile(source: FileSource, remotePath: string, localPath: string, bound: ReadBound, signal?: AbortSignal, durable = true): Promise<FetchResult> {
   const started = Date.now();
   const progress = terminalProgress(`${source.hostName}: ${path.posix.basename(remotePath)}`);
   try {
@@ -26,7 +27,8 @@ export async function fetchFile(source: FileSource, remotePath: string, localPat
   } finally {
     progress?.end();
   }
-  await sealFile(localPath);
+  if (durable) await sealFile(localPath);
+  else await fs.chmod(localPath, FILE_MODE);
   const { size } = await fs.stat(localPath);
   const after = await source.stat(remotePath).catch(() => undefined);
   return { size, after, seconds: (Date.now() - started) / 1000 };

@@ -68,6 +68,43 @@ describe('stored files (zstd through a pipe)', () => {
 });
 
 /** Issue #23 case 4: an encrypted file's entry keeps nothing of the plaintext in clear. */
+describe('the content hash is taken in the same read as compression (issue 28)', () => {
+  let dir: string;
+  const content = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(1 << 20, 'x')]);
+  const entry = (extra: Partial<ManifestFile> = {}): ManifestFile => ({
+    ...{ name: 'metadata.mfs.back', role: 'image', size: content.length, sourcePath: '/x' },
+    ...{ sourceSize: content.length, sourceMtimeMs: 0, ...extra },
+  });
+  const zstd = { compression: { type: 'zstd', level: 3 } } as const;
+  const into = { id: '20260501T100000Z-v12', image: { metaid: 'AB' } };
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-stored-hash-'));
+    await fs.writeFile(path.join(dir, 'metadata.mfs.back'), content);
+  });
+  afterEach(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('a staged entry without sha256 gets the content\'s, zstd or kept as it is', async () => {
+    const zst = await storeStagedFile(dir, entry(), zstd, into);
+    expect(zst.sha256).toBe(sha(content));
+    await fs.writeFile(path.join(dir, 'metadata.mfs.back'), content);
+    const plain = await storeStagedFile(dir, entry(), { compression: { type: 'none', level: 3 } }, into);
+    expect(plain.sha256).toBe(sha(content));
+    expect(plain.stored).toBeUndefined();
+  });
+
+  test('a given sha256 that the bytes do not have, or a size that differs: refused, naming the file', async () => {
+    const other = entry({ sha256: sha(Buffer.from('other')) });
+    const changed = storeStagedFile(dir, other, zstd, into);
+    await expect(changed).rejects.toThrow(/metadata\.mfs\.back: content changed while storing/);
+    await fs.rm(path.join(dir, 'metadata.mfs.back.zst'), { force: true });
+    await fs.writeFile(path.join(dir, 'metadata.mfs.back'), content);
+    const short = storeStagedFile(dir, entry({ size: 5 }), { compression: { type: 'none', level: 3 } }, into);
+    await expect(short).rejects.toThrow(/metadata\.mfs\.back: \d+ bytes while storing, 5 when checked/);
+  });
+});
+
 describe('stored files, sealed', () => {
   let dir: string;
   const raw = randomBytes(32);
