@@ -5,9 +5,7 @@ import {
   expectExitZero,
   FigureSamples,
   finish,
-  jobReport,
   jobAvailable,
-  mfsJobs,
   notAvailable,
   sshClientOptions,
   writeJobsConfig,
@@ -17,6 +15,7 @@ import {
 } from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
 import { baselineScript } from '../scratch.js';
+import { backupSide } from './backup.js';
 
 /**
  * Case 1b (issue 28): what operators run — `mfs-jobs run backup` into a default store (zstd -3), over the
@@ -69,19 +68,7 @@ export async function backupZstdCase(
   // No compression setting: the default store, as `mfs-jobs init` writes it.
   const config = await writeJobsConfig(ctx, id, { masters: [master], snapshotStore: { path: store } });
   const own = new FigureSamples();
-  const backup: Side = {
-    label: 'mfs-jobs run backup',
-    command: mfsJobs('run', 'backup', '--config', config, '--json'),
-    // Every round copies: an existing snapshot of the same version would make backup a no-op.
-    prepare: () => fs.rm(store, { recursive: true, force: true }),
-    cleanup: () => fs.rm(store, { recursive: true, force: true }),
-    check: (sample) => {
-      const report = jobReport(sample);
-      const first = (report.details.sources as { result?: string; seconds?: number }[] | undefined)?.[0];
-      if (first?.result !== 'snapshot') throw new Error(`backup made no snapshot: ${report.summary}`);
-      own.add({ jobSeconds: report.durationMs / 1000, copySeconds: first.seconds });
-    },
-  };
+  const backup = backupSide(config, store, own);
   const [subject, baseline] = await compare(ctx, [backup, careful]);
   Object.assign(result.figures, own.medians(1));
   result.notes.push(

@@ -48,7 +48,17 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
     snapshotStore: { path: store, compression: { type: 'none' } },
   });
   const own = new FigureSamples();
-  const backup: Side = {
+  const backup = backupSide(config, store, own);
+  const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
+  Object.assign(result.figures, own.medians(1));
+  result.notes.push('jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them');
+  result.notes.push('backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)');
+  return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [carefulScp!] }, backup);
+}
+
+/** `mfs-jobs run backup` as a bench side: a fresh store each round, the job's own figures into `own`. */
+export function backupSide(config: string, store: string, own: FigureSamples): Side {
+  return {
     label: 'mfs-jobs run backup',
     command: mfsJobs('run', 'backup', '--config', config, '--json'),
     // Every round copies: an existing snapshot of the same version would make backup a no-op.
@@ -61,9 +71,4 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
       own.add({ jobSeconds: report.durationMs / 1000, copySeconds: source.seconds });
     },
   };
-  const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
-  Object.assign(result.figures, own.medians(1));
-  result.notes.push('jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them');
-  result.notes.push('backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)');
-  return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [carefulScp!] }, backup);
 }
