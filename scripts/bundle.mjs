@@ -1,0 +1,32 @@
+// npm run build, second step: bundle the compiled CLI (dist/bin/hand-off.js and dist/bin/cli.js) into a few ES
+// modules in dist/bundle/cli/ with esbuild, so that start-up reads and compiles a handful of files instead of
+// ~400 (our modules, yaml, zod, winston, commander). Code splitting keeps every job an import() of its own
+// chunk: a command line still loads only the job it runs. bin/mfs-jobs runs the bundle when it is there.
+//
+// Kept external (left to node_modules): packages loaded only when used (S3, SFTP, tar, etcd) — bundling them
+// would only enlarge the chunks of the jobs that import them.
+//
+// The output directory is three levels below the package root on purpose: the modules locate files by
+// `new URL('../../../package.json', import.meta.url)` (dist/lib/core/cli.js), '../../../examples/…' and
+// '../../bin/watch-clients.js' (dist/lib/failover/…), which resolve the same from dist/bundle/cli/.
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+await build({
+  absWorkingDir: root,
+  entryPoints: { 'hand-off': 'dist/bin/hand-off.js', cli: 'dist/bin/cli.js' },
+  outdir: 'dist/bundle/cli',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  external: ['@aws-sdk/*', 'ssh2-sftp-client', 'ssh2', 'tar', 'etcd3'],
+  // CommonJS packages inside an ES module bundle call require() for Node's built-ins.
+  banner: { js: "import { createRequire as __mfsCreateRequire } from 'node:module';\nconst require = __mfsCreateRequire(import.meta.url);" },
+  chunkNames: 'chunk-[hash]',
+  legalComments: 'none',
+  logLevel: 'warning',
+});
