@@ -25,7 +25,9 @@ await build({
   target: 'node20',
   external: ['@aws-sdk/*', 'ssh2-sftp-client', 'ssh2', 'tar', 'etcd3'],
   // CommonJS packages inside an ES module bundle call require() for Node's built-ins.
-  banner: { js: "import { createRequire as __mfsCreateRequire } from 'node:module';\nconst require = __mfsCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __mfsCreateRequire } from 'node:module';\nconst require = __mfsCreateRequire(import.meta.url);",
+  },
   chunkNames: 'chunk-[hash]',
   legalComments: 'none',
   logLevel: 'warning',
