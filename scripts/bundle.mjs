@@ -10,7 +10,23 @@
 // `new URL('../../../package.json', import.meta.url)` (dist/lib/core/cli.js), '../../../examples/…' and
 // '../../bin/watch-clients.js' (dist/lib/failover/…), which resolve the same from dist/bundle/cli/.
 import { build } from 'esbuild';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+// zod's `z` namespace re-exports all of its ~60 message locales (`z.locales`), so none can be tree-shaken: 360 KB
+// of the bundle's 770 KB zod chunk, about 30 ms of CPU at every start. We use only English, its default, which
+// zod's schemas import directly; the namespace keeps just `en`. If zod moves the file, nothing matches and the
+// bundle simply keeps them all.
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: 'export { default as en } from "./en.js";',
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -31,4 +47,5 @@ await build({
   chunkNames: 'chunk-[hash]',
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [zodEnglishOnly],
 });
