@@ -10,6 +10,7 @@
 // `new URL('../../../package.json', import.meta.url)` (dist/lib/core/cli.js), '../../../examples/…' and
 // '../../bin/watch-clients.js' (dist/lib/failover/…), which resolve the same from dist/bundle/cli/.
 import { build } from 'esbuild';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -49,3 +50,15 @@ await build({
   logLevel: 'warning',
   plugins: [zodEnglishOnly],
 });
+
+// The relative URLs above must still name files from the bundle's directory: fail the build, not a run, if not.
+const outdir = path.join(root, 'dist/bundle/cli');
+for (const name of readdirSync(outdir)) {
+  const text = readFileSync(path.join(outdir, name), 'utf8');
+  for (const [, rel] of text.matchAll(/new URL\("([^"]+)", import\.meta\.url\)/g)) {
+    if (!existsSync(path.resolve(outdir, rel))) {
+      console.error(`bundle: ${name}: new URL("${rel}", import.meta.url) names no file from dist/bundle/cli/`);
+      process.exit(1);
+    }
+  }
+}
