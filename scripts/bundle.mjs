@@ -1,7 +1,8 @@
 // npm run build, second step: bundle the compiled CLI (dist/bin/hand-off.js and dist/bin/cli.js) into a few ES
 // modules in dist/bundle/cli/ with esbuild, so that start-up reads and compiles a few dozen files instead of
-// hundreds (`run promote`: 45 instead of 336; our modules, yaml, zod, winston, commander). Code splitting keeps every job an import() of its own
-// chunk: a command line still loads only the job it runs. bin/mfs-jobs runs the bundle when it is current.
+// hundreds (`run promote`: 45 instead of 336; our modules, yaml, zod, winston, commander). Code splitting keeps
+// every job an import() of its own chunk: a command line still loads only the job it runs. bin/mfs-jobs runs the
+// bundle when it is current.
 //
 // Kept external (left to node_modules): packages loaded only when used (S3, SFTP, tar, etcd) — bundling them
 // would only enlarge the chunks of the jobs that import them.
