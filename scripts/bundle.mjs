@@ -44,7 +44,10 @@ await build({
   external: ['@aws-sdk/*', 'ssh2-sftp-client', 'ssh2', 'tar', 'etcd3'],
   // CommonJS packages inside an ES module bundle call require() for Node's built-ins.
   banner: {
-    js: "import { createRequire as __mfsCreateRequire } from 'node:module';\nconst require = __mfsCreateRequire(import.meta.url);",
+    js: [
+      "import { createRequire as __mfsCreateRequire } from 'node:module';",
+      'const require = __mfsCreateRequire(import.meta.url);',
+    ].join('\n'),
   },
   chunkNames: 'chunk-[hash]',
   legalComments: 'none',
