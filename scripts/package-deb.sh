@@ -39,6 +39,8 @@ tar -xzf "$work/$tgz" -C "$lib" --strip-components=1 --no-same-owner
 cp "$repo/package-lock.json" "$lib/"
 (cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline >/dev/null)
 rm -f "$lib/node_modules/.package-lock.json"
+# Type declarations only, never loaded at run time (protobufjs, under etcd3, lists @types/node as a dependency).
+rm -rf "$lib/node_modules/@types"
 # Architecture all: nothing compiled may be inside (ssh2's optional cpu-features is skipped by --ignore-scripts).
 if native=$(find "$lib/node_modules" -name '*.node' -print -quit) && [ -n "$native" ]; then
   echo "package-deb: native module $native in node_modules: the package cannot be Architecture: all" >&2; exit 1

@@ -47,7 +47,7 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
     const files = (await must('dpkg-deb', ['-c', deb])).stdout.split('\n').map((l) => l.split(/\s+/).slice(5).join(' '));
     expect(files.filter((f) => f.endsWith('.node'))).toEqual([]);
     const own = files.filter((f) => f.startsWith('./usr/lib/mfs-jobs/') && !f.startsWith('./usr/lib/mfs-jobs/node_modules/'));
-    expect(own).toEqual(expect.arrayContaining(['./usr/lib/mfs-jobs/bin/mfs-jobs', './usr/lib/mfs-jobs/dist/bin/cli.js', './usr/lib/mfs-jobs/package.json']));
+    expect(own).toEqual(expect.arrayContaining(['./usr/lib/mfs-jobs/bin/mfs-jobs', './usr/lib/mfs-jobs/dist/bin/cli.js', './usr/lib/mfs-jobs/dist/bundle/cli/cli.js', './usr/lib/mfs-jobs/package.json']));
     expect(own.filter((f) => /\/dist\/(test|bench|scripts)\/|\.ts$|\.map$/.test(f))).toEqual([]);
     expect(files).toEqual(expect.arrayContaining(['./usr/lib/mfs-jobs/node_modules/commander/package.json']));
     expect(files.filter((f) => /\/node_modules\/(jest|typescript|@types\/(jest|node))\//.test(f))).toEqual([]);

@@ -32,7 +32,7 @@ describe('npm pack → npm install -g → mfs-jobs runs a job', () => {
 
   test('the tarball holds the launcher and the built program, no tests, sources or maps', async () => {
     const list = (await must('tar', ['-tzf', tarball])).stdout.trim().split('\n');
-    expect(list).toEqual(expect.arrayContaining(['package/package.json', 'package/bin/mfs-jobs', 'package/dist/bin/cli.js', 'package/dist/bin/hand-off.js', 'package/dist/lib/core/metrics.js', 'package/dist/jobs/index.js', 'package/examples/config.yaml', 'package/examples/prometheus/mfs-jobs.rules.yml', 'package/examples/nagios/mfs-jobs.cfg', 'package/packaging/mfs-jobs.1']));
+    expect(list).toEqual(expect.arrayContaining(['package/package.json', 'package/bin/mfs-jobs', 'package/dist/bin/cli.js', 'package/dist/bin/hand-off.js', 'package/dist/bundle/cli/cli.js', 'package/dist/bundle/cli/hand-off.js', 'package/dist/lib/core/metrics.js', 'package/dist/jobs/index.js', 'package/examples/config.yaml', 'package/examples/prometheus/mfs-jobs.rules.yml', 'package/examples/nagios/mfs-jobs.cfg', 'package/packaging/mfs-jobs.1']));
     expect(list.filter((f) => f.startsWith('package/dist/test/') || f.startsWith('package/dist/bench/') || /\.(ts|map)$/.test(f))).toEqual([]);
   });
 
