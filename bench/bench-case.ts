@@ -73,11 +73,14 @@ export function jobReport(sample: Sample): JsonReport {
 export class FigureSamples {
   private readonly values = new Map<string, number[]>();
   add(figures: Record<string, unknown>): void {
-    for (const [k, v] of Object.entries(figures)) if (typeof v === 'number') this.values.set(k, [...(this.values.get(k) ?? []), v]);
+    for (const [k, v] of Object.entries(figures))
+      if (typeof v === 'number') this.values.set(k, [...(this.values.get(k) ?? []), v]);
   }
   /** Medians, dropping the first `skip` samples (the warm-up round). */
   medians(skip: number, unit = (v: number) => v): Record<string, number> {
-    return Object.fromEntries([...this.values].map(([k, v]) => [k, Math.round(unit(median(v.slice(skip))) * 1000) / 1000]));
+    return Object.fromEntries(
+      [...this.values].map(([k, v]) => [k, Math.round(unit(median(v.slice(skip))) * 1000) / 1000]),
+    );
   }
 }
 
@@ -86,7 +89,8 @@ export function metricValue(report: JsonReport, name: string): number | undefine
 }
 
 export function expectExitZero(sample: Sample): void {
-  if (sample.code !== 0) throw new Error(`exit ${sample.code}: ${(sample.stderr.trim().split('\n').pop() ?? '').slice(0, 300)}`);
+  if (sample.code !== 0)
+    throw new Error(`exit ${sample.code}: ${(sample.stderr.trim().split('\n').pop() ?? '').slice(0, 300)}`);
 }
 
 async function sampleOnce(side: Side): Promise<Sample> {
@@ -104,7 +108,11 @@ async function sampleOnce(side: Side): Promise<Sample> {
  * Run the sides alternately (A B A B …) so that drift in the machine's load hits both alike;
  * the first round is a warm-up (page cache, JIT) and is dropped.
  */
-export async function compare(ctx: BenchContext, sides: Side[], options: { warmup?: boolean } = {}): Promise<Measured[]> {
+export async function compare(
+  ctx: BenchContext,
+  sides: Side[],
+  options: { warmup?: boolean } = {},
+): Promise<Measured[]> {
   const samples: Sample[][] = sides.map(() => []);
   const rounds = ctx.reps + ((options.warmup ?? true) ? 1 : 0);
   for (let round = 0; round < rounds; round++) {
@@ -152,7 +160,13 @@ export async function writeJobsConfig(ctx: BenchContext, name: string, doc: Reco
     timezone: 'UTC',
     stateDir: path.join(ctx.runDir, `${name}-state`),
     log: { level: 'warn' },
-    ssh: { port: ctx.sshd.port, user: 'root', privateKey: ctx.sshd.clientKey, knownHosts: ctx.sshd.knownHosts, connectTimeoutSeconds: 10 },
+    ssh: {
+      port: ctx.sshd.port,
+      user: 'root',
+      privateKey: ctx.sshd.clientKey,
+      knownHosts: ctx.sshd.knownHosts,
+      connectTimeoutSeconds: 10,
+    },
     ...doc,
   };
   await fs.writeFile(file, YAML.stringify(full), { mode: 0o600 });
@@ -161,7 +175,18 @@ export async function writeJobsConfig(ctx: BenchContext, name: string, doc: Reco
 
 /** OpenSSH client options that make scp/ssh use the lab's key and verify its host key, no prompts. */
 export function sshClientOptions(ctx: BenchContext): string[] {
-  return ['-i', ctx.sshd.clientKey, '-o', `UserKnownHostsFile=${ctx.sshd.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'];
+  return [
+    '-i',
+    ctx.sshd.clientKey,
+    '-o',
+    `UserKnownHostsFile=${ctx.sshd.knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+  ];
 }
 
 /** A case whose mfs-jobs side cannot run yet: the baseline is still measured, the subject is not faked. */

@@ -13,7 +13,10 @@ const setup = async () => {
   chownSync(dir, UID, UID);
   await fs.mkdir(`${dir}/aside`, { mode: 0o700 });
   chownSync(`${dir}/aside`, UID, UID);
-  for (let i = 0; i < N; i++) { writeFileSync(`${dir}/f${i}`, ''); chownSync(`${dir}/f${i}`, UID, UID); }
+  for (let i = 0; i < N; i++) {
+    writeFileSync(`${dir}/f${i}`, '');
+    chownSync(`${dir}/f${i}`, UID, UID);
+  }
   return dir;
 };
 const time = async (label, fn, n = N) => {
@@ -28,12 +31,19 @@ await time('(a) descriptor, in process', async (dir) => {
   const d = await fs.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
   const a = await fs.open(`/proc/self/fd/${d.fd}/aside`, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
   for (let i = 0; i < N; i++) await fs.rename(`/proc/self/fd/${d.fd}/f${i}`, `/proc/self/fd/${a.fd}/f${i}`);
-  await a.sync(); await d.sync(); await a.close(); await d.close();
+  await a.sync();
+  await d.sync();
+  await a.close();
+  await d.close();
 });
 await time('(b) worker child as the owner, one pipe round per rename', async (dir) => {
   const code = `const fs=require('fs');const rl=require('readline').createInterface({input:process.stdin});
 rl.on('line',(l)=>{try{fs.renameSync(process.argv[1]+'/'+l,process.argv[1]+'/aside/'+l);process.stdout.write('ok\\n')}catch(e){process.stdout.write(e.code+'\\n')}});`;
-  const child = spawn('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, '-e', code, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(
+    'setpriv',
+    [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, '-e', code, dir],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const answers = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   for (let i = 0; i < N; i++) {
     child.stdin.write(`f${i}\n`);
@@ -44,6 +54,18 @@ rl.on('line',(l)=>{try{fs.renameSync(process.argv[1]+'/'+l,process.argv[1]+'/asi
   await new Promise((r) => child.on('close', r));
 });
 const M = Math.min(N, 200);
-await time(`(c) one setpriv mv per rename (${M} of them)`, async (dir) => {
-  for (let i = 0; i < M; i++) spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', 'mv', `${dir}/f${i}`, `${dir}/aside/`]);
-}, M);
+await time(
+  `(c) one setpriv mv per rename (${M} of them)`,
+  async (dir) => {
+    for (let i = 0; i < M; i++)
+      spawnSync('setpriv', [
+        `--reuid=${UID}`,
+        `--regid=${UID}`,
+        '--clear-groups',
+        'mv',
+        `${dir}/f${i}`,
+        `${dir}/aside/`,
+      ]);
+  },
+  M,
+);

@@ -61,7 +61,10 @@ async function readInfo<T>(dir: string): Promise<T | undefined> {
 }
 
 /** Build into `<dir>.tmp`, write info.json, rename: a cache directory is complete or absent. */
-async function cached<T extends { dir: string }>(dir: string, build: (tmp: string) => Promise<Omit<T, 'dir'>>): Promise<T> {
+async function cached<T extends { dir: string }>(
+  dir: string,
+  build: (tmp: string) => Promise<Omit<T, 'dir'>>,
+): Promise<T> {
   const have = await readInfo<T>(dir);
   if (have) return { ...have, dir };
   const tmp = `${dir}.tmp`;
@@ -84,10 +87,17 @@ async function replay(master: LabMaster, expectVersion: number, expectFiles?: nu
   try {
     if (res.code !== 0) throw new Error(`mfsmaster -a in ${master.dataPath} failed: ${mfsmasterErrorLine(res.output)}`);
     const info = await masterInfo({ host: master.cliHost, port: master.ports.cl, timeoutMs: 30_000 });
-    if (info.metadataVersion !== expectVersion) throw new Error(`replay in ${master.dataPath} reached version ${info.metadataVersion}, expected ${expectVersion}`);
+    if (info.metadataVersion !== expectVersion)
+      throw new Error(
+        `replay in ${master.dataPath} reached version ${info.metadataVersion}, expected ${expectVersion}`,
+      );
     if (expectFiles !== undefined) {
-      const files = infoNumber(await generalInfo({ host: master.cliHost, port: master.ports.cl, timeoutMs: 30_000 }), 'files');
-      if (files !== expectFiles) throw new Error(`replay in ${master.dataPath} has ${files} files, expected ${expectFiles}`);
+      const files = infoNumber(
+        await generalInfo({ host: master.cliHost, port: master.ports.cl, timeoutMs: 30_000 }),
+        'files',
+      );
+      if (files !== expectFiles)
+        throw new Error(`replay in ${master.dataPath} has ${files} files, expected ${expectFiles}`);
     }
   } finally {
     stop = await stopMaster({ configFile: master.configFile, timeoutMs: 1_800_000 });
@@ -95,7 +105,8 @@ async function replay(master: LabMaster, expectVersion: number, expectFiles?: nu
     if (pid) process.kill(pid, 'SIGKILL');
   }
   // After the finally, not in it: a failed stop must not hide why the replay itself failed.
-  if (stop.code !== 0 && res.code === 0) throw new Error(`mfsmaster stop in ${master.dataPath} failed: ${mfsmasterErrorLine(stop.output)}`);
+  if (stop.code !== 0 && res.code === 0)
+    throw new Error(`mfsmaster stop in ${master.dataPath} failed: ${mfsmasterErrorLine(stop.output)}`);
   return path.join(master.dataPath, 'metadata.mfs');
 }
 
@@ -120,7 +131,10 @@ export function ensureImage(files: number, workDir = DEFAULT_WORK_DIR): Promise<
     const started = Date.now();
     const shape = layout(files);
     const master = await LabMaster.create(path.join(tmp, 'replay'));
-    await writeChunks(path.join(master.dataPath, 'changelog_ml.1.mfs'), namespaceChunks(files, metaidFor(files), START_TIME));
+    await writeChunks(
+      path.join(master.dataPath, 'changelog_ml.1.mfs'),
+      namespaceChunks(files, metaidFor(files), START_TIME),
+    );
     const saved = await replay(master, shape.lines + 1, files);
     const image = path.join(tmp, 'metadata.mfs');
     await fs.rename(saved, image);
@@ -142,7 +156,12 @@ export function ensureImage(files: number, workDir = DEFAULT_WORK_DIR): Promise<
  * A changelog set of about `totalMb` in files of about `fileMb`, rolling the `files` image forward
  * with everyday churn; laid out as a metalogger's DATA_PATH, plus the image it reaches.
  */
-export function ensureChain(files: number, totalMb: number, fileMb: number, workDir = DEFAULT_WORK_DIR): Promise<ChainInfo> {
+export function ensureChain(
+  files: number,
+  totalMb: number,
+  fileMb: number,
+  workDir = DEFAULT_WORK_DIR,
+): Promise<ChainInfo> {
   const dir = path.join(workDir, `chain-${files}-${totalMb}mb-${fileMb}mb-g${GENERATOR_VERSION}`);
   return cached<ChainInfo>(dir, async (tmp) => {
     const base = await ensureImage(files, workDir);
@@ -158,7 +177,8 @@ export function ensureChain(files: number, totalMb: number, fileMb: number, work
       const first = churn.nextVersion;
       const perChunk = 4 * MB;
       const chunks = function* () {
-        for (let done = 0; done < fileMb * MB; done += perChunk) yield churn.chunk(Math.min(perChunk, fileMb * MB - done));
+        for (let done = 0; done < fileMb * MB; done += perChunk)
+          yield churn.chunk(Math.min(perChunk, fileMb * MB - done));
       };
       const bytes = await writeChunks(path.join(dataPath, name), chunks());
       changelogs.push({ name, bytes, first, last: churn.nextVersion - 1 });
@@ -166,7 +186,8 @@ export function ensureChain(files: number, totalMb: number, fileMb: number, work
     const last = churn.nextVersion - 1;
     // Replay a hard-linked copy: mfsmaster writes only its own changelog.N.mfs, never these names.
     const master = await LabMaster.create(path.join(tmp, 'replay'), { bootstrap: false });
-    for (const name of await fs.readdir(dataPath)) await fs.link(path.join(dataPath, name), path.join(master.dataPath, name));
+    for (const name of await fs.readdir(dataPath))
+      await fs.link(path.join(dataPath, name), path.join(master.dataPath, name));
     const saved = await replay(master, last + 1, files);
     const finalImage = path.join(tmp, 'final.mfs');
     await fs.rename(saved, finalImage);
@@ -195,10 +216,14 @@ async function main(): Promise<void> {
     .parse();
   const o = program.opts<{ files: number; changelogMb: number; changelogFileMb: number; dir: string }>();
   const image = await ensureImage(o.files, o.dir);
-  console.log(`image: ${image.image}: ${image.files} files, version ${image.version}, ${(image.bytes / MB).toFixed(1)} MB (built in ${image.generateSeconds.toFixed(1)} s)`);
+  console.log(
+    `image: ${image.image}: ${image.files} files, version ${image.version}, ${(image.bytes / MB).toFixed(1)} MB (built in ${image.generateSeconds.toFixed(1)} s)`,
+  );
   if (o.changelogMb > 0) {
     const chain = await ensureChain(o.files, o.changelogMb, o.changelogFileMb, o.dir);
-    console.log(`changelogs: ${chain.dataPath}: ${chain.changelogs.length} files, ${(chain.changelogBytes / MB).toFixed(0)} MB, versions ${chain.first}..${chain.last}; final image ${chain.finalImage} (built in ${chain.generateSeconds.toFixed(1)} s)`);
+    console.log(
+      `changelogs: ${chain.dataPath}: ${chain.changelogs.length} files, ${(chain.changelogBytes / MB).toFixed(0)} MB, versions ${chain.first}..${chain.last}; final image ${chain.finalImage} (built in ${chain.generateSeconds.toFixed(1)} s)`,
+    );
   }
 }
 

@@ -75,7 +75,12 @@ export class LineNumberer {
  * The namespace as changelog text, in chunks of about `chunkLines` lines (a generator, so 10M files
  * never sit in memory at once). Version 1 is SETMETAID, as on a fresh master.
  */
-export function* namespaceChunks(files: number, metaid: bigint, startTime: number, chunkLines = 50_000): Generator<string> {
+export function* namespaceChunks(
+  files: number,
+  metaid: bigint,
+  startTime: number,
+  chunkLines = 50_000,
+): Generator<string> {
   const n = new LineNumberer(1, startTime);
   let chunk = n.line(`SETMETAID(${metaid})`);
   let count = 1;

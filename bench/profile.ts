@@ -46,7 +46,11 @@ function ranked(map: Map<string, number>, total: number, count: number, msPerHit
   return [...map.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
-    .map(([where, hits]) => ({ where, percent: Math.round((hits / total) * 1000) / 10, ms: Math.round(hits * msPerHit) }));
+    .map(([where, hits]) => ({
+      where,
+      percent: Math.round((hits / total) * 1000) / 10,
+      ms: Math.round(hits * msPerHit),
+    }));
 }
 
 /** Self time per function and per module from a V8 `.cpuprofile` (what `node --cpu-prof` writes). */
@@ -59,14 +63,21 @@ export function summarizeProfile(profile: CpuProfile, file: string, count = 12):
     if (!hits) continue;
     total += hits;
     const { functionName, url, lineNumber } = n.callFrame;
-    const where = url ? `${functionName || '(anonymous)'} (${moduleOf(url, functionName)}:${lineNumber + 1})` : functionName;
+    const where = url
+      ? `${functionName || '(anonymous)'} (${moduleOf(url, functionName)}:${lineNumber + 1})`
+      : functionName;
     byFunction.set(where, (byFunction.get(where) ?? 0) + hits);
     const mod = moduleOf(url, functionName);
     byModule.set(mod, (byModule.get(mod) ?? 0) + hits);
   }
   const totalMs = (profile.endTime - profile.startTime) / 1000;
   const msPerHit = total ? totalMs / total : 0;
-  return { file, totalMs: Math.round(totalMs), top: ranked(byFunction, total, count, msPerHit), byModule: ranked(byModule, total, count, msPerHit) };
+  return {
+    file,
+    totalMs: Math.round(totalMs),
+    top: ranked(byFunction, total, count, msPerHit),
+    byModule: ranked(byModule, total, count, msPerHit),
+  };
 }
 
 /**
@@ -79,7 +90,14 @@ export async function profileSide(side: Side, outDir: string): Promise<ProfileSu
   const before = new Set(await fs.readdir(outDir));
   await side.prepare?.();
   try {
-    const sample = await timeCommand({ ...side.command, cmd: process.execPath, args: ['--cpu-prof', '--cpu-prof-dir', outDir, MFS_JOBS_BIN, ...side.command.args] }, { rss: false });
+    const sample = await timeCommand(
+      {
+        ...side.command,
+        cmd: process.execPath,
+        args: ['--cpu-prof', '--cpu-prof-dir', outDir, MFS_JOBS_BIN, ...side.command.args],
+      },
+      { rss: false },
+    );
     await side.check?.(sample);
   } finally {
     await side.cleanup?.();

@@ -35,9 +35,14 @@ export function describeMachine(workDir: string): Machine {
   };
 }
 
-export const loadavg = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+export const loadavg = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
-const s = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '–' : x < 10 ? x.toFixed(3) : x.toFixed(1));
+const s = (x: number | undefined): string =>
+  x === undefined || Number.isNaN(x) ? '–' : x < 10 ? x.toFixed(3) : x.toFixed(1);
 const mb = (x: number | undefined): string => (x === undefined ? '–' : `${Math.round(x)} MB`);
 
 function metCell(r: CaseResult): string {
@@ -71,9 +76,21 @@ export function markdownTable(results: CaseResult[]): string {
 export function markdownNotes(results: CaseResult[]): string {
   const out: string[] = [];
   for (const r of results) {
-    const figures = Object.entries(r.figures).map(([k, v]) => `${k} ${typeof v !== 'number' ? v : Number.isInteger(v) ? String(v) : s(v)}`);
-    const profile = r.profile ? [`profile (${r.profile.file}): ${r.profile.byModule.slice(0, 5).map((m) => `${m.where} ${m.percent}%`).join(', ')}`] : [];
-    const others = (r.otherBaselines ?? []).map((b) => `vs \`${b.label}\` (${s(b.medianSeconds)} s): ${r.subject ? `${(r.subject.medianSeconds / b.medianSeconds).toFixed(2)}×` : 'no mfs-jobs figure'}`);
+    const figures = Object.entries(r.figures).map(
+      ([k, v]) => `${k} ${typeof v !== 'number' ? v : Number.isInteger(v) ? String(v) : s(v)}`,
+    );
+    const profile = r.profile
+      ? [
+          `profile (${r.profile.file}): ${r.profile.byModule
+            .slice(0, 5)
+            .map((m) => `${m.where} ${m.percent}%`)
+            .join(', ')}`,
+        ]
+      : [];
+    const others = (r.otherBaselines ?? []).map(
+      (b) =>
+        `vs \`${b.label}\` (${s(b.medianSeconds)} s): ${r.subject ? `${(r.subject.medianSeconds / b.medianSeconds).toFixed(2)}×` : 'no mfs-jobs figure'}`,
+    );
     const parts = [...others, ...figures, ...r.notes, ...profile];
     if (parts.length) out.push(`- ${r.title}: ${parts.join('; ')}`);
   }

@@ -21,7 +21,17 @@ import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageI
 import { haveGnuTime } from './measure.js';
 import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
 
-const ALL_CASES = ['startup', 'backup', 'backup-zstd', 'verify', 'promote', 'drill', 'failover', 'failover-sync', 'failover-tuned'] as const;
+const ALL_CASES = [
+  'startup',
+  'backup',
+  'backup-zstd',
+  'verify',
+  'promote',
+  'drill',
+  'failover',
+  'failover-sync',
+  'failover-tuned',
+] as const;
 
 interface Options {
   quick: boolean;
@@ -38,7 +48,14 @@ interface Options {
 function plan(quick: boolean) {
   return quick
     ? { reps: 3, imageFiles: [1_000_000], longChangelogMb: 192, longFileMb: 32, tailMb: 48, tailFileMb: 16 }
-    : { reps: 5, imageFiles: [1_000_000, 10_000_000], longChangelogMb: 1024, longFileMb: 64, tailMb: 48, tailFileMb: 16 };
+    : {
+        reps: 5,
+        imageFiles: [1_000_000, 10_000_000],
+        longChangelogMb: 1024,
+        longFileMb: 64,
+        tailMb: 48,
+        tailFileMb: 16,
+      };
 }
 
 const filesLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M-file` : `${n}-file`);
@@ -48,40 +65,73 @@ async function main(): Promise<void> {
     .option('--quick', 'smaller changelog set, 3 rounds (under 3 minutes)', false)
     .option('--reps <n>', 'measured rounds per case', (v) => Number.parseInt(v, 10))
     .option('--cases <list>', `comma-separated subset of ${ALL_CASES.join(',')}`, ALL_CASES.join(','))
-    .option('--images <list>', 'comma-separated file counts of the backup images (default 1000000, full mode also 10000000)')
+    .option(
+      '--images <list>',
+      'comma-separated file counts of the backup images (default 1000000, full mode also 10000000)',
+    )
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
-    .option('--profile <which>', 'node --cpu-prof the mfs-jobs side of: all cases, misses (targets missed), none', 'misses')
+    .option(
+      '--profile <which>',
+      'node --cpu-prof the mfs-jobs side of: all cases, misses (targets missed), none',
+      'misses',
+    )
     .option('--results <file>', 'where to write the JSON results', path.join(REPO_ROOT, 'bench', 'results.json'))
     .parse()
     .opts<Options>();
   const p = plan(o.quick);
   const cases = new Set(o.cases.split(',').map((c) => c.trim()));
-  if (!['all', 'misses', 'none'].includes(o.profile)) throw new Error(`--profile: expected all, misses or none, not "${o.profile}"`);
-  for (const c of cases) if (!(ALL_CASES as readonly string[]).includes(c)) throw new Error(`unknown case "${c}" (known: ${ALL_CASES.join(', ')})`);
+  if (!['all', 'misses', 'none'].includes(o.profile))
+    throw new Error(`--profile: expected all, misses or none, not "${o.profile}"`);
+  for (const c of cases)
+    if (!(ALL_CASES as readonly string[]).includes(c))
+      throw new Error(`unknown case "${c}" (known: ${ALL_CASES.join(', ')})`);
   const started = Date.now();
-  const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
+  const log = (m: string) =>
+    process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`);
   const loadBefore = loadavg();
-  log(`mode ${o.quick ? 'quick' : 'full'}, load average ${loadBefore}${haveGnuTime() ? '' : '; /usr/bin/time missing: no peak RSS figures (apt-get install time)'}`);
+  log(
+    `mode ${o.quick ? 'quick' : 'full'}, load average ${loadBefore}${haveGnuTime() ? '' : '; /usr/bin/time missing: no peak RSS figures (apt-get install time)'}`,
+  );
 
   await fs.mkdir(o.dir, { recursive: true });
   log('generating (or reusing) metadata …');
   const images: ImageInfo[] = [];
   const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : p.imageFiles;
-  if (imageFiles.some((n) => !(n > 0))) throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
+  if (imageFiles.some((n) => !(n > 0)))
+    throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
   for (const n of imageFiles) images.push(await ensureImage(n, o.dir));
-  const long: ChainInfo | undefined = cases.has('verify') ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
-  const tail: ChainInfo | undefined = cases.has('promote') || cases.has('drill') ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+  const long: ChainInfo | undefined = cases.has('verify')
+    ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir)
+    : undefined;
+  const tail: ChainInfo | undefined =
+    cases.has('promote') || cases.has('drill')
+      ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir)
+      : undefined;
   // Full mode: promote also at 10M files (its overhead beside a bare mfsmaster -a of a 700 MB image).
-  const bigTail: ChainInfo | undefined = cases.has('promote') && !o.quick ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+  const bigTail: ChainInfo | undefined =
+    cases.has('promote') && !o.quick ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
   log('metadata ready');
 
   const runDir = await fs.mkdtemp(path.join(o.dir, 'run-'));
   const sshd = await LabSshd.start(path.join(runDir, 'sshd'));
   const profileDir = path.join(REPO_ROOT, 'bench', 'out', 'profiles');
-  const ctx: BenchContext = { quick: o.quick, reps: o.reps ?? p.reps, workDir: o.dir, runDir, sshd, profile: o.profile, profileDir, log };
+  const ctx: BenchContext = {
+    quick: o.quick,
+    reps: o.reps ?? p.reps,
+    workDir: o.dir,
+    runDir,
+    sshd,
+    profile: o.profile,
+    profileDir,
+    log,
+  };
   const results: CaseResult[] = [];
-  const attempt = async (name: string, run: () => Promise<CaseResult | CaseResult[]>, fallback: Omit<CaseResult, 'status' | 'reason'>) => {
+  const attempt = async (
+    name: string,
+    run: () => Promise<CaseResult | CaseResult[]>,
+    fallback: Omit<CaseResult, 'status' | 'reason'>,
+  ) => {
     log(`case ${name} …`);
     try {
       const r = await run();
@@ -93,28 +143,58 @@ async function main(): Promise<void> {
   };
   const empty = (id: string, title: string, text: string) => ({ id, title, target: { text }, figures: {}, notes: [] });
   try {
-    if (cases.has('startup')) await attempt('startup', () => startupCases(ctx), empty('startup', 'CLI start-up', '≤ 2× node -e 0'));
+    if (cases.has('startup'))
+      await attempt('startup', () => startupCases(ctx), empty('startup', 'CLI start-up', '≤ 2× node -e 0'));
     if (cases.has('backup')) {
       for (const image of images) {
-        await attempt(`backup ${filesLabel(image.files)}`, () => backupCase(ctx, image, filesLabel(image.files)), empty(`backup-${image.files}`, `backup pull, ${filesLabel(image.files)} image`, '≤ 1.25× scp, RSS ≤ 150 MB'));
+        await attempt(
+          `backup ${filesLabel(image.files)}`,
+          () => backupCase(ctx, image, filesLabel(image.files)),
+          empty(`backup-${image.files}`, `backup pull, ${filesLabel(image.files)} image`, '≤ 1.25× scp, RSS ≤ 150 MB'),
+        );
       }
     }
     if (cases.has('backup-zstd')) {
       for (const image of images) {
         for (const via of ['sftp', 'local'] as const) {
           const id = `backup-zstd-${via}-${image.files}`;
-          await attempt(id, () => backupZstdCase(ctx, image, filesLabel(image.files), via), empty(id, `backup, default store (zstd), ${via}`, via === 'sftp' ? '≤ 1.0×' : '≤ 1.2×'));
+          await attempt(
+            id,
+            () => backupZstdCase(ctx, image, filesLabel(image.files), via),
+            empty(id, `backup, default store (zstd), ${via}`, via === 'sftp' ? '≤ 1.0×' : '≤ 1.2×'),
+          );
         }
       }
     }
     if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 5× wc -l'));
     for (const chain of [tail, bigTail]) {
-      if (chain && cases.has('promote')) await attempt(`promote ${filesLabel(chain.files)}`, () => promoteCase(ctx, chain), empty(`promote-${chain.files}`, `promote, ${filesLabel(chain.files)} image`, '≤ 1.3× recipe script'));
+      if (chain && cases.has('promote'))
+        await attempt(
+          `promote ${filesLabel(chain.files)}`,
+          () => promoteCase(ctx, chain),
+          empty(`promote-${chain.files}`, `promote, ${filesLabel(chain.files)} image`, '≤ 1.3× recipe script'),
+        );
     }
-    if (tail && cases.has('drill')) await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
-    if (cases.has('failover')) await attempt('failover', () => failoverCase(ctx), empty('failover', 'VIP failover end to end', '≤ 1.1× seed script'));
-    if (cases.has('failover-sync')) await attempt('failover-sync', () => failoverCase(ctx, 'sync'), empty('failover-sync', 'VIP failover end to end, synchronous up-script, no daemon', '≤ 1.1× seed script'));
-    if (cases.has('failover-tuned')) await attempt('failover-tuned', () => failoverCase(ctx, 'tuned'), empty('failover-tuned', 'VIP failover end to end, chunkserver reconnecting every second', '≤ 1.1× seed script'));
+    if (tail && cases.has('drill'))
+      await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
+    if (cases.has('failover'))
+      await attempt(
+        'failover',
+        () => failoverCase(ctx),
+        empty('failover', 'VIP failover end to end', '≤ 1.1× seed script'),
+      );
+    if (cases.has('failover-sync'))
+      await attempt(
+        'failover-sync',
+        () => failoverCase(ctx, 'sync'),
+        empty('failover-sync', 'VIP failover end to end, synchronous up-script, no daemon', '≤ 1.1× seed script'),
+      );
+    if (cases.has('failover-tuned'))
+      await attempt(
+        'failover-tuned',
+        () => failoverCase(ctx, 'tuned'),
+        empty('failover-tuned', 'VIP failover end to end, chunkserver reconnecting every second', '≤ 1.1× seed script'),
+      );
   } finally {
     await sshd.stop().catch(() => undefined);
     if (!o.keep) await fs.rm(runDir, { recursive: true, force: true });
@@ -132,7 +212,9 @@ async function main(): Promise<void> {
   };
   await writeResults(o.results, document);
   const m = document.machine;
-  console.log(`\nmfs-jobs bench (${document.mode}, ${ctx.reps} rounds, medians) — ${m.nproc} CPUs ${m.cpu}, ${m.memoryGb} GB RAM, load ${loadBefore} → ${document.loadavg.after}\n`);
+  console.log(
+    `\nmfs-jobs bench (${document.mode}, ${ctx.reps} rounds, medians) — ${m.nproc} CPUs ${m.cpu}, ${m.memoryGb} GB RAM, load ${loadBefore} → ${document.loadavg.after}\n`,
+  );
   console.log(markdownTable(results));
   const notes = markdownNotes(results);
   if (notes) console.log(`\n${notes}`);

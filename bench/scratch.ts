@@ -34,7 +34,8 @@ export async function placeChain(chain: ChainInfo, dataPath: string): Promise<vo
 /** The restored master must serve the chain's end: metadata version last + 1. */
 export async function expectServing(master: LabMaster, version: number): Promise<void> {
   const info = await masterInfo({ host: master.cliHost, port: master.ports.cl, timeoutMs: 10_000 });
-  if (info.metadataVersion !== version) throw new Error(`restored master serves version ${info.metadataVersion}, expected ${version}`);
+  if (info.metadataVersion !== version)
+    throw new Error(`restored master serves version ${info.metadataVersion}, expected ${version}`);
 }
 
 /** Stop whatever master runs on this DATA_PATH (clean stop, then by PID), and empty the directory. */

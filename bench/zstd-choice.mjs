@@ -9,9 +9,13 @@ const t0 = process.hrtime.bigint();
 if (mode === 'cli') {
   const args = dir === 'c' ? [`-${level}`, '-q', '-c', '-T1'] : ['-d', '-q', '-c'];
   const child = spawn('/usr/bin/time', ['-f', '%M', 'zstd', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let err = ''; child.stderr.on('data', (d) => (err += d));
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
   const done = new Promise((r) => child.on('close', r));
-  await Promise.all([pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), child.stdin), pipeline(child.stdout, createWriteStream(out))]);
+  await Promise.all([
+    pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), child.stdin),
+    pipeline(child.stdout, createWriteStream(out)),
+  ]);
   await done;
   process.stdout.write(`childMaxRssKB=${err.trim()} `);
 } else {
@@ -21,4 +25,6 @@ if (mode === 'cli') {
 }
 const secs = Number(process.hrtime.bigint() - t0) / 1e9;
 const ru = process.resourceUsage();
-console.log(`${mode} ${dir} level=${level} in=${statSync(file).size} out=${statSync(out).size} secs=${secs.toFixed(2)} MBps=${(statSync(dir==='c'?file:out).size/1e6/secs).toFixed(0)} nodeMaxRssKB=${ru.maxRSS} cpuUser=${(ru.userCPUTime/1e6).toFixed(2)}`);
+console.log(
+  `${mode} ${dir} level=${level} in=${statSync(file).size} out=${statSync(out).size} secs=${secs.toFixed(2)} MBps=${(statSync(dir === 'c' ? file : out).size / 1e6 / secs).toFixed(0)} nodeMaxRssKB=${ru.maxRSS} cpuUser=${(ru.userCPUTime / 1e6).toFixed(2)}`,
+);

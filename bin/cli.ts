@@ -6,4 +6,10 @@ import { snapshotCommands } from '../lib/commands/snapshot.js';
 import { statusCommand } from '../lib/commands/status.js';
 import { JOBS, findJob } from '../jobs/index.js';
 
-await buildProgram(JOBS, [snapshotCommands, drillCommand(findJob('drill')!), restoreCommand(findJob('restore')!), statusCommand(JOBS), initCommand(JOBS)]).parseAsync(process.argv);
+await buildProgram(JOBS, [
+  snapshotCommands,
+  drillCommand(findJob('drill')!),
+  restoreCommand(findJob('restore')!),
+  statusCommand(JOBS),
+  initCommand(JOBS),
+]).parseAsync(process.argv);

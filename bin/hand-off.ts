@@ -3,8 +3,17 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
-  configPath, HAND_OFF_JOBS, HandOffLost, NO_HAND_OFF_ENV, PROTOCOL_VERSION, rendezvousPath, sendHandOff,
-  socketFromConfig, trustedRunDir, UntrustedSocket, type HandOffRequest,
+  configPath,
+  HAND_OFF_JOBS,
+  HandOffLost,
+  NO_HAND_OFF_ENV,
+  PROTOCOL_VERSION,
+  rendezvousPath,
+  sendHandOff,
+  socketFromConfig,
+  trustedRunDir,
+  UntrustedSocket,
+  type HandOffRequest,
 } from '../lib/core/hand-off.js';
 
 /** `[-c FILE] run JOB [flags]` → its parts; undefined for anything a hand-off does not cover. */
@@ -15,7 +24,8 @@ function hookCall(argv: readonly string[]): { job: string; config?: string; rest
     const a = argv[i]!;
     if (a === '-c' || a === '--config') config = argv[++i];
     else if (a.startsWith('--config=')) config = a.slice('--config='.length);
-    else if (a === '-v' || a === '--verbose') return undefined; // debug logs and stack traces: here
+    else if (a === '-v' || a === '--verbose')
+      return undefined; // debug logs and stack traces: here
     else words.push(a);
   }
   if (words[0] !== 'run' || !HAND_OFF_JOBS.includes(words[1] ?? '') || config === '') return undefined;
@@ -33,7 +43,13 @@ export async function tryHandOff(argv: readonly string[]): Promise<boolean> {
   } catch {
     return false; // the CLI reads the config and names what is wrong with it
   }
-  const request = { v: PROTOCOL_VERSION, job: call.job, argv: call.rest, config, triggeredAtMs: Math.round(performance.timeOrigin) };
+  const request = {
+    v: PROTOCOL_VERSION,
+    job: call.job,
+    argv: call.rest,
+    config,
+    triggeredAtMs: Math.round(performance.timeOrigin),
+  };
   // The daemon's link in the run directory first (no YAML parser to load), then the config's daemon.socket.
   if (await trustedRunDir()) {
     const link = rendezvousPath(config);
@@ -52,7 +68,12 @@ export async function tryHandOff(argv: readonly string[]): Promise<boolean> {
 }
 
 /** true: the daemon ran it (the process is exiting); false: it would not, run it here; undefined: no daemon there. */
-async function offer(socket: string, job: string, request: HandOffRequest, shown = socket): Promise<boolean | undefined> {
+async function offer(
+  socket: string,
+  job: string,
+  request: HandOffRequest,
+  shown = socket,
+): Promise<boolean | undefined> {
   try {
     const answer = await sendHandOff(socket, request);
     if (!answer.accepted) return false;
@@ -65,7 +86,9 @@ async function offer(socket: string, job: string, request: HandOffRequest, shown
       return false;
     }
     if (!(err instanceof HandOffLost)) return undefined;
-    process.stderr.write(`mfs-jobs: ${job} was handed to the daemon on ${shown}, which did not report back (${err.message}); it may have acted: see the daemon's log and "mfs-jobs list-jobs"\n`);
+    process.stderr.write(
+      `mfs-jobs: ${job} was handed to the daemon on ${shown}, which did not report back (${err.message}); it may have acted: see the daemon's log and "mfs-jobs list-jobs"\n`,
+    );
     process.exit(3);
   }
 }

@@ -14,7 +14,14 @@ import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
 import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
-import { leftoverTemps, prepareStore, refreshLatest, removeLeftoverTemps, removeSnapshot, viewStore } from '../lib/store/snapshot-store.js';
+import {
+  leftoverTemps,
+  prepareStore,
+  refreshLatest,
+  removeLeftoverTemps,
+  removeSnapshot,
+  viewStore,
+} from '../lib/store/snapshot-store.js';
 import { describeImageVersion, restoreFrom } from '../lib/moosefs/metadata.js';
 
 /**
@@ -24,7 +31,11 @@ import { describeImageVersion, restoreFrom } from '../lib/moosefs/metadata.js';
  */
 
 function snapshotStorePath(config: Config): string {
-  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is needed by the backup job (where snapshots are kept)`);
+  if (!config.snapshotStore)
+    throw new ConfigError(
+      'snapshotStore.path',
+      `${config.file}: snapshotStore.path is needed by the backup job (where snapshots are kept)`,
+    );
   return config.snapshotStore.path;
 }
 
@@ -33,12 +44,17 @@ function backupSources(config: Config, names: string[] | undefined): Host[] {
   const all: Host[] = [...config.masters, ...config.metaloggers];
   if (!names) {
     const chosen = config.masters.length ? config.masters : config.metaloggers;
-    if (!chosen.length) throw new ConfigError('masters', `${config.file}: no masters or metaloggers configured: nothing to back up`);
+    if (!chosen.length)
+      throw new ConfigError('masters', `${config.file}: no masters or metaloggers configured: nothing to back up`);
     return chosen;
   }
   return names.map((name, i) => {
     const host = all.find((h) => h.name === name);
-    if (!host) throw new ConfigError(`jobs.backup.sources.${i}`, `${config.file}: jobs.backup.sources.${i}: no master or metalogger named "${name}" (known: ${all.map((h) => h.name).join(', ') || 'none'})`);
+    if (!host)
+      throw new ConfigError(
+        `jobs.backup.sources.${i}`,
+        `${config.file}: jobs.backup.sources.${i}: no master or metalogger named "${name}" (known: ${all.map((h) => h.name).join(', ') || 'none'})`,
+      );
     return host;
   });
 }
@@ -75,7 +91,11 @@ function sourceLine(r: SourceResult): string {
   return `${name}: would copy ${o.image.entry.name} ${describeImageVersion(o.image.header)} + ${logs} (${formatBytes(bytes)}), reaching version ${o.sourceReaches}`;
 }
 
-async function applyRetention(store: string, plan: StoreRetentionPlan, dryRun: boolean): Promise<{ removed: string[]; errors: string[] }> {
+async function applyRetention(
+  store: string,
+  plan: StoreRetentionPlan,
+  dryRun: boolean,
+): Promise<{ removed: string[]; errors: string[] }> {
   const removed: string[] = [];
   const errors: string[] = [];
   if (dryRun) return { removed, errors };
@@ -93,8 +113,15 @@ async function applyRetention(store: string, plan: StoreRetentionPlan, dryRun: b
 /** Every decision when something goes (or would go); otherwise one line per source, to keep cron mail short. */
 function retentionLines(plan: StoreRetentionPlan, dryRun: boolean): string[] {
   return plan.groups.flatMap((g) => {
-    if (!dryRun && g.decisions.every((d) => d.keep)) return g.decisions.length ? [`retention ${g.source}: keeps all ${g.decisions.length} snapshot${g.decisions.length === 1 ? '' : 's'}`] : [];
-    return g.decisions.map((d) => (d.keep ? `retention ${g.source}: keep ${d.id} (${formatReasons(d.reasons)})` : `retention ${g.source}: ${dryRun ? 'would remove' : 'remove'} ${d.id}`));
+    if (!dryRun && g.decisions.every((d) => d.keep))
+      return g.decisions.length
+        ? [`retention ${g.source}: keeps all ${g.decisions.length} snapshot${g.decisions.length === 1 ? '' : 's'}`]
+        : [];
+    return g.decisions.map((d) =>
+      d.keep
+        ? `retention ${g.source}: keep ${d.id} (${formatReasons(d.reasons)})`
+        : `retention ${g.source}: ${dryRun ? 'would remove' : 'remove'} ${d.id}`,
+    );
   });
 }
 
@@ -105,7 +132,11 @@ function sourceMetrics(results: SourceResult[], healthy: StoredSnapshot[], now: 
     const newest = newestOf(healthy, r.host.name);
     if (newest) {
       metrics.push(metric('snapshot_version', newest.manifest.reachesVersion, { labels }));
-      metrics.push(metric('snapshot_age_seconds', Math.round((now.getTime() - Date.parse(newest.manifest.startedAt)) / 1000), { labels }));
+      metrics.push(
+        metric('snapshot_age_seconds', Math.round((now.getTime() - Date.parse(newest.manifest.startedAt)) / 1000), {
+          labels,
+        }),
+      );
     }
     if ('outcome' in r && r.outcome.kind === 'snapshot') {
       metrics.push(metric('transferred_bytes', r.outcome.bytes, { labels }));
@@ -127,16 +158,24 @@ interface RunReport {
 /** `copy offsite: sent 2 files (1.2 MiB), 3 already there; removed 1 old snapshot; 4 complete there`. */
 function copyLine(c: CopyRun): string {
   if (c.error) return `copy ${c.copy}: FAILED (the local snapshot is not affected): ${c.error}`;
-  if (c.wouldPush) return `copy ${c.copy}: would push ${c.wouldPush.join(', ') || 'nothing'}; would remove ${c.wouldRemove?.join(', ') || 'nothing'}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
-  const removed = c.removed.length ? `; removed ${c.removed.length} old snapshot${c.removed.length === 1 ? '' : 's'} (${c.removed.join(', ')})` : '';
-  const leftovers = c.removedIncomplete.length ? `; removed ${c.removedIncomplete.length} incomplete upload${c.removedIncomplete.length === 1 ? '' : 's'}` : '';
+  if (c.wouldPush)
+    return `copy ${c.copy}: would push ${c.wouldPush.join(', ') || 'nothing'}; would remove ${c.wouldRemove?.join(', ') || 'nothing'}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
+  const removed = c.removed.length
+    ? `; removed ${c.removed.length} old snapshot${c.removed.length === 1 ? '' : 's'} (${c.removed.join(', ')})`
+    : '';
+  const leftovers = c.removedIncomplete.length
+    ? `; removed ${c.removedIncomplete.length} incomplete upload${c.removedIncomplete.length === 1 ? '' : 's'}`
+    : '';
   return `copy ${c.copy}: sent ${c.sentFiles} file${c.sentFiles === 1 ? '' : 's'} (${formatBytes(c.sentBytes)}), ${c.skippedFiles} already there${removed}${leftovers}; ${c.complete.length} complete snapshot${c.complete.length === 1 ? '' : 's'} there`;
 }
 
 function toResult(config: Config, store: string, dryRun: boolean, r: RunReport): JobResult {
   const { results, plan, retention, after } = r;
   const lines = [
-    ...results.flatMap((x) => [sourceLine(x), ...('outcome' in x ? x.outcome.notes.map((n) => `${x.host.name}: note: ${n}`) : [])]),
+    ...results.flatMap((x) => [
+      sourceLine(x),
+      ...('outcome' in x ? x.outcome.notes.map((n) => `${x.host.name}: note: ${n}`) : []),
+    ]),
     ...r.housekeeping,
     ...retentionLines(plan, dryRun),
     ...retention.errors,
@@ -145,12 +184,17 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
   ];
   // A copy that fails never fails the local snapshot: WARNING, naming the copy.
   const failedCopies = r.copies.filter((c) => c.error);
-  const status = worst(...results.map(sourceStatus), retention.errors.length || after.broken.length || failedCopies.length ? 'WARNING' : 'OK');
+  const status = worst(
+    ...results.map(sourceStatus),
+    retention.errors.length || after.broken.length || failedCopies.length ? 'WARNING' : 'OK',
+  );
   const failedFirst = [...results].sort((a, b) => Number('outcome' in a) - Number('outcome' in b));
   const gone = dryRun ? plan.remove.length : retention.removed.length;
   const extra = [
     gone ? `${dryRun ? 'would remove' : 'removed'} ${gone} old snapshot${gone === 1 ? '' : 's'}` : '',
-    after.broken.length ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store` : '',
+    after.broken.length
+      ? `${after.broken.length} unusable snapshot${after.broken.length === 1 ? '' : 's'} in the store`
+      : '',
     retention.errors[0] ?? '',
     ...failedCopies.map((c) => `copy ${c.copy} failed: ${c.error}`),
   ].filter(Boolean);
@@ -159,13 +203,24 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
     metric('snapshots', after.healthy.length),
     metric('snapshots_removed', retention.removed.length),
     metric('broken_snapshots', after.broken.length),
-    ...r.copies.flatMap((c) => [metric('copy_ok', c.ok ? 1 : 0, { labels: { copy: c.copy } }), metric('copy_snapshots', c.complete.length, { labels: { copy: c.copy } })]),
+    ...r.copies.flatMap((c) => [
+      metric('copy_ok', c.ok ? 1 : 0, { labels: { copy: c.copy } }),
+      metric('copy_snapshots', c.complete.length, { labels: { copy: c.copy } }),
+    ]),
   ];
   const details = {
     store,
     latest: r.latest,
-    sources: results.map((x) => ('error' in x ? { source: x.host.name, error: x.error } : { source: x.host.name, ...describeOutcome(x.outcome) })),
-    retention: { policy: config.snapshotStore!.retention, remove: plan.remove, removed: retention.removed, errors: retention.errors, groups: plan.groups },
+    sources: results.map((x) =>
+      'error' in x ? { source: x.host.name, error: x.error } : { source: x.host.name, ...describeOutcome(x.outcome) },
+    ),
+    retention: {
+      policy: config.snapshotStore!.retention,
+      remove: plan.remove,
+      removed: retention.removed,
+      errors: retention.errors,
+      groups: plan.groups,
+    },
     broken: after.broken,
     copies: r.copies.map((c) => ({ ...c, status: c.ok ? 'OK' : 'WARNING' })),
   };
@@ -180,15 +235,43 @@ async function checkIdentity(config: Config, results: SourceResult[]): Promise<v
     if (m.image.empty || !m.image.metaid) continue;
     const { identity } = await learnClusterIdentity(config, m.image.metaid, r.host.name);
     if (identity.metaid !== m.image.metaid) {
-      results[i] = { host: r.host, error: `${foreignMetaidMessage(`snapshot ${m.id}`, m.image.metaid, identity)}: promote and prune will not use it (a recreated filesystem? set cluster.metaid, or remove ${identityFile(config.stateDir)})` };
+      results[i] = {
+        host: r.host,
+        error: `${foreignMetaidMessage(`snapshot ${m.id}`, m.image.metaid, identity)}: promote and prune will not use it (a recreated filesystem? set cluster.metaid, or remove ${identityFile(config.stateDir)})`,
+      };
     }
   }
 }
 
 function describeOutcome(o: BackupOutcome): Record<string, unknown> {
-  if (o.kind === 'snapshot') return { result: 'snapshot', snapshot: o.manifest.id, imageVersion: o.manifest.image.version, reachesVersion: o.manifest.reachesVersion, bytes: o.bytes, seconds: o.seconds, attempts: o.attempts, notes: o.notes };
-  if (o.kind === 'already') return { result: 'already', snapshot: o.snapshot.id, reachesVersion: o.snapshot.manifest.reachesVersion, why: o.why, sourceReaches: o.sourceReaches, notes: o.notes };
-  return { result: 'plan', image: o.image.entry.name, imageVersion: o.image.header.version, changelogs: o.changelogs.map((c) => c.entry.name), sourceReaches: o.sourceReaches, notes: o.notes };
+  if (o.kind === 'snapshot')
+    return {
+      result: 'snapshot',
+      snapshot: o.manifest.id,
+      imageVersion: o.manifest.image.version,
+      reachesVersion: o.manifest.reachesVersion,
+      bytes: o.bytes,
+      seconds: o.seconds,
+      attempts: o.attempts,
+      notes: o.notes,
+    };
+  if (o.kind === 'already')
+    return {
+      result: 'already',
+      snapshot: o.snapshot.id,
+      reachesVersion: o.snapshot.manifest.reachesVersion,
+      why: o.why,
+      sourceReaches: o.sourceReaches,
+      notes: o.notes,
+    };
+  return {
+    result: 'plan',
+    image: o.image.entry.name,
+    imageVersion: o.image.header.version,
+    changelogs: o.changelogs.map((c) => c.entry.name),
+    sourceReaches: o.sourceReaches,
+    notes: o.notes,
+  };
 }
 
 export default defineJob({
@@ -210,7 +293,9 @@ export default defineJob({
     // 1. What a killed run left behind goes first (we hold the backup lock: nothing in .tmp is live).
     if (!dryRun) await prepareStore(store);
     const leftovers = dryRun ? await leftoverTemps(store) : await removeLeftoverTemps(store);
-    const housekeeping = leftovers.map((t) => `${dryRun ? 'would remove' : 'removed'} leftover temp ${t} (from an interrupted run)`);
+    const housekeeping = leftovers.map(
+      (t) => `${dryRun ? 'would remove' : 'removed'} leftover temp ${t} (from an interrupted run)`,
+    );
 
     // 2. Each source in turn: a verified snapshot, "already have", or the reason it failed.
     const results: SourceResult[] = [];
@@ -218,7 +303,18 @@ export default defineJob({
       ctx.signal.throwIfAborted();
       const { healthy } = await viewStore(store, storage);
       try {
-        const outcome = await backupSource({ config, host, store, newest: newestOf(healthy, host.name), snapshotOnNewChangelogs: options.snapshotOnNewChangelogs, dryRun, log, signal: ctx.signal, mfsJobsVersion: VERSION, storage });
+        const outcome = await backupSource({
+          config,
+          host,
+          store,
+          newest: newestOf(healthy, host.name),
+          snapshotOnNewChangelogs: options.snapshotOnNewChangelogs,
+          dryRun,
+          log,
+          signal: ctx.signal,
+          mfsJobsVersion: VERSION,
+          storage,
+        });
         results.push({ host, outcome });
       } catch (err) {
         if (ctx.signal.aborted) throw err;
@@ -233,12 +329,19 @@ export default defineJob({
     const succeeded = results.filter((r) => 'outcome' in r).map((r) => r.host.name);
     const before = await viewStore(store, storage);
     const pinned = new Set(Object.keys(await readPins(store)));
-    const plan = planStoreRetention(before.healthy, succeeded, config.snapshotStore!.retention, config.timezone, pinned);
+    const plan = planStoreRetention(
+      before.healthy,
+      succeeded,
+      config.snapshotStore!.retention,
+      config.timezone,
+      pinned,
+    );
     const retention = await applyRetention(store, plan, dryRun);
     const latest = dryRun ? undefined : await refreshLatest(store, storage);
     const after = dryRun ? before : await viewStore(store, storage);
     // With a recovery window, the changelog archive keeps only what the retained images need (issue #26).
-    if (config.snapshotStore!.retention.recoveryWindow && !dryRun) housekeeping.push(...(await pruneArchive(store, storage, after.healthy)));
+    if (config.snapshotStore!.retention.recoveryWindow && !dryRun)
+      housekeeping.push(...(await pruneArchive(store, storage, after.healthy)));
 
     // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
     //    (a dry run lists each copy and says what it would send and remove).
@@ -261,7 +364,9 @@ async function pruneArchive(store: string, keys: StoreWriteSettings, healthy: St
   for (const seg of segmentsNotNeeded(segments, starts)) {
     try {
       await removeSegment(store, seg.id);
-      lines.push(`archive: removed segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`);
+      lines.push(
+        `archive: removed segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`,
+      );
     } catch (err) {
       lines.push(`archive: could not remove segment ${seg.id}: ${describeError(err)}`);
     }

@@ -8,7 +8,9 @@ import { dataPathOf, masterStatus, masterVersion, targetOf, type MasterStatus } 
 
 /** "serves metadata version 145"; a 1.x master serves without saying its version. */
 function serves(s: MasterStatus): string {
-  return s.metadataVersion !== undefined ? `serves metadata version ${s.metadataVersion}` : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
+  return s.metadataVersion !== undefined
+    ? `serves metadata version ${s.metadataVersion}`
+    : `serves (MooseFS ${s.softwareVersion}, which does not report its metadata version)`;
 }
 
 /** Is the master up, and at which metadata version? The smallest useful check, and the framework's proof. */
@@ -17,7 +19,8 @@ export default defineJob({
   options: jobOptionsSchema({ cliTimeoutSeconds: z.number().positive().default(10) }),
   async run(ctx) {
     const { config, options } = ctx;
-    if (config.masters.length === 0) return { status: 'UNKNOWN', summary: 'no masters configured (masters: in the config)' };
+    if (config.masters.length === 0)
+      return { status: 'UNKNOWN', summary: 'no masters configured (masters: in the config)' };
     const answers = await Promise.all(
       config.masters.map(async (m) => {
         try {
@@ -37,15 +40,34 @@ export default defineJob({
       }),
     );
     const up = answers.filter((a): a is { name: string; info: MasterStatus } => 'info' in a);
-    const lines = answers.map((a) => ('info' in a && a.info ? `${a.name}: ${serves(a.info)} (MooseFS ${a.info.softwareVersion})` : `${a.name}: ${'error' in a ? a.error : ''}`));
+    const lines = answers.map((a) =>
+      'info' in a && a.info
+        ? `${a.name}: ${serves(a.info)} (MooseFS ${a.info.softwareVersion})`
+        : `${a.name}: ${'error' in a ? a.error : ''}`,
+    );
     const metrics: Metric[] = up.flatMap((a) =>
-      a.info.metadataVersion === undefined ? [] : [metric('metadata_version', a.info.metadataVersion, { labels: { master: a.name } })],
+      a.info.metadataVersion === undefined
+        ? []
+        : [metric('metadata_version', a.info.metadataVersion, { labels: { master: a.name } })],
     );
     metrics.push(metric('masters_up', up.length));
     const details = { masters: answers };
-    if (up.length === 0) return { status: 'CRITICAL', summary: `no master answers: ${answers.map((a) => ('error' in a ? a.error : '')).join('; ')}`, details, metrics, lines };
+    if (up.length === 0)
+      return {
+        status: 'CRITICAL',
+        summary: `no master answers: ${answers.map((a) => ('error' in a ? a.error : '')).join('; ')}`,
+        details,
+        metrics,
+        lines,
+      };
     if (up.length > 1) {
-      return { status: 'WARNING', summary: `${up.length} masters answer at once (${up.map((a) => `${a.name}@${a.info.metadataVersion ?? a.info.softwareVersion}`).join(', ')}): only one should run`, details, metrics, lines };
+      return {
+        status: 'WARNING',
+        summary: `${up.length} masters answer at once (${up.map((a) => `${a.name}@${a.info.metadataVersion ?? a.info.softwareVersion}`).join(', ')}): only one should run`,
+        details,
+        metrics,
+        lines,
+      };
     }
     const only = up[0]!;
     return { status: 'OK', summary: `${only.name} ${serves(only.info)}`, details, metrics, lines };

@@ -65,7 +65,9 @@ export default defineJob({
       master: r.master ?? null,
       promotion: plan
         ? {
-            version: plan.reached, newest: plan.newest, image: `${plan.image.source}:${plan.image.name}`,
+            version: plan.reached,
+            newest: plan.newest,
+            image: `${plan.image.source}:${plan.image.name}`,
             lag: lag ?? null,
           }
         : null,
@@ -92,7 +94,10 @@ export default defineJob({
     }
     const status = worst(...findings.map((f) => f.status));
     if (status !== 'OK') {
-      const why = findings.filter((f) => f.status === status).map((f) => f.text).join('; ');
+      const why = findings
+        .filter((f) => f.status === status)
+        .map((f) => f.text)
+        .join('; ');
       const summary = `a promotion now would ${status === 'CRITICAL' ? 'fail' : 'need attention'}: ${why}`;
       return { status, summary, details, metrics, lines };
     }

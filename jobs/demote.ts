@@ -31,23 +31,54 @@ export default defineJob({
     const { config } = ctx;
     const standby = requireStandby(config);
     const pid = await standbyMasterPid(standby);
-    if (pid === undefined) return { status: 'OK', summary: `no mfsmaster runs on ${standby.dataPath}; nothing to do`, details: { changed: false } };
+    if (pid === undefined)
+      return {
+        status: 'OK',
+        summary: `no mfsmaster runs on ${standby.dataPath}; nothing to do`,
+        details: { changed: false },
+      };
     // keepalived gives no ordering of notify scripts: when the VIP is back here, a promotion came after this demotion.
     if (standby.vip && !ctx.args.force && (await vipHeld(standby.vip, ctx.signal))) {
-      return { status: 'WARNING', summary: `virtual IP ${standby.vip} is held here: not stopping mfsmaster (pid ${pid}); --force stops it anyway`, details: { pid, changed: false } };
+      return {
+        status: 'WARNING',
+        summary: `virtual IP ${standby.vip} is held here: not stopping mfsmaster (pid ${pid}); --force stops it anyway`,
+        details: { pid, changed: false },
+      };
     }
-    const status = await masterStatus({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, generation: config.moosefs.generation }).catch(() => undefined);
+    const status = await masterStatus({
+      host: standby.cliHost,
+      port: standby.cliPort,
+      bin: config.mfscliBin,
+      timeoutMs: 3_000,
+      generation: config.moosefs.generation,
+    }).catch(() => undefined);
     const version = status?.metadataVersion;
     // Stopped the way its own generation is (1.6.4 takes `-s`; the word `stop` would restart it).
-    const generation = status?.generation ?? (config.moosefs.generation === 'auto' ? undefined : generationNamed(config.moosefs.generation));
+    const generation =
+      status?.generation ??
+      (config.moosefs.generation === 'auto' ? undefined : generationNamed(config.moosefs.generation));
     const bin = generation ? binariesFor(config, generation).mfsmaster : standby.mfsmasterBin;
     const at = version === undefined ? '' : ` at metadata version ${version}`;
-    if (ctx.dryRun) return { status: 'OK', summary: `dry run: would stop mfsmaster (pid ${pid})${at}`, details: { pid, changed: false } };
-    const res = await stopMaster({ configFile: standby.masterConfig, bin, generation, timeoutMs: ctx.options.stopTimeoutSeconds * 1000 });
+    if (ctx.dryRun)
+      return {
+        status: 'OK',
+        summary: `dry run: would stop mfsmaster (pid ${pid})${at}`,
+        details: { pid, changed: false },
+      };
+    const res = await stopMaster({
+      configFile: standby.masterConfig,
+      bin,
+      generation,
+      timeoutMs: ctx.options.stopTimeoutSeconds * 1000,
+    });
     const deadline = Date.now() + 10_000;
     while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     if (processAlive(pid)) {
-      return { status: 'CRITICAL', summary: `mfsmaster (pid ${pid}) still runs after "mfsmaster stop": ${mfsmasterErrorLine(res.output)}`, details: { pid, changed: false } };
+      return {
+        status: 'CRITICAL',
+        summary: `mfsmaster (pid ${pid}) still runs after "mfsmaster stop": ${mfsmasterErrorLine(res.output)}`,
+        details: { pid, changed: false },
+      };
     }
     const image = await fs.stat(path.join(standby.dataPath, 'metadata.mfs')).catch(() => undefined);
     const kept = image ? 'metadata.mfs written, ' : '';

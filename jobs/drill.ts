@@ -11,7 +11,15 @@ import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { describeImageVersion, restoreFrom, type ImageHeader } from '../lib/moosefs/metadata.js';
 import { generalInfo } from '../lib/moosefs/mfscli.js';
-import { dataPathOf, masterStatus, masterVersion, targetOf, waitServing, type MasterStatus, type MasterTarget } from '../lib/moosefs/master.js';
+import {
+  dataPathOf,
+  masterStatus,
+  masterVersion,
+  targetOf,
+  waitServing,
+  type MasterStatus,
+  type MasterTarget,
+} from '../lib/moosefs/master.js';
 import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
 import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
@@ -22,7 +30,17 @@ import { RestorePointRefused } from '../lib/store/identity.js';
 import { describeTarget, parseTarget, TARGET_ARGS, type RestoreTarget } from '../lib/restore/target.js';
 import type { PlacedRestorePoint } from '../lib/restore/restorepoint.js';
 import { chooseSource, describeSource, identityGate, place, type RestoreSource } from '../lib/restore/source.js';
-import { countsFromInfo, drillVerdict, formatCounts, metricsOf, restorePointTime, seconds, type Counts, type LiveMaster, type Timings } from '../lib/drill/verdict.js';
+import {
+  countsFromInfo,
+  drillVerdict,
+  formatCounts,
+  metricsOf,
+  restorePointTime,
+  seconds,
+  type Counts,
+  type LiveMaster,
+  type Timings,
+} from '../lib/drill/verdict.js';
 import {
   checkScratchRoot,
   createScratch,
@@ -45,11 +63,16 @@ const SCRATCH_PREFIX = 'drill';
 const port = z.union([z.literal('auto'), z.number().int().min(1).max(65535)]).default('auto');
 const drillOptions = jobOptionsSchema({
   /** Parent of the scratch DATA_PATHs (default `<stateDir>/drill`); never inside a production DATA_PATH. */
-  scratchDir: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+  scratchDir: z
+    .string()
+    .refine((p) => path.isAbsolute(p), 'expected an absolute path')
+    .optional(),
   /** Metalogger (or master) to drill from when no flag says otherwise; default: the newest snapshot. */
   from: z.string().min(1).optional(),
   /** The scratch master's MATOML/MATOCS/MATOCL_LISTEN_PORT on 127.0.0.1. */
-  ports: z.strictObject({ matoml: port, matocs: port, matocl: port }).default({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }),
+  ports: z
+    .strictObject({ matoml: port, matocs: port, matocl: port })
+    .default({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }),
   mfsmasterBin: z.string().min(1).optional(),
   restoreTimeoutSeconds: z.number().positive().default(3600),
   servingTimeoutSeconds: z.number().positive().default(120),
@@ -94,7 +117,8 @@ async function liveMaster(ctx: Ctx): Promise<LiveMaster | undefined> {
 
 /** Counts as the master reported them; a master asked through mfscli (3.0) is asked once more (-SIG). */
 async function countsOf(status: MasterStatus, target: MasterTarget): Promise<Counts> {
-  if (status.fsObjects !== undefined) return { fsObjects: status.fsObjects, directories: status.directories, files: status.files };
+  if (status.fsObjects !== undefined)
+    return { fsObjects: status.fsObjects, directories: status.directories, files: status.files };
   return countsFromInfo(await generalInfo(target));
 }
 
@@ -162,49 +186,111 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   let cut: Restored['cut'];
   if (cutTarget.kind !== 'newest' && copied.header && copied.chain) {
     const imageVersion = restoreFrom(copied.header);
-    const result = await cutChain({ dir: scratch.dataPath, changelogs: copied.changelogs, imageName: copied.image, imageVersion, target: cutTarget, where: describeSource(source), signal: ctx.signal });
+    const result = await cutChain({
+      dir: scratch.dataPath,
+      changelogs: copied.changelogs,
+      imageName: copied.image,
+      imageVersion,
+      target: cutTarget,
+      where: describeSource(source),
+      signal: ctx.signal,
+    });
     const version = result.outcome.targetVersion;
     // Damage after the target is never applied; damage before it was refused.
-    placed = { ...copied, changelogs: result.changelog ? [result.changelog] : [], chain: { ...copied.chain, reached: version, newest: version, holes: [] }, damage: [] };
+    placed = {
+      ...copied,
+      changelogs: result.changelog ? [result.changelog] : [],
+      chain: { ...copied.chain, reached: version, newest: version, holes: [] },
+      damage: [],
+    };
     cut = { target: cutTarget, result };
   }
   const copyMs = Date.now() - copyStartedMs;
-  ctx.log.info('restore point copied', { source: describeSource(source), image: placed.image, imageVersion: placed.header?.version, changelogs: placed.changelogs.length, bytes: placed.bytes, expectedVersion: placed.chain?.newest });
+  ctx.log.info('restore point copied', {
+    source: describeSource(source),
+    image: placed.image,
+    imageVersion: placed.header?.version,
+    changelogs: placed.changelogs.length,
+    bytes: placed.bytes,
+    expectedVersion: placed.chain?.newest,
+  });
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
   const binaries = await restoringBinaries(config, placed.header?.magic, placed.image, options.mfsmasterBin);
   await writeScratchConfig(scratch, ports, binaries.generation);
-  const target: MasterTarget = { host: SCRATCH_HOST, port: ports.matocl, bin: config.mfscliBin, generation: config.moosefs.generation };
-  const answers = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
+  const target: MasterTarget = {
+    host: SCRATCH_HOST,
+    port: ports.matocl,
+    bin: config.mfscliBin,
+    generation: config.moosefs.generation,
+  };
+  const answers = () =>
+    masterStatus({ ...target, timeoutMs: 1_000 }).then(
+      () => true,
+      () => false,
+    );
   const files = { dataPath: scratch.dataPath, image: placed.image, changelogs: placed.changelogs };
-  const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: options.restoreTimeoutSeconds * 1000, signal: ctx.signal, ready: answers });
+  const start = await restoreAndStart(binaries, scratch.configFile, files, {
+    timeoutMs: options.restoreTimeoutSeconds * 1000,
+    signal: ctx.signal,
+    ready: answers,
+  });
   await fs.writeFile(path.join(scratch.dir, 'mfsmaster-restore.log'), start.output, { mode: 0o600 });
   if (start.code !== 0) {
-    const holes = placed.chain?.holes.length ? ` (chain check: missing versions ${placed.chain.holes.map(formatHole).join(', ')})` : '';
+    const holes = placed.chain?.holes.length
+      ? ` (chain check: missing versions ${placed.chain.holes.map(formatHole).join(', ')})`
+      : '';
     const image = placed.imageProblem ? ` (image check: ${placed.imageProblem})` : '';
-    throw new RestoreFailed(start.command, `${start.command} failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`);
+    throw new RestoreFailed(
+      start.command,
+      `${start.command} failed: ${mfsmasterErrorLine(start.output)}${holes}${image}`,
+    );
   }
   const { chain, header } = placed;
-  if (!chain || !header) throw new RestoreFailed(start.command, `${start.command} accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`);
+  if (!chain || !header)
+    throw new RestoreFailed(
+      start.command,
+      `${start.command} accepted ${placed.image}, but mfs-jobs cannot read it: ${placed.imageProblem}`,
+    );
   const servingStartedMs = Date.now();
   const status = await waitServing({ ...target, timeoutMs: options.servingTimeoutSeconds * 1000, signal: ctx.signal });
   const timings: Timings = { copyMs, restoreMs: start.durationMs, servingMs: Date.now() - servingStartedMs };
   // A 1.x master does not report its version: what mfsmetarestore wrote is what it serves.
   const served = status.metadataVersion ?? start.restoredVersion;
-  if (served === undefined) throw new RestoreFailed(start.command, `${start.command} succeeded, but the restored metadata version is unknown`);
+  if (served === undefined)
+    throw new RestoreFailed(start.command, `${start.command} succeeded, but the restored metadata version is unknown`);
   // Past the chain's newest only by the master's own housekeeping (4.x writes IDLE() at its first tick): the restore reached the chain.
   const own = await selfChangesSince(scratch.dataPath, binaries.generation, chain.newest, served);
   const version = own?.restoredVersion ?? served;
   const selfChanges = own?.ops ?? [];
-  return { placed, chain, header, version, selfChanges, counts: await countsOf(status, target), generation: `MooseFS ${status.softwareVersion}`, timings, copyStartedMs, cut };
+  return {
+    placed,
+    chain,
+    header,
+    version,
+    selfChanges,
+    counts: await countsOf(status, target),
+    generation: `MooseFS ${status.softwareVersion}`,
+    timings,
+    copyStartedMs,
+    cut,
+  };
 }
 
 /** ", then N more of its own (IDLE)" when the scratch master had already changed something by itself. */
 function selfChangesNote(r: Restored): string {
-  return r.selfChanges.length ? `, then ${r.selfChanges.length} change(s) of its own (${[...new Set(r.selfChanges)].join(', ')})` : '';
+  return r.selfChanges.length
+    ? `, then ${r.selfChanges.length} change(s) of its own (${[...new Set(r.selfChanges)].join(', ')})`
+    : '';
 }
 
 /** The drill's result: the restored master compared with its chain and with the live master. */
-function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMaster | undefined, ports: ScratchPorts): JobResult {
+function drillResult(
+  ctx: Ctx,
+  source: RestoreSource,
+  r: Restored,
+  live: LiveMaster | undefined,
+  ports: ScratchPorts,
+): JobResult {
   const { placed, chain, header, timings } = r;
   const ageSeconds = (Date.now() - restorePointTime(source, r.copyStartedMs)) / 1000;
   const rtoSeconds = seconds(timings.copyMs + timings.restoreMs + timings.servingMs);
@@ -215,7 +301,10 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
     { ...facts, restorePointAgeSeconds: stateAgeSeconds, damage: placed.damage },
     ctx.options,
   );
-  const rpo = live && verdict.rpoVersions !== undefined ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})` : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
+  const rpo =
+    live && verdict.rpoVersions !== undefined
+      ? `RPO ${verdict.rpoVersions} versions / ${verdict.rpoSeconds} s (live master ${live.name} at ${live.version})`
+      : `RPO unknown (no live master answers; restore point ${Math.round(ageSeconds)} s old)`;
   const summary = `${describeSource(source, true)} restored to metadata version ${r.version} and served; RTO ${rtoSeconds.toFixed(1)} s; ${rpo}`;
   return {
     status: verdict.status,
@@ -228,7 +317,9 @@ function drillResult(ctx: Ctx, source: RestoreSource, r: Restored, live: LiveMas
       `chain: newest version ${chain.newest}; scratch master (${r.generation}) served ${r.version} on ${SCRATCH_HOST}:${ports.matocl}${selfChangesNote(r)}`,
       `RTO ${rtoSeconds.toFixed(2)} s = copy ${seconds(timings.copyMs)} s + restore ${seconds(timings.restoreMs)} s + serving ${seconds(timings.servingMs)} s`,
       `restored: ${formatCounts(r.counts)}`,
-      live ? `live master ${live.name} (version ${live.version}): ${formatCounts(live.counts)}` : 'live master: none answers, no comparison',
+      live
+        ? `live master ${live.name} (version ${live.version}): ${formatCounts(live.counts)}`
+        : 'live master: none answers, no comparison',
     ],
     details: {
       source: describeSource(source),
@@ -268,7 +359,8 @@ function cutLine(cut: NonNullable<Restored['cut']>): string {
 }
 
 function leftoverLine(l: Leftover): string {
-  const stopped = l.pid !== undefined ? `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})` : '';
+  const stopped =
+    l.pid !== undefined ? `stopped a scratch master left by an earlier drill (pid ${l.pid}, ${l.dir})` : '';
   const removed = l.removed ? `removed the scratch of an interrupted drill (${l.dir})` : '';
   return [stopped, removed].filter(Boolean).join('; ');
 }
@@ -298,12 +390,17 @@ export default defineJob({
     await checkScratchRoot(config, root, rootKey);
     if (ctx.dryRun) {
       const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
-      return { status: 'OK', summary: `dry run: would restore ${describeSource(source)} into a scratch master on ${SCRATCH_HOST}:${ports.matocl} under ${root}`, details: { source: describeSource(source), ports } };
+      return {
+        status: 'OK',
+        summary: `dry run: would restore ${describeSource(source)} into a scratch master on ${SCRATCH_HOST}:${ports.matocl} under ${root}`,
+        details: { source: describeSource(source), ports },
+      };
     }
     // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
     const leftovers = await clearLeftovers(root, SCRATCH_PREFIX);
     for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
-    for (const table of await ScratchGuard.clearStale()) ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
+    for (const table of await ScratchGuard.clearStale())
+      ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
     const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
     // Up before anything is copied, and before the scratch master listens.
     const guarded = await guardScratch(ctx, ports);

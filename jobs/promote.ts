@@ -53,7 +53,10 @@ const options = jobOptionsSchema({
   /** mfsmaster -a and the first mfscli answer. */
   startTimeoutSeconds: z.number().positive().default(600),
   /** Restore only this filesystem (hex metaid as in the image header), whatever else sources hold. */
-  metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional(),
+  metaid: z
+    .string()
+    .regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid')
+    .optional(),
   /**
    * When fencing refuses because the old master still serves (a partition: this standby stopped hearing
    * its adverts), take standby.vip off this host again, so that clients keep reaching the live master.

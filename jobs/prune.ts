@@ -5,7 +5,15 @@ import { defineJob, worst, type JobContext, type JobResult, type Metric, type St
 import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { DataPathTarget } from '../lib/prune/datapath.js';
-import { describeFile, formatBytes, planLine, planPrune, type PlanEntry, type PrunePlan, type PruneRules } from '../lib/prune/plan.js';
+import {
+  describeFile,
+  formatBytes,
+  planLine,
+  planPrune,
+  type PlanEntry,
+  type PrunePlan,
+  type PruneRules,
+} from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
@@ -41,13 +49,26 @@ interface TargetOutcome {
 
 type TargetOpener = { name: string; open: (signal: AbortSignal) => Promise<PruneTarget> };
 
-function selectTargets(config: Config, o: PruneOptions, dryRun: boolean, identity: ClusterIdentity | undefined): TargetOpener[] {
+function selectTargets(
+  config: Config,
+  o: PruneOptions,
+  dryRun: boolean,
+  identity: ClusterIdentity | undefined,
+): TargetOpener[] {
   const out: TargetOpener[] = [];
   const store = config.snapshotStore;
-  if (o.snapshotStore && store) out.push({ name: 'store', open: async () => new SnapshotStoreTarget(store.path, dryRun, identity, await storeKeys(config)) });
+  if (o.snapshotStore && store)
+    out.push({
+      name: 'store',
+      open: async () => new SnapshotStoreTarget(store.path, dryRun, identity, await storeKeys(config)),
+    });
   o.dataPaths.forEach((name, i) => {
     const host = allHosts(config).find((h) => h.name === name);
-    if (!host) throw new ConfigError(`jobs.prune.dataPaths.${i}`, `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`);
+    if (!host)
+      throw new ConfigError(
+        `jobs.prune.dataPaths.${i}`,
+        `${config.file}: jobs.prune.dataPaths.${i}: no master or metalogger named "${name}"`,
+      );
     out.push({ name, open: (signal) => DataPathTarget.open(config, host, signal) });
   });
   return out;
@@ -78,7 +99,13 @@ async function pruneTarget(ctx: JobContext<PruneOptions>, opener: TargetOpener):
       await target.remove(plan.delete, ctx.signal, (r) => {
         removals.push(r);
         const e = r.entry;
-        if (r.deleted) ctx.log.info(`deleted ${name}: ${describeFile(e)}`, { target: name, file: e.name, versions: e.versions, bytes: e.size });
+        if (r.deleted)
+          ctx.log.info(`deleted ${name}: ${describeFile(e)}`, {
+            target: name,
+            file: e.name,
+            versions: e.versions,
+            bytes: e.size,
+          });
         else ctx.log.warn(`left ${name}: ${describeFile(e)}: ${r.skipped}`, { target: name, file: e.name });
       });
     }
@@ -87,9 +114,27 @@ async function pruneTarget(ctx: JobContext<PruneOptions>, opener: TargetOpener):
     return { target: opener.name, where: target.where, status, plan, removals };
   } catch (err) {
     const done = removals.filter((r) => r.deleted).length;
-    if (err instanceof TargetChanged) return { target: opener.name, where: target?.where ?? '', status: 'WARNING', error: `${err.message}: nothing deleted, the next run retries`, plan, removals };
-    const what = plan && !ctx.dryRun ? `stopped while deleting (${done} files deleted before)` : 'refusing to prune, nothing deleted';
-    return { target: opener.name, where: target?.where ?? '', status: 'CRITICAL', error: `${what}: ${describeError(err)}`, plan, removals };
+    if (err instanceof TargetChanged)
+      return {
+        target: opener.name,
+        where: target?.where ?? '',
+        status: 'WARNING',
+        error: `${err.message}: nothing deleted, the next run retries`,
+        plan,
+        removals,
+      };
+    const what =
+      plan && !ctx.dryRun
+        ? `stopped while deleting (${done} files deleted before)`
+        : 'refusing to prune, nothing deleted';
+    return {
+      target: opener.name,
+      where: target?.where ?? '',
+      status: 'CRITICAL',
+      error: `${what}: ${describeError(err)}`,
+      plan,
+      removals,
+    };
   } finally {
     await target?.close().catch(() => undefined);
   }
@@ -107,8 +152,14 @@ function report(outcomes: TargetOutcome[], dryRun: boolean): JobResult {
     return [
       metric('freed_bytes', freedBytes(o), { labels }),
       metric('deleted_files', o.removals.filter((r) => r.deleted).length, { labels }),
-      metric('kept_bytes', o.plan ? o.plan.bytesKept + o.removals.filter((r) => !r.deleted).reduce((s, r) => s + r.entry.size, 0) : NaN, { labels }),
-      metric('retained_restore_points', o.plan ? o.plan.restorePoints.filter((r) => r.retained).length : NaN, { labels }),
+      metric(
+        'kept_bytes',
+        o.plan ? o.plan.bytesKept + o.removals.filter((r) => !r.deleted).reduce((s, r) => s + r.entry.size, 0) : NaN,
+        { labels },
+      ),
+      metric('retained_restore_points', o.plan ? o.plan.restorePoints.filter((r) => r.retained).length : NaN, {
+        labels,
+      }),
     ];
   });
   const details = { dryRun, targets: outcomes.map(targetDetails) };
@@ -122,11 +173,20 @@ function summaryOf(outcomes: TargetOutcome[], dryRun: boolean, status: Status): 
   const count = dryRun ? planned.length : outcomes.reduce((s, o) => s + o.removals.filter((r) => r.deleted).length, 0);
   const perTarget = outcomes
     .filter((o) => !o.error)
-    .map((o) => `${o.target} ${dryRun ? (o.plan?.delete.length ?? 0) : o.removals.filter((r) => r.deleted).length} deleted, ${o.plan?.keep.length ?? 0} kept`)
+    .map(
+      (o) =>
+        `${o.target} ${dryRun ? (o.plan?.delete.length ?? 0) : o.removals.filter((r) => r.deleted).length} deleted, ${o.plan?.keep.length ?? 0} kept`,
+    )
     .join('; ');
-  const done = count === 0 ? `nothing to prune (${perTarget})` : `${dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} in ${count} files (${perTarget})`;
+  const done =
+    count === 0
+      ? `nothing to prune (${perTarget})`
+      : `${dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} in ${count} files (${perTarget})`;
   if (problems.length > 0) return `${problems.join('; ')}${perTarget ? `; ${done}` : ''}`;
-  const warning = outcomes.flatMap((o) => [...(o.plan?.warnings ?? []).map((w) => `${o.target}: ${w}`), ...o.removals.filter((r) => r.skipped).map((r) => `${o.target}: left ${r.entry.name}: ${r.skipped}`)]);
+  const warning = outcomes.flatMap((o) => [
+    ...(o.plan?.warnings ?? []).map((w) => `${o.target}: ${w}`),
+    ...o.removals.filter((r) => r.skipped).map((r) => `${o.target}: left ${r.entry.name}: ${r.skipped}`),
+  ]);
   return status === 'WARNING' && warning[0] ? `${done}; ${warning[0]}` : done;
 }
 
@@ -135,10 +195,18 @@ function targetLines(o: TargetOutcome, dryRun: boolean): string[] {
   const head = o.where || o.target;
   if (!o.plan) return [`${head}: ${o.error ?? 'no plan'}`];
   const removal = new Map(o.removals.map((r) => [r.entry.name, r]));
-  const verb = (e: PlanEntry) => (dryRun ? 'would delete' : removal.get(e.name)?.deleted ? 'deleted' : `left (${removal.get(e.name)?.skipped ?? 'not reached'})`);
+  const verb = (e: PlanEntry) =>
+    dryRun
+      ? 'would delete'
+      : removal.get(e.name)?.deleted
+        ? 'deleted'
+        : `left (${removal.get(e.name)?.skipped ?? 'not reached'})`;
   return [
     `${head}: newest version ${o.plan.newest}${o.error ? `; ${o.error}` : ''}`,
-    ...o.plan.restorePoints.map((r) => `  restore point ${r.name} v${r.version}: ${r.retained ? 'retained' : 'not retained'}, ${r.reason}; reaches ${r.reaches}`),
+    ...o.plan.restorePoints.map(
+      (r) =>
+        `  restore point ${r.name} v${r.version}: ${r.retained ? 'retained' : 'not retained'}, ${r.reason}; reaches ${r.reaches}`,
+    ),
     ...o.plan.delete.map((e) => `  ${planLine(e, verb(e))}`),
     ...o.plan.keep.map((e) => `  ${planLine(e, 'keep')}`),
     ...o.plan.warnings.map((w) => `  warning: ${w}`),
@@ -146,7 +214,13 @@ function targetLines(o: TargetOutcome, dryRun: boolean): string[] {
 }
 
 function targetDetails(o: TargetOutcome): Record<string, unknown> {
-  const entry = (e: PlanEntry) => ({ name: e.name, kind: e.kind, versions: e.versions, bytes: e.size, reason: e.reason });
+  const entry = (e: PlanEntry) => ({
+    name: e.name,
+    kind: e.kind,
+    versions: e.versions,
+    bytes: e.size,
+    reason: e.reason,
+  });
   return {
     target: o.target,
     where: o.where,
@@ -173,11 +247,22 @@ export default defineJob({
   options,
   async run(ctx) {
     const targets = selectTargets(ctx.config, ctx.options, ctx.dryRun, await clusterIdentity(ctx.config));
-    if (targets.length === 0) return { status: 'UNKNOWN', summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty' };
+    if (targets.length === 0)
+      return {
+        status: 'UNKNOWN',
+        summary: 'nothing to prune: no snapshotStore configured and jobs.prune.dataPaths is empty',
+      };
     const outcomes: TargetOutcome[] = [];
     for (const open of targets) {
       // Stopped (SIGTERM, timeout): finish nothing new; what is done is reported.
-      if (ctx.signal.aborted) outcomes.push({ target: open.name, where: '', status: 'WARNING', error: 'not started: the run was aborted', removals: [] });
+      if (ctx.signal.aborted)
+        outcomes.push({
+          target: open.name,
+          where: '',
+          status: 'WARNING',
+          error: 'not started: the run was aborted',
+          removals: [],
+        });
       else outcomes.push(await pruneTarget(ctx, open));
     }
     return report(outcomes, ctx.dryRun);

@@ -29,14 +29,28 @@ import { listSnapshots } from '../lib/store/manifest.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { openSource } from '../lib/transport/remote.js';
 import { cutChain, CutRefused, type CutResult } from '../lib/restore/cut-files.js';
-import { checkTrash, describeTarget, parseTarget, TARGET_ARGS, type ChangeRef, type RestoreTarget, type TrashCheck } from '../lib/restore/target.js';
+import {
+  checkTrash,
+  describeTarget,
+  parseTarget,
+  TARGET_ARGS,
+  type ChangeRef,
+  type RestoreTarget,
+  type TrashCheck,
+} from '../lib/restore/target.js';
 import { describeImageVersion, restoreFrom } from '../lib/moosefs/metadata.js';
 
 const restoreOptions = jobOptionsSchema({
   /** Parent of the staging directories (default `<stateDir>/restore`); never inside the DATA_PATH restored. */
-  scratchDir: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+  scratchDir: z
+    .string()
+    .refine((p) => path.isAbsolute(p), 'expected an absolute path')
+    .optional(),
   /** The restored master's mfsmaster.cfg (its DATA_PATH must be --data-path); default standby.masterConfig, else /etc/mfs/mfsmaster.cfg. */
-  masterConfig: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+  masterConfig: z
+    .string()
+    .refine((p) => path.isAbsolute(p), 'expected an absolute path')
+    .optional(),
   mfsmasterBin: z.string().min(1).optional(),
   restoreTimeoutSeconds: z.number().positive().default(3600),
   servingTimeoutSeconds: z.number().positive().default(120),
@@ -70,7 +84,11 @@ const change = (c: ChangeRef) => `version ${c.version} at ${iso(c.timestamp)} ($
 async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSource[]> {
   const { args, config } = ctx;
   const given = [args.snapshot !== undefined, args.from !== undefined, args.latest === true].filter(Boolean).length;
-  if (given === 0) throw new UsageError('--latest', 'say which restore point to restore from: --snapshot ID, --latest or --from SOURCE');
+  if (given === 0)
+    throw new UsageError(
+      '--latest',
+      'say which restore point to restore from: --snapshot ID, --latest or --from SOURCE',
+    );
   const first = await chooseSource(config, { key: '--from' }, args);
   if (first.kind !== 'snapshot' || args.latest !== true || target.kind === 'newest') return [first];
   const { snapshots } = await listSnapshots(config.snapshotStore!.path, await storeKeys(config));
@@ -83,15 +101,22 @@ async function candidates(ctx: Ctx, target: RestoreTarget): Promise<RestoreSourc
 
 /** The DATA_PATH to restore into: a directory no master or metalogger runs in (created when missing). */
 async function checkDataPath(dataPath: string): Promise<void> {
-  const st = await fs.stat(dataPath).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+  const st = await fs
+    .stat(dataPath)
+    .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
   if (st && !st.isDirectory()) throw new UsageError('--data-path', `--data-path ${dataPath} is not a directory`);
   if (!st) {
     const parent = await fs.stat(path.dirname(dataPath)).catch(() => undefined);
-    if (!parent?.isDirectory()) throw new UsageError('--data-path', `--data-path ${dataPath}: neither it nor its parent directory exists`);
+    if (!parent?.isDirectory())
+      throw new UsageError('--data-path', `--data-path ${dataPath}: neither it nor its parent directory exists`);
     return;
   }
   const pid = await runningMasterPid(dataPath);
-  if (pid !== undefined) throw new ProcessError(dataPath, `${dataPath}: an mfsmaster runs in this DATA_PATH (pid ${pid}, ${path.join(dataPath, '.mfsmaster.lock')}): stop it first; restore never writes into a running master's DATA_PATH`);
+  if (pid !== undefined)
+    throw new ProcessError(
+      dataPath,
+      `${dataPath}: an mfsmaster runs in this DATA_PATH (pid ${pid}, ${path.join(dataPath, '.mfsmaster.lock')}): stop it first; restore never writes into a running master's DATA_PATH`,
+    );
   const mlPid = (await daemonLock(dataPath, 'mfsmetalogger')).pid;
   if (mlPid !== undefined) {
     const why = `an mfsmetalogger runs in this DATA_PATH (pid ${mlPid}): restore into a master's DATA_PATH of its own`;
@@ -121,9 +146,21 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       let imageVersion: number | undefined;
       try {
         const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate, who: 'the restore' });
-        if (!placed.header) throw new ChainError(path.join(dir, placed.image), `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`);
+        if (!placed.header)
+          throw new ChainError(
+            path.join(dir, placed.image),
+            `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`,
+          );
         imageVersion = restoreFrom(placed.header);
-        const cut = await cutChain({ dir, changelogs: placed.changelogs, imageName: placed.image, imageVersion, target, where: describeSource(source), signal: ctx.signal });
+        const cut = await cutChain({
+          dir,
+          changelogs: placed.changelogs,
+          imageName: placed.image,
+          imageVersion,
+          target,
+          where: describeSource(source),
+          signal: ctx.signal,
+        });
         return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
       } catch (caught) {
         await fs.rm(dir, { recursive: true, force: true });
@@ -131,9 +168,17 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
         if (!(err instanceof CutRefused && err.refusal.beforeImage)) throw err;
         skipped.push(`${describeSource(source)}: ${err.message}`);
         // A DATA_PATH with an older image still in it: try that one (a time target learns only now that it is needed).
-        if (source.kind === 'datapath' && imageVersion !== undefined && imageVersion > 1 && (await olderImageIn(ctx, source, imageVersion))) {
+        if (
+          source.kind === 'datapath' &&
+          imageVersion !== undefined &&
+          imageVersion > 1 &&
+          (await olderImageIn(ctx, source, imageVersion))
+        ) {
           maxImageVersion = imageVersion - 1;
-          ctx.log.info('image is newer than the target, trying an older image of the same DATA_PATH', { source: describeSource(source), below: imageVersion });
+          ctx.log.info('image is newer than the target, trying an older image of the same DATA_PATH', {
+            source: describeSource(source),
+            below: imageVersion,
+          });
           continue;
         }
         if (i === sources.length - 1) throw err;
@@ -154,12 +199,18 @@ function tooNew(target: RestoreTarget, source: RestoreSource, e: ImagesTooNew): 
 }
 
 /** Does the DATA_PATH hold a valid image older than `version` (before copying it)? */
-async function olderImageIn(ctx: Ctx, source: Extract<RestoreSource, { kind: 'datapath' }>, version: number): Promise<boolean> {
+async function olderImageIn(
+  ctx: Ctx,
+  source: Extract<RestoreSource, { kind: 'datapath' }>,
+  version: number,
+): Promise<boolean> {
   const files = await openSource(ctx.config, source.host, ctx.signal);
   try {
     const listing = await listDataPath(files, source.host.dataPath);
     for (const e of listing.images) {
-      const header = await readSourceImageHeader(files, path.posix.join(source.host.dataPath, e.name), e.size).catch(() => undefined);
+      const header = await readSourceImageHeader(files, path.posix.join(source.host.dataPath, e.name), e.size).catch(
+        () => undefined,
+      );
       if (header && !header.empty && header.version < version) return true;
     }
     return false;
@@ -169,7 +220,12 @@ async function olderImageIn(ctx: Ctx, source: Extract<RestoreSource, { kind: 'da
 }
 
 /** The binaries that will restore this image here; without an installed mfsmaster, the newest generation writing its magic (for the command shown). */
-async function binariesFor(ctx: Ctx, magic: string, where: string, needed: boolean): Promise<{ binaries?: Binaries; generation: Generation }> {
+async function binariesFor(
+  ctx: Ctx,
+  magic: string,
+  where: string,
+  needed: boolean,
+): Promise<{ binaries?: Binaries; generation: Generation }> {
   try {
     const binaries = await restoringBinaries(ctx.config, magic, where, ctx.options.mfsmasterBin);
     return { binaries, generation: binaries.generation };
@@ -187,7 +243,8 @@ function masterConfigOf(ctx: Ctx, dataPath: string): { file: string; key: string
   const { args, options, config } = ctx;
   if (typeof args.masterConfig === 'string') return { file: path.resolve(args.masterConfig), key: '--master-config' };
   if (options.masterConfig) return { file: options.masterConfig, key: 'jobs.restore.masterConfig' };
-  if (config.standby && path.resolve(config.standby.dataPath) === dataPath) return { file: config.standby.masterConfig, key: 'standby.masterConfig' };
+  if (config.standby && path.resolve(config.standby.dataPath) === dataPath)
+    return { file: config.standby.masterConfig, key: 'standby.masterConfig' };
   return { file: DEFAULT_MASTER_CONFIG, key: '--master-config' };
 }
 
@@ -239,7 +296,13 @@ async function startPlan(ctx: Ctx, s: StartFacts): Promise<StartPlan> {
 }
 
 /** The command that restores and starts the master (shown, or run by --start: restoreCommandLine, one for both). */
-function startCommand(generation: Generation, binaries: Binaries | undefined, configFile: string, dataPath: string, changelog: string | undefined): string {
+function startCommand(
+  generation: Generation,
+  binaries: Binaries | undefined,
+  configFile: string,
+  dataPath: string,
+  changelog: string | undefined,
+): string {
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
   return restoreCommandLine({ ...binaries, generation }, configFile, files);
 }
@@ -253,28 +316,53 @@ interface Started {
 }
 
 /** `--start`: restore and start the master with its config, wait until it serves at the target version. */
-async function startRestored(ctx: Ctx, binaries: Binaries, configFile: string, dataPath: string, changelog: string | undefined, expected: number): Promise<Started> {
+async function startRestored(
+  ctx: Ctx,
+  binaries: Binaries,
+  configFile: string,
+  dataPath: string,
+  changelog: string | undefined,
+  expected: number,
+): Promise<Started> {
   const { generation } = binaries;
   const cfg = await MasterCfg.read(configFile);
   const host = cfg.localHost(generation, 'cl');
   const port = cfg.listenPort(generation, 'cl')!.port;
   const target: MasterTarget = { host, port, bin: binaries.mfscli, generation: ctx.config.moosefs.generation };
-  const ready = () => masterStatus({ ...target, timeoutMs: 1_000 }).then(() => true, () => false);
+  const ready = () =>
+    masterStatus({ ...target, timeoutMs: 1_000 }).then(
+      () => true,
+      () => false,
+    );
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
-  const res = await restoreAndStart(binaries, configFile, files, { timeoutMs: ctx.options.restoreTimeoutSeconds * 1000, signal: ctx.signal, ready });
-  if (res.code !== 0) throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
-  const status = await waitServing({ ...target, timeoutMs: ctx.options.servingTimeoutSeconds * 1000, signal: ctx.signal });
+  const res = await restoreAndStart(binaries, configFile, files, {
+    timeoutMs: ctx.options.restoreTimeoutSeconds * 1000,
+    signal: ctx.signal,
+    ready,
+  });
+  if (res.code !== 0)
+    throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
+  const status = await waitServing({
+    ...target,
+    timeoutMs: ctx.options.servingTimeoutSeconds * 1000,
+    signal: ctx.signal,
+  });
   const served = status.metadataVersion ?? res.restoredVersion ?? expected;
   if (served === expected) return { command: res.commandLine, servedVersion: served, selfChanges: [], host, port };
   const own = await selfChangesSince(dataPath, generation, expected, served);
   if (own) return { command: res.commandLine, servedVersion: served, selfChanges: own.ops, host, port };
-  throw new ProcessError(`${host}:${port}`, `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`);
+  throw new ProcessError(
+    `${host}:${port}`,
+    `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`,
+  );
 }
 
 function leftOutLine(cut: CutResult): string {
   const l = cut.outcome.leftOut;
   if (l.count === 0) return 'left out: nothing (the target is the newest version the restore point holds)';
-  const byOp = Object.entries(l.deletionsByOp).map(([op, n]) => `${op} ${n}`).join(', ');
+  const byOp = Object.entries(l.deletionsByOp)
+    .map(([op, n]) => `${op} ${n}`)
+    .join(', ');
   return `left out: ${l.count} change(s) after the target, from ${change(l.first!)} to ${change(l.last!)}; ${l.deletions} deletion(s)${byOp ? ` (${byOp})` : ''}`;
 }
 
@@ -292,7 +380,12 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const { outcome } = cut;
   const version = outcome.targetVersion;
   const start = ctx.args.start === true;
-  const { binaries, generation } = await binariesFor(ctx, placed.header.magic, `${describeSource(source)}: ${placed.image}`, start);
+  const { binaries, generation } = await binariesFor(
+    ctx,
+    placed.header.magic,
+    `${describeSource(source)}: ${placed.image}`,
+    start,
+  );
   const reachedAt = outcome.lastApplied?.timestamp ?? outcome.imageTimestamp;
   // Files deleted after the target keep their chunks for their trash time from their deletion on.
   const trash = checkTrash({
@@ -306,8 +399,8 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   const plan = await startPlan(ctx, { generation, binaries, dataPath, changelog: cut.changelog });
   // Everything --start needs is checked before DATA_PATH changes.
   if (start && plan.problem) {
-    const need = `--start needs the restored master's mfsmaster.cfg, with DATA_PATH = ` +
-      `${dataPath} (--master-config FILE)`;
+    const need =
+      `--start needs the restored master's mfsmaster.cfg, with DATA_PATH = ` + `${dataPath} (--master-config FILE)`;
     throw new ConfigError(plan.key, `${plan.problem}: ${need}: nothing changed in ${dataPath}`);
   }
   const reached = `metadata version ${version}${reachedAt !== undefined ? ` (last change applied at ${iso(reachedAt)})` : ''}`;
@@ -326,7 +419,12 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     source: describeSource(source),
     image: placed.image,
     imageVersion: placed.header.version,
-    target: target.kind === 'version' ? { toVersion: target.version } : target.kind === 'time' ? { toTime: target.iso } : null,
+    target:
+      target.kind === 'version'
+        ? { toVersion: target.version }
+        : target.kind === 'time'
+          ? { toTime: target.iso }
+          : null,
     restoredVersion: version,
     lastApplied: outcome.lastApplied ? { ...outcome.lastApplied, at: iso(outcome.lastApplied.timestamp) } : null,
     applied: outcome.applied,
@@ -339,10 +437,21 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     passedOver: s.skipped,
   };
   const status: Status = trash.warning ? 'WARNING' : 'OK';
-  const leftOut = outcome.leftOut.count ? `; left out ${outcome.leftOut.count} later change(s), ${outcome.leftOut.deletions} of them deletions` : '';
+  const leftOut = outcome.leftOut.count
+    ? `; left out ${outcome.leftOut.count} later change(s), ${outcome.leftOut.deletions} of them deletions`
+    : '';
   const warn = trash.warning ? ` — WARNING: ${trash.warning}` : '';
   if (ctx.dryRun) {
-    return { status, summary: `dry run: would restore ${describeSource(source)} into ${dataPath} at ${reached}${leftOut}${warn}`, lines: [...lines, `would move ${dataPath}'s content aside, place ${RESTORED_IMAGE}${cut.changelog ? ` and ${cut.changelog}` : ''}; then ${plan.advice}`], details, metrics: metricsOf(version, cut, trash) };
+    return {
+      status,
+      summary: `dry run: would restore ${describeSource(source)} into ${dataPath} at ${reached}${leftOut}${warn}`,
+      lines: [
+        ...lines,
+        `would move ${dataPath}'s content aside, place ${RESTORED_IMAGE}${cut.changelog ? ` and ${cut.changelog}` : ''}; then ${plan.advice}`,
+      ],
+      details,
+      metrics: metricsOf(version, cut, trash),
+    };
   }
 
   // From here on DATA_PATH changes: its old content goes aside (never deleted), then exactly what the restore needs.
@@ -369,20 +478,40 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   } finally {
     await data.close();
   }
-  lines.push(aside.dir ? `moved ${aside.moved.length} existing entr${aside.moved.length === 1 ? 'y' : 'ies'} of ${dataPath} aside into ${aside.dir}` : `${dataPath} was empty`);
+  lines.push(
+    aside.dir
+      ? `moved ${aside.moved.length} existing entr${aside.moved.length === 1 ? 'y' : 'ies'} of ${dataPath} aside into ${aside.dir}`
+      : `${dataPath} was empty`,
+  );
   lines.push(`placed in ${dataPath}: ${placedNames.join(', ')}`);
   Object.assign(details, { placed: placedNames, movedAside: aside.dir ?? null, restoredAt: stamp(new Date()) });
   const metrics = metricsOf(version, cut, trash);
 
   if (!start || !plan.command) {
     lines.push(plan.advice);
-    return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; ${plan.advice}${warn}`, lines, details, metrics };
+    return {
+      status,
+      summary: `${describeSource(source)} restored into ${dataPath} at ${reached}${leftOut}; ${plan.advice}${warn}`,
+      lines,
+      details,
+      metrics,
+    };
   }
   const started = await startRestored(ctx, binaries!, plan.file, dataPath, cut.changelog, version);
-  const own = started.selfChanges.length ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})` : '';
-  lines.push(`started: ${started.command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`);
+  const own = started.selfChanges.length
+    ? `, then ${started.selfChanges.length} change(s) of its own (${[...new Set(started.selfChanges)].join(', ')})`
+    : '';
+  lines.push(
+    `started: ${started.command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`,
+  );
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
-  return { status, summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`, lines, details, metrics: [...metrics, metric('served_version', started.servedVersion)] };
+  return {
+    status,
+    summary: `${describeSource(source)} restored into ${dataPath} at ${reached} and serving on ${started.host}:${started.port}${leftOut}${warn}`,
+    lines,
+    details,
+    metrics: [...metrics, metric('served_version', started.servedVersion)],
+  };
 }
 
 export default defineJob({
@@ -395,14 +524,20 @@ export default defineJob({
   async run(ctx) {
     const { config, options, args } = ctx;
     const target = parseTarget(args, config.timezone);
-    if (typeof args.dataPath !== 'string') throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
+    if (typeof args.dataPath !== 'string')
+      throw new UsageError('--data-path', '--data-path DIR is required: the DATA_PATH to rebuild');
     const dataPath = path.resolve(args.dataPath);
     await checkDataPath(dataPath);
     const root = options.scratchDir ?? path.join(config.stateDir, 'restore');
-    if (isWithin(root, dataPath) || isWithin(dataPath, root)) throw new ConfigError(options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir', `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`);
+    if (isWithin(root, dataPath) || isWithin(dataPath, root))
+      throw new ConfigError(
+        options.scratchDir ? 'jobs.restore.scratchDir' : 'stateDir',
+        `staging directory ${root} and --data-path ${dataPath} overlap: choose another jobs.restore.scratchDir`,
+      );
     await fs.mkdir(root, { recursive: true, mode: DIR_MODE });
     // What a killed run left (the job's lock is ours): only staging copies, never a DATA_PATH.
-    for (const n of await fs.readdir(root)) if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    for (const n of await fs.readdir(root))
+      if (n.startsWith(STAGE_PREFIX)) await fs.rm(path.join(root, n), { recursive: true, force: true });
     const sources = await candidates(ctx, target);
     const staged = await stage(ctx, root, target, sources);
     try {

@@ -15,7 +15,16 @@ import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
 import { judgeArchive, readArchiveFacts } from '../lib/verify/archive-verdict.js';
-import { judgeChunkserver, judgeMetalogger, judgeRetained, judgeSnapshot, summarize, type Finding, type SourceVerdict, type VerifyThresholds } from '../lib/verify/verdict.js';
+import {
+  judgeChunkserver,
+  judgeMetalogger,
+  judgeRetained,
+  judgeSnapshot,
+  summarize,
+  type Finding,
+  type SourceVerdict,
+  type VerifyThresholds,
+} from '../lib/verify/verdict.js';
 
 const options = jobOptionsSchema({
   cliTimeoutSeconds: z.number().positive().default(10),
@@ -44,7 +53,8 @@ const options = jobOptionsSchema({
     ['snapshotAgeWarnHours', 'snapshotAgeCritHours'],
   ];
   for (const [warn, crit] of pairs) {
-    if ((o[warn] as number) > (o[crit] as number)) ctx.addIssue({ code: 'custom', path: [warn], message: `must not exceed ${crit} (${String(o[crit])})` });
+    if ((o[warn] as number) > (o[crit] as number))
+      ctx.addIssue({ code: 'custom', path: [warn], message: `must not exceed ${crit} (${String(o[crit])})` });
   }
 });
 
@@ -62,7 +72,8 @@ interface MasterView {
 /** The newest metadata version any configured master serves, and the metaloggers it lists. */
 async function askMasters(config: Config, o: Options, signal: AbortSignal): Promise<MasterView> {
   if (config.masters.length === 0) return { error: 'no masters configured (masters: in the config)' };
-  const target = (m: Config['masters'][number]) => targetOf(config, m, { timeoutMs: o.cliTimeoutSeconds * 1000, signal });
+  const target = (m: Config['masters'][number]) =>
+    targetOf(config, m, { timeoutMs: o.cliTimeoutSeconds * 1000, signal });
   const answers = await Promise.all(
     config.masters.map(async (m) => {
       try {
@@ -73,7 +84,11 @@ async function askMasters(config: Config, o: Options, signal: AbortSignal): Prom
       }
     }),
   );
-  const up = answers.filter((a): a is { m: Config['masters'][number]; version: number; listsMetaloggers: boolean } => a.version !== undefined).sort((a, b) => b.version - a.version);
+  const up = answers
+    .filter(
+      (a): a is { m: Config['masters'][number]; version: number; listsMetaloggers: boolean } => a.version !== undefined,
+    )
+    .sort((a, b) => b.version - a.version);
   const best = up[0];
   if (!best) return { error: `no master answers: ${answers.map((a) => a.error).join('; ')}` };
   // Before 1.6.5 there are no metaloggers to list (the master does not know the question).
@@ -85,11 +100,18 @@ async function askMasters(config: Config, o: Options, signal: AbortSignal): Prom
   }
 }
 
-async function readMetalogger(config: Config, ml: MetaloggerHost, o: Options, signal: AbortSignal): Promise<{ facts?: DataPathFacts; error?: string }> {
+async function readMetalogger(
+  config: Config,
+  ml: MetaloggerHost,
+  o: Options,
+  signal: AbortSignal,
+): Promise<{ facts?: DataPathFacts; error?: string }> {
   let source;
   try {
     source = await openSource(config, ml, signal);
-    return { facts: await inspectDataPath(source, ml.dataPath, { signal, cutLineRetryMs: o.cutLineRetrySeconds * 1000 }) };
+    return {
+      facts: await inspectDataPath(source, ml.dataPath, { signal, cutLineRetryMs: o.cutLineRetrySeconds * 1000 }),
+    };
   } catch (err) {
     if (signal.aborted) throw err;
     return { error: (err as Error).message };
@@ -101,7 +123,9 @@ async function readMetalogger(config: Config, ml: MetaloggerHost, o: Options, si
 async function connectedState(config: Config, master: MasterView): Promise<ConnectedVerdict | undefined> {
   if (!master.listed) return undefined;
   const listed = await Promise.all(master.listed.map(resolveAddresses));
-  const mls = await Promise.all(config.metaloggers.map(async (m) => ({ name: m.name, ...(await resolveAddresses(m.host)) })));
+  const mls = await Promise.all(
+    config.metaloggers.map(async (m) => ({ name: m.name, ...(await resolveAddresses(m.host)) })),
+  );
   return matchConnected(mls, listed);
 }
 
@@ -110,29 +134,62 @@ async function connectedState(config: Config, master: MasterView): Promise<Conne
  * (each a restore point promote, drill and restore may pick): all checked, the unchanged ones from
  * the cache (lib/verify/snapshot-cache.ts).
  */
-async function verifySnapshotStore(config: Config, store: string, masterVersion: number | undefined, t: VerifyThresholds, o: Options, signal: AbortSignal): Promise<{ verdict: SourceVerdict; retained?: SourceVerdict; facts?: SnapshotFacts }> {
+async function verifySnapshotStore(
+  config: Config,
+  store: string,
+  masterVersion: number | undefined,
+  t: VerifyThresholds,
+  o: Options,
+  signal: AbortSignal,
+): Promise<{ verdict: SourceVerdict; retained?: SourceVerdict; facts?: SnapshotFacts }> {
   try {
     const keys = await storeKeys(config);
     const { snapshots, broken } = await listSnapshots(store, keys);
-    const sweep = await sweepSnapshots(config.stateDir, store, snapshots, { keys, signal, maxAgeMs: o.snapshotRecheckDays * 86_400_000 });
+    const sweep = await sweepSnapshots(config.stateDir, store, snapshots, {
+      keys,
+      signal,
+      maxAgeMs: o.snapshotRecheckDays * 86_400_000,
+    });
     const facts = sweep.facts[sweep.facts.length - 1];
     const older = sweep.facts.slice(0, -1);
     const verdict = judgeSnapshot({ store, facts, broken, masterVersion, now: Date.now() }, t);
-    const retained = older.length ? judgeRetained({ store, facts: older, rechecked: sweep.rechecked.filter((id) => id !== facts?.snapshot.id), cached: sweep.cached.filter((id) => id !== facts?.snapshot.id) }, t) : undefined;
+    const retained = older.length
+      ? judgeRetained(
+          {
+            store,
+            facts: older,
+            rechecked: sweep.rechecked.filter((id) => id !== facts?.snapshot.id),
+            cached: sweep.cached.filter((id) => id !== facts?.snapshot.id),
+          },
+          t,
+        )
+      : undefined;
     return { verdict, retained, facts };
   } catch (err) {
     if (signal.aborted) throw err;
-    return { verdict: judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t) };
+    return {
+      verdict: judgeSnapshot({ store, broken: [], error: describeError(err), masterVersion, now: Date.now() }, t),
+    };
   }
 }
 
 /** A 1.x chunkserver's changelog_csback files on top of the newest snapshot: the pre-1.6.5 restore point. */
-async function verifyChunkserver(config: Config, cs: ChunkserverHost, snapshot: SnapshotFacts | undefined, masterVersion: number | undefined, o: Options, signal: AbortSignal): Promise<SourceVerdict> {
+async function verifyChunkserver(
+  config: Config,
+  cs: ChunkserverHost,
+  snapshot: SnapshotFacts | undefined,
+  masterVersion: number | undefined,
+  o: Options,
+  signal: AbortSignal,
+): Promise<SourceVerdict> {
   const input = { name: cs.name, host: cs.host, snapshotId: snapshot?.snapshot.id, masterVersion, now: Date.now() };
   let source;
   try {
     source = await openSource(config, cs, signal);
-    const facts = await inspectChunkserver(source, cs.dataPath, snapshot, { signal, cutLineRetryMs: o.cutLineRetrySeconds * 1000 });
+    const facts = await inspectChunkserver(source, cs.dataPath, snapshot, {
+      signal,
+      cutLineRetryMs: o.cutLineRetrySeconds * 1000,
+    });
     return judgeChunkserver({ ...input, facts }, o);
   } catch (err) {
     if (signal.aborted) throw err;
@@ -150,28 +207,52 @@ export default defineJob({
     const { config, options: o, signal } = ctx;
     const t: VerifyThresholds = o;
     const store = config.snapshotStore?.path;
-    if (config.metaloggers.length === 0 && config.chunkservers.length === 0 && !store) return { status: 'UNKNOWN', summary: 'nothing to verify: no metaloggers, chunkservers or snapshotStore in the config' };
+    if (config.metaloggers.length === 0 && config.chunkservers.length === 0 && !store)
+      return {
+        status: 'UNKNOWN',
+        summary: 'nothing to verify: no metaloggers, chunkservers or snapshotStore in the config',
+      };
 
     // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
     const master = await askMasters(config, o, signal);
     const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
-      Promise.all((config.snapshotStore?.copies ?? []).map((c) => checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }))),
+      Promise.all(
+        (config.snapshotStore?.copies ?? []).map((c) =>
+          checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }),
+        ),
+      ),
     ]);
-    const chunkservers = await Promise.all(config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)));
+    const chunkservers = await Promise.all(
+      config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)),
+    );
     // The changelog archive (issue #26), when configured: its end behind the master, per destination.
-    const archives = store && config.jobs.archive ? await readArchiveFacts(config, await storeKeys(config), signal) : [];
+    const archives =
+      store && config.jobs.archive ? await readArchiveFacts(config, await storeKeys(config), signal) : [];
     const links = await connectedState(config, master);
 
     const globalFindings: Finding[] = [];
-    if (master.error) globalFindings.push({ status: 'UNKNOWN', text: `${master.error}: lag behind the master is unknown` });
-    if (master.listError) globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
+    if (master.error)
+      globalFindings.push({ status: 'UNKNOWN', text: `${master.error}: lag behind the master is unknown` });
+    if (master.listError)
+      globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
     for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
 
     const now = Date.now();
     const verdicts = config.metaloggers.map((ml, i) =>
-      judgeMetalogger({ name: ml.name, host: ml.host, metaDownloadFreqHours: ml.metaDownloadFreqHours, ...read[i]!, masterVersion: master.version, connected: links?.connected.get(ml.name), now }, t),
+      judgeMetalogger(
+        {
+          name: ml.name,
+          host: ml.host,
+          metaDownloadFreqHours: ml.metaDownloadFreqHours,
+          ...read[i]!,
+          masterVersion: master.version,
+          connected: links?.connected.get(ml.name),
+          now,
+        },
+        t,
+      ),
     );
     verdicts.push(...chunkservers);
     if (snapshot) verdicts.push(snapshot.verdict);
@@ -179,12 +260,34 @@ export default defineJob({
     verdicts.push(...archives.map((a) => judgeArchive(a, master.version, Date.now(), t)));
     // Last: details.copies below takes the copies' verdicts from the end.
     verdicts.push(...copies.map((c) => judgeCopy(c, t)));
-    for (const v of verdicts) ctx.log.debug('source verified', { source: v.name, status: v.status, headline: v.headline, findings: v.findings.length });
+    for (const v of verdicts)
+      ctx.log.debug('source verified', {
+        source: v.name,
+        status: v.status,
+        headline: v.headline,
+        findings: v.findings.length,
+      });
 
     const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
-    const metrics: Metric[] = [metric('master_metadata_version', master.version ?? NaN), ...verdicts.flatMap((v) => v.metrics)];
-    const details = { master, sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])), copies: Object.fromEntries(copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures])), findings: globalFindings };
-    const lines = [...globalFindings.map((f) => `${f.status}: ${f.text}`), ...verdicts.flatMap((v) => [`${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`, ...v.findings.map((f) => `  ${f.status}: ${f.text}`)])];
+    const metrics: Metric[] = [
+      metric('master_metadata_version', master.version ?? NaN),
+      ...verdicts.flatMap((v) => v.metrics),
+    ];
+    const details = {
+      master,
+      sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])),
+      copies: Object.fromEntries(
+        copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures]),
+      ),
+      findings: globalFindings,
+    };
+    const lines = [
+      ...globalFindings.map((f) => `${f.status}: ${f.text}`),
+      ...verdicts.flatMap((v) => [
+        `${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`,
+        ...v.findings.map((f) => `  ${f.status}: ${f.text}`),
+      ]),
+    ];
     // Where a standby promoted before: when its clients came back (recorded after promote returned).
     const clientsBack = await lastClientsBack(config.stateDir);
     if (clientsBack) lines.push(clientsBack.line);

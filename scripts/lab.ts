@@ -20,7 +20,9 @@ const moosefs = argv.flatMap((a, i) => (a === '--moosefs' && argv[i + 1] ? [argv
 const lab = await Lab.start({ lab: labGeneration(moosefs as LabVersion) });
 let failed = 0;
 try {
-  console.log(`lab: MooseFS ${moosefs} master on 127.0.0.1:${lab.master.ports.cl}, ${lab.metalogger ? 'metalogger, ' : ''}mount ${lab.mount?.dir ?? '(none)'}, sshd on 127.0.0.1:${lab.sshd?.port}`);
+  console.log(
+    `lab: MooseFS ${moosefs} master on 127.0.0.1:${lab.master.ports.cl}, ${lab.metalogger ? 'metalogger, ' : ''}mount ${lab.mount?.dir ?? '(none)'}, sshd on 127.0.0.1:${lab.sshd?.port}`,
+  );
   if (lab.mount) await lab.makeChanges('lab-demo', 50);
   const version = await lab.saveImage();
   if (lab.mount) await lab.makeChanges('lab-demo-2', 20);
@@ -34,7 +36,9 @@ try {
     if (res.status !== 0) failed++;
   }
   if (keep) {
-    console.log(`lab: kept running in ${lab.dir}. Try: MFS_JOBS_CONFIG=${config} ${MFS_JOBS_BIN} list-jobs   (Ctrl-C stops the lab)`);
+    console.log(
+      `lab: kept running in ${lab.dir}. Try: MFS_JOBS_CONFIG=${config} ${MFS_JOBS_BIN} list-jobs   (Ctrl-C stops the lab)`,
+    );
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());

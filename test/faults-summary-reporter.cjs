@@ -18,9 +18,14 @@ class FaultsSummaryReporter {
   }
   async onRunComplete(_contexts, results) {
     try {
-      const { readFaultRows, formatFaultTable, faultLedgerProblem } = await import(path.join(this.rootDir, 'dist/test/faults/results.js'));
+      const { readFaultRows, formatFaultTable, faultLedgerProblem } = await import(
+        path.join(this.rootDir, 'dist/test/faults/results.js')
+      );
       const rows = readFaultRows(this.dir);
-      if (rows.length) process.stdout.write('\n' + formatFaultTable(rows, 'Reliability under faults (test/faults, docs/reliability.md):'));
+      if (rows.length)
+        process.stdout.write(
+          '\n' + formatFaultTable(rows, 'Reliability under faults (test/faults, docs/reliability.md):'),
+        );
       const ran = results.testResults.map((r) => r.testFilePath);
       const problem = faultLedgerProblem(ran, rows, path.join(this.rootDir, 'dist', 'test', 'faults'));
       if (problem) {

@@ -1,6 +1,20 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { compare, expectExitZero, FigureSamples, finish, jobReport, jobAvailable, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import {
+  compare,
+  expectExitZero,
+  FigureSamples,
+  finish,
+  jobReport,
+  jobAvailable,
+  mfsJobs,
+  notAvailable,
+  sshClientOptions,
+  writeJobsConfig,
+  type BenchContext,
+  type CaseResult,
+  type Side,
+} from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
 import { baselineScript } from '../scratch.js';
 
@@ -18,14 +32,27 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
   const remote = `root@${ctx.sshd.host}:${path.join(source, 'metadata.mfs.back')}`;
   const scp: Side = {
     label: 'scp',
-    command: { cmd: 'scp', args: ['-q', '-P', String(ctx.sshd.port), ...sshClientOptions(ctx), remote, path.join(scpDest, 'metadata.mfs.back')] },
+    command: {
+      cmd: 'scp',
+      args: [
+        '-q',
+        '-P',
+        String(ctx.sshd.port),
+        ...sshClientOptions(ctx),
+        remote,
+        path.join(scpDest, 'metadata.mfs.back'),
+      ],
+    },
     prepare: () => fs.mkdir(scpDest, { recursive: true }).then(() => undefined),
     cleanup: () => fs.rm(scpDest, { recursive: true, force: true }),
     check: expectExitZero,
   };
   const careful: Side = {
     label: 'scp + sha256sum + sync',
-    command: { cmd: baselineScript('backup.sh'), args: [path.join(scpDest, 'metadata.mfs.back'), remote, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)] },
+    command: {
+      cmd: baselineScript('backup.sh'),
+      args: [path.join(scpDest, 'metadata.mfs.back'), remote, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)],
+    },
     prepare: scp.prepare,
     cleanup: scp.cleanup,
     check: expectExitZero,
@@ -51,8 +78,12 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
   const backup = backupSide(config, store, own);
   const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
   Object.assign(result.figures, own.medians(1));
-  result.notes.push('jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them');
-  result.notes.push('backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)');
+  result.notes.push(
+    'jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them',
+  );
+  result.notes.push(
+    'backup also checksums (sha256) and fsyncs what it copied, checks the image header, and size/mtime before and after; plain scp does none of these (the second baseline does the checksum and fsync)',
+  );
   return finish(ctx, { ...result, status: 'measured', subject, baseline, otherBaselines: [carefulScp!] }, backup);
 }
 

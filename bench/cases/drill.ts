@@ -1,5 +1,19 @@
 import path from 'node:path';
-import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import {
+  compare,
+  expectExitZero,
+  FigureSamples,
+  finish,
+  jobAvailable,
+  jobReport,
+  metricValue,
+  mfsJobs,
+  notAvailable,
+  writeJobsConfig,
+  type BenchContext,
+  type CaseResult,
+  type Side,
+} from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { expectServing, placeChain, scratchMaster, stopAndWipe } from '../scratch.js';
 
@@ -41,12 +55,18 @@ export async function drillCase(ctx: BenchContext, chain: ChainInfo): Promise<Ca
     check: (sample) => {
       const report = jobReport(sample);
       const restored = metricValue(report, 'restored_version');
-      if (restored !== chain.last + 1) throw new Error(`drill restored version ${restored}, expected ${chain.last + 1}: ${report.summary}`);
-      timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), ...((report.details.timings ?? {}) as Record<string, unknown>) });
+      if (restored !== chain.last + 1)
+        throw new Error(`drill restored version ${restored}, expected ${chain.last + 1}: ${report.summary}`);
+      timings.add({
+        rtoSeconds: metricValue(report, 'rto_seconds'),
+        ...((report.details.timings ?? {}) as Record<string, unknown>),
+      });
     },
   };
   const [subject, baseline] = await compare(ctx, [drill, restore], { warmup: !ctx.quick });
   Object.assign(result.figures, timings.medians(ctx.quick ? 0 : 1));
-  result.notes.push('the drill also starts Node, copies the files (local metalogger) and scans the changelogs, asks mfscli twice (serving, counts), then kills and removes the scratch master; the bare restore starts from files already in place');
+  result.notes.push(
+    'the drill also starts Node, copies the files (local metalogger) and scans the changelogs, asks mfscli twice (serving, counts), then kills and removes the scratch master; the bare restore starts from files already in place',
+  );
   return finish(ctx, { ...result, status: 'measured', subject, baseline }, drill);
 }

@@ -13,12 +13,16 @@ import { FigureSamples, verdict, type BenchContext, type CaseResult } from '../b
  * started when the VIP appeared: `standby.promoteOnVip`) — so each machine and each moment of the run
  * gets both. Both read the metalogger's DATA_PATH as a directory.
  */
-export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tuned' | 'sync' = 'default'): Promise<CaseResult> {
+export async function failoverCase(
+  ctx: BenchContext,
+  variant: 'default' | 'tuned' | 'sync' = 'default',
+): Promise<CaseResult> {
   // 'sync': the seed's own hook form — the up-script runs `mfs-jobs run promote` and waits for it, no daemon
   // (issue 24); the other variants join the standby daemon's promotion (promoteOnVip).
   const ours: Promoter = variant === 'sync' ? 'mfs-jobs sync' : 'mfs-jobs';
   const order: Promoter[] = [];
-  for (let k = 0; k < ctx.reps; k++) order.push(...(k % 2 === 0 ? (['seed script', ours] as const) : ([ours, 'seed script'] as const)));
+  for (let k = 0; k < ctx.reps; k++)
+    order.push(...(k % 2 === 0 ? (['seed script', ours] as const) : ([ours, 'seed script'] as const)));
   const result = {
     id: variant === 'default' ? 'failover' : `failover-${variant}`,
     title: `VIP failover end to end (ucarp, 3 namespaces, kill -9 + link down${variant === 'tuned' ? ', chunkserver MASTER_RECONNECTION_DELAY = 1' : ''}${variant === 'sync' ? ', up-script waits for mfs-jobs run promote, no daemon' : ''}): kill → first client write, ${ctx.reps} rounds each`,
@@ -31,7 +35,13 @@ export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tune
   const chunkserverConfig: Record<string, string> = variant === 'tuned' ? { MASTER_RECONNECTION_DELAY: '1' } : {};
   const reconnectMs = variant === 'tuned' ? 1_000 : 5_000;
   const prefix = { default: '10.76.0', tuned: '10.75.0', sync: '10.74.0' }[variant];
-  const lab = await FailoverLab.start({ prefix, vip: `${prefix}.100`, metaloggerLocal: true, promoteOnVip: variant !== 'sync', chunkserverConfig });
+  const lab = await FailoverLab.start({
+    prefix,
+    vip: `${prefix}.100`,
+    metaloggerLocal: true,
+    promoteOnVip: variant !== 'sync',
+    chunkserverConfig,
+  });
   const rounds: FailoverRound[] = [];
   const clientsBack = new Map<FailoverRound, ClientsState['details']>();
   try {
@@ -40,12 +50,18 @@ export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tune
     for (const [i, promoter] of order.entries()) {
       // Both rounds of a pair are killed at the same phase of the chunkserver's reconnection timer; the
       // pairs' phases are spread over its period (golden-ratio steps), so no phase favours either script.
-      const killPhase = { periodMs: reconnectMs, phaseMs: Math.round(((Math.floor(i / 2) * 0.618034) % 1) * reconnectMs) };
+      const killPhase = {
+        periodMs: reconnectMs,
+        phaseMs: Math.round(((Math.floor(i / 2) * 0.618034) % 1) * reconnectMs),
+      };
       const startedAt = Date.now();
       const r = await lab.failoverRound(promoter, order[i + 1] ?? ours, written, `bench-${i + 1}`, { killPhase });
       if (promoter !== 'seed script') clientsBack.set(r, await clientsWatched(lab, r, startedAt));
-      if (r.promote && r.promote.status !== 'OK') throw new Error(`round ${i + 1}: promote ${r.promote.status}: ${r.promote.summary}`);
-      ctx.log(`failover round ${i + 1}/${order.length} (${promoter} on ${r.standby}): VIP ${r.vipSeconds.toFixed(2)} s, first write ${r.firstWriteSeconds.toFixed(2)} s`);
+      if (r.promote && r.promote.status !== 'OK')
+        throw new Error(`round ${i + 1}: promote ${r.promote.status}: ${r.promote.summary}`);
+      ctx.log(
+        `failover round ${i + 1}/${order.length} (${promoter} on ${r.standby}): VIP ${r.vipSeconds.toFixed(2)} s, first write ${r.firstWriteSeconds.toFixed(2)} s`,
+      );
       rounds.push(r);
     }
   } finally {
@@ -54,18 +70,42 @@ export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tune
   }
   const sample = (r: FailoverRound) => ({ seconds: r.firstWriteSeconds, code: 0, stdout: '', stderr: '' });
   const of = (p: Promoter) => rounds.filter((r) => r.promoter === p);
-  const subject = variant === 'sync'
-    ? summarize('mfs-jobs run promote in the up-script (no daemon)', 'test/failover/vip-up-sync.sh → mfs-jobs run promote', of(ours).map(sample))
-    : summarize('mfs-jobs promote (daemon, promoteOnVip)', 'examples/ucarp/vip-up.sh → mfs-jobs run promote', of(ours).map(sample));
-  const baseline = summarize('seed up-script (cp + mfsmaster -a)', SEED_UP.replace(/.*\/bench\//, 'bench/'), of('seed script').map(sample));
+  const subject =
+    variant === 'sync'
+      ? summarize(
+          'mfs-jobs run promote in the up-script (no daemon)',
+          'test/failover/vip-up-sync.sh → mfs-jobs run promote',
+          of(ours).map(sample),
+        )
+      : summarize(
+          'mfs-jobs promote (daemon, promoteOnVip)',
+          'examples/ucarp/vip-up.sh → mfs-jobs run promote',
+          of(ours).map(sample),
+        );
+  const baseline = summarize(
+    'seed up-script (cp + mfsmaster -a)',
+    SEED_UP.replace(/.*\/bench\//, 'bench/'),
+    of('seed script').map(sample),
+  );
   const own = new FigureSamples();
   for (const r of of(ours)) {
     const d = r.promote?.details;
-    const overheadSeconds = d?.rtoSeconds !== undefined && d.restoreSeconds !== undefined ? d.rtoSeconds - d.restoreSeconds : undefined;
-    own.add({ rtoSeconds: d?.rtoSeconds, overheadSeconds, ...(d?.timings ?? {}), clientsMountMs: clientsBack.get(r)?.clients.firstMountMs, clientsChunkserverMs: clientsBack.get(r)?.clients.firstChunkserverMs });
+    const overheadSeconds =
+      d?.rtoSeconds !== undefined && d.restoreSeconds !== undefined ? d.rtoSeconds - d.restoreSeconds : undefined;
+    own.add({
+      rtoSeconds: d?.rtoSeconds,
+      overheadSeconds,
+      ...(d?.timings ?? {}),
+      clientsMountMs: clientsBack.get(r)?.clients.firstMountMs,
+      clientsChunkserverMs: clientsBack.get(r)?.clients.firstChunkserverMs,
+    });
   }
   Object.assign(result.figures, own.medians(0));
-  result.figures.vipSecondsMedian = summarize('', '', rounds.map((r) => ({ seconds: r.vipSeconds, code: 0, stdout: '', stderr: '' }))).medianSeconds;
+  result.figures.vipSecondsMedian = summarize(
+    '',
+    '',
+    rounds.map((r) => ({ seconds: r.vipSeconds, code: 0, stdout: '', stderr: '' })),
+  ).medianSeconds;
   result.notes.push(
     'seconds from kill -9 to the first fsynced write through the client’s old mount; rtoSeconds and *Ms: promote’s own report (VIP added → master serving; startup 0: the daemon starts it); overheadSeconds = RTO minus its own mfsmaster -a (local sources); clients*Ms: the clients watch after promote returned (daemon or detached watcher, state/promote-clients.json), from the VIP added, of the first mount and chunkserver back',
     `per round: ${rounds.map((r) => `${r.promoter === 'seed script' ? 'S' : 'M'} ${r.firstWriteSeconds.toFixed(2)}`).join(', ')}`,
@@ -76,7 +116,7 @@ export async function failoverCase(ctx: BenchContext, variant: 'default' | 'tune
 
 /** The clients watch of round `r` (promote no longer waits for it): its record once written after the round began. */
 async function clientsWatched(lab: FailoverLab, r: FailoverRound, since: number): Promise<ClientsState['details']> {
-  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline;) {
     const s = await lab.readClientsState(r.promoted);
     if (s && Date.parse(s.finishedAt) >= since) return s.details;
     await new Promise((resolve) => setTimeout(resolve, 250));

@@ -5,7 +5,22 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MFS_JOBS_BIN } from '../../test/helpers/cli.js';
 import { NetLab } from '../../test/lab/netns.js';
-import { compare, expectExitZero, FigureSamples, finish, jobAvailable, jobReport, metricValue, mfsJobs, notAvailable, sshClientOptions, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import {
+  compare,
+  expectExitZero,
+  FigureSamples,
+  finish,
+  jobAvailable,
+  jobReport,
+  metricValue,
+  mfsJobs,
+  notAvailable,
+  sshClientOptions,
+  writeJobsConfig,
+  type BenchContext,
+  type CaseResult,
+  type Side,
+} from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { baselineScript, expectServing, placeChain, scratchMaster, stopAndWipe } from '../scratch.js';
 
@@ -20,7 +35,15 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
     label: 'recipe script (scp + mfsmaster -a)',
     command: {
       cmd: baselineScript('promote.sh'),
-      args: [`root@${ctx.sshd.host}`, chain.dataPath, standby.dataPath, standby.configFile, '-P', String(ctx.sshd.port), ...sshClientOptions(ctx)],
+      args: [
+        `root@${ctx.sshd.host}`,
+        chain.dataPath,
+        standby.dataPath,
+        standby.configFile,
+        '-P',
+        String(ctx.sshd.port),
+        ...sshClientOptions(ctx),
+      ],
     },
     check: async (sample) => {
       expectExitZero(sample);
@@ -31,7 +54,10 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
   const result = {
     id: `promote-${chain.files}`,
     title: `promote, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB) over loopback, old master's host dead (namespace, link down)`,
-    target: chain.files >= 10_000_000 ? { text: '≤ 1.05× recipe script', maxRatio: 1.05 } : { text: '≤ 1.3× recipe script', maxRatio: 1.3 },
+    target:
+      chain.files >= 10_000_000
+        ? { text: '≤ 1.05× recipe script', maxRatio: 1.05 }
+        : { text: '≤ 1.3× recipe script', maxRatio: 1.3 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
   };
@@ -51,7 +77,12 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
     const config = await writeJobsConfig(ctx, 'promote', {
       masters: [{ name: 'old', host: dead.ip, cliPort: 9421, dataPath: '/var/lib/mfs' }],
       metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
-      standby: { dataPath: mfsStandby.dataPath, masterConfig: mfsStandby.configFile, cliHost: mfsStandby.cliHost, cliPort: mfsStandby.ports.cl },
+      standby: {
+        dataPath: mfsStandby.dataPath,
+        masterConfig: mfsStandby.configFile,
+        cliHost: mfsStandby.cliHost,
+        cliPort: mfsStandby.ports.cl,
+      },
       // No clients here to come back: the command's time is the promotion's.
       jobs: { promote: { clientsWaitSeconds: 0 } },
     });
@@ -65,7 +96,12 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
 async function measurePromote(
   ctx: BenchContext,
   chain: ChainInfo,
-  o: { result: Omit<CaseResult, 'status'>; script: Side; config: string; mfsStandby: Awaited<ReturnType<typeof scratchMaster>> },
+  o: {
+    result: Omit<CaseResult, 'status'>;
+    script: Side;
+    config: string;
+    mfsStandby: Awaited<ReturnType<typeof scratchMaster>>;
+  },
 ): Promise<CaseResult> {
   const { result, script, config, mfsStandby } = o;
   const timings = new FigureSamples();
@@ -75,16 +111,23 @@ async function measurePromote(
     check: (sample) => {
       const report = jobReport(sample);
       const version = metricValue(report, 'metadata_version');
-      if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
+      if (version !== chain.last + 1)
+        throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
       const t = (report.details.timings ?? {}) as Record<string, unknown>;
-      timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
+      timings.add({
+        rtoSeconds: metricValue(report, 'rto_seconds'),
+        overheadSeconds: metricValue(report, 'overhead_seconds'),
+        ...t,
+      });
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
   const warm = !ctx.quick;
   const [subject, baseline] = await compare(ctx, [promote, script], { warmup: warm });
   Object.assign(result.figures, timings.medians(warm ? 1 : 0));
-  result.notes.push('rtoSeconds as promote reports it: from its process start to mfscli answering; overheadSeconds = RTO minus its own mfsmaster -a; *Ms = the timings promote reports (startup = Node and module loading); promote also fences the old master, verifies every changelog line and moves the old DATA_PATH content aside');
+  result.notes.push(
+    'rtoSeconds as promote reports it: from its process start to mfscli answering; overheadSeconds = RTO minus its own mfsmaster -a; *Ms = the timings promote reports (startup = Node and module loading); promote also fences the old master, verifies every changelog line and moves the old DATA_PATH content aside',
+  );
   return finish(ctx, { ...result, status: 'measured', subject, baseline }, promote);
 }
 
@@ -97,7 +140,10 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
   const result = {
     id: `promote-warm-${chain.files}`,
     title: `promote from a warm standby (daemon, standby.mirror), ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs, old master's host dead`,
-    target: chain.files >= 10_000_000 ? { text: '≤ 1.05× bare mfsmaster -a (files in place)', maxRatio: 1.05 } : { text: 'overhead ≤ 0.3 s', maxRatio: 1.3 },
+    target:
+      chain.files >= 10_000_000
+        ? { text: '≤ 1.05× bare mfsmaster -a (files in place)', maxRatio: 1.05 }
+        : { text: 'overhead ≤ 0.3 s', maxRatio: 1.3 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
   };
@@ -116,8 +162,18 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
   const config = await writeJobsConfig(ctx, 'promote-warm', {
     masters: [{ name: 'old', host: deadIp, cliPort: 9421, dataPath: '/var/lib/mfs' }],
     metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
-    standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: standby.cliHost, cliPort: standby.ports.cl, mirror: true, mirrorIntervalSeconds: 1 },
-    jobs: { ...Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }])), promote: { clientsWaitSeconds: 0 } },
+    standby: {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: standby.cliHost,
+      cliPort: standby.ports.cl,
+      mirror: true,
+      mirrorIntervalSeconds: 1,
+    },
+    jobs: {
+      ...Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }])),
+      promote: { clientsWaitSeconds: 0 },
+    },
   });
   const daemon = spawn(process.execPath, [MFS_JOBS_BIN, 'daemon', '--config', config], { stdio: 'ignore' });
   const timings = new FigureSamples();
@@ -130,10 +186,15 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
       check: (sample) => {
         const report = jobReport(sample);
         const version = metricValue(report, 'metadata_version');
-        if (version !== chain.last + 1) throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
+        if (version !== chain.last + 1)
+          throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
         if (report.details.handedOff !== true) throw new Error('promote was not handed to the daemon');
         const t = (report.details.timings ?? {}) as Record<string, unknown>;
-        timings.add({ rtoSeconds: metricValue(report, 'rto_seconds'), overheadSeconds: metricValue(report, 'overhead_seconds'), ...t });
+        timings.add({
+          rtoSeconds: metricValue(report, 'rto_seconds'),
+          overheadSeconds: metricValue(report, 'overhead_seconds'),
+          ...t,
+        });
         mirrorBytes.add({ mirroredBytes: report.details.mirroredBytes, fetchedBytes: report.details.fetchedBytes });
       },
       // The mirror (in the state dir) stays: fetching it again would load the machine under the baseline.
@@ -142,7 +203,9 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
     const warm = !ctx.quick;
     const [subject, base] = await compare(ctx, [promote, baseline], { warmup: warm });
     Object.assign(result.figures, timings.medians(warm ? 1 : 0), mirrorBytes.medians(warm ? 1 : 0));
-    result.notes.push('the mirror is warmed before each run (not timed); fence answered by the daemon\'s watch of the dead host; overheadSeconds = RTO minus promote\'s own mfsmaster -a');
+    result.notes.push(
+      "the mirror is warmed before each run (not timed); fence answered by the daemon's watch of the dead host; overheadSeconds = RTO minus promote's own mfsmaster -a",
+    );
     return await finish(ctx, { ...result, status: 'measured', subject, baseline: base }, promote);
   } finally {
     daemon.kill('SIGTERM');
@@ -157,11 +220,16 @@ async function waitMirrorWarm(dir: string, chain: ChainInfo): Promise<void> {
   const deadline = Date.now() + 600_000;
   for (;;) {
     const names = await fs.readdir(dir).catch(() => [] as string[]);
-    const sizes = await Promise.all(names.map(async (n) => ({ n, size: (await fs.stat(path.join(dir, n)).catch(() => undefined))?.size ?? 0 })));
+    const sizes = await Promise.all(
+      names.map(async (n) => ({ n, size: (await fs.stat(path.join(dir, n)).catch(() => undefined))?.size ?? 0 })),
+    );
     const img = sizes.find((s) => s.n.startsWith('image-'))?.size;
     const logs = sizes.filter((s) => s.n.startsWith('changelog-')).reduce((t, s) => t + s.size, 0);
     if (img === image && logs >= chain.changelogBytes) return;
-    if (Date.now() > deadline) throw new Error(`the mirror in ${dir} did not warm up in 600 s (image ${img ?? '-'}/${image} B, changelogs ${logs}/${chain.changelogBytes} B)`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the mirror in ${dir} did not warm up in 600 s (image ${img ?? '-'}/${image} B, changelogs ${logs}/${chain.changelogBytes} B)`,
+      );
     await sleep(200);
   }
 }

@@ -2,7 +2,19 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMaster } from '../../lib/moosefs/mfsmaster.js';
-import { compare, expectExitZero, finish, jobAvailable, jobReport, mfsJobs, notAvailable, writeJobsConfig, type BenchContext, type CaseResult, type Side } from '../bench-case.js';
+import {
+  compare,
+  expectExitZero,
+  finish,
+  jobAvailable,
+  jobReport,
+  mfsJobs,
+  notAvailable,
+  writeJobsConfig,
+  type BenchContext,
+  type CaseResult,
+  type Side,
+} from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
 import { expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
 
@@ -16,7 +28,10 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
   const wc: Side = { label: 'wc -l', command: { cmd: 'wc', args: ['-l', ...files] }, check: expectExitZero };
   const nodeCount: Side = {
     label: 'Node newline count',
-    command: { cmd: process.execPath, args: [fileURLToPath(new URL('../node-line-count.js', import.meta.url)), ...files] },
+    command: {
+      cmd: process.execPath,
+      args: [fileURLToPath(new URL('../node-line-count.js', import.meta.url)), ...files],
+    },
     check: expectExitZero,
   };
   const lines = chain.last - chain.first + 1;
@@ -25,7 +40,9 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
     title: `verify, ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB, ${(lines / 1e6).toFixed(1)}M lines)`,
     target: { text: '≤ 5× wc -l', maxRatio: 5 },
     figures: { changelogMb: Math.round(chain.changelogBytes / 2 ** 20), lines } as Record<string, number | string>,
-    notes: ['both read from the page cache (the files were just generated or read): a cold cache makes both disk-bound'],
+    notes: [
+      'both read from the page cache (the files were just generated or read): a cold cache makes both disk-bound',
+    ],
   };
   if (!jobAvailable('verify')) {
     const [baseline] = await compare(ctx, [wc]);
@@ -36,12 +53,15 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
   await fs.copyFile(chain.finalImage, path.join(master.dataPath, 'metadata.mfs'));
   const started = await startMaster({ configFile: master.configFile, autoRestore: false });
   try {
-    if (started.code !== 0) throw new Error(`master for the verify case did not start: ${started.output.trim().split('\n').pop()}`);
+    if (started.code !== 0)
+      throw new Error(`master for the verify case did not start: ${started.output.trim().split('\n').pop()}`);
     await expectServing(master, chain.last + 1);
     const config = await writeJobsConfig(ctx, 'verify', {
       masters: [{ name: 'master', host: master.cliHost, cliPort: master.ports.cl, dataPath: master.dataPath }],
       // The generated image is as old as the cache: a long META_DOWNLOAD_FREQ keeps its age from mattering.
-      metaloggers: [{ name: 'ml', host: '127.0.0.1', dataPath: chain.dataPath, local: true, metaDownloadFreqHours: 100_000 }],
+      metaloggers: [
+        { name: 'ml', host: '127.0.0.1', dataPath: chain.dataPath, local: true, metaDownloadFreqHours: 100_000 },
+      ],
     });
     const statuses = new Set<string>();
     const verify: Side = {
@@ -51,7 +71,9 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
         const report = jobReport(sample);
         const figures = (report.details.sources as Record<string, { restorableVersion?: number }> | undefined)?.ml;
         if (figures?.restorableVersion !== undefined && figures.restorableVersion !== chain.last + 1) {
-          throw new Error(`verify says ml restores to ${figures.restorableVersion}, expected ${chain.last + 1}: ${report.summary}`);
+          throw new Error(
+            `verify says ml restores to ${figures.restorableVersion}, expected ${chain.last + 1}: ${report.summary}`,
+          );
         }
         statuses.add(`${report.status}: ${report.summary}`);
       },

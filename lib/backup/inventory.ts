@@ -15,11 +15,15 @@ function isTempImage(name: string): boolean {
  * The image to back up: the valid one with the highest version. The newest file (by mtime) must be
  * valid: a damaged current image is a finding to report, not a reason to quietly back up an older one.
  */
-export function chooseImage(images: readonly ImageCandidate[], where: string): { chosen: ImageCandidate & { header: ImageHeader }; notes: string[] } {
+export function chooseImage(
+  images: readonly ImageCandidate[],
+  where: string,
+): { chosen: ImageCandidate & { header: ImageHeader }; notes: string[] } {
   const notes: string[] = [];
   const finished = images.filter((i) => !isTempImage(i.entry.name));
   const newest = [...finished].sort((a, b) => b.entry.mtimeMs - a.entry.mtimeMs)[0];
-  if (newest?.error) throw new ChainError(newest.path, `${where}: newest metadata image ${newest.entry.name} rejected: ${newest.error}`);
+  if (newest?.error)
+    throw new ChainError(newest.path, `${where}: newest metadata image ${newest.entry.name} rejected: ${newest.error}`);
   const valid = images
     .filter((i): i is ImageCandidate & { header: ImageHeader } => i.header !== undefined)
     .sort(
@@ -33,7 +37,8 @@ export function chooseImage(images: readonly ImageCandidate[], where: string): {
     const why = images.map((i) => `${i.entry.name}: ${i.error ?? 'unusable'}`).join('; ');
     throw new ChainError(where, `${where}: no usable metadata image${why ? ` (${why})` : ' (no metadata*.mfs* file)'}`);
   }
-  for (const i of images) if (i.error && !isTempImage(i.entry.name)) notes.push(`ignored older damaged image ${i.entry.name}: ${i.error}`);
+  for (const i of images)
+    if (i.error && !isTempImage(i.entry.name)) notes.push(`ignored older damaged image ${i.entry.name}: ${i.error}`);
   return { chosen, notes };
 }
 

@@ -6,14 +6,31 @@ import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
-import { changelogIndex, readImageHeader, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
+import {
+  changelogIndex,
+  readImageHeader,
+  restoredImageName,
+  restoreFrom,
+  type ImageHeader,
+} from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
-import { ensureStoreSpace, finaliseSnapshot, freeSnapshotId, isNoSpace, makeStageDir } from '../store/snapshot-store.js';
+import {
+  ensureStoreSpace,
+  finaliseSnapshot,
+  freeSnapshotId,
+  isNoSpace,
+  makeStageDir,
+} from '../store/snapshot-store.js';
 import { changelogNeeded, chooseImage } from './inventory.js';
 import { readChangelogEdges } from '../moosefs/changelog-edges.js';
-import { takeInventory, type ChangelogCandidate, type ImageCandidate, type SourceInventory } from '../moosefs/inventory.js';
+import {
+  takeInventory,
+  type ChangelogCandidate,
+  type ImageCandidate,
+  type SourceInventory,
+} from '../moosefs/inventory.js';
 import { sameContent, storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
@@ -47,7 +64,13 @@ export interface BackupRequest {
 export type BackupOutcome =
   | { kind: 'snapshot'; manifest: Manifest; bytes: number; seconds: number; attempts: number; notes: string[] }
   | { kind: 'already'; snapshot: StoredSnapshot; why: string; sourceReaches: number; notes: string[] }
-  | { kind: 'plan'; image: ImageCandidate & { header: ImageHeader }; changelogs: ChangelogCandidate[]; sourceReaches: number; notes: string[] };
+  | {
+      kind: 'plan';
+      image: ImageCandidate & { header: ImageHeader };
+      changelogs: ChangelogCandidate[];
+      sourceReaches: number;
+      notes: string[];
+    };
 
 export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
   const source = await openSource(req.config, req.host, req.signal);
@@ -57,7 +80,8 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
         return await attemptBackup(source, req, attempt);
       } catch (err) {
         if (!(err instanceof SourceChangedError)) throw err;
-        if (attempt >= 2) throw new TransferError(req.host.name, `${err.message}; changed again on the retry, no snapshot taken`);
+        if (attempt >= 2)
+          throw new TransferError(req.host.name, `${err.message}; changed again on the retry, no snapshot taken`);
         req.log.warn(`${err.message}; trying once more`, { source: req.host.name });
       }
     }
@@ -115,14 +139,23 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   const reaches = sourceReaches(inv, start);
   const newer = (snap: StoredSnapshot) => req.snapshotOnNewChangelogs && reaches > snap.manifest.reachesVersion;
   if (req.newest && listedImageUnchanged(chosen, req.newest) && !newer(req.newest)) {
-    return { kind: 'already', snapshot: req.newest, why: 'image unchanged: same version, size and mtime', sourceReaches: reaches, notes };
+    return {
+      kind: 'already',
+      snapshot: req.newest,
+      why: 'image unchanged: same version, size and mtime',
+      sourceReaches: reaches,
+      notes,
+    };
   }
   const needed = inv.changelogs.filter((c) => changelogNeeded(c, start));
   if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };
 
   const bytes = chosen.entry.size + needed.reduce((sum, c) => sum + c.entry.size, 0);
   // The most the copies may write: listed sizes plus the current changelog's allowed growth.
-  await ensureStoreSpace(req.store, needed.reduce((sum, c) => sum + (changelogBound(c).growth ?? 0), bytes));
+  await ensureStoreSpace(
+    req.store,
+    needed.reduce((sum, c) => sum + (changelogBound(c).growth ?? 0), bytes),
+  );
   const stage = await makeStageDir(req.store, 'snapshot');
   try {
     const image = await pullImage(source, req, chosen, stage);
@@ -130,7 +163,13 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const snapImage = snap?.manifest.files.find((f) => f.role === 'image');
     const sameImage = snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap);
     if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage, req.storage.key))) {
-      return { kind: 'already', snapshot: snap, why: 'image unchanged: same version and sha256', sourceReaches: reaches, notes };
+      return {
+        kind: 'already',
+        snapshot: snap,
+        why: 'image unchanged: same version and sha256',
+        sourceReaches: reaches,
+        notes,
+      };
     }
     const chain = await pullChangelogs(source, req, needed, start, stage);
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
@@ -145,7 +184,12 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       formatVersion: 1,
       id,
       source: { name: req.host.name, host: req.host.host, role: req.host.role, dataPath: req.host.dataPath },
-      image: { name: image.file.name, version: chosen.header.version, metaid: chosen.header.metaid, empty: chosen.header.empty },
+      image: {
+        name: image.file.name,
+        version: chosen.header.version,
+        metaid: chosen.header.metaid,
+        empty: chosen.header.empty,
+      },
       changelogs: { first: chain.first, last: chain.last },
       reachesVersion: chain.reached,
       files,
@@ -155,21 +199,39 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     };
     await finaliseSnapshot(req.store, stage, manifest, req.storage);
     const stored = files.reduce((sum, f) => sum + storedSizeOf(f), 0);
-    return { kind: 'snapshot', manifest, bytes: stored, seconds: image.seconds + chain.seconds, attempts: attempt, notes: [...notes, ...chain.notes] };
+    return {
+      kind: 'snapshot',
+      manifest,
+      bytes: stored,
+      seconds: image.seconds + chain.seconds,
+      attempts: attempt,
+      notes: [...notes, ...chain.notes],
+    };
   } catch (err) {
     // The store's disk filled up (someone else wrote there meanwhile): say so, not "transfer failed".
-    if (isNoSpace(err)) throw new StoreError(req.store, `snapshot store ${req.store}: no space left on device (ENOSPC) while copying ${formatBytes(bytes)} from ${where(req)}; the partial snapshot was removed, earlier snapshots are untouched`);
+    if (isNoSpace(err))
+      throw new StoreError(
+        req.store,
+        `snapshot store ${req.store}: no space left on device (ENOSPC) while copying ${formatBytes(bytes)} from ${where(req)}; the partial snapshot was removed, earlier snapshots are untouched`,
+      );
     throw err;
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
   }
 }
 
-async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCandidate & { header: ImageHeader }, stage: string): Promise<{ file: ManifestFile; seconds: number }> {
+async function pullImage(
+  source: FileSource,
+  req: BackupRequest,
+  chosen: ImageCandidate & { header: ImageHeader },
+  stage: string,
+): Promise<{ file: ManifestFile; seconds: number }> {
   const name = restoredImageName(chosen.entry.name);
   const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
-  req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, { source: req.host.name });
+  req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, {
+    source: req.host.name,
+  });
   const fetched = await fetchListed(source, req, chosen.path, local, { size: chosen.entry.size });
   const change = imageChange(chosen.entry, fetched);
   if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
@@ -180,7 +242,10 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
     throw new ChainError(chosen.path, `${label}: copy rejected: ${(err as Error).message.replace(`${local}: `, '')}`);
   }
   if (header.version !== chosen.header.version || header.empty !== chosen.header.empty) {
-    throw new SourceChangedError(req.host.name, `${label}: header changed during the copy (version ${chosen.header.version} → ${header.version})`);
+    throw new SourceChangedError(
+      req.host.name,
+      `${label}: header changed during the copy (version ${chosen.header.version} → ${header.version})`,
+    );
   }
   const file: ManifestFile = {
     name,
@@ -197,13 +262,25 @@ async function pullImage(source: FileSource, req: BackupRequest, chosen: ImageCa
  * A 1.x image's client sessions (sessions.mfs; sessions_ml.mfs on a 1.6.5+ metalogger): a 1.6.4 master
  * restored without them leaves every mount from before the failover with "Input/output error".
  */
-async function pullSessions(source: FileSource, req: BackupRequest, entry: RemoteEntry | undefined, stage: string): Promise<ManifestFile | undefined> {
+async function pullSessions(
+  source: FileSource,
+  req: BackupRequest,
+  entry: RemoteEntry | undefined,
+  stage: string,
+): Promise<ManifestFile | undefined> {
   if (!entry) return undefined;
   const remote = path.posix.join(req.host.dataPath, entry.name);
   const local = path.join(stage, entry.name);
   await fetchListed(source, req, remote, local, { size: entry.size });
   const { size } = await fs.stat(local);
-  return { name: entry.name, role: 'sessions', size, sourcePath: remote, sourceSize: entry.size, sourceMtimeMs: entry.mtimeMs };
+  return {
+    name: entry.name,
+    role: 'sessions',
+    size,
+    sourcePath: remote,
+    sourceSize: entry.size,
+    sourceMtimeMs: entry.mtimeMs,
+  };
 }
 
 interface PulledChain {
@@ -220,7 +297,13 @@ interface PulledChain {
  * hold a version mfsmaster -a will replay. Any hole between the image and the newest line rejects
  * the lot: a restore point that stops short must not look like one that does not.
  */
-async function pullChangelogs(source: FileSource, req: BackupRequest, needed: readonly ChangelogCandidate[], start: number, stage: string): Promise<PulledChain> {
+async function pullChangelogs(
+  source: FileSource,
+  req: BackupRequest,
+  needed: readonly ChangelogCandidate[],
+  start: number,
+  stage: string,
+): Promise<PulledChain> {
   const pieces: ChangelogPiece[] = [];
   const copies = new Map<string, { candidate: ChangelogCandidate; first?: number; last?: number }>();
   const notes: string[] = [];
@@ -228,7 +311,9 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
   for (const c of needed) {
     req.signal.throwIfAborted();
     const label = `${where(req)}/${c.entry.name}`;
-    const head = { first: (await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false })).first?.version };
+    const head = {
+      first: (await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false })).first?.version,
+    };
     const local = path.join(stage, c.entry.name);
     const fetched = await fetchListed(source, req, c.path, local, changelogBound(c));
     seconds += fetched.seconds;
@@ -240,14 +325,20 @@ async function pullChangelogs(source: FileSource, req: BackupRequest, needed: re
     const problem = scan.problems[0];
     if (problem) throw new ChainError(c.path, `${label}:${problem.line}: ${problem.reason}`);
     if (head.first !== undefined && scan.first !== head.first) {
-      throw new SourceChangedError(req.host.name, `${label}: replaced during the copy (first version ${head.first}, copy starts at ${scan.first ?? 'nothing'})`);
+      throw new SourceChangedError(
+        req.host.name,
+        `${label}: replaced during the copy (first version ${head.first}, copy starts at ${scan.first ?? 'nothing'})`,
+      );
     }
     copies.set(c.entry.name, { candidate: c, first: scan.first, last: scan.last });
     pieces.push(...scan.segments.map((s) => ({ ...s, file: c.entry.name })));
   }
   const roll = rollForward(start, pieces);
   if (roll.holes.length) {
-    throw new ChainError(where(req), `${where(req)}: changelogs miss versions ${roll.holes.map(formatHole).join(', ')} after image version ${start} (newest line ${roll.newest - 1}): mfsmaster -a would stop at ${roll.reached}`);
+    throw new ChainError(
+      where(req),
+      `${where(req)}: changelogs miss versions ${roll.holes.map(formatHole).join(', ')} after image version ${start} (newest line ${roll.newest - 1}): mfsmaster -a would stop at ${roll.reached}`,
+    );
   }
   const used = new Set(roll.filesUsed);
   const files: ManifestFile[] = [];

@@ -10,7 +10,9 @@ export function drillCommand(job: JobEntry) {
   return (program: Command, ctx: { globals: () => { config?: string; verbose?: boolean } }): void => {
     const cmd = program
       .command('drill')
-      .description('restore a restore point into a scratch master on loopback, prove it serves, report RTO/RPO, clean up')
+      .description(
+        'restore a restore point into a scratch master on loopback, prove it serves, report RTO/RPO, clean up',
+      )
       .option('--json', 'print the result as JSON')
       .option('-n, --dry-run', 'say what would be restored and on which ports, change nothing');
     for (const o of job.cliOptions ?? []) cmd.addOption(new Option(o.flags, o.description));

@@ -31,7 +31,11 @@ export interface Globals {
 
 async function storeOf(globals: Globals): Promise<{ config: Config; store: string }> {
   const config = await loadConfig(globals.config);
-  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not set: there is no snapshot store`);
+  if (!config.snapshotStore)
+    throw new ConfigError(
+      'snapshotStore.path',
+      `${config.file}: snapshotStore.path is not set: there is no snapshot store`,
+    );
   return { config, store: config.snapshotStore.path };
 }
 
@@ -45,7 +49,12 @@ function storedBytesOf(m: Manifest): number {
 
 /** `zstd`, `zstd + aes-256-gcm (key 0123…)`, `none`; mixed when the files differ. */
 function storageOf(m: Manifest): string {
-  const forms = new Set(m.files.map((f) => `${f.stored?.compression ?? 'none'}${f.stored?.encryption ? ` + aes-256-gcm (key ${f.stored.encryption.keyId})` : ''}`));
+  const forms = new Set(
+    m.files.map(
+      (f) =>
+        `${f.stored?.compression ?? 'none'}${f.stored?.encryption ? ` + aes-256-gcm (key ${f.stored.encryption.keyId})` : ''}`,
+    ),
+  );
   return [...forms].join(', ');
 }
 
@@ -104,13 +113,34 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
   }
   const rows = listing.complete.map((s) => summaryOf({ id: s.id, dir: '', manifest: s.manifest }, undefined));
   if (json) {
-    process.stdout.write(JSON.stringify({ copy: copy.name, where: repo.label, snapshots: rows.map(({ latest: _, ...r }) => r), incomplete: listing.incomplete, broken: listing.broken, skipped: listing.skipped }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        {
+          copy: copy.name,
+          where: repo.label,
+          snapshots: rows.map(({ latest: _, ...r }) => r),
+          incomplete: listing.incomplete,
+          broken: listing.broken,
+          skipped: listing.skipped,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     return;
   }
   const table = formatTable(
     ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'SIZE', `TAKEN (${config.timezone})`],
-    rows.map((r) => [r.id, r.source, String(r.reachesVersion), `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
-      formatBytes(r.bytes), when(r.startedAt, config.timezone)].map(printable)),
+    rows.map((r) =>
+      [
+        r.id,
+        r.source,
+        String(r.reachesVersion),
+        `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
+        formatBytes(r.bytes),
+        when(r.startedAt, config.timezone),
+      ].map(printable),
+    ),
   );
   const notes = [
     `copy ${repo.label}: ${rows.length} complete snapshot${rows.length === 1 ? '' : 's'}`,
@@ -134,20 +164,24 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   }
   const table = formatTable(
     ['ID', 'SOURCE', 'VERSION', 'IMAGE', 'CHANGELOGS', 'SIZE', 'STORED', `TAKEN (${config.timezone})`],
-    rows.map((r) => [
-      `${r.id}${r.latest ? ' *' : ''}${r.pin ? ' P' : ''}`,
-      r.source,
-      String(r.reachesVersion),
-      `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
-      r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
-      formatBytes(r.bytes),
-      `${formatBytes(r.storedBytes)} ${r.storage}${r.keyProblem ? ' KEY!' : ''}`,
-      when(r.startedAt, config.timezone),
-    ].map(printable)),
+    rows.map((r) =>
+      [
+        `${r.id}${r.latest ? ' *' : ''}${r.pin ? ' P' : ''}`,
+        r.source,
+        String(r.reachesVersion),
+        `${r.image} ${describeImageVersion({ empty: r.emptyImage, version: r.imageVersion }, { short: true })}`,
+        r.changelogs.first !== undefined ? `${r.changelogs.first}..${r.changelogs.last}` : '-',
+        formatBytes(r.bytes),
+        `${formatBytes(r.storedBytes)} ${r.storage}${r.keyProblem ? ' KEY!' : ''}`,
+        when(r.startedAt, config.timezone),
+      ].map(printable),
+    ),
   );
   const notes = [
     rows.length ? '* = latest, P = pinned' : `no snapshots in ${store}`,
-    ...rows.filter((r) => r.pin).map((r) => `pinned: ${r.id}: ${r.pin!.note || '(no note)'} (since ${r.pin!.pinnedAt})`),
+    ...rows
+      .filter((r) => r.pin)
+      .map((r) => `pinned: ${r.id}: ${r.pin!.note || '(no note)'} (since ${r.pin!.pinnedAt})`),
     ...rows.filter((r) => r.keyProblem).map((r) => `cannot be read: ${r.id}: ${r.keyProblem}`),
     ...broken.map((b) => `unusable: ${b.id}: ${b.error}`),
   ];
@@ -163,17 +197,39 @@ export async function show(globals: Globals, id: string, json: boolean): Promise
   const keyState = keyStateOf(m, keys);
   const pin = (await readPins(store))[snap.id];
   if (json) {
-    process.stdout.write(JSON.stringify({ dir: snap.dir, latest: snap.id === latest, pin: pin ?? null, storage: storageOf(m), storedBytes: storedBytesOf(m), bytes: bytesOf(m), ratio: ratioOf(m), keyProblem: keyState ?? null, manifest: m }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        {
+          dir: snap.dir,
+          latest: snap.id === latest,
+          pin: pin ?? null,
+          storage: storageOf(m),
+          storedBytes: storedBytesOf(m),
+          bytes: bytesOf(m),
+          ratio: ratioOf(m),
+          keyProblem: keyState ?? null,
+          manifest: m,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     return;
   }
   const head = [
     ['snapshot', `${snap.id}${snap.id === latest ? ' (latest)' : ''}`],
     ['directory', snap.dir],
     ['source', `${m.source.name} (${m.source.role}) ${m.source.host}:${m.source.dataPath}`],
-    ['image', `${m.image.name} version ${m.image.version}${m.image.empty ? ` (${EMPTY_IMAGE_MAGIC}, empty)` : ''}, metaid ${m.image.metaid || '-'}`],
+    [
+      'image',
+      `${m.image.name} version ${m.image.version}${m.image.empty ? ` (${EMPTY_IMAGE_MAGIC}, empty)` : ''}, metaid ${m.image.metaid || '-'}`,
+    ],
     ['changelogs', m.changelogs.first !== undefined ? `${m.changelogs.first}..${m.changelogs.last}` : 'none needed'],
     ['reaches', `metadata version ${m.reachesVersion}`],
-    ['stored', `${storageOf(m)}: ${formatBytes(storedBytesOf(m))} for ${formatBytes(bytesOf(m))} of metadata, ratio ${ratioOf(m)}`],
+    [
+      'stored',
+      `${storageOf(m)}: ${formatBytes(storedBytesOf(m))} for ${formatBytes(bytesOf(m))} of metadata, ratio ${ratioOf(m)}`,
+    ],
     ['taken', `${when(m.startedAt, config.timezone)} .. ${when(m.finishedAt, config.timezone)} (${config.timezone})`],
     ['mfs-jobs', m.mfsJobsVersion],
     ...(pin ? [['pinned', `${pin.note || '(no note)'} (since ${pin.pinnedAt})`]] : []),
@@ -181,7 +237,17 @@ export async function show(globals: Globals, id: string, json: boolean): Promise
   ];
   const files = formatTable(
     ['FILE', 'ROLE', 'SIZE', 'STORED AS', 'VERSIONS', 'SHA256 (HMAC if sealed)', 'FROM'],
-    m.files.map((f) => [f.name, f.role, String(f.size), f.stored ? `${f.stored.name} ${f.stored.size}` : '-', f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-', f.sha256 ?? `hmac ${f.hmac}`, f.sourcePath].map((c) => printable(String(c)))),
+    m.files.map((f) =>
+      [
+        f.name,
+        f.role,
+        String(f.size),
+        f.stored ? `${f.stored.name} ${f.stored.size}` : '-',
+        f.firstVersion !== undefined ? `${f.firstVersion}..${f.lastVersion}` : '-',
+        f.sha256 ?? `hmac ${f.hmac}`,
+        f.sourcePath,
+      ].map((c) => printable(String(c))),
+    ),
   );
   const width = Math.max(...head.map(([k]) => k!.length)) + 2;
   process.stdout.write(head.map(([k, v]) => `${k!.padEnd(width)}${printable(v!)}`).join('\n') + '\n\n' + files + '\n');
@@ -200,8 +266,16 @@ export async function importCmd(globals: Globals, file: string, otherFilesystem:
   await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
-    const res = await importSnapshot(store, file, { otherFilesystem, identity: await clusterIdentity(config), keys: await storeKeys(config) });
-    process.stdout.write(res.already ? `snapshot ${res.id} is already in the store (same checksums)\n` : `imported snapshot ${res.id}, checksums and chain verified\n`);
+    const res = await importSnapshot(store, file, {
+      otherFilesystem,
+      identity: await clusterIdentity(config),
+      keys: await storeKeys(config),
+    });
+    process.stdout.write(
+      res.already
+        ? `snapshot ${res.id} is already in the store (same checksums)\n`
+        : `imported snapshot ${res.id}, checksums and chain verified\n`,
+    );
   } finally {
     await lock.release();
   }
@@ -215,7 +289,8 @@ export async function signCmd(globals: Globals, yes: boolean): Promise<void> {
   const { config, store } = await storeOf(globals);
   const s = config.snapshotStore!;
   if (!s.encryption && !s.signingKeyFile) {
-    const why = 'neither snapshotStore.encryption.keyFile nor snapshotStore.signingKeyFile is set: nothing to sign with';
+    const why =
+      'neither snapshotStore.encryption.keyFile nor snapshotStore.signingKeyFile is set: nothing to sign with';
     throw new ConfigError('snapshotStore.signingKeyFile', `${config.file}: ${why}`);
   }
   await checkStrictModes(config);
@@ -229,7 +304,9 @@ export async function signCmd(globals: Globals, yes: boolean): Promise<void> {
       ...plan.sign.map((id) => `${yes ? 'signed' : 'would sign'}${settings.key ? ' (re-sealed)' : ''}: ${id}`),
       ...plan.refused.map((r) => `not signed: ${r.id}: ${r.error}`),
       `${plan.signed.length} already signed, ${plan.sign.length} ${yes ? 'signed now' : 'to sign'}, ${plan.refused.length} refused`,
-      ...(!yes && plan.sign.length ? ['each verified in full against its manifest; run again with --yes to sign them'] : []),
+      ...(!yes && plan.sign.length
+        ? ['each verified in full against its manifest; run again with --yes to sign them']
+        : []),
     ];
     process.stdout.write(lines.map(printable).join('\n') + '\n');
     if (plan.refused.length) process.exitCode = 2;
@@ -241,7 +318,8 @@ export async function signCmd(globals: Globals, yes: boolean): Promise<void> {
 /** `snapshot pin ID --note …`: under the backup lock (retention runs under it). */
 export async function pinCmd(globals: Globals, id: string, note: string): Promise<void> {
   const { config, store } = await storeOf(globals);
-  if (note.length > MAX_NOTE || [...note].some((ch) => ch < ' ' || ch === '\x7f')) throw new UsageError('--note', `--note: one line of at most ${MAX_NOTE} characters`);
+  if (note.length > MAX_NOTE || [...note].some((ch) => ch < ' ' || ch === '\x7f'))
+    throw new UsageError('--note', `--note: one line of at most ${MAX_NOTE} characters`);
   await checkStrictModes(config);
   const lock = await acquireLock(config.lockDir, 'backup');
   try {
@@ -249,7 +327,9 @@ export async function pinCmd(globals: Globals, id: string, note: string): Promis
     const pins = await readPins(store);
     pins[snap.id] = { note, pinnedAt: new Date().toISOString() };
     await writePins(store, pins);
-    process.stdout.write(`pinned snapshot ${snap.id}${note ? `: ${printable(note)}` : ''}; retention keeps it (store and copies)\n`);
+    process.stdout.write(
+      `pinned snapshot ${snap.id}${note ? `: ${printable(note)}` : ''}; retention keeps it (store and copies)\n`,
+    );
   } finally {
     await lock.release();
   }

@@ -21,7 +21,10 @@ export async function fsyncDir(dir: string): Promise<void> {
  * unpredictable, so nobody can plant a symlink there in advance.
  */
 export function tempNameFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(8).toString('hex')}`,
+  );
 }
 
 /**
@@ -36,7 +39,10 @@ export function openExclusive(file: string, mode = FILE_MODE): Promise<fs.FileHa
  * The one way mfs-jobs creates a temp file: a fresh unpredictable name beside `target`, opened
  * O_CREAT|O_EXCL|O_NOFOLLOW with `mode`, so a file or symlink already there is never written through.
  */
-export async function createTempExclusive(target: string, mode = FILE_MODE): Promise<{ tmp: string; handle: fs.FileHandle }> {
+export async function createTempExclusive(
+  target: string,
+  mode = FILE_MODE,
+): Promise<{ tmp: string; handle: fs.FileHandle }> {
   const tmp = tempNameFor(target);
   const handle = await openExclusive(tmp, mode);
   // The umask may have taken bits away from `mode` (0644 Prometheus files); set exactly what was asked.
@@ -55,7 +61,11 @@ export async function readAt(handle: fs.FileHandle, start: number, length: numbe
  * Create `target` exclusively (O_EXCL|O_NOFOLLOW: never through a planted file or link), let `write` fill
  * it, fsync it; on any failure close and remove it, so nothing half-written is left under its name.
  */
-export async function writeNewFile(target: string, write: (out: fs.FileHandle) => Promise<void>, mode = FILE_MODE): Promise<void> {
+export async function writeNewFile(
+  target: string,
+  write: (out: fs.FileHandle) => Promise<void>,
+  mode = FILE_MODE,
+): Promise<void> {
   await fillAndSync(await openExclusive(target, mode), target, write);
 }
 
@@ -63,7 +73,11 @@ export async function writeNewFile(target: string, write: (out: fs.FileHandle) =
  * Let `write` fill a file this process just created (`handle`, at `file`), fsync and close it; on any
  * failure close and remove it, so nothing half-written is left under its name.
  */
-export async function fillAndSync(handle: fs.FileHandle, file: string, write: (out: fs.FileHandle) => Promise<unknown>): Promise<void> {
+export async function fillAndSync(
+  handle: fs.FileHandle,
+  file: string,
+  write: (out: fs.FileHandle) => Promise<unknown>,
+): Promise<void> {
   try {
     await write(handle);
     await handle.sync();

@@ -8,7 +8,9 @@ import type { JsonReport } from './output.js';
 // Everything past commander is imported where a command needs it (start-up, issue #24): `--version` and
 // `--help` load nothing else, `list-jobs` no job, `run X` only job X and what it uses.
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** Exit code for errors before any job ran (bad config, unknown job): Nagios UNKNOWN. */
 const EXIT_UNKNOWN = 3;
@@ -57,7 +59,13 @@ export async function runOnce(entry: JobEntry, opts: Record<string, unknown>, gl
   // Hold the event loop open until the job settles: if some library call never settles, Node would
   // otherwise exit 0 mid-job with no output — a silent "success" cron would believe.
   const keepAlive = setInterval(() => undefined, 1 << 30);
-  const { report } = await runJob(job, { config, log, dryRun: Boolean(dryRun), args, signal: controller.signal }).finally(() => clearInterval(keepAlive));
+  const { report } = await runJob(job, {
+    config,
+    log,
+    dryRun: Boolean(dryRun),
+    args,
+    signal: controller.signal,
+  }).finally(() => clearInterval(keepAlive));
   await printReport(report, Boolean(json));
   await new Promise<void>((resolve) => log.on('finish', resolve).end());
   process.exit(report.exitCode);
@@ -76,7 +84,8 @@ async function listJobs(jobs: readonly JobEntry[], globals: GlobalOptions, json:
     process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     return;
   }
-  const when = (iso: string | null) => (iso ? DateTime.fromISO(iso, { zone: config.timezone }).toFormat('yyyy-LL-dd HH:mm:ss') : '-');
+  const when = (iso: string | null) =>
+    iso ? DateTime.fromISO(iso, { zone: config.timezone }).toFormat('yyyy-LL-dd HH:mm:ss') : '-';
   process.stdout.write(
     formatTable(
       ['JOB', 'SCHEDULE', `NEXT RUN (${config.timezone})`, 'LAST RUN', 'LAST RESULT'],
@@ -92,9 +101,12 @@ async function listJobs(jobs: readonly JobEntry[], globals: GlobalOptions, json:
 }
 
 /** Build the command line. Extra commands (snapshot, drill, lab) register themselves via `extensions`. */
-export function buildProgram(jobs: readonly JobEntry[], extensions: ((program: Command, ctx: { globals: () => GlobalOptions }) => void)[] = []): Command {
+export function buildProgram(
+  jobs: readonly JobEntry[],
+  extensions: ((program: Command, ctx: { globals: () => GlobalOptions }) => void)[] = [],
+): Command {
   const program = new Command('mfs-jobs')
-    .description('Keep a MooseFS cluster\'s master metadata safe and its standby master ready')
+    .description("Keep a MooseFS cluster's master metadata safe and its standby master ready")
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'config file (default $MFS_JOBS_CONFIG or /etc/mfs-jobs/config.yaml)')
     .option('-v, --verbose', 'debug logging and stack traces on errors')
@@ -116,13 +128,31 @@ export function buildProgram(jobs: readonly JobEntry[], extensions: ((program: C
       run.addOption(new Option(o.flags, `${o.description} (${job.name})`));
     }
   }
-  run.addHelpText('after', '\nExit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (config error, skipped because already running).');
+  run.addHelpText(
+    'after',
+    '\nExit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (config error, skipped because already running).',
+  );
   run.action(async (name: string, opts: Record<string, unknown>) => {
     const job = jobs.find((j) => j.name === name);
-    if (!job) fail(new UsageError(name, `unknown job "${name}" (known: ${jobs.map((j) => j.name).join(', ')})`), Boolean(globals().verbose));
-    const allowed = new Set(['json', 'dryRun', ...(job.cliOptions ?? []).map((o) => new Option(o.flags, '').attributeName())]);
+    if (!job)
+      fail(
+        new UsageError(name, `unknown job "${name}" (known: ${jobs.map((j) => j.name).join(', ')})`),
+        Boolean(globals().verbose),
+      );
+    const allowed = new Set([
+      'json',
+      'dryRun',
+      ...(job.cliOptions ?? []).map((o) => new Option(o.flags, '').attributeName()),
+    ]);
     const foreign = Object.keys(opts).filter((k) => opts[k] !== undefined && !allowed.has(k));
-    if (foreign.length) fail(new UsageError(foreign[0]!, `option --${foreign[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} does not apply to job ${name}`), false);
+    if (foreign.length)
+      fail(
+        new UsageError(
+          foreign[0]!,
+          `option --${foreign[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} does not apply to job ${name}`,
+        ),
+        false,
+      );
     await runOnce(job, opts, globals());
   });
 

@@ -9,7 +9,10 @@ import { cronProblem, isValidZone } from './schedule.js';
 export { configPath, DEFAULT_CONFIG_PATH } from './hand-off.js';
 
 const port = z.number().int().min(1).max(65535);
-const absPath = z.string().min(1).refine((p) => path.isAbsolute(p), 'expected an absolute path');
+const absPath = z
+  .string()
+  .min(1)
+  .refine((p) => path.isAbsolute(p), 'expected an absolute path');
 
 /** SSH settings; set once under `ssh:` and overridden per host. */
 const sshFields = {
@@ -89,7 +92,9 @@ const retentionSchema = z.strictObject({
 });
 
 /** A copy's name: plain, it becomes part of messages, metrics labels and `--from copy:NAME`. */
-const copyName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"');
+const copyName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"');
 
 /** Fields every off-site copy has (lib/store/copy/). */
 const copyFields = {
@@ -122,7 +127,10 @@ const s3CopySchema = z.strictObject({
   region: z.string().min(1).default('us-east-1'),
   bucket: z.string().min(3).max(63),
   /** Key prefix inside the bucket (`mfs/`); objects are `<prefix>snapshots/<id>/<file>`. */
-  prefix: z.string().regex(/^$|^[^/].*\/$/, 'expected "" or a prefix ending in "/" (not starting with "/")').default(''),
+  prefix: z
+    .string()
+    .regex(/^$|^[^/].*\/$/, 'expected "" or a prefix ending in "/" (not starting with "/")')
+    .default(''),
   forcePathStyle: z.boolean().default(false),
   /** JSON or YAML file with accessKeyId and secretAccessKey, readable by its owner only. */
   credentialsFile: absPath,
@@ -204,7 +212,10 @@ const quorumSchema = z
       keyFile: absPath.optional(),
     }),
     /** This host's name in the leader key (default: the hostname). */
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"').optional(),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name of letters, digits, "_", "." or "-"')
+      .optional(),
     /**
      * Patroni's failsafe mode: with etcd unreachable, a master keeps serving only while every other
      * master's daemon confirms, over an HMAC-authenticated TCP channel on `port`, that it is not promoting
@@ -218,7 +229,7 @@ const quorumSchema = z
       const message = `loopWaitSeconds + 2 x retryTimeoutSeconds (${loop} + 2 x ${retry}) must be <= ttlSeconds (${ttl})`;
       ctx.addIssue({ code: 'custom', path: ['etcd', 'ttlSeconds'], message });
     }
-    if (q.etcd.certFile === undefined !== (q.etcd.keyFile === undefined)) {
+    if ((q.etcd.certFile === undefined) !== (q.etcd.keyFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['etcd', 'certFile'], message: 'certFile and keyFile go together' });
     }
   });
@@ -276,7 +287,14 @@ const configSchema = z.strictObject({
    * The filesystem this config serves (hex metaid, as mfscli and the image header show it). Unset, it is
    * learnt on the first backup from a live source and kept in `<stateDir>/cluster-identity.json`.
    */
-  cluster: z.strictObject({ metaid: z.string().regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid').optional() }).default({}),
+  cluster: z
+    .strictObject({
+      metaid: z
+        .string()
+        .regex(/^[0-9A-Fa-f]{1,16}$/, 'expected a hex metaid')
+        .optional(),
+    })
+    .default({}),
   snapshotStore: z
     .strictObject({
       path: absPath,
@@ -288,14 +306,17 @@ const configSchema = z.strictObject({
         .superRefine((copies, ctx) => {
           const seen = new Set<string>();
           for (const [i, c] of copies.entries()) {
-            if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `copy name "${c.name}" is used twice` });
+            if (seen.has(c.name))
+              ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `copy name "${c.name}" is used twice` });
             seen.add(c.name);
           }
         }),
       /** How new snapshots' files are stored; existing snapshots keep what their manifest says. */
       compression: compressionSchema.default({ type: 'zstd', level: 3 }),
       /** Encrypt new snapshots' files (AES-256-GCM, after compression) with the key in this file. */
-      encryption: z.strictObject({ keyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600') }).optional(),
+      encryption: z
+        .strictObject({ keyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600') })
+        .optional(),
       /**
        * A store without encryption: manifests are signed (HMAC) with a key derived from this one, and a
        * manifest without a valid MAC is refused. An encrypted store signs with its encryption key.
@@ -314,9 +335,19 @@ const configSchema = z.strictObject({
 });
 
 type RawConfig = z.infer<typeof configSchema>;
-export type MasterHost = Omit<z.infer<typeof masterSchema>, 'ssh' | 'cliHost'> & { cliHost: string; ssh: SshSettings | undefined; role: 'master' };
-export type MetaloggerHost = Omit<z.infer<typeof metaloggerSchema>, 'ssh'> & { ssh: SshSettings | undefined; role: 'metalogger' };
-export type ChunkserverHost = Omit<z.infer<typeof chunkserverSchema>, 'ssh'> & { ssh: SshSettings | undefined; role: 'chunkserver' };
+export type MasterHost = Omit<z.infer<typeof masterSchema>, 'ssh' | 'cliHost'> & {
+  cliHost: string;
+  ssh: SshSettings | undefined;
+  role: 'master';
+};
+export type MetaloggerHost = Omit<z.infer<typeof metaloggerSchema>, 'ssh'> & {
+  ssh: SshSettings | undefined;
+  role: 'metalogger';
+};
+export type ChunkserverHost = Omit<z.infer<typeof chunkserverSchema>, 'ssh'> & {
+  ssh: SshSettings | undefined;
+  role: 'chunkserver';
+};
 /** Any host whose DATA_PATH mfs-jobs reads. */
 export type DataPathHost = MasterHost | MetaloggerHost | ChunkserverHost;
 export type Retention = z.infer<typeof retentionSchema>;
@@ -328,7 +359,10 @@ export type StandbyConfig = z.infer<typeof standbySchema>;
 export type QuorumConfig = z.infer<typeof quorumSchema>;
 export type FenceConfig = z.infer<typeof fenceSchema>;
 
-export interface Config extends Omit<RawConfig, 'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'> {
+export interface Config extends Omit<
+  RawConfig,
+  'masters' | 'metaloggers' | 'chunkservers' | 'ssh' | 'lockDir' | 'daemon'
+> {
   /** The file it was read from (for messages). */
   file: string;
   lockDir: string;
@@ -355,7 +389,12 @@ export function formatIssues(error: z.ZodError, prefix: (string | number)[] = []
  * A host's SSH settings: global `ssh:` merged with its own. Undefined when the host is local or no
  * key/known_hosts is configured at all (jobs that transfer files then fail with `requireSsh`).
  */
-function resolveSsh(where: string, global: Partial<SshSettings> | undefined, own: Partial<SshSettings> | undefined, local: boolean): SshSettings | undefined {
+function resolveSsh(
+  where: string,
+  global: Partial<SshSettings> | undefined,
+  own: Partial<SshSettings> | undefined,
+  local: boolean,
+): SshSettings | undefined {
   if (local) return undefined;
   const merged = { ...global, ...own };
   if (merged.privateKey === undefined && merged.knownHosts === undefined) return undefined;
@@ -375,7 +414,11 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
   const raw = parsed.data;
   const names = new Set<string>();
   for (const [i, h] of [...raw.masters, ...raw.metaloggers, ...raw.chunkservers].entries()) {
-    if (names.has(h.name)) throw new ConfigError(`name`, `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters, metaloggers and chunkservers`);
+    if (names.has(h.name))
+      throw new ConfigError(
+        `name`,
+        `${file}: host name "${h.name}" is used twice (entry ${i}); names must be unique across masters, metaloggers and chunkservers`,
+      );
     names.add(h.name);
   }
   const { ssh, lockDir, daemon, ...rest } = raw;
@@ -390,8 +433,16 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
       ssh: resolveSsh(`masters.${i}`, ssh, m.ssh, m.local),
       role: 'master' as const,
     })),
-    metaloggers: raw.metaloggers.map((m, i) => ({ ...m, ssh: resolveSsh(`metaloggers.${i}`, ssh, m.ssh, m.local), role: 'metalogger' as const })),
-    chunkservers: raw.chunkservers.map((c, i) => ({ ...c, ssh: resolveSsh(`chunkservers.${i}`, ssh, c.ssh, c.local), role: 'chunkserver' as const })),
+    metaloggers: raw.metaloggers.map((m, i) => ({
+      ...m,
+      ssh: resolveSsh(`metaloggers.${i}`, ssh, m.ssh, m.local),
+      role: 'metalogger' as const,
+    })),
+    chunkservers: raw.chunkservers.map((c, i) => ({
+      ...c,
+      ssh: resolveSsh(`chunkservers.${i}`, ssh, c.ssh, c.local),
+      role: 'chunkserver' as const,
+    })),
   };
 }
 
@@ -409,7 +460,10 @@ export async function loadConfig(explicit?: string): Promise<Config> {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, `cannot read config file ${file}: ${code === 'ENOENT' ? 'no such file (use --config or MFS_JOBS_CONFIG)' : code ?? String(err)}`);
+    throw new ConfigError(
+      file,
+      `cannot read config file ${file}: ${code === 'ENOENT' ? 'no such file (use --config or MFS_JOBS_CONFIG)' : (code ?? String(err))}`,
+    );
   }
   let document: unknown;
   try {
@@ -442,7 +496,10 @@ export function requireSsh(config: Config, host: DataPathHost): SshSettings {
   if (host.ssh) return host.ssh;
   const list = hostList(host);
   const index = (config[list] as DataPathHost[]).findIndex((h) => h.name === host.name);
-  throw new ConfigError(`${list}.${index}.ssh`, `${config.file}: ${list}.${index}.ssh (or ssh:): privateKey and knownHosts are needed to reach ${host.name} (${host.host}) over SFTP; or set ${list}.${index}.local: true`);
+  throw new ConfigError(
+    `${list}.${index}.ssh`,
+    `${config.file}: ${list}.${index}.ssh (or ssh:): privateKey and knownHosts are needed to reach ${host.name} (${host.host}) over SFTP; or set ${list}.${index}.local: true`,
+  );
 }
 
 /** The config list a host comes from: `masters`, `metaloggers` or `chunkservers`. */

@@ -43,8 +43,12 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   // The standby's daemon promotes the moment the VIP lands here (standby.promoteOnVip).
   const promote = jobs.find((j) => j.name === 'promote');
   const vip = config.standby?.promoteOnVip && config.standby.vip ? config.standby.vip : undefined;
-  if (config.standby?.promoteOnVip && (!vip || !handOff)) log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
-  const vipWatch = vip && handOff && promote ? watchAddress(vip, () => handOff.startShared(promote, `virtual IP ${vip} added here`), log) : undefined;
+  if (config.standby?.promoteOnVip && (!vip || !handOff))
+    log.warn('standby.promoteOnVip needs standby.vip and daemon.socket: not watching');
+  const vipWatch =
+    vip && handOff && promote
+      ? watchAddress(vip, () => handOff.startShared(promote, `virtual IP ${vip} added here`), log)
+      : undefined;
   if (vipWatch) log.info('watching for the virtual IP', { vip });
   await startCompanions(config, jobs, log, companions);
   const running = new Map<string, { promise: Promise<unknown>; controller: AbortController }>();
@@ -65,7 +69,11 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
   };
 
   for (const { job, schedule } of plan) {
-    const task = cron.schedule(schedule, () => fire(job), { timezone: config.timezone, name: job.name, noOverlap: true });
+    const task = cron.schedule(schedule, () => fire(job), {
+      timezone: config.timezone,
+      name: job.name,
+      noOverlap: true,
+    });
     tasks.push(task);
     log.info('scheduled', { job: job.name, schedule, timezone: config.timezone });
   }
@@ -104,11 +112,20 @@ export async function runDaemon(config: Config, jobs: readonly Job[], log: Logge
 }
 
 /** Each job's `alongsideDaemon` (enabled jobs only); one that fails to start is logged, not fatal. */
-async function startCompanions(config: Config, jobs: readonly Job[], log: Logger, out: Map<string, Companion>): Promise<void> {
+async function startCompanions(
+  config: Config,
+  jobs: readonly Job[],
+  log: Logger,
+  out: Map<string, Companion>,
+): Promise<void> {
   for (const job of jobs) {
     if (!job.alongsideDaemon || config.jobs[job.name]?.enabled === false) continue;
     try {
-      const c = await job.alongsideDaemon({ config, options: jobOptions(config, job.name, job.options), log: log.child({ job: job.name }) });
+      const c = await job.alongsideDaemon({
+        config,
+        options: jobOptions(config, job.name, job.options),
+        log: log.child({ job: job.name }),
+      });
       if (c) out.set(job.name, c);
     } catch (err) {
       log.error(`${job.name}: cannot start what it runs beside the daemon: ${describeError(err)}`);

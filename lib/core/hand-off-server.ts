@@ -6,7 +6,16 @@ import { ensureDir, renameDurable } from './atomic.js';
 import type { Config } from './config.js';
 import { ConfigError, describeError, UntrustedPathError } from './errors.js';
 import { pathTrust } from './trusted-path.js';
-import { HAND_OFF_JOBS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, rendezvousPath, REQUEST_TIMEOUT_MS, trustedRunDir, type HandOffRequest, type HandOffResponse } from './hand-off.js';
+import {
+  HAND_OFF_JOBS,
+  MAX_REQUEST_BYTES,
+  PROTOCOL_VERSION,
+  rendezvousPath,
+  REQUEST_TIMEOUT_MS,
+  trustedRunDir,
+  type HandOffRequest,
+  type HandOffResponse,
+} from './hand-off.js';
 import type { Companion, Job } from './job.js';
 import type { Logger } from './logger.js';
 import { formatReport, type JsonReport } from './output.js';
@@ -34,8 +43,15 @@ export interface HandOffServer {
 }
 
 /** `--json`, `--dry-run`, and the job's own switches (flags without a value): what a hook passes. */
-function parseArgv(job: Job, argv: readonly string[]): { json: boolean; dryRun: boolean; args: Record<string, unknown> } | { refused: string } {
-  const switches = new Map((job.cliOptions ?? []).filter((o) => !/[<[]/.test(o.flags)).map((o) => [new Option(o.flags, '').long!, new Option(o.flags, '').attributeName()]));
+function parseArgv(
+  job: Job,
+  argv: readonly string[],
+): { json: boolean; dryRun: boolean; args: Record<string, unknown> } | { refused: string } {
+  const switches = new Map(
+    (job.cliOptions ?? [])
+      .filter((o) => !/[<[]/.test(o.flags))
+      .map((o) => [new Option(o.flags, '').long!, new Option(o.flags, '').attributeName()]),
+  );
   const out = { json: false, dryRun: false, args: {} as Record<string, unknown> };
   for (const a of argv) {
     if (a === '--json') out.json = true;
@@ -49,8 +65,15 @@ function parseArgv(job: Job, argv: readonly string[]): { json: boolean; dryRun: 
 function validRequest(value: unknown): value is HandOffRequest {
   const r = value as HandOffRequest;
   return (
-    typeof r === 'object' && r !== null && r.v === PROTOCOL_VERSION && typeof r.job === 'string' && typeof r.config === 'string' &&
-    Array.isArray(r.argv) && r.argv.length <= 32 && r.argv.every((a) => typeof a === 'string') && Number.isFinite(r.triggeredAtMs)
+    typeof r === 'object' &&
+    r !== null &&
+    r.v === PROTOCOL_VERSION &&
+    typeof r.job === 'string' &&
+    typeof r.config === 'string' &&
+    Array.isArray(r.argv) &&
+    r.argv.length <= 32 &&
+    r.argv.every((a) => typeof a === 'string') &&
+    Number.isFinite(r.triggeredAtMs)
   );
 }
 
@@ -58,13 +81,15 @@ function validRequest(value: unknown): value is HandOffRequest {
 async function clearStaleSocket(file: string): Promise<void> {
   const st = await fs.lstat(file).catch(() => undefined);
   if (!st) return;
-  if (!st.isSocket()) throw new ConfigError('daemon.socket', `daemon.socket ${file} exists and is not a socket: not touching it`);
+  if (!st.isSocket())
+    throw new ConfigError('daemon.socket', `daemon.socket ${file} exists and is not a socket: not touching it`);
   const alive = await new Promise<boolean>((resolve) => {
     const s = net.connect(file);
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
-  if (alive) throw new ConfigError('daemon.socket', `daemon.socket ${file}: another mfs-jobs daemon is listening there`);
+  if (alive)
+    throw new ConfigError('daemon.socket', `daemon.socket ${file}: another mfs-jobs daemon is listening there`);
   await fs.unlink(file);
 }
 
@@ -85,7 +110,11 @@ async function linkRendezvous(configReal: string, socketPath: string, log: Logge
     await fs.mkdir(path.dirname(link), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
     });
-    if (!(await trustedRunDir())) throw new UntrustedPathError(path.dirname(link), `${path.dirname(link)} is not a directory of ours that only we can write`);
+    if (!(await trustedRunDir()))
+      throw new UntrustedPathError(
+        path.dirname(link),
+        `${path.dirname(link)} is not a directory of ours that only we can write`,
+      );
     const tmp = `${link}.${process.pid}`;
     await fs.rm(tmp, { force: true });
     await fs.symlink(socketPath, tmp);
@@ -116,7 +145,11 @@ export async function serveHandOff(
   };
   const joinable = (job: Job, argv: readonly string[]) => {
     const s = shared.get(job.name);
-    return s && argv.every((a) => a === '--json') && (s.finishedAt === undefined || Date.now() - s.finishedAt < JOIN_WINDOW_MS) ? s : undefined;
+    return s &&
+      argv.every((a) => a === '--json') &&
+      (s.finishedAt === undefined || Date.now() - s.finishedAt < JOIN_WINDOW_MS)
+      ? s
+      : undefined;
   };
   const server = net.createServer((sock) => {
     let buf = '';
@@ -148,14 +181,18 @@ export async function serveHandOff(
       }
       if (!validRequest(request)) return refuse(`not a protocol ${PROTOCOL_VERSION} request`);
       if (closing) return refuse('daemon stopping');
-      if (request.config !== configReal) return refuse(`daemon serves ${configReal}, not ${request.config.slice(0, 200)}`);
+      if (request.config !== configReal)
+        return refuse(`daemon serves ${configReal}, not ${request.config.slice(0, 200)}`);
       const job = jobs.find((j) => j.name === request.job);
-      if (!job || !HAND_OFF_JOBS.includes(job.name)) return refuse(`job ${JSON.stringify(request.job.slice(0, 40))} is not handed off`);
+      if (!job || !HAND_OFF_JOBS.includes(job.name))
+        return refuse(`job ${JSON.stringify(request.job.slice(0, 40))} is not handed off`);
       const parsed = parseArgv(job, request.argv);
       if ('refused' in parsed) return refuse(parsed.refused);
       const send = (report: Promise<JsonReport>) =>
         report
-          .then((r) => reply({ v: PROTOCOL_VERSION, accepted: true, exitCode: r.exitCode, stdout: formatReport(r, parsed.json) }))
+          .then((r) =>
+            reply({ v: PROTOCOL_VERSION, accepted: true, exitCode: r.exitCode, stdout: formatReport(r, parsed.json) }),
+          )
           .catch((err: unknown) => {
             log.error('hand-off run failed', { job: job.name, error: describeError(err) });
             sock.destroy();
@@ -185,7 +222,8 @@ export async function serveHandOff(
   // A directory others may write into lets them stand in for this daemon while it is down (the hook
   // would refuse their socket, but also never reach ours): listen only where root alone writes.
   const dir = await pathTrust(path.dirname(socketPath), 'dir');
-  if (!dir.trusted) throw new ConfigError('daemon.socket', `daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
+  if (!dir.trusted)
+    throw new ConfigError('daemon.socket', `daemon.socket ${socketPath}: its directory cannot be trusted (${dir.why})`);
   await clearStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -201,13 +239,15 @@ export async function serveHandOff(
       if (closing || (current && current.finishedAt === undefined)) return;
       log.info(`starting ${job.name}: ${why}`, { job: job.name });
       const controller = new AbortController();
-      const run: SharedRun = { report: runJob(job, {
+      const run: SharedRun = {
+        report: runJob(job, {
           config,
           log,
           trigger: { by: 'vip', atMs: Date.now() },
           companion: companions.get(job.name),
           signal: controller.signal,
-        }).then((o) => o.report) };
+        }).then((o) => o.report),
+      };
       void run.report.finally(() => (run.finishedAt = Date.now())).catch(() => undefined);
       shared.set(job.name, run);
       track(run.report, controller);
@@ -217,7 +257,8 @@ export async function serveHandOff(
       // Stop listening now; connections of runs still going stay open until their result is sent.
       server.close();
       await fs.unlink(socketPath).catch(() => undefined);
-      if (link && (await fs.readlink(link).catch(() => undefined)) === socketPath) await fs.unlink(link).catch(() => undefined);
+      if (link && (await fs.readlink(link).catch(() => undefined)) === socketPath)
+        await fs.unlink(link).catch(() => undefined);
     },
   };
 }

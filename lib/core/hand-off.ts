@@ -28,7 +28,10 @@ export function configPath(explicit?: string): string {
 }
 
 /** `daemon.socket` as the config gives it: a path, `false` (no hand-off), or by default `<stateDir>/daemon.sock`. */
-export function socketPathOf(daemonSocket: string | false | undefined, stateDir: string | undefined): string | undefined {
+export function socketPathOf(
+  daemonSocket: string | false | undefined,
+  stateDir: string | undefined,
+): string | undefined {
   if (daemonSocket === false) return undefined;
   return daemonSocket ?? path.join(stateDir ?? DEFAULT_STATE_DIR, 'daemon.sock');
 }
@@ -45,8 +48,7 @@ export interface HandOffRequest {
 }
 
 export type HandOffResponse =
-  | { v: number; accepted: true; exitCode: number; stdout: string }
-  | { v: number; accepted: false; reason: string };
+  { v: number; accepted: true; exitCode: number; stdout: string } | { v: number; accepted: false; reason: string };
 
 /** The run may have acted: the caller must not run it again, only say so. `subject`: the socket. */
 export class HandOffLost extends MfsJobsError {}
@@ -116,17 +118,25 @@ export async function sendHandOff(socketPath: string, request: HandOffRequest): 
         reject(new HandOffLost(socketPath, `the daemon's answer on ${socketPath} is over ${MAX_RESPONSE_BYTES} bytes`));
       }
     });
-    sock.once('error', (err: NodeJS.ErrnoException) => (sent ? reject(new HandOffLost(socketPath, `${socketPath}: ${err.code ?? err.message}`)) : reject(err)));
+    sock.once('error', (err: NodeJS.ErrnoException) =>
+      sent ? reject(new HandOffLost(socketPath, `${socketPath}: ${err.code ?? err.message}`)) : reject(err),
+    );
     sock.once('end', () => {
       const line = buf.split('\n')[0] ?? '';
       let answer: HandOffResponse;
       try {
         answer = JSON.parse(line) as HandOffResponse;
       } catch {
-        reject(new HandOffLost(socketPath, `the daemon on ${socketPath} closed the connection without a result${buf ? ' (unreadable answer)' : ''}`));
+        reject(
+          new HandOffLost(
+            socketPath,
+            `the daemon on ${socketPath} closed the connection without a result${buf ? ' (unreadable answer)' : ''}`,
+          ),
+        );
         return;
       }
-      if (answer.accepted === true && (typeof answer.exitCode !== 'number' || typeof answer.stdout !== 'string')) reject(new HandOffLost(socketPath, `the daemon on ${socketPath} sent an incomplete result`));
+      if (answer.accepted === true && (typeof answer.exitCode !== 'number' || typeof answer.stdout !== 'string'))
+        reject(new HandOffLost(socketPath, `the daemon on ${socketPath} sent an incomplete result`));
       else resolve(answer);
     });
   });

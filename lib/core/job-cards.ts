@@ -48,7 +48,10 @@ export const CARDS = {
     description:
       "Archive the masters' changelogs continuously into the snapshot store (and its copies) as sealed segments",
     cliOptions: [
-      { flags: '--follow', description: 'go on following the changelogs until stopped (SIGTERM seals what is pending)' },
+      {
+        flags: '--follow',
+        description: 'go on following the changelogs until stopped (SIGTERM seals what is pending)',
+      },
     ],
   },
   verify: {

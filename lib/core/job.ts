@@ -75,7 +75,11 @@ export interface JobCard {
 /** A job without command-line flags: nothing may be passed. */
 export const NO_ARGS = z.strictObject({});
 
-export interface Job<S extends z.ZodType = z.ZodType, A extends z.ZodType = z.ZodType, C extends Companion = Companion> {
+export interface Job<
+  S extends z.ZodType = z.ZodType,
+  A extends z.ZodType = z.ZodType,
+  C extends Companion = Companion,
+> {
   name: string;
   description: string;
   /** Schema of the job's `jobs.<name>` config section (build it with `jobOptionsSchema`). */

@@ -81,7 +81,11 @@ async function breakStaleLock(file: string, stalePid: number | undefined): Promi
  * Take the per-job lock: O_EXCL create of `<dir>/<job>.lock` holding our PID. A lock whose PID is
  * dead is stale (the run was killed) and is taken over; a live one means "skip, already running".
  */
-export async function acquireLock(dir: string, job: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Lock> {
+export async function acquireLock(
+  dir: string,
+  job: string,
+  options: { waitMs?: number; signal?: AbortSignal } = {},
+): Promise<Lock> {
   // Failover hooks wait for each other (keepalived may run notify_backup while promote still runs).
   const deadline = Date.now() + (options.waitMs ?? 0);
   for (;;) {
@@ -140,7 +144,10 @@ async function tryAcquireLock(dir: string, job: string): Promise<Lock> {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const current = await readOwner(file);
         if (current && processAlive(current.pid)) {
-          throw new LockBusyError(file, `job ${job} is already running (pid ${current.pid} since ${current.startedAt}, lock ${file})`);
+          throw new LockBusyError(
+            file,
+            `job ${job} is already running (pid ${current.pid} since ${current.startedAt}, lock ${file})`,
+          );
         }
         await breakStaleLock(file, current?.pid);
       }

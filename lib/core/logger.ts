@@ -25,7 +25,9 @@ export function createLogger(options: { level?: string; json?: boolean } = {}): 
   return winston.createLogger({
     level: options.level ?? process.env.MFS_JOBS_LOG_LEVEL ?? 'info',
     format,
-    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+    transports: [
+      new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] }),
+    ],
   });
 }
 

@@ -23,7 +23,9 @@ export function plainNameProblem(name: unknown): string | undefined {
 /** Control characters and escape sequences made visible: ESC becomes the four characters `\x1b`. */
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\\]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\\]/g, (c) =>
+    c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** An outside name as it may appear in a message: printable, at most `max` characters. */

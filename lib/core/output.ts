@@ -22,7 +22,11 @@ function perfNumber(n: number): string {
 /** `'label'=value[UOM];[warn];[crit];[min];[max]`, trailing empty fields left out (Nagios plugin guidelines). */
 function perfData(m: Metric): string {
   const value = perfNumber(m.value);
-  const fields = [`${perfLabel(m)}=${value}${value === 'U' ? '' : (m.unit ?? '')}`, m.warn === undefined ? '' : perfNumber(m.warn), m.crit === undefined ? '' : perfNumber(m.crit)];
+  const fields = [
+    `${perfLabel(m)}=${value}${value === 'U' ? '' : (m.unit ?? '')}`,
+    m.warn === undefined ? '' : perfNumber(m.warn),
+    m.crit === undefined ? '' : perfNumber(m.crit),
+  ];
   return fields.join(';').replace(/;+$/, '');
 }
 
@@ -34,7 +38,9 @@ export function nagiosLine(jobName: string, result: JobResult): string {
 }
 
 function promLabels(labels: Record<string, string>): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  const parts = Object.entries(labels).map(
+    ([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`,
+  );
   return parts.length ? `{${parts.join(',')}}` : '';
 }
 
@@ -52,7 +58,8 @@ export function prometheusText(jobName: string, result: JobResult, finishedAt: D
   const family = (name: string, samples: { labels: Record<string, string>; value: number }[]) => {
     const spec = metricSpec(name);
     // A programming error (every metric is declared in metrics.ts), caught by the unit tests.
-    if (!spec) throw new Error(`metric ${JSON.stringify(name)} of job ${jobName} is not declared in lib/core/metrics.ts`);
+    if (!spec)
+      throw new Error(`metric ${JSON.stringify(name)} of job ${jobName} is not declared in lib/core/metrics.ts`);
     const full = METRIC_PREFIX + name;
     out.push(`# HELP ${full} ${spec.help}`, `# TYPE ${full} ${spec.type}`);
     for (const s of samples) out.push(`${full}${promLabels(s.labels)} ${promNumber(s.value)}`);
@@ -62,11 +69,21 @@ export function prometheusText(jobName: string, result: JobResult, finishedAt: D
   family('last_duration_seconds', [{ labels: job, value: durationMs / 1000 }]);
   const byName = new Map<string, Metric[]>();
   for (const m of result.metrics ?? []) byName.set(m.name, [...(byName.get(m.name) ?? []), m]);
-  for (const [name, metrics] of byName) family(name, metrics.map((m) => ({ labels: { ...job, ...m.labels }, value: m.value })));
+  for (const [name, metrics] of byName)
+    family(
+      name,
+      metrics.map((m) => ({ labels: { ...job, ...m.labels }, value: m.value })),
+    );
   return out.join('\n') + '\n';
 }
 
-export async function writePrometheusTextfile(dir: string, jobName: string, result: JobResult, finishedAt: Date, durationMs: number): Promise<string> {
+export async function writePrometheusTextfile(
+  dir: string,
+  jobName: string,
+  result: JobResult,
+  finishedAt: Date,
+  durationMs: number,
+): Promise<string> {
   const file = path.join(dir, `mfs_jobs_${jobName.replace(/-/g, '_')}.prom`);
   // node_exporter reads as another user: world-readable, like any textfile collector file.
   await writeFileAtomic(file, prometheusText(jobName, result, finishedAt, durationMs), 0o644);
@@ -89,5 +106,7 @@ export interface JsonReport {
 
 /** What `run` prints: the report as JSON, or the Nagios line and its detail lines. */
 export function formatReport(report: JsonReport, json: boolean): string {
-  return json ? JSON.stringify(report, null, 2) + '\n' : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
+  return json
+    ? JSON.stringify(report, null, 2) + '\n'
+    : [nagiosLine(report.job, report), ...report.lines.map((l) => `  ${l}`)].join('\n') + '\n';
 }

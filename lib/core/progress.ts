@@ -16,7 +16,10 @@ export function formatBytes(n: number): string {
 }
 
 /** A progress callback that redraws one stderr line at most 4 times a second, or undefined off a TTY. */
-export function terminalProgress(label: string, stream: NodeJS.WriteStream = process.stderr): { update: ProgressFn; end: () => void } | undefined {
+export function terminalProgress(
+  label: string,
+  stream: NodeJS.WriteStream = process.stderr,
+): { update: ProgressFn; end: () => void } | undefined {
   if (!stream.isTTY) return undefined;
   const started = Date.now();
   let lastDraw = 0;
@@ -24,7 +27,9 @@ export function terminalProgress(label: string, stream: NodeJS.WriteStream = pro
   const draw = () => {
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
     const pct = last.total > 0 ? Math.floor((last.done / last.total) * 100) : 100;
-    stream.write(`\r${label} ${String(pct).padStart(3)}% ${formatBytes(last.done)}/${formatBytes(last.total)} ${formatBytes(last.done / seconds)}/s\x1b[K`);
+    stream.write(
+      `\r${label} ${String(pct).padStart(3)}% ${formatBytes(last.done)}/${formatBytes(last.total)} ${formatBytes(last.done / seconds)}/s\x1b[K`,
+    );
   };
   return {
     update: (done, total) => {

@@ -38,7 +38,16 @@ function unresponsiveAfterAbort(signal: AbortSignal, name: string): Promise<neve
   return new Promise((_, reject) => {
     signal.addEventListener(
       'abort',
-      () => setTimeout(() => reject(new Error(`job ${name} did not stop within ${ABORT_GRACE_MS / 1000} s after: ${describeError(signal.reason)}`)), ABORT_GRACE_MS).unref(),
+      () =>
+        setTimeout(
+          () =>
+            reject(
+              new Error(
+                `job ${name} did not stop within ${ABORT_GRACE_MS / 1000} s after: ${describeError(signal.reason)}`,
+              ),
+            ),
+          ABORT_GRACE_MS,
+        ).unref(),
       { once: true },
     );
   });
@@ -52,7 +61,12 @@ function jobArgs(job: Job, given: Record<string, unknown>): unknown {
   const issue = parsed.error.issues[0]!;
   const key = issue.code === 'unrecognized_keys' ? issue.keys[0]! : String(issue.path[0] ?? '');
   const flag = `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
-  throw new UsageError(flag, issue.code === 'unrecognized_keys' ? `option ${flag} does not apply to job ${job.name}` : `${flag}: ${issue.message}`);
+  throw new UsageError(
+    flag,
+    issue.code === 'unrecognized_keys'
+      ? `option ${flag} does not apply to job ${job.name}`
+      : `${flag}: ${issue.message}`,
+  );
 }
 
 function statusForError(err: unknown): Status {
@@ -79,19 +93,41 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
     const options = jobOptions(config, job.name, job.options) as Record<string, unknown> & { timeoutSeconds?: number };
     const args = jobArgs(job, request.args ?? {});
     await checkStrictModes(config);
-    lock = await acquireLock(config.lockDir, job.lockName ?? job.name, { waitMs: (job.lockWaitSeconds ?? 0) * 1000, signal: controller.signal });
+    lock = await acquireLock(config.lockDir, job.lockName ?? job.name, {
+      waitMs: (job.lockWaitSeconds ?? 0) * 1000,
+      signal: controller.signal,
+    });
     if (options.timeoutSeconds) {
-      timer = setTimeout(() => controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)), options.timeoutSeconds * 1000);
+      timer = setTimeout(
+        () =>
+          controller.abort(new Error(`timed out after ${options.timeoutSeconds} s (jobs.${job.name}.timeoutSeconds)`)),
+        options.timeoutSeconds * 1000,
+      );
     }
     jlog.info('job started', { dryRun });
-    const running = withJobLogger(jlog, () => job.run({ config, options, log: jlog, dryRun, args, signal: controller.signal, startedAt, trigger: request.trigger, companion: request.companion }));
+    const running = withJobLogger(jlog, () =>
+      job.run({
+        config,
+        options,
+        log: jlog,
+        dryRun,
+        args,
+        signal: controller.signal,
+        startedAt,
+        trigger: request.trigger,
+        companion: request.companion,
+      }),
+    );
     result = await Promise.race([running, unresponsiveAfterAbort(controller.signal, job.name)]);
   } catch (err) {
     if (err instanceof LockBusyError) {
       skipped = true;
       result = { status: 'UNKNOWN', summary: `skipped: ${err.message}` };
     } else {
-      const reason = controller.signal.aborted && !(err instanceof ConfigError) ? describeError(controller.signal.reason) : describeError(err);
+      const reason =
+        controller.signal.aborted && !(err instanceof ConfigError)
+          ? describeError(controller.signal.reason)
+          : describeError(err);
       result = { status: statusForError(err), summary: reason };
       jlog.debug('job error', { stack: err instanceof Error ? err.stack : undefined });
     }
@@ -116,12 +152,23 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
     lines: result.lines ?? [],
   };
   const level = result.status === 'OK' ? 'info' : result.status === 'WARNING' ? 'warn' : 'error';
-  jlog.log(level, skipped ? 'job skipped' : 'job finished', { status: result.status, summary: result.summary, durationMs });
+  jlog.log(level, skipped ? 'job skipped' : 'job finished', {
+    status: result.status,
+    summary: result.summary,
+    durationMs,
+  });
   if (!skipped && !dryRun) await recordOutcome(config, job, result, report, finishedAt, jlog);
   return { report, skipped };
 }
 
-async function recordOutcome(config: Config, job: Job, result: JobResult, report: JsonReport, finishedAt: Date, log: Logger): Promise<void> {
+async function recordOutcome(
+  config: Config,
+  job: Job,
+  result: JobResult,
+  report: JsonReport,
+  finishedAt: Date,
+  log: Logger,
+): Promise<void> {
   try {
     await writeJobState(config.stateDir, {
       job: job.name,
@@ -134,7 +181,8 @@ async function recordOutcome(config: Config, job: Job, result: JobResult, report
       dryRun: report.dryRun,
       details: result.details,
     });
-    if (config.prometheus.textfileDir) await writePrometheusTextfile(config.prometheus.textfileDir, job.name, result, finishedAt, report.durationMs);
+    if (config.prometheus.textfileDir)
+      await writePrometheusTextfile(config.prometheus.textfileDir, job.name, result, finishedAt, report.durationMs);
   } catch (err) {
     log.error('could not record job state', { error: describeError(err) });
   }

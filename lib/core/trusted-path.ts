@@ -104,7 +104,10 @@ export async function trustedProgram(name: string, envPath: string | undefined, 
     // An empty or relative entry means a directory that depends on where we run: never searched.
     if (!path.isAbsolute(dir)) continue;
     const candidate = path.join(dir, name);
-    const found = await fs.stat(candidate).then((st) => st.isFile() && (st.mode & 0o111) !== 0, () => false);
+    const found = await fs.stat(candidate).then(
+      (st) => st.isFile() && (st.mode & 0o111) !== 0,
+      () => false,
+    );
     if (found) return pathTrust(candidate, 'file');
   }
   return { trusted: false, missing: true, why: `${name}: not found in PATH` };

@@ -18,7 +18,12 @@ export interface WatchOptions {
  * it exits, backing off (1 s, 2 s, … 60 s) while it keeps failing — a missing `ip` must not spin — and
  * said once per run of failures, not once a second; `stop()` ends it.
  */
-export function watchAddress(ip: string, onAdded: () => void, log: Logger, o: WatchOptions = {}): { stop(): void; attempts(): number } {
+export function watchAddress(
+  ip: string,
+  onAdded: () => void,
+  log: Logger,
+  o: WatchOptions = {},
+): { stop(): void; attempts(): number } {
   const bin = o.bin ?? 'ip';
   const minDelay = o.minDelayMs ?? 1_000;
   const maxDelay = o.maxDelayMs ?? 60_000;

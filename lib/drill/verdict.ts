@@ -35,7 +35,11 @@ export interface Counts {
 
 /** Counts from `mfscli -SIG` (a master asked through mfscli). */
 export function countsFromInfo(info: Record<string, string>): Counts {
-  return { fsObjects: infoNumber(info, 'all fs objects'), directories: infoNumber(info, 'directories'), files: infoNumber(info, 'files') };
+  return {
+    fsObjects: infoNumber(info, 'all fs objects'),
+    directories: infoNumber(info, 'directories'),
+    files: infoNumber(info, 'files'),
+  };
 }
 
 export function formatCounts(c: Counts): string {
@@ -69,23 +73,56 @@ export interface DrillVerdict {
 /** Pure: what the measured facts mean for an operator. */
 export function drillVerdict(f: DrillFacts, t: DrillThresholds): DrillVerdict {
   const found: { status: Status; text: string }[] = [];
-  if (f.restoredVersion !== f.expectedVersion) found.push({ status: 'CRITICAL', text: `restored metadata version ${f.restoredVersion}, but the chain's newest version is ${f.expectedVersion}` });
+  if (f.restoredVersion !== f.expectedVersion)
+    found.push({
+      status: 'CRITICAL',
+      text: `restored metadata version ${f.restoredVersion}, but the chain's newest version is ${f.expectedVersion}`,
+    });
   const gap = f.live ? f.live.version - f.restoredVersion : undefined;
-  if (f.live && gap !== undefined && gap < 0) found.push({ status: 'WARNING', text: `the restore point (${f.restoredVersion}) is ahead of live master ${f.live.name} (${f.live.version}): did the master lose changes?` });
+  if (f.live && gap !== undefined && gap < 0)
+    found.push({
+      status: 'WARNING',
+      text: `the restore point (${f.restoredVersion}) is ahead of live master ${f.live.name} (${f.live.version}): did the master lose changes?`,
+    });
   if (f.live && gap === 0) {
     const keys = (['fsObjects', 'directories', 'files'] as const).filter((k) => f.restored[k] !== f.live!.counts[k]);
-    if (keys.length) found.push({ status: 'CRITICAL', text: `at the same version the restored metadata differs from live master ${f.live.name}: ${keys.map((k) => `${k} ${f.restored[k]} vs ${f.live!.counts[k]}`).join(', ')}` });
+    if (keys.length)
+      found.push({
+        status: 'CRITICAL',
+        text: `at the same version the restored metadata differs from live master ${f.live.name}: ${keys.map((k) => `${k} ${f.restored[k]} vs ${f.live!.counts[k]}`).join(', ')}`,
+      });
   }
-  for (const d of f.damage ?? []) found.push({ status: 'WARNING', text: `damaged changelog ${d}: mfsmaster -a left those lines out` });
+  for (const d of f.damage ?? [])
+    found.push({ status: 'WARNING', text: `damaged changelog ${d}: mfsmaster -a left those lines out` });
   const rpoVersions = gap === undefined ? undefined : Math.max(0, gap);
   const rpoSeconds = rpoVersions === 0 ? 0 : Math.max(0, Math.round(f.restorePointAgeSeconds));
-  if (t.warnRpoVersions !== undefined && rpoVersions !== undefined && rpoVersions > t.warnRpoVersions) found.push({ status: 'WARNING', text: `RPO ${rpoVersions} versions exceeds ${t.warnRpoVersions} (jobs.drill.warnRpoVersions)` });
-  if (rpoSeconds > t.warnRpoSeconds) found.push({ status: 'WARNING', text: `RPO ${rpoSeconds} s exceeds ${t.warnRpoSeconds} s (jobs.drill.warnRpoSeconds)` });
-  if (t.warnRtoSeconds !== undefined && f.rtoSeconds > t.warnRtoSeconds) found.push({ status: 'WARNING', text: `RTO ${f.rtoSeconds.toFixed(1)} s exceeds ${t.warnRtoSeconds} s (jobs.drill.warnRtoSeconds)` });
+  if (t.warnRpoVersions !== undefined && rpoVersions !== undefined && rpoVersions > t.warnRpoVersions)
+    found.push({
+      status: 'WARNING',
+      text: `RPO ${rpoVersions} versions exceeds ${t.warnRpoVersions} (jobs.drill.warnRpoVersions)`,
+    });
+  if (rpoSeconds > t.warnRpoSeconds)
+    found.push({
+      status: 'WARNING',
+      text: `RPO ${rpoSeconds} s exceeds ${t.warnRpoSeconds} s (jobs.drill.warnRpoSeconds)`,
+    });
+  if (t.warnRtoSeconds !== undefined && f.rtoSeconds > t.warnRtoSeconds)
+    found.push({
+      status: 'WARNING',
+      text: `RTO ${f.rtoSeconds.toFixed(1)} s exceeds ${t.warnRtoSeconds} s (jobs.drill.warnRtoSeconds)`,
+    });
   return { status: worst(...found.map((p) => p.status)), problems: found.map((p) => p.text), rpoVersions, rpoSeconds };
 }
 
-export function metricsOf(placed: PlacedRestorePoint, expectedVersion: number, restoredVersion: number, restored: Counts, t: Timings, v: DrillVerdict, ageSeconds: number): Metric[] {
+export function metricsOf(
+  placed: PlacedRestorePoint,
+  expectedVersion: number,
+  restoredVersion: number,
+  restored: Counts,
+  t: Timings,
+  v: DrillVerdict,
+  ageSeconds: number,
+): Metric[] {
   const m: Metric[] = [
     metric('restored_version', restoredVersion),
     metric('expected_version', expectedVersion),

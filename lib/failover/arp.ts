@@ -24,7 +24,11 @@ export interface ArpOptions {
 
 /** The interface `ip` reaches directly, or why ARP says nothing about it. */
 async function directLink(ip: string, signal?: AbortSignal): Promise<{ dev: string } | { why: string }> {
-  const res = await execCapture('ip', ['-j', 'route', 'get', ip], { timeoutMs: 2_000, signal }).catch((err: Error) => ({ code: 1, stdout: '', stderr: err.message }));
+  const res = await execCapture('ip', ['-j', 'route', 'get', ip], { timeoutMs: 2_000, signal }).catch((err: Error) => ({
+    code: 1,
+    stdout: '',
+    stderr: err.message,
+  }));
   if (res.code !== 0) return { why: `ip route get ${ip}: ${res.stderr.trim() || `exit ${res.code}`}` };
   let routes: { dev?: string; gateway?: string; type?: string }[];
   try {
@@ -61,7 +65,9 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
     // iputils arping sends one request a second: each probe is its own arping, sent at its own moment.
     const send = () => {
       if (settled) return;
-      const child = spawn(o.arping ?? 'arping', ['-f', '-c', '1', '-w', '1', '-I', dev, ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(o.arping ?? 'arping', ['-f', '-c', '1', '-w', '1', '-I', dev, ip], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       children.push(child);
       let out = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -70,7 +76,12 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
       });
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('latin1')).slice(-500)));
-      child.once('error', (e: NodeJS.ErrnoException) => finish({ state: 'unavailable', why: e.code === 'ENOENT' ? `${o.arping ?? 'arping'} not installed (Debian: iputils-arping)` : e.message }));
+      child.once('error', (e: NodeJS.ErrnoException) =>
+        finish({
+          state: 'unavailable',
+          why: e.code === 'ENOENT' ? `${o.arping ?? 'arping'} not installed (Debian: iputils-arping)` : e.message,
+        }),
+      );
       // Exit 2: arping itself failed (no permission for a raw socket, no such device): no verdict from it.
       child.once('exit', (code) => {
         if (code === 2) finish({ state: 'unavailable', why: `arping: ${err.trim().split('\n')[0] || 'exit 2'}` });

@@ -54,7 +54,13 @@ export function parseListeningPorts(text: string): number[] {
 }
 
 async function tcpTables(): Promise<string[]> {
-  return Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'latin1').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))));
+  return Promise.all(
+    ['/proc/net/tcp', '/proc/net/tcp6'].map((f) =>
+      fs
+        .readFile(f, 'latin1')
+        .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
+    ),
+  );
 }
 
 /** Is anything on this machine (this network namespace) listening on one of `ports`? */
@@ -66,10 +72,13 @@ export async function listening(ports: readonly number[]): Promise<boolean> {
 /** The kernel's hex address (host byte order per 32-bit word, little-endian here) as text. */
 function hexAddress(hex: string): string {
   const words = hex.match(/.{8}/g) ?? [];
-  const bytes = words.flatMap((w) => [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)].map((b) => Number.parseInt(b, 16)));
+  const bytes = words.flatMap((w) =>
+    [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)].map((b) => Number.parseInt(b, 16)),
+  );
   if (bytes.length === 4) return bytes.join('.');
   // IPv4-mapped IPv6 (::ffff:a.b.c.d) as the IPv4 address; other IPv6 in full hex groups.
-  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return bytes.slice(12).join('.');
+  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff)
+    return bytes.slice(12).join('.');
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
   return groups.join(':');
@@ -77,7 +86,15 @@ function hexAddress(hex: string): string {
 
 const isLoopback = (a: string) => a.startsWith('127.') || a === '0:0:0:0:0:0:0:1';
 
-export async function watchClientsBack(o: { clientPort: number; chunkserverPort: number; ignore: readonly string[]; since: number; timeoutMs: number; everyMs?: number; signal?: AbortSignal }): Promise<ClientsBack> {
+export async function watchClientsBack(o: {
+  clientPort: number;
+  chunkserverPort: number;
+  ignore: readonly string[];
+  since: number;
+  timeoutMs: number;
+  everyMs?: number;
+  signal?: AbortSignal;
+}): Promise<ClientsBack> {
   const deadline = Date.now() + o.timeoutMs;
   const ignore = new Set(o.ignore.map((a) => a.toLowerCase()));
   const out: ClientsBack = { mounts: 0, chunkservers: 0 };
@@ -93,7 +110,12 @@ export async function watchClientsBack(o: { clientPort: number; chunkserverPort:
     out.chunkservers = peers.filter((p) => p.localPort === o.chunkserverPort).length;
     if (out.mounts > 0) out.firstMountMs ??= at;
     if (out.chunkservers > 0) out.firstChunkserverMs ??= at;
-    if ((out.firstMountMs !== undefined && out.firstChunkserverMs !== undefined) || Date.now() >= deadline || o.signal?.aborted) return out;
+    if (
+      (out.firstMountMs !== undefined && out.firstChunkserverMs !== undefined) ||
+      Date.now() >= deadline ||
+      o.signal?.aborted
+    )
+      return out;
     await sleep(o.everyMs ?? 100, undefined, { signal: o.signal }).catch(() => undefined);
   }
 }

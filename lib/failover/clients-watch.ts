@@ -130,7 +130,7 @@ export async function spawnClientsWatcher(req: ClientsWatchRequest): Promise<{ p
   })();
   if (st && (st.isFile() || st.isCharacterDevice())) {
     out = 2;
-    shown = 'this run\'s log (stderr)';
+    shown = "this run's log (stderr)";
   } else {
     await mkdir(req.stateDir, { recursive: true, mode: DIR_MODE });
     shown = watcherLogFile(req.stateDir);

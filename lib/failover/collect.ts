@@ -50,17 +50,29 @@ export async function sourceSpecs(
   const specs: SourceSpec[] = [];
   const notes: string[] = [];
   for (const ml of config.metaloggers) {
-    specs.push({ ref: { name: ml.name, kind: 'metalogger', local: ml.local }, dir: ml.dataPath, open: (signal) => openSource(config, ml, signal) });
+    specs.push({
+      ref: { name: ml.name, kind: 'metalogger', local: ml.local },
+      dir: ml.dataPath,
+      open: (signal) => openSource(config, ml, signal),
+    });
   }
   for (const cs of config.chunkservers) {
-    specs.push({ ref: { name: cs.name, kind: 'chunkserver', local: cs.local }, dir: cs.dataPath, open: (signal) => openSource(config, cs, signal) });
+    specs.push({
+      ref: { name: cs.name, kind: 'chunkserver', local: cs.local },
+      dir: cs.dataPath,
+      open: (signal) => openSource(config, cs, signal),
+    });
   }
   for (const m of oldMasters) {
     if (!m.local && !m.ssh) {
       notes.push(`${m.name}: not a source (no ssh settings to read its DATA_PATH)`);
       continue;
     }
-    specs.push({ ref: { name: m.name, kind: 'master', local: m.local }, dir: m.dataPath, open: (signal) => openSource(config, m, signal) });
+    specs.push({
+      ref: { name: m.name, kind: 'master', local: m.local },
+      dir: m.dataPath,
+      open: (signal) => openSource(config, m, signal),
+    });
   }
   if (config.snapshotStore) {
     const keys = await storeKeys(config);
@@ -69,7 +81,11 @@ export async function sourceSpecs(
     for (const s of snapshots) {
       const name = `snapshot:${s.id}`;
       // Read through the store (decompressed, decrypted, checked against the manifest), never as plain files.
-      specs.push({ ref: { name, kind: 'snapshot', local: true }, dir: s.dir, open: async () => snapshotSource(name, s, keys) });
+      specs.push({
+        ref: { name, kind: 'snapshot', local: true },
+        dir: s.dir,
+        open: async () => snapshotSource(name, s, keys),
+      });
     }
     if (config.snapshotStore.copies.length > 0) {
       const outer = signal;
@@ -89,7 +105,13 @@ export type LastResort = (signal: AbortSignal) => Promise<SourceSpec[]>;
  * gone, the metaloggers do not answer): the newest snapshot of the first off-site copy that answers,
  * fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts), is a source like a local one.
  */
-async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signal: AbortSignal, within?: Limit): Promise<SourceSpec[]> {
+async function copySpecs(
+  config: Config,
+  keys: StoreKeys,
+  notes: string[],
+  signal: AbortSignal,
+  within?: Limit,
+): Promise<SourceSpec[]> {
   for (const copy of config.snapshotStore?.copies ?? []) {
     try {
       const fetched = await fetchFromCopy(config, copy, 'latest', keys, signal, { listWithin: within });
@@ -97,7 +119,14 @@ async function copySpecs(config: Config, keys: StoreKeys, notes: string[], signa
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      return [{ ref: { name, kind: 'snapshot', local: true }, dir: fetched.snapshot.dir, open: async () => snapshotSource(name, fetched.snapshot, keys), release: () => fetched.cleanup() }];
+      return [
+        {
+          ref: { name, kind: 'snapshot', local: true },
+          dir: fetched.snapshot.dir,
+          open: async () => snapshotSource(name, fetched.snapshot, keys),
+          release: () => fetched.cleanup(),
+        },
+      ];
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }
@@ -144,7 +173,16 @@ async function readInventory(spec: SourceSpec, files: FileSource): Promise<Promo
     ...listing.images.map(async (e) => {
       try {
         const h = await readSourceImageHeader(files, at(e.name), e.size);
-        inv.images.push({ source: spec.ref.name, name: e.name, path: at(e.name), size: e.size, version: restoreFrom(h), metaid: h.metaid, empty: h.empty, local: spec.ref.local });
+        inv.images.push({
+          source: spec.ref.name,
+          name: e.name,
+          path: at(e.name),
+          size: e.size,
+          version: restoreFrom(h),
+          metaid: h.metaid,
+          empty: h.empty,
+          local: spec.ref.local,
+        });
       } catch (err) {
         inv.notes.push(`${e.name}: not used (${describeError(err)})`);
       }
@@ -180,7 +218,10 @@ async function readInventory(spec: SourceSpec, files: FileSource): Promise<Promo
  * Read every source in parallel, each within `timeoutMs` (a dead host must not hold up a failover).
  * `abortFor(name)` may give a signal that drops one source early (fencing found its host unreachable).
  */
-export async function collectSources(specs: readonly SourceSpec[], o: { timeoutMs: number; signal: AbortSignal; abortFor?: (name: string) => AbortSignal | undefined }): Promise<CollectedSource[]> {
+export async function collectSources(
+  specs: readonly SourceSpec[],
+  o: { timeoutMs: number; signal: AbortSignal; abortFor?: (name: string) => AbortSignal | undefined },
+): Promise<CollectedSource[]> {
   return Promise.all(
     specs.map(async (spec) => {
       const signals = [o.signal, AbortSignal.timeout(o.timeoutMs)];
@@ -221,7 +262,14 @@ export async function collectLastResort(
     fetched: SourceSpec[];
   },
 ): Promise<CollectedSource[]> {
-  if (!lastResort || restorable(collected.map((c) => c.inventory), o.expected?.metaids)) return collected;
+  if (
+    !lastResort ||
+    restorable(
+      collected.map((c) => c.inventory),
+      o.expected?.metaids,
+    )
+  )
+    return collected;
   const specs = await lastResort(o.signal);
   o.fetched.push(...specs);
   const copies = await collectSources(specs, { timeoutMs: o.timeoutMs, signal: o.signal });
@@ -256,7 +304,11 @@ export interface StagedFile {
 
 /** Where Staging may find a file's bytes before it fetches them (the warm standby's mirror, mirror.ts). */
 export interface StagingMirror {
-  stage(file: StagedFile, files: FileSource, tmp: string): Promise<{ reused: number; fetched: number; scan?: ChangelogScan } | undefined>;
+  stage(
+    file: StagedFile,
+    files: FileSource,
+    tmp: string,
+  ): Promise<{ reused: number; fetched: number; scan?: ChangelogScan } | undefined>;
 }
 
 /**
@@ -321,7 +373,10 @@ export class Staging {
     const target = path.join(this.dir, `${file.source.replace(/[^A-Za-z0-9_.-]/g, '_')}--${file.name}`);
     const tmp = `${target}.part`;
     const files = this.sources.get(file.source);
-    const mirrored = !file.local && files && this.mirror ? await this.mirror.stage(file, files, tmp).catch(() => undefined) : undefined;
+    const mirrored =
+      !file.local && files && this.mirror
+        ? await this.mirror.stage(file, files, tmp).catch(() => undefined)
+        : undefined;
     if (mirrored) {
       await fs.chmod(tmp, 0o600);
       await renameDurable(tmp, target, STAGED);
@@ -367,13 +422,15 @@ export async function scanFetched(c: PromoteChangelog, staged: string, known?: C
   c.cutLastLine = scan.truncatedLastLine;
 }
 
-
 /** The staged image must be the one whose header was read on the source (not replaced meanwhile). */
 async function verifyStagedImage(image: PromoteImage, staged: string): Promise<void> {
   const h = await readImageHeader(staged, { checkEnding: true });
   const version = restoreFrom(h);
   if (version !== image.version || h.metaid !== image.metaid) {
-    throw new ChainError(staged, `fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`);
+    throw new ChainError(
+      staged,
+      `fetched copy is version ${version} metaid ${h.metaid || '-'}, the source said ${image.version} ${image.metaid || '-'} (replaced during the transfer?)`,
+    );
   }
 }
 
@@ -392,7 +449,11 @@ export interface SettledPlan {
  * counts. The image is fetched alongside the changelogs (it is the big transfer). A file that fails
  * is dropped and the plan made again without it.
  */
-export async function settlePlan(inventories: PromoteInventory[], staging: Staging, o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal }): Promise<SettledPlan | { failure: string; dropped: string[] }> {
+export async function settlePlan(
+  inventories: PromoteInventory[],
+  staging: Staging,
+  o: { fetchImage: boolean; expected?: ExpectedFilesystem; signal: AbortSignal },
+): Promise<SettledPlan | { failure: string; dropped: string[] }> {
   // Restore points of another filesystem than the cluster's never win, however far they reach.
   const dropped: string[] = foreignRestorePoints(inventories, o.expected);
   const drop = (file: PromoteImage | PromoteChangelog, err: unknown) => {
@@ -406,7 +467,13 @@ export async function settlePlan(inventories: PromoteInventory[], staging: Stagi
     if (o.signal.aborted) throw o.signal.reason;
     const { groups, excluded } = groupByMetaid(inventories);
     const choice = choosePlan(groups, o.expected?.metaids);
-    if (!choice) return { failure: o.expected?.known ? `no usable metadata image of metaid ${o.expected.metaids.join(' or ')} (${o.expected.from}) on any source` : 'no usable metadata image on any source', dropped };
+    if (!choice)
+      return {
+        failure: o.expected?.known
+          ? `no usable metadata image of metaid ${o.expected.metaids.join(' or ')} (${o.expected.from}) on any source`
+          : 'no usable metadata image on any source',
+        dropped,
+      };
     const { plan } = choice;
     const pending = plan.steps.map((s) => s.changelog).filter((c) => !c.scanned);
     const image = o.fetchImage

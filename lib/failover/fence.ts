@@ -30,7 +30,12 @@ export interface FenceAnswer {
 }
 
 /** One TCP connect: listening (something accepts), refused (host up, nothing there), unreachable (no answer in time). */
-export function probePort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<{ reachability: Reachability; detail: string }> {
+export function probePort(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ reachability: Reachability; detail: string }> {
   return new Promise((resolve) => {
     const sock = net.connect({ host, port });
     const done = (reachability: Reachability, detail: string) => {
@@ -54,10 +59,16 @@ export function probePort(host: string, port: number, timeoutMs: number, signal?
  * The masters promote must fence: every configured master except this standby itself (same port on
  * one of our own addresses). A master listed by the VIP cannot be fenced: the VIP is ours now.
  */
-export function mastersToFence(config: Config, self: { port: number; localAddresses: string[]; vip?: string }): MasterHost[] {
+export function mastersToFence(
+  config: Config,
+  self: { port: number; localAddresses: string[]; vip?: string },
+): MasterHost[] {
   return config.masters.filter((m, i) => {
     if (self.vip && m.cliHost === self.vip) {
-      throw new ConfigError(`masters.${i}.cliHost`, `${config.file}: masters.${i}.cliHost is the virtual IP ${self.vip}; promote needs each master's own address to fence it`);
+      throw new ConfigError(
+        `masters.${i}.cliHost`,
+        `${config.file}: masters.${i}.cliHost is the virtual IP ${self.vip}; promote needs each master's own address to fence it`,
+      );
     }
     return !(m.cliPort === self.port && self.localAddresses.includes(m.cliHost.toLowerCase()));
   });
@@ -68,7 +79,16 @@ export function mastersToFence(config: Config, self: { port: number; localAddres
  * conclusive answer wins. Connected or refused is conclusive; so is ARP silence while the connect is
  * still pending (the host is down). An ARP reply is not: the host is up, and the connect decides.
  */
-export async function probeMaster(m: MasterHost, o: { timeoutMs: number; mfscliBin: string; generation?: MasterTarget['generation']; signal?: AbortSignal; arp?: Omit<ArpOptions, 'signal'> }): Promise<FenceAnswer> {
+export async function probeMaster(
+  m: MasterHost,
+  o: {
+    timeoutMs: number;
+    mfscliBin: string;
+    generation?: MasterTarget['generation'];
+    signal?: AbortSignal;
+    arp?: Omit<ArpOptions, 'signal'>;
+  },
+): Promise<FenceAnswer> {
   const address = `${m.cliHost}:${m.cliPort}`;
   const started = Date.now();
   const stop = new AbortController();
@@ -85,17 +105,47 @@ export async function probeMaster(m: MasterHost, o: { timeoutMs: number; mfscliB
   stop.abort();
   if ('silent' in first) {
     const a = first.silent;
-    return { name: m.name, address, reachability: 'unreachable', detail: `host down: no ARP reply on ${a.dev} to ${a.probes} request(s) within ${a.ms} ms`, arp: a, ms: Date.now() - started };
+    return {
+      name: m.name,
+      address,
+      reachability: 'unreachable',
+      detail: `host down: no ARP reply on ${a.dev} to ${a.probes} request(s) within ${a.ms} ms`,
+      arp: a,
+      ms: Date.now() - started,
+    };
   }
   const probe = first.tcp;
   const arpNote =
-    probe.reachability !== 'unreachable' || !arp ? '' : arp.state === 'reply' ? ` (the host answers ARP: up, but its port ${m.cliPort} is silent)` : arp.state === 'unavailable' ? ` (no ARP verdict: ${arp.why})` : '';
-  const answer: FenceAnswer = { name: m.name, address, reachability: probe.reachability, detail: `${probe.detail}${arpNote}`, arp, ms: Date.now() - started };
+    probe.reachability !== 'unreachable' || !arp
+      ? ''
+      : arp.state === 'reply'
+        ? ` (the host answers ARP: up, but its port ${m.cliPort} is silent)`
+        : arp.state === 'unavailable'
+          ? ` (no ARP verdict: ${arp.why})`
+          : '';
+  const answer: FenceAnswer = {
+    name: m.name,
+    address,
+    reachability: probe.reachability,
+    detail: `${probe.detail}${arpNote}`,
+    arp,
+    ms: Date.now() - started,
+  };
   if (probe.reachability !== 'listening') return answer;
   try {
-    const info = await masterStatus({ host: m.cliHost, port: m.cliPort, bin: o.mfscliBin, timeoutMs: Math.max(o.timeoutMs, 3_000), signal: o.signal, generation: o.generation });
+    const info = await masterStatus({
+      host: m.cliHost,
+      port: m.cliPort,
+      bin: o.mfscliBin,
+      timeoutMs: Math.max(o.timeoutMs, 3_000),
+      signal: o.signal,
+      generation: o.generation,
+    });
     answer.metadataVersion = info.metadataVersion;
-    answer.detail = info.metadataVersion !== undefined ? `answers at metadata version ${info.metadataVersion}` : `answers (MooseFS ${info.softwareVersion})`;
+    answer.detail =
+      info.metadataVersion !== undefined
+        ? `answers at metadata version ${info.metadataVersion}`
+        : `answers (MooseFS ${info.softwareVersion})`;
   } catch (err) {
     // Listening but not (yet) serving: still alive, still a second master.
     answer.detail = `accepts connections but does not answer as a master (${describeError(err)})`;

@@ -17,13 +17,21 @@ export interface ExpectedFilesystem {
   known: boolean;
 }
 
-export function expectedFrom(identity: ClusterIdentity | undefined, pinned: string | undefined, inventories: readonly PromoteInventory[]): ExpectedFilesystem | undefined {
+export function expectedFrom(
+  identity: ClusterIdentity | undefined,
+  pinned: string | undefined,
+  inventories: readonly PromoteInventory[],
+): ExpectedFilesystem | undefined {
   if (pinned) return { metaids: [normaliseMetaid(pinned)], from: 'jobs.promote.metaid', known: true };
   if (identity) return { metaids: [identity.metaid], from: identity.from, known: true };
   const live = inventories.filter((i) => i.source.kind !== 'snapshot' && !i.error && i.metaid !== undefined);
   const metaids = [...new Set(live.map((i) => i.metaid!))];
   if (metaids.length === 0) return undefined;
-  return { metaids, from: `held by the live sources ${[...new Set(live.map((i) => i.source.name))].join(', ')}`, known: false };
+  return {
+    metaids,
+    from: `held by the live sources ${[...new Set(live.map((i) => i.source.name))].join(', ')}`,
+    known: false,
+  };
 }
 
 /**
@@ -45,16 +53,24 @@ export async function expectedFilesystem(
     damaged = (err as Error).message;
   }
   const expected = expectedFrom(identity, pinned, inventories);
-  return expected && damaged ? { ...expected, from: `${expected.from}; the cluster identity was not used: ${damaged}` } : expected;
+  return expected && damaged
+    ? { ...expected, from: `${expected.from}; the cluster identity was not used: ${damaged}` }
+    : expected;
 }
 
 /** One line per restore point (image) of another filesystem than the expected one: never used. */
-export function foreignRestorePoints(inventories: readonly PromoteInventory[], expected: ExpectedFilesystem | undefined): string[] {
+export function foreignRestorePoints(
+  inventories: readonly PromoteInventory[],
+  expected: ExpectedFilesystem | undefined,
+): string[] {
   if (!expected) return [];
   const ours = { metaid: expected.metaids.join(' or '), from: expected.from };
   return inventories.flatMap((inv) =>
     inv.images
       .filter((img) => !img.empty && img.metaid && !expected.metaids.includes(img.metaid))
-      .map((img) => `${foreignMetaidMessage(`${img.source}:${img.name} (${img.path}, version ${img.version})`, img.metaid, ours)}: not used`),
+      .map(
+        (img) =>
+          `${foreignMetaidMessage(`${img.source}:${img.name} (${img.path}, version ${img.version})`, img.metaid, ours)}: not used`,
+      ),
   );
 }

@@ -29,7 +29,15 @@ export interface WatchOptions {
 export type WatchState =
   | { kind: 'alive'; at: number }
   | { kind: 'unsure'; at: number; detail: string }
-  | { kind: 'dead'; reachability: Exclude<Reachability, 'listening'>; detail: string; arp?: ArpAnswer; since: number; at: number; probes: number };
+  | {
+      kind: 'dead';
+      reachability: Exclude<Reachability, 'listening'>;
+      detail: string;
+      arp?: ArpAnswer;
+      since: number;
+      at: number;
+      probes: number;
+    };
 
 export class MasterWatch {
   private readonly states = new Map<string, WatchState>();
@@ -92,8 +100,12 @@ export class MasterWatch {
       if (this.stopped) break;
       if (s) {
         const before = this.states.get(keyOf(m));
-        const streak = before?.kind === 'dead' && s.kind === 'dead' && before.reachability === s.reachability ? before : undefined;
-        this.set(m, s.kind === 'dead' ? { ...s, since: streak?.since ?? s.since, probes: (streak?.probes ?? 0) + 1 } : s);
+        const streak =
+          before?.kind === 'dead' && s.kind === 'dead' && before.reachability === s.reachability ? before : undefined;
+        this.set(
+          m,
+          s.kind === 'dead' ? { ...s, since: streak?.since ?? s.since, probes: (streak?.probes ?? 0) + 1 } : s,
+        );
       }
       await delay(Math.max(0, began + intervalMs - Date.now()), this.stop.signal);
     }
@@ -106,16 +118,29 @@ export class MasterWatch {
     if (signal.aborted) return undefined;
     const at = Date.now();
     if (tcp.reachability === 'listening') return { kind: 'alive', at };
-    if (tcp.reachability === 'refused') return { kind: 'dead', reachability: 'refused', detail: tcp.detail, since: started, at, probes: 1 };
+    if (tcp.reachability === 'refused')
+      return { kind: 'dead', reachability: 'refused', detail: tcp.detail, since: started, at, probes: 1 };
     if (this.o.arp.windowMs <= 0) return { kind: 'unsure', at, detail: tcp.detail };
     const arp = await arpProbe(m.cliHost, { ...this.o.arp, signal });
     if (signal.aborted) return undefined;
-    if (arp.state !== 'silent') return { kind: 'unsure', at: Date.now(), detail: arp.state === 'reply' ? 'host answers ARP, port silent' : arp.why };
-    return { kind: 'dead', reachability: 'unreachable', detail: `host down: no ARP reply on ${arp.dev} to ${arp.probes} request(s) within ${arp.ms} ms`, arp, since: started, at: Date.now(), probes: 1 };
+    if (arp.state !== 'silent')
+      return {
+        kind: 'unsure',
+        at: Date.now(),
+        detail: arp.state === 'reply' ? 'host answers ARP, port silent' : arp.why,
+      };
+    return {
+      kind: 'dead',
+      reachability: 'unreachable',
+      detail: `host down: no ARP reply on ${arp.dev} to ${arp.probes} request(s) within ${arp.ms} ms`,
+      arp,
+      since: started,
+      at: Date.now(),
+      probes: 1,
+    };
   }
 }
 
 function keyOf(m: MasterHost): string {
   return `${m.name}\0${m.cliHost}:${m.cliPort}`;
 }
-

@@ -1,6 +1,18 @@
 import { createReadStream, promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { copyDurable, DIR_MODE, FILE_MODE, fsyncDir, linkOrCopy, openExclusive, readAt, renameDurable, sealFile, tempNameFor, writeFileAtomic } from '../core/atomic.js';
+import {
+  copyDurable,
+  DIR_MODE,
+  FILE_MODE,
+  fsyncDir,
+  linkOrCopy,
+  openExclusive,
+  readAt,
+  renameDurable,
+  sealFile,
+  tempNameFor,
+  writeFileAtomic,
+} from '../core/atomic.js';
 import type { Config, DataPathHost } from '../core/config.js';
 import { ChainError, describeError, MfsJobsError, UntrustedPathError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -74,7 +86,11 @@ export class MirrorStore {
 
   sourceDir(source: string): string {
     const why = plainNameProblem(source);
-    if (why) throw new UntrustedPathError(source, `mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`);
+    if (why)
+      throw new UntrustedPathError(
+        source,
+        `mirror: source name ${JSON.stringify(source)} cannot be a directory name (${why})`,
+      );
     return path.join(this.dir, source);
   }
 
@@ -93,7 +109,8 @@ export class MirrorStore {
         if (err.code !== 'EEXIST') throw err;
       });
       const st = await fs.lstat(d);
-      if (!st.isDirectory() || st.uid !== process.getuid!()) throw new UntrustedPathError(d, `mirror: ${d} is not a directory of ours: not using it`);
+      if (!st.isDirectory() || st.uid !== process.getuid!())
+        throw new UntrustedPathError(d, `mirror: ${d} is not a directory of ours: not using it`);
     }
     return this.sourceDir(source);
   }
@@ -103,7 +120,15 @@ export class MirrorStore {
    * it does not (the caller fetches the whole file as before).
    */
   async stage(
-    file: { source: string; name: string; path: string; size: number; version?: number; metaid?: string; segments?: { first: number }[] },
+    file: {
+      source: string;
+      name: string;
+      path: string;
+      size: number;
+      version?: number;
+      metaid?: string;
+      segments?: { first: number }[];
+    },
     files: FileSource,
     tmp: string,
   ): Promise<MirrorUse | undefined> {
@@ -121,7 +146,12 @@ export class MirrorStore {
   }
 
   /** The owner's way: the mirrored changelog brought up to the source's end in place, then linked. */
-  private async stageLinked(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
+  private async stageLinked(
+    mirrored: string,
+    file: { path: string; size: number },
+    files: FileSource,
+    tmp: string,
+  ): Promise<MirrorUse | undefined> {
     const st = await fs.lstat(mirrored).catch(() => undefined);
     if (!st?.isFile() || st.size === 0 || !(await sameEdges(mirrored, st.size, files, file.path))) return undefined;
     const fetched = await this.extend(mirrored, files, file.path, file.size + CHANGELOG_GROWTH, true);
@@ -129,7 +159,12 @@ export class MirrorStore {
     return { reused: st.size, fetched, scan: (await this.scanner(mirrored)).snapshot(tmp) };
   }
 
-  private async stageCopied(mirrored: string, file: { path: string; size: number }, files: FileSource, tmp: string): Promise<MirrorUse | undefined> {
+  private async stageCopied(
+    mirrored: string,
+    file: { path: string; size: number },
+    files: FileSource,
+    tmp: string,
+  ): Promise<MirrorUse | undefined> {
     const out = await openExclusive(tmp);
     try {
       const reused = await copyVerifiedPrefix(mirrored, out, files, file.path);
@@ -155,7 +190,8 @@ export class MirrorStore {
     const kept = this.scans.get(mirrored);
     if (kept && kept.bytes === size) return kept;
     const scanner = new ChangelogScanner(mirrored);
-    for await (const chunk of createReadStream(mirrored, { highWaterMark: 1 << 20, end: size - 1 })) scanner.push(chunk as Buffer);
+    for await (const chunk of createReadStream(mirrored, { highWaterMark: 1 << 20, end: size - 1 }))
+      scanner.push(chunk as Buffer);
     this.scans.set(mirrored, scanner);
     return scanner;
   }
@@ -165,9 +201,16 @@ export class MirrorStore {
    * growth): only the new bytes, or all of them again if the old ones differ at the end. A file with
    * another link (placed into a DATA_PATH by a promotion) is never written into: it is copied first.
    */
-  async extend(mirrored: string, files: FileSource, remote: string, limit: number, refuseBeyond: boolean): Promise<number> {
+  async extend(
+    mirrored: string,
+    files: FileSource,
+    remote: string,
+    limit: number,
+    refuseBeyond: boolean,
+  ): Promise<number> {
     let st = await fs.lstat(mirrored).catch(() => undefined);
-    if (st && !st.isFile()) throw new UntrustedPathError(mirrored, `mirror: ${mirrored} is not a plain file: not using it`);
+    if (st && !st.isFile())
+      throw new UntrustedPathError(mirrored, `mirror: ${mirrored} is not a plain file: not using it`);
     if (st && st.nlink > 1) {
       const tmp = tempNameFor(mirrored);
       await copyDurable(mirrored, tmp);
@@ -195,7 +238,13 @@ export class MirrorStore {
 }
 
 /** The source still has the mirrored file's last bytes where the mirror has them (and is no shorter). */
-async function sameTail(mirrored: string, have: number, files: FileSource, remote: string, limit: number): Promise<boolean> {
+async function sameTail(
+  mirrored: string,
+  have: number,
+  files: FileSource,
+  remote: string,
+  limit: number,
+): Promise<boolean> {
   if (have > limit) return false;
   const k = Math.min(OVERLAP, have);
   const local = Buffer.alloc(k);
@@ -228,7 +277,12 @@ async function sameEdges(mirrored: string, size: number, files: FileSource, remo
  * Copy the mirrored changelog into `out` if the source still holds the same bytes at the same offsets
  * (its first and last 4 KiB compared): how many bytes, or undefined when it does not.
  */
-async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: FileSource, remote: string): Promise<number | undefined> {
+async function copyVerifiedPrefix(
+  mirrored: string,
+  out: fs.FileHandle,
+  files: FileSource,
+  remote: string,
+): Promise<number | undefined> {
   const h = await fs.open(mirrored, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch(() => undefined);
   if (!h) return undefined;
   try {
@@ -242,7 +296,10 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
     };
     const k = Math.min(OVERLAP, size);
     const [localHead, localTail] = await Promise.all([read(0, k), read(size - k, k)]);
-    const [remoteHead, remoteTail] = await Promise.all([files.readRange(remote, 0, k), files.readRange(remote, size - k, k)]);
+    const [remoteHead, remoteTail] = await Promise.all([
+      files.readRange(remote, 0, k),
+      files.readRange(remote, size - k, k),
+    ]);
     if (!localHead.equals(remoteHead) || !localTail.equals(remoteTail)) return undefined;
     for (let at = 0; at < size; at += CHUNK) {
       const b = await read(at, Math.min(CHUNK, size - at));
@@ -261,7 +318,15 @@ async function copyVerifiedPrefix(mirrored: string, out: fs.FileHandle, files: F
  * Append the source's bytes from `from` to its end into `out`, at most up to `limit`: how many. With
  * `refuseBeyond`, a file longer than `limit` is an error (the same bound a download has).
  */
-async function appendFrom(files: FileSource, remote: string, from: number, out: fs.FileHandle, limit: number, refuseBeyond: boolean, onBytes?: (b: Buffer) => void): Promise<number> {
+async function appendFrom(
+  files: FileSource,
+  remote: string,
+  from: number,
+  out: fs.FileHandle,
+  limit: number,
+  refuseBeyond: boolean,
+  onBytes?: (b: Buffer) => void,
+): Promise<number> {
   let at = from;
   while (at < limit) {
     const want = Math.min(CHUNK, limit - at);
@@ -271,7 +336,8 @@ async function appendFrom(files: FileSource, remote: string, from: number, out: 
     at += b.length;
     if (b.length < want) return at - from;
   }
-  if (refuseBeyond && (await files.stat(remote)).size > limit) throw new ChainError(remote, `${remote}: longer than ${limit} bytes: refused`);
+  if (refuseBeyond && (await files.stat(remote)).size > limit)
+    throw new ChainError(remote, `${remote}: longer than ${limit} bytes: refused`);
   return at - from;
 }
 
@@ -289,7 +355,12 @@ export interface MirrorPass {
  * One pass over one source: its newest image and every changelog that reaches past it, brought up to
  * date in the mirror; what the mirror held that the source no longer needs is removed.
  */
-export async function mirrorPass(store: MirrorStore, source: string, files: FileSource, dataPath: string): Promise<MirrorPass> {
+export async function mirrorPass(
+  store: MirrorStore,
+  source: string,
+  files: FileSource,
+  dataPath: string,
+): Promise<MirrorPass> {
   const dir = await store.ensure(source);
   const listing = await listDataPath(files, dataPath);
   const at = (name: string) => path.posix.join(dataPath, name);
@@ -299,7 +370,8 @@ export async function mirrorPass(store: MirrorStore, source: string, files: File
   for (const e of listing.images) {
     const h = await readSourceImageHeader(files, at(e.name), e.size).catch(() => undefined);
     if (!h || h.empty) continue;
-    if (!image || h.version > image.version) image = { version: h.version, metaid: h.metaid, name: e.name, size: e.size };
+    if (!image || h.version > image.version)
+      image = { version: h.version, metaid: h.metaid, name: e.name, size: e.size };
   }
   if (image) {
     const target = store.imagePath(source, image.version, image.metaid);
@@ -328,13 +400,19 @@ export async function mirrorPass(store: MirrorStore, source: string, files: File
   return pass;
 }
 
-async function fetchImage(files: FileSource, remote: string, image: { version: number; metaid: string; size: number }, target: string): Promise<void> {
+async function fetchImage(
+  files: FileSource,
+  remote: string,
+  image: { version: number; metaid: string; size: number },
+  target: string,
+): Promise<void> {
   // An unpredictable name in our own 0700 directory: nobody else can have put anything there.
   const tmp = tempNameFor(target);
   try {
     await files.download(remote, tmp, { bound: { size: image.size, growth: 0 } });
     const h = await readImageHeader(tmp, { checkEnding: true });
-    if (h.empty || h.version !== image.version || h.metaid !== image.metaid) throw new ChainError(remote, `${remote}: replaced while it was mirrored`);
+    if (h.empty || h.version !== image.version || h.metaid !== image.metaid)
+      throw new ChainError(remote, `${remote}: replaced while it was mirrored`);
     await sealFile(tmp);
     await fs.utimes(tmp, IMAGE_STAMP_S, IMAGE_STAMP_S);
     await renameDurable(tmp, target);
@@ -403,7 +481,10 @@ export class StandbyMirror {
     } catch {
       return undefined;
     }
-    return new Proxy(files, { get: (target, key, receiver) => (key === 'close' ? async () => undefined : (Reflect.get(target, key, receiver) as unknown)) });
+    return new Proxy(files, {
+      get: (target, key, receiver) =>
+        key === 'close' ? async () => undefined : (Reflect.get(target, key, receiver) as unknown),
+    });
   }
 
   /** Promote stops passes while it reads the mirror; `resume` undoes one `pause`. */
@@ -445,10 +526,20 @@ export class StandbyMirror {
       const pass = await mirrorPass(this.store, host.name, files, host.dataPath);
       const before = this.passes.get(host.name);
       this.passes.set(host.name, pass);
-      if (before?.imageVersion !== pass.imageVersion || before?.newestVersion !== pass.newestVersion) await this.writeStatus();
-      this.tell(host.name, 'info', `mirror up to date: ${describePass(pass)}`, `${pass.imageVersion}/${pass.newestVersion}`, pass);
+      if (before?.imageVersion !== pass.imageVersion || before?.newestVersion !== pass.newestVersion)
+        await this.writeStatus();
+      this.tell(
+        host.name,
+        'info',
+        `mirror up to date: ${describePass(pass)}`,
+        `${pass.imageVersion}/${pass.newestVersion}`,
+        pass,
+      );
     } catch (err) {
-      await this.open.get(host.name)?.close().catch(() => undefined);
+      await this.open
+        .get(host.name)
+        ?.close()
+        .catch(() => undefined);
       this.open.delete(host.name);
       if (!this.stopped) this.tell(host.name, 'warn', describeMirrorError(host.name, err), describeError(err));
     }
@@ -459,8 +550,16 @@ export class StandbyMirror {
    * per source, the mirrored image and the newest complete change, and when that was seen.
    */
   private async writeStatus(): Promise<void> {
-    const sources = Object.fromEntries([...this.passes].map(([name, p]) => [name, { imageVersion: p.imageVersion ?? null, newestVersion: p.newestVersion ?? null }]));
-    await writeFileAtomic(path.join(this.config.stateDir, 'state', 'mirror.json'), JSON.stringify({ updatedAt: new Date().toISOString(), dir: this.store.dir, sources }, null, 2) + '\n');
+    const sources = Object.fromEntries(
+      [...this.passes].map(([name, p]) => [
+        name,
+        { imageVersion: p.imageVersion ?? null, newestVersion: p.newestVersion ?? null },
+      ]),
+    );
+    await writeFileAtomic(
+      path.join(this.config.stateDir, 'state', 'mirror.json'),
+      JSON.stringify({ updatedAt: new Date().toISOString(), dir: this.store.dir, sources }, null, 2) + '\n',
+    );
   }
 
   /** Log a source's state when it changes, not every pass. */
@@ -468,7 +567,10 @@ export class StandbyMirror {
     const k = `${level}:${key}`;
     if (this.said.get(source) === k) return;
     this.said.set(source, k);
-    this.o.log[level](message, { source, ...(pass ? { imageVersion: pass.imageVersion, newestVersion: pass.newestVersion } : {}) });
+    this.o.log[level](message, {
+      source,
+      ...(pass ? { imageVersion: pass.imageVersion, newestVersion: pass.newestVersion } : {}),
+    });
   }
 }
 
@@ -476,4 +578,3 @@ export class StandbyMirror {
 export function mirroredHosts(config: Config): DataPathHost[] {
   return [...config.metaloggers, ...config.chunkservers].filter((h) => !h.local);
 }
-

@@ -378,7 +378,8 @@ export async function takeQuorum(
   began: number,
 ): Promise<QuorumFence | Stop> {
   const gate = await quorumFence(ctx.config, v.answers, { signal: ctx.signal, dryRun: ctx.dryRun });
-  if (gate.details.key || gate.details.powerFence.length) timings.quorumMs = Date.now() - began - (timings.fenceMs ?? 0);
+  if (gate.details.key || gate.details.powerFence.length)
+    timings.quorumMs = Date.now() - began - (timings.fenceMs ?? 0);
   if (gate.refused === undefined) return gate;
   c.stop(new Error('quorum refused'));
   await releasePrepared(await c.preparing.catch(() => undefined));
@@ -396,7 +397,11 @@ export async function takeQuorum(
 /** The quorum's part of the result (only when a quorum or a power fence is configured: reports as before). */
 export function withQuorum(ctx: PromoteContext, result: JobResult, gate: QuorumFence): JobResult {
   if (!ctx.config.quorum && !ctx.config.fence) return result;
-  return { ...result, details: { ...result.details, quorum: gate.details }, lines: [...gate.lines, ...(result.lines ?? [])] };
+  return {
+    ...result,
+    details: { ...result.details, quorum: gate.details },
+    lines: [...gate.lines, ...(result.lines ?? [])],
+  };
 }
 
 /** Serving: the lease stays for this host's daemon to adopt; not promoted: it ends now. */
@@ -456,7 +461,9 @@ export async function plan(
   if (lag.line) lines.push(lag.line);
   if (!lag.ok && !ctx.args.force) {
     const summary = `refusing to promote: lag gate: ${lag.why}; nothing changed (--force overrides)`;
-    return { stop: { status: 'CRITICAL', summary, details: { ...planDetails(findings, settled), lag, changed: false }, lines } };
+    return {
+      stop: { status: 'CRITICAL', summary, details: { ...planDetails(findings, settled), lag, changed: false }, lines },
+    };
   }
   if (ctx.dryRun) {
     const summary = `dry run: would restore metadata version ${plan.reached} from ${sourcesUsed(plan).join(', ')}`;

@@ -64,7 +64,11 @@ function fromError(err: unknown, fallback: string): Finding {
   return problem('CRITICAL', setting, err instanceof MfsJobsError ? err.message : describeError(err));
 }
 
-const isDir = (p: string) => fs.stat(p).then((s) => s.isDirectory(), () => false);
+const isDir = (p: string) =>
+  fs.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 
 export async function checkReadiness(config: Config, standby: StandbyConfig, o: ReadinessOptions): Promise<Readiness> {
   const r: Readiness = { findings: [], notes: [] };
@@ -84,7 +88,7 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
     else {
       const text =
         `mfsmaster (pid ${running.pid}) holds ${standby.dataPath} but does not serve (${running.problem}): ` +
-          `promote would refuse to touch it`;
+        `promote would refuse to touch it`;
       r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
     }
     return r;
@@ -104,8 +108,7 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
 }
 
 type MasterAnswer =
-  | { name: string; version: number; generation: Generation }
-  | { error: string; generation?: undefined };
+  { name: string; version: number; generation: Generation } | { error: string; generation?: undefined };
 
 /** The live master's version (the lag's reference) and generation (which binaries a promotion needs). */
 async function askMaster(config: Config, o: ReadinessOptions): Promise<MasterAnswer> {
@@ -133,7 +136,8 @@ async function checkGeneration(
   const pinned = config.moosefs.generation;
   const generation = pinned !== 'auto' ? generationNamed(pinned) : live;
   if (!generation) {
-    const text = 'no master answers and moosefs.generation is auto: which binaries a promotion needs is not known, ' +
+    const text =
+      'no master answers and moosefs.generation is auto: which binaries a promotion needs is not known, ' +
       'so they are not checked';
     r.findings.push(problem('WARNING', 'moosefs.generation', text));
     return;
@@ -175,7 +179,7 @@ async function checkBinaries(config: Config, standby: StandbyConfig, generation:
     } else if (found.generation.imageMagic !== generation.imageMagic) {
       const text =
         `${key}: ${mfsmaster} is MooseFS ${found.version}, which cannot restore ${generation.label}'s ` +
-          `"${generation.imageMagic}" images`;
+        `"${generation.imageMagic}" images`;
       r.findings.push(problem('CRITICAL', key, text));
     }
   }
@@ -183,7 +187,7 @@ async function checkBinaries(config: Config, standby: StandbyConfig, generation:
   if (method !== generation.restore) {
     const text =
       `standby.restoreMethod is ${standby.restoreMethod}, but ${generation.label} restores with ` +
-        `${generation.restore}`;
+      `${generation.restore}`;
     r.findings.push(problem('CRITICAL', 'standby.restoreMethod', text));
   }
   if (method === 'mfsmetarestore' && !(await executable(binaries.mfsmetarestore))) {
@@ -196,7 +200,14 @@ async function executable(bin: string): Promise<boolean> {
   const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
   for (const c of bin.includes('/') ? [bin] : dirs.map((d) => path.join(d, bin))) {
     const st = await fs.stat(c).catch(() => undefined);
-    if (st?.isFile() && (await fs.access(c, fsc.X_OK).then(() => true, () => false))) return true;
+    if (
+      st?.isFile() &&
+      (await fs.access(c, fsc.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return true;
   }
   return false;
 }
@@ -209,7 +220,7 @@ async function checkPorts(cfg: MasterCfg, r: Readiness): Promise<void> {
     if (!listen || !(await listening([listen.port]))) continue;
     const text =
       `port ${listen.port} (${listen.key}) is taken: something on this machine already listens there, and the promoted ` +
-        `mfsmaster could not`;
+      `mfsmaster could not`;
     r.findings.push(problem('CRITICAL', `standby.masterConfig ${listen.key}`, text));
   }
 }
@@ -238,7 +249,11 @@ async function workingUser(cfg: Record<string, string>, standby: StandbyConfig):
 
 /** Can `user` create files in `dir`? Root: only a read-only filesystem stops it; others: the mode bits. */
 async function writableBy(dir: string, user: MooseUser): Promise<boolean> {
-  if (user.uid === 0) return fs.access(dir, fsc.W_OK).then(() => true, () => false);
+  if (user.uid === 0)
+    return fs.access(dir, fsc.W_OK).then(
+      () => true,
+      () => false,
+    );
   const st = await fs.stat(dir);
   const bits = st.uid === user.uid ? 0o300 : user.gids.includes(st.gid) ? 0o030 : 0o003;
   return (st.mode & bits) === bits;
@@ -271,7 +286,7 @@ async function checkWritable(
     if (await writableBy(dir, user)) return;
     const text =
       `${standby.masterConfig}: LOCK_FILE = ${cfg.LOCK_FILE}: ${dir} is not writable by the MooseFS user ` +
-        `${user.name}: the master could not take its lock`;
+      `${user.name}: the master could not take its lock`;
     r.findings.push(problem('CRITICAL', 'standby.masterConfig LOCK_FILE', text));
   }
 }
@@ -349,7 +364,11 @@ function judgeLag(plan: RestorePlan, o: ReadinessOptions, r: Readiness): void {
   const { lag } = o;
   type Crossed = readonly [Status, string, number];
   const over = (v: number | undefined, warn: number, crit: number, name: string): Crossed[] =>
-    v === undefined || v < warn ? [] : v >= crit ? [['CRITICAL', `${name}Crit`, crit]] : [['WARNING', `${name}Warn`, warn]];
+    v === undefined || v < warn
+      ? []
+      : v >= crit
+        ? [['CRITICAL', `${name}Crit`, crit]]
+        : [['WARNING', `${name}Warn`, warn]];
   const crossed = [
     ...over(versions, lag.versionsWarn, lag.versionsCrit, 'lagVersions'),
     ...over(seconds, lag.secondsWarn, lag.secondsCrit, 'lagSeconds'),
@@ -383,7 +402,10 @@ async function checkMirror(
   const hosts = mirroredHosts(config);
   if (!standby.mirror || hosts.length === 0) return;
   const file = path.join(config.stateDir, 'state', 'mirror.json');
-  const state = await fs.readFile(file, 'utf8').then((t) => JSON.parse(t) as MirrorState, () => undefined);
+  const state = await fs.readFile(file, 'utf8').then(
+    (t) => JSON.parse(t) as MirrorState,
+    () => undefined,
+  );
   if (!state) {
     const text = `standby.mirror is on but ${file} is missing: is mfs-jobs daemon running on this standby?`;
     r.findings.push(problem('WARNING', 'standby.mirror', text));
@@ -399,7 +421,7 @@ async function checkMirror(
     if ((mirrored !== undefined && mirrored >= newest) || age * 1000 <= o.mirrorStaleMs) continue;
     const text =
       `standby.mirror: ${host.name} mirrored up to ${mirrored ?? 'nothing'}, the source has ${newest}; the ` +
-        `mirror has not moved for ${Math.round(age)} s`;
+      `mirror has not moved for ${Math.round(age)} s`;
     r.findings.push(problem('WARNING', 'standby.mirror', text));
   }
 }
@@ -415,6 +437,6 @@ async function checkRoom(standby: StandbyConfig, r: Readiness): Promise<void> {
   if (r.freeBytes >= r.neededBytes) return;
   const text =
     `standby.dataPath ${standby.dataPath}: ${r.freeBytes} bytes free, a promotion now needs about ` +
-      `${r.neededBytes} (the image twice and the changelogs)`;
+    `${r.neededBytes} (the image twice and the changelogs)`;
   r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
 }

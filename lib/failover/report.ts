@@ -85,7 +85,12 @@ export function planDetails(f: Findings, settled: SettledPlan) {
     plan: {
       metaid: plan.metaid ?? null,
       image: { source: plan.image.source, name: plan.image.name, version: plan.image.version, empty: plan.image.empty },
-      changelogs: plan.steps.map((s) => ({ source: s.changelog.source, name: s.changelog.name, first: s.segment.first, last: s.segment.last })),
+      changelogs: plan.steps.map((s) => ({
+        source: s.changelog.source,
+        name: s.changelog.name,
+        first: s.segment.first,
+        last: s.segment.last,
+      })),
       reached: plan.reached,
       newest: plan.newest,
       holes: plan.holes,
@@ -96,7 +101,13 @@ export function planDetails(f: Findings, settled: SettledPlan) {
 }
 
 /** Promote found this standby's mfsmaster already serving: fine alone, two masters if another answers too. */
-export function alreadyServing(r: { pid: number; info: MasterStatus; answers: FenceAnswer[]; vip?: string; vipHere: boolean }): JobResult {
+export function alreadyServing(r: {
+  pid: number;
+  info: MasterStatus;
+  answers: FenceAnswer[];
+  vip?: string;
+  vipHere: boolean;
+}): JobResult {
   const alive = aliveMasters(r.answers);
   const version = r.info.metadataVersion;
   const details = { pid: r.pid, metadataVersion: version ?? null, fence: r.answers, changed: false };
@@ -107,7 +118,8 @@ export function alreadyServing(r: { pid: number; info: MasterStatus; answers: Fe
   }
   const serves = version !== undefined ? `metadata version ${version}` : `(MooseFS ${r.info.softwareVersion})`;
   const summary = `mfsmaster (pid ${r.pid}) already serves ${serves}; nothing changed`;
-  if (!r.vipHere) return { status: 'WARNING', summary: `${summary}, but virtual IP ${r.vip} is not held here`, details, metrics };
+  if (!r.vipHere)
+    return { status: 'WARNING', summary: `${summary}, but virtual IP ${r.vip} is not held here`, details, metrics };
   return { status: 'OK', summary, details, metrics };
 }
 
@@ -145,7 +157,9 @@ export function promotedResult(r: PromotedRun): JobResult {
   const rpoVersions = Math.max(0, plan.newest - plan.reached);
   const newestTimestamp = Math.max(0, ...settled.choice.group.changelogs.map((c) => c.lastTimestamp ?? 0));
   const rpoSeconds =
-    r.reachedTimestamp !== undefined && newestTimestamp > 0 ? Math.max(0, newestTimestamp - r.reachedTimestamp) : undefined;
+    r.reachedTimestamp !== undefined && newestTimestamp > 0
+      ? Math.max(0, newestTimestamp - r.reachedTimestamp)
+      : undefined;
   const metrics: Metric[] = [
     metric('rto_seconds', rtoSeconds),
     metric('restore_seconds', restoreSeconds),
@@ -158,7 +172,9 @@ export function promotedResult(r: PromotedRun): JobResult {
   ];
   const others = settled.choice.others.map((o) => `metaid ${o.metaid ?? '?'} on ${o.sources.join(', ')}`);
   const warnings = [
-    ...(rpoVersions > 0 ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`] : []),
+    ...(rpoVersions > 0
+      ? [`${rpoVersions} versions lost (holes ${plan.holes.map(formatHole).join(', ') || '-'})`]
+      : []),
     ...cutTails(settled, start.binaries.generation, !!start.chunkIds && !('error' in start.chunkIds)),
     ...(f.forced ? ['forced past fencing'] : []),
     ...(others.length > 0 ? [`other filesystems seen and not used: ${others.join('; ')}`] : []),
@@ -166,7 +182,9 @@ export function promotedResult(r: PromotedRun): JobResult {
   const summary =
     `promoted: serving metadata version ${served} in ${rtoSeconds.toFixed(2)} s from ${sourcesUsed(plan).join(' + ')}; ` +
     `RPO ${rpoVersions} versions${warnings.length ? `; ${warnings.join('; ')}` : ''}`;
-  const timings = Object.entries(f.timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`).join(', ');
+  const timings = Object.entries(f.timings)
+    .map(([k, v]) => `${k.replace(/Ms$/, '')} ${v}`)
+    .join(', ');
   return {
     status: warnings.length ? 'WARNING' : 'OK',
     summary,

@@ -84,7 +84,10 @@ export interface ExcludedSource {
  * joins the one known group when there is exactly one, and is left out when several filesystems
  * are in play: mixing files of two filesystems makes a master that chunkservers refuse.
  */
-export function groupByMetaid(inventories: readonly PromoteInventory[]): { groups: MetaidGroup[]; excluded: ExcludedSource[] } {
+export function groupByMetaid(inventories: readonly PromoteInventory[]): {
+  groups: MetaidGroup[];
+  excluded: ExcludedSource[];
+} {
   const usable = inventories.filter((i) => !i.error && (i.images.length > 0 || i.changelogs.length > 0));
   const known = [...new Set(usable.map((i) => i.metaid).filter((m): m is string => m !== undefined))];
   const groups = new Map<string | undefined, MetaidGroup>();
@@ -92,7 +95,10 @@ export function groupByMetaid(inventories: readonly PromoteInventory[]): { group
   for (const inv of usable) {
     let key = inv.metaid;
     if (key === undefined && known.length > 1) {
-      excluded.push({ source: inv.source.name, reason: `metaid unknown (no image with content, no SETMETAID line) while sources disagree (${known.join(', ')})` });
+      excluded.push({
+        source: inv.source.name,
+        reason: `metaid unknown (no image with content, no SETMETAID line) while sources disagree (${known.join(', ')})`,
+      });
       continue;
     }
     if (key === undefined) key = known[0];
@@ -115,7 +121,10 @@ export interface ChainStep {
  * The gap-free run from `version`, greedily: at each missing version take the run that reaches
  * furthest (local before remote, then the smaller file) — the fewest files to fetch.
  */
-export function chainFrom(version: number, changelogs: readonly PromoteChangelog[]): { steps: ChainStep[]; reached: number } {
+export function chainFrom(
+  version: number,
+  changelogs: readonly PromoteChangelog[],
+): { steps: ChainStep[]; reached: number } {
   const steps: ChainStep[] = [];
   let next = version;
   for (;;) {
@@ -123,7 +132,8 @@ export function chainFrom(version: number, changelogs: readonly PromoteChangelog
     for (const c of changelogs) {
       for (const s of c.segments) {
         if (s.first > next || s.last < next) continue;
-        if (!best || s.last > best.segment.last || (s.last === best.segment.last && preferFile(c, best.changelog))) best = { changelog: c, segment: s };
+        if (!best || s.last > best.segment.last || (s.last === best.segment.last && preferFile(c, best.changelog)))
+          best = { changelog: c, segment: s };
       }
     }
     if (!best) return { steps, reached: next };
@@ -186,16 +196,31 @@ export interface PlanChoice {
 }
 
 /** Across filesystems: the pinned metaid (or one of the pinned ones) when given, else the one that reaches furthest. */
-export function choosePlan(groups: readonly MetaidGroup[], pinnedMetaid?: string | readonly string[]): PlanChoice | undefined {
-  const plans = groups.map((g) => ({ group: g, plan: bestPlan(g) })).filter((p): p is { group: MetaidGroup; plan: RestorePlan } => p.plan !== undefined);
-  const pinned = pinnedMetaid === undefined ? undefined : (typeof pinnedMetaid === 'string' ? [pinnedMetaid] : pinnedMetaid).map((m) => m.toUpperCase());
-  const eligible = pinned ? plans.filter((p) => p.group.metaid !== undefined && pinned.includes(p.group.metaid)) : plans;
-  const chosen = eligible.reduce<(typeof plans)[number] | undefined>((acc, p) => (!acc || better(p.plan, acc.plan) ? p : acc), undefined);
+export function choosePlan(
+  groups: readonly MetaidGroup[],
+  pinnedMetaid?: string | readonly string[],
+): PlanChoice | undefined {
+  const plans = groups
+    .map((g) => ({ group: g, plan: bestPlan(g) }))
+    .filter((p): p is { group: MetaidGroup; plan: RestorePlan } => p.plan !== undefined);
+  const pinned =
+    pinnedMetaid === undefined
+      ? undefined
+      : (typeof pinnedMetaid === 'string' ? [pinnedMetaid] : pinnedMetaid).map((m) => m.toUpperCase());
+  const eligible = pinned
+    ? plans.filter((p) => p.group.metaid !== undefined && pinned.includes(p.group.metaid))
+    : plans;
+  const chosen = eligible.reduce<(typeof plans)[number] | undefined>(
+    (acc, p) => (!acc || better(p.plan, acc.plan) ? p : acc),
+    undefined,
+  );
   if (!chosen) return undefined;
   return {
     plan: chosen.plan,
     group: chosen.group,
-    others: plans.filter((p) => p !== chosen).map((p) => ({ metaid: p.group.metaid, sources: p.group.sources, reached: p.plan.reached })),
+    others: plans
+      .filter((p) => p !== chosen)
+      .map((p) => ({ metaid: p.group.metaid, sources: p.group.sources, reached: p.plan.reached })),
   };
 }
 

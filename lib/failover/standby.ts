@@ -13,7 +13,11 @@ import { daemonLock, readMfsConfig, type DaemonLock } from '../moosefs/mfsmaster
 /** The standby machine's own mfsmaster: its DATA_PATH, config and state. */
 
 export function requireStandby(config: Config): StandbyConfig {
-  if (!config.standby) throw new ConfigError('standby', `${config.file}: standby: is not configured (dataPath, masterConfig, cliHost, cliPort of this machine's mfsmaster)`);
+  if (!config.standby)
+    throw new ConfigError(
+      'standby',
+      `${config.file}: standby: is not configured (dataPath, masterConfig, cliHost, cliPort of this machine's mfsmaster)`,
+    );
   return config.standby;
 }
 
@@ -27,15 +31,26 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
   });
   const dataPath = cfg.DATA_PATH;
   if (dataPath !== undefined && path.resolve(dataPath) !== path.resolve(standby.dataPath)) {
-    throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} differs from DATA_PATH = ${dataPath} in ${standby.masterConfig}`);
+    throw new ConfigError(
+      'standby.dataPath',
+      `${config.file}: standby.dataPath ${standby.dataPath} differs from DATA_PATH = ${dataPath} in ${standby.masterConfig}`,
+    );
   }
   const st = await fs.stat(standby.dataPath).catch(() => undefined);
-  if (!st?.isDirectory()) throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is not a directory`);
+  if (!st?.isDirectory())
+    throw new ConfigError(
+      'standby.dataPath',
+      `${config.file}: standby.dataPath ${standby.dataPath} is not a directory`,
+    );
   // A pinned 1.5/1.6.0–1.6.4 standby must keep its lock where promote and demote look for the master's PID.
-  if (config.moosefs.generation !== 'auto') checkGenerationConfig(config, standby, generationNamed(config.moosefs.generation), cfg);
+  if (config.moosefs.generation !== 'auto')
+    checkGenerationConfig(config, standby, generationNamed(config.moosefs.generation), cfg);
   const mlPid = (await daemonLock(standby.dataPath, 'mfsmetalogger')).pid;
   if (mlPid !== undefined) {
-    throw new ConfigError('standby.dataPath', `${config.file}: standby.dataPath ${standby.dataPath} is the DATA_PATH of a running mfsmetalogger (pid ${mlPid}); give the master its own directory`);
+    throw new ConfigError(
+      'standby.dataPath',
+      `${config.file}: standby.dataPath ${standby.dataPath} is the DATA_PATH of a running mfsmetalogger (pid ${mlPid}); give the master its own directory`,
+    );
   }
 }
 
@@ -44,11 +59,19 @@ export async function checkStandby(config: Config, standby: StandbyConfig): Prom
  * (anywhere: promote, demote and check-standby read it from the cfg, `masterLockFiles`), since without
  * one the master locks at a place compiled into its build that mfs-jobs cannot know.
  */
-export function checkGenerationConfig(config: Config, standby: StandbyConfig, generation: Generation, cfg: Record<string, string>): void {
+export function checkGenerationConfig(
+  config: Config,
+  standby: StandbyConfig,
+  generation: Generation,
+  cfg: Record<string, string>,
+): void {
   if (generation.lockFile(cfg, standby.dataPath) === undefined) {
     const why = 'without it the master locks where its build says, and mfs-jobs could not see it run';
     const where = `${config.file}: standby.masterConfig ${standby.masterConfig}`;
-    throw new ConfigError('standby.masterConfig', `${where}: ${generation.label} needs LOCK_FILE set (anywhere its WORKING_USER may write): ${why}`);
+    throw new ConfigError(
+      'standby.masterConfig',
+      `${where}: ${generation.label} needs LOCK_FILE set (anywhere its WORKING_USER may write): ${why}`,
+    );
   }
 }
 
@@ -73,7 +96,11 @@ export interface LocalMaster {
 }
 
 /** Is the standby's own mfsmaster running (lock file PID alive) and serving (mfscli -SIM)? */
-export async function localMaster(config: Config, standby: StandbyConfig, o: { waitMs: number; signal?: AbortSignal }): Promise<LocalMaster> {
+export async function localMaster(
+  config: Config,
+  standby: StandbyConfig,
+  o: { waitMs: number; signal?: AbortSignal },
+): Promise<LocalMaster> {
   const { pid, ignored } = await standbyMasterLock(standby);
   if (pid === undefined) return ignored ? { ignoredLock: ignored } : {};
   const deadline = Date.now() + o.waitMs;
@@ -81,7 +108,17 @@ export async function localMaster(config: Config, standby: StandbyConfig, o: { w
   // A master still loading its metadata answers a moment later: wait, do not restart it.
   do {
     try {
-      return { pid, info: await masterStatus({ host: standby.cliHost, port: standby.cliPort, bin: config.mfscliBin, timeoutMs: 3_000, signal: o.signal, generation: config.moosefs.generation }) };
+      return {
+        pid,
+        info: await masterStatus({
+          host: standby.cliHost,
+          port: standby.cliPort,
+          bin: config.mfscliBin,
+          timeoutMs: 3_000,
+          signal: o.signal,
+          generation: config.moosefs.generation,
+        }),
+      };
     } catch (err) {
       problem = (err as Error).message;
     }
@@ -97,7 +134,10 @@ export const ASIDE_PREFIX = 'mfs-jobs-aside-';
 export const STAGING_PREFIX = '.mfs-jobs-staging-';
 
 export function stamp(at: Date): string {
-  return at.toISOString().replace(/[-:]/g, '').replace(/\.(\d+)Z$/, '$1Z');
+  return at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.(\d+)Z$/, '$1Z');
 }
 
 /** Where DATA_PATH's old content went (`dir` unset: it was empty) and which entries moved. */
@@ -149,7 +189,11 @@ const NEWLINE = Buffer.from('\n');
  * has a hole after that run or a cut-off last line — measured here: mfsmaster -a silently ignores a
  * changelog whose last line is cut and comes up with old metadata; and it refuses any hole.
  */
-export async function writeChainSegment(src: string, dst: string, segment: Segment): Promise<{ lines: number; lastTimestamp?: number }> {
+export async function writeChainSegment(
+  src: string,
+  dst: string,
+  segment: Segment,
+): Promise<{ lines: number; lastTimestamp?: number }> {
   const out = await openExclusive(dst);
   let lines = 0;
   let next = segment.first;
@@ -175,7 +219,11 @@ export async function writeChainSegment(src: string, dst: string, segment: Segme
   } finally {
     await out.close();
   }
-  if (next !== segment.last + 1) throw new ProcessError(src, `${src}: expected changelog lines ${segment.first}..${segment.last}, found up to ${next - 1}`);
+  if (next !== segment.last + 1)
+    throw new ProcessError(
+      src,
+      `${src}: expected changelog lines ${segment.first}..${segment.last}, found up to ${next - 1}`,
+    );
   return { lines, lastTimestamp };
 }
 

@@ -44,7 +44,8 @@ export const SYN_HOLD_TABLE = 'mfs_jobs';
 /** The nft script that (re)creates the table: set per family, one drop rule each. Pure, for the unit test. */
 export function holdTableScript(ports: readonly number[]): string {
   const p = [...new Set(ports)].sort((a, b) => a - b).join(', ');
-  const rule = (fam: 'ip' | 'ip6', set: string) => `${fam} daddr @${set} tcp dport { ${p} } tcp flags & (syn | ack) == syn drop;`;
+  const rule = (fam: 'ip' | 'ip6', set: string) =>
+    `${fam} daddr @${set} tcp dport { ${p} } tcp flags & (syn | ack) == syn drop;`;
   return [
     `add table inet ${SYN_HOLD_TABLE};`,
     `delete table inet ${SYN_HOLD_TABLE};`,
@@ -60,7 +61,9 @@ export function holdTableScript(ports: readonly number[]): string {
 export function holdElementScript(vip: string, timeoutMs: number | undefined): string {
   const set = isIPv6(vip) ? 'held6' : 'held4';
   const flush = `flush set inet ${SYN_HOLD_TABLE} ${set};`;
-  return timeoutMs === undefined ? flush : `${flush} add element inet ${SYN_HOLD_TABLE} ${set} { ${vip} timeout ${Math.max(1, Math.ceil(timeoutMs / 1000))}s };`;
+  return timeoutMs === undefined
+    ? flush
+    : `${flush} add element inet ${SYN_HOLD_TABLE} ${set} { ${vip} timeout ${Math.max(1, Math.ceil(timeoutMs / 1000))}s };`;
 }
 
 function vipOnInterfaces(vip: string): boolean {
@@ -82,7 +85,14 @@ export class SynHold {
 
   constructor(o: SynHoldOptions) {
     const refreshMs = o.refreshMs ?? 1_000;
-    this.o = { nft: ['nft'], vipHere: () => vipOnInterfaces(o.vip), timeoutMs: 3 * refreshMs, giveUpMs: 30_000, ...o, refreshMs };
+    this.o = {
+      nft: ['nft'],
+      vipHere: () => vipOnInterfaces(o.vip),
+      timeoutMs: 3 * refreshMs,
+      giveUpMs: 30_000,
+      ...o,
+      refreshMs,
+    };
   }
 
   /** Make the table and start holding; false (said once in the log) when nftables cannot be used here. */
@@ -126,7 +136,9 @@ export class SynHold {
   private async run(): Promise<void> {
     while (!this.stop.signal.aborted) {
       const began = Date.now();
-      await this.tick(began).catch((err: unknown) => this.o.log.warn(`SYN hold for ${this.o.vip}: ${describeError(err)}`));
+      await this.tick(began).catch((err: unknown) =>
+        this.o.log.warn(`SYN hold for ${this.o.vip}: ${describeError(err)}`),
+      );
       await delay(Math.max(0, began + this.o.refreshMs - Date.now()), this.stop.signal);
     }
   }
@@ -140,7 +152,9 @@ export class SynHold {
     if (this.claims === 0 && (await this.o.serving())) return void (this.held && (await this.set(false)));
     if (here && !this.done && this.claims === 0 && now - this.vipSince! >= this.o.giveUpMs) {
       this.done = true;
-      this.o.log.warn(`virtual IP ${this.o.vip} held here for ${this.o.giveUpMs / 1000} s without a serving master: clients are no longer held, they are refused`);
+      this.o.log.warn(
+        `virtual IP ${this.o.vip} held here for ${this.o.giveUpMs / 1000} s without a serving master: clients are no longer held, they are refused`,
+      );
     }
     if (this.done) return void (this.held && (await this.set(false)));
     await this.set(true);
@@ -158,13 +172,20 @@ export class SynHold {
 
   private async nft(script: string): Promise<boolean> {
     const [cmd, ...pre] = this.o.nft;
-    const res = await execCapture(cmd!, [...pre, script], { timeoutMs: 5_000 }).catch((err: Error) => ({ code: -1, stderr: err.message, stdout: '' }));
+    const res = await execCapture(cmd!, [...pre, script], { timeoutMs: 5_000 }).catch((err: Error) => ({
+      code: -1,
+      stderr: err.message,
+      stdout: '',
+    }));
     if (res.code === 0) {
       if (this.failing) this.o.log.info(`SYN hold for ${this.o.vip}: nftables works again`);
       this.failing = false;
       return true;
     }
-    if (!this.failing) this.o.log.warn(`SYN hold for ${this.o.vip}: nft failed (${(res.stderr || res.stdout).trim().split('\n')[0] || `exit ${res.code}`}); clients arriving before the master listens are refused, not held`);
+    if (!this.failing)
+      this.o.log.warn(
+        `SYN hold for ${this.o.vip}: nft failed (${(res.stderr || res.stdout).trim().split('\n')[0] || `exit ${res.code}`}); clients arriving before the master listens are refused, not held`,
+      );
     this.failing = true;
     return false;
   }

@@ -15,7 +15,11 @@ export function addressesFromIpOutput(output: string): string[] {
 /** Every address configured on this host's (this network namespace's) interfaces. */
 export async function localAddresses(signal?: AbortSignal): Promise<string[]> {
   const res = await execCapture('ip', ['-o', 'addr', 'show'], { timeoutMs: 5_000, signal });
-  if (res.code !== 0) throw new ProcessError('ip -o addr', `ip -o addr show failed: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`);
+  if (res.code !== 0)
+    throw new ProcessError(
+      'ip -o addr',
+      `ip -o addr show failed: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`,
+    );
   return addressesFromIpOutput(res.stdout);
 }
 
@@ -35,14 +39,22 @@ export async function vipHeld(vip: string, signal?: AbortSignal): Promise<boolea
  */
 export async function releaseVip(vip: string, signal?: AbortSignal): Promise<string[]> {
   const res = await execCapture('ip', ['-o', 'addr', 'show'], { timeoutMs: 5_000, signal });
-  if (res.code !== 0) throw new ProcessError('ip -o addr', `ip -o addr show failed: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`);
+  if (res.code !== 0)
+    throw new ProcessError(
+      'ip -o addr',
+      `ip -o addr show failed: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`,
+    );
   const released: string[] = [];
   for (const line of res.stdout.split('\n')) {
     // "3: eth0    inet 10.77.0.100/24 scope global secondary eth0\ ..."
     const m = /^\d+:\s+(\S+?)(?:@\S+)?\s+inet6?\s+([0-9a-fA-F.:]+)\/(\d+)\s/.exec(line);
     if (!m || m[2]!.toLowerCase() !== vip.toLowerCase()) continue;
     const del = await execCapture('ip', ['addr', 'del', `${m[2]}/${m[3]}`, 'dev', m[1]!], { timeoutMs: 5_000, signal });
-    if (del.code !== 0) throw new ProcessError('ip addr del', `ip addr del ${m[2]}/${m[3]} dev ${m[1]}: ${(del.stderr || del.stdout).trim() || `exit ${del.code}`}`);
+    if (del.code !== 0)
+      throw new ProcessError(
+        'ip addr del',
+        `ip addr del ${m[2]}/${m[3]} dev ${m[1]}: ${(del.stderr || del.stdout).trim() || `exit ${del.code}`}`,
+      );
     released.push(m[1]!);
   }
   return released;

@@ -225,7 +225,12 @@ export class ChangelogScanner {
   /** The scan so far, as if the file ended here (the scanner itself goes on). */
   snapshot(file = this.scan.file): ChangelogScan {
     const copy = new ChangelogScanner(file);
-    Object.assign(copy.scan, { ...this.scan, file, segments: this.scan.segments.map((x) => ({ ...x })), problems: [...this.scan.problems] });
+    Object.assign(copy.scan, {
+      ...this.scan,
+      file,
+      segments: this.scan.segments.map((x) => ({ ...x })),
+      problems: [...this.scan.problems],
+    });
     copy.lines.carried = this.lines.carried;
     copy.expected = this.expected;
     return copy.finish();
@@ -259,7 +264,8 @@ export class ChangelogScanner {
     const verdict = readLine(buf, from, to, this.fields);
     if (verdict === 'unparsable') this.problem(lineNo, 'unparsable', 'unparsable line');
     // Never quote the line: a changelog holds file names, and a message goes to logs and terminals.
-    else if (verdict === 'damaged') this.problem(lineNo, 'damaged', `unparsable line (cut off or damaged) at version ${this.fields.version}`);
+    else if (verdict === 'damaged')
+      this.problem(lineNo, 'damaged', `unparsable line (cut off or damaged) at version ${this.fields.version}`);
     else this.accept(lineNo, this.fields.version, this.fields.timestamp);
   }
 

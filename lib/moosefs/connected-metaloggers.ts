@@ -31,10 +31,15 @@ export interface ConnectedVerdict {
 }
 
 /** Which configured metaloggers the master lists as connected. */
-export function matchConnected(metaloggers: readonly (NamedAddresses & { name: string })[], listed: readonly NamedAddresses[]): ConnectedVerdict {
+export function matchConnected(
+  metaloggers: readonly (NamedAddresses & { name: string })[],
+  listed: readonly NamedAddresses[],
+): ConnectedVerdict {
   const connected = new Map<string, boolean | undefined>();
   const ambiguous: string[] = [];
-  const matches = new Map(metaloggers.map((m) => [m.name, listed.map((_, i) => i).filter((i) => sameHost(m, listed[i]!))]));
+  const matches = new Map(
+    metaloggers.map((m) => [m.name, listed.map((_, i) => i).filter((i) => sameHost(m, listed[i]!))]),
+  );
   const done = new Set<string>();
   for (const m of metaloggers) {
     if (done.has(m.name)) continue;
@@ -53,7 +58,9 @@ export function matchConnected(metaloggers: readonly (NamedAddresses & { name: s
     }
     if (!enough) {
       const hosts = [...new Set([...entries].map((i) => listed[i]!.host))].join(', ');
-      ambiguous.push(`master lists ${entries.size} metalogger${entries.size === 1 ? '' : 's'} at ${hosts} where ${group.length} are configured (${group.map((o) => o.name).join(', ')}): at least one is not connected`);
+      ambiguous.push(
+        `master lists ${entries.size} metalogger${entries.size === 1 ? '' : 's'} at ${hosts} where ${group.length} are configured (${group.map((o) => o.name).join(', ')}): at least one is not connected`,
+      );
     }
   }
   return { connected, ambiguous };

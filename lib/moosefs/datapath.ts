@@ -3,7 +3,17 @@ import { scanChangelogStream, type ChangelogScan } from './changelog.js';
 import { readChangelogEdges } from './changelog-edges.js';
 import { ChainError } from '../core/errors.js';
 import { sessionsFilesFor } from './generations/index.js';
-import { changelogIndex, checkImageEnding, endingBytes, HEADER_BYTES, isChangelogName, isImageName, isSessionsName, parseImageHeader, type ImageHeader } from './metadata.js';
+import {
+  changelogIndex,
+  checkImageEnding,
+  endingBytes,
+  HEADER_BYTES,
+  isChangelogName,
+  isImageName,
+  isSessionsName,
+  parseImageHeader,
+  type ImageHeader,
+} from './metadata.js';
 import type { FileSource, RemoteEntry } from '../transport/remote.js';
 import { CHANGELOG_GROWTH, type ReadBound } from '../transport/bounded.js';
 
@@ -32,7 +42,9 @@ export async function listDataPath(source: FileSource, dataPath: string): Promis
   return {
     dataPath,
     images: entries.filter((e) => isImageName(e.name)).sort((a, b) => b.mtimeMs - a.mtimeMs),
-    changelogs: entries.filter((e) => isChangelogName(e.name)).sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0)),
+    changelogs: entries
+      .filter((e) => isChangelogName(e.name))
+      .sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0)),
     sessions: entries.filter((e) => isSessionsName(e.name)).sort((a, b) => a.name.localeCompare(b.name)),
   };
 }
@@ -63,7 +75,10 @@ export function changelogBound(name: string, size: number): ReadBound {
  * `size` plus the growth a live changelog is allowed.
  */
 export async function scanSourceChangelog(source: FileSource, file: string, size: number): Promise<ChangelogScan> {
-  return scanChangelogStream(await source.readStream(file, changelogBound(path.basename(file), size)), `${source.label}:${path.basename(file)}`);
+  return scanChangelogStream(
+    await source.readStream(file, changelogBound(path.basename(file), size)),
+    `${source.label}:${path.basename(file)}`,
+  );
 }
 
 /**
@@ -75,7 +90,10 @@ export async function versionInDataPath(source: FileSource, dataPath: string): P
   const listing = await listDataPath(source, dataPath);
   const current = listing.changelogs.find((e) => e.name === 'changelog.0.mfs');
   if (current && current.size > 0) {
-    const { last } = await readChangelogEdges(source, path.posix.join(dataPath, current.name), current.size, { head: false, tail: true });
+    const { last } = await readChangelogEdges(source, path.posix.join(dataPath, current.name), current.size, {
+      head: false,
+      tail: true,
+    });
     if (last) return last.version + 1;
   }
   const image = listing.images.find((e) => e.name === 'metadata.mfs.back');

@@ -13,7 +13,10 @@ import { openSource, type FileSource } from '../transport/remote.js';
  * since 1.5 answers. Debian's mfscli (3.0) refuses 1.6 masters and finds no 4.x one; 1.x has no mfscli.
  * A master pinned to a generation whose adapter says so (3.0: `askPinnedThrough`) is asked through mfscli -SIM.
  */
-export interface MasterStatus extends Pick<NativeMasterInfo, 'softwareVersion' | 'metaid' | 'fsObjects' | 'directories' | 'files'> {
+export interface MasterStatus extends Pick<
+  NativeMasterInfo,
+  'softwareVersion' | 'metaid' | 'fsObjects' | 'directories' | 'files'
+> {
   generation: Generation;
   /** The next change it will write. Undefined before 2.0: a 1.x master does not report it. */
   metadataVersion?: number;
@@ -31,16 +34,26 @@ export async function masterStatus(target: MasterTarget): Promise<MasterStatus> 
     const info = await mfscliMasterInfo(target);
     return { generation: pinned, softwareVersion: info.softwareVersion, metadataVersion: info.metadataVersion };
   }
-  const answer = await askMaster({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal }).catch((err: Error) => {
+  const answer = await askMaster({
+    host: target.host,
+    port: target.port,
+    timeoutMs: target.timeoutMs,
+    signal: target.signal,
+  }).catch((err: Error) => {
     throw new ProcessError(where, `master ${where} does not answer (${err.message.replace(`master ${where}: `, '')})`);
   });
   const generation = generationOfSoftware(answer.softwareVersion);
-  if (!generation) throw new ProcessError(where, `master ${where} reports an unknown MooseFS version "${answer.softwareVersion}"`);
+  if (!generation)
+    throw new ProcessError(where, `master ${where} reports an unknown MooseFS version "${answer.softwareVersion}"`);
   if (pinned && pinned !== generation) {
-    throw new ProcessError(where, `master ${where} is MooseFS ${answer.softwareVersion} (${generation.label}), but moosefs.generation is ${target.generation}`);
+    throw new ProcessError(
+      where,
+      `master ${where} is MooseFS ${answer.softwareVersion} (${generation.label}), but moosefs.generation is ${target.generation}`,
+    );
   }
   // Right after a 2.0+ master starts it answers with version 0 for a moment (mfscli lists it DEAD): not serving yet.
-  if (generation.reportsMetadataVersion && !answer.metadataVersion) throw new ProcessError(where, `master ${where} does not serve yet (metadata version 0: still loading)`);
+  if (generation.reportsMetadataVersion && !answer.metadataVersion)
+    throw new ProcessError(where, `master ${where} does not serve yet (metadata version 0: still loading)`);
   return {
     generation,
     softwareVersion: answer.softwareVersion,
@@ -64,7 +77,11 @@ export function dataPathOf(config: Config, m: MasterHost, signal?: AbortSignal):
 }
 
 /** How mfs-jobs asks a configured master. */
-export function targetOf(config: Config, m: MasterHost, o: { timeoutMs?: number; signal?: AbortSignal } = {}): MasterTarget {
+export function targetOf(
+  config: Config,
+  m: MasterHost,
+  o: { timeoutMs?: number; signal?: AbortSignal } = {},
+): MasterTarget {
   return { host: m.cliHost, port: m.cliPort, bin: config.mfscliBin, generation: config.moosefs.generation, ...o };
 }
 
@@ -72,16 +89,24 @@ export function targetOf(config: Config, m: MasterHost, o: { timeoutMs?: number;
  * Like masterStatus, for callers that need the metadata version. A 1.x master does not report it: it is
  * read from the master's DATA_PATH when the caller can reach it, else its silence is an error naming it.
  */
-export async function masterVersion(target: MasterTarget, dataPath?: MasterDataPath): Promise<MasterStatus & { metadataVersion: number }> {
+export async function masterVersion(
+  target: MasterTarget,
+  dataPath?: MasterDataPath,
+): Promise<MasterStatus & { metadataVersion: number }> {
   const status = await masterStatus(target);
   if (status.metadataVersion !== undefined) return status as MasterStatus & { metadataVersion: number };
   const where = `${target.host}:${target.port}`;
   const silent = `master ${where} (MooseFS ${status.softwareVersion}) serves but does not report its metadata version (MooseFS before 2.0 does not)`;
-  if (!dataPath) throw new ProcessError(where, `${silent}, and its DATA_PATH is not reachable (masters.N.ssh or local)`);
+  if (!dataPath)
+    throw new ProcessError(where, `${silent}, and its DATA_PATH is not reachable (masters.N.ssh or local)`);
   const source = await dataPath.open();
   try {
     const version = await versionInDataPath(source, dataPath.dir);
-    if (version === undefined) throw new ProcessError(where, `${silent}, and ${source.label}:${dataPath.dir} holds neither changelog.0.mfs nor metadata.mfs.back`);
+    if (version === undefined)
+      throw new ProcessError(
+        where,
+        `${silent}, and ${source.label}:${dataPath.dir} holds neither changelog.0.mfs nor metadata.mfs.back`,
+      );
     return { ...status, metadataVersion: version };
   } finally {
     await source.close();
@@ -93,8 +118,11 @@ export async function masterVersion(target: MasterTarget, dataPath?: MasterDataP
  * or mfscli -SMB where the pinned generation is asked through mfscli.
  */
 export async function connectedMetaloggerHosts(target: MasterTarget): Promise<string[]> {
-  if (pinnedGeneration(target.generation)?.askPinnedThrough === 'mfscli') return (await connectedMetaloggers(target)).map((m) => m.host);
-  return (await listMetaloggers({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal })).map((m) => m.ip);
+  if (pinnedGeneration(target.generation)?.askPinnedThrough === 'mfscli')
+    return (await connectedMetaloggers(target)).map((m) => m.host);
+  return (
+    await listMetaloggers({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal })
+  ).map((m) => m.ip);
 }
 
 /**
@@ -110,7 +138,8 @@ export async function waitServing(o: MasterTarget & { minVersion?: number }): Pr
     if (o.signal?.aborted) throw new ProcessError(where, 'aborted while waiting for the master to serve');
     try {
       const status = await masterStatus({ ...o, timeoutMs: 3_000 });
-      if (o.minVersion === undefined || status.metadataVersion === undefined || status.metadataVersion >= o.minVersion) return status;
+      if (o.minVersion === undefined || status.metadataVersion === undefined || status.metadataVersion >= o.minVersion)
+        return status;
       last = `serving at version ${status.metadataVersion}, expected ${o.minVersion}`;
     } catch (err) {
       last = (err as Error).message;

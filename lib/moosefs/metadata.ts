@@ -27,8 +27,10 @@ export const HEADER_BYTES = Math.max(...IMAGE_FORMATS.map((f) => f.headerBytes))
 export function describeImageVersion(image: { empty: boolean; version: number }, o: { short?: boolean } = {}): string {
   if (!image.empty) return o.short ? `v${image.version}` : `version ${image.version}`;
   if (o.short) return `${EMPTY_IMAGE_MAGIC} (bootstrap image)`;
-  return `${EMPTY_IMAGE_MAGIC} (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ` +
-    'rebuild the metadata)';
+  return (
+    `${EMPTY_IMAGE_MAGIC} (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 ` +
+    'rebuild the metadata)'
+  );
 }
 
 /**
@@ -58,9 +60,11 @@ export function parseImageHeader(head: Buffer, file: string): ImageHeader {
     const known = IMAGE_FORMATS.map((f) => `"${f.magic}"`).join(' or ');
     throw new ChainError(file, `${file}: not a MooseFS metadata image (header ${shown}, expected ${known})`);
   }
-  if (head.length < format.headerBytes) throw new ChainError(file, `${file}: image header truncated (${head.length} of ${format.headerBytes} bytes)`);
+  if (head.length < format.headerBytes)
+    throw new ChainError(file, `${file}: image header truncated (${head.length} of ${format.headerBytes} bytes)`);
   const version = format.version(head);
-  if (version > BigInt(Number.MAX_SAFE_INTEGER)) throw new ChainError(file, `${file}: implausible metadata version ${version}`);
+  if (version > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new ChainError(file, `${file}: implausible metadata version ${version}`);
   return { magic, version: Number(version), metaid: format.metaid(head), empty: false };
 }
 
@@ -69,7 +73,10 @@ export function checkImageEnding(header: ImageHeader, tail: Buffer, size: number
   const format = imageFormat(header.magic);
   if (!format) return;
   if (size < format.headerBytes + format.endingBytes || !format.endingOk(tail)) {
-    throw new ChainError(file, `${file}: metadata image has no ${format.endingName} ending (truncated or still being written)`);
+    throw new ChainError(
+      file,
+      `${file}: metadata image has no ${format.endingName} ending (truncated or still being written)`,
+    );
   }
 }
 
@@ -84,7 +91,10 @@ export async function readImageHeader(file: string, options: { checkEnding?: boo
   try {
     handle = await fs.open(file, 'r');
   } catch (err) {
-    throw new ChainError(file, `${file}: cannot open metadata image (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ChainError(
+      file,
+      `${file}: cannot open metadata image (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
   }
   try {
     const { size } = await handle.stat();
@@ -133,5 +143,7 @@ export function changelogIndex(name: string): number | undefined {
  */
 export function oldestFirst(names: readonly string[]): string[] {
   const rank = (n: string) => (n.includes('_back.') ? 0 : 1);
-  return [...names].sort((a, b) => (changelogIndex(b) ?? 0) - (changelogIndex(a) ?? 0) || rank(a) - rank(b) || a.localeCompare(b));
+  return [...names].sort(
+    (a, b) => (changelogIndex(b) ?? 0) - (changelogIndex(a) ?? 0) || rank(a) - rank(b) || a.localeCompare(b),
+  );
 }

@@ -50,7 +50,10 @@ export function parseMasterInfo(output: string, where: string): MasterInfo {
   const f = line?.split(SEP).map((s) => s.trim());
   // metadata servers: IP VERSION STATE LOCALTIME METAVERSION ... METAID
   if (!f || f.length < 6 || Number.isNaN(num(f[5]))) {
-    throw new ProcessError(where, `master ${where}: unexpected mfscli -SIM output: ${JSON.stringify(output.slice(0, 200))}`);
+    throw new ProcessError(
+      where,
+      `master ${where}: unexpected mfscli -SIM output: ${JSON.stringify(output.slice(0, 200))}`,
+    );
   }
   // A master that is still loading (or gone) is listed as DEAD with version 0.
   if (/Working master servers not found/.test(output) || f[3] === 'DEAD') {
@@ -88,4 +91,3 @@ export function infoNumber(info: Record<string, string>, key: string): number | 
   const n = num(info[key]);
   return Number.isNaN(n) ? undefined : n;
 }
-

@@ -11,7 +11,10 @@ export async function readMfsConfig(file: string): Promise<Record<string, string
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new ProcessError(file, `cannot read MooseFS config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new ProcessError(
+      file,
+      `cannot read MooseFS config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
@@ -22,7 +25,11 @@ export async function readMfsConfig(file: string): Promise<Record<string, string
 }
 
 export function mfsConfigText(values: Record<string, string | number>): string {
-  return Object.entries(values).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
+  return (
+    Object.entries(values)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('\n') + '\n'
+  );
 }
 
 /** An mfsmaster.cfg as readMfsConfig gives it. */
@@ -57,8 +64,13 @@ export type LockingDaemon = 'mfsmaster' | 'mfsmetalogger';
  * chdirs there before it takes the lock). The one check for everything that waits on, signals or refuses
  * because of a daemon in a DATA_PATH.
  */
-export async function daemonLock(dataPath: string, daemon: LockingDaemon = 'mfsmaster', cfg?: MfsConfig): Promise<DaemonLock> {
-  const files = daemon === 'mfsmaster' && cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, `.${daemon}.lock`)];
+export async function daemonLock(
+  dataPath: string,
+  daemon: LockingDaemon = 'mfsmaster',
+  cfg?: MfsConfig,
+): Promise<DaemonLock> {
+  const files =
+    daemon === 'mfsmaster' && cfg ? masterLockFiles(cfg, dataPath) : [path.join(dataPath, `.${daemon}.lock`)];
   let ignored: string | undefined;
   for (const file of files) {
     const lock = await lockIn(file, daemon, dataPath);
@@ -135,13 +147,34 @@ async function lockHolder(file: string): Promise<number | undefined> {
 
 /** The line of mfsmaster's output that says why it failed (e.g. "hole in change files …"). */
 export function mfsmasterErrorLine(output: string): string {
-  const lines = output.split('\n').map((l) => l.replace(/^mfsmaster\[\d+\]: /, '').trim()).filter(Boolean);
-  const telling = [/hole in change files/, /can't find valid metadata/, /different id number/, /version mismatch/, /garbage at the end/, /wrong header/, /can't find metadata/, /EADDRINUSE|can't listen/, /error applying changelogs/, /lock/];
+  const lines = output
+    .split('\n')
+    .map((l) => l.replace(/^mfsmaster\[\d+\]: /, '').trim())
+    .filter(Boolean);
+  const telling = [
+    /hole in change files/,
+    /can't find valid metadata/,
+    /different id number/,
+    /version mismatch/,
+    /garbage at the end/,
+    /wrong header/,
+    /can't find metadata/,
+    /EADDRINUSE|can't listen/,
+    /error applying changelogs/,
+    /lock/,
+  ];
   for (const re of telling) {
     const hit = lines.find((l) => re.test(l));
     if (hit) return hit;
   }
-  return lines.filter((l) => !/^(open files limit|working directory|initializing|exports file|topology file|loading metadata)/.test(l)).pop() ?? 'no output';
+  return (
+    lines
+      .filter(
+        (l) =>
+          !/^(open files limit|working directory|initializing|exports file|topology file|loading metadata)/.test(l),
+      )
+      .pop() ?? 'no output'
+  );
 }
 
 export interface StartResult {
@@ -174,13 +207,16 @@ export async function startMaster(o: {
   const args = generation.startArgs(o.configFile, { autoRestore: o.autoRestore, foreground: false });
   const res = await execCapture(o.bin ?? 'mfsmaster', args, { timeoutMs, signal: o.signal });
   const output = res.stdout + res.stderr;
-  if (generation.daemonWaitsForInit || res.code !== 0) return { code: res.code, output, durationMs: Date.now() - started };
+  if (generation.daemonWaitsForInit || res.code !== 0)
+    return { code: res.code, output, durationMs: Date.now() - started };
   const cfg = await readMfsConfig(o.configFile);
   const dataPath = cfg.DATA_PATH;
   if (!dataPath) throw new ProcessError(o.configFile, `${o.configFile}: DATA_PATH is not set`);
   const masterPid = () => runningMasterPid(dataPath, cfg);
   const initialised = await waitInitialised(masterPid, o.ready ?? (async () => true), Date.now() + timeoutMs, o.signal);
-  const why = initialised ? '' : `mfsmaster (${generation.label}) exited while initialising; it says why only to syslog`;
+  const why = initialised
+    ? ''
+    : `mfsmaster (${generation.label}) exited while initialising; it says why only to syslog`;
   return { code: initialised ? 0 : 1, output: why ? `${output}${why}\n` : output, durationMs: Date.now() - started };
 }
 
@@ -207,9 +243,16 @@ async function waitInitialised(
 }
 
 /** Clean stop (the master writes metadata.mfs), waiting for the process to go. */
-export async function stopMaster(o: { configFile: string; bin?: string; generation?: Generation; timeoutMs?: number }): Promise<StartResult> {
+export async function stopMaster(o: {
+  configFile: string;
+  bin?: string;
+  generation?: Generation;
+  timeoutMs?: number;
+}): Promise<StartResult> {
   const started = Date.now();
   const generation = o.generation ?? DEFAULT_GENERATION;
-  const res = await execCapture(o.bin ?? 'mfsmaster', generation.stopArgs(o.configFile), { timeoutMs: o.timeoutMs ?? 120_000 });
+  const res = await execCapture(o.bin ?? 'mfsmaster', generation.stopArgs(o.configFile), {
+    timeoutMs: o.timeoutMs ?? 120_000,
+  });
   return { code: res.code, output: res.stdout + res.stderr, durationMs: Date.now() - started };
 }

@@ -33,13 +33,24 @@ const MATOCL_MLOG_LIST = 523;
 const ANTOAN_NOP = 0;
 const MAX_PACKET = 64 * 1024;
 
-const STATE_NAMES: Record<number, string> = { 0x00: 'DUMMY', 0x01: 'LEADER', 0x02: 'ELECT', 0x03: 'FOLLOWER', 0x04: 'USURPER', 0x05: 'DEPUTY', 0xff: 'MASTER' };
+const STATE_NAMES: Record<number, string> = {
+  0x00: 'DUMMY',
+  0x01: 'LEADER',
+  0x02: 'ELECT',
+  0x03: 'FOLLOWER',
+  0x04: 'USURPER',
+  0x05: 'DEPUTY',
+  0xff: 'MASTER',
+};
 
 /** The MATOCL_INFO answer (its data, without the 8-byte header) as what the master is. */
 export function parseMasterInfoAnswer(data: Buffer, where: string): NativeMasterInfo {
   const layout = INFO_LAYOUTS[data.length];
   if (!layout) {
-    throw new ProcessError(where, `master ${where}: MATOCL_INFO answer of ${data.length} bytes is not a layout this tool knows (${Object.keys(INFO_LAYOUTS).join(', ')})`);
+    throw new ProcessError(
+      where,
+      `master ${where}: MATOCL_INFO answer of ${data.length} bytes is not a layout this tool knows (${Object.keys(INFO_LAYOUTS).join(', ')})`,
+    );
   }
   const info: NativeMasterInfo = {
     softwareVersion: layout.generation ?? reportedSoftwareVersion(data),
@@ -50,7 +61,8 @@ export function parseMasterInfoAnswer(data: Buffer, where: string): NativeMaster
   if (layout.filenodes !== undefined) info.files = data.readUInt32BE(layout.filenodes);
   if (layout.state !== undefined) info.state = STATE_NAMES[data[layout.state]!] ?? String(data[layout.state]);
   if (layout.metaVersion !== undefined) info.metadataVersion = metadataVersion(data, layout.metaVersion, where);
-  if (layout.metaid !== undefined) info.metaid = data.readBigUInt64BE(layout.metaid).toString(16).toUpperCase().padStart(16, '0');
+  if (layout.metaid !== undefined)
+    info.metaid = data.readBigUInt64BE(layout.metaid).toString(16).toUpperCase().padStart(16, '0');
   return info;
 }
 
@@ -88,7 +100,11 @@ export interface ConnectedMetalogger {
 export async function listMetaloggers(target: MasterTarget): Promise<ConnectedMetalogger[]> {
   const where = `${target.host}:${target.port}`;
   const data = await exchange(target, where, CLTOMA_MLOG_LIST, MATOCL_MLOG_LIST);
-  if (data.length % 8 !== 0) throw new ProcessError(where, `master ${where}: MATOCL_MLOG_LIST answer of ${data.length} bytes is not a list of 8-byte entries`);
+  if (data.length % 8 !== 0)
+    throw new ProcessError(
+      where,
+      `master ${where}: MATOCL_MLOG_LIST answer of ${data.length} bytes is not a list of 8-byte entries`,
+    );
   const out: ConnectedMetalogger[] = [];
   for (let at = 0; at < data.length; at += 8) {
     const ip = data.subarray(at + 4, at + 8).join('.');
@@ -123,7 +139,10 @@ function exchange(target: MasterTarget, where: string, ask: number, answerCmd: n
     };
     const fail = (why: string) => finish(() => reject(new ProcessError(where, `master ${where}: ${why}`)));
     const onAbort = () => fail('aborted');
-    const timer = setTimeout(() => fail(connected ? `no answer within ${timeoutMs} ms` : `connect timed out after ${timeoutMs} ms`), timeoutMs);
+    const timer = setTimeout(
+      () => fail(connected ? `no answer within ${timeoutMs} ms` : `connect timed out after ${timeoutMs} ms`),
+      timeoutMs,
+    );
 
     target.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('connect', () => {
@@ -160,8 +179,16 @@ function packetReader(where: string, answerCmd: number): (chunk: Buffer) => Buff
     while (pending.length >= 8) {
       const cmd = pending.readUInt32BE(0);
       const length = pending.readUInt32BE(4);
-      if (cmd !== ANTOAN_NOP && cmd !== answerCmd) throw new ProcessError(where, `master ${where}: unexpected command ${cmd}${asText(pending)} (expected ${answerCmd === MATOCL_INFO ? 'MATOCL_INFO' : 'MATOCL_MLOG_LIST'} ${answerCmd}; is this a master's client port?)`);
-      if (length > MAX_PACKET) throw new ProcessError(where, `master ${where}: packet of ${length} bytes (command ${cmd}) is over the 64 KiB bound`);
+      if (cmd !== ANTOAN_NOP && cmd !== answerCmd)
+        throw new ProcessError(
+          where,
+          `master ${where}: unexpected command ${cmd}${asText(pending)} (expected ${answerCmd === MATOCL_INFO ? 'MATOCL_INFO' : 'MATOCL_MLOG_LIST'} ${answerCmd}; is this a master's client port?)`,
+        );
+      if (length > MAX_PACKET)
+        throw new ProcessError(
+          where,
+          `master ${where}: packet of ${length} bytes (command ${cmd}) is over the 64 KiB bound`,
+        );
       if (pending.length < 8 + length) return undefined;
       const data = pending.subarray(8, 8 + length);
       pending = pending.subarray(8 + length);

@@ -47,12 +47,17 @@ export interface ImageChoice {
 
 /** The image mfsmaster -a would load: the valid one with the highest version. */
 export function chooseImage(images: readonly ImageFacts[]): ImageChoice {
-  const valid = images.filter((i): i is ImageFacts & { header: ImageHeader } => i.header !== undefined && i.error === undefined);
+  const valid = images.filter(
+    (i): i is ImageFacts & { header: ImageHeader } => i.header !== undefined && i.error === undefined,
+  );
   // A metalogger writes metadata_ml.tmp while it downloads: a cut one there is normal, not damage.
-  const invalid = images.filter((i) => !valid.includes(i as ImageFacts & { header: ImageHeader }) && i.name !== 'metadata_ml.tmp');
+  const invalid = images.filter(
+    (i) => !valid.includes(i as ImageFacts & { header: ImageHeader }) && i.name !== 'metadata_ml.tmp',
+  );
   const image = [...valid].sort((a, b) => restoreFrom(b.header) - restoreFrom(a.header) || b.mtimeMs - a.mtimeMs)[0];
   const metaids = new Set(valid.filter((i) => !i.header.empty).map((i) => i.header.metaid));
-  const metaidConflict = metaids.size > 1 ? valid.filter((i) => !i.header.empty).map((i) => `${i.name} (${i.header.metaid})`) : undefined;
+  const metaidConflict =
+    metaids.size > 1 ? valid.filter((i) => !i.header.empty).map((i) => `${i.name} (${i.header.metaid})`) : undefined;
   return { image, invalid, metaidConflict };
 }
 
@@ -91,13 +96,22 @@ export function changelogUse(c: ChangelogFacts): ChangelogUse {
   if (scan.lines === 0) return { name: c.name, pieces: [] };
   if (lastLineBad(scan)) {
     const last = scan.problems.find((p) => p.line === scan.lines);
-    return { name: c.name, pieces: [], skipped: `last line ${scan.lines} ${scan.truncatedLastLine ? 'is cut off (no newline at end of file)' : `is not a changelog line (${last?.reason ?? 'unparsable'})`}` };
+    return {
+      name: c.name,
+      pieces: [],
+      skipped: `last line ${scan.lines} ${scan.truncatedLastLine ? 'is cut off (no newline at end of file)' : `is not a changelog line (${last?.reason ?? 'unparsable'})`}`,
+    };
   }
   const first = scan.problems[0];
-  if (!first) return { name: c.name, pieces: scan.segments.map((s) => ({ file: c.name, first: s.first, last: s.last })) };
+  if (!first)
+    return { name: c.name, pieces: scan.segments.map((s) => ({ file: c.name, first: s.first, last: s.last })) };
   // Every line before the first problem was accepted, one version each.
   const pieces = firstVersions(scan, first.line - 1, c.name);
-  return { name: c.name, pieces, cut: { line: first.line, afterVersion: pieces[pieces.length - 1]?.last, reason: first.reason } };
+  return {
+    name: c.name,
+    pieces,
+    cut: { line: first.line, afterVersion: pieces[pieces.length - 1]?.last, reason: first.reason },
+  };
 }
 
 export interface RestorePlan {
@@ -115,7 +129,15 @@ export function planRestore(images: readonly ImageFacts[], changelogs: readonly 
   const uses = changelogs.map(changelogUse);
   if (!choice.image) return { choice, uses };
   const startVersion = restoreFrom(choice.image.header);
-  return { choice, startVersion, uses, roll: rollForward(startVersion, uses.flatMap((u) => u.pieces)) };
+  return {
+    choice,
+    startVersion,
+    uses,
+    roll: rollForward(
+      startVersion,
+      uses.flatMap((u) => u.pieces),
+    ),
+  };
 }
 
 /**

@@ -49,8 +49,7 @@ export function restoreCommandLine(
 }
 
 export type ChunkIdsRaised =
-  | { from: string; to: string; chunks: number; locked: number; lockedUntil: number }
-  | { error: string };
+  { from: string; to: string; chunks: number; locked: number; lockedUntil: number } | { error: string };
 
 /**
  * How far a restored image's next chunk id is raised where the master reuses lost chunk ids
@@ -75,22 +74,41 @@ export async function restoreAndStart(
   o: { timeoutMs: number; signal?: AbortSignal; ready?: () => Promise<boolean>; method?: RestoreMethod },
 ): Promise<RestoreResult> {
   const { generation } = binaries;
-  const start = { configFile, bin: binaries.mfsmaster, generation, ready: o.ready, timeoutMs: o.timeoutMs, signal: o.signal };
+  const start = {
+    configFile,
+    bin: binaries.mfsmaster,
+    generation,
+    ready: o.ready,
+    timeoutMs: o.timeoutMs,
+    signal: o.signal,
+  };
   const method = !o.method || o.method === 'auto' ? generation.restore : o.method;
   const commandLine = restoreCommandLine(binaries, configFile, files, method);
-  if (method === 'mfsmaster-a') return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a', commandLine };
+  if (method === 'mfsmaster-a')
+    return { ...(await startMaster({ ...start, autoRestore: true })), command: 'mfsmaster -a', commandLine };
   const started = Date.now();
   const { output, code, restoredVersion, chunkIds } = await metarestore(binaries, files, o);
   const command = 'mfsmetarestore';
   // 1.7+ keeps a stub that only says it is gone, and exits 0.
   if (/has been removed/.test(output)) {
-    const fix = o.method === 'mfsmetarestore' ? 'standby.restoreMethod forces mfsmetarestore: set it to auto' : `${binaries.mfsmetarestore} is a 1.7+ stub: name a 1.x installation in moosefs.prefixes`;
+    const fix =
+      o.method === 'mfsmetarestore'
+        ? 'standby.restoreMethod forces mfsmetarestore: set it to auto'
+        : `${binaries.mfsmetarestore} is a 1.7+ stub: name a 1.x installation in moosefs.prefixes`;
     return { code: 1, output: `${output.trim()} (${fix})`, durationMs: Date.now() - started, command, commandLine };
   }
   if (code !== 0) return { code, output, durationMs: Date.now() - started, command, commandLine };
   const master = await startMaster({ ...start, autoRestore: false });
   const durationMs = Date.now() - started;
-  return { ...master, output: `${output}${master.output}`, durationMs, command, commandLine, restoredVersion, chunkIds };
+  return {
+    ...master,
+    output: `${output}${master.output}`,
+    durationMs,
+    command,
+    commandLine,
+    restoredVersion,
+    chunkIds,
+  };
 }
 
 /**
@@ -118,7 +136,11 @@ async function metarestore(
     }
     // The child sees `fds` as 3, 4, …: the output directory first, then the image, then the changelogs.
     const child = (i: number) => `/proc/self/fd/${3 + i}`;
-    const args = metarestoreArgs(child(1), `${child(0)}/metadata.mfs`, inputs.slice(1).map((_, i) => child(i + 2)));
+    const args = metarestoreArgs(
+      child(1),
+      `${child(0)}/metadata.mfs`,
+      inputs.slice(1).map((_, i) => child(i + 2)),
+    );
     const fds = [work.fd, ...inputs.map((i) => i.handle.fd)];
     const res = await execCapture(binaries.mfsmetarestore, args, { timeoutMs: o.timeoutMs, signal: o.signal, fds });
     // Its messages name the files as the operator knows them, not by our descriptors.

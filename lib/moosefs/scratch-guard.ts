@@ -22,8 +22,16 @@ export function guardTableScript(table: string, ports: readonly number[], uid: n
 }
 
 async function nft(args: string[]): Promise<{ ok: boolean; why: string; stdout: string }> {
-  const res = await execCapture('nft', args, { timeoutMs: 5_000 }).catch((err: Error) => ({ code: -1, stderr: err.message, stdout: '' }));
-  return { ok: res.code === 0, why: (res.stderr || res.stdout).trim().split('\n')[0] || `exit ${res.code}`, stdout: res.stdout };
+  const res = await execCapture('nft', args, { timeoutMs: 5_000 }).catch((err: Error) => ({
+    code: -1,
+    stderr: err.message,
+    stdout: '',
+  }));
+  return {
+    ok: res.code === 0,
+    why: (res.stderr || res.stdout).trim().split('\n')[0] || `exit ${res.code}`,
+    stdout: res.stdout,
+  };
 }
 
 /**
@@ -45,7 +53,10 @@ export class ScratchGuard {
   private constructor(readonly table: string) {}
 
   /** The guard, or why there is none (no nft, not allowed to change the ruleset). */
-  static async install(ports: readonly number[], uid = process.getuid?.() ?? 0): Promise<ScratchGuard | { failed: string }> {
+  static async install(
+    ports: readonly number[],
+    uid = process.getuid?.() ?? 0,
+  ): Promise<ScratchGuard | { failed: string }> {
     const table = `${GUARD_TABLE_PREFIX}${process.pid}`;
     await nft(['delete', 'table', 'inet', table]);
     const made = await nft([guardTableScript(table, ports, uid)]);

@@ -49,16 +49,29 @@ export async function productionPorts(config: Config): Promise<Set<number>> {
 }
 
 /** Fixed ports are checked (not production, not busy); "auto" ones are picked free and distinct. */
-export async function pickPorts(requested: RequestedPorts, reserved: ReadonlySet<number>, keyPrefix: string, host = SCRATCH_HOST): Promise<ScratchPorts> {
+export async function pickPorts(
+  requested: RequestedPorts,
+  reserved: ReadonlySet<number>,
+  keyPrefix: string,
+  host = SCRATCH_HOST,
+): Promise<ScratchPorts> {
   const chosen = new Set<number>();
   const out = {} as ScratchPorts;
   for (const role of PORT_ROLES) {
     const want = requested[role];
     const key = `${keyPrefix}.${role}`;
     if (want !== 'auto') {
-      if (reserved.has(want)) throw new ConfigError(key, `${key}: port ${want} is a production master port (MooseFS default or configured): refusing to drill on it`);
+      if (reserved.has(want))
+        throw new ConfigError(
+          key,
+          `${key}: port ${want} is a production master port (MooseFS default or configured): refusing to drill on it`,
+        );
       if (chosen.has(want)) throw new ConfigError(key, `${key}: port ${want} is used twice`);
-      if (!(await portIsFree(host, want))) throw new ConfigError(key, `${key}: port ${want} on ${host} is busy (another process listens there): choose a free port or "auto"`);
+      if (!(await portIsFree(host, want)))
+        throw new ConfigError(
+          key,
+          `${key}: port ${want} on ${host} is busy (another process listens there): choose a free port or "auto"`,
+        );
       out[role] = want;
     } else {
       let port = await listenPort(host);
@@ -90,14 +103,21 @@ export async function productionDataPaths(config: Config): Promise<{ key: string
 /** Refuse a scratch root that is, or lies inside, a production DATA_PATH. */
 export async function checkScratchRoot(config: Config, root: string, key: string): Promise<void> {
   for (const p of await productionDataPaths(config)) {
-    if (isWithin(root, p.dataPath)) throw new ConfigError(key, `${key}: scratch directory ${root} lies in a production DATA_PATH (${p.key} = ${p.dataPath}): choose another`);
+    if (isWithin(root, p.dataPath))
+      throw new ConfigError(
+        key,
+        `${key}: scratch directory ${root} lies in a production DATA_PATH (${p.key} = ${p.dataPath}): choose another`,
+      );
   }
 }
 
 /** The group name of this process (WORKING_GROUP); undefined lets mfsmaster pick its default. */
 async function groupName(gid: number): Promise<string | undefined> {
   const text = await fs.readFile('/etc/group', 'utf8').catch(() => '');
-  return text.split('\n').map((l) => l.split(':')).find((f) => f[2] === String(gid))?.[0];
+  return text
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[2] === String(gid))?.[0];
 }
 
 /**
@@ -130,7 +150,8 @@ export async function keepScratch(scratch: Scratch, why: string): Promise<void> 
  * all: its scratch master can be mounted by any local user while it runs (ask the adapter).
  */
 export function scratchExports(generation: Generation): string {
-  if (!generation.exportsWithPassword) return `# ${generation.label} has no exports: any client reaching the client port may mount\n`;
+  if (!generation.exportsWithPassword)
+    return `# ${generation.label} has no exports: any client reaching the client port may mount\n`;
   const md5pass = createHash('md5').update(randomBytes(32)).digest('hex');
   return `${SCRATCH_HOST}\t/\tro,md5pass=${md5pass}\n`;
 }
@@ -139,7 +160,12 @@ export function scratchExports(generation: Generation): string {
  * mfsmaster.cfg for the scratch master: loopback only, no usable export (scratchExports), and run as
  * this process's user (a root-owned 0700 DATA_PATH is unreadable to Debian's default `mfs` user).
  */
-export async function writeScratchConfig(scratch: Scratch, ports: ScratchPorts, generation: Generation = DEFAULT_GENERATION, extra: Record<string, string | number> = {}): Promise<void> {
+export async function writeScratchConfig(
+  scratch: Scratch,
+  ports: ScratchPorts,
+  generation: Generation = DEFAULT_GENERATION,
+  extra: Record<string, string | number> = {},
+): Promise<void> {
   const exportsFile = path.join(scratch.dir, 'mfsexports.cfg');
   const topologyFile = path.join(scratch.dir, 'mfstopology.cfg');
   await fs.writeFile(exportsFile, scratchExports(generation), { mode: FILE_MODE });
@@ -211,7 +237,11 @@ export async function listScratches(root: string, prefix: string): Promise<Scrat
   return names
     .filter((n) => n.startsWith(`${prefix}-`))
     .sort()
-    .map((n) => ({ dir: path.join(root, n), dataPath: path.join(root, n, 'data'), configFile: path.join(root, n, 'mfsmaster.cfg') }));
+    .map((n) => ({
+      dir: path.join(root, n),
+      dataPath: path.join(root, n, 'data'),
+      configFile: path.join(root, n, 'mfsmaster.cfg'),
+    }));
 }
 
 export interface Leftover {

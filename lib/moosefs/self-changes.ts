@@ -24,7 +24,13 @@ export interface SelfChanges {
  * them. Undefined when any of them is anything else, or is still not on disk after `lagMs` — a real
  * difference, for the caller to report.
  */
-export async function selfChangesSince(dataPath: string, generation: Generation, expected: number, served: number, lagMs = WRITER_LAG_MS): Promise<SelfChanges | undefined> {
+export async function selfChangesSince(
+  dataPath: string,
+  generation: Generation,
+  expected: number,
+  served: number,
+  lagMs = WRITER_LAG_MS,
+): Promise<SelfChanges | undefined> {
   if (served <= expected) return undefined;
   const deadline = Date.now() + lagMs;
   for (;;) {
@@ -35,7 +41,12 @@ export async function selfChangesSince(dataPath: string, generation: Generation,
   }
 }
 
-async function readSelfChanges(file: string, generation: Generation, expected: number, served: number): Promise<SelfChanges | undefined | 'incomplete'> {
+async function readSelfChanges(
+  file: string,
+  generation: Generation,
+  expected: number,
+  served: number,
+): Promise<SelfChanges | undefined | 'incomplete'> {
   const byVersion = new Map<number, string>();
   for (const line of await tailLines(file)) {
     const parsed = parseChangelogLine(line);
@@ -54,7 +65,10 @@ async function readSelfChanges(file: string, generation: Generation, expected: n
 /** The whole lines in the last TAIL_BYTES of `file` (none if it does not exist). */
 async function tailLines(file: string): Promise<string[]> {
   const source = localSource('scratch master');
-  const size = await source.stat(file).then((st) => st.size, (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 0 : Promise.reject(err)));
+  const size = await source.stat(file).then(
+    (st) => st.size,
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 0 : Promise.reject(err)),
+  );
   if (size === 0) return [];
   const start = Math.max(0, size - TAIL_BYTES);
   const lines = (await source.readRange(file, start, size - start)).toString('latin1').split('\n');

@@ -67,9 +67,20 @@ export class DataPathTarget implements PruneTarget {
     for (const e of listing.images.filter((i) => i.name !== 'metadata_ml.tmp')) {
       const header = await readSourceImageHeader(this.source, this.file(e.name), e.size);
       if (header.metaid) metaids.add(header.metaid);
-      images.push({ name: e.name, unit: e.name, version: restoreFrom(header), size: e.size, mtimeMs: e.mtimeMs, deletable: false });
+      images.push({
+        name: e.name,
+        unit: e.name,
+        version: restoreFrom(header),
+        size: e.size,
+        mtimeMs: e.mtimeMs,
+        deletable: false,
+      });
     }
-    if (metaids.size > 1) throw new ChainError(this.where, `${this.where}: images of different filesystems (metaids ${[...metaids].join(', ')}): mfsmaster -a would refuse this DATA_PATH, prune will not guess`);
+    if (metaids.size > 1)
+      throw new ChainError(
+        this.where,
+        `${this.where}: images of different filesystems (metaids ${[...metaids].join(', ')}): mfsmaster -a would refuse this DATA_PATH, prune will not guess`,
+      );
     const changelogs: PlanChangelog[] = [];
     for (const e of listing.changelogs) changelogs.push(await this.scanChangelog(e, open));
     return { images, changelogs, others: [] };
@@ -81,10 +92,23 @@ export class DataPathTarget implements PruneTarget {
     refuseDamagedChangelog(scan, `${this.where}/${e.name}`, current);
     if (!current) {
       const after = await this.source.stat(this.file(e.name));
-      if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw new TargetChanged(`${this.where}/${e.name}`, `${this.where}/${e.name} changed while it was read (MooseFS rotating?)`);
+      if (after.size !== e.size || after.mtimeMs !== e.mtimeMs)
+        throw new TargetChanged(
+          `${this.where}/${e.name}`,
+          `${this.where}/${e.name} changed while it was read (MooseFS rotating?)`,
+        );
       this.identities.set(e.name, { size: e.size, mtimeMs: e.mtimeMs, first: scan.first });
     }
-    return { name: e.name, unit: e.name, segments: scan.segments, size: e.size, mtimeMs: e.mtimeMs, current, open: open?.has(e.name) ?? false, rotated: isRotatedChangelog(e.name) };
+    return {
+      name: e.name,
+      unit: e.name,
+      segments: scan.segments,
+      size: e.size,
+      mtimeMs: e.mtimeMs,
+      current,
+      open: open?.has(e.name) ?? false,
+      rotated: isRotatedChangelog(e.name),
+    };
   }
 
   /** Delete planned changelogs, each only if it is still the file scanned: names shift on every rotation. */
@@ -104,13 +128,17 @@ export class DataPathTarget implements PruneTarget {
   /** Why the file on disk is no longer the one the plan was made for (undefined when it is). */
   private async unlessSame(entry: PlanEntry, open: Set<string> | undefined): Promise<string | undefined> {
     const id = this.identities.get(entry.name);
-    if (entry.kind !== 'changelog' || isCurrentChangelog(entry.name) || !id) return 'not a rotated changelog scanned by this run';
+    if (entry.kind !== 'changelog' || isCurrentChangelog(entry.name) || !id)
+      return 'not a rotated changelog scanned by this run';
     if (open?.has(entry.name)) return 'opened by a process since the scan';
     const now = await this.source.stat(this.file(entry.name)).catch(() => undefined);
     if (!now) return 'gone since the scan';
     if (now.size !== id.size || now.mtimeMs !== id.mtimeMs) return 'changed since the scan (rotated?)';
     if (id.first === undefined) return undefined;
-    const { first } = await readChangelogEdges(this.source, this.file(entry.name), now.size, { head: true, tail: false });
+    const { first } = await readChangelogEdges(this.source, this.file(entry.name), now.size, {
+      head: true,
+      tail: false,
+    });
     if (first?.version !== id.first) return 'first version differs from the scan (rotated?)';
     return undefined;
   }

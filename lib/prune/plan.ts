@@ -127,7 +127,9 @@ interface UnitPiece extends ChangelogPiece {
 }
 
 export function formatVersions(segments: readonly Segment[]): string {
-  return segments.length ? segments.map((s) => (s.first === s.last ? `${s.first}` : `${s.first}..${s.last}`)).join(',') : '-';
+  return segments.length
+    ? segments.map((s) => (s.first === s.last ? `${s.first}` : `${s.first}..${s.last}`)).join(',')
+    : '-';
 }
 
 function formatAge(ms: number): string {
@@ -151,14 +153,24 @@ function checkInput(input: PlanInput): void {
 }
 
 /** Which restore points are retained, and why (or why not). */
-function retainRestorePoints(images: readonly PlanImage[], rules: PruneRules, now: number, released: ReadonlyMap<string, string>): Map<string, { retained: boolean; reason: string }> {
+function retainRestorePoints(
+  images: readonly PlanImage[],
+  rules: PruneRules,
+  now: number,
+  released: ReadonlyMap<string, string>,
+): Map<string, { retained: boolean; reason: string }> {
   const keepNewest = Math.max(1, rules.keepRestorePoints);
   const out = new Map<string, { retained: boolean; reason: string }>();
   [...images].sort(byNewest).forEach((img, i) => {
     const age = now - img.mtimeMs;
-    if (i < keepNewest) out.set(img.name, { retained: true, reason: i === 0 ? 'newest restore point' : `one of the ${keepNewest} newest restore points (keepRestorePoints)` });
+    if (i < keepNewest)
+      out.set(img.name, {
+        retained: true,
+        reason: i === 0 ? 'newest restore point' : `one of the ${keepNewest} newest restore points (keepRestorePoints)`,
+      });
     else if (img.pinned) out.set(img.name, { retained: true, reason: 'pinned (target of latest, or snapshot pin)' });
-    else if (rules.maxAgeMs !== undefined && age > rules.maxAgeMs) out.set(img.name, { retained: false, reason: `older than maxAge (${formatAge(age)})` });
+    else if (rules.maxAgeMs !== undefined && age > rules.maxAgeMs)
+      out.set(img.name, { retained: false, reason: `older than maxAge (${formatAge(age)})` });
     else if (released.has(img.name)) out.set(img.name, { retained: false, reason: released.get(img.name)! });
     else out.set(img.name, { retained: true, reason: 'within retention rules' });
   });
@@ -181,11 +193,14 @@ function safetyKeeps(input: PlanInput): Map<string, string> {
   }
   const rotated = input.changelogs.filter((c) => c.rotated && !c.current && c.segments.length > 0);
   rotated.sort((a, b) => Math.max(...b.segments.map((s) => s.last)) - Math.max(...a.segments.map((s) => s.last)));
-  for (const c of rotated.slice(0, rules.keepRotated)) if (!keep.has(c.name)) keep.set(c.name, `one of the ${rules.keepRotated} newest rotated changelogs (keepRotated)`);
-  for (const img of input.images) if (!img.deletable) keep.set(img.name, 'image in a DATA_PATH (MooseFS rotates its own images)');
+  for (const c of rotated.slice(0, rules.keepRotated))
+    if (!keep.has(c.name)) keep.set(c.name, `one of the ${rules.keepRotated} newest rotated changelogs (keepRotated)`);
+  for (const img of input.images)
+    if (!img.deletable) keep.set(img.name, 'image in a DATA_PATH (MooseFS rotates its own images)');
   for (const f of [...input.images, ...input.changelogs, ...(input.others ?? [])]) {
     const age = now - f.mtimeMs;
-    if (!keep.has(f.name) && age < rules.minAgeMs) keep.set(f.name, `modified ${formatAge(Math.max(0, age))} ago (minAge)`);
+    if (!keep.has(f.name) && age < rules.minAgeMs)
+      keep.set(f.name, `modified ${formatAge(Math.max(0, age))} ago (minAge)`);
   }
   return keep;
 }
@@ -199,20 +214,32 @@ interface Decision {
 }
 
 /** Given the retained restore points, delete every unit whose versions the rest still hold. */
-function decideUnits(files: readonly FileRef[], pieces: readonly UnitPiece[], retained: readonly PlanImage[], newest: number, safety: ReadonlyMap<string, string>): Decision {
+function decideUnits(
+  files: readonly FileRef[],
+  pieces: readonly UnitPiece[],
+  retained: readonly PlanImage[],
+  newest: number,
+  safety: ReadonlyMap<string, string>,
+): Decision {
   const unitReasons = new Map<string, string>();
-  for (const img of retained) if (!unitReasons.has(img.unit)) unitReasons.set(img.unit, `holds retained restore point ${img.name}`);
-  for (const f of files) if (safety.has(f.name) && !unitReasons.has(f.unit)) unitReasons.set(f.unit, `holds ${f.name}: ${safety.get(f.name)}`);
+  for (const img of retained)
+    if (!unitReasons.has(img.unit)) unitReasons.set(img.unit, `holds retained restore point ${img.name}`);
+  for (const f of files)
+    if (safety.has(f.name) && !unitReasons.has(f.unit))
+      unitReasons.set(f.unit, `holds ${f.name}: ${safety.get(f.name)}`);
 
   const oldest = retained.reduce((min, img) => Math.min(min, img.version), Infinity);
-  const required = oldest < newest ? coverage(pieces).flatMap((s) => intersect(s, { first: oldest, last: newest - 1 }) ?? []) : [];
+  const required =
+    oldest < newest ? coverage(pieces).flatMap((s) => intersect(s, { first: oldest, last: newest - 1 }) ?? []) : [];
   const needers = [...retained].sort((a, b) => b.version - a.version);
   const whoNeeds = (v: number) => needers.find((img) => img.version <= v);
 
   // Oldest units first: where versions are duplicated, the newer copy is the one kept.
   const unitTop = new Map<string, number>();
   for (const f of files) unitTop.set(f.unit, Math.max(unitTop.get(f.unit) ?? -1, f.top));
-  const candidates = [...unitTop.keys()].filter((u) => !unitReasons.has(u)).sort((a, b) => unitTop.get(a)! - unitTop.get(b)! || a.localeCompare(b));
+  const candidates = [...unitTop.keys()]
+    .filter((u) => !unitReasons.has(u))
+    .sort((a, b) => unitTop.get(a)! - unitTop.get(b)! || a.localeCompare(b));
 
   const byUnit = new Map<string, UnitPiece[]>();
   for (const p of pieces) {
@@ -226,16 +253,26 @@ function decideUnits(files: readonly FileRef[], pieces: readonly UnitPiece[], re
   for (const unit of candidates) {
     const own = byUnit.get(unit) ?? [];
     for (const p of own) cover.add(p, -1);
-    const lost = coverage(own.flatMap((p) => required.flatMap((r) => intersect(p, r) ?? [])).flatMap((s) => cover.uncovered(s)).map((h) => ({ first: h.from, last: h.to })));
+    const lost = coverage(
+      own
+        .flatMap((p) => required.flatMap((r) => intersect(p, r) ?? []))
+        .flatMap((s) => cover.uncovered(s))
+        .map((h) => ({ first: h.from, last: h.to })),
+    );
     if (lost.length === 0) {
       deletedUnits.add(unit);
       continue;
     }
     for (const p of own) cover.add(p, 1);
     const needer = whoNeeds(lost[0]!.first);
-    unitReasons.set(unit, `needed: only copy of versions ${lost.map((l) => formatHole({ from: l.first, to: l.last })).join(',')}${needer ? `, which restore point ${needer.name} (v${needer.version}) needs to reach ${newest}` : ''}`);
+    unitReasons.set(
+      unit,
+      `needed: only copy of versions ${lost.map((l) => formatHole({ from: l.first, to: l.last })).join(',')}${needer ? `, which restore point ${needer.name} (v${needer.version}) needs to reach ${newest}` : ''}`,
+    );
   }
-  const managedBytesKept = files.filter((f) => !deletedUnits.has(f.unit) && f.managed).reduce((sum, f) => sum + f.size, 0);
+  const managedBytesKept = files
+    .filter((f) => !deletedUnits.has(f.unit) && f.managed)
+    .reduce((sum, f) => sum + f.size, 0);
   return { deletedUnits, unitReasons, keptPieces: pieces.filter((p) => !deletedUnits.has(p.unit)), managedBytesKept };
 }
 
@@ -244,12 +281,44 @@ export function planPrune(input: PlanInput): PrunePlan {
   checkInput(input);
   const { images, changelogs, rules, now } = input;
   const others = input.others ?? [];
-  const pieces: UnitPiece[] = changelogs.flatMap((c) => c.segments.map((s) => ({ file: c.name, unit: c.unit, first: s.first, last: s.last })));
+  const pieces: UnitPiece[] = changelogs.flatMap((c) =>
+    c.segments.map((s) => ({ file: c.name, unit: c.unit, first: s.first, last: s.last })),
+  );
   const newest = Math.max(0, ...images.map((i) => i.version), ...pieces.map((p) => p.last + 1));
   const files: FileRef[] = [
-    ...images.map((i) => ({ name: i.name, unit: i.unit, kind: 'image' as const, size: i.size, mtimeMs: i.mtimeMs, versions: `v${i.version}`, segments: [], top: i.version, managed: i.deletable })),
-    ...changelogs.map((c) => ({ name: c.name, unit: c.unit, kind: 'changelog' as const, size: c.size, mtimeMs: c.mtimeMs, versions: formatVersions(c.segments), segments: c.segments, top: Math.max(-1, ...c.segments.map((x) => x.last)), managed: true })),
-    ...others.map((o) => ({ name: o.name, unit: o.unit, kind: 'other' as const, size: o.size, mtimeMs: o.mtimeMs, versions: '-', segments: [], top: -1, managed: true })),
+    ...images.map((i) => ({
+      name: i.name,
+      unit: i.unit,
+      kind: 'image' as const,
+      size: i.size,
+      mtimeMs: i.mtimeMs,
+      versions: `v${i.version}`,
+      segments: [],
+      top: i.version,
+      managed: i.deletable,
+    })),
+    ...changelogs.map((c) => ({
+      name: c.name,
+      unit: c.unit,
+      kind: 'changelog' as const,
+      size: c.size,
+      mtimeMs: c.mtimeMs,
+      versions: formatVersions(c.segments),
+      segments: c.segments,
+      top: Math.max(-1, ...c.segments.map((x) => x.last)),
+      managed: true,
+    })),
+    ...others.map((o) => ({
+      name: o.name,
+      unit: o.unit,
+      kind: 'other' as const,
+      size: o.size,
+      mtimeMs: o.mtimeMs,
+      versions: '-',
+      segments: [],
+      top: -1,
+      managed: true,
+    })),
   ];
   const safety = safetyKeeps(input);
   const warnings: string[] = [];
@@ -258,15 +327,29 @@ export function planPrune(input: PlanInput): PrunePlan {
   // that fit, by bisection: a plan is safe whichever count is chosen), or release all that may go.
   const decide = (released: ReadonlyMap<string, string>) => {
     const verdicts = retainRestorePoints(images, rules, now, released);
-    return { verdicts, decision: decideUnits(files, pieces, images.filter((i) => verdicts.get(i.name)!.retained), newest, safety) };
+    return {
+      verdicts,
+      decision: decideUnits(
+        files,
+        pieces,
+        images.filter((i) => verdicts.get(i.name)!.retained),
+        newest,
+        safety,
+      ),
+    };
   };
   let { verdicts, decision } = decide(new Map());
   const cap = rules.maxTotalBytes;
   if (cap !== undefined && images.length > 0 && decision.managedBytesKept > cap) {
-    const releasable = [...images].sort(byNewest).slice(Math.max(1, rules.keepRestorePoints)).filter((i) => !i.pinned && verdicts.get(i.name)!.retained).reverse();
-    const releasing = (k: number) => new Map(releasable.slice(0, k).map((i) => [i.name, 'released to fit maxTotalSize']));
+    const releasable = [...images]
+      .sort(byNewest)
+      .slice(Math.max(1, rules.keepRestorePoints))
+      .filter((i) => !i.pinned && verdicts.get(i.name)!.retained)
+      .reverse();
+    const releasing = (k: number) =>
+      new Map(releasable.slice(0, k).map((i) => [i.name, 'released to fit maxTotalSize']));
     let fits: number | undefined;
-    for (let lo = 1, hi = releasable.length; lo <= hi; ) {
+    for (let lo = 1, hi = releasable.length; lo <= hi;) {
       const mid = (lo + hi) >> 1;
       if (decide(releasing(mid)).decision.managedBytesKept <= cap) {
         fits = mid;
@@ -274,7 +357,10 @@ export function planPrune(input: PlanInput): PrunePlan {
       } else lo = mid + 1;
     }
     ({ verdicts, decision } = decide(releasing(fits ?? releasable.length)));
-    if (fits === undefined) warnings.push(`keeping ${formatBytes(decision.managedBytesKept)}, more than maxTotalSize (${formatBytes(cap)}): the protected restore points and the files safety keeps need that much`);
+    if (fits === undefined)
+      warnings.push(
+        `keeping ${formatBytes(decision.managedBytesKept)}, more than maxTotalSize (${formatBytes(cap)}): the protected restore points and the files safety keeps need that much`,
+      );
   }
   const retainedImages = () => images.filter((i) => verdicts.get(i.name)!.retained);
 
@@ -283,15 +369,22 @@ export function planPrune(input: PlanInput): PrunePlan {
   const allCoverage = coverage(pieces);
   const keptCoverage = coverage(decision.keptPieces);
   const holes = oldestRetained < newest ? holesBetween(oldestRetained, newest - 1, allCoverage) : [];
-  if (images.length === 0) warnings.push('no restore point (image) found: nothing can be known to be unneeded, nothing is deleted');
+  if (images.length === 0)
+    warnings.push('no restore point (image) found: nothing can be known to be unneeded, nothing is deleted');
 
   const restorePoints = [...images].sort(byNewest).map((img) => {
     const v = verdicts.get(img.name)!;
     const before = reachFrom(allCoverage, img.version);
     const reaches = reachFrom(keptCoverage, img.version);
     // A bug in the plan, never an input: refuse the whole plan rather than delete what a restore point needs.
-    if (v.retained && reaches !== before) throw new Error(`prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`);
-    if (v.retained && reaches < newest) warnings.push(`restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, keptCoverage)[0]!)} was there before prune`);
+    if (v.retained && reaches !== before)
+      throw new Error(
+        `prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`,
+      );
+    if (v.retained && reaches < newest)
+      warnings.push(
+        `restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, keptCoverage)[0]!)} was there before prune`,
+      );
     return { name: img.name, version: img.version, retained: v.retained, reason: v.reason, reaches };
   });
 
@@ -300,7 +393,8 @@ export function planPrune(input: PlanInput): PrunePlan {
   const del: PlanEntry[] = [];
   for (const f of files) {
     const entry = { name: f.name, unit: f.unit, kind: f.kind, size: f.size, versions: f.versions };
-    if (deleteUnits.has(f.unit)) del.push({ ...entry, reason: deleteReason(f, verdicts, keptCoverage, oldestRetained) });
+    if (deleteUnits.has(f.unit))
+      del.push({ ...entry, reason: deleteReason(f, verdicts, keptCoverage, oldestRetained) });
     else keep.push({ ...entry, reason: keepReason(f, safety, verdicts, decision.unitReasons, images.length === 0) });
   }
   const order = (a: PlanEntry, b: PlanEntry) => a.unit.localeCompare(b.unit) || a.name.localeCompare(b.name);
@@ -335,7 +429,13 @@ function reachFrom(merged: readonly Segment[], version: number): number {
   return version;
 }
 
-function keepReason(f: FileRef, safety: ReadonlyMap<string, string>, verdicts: ReadonlyMap<string, { retained: boolean; reason: string }>, unitReasons: ReadonlyMap<string, string>, noImages: boolean): string {
+function keepReason(
+  f: FileRef,
+  safety: ReadonlyMap<string, string>,
+  verdicts: ReadonlyMap<string, { retained: boolean; reason: string }>,
+  unitReasons: ReadonlyMap<string, string>,
+  noImages: boolean,
+): string {
   if (noImages) return 'no restore point to decide by';
   const v = verdicts.get(f.name);
   if (v?.retained) return `retained restore point: ${v.reason}`;
@@ -345,13 +445,20 @@ function keepReason(f: FileRef, safety: ReadonlyMap<string, string>, verdicts: R
   return f.unit === f.name ? unit : `with ${f.unit}: ${unit}`;
 }
 
-function deleteReason(f: FileRef, verdicts: ReadonlyMap<string, { retained: boolean; reason: string }>, keptCoverage: readonly Segment[], oldestRetained: number): string {
+function deleteReason(
+  f: FileRef,
+  verdicts: ReadonlyMap<string, { retained: boolean; reason: string }>,
+  keptCoverage: readonly Segment[],
+  oldestRetained: number,
+): string {
   if (f.kind === 'image') return `restore point not retained: ${verdicts.get(f.name)?.reason ?? 'released'}`;
   if (f.kind === 'other') return `goes with ${f.unit}`;
   const segs = f.segments;
   if (segs.length === 0) return 'holds no versions';
-  if (segs.every((s) => s.last < oldestRetained)) return `older than every retained restore point (oldest v${oldestRetained})`;
-  if (segs.every((s) => holesBetween(s.first, s.last, keptCoverage).length === 0)) return 'every version it holds is also in a kept file';
+  if (segs.every((s) => s.last < oldestRetained))
+    return `older than every retained restore point (oldest v${oldestRetained})`;
+  if (segs.every((s) => holesBetween(s.first, s.last, keptCoverage).length === 0))
+    return 'every version it holds is also in a kept file';
   return 'no retained restore point needs its versions';
 }
 

@@ -40,7 +40,11 @@ export class SnapshotStoreTarget implements PruneTarget {
   async scan(): Promise<TargetScan> {
     if (!this.dryRun) await this.emptyTrash();
     const { snapshots, broken } = await listSnapshots(this.store, this.keys);
-    if (broken[0]) throw new ChainError(path.join(snapshotsDir(this.store), broken[0].id), `snapshot ${broken[0].id}: ${broken[0].error}`);
+    if (broken[0])
+      throw new ChainError(
+        path.join(snapshotsDir(this.store), broken[0].id),
+        `snapshot ${broken[0].id}: ${broken[0].error}`,
+      );
     const { ours, warnings } = this.ofTheCluster(snapshots);
     this.latest = await this.latestId();
     this.pins = new Set(Object.keys(await readPins(this.store)));
@@ -59,11 +63,15 @@ export class SnapshotStoreTarget implements PruneTarget {
     const metaidOf = (s: StoredSnapshot) => (s.manifest.image.empty ? '' : s.manifest.image.metaid);
     const byMetaid = new Map<string, string[]>();
     for (const s of snapshots) if (metaidOf(s)) byMetaid.set(metaidOf(s), [...(byMetaid.get(metaidOf(s)) ?? []), s.id]);
-    const listed = (ids: string[]) => `${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
+    const listed = (ids: string[]) =>
+      `${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
     if (!this.identity) {
       if (byMetaid.size > 1) {
         const seen = [...byMetaid].map(([m, ids]) => `metaid ${printable(m).slice(0, 40)}: ${listed(ids)}`).join('; ');
-        throw new ChainError(this.store, `${this.where}: snapshots of different filesystems (${seen}) and no cluster identity known: set cluster.metaid in the config to say which filesystem this store backs up (prune then leaves the others alone)`);
+        throw new ChainError(
+          this.store,
+          `${this.where}: snapshots of different filesystems (${seen}) and no cluster identity known: set cluster.metaid in the config to say which filesystem this store backs up (prune then leaves the others alone)`,
+        );
       }
       return { ours: snapshots, warnings: [] };
     }
@@ -71,7 +79,10 @@ export class SnapshotStoreTarget implements PruneTarget {
     const ours = snapshots.filter((s) => !metaidOf(s) || metaidOf(s) === identity.metaid);
     const warnings = [...byMetaid]
       .filter(([m]) => m !== identity.metaid)
-      .map(([m, ids]) => `${foreignMetaidMessage(`snapshot${ids.length > 1 ? 's' : ''} ${listed(ids)}`, m, identity)}: left alone, not pruned (remove ${ids.length > 1 ? 'them' : 'it'} by hand if unwanted)`);
+      .map(
+        ([m, ids]) =>
+          `${foreignMetaidMessage(`snapshot${ids.length > 1 ? 's' : ''} ${listed(ids)}`, m, identity)}: left alone, not pruned (remove ${ids.length > 1 ? 'them' : 'it'} by hand if unwanted)`,
+      );
     return { ours, warnings };
   }
 
@@ -97,7 +108,8 @@ export class SnapshotStoreTarget implements PruneTarget {
       const stored = f.stored?.name ?? f.name;
       const st = await fs.stat(file).catch(() => undefined);
       if (!st) throw new ChainError(file, `${where(stored)}: listed in ${MANIFEST} but missing`);
-      if (st.size !== storedSizeOf(f)) throw new ChainError(file, `${where(stored)}: ${st.size} B on disk, ${MANIFEST} says ${storedSizeOf(f)} B`);
+      if (st.size !== storedSizeOf(f))
+        throw new ChainError(file, `${where(stored)}: ${st.size} B on disk, ${MANIFEST} says ${storedSizeOf(f)} B`);
       const name = `${s.id}/${stored}`;
       if (f.role === 'image') {
         images++;
@@ -105,24 +117,56 @@ export class SnapshotStoreTarget implements PruneTarget {
         if (!facts.header) throw new ChainError(file, `${where(f.name)}: ${facts.headerError}`);
         const header = facts.header;
         const version = restoreFrom(header);
-        if (header.version !== s.manifest.image.version) throw new ChainError(file, `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`);
-        out.images.push({ name, unit: s.id, version, size: st.size, mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs, deletable: true, pinned: s.id === this.latest || this.pins.has(s.id) } satisfies PlanImage);
+        if (header.version !== s.manifest.image.version)
+          throw new ChainError(
+            file,
+            `${where(f.name)}: image version ${header.version}, ${MANIFEST} says ${s.manifest.image.version}`,
+          );
+        out.images.push({
+          name,
+          unit: s.id,
+          version,
+          size: st.size,
+          mtimeMs: Number.isFinite(takenAt) ? takenAt : st.mtimeMs,
+          deletable: true,
+          pinned: s.id === this.latest || this.pins.has(s.id),
+        } satisfies PlanImage);
       } else if (f.role === 'sessions') {
         // A 1.x image's sessions.mfs: goes with its snapshot, holds no versions.
         out.others.push({ name, unit: s.id, size: st.size, mtimeMs: st.mtimeMs } satisfies PlanOtherFile);
       } else {
         const scan = (await readSnapshotContent(s, f, { keys: this.keys })).scan!;
         refuseDamagedChangelog(scan, where(f.name), false);
-        if ((f.firstVersion !== undefined && f.firstVersion !== scan.first) || (f.lastVersion !== undefined && f.lastVersion !== scan.last)) {
-          throw new ChainError(file, `${where(f.name)}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, ${MANIFEST} says ${f.firstVersion}..${f.lastVersion}`);
+        if (
+          (f.firstVersion !== undefined && f.firstVersion !== scan.first) ||
+          (f.lastVersion !== undefined && f.lastVersion !== scan.last)
+        ) {
+          throw new ChainError(
+            file,
+            `${where(f.name)}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, ${MANIFEST} says ${f.firstVersion}..${f.lastVersion}`,
+          );
         }
-        out.changelogs.push({ name, unit: s.id, segments: scan.segments, size: st.size, mtimeMs: st.mtimeMs, current: false, open: open.has(name), rotated: false } satisfies PlanChangelog);
+        out.changelogs.push({
+          name,
+          unit: s.id,
+          segments: scan.segments,
+          size: st.size,
+          mtimeMs: st.mtimeMs,
+          current: false,
+          open: open.has(name),
+          rotated: false,
+        } satisfies PlanChangelog);
       }
     }
     if (images !== 1) throw new ChainError(s.dir, `snapshot ${s.id}: ${MANIFEST} lists ${images} images, expected 1`);
     for (const name of (await fs.readdir(s.dir)).filter((n) => !listed.has(n))) {
       const st = await fs.stat(path.join(s.dir, name));
-      out.others.push({ name: `${s.id}/${name}`, unit: s.id, size: st.isFile() ? st.size : 0, mtimeMs: st.mtimeMs } satisfies PlanOtherFile);
+      out.others.push({
+        name: `${s.id}/${name}`,
+        unit: s.id,
+        size: st.isFile() ? st.size : 0,
+        mtimeMs: st.mtimeMs,
+      } satisfies PlanOtherFile);
     }
   }
 
@@ -136,7 +180,13 @@ export class SnapshotStoreTarget implements PruneTarget {
     await fs.mkdir(trash, { recursive: true, mode: DIR_MODE });
     for (const [id, unitEntries] of byUnit) {
       const dir = path.join(snapshotsDir(this.store), id);
-      const why = signal.aborted ? 'aborted before it was deleted' : id === latest ? 'latest points to it now' : open.some((f) => f.startsWith(`${id}/`)) ? 'opened by a process since the scan' : undefined;
+      const why = signal.aborted
+        ? 'aborted before it was deleted'
+        : id === latest
+          ? 'latest points to it now'
+          : open.some((f) => f.startsWith(`${id}/`))
+            ? 'opened by a process since the scan'
+            : undefined;
       if (why) {
         for (const entry of unitEntries) onResult({ entry, deleted: false, skipped: why });
         continue;
@@ -151,7 +201,8 @@ export class SnapshotStoreTarget implements PruneTarget {
   private async emptyTrash(): Promise<void> {
     const trash = path.join(this.store, TMP_DIR);
     const names = await fs.readdir(trash).catch(() => [] as string[]);
-    for (const n of names.filter((n) => n.startsWith(TRASH_PREFIX))) await fs.rm(path.join(trash, n), { recursive: true, force: true });
+    for (const n of names.filter((n) => n.startsWith(TRASH_PREFIX)))
+      await fs.rm(path.join(trash, n), { recursive: true, force: true });
   }
 
   async close(): Promise<void> {}

@@ -43,5 +43,9 @@ export class TargetChanged extends MfsJobsError {}
 export function refuseDamagedChangelog(scan: ChangelogScan, where: string, current: boolean): void {
   const problems = scan.problems.filter((p) => !(current && p.kind === 'cut-last-line'));
   const first = problems[0];
-  if (first) throw new ChainError(where, `${where} line ${first.line}: ${first.reason}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`);
+  if (first)
+    throw new ChainError(
+      where,
+      `${where} line ${first.line}: ${first.reason}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`,
+    );
 }

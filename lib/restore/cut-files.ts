@@ -4,7 +4,16 @@ import { createTempExclusive, fillAndSync, fsyncDir, renameDurable } from '../co
 import { ChainError } from '../core/errors.js';
 import { holesBetween, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
 import { readChangelogLines, scanChangelogFile, type ChangelogEntry } from '../moosefs/changelog.js';
-import { chainSteps, checkCut, Cutter, type ChainStep, type CutOutcome, type CutRefusal, type Damage, type RestoreTarget } from './target.js';
+import {
+  chainSteps,
+  checkCut,
+  Cutter,
+  type ChainStep,
+  type CutOutcome,
+  type CutRefusal,
+  type Damage,
+  type RestoreTarget,
+} from './target.js';
 
 /**
  * The one pass over a placed restore point's changelogs: the lines from the image's version on, in
@@ -49,7 +58,15 @@ function trashTimeOf(op: string, args: string): number | undefined {
  * refusal (target outside the chain, in a hole, behind a damaged line) throws CutRefused and leaves `dir`
  * as it was; otherwise removes the placed changelogs and leaves `CUT_CHANGELOG` in their place.
  */
-export async function cutChain(o: { dir: string; changelogs: readonly string[]; imageName: string; imageVersion: number; target: RestoreTarget; where: string; signal?: AbortSignal }): Promise<CutResult> {
+export async function cutChain(o: {
+  dir: string;
+  changelogs: readonly string[];
+  imageName: string;
+  imageVersion: number;
+  target: RestoreTarget;
+  where: string;
+  signal?: AbortSignal;
+}): Promise<CutResult> {
   const pieces: ChangelogPiece[] = [];
   let newestTimestamp: number | undefined;
   for (const name of o.changelogs) {
@@ -99,14 +116,29 @@ export async function cutChain(o: { dir: string; changelogs: readonly string[]; 
       };
       await readChangelogLines(path.join(o.dir, step.file), onLine, { flush, signal: o.signal });
       // The scan promised these versions in this file: reading them again must find every one.
-      if (steps.length && next !== step.last + 1) throw new ChainError(step.file, `${o.where}: ${step.file}: expected changelog lines ${step.first}..${step.last}, found up to ${next - 1} (the file changed while restoring?)`);
+      if (steps.length && next !== step.last + 1)
+        throw new ChainError(
+          step.file,
+          `${o.where}: ${step.file}: expected changelog lines ${step.first}..${step.last}, found up to ${next - 1} (the file changed while restoring?)`,
+        );
     }
     await flush();
   });
   const outcome = cutter.result();
   // Damage before the image's version costs nothing: those lines are never applied.
   const relevant = damage.filter((d) => d.afterVersion + 1 >= o.imageVersion);
-  const refusal = checkCut({ where: o.where, imageName: o.imageName, imageVersion: o.imageVersion, target: o.target, outcome, reached, newest, holes, damage: relevant, newestTimestamp });
+  const refusal = checkCut({
+    where: o.where,
+    imageName: o.imageName,
+    imageVersion: o.imageVersion,
+    target: o.target,
+    outcome,
+    reached,
+    newest,
+    holes,
+    damage: relevant,
+    newestTimestamp,
+  });
   if (refusal) {
     await fs.rm(tmp, { force: true });
     throw new CutRefused(refusal);

@@ -3,11 +3,26 @@ import path from 'node:path';
 import { FILE_MODE } from '../core/atomic.js';
 import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
-import { changelogBound, listDataPath, readSourceImageHeader, RESTORED_SESSIONS, sessionsFile } from '../moosefs/datapath.js';
+import {
+  changelogBound,
+  listDataPath,
+  readSourceImageHeader,
+  RESTORED_SESSIONS,
+  sessionsFile,
+} from '../moosefs/datapath.js';
 import { ChainError, UsageError } from '../core/errors.js';
 import { LATEST, listSnapshots, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
 import { copySnapshotFile, type StoreKeys } from '../store/stored-file.js';
-import { changelogIndex, isChangelogName, isImageName, isSessionsName, readImageHeader, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
+import {
+  changelogIndex,
+  isChangelogName,
+  isImageName,
+  isSessionsName,
+  readImageHeader,
+  restoredImageName,
+  restoreFrom,
+  type ImageHeader,
+} from '../moosefs/metadata.js';
 import type { ImageCandidate } from '../moosefs/inventory.js';
 import type { FileSource } from '../transport/remote.js';
 import { trimCutLastLine } from '../transport/transfer.js';
@@ -37,7 +52,12 @@ export interface PlacedRestorePoint {
 }
 
 /** Scan the placed changelogs and roll the image forward the way mfsmaster -a will. */
-export async function chainInDataPath(dataPath: string, header: ImageHeader, changelogs: string[], scanned: ReadonlyMap<string, ChangelogScan> = new Map()): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
+export async function chainInDataPath(
+  dataPath: string,
+  header: ImageHeader,
+  changelogs: string[],
+  scanned: ReadonlyMap<string, ChangelogScan> = new Map(),
+): Promise<{ chain: RollForward; newestChangeMs: number | undefined; damage: string[] }> {
   const pieces: ChangelogPiece[] = [];
   const damage: string[] = [];
   let newest: number | undefined;
@@ -46,7 +66,10 @@ export async function chainInDataPath(dataPath: string, header: ImageHeader, cha
     pieces.push(...scan.segments.map((s) => ({ ...s, file: name })));
     if (scan.lastTimestamp !== undefined) newest = Math.max(newest ?? 0, scan.lastTimestamp * 1000);
     const first = scan.problems[0];
-    if (first) damage.push(`${name}:${first.line}: ${first.reason}${scan.problems.length > 1 ? ` (and ${scan.problems.length - 1} more)` : ''}`);
+    if (first)
+      damage.push(
+        `${name}:${first.line}: ${first.reason}${scan.problems.length > 1 ? ` (and ${scan.problems.length - 1} more)` : ''}`,
+      );
   }
   return { chain: rollForward(restoreFrom(header), pieces), newestChangeMs: newest, damage };
 }
@@ -61,14 +84,21 @@ export async function pickSnapshot(store: string, id: string | 'latest', keys: S
     const target = await fs.readlink(path.join(store, LATEST)).catch(() => undefined);
     const pointed = target ? snapshots.find((s) => s.id === path.basename(target)) : undefined;
     const newest = pointed ?? snapshots[snapshots.length - 1];
-    if (!newest) throw new ChainError(store, `snapshot store ${store} holds no complete snapshot${broken.length ? ` (${broken.length} broken: ${broken[0]!.error})` : ''}`);
+    if (!newest)
+      throw new ChainError(
+        store,
+        `snapshot store ${store} holds no complete snapshot${broken.length ? ` (${broken.length} broken: ${broken[0]!.error})` : ''}`,
+      );
     return preferRealImages([newest, ...snapshots.filter((s) => s !== newest).reverse()])[0]!;
   }
   const found = snapshots.find((s) => s.id === id);
   if (found) return found;
   const bad = broken.find((b) => b.id === id);
   if (bad) throw new ChainError(id, `snapshot ${id} is broken: ${bad.error}`);
-  const known = snapshots.slice(-3).map((s) => s.id).join(', ');
+  const known = snapshots
+    .slice(-3)
+    .map((s) => s.id)
+    .join(', ');
   throw new UsageError(id, `no snapshot "${id}" in ${store}${known ? ` (newest: ${known})` : ' (the store is empty)'}`);
 }
 
@@ -86,7 +116,9 @@ export function preferRealImages(newestFirst: readonly StoredSnapshot[]): Stored
 
 /** A manifest names plain DATA_PATH files; anything else (a path, an odd name) is refused. */
 function checkManifestName(name: string, role: ManifestFile['role'], where: string): void {
-  const ok = path.basename(name) === name && (role === 'image' ? isImageName(name) : role === 'sessions' ? isSessionsName(name) : isChangelogName(name));
+  const ok =
+    path.basename(name) === name &&
+    (role === 'image' ? isImageName(name) : role === 'sessions' ? isSessionsName(name) : isChangelogName(name));
   if (!ok) throw new ChainError(where, `${where}: manifest lists ${role} "${name}", not a MooseFS ${role} file name`);
 }
 
@@ -108,12 +140,17 @@ export interface PlaceOptions {
  * the way against the manifest's sizes and sha256 (stored and content): a snapshot damaged since
  * verify last saw it is refused here, naming the file.
  */
-export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
+export async function placeSnapshot(
+  snapshot: StoredSnapshot,
+  dataPath: string,
+  options: PlaceOptions = {},
+): Promise<PlacedRestorePoint> {
   const { manifest } = snapshot;
   const { signal } = options;
   const where = `snapshot ${snapshot.id}`;
   const images = manifest.files.filter((f) => f.role === 'image');
-  if (images.length !== 1) throw new ChainError(snapshot.dir, `${where}: manifest lists ${images.length} images, expected 1`);
+  if (images.length !== 1)
+    throw new ChainError(snapshot.dir, `${where}: manifest lists ${images.length} images, expected 1`);
   await options.ensureSpace?.(manifest.files.reduce((sum, f) => sum + f.size, 0) + images[0]!.size);
   let bytes = 0;
   const changelogs: string[] = [];
@@ -127,7 +164,8 @@ export async function placeSnapshot(snapshot: StoredSnapshot, dataPath: string, 
   }
   // A bad image is still handed to mfsmaster -a: the drill quotes mfsmaster's own verdict on it.
   const header = await readImageHeader(path.join(dataPath, image)).catch((err: Error) => err);
-  if (header instanceof Error) return { image, imageProblem: header.message, changelogs, bytes, newestChangeMs: undefined };
+  if (header instanceof Error)
+    return { image, imageProblem: header.message, changelogs, bytes, newestChangeMs: undefined };
   return { image, header, changelogs, bytes, ...(await chainInDataPath(dataPath, header, changelogs)) };
 }
 
@@ -137,8 +175,11 @@ export class ImagesTooNew extends ChainError {
     readonly where: string,
     readonly oldest: { name: string; version: number },
   ) {
-    super(where, `${where}: every metadata image is newer than the version asked for: the oldest, ${oldest.name}, ` +
-      `is at version ${oldest.version}`);
+    super(
+      where,
+      `${where}: every metadata image is newer than the version asked for: the oldest, ${oldest.name}, ` +
+        `is at version ${oldest.version}`,
+    );
   }
 }
 
@@ -148,7 +189,9 @@ export class ImagesTooNew extends ChainError {
  */
 export function chooseImage(candidates: readonly ImageCandidate[]): ImageCandidate | undefined {
   const valid = candidates.filter((c) => c.header);
-  const real = valid.filter((c) => !c.header!.empty).sort((a, b) => b.header!.version - a.header!.version || b.entry.mtimeMs - a.entry.mtimeMs);
+  const real = valid
+    .filter((c) => !c.header!.empty)
+    .sort((a, b) => b.header!.version - a.header!.version || b.entry.mtimeMs - a.entry.mtimeMs);
   return real[0] ?? valid[0];
 }
 
@@ -157,7 +200,13 @@ function family(name: string): string {
   return name.replace(/\.\d+\.mfs$/, '');
 }
 
-async function download(source: FileSource, from: string, to: string, bound: ReadBound, signal?: AbortSignal): Promise<number> {
+async function download(
+  source: FileSource,
+  from: string,
+  to: string,
+  bound: ReadBound,
+  signal?: AbortSignal,
+): Promise<number> {
   await source.download(from, to, { bound, signal });
   await fs.chmod(to, FILE_MODE);
   return (await fs.stat(to)).size;
@@ -168,7 +217,12 @@ async function download(source: FileSource, from: string, to: string, bound: Rea
  * Changelogs are taken newest first per family (`.0`, `.1`, …) until one starts at or before the
  * image: older rotations cannot add anything and may be gigabytes.
  */
-export async function placeFromDataPath(source: FileSource, remoteDataPath: string, dataPath: string, options: PlaceOptions = {}): Promise<PlacedRestorePoint> {
+export async function placeFromDataPath(
+  source: FileSource,
+  remoteDataPath: string,
+  dataPath: string,
+  options: PlaceOptions = {},
+): Promise<PlacedRestorePoint> {
   const { signal } = options;
   const where = `${source.label}:${remoteDataPath}`;
   const listing = await listDataPath(source, remoteDataPath);
@@ -182,31 +236,58 @@ export async function placeFromDataPath(source: FileSource, remoteDataPath: stri
     }
   }
   const max = options.maxImageVersion;
-  const chosen = chooseImage(max === undefined ? candidates : candidates.filter((c) => !c.header || c.header.empty || c.header.version <= max));
+  const chosen = chooseImage(
+    max === undefined ? candidates : candidates.filter((c) => !c.header || c.header.empty || c.header.version <= max),
+  );
   if (!chosen) {
     const newer = candidates
       .filter((c) => c.header && max !== undefined && c.header.version > max)
       .sort((a, b) => a.header!.version - b.header!.version)[0];
     if (newer) throw new ImagesTooNew(where, { name: newer.entry.name, version: newer.header!.version });
-    const why = candidates.map((c) => c.error && `${c.entry.name}: ${c.error}`).filter(Boolean).join('; ') || 'no metadata image at all';
+    const why =
+      candidates
+        .map((c) => c.error && `${c.entry.name}: ${c.error}`)
+        .filter(Boolean)
+        .join('; ') || 'no metadata image at all';
     throw new ChainError(where, `${where}: no usable metadata image (${why})`);
   }
   await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));
   const image = restoredImageName(chosen.entry.name);
-  let bytes = await download(source, path.posix.join(remoteDataPath, chosen.entry.name), path.join(dataPath, image), { size: chosen.entry.size }, signal);
+  let bytes = await download(
+    source,
+    path.posix.join(remoteDataPath, chosen.entry.name),
+    path.join(dataPath, image),
+    { size: chosen.entry.size },
+    signal,
+  );
   // The source may have replaced the file between the header check and the copy: check the copy.
   const header = await readImageHeader(path.join(dataPath, image));
   const sessions = sessionsFile(listing, header.magic);
-  if (sessions) bytes += await download(source, path.posix.join(remoteDataPath, sessions.name), path.join(dataPath, RESTORED_SESSIONS), { size: sessions.size }, signal);
+  if (sessions)
+    bytes += await download(
+      source,
+      path.posix.join(remoteDataPath, sessions.name),
+      path.join(dataPath, RESTORED_SESSIONS),
+      { size: sessions.size },
+      signal,
+    );
   const from = restoreFrom(header);
   const changelogs: string[] = [];
   // Scanned once here and reused for the chain below, not read and parsed a second time.
   const scans = new Map<string, ChangelogScan>();
   const done = new Set<string>();
-  for (const entry of [...listing.changelogs].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
+  for (const entry of [...listing.changelogs].sort(
+    (a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0),
+  )) {
     if (done.has(family(entry.name))) continue;
     const local = path.join(dataPath, entry.name);
-    bytes += await download(source, path.posix.join(remoteDataPath, entry.name), local, changelogBound(entry.name, entry.size), signal);
+    bytes += await download(
+      source,
+      path.posix.join(remoteDataPath, entry.name),
+      local,
+      changelogBound(entry.name, entry.size),
+      signal,
+    );
     await trimCutLastLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);

@@ -10,7 +10,13 @@ import { fetchFromCopy, findCopy } from '../store/copy/fetch.js';
 import { storeKeys } from '../store/stored-file.js';
 import { admitRestorePoint, clusterIdentity, identityFile, type IdentityGate } from '../store/identity.js';
 import { masterStatus, targetOf } from '../moosefs/master.js';
-import { chainInDataPath, pickSnapshot, placeFromDataPath, placeSnapshot, type PlacedRestorePoint } from './restorepoint.js';
+import {
+  chainInDataPath,
+  pickSnapshot,
+  placeFromDataPath,
+  placeSnapshot,
+  type PlacedRestorePoint,
+} from './restorepoint.js';
 import { listSegments, placeSegments, segmentsFrom as selectSegments, type StoredSegment } from '../store/segments.js';
 import { fetchCopySegments } from '../store/copy/archive.js';
 import type { StoreKeys } from '../store/sealed.js';
@@ -45,23 +51,48 @@ export interface RestorePointArgs {
  * `--from copy:NAME` takes the newest complete snapshot of that off-site copy, or `--snapshot ID` of it:
  * never a silent fall-back (a drill that quietly used the copy would hide a lost store).
  */
-export async function chooseSource(config: Config, fallback: DefaultFrom, args: RestorePointArgs): Promise<RestoreSource> {
+export async function chooseSource(
+  config: Config,
+  fallback: DefaultFrom,
+  args: RestorePointArgs,
+): Promise<RestoreSource> {
   const defaultFrom = fallback.from;
   const fromCopy = typeof args.from === 'string' && args.from.startsWith(COPY_PREFIX);
-  const flags = [args.snapshot !== undefined && !fromCopy && '--snapshot', args.from !== undefined && '--from', args.latest === true && '--latest'].filter((f): f is string => Boolean(f));
-  if (flags.length > 1) throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: they name different restore points`);
+  const flags = [
+    args.snapshot !== undefined && !fromCopy && '--snapshot',
+    args.from !== undefined && '--from',
+    args.latest === true && '--latest',
+  ].filter((f): f is string => Boolean(f));
+  if (flags.length > 1)
+    throw new UsageError(flags[1]!, `${flags.join(' and ')} cannot be combined: they name different restore points`);
   const from = typeof args.from === 'string' ? args.from : flags.length === 0 ? defaultFrom : undefined;
   if (from?.startsWith(COPY_PREFIX)) {
     const key = typeof args.from === 'string' ? '--from' : fallback.key;
-    return { kind: 'copy', copy: findCopy(config, from.slice(COPY_PREFIX.length), key), id: typeof args.snapshot === 'string' ? args.snapshot : 'latest' };
+    return {
+      kind: 'copy',
+      copy: findCopy(config, from.slice(COPY_PREFIX.length), key),
+      id: typeof args.snapshot === 'string' ? args.snapshot : 'latest',
+    };
   }
   if (from !== undefined) {
     const host = allHosts(config).find((h) => h.name === from);
     const key = typeof args.from === 'string' ? '--from' : fallback.key;
-    if (!host) throw new UsageError(key, `${key} ${from}: no metalogger or master of that name in ${config.file} (known: ${allHosts(config).map((h) => h.name).join(', ') || 'none'})`);
+    if (!host)
+      throw new UsageError(
+        key,
+        `${key} ${from}: no metalogger or master of that name in ${config.file} (known: ${
+          allHosts(config)
+            .map((h) => h.name)
+            .join(', ') || 'none'
+        })`,
+      );
     return { kind: 'datapath', host };
   }
-  if (!config.snapshotStore) throw new ConfigError('snapshotStore.path', `${config.file}: snapshotStore.path is not configured (the restore point is a snapshot unless --from METALOGGER is given)`);
+  if (!config.snapshotStore)
+    throw new ConfigError(
+      'snapshotStore.path',
+      `${config.file}: snapshotStore.path is not configured (the restore point is a snapshot unless --from METALOGGER is given)`,
+    );
   const id = typeof args.snapshot === 'string' ? args.snapshot : 'latest';
   return { kind: 'snapshot', snapshot: await pickSnapshot(config.snapshotStore.path, id, await storeKeys(config)) };
 }
@@ -69,7 +100,9 @@ export async function chooseSource(config: Config, fallback: DefaultFrom, args: 
 export function describeSource(source: RestoreSource, short = false): string {
   if (source.kind === 'snapshot') return `snapshot ${source.snapshot.id}`;
   if (source.kind === 'copy') return `snapshot ${source.fetched?.id ?? source.id} of copy ${source.copy.name}`;
-  return short ? `${source.host.role} ${source.host.name}` : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
+  return short
+    ? `${source.host.role} ${source.host.name}`
+    : `${source.host.role} ${source.host.name} (${source.host.dataPath})`;
 }
 
 /**
@@ -177,5 +210,10 @@ async function withArchive(
   if (!wanted.length) return placed;
   const { names, bytes } = await placeSegments(wanted, dataPath, { keys, signal });
   const changelogs = [...placed.changelogs, ...names];
-  return { ...placed, changelogs, bytes: placed.bytes + bytes, ...(await chainInDataPath(dataPath, placed.header, changelogs)) };
+  return {
+    ...placed,
+    changelogs,
+    bytes: placed.bytes + bytes,
+    ...(await chainInDataPath(dataPath, placed.header, changelogs)),
+  };
 }

@@ -21,27 +21,41 @@ export type RestoreTarget =
 export const TARGET_ARGS = { toVersion: z.string().optional(), toTime: z.string().optional() };
 
 /** An argument as typed (commander gives strings; a daemon hand-off, JSON values). */
-const argText = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v));
+const argText = (v: unknown): string =>
+  typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v);
 
 /** `--to-version` / `--to-time` from the command line; ISO times without an offset are in `zone`. */
 export function parseTarget(args: { toVersion?: string; toTime?: string }, zone = 'UTC'): RestoreTarget {
-  if (args.toVersion !== undefined && args.toTime !== undefined) throw new UsageError('--to-version', '--to-version and --to-time cannot be combined: a restore has one target');
+  if (args.toVersion !== undefined && args.toTime !== undefined)
+    throw new UsageError('--to-version', '--to-version and --to-time cannot be combined: a restore has one target');
   if (args.toVersion !== undefined) {
     const text = argText(args.toVersion).trim().replace(/[\s_]/g, '');
-    if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new UsageError('--to-version', `--to-version ${JSON.stringify(argText(args.toVersion))}: expected a metadata version (a whole number >= 1, as mfscli -SIM shows it)`);
+    if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
+      throw new UsageError(
+        '--to-version',
+        `--to-version ${JSON.stringify(argText(args.toVersion))}: expected a metadata version (a whole number >= 1, as mfscli -SIM shows it)`,
+      );
     return { kind: 'version', version: Number(text) };
   }
   if (args.toTime !== undefined) {
     const text = argText(args.toTime).trim();
     const at = DateTime.fromISO(text, { zone, setZone: true });
-    if (!at.isValid) throw new UsageError('--to-time', `--to-time ${JSON.stringify(text)}: expected an ISO-8601 time such as 2026-12-01T14:01:00Z (${at.invalidExplanation ?? at.invalidReason})`);
+    if (!at.isValid)
+      throw new UsageError(
+        '--to-time',
+        `--to-time ${JSON.stringify(text)}: expected an ISO-8601 time such as 2026-12-01T14:01:00Z (${at.invalidExplanation ?? at.invalidReason})`,
+      );
     return { kind: 'time', time: at.toMillis() / 1000, iso: at.toUTC().toISO({ suppressMilliseconds: true }) };
   }
   return { kind: 'newest' };
 }
 
 export function describeTarget(t: RestoreTarget): string {
-  return t.kind === 'version' ? `--to-version ${t.version}` : t.kind === 'time' ? `--to-time ${t.iso}` : 'the newest version';
+  return t.kind === 'version'
+    ? `--to-version ${t.version}`
+    : t.kind === 'time'
+      ? `--to-time ${t.iso}`
+      : 'the newest version';
 }
 
 /** One run of a chosen file: versions first..last of it are read, in this order. */
@@ -55,7 +69,10 @@ export interface ChainStep {
  * From `version` on, the files to read, greedily: at each version the piece that reaches furthest
  * (duplicates across files are fine; the first file given wins a tie). `reached` is the first missing version.
  */
-export function chainSteps(version: number, pieces: readonly ChangelogPiece[]): { steps: ChainStep[]; reached: number } {
+export function chainSteps(
+  version: number,
+  pieces: readonly ChangelogPiece[],
+): { steps: ChainStep[]; reached: number } {
   const steps: ChainStep[] = [];
   let next = version;
   for (;;) {
@@ -84,7 +101,14 @@ export interface CutLine extends ChangeRef {
  * What counts as a deletion among the changes left out: unlinking (to the trash), purging from the trash,
  * and the trash's own emptying — after these a file's chunks live only as long as its trash time.
  */
-export const DELETION_OPS: readonly string[] = ['UNLINK', 'PURGE', 'EMPTYTRASH', 'TRASH_REMOVE', 'EMPTYSUSTAINED', 'EMPTYRESERVED'];
+export const DELETION_OPS: readonly string[] = [
+  'UNLINK',
+  'PURGE',
+  'EMPTYTRASH',
+  'TRASH_REMOVE',
+  'EMPTYSUSTAINED',
+  'EMPTYRESERVED',
+];
 
 export interface LeftOut {
   count: number;
@@ -220,7 +244,8 @@ const iso = (unix: number) => new Date(unix * 1000).toISOString().replace('.000Z
 export function checkCut(f: CutFacts): CutRefusal | undefined {
   const { target, outcome } = f;
   const what = describeTarget(target);
-  const damageBefore = (version: number) => f.damage.find((d) => d.afterVersion + 1 >= f.imageVersion && d.afterVersion + 1 < version);
+  const damageBefore = (version: number) =>
+    f.damage.find((d) => d.afterVersion + 1 >= f.imageVersion && d.afterVersion + 1 < version);
   const damaged = (d: Damage, version: number): CutRefusal => ({
     subject: d.file,
     beforeImage: false,
@@ -234,14 +259,22 @@ export function checkCut(f: CutFacts): CutRefusal | undefined {
   if (target.kind === 'version') {
     const n = target.version;
     if (n < f.imageVersion) {
-      return { subject: f.imageName, beforeImage: true, message: `${what} is older than ${f.where}: its image ${f.imageName} is at version ${f.imageVersion} (use an older restore point): nothing written` };
+      return {
+        subject: f.imageName,
+        beforeImage: true,
+        message: `${what} is older than ${f.where}: its image ${f.imageName} is at version ${f.imageVersion} (use an older restore point): nothing written`,
+      };
     }
     const d = damageBefore(n);
     if (d) return damaged(d, n);
     if (n > f.reached) {
       const h = f.holes.find((x) => x.from < n);
       if (h) return hole(h);
-      return { subject: f.where, beforeImage: false, message: `${what} is beyond what ${f.where} holds: its newest version is ${f.reached} (image ${f.imageName} at ${f.imageVersion}): nothing written` };
+      return {
+        subject: f.where,
+        beforeImage: false,
+        message: `${what} is beyond what ${f.where} holds: its newest version is ${f.reached} (image ${f.imageName} at ${f.imageVersion}): nothing written`,
+      };
     }
     return undefined;
   }
@@ -261,7 +294,11 @@ export function checkCut(f: CutFacts): CutRefusal | undefined {
       const h = f.holes[0];
       if (h) return hole(h);
       const newest = f.newestTimestamp !== undefined ? ` (version ${f.reached - 1} at ${iso(f.newestTimestamp)})` : '';
-      return { subject: f.where, beforeImage: false, message: `${what} is after the newest change ${f.where} holds${newest}: it cannot show the metadata at that time (use --to-version ${f.reached} or a newer restore point): nothing written` };
+      return {
+        subject: f.where,
+        beforeImage: false,
+        message: `${what} is after the newest change ${f.where} holds${newest}: it cannot show the metadata at that time (use --to-version ${f.reached} or a newer restore point): nothing written`,
+      };
     }
     return undefined;
   }

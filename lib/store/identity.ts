@@ -44,25 +44,38 @@ type IdentityConfig = Pick<Config, 'file' | 'stateDir'> & { cluster?: { metaid?:
 
 /** The configured identity, else the learnt one, else undefined (no backup of a live source yet). */
 export async function clusterIdentity(config: IdentityConfig): Promise<ClusterIdentity | undefined> {
-  if (config.cluster?.metaid) return { metaid: normaliseMetaid(config.cluster.metaid), from: `cluster.metaid in ${config.file}` };
+  if (config.cluster?.metaid)
+    return { metaid: normaliseMetaid(config.cluster.metaid), from: `cluster.metaid in ${config.file}` };
   const file = identityFile(config.stateDir);
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new StoreError(file, `${file}: cluster identity unreadable (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new StoreError(
+      file,
+      `${file}: cluster identity unreadable (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
   }
   let record: Partial<IdentityRecord>;
   try {
     record = JSON.parse(text) as Partial<IdentityRecord>;
   } catch {
-    throw new StoreError(file, `${file}: cluster identity is not valid JSON (remove it to learn it again, or set cluster.metaid in ${config.file})`);
+    throw new StoreError(
+      file,
+      `${file}: cluster identity is not valid JSON (remove it to learn it again, or set cluster.metaid in ${config.file})`,
+    );
   }
   if (typeof record?.metaid !== 'string' || !/^[0-9A-F]{16}$/.test(record.metaid)) {
-    throw new StoreError(file, `${file}: cluster identity has no valid metaid (remove it to learn it again, or set cluster.metaid in ${config.file})`);
+    throw new StoreError(
+      file,
+      `${file}: cluster identity has no valid metaid (remove it to learn it again, or set cluster.metaid in ${config.file})`,
+    );
   }
-  const learnt = typeof record.learntFrom === 'string' ? ` (learnt from ${printable(record.learntFrom).slice(0, 64)}${typeof record.at === 'string' ? ` at ${printable(record.at).slice(0, 32)}` : ''})` : '';
+  const learnt =
+    typeof record.learntFrom === 'string'
+      ? ` (learnt from ${printable(record.learntFrom).slice(0, 64)}${typeof record.at === 'string' ? ` at ${printable(record.at).slice(0, 32)}` : ''})`
+      : '';
   return { metaid: record.metaid, from: `${file}${learnt}` };
 }
 
@@ -70,7 +83,12 @@ export async function clusterIdentity(config: IdentityConfig): Promise<ClusterId
  * After a backup of a live source: the identity, recorded from `metaid` when none is known yet. The
  * caller holds the backup lock, so two runs never race to record different ones.
  */
-export async function learnClusterIdentity(config: IdentityConfig, metaid: string, source: string, at = new Date()): Promise<{ identity: ClusterIdentity; learnt: boolean }> {
+export async function learnClusterIdentity(
+  config: IdentityConfig,
+  metaid: string,
+  source: string,
+  at = new Date(),
+): Promise<{ identity: ClusterIdentity; learnt: boolean }> {
   const known = await clusterIdentity(config);
   if (known) return { identity: known, learnt: false };
   const record: IdentityRecord = { metaid: normaliseMetaid(metaid), learntFrom: source, at: at.toISOString() };

@@ -109,7 +109,10 @@ export function snapshotsDir(store: string): string {
 
 /** `20261125T221500Z-v1234`: sorts by time, names the version. */
 export function snapshotId(at: Date, version: number): string {
-  return `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-v${version}`;
+  return `${at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-v${version}`;
 }
 
 /** Only `snapshot sign` reads manifests without their MAC: to check and re-sign them (docs/snapshot-store.md). */
@@ -142,10 +145,18 @@ export function parseManifest(text: string, file: string, keys: StoreKeys, o: Ma
     const why = err instanceof SyntaxError ? 'not valid JSON' : ((err as NodeJS.ErrnoException).code ?? 'unreadable');
     throw new ChainError(file, `${file}: unreadable manifest (${why})`);
   }
-  if (!parsed || parsed.formatVersion !== 1 || !Array.isArray(parsed.files) || !parsed.image) throw new ChainError(file, `${file}: not an mfs-jobs manifest (format ${shownName(String(parsed?.formatVersion))})`);
-  if (typeof parsed.id !== 'string' || !ID_PATTERN.test(parsed.id)) throw new ChainError(file, `${file}: manifest id ${shownName(parsed.id)} is not a snapshot id`);
+  if (!parsed || parsed.formatVersion !== 1 || !Array.isArray(parsed.files) || !parsed.image)
+    throw new ChainError(
+      file,
+      `${file}: not an mfs-jobs manifest (format ${shownName(String(parsed?.formatVersion))})`,
+    );
+  if (typeof parsed.id !== 'string' || !ID_PATTERN.test(parsed.id))
+    throw new ChainError(file, `${file}: manifest id ${shownName(parsed.id)} is not a snapshot id`);
   // Before any name is joined to a path, hashed or opened: a manifest is outside input (an archive).
-  for (const [at, name] of [['image.name', parsed.image.name], ...parsed.files.map((f, i) => [`files[${i}].name`, f?.name] as const)] as const) {
+  for (const [at, name] of [
+    ['image.name', parsed.image.name],
+    ...parsed.files.map((f, i) => [`files[${i}].name`, f?.name] as const),
+  ] as const) {
     const problem = plainNameProblem(name);
     if (problem) throw new ChainError(file, `${file}: ${at} ${shownName(name)} is not a plain file name (${problem})`);
   }
@@ -209,7 +220,8 @@ export function macProblem(doc: { mac?: unknown }, key: StoreKey, domain: string
     return `its manifest is signed with key ${shownName(String(got.keyId))}, the configured key is ${key.id}; refused`;
   }
   const want = Buffer.from(documentMac(doc, key, domain).value, 'hex');
-  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex'))) return 'its manifest MAC does not match (edited or forged); refused';
+  if (!timingSafeEqual(want, Buffer.from(got.value, 'hex')))
+    return 'its manifest MAC does not match (edited or forged); refused';
   return undefined;
 }
 
@@ -219,7 +231,8 @@ export function sealedFilesProblem(files: readonly ManifestFile[], keys: StoreKe
   for (const f of files) {
     const enc = f.stored?.encryption;
     if (!enc) return `${f.name} is not encrypted, in an encrypted store; refused`;
-    if (enc.keyId !== keys.key.id) return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
+    if (enc.keyId !== keys.key.id)
+      return `${f.name} is encrypted with key ${enc.keyId}, not the store's ${keys.key.id}; refused`;
     if (f.hmac === undefined || f.stored!.tail !== undefined) {
       return `${f.name}: its entry keeps a plaintext sha256 or tail, in an encrypted store; refused`;
     }
@@ -267,13 +280,16 @@ export function fileProblem(f: ManifestFile): string | undefined {
   if (s === undefined) return undefined;
   if (!s || typeof s !== 'object') return '.stored is not an object';
   const st = s as StoredForm;
-  if (st.compression !== 'zstd' && st.compression !== 'none') return `.stored.compression ${shownName(String(st.compression))} is not zstd or none`;
+  if (st.compression !== 'zstd' && st.compression !== 'none')
+    return `.stored.compression ${shownName(String(st.compression))} is not zstd or none`;
   const enc = st.encryption as unknown;
   if (enc !== undefined) {
     const e = enc as NonNullable<StoredForm['encryption']>;
     if (!e || e.cipher !== 'aes-256-gcm-chunked') return '.stored.encryption.cipher is not aes-256-gcm-chunked';
-    if (typeof e.keyId !== 'string' || !/^[0-9a-f]{16}$/.test(e.keyId)) return '.stored.encryption.keyId is not a key id (16 hex digits)';
-    if (e.chunkBytes !== 1 << 20) return `.stored.encryption.chunkBytes ${shownName(String(e.chunkBytes))} is not ${1 << 20}`;
+    if (typeof e.keyId !== 'string' || !/^[0-9a-f]{16}$/.test(e.keyId))
+      return '.stored.encryption.keyId is not a key id (16 hex digits)';
+    if (e.chunkBytes !== 1 << 20)
+      return `.stored.encryption.chunkBytes ${shownName(String(e.chunkBytes))} is not ${1 << 20}`;
   }
   if (st.compression === 'none' && enc === undefined) return '.stored says neither compressed nor encrypted';
   const expected = `${f.name}${st.compression === 'zstd' ? '.zst' : ''}${enc ? '.enc' : ''}`;
@@ -281,10 +297,13 @@ export function fileProblem(f: ManifestFile): string | undefined {
   if (!isSize(st.size)) return `.stored.size ${shownName(String(st.size))} is not a size`;
   if (typeof st.sha256 !== 'string' || !SHA256.test(st.sha256)) return '.stored.sha256 is not a sha256';
   const tailBytes = Math.min(f.size, TAIL_BYTES);
-  const base64Of = (v: unknown, bytes: number) => typeof v === 'string' && BASE64.test(v) && Buffer.from(v, 'base64').length === bytes;
-  if (st.tail !== undefined && !base64Of(st.tail, tailBytes)) return `.stored.tail is not the last ${tailBytes} bytes (base64)`;
+  const base64Of = (v: unknown, bytes: number) =>
+    typeof v === 'string' && BASE64.test(v) && Buffer.from(v, 'base64').length === bytes;
+  if (st.tail !== undefined && !base64Of(st.tail, tailBytes))
+    return `.stored.tail is not the last ${tailBytes} bytes (base64)`;
   const sealed = st.tailSealed as unknown;
-  if (sealed !== undefined && (!enc || !base64Of(sealed, sealedTailBytes(tailBytes)))) return '.stored.tailSealed is not a sealed tail of this file';
+  if (sealed !== undefined && (!enc || !base64Of(sealed, sealedTailBytes(tailBytes))))
+    return '.stored.tailSealed is not a sealed tail of this file';
   // An encrypted file's content shows in neither a clear tail nor a plain sha256 (new manifests; old ones
   // are refused by trustProblem when a key is configured, and re-written by `snapshot sign`).
   if (enc && f.hmac !== undefined && st.tail !== undefined) return '.stored.tail in clear on an encrypted file';

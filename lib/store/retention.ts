@@ -46,8 +46,19 @@ function newestFirst<T extends RetentionCandidate>(items: readonly T[]): T[] {
  * config's timezone), like restic uses local time. Never returns an empty keep set for a
  * non-empty input: the newest snapshot always stays.
  */
-export function selectRetention(candidates: readonly RetentionCandidate[], policy: Retention, zone = 'UTC'): RetentionDecision[] {
-  const left: Record<KeepReason, number> = { last: policy.keepLast, hourly: policy.keepHourly, daily: policy.keepDaily, weekly: policy.keepWeekly, pinned: 0, window: 0 };
+export function selectRetention(
+  candidates: readonly RetentionCandidate[],
+  policy: Retention,
+  zone = 'UTC',
+): RetentionDecision[] {
+  const left: Record<KeepReason, number> = {
+    last: policy.keepLast,
+    hourly: policy.keepHourly,
+    daily: policy.keepDaily,
+    weekly: policy.keepWeekly,
+    pinned: 0,
+    window: 0,
+  };
   const lastBucket = new Map<KeepReason, string>();
   const decisions = newestFirst(candidates).map((c) => {
     const at = DateTime.fromJSDate(c.time, { zone });
@@ -101,9 +112,15 @@ export function planStoreRetention(
   now = Date.now(),
 ): StoreRetentionPlan {
   const windowStart = policy.recoveryWindow ? now - windowMs(policy.recoveryWindow) : undefined;
-  const keep = (d: RetentionDecision, reason: KeepReason): RetentionDecision => ({ ...d, keep: true, reasons: [...d.reasons, reason] });
+  const keep = (d: RetentionDecision, reason: KeepReason): RetentionDecision => ({
+    ...d,
+    keep: true,
+    reasons: [...d.reasons, reason],
+  });
   const groups = sources.map((source) => {
-    const members = snapshots.filter((s) => s.manifest.source.name === source).map((s) => ({ id: s.id, time: new Date(s.manifest.startedAt) }));
+    const members = snapshots
+      .filter((s) => s.manifest.source.name === source)
+      .map((s) => ({ id: s.id, time: new Date(s.manifest.startedAt) }));
     // A pinned snapshot stays whatever the rules say (snapshot pin); it still counts for them as any other.
     let decisions = selectRetention(members, policy, zone).map((d) => (pinned.has(d.id) ? keep(d, 'pinned') : d));
     if (windowStart !== undefined) {

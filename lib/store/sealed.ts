@@ -88,13 +88,25 @@ export async function loadStoreKey(file: string, key = 'snapshotStore.encryption
   try {
     st = await fs.stat(file);
   } catch (err) {
-    throw new ConfigError(key, `${key} ${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError(
+      key,
+      `${key} ${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
   }
   if (!st.isFile()) throw new ConfigError(key, `${key} ${file}: not a regular file`);
-  if (st.mode & 0o077) throw new ConfigError(key, `${key} ${file}: readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
-  if (st.size > 200) throw new ConfigError(key, `${key} ${file}: not a key file (${st.size} bytes; expected 64 hex digits, openssl rand -hex 32)`);
+  if (st.mode & 0o077)
+    throw new ConfigError(
+      key,
+      `${key} ${file}: readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`,
+    );
+  if (st.size > 200)
+    throw new ConfigError(
+      key,
+      `${key} ${file}: not a key file (${st.size} bytes; expected 64 hex digits, openssl rand -hex 32)`,
+    );
   const text = (await fs.readFile(file, 'latin1')).trim();
-  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw new ConfigError(key, `${key} ${file}: not a key file (expected 64 hex digits, openssl rand -hex 32)`);
+  if (!/^[0-9a-fA-F]{64}$/.test(text))
+    throw new ConfigError(key, `${key} ${file}: not a key file (expected 64 hex digits, openssl rand -hex 32)`);
   const raw = Buffer.from(text, 'hex');
   return { id: keyIdOf(raw), key: raw, file };
 }
@@ -132,7 +144,15 @@ function sealChunk(k: Buffer, header: Buffer, nonce: Buffer, index: number, last
   return Buffer.concat([body, c.getAuthTag()]);
 }
 
-function openChunk(file: string, k: Buffer, header: Buffer, nonce: Buffer, index: number, last: boolean, sealed: Buffer): Buffer {
+function openChunk(
+  file: string,
+  k: Buffer,
+  header: Buffer,
+  nonce: Buffer,
+  index: number,
+  last: boolean,
+  sealed: Buffer,
+): Buffer {
   const d = createDecipheriv('aes-256-gcm', k, ivFor(nonce, index));
   d.setAAD(aadFor(header, index, last));
   d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
@@ -205,9 +225,21 @@ export function decryptStage(key: StoreKey | undefined, expectedKeyId: string, c
         length -= HEADER_BYTES;
         const id = sealedKeyId(header);
         if (id === undefined) throw new SealError(context.file, 'not an encrypted mfs-jobs file (bad header)');
-        if (id !== expectedKeyId) throw new SealError(context.file, `its header names key ${id}, the manifest ${expectedKeyId} (damaged or swapped file)`);
-        if (!key) throw new SealError(context.file, `encrypted with key ${id}, and no snapshotStore.encryption.keyFile is configured`);
-        if (key.id !== id) throw new SealError(context.file, `encrypted with key ${id}, but ${key.file} holds key ${key.id} (wrong key)`);
+        if (id !== expectedKeyId)
+          throw new SealError(
+            context.file,
+            `its header names key ${id}, the manifest ${expectedKeyId} (damaged or swapped file)`,
+          );
+        if (!key)
+          throw new SealError(
+            context.file,
+            `encrypted with key ${id}, and no snapshotStore.encryption.keyFile is configured`,
+          );
+        if (key.id !== id)
+          throw new SealError(
+            context.file,
+            `encrypted with key ${id}, but ${key.file} holds key ${key.id} (wrong key)`,
+          );
         k = fileKey(key.key, header.subarray(MAGIC.length + 8, MAGIC.length + 24));
         nonce = header.subarray(MAGIC.length + 24, HEADER_BYTES);
         const bound = header.subarray(0, MAGIC.length).equals(MAGIC);

@@ -44,7 +44,8 @@ export async function signSnapshots(store: string, settings: StoreWriteSettings,
     try {
       const legacy = await readManifest(dir, settings, { unsignedToMigrate: true });
       if (legacy.mac !== undefined) {
-        const why = 'its manifest carries a MAC that does not check out with the configured key (forged, or another key)';
+        const why =
+          'its manifest carries a MAC that does not check out with the configured key (forged, or another key)';
         throw new ChainError(dir, `${why}: not re-signed`);
       }
       if (legacy.id !== id) throw new ChainError(dir, `its manifest says id ${printable(legacy.id)}`);

@@ -1,13 +1,39 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createTempExclusive, DIR_MODE, FILE_MODE, fillAndSync, fsyncDir, pathExists, placeTemp, renameDurable, sealFile } from '../core/atomic.js';
+import {
+  createTempExclusive,
+  DIR_MODE,
+  FILE_MODE,
+  fillAndSync,
+  fsyncDir,
+  pathExists,
+  placeTemp,
+  renameDurable,
+  sealFile,
+} from '../core/atomic.js';
 import { ChainError, StoreError, UsageError } from '../core/errors.js';
 import { plainNameProblem, printable, shownName } from '../core/names.js';
-import { ID_PATTERN, idTime, listSnapshots, MANIFEST, readManifest, snapshotsDir, type Manifest, type StoredSnapshot } from './manifest.js';
+import {
+  ID_PATTERN,
+  idTime,
+  listSnapshots,
+  MANIFEST,
+  readManifest,
+  snapshotsDir,
+  type Manifest,
+  type StoredSnapshot,
+} from './manifest.js';
 import { isChangelogName, isImageName, isSessionsName } from '../moosefs/metadata.js';
 import { foreignMetaidMessage, type ClusterIdentity } from './identity.js';
 import type { StoreKeys } from './stored-file.js';
-import { ensureStoreSpace, makeStageDir, prepareStore, readLatest, refreshLatest, verifySnapshot } from './snapshot-store.js';
+import {
+  ensureStoreSpace,
+  makeStageDir,
+  prepareStore,
+  readLatest,
+  refreshLatest,
+  verifySnapshot,
+} from './snapshot-store.js';
 
 /**
  * A snapshot as one portable `tar.gz` (to carry off-site) and back. The archive holds
@@ -21,17 +47,28 @@ export const MAX_FUTURE_MS = 10 * 60_000;
 /** A snapshot by id, or the one `latest` points to. */
 export async function findSnapshot(store: string, id: string, keys: StoreKeys): Promise<StoredSnapshot> {
   const wanted = id === 'latest' ? await readLatest(store) : id;
-  if (!wanted || !ID_PATTERN.test(wanted)) throw new UsageError(id, `no snapshot "${id}" in ${store} (ids look like 20261125T221500Z-v1234; see mfs-jobs snapshot list)`);
+  if (!wanted || !ID_PATTERN.test(wanted))
+    throw new UsageError(
+      id,
+      `no snapshot "${id}" in ${store} (ids look like 20261125T221500Z-v1234; see mfs-jobs snapshot list)`,
+    );
   const dir = path.join(snapshotsDir(store), wanted);
-  if (!(await pathExists(dir))) throw new UsageError(id, `no snapshot "${wanted}" in ${store} (see mfs-jobs snapshot list)`);
+  if (!(await pathExists(dir)))
+    throw new UsageError(id, `no snapshot "${wanted}" in ${store} (see mfs-jobs snapshot list)`);
   return { id: wanted, dir, manifest: await readManifest(dir, keys) };
 }
 
 /** The stored files go into the archive as they are (compressed, sealed): verified first, never re-encoded. */
-export async function exportSnapshot(store: string, id: string, file: string, keys: StoreKeys): Promise<{ id: string; file: string; bytes: number }> {
+export async function exportSnapshot(
+  store: string,
+  id: string,
+  file: string,
+  keys: StoreKeys,
+): Promise<{ id: string; file: string; bytes: number }> {
   const snap = await findSnapshot(store, id, keys);
   const problems = await verifySnapshot(snap.dir, snap.manifest, keys);
-  if (problems.length) throw new ChainError(snap.dir, `snapshot ${snap.id} does not verify, not exported: ${problems.join('; ')}`);
+  if (problems.length)
+    throw new ChainError(snap.dir, `snapshot ${snap.id} does not verify, not exported: ${problems.join('; ')}`);
   const target = path.resolve(file);
   // Created here, exclusively and private, and written through our own handle: tar never opens a path.
   const { tmp, handle } = await createTempExclusive(target);
@@ -39,7 +76,8 @@ export async function exportSnapshot(store: string, id: string, file: string, ke
   await fillAndSync(handle, tmp, async (out) => {
     // Loaded here, not at start-up: every mfs-jobs command would otherwise pay for it (npm run bench, case 5).
     const tar = await import('tar');
-    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members)) await out.write(chunk);
+    for await (const chunk of tar.c({ gzip: true, cwd: snapshotsDir(store), portable: true }, members))
+      await out.write(chunk);
   });
   await placeTemp(tmp, target);
   return { id: snap.id, file: target, bytes: (await fs.stat(target)).size };
@@ -55,7 +93,9 @@ function archiveMember(p: string, type: string): { id: string; name?: string } |
   if (plainNameProblem(name)) return undefined;
   // A stored form's suffixes (.zst, .enc) on a MooseFS name; the manifest then says which file is which.
   const base = name.replace(/(\.zst)?(\.enc)?$/, '');
-  return name === MANIFEST || isImageName(base) || isChangelogName(base) || isSessionsName(base) ? { id, name } : undefined;
+  return name === MANIFEST || isImageName(base) || isChangelogName(base) || isSessionsName(base)
+    ? { id, name }
+    : undefined;
 }
 
 /** The bytes an archive would write, from its headers, read before anything is extracted. */
@@ -100,7 +140,8 @@ async function unpack(file: string, stage: string, limit: number): Promise<strin
   } catch (err) {
     throw new ChainError(file, `${file}: not a readable snapshot archive (${(err as Error).message})`);
   }
-  if (refused.length) throw new ChainError(file, `${file}: unexpected entries in a snapshot archive: ${refused.slice(0, 3).join(', ')}`);
+  if (refused.length)
+    throw new ChainError(file, `${file}: unexpected entries in a snapshot archive: ${refused.slice(0, 3).join(', ')}`);
   if (ids.size !== 1) throw new ChainError(file, `${file}: expected one snapshot directory, found ${ids.size}`);
   return [...ids][0]!;
 }
@@ -122,10 +163,15 @@ export interface ImportOptions {
 /** A snapshot from the future would become `latest` and hide, for as long, that backups stopped. */
 function futureProblem(file: string, id: string, m: Manifest, now: Date): string | undefined {
   const limit = now.getTime() + MAX_FUTURE_MS;
-  const times: [string, number | undefined][] = [['id', idTime(id)?.getTime()], ['startedAt', Date.parse(m.startedAt)], ['finishedAt', Date.parse(m.finishedAt)]];
+  const times: [string, number | undefined][] = [
+    ['id', idTime(id)?.getTime()],
+    ['startedAt', Date.parse(m.startedAt)],
+    ['finishedAt', Date.parse(m.finishedAt)],
+  ];
   for (const [what, at] of times) {
     if (at === undefined || Number.isNaN(at)) return `${file}: snapshot ${id}: ${what} is not a time`;
-    if (at > limit) return `${file}: snapshot ${id} is from the future (${what} ${new Date(at).toISOString()}, now ${now.toISOString()}, more than ${MAX_FUTURE_MS / 60_000} min ahead); not imported: it would become latest`;
+    if (at > limit)
+      return `${file}: snapshot ${id} is from the future (${what} ${new Date(at).toISOString()}, now ${now.toISOString()}, more than ${MAX_FUTURE_MS / 60_000} min ahead); not imported: it would become latest`;
   }
   return undefined;
 }
@@ -135,10 +181,16 @@ const metaidShown = (m: string) => printable(m).slice(0, 40);
 /** The filesystem (metaid) the store's snapshots are of; an empty store, or only MFSM NEW images, has none. */
 async function storeMetaids(store: string, keys: StoreKeys): Promise<Set<string>> {
   const { snapshots } = await listSnapshots(store, keys);
-  return new Set(snapshots.filter((s) => !s.manifest.image.empty && s.manifest.image.metaid).map((s) => s.manifest.image.metaid));
+  return new Set(
+    snapshots.filter((s) => !s.manifest.image.empty && s.manifest.image.metaid).map((s) => s.manifest.image.metaid),
+  );
 }
 
-export async function importSnapshot(store: string, file: string, options: ImportOptions): Promise<{ id: string; already: boolean }> {
+export async function importSnapshot(
+  store: string,
+  file: string,
+  options: ImportOptions,
+): Promise<{ id: string; already: boolean }> {
   const keys = options.keys;
   if (!(await pathExists(file))) throw new UsageError(file, `${file}: no such file`);
   await prepareStore(store);
@@ -154,23 +206,33 @@ export async function importSnapshot(store: string, file: string, options: Impor
     const id = await unpack(path.resolve(file), stage, bytes);
     const dir = path.join(stage, id);
     const manifest = await readManifest(dir, keys);
-    if (manifest.id !== id) throw new ChainError(file, `${file}: manifest id ${manifest.id} does not match its directory ${id}`);
+    if (manifest.id !== id)
+      throw new ChainError(file, `${file}: manifest id ${manifest.id} does not match its directory ${id}`);
     const future = futureProblem(file, id, manifest, options.now ?? new Date());
     if (future) throw new ChainError(file, future);
     const theirs = manifest.image.empty ? '' : manifest.image.metaid;
     if (theirs && options.identity && theirs !== options.identity.metaid && !options.otherFilesystem) {
-      throw new ChainError(file, `${foreignMetaidMessage(`${file}: snapshot ${id}`, theirs, options.identity)}; not imported (--other-filesystem to import it anyway; promote and prune would not use it)`);
+      throw new ChainError(
+        file,
+        `${foreignMetaidMessage(`${file}: snapshot ${id}`, theirs, options.identity)}; not imported (--other-filesystem to import it anyway; promote and prune would not use it)`,
+      );
     }
     const ours = [...(await storeMetaids(store, keys))];
     if (theirs && ours.length && !options.otherFilesystem && (ours.length > 1 || ours[0] !== theirs)) {
-      throw new ChainError(file, `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`);
+      throw new ChainError(
+        file,
+        `${file}: snapshot ${id} is of filesystem metaid ${metaidShown(theirs)}, the store ${store} holds metaid ${ours.map(metaidShown).join(', ')}; not imported (--other-filesystem to import it anyway)`,
+      );
     }
     const problems = await verifySnapshot(dir, manifest, keys);
-    if (problems.length) throw new ChainError(file, `${file}: snapshot ${id} does not verify, not imported: ${problems.join('; ')}`);
+    if (problems.length)
+      throw new ChainError(file, `${file}: snapshot ${id} does not verify, not imported: ${problems.join('; ')}`);
     const target = path.join(snapshotsDir(store), id);
     if (await pathExists(target)) {
       const existing = await readManifest(target, keys);
-      const same = JSON.stringify(existing.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256])) === JSON.stringify(manifest.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256]));
+      const same =
+        JSON.stringify(existing.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256])) ===
+        JSON.stringify(manifest.files.map((f) => [f.name, f.sha256, f.hmac, f.stored?.sha256]));
       if (!same) throw new ChainError(target, `${target}: a different snapshot with id ${id} is already in the store`);
       return { id, already: true };
     }

@@ -23,8 +23,15 @@ class SnapshotSource implements FileSource {
   }
 
   private fileOf(file: string): ManifestFile {
-    const f = path.dirname(file) === this.snapshot.dir ? this.snapshot.manifest.files.find((m) => m.name === path.basename(file)) : undefined;
-    if (!f) throw Object.assign(new ChainError(file, `${this.label}: ${file}: not in snapshot ${this.snapshot.id}'s manifest`), { code: 'ENOENT' });
+    const f =
+      path.dirname(file) === this.snapshot.dir
+        ? this.snapshot.manifest.files.find((m) => m.name === path.basename(file))
+        : undefined;
+    if (!f)
+      throw Object.assign(
+        new ChainError(file, `${this.label}: ${file}: not in snapshot ${this.snapshot.id}'s manifest`),
+        { code: 'ENOENT' },
+      );
     return f;
   }
 
@@ -34,7 +41,8 @@ class SnapshotSource implements FileSource {
   }
 
   async list(dir: string): Promise<RemoteEntry[]> {
-    if (dir !== this.snapshot.dir) throw new ChainError(dir, `${this.label}: ${dir} is not snapshot ${this.snapshot.id}`);
+    if (dir !== this.snapshot.dir)
+      throw new ChainError(dir, `${this.label}: ${dir} is not snapshot ${this.snapshot.id}`);
     const out: RemoteEntry[] = [];
     for (const f of this.snapshot.manifest.files) {
       const e = await this.entry(f);

@@ -10,7 +10,18 @@ import { readSnapshotContent, storedPathOf, storedSizeOf, type ContentFacts, typ
 import { ChainError, StoreError } from '../core/errors.js';
 import { formatBytes } from '../core/progress.js';
 import { printable } from '../core/names.js';
-import { LATEST, listSnapshots, MANIFEST, readManifest, signManifest, snapshotsDir, TMP_DIR, type BrokenSnapshot, type Manifest, type StoredSnapshot } from './manifest.js';
+import {
+  LATEST,
+  listSnapshots,
+  MANIFEST,
+  readManifest,
+  signManifest,
+  snapshotsDir,
+  TMP_DIR,
+  type BrokenSnapshot,
+  type Manifest,
+  type StoredSnapshot,
+} from './manifest.js';
 
 /**
  * The write side of the snapshot store (format: lib/store/manifest.ts). Only backup and `snapshot import`
@@ -69,7 +80,10 @@ export async function ensureStoreSpace(store: string, bytes: number, what = 'thi
   const free = st.bavail * st.bsize;
   const need = bytes + reserveBytes(st.blocks * st.bsize);
   if (free < need) {
-    throw new StoreError(store, `snapshot store ${store}: not enough free space for ${what}: it needs ${formatBytes(bytes)} (+ ${formatBytes(need - bytes)} kept free), ${formatBytes(free)} are free; the copy would fail with ENOSPC`);
+    throw new StoreError(
+      store,
+      `snapshot store ${store}: not enough free space for ${what}: it needs ${formatBytes(bytes)} (+ ${formatBytes(need - bytes)} kept free), ${formatBytes(free)} are free; the copy would fail with ENOSPC`,
+    );
   }
 }
 
@@ -92,7 +106,12 @@ export async function sha256File(file: string): Promise<string> {
  * `snapshots/<id>`. The files in `stage` must already be fsynced; after this returns the snapshot
  * survives a crash.
  */
-export async function finaliseSnapshot(store: string, stage: string, manifest: Manifest, keys: StoreKeys): Promise<string> {
+export async function finaliseSnapshot(
+  store: string,
+  stage: string,
+  manifest: Manifest,
+  keys: StoreKeys,
+): Promise<string> {
   const target = path.join(snapshotsDir(store), manifest.id);
   if (await pathExists(target)) throw new ChainError(target, `${target}: a snapshot with this id already exists`);
   await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signManifest(manifest, keys), null, 2) + '\n');
@@ -103,7 +122,12 @@ export async function finaliseSnapshot(store: string, stage: string, manifest: M
 }
 
 /** An id not taken yet: the same second twice (two sources, one run) moves the later one on. */
-export async function freeSnapshotId(store: string, at: Date, version: number, idFor: (at: Date, version: number) => string): Promise<string> {
+export async function freeSnapshotId(
+  store: string,
+  at: Date,
+  version: number,
+  idFor: (at: Date, version: number) => string,
+): Promise<string> {
   for (let shift = 0; ; shift++) {
     const id = idFor(new Date(at.getTime() + shift * 1000), version);
     if (!(await pathExists(path.join(snapshotsDir(store), id)))) return id;
@@ -210,23 +234,39 @@ export async function verifySnapshot(dir: string, manifest: Manifest | undefined
   }
   const start = restoreFrom(m.image);
   const reached = rollForward(start, pieces).reached;
-  if (problems.length === 0 && reached !== m.reachesVersion) problems.push(`chain reaches version ${reached}, manifest says ${m.reachesVersion}`);
+  if (problems.length === 0 && reached !== m.reachesVersion)
+    problems.push(`chain reaches version ${reached}, manifest says ${m.reachesVersion}`);
   return problems;
 }
 
 function imageProblems(facts: ContentFacts, name: string, m: Manifest): string[] {
   const header = facts.header;
   if (!header) return [`${name}: ${facts.headerError}`];
-  if (header.empty !== m.image.empty || (!header.empty && (header.version !== m.image.version || header.metaid !== m.image.metaid))) {
-    return [`${name}: header says version ${header.version} metaid ${header.metaid || '-'}, manifest says ${m.image.version} ${m.image.metaid || '-'}`];
+  if (
+    header.empty !== m.image.empty ||
+    (!header.empty && (header.version !== m.image.version || header.metaid !== m.image.metaid))
+  ) {
+    return [
+      `${name}: header says version ${header.version} metaid ${header.metaid || '-'}, manifest says ${m.image.version} ${m.image.metaid || '-'}`,
+    ];
   }
   return [];
 }
 
-function changelogPieces(scan: ChangelogScan, name: string, f: Manifest['files'][number], problems: string[]): ChangelogPiece[] {
+function changelogPieces(
+  scan: ChangelogScan,
+  name: string,
+  f: Manifest['files'][number],
+  problems: string[],
+): ChangelogPiece[] {
   for (const p of scan.problems.slice(0, 3)) problems.push(`${name}:${p.line}: ${p.reason}`);
-  if ((f.firstVersion !== undefined && scan.first !== f.firstVersion) || (f.lastVersion !== undefined && scan.last !== f.lastVersion)) {
-    problems.push(`${name}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, manifest says ${f.firstVersion ?? '-'}..${f.lastVersion ?? '-'}`);
+  if (
+    (f.firstVersion !== undefined && scan.first !== f.firstVersion) ||
+    (f.lastVersion !== undefined && scan.last !== f.lastVersion)
+  ) {
+    problems.push(
+      `${name}: holds versions ${scan.first ?? '-'}..${scan.last ?? '-'}, manifest says ${f.firstVersion ?? '-'}..${f.lastVersion ?? '-'}`,
+    );
   }
   return scan.segments.map((s) => ({ ...s, file: name }));
 }

@@ -9,7 +9,13 @@ import { openExclusive, readAt, writeNewFile } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, ProcessError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
-import { checkImageEnding, endingBytes, HEADER_BYTES, parseImageHeader, type ImageHeader } from '../moosefs/metadata.js';
+import {
+  checkImageEnding,
+  endingBytes,
+  HEADER_BYTES,
+  parseImageHeader,
+  type ImageHeader,
+} from '../moosefs/metadata.js';
 import { ChangelogScanner, type ChangelogScan } from '../moosefs/changelog.js';
 import { contentDigest, TAIL_BYTES, type ManifestFile, type StoredForm } from './manifest.js';
 import {
@@ -106,7 +112,8 @@ function zstdStage(args: string[]): Stage {
         try {
           for await (const chunk of source) {
             if (exited) continue;
-            if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain').catch(() => undefined), closed]);
+            if (!child.stdin.write(chunk))
+              await Promise.race([once(child.stdin, 'drain').catch(() => undefined), closed]);
           }
           child.stdin.end();
           return undefined;
@@ -119,7 +126,15 @@ function zstdStage(args: string[]): Stage {
       const code = await closed;
       const upstream = await feed;
       if (upstream) throw upstream.err;
-      if (code !== 0) throw new ZstdError('zstd', stderr.trim().split('\n').pop()?.replace(/^zstd: /, '') || `exit status ${code}`);
+      if (code !== 0)
+        throw new ZstdError(
+          'zstd',
+          stderr
+            .trim()
+            .split('\n')
+            .pop()
+            ?.replace(/^zstd: /, '') || `exit status ${code}`,
+        );
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
@@ -135,12 +150,17 @@ type Hasher = { update(data: Buffer): unknown; digest(encoding: 'hex'): string }
  * Hash and count what passes; `limit`: fail as soon as more bytes than that come (a decompression bomb).
  * `hasher`: a keyed one for an encrypted file's content (its sha256 would confirm a guess).
  */
-function measureStage(out: { size: number; sha256: string }, limit?: { bytes: number; what: string }, hasher?: Hasher): Stage {
+function measureStage(
+  out: { size: number; sha256: string },
+  limit?: { bytes: number; what: string },
+  hasher?: Hasher,
+): Stage {
   return async function* (source) {
     const hash: Hasher = hasher ?? createHash('sha256');
     for await (const chunk of source) {
       out.size += chunk.length;
-      if (limit && out.size > limit.bytes) throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
+      if (limit && out.size > limit.bytes)
+        throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
       hash.update(chunk);
       yield chunk;
     }
@@ -171,7 +191,12 @@ export function sealContext(manifest: { id: string; image: { metaid: string } },
  * `stored` (unless kept as it is); encrypted, with the keyed `hmac` and a sealed tail instead of the
  * plaintext sha256 and tail. `snapshot`: the id and metaid the file is sealed for.
  */
-export async function storeStagedFile(stage: string, f: ManifestFile, settings: StoreWriteSettings, snapshot: { id: string; image: { metaid: string } }): Promise<ManifestFile> {
+export async function storeStagedFile(
+  stage: string,
+  f: ManifestFile,
+  settings: StoreWriteSettings,
+  snapshot: { id: string; image: { metaid: string } },
+): Promise<ManifestFile> {
   const compression = settings.compression.type;
   const name = f.name;
   const content = { size: 0, sha256: '' };
@@ -201,7 +226,11 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   const tail = await tailOf(path.join(stage, name));
   const out = await openExclusive(path.join(stage, target));
   try {
-    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), writeTo(out));
+    await pipeline(
+      createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }),
+      ...(stages as [Stage]),
+      writeTo(out),
+    );
     await out.sync();
   } finally {
     await out.close();
@@ -209,7 +238,11 @@ export async function storeStagedFile(stage: string, f: ManifestFile, settings: 
   await fs.rm(path.join(stage, name));
   const stored: StoredForm = { name: target, size: measured.size, sha256: measured.sha256, compression };
   if (!settings.key) return { ...plain(), stored: { ...stored, tail: tail.toString('base64') } };
-  if (content.size !== f.size) throw new ChainError(name, `${path.join(stage, name)}: ${content.size} bytes while sealing, ${f.size} when checked`);
+  if (content.size !== f.size)
+    throw new ChainError(
+      name,
+      `${path.join(stage, name)}: ${content.size} bytes while sealing, ${f.size} when checked`,
+    );
   const { sha256: _plain, ...rest } = f;
   return {
     ...rest,
@@ -269,8 +302,10 @@ export function keyProblem(f: ManifestFile, keys: StoreKeys | undefined): string
   const enc = f.stored?.encryption;
   if (!enc) return undefined;
   if (keys?.problem) return `encrypted with key ${enc.keyId}; the configured key is unusable: ${keys.problem}`;
-  if (!keys?.key) return `encrypted with key ${enc.keyId}, and no snapshotStore.encryption.keyFile is configured (key missing)`;
-  if (keys.key.id !== enc.keyId) return `encrypted with key ${enc.keyId}, but ${keys.key.file} holds key ${keys.key.id} (wrong key)`;
+  if (!keys?.key)
+    return `encrypted with key ${enc.keyId}, and no snapshotStore.encryption.keyFile is configured (key missing)`;
+  if (keys.key.id !== enc.keyId)
+    return `encrypted with key ${enc.keyId}, but ${keys.key.file} holds key ${keys.key.id} (wrong key)`;
   return undefined;
 }
 
@@ -279,8 +314,10 @@ function readError(snapshot: FileHolder, f: ManifestFile, err: unknown): Error {
   const where = `snapshot ${snapshot.id}: ${f.name}`;
   const file = storedPathOf(snapshot, f);
   if (err instanceof StoreError || (err instanceof ChainError && err.message.startsWith('snapshot '))) return err;
-  if (err instanceof SealError) return new ChainError(file, `${where}: cannot decrypt ${f.stored!.name}: ${err.message}`);
-  if (err instanceof ZstdError) return new ChainError(file, `${where}: ${f.stored!.name} is not valid zstd data (${err.message})`);
+  if (err instanceof SealError)
+    return new ChainError(file, `${where}: cannot decrypt ${f.stored!.name}: ${err.message}`);
+  if (err instanceof ZstdError)
+    return new ChainError(file, `${where}: ${f.stored!.name} is not valid zstd data (${err.message})`);
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new ChainError(file, `${where}: missing${f.stored ? ` (${f.stored.name})` : ''}`);
   if (code === 'ERR_STREAM_PREMATURE_CLOSE') return err as Error;
@@ -303,7 +340,14 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const problem = keyProblem(f, o.keys);
   if (problem) {
-    process.nextTick(() => out.destroy(new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`)));
+    process.nextTick(() =>
+      out.destroy(
+        new ChainError(
+          storedPathOf(snapshot, f),
+          `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`,
+        ),
+      ),
+    );
     return out;
   }
   const where = `snapshot ${snapshot.id}: ${f.name}`;
@@ -314,7 +358,8 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
   if (f.stored) {
     stages.push(measureStage(stored, { bytes: f.stored.size, what: `${where}: stored file ${f.stored.name}` }));
     stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file ${f.stored!.name}:`)));
-    if (f.stored.encryption) stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId, sealContext(snapshot.manifest, f)));
+    if (f.stored.encryption)
+      stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId, sealContext(snapshot.manifest, f)));
     if (f.stored.compression === 'zstd') stages.push(zstdStage(['-d']));
   }
   // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
@@ -331,7 +376,9 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
   const into = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
   };
-  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), into, { signal: stop.signal }).then(
+  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), into, {
+    signal: stop.signal,
+  }).then(
     () => out.end(),
     (err: unknown) => {
       if (!stop.signal.aborted) out.destroy(readError(snapshot, f, err));
@@ -341,9 +388,15 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
 }
 
 /** What differs between what was read and what the manifest says (size first: it explains the checksum). */
-function mismatch(got: { size: number; sha256: string }, want: { size: number; sha256: string }, what: string, alg = 'sha256'): string | undefined {
+function mismatch(
+  got: { size: number; sha256: string },
+  want: { size: number; sha256: string },
+  what: string,
+  alg = 'sha256',
+): string | undefined {
   if (got.size !== want.size) return `${what} ${got.size} bytes, manifest says ${want.size}`;
-  if (got.sha256 !== want.sha256) return `${what} ${alg} ${got.sha256.slice(0, 12)}… does not match the manifest (${want.sha256.slice(0, 12)}…)`;
+  if (got.sha256 !== want.sha256)
+    return `${what} ${alg} ${got.sha256.slice(0, 12)}… does not match the manifest (${want.sha256.slice(0, 12)}…)`;
   return undefined;
 }
 
@@ -357,7 +410,13 @@ function checkStage(problem: () => string | undefined): Stage {
 }
 
 /** Bytes [start, start+length) of a file's content; stops reading (and checking) once it has them. */
-export async function readSnapshotRange(snapshot: FileHolder, f: ManifestFile, start: number, length: number, keys?: StoreKeys): Promise<Buffer> {
+export async function readSnapshotRange(
+  snapshot: FileHolder,
+  f: ManifestFile,
+  start: number,
+  length: number,
+  keys?: StoreKeys,
+): Promise<Buffer> {
   if (!f.stored) {
     const h = await fs.open(storedPathOf(snapshot, f), fsc.O_RDONLY | fsc.O_NOFOLLOW);
     try {
@@ -368,7 +427,8 @@ export async function readSnapshotRange(snapshot: FileHolder, f: ManifestFile, s
   }
   // The end of the content (an image's marker, a changelog's last line) is in the manifest: no full pass.
   const tail = manifestTail(snapshot, f, keys);
-  if (tail && start >= f.size - tail.length) return tail.subarray(start - (f.size - tail.length), start - (f.size - tail.length) + length);
+  if (tail && start >= f.size - tail.length)
+    return tail.subarray(start - (f.size - tail.length), start - (f.size - tail.length) + length);
   const stream = openSnapshotFile(snapshot, f, { keys });
   const parts: Buffer[] = [];
   let at = 0;
@@ -391,8 +451,15 @@ export async function readSnapshotRange(snapshot: FileHolder, f: ManifestFile, s
 }
 
 /** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
-export async function copySnapshotFile(snapshot: FileHolder, f: ManifestFile, target: string, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<number> {
-  await writeNewFile(target, (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }));
+export async function copySnapshotFile(
+  snapshot: FileHolder,
+  f: ManifestFile,
+  target: string,
+  o: { keys?: StoreKeys; signal?: AbortSignal } = {},
+): Promise<number> {
+  await writeNewFile(target, (out) =>
+    pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }),
+  );
   return f.size;
 }
 
@@ -409,7 +476,11 @@ export interface ContentFacts {
  * verify and prune need: an image's header and ending, a changelog's scan. Rejects with the
  * one-line error when the file is damaged, missing or cannot be decrypted.
  */
-export async function readSnapshotContent(snapshot: FileHolder, f: ManifestFile, o: { keys?: StoreKeys; signal?: AbortSignal } = {}): Promise<ContentFacts> {
+export async function readSnapshotContent(
+  snapshot: FileHolder,
+  f: ManifestFile,
+  o: { keys?: StoreKeys; signal?: AbortSignal } = {},
+): Promise<ContentFacts> {
   const stream = openSnapshotFile(snapshot, f, { keys: o.keys });
   const scanner = f.role === 'changelog' ? new ChangelogScanner(f.name) : undefined;
   const headParts: Buffer[] = [];
@@ -426,12 +497,18 @@ export async function readSnapshotContent(snapshot: FileHolder, f: ManifestFile,
       headParts.push(c.subarray(0, HEADER_BYTES - headBytes));
       headBytes += Math.min(c.length, HEADER_BYTES - headBytes);
     }
-    tail = c.length >= TAIL_BYTES ? Buffer.from(c.subarray(c.length - TAIL_BYTES)) : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
+    tail =
+      c.length >= TAIL_BYTES
+        ? Buffer.from(c.subarray(c.length - TAIL_BYTES))
+        : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
   }
   // What promote reads instead of the file's end must be the file's end.
   const kept = manifestTail(snapshot, f, o.keys);
   if (kept && !kept.equals(tail)) {
-    throw new ChainError(storedPathOf(snapshot, f), `snapshot ${snapshot.id}: ${f.name}: the manifest's ${f.stored?.tail !== undefined ? 'stored.tail' : 'stored.tailSealed'} does not match the content's last ${tail.length} bytes`);
+    throw new ChainError(
+      storedPathOf(snapshot, f),
+      `snapshot ${snapshot.id}: ${f.name}: the manifest's ${f.stored?.tail !== undefined ? 'stored.tail' : 'stored.tailSealed'} does not match the content's last ${tail.length} bytes`,
+    );
   }
   if (scanner) return { scan: scanner.finish() };
   if (f.role !== 'image') return {};
@@ -440,7 +517,8 @@ export async function readSnapshotContent(snapshot: FileHolder, f: ManifestFile,
     const head = Buffer.concat(headParts);
     if (f.size < 8) throw new ChainError(where, `${where}: metadata image truncated (${f.size} bytes)`);
     const header = parseImageHeader(head, where);
-    if (!header.empty) checkImageEnding(header, tail.subarray(Math.max(0, tail.length - endingBytes(header))), f.size, where);
+    if (!header.empty)
+      checkImageEnding(header, tail.subarray(Math.max(0, tail.length - endingBytes(header))), f.size, where);
     return { header };
   } catch (err) {
     return { headerError: (err as Error).message.replace(`${where}: `, '') };
@@ -457,8 +535,16 @@ export async function storeKeys(config: Config): Promise<StoreKeys> {
   const out: StoreKeys = {};
   const file = config.snapshotStore?.encryption?.keyFile;
   const signing = config.snapshotStore?.signingKeyFile;
-  if (file) await loadStoreKey(file).then((key) => (out.key = key), (err: Error) => (out.problem = err.message));
-  if (signing) await loadStoreKey(signing, SIGNING_KEY).then((key) => (out.signing = key), (err: Error) => (out.signingProblem = err.message));
+  if (file)
+    await loadStoreKey(file).then(
+      (key) => (out.key = key),
+      (err: Error) => (out.problem = err.message),
+    );
+  if (signing)
+    await loadStoreKey(signing, SIGNING_KEY).then(
+      (key) => (out.signing = key),
+      (err: Error) => (out.signingProblem = err.message),
+    );
   return out;
 }
 

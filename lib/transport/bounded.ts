@@ -30,7 +30,9 @@ export const limitOf = (bound: ReadBound): number => bound.size + (bound.growth 
 
 /** "announced 100 B" or "announced 100 B (+67108864 B allowed growth)": the limit in an operator's words. */
 export function describeBound(bound: ReadBound): string {
-  return bound.growth ? `${bound.size} bytes announced (+${bound.growth} allowed for growth)` : `${bound.size} bytes announced`;
+  return bound.growth
+    ? `${bound.size} bytes announced (+${bound.growth} allowed for growth)`
+    : `${bound.size} bytes announced`;
 }
 
 export interface BoundedReadOptions {
@@ -51,7 +53,10 @@ export interface BoundedReadOptions {
 export class ReadBoundError extends TransferError {}
 
 export function overflowError(o: BoundedReadOptions, got: number): TransferError {
-  return new ReadBoundError(o.host, `${o.what}: the server sent more than ${describeBound(o.bound)} (${got}+ bytes): refused, nothing kept`);
+  return new ReadBoundError(
+    o.host,
+    `${o.what}: the server sent more than ${describeBound(o.bound)} (${got}+ bytes): refused, nothing kept`,
+  );
 }
 
 /**
@@ -62,7 +67,10 @@ export const READ_MIN_BYTES_PER_WINDOW = 64 * 1024;
 
 export function stallError(o: BoundedReadOptions, inWindow: number, done: number): TransferError {
   const what = inWindow === 0 ? `no data for ${o.idleSeconds} s` : `only ${inWindow} bytes in ${o.idleSeconds} s`;
-  return new TransferError(o.host, `${o.what}: ${what} after ${done} bytes (the file never ends, or the server drips or stalls): read abandoned`);
+  return new TransferError(
+    o.host,
+    `${o.what}: ${what} after ${done} bytes (the file never ends, or the server drips or stalls): read abandoned`,
+  );
 }
 
 /**
@@ -131,4 +139,3 @@ export function boundedStream(input: Readable, o: BoundedReadOptions): Readable 
   input.pipe(out);
   return out;
 }
-

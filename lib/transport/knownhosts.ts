@@ -18,7 +18,8 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
     if (!line || line.startsWith('#')) continue;
     const fields = line.split(/\s+/);
     let marker: KnownHostEntry['marker'];
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority') marker = fields.shift() as KnownHostEntry['marker'];
+    if (fields[0] === '@revoked' || fields[0] === '@cert-authority')
+      marker = fields.shift() as KnownHostEntry['marker'];
     const [hosts, keyType, key] = fields;
     if (!hosts || !keyType || !key) continue;
     entries.push({ marker, patterns: hosts.split(','), keyType, key });
@@ -32,7 +33,15 @@ export function hostKeyName(host: string, port: number): string {
 }
 
 function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$', 'i');
+  const re = new RegExp(
+    '^' +
+      pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.') +
+      '$',
+    'i',
+  );
   return re.test(name);
 }
 
@@ -58,7 +67,13 @@ function entryMatches(entry: KnownHostEntry, name: string): boolean {
 export type HostKeyVerdict = { ok: true } | { ok: false; reason: 'unknown' | 'mismatch' | 'revoked'; message: string };
 
 /** Check a server's host key (the raw SSH blob) against known_hosts entries for `host:port`. */
-export function checkHostKey(entries: KnownHostEntry[], host: string, port: number, key: Buffer, file: string): HostKeyVerdict {
+export function checkHostKey(
+  entries: KnownHostEntry[],
+  host: string,
+  port: number,
+  key: Buffer,
+  file: string,
+): HostKeyVerdict {
   const name = hostKeyName(host, port);
   const b64 = key.toString('base64');
   const forHost = entries.filter((e) => e.marker !== '@cert-authority' && entryMatches(e, name));
@@ -67,12 +82,25 @@ export function checkHostKey(entries: KnownHostEntry[], host: string, port: numb
   }
   const known = forHost.filter((e) => !e.marker);
   if (known.some((e) => e.key === b64)) return { ok: true };
-  if (known.length === 0) return { ok: false, reason: 'unknown', message: `${name} is not in ${file} (add its host key: ssh-keyscan -p ${port} ${host} >> ${file}, after checking the fingerprint)` };
-  return { ok: false, reason: 'mismatch', message: `host key of ${name} does not match ${file} (possible man-in-the-middle, or the host was reinstalled)` };
+  if (known.length === 0)
+    return {
+      ok: false,
+      reason: 'unknown',
+      message: `${name} is not in ${file} (add its host key: ssh-keyscan -p ${port} ${host} >> ${file}, after checking the fingerprint)`,
+    };
+  return {
+    ok: false,
+    reason: 'mismatch',
+    message: `host key of ${name} does not match ${file} (possible man-in-the-middle, or the host was reinstalled)`,
+  };
 }
 
 /** `missingIsEmpty`: with accept-new, a known_hosts not there yet is an empty one (the first pin creates it). */
-export async function loadKnownHosts(file: string, key: string, options: { missingIsEmpty?: boolean } = {}): Promise<KnownHostEntry[]> {
+export async function loadKnownHosts(
+  file: string,
+  key: string,
+  options: { missingIsEmpty?: boolean } = {},
+): Promise<KnownHostEntry[]> {
   try {
     return parseKnownHosts(await fs.readFile(file, 'utf8'));
   } catch (err) {
@@ -90,21 +118,32 @@ export function keyTypeOf(key: Buffer): string {
   return key.subarray(4, 4 + length).toString('latin1');
 }
 
-export type HostKeyPin = { ok: true; pinned: boolean } | { ok: false; reason: 'mismatch' | 'revoked' | 'unknown'; message: string };
+export type HostKeyPin =
+  { ok: true; pinned: boolean } | { ok: false; reason: 'mismatch' | 'revoked' | 'unknown'; message: string };
 
 /**
  * OpenSSH's StrictHostKeyChecking=accept-new for a host `checkHostKey` called unknown: read the file
  * again (another run may have pinned it meanwhile) and, if the host is still unknown, append its key,
  * so every later connection is held to it.
  */
-export async function acceptNewHostKey(file: string, configKey: string, host: string, port: number, key: Buffer): Promise<HostKeyPin> {
+export async function acceptNewHostKey(
+  file: string,
+  configKey: string,
+  host: string,
+  port: number,
+  key: Buffer,
+): Promise<HostKeyPin> {
   const fresh = checkHostKey(await loadKnownHosts(file, configKey, { missingIsEmpty: true }), host, port, key, file);
   if (fresh.ok) return { ok: true, pinned: false };
   if (fresh.reason !== 'unknown') return fresh;
   try {
     await appendLineDurable(file, `${hostKeyName(host, port)} ${keyTypeOf(key)} ${key.toString('base64')}`);
   } catch (err) {
-    return { ok: false, reason: 'unknown', message: `${hostKeyName(host, port)} is not in ${file} and its key could not be added there (${configKey}, acceptUnknownHostKeys): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+    return {
+      ok: false,
+      reason: 'unknown',
+      message: `${hostKeyName(host, port)} is not in ${file} and its key could not be added there (${configKey}, acceptUnknownHostKeys): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    };
   }
   return { ok: true, pinned: true };
 }

@@ -9,7 +9,16 @@ import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } f
 import { plainNameProblem, shownName } from '../core/names.js';
 import { currentJobLogger } from '../core/logger.js';
 import { readAt, writeNewFile } from '../core/atomic.js';
-import { boundedStream, describeBound, limitOf, READ_IDLE_SECONDS, ReadBoundError, ReadWatchdog, type BoundedReadOptions, type ReadBound } from './bounded.js';
+import {
+  boundedStream,
+  describeBound,
+  limitOf,
+  READ_IDLE_SECONDS,
+  ReadBoundError,
+  ReadWatchdog,
+  type BoundedReadOptions,
+  type ReadBound,
+} from './bounded.js';
 import { ListingBudget, type Limit } from './listing-bounds.js';
 
 export interface RemoteEntry {
@@ -77,13 +86,21 @@ function plainEntries<T extends { name: string }>(entries: readonly T[], where: 
  * the MooseFS user, who could point a changelog's name at /etc/shadow), never a FIFO or device
  * (O_NONBLOCK: opening a planted FIFO would block for ever), only a regular file.
  */
-async function openRegular(host: string, label: string, file: string): Promise<{ handle: fs.FileHandle; size: number }> {
+async function openRegular(
+  host: string,
+  label: string,
+  file: string,
+): Promise<{ handle: fs.FileHandle; size: number }> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw new TransferError(host, `${label}: ${file}: is a symbolic link: refused (links in a source directory are never followed)`);
+    if (code === 'ELOOP')
+      throw new TransferError(
+        host,
+        `${label}: ${file}: is a symbolic link: refused (links in a source directory are never followed)`,
+      );
     throw err;
   }
   const st = await handle.stat();
@@ -99,10 +116,20 @@ async function openRegular(host: string, label: string, file: string): Promise<{
  * (reflink) of the file as fstat saw it where the filesystem can, else a copy through the bounded
  * reader, so a file that grows without end while it is copied cannot fill the disk.
  */
-export async function copyLocalFile(host: string, src: string, dst: string, bound: ReadBound, label = `${host} (local)`): Promise<void> {
+export async function copyLocalFile(
+  host: string,
+  src: string,
+  dst: string,
+  bound: ReadBound,
+  label = `${host} (local)`,
+): Promise<void> {
   const { handle, size } = await openRegular(host, label, src);
   const limit = limitOf(bound);
-  const overflow = (got: number) => new ReadBoundError(host, `${label}: ${src}: ${got} bytes, more than ${describeBound(bound)}: refused, nothing kept`);
+  const overflow = (got: number) =>
+    new ReadBoundError(
+      host,
+      `${label}: ${src}: ${got} bytes, more than ${describeBound(bound)}: refused, nothing kept`,
+    );
   try {
     if (size > limit) throw overflow(size);
     try {
@@ -117,7 +144,13 @@ export async function copyLocalFile(host: string, src: string, dst: string, boun
     }
     await writeNewFile(dst, async (out) => {
       const input = handle.createReadStream({ start: 0, end: limit, autoClose: false, highWaterMark: 1 << 20 });
-      for await (const chunk of boundedStream(input, { host, what: `${label}: ${src}`, bound, idleSeconds: READ_IDLE_SECONDS })) await out.write(chunk as Buffer);
+      for await (const chunk of boundedStream(input, {
+        host,
+        what: `${label}: ${src}`,
+        bound,
+        idleSeconds: READ_IDLE_SECONDS,
+      }))
+        await out.write(chunk as Buffer);
     });
   } finally {
     await handle.close().catch(() => undefined);
@@ -176,7 +209,10 @@ class LocalSource implements FileSource {
   }
   async readStream(file: string, bound: ReadBound): Promise<Readable> {
     const { handle } = await openRegular(this.hostName, this.label, file);
-    return boundedStream(handle.createReadStream({ highWaterMark: 1 << 20, end: limitOf(bound) }), this.bounded(file, bound));
+    return boundedStream(
+      handle.createReadStream({ highWaterMark: 1 << 20, end: limitOf(bound) }),
+      this.bounded(file, bound),
+    );
   }
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
     const { handle: h } = await openRegular(this.hostName, this.label, file);
@@ -207,7 +243,12 @@ function quietAfterEnd(stream: Readable): Readable {
  * that call's promise pending for good (ssh2-sftp-client ignores an end it was asked for), and
  * with nothing else pending Node would exit 0 in the middle of a job.
  */
-async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, onAbort: () => void, abortError: () => Error): Promise<T> {
+async function unlessAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  onAbort: () => void,
+  abortError: () => Error,
+): Promise<T> {
   work.catch(() => undefined);
   if (!signal) return work;
   let listener = () => undefined as void;
@@ -237,14 +278,22 @@ const KEEPALIVE_COUNT = 3;
 
 /** ssh2's words for a connection that died under a call, in an operator's words (undefined: something else). */
 function brokenConnection(msg: string): string | undefined {
-  if (/Keepalive timeout/i.test(msg)) return `no answer for ${(KEEPALIVE_MS * KEEPALIVE_COUNT) / 1000} s (SSH keepalive): the link went silent`;
-  if (/Unexpected (end|close) event|ECONNRESET|No SFTP connection|Not connected/i.test(msg)) return `connection lost (sshd stopped or the network dropped): ${msg}`;
+  if (/Keepalive timeout/i.test(msg))
+    return `no answer for ${(KEEPALIVE_MS * KEEPALIVE_COUNT) / 1000} s (SSH keepalive): the link went silent`;
+  if (/Unexpected (end|close) event|ECONNRESET|No SFTP connection|Not connected/i.test(msg))
+    return `connection lost (sshd stopped or the network dropped): ${msg}`;
   return undefined;
 }
 
 /** Transfer tuning measured on loopback sshd (see docs): big chunks, moderate concurrency, AES-GCM. */
 const FAST_GET = { concurrency: 16, chunkSize: 261120 };
-const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+const CIPHERS = [
+  'aes128-gcm@openssh.com',
+  'aes256-gcm@openssh.com',
+  'chacha20-poly1305@openssh.com',
+  'aes128-ctr',
+  'aes256-ctr',
+];
 
 /**
  * ssh2-sftp-client's fastGet without its own lstat (`exists()`) of the file: the caller has just
@@ -253,7 +302,9 @@ const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-p
  */
 function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
   const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
-  return typeof inner === 'function' ? inner.call(client, remote, local, options) : client.fastGet(remote, local, options);
+  return typeof inner === 'function'
+    ? inner.call(client, remote, local, options)
+    : client.fastGet(remote, local, options);
 }
 
 /** SSH_FX_EOF: a READDIR's "no more entries" (the SFTP protocol's number, as ssh2 reports it in `code`). */
@@ -286,7 +337,10 @@ async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBud
     for (;;) {
       const answer = await budget.answer(dir, () => sftpCall<Entry[]>((cb) => sftp.readdir(handle, cb)), abandon);
       if (!answer) return out;
-      budget.page(dir, answer.map((e) => e.filename));
+      budget.page(
+        dir,
+        answer.map((e) => e.filename),
+      );
       for (const e of answer) if (e.filename !== '.' && e.filename !== '..') out.push(e);
     }
   } finally {
@@ -321,7 +375,9 @@ class SftpSource implements FileSource {
   }
   private wrap(op: string, file: string, err: unknown): TransferError {
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
-    return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${brokenConnection(msg) ?? msg}`, { cause: err });
+    return new TransferError(this.hostName, `${this.label}: ${op} ${file}: ${brokenConnection(msg) ?? msg}`, {
+      cause: err,
+    });
   }
   async list(dir: string, budget?: ListingBudget): Promise<RemoteEntry[]> {
     const own = budget ?? new ListingBudget({ subject: this.hostName, what: this.label, window: this.idle });
@@ -330,7 +386,11 @@ class SftpSource implements FileSource {
       // Wrapped by the catch below into a TransferError naming the host.
       if (!sftp) throw new Error('No SFTP connection');
       const entries = await readDirBounded(sftp, dir, own, () => void this.client.end().catch(() => undefined));
-      const items = plainEntries(entries.map((e) => ({ ...e, name: e.filename })), `${this.label}: ${dir}`, this.warn);
+      const items = plainEntries(
+        entries.map((e) => ({ ...e, name: e.filename })),
+        `${this.label}: ${dir}`,
+        this.warn,
+      );
       const mtimeMs = (e: Entry) => (e.attrs.mtime ?? 0) * 1000;
       return items.map((e) => ({ name: e.name, size: e.attrs.size ?? 0, mtimeMs: mtimeMs(e), isFile: isRegular(e) }));
     } catch (err) {
@@ -372,7 +432,10 @@ class SftpSource implements FileSource {
       if (!st.isFile) throw new TransferError(this.hostName, `${o.what}: not a regular file: refused`);
       const announced = st.size;
       if (announced > limitOf(bound)) {
-        throw new ReadBoundError(this.hostName, `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`);
+        throw new ReadBoundError(
+          this.hostName,
+          `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`,
+        );
       }
       if (announced === 0) {
         await fs.writeFile(local, '', { mode: 0o600 });
@@ -439,7 +502,10 @@ async function readKey(file: string, key: string): Promise<Buffer> {
   try {
     return await fs.readFile(file);
   } catch (err) {
-    throw new ConfigError(key, `cannot read SSH private key ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new ConfigError(
+      key,
+      `cannot read SSH private key ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
 }
 
@@ -449,9 +515,11 @@ function connectProblem(err: unknown, verdict: HostKeyVerdict | undefined): stri
   const msg = err instanceof Error ? err.message : String(err);
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ECONNREFUSED' || /ECONNREFUSED/.test(msg)) return 'connection refused (is sshd running on that port?)';
-  if (/Timed out while waiting for handshake|ETIMEDOUT|timed out/i.test(msg)) return 'timed out connecting (host unreachable?)';
+  if (/Timed out while waiting for handshake|ETIMEDOUT|timed out/i.test(msg))
+    return 'timed out connecting (host unreachable?)';
   if (/EHOSTUNREACH|ENETUNREACH/.test(msg)) return 'host unreachable';
-  if (/All configured authentication methods failed/.test(msg)) return 'authentication failed (is the public key in authorized_keys?)';
+  if (/All configured authentication methods failed/.test(msg))
+    return 'authentication failed (is the public key in authorized_keys?)';
   return msg.replace(/^connect: (getConnection: )?/, '');
 }
 
@@ -472,11 +540,21 @@ export interface SftpTarget {
 }
 
 /** Open a host's DATA_PATH: locally when `local: true`, else over SFTP with a verified host key. */
-export async function openSource(config: Config, host: DataPathHost, signal?: AbortSignal, warn: Warn = warnOnStderr): Promise<FileSource> {
+export async function openSource(
+  config: Config,
+  host: DataPathHost,
+  signal?: AbortSignal,
+  warn: Warn = warnOnStderr,
+): Promise<FileSource> {
   if (host.local) return new LocalSource(host.name, warn);
   const ssh = requireSsh(config, host);
   const list = hostList(host);
-  const target: SftpTarget = { name: host.name, host: host.host, ...ssh, keys: { privateKey: `${list}.ssh.privateKey`, knownHosts: `${list}.ssh.knownHosts` } };
+  const target: SftpTarget = {
+    name: host.name,
+    host: host.host,
+    ...ssh,
+    keys: { privateKey: `${list}.ssh.privateKey`, knownHosts: `${list}.ssh.knownHosts` },
+  };
   return (await connectSftp(target, signal, warn)).source;
 }
 
@@ -484,7 +562,11 @@ export async function openSource(config: Config, host: DataPathHost, signal?: Ab
  * An SFTP session with the server's host key verified against known_hosts (OpenSSH's rules), as a
  * FileSource for bounded reads and as the raw client for the few writers (off-site copies).
  */
-export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: Warn = warnOnStderr): Promise<{ source: FileSource; client: SftpClient }> {
+export async function connectSftp(
+  t: SftpTarget,
+  signal?: AbortSignal,
+  warn: Warn = warnOnStderr,
+): Promise<{ source: FileSource; client: SftpClient }> {
   const privateKey = await readKey(t.privateKey, t.keys.privateKey);
   const knownHostsKey = t.keys.knownHosts;
   const entries = await loadKnownHosts(t.knownHosts, knownHostsKey, { missingIsEmpty: t.acceptUnknownHostKeys });
@@ -527,11 +609,18 @@ export async function connectSftp(t: SftpTarget, signal?: AbortSignal, warn: War
     },
   });
   try {
-    await unlessAborted(connecting, signal, () => void client.end().catch(() => undefined), () => new TransferError(t.name, `${t.name} (${where}): connecting aborted`));
+    await unlessAborted(
+      connecting,
+      signal,
+      () => void client.end().catch(() => undefined),
+      () => new TransferError(t.name, `${t.name} (${where}): connecting aborted`),
+    );
   } catch (err) {
     await client.end().catch(() => undefined);
     if (err instanceof TransferError) throw err;
-    throw new TransferError(t.name, `${t.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, { cause: err });
+    throw new TransferError(t.name, `${t.name} (${where}): cannot connect over SSH: ${connectProblem(err, verdict)}`, {
+      cause: err,
+    });
   }
   const idle = { seconds: t.readIdleSeconds, setting: t.keys.readIdle ?? 'ssh.readIdleSeconds' };
   return { source: new SftpSource(t.name, where, client, idle, warn), client };

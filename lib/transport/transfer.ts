@@ -19,7 +19,14 @@ export interface FetchResult {
  * the caller can tell whether it changed while it was being copied. `durable: false`: the copy is a temp that
  * the caller rewrites (compressed, sealed) and fsyncs in that form; syncing the temp too would write it twice.
  */
-export async function fetchFile(source: FileSource, remotePath: string, localPath: string, bound: ReadBound, signal?: AbortSignal, durable = true): Promise<FetchResult> {
+export async function fetchFile(
+  source: FileSource,
+  remotePath: string,
+  localPath: string,
+  bound: ReadBound,
+  signal?: AbortSignal,
+  durable = true,
+): Promise<FetchResult> {
   const started = Date.now();
   const progress = terminalProgress(`${source.hostName}: ${path.posix.basename(remotePath)}`);
   try {
@@ -51,7 +58,8 @@ export function imageChange(before: RemoteEntry, fetched: FetchResult): string |
 export function changelogChange(before: RemoteEntry, fetched: FetchResult): string | undefined {
   if (!fetched.after) return 'it disappeared during the copy (rotated?)';
   if (fetched.size < before.size) return `it shrank from ${before.size} to ${fetched.size} bytes`;
-  if (fetched.after.size < fetched.size) return `it shrank from ${fetched.size} to ${fetched.after.size} bytes during the copy`;
+  if (fetched.after.size < fetched.size)
+    return `it shrank from ${fetched.size} to ${fetched.after.size} bytes during the copy`;
   return undefined;
 }
 

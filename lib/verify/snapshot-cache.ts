@@ -62,11 +62,20 @@ export interface SweepResult {
 }
 
 function clean(f: SnapshotFacts): boolean {
-  return f.files.every((x) => !x.problem) && f.images.every((i) => i.header && !i.error) && f.changelogs.every((c) => c.scan.problems.length === 0);
+  return (
+    f.files.every((x) => !x.problem) &&
+    f.images.every((i) => i.header && !i.error) &&
+    f.changelogs.every((c) => c.scan.problems.length === 0)
+  );
 }
 
 /** Check every snapshot of `store`, reading only those the cache cannot vouch for. */
-export async function sweepSnapshots(stateDir: string, store: string, snapshots: readonly StoredSnapshot[], o: { keys?: StoreKeys; signal?: AbortSignal; maxAgeMs?: number }): Promise<SweepResult> {
+export async function sweepSnapshots(
+  stateDir: string,
+  store: string,
+  snapshots: readonly StoredSnapshot[],
+  o: { keys?: StoreKeys; signal?: AbortSignal; maxAgeMs?: number },
+): Promise<SweepResult> {
   const file = cacheFile(stateDir);
   const cache = await readCache(file);
   const before = cache.stores[store] ?? {};
@@ -86,7 +95,12 @@ export async function sweepSnapshots(stateDir: string, store: string, snapshots:
     result.facts.push(facts);
     result.rechecked.push(s.id);
     // The signature is taken before the read: a file replaced while we read it is read again next run.
-    if (signature !== undefined && clean(facts)) after[s.id] = { signature, checkedAt: new Date().toISOString(), facts: { files: facts.files, images: facts.images, changelogs: facts.changelogs } };
+    if (signature !== undefined && clean(facts))
+      after[s.id] = {
+        signature,
+        checkedAt: new Date().toISOString(),
+        facts: { files: facts.files, images: facts.images, changelogs: facts.changelogs },
+      };
   }
   cache.stores[store] = after;
   await writeFileAtomic(file, JSON.stringify(cache) + '\n');

@@ -48,7 +48,11 @@ async function readImages(source: FileSource, listing: DataPathListing): Promise
   return out;
 }
 
-async function readChangelogs(source: FileSource, listing: DataPathListing, o: InspectOptions): Promise<ChangelogFacts[]> {
+async function readChangelogs(
+  source: FileSource,
+  listing: DataPathListing,
+  o: InspectOptions,
+): Promise<ChangelogFacts[]> {
   const out: ChangelogFacts[] = [];
   for (const e of listing.changelogs) {
     abortIfAsked(o.signal);
@@ -69,8 +73,12 @@ async function readChangelogs(source: FileSource, listing: DataPathListing, o: I
  * time and is left out; everything else changes only on rotation or an image download.
  */
 function settledSignature(listing: DataPathListing): string {
-  const changelogs = listing.changelogs.map((e) => (changelogIndex(e.name) === 0 ? e.name : `${e.name}:${e.size}:${e.mtimeMs}`));
-  const images = listing.images.filter((e) => e.name !== 'metadata_ml.tmp').map((e) => `${e.name}:${e.size}:${e.mtimeMs}`);
+  const changelogs = listing.changelogs.map((e) =>
+    changelogIndex(e.name) === 0 ? e.name : `${e.name}:${e.size}:${e.mtimeMs}`,
+  );
+  const images = listing.images
+    .filter((e) => e.name !== 'metadata_ml.tmp')
+    .map((e) => `${e.name}:${e.size}:${e.mtimeMs}`);
   return [...changelogs, ...images].sort().join('|');
 }
 
@@ -79,7 +87,11 @@ function settledSignature(listing: DataPathListing): string {
  * images get replaced while a metalogger runs; when the listing moved under us, or a listed file was
  * gone by the time we read it, we read everything once more.
  */
-export async function inspectDataPath(source: FileSource, dataPath: string, o: InspectOptions = {}): Promise<DataPathFacts> {
+export async function inspectDataPath(
+  source: FileSource,
+  dataPath: string,
+  o: InspectOptions = {},
+): Promise<DataPathFacts> {
   for (let attempt = 1; ; attempt++) {
     abortIfAsked(o.signal);
     let read: Omit<DataPathFacts, 'plan' | 'unsettled'> & { moved: boolean };
@@ -91,7 +103,9 @@ export async function inspectDataPath(source: FileSource, dataPath: string, o: I
     }
     if (!read.moved || attempt >= 2) {
       const { moved, ...facts } = read;
-      const unsettled = moved ? `files in ${dataPath} kept changing while they were read (rotation or image download); figures may be off until the next run` : undefined;
+      const unsettled = moved
+        ? `files in ${dataPath} kept changing while they were read (rotation or image download); figures may be off until the next run`
+        : undefined;
       return { ...facts, plan: planRestore(facts.images, facts.changelogs), unsettled };
     }
   }
@@ -124,7 +138,10 @@ export interface SnapshotFacts {
  * Check one stored snapshot against its manifest: every file there, stored and content sizes and
  * sha256 equal (decompressed and decrypted on the way, stored-file.ts), image header, chain sound.
  */
-export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: AbortSignal; keys?: StoreKeys } = {}): Promise<SnapshotFacts> {
+export async function inspectSnapshot(
+  snapshot: StoredSnapshot,
+  o: { signal?: AbortSignal; keys?: StoreKeys } = {},
+): Promise<SnapshotFacts> {
   const files: SnapshotFileCheck[] = [];
   const images: ImageFacts[] = [];
   const changelogs: ChangelogFacts[] = [];
@@ -132,7 +149,14 @@ export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: Ab
     abortIfAsked(o.signal);
     const st = await fs.stat(storedPathOf(snapshot, f)).catch((err: NodeJS.ErrnoException) => err);
     if (st instanceof Error) {
-      files.push({ name: f.name, role: f.role, problem: st.code === 'ENOENT' ? `missing${f.stored ? ` (${f.stored.name})` : ''}` : `unreadable (${describeError(st)})` });
+      files.push({
+        name: f.name,
+        role: f.role,
+        problem:
+          st.code === 'ENOENT'
+            ? `missing${f.stored ? ` (${f.stored.name})` : ''}`
+            : `unreadable (${describeError(st)})`,
+      });
       continue;
     }
     let read;
@@ -140,12 +164,18 @@ export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: Ab
       read = await readSnapshotContent(snapshot, f, { keys: o.keys, signal: o.signal });
     } catch (err) {
       if (o.signal?.aborted) throw err;
-      files.push({ name: f.name, role: f.role, problem: (err as Error).message.replace(`snapshot ${snapshot.id}: ${f.name}: `, '') });
+      files.push({
+        name: f.name,
+        role: f.role,
+        problem: (err as Error).message.replace(`snapshot ${snapshot.id}: ${f.name}: `, ''),
+      });
       continue;
     }
     files.push({ name: f.name, role: f.role });
-    if (f.role === 'changelog' && read.scan) changelogs.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, scan: read.scan });
-    if (f.role === 'image') images.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, header: read.header, error: read.headerError });
+    if (f.role === 'changelog' && read.scan)
+      changelogs.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, scan: read.scan });
+    if (f.role === 'image')
+      images.push({ name: f.name, size: f.size, mtimeMs: st.mtimeMs, header: read.header, error: read.headerError });
   }
   return { snapshot, files, images, changelogs, plan: planRestore(images, changelogs) };
 }
@@ -154,13 +184,21 @@ export async function inspectSnapshot(snapshot: StoredSnapshot, o: { signal?: Ab
  * What a pre-1.6.5 failover restores from: the newest snapshot (its image and changelogs) rolled
  * forward with a chunkserver's changelog_csback files, as one DataPathFacts (names say where each came from).
  */
-export async function inspectChunkserver(source: FileSource, dataPath: string, snapshot: SnapshotFacts | undefined, o: InspectOptions = {}): Promise<DataPathFacts> {
+export async function inspectChunkserver(
+  source: FileSource,
+  dataPath: string,
+  snapshot: SnapshotFacts | undefined,
+  o: InspectOptions = {},
+): Promise<DataPathFacts> {
   const own = await inspectDataPath(source, dataPath, o);
   const from = (name: string) => `snapshot ${snapshot!.snapshot.id}/${name}`;
   const images = snapshot ? snapshot.images.map((i) => ({ ...i, name: from(i.name) })) : [];
   // A chunkserver writes through a 4 KiB stdio buffer: its file ends mid-line as a rule, and a 1.x restore
   // by mfs-jobs hands mfsmetarestore its whole lines (lib/moosefs/roll-forward.ts). The cut line is not damage.
-  const whole = own.changelogs.map((c) => ({ ...c, scan: { ...c.scan, truncatedLastLine: false, problems: c.scan.problems.filter((p) => p.kind !== 'cut-last-line') } }));
+  const whole = own.changelogs.map((c) => ({
+    ...c,
+    scan: { ...c.scan, truncatedLastLine: false, problems: c.scan.problems.filter((p) => p.kind !== 'cut-last-line') },
+  }));
   const changelogs = [...(snapshot ? snapshot.changelogs.map((c) => ({ ...c, name: from(c.name) })) : []), ...whole];
   return { ...own, images, changelogs, plan: planRestore(images, changelogs) };
 }

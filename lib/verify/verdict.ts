@@ -83,11 +83,21 @@ function damageFinding(plan: RestorePlan, use: ChangelogUse, scan: ChangelogScan
   // and what it held (the metalogger's newest changes, usually) cannot be known, let alone restored.
   const damaged = scan.problems.find((p) => !(scan.truncatedLastLine && p.line === scan.lines));
   if (scan.last === undefined && damaged) {
-    return { status: 'CRITICAL', text: `${use.name}: not one readable changelog line in ${scan.lines} lines (line ${damaged.line}: ${damaged.reason}): the file is damaged and whatever it held is lost` };
+    return {
+      status: 'CRITICAL',
+      text: `${use.name}: not one readable changelog line in ${scan.lines} lines (line ${damaged.line}: ${damaged.reason}): the file is damaged and whatever it held is lost`,
+    };
   }
   const lostUpTo = linesLostBeyond(plan, scan);
-  if (lostUpTo === undefined) return { status: 'WARNING', text: `${use.name}: ${what} (no version lost: other files hold these lines, or the image is newer)` };
-  return { status: 'CRITICAL', text: `${use.name}: ${what}, so a restore stops at version ${plan.roll.reached} although this file holds lines up to ${lostUpTo}` };
+  if (lostUpTo === undefined)
+    return {
+      status: 'WARNING',
+      text: `${use.name}: ${what} (no version lost: other files hold these lines, or the image is newer)`,
+    };
+  return {
+    status: 'CRITICAL',
+    text: `${use.name}: ${what}, so a restore stops at version ${plan.roll.reached} although this file holds lines up to ${lostUpTo}`,
+  };
 }
 
 /** Findings about images and changelogs: what mfsmaster -a would choke on or silently drop. */
@@ -97,17 +107,30 @@ export function chainFindings(plan: RestorePlan, changelogs: readonly ChangelogF
   const bad = choice.invalid.map((i) => fromFile(i.name, i.error ?? 'invalid'));
   if (!choice.image) {
     const why = bad.length ? bad.join('; ') : 'no metadata image at all';
-    findings.push({ status: 'CRITICAL', text: `no valid metadata image, mfsmaster -a would stop with "can't find valid metadata file" (${why})` });
+    findings.push({
+      status: 'CRITICAL',
+      text: `no valid metadata image, mfsmaster -a would stop with "can't find valid metadata file" (${why})`,
+    });
   } else if (bad.length) {
-    findings.push({ status: 'WARNING', text: `${bad.join('; ')}; a restore falls back to ${choice.image.name} (version ${plan.startVersion})` });
+    findings.push({
+      status: 'WARNING',
+      text: `${bad.join('; ')}; a restore falls back to ${choice.image.name} (version ${plan.startVersion})`,
+    });
   }
   if (choice.metaidConflict) {
-    findings.push({ status: 'CRITICAL', text: `images of different filesystems, mfsmaster -a would refuse them ("different id number"): ${choice.metaidConflict.join(', ')}` });
+    findings.push({
+      status: 'CRITICAL',
+      text: `images of different filesystems, mfsmaster -a would refuse them ("different id number"): ${choice.metaidConflict.join(', ')}`,
+    });
   }
   const byName = new Map(changelogs.map((c) => [c.name, c.scan]));
-  for (const use of plan.uses) if (use.skipped || use.cut) findings.push(damageFinding(plan, use, byName.get(use.name)!));
+  for (const use of plan.uses)
+    if (use.skipped || use.cut) findings.push(damageFinding(plan, use, byName.get(use.name)!));
   if (plan.roll && plan.roll.holes.length) {
-    findings.push({ status: 'CRITICAL', text: `${describeHoles(plan.roll.holes)} (mfsmaster -a would stop: "hole in change files")` });
+    findings.push({
+      status: 'CRITICAL',
+      text: `${describeHoles(plan.roll.holes)} (mfsmaster -a would stop: "hole in change files")`,
+    });
   }
   return findings;
 }
@@ -119,7 +142,9 @@ export function chainFindings(plan: RestorePlan, changelogs: readonly ChangelogF
 export function reachedTimestamp(facts: DataPathFacts | SnapshotFacts): number | undefined {
   const reached = facts.plan.roll?.reached;
   if (reached === undefined) return undefined;
-  const ends = facts.changelogs.filter((c) => c.scan.last !== undefined && c.scan.lastTimestamp !== undefined && c.scan.last <= reached - 1);
+  const ends = facts.changelogs.filter(
+    (c) => c.scan.last !== undefined && c.scan.lastTimestamp !== undefined && c.scan.last <= reached - 1,
+  );
   const exact = ends.filter((c) => c.scan.last === reached - 1 && !facts.plan.uses.find((u) => u.name === c.name)?.cut);
   const pool = exact.length ? exact : ends;
   return pool.length ? Math.max(...pool.map((c) => c.scan.lastTimestamp!)) : undefined;
@@ -146,7 +171,8 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   const ageCrit = (input.metaDownloadFreqHours + t.imageAgeCritSlackHours) * 3600;
   const findings: Finding[] = [];
   const facts = input.facts;
-  if (!facts) findings.push({ status: 'CRITICAL', text: `cannot read its DATA_PATH: ${input.error ?? 'unknown error'}` });
+  if (!facts)
+    findings.push({ status: 'CRITICAL', text: `cannot read its DATA_PATH: ${input.error ?? 'unknown error'}` });
   const plan = facts?.plan;
   const image = plan?.choice.image;
   const reached = plan?.roll?.reached;
@@ -156,23 +182,45 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   const imageAge = image ? (input.now - image.mtimeMs) / 1000 : NaN;
   const ageStatus = image ? level(imageAge, ageWarn, ageCrit) : 'OK';
   if (ageStatus !== 'OK') {
-    findings.push({ status: ageStatus, text: `image ${image!.name} is ${formatAge(imageAge)} old (META_DOWNLOAD_FREQ ${input.metaDownloadFreqHours} h + ${ageStatus === 'CRITICAL' ? t.imageAgeCritSlackHours : t.imageAgeSlackHours} h slack): metadata downloads have stopped` });
+    findings.push({
+      status: ageStatus,
+      text: `image ${image!.name} is ${formatAge(imageAge)} old (META_DOWNLOAD_FREQ ${input.metaDownloadFreqHours} h + ${ageStatus === 'CRITICAL' ? t.imageAgeCritSlackHours : t.imageAgeSlackHours} h slack): metadata downloads have stopped`,
+    });
   }
 
-  const lagVersions = input.masterVersion !== undefined && reached !== undefined ? Math.max(0, input.masterVersion - reached) : NaN;
+  const lagVersions =
+    input.masterVersion !== undefined && reached !== undefined ? Math.max(0, input.masterVersion - reached) : NaN;
   const reachedAt = facts ? reachedTimestamp(facts) : undefined;
-  const lagSeconds = lagVersions === 0 ? 0 : lagVersions > 0 && reachedAt !== undefined ? Math.max(0, Math.round(input.now / 1000 - reachedAt)) : NaN;
-  const lagStatus = worst(level(lagVersions, t.lagVersionsWarn, t.lagVersionsCrit), level(lagSeconds, t.lagSecondsWarn, t.lagSecondsCrit));
+  const lagSeconds =
+    lagVersions === 0
+      ? 0
+      : lagVersions > 0 && reachedAt !== undefined
+        ? Math.max(0, Math.round(input.now / 1000 - reachedAt))
+        : NaN;
+  const lagStatus = worst(
+    level(lagVersions, t.lagVersionsWarn, t.lagVersionsCrit),
+    level(lagSeconds, t.lagSecondsWarn, t.lagSecondsCrit),
+  );
   if ((lagStatus === 'WARNING' || lagStatus === 'CRITICAL') && reached !== undefined) {
     const age = Number.isNaN(lagSeconds) ? '' : `, newest change it holds is ${formatAge(lagSeconds)} old`;
-    findings.push({ status: lagStatus, text: `${lagVersions} versions behind the master (restores to ${reached}, master at ${input.masterVersion}${age})` });
+    findings.push({
+      status: lagStatus,
+      text: `${lagVersions} versions behind the master (restores to ${reached}, master at ${input.masterVersion}${age})`,
+    });
   }
   const ahead = input.masterVersion !== undefined && reached !== undefined ? reached - input.masterVersion : 0;
   if (ahead > t.lagVersionsCrit) {
     // Read after the master it may be a little ahead; this far ahead it holds changes the master never had.
-    findings.push({ status: 'WARNING', text: `${ahead} versions ahead of the master (restores to ${reached}, master at ${input.masterVersion}): does it follow another master, or did the master lose changes?` });
+    findings.push({
+      status: 'WARNING',
+      text: `${ahead} versions ahead of the master (restores to ${reached}, master at ${input.masterVersion}): does it follow another master, or did the master lose changes?`,
+    });
   }
-  if (input.connected === false) findings.push({ status: 'WARNING', text: `not connected to the master (the master does not list ${input.host} among its metaloggers)` });
+  if (input.connected === false)
+    findings.push({
+      status: 'WARNING',
+      text: `not connected to the master (the master does not list ${input.host} among its metaloggers)`,
+    });
 
   const status = statusOf(findings);
   const holes = plan?.roll?.holes ?? [];
@@ -180,7 +228,11 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
   const metrics: Metric[] = [
     metric('lag_versions', lagVersions, { warn: t.lagVersionsWarn, crit: t.lagVersionsCrit, labels }),
     metric('lag_seconds', lagSeconds, { warn: t.lagSecondsWarn, crit: t.lagSecondsCrit, labels }),
-    metric('image_age_seconds', Number.isNaN(imageAge) ? NaN : Math.round(imageAge), { warn: ageWarn, crit: ageCrit, labels }),
+    metric('image_age_seconds', Number.isNaN(imageAge) ? NaN : Math.round(imageAge), {
+      warn: ageWarn,
+      crit: ageCrit,
+      labels,
+    }),
     metric('image_version', plan?.startVersion ?? NaN, { labels }),
     metric('restorable_version', reached ?? NaN, { labels }),
     metric('holes', facts ? holes.length : NaN, { crit: 0, labels }),
@@ -192,9 +244,27 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     status,
     dataPath: facts?.dataPath,
     error: input.error,
-    image: image ? { name: image.name, version: plan.startVersion, metaid: image.header.metaid, empty: image.header.empty, ageSeconds: Math.round(imageAge) } : undefined,
+    image: image
+      ? {
+          name: image.name,
+          version: plan.startVersion,
+          metaid: image.header.metaid,
+          empty: image.header.empty,
+          ageSeconds: Math.round(imageAge),
+        }
+      : undefined,
     invalidImages: plan?.choice.invalid.map((i) => ({ name: i.name, error: i.error })),
-    changelogs: facts?.changelogs.map((c) => ({ name: c.name, bytes: c.scan.bytes, lines: c.scan.lines, first: c.scan.first, last: c.scan.last, lastTimestamp: c.scan.lastTimestamp, segments: c.scan.segments, problems: c.scan.problems, truncatedLastLine: c.scan.truncatedLastLine })),
+    changelogs: facts?.changelogs.map((c) => ({
+      name: c.name,
+      bytes: c.scan.bytes,
+      lines: c.scan.lines,
+      first: c.scan.first,
+      last: c.scan.last,
+      lastTimestamp: c.scan.lastTimestamp,
+      segments: c.scan.segments,
+      problems: c.scan.problems,
+      truncatedLastLine: c.scan.truncatedLastLine,
+    })),
     restorableVersion: reached,
     newestVersion: plan?.roll?.newest,
     holes,
@@ -205,13 +275,20 @@ export function judgeMetalogger(input: MetaloggerInput, t: VerifyThresholds): So
     connected: input.connected ?? null,
     findings,
   };
-  const imageHeadline = input.imageHeadline ?? ((version: string) => `image ${image!.name} ${version} (${formatAge(imageAge)} old)`);
+  const imageHeadline =
+    input.imageHeadline ?? ((version: string) => `image ${image!.name} ${version} (${formatAge(imageAge)} old)`);
   const headline = [
-    image ? imageHeadline(describeImageVersion({ empty: image.header.empty, version: plan.startVersion ?? 0 })) : undefined,
+    image
+      ? imageHeadline(describeImageVersion({ empty: image.header.empty, version: plan.startVersion ?? 0 }))
+      : undefined,
     reached !== undefined ? `restores to ${reached}` : undefined,
-    Number.isNaN(lagVersions) ? undefined : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
+    Number.isNaN(lagVersions)
+      ? undefined
+      : `lag ${lagVersions} versions / ${Number.isNaN(lagSeconds) ? '?' : lagSeconds} s`,
     input.connected === undefined ? undefined : input.connected ? 'connected' : 'NOT connected',
-  ].filter(Boolean).join(', ');
+  ]
+    .filter(Boolean)
+    .join(', ');
   return { name: input.name, status, restorableVersion: reached, headline, findings, figures, metrics };
 }
 
@@ -234,9 +311,14 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
   else if (!facts) findings.push({ status: 'WARNING', text: `no complete snapshot in ${input.store} yet` });
   // A manifest refused for trust (forged, edited, unsigned with a key configured, a wrong key) is a restore
   // point lost, or someone at work in the store: named with why.
-  for (const b of input.broken.filter((x) => x.untrusted)) findings.push({ status: 'CRITICAL', text: `snapshot ${b.id} refused: ${b.error}` });
+  for (const b of input.broken.filter((x) => x.untrusted))
+    findings.push({ status: 'CRITICAL', text: `snapshot ${b.id} refused: ${b.error}` });
   const unreadable = input.broken.filter((x) => !x.untrusted);
-  if (unreadable.length) findings.push({ status: 'WARNING', text: `snapshot directories without a readable manifest: ${unreadable.map((b) => b.id).join(', ')}` });
+  if (unreadable.length)
+    findings.push({
+      status: 'WARNING',
+      text: `snapshot directories without a readable manifest: ${unreadable.map((b) => b.id).join(', ')}`,
+    });
   let ageSeconds = NaN;
   let reached: number | undefined;
   if (facts) {
@@ -245,22 +327,38 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
     const image = facts.images.find((i) => i.name === m.image.name);
     if (!image) findings.push({ status: 'CRITICAL', text: `manifest lists no image file named ${m.image.name}` });
     else if (image.header && (image.header.version !== m.image.version || image.header.metaid !== m.image.metaid)) {
-      findings.push({ status: 'CRITICAL', text: `${m.image.name}: header says version ${image.header.version} metaid ${image.header.metaid}, manifest says version ${m.image.version} metaid ${m.image.metaid}` });
+      findings.push({
+        status: 'CRITICAL',
+        text: `${m.image.name}: header says version ${image.header.version} metaid ${image.header.metaid}, manifest says version ${m.image.version} metaid ${m.image.metaid}`,
+      });
     }
     findings.push(...chainFindings(facts.plan, facts.changelogs));
     reached = facts.plan.roll?.reached;
     if (reached !== undefined && reached !== m.reachesVersion) {
-      findings.push({ status: reached < m.reachesVersion ? 'CRITICAL' : 'WARNING', text: `restores to version ${reached}, manifest promises ${m.reachesVersion}` });
+      findings.push({
+        status: reached < m.reachesVersion ? 'CRITICAL' : 'WARNING',
+        text: `restores to version ${reached}, manifest promises ${m.reachesVersion}`,
+      });
     }
     ageSeconds = (input.now - Date.parse(m.finishedAt)) / 1000;
     const ageStatus = level(ageSeconds, t.snapshotAgeWarnHours * 3600, t.snapshotAgeCritHours * 3600);
-    if (ageStatus !== 'OK') findings.push({ status: ageStatus === 'UNKNOWN' ? 'WARNING' : ageStatus, text: `newest snapshot is ${formatAge(ageSeconds)} old (limit ${ageStatus === 'CRITICAL' ? t.snapshotAgeCritHours : t.snapshotAgeWarnHours} h): is backup running?` });
+    if (ageStatus !== 'OK')
+      findings.push({
+        status: ageStatus === 'UNKNOWN' ? 'WARNING' : ageStatus,
+        text: `newest snapshot is ${formatAge(ageSeconds)} old (limit ${ageStatus === 'CRITICAL' ? t.snapshotAgeCritHours : t.snapshotAgeWarnHours} h): is backup running?`,
+      });
   }
   const status = statusOf(findings);
   const metrics: Metric[] = [
-    metric('snapshot_age_seconds', Number.isNaN(ageSeconds) ? NaN : Math.round(ageSeconds), { warn: t.snapshotAgeWarnHours * 3600, crit: t.snapshotAgeCritHours * 3600 }),
+    metric('snapshot_age_seconds', Number.isNaN(ageSeconds) ? NaN : Math.round(ageSeconds), {
+      warn: t.snapshotAgeWarnHours * 3600,
+      crit: t.snapshotAgeCritHours * 3600,
+    }),
     metric('snapshot_restorable_version', reached ?? NaN),
-    metric('snapshot_lag_versions', reached !== undefined && input.masterVersion !== undefined ? Math.max(0, input.masterVersion - reached) : NaN),
+    metric(
+      'snapshot_lag_versions',
+      reached !== undefined && input.masterVersion !== undefined ? Math.max(0, input.masterVersion - reached) : NaN,
+    ),
     metric('snapshot_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status)),
   ];
   const figures = {
@@ -278,7 +376,9 @@ export function judgeSnapshot(input: SnapshotInput, t: VerifyThresholds): Source
     error: input.error,
     findings,
   };
-  const headline = facts ? `image ${facts.snapshot.manifest.image.name} ${facts.plan.startVersion === undefined ? 'version ?' : describeImageVersion({ empty: facts.snapshot.manifest.image.empty, version: facts.plan.startVersion })}, restores to ${reached ?? '?'}, ${formatAge(ageSeconds)} old` : '';
+  const headline = facts
+    ? `image ${facts.snapshot.manifest.image.name} ${facts.plan.startVersion === undefined ? 'version ?' : describeImageVersion({ empty: facts.snapshot.manifest.image.empty, version: facts.plan.startVersion })}, restores to ${reached ?? '?'}, ${formatAge(ageSeconds)} old`
+    : '';
   return { name, status, restorableVersion: reached, headline, findings, figures, metrics };
 }
 
@@ -286,7 +386,9 @@ const RANK: Record<Status, number> = { CRITICAL: 0, WARNING: 1, UNKNOWN: 2, OK: 
 
 /** `ml2: hole 50..50; ml1: 230 versions behind …` — the worst first, at most `max` findings. */
 export function summarize(sources: readonly { name: string; findings: readonly Finding[] }[], max = 4): string {
-  const all = sources.flatMap((s) => s.findings.filter((f) => f.status !== 'OK').map((f) => ({ ...f, text: s.name ? `${s.name}: ${f.text}` : f.text })));
+  const all = sources.flatMap((s) =>
+    s.findings.filter((f) => f.status !== 'OK').map((f) => ({ ...f, text: s.name ? `${s.name}: ${f.text}` : f.text })),
+  );
   all.sort((a, b) => RANK[a.status] - RANK[b.status]);
   const shown = all.slice(0, max).map((f) => f.text);
   if (all.length > max) shown.push(`(+${all.length - max} more)`);
@@ -311,15 +413,47 @@ export interface ChunkserverInput {
  * Judged like a metalogger (holes, damage, lag), except the image's age: the snapshot's own verdict says it.
  */
 export function judgeChunkserver(input: ChunkserverInput, t: VerifyThresholds): SourceVerdict {
-  const noImage = input.facts && input.snapshotId === undefined ? [{ status: 'CRITICAL' as const, text: 'no snapshot in the store to roll forward: changelog_csback files restore nothing without an image (run backup hourly)' }] : [];
+  const noImage =
+    input.facts && input.snapshotId === undefined
+      ? [
+          {
+            status: 'CRITICAL' as const,
+            text: 'no snapshot in the store to roll forward: changelog_csback files restore nothing without an image (run backup hourly)',
+          },
+        ]
+      : [];
   const imageHeadline = (version: string) => `snapshot ${input.snapshotId ?? '-'} ${version} + changelog_csback`;
-  const v = judgeMetalogger({ name: input.name, host: input.host, metaDownloadFreqHours: Infinity, facts: input.facts, error: input.error, masterVersion: input.masterVersion, now: input.now, imageHeadline }, t);
+  const v = judgeMetalogger(
+    {
+      name: input.name,
+      host: input.host,
+      metaDownloadFreqHours: Infinity,
+      facts: input.facts,
+      error: input.error,
+      masterVersion: input.masterVersion,
+      now: input.now,
+      imageHeadline,
+    },
+    t,
+  );
   const findings = [...noImage, ...v.findings];
   const status = statusOf(findings);
   const metrics = v.metrics
     .filter((m) => m.name !== 'image_age_seconds' && m.name !== 'connected')
-    .map((m) => ({ ...m, labels: { chunkserver: input.name }, ...(m.name === 'metalogger_status' ? metric('chunkserver_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status)) : {}) }));
-  return { ...v, status, findings, metrics, figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings } };
+    .map((m) => ({
+      ...m,
+      labels: { chunkserver: input.name },
+      ...(m.name === 'metalogger_status'
+        ? metric('chunkserver_status', ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'].indexOf(status))
+        : {}),
+    }));
+  return {
+    ...v,
+    status,
+    findings,
+    metrics,
+    figures: { ...v.figures, status, snapshot: input.snapshotId ?? null, findings },
+  };
 }
 
 export interface RetainedInput {
@@ -338,14 +472,37 @@ export function judgeRetained(input: RetainedInput, t: VerifyThresholds): Source
   const findings: Finding[] = [];
   const broken: { id: string; findings: Finding[] }[] = [];
   for (const facts of input.facts) {
-    const own = judgeSnapshot({ store: input.store, facts, broken: [], now: Date.parse(facts.snapshot.manifest.finishedAt) }, t).findings.filter((f) => f.status !== 'OK');
+    const own = judgeSnapshot(
+      { store: input.store, facts, broken: [], now: Date.parse(facts.snapshot.manifest.finishedAt) },
+      t,
+    ).findings.filter((f) => f.status !== 'OK');
     if (!own.length) continue;
     broken.push({ id: facts.snapshot.id, findings: own });
-    for (const f of own) findings.push({ status: f.status === 'WARNING' ? 'WARNING' : 'CRITICAL', text: `snapshot ${facts.snapshot.id}: ${f.text}` });
+    for (const f of own)
+      findings.push({
+        status: f.status === 'WARNING' ? 'WARNING' : 'CRITICAL',
+        text: `snapshot ${facts.snapshot.id}: ${f.text}`,
+      });
   }
   const status = statusOf(findings);
   const checked = input.facts.length;
   const headline = `${checked} older snapshot${checked === 1 ? '' : 's'} checked (${input.rechecked.length} read, ${input.cached.length} unchanged since verified)${broken.length ? `, ${broken.length} damaged` : ''}`;
-  const figures = { status, store: input.store, checked, rechecked: input.rechecked.length, cached: input.cached.length, recheckedIds: input.rechecked, broken, findings };
-  return { name: 'older snapshots', status, headline, findings, figures, metrics: [metric('retained_snapshots', checked), metric('retained_snapshots_damaged', broken.length)] };
+  const figures = {
+    status,
+    store: input.store,
+    checked,
+    rechecked: input.rechecked.length,
+    cached: input.cached.length,
+    recheckedIds: input.rechecked,
+    broken,
+    findings,
+  };
+  return {
+    name: 'older snapshots',
+    status,
+    headline,
+    findings,
+    figures,
+    metrics: [metric('retained_snapshots', checked), metric('retained_snapshots_damaged', broken.length)],
+  };
 }

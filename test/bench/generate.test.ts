@@ -18,14 +18,22 @@ describe('bench metadata generator, checked by a real mfsmaster', () => {
     await fs.rm(workDir, { recursive: true, force: true });
   });
 
-  async function serve(dir: string, files: Record<string, string>, autoRestore: boolean): Promise<{ version: number; files?: number; directories?: number }> {
+  async function serve(
+    dir: string,
+    files: Record<string, string>,
+    autoRestore: boolean,
+  ): Promise<{ version: number; files?: number; directories?: number }> {
     const master = await LabMaster.create(dir, { bootstrap: false });
     for (const [name, from] of Object.entries(files)) await fs.copyFile(from, path.join(master.dataPath, name));
     started.push(master);
     const info = await master.start({ autoRestore });
     const general = await generalInfo({ host: master.cliHost, port: master.ports.cl });
     await master.stop();
-    return { version: info.metadataVersion, files: infoNumber(general, 'files'), directories: infoNumber(general, 'directories') };
+    return {
+      version: info.metadataVersion,
+      files: infoNumber(general, 'files'),
+      directories: infoNumber(general, 'directories'),
+    };
   }
 
   test('a 1000-file image: a plain mfsmaster start serves 1000 files at the image version', async () => {

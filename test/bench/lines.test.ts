@@ -14,7 +14,11 @@ describe('bench changelog lines', () => {
     let fileCount = 0;
     for (const [i, line] of lines.slice(1).entries()) {
       const [, version, parent, , type, inode] = (createRe.exec(line) ?? []).map(Number);
-      const ok = version === i + 2 && inode === i + 2 && types.get(parent!) === 2 && (type !== 1 || inode === fileInode(fileCount++));
+      const ok =
+        version === i + 2 &&
+        inode === i + 2 &&
+        types.get(parent!) === 2 &&
+        (type !== 1 || inode === fileInode(fileCount++));
       if (!ok) wrong.push(line);
       types.set(inode!, type!);
     }

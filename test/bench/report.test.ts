@@ -13,7 +13,14 @@ describe('bench figures', () => {
   });
 
   test('a verdict needs every target met: ratio and peak RSS', () => {
-    const base = { id: 'b', title: 'backup', status: 'measured' as const, figures: {}, notes: [], target: { text: '', maxRatio: 1.25, maxRssMb: 150 } };
+    const base = {
+      id: 'b',
+      title: 'backup',
+      status: 'measured' as const,
+      figures: {},
+      notes: [],
+      target: { text: '', maxRatio: 1.25, maxRssMb: 150 },
+    };
     const subject = summarize('mfs-jobs', 'x', [sample(1.2, 100), sample(1.1, 160), sample(1.0, 90)]);
     const baseline = summarize('scp', 'y', [sample(1), sample(1), sample(1)]);
     const judged = verdict({ ...base, subject, baseline });
@@ -23,7 +30,16 @@ describe('bench figures', () => {
   });
 
   test('a job that is not merged shows as such, with no figure of its own', () => {
-    const r: CaseResult = { id: 'v', title: 'verify', status: 'not available', reason: 'job verify not merged', target: { text: '≤ 3× wc -l' }, figures: {}, notes: [], baseline: summarize('wc -l', 'wc', [sample(0.2)]) };
+    const r: CaseResult = {
+      id: 'v',
+      title: 'verify',
+      status: 'not available',
+      reason: 'job verify not merged',
+      target: { text: '≤ 3× wc -l' },
+      figures: {},
+      notes: [],
+      baseline: summarize('wc -l', 'wc', [sample(0.2)]),
+    };
     const row = markdownTable([r]).split('\n')[2]!;
     expect(row).toContain('not available (job verify not merged)');
     expect(row).toContain('`wc -l` | 0.200 | – |');

@@ -19,25 +19,41 @@ interface Seen {
 }
 
 /** The daemon's watch of one master, run inside machine `from`; it prints what it sees every 50 ms. */
-function watchFrom(from: Machine, host: string, port: number, logFile: string): { daemon: Daemon; seen(): Promise<Seen> } {
+function watchFrom(
+  from: Machine,
+  host: string,
+  port: number,
+  logFile: string,
+): { daemon: Daemon; seen(): Promise<Seen> } {
   const master = { name: 'other', host, cliHost: host, cliPort: port };
   const script = `const { MasterWatch } = await import(${JSON.stringify(WATCH)});
 const m = ${JSON.stringify(master)};
 const w = new MasterWatch([m], { intervalMs: 250, arp: { windowMs: 150, probes: 3 } });
 setInterval(() => process.stdout.write(JSON.stringify({ state: w.state(m), answer: w.deadAnswer(m, 900) }) + '\\n'), 50);`;
-  const daemon = new Daemon('watch', process.execPath, ['--input-type=module', '-e', script], logFile, { wrap: from.wrap });
+  const daemon = new Daemon('watch', process.execPath, ['--input-type=module', '-e', script], logFile, {
+    wrap: from.wrap,
+  });
   return {
     daemon,
     seen: async () => JSON.parse((await daemon.log()).trim().split('\n').at(-1) || '{}') as Seen,
   };
 }
 
-async function probeFrom(from: Machine, host: string, port: number, o: { timeoutMs: number; arpMs: number }): Promise<FenceAnswer> {
+async function probeFrom(
+  from: Machine,
+  host: string,
+  port: number,
+  o: { timeoutMs: number; arpMs: number },
+): Promise<FenceAnswer> {
   const master = { name: 'other', host, cliHost: host, cliPort: port };
   const script = `const { probeMaster } = await import(${JSON.stringify(FENCE)});
 const a = await probeMaster(${JSON.stringify(master)}, { timeoutMs: ${o.timeoutMs}, mfscliBin: 'mfscli', arp: ${o.arpMs ? `{ windowMs: ${o.arpMs}, probes: 3 }` : 'undefined'} });
 process.stdout.write(JSON.stringify(a));`;
-  const res = await execCapture('nsenter', [`--net=${from.netnsPath}`, process.execPath, '--input-type=module', '-e', script], { timeoutMs: 30_000 });
+  const res = await execCapture(
+    'nsenter',
+    [`--net=${from.netnsPath}`, process.execPath, '--input-type=module', '-e', script],
+    { timeoutMs: 30_000 },
+  );
   if (res.code !== 0) throw new Error(`probe from ${from.name} failed: ${res.stderr}`);
   return JSON.parse(res.stdout) as FenceAnswer;
 }
@@ -54,7 +70,8 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
   let A: Machine, B: Machine;
   beforeAll(async () => {
     const which = await execCapture('sh', ['-c', 'command -v arping']);
-    if (which.code !== 0) throw new Error('arping is not installed (Debian: iputils-arping; scripts/setup-debian.sh installs it)');
+    if (which.code !== 0)
+      throw new Error('arping is not installed (Debian: iputils-arping; scripts/setup-debian.sh installs it)');
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-fence-'));
     net = await NetLab.create(['A', 'B'], '10.79.0');
     [A, B] = [net.machine('A'), net.machine('B')];
@@ -81,7 +98,21 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
   });
 
   test('a host whose port is silent (SYNs dropped) but whose kernel answers ARP: the connect decides, and the answer says the host is up', async () => {
-    const rule = (op: '-A' | '-D') => execCapture('ip', ['netns', 'exec', A.name, 'iptables', op, 'INPUT', '-p', 'tcp', '--dport', '9421', '-j', 'DROP']);
+    const rule = (op: '-A' | '-D') =>
+      execCapture('ip', [
+        'netns',
+        'exec',
+        A.name,
+        'iptables',
+        op,
+        'INPUT',
+        '-p',
+        'tcp',
+        '--dport',
+        '9421',
+        '-j',
+        'DROP',
+      ]);
     expect((await rule('-A')).code).toBe(0);
     try {
       const a = await probeFrom(B, A.ip, NsMaster.PORTS.cl, { timeoutMs: 1_000, arpMs: 300 });
@@ -111,12 +142,27 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
 
   test("the daemon's watch (fencing ahead of time): answers for the fence only while it sees the master dead, never for a live or silent one", async () => {
     const w = watchFrom(B, A.ip, NsMaster.PORTS.cl, path.join(dir, 'watch.log'));
-    const now = (what: string, pred: (s: Seen) => boolean, ms = 10_000) => waitFor(what, async () => ((s) => (pred(s) ? s : undefined))(await w.seen()), ms, 50);
+    const now = (what: string, pred: (s: Seen) => boolean, ms = 10_000) =>
+      waitFor(what, async () => ((s) => (pred(s) ? s : undefined))(await w.seen()), ms, 50);
     try {
       await now('alive', (s) => s.state?.kind === 'alive');
       expect((await w.seen()).answer).toBeUndefined();
       // Port silent, host up: never "dead", so the fence probes (and waits) as before.
-      const rule = (op: '-A' | '-D') => execCapture('ip', ['netns', 'exec', A.name, 'iptables', op, 'INPUT', '-p', 'tcp', '--dport', '9421', '-j', 'DROP']);
+      const rule = (op: '-A' | '-D') =>
+        execCapture('ip', [
+          'netns',
+          'exec',
+          A.name,
+          'iptables',
+          op,
+          'INPUT',
+          '-p',
+          'tcp',
+          '--dport',
+          '9421',
+          '-j',
+          'DROP',
+        ]);
       expect((await rule('-A')).code).toBe(0);
       try {
         await now('unsure', (s) => s.state?.kind === 'unsure');
@@ -131,7 +177,9 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
       try {
         const dead = await now('dead', (s) => s.answer !== undefined, 5_000);
         expect(dead.answer).toMatchObject({ reachability: 'unreachable', watched: true, ms: 0 });
-        expect(dead.answer!.detail).toMatch(/^host down: no ARP reply .* \(the daemon's watch: down since [\d:.]+ UTC, \d+ probes in a row, the last \d+ ms ago\)$/);
+        expect(dead.answer!.detail).toMatch(
+          /^host down: no ARP reply .* \(the daemon's watch: down since [\d:.]+ UTC, \d+ probes in a row, the last \d+ ms ago\)$/,
+        );
       } finally {
         await A.linkUp();
       }
@@ -146,6 +194,9 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
   }, 60_000);
 
   test('an address not on a directly connected link gets no ARP verdict, and says why', async () => {
-    expect(await arpProbe('127.0.0.1', { windowMs: 300, probes: 3 })).toEqual({ state: 'unavailable', why: '127.0.0.1 is a local address' });
+    expect(await arpProbe('127.0.0.1', { windowMs: 300, probes: 3 })).toEqual({
+      state: 'unavailable',
+      why: '127.0.0.1 is a local address',
+    });
   });
 });

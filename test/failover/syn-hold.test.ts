@@ -29,7 +29,9 @@ async function run(cmd: string, args: string[]): Promise<string> {
 
 /** A node program inside the namespace; its stdout lines come back. */
 function inNs(code: string): { child: ChildProcess; lines: string[] } {
-  const child = spawn('nsenter', [`--net=${NETNS}`, process.execPath, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('nsenter', [`--net=${NETNS}`, process.execPath, '--input-type=module', '-e', code], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   const lines: string[] = [];
   child.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
@@ -38,7 +40,8 @@ function inNs(code: string): { child: ChildProcess; lines: string[] } {
 
 /** Connect to VIP:PORT from inside the namespace: `connected <ms>`, `refused <ms>` or (after 4 s) `pending`. */
 async function connectAttempt(): Promise<{ outcome: string; ms: number }> {
-  const { child, lines } = inNs(`import net from 'node:net'; const t = Date.now(); const s = net.connect(${PORT}, '${VIP}');
+  const { child, lines } =
+    inNs(`import net from 'node:net'; const t = Date.now(); const s = net.connect(${PORT}, '${VIP}');
 s.on('connect', () => { console.log('connected ' + (Date.now() - t)); process.exit(0); });
 s.on('error', (e) => { console.log((e.code === 'ECONNREFUSED' ? 'refused ' : e.code + ' ') + (Date.now() - t)); process.exit(0); });
 setTimeout(() => { console.log('pending 4000'); process.exit(0); }, 4000);`);
@@ -48,7 +51,9 @@ setTimeout(() => { console.log('pending 4000'); process.exit(0); }, 4000);`);
 }
 
 function listenAfter(ms: number): { child: ChildProcess; lines: string[] } {
-  return inNs(`import net from 'node:net'; setTimeout(() => net.createServer((c) => c.end()).listen(${PORT}, '0.0.0.0', () => console.log('listening')), ${ms});`);
+  return inNs(
+    `import net from 'node:net'; setTimeout(() => net.createServer((c) => c.end()).listen(${PORT}, '0.0.0.0', () => console.log('listening')), ${ms});`,
+  );
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -63,7 +68,9 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 async function held(): Promise<string> {
-  return run('nsenter', [`--net=${NETNS}`, 'nft', 'list', 'set', 'inet', 'mfs_jobs', 'held4']).catch((e: Error) => e.message);
+  return run('nsenter', [`--net=${NETNS}`, 'nft', 'list', 'set', 'inet', 'mfs_jobs', 'held4']).catch(
+    (e: Error) => e.message,
+  );
 }
 
 beforeAll(async () => {
@@ -78,14 +85,26 @@ afterAll(async () => {
 });
 
 test('the nft script: a set per family, SYNs only, the master ports; an element with its own timeout', () => {
-  expect(holdTableScript([9421, 9419, 9420, 9421])).toContain('tcp dport { 9419, 9420, 9421 } tcp flags & (syn | ack) == syn drop;');
-  expect(holdElementScript('10.0.0.1', 2500)).toBe('flush set inet mfs_jobs held4; add element inet mfs_jobs held4 { 10.0.0.1 timeout 3s };');
+  expect(holdTableScript([9421, 9419, 9420, 9421])).toContain(
+    'tcp dport { 9419, 9420, 9421 } tcp flags & (syn | ack) == syn drop;',
+  );
+  expect(holdElementScript('10.0.0.1', 2500)).toBe(
+    'flush set inet mfs_jobs held4; add element inet mfs_jobs held4 { 10.0.0.1 timeout 3s };',
+  );
   expect(holdElementScript('fd00::1', undefined)).toBe('flush set inet mfs_jobs held6;');
 });
 
 test('held: a client reaching the VIP before the master listens connects on its retransmitted SYN; released: refused at once', async () => {
   let serving = false;
-  const hold = new SynHold({ vip: VIP, ports: [9419, 9420, PORT], nft, serving: async () => serving, vipHere: () => true, refreshMs: 200, log });
+  const hold = new SynHold({
+    vip: VIP,
+    ports: [9419, 9420, PORT],
+    nft,
+    serving: async () => serving,
+    vipHere: () => true,
+    refreshMs: 200,
+    log,
+  });
   expect(await hold.start()).toBe(true);
   try {
     await waitFor('the VIP to be held', async () => hold.holding);
@@ -119,7 +138,16 @@ test('held: a client reaching the VIP before the master listens connects on its 
 }, 30_000);
 
 test('a VIP held here too long without a master: the hold gives up (not while a promotion runs), clients are refused rather than left hanging', async () => {
-  const hold = new SynHold({ vip: VIP, ports: [PORT], nft, serving: async () => false, vipHere: () => true, refreshMs: 100, giveUpMs: 800, log });
+  const hold = new SynHold({
+    vip: VIP,
+    ports: [PORT],
+    nft,
+    serving: async () => false,
+    vipHere: () => true,
+    refreshMs: 100,
+    giveUpMs: 800,
+    log,
+  });
   expect(await hold.start()).toBe(true);
   try {
     await waitFor('the VIP to be held', async () => hold.holding);
@@ -139,7 +167,8 @@ test('the process keeping the hold is killed (kill -9): the element expires by i
   const dist = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
   try {
     // A daemon stand-in in the namespace: it holds with a 2 s element timeout and refreshes every 500 ms.
-    const keeper = inNs(`import { SynHold } from '${path.join(dist, 'lib/failover/syn-hold.js')}'; import { silentLogger } from '${path.join(dist, 'lib/core/logger.js')}';
+    const keeper =
+      inNs(`import { SynHold } from '${path.join(dist, 'lib/failover/syn-hold.js')}'; import { silentLogger } from '${path.join(dist, 'lib/core/logger.js')}';
 const h = new SynHold({ vip: '${VIP}', ports: [${PORT}], serving: async () => false, vipHere: () => true, refreshMs: 500, timeoutMs: 2000, log: silentLogger() });
 await h.start(); setInterval(() => h.holding && console.log('holding'), 100);`);
     await waitFor('the keeper to hold', async () => keeper.lines.includes('holding'), 10_000);

@@ -13,7 +13,6 @@ import { waitFor } from '../lab/proc.js';
 
 const s = (ms: number) => (ms / 1000).toFixed(2);
 
-
 describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chunkserver and mfsmount)', () => {
   const VIP = '10.81.0.100';
   const suite = useFailoverLab({ prefix: '10.81.0', vip: VIP, lab: labGeneration('4.59.2') });
@@ -24,7 +23,11 @@ describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chu
     const written = new Map<string, string>();
     await writeFiles(mount, 'before', 60, written);
     const target = (await masterA.info()).metadataVersion - 1;
-    await waitFor(`metalogger to reach version ${target}`, async () => ((await lab.metalogger!.lastVersion()) ?? 0) >= target, 20_000);
+    await waitFor(
+      `metalogger to reach version ${target}`,
+      async () => ((await lab.metalogger!.lastVersion()) ?? 0) >= target,
+      20_000,
+    );
     const lastPromoteBefore = await lab.readPromoteState(B);
 
     const killedAt = Date.now();
@@ -35,7 +38,9 @@ describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chu
     const info = await waitFor('master on B to serve', async () => standbyB.info().catch(() => undefined), 60_000, 50);
     const servingAt = Date.now();
     const state = await lab.waitPromoteAfter(B, killedAt, lastPromoteBefore);
-    expect(`${state.status}: ${state.summary}`).toMatch(/^OK: promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/);
+    expect(`${state.status}: ${state.summary}`).toMatch(
+      /^OK: promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/,
+    );
     expect(state.details?.restoreCommand).toBe('mfsmaster -a');
     expect(info.softwareVersion).toBe('4.59.2');
     expect(state.details?.plan?.reached).toBeGreaterThanOrEqual(target + 1);
@@ -43,10 +48,15 @@ describe('virtual-IP failover on MooseFS 4.59.2 (its own master, metalogger, chu
 
     // The client's mount from before carries on: its first write through the VIP after the crash.
     const after = randomBytes(4096);
-    await waitFor('a write through the old mount', async () => {
-      await writeDurably(path.join(mount.dir, 'after-failover'), after);
-      return true;
-    }, 60_000, 200);
+    await waitFor(
+      'a write through the old mount',
+      async () => {
+        await writeDurably(path.join(mount.dir, 'after-failover'), after);
+        return true;
+      },
+      60_000,
+      200,
+    );
     const writeAt = Date.now();
     written.set('after-failover', sha(after));
     console.log(
@@ -91,7 +101,11 @@ async function lastVersion(dir: string, pattern: RegExp): Promise<number> {
  * LENGTH (the size written) are there, `created` when only the CREATE is, `absent` otherwise. A 1.6.4
  * master logs CREATE(parent,name,…):inode, AQUIRE, WRITE(inode,…):chunk, LENGTH(inode,size), UNLOCK.
  */
-function fileFates(restored: Iterable<string>, dirs: string[], sizes: Map<string, number>): Map<string, 'whole' | 'created' | 'absent'> {
+function fileFates(
+  restored: Iterable<string>,
+  dirs: string[],
+  sizes: Map<string, number>,
+): Map<string, 'whole' | 'created' | 'absent'> {
   const ops = [...restored];
   const inodes = new Map<string, number>();
   for (const d of dirs) {
@@ -121,7 +135,9 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     await writeFiles(mount, 'hourly', 30, written);
     // The seed's cron job on B: pull the master's metadata.mfs.back (and what rolls it forward) into B's store.
     const backup = await lab.runJobs(B, ['run', 'backup']);
-    expect(`${backup.stdout}${backup.stderr}`).toMatch(/^MFS BACKUP OK - master-a: snapshot \S+: metadata\.mfs\.back version \d+ \+ /);
+    expect(`${backup.stdout}${backup.stderr}`).toMatch(
+      /^MFS BACKUP OK - master-a: snapshot \S+: metadata\.mfs\.back version \d+ \+ /,
+    );
     expect(backup.code).toBe(0);
     // Written after the pull: only the chunkserver's changelog_csback can bring these back.
     await writeFiles(mount, 'later', 30, written);
@@ -133,7 +149,9 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const verify = await lab.runJobs(B, ['run', 'verify', '--json']);
     const verdict = JSON.parse(verify.stdout) as { status: string; summary: string; lines: string[] };
     expect(`${verdict.status}: ${verdict.summary}`).toMatch(/^(OK|WARNING): /);
-    expect(verdict.lines.join('\n')).toMatch(/^cs-c: (OK|WARNING) - snapshot \S+ version \d+ \+ changelog_csback, restores to \d+/m);
+    expect(verdict.lines.join('\n')).toMatch(
+      /^cs-c: (OK|WARNING) - snapshot \S+ version \d+ \+ changelog_csback, restores to \d+/m,
+    );
 
     const killedAt = Date.now();
     await lab.crash(A);
@@ -143,10 +161,17 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const csback = /^changelog_csback\.\d+\.mfs$/;
     const held = await changes(lab.chunkserver!.dataPath, csback);
     const csReached = (await lastVersion(lab.chunkserver!.dataPath, csback)) + 1;
-    const cut = !(await fs.readFile(path.join(lab.chunkserver!.dataPath, 'changelog_csback.0.mfs'), 'latin1')).endsWith('\n');
+    const cut = !(await fs.readFile(path.join(lab.chunkserver!.dataPath, 'changelog_csback.0.mfs'), 'latin1')).endsWith(
+      '\n',
+    );
     const chunkIdsOnChunkserver = async () => {
       const files = await fs.readdir(path.join(lab.chunkserverDir, 'chunks'), { recursive: true });
-      return new Set(files.map((f) => /chunk_([0-9A-F]{16})_/.exec(String(f))?.[1]).filter((h) => h).map((h) => parseInt(h!, 16)));
+      return new Set(
+        files
+          .map((f) => /chunk_([0-9A-F]{16})_/.exec(String(f))?.[1])
+          .filter((h) => h)
+          .map((h) => parseInt(h!, 16)),
+      );
     };
     const chunksBefore = await chunkIdsOnChunkserver();
 
@@ -165,7 +190,8 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     // 1.6.4's master does not raise its next chunk id past the chunks a chunkserver reports: promote raised it
     // in the restored image, past every id the lost changes (still on the chunkserver) may have used.
     const chunkIds = state.details?.chunkIds;
-    if (!chunkIds || 'error' in chunkIds) throw new Error(`promote did not raise the next chunk id: ${JSON.stringify(chunkIds)}`);
+    if (!chunkIds || 'error' in chunkIds)
+      throw new Error(`promote did not raise the next chunk id: ${JSON.stringify(chunkIds)}`);
     expect(BigInt(chunkIds.to)).toBeGreaterThan(BigInt(Math.max(...chunksBefore)));
     // The newest version reached is the chunkserver's last complete line: nothing more exists anywhere alive.
     expect(state.details?.plan?.reached).toBe(csReached);
@@ -178,17 +204,24 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const after = randomBytes(100_000);
     const failures: string[] = [];
     let attempt = 0;
-    const firstWrite = waitFor('a write of data through the old mount', async () => {
-      const name = `after-failover-${attempt++}`;
-      const began = Date.now();
-      try {
-        await writeDurably(path.join(mount.dir, 'later', name), after);
-        return true;
-      } catch (err) {
-        failures.push(`${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)} after ${s(Date.now() - began)} s`);
-        return false;
-      }
-    }, 120_000, 200).then(() => Date.now());
+    const firstWrite = waitFor(
+      'a write of data through the old mount',
+      async () => {
+        const name = `after-failover-${attempt++}`;
+        const began = Date.now();
+        try {
+          await writeDurably(path.join(mount.dir, 'later', name), after);
+          return true;
+        } catch (err) {
+          failures.push(
+            `${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)} after ${s(Date.now() - began)} s`,
+          );
+          return false;
+        }
+      },
+      120_000,
+      200,
+    ).then(() => Date.now());
 
     // A 1.6.4 chunkserver often dies (SIGSEGV) at its first reconnect after its master died: then started again on its chunks.
     const csExit = await lab.chunkserverFollow(B);
@@ -210,7 +243,8 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
       const fate = fates.get(name)!;
       counts[fate]++;
       if (name.startsWith('hourly/')) expect(`${name}: ${fate}`).toBe(`${name}: whole`);
-      if (fate === 'whole') expect(`${name}: ${sha(await fs.readFile(path.join(fresh.dir, name)))}`).toBe(`${name}: ${digest}`);
+      if (fate === 'whole')
+        expect(`${name}: ${sha(await fs.readFile(path.join(fresh.dir, name)))}`).toBe(`${name}: ${digest}`);
       // Its CREATE reached the chunkserver but not its LENGTH: the file is there, without its data.
       if (fate === 'created') expect((await fs.stat(path.join(fresh.dir, name))).isFile()).toBe(true);
       // Its changes sat in the chunkserver's buffer: the restored filesystem never had it.
@@ -226,7 +260,11 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     const writeAt = await firstWrite;
     // Which chunk ids the new master handed out, and which of them the chunkserver already held.
     const newChanges = await changes(standbyB.dataPath, /^changelog\.\d+\.mfs$/);
-    const handedOut = [...newChanges].filter(([v]) => v >= csReached).map(([, op]) => op).map((op) => Number(/^WRITE\(.*\):(\d+)$/.exec(op)?.[1] ?? 0)).filter((id) => id > 0);
+    const handedOut = [...newChanges]
+      .filter(([v]) => v >= csReached)
+      .map(([, op]) => op)
+      .map((op) => Number(/^WRITE\(.*\):(\d+)$/.exec(op)?.[1] ?? 0))
+      .filter((id) => id > 0);
     const restoredChunks = [...held.values()].map((op) => Number(/^WRITE\(.*\):(\d+)$/.exec(op)?.[1] ?? 0));
     console.log(
       `1.6.4 old mount: first write of data ${s(writeAt - killedAt)} s after the kill, ${s(writeAt - servingAt)} s after promote finished ` +

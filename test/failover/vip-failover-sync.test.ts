@@ -38,23 +38,34 @@ describe('virtual-IP failover with ucarp, the up-script waiting for `mfs-jobs ru
       expect(p.status).toBe('OK');
       expect(p.summary).toMatch(/^promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/);
       expect(p.details?.triggeredBy).toBe('hook');
-      expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
+      expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(
+        /^MFS PROMOTE OK - promoted: serving metadata version \d+/,
+      );
       // The up-script returned within a few seconds of the master serving (its own start ≈ promote's hook call).
       const hook = (await lab.syncHookTimes(r.promoted))!;
       const rto = p.details!.rtoSeconds!;
-      console.log(`round ${i + 1} on ${r.standby}: kill -9 → first client write ${r.firstWriteSeconds.toFixed(2)} s; up-script ran ${(hook.end - hook.start).toFixed(2)} s, promote served after ${rto} s`);
+      console.log(
+        `round ${i + 1} on ${r.standby}: kill -9 → first client write ${r.firstWriteSeconds.toFixed(2)} s; up-script ran ${(hook.end - hook.start).toFixed(2)} s, promote served after ${rto} s`,
+      );
       expect(hook.end - hook.start).toBeLessThan(rto + 3);
       // Promote did not wait for the clients: a detached watcher does.
       expect(p.details?.clients?.by).toBe('watcher');
       // The watcher's result lands in the state directory, tied to this promotion, and in the textfile.
-      const clients = await waitFor('the clients-back watcher to record its result', async () => {
-        const s = await lab.readClientsState(r.promoted);
-        return s?.details?.promotedAt === p.startedAt ? s : undefined;
-      }, 30_000);
+      const clients = await waitFor(
+        'the clients-back watcher to record its result',
+        async () => {
+          const s = await lab.readClientsState(r.promoted);
+          return s?.details?.promotedAt === p.startedAt ? s : undefined;
+        },
+        30_000,
+      );
       expect(clients.status).toBe('OK');
       expect(clients.details!.clients.mounts).toBeGreaterThanOrEqual(1);
       expect(clients.details!.clients.firstMountMs).toBeGreaterThan(0);
-      const prom = await fs.readFile(path.join(lab.dir, r.promoted.name, 'textfile', 'mfs_jobs_promote_clients.prom'), 'utf8');
+      const prom = await fs.readFile(
+        path.join(lab.dir, r.promoted.name, 'textfile', 'mfs_jobs_promote_clients.prom'),
+        'utf8',
+      );
       expect(prom).toMatch(/^mfs_jobs_clients_back_seconds\{job="promote-clients"\} [\d.]+$/m);
       // check-standby on the promoted machine says it is the master now, and shows the clients' return.
       const check = await lab.runJobs(r.promoted, ['run', 'check-standby']);

@@ -43,20 +43,28 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
       const r = await lab.failoverRound(promoter, ROUNDS[i + 1] ?? 'mfs-jobs', written, `round-${i + 1}`);
       if (promoter === 'mfs-jobs') {
         expect(r.promote?.status).toBe('OK');
-        expect(r.promote?.summary).toMatch(/^promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/);
+        expect(r.promote?.summary).toMatch(
+          /^promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/,
+        );
         // The standby's daemon started it the moment the VIP landed (standby.promoteOnVip); the up-script's
         // own `run promote` joined that run and printed its result.
         expect(r.promote?.details?.triggeredBy).toBe('vip');
         // Its daemon held the clients' SYNs to the VIP until mfsmaster had started (lib/failover/syn-hold.ts).
         expect(r.promote?.details?.clientsHeld).toBe(true);
-        expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
+        expect(await lab.lastHookPromoteLine(r.promoted)).toMatch(
+          /^MFS PROMOTE OK - promoted: serving metadata version \d+/,
+        );
         // The daemon watched the clients come back after promote returned: C's mount and chunkserver
         // connected to the promoted master, recorded for this promotion.
         expect(r.promote?.details?.clients?.by).toBe('daemon');
-        const recorded = await waitFor('the clients-back result of this promotion', async () => {
-          const c = await lab.readClientsState(r.promoted);
-          return c?.details?.promotedAt === r.promote?.startedAt ? c : undefined;
-        }, 30_000);
+        const recorded = await waitFor(
+          'the clients-back result of this promotion',
+          async () => {
+            const c = await lab.readClientsState(r.promoted);
+            return c?.details?.promotedAt === r.promote?.startedAt ? c : undefined;
+          },
+          30_000,
+        );
         const clients = recorded.details?.clients;
         clientsOf.set(r, clients);
         expect(clients?.mounts).toBeGreaterThanOrEqual(1);
@@ -70,11 +78,17 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
     const s = (x: number) => x.toFixed(2);
     for (const [i, r] of rounds.entries()) {
       const c = clientsOf.get(r);
-      const own = r.promote ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)}), clients back (ms after the hook): mount ${c?.firstMountMs ?? '-'}, chunkserver ${c?.firstChunkserverMs ?? '-'}` : '';
-      console.log(`round ${i + 1} (${r.promoter} on ${r.standby}): kill -9 → VIP ${s(r.vipSeconds)} s, → first client write ${s(r.firstWriteSeconds)} s${own}`);
+      const own = r.promote
+        ? `; promote's own RTO ${r.promote.details?.rtoSeconds} s (ms: ${JSON.stringify(r.promote.details?.timings)}), clients back (ms after the hook): mount ${c?.firstMountMs ?? '-'}, chunkserver ${c?.firstChunkserverMs ?? '-'}`
+        : '';
+      console.log(
+        `round ${i + 1} (${r.promoter} on ${r.standby}): kill -9 → VIP ${s(r.vipSeconds)} s, → first client write ${s(r.firstWriteSeconds)} s${own}`,
+      );
     }
     const med = (p: Promoter) => median(rounds.filter((r) => r.promoter === p).map((r) => r.firstWriteSeconds));
-    console.log(`kill -9 → first client write, median: seed script ${s(med('seed script'))} s, mfs-jobs ${s(med('mfs-jobs'))} s (${(med('mfs-jobs') / med('seed script')).toFixed(2)}×)`);
+    console.log(
+      `kill -9 → first client write, median: seed script ${s(med('seed script'))} s, mfs-jobs ${s(med('mfs-jobs'))} s (${(med('mfs-jobs') / med('seed script')).toFixed(2)}×)`,
+    );
 
     // Every acknowledged file, read from a freshly started second mount (no page cache of the first).
     const freshMount = await lab.freshMount('mnt-fresh');
@@ -94,9 +108,17 @@ describe('virtual-IP failover with ucarp in network namespaces: the seed script 
     try {
       const p = await lab.waitPromoteAfter(standby, since, before);
       expect(p.status).toBe('CRITICAL');
-      expect(p.summary).toMatch(new RegExp(`^refusing to promote: master-[ab] \\(${serving.ip.replace(/\./g, '\\.')}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${VIP.replace(/\./g, '\\.')} released here`));
+      expect(p.summary).toMatch(
+        new RegExp(
+          `^refusing to promote: master-[ab] \\(${serving.ip.replace(/\./g, '\\.')}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${VIP.replace(/\./g, '\\.')} released here`,
+        ),
+      );
       expect(await runningMasterPid(lab.master(standby).dataPath)).toBeUndefined();
-      await waitFor('the VIP to be gone from the standby', async () => !(await standby.addresses()).includes(VIP), 10_000);
+      await waitFor(
+        'the VIP to be gone from the standby',
+        async () => !(await standby.addresses()).includes(VIP),
+        10_000,
+      );
       // The live master keeps the VIP and its clients.
       expect(await serving.addresses()).toContain(VIP);
       const data = randomBytes(10_000);

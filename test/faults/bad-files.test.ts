@@ -36,7 +36,8 @@ interface Ctx {
 const IMAGE = 'metadata_ml.mfs.back';
 const CURRENT = 'changelog_ml.0.mfs';
 const lineOf = (c: Ctx, v: number) => c.lines.findIndex((l) => l.startsWith(`${v}: `));
-const writeLines = (dir: string, lines: string[]) => fs.writeFile(path.join(dir, CURRENT), lines.join('\n') + '\n', 'latin1');
+const writeLines = (dir: string, lines: string[]) =>
+  fs.writeFile(path.join(dir, CURRENT), lines.join('\n') + '\n', 'latin1');
 async function rewriteImage(dir: string, f: (b: Buffer) => Buffer): Promise<void> {
   const file = path.join(dir, IMAGE);
   await fs.writeFile(file, f(await fs.readFile(file)));
@@ -52,13 +53,15 @@ const cases: Case[] = [
   {
     name: 'image of random bytes',
     damage: (d) => rewriteImage(d, (b) => randomBytes(b.length)),
-    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header bytes [0-9a-f]{16}, expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
+    backup:
+      /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header bytes [0-9a-f]{16}, expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
     verify: /metadata_ml\.mfs\.back.*not a MooseFS metadata image/,
   },
   {
     name: 'image with the wrong magic',
     damage: (d) => rewriteImage(d, (b) => Buffer.concat([Buffer.from('MFSM 1.6'), b.subarray(8)])),
-    backup: /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header "MFSM 1\.6", expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
+    backup:
+      /metadata_ml\.mfs\.back rejected: not a MooseFS metadata image \(header "MFSM 1\.6", expected "MFSM 1\.5" or "MFSM 2\.0"\)/,
     verify: /metadata_ml\.mfs\.back.*header "MFSM 1\.6"/,
   },
   {
@@ -85,13 +88,21 @@ const cases: Case[] = [
   },
   {
     name: 'changelog with a hole',
-    damage: (d, c) => writeLines(d, c.lines.filter((_, i) => i !== lineOf(c, c.victim))),
+    damage: (d, c) =>
+      writeLines(
+        d,
+        c.lines.filter((_, i) => i !== lineOf(c, c.victim)),
+      ),
     backup: /changelogs miss versions (\d+)\.\.\1 after image version \d+/,
     verify: /hole|missing|miss/,
   },
   {
     name: 'duplicated line',
-    damage: (d, c) => writeLines(d, c.lines.flatMap((l, i) => (i === lineOf(c, c.victim) ? [l, l] : [l]))),
+    damage: (d, c) =>
+      writeLines(
+        d,
+        c.lines.flatMap((l, i) => (i === lineOf(c, c.victim) ? [l, l] : [l])),
+      ),
     backup: /changelog_ml\.0\.mfs:\d+: version (\d+) repeated/,
     verify: /repeated/,
   },
@@ -108,14 +119,19 @@ const cases: Case[] = [
   },
   {
     name: 'line cut in half (mid-file)',
-    damage: (d, c) => writeLines(d, c.lines.map((l, i) => (i === lineOf(c, c.victim) ? l.slice(0, l.indexOf('(') + 3) : l))),
+    damage: (d, c) =>
+      writeLines(
+        d,
+        c.lines.map((l, i) => (i === lineOf(c, c.victim) ? l.slice(0, l.indexOf('(') + 3) : l)),
+      ),
     backup: /changelog_ml\.0\.mfs:\d+: unparsable line \(cut off or damaged\) at version \d+/,
     verify: /unparsable line \(cut off or damaged\)/,
   },
   {
     name: 'last line cut in half',
     damage: (d, c) => fs.writeFile(path.join(d, CURRENT), c.lines.join('\n').slice(0, -12), 'latin1'),
-    backup: /^MFS BACKUP OK - bad: snapshot [^\n]*\n(.*\n)*\s*bad: note: changelog_ml\.0\.mfs: left out a cut last line/,
+    backup:
+      /^MFS BACKUP OK - bad: snapshot [^\n]*\n(.*\n)*\s*bad: note: changelog_ml\.0\.mfs: left out a cut last line/,
     verify: /last line \d+ is cut off \(no newline at end of file\): mfsmaster -a ignores the whole file/,
     backupOk: true,
     drillOk: true,
@@ -124,19 +140,32 @@ const cases: Case[] = [
     name: 'changelog of random bytes',
     damage: (d) => fs.writeFile(path.join(d, CURRENT), randomBytes(200_000)),
     backup: /changelog_ml\.0\.mfs:\d+: (unparsable line|line longer than)/,
-    verify: /changelog_ml\.0\.mfs: not one readable changelog line in \d+ lines \(line 1: (unparsable line|line longer than)/,
+    verify:
+      /changelog_ml\.0\.mfs: not one readable changelog line in \d+ lines \(line 1: (unparsable line|line longer than)/,
   },
   {
     name: 'huge line (2 MiB) mid-file',
-    damage: (d, c) => writeLines(d, c.lines.map((l, i) => (i === lineOf(c, c.victim) ? `${c.victim}: 1795650000|CREATE(1,${'x'.repeat(2 << 20)},1,438,18,0,0,0):9` : l))),
+    damage: (d, c) =>
+      writeLines(
+        d,
+        c.lines.map((l, i) =>
+          i === lineOf(c, c.victim) ? `${c.victim}: 1795650000|CREATE(1,${'x'.repeat(2 << 20)},1,438,18,0,0,0):9` : l,
+        ),
+      ),
     backup: /changelog_ml\.0\.mfs:\d+: line longer than 1048576 bytes/,
     verify: /longer than 1048576 bytes/,
   },
   {
     name: 'huge last line without newline (5 MiB)',
-    damage: (d, c) => fs.writeFile(path.join(d, CURRENT), c.lines.join('\n') + '\n' + `${c.victim}: 1795650000|` + 'y'.repeat(5 << 20), 'latin1'),
+    damage: (d, c) =>
+      fs.writeFile(
+        path.join(d, CURRENT),
+        c.lines.join('\n') + '\n' + `${c.victim}: 1795650000|` + 'y'.repeat(5 << 20),
+        'latin1',
+      ),
     backup: /changelog_ml\.0\.mfs:\d+: line longer than 1048576 bytes/,
-    verify: /changelog_ml\.0\.mfs: last line \d+ is cut off \(no newline at end of file\): mfsmaster -a ignores the whole file/,
+    verify:
+      /changelog_ml\.0\.mfs: last line \d+ is cut off \(no newline at end of file\): mfsmaster -a ignores the whole file/,
     drillOk: true,
   },
 ];
@@ -156,7 +185,9 @@ describe('faults: damaged files in a metalogger DATA_PATH', () => {
     await waitMetaloggerCaughtUp(lab.master, lab.metalogger!);
     base = path.join(lab.dir, 'base');
     await fs.mkdir(base, { mode: 0o700 });
-    for (const n of await fs.readdir(lab.metalogger!.dataPath)) if (/^(metadata|changelog)/.test(n)) await fs.copyFile(path.join(lab.metalogger!.dataPath, n), path.join(base, n));
+    for (const n of await fs.readdir(lab.metalogger!.dataPath))
+      if (/^(metadata|changelog)/.test(n))
+        await fs.copyFile(path.join(lab.metalogger!.dataPath, n), path.join(base, n));
     const lines = (await fs.readFile(path.join(base, CURRENT), 'latin1')).trimEnd().split('\n');
     const image = await fs.readFile(path.join(base, IMAGE));
     const imageVersion = Number(image.readBigUInt64BE(8));
@@ -175,9 +206,18 @@ describe('faults: damaged files in a metalogger DATA_PATH', () => {
     await c.damage(dir, ctx);
     const store = path.join(lab.dir, `store-${i}`);
     // Own state and lock directories: the cases run side by side.
-    const own = { stateDir: path.join(lab.dir, `state-${i}`), metaloggers: [{ name: 'bad', host: '127.0.0.1', dataPath: dir }] };
-    const backupCfg = await lab.writeConfig({ ...own, snapshotStore: { path: store }, jobs: { backup: { sources: ['bad'] } } }, `bad-${i}-backup.yaml`);
-    const verifyCfg = await lab.writeConfig({ ...own, snapshotStore: undefined, jobs: { verify: { cutLineRetrySeconds: 0 } } }, `bad-${i}-verify.yaml`);
+    const own = {
+      stateDir: path.join(lab.dir, `state-${i}`),
+      metaloggers: [{ name: 'bad', host: '127.0.0.1', dataPath: dir }],
+    };
+    const backupCfg = await lab.writeConfig(
+      { ...own, snapshotStore: { path: store }, jobs: { backup: { sources: ['bad'] } } },
+      `bad-${i}-backup.yaml`,
+    );
+    const verifyCfg = await lab.writeConfig(
+      { ...own, snapshotStore: undefined, jobs: { verify: { cutLineRetrySeconds: 0 } } },
+      `bad-${i}-verify.yaml`,
+    );
     const drillCfg = await lab.writeConfig({ ...own, snapshotStore: undefined }, `bad-${i}-drill.yaml`);
     const problems: string[] = [];
     const judge = (job: string, res: CliResult, expected: RegExp, ok = false) => {
@@ -189,10 +229,17 @@ describe('faults: damaged files in a metalogger DATA_PATH', () => {
     };
     const backup = judge('backup', await runCli(['run', 'backup', '--config', backupCfg]), c.backup, c.backupOk);
     const after = await checkStore(store);
-    if (after.problems.length || after.temps.length) problems.push(`backup left ${[...after.problems, ...after.temps].join(', ')}`);
-    if (!c.backupOk && after.good.length) problems.push(`backup took a snapshot of damaged files: ${after.good.join(', ')}`);
+    if (after.problems.length || after.temps.length)
+      problems.push(`backup left ${[...after.problems, ...after.temps].join(', ')}`);
+    if (!c.backupOk && after.good.length)
+      problems.push(`backup took a snapshot of damaged files: ${after.good.join(', ')}`);
     const verify = judge('verify', await runCli(['run', 'verify', '--config', verifyCfg]), c.verify);
-    const drill = judge('drill', await runCli(['run', 'drill', '--from', 'bad', '--config', drillCfg]), /^MFS DRILL (CRITICAL|WARNING|OK) - /, c.drillOk);
+    const drill = judge(
+      'drill',
+      await runCli(['run', 'drill', '--from', 'bad', '--config', drillCfg]),
+      /^MFS DRILL (CRITICAL|WARNING|OK) - /,
+      c.drillOk,
+    );
     const log = `${c.name}:\n  backup ${backup.slice(0, 220)}\n  verify ${verify.slice(0, 220)}\n  drill  ${drill.slice(0, 220)}${problems.length ? `\n  PROBLEMS: ${problems.join('; ')}` : ''}`;
     return { problems, log };
   }
@@ -204,10 +251,20 @@ describe('faults: damaged files in a metalogger DATA_PATH', () => {
       for (let i = next++; i < cases.length; i = next++) results[i] = await runCase(i, cases[i]!);
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
-    console.log(`damaged DATA_PATH files (image version ${ctx.imageVersion}, damaged version ${ctx.victim}):\n${results.map((r) => r.log).join('\n')}`);
+    console.log(
+      `damaged DATA_PATH files (image version ${ctx.imageVersion}, damaged version ${ctx.victim}):\n${results.map((r) => r.log).join('\n')}`,
+    );
     for (const [i, c] of cases.entries()) {
       const ok = results[i]!.problems.length === 0;
-      recordFaults({ area: 'bad file', fault: c.name, injected: 1, survived: ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: 'backup, verify, drill --from' });
+      recordFaults({
+        area: 'bad file',
+        fault: c.name,
+        injected: 1,
+        survived: ok ? 1 : 0,
+        dataLost: 0,
+        lostRestorePoints: 0,
+        note: 'backup, verify, drill --from',
+      });
     }
     expect(cases.flatMap((c, i) => results[i]!.problems.map((p) => `${c.name}: ${p}`))).toEqual([]);
   });

@@ -53,12 +53,18 @@ function overlaps(all: Held[]): string[] {
   const out: string[] = [];
   for (let i = 1; i < sorted.length; i++) {
     const [a, b] = [sorted[i - 1]!, sorted[i]!];
-    if (b.from < a.to) out.push(`${a.who} held the lock ${new Date(a.from).toISOString()}..${new Date(a.to).toISOString()} while ${b.who} started at ${new Date(b.from).toISOString()}`);
+    if (b.from < a.to)
+      out.push(
+        `${a.who} held the lock ${new Date(a.from).toISOString()}..${new Date(a.to).toISOString()} while ${b.who} started at ${new Date(b.from).toISOString()}`,
+      );
   }
   return out;
 }
 
-const skippedBy = (pid: number) => new RegExp(`^MFS BACKUP UNKNOWN - skipped: job backup is already running \\(pid ${pid} since [^,]+, lock \\S+backup\\.lock\\)`);
+const skippedBy = (pid: number) =>
+  new RegExp(
+    `^MFS BACKUP UNKNOWN - skipped: job backup is already running \\(pid ${pid} since [^,]+, lock \\S+backup\\.lock\\)`,
+  );
 
 describe('faults: the same job started twice at the same moment', () => {
   let lab: Lab;
@@ -70,14 +76,24 @@ describe('faults: the same job started twice at the same moment', () => {
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: false, mount: false });
     big = await bigMaster(path.join(lab.dir, 'big'), 40_000);
-    mount = await LabMount.mount(path.join(lab.dir, 'mnt-big'), { host: '127.0.0.1', port: big.ports.cl }, path.join(lab.dir, 'mfsmount-big.log'));
+    mount = await LabMount.mount(
+      path.join(lab.dir, 'mnt-big'),
+      { host: '127.0.0.1', port: big.ports.cl },
+      path.join(lab.dir, 'mfsmount-big.log'),
+    );
     link = await FaultProxy.start({ host: '127.0.0.1', port: lab.sshd!.port }, { bytesPerSecond: 2_000_000 });
     const via = { port: link.port, knownHosts: await knownHostsAt(lab, link.port, 'slow') };
     config = await lab.writeConfig({
       masters: [masterEntry('big', big, via)],
-      snapshotStore: { path: path.join(lab.dir, 'store'), retention: { keepLast: 50, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } },
+      snapshotStore: {
+        path: path.join(lab.dir, 'store'),
+        retention: { keepLast: 50, keepHourly: 0, keepDaily: 0, keepWeekly: 0 },
+      },
       // Only backup in the daemon: the other jobs' default schedules must not wake up mid-test.
-      jobs: { backup: { schedule: '* * * * * *', snapshotOnNewChangelogs: true }, ...Object.fromEntries(['check-master', 'verify', 'drill', 'prune'].map((j) => [j, { enabled: false }])) },
+      jobs: {
+        backup: { schedule: '* * * * * *', snapshotOnNewChangelogs: true },
+        ...Object.fromEntries(['check-master', 'verify', 'drill', 'prune'].map((j) => [j, { enabled: false }])),
+      },
     });
   });
   afterAll(async () => {
@@ -96,16 +112,31 @@ describe('faults: the same job started twice at the same moment', () => {
       const pids = [a.child.pid!, b.child.pid!];
       const results: CliResult[] = [ra, rb];
       const ran = results.filter((r) => r.code === 0);
-      const skipped = results.map((r, k) => (skippedBy(pids[1 - k]!).test(r.stdout) && r.code === 3 ? k : -1)).filter((k) => k >= 0);
+      const skipped = results
+        .map((r, k) => (skippedBy(pids[1 - k]!).test(r.stdout) && r.code === 3 ? k : -1))
+        .filter((k) => k >= 0);
       const problems: string[] = [];
-      if (ran.length !== 1 || skipped.length !== 1) problems.push(`expected one OK and one skipped naming the other's pid, got: ${results.map((r) => `exit ${r.code}: ${r.stdout.split('\n')[0]}`).join(' | ')}`);
-      problems.push(...overlaps([...heldIntervals(`run ${pids[0]}`, ra.stderr), ...heldIntervals(`run ${pids[1]}`, rb.stderr)]));
+      if (ran.length !== 1 || skipped.length !== 1)
+        problems.push(
+          `expected one OK and one skipped naming the other's pid, got: ${results.map((r) => `exit ${r.code}: ${r.stdout.split('\n')[0]}`).join(' | ')}`,
+        );
+      problems.push(
+        ...overlaps([...heldIntervals(`run ${pids[0]}`, ra.stderr), ...heldIntervals(`run ${pids[1]}`, rb.stderr)]),
+      );
       const after = await checkStore(path.join(lab.dir, 'store'));
-      if (after.good.length !== before + 1 || after.problems.length) problems.push(`expected exactly one new snapshot: ${before} → ${JSON.stringify(after)}`);
+      if (after.good.length !== before + 1 || after.problems.length)
+        problems.push(`expected exactly one new snapshot: ${before} → ${JSON.stringify(after)}`);
       if (problems.length === 0) survived++;
       failures.push(...problems.map((p) => `pair ${i}: ${p}`));
     }
-    recordFaults({ area: 'concurrency', fault: 'two `run backup` at the same moment', injected: trials, survived, dataLost: 0, lostRestorePoints: 0 });
+    recordFaults({
+      area: 'concurrency',
+      fault: 'two `run backup` at the same moment',
+      injected: trials,
+      survived,
+      dataLost: 0,
+      lostRestorePoints: 0,
+    });
     expect(failures).toEqual([]);
   });
 
@@ -114,7 +145,11 @@ describe('faults: the same job started twice at the same moment', () => {
     const failures: string[] = [];
     const runs: { pid: number; res: CliResult }[] = [];
     try {
-      await waitFor('the daemon to run its first backup', async () => entries(daemon.out.stderr).some((e) => e.message === 'job finished'), 30_000);
+      await waitFor(
+        'the daemon to run its first backup',
+        async () => entries(daemon.out.stderr).some((e) => e.message === 'job finished'),
+        30_000,
+      );
       // How long a `run` takes from spawn to its lock: aim each one to reach the lock on a full second.
       const trials = iterations('DAEMON_RUNS', 4, 20);
       for (let i = 0; i < trials; i++) {
@@ -131,7 +166,10 @@ describe('faults: the same job started twice at the same moment', () => {
     const end = await daemon.done;
     if (end.code !== 0) failures.push(`daemon ended with ${end.code ?? end.signal}`);
     const daemonPid = daemon.child.pid!;
-    const held = [...heldIntervals(`daemon ${daemonPid}`, daemon.out.stderr), ...runs.flatMap((r) => heldIntervals(`run ${r.pid}`, r.res.stderr))];
+    const held = [
+      ...heldIntervals(`daemon ${daemonPid}`, daemon.out.stderr),
+      ...runs.flatMap((r) => heldIntervals(`run ${r.pid}`, r.res.stderr)),
+    ];
     failures.push(...overlaps(held));
     let survived = 0;
     let runWon = 0;
@@ -140,16 +178,31 @@ describe('faults: the same job started twice at the same moment', () => {
       const ok = r.res.code === 0;
       const skipped = r.res.code === 3 && skippedBy(daemonPid).test(r.res.stdout);
       // The daemon's own view: a fire that met this run's lock says so.
-      const daemonSkipped = entries(daemon.out.stderr).some((e) => e.message === 'job skipped' && (e.summary ?? '').includes(`pid ${r.pid} `));
+      const daemonSkipped = entries(daemon.out.stderr).some(
+        (e) => e.message === 'job skipped' && (e.summary ?? '').includes(`pid ${r.pid} `),
+      );
       if (ok) runWon++;
       if (skipped) daemonWon++;
       if (ok || skipped) survived++;
-      else failures.push(`run ${r.pid}: neither ran nor was skipped: exit ${r.res.code}: ${r.res.stdout.split('\n')[0]}`);
-      console.log(`crontab run ${r.pid}: ${ok ? 'ran' : skipped ? 'skipped (the daemon held the lock)' : 'FAILED'}${daemonSkipped ? '; a daemon fire was skipped while it ran' : ''}`);
+      else
+        failures.push(`run ${r.pid}: neither ran nor was skipped: exit ${r.res.code}: ${r.res.stdout.split('\n')[0]}`);
+      console.log(
+        `crontab run ${r.pid}: ${ok ? 'ran' : skipped ? 'skipped (the daemon held the lock)' : 'FAILED'}${daemonSkipped ? '; a daemon fire was skipped while it ran' : ''}`,
+      );
     }
     const daemonSkips = entries(daemon.out.stderr).filter((e) => e.message === 'job skipped').length;
-    console.log(`daemon: ${heldIntervals('d', daemon.out.stderr).length} runs, ${daemonSkips} fires skipped on the lock; crontab runs: ${runWon} ran, ${daemonWon} skipped`);
-    recordFaults({ area: 'concurrency', fault: 'daemon (every second) + crontab `run` at the same second', injected: runs.length, survived, dataLost: 0, lostRestorePoints: 0, note: `${runWon} run won, ${daemonWon} daemon won, ${daemonSkips} daemon fires skipped` });
+    console.log(
+      `daemon: ${heldIntervals('d', daemon.out.stderr).length} runs, ${daemonSkips} fires skipped on the lock; crontab runs: ${runWon} ran, ${daemonWon} skipped`,
+    );
+    recordFaults({
+      area: 'concurrency',
+      fault: 'daemon (every second) + crontab `run` at the same second',
+      injected: runs.length,
+      survived,
+      dataLost: 0,
+      lostRestorePoints: 0,
+      note: `${runWon} run won, ${daemonWon} daemon won, ${daemonSkips} daemon fires skipped`,
+    });
     expect(failures).toEqual([]);
     // The collisions really happened, both ways round.
     expect(daemonWon + daemonSkips).toBeGreaterThan(0);

@@ -151,7 +151,12 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
     await fs.chmod(path.join(base, 'standby'), 0o755);
     const doc = cluster.configDocument({
       metaloggers: [{ name: 'ml1', host: '127.0.0.1', local: true, dataPath: cluster.metalogger!.dataPath }],
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+      },
       // Bounds the old code's wait for "pid 1" (case 10), which was the default 600 s.
       jobs: { promote: { fenceTimeoutSeconds: 1, startTimeoutSeconds: 30 } },
     });
@@ -179,7 +184,12 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
       const ok = /^MFS RESTORE (OK|WARNING) - /.test(round.first) || REFUSED_SWAP.test(round.first);
       if (!ok) problems.push(`swap after ${delayMs} ms: ${round.first}`);
     }
-    row('aside directory swapped for a symlink during restore', swaps, problems, 'nothing moved into the root-only directory');
+    row(
+      'aside directory swapped for a symlink during restore',
+      swaps,
+      problems,
+      'nothing moved into the root-only directory',
+    );
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
@@ -196,7 +206,12 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
       problems.push(...round.damage);
       if (!/^MFS RESTORE (OK|WARNING) - /.test(round.first)) problems.push(`swap after ${delayMs} ms: ${round.first}`);
     }
-    row('placed file swapped for a symlink during restore', swaps, problems, 'owner and mode set on the open file, then renamed');
+    row(
+      'placed file swapped for a symlink during restore',
+      swaps,
+      problems,
+      'owner and mode set on the open file, then renamed',
+    );
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
@@ -207,14 +222,25 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
     for (const delayMs of [0, 0, 1]) {
       await resetDataPath(standby.dataPath);
       const attack = { match: /^mfs-jobs-aside-/, move: { kind: 'swap', target: r.dir } as const, delayMs };
-      const round = await attackedRun(standby.dataPath, r, attack, ['run', 'promote', '--force', '--config', promoteConfig]);
+      const round = await attackedRun(standby.dataPath, r, attack, [
+        'run',
+        'promote',
+        '--force',
+        '--config',
+        promoteConfig,
+      ]);
       if (round.moves.length) swaps++;
       problems.push(...round.damage);
       const ok = /^MFS PROMOTE (OK|WARNING) - promoted: /.test(round.first) || REFUSED_SWAP.test(round.first);
       if (!ok) problems.push(`swap after ${delayMs} ms: ${round.first}`);
       await killMasterIn(standby.dataPath);
     }
-    row('aside directory swapped for a symlink during promote', swaps, problems, 'renamed by descriptor into the one made');
+    row(
+      'aside directory swapped for a symlink during promote',
+      swaps,
+      problems,
+      'renamed by descriptor into the one made',
+    );
     expect(problems).toEqual([]);
     expect(swaps).toBeGreaterThan(0);
   }, 300_000);
@@ -231,7 +257,12 @@ describe('the MooseFS user (nobody) races restore and promote in its DATA_PATH (
     const promoted = expect.stringMatching(/^MFS PROMOTE (OK|WARNING) - promoted: /);
     expect({ first: res.stdout.split('\n')[0], fast: seconds < 25 }).toEqual({ first: promoted, fast: true });
     expect(res.stdout).toContain(`${lock}: pid 1 is not an mfsmaster of ${standby.dataPath} (`);
-    row('PID 1 written into .mfsmaster.lock before promote', 1, [], `promoted in ${seconds.toFixed(1)} s; PID checked in /proc`);
+    row(
+      'PID 1 written into .mfsmaster.lock before promote',
+      1,
+      [],
+      `promoted in ${seconds.toFixed(1)} s; PID checked in /proc`,
+    );
   }, 180_000);
 });
 
@@ -279,14 +310,18 @@ describe('the MooseFS user plants metadata.mfs as a link before mfsmetarestore r
     let plants = 0;
     for (let round = 0; round < 3; round++) {
       await resetDataPath(dataPath());
-      const attack = { match: /^metadata\.mfs\.back$/, move: { kind: 'plant', name: 'metadata.mfs', target: r.file } as const };
+      const attack = {
+        match: /^metadata\.mfs\.back$/,
+        move: { kind: 'plant', name: 'metadata.mfs', target: r.file } as const,
+      };
       const args = ['restore', '--latest', '--data-path', dataPath(), '--start', '--master-config', masterConfig];
       args.push('--config', config);
       const res = await attackedRun(dataPath(), r, attack, args);
       await killMasterIn(dataPath());
       if (res.moves.length) plants++;
       problems.push(...res.damage.map((d) => `round ${round}: ${d}`));
-      if (!/^MFS RESTORE (OK|WARNING) - .* and serving on /.test(res.first)) problems.push(`round ${round}: ${res.first}`);
+      if (!/^MFS RESTORE (OK|WARNING) - .* and serving on /.test(res.first))
+        problems.push(`round ${round}: ${res.first}`);
     }
     const note = 'output in a root-only directory, placed by descriptor';
     row('metadata.mfs planted as a symlink before mfsmetarestore (1.6.27)', plants, problems, note);

@@ -79,13 +79,24 @@ export async function runAndKill(args: string[], delayMs: number, env: NodeJS.Pr
  * to hit by time (a snapshot just renamed into place, retention's rename into .tmp). Not killed when
  * the run ends first.
  */
-export async function runAndKillOn(args: string[], dir: string, match: RegExp, options: { event?: 'rename' | 'change'; nth?: number; env?: NodeJS.ProcessEnv } = {}): Promise<KilledRun> {
+export async function runAndKillOn(
+  args: string[],
+  dir: string,
+  match: RegExp,
+  options: { event?: 'rename' | 'change'; nth?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<KilledRun> {
   const run = startCli(args, options.env);
   const started = Date.now();
   let delayMs = -1;
   let seen = 0;
   const watcher = watch(dir, (event, name) => {
-    if (delayMs < 0 && name && match.test(name) && (!options.event || event === options.event) && ++seen >= (options.nth ?? 1)) {
+    if (
+      delayMs < 0 &&
+      name &&
+      match.test(name) &&
+      (!options.event || event === options.event) &&
+      ++seen >= (options.nth ?? 1)
+    ) {
       run.child.kill('SIGKILL');
       delayMs = Date.now() - started;
     }
@@ -99,7 +110,14 @@ export async function runAndKillOn(args: string[], dir: string, match: RegExp, o
  * A timed kill that came after its run had finished (the calibration ran at a busier moment) is replaced by
  * one inside the time that run really took, while `budget.left` lasts: the suite keeps its count of real kills.
  */
-export function replaceLateKill<T extends { delay?: number }>(plan: T[], step: T, killed: KilledRun, ranMs: number, random: () => number, budget: { left: number }): void {
+export function replaceLateKill<T extends { delay?: number }>(
+  plan: T[],
+  step: T,
+  killed: KilledRun,
+  ranMs: number,
+  random: () => number,
+  budget: { left: number },
+): void {
   if (killed.killed || step.delay === undefined || budget.left <= 0) return;
   budget.left--;
   plan.push({ ...step, delay: spreadDelays(1, 100, Math.max(150, ranMs * 0.8), random)[0]! });

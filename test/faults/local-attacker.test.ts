@@ -24,55 +24,83 @@ import { recordFaults, tearDownFaults, type Started } from './results.js';
  * with the real mfsmount. The export mfs-jobs used before (`127.0.0.1 / ro`) is put back at the end
  * and the master told to reload it: the same mount then works, so the test can tell the attack.
  */
-describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s scratch master (MooseFS %s)', (version) => {
-  const lab = labGeneration(version);
-  let cluster: Lab;
-  let scratch: Scratch | undefined;
-  const started: Started[] = [];
+describe.each<LabVersion>(['3.0.117', '4.59.2'])(
+  "a local user and the drill's scratch master (MooseFS %s)",
+  (version) => {
+    const lab = labGeneration(version);
+    let cluster: Lab;
+    let scratch: Scratch | undefined;
+    const started: Started[] = [];
 
-  beforeAll(async () => {
-    cluster = await Lab.start({ lab, metalogger: false, sshd: false });
-    started.push(cluster);
-    await cluster.makeChanges('secret-name', 3);
-    await cluster.saveImage();
-  }, 120_000);
+    beforeAll(async () => {
+      cluster = await Lab.start({ lab, metalogger: false, sshd: false });
+      started.push(cluster);
+      await cluster.makeChanges('secret-name', 3);
+      await cluster.saveImage();
+    }, 120_000);
 
-  afterAll(async () => {
-    // The scratch master first: the lab's stop removes the directory its lock (and PID) is found in.
-    await tearDownFaults([scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
-  });
+    afterAll(async () => {
+      // The scratch master first: the lab's stop removes the directory its lock (and PID) is found in.
+      await tearDownFaults([scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
+    });
 
-  test('cannot mount the restored namespace ("Password is needed"); with the old open export it could', async () => {
-    const sm = await startScratchAsDrill(path.join(cluster.dir, 'drill'), cluster.master.dataPath, lab);
-    const sc = sm.scratch;
-    const { ports } = sm;
-    scratch = sc;
-    const exportsText = await fs.readFile(path.join(scratch.dir, 'mfsexports.cfg'), 'utf8');
-    expect(exportsText).toMatch(/^127\.0\.0\.1\t\/\tro,md5pass=[0-9a-f]{32}\n$/);
-    expect(sm.startCode).toBe(0);
-    // The drill itself still gets its answer: the client protocol's info needs no export.
-    expect((await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion).toBeTruthy();
+    test('cannot mount the restored namespace ("Password is needed"); with the old open export it could', async () => {
+      const sm = await startScratchAsDrill(path.join(cluster.dir, 'drill'), cluster.master.dataPath, lab);
+      const sc = sm.scratch;
+      const { ports } = sm;
+      scratch = sc;
+      const exportsText = await fs.readFile(path.join(scratch.dir, 'mfsexports.cfg'), 'utf8');
+      expect(exportsText).toMatch(/^127\.0\.0\.1\t\/\tro,md5pass=[0-9a-f]{32}\n$/);
+      expect(sm.startCode).toBe(0);
+      // The drill itself still gets its answer: the client protocol's info needs no export.
+      expect(
+        (await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion,
+      ).toBeTruthy();
 
-    const target = { host: SCRATCH_HOST, port: ports.matocl };
-    const refused = await LabMount.mount(path.join(scratch.dir, 'attacker-mnt'), target, path.join(cluster.dir, 'attacker-mount.log'), { lab, attempts: 2 }).then(
-      (m) => m,
-      (err: Error) => err,
-    );
-    if (!(refused instanceof Error)) started.push(refused);
-    expect(refused).toBeInstanceOf(Error);
-    expect((refused as Error).message).toMatch(/Password is needed/);
+      const target = { host: SCRATCH_HOST, port: ports.matocl };
+      const refused = await LabMount.mount(
+        path.join(scratch.dir, 'attacker-mnt'),
+        target,
+        path.join(cluster.dir, 'attacker-mount.log'),
+        { lab, attempts: 2 },
+      ).then(
+        (m) => m,
+        (err: Error) => err,
+      );
+      if (!(refused instanceof Error)) started.push(refused);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as Error).message).toMatch(/Password is needed/);
 
-    // The export mfs-jobs wrote before this fix, reloaded (SIGHUP): the same attacker mounts and reads the names.
-    await fs.writeFile(path.join(scratch.dir, 'mfsexports.cfg'), `${SCRATCH_HOST}\t/\tro\n`);
-    process.kill((await runningMasterPid(scratch.dataPath))!, 'SIGHUP');
-    const mount = await waitFor('the old export to take', () => LabMount.mount(path.join(sc.dir, 'attacker-mnt2'), target, path.join(cluster.dir, 'attacker-mount2.log'), { lab, attempts: 1 }).catch(() => undefined), 30_000);
-    started.push(mount);
-    expect((await fs.readdir(path.join(scratch.dir, 'attacker-mnt2'))).some((n) => n.startsWith('secret-name'))).toBe(true);
-    await mount.unmount();
-    started.pop();
-    recordFaults({ area: 'local attacker', fault: `mount the drill's scratch master (MooseFS ${version})`, injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: 'Password is needed; the old export mounted' });
-  }, 120_000);
-});
+      // The export mfs-jobs wrote before this fix, reloaded (SIGHUP): the same attacker mounts and reads the names.
+      await fs.writeFile(path.join(scratch.dir, 'mfsexports.cfg'), `${SCRATCH_HOST}\t/\tro\n`);
+      process.kill((await runningMasterPid(scratch.dataPath))!, 'SIGHUP');
+      const mount = await waitFor(
+        'the old export to take',
+        () =>
+          LabMount.mount(path.join(sc.dir, 'attacker-mnt2'), target, path.join(cluster.dir, 'attacker-mount2.log'), {
+            lab,
+            attempts: 1,
+          }).catch(() => undefined),
+        30_000,
+      );
+      started.push(mount);
+      expect((await fs.readdir(path.join(scratch.dir, 'attacker-mnt2'))).some((n) => n.startsWith('secret-name'))).toBe(
+        true,
+      );
+      await mount.unmount();
+      started.pop();
+      recordFaults({
+        area: 'local attacker',
+        fault: `mount the drill's scratch master (MooseFS ${version})`,
+        injected: 1,
+        survived: 1,
+        dataLost: 0,
+        lostRestorePoints: 0,
+        note: 'Password is needed; the old export mounted',
+      });
+    }, 120_000);
+  },
+);
 
 /**
  * The same local user against a 1.5 drill: 1.5 reads no exports, so no password can keep a mount out.
@@ -80,7 +108,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('a local user and the drill\'s 
  * lets only the drill's own user reach the scratch master's ports: user nobody's connection is reset,
  * root's gets the master's answer, and once the guard is gone nobody connects again.
  */
-describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftables guard', () => {
+describe("a local user and a 1.5 drill's scratch master (no exports): the nftables guard", () => {
   const lab = labGeneration('1.5.12');
   let cluster: Lab;
   let scratch: Scratch | undefined;
@@ -89,7 +117,20 @@ describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftab
 
   /** A TCP connect to the scratch client port as user `uid` (a real process of that user, bash's /dev/tcp). */
   const connectAs = async (uid: number, port: number) =>
-    (await execCapture('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'bash', '-c', `exec 3<>/dev/tcp/${SCRATCH_HOST}/${port}`], { timeoutMs: 10_000 })).code === 0;
+    (
+      await execCapture(
+        'setpriv',
+        [
+          `--reuid=${uid}`,
+          `--regid=${uid}`,
+          '--clear-groups',
+          'bash',
+          '-c',
+          `exec 3<>/dev/tcp/${SCRATCH_HOST}/${port}`,
+        ],
+        { timeoutMs: 10_000 },
+      )
+    ).code === 0;
 
   beforeAll(async () => {
     cluster = await Lab.start({ lab, metalogger: false, mount: false, sshd: false });
@@ -98,7 +139,11 @@ describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftab
   }, 120_000);
 
   afterAll(async () => {
-    await tearDownFaults([guard && (() => guard!.remove()), scratch && (() => stopScratchMaster(scratch!)), ...started.reverse()]);
+    await tearDownFaults([
+      guard && (() => guard!.remove()),
+      scratch && (() => stopScratchMaster(scratch!)),
+      ...started.reverse(),
+    ]);
   });
 
   test('user nobody cannot reach the scratch master while the guard stands; root (the drill) can', async () => {
@@ -111,13 +156,27 @@ describe('a local user and a 1.5 drill\'s scratch master (no exports): the nftab
     const installed = await ScratchGuard.install(Object.values(ports), 0);
     if (!(installed instanceof ScratchGuard)) throw new Error(`nft: ${installed.failed}`);
     guard = installed;
-    expect({ nobody: await connectAs(65534, ports.matocl), nobodyCs: await connectAs(65534, ports.matocs), root: await connectAs(0, ports.matocl) }).toEqual({ nobody: false, nobodyCs: false, root: true });
-    expect((await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion).toMatch(/^1\.5\b/);
+    expect({
+      nobody: await connectAs(65534, ports.matocl),
+      nobodyCs: await connectAs(65534, ports.matocs),
+      root: await connectAs(0, ports.matocl),
+    }).toEqual({ nobody: false, nobodyCs: false, root: true });
+    expect((await masterStatus({ host: SCRATCH_HOST, port: ports.matocl, timeoutMs: 3_000 })).softwareVersion).toMatch(
+      /^1\.5\b/,
+    );
     await guard.remove();
     guard = undefined;
     expect(await connectAs(65534, ports.matocl)).toBe(true);
     expect((await execCapture('nft', ['list', 'tables'])).stdout).not.toContain(`${GUARD_TABLE_PREFIX}${process.pid}`);
-    recordFaults({ area: 'local attacker', fault: "reach a 1.5 drill's scratch master (no exports)", injected: 1, survived: 1, dataLost: 0, lostRestorePoints: 0, note: 'nobody reset by the nftables guard; reached it without' });
+    recordFaults({
+      area: 'local attacker',
+      fault: "reach a 1.5 drill's scratch master (no exports)",
+      injected: 1,
+      survived: 1,
+      dataLost: 0,
+      lostRestorePoints: 0,
+      note: 'nobody reset by the nftables guard; reached it without',
+    });
   }, 120_000);
 
   test('a guard left by a drill that was killed is removed by the next drill; a live one is kept', async () => {
@@ -149,7 +208,7 @@ const MFS_UID = 420;
  * staging directory appears, renames it away and plants a symlink to a root-owned directory in its
  * place. Staging through the name would write root's copies there; the held descriptor writes none.
  */
-describe('the MooseFS user swaps promote\'s staging directory for a symlink while promote runs', () => {
+describe("the MooseFS user swaps promote's staging directory for a symlink while promote runs", () => {
   let cluster: Lab;
   let standby: LabMaster;
   let attackDir: string;
@@ -180,7 +239,10 @@ describe('the MooseFS user swaps promote\'s staging directory for a symlink whil
     if (attacker?.pid) process.kill(attacker.pid, 'SIGKILL');
     const pid = standby ? await runningMasterPid(standby.dataPath) : undefined;
     if (pid !== undefined) process.kill(pid, 'SIGKILL');
-    await tearDownFaults([...started.reverse(), attackDir ? () => fs.rm(attackDir, { recursive: true, force: true }) : undefined]);
+    await tearDownFaults([
+      ...started.reverse(),
+      attackDir ? () => fs.rm(attackDir, { recursive: true, force: true }) : undefined,
+    ]);
   });
 
   /** The swap, `delayMs` after the staging directory appears; returns the promote's output and whether the swap came. */
@@ -205,11 +267,34 @@ fs.watch(dataPath, later); setInterval(later, 1); fs.appendFileSync(log, 'ready\
 `,
     );
     await fs.chown(script, MFS_UID, MFS_UID);
-    attacker = spawn('setpriv', [`--reuid=${MFS_UID}`, `--regid=${MFS_UID}`, '--clear-groups', process.execPath, script, standby.dataPath, victim, log, String(delayMs)], { stdio: 'ignore' });
-    await waitFor('the attacker to watch DATA_PATH', async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('ready'), 10_000);
+    attacker = spawn(
+      'setpriv',
+      [
+        `--reuid=${MFS_UID}`,
+        `--regid=${MFS_UID}`,
+        '--clear-groups',
+        process.execPath,
+        script,
+        standby.dataPath,
+        victim,
+        log,
+        String(delayMs),
+      ],
+      { stdio: 'ignore' },
+    );
+    await waitFor(
+      'the attacker to watch DATA_PATH',
+      async () => (await fs.readFile(log, 'utf8').catch(() => '')).includes('ready'),
+      10_000,
+    );
     const doc = cluster.configDocument({
       metaloggers: [{ name: 'ml1', host: '127.0.0.1', local: true, dataPath: cluster.metalogger!.dataPath }],
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+      },
       jobs: { promote: { fenceTimeoutSeconds: 1 } },
     });
     delete doc.snapshotStore;
@@ -233,7 +318,11 @@ fs.watch(dataPath, later); setInterval(later, 1); fs.appendFileSync(log, 'ready\
       if (swapped) outcomes.swaps++;
       const victimFiles = await fs.readdir(victim);
       if (victimFiles.length) problems.push(`round ${round}: written through the link: ${victimFiles.join(', ')}`);
-      if (/^MFS PROMOTE CRITICAL - \S+\/\.mfs-jobs-staging-\S+: staging directory was replaced right after it was made \(now (a symbolic link or not a directory|missing: renamed or removed)\): refusing to use it$/.test(first)) {
+      if (
+        /^MFS PROMOTE CRITICAL - \S+\/\.mfs-jobs-staging-\S+: staging directory was replaced right after it was made \(now (a symbolic link or not a directory|missing: renamed or removed)\): refusing to use it$/.test(
+          first,
+        )
+      ) {
         outcomes.refused++;
         if (await runningMasterPid(standby.dataPath)) problems.push(`round ${round}: refused, yet a master runs`);
       } else if (/^MFS PROMOTE (OK|WARNING) - promoted: serving metadata version \d+/.test(first)) {
@@ -242,7 +331,8 @@ fs.watch(dataPath, later); setInterval(later, 1); fs.appendFileSync(log, 'ready\
         if (served < version - 1) problems.push(`round ${round}: serves ${served}, expected ${version}`);
         // The planted link stays where it is: not followed, not removed as if it were ours.
         for (const n of (await fs.readdir(standby.dataPath)).filter((x) => x.startsWith('.mfs-jobs-staging-'))) {
-          if (!(await fs.lstat(path.join(standby.dataPath, n))).isSymbolicLink()) problems.push(`round ${round}: ${n} is not the planted link`);
+          if (!(await fs.lstat(path.join(standby.dataPath, n))).isSymbolicLink())
+            problems.push(`round ${round}: ${n} is not the planted link`);
         }
       } else {
         problems.push(`round ${round} (swap after ${delayMs} ms): ${first}`);
@@ -251,11 +341,23 @@ fs.watch(dataPath, later); setInterval(later, 1); fs.appendFileSync(log, 'ready\
       const pid = await runningMasterPid(standby.dataPath);
       if (pid !== undefined) {
         process.kill(pid, 'SIGKILL');
-        await waitFor('the standby master to exit', async () => (await runningMasterPid(standby.dataPath)) === undefined);
+        await waitFor(
+          'the standby master to exit',
+          async () => (await runningMasterPid(standby.dataPath)) === undefined,
+        );
       }
-      for (const n of await fs.readdir(standby.dataPath)) await fs.rm(path.join(standby.dataPath, n), { recursive: true, force: true });
+      for (const n of await fs.readdir(standby.dataPath))
+        await fs.rm(path.join(standby.dataPath, n), { recursive: true, force: true });
     }
-    recordFaults({ area: 'local attacker', fault: 'staging directory swapped for a symlink during promote', injected: outcomes.swaps, survived: problems.length ? 0 : outcomes.swaps, dataLost: 0, lostRestorePoints: 0, note: `${outcomes.refused} refused, ${outcomes.promoted} promoted; nothing written through it` });
+    recordFaults({
+      area: 'local attacker',
+      fault: 'staging directory swapped for a symlink during promote',
+      injected: outcomes.swaps,
+      survived: problems.length ? 0 : outcomes.swaps,
+      dataLost: 0,
+      lostRestorePoints: 0,
+      note: `${outcomes.refused} refused, ${outcomes.promoted} promoted; nothing written through it`,
+    });
     expect(problems).toEqual([]);
     expect(outcomes.swaps).toBeGreaterThan(0);
   }, 300_000);

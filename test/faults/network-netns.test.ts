@@ -35,7 +35,13 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
     const doc = {
       timezone: 'UTC',
       stateDir: path.join(dir, `state-${name}`),
-      ssh: { port: 22, user: 'root', privateKey: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutSeconds: 5 },
+      ssh: {
+        port: 22,
+        user: 'root',
+        privateKey: sshd.clientKey,
+        knownHosts: sshd.knownHosts,
+        connectTimeoutSeconds: 5,
+      },
       masters: [{ name: 'big', host: S.ip, dataPath: big.dataPath, cliPort: big.ports.cl }],
       metaloggers: [],
       snapshotStore: { path: store },
@@ -54,12 +60,20 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
   }
 
   /** A fault that must end in a clean CRITICAL: the line, the time bound, an untouched store. */
-  async function judge(fault: string, r: { res: CliResult; seconds: number }, bound: number, expected: RegExp, store: string): Promise<string[]> {
+  async function judge(
+    fault: string,
+    r: { res: CliResult; seconds: number },
+    bound: number,
+    expected: RegExp,
+    store: string,
+  ): Promise<string[]> {
     const problems = crashProblems(r.res).map((p) => `${fault}: ${p}`);
-    if (!expected.test(r.res.stdout)) problems.push(`${fault}: expected ${expected}, got: ${r.res.stdout.split('\n')[0]}`);
+    if (!expected.test(r.res.stdout))
+      problems.push(`${fault}: expected ${expected}, got: ${r.res.stdout.split('\n')[0]}`);
     if (r.seconds > bound) problems.push(`${fault}: took ${r.seconds.toFixed(1)} s, bound ${bound} s`);
     const after = await checkStore(store);
-    if (after.good.length || after.problems.length || after.temps.length) problems.push(`${fault}: store holds ${JSON.stringify(after)}`);
+    if (after.good.length || after.problems.length || after.temps.length)
+      problems.push(`${fault}: store holds ${JSON.stringify(after)}`);
     console.log(`${fault} (${r.seconds.toFixed(1)} s): ${describeRun(r.res)}`);
     rows.push({ fault, ok: problems.length === 0, note: `${r.seconds.toFixed(1)} s, bound ${bound} s` });
     return problems;
@@ -69,7 +83,8 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
   async function healthy(what: string, r: { res: CliResult; seconds: number }, store: string): Promise<string[]> {
     const after = await checkStore(store);
     const problems = crashProblems(r.res, true).map((p) => `${what}: ${p}`);
-    if (r.res.code !== 0 || after.good.length !== 1 || after.problems.length || after.temps.length) problems.push(`${what}: ${describeRun(r.res)}; store ${JSON.stringify(after)}`);
+    if (r.res.code !== 0 || after.good.length !== 1 || after.problems.length || after.temps.length)
+      problems.push(`${what}: ${describeRun(r.res)}; store ${JSON.stringify(after)}`);
     return problems;
   }
 
@@ -88,37 +103,61 @@ describe('faults: kernel link faults between backup and the master host (tc, lin
       expect(await net.leftovers()).toEqual([]);
     };
     const removeDir = () => fs.rm(dir, { recursive: true, force: true });
-    await tearDownFaults([sshd, big, net ? destroyNet : undefined, dir && !process.env.MFS_JOBS_KEEP_TEST_DIR ? removeDir : undefined], rows);
+    await tearDownFaults(
+      [sshd, big, net ? destroyNet : undefined, dir && !process.env.MFS_JOBS_KEEP_TEST_DIR ? removeDir : undefined],
+      rows,
+    );
   });
 
-  test('a slow link (tc tbf, 300 kB/s): the snapshot completes at the link\'s pace and verifies; a job timeout shorter than the copy ends it cleanly', async () => {
+  test("a slow link (tc tbf, 300 kB/s): the snapshot completes at the link's pace and verifies; a job timeout shorter than the copy ends it cleanly", async () => {
     await S.limitRate(RATE);
     try {
       const ok = await config('tc-slow');
       const done = await backupFromD(ok.file);
       const problems = await healthy('slow link', done, ok.store);
       // The shaping really applied: the image alone needs imageBytes / RATE seconds through the filter.
-      if (done.seconds < (imageBytes / RATE) * 0.8) problems.push(`slow link: ${done.seconds.toFixed(1)} s for ${imageBytes} bytes: not shaped`);
-      console.log(`slow link (tc tbf ${RATE / 1000} kB/s, ${imageBytes} bytes image): ${done.seconds.toFixed(1)} s: ${describeRun(done.res)}`);
-      rows.push({ fault: `slow link in the kernel (tc tbf ${RATE / 1000} kB/s)`, ok: problems.length === 0, note: `${done.seconds.toFixed(1)} s for ${(imageBytes / 1e6).toFixed(1)} MB` });
+      if (done.seconds < (imageBytes / RATE) * 0.8)
+        problems.push(`slow link: ${done.seconds.toFixed(1)} s for ${imageBytes} bytes: not shaped`);
+      console.log(
+        `slow link (tc tbf ${RATE / 1000} kB/s, ${imageBytes} bytes image): ${done.seconds.toFixed(1)} s: ${describeRun(done.res)}`,
+      );
+      rows.push({
+        fault: `slow link in the kernel (tc tbf ${RATE / 1000} kB/s)`,
+        ok: problems.length === 0,
+        note: `${done.seconds.toFixed(1)} s for ${(imageBytes / 1e6).toFixed(1)} MB`,
+      });
 
       const tight = await config('tc-timeout', { jobs: { backup: { timeoutSeconds: 3 } } });
       const cut = await backupFromD(tight.file);
-      problems.push(...(await judge('slow link in the kernel beyond jobs.backup.timeoutSeconds', cut, 10, /^MFS BACKUP CRITICAL - timed out after 3 s \(jobs\.backup\.timeoutSeconds\)/, tight.store)));
+      problems.push(
+        ...(await judge(
+          'slow link in the kernel beyond jobs.backup.timeoutSeconds',
+          cut,
+          10,
+          /^MFS BACKUP CRITICAL - timed out after 3 s \(jobs\.backup\.timeoutSeconds\)/,
+          tight.store,
+        )),
+      );
       expect(problems).toEqual([]);
     } finally {
       await S.unlimitRate();
     }
   }, 120_000);
 
-  test('the master host\'s link goes down mid-transfer (packets dropped, no reset): the run ends by itself, no snapshot; link back: OK', async () => {
+  test("the master host's link goes down mid-transfer (packets dropped, no reset): the run ends by itself, no snapshot; link back: OK", async () => {
     await S.limitRate(RATE); // slow enough to be caught mid-transfer
     const down = await config('link-down');
     try {
       const run = backupFromD(down.file);
       await waitFor('the transfer to be under way', () => transferUnderWay(down.store), 30_000, 20);
       await S.linkDown();
-      const problems = await judge('master host link down mid-transfer (kernel)', await run, 45, /^MFS BACKUP CRITICAL - big: big \(10\.79\.0\.1:22\): download \S+metadata\.mfs\.back: no answer for \d+ s \(SSH keepalive\): the link went silent/, down.store);
+      const problems = await judge(
+        'master host link down mid-transfer (kernel)',
+        await run,
+        45,
+        /^MFS BACKUP CRITICAL - big: big \(10\.79\.0\.1:22\): download \S+metadata\.mfs\.back: no answer for \d+ s \(SSH keepalive\): the link went silent/,
+        down.store,
+      );
 
       await S.linkUp();
       await S.unlimitRate();

@@ -59,19 +59,34 @@ describe('faults: network and sshd failures during backup', () => {
   const rows: { fault: string; ok: boolean; note: string }[] = [];
 
   /** A config backing up `big` into its own store, through `port` (proxy, slow link, own sshd) with `knownHosts`. */
-  async function config(name: string, via: { port: number; knownHosts: string; privateKey?: string }, extra: Record<string, unknown> = {}): Promise<{ file: string; store: string }> {
+  async function config(
+    name: string,
+    via: { port: number; knownHosts: string; privateKey?: string },
+    extra: Record<string, unknown> = {},
+  ): Promise<{ file: string; store: string }> {
     const store = path.join(lab.dir, `store-${name}`);
-    const file = await lab.writeConfig({ masters: [masterEntry('big', big, via)], snapshotStore: { path: store }, ...extra }, `${name}.yaml`);
+    const file = await lab.writeConfig(
+      { masters: [masterEntry('big', big, via)], snapshotStore: { path: store }, ...extra },
+      `${name}.yaml`,
+    );
     return { file, store };
   }
 
   /** Checks every fault ends with; returns what is wrong. */
-  async function judge(name: string, res: CliResult, seconds: number, bound: number, expected: RegExp, store: string): Promise<string[]> {
+  async function judge(
+    name: string,
+    res: CliResult,
+    seconds: number,
+    bound: number,
+    expected: RegExp,
+    store: string,
+  ): Promise<string[]> {
     const problems = crashProblems(res).map((p) => `${name}: ${p}`);
     if (!expected.test(res.stdout)) problems.push(`${name}: expected ${expected}, got: ${res.stdout.split('\n')[0]}`);
     if (seconds > bound) problems.push(`${name}: took ${seconds.toFixed(1)} s, bound ${bound} s`);
     const after = await checkStore(store);
-    if (after.good.length || after.problems.length || after.temps.length) problems.push(`${name}: store holds ${JSON.stringify(after)}`);
+    if (after.good.length || after.problems.length || after.temps.length)
+      problems.push(`${name}: store holds ${JSON.stringify(after)}`);
     console.log(`${name} (${seconds.toFixed(1)} s): ${describeRun(res)}`);
     rows.push({ fault: name, ok: problems.length === 0, note: `${seconds.toFixed(1)} s, bound ${bound} s` });
     return problems;
@@ -95,16 +110,40 @@ describe('faults: network and sshd failures during backup', () => {
 
   test('the connection cut mid-transfer (after 1 MB): TransferError at once, no snapshot', async () => {
     proxy.faults = { cutAfterBytes: 1_000_000 };
-    const { file, store } = await config('cut', { port: proxy.port, knownHosts: await knownHostsAt(lab, proxy.port, 'proxy') });
+    const { file, store } = await config('cut', {
+      port: proxy.port,
+      knownHosts: await knownHostsAt(lab, proxy.port, 'proxy'),
+    });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('connection cut mid-transfer', res, seconds, 20, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, store)).toEqual([]);
+    expect(
+      await judge(
+        'connection cut mid-transfer',
+        res,
+        seconds,
+        20,
+        /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/,
+        store,
+      ),
+    ).toEqual([]);
   });
 
   test('a link that goes silent mid-transfer: the run ends by itself (SSH keepalive), no snapshot', async () => {
     proxy.faults = { stallAfterBytes: 1_000_000 };
-    const { file, store } = await config('stall', { port: proxy.port, knownHosts: await knownHostsAt(lab, proxy.port, 'proxy') });
+    const { file, store } = await config('stall', {
+      port: proxy.port,
+      knownHosts: await knownHostsAt(lab, proxy.port, 'proxy'),
+    });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('link silent mid-transfer', res, seconds, 45, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: no answer for 15 s \(SSH keepalive\): the link went silent/, store)).toEqual([]);
+    expect(
+      await judge(
+        'link silent mid-transfer',
+        res,
+        seconds,
+        45,
+        /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: no answer for 15 s \(SSH keepalive\): the link went silent/,
+        store,
+      ),
+    ).toEqual([]);
   }, 120_000);
 
   test('sshd killed mid-transfer, then refusing connections, then back: clear errors, then OK', async () => {
@@ -121,11 +160,27 @@ describe('faults: network and sshd failures during backup', () => {
       const pid = own.daemon.pid;
       for (const p of [...descendants(pid), pid]) process.kill(p, 'SIGKILL');
       const killed = await run.done;
-      const problems = await judge('sshd killed mid-transfer', killed, (Date.now() - started) / 1000, 20, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/, viaLink.store);
+      const problems = await judge(
+        'sshd killed mid-transfer',
+        killed,
+        (Date.now() - started) / 1000,
+        20,
+        /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): download \S+metadata\.mfs\.back: connection lost \(sshd stopped or the network dropped\)/,
+        viaLink.store,
+      );
 
       const direct = await config('sshd-down', { port: own.port, knownHosts: ownKnown, privateKey: own.clientKey });
       const down = await timed(['run', 'backup', '--config', direct.file]);
-      problems.push(...(await judge('sshd down: connection refused', down.res, down.seconds, 5, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused \(is sshd running on that port\?\)/, direct.store)));
+      problems.push(
+        ...(await judge(
+          'sshd down: connection refused',
+          down.res,
+          down.seconds,
+          5,
+          /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused \(is sshd running on that port\?\)/,
+          direct.store,
+        )),
+      );
 
       own = await LabSshd.start(own.dir, { port: own.port });
       const back = await timed(['run', 'backup', '--config', direct.file]);
@@ -142,10 +197,22 @@ describe('faults: network and sshd failures during backup', () => {
     const other = path.join(lab.dir, 'other_key');
     await execCapture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other], { timeoutMs: 10_000 });
     const wrong = path.join(lab.dir, 'known_hosts.wrong');
-    await fs.writeFile(wrong, `[127.0.0.1]:${lab.sshd!.port} ${(await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ')}\n`);
+    await fs.writeFile(
+      wrong,
+      `[127.0.0.1]:${lab.sshd!.port} ${(await fs.readFile(`${other}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ')}\n`,
+    );
     const { file, store } = await config('wrong-key', { port: lab.sshd!.port, knownHosts: wrong });
     const { res, seconds } = await timed(['run', 'backup', '--config', file]);
-    expect(await judge('wrong host key', res, seconds, 10, /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match/, store)).toEqual([]);
+    expect(
+      await judge(
+        'wrong host key',
+        res,
+        seconds,
+        10,
+        /^MFS BACKUP CRITICAL - big: big \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match/,
+        store,
+      ),
+    ).toEqual([]);
   });
 
   test('a slow link: the snapshot completes and verifies; with a job timeout shorter than the copy, a clean CRITICAL at the timeout', async () => {
@@ -154,13 +221,27 @@ describe('faults: network and sshd failures during backup', () => {
     const done = await timed(['run', 'backup', '--config', ok.file]);
     const after = await checkStore(ok.store);
     const problems = [...crashProblems(done.res, true)];
-    if (done.res.code !== 0 || after.good.length !== 1 || after.problems.length || after.temps.length) problems.push(`slow link: ${describeRun(done.res)}; store ${JSON.stringify(after)}`);
+    if (done.res.code !== 0 || after.good.length !== 1 || after.problems.length || after.temps.length)
+      problems.push(`slow link: ${describeRun(done.res)}; store ${JSON.stringify(after)}`);
     console.log(`slow link (300 kB/s): ${done.seconds.toFixed(1)} s: ${describeRun(done.res)}`);
     rows.push({ fault: 'slow link (300 kB/s)', ok: problems.length === 0, note: `${done.seconds.toFixed(1)} s` });
 
-    const tight = await config('slow-timeout', { port: slow.port, knownHosts }, { jobs: { backup: { timeoutSeconds: 3 } } });
+    const tight = await config(
+      'slow-timeout',
+      { port: slow.port, knownHosts },
+      { jobs: { backup: { timeoutSeconds: 3 } } },
+    );
     const cut = await timed(['run', 'backup', '--config', tight.file]);
-    problems.push(...(await judge('slow link beyond jobs.backup.timeoutSeconds', cut.res, cut.seconds, 10, /^MFS BACKUP CRITICAL - timed out after 3 s \(jobs\.backup\.timeoutSeconds\)/, tight.store)));
+    problems.push(
+      ...(await judge(
+        'slow link beyond jobs.backup.timeoutSeconds',
+        cut.res,
+        cut.seconds,
+        10,
+        /^MFS BACKUP CRITICAL - timed out after 3 s \(jobs\.backup\.timeoutSeconds\)/,
+        tight.store,
+      )),
+    );
     expect(problems).toEqual([]);
   }, 120_000);
 });

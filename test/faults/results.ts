@@ -39,21 +39,30 @@ function currentTestFile(): string | undefined {
 }
 
 export function recordFaults(row: FaultRow): void {
-  appendFileSync(path.join(resultsDir(), `${process.pid}.jsonl`), JSON.stringify({ ...row, file: row.file ?? currentTestFile() }) + '\n');
+  appendFileSync(
+    path.join(resultsDir(), `${process.pid}.jsonl`),
+    JSON.stringify({ ...row, file: row.file ?? currentTestFile() }) + '\n',
+  );
 }
 
 /**
  * Why the ledger of a run cannot be trusted, or undefined: test files under `faultsDir` ran and the
  * table is empty, or one of them recorded no row (its faults would silently be missing from the table).
  */
-export function faultLedgerProblem(ranFiles: readonly string[], rows: readonly FaultRow[], faultsDir: string): string | undefined {
+export function faultLedgerProblem(
+  ranFiles: readonly string[],
+  rows: readonly FaultRow[],
+  faultsDir: string,
+): string | undefined {
   const inDir = (f: string) => !path.relative(faultsDir, f).startsWith('..') && f.endsWith('.test.js');
   const faultFiles = ranFiles.filter(inDir);
   if (faultFiles.length === 0) return undefined;
-  if (rows.length === 0) return `${faultFiles.length} fault test file(s) ran and the faults table is empty (nothing recorded in MFS_JOBS_FAULTS_RESULTS): ${faultFiles.map((f) => path.basename(f)).join(', ')}`;
+  if (rows.length === 0)
+    return `${faultFiles.length} fault test file(s) ran and the faults table is empty (nothing recorded in MFS_JOBS_FAULTS_RESULTS): ${faultFiles.map((f) => path.basename(f)).join(', ')}`;
   const recorded = new Set(rows.map((r) => r.file).filter((f): f is string => f !== undefined));
   const silent = faultFiles.filter((f) => !recorded.has(f));
-  if (silent.length) return `fault test file(s) that recorded no row in the faults table: ${silent.map((f) => path.basename(f)).join(', ')}`;
+  if (silent.length)
+    return `fault test file(s) that recorded no row in the faults table: ${silent.map((f) => path.basename(f)).join(', ')}`;
   return undefined;
 }
 
@@ -69,11 +78,27 @@ export function readFaultRows(dir: string): FaultRow[] {
 
 export function formatFaultTable(rows: FaultRow[], header: string): string {
   const sorted = [...rows].sort((a, b) => a.area.localeCompare(b.area) || a.fault.localeCompare(b.fault));
-  const total = sorted.reduce((t, r) => ({ injected: t.injected + r.injected, survived: t.survived + r.survived, dataLost: t.dataLost + r.dataLost, lost: t.lost + r.lostRestorePoints }), { injected: 0, survived: 0, dataLost: 0, lost: 0 });
+  const total = sorted.reduce(
+    (t, r) => ({
+      injected: t.injected + r.injected,
+      survived: t.survived + r.survived,
+      dataLost: t.dataLost + r.dataLost,
+      lost: t.lost + r.lostRestorePoints,
+    }),
+    { injected: 0, survived: 0, dataLost: 0, lost: 0 },
+  );
   const table = formatTable(
     ['AREA', 'FAULT', 'INJECTED', 'SURVIVED', 'DATA LOST', 'LOST RESTORE POINTS', 'NOTE'],
     [
-      ...sorted.map((r) => [r.area, r.fault, String(r.injected), String(r.survived), String(r.dataLost), String(r.lostRestorePoints), r.note ?? '']),
+      ...sorted.map((r) => [
+        r.area,
+        r.fault,
+        String(r.injected),
+        String(r.survived),
+        String(r.dataLost),
+        String(r.lostRestorePoints),
+        r.note ?? '',
+      ]),
       ['total', '', String(total.injected), String(total.survived), String(total.dataLost), String(total.lost), ''],
     ],
   );
@@ -90,7 +115,8 @@ export function printOwnRowsUnlessReported(): void {
 }
 
 /** Something a faults suite started: a lab, a proxy, a mount, a master, or a step of its own. */
-export type Started = { stop(): Promise<unknown> } | { unmount(): Promise<unknown> } | (() => Promise<unknown>) | undefined;
+export type Started =
+  { stop(): Promise<unknown> } | { unmount(): Promise<unknown> } | (() => Promise<unknown>) | undefined;
 
 /** One network fault tried once: survived or not, and what was seen. */
 export interface NetworkTrial {
@@ -115,7 +141,16 @@ export async function tearDownFaults(started: Started[], trials: NetworkTrial[] 
       failure ??= { err };
     }
   }
-  for (const t of trials) recordFaults({ area: 'network', fault: t.fault, injected: 1, survived: t.ok ? 1 : 0, dataLost: 0, lostRestorePoints: 0, note: t.note });
+  for (const t of trials)
+    recordFaults({
+      area: 'network',
+      fault: t.fault,
+      injected: 1,
+      survived: t.ok ? 1 : 0,
+      dataLost: 0,
+      lostRestorePoints: 0,
+      note: t.note,
+    });
   printOwnRowsUnlessReported();
   if (failure) throw failure.err;
 }
@@ -124,7 +159,13 @@ export async function tearDownFaults(started: Started[], trials: NetworkTrial[] 
  * A test of one attack that, when it passes, is a row of the closing table (`area`, `fault`): the
  * hostile-server, archive and identity suites outside test/faults appear there too.
  */
-export function attackTest(area: string, fault: string, title: string, fn: () => Promise<void>, timeout?: number): void {
+export function attackTest(
+  area: string,
+  fault: string,
+  title: string,
+  fn: () => Promise<void>,
+  timeout?: number,
+): void {
   test(
     title,
     async () => {

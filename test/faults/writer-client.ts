@@ -43,7 +43,8 @@ export class LedgerReader {
       // Only whole lines: the writer may be in the middle of one (or was killed there).
       const end = buf.lastIndexOf(0x0a) + 1;
       this.offset += end;
-      for (const line of buf.subarray(0, end).toString('utf8').split('\n')) if (line) this.entries.push(JSON.parse(line) as LedgerEntry);
+      for (const line of buf.subarray(0, end).toString('utf8').split('\n'))
+        if (line) this.entries.push(JSON.parse(line) as LedgerEntry);
       return this.entries;
     } finally {
       await h.close();
@@ -80,7 +81,7 @@ async function main(dir: string, ledger: string): Promise<void> {
   // minutes (MooseFS keeps the chunk locked), so after STALL_MS a new file starts beside it, as another
   // thread of a real application would. (UV_THREADPOOL_SIZE must exceed MAX_IN_FLIGHT: see the test.)
   const inFlight = new Set<Promise<void>>();
-  for (let i = 0; !stopping; ) {
+  for (let i = 0; !stopping;) {
     if (inFlight.size >= MAX_IN_FLIGHT) {
       await Promise.race([...inFlight, sleep(STALL_MS)]);
       continue;

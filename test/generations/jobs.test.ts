@@ -37,7 +37,8 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
   };
 
   /** Changes through the mount; 1.5.12 has no client here, so only its own housekeeping changes anything. */
-  const change = async (prefix: string, count: number) => (lab.mount ? lab.makeChanges(prefix, count) : (await lab.master.info()).metadataVersion);
+  const change = async (prefix: string, count: number) =>
+    lab.mount ? lab.makeChanges(prefix, count) : (await lab.master.info()).metadataVersion;
 
   beforeAll(async () => {
     lab = await Lab.start({ lab: labGeneration(version) });
@@ -55,7 +56,7 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     await lab?.stop();
   });
 
-  test('check-master: the master answers in its own protocol; a 1.x master\'s version comes from its DATA_PATH', async () => {
+  test("check-master: the master answers in its own protocol; a 1.x master's version comes from its DATA_PATH", async () => {
     const res = await runCli(['run', 'check-master', '--config', config]);
     // 1.5.12's housekeeping may add a version meanwhile.
     nearly(Number(/serves metadata version (\d+)/.exec(res.stdout)?.[1]));
@@ -64,7 +65,9 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     if (!gen().reportsMetadataVersion) {
       const cfg = await lab.writeConfig({ ssh: undefined }, 'no-ssh.yaml');
       const bare = await runCli(['run', 'check-master', '--config', cfg]);
-      expect(bare.stdout).toContain(`MFS CHECK-MASTER OK - master serves (MooseFS ${version === '1.5.12' ? '1.5' : version}, which does not report its metadata version)`);
+      expect(bare.stdout).toContain(
+        `MFS CHECK-MASTER OK - master serves (MooseFS ${version === '1.5.12' ? '1.5' : version}, which does not report its metadata version)`,
+      );
       await fs.rm(cfg);
     }
   });
@@ -73,7 +76,11 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     const header = await readImageHeader(path.join(lab.master.dataPath, 'metadata.mfs.back'));
     expect(header.magic).toBe(gen().imageMagic);
     const res = await runCli(['run', 'backup', '--config', config]);
-    expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v\\d+: metadata\\.mfs\\.back version ${header.version} \\+ \\d+ changelog`));
+    expect(res.stdout).toMatch(
+      new RegExp(
+        `^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v\\d+: metadata\\.mfs\\.back version ${header.version} \\+ \\d+ changelog`,
+      ),
+    );
     expect(res.code).toBe(0);
     const [snap] = (await listSnapshots(path.join(lab.dir, 'snapshots'), {})).snapshots;
     nearly(snap!.manifest.reachesVersion);
@@ -93,7 +100,9 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     // The scratch master is found by its lock (1.6.5+ leave it empty: the kernel's lock table names it) and stopped.
     expect(await processesIn(path.join(lab.dir, 'state', 'drill'))).toEqual([]);
     // Every generation's scratch master was open to root only (nftables), and the table is gone with it.
-    expect(report.lines).toContain(`scratch master: its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`);
+    expect(report.lines).toContain(
+      `scratch master: its ports on loopback take connections from uid 0 only (nftables table ${report.details.scratchGuard})`,
+    );
     expect((await execCapture('nft', ['list', 'tables'])).stdout).not.toContain(report.details.scratchGuard);
   });
 
@@ -106,13 +115,19 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     expect(await processesIn(path.join(lab.dir, 'state', 'drill'))).toEqual([]);
   });
 
-  test('prune: the snapshot store and the master\'s DATA_PATH, planned over this generation\'s files; the newest snapshot survives and verifies', async () => {
+  test("prune: the snapshot store and the master's DATA_PATH, planned over this generation's files; the newest snapshot survives and verifies", async () => {
     // A second restore point: more changes, a new image, another backup.
     await change('second-image', 5);
     await lab.saveImage();
     expect((await runCli(['run', 'backup', '--config', config])).code).toBe(0);
     const store = path.join(lab.dir, 'snapshots');
-    const cfg = await lab.writeConfig({ snapshotStore: { path: store, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } }, jobs: { prune: { dataPaths: ['master'], minAgeMinutes: 0, keepRestorePoints: 1 } } }, 'prune.yaml');
+    const cfg = await lab.writeConfig(
+      {
+        snapshotStore: { path: store, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } },
+        jobs: { prune: { dataPaths: ['master'], minAgeMinutes: 0, keepRestorePoints: 1 } },
+      },
+      'prune.yaml',
+    );
     const res = await runCli(['run', 'prune', '--config', cfg, '--json']);
     const report = JSON.parse(res.stdout);
     // WARNING at most: an older restore point whose changelogs stop before the newer image is reported, not an error.
@@ -141,10 +156,17 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
 
   test('binaries that cannot read the image are refused before anything starts, naming the key', async () => {
     // This generation's snapshot, restored with the binaries of the other image format.
-    const other = gen().imageMagic === 'MFSM 1.5' ? { generation: '4', prefixes: { '4': labGeneration('4.59.2').prefix } } : { generation: '1.6', prefixes: { '1.6': labGeneration('1.6.4').prefix } };
+    const other =
+      gen().imageMagic === 'MFSM 1.5'
+        ? { generation: '4', prefixes: { '4': labGeneration('4.59.2').prefix } }
+        : { generation: '1.6', prefixes: { '1.6': labGeneration('1.6.4').prefix } };
     const cfg = await lab.writeConfig({ moosefs: other }, 'wrong-binaries.yaml');
     const res = await runCli(['run', 'drill', '--config', cfg]);
-    expect(res.stdout).toMatch(new RegExp(`^MFS DRILL CRITICAL - snapshot \\S+: metadata\\.mfs\\.back is a "${gen().imageMagic}" image .*but moosefs\\.generation is ${other.generation.replace('.', '\\.')} .*refusing to restore it with those binaries`));
+    expect(res.stdout).toMatch(
+      new RegExp(
+        `^MFS DRILL CRITICAL - snapshot \\S+: metadata\\.mfs\\.back is a "${gen().imageMagic}" image .*but moosefs\\.generation is ${other.generation.replace('.', '\\.')} .*refusing to restore it with those binaries`,
+      ),
+    );
     expect(res.code).toBe(2);
     await fs.rm(cfg);
   });
@@ -153,16 +175,28 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
     const wrong = version.startsWith('1.') ? '4' : '1.6';
     const cfg = await lab.writeConfig({ moosefs: { generation: wrong, prefixes: {} } }, 'wrong-generation.yaml');
     const res = await runCli(['run', 'check-master', '--config', cfg]);
-    expect(res.stdout).toMatch(new RegExp(`^MFS CHECK-MASTER CRITICAL - no master answers: .*but moosefs\\.generation is ${wrong.replace('.', '\\.')}`));
+    expect(res.stdout).toMatch(
+      new RegExp(
+        `^MFS CHECK-MASTER CRITICAL - no master answers: .*but moosefs\\.generation is ${wrong.replace('.', '\\.')}`,
+      ),
+    );
     expect(res.code).toBe(2);
     await fs.rm(cfg);
   });
 
   // Last: it kills the lab's master.
-  test("promote after kill -9 of the master: a standby of this generation restores the newest chain its own way and serves; demote stops it cleanly", async () => {
+  test('promote after kill -9 of the master: a standby of this generation restores the newest chain its own way and serves; demote stops it cleanly', async () => {
     const standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false, lab: lab.generation });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
-    const cfg = await lab.writeConfig({ standby: standbySection, jobs: { promote: { fenceTimeoutSeconds: 1 } } }, 'promote.yaml');
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
+    const cfg = await lab.writeConfig(
+      { standby: standbySection, jobs: { promote: { fenceTimeoutSeconds: 1 } } },
+      'promote.yaml',
+    );
     try {
       await change('before-kill', 5);
       // What the metalogger (or, before 1.6.5, the dead master's own DATA_PATH) holds is what can come back.
@@ -172,12 +206,15 @@ describe.each(VERSIONS)('MooseFS %s', (version) => {
       const res = await runCli(['run', 'promote', '--config', cfg, '--json']);
       const report = JSON.parse(res.stdout);
       expect(`${report.status}: ${report.summary}`).toMatch(/^OK: promoted: serving metadata version \d+/);
-      expect(report.details.restoreCommand).toBe(gen().restore === 'mfsmetarestore' ? 'mfsmetarestore' : 'mfsmaster -a');
+      expect(report.details.restoreCommand).toBe(
+        gen().restore === 'mfsmetarestore' ? 'mfsmetarestore' : 'mfsmaster -a',
+      );
       expect(report.details.moosefs).toBe(version === '1.5.12' ? '1.5' : version);
       // 1.5.12's housekeeping may have added a version the kill -9 caught mid-flight.
       expect(report.details.metadataVersion).toBeGreaterThanOrEqual(version === '1.5.12' ? dead - 2 : dead);
       // 1.x keeps client sessions beside the image (1.5.12 here has no client, so no sessions file).
-      if (gen().sessionsFiles.length && lab.mount) expect(report.lines.join('\n')).toContain('sessions.mfs restored beside the image');
+      if (gen().sessionsFiles.length && lab.mount)
+        expect(report.lines.join('\n')).toContain('sessions.mfs restored beside the image');
       const demote = await runCli(['run', 'demote', '--config', cfg]);
       expect(demote.stdout).toMatch(/^MFS DEMOTE OK - stopped mfsmaster \(pid \d+\)/);
       expect(await runningMasterPid(standby.dataPath)).toBeUndefined();

@@ -25,9 +25,21 @@ describe("MooseFS 1.6.4: the standby's LOCK_FILE outside its DATA_PATH", () => {
     await lab.saveImage();
     await lab.makeChanges('after-image', 10);
     lockFile = path.join(lab.dir, 'standby', 'run', 'masterB.lock');
-    standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false, lab: lab.generation, extra: { LOCK_FILE: lockFile } });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
-    config = await lab.writeConfig({ standby: standbySection, jobs: { promote: { fenceTimeoutSeconds: 1 } } }, 'lock-file.yaml');
+    standby = await LabMaster.create(path.join(lab.dir, 'standby'), {
+      bootstrap: false,
+      lab: lab.generation,
+      extra: { LOCK_FILE: lockFile },
+    });
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
+    config = await lab.writeConfig(
+      { standby: standbySection, jobs: { promote: { fenceTimeoutSeconds: 1 } } },
+      'lock-file.yaml',
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -41,7 +53,9 @@ describe("MooseFS 1.6.4: the standby's LOCK_FILE outside its DATA_PATH", () => {
     const backup = await runCli(['run', 'backup', '--config', config]);
     expect(backup.code).toBe(0);
     const ready = await runCli(['run', 'check-standby', '--config', config]);
-    expect(ready.stdout).toMatch(/^MFS CHECK-STANDBY OK - ready: a promotion now would restore metadata version \d+, \d+ version\(s\)/);
+    expect(ready.stdout).toMatch(
+      /^MFS CHECK-STANDBY OK - ready: a promotion now would restore metadata version \d+, \d+ version\(s\)/,
+    );
     expect(ready.stdout).toContain(`with ${lab.generation.mfsmaster} (MooseFS 1.6 (before 1.6.5))`);
     expect(ready.code).toBe(0);
 
@@ -50,7 +64,9 @@ describe("MooseFS 1.6.4: the standby's LOCK_FILE outside its DATA_PATH", () => {
     const doc = path.join(lab.dir, 'no-lock.yaml');
     await fs.writeFile(doc, (await fs.readFile(config, 'utf8')).replace(standby.configFile, noLock));
     const refused = await runCli(['run', 'check-standby', '--config', doc]);
-    expect(refused.stdout).toContain(`MFS CHECK-STANDBY CRITICAL - a promotion now would fail: ${doc}: standby.masterConfig ${noLock}: MooseFS 1.6 (before 1.6.5) needs LOCK_FILE set`);
+    expect(refused.stdout).toContain(
+      `MFS CHECK-STANDBY CRITICAL - a promotion now would fail: ${doc}: standby.masterConfig ${noLock}: MooseFS 1.6 (before 1.6.5) needs LOCK_FILE set`,
+    );
     expect(refused.code).toBe(2);
   });
 

@@ -134,7 +134,10 @@ function run(bin: string, args: string[]): Promise<string> {
 /** 3.0: `metadata servers:	IP	VERSION	STATE	LOCALTIME	METAVERSION …` (version may hold spaces as thousands separators). */
 async function readMfscli30(port: number): Promise<CliView> {
   const out = await run(MFSCLI_30, ['-H', HOST, '-P', String(port), '-SIM', '-p', '-s', '\t']);
-  const f = out.split('\n').find((l) => l.startsWith('metadata servers:'))?.split('\t');
+  const f = out
+    .split('\n')
+    .find((l) => l.startsWith('metadata servers:'))
+    ?.split('\t');
   if (!f || f[3] === 'DEAD') throw new Error(`mfscli 3.0 sees no working master: ${JSON.stringify(out)}`);
   return { softwareVersion: f[2]!, metadataVersion: Number(f[5]!.replace(/\s+/g, '')) };
 }
@@ -142,10 +145,18 @@ async function readMfscli30(port: number): Promise<CliView> {
 /** 4.x: JSON; metadata_id is a 64-bit decimal that JSON.parse would round, so it is read from the text. */
 async function readMfscli4(port: number): Promise<CliView> {
   const out = await run(MFSCLI_4, ['-H', HOST, '-P', String(port), '-SIM', '-j']);
-  const m = (JSON.parse(out) as { dataset: { info: { masters: { version: string; state: string; metadata_version: number }[] } } }).dataset.info.masters[0];
+  const m = (
+    JSON.parse(out) as {
+      dataset: { info: { masters: { version: string; state: string; metadata_version: number }[] } };
+    }
+  ).dataset.info.masters[0];
   const metaid = /"metadata_id":\s*(\d+)/.exec(out)?.[1];
   if (!m || m.state !== 'MASTER' || !metaid) throw new Error(`mfscli 4.x sees no working master: ${out.slice(0, 300)}`);
-  return { softwareVersion: m.version, metadataVersion: m.metadata_version, metaid: BigInt(metaid).toString(16).toUpperCase().padStart(16, '0') };
+  return {
+    softwareVersion: m.version,
+    metadataVersion: m.metadata_version,
+    metaid: BigInt(metaid).toString(16).toUpperCase().padStart(16, '0'),
+  };
 }
 
 // ---- a lab master of one generation ----
@@ -228,11 +239,17 @@ class LabMaster {
   async serving(timeoutMs = 30_000): Promise<NativeMasterInfo> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.exit) throw new Error(`${this.gen.mfsmaster} exited (${this.exit.code ?? this.exit.signal}) before serving: ${await this.logTail()}`);
+      if (this.exit)
+        throw new Error(
+          `${this.gen.mfsmaster} exited (${this.exit.code ?? this.exit.signal}) before serving: ${await this.logTail()}`,
+        );
       try {
         return await askMaster({ host: HOST, port: this.ports.cl, timeoutMs: 1000 });
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`${this.gen.mfsmaster} did not answer within ${timeoutMs} ms: ${describeError(err)}`, { cause: err });
+        if (Date.now() > deadline)
+          throw new Error(`${this.gen.mfsmaster} did not answer within ${timeoutMs} ms: ${describeError(err)}`, {
+            cause: err,
+          });
       }
       await sleep(100);
     }
@@ -359,7 +376,9 @@ describe('askMaster where no master answers properly', () => {
     const p = await peer(() => undefined);
     try {
       const started = Date.now();
-      await expect(askMaster({ host: HOST, port: p.port, timeoutMs: 300 })).rejects.toThrow(`master ${HOST}:${p.port}: no answer within 300 ms`);
+      await expect(askMaster({ host: HOST, port: p.port, timeoutMs: 300 })).rejects.toThrow(
+        `master ${HOST}:${p.port}: no answer within 300 ms`,
+      );
       expect(Date.now() - started).toBeLessThan(1500);
     } finally {
       await p.close();
@@ -369,7 +388,9 @@ describe('askMaster where no master answers properly', () => {
   test('a peer that hangs up is "closed before answering"', async () => {
     const p = await peer((s) => s.once('data', () => s.end()));
     try {
-      await expect(askMaster({ host: HOST, port: p.port })).rejects.toThrow(`master ${HOST}:${p.port}: closed the connection before answering`);
+      await expect(askMaster({ host: HOST, port: p.port })).rejects.toThrow(
+        `master ${HOST}:${p.port}: closed the connection before answering`,
+      );
     } finally {
       await p.close();
     }
@@ -378,11 +399,17 @@ describe('askMaster where no master answers properly', () => {
   test('keep-alives (ANTOAN_NOP) are skipped, another command is refused', async () => {
     const answer = Buffer.alloc(68);
     answer.writeUInt32BE((1 << 16) | (6 << 8) | 4, 0);
-    const good = await peer((s) => s.once('data', () => s.write(Buffer.concat([packet(0, Buffer.alloc(0)), packet(0, Buffer.alloc(4)), packet(511, answer)]))));
+    const good = await peer((s) =>
+      s.once('data', () =>
+        s.write(Buffer.concat([packet(0, Buffer.alloc(0)), packet(0, Buffer.alloc(4)), packet(511, answer)])),
+      ),
+    );
     const wrong = await peer((s) => s.once('data', () => s.write(packet(401, Buffer.alloc(4)))));
     try {
       expect((await askMaster({ host: HOST, port: good.port })).softwareVersion).toBe('1.6.4');
-      await expect(askMaster({ host: HOST, port: wrong.port })).rejects.toThrow(`master ${HOST}:${wrong.port}: unexpected command 401`);
+      await expect(askMaster({ host: HOST, port: wrong.port })).rejects.toThrow(
+        `master ${HOST}:${wrong.port}: unexpected command 401`,
+      );
     } finally {
       await good.close();
       await wrong.close();
@@ -395,7 +422,9 @@ describe('askMaster where no master answers properly', () => {
     header.writeUInt32BE(64 * 1024 + 1, 4);
     const p = await peer((s) => s.once('data', () => s.write(header)));
     try {
-      await expect(askMaster({ host: HOST, port: p.port })).rejects.toThrow(/packet of 65537 bytes \(command 511\) is over the 64 KiB bound/);
+      await expect(askMaster({ host: HOST, port: p.port })).rejects.toThrow(
+        /packet of 65537 bytes \(command 511\) is over the 64 KiB bound/,
+      );
     } finally {
       await p.close();
     }
@@ -407,7 +436,9 @@ describe('askMaster where no master answers properly', () => {
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 50);
       const started = Date.now();
-      await expect(askMaster({ host: HOST, port: p.port, signal: ac.signal })).rejects.toThrow(`master ${HOST}:${p.port}: aborted`);
+      await expect(askMaster({ host: HOST, port: p.port, signal: ac.signal })).rejects.toThrow(
+        `master ${HOST}:${p.port}: aborted`,
+      );
       expect(Date.now() - started).toBeLessThan(1000);
     } finally {
       await p.close();

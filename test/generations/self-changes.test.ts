@@ -31,7 +31,7 @@ describe('a restored MooseFS 4.59.2 master changes its metadata by itself', () =
     await lab?.stop();
   });
 
-  test('IDLE() within seconds of the start; selfChangesSince puts the restore back at the chain\'s newest', async () => {
+  test("IDLE() within seconds of the start; selfChangesSince puts the restore back at the chain's newest", async () => {
     let expected = 0;
     const started = await startScratchAsDrill(path.join(lab.dir, 'scratch'), lab.master.dataPath, lab4, async (sc) => {
       // What the copy reaches (the live master writes its own IDLE() too, so its version of a moment ago will not do).

@@ -15,7 +15,10 @@ export interface CliResult {
 }
 
 /** Run the real `mfs-jobs` executable, as cron or ucarp would; `wrap` prefixes the command (`nsenter --net=…`). */
-export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; wrap?: string[] } = {}): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; wrap?: string[] } = {},
+): Promise<CliResult> {
   const run = startCli(args, options.env, options.wrap);
   const timer = setTimeout(() => run.child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
   try {

@@ -15,7 +15,10 @@ const T0 = 1795600000;
 /** Lines [from, to] of the generated history: line 1 sets the metaid, line v creates file f<v> as inode v. */
 export function generatedLines(from: number, to: number): string {
   const out: string[] = [];
-  for (let v = from; v <= to; v++) out.push(v === 1 ? `1: ${T0}|SETMETAID(${GENERATED_METAID})` : `${v}: ${T0 + v}|CREATE(1,f${v},1,438,18,0,0,0):${v}`);
+  for (let v = from; v <= to; v++)
+    out.push(
+      v === 1 ? `1: ${T0}|SETMETAID(${GENERATED_METAID})` : `${v}: ${T0 + v}|CREATE(1,f${v},1,438,18,0,0,0):${v}`,
+    );
   return out.length ? out.join('\n') + '\n' : '';
 }
 

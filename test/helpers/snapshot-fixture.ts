@@ -38,7 +38,9 @@ export async function freezeDataPath(dataPath: string, into: string): Promise<vo
   await fs.mkdir(into, { recursive: true, mode: 0o700 });
   for (let attempt = 1; ; attempt++) {
     try {
-      const names = (await fs.readdir(dataPath)).filter(isChangelogName).sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
+      const names = (await fs.readdir(dataPath))
+        .filter(isChangelogName)
+        .sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
       const parts = await Promise.all(names.map((n) => fs.readFile(path.join(dataPath, n))));
       await fs.copyFile(path.join(dataPath, 'metadata.mfs.back'), path.join(into, 'metadata.mfs.back'));
       await fs.writeFile(path.join(into, 'changelog.0.mfs'), Buffer.concat(parts));
@@ -52,7 +54,14 @@ export async function freezeDataPath(dataPath: string, into: string): Promise<vo
 export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot> {
   const at = o.at ?? new Date();
   const from = path.dirname(o.image);
-  const sources = [o.image, ...(o.changelogs ?? (await fs.readdir(from)).filter(isChangelogName).sort().map((n) => path.join(from, n)))];
+  const sources = [
+    o.image,
+    ...(o.changelogs ??
+      (await fs.readdir(from))
+        .filter(isChangelogName)
+        .sort()
+        .map((n) => path.join(from, n))),
+  ];
   const stage = await makeStageDir(o.store, 'fixture');
   for (const src of sources) await fs.copyFile(src, path.join(stage, path.basename(src)));
   await o.edit?.(stage);
@@ -62,7 +71,15 @@ export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot>
     const name = path.basename(src);
     const body = await fs.readFile(path.join(stage, name));
     const st = await fs.stat(src);
-    const file: ManifestFile = { name, role: src === o.image ? 'image' : 'changelog', size: body.length, sha256: createHash('sha256').update(body).digest('hex'), sourcePath: src, sourceSize: st.size, sourceMtimeMs: st.mtimeMs };
+    const file: ManifestFile = {
+      name,
+      role: src === o.image ? 'image' : 'changelog',
+      size: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+      sourcePath: src,
+      sourceSize: st.size,
+      sourceMtimeMs: st.mtimeMs,
+    };
     if (file.role === 'changelog') {
       const scan = await scanChangelogFile(path.join(stage, name));
       file.firstVersion = scan.first;
@@ -79,7 +96,9 @@ export async function writeSnapshot(o: SnapshotFixture): Promise<StoredSnapshot>
     id,
     source: o.source ?? { name: 'master', host: '127.0.0.1', role: 'master', dataPath: from },
     image: { name: path.basename(o.image), version: header.version, metaid: header.metaid, empty: header.empty },
-    changelogs: pieces.length ? { first: Math.min(...pieces.map((p) => p.first)), last: Math.max(...pieces.map((p) => p.last)) } : {},
+    changelogs: pieces.length
+      ? { first: Math.min(...pieces.map((p) => p.first)), last: Math.max(...pieces.map((p) => p.last)) }
+      : {},
     reachesVersion,
     files,
     mfsJobsVersion: 'test-fixture',
@@ -96,6 +115,12 @@ export async function deleteVersion(dir: string, version: number): Promise<void>
   for (const n of await fs.readdir(dir)) {
     if (!n.startsWith('changelog')) continue;
     const text = await fs.readFile(path.join(dir, n), 'utf8');
-    await fs.writeFile(path.join(dir, n), text.split('\n').filter((l) => !l.startsWith(`${version}: `)).join('\n'));
+    await fs.writeFile(
+      path.join(dir, n),
+      text
+        .split('\n')
+        .filter((l) => !l.startsWith(`${version}: `))
+        .join('\n'),
+    );
   }
 }

@@ -19,22 +19,40 @@ export function imageBytes(version: number, metaid: bigint): Buffer {
  * A small snapshot that verifies (image v10 + a changelog 9..11, reaching 12), staged in `store` the way
  * backup stages one, with its manifest not yet written.
  */
-export async function stageSyntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint } = {}): Promise<{ stage: string; manifest: Manifest }> {
+export async function stageSyntheticSnapshot(
+  store: string,
+  o: { at?: Date; metaid?: bigint } = {},
+): Promise<{ stage: string; manifest: Manifest }> {
   const at = o.at ?? new Date();
   const metaid = o.metaid ?? 0xabn;
   const stage = await makeStageDir(store, 'synthetic');
   await fs.writeFile(path.join(stage, 'metadata.mfs.back'), imageBytes(10, metaid));
   await fs.writeFile(path.join(stage, 'changelog.0.mfs'), '9: 1|A(1)\n10: 1|B(1)\n11: 1|C(1)\n');
   for (const f of await fs.readdir(stage)) await sealFile(path.join(stage, f));
-  const file = async (name: string) => ({ name, size: (await fs.stat(path.join(stage, name))).size, sha256: await sha256File(path.join(stage, name)), sourcePath: `/src/${name}`, sourceSize: 0, sourceMtimeMs: 0 });
+  const file = async (name: string) => ({
+    name,
+    size: (await fs.stat(path.join(stage, name))).size,
+    sha256: await sha256File(path.join(stage, name)),
+    sourcePath: `/src/${name}`,
+    sourceSize: 0,
+    sourceMtimeMs: 0,
+  });
   const manifest: Manifest = {
     formatVersion: 1,
     id: snapshotId(at, 12),
     source: { name: 'm', host: 'h', role: 'master', dataPath: '/src' },
-    image: { name: 'metadata.mfs.back', version: 10, metaid: metaid.toString(16).toUpperCase().padStart(16, '0'), empty: false },
+    image: {
+      name: 'metadata.mfs.back',
+      version: 10,
+      metaid: metaid.toString(16).toUpperCase().padStart(16, '0'),
+      empty: false,
+    },
     changelogs: { first: 9, last: 11 },
     reachesVersion: 12,
-    files: [{ ...(await file('metadata.mfs.back')), role: 'image' }, { ...(await file('changelog.0.mfs')), role: 'changelog', firstVersion: 9, lastVersion: 11 }],
+    files: [
+      { ...(await file('metadata.mfs.back')), role: 'image' },
+      { ...(await file('changelog.0.mfs')), role: 'changelog', firstVersion: 9, lastVersion: 11 },
+    ],
     mfsJobsVersion: 'test',
     startedAt: at.toISOString(),
     finishedAt: at.toISOString(),
@@ -46,7 +64,10 @@ export async function stageSyntheticSnapshot(store: string, o: { at?: Date; meta
  * That snapshot written into `store` as backup writes one, for tests of the store's import/export/list
  * without a MooseFS lab. `edit` changes the manifest before it is written (a hostile or odd archive).
  */
-export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: bigint; edit?: (m: Manifest) => void } = {}): Promise<StoredSnapshot> {
+export async function syntheticSnapshot(
+  store: string,
+  o: { at?: Date; metaid?: bigint; edit?: (m: Manifest) => void } = {},
+): Promise<StoredSnapshot> {
   const { stage, manifest } = await stageSyntheticSnapshot(store, o);
   o.edit?.(manifest);
   const dir = await finaliseSnapshot(store, stage, manifest, {});
@@ -55,14 +76,26 @@ export async function syntheticSnapshot(store: string, o: { at?: Date; metaid?: 
 }
 
 /** A scratch directory with a config whose snapshot store is `<dir>/<name>`; `configFor` adds more stores. */
-export async function scratchStores(): Promise<{ dir: string; configFor: (name: string) => Promise<{ store: string; config: string }>; remove: () => Promise<void> }> {
+export async function scratchStores(): Promise<{
+  dir: string;
+  configFor: (name: string) => Promise<{ store: string; config: string }>;
+  remove: () => Promise<void>;
+}> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-archive-'));
   return {
     dir,
     configFor: async (name) => {
       const store = path.join(dir, name);
       const config = path.join(dir, `${name}.yaml`);
-      await fs.writeFile(config, YAML.stringify({ stateDir: path.join(dir, 'state'), daemon: { socket: false }, snapshotStore: { path: store } }), { mode: 0o600 });
+      await fs.writeFile(
+        config,
+        YAML.stringify({
+          stateDir: path.join(dir, 'state'),
+          daemon: { socket: false },
+          snapshotStore: { path: store },
+        }),
+        { mode: 0o600 },
+      );
       return { store, config };
     },
     remove: () => fs.rm(dir, { recursive: true, force: true }),

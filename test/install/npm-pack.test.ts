@@ -32,12 +32,33 @@ describe('npm pack → npm install -g → mfs-jobs runs a job', () => {
 
   test('the tarball holds the launcher and the built program, no tests, sources or maps', async () => {
     const list = (await must('tar', ['-tzf', tarball])).stdout.trim().split('\n');
-    expect(list).toEqual(expect.arrayContaining(['package/package.json', 'package/bin/mfs-jobs', 'package/dist/bin/cli.js', 'package/dist/bin/hand-off.js', 'package/dist/bundle/cli/cli.js', 'package/dist/bundle/cli/hand-off.js', 'package/dist/lib/core/metrics.js', 'package/dist/jobs/index.js', 'package/examples/config.yaml', 'package/examples/prometheus/mfs-jobs.rules.yml', 'package/examples/nagios/mfs-jobs.cfg', 'package/packaging/mfs-jobs.1']));
-    expect(list.filter((f) => f.startsWith('package/dist/test/') || f.startsWith('package/dist/bench/') || /\.(ts|map)$/.test(f))).toEqual([]);
+    expect(list).toEqual(
+      expect.arrayContaining([
+        'package/package.json',
+        'package/bin/mfs-jobs',
+        'package/dist/bin/cli.js',
+        'package/dist/bin/hand-off.js',
+        'package/dist/bundle/cli/cli.js',
+        'package/dist/bundle/cli/hand-off.js',
+        'package/dist/lib/core/metrics.js',
+        'package/dist/jobs/index.js',
+        'package/examples/config.yaml',
+        'package/examples/prometheus/mfs-jobs.rules.yml',
+        'package/examples/nagios/mfs-jobs.cfg',
+        'package/packaging/mfs-jobs.1',
+      ]),
+    );
+    expect(
+      list.filter(
+        (f) => f.startsWith('package/dist/test/') || f.startsWith('package/dist/bench/') || /\.(ts|map)$/.test(f),
+      ),
+    ).toEqual([]);
   });
 
   test('installs into a prefix and runs check-master against a real master', async () => {
-    await must('npm', ['install', '-g', '--prefix', prefix(), '--prefer-offline', '--no-audit', '--no-fund', tarball], { timeoutMs: 300_000 });
+    await must('npm', ['install', '-g', '--prefix', prefix(), '--prefer-offline', '--no-audit', '--no-fund', tarball], {
+      timeoutMs: 300_000,
+    });
     const bin = path.join(prefix(), 'bin', 'mfs-jobs');
     expect(await fs.realpath(bin)).toBe(path.join(prefix(), 'lib', 'node_modules', 'mfs-jobs', 'bin', 'mfs-jobs'));
     const pkg = JSON.parse(await fs.readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -50,7 +71,9 @@ describe('npm pack → npm install -g → mfs-jobs runs a job', () => {
     // Run from elsewhere than the repository, as cron would: nothing may come from the source tree.
     const res = await execCapture(bin, ['run', 'check-master', '--config', config], { cwd: tmp, timeoutMs: 60_000 });
     expect(res.stderr).not.toMatch(/cannot start/);
-    expect(res.stdout).toContain(`MFS CHECK-MASTER OK - master serves metadata version ${expected} | master_metadata_version=${expected} masters_up=1`);
+    expect(res.stdout).toContain(
+      `MFS CHECK-MASTER OK - master serves metadata version ${expected} | master_metadata_version=${expected} masters_up=1`,
+    );
     expect(res.code).toBe(0);
     const prom = await fs.readFile(path.join(lab.dir, 'textfile', 'mfs_jobs_check_master.prom'), 'utf8');
     expect(prom).toContain(`mfs_jobs_metadata_version{job="check-master",master="master"} ${expected}`);

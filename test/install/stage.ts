@@ -5,9 +5,18 @@ import { execCapture, type ExecResult } from '../../lib/core/exec.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
 /** Run a program; a non-zero exit fails with its command line and output. */
-export async function must(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ExecResult> {
-  const res = await execCapture(command, args, { timeoutMs: options.timeoutMs ?? 300_000, cwd: options.cwd, env: { ...process.env, ...options.env } });
-  if (res.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${res.code ?? res.signal}:\n${res.stdout}\n${res.stderr}`);
+export async function must(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<ExecResult> {
+  const res = await execCapture(command, args, {
+    timeoutMs: options.timeoutMs ?? 300_000,
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+  });
+  if (res.code !== 0)
+    throw new Error(`${command} ${args.join(' ')} exited ${res.code ?? res.signal}:\n${res.stdout}\n${res.stderr}`);
   return res;
 }
 

@@ -32,7 +32,13 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
 
   /** A config backing up the big master into its own store, through the slow link or directly. */
   async function configFor(name: string, slow: boolean): Promise<string> {
-    return lab.writeConfig({ masters: [masterEntry('big', big, slow ? { port: link.port, knownHosts: linkKnownHosts } : undefined)], snapshotStore: { path: storeOf(name) } }, `${name}-${slow ? 'slow' : 'direct'}.yaml`);
+    return lab.writeConfig(
+      {
+        masters: [masterEntry('big', big, slow ? { port: link.port, knownHosts: linkKnownHosts } : undefined)],
+        snapshotStore: { path: storeOf(name) },
+      },
+      `${name}-${slow ? 'slow' : 'direct'}.yaml`,
+    );
   }
 
   beforeAll(async () => {
@@ -108,14 +114,20 @@ describe('backup interrupted mid-transfer (a throttled link to the real sshd)', 
     await fs.utimes(image(), mtime, mtime);
     const res = await run.done;
     expect(res.code).toBe(2);
-    expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - big: big:.*metadata\.mfs\.back: size\/mtime changed during the copy .*; changed again on the retry, no snapshot taken/);
+    expect(res.stdout).toMatch(
+      /^MFS BACKUP CRITICAL - big: big:.*metadata\.mfs\.back: size\/mtime changed during the copy .*; changed again on the retry, no snapshot taken/,
+    );
     expect((await listSnapshots(store, {})).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(store, '.tmp'))).toEqual([]);
   });
 
   test('on a terminal, the transfer shows its progress', async () => {
     const cfg = await configFor('tty', true);
-    const res = await execCapture('script', ['-qec', `${process.execPath} ${MFS_JOBS_BIN} run backup --config ${cfg}`, '/dev/null'], { timeoutMs: 60_000 });
+    const res = await execCapture(
+      'script',
+      ['-qec', `${process.execPath} ${MFS_JOBS_BIN} run backup --config ${cfg}`, '/dev/null'],
+      { timeoutMs: 60_000 },
+    );
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/big: metadata\.mfs\.back +\d+% [\d.]+ [kM]B\/[\d.]+ MB/);
     expect(res.stdout).toMatch(/big: metadata\.mfs\.back 100% /);

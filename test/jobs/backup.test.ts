@@ -49,7 +49,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
   test('--dry-run shows what would be copied and writes nothing', async () => {
     const res = await runCli(['run', 'backup', '--config', config, '--dry-run']);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/^MFS BACKUP OK - master: would copy metadata\.mfs\.back version \d+ \+ changelog\.0\.mfs/);
+    expect(res.stdout).toMatch(
+      /^MFS BACKUP OK - master: would copy metadata\.mfs\.back version \d+ \+ changelog\.0\.mfs/,
+    );
     await expect(fs.stat(store)).rejects.toThrow();
   });
 
@@ -58,11 +60,19 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const { metadataVersion } = await lab.master.info();
     const res = await runCli(['run', 'backup', '--config', config]);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v${metadataVersion}: metadata\\.mfs\\.back version ${header.version} \\+ 1 changelog`));
+    expect(res.stdout).toMatch(
+      new RegExp(
+        `^MFS BACKUP OK - master: snapshot \\d{8}T\\d{6}Z-v${metadataVersion}: metadata\\.mfs\\.back version ${header.version} \\+ 1 changelog`,
+      ),
+    );
     const [snap, ...more] = await snapshots();
     expect(more).toHaveLength(0);
     const m = snap!.manifest;
-    expect(m).toMatchObject({ id: snap!.id, source: { name: 'master', role: 'master', dataPath: lab.master.dataPath }, image: { name: 'metadata.mfs.back', version: header.version, metaid: header.metaid, empty: false } });
+    expect(m).toMatchObject({
+      id: snap!.id,
+      source: { name: 'master', role: 'master', dataPath: lab.master.dataPath },
+      image: { name: 'metadata.mfs.back', version: header.version, metaid: header.metaid, empty: false },
+    });
     expect(m.reachesVersion).toBe(metadataVersion);
     expect(m.changelogs.last).toBe(metadataVersion - 1);
     expect(m.changelogs.first!).toBeLessThanOrEqual(header.version);
@@ -70,7 +80,8 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(m.files[0]).toMatchObject({ sourcePath: imageFile(), sourceSize: (await fs.stat(imageFile())).size });
     expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
     expect((await fs.stat(snap!.dir)).mode & 0o777).toBe(0o700);
-    for (const f of await fs.readdir(snap!.dir)) expect((await fs.stat(path.join(snap!.dir, f))).mode & 0o777).toBe(0o600);
+    for (const f of await fs.readdir(snap!.dir))
+      expect((await fs.stat(path.join(snap!.dir, f))).mode & 0o777).toBe(0o600);
     expect(await readLatest(store)).toBe(snap!.id);
     expect(await temps()).toEqual([]);
     const prom = await fs.readFile(path.join(lab.dir, 'textfile', 'mfs_jobs_backup.prom'), 'utf8');
@@ -82,7 +93,11 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const res = await runCli(['run', 'backup', '--config', config, '--json']);
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout);
-    expect(report.summary).toMatch(new RegExp(`^master: already have version ${before[0]!.manifest.reachesVersion} \\(snapshot ${before[0]!.id}, image unchanged`));
+    expect(report.summary).toMatch(
+      new RegExp(
+        `^master: already have version ${before[0]!.manifest.reachesVersion} \\(snapshot ${before[0]!.id}, image unchanged`,
+      ),
+    );
     expect(report.details.sources[0]).toMatchObject({ result: 'already', snapshot: before[0]!.id });
     expect((await snapshots()).map((s) => s.id)).toEqual(before.map((s) => s.id));
   });
@@ -109,7 +124,10 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     await lab.metalogger!.start();
     const version = await lab.makeChanges('done-when', 12);
     // The image is unchanged, only changelogs moved on: this option makes that a new restore point.
-    const follow = await lab.writeConfig({ jobs: { backup: { sources: ['master', 'ml1'], snapshotOnNewChangelogs: true } } }, 'follow.yaml');
+    const follow = await lab.writeConfig(
+      { jobs: { backup: { sources: ['master', 'ml1'], snapshotOnNewChangelogs: true } } },
+      'follow.yaml',
+    );
     const res = await runCli(['run', 'backup', '--config', follow]);
     expect(res.code).toBe(0);
     const all = await snapshots();
@@ -117,7 +135,11 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const fromMl = all.filter((s) => s.manifest.source.name === 'ml1').pop()!;
     expect(fromMaster.manifest.reachesVersion).toBe(version);
     expect(fromMaster.manifest.image.version).toBeLessThan(version);
-    expect(fromMl.manifest).toMatchObject({ reachesVersion: version, image: { name: 'metadata_ml.mfs.back' }, source: { role: 'metalogger' } });
+    expect(fromMl.manifest).toMatchObject({
+      reachesVersion: version,
+      image: { name: 'metadata_ml.mfs.back' },
+      source: { role: 'metalogger' },
+    });
     expect(fromMl.manifest.files.slice(1).every((f) => f.name.startsWith('changelog_ml'))).toBe(true);
     expect(await restoredVersion(lab, fromMaster.dir, 'master')).toBe(version);
     expect(await restoredVersion(lab, fromMl.dir, 'ml1')).toBe(version);
@@ -127,7 +149,12 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const doc = lab.configDocument();
     const masters = (doc.masters as object[]).map((m) => ({ ...m, local: true }));
     const localStore = path.join(lab.dir, 'local-store');
-    const res = await runCli(['run', 'backup', '--config', await lab.writeConfig({ masters, snapshotStore: { path: localStore } }, 'local.yaml')]);
+    const res = await runCli([
+      'run',
+      'backup',
+      '--config',
+      await lab.writeConfig({ masters, snapshotStore: { path: localStore } }, 'local.yaml'),
+    ]);
     expect(res.code).toBe(0);
     const [snap] = (await listSnapshots(localStore, {})).snapshots;
     const viaSftp = (await snapshots()).filter((s) => s.manifest.source.name === 'master').pop()!;
@@ -142,7 +169,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     try {
       const res = await runCli(['run', 'backup', '--config', config]);
       expect(res.code).toBe(2);
-      expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - master: .*newest metadata image metadata\.mfs\.back rejected: not a MooseFS metadata image \(header "GARBAGE!"/);
+      expect(res.stdout).toMatch(
+        /^MFS BACKUP CRITICAL - master: .*newest metadata image metadata\.mfs\.back rejected: not a MooseFS metadata image \(header "GARBAGE!"/,
+      );
       expect((await snapshots()).map((s) => s.id)).toEqual(before);
       expect(await temps()).toEqual([]);
     } finally {
@@ -160,19 +189,22 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     try {
       const res = await runCli(['run', 'backup', '--config', config]);
       expect(res.code).toBe(2);
-      expect(res.stdout).toMatch(/CRITICAL - master: .*metadata\.mfs\.back rejected: metadata image has no "\[MFS EOF MARKER\]" ending/);
+      expect(res.stdout).toMatch(
+        /CRITICAL - master: .*metadata\.mfs\.back rejected: metadata image has no "\[MFS EOF MARKER\]" ending/,
+      );
       expect((await snapshots()).map((s) => s.id)).toEqual(before);
     } finally {
       await fs.writeFile(imageFile(), original);
     }
   });
 
-  test('a dead master\'s DATA_PATH: a missing changelog line rejects the lot; a cut last line is left out', async () => {
+  test("a dead master's DATA_PATH: a missing changelog line rejects the lot; a cut last line is left out", async () => {
     await lab.makeChanges('frozen', 6);
     const frozen = path.join(lab.dir, 'frozen');
     const frozenStore = path.join(lab.dir, 'frozen-store');
     await fs.mkdir(frozen, { mode: 0o700 });
-    for (const f of ['metadata.mfs.back', 'changelog.0.mfs']) await fs.copyFile(path.join(lab.master.dataPath, f), path.join(frozen, f));
+    for (const f of ['metadata.mfs.back', 'changelog.0.mfs'])
+      await fs.copyFile(path.join(lab.master.dataPath, f), path.join(frozen, f));
     const image = await readImageHeader(path.join(frozen, 'metadata.mfs.back'));
     const changelog = path.join(frozen, 'changelog.0.mfs');
     const text = await fs.readFile(changelog, 'utf8');
@@ -180,7 +212,11 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const newest = Number(/^(\d+):/.exec(lines[lines.length - 1]!)![1]);
     const doc = lab.configDocument();
     const cfg = await lab.writeConfig(
-      { masters: [...(doc.masters as object[]), { name: 'frozen', host: '127.0.0.1', dataPath: frozen }], snapshotStore: { path: frozenStore, compression: { type: 'none' } }, jobs: { backup: { sources: ['frozen'] } } },
+      {
+        masters: [...(doc.masters as object[]), { name: 'frozen', host: '127.0.0.1', dataPath: frozen }],
+        snapshotStore: { path: frozenStore, compression: { type: 'none' } },
+        jobs: { backup: { sources: ['frozen'] } },
+      },
       'frozen.yaml',
     );
 
@@ -188,7 +224,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     await fs.writeFile(changelog, lines.filter((l) => !l.startsWith(`${hole}: `)).join('\n') + '\n');
     const bad = await runCli(['run', 'backup', '--config', cfg]);
     expect(bad.code).toBe(2);
-    expect(bad.stdout).toContain(`changelogs miss versions ${hole}..${hole} after image version ${image.version} (newest line ${newest}): mfsmaster -a would stop at ${hole}`);
+    expect(bad.stdout).toContain(
+      `changelogs miss versions ${hole}..${hole} after image version ${image.version} (newest line ${newest}): mfsmaster -a would stop at ${hole}`,
+    );
     expect((await listSnapshots(frozenStore, {})).snapshots).toHaveLength(0);
     expect(await fs.readdir(path.join(frozenStore, '.tmp'))).toEqual([]);
 
@@ -214,7 +252,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const cfg = await lab.writeConfig({ ssh: { ...(doc.ssh as object), knownHosts: wrong } }, 'wrongkey.yaml');
     const res = await runCli(['run', 'backup', '--config', cfg]);
     expect(res.code).toBe(2);
-    expect(res.stdout).toMatch(/^MFS BACKUP CRITICAL - master: master \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match .*known_hosts\.wrong/);
+    expect(res.stdout).toMatch(
+      /^MFS BACKUP CRITICAL - master: master \(127\.0\.0\.1:\d+\): cannot connect over SSH: host key of \[127\.0\.0\.1\]:\d+ does not match .*known_hosts\.wrong/,
+    );
     await fs.writeFile(wrong, `[127.0.0.1]:1 ${otherPub}\n`);
     const unknown = await runCli(['run', 'backup', '--config', cfg]);
     expect(unknown.code).toBe(2);
@@ -225,16 +265,28 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
   test('an unreachable host fails fast with a clear reason: refused port, silent port (timeout)', async () => {
     const doc = lab.configDocument();
     const closed = await freePort();
-    const refused = await runCli(['run', 'backup', '--config', await lab.writeConfig({ ssh: { ...(doc.ssh as object), port: closed } }, 'closed.yaml')]);
+    const refused = await runCli([
+      'run',
+      'backup',
+      '--config',
+      await lab.writeConfig({ ssh: { ...(doc.ssh as object), port: closed } }, 'closed.yaml'),
+    ]);
     expect(refused.code).toBe(2);
-    expect(refused.stdout).toMatch(/CRITICAL - master: master \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused/);
+    expect(refused.stdout).toMatch(
+      /CRITICAL - master: master \(127\.0\.0\.1:\d+\): cannot connect over SSH: connection refused/,
+    );
 
     const silent = net.createServer((socket) => socket.on('error', () => undefined));
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
       const port = (silent.address() as net.AddressInfo).port;
       const started = Date.now();
-      const res = await runCli(['run', 'backup', '--config', await lab.writeConfig({ ssh: { ...(doc.ssh as object), port, connectTimeoutSeconds: 1 } }, 'silent.yaml')]);
+      const res = await runCli([
+        'run',
+        'backup',
+        '--config',
+        await lab.writeConfig({ ssh: { ...(doc.ssh as object), port, connectTimeoutSeconds: 1 } }, 'silent.yaml'),
+      ]);
       expect(res.code).toBe(2);
       expect(res.stdout).toMatch(/cannot connect over SSH: timed out connecting \(host unreachable\?\)/);
       expect(Date.now() - started).toBeLessThan(15_000);
@@ -249,12 +301,23 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     try {
       const doc = lab.configDocument();
       const cfg = await lab.writeConfig(
-        { masters: [...(doc.masters as object[]), { name: 'fresh', host: '127.0.0.1', dataPath: fresh.dataPath, cliPort: fresh.ports.cl }], snapshotStore: { path: path.join(lab.dir, 'fresh-store') }, jobs: { backup: { sources: ['fresh'] } } },
+        {
+          masters: [
+            ...(doc.masters as object[]),
+            { name: 'fresh', host: '127.0.0.1', dataPath: fresh.dataPath, cliPort: fresh.ports.cl },
+          ],
+          snapshotStore: { path: path.join(lab.dir, 'fresh-store') },
+          jobs: { backup: { sources: ['fresh'] } },
+        },
         'fresh.yaml',
       );
       const res = await runCli(['run', 'backup', '--config', cfg]);
       expect(res.code).toBe(0);
-      expect(res.stdout).toMatch(new RegExp(`^MFS BACKUP OK - fresh: snapshot \\S+-v${metadataVersion}: metadata\\.mfs\\.back MFSM NEW \\(the bootstrap image: no image downloaded or saved yet`));
+      expect(res.stdout).toMatch(
+        new RegExp(
+          `^MFS BACKUP OK - fresh: snapshot \\S+-v${metadataVersion}: metadata\\.mfs\\.back MFSM NEW \\(the bootstrap image: no image downloaded or saved yet`,
+        ),
+      );
       const [snap] = (await listSnapshots(path.join(lab.dir, 'fresh-store'), {})).snapshots;
       expect(snap!.manifest.image).toMatchObject({ empty: true, version: 0 });
       expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
@@ -265,21 +328,40 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
 
   describe('retention', () => {
     /** A copy of a real snapshot, dated `startedAt`: a realistic old restore point. */
-    async function plant(target: string, from: { dir: string; manifest: Manifest }, startedAt: string, version: number): Promise<string> {
+    async function plant(
+      target: string,
+      from: { dir: string; manifest: Manifest },
+      startedAt: string,
+      version: number,
+    ): Promise<string> {
       const id = `${startedAt.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-v${version}`;
       const dir = path.join(target, 'snapshots', id);
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       for (const f of from.manifest.files) await fs.copyFile(path.join(from.dir, f.name), path.join(dir, f.name));
-      await fs.writeFile(path.join(dir, 'manifest.json'), JSON.stringify({ ...from.manifest, id, startedAt, finishedAt: startedAt }));
+      await fs.writeFile(
+        path.join(dir, 'manifest.json'),
+        JSON.stringify({ ...from.manifest, id, startedAt, finishedAt: startedAt }),
+      );
       return id;
     }
 
     test('keep-last/hourly/daily/weekly like restic forget; --dry-run lists what would go and removes nothing', async () => {
       const source = (await snapshots()).filter((s) => s.manifest.source.name === 'master').pop()!;
       const target = path.join(lab.dir, 'retention-store');
-      const at = ['2026-03-02T10:50:00.000Z', '2026-03-02T10:20:00.000Z', '2026-03-02T09:40:00.000Z', '2026-03-01T23:00:00.000Z', '2026-02-25T12:00:00.000Z', '2026-02-18T12:00:00.000Z', '2026-02-17T12:00:00.000Z'];
+      const at = [
+        '2026-03-02T10:50:00.000Z',
+        '2026-03-02T10:20:00.000Z',
+        '2026-03-02T09:40:00.000Z',
+        '2026-03-01T23:00:00.000Z',
+        '2026-02-25T12:00:00.000Z',
+        '2026-02-18T12:00:00.000Z',
+        '2026-02-17T12:00:00.000Z',
+      ];
       const [a, b, c, d, e, f, g] = await Promise.all(at.map((t, i) => plant(target, source, t, 100 + i)));
-      const cfg = await lab.writeConfig({ snapshotStore: { path: target, retention: { keepLast: 1, keepHourly: 3, keepDaily: 3, keepWeekly: 3 } } }, 'retention.yaml');
+      const cfg = await lab.writeConfig(
+        { snapshotStore: { path: target, retention: { keepLast: 1, keepHourly: 3, keepDaily: 3, keepWeekly: 3 } } },
+        'retention.yaml',
+      );
       const dry = await runCli(['run', 'backup', '--config', cfg, '--dry-run']);
       expect(dry.code).toBe(0);
       for (const id of [b, g]) expect(dry.stdout).toContain(`retention master: would remove ${id}`);
@@ -304,7 +386,16 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
 
     test('a damaged newer snapshot never counts as the kept one: the only valid snapshot stays', async () => {
       const target = path.join(lab.dir, 'only-valid-store');
-      const cfg = await lab.writeConfig({ snapshotStore: { path: target, compression: { type: 'none' }, retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } } }, 'only-valid.yaml');
+      const cfg = await lab.writeConfig(
+        {
+          snapshotStore: {
+            path: target,
+            compression: { type: 'none' },
+            retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0 },
+          },
+        },
+        'only-valid.yaml',
+      );
       expect((await runCli(['run', 'backup', '--config', cfg])).code).toBe(0);
       const [valid] = (await listSnapshots(target, {})).snapshots;
       const damaged = await plant(target, valid!, '2099-01-01T00:00:00.000Z', 999);
@@ -312,7 +403,9 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
       const res = await runCli(['run', 'backup', '--config', cfg]);
       expect(res.code).toBe(1);
       expect(res.stdout).toContain(`already have version ${valid!.manifest.reachesVersion}`);
-      expect(res.stdout).toContain(`snapshot ${damaged} is not usable (metadata.mfs.back is missing); left in place for inspection`);
+      expect(res.stdout).toContain(
+        `snapshot ${damaged} is not usable (metadata.mfs.back is missing); left in place for inspection`,
+      );
       expect((await listSnapshots(target, {})).snapshots.map((s) => s.id)).toEqual([valid!.id, damaged]);
       expect(await readLatest(target)).toBe(valid!.id);
     });
@@ -325,7 +418,11 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const latest = listed.snapshots.find((s: { latest: boolean }) => s.latest);
     expect(latest.id).toBe(await readLatest(store));
     const table = await runCli(['snapshot', 'list', '--config', config]);
-    expect(table.stdout).toMatch(new RegExp(`^ID\\s+SOURCE\\s+VERSION[^\\n]*\\n(.*\\n)*${latest.id} \\*\\s+${latest.source}\\s+${latest.reachesVersion}`));
+    expect(table.stdout).toMatch(
+      new RegExp(
+        `^ID\\s+SOURCE\\s+VERSION[^\\n]*\\n(.*\\n)*${latest.id} \\*\\s+${latest.source}\\s+${latest.reachesVersion}`,
+      ),
+    );
     const show = await runCli(['snapshot', 'show', 'latest', '--config', config]);
     expect(show.stdout).toContain(`snapshot    ${latest.id} (latest)`);
 
@@ -358,16 +455,27 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const third = await lab.writeConfig({ snapshotStore: { path: path.join(lab.dir, 'third-store') } }, 'third.yaml');
     const bad = await runCli(['snapshot', 'import', tampered, '--config', third]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(new RegExp(`^mfs-jobs: .*tampered\\.tar\\.gz: snapshot ${latest.id} does not verify, not imported: ${original.files[0]!.name}: sha256 .* does not match the manifest`));
+    expect(bad.stderr).toMatch(
+      new RegExp(
+        `^mfs-jobs: .*tampered\\.tar\\.gz: snapshot ${latest.id} does not verify, not imported: ${original.files[0]!.name}: sha256 .* does not match the manifest`,
+      ),
+    );
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect((await listSnapshots(path.join(lab.dir, 'third-store'), {})).snapshots).toEqual([]);
     expect(await fs.readdir(path.join(lab.dir, 'third-store', '.tmp'))).toEqual([]);
   });
 
   test('config mistakes are one line naming the key, exit 3', async () => {
-    const res = await runCli(['run', 'backup', '--config', await lab.writeConfig({ jobs: { backup: { sources: ['nope'] } } }, 'badsource.yaml')]);
+    const res = await runCli([
+      'run',
+      'backup',
+      '--config',
+      await lab.writeConfig({ jobs: { backup: { sources: ['nope'] } } }, 'badsource.yaml'),
+    ]);
     expect(res.code).toBe(3);
-    expect(res.stdout).toMatch(/UNKNOWN - .*jobs\.backup\.sources\.0: no master or metalogger named "nope" \(known: master, ml1\)/);
+    expect(res.stdout).toMatch(
+      /UNKNOWN - .*jobs\.backup\.sources\.0: no master or metalogger named "nope" \(known: master, ml1\)/,
+    );
     const nostore = await lab.writeConfig({ snapshotStore: undefined }, 'nostore.yaml');
     const res2 = await runCli(['run', 'backup', '--config', nostore]);
     expect(res2.code).toBe(3);

@@ -34,11 +34,16 @@ describe('check-master against a real mfsmaster', () => {
     const res = await runCli(['run', 'check-master', '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
     expect(report).toMatchObject({ job: 'check-master', status: 'OK', exitCode: 0 });
-    expect(report.metrics.find((m: { name: string }) => m.name === 'metadata_version').value).toBe((await lab.master.info()).metadataVersion);
+    expect(report.metrics.find((m: { name: string }) => m.name === 'metadata_version').value).toBe(
+      (await lab.master.info()).metadataVersion,
+    );
   });
 
   test('list-jobs shows the schedule, the next run in the configured zone and the last result', async () => {
-    const cfg = await lab.writeConfig({ timezone: 'Europe/Warsaw', jobs: { 'check-master': { schedule: '*/5 * * * *' } } }, 'list.yaml');
+    const cfg = await lab.writeConfig(
+      { timezone: 'Europe/Warsaw', jobs: { 'check-master': { schedule: '*/5 * * * *' } } },
+      'list.yaml',
+    );
     await runCli(['run', 'check-master', '--config', cfg]);
     const res = await runCli(['list-jobs', '--config', cfg, '--json']);
     expect(res.code).toBe(0);
@@ -56,7 +61,9 @@ describe('check-master against a real mfsmaster', () => {
     process.kill(lab.master.pid!, 'SIGSTOP');
     try {
       const first = startCli(['run', 'check-master', '--config', config]);
-      await waitFor('first run to take the lock', async () => fs.stat(path.join(lab.dir, 'state', 'locks', 'check-master.lock')).then(() => true));
+      await waitFor('first run to take the lock', async () =>
+        fs.stat(path.join(lab.dir, 'state', 'locks', 'check-master.lock')).then(() => true),
+      );
       const second = await runCli(['run', 'check-master', '--config', config]);
       expect(second.stdout).toMatch(/UNKNOWN - skipped: job check-master is already running \(pid \d+/);
       expect(second.code).toBe(3);
@@ -69,7 +76,10 @@ describe('check-master against a real mfsmaster', () => {
 
   test('a stale lock left by a killed run is taken over', async () => {
     const lock = path.join(lab.dir, 'state', 'locks', 'check-master.lock');
-    await fs.writeFile(lock, JSON.stringify({ pid: 999_999_0, startedAt: '2026-01-01T00:00:00Z', job: 'check-master' }));
+    await fs.writeFile(
+      lock,
+      JSON.stringify({ pid: 999_999_0, startedAt: '2026-01-01T00:00:00Z', job: 'check-master' }),
+    );
     const res = await runCli(['run', 'check-master', '--config', config]);
     expect(res.code).toBe(0);
     await expect(fs.stat(lock)).rejects.toThrow();
@@ -92,10 +102,16 @@ describe('check-master against a real mfsmaster', () => {
   });
 
   test('the daemon runs a job on a per-second schedule and stops cleanly on SIGTERM', async () => {
-    const cfg = await lab.writeConfig({ stateDir: path.join(lab.dir, 'daemon-state'), jobs: { 'check-master': { schedule: '* * * * * *' } } }, 'daemon.yaml');
+    const cfg = await lab.writeConfig(
+      { stateDir: path.join(lab.dir, 'daemon-state'), jobs: { 'check-master': { schedule: '* * * * * *' } } },
+      'daemon.yaml',
+    );
     const d = startCli(['daemon', '--config', cfg]);
     const stateFile = path.join(lab.dir, 'daemon-state', 'state', 'check-master.json');
-    const first = await waitFor('a first scheduled run', async () => JSON.parse(await fs.readFile(stateFile, 'utf8')) as { finishedAt: string });
+    const first = await waitFor(
+      'a first scheduled run',
+      async () => JSON.parse(await fs.readFile(stateFile, 'utf8')) as { finishedAt: string },
+    );
     const second = await waitFor('a second scheduled run', async () => {
       const s = JSON.parse(await fs.readFile(stateFile, 'utf8')) as { finishedAt: string; status: string };
       return s.finishedAt !== first.finishedAt ? s : undefined;

@@ -22,7 +22,14 @@ describe('check-standby: would a promotion succeed now?', () => {
   let base: Record<string, unknown>;
 
   /** A config over the lab's, with `standby` keys changed and the job's own section. */
-  async function configWith(name: string, o: { standby?: Record<string, unknown>; metaloggers?: Record<string, unknown>[]; jobs?: Record<string, unknown> } = {}): Promise<string> {
+  async function configWith(
+    name: string,
+    o: {
+      standby?: Record<string, unknown>;
+      metaloggers?: Record<string, unknown>[];
+      jobs?: Record<string, unknown>;
+    } = {},
+  ): Promise<string> {
     const doc = structuredClone(base) as Record<string, Record<string, unknown> | unknown[]>;
     doc.standby = { ...(doc.standby as Record<string, unknown>), ...o.standby };
     if (o.metaloggers) doc.metaloggers = [...(doc.metaloggers as unknown[]), ...o.metaloggers];
@@ -34,7 +41,19 @@ describe('check-standby: would a promotion succeed now?', () => {
 
   const check = async (config: string) => {
     const res = await runCli(['run', 'check-standby', '--config', config, '--json']);
-    return { code: res.code, report: JSON.parse(res.stdout) as { status: string; summary: string; lines: string[]; details: { findings: { status: string; setting: string; text: string }[]; promotion: { version: number } | null }; metrics: { name: string; value: number }[] } };
+    return {
+      code: res.code,
+      report: JSON.parse(res.stdout) as {
+        status: string;
+        summary: string;
+        lines: string[];
+        details: {
+          findings: { status: string; setting: string; text: string }[];
+          promotion: { version: number } | null;
+        };
+        metrics: { name: string; value: number }[];
+      },
+    };
   };
 
   beforeAll(async () => {
@@ -47,7 +66,12 @@ describe('check-standby: would a promotion succeed now?', () => {
     await lab.makeChanges('after-image', 10);
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
     base = lab.configDocument({
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+      },
       jobs: { promote: { fenceTimeoutSeconds: 1 } },
     });
   }, 120_000);
@@ -61,10 +85,19 @@ describe('check-standby: would a promotion succeed now?', () => {
   test('a healthy standby: OK, with the version a promotion would reach and how far behind the master it would start', async () => {
     const version = await lab.makeChanges('healthy', 3);
     const { code, report } = await check(await configWith('healthy'));
-    expect(`${report.status}: ${report.summary}`).toMatch(new RegExp(`^OK: ready: a promotion now would restore metadata version ${version}, 0 version\\(s\\) / 0 s behind master with mfsmaster \\(MooseFS 3\\.0\\)$`));
+    expect(`${report.status}: ${report.summary}`).toMatch(
+      new RegExp(
+        `^OK: ready: a promotion now would restore metadata version ${version}, 0 version\\(s\\) / 0 s behind master with mfsmaster \\(MooseFS 3\\.0\\)$`,
+      ),
+    );
     expect(code).toBe(0);
     expect(report.details.promotion?.version).toBe(version);
-    expect(report.metrics).toEqual(expect.arrayContaining([{ name: 'standby_problems', value: 0 }, { name: 'promotion_lag_versions', value: 0, warn: 100, crit: 1000 }]));
+    expect(report.metrics).toEqual(
+      expect.arrayContaining([
+        { name: 'standby_problems', value: 0 },
+        { name: 'promotion_lag_versions', value: 0, warn: 100, crit: 1000 },
+      ]),
+    );
     const prom = await fs.readFile(path.join(lab.dir, 'textfile', 'mfs_jobs_check_standby.prom'), 'utf8');
     expect(prom).toMatch(/^mfs_jobs_standby_problems\{job="check-standby"\} 0$/m);
     expect(prom).toMatch(/^mfs_jobs_promotion_version\{job="check-standby"\} \d+$/m);
@@ -74,21 +107,32 @@ describe('check-standby: would a promotion succeed now?', () => {
     const { code, report } = await check(await configWith('method', { standby: { restoreMethod: 'mfsmetarestore' } }));
     expect(report.status).toBe('CRITICAL');
     expect(code).toBe(2);
-    expect(report.summary).toContain('standby.restoreMethod is mfsmetarestore, but MooseFS 3.0 restores with mfsmaster-a');
-    expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'CRITICAL', setting: 'standby.restoreMethod' }));
+    expect(report.summary).toContain(
+      'standby.restoreMethod is mfsmetarestore, but MooseFS 3.0 restores with mfsmaster-a',
+    );
+    expect(report.details.findings).toContainEqual(
+      expect.objectContaining({ status: 'CRITICAL', setting: 'standby.restoreMethod' }),
+    );
   });
 
   test("a DATA_PATH the cfg's WORKING_USER cannot write: CRITICAL, naming standby.dataPath and the user", async () => {
     const cfg = path.join(lab.dir, 'standby', 'mfsmaster-nobody.cfg');
-    await fs.writeFile(cfg, (await fs.readFile(standby.configFile, 'utf8')).replace(/^WORKING_USER = .*$/m, 'WORKING_USER = nobody'));
+    await fs.writeFile(
+      cfg,
+      (await fs.readFile(standby.configFile, 'utf8')).replace(/^WORKING_USER = .*$/m, 'WORKING_USER = nobody'),
+    );
     const { code, report } = await check(await configWith('nobody', { standby: { masterConfig: cfg } }));
     expect(report.status).toBe('CRITICAL');
     expect(code).toBe(2);
-    expect(report.summary).toContain(`standby.dataPath ${standby.dataPath} is not writable by the MooseFS user nobody (WORKING_USER in ${cfg})`);
+    expect(report.summary).toContain(
+      `standby.dataPath ${standby.dataPath} is not writable by the MooseFS user nobody (WORKING_USER in ${cfg})`,
+    );
   });
 
   test('binaries that are not there: CRITICAL, naming standby.mfsmasterBin', async () => {
-    const { code, report } = await check(await configWith('nobin', { standby: { mfsmasterBin: '/nonexistent/sbin/mfsmaster' } }));
+    const { code, report } = await check(
+      await configWith('nobin', { standby: { mfsmasterBin: '/nonexistent/sbin/mfsmaster' } }),
+    );
     expect(report.status).toBe('CRITICAL');
     expect(code).toBe(2);
     expect(report.summary).toContain('standby.mfsmasterBin: /nonexistent/sbin/mfsmaster is missing or not executable');
@@ -96,36 +140,65 @@ describe('check-standby: would a promotion succeed now?', () => {
 
   test('a port the promoted master needs, taken by another (unprivileged) process: CRITICAL, naming the setting', async () => {
     const port = standby.ports.cl;
-    const squatter: ChildProcess = spawn('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, '-e', `require('net').createServer().listen(${port}, '127.0.0.1')`], { stdio: 'ignore' });
+    const squatter: ChildProcess = spawn(
+      'setpriv',
+      [
+        '--reuid',
+        'nobody',
+        '--regid',
+        'nogroup',
+        '--clear-groups',
+        process.execPath,
+        '-e',
+        `require('net').createServer().listen(${port}, '127.0.0.1')`,
+      ],
+      { stdio: 'ignore' },
+    );
     try {
       await waitFor(`the squatter to listen on ${port}`, () => listening([port]), 10_000);
       const { code, report } = await check(await configWith('port'));
       expect(report.status).toBe('CRITICAL');
       expect(code).toBe(2);
       expect(report.summary).toContain(`port ${port} (MATOCL_LISTEN_PORT) is taken`);
-      expect(report.details.findings).toContainEqual(expect.objectContaining({ setting: 'standby.masterConfig MATOCL_LISTEN_PORT' }));
+      expect(report.details.findings).toContainEqual(
+        expect.objectContaining({ setting: 'standby.masterConfig MATOCL_LISTEN_PORT' }),
+      );
     } finally {
       squatter.kill('SIGKILL');
-      await waitFor('the squatter to go', async () => !processAlive(squatter.pid!) || !(await listening([port])), 10_000);
+      await waitFor(
+        'the squatter to go',
+        async () => !processAlive(squatter.pid!) || !(await listening([port])),
+        10_000,
+      );
     }
   });
 
   test('a source that does not answer: WARNING, naming it and its config key', async () => {
     const closed = await freePort();
     const gone = { name: 'ml-gone', host: '127.0.0.1', dataPath: '/var/lib/mfs', ssh: { port: closed } };
-    const { code, report } = await check(await configWith('gone', { metaloggers: [gone], jobs: { 'check-standby': { sourceTimeoutSeconds: 3 } } }));
+    const { code, report } = await check(
+      await configWith('gone', { metaloggers: [gone], jobs: { 'check-standby': { sourceTimeoutSeconds: 3 } } }),
+    );
     expect(report.status).toBe('WARNING');
     expect(code).toBe(1);
-    expect(report.summary).toMatch(/^a promotion now would need attention: source ml-gone \(metalogger\) is not reachable: /);
-    expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'metaloggers.1' }));
+    expect(report.summary).toMatch(
+      /^a promotion now would need attention: source ml-gone \(metalogger\) is not reachable: /,
+    );
+    expect(report.details.findings).toContainEqual(
+      expect.objectContaining({ status: 'WARNING', setting: 'metaloggers.1' }),
+    );
   });
 
   test('standby.mirror on, but no daemon keeps the mirror: WARNING, naming standby.mirror', async () => {
     const { code, report } = await check(await configWith('mirror', { standby: { mirror: true } }));
     expect(report.status).toBe('WARNING');
     expect(code).toBe(1);
-    expect(report.summary).toContain(`standby.mirror is on but ${path.join(lab.dir, 'state', 'state', 'mirror.json')} is missing`);
-    expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'standby.mirror' }));
+    expect(report.summary).toContain(
+      `standby.mirror is on but ${path.join(lab.dir, 'state', 'state', 'mirror.json')} is missing`,
+    );
+    expect(report.details.findings).toContainEqual(
+      expect.objectContaining({ status: 'WARNING', setting: 'standby.mirror' }),
+    );
   });
 
   test('the metalogger falls behind the master: a promotion now would start behind it, WARNING naming the threshold', async () => {
@@ -133,13 +206,21 @@ describe('check-standby: would a promotion succeed now?', () => {
     try {
       await lab.mount!.makeChanges('unlogged', 10);
       const version = (await lab.master.info()).metadataVersion;
-      const { code, report } = await check(await configWith('lag', { jobs: { 'check-standby': { lagVersionsWarn: 5 } } }));
+      const { code, report } = await check(
+        await configWith('lag', { jobs: { 'check-standby': { lagVersionsWarn: 5 } } }),
+      );
       expect(report.status).toBe('WARNING');
       expect(code).toBe(1);
-      expect(report.summary).toMatch(new RegExp(`^a promotion now would need attention: it would start (\\d+) version\\(s\\) and [\\d.]+ s behind master \\(at version ${version}\\), over jobs\\.check-standby\\.lagVersionsWarn = 5$`));
+      expect(report.summary).toMatch(
+        new RegExp(
+          `^a promotion now would need attention: it would start (\\d+) version\\(s\\) and [\\d.]+ s behind master \\(at version ${version}\\), over jobs\\.check-standby\\.lagVersionsWarn = 5$`,
+        ),
+      );
       const behind = Number(/start (\d+) version/.exec(report.summary)![1]);
       expect(behind).toBeGreaterThanOrEqual(10);
-      expect(report.details.findings).toContainEqual(expect.objectContaining({ status: 'WARNING', setting: 'jobs.check-standby.lagVersionsWarn' }));
+      expect(report.details.findings).toContainEqual(
+        expect.objectContaining({ status: 'WARNING', setting: 'jobs.check-standby.lagVersionsWarn' }),
+      );
       expect(report.metrics).toContainEqual({ name: 'promotion_lag_versions', value: behind, warn: 5, crit: 1000 });
     } finally {
       // Back to the master: what it missed arrives as changelog_ml_back (promote, next, reads that too).
@@ -149,19 +230,34 @@ describe('check-standby: would a promotion succeed now?', () => {
 
   // Last: it kills the lab's master.
   test('promote returns without waiting for the clients; a detached watcher records them; check-standby and verify show it', async () => {
-    const config = await configWith('promote', { jobs: { promote: { fenceTimeoutSeconds: 1, clientsWaitSeconds: 4 } } });
+    const config = await configWith('promote', {
+      jobs: { promote: { fenceTimeoutSeconds: 1, clientsWaitSeconds: 4 } },
+    });
     await lab.mount!.unmount();
     await lab.master.kill9();
     const res = await runCli(['run', 'promote', '--config', config, '--json']);
     const returnedAt = Date.now();
-    const report = JSON.parse(res.stdout) as { status: string; startedAt: string; details: { clients: { by: string; pid: number } } };
+    const report = JSON.parse(res.stdout) as {
+      status: string;
+      startedAt: string;
+      details: { clients: { by: string; pid: number } };
+    };
     expect(report.status).toBe('OK');
     expect(report.details.clients.by).toBe('watcher');
     const state = path.join(lab.dir, 'state', 'state', 'promote-clients.json');
-    const recorded = await waitFor('the watcher to record', async () => {
-      const s = JSON.parse(await fs.readFile(state, 'utf8').catch(() => 'null')) as { status: string; summary: string; finishedAt: string; details: { promotedAt: string } } | null;
-      return s?.details.promotedAt === report.startedAt ? s : undefined;
-    }, 20_000);
+    const recorded = await waitFor(
+      'the watcher to record',
+      async () => {
+        const s = JSON.parse(await fs.readFile(state, 'utf8').catch(() => 'null')) as {
+          status: string;
+          summary: string;
+          finishedAt: string;
+          details: { promotedAt: string };
+        } | null;
+        return s?.details.promotedAt === report.startedAt ? s : undefined;
+      },
+      20_000,
+    );
     // Promote's output was a pipe here (runCli reads it to its end): had the watcher held it open, the run
     // would have returned only after the watch.
     expect(returnedAt).toBeLessThan(Date.parse(recorded.finishedAt));
@@ -173,7 +269,9 @@ describe('check-standby: would a promotion succeed now?', () => {
     const log = await fs.readFile(path.join(lab.dir, 'state', 'promote-clients.log'), 'utf8');
     expect(log).toContain('first mount none within 4 s');
     const after = await check(config);
-    expect(after.report.summary).toMatch(/^this machine's mfsmaster serves \(pid \d+, metadata version \d+\): it is the master, not standing by$/);
+    expect(after.report.summary).toMatch(
+      /^this machine's mfsmaster serves \(pid \d+, metadata version \d+\): it is the master, not standing by$/,
+    );
     expect(after.report.lines.join('\n')).toContain(`last promotion's clients: promotion of ${report.startedAt}`);
     const verify = await runCli(['run', 'verify', '--config', config]);
     expect(verify.stdout).toContain(`last promotion's clients: promotion of ${report.startedAt}`);

@@ -18,7 +18,9 @@ describe('failover hook examples', () => {
 
   test('the ucarp scripts are valid sh', async () => {
     for (const script of ['vip-up.sh', 'vip-down.sh']) {
-      const res = await execCapture('sh', ['-n', path.join(REPO_ROOT, 'examples', 'ucarp', script)], { timeoutMs: 10_000 });
+      const res = await execCapture('sh', ['-n', path.join(REPO_ROOT, 'examples', 'ucarp', script)], {
+        timeoutMs: 10_000,
+      });
       expect(res.stderr).toBe('');
       expect(res.code).toBe(0);
     }

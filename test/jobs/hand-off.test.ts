@@ -9,7 +9,9 @@ import { Lab } from '../lab/cluster.js';
 import { LabMaster, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 
-const NO_SCHEDULES = Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }]));
+const NO_SCHEDULES = Object.fromEntries(
+  ['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }]),
+);
 
 /**
  * The failover hook's short way in: `mfs-jobs run promote` hands the run to `mfs-jobs daemon` on the
@@ -29,7 +31,10 @@ describe('hand-off of failover hooks to the running daemon', () => {
   const count = (what: string) => (daemon ? logOf(daemon).split(what).length - 1 : 0);
   const startDaemon = async () => {
     const d = startCli(['daemon', '--config', config]);
-    await waitFor('the daemon to listen', async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null);
+    await waitFor(
+      'the daemon to listen',
+      async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null,
+    );
     if (d.child.exitCode !== null) throw new Error(`daemon exited: ${logOf(d)}`);
     return d;
   };
@@ -45,8 +50,16 @@ describe('hand-off of failover hooks to the running daemon', () => {
     // The daemons' hand-off links go into the lab (the one killed on purpose cannot remove its own).
     process.env.MFS_JOBS_RUN_DIR = path.join(lab.dir, 'run-default');
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
-    const doc = lab.configDocument({ standby: standbySection, jobs: { ...NO_SCHEDULES, promote: { fenceTimeoutSeconds: 1 } } });
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
+    const doc = lab.configDocument({
+      standby: standbySection,
+      jobs: { ...NO_SCHEDULES, promote: { fenceTimeoutSeconds: 1 } },
+    });
     const ssh = doc.ssh;
     delete doc.ssh;
     doc.metaloggers = (doc.metaloggers as Record<string, unknown>[]).map((m) => ({ ...m, ssh }));
@@ -61,7 +74,9 @@ describe('hand-off of failover hooks to the running daemon', () => {
     const pid = standby ? await runningMasterPid(standby.dataPath) : undefined;
     if (pid) {
       process.kill(pid, 'SIGTERM');
-      await waitFor('standby mfsmaster to exit', async () => !processAlive(pid), 30_000).catch(() => process.kill(pid, 'SIGKILL'));
+      await waitFor('standby mfsmaster to exit', async () => !processAlive(pid), 30_000).catch(() =>
+        process.kill(pid, 'SIGKILL'),
+      );
     }
     await lab?.stop();
   });
@@ -71,7 +86,9 @@ describe('hand-off of failover hooks to the running daemon', () => {
     expect((await fs.stat(socket)).mode & 0o777).toBe(0o600);
     const second = await runCli(['daemon', '--config', config], { timeoutMs: 20_000 });
     expect(second.code).toBe(3);
-    expect(second.stdout + second.stderr).toContain(`daemon.socket ${socket}: another mfs-jobs daemon is listening there`);
+    expect(second.stdout + second.stderr).toContain(
+      `daemon.socket ${socket}: another mfs-jobs daemon is listening there`,
+    );
   });
 
   test('after kill -9 of the master, `run promote` is handed to the daemon: same report, exit code and state as a run of its own', async () => {
@@ -83,17 +100,23 @@ describe('hand-off of failover hooks to the running daemon', () => {
     const res = await runCli(['run', 'promote', '--config', config, '--json']);
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout);
-    expect(report.summary).toMatch(new RegExp(`^promoted: serving metadata version ${version} in [\\d.]+ s from ml1; RPO 0 versions$`));
+    expect(report.summary).toMatch(
+      new RegExp(`^promoted: serving metadata version ${version} in [\\d.]+ s from ml1; RPO 0 versions$`),
+    );
     expect(report.details.handedOff).toBe(true);
     // Counted from the hook process's start, not the daemon's.
     expect(report.details.timings.startupMs).toBeGreaterThanOrEqual(0);
     expect(report.details.timings.startupMs).toBeLessThan(30_000);
-    expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(version);
+    expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(
+      version,
+    );
     const state = JSON.parse(await fs.readFile(path.join(lab.dir, 'state', 'state', 'promote.json'), 'utf8'));
     expect(state.details.handedOff).toBe(true);
     // Text output (what the up-script's log gets) as from a run of its own.
     const again = await runCli(['run', 'promote', '--config', config]);
-    expect(again.stdout).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves metadata version \d+; nothing changed/);
+    expect(again.stdout).toMatch(
+      /^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves metadata version \d+; nothing changed/,
+    );
     expect(again.code).toBe(0);
   });
 
@@ -111,7 +134,9 @@ describe('hand-off of failover hooks to the running daemon', () => {
     }
     // The daemon took none of them (it refused the other config file; the others never asked).
     expect(count('hand-off taken')).toBe(before);
-    expect(daemon!.out.stdout + daemon!.out.stderr).toContain(`daemon serves ${await fs.realpath(config)}, not ${await fs.realpath(other)}`);
+    expect(daemon!.out.stdout + daemon!.out.stderr).toContain(
+      `daemon serves ${await fs.realpath(config)}, not ${await fs.realpath(other)}`,
+    );
   });
 
   test('the daemon dies while it holds a handed-off run: the hook says so and exits 3, and does not run it a second time', async () => {
@@ -156,7 +181,10 @@ describe('hand-off of failover hooks to the running daemon', () => {
     const env = { MFS_JOBS_RUN_DIR: runDir };
     const startWith = async (e: NodeJS.ProcessEnv) => {
       const d = startCli(['daemon', '--config', config], e);
-      await waitFor('the daemon to listen', async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null);
+      await waitFor(
+        'the daemon to listen',
+        async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null,
+      );
       return d;
     };
     const yaml = await fs.readFile(config, 'utf8');
@@ -181,7 +209,9 @@ describe('hand-off of failover hooks to the running daemon', () => {
     // Anyone may write into this run directory: the daemon makes no link there, the hook ignores one.
     await fs.chmod(runDir, 0o777);
     daemon = await startWith(env);
-    expect(logOf(daemon)).toContain(`no hand-off link in the run directory (${runDir} is not a directory of ours that only we can write)`);
+    expect(logOf(daemon)).toContain(
+      `no hand-off link in the run directory (${runDir} is not a directory of ours that only we can write)`,
+    );
     expect(await fs.readdir(runDir)).toEqual([]);
     const res = await runCli(['run', 'promote', '--config', config], { env });
     expect(res.stdout).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves/);

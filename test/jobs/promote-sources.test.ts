@@ -25,11 +25,20 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
   let killedAt: number;
   let metaid: string;
 
-  async function promoteWith(name: string, sources: { metaloggers: Record<string, unknown>[]; snapshotStore?: boolean; standby?: Record<string, unknown> }) {
+  async function promoteWith(
+    name: string,
+    sources: { metaloggers: Record<string, unknown>[]; snapshotStore?: boolean; standby?: Record<string, unknown> },
+  ) {
     const doc = lab.configDocument({
       masters: [{ name: 'master', host: '127.0.0.1', cliPort: lab.master.ports.cl, dataPath: lab.master.dataPath }],
       metaloggers: sources.metaloggers.map((m) => ({ host: '127.0.0.1', local: true, ...m })),
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl, ...sources.standby },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+        ...sources.standby,
+      },
       jobs: { promote: { fenceTimeoutSeconds: 1 } },
     });
     if (!sources.snapshotStore) delete doc.snapshotStore;
@@ -44,7 +53,13 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
     await lab.makeChanges('a', 10);
     await lab.saveImage();
     // Image only: the metalogger copies must supply the changelogs.
-    storeSnapshot = (await writeSnapshot({ store: path.join(lab.dir, 'snapshots'), image: path.join(lab.master.dataPath, 'metadata.mfs.back'), changelogs: [] })).id;
+    storeSnapshot = (
+      await writeSnapshot({
+        store: path.join(lab.dir, 'snapshots'),
+        image: path.join(lab.master.dataPath, 'metadata.mfs.back'),
+        changelogs: [],
+      })
+    ).id;
     metaid = (await readImageHeader(path.join(lab.master.dataPath, 'metadata.mfs.back'))).metaid;
     await lab.metalogger!.stop();
     await lab.metalogger!.start();
@@ -69,10 +84,15 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
 
   test("combines the snapshot store's image with another source's changelogs", async () => {
     await copySource(lab.metalogger!.dataPath, path.join(lab.dir, 'ml-tail'), (n) => n.startsWith('changelog'));
-    const { res, report } = await promoteWith('combine', { metaloggers: [{ name: 'ml-tail', dataPath: path.join(lab.dir, 'ml-tail') }], snapshotStore: true });
+    const { res, report } = await promoteWith('combine', {
+      metaloggers: [{ name: 'ml-tail', dataPath: path.join(lab.dir, 'ml-tail') }],
+      snapshotStore: true,
+    });
     expect(report.status).toBe('OK');
     expect(report.details.plan.image.source).toBe(`snapshot:${storeSnapshot}`);
-    expect(report.details.plan.changelogs.map((c: { source: string }) => c.source)).toEqual(expect.arrayContaining(['ml-tail']));
+    expect(report.details.plan.changelogs.map((c: { source: string }) => c.source)).toEqual(
+      expect.arrayContaining(['ml-tail']),
+    );
     expect(report.details.plan.reached).toBe(killedAt);
     expect(report.details.sourcesUsed).toEqual([`snapshot:${storeSnapshot}`, 'ml-tail']);
     expect(res.code).toBe(0);
@@ -88,7 +108,9 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
     const { report } = await promoteWith('cut', { metaloggers: [{ name: 'ml-cut', dataPath: dir }] });
     // The cut line was never complete: the restore reaches the line before it, and says that change is lost.
     expect(report.status).toBe('WARNING');
-    expect(report.summary).toContain(`ml-cut:changelog_ml.0.mfs ended mid-line: changes after version ${killedAt - 2} were still in its writer's buffer and are lost`);
+    expect(report.summary).toContain(
+      `ml-cut:changelog_ml.0.mfs ended mid-line: changes after version ${killedAt - 2} were still in its writer's buffer and are lost`,
+    );
     expect(report.details.plan.reached).toBe(killedAt - 1);
     expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBe(killedAt - 1);
     for (const name of (await fs.readdir(standby.dataPath)).filter((n) => /^changelog\.\d+\.mfs$/.test(n))) {
@@ -106,7 +128,12 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
     const strayMetaid = (await readImageHeader(path.join(strayDir, 'metadata.mfs.back'))).metaid;
     expect(strayMetaid).not.toBe(metaid);
 
-    const { res, report } = await promoteWith('stray', { metaloggers: [{ name: 'ml1', dataPath: lab.metalogger!.dataPath }, { name: 'stray', dataPath: strayDir }] });
+    const { res, report } = await promoteWith('stray', {
+      metaloggers: [
+        { name: 'ml1', dataPath: lab.metalogger!.dataPath },
+        { name: 'stray', dataPath: strayDir },
+      ],
+    });
     expect(report.status).toBe('WARNING');
     expect(report.summary).toContain(`other filesystems seen and not used: metaid ${strayMetaid} on stray`);
     expect(report.details.plan.metaid).toBe(metaid);
@@ -117,9 +144,14 @@ describe('promote chooses among real sources (snapshot store, metalogger copies,
   });
 
   test('restoreMethod mfsmetarestore on a MooseFS that has none says so and starts nothing', async () => {
-    const { res, report } = await promoteWith('metarestore', { metaloggers: [{ name: 'ml1', dataPath: lab.metalogger!.dataPath }], standby: { restoreMethod: 'mfsmetarestore' } });
+    const { res, report } = await promoteWith('metarestore', {
+      metaloggers: [{ name: 'ml1', dataPath: lab.metalogger!.dataPath }],
+      standby: { restoreMethod: 'mfsmetarestore' },
+    });
     expect(report.status).toBe('CRITICAL');
-    expect(report.summary).toBe('mfsmetarestore failed: mfsmetarestore has been removed in version 1.7, use mfsmaster -a instead (standby.restoreMethod forces mfsmetarestore: set it to auto)');
+    expect(report.summary).toBe(
+      'mfsmetarestore failed: mfsmetarestore has been removed in version 1.7, use mfsmaster -a instead (standby.restoreMethod forces mfsmetarestore: set it to auto)',
+    );
     expect(res.code).toBe(2);
     expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
   });

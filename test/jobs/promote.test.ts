@@ -13,7 +13,11 @@ async function killStandbyMaster(dataPath: string): Promise<void> {
   const pid = await runningMasterPid(dataPath);
   if (pid === undefined) return;
   process.kill(pid, 'SIGTERM');
-  await waitFor(`standby mfsmaster ${pid} to exit`, async () => (await runningMasterPid(dataPath)) === undefined, 30_000).catch(() => process.kill(pid, 'SIGKILL'));
+  await waitFor(
+    `standby mfsmaster ${pid} to exit`,
+    async () => (await runningMasterPid(dataPath)) === undefined,
+    30_000,
+  ).catch(() => process.kill(pid, 'SIGKILL'));
 }
 
 async function asideDirs(dataPath: string): Promise<string[]> {
@@ -31,7 +35,12 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: true, mount: true, sshd: true });
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
     // The old master's DATA_PATH is not a source here (no ssh for it): the metalogger alone must do.
     const doc = lab.configDocument({ standby: standbySection, jobs: { promote: { fenceTimeoutSeconds: 1 } } });
     const ssh = doc.ssh;
@@ -50,7 +59,9 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     await lab.makeChanges('before', 5);
     const version = (await lab.master.info()).metadataVersion;
     const res = await runCli(['run', 'promote', '--config', config]);
-    expect(res.stdout).toContain(`MFS PROMOTE CRITICAL - refusing to promote: master (127.0.0.1:${lab.master.ports.cl}) answers at metadata version ${version}`);
+    expect(res.stdout).toContain(
+      `MFS PROMOTE CRITICAL - refusing to promote: master (127.0.0.1:${lab.master.ports.cl}) answers at metadata version ${version}`,
+    );
     expect(res.code).toBe(2);
     expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
     expect(await fs.readdir(standby.dataPath)).toEqual([]);
@@ -66,7 +77,7 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     expect(await fs.readdir(standby.dataPath)).toEqual([]);
   });
 
-  test('after kill -9 of the master, promotes from the metalogger and serves the master\'s version', async () => {
+  test("after kill -9 of the master, promotes from the metalogger and serves the master's version", async () => {
     // A real image on the metalogger first (it downloads one when it connects), then more changes.
     await lab.makeChanges('imaged', 20);
     await lab.saveImage();
@@ -82,13 +93,17 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     await lab.master.kill9();
 
     const dry = await runCli(['run', 'promote', '--config', config, '--dry-run']);
-    expect(dry.stdout).toContain(`MFS PROMOTE OK - dry run: would restore metadata version ${expectedVersion} from ml1`);
+    expect(dry.stdout).toContain(
+      `MFS PROMOTE OK - dry run: would restore metadata version ${expectedVersion} from ml1`,
+    );
     expect(await fs.readdir(standby.dataPath)).toEqual([]);
 
     const res = await runCli(['run', 'promote', '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
     expect(report.status).toBe('OK');
-    expect(report.summary).toMatch(new RegExp(`^promoted: serving metadata version ${expectedVersion} in [\\d.]+ s from ml1; RPO 0 versions$`));
+    expect(report.summary).toMatch(
+      new RegExp(`^promoted: serving metadata version ${expectedVersion} in [\\d.]+ s from ml1; RPO 0 versions$`),
+    );
     expect(report.details.plan.image).toMatchObject({ source: 'ml1', name: 'metadata_ml.mfs.back', empty: false });
     expect(report.details.plan.reached).toBe(expectedVersion);
     expect(report.details.sources.find((s: { name: string }) => s.name === 'ml1').error).toBeNull();
@@ -98,7 +113,11 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     const info = await masterInfo({ host: '127.0.0.1', port: standby.ports.cl });
     expect(info.metadataVersion).toBe(expectedVersion);
     // Content check from a fresh mount on the promoted master.
-    const mount = await LabMount.mount(path.join(lab.dir, 'mnt-standby'), { host: '127.0.0.1', port: standby.ports.cl }, path.join(lab.dir, 'mfsmount-standby.log'));
+    const mount = await LabMount.mount(
+      path.join(lab.dir, 'mnt-standby'),
+      { host: '127.0.0.1', port: standby.ports.cl },
+      path.join(lab.dir, 'mfsmount-standby.log'),
+    );
     try {
       expect((await fs.readdir(path.join(mount.dir, 'after-image'))).length).toBe(30);
       expect((await fs.readdir(path.join(mount.dir, 'imaged'))).length).toBe(20);
@@ -120,7 +139,9 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     const [a, b] = [startCli(['run', 'promote', '--config', config]), startCli(['run', 'promote', '--config', config])];
     const results = await Promise.all([a.done, b.done]);
     for (const r of results) {
-      expect(r.stdout).toContain(`MFS PROMOTE OK - mfsmaster (pid ${pid}) already serves metadata version ${expectedVersion}; nothing changed`);
+      expect(r.stdout).toContain(
+        `MFS PROMOTE OK - mfsmaster (pid ${pid}) already serves metadata version ${expectedVersion}; nothing changed`,
+      );
       expect(r.code).toBe(0);
     }
     expect(await runningMasterPid(standby.dataPath)).toBe(pid);
@@ -135,14 +156,20 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     await fs.writeFile(vipConfig, YAML.stringify(doc));
     const pid = await runningMasterPid(standby.dataPath);
     const res = await runCli(['run', 'demote', '--config', vipConfig]);
-    expect(res.stdout).toContain(`MFS DEMOTE WARNING - virtual IP 127.0.0.1 is held here: not stopping mfsmaster (pid ${pid})`);
+    expect(res.stdout).toContain(
+      `MFS DEMOTE WARNING - virtual IP 127.0.0.1 is held here: not stopping mfsmaster (pid ${pid})`,
+    );
     expect(res.code).toBe(1);
     expect(await runningMasterPid(standby.dataPath)).toBe(pid);
   });
 
   test('demote stops the promoted master cleanly and keeps its files; a second demote has nothing to do', async () => {
     const res = await runCli(['run', 'demote', '--config', config]);
-    expect(res.stdout).toMatch(new RegExp(`MFS DEMOTE OK - stopped mfsmaster \\(pid \\d+\\) at metadata version ${expectedVersion} cleanly in [\\d.]+ s; metadata.mfs written, files kept in ${standby.dataPath}`));
+    expect(res.stdout).toMatch(
+      new RegExp(
+        `MFS DEMOTE OK - stopped mfsmaster \\(pid \\d+\\) at metadata version ${expectedVersion} cleanly in [\\d.]+ s; metadata.mfs written, files kept in ${standby.dataPath}`,
+      ),
+    );
     expect(res.code).toBe(0);
     expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
     const again = await runCli(['run', 'demote', '--config', config]);

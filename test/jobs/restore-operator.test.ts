@@ -57,7 +57,9 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
   /** The master's changelog on disk holds everything it served. */
   async function caughtUp(): Promise<number> {
     const v = (await lab.master.info()).metadataVersion;
-    await waitFor(`changelog.0.mfs to reach version ${v - 1}`, async () => (await changelog()).includes(`\n${v - 1}: `));
+    await waitFor(`changelog.0.mfs to reach version ${v - 1}`, async () =>
+      (await changelog()).includes(`\n${v - 1}: `),
+    );
     return v;
   }
   async function must(cmd: string, args: string[]): Promise<void> {
@@ -120,26 +122,53 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
     // 4.59.2 keeps ceil(600 / 3600) = 1 hour (filesystem.c fs_univ_settrashretention); 3.0 keeps 600 s.
     const seconds = gen.generation.name === '4' ? 3_600 : 600;
     const dataPath = await emptyDir('trash-unit');
-    const args = ['restore', '--snapshot', masterSnapshot, '--to-version', String(targetVersion), '--data-path', dataPath, '--dry-run', '--json'];
+    const args = [
+      'restore',
+      '--snapshot',
+      masterSnapshot,
+      '--to-version',
+      String(targetVersion),
+      '--data-path',
+      dataPath,
+      '--dry-run',
+      '--json',
+    ];
     const now = report(await cli(args));
-    expect(now.details.trash).toMatchObject({ seconds, basis: expect.stringMatching(/^the smallest SETTRASHTIME among the changes left out \(version \d+: 600 s/), warning: null });
+    expect(now.details.trash).toMatchObject({
+      seconds,
+      basis: expect.stringMatching(/^the smallest SETTRASHTIME among the changes left out \(version \d+: 600 s/),
+      warning: null,
+    });
     expect(now.details.leftOut!.deletions).toBeGreaterThanOrEqual(2);
     expect(now.status).toBe('OK');
     // Two hours on, files deleted after the target have outlived the 600 s / one-hour trash time.
     const res = await cli(args, twoHoursLater);
     const later = report(res);
     expect({ status: later.status, code: res.code }).toEqual({ status: 'WARNING', code: 1 });
-    expect(later.details.trash!.warning).toMatch(new RegExp(`^the oldest deletion left out, version \\d+ at \\S+ \\(UNLINK\\), is \\d+ s old, more than the trash time ${seconds} s`));
+    expect(later.details.trash!.warning).toMatch(
+      new RegExp(
+        `^the oldest deletion left out, version \\d+ at \\S+ \\(UNLINK\\), is \\d+ s old, more than the trash time ${seconds} s`,
+      ),
+    );
     expect(await fs.readdir(dataPath)).toEqual(['old-file']);
   });
 
   test('trash_verdict_same_state_same_verdict: nothing left out is OK, whatever trash time a file deleted long ago had', async () => {
     const dataPath = await emptyDir('trash-state');
-    const res = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--dry-run', '--json'], twoHoursLater);
+    const res = await cli(
+      ['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--dry-run', '--json'],
+      twoHoursLater,
+    );
     const r = report(res);
-    expect({ status: r.status, code: res.code, warning: r.details.trash!.warning }).toEqual({ status: 'OK', code: 0, warning: null });
+    expect({ status: r.status, code: res.code, warning: r.details.trash!.warning }).toEqual({
+      status: 'OK',
+      code: 0,
+      warning: null,
+    });
     expect(r.lines).toContain('left out: nothing (the target is the newest version the restore point holds)');
-    expect(r.lines).toContain('trash: no deletion among the changes left out, so nothing comes back that the trash may have emptied');
+    expect(r.lines).toContain(
+      'trash: no deletion among the changes left out, so nothing comes back that the trash may have emptied',
+    );
   });
 
   test('to_version_older_than_every_image: a DATA_PATH whose images are all newer says so like --to-time does', async () => {
@@ -147,22 +176,51 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
     const m1 = path.join(lab.dir, 'm1-data');
     await fs.mkdir(m1, { mode: 0o700 });
     await fs.copyFile(path.join(lab.master.dataPath, 'metadata.mfs.back'), path.join(m1, 'metadata.mfs.back'));
-    for (const n of (await fs.readdir(lab.master.dataPath)).filter((x) => x.startsWith('changelog'))) await fs.copyFile(path.join(lab.master.dataPath, n), path.join(m1, n));
+    for (const n of (await fs.readdir(lab.master.dataPath)).filter((x) => x.startsWith('changelog')))
+      await fs.copyFile(path.join(lab.master.dataPath, n), path.join(m1, n));
     const doc = lab.configDocument();
-    const cfg = await lab.writeConfig({ masters: [{ ...(doc.masters as object[])[0], local: true }], metaloggers: [{ name: 'm1', host: '127.0.0.1', dataPath: m1, local: true }] }, 'm1.yaml');
+    const cfg = await lab.writeConfig(
+      {
+        masters: [{ ...(doc.masters as object[])[0], local: true }],
+        metaloggers: [{ name: 'm1', host: '127.0.0.1', dataPath: m1, local: true }],
+      },
+      'm1.yaml',
+    );
     const dataPath = await emptyDir('too-old');
-    const res = await runCli(['restore', '--from', 'm1', '--to-version', String(imageVersion - 1), '--data-path', dataPath, '--config', cfg]);
+    const res = await runCli([
+      'restore',
+      '--from',
+      'm1',
+      '--to-version',
+      String(imageVersion - 1),
+      '--data-path',
+      dataPath,
+      '--config',
+      cfg,
+    ]);
     const first = res.stdout.split('\n')[0]!;
-    expect({ code: res.code, first }).toEqual({ code: 2, first: `MFS RESTORE CRITICAL - --to-version ${imageVersion - 1} is older than metalogger m1 (${m1}): its oldest image metadata.mfs.back is at version ${imageVersion} (use an older restore point): nothing written` });
+    expect({ code: res.code, first }).toEqual({
+      code: 2,
+      first: `MFS RESTORE CRITICAL - --to-version ${imageVersion - 1} is older than metalogger m1 (${m1}): its oldest image metadata.mfs.back is at version ${imageVersion} (use an older restore point): nothing written`,
+    });
     expect(res.stdout).not.toMatch(/\(; \)|[A-Z][a-z]+Error: /);
     expect(await fs.readdir(dataPath)).toEqual(['old-file']);
   });
 
-  test('restore_start_without_master_config: --start checks its config before DATA_PATH changes; the advice never names another DATA_PATH\'s config', async () => {
+  test("restore_start_without_master_config: --start checks its config before DATA_PATH changes; the advice never names another DATA_PATH's config", async () => {
     const dataPath = await emptyDir('start');
     const missing = path.join(lab.dir, 'no-such-mfsmaster.cfg');
     const noCfg = await lab.writeConfig({ ...base, jobs: { restore: { masterConfig: missing } } }, 'nocfg.yaml');
-    const start = await runCli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--start', '--config', noCfg]);
+    const start = await runCli([
+      'restore',
+      '--snapshot',
+      masterSnapshot,
+      '--data-path',
+      dataPath,
+      '--start',
+      '--config',
+      noCfg,
+    ]);
     expect({ code: start.code, first: start.stdout.split('\n')[0] }).toEqual({
       code: 3,
       first: `MFS RESTORE UNKNOWN - jobs.restore.masterConfig ${missing}: cannot read MooseFS config ${missing}: ENOENT: --start needs the restored master's mfsmaster.cfg, with DATA_PATH = ${dataPath} (--master-config FILE): nothing changed in ${dataPath}`,
@@ -172,22 +230,50 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
     const byDefault = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--start']);
     expect({ code: byDefault.code, first: byDefault.stdout.split('\n')[0] }).toEqual({
       code: 3,
-      first: expect.stringMatching(new RegExp(`^MFS RESTORE UNKNOWN - /etc/mfs/mfsmaster\\.cfg \\(no --master-config given\\)(: cannot read| has DATA_PATH).*: nothing changed in ${dataPath}$`)),
+      first: expect.stringMatching(
+        new RegExp(
+          `^MFS RESTORE UNKNOWN - /etc/mfs/mfsmaster\\.cfg \\(no --master-config given\\)(: cannot read| has DATA_PATH).*: nothing changed in ${dataPath}$`,
+        ),
+      ),
     });
     expect(await fs.readdir(dataPath)).toEqual(['old-file']);
     // The production master's config: refused, and no `-a` command for its DATA_PATH anywhere.
     const prod = lab.master.configFile;
-    const refused = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--start', '--master-config', prod]);
+    const refused = await cli([
+      'restore',
+      '--snapshot',
+      masterSnapshot,
+      '--data-path',
+      dataPath,
+      '--start',
+      '--master-config',
+      prod,
+    ]);
     expect(refused.code).toBe(3);
-    expect(refused.stdout.split('\n')[0]).toBe(`MFS RESTORE UNKNOWN - --master-config ${prod} has DATA_PATH = ${lab.master.dataPath}, not ${dataPath}: --start needs the restored master's mfsmaster.cfg, with DATA_PATH = ${dataPath} (--master-config FILE): nothing changed in ${dataPath}`);
+    expect(refused.stdout.split('\n')[0]).toBe(
+      `MFS RESTORE UNKNOWN - --master-config ${prod} has DATA_PATH = ${lab.master.dataPath}, not ${dataPath}: --start needs the restored master's mfsmaster.cfg, with DATA_PATH = ${dataPath} (--master-config FILE): nothing changed in ${dataPath}`,
+    );
     expect(refused.stdout).not.toContain(`-c ${prod}`);
     expect(await fs.readdir(dataPath)).toEqual(['old-file']);
     // Without --start the files are placed, and the advice says what to write instead of a command that would not work.
-    const placed = await cli(['restore', '--snapshot', masterSnapshot, '--data-path', dataPath, '--master-config', prod]);
+    const placed = await cli([
+      'restore',
+      '--snapshot',
+      masterSnapshot,
+      '--data-path',
+      dataPath,
+      '--master-config',
+      prod,
+    ]);
     expect(placed.code).toBe(0);
     expect(placed.stdout).not.toContain(`-c ${prod}`);
-    expect(placed.stdout).toContain(`no mfsmaster.cfg for ${dataPath} (--master-config ${prod} has DATA_PATH = ${lab.master.dataPath}, not ${dataPath}): write one with DATA_PATH = ${dataPath}`);
-    expect((await fs.readdir(dataPath)).filter((n) => !n.startsWith('mfs-jobs-aside-')).sort()).toEqual(['changelog.1.mfs', 'metadata.mfs.back']);
+    expect(placed.stdout).toContain(
+      `no mfsmaster.cfg for ${dataPath} (--master-config ${prod} has DATA_PATH = ${lab.master.dataPath}, not ${dataPath}): write one with DATA_PATH = ${dataPath}`,
+    );
+    expect((await fs.readdir(dataPath)).filter((n) => !n.startsWith('mfs-jobs-aside-')).sort()).toEqual([
+      'changelog.1.mfs',
+      'metadata.mfs.back',
+    ]);
   });
 
   test('drill_rpo_from_target_time: drill --to-time T counts RPO seconds from T, not from the restore point', async () => {
@@ -205,7 +291,9 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
   test('bootstrap_image_one_description: a metalogger before its first download backs up OK, named as the bootstrap image; --latest prefers a real image', async () => {
     expect({ code: mlBackup.code, first: mlBackup.stdout.split('\n')[0] }).toEqual({
       code: 0,
-      first: expect.stringMatching(/^MFS BACKUP OK - ml1: snapshot \S+: metadata_ml\.\S+ MFSM NEW \(the bootstrap image: no image downloaded or saved yet; changelogs from version 1 rebuild the metadata\) \+ /),
+      first: expect.stringMatching(
+        /^MFS BACKUP OK - ml1: snapshot \S+: metadata_ml\.\S+ MFSM NEW \(the bootstrap image: no image downloaded or saved yet; changelogs from version 1 rebuild the metadata\) \+ /,
+      ),
     });
     expect(mlSnapshot).not.toBe(masterSnapshot);
     const dataPath = await emptyDir('latest');
@@ -213,6 +301,8 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])('operator messages on MooseFS %
     expect(r.details.source).toBe(`snapshot ${masterSnapshot}`);
     // Restored from the bootstrap snapshot (asked for by id), the same words.
     const boot = await cli(['restore', '--snapshot', mlSnapshot, '--data-path', dataPath, '--dry-run']);
-    expect(boot.stdout).toContain('MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 rebuild the metadata)');
+    expect(boot.stdout).toContain(
+      'MFSM NEW (the bootstrap image: no image downloaded or saved yet; changelogs from version 1 rebuild the metadata)',
+    );
   });
 });

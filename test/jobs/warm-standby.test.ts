@@ -9,7 +9,9 @@ import { LabMaster, LabMount, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { runCli, startCli } from '../helpers/cli.js';
 
-const NO_SCHEDULES = Object.fromEntries(['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }]));
+const NO_SCHEDULES = Object.fromEntries(
+  ['backup', 'check-master', 'drill', 'prune', 'verify'].map((j) => [j, { enabled: false }]),
+);
 
 /**
  * A warm standby (standby.mirror): the standby's daemon keeps the metalogger's newest image and the
@@ -27,8 +29,18 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: true, mount: true, sshd: true });
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl, mirror: true, mirrorIntervalSeconds: 0.5 };
-    const doc = lab.configDocument({ standby: standbySection, jobs: { ...NO_SCHEDULES, promote: { fenceTimeoutSeconds: 1 } } });
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+      mirror: true,
+      mirrorIntervalSeconds: 0.5,
+    };
+    const doc = lab.configDocument({
+      standby: standbySection,
+      jobs: { ...NO_SCHEDULES, promote: { fenceTimeoutSeconds: 1 } },
+    });
     const ssh = doc.ssh;
     delete doc.ssh;
     doc.metaloggers = (doc.metaloggers as Record<string, unknown>[]).map((m) => ({ ...m, ssh }));
@@ -44,7 +56,9 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     const pid = standby ? await runningMasterPid(standby.dataPath) : undefined;
     if (pid) {
       process.kill(pid, 'SIGTERM');
-      await waitFor('standby mfsmaster to exit', async () => !processAlive(pid), 30_000).catch(() => process.kill(pid, 'SIGKILL'));
+      await waitFor('standby mfsmaster to exit', async () => !processAlive(pid), 30_000).catch(() =>
+        process.kill(pid, 'SIGKILL'),
+      );
     }
     await lab?.stop();
   });
@@ -58,10 +72,20 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     await waitMetaloggerCaughtUp(lab.master, lab.metalogger!);
     const d = startCli(['daemon', '--config', config]);
     daemon = d;
-    await waitFor('the daemon to listen', async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null);
+    await waitFor(
+      'the daemon to listen',
+      async () => logOf(d).includes('hand-off socket listening') || d.child.exitCode !== null,
+    );
     if (d.child.exitCode !== null) throw new Error(`daemon exited: ${logOf(d)}`);
     const version = (await lab.master.info()).metadataVersion;
-    await waitFor('the mirror to reach the master', async () => new RegExp(`mirror up to date: ml1: image \\d+, changelogs to ${version - 1}\\b|changelogs to ${version}\\b`).test(logOf(d)), 30_000);
+    await waitFor(
+      'the mirror to reach the master',
+      async () =>
+        new RegExp(
+          `mirror up to date: ml1: image \\d+, changelogs to ${version - 1}\\b|changelogs to ${version}\\b`,
+        ).test(logOf(d)),
+      30_000,
+    );
     const names = (await fs.readdir(mirrorDir())).sort();
     expect(names).toHaveLength(2);
     expect(names[0]).toMatch(/^changelog-\d+\.mfs$/);
@@ -88,36 +112,58 @@ describe('warm standby: the daemon mirrors the metalogger, promote fetches only 
     const imageBytes = (await fs.stat(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back'))).size;
     const res = await runCli(['run', 'promote', '--config', config, '--json']);
     const report = JSON.parse(res.stdout);
-    expect(report.summary).toMatch(new RegExp(`^promoted: serving metadata version ${version} in [\\d.]+ s from ml1; RPO 0 versions$`));
+    expect(report.summary).toMatch(
+      new RegExp(`^promoted: serving metadata version ${version} in [\\d.]+ s from ml1; RPO 0 versions$`),
+    );
     expect(res.code).toBe(0);
     expect(report.details.handedOff).toBe(true);
-    console.log(`promote: ${report.details.mirroredBytes} bytes from the mirror, ${report.details.fetchedBytes} fetched; timings (ms) ${JSON.stringify(report.details.timings)}`);
+    console.log(
+      `promote: ${report.details.mirroredBytes} bytes from the mirror, ${report.details.fetchedBytes} fetched; timings (ms) ${JSON.stringify(report.details.timings)}`,
+    );
     // The image came from the mirror; of the changelog only what was written after the last pass.
     expect(report.details.mirroredBytes).toBeGreaterThanOrEqual(imageBytes);
     expect(report.details.fetchedBytes).toBeLessThan(report.details.mirroredBytes - imageBytes + 1);
     const changelogBytes = (await fs.stat(path.join(lab.metalogger!.dataPath, 'changelog_ml.0.mfs'))).size;
     expect(report.details.fetchedBytes).toBeLessThan(changelogBytes);
-    expect(report.details.fetchedBytes + report.details.mirroredBytes).toBeGreaterThanOrEqual(imageBytes + changelogBytes);
+    expect(report.details.fetchedBytes + report.details.mirroredBytes).toBeGreaterThanOrEqual(
+      imageBytes + changelogBytes,
+    );
     expect(report.details.fence[0].detail).toMatch(/the daemon's watch|connection refused/);
     // A fresh mount of the promoted master sees everything.
-    const mount = await LabMount.mount(path.join(lab.dir, 'mnt-standby'), { host: '127.0.0.1', port: standby.ports.cl }, path.join(lab.dir, 'mfsmount-standby.log'));
+    const mount = await LabMount.mount(
+      path.join(lab.dir, 'mnt-standby'),
+      { host: '127.0.0.1', port: standby.ports.cl },
+      path.join(lab.dir, 'mfsmount-standby.log'),
+    );
     try {
       expect((await fs.readdir(path.join(mount.dir, 'imaged'))).length).toBe(200);
       expect((await fs.readdir(path.join(mount.dir, 'last-minute'))).length).toBe(15);
     } finally {
       await mount.unmount();
     }
-    expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(version);
+    expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(
+      version,
+    );
     // The mirror stays where it is (outside DATA_PATH), and rests while this machine is the master.
     expect(await fs.readdir(path.dirname(mirrorDir()))).toEqual(['ml1']);
     // The master started from the linked image and was stopped cleanly: it never wrote into that image.
     const image = (await fs.readdir(mirrorDir())).find((n) => n.startsWith('image-'))!;
-    expect(await runCli(['run', 'demote', '--config', config], { env: { MFS_JOBS_NO_HAND_OFF: '1' } })).toMatchObject({ code: 0 });
-    expect((await fs.readFile(path.join(mirrorDir(), image))).equals(await fs.readFile(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back')))).toBe(true);
+    expect(await runCli(['run', 'demote', '--config', config], { env: { MFS_JOBS_NO_HAND_OFF: '1' } })).toMatchObject({
+      code: 0,
+    });
+    expect(
+      (await fs.readFile(path.join(mirrorDir(), image))).equals(
+        await fs.readFile(path.join(lab.metalogger!.dataPath, 'metadata_ml.mfs.back')),
+      ),
+    ).toBe(true);
     expect((await fs.stat(path.join(mirrorDir(), image))).mtime.toISOString()).toBe('2000-01-01T00:00:00.000Z');
     // Nor into the changelog it was given through a link: the mirror's copy is still the metalogger's bytes.
     const changelog = (await fs.readdir(mirrorDir())).find((n) => n.startsWith('changelog-'))!;
     const mirroredLog = await fs.readFile(path.join(mirrorDir(), changelog));
-    expect(mirroredLog.equals((await fs.readFile(path.join(lab.metalogger!.dataPath, 'changelog_ml.0.mfs'))).subarray(0, mirroredLog.length))).toBe(true);
+    expect(
+      mirroredLog.equals(
+        (await fs.readFile(path.join(lab.metalogger!.dataPath, 'changelog_ml.0.mfs'))).subarray(0, mirroredLog.length),
+      ),
+    ).toBe(true);
   }, 90_000);
 });

@@ -21,11 +21,13 @@ describe('backup → verify → drill on the real snapshot store', () => {
     await lab?.stop();
   });
 
-  test('verify and drill accept what backup wrote, at the master\'s version', async () => {
+  test("verify and drill accept what backup wrote, at the master's version", async () => {
     const master = (await lab.master.info()).metadataVersion;
     const backup = await runCli(['run', 'backup', '--config', config, '--json']);
     expect(backup.code).toBe(0);
-    const snapshotVersion = JSON.parse(backup.stdout).metrics.find((m: { name: string }) => m.name === 'snapshot_version').value;
+    const snapshotVersion = JSON.parse(backup.stdout).metrics.find(
+      (m: { name: string }) => m.name === 'snapshot_version',
+    ).value;
     expect(snapshotVersion).toBe(master);
 
     const verify = await runCli(['run', 'verify', '--config', config]);

@@ -60,7 +60,10 @@ export class DirAttacker {
   /** Names it acted on (`swapped X` / `planted X`), and its failures. */
   async moves(): Promise<{ done: string[]; failed: string[] }> {
     const lines = (await fs.readFile(this.log, 'utf8')).split('\n');
-    return { done: lines.filter((l) => /^(swapped|planted) /.test(l)), failed: lines.filter((l) => l.startsWith('failed ')) };
+    return {
+      done: lines.filter((l) => /^(swapped|planted) /.test(l)),
+      failed: lines.filter((l) => l.startsWith('failed ')),
+    };
   }
 
   /** Stop it by its PID and remove its files (its log with them: read moves() first). */

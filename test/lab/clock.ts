@@ -20,7 +20,10 @@ export class FakeClock {
   private constructor(readonly file: string) {}
 
   static async create(dir: string): Promise<FakeClock> {
-    if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} is missing: the rotation tests need Debian's faketime package (apt-get install faketime)`);
+    if (!existsSync(LIBFAKETIME))
+      throw new Error(
+        `${LIBFAKETIME} is missing: the rotation tests need Debian's faketime package (apt-get install faketime)`,
+      );
     const clock = new FakeClock(path.join(dir, 'faketimerc'));
     await clock.write();
     return clock;
@@ -28,7 +31,13 @@ export class FakeClock {
 
   /** Prefix for LabMaster.start({ wrap }): the master reads its time from `file`, re-read on every call. */
   get wrap(): string[] {
-    return ['env', `LD_PRELOAD=${LIBFAKETIME}`, `FAKETIME_TIMESTAMP_FILE=${this.file}`, 'FAKETIME_NO_CACHE=1', 'FAKETIME_DONT_FAKE_MONOTONIC=1'];
+    return [
+      'env',
+      `LD_PRELOAD=${LIBFAKETIME}`,
+      `FAKETIME_TIMESTAMP_FILE=${this.file}`,
+      'FAKETIME_NO_CACHE=1',
+      'FAKETIME_DONT_FAKE_MONOTONIC=1',
+    ];
   }
 
   /** The master's idea of now (ms). */
@@ -46,7 +55,8 @@ export class FakeClock {
    */
   async nextHour(master: LabMaster): Promise<void> {
     const logFile = path.join(master.dir, 'mfsmaster.log');
-    const dumps = async () => ((await fs.readFile(logFile, 'utf8').catch(() => '')).match(/store process has finished/g) ?? []).length;
+    const dumps = async () =>
+      ((await fs.readFile(logFile, 'utf8').catch(() => '')).match(/store process has finished/g) ?? []).length;
     const before = await dumps();
     const seconds = Math.floor(this.now() / 1000);
     this.offsetSeconds += 3600 - (seconds % 3600) - 2;

@@ -42,13 +42,23 @@ export class Lab {
       started.push(master);
       let metalogger: LabMetalogger | undefined;
       if (options.metalogger ?? lab.generation.hasMetalogger) {
-        metalogger = await LabMetalogger.create(path.join(dir, 'metalogger'), { host: master.cliHost, port: master.ports.ml }, {}, lab);
+        metalogger = await LabMetalogger.create(
+          path.join(dir, 'metalogger'),
+          { host: master.cliHost, port: master.ports.ml },
+          {},
+          lab,
+        );
         await metalogger.start();
         started.push(metalogger);
       }
       let mount: LabMount | undefined;
       if (options.mount ?? lab.mfsmount !== undefined) {
-        mount = await LabMount.mount(path.join(dir, 'mnt'), { host: master.cliHost, port: master.ports.cl }, path.join(dir, 'mfsmount.log'), { lab });
+        mount = await LabMount.mount(
+          path.join(dir, 'mnt'),
+          { host: master.cliHost, port: master.ports.cl },
+          path.join(dir, 'mfsmount.log'),
+          { lab },
+        );
         started.push({ stop: () => mount!.unmount() });
       }
       const sshd = (options.sshd ?? true) ? await LabSshd.start(path.join(dir, 'ssh')) : undefined;
@@ -82,9 +92,23 @@ export class Lab {
       timezone: 'UTC',
       stateDir: path.join(this.dir, 'state'),
       prometheus: { textfileDir: path.join(this.dir, 'textfile') },
-      ...(this.sshd ? { ssh: { port: this.sshd.port, user: 'root', privateKey: this.sshd.clientKey, knownHosts: this.sshd.knownHosts, connectTimeoutSeconds: 5 } } : {}),
-      masters: [{ name: 'master', host: this.master.cliHost, dataPath: this.master.dataPath, cliPort: this.master.ports.cl }],
-      metaloggers: this.metalogger ? [{ name: 'ml1', host: '127.0.0.1', dataPath: this.metalogger.dataPath, metaDownloadFreqHours: 1 }] : [],
+      ...(this.sshd
+        ? {
+            ssh: {
+              port: this.sshd.port,
+              user: 'root',
+              privateKey: this.sshd.clientKey,
+              knownHosts: this.sshd.knownHosts,
+              connectTimeoutSeconds: 5,
+            },
+          }
+        : {}),
+      masters: [
+        { name: 'master', host: this.master.cliHost, dataPath: this.master.dataPath, cliPort: this.master.ports.cl },
+      ],
+      metaloggers: this.metalogger
+        ? [{ name: 'ml1', host: '127.0.0.1', dataPath: this.metalogger.dataPath, metaDownloadFreqHours: 1 }]
+        : [],
       // Stored as plain MooseFS files: the scenarios from before compression read the store's files
       // directly. test/store/compressed-store.test.ts runs what a new config gets (zstd), and sealed.
       snapshotStore: { path: path.join(this.dir, 'snapshots'), compression: { type: 'none' } },
@@ -115,6 +139,10 @@ export class Lab {
 }
 
 /** A master entry of a lab config that reads `master`'s DATA_PATH, optionally through a proxy port. */
-export function masterEntry(name: string, master: LabMaster, via?: { port: number; knownHosts: string; privateKey?: string }): Record<string, unknown> {
+export function masterEntry(
+  name: string,
+  master: LabMaster,
+  via?: { port: number; knownHosts: string; privateKey?: string },
+): Record<string, unknown> {
   return { name, host: '127.0.0.1', dataPath: master.dataPath, cliPort: master.ports.cl, ...(via ? { ssh: via } : {}) };
 }

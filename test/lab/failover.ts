@@ -51,7 +51,12 @@ export async function writeDurably(file: string, data: Buffer): Promise<void> {
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** `count` files of varied sizes under `dir` of a mount, each fsynced: acknowledged by MooseFS. Name → sha256. */
-export async function writeFiles(mount: LabMount, dir: string, count: number, written: Map<string, string>): Promise<void> {
+export async function writeFiles(
+  mount: LabMount,
+  dir: string,
+  count: number,
+  written: Map<string, string>,
+): Promise<void> {
   await fs.mkdir(path.join(mount.dir, dir), { recursive: true });
   for (let i = 0; i < count; i++) {
     const data = randomBytes(1024 + ((i * 7919) % 65536));
@@ -65,7 +70,14 @@ export async function writeFiles(mount: LabMount, dir: string, count: number, wr
  * One failover lab per suite, started before its tests and torn down after (leftovers fail the suite);
  * the getters name its parts: A serves at the start, B stands by, the client's mount is on C.
  */
-export function useFailoverLab(options: Parameters<typeof FailoverLab.start>[0]): { readonly lab: FailoverLab; readonly A: Machine; readonly B: Machine; readonly masterA: NsMaster; readonly standbyB: NsMaster; readonly mount: LabMount } {
+export function useFailoverLab(options: Parameters<typeof FailoverLab.start>[0]): {
+  readonly lab: FailoverLab;
+  readonly A: Machine;
+  readonly B: Machine;
+  readonly masterA: NsMaster;
+  readonly standbyB: NsMaster;
+  readonly mount: LabMount;
+} {
   const holder: { lab?: FailoverLab } = {};
   beforeAll(async () => {
     holder.lab = await FailoverLab.start(options);
@@ -129,7 +141,12 @@ export interface PromoteState {
     rpo?: { versions: number; seconds?: number | null };
     sourcesUsed?: string[];
     timings?: Record<string, number>;
-    clients?: ({ mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } & { by?: string; pid?: number }) | null;
+    clients?:
+      | ({ mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } & {
+          by?: string;
+          pid?: number;
+        })
+      | null;
   };
 }
 
@@ -138,7 +155,11 @@ export interface ClientsState {
   status: string;
   summary: string;
   finishedAt: string;
-  details?: { promotedAt: string; metadataVersion: number; clients: { mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number } };
+  details?: {
+    promotedAt: string;
+    metadataVersion: number;
+    clients: { mounts: number; chunkservers: number; firstMountMs?: number; firstChunkserverMs?: number };
+  };
 }
 
 /** Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon). */
@@ -217,7 +238,16 @@ export class FailoverLab {
    * `tag`: the lab's link and namespace name prefix (NetLab.create); `extraConfig`: keys added to each
    * machine's mfs-jobs config (the quorum suite's `quorum:`), given the machine and the lab.
    */
-  static async start(options: { prefix: string; vip: string; lab?: LabGeneration; metaloggerLocal?: boolean; promoteOnVip?: boolean; chunkserverConfig?: Record<string, string>; tag?: string; extraConfig?: (self: Machine, lab: FailoverLab) => Record<string, unknown> }): Promise<FailoverLab> {
+  static async start(options: {
+    prefix: string;
+    vip: string;
+    lab?: LabGeneration;
+    metaloggerLocal?: boolean;
+    promoteOnVip?: boolean;
+    chunkserverConfig?: Record<string, string>;
+    tag?: string;
+    extraConfig?: (self: Machine, lab: FailoverLab) => Record<string, unknown>;
+  }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix, options.tag);
     const lab = new FailoverLab(dir, net, options.vip, options.lab ?? labGeneration());
@@ -250,9 +280,18 @@ export class FailoverLab {
     await this.master(A).start();
     this.sshd = await LabSshd.start(path.join(this.dir, 'ssh-c'), { host: C.ip, port: 22, wrap: C.wrap });
     if (this.hasMetalogger) {
-      this.metalogger = await LabMetalogger.create(path.join(this.dir, 'ml-c'), { host: this.vip, port: NsMaster.PORTS.ml }, {}, lab);
+      this.metalogger = await LabMetalogger.create(
+        path.join(this.dir, 'ml-c'),
+        { host: this.vip, port: NsMaster.PORTS.ml },
+        {},
+        lab,
+      );
     } else {
-      for (const m of [A, B]) this.masterSshds.set(m, await LabSshd.start(path.join(this.dir, `ssh-${m.name}`), { host: m.ip, port: 22, wrap: m.wrap }));
+      for (const m of [A, B])
+        this.masterSshds.set(
+          m,
+          await LabSshd.start(path.join(this.dir, `ssh-${m.name}`), { host: m.ip, port: 22, wrap: m.wrap }),
+        );
     }
     this.configs.set(A, await this.writeConfig(A, B));
     this.configs.set(B, await this.writeConfig(B, A));
@@ -271,7 +310,14 @@ export class FailoverLab {
     // every write ENOSPC; and a master wants more than 1 GiB free on a chunkserver to place a chunk.
     this.chunkDisk = path.join(this.chunkserverDir, 'chunks');
     await fs.mkdir(this.chunkDisk, { recursive: true, mode: 0o700 });
-    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4g,mode=0700', 'mfs-jobs-lab-chunks', this.chunkDisk]);
+    const mounted = await execCapture('mount', [
+      '-t',
+      'tmpfs',
+      '-o',
+      'size=4g,mode=0700',
+      'mfs-jobs-lab-chunks',
+      this.chunkDisk,
+    ]);
     if (mounted.code !== 0) throw new Error(`cannot mount a tmpfs on ${this.chunkDisk}: ${mounted.stderr.trim()}`);
     await this.startChunkserver(A);
     this.mount = await this.mountClient('mnt');
@@ -292,12 +338,19 @@ export class FailoverLab {
    * reconnect after losing its master, its unflushed changelog_csback buffer with it: it is started again
    * on the same chunks. Returns how the old one ended (undefined: it carried on and registered).
    */
-  async chunkserverFollow(m: Machine, timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
+  async chunkserverFollow(
+    m: Machine,
+    timeoutMs = 30_000,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
     const cs = this.chunkserver!;
-    const outcome = await waitFor(`C's chunkserver to register with ${m.name}, or to die`, async () => {
-      if (!cs.daemon.running) return 'died';
-      return (await cs.isRegistered(this.master(m), this.registrationsAtCrash)) ? 'registered' : undefined;
-    }, timeoutMs);
+    const outcome = await waitFor(
+      `C's chunkserver to register with ${m.name}, or to die`,
+      async () => {
+        if (!cs.daemon.running) return 'died';
+        return (await cs.isRegistered(this.master(m), this.registrationsAtCrash)) ? 'registered' : undefined;
+      },
+      timeoutMs,
+    );
     if (outcome === 'registered') return undefined;
     const exit = await cs.daemon.waitExit(1_000);
     await this.startChunkserver(m);
@@ -313,7 +366,10 @@ export class FailoverLab {
 
   /** `mfs-jobs ARGS` with machine `m`'s config, inside its network (as cron would run it there). */
   runJobs(m: Machine, args: string[], timeoutMs = 120_000): Promise<ExecResult> {
-    return execCapture('nsenter', [`--net=${m.netnsPath}`, this.mfsJobs, ...args], { timeoutMs, env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) } });
+    return execCapture('nsenter', [`--net=${m.netnsPath}`, this.mfsJobs, ...args], {
+      timeoutMs,
+      env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) },
+    });
   }
 
   masterName(m: Machine): string {
@@ -332,20 +388,54 @@ export class FailoverLab {
   private async writeConfig(self: Machine, other: Machine): Promise<string> {
     const sshd = this.sshd!;
     const otherSshd = this.masterSshds.get(other);
-    const master = { name: this.masterName(other), host: other.ip, dataPath: this.master(other).dataPath, cliPort: 9421 };
+    const master = {
+      name: this.masterName(other),
+      host: other.ip,
+      dataPath: this.master(other).dataPath,
+      cliPort: 9421,
+    };
     const doc = {
       stateDir: this.stateDir(self),
       prometheus: { textfileDir: path.join(this.dir, self.name, 'textfile') },
-      ssh: { port: 22, user: 'root', privateKey: sshd.clientKey, knownHosts: sshd.knownHosts, connectTimeoutSeconds: 5 },
-      masters: [otherSshd ? { ...master, ssh: { privateKey: otherSshd.clientKey, knownHosts: otherSshd.knownHosts } } : master],
+      ssh: {
+        port: 22,
+        user: 'root',
+        privateKey: sshd.clientKey,
+        knownHosts: sshd.knownHosts,
+        connectTimeoutSeconds: 5,
+      },
+      masters: [
+        otherSshd ? { ...master, ssh: { privateKey: otherSshd.clientKey, knownHosts: otherSshd.knownHosts } } : master,
+      ],
       ...(this.metalogger
-        ? { metaloggers: [{ name: 'ml-c', host: this.C.ip, dataPath: this.metalogger.dataPath, ...(this.metaloggerLocal ? { local: true } : {}) }] }
-        : { chunkservers: [{ name: 'cs-c', host: this.C.ip, dataPath: NsChunkserver.dataPathIn(this.chunkserverDir) }], snapshotStore: { path: this.snapshotStore(self) } }),
-      standby: { dataPath: this.master(self).dataPath, masterConfig: this.master(self).configFile, cliHost: '127.0.0.1', cliPort: 9421, vip: this.vip, promoteOnVip: this.promoteOnVip },
+        ? {
+            metaloggers: [
+              {
+                name: 'ml-c',
+                host: this.C.ip,
+                dataPath: this.metalogger.dataPath,
+                ...(this.metaloggerLocal ? { local: true } : {}),
+              },
+            ],
+          }
+        : {
+            chunkservers: [{ name: 'cs-c', host: this.C.ip, dataPath: NsChunkserver.dataPathIn(this.chunkserverDir) }],
+            snapshotStore: { path: this.snapshotStore(self) },
+          }),
+      standby: {
+        dataPath: this.master(self).dataPath,
+        masterConfig: this.master(self).configFile,
+        cliHost: '127.0.0.1',
+        cliPort: 9421,
+        vip: this.vip,
+        promoteOnVip: this.promoteOnVip,
+      },
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
       jobs: {
-        ...Object.fromEntries(['check-master', 'check-standby', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }])),
+        ...Object.fromEntries(
+          ['check-master', 'check-standby', 'verify', 'prune', 'drill'].map((j) => [j, { enabled: false }]),
+        ),
         promote: { fenceTimeoutSeconds: 1 },
         backup: { enabled: false, ...(this.metalogger ? {} : { sources: [master.name] }) },
       },
@@ -366,9 +456,19 @@ export class FailoverLab {
 
   /** `mfs-jobs daemon` on `m`, in its network, with its config; resolves once its hand-off socket listens. */
   async startDaemon(m: Machine): Promise<Daemon> {
-    const daemon = new Daemon(`mfs-jobs daemon on ${m.name}`, this.mfsJobs, ['daemon'], path.join(this.dir, m.name, 'daemon.log'), { wrap: m.wrap, env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) } });
+    const daemon = new Daemon(
+      `mfs-jobs daemon on ${m.name}`,
+      this.mfsJobs,
+      ['daemon'],
+      path.join(this.dir, m.name, 'daemon.log'),
+      { wrap: m.wrap, env: { ...process.env, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m) } },
+    );
     this.daemons.set(m, daemon);
-    await waitFor(`${daemon.name} to listen`, async () => (await daemon.log()).includes('hand-off socket listening') || !daemon.running, 20_000);
+    await waitFor(
+      `${daemon.name} to listen`,
+      async () => (await daemon.log()).includes('hand-off socket listening') || !daemon.running,
+      20_000,
+    );
     if (!daemon.running) throw new Error(`${daemon.name} exited: ${(await daemon.log()).slice(-500)}`);
     return daemon;
   }
@@ -383,7 +483,13 @@ export class FailoverLab {
       skew,
       upScript,
       downScript: DOWN,
-      env: { MFS_JOBS: this.mfsJobs, ...this.runDirEnv(m), MFS_JOBS_CONFIG: this.configs.get(m), MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'), ...this.seedEnv(m) },
+      env: {
+        MFS_JOBS: this.mfsJobs,
+        ...this.runDirEnv(m),
+        MFS_JOBS_CONFIG: this.configs.get(m),
+        MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'),
+        ...this.seedEnv(m),
+      },
     });
     this.ucarps.set(m, ucarp);
     return ucarp;
@@ -393,7 +499,12 @@ export class FailoverLab {
   private seedEnv(m: Machine): NodeJS.ProcessEnv {
     if (!this.metalogger) return {};
     const master = this.master(m);
-    return { SEED_ML_DATA_PATH: this.metalogger.dataPath, SEED_DATA_PATH: master.dataPath, SEED_MFSMASTER: this.lab.mfsmaster, SEED_MFSMASTER_CFG: master.configFile };
+    return {
+      SEED_ML_DATA_PATH: this.metalogger.dataPath,
+      SEED_DATA_PATH: master.dataPath,
+      SEED_MFSMASTER: this.lab.mfsmaster,
+      SEED_MFSMASTER_CFG: master.configFile,
+    };
   }
 
   /** Which machine serves (holds the VIP and its master answers). */
@@ -411,7 +522,15 @@ export class FailoverLab {
     await this.master(this.A).restart();
     await this.metalogger!.stop();
     await this.metalogger!.start({ wrap: this.C.wrap });
-    await waitFor('the metalogger to download the image', async () => fs.stat(path.join(this.metalogger!.dataPath, 'metadata_ml.mfs.back')).then(() => true, () => false), 30_000);
+    await waitFor(
+      'the metalogger to download the image',
+      async () =>
+        fs.stat(path.join(this.metalogger!.dataPath, 'metadata_ml.mfs.back')).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+    );
     await this.switchUpScript(this.B, ROUND_SKEW, upScriptOf(first));
   }
 
@@ -427,12 +546,22 @@ export class FailoverLab {
    * decides whether it reconnects at once or a whole period later, for either script. Giving both scripts
    * of a pair the same phase compares them on the same footing (the bench spreads the phases over pairs).
    */
-  async failoverRound(promoter: Promoter, next: Promoter, written: Map<string, string>, tag: string, o: { killPhase?: { periodMs: number; phaseMs: number } } = {}): Promise<FailoverRound> {
+  async failoverRound(
+    promoter: Promoter,
+    next: Promoter,
+    written: Map<string, string>,
+    tag: string,
+    o: { killPhase?: { periodMs: number; phaseMs: number } } = {},
+  ): Promise<FailoverRound> {
     const serving = this.servingMachine;
     const standby = serving === this.A ? this.B : this.A;
     await writeFiles(this.mount!, tag, 20, written);
     const target = (await this.master(serving).info()).metadataVersion - 1;
-    await waitFor(`metalogger to reach version ${target}`, async () => ((await this.metalogger!.lastVersion()) ?? 0) >= target, 20_000);
+    await waitFor(
+      `metalogger to reach version ${target}`,
+      async () => ((await this.metalogger!.lastVersion()) ?? 0) >= target,
+      20_000,
+    );
     const lastPromote = await this.readPromoteState(standby);
     if (o.killPhase) {
       const { periodMs, phaseMs } = o.killPhase;
@@ -443,18 +572,31 @@ export class FailoverLab {
     await waitFor(`VIP on ${standby.name}`, async () => (await standby.addresses()).includes(this.vip), 30_000, 20);
     const vipAt = Date.now();
     const after = randomBytes(4096);
-    await waitFor('a write through the old mount', async () => {
-      await writeDurably(path.join(this.mount!.dir, `after-${tag}`), after);
-      return true;
-    }, 60_000, 50);
+    await waitFor(
+      'a write through the old mount',
+      async () => {
+        await writeDurably(path.join(this.mount!.dir, `after-${tag}`), after);
+        return true;
+      },
+      60_000,
+      50,
+    );
     const writeAt = Date.now();
     written.set(`after-${tag}`, sha256(after));
-    const promote = promoter !== 'seed script' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
+    const promote =
+      promoter !== 'seed script' ? await this.waitPromoteAfter(standby, killedAt, lastPromote) : undefined;
     await this.reboot(serving, ROUND_SKEW, { upScript: upScriptOf(next), daemon: next === 'mfs-jobs' });
     await this.waitVipOnlyOn(standby);
     await this.chunkserverFollow(standby);
     this.servingMachine = standby;
-    return { promoter, standby: standby.name, promoted: standby, vipSeconds: (vipAt - killedAt) / 1000, firstWriteSeconds: (writeAt - killedAt) / 1000, promote };
+    return {
+      promoter,
+      standby: standby.name,
+      promoted: standby,
+      vipSeconds: (vipAt - killedAt) / 1000,
+      firstWriteSeconds: (writeAt - killedAt) / 1000,
+      promote,
+    };
   }
 
   /**
@@ -489,11 +631,21 @@ export class FailoverLab {
 
   async waitVipOnlyOn(m: Machine, timeoutMs = 20_000): Promise<void> {
     const other = m === this.A ? this.B : this.A;
-    await waitFor(`VIP on ${m.name} only`, async () => (await m.addresses()).includes(this.vip) && !(await other.addresses()).includes(this.vip), timeoutMs, 50);
+    await waitFor(
+      `VIP on ${m.name} only`,
+      async () => (await m.addresses()).includes(this.vip) && !(await other.addresses()).includes(this.vip),
+      timeoutMs,
+      50,
+    );
   }
 
   mountClient(name: string): Promise<LabMount> {
-    return LabMount.mount(path.join(this.dir, name), { host: this.vip, port: NsMaster.PORTS.cl }, path.join(this.dir, `${name}.log`), { wrap: this.C.wrap, lab: this.lab });
+    return LabMount.mount(
+      path.join(this.dir, name),
+      { host: this.vip, port: NsMaster.PORTS.cl },
+      path.join(this.dir, `${name}.log`),
+      { wrap: this.C.wrap, lab: this.lab },
+    );
   }
 
   /** A second mount, started fresh (no page cache of the client's), dropped at `stop()`. */
@@ -506,19 +658,31 @@ export class FailoverLab {
   /** The last result line the hooks' `run promote` printed on `m` (the up-script's log). */
   async lastHookPromoteLine(m: Machine): Promise<string | undefined> {
     const log = await fs.readFile(path.join(this.dir, m.name, 'hook.log'), 'utf8').catch(() => '');
-    return log.split('\n').filter((l) => l.startsWith('MFS PROMOTE')).pop();
+    return log
+      .split('\n')
+      .filter((l) => l.startsWith('MFS PROMOTE'))
+      .pop();
   }
 
   /** What the clients-back watch recorded on `m` after its promote returned (lib/failover/clients-watch.ts). */
   async readClientsState(m: Machine): Promise<ClientsState | undefined> {
-    const text = await fs.readFile(path.join(this.stateDir(m), 'state', 'promote-clients.json'), 'utf8').catch(() => undefined);
+    const text = await fs
+      .readFile(path.join(this.stateDir(m), 'state', 'promote-clients.json'), 'utf8')
+      .catch(() => undefined);
     return text ? (JSON.parse(text) as ClientsState) : undefined;
   }
 
   /** The up-script's own start and end (vip-up-sync.sh logs them), the last of each on `m`. */
   async syncHookTimes(m: Machine): Promise<{ start: number; end: number } | undefined> {
     const log = await fs.readFile(path.join(this.dir, m.name, 'hook.log'), 'utf8').catch(() => '');
-    const last = (word: string) => Number(log.split('\n').filter((l) => l.startsWith(`vip-up-sync ${word} `)).pop()?.split(' ')[2]);
+    const last = (word: string) =>
+      Number(
+        log
+          .split('\n')
+          .filter((l) => l.startsWith(`vip-up-sync ${word} `))
+          .pop()
+          ?.split(' ')[2],
+      );
     const [start, end] = [last('start'), last('end')];
     return Number.isFinite(start) && Number.isFinite(end) ? { start, end } : undefined;
   }
@@ -529,7 +693,12 @@ export class FailoverLab {
   }
 
   /** The promote that ucarp's up-script started on `m` after `since` (ms), once it has finished. */
-  waitPromoteAfter(m: Machine, since: number, previous: PromoteState | undefined, timeoutMs = 60_000): Promise<PromoteState> {
+  waitPromoteAfter(
+    m: Machine,
+    since: number,
+    previous: PromoteState | undefined,
+    timeoutMs = 60_000,
+  ): Promise<PromoteState> {
     return waitFor(
       `${m.name}'s promote to finish`,
       async () => {

@@ -33,7 +33,15 @@ export function prefixRoot(): string {
 export function labGeneration(version: LabVersion = '3.0.117'): LabGeneration {
   const generation = generationOfSoftware(version)!;
   if (version === '3.0.117') {
-    return { version, generation, mfsmaster: 'mfsmaster', mfsmetarestore: 'mfsmetarestore', mfsmetalogger: 'mfsmetalogger', mfsmount: 'mfsmount', mfschunkserver: 'mfschunkserver' };
+    return {
+      version,
+      generation,
+      mfsmaster: 'mfsmaster',
+      mfsmetarestore: 'mfsmetarestore',
+      mfsmetalogger: 'mfsmetalogger',
+      mfsmount: 'mfsmount',
+      mfschunkserver: 'mfschunkserver',
+    };
   }
   const prefix = path.join(prefixRoot(), version);
   const at = (dir: string, name: string, owner = prefix) => path.join(owner, dir, name);
@@ -47,7 +55,12 @@ export function labGeneration(version: LabVersion = '3.0.117'): LabGeneration {
     mfsmount: version === '1.5.12' ? undefined : at('bin', 'mfsmount'),
     mfschunkserver: at('sbin', 'mfschunkserver'),
   };
-  for (const bin of [lab.mfsmaster, lab.mfsmetarestore, ...(lab.mfsmount ? [lab.mfsmount] : []), ...(lab.mfsmetalogger ? [lab.mfsmetalogger] : [])]) {
+  for (const bin of [
+    lab.mfsmaster,
+    lab.mfsmetarestore,
+    ...(lab.mfsmount ? [lab.mfsmount] : []),
+    ...(lab.mfsmetalogger ? [lab.mfsmetalogger] : []),
+  ]) {
     try {
       accessSync(bin, fsc.X_OK);
     } catch {

@@ -96,8 +96,7 @@ export class HostileS3 {
     const delimiter = url.searchParams.get('delimiter');
     res.writeHead(200, { 'content-type': 'application/xml' });
     const delimiterTag = delimiter ? `<Delimiter>${delimiter}</Delimiter>` : '';
-    const open =
-      `${HEAD}<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix>${delimiterTag}<MaxKeys>1000</MaxKeys>`;
+    const open = `${HEAD}<ListBucketResult ${NS}><Name>b</Name><Prefix>${prefix}</Prefix>${delimiterTag}<MaxKeys>1000</MaxKeys>`;
     switch (this.mode) {
       case 'endless':
       case 'endless-empty': {
@@ -111,8 +110,7 @@ export class HostileS3 {
         return;
       }
       case 'drip': {
-        const text =
-          `${open}<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>${contents(`${prefix}x`)}</ListBucketResult>`;
+        const text = `${open}<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>${contents(`${prefix}x`)}</ListBucketResult>`;
         let at = 0;
         const drip = () => {
           if (res.destroyed) return;

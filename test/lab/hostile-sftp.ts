@@ -87,7 +87,12 @@ export class HostileSftp {
     for (const [name, spec] of Object.entries(files)) this.files.set(name, live(spec));
   }
 
-  static async start(dir: string, files: Record<string, HostileFile>, dataPath = '/hostile/data', o: { endlessReaddir?: EndlessReaddir } = {}): Promise<HostileSftp> {
+  static async start(
+    dir: string,
+    files: Record<string, HostileFile>,
+    dataPath = '/hostile/data',
+    o: { endlessReaddir?: EndlessReaddir } = {},
+  ): Promise<HostileSftp> {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     // OpenSSH's ssh-keygen, not ssh2's generateKeyPairSync: that one strips a leading zero byte of
     // an ed25519 public key, so about one key in 256 does not parse (mscdex/ssh2#1513).
@@ -95,7 +100,10 @@ export class HostileSftp {
     const clientKey = path.join(dir, 'id_ed25519');
     await keygen(hostKey, 'hostile-sftp-host');
     await keygen(clientKey, 'hostile-sftp-client');
-    const hostKeys = { private: await fs.readFile(hostKey, 'utf8'), public: await fs.readFile(`${hostKey}.pub`, 'utf8') };
+    const hostKeys = {
+      private: await fs.readFile(hostKey, 'utf8'),
+      public: await fs.readFile(`${hostKey}.pub`, 'utf8'),
+    };
     const allowed = utils.parseKey(await fs.readFile(`${clientKey}.pub`, 'utf8'));
     if (allowed instanceof Error) throw allowed;
     const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
@@ -120,7 +128,14 @@ export class HostileSftp {
 
   /** An mfs-jobs `ssh:` block that reaches this server. */
   sshConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return { port: this.port, user: 'root', privateKey: this.clientKey, knownHosts: this.knownHosts, connectTimeoutSeconds: 5, ...extra };
+    return {
+      port: this.port,
+      user: 'root',
+      privateKey: this.clientKey,
+      knownHosts: this.knownHosts,
+      connectTimeoutSeconds: 5,
+      ...extra,
+    };
   }
 
   async close(): Promise<void> {
@@ -134,11 +149,16 @@ export class HostileSftp {
     this.clients.add(client);
     client.on('close', () => this.clients.delete(client));
     client.on('error', () => undefined);
-    const key = allowedKey as { type: string; getPublicSSH(): Buffer; verify(data: Buffer, sig: Buffer, hash?: string): boolean | Error };
+    const key = allowedKey as {
+      type: string;
+      getPublicSSH(): Buffer;
+      verify(data: Buffer, sig: Buffer, hash?: string): boolean | Error;
+    };
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
       if (ctx.key.algo !== key.type || !ctx.key.data.equals(key.getPublicSSH())) return ctx.reject(['publickey']);
-      if (ctx.signature && key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(['publickey']);
+      if (ctx.signature && key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true)
+        return ctx.reject(['publickey']);
       ctx.accept();
     });
     client.on('ready', () => {
@@ -187,13 +207,24 @@ export class HostileSftp {
         const { namesPerAnswer, nameBytes } = this.endless;
         const pad = 'n'.repeat(Math.max(1, nameBytes - 16));
         const names = Array.from({ length: namesPerAnswer }, (_, i) => `${pad}-${this.readdirs}-${i}`);
-        return sftp.name(reqid, names.map((name) => ({ filename: name, longname: `-rw-r--r--    1 root     root     1 Nov 30 12:00 ${name}`, attrs: fileAttrs(1) })));
+        return sftp.name(
+          reqid,
+          names.map((name) => ({
+            filename: name,
+            longname: `-rw-r--r--    1 root     root     1 Nov 30 12:00 ${name}`,
+            attrs: fileAttrs(1),
+          })),
+        );
       }
       if (d.listed) return sftp.status(reqid, STATUS_CODE.EOF);
       d.listed = true;
       sftp.name(
         reqid,
-        [...this.files].map(([name, f]) => ({ filename: name, longname: `-rw-r--r--    1 root     root     ${f.listedSize} Nov 30 12:00 ${name}`, attrs: fileAttrs(f.listedSize) })),
+        [...this.files].map(([name, f]) => ({
+          filename: name,
+          longname: `-rw-r--r--    1 root     root     ${f.listedSize} Nov 30 12:00 ${name}`,
+          attrs: fileAttrs(f.listedSize),
+        })),
       );
     });
     sftp.on('OPEN', (reqid, p) => {

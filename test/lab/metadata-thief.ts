@@ -81,10 +81,32 @@ export class MetadataThief {
     await fs.mkdir(path.join(dir, 'out'), { mode: 0o700 });
     await fs.chown(path.join(dir, 'out'), uid, uid);
     const out = path.join(dir, 'out', 'report.json');
-    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, path.join(dir, 'thief.mjs'), ports.join(','), out, path.join(dir, 'stop'), secret], { stdio: 'ignore' });
+    const child = spawn(
+      'setpriv',
+      [
+        `--reuid=${uid}`,
+        `--regid=${uid}`,
+        '--clear-groups',
+        process.execPath,
+        path.join(dir, 'thief.mjs'),
+        ports.join(','),
+        out,
+        path.join(dir, 'stop'),
+        secret,
+      ],
+      { stdio: 'ignore' },
+    );
     const thief = new MetadataThief(dir, child);
     try {
-      await waitFor('the thief to start', async () => fs.access(`${out}.ready`).then(() => true, () => false), 10_000);
+      await waitFor(
+        'the thief to start',
+        async () =>
+          fs.access(`${out}.ready`).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      );
     } catch (err) {
       await thief.kill();
       throw err;
@@ -97,7 +119,15 @@ export class MetadataThief {
     await fs.writeFile(path.join(this.dir, 'stop'), '');
     const out = path.join(this.dir, 'out', 'report.json');
     try {
-      await waitFor('the thief to report', async () => fs.access(out).then(() => true, () => false), 15_000);
+      await waitFor(
+        'the thief to report',
+        async () =>
+          fs.access(out).then(
+            () => true,
+            () => false,
+          ),
+        15_000,
+      );
       return JSON.parse(await fs.readFile(out, 'utf8')) as TheftReport;
     } finally {
       await this.kill();

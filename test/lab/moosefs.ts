@@ -22,7 +22,14 @@ export async function freeMasterPorts(host = '127.0.0.1'): Promise<MasterPorts> 
 }
 
 /** Text of an mfsmaster config for a master of `lab`'s generation listening on `host` with `ports`. */
-export function masterConfigText(o: { dataPath: string; dir: string; host: string; ports: MasterPorts; lab?: LabGeneration; extra?: Record<string, string | number> }): string {
+export function masterConfigText(o: {
+  dataPath: string;
+  dir: string;
+  host: string;
+  ports: MasterPorts;
+  lab?: LabGeneration;
+  extra?: Record<string, string | number>;
+}): string {
   const { generation } = o.lab ?? labGeneration();
   const keys = generation.listenKeys;
   const lines: Record<string, string | number> = {
@@ -43,7 +50,11 @@ export function masterConfigText(o: { dataPath: string; dir: string; host: strin
     ...generation.masterConfigExtra(o.dataPath),
     ...o.extra,
   };
-  return Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
+  return (
+    Object.entries(lines)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('\n') + '\n'
+  );
 }
 
 /**
@@ -56,10 +67,25 @@ export class DaemonisedMaster {
     private readonly pidInLock: number,
   ) {}
 
-  static async start(o: { configFile: string; dataPath: string; bin: string; lab: LabGeneration; where: string; ready: () => Promise<boolean> }): Promise<DaemonisedMaster> {
-    const res = await startMaster({ configFile: o.configFile, bin: o.bin, generation: o.lab.generation, autoRestore: false, timeoutMs: 30_000, ready: o.ready });
+  static async start(o: {
+    configFile: string;
+    dataPath: string;
+    bin: string;
+    lab: LabGeneration;
+    where: string;
+    ready: () => Promise<boolean>;
+  }): Promise<DaemonisedMaster> {
+    const res = await startMaster({
+      configFile: o.configFile,
+      bin: o.bin,
+      generation: o.lab.generation,
+      autoRestore: false,
+      timeoutMs: 30_000,
+      ready: o.ready,
+    });
     const pid = await runningMasterPid(o.dataPath);
-    if (res.code !== 0 || pid === undefined) throw new Error(`mfsmaster ${o.lab.version} in ${o.where} did not start: ${res.output.trim().split('\n').pop()}`);
+    if (res.code !== 0 || pid === undefined)
+      throw new Error(`mfsmaster ${o.lab.version} in ${o.where} did not start: ${res.output.trim().split('\n').pop()}`);
     trackPid(pid);
     return new DaemonisedMaster({ configFile: o.configFile, bin: o.lab.mfsmaster, lab: o.lab }, pid);
   }
@@ -72,8 +98,15 @@ export class DaemonisedMaster {
   async stop(): Promise<void> {
     const pid = this.pid;
     if (pid === undefined) return;
-    await stopMaster({ configFile: this.o.configFile, bin: this.o.bin, generation: this.o.lab.generation, timeoutMs: 60_000 });
-    await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 60_000).catch(() => process.kill(pid, 'SIGKILL'));
+    await stopMaster({
+      configFile: this.o.configFile,
+      bin: this.o.bin,
+      generation: this.o.lab.generation,
+      timeoutMs: 60_000,
+    });
+    await waitFor(`mfsmaster ${pid} to exit`, async () => !processAlive(pid), 60_000).catch(() =>
+      process.kill(pid, 'SIGKILL'),
+    );
     trackPid(pid, false);
   }
 
@@ -102,7 +135,16 @@ export class LabMaster {
   ) {}
 
   /** Write config, exports, topology and a bootstrap `metadata.mfs` (copy of metadata.mfs.empty). */
-  static async create(dir: string, options: { host?: string; ports?: MasterPorts; bootstrap?: boolean; lab?: LabGeneration; extra?: Record<string, string | number> } = {}): Promise<LabMaster> {
+  static async create(
+    dir: string,
+    options: {
+      host?: string;
+      ports?: MasterPorts;
+      bootstrap?: boolean;
+      lab?: LabGeneration;
+      extra?: Record<string, string | number>;
+    } = {},
+  ): Promise<LabMaster> {
     const lab = options.lab ?? labGeneration();
     const host = options.host ?? '127.0.0.1';
     const ports = options.ports ?? (await freeMasterPorts(host === '0.0.0.0' ? '127.0.0.1' : host));
@@ -128,12 +170,15 @@ export class LabMaster {
   /** Start in the foreground; `autoRestore` adds `-a` (1.7 and later). Resolves once the master answers. */
   async start(options: { autoRestore?: boolean; wrap?: string[] } = {}): Promise<MasterInfo> {
     const { generation } = this.lab;
-    if (options.autoRestore && generation.restore !== 'mfsmaster-a') throw new Error(`${generation.label} has no mfsmaster -a: restore with mfsmetarestore first`);
+    if (options.autoRestore && generation.restore !== 'mfsmaster-a')
+      throw new Error(`${generation.label} has no mfsmaster -a: restore with mfsmetarestore first`);
     // 1.5 and 1.6.0–1.6.4 in the foreground install no signal handlers (a stop would save nothing):
     // they run as the daemons they are meant to be, found by their lock's PID.
     if (!generation.daemonWaitsForInit) return this.startDaemonised();
     const args = generation.startArgs(this.configFile, { autoRestore: options.autoRestore ?? false, foreground: true });
-    this.daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), { wrap: options.wrap });
+    this.daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), {
+      wrap: options.wrap,
+    });
     const daemon = this.daemon;
     return waitFor(`mfsmaster in ${this.dir} to serve`, async () => {
       if (!daemon.running) throw new Error(`mfsmaster exited: ${whyExited(await daemon.log())}`);
@@ -147,7 +192,8 @@ export class LabMaster {
    * master writes it, the last line of changelog.0.mfs (flushed per line), else its image's header.
    */
   async info(): Promise<MasterInfo> {
-    if (this.lab.version === '3.0.117') return masterInfo({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
+    if (this.lab.version === '3.0.117')
+      return masterInfo({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
     const status = await masterStatus({ host: this.cliHost, port: this.ports.cl, timeoutMs: 3_000 });
     const metadataVersion = status.metadataVersion ?? (await this.versionOnDisk());
     return { ip: this.cliHost, softwareVersion: status.softwareVersion, metadataVersion, state: '-' };
@@ -161,7 +207,14 @@ export class LabMaster {
   }
 
   private async startDaemonised(): Promise<MasterInfo> {
-    this.daemonised = await DaemonisedMaster.start({ configFile: this.configFile, dataPath: this.dataPath, bin: this.lab.mfsmaster, lab: this.lab, where: this.dir, ready: () => this.info().then(() => true) });
+    this.daemonised = await DaemonisedMaster.start({
+      configFile: this.configFile,
+      dataPath: this.dataPath,
+      bin: this.lab.mfsmaster,
+      lab: this.lab,
+      where: this.dir,
+      ready: () => this.info().then(() => true),
+    });
     return this.info();
   }
 
@@ -187,7 +240,10 @@ export class LabMaster {
   /** `mfsmetarestore -a -d DATA_PATH`: metadata.mfs from metadata.mfs.back and changelog.*.mfs. */
   async metarestore(): Promise<string> {
     const res = await execCapture(this.lab.mfsmetarestore, ['-a', '-d', this.dataPath], { timeoutMs: 60_000 });
-    if (res.code !== 0) throw new Error(`mfsmetarestore -a -d ${this.dataPath} failed (exit ${res.code}): ${(res.stdout + res.stderr).trim().split('\n').slice(-2).join(' | ')}`);
+    if (res.code !== 0)
+      throw new Error(
+        `mfsmetarestore -a -d ${this.dataPath} failed (exit ${res.code}): ${(res.stdout + res.stderr).trim().split('\n').slice(-2).join(' | ')}`,
+      );
     return res.stdout;
   }
 }
@@ -225,7 +281,12 @@ export class LabMetalogger {
 
   private lab: LabGeneration = labGeneration();
 
-  static async create(dir: string, master: { host: string; port: number }, extra: Record<string, string | number> = {}, lab: LabGeneration = labGeneration()): Promise<LabMetalogger> {
+  static async create(
+    dir: string,
+    master: { host: string; port: number },
+    extra: Record<string, string | number> = {},
+    lab: LabGeneration = labGeneration(),
+  ): Promise<LabMetalogger> {
     if (!lab.mfsmetalogger) throw new Error(`${lab.generation.label} has no metalogger`);
     const dataPath = path.join(dir, 'data');
     await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
@@ -241,7 +302,12 @@ export class LabMetalogger {
       META_DOWNLOAD_FREQ: 24,
       ...extra,
     };
-    await fs.writeFile(configFile, Object.entries(cfg).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
+    await fs.writeFile(
+      configFile,
+      Object.entries(cfg)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join('\n') + '\n',
+    );
     const ml = new LabMetalogger(dir, dataPath, configFile);
     ml.lab = lab;
     return ml;
@@ -287,7 +353,12 @@ export class LabMount {
     readonly daemon: Daemon,
   ) {}
 
-  static async mount(dir: string, master: { host: string; port: number }, logFile: string, options: { wrap?: string[]; attempts?: number; lab?: LabGeneration } = {}): Promise<LabMount> {
+  static async mount(
+    dir: string,
+    master: { host: string; port: number },
+    logFile: string,
+    options: { wrap?: string[]; attempts?: number; lab?: LabGeneration } = {},
+  ): Promise<LabMount> {
     await fs.mkdir(dir, { recursive: true });
     const attempts = options.attempts ?? 10;
     const lab = options.lab ?? labGeneration();
@@ -295,13 +366,24 @@ export class LabMount {
     // mfscachemode came after 1.6.
     const cache = lab.generation.imageMagic === 'MFSM 2.0' ? ['-o', 'mfscachemode=DIRECT'] : [];
     for (let attempt = 1; ; attempt++) {
-      const daemon = new Daemon('mfsmount', lab.mfsmount, [dir, '-H', master.host, '-P', String(master.port), '-f', ...cache], logFile, options);
+      const daemon = new Daemon(
+        'mfsmount',
+        lab.mfsmount,
+        [dir, '-H', master.host, '-P', String(master.port), '-f', ...cache],
+        logFile,
+        options,
+      );
       try {
-        await waitFor(`mfsmount on ${dir}`, async () => {
-          if (!daemon.running) throw new Error(`mfsmount exited: ${(await daemon.log()).trim().split('\n').slice(-1).join('')}`);
-          const mounts = await fs.readFile('/proc/self/mounts', 'utf8');
-          return mounts.split('\n').some((l) => l.split(' ')[1] === dir && l.includes('fuse'));
-        }, 5_000);
+        await waitFor(
+          `mfsmount on ${dir}`,
+          async () => {
+            if (!daemon.running)
+              throw new Error(`mfsmount exited: ${(await daemon.log()).trim().split('\n').slice(-1).join('')}`);
+            const mounts = await fs.readFile('/proc/self/mounts', 'utf8');
+            return mounts.split('\n').some((l) => l.split(' ')[1] === dir && l.includes('fuse'));
+          },
+          5_000,
+        );
         return new LabMount(dir, daemon);
       } catch (err) {
         // A master that has just started can refuse the first session for a moment: try again.

@@ -18,7 +18,8 @@ import { Daemon, waitFor } from './proc.js';
 
 async function run(cmd: string, args: string[]): Promise<string> {
   const res = await execCapture(cmd, args, { timeoutMs: 15_000 });
-  if (res.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`);
+  if (res.code !== 0)
+    throw new Error(`${cmd} ${args.join(' ')}: ${(res.stderr || res.stdout).trim() || `exit ${res.code}`}`);
   return res.stdout;
 }
 
@@ -61,7 +62,22 @@ export class Machine {
 
   /** A slow link in the kernel: a token-bucket filter on this machine's outgoing traffic (netem is not in this kernel). */
   async limitRate(bytesPerSecond: number): Promise<void> {
-    await run('tc', ['-n', this.name, 'qdisc', 'replace', 'dev', this.iface, 'root', 'tbf', 'rate', `${bytesPerSecond * 8}bit`, 'burst', '16kb', 'latency', '2s']);
+    await run('tc', [
+      '-n',
+      this.name,
+      'qdisc',
+      'replace',
+      'dev',
+      this.iface,
+      'root',
+      'tbf',
+      'rate',
+      `${bytesPerSecond * 8}bit`,
+      'burst',
+      '16kb',
+      'latency',
+      '2s',
+    ]);
   }
 
   async unlimitRate(): Promise<void> {
@@ -70,7 +86,8 @@ export class Machine {
 
   /** Take `ip` off the interface if it is there (a VIP a killed ucarp left behind). */
   async removeAddress(ip: string): Promise<void> {
-    if ((await this.addresses()).includes(ip)) await run('ip', ['-n', this.name, 'addr', 'del', `${ip}/24`, 'dev', this.iface]);
+    if ((await this.addresses()).includes(ip))
+      await run('ip', ['-n', this.name, 'addr', 'del', `${ip}/24`, 'dev', this.iface]);
   }
 }
 
@@ -91,7 +108,12 @@ export class NetLab {
       await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
       await run('ip', ['link', 'set', bridge, 'up']);
       for (const [i, short] of names.entries()) {
-        const m = new Machine(`${tag}-${id}-${short}`, `${tag}${id}n${short}`, `${tag}${id}h${short}`, `${prefix}.${i + 1}`);
+        const m = new Machine(
+          `${tag}-${id}-${short}`,
+          `${tag}${id}n${short}`,
+          `${tag}${id}h${short}`,
+          `${prefix}.${i + 1}`,
+        );
         lab.machines.set(short, m);
         await run('ip', ['netns', 'add', m.name]);
         await run('ip', ['link', 'add', m.hostIface, 'type', 'veth', 'peer', 'name', m.iface]);
@@ -137,7 +159,10 @@ export class NetLab {
     const links = await run('ip', ['-o', 'link', 'show']);
     const netns = await run('ip', ['netns', 'list']);
     const names = [this.bridge, ...[...this.machines.values()].flatMap((m) => [m.hostIface, m.name])];
-    return names.filter((n) => links.includes(` ${n}:`) || links.includes(` ${n}@`) || netns.split('\n').some((l) => l.split(' ')[0] === n));
+    return names.filter(
+      (n) =>
+        links.includes(` ${n}:`) || links.includes(` ${n}@`) || netns.split('\n').some((l) => l.split(' ')[0] === n),
+    );
   }
 }
 
@@ -165,8 +190,17 @@ const ASK_MASTER = [
  * CLTOMA_INFO (lib/moosefs/protocol.ts) asked from inside a machine's network: the test's own process
  * lives outside every lab namespace and cannot reach their addresses, so a short node process does it there.
  */
-export async function askMasterIn(machine: Machine, host: string, port: number, timeoutMs = 3_000): Promise<NativeMasterInfo> {
-  const res = await machine.exec(process.execPath, ['--input-type=module', '-e', ASK_MASTER, PROTOCOL_JS, host, String(port), String(timeoutMs)], timeoutMs + 5_000);
+export async function askMasterIn(
+  machine: Machine,
+  host: string,
+  port: number,
+  timeoutMs = 3_000,
+): Promise<NativeMasterInfo> {
+  const res = await machine.exec(
+    process.execPath,
+    ['--input-type=module', '-e', ASK_MASTER, PROTOCOL_JS, host, String(port), String(timeoutMs)],
+    timeoutMs + 5_000,
+  );
   if (res.code !== 0) throw new Error(res.stderr.trim() || `askMaster in ${machine.name}: exit ${res.code}`);
   return JSON.parse(res.stdout) as NativeMasterInfo;
 }
@@ -193,7 +227,11 @@ export class NsMaster {
   static readonly PORTS = { ml: 9419, cs: 9420, cl: 9421 };
 
   /** Config, exports, topology; `bootstrap` gives a new filesystem (copy of metadata.mfs.empty). */
-  static async create(machine: Machine, dir: string, options: { bootstrap: boolean; lab?: LabGeneration }): Promise<NsMaster> {
+  static async create(
+    machine: Machine,
+    dir: string,
+    options: { bootstrap: boolean; lab?: LabGeneration },
+  ): Promise<NsMaster> {
     const lab = options.lab ?? labGeneration();
     const dataPath = path.join(dir, 'data');
     await fs.mkdir(dataPath, { recursive: true, mode: 0o700 });
@@ -203,7 +241,11 @@ export class NsMaster {
     await fs.writeFile(configFile, masterConfigText({ dataPath, dir, host: '0.0.0.0', ports: NsMaster.PORTS, lab }));
     // `MFSM NEW`: every generation bootstraps a new filesystem from it.
     if (options.bootstrap) await fs.copyFile(EMPTY_IMAGE, path.join(dataPath, 'metadata.mfs'));
-    const cli = !lab.prefix ? 'mfscli' : existsSync(path.join(lab.prefix, 'bin', 'mfscli')) ? path.join(lab.prefix, 'bin', 'mfscli') : undefined;
+    const cli = !lab.prefix
+      ? 'mfscli'
+      : existsSync(path.join(lab.prefix, 'bin', 'mfscli'))
+        ? path.join(lab.prefix, 'bin', 'mfscli')
+        : undefined;
     return new NsMaster(machine, dir, dataPath, configFile, lab, cli ? await mfscliIn(machine, dir, cli) : undefined);
   }
 
@@ -218,12 +260,16 @@ export class NsMaster {
    * where the master writes it (DATA_PATH, on this test machine's disk).
    */
   async info(host = '127.0.0.1'): Promise<MasterInfo> {
-    if (this.lab.version === '3.0.117') return masterInfo({ host, port: NsMaster.PORTS.cl, bin: this.mfscli, timeoutMs: 3_000 });
+    if (this.lab.version === '3.0.117')
+      return masterInfo({ host, port: NsMaster.PORTS.cl, bin: this.mfscli, timeoutMs: 3_000 });
     const answer = await askMasterIn(this.machine, host, NsMaster.PORTS.cl);
     // Right after a 2.0+ master starts it answers with version 0 for a moment: not serving yet.
-    if (this.lab.generation.reportsMetadataVersion && !answer.metadataVersion) throw new Error(`master ${host} in ${this.machine.name} does not serve yet (metadata version 0)`);
-    const metadataVersion = answer.metadataVersion ?? (await versionInDataPath(localSource(this.machine.name), this.dataPath));
-    if (metadataVersion === undefined) throw new Error(`${this.dataPath} holds neither changelog.0.mfs nor metadata.mfs.back`);
+    if (this.lab.generation.reportsMetadataVersion && !answer.metadataVersion)
+      throw new Error(`master ${host} in ${this.machine.name} does not serve yet (metadata version 0)`);
+    const metadataVersion =
+      answer.metadataVersion ?? (await versionInDataPath(localSource(this.machine.name), this.dataPath));
+    if (metadataVersion === undefined)
+      throw new Error(`${this.dataPath} holds neither changelog.0.mfs nor metadata.mfs.back`);
     return { ip: host, softwareVersion: answer.softwareVersion, metadataVersion, state: answer.state ?? '-' };
   }
 
@@ -231,17 +277,27 @@ export class NsMaster {
     const { generation } = this.lab;
     if (!generation.daemonWaitsForInit) return this.startDaemonised();
     const args = generation.startArgs(this.configFile, { autoRestore: false, foreground: true });
-    const daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), { wrap: this.machine.wrap });
+    const daemon = new Daemon('mfsmaster', this.lab.mfsmaster, args, path.join(this.dir, 'mfsmaster.log'), {
+      wrap: this.machine.wrap,
+    });
     this.daemon = daemon;
     return waitFor(`mfsmaster in ${this.machine.name}`, async () => {
-      if (!daemon.running) throw new Error(`mfsmaster exited: ${(await daemon.log()).trim().split('\n').slice(-2).join(' | ')}`);
+      if (!daemon.running)
+        throw new Error(`mfsmaster exited: ${(await daemon.log()).trim().split('\n').slice(-2).join(' | ')}`);
       return this.info().catch(() => undefined);
     });
   }
 
   private async startDaemonised(): Promise<MasterInfo> {
     const bin = await binaryIn(this.machine, this.dir, this.lab.mfsmaster);
-    this.daemonised = await DaemonisedMaster.start({ configFile: this.configFile, dataPath: this.dataPath, bin, lab: this.lab, where: this.machine.name, ready: () => this.info().then(() => true) });
+    this.daemonised = await DaemonisedMaster.start({
+      configFile: this.configFile,
+      dataPath: this.dataPath,
+      bin,
+      lab: this.lab,
+      where: this.machine.name,
+      ready: () => this.info().then(() => true),
+    });
     return this.info();
   }
 
@@ -279,7 +335,13 @@ export class NsChunkserver {
   }
 
   /** Start (or start again on the same chunks and DATA_PATH, e.g. after a crash). */
-  static async start(machine: Machine, dir: string, masterHost: string, lab: LabGeneration = labGeneration(), extra: Record<string, string> = {}): Promise<NsChunkserver> {
+  static async start(
+    machine: Machine,
+    dir: string,
+    masterHost: string,
+    lab: LabGeneration = labGeneration(),
+    extra: Record<string, string> = {},
+  ): Promise<NsChunkserver> {
     const chunks = path.join(dir, 'chunks');
     const dataPath = NsChunkserver.dataPathIn(dir);
     await fs.mkdir(chunks, { recursive: true, mode: 0o700 });
@@ -288,7 +350,10 @@ export class NsChunkserver {
     await fs.writeFile(hdd, `${chunks}\n`);
     const cfg = path.join(dir, 'mfschunkserver.cfg');
     // A 1.x chunkserver keeps its lock at LOCK_FILE, as its master does (default: shared by every lab).
-    const lock = lab.generation.masterConfigExtra(dataPath).LOCK_FILE !== undefined ? { LOCK_FILE: path.join(dataPath, '.mfschunkserver.lock') } : {};
+    const lock =
+      lab.generation.masterConfigExtra(dataPath).LOCK_FILE !== undefined
+        ? { LOCK_FILE: path.join(dataPath, '.mfschunkserver.lock') }
+        : {};
     const lines = {
       WORKING_USER: 'root',
       WORKING_GROUP: 'root',
@@ -301,7 +366,12 @@ export class NsChunkserver {
       ...lock,
       ...extra,
     };
-    await fs.writeFile(cfg, Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
+    await fs.writeFile(
+      cfg,
+      Object.entries(lines)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join('\n') + '\n',
+    );
     const logFile = path.join(dir, 'mfschunkserver.log');
     const logOffset = (await fs.stat(logFile).catch(() => undefined))?.size ?? 0;
     // The chunkserver takes the same command line as its generation's master.
@@ -330,14 +400,21 @@ export class NsChunkserver {
   async isRegistered(master: NsMaster, after = 0): Promise<boolean> {
     if (!master.mfscli) return (await this.registrations()) > after;
     // One line per connected chunkserver: `chunk servers:` (3.0), `chunkservers:` (4.x).
-    return /^chunk ?servers:/m.test((await execCapture(master.mfscli, ['-H', '127.0.0.1', '-P', String(NsMaster.PORTS.cl), '-SCS', '-p'])).stdout);
+    return /^chunk ?servers:/m.test(
+      (await execCapture(master.mfscli, ['-H', '127.0.0.1', '-P', String(NsMaster.PORTS.cl), '-SCS', '-p'])).stdout,
+    );
   }
 
   async waitRegistered(master: NsMaster, timeoutMs = 20_000): Promise<void> {
-    await waitFor(`chunkserver registered with ${master.machine.name}`, async () => {
-      if (!this.daemon.running) throw new Error(`mfschunkserver exited: ${(await this.log()).trim().split('\n').slice(-2).join(' | ')}`);
-      return this.isRegistered(master);
-    }, timeoutMs);
+    await waitFor(
+      `chunkserver registered with ${master.machine.name}`,
+      async () => {
+        if (!this.daemon.running)
+          throw new Error(`mfschunkserver exited: ${(await this.log()).trim().split('\n').slice(-2).join(' | ')}`);
+        return this.isRegistered(master);
+      },
+      timeoutMs,
+    );
   }
 
   async stop(): Promise<void> {
@@ -349,12 +426,48 @@ export class NsChunkserver {
 export class Ucarp {
   private constructor(readonly daemon: Daemon) {}
 
-  static start(machine: Machine, o: { dir: string; vip: string; vhid: number; password: string; skew: number; upScript: string; downScript: string; env?: NodeJS.ProcessEnv }): Ucarp {
+  static start(
+    machine: Machine,
+    o: {
+      dir: string;
+      vip: string;
+      vhid: number;
+      password: string;
+      skew: number;
+      upScript: string;
+      downScript: string;
+      env?: NodeJS.ProcessEnv;
+    },
+  ): Ucarp {
     const args = [
-      '-i', machine.iface, '-s', machine.ip, '-v', String(o.vhid), '-p', o.password, '-a', o.vip,
-      '-u', o.upScript, '-d', o.downScript, '-b', '1', '-r', '2', '-k', String(o.skew), '-n', '-x', '24',
+      '-i',
+      machine.iface,
+      '-s',
+      machine.ip,
+      '-v',
+      String(o.vhid),
+      '-p',
+      o.password,
+      '-a',
+      o.vip,
+      '-u',
+      o.upScript,
+      '-d',
+      o.downScript,
+      '-b',
+      '1',
+      '-r',
+      '2',
+      '-k',
+      String(o.skew),
+      '-n',
+      '-x',
+      '24',
     ];
-    const daemon = new Daemon('ucarp', 'ucarp', args, path.join(o.dir, `ucarp-${machine.name}.log`), { wrap: machine.wrap, env: { ...process.env, ...o.env } });
+    const daemon = new Daemon('ucarp', 'ucarp', args, path.join(o.dir, `ucarp-${machine.name}.log`), {
+      wrap: machine.wrap,
+      env: { ...process.env, ...o.env },
+    });
     return new Ucarp(daemon);
   }
 

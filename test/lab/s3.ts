@@ -33,7 +33,8 @@ export class LabS3 {
     for (const bin of ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool', 'ceph-authtool']) {
       const found = await execCapture('sh', ['-c', `command -v ${bin}`], { timeoutMs: 5000 });
       // Fail loudly: a missing Ceph is a broken test machine (scripts/setup-debian.sh installs it), never a skip.
-      if (found.code !== 0) throw new Error(`${bin} is not installed: apt-get install radosgw ceph-mon ceph-osd (scripts/setup-debian.sh)`);
+      if (found.code !== 0)
+        throw new Error(`${bin} is not installed: apt-get install radosgw ceph-mon ceph-osd (scripts/setup-debian.sh)`);
     }
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     for (const d of ['run', 'log', 'mon/a', 'osd/0', 'rgw']) await fs.mkdir(path.join(dir, d), { recursive: true });
@@ -44,28 +45,69 @@ export class LabS3 {
     await fs.writeFile(conf, cephConf(dir, fsid, monV2, monV1, rgwPort), { mode: 0o600 });
     const run = async (cmd: string, args: string[]) => {
       const res = await execCapture(cmd, args, { timeoutMs: 30_000 });
-      if (res.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${res.code}: ${res.stderr.trim() || res.stdout.trim()}`);
+      if (res.code !== 0)
+        throw new Error(`${cmd} ${args.join(' ')}: exit ${res.code}: ${res.stderr.trim() || res.stdout.trim()}`);
       return res.stdout;
     };
     const daemons: Daemon[] = [];
     const lab = new LabS3(dir, conf, rgwPort, daemons);
     try {
-      await run('ceph-authtool', ['--create-keyring', path.join(dir, 'keyring'), '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
+      await run('ceph-authtool', [
+        '--create-keyring',
+        path.join(dir, 'keyring'),
+        '--gen-key',
+        '-n',
+        'mon.',
+        '--cap',
+        'mon',
+        'allow *',
+      ]);
       await run('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', mon, path.join(dir, 'monmap')]);
       await run('ceph-mon', ['-c', conf, '-i', 'a', '--mkfs', '--monmap', path.join(dir, 'monmap')]);
       daemons.push(new Daemon('ceph-mon', 'ceph-mon', ['-c', conf, '-i', 'a', '-f'], path.join(dir, 'log', 'mon.out')));
-      await waitFor('ceph-mon', async () => (await execCapture('ceph', ['-c', conf, '--connect-timeout', '2', 'mon', 'stat'], { timeoutMs: 10_000 })).code === 0, 30_000, 100);
+      await waitFor(
+        'ceph-mon',
+        async () =>
+          (await execCapture('ceph', ['-c', conf, '--connect-timeout', '2', 'mon', 'stat'], { timeoutMs: 10_000 }))
+            .code === 0,
+        30_000,
+        100,
+      );
       const osdUuid = randomUUID();
       await run('ceph', ['-c', conf, 'osd', 'new', osdUuid]);
       await run('ceph-osd', ['-c', conf, '-i', '0', '--mkfs', '--osd-uuid', osdUuid]);
       daemons.push(new Daemon('ceph-osd', 'ceph-osd', ['-c', conf, '-i', '0', '-f'], path.join(dir, 'log', 'osd.out')));
-      await waitFor('ceph-osd up', async () => /1 up/.test((await execCapture('ceph', ['-c', conf, 'osd', 'stat'], { timeoutMs: 10_000 })).stdout), 30_000, 100);
-      daemons.push(new Daemon('radosgw', 'radosgw', ['-c', conf, '-n', 'client.rgw.a', '-f'], path.join(dir, 'log', 'rgw.out')));
-      await waitFor('radosgw', async () => {
-        if (!daemons[2]!.running) throw new Error(`radosgw exited: ${await daemons[2]!.log()}`);
-        return fetch(`http://127.0.0.1:${rgwPort}/`).then(() => true, () => false);
-      }, 60_000, 100);
-      await run('radosgw-admin', ['-c', conf, 'user', 'create', '--uid=test', '--display-name=test', `--access-key=${LabS3.ACCESS_KEY}`, `--secret=${LabS3.SECRET_KEY}`]);
+      await waitFor(
+        'ceph-osd up',
+        async () => /1 up/.test((await execCapture('ceph', ['-c', conf, 'osd', 'stat'], { timeoutMs: 10_000 })).stdout),
+        30_000,
+        100,
+      );
+      daemons.push(
+        new Daemon('radosgw', 'radosgw', ['-c', conf, '-n', 'client.rgw.a', '-f'], path.join(dir, 'log', 'rgw.out')),
+      );
+      await waitFor(
+        'radosgw',
+        async () => {
+          if (!daemons[2]!.running) throw new Error(`radosgw exited: ${await daemons[2]!.log()}`);
+          return fetch(`http://127.0.0.1:${rgwPort}/`).then(
+            () => true,
+            () => false,
+          );
+        },
+        60_000,
+        100,
+      );
+      await run('radosgw-admin', [
+        '-c',
+        conf,
+        'user',
+        'create',
+        '--uid=test',
+        '--display-name=test',
+        `--access-key=${LabS3.ACCESS_KEY}`,
+        `--secret=${LabS3.SECRET_KEY}`,
+      ]);
       return lab;
     } catch (err) {
       await lab.stop({ keepDir: true });
@@ -75,7 +117,11 @@ export class LabS3 {
 
   /** A credentials file as an operator writes it: the two keys, mode 0600. */
   async writeCredentials(file: string, mode = 0o600): Promise<string> {
-    await fs.writeFile(file, JSON.stringify({ accessKeyId: LabS3.ACCESS_KEY, secretAccessKey: LabS3.SECRET_KEY }) + '\n', { mode });
+    await fs.writeFile(
+      file,
+      JSON.stringify({ accessKeyId: LabS3.ACCESS_KEY, secretAccessKey: LabS3.SECRET_KEY }) + '\n',
+      { mode },
+    );
     await fs.chmod(file, mode);
     return file;
   }

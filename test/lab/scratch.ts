@@ -1,7 +1,14 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { restoreAndStart } from '../../lib/moosefs/roll-forward.js';
-import { createScratch, pickPorts, stopScratchMaster, writeScratchConfig, type Scratch, type ScratchPorts } from '../../lib/moosefs/scratchmaster.js';
+import {
+  createScratch,
+  pickPorts,
+  stopScratchMaster,
+  writeScratchConfig,
+  type Scratch,
+  type ScratchPorts,
+} from '../../lib/moosefs/scratchmaster.js';
 import type { LabGeneration } from './generations.js';
 
 /**
@@ -21,8 +28,18 @@ export async function startScratchAsDrill(
   await copied?.(scratch);
   const ports = await pickPorts({ matoml: 'auto', matocs: 'auto', matocl: 'auto' }, new Set(), 'test');
   await writeScratchConfig(scratch, ports, lab.generation);
-  const binaries = { generation: lab.generation, mfsmaster: lab.mfsmaster, mfsmetarestore: lab.mfsmetarestore, mfscli: 'mfscli', key: 'test' };
-  const files = { dataPath: scratch.dataPath, image: 'metadata.mfs.back', changelogs: names.filter((n) => n.startsWith('changelog')) };
+  const binaries = {
+    generation: lab.generation,
+    mfsmaster: lab.mfsmaster,
+    mfsmetarestore: lab.mfsmetarestore,
+    mfscli: 'mfscli',
+    key: 'test',
+  };
+  const files = {
+    dataPath: scratch.dataPath,
+    image: 'metadata.mfs.back',
+    changelogs: names.filter((n) => n.startsWith('changelog')),
+  };
   try {
     const start = await restoreAndStart(binaries, scratch.configFile, files, { timeoutMs: 60_000 });
     return { scratch, ports, startCode: start.code };

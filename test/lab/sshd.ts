@@ -5,7 +5,9 @@ import { Daemon, freePort, portOpen, waitFor } from './proc.js';
 
 /** An ed25519 key pair from OpenSSH's ssh-keygen (`file`, `file.pub`), no passphrase. */
 export async function keygen(file: string, comment: string): Promise<void> {
-  const res = await execCapture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeoutMs: 10_000 });
+  const res = await execCapture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {
+    timeoutMs: 10_000,
+  });
   if (res.code !== 0) throw new Error(`ssh-keygen ${file}: ${res.stderr}`);
 }
 
@@ -31,7 +33,10 @@ export class LabSshd {
    * `sftpLog`: serve SFTP with OpenSSH's sftp-server logging every request (DEBUG3, fsync included)
    * to `sftp.log` in `dir` (internal-sftp's log goes to syslog, which a lab has not got).
    */
-  static async start(dir: string, options: { host?: string; port?: number; wrap?: string[]; sftpLog?: boolean } = {}): Promise<LabSshd> {
+  static async start(
+    dir: string,
+    options: { host?: string; port?: number; wrap?: string[]; sftpLog?: boolean } = {},
+  ): Promise<LabSshd> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? (await freePort(host));
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -61,12 +66,16 @@ export class LabSshd {
         'StrictModes no',
         'MaxStartups 100',
         'MaxSessions 100',
-        options.sftpLog ? `Subsystem sftp ${SFTP_SERVER} -e -l DEBUG3 2>>${path.join(dir, 'sftp.log')}` : 'Subsystem sftp internal-sftp',
+        options.sftpLog
+          ? `Subsystem sftp ${SFTP_SERVER} -e -l DEBUG3 2>>${path.join(dir, 'sftp.log')}`
+          : 'Subsystem sftp internal-sftp',
         'LogLevel INFO',
         '',
       ].join('\n'),
     );
-    const daemon = new Daemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config], path.join(dir, 'sshd.log'), { wrap: options.wrap });
+    const daemon = new Daemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config], path.join(dir, 'sshd.log'), {
+      wrap: options.wrap,
+    });
     await waitFor(`sshd on ${host}:${port}`, async () => {
       if (!daemon.running) throw new Error(`sshd exited: ${await daemon.log()}`);
       return options.wrap ? /Server listening on/.test(await daemon.log()) : portOpen(host, port);

@@ -61,14 +61,25 @@ describe('the Nagios object definitions', () => {
       throw new Error(`${NAGIOS} is missing: apt-get install nagios4-core (scripts/setup-debian.sh)`);
     });
     await fs.access(path.join(PLUGINS, 'check_file_age')).catch(() => {
-      throw new Error(`${PLUGINS}/check_file_age is missing: apt-get install monitoring-plugins-basic (scripts/setup-debian.sh)`);
+      throw new Error(
+        `${PLUGINS}/check_file_age is missing: apt-get install monitoring-plugins-basic (scripts/setup-debian.sh)`,
+      );
     });
     lab = await Lab.start({});
     await lab.makeChanges('nagios', 10);
     await lab.saveImage();
     const standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
-    const standbySection = { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl };
-    config = await lab.writeConfig({ metaloggers: [], standby: standbySection, jobs: { backup: { sources: ['master'] }, 'check-master': { cliTimeoutSeconds: 5 } } });
+    const standbySection = {
+      dataPath: standby.dataPath,
+      masterConfig: standby.configFile,
+      cliHost: '127.0.0.1',
+      cliPort: standby.ports.cl,
+    };
+    config = await lab.writeConfig({
+      metaloggers: [],
+      standby: standbySection,
+      jobs: { backup: { sources: ['master'] }, 'check-master': { cliTimeoutSeconds: 5 } },
+    });
     dir = path.join(lab.dir, 'nagios');
     await fs.mkdir(path.join(dir, 'checkresults'), { recursive: true });
     resource = [
@@ -78,7 +89,10 @@ describe('the Nagios object definitions', () => {
       `$USER22$=${path.join(lab.dir, 'snapshots')}`,
     ].join('\n');
     await fs.writeFile(path.join(dir, 'resource.cfg'), resource + '\n');
-    await fs.writeFile(path.join(dir, 'hosts.cfg'), 'define command {\n    command_name host-up\n    command_line $USER1$/check_dummy 0\n}\ndefine host {\n    use linux-server\n    host_name mfs-standby\n    address 127.0.0.1\n    check_command host-up\n    hostgroups mfs-jobs-hosts\n}\n');
+    await fs.writeFile(
+      path.join(dir, 'hosts.cfg'),
+      'define command {\n    command_name host-up\n    command_line $USER1$/check_dummy 0\n}\ndefine host {\n    use linux-server\n    host_name mfs-standby\n    address 127.0.0.1\n    check_command host-up\n    hostgroups mfs-jobs-hosts\n}\n',
+    );
     const main = [
       `log_file=${dir}/nagios.log`,
       ...['templates', 'timeperiods', 'contacts', 'commands'].map((f) => `cfg_file=/etc/nagios4/objects/${f}.cfg`),
@@ -95,7 +109,7 @@ describe('the Nagios object definitions', () => {
       `command_file=${dir}/nagios.cmd`,
       'nagios_user=root',
       'nagios_group=root',
-      "illegal_macro_output_chars=`~$&|'\"<>",
+      'illegal_macro_output_chars=`~$&|\'"<>',
     ];
     await fs.writeFile(path.join(dir, 'nagios.cfg'), main.join('\n') + '\n');
   }, 300_000);
@@ -110,13 +124,21 @@ describe('the Nagios object definitions', () => {
     expect(res.code).toBe(0);
   });
 
-  test('each service\'s command, run as Nagios runs it, exits OK with perfdata by the plugin guidelines', async () => {
+  test("each service's command, run as Nagios runs it, exits OK with perfdata by the plugin guidelines", async () => {
     const backup = await runCli(['run', 'backup', '--config', config]);
     expect(backup.code).toBe(0);
     const defs = objects(await fs.readFile(EXAMPLE, 'utf8'));
-    const commands = new Map(defs.filter((d) => d.type === 'command').map((d) => [d.attrs.command_name!, d.attrs.command_line!]));
+    const commands = new Map(
+      defs.filter((d) => d.type === 'command').map((d) => [d.attrs.command_name!, d.attrs.command_line!]),
+    );
     const services = defs.filter((d) => d.type === 'service');
-    expect(services.map((s) => s.attrs.service_description)).toEqual(['MooseFS master', 'MooseFS standby ready', 'MooseFS metadata restorable', 'MooseFS backup freshness', 'MooseFS restore drill']);
+    expect(services.map((s) => s.attrs.service_description)).toEqual([
+      'MooseFS master',
+      'MooseFS standby ready',
+      'MooseFS metadata restorable',
+      'MooseFS backup freshness',
+      'MooseFS restore drill',
+    ]);
     const users = userMacros(resource);
     const first: Record<string, string> = {};
     for (const s of services) {
@@ -124,7 +146,11 @@ describe('the Nagios object definitions', () => {
       const res = await execCapture('/bin/sh', ['-c', line], { cwd: '/', timeoutMs: 120_000 });
       const [head = '', ...long] = res.stdout.trimEnd().split('\n');
       first[s.attrs.service_description!] = head;
-      expect({ service: s.attrs.service_description, code: res.code, head }).toEqual({ service: s.attrs.service_description, code: 0, head: expect.stringMatching(/ OK\b/) });
+      expect({ service: s.attrs.service_description, code: res.code, head }).toEqual({
+        service: s.attrs.service_description,
+        code: 0,
+        head: expect.stringMatching(/ OK\b/),
+      });
       const items = perfItems(head);
       expect(items.length).toBeGreaterThan(0);
       for (const item of items) expect(item).toMatch(PERFDATA_ITEM);
@@ -132,19 +158,33 @@ describe('the Nagios object definitions', () => {
       expect(long.filter((l) => l.includes('|'))).toEqual([]);
     }
     const version = (await lab.master.info()).metadataVersion;
-    expect(first['MooseFS master']).toMatch(new RegExp(`^MFS CHECK-MASTER OK - master serves metadata version ${version} \\| master_metadata_version=${version} masters_up=1$`));
-    expect(first['MooseFS standby ready']).toMatch(/^MFS CHECK-STANDBY OK - ready: a promotion now would restore metadata version \d+, .*\| standby_problems=0 /);
-    expect(first['MooseFS metadata restorable']).toMatch(/^MFS VERIFY OK - every source can restore: .*\| .*snapshot_age_seconds=\d+s;90000;176400/);
+    expect(first['MooseFS master']).toMatch(
+      new RegExp(
+        `^MFS CHECK-MASTER OK - master serves metadata version ${version} \\| master_metadata_version=${version} masters_up=1$`,
+      ),
+    );
+    expect(first['MooseFS standby ready']).toMatch(
+      /^MFS CHECK-STANDBY OK - ready: a promotion now would restore metadata version \d+, .*\| standby_problems=0 /,
+    );
+    expect(first['MooseFS metadata restorable']).toMatch(
+      /^MFS VERIFY OK - every source can restore: .*\| .*snapshot_age_seconds=\d+s;90000;176400/,
+    );
     expect(first['MooseFS backup freshness']).toMatch(/^FILE_AGE OK: .*manifest\.json is \d+ seconds old/);
     expect(first['MooseFS restore drill']).toMatch(/^MFS DRILL OK - .*\| .*rto_seconds=[\d.]+s/);
   }, 300_000);
 
   test('a stopped master is CRITICAL, exit 2, through the same command line', async () => {
     const defs = objects(await fs.readFile(EXAMPLE, 'utf8'));
-    const commands = new Map(defs.filter((d) => d.type === 'command').map((d) => [d.attrs.command_name!, d.attrs.command_line!]));
+    const commands = new Map(
+      defs.filter((d) => d.type === 'command').map((d) => [d.attrs.command_name!, d.attrs.command_line!]),
+    );
     await lab.master.stop();
     try {
-      const res = await execCapture('/bin/sh', ['-c', commandLine('check_mfs_jobs!check-master', commands, userMacros(resource))], { cwd: '/', timeoutMs: 60_000 });
+      const res = await execCapture(
+        '/bin/sh',
+        ['-c', commandLine('check_mfs_jobs!check-master', commands, userMacros(resource))],
+        { cwd: '/', timeoutMs: 60_000 },
+      );
       expect(res.stdout).toMatch(/^MFS CHECK-MASTER CRITICAL - no master answers/);
       expect(res.code).toBe(2);
     } finally {

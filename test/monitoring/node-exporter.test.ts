@@ -25,18 +25,34 @@ function families(text: string): Map<string, string[]> {
 
 /** node_exporter's log lines at warn or error level, but its note that it runs as root (the test does). */
 function problems(log: string): string[] {
-  return log.split('\n').filter((l) => /level=(warn|error)|error gathering metrics/.test(l) && !/running as root user/.test(l));
+  return log
+    .split('\n')
+    .filter((l) => /level=(warn|error)|error gathering metrics/.test(l) && !/running as root user/.test(l));
 }
 
 function startExporter(dir: string, log: string, port: number): Daemon {
-  return new Daemon('prometheus-node-exporter', NODE_EXPORTER, [`--web.listen-address=127.0.0.1:${port}`, '--collector.disable-defaults', '--collector.textfile', `--collector.textfile.directory=${dir}`], log);
+  return new Daemon(
+    'prometheus-node-exporter',
+    NODE_EXPORTER,
+    [
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--collector.disable-defaults',
+      '--collector.textfile',
+      `--collector.textfile.directory=${dir}`,
+    ],
+    log,
+  );
 }
 
 async function scrapeOf(url: string): Promise<string> {
-  return waitFor('node_exporter to answer', async () => {
-    const res = await fetch(url).catch(() => undefined);
-    return res?.status === 200 ? res.text() : undefined;
-  }, 30_000);
+  return waitFor(
+    'node_exporter to answer',
+    async () => {
+      const res = await fetch(url).catch(() => undefined);
+      return res?.status === 200 ? res.text() : undefined;
+    },
+    30_000,
+  );
 }
 
 /**
@@ -45,7 +61,7 @@ async function scrapeOf(url: string): Promise<string> {
  * whose HELP or type differs between two jobs' files is dropped by node_exporter with "error gathering
  * metrics" (the bug of issue 19); here that, a scrape error or a missing family fails the test.
  */
-describe('node_exporter\'s textfile collector reads what every job wrote', () => {
+describe("node_exporter's textfile collector reads what every job wrote", () => {
   let lab: Lab;
   let standby: LabMaster;
   let config: string;
@@ -54,13 +70,24 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
 
   beforeAll(async () => {
     await fs.access(NODE_EXPORTER).catch(() => {
-      throw new Error(`${NODE_EXPORTER} is missing: apt-get install prometheus-node-exporter (scripts/setup-debian.sh)`);
+      throw new Error(
+        `${NODE_EXPORTER} is missing: apt-get install prometheus-node-exporter (scripts/setup-debian.sh)`,
+      );
     });
     lab = await Lab.start({ metalogger: true, mount: true, sshd: true });
     standby = await LabMaster.create(path.join(lab.dir, 'standby'), { bootstrap: false });
     const doc = lab.configDocument({
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
-      jobs: { backup: { sources: ['master'] }, promote: { fenceTimeoutSeconds: 1 }, 'check-master': { cliTimeoutSeconds: 5 } },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+      },
+      jobs: {
+        backup: { sources: ['master'] },
+        promote: { fenceTimeoutSeconds: 1 },
+        'check-master': { cliTimeoutSeconds: 5 },
+      },
     });
     config = path.join(lab.dir, 'monitoring.yaml');
     await fs.writeFile(config, YAML.stringify(doc), { mode: 0o600 });
@@ -80,10 +107,21 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     await lab.metalogger!.start();
     const newest = await lab.makeChanges('mon-after-image', 10);
     const codes: Record<string, number | null> = {};
-    for (const job of ['check-master', 'backup', 'verify', 'prune']) codes[job] = (await runCli(['run', job, '--config', config])).code;
+    for (const job of ['check-master', 'backup', 'verify', 'prune'])
+      codes[job] = (await runCli(['run', job, '--config', config])).code;
     codes.drill = (await runCli(['run', 'drill', '--latest', '--config', config])).code;
     // Point in time: the files placed in a fresh DATA_PATH, not started (no second master to stop).
-    const restore = await runCli(['run', 'restore', '--latest', '--to-version', String(newest - 5), '--data-path', path.join(lab.dir, 'restored'), '--config', config]);
+    const restore = await runCli([
+      'run',
+      'restore',
+      '--latest',
+      '--to-version',
+      String(newest - 5),
+      '--data-path',
+      path.join(lab.dir, 'restored'),
+      '--config',
+      config,
+    ]);
     expect(restore.stdout).toMatch(/^MFS RESTORE OK - .* restored into /);
     codes.restore = restore.code;
     // A failover: the master dies (its mount goes first: a FUSE mount of a dead master takes minutes to go).
@@ -94,7 +132,16 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     expect(promote.stdout).toMatch(/^MFS PROMOTE (OK|WARNING) - promoted: serving metadata version \d+/);
     codes.promote = promote.code;
     codes.demote = (await runCli(['run', 'demote', '--config', config])).code;
-    expect(codes).toEqual({ 'check-master': 0, backup: 0, verify: expect.any(Number), prune: 0, drill: 0, restore: 0, promote: expect.any(Number), demote: 0 });
+    expect(codes).toEqual({
+      'check-master': 0,
+      backup: 0,
+      verify: expect.any(Number),
+      prune: 0,
+      drill: 0,
+      restore: 0,
+      promote: expect.any(Number),
+      demote: 0,
+    });
     const files = (await fs.readdir(textfileDir())).filter((f) => f.endsWith('.prom')).sort();
     expect(files).toEqual(JOBS.map((j) => `mfs_jobs_${j.replace(/-/g, '_')}.prom`).sort());
   }, 600_000);
@@ -114,9 +161,12 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     const served = families(scrape);
     const written = new Map<string, string[]>();
     for (const f of await fs.readdir(textfileDir())) {
-      for (const [name, samples] of families(await fs.readFile(path.join(textfileDir(), f), 'utf8'))) written.set(name, [...(written.get(name) ?? []), ...samples]);
+      for (const [name, samples] of families(await fs.readFile(path.join(textfileDir(), f), 'utf8')))
+        written.set(name, [...(written.get(name) ?? []), ...samples]);
     }
-    const missing = [...written].filter(([name, samples]) => (served.get(name)?.length ?? 0) !== samples.length).map(([name]) => name);
+    const missing = [...written]
+      .filter(([name, samples]) => (served.get(name)?.length ?? 0) !== samples.length)
+      .map(([name]) => name);
     expect(missing).toEqual([]);
     // Every job's status, and the snapshot age that both backup and verify write (dropped before #19).
     for (const job of JOBS) expect(scrape).toMatch(new RegExp(`^mfs_jobs_last_status\\{job="${job}"\\} [0-3]$`, 'm'));
@@ -148,13 +198,24 @@ describe('node_exporter\'s textfile collector reads what every job wrote', () =>
     const dir = path.join(lab.dir, 'textfile-conflict');
     await fs.mkdir(dir);
     await fs.copyFile(path.join(textfileDir(), 'mfs_jobs_verify.prom'), path.join(dir, 'mfs_jobs_verify.prom'));
-    await fs.writeFile(path.join(dir, 'old_backup.prom'), '# HELP mfs_jobs_snapshot_age_seconds Age of the newest snapshot of this source.\n# TYPE mfs_jobs_snapshot_age_seconds gauge\nmfs_jobs_snapshot_age_seconds{job="backup",source="master"} 5\n');
+    await fs.writeFile(
+      path.join(dir, 'old_backup.prom'),
+      '# HELP mfs_jobs_snapshot_age_seconds Age of the newest snapshot of this source.\n# TYPE mfs_jobs_snapshot_age_seconds gauge\nmfs_jobs_snapshot_age_seconds{job="backup",source="master"} 5\n',
+    );
     const port = await freePort();
     const forged = startExporter(dir, path.join(lab.dir, 'node-exporter-conflict.log'), port);
     try {
-      await waitFor('node_exporter to listen', async () => (await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined)) !== undefined, 30_000);
+      await waitFor(
+        'node_exporter to listen',
+        async () => (await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined)) !== undefined,
+        30_000,
+      );
       await fetch(`http://127.0.0.1:${port}/metrics`);
-      const seen = await waitFor('the gathering error in the log', async () => problems(await forged.log()).find((l) => /mfs_jobs_snapshot_age_seconds/.test(l)), 10_000);
+      const seen = await waitFor(
+        'the gathering error in the log',
+        async () => problems(await forged.log()).find((l) => /mfs_jobs_snapshot_age_seconds/.test(l)),
+        10_000,
+      );
       expect(seen).toMatch(/error gathering metrics.*mfs_jobs_snapshot_age_seconds.*has help/);
     } finally {
       await forged.stop();

@@ -25,6 +25,13 @@ describe('the example alerting rules', () => {
     const used = [...new Set([...text.matchAll(/\bmfs_jobs_([a-z0-9_]+)\{/g)].map((m) => m[1]!))];
     expect(used.length).toBeGreaterThanOrEqual(5);
     expect(used.filter((n) => !metricSpec(n)).map((n) => METRIC_PREFIX + n)).toEqual([]);
-    for (const alert of ['MfsMetaloggerLagging', 'MfsSnapshotTooOld', 'MfsDrillFailed', 'MfsPromoteHappened', 'MfsStandbyNotReady']) expect(text).toContain(`alert: ${alert}`);
+    for (const alert of [
+      'MfsMetaloggerLagging',
+      'MfsSnapshotTooOld',
+      'MfsDrillFailed',
+      'MfsPromoteHappened',
+      'MfsStandbyNotReady',
+    ])
+      expect(text).toContain(`alert: ${alert}`);
   });
 });

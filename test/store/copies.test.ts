@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CreateBucketCommand, DeleteBucketPolicyCommand, GetObjectCommand, HeadObjectCommand, PutBucketPolicyCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteBucketPolicyCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutBucketPolicyCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { parseConfig } from '../../lib/core/config.js';
 import { execCapture } from '../../lib/core/exec.js';
@@ -54,25 +62,64 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   let ids: string[] = [];
 
   const copies = (over: { s3Endpoint?: string } = {}) => [
-    { name: 'offsite-sftp', type: 'sftp', host: '127.0.0.1', port: copySshd.port, user: 'root', identityFile: copySshd.clientKey, knownHosts: copySshd.knownHosts, path: remoteDir, timeoutSeconds: 5, retention: { keepLast: 2, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } },
-    { name: 'offsite-s3', type: 's3', endpoint: over.s3Endpoint ?? s3.endpoint, bucket, prefix: 'mfs/', forcePathStyle: true, credentialsFile: credentials, timeoutSeconds: 5, retention: { keepLast: 2, keepHourly: 0, keepDaily: 0, keepWeekly: 0 } },
+    {
+      name: 'offsite-sftp',
+      type: 'sftp',
+      host: '127.0.0.1',
+      port: copySshd.port,
+      user: 'root',
+      identityFile: copySshd.clientKey,
+      knownHosts: copySshd.knownHosts,
+      path: remoteDir,
+      timeoutSeconds: 5,
+      retention: { keepLast: 2, keepHourly: 0, keepDaily: 0, keepWeekly: 0 },
+    },
+    {
+      name: 'offsite-s3',
+      type: 's3',
+      endpoint: over.s3Endpoint ?? s3.endpoint,
+      bucket,
+      prefix: 'mfs/',
+      forcePathStyle: true,
+      credentialsFile: credentials,
+      timeoutSeconds: 5,
+      retention: { keepLast: 2, keepHourly: 0, keepDaily: 0, keepWeekly: 0 },
+    },
   ];
-  const writeConfig = (name: string, over: { s3Endpoint?: string } = {}) => lab.writeConfig({ snapshotStore: { path: store, copies: copies(over) }, jobs: { backup: { snapshotOnNewChangelogs: true }, drill: { scratchDir: scratchRoot } } }, name);
+  const writeConfig = (name: string, over: { s3Endpoint?: string } = {}) =>
+    lab.writeConfig(
+      {
+        snapshotStore: { path: store, copies: copies(over) },
+        jobs: { backup: { snapshotOnNewChangelogs: true }, drill: { scratchDir: scratchRoot } },
+      },
+      name,
+    );
   const backup = async (cfg = config) => {
     const res = await runCli(['run', 'backup', '--config', cfg, '--json']);
-    const report = JSON.parse(res.stdout) as { status: string; summary: string; lines: string[]; details: { copies: CopyReport[] } };
+    const report = JSON.parse(res.stdout) as {
+      status: string;
+      summary: string;
+      lines: string[];
+      details: { copies: CopyReport[] };
+    };
     const byName = Object.fromEntries(report.details.copies.map((c) => [c.copy, c]));
     return { res, report, sftp: byName['offsite-sftp']!, s3: byName['offsite-s3']! };
   };
   const localIds = async () => (await listSnapshots(store, {})).snapshots.map((s) => s.id);
   const sftpIds = async () => (await fs.readdir(path.join(remoteDir, 'snapshots')).catch(() => [] as string[])).sort();
-  const listCopy = async (name: string) => JSON.parse((await runCli(['snapshot', 'list', '--config', config, '--copy', name, '--json'])).stdout) as { snapshots: { id: string; bytes: number }[]; incomplete: string[] };
+  const listCopy = async (name: string) =>
+    JSON.parse((await runCli(['snapshot', 'list', '--config', config, '--copy', name, '--json'])).stdout) as {
+      snapshots: { id: string; bytes: number }[];
+      incomplete: string[];
+    };
   const s3Key = (id: string, file: string) => `mfs/snapshots/${id}/${file}`;
 
   /** `fn` with a 4 KiB tmpfs mounted on `dir` (a full disk), unmounted afterwards. */
   async function onTinyTmpfs(dir: string, fn: () => Promise<void>): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
-    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', dir], { timeoutMs: 10_000 });
+    const mounted = await execCapture('mount', ['-t', 'tmpfs', '-o', 'size=4k,mode=0700', 'tmpfs', dir], {
+      timeoutMs: 10_000,
+    });
     expect(mounted.stderr).toBe('');
     try {
       await fn();
@@ -88,12 +135,22 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     // The SDK's notice about its own future Node requirement, as the CLI silences it (lib/store/copy/s3.ts).
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     lab = await Lab.start();
-    [copySshd, s3] = await Promise.all([LabSshd.start(path.join(lab.dir, 'copy-ssh'), { sftpLog: true }), LabS3.start(path.join(lab.dir, 's3'))]);
+    [copySshd, s3] = await Promise.all([
+      LabSshd.start(path.join(lab.dir, 'copy-ssh'), { sftpLog: true }),
+      LabS3.start(path.join(lab.dir, 's3')),
+    ]);
     store = path.join(lab.dir, 'snapshots');
     remoteDir = path.join(lab.dir, 'offsite');
     scratchRoot = path.join(lab.dir, 'scratch');
     credentials = await s3.writeCredentials(path.join(lab.dir, 's3-credentials.json'));
-    client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: LabS3.ACCESS_KEY, secretAccessKey: LabS3.SECRET_KEY }, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    client = new S3Client({
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: LabS3.ACCESS_KEY, secretAccessKey: LabS3.SECRET_KEY },
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     await lab.makeChanges('before-image', 10);
     await lab.saveImage();
@@ -115,13 +172,24 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     ids = await localIds();
     expect(ids).toHaveLength(1);
     const local = (await listSnapshots(store, {})).snapshots[0]!;
-    for (const c of [sftp, s3run]) expect(c).toMatchObject({ status: 'OK', pushed: ids, complete: ids, sentFiles: local.manifest.files.length + 1, skippedFiles: 0 });
+    for (const c of [sftp, s3run])
+      expect(c).toMatchObject({
+        status: 'OK',
+        pushed: ids,
+        complete: ids,
+        sentFiles: local.manifest.files.length + 1,
+        skippedFiles: 0,
+      });
     expect(await sftpIds()).toEqual(ids);
     // The copies hold the stored bytes (zstd here, the store's default), as the store has them.
     expect(local.manifest.files.every((f) => f.stored?.compression === 'zstd')).toBe(true);
     for (const f of [...local.manifest.files.map((f) => onDisk(f).name), 'manifest.json']) {
       const want = await fs.readFile(path.join(local.dir, f));
-      expect(createHash('sha256').update(await fs.readFile(path.join(remoteDir, 'snapshots', ids[0]!, f))).digest('hex')).toBe(createHash('sha256').update(want).digest('hex'));
+      expect(
+        createHash('sha256')
+          .update(await fs.readFile(path.join(remoteDir, 'snapshots', ids[0]!, f)))
+          .digest('hex'),
+      ).toBe(createHash('sha256').update(want).digest('hex'));
       const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: s3Key(ids[0]!, f) }));
       expect(Buffer.from(await obj.Body!.transformToByteArray()).equals(want)).toBe(true);
     }
@@ -173,7 +241,10 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   test('--dry-run lists each copy and says what it would send and remove, sending nothing', async () => {
     const res = await runCli(['run', 'backup', '--config', config, '--dry-run']);
     expect(res.code).toBe(0);
-    for (const name of ['offsite-sftp', 'offsite-s3']) expect(res.stdout).toContain(`copy ${name}: would push ${ids[1]}; would remove nothing; 1 complete snapshot there`);
+    for (const name of ['offsite-sftp', 'offsite-s3'])
+      expect(res.stdout).toContain(
+        `copy ${name}: would push ${ids[1]}; would remove nothing; 1 complete snapshot there`,
+      );
     expect(await sftpIds()).toEqual([ids[0]]);
   });
 
@@ -181,7 +252,17 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const id = ids[1]!;
     // The SFTP copy: a directory where the manifest must go (the rename onto it fails); S3: a bucket policy denying that one key.
     await fs.mkdir(path.join(remoteDir, 'snapshots', id, 'manifest.json'), { recursive: true });
-    const policy = { Version: '2012-10-17', Statement: [{ Effect: 'Deny', Principal: '*', Action: 's3:PutObject', Resource: `arn:aws:s3:::${bucket}/${s3Key(id, 'manifest.json')}` }] };
+    const policy = {
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Deny',
+          Principal: '*',
+          Action: 's3:PutObject',
+          Resource: `arn:aws:s3:::${bucket}/${s3Key(id, 'manifest.json')}`,
+        },
+      ],
+    };
     await client.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify(policy) }));
     const local = (await listSnapshots(store, {})).snapshots.find((s) => s.id === id)!;
     const dataFiles = local.manifest.files.length;
@@ -190,19 +271,23 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(first.report.status).toBe('WARNING');
     expect(first.report.summary).toMatch(/copy offsite-sftp failed: .*manifest\.json/);
     expect(first.report.summary).toMatch(/copy offsite-s3 failed: .*manifest\.json.*AccessDenied/);
-    for (const c of [first.sftp, first.s3]) expect(c).toMatchObject({ ok: false, sentFiles: dataFiles, pushed: [], complete: [ids[0]] });
+    for (const c of [first.sftp, first.s3])
+      expect(c).toMatchObject({ ok: false, sentFiles: dataFiles, pushed: [], complete: [ids[0]] });
     for (const name of ['offsite-sftp', 'offsite-s3']) {
       const listed = await listCopy(name);
       expect(listed.snapshots.map((s) => s.id)).toEqual([ids[0]]);
       expect(listed.incomplete).toEqual([id]);
     }
-    await expect(client.send(new HeadObjectCommand({ Bucket: bucket, Key: s3Key(id, 'manifest.json') }))).rejects.toThrow();
+    await expect(
+      client.send(new HeadObjectCommand({ Bucket: bucket, Key: s3Key(id, 'manifest.json') })),
+    ).rejects.toThrow();
 
     await fs.rmdir(path.join(remoteDir, 'snapshots', id, 'manifest.json'));
     await client.send(new DeleteBucketPolicyCommand({ Bucket: bucket }));
     const second = await backup();
     expect(second.report.status).toBe('OK');
-    for (const c of [second.sftp, second.s3]) expect(c).toMatchObject({ ok: true, sentFiles: 1, skippedFiles: dataFiles, pushed: [id], complete: ids });
+    for (const c of [second.sftp, second.s3])
+      expect(c).toMatchObject({ ok: true, sentFiles: 1, skippedFiles: dataFiles, pushed: [id], complete: ids });
   }, 60_000);
 
   test('each copy keeps what its own retention says: the oldest snapshot goes from the copies, the store keeps it', async () => {
@@ -211,10 +296,13 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(report.status).toBe('OK');
     const all = await localIds();
     expect(all).toHaveLength(3);
-    for (const c of [sftp, s3run]) expect(c).toMatchObject({ ok: true, pushed: [all[2]], removed: [all[0]], complete: all.slice(1) });
+    for (const c of [sftp, s3run])
+      expect(c).toMatchObject({ ok: true, pushed: [all[2]], removed: [all[0]], complete: all.slice(1) });
     expect(await sftpIds()).toEqual(all.slice(1));
     expect((await listCopy('offsite-s3')).snapshots.map((s) => s.id)).toEqual(all.slice(1));
-    await expect(client.send(new HeadObjectCommand({ Bucket: bucket, Key: s3Key(all[0]!, 'manifest.json') }))).rejects.toThrow();
+    await expect(
+      client.send(new HeadObjectCommand({ Bucket: bucket, Key: s3Key(all[0]!, 'manifest.json') })),
+    ).rejects.toThrow();
     ids = all;
   });
 
@@ -222,7 +310,9 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     await withoutStore(async () => {
       const res = await runCli(['run', 'drill', '--config', config, '--from', 'copy:offsite-s3', '--json']);
       const report = JSON.parse(res.stdout) as { status: string; summary: string };
-      expect(report.summary).toMatch(new RegExp(`^snapshot ${ids[2]} of copy offsite-s3 restored to metadata version \\d+ and served`));
+      expect(report.summary).toMatch(
+        new RegExp(`^snapshot ${ids[2]} of copy offsite-s3 restored to metadata version \\d+ and served`),
+      );
       expect(report.status).toBe('OK');
       expect(await fs.readdir(path.join(lab.dir, 'state', 'copy-fetch'))).toEqual([]);
     });
@@ -230,9 +320,29 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
 
   test('verify checks each copy; a corrupted file on each is found and named, and a drill refuses it', async () => {
     const ok = await runCli(['run', 'verify', '--config', config, '--json']);
-    const before = JSON.parse(ok.stdout) as { details: { copies: Record<string, { status: string; complete: string[]; newest: string; checksummed: string; problems: string[]; newestAgeSeconds: number }> } };
+    const before = JSON.parse(ok.stdout) as {
+      details: {
+        copies: Record<
+          string,
+          {
+            status: string;
+            complete: string[];
+            newest: string;
+            checksummed: string;
+            problems: string[];
+            newestAgeSeconds: number;
+          }
+        >;
+      };
+    };
     for (const name of ['offsite-sftp', 'offsite-s3']) {
-      expect(before.details.copies[name]).toMatchObject({ status: 'OK', complete: ids.slice(1), newest: ids[2], checksummed: ids[2], problems: [] });
+      expect(before.details.copies[name]).toMatchObject({
+        status: 'OK',
+        complete: ids.slice(1),
+        newest: ids[2],
+        checksummed: ids[2],
+        problems: [],
+      });
       expect(before.details.copies[name]!.newestAgeSeconds).toBeLessThan(600);
     }
     const newest = ids[2]!;
@@ -242,23 +352,48 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const bytes = await fs.readFile(remoteFile);
     bytes[bytes.length >> 1]! ^= 0xff;
     await fs.writeFile(remoteFile, bytes);
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: s3Key(newest, image.name), Body: bytes, Metadata: { sha256: image.sha256 } }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: s3Key(newest, image.name),
+        Body: bytes,
+        Metadata: { sha256: image.sha256 },
+      }),
+    );
 
     const bad = await runCli(['run', 'verify', '--config', config, '--json']);
-    const after = JSON.parse(bad.stdout) as { status: string; lines: string[]; details: { copies: Record<string, { status: string; problems: string[] }> } };
+    const after = JSON.parse(bad.stdout) as {
+      status: string;
+      lines: string[];
+      details: { copies: Record<string, { status: string; problems: string[] }> };
+    };
     for (const name of ['offsite-sftp', 'offsite-s3']) {
       expect(after.details.copies[name]!.status).toBe('WARNING');
-      expect(after.details.copies[name]!.problems).toEqual([expect.stringMatching(new RegExp(`^snapshot ${newest}: ${image.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`))]);
+      expect(after.details.copies[name]!.problems).toEqual([
+        expect.stringMatching(
+          new RegExp(`^snapshot ${newest}: ${image.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`),
+        ),
+      ]);
       expect(after.lines.join('\n')).toContain(`copy:${name}: WARNING`);
     }
     // Without re-reading (jobs.verify.copyChecksums: false) the same-size damage is out of sight: the cost of that choice.
-    const quick = await lab.writeConfig({ snapshotStore: { path: store, copies: copies() }, jobs: { verify: { copyChecksums: false } } }, 'config-quick.yaml');
-    const cheap = JSON.parse((await runCli(['run', 'verify', '--config', quick, '--json'])).stdout) as { details: { copies: Record<string, { status: string; checksummed?: string; newest: string }> } };
-    for (const name of ['offsite-sftp', 'offsite-s3']) expect(cheap.details.copies[name]).toMatchObject({ status: 'OK', newest: newest });
+    const quick = await lab.writeConfig(
+      { snapshotStore: { path: store, copies: copies() }, jobs: { verify: { copyChecksums: false } } },
+      'config-quick.yaml',
+    );
+    const cheap = JSON.parse((await runCli(['run', 'verify', '--config', quick, '--json'])).stdout) as {
+      details: { copies: Record<string, { status: string; checksummed?: string; newest: string }> };
+    };
+    for (const name of ['offsite-sftp', 'offsite-s3'])
+      expect(cheap.details.copies[name]).toMatchObject({ status: 'OK', newest: newest });
     expect(cheap.details.copies['offsite-s3']!.checksummed).toBeUndefined();
     const drill = await runCli(['run', 'drill', '--config', config, '--from', 'copy:offsite-sftp']);
     expect(drill.code).toBe(2);
-    expect(drill.stdout).toMatch(new RegExp(`copy offsite-sftp: snapshot ${newest}: ${image.name.replace(/\./g, '\\.')} does not match its manifest`));
+    expect(drill.stdout).toMatch(
+      new RegExp(
+        `copy offsite-sftp: snapshot ${newest}: ${image.name.replace(/\./g, '\\.')} does not match its manifest`,
+      ),
+    );
   }, 90_000);
 
   test('backup killed while it uploads to a slow SFTP copy leaves no manifest there; the next run finishes it without resending', async () => {
@@ -267,7 +402,16 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const hostPub = (await fs.readFile(`${copySshd.hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
     const proxyKnownHosts = path.join(lab.dir, 'known_hosts-proxy');
     await fs.writeFile(proxyKnownHosts, `[127.0.0.1]:${proxy.port} ${hostPub}\n`, { mode: 0o600 });
-    const slow = await lab.writeConfig({ snapshotStore: { path: store, copies: [{ ...copies()[0], port: proxy.port, knownHosts: proxyKnownHosts, timeoutSeconds: 20 }] }, jobs: { backup: { snapshotOnNewChangelogs: true } } }, 'config-slow.yaml');
+    const slow = await lab.writeConfig(
+      {
+        snapshotStore: {
+          path: store,
+          copies: [{ ...copies()[0], port: proxy.port, knownHosts: proxyKnownHosts, timeoutSeconds: 20 }],
+        },
+        jobs: { backup: { snapshotOnNewChangelogs: true } },
+      },
+      'config-slow.yaml',
+    );
     try {
       await lab.makeChanges('killed', 3);
       const run = startCli(['run', 'backup', '--config', slow, '--json']);
@@ -277,13 +421,20 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       while (!id && Date.now() < deadline) {
         const newest = (await listSnapshots(store, {})).snapshots.at(-1);
         const first = newest && !ids.includes(newest.id) ? onDisk(newest.manifest.files[0]!).name : undefined;
-        if (newest && first && (await fs.stat(path.join(remoteDir, 'snapshots', newest.id, first)).catch(() => undefined))) id = newest.id;
+        if (
+          newest &&
+          first &&
+          (await fs.stat(path.join(remoteDir, 'snapshots', newest.id, first)).catch(() => undefined))
+        )
+          id = newest.id;
         else await sleep(10);
       }
       run.child.kill('SIGKILL');
       await run.done;
       expect(id).toBeDefined();
-      expect(await fs.stat(path.join(remoteDir, 'snapshots', id!, 'manifest.json')).catch(() => undefined)).toBeUndefined();
+      expect(
+        await fs.stat(path.join(remoteDir, 'snapshots', id!, 'manifest.json')).catch(() => undefined),
+      ).toBeUndefined();
       expect((await listCopy('offsite-sftp')).incomplete).toEqual([id]);
       const { report, sftp } = await backup();
       expect(report.status).toBe('OK');
@@ -298,12 +449,24 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
 
   test('an S3 copy whose link goes silent is given up after its timeout: WARNING naming it, the SFTP copy still served', async () => {
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: s3.port }, { stallAfterBytes: 0 });
-    const silent = await lab.writeConfig({ snapshotStore: { path: store, copies: copies({ s3Endpoint: `http://127.0.0.1:${proxy.port}` }).map((c) => (c.type === 's3' ? { ...c, timeoutSeconds: 2 } : c)) } }, 'config-silent.yaml');
+    const silent = await lab.writeConfig(
+      {
+        snapshotStore: {
+          path: store,
+          copies: copies({ s3Endpoint: `http://127.0.0.1:${proxy.port}` }).map((c) =>
+            c.type === 's3' ? { ...c, timeoutSeconds: 2 } : c,
+          ),
+        },
+      },
+      'config-silent.yaml',
+    );
     try {
       const started = Date.now();
       const { res, report, sftp, s3: s3run } = await backup(silent);
       expect(res.code).toBe(1);
-      expect(report.summary).toMatch(/copy offsite-s3 failed: copy offsite-s3 \(s3 http:\/\/127\.0\.0\.1:\d+ mfs-offsite\/mfs\/\): listing mfs\/snapshots\/: no answer within 2 s \(snapshotStore\.copies\.1\.timeoutSeconds\): abandoned$/);
+      expect(report.summary).toMatch(
+        /copy offsite-s3 failed: copy offsite-s3 \(s3 http:\/\/127\.0\.0\.1:\d+ mfs-offsite\/mfs\/\): listing mfs\/snapshots\/: no answer within 2 s \(snapshotStore\.copies\.1\.timeoutSeconds\): abandoned$/,
+      );
       expect(s3run.ok).toBe(false);
       expect(sftp.ok).toBe(true);
       expect(Date.now() - started).toBeLessThan(30_000);
@@ -316,11 +479,16 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const full = path.join(lab.dir, 'offsite-full');
     await onTinyTmpfs(full, async () => {
       const before = await localIds();
-      const cfg = await lab.writeConfig({ snapshotStore: { path: store, copies: [{ ...copies()[0], name: 'offsite-full', path: full }] } }, 'config-full.yaml');
+      const cfg = await lab.writeConfig(
+        { snapshotStore: { path: store, copies: [{ ...copies()[0], name: 'offsite-full', path: full }] } },
+        'config-full.yaml',
+      );
       const res = await runCli(['run', 'backup', '--config', cfg, '--json']);
       const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { copies: CopyReport[] } };
       expect(res.code).toBe(1);
-      expect(report.summary).toMatch(/copy offsite-full failed: copy offsite-full \(sftp root@127\.0\.0\.1:\d+:[^)]*offsite-full\): upload .*\(the server gives no reason: its disk full, a quota, or something in the way\)/);
+      expect(report.summary).toMatch(
+        /copy offsite-full failed: copy offsite-full \(sftp root@127\.0\.0\.1:\d+:[^)]*offsite-full\): upload .*\(the server gives no reason: its disk full, a quota, or something in the way\)/,
+      );
       expect(report.details.copies[0]).toMatchObject({ copy: 'offsite-full', ok: false, pushed: [] });
       const there = await fs.readdir(path.join(full, 'snapshots')).catch(() => [] as string[]);
       for (const id of there) expect(await fs.readdir(path.join(full, 'snapshots', id))).not.toContain('manifest.json');
@@ -329,12 +497,25 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     });
   }, 60_000);
 
-  test('fetching a copy\'s snapshot into a state dir without room for it is refused before a byte is read', async () => {
+  test("fetching a copy's snapshot into a state dir without room for it is refused before a byte is read", async () => {
     const small = path.join(lab.dir, 'state-small');
     await onTinyTmpfs(small, async () => {
       const cfg = parseConfig({ stateDir: small, snapshotStore: { path: store, copies: copies() } }, 'inline.yaml');
-      const err = await fetchFromCopy(cfg, cfg.snapshotStore!.copies[1]!, 'latest', {}, new AbortController().signal).then(() => undefined, (e: Error) => e.message);
-      expect(err).toMatch(new RegExp(`^${small.replace(/[.]/g, '\\.')}/copy-fetch: not enough free space to fetch snapshot ${ids.at(-1)} of copy offsite-s3: it needs `));
+      const err = await fetchFromCopy(
+        cfg,
+        cfg.snapshotStore!.copies[1]!,
+        'latest',
+        {},
+        new AbortController().signal,
+      ).then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
+      expect(err).toMatch(
+        new RegExp(
+          `^${small.replace(/[.]/g, '\\.')}/copy-fetch: not enough free space to fetch snapshot ${ids.at(-1)} of copy offsite-s3: it needs `,
+        ),
+      );
       expect(await fs.readdir(path.join(small, 'copy-fetch'))).toEqual([]);
     });
   });
@@ -342,7 +523,22 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
   test('S3 repository: a big file goes up in parts, each Content-MD5 checked; HEAD knows its sha256; a credentials file others can read is refused', async () => {
     const partBucket = 'mfs-multipart';
     await client.send(new CreateBucketCommand({ Bucket: partBucket }));
-    const doc = (credentialsFile: string) => ({ snapshotStore: { path: store, copies: [{ name: 'parts', type: 's3', endpoint: s3.endpoint, bucket: partBucket, forcePathStyle: true, credentialsFile, partSizeMiB: 5 }] } });
+    const doc = (credentialsFile: string) => ({
+      snapshotStore: {
+        path: store,
+        copies: [
+          {
+            name: 'parts',
+            type: 's3',
+            endpoint: s3.endpoint,
+            bucket: partBucket,
+            forcePathStyle: true,
+            credentialsFile,
+            partSizeMiB: 5,
+          },
+        ],
+      },
+    });
     const cfg = parseConfig(doc(credentials), 'inline.yaml');
     const big = path.join(lab.dir, 'big.bin');
     await fs.writeFile(big, randomBytes(12 * 2 ** 20 + 123));
@@ -360,20 +556,39 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
       const hash = createHash('sha256');
       for await (const chunk of await repo.read(id, 'big.bin', { size: expect_.size })) hash.update(chunk as Buffer);
       expect(hash.digest('hex')).toBe(expect_.sha256);
-      await expect(repo.read(id, 'big.bin', { size: 1000 }).then(async (r) => { for await (const _ of r) void _; })).rejects.toThrow(/more than 1000 bytes announced/);
+      await expect(
+        repo.read(id, 'big.bin', { size: 1000 }).then(async (r) => {
+          for await (const _ of r) void _;
+        }),
+      ).rejects.toThrow(/more than 1000 bytes announced/);
     } finally {
       await repo.close();
     }
     const open = await s3.writeCredentials(path.join(lab.dir, 's3-credentials-open.json'), 0o644);
     const loose = parseConfig(doc(open), 'inline.yaml');
-    const refused = await openCopy(loose, loose.snapshotStore!.copies[0]!).then(() => 'opened', (err: Error) => err.message);
-    expect(refused).toBe(`S3 credentials file ${open} (snapshotStore.copies.0.credentialsFile) is readable by others (mode 644): refused; chmod 600 it`);
+    const refused = await openCopy(loose, loose.snapshotStore!.copies[0]!).then(
+      () => 'opened',
+      (err: Error) => err.message,
+    );
+    expect(refused).toBe(
+      `S3 credentials file ${open} (snapshotStore.copies.0.credentialsFile) is readable by others (mode 644): refused; chmod 600 it`,
+    );
   }, 60_000);
 
-  test('restore --from copy:NAME with the local store gone rebuilds a DATA_PATH from the copy\'s newest snapshot', async () => {
+  test("restore --from copy:NAME with the local store gone rebuilds a DATA_PATH from the copy's newest snapshot", async () => {
     await withoutStore(async () => {
       const dataPath = path.join(lab.dir, 'restored');
-      const res = await runCli(['run', 'restore', '--config', config, '--from', 'copy:offsite-sftp', '--data-path', dataPath, '--json']);
+      const res = await runCli([
+        'run',
+        'restore',
+        '--config',
+        config,
+        '--from',
+        'copy:offsite-sftp',
+        '--data-path',
+        dataPath,
+        '--json',
+      ]);
       const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { placed: string[] } };
       expect(report.summary).toContain(`snapshot ${ids.at(-1)} of copy offsite-sftp`);
       expect(report.status).toBe('OK');
@@ -385,10 +600,22 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
 
   test('verify re-reads every retained snapshot of a copy on a schedule: all the first time, then the newest only; a damaged older one is found at its recheck', async () => {
     type Checked = { status: string; complete: string[]; rechecked: number; cached: number; problems: string[] };
-    const verifyCopies = async (cfg: string) => (JSON.parse((await runCli(['run', 'verify', '--config', cfg, '--json'])).stdout) as { details: { copies: Record<string, Checked> } }).details.copies;
+    const verifyCopies = async (cfg: string) =>
+      (
+        JSON.parse((await runCli(['run', 'verify', '--config', cfg, '--json'])).stdout) as {
+          details: { copies: Record<string, Checked> };
+        }
+      ).details.copies;
     // A state dir of its own: no cache yet.
     const stateDir = path.join(lab.dir, 'state-copies');
-    const cfg = await lab.writeConfig({ stateDir, snapshotStore: { path: store, copies: copies() }, jobs: { backup: { snapshotOnNewChangelogs: true } } }, 'config-copy-verify.yaml');
+    const cfg = await lab.writeConfig(
+      {
+        stateDir,
+        snapshotStore: { path: store, copies: copies() },
+        jobs: { backup: { snapshotOnNewChangelogs: true } },
+      },
+      'config-copy-verify.yaml',
+    );
     // Two new snapshots: the copies' retention (keepLast 2) leaves only these there — not the one an
     // earlier test damaged on purpose.
     for (const tag of ['copy-verify-1', 'copy-verify-2']) {
@@ -401,11 +628,19 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(sftp.problems).toEqual([]);
     expect(sftp.complete.length).toBeGreaterThanOrEqual(2);
     const files = (id: string) => local.get(id)!.manifest.files.length;
-    expect(sftp).toMatchObject({ status: 'OK', cached: 0, rechecked: sftp.complete.reduce((n, id) => n + files(id), 0) });
+    expect(sftp).toMatchObject({
+      status: 'OK',
+      cached: 0,
+      rechecked: sftp.complete.reduce((n, id) => n + files(id), 0),
+    });
     const newest = sftp.complete.at(-1)!;
     const older = sftp.complete[0]!;
     const again = (await verifyCopies(cfg))['offsite-sftp']!;
-    expect(again).toMatchObject({ status: 'OK', rechecked: files(newest), cached: again.complete.slice(0, -1).reduce((n, id) => n + files(id), 0) });
+    expect(again).toMatchObject({
+      status: 'OK',
+      rechecked: files(newest),
+      cached: again.complete.slice(0, -1).reduce((n, id) => n + files(id), 0),
+    });
     // The same size, one byte flipped, in the older snapshot: out of sight until its recheck is due.
     const victim = onDisk(local.get(older)!.manifest.files[0]!);
     const file = path.join(remoteDir, 'snapshots', older, victim.name);
@@ -413,10 +648,21 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     bytes[bytes.length >> 1]! ^= 0xff;
     await fs.writeFile(file, bytes);
     expect((await verifyCopies(cfg))['offsite-sftp']!.status).toBe('OK');
-    const due = await lab.writeConfig({ stateDir, snapshotStore: { path: store, copies: copies() }, jobs: { backup: { snapshotOnNewChangelogs: true }, verify: { snapshotRecheckDays: 1e-9 } } }, 'config-copy-verify-due.yaml');
+    const due = await lab.writeConfig(
+      {
+        stateDir,
+        snapshotStore: { path: store, copies: copies() },
+        jobs: { backup: { snapshotOnNewChangelogs: true }, verify: { snapshotRecheckDays: 1e-9 } },
+      },
+      'config-copy-verify-due.yaml',
+    );
     const found = (await verifyCopies(due))['offsite-sftp']!;
     expect(found.status).toBe('WARNING');
-    expect(found.problems).toEqual([expect.stringMatching(new RegExp(`^snapshot ${older}: ${victim.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`))]);
+    expect(found.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(`^snapshot ${older}: ${victim.name.replace(/\./g, '\\.')}: sha256 .* does not match the manifest`),
+      ),
+    ]);
     // Never cached while damaged: the next run, with the default schedule, names it again.
     expect((await verifyCopies(cfg))['offsite-sftp']!.problems).toHaveLength(1);
     bytes[bytes.length >> 1]! ^= 0xff;
@@ -427,8 +673,18 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     const sealedStore = path.join(lab.dir, 'snapshots-sealed');
     const keyFile = path.join(lab.dir, 'store.key');
     await fs.writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
-    const sealedCopies = copies().map((c) => (c.type === 'sftp' ? { ...c, name: 'sealed-sftp', path: `${remoteDir}-sealed` } : { ...c, name: 'sealed-s3', prefix: 'sealed/' }));
-    const sealed = await lab.writeConfig({ snapshotStore: { path: sealedStore, encryption: { keyFile }, copies: sealedCopies }, jobs: { drill: { scratchDir: scratchRoot } } }, 'config-sealed.yaml');
+    const sealedCopies = copies().map((c) =>
+      c.type === 'sftp'
+        ? { ...c, name: 'sealed-sftp', path: `${remoteDir}-sealed` }
+        : { ...c, name: 'sealed-s3', prefix: 'sealed/' },
+    );
+    const sealed = await lab.writeConfig(
+      {
+        snapshotStore: { path: sealedStore, encryption: { keyFile }, copies: sealedCopies },
+        jobs: { drill: { scratchDir: scratchRoot } },
+      },
+      'config-sealed.yaml',
+    );
     await lab.makeChanges('sealed', 3);
     const res = await runCli(['run', 'backup', '--config', sealed, '--json']);
     const report = JSON.parse(res.stdout) as { status: string; details: { copies: CopyReport[] } };
@@ -444,7 +700,9 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     expect(remote.readUInt32LE(0)).not.toBe(0xfd2fb528);
     const drill = await runCli(['run', 'drill', '--config', sealed, '--from', 'copy:sealed-s3', '--json']);
     const drilled = JSON.parse(drill.stdout) as { status: string; summary: string };
-    expect(drilled.summary).toMatch(new RegExp(`^snapshot ${snap.id} of copy sealed-s3 restored to metadata version \\d+ and served`));
+    expect(drilled.summary).toMatch(
+      new RegExp(`^snapshot ${snap.id} of copy sealed-s3 restored to metadata version \\d+ and served`),
+    );
     expect(drilled.status).toBe('OK');
     // Another key in the config: one line that says so, non-zero, nothing restored.
     await fs.writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
@@ -462,22 +720,36 @@ describe('off-site copies: backup pushes to a real sshd and a real Ceph RGW; ver
     await fs.rm(store, { recursive: true, force: true });
     // A copy is the last resort: the old master's DATA_PATH must not answer either (its SSH is refused).
     const refused = await freePort();
-    const masters = (lab.configDocument().masters as Record<string, unknown>[]).map((m) => ({ ...m, ssh: { port: refused } }));
+    const masters = (lab.configDocument().masters as Record<string, unknown>[]).map((m) => ({
+      ...m,
+      ssh: { port: refused },
+    }));
     const doc = lab.configDocument({
       masters,
       metaloggers: [],
       snapshotStore: { path: store, copies: copies({ s3Endpoint: `http://127.0.0.1:${await freePort()}` }).reverse() },
-      standby: { dataPath: standby.dataPath, masterConfig: standby.configFile, cliHost: '127.0.0.1', cliPort: standby.ports.cl },
+      standby: {
+        dataPath: standby.dataPath,
+        masterConfig: standby.configFile,
+        cliHost: '127.0.0.1',
+        cliPort: standby.ports.cl,
+      },
       jobs: { promote: { fenceTimeoutSeconds: 1, clientsWaitSeconds: 0 } },
     });
     const file = path.join(lab.dir, 'config-promote.yaml');
     await fs.writeFile(file, YAML.stringify(doc), { mode: 0o600 });
     try {
       const res = await runCli(['run', 'promote', '--config', file, '--json']);
-      const report = JSON.parse(res.stdout) as { status: string; summary: string; details: { plan: { image: { source: string }; reached: number } } };
+      const report = JSON.parse(res.stdout) as {
+        status: string;
+        summary: string;
+        details: { plan: { image: { source: string }; reached: number } };
+      };
       expect(report.details.plan.image.source).toBe(`copy:offsite-sftp:${newest.id}`);
       expect(report.details.plan.reached).toBeGreaterThanOrEqual(newest.manifest.reachesVersion);
-      expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(newest.manifest.reachesVersion);
+      expect((await masterInfo({ host: '127.0.0.1', port: standby.ports.cl })).metadataVersion).toBeGreaterThanOrEqual(
+        newest.manifest.reachesVersion,
+      );
       // The snapshot fetched from the copy is gone once the promoted master serves.
       expect(report.summary).not.toMatch(/CRITICAL/);
       expect(await fs.readdir(path.join(doc.stateDir as string, 'copy-fetch'))).toEqual([]);

@@ -65,7 +65,12 @@ async function configWith(copy: Settings, promote: Settings = {}): Promise<{ fil
   return { file, config: parseConfig(doc, file) };
 }
 
-async function hostileS3(mode: HostileS3Mode, timeoutSeconds: number, o: HostileS3Options = {}, promote: Settings = {}) {
+async function hostileS3(
+  mode: HostileS3Mode,
+  timeoutSeconds: number,
+  o: HostileS3Options = {},
+  promote: Settings = {},
+) {
   const server = await HostileS3.start(mode, o);
   stop.push(server);
   const where = { endpoint: server.endpoint, bucket: 'bkt', prefix: 'mfs/', forcePathStyle: true };
@@ -95,70 +100,143 @@ function expectRefused(res: MeasuredRun, label: string, why: RegExp): void {
 
 /** promote --dry-run: CRITICAL (no source left), the copy named as not used and why, in bounded memory. */
 function expectCopyNotUsed(res: MeasuredRun, label: string, why: RegExp): void {
-  const lines = res.stdout.trim().split('\n').map((l) => l.trim());
+  const lines = res.stdout
+    .trim()
+    .split('\n')
+    .map((l) => l.trim());
   expect(lines[0]).toBe('MFS PROMOTE CRITICAL - no usable metadata image on any source; nothing changed');
-  expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^copy evil: not used \\(${label}: ${why.source}\\)$`)));
+  expect(lines).toContainEqual(
+    expect.stringMatching(new RegExp(`^copy evil: not used \\(${label}: ${why.source}\\)$`)),
+  );
   expect(res.peakMiB).toBeLessThan(RSS_LIMIT_MIB);
 }
 
 describe('a hostile S3 copy', () => {
-  attackTest('hostile s3', 'ListObjectsV2 always truncated, 1000 new keys a page', 'a listing always truncated with 1000 new keys a page ends at 100000 entries, in bounded memory', async () => {
-    const { file, server } = await hostileS3('endless', 30);
-    const res = await listCopy(file);
-    expectRefused(res, S3_LABEL, new RegExp(`listing mfs/snapshots/: more than ${LISTING_LIMITS.entries} entries \\(a listing that never ends, or not ours\\): refused$`));
-    expect(server.pages).toBeLessThanOrEqual(LISTING_LIMITS.entries / 1000 + 1);
-  }, 120_000);
+  attackTest(
+    'hostile s3',
+    'ListObjectsV2 always truncated, 1000 new keys a page',
+    'a listing always truncated with 1000 new keys a page ends at 100000 entries, in bounded memory',
+    async () => {
+      const { file, server } = await hostileS3('endless', 30);
+      const res = await listCopy(file);
+      expectRefused(
+        res,
+        S3_LABEL,
+        new RegExp(
+          `listing mfs/snapshots/: more than ${LISTING_LIMITS.entries} entries \\(a listing that never ends, or not ours\\): refused$`,
+        ),
+      );
+      expect(server.pages).toBeLessThanOrEqual(LISTING_LIMITS.entries / 1000 + 1);
+    },
+    120_000,
+  );
 
-  attackTest('hostile s3', 'ListObjectsV2 always truncated, empty pages', 'empty pages always truncated end at the deadline: 10 × the copy\'s timeoutSeconds', async () => {
-    const { file } = await hostileS3('endless-empty', 0.5);
-    const res = await listCopy(file, 60_000);
-    expectRefused(res, S3_LABEL, /listing mfs\/snapshots\/ not done within 5 s \(10 × snapshotStore\.copies\.0\.timeoutSeconds\): abandoned$/);
-    expect(res.seconds).toBeLessThan(40);
-  }, 90_000);
+  attackTest(
+    'hostile s3',
+    'ListObjectsV2 always truncated, empty pages',
+    "empty pages always truncated end at the deadline: 10 × the copy's timeoutSeconds",
+    async () => {
+      const { file } = await hostileS3('endless-empty', 0.5);
+      const res = await listCopy(file, 60_000);
+      expectRefused(
+        res,
+        S3_LABEL,
+        /listing mfs\/snapshots\/ not done within 5 s \(10 × snapshotStore\.copies\.0\.timeoutSeconds\): abandoned$/,
+      );
+      expect(res.seconds).toBeLessThan(40);
+    },
+    90_000,
+  );
 
-  attackTest('hostile s3', 'ListObjectsV2 drips a byte every 5 s', 'a page dripping a byte every 5 s: snapshot list ends after one timeoutSeconds, naming the copy and the setting', async () => {
-    const { file } = await hostileS3('drip', 1, { dripMs: 5000 });
-    const res = await listCopy(file, 60_000);
-    expectRefused(res, S3_LABEL, /listing mfs\/snapshots\/: no answer within 1 s \(snapshotStore\.copies\.0\.timeoutSeconds\): abandoned$/);
-    expect(res.seconds).toBeLessThan(30);
-  }, 90_000);
+  attackTest(
+    'hostile s3',
+    'ListObjectsV2 drips a byte every 5 s',
+    'a page dripping a byte every 5 s: snapshot list ends after one timeoutSeconds, naming the copy and the setting',
+    async () => {
+      const { file } = await hostileS3('drip', 1, { dripMs: 5000 });
+      const res = await listCopy(file, 60_000);
+      expectRefused(
+        res,
+        S3_LABEL,
+        /listing mfs\/snapshots\/: no answer within 1 s \(snapshotStore\.copies\.0\.timeoutSeconds\): abandoned$/,
+      );
+      expect(res.seconds).toBeLessThan(30);
+    },
+    90_000,
+  );
 
-  attackTest('hostile s3', 'promote: copy listing drips (timeoutSeconds 10)', 'promote --dry-run with the store gone and a dripping copy (timeoutSeconds 10): the copy is given up at sourceTimeoutSeconds', async () => {
-    const { file } = await hostileS3('drip', 10, { dripMs: 5000 }, { sourceTimeoutSeconds: 2 });
-    const res = await promoteDryRun(file, 60_000);
-    expectCopyNotUsed(res, S3_LABEL, /listing mfs\/snapshots\/ not done within [\d.]+ s \(what connecting left of jobs\.promote\.sourceTimeoutSeconds = 2 s\): abandoned/);
-    expect(res.code).toBe(2);
-    // Before: past 75 s and going (the copy was listed before sourceTimeoutSeconds applied).
-    expect(res.seconds).toBeLessThan(30);
-  }, 90_000);
+  attackTest(
+    'hostile s3',
+    'promote: copy listing drips (timeoutSeconds 10)',
+    'promote --dry-run with the store gone and a dripping copy (timeoutSeconds 10): the copy is given up at sourceTimeoutSeconds',
+    async () => {
+      const { file } = await hostileS3('drip', 10, { dripMs: 5000 }, { sourceTimeoutSeconds: 2 });
+      const res = await promoteDryRun(file, 60_000);
+      expectCopyNotUsed(
+        res,
+        S3_LABEL,
+        /listing mfs\/snapshots\/ not done within [\d.]+ s \(what connecting left of jobs\.promote\.sourceTimeoutSeconds = 2 s\): abandoned/,
+      );
+      expect(res.code).toBe(2);
+      // Before: past 75 s and going (the copy was listed before sourceTimeoutSeconds applied).
+      expect(res.seconds).toBeLessThan(30);
+    },
+    90_000,
+  );
 
-  attackTest('hostile s3', 'backup and verify list a dripping copy', "backup's push and verify's check of a dripping copy end after its timeoutSeconds, naming it", async () => {
-    const { config } = await hostileS3('drip', 1, { dripMs: 5000 });
-    const copy = config.snapshotStore!.copies[0]!;
-    const started = Date.now();
-    const pushed = await pushToCopy(config, copy, [], silentLogger(), new AbortController().signal, true);
-    const checked = await checkCopy(config, copy, new AbortController().signal, { readBack: false });
-    expect((Date.now() - started) / 1000).toBeLessThan(30);
-    for (const error of [pushed.error, checked.error]) {
-      expect(error).toMatch(new RegExp(`^${S3_LABEL}: listing mfs/snapshots/: no answer within 1 s \\(snapshotStore\\.copies\\.0\\.timeoutSeconds\\): abandoned$`));
-    }
-  }, 90_000);
+  attackTest(
+    'hostile s3',
+    'backup and verify list a dripping copy',
+    "backup's push and verify's check of a dripping copy end after its timeoutSeconds, naming it",
+    async () => {
+      const { config } = await hostileS3('drip', 1, { dripMs: 5000 });
+      const copy = config.snapshotStore!.copies[0]!;
+      const started = Date.now();
+      const pushed = await pushToCopy(config, copy, [], silentLogger(), new AbortController().signal, true);
+      const checked = await checkCopy(config, copy, new AbortController().signal, { readBack: false });
+      expect((Date.now() - started) / 1000).toBeLessThan(30);
+      for (const error of [pushed.error, checked.error]) {
+        expect(error).toMatch(
+          new RegExp(
+            `^${S3_LABEL}: listing mfs/snapshots/: no answer within 1 s \\(snapshotStore\\.copies\\.0\\.timeoutSeconds\\): abandoned$`,
+          ),
+        );
+      }
+    },
+    90_000,
+  );
 
-  attackTest('hostile s3', 'a 200 MiB ListObjectsV2 page', 'one page of 200 MiB is cut at 8 MiB before the SDK parses it', async () => {
-    const { file, server } = await hostileS3('huge', 20, { hugeBytes: 200 * 2 ** 20 });
-    const res = await listCopy(file);
-    expectRefused(res, S3_LABEL, new RegExp(`an answer to ListObjectsV2Command longer than ${LISTING_ANSWER_BYTES} bytes: refused, not parsed$`));
-    expect(server.served).toBeLessThan(100 * 2 ** 20);
-  }, 120_000);
+  attackTest(
+    'hostile s3',
+    'a 200 MiB ListObjectsV2 page',
+    'one page of 200 MiB is cut at 8 MiB before the SDK parses it',
+    async () => {
+      const { file, server } = await hostileS3('huge', 20, { hugeBytes: 200 * 2 ** 20 });
+      const res = await listCopy(file);
+      expectRefused(
+        res,
+        S3_LABEL,
+        new RegExp(`an answer to ListObjectsV2Command longer than ${LISTING_ANSWER_BYTES} bytes: refused, not parsed$`),
+      );
+      expect(server.served).toBeLessThan(100 * 2 ** 20);
+    },
+    120_000,
+  );
 
-  attackTest('hostile s3', 'XML entity expansion (billion laughs)', "billion laughs in a listing: the SDK's parser skips the DOCTYPE and reads an undeclared entity as nothing (never expanded)", async () => {
-    const { file } = await hostileS3('entities', 10);
-    const res = await runCliMeasured(['snapshot', 'list', '--config', file, '--copy', 'evil', '--json'], 60_000);
-    expect(res.code).toBe(0);
-    // The key `mfs/snapshots/&lol9;` read as `mfs/snapshots/`: an empty name, shown as skipped, never used.
-    expect((JSON.parse(res.stdout) as { skipped: string[]; snapshots: unknown[] }).skipped).toEqual(['']);
-    expect(res.peakMiB).toBeLessThan(RSS_LIMIT_MIB);
-  }, 90_000);
+  attackTest(
+    'hostile s3',
+    'XML entity expansion (billion laughs)',
+    "billion laughs in a listing: the SDK's parser skips the DOCTYPE and reads an undeclared entity as nothing (never expanded)",
+    async () => {
+      const { file } = await hostileS3('entities', 10);
+      const res = await runCliMeasured(['snapshot', 'list', '--config', file, '--copy', 'evil', '--json'], 60_000);
+      expect(res.code).toBe(0);
+      // The key `mfs/snapshots/&lol9;` read as `mfs/snapshots/`: an empty name, shown as skipped, never used.
+      expect((JSON.parse(res.stdout) as { skipped: string[]; snapshots: unknown[] }).skipped).toEqual(['']);
+      expect(res.peakMiB).toBeLessThan(RSS_LIMIT_MIB);
+    },
+    90_000,
+  );
 });
 
 describe('a hostile SFTP copy', () => {
@@ -166,23 +244,51 @@ describe('a hostile SFTP copy', () => {
     const endlessReaddir = { namesPerAnswer: 500, nameBytes: 100 };
     const server = await HostileSftp.start(path.join(tmp, `sftp-${++n}`), {}, '/offsite/snapshots', { endlessReaddir });
     stop.push(server);
-    const reach = { host: server.host, port: server.port, user: 'root', identityFile: server.clientKey, knownHosts: server.knownHosts };
+    const reach = {
+      host: server.host,
+      port: server.port,
+      user: 'root',
+      identityFile: server.clientKey,
+      knownHosts: server.knownHosts,
+    };
     const copy = { type: 'sftp', ...reach, path: '/offsite', timeoutSeconds };
     return { server, ...(await configWith(copy, promote)) };
   }
   const label = String.raw`copy evil \(sftp root@127\.0\.0\.1:\d+:/offsite\)`;
 
-  attackTest('hostile sftp', 'copy: READDIR never ends', 'a copy whose READDIR never says EOF: snapshot list ends at 100000 entries, in bounded memory', async () => {
-    const { file, server } = await endlessCopy(10);
-    const res = await listCopy(file);
-    expectRefused(res, label, new RegExp(`listing /offsite/snapshots: more than ${LISTING_LIMITS.entries} entries \\(a listing that never ends, or not ours\\): refused$`));
-    expect(server.readdirs).toBeLessThanOrEqual(LISTING_LIMITS.entries / 500 + 1);
-  }, 150_000);
+  attackTest(
+    'hostile sftp',
+    'copy: READDIR never ends',
+    'a copy whose READDIR never says EOF: snapshot list ends at 100000 entries, in bounded memory',
+    async () => {
+      const { file, server } = await endlessCopy(10);
+      const res = await listCopy(file);
+      expectRefused(
+        res,
+        label,
+        new RegExp(
+          `listing /offsite/snapshots: more than ${LISTING_LIMITS.entries} entries \\(a listing that never ends, or not ours\\): refused$`,
+        ),
+      );
+      expect(server.readdirs).toBeLessThanOrEqual(LISTING_LIMITS.entries / 500 + 1);
+    },
+    150_000,
+  );
 
-  attackTest('hostile sftp', 'promote: copy READDIR never ends', 'promote --dry-run with the store gone and a copy whose READDIR never ends: given up at sourceTimeoutSeconds', async () => {
-    const { file } = await endlessCopy(10, { sourceTimeoutSeconds: 2 });
-    const res = await promoteDryRun(file);
-    expectCopyNotUsed(res, label, /listing \/offsite\/snapshots not done within [\d.]+ s \(what connecting left of jobs\.promote\.sourceTimeoutSeconds = 2 s\): abandoned/);
-    expect(res.seconds).toBeLessThan(30);
-  }, 90_000);
+  attackTest(
+    'hostile sftp',
+    'promote: copy READDIR never ends',
+    'promote --dry-run with the store gone and a copy whose READDIR never ends: given up at sourceTimeoutSeconds',
+    async () => {
+      const { file } = await endlessCopy(10, { sourceTimeoutSeconds: 2 });
+      const res = await promoteDryRun(file);
+      expectCopyNotUsed(
+        res,
+        label,
+        /listing \/offsite\/snapshots not done within [\d.]+ s \(what connecting left of jobs\.promote\.sourceTimeoutSeconds = 2 s\): abandoned/,
+      );
+      expect(res.seconds).toBeLessThan(30);
+    },
+    90_000,
+  );
 });

@@ -29,7 +29,14 @@ describe('acceptUnknownHostKeys: accept-new, then pinned', () => {
   const config = (accept: boolean) =>
     parseConfig({
       stateDir: path.join(dir, 'state'),
-      ssh: { port: sshd!.port, user: 'root', privateKey: sshd!.clientKey, knownHosts, connectTimeoutSeconds: 5, acceptUnknownHostKeys: accept },
+      ssh: {
+        port: sshd!.port,
+        user: 'root',
+        privateKey: sshd!.clientKey,
+        knownHosts,
+        connectTimeoutSeconds: 5,
+        acceptUnknownHostKeys: accept,
+      },
       masters: [{ name: 'm1', host: sshd!.host, dataPath: sshd!.dir }],
     });
 
@@ -68,18 +75,29 @@ describe('acceptUnknownHostKeys: accept-new, then pinned', () => {
     expect((await fs.readFile(knownHosts, 'utf8')).split('\n').filter(Boolean)).toHaveLength(1);
 
     await restartWithNewHostKey();
-    const err = await listOver(true).then(() => undefined, (e: unknown) => e);
+    const err = await listOver(true).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(TransferError);
-    expect((err as Error).message).toBe(`m1 (${sshd!.host}:${sshd!.port}): cannot connect over SSH: host key of ${name} does not match ${knownHosts} (possible man-in-the-middle, or the host was reinstalled)`);
+    expect((err as Error).message).toBe(
+      `m1 (${sshd!.host}:${sshd!.port}): cannot connect over SSH: host key of ${name} does not match ${knownHosts} (possible man-in-the-middle, or the host was reinstalled)`,
+    );
     expect((await fs.readFile(knownHosts, 'utf8')).split('\n').filter(Boolean)).toEqual([`${name} ${hostPub}`]);
   });
 
   test('a known_hosts not there yet is created 0600 by the first pin; without the option an unknown host is refused and nothing is written', async () => {
-    const refused = await listOver(false).then(() => undefined, (e: unknown) => e);
+    const refused = await listOver(false).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(refused).toBeInstanceOf(Error);
     expect((refused as Error).message).toMatch(/cannot read known_hosts file .* ENOENT/);
     await fs.writeFile(knownHosts, '# managed by hand\n', { mode: 0o600 });
-    const unknown = await listOver(false).then(() => undefined, (e: unknown) => e);
+    const unknown = await listOver(false).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect((unknown as Error).message).toMatch(new RegExp(`is not in ${knownHosts}`));
     expect(await fs.readFile(knownHosts, 'utf8')).toBe('# managed by hand\n');
 

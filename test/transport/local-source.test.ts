@@ -24,22 +24,30 @@ describe('local sources are read like hostile remote ones', () => {
     const src = localSource('ml1');
     expect((await src.list(dir)).find((e) => e.name === 'changelog_ml.1.mfs')).toMatchObject({ isFile: false });
     const link = path.join(dir, 'changelog_ml.1.mfs');
-    await expect(src.readRange(link, 0, 10)).rejects.toThrow(`ml1 (local): ${link}: is a symbolic link: refused (links in a source directory are never followed)`);
-    await expect(src.download(link, path.join(dir, 'copy'), { bound: { size: 100 } })).rejects.toThrow('is a symbolic link');
+    await expect(src.readRange(link, 0, 10)).rejects.toThrow(
+      `ml1 (local): ${link}: is a symbolic link: refused (links in a source directory are never followed)`,
+    );
+    await expect(src.download(link, path.join(dir, 'copy'), { bound: { size: 100 } })).rejects.toThrow(
+      'is a symbolic link',
+    );
     await expect(fs.stat(path.join(dir, 'copy'))).rejects.toThrow(/ENOENT/);
   });
 
   test('a FIFO is refused at once instead of blocking the job for ever', async () => {
     await promisify(execFile)('mkfifo', [path.join(dir, 'changelog_ml.2.mfs')]);
     const started = Date.now();
-    await expect(localSource('ml1').readRange(path.join(dir, 'changelog_ml.2.mfs'), 0, 10)).rejects.toThrow('not a regular file: refused');
+    await expect(localSource('ml1').readRange(path.join(dir, 'changelog_ml.2.mfs'), 0, 10)).rejects.toThrow(
+      'not a regular file: refused',
+    );
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
   test('a file bigger than its bound is refused before a byte is copied; one within it is copied whole and private; an existing target is never written through', async () => {
     const big = path.join(dir, 'metadata_ml.mfs.back');
     await fs.writeFile(big, Buffer.alloc(1 << 20));
-    await expect(copyLocalFile('ml1', big, path.join(dir, 'a'), { size: 1000 })).rejects.toThrow(`ml1 (local): ${big}: ${1 << 20} bytes, more than 1000 bytes announced: refused, nothing kept`);
+    await expect(copyLocalFile('ml1', big, path.join(dir, 'a'), { size: 1000 })).rejects.toThrow(
+      `ml1 (local): ${big}: ${1 << 20} bytes, more than 1000 bytes announced: refused, nothing kept`,
+    );
     await expect(fs.stat(path.join(dir, 'a'))).rejects.toThrow(/ENOENT/);
     // Within its bound: copied whole, private.
     await copyLocalFile('ml1', big, path.join(dir, 'b'), { size: 1 << 20 });

@@ -37,7 +37,9 @@ async function sources(dir: string): Promise<string[]> {
 
 async function importsOf(file: string): Promise<string[]> {
   const text = await fs.readFile(path.join(REPO_ROOT, file), 'utf8');
-  return [...text.matchAll(/(?:from\s+|import\s*\(\s*)'(\.[^']+)'/g)].map((m) => path.normalize(path.join(path.dirname(file), m[1]!)).replace(/\.js$/, '.ts'));
+  return [...text.matchAll(/(?:from\s+|import\s*\(\s*)'(\.[^']+)'/g)].map((m) =>
+    path.normalize(path.join(path.dirname(file), m[1]!)).replace(/\.js$/, '.ts'),
+  );
 }
 
 let graph: Map<string, string[]>;
@@ -75,7 +77,9 @@ describe('layout', () => {
 
   test('no job imports another job (only the registry imports them all)', () => {
     const wrong = [...graph].flatMap(([file, deps]) =>
-      file.startsWith(`jobs${path.sep}`) && file !== path.join('jobs', 'index.ts') ? deps.filter((d) => d.startsWith(`jobs${path.sep}`)).map((d) => `${file} → ${d}`) : [],
+      file.startsWith(`jobs${path.sep}`) && file !== path.join('jobs', 'index.ts')
+        ? deps.filter((d) => d.startsWith(`jobs${path.sep}`)).map((d) => `${file} → ${d}`)
+        : [],
     );
     expect(wrong).toEqual([]);
   });
@@ -101,7 +105,8 @@ describe('layout', () => {
     const wrong: string[] = [];
     const adapters = path.join('lib', 'moosefs', 'generations') + path.sep;
     for (const file of graph.keys()) {
-      if (!(file.startsWith(`lib${path.sep}`) || file.startsWith(`jobs${path.sep}`)) || file.startsWith(adapters)) continue;
+      if (!(file.startsWith(`lib${path.sep}`) || file.startsWith(`jobs${path.sep}`)) || file.startsWith(adapters))
+        continue;
       for (const { line, text } of await stringsIn(file)) {
         const why = versionKnowledge(text);
         // The config schema lists the names an operator may write (core imports no adapter; a unit test keeps both equal).

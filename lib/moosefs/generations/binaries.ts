@@ -46,15 +46,20 @@ const probed = new Map<string, Promise<{ version: string; generation: Generation
 export function binaryGeneration(mfsmaster: string): Promise<{ version: string; generation: Generation } | undefined> {
   let answer = probed.get(mfsmaster);
   if (!answer) {
-    answer = execCapture(mfsmaster, ['-v'], { timeoutMs: 10_000 }).then((res) => {
-      const out = res.stdout + res.stderr;
-      const m = /version:\s*(\d+\.\d+\.\d+)/.exec(out);
-      if (m) {
-        const generation = generationOfSoftware(m[1]!);
-        return generation ? { version: m[1]!, generation } : undefined;
-      }
-      return /usage: \S+ \[-f\] \[-s\] \[-c cfgfile\]/.test(out) ? { version: '1.5', generation: generationNamed('1.5') } : undefined;
-    }, () => undefined);
+    answer = execCapture(mfsmaster, ['-v'], { timeoutMs: 10_000 }).then(
+      (res) => {
+        const out = res.stdout + res.stderr;
+        const m = /version:\s*(\d+\.\d+\.\d+)/.exec(out);
+        if (m) {
+          const generation = generationOfSoftware(m[1]!);
+          return generation ? { version: m[1]!, generation } : undefined;
+        }
+        return /usage: \S+ \[-f\] \[-s\] \[-c cfgfile\]/.test(out)
+          ? { version: '1.5', generation: generationNamed('1.5') }
+          : undefined;
+      },
+      () => undefined,
+    );
     probed.set(mfsmaster, answer);
   }
   return answer;
@@ -75,13 +80,17 @@ export async function restoringBinaries(
 ): Promise<Binaries> {
   const writers = generationsReading(imageMagic);
   const magic = imageMagic ?? writers[0]?.imageMagic;
-  if (writers.length === 0) throw new ConfigError(where, `${where}: no MooseFS generation writes images with header "${magic}"`);
+  if (writers.length === 0)
+    throw new ConfigError(where, `${where}: no MooseFS generation writes images with header "${magic}"`);
   const writtenBy = writers.map((g) => g.label).join(' or ');
   const pinned = config.moosefs.generation;
   if (pinned !== 'auto') {
     const generation = generationNamed(pinned);
     if (!writers.includes(generation)) {
-      throw new ConfigError('moosefs.generation', `${where} is a "${magic}" image (${writtenBy}), but moosefs.generation is ${pinned} (${generation.label}, "${generation.imageMagic}" images): refusing to restore it with those binaries`);
+      throw new ConfigError(
+        'moosefs.generation',
+        `${where} is a "${magic}" image (${writtenBy}), but moosefs.generation is ${pinned} (${generation.label}, "${generation.imageMagic}" images): refusing to restore it with those binaries`,
+      );
     }
     return binariesFor(config, generation, mfsmasterDefault);
   }
@@ -89,10 +98,17 @@ export async function restoringBinaries(
   if (prefixed) return binariesFor(config, prefixed, mfsmasterDefault);
   const installed = binariesFor(config, writers[0]!, mfsmasterDefault);
   const found = await binaryGeneration(installed.mfsmaster);
-  if (!found) throw new ConfigError(installed.key, `${where}: cannot tell which MooseFS ${installed.mfsmaster} is (its -v answer is not known); set moosefs.generation`);
+  if (!found)
+    throw new ConfigError(
+      installed.key,
+      `${where}: cannot tell which MooseFS ${installed.mfsmaster} is (its -v answer is not known); set moosefs.generation`,
+    );
   if (!writers.includes(found.generation)) {
     const want = writers.map((g) => `"${g.name}"`).join(' or ');
-    throw new ConfigError(`moosefs.prefixes`, `${where} is a "${magic}" image (${writtenBy}), but ${installed.mfsmaster} is MooseFS ${found.version} ("${found.generation.imageMagic}" images) and cannot restore it: set moosefs.prefixes.${want} to that generation's installation`);
+    throw new ConfigError(
+      `moosefs.prefixes`,
+      `${where} is a "${magic}" image (${writtenBy}), but ${installed.mfsmaster} is MooseFS ${found.version} ("${found.generation.imageMagic}" images) and cannot restore it: set moosefs.prefixes.${want} to that generation's installation`,
+    );
   }
   return { ...installed, generation: found.generation };
 }

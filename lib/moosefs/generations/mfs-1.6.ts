@@ -7,7 +7,12 @@ import { MFS_1_5 } from './mfs-1.5.js';
  * command line (`MFSM 1.5` images, MATOCU_* keys, no start/stop words, no metalogger). At failover the
  * changelogs come from the chunkservers' `changelog_csback.N.mfs`, and `mfsmetarestore` restores.
  */
-export const MFS_1_6: Generation = { ...MFS_1_5, name: '1.6', label: 'MooseFS 1.6 (before 1.6.5)', exportsWithPassword: true };
+export const MFS_1_6: Generation = {
+  ...MFS_1_5,
+  name: '1.6',
+  label: 'MooseFS 1.6 (before 1.6.5)',
+  exportsWithPassword: true,
+};
 
 /**
  * MooseFS 1.6.5 and later 1.6 releases (1.6.27, August 2012): metaloggers (MATOML_*), MATOCL_* keys

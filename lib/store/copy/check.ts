@@ -54,10 +54,13 @@ function presenceProblems(s: RemoteSnapshot): string[] {
   for (const f of s.manifest.files.map(onDisk)) {
     const there = listed.get(f.name);
     if (!there) problems.push(`snapshot ${s.id}: ${f.name} is missing`);
-    else if (there.size !== f.size) problems.push(`snapshot ${s.id}: ${f.name} is ${there.size} bytes, manifest says ${f.size}`);
+    else if (there.size !== f.size)
+      problems.push(`snapshot ${s.id}: ${f.name} is ${there.size} bytes, manifest says ${f.size}`);
   }
   const known = new Set([MANIFEST, ...s.manifest.files.map((f) => onDisk(f).name)]);
-  for (const f of s.files) if (!known.has(f.name) && !f.name.endsWith(PART_SUFFIX)) problems.push(`snapshot ${s.id}: ${printable(f.name)} is not in the manifest`);
+  for (const f of s.files)
+    if (!known.has(f.name) && !f.name.endsWith(PART_SUFFIX))
+      problems.push(`snapshot ${s.id}: ${printable(f.name)} is not in the manifest`);
   return problems;
 }
 
@@ -72,7 +75,8 @@ type CopyCache = Record<string, Record<string, { size: number; sha256: string; v
 async function readCopyCache(file: string): Promise<CopyCache> {
   try {
     const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as { formatVersion?: number; snapshots?: CopyCache };
-    if (parsed?.formatVersion === 1 && parsed.snapshots && typeof parsed.snapshots === 'object') return parsed.snapshots;
+    if (parsed?.formatVersion === 1 && parsed.snapshots && typeof parsed.snapshots === 'object')
+      return parsed.snapshots;
   } catch {
     // Missing or unreadable: every snapshot is read again, and the file written anew.
   }
@@ -83,9 +87,23 @@ async function readCopyCache(file: string): Promise<CopyCache> {
  * `readBack: false`: presence and sizes only (a copy across a slow link, checked on a slower schedule by
  * another config). `recheckMs`: how long a clean older snapshot is taken from the cache (default 7 days).
  */
-export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortSignal, options: { readBack?: boolean; now?: number; recheckMs?: number } = {}): Promise<CopyCheck> {
+export async function checkCopy(
+  config: Config,
+  copy: CopyConfig,
+  signal: AbortSignal,
+  options: { readBack?: boolean; now?: number; recheckMs?: number } = {},
+): Promise<CopyCheck> {
   const now = options.now ?? Date.now();
-  const check: CopyCheck = { copy: copy.name, type: copy.type, label: copy.name, reachable: false, complete: [], incomplete: [], broken: [], problems: [] };
+  const check: CopyCheck = {
+    copy: copy.name,
+    type: copy.type,
+    label: copy.name,
+    reachable: false,
+    complete: [],
+    incomplete: [],
+    broken: [],
+    problems: [],
+  };
   let repo: CopyRepository | undefined;
   try {
     repo = await openCopy(config, copy, signal);
@@ -119,7 +137,13 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
           signal.throwIfAborted();
           if (listed.get(f.name)?.size !== f.size) continue;
           const was = cache[s.id]?.[f.name];
-          if (s !== newest && was && was.size === f.size && was.sha256 === f.sha256 && now - was.verifiedAt < recheckMs) {
+          if (
+            s !== newest &&
+            was &&
+            was.size === f.size &&
+            was.sha256 === f.sha256 &&
+            now - was.verifiedAt < recheckMs
+          ) {
             check.cached++;
             kept[f.name] = was;
             continue;
@@ -128,7 +152,10 @@ export async function checkCopy(config: Config, copy: CopyConfig, signal: AbortS
           try {
             const sha = await sha256Of(repo, s.id, f.name, f.size);
             if (sha === f.sha256.toLowerCase()) kept[f.name] = { size: f.size, sha256: f.sha256, verifiedAt: now };
-            else check.problems.push(`snapshot ${s.id}: ${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…): the copy is damaged`);
+            else
+              check.problems.push(
+                `snapshot ${s.id}: ${f.name}: sha256 ${sha.slice(0, 12)}… does not match the manifest (${f.sha256.slice(0, 12)}…): the copy is damaged`,
+              );
           } catch (err) {
             check.problems.push(`snapshot ${s.id}: ${f.name}: ${describeError(err)}`);
           }

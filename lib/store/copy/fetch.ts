@@ -33,7 +33,11 @@ export interface FetchedSnapshot {
 export function findCopy(config: Config, name: string, key: string): CopyConfig {
   const copies = config.snapshotStore?.copies ?? [];
   const copy = copies.find((c) => c.name === name);
-  if (!copy) throw new UsageError(key, `${key} copy:${name}: no copy of that name in snapshotStore.copies of ${config.file} (known: ${copies.map((c) => c.name).join(', ') || 'none'})`);
+  if (!copy)
+    throw new UsageError(
+      key,
+      `${key} copy:${name}: no copy of that name in snapshotStore.copies of ${config.file} (known: ${copies.map((c) => c.name).join(', ') || 'none'})`,
+    );
   return copy;
 }
 
@@ -45,7 +49,8 @@ async function removeStale(root: string): Promise<void> {
     try {
       process.kill(pid, 0);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await fs.rm(path.join(root, name), { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH')
+        await fs.rm(path.join(root, name), { recursive: true, force: true });
     }
   }
 }
@@ -56,10 +61,20 @@ export async function ensureRoom(dir: string, sizes: readonly number[], what: st
   const st = await fs.statfs(dir);
   const free = st.bavail * st.bsize;
   const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / st.bsize) * st.bsize, st.bsize);
-  if (free < bytes) throw new StoreError(dir, `${dir}: not enough free space to fetch ${what}: it needs ${formatBytes(bytes)}, ${formatBytes(free)} are free`);
+  if (free < bytes)
+    throw new StoreError(
+      dir,
+      `${dir}: not enough free space to fetch ${what}: it needs ${formatBytes(bytes)}, ${formatBytes(free)} are free`,
+    );
 }
 
-export async function download(repo: CopyRepository, id: string, name: string, size: number, target: string): Promise<string> {
+export async function download(
+  repo: CopyRepository,
+  id: string,
+  name: string,
+  size: number,
+  target: string,
+): Promise<string> {
   const hash = createHash('sha256');
   const out = await openExclusive(target);
   try {
@@ -120,11 +135,15 @@ export async function fetchFromCopy(
   try {
     await fs.chmod(dir, DIR_MODE);
     const listing = await listCopy(repo, keys, { signal, deadline: deadline() });
-    const chosen = id === 'latest' ? listing.complete[listing.complete.length - 1] : listing.complete.find((s) => s.id === id);
+    const chosen =
+      id === 'latest' ? listing.complete[listing.complete.length - 1] : listing.complete.find((s) => s.id === id);
     if (!chosen) {
       const bad = listing.broken.find((b) => b.id === id);
       if (bad) throw new ChainError(id, `copy ${copy.name}: snapshot ${id} is broken: ${bad.error}`);
-      const known = listing.complete.slice(-3).map((s) => s.id).join(', ');
+      const known = listing.complete
+        .slice(-3)
+        .map((s) => s.id)
+        .join(', ');
       // Nothing usable at all: say why the newest there is not (a wrong key, a forged manifest).
       const newestBad = id === 'latest' && !known ? listing.broken.at(-1) : undefined;
       const why = newestBad ? ` (${listing.broken.length} unusable; newest ${newestBad.id}: ${newestBad.error})` : '';
@@ -132,7 +151,11 @@ export async function fetchFromCopy(
       throw new (id === 'latest' ? ChainError : UsageError)(copy.name, `${what}${known ? ` (newest: ${known})` : why}`);
     }
     const manifestText = JSON.stringify(chosen.manifest, null, 2) + '\n';
-    await ensureRoom(root, [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)], `snapshot ${chosen.id} of copy ${copy.name}`);
+    await ensureRoom(
+      root,
+      [Buffer.byteLength(manifestText), ...chosen.manifest.files.map((f) => onDisk(f).size)],
+      `snapshot ${chosen.id} of copy ${copy.name}`,
+    );
     // The manifest as the copy has it, re-checked from disk like any manifest (names, sizes, sha256 form).
     await writeNewFile(path.join(dir, MANIFEST), (out) => out.writeFile(manifestText));
     const manifest = await readManifest(dir, keys);
@@ -143,7 +166,10 @@ export async function fetchFromCopy(
       const sha = await download(repo, chosen.id, f.name, f.size, path.join(dir, f.name));
       const { size } = await fs.stat(path.join(dir, f.name));
       if (size !== f.size || sha !== f.sha256.toLowerCase()) {
-        throw new ChainError(f.name, `copy ${copy.name}: snapshot ${chosen.id}: ${f.name} does not match its manifest (size ${size}, expected ${f.size}; sha256 ${sha.slice(0, 12)}…, expected ${f.sha256.slice(0, 12)}…): not used`);
+        throw new ChainError(
+          f.name,
+          `copy ${copy.name}: snapshot ${chosen.id}: ${f.name} does not match its manifest (size ${size}, expected ${f.size}; sha256 ${sha.slice(0, 12)}…, expected ${f.sha256.slice(0, 12)}…): not used`,
+        );
       }
       bytes += size;
     }

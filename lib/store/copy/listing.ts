@@ -33,10 +33,12 @@ export async function readRemoteManifest(
   keys: StoreKeys,
 ): Promise<Manifest> {
   const parts: Buffer[] = [];
-  for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) })) parts.push(chunk as Buffer);
+  for await (const chunk of await repo.read(id, MANIFEST, { size: Math.min(size, MAX_MANIFEST_BYTES) }))
+    parts.push(chunk as Buffer);
   const where = `copy ${repo.name}: snapshots/${id}/${MANIFEST}`;
   const manifest = parseManifest(Buffer.concat(parts).toString('utf8'), where, keys);
-  if (manifest.id !== id) throw new ChainError(where, `${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
+  if (manifest.id !== id)
+    throw new ChainError(where, `${where}: manifest says id ${shownName(manifest.id)}, not ${id}`);
   return manifest;
 }
 
@@ -62,7 +64,11 @@ export async function listSnapshotFiles(repo: CopyRepository, id: string, signal
 }
 
 /** Ids, each snapshot's files and manifests, all under one budget: a copy that never stops answering is refused. */
-export async function listCopy(repo: CopyRepository, keys: StoreKeys, o: CopyListingOptions = {}): Promise<CopyListing> {
+export async function listCopy(
+  repo: CopyRepository,
+  keys: StoreKeys,
+  o: CopyListingOptions = {},
+): Promise<CopyListing> {
   const budget = copyListingBudget(repo, o);
   try {
     const { ids, skipped } = await repo.listSnapshotIds(budget);
@@ -76,7 +82,10 @@ export async function listCopy(repo: CopyRepository, keys: StoreKeys, o: CopyLis
       }
       try {
         if (manifestFile.size > MAX_MANIFEST_BYTES) {
-          throw new ChainError(`snapshots/${id}/${MANIFEST}`, `${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+          throw new ChainError(
+            `snapshots/${id}/${MANIFEST}`,
+            `${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`,
+          );
         }
         budget.hold(`snapshots/${id}/${MANIFEST}`, manifestFile.size);
         listing.complete.push({ id, manifest: await readRemoteManifest(repo, id, manifestFile.size, keys), files });

@@ -32,7 +32,11 @@ export function planCopy(input: {
   const retention = planStoreRetention(all, sources, input.retention, input.zone, input.pinned);
   const dropped = new Set(retention.remove);
   const completeIds = new Set(input.complete.map((s) => s.id));
-  const push = input.local.filter((s) => !completeIds.has(s.id) && !dropped.has(s.id)).map((s) => s.id).sort().reverse();
+  const push = input.local
+    .filter((s) => !completeIds.has(s.id) && !dropped.has(s.id))
+    .map((s) => s.id)
+    .sort()
+    .reverse();
   const remove = input.complete.filter((s) => dropped.has(s.id)).map((s) => s.id);
   const pushing = new Set(push);
   const removeIncomplete = input.incomplete.filter((id) => !pushing.has(id));

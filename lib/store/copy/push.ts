@@ -81,9 +81,29 @@ export async function pushSnapshot(
 }
 
 /** `dryRun`: list the copy and plan, send and remove nothing (`wouldPush`, `wouldRemove`). */
-export async function pushToCopy(config: Config, copy: CopyConfig, local: readonly StoredSnapshot[], log: Logger, signal: AbortSignal, dryRun = false): Promise<CopyRun> {
+export async function pushToCopy(
+  config: Config,
+  copy: CopyConfig,
+  local: readonly StoredSnapshot[],
+  log: Logger,
+  signal: AbortSignal,
+  dryRun = false,
+): Promise<CopyRun> {
   const started = Date.now();
-  const run: CopyRun = { copy: copy.name, type: copy.type, label: copy.name, ok: false, sentFiles: 0, skippedFiles: 0, sentBytes: 0, pushed: [], removed: [], removedIncomplete: [], complete: [], seconds: 0 };
+  const run: CopyRun = {
+    copy: copy.name,
+    type: copy.type,
+    label: copy.name,
+    ok: false,
+    sentFiles: 0,
+    skippedFiles: 0,
+    sentBytes: 0,
+    pushed: [],
+    removed: [],
+    removedIncomplete: [],
+    complete: [],
+    seconds: 0,
+  };
   let repo: CopyRepository | undefined;
   const complete = new Set<string>();
   try {
@@ -108,7 +128,12 @@ export async function pushToCopy(config: Config, copy: CopyConfig, local: readon
       return run;
     }
     for (const id of plan.push) {
-      await pushSnapshot(repo, local.find((s) => s.id === id)!, run, signal);
+      await pushSnapshot(
+        repo,
+        local.find((s) => s.id === id)!,
+        run,
+        signal,
+      );
       complete.add(id);
       log.info('snapshot pushed to copy', { copy: copy.name, snapshot: id });
     }

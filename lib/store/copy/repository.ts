@@ -42,4 +42,3 @@ export interface CopyRepository {
 
 /** Temp names an SFTP upload writes before the rename; never a manifest name, never listed as a file. */
 export const PART_SUFFIX = '.mfs-jobs-part';
-

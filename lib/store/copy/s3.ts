@@ -35,9 +35,16 @@ export async function readCredentials(file: string, key: string): Promise<S3Cred
   try {
     st = await fs.stat(file);
   } catch (err) {
-    throw new ConfigError(key, `cannot read S3 credentials file ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new ConfigError(
+      key,
+      `cannot read S3 credentials file ${file} (${key}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
-  if (st.mode & 0o077) throw new ConfigError(key, `S3 credentials file ${file} (${key}) is readable by others (mode ${(st.mode & 0o777).toString(8)}): refused; chmod 600 it`);
+  if (st.mode & 0o077)
+    throw new ConfigError(
+      key,
+      `S3 credentials file ${file} (${key}) is readable by others (mode ${(st.mode & 0o777).toString(8)}): refused; chmod 600 it`,
+    );
   let doc: unknown;
   try {
     doc = YAML.parse(await fs.readFile(file, 'utf8'));
@@ -140,20 +147,38 @@ class S3Copy implements CopyRepository {
     const { keys, prefixes } = await this.listAll(this.root, budget, '/');
     const names = prefixes.map((p) => p.slice(this.root.length, -1));
     const ids = names.filter((n) => ID_PATTERN.test(n)).sort();
-    return { ids, skipped: [...names.filter((n) => !ID_PATTERN.test(n)), ...keys.map((k) => k.key.slice(this.root.length))] };
+    return {
+      ids,
+      skipped: [...names.filter((n) => !ID_PATTERN.test(n)), ...keys.map((k) => k.key.slice(this.root.length))],
+    };
   }
   async listFiles(id: string, budget: ListingBudget): Promise<RemoteFile[]> {
     const prefix = `${this.root}${id}/`;
     const { keys } = await this.listAll(prefix, budget);
     // Keys with a further '/' (or any odd name) are not files of this snapshot: never used.
-    return keys.map((k) => ({ name: k.key.slice(prefix.length), size: k.size })).filter((f) => !plainNameProblem(f.name));
+    return keys
+      .map((k) => ({ name: k.key.slice(prefix.length), size: k.size }))
+      .filter((f) => !plainNameProblem(f.name));
   }
   async hasFile(id: string, name: string, expect: { size: number; sha256: string }): Promise<boolean> {
     try {
-      const head = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.copy.bucket, Key: this.keyOf(id, name), ChecksumMode: 'ENABLED' }));
+      const head = await this.client.send(
+        new this.sdk.HeadObjectCommand({
+          Bucket: this.copy.bucket,
+          Key: this.keyOf(id, name),
+          ChecksumMode: 'ENABLED',
+        }),
+      );
       // The server's own full-object sha256 where it keeps one (not for multipart: those are per part).
-      const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes('-') ? Buffer.from(head.ChecksumSHA256, 'base64').toString('hex') : undefined;
-      return head.ContentLength === expect.size && head.Metadata?.sha256 === expect.sha256 && (serverSha === undefined || serverSha === expect.sha256);
+      const serverSha =
+        head.ChecksumSHA256 && !head.ChecksumSHA256.includes('-')
+          ? Buffer.from(head.ChecksumSHA256, 'base64').toString('hex')
+          : undefined;
+      return (
+        head.ContentLength === expect.size &&
+        head.Metadata?.sha256 === expect.sha256 &&
+        (serverSha === undefined || serverSha === expect.sha256)
+      );
     } catch (err) {
       if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
       throw this.fail('head', this.keyOf(id, name), err);
@@ -166,33 +191,86 @@ class S3Copy implements CopyRepository {
     if (expect.size <= partSize) {
       // x-amz-checksum-sha256 too: an S3 that knows it (AWS, Ceph Reef+) checks the whole object against it and keeps it.
       const ChecksumSHA256 = Buffer.from(expect.sha256, 'hex').toString('base64');
-      await this.send('upload', Key, new this.sdk.PutObjectCommand({ Bucket: this.copy.bucket, Key, Body: createReadStream(localFile), ContentLength: expect.size, ContentMD5: await md5Of(localFile, 0, expect.size), ChecksumSHA256, Metadata }));
+      await this.send(
+        'upload',
+        Key,
+        new this.sdk.PutObjectCommand({
+          Bucket: this.copy.bucket,
+          Key,
+          Body: createReadStream(localFile),
+          ContentLength: expect.size,
+          ContentMD5: await md5Of(localFile, 0, expect.size),
+          ChecksumSHA256,
+          Metadata,
+        }),
+      );
       return;
     }
-    const created = await this.send<{ UploadId?: string }>('start multipart upload of', Key, new this.sdk.CreateMultipartUploadCommand({ Bucket: this.copy.bucket, Key, Metadata }));
+    const created = await this.send<{ UploadId?: string }>(
+      'start multipart upload of',
+      Key,
+      new this.sdk.CreateMultipartUploadCommand({ Bucket: this.copy.bucket, Key, Metadata }),
+    );
     const UploadId = created.UploadId!;
     try {
       const parts: { ETag?: string; PartNumber: number }[] = [];
       for (let start = 0, n = 1; start < expect.size; start += partSize, n++) {
         const end = Math.min(expect.size, start + partSize);
         const Body = createReadStream(localFile, { start, end: end - 1 });
-        const res = await this.send<{ ETag?: string }>('upload part of', Key, new this.sdk.UploadPartCommand({ Bucket: this.copy.bucket, Key, UploadId, PartNumber: n, Body, ContentLength: end - start, ContentMD5: await md5Of(localFile, start, end) }));
+        const res = await this.send<{ ETag?: string }>(
+          'upload part of',
+          Key,
+          new this.sdk.UploadPartCommand({
+            Bucket: this.copy.bucket,
+            Key,
+            UploadId,
+            PartNumber: n,
+            Body,
+            ContentLength: end - start,
+            ContentMD5: await md5Of(localFile, start, end),
+          }),
+        );
         parts.push({ ETag: res.ETag, PartNumber: n });
       }
-      await this.send('complete multipart upload of', Key, new this.sdk.CompleteMultipartUploadCommand({ Bucket: this.copy.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+      await this.send(
+        'complete multipart upload of',
+        Key,
+        new this.sdk.CompleteMultipartUploadCommand({
+          Bucket: this.copy.bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
     } catch (err) {
-      await this.client.send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.copy.bucket, Key, UploadId })).catch(() => undefined);
+      await this.client
+        .send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.copy.bucket, Key, UploadId }))
+        .catch(() => undefined);
       throw err;
     }
   }
   async read(id: string, name: string, bound: ReadBound): Promise<Readable> {
     const Key = this.keyOf(id, name);
-    const got = await this.send<{ Body?: unknown }>('read', Key, new this.sdk.GetObjectCommand({ Bucket: this.copy.bucket, Key }));
+    const got = await this.send<{ Body?: unknown }>(
+      'read',
+      Key,
+      new this.sdk.GetObjectCommand({ Bucket: this.copy.bucket, Key }),
+    );
     const body = got.Body instanceof Readable ? got.Body : Readable.from([]);
-    return boundedStream(body, { host: this.copy.name, what: `copy ${this.label}: ${Key}`, bound, idleSeconds: this.copy.timeoutSeconds, mapError: (err) => this.fail('read', Key, err) });
+    return boundedStream(body, {
+      host: this.copy.name,
+      what: `copy ${this.label}: ${Key}`,
+      bound,
+      idleSeconds: this.copy.timeoutSeconds,
+      mapError: (err) => this.fail('read', Key, err),
+    });
   }
   async remove(id: string, name: string): Promise<void> {
-    await this.send('delete', this.keyOf(id, name), new this.sdk.DeleteObjectCommand({ Bucket: this.copy.bucket, Key: this.keyOf(id, name) }));
+    await this.send(
+      'delete',
+      this.keyOf(id, name),
+      new this.sdk.DeleteObjectCommand({ Bucket: this.copy.bucket, Key: this.keyOf(id, name) }),
+    );
   }
   async removeSnapshotDir(): Promise<void> {}
   async close(): Promise<void> {
@@ -232,23 +310,22 @@ export async function openS3Copy(copy: S3CopyConfig, key: string, area = SNAPSHO
  */
 function answerCap(copy: S3CopyConfig) {
   type Next = (args: unknown) => Promise<{ response: { statusCode?: number; body?: unknown } }>;
-  return (next: Next, context: { commandName?: string }) =>
-    async (args: unknown) => {
-      const out = await next(args);
-      const { response } = out;
-      const objectBytes = context.commandName === 'GetObjectCommand' && (response.statusCode ?? 0) < 300;
-      if (objectBytes || !(response.body instanceof Readable)) return out;
-      let got = 0;
-      const cap = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          got += chunk.length;
-          if (got <= LISTING_ANSWER_BYTES) return cb(null, chunk);
-          const what = `an answer to ${context.commandName ?? 'a request'} longer than ${LISTING_ANSWER_BYTES} bytes`;
-          cb(new TransferError(copy.name, `copy ${labelOf(copy)}: ${what}: refused, not parsed`));
-        },
-      });
-      // Either end failing ends both: an abandoned request (its socket destroyed) ends the capped body too.
-      response.body = pipe(response.body, cap, () => undefined);
-      return out;
-    };
+  return (next: Next, context: { commandName?: string }) => async (args: unknown) => {
+    const out = await next(args);
+    const { response } = out;
+    const objectBytes = context.commandName === 'GetObjectCommand' && (response.statusCode ?? 0) < 300;
+    if (objectBytes || !(response.body instanceof Readable)) return out;
+    let got = 0;
+    const cap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        got += chunk.length;
+        if (got <= LISTING_ANSWER_BYTES) return cb(null, chunk);
+        const what = `an answer to ${context.commandName ?? 'a request'} longer than ${LISTING_ANSWER_BYTES} bytes`;
+        cb(new TransferError(copy.name, `copy ${labelOf(copy)}: ${what}: refused, not parsed`));
+      },
+    });
+    // Either end failing ends both: an abandoned request (its socket destroyed) ends the capped body too.
+    response.body = pipe(response.body, cap, () => undefined);
+    return out;
+  };
 }

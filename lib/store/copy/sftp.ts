@@ -39,21 +39,30 @@ class SftpCopy implements CopyRepository {
     if (err instanceof TransferError) return err;
     const msg = err instanceof Error ? err.message.replace(/^\w+: /, '') : String(err);
     // SSH_FX_FAILURE: OpenSSH's sftp-server says no more for ENOSPC, EDQUOT or a rename onto a directory.
-    const hint = /^Failure\b/.test(msg) || /: Failure\b/.test(msg) ? ' (the server gives no reason: its disk full, a quota, or something in the way)' : '';
+    const hint =
+      /^Failure\b/.test(msg) || /: Failure\b/.test(msg)
+        ? ' (the server gives no reason: its disk full, a quota, or something in the way)'
+        : '';
     return new TransferError(this.copy.name, `copy ${this.label}: ${op} ${what}: ${msg}${hint}`, { cause: err });
   }
   /** Is `dir` there? Within the listing's budget: an lstat the server never answers must not hold it. */
   private async present(dir: string, budget: ListingBudget): Promise<boolean> {
     const end = () => void this.client.end().catch(() => undefined);
-    return budget.answer(dir, () => this.client.exists(dir), end).catch((err: unknown) => {
-      throw this.fail('look for', dir, err);
-    }).then(Boolean);
+    return budget
+      .answer(dir, () => this.client.exists(dir), end)
+      .catch((err: unknown) => {
+        throw this.fail('look for', dir, err);
+      })
+      .then(Boolean);
   }
   async listSnapshotIds(budget: ListingBudget): Promise<{ ids: string[]; skipped: string[] }> {
     const root = path.posix.join(this.copy.path, this.area);
     if (!(await this.present(root, budget))) return { ids: [], skipped: [] };
     const entries = await this.source.list(root, budget);
-    const ids = entries.filter((e) => !e.isFile && ID_PATTERN.test(e.name)).map((e) => e.name).sort();
+    const ids = entries
+      .filter((e) => !e.isFile && ID_PATTERN.test(e.name))
+      .map((e) => e.name)
+      .sort();
     const isId = new Set(ids);
     return { ids, skipped: entries.filter((e) => !isId.has(e.name)).map((e) => e.name) };
   }
@@ -75,7 +84,11 @@ class SftpCopy implements CopyRepository {
       await this.client.delete(part, true);
       await this.upload(localFile, part, expect.size);
       const got = await this.readBack(part, expect.size);
-      if (got !== expect.sha256) throw new TransferError(this.copy.name, `copy ${this.label}: ${final}: read back as sha256 ${got.slice(0, 12)}…, sent ${expect.sha256.slice(0, 12)}…: the server did not store what was sent`);
+      if (got !== expect.sha256)
+        throw new TransferError(
+          this.copy.name,
+          `copy ${this.label}: ${final}: read back as sha256 ${got.slice(0, 12)}…, sent ${expect.sha256.slice(0, 12)}…: the server did not store what was sent`,
+        );
       await this.fsyncRemote(part);
       await this.client.posixRename(part, final);
     } catch (err) {
@@ -86,12 +99,24 @@ class SftpCopy implements CopyRepository {
   /** fastPut, abandoned when a window of timeoutSeconds moves less than 64 KiB (the link ends: the one way to settle ssh2). */
   private async upload(localFile: string, remote: string, size: number): Promise<void> {
     let stalled: TransferError | undefined;
-    const watchdog = new ReadWatchdog({ host: this.copy.name, what: `copy ${this.label}: upload ${remote}`, bound: { size }, idleSeconds: this.copy.timeoutSeconds }, (err) => {
-      stalled = err;
-      void this.client.end().catch(() => undefined);
-    });
+    const watchdog = new ReadWatchdog(
+      {
+        host: this.copy.name,
+        what: `copy ${this.label}: upload ${remote}`,
+        bound: { size },
+        idleSeconds: this.copy.timeoutSeconds,
+      },
+      (err) => {
+        stalled = err;
+        void this.client.end().catch(() => undefined);
+      },
+    );
     try {
-      await this.client.fastPut(localFile, remote, { concurrency: 8, chunkSize: 65536, step: (done: number) => watchdog.progress(done) });
+      await this.client.fastPut(localFile, remote, {
+        concurrency: 8,
+        chunkSize: 65536,
+        step: (done: number) => watchdog.progress(done),
+      });
     } catch (err) {
       throw stalled ?? err;
     } finally {
@@ -107,7 +132,11 @@ class SftpCopy implements CopyRepository {
    */
   private async fsyncRemote(remote: string): Promise<void> {
     const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
-    if (!sftp || (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['fsync@openssh.com'] !== '1') return;
+    if (
+      !sftp ||
+      (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['fsync@openssh.com'] !== '1'
+    )
+      return;
     const call = <T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
       new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
     let timedOut = false;
@@ -123,7 +152,11 @@ class SftpCopy implements CopyRepository {
         await call<void>((cb) => sftp.close(handle, cb)).catch(() => undefined);
       }
     } catch (err) {
-      if (timedOut) throw new TransferError(this.copy.name, `copy ${this.label}: fsync ${remote}: no answer for ${this.copy.timeoutSeconds} s`);
+      if (timedOut)
+        throw new TransferError(
+          this.copy.name,
+          `copy ${this.label}: fsync ${remote}: no answer for ${this.copy.timeoutSeconds} s`,
+        );
       throw err;
     } finally {
       clearTimeout(timer);
@@ -157,7 +190,12 @@ class SftpCopy implements CopyRepository {
   }
 }
 
-export async function openSftpCopy(copy: SftpCopyConfig, key: string, signal?: AbortSignal, area = SNAPSHOTS_DIR): Promise<CopyRepository> {
+export async function openSftpCopy(
+  copy: SftpCopyConfig,
+  key: string,
+  signal?: AbortSignal,
+  area = SNAPSHOTS_DIR,
+): Promise<CopyRepository> {
   const { source, client } = await connectSftp(
     {
       name: copy.name,

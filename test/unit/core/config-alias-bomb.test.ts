@@ -20,16 +20,23 @@ describe('a YAML alias bomb in the config', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  test('loadConfig and the hook\'s socket lookup refuse it in one line, at once; a few aliases still work', async () => {
+  test("loadConfig and the hook's socket lookup refuse it in one line, at once; a few aliases still work", async () => {
     const file = path.join(dir, 'bomb.yaml');
     await fs.writeFile(file, BOMB + '\n');
     const started = Date.now();
-    await expect(loadConfig(file)).rejects.toThrow(`${file}: not valid YAML: Excessive alias count indicates a resource exhaustion attack`);
-    await expect(socketFromConfig(file)).rejects.toThrow('Excessive alias count indicates a resource exhaustion attack');
+    await expect(loadConfig(file)).rejects.toThrow(
+      `${file}: not valid YAML: Excessive alias count indicates a resource exhaustion attack`,
+    );
+    await expect(socketFromConfig(file)).rejects.toThrow(
+      'Excessive alias count indicates a resource exhaustion attack',
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
 
     const fine = path.join(dir, 'fine.yaml');
-    await fs.writeFile(fine, 'ssh: &ssh { privateKey: /k, knownHosts: /kh }\nmasters:\n  - { name: m1, host: h1, ssh: *ssh }\n  - { name: m2, host: h2, ssh: *ssh }\n');
+    await fs.writeFile(
+      fine,
+      'ssh: &ssh { privateKey: /k, knownHosts: /kh }\nmasters:\n  - { name: m1, host: h1, ssh: *ssh }\n  - { name: m2, host: h2, ssh: *ssh }\n',
+    );
     const config = await loadConfig(fine);
     expect(config.masters.map((m) => m.ssh?.privateKey)).toEqual(['/k', '/k']);
   });

@@ -64,7 +64,9 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
     const dir = await data.makePrivateDir('.mfs-jobs-staging-d', 'staging directory');
     await fs.writeFile(path.join(dir.at, 'image'), 'MFSM NEW');
     await fs.symlink(path.join(victim, 'secret'), path.join(dir.at, 'evil'));
-    await expect(placeFiles(data, [{ from: path.join(dir.at, 'evil'), name: 'changelog.1.mfs' }])).rejects.toThrow(/ELOOP/);
+    await expect(placeFiles(data, [{ from: path.join(dir.at, 'evil'), name: 'changelog.1.mfs' }])).rejects.toThrow(
+      /ELOOP/,
+    );
     expect((await fs.stat(path.join(victim, 'secret'))).uid).toBe(0);
     await placeFiles(data, [{ from: path.join(dir.at, 'image'), name: 'metadata.mfs.back' }]);
     const placed = await fs.lstat(path.join(dataPath, 'metadata.mfs.back'));
@@ -117,12 +119,15 @@ describe('a DATA_PATH another user owns, worked in through directory descriptors
       await fs.rmdir(made.path);
       return made;
     };
-    await expect(moveAside(data, new Date('2026-12-07T09:00:00Z'), [])).rejects.toThrow(/aside directory removed while .* refusing to go on$/);
+    await expect(moveAside(data, new Date('2026-12-07T09:00:00Z'), [])).rejects.toThrow(
+      /aside directory removed while .* refusing to go on$/,
+    );
     expect(await fs.readdir(dataPath)).toEqual(['changelog.1.mfs']);
   });
 
   test('an entry is one component of the directory, never a path', () => {
-    for (const bad of ['', '.', '..', 'a/b', '../victim']) expect(() => data.entry(bad)).toThrow(/is not one entry of it/);
+    for (const bad of ['', '.', '..', 'a/b', '../victim'])
+      expect(() => data.entry(bad)).toThrow(/is not one entry of it/);
     expect(data.entry('a\\b')).toBe(`${data.at}/a\\b`);
   });
 });

@@ -10,7 +10,12 @@ import { REPO_ROOT } from '../../helpers/cli.js';
 describe('job registry', () => {
   test('each card equals what its job defines', async () => {
     const jobs = await loadJobs();
-    const card = (j: { name: string; description: string; defaultSchedule?: string; cliOptions?: readonly unknown[] }) => ({
+    const card = (j: {
+      name: string;
+      description: string;
+      defaultSchedule?: string;
+      cliOptions?: readonly unknown[];
+    }) => ({
       name: j.name,
       description: j.description,
       defaultSchedule: j.defaultSchedule,

@@ -25,7 +25,10 @@ describe('job lock', () => {
   });
 
   test('a lock of a dead PID is stale and taken over', async () => {
-    await fs.writeFile(path.join(dir, 'prune.lock'), JSON.stringify({ pid: 2 ** 22 + 1, startedAt: 'x', job: 'prune' }));
+    await fs.writeFile(
+      path.join(dir, 'prune.lock'),
+      JSON.stringify({ pid: 2 ** 22 + 1, startedAt: 'x', job: 'prune' }),
+    );
     const lock = await acquireLock(dir, 'prune');
     expect(JSON.parse(await fs.readFile(lock.file, 'utf8')).pid).toBe(process.pid);
     await lock.release();
@@ -35,10 +38,17 @@ describe('job lock', () => {
     // `sleep 0.05` exits at once; its parent (exec'd into `sleep 30`) never reaps it: a zombie.
     const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
-      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
-      await waitFor('the child to become a zombie', async () => (await fs.readFile(`/proc/${zombie}/stat`, 'utf8')).includes(') Z '));
+      const zombie = Number(
+        await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
+      );
+      await waitFor('the child to become a zombie', async () =>
+        (await fs.readFile(`/proc/${zombie}/stat`, 'utf8')).includes(') Z '),
+      );
       expect(processAlive(zombie)).toBe(false);
-      await fs.writeFile(path.join(dir, 'promote.lock'), JSON.stringify({ pid: zombie, startedAt: 'x', job: 'promote' }));
+      await fs.writeFile(
+        path.join(dir, 'promote.lock'),
+        JSON.stringify({ pid: zombie, startedAt: 'x', job: 'promote' }),
+      );
       const lock = await acquireLock(dir, 'promote');
       await lock.release();
     } finally {
@@ -55,7 +65,7 @@ describe('job lock', () => {
     await lock.release();
   });
 
-  test('an empty lock file is stale at once, and a killed run\'s pending lock file is swept, never counted', async () => {
+  test("an empty lock file is stale at once, and a killed run's pending lock file is swept, never counted", async () => {
     await fs.writeFile(path.join(dir, 'drill.lock'), '');
     const leftover = path.join(dir, `drill.lock.${2 ** 22 + 1}.0badf00d`);
     await fs.writeFile(leftover, JSON.stringify({ pid: 2 ** 22 + 1, startedAt: 'x', job: 'drill' }));

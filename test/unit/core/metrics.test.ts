@@ -1,10 +1,17 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { METRICS, METRIC_PREFIX, metric, metricSpec, namingProblem, type Metric, type MetricName } from '../../../lib/core/metrics.js';
+import {
+  METRICS,
+  METRIC_PREFIX,
+  metric,
+  metricSpec,
+  namingProblem,
+  type Metric,
+  type MetricName,
+} from '../../../lib/core/metrics.js';
 import { nagiosLine, prometheusText } from '../../../lib/core/output.js';
 import { REPO_ROOT } from '../../helpers/cli.js';
 import { PERFDATA_ITEM as PERFDATA, perfItems } from '../../monitoring/perfdata.js';
-
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -18,7 +25,9 @@ async function sources(dir: string): Promise<string[]> {
 
 describe('the metric registry (lib/core/metrics.ts)', () => {
   test('every name follows Prometheus naming rules (base units, _seconds, _bytes, _total only for counters)', () => {
-    const problems = Object.entries(METRICS).map(([name, spec]) => [name, namingProblem(name, spec)]).filter(([, p]) => p);
+    const problems = Object.entries(METRICS)
+      .map(([name, spec]) => [name, namingProblem(name, spec)])
+      .filter(([, p]) => p);
     expect(problems).toEqual([]);
   });
 
@@ -37,10 +46,14 @@ describe('the metric registry (lib/core/metrics.ts)', () => {
     const inlineHelp: string[] = [];
     for (const file of files) {
       const text = await fs.readFile(file, 'utf8');
-      for (const m of text.matchAll(/\bmetric\('([^']+)'/g)) if (!metricSpec(m[1]!)) unknown.push(`${path.relative(REPO_ROOT, file)}: ${m[1]}`);
+      for (const m of text.matchAll(/\bmetric\('([^']+)'/g))
+        if (!metricSpec(m[1]!)) unknown.push(`${path.relative(REPO_ROOT, file)}: ${m[1]}`);
       // A metric literal of the old kind: `{ name: '…', value: … }` with or without help.
-      for (const m of text.matchAll(/\{\s*name:\s*'([a-z_]+)',\s*value:/g)) inlineHelp.push(`${path.relative(REPO_ROOT, file)}: ${m[1]}`);
-      if (!file.endsWith(path.join('core', 'metrics.ts'))) for (const m of text.matchAll(/\bhelp:\s*['`]/g)) inlineHelp.push(`${path.relative(REPO_ROOT, file)}: help at ${m.index}`);
+      for (const m of text.matchAll(/\{\s*name:\s*'([a-z_]+)',\s*value:/g))
+        inlineHelp.push(`${path.relative(REPO_ROOT, file)}: ${m[1]}`);
+      if (!file.endsWith(path.join('core', 'metrics.ts')))
+        for (const m of text.matchAll(/\bhelp:\s*['`]/g))
+          inlineHelp.push(`${path.relative(REPO_ROOT, file)}: help at ${m.index}`);
     }
     expect(unknown).toEqual([]);
     expect(inlineHelp).toEqual([]);
@@ -48,21 +61,41 @@ describe('the metric registry (lib/core/metrics.ts)', () => {
 
   test('a textfile refuses a metric that is not in the registry', () => {
     const rogue = { name: 'made_up' as MetricName, value: 1 } satisfies Metric;
-    expect(() => prometheusText('backup', { status: 'OK', summary: 'x', metrics: [rogue] }, new Date(), 5)).toThrow(/made_up.*not declared in lib\/core\/metrics\.ts/);
+    expect(() => prometheusText('backup', { status: 'OK', summary: 'x', metrics: [rogue] }, new Date(), 5)).toThrow(
+      /made_up.*not declared in lib\/core\/metrics\.ts/,
+    );
   });
 
   test('two jobs writing the same metric write the same HELP and TYPE', () => {
-    const a = prometheusText('backup', { status: 'OK', summary: 'x', metrics: [metric('snapshot_age_seconds', 5, { labels: { source: 'master' } })] }, new Date(), 5);
-    const b = prometheusText('verify', { status: 'OK', summary: 'x', metrics: [metric('snapshot_age_seconds', 7, { warn: 1, crit: 2 })] }, new Date(), 5);
+    const a = prometheusText(
+      'backup',
+      { status: 'OK', summary: 'x', metrics: [metric('snapshot_age_seconds', 5, { labels: { source: 'master' } })] },
+      new Date(),
+      5,
+    );
+    const b = prometheusText(
+      'verify',
+      { status: 'OK', summary: 'x', metrics: [metric('snapshot_age_seconds', 7, { warn: 1, crit: 2 })] },
+      new Date(),
+      5,
+    );
     const meta = (t: string) => t.split('\n').filter((l) => l.startsWith('# ') && l.includes('snapshot_age_seconds'));
     expect(meta(a)).toEqual(meta(b));
-    expect(meta(a)).toEqual([`# HELP ${METRIC_PREFIX}snapshot_age_seconds ${METRICS.snapshot_age_seconds.help}`, `# TYPE ${METRIC_PREFIX}snapshot_age_seconds gauge`]);
+    expect(meta(a)).toEqual([
+      `# HELP ${METRIC_PREFIX}snapshot_age_seconds ${METRICS.snapshot_age_seconds.help}`,
+      `# TYPE ${METRIC_PREFIX}snapshot_age_seconds gauge`,
+    ]);
     expect(b).toContain('mfs_jobs_snapshot_age_seconds{job="verify"} 7');
   });
 
   test('the unit comes from the registry', () => {
     expect(metric('rto_seconds', 1.5)).toEqual({ name: 'rto_seconds', value: 1.5, unit: 's' });
-    expect(metric('lag_versions', 3, { warn: 100, crit: 1000 })).toEqual({ name: 'lag_versions', value: 3, warn: 100, crit: 1000 });
+    expect(metric('lag_versions', 3, { warn: 100, crit: 1000 })).toEqual({
+      name: 'lag_versions',
+      value: 3,
+      warn: 100,
+      crit: 1000,
+    });
   });
 });
 
@@ -80,7 +113,12 @@ describe('Nagios perfdata (plugin guidelines)', () => {
       metric('restored_files', 1e21),
     ]);
     for (const p of perf(l)) expect(p).toMatch(PERFDATA);
-    expect(perf(l).slice(0, 4)).toEqual(['ml1_lag_versions=12;100;1000', "'ml 2_lag_seconds'=U;60;600", 'it_s_odd_holes=0;;0', 'copied_bytes=1234B']);
+    expect(perf(l).slice(0, 4)).toEqual([
+      'ml1_lag_versions=12;100;1000',
+      "'ml 2_lag_seconds'=U;60;600",
+      'it_s_odd_holes=0;;0',
+      'copied_bytes=1234B',
+    ]);
     expect(perf(l).slice(4)).toEqual(['rto_seconds=0.000000123s', 'restored_files=1000000000000000000000']);
   });
 

@@ -6,7 +6,8 @@ import { plainNameProblem, printable, shownName } from '../../../lib/core/names.
 
 describe('names from outside', () => {
   test('only plain file names pass: no path, no dot names, no control characters, bounded length', () => {
-    for (const ok of ['metadata.mfs.back', 'changelog_ml.12.mfs', 'sessions.mfs', '..hidden', 'a'.repeat(255), 'żółw']) expect(plainNameProblem(ok)).toBeUndefined();
+    for (const ok of ['metadata.mfs.back', 'changelog_ml.12.mfs', 'sessions.mfs', '..hidden', 'a'.repeat(255), 'żółw'])
+      expect(plainNameProblem(ok)).toBeUndefined();
     expect(plainNameProblem('')).toBe('not a file name');
     expect(plainNameProblem('.')).toBe('not a file name');
     expect(plainNameProblem('..')).toBe('not a file name');

@@ -67,7 +67,9 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chmod(locks, 0o1777);
     const err = await refusal({ lockDir: locks });
     expect(err.subject).toBe('lockDir');
-    expect(err.message).toBe(`lockDir ${locks} is world-writable (mode 1777): any user could block every job with a fake lock`);
+    expect(err.message).toBe(
+      `lockDir ${locks} is world-writable (mode 1777): any user could block every job with a fake lock`,
+    );
   });
 
   test('a lock directory under a world-writable parent without the sticky bit is refused, even before it exists', async () => {
@@ -76,7 +78,9 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chmod(open, 0o777);
     const err = await refusal({ lockDir: path.join(open, 'locks') });
     expect(err.subject).toBe('lockDir');
-    expect(err.message).toBe(`lockDir ${path.join(open, 'locks')}: ${open} is world-writable (mode 0777): any user who may write there could replace it and could block every job with a fake lock`);
+    expect(err.message).toBe(
+      `lockDir ${path.join(open, 'locks')}: ${open} is world-writable (mode 0777): any user who may write there could replace it and could block every job with a fake lock`,
+    );
     // The sticky bit (like /tmp) makes the parent safe: others cannot replace what root created there.
     await fs.chmod(open, 0o1777);
     await expect(checkStrictModes(config({ lockDir: path.join(open, 'locks') }))).resolves.toBeUndefined();
@@ -92,7 +96,9 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chown(store, 65534, 65534);
     err = await refusal();
     expect(err.subject).toBe('snapshotStore.path');
-    expect(err.message).toBe(`snapshotStore.path ${store} is owned by uid 65534, not root: that user could replace the snapshots a failover restores`);
+    expect(err.message).toBe(
+      `snapshotStore.path ${store} is owned by uid 65534, not root: that user could replace the snapshots a failover restores`,
+    );
   });
 
   test('a config file, private key or known_hosts others may write, or another user owns, is refused', async () => {
@@ -110,7 +116,7 @@ describe('strict modes: paths other users may write are refused before a job tak
     expect(err.message).toMatch(/^ssh\.knownHosts .*known_hosts is owned by uid 65534, not root/);
   });
 
-  test('each file is named by the key that set it: the global ssh: section, or the host\'s own', async () => {
+  test("each file is named by the key that set it: the global ssh: section, or the host's own", async () => {
     await fs.chmod(key, 0o620);
     expect((await refusal()).subject).toBe('ssh.privateKey');
     const own = path.join(dir, 'own_key');
@@ -128,24 +134,34 @@ describe('strict modes: paths other users may write are refused before a job tak
     const sealed = { snapshotStore: { path: store, encryption: { keyFile: storeKey } } };
     let err = await refusal(sealed);
     expect(err.subject).toBe('snapshotStore.encryption.keyFile');
-    expect(err.message).toBe(`snapshotStore.encryption.keyFile ${storeKey} is owned by uid 65534, not root: that user could swap the key snapshots are sealed with`);
+    expect(err.message).toBe(
+      `snapshotStore.encryption.keyFile ${storeKey} is owned by uid 65534, not root: that user could swap the key snapshots are sealed with`,
+    );
     await fs.chown(storeKey, 0, 0);
     await expect(checkStrictModes(config(sealed))).resolves.toBeUndefined();
     await fs.chmod(storeKey, 0o640);
-    expect((await refusal(sealed)).message).toBe(`snapshotStore.encryption.keyFile ${storeKey} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
+    expect((await refusal(sealed)).message).toBe(
+      `snapshotStore.encryption.keyFile ${storeKey} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`,
+    );
 
     const credentials = path.join(dir, 's3.json');
     await fs.writeFile(credentials, '{}\n', { mode: 0o604 });
-    const s3 = { snapshotStore: { path: store, copies: [{ name: 'o', type: 's3', bucket: 'bkt', credentialsFile: credentials }] } };
+    const s3 = {
+      snapshotStore: { path: store, copies: [{ name: 'o', type: 's3', bucket: 'bkt', credentialsFile: credentials }] },
+    };
     err = await refusal(s3);
     expect(err.subject).toBe('snapshotStore.copies.0.credentialsFile');
-    expect(err.message).toBe(`snapshotStore.copies.0.credentialsFile ${credentials} is world-readable (mode 0604): any user can read it; chmod 600 it`);
+    expect(err.message).toBe(
+      `snapshotStore.copies.0.credentialsFile ${credentials} is world-readable (mode 0604): any user can read it; chmod 600 it`,
+    );
 
     // A group-readable SSH private key: ssh itself would refuse it, and so does mfs-jobs now.
     await fs.chmod(key, 0o640);
     err = await refusal();
     expect(err.subject).toBe('ssh.privateKey');
-    expect(err.message).toBe(`ssh.privateKey ${key} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`);
+    expect(err.message).toBe(
+      `ssh.privateKey ${key} is group-readable (mode 0640): any user of group 0 can read it; chmod 600 it`,
+    );
   });
 
   test("each off-site SFTP copy's identityFile and knownHosts are checked like the hosts' own", async () => {
@@ -154,18 +170,28 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.writeFile(id, 'k\n', { mode: 0o600 });
     await fs.writeFile(kh, '', { mode: 0o600 });
     const sftp = (over: Record<string, unknown> = {}) => ({
-      snapshotStore: { path: store, copies: [{ name: 'a', type: 'sftp', host: 'h', user: 'u', identityFile: key, knownHosts, path: '/x' }, { name: 'b', type: 'sftp', host: 'h', user: 'u', identityFile: id, knownHosts: kh, path: '/x', ...over }] },
+      snapshotStore: {
+        path: store,
+        copies: [
+          { name: 'a', type: 'sftp', host: 'h', user: 'u', identityFile: key, knownHosts, path: '/x' },
+          { name: 'b', type: 'sftp', host: 'h', user: 'u', identityFile: id, knownHosts: kh, path: '/x', ...over },
+        ],
+      },
     });
     await expect(checkStrictModes(config(sftp()))).resolves.toBeUndefined();
     await fs.chmod(kh, 0o666);
     let err = await refusal(sftp());
     expect(err.subject).toBe('snapshotStore.copies.1.knownHosts');
-    expect(err.message).toBe(`snapshotStore.copies.1.knownHosts ${kh} is world-writable (mode 0666): any user could add a host key and let a man-in-the-middle serve forged metadata`);
+    expect(err.message).toBe(
+      `snapshotStore.copies.1.knownHosts ${kh} is world-writable (mode 0666): any user could add a host key and let a man-in-the-middle serve forged metadata`,
+    );
     await fs.chmod(kh, 0o600);
     await fs.chown(id, 65534, 65534);
     err = await refusal(sftp());
     expect(err.subject).toBe('snapshotStore.copies.1.identityFile');
-    expect(err.message).toMatch(/^snapshotStore\.copies\.1\.identityFile .*copy_id is owned by uid 65534, not root: that user could swap the key mfs-jobs logs in with$/);
+    expect(err.message).toMatch(
+      /^snapshotStore\.copies\.1\.identityFile .*copy_id is owned by uid 65534, not root: that user could swap the key mfs-jobs logs in with$/,
+    );
   });
 
   test("a file in a directory another user owns is refused though the file is root's 0600: that user could rename it away", async () => {
@@ -175,7 +201,9 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.writeFile(storeKey, 'k\n', { mode: 0o600 });
     await fs.chown(theirs, 65534, 65534);
     const err = await refusal({ snapshotStore: { path: store, encryption: { keyFile: storeKey } } });
-    expect(err.message).toBe(`snapshotStore.encryption.keyFile ${storeKey}: ${theirs} is owned by uid 65534: any user who may write there could replace it and could swap the key snapshots are sealed with`);
+    expect(err.message).toBe(
+      `snapshotStore.encryption.keyFile ${storeKey}: ${theirs} is owned by uid 65534: any user who may write there could replace it and could swap the key snapshots are sealed with`,
+    );
   });
 
   test("daemon.socket's directory: refused when others may write into it (even sticky, like /tmp); the default one is stateDir", async () => {
@@ -184,9 +212,13 @@ describe('strict modes: paths other users may write are refused before a job tak
     await fs.chmod(shared, 0o1777);
     const err = await refusal({ daemon: { socket: path.join(shared, 'mfs-jobs.sock') } });
     expect(err.subject).toBe('daemon.socket');
-    expect(err.message).toBe(`daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`);
+    expect(err.message).toBe(
+      `daemon.socket ${shared} is world-writable (mode 1777): any user could stand in for the daemon and answer a failover hook`,
+    );
     await fs.chmod(shared, 0o700);
-    await expect(checkStrictModes(config({ daemon: { socket: path.join(shared, 'mfs-jobs.sock') } }))).resolves.toBeUndefined();
+    await expect(
+      checkStrictModes(config({ daemon: { socket: path.join(shared, 'mfs-jobs.sock') } })),
+    ).resolves.toBeUndefined();
   });
 
   test('the runner refuses before the lock: the job does not run and no lock file appears', async () => {

@@ -22,7 +22,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('the VIP watch without a working `ip`', () => {
   test('a missing binary: restarts back off (not a tight loop) and the failure is said once', async () => {
     const { log, lines } = capturingLogger();
-    const w = watchAddress('192.0.2.10', () => undefined, log, { bin: '/nonexistent/ip', minDelayMs: 50, maxDelayMs: 400 });
+    const w = watchAddress('192.0.2.10', () => undefined, log, {
+      bin: '/nonexistent/ip',
+      minDelayMs: 50,
+      maxDelayMs: 400,
+    });
     await sleep(1_500);
     w.stop();
     // 50, 100, 200, 400, 400…: about 6 attempts in 1.5 s (a fixed 50 ms would make 30).
@@ -30,7 +34,9 @@ describe('the VIP watch without a working `ip`', () => {
     expect(w.attempts()).toBeLessThanOrEqual(9);
     const said = lines.filter((l) => l.level !== 'debug');
     expect(said).toHaveLength(1);
-    expect(said[0]!.message).toMatch(/^cannot watch addresses for the virtual IP 192\.0\.2\.10: \/nonexistent\/ip: spawn \/nonexistent\/ip ENOENT; watching for the virtual IP 192\.0\.2\.10 again in 0\.05 s/);
+    expect(said[0]!.message).toMatch(
+      /^cannot watch addresses for the virtual IP 192\.0\.2\.10: \/nonexistent\/ip: spawn \/nonexistent\/ip ENOENT; watching for the virtual IP 192\.0\.2\.10 again in 0\.05 s/,
+    );
   });
 
   test('an `ip` that exits at once is restarted with the same back-off; a healthy run resets it and is said again', async () => {
@@ -39,7 +45,12 @@ describe('the VIP watch without a working `ip`', () => {
       const bin = path.join(dir, 'ip');
       await fs.writeFile(bin, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
       const { log, lines } = capturingLogger();
-      const w = watchAddress('192.0.2.10', () => undefined, log, { bin, minDelayMs: 50, maxDelayMs: 400, healthyMs: 60_000 });
+      const w = watchAddress('192.0.2.10', () => undefined, log, {
+        bin,
+        minDelayMs: 50,
+        maxDelayMs: 400,
+        healthyMs: 60_000,
+      });
       await sleep(1_500);
       w.stop();
       expect(w.attempts()).toBeLessThanOrEqual(9);

@@ -29,7 +29,13 @@ describe('warm standby mirror', () => {
   });
   afterEach(async () => fs.rm(dir, { recursive: true, force: true }));
 
-  const changelog = (first: number, size: number, name = 'changelog_ml.0.mfs') => ({ source: 'ml1', name, path: path.join(src, name), size, segments: [{ first }] });
+  const changelog = (first: number, size: number, name = 'changelog_ml.0.mfs') => ({
+    source: 'ml1',
+    name,
+    path: path.join(src, name),
+    size,
+    segments: [{ first }],
+  });
 
   /** Mirror the source, let its changelog grow by five lines, stage it: the staged bytes are the source's. */
   const stageGrown = async (into: MirrorStore) => {
@@ -48,7 +54,10 @@ describe('warm standby mirror', () => {
     const pass = await mirrorPass(store, 'ml1', files, src);
     expect(pass).toMatchObject({ imageVersion: 100, newestVersion: 120, files: 2 });
     // changelog_ml.2 ends before the image: not needed, not kept.
-    expect((await fs.readdir(store.sourceDir('ml1'))).sort()).toEqual(['changelog-90.mfs', 'image-100-6B0EEBE7097EB439.mfs']);
+    expect((await fs.readdir(store.sourceDir('ml1'))).sort()).toEqual([
+      'changelog-90.mfs',
+      'image-100-6B0EEBE7097EB439.mfs',
+    ]);
     const again = await mirrorPass(store, 'ml1', files, src);
     expect(again.fetched).toBe(0);
   });
@@ -59,13 +68,24 @@ describe('warm standby mirror', () => {
     await fs.writeFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(121, 130));
     const pass = await mirrorPass(store, 'ml1', files, src);
     expect(pass.fetched).toBe(generatedLines(121, 130).length);
-    expect((await fs.readdir(store.sourceDir('ml1'))).sort()).toEqual(['changelog-121.mfs', 'changelog-90.mfs', 'image-100-6B0EEBE7097EB439.mfs']);
+    expect((await fs.readdir(store.sourceDir('ml1'))).sort()).toEqual([
+      'changelog-121.mfs',
+      'changelog-90.mfs',
+      'image-100-6B0EEBE7097EB439.mfs',
+    ]);
   });
 
   test('stage: the image by a hard link, a changelog as the mirrored bytes plus only the new ones', async () => {
     const { use } = await stageGrown(store);
     expect(use).toEqual({ reused: generatedLines(90, 120).length, fetched: generatedLines(121, 125).length });
-    const image = { source: 'ml1', name: 'metadata_ml.mfs.back', path: path.join(src, 'metadata_ml.mfs.back'), size: imageBytes(100, METAID).length, version: 100, metaid: '6B0EEBE7097EB439' };
+    const image = {
+      source: 'ml1',
+      name: 'metadata_ml.mfs.back',
+      path: path.join(src, 'metadata_ml.mfs.back'),
+      size: imageBytes(100, METAID).length,
+      version: 100,
+      metaid: '6B0EEBE7097EB439',
+    };
     const img = path.join(stageDir(), 'img');
     expect(await store.stage(image, files, img)).toEqual({ reused: image.size, fetched: 0 });
     expect((await fs.stat(img)).ino).toBe((await fs.stat(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).ino);
@@ -77,7 +97,9 @@ describe('warm standby mirror', () => {
     expect(await store.stage(image, files, path.join(stageDir(), 'img2'))).toBeUndefined();
     const pass = await mirrorPass(store, 'ml1', files, src);
     expect(pass.fetched).toBe(image.size + generatedLines(121, 125).length);
-    expect((await fs.readFile(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).equals(imageBytes(100, METAID))).toBe(true);
+    expect((await fs.readFile(store.imagePath('ml1', 100, '6B0EEBE7097EB439'))).equals(imageBytes(100, METAID))).toBe(
+      true,
+    );
   });
 
   test("the daemon's own store: a changelog brought up to date in the mirror and linked, its scan kept as it grew; a linked file is never written into again", async () => {
@@ -88,7 +110,13 @@ describe('warm standby mirror', () => {
     // The kept scan is the scan of the staged bytes.
     const { scanChangelogFile } = await import('../../../lib/moosefs/changelog.js');
     expect(use!.scan).toEqual({ ...(await scanChangelogFile(tmp)), file: tmp });
-    expect(use!.scan).toMatchObject({ first: 90, last: 125, segments: [{ first: 90, last: 125 }], problems: [], truncatedLastLine: false });
+    expect(use!.scan).toMatchObject({
+      first: 90,
+      last: 125,
+      segments: [{ first: 90, last: 125 }],
+      problems: [],
+      truncatedLastLine: false,
+    });
     // The source grows on; the mirror's next pass copies before it appends: the staged (placed) file stays as it was.
     await fs.appendFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(126, 130));
     await mirrorPass(owner, 'ml1', files, src);
@@ -99,9 +127,18 @@ describe('warm standby mirror', () => {
 
   test('stage refuses what is not provably the same bytes: another image version or size, a changelog the source rewrote', async () => {
     await mirrorPass(store, 'ml1', files, src);
-    const image = { source: 'ml1', name: 'metadata_ml.mfs.back', path: path.join(src, 'metadata_ml.mfs.back'), size: imageBytes(100, METAID).length, version: 101, metaid: '6B0EEBE7097EB439' };
+    const image = {
+      source: 'ml1',
+      name: 'metadata_ml.mfs.back',
+      path: path.join(src, 'metadata_ml.mfs.back'),
+      size: imageBytes(100, METAID).length,
+      version: 101,
+      metaid: '6B0EEBE7097EB439',
+    };
     expect(await store.stage(image, files, path.join(stageDir(), 'a'))).toBeUndefined();
-    expect(await store.stage({ ...image, version: 100, size: image.size + 1 }, files, path.join(stageDir(), 'b'))).toBeUndefined();
+    expect(
+      await store.stage({ ...image, version: 100, size: image.size + 1 }, files, path.join(stageDir(), 'b')),
+    ).toBeUndefined();
     // Same first version, other content (a different history written under the same name): refused, nothing left behind.
     const rewritten = generatedLines(90, 120).replace('CREATE(1,f100,', 'CREATE(1,g100,');
     await fs.writeFile(path.join(src, 'changelog_ml.0.mfs'), rewritten.replace(/f120/, 'h120'));
@@ -109,14 +146,18 @@ describe('warm standby mirror', () => {
     expect(await fs.readdir(stageDir())).toEqual([]);
     // A source shorter than the mirror (truncated, replaced): refused too.
     await fs.writeFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(90, 95));
-    expect(await store.stage(changelog(90, generatedLines(90, 95).length), files, path.join(stageDir(), 'd'))).toBeUndefined();
+    expect(
+      await store.stage(changelog(90, generatedLines(90, 95).length), files, path.join(stageDir(), 'd')),
+    ).toBeUndefined();
   });
 
   test('a pass starts over a mirrored changelog whose source bytes changed; a planted link is never written through', async () => {
     await mirrorPass(store, 'ml1', files, src);
     await fs.writeFile(path.join(src, 'changelog_ml.0.mfs'), generatedLines(90, 120).replace('f120', 'x120'));
     await mirrorPass(store, 'ml1', files, src);
-    expect(await fs.readFile(store.changelogPath('ml1', 90), 'latin1')).toBe(generatedLines(90, 120).replace('f120', 'x120'));
+    expect(await fs.readFile(store.changelogPath('ml1', 90), 'latin1')).toBe(
+      generatedLines(90, 120).replace('f120', 'x120'),
+    );
     // Someone replaces the mirror's source directory with a link: the pass refuses to use it.
     const victim = path.join(dir, 'victim');
     await fs.mkdir(victim);

@@ -1,18 +1,58 @@
-import { bestPlan, chainFrom, choosePlan, groupByMetaid, restorable, type PromoteChangelog, type PromoteImage, type PromoteInventory } from '../../../lib/failover/restore-plan.js';
+import {
+  bestPlan,
+  chainFrom,
+  choosePlan,
+  groupByMetaid,
+  restorable,
+  type PromoteChangelog,
+  type PromoteImage,
+  type PromoteInventory,
+} from '../../../lib/failover/restore-plan.js';
 import { addressesFromIpOutput } from '../../../lib/failover/vip.js';
 
 const ID1 = '6B0766315A463B07';
 const ID2 = '0000000000000BAD';
 
 function image(source: string, version: number, o: Partial<PromoteImage> = {}): PromoteImage {
-  return { source, name: 'metadata_ml.mfs.back', path: `/x/${source}/img`, size: 1000, version, metaid: ID1, empty: false, local: false, ...o };
+  return {
+    source,
+    name: 'metadata_ml.mfs.back',
+    path: `/x/${source}/img`,
+    size: 1000,
+    version,
+    metaid: ID1,
+    empty: false,
+    local: false,
+    ...o,
+  };
 }
 
-function changelog(source: string, name: string, runs: [number, number][], o: Partial<PromoteChangelog> = {}): PromoteChangelog {
-  return { source, name, path: `/x/${source}/${name}`, size: 100, local: false, segments: runs.map(([first, last]) => ({ first, last })), scanned: true, clean: runs.length === 1, ...o };
+function changelog(
+  source: string,
+  name: string,
+  runs: [number, number][],
+  o: Partial<PromoteChangelog> = {},
+): PromoteChangelog {
+  return {
+    source,
+    name,
+    path: `/x/${source}/${name}`,
+    size: 100,
+    local: false,
+    segments: runs.map(([first, last]) => ({ first, last })),
+    scanned: true,
+    clean: runs.length === 1,
+    ...o,
+  };
 }
 
-function inventory(name: string, kind: 'metalogger' | 'master' | 'snapshot', images: PromoteImage[], changelogs: PromoteChangelog[], metaid: string | null = ID1): PromoteInventory {
+function inventory(
+  name: string,
+  kind: 'metalogger' | 'master' | 'snapshot',
+  images: PromoteImage[],
+  changelogs: PromoteChangelog[],
+  metaid: string | null = ID1,
+): PromoteInventory {
   return { source: { name, kind, local: false }, metaid: metaid ?? undefined, images, changelogs, notes: [] };
 }
 
@@ -25,12 +65,20 @@ describe('choosing what a promotion restores', () => {
       changelog('ml1', 'changelog_ml.0.mfs', [[201, 230]]),
     ];
     const { steps, reached } = chainFrom(130, files);
-    expect(steps.map((s) => `${s.changelog.source}:${s.changelog.name}`)).toEqual(['master:changelog.1.mfs', 'ml1:changelog_ml.0.mfs']);
+    expect(steps.map((s) => `${s.changelog.source}:${s.changelog.name}`)).toEqual([
+      'master:changelog.1.mfs',
+      'ml1:changelog_ml.0.mfs',
+    ]);
     expect(reached).toBe(231);
   });
 
   test('a hole stops the chain; a file with an inner hole counts only up to it', () => {
-    const files = [changelog('ml1', 'changelog_ml.0.mfs', [[100, 150], [160, 200]])];
+    const files = [
+      changelog('ml1', 'changelog_ml.0.mfs', [
+        [100, 150],
+        [160, 200],
+      ]),
+    ];
     const { steps, reached } = chainFrom(120, files);
     expect(reached).toBe(151);
     expect(steps[0]!.segment).toEqual({ first: 100, last: 150 });
@@ -41,10 +89,18 @@ describe('choosing what a promotion restores', () => {
     expect(chainFrom(1, files).steps[0]!.changelog.source).toBe('local');
   });
 
-  test('sources combine: the newest image rolls forward with another source\'s changelogs', () => {
+  test("sources combine: the newest image rolls forward with another source's changelogs", () => {
     const g = groupByMetaid([
       inventory('store', 'snapshot', [image('store', 180)], []),
-      inventory('ml1', 'metalogger', [image('ml1', 100)], [changelog('ml1', 'changelog_ml.0.mfs', [[100, 170]]), changelog('ml1', 'changelog_ml_back.0.mfs', [[172, 260]])]),
+      inventory(
+        'ml1',
+        'metalogger',
+        [image('ml1', 100)],
+        [
+          changelog('ml1', 'changelog_ml.0.mfs', [[100, 170]]),
+          changelog('ml1', 'changelog_ml_back.0.mfs', [[172, 260]]),
+        ],
+      ),
       inventory('master', 'master', [], [changelog('master', 'changelog.0.mfs', [[100, 300]])]),
     ]).groups;
     const plan = bestPlan(g[0]!)!;
@@ -56,22 +112,49 @@ describe('choosing what a promotion restores', () => {
   });
 
   test('reports holes between what is reachable and the newest version seen', () => {
-    const g = groupByMetaid([inventory('ml1', 'metalogger', [image('ml1', 100)], [changelog('ml1', 'a', [[100, 149]]), changelog('ml1', 'b', [[151, 200]])])]).groups;
+    const g = groupByMetaid([
+      inventory(
+        'ml1',
+        'metalogger',
+        [image('ml1', 100)],
+        [changelog('ml1', 'a', [[100, 149]]), changelog('ml1', 'b', [[151, 200]])],
+      ),
+    ]).groups;
     const plan = bestPlan(g[0]!)!;
     expect(plan).toMatchObject({ reached: 150, newest: 201, holes: [{ from: 150, to: 150 }] });
   });
 
   test('an empty image (new filesystem) counts as version 1 and needs line 1', () => {
-    const g = groupByMetaid([inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'back', [[1, 1]]), changelog('ml1', 'cur', [[2, 40]])])]).groups;
+    const g = groupByMetaid([
+      inventory(
+        'ml1',
+        'metalogger',
+        [image('ml1', 1, { empty: true, metaid: '' })],
+        [changelog('ml1', 'back', [[1, 1]]), changelog('ml1', 'cur', [[2, 40]])],
+      ),
+    ]).groups;
     expect(bestPlan(g[0]!)).toMatchObject({ reached: 41 });
-    const missingLine1 = groupByMetaid([inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'cur', [[2, 40]])])]).groups;
+    const missingLine1 = groupByMetaid([
+      inventory(
+        'ml1',
+        'metalogger',
+        [image('ml1', 1, { empty: true, metaid: '' })],
+        [changelog('ml1', 'cur', [[2, 40]])],
+      ),
+    ]).groups;
     expect(bestPlan(missingLine1[0]!)).toMatchObject({ reached: 1, steps: [] });
   });
 
   test('never mixes metaids: each filesystem is planned alone, the furthest wins, the other is reported', () => {
     const { groups, excluded } = groupByMetaid([
       inventory('ml1', 'metalogger', [image('ml1', 500)], [changelog('ml1', 'c', [[500, 900]])], ID1),
-      inventory('stray', 'metalogger', [image('stray', 950, { metaid: ID2 })], [changelog('stray', 'c', [[950, 960]])], ID2),
+      inventory(
+        'stray',
+        'metalogger',
+        [image('stray', 950, { metaid: ID2 })],
+        [changelog('stray', 'c', [[950, 960]])],
+        ID2,
+      ),
       inventory('fresh', 'metalogger', [], [changelog('fresh', 'c', [[800, 1000]])], null),
     ]);
     expect(groups.map((g) => g.metaid).sort()).toEqual([ID2, ID1].sort());
@@ -112,16 +195,36 @@ describe('ip -o addr', () => {
 });
 
 describe('may a copy be considered: only when the sources read cannot restore', () => {
-  test('a live image of the cluster\'s filesystem is a restore point; an empty image alone, another metaid or an unreachable source is not', () => {
-    const ml = inventory('ml1', 'metalogger', [image('ml1', 100)], [changelog('ml1', 'changelog_ml.0.mfs', [[100, 120]])]);
+  test("a live image of the cluster's filesystem is a restore point; an empty image alone, another metaid or an unreachable source is not", () => {
+    const ml = inventory(
+      'ml1',
+      'metalogger',
+      [image('ml1', 100)],
+      [changelog('ml1', 'changelog_ml.0.mfs', [[100, 120]])],
+    );
     expect(restorable([ml])).toBe(true);
     expect(restorable([ml], [ID1])).toBe(true);
     expect(restorable([ml], [ID2])).toBe(false);
     expect(restorable([{ ...ml, error: 'timed out' }])).toBe(false);
-    const fresh = inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'changelog_ml.0.mfs', [[150, 160]])], null);
+    const fresh = inventory(
+      'ml1',
+      'metalogger',
+      [image('ml1', 1, { empty: true, metaid: '' })],
+      [changelog('ml1', 'changelog_ml.0.mfs', [[150, 160]])],
+      null,
+    );
     expect(restorable([fresh])).toBe(false);
     // An empty image with the whole history from line 1 is a restore point (a young filesystem).
-    expect(restorable([inventory('ml1', 'metalogger', [image('ml1', 1, { empty: true, metaid: '' })], [changelog('ml1', 'changelog_ml.0.mfs', [[1, 5]])])])).toBe(true);
+    expect(
+      restorable([
+        inventory(
+          'ml1',
+          'metalogger',
+          [image('ml1', 1, { empty: true, metaid: '' })],
+          [changelog('ml1', 'changelog_ml.0.mfs', [[1, 5]])],
+        ),
+      ]),
+    ).toBe(true);
     expect(restorable([])).toBe(false);
   });
 });

@@ -2,13 +2,30 @@ import { coverage, holesBetween, rollForward, filesNeeded } from '../../../lib/m
 
 describe('chain logic', () => {
   test('merges touching and overlapping runs from several files', () => {
-    expect(coverage([{ first: 10, last: 20 }, { first: 21, last: 30 }, { first: 5, last: 12 }])).toEqual([{ first: 5, last: 30 }]);
+    expect(
+      coverage([
+        { first: 10, last: 20 },
+        { first: 21, last: 30 },
+        { first: 5, last: 12 },
+      ]),
+    ).toEqual([{ first: 5, last: 30 }]);
   });
 
   test('finds holes between two versions', () => {
-    const pieces = [{ first: 1, last: 49 }, { first: 51, last: 60 }, { first: 70, last: 80 }];
-    expect(holesBetween(1, 80, pieces)).toEqual([{ from: 50, to: 50 }, { from: 61, to: 69 }]);
-    expect(holesBetween(1, 90, pieces)).toEqual([{ from: 50, to: 50 }, { from: 61, to: 69 }, { from: 81, to: 90 }]);
+    const pieces = [
+      { first: 1, last: 49 },
+      { first: 51, last: 60 },
+      { first: 70, last: 80 },
+    ];
+    expect(holesBetween(1, 80, pieces)).toEqual([
+      { from: 50, to: 50 },
+      { from: 61, to: 69 },
+    ]);
+    expect(holesBetween(1, 90, pieces)).toEqual([
+      { from: 50, to: 50 },
+      { from: 61, to: 69 },
+      { from: 81, to: 90 },
+    ]);
   });
 
   test('rolls an image forward to the first hole, like mfsmaster -a', () => {

@@ -1,7 +1,11 @@
 import { Readable } from 'node:stream';
 import { parseChangelogLine, scanChangelogStream } from '../../../lib/moosefs/changelog.js';
 
-const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}: 1795575880|CREATE(1,f${from + i},1,438,18,0,0,0):${from + i + 1}\n`).join('');
+const lines = (from: number, to: number) =>
+  Array.from(
+    { length: to - from + 1 },
+    (_, i) => `${from + i}: 1795575880|CREATE(1,f${from + i},1,438,18,0,0,0):${from + i + 1}\n`,
+  ).join('');
 
 function streamOf(text: string, chunk = 7): Readable {
   const buf = Buffer.from(text);
@@ -12,19 +16,34 @@ function streamOf(text: string, chunk = 7): Readable {
 
 describe('changelog scanning', () => {
   test('parses a real changelog line', () => {
-    expect(parseChangelogLine('3: 1795575880|CREATE(1,d1,2,511,18,0,0,0):2')).toEqual({ version: 3, timestamp: 1795575880, op: 'CREATE' });
+    expect(parseChangelogLine('3: 1795575880|CREATE(1,d1,2,511,18,0,0,0):2')).toEqual({
+      version: 3,
+      timestamp: 1795575880,
+      op: 'CREATE',
+    });
     expect(parseChangelogLine('garbage')).toBeUndefined();
   });
 
   test('a contiguous file is one segment, whatever the chunking', async () => {
     const scan = await scanChangelogStream(streamOf(lines(5, 500), 13), 'c');
-    expect(scan).toMatchObject({ first: 5, last: 500, lines: 496, segments: [{ first: 5, last: 500 }], problems: [], truncatedLastLine: false, lastTimestamp: 1795575880 });
+    expect(scan).toMatchObject({
+      first: 5,
+      last: 500,
+      lines: 496,
+      segments: [{ first: 5, last: 500 }],
+      problems: [],
+      truncatedLastLine: false,
+      lastTimestamp: 1795575880,
+    });
   });
 
   test('a deleted line splits the file into two segments', async () => {
     const text = lines(1, 49) + lines(51, 60);
     const scan = await scanChangelogStream(streamOf(text), 'c');
-    expect(scan.segments).toEqual([{ first: 1, last: 49 }, { first: 51, last: 60 }]);
+    expect(scan.segments).toEqual([
+      { first: 1, last: 49 },
+      { first: 51, last: 60 },
+    ]);
   });
 
   test('a cut last line, garbage and a repeated line are problems with line numbers', async () => {
@@ -55,14 +74,31 @@ describe('changelog scanning', () => {
   });
 
   test('a line cut in the middle of the file is a problem, not a version (mfsmaster -a calls it a hole)', async () => {
-    const cut = ['10: 1795575880|CREATE(1,f10', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):', '10: 1795575880|CREA', '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):1(1'];
+    const cut = [
+      '10: 1795575880|CREATE(1,f10',
+      '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):',
+      '10: 1795575880|CREA',
+      '10: 1795575880|CREATE(1,f10,1,438,18,0,0,0):1(1',
+    ];
     for (const line of cut) {
       const scan = await scanChangelogStream(streamOf(lines(1, 9) + line + '\n' + lines(11, 20)), 'c');
-      expect(scan.problems).toEqual([{ kind: 'damaged', line: 10, reason: 'unparsable line (cut off or damaged) at version 10' }]);
-      expect(scan.segments).toEqual([{ first: 1, last: 9 }, { first: 11, last: 20 }]);
+      expect(scan.problems).toEqual([
+        { kind: 'damaged', line: 10, reason: 'unparsable line (cut off or damaged) at version 10' },
+      ]);
+      expect(scan.segments).toEqual([
+        { first: 1, last: 9 },
+        { first: 11, last: 20 },
+      ]);
     }
-    const whole = ['10: 1795575880|ACQUIRE(1,3)', '10: 1795575880|SYMLINK(1,sym,target with %28parens%29%2C and %25,0,0):13', '10: 1795575880|CREATE(1,g:h|i,1,438,18,0,0,0):5'];
-    for (const line of whole) expect((await scanChangelogStream(streamOf(lines(1, 9) + line + '\n' + lines(11, 20)), 'c')).problems).toEqual([]);
+    const whole = [
+      '10: 1795575880|ACQUIRE(1,3)',
+      '10: 1795575880|SYMLINK(1,sym,target with %28parens%29%2C and %25,0,0):13',
+      '10: 1795575880|CREATE(1,g:h|i,1,438,18,0,0,0):5',
+    ];
+    for (const line of whole)
+      expect((await scanChangelogStream(streamOf(lines(1, 9) + line + '\n' + lines(11, 20)), 'c')).problems).toEqual(
+        [],
+      );
   });
 
   test('an empty file has no versions and no problems', async () => {

@@ -57,7 +57,9 @@ describe('daemonLock: the PID in a DATA_PATH lock, checked in /proc', () => {
   test('a program named mfsmaster counts only when installed (root-owned) and working in this DATA_PATH', async () => {
     const copied = await fakeMaster(NOBODY, dataPath);
     await fs.writeFile(lock(), `${copied}\n`);
-    expect((await daemonLock(dataPath)).ignored).toMatch(/is not an installed binary \(owned by root, not writable by /);
+    expect((await daemonLock(dataPath)).ignored).toMatch(
+      /is not an installed binary \(owned by root, not writable by /,
+    );
     const elsewhere = await fakeMaster(0, root);
     await fs.writeFile(lock(), `${elsewhere}\n`);
     expect((await daemonLock(dataPath)).ignored).toContain(`(it works in ${root})`);

@@ -44,18 +44,30 @@ describe('MooseFS generations', () => {
   });
 
   test('an MFSM 1.5 header: version after maxnodeid, no metaid; MFSM 2.0 keeps version and metaid', () => {
-    expect(parseImageHeader(header15(166), 'img')).toEqual({ magic: 'MFSM 1.5', version: 166, metaid: '', empty: false });
+    expect(parseImageHeader(header15(166), 'img')).toEqual({
+      magic: 'MFSM 1.5',
+      version: 166,
+      metaid: '',
+      empty: false,
+    });
     const b = Buffer.alloc(24);
     b.write('MFSM 2.0', 0, 'latin1');
     b.writeBigUInt64BE(155n, 8);
     b.writeBigUInt64BE(0x6b0e97dffb775a3bn, 16);
-    expect(parseImageHeader(b, 'img')).toEqual({ magic: 'MFSM 2.0', version: 155, metaid: '6B0E97DFFB775A3B', empty: false });
+    expect(parseImageHeader(b, 'img')).toEqual({
+      magic: 'MFSM 2.0',
+      version: 155,
+      metaid: '6B0E97DFFB775A3B',
+      empty: false,
+    });
   });
 
   test('an unknown magic is refused naming the header and the formats known', () => {
     const b = header15(1);
     b.write('MFSM 1.6', 0, 'latin1');
-    expect(() => parseImageHeader(b, '/x/metadata.mfs.back')).toThrow('/x/metadata.mfs.back: not a MooseFS metadata image (header "MFSM 1.6", expected "MFSM 1.5" or "MFSM 2.0")');
+    expect(() => parseImageHeader(b, '/x/metadata.mfs.back')).toThrow(
+      '/x/metadata.mfs.back: not a MooseFS metadata image (header "MFSM 1.6", expected "MFSM 1.5" or "MFSM 2.0")',
+    );
   });
 
   test('a complete 1.x image ends in an all-zero chunk record; a 2.0 image in [MFS EOF MARKER]', () => {
@@ -63,15 +75,24 @@ describe('MooseFS generations', () => {
     expect(() => checkImageEnding(h15, Buffer.alloc(16), 95, 'a')).not.toThrow();
     const cut = Buffer.alloc(16);
     cut[3] = 7;
-    expect(() => checkImageEnding(h15, cut, 95, 'a')).toThrow('a: metadata image has no all-zero chunk record ending (truncated or still being written)');
+    expect(() => checkImageEnding(h15, cut, 95, 'a')).toThrow(
+      'a: metadata image has no all-zero chunk record ending (truncated or still being written)',
+    );
     const h20 = { magic: 'MFSM 2.0', version: 2, metaid: 'AB', empty: false };
     expect(() => checkImageEnding(h20, Buffer.from('[MFS EOF MARKER]', 'latin1'), 100, 'b')).not.toThrow();
-    expect(() => checkImageEnding(h20, Buffer.alloc(16), 100, 'b')).toThrow('b: metadata image has no "[MFS EOF MARKER]" ending (truncated or still being written)');
+    expect(() => checkImageEnding(h20, Buffer.alloc(16), 100, 'b')).toThrow(
+      'b: metadata image has no "[MFS EOF MARKER]" ending (truncated or still being written)',
+    );
   });
 
   test('changelogs in the order they were written: higher N first, a metalogger _back file before its live one', () => {
-    expect(oldestFirst(['changelog_ml.0.mfs', 'changelog_ml.2.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml.1.mfs'])).toEqual(['changelog_ml.2.mfs', 'changelog_ml.1.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml.0.mfs']);
-    expect(oldestFirst(['changelog_csback.0.mfs', 'changelog_csback.1.mfs'])).toEqual(['changelog_csback.1.mfs', 'changelog_csback.0.mfs']);
+    expect(
+      oldestFirst(['changelog_ml.0.mfs', 'changelog_ml.2.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml.1.mfs']),
+    ).toEqual(['changelog_ml.2.mfs', 'changelog_ml.1.mfs', 'changelog_ml_back.0.mfs', 'changelog_ml.0.mfs']);
+    expect(oldestFirst(['changelog_csback.0.mfs', 'changelog_csback.1.mfs'])).toEqual([
+      'changelog_csback.1.mfs',
+      'changelog_csback.0.mfs',
+    ]);
   });
 
   test('only 1.x restores need the sessions file beside the image', () => {
@@ -84,9 +105,15 @@ describe('MooseFS generations', () => {
     const config = parseConfig({ moosefs: { generation: '1.6', prefixes: { '1.6': '/opt/m/1.6.4' } } }, 'c.yaml');
     const refusal = restoringBinaries(config, 'MFSM 2.0', 'snapshot x: metadata.mfs.back');
     await expect(refusal).rejects.toThrow(ConfigError);
-    await expect(refusal).rejects.toThrow('snapshot x: metadata.mfs.back is a "MFSM 2.0" image (MooseFS 4 or MooseFS 3.0), but moosefs.generation is 1.6 (MooseFS 1.6 (before 1.6.5), "MFSM 1.5" images): refusing to restore it with those binaries');
+    await expect(refusal).rejects.toThrow(
+      'snapshot x: metadata.mfs.back is a "MFSM 2.0" image (MooseFS 4 or MooseFS 3.0), but moosefs.generation is 1.6 (MooseFS 1.6 (before 1.6.5), "MFSM 1.5" images): refusing to restore it with those binaries',
+    );
     const fine = await restoringBinaries(config, 'MFSM 1.5', 'img');
-    expect(fine).toMatchObject({ mfsmaster: '/opt/m/1.6.4/sbin/mfsmaster', mfsmetarestore: '/opt/m/1.6.4/sbin/mfsmetarestore', key: 'moosefs.prefixes."1.6"' });
+    expect(fine).toMatchObject({
+      mfsmaster: '/opt/m/1.6.4/sbin/mfsmaster',
+      mfsmetarestore: '/opt/m/1.6.4/sbin/mfsmetarestore',
+      key: 'moosefs.prefixes."1.6"',
+    });
     expect(fine.generation.restore).toBe('mfsmetarestore');
   });
 
@@ -102,7 +129,12 @@ describe('MooseFS generations', () => {
 
   test('listen ports: every key any generation reads, newest first, so 1.x cfgs count too', () => {
     expect(listenPortKeys('cl')).toEqual(['MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
-    expect(listenPortKeys()).toEqual(['MATOML_LISTEN_PORT', 'MATOCS_LISTEN_PORT', 'MATOCL_LISTEN_PORT', 'MATOCU_LISTEN_PORT']);
+    expect(listenPortKeys()).toEqual([
+      'MATOML_LISTEN_PORT',
+      'MATOCS_LISTEN_PORT',
+      'MATOCL_LISTEN_PORT',
+      'MATOCU_LISTEN_PORT',
+    ]);
   });
 
   test('which generations restore an image: its writers; any for the bootstrap image; the newest format for an unreadable one', () => {
@@ -119,8 +151,17 @@ describe('MooseFS generations', () => {
 
   test('the restore command shown is the one its generation runs: mfsmaster -a, or mfsmetarestore then a plain start', () => {
     const files = { dataPath: '/d', image: 'metadata.mfs.back', changelogs: ['changelog.1.mfs'] };
-    expect(restoreCommands(generationNamed('4'), undefined, '/c.cfg', files)).toEqual([['mfsmaster', '-c', '/c.cfg', '-a', 'start']]);
-    expect(restoreCommands(generationNamed('1.6'), { mfsmaster: '/o/sbin/mfsmaster', mfsmetarestore: '/o/sbin/mfsmetarestore' }, '/c.cfg', files)).toEqual([
+    expect(restoreCommands(generationNamed('4'), undefined, '/c.cfg', files)).toEqual([
+      ['mfsmaster', '-c', '/c.cfg', '-a', 'start'],
+    ]);
+    expect(
+      restoreCommands(
+        generationNamed('1.6'),
+        { mfsmaster: '/o/sbin/mfsmaster', mfsmetarestore: '/o/sbin/mfsmetarestore' },
+        '/c.cfg',
+        files,
+      ),
+    ).toEqual([
       ['/o/sbin/mfsmetarestore', '-m', '/d/metadata.mfs.back', '-o', '/d/metadata.mfs', '/d/changelog.1.mfs'],
       ['/o/sbin/mfsmaster', '-c', '/c.cfg', '-f'],
     ]);

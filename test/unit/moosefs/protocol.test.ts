@@ -6,12 +6,14 @@ import { ProcessError } from '../../../lib/core/errors.js';
  * mfscommon/MFSCommunication.h for 68 bytes and up, 1.5.12's MFSCommunication.h and 1.6.4's mfs.cgi
  * for 52 and 60, and mfscli's reading of 137 and 149 (3.0 with freespace; 149 is what 3.0.117 sends).
  */
-const BEFORE_2_0 = 'totalspace:64 availspace:64 trashspace:64 trashnodes:32 sustainedspace:64 sustainednodes:32 allnodes:32 dirnodes:32 filenodes:32 chunks:32 chunkcopies:32 tdcopies:32';
+const BEFORE_2_0 =
+  'totalspace:64 availspace:64 trashspace:64 trashnodes:32 sustainedspace:64 sustainednodes:32 allnodes:32 dirnodes:32 filenodes:32 chunks:32 chunkcopies:32 tdcopies:32';
 const CPU = 'version:32 memusage:64 syscpu:64 usercpu:64';
 const LASTSTORE = 'laststore_ts:32 laststore_duration:32 laststore_status:8';
 const STATE = 'state:8 nstate:8 stable:8 sync:8 leaderip:32 state_chg_time:32 meta_version:64';
 const V4_META = 'exports_checksum:64 metadata_id:64 last_store_meta_version:64 last_store_meta_checksum:32';
-const SPACE_4_10 = 'totalspace:64 availspace:64 freespace:64 trashspace:64 trashnodes:32 sustainedspace:64 sustainednodes:32 allnodes:32 dirnodes:32 filenodes:32';
+const SPACE_4_10 =
+  'totalspace:64 availspace:64 freespace:64 trashspace:64 trashnodes:32 sustainedspace:64 sustainednodes:32 allnodes:32 dirnodes:32 filenodes:32';
 
 const LAYOUTS: Record<number, string> = {
   52: 'totalspace:64 availspace:64 trashspace:64 trashnodes:32 reservedspace:64 reservednodes:32 allnodes:32 chunks:32 tdcopies:32',
@@ -56,11 +58,21 @@ const master = { state: 0xff, nstate: 0xff, stable: 0xff, sync: 0xff };
 
 describe('MATOCL_INFO answers', () => {
   test('1.4 (52 bytes) names only its generation and counts all nodes', () => {
-    expect(parseMasterInfoAnswer(infoAnswer(52, counts), 'm:9421')).toEqual({ softwareVersion: '1.4', fsObjects: 7001, answerBytes: 52 });
+    expect(parseMasterInfoAnswer(infoAnswer(52, counts), 'm:9421')).toEqual({
+      softwareVersion: '1.4',
+      fsObjects: 7001,
+      answerBytes: 52,
+    });
   });
 
   test('1.5 (60 bytes, what 1.5.12 sends) names only its generation: it sends no version', () => {
-    expect(parseMasterInfoAnswer(infoAnswer(60, counts), 'm:9421')).toEqual({ softwareVersion: '1.5', fsObjects: 7001, directories: 3002, files: 4003, answerBytes: 60 });
+    expect(parseMasterInfoAnswer(infoAnswer(60, counts), 'm:9421')).toEqual({
+      softwareVersion: '1.5',
+      fsObjects: 7001,
+      directories: 3002,
+      files: 4003,
+      answerBytes: 60,
+    });
   });
 
   test.each([
@@ -69,7 +81,13 @@ describe('MATOCL_INFO answers', () => {
     [101, [1, 7, 25], '1.7.25'],
   ] as const)('%i bytes: version %j is %s, no metadata version before 2.0', (size, version, expected) => {
     const info = parseMasterInfoAnswer(infoAnswer(size, { version: [...version], ...counts }), 'm:9421');
-    expect(info).toEqual({ softwareVersion: expected, fsObjects: 7001, directories: 3002, files: 4003, answerBytes: size });
+    expect(info).toEqual({
+      softwareVersion: expected,
+      fsObjects: 7001,
+      directories: 3002,
+      files: 4003,
+      answerBytes: size,
+    });
   });
 
   test.each([
@@ -78,8 +96,19 @@ describe('MATOCL_INFO answers', () => {
     [137, [3, 0, 2 * 103 + 1], '3.0.103 PRO'],
     [149, [3, 0, 2 * 117], '3.0.117'],
   ] as const)('%i bytes: version %j is %s, with state and metadata version', (size, version, expected) => {
-    const info = parseMasterInfoAnswer(infoAnswer(size, { version: [...version], ...counts, ...master, meta_version: 1_000_103 }), 'm:9421');
-    expect(info).toEqual({ softwareVersion: expected, metadataVersion: 1_000_103, fsObjects: 7001, directories: 3002, files: 4003, state: 'MASTER', answerBytes: size });
+    const info = parseMasterInfoAnswer(
+      infoAnswer(size, { version: [...version], ...counts, ...master, meta_version: 1_000_103 }),
+      'm:9421',
+    );
+    expect(info).toEqual({
+      softwareVersion: expected,
+      metadataVersion: 1_000_103,
+      fsObjects: 7001,
+      directories: 3002,
+      files: 4003,
+      state: 'MASTER',
+      answerBytes: size,
+    });
   });
 
   test.each([
@@ -89,9 +118,24 @@ describe('MATOCL_INFO answers', () => {
     [205, [4, 59, 2 * 2], '4.59.2'],
     [205, [4, 59, 2 * 2 + 1], '4.59.2 PRO'],
   ] as const)('%i bytes: version %j is %s, with the metadata id', (size, version, expected) => {
-    const values = { version: [...version] as Field, ...counts, ...master, meta_version: 2n ** 40n + 5n, metadata_id: 0x6b0e97dffb775a3bn };
+    const values = {
+      version: [...version] as Field,
+      ...counts,
+      ...master,
+      meta_version: 2n ** 40n + 5n,
+      metadata_id: 0x6b0e97dffb775a3bn,
+    };
     const info = parseMasterInfoAnswer(infoAnswer(size, values), 'm:9421');
-    expect(info).toEqual({ softwareVersion: expected, metadataVersion: 2 ** 40 + 5, metaid: '6B0E97DFFB775A3B', fsObjects: 7001, directories: 3002, files: 4003, state: 'MASTER', answerBytes: size });
+    expect(info).toEqual({
+      softwareVersion: expected,
+      metadataVersion: 2 ** 40 + 5,
+      metaid: '6B0E97DFFB775A3B',
+      fsObjects: 7001,
+      directories: 3002,
+      files: 4003,
+      state: 'MASTER',
+      answerBytes: size,
+    });
   });
 
   test('a small metadata id keeps its leading zeros', () => {
@@ -111,7 +155,9 @@ describe('MATOCL_INFO answers', () => {
   test('an unknown size is refused, naming the master and the size', () => {
     const act = () => parseMasterInfoAnswer(Buffer.alloc(64), 'mfsmaster.example:9421');
     expect(act).toThrow(ProcessError);
-    expect(act).toThrow(/master mfsmaster\.example:9421: MATOCL_INFO answer of 64 bytes is not a layout this tool knows/);
+    expect(act).toThrow(
+      /master mfsmaster\.example:9421: MATOCL_INFO answer of 64 bytes is not a layout this tool knows/,
+    );
   });
 
   test('an empty answer is refused too', () => {

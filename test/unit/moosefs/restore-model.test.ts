@@ -3,7 +3,11 @@ import { changelog, changelogLines, image } from '../../helpers/changelog-fixtur
 
 describe('which image mfsmaster -a loads', () => {
   test('the valid one with the highest version; garbage is passed over and reported', () => {
-    const c = chooseImage([image('metadata_ml.mfs.back', 0, { error: 'not a MooseFS metadata image' }), image('metadata_ml.mfs.back.1', 100), image('metadata_ml.mfs.back.2', 40)]);
+    const c = chooseImage([
+      image('metadata_ml.mfs.back', 0, { error: 'not a MooseFS metadata image' }),
+      image('metadata_ml.mfs.back.1', 100),
+      image('metadata_ml.mfs.back.2', 40),
+    ]);
     expect(c.image?.name).toBe('metadata_ml.mfs.back.1');
     expect(c.invalid.map((i) => i.name)).toEqual(['metadata_ml.mfs.back']);
     expect(c.metaidConflict).toBeUndefined();
@@ -20,7 +24,10 @@ describe('which image mfsmaster -a loads', () => {
   });
 
   test('images of two filesystems: mfsmaster -a refuses ("different id number")', () => {
-    const c = chooseImage([image('metadata_ml.mfs.back', 100, { metaid: 'AAAA' }), image('metadata_ml.mfs.back.1', 50, { metaid: 'BBBB' })]);
+    const c = chooseImage([
+      image('metadata_ml.mfs.back', 100, { metaid: 'AAAA' }),
+      image('metadata_ml.mfs.back.1', 50, { metaid: 'BBBB' }),
+    ]);
     expect(c.metaidConflict).toEqual(['metadata_ml.mfs.back (AAAA)', 'metadata_ml.mfs.back.1 (BBBB)']);
   });
 
@@ -33,7 +40,9 @@ describe('which image mfsmaster -a loads', () => {
 
 describe('which changelog lines mfsmaster -a uses', () => {
   test('a sound file: all of it', async () => {
-    expect(changelogUse(await changelog('c0', changelogLines(10, 20))).pieces).toEqual([{ file: 'c0', first: 10, last: 20 }]);
+    expect(changelogUse(await changelog('c0', changelogLines(10, 20))).pieces).toEqual([
+      { file: 'c0', first: 10, last: 20 },
+    ]);
   });
 
   test('an empty file: nothing, and no complaint', async () => {
@@ -79,24 +88,37 @@ describe('a restore plan over several files', () => {
   test('files overlap and fill each other; lines older than the image cost nothing', async () => {
     const plan = planRestore(
       [image('metadata_ml.mfs.back', 24)],
-      [await changelog('changelog_ml_back.0.mfs', changelogLines(1, 40)), await changelog('changelog_ml.0.mfs', changelogLines(24, 44) + changelogLines(66, 70)), await changelog('changelog_ml_back.1.mfs', changelogLines(41, 65))],
+      [
+        await changelog('changelog_ml_back.0.mfs', changelogLines(1, 40)),
+        await changelog('changelog_ml.0.mfs', changelogLines(24, 44) + changelogLines(66, 70)),
+        await changelog('changelog_ml_back.1.mfs', changelogLines(41, 65)),
+      ],
     );
     expect(plan.roll).toMatchObject({ reached: 71, newest: 71, holes: [] });
   });
 
   test('a metalogger that never got an image: MFSM NEW plus every change since version 1', async () => {
-    const plan = planRestore([image('metadata_ml.tmp', 0, { empty: true })], [await changelog('changelog_ml_back.0.mfs', changelogLines(1, 23))]);
+    const plan = planRestore(
+      [image('metadata_ml.tmp', 0, { empty: true })],
+      [await changelog('changelog_ml_back.0.mfs', changelogLines(1, 23))],
+    );
     expect(plan.roll).toMatchObject({ reached: 24, holes: [] });
   });
 
   test('changelogs starting above the image leave a hole at its start', async () => {
-    const plan = planRestore([image('metadata_ml.mfs.back', 100)], [await changelog('changelog_ml.0.mfs', changelogLines(120, 130))]);
+    const plan = planRestore(
+      [image('metadata_ml.mfs.back', 100)],
+      [await changelog('changelog_ml.0.mfs', changelogLines(120, 130))],
+    );
     expect(plan.roll).toMatchObject({ reached: 100, holes: [{ from: 100, to: 119 }] });
   });
 
   test('a damaged file costs the lines it holds beyond where the restore stops; an old one costs nothing', async () => {
     const old = await changelog('changelog_ml_back.0.mfs', changelogLines(1, 23) + '24: 1');
-    const current = await changelog('changelog_ml.0.mfs', changelogLines(24, 30) + 'garbage\n' + changelogLines(32, 60));
+    const current = await changelog(
+      'changelog_ml.0.mfs',
+      changelogLines(24, 30) + 'garbage\n' + changelogLines(32, 60),
+    );
     const plan = planRestore([image('metadata_ml.mfs.back', 24)], [old, current]);
     expect(plan.roll?.reached).toBe(31);
     expect(linesLostBeyond(plan, old.scan)).toBeUndefined();

@@ -14,7 +14,7 @@ describe('the scratch master guard script (every generation)', () => {
     ]);
   });
 
-  test('the drill\'s own uid is the one let through', () => {
+  test("the drill's own uid is the one let through", () => {
     expect(guardTableScript('t', [1], 1000)).toContain('meta skuid != 1000 reject');
   });
 });

@@ -6,7 +6,8 @@ import { selfChangesSince } from '../../../lib/moosefs/self-changes.js';
 
 describe('selfChangesSince', () => {
   let dir: string;
-  const write = (lines: string[]) => fs.writeFile(path.join(dir, 'changelog.0.mfs'), lines.map((l) => `${l}\n`).join(''));
+  const write = (lines: string[]) =>
+    fs.writeFile(path.join(dir, 'changelog.0.mfs'), lines.map((l) => `${l}\n`).join(''));
   beforeEach(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'self-changes-'));
   });
@@ -15,8 +16,15 @@ describe('selfChangesSince', () => {
   });
 
   test('housekeeping of the generation accounts for the versions past the restore', async () => {
-    await write(['10: 1700000000|CREATE(1,a,1,438,18,0,0,0):2', '11: 1700000001|IDLE()', '12: 1700000031|FREEINODES(86400):0,0,0']);
-    expect(await selfChangesSince(dir, generationNamed('4'), 10, 12)).toEqual({ restoredVersion: 10, ops: ['IDLE', 'FREEINODES'] });
+    await write([
+      '10: 1700000000|CREATE(1,a,1,438,18,0,0,0):2',
+      '11: 1700000001|IDLE()',
+      '12: 1700000031|FREEINODES(86400):0,0,0',
+    ]);
+    expect(await selfChangesSince(dir, generationNamed('4'), 10, 12)).toEqual({
+      restoredVersion: 10,
+      ops: ['IDLE', 'FREEINODES'],
+    });
     expect(await selfChangesSince(dir, generationNamed('3.0'), 10, 12)).toBeUndefined();
   });
 
@@ -34,7 +42,10 @@ describe('selfChangesSince', () => {
   test('a line the background writer has not written yet is waited for, briefly', async () => {
     await write(['11: 1700000001|IDLE()']);
     setTimeout(() => void fs.appendFile(path.join(dir, 'changelog.0.mfs'), '12: 1700000002|IDLE()\n'), 200);
-    expect(await selfChangesSince(dir, generationNamed('4'), 10, 12)).toEqual({ restoredVersion: 10, ops: ['IDLE', 'IDLE'] });
+    expect(await selfChangesSince(dir, generationNamed('4'), 10, 12)).toEqual({
+      restoredVersion: 10,
+      ops: ['IDLE', 'IDLE'],
+    });
   });
 
   test('an unfinished last line is not a change', async () => {

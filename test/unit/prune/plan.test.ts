@@ -1,15 +1,38 @@
 import { rollForward, holesBetween, type ChangelogPiece } from '../../../lib/moosefs/chain.js';
-import { planPrune, type PlanChangelog, type PlanImage, type PlanInput, type PlanOtherFile, type PrunePlan, type PruneRules } from '../../../lib/prune/plan.js';
+import {
+  planPrune,
+  type PlanChangelog,
+  type PlanImage,
+  type PlanInput,
+  type PlanOtherFile,
+  type PrunePlan,
+  type PruneRules,
+} from '../../../lib/prune/plan.js';
 import { VersionCover } from '../../../lib/moosefs/version-cover.js';
 import { seededRandom } from '../../helpers/random.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
 
-const rules = (r: Partial<PruneRules> = {}): PruneRules => ({ keepRestorePoints: 1, keepRotated: 0, minAgeMs: 0, ...r });
+const rules = (r: Partial<PruneRules> = {}): PruneRules => ({
+  keepRestorePoints: 1,
+  keepRotated: 0,
+  minAgeMs: 0,
+  ...r,
+});
 
 function changelog(name: string, first: number, last: number, o: Partial<PlanChangelog> = {}): PlanChangelog {
-  return { name, unit: name, segments: [{ first, last }], size: (last - first + 1) * 100, mtimeMs: NOW - 2 * HOUR, current: false, open: false, rotated: true, ...o };
+  return {
+    name,
+    unit: name,
+    segments: [{ first, last }],
+    size: (last - first + 1) * 100,
+    mtimeMs: NOW - 2 * HOUR,
+    current: false,
+    open: false,
+    rotated: true,
+    ...o,
+  };
 }
 
 function image(name: string, version: number, o: Partial<PlanImage> = {}): PlanImage {
@@ -21,7 +44,10 @@ const deleted = (plan: PrunePlan) => plan.delete.map((e) => e.name).sort();
 describe('prune plan: a master DATA_PATH', () => {
   // metadata.mfs.back (v300) and .back.1 (v200); changelog.N.mfs rotated hourly, 100 versions each.
   const input = (): PlanInput => ({
-    images: [image('metadata.mfs.back', 300, { mtimeMs: NOW - HOUR }), image('metadata.mfs.back.1', 200, { mtimeMs: NOW - 2 * HOUR })],
+    images: [
+      image('metadata.mfs.back', 300, { mtimeMs: NOW - HOUR }),
+      image('metadata.mfs.back.1', 200, { mtimeMs: NOW - 2 * HOUR }),
+    ],
     changelogs: [
       changelog('changelog.0.mfs', 300, 349, { current: true, rotated: false, mtimeMs: NOW }),
       changelog('changelog.1.mfs', 200, 299),
@@ -35,8 +61,13 @@ describe('prune plan: a master DATA_PATH', () => {
   test('keeps what the oldest retained image needs, deletes the rest with its version range', () => {
     const plan = planPrune(input());
     expect(deleted(plan)).toEqual(['changelog.2.mfs', 'changelog.3.mfs']);
-    expect(plan.delete.find((e) => e.name === 'changelog.2.mfs')).toMatchObject({ versions: '100..199', reason: 'older than every retained restore point (oldest v200)' });
-    expect(plan.keep.find((e) => e.name === 'changelog.1.mfs')!.reason).toMatch(/needed: only copy of versions 200\.\.299, which restore point metadata\.mfs\.back\.1 \(v200\) needs to reach 350/);
+    expect(plan.delete.find((e) => e.name === 'changelog.2.mfs')).toMatchObject({
+      versions: '100..199',
+      reason: 'older than every retained restore point (oldest v200)',
+    });
+    expect(plan.keep.find((e) => e.name === 'changelog.1.mfs')!.reason).toMatch(
+      /needed: only copy of versions 200\.\.299, which restore point metadata\.mfs\.back\.1 \(v200\) needs to reach 350/,
+    );
     expect(plan.bytesToFree).toBe(100 * 100 + 99 * 100);
     expect(plan.restorePoints.every((r) => r.retained && r.reaches === 350)).toBe(true);
   });
@@ -73,15 +104,23 @@ describe('prune plan: a master DATA_PATH', () => {
     i.rules = rules({ maxAgeMs: 90 * 60_000 });
     const plan = planPrune(i);
     expect(deleted(plan)).toEqual(['changelog.1.mfs', 'changelog.2.mfs', 'changelog.3.mfs']);
-    expect(plan.restorePoints.find((r) => r.name === 'metadata.mfs.back.1')).toMatchObject({ retained: false, reason: 'older than maxAge (2 h)' });
-    expect(plan.keep.find((e) => e.name === 'metadata.mfs.back.1')!.reason).toMatch(/MooseFS rotates its own images\); not a retained restore point: older than maxAge/);
+    expect(plan.restorePoints.find((r) => r.name === 'metadata.mfs.back.1')).toMatchObject({
+      retained: false,
+      reason: 'older than maxAge (2 h)',
+    });
+    expect(plan.keep.find((e) => e.name === 'metadata.mfs.back.1')!.reason).toMatch(
+      /MooseFS rotates its own images\); not a retained restore point: older than maxAge/,
+    );
   });
 
   test('maxTotalSize releases the oldest restore points until what is kept fits, and warns when it cannot', () => {
     const i = input();
     i.rules = rules({ maxTotalBytes: 12_000 });
     const plan = planPrune(i);
-    expect(plan.restorePoints.find((r) => r.name === 'metadata.mfs.back.1')).toMatchObject({ retained: false, reason: 'released to fit maxTotalSize' });
+    expect(plan.restorePoints.find((r) => r.name === 'metadata.mfs.back.1')).toMatchObject({
+      retained: false,
+      reason: 'released to fit maxTotalSize',
+    });
     // Images in a DATA_PATH are MooseFS's: they are kept and not counted against maxTotalSize.
     expect(deleted(plan)).toEqual(['changelog.1.mfs', 'changelog.2.mfs', 'changelog.3.mfs']);
     expect(plan.bytesKept).toBe(2 * 5_000 + 50 * 100);
@@ -104,7 +143,9 @@ describe('prune plan: a master DATA_PATH', () => {
     i.changelogs[1] = changelog('changelog.1.mfs', 200, 249);
     const plan = planPrune(i);
     expect(plan.holes).toEqual([{ from: 250, to: 299 }]);
-    expect(plan.warnings.join()).toMatch(/metadata\.mfs\.back\.1 \(v200\) reaches only 250 of 350: hole 250\.\.299 was there before prune/);
+    expect(plan.warnings.join()).toMatch(
+      /metadata\.mfs\.back\.1 \(v200\) reaches only 250 of 350: hole 250\.\.299 was there before prune/,
+    );
     expect(deleted(plan)).toEqual(['changelog.2.mfs', 'changelog.3.mfs']);
   });
 });
@@ -147,7 +188,14 @@ describe('prune plan: the snapshot store (a snapshot directory goes whole or not
     const i = store([NOW - 72 * HOUR, NOW - 48 * HOUR, NOW - HOUR]);
     i.rules = rules({ maxAgeMs: 24 * HOUR });
     const plan = planPrune(i);
-    expect(deleted(plan)).toEqual(['s1/changelog.0.mfs', 's1/manifest.json', 's1/metadata.mfs.back', 's2/changelog.0.mfs', 's2/manifest.json', 's2/metadata.mfs.back']);
+    expect(deleted(plan)).toEqual([
+      's1/changelog.0.mfs',
+      's1/manifest.json',
+      's1/metadata.mfs.back',
+      's2/changelog.0.mfs',
+      's2/manifest.json',
+      's2/metadata.mfs.back',
+    ]);
   });
 
   test('a released snapshot in the middle stays whole while a retained older one needs its changelogs', () => {
@@ -157,7 +205,9 @@ describe('prune plan: the snapshot store (a snapshot directory goes whole or not
     const plan = planPrune(i);
     expect(plan.delete).toEqual([]);
     expect(plan.restorePoints.find((r) => r.name === 's2/metadata.mfs.back')!.retained).toBe(false);
-    expect(plan.keep.find((e) => e.name === 's2/metadata.mfs.back')!.reason).toMatch(/with s2: needed: only copy of versions 211\.\.299, which restore point s1\/metadata\.mfs\.back \(v100\) needs to reach 411/);
+    expect(plan.keep.find((e) => e.name === 's2/metadata.mfs.back')!.reason).toMatch(
+      /with s2: needed: only copy of versions 211\.\.299, which restore point s1\/metadata\.mfs\.back \(v100\) needs to reach 411/,
+    );
     expect(plan.restorePoints.find((r) => r.name === 's1/metadata.mfs.back')!.reaches).toBe(411);
   });
 });
@@ -189,18 +239,50 @@ function randomDataPath(g: Rng): PlanInput {
   }
   bounds.forEach((b, i) => {
     const index = bounds.length - 1 - i;
-    const segments = g.chance(0.05) && b.last - b.first > 4 ? [{ first: b.first, last: b.first + 1 }, { first: b.first + 3, last: b.last }] : [{ first: b.first, last: b.last }];
-    changelogs.push({ name: `changelog_ml.${index}.mfs`, unit: `changelog_ml.${index}.mfs`, segments, size: (b.last - b.first + 1) * 50, mtimeMs: NOW - b.hour * HOUR, current: index === 0, open: index === 0 && g.chance(0.5), rotated: index > 0 });
+    const segments =
+      g.chance(0.05) && b.last - b.first > 4
+        ? [
+            { first: b.first, last: b.first + 1 },
+            { first: b.first + 3, last: b.last },
+          ]
+        : [{ first: b.first, last: b.last }];
+    changelogs.push({
+      name: `changelog_ml.${index}.mfs`,
+      unit: `changelog_ml.${index}.mfs`,
+      segments,
+      size: (b.last - b.first + 1) * 50,
+      mtimeMs: NOW - b.hour * HOUR,
+      current: index === 0,
+      open: index === 0 && g.chance(0.5),
+      rotated: index > 0,
+    });
   });
   const newest = v;
   for (let i = 0; i < g.int(0, 2); i++) {
     const first = g.int(1, newest);
     const last = Math.min(newest - 1, first + g.int(0, 80));
-    if (last >= first) changelogs.push({ name: `changelog_ml_back.${i}.mfs`, unit: `changelog_ml_back.${i}.mfs`, segments: [{ first, last }], size: (last - first + 1) * 50, mtimeMs: NOW - g.int(0, hours) * HOUR, current: false, open: false, rotated: false });
+    if (last >= first)
+      changelogs.push({
+        name: `changelog_ml_back.${i}.mfs`,
+        unit: `changelog_ml_back.${i}.mfs`,
+        segments: [{ first, last }],
+        size: (last - first + 1) * 50,
+        mtimeMs: NOW - g.int(0, hours) * HOUR,
+        current: false,
+        open: false,
+        rotated: false,
+      });
   }
   const images: PlanImage[] = [];
   for (let i = 0; i < g.int(0, 4); i++) {
-    images.push({ name: i === 0 ? 'metadata_ml.mfs.back' : `metadata_ml.mfs.back.${i}`, unit: `img${i}`, version: g.int(1, newest), size: g.int(100, 5000), mtimeMs: NOW - g.int(0, hours) * HOUR - g.int(0, HOUR), deletable: false });
+    images.push({
+      name: i === 0 ? 'metadata_ml.mfs.back' : `metadata_ml.mfs.back.${i}`,
+      unit: `img${i}`,
+      version: g.int(1, newest),
+      size: g.int(100, 5000),
+      mtimeMs: NOW - g.int(0, hours) * HOUR - g.int(0, HOUR),
+      deletable: false,
+    });
   }
   return { images, changelogs, rules: randomRules(g), now: NOW };
 }
@@ -216,11 +298,28 @@ function randomStore(g: Rng): PlanInput {
     const unit = `s${s}`;
     const age = (count - s) * g.int(1, 30) * HOUR;
     const reach = v + g.int(0, 120);
-    images.push({ name: `${unit}/metadata.mfs.back`, unit, version: v, size: g.int(1000, 9000), mtimeMs: NOW - age, deletable: true, pinned: g.chance(0.1) });
+    images.push({
+      name: `${unit}/metadata.mfs.back`,
+      unit,
+      version: v,
+      size: g.int(1000, 9000),
+      mtimeMs: NOW - age,
+      deletable: true,
+      pinned: g.chance(0.1),
+    });
     let first = v - g.int(0, 20);
     for (let f = 0; first < reach; f++) {
       const last = Math.min(reach - 1, first + g.int(5, 60));
-      changelogs.push({ name: `${unit}/changelog.${f}.mfs`, unit, segments: [{ first: Math.max(1, first), last }], size: (last - first + 1) * 40, mtimeMs: NOW - age, current: false, open: false, rotated: false });
+      changelogs.push({
+        name: `${unit}/changelog.${f}.mfs`,
+        unit,
+        segments: [{ first: Math.max(1, first), last }],
+        size: (last - first + 1) * 40,
+        mtimeMs: NOW - age,
+        current: false,
+        open: false,
+        rotated: false,
+      });
       first = last + 1;
     }
     others.push({ name: `${unit}/manifest.json`, unit, size: 400, mtimeMs: NOW - age });
@@ -260,7 +359,13 @@ function checkPlan(input: PlanInput, plan: PrunePlan): void {
     if (holesBetween(rp.version, plan.newest - 1, before).length === 0) expect(reachedAfter).toBe(plan.newest);
   }
   if (plan.restorePoints.some((r) => r.retained && r.version < plan.newest)) {
-    expect(Math.max(0, ...after.map((p) => p.last + 1), ...input.images.filter((i) => !gone.has(i.name)).map((i) => i.version))).toBe(plan.newest);
+    expect(
+      Math.max(
+        0,
+        ...after.map((p) => p.last + 1),
+        ...input.images.filter((i) => !gone.has(i.name)).map((i) => i.version),
+      ),
+    ).toBe(plan.newest);
   }
   for (const c of input.changelogs) if (c.current || c.open) expect(gone.has(c.name)).toBe(false);
   for (const f of all) if (input.now - f.mtimeMs < input.rules.minAgeMs) expect(gone.has(f.name)).toBe(false);
@@ -273,9 +378,15 @@ function checkPlan(input: PlanInput, plan: PrunePlan): void {
   const keptRotated = rotated.filter((c) => !gone.has(c.name)).length;
   expect(keptRotated).toBeGreaterThanOrEqual(Math.min(input.rules.keepRotated, rotated.length));
   expect(plan.bytesToFree).toBe(plan.delete.reduce((s, e) => s + e.size, 0));
-  if (input.rules.maxTotalBytes !== undefined && input.images.length > 0 && !plan.warnings.some((w) => /maxTotalSize/.test(w))) {
+  if (
+    input.rules.maxTotalBytes !== undefined &&
+    input.images.length > 0 &&
+    !plan.warnings.some((w) => /maxTotalSize/.test(w))
+  ) {
     const undeletable = new Set(input.images.filter((i) => !i.deletable).map((i) => i.name));
-    expect(plan.keep.filter((e) => !undeletable.has(e.name)).reduce((s, e) => s + e.size, 0)).toBeLessThanOrEqual(input.rules.maxTotalBytes);
+    expect(plan.keep.filter((e) => !undeletable.has(e.name)).reduce((s, e) => s + e.size, 0)).toBeLessThanOrEqual(
+      input.rules.maxTotalBytes,
+    );
   }
 }
 
@@ -295,7 +406,12 @@ describe('prune plan property: every retained restore point still rolls forward 
         checkPlan(input, plan);
         // Idempotent: planning again over what is left deletes nothing more.
         const gone = new Set(plan.delete.map((e) => e.name));
-        const rest: PlanInput = { ...input, images: input.images.filter((i) => !gone.has(i.name)), changelogs: input.changelogs.filter((c) => !gone.has(c.name)), others: input.others?.filter((o) => !gone.has(o.name)) };
+        const rest: PlanInput = {
+          ...input,
+          images: input.images.filter((i) => !gone.has(i.name)),
+          changelogs: input.changelogs.filter((c) => !gone.has(c.name)),
+          others: input.others?.filter((o) => !gone.has(o.name)),
+        };
         expect(planPrune(rest).delete).toEqual([]);
       } catch (err) {
         throw new Error(`seed ${seed}: ${(err as Error).message}\ninput: ${JSON.stringify(input)}`, { cause: err });
@@ -316,7 +432,14 @@ describe('prune plan at scale', () => {
     for (let s = 0; s < 1000; s++) {
       const unit = `s${String(s).padStart(4, '0')}`;
       images.push(image(`${unit}/metadata.mfs.back`, v, { unit, deletable: true, mtimeMs: NOW - (1000 - s) * HOUR }));
-      for (let k = 0, f = Math.max(1, v - 50); k < 30; k++, f += 100) changelogs.push(changelog(`${unit}/changelog.${k}.mfs`, f, f + 99, { unit, rotated: false, mtimeMs: NOW - (1000 - s) * HOUR }));
+      for (let k = 0, f = Math.max(1, v - 50); k < 30; k++, f += 100)
+        changelogs.push(
+          changelog(`${unit}/changelog.${k}.mfs`, f, f + 99, {
+            unit,
+            rotated: false,
+            mtimeMs: NOW - (1000 - s) * HOUR,
+          }),
+        );
       v += 2800;
     }
     const plan = planPrune({ images, changelogs, rules: rules({ maxAgeMs: 500.5 * HOUR }), now: NOW });

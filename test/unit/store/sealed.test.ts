@@ -3,7 +3,19 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { CHUNK_BYTES, decryptStage, encryptStage, HEADER_BYTES, keyIdOf, loadStoreKey, openTail, SealError, sealTail, type SealContext, type StoreKey } from '../../../lib/store/sealed.js';
+import {
+  CHUNK_BYTES,
+  decryptStage,
+  encryptStage,
+  HEADER_BYTES,
+  keyIdOf,
+  loadStoreKey,
+  openTail,
+  SealError,
+  sealTail,
+  type SealContext,
+  type StoreKey,
+} from '../../../lib/store/sealed.js';
 
 const TAG = 16;
 const keyOf = (raw = randomBytes(32)): StoreKey => ({ id: keyIdOf(raw), key: raw, file: '/test/key' });
@@ -23,18 +35,22 @@ function feed(data: Buffer, piece = 65536): AsyncIterable<Buffer> {
 
 const here: SealContext = { metaid: '1A2B3C', snapshot: '20260501T100000Z-v12', file: 'metadata.mfs.back' };
 const seal = (key: StoreKey, plain: Buffer, at = here) => collect(encryptStage(key, at)(feed(plain)));
-const unseal = (key: StoreKey | undefined, sealed: Buffer, piece?: number, at = here) => collect(decryptStage(key, key?.id ?? keyIdOf(Buffer.alloc(32)), at)(feed(sealed, piece)));
+const unseal = (key: StoreKey | undefined, sealed: Buffer, piece?: number, at = here) =>
+  collect(decryptStage(key, key?.id ?? keyIdOf(Buffer.alloc(32)), at)(feed(sealed, piece)));
 
 describe('chunked AES-256-GCM framing', () => {
   const key = keyOf();
 
-  test.each([0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 3 * CHUNK_BYTES + 12345])('round trip of %i bytes, fed in any piece size', async (n) => {
-    const plain = randomBytes(n);
-    const sealed = await seal(key, plain);
-    expect(sealed.length).toBe(HEADER_BYTES + plain.length + TAG * Math.max(1, Math.ceil(n / CHUNK_BYTES)));
-    expect((await unseal(key, sealed)).equals(plain)).toBe(true);
-    expect((await unseal(key, sealed, 7777)).equals(plain)).toBe(true);
-  });
+  test.each([0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 3 * CHUNK_BYTES + 12345])(
+    'round trip of %i bytes, fed in any piece size',
+    async (n) => {
+      const plain = randomBytes(n);
+      const sealed = await seal(key, plain);
+      expect(sealed.length).toBe(HEADER_BYTES + plain.length + TAG * Math.max(1, Math.ceil(n / CHUNK_BYTES)));
+      expect((await unseal(key, sealed)).equals(plain)).toBe(true);
+      expect((await unseal(key, sealed, 7777)).equals(plain)).toBe(true);
+    },
+  );
 
   test('the same content never seals to the same bytes (a fresh salt and nonce per file)', async () => {
     const plain = Buffer.alloc(1000, 0x41);
@@ -54,7 +70,8 @@ describe('chunked AES-256-GCM framing', () => {
 
   test('chunks swapped (reordered) are refused', async () => {
     const sealed = await seal(key, randomBytes(3 * CHUNK_BYTES));
-    const c = (i: number) => sealed.subarray(HEADER_BYTES + i * (CHUNK_BYTES + TAG), HEADER_BYTES + (i + 1) * (CHUNK_BYTES + TAG));
+    const c = (i: number) =>
+      sealed.subarray(HEADER_BYTES + i * (CHUNK_BYTES + TAG), HEADER_BYTES + (i + 1) * (CHUNK_BYTES + TAG));
     const swapped = Buffer.concat([sealed.subarray(0, HEADER_BYTES), c(1), c(0), c(2)]);
     await expect(unseal(key, swapped)).rejects.toThrow(/chunk 0 fails authentication/);
   });
@@ -64,10 +81,25 @@ describe('chunked AES-256-GCM framing', () => {
   test('every reordering, duplication or removal of chunks within one sealed file is refused', async () => {
     const plain = randomBytes(3 * CHUNK_BYTES + 777);
     const sealed = await seal(key, plain);
-    const c = (i: number) => sealed.subarray(HEADER_BYTES + i * (CHUNK_BYTES + TAG), Math.min(sealed.length, HEADER_BYTES + (i + 1) * (CHUNK_BYTES + TAG)));
+    const c = (i: number) =>
+      sealed.subarray(
+        HEADER_BYTES + i * (CHUNK_BYTES + TAG),
+        Math.min(sealed.length, HEADER_BYTES + (i + 1) * (CHUNK_BYTES + TAG)),
+      );
     const head = sealed.subarray(0, HEADER_BYTES);
-    const perms = (xs: number[]): number[][] => (xs.length <= 1 ? [xs] : xs.flatMap((x, i) => perms([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p])));
-    const orders = [...perms([0, 1, 2, 3]).filter((p) => p.join() !== '0,1,2,3'), [0, 0, 2, 3], [0, 1, 1, 3], [0, 3, 1, 2], [0, 1, 3], [1, 2, 3], [0, 1, 2]];
+    const perms = (xs: number[]): number[][] =>
+      xs.length <= 1
+        ? [xs]
+        : xs.flatMap((x, i) => perms([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+    const orders = [
+      ...perms([0, 1, 2, 3]).filter((p) => p.join() !== '0,1,2,3'),
+      [0, 0, 2, 3],
+      [0, 1, 1, 3],
+      [0, 3, 1, 2],
+      [0, 1, 3],
+      [1, 2, 3],
+      [0, 1, 2],
+    ];
     for (const order of orders) {
       await expect(unseal(key, Buffer.concat([head, ...order.map(c)]))).rejects.toThrow(SealError);
     }
@@ -76,11 +108,17 @@ describe('chunked AES-256-GCM framing', () => {
 
   test('a sealed file is bound to its snapshot, name and filesystem: moved to another, it fails authentication', async () => {
     const sealed = await seal(key, randomBytes(CHUNK_BYTES + 10));
-    for (const elsewhere of [{ ...here, snapshot: '20260601T100000Z-v13' }, { ...here, file: 'changelog.0.mfs' }, { ...here, metaid: 'FFFF' }]) {
+    for (const elsewhere of [
+      { ...here, snapshot: '20260601T100000Z-v13' },
+      { ...here, file: 'changelog.0.mfs' },
+      { ...here, metaid: 'FFFF' },
+    ]) {
       await expect(unseal(key, sealed, undefined, elsewhere)).rejects.toThrow(/chunk 0 fails authentication/);
     }
     // Contexts are length-prefixed: moving a character from one part to the next is another context.
-    await expect(unseal(key, sealed, undefined, { ...here, metaid: '1A2B3', snapshot: `C${here.snapshot}` })).rejects.toThrow(SealError);
+    await expect(
+      unseal(key, sealed, undefined, { ...here, metaid: '1A2B3', snapshot: `C${here.snapshot}` }),
+    ).rejects.toThrow(SealError);
   });
 
   test('files sealed before the context was bound (MFSJGCM1) still open: their bytes are pinned by the signed manifest', async () => {
@@ -112,7 +150,9 @@ describe('chunked AES-256-GCM framing', () => {
     const sealed = sealTail(key, here, 9999, tail);
     expect(Buffer.from(sealed, 'base64').includes(tail.subarray(0, 16))).toBe(false);
     expect(openTail(key, here, 9999, sealed).equals(tail)).toBe(true);
-    expect(() => openTail(key, { ...here, snapshot: '20260601T100000Z-v13' }, 9999, sealed)).toThrow('sealed tail fails authentication');
+    expect(() => openTail(key, { ...here, snapshot: '20260601T100000Z-v13' }, 9999, sealed)).toThrow(
+      'sealed tail fails authentication',
+    );
     expect(() => openTail(key, { ...here, file: 'changelog.0.mfs' }, 9999, sealed)).toThrow(SealError);
     expect(() => openTail(key, here, 9998, sealed)).toThrow(SealError);
     expect(() => openTail(keyOf(), here, 9999, sealed)).toThrow(SealError);
@@ -130,16 +170,25 @@ describe('chunked AES-256-GCM framing', () => {
   test('a chunk from another file sealed with the same key is refused', async () => {
     const a = await seal(key, randomBytes(2 * CHUNK_BYTES));
     const b = await seal(key, randomBytes(2 * CHUNK_BYTES));
-    const mixed = Buffer.concat([a.subarray(0, HEADER_BYTES + CHUNK_BYTES + TAG), b.subarray(HEADER_BYTES + CHUNK_BYTES + TAG)]);
+    const mixed = Buffer.concat([
+      a.subarray(0, HEADER_BYTES + CHUNK_BYTES + TAG),
+      b.subarray(HEADER_BYTES + CHUNK_BYTES + TAG),
+    ]);
     await expect(unseal(key, mixed)).rejects.toThrow(/chunk 1 fails authentication/);
   });
 
   test('a wrong key and a missing key are named, with both key ids', async () => {
     const sealed = await seal(key, randomBytes(100));
     const other = keyOf();
-    await expect(collect(decryptStage(other, key.id, here)(feed(sealed)))).rejects.toThrow(`encrypted with key ${key.id}, but /test/key holds key ${other.id} (wrong key)`);
-    await expect(collect(decryptStage(undefined, key.id, here)(feed(sealed)))).rejects.toThrow(`encrypted with key ${key.id}, and no snapshotStore.encryption.keyFile is configured`);
-    await expect(collect(decryptStage(key, other.id, here)(feed(sealed)))).rejects.toThrow(`its header names key ${key.id}, the manifest ${other.id}`);
+    await expect(collect(decryptStage(other, key.id, here)(feed(sealed)))).rejects.toThrow(
+      `encrypted with key ${key.id}, but /test/key holds key ${other.id} (wrong key)`,
+    );
+    await expect(collect(decryptStage(undefined, key.id, here)(feed(sealed)))).rejects.toThrow(
+      `encrypted with key ${key.id}, and no snapshotStore.encryption.keyFile is configured`,
+    );
+    await expect(collect(decryptStage(key, other.id, here)(feed(sealed)))).rejects.toThrow(
+      `its header names key ${key.id}, the manifest ${other.id}`,
+    );
   });
 });
 
@@ -168,11 +217,17 @@ describe('key files', () => {
 
   test('a key file the group or others may read is refused, naming the file and its mode', async () => {
     const file = await write('open', randomBytes(32).toString('hex'), 0o640);
-    await expect(loadStoreKey(file)).rejects.toThrow(`snapshotStore.encryption.keyFile ${file}: readable by others (mode 640); chmod 600 it`);
+    await expect(loadStoreKey(file)).rejects.toThrow(
+      `snapshotStore.encryption.keyFile ${file}: readable by others (mode 640); chmod 600 it`,
+    );
   });
 
   test('a key of the wrong size or format is refused', async () => {
-    for (const [name, text] of [['short', 'abcd'], ['raw', randomBytes(32).toString('latin1')], ['long', randomBytes(33).toString('hex')]] as const) {
+    for (const [name, text] of [
+      ['short', 'abcd'],
+      ['raw', randomBytes(32).toString('latin1')],
+      ['long', randomBytes(33).toString('hex')],
+    ] as const) {
       const file = await write(name, text, 0o600);
       await expect(loadStoreKey(file)).rejects.toThrow(`snapshotStore.encryption.keyFile ${file}: not a key file`);
     }

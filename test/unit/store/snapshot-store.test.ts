@@ -2,7 +2,19 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { listSnapshots, snapshotId } from '../../../lib/store/manifest.js';
-import { finaliseSnapshot, freeSnapshotId, isNoSpace, leftoverTemps, makeStageDir, readLatest, refreshLatest, removeLeftoverTemps, removeSnapshot, verifySnapshot, viewStore } from '../../../lib/store/snapshot-store.js';
+import {
+  finaliseSnapshot,
+  freeSnapshotId,
+  isNoSpace,
+  leftoverTemps,
+  makeStageDir,
+  readLatest,
+  refreshLatest,
+  removeLeftoverTemps,
+  removeSnapshot,
+  verifySnapshot,
+  viewStore,
+} from '../../../lib/store/snapshot-store.js';
 import { trimCutLastLine } from '../../../lib/transport/transfer.js';
 import { stageSyntheticSnapshot } from '../../helpers/synthetic-snapshot.js';
 
@@ -39,9 +51,16 @@ describe('snapshot store write side', () => {
     expect(problems.some((p) => /^changelog\.0\.mfs: \d+ bytes, manifest says \d+$/.test(p))).toBe(true);
     // Size first (it explains the checksum); the same size with a changed byte is named by its sha256.
     const original = (await fs.readFile(path.join(dir, 'changelog.0.mfs'), 'latin1')).length;
-    await fs.writeFile(path.join(dir, 'changelog.0.mfs'), 'y'.repeat(manifest.files.find((f) => f.name === 'changelog.0.mfs')!.size));
+    await fs.writeFile(
+      path.join(dir, 'changelog.0.mfs'),
+      'y'.repeat(manifest.files.find((f) => f.name === 'changelog.0.mfs')!.size),
+    );
     expect(original).toBeGreaterThan(0);
-    expect((await verifySnapshot(dir, undefined, {})).some((p) => /^changelog\.0\.mfs: sha256 [0-9a-f]{12}… does not match the manifest/.test(p))).toBe(true);
+    expect(
+      (await verifySnapshot(dir, undefined, {})).some((p) =>
+        /^changelog\.0\.mfs: sha256 [0-9a-f]{12}… does not match the manifest/.test(p),
+      ),
+    ).toBe(true);
     await fs.rm(path.join(dir, 'metadata.mfs.back'));
     expect(await verifySnapshot(dir, undefined, {})).toContain('metadata.mfs.back: missing');
     const view = await viewStore(store, {});
@@ -85,7 +104,9 @@ describe('snapshot store write side', () => {
   test('ENOSPC is recognised however deep an SFTP library wraps it; plain transfer errors are not', () => {
     const local = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     expect(isNoSpace(local)).toBe(true);
-    expect(isNoSpace(new Error('download x: fastGet->sftp: ENOSPC: no space left on device, write Remote: x Local: y'))).toBe(true);
+    expect(
+      isNoSpace(new Error('download x: fastGet->sftp: ENOSPC: no space left on device, write Remote: x Local: y')),
+    ).toBe(true);
     expect(isNoSpace(new Error('wrapped', { cause: new Error('again', { cause: local }) }))).toBe(true);
     expect(isNoSpace(new Error('fastGet->sftp: No such file'))).toBe(false);
   });

@@ -27,8 +27,21 @@ describe('stored files (zstd through a pipe)', () => {
     // Half random (incompressible), half repetitive: several zstd blocks.
     content = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(3 << 20, 'changelog line\n')]);
     await fs.writeFile(path.join(dir, 'changelog.1.mfs'), content);
-    const plain: ManifestFile = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0 };
-    f = await storeStagedFile(dir, plain, { compression: { type: 'zstd', level: 3 } }, { id: snapshot.id, image: { metaid: 'AB' } });
+    const plain: ManifestFile = {
+      name: 'changelog.1.mfs',
+      role: 'changelog',
+      size: content.length,
+      sha256: sha(content),
+      sourcePath: '/x',
+      sourceSize: content.length,
+      sourceMtimeMs: 0,
+    };
+    f = await storeStagedFile(
+      dir,
+      plain,
+      { compression: { type: 'zstd', level: 3 } },
+      { id: snapshot.id, image: { metaid: 'AB' } },
+    );
   });
   afterAll(async () => {
     await fs.rm(dir, { recursive: true, force: true });
@@ -43,11 +56,17 @@ describe('stored files (zstd through a pipe)', () => {
     expect((await readSnapshotRange(snapshot, f, content.length - 50, 50)).equals(content.subarray(-50))).toBe(true);
   });
 
-  test('bytes on disk that are not zstd, with the manifest agreeing: zstd\'s own complaint, one line naming the file, no hang', async () => {
+  test("bytes on disk that are not zstd, with the manifest agreeing: zstd's own complaint, one line naming the file, no hang", async () => {
     const garbage = randomBytes(1 << 20);
     await fs.writeFile(path.join(dir, 'garbage.zst'), garbage);
-    const bad: ManifestFile = { ...f, name: 'garbage', stored: { ...f.stored!, name: 'garbage.zst', size: garbage.length, sha256: sha(garbage) } };
-    await expect(read(snapshot, bad)).rejects.toThrow(`snapshot ${snapshot.id}: garbage: garbage.zst is not valid zstd data`);
+    const bad: ManifestFile = {
+      ...f,
+      name: 'garbage',
+      stored: { ...f.stored!, name: 'garbage.zst', size: garbage.length, sha256: sha(garbage) },
+    };
+    await expect(read(snapshot, bad)).rejects.toThrow(
+      `snapshot ${snapshot.id}: garbage: garbage.zst is not valid zstd data`,
+    );
   });
 
   test('a flipped byte on disk: named by the stored checksum, whatever zstd makes of it', async () => {
@@ -57,13 +76,19 @@ describe('stored files (zstd through a pipe)', () => {
       copy[at]! ^= 0x55;
       await fs.writeFile(path.join(dir, 'flipped.zst'), copy);
       const flipped: ManifestFile = { ...f, stored: { ...f.stored!, name: 'flipped.zst' } };
-      await expect(read(snapshot, flipped)).rejects.toThrow(new RegExp(`^snapshot ${snapshot.id}: changelog\\.1\\.mfs: stored file flipped\\.zst: sha256 [0-9a-f]{12}… does not match the manifest`));
+      await expect(read(snapshot, flipped)).rejects.toThrow(
+        new RegExp(
+          `^snapshot ${snapshot.id}: changelog\\.1\\.mfs: stored file flipped\\.zst: sha256 [0-9a-f]{12}… does not match the manifest`,
+        ),
+      );
     }
   });
 
   test('content bigger than the manifest says (a zstd bomb in an archive) stops at the limit', async () => {
     const small: ManifestFile = { ...f, size: 1000 };
-    await expect(read(snapshot, small)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the 1000 bytes the manifest says`);
+    await expect(read(snapshot, small)).rejects.toThrow(
+      `snapshot ${snapshot.id}: changelog.1.mfs: more than the 1000 bytes the manifest says`,
+    );
   });
 });
 
@@ -85,7 +110,7 @@ describe('the content hash is taken in the same read as compression (issue 28)',
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  test('a staged entry without sha256 gets the content\'s, zstd or kept as it is', async () => {
+  test("a staged entry without sha256 gets the content's, zstd or kept as it is", async () => {
     const zst = await storeStagedFile(dir, entry(), zstd, into);
     expect(zst.sha256).toBe(sha(content));
     await fs.writeFile(path.join(dir, 'metadata.mfs.back'), content);
@@ -119,7 +144,15 @@ describe('stored files, sealed', () => {
     snapshot = { id: '20260501T100000Z-v12', dir, manifest: manifest('20260501T100000Z-v12') };
     content = Buffer.concat([randomBytes(2 << 20), Buffer.alloc(1 << 20, 'x'), secret]);
     await fs.writeFile(path.join(dir, 'changelog.1.mfs'), content);
-    const plain: ManifestFile = { name: 'changelog.1.mfs', role: 'changelog', size: content.length, sha256: sha(content), sourcePath: '/x', sourceSize: content.length, sourceMtimeMs: 0 };
+    const plain: ManifestFile = {
+      name: 'changelog.1.mfs',
+      role: 'changelog',
+      size: content.length,
+      sha256: sha(content),
+      sourcePath: '/x',
+      sourceSize: content.length,
+      sourceMtimeMs: 0,
+    };
     f = await storeStagedFile(dir, plain, { compression: { type: 'zstd', level: 3 }, key }, snapshot.manifest);
   });
   afterAll(async () => {
@@ -143,7 +176,9 @@ describe('stored files, sealed', () => {
     const parts: Buffer[] = [];
     for await (const c of openSnapshotFile(snapshot, f, { keys: { key } })) parts.push(c as Buffer);
     expect(Buffer.concat(parts).equals(content)).toBe(true);
-    expect((await readSnapshotRange(snapshot, f, content.length - secret.length, secret.length, { key })).equals(secret)).toBe(true);
+    expect(
+      (await readSnapshotRange(snapshot, f, content.length - secret.length, secret.length, { key })).equals(secret),
+    ).toBe(true);
     await fs.writeFile(path.join(dir, 'probe'), content);
     expect(await sameContent(path.join(dir, 'probe'), f, key)).toBe(true);
     expect(await sameContent(path.join(dir, 'probe'), f, undefined)).toBe(false);
@@ -154,8 +189,12 @@ describe('stored files, sealed', () => {
     const read = async () => {
       for await (const _ of openSnapshotFile(moved, f, { keys: { key } })) void _;
     };
-    await expect(read()).rejects.toThrow('snapshot 20260601T100000Z-v13: changelog.1.mfs: cannot decrypt changelog.1.mfs.zst.enc: chunk 0 fails authentication');
-    await expect(readSnapshotRange(moved, f, content.length - 10, 10, { key })).rejects.toThrow('sealed tail fails authentication');
+    await expect(read()).rejects.toThrow(
+      'snapshot 20260601T100000Z-v13: changelog.1.mfs: cannot decrypt changelog.1.mfs.zst.enc: chunk 0 fails authentication',
+    );
+    await expect(readSnapshotRange(moved, f, content.length - 10, 10, { key })).rejects.toThrow(
+      'sealed tail fails authentication',
+    );
   });
 });
 
@@ -167,13 +206,25 @@ describe('stored files, sealed', () => {
 describe('zstd bombs', () => {
   let dir: string;
   let snapshot: StoredSnapshot;
-  const children = async () => (await execCapture('ps', ['-o', 'comm=', '--ppid', String(process.pid)])).stdout.split('\n').filter((c) => c === 'zstd');
+  const children = async () =>
+    (await execCapture('ps', ['-o', 'comm=', '--ppid', String(process.pid)])).stdout
+      .split('\n')
+      .filter((c) => c === 'zstd');
   const bombOf = async (name: string, shell: string): Promise<ManifestFile> => {
     const file = path.join(dir, `${name}.zst`);
     expect((await execCapture('bash', ['-c', `${shell} > ${file}`])).code).toBe(0);
     const bytes = await fs.readFile(file);
     const stored = { name: `${name}.zst`, size: bytes.length, sha256: sha(bytes), compression: 'zstd' as const };
-    return { name, role: 'changelog', size: 1 << 20, sha256: sha(Buffer.alloc(1 << 20)), sourcePath: '/x', sourceSize: 1 << 20, sourceMtimeMs: 0, stored };
+    return {
+      name,
+      role: 'changelog',
+      size: 1 << 20,
+      sha256: sha(Buffer.alloc(1 << 20)),
+      sourcePath: '/x',
+      sourceSize: 1 << 20,
+      sourceMtimeMs: 0,
+      stored,
+    };
   };
   beforeAll(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-bomb-'));
@@ -187,7 +238,9 @@ describe('zstd bombs', () => {
     const bomb = await bombOf('changelog.1.mfs', 'head -c 512M /dev/zero | zstd -q -1 -c');
     expect(bomb.stored!.size).toBeLessThan(64 * 1024);
     const started = Date.now();
-    await expect(read(snapshot, bomb)).rejects.toThrow(`snapshot ${snapshot.id}: changelog.1.mfs: more than the ${1 << 20} bytes the manifest says`);
+    await expect(read(snapshot, bomb)).rejects.toThrow(
+      `snapshot ${snapshot.id}: changelog.1.mfs: more than the ${1 << 20} bytes the manifest says`,
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(await children()).toEqual([]);
@@ -195,6 +248,10 @@ describe('zstd bombs', () => {
 
   test('a frame that needs a 2 GiB window: zstd refuses to allocate it, one line naming the file', async () => {
     const bomb = await bombOf('changelog.2.mfs', 'head -c 4M /dev/urandom | zstd -q --long=31 -c');
-    await expect(read(snapshot, bomb)).rejects.toThrow(new RegExp(`^snapshot ${snapshot.id}: changelog\\.2\\.mfs: changelog\\.2\\.mfs\\.zst is not valid zstd data \\(.*(memory|Window size)`));
+    await expect(read(snapshot, bomb)).rejects.toThrow(
+      new RegExp(
+        `^snapshot ${snapshot.id}: changelog\\.2\\.mfs: changelog\\.2\\.mfs\\.zst is not valid zstd data \\(.*(memory|Window size)`,
+      ),
+    );
   }, 30_000);
 });

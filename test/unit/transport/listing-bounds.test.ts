@@ -27,17 +27,30 @@ describe('ListingBudget', () => {
   });
 
   test.each([
-    ['entries', { entries: 3 }, [['a', 'b'], ['c', 'd']], 'more than 3 entries'],
+    [
+      'entries',
+      { entries: 3 },
+      [
+        ['a', 'b'],
+        ['c', 'd'],
+      ],
+      'more than 3 entries',
+    ],
     ['answers', { pages: 2 }, [[], [], []], 'more than 2 answers'],
     ['bytes of names', { bytes: 10 }, [['aaaaaa'], ['bbbbbb']], 'more than 10 bytes of names'],
-  ] as const)('more %s than the limit: one line naming the copy and what is listed', async (_what, limits, pages, words) => {
-    const budget = new ListingBudget({ ...o, limits });
-    const err = await failure(() => pages.forEach((names) => budget.page('mfs/snapshots/', names)));
-    budget.end();
-    expect(err).toBeInstanceOf(TransferError);
-    expect((err as TransferError).subject).toBe('offsite');
-    expect(err.message).toBe(`copy offsite (s3 http://127.0.0.1:9000 bkt/): listing mfs/snapshots/: ${words} (a listing that never ends, or not ours): refused`);
-  });
+  ] as const)(
+    'more %s than the limit: one line naming the copy and what is listed',
+    async (_what, limits, pages, words) => {
+      const budget = new ListingBudget({ ...o, limits });
+      const err = await failure(() => pages.forEach((names) => budget.page('mfs/snapshots/', names)));
+      budget.end();
+      expect(err).toBeInstanceOf(TransferError);
+      expect((err as TransferError).subject).toBe('offsite');
+      expect(err.message).toBe(
+        `copy offsite (s3 http://127.0.0.1:9000 bkt/): listing mfs/snapshots/: ${words} (a listing that never ends, or not ours): refused`,
+      );
+    },
+  );
 
   test('manifests held count with the names', async () => {
     const budget = new ListingBudget({ ...o, limits: { bytes: 100 } });
@@ -56,11 +69,19 @@ describe('ListingBudget', () => {
     const budget = new ListingBudget(o);
     let abandoned = 0;
     const started = Date.now();
-    const err = await failure(() => budget.answer('mfs/snapshots/', () => new Promise(() => undefined), () => void abandoned++));
+    const err = await failure(() =>
+      budget.answer(
+        'mfs/snapshots/',
+        () => new Promise(() => undefined),
+        () => void abandoned++,
+      ),
+    );
     budget.end();
     expect(Date.now() - started).toBeLessThan(2000);
     expect(abandoned).toBe(1);
-    expect(err.message).toBe('copy offsite (s3 http://127.0.0.1:9000 bkt/): listing mfs/snapshots/: no answer within 0.2 s (snapshotStore.copies.0.timeoutSeconds): abandoned');
+    expect(err.message).toBe(
+      'copy offsite (s3 http://127.0.0.1:9000 bkt/): listing mfs/snapshots/: no answer within 0.2 s (snapshotStore.copies.0.timeoutSeconds): abandoned',
+    );
   });
 
   test('the request is handed a signal that fires when the answer is given up; its own error is replaced by ours', async () => {
@@ -69,7 +90,9 @@ describe('ListingBudget', () => {
     const err = await failure(() =>
       budget.answer('p/', (signal) => {
         seen = signal;
-        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('AbortError: Request aborted'))));
+        return new Promise((_, reject) =>
+          signal.addEventListener('abort', () => reject(new Error('AbortError: Request aborted'))),
+        );
       }),
     );
     budget.end();
@@ -88,21 +111,31 @@ describe('ListingBudget', () => {
     });
     const took = Date.now() - started;
     budget.end();
-    expect(err.message).toBe(`copy offsite (s3 http://127.0.0.1:9000 bkt/): listing slow/ not done within 3 s (${LISTING_WINDOWS} × timeoutSeconds): abandoned`);
+    expect(err.message).toBe(
+      `copy offsite (s3 http://127.0.0.1:9000 bkt/): listing slow/ not done within 3 s (${LISTING_WINDOWS} × timeoutSeconds): abandoned`,
+    );
     expect(took).toBeGreaterThanOrEqual(LISTING_WINDOWS * 300 - 20);
     expect(took).toBeLessThan(6000);
   });
 
-  test('a deadline of its own (promote: sourceTimeoutSeconds) and the caller\'s abort', async () => {
-    const budget = new ListingBudget({ ...o, window: { seconds: 10, setting: 'timeoutSeconds' }, deadline: { seconds: 0.1, setting: 'jobs.promote.sourceTimeoutSeconds' } });
+  test("a deadline of its own (promote: sourceTimeoutSeconds) and the caller's abort", async () => {
+    const budget = new ListingBudget({
+      ...o,
+      window: { seconds: 10, setting: 'timeoutSeconds' },
+      deadline: { seconds: 0.1, setting: 'jobs.promote.sourceTimeoutSeconds' },
+    });
     const err = await failure(() => budget.answer('x/', () => new Promise(() => undefined)));
-    expect(err.message).toMatch(/listing x\/ not done within 0\.1 s \(jobs\.promote\.sourceTimeoutSeconds\): abandoned$/);
+    expect(err.message).toMatch(
+      /listing x\/ not done within 0\.1 s \(jobs\.promote\.sourceTimeoutSeconds\): abandoned$/,
+    );
     expect(() => budget.page('x/', [])).toThrow(/not done within/);
     budget.end();
     const job = new AbortController();
     const cancelled = new ListingBudget({ ...o, signal: job.signal });
     job.abort(new Error('job cancelled'));
-    expect(await failure(() => cancelled.answer('y/', () => new Promise(() => undefined)))).toEqual(new Error('job cancelled'));
+    expect(await failure(() => cancelled.answer('y/', () => new Promise(() => undefined)))).toEqual(
+      new Error('job cancelled'),
+    );
     cancelled.end();
   });
 });

@@ -24,9 +24,10 @@ function syntheticImage(version: number): Buffer {
 /** Write a changelog of `count` lines in batches, never holding it whole either. */
 async function writeChangelog(file: string, from: number, count: number): Promise<number> {
   const out = createWriteStream(file);
-  for (let v = from; v < from + count; ) {
+  for (let v = from; v < from + count;) {
     const batch: string[] = [];
-    for (let i = 0; i < 10_000 && v < from + count; i++, v++) batch.push(`${v}: 1795575880|CREATE(1,f${v},1,438,18,0,0,0):${v + 1}\n`);
+    for (let i = 0; i < 10_000 && v < from + count; i++, v++)
+      batch.push(`${v}: 1795575880|CREATE(1,f${v},1,438,18,0,0,0):${v + 1}\n`);
     if (!out.write(batch.join(''))) await once(out, 'drain');
   }
   out.end();
@@ -70,11 +71,20 @@ describe('verify reads changelogs in one streaming pass', () => {
     };
     const base = used();
     let peak = 0;
-    const source = observed(await openSource(config, config.metaloggers[0]!), () => (peak = Math.max(peak, used() - base)));
+    const source = observed(
+      await openSource(config, config.metaloggers[0]!),
+      () => (peak = Math.max(peak, used() - base)),
+    );
     const facts = await inspectDataPath(source, dir);
 
     const scan = facts.changelogs[0]!.scan;
-    expect(scan).toMatchObject({ bytes: size, lines: LINES, first: IMAGE_VERSION, last: IMAGE_VERSION + LINES - 1, problems: [] });
+    expect(scan).toMatchObject({
+      bytes: size,
+      lines: LINES,
+      first: IMAGE_VERSION,
+      last: IMAGE_VERSION + LINES - 1,
+      problems: [],
+    });
     expect(facts.plan.roll).toMatchObject({ reached: IMAGE_VERSION + LINES, holes: [] });
     // Buffering the file would hold all of it at once; a streaming pass holds a few chunks.
     expect(peak).toBeGreaterThan(0);

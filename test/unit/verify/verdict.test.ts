@@ -3,11 +3,29 @@ import { matchConnected } from '../../../lib/moosefs/connected-metaloggers.js';
 import type { Manifest } from '../../../lib/store/manifest.js';
 import { planRestore, type ChangelogFacts, type ImageFacts } from '../../../lib/moosefs/restore-model.js';
 import type { DataPathFacts, SnapshotFacts } from '../../../lib/verify/source.js';
-import { formatAge, judgeMetalogger, judgeSnapshot, level, reachedTimestamp, summarize, type MetaloggerInput, type VerifyThresholds } from '../../../lib/verify/verdict.js';
+import {
+  formatAge,
+  judgeMetalogger,
+  judgeSnapshot,
+  level,
+  reachedTimestamp,
+  summarize,
+  type MetaloggerInput,
+  type VerifyThresholds,
+} from '../../../lib/verify/verdict.js';
 import verifyJob from '../../../jobs/verify.js';
 import { changelog, changelogLines, image } from '../../helpers/changelog-fixtures.js';
 
-const T: VerifyThresholds = { lagVersionsWarn: 100, lagVersionsCrit: 1000, lagSecondsWarn: 300, lagSecondsCrit: 1800, imageAgeSlackHours: 1, imageAgeCritSlackHours: 24, snapshotAgeWarnHours: 25, snapshotAgeCritHours: 49 };
+const T: VerifyThresholds = {
+  lagVersionsWarn: 100,
+  lagVersionsCrit: 1000,
+  lagSecondsWarn: 300,
+  lagSecondsCrit: 1800,
+  imageAgeSlackHours: 1,
+  imageAgeCritSlackHours: 24,
+  snapshotAgeWarnHours: 25,
+  snapshotAgeCritHours: 49,
+};
 const NOW = 1_795_600_000_000;
 const NOW_S = NOW / 1000;
 
@@ -16,11 +34,23 @@ function dataPath(images: ImageFacts[], changelogs: ChangelogFacts[]): DataPathF
 }
 
 async function healthy(lastVersion = 200, lastTs = NOW_S - 10): Promise<DataPathFacts> {
-  return dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW - 600_000 })], [await changelog('changelog_ml.0.mfs', changelogLines(100, lastVersion, lastTs))]);
+  return dataPath(
+    [image('metadata_ml.mfs.back', 100, { mtimeMs: NOW - 600_000 })],
+    [await changelog('changelog_ml.0.mfs', changelogLines(100, lastVersion, lastTs))],
+  );
 }
 
 function ml(facts: DataPathFacts | undefined, o: Partial<MetaloggerInput> = {}): MetaloggerInput {
-  return { name: 'ml1', host: '10.0.0.5', metaDownloadFreqHours: 24, facts, masterVersion: 201, connected: true, now: NOW, ...o };
+  return {
+    name: 'ml1',
+    host: '10.0.0.5',
+    metaDownloadFreqHours: 24,
+    facts,
+    masterVersion: 201,
+    connected: true,
+    now: NOW,
+    ...o,
+  };
 }
 
 describe('thresholds', () => {
@@ -43,8 +73,13 @@ describe('thresholds', () => {
 
   test('a warn threshold above its crit is a config error naming the key', () => {
     const config = parseConfig({ jobs: { verify: { lagVersionsWarn: 2000 } } }, 'c.yaml');
-    expect(() => jobOptions(config, 'verify', verifyJob.options)).toThrow('c.yaml: jobs.verify.lagVersionsWarn: must not exceed lagVersionsCrit (1000)');
-    expect(jobOptions(parseConfig({}, 'c.yaml'), 'verify', verifyJob.options)).toMatchObject({ lagVersionsWarn: 100, lagVersionsCrit: 1000 });
+    expect(() => jobOptions(config, 'verify', verifyJob.options)).toThrow(
+      'c.yaml: jobs.verify.lagVersionsWarn: must not exceed lagVersionsCrit (1000)',
+    );
+    expect(jobOptions(parseConfig({}, 'c.yaml'), 'verify', verifyJob.options)).toMatchObject({
+      lagVersionsWarn: 100,
+      lagVersionsCrit: 1000,
+    });
   });
 });
 
@@ -65,7 +100,9 @@ describe('a metalogger verdict', () => {
   test('behind the master: WARNING above lagVersionsWarn, CRITICAL above lagVersionsCrit; seconds from its newest change', async () => {
     const warn = judgeMetalogger(ml(await healthy(200, NOW_S - 60), { masterVersion: 351 }), T);
     expect(warn.status).toBe('WARNING');
-    expect(warn.findings[0]!.text).toBe('150 versions behind the master (restores to 201, master at 351, newest change it holds is 60 s old)');
+    expect(warn.findings[0]!.text).toBe(
+      '150 versions behind the master (restores to 201, master at 351, newest change it holds is 60 s old)',
+    );
     expect(warn.metrics.find((m) => m.name === 'lag_seconds')!.value).toBe(60);
     expect(judgeMetalogger(ml(await healthy(), { masterVersion: 1500 }), T).status).toBe('CRITICAL');
     const stale = judgeMetalogger(ml(await healthy(200, NOW_S - 2000), { masterVersion: 205 }), T);
@@ -78,11 +115,16 @@ describe('a metalogger verdict', () => {
     expect(v).toMatchObject({ status: 'OK', figures: { lagVersions: 0 } });
     const far = judgeMetalogger(ml(await healthy(2000), { masterVersion: 150 }), T);
     expect(far.status).toBe('WARNING');
-    expect(far.findings[0]!.text).toBe('1851 versions ahead of the master (restores to 2001, master at 150): does it follow another master, or did the master lose changes?');
+    expect(far.findings[0]!.text).toBe(
+      '1851 versions ahead of the master (restores to 2001, master at 150): does it follow another master, or did the master lose changes?',
+    );
   });
 
   test('a hole: CRITICAL, named like mfsmaster names it', async () => {
-    const facts = dataPath([image('metadata_ml.mfs.back', 24, { mtimeMs: NOW })], [await changelog('changelog_ml.0.mfs', changelogLines(24, 49) + changelogLines(51, 200))]);
+    const facts = dataPath(
+      [image('metadata_ml.mfs.back', 24, { mtimeMs: NOW })],
+      [await changelog('changelog_ml.0.mfs', changelogLines(24, 49) + changelogLines(51, 200))],
+    );
     const v = judgeMetalogger(ml(facts), T);
     expect(v.status).toBe('CRITICAL');
     expect(v.findings.map((f) => f.text)).toContain('hole 50..50 (mfsmaster -a would stop: "hole in change files")');
@@ -91,16 +133,32 @@ describe('a metalogger verdict', () => {
   });
 
   test('several holes are listed together', async () => {
-    const facts = dataPath([image('metadata_ml.mfs.back', 24, { mtimeMs: NOW })], [await changelog('c', changelogLines(24, 49) + changelogLines(53, 59) + changelogLines(61, 200))]);
-    expect(judgeMetalogger(ml(facts), T).findings.map((f) => f.text)).toContain('holes 50..52, 60..60 (mfsmaster -a would stop: "hole in change files")');
+    const facts = dataPath(
+      [image('metadata_ml.mfs.back', 24, { mtimeMs: NOW })],
+      [await changelog('c', changelogLines(24, 49) + changelogLines(53, 59) + changelogLines(61, 200))],
+    );
+    expect(judgeMetalogger(ml(facts), T).findings.map((f) => f.text)).toContain(
+      'holes 50..52, 60..60 (mfsmaster -a would stop: "hole in change files")',
+    );
   });
 
   test('a cut line in a file the restore needs is CRITICAL; in a file older than the image only WARNING', async () => {
-    const cut = dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })], [await changelog('changelog_ml.0.mfs', changelogLines(100, 200) + '201: 1795')]);
+    const cut = dataPath(
+      [image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })],
+      [await changelog('changelog_ml.0.mfs', changelogLines(100, 200) + '201: 1795')],
+    );
     const v = judgeMetalogger(ml(cut), T);
     expect(v.status).toBe('CRITICAL');
-    expect(v.findings[0]!.text).toBe('changelog_ml.0.mfs: last line 102 is cut off (no newline at end of file): mfsmaster -a ignores the whole file, so a restore stops at version 100 although this file holds lines up to 200');
-    const old = dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })], [await changelog('changelog_ml.1.mfs', changelogLines(1, 50) + '51: 1795'), await changelog('changelog_ml.0.mfs', changelogLines(100, 200))]);
+    expect(v.findings[0]!.text).toBe(
+      'changelog_ml.0.mfs: last line 102 is cut off (no newline at end of file): mfsmaster -a ignores the whole file, so a restore stops at version 100 although this file holds lines up to 200',
+    );
+    const old = dataPath(
+      [image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })],
+      [
+        await changelog('changelog_ml.1.mfs', changelogLines(1, 50) + '51: 1795'),
+        await changelog('changelog_ml.0.mfs', changelogLines(100, 200)),
+      ],
+    );
     const w = judgeMetalogger(ml(old), T);
     expect(w.status).toBe('WARNING');
     expect(w.findings[0]!.text).toMatch(/changelog_ml\.1\.mfs: .*\(no version lost/);
@@ -108,24 +166,44 @@ describe('a metalogger verdict', () => {
 
   test('a changelog without one readable line (overwritten with garbage) is CRITICAL, never "no version lost"', async () => {
     const garbage = 'x\u0001\u00ff binary junk\n'.repeat(20) + 'no newline at the end';
-    const facts = dataPath([image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })], [await changelog('changelog_ml.1.mfs', changelogLines(100, 150)), await changelog('changelog_ml.0.mfs', garbage)]);
+    const facts = dataPath(
+      [image('metadata_ml.mfs.back', 100, { mtimeMs: NOW })],
+      [await changelog('changelog_ml.1.mfs', changelogLines(100, 150)), await changelog('changelog_ml.0.mfs', garbage)],
+    );
     const v = judgeMetalogger(ml(facts, { masterVersion: 152 }), T);
     expect(v.status).toBe('CRITICAL');
-    expect(v.findings[0]!.text).toMatch(/^changelog_ml\.0\.mfs: not one readable changelog line in 21 lines \(line 1: unparsable line\): the file is damaged and whatever it held is lost$/);
+    expect(v.findings[0]!.text).toMatch(
+      /^changelog_ml\.0\.mfs: not one readable changelog line in 21 lines \(line 1: unparsable line\): the file is damaged and whatever it held is lost$/,
+    );
   });
 
   test('no valid image: CRITICAL, whatever the changelogs say; lag unknown', async () => {
-    const facts = dataPath([image('metadata_ml.mfs.back', 0, { error: 'ml1 (local):/var/lib/mfs/metadata_ml.mfs.back: not a MooseFS metadata image (header "garbage!", expected "MFSM 2.0")' })], [await changelog('c', changelogLines(1, 200))]);
+    const facts = dataPath(
+      [
+        image('metadata_ml.mfs.back', 0, {
+          error:
+            'ml1 (local):/var/lib/mfs/metadata_ml.mfs.back: not a MooseFS metadata image (header "garbage!", expected "MFSM 2.0")',
+        }),
+      ],
+      [await changelog('c', changelogLines(1, 200))],
+    );
     const v = judgeMetalogger(ml(facts), T);
     expect(v.status).toBe('CRITICAL');
-    expect(v.findings[0]!.text).toBe(`no valid metadata image, mfsmaster -a would stop with "can't find valid metadata file" (metadata_ml.mfs.back: not a MooseFS metadata image (header "garbage!", expected "MFSM 2.0"))`);
+    expect(v.findings[0]!.text).toBe(
+      `no valid metadata image, mfsmaster -a would stop with "can't find valid metadata file" (metadata_ml.mfs.back: not a MooseFS metadata image (header "garbage!", expected "MFSM 2.0"))`,
+    );
     expect(v.metrics.find((m) => m.name === 'lag_versions')!.value).toBeNaN();
   });
 
   test('an unreachable metalogger is CRITICAL, never OK', () => {
-    const v = judgeMetalogger(ml(undefined, { error: 'ml1 (10.0.0.5:22): cannot connect over SSH: connection refused' }), T);
+    const v = judgeMetalogger(
+      ml(undefined, { error: 'ml1 (10.0.0.5:22): cannot connect over SSH: connection refused' }),
+      T,
+    );
     expect(v.status).toBe('CRITICAL');
-    expect(summarize([v])).toBe('ml1: cannot read its DATA_PATH: ml1 (10.0.0.5:22): cannot connect over SSH: connection refused');
+    expect(summarize([v])).toBe(
+      'ml1: cannot read its DATA_PATH: ml1 (10.0.0.5:22): cannot connect over SSH: connection refused',
+    );
     expect(v.metrics.find((m) => m.name === 'holes')!.value).toBeNaN();
   });
 
@@ -139,7 +217,9 @@ describe('a metalogger verdict', () => {
   test('not listed by the master: WARNING', async () => {
     const v = judgeMetalogger(ml(await healthy(), { connected: false }), T);
     expect(v.status).toBe('WARNING');
-    expect(v.findings[0]!.text).toBe('not connected to the master (the master does not list 10.0.0.5 among its metaloggers)');
+    expect(v.findings[0]!.text).toBe(
+      'not connected to the master (the master does not list 10.0.0.5 among its metaloggers)',
+    );
   });
 
   test('an image older than META_DOWNLOAD_FREQ plus slack: downloads have stopped', async () => {
@@ -147,7 +227,9 @@ describe('a metalogger verdict', () => {
     expect(judgeMetalogger(ml(facts(25 * 3600), { masterVersion: 100 }), T).status).toBe('OK');
     const warn = judgeMetalogger(ml(facts(26 * 3600), { masterVersion: 100 }), T);
     expect(warn.status).toBe('WARNING');
-    expect(warn.findings[0]!.text).toBe('image metadata_ml.mfs.back is 26 h 0 min old (META_DOWNLOAD_FREQ 24 h + 1 h slack): metadata downloads have stopped');
+    expect(warn.findings[0]!.text).toBe(
+      'image metadata_ml.mfs.back is 26 h 0 min old (META_DOWNLOAD_FREQ 24 h + 1 h slack): metadata downloads have stopped',
+    );
     expect(judgeMetalogger(ml(facts(49 * 3600), { masterVersion: 100 }), T).status).toBe('CRITICAL');
   });
 });
@@ -176,18 +258,31 @@ describe('a snapshot verdict', () => {
     finishedAt: new Date(NOW - 3600_000).toISOString(),
     ...o,
   });
-  async function snapshot(m: Manifest, problems: Record<string, string> = {}, text = changelogLines(100, 200)): Promise<SnapshotFacts> {
+  async function snapshot(
+    m: Manifest,
+    problems: Record<string, string> = {},
+    text = changelogLines(100, 200),
+  ): Promise<SnapshotFacts> {
     const images = [image('metadata_ml.mfs.back', 100)];
     const changelogs = [await changelog('changelog_ml.0.mfs', text)];
     const files = [
       { name: 'metadata_ml.mfs.back', role: 'image' as const, problem: problems['metadata_ml.mfs.back'] },
       { name: 'changelog_ml.0.mfs', role: 'changelog' as const, problem: problems['changelog_ml.0.mfs'] },
     ];
-    return { snapshot: { id: m.id, dir: `/store/snapshots/${m.id}`, manifest: m }, files, images, changelogs, plan: planRestore(images, changelogs) };
+    return {
+      snapshot: { id: m.id, dir: `/store/snapshots/${m.id}`, manifest: m },
+      files,
+      images,
+      changelogs,
+      plan: planRestore(images, changelogs),
+    };
   }
 
   test('whole and fresh: OK, restorable version and age as metrics', async () => {
-    const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest()), broken: [], masterVersion: 210, now: NOW }, T);
+    const v = judgeSnapshot(
+      { store: '/store', facts: await snapshot(manifest()), broken: [], masterVersion: 210, now: NOW },
+      T,
+    );
     expect(v.status).toBe('OK');
     expect(v.name).toBe('snapshot 20261125T221500Z-v201');
     expect(v.metrics.find((m) => m.name === 'snapshot_age_seconds')!.value).toBe(3600);
@@ -196,39 +291,86 @@ describe('a snapshot verdict', () => {
 
   test('a snapshot whose manifest was refused for trust (forged, unsigned with a key): CRITICAL naming it and why; an unreadable one WARNING', async () => {
     const broken = [
-      { id: '20261125T231500Z-v205', error: 'snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused', untrusted: true },
+      {
+        id: '20261125T231500Z-v205',
+        error: 'snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused',
+        untrusted: true,
+      },
       { id: '20261125T201500Z-v190', error: 'unreadable manifest (ENOENT)' },
     ];
     const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest()), broken, now: NOW }, T);
     expect(v.status).toBe('CRITICAL');
     expect(v.findings.map((f) => [f.status, f.text])).toEqual([
-      ['CRITICAL', 'snapshot 20261125T231500Z-v205 refused: snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused'],
+      [
+        'CRITICAL',
+        'snapshot 20261125T231500Z-v205 refused: snapshot 20261125T231500Z-v205: its manifest MAC does not match (edited or forged); refused',
+      ],
       ['WARNING', 'snapshot directories without a readable manifest: 20261125T201500Z-v190'],
     ]);
   });
 
   test('a checksum that does not match: CRITICAL naming the file', async () => {
-    const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest(), { 'changelog_ml.0.mfs': 'sha256 0123456789ab… does not match the manifest (ba9876543210…)' }), broken: [], now: NOW }, T);
+    const v = judgeSnapshot(
+      {
+        store: '/store',
+        facts: await snapshot(manifest(), {
+          'changelog_ml.0.mfs': 'sha256 0123456789ab… does not match the manifest (ba9876543210…)',
+        }),
+        broken: [],
+        now: NOW,
+      },
+      T,
+    );
     expect(v.status).toBe('CRITICAL');
-    expect(summarize([v])).toBe('snapshot 20261125T221500Z-v201: changelog_ml.0.mfs: sha256 0123456789ab… does not match the manifest (ba9876543210…)');
+    expect(summarize([v])).toBe(
+      'snapshot 20261125T221500Z-v201: changelog_ml.0.mfs: sha256 0123456789ab… does not match the manifest (ba9876543210…)',
+    );
   });
 
   test('files that do not reach what the manifest promises: CRITICAL', async () => {
-    const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest(), {}, changelogLines(100, 180)), broken: [], now: NOW }, T);
+    const v = judgeSnapshot(
+      { store: '/store', facts: await snapshot(manifest(), {}, changelogLines(100, 180)), broken: [], now: NOW },
+      T,
+    );
     expect(v.findings.map((f) => f.text)).toContain('restores to version 181, manifest promises 201');
   });
 
   test('an image header that disagrees with the manifest: CRITICAL', async () => {
-    const v = judgeSnapshot({ store: '/store', facts: await snapshot(manifest({ image: { name: 'metadata_ml.mfs.back', version: 90, metaid: '6B0765A344C26A01', empty: false } })), broken: [], now: NOW }, T);
+    const v = judgeSnapshot(
+      {
+        store: '/store',
+        facts: await snapshot(
+          manifest({ image: { name: 'metadata_ml.mfs.back', version: 90, metaid: '6B0765A344C26A01', empty: false } }),
+        ),
+        broken: [],
+        now: NOW,
+      },
+      T,
+    );
     expect(v.status).toBe('CRITICAL');
     expect(v.findings[0]!.text).toMatch(/header says version 100 .* manifest says version 90/);
   });
 
   test('old, missing or half-written snapshots are WARNING or CRITICAL, never OK', async () => {
     const old = new Date(NOW - 30 * 3600_000).toISOString();
-    expect(judgeSnapshot({ store: '/store', facts: await snapshot(manifest({ finishedAt: old })), broken: [], now: NOW }, T).status).toBe('WARNING');
-    expect(judgeSnapshot({ store: '/store', broken: [], now: NOW }, T).findings[0]!.text).toBe('no complete snapshot in /store yet');
-    expect(judgeSnapshot({ store: '/store', facts: await snapshot(manifest()), broken: [{ id: 'x', error: 'unreadable manifest' }], now: NOW }, T).status).toBe('WARNING');
+    expect(
+      judgeSnapshot({ store: '/store', facts: await snapshot(manifest({ finishedAt: old })), broken: [], now: NOW }, T)
+        .status,
+    ).toBe('WARNING');
+    expect(judgeSnapshot({ store: '/store', broken: [], now: NOW }, T).findings[0]!.text).toBe(
+      'no complete snapshot in /store yet',
+    );
+    expect(
+      judgeSnapshot(
+        {
+          store: '/store',
+          facts: await snapshot(manifest()),
+          broken: [{ id: 'x', error: 'unreadable manifest' }],
+          now: NOW,
+        },
+        T,
+      ).status,
+    ).toBe('WARNING');
     expect(judgeSnapshot({ store: '/store', broken: [], error: 'EACCES', now: NOW }, T).status).toBe('CRITICAL');
   });
 });
@@ -238,8 +380,21 @@ describe('the summary line', () => {
     const s = summarize(
       [
         { name: 'ml1', findings: [{ status: 'WARNING', text: 'w1' }] },
-        { name: 'ml2', findings: [{ status: 'CRITICAL', text: 'hole 50..50' }, { status: 'OK', text: 'ignored' }] },
-        { name: '', findings: [{ status: 'UNKNOWN', text: 'no master answers' }, { status: 'WARNING', text: 'w2' }, { status: 'WARNING', text: 'w3' }] },
+        {
+          name: 'ml2',
+          findings: [
+            { status: 'CRITICAL', text: 'hole 50..50' },
+            { status: 'OK', text: 'ignored' },
+          ],
+        },
+        {
+          name: '',
+          findings: [
+            { status: 'UNKNOWN', text: 'no master answers' },
+            { status: 'WARNING', text: 'w2' },
+            { status: 'WARNING', text: 'w3' },
+          ],
+        },
       ],
       4,
     );
@@ -249,7 +404,10 @@ describe('the summary line', () => {
 
 describe('which metaloggers the master lists as connected', () => {
   test('mfscli -SMB says "localhost" for 127.0.0.1: matched by address', () => {
-    const v = matchConnected([{ name: 'ml1', host: '127.0.0.1', addresses: ['127.0.0.1'] }], [{ host: 'localhost', addresses: ['127.0.0.1', '::1'] }]);
+    const v = matchConnected(
+      [{ name: 'ml1', host: '127.0.0.1', addresses: ['127.0.0.1'] }],
+      [{ host: 'localhost', addresses: ['127.0.0.1', '::1'] }],
+    );
     expect(v.connected.get('ml1')).toBe(true);
     expect(v.ambiguous).toEqual([]);
   });
@@ -276,6 +434,8 @@ describe('which metaloggers the master lists as connected', () => {
     );
     expect(v.connected.get('ml1')).toBeUndefined();
     expect(v.connected.get('ml2')).toBeUndefined();
-    expect(v.ambiguous).toEqual(['master lists 1 metalogger at localhost where 2 are configured (ml1, ml2): at least one is not connected']);
+    expect(v.ambiguous).toEqual([
+      'master lists 1 metalogger at localhost where 2 are configured (ml1, ml2): at least one is not connected',
+    ]);
   });
 });
