@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureDir, pathExists, writeFileAtomic } from '../core/atomic.js';
 import { parseConfig, type Config, type DataPathHost } from '../core/config.js';
-import { describeError, UsageError } from '../core/errors.js';
+import { ConfigError, describeError, UsageError } from '../core/errors.js';
 import { exitCodeOf, worst, type Job, type JobEntry, type Status } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import type { JsonReport } from '../core/output.js';
@@ -150,7 +150,10 @@ async function testSources(raw: Raw, file: string): Promise<{ ok: boolean; lines
         const listing = await listDataPath(source, host.dataPath);
         const files = listing.images.length + listing.changelogs.length;
         if (files === 0)
-          throw new Error(`${host.dataPath} holds no metadata image or changelog (is it the DATA_PATH?)`);
+          throw new ConfigError(
+            host.dataPath,
+            `${host.dataPath} holds no metadata image or changelog (is it the DATA_PATH?)`,
+          );
         lines.push(
           `${host.name} (${how}): ${host.dataPath} readable, ` +
             `${listing.images.length} image(s), ${listing.changelogs.length} changelog(s)`,

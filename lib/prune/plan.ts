@@ -377,10 +377,8 @@ export function planPrune(input: PlanInput): PrunePlan {
     const before = reachFrom(allCoverage, img.version);
     const reaches = reachFrom(keptCoverage, img.version);
     // A bug in the plan, never an input: refuse the whole plan rather than delete what a restore point needs.
-    if (v.retained && reaches !== before)
-      throw new Error(
-        `prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`,
-      );
+    const shortened = `prune plan would shorten restore point ${img.name} from ${before} to ${reaches} (bug: refusing)`;
+    if (v.retained && reaches !== before) throw new Error(shortened);
     if (v.retained && reaches < newest)
       warnings.push(
         `restore point ${img.name} (v${img.version}) reaches only ${reaches} of ${newest}: hole ${formatHole(holesBetween(reaches, newest - 1, keptCoverage)[0]!)} was there before prune`,

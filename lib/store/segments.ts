@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DIR_MODE, ensureDir, fsyncDir, pathExists, writeFileAtomic, writeNewFile } from '../core/atomic.js';
+import {
+  DIR_MODE,
+  ensureDir,
+  fsyncDir,
+  pathExists,
+  renameDurable,
+  writeFileAtomic,
+  writeNewFile,
+} from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { plainNameProblem, shownName } from '../core/names.js';
 import type { Hole } from '../moosefs/chain.js';
@@ -301,8 +309,7 @@ export async function writeSegment(
     await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
     await fsyncDir(stage);
     const target = path.join(archiveDir(store), id);
-    await fs.rename(stage, target);
-    await fsyncDir(archiveDir(store));
+    await renameDurable(stage, target);
     return { id, dir: target, manifest };
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
@@ -373,7 +380,6 @@ export function segmentsNotNeeded(
 export async function removeSegment(store: string, id: string): Promise<void> {
   await ensureDir(stagingDir(store));
   const doomed = path.join(stagingDir(store), `remove-${id}-${process.pid}`);
-  await fs.rename(path.join(archiveDir(store), id), doomed);
-  await fsyncDir(archiveDir(store));
+  await renameDurable(path.join(archiveDir(store), id), doomed);
   await fs.rm(doomed, { recursive: true, force: true });
 }

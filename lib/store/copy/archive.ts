@@ -43,14 +43,17 @@ export async function listCopySegments(
       }
       try {
         if (manifestFile.size > MAX_MANIFEST_BYTES)
-          throw new Error(`${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`);
+          throw new ChainError(
+            `${ARCHIVE_DIR}/${id}/${MANIFEST}`,
+            `${MANIFEST} is ${manifestFile.size} bytes, more than a manifest can be`,
+          );
         budget.hold(`${ARCHIVE_DIR}/${id}/${MANIFEST}`, manifestFile.size);
         const parts: Buffer[] = [];
         for await (const chunk of await repo.read(id, MANIFEST, { size: manifestFile.size }))
           parts.push(chunk as Buffer);
         const where = `copy ${repo.name}: ${ARCHIVE_DIR}/${id}/${MANIFEST}`;
         const manifest = parseSegmentManifest(Buffer.concat(parts).toString('utf8'), where, keys);
-        if (manifest.id !== id) throw new Error(`${where}: manifest says id ${manifest.id}, not ${id}`);
+        if (manifest.id !== id) throw new ChainError(where, `${where}: manifest says id ${manifest.id}, not ${id}`);
         out.segments.push({ id, manifest });
       } catch (err) {
         if (err instanceof TransferError) throw err;
