@@ -19,6 +19,8 @@ export interface InitPlan {
   store: string;
   master: InitHost & { cliPort: number };
   metaloggers: InitHost[];
+  /** Before 1.6.5 (no metalogger): the chunkservers the master listed, whose changelog_csback files are read. */
+  chunkservers: InitHost[];
   ssh: { user: string; port: number; privateKey: string; knownHosts: string };
   /** What the master said it runs: "3.0.117" and the generation key ("3.0"). */
   softwareVersion: string;
@@ -46,7 +48,7 @@ function hostLines(h: InitHost, extra: string[]): string[] {
 
 /** The YAML text: every choice commented with why (docs/init.md says more). */
 export function renderConfig(p: InitPlan): string {
-  const anyRemote = [p.master, ...p.metaloggers].some((h) => !h.local);
+  const anyRemote = [p.master, ...p.metaloggers, ...p.chunkservers].some((h) => !h.local);
   const lines = [
     `# ${p.configFile} — written by \`mfs-jobs init\` for the master at ${p.master.host}:${p.master.cliPort}`,
     `# (MooseFS ${p.softwareVersion}). Run \`mfs-jobs init\` again with the same answers: it changes nothing.`,
@@ -89,6 +91,15 @@ export function renderConfig(p: InitPlan): string {
     );
   } else {
     lines.push(c('metaloggers: []', 'the master listed none'), '');
+  }
+  if (p.chunkservers.length) {
+    lines.push(
+      '# No metalogger before MooseFS 1.6.5: the chunkservers the master listed keep changelog_csback.N.mfs,',
+      '# the changelogs that roll the hourly image forward; backup copies them, verify checks them.',
+      'chunkservers:',
+      ...p.chunkservers.flatMap((h) => hostLines(h, [])),
+      '',
+    );
   }
   if (p.metaid) {
     lines.push(

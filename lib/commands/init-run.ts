@@ -12,7 +12,7 @@ import { runJob } from '../core/runner.js';
 import { DEFAULT_STATE_DIR } from '../core/hand-off.js';
 import type { Generation } from '../moosefs/generations/index.js';
 import { imageFormat } from '../moosefs/generations/image-formats.js';
-import { connectedMetaloggerHosts, masterStatus, type MasterStatus } from '../moosefs/master.js';
+import { connectedChunkservers, connectedMetaloggerHosts, masterStatus, type MasterStatus } from '../moosefs/master.js';
 import { listDataPath } from '../moosefs/datapath.js';
 import { openSource } from '../transport/remote.js';
 import { clusterIdentity } from '../store/identity.js';
@@ -27,6 +27,8 @@ export interface InitAnswers {
   dataPath: string;
   masterDataPath?: string;
   metaloggerDataPath?: string;
+  /** DATA_PATH of the chunkservers (read before 1.6.5, where they keep changelog_csback.N.mfs). */
+  chunkserverDataPath: string;
   sshUser: string;
   sshPort: number;
   sshKey?: string;
@@ -97,12 +99,24 @@ async function discover(a: InitAnswers): Promise<{ plan: InitPlan; status: Maste
     dataPath: a.metaloggerDataPath ?? a.dataPath,
     local: local(ip),
   }));
+  // Before 1.6.5 no metalogger exists: the chunkservers' changelog_csback.N.mfs are the changelogs.
+  const csIps = status.generation.hasMetalogger
+    ? []
+    : ((await connectedChunkservers({ host, port, timeoutMs: 5000 }, status)) ?? []).map((c) => c.ip);
+  // One entry per address, as for metaloggers: chunkservers on one machine share what init can tell of them.
+  const chunkservers: InitHost[] = [...new Set(csIps)].sort().map((ip) => ({
+    name: `cs-${ip.replace(/[^A-Za-z0-9_.-]/g, '-')}`,
+    host: ip,
+    dataPath: a.chunkserverDataPath,
+    local: local(ip),
+  }));
   const plan: InitPlan = {
     configFile: a.configFile,
     stateDir,
     store: a.store ?? path.join(stateDir, 'snapshots'),
     master: { name: 'mfsmaster', host, cliPort: port, dataPath: a.masterDataPath ?? a.dataPath, local: local(host) },
     metaloggers,
+    chunkservers,
     ssh: {
       user: a.sshUser,
       port: a.sshPort,
@@ -124,9 +138,9 @@ async function discover(a: InitAnswers): Promise<{ plan: InitPlan; status: Maste
  */
 async function testSources(raw: Raw, file: string): Promise<{ ok: boolean; lines: string[] }> {
   const pinning = parseConfig({ ...raw, ssh: raw.ssh ? { ...raw.ssh, acceptUnknownHostKeys: true } : undefined }, file);
-  const hosts: DataPathHost[] = [...pinning.masters, ...pinning.metaloggers];
+  const hosts: DataPathHost[] = [...pinning.masters, ...pinning.metaloggers, ...pinning.chunkservers];
   if (hosts.some((h) => !h.local)) {
-    const { privateKey, knownHosts } = pinning.masters[0]?.ssh ?? pinning.metaloggers.find((m) => m.ssh)!.ssh!;
+    const { privateKey, knownHosts } = hosts.find((h) => h.ssh)!.ssh!;
     if (!(await pathExists(privateKey))) {
       const remote = hosts.filter((h) => !h.local).map((h) => h.host);
       return {
@@ -238,8 +252,8 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
   ];
   if (!status.generation.hasMetalogger) {
     found[1] =
-      `metaloggers: none in ${status.generation.label}: add the chunkservers whose DATA_PATH holds ` +
-      'changelog_csback.N.mfs under chunkservers: (init does not list them)';
+      `metaloggers: none in ${status.generation.label}; chunkservers (their changelog_csback.N.mfs): ` +
+      (plan.chunkservers.map((c) => c.host).join(', ') || 'none connected');
   }
   const details: Record<string, unknown> = {
     config: a.configFile,
@@ -250,6 +264,7 @@ async function initOutcome(a: InitAnswers, jobs: readonly JobEntry[], log: Logge
       metaid: status.metaid ?? null,
     },
     metaloggers: plan.metaloggers,
+    chunkservers: plan.chunkservers,
   };
   if (a.dryRun) {
     return {

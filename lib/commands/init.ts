@@ -10,6 +10,7 @@ interface InitFlags {
   dataPath: string;
   masterDataPath?: string;
   metaloggerDataPath?: string;
+  chunkserverDataPath: string;
   sshUser: string;
   sshPort: string;
   sshKey?: string;
@@ -54,6 +55,11 @@ export function initCommand(jobs: readonly JobEntry[]) {
       .option('--data-path <dir>', 'DATA_PATH of the master and the metaloggers', '/var/lib/mfs')
       .option('--master-data-path <dir>', "the master's DATA_PATH, when it is not --data-path")
       .option('--metalogger-data-path <dir>', "the metaloggers' DATA_PATH, when it is not --data-path")
+      .option(
+        '--chunkserver-data-path <dir>',
+        "the chunkservers' DATA_PATH (read before MooseFS 1.6.5: changelog_csback.N.mfs)",
+        '/var/lib/mfs',
+      )
       .option('--state-dir <dir>', 'stateDir (state, locks; default /var/lib/mfs-jobs)')
       .option('--store <dir>', 'snapshot store (default <state-dir>/snapshots)')
       .option('--ssh-user <user>', 'SSH user on the master and metaloggers', 'root')
@@ -96,6 +102,7 @@ export function initCommand(jobs: readonly JobEntry[]) {
             dataPath: path.resolve(flags.dataPath),
             masterDataPath: abs(flags.masterDataPath),
             metaloggerDataPath: abs(flags.metaloggerDataPath),
+            chunkserverDataPath: path.resolve(flags.chunkserverDataPath),
             sshUser: flags.sshUser,
             sshPort,
             sshKey: abs(flags.sshKey),

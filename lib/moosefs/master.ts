@@ -1,7 +1,13 @@
 import { ProcessError } from '../core/errors.js';
 import { generationOfSoftware, pinnedGeneration, type Generation, type GenerationName } from './generations/index.js';
 import { connectedMetaloggers, masterInfo as mfscliMasterInfo, type CliTarget } from './mfscli.js';
-import { askMaster, listMetaloggers, type NativeMasterInfo } from './protocol.js';
+import {
+  askMaster,
+  listChunkservers,
+  listMetaloggers,
+  type ListedChunkserver,
+  type NativeMasterInfo,
+} from './protocol.js';
 import { versionInDataPath } from './datapath.js';
 import type { Config, MasterHost } from '../core/config.js';
 import { openSource, type FileSource } from '../transport/remote.js';
@@ -123,6 +129,23 @@ export async function connectedMetaloggerHosts(target: MasterTarget): Promise<st
   return (
     await listMetaloggers({ host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal })
   ).map((m) => m.ip);
+}
+
+/**
+ * The chunkservers the master lists as connected (CLTOMA_CSERV_LIST), read with the record layout of the
+ * generation and version it reported; undefined where the adapter does not know that layout.
+ */
+export async function connectedChunkservers(
+  target: Pick<MasterTarget, 'host' | 'port' | 'timeoutMs' | 'signal'>,
+  status: Pick<MasterStatus, 'generation' | 'softwareVersion'>,
+): Promise<ListedChunkserver[] | undefined> {
+  const record = status.generation.chunkserverRecord(status.softwareVersion);
+  if (!record) return undefined;
+  const listed = await listChunkservers(
+    { host: target.host, port: target.port, timeoutMs: target.timeoutMs, signal: target.signal },
+    record,
+  );
+  return listed.filter((c) => !c.disconnected);
 }
 
 /**

@@ -8,6 +8,7 @@
 import net from 'node:net';
 import { ProcessError } from '../core/errors.js';
 import { INFO_LAYOUTS, reportedSoftwareVersion } from './generations/master-info.js';
+import type { ChunkserverRecord } from './generations/chunkserver-list.js';
 
 export interface NativeMasterInfo {
   /** "1.6.4", "3.0.117", "4.59.2" ("… PRO" for Pro); only "1.4" / "1.5" for masters that do not send it. */
@@ -30,7 +31,14 @@ const CLTOMA_INFO = 510;
 const MATOCL_INFO = 511;
 const CLTOMA_MLOG_LIST = 522;
 const MATOCL_MLOG_LIST = 523;
+const CLTOMA_CSERV_LIST = 500;
+const MATOCL_CSERV_LIST = 501;
 const ANTOAN_NOP = 0;
+const ANSWER_NAMES: Record<number, string> = {
+  [MATOCL_INFO]: 'MATOCL_INFO',
+  [MATOCL_MLOG_LIST]: 'MATOCL_MLOG_LIST',
+  [MATOCL_CSERV_LIST]: 'MATOCL_CSERV_LIST',
+};
 const MAX_PACKET = 64 * 1024;
 
 const STATE_NAMES: Record<number, string> = {
@@ -113,6 +121,51 @@ export async function listMetaloggers(target: MasterTarget): Promise<ConnectedMe
   return out;
 }
 
+/** A chunkserver the master lists (CLTOMA_CSERV_LIST; what `mfscli -SCS` shows). */
+export interface ListedChunkserver {
+  ip: string;
+  port: number;
+  /** Undefined where the record has none (1.5.12). */
+  softwareVersion?: string;
+  /** Known to the master but not connected now (1.6.27 and later list those too). */
+  disconnected: boolean;
+}
+
+/**
+ * The MATOCL_CSERV_LIST answer's data as chunkservers, `record` being the layout the master's generation
+ * answers with (its adapter's chunkserverRecord). The answer's size is bounded by the packet reader.
+ */
+export function parseChunkserverList(data: Buffer, record: ChunkserverRecord, where: string): ListedChunkserver[] {
+  if (data.length % record.bytes !== 0)
+    throw new ProcessError(
+      where,
+      `master ${where}: MATOCL_CSERV_LIST answer of ${data.length} bytes is not a list of ${record.bytes}-byte records`,
+    );
+  const out: ListedChunkserver[] = [];
+  for (let at = 0; at < data.length; at += record.bytes) {
+    const r = data.subarray(at, at + record.bytes);
+    const cs: ListedChunkserver = {
+      ip: r.subarray(record.ip, record.ip + 4).join('.'),
+      port: r.readUInt16BE(record.port),
+      disconnected: record.disconnectedFlag !== undefined && (r[record.disconnectedFlag]! & 1) === 1,
+    };
+    if (record.version && !cs.disconnected) {
+      const v = record.version;
+      const bytes =
+        v.bytes === 4 ? r.subarray(v.at, v.at + 4) : Buffer.concat([Buffer.alloc(1), r.subarray(v.at, v.at + 3)]);
+      cs.softwareVersion = reportedSoftwareVersion(bytes);
+    }
+    out.push(cs);
+  }
+  return out;
+}
+
+/** The chunkservers the master lists, read with the record layout of its generation. */
+export async function listChunkservers(target: MasterTarget, record: ChunkserverRecord): Promise<ListedChunkserver[]> {
+  const where = `${target.host}:${target.port}`;
+  return parseChunkserverList(await exchange(target, where, CLTOMA_CSERV_LIST, MATOCL_CSERV_LIST), record, where);
+}
+
 function request(cmd: number): Buffer {
   const packet = Buffer.alloc(8);
   packet.writeUInt32BE(cmd, 0);
@@ -182,7 +235,7 @@ function packetReader(where: string, answerCmd: number): (chunk: Buffer) => Buff
       if (cmd !== ANTOAN_NOP && cmd !== answerCmd)
         throw new ProcessError(
           where,
-          `master ${where}: unexpected command ${cmd}${asText(pending)} (expected ${answerCmd === MATOCL_INFO ? 'MATOCL_INFO' : 'MATOCL_MLOG_LIST'} ${answerCmd}; is this a master's client port?)`,
+          `master ${where}: unexpected command ${cmd}${asText(pending)} (expected ${ANSWER_NAMES[answerCmd]} ${answerCmd}; is this a master's client port?)`,
         );
       if (length > MAX_PACKET)
         throw new ProcessError(

@@ -336,7 +336,8 @@ export class NsChunkserver {
 
   /** Start (or start again on the same chunks and DATA_PATH, e.g. after a crash). */
   static async start(
-    machine: Machine,
+    // A Machine, or `{}` for one on loopback in the root namespace (give MASTER_PORT and CSSERV_* in `extra`).
+    machine: { readonly wrap?: string[] },
     dir: string,
     masterHost: string,
     lab: LabGeneration = labGeneration(),

@@ -3,10 +3,14 @@ import path from 'node:path';
 import { loadConfig } from '../../lib/core/config.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
-import { freePort } from '../lab/proc.js';
+import { freePort, waitFor } from '../lab/proc.js';
 import { keygen } from '../lab/sshd.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { MFS_JOBS_BIN, runCli } from '../helpers/cli.js';
+import { NetLab, NsChunkserver } from '../lab/netns.js';
+import { pathExists } from '../../lib/core/atomic.js';
+import { connectedChunkservers } from '../../lib/moosefs/master.js';
+import { generationNamed } from '../../lib/moosefs/generations/index.js';
 
 /**
  * `mfs-jobs init` against a real master, metalogger and sshd: the config it writes is the one the jobs
@@ -135,6 +139,96 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])('mfs-jobs init on Moo
     expect(res.stdout).toContain(`dataPath: "${lab.master.dataPath}"`);
     await expect(fs.stat(path.join(lab.dir, 'dry'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
+});
+
+/**
+ * Before 1.6.5 there is no metalogger: the chunkservers' changelog_csback.N.mfs are the changelogs. init
+ * lists them through the master (CLTOMA_CSERV_LIST) and writes them under chunkservers:.
+ */
+describe('mfs-jobs init on MooseFS 1.6.4 (no metalogger)', () => {
+  const CS_IP = '10.87.0.1';
+  let lab: Lab;
+  let cs: NsChunkserver | undefined;
+  let net: NetLab | undefined;
+
+  beforeAll(async () => {
+    // A 1.6.4 master refuses a chunkserver that registers from 127.0.0.0/8 ("you cannot use localhost"): it
+    // listens on an address of this machine on a bridge of the test's own, with no port (nothing beyond it).
+    net = await NetLab.create([], '10.87.0', 'mfsi');
+    await net.joinFromHost(CS_IP);
+    lab = await Lab.start({ lab: labGeneration('1.6.4') });
+    cs = await NsChunkserver.start({}, path.join(lab.dir, 'cs'), '127.0.0.1', lab.generation, {
+      MASTER_PORT: String(lab.master.ports.cs),
+      CSSERV_LISTEN_HOST: CS_IP,
+      CSSERV_LISTEN_PORT: String(await freePort()),
+    });
+    // Listed by the master (its registration in the log comes before the master has it); again after the
+    // restart that saves an image: the chunkserver reconnects after MASTER_RECONNECTION_DELAY.
+    const listed = () =>
+      waitFor(
+        'the master listing the chunkserver',
+        async () =>
+          (await connectedChunkservers(
+            { host: '127.0.0.1', port: lab.master.ports.cl },
+            { generation: generationNamed('1.6'), softwareVersion: '1.6.4' },
+          ))!.length > 0,
+        30_000,
+      );
+    await listed();
+    await lab.makeChanges('init-cs', 10);
+    await lab.saveImage();
+    await listed();
+    await lab.makeChanges('init-cs-after-image', 5);
+    expect(await pathExists(path.join(cs.dataPath, 'changelog_csback.0.mfs'))).toBe(true);
+  }, 120_000);
+  afterAll(async () => {
+    await cs?.stop().catch(() => undefined);
+    await lab?.stop();
+    await net?.destroy();
+  });
+
+  test('writes the chunkserver the master lists under chunkservers:, and backup and verify use it', async () => {
+    const etc = path.join(lab.dir, 'etc');
+    const config = path.join(etc, 'config.yaml');
+    const sshd = lab.sshd!;
+    const init = await runCli(
+      [
+        'init',
+        '--config',
+        config,
+        '--master',
+        `127.0.0.1:${lab.master.ports.cl}`,
+        '--master-data-path',
+        lab.master.dataPath,
+        '--chunkserver-data-path',
+        cs!.dataPath,
+        '--state-dir',
+        path.join(lab.dir, 'state'),
+        '--ssh-port',
+        String(sshd.port),
+        '--ssh-key',
+        sshd.clientKey,
+        '--known-hosts',
+        path.join(etc, 'known_hosts'),
+        '--moosefs-prefix',
+        lab.generation.prefix!,
+      ],
+      { timeoutMs: 180_000 },
+    );
+    expect({ code: init.code, out: init.stdout }).toMatchObject({
+      code: 0,
+      out: expect.stringMatching(/^MFS INIT OK/),
+    });
+    expect(init.stdout).toContain(`chunkservers (their changelog_csback.N.mfs): ${CS_IP}`);
+    const loaded = await loadConfig(config);
+    expect(loaded.metaloggers).toEqual([]);
+    // An address of this machine: read locally, as init does for metaloggers (SFTP is the other cases').
+    expect(loaded.chunkservers.map((c) => [c.host, c.dataPath, c.local])).toEqual([[CS_IP, cs!.dataPath, true]]);
+    for (const job of ['backup', 'verify']) {
+      const run = await runCli(['run', job, '--config', config]);
+      expect({ job, code: run.code, out: run.stdout }).toMatchObject({ job, code: 0 });
+    }
+  }, 300_000);
 });
 
 describe('mfs-jobs init with a master that does not answer', () => {

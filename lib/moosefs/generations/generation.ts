@@ -4,6 +4,8 @@
  * is done, which files exist); jobs ask the adapter and never test a version number themselves —
  * like pgBackRest's one file per PostgreSQL version.
  */
+import type { ChunkserverRecord } from './chunkserver-list.js';
+
 /** '1.6' is 1.6.0–1.6.4 (no metalogger yet); '1.6.5' is 1.6.5 and later 1.6 releases; '3.0' serves 1.7–3.x. */
 export type GenerationName = '1.5' | '1.6' | '1.6.5' | '3.0' | '4';
 
@@ -87,4 +89,9 @@ export interface Generation {
    * "no exports defined !!!".)
    */
   exportsWithPassword: boolean;
+  /**
+   * The record layout of the master's answer to CLTOMA_CSERV_LIST for a master reporting `softwareVersion`
+   * (chunkserver-list.ts), or undefined where this tool does not know it (4.x answers by a request mode).
+   */
+  chunkserverRecord(softwareVersion: string): ChunkserverRecord | undefined;
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Generation } from './generation.js';
+import { CSLIST_1_5 } from './chunkserver-list.js';
 
 /**
  * MooseFS 1.5 (1.5.12, January 2009): `MFSM 1.5` images, no metalogger, `mfsmetarestore`. mfsmaster
@@ -29,4 +30,5 @@ export const MFS_1_5: Generation = {
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYRESERVED'],
   trashTime: { defaultSeconds: 86_400, stepSeconds: 1 },
   exportsWithPassword: false,
+  chunkserverRecord: () => CSLIST_1_5,
 };

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Generation } from './generation.js';
 import { MFS_1_5 } from './mfs-1.5.js';
+import { CSLIST_1_6, CSLIST_1_6_28, versionBefore, versionParts } from './chunkserver-list.js';
 
 /**
  * MooseFS 1.6.0–1.6.4 (1.6.4, August 2009: the last release before 1.6.5): like 1.5 on disk and on the
@@ -12,6 +13,7 @@ export const MFS_1_6: Generation = {
   name: '1.6',
   label: 'MooseFS 1.6 (before 1.6.5)',
   exportsWithPassword: true,
+  chunkserverRecord: () => CSLIST_1_6,
 };
 
 /**
@@ -37,4 +39,5 @@ export const MFS_1_6_5: Generation = {
   reusesLostChunkIds: false,
   hasMetalogger: true,
   exportsWithPassword: true,
+  chunkserverRecord: (v) => (versionBefore(versionParts(v), [1, 6, 28]) ? CSLIST_1_6 : CSLIST_1_6_28),
 };

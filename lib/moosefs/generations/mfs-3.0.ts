@@ -1,5 +1,13 @@
 import type { Generation } from './generation.js';
 import { MFS_1_6_5 } from './mfs-1.6.js';
+import {
+  CSLIST_1_6_28,
+  CSLIST_1_7_25,
+  CSLIST_2_1,
+  CSLIST_3_0_38,
+  versionBefore,
+  versionParts,
+} from './chunkserver-list.js';
 
 /**
  * MooseFS 3.0 (Debian's 3.0.117; the adapter also serves 1.7–2.x): `MFSM 2.0` images ending in
@@ -33,4 +41,10 @@ export const MFS_3_0: Generation = {
   selfChanges: ['FREEINODES', 'EMPTYTRASH', 'EMPTYSUSTAINED', 'SESDEL'],
   trashTime: { defaultSeconds: 86_400, stepSeconds: 1 },
   exportsWithPassword: true,
+  chunkserverRecord: (v) => {
+    const at = versionParts(v);
+    if (versionBefore(at, [1, 7, 25])) return CSLIST_1_6_28;
+    if (versionBefore(at, [2, 1, 0])) return CSLIST_1_7_25;
+    return versionBefore(at, [3, 0, 38]) ? CSLIST_2_1 : CSLIST_3_0_38;
+  },
 };

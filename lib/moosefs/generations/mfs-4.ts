@@ -19,4 +19,7 @@ export const MFS_4: Generation = {
   // filesystem.c (4.59.2): DEFAULT_TRASHTIME 24 (hours). SETTRASHTIME(inode,uid,trashretention,smode) logs
   // seconds (`mfssettrashretention 2h` logs 7200) and applies (trashretention+3599)/3600 hours.
   trashTime: { defaultSeconds: 24 * 3600, stepSeconds: 3600 },
+  // 4.x answers in 69, 73 or 77 bytes by version and by a request mode byte (mfscgi's dataprovider.py):
+  // not read here, since 4.x has metaloggers and init does not need its chunkservers.
+  chunkserverRecord: () => undefined,
 };

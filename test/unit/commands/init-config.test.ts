@@ -9,6 +9,7 @@ function plan(over: Partial<InitPlan> = {}): InitPlan {
     store: '/var/lib/mfs-jobs/snapshots',
     master: { name: 'mfsmaster', host: '10.0.0.11', cliPort: 9421, dataPath: '/var/lib/mfs', local: false },
     metaloggers: [{ name: 'ml-10.0.0.21', host: '10.0.0.21', dataPath: '/var/lib/mfs', local: true }],
+    chunkservers: [],
     ssh: { user: 'root', port: 22, privateKey: '/etc/mfs-jobs/id_ed25519', knownHosts: '/etc/mfs-jobs/known_hosts' },
     softwareVersion: '4.59.2',
     generation: '4',
@@ -41,6 +42,18 @@ describe('init: the config it renders', () => {
     const config = parseConfig(parseYaml(text), 'x.yaml');
     expect(text).not.toMatch(/^ssh:/m);
     expect(config.cluster.metaid).toBeUndefined();
+    expect(config.metaloggers).toEqual([]);
+  });
+
+  test('before 1.6.5: the chunkservers the master listed, under chunkservers:, over SSH', () => {
+    const cs = { name: 'cs-10.0.0.31', host: '10.0.0.31', dataPath: '/srv/mfs', local: false };
+    const text = renderConfig(
+      plan({ softwareVersion: '1.6.4', generation: '1.6', metaid: undefined, metaloggers: [], chunkservers: [cs] }),
+    );
+    const config = parseConfig(parseYaml(text), 'x.yaml');
+    expect(config.chunkservers).toMatchObject([
+      { name: 'cs-10.0.0.31', host: '10.0.0.31', dataPath: '/srv/mfs', ssh: { acceptUnknownHostKeys: false } },
+    ]);
     expect(config.metaloggers).toEqual([]);
   });
 
