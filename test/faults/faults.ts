@@ -124,7 +124,22 @@ export function replaceLateKill<T extends { delay?: number }>(
 }
 
 export function describeRun(r: CliResult): string {
-  return `exit ${r.code ?? r.signal}: ${r.stdout.trim().split('\n')[0] ?? ''}${r.stderr.includes('    at ') ? ' (stack trace on stderr)' : ''}`;
+  const trace = r.stderr.includes('    at ') ? ' (stack trace on stderr)' : '';
+  return `exit ${r.code ?? r.signal}: ${firstLine(r.stdout)}${trace}`;
+}
+
+/** The plugin line, or a --json report's status and summary (its first line alone is "{"). */
+function firstLine(stdout: string): string {
+  const text = stdout.trim();
+  if (text.startsWith('{')) {
+    try {
+      const report = JSON.parse(text) as { status?: string; summary?: string };
+      return `${report.status ?? '?'} - ${report.summary ?? ''}`;
+    } catch {
+      // Not one JSON document: its first line as it is.
+    }
+  }
+  return text.split('\n')[0] ?? '';
 }
 
 /**
