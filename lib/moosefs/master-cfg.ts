@@ -1,4 +1,4 @@
-import { GENERATIONS, listenPortKeys, type Generation } from './generations/index.js';
+import { listenPortKeys, type Generation } from './generations/index.js';
 import { masterLockFiles, readMfsConfig, type MfsConfig } from './mfsmaster.js';
 
 /** A master's peers, by the role its listen keys name: metaloggers, chunkservers, clients. */
@@ -58,11 +58,8 @@ export class MasterCfg {
 
   /** Every port a master run with this cfg may listen on, whatever its generation calls the keys (sorted). */
   anyGenerationPorts(fallback: Partial<Record<ListenRole, number>> = {}): number[] {
-    const ports = GENERATIONS.flatMap((g) =>
-      LISTEN_ROLES.flatMap((role) => {
-        const key = g.listenKeys[role]?.port;
-        return key ? [this.portAt(key, fallback[role] ?? DEFAULT_LISTEN_PORTS[role])] : [];
-      }),
+    const ports = LISTEN_ROLES.flatMap((role) =>
+      listenPortKeys(role).map((key) => this.portAt(key, fallback[role] ?? DEFAULT_LISTEN_PORTS[role])),
     );
     return [...new Set(ports)].sort((a, b) => a - b);
   }
