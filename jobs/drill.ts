@@ -431,7 +431,10 @@ export default defineJob({
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
-    await guarded.guard?.remove();
+    if (guarded.guard && !(await guarded.guard.remove()))
+      ctx.log.warn(`nftables table ${guarded.guard.table} removed while a port of the scratch master still listened`, {
+        ports,
+      });
     const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
     const stopped = `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`;
     const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), guarded.line, stopped];

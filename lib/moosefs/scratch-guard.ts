@@ -1,5 +1,6 @@
 import { execCapture } from '../core/exec.js';
 import { processAlive } from '../core/lock.js';
+import { listening } from '../failover/clients-back.js';
 
 /** Tables of this kind are named `mfs_jobs_drill_<pid>`: the drill that made it, to clear after a kill -9. */
 export const GUARD_TABLE_PREFIX = 'mfs_jobs_drill_';
@@ -50,7 +51,10 @@ async function nft(args: string[]): Promise<{ ok: boolean; why: string; stdout: 
  * the drill's own uid: another root process could connect, and root is trusted anyway.
  */
 export class ScratchGuard {
-  private constructor(readonly table: string) {}
+  private constructor(
+    readonly table: string,
+    private readonly ports: readonly number[],
+  ) {}
 
   /** The guard, or why there is none (no nft, not allowed to change the ruleset). */
   static async install(
@@ -60,11 +64,22 @@ export class ScratchGuard {
     const table = `${GUARD_TABLE_PREFIX}${process.pid}`;
     await nft(['delete', 'table', 'inet', table]);
     const made = await nft([guardTableScript(table, ports, uid)]);
-    return made.ok ? new ScratchGuard(table) : { failed: made.why };
+    return made.ok ? new ScratchGuard(table, ports) : { failed: made.why };
   }
 
-  async remove(): Promise<void> {
+  /**
+   * Down once nothing listens on its ports any more (at most `waitMs`): a master's sockets outlive the
+   * moment its PID looks gone. Returns whether they were closed by then.
+   */
+  async remove(waitMs = 10_000): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    let open = await listening(this.ports);
+    while (open && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      open = await listening(this.ports);
+    }
     await nft(['delete', 'table', 'inet', this.table]);
+    return !open;
   }
 
   /** Tables left by drills that were killed (their PID is gone): removed; their names returned. */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { DIR_MODE, FILE_MODE, ensureDir, pathExists } from '../core/atomic.js';
 import type { Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
+import { processAlive } from '../core/lock.js';
 import { listenPort, portIsFree } from '../core/net.js';
 import { isWithin } from '../core/paths.js';
 import { DEFAULT_GENERATION, type Generation } from './generations/index.js';
@@ -189,10 +190,13 @@ export async function writeScratchConfig(
   await fs.writeFile(scratch.configFile, mfsConfigText(values), { mode: FILE_MODE });
 }
 
-async function waitGone(pid: number, dataPath: string, timeoutMs: number): Promise<boolean> {
+async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if ((await runningMasterPid(dataPath)) !== pid) return true;
+    // Not by the lock's PID check: a killed master's /proc/PID/exe goes (its memory is released) before
+    // its files close, and its listening sockets take connections until they do (seen in CI, with the
+    // drill's guard already down). Gone is exited or a zombie.
+    if (!processAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
@@ -211,7 +215,7 @@ export async function stopScratchMaster(scratch: Scratch, timeoutMs = 60_000): P
   } catch {
     return pid;
   }
-  if (await waitGone(pid, scratch.dataPath, timeoutMs)) return pid;
+  if (await waitGone(pid, timeoutMs)) return pid;
   return killScratchMaster(scratch);
 }
 
@@ -227,7 +231,7 @@ export async function killScratchMaster(scratch: Scratch): Promise<number | unde
   } catch {
     /* gone meanwhile */
   }
-  await waitGone(pid, scratch.dataPath, 10_000);
+  await waitGone(pid, 10_000);
   return pid;
 }
 
