@@ -1,6 +1,6 @@
-import { promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../core/errors.js';
+import { parseTcpTable, tcpTables, type Peer } from '../core/tcp-table.js';
 
 /**
  * After the promoted master serves: are the clients back? mfsmount retries its master every 2 s
@@ -22,66 +22,6 @@ export interface ClientsBack {
   firstChunkserverMs?: number;
   /** Why nothing could be watched. */
   unavailable?: string;
-}
-
-export interface Peer {
-  localPort: number;
-  remote: string;
-}
-
-/** Established connections in /proc/net/tcp{,6} text: local port and remote address of each. */
-export function parseTcpTable(text: string): Peer[] {
-  const out: Peer[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4 || f[3] !== '01') continue; // 01: ESTABLISHED
-    const [, localPort] = f[1]!.split(':');
-    const [remoteHex] = f[2]!.split(':');
-    out.push({ localPort: Number.parseInt(localPort!, 16), remote: hexAddress(remoteHex!) });
-  }
-  return out;
-}
-
-/** Local ports in LISTEN state in /proc/net/tcp{,6} text. */
-export function parseListeningPorts(text: string): number[] {
-  const out: number[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4 || f[3] !== '0A') continue; // 0A: LISTEN
-    out.push(Number.parseInt(f[1]!.split(':')[1]!, 16));
-  }
-  return out;
-}
-
-async function tcpTables(): Promise<string[]> {
-  return Promise.all(
-    ['/proc/net/tcp', '/proc/net/tcp6'].map((f) =>
-      fs
-        .readFile(f, 'latin1')
-        .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
-    ),
-  );
-}
-
-/** Is anything on this machine (this network namespace) listening on one of `ports`? */
-export async function listening(ports: readonly number[]): Promise<boolean> {
-  const open = new Set((await tcpTables()).flatMap(parseListeningPorts));
-  return ports.some((p) => open.has(p));
-}
-
-/** The kernel's hex address (host byte order per 32-bit word, little-endian here) as text. */
-function hexAddress(hex: string): string {
-  const words = hex.match(/.{8}/g) ?? [];
-  const bytes = words.flatMap((w) =>
-    [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)].map((b) => Number.parseInt(b, 16)),
-  );
-  if (bytes.length === 4) return bytes.join('.');
-  // IPv4-mapped IPv6 (::ffff:a.b.c.d) as the IPv4 address; other IPv6 in full hex groups.
-  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff)
-    return bytes.slice(12).join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return groups.join(':');
 }
 
 const isLoopback = (a: string) => a.startsWith('127.') || a === '0:0:0:0:0:0:0:1';

@@ -2,7 +2,7 @@ import type { Config, StandbyConfig } from '../core/config.js';
 import type { Companion } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { MasterCfg } from '../moosefs/master-cfg.js';
-import { listening } from './clients-back.js';
+import { listening } from '../core/tcp-table.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { mastersToFence } from './fence.js';
 import { MasterWatch } from './master-watch.js';

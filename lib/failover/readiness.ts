@@ -8,7 +8,7 @@ import { binariesFor, binaryGeneration, restoringBinaries, type Binaries } from 
 import { generationNamed, type Generation } from '../moosefs/generations/index.js';
 import { dataPathOf, masterVersion, targetOf } from '../moosefs/master.js';
 import { LISTEN_ROLES, MasterCfg } from '../moosefs/master-cfg.js';
-import { listening } from './clients-back.js';
+import { listening } from '../core/tcp-table.js';
 import { closeSources, collectSources, sourceSpecs, type CollectedSource } from './collect.js';
 import { expectedFilesystem } from './identity.js';
 import { mirroredHosts } from './mirror.js';

@@ -1,6 +1,6 @@
 import { execCapture } from '../core/exec.js';
 import { processAlive } from '../core/lock.js';
-import { listening } from '../failover/clients-back.js';
+import { listening } from '../core/tcp-table.js';
 
 /** Tables of this kind are named `mfs_jobs_drill_<pid>`: the drill that made it, to clear after a kill -9. */
 export const GUARD_TABLE_PREFIX = 'mfs_jobs_drill_';

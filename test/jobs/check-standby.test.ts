@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { processAlive } from '../../lib/core/lock.js';
-import { listening } from '../../lib/failover/clients-back.js';
+import { listening } from '../../lib/core/tcp-table.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';

@@ -1,7 +1,7 @@
-import { parseListeningPorts, parseTcpTable } from '../../../lib/failover/clients-back.js';
+import { parseListeningPorts, parseTcpTable } from '../../../lib/core/tcp-table.js';
 
 /** /proc/net/tcp and tcp6 lines as this kernel writes them (addresses little-endian per 32-bit word). */
-describe("clients back: established connections from the kernel's table", () => {
+describe("the kernel's TCP table: established connections and listeners", () => {
   test('IPv4: local port and remote address of established connections only', () => {
     const text = [
       '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
