@@ -35,7 +35,7 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     expect(await lab.keepaliveds.get(lab.A)!.state()).toBe('MASTER');
     expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('BACKUP');
     // Both notify scripts ran (keepalived accepted them under enable_script_security)...
-    const logA = await lab.keepaliveds.get(lab.A)!.daemon.log();
+    const logA = await lab.keepaliveds.get(lab.A)!.log();
     expect(logA).not.toMatch(/disabling|Unsafe permissions/);
     expect(await hookLog(lab.A)).toMatch(/keepalived notify: backup before this keepalived \(pid \d+\) was MASTER/);
     expect(await hookLog(lab.A)).toContain('keepalived notify: master, running promote');
@@ -44,11 +44,49 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     expect((await lab.master(lab.A).info()).metadataVersion).toBeGreaterThan(0);
   }, 30_000);
 
+  test("a notify script keepalived's enable_script_security disables is found by check-standby first", async () => {
+    const B = lab.B;
+    const hooksDir = path.dirname(lab.notifyScriptPath);
+    const checkHooks = async () => {
+      const res = await lab.runJobs(B, ['run', 'check-standby', '--json']);
+      const report = JSON.parse(res.stdout) as { details: { findings: { setting: string; text: string }[] } };
+      return report.details.findings.filter((f) => f.setting.startsWith('standby.hookScripts.'));
+    };
+    expect(await checkHooks()).toEqual([]);
+    // The directory above the script made writable by group nogroup: keepalived, restarted, disables the script...
+    // (keepalived lets group root write; another group's write it refuses, and so does check-standby.)
+    await fs.chown(hooksDir, 0, 65534);
+    await fs.chmod(hooksDir, 0o775);
+    try {
+      await lab.keepaliveds.get(B)!.stop();
+      await lab.startVrrp(B, 50);
+      await waitFor("B's keepalived to check its scripts", async () =>
+        /Unsafe permissions found for script .*mfs-jobs-notify\.sh.* - disabling/.test(
+          await lab.keepaliveds.get(B)!.log(),
+        ),
+      );
+      // ...and check-standby says so, naming the setting and the directory.
+      const found = await checkHooks();
+      expect(found).toHaveLength(1);
+      expect(found[0]!.setting).toBe('standby.hookScripts.0');
+      expect(found[0]!.text).toContain(`${hooksDir} is group-writable (mode 0775)`);
+    } finally {
+      await fs.chown(hooksDir, 0, 0);
+      await fs.chmod(hooksDir, 0o755);
+    }
+    await lab.keepaliveds.get(B)!.stop();
+    await lab.startVrrp(B, 50);
+    await waitFor("B's keepalived in BACKUP", async () => (await lab.keepaliveds.get(B)!.state()) === 'BACKUP');
+    expect(await lab.keepaliveds.get(B)!.log()).not.toMatch(/Unsafe permissions/);
+    expect(await checkHooks()).toEqual([]);
+    await lab.waitVipOnlyOn(lab.A);
+  }, 120_000);
+
   test("a partition at VRRP level: B stops hearing A's adverts while A serves — B's keepalived becomes MASTER, every promote refuses and gives the VIP back, no second master, the clients carry on", async () => {
     const [A, B] = [lab.A, lab.B];
     const keepalivedB = lab.keepaliveds.get(B)!;
     const before = await lab.readPromoteState(B);
-    const mastersBefore = (await keepalivedB.daemon.log()).match(/Entering MASTER STATE/g)?.length ?? 0;
+    const mastersBefore = (await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0;
     const since = Date.now();
     await lab.deafToAdverts(B, true);
     try {
@@ -95,7 +133,7 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
       30_000,
     );
     const refusals = (await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0;
-    const masters = ((await keepalivedB.daemon.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
+    const masters = ((await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
     console.log(
       `keepalived partition, ~12 s: B entered MASTER ${masters} time(s), promote refused ${refusals} time(s)`,
     );

@@ -439,6 +439,7 @@ export class FailoverLab {
         cliPort: 9421,
         vip: this.vip,
         promoteOnVip: this.promoteOnVip,
+        ...(this.vrrp === 'keepalived' ? { hookScripts: [this.notifyScriptPath] } : {}),
       },
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
@@ -518,10 +519,13 @@ export class FailoverLab {
   }
 
   /** The keepalived notify script where keepalived's enable_script_security accepts it: root's, 0755, in root's directory. */
+  get notifyScriptPath(): string {
+    return path.join(this.dir, 'hooks', 'mfs-jobs-notify.sh');
+  }
+
   private async installNotifyScript(): Promise<string> {
-    const hooks = path.join(this.dir, 'hooks');
-    await fs.mkdir(hooks, { recursive: true, mode: 0o755 });
-    const file = path.join(hooks, 'mfs-jobs-notify.sh');
+    const file = this.notifyScriptPath;
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
     await fs.copyFile(KEEPALIVED_NOTIFY, file);
     await fs.chmod(file, 0o755);
     return file;

@@ -491,6 +491,7 @@ export class Keepalived {
     readonly daemon: Daemon,
     readonly pidFile: string,
     readonly vrrpPidFile: string,
+    private readonly logOffset: number,
   ) {}
 
   static readonly BIN = '/usr/sbin/keepalived';
@@ -531,11 +532,12 @@ export class Keepalived {
     const [pidFile, vrrpPidFile] = [`${base}.pid`, `${base}-vrrp.pid`];
     // -n: the parent stays in the foreground (the VRRP process is its child); -G -l: log to our file, not syslog.
     const args = ['-n', '-P', '-G', '-l', '-D', '-f', `${base}.conf`, '-p', pidFile, '-r', vrrpPidFile];
+    const logOffset = (await fs.stat(`${base}.log`).catch(() => undefined))?.size ?? 0;
     const daemon = new Daemon('keepalived', Keepalived.BIN, args, `${base}.log`, {
       wrap: machine.wrap,
       env: { ...process.env, ...o.env },
     });
-    const k = new Keepalived(daemon, pidFile, vrrpPidFile);
+    const k = new Keepalived(daemon, pidFile, vrrpPidFile, logOffset);
     const vrrp = await waitFor(`keepalived's VRRP process in ${machine.name}`, async () => {
       if (!daemon.running)
         throw new Error(`keepalived exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
@@ -550,9 +552,21 @@ export class Keepalived {
     return pid > 0 ? pid : undefined;
   }
 
+  /** What this start has logged so far (the log is appended across restarts). */
+  async log(): Promise<string> {
+    return (await this.daemon.log()).slice(this.logOffset);
+  }
+
   /** The instance's last state by its log (`Entering MASTER STATE`, `… BACKUP STATE (init)`). */
   async state(): Promise<string | undefined> {
-    return [...(await this.daemon.log()).matchAll(/Entering (MASTER|BACKUP|FAULT) STATE/g)].pop()?.[1];
+    return [...(await this.log()).matchAll(/Entering (MASTER|BACKUP|FAULT) STATE/g)].pop()?.[1];
+  }
+
+  /** A clean stop (SIGTERM: the parent stops its VRRP process, which sends priority 0 and drops the VIP). */
+  async stop(): Promise<void> {
+    const vrrp = await this.vrrpPid();
+    await this.daemon.stop(10_000);
+    if (vrrp !== undefined) trackPid(vrrp, false);
   }
 
   /**
