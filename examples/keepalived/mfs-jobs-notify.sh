@@ -4,20 +4,20 @@
 #   notify_backup "/etc/mfs-jobs/mfs-jobs-notify.sh backup"
 #   notify_fault  "/etc/mfs-jobs/mfs-jobs-notify.sh fault"
 # Install it as root:root, mode 0755, in a directory only root can write (/etc/mfs-jobs): with
-# enable_script_security keepalived refuses a script that it, or any directory above it, lets another
-# user change — and so does `mfs-jobs run check-standby` (standby.hookScripts).
+# enable_script_security keepalived disables a script that another user could change (the script or a
+# directory above it), and `mfs-jobs run check-standby` says so first (list it in standby.hookScripts).
 #
 # keepalived adds the VIP and sends its gratuitous ARPs before it runs notify_master, and does not wait for
 # the script: nothing here can delay the VIP (unlike ucarp's up-script). The job still goes into a session
-# of its own (setsid): keepalived runs each notify script in a process group that it kills when it stops,
-# and sends the script itself SIGTERM when it dies (PR_SET_PDEATHSIG); a promotion or a clean mfsmaster stop
+# of its own (setsid): keepalived runs each notify script in a process group of its own, which it may kill
+# when it stops, and sends the script itself SIGTERM when it dies (PR_SET_PDEATHSIG); a promotion or a clean mfsmaster stop
 # must not be cut off halfway because keepalived was restarted meanwhile. keepalived gives no ordering of
 # notify scripts when states change quickly: promote and demote share one lock, promote checks the VIP is
 # held before and after acting and fences the old master, demote does nothing while the VIP is held here.
 #
 # Environment (optional; keepalived passes its own on): MFS_JOBS (the mfs-jobs executable),
 # MFS_JOBS_CONFIG (its config file), MFS_JOBS_HOOK_LOG (where the jobs' output goes: keepalived sends a
-# notify script's own output to /dev/null).
+# notify script's own output to /dev/null), MFS_JOBS_RUN_DIR (root's run directory, for the marker below).
 set -u
 MFS_JOBS="${MFS_JOBS:-/usr/local/bin/mfs-jobs}"
 LOG="${MFS_JOBS_HOOK_LOG:-/var/log/mfs-jobs-failover.log}"
