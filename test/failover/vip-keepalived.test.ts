@@ -122,15 +122,16 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
       },
       15_000,
     );
-    // Every job the notify scripts started on B has finished (none left to act after the next test's kill).
+    // Every job the notify scripts started on B has finished (none left to act after the next test's kill):
+    // one result line per job the script launched (a job still starting has logged nothing yet).
     await waitFor(
       "B's hook jobs to finish",
       async () => {
         const log = await hookLog(B);
-        const started = log.match(/"message":"job started"/g)?.length ?? 0;
-        return started > 0 && started === (log.match(/"message":"job finished"/g)?.length ?? 0);
+        const launched = log.match(/keepalived notify: \w+, running (promote|demote)$/gm)?.length ?? 0;
+        return launched > 0 && launched === (log.match(/^MFS (PROMOTE|DEMOTE) /gm)?.length ?? 0);
       },
-      30_000,
+      60_000,
     );
     const refusals = (await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0;
     const masters = ((await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
