@@ -90,7 +90,10 @@ export default defineJob({
     if (r.serving) {
       const at = r.serving.version !== undefined ? `, metadata version ${r.serving.version}` : '';
       const summary = `this machine's mfsmaster serves (pid ${r.serving.pid}${at}): it is the master, not standing by`;
-      return { status: 'OK', summary, details, metrics, lines };
+      // Its hook scripts run at the next failover all the same (notify_backup, the down-script).
+      const hooks = findings.filter((f) => f.setting.startsWith('standby.hookScripts.'));
+      const why = hooks.map((f) => `; ${f.text}`).join('');
+      return { status: worst('OK', ...hooks.map((f) => f.status)), summary: summary + why, details, metrics, lines };
     }
     const status = worst(...findings.map((f) => f.status));
     if (status !== 'OK') {

@@ -71,7 +71,7 @@ cp "$repo/packaging/copyright" "$root/usr/share/doc/mfs-jobs/copyright"
 # 3. Ownership and modes: root's, 0755 directories and programs, 0644 files, the config 0640 (it names keys).
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
-chmod 0755 "$lib/bin/mfs-jobs" "$share/examples/ucarp/"*.sh
+chmod 0755 "$lib/bin/mfs-jobs" "$share/examples/ucarp/"*.sh "$share/examples/keepalived/"*.sh
 chmod 0640 "$root/etc/mfs-jobs/config.yaml"
 
 cat >"$root/DEBIAN/conffiles" <<EOF

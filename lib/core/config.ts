@@ -173,6 +173,12 @@ const standbySchema = z.strictObject({
   mirror: z.boolean().default(false),
   mirrorIntervalSeconds: z.number().positive().default(5),
   mfsmasterBin: z.string().min(1).default('mfsmaster'),
+  /**
+   * The failover hook scripts ucarp or keepalived run here as root (e.g. /etc/mfs-jobs/mfs-jobs-notify.sh):
+   * check-standby proves each is executable, starts with `#!` and that no other user can change it or a
+   * directory above it (keepalived's enable_script_security silently disables such a script).
+   */
+  hookScripts: z.array(absPath).default([]),
 });
 
 /**

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Config, StandbyConfig } from '../core/config.js';
 import { describeError, MfsJobsError } from '../core/errors.js';
 import { execCapture } from '../core/exec.js';
+import { octal, pathTrust } from '../core/trusted-path.js';
 import type { Status } from '../core/job.js';
 import { binariesFor, binaryGeneration, restoringBinaries, type Binaries } from '../moosefs/generations/binaries.js';
 import { generationNamed, type Generation } from '../moosefs/generations/index.js';
@@ -75,6 +76,8 @@ export async function checkReadiness(config: Config, standby: StandbyConfig, o: 
   // Promote's own first step: the cfg names the DATA_PATH, it exists, no metalogger lives there, a pinned
   // generation's keys are set.
   await checkStandby(config, standby).catch((err: unknown) => r.findings.push(fromError(err, 'standby')));
+  // On the serving machine too: its hooks run at the next failover (notify_backup, the down-script).
+  await checkHookScripts(standby, r);
   let masterCfg: MasterCfg;
   try {
     masterCfg = await MasterCfg.read(standby.masterConfig);
@@ -439,4 +442,39 @@ async function checkRoom(standby: StandbyConfig, r: Readiness): Promise<void> {
     `standby.dataPath ${standby.dataPath}: ${r.freeBytes} bytes free, a promotion now needs about ` +
     `${r.neededBytes} (the image twice and the changelogs)`;
   r.findings.push(problem('CRITICAL', 'standby.dataPath', text));
+}
+
+/**
+ * The hook scripts ucarp or keepalived run as root (standby.hookScripts). keepalived with
+ * enable_script_security disables a notify script that a non-root user could change (the script or any
+ * directory above it) or that is not executable, and says so only in its own log at start-up: the VIP
+ * would then move at failover time with no promotion behind it. Root must not run such a script anyway.
+ */
+async function checkHookScripts(standby: StandbyConfig, r: Readiness): Promise<void> {
+  for (const [i, script] of standby.hookScripts.entries()) {
+    const setting = `standby.hookScripts.${i}`;
+    const trust = await pathTrust(script, 'file');
+    if (!trust.trusted) {
+      r.findings.push(problem('CRITICAL', setting, `hook script ${trust.why}: keepalived would not run it`));
+      continue;
+    }
+    const st = await fs.stat(trust.real);
+    if ((st.mode & 0o100) === 0) {
+      const text = `hook script ${script} is not executable by its owner (mode ${octal(st.mode)})`;
+      r.findings.push(problem('CRITICAL', setting, text));
+      continue;
+    }
+    const head = await firstBytes(trust.real, 2);
+    if (head !== '#!') r.findings.push(problem('CRITICAL', setting, `hook script ${script} does not start with #!`));
+  }
+}
+
+async function firstBytes(file: string, n: number): Promise<string> {
+  const h = await fs.open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await h.read(Buffer.alloc(n), 0, n, 0);
+    return buffer.subarray(0, bytesRead).toString('latin1');
+  } finally {
+    await h.close();
+  }
 }

@@ -119,14 +119,16 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
       'ucarp/vip-up.sh',
       'ucarp/vip-down.sh',
       'keepalived/keepalived.conf',
+      'keepalived/mfs-jobs-notify.sh',
       'prometheus/mfs-jobs.rules.yml',
       'nagios/mfs-jobs.cfg',
     ]) {
       await expect(fs.stat(path.join('/usr/share/mfs-jobs/examples', f))).resolves.toBeTruthy();
     }
     expect((await fs.stat('/usr/share/mfs-jobs/examples/ucarp/vip-up.sh')).mode & 0o111).toBeTruthy();
-    const keepalived = await fs.readFile('/usr/share/mfs-jobs/examples/keepalived/keepalived.conf', 'utf8');
-    expect(keepalived).toContain('/usr/bin/mfs-jobs run promote');
+    const notify = '/usr/share/mfs-jobs/examples/keepalived/mfs-jobs-notify.sh';
+    expect((await fs.stat(notify)).mode & 0o111).toBeTruthy();
+    expect(await fs.readFile(notify, 'utf8')).toContain('MFS_JOBS="${MFS_JOBS:-/usr/bin/mfs-jobs}"');
     expect((await execCapture('grep', ['-rl', '/usr/local/bin/mfs-jobs', '/usr/share/mfs-jobs/examples'])).stdout).toBe(
       '',
     );

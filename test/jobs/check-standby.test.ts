@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import { processAlive } from '../../lib/core/lock.js';
 import { listening } from '../../lib/core/tcp-table.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
-import { runCli } from '../helpers/cli.js';
+import { REPO_ROOT, runCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { LabMaster } from '../lab/moosefs.js';
 import { freePort, waitFor } from '../lab/proc.js';
@@ -127,6 +127,45 @@ describe('check-standby: would a promotion succeed now?', () => {
     expect(report.summary).toContain(
       `standby.dataPath ${standby.dataPath} is not writable by the MooseFS user nobody (WORKING_USER in ${cfg})`,
     );
+  });
+
+  test("hook scripts keepalived's enable_script_security would disable (writable by others, a writable directory above, not executable): CRITICAL, naming each", async () => {
+    const hooks = path.join(lab.dir, 'hooks');
+    const open = path.join(lab.dir, 'hooks-open');
+    await fs.mkdir(hooks, { mode: 0o755 });
+    await fs.mkdir(open);
+    await fs.chmod(open, 0o777);
+    const script = '#!/bin/sh\nexit 0\n';
+    const files: [string, number][] = [
+      [path.join(hooks, 'group-writable.sh'), 0o775],
+      [path.join(open, 'in-open-dir.sh'), 0o755],
+      [path.join(hooks, 'not-executable.sh'), 0o644],
+      [path.join(hooks, 'good.sh'), 0o755],
+    ];
+    for (const [file, mode] of files) {
+      await fs.writeFile(file, script);
+      await fs.chmod(file, mode);
+    }
+    const { code, report } = await check(
+      await configWith('hooks', { standby: { hookScripts: files.map(([f]) => f) } }),
+    );
+    expect(report.status).toBe('CRITICAL');
+    expect(code).toBe(2);
+    const hookFindings = report.details.findings.filter((f) => f.setting.startsWith('standby.hookScripts.'));
+    expect(hookFindings.map((f) => [f.setting, f.status])).toEqual([
+      ['standby.hookScripts.0', 'CRITICAL'],
+      ['standby.hookScripts.1', 'CRITICAL'],
+      ['standby.hookScripts.2', 'CRITICAL'],
+    ]);
+    expect(hookFindings[0]!.text).toContain(`${files[0]![0]} is group-writable (mode 0775)`);
+    expect(hookFindings[1]!.text).toContain(`${open} is world-writable (mode 0777)`);
+    expect(hookFindings[2]!.text).toContain('is not executable by its owner (mode 0644)');
+    // The installed example passes.
+    const example = path.join(hooks, 'mfs-jobs-notify.sh');
+    await fs.copyFile(path.join(REPO_ROOT, 'examples', 'keepalived', 'mfs-jobs-notify.sh'), example);
+    await fs.chmod(example, 0o755);
+    const ok = await check(await configWith('hooks-ok', { standby: { hookScripts: [example] } }));
+    expect(`${ok.report.status}: ${ok.report.summary}`).toMatch(/^OK: ready: /);
   });
 
   test('binaries that are not there: CRITICAL, naming standby.mfsmasterBin', async () => {

@@ -10,7 +10,7 @@ import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { MFS_JOBS_BIN, REPO_ROOT } from '../helpers/cli.js';
 import { generationConfig, labGeneration, type LabGeneration } from './generations.js';
 import { LabMetalogger, LabMount } from './moosefs.js';
-import { NetLab, NsChunkserver, NsMaster, Ucarp, type Machine } from './netns.js';
+import { Keepalived, NetLab, NsChunkserver, NsMaster, Ucarp, type Machine } from './netns.js';
 import { Daemon, sleep, waitFor } from './proc.js';
 import { LabSshd } from './sshd.js';
 
@@ -34,6 +34,10 @@ const upScriptOf = (p: Promoter) => (p === 'seed script' ? SEED_UP : p === 'mfs-
 /** The rebooted machine's ucarp skew (a lower priority; without --preempt it stays BACKUP anyway). */
 const ROUND_SKEW = 50;
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
+/** keepalived's notify script (`<script> master|backup|fault`), installed into the lab as an operator would. */
+export const KEEPALIVED_NOTIFY = path.join(REPO_ROOT, 'examples', 'keepalived', 'mfs-jobs-notify.sh');
+/** keepalived's priority for ucarp's skew 0 (a higher skew: a lower priority). */
+const KEEPALIVED_PRIORITY = 150;
 /** The CLI of the compiled tree this file runs from: the hooks run the same code as the test. */
 const COMPILED_CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
 
@@ -180,6 +184,9 @@ export class FailoverLab {
   readonly masters = new Map<Machine, NsMaster>();
   readonly configs = new Map<Machine, string>();
   readonly ucarps = new Map<Machine, Ucarp>();
+  /** With `vrrp: 'keepalived'`, instead of ucarp. */
+  readonly keepaliveds = new Map<Machine, Keepalived>();
+  private vrrp: 'ucarp' | 'keepalived' = 'ucarp';
   /** `mfs-jobs daemon` on a machine: takes the hook's `run promote` over its socket. */
   readonly daemons = new Map<Machine, Daemon>();
   /** sshd on C (metalogger, chunkserver files). */
@@ -247,6 +254,8 @@ export class FailoverLab {
     chunkserverConfig?: Record<string, string>;
     tag?: string;
     extraConfig?: (self: Machine, lab: FailoverLab) => Record<string, unknown>;
+    /** Who moves the VIP: ucarp with examples/ucarp's scripts, or keepalived with examples/keepalived's. */
+    vrrp?: 'ucarp' | 'keepalived';
   }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix, options.tag);
@@ -255,6 +264,7 @@ export class FailoverLab {
     lab.promoteOnVip = options.promoteOnVip ?? false;
     lab.chunkserverConfig = options.chunkserverConfig ?? {};
     lab.extraConfig = options.extraConfig;
+    lab.vrrp = options.vrrp ?? 'ucarp';
     try {
       await lab.setUp();
       return lab;
@@ -297,10 +307,10 @@ export class FailoverLab {
     this.configs.set(B, await this.writeConfig(B, A));
 
     // A takes the VIP first; its promote finds its own master serving and changes nothing.
-    this.startUcarp(A, 0);
+    await this.startVrrp(A, 0);
     await waitFor('VIP on A', async () => (await A.addresses()).includes(this.vip), 20_000);
     // B starts second: it may flap to MASTER for a moment (fencing refuses, demote does nothing).
-    this.startUcarp(B, 50);
+    await this.startVrrp(B, 50);
     await sleep(4_000);
     await this.waitVipOnlyOn(A);
 
@@ -429,6 +439,7 @@ export class FailoverLab {
         cliPort: 9421,
         vip: this.vip,
         promoteOnVip: this.promoteOnVip,
+        ...(this.vrrp === 'keepalived' ? { hookScripts: [this.notifyScriptPath] } : {}),
       },
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
@@ -483,16 +494,51 @@ export class FailoverLab {
       skew,
       upScript,
       downScript: DOWN,
-      env: {
-        MFS_JOBS: this.mfsJobs,
-        ...this.runDirEnv(m),
-        MFS_JOBS_CONFIG: this.configs.get(m),
-        MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'),
-        ...this.seedEnv(m),
-      },
+      env: { ...this.hookEnv(m), ...this.seedEnv(m) },
     });
     this.ucarps.set(m, ucarp);
     return ucarp;
+  }
+
+  /** ucarp (with `upScript`) or keepalived on `m`, as the lab was started with; a higher skew means a lower priority. */
+  async startVrrp(m: Machine, skew: number, upScript = UP): Promise<void> {
+    if (this.vrrp === 'ucarp') {
+      this.startUcarp(m, skew, upScript);
+      return;
+    }
+    const keepalived = await Keepalived.start(m, {
+      dir: this.dir,
+      vip: this.vip,
+      vrid: 42,
+      password: `mfs${process.pid}`.slice(0, 8),
+      priority: KEEPALIVED_PRIORITY - skew,
+      notifyScript: await this.installNotifyScript(),
+      env: this.hookEnv(m),
+    });
+    this.keepaliveds.set(m, keepalived);
+  }
+
+  /** The keepalived notify script where keepalived's enable_script_security accepts it: root's, 0755, in root's directory. */
+  get notifyScriptPath(): string {
+    return path.join(this.dir, 'hooks', 'mfs-jobs-notify.sh');
+  }
+
+  private async installNotifyScript(): Promise<string> {
+    const file = this.notifyScriptPath;
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+    await fs.copyFile(KEEPALIVED_NOTIFY, file);
+    await fs.chmod(file, 0o755);
+    return file;
+  }
+
+  /** The hooks' environment on `m`: the mfs-jobs to run, its config, the hook log. */
+  private hookEnv(m: Machine): NodeJS.ProcessEnv {
+    return {
+      MFS_JOBS: this.mfsJobs,
+      ...this.runDirEnv(m),
+      MFS_JOBS_CONFIG: this.configs.get(m),
+      MFS_JOBS_HOOK_LOG: path.join(this.dir, m.name, 'hook.log'),
+    };
   }
 
   /** What the seed up-script needs: the metalogger's DATA_PATH, this machine's, its mfsmaster and config. */
@@ -625,6 +671,8 @@ export class FailoverLab {
 
   /** Restart `m`'s ucarp with another up-script (it is BACKUP: no script runs). */
   async switchUpScript(m: Machine, skew: number, upScript: string): Promise<void> {
+    // keepalived has one hook form (its notify script, which never delays the VIP): nothing to switch.
+    if (this.vrrp === 'keepalived') return;
     await this.ucarps.get(m)?.stop();
     this.startUcarp(m, skew, upScript);
   }
@@ -717,6 +765,7 @@ export class FailoverLab {
     await this.master(m).kill9();
     await killMasterOf(this.master(m).dataPath);
     await this.ucarps.get(m)?.kill9();
+    await this.keepaliveds.get(m)?.kill9();
     await m.linkDown();
   }
 
@@ -728,7 +777,7 @@ export class FailoverLab {
     await m.removeAddress(this.vip);
     await m.linkUp();
     if (o.daemon) await this.startDaemon(m);
-    this.startUcarp(m, skew, o.upScript);
+    await this.startVrrp(m, skew, o.upScript);
   }
 
   /** A hook's promote/demote still running (ucarp started it in the background): end it by the PID in its lock. */
@@ -750,6 +799,7 @@ export class FailoverLab {
     for (const mount of this.extraMounts) await dropMount(mount);
     await dropMount(this.mount);
     for (const ucarp of this.ucarps.values()) await ucarp.kill9().catch(() => undefined);
+    for (const k of this.keepaliveds.values()) await k.kill9().catch(() => undefined);
     for (const daemon of this.daemons.values()) await daemon.kill9().catch(() => undefined);
     for (const m of this.masters.keys()) await this.killHookRun(m);
     await this.metalogger?.kill9().catch(() => undefined);

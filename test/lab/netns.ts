@@ -7,7 +7,7 @@ import type { NativeMasterInfo } from '../../lib/moosefs/protocol.js';
 import { localSource } from '../../lib/transport/remote.js';
 import { labGeneration, type LabGeneration } from './generations.js';
 import { DaemonisedMaster, EMPTY_IMAGE, masterConfigText } from './moosefs.js';
-import { Daemon, waitFor } from './proc.js';
+import { Daemon, trackPid, waitFor } from './proc.js';
 
 /**
  * "Machines" for failover tests: network namespaces on a Linux bridge, made and removed by the test.
@@ -477,6 +477,114 @@ export class Ucarp {
   }
 
   async kill9(): Promise<void> {
+    await this.daemon.kill9();
+  }
+}
+
+/**
+ * Real keepalived (Debian's /usr/sbin/keepalived, VRRP only) for a virtual IP, with a config, pid files
+ * and log of its own in `dir`. Its notify scripts get the lab's environment (keepalived passes its own on).
+ * keepalived forks a VRRP process that does the work; both are stopped by the PIDs in their pid files.
+ */
+export class Keepalived {
+  private constructor(
+    readonly daemon: Daemon,
+    readonly pidFile: string,
+    readonly vrrpPidFile: string,
+    private readonly logOffset: number,
+  ) {}
+
+  static readonly BIN = '/usr/sbin/keepalived';
+
+  static async start(
+    machine: Machine,
+    o: {
+      dir: string;
+      vip: string;
+      vrid: number;
+      password: string;
+      priority: number;
+      /** Called as `<script> master|backup|fault` (examples/keepalived/mfs-jobs-notify.sh). */
+      notifyScript: string;
+      env?: NodeJS.ProcessEnv;
+    },
+  ): Promise<Keepalived> {
+    const base = path.join(o.dir, `keepalived-${machine.name}`);
+    const conf = [
+      'global_defs {',
+      `    router_id ${machine.name}`,
+      '    enable_script_security',
+      '    script_user root',
+      '}',
+      'vrrp_instance MFS_MASTER {',
+      '    state BACKUP',
+      '    nopreempt',
+      `    interface ${machine.iface}`,
+      `    virtual_router_id ${o.vrid}`,
+      `    priority ${o.priority}`,
+      '    advert_int 1',
+      `    authentication {\n        auth_type PASS\n        auth_pass ${o.password}\n    }`,
+      `    virtual_ipaddress {\n        ${o.vip}/24 dev ${machine.iface}\n    }`,
+      ...['master', 'backup', 'fault'].map((s) => `    notify_${s} "${o.notifyScript} ${s}"`),
+      '}',
+    ].join('\n');
+    await fs.writeFile(`${base}.conf`, conf + '\n', { mode: 0o600 });
+    const [pidFile, vrrpPidFile] = [`${base}.pid`, `${base}-vrrp.pid`];
+    // -n: the parent stays in the foreground (the VRRP process is its child); -G -l: log to our file, not syslog.
+    const args = ['-n', '-P', '-G', '-l', '-D', '-f', `${base}.conf`, '-p', pidFile, '-r', vrrpPidFile];
+    const logOffset = (await fs.stat(`${base}.log`).catch(() => undefined))?.size ?? 0;
+    const daemon = new Daemon('keepalived', Keepalived.BIN, args, `${base}.log`, {
+      wrap: machine.wrap,
+      env: { ...process.env, ...o.env },
+    });
+    const k = new Keepalived(daemon, pidFile, vrrpPidFile, logOffset);
+    const vrrp = await waitFor(`keepalived's VRRP process in ${machine.name}`, async () => {
+      if (!daemon.running)
+        throw new Error(`keepalived exited: ${(await daemon.log()).trim().split('\n').slice(-3).join(' | ')}`);
+      return k.vrrpPid();
+    });
+    trackPid(vrrp);
+    return k;
+  }
+
+  async vrrpPid(): Promise<number | undefined> {
+    const pid = Number((await fs.readFile(this.vrrpPidFile, 'utf8').catch(() => '')).trim());
+    return pid > 0 ? pid : undefined;
+  }
+
+  /** What this start has logged so far (the log is appended across restarts). */
+  async log(): Promise<string> {
+    return (await this.daemon.log()).slice(this.logOffset);
+  }
+
+  /** The instance's last state by its log (`Entering MASTER STATE`, `… BACKUP STATE (init)`). */
+  async state(): Promise<string | undefined> {
+    return [...(await this.log()).matchAll(/Entering (MASTER|BACKUP|FAULT) STATE/g)].pop()?.[1];
+  }
+
+  /** A clean stop (SIGTERM: the parent stops its VRRP process, which sends priority 0 and drops the VIP). */
+  async stop(): Promise<void> {
+    const vrrp = await this.vrrpPid();
+    await this.daemon.stop(10_000);
+    if (vrrp !== undefined) trackPid(vrrp, false);
+  }
+
+  /**
+   * Dead like a crashed machine's: no priority-0 advert, the VIP left configured. The parent is stopped
+   * first (it would start a new VRRP process), then the VRRP process and the parent are killed.
+   */
+  async kill9(): Promise<void> {
+    if (!this.daemon.running) return;
+    const vrrp = await this.vrrpPid();
+    this.daemon.child.kill('SIGSTOP');
+    if (vrrp !== undefined) {
+      try {
+        process.kill(vrrp, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      trackPid(vrrp, false);
+    }
     await this.daemon.kill9();
   }
 }

@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
+import { FailoverLab, sha256 as sha, writeDurably } from '../lab/failover.js';
+import { sleep, waitFor } from '../lab/proc.js';
+
+/**
+ * The redundant-master recipe with keepalived instead of ucarp (test/lab/failover.ts, `vrrp: 'keepalived'`):
+ * Debian's keepalived on A and B, each with its own config, pid files and log in the lab's directory,
+ * `enable_script_security` on, and examples/keepalived/mfs-jobs-notify.sh installed as an operator would
+ * (root's, 0755) for notify_master / notify_backup / notify_fault. A default mfs-jobs config, no daemon.
+ * keepalived adds and announces the VIP itself and runs notify scripts without waiting for them.
+ */
+
+const VIP = '10.85.0.100';
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('virtual-IP failover with keepalived in network namespaces (notify scripts, no daemon)', () => {
+  let lab: FailoverLab;
+  const written = new Map<string, string>();
+
+  beforeAll(async () => {
+    lab = await FailoverLab.start({ prefix: '10.85.0', vip: VIP, vrrp: 'keepalived', tag: 'mk' });
+    await lab.prepareRounds('mfs-jobs sync');
+  }, 180_000);
+
+  afterAll(async () => {
+    if (lab) expect(await lab.stop()).toEqual([]);
+  }, 120_000);
+
+  const hookLog = (m: { name: string }) => fs.readFile(path.join(lab.dir, m.name, 'hook.log'), 'utf8').catch(() => '');
+
+  test('keepalived started beside the serving master does not stop it (its initial BACKUP is not a demotion)', async () => {
+    expect(await lab.keepaliveds.get(lab.A)!.state()).toBe('MASTER');
+    expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('BACKUP');
+    // Both notify scripts ran (keepalived accepted them under enable_script_security)...
+    const logA = await lab.keepaliveds.get(lab.A)!.log();
+    expect(logA).not.toMatch(/disabling|Unsafe permissions/);
+    expect(await hookLog(lab.A)).toMatch(/keepalived notify: backup before this keepalived \(pid \d+\) was MASTER/);
+    expect(await hookLog(lab.A)).toContain('keepalived notify: master, running promote');
+    // ...and A's master served throughout: its promote found it serving and changed nothing.
+    expect(await lab.lastHookPromoteLine(lab.A)).toMatch(/^MFS PROMOTE OK - mfsmaster \(pid \d+\) already serves/);
+    expect((await lab.master(lab.A).info()).metadataVersion).toBeGreaterThan(0);
+  }, 30_000);
+
+  test("a notify script keepalived's enable_script_security disables is found by check-standby first", async () => {
+    const B = lab.B;
+    const hooksDir = path.dirname(lab.notifyScriptPath);
+    const checkHooks = async () => {
+      const res = await lab.runJobs(B, ['run', 'check-standby', '--json']);
+      const report = JSON.parse(res.stdout) as { details: { findings: { setting: string; text: string }[] } };
+      return report.details.findings.filter((f) => f.setting.startsWith('standby.hookScripts.'));
+    };
+    expect(await checkHooks()).toEqual([]);
+    // The directory above the script made writable by group nogroup: keepalived, restarted, disables the script...
+    // (keepalived lets group root write; another group's write it refuses, and so does check-standby.)
+    await fs.chown(hooksDir, 0, 65534);
+    await fs.chmod(hooksDir, 0o775);
+    try {
+      await lab.keepaliveds.get(B)!.stop();
+      await lab.startVrrp(B, 50);
+      await waitFor("B's keepalived to check its scripts", async () =>
+        /Unsafe permissions found for script .*mfs-jobs-notify\.sh.* - disabling/.test(
+          await lab.keepaliveds.get(B)!.log(),
+        ),
+      );
+      // ...and check-standby says so, naming the setting and the directory.
+      const found = await checkHooks();
+      expect(found).toHaveLength(1);
+      expect(found[0]!.setting).toBe('standby.hookScripts.0');
+      expect(found[0]!.text).toContain(`${hooksDir} is group-writable (mode 0775)`);
+    } finally {
+      await fs.chown(hooksDir, 0, 0);
+      await fs.chmod(hooksDir, 0o755);
+    }
+    await lab.keepaliveds.get(B)!.stop();
+    await lab.startVrrp(B, 50);
+    await waitFor("B's keepalived in BACKUP", async () => (await lab.keepaliveds.get(B)!.state()) === 'BACKUP');
+    expect(await lab.keepaliveds.get(B)!.log()).not.toMatch(/Unsafe permissions/);
+    expect(await checkHooks()).toEqual([]);
+    await lab.waitVipOnlyOn(lab.A);
+  }, 120_000);
+
+  test("a partition at VRRP level: B stops hearing A's adverts while A serves — B's keepalived becomes MASTER, every promote refuses and gives the VIP back, no second master, the clients carry on", async () => {
+    const [A, B] = [lab.A, lab.B];
+    const keepalivedB = lab.keepaliveds.get(B)!;
+    const before = await lab.readPromoteState(B);
+    const mastersBefore = (await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0;
+    const since = Date.now();
+    await lab.deafToAdverts(B, true);
+    try {
+      const p = await lab.waitPromoteAfter(B, since, before);
+      expect(p.status).toBe('CRITICAL');
+      expect(p.summary).toMatch(
+        new RegExp(
+          `^refusing to promote: master-a \\(${escape(A.ip)}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${escape(VIP)} released here`,
+        ),
+      );
+      // keepalived 2.2 drops to BACKUP when its VIP is removed under it (priority 0 sent) and, hearing no
+      // master still, takes it again a master-down interval later: notify_master runs again, promote
+      // refuses again. For 10 s: never a master on B, A keeps the VIP.
+      const until = Date.now() + 10_000;
+      while (Date.now() < until) {
+        expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
+        expect(await A.addresses()).toContain(VIP);
+        await sleep(250);
+      }
+      const data = randomBytes(10_000);
+      await writeDurably(path.join(lab.mount!.dir, 'during-partition'), data);
+      written.set('during-partition', sha(data));
+      expect(sha(await fs.readFile(path.join(lab.mount!.dir, 'during-partition')))).toBe(sha(data));
+    } finally {
+      await lab.deafToAdverts(B, false);
+    }
+    // Healed: B hears the higher priority again and goes BACKUP; its notify_backup's demote finds nothing to stop.
+    await waitFor(
+      'B back to BACKUP, the VIP only on A',
+      async () => {
+        const back = (await keepalivedB.state()) === 'BACKUP' && !(await B.addresses()).includes(VIP);
+        return back && (await A.addresses()).includes(VIP);
+      },
+      15_000,
+    );
+    // Every job the notify scripts started on B has finished (none left to act after the next test's kill):
+    // one result line per job the script launched (a job still starting has logged nothing yet).
+    await waitFor(
+      "B's hook jobs to finish",
+      async () => {
+        const log = await hookLog(B);
+        const launched = log.match(/keepalived notify: \w+, running (promote|demote)$/gm)?.length ?? 0;
+        return launched > 0 && launched === (log.match(/^MFS (PROMOTE|DEMOTE) /gm)?.length ?? 0);
+      },
+      60_000,
+    );
+    const refusals = (await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0;
+    const masters = ((await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
+    console.log(
+      `keepalived partition, ~12 s: B entered MASTER ${masters} time(s), promote refused ${refusals} time(s)`,
+    );
+    expect(refusals).toBeGreaterThanOrEqual(1);
+    expect(await hookLog(B)).not.toMatch(/MFS PROMOTE OK - promoted/);
+    expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
+    expect(await runningMasterPid(lab.master(A).dataPath)).toBeDefined();
+  }, 120_000);
+
+  test('kill -9 of the serving machine (mfsmaster, keepalived, link down): B becomes MASTER, notify_master promotes, the client writes through the VIP, nothing acknowledged is lost', async () => {
+    const r = await lab.failoverRound('mfs-jobs sync', 'mfs-jobs sync', written, 'keepalived-1');
+    expect(r.promoted).toBe(lab.B);
+    expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('MASTER');
+    const p = r.promote!;
+    expect(p.status).toBe('OK');
+    expect(p.summary).toMatch(/^promoted: serving metadata version \d+ in [\d.]+ s from ml-c; RPO 0 versions$/);
+    expect(p.details?.triggeredBy).toBe('hook');
+    expect(await lab.lastHookPromoteLine(lab.B)).toMatch(/^MFS PROMOTE OK - promoted: serving metadata version \d+/);
+    console.log(
+      `keepalived: kill -9 → VIP on B ${r.vipSeconds.toFixed(2)} s, → first client write ${r.firstWriteSeconds.toFixed(2)} s; promote's RTO ${p.details?.rtoSeconds} s`,
+    );
+    // The rebooted A came back as BACKUP (nopreempt) and left B serving.
+    expect(await lab.keepaliveds.get(lab.A)!.state()).toBe('BACKUP');
+
+    // Every acknowledged file, read from a freshly started second mount (no page cache of the first).
+    const fresh = await lab.freshMount('mnt-fresh');
+    for (const [name, digest] of written) expect(sha(await fs.readFile(path.join(fresh.dir, name)))).toBe(digest);
+    const more = randomBytes(100_000);
+    await writeDurably(path.join(lab.mount!.dir, 'new-after-failover'), more);
+    expect(sha(await fs.readFile(path.join(fresh.dir, 'new-after-failover')))).toBe(sha(more));
+  }, 300_000);
+});
