@@ -490,7 +490,12 @@ class SftpSource implements FileSource {
     const handle = await this.answered<Buffer>(file, (sftp, cb) => sftp.open(file, 'r', cb));
     try {
       const opened = await this.answered<SftpAttrs>(file, (sftp, cb) => sftp.fstat(handle, cb));
-      if (!sameFile(named, opened)) throw refuse('changed between its lstat and its open (a link swapped in?)');
+      // A ReadBoundError: a fresh image renamed into place in between is a changed source, which backup retries.
+      if (!sameFile(named, opened))
+        throw new ReadBoundError(
+          this.hostName,
+          `${this.label}: ${file}: changed between its lstat and its open (replaced, or a link swapped in): refused`,
+        );
       return { handle, size: opened.size };
     } catch (err) {
       this.sftp().close(handle, () => undefined);
