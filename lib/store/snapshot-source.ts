@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ChainError } from '../core/errors.js';
+import { describeBound, limitOf, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 import type { DownloadOptions, FileSource, RemoteEntry } from '../transport/remote.js';
 import type { ManifestFile, StoredSnapshot } from './manifest.js';
 import { copySnapshotFile, openSnapshotFile, readSnapshotRange, storedPathOf, type StoreKeys } from './stored-file.js';
@@ -57,13 +58,26 @@ class SnapshotSource implements FileSource {
     return e;
   }
 
-  async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
-    await fs.rm(local, { force: true });
-    await copySnapshotFile(this.snapshot, this.fileOf(remote), local, { keys: this.keys, signal: options.signal });
+  /** The caller's bound holds here too (the manifest's size is the content's, checked on the way). */
+  private boundOf(file: string, f: ManifestFile, bound: ReadBound): void {
+    if (f.size > limitOf(bound))
+      throw new ReadBoundError(
+        this.hostName,
+        `${this.label}: ${file}: the manifest says ${f.size} bytes, more than ${describeBound(bound)}: refused`,
+      );
   }
 
-  async readStream(file: string): Promise<Readable> {
-    return openSnapshotFile(this.snapshot, this.fileOf(file), { keys: this.keys });
+  async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
+    const f = this.fileOf(remote);
+    this.boundOf(remote, f, options.bound);
+    await fs.rm(local, { force: true });
+    await copySnapshotFile(this.snapshot, f, local, { keys: this.keys, signal: options.signal });
+  }
+
+  async readStream(file: string, bound: ReadBound): Promise<Readable> {
+    const f = this.fileOf(file);
+    this.boundOf(file, f, bound);
+    return openSnapshotFile(this.snapshot, f, { keys: this.keys });
   }
 
   async readRange(file: string, start: number, length: number): Promise<Buffer> {

@@ -376,7 +376,11 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
   const into = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
   };
-  pipeline(createReadStream(storedPathOf(snapshot, f), { highWaterMark: 1 << 20 }), ...(stages as [Stage]), into, {
+  // O_NOFOLLOW: a link under a stored name is never read through (the checks come only at the end). Node's
+  // open takes numeric flags; the stream's type says string.
+  const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
+  const input = createReadStream(storedPathOf(snapshot, f), { flags, highWaterMark: 1 << 20 });
+  pipeline(input, ...(stages as [Stage]), into, {
     signal: stop.signal,
   }).then(
     () => out.end(),

@@ -296,15 +296,28 @@ const CIPHERS = [
 ];
 
 /**
- * ssh2-sftp-client's fastGet without its own lstat (`exists()`) of the file: the caller has just
- * stat-ed it (size and type), and one round trip per file counts on a slow link. The library's
- * `_fastGet` keeps its connection-loss listeners; the public call is the fallback if it ever goes.
+ * ssh2's fastGet reading from `handle`, a file openChecked has opened and checked, instead of opening
+ * `remote` again by name (a second open would follow whatever link was swapped in since). fastGet
+ * opens its source synchronously when called, so the connection's open answers with the handle for
+ * that one call; fastGet closes it when done. Through ssh2-sftp-client's `_fastGet`, which keeps its
+ * connection-loss listeners.
  */
-function fastGetChecked(client: SftpClient, remote: string, local: string, options: object): Promise<unknown> {
+function fastGetFromHandle(
+  client: SftpClient,
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  local: string,
+  options: object,
+): Promise<unknown> {
   const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
-  return typeof inner === 'function'
-    ? inner.call(client, remote, local, options)
-    : client.fastGet(remote, local, options);
+  if (typeof inner !== 'function') throw new Error('ssh2-sftp-client has no _fastGet: cannot read by handle');
+  const own = sftp as unknown as { open?: unknown };
+  own.open = (_path: string, _flags: string, cb: (err: undefined, h: Buffer) => void) => cb(undefined, handle);
+  try {
+    return inner.call(client, '(checked handle)', local, options);
+  } finally {
+    delete own.open;
+  }
 }
 
 /** SSH_FX_EOF: a READDIR's "no more entries" (the SFTP protocol's number, as ssh2 reports it in `code`). */
@@ -356,6 +369,27 @@ async function readDirBounded(sftp: SFTPWrapper, dir: string, budget: ListingBud
 /** A regular file by its mode (ssh2-sftp-client went by the first letter of `ls -l`'s line). */
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+interface SftpAttrs {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+}
+
+/**
+ * The handle's fstat shows the file the name's lstat showed, as far as SFTP can tell (it gives no
+ * inode number): the same owner, group and mode, no smaller and no older (a live changelog grows in
+ * between). The DATA_PATH's owner can swap a link in between, but cannot make its target theirs.
+ */
+const sameFile = (named: SftpAttrs, opened: SftpAttrs) =>
+  opened.uid === named.uid &&
+  opened.gid === named.gid &&
+  opened.mode === named.mode &&
+  opened.size >= named.size &&
+  opened.mtime >= named.mtime;
 const isRegular = (e: Entry) =>
   e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-');
 
@@ -400,12 +434,72 @@ class SftpSource implements FileSource {
       if (!budget) own.end();
     }
   }
+  /** lstat, like the listing and the local source: a symlink is no file, whatever it points to. */
   async stat(file: string): Promise<RemoteEntry> {
     try {
-      const st = await this.client.stat(file);
-      return { name: path.posix.basename(file), size: st.size, mtimeMs: st.modifyTime, isFile: st.isFile };
+      const st = await this.answered<SftpAttrs>(file, (sftp, cb) => sftp.lstat(file, cb));
+      const isFile = (st.mode & S_IFMT) === S_IFREG;
+      return { name: path.posix.basename(file), size: st.size, mtimeMs: st.mtime * 1000, isFile };
     } catch (err) {
+      if (err instanceof TransferError) throw err;
       throw this.wrap('stat', file, err);
+    }
+  }
+  private sftp(): SFTPWrapper {
+    const sftp = (this.client as unknown as { sftp?: SFTPWrapper }).sftp;
+    // Wrapped by the callers' catch into a TransferError naming the host.
+    if (!sftp) throw new Error('No SFTP connection');
+    return sftp;
+  }
+  /** One SFTP call within the idle window; a server that does not answer loses the connection. */
+  private answered<T>(
+    file: string,
+    fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value: T) => void) => void,
+  ): Promise<T> {
+    const sftp = this.sftp();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new TransferError(
+            this.hostName,
+            `${this.label}: ${file}: no answer within ${this.idle.seconds} s (${this.idle.setting}): abandoned`,
+          ),
+        );
+        void this.client.end().catch(() => undefined);
+      }, this.idle.seconds * 1000);
+      fn(sftp, (err, value) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value);
+      });
+    });
+  }
+  /**
+   * Open a DATA_PATH's file to read as root may (like the local source's O_NOFOLLOW): never through a
+   * symlink (its owner could point changelog.0.mfs at /etc/shadow, or at a huge file), never a FIFO or
+   * device. SFTP's open follows links and has no O_NOFOLLOW, so the name is lstat-ed, then opened,
+   * and the handle's fstat must show the same file (sameFile); every read then goes through the handle.
+   */
+  private async openChecked(file: string): Promise<{ handle: Buffer; size: number }> {
+    const refuse = (why: string) => new TransferError(this.hostName, `${this.label}: ${file}: ${why}: refused`);
+    const named = await this.answered<SftpAttrs>(file, (sftp, cb) => sftp.lstat(file, cb));
+    if ((named.mode & S_IFMT) === S_IFLNK)
+      throw refuse('is a symbolic link (links in a source directory are never followed)');
+    if ((named.mode & S_IFMT) !== S_IFREG) throw refuse('not a regular file');
+    // An open that never answers (a FIFO swapped in after the lstat) ends the connection.
+    const handle = await this.answered<Buffer>(file, (sftp, cb) => sftp.open(file, 'r', cb));
+    try {
+      const opened = await this.answered<SftpAttrs>(file, (sftp, cb) => sftp.fstat(handle, cb));
+      // A ReadBoundError: a fresh image renamed into place in between is a changed source, which backup retries.
+      if (!sameFile(named, opened))
+        throw new ReadBoundError(
+          this.hostName,
+          `${this.label}: ${file}: changed between its lstat and its open (replaced, or a link swapped in): refused`,
+        );
+      return { handle, size: opened.size };
+    } catch (err) {
+      this.sftp().close(handle, () => undefined);
+      throw err;
     }
   }
   /**
@@ -428,20 +522,16 @@ class SftpSource implements FileSource {
     const failure = () => stalled ?? abortError();
     const end = () => void this.client.end().catch(() => undefined);
     try {
-      const st = await unlessAborted(this.client.stat(remote), either, end, failure);
-      if (!st.isFile) throw new TransferError(this.hostName, `${o.what}: not a regular file: refused`);
-      const announced = st.size;
-      if (announced > limitOf(bound)) {
+      const { handle, size: announced } = await unlessAborted(this.openChecked(remote), either, end, failure);
+      if (announced > limitOf(bound) || announced === 0) {
+        this.sftp().close(handle, () => undefined);
+        if (announced === 0) return await fs.writeFile(local, '', { mode: 0o600 });
         throw new ReadBoundError(
           this.hostName,
           `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`,
         );
       }
-      if (announced === 0) {
-        await fs.writeFile(local, '', { mode: 0o600 });
-        return;
-      }
-      const get = fastGetChecked(this.client, remote, local, {
+      const get = fastGetFromHandle(this.client, this.sftp(), handle, local, {
         ...FAST_GET,
         fileSize: announced,
         step: (done: number, _chunk: number, total: number) => {
@@ -479,8 +569,10 @@ class SftpSource implements FileSource {
   private async boundedRange(file: string, start: number, end: number, bound: ReadBound): Promise<Readable> {
     let raw: Readable;
     try {
-      raw = quietAfterEnd(this.client.createReadStream(file, { start, end, highWaterMark: 1 << 18 }));
+      const { handle } = await this.openChecked(file);
+      raw = quietAfterEnd(this.sftp().createReadStream(file, { handle, start, end, highWaterMark: 1 << 18 }));
     } catch (err) {
+      if (err instanceof TransferError) throw err;
       throw this.wrap('read', file, err);
     }
     // ssh2's own errors (a vanished file, a dropped link) in the same words as the other calls.

@@ -39,22 +39,9 @@ export class DirAttacker {
   ) {}
 
   static async start(o: AttackOptions): Promise<DirAttacker> {
-    const uid = o.uid ?? NOBODY;
-    const home = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-attacker-'));
-    await fs.chmod(home, 0o755);
-    const log = path.join(home, 'log');
-    await fs.writeFile(log, '', { mode: 0o666 });
-    await fs.chmod(log, 0o666);
-    const script = path.join(home, 'attack.mjs');
-    await fs.writeFile(script, ATTACK_SCRIPT, { mode: 0o644 });
-    const args = [o.dir, o.match.source, JSON.stringify(o.move), log, String(o.delayMs ?? 0)];
-    const as = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
-    const child = spawn('setpriv', [...as, process.execPath, script, ...args], { stdio: 'ignore' });
-    const attacker = new DirAttacker(child, log, home);
-    const ready = async () => (await fs.readFile(log, 'utf8')).includes('ready\n') || child.exitCode !== null;
-    await waitFor('the attacker to watch its directory', ready, 10_000);
-    if (child.exitCode !== null) throw new Error(`attacker exited at once: ${await fs.readFile(log, 'utf8')}`);
-    return attacker;
+    const args = [o.dir, o.match.source, JSON.stringify(o.move)];
+    const { child, log, home } = await spawnAttacker(ATTACK_SCRIPT, args, o.uid ?? NOBODY, String(o.delayMs ?? 0));
+    return new DirAttacker(child, log, home);
   }
 
   /** Names it acted on (`swapped X` / `planted X`), and its failures. */
@@ -76,6 +63,72 @@ export class DirAttacker {
     await fs.rm(this.home, { recursive: true, force: true });
   }
 }
+
+/**
+ * `script` run by node as `uid` (setpriv), with `args`, its log file and `last` after them; ready once it
+ * logs `ready`. Its home (script and log) is a fresh directory the caller removes.
+ */
+async function spawnAttacker(script: string, args: string[], uid: number, last: string) {
+  const home = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-attacker-'));
+  await fs.chmod(home, 0o755);
+  const log = path.join(home, 'log');
+  await fs.writeFile(log, '', { mode: 0o666 });
+  await fs.chmod(log, 0o666);
+  const file = path.join(home, 'attack.mjs');
+  await fs.writeFile(file, script, { mode: 0o644 });
+  const as = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+  const child = spawn('setpriv', [...as, process.execPath, file, ...args, log, last], { stdio: 'ignore' });
+  const ready = async () => (await fs.readFile(log, 'utf8')).includes('ready\n') || child.exitCode !== null;
+  await waitFor('the attacker to watch its directory', ready, 10_000);
+  if (child.exitCode !== null) throw new Error(`attacker exited at once: ${await fs.readFile(log, 'utf8')}`);
+  return { child, log, home };
+}
+
+/**
+ * A real unprivileged process that flips one name of a directory it owns, as fast as it can, between
+ * its own regular file and a symlink to `target` (two renames each round, each atomic), so a reader
+ * racing it meets the name as either at any step: lstat, open, fstat. `flips()` counts its rounds.
+ */
+export class NameFlipper {
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly log: string,
+    private readonly home: string,
+  ) {}
+
+  static async start(o: { dir: string; name: string; target: string; uid?: number }): Promise<NameFlipper> {
+    const { child, log, home } = await spawnAttacker(FLIP_SCRIPT, [o.dir, o.name, o.target], o.uid ?? NOBODY, '');
+    return new NameFlipper(child, log, home);
+  }
+
+  /** Stop it by its PID; the rounds it flipped (from its log), and its home goes. */
+  async stop(): Promise<number> {
+    if (this.child.exitCode === null && this.child.pid) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    const rounds = Number(/flipped (\d+)/.exec(await fs.readFile(this.log, 'utf8'))?.[1] ?? 0);
+    await fs.rm(this.home, { recursive: true, force: true });
+    return rounds;
+  }
+}
+
+// Synchronous rounds, a yield to the event loop every 200 so SIGTERM's handler can write the count.
+const FLIP_SCRIPT = `import fs from 'node:fs'; import path from 'node:path';
+const [dir, name, target, log] = process.argv.slice(2);
+const at = (n) => path.join(dir, n); let rounds = 0;
+fs.linkSync(at(name), at('.flip-file'));
+process.on('SIGTERM', () => { fs.appendFileSync(log, 'flipped ' + rounds + '\\n'); process.exit(0); });
+const burst = () => {
+  for (let i = 0; i < 200; i++, rounds++) {
+    fs.symlinkSync(target, at('.flip-link')); fs.renameSync(at('.flip-link'), at(name));
+    fs.linkSync(at('.flip-file'), at('.flip-back')); fs.renameSync(at('.flip-back'), at(name));
+  }
+  setImmediate(burst);
+};
+fs.appendFileSync(log, 'ready\\n'); burst();
+`;
 
 const ATTACK_SCRIPT = `import fs from 'node:fs'; import path from 'node:path';
 const [dir, match, moveText, log, delay] = process.argv.slice(2);

@@ -1,4 +1,6 @@
 import type { Readable } from 'node:stream';
+import { plainNameProblem, shownName } from '../../core/names.js';
+import { ID_PATTERN } from '../manifest.js';
 import type { ReadBound } from '../../transport/bounded.js';
 import type { Limit, ListingBudget } from '../../transport/listing-bounds.js';
 
@@ -42,3 +44,13 @@ export interface CopyRepository {
 
 /** Temp names an SFTP upload writes before the rename; never a manifest name, never listed as a file. */
 export const PART_SUFFIX = '.mfs-jobs-part';
+
+/**
+ * Why an id or a file name handed to a repository must not become a path or a key (a snapshot id, a plain
+ * file name), checked where it does: a name from a tampered manifest never leaves `<area>/<id>/`.
+ */
+export function copyNameProblem(id: string, name?: string): string | undefined {
+  if (!ID_PATTERN.test(id)) return `${shownName(id)} is not a snapshot id`;
+  const why = name === undefined ? undefined : plainNameProblem(name);
+  return why && `file name ${shownName(name)}: ${why}`;
+}

@@ -11,7 +11,7 @@ import { plainNameProblem } from '../../core/names.js';
 import { boundedStream, type ReadBound } from '../../transport/bounded.js';
 import { LISTING_ANSWER_BYTES, type Limit, type ListingBudget } from '../../transport/listing-bounds.js';
 import { ID_PATTERN, SNAPSHOTS_DIR } from '../manifest.js';
-import type { CopyRepository, RemoteFile } from './repository.js';
+import { copyNameProblem, type CopyRepository, type RemoteFile } from './repository.js';
 
 /**
  * An off-site copy in an S3 bucket: objects `<prefix>snapshots/<id>/<file>`. Each PUT (or each part
@@ -95,8 +95,10 @@ class S3Copy implements CopyRepository {
   get name(): string {
     return this.copy.name;
   }
-  private keyOf(id: string, name: string): string {
-    return `${this.root}${id}/${name}`;
+  private keyOf(id: string, name?: string): string {
+    const problem = copyNameProblem(id, name);
+    if (problem) throw new TransferError(this.copy.name, `copy ${this.label}: ${problem}: refused`);
+    return `${this.root}${id}/${name ?? ''}`;
   }
   private fail(op: string, what: string, err: unknown): TransferError {
     // The SDK appends a line of its own to an error raised while it parses an answer (answerCap's).
@@ -153,7 +155,7 @@ class S3Copy implements CopyRepository {
     };
   }
   async listFiles(id: string, budget: ListingBudget): Promise<RemoteFile[]> {
-    const prefix = `${this.root}${id}/`;
+    const prefix = this.keyOf(id);
     const { keys } = await this.listAll(prefix, budget);
     // Keys with a further '/' (or any odd name) are not files of this snapshot: never used.
     return keys

@@ -9,7 +9,7 @@ import { ReadWatchdog, type ReadBound } from '../../transport/bounded.js';
 import type { Limit, ListingBudget } from '../../transport/listing-bounds.js';
 import { connectSftp, type FileSource } from '../../transport/remote.js';
 import { ID_PATTERN, SNAPSHOTS_DIR } from '../manifest.js';
-import { PART_SUFFIX, type CopyRepository, type RemoteFile } from './repository.js';
+import { copyNameProblem, PART_SUFFIX, type CopyRepository, type RemoteFile } from './repository.js';
 
 /**
  * An off-site copy on an SFTP server: `<path>/snapshots/<id>/<file>`. A file is written to
@@ -33,7 +33,14 @@ class SftpCopy implements CopyRepository {
     return this.copy.name;
   }
   private dirOf(id: string): string {
+    const problem = copyNameProblem(id);
+    if (problem) throw new TransferError(this.copy.name, `copy ${this.label}: ${problem}: refused`);
     return path.posix.join(this.copy.path, this.area, id);
+  }
+  private pathOf(id: string, name: string): string {
+    const problem = copyNameProblem(id, name);
+    if (problem) throw new TransferError(this.copy.name, `copy ${this.label}: ${problem}: refused`);
+    return path.posix.join(this.dirOf(id), name);
   }
   private fail(op: string, what: string, err: unknown): TransferError {
     if (err instanceof TransferError) return err;
@@ -72,12 +79,13 @@ class SftpCopy implements CopyRepository {
     return (await this.source.list(dir, budget)).filter((e) => e.isFile).map((e) => ({ name: e.name, size: e.size }));
   }
   async hasFile(id: string, name: string, expect: { size: number }, listed?: RemoteFile): Promise<boolean> {
-    const st = listed ?? (await this.source.stat(path.posix.join(this.dirOf(id), name)).catch(() => undefined));
+    const file = this.pathOf(id, name);
+    const st = listed ?? (await this.source.stat(file).catch(() => undefined));
     return st !== undefined && st.size === expect.size;
   }
   async put(id: string, name: string, localFile: string, expect: { size: number; sha256: string }): Promise<void> {
     const dir = this.dirOf(id);
-    const final = path.posix.join(dir, name);
+    const final = this.pathOf(id, name);
     const part = final + PART_SUFFIX;
     try {
       await this.client.mkdir(dir, true);
@@ -168,10 +176,10 @@ class SftpCopy implements CopyRepository {
     return hash.digest('hex');
   }
   async read(id: string, name: string, bound: ReadBound): Promise<Readable> {
-    return this.source.readStream(path.posix.join(this.dirOf(id), name), bound);
+    return this.source.readStream(this.pathOf(id, name), bound);
   }
   async remove(id: string, name: string): Promise<void> {
-    await this.source.remove(path.posix.join(this.dirOf(id), name));
+    await this.source.remove(this.pathOf(id, name));
   }
   async removeSnapshotDir(id: string): Promise<void> {
     const dir = this.dirOf(id);
