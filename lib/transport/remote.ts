@@ -310,7 +310,8 @@ function fastGetFromHandle(
   options: object,
 ): Promise<unknown> {
   const inner = (client as unknown as { _fastGet?: (r: string, l: string, o: object) => Promise<unknown> })._fastGet;
-  if (typeof inner !== 'function') throw new Error('ssh2-sftp-client has no _fastGet: cannot read by handle');
+  if (typeof inner !== 'function')
+    throw new TransferError('ssh2-sftp-client', 'ssh2-sftp-client has no _fastGet: cannot read a checked handle');
   const own = sftp as unknown as { open?: unknown };
   own.open = (_path: string, _flags: string, cb: (err: undefined, h: Buffer) => void) => cb(undefined, handle);
   try {
