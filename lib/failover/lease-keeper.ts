@@ -17,9 +17,11 @@ import { releaseVip } from './vip.js';
  * gate). Self-fencing: a watchdog that looks every 100 ms stops the master (SIGTERM, kill -9 after half a
  * retry timeout) and drops the VIP once the time it may serve is within retryTimeoutSeconds of its end —
  * so it is down before etcd can expire the lease and a standby can take the key. It may serve until:
- * the last renewal's send time + the TTL etcd gave, or (failsafe) the last time every peer confirmed it
- * is not promoting + the TTL. The rule loop_wait + 2 x retry_timeout <= ttl (config.ts) leaves room for
- * one missed renewal and one retry before the stop.
+ * the last renewal's send time + the TTL etcd gave, or (failsafe) the send time of the last ask every peer
+ * confirmed + the TTL. The rule loop_wait + 2 x retry_timeout <= ttl (config.ts) leaves room for one
+ * missed renewal and one retry before the stop. Failsafe asks run on the watchdog's clock, not the renewal
+ * loop's: a renewal etcd cannot answer holds its tick for a whole retry timeout, and asks chained to those
+ * ticks came one retry apart with a confirmation valid ttl - retry: no slack for one slow answer.
  */
 export interface KeeperState {
   holding: boolean;
@@ -32,6 +34,10 @@ export class LeaseKeeper {
   private held: { leaseId: string; validUntil: number } | undefined;
   private failsafeUntil = 0;
   private graceUntil = 0;
+  /** Send time of the etcd exchange in flight (undefined: none). */
+  private etcdSince: number | undefined;
+  private lastAskAt = 0;
+  private asksInFlight = 0;
   private servingPid: number | undefined;
   private fencing: Promise<void> | undefined;
   private stopped = false;
@@ -116,17 +122,7 @@ export class LeaseKeeper {
       this.graceUntil = Date.now() + this.ms.ttl;
     }
     const sentAt = Date.now();
-    // With failsafe: the peers are asked beside etcd — at once when etcd was out of reach last time, else
-    // when etcd has not answered within half a retry timeout (an election after a member rejoins takes that
-    // long): the timing rule leaves one try before the stop, the confirmation must not come after it.
-    let etcdAnswered = false;
-    const asking = !this.config.quorum?.failsafe
-      ? undefined
-      : this.state.etcd === 'unreachable'
-        ? this.failsafeRound(sentAt)
-        : new Promise((r) => setTimeout(r, this.ms.retry / 2)).then(() =>
-            etcdAnswered ? undefined : this.failsafeRound(sentAt),
-          );
+    this.etcdSince = sentAt;
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -137,7 +133,6 @@ export class LeaseKeeper {
         }
       }
       if (!this.held) await this.takeOrAdopt(sentAt);
-      etcdAnswered = true;
       if (this.state.etcd === 'unreachable') this.log.info('quorum: etcd answers again');
       this.state.etcd = 'ok';
       this.failsafeUntil = 0;
@@ -148,8 +143,8 @@ export class LeaseKeeper {
       if (!(err instanceof QuorumError)) throw err;
       if (this.state.etcd !== 'unreachable') this.log.warn(`quorum: ${describeError(err)}`);
       this.state.etcd = 'unreachable';
-      etcdAnswered = true;
-      await (asking ?? this.failsafeRound(sentAt));
+    } finally {
+      this.etcdSince = undefined;
     }
   }
 
@@ -189,19 +184,38 @@ export class LeaseKeeper {
     if (status?.metadataVersion) await this.q.report(status.metadataVersion).catch(() => undefined);
   }
 
-  /** etcd is out of reach: keep serving only while every peer confirms it is not promoting. */
+  /**
+   * With failsafe, from the watchdog: ask the peers while etcd is out of reach, or has not answered the
+   * exchange in flight within half a retry timeout (an election after a member rejoins takes that long; an
+   * answer makes the peer promise not to promote, so not at every renewal). One ask every
+   * min(loopWait, retry/2) while that lasts, each bounded by the retry timeout and not waiting for the one
+   * before: one slow answer (the peer fsyncs its promise first) leaves the next ask time before the stop.
+   */
+  private maybeAskPeers(now: number): void {
+    if (!this.config.quorum?.failsafe || this.servingPid === undefined) return;
+    const overdue =
+      this.state.etcd === 'unreachable' || (this.etcdSince !== undefined && now - this.etcdSince >= this.ms.retry / 2);
+    const every = Math.min(this.ms.loop, this.ms.retry / 2);
+    if (!overdue || now - this.lastAskAt < every || this.asksInFlight > this.ms.retry / every) return;
+    this.lastAskAt = now;
+    this.asksInFlight++;
+    void this.failsafeRound(now)
+      .catch((err: unknown) => this.log.error(`quorum: failsafe: ${describeError(err)}`))
+      .finally(() => this.asksInFlight--);
+  }
+
+  /** Ask every peer once; all confirm: serve on until `sentAt` (before the ask left) + the TTL. */
   private async failsafeRound(sentAt: number): Promise<void> {
-    if (!this.config.quorum?.failsafe) return;
     const peers = this.config.masters;
     const answers = await askPeers(this.config, peers, this.ms.retry);
-    const all = answers.every((a) => a.confirmed);
-    if (all) {
+    if (this.fencing || this.servingPid === undefined) return;
+    if (answers.every((a) => a.confirmed)) {
       if (this.failsafeUntil === 0)
         this.log.warn(
           'quorum: etcd slow or unreachable; failsafe: every other master confirms it is not promoting, serving on',
           { peers: peers.map((p) => p.name) },
         );
-      this.failsafeUntil = sentAt + this.ms.ttl;
+      this.failsafeUntil = Math.max(this.failsafeUntil, sentAt + this.ms.ttl);
     } else
       this.log.warn(
         `quorum: failsafe not confirmed: ${answers
@@ -215,7 +229,9 @@ export class LeaseKeeper {
   /** The watchdog: fence once the time left to serve is within one retry timeout. */
   private check(): void {
     if (this.servingPid === undefined || this.fencing || this.stopped) return;
-    if (Date.now() >= this.allowedUntil() - this.ms.retry) {
+    const now = Date.now();
+    this.maybeAskPeers(now);
+    if (now >= this.allowedUntil() - this.ms.retry) {
       const why =
         this.state.etcd === 'unreachable'
           ? 'etcd unreachable and no failsafe confirmation'
