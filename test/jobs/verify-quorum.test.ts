@@ -88,8 +88,8 @@ describe('verify reports the quorum lease (issue #25)', () => {
 
   test('the key free, then held by another master: a line, the decision and the details', async () => {
     const free = await verify(await configFile('master-b'));
-    expect(free.stdout).toContain('\nquorum: /mfs-jobs/verify/leader is free (no master holds it)\n');
-    expect(free.stdout).toContain('\n  a promotion here would take the free key');
+    expect(free.stdout).toContain('\n  quorum: /mfs-jobs/verify/leader is free (no master holds it)\n');
+    expect(free.stdout).toContain('\n    a promotion here would take the free key\n');
     expect(free.state.details.quorum).toMatchObject({ configured: true, reachable: true, holder: null });
 
     const q = Quorum.open(parseConfig({ quorum: quorum('master-a') }))!;
@@ -97,9 +97,9 @@ describe('verify reports the quorum lease (issue #25)', () => {
       const lease = await q.grant();
       expect(await q.takeIfAbsent(lease)).toBe(true);
       const held = await verify(await configFile('master-b'));
-      expect(held.stdout).toMatch(/\nquorum: \/mfs-jobs\/verify\/leader held by master-a, lease \d s left\n/);
+      expect(held.stdout).toMatch(/\n {2}quorum: \/mfs-jobs\/verify\/leader held by master-a, lease \d s left\n/);
       expect(held.stdout).toContain(
-        "\n  a promotion here would wait at most 5 s for master-a's lease to end, and refuse while master-a renews it",
+        "\n    a promotion here would wait at most 5 s for master-a's lease to end, and refuse while master-a renews it",
       );
       expect(held.state.details.quorum).toMatchObject({ reachable: true, holder: 'master-a', self: 'master-b' });
       expect(held.state.details.quorum!.ttlSeconds).toBeGreaterThan(0);
