@@ -19,9 +19,8 @@ import { releaseVip } from './vip.js';
  * so it is down before etcd can expire the lease and a standby can take the key. It may serve until:
  * the last renewal's send time + the TTL etcd gave, or (failsafe) the send time of the last ask every peer
  * confirmed + the TTL. The rule loop_wait + 2 x retry_timeout <= ttl (config.ts) leaves room for one
- * missed renewal and one retry before the stop. Failsafe asks run on the watchdog's clock, not the renewal
- * loop's: a renewal etcd cannot answer holds its tick for a whole retry timeout, and asks chained to those
- * ticks came one retry apart with a confirmation valid ttl - retry: no slack for one slow answer.
+ * missed renewal and one retry before the stop — if nothing else holds the renewals: the leader report
+ * (mfscli, then etcd) runs beside the loop, and failsafe asks run on the watchdog's clock, not the loop's.
  */
 export interface KeeperState {
   holding: boolean;
@@ -34,8 +33,9 @@ export class LeaseKeeper {
   private held: { leaseId: string; validUntil: number } | undefined;
   private failsafeUntil = 0;
   private graceUntil = 0;
-  /** Send time of the etcd exchange in flight (undefined: none). */
-  private etcdSince: number | undefined;
+  /** Send time of the last renewal etcd answered (or when this master was first seen serving). */
+  private renewedAt = 0;
+  private reporting = false;
   private lastAskAt = 0;
   private asksInFlight = 0;
   private servingPid: number | undefined;
@@ -119,10 +119,10 @@ export class LeaseKeeper {
     if (this.servingPid !== pid) {
       // Just started (promote took the key first) or first seen: this tick must take or adopt the key.
       this.servingPid = pid;
-      this.graceUntil = Date.now() + this.ms.ttl;
+      this.renewedAt = Date.now();
+      this.graceUntil = this.renewedAt + this.ms.ttl;
     }
     const sentAt = Date.now();
-    this.etcdSince = sentAt;
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -135,16 +135,20 @@ export class LeaseKeeper {
       if (!this.held) await this.takeOrAdopt(sentAt);
       if (this.state.etcd === 'unreachable') this.log.info('quorum: etcd answers again');
       this.state.etcd = 'ok';
+      this.renewedAt = sentAt;
       this.failsafeUntil = 0;
       this.graceUntil = 0;
       this.state.holding = this.held !== undefined;
-      if (this.held) await this.reportVersion();
+      // Beside the loop, never in it: mfscli and an etcd that dies after the renewal would hold the next
+      // renewal (and, chained to it, the failsafe ask) for up to two retry timeouts, past the stop.
+      if (this.held && !this.reporting) {
+        this.reporting = true;
+        void this.reportVersion().finally(() => (this.reporting = false));
+      }
     } catch (err) {
       if (!(err instanceof QuorumError)) throw err;
       if (this.state.etcd !== 'unreachable') this.log.warn(`quorum: ${describeError(err)}`);
       this.state.etcd = 'unreachable';
-    } finally {
-      this.etcdSince = undefined;
     }
   }
 
@@ -185,16 +189,15 @@ export class LeaseKeeper {
   }
 
   /**
-   * With failsafe, from the watchdog: ask the peers while etcd is out of reach, or has not answered the
-   * exchange in flight within half a retry timeout (an election after a member rejoins takes that long; an
-   * answer makes the peer promise not to promote, so not at every renewal). One ask every
+   * With failsafe, from the watchdog: ask the peers while etcd is out of reach, or once no renewal sent in
+   * the last loopWait + half a retry timeout has been answered — whatever held it (etcd, an election after a
+   * member rejoins, a loaded machine). Not sooner: an answer makes the peer promise not to promote. One ask every
    * min(loopWait, retry/2) while that lasts, each bounded by the retry timeout and not waiting for the one
    * before: one slow answer (the peer fsyncs its promise first) leaves the next ask time before the stop.
    */
   private maybeAskPeers(now: number): void {
     if (!this.config.quorum?.failsafe || this.servingPid === undefined) return;
-    const overdue =
-      this.state.etcd === 'unreachable' || (this.etcdSince !== undefined && now - this.etcdSince >= this.ms.retry / 2);
+    const overdue = this.state.etcd === 'unreachable' || now - this.renewedAt >= this.ms.loop + this.ms.retry / 2;
     const every = Math.min(this.ms.loop, this.ms.retry / 2);
     if (!overdue || now - this.lastAskAt < every || this.asksInFlight > this.ms.retry / every) return;
     this.lastAskAt = now;
