@@ -36,6 +36,7 @@ export class LeaseKeeper {
   /** Send time of the last renewal etcd answered (or when this master was first seen serving). */
   private renewedAt = 0;
   private reporting = false;
+  private readonly besides = new Set<Promise<void>>();
   private lastAskAt = 0;
   private asksInFlight = 0;
   private servingPid: number | undefined;
@@ -143,7 +144,7 @@ export class LeaseKeeper {
       // renewal (and, chained to it, the failsafe ask) for up to two retry timeouts, past the stop.
       if (this.held && !this.reporting) {
         this.reporting = true;
-        void this.reportVersion().finally(() => (this.reporting = false));
+        this.beside(this.reportVersion().finally(() => (this.reporting = false)));
       }
     } catch (err) {
       if (!(err instanceof QuorumError)) throw err;
@@ -202,9 +203,17 @@ export class LeaseKeeper {
     if (!overdue || now - this.lastAskAt < every || this.asksInFlight > this.ms.retry / every) return;
     this.lastAskAt = now;
     this.asksInFlight++;
-    void this.failsafeRound(now)
-      .catch((err: unknown) => this.log.error(`quorum: failsafe: ${describeError(err)}`))
-      .finally(() => this.asksInFlight--);
+    this.beside(
+      this.failsafeRound(now)
+        .catch((err: unknown) => void this.log.error(`quorum: failsafe: ${describeError(err)}`))
+        .finally(() => this.asksInFlight--),
+    );
+  }
+
+  /** Work running beside the loop (a report, an ask): each bounded by a retry timeout, waited for by close(). */
+  private beside(work: Promise<void>): void {
+    this.besides.add(work);
+    void work.finally(() => this.besides.delete(work)).catch(() => undefined);
   }
 
   /** Ask every peer once; all confirm: serve on until `sentAt` (before the ask left) + the TTL. */
@@ -283,6 +292,7 @@ export class LeaseKeeper {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
     await this.loop?.catch(() => undefined);
+    await Promise.allSettled([...this.besides]);
     await this.failsafe?.close();
     this.q.close();
   }

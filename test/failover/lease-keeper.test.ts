@@ -11,7 +11,7 @@ import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { ETCD } from '../lab/etcd.js';
 import { LabMaster } from '../lab/moosefs.js';
 import { NetLab } from '../lab/netns.js';
-import { Daemon, freePort, sleep, waitFor } from '../lab/proc.js';
+import { Daemon, freePort, portOpen, sleep, waitFor } from '../lab/proc.js';
 
 /**
  * The serving master's daemon under load (issue #25, the CI flake of quorum.test.ts scenario 4): etcd's
@@ -116,6 +116,7 @@ describe('lease keeper (issue #25): etcd lost while the daemon reads its master,
       quorum: quorum('master-a'),
     });
     await waitFor('etcd to answer', async () => (await quorumStatus(config)).reachable === true, 20_000);
+    await waitFor("the peer's failsafe channel", () => portOpen(P.ip, failsafePort), 20_000);
     const pid = (await runningMasterPid(master.dataPath))!;
     expect(pid).toBeDefined();
 
