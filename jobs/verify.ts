@@ -242,11 +242,11 @@ export default defineJob({
       globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
     for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
     const quorum = await quorumAsked;
-    if (quorum && !quorum.reachable)
-      globalFindings.push({
-        status: 'WARNING',
-        text: `quorum: etcd unreachable from here (${config.quorum!.etcd.endpoints.join(', ')}): ${quorum.decision}: ${quorum.error}`,
-      });
+    if (quorum && !quorum.reachable) {
+      const endpoints = config.quorum!.etcd.endpoints.join(', ');
+      const text = `quorum: etcd unreachable from here (${endpoints}): ${quorum.decision}: ${quorum.error}`;
+      globalFindings.push({ status: 'WARNING', text });
+    }
 
     const now = Date.now();
     const verdicts = config.metaloggers.map((ml, i) =>

@@ -49,7 +49,7 @@ export class EtcdCluster {
     return d;
   }
 
-  /** `key`'s value read from inside `from` (a linearizable read: needs a majority); null: absent, undefined: no answer. */
+  /** `key`'s value read from inside `from` (linearizable: needs a majority); null: absent, undefined: no answer. */
   async get(from: Machine, key: string): Promise<string | null | undefined> {
     const res = await from.exec(
       ETCDCTL,
