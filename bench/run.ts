@@ -14,6 +14,7 @@ import { backupCase } from './cases/backup.js';
 import { backupZstdCase } from './cases/backup-zstd.js';
 import { drillCase } from './cases/drill.js';
 import { failoverCase } from './cases/failover.js';
+import { failoverQuorumCase } from './cases/failover-quorum.js';
 import { promoteCase } from './cases/promote.js';
 import { startupCases } from './cases/startup.js';
 import { verifyCase } from './cases/verify.js';
@@ -31,6 +32,7 @@ const ALL_CASES = [
   'failover',
   'failover-sync',
   'failover-tuned',
+  'failover-quorum',
 ] as const;
 
 interface Options {
@@ -194,6 +196,12 @@ async function main(): Promise<void> {
         'failover-tuned',
         () => failoverCase(ctx, 'tuned'),
         empty('failover-tuned', 'VIP failover end to end, chunkserver reconnecting every second', '≤ 1.1× seed script'),
+      );
+    if (cases.has('failover-quorum'))
+      await attempt(
+        'failover-quorum',
+        () => failoverQuorumCase(ctx),
+        empty('failover-quorum', 'VIP failover end to end, etcd quorum lease on against off', 'on ≤ off + TTL'),
       );
   } finally {
     await sshd.stop().catch(() => undefined);

@@ -11,6 +11,7 @@ import { openSource } from '../lib/transport/remote.js';
 import { inspectChunkserver, inspectDataPath, type DataPathFacts, type SnapshotFacts } from '../lib/verify/source.js';
 import { checkCopy } from '../lib/store/copy/check.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
+import { quorumStatus } from '../lib/failover/quorum.js';
 import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
@@ -215,6 +216,8 @@ export default defineJob({
 
     // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
     const master = await askMasters(config, o, signal);
+    // Who holds the quorum lease (issue #25), asked beside the sources (each etcd request has its deadline).
+    const quorumAsked = config.quorum ? quorumStatus(config) : undefined;
     const [read, snapshot, copies] = await Promise.all([
       Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
       store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
@@ -238,6 +241,12 @@ export default defineJob({
     if (master.listError)
       globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
     for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
+    const quorum = await quorumAsked;
+    if (quorum && !quorum.reachable) {
+      const endpoints = config.quorum!.etcd.endpoints.join(', ');
+      const text = `quorum: etcd unreachable from here (${endpoints}): ${quorum.decision}: ${quorum.error}`;
+      globalFindings.push({ status: 'WARNING', text });
+    }
 
     const now = Date.now();
     const verdicts = config.metaloggers.map((ml, i) =>
@@ -292,6 +301,11 @@ export default defineJob({
     const clientsBack = await lastClientsBack(config.stateDir);
     if (clientsBack) lines.push(clientsBack.line);
     Object.assign(details, { lastPromotionClients: clientsBack?.details ?? null });
+    if (quorum) {
+      lines.push(quorum.line, `  ${quorum.decision}`);
+      const { line: _line, ...rest } = quorum;
+      Object.assign(details, { quorum: rest });
+    }
     const summary =
       status === 'OK'
         ? `every source can restore: ${verdicts.map((v) => (v.restorableVersion === undefined ? v.headline : `${v.name} to ${v.restorableVersion}`)).join(', ')}; master at ${master.version}`

@@ -17,9 +17,10 @@ import { releaseVip } from './vip.js';
  * gate). Self-fencing: a watchdog that looks every 100 ms stops the master (SIGTERM, kill -9 after half a
  * retry timeout) and drops the VIP once the time it may serve is within retryTimeoutSeconds of its end —
  * so it is down before etcd can expire the lease and a standby can take the key. It may serve until:
- * the last renewal's send time + the TTL etcd gave, or (failsafe) the last time every peer confirmed it
- * is not promoting + the TTL. The rule loop_wait + 2 x retry_timeout <= ttl (config.ts) leaves room for
- * one missed renewal and one retry before the stop.
+ * the last renewal's send time + the TTL etcd gave, or (failsafe) the send time of the last ask every peer
+ * confirmed + the TTL. The rule loop_wait + 2 x retry_timeout <= ttl (config.ts) leaves room for one
+ * missed renewal and one retry before the stop — if nothing else holds the renewals: the leader report
+ * (mfscli, then etcd) runs beside the loop, and failsafe asks run on the watchdog's clock, not the loop's.
  */
 export interface KeeperState {
   holding: boolean;
@@ -32,6 +33,12 @@ export class LeaseKeeper {
   private held: { leaseId: string; validUntil: number } | undefined;
   private failsafeUntil = 0;
   private graceUntil = 0;
+  /** Send time of the last renewal etcd answered (or when this master was first seen serving). */
+  private renewedAt = 0;
+  private reporting = false;
+  private readonly besides = new Set<Promise<void>>();
+  private lastAskAt = 0;
+  private asksInFlight = 0;
   private servingPid: number | undefined;
   private fencing: Promise<void> | undefined;
   private stopped = false;
@@ -113,20 +120,10 @@ export class LeaseKeeper {
     if (this.servingPid !== pid) {
       // Just started (promote took the key first) or first seen: this tick must take or adopt the key.
       this.servingPid = pid;
-      this.graceUntil = Date.now() + this.ms.ttl;
+      this.renewedAt = Date.now();
+      this.graceUntil = this.renewedAt + this.ms.ttl;
     }
     const sentAt = Date.now();
-    // With failsafe: the peers are asked beside etcd — at once when etcd was out of reach last time, else
-    // when etcd has not answered within half a retry timeout (an election after a member rejoins takes that
-    // long): the timing rule leaves one try before the stop, the confirmation must not come after it.
-    let etcdAnswered = false;
-    const asking = !this.config.quorum?.failsafe
-      ? undefined
-      : this.state.etcd === 'unreachable'
-        ? this.failsafeRound(sentAt)
-        : new Promise((r) => setTimeout(r, this.ms.retry / 2)).then(() =>
-            etcdAnswered ? undefined : this.failsafeRound(sentAt),
-          );
     try {
       if (this.held) {
         const ttl = await this.q.keepAlive(this.held.leaseId);
@@ -137,19 +134,22 @@ export class LeaseKeeper {
         }
       }
       if (!this.held) await this.takeOrAdopt(sentAt);
-      etcdAnswered = true;
       if (this.state.etcd === 'unreachable') this.log.info('quorum: etcd answers again');
       this.state.etcd = 'ok';
+      this.renewedAt = sentAt;
       this.failsafeUntil = 0;
       this.graceUntil = 0;
       this.state.holding = this.held !== undefined;
-      if (this.held) await this.reportVersion();
+      // Beside the loop, never in it: mfscli and an etcd that dies after the renewal would hold the next
+      // renewal (and, chained to it, the failsafe ask) for up to two retry timeouts, past the stop.
+      if (this.held && !this.reporting) {
+        this.reporting = true;
+        this.beside(this.reportVersion().finally(() => (this.reporting = false)));
+      }
     } catch (err) {
       if (!(err instanceof QuorumError)) throw err;
       if (this.state.etcd !== 'unreachable') this.log.warn(`quorum: ${describeError(err)}`);
       this.state.etcd = 'unreachable';
-      etcdAnswered = true;
-      await (asking ?? this.failsafeRound(sentAt));
     }
   }
 
@@ -189,19 +189,45 @@ export class LeaseKeeper {
     if (status?.metadataVersion) await this.q.report(status.metadataVersion).catch(() => undefined);
   }
 
-  /** etcd is out of reach: keep serving only while every peer confirms it is not promoting. */
+  /**
+   * With failsafe, from the watchdog: ask the peers while etcd is out of reach, or once no renewal sent in
+   * the last loopWait + half a retry timeout has been answered — whatever held it (etcd, an election after a
+   * member rejoins, a loaded machine). Not sooner: an answer makes the peer promise not to promote. One ask every
+   * min(loopWait, retry/2) while that lasts, each bounded by the retry timeout and not waiting for the one
+   * before: one slow answer (the peer fsyncs its promise first) leaves the next ask time before the stop.
+   */
+  private maybeAskPeers(now: number): void {
+    if (!this.config.quorum?.failsafe || this.servingPid === undefined) return;
+    const overdue = this.state.etcd === 'unreachable' || now - this.renewedAt >= this.ms.loop + this.ms.retry / 2;
+    const every = Math.min(this.ms.loop, this.ms.retry / 2);
+    if (!overdue || now - this.lastAskAt < every || this.asksInFlight > this.ms.retry / every) return;
+    this.lastAskAt = now;
+    this.asksInFlight++;
+    this.beside(
+      this.failsafeRound(now)
+        .catch((err: unknown) => void this.log.error(`quorum: failsafe: ${describeError(err)}`))
+        .finally(() => this.asksInFlight--),
+    );
+  }
+
+  /** Work running beside the loop (a report, an ask): each bounded by a retry timeout, waited for by close(). */
+  private beside(work: Promise<void>): void {
+    this.besides.add(work);
+    void work.finally(() => this.besides.delete(work)).catch(() => undefined);
+  }
+
+  /** Ask every peer once; all confirm: serve on until `sentAt` (before the ask left) + the TTL. */
   private async failsafeRound(sentAt: number): Promise<void> {
-    if (!this.config.quorum?.failsafe) return;
     const peers = this.config.masters;
     const answers = await askPeers(this.config, peers, this.ms.retry);
-    const all = answers.every((a) => a.confirmed);
-    if (all) {
+    if (this.fencing || this.servingPid === undefined) return;
+    if (answers.every((a) => a.confirmed)) {
       if (this.failsafeUntil === 0)
         this.log.warn(
           'quorum: etcd slow or unreachable; failsafe: every other master confirms it is not promoting, serving on',
           { peers: peers.map((p) => p.name) },
         );
-      this.failsafeUntil = sentAt + this.ms.ttl;
+      this.failsafeUntil = Math.max(this.failsafeUntil, sentAt + this.ms.ttl);
     } else
       this.log.warn(
         `quorum: failsafe not confirmed: ${answers
@@ -215,7 +241,9 @@ export class LeaseKeeper {
   /** The watchdog: fence once the time left to serve is within one retry timeout. */
   private check(): void {
     if (this.servingPid === undefined || this.fencing || this.stopped) return;
-    if (Date.now() >= this.allowedUntil() - this.ms.retry) {
+    const now = Date.now();
+    this.maybeAskPeers(now);
+    if (now >= this.allowedUntil() - this.ms.retry) {
       const why =
         this.state.etcd === 'unreachable'
           ? 'etcd unreachable and no failsafe confirmation'
@@ -264,6 +292,7 @@ export class LeaseKeeper {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
     await this.loop?.catch(() => undefined);
+    await Promise.allSettled([...this.besides]);
     await this.failsafe?.close();
     this.q.close();
   }

@@ -291,6 +291,8 @@ export interface QuorumStatus {
   error?: string;
   /** One line for a status table. */
   line: string;
+  /** The fencing decision a promotion from this host would meet now, and why. */
+  decision?: string;
 }
 
 /** For `status`/`verify`: who holds the leader key, the lease's remaining TTL, the holder's last report. */
@@ -306,6 +308,12 @@ export async function quorumStatus(config: Config): Promise<QuorumStatus> {
       ? `quorum: ${q.leaderKey} held by ${holder}${holder === q.name ? ' (this host)' : ''}, ` +
         `lease ${view.ttlSeconds ?? '?'} s left`
       : `quorum: ${q.leaderKey} is free (no master holds it)`;
+    const decision = !holder
+      ? 'a promotion here would take the free key'
+      : holder === q.name
+        ? 'this host holds the key: its master may serve'
+        : `a promotion here would wait at most ${q.ttlSeconds} s for ${holder}'s lease to end, and refuse while ` +
+          `${holder} renews it`;
     return {
       configured: true,
       reachable: true,
@@ -315,10 +323,17 @@ export async function quorumStatus(config: Config): Promise<QuorumStatus> {
       self: q.name,
       report,
       line,
+      decision,
     };
   } catch (err) {
     const error = describeError(err);
-    return { configured: true, reachable: false, error, line: `quorum: etcd unreachable from here: ${error}` };
+    return {
+      configured: true,
+      reachable: false,
+      error,
+      line: `quorum: etcd unreachable from here: ${error}`,
+      decision: 'a promotion here would be refused: no etcd majority from here',
+    };
   } finally {
     q?.close();
   }

@@ -6,7 +6,8 @@ import { execCapture } from '../../lib/core/exec.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 import { quorumStatus } from '../../lib/failover/quorum.js';
 import { parseConfig } from '../../lib/core/config.js';
-import { FailoverLab, writeDurably, type FailoverRound } from '../lab/failover.js';
+import { dropMount, FailoverLab, writeDurably, type FailoverRound } from '../lab/failover.js';
+import { ETCD, ETCDCTL, EtcdCluster } from '../lab/etcd.js';
 import type { Machine } from '../lab/netns.js';
 import { Daemon, sleep, waitFor } from '../lab/proc.js';
 
@@ -22,7 +23,6 @@ import { Daemon, sleep, waitFor } from '../lab/proc.js';
 const PREFIX = '10.91.0';
 const VIP = `${PREFIX}.100`;
 const TTL = 10;
-const ETCD = '/usr/bin/etcd';
 const PROTOCOL_JS = new URL('../../lib/moosefs/protocol.js', import.meta.url).href;
 
 /** One line per 100 ms: `<ms> <version|->`, asked on the machine's own loopback. */
@@ -32,6 +32,20 @@ const MONITOR = [
   'for (;;) { const t = Date.now(); let v = "-";',
   "  try { const a = await askMaster({ host: '127.0.0.1', port: 9421, timeoutMs: 300 }); if (a.metadataVersion) v = String(a.metadataVersion); } catch {}",
   '  fs.appendFileSync(out, `${t} ${v}\\n`); await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t)))); }',
+].join('\n');
+
+/**
+ * A client writing on one side of a partition: every 50 ms a new file created exclusively, fsynced and
+ * closed, then `<n> <ms acknowledged>` appended to `out`. The files are empty: a create is acknowledged by
+ * the master alone, while file data needs a chunkserver, and the lab's only chunkserver is on C, out of an
+ * isolated machine's reach. Metadata is what two masters would make diverge.
+ */
+const WRITER = [
+  'const [dir, out] = process.argv.slice(1);',
+  "const fs = await import('node:fs');",
+  'for (let n = 0; ; n++) { const t = Date.now();',
+  "  const h = await fs.promises.open(`${dir}/w-${n}`, 'wx'); await h.sync(); await h.close();",
+  '  fs.appendFileSync(out, `${n} ${Date.now()}\\n`); await new Promise((r) => setTimeout(r, Math.max(0, 50 - (Date.now() - t)))); }',
 ].join('\n');
 
 interface Sample {
@@ -51,44 +65,10 @@ async function samples(file: string, since = 0): Promise<Sample[]> {
 describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two masters', () => {
   let lab: FailoverLab;
   let keyDir: string;
-  const etcds = new Map<Machine, Daemon>();
+  let etcd: EtcdCluster;
   const monitors = new Map<Machine, { daemon: Daemon; file: string }>();
   const began = Date.now();
 
-  const etcdArgs = (m: Machine) => {
-    const cluster = [lab.A, lab.B, lab.C].map((x) => `${x.name}=http://${x.ip}:2380`).join(',');
-    return [
-      '--name',
-      m.name,
-      '--data-dir',
-      path.join(lab.dir, `etcd-${m.name}`),
-      '--listen-client-urls',
-      `http://${m.ip}:2379`,
-      '--advertise-client-urls',
-      `http://${m.ip}:2379`,
-      '--listen-peer-urls',
-      `http://${m.ip}:2380`,
-      '--initial-advertise-peer-urls',
-      `http://${m.ip}:2380`,
-      '--initial-cluster',
-      cluster,
-      '--initial-cluster-state',
-      'new',
-      '--heartbeat-interval',
-      '100',
-      '--election-timeout',
-      '1000',
-      // A member back from isolation must not force an election (etcd 3.4's default is off).
-      '--pre-vote',
-    ];
-  };
-  const startEtcd = (m: Machine) => {
-    const d = new Daemon(`etcd on ${m.name}`, ETCD, etcdArgs(m), path.join(lab.dir, `etcd-${m.name}.log`), {
-      wrap: m.wrap,
-    });
-    etcds.set(m, d);
-    return d;
-  };
   const configOf = (m: Machine) => parseConfig(quorumDoc(m), `(${m.name})`);
   const quorumDoc = (m: Machine, l: FailoverLab = lab) => ({
     quorum: {
@@ -104,22 +84,7 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
     },
   });
   /** The leader key as seen from C (etcd's client talks from inside C's network). */
-  const holderFromC = async (): Promise<string | null | undefined> => {
-    const res = await lab.C.exec(
-      'etcdctl',
-      [
-        '--endpoints',
-        [lab.A, lab.B, lab.C].map((x) => `http://${x.ip}:2379`).join(','),
-        '--command-timeout=2s',
-        'get',
-        '/mfs-jobs/mq/leader',
-        '--print-value-only',
-      ],
-      10_000,
-    );
-    if (res.code !== 0) return undefined;
-    return res.stdout.trim() || null;
-  };
+  const holderFromC = () => etcd.get(lab.C, '/mfs-jobs/mq/leader');
   /** Drop every frame to or from `m` on the bridge (its link stays up: ARP goes unanswered, like a cut cable). */
   let isolateTable: string | undefined;
   const isolate = async (m: Machine | undefined) => {
@@ -167,7 +132,7 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   };
 
   beforeAll(async () => {
-    for (const bin of [ETCD, '/usr/bin/etcdctl', '/usr/sbin/ucarp'])
+    for (const bin of [ETCD, ETCDCTL, '/usr/sbin/ucarp'])
       if (!existsSync(bin))
         throw new Error(`${bin} is missing: install etcd-server, etcd-client and ucarp (this suite never skips)`);
     keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-keys-'));
@@ -180,7 +145,7 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
       tag: 'mq',
       extraConfig: (m, l) => quorumDoc(m, l),
     });
-    for (const m of [lab.A, lab.B, lab.C]) startEtcd(m);
+    etcd = EtcdCluster.start([lab.A, lab.B, lab.C], lab.dir);
     await waitFor('etcd to elect a leader', async () => (await holderFromC()) !== undefined, 30_000);
     await lab.prepareRounds('mfs-jobs');
     await lab.startDaemon(lab.A);
@@ -191,7 +156,7 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
   afterAll(async () => {
     await isolate(undefined).catch(() => undefined);
     for (const { daemon } of monitors.values()) await daemon.kill9().catch(() => undefined);
-    for (const d of etcds.values()) await d.kill9().catch(() => undefined);
+    await etcd?.kill9();
     if (lab) expect(await lab.stop()).toEqual([]);
     if (keyDir) await fs.rm(keyDir, { recursive: true, force: true });
     console.log(`quorum suite: ${((Date.now() - began) / 1000).toFixed(0)} s`);
@@ -232,16 +197,16 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
 
   test("(4) etcd's majority down: A keeps serving (failsafe: B's daemon confirms it is not promoting), B does not promote; etcd back, A holds the key again", async () => {
     const since = Date.now();
-    await etcds.get(lab.B)!.kill9();
-    await etcds.get(lab.C)!.kill9();
+    await etcd.members.get(lab.B)!.kill9();
+    await etcd.members.get(lab.C)!.kill9();
     // Three TTLs without etcd.
     await sleep(3 * TTL * 1000);
     expect(await runningMasterPid(lab.master(lab.A).dataPath)).toBeDefined();
     expect(await runningMasterPid(lab.master(lab.B).dataPath)).toBeUndefined();
     const status = await quorumStatus(configOf(lab.A));
     expect(status.reachable).toBe(false);
-    startEtcd(lab.B);
-    startEtcd(lab.C);
+    etcd.startMember(lab.B);
+    etcd.startMember(lab.C);
     await waitFor('A to hold the key again', async () => (await holderFromC()) === 'master-a', 30_000);
     const a = await samples(monitors.get(lab.A)!.file, since);
     expect(longestGap(a)).toBeLessThan(1_000);
@@ -265,12 +230,30 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
     await waitFor("B's daemon to hold the key", async () => (await holderFromC()) === 'master-b', 20_000);
   }, 240_000);
 
-  test('(2) the serving machine isolated: it self-fences within the TTL, A promotes only after that, never two masters', async () => {
+  test('(2) the serving machine isolated, its own client writing: it self-fences within the TTL, A promotes only after that, never two masters, no write acknowledged by B after A served', async () => {
     const serving = lab.serving();
     expect(serving).toBe(lab.B);
+    // A client on B's side of the cut, mounted on B's master over loopback, writing throughout.
+    const mountB = await lab.mountOn(lab.B, 'mnt-b');
+    await fs.mkdir(path.join(mountB.dir, 'iso'));
+    const acks = path.join(lab.dir, 'writer-b.txt');
+    const writer = new Daemon(
+      'writer on B',
+      process.execPath,
+      ['--input-type=module', '-e', WRITER, path.join(mountB.dir, 'iso'), acks],
+      path.join(lab.dir, 'writer-b.log'),
+    );
+    const acked = async () =>
+      (await fs.readFile(acks, 'utf8').catch(() => ''))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => ({ n: Number(l.split(' ')[0]), at: Number(l.split(' ')[1]) }));
+    await waitFor('the writer on B to be acknowledged', async () => (await acked()).length > 0, 10_000);
+    await sleep(1_000);
     const since = Date.now();
     const before = await lab.readPromoteState(lab.A);
     await isolate(lab.B);
+    let aBefore = 0;
     try {
       const p = await lab.waitPromoteAfter(lab.A, since, before, 90_000);
       expect(p.status).toBe('OK');
@@ -288,13 +271,18 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
       );
       expect(bLast - since).toBeLessThanOrEqual(TTL * 1000 + 200);
       expect(aFirst).toBeGreaterThan(bLast);
+      // The last time A was seen not serving before it first served: A cannot have served earlier.
+      aBefore = a.filter((s) => !s.serving && s.at < aFirst).at(-1)!.at;
       expect(await bothServing(since)).toEqual([]);
       expect(await fs.readFile(path.join(lab.dir, lab.B.name, 'daemon.log'), 'utf8')).toMatch(/self-fencing/);
     } finally {
+      // The mount first: a writer waiting on a FUSE request mfsmount has taken cannot die before it is answered.
+      await dropMount(mountB);
       // B's machine comes back as a standby would after a reboot: no ucarp of its old MASTER state, no VIP.
       await lab.ucarps.get(lab.B)?.kill9();
       await lab.B.removeAddress(VIP);
       await isolate(undefined);
+      await writer.kill9();
     }
     // A still serves through the VIP: the client on C writes.
     await waitFor(
@@ -306,5 +294,19 @@ describe('quorum lease in etcd (issue #25): self-fencing, failsafe, never two ma
       60_000,
       200,
     );
+    // B's client: every write B acknowledged came before A first served; those acknowledged while cut off
+    // exist only on B (lost: what the self-fence bounds), the ones from before the cut are on A.
+    const writes = await acked();
+    const onA = new Set(await fs.readdir(path.join(lab.mount!.dir, 'iso')));
+    const during = writes.filter((w) => w.at >= since);
+    const lastAck = writes.at(-1)!.at;
+    console.log(
+      `(2) B's own client: ${writes.length} writes acknowledged, ${during.length} while B was cut off (the last at ` +
+        `${((lastAck - since) / 1000).toFixed(2)} s, ${((aBefore - lastAck) / 1000).toFixed(2)} s before A could ` +
+        `first serve), ${during.filter((w) => onA.has(`w-${w.n}`)).length} of those on A`,
+    );
+    expect(during.length).toBeGreaterThan(0);
+    expect(writes.filter((w) => w.at >= aBefore)).toEqual([]);
+    expect(writes.filter((w) => w.at < since - 1_000 && !onA.has(`w-${w.n}`))).toEqual([]);
   }, 180_000);
 });

@@ -391,6 +391,16 @@ export class FailoverLab {
   }
 
   /**
+   * Write both machines' configs again with other `extraConfig` keys (the bench's quorum on and off): hooks
+   * read the file at each run; a daemon reads it when it starts.
+   */
+  async rewriteConfigs(extraConfig: ((self: Machine, lab: FailoverLab) => Record<string, unknown>) | undefined) {
+    this.extraConfig = extraConfig;
+    this.configs.set(this.A, await this.writeConfig(this.A, this.B));
+    this.configs.set(this.B, await this.writeConfig(this.B, this.A));
+  }
+
+  /**
    * mfs-jobs config of one machine: its own master as `standby`, the other machine's as `masters`, and
    * the generation's binaries. Where there is a metalogger it is the source; before 1.6.5 the sources
    * are this machine's snapshot store (filled by `run backup` of the other master) and C's chunkserver.
@@ -694,6 +704,21 @@ export class FailoverLab {
       path.join(this.dir, `${name}.log`),
       { wrap: this.C.wrap, lab: this.lab },
     );
+  }
+
+  /**
+   * A client inside `m`'s own network, mounted on its own master over loopback: a client on that machine's
+   * side of a partition (it keeps reaching that master when the machine is cut off). Dropped at `stop()`.
+   */
+  async mountOn(m: Machine, name: string): Promise<LabMount> {
+    const mount = await LabMount.mount(
+      path.join(this.dir, name),
+      { host: '127.0.0.1', port: NsMaster.PORTS.cl },
+      path.join(this.dir, `${name}.log`),
+      { wrap: m.wrap, lab: this.lab },
+    );
+    this.extraMounts.push(mount);
+    return mount;
   }
 
   /** A second mount, started fresh (no page cache of the client's), dropped at `stop()`. */
