@@ -11,7 +11,7 @@ import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
 import type { Limit } from '../transport/listing-bounds.js';
 import { archiveSource, snapshotSource } from '../store/snapshot-source.js';
-import { archiveDir, listSegments } from '../store/segments.js';
+import { archiveDir, listSegments, segmentsFrom } from '../store/segments.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
 import { renameDurable } from '../core/atomic.js';
@@ -90,14 +90,18 @@ export async function sourceSpecs(
     }
     // The archive's segments roll any snapshot's image on past its own changelogs (issue #26), e.g. when the
     // metaloggers are gone with the master: read through the store like the snapshots' files.
+    // Only the segments after the newest snapshot's image: each is a file the inventory reads and the restore
+    // replays, and a window holds thousands; the older ones serve restore --to-time, not a failover.
     const archive = await listSegments(config.snapshotStore.path, keys);
     for (const b of archive.broken) notes.push(`archive segment ${b.id}: not used (${b.error})`);
-    if (archive.segments.length) {
+    const newestImage = Math.max(-1, ...snapshots.map((s) => restoreFrom(s.manifest.image)));
+    const after = newestImage < 0 ? [] : segmentsFrom(archive.segments, newestImage);
+    if (after.length) {
       const dir = archiveDir(config.snapshotStore.path);
       specs.push({
         ref: { name: 'archive:store', kind: 'archive', local: true },
         dir,
-        open: async () => archiveSource('archive:store', dir, archive.segments, keys),
+        open: async () => archiveSource('archive:store', dir, after, keys),
       });
     }
     if (config.snapshotStore.copies.length > 0) {
