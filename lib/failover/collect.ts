@@ -92,7 +92,11 @@ export async function sourceSpecs(
     // metaloggers are gone with the master: read through the store like the snapshots' files.
     // Only the segments after the newest snapshot's image: each is a file the inventory reads and the restore
     // replays, and a window holds thousands; the older ones serve restore --to-time, not a failover.
-    const archive = await listSegments(config.snapshotStore.path, keys);
+    // An archive that cannot be listed is a note: it never stops a failover the snapshots can serve.
+    const archive = await listSegments(config.snapshotStore.path, keys).catch((err: unknown) => {
+      notes.push(`the changelog archive: not used (${describeError(err)})`);
+      return { segments: [], broken: [] };
+    });
     for (const b of archive.broken) notes.push(`archive segment ${b.id}: not used (${b.error})`);
     const newestImage = Math.max(-1, ...snapshots.map((s) => restoreFrom(s.manifest.image)));
     const after = newestImage < 0 ? [] : segmentsFrom(archive.segments, newestImage);
