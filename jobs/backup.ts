@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { backupSource, type BackupOutcome, type Host } from '../lib/backup/source.js';
 import { VERSION } from '../lib/core/cli.js';
-import { jobOptionsSchema, type Config } from '../lib/core/config.js';
+import { jobOptionsSchema, type Config, type CopyConfig } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
@@ -12,7 +12,8 @@ import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
+import { storeKeys, storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
+import { pruneCopySegments } from '../lib/store/copy/archive.js';
 import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
 import {
   leftoverTemps,
@@ -350,11 +351,34 @@ export default defineJob({
       ctx.signal.throwIfAborted();
       const run = await pushToCopy(config, copy, after.healthy, log, ctx.signal, dryRun);
       if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
+      // The copy's archive keeps only what the images it keeps need, as the store's does (issue #26).
+      if (run.ok && (copy.retention ?? config.snapshotStore!.retention).recoveryWindow)
+        housekeeping.push(...(await pruneCopyArchive(config, copy, run, ctx.signal, dryRun)));
       copies.push(run);
     }
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },
 });
+
+/** The same on a copy, over the images it keeps after its retention: one line (a failure is a line too). */
+async function pruneCopyArchive(
+  config: Config,
+  copy: CopyConfig,
+  run: CopyRun,
+  signal: AbortSignal,
+  dryRun: boolean,
+): Promise<string[]> {
+  try {
+    const ids = await pruneCopySegments(config, copy, run.retainedStarts ?? [], await storeKeys(config), signal, dryRun);
+    if (!dryRun) run.removedSegments = ids;
+    if (!ids.length) return [];
+    const what = `${ids.length} archive segment${ids.length === 1 ? '' : 's'} older than every image it keeps`;
+    return [`copy ${copy.name}: ${dryRun ? 'would remove' : 'removed'} ${what} (${ids.join(', ')})`];
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return [`copy ${copy.name}: archive: could not remove old segments: ${describeError(err)}`];
+  }
+}
 
 /** Segments older than every retained image's start: removed, one line each (a failure is a line, not a failed run). */
 async function pruneArchive(store: string, keys: StoreWriteSettings, healthy: StoredSnapshot[]): Promise<string[]> {

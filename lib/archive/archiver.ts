@@ -74,6 +74,8 @@ function storePath(config: Config): string {
 /** Each copy: the ids it holds (listed once), then every local segment it lacks, after each seal. */
 class CopyPusher {
   private readonly known = new Map<string, Set<string>>();
+  /** Per copy: where its archive starts (older segments were pruned there and are not sent back). */
+  private readonly floors = new Map<string, number | undefined>();
   readonly states = new Map<string, CopyPushState>();
   constructor(
     private readonly config: Config,
@@ -96,10 +98,12 @@ class CopyPusher {
       repo = await openArchiveCopy(this.config, copy, this.signal);
       let known = this.known.get(copy.name);
       if (!known) {
-        known = new Set((await listCopySegments(repo, keys, this.signal)).segments.map((s) => s.id));
+        const { segments } = await listCopySegments(repo, keys, this.signal);
+        known = new Set(segments.map((s) => s.id));
         this.known.set(copy.name, known);
+        this.floors.set(copy.name, segments[0]?.manifest.first);
       }
-      const run = await pushSegments(repo, all, known, this.signal);
+      const run = await pushSegments(repo, all, known, this.signal, this.floors.get(copy.name));
       state.pushed += run.pushed.length;
       state.ok = true;
       delete state.error;

@@ -10,7 +10,8 @@ import { listSnapshots } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
 import type { Limit } from '../transport/listing-bounds.js';
-import { snapshotSource } from '../store/snapshot-source.js';
+import { archiveSource, snapshotSource } from '../store/snapshot-source.js';
+import { archiveDir, listSegments, segmentsFrom } from '../store/segments.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
 import { renameDurable } from '../core/atomic.js';
@@ -85,6 +86,26 @@ export async function sourceSpecs(
         ref: { name, kind: 'snapshot', local: true },
         dir: s.dir,
         open: async () => snapshotSource(name, s, keys),
+      });
+    }
+    // The archive's segments roll any snapshot's image on past its own changelogs (issue #26), e.g. when the
+    // metaloggers are gone with the master: read through the store like the snapshots' files.
+    // Only the segments after the newest snapshot's image: each is a file the inventory reads and the restore
+    // replays, and a window holds thousands; the older ones serve restore --to-time, not a failover.
+    // An archive that cannot be listed is a note: it never stops a failover the snapshots can serve.
+    const archive = await listSegments(config.snapshotStore.path, keys).catch((err: unknown) => {
+      notes.push(`the changelog archive: not used (${describeError(err)})`);
+      return { segments: [], broken: [] };
+    });
+    for (const b of archive.broken) notes.push(`archive segment ${b.id}: not used (${b.error})`);
+    const newestImage = Math.max(-1, ...snapshots.map((s) => restoreFrom(s.manifest.image)));
+    const after = newestImage < 0 ? [] : segmentsFrom(archive.segments, newestImage);
+    if (after.length) {
+      const dir = archiveDir(config.snapshotStore.path);
+      specs.push({
+        ref: { name: 'archive:store', kind: 'archive', local: true },
+        dir,
+        open: async () => archiveSource('archive:store', dir, after, keys),
       });
     }
     if (config.snapshotStore.copies.length > 0) {

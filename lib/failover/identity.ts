@@ -24,7 +24,8 @@ export function expectedFrom(
 ): ExpectedFilesystem | undefined {
   if (pinned) return { metaids: [normaliseMetaid(pinned)], from: 'jobs.promote.metaid', known: true };
   if (identity) return { metaids: [identity.metaid], from: identity.from, known: true };
-  const live = inventories.filter((i) => i.source.kind !== 'snapshot' && !i.error && i.metaid !== undefined);
+  const stored = (i: PromoteInventory) => i.source.kind === 'snapshot' || i.source.kind === 'archive';
+  const live = inventories.filter((i) => !stored(i) && !i.error && i.metaid !== undefined);
   const metaids = [...new Set(live.map((i) => i.metaid!))];
   if (metaids.length === 0) return undefined;
   return {

@@ -7,8 +7,11 @@ import type { Segment } from '../moosefs/changelog.js';
  * after line L the metadata version is L+1.
  */
 
-/** `chunkserver`: a 1.x chunkserver's changelog_csback files (changelogs only, no image). */
-export type SourceKind = 'metalogger' | 'master' | 'chunkserver' | 'snapshot';
+/**
+ * `chunkserver`: a 1.x chunkserver's changelog_csback files (changelogs only, no image). `archive`: the
+ * store's changelog archive (issue #26; changelogs only), which rolls a snapshot's image on past its own.
+ */
+export type SourceKind = 'metalogger' | 'master' | 'chunkserver' | 'snapshot' | 'archive';
 
 export interface SourceRef {
   name: string;

@@ -366,10 +366,10 @@ export async function placeSegments(
  * Segments no retained image needs (pure): every line older than the oldest retained image's start
  * version. The archive's newest segment always stays (it is where the archive resumes).
  */
-export function segmentsNotNeeded(
-  segments: readonly StoredSegment[],
+export function segmentsNotNeeded<S extends { manifest: Pick<SegmentManifest, 'last'> }>(
+  segments: readonly S[],
   retainedStarts: readonly number[],
-): StoredSegment[] {
+): S[] {
   if (!retainedStarts.length || !segments.length) return [];
   const oldest = Math.min(...retainedStarts);
   const newest = segments.reduce((a, b) => (b.manifest.last > a.manifest.last ? b : a));

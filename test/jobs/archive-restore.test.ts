@@ -9,6 +9,7 @@ import { LabS3 } from '../lab/s3.js';
 import { withoutStore } from '../helpers/store-loss.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { sleep } from '../lab/proc.js';
+import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
 
 /**
  * The archive's promise, against the real thing: a master, a metalogger and a mount on loopback, files
@@ -25,6 +26,8 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
   let store: string;
   let s3: LabS3 | undefined;
   let target = 0;
+  let kill = 0;
+  let settings: Record<string, unknown>;
   const acked: { name: string; at: number }[] = [];
 
   const cli = (args: string[]) => runCli([...args, '--config', config, '--json'], { timeoutMs: 120_000 });
@@ -47,7 +50,7 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     await fs.writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
     store = path.join(lab.dir, 'store');
     const copy = { name: 'offsite-s3', type: 's3', endpoint: s3.endpoint, bucket: 'archive', prefix: 'mfs/' };
-    config = await lab.writeConfig({
+    settings = {
       snapshotStore: {
         path: store,
         compression: 'zstd',
@@ -55,7 +58,8 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
         copies: [{ ...copy, forcePathStyle: true, credentialsFile, timeoutSeconds: 5 }],
       },
       jobs: { archive: { segmentSeconds: 1, pollSeconds: 0.2 } },
-    });
+    };
+    config = await lab.writeConfig(settings);
   }, 120_000);
 
   afterAll(async () => {
@@ -70,14 +74,22 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     const res = await cli(['restore', ...from, '--to-time', at, '--data-path', restored.dataPath]);
     expect({ code: res.code, out: res.stdout.slice(0, 2000) }).toMatchObject({ code: 0 });
     await restored.start({ autoRestore: true });
+    await checkFiles(name, restored, target);
+  }
+
+  /**
+   * Through a fresh mount of `restored`: every file acknowledged before `upTo` is there; `cut`: none
+   * acknowledged more than 1.5 s after it.
+   */
+  async function checkFiles(name: string, restored: LabMaster, upTo: number, cut = true): Promise<void> {
     const where = { host: restored.cliHost, port: restored.ports.cl };
     const mount = await LabMount.mount(path.join(lab.dir, `${name}-mnt`), where, path.join(lab.dir, `${name}-mnt.log`));
     try {
       const present = new Set(await fs.readdir(path.join(mount.dir, 'live')));
-      const missing = acked.filter((f) => f.at < target && !present.has(f.name)).map((f) => f.name);
+      const missing = acked.filter((f) => f.at < upTo && !present.has(f.name)).map((f) => f.name);
       expect(missing).toEqual([]);
-      const tooNew = acked.filter((f) => f.at > target + 1_500 && present.has(f.name)).map((f) => f.name);
-      expect(tooNew).toEqual([]);
+      const tooNew = acked.filter((f) => f.at > upTo + 1_500 && present.has(f.name)).map((f) => f.name);
+      if (cut) expect(tooNew).toEqual([]);
     } finally {
       await mount.unmount();
       await restored.stop();
@@ -91,7 +103,6 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     expect(backup.code).toBe(0);
 
     const follow = startCli(['run', 'archive', '--follow', '--config', config]);
-    let kill: number;
     try {
       // Files written continuously, each one's acknowledgement noted (metadata only: no chunkserver needed).
       const dir = path.join(lab.mount!.dir, 'live');
@@ -122,4 +133,36 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     expect(target).toBeGreaterThan(0);
     await withoutStore(store, () => restoreAndCheck('restored-s3', ['--from', 'copy:offsite-s3']));
   }, 120_000);
+
+  test('promote with the metaloggers gone: the standby serves the newest snapshot rolled on through the archive', async () => {
+    expect(kill).toBeGreaterThan(0);
+    const standby = await LabMaster.create(path.join(lab.dir, 'standby'), {
+      bootstrap: false,
+      ports: lab.master.ports,
+    });
+    const promoteConfig = await lab.writeConfig(
+      {
+        ...settings,
+        standby: {
+          dataPath: standby.dataPath,
+          masterConfig: standby.configFile,
+          cliHost: '127.0.0.1',
+          cliPort: standby.ports.cl,
+        },
+        jobs: { ...(settings.jobs as object), promote: { fenceTimeoutSeconds: 1 } },
+      },
+      'promote.yaml',
+    );
+    try {
+      const res = await runCli(['run', 'promote', '--config', promoteConfig, '--json'], { timeoutMs: 120_000 });
+      const report = JSON.parse(res.stdout) as { status: string; summary: string; lines: string[] };
+      expect(`${report.status}: ${report.summary}`).toMatch(/^OK: promoted: serving metadata version \d+/);
+      expect(report.lines.join('\n')).toMatch(/archive:store/);
+      // The snapshot was taken before the files were written: they came from the archive, up to its end.
+      await checkFiles('promoted', standby, kill - 2_000, false);
+    } finally {
+      const pid = await runningMasterPid(standby.dataPath);
+      if (pid) process.kill(pid, 'SIGKILL');
+    }
+  }, 180_000);
 });

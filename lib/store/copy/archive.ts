@@ -5,11 +5,17 @@ import { ChainError, describeError, TransferError } from '../../core/errors.js';
 import { DIR_MODE } from '../../core/atomic.js';
 import { MANIFEST, onDisk } from '../manifest.js';
 import type { StoreKeys } from '../sealed.js';
-import { ARCHIVE_DIR, parseSegmentManifest, type SegmentManifest, type StoredSegment } from '../segments.js';
+import {
+  ARCHIVE_DIR,
+  parseSegmentManifest,
+  segmentsNotNeeded,
+  type SegmentManifest,
+  type StoredSegment,
+} from '../segments.js';
 import { download, ensureRoom } from './fetch.js';
 import { copyListingBudget, MAX_MANIFEST_BYTES } from './listing.js';
 import { openCopy } from './open.js';
-import { pushSnapshot, type CopyRun } from './push.js';
+import { pushSnapshot, removeRemoteSnapshot, type CopyRun } from './push.js';
 import type { CopyRepository } from './repository.js';
 
 /**
@@ -73,13 +79,16 @@ export function openArchiveCopy(config: Config, copy: CopyConfig, signal?: Abort
 
 /**
  * Push sealed segments the copy does not hold complete yet (`known`: ids already there, kept up to date
- * across calls so a follower lists the copy once, not at every seal). Never removes anything.
+ * across calls so a follower lists the copy once, not at every seal). Never removes anything. `floor`: the
+ * first version of the oldest segment the copy holds; a segment ending before it was pruned there (the
+ * copy's images do not need it: pruneCopySegments) and is not sent back.
  */
 export async function pushSegments(
   repo: CopyRepository,
   segments: readonly StoredSegment[],
   known: Set<string>,
   signal: AbortSignal,
+  floor?: number,
 ): Promise<CopyRun> {
   const run: CopyRun = {
     copy: repo.name,
@@ -97,7 +106,7 @@ export async function pushSegments(
   };
   const started = Date.now();
   for (const s of segments) {
-    if (known.has(s.id)) continue;
+    if (known.has(s.id) || (floor !== undefined && s.manifest.last < floor)) continue;
     await pushSnapshot(repo, s, run, signal);
     known.add(s.id);
   }
@@ -144,6 +153,39 @@ export async function fetchCopySegments(
       out.push({ id: s.id, dir: into, manifest: s.manifest });
     }
     return out;
+  } finally {
+    await repo.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The copy's side of the recovery window: its complete segments whose lines are all older than every image
+ * the copy keeps (`retainedStarts`, after its retention ran; pinned snapshots among them) are removed,
+ * manifest first, so none looks complete while half gone. The newest segment always stays. Segments the
+ * store did not sign (refused by the listing) and incomplete uploads are left alone: the archiver finishes
+ * the latter, verify names the former. Returns the removed ids (or, with `dryRun`, those it would remove).
+ */
+export async function pruneCopySegments(
+  config: Config,
+  copy: CopyConfig,
+  retainedStarts: readonly number[],
+  keys: StoreKeys,
+  signal: AbortSignal,
+  dryRun = false,
+): Promise<string[]> {
+  if (!retainedStarts.length) return [];
+  const repo = await openArchiveCopy(config, copy, signal);
+  try {
+    const { segments } = await listCopySegments(repo, keys, signal);
+    const doomed = segmentsNotNeeded(segments, retainedStarts).map((s) => s.id);
+    if (dryRun) return doomed;
+    const removed: string[] = [];
+    for (const id of doomed) {
+      signal.throwIfAborted();
+      await removeRemoteSnapshot(repo, id);
+      removed.push(id);
+    }
+    return removed;
   } finally {
     await repo.close().catch(() => undefined);
   }

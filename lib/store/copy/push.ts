@@ -9,6 +9,7 @@ import { storeKeys } from '../stored-file.js';
 import { listCopy, listSnapshotFiles } from './listing.js';
 import { planCopy } from './plan.js';
 import { readPins } from '../pins.js';
+import { restoreFrom } from '../../moosefs/metadata.js';
 import { openCopy } from './open.js';
 import type { CopyRepository } from './repository.js';
 
@@ -40,6 +41,10 @@ export interface CopyRun {
   /** --dry-run: what a real run would send and remove. */
   wouldPush?: string[];
   wouldRemove?: string[];
+  /** The version each complete snapshot left on the copy restores from (what its archive must reach). */
+  retainedStarts?: number[];
+  /** Archive segments removed from the copy: older than every image it keeps (issue #26). */
+  removedSegments?: string[];
 }
 
 /** Remove a remote snapshot so it never looks complete while half gone: the manifest goes first. */
@@ -121,7 +126,12 @@ export async function pushToCopy(
       zone: config.timezone,
       pinned: new Set(Object.keys(await readPins(config.snapshotStore!.path))),
     });
+    const images = new Map([...local, ...listing.complete].map((s) => [s.id, s.manifest.image]));
+    const startsOf = (ids: Iterable<string>) =>
+      [...new Set([...ids].map((id) => restoreFrom(images.get(id)!)))].sort((a, b) => a - b);
     if (dryRun) {
+      const dropped = new Set(plan.remove);
+      run.retainedStarts = startsOf([...plan.push, ...[...complete].filter((id) => !dropped.has(id))]);
       run.wouldPush = plan.push;
       run.wouldRemove = [...plan.remove, ...plan.removeIncomplete];
       run.ok = true;
@@ -146,6 +156,7 @@ export async function pushToCopy(
       await removeRemoteSnapshot(repo, id);
       run.removedIncomplete.push(id);
     }
+    run.retainedStarts = startsOf(complete);
     run.ok = true;
   } catch (err) {
     if (signal.aborted) throw err;
