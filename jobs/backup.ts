@@ -369,7 +369,14 @@ async function pruneCopyArchive(
   dryRun: boolean,
 ): Promise<string[]> {
   try {
-    const ids = await pruneCopySegments(config, copy, run.retainedStarts ?? [], await storeKeys(config), signal, dryRun);
+    const ids = await pruneCopySegments(
+      config,
+      copy,
+      run.retainedStarts ?? [],
+      await storeKeys(config),
+      signal,
+      dryRun,
+    );
     if (!dryRun) run.removedSegments = ids;
     if (!ids.length) return [];
     const what = `${ids.length} archive segment${ids.length === 1 ? '' : 's'} older than every image it keeps`;
