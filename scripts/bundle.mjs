@@ -34,7 +34,13 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 await build({
   absWorkingDir: root,
-  entryPoints: { 'hand-off': 'dist/bin/hand-off.js', cli: 'dist/bin/cli.js' },
+  // The changelog scanner's worker thread is a file of its own: changelog-pool.js starts it by
+  // new URL('./changelog-worker.js', import.meta.url), which names this output beside the chunks.
+  entryPoints: {
+    'hand-off': 'dist/bin/hand-off.js',
+    cli: 'dist/bin/cli.js',
+    'changelog-worker': 'dist/lib/moosefs/changelog-worker.js',
+  },
   outdir: 'dist/bundle/cli',
   bundle: true,
   splitting: true,
