@@ -81,7 +81,7 @@ class LineLogger implements Logger {
 }
 
 /** JSON with keys sorted at every depth (the order logform's safe-stable-stringify gave). */
-export function stableJson(value: unknown, seen: object[] = []): string | undefined {
+function stableJson(value: unknown, seen: object[] = []): string | undefined {
   if (typeof value === 'object' && value !== null && typeof (value as { toJSON?: unknown }).toJSON === 'function')
     value = (value as { toJSON: () => unknown }).toJSON();
   switch (typeof value) {
