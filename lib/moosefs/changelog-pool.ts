@@ -72,7 +72,12 @@ export class ChangelogScanPool {
             else if ('overflow' in m) settle(() => reject(overflowError(limits, m.overflow)));
             else settle(() => reject(Object.assign(new Error(`${limits.what}: ${m.error}`), { code: m.code })));
           };
-          const onError = (err: Error) => settle(() => reject(err));
+          // A worker that failed (an uncaught error, out of memory) is gone: a new one takes its place.
+          const onError = (err: Error) =>
+            settle(() => {
+              worker = this.replace(worker);
+              reject(err);
+            });
           worker.on('message', onMessage);
           worker.on('error', onError);
           const task: ScanTask = { id, fd: handle.fd, limit: limitOf(limits.bound), label };
