@@ -34,7 +34,13 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 await build({
   absWorkingDir: root,
-  entryPoints: { 'hand-off': 'dist/bin/hand-off.js', cli: 'dist/bin/cli.js' },
+  // The changelog scanner's worker thread is a file of its own: changelog-pool.js starts it by
+  // new URL('./changelog-worker.js', import.meta.url), which names this output beside the chunks.
+  entryPoints: {
+    'hand-off': 'dist/bin/hand-off.js',
+    cli: 'dist/bin/cli.js',
+    'changelog-worker': 'dist/lib/moosefs/changelog-worker.js',
+  },
   outdir: 'dist/bundle/cli',
   bundle: true,
   splitting: true,
@@ -51,6 +57,9 @@ await build({
   },
   chunkNames: 'chunk-[hash]',
   legalComments: 'none',
+  // Without comments and indentation the chunks are 40 % smaller and ASCII only (a comment's "—" or "é" made V8 read a
+  // whole chunk as UTF-16): ≈ 30 ms of CPU less per `run` (issue #28). Names are kept: stack traces stay readable.
+  minifyWhitespace: true,
   logLevel: 'warning',
   plugins: [zodEnglishOnly],
 });
@@ -59,7 +68,7 @@ await build({
 const outdir = path.join(root, 'dist/bundle/cli');
 for (const name of readdirSync(outdir)) {
   const text = readFileSync(path.join(outdir, name), 'utf8');
-  for (const [, rel] of text.matchAll(/new URL\("([^"]+)", import\.meta\.url\)/g)) {
+  for (const [, rel] of text.matchAll(/new URL\("([^"]+)",\s*import\.meta\.url\)/g)) {
     if (!existsSync(path.resolve(outdir, rel))) {
       console.error(`bundle: ${name}: new URL("${rel}", import.meta.url) names no file from dist/bundle/cli/`);
       process.exit(1);

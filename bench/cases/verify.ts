@@ -42,6 +42,8 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
     figures: { changelogMb: Math.round(chain.changelogBytes / 2 ** 20), lines } as Record<string, number | string>,
     notes: [
       'both read from the page cache (the files were just generated or read): a cold cache makes both disk-bound',
+      'verify scans a local DATA_PATH of >= 64 MB in worker threads, a file per core (issue #28); wc -l and the ' +
+        'Node newline count use one core',
     ],
   };
   if (!jobAvailable('verify')) {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
-import { noop } from 'cockatiel';
-import { Etcd3, type IOptions } from 'etcd3';
+import type { Etcd3, IOptions } from 'etcd3';
 import type { Config, QuorumConfig } from '../core/config.js';
 import { describeError, MfsJobsError } from '../core/errors.js';
 
@@ -39,6 +39,10 @@ export function quorumName(config: Config): string {
 
 const MAX_VALUE_BYTES = 1024;
 
+// etcd3 (gRPC and protobufjs, with cockatiel) costs ≈ 0.28 s of CPU to load, and every `run promote` imports this
+// file: it loads only when a quorum is configured (start-up, issue #28). Both are CommonJS, so open() stays sync.
+const requireLazily = createRequire(import.meta.url);
+
 export class Quorum {
   private constructor(
     /** One client per endpoint, each request sent to all at once: a member cut off from its majority only times out. */
@@ -61,6 +65,8 @@ export class Quorum {
     };
     // No retries and no circuit breaker (etcd3's defaults, via cockatiel, its own dependency): a breaker opened
     // by the timeouts of an election kept a healthy member from being asked for seconds, past the lease.
+    const { noop } = requireLazily('cockatiel') as typeof import('cockatiel');
+    const { Etcd3 } = requireLazily('etcd3') as typeof import('etcd3');
     const options: Omit<IOptions, 'hosts'> = {
       dialTimeout: etcd.retryTimeoutSeconds * 1000,
       faultHandling: { host: () => noop, global: noop },

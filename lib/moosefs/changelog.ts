@@ -111,7 +111,10 @@ function readLine(buf: Buffer, from: number, to: number, out: LineFields): LineV
   while (i < to && ((buf[i]! >= 0x41 && buf[i]! <= 0x5a) || buf[i] === 0x5f)) i++;
   if (i === out.op || buf[i] !== OPEN) return 'damaged';
   out.open = i;
-  const close = buf.lastIndexOf(CLOSE, to - 1);
+  // Backwards from the end by hand: the ")" is a few bytes before it (`):RESULT`), and Buffer#lastIndexOf, a call
+  // into C++ per line, cost more than the rest of the line's parse (issue #28).
+  let close = to - 1;
+  while (close > i && buf[close] !== CLOSE) close--;
   if (close <= i) return 'damaged';
   out.close = close;
   if (close === to - 1) return 'ok';

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { scanChangelogStream, type ChangelogScan } from './changelog.js';
 import { readChangelogEdges } from './changelog-edges.js';
+import type { ChangelogScanPool } from './changelog-pool.js';
 import { ChainError } from '../core/errors.js';
 import { sessionsFilesFor } from './generations/index.js';
 import {
@@ -74,11 +75,17 @@ export function changelogBound(name: string, size: number): ReadBound {
  * Scan a changelog where it lies (one streaming pass, nothing copied), reading at most its listed
  * `size` plus the growth a live changelog is allowed.
  */
-export async function scanSourceChangelog(source: FileSource, file: string, size: number): Promise<ChangelogScan> {
-  return scanChangelogStream(
-    await source.readStream(file, changelogBound(path.basename(file), size)),
-    `${source.label}:${path.basename(file)}`,
-  );
+export async function scanSourceChangelog(
+  source: FileSource,
+  file: string,
+  size: number,
+  /** Scan in a worker thread when the source is on this machine's disk (changelog-pool.ts). */
+  pool?: ChangelogScanPool,
+): Promise<ChangelogScan> {
+  const bound = changelogBound(path.basename(file), size);
+  const label = `${source.label}:${path.basename(file)}`;
+  if (pool && source.openLocal) return pool.scan(source, file, bound, label);
+  return scanChangelogStream(await source.readStream(file, bound), label);
 }
 
 /**

@@ -59,6 +59,12 @@ export interface FileSource {
   readStream(file: string, bound: ReadBound): Promise<Readable>;
   /** Bytes [start, start+length) of a file (image headers, EOF markers). */
   readRange(file: string, start: number, length: number): Promise<Buffer>;
+  /**
+   * A source on this machine's disk only: the file opened as readStream opens it (never through a symlink, a
+   * regular file), and the bounds readStream would apply, for a reader in a worker thread that reads by the
+   * descriptor (lib/moosefs/changelog-pool.ts). The caller closes the handle.
+   */
+  openLocal?(file: string, bound: ReadBound): Promise<{ handle: fs.FileHandle; limits: BoundedReadOptions }>;
   remove(file: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -213,6 +219,10 @@ class LocalSource implements FileSource {
       handle.createReadStream({ highWaterMark: 1 << 20, end: limitOf(bound) }),
       this.bounded(file, bound),
     );
+  }
+  async openLocal(file: string, bound: ReadBound) {
+    const { handle } = await openRegular(this.hostName, this.label, file);
+    return { handle, limits: this.bounded(file, bound) };
   }
   async readRange(file: string, start: number, length: number): Promise<Buffer> {
     const { handle: h } = await openRegular(this.hostName, this.label, file);

@@ -5,7 +5,8 @@ import { describeError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
 import { changelogIndex } from '../moosefs/metadata.js';
 import { readSnapshotContent, storedPathOf, type StoreKeys } from '../store/stored-file.js';
-import type { FileSource } from '../transport/remote.js';
+import type { FileSource, RemoteEntry } from '../transport/remote.js';
+import { ChangelogScanPool } from '../moosefs/changelog-pool.js';
 import { planRestore, type ChangelogFacts, type ImageFacts, type RestorePlan } from '../moosefs/restore-model.js';
 
 /**
@@ -53,19 +54,46 @@ async function readChangelogs(
   listing: DataPathListing,
   o: InspectOptions,
 ): Promise<ChangelogFacts[]> {
-  const out: ChangelogFacts[] = [];
-  for (const e of listing.changelogs) {
+  // A local DATA_PATH with much to read is scanned in worker threads, a file per core (issue #28); a remote one
+  // streams over its one connection, a file at a time.
+  const bytes = listing.changelogs.reduce((sum, e) => sum + e.size, 0);
+  const pool = source.openLocal && bytes >= ChangelogScanPool.MIN_BYTES ? ChangelogScanPool.open() : undefined;
+  const scanOne = async (e: RemoteEntry): Promise<ChangelogFacts> => {
     abortIfAsked(o.signal);
     const file = path.posix.join(listing.dataPath, e.name);
-    let scan = await scanSourceChangelog(source, file, e.size);
+    let scan = await scanSourceChangelog(source, file, e.size, pool);
     if (scan.truncatedLastLine && (o.cutLineRetryMs ?? 0) > 0) {
       // The metalogger may be half-way through writing its newest line: look once more.
       await sleep(o.cutLineRetryMs!);
-      scan = await scanSourceChangelog(source, file, e.size);
+      scan = await scanSourceChangelog(source, file, e.size, pool);
     }
-    out.push({ name: e.name, size: scan.bytes, mtimeMs: e.mtimeMs, scan });
+    return { name: e.name, size: scan.bytes, mtimeMs: e.mtimeMs, scan };
+  };
+  try {
+    return await inOrder(listing.changelogs, pool?.size ?? 1, scanOne);
+  } finally {
+    await pool?.close();
   }
-  return out;
+}
+
+/** `f` over `items`, at most `width` at a time, results in the items' order; the first failure once all settled. */
+async function inOrder<T, R>(items: readonly T[], width: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      results[i] = await f(items[i]!).catch((err: unknown) => {
+        failed = true;
+        throw err;
+      });
+    }
+  };
+  const lanes = await Promise.allSettled(Array.from({ length: Math.min(width, items.length) }, lane));
+  const first = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+  if (first) throw first.reason;
+  return results;
 }
 
 /**

@@ -8,6 +8,7 @@ import { EOF_MARKER, IMAGE_MAGIC } from '../../../lib/moosefs/metadata.js';
 import { openSource, type FileSource } from '../../../lib/transport/remote.js';
 import type { ReadBound } from '../../../lib/transport/bounded.js';
 import { inspectDataPath } from '../../../lib/verify/source.js';
+import { ChangelogScanPool } from '../../../lib/moosefs/changelog-pool.js';
 
 const LINES = 3_000_000;
 const IMAGE_VERSION = 1_000_000;
@@ -35,9 +36,13 @@ async function writeChangelog(file: string, from: number, count: number): Promis
   return (await fs.stat(file)).size;
 }
 
-/** The real local source, with every chunk it hands out observed: how much memory is in use right then. */
+/**
+ * The real local source, with every chunk it hands out observed: how much memory is in use right then. Without
+ * openLocal: the streaming path (the worker-thread path of a big local DATA_PATH is the next test's).
+ */
 function observed(source: FileSource, sample: () => void): FileSource {
   return Object.assign(Object.create(source) as FileSource, {
+    openLocal: undefined,
     readStream: async (file: string, bound: ReadBound) =>
       (await source.readStream(file, bound)).pipe(
         new Transform({
@@ -89,6 +94,29 @@ describe('verify reads changelogs in one streaming pass', () => {
     // Buffering the file would hold all of it at once; a streaming pass holds a few chunks.
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(64 * 1024 * 1024);
+    expect(peak).toBeLessThan(size / 2);
+  });
+
+  test('a big local DATA_PATH is scanned in worker threads: the same facts, memory that does not grow with it', async () => {
+    // The file of the test above (tests in a file run in order).
+    const size = (await fs.stat(path.join(dir, 'changelog_ml.0.mfs'))).size;
+    expect(size).toBeGreaterThan(ChangelogScanPool.MIN_BYTES);
+    const config = parseConfig({ metaloggers: [{ name: 'ml1', host: 'localhost', dataPath: dir, local: true }] });
+    const source = await openSource(config, config.metaloggers[0]!);
+    expect(typeof source.openLocal).toBe('function');
+    const base = process.memoryUsage().rss;
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss - base)), 5);
+    const facts = await inspectDataPath(source, dir).finally(() => clearInterval(sampler));
+    expect(facts.changelogs[0]!.scan).toMatchObject({
+      bytes: size,
+      lines: LINES,
+      first: IMAGE_VERSION,
+      last: IMAGE_VERSION + LINES - 1,
+      problems: [],
+    });
+    expect(facts.plan.roll).toMatchObject({ reached: IMAGE_VERSION + LINES, holes: [] });
+    // Two worker threads' own heaps, and one 1 MB read buffer each: far below the file's size.
     expect(peak).toBeLessThan(size / 2);
   });
 });
