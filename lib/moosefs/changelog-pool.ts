@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { TransferError } from '../core/errors.js';
 import { limitOf, overflowError, ReadWatchdog } from '../transport/bounded.js';
 import type { FileSource } from '../transport/remote.js';
 import type { ReadBound } from '../transport/bounded.js';
@@ -44,7 +45,8 @@ export class ChangelogScanPool {
 
   /** Scan `file` of a source that has openLocal; `label` names it in the scan (as scanSourceChangelog does). */
   async scan(source: FileSource, file: string, bound: ReadBound, label: string): Promise<ChangelogScan> {
-    if (!source.openLocal) throw new Error(`${source.label}: not a local source: no scan in a worker thread`);
+    if (!source.openLocal)
+      throw new TransferError(source.label, `${source.label}: not a local source: no scan in a worker thread`);
     const { handle, limits } = await source.openLocal(file, bound);
     try {
       let worker = await this.take();
