@@ -32,6 +32,7 @@ const ALL_CASES = [
   'failover',
   'failover-sync',
   'failover-tuned',
+  'failover-keepalived',
   'failover-quorum',
 ] as const;
 
@@ -196,6 +197,16 @@ async function main(): Promise<void> {
         'failover-tuned',
         () => failoverCase(ctx, 'tuned'),
         empty('failover-tuned', 'VIP failover end to end, chunkserver reconnecting every second', '≤ 1.1× seed script'),
+      );
+    if (cases.has('failover-keepalived'))
+      await attempt(
+        'failover-keepalived',
+        () => failoverCase(ctx, 'keepalived'),
+        empty(
+          'failover-keepalived',
+          'VIP failover end to end, keepalived notify_master, no daemon',
+          '≤ 1.1× seed script',
+        ),
       );
     if (cases.has('failover-quorum'))
       await attempt(

@@ -1,4 +1,11 @@
-import { FailoverLab, SEED_UP, type ClientsState, type FailoverRound, type Promoter } from '../../test/lab/failover.js';
+import {
+  FailoverLab,
+  SEED_NOTIFY,
+  SEED_UP,
+  type ClientsState,
+  type FailoverRound,
+  type Promoter,
+} from '../../test/lab/failover.js';
 import { summarize } from '../measure.js';
 import { FigureSamples, verdict, type BenchContext, type CaseResult } from '../bench-case.js';
 
@@ -12,20 +19,26 @@ import { FigureSamples, verdict, type BenchContext, type CaseResult } from '../b
  * `mfsmaster -a`) and the shipped one (its `mfs-jobs run promote` joins the promotion the standby's daemon
  * started when the VIP appeared: `standby.promoteOnVip`) — so each machine and each moment of the run
  * gets both. Both read the metalogger's DATA_PATH as a directory.
+ * 'keepalived': keepalived instead of ucarp on A and B, no daemon; the sides are the shipped notify script
+ * (examples/keepalived/mfs-jobs-notify.sh: `master` runs `mfs-jobs run promote` detached) and the seed's
+ * up-script in its notify_master form (bench/baseline/keepalived-notify-seed.sh: keepalived has added the
+ * VIP, so only cp + `mfsmaster -a`), each machine's keepalived restarted with the next round's script.
  */
 export async function failoverCase(
   ctx: BenchContext,
-  variant: 'default' | 'tuned' | 'sync' = 'default',
+  variant: 'default' | 'tuned' | 'sync' | 'keepalived' = 'default',
 ): Promise<CaseResult> {
   // 'sync': the seed's own hook form — the up-script runs `mfs-jobs run promote` and waits for it, no daemon
-  // (issue 24); the other variants join the standby daemon's promotion (promoteOnVip).
-  const ours: Promoter = variant === 'sync' ? 'mfs-jobs sync' : 'mfs-jobs';
+  // (issue 24); 'keepalived': the notify script, no daemon (the lab's 'mfs-jobs sync' there); the other
+  // variants join the standby daemon's promotion (promoteOnVip).
+  const keepalived = variant === 'keepalived';
+  const ours: Promoter = variant === 'sync' || keepalived ? 'mfs-jobs sync' : 'mfs-jobs';
   const order: Promoter[] = [];
   for (let k = 0; k < ctx.reps; k++)
     order.push(...(k % 2 === 0 ? (['seed script', ours] as const) : ([ours, 'seed script'] as const)));
   const result = {
     id: variant === 'default' ? 'failover' : `failover-${variant}`,
-    title: `VIP failover end to end (ucarp, 3 namespaces, kill -9 + link down${variant === 'tuned' ? ', chunkserver MASTER_RECONNECTION_DELAY = 1' : ''}${variant === 'sync' ? ', up-script waits for mfs-jobs run promote, no daemon' : ''}): kill → first client write, ${ctx.reps} rounds each`,
+    title: `VIP failover end to end (${keepalived ? 'keepalived' : 'ucarp'}, 3 namespaces, kill -9 + link down${variant === 'tuned' ? ', chunkserver MASTER_RECONNECTION_DELAY = 1' : ''}${variant === 'sync' ? ', up-script waits for mfs-jobs run promote, no daemon' : ''}${keepalived ? ', notify_master, no daemon' : ''}): kill → first client write, ${ctx.reps} rounds each`,
     target: { text: '≤ 1.1× seed script', maxRatio: 1.1 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
@@ -34,13 +47,14 @@ export async function failoverCase(
   // setting an operator tunes for fast failover; it also shrinks the step that hides a promotion's speed.
   const chunkserverConfig: Record<string, string> = variant === 'tuned' ? { MASTER_RECONNECTION_DELAY: '1' } : {};
   const reconnectMs = variant === 'tuned' ? 1_000 : 5_000;
-  const prefix = { default: '10.76.0', tuned: '10.75.0', sync: '10.74.0' }[variant];
+  const prefix = { default: '10.76.0', tuned: '10.75.0', sync: '10.74.0', keepalived: '10.72.0' }[variant];
   const lab = await FailoverLab.start({
     prefix,
     vip: `${prefix}.100`,
     metaloggerLocal: true,
-    promoteOnVip: variant !== 'sync',
+    promoteOnVip: variant !== 'sync' && !keepalived,
     chunkserverConfig,
+    vrrp: keepalived ? 'keepalived' : 'ucarp',
   });
   const rounds: FailoverRound[] = [];
   const clientsBack = new Map<FailoverRound, ClientsState['details']>();
@@ -70,8 +84,13 @@ export async function failoverCase(
   }
   const sample = (r: FailoverRound) => ({ seconds: r.firstWriteSeconds, code: 0, stdout: '', stderr: '' });
   const of = (p: Promoter) => rounds.filter((r) => r.promoter === p);
-  const subject =
-    variant === 'sync'
+  const subject = keepalived
+    ? summarize(
+        'mfs-jobs run promote from notify_master (detached, no daemon)',
+        'examples/keepalived/mfs-jobs-notify.sh master → mfs-jobs run promote',
+        of(ours).map(sample),
+      )
+    : variant === 'sync'
       ? summarize(
           'mfs-jobs run promote in the up-script (no daemon)',
           'test/failover/vip-up-sync.sh → mfs-jobs run promote',
@@ -83,8 +102,8 @@ export async function failoverCase(
           of(ours).map(sample),
         );
   const baseline = summarize(
-    'seed up-script (cp + mfsmaster -a)',
-    SEED_UP.replace(/.*\/bench\//, 'bench/'),
+    keepalived ? 'seed up-script as notify_master (cp + mfsmaster -a)' : 'seed up-script (cp + mfsmaster -a)',
+    (keepalived ? SEED_NOTIFY : SEED_UP).replace(/.*\/bench\//, 'bench/'),
     of('seed script').map(sample),
   );
   const own = new FigureSamples();

@@ -36,6 +36,10 @@ const ROUND_SKEW = 50;
 const DOWN = path.join(REPO_ROOT, 'examples', 'ucarp', 'vip-down.sh');
 /** keepalived's notify script (`<script> master|backup|fault`), installed into the lab as an operator would. */
 export const KEEPALIVED_NOTIFY = path.join(REPO_ROOT, 'examples', 'keepalived', 'mfs-jobs-notify.sh');
+/** The seed's up-script as keepalived's notify script (cp + `mfsmaster -a` on `master`): its keepalived baseline. */
+export const SEED_NOTIFY = path.join(REPO_ROOT, 'bench', 'baseline', 'keepalived-notify-seed.sh');
+/** keepalived's notify script for a round's up-script: the seed's in its notify form, else the shipped one. */
+const notifyOf = (upScript: string) => (upScript === SEED_UP ? SEED_NOTIFY : KEEPALIVED_NOTIFY);
 /** keepalived's priority for ucarp's skew 0 (a higher skew: a lower priority). */
 const KEEPALIVED_PRIORITY = 150;
 /** The CLI of the compiled tree this file runs from: the hooks run the same code as the test. */
@@ -166,7 +170,11 @@ export interface ClientsState {
   };
 }
 
-/** Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon). */
+/**
+ * Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon).
+ * In a keepalived lab the seed's script is bench/baseline/keepalived-notify-seed.sh and every mfs-jobs promoter
+ * is examples/keepalived/mfs-jobs-notify.sh (its job detached); `mfs-jobs sync` there means: no daemon.
+ */
 export type Promoter = 'seed script' | 'mfs-jobs' | 'mfs-jobs sync';
 
 /** One measured failover: times from the kill -9 (s), and promote's own report for an mfs-jobs round. */
@@ -187,6 +195,8 @@ export class FailoverLab {
   /** With `vrrp: 'keepalived'`, instead of ucarp. */
   readonly keepaliveds = new Map<Machine, Keepalived>();
   private vrrp: 'ucarp' | 'keepalived' = 'ucarp';
+  /** The notify script each machine's keepalived was started with (switchUpScript restarts it on a change). */
+  private readonly notifyScripts = new Map<Machine, string>();
   /** `mfs-jobs daemon` on a machine: takes the hook's `run promote` over its socket. */
   readonly daemons = new Map<Machine, Daemon>();
   /** sshd on C (metalogger, chunkserver files). */
@@ -516,16 +526,18 @@ export class FailoverLab {
       this.startUcarp(m, skew, upScript);
       return;
     }
+    const source = notifyOf(upScript);
     const keepalived = await Keepalived.start(m, {
       dir: this.dir,
       vip: this.vip,
       vrid: 42,
       password: `mfs${process.pid}`.slice(0, 8),
       priority: KEEPALIVED_PRIORITY - skew,
-      notifyScript: await this.installNotifyScript(),
-      env: this.hookEnv(m),
+      notifyScript: await this.installNotifyScript(source),
+      env: { ...this.hookEnv(m), ...this.seedEnv(m) },
     });
     this.keepaliveds.set(m, keepalived);
+    this.notifyScripts.set(m, source);
   }
 
   /** The keepalived notify script where keepalived's enable_script_security accepts it: root's, 0755, in root's directory. */
@@ -533,10 +545,10 @@ export class FailoverLab {
     return path.join(this.dir, 'hooks', 'mfs-jobs-notify.sh');
   }
 
-  private async installNotifyScript(): Promise<string> {
-    const file = this.notifyScriptPath;
+  private async installNotifyScript(source = KEEPALIVED_NOTIFY): Promise<string> {
+    const file = path.join(path.dirname(this.notifyScriptPath), path.basename(source));
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-    await fs.copyFile(KEEPALIVED_NOTIFY, file);
+    await fs.copyFile(source, file);
     await fs.chmod(file, 0o755);
     return file;
   }
@@ -679,10 +691,15 @@ export class FailoverLab {
 
   private deafTable: string | undefined;
 
-  /** Restart `m`'s ucarp with another up-script (it is BACKUP: no script runs). */
+  /** Restart `m`'s ucarp (or keepalived) with another up-script (it is BACKUP: no script runs, none demotes). */
   async switchUpScript(m: Machine, skew: number, upScript: string): Promise<void> {
-    // keepalived has one hook form (its notify script, which never delays the VIP): nothing to switch.
-    if (this.vrrp === 'keepalived') return;
+    if (this.vrrp === 'keepalived') {
+      // keepalived has one mfs-jobs hook form (its notify script, which never delays the VIP); the seed's is another.
+      if (this.notifyScripts.get(m) === notifyOf(upScript)) return;
+      await this.keepaliveds.get(m)?.stop();
+      await this.startVrrp(m, skew, upScript);
+      return;
+    }
     await this.ucarps.get(m)?.stop();
     this.startUcarp(m, skew, upScript);
   }
