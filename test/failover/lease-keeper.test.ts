@@ -8,7 +8,7 @@ import { silentLogger } from '../../lib/core/logger.js';
 import { LeaseKeeper } from '../../lib/failover/lease-keeper.js';
 import { quorumStatus } from '../../lib/failover/quorum.js';
 import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
-import { ETCD } from '../lab/etcd.js';
+import { loopbackEtcd } from '../lab/etcd.js';
 import { LabMaster } from '../lab/moosefs.js';
 import { NetLab } from '../lab/netns.js';
 import { Daemon, freePort, portOpen, sleep, waitFor } from '../lab/proc.js';
@@ -56,20 +56,10 @@ describe('lease keeper (issue #25): etcd lost while the daemon reads its master,
 
   test('the master serves on through failsafe: the leader report no longer holds the renewals and the asks', async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-keeper-'));
-    const [client, peerPort, failsafePort] = [await freePort(), await freePort(), await freePort()];
-    const endpoint = `http://127.0.0.1:${client}`;
-    etcd = new Daemon(
-      'etcd',
-      ETCD,
-      [
-        ['--name', 'k', '--data-dir', path.join(dir, 'etcd')],
-        ['--listen-client-urls', endpoint, '--advertise-client-urls', endpoint],
-        ['--listen-peer-urls', `http://127.0.0.1:${peerPort}`],
-        ['--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`],
-        ['--initial-cluster', `k=http://127.0.0.1:${peerPort}`],
-      ].flat(),
-      path.join(dir, 'etcd.log'),
-    );
+    const failsafePort = await freePort();
+    const started = await loopbackEtcd(dir, 'k');
+    etcd = started.daemon;
+    const endpoint = started.endpoint;
     master = await LabMaster.create(path.join(dir, 'master'));
     await master.start();
     net = await NetLab.create(['P'], PREFIX, 'mlk');

@@ -6,13 +6,13 @@ import type { FenceAnswer } from '../../lib/failover/fence.js';
 import { quorumFence } from '../../lib/failover/quorum-gate.js';
 import { Quorum, quorumStatus } from '../../lib/failover/quorum.js';
 import { lagCheck } from '../../lib/failover/quorum-gate.js';
+import { loopbackEtcd } from '../lab/etcd.js';
 import { Daemon, freePort, waitFor } from '../lab/proc.js';
 
 /**
  * Promote's quorum gate against a real etcd (one member on loopback) and real fence scripts: scenario 5
  * (the lag gate with the leader key's report) and 6 (the power-fence hook), and the key's refusals.
  */
-const ETCD = '/usr/bin/etcd';
 const unknown: FenceAnswer = {
   name: 'master-a',
   address: '10.0.0.1:9421',
@@ -48,33 +48,8 @@ describe('quorum gate (issue #25): leader key, power-fence hook, lag gate', () =
     });
 
   beforeAll(async () => {
-    await fs.access(ETCD).catch(() => {
-      throw new Error(`${ETCD} is missing: install etcd-server (this suite never skips)`);
-    });
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-gate-'));
-    const [client, peer] = [await freePort(), await freePort()];
-    endpoint = `http://127.0.0.1:${client}`;
-    etcd = new Daemon(
-      'etcd',
-      ETCD,
-      [
-        '--name',
-        'g',
-        '--data-dir',
-        path.join(dir, 'etcd'),
-        '--listen-client-urls',
-        endpoint,
-        '--advertise-client-urls',
-        endpoint,
-        '--listen-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-cluster',
-        `g=http://127.0.0.1:${peer}`,
-      ],
-      path.join(dir, 'etcd.log'),
-    );
+    ({ daemon: etcd, endpoint } = await loopbackEtcd(dir, 'g'));
     await waitFor('etcd to answer', async () => (await quorumStatus(cfg('x'))).reachable === true, 20_000);
   }, 30_000);
 

@@ -6,14 +6,14 @@ import { parseConfig } from '../../lib/core/config.js';
 import { readJobState } from '../../lib/core/state.js';
 import { Quorum, quorumStatus, type QuorumStatus } from '../../lib/failover/quorum.js';
 import { runCli } from '../helpers/cli.js';
-import { Daemon, freePort, waitFor } from '../lab/proc.js';
+import { loopbackEtcd } from '../lab/etcd.js';
+import { Daemon, waitFor } from '../lab/proc.js';
 
 /**
  * `verify` says who holds the quorum lease (issue #25), from the same reader as `status` (quorumStatus),
  * against a real etcd (one member on loopback): the holder, the lease's remaining TTL, the decision a
  * promotion from here would meet; etcd out of reach is a WARNING naming the endpoints.
  */
-const ETCD = '/usr/bin/etcd';
 
 interface VerifyState {
   status: string;
@@ -49,34 +49,9 @@ describe('verify reports the quorum lease (issue #25)', () => {
   };
 
   beforeAll(async () => {
-    await fs.access(ETCD).catch(() => {
-      throw new Error(`${ETCD} is missing: install etcd-server (this suite never skips)`);
-    });
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mq-verify-'));
     await fs.mkdir(path.join(dir, 'store'), { mode: 0o700 });
-    const [client, peer] = [await freePort(), await freePort()];
-    endpoint = `http://127.0.0.1:${client}`;
-    etcd = new Daemon(
-      'etcd',
-      ETCD,
-      [
-        '--name',
-        'v',
-        '--data-dir',
-        path.join(dir, 'etcd'),
-        '--listen-client-urls',
-        endpoint,
-        '--advertise-client-urls',
-        endpoint,
-        '--listen-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-cluster',
-        `v=http://127.0.0.1:${peer}`,
-      ],
-      path.join(dir, 'etcd.log'),
-    );
+    ({ daemon: etcd, endpoint } = await loopbackEtcd(dir, 'v'));
     const probe = parseConfig({ quorum: quorum('probe') });
     await waitFor('etcd to answer', async () => (await quorumStatus(probe)).reachable === true, 20_000);
   }, 30_000);

@@ -1,6 +1,7 @@
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Machine } from './netns.js';
-import { Daemon } from './proc.js';
+import { Daemon, freePort } from './proc.js';
 
 export const ETCD = '/usr/bin/etcd';
 export const ETCDCTL = '/usr/bin/etcdctl';
@@ -73,4 +74,29 @@ export class EtcdCluster {
   async kill9(): Promise<void> {
     for (const d of this.members.values()) await d.kill9().catch(() => undefined);
   }
+}
+
+/**
+ * One etcd member on loopback (free ports, data under `dir`/etcd) for the tests that need a real etcd but
+ * no cluster; fails loudly when etcd-server is missing (no suite skips). Stopped by PID (`daemon.kill9()`).
+ */
+export async function loopbackEtcd(dir: string, name: string): Promise<{ daemon: Daemon; endpoint: string }> {
+  await fs.access(ETCD).catch(() => {
+    throw new Error(`${ETCD} is missing: install etcd-server (this suite never skips)`);
+  });
+  const [client, peer] = [await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${client}`;
+  const peerUrl = `http://127.0.0.1:${peer}`;
+  const daemon = new Daemon(
+    'etcd',
+    ETCD,
+    [
+      ['--name', name, '--data-dir', path.join(dir, 'etcd')],
+      ['--listen-client-urls', endpoint, '--advertise-client-urls', endpoint],
+      ['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl],
+      ['--initial-cluster', `${name}=${peerUrl}`],
+    ].flat(),
+    path.join(dir, 'etcd.log'),
+  );
+  return { daemon, endpoint };
 }
