@@ -1,8 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
-import { generationNamed } from '../../lib/moosefs/generations/index.js';
-import { connectedChunkservers } from '../../lib/moosefs/master.js';
 import { parseChangelogLine } from '../../lib/moosefs/changelog.js';
 import { changelogIndex, isChangelogName } from '../../lib/moosefs/metadata.js';
 import { metarestoreArgs } from '../../lib/moosefs/generations/binaries.js';
@@ -11,7 +9,7 @@ import { Lab } from '../lab/cluster.js';
 import { labGeneration, prefixRoot, type LabVersion } from '../lab/generations.js';
 import { LabMaster } from '../lab/moosefs.js';
 import { NetLab, NsChunkserver } from '../lab/netns.js';
-import { freePort, sleep, waitFor } from '../lab/proc.js';
+import { freePort, sleep } from '../lab/proc.js';
 
 /**
  * The changelog archive on the generations besides Debian's 3.0 (test/jobs/archive-restore.test.ts): 4.59.2
@@ -41,16 +39,7 @@ describe.each<LabVersion>(['4.59.2', '1.6.4'])('archive on MooseFS %s: restore -
   let config: string;
 
   const cli = (args: string[]) => runCli([...args, '--config', config, '--json'], { timeoutMs: 120_000 });
-  const chunkserverListed = () =>
-    waitFor(
-      'the master listing the chunkserver',
-      async () =>
-        (await connectedChunkservers(
-          { host: '127.0.0.1', port: lab.master.ports.cl },
-          { generation: generationNamed('1.6'), softwareVersion: '1.6.4' },
-        ))!.length > 0,
-      30_000,
-    );
+  const chunkserverListed = () => NsChunkserver.waitListed(lab.master.ports.cl);
 
   const startChunkserver = async () => {
     cs = await NsChunkserver.start({}, path.join(lab.dir, 'cs'), '127.0.0.1', lab.generation, {

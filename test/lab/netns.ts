@@ -2,6 +2,8 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execCapture } from '../../lib/core/exec.js';
 import { versionInDataPath } from '../../lib/moosefs/datapath.js';
+import { generationNamed } from '../../lib/moosefs/generations/index.js';
+import { connectedChunkservers } from '../../lib/moosefs/master.js';
 import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
 import type { NativeMasterInfo } from '../../lib/moosefs/protocol.js';
 import { localSource } from '../../lib/transport/remote.js';
@@ -329,6 +331,20 @@ export class NsChunkserver {
     readonly dataPath: string,
     private readonly logOffset: number,
   ) {}
+
+  /**
+   * Until the 1.6.4 master on loopback `clientPort` lists a connected chunkserver (its registration shows in
+   * the log before the master has it; after a restart it reconnects after MASTER_RECONNECTION_DELAY).
+   */
+  static async waitListed(clientPort: number): Promise<void> {
+    const master = { host: '127.0.0.1', port: clientPort };
+    const version = { generation: generationNamed('1.6'), softwareVersion: '1.6.4' };
+    await waitFor(
+      'the master listing the chunkserver',
+      async () => ((await connectedChunkservers(master, version)) ?? []).length > 0,
+      30_000,
+    );
+  }
 
   static dataPathIn(dir: string): string {
     return path.join(dir, 'data');

@@ -3,14 +3,12 @@ import path from 'node:path';
 import { loadConfig } from '../../lib/core/config.js';
 import { Lab } from '../lab/cluster.js';
 import { labGeneration, type LabVersion } from '../lab/generations.js';
-import { freePort, waitFor } from '../lab/proc.js';
+import { freePort } from '../lab/proc.js';
 import { keygen } from '../lab/sshd.js';
 import { execCapture } from '../../lib/core/exec.js';
 import { MFS_JOBS_BIN, runCli } from '../helpers/cli.js';
 import { NetLab, NsChunkserver } from '../lab/netns.js';
 import { pathExists } from '../../lib/core/atomic.js';
-import { connectedChunkservers } from '../../lib/moosefs/master.js';
-import { generationNamed } from '../../lib/moosefs/generations/index.js';
 
 /**
  * `mfs-jobs init` against a real master, metalogger and sshd: the config it writes is the one the jobs
@@ -164,16 +162,7 @@ describe('mfs-jobs init on MooseFS 1.6.4 (no metalogger)', () => {
     });
     // Listed by the master (its registration in the log comes before the master has it); again after the
     // restart that saves an image: the chunkserver reconnects after MASTER_RECONNECTION_DELAY.
-    const listed = () =>
-      waitFor(
-        'the master listing the chunkserver',
-        async () =>
-          (await connectedChunkservers(
-            { host: '127.0.0.1', port: lab.master.ports.cl },
-            { generation: generationNamed('1.6'), softwareVersion: '1.6.4' },
-          ))!.length > 0,
-        30_000,
-      );
+    const listed = () => NsChunkserver.waitListed(lab.master.ports.cl);
     await listed();
     await lab.makeChanges('init-cs', 10);
     await lab.saveImage();
