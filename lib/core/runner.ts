@@ -134,7 +134,6 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
   } finally {
     if (timer) clearTimeout(timer);
     request.signal?.removeEventListener('abort', onOuterAbort);
-    await lock?.release().catch((err: unknown) => jlog.warn('could not release lock', { error: describeError(err) }));
   }
   const finishedAt = new Date();
   const durationMs = finishedAt.getTime() - startedAt.getTime();
@@ -152,11 +151,17 @@ export async function runJob(job: Job, request: RunRequest): Promise<RunOutcome>
     lines: result.lines ?? [],
   };
   const level = result.status === 'OK' ? 'info' : result.status === 'WARNING' ? 'warn' : 'error';
-  jlog.log(level, skipped ? 'job skipped' : 'job finished', {
-    status: result.status,
-    summary: result.summary,
-    durationMs,
-  });
+  // Logged before the lock goes: across processes sharing a log, a run's "job finished" always comes before
+  // the next holder's "job started" (a run that logged it after releasing seemed to overlap the next).
+  try {
+    jlog.log(level, skipped ? 'job skipped' : 'job finished', {
+      status: result.status,
+      summary: result.summary,
+      durationMs,
+    });
+  } finally {
+    await lock?.release().catch((err: unknown) => jlog.warn('could not release lock', { error: describeError(err) }));
+  }
   if (!skipped && !dryRun) await recordOutcome(config, job, result, report, finishedAt, jlog);
   return { report, skipped };
 }
