@@ -12,7 +12,7 @@ import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeKeys, storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
+import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
 import { pruneCopySegments } from '../lib/store/copy/archive.js';
 import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
 import {
@@ -353,7 +353,7 @@ export default defineJob({
       if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
       // The copy's archive keeps only what the images it keeps need, as the store's does (issue #26).
       if (run.ok && (copy.retention ?? config.snapshotStore!.retention).recoveryWindow)
-        housekeeping.push(...(await pruneCopyArchive(config, copy, run, ctx.signal, dryRun)));
+        housekeeping.push(...(await pruneCopyArchive(config, copy, storage, run, ctx.signal, dryRun)));
       copies.push(run);
     }
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
@@ -364,19 +364,13 @@ export default defineJob({
 async function pruneCopyArchive(
   config: Config,
   copy: CopyConfig,
+  keys: StoreWriteSettings,
   run: CopyRun,
   signal: AbortSignal,
   dryRun: boolean,
 ): Promise<string[]> {
   try {
-    const ids = await pruneCopySegments(
-      config,
-      copy,
-      run.retainedStarts ?? [],
-      await storeKeys(config),
-      signal,
-      dryRun,
-    );
+    const ids = await pruneCopySegments(config, copy, run.retainedStarts ?? [], keys, signal, dryRun);
     if (!dryRun) run.removedSegments = ids;
     if (!ids.length) return [];
     const what = `${ids.length} archive segment${ids.length === 1 ? '' : 's'} older than every image it keeps`;

@@ -72,7 +72,10 @@ export class ChangelogScanPool {
             if ('progress' in m) watchdog.progress(m.progress);
             else if ('scan' in m) settle(() => resolve(m.scan));
             else if ('overflow' in m) settle(() => reject(overflowError(limits, m.overflow)));
-            else settle(() => reject(Object.assign(new Error(`${limits.what}: ${m.error}`), { code: m.code })));
+            else
+              settle(() =>
+                reject(Object.assign(new TransferError(limits.host, `${limits.what}: ${m.error}`), { code: m.code })),
+              );
           };
           // A worker that failed (an uncaught error, out of memory) is gone: a new one takes its place.
           const onError = (err: Error) =>
