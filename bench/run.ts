@@ -31,6 +31,7 @@ const ALL_CASES = [
   'drill',
   'failover',
   'failover-sync',
+  'failover-detached',
   'failover-tuned',
   'failover-keepalived',
   'failover-quorum',
@@ -191,6 +192,16 @@ async function main(): Promise<void> {
         'failover-sync',
         () => failoverCase(ctx, 'sync'),
         empty('failover-sync', 'VIP failover end to end, synchronous up-script, no daemon', '≤ 1.1× seed script'),
+      );
+    if (cases.has('failover-detached'))
+      await attempt(
+        'failover-detached',
+        () => failoverCase(ctx, 'detached'),
+        empty(
+          'failover-detached',
+          'VIP failover end to end, shipped up-script detached, no daemon',
+          '≤ 1.1× seed script',
+        ),
       );
     if (cases.has('failover-tuned'))
       await attempt(

@@ -26,19 +26,21 @@ import { FigureSamples, verdict, type BenchContext, type CaseResult } from '../b
  */
 export async function failoverCase(
   ctx: BenchContext,
-  variant: 'default' | 'tuned' | 'sync' | 'keepalived' = 'default',
+  variant: 'default' | 'tuned' | 'sync' | 'detached' | 'keepalived' = 'default',
 ): Promise<CaseResult> {
   // 'sync': the seed's own hook form — the up-script runs `mfs-jobs run promote` and waits for it, no daemon
-  // (issue 24); 'keepalived': the notify script, no daemon (the lab's 'mfs-jobs sync' there); the other
+  // (issue 24); 'detached': the shipped up-script (examples/ucarp/vip-up.sh, promote detached), no daemon;
+  // 'keepalived': the notify script, no daemon (the lab's 'mfs-jobs sync' there); the other
   // variants join the standby daemon's promotion (promoteOnVip).
   const keepalived = variant === 'keepalived';
-  const ours: Promoter = variant === 'sync' || keepalived ? 'mfs-jobs sync' : 'mfs-jobs';
+  const ours: Promoter =
+    variant === 'sync' || keepalived ? 'mfs-jobs sync' : variant === 'detached' ? 'mfs-jobs detached' : 'mfs-jobs';
   const order: Promoter[] = [];
   for (let k = 0; k < ctx.reps; k++)
     order.push(...(k % 2 === 0 ? (['seed script', ours] as const) : ([ours, 'seed script'] as const)));
   const result = {
     id: variant === 'default' ? 'failover' : `failover-${variant}`,
-    title: `VIP failover end to end (${keepalived ? 'keepalived' : 'ucarp'}, 3 namespaces, kill -9 + link down${variant === 'tuned' ? ', chunkserver MASTER_RECONNECTION_DELAY = 1' : ''}${variant === 'sync' ? ', up-script waits for mfs-jobs run promote, no daemon' : ''}${keepalived ? ', notify_master, no daemon' : ''}): kill → first client write, ${ctx.reps} rounds each`,
+    title: `VIP failover end to end (${keepalived ? 'keepalived' : 'ucarp'}, 3 namespaces, kill -9 + link down${variant === 'tuned' ? ', chunkserver MASTER_RECONNECTION_DELAY = 1' : ''}${variant === 'sync' ? ', up-script waits for mfs-jobs run promote, no daemon' : ''}${variant === 'detached' ? ', shipped up-script (promote detached), no daemon' : ''}${keepalived ? ', notify_master, no daemon' : ''}): kill → first client write, ${ctx.reps} rounds each`,
     target: { text: '≤ 1.1× seed script', maxRatio: 1.1 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
@@ -47,12 +49,14 @@ export async function failoverCase(
   // setting an operator tunes for fast failover; it also shrinks the step that hides a promotion's speed.
   const chunkserverConfig: Record<string, string> = variant === 'tuned' ? { MASTER_RECONNECTION_DELAY: '1' } : {};
   const reconnectMs = variant === 'tuned' ? 1_000 : 5_000;
-  const prefix = { default: '10.76.0', tuned: '10.75.0', sync: '10.74.0', keepalived: '10.72.0' }[variant];
+  const prefix = { default: '10.76.0', tuned: '10.75.0', sync: '10.74.0', detached: '10.71.0', keepalived: '10.72.0' }[
+    variant
+  ];
   const lab = await FailoverLab.start({
     prefix,
     vip: `${prefix}.100`,
     metaloggerLocal: true,
-    promoteOnVip: variant !== 'sync' && !keepalived,
+    promoteOnVip: ours === 'mfs-jobs',
     chunkserverConfig,
     vrrp: keepalived ? 'keepalived' : 'ucarp',
   });
@@ -90,17 +94,23 @@ export async function failoverCase(
         'examples/keepalived/mfs-jobs-notify.sh master → mfs-jobs run promote',
         of(ours).map(sample),
       )
-    : variant === 'sync'
+    : variant === 'detached'
       ? summarize(
-          'mfs-jobs run promote in the up-script (no daemon)',
-          'test/failover/vip-up-sync.sh → mfs-jobs run promote',
-          of(ours).map(sample),
-        )
-      : summarize(
-          'mfs-jobs promote (daemon, promoteOnVip)',
+          'mfs-jobs run promote detached by the up-script (no daemon)',
           'examples/ucarp/vip-up.sh → mfs-jobs run promote',
           of(ours).map(sample),
-        );
+        )
+      : variant === 'sync'
+        ? summarize(
+            'mfs-jobs run promote in the up-script (no daemon)',
+            'test/failover/vip-up-sync.sh → mfs-jobs run promote',
+            of(ours).map(sample),
+          )
+        : summarize(
+            'mfs-jobs promote (daemon, promoteOnVip)',
+            'examples/ucarp/vip-up.sh → mfs-jobs run promote',
+            of(ours).map(sample),
+          );
   const baseline = summarize(
     keepalived ? 'seed up-script as notify_master (cp + mfsmaster -a)' : 'seed up-script (cp + mfsmaster -a)',
     (keepalived ? SEED_NOTIFY : SEED_UP).replace(/.*\/bench\//, 'bench/'),

@@ -171,11 +171,13 @@ export interface ClientsState {
 }
 
 /**
- * Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon).
+ * Which up-script promotes in a round (`mfs-jobs sync`: promote in the foreground of the up-script, no daemon;
+ * `mfs-jobs detached`: the shipped up-script, its promote detached, no daemon; `mfs-jobs`: the shipped
+ * up-script joining the standby daemon's promotion).
  * In a keepalived lab the seed's script is bench/baseline/keepalived-notify-seed.sh and every mfs-jobs promoter
  * is examples/keepalived/mfs-jobs-notify.sh (its job detached); `mfs-jobs sync` there means: no daemon.
  */
-export type Promoter = 'seed script' | 'mfs-jobs' | 'mfs-jobs sync';
+export type Promoter = 'seed script' | 'mfs-jobs' | 'mfs-jobs sync' | 'mfs-jobs detached';
 
 /** One measured failover: times from the kill -9 (s), and promote's own report for an mfs-jobs round. */
 export interface FailoverRound {
