@@ -13,6 +13,7 @@ import { failed, type BenchContext, type CaseResult } from './bench-case.js';
 import { backupCase } from './cases/backup.js';
 import { backupZstdCase } from './cases/backup-zstd.js';
 import { drillCase } from './cases/drill.js';
+import { restoreCase } from './cases/restore.js';
 import { failoverCase } from './cases/failover.js';
 import { failoverQuorumCase } from './cases/failover-quorum.js';
 import { promoteCase } from './cases/promote.js';
@@ -29,6 +30,7 @@ const ALL_CASES = [
   'verify',
   'promote',
   'drill',
+  'restore',
   'failover',
   'failover-sync',
   'failover-detached',
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir)
     : undefined;
   const tail: ChainInfo | undefined =
-    cases.has('promote') || cases.has('drill')
+    cases.has('promote') || cases.has('drill') || cases.has('restore')
       ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir)
       : undefined;
   // Full mode: promote also at 10M files (its overhead beside a bare mfsmaster -a of a 700 MB image).
@@ -181,6 +183,12 @@ async function main(): Promise<void> {
     }
     if (tail && cases.has('drill'))
       await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
+    if (tail && cases.has('restore'))
+      await attempt(
+        'restore',
+        () => restoreCase(ctx, tail),
+        empty('restore', 'restore from a default store', '≤ 1.2× zstd -d + mfsmaster -a'),
+      );
     if (cases.has('failover'))
       await attempt(
         'failover',
