@@ -5,8 +5,13 @@ import type { Generation } from './generations/generation.js';
 
 /** How much of the running master's changelog is read: a restored master's own changes are a few lines. */
 const TAIL_BYTES = 64 * 1024;
-/** 1.7+ masters write the changelog through a background writer (`.bgwriter.lock`): a line served may not be on disk yet. */
-const WRITER_LAG_MS = 2_000;
+/**
+ * 1.7+ masters write the changelog through a background writer process (`.bgwriter.lock`, fed by a pipe): a line
+ * served may not be on disk yet. 2 s was not enough under CI load (a drill's scratch master served its IDLE()
+ * line's version while the line was still in the pipe, and the drill reported the restore one version ahead).
+ * Only a master that served past the chain waits this long, and only for lines that are not on disk yet.
+ */
+const WRITER_LAG_MS = 10_000;
 const POLL_MS = 50;
 
 /** What a restored master changed by itself after the restore, before anyone touched it. */
