@@ -186,20 +186,32 @@ export async function fetchCopySegments(
       wanted.map((s) => onDisk(s.manifest.files[0]!).size),
       `the archive of copy ${copy.name}`,
     );
+    // Out of time: the connection is closed under a download that trickles (the copy's idle bound would not end it).
     const timer = bounds.within ? AbortSignal.timeout(bounds.within.seconds * 1000) : undefined;
+    timer?.addEventListener('abort', () => void repo.close().catch(() => undefined), { once: true });
+    const late = () =>
+      note(
+        `${wanted.length - out.length} of ${wanted.length} segments not fetched within ${bounds.within!.seconds} s (${bounds.within!.setting})`,
+      );
     const out: StoredSegment[] = [];
     for (const s of wanted) {
       signal.throwIfAborted();
       if (timer?.aborted) {
-        note(
-          `${wanted.length - out.length} of ${wanted.length} segments not fetched within ${bounds.within!.seconds} s (${bounds.within!.setting})`,
-        );
+        late();
         break;
       }
       const into = path.join(dir, s.id);
       await fs.mkdir(into, { mode: DIR_MODE });
       const f = onDisk(s.manifest.files[0]!);
-      const sha = await download(repo, s.id, f.name, f.size, path.join(into, f.name));
+      let sha: string;
+      try {
+        sha = await download(repo, s.id, f.name, f.size, path.join(into, f.name));
+      } catch (err) {
+        if (!timer?.aborted || signal.aborted) throw err;
+        await fs.rm(into, { recursive: true, force: true });
+        late();
+        break;
+      }
       const { size } = await fs.stat(path.join(into, f.name));
       if (size !== f.size || sha !== f.sha256.toLowerCase()) {
         throw new ChainError(
