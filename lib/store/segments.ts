@@ -418,7 +418,8 @@ export async function pruneStoreSegments(
   const root = await fs.realpath(archiveDir(store)).catch(() => archiveDir(store));
   const held = new Set([...open.keys()].map((f) => path.relative(root, f).split(path.sep)[0]));
   for (const seg of doomed) {
-    const what = `segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`;
+    const versions = `${seg.manifest.first}..${seg.manifest.last}`;
+    const what = `segment ${seg.id} (versions ${versions}: older than every retained image)`;
     if (dryRun) {
       out.removed.push(seg.id);
       out.lines.push(`archive: would remove ${what}`);

@@ -144,7 +144,8 @@ describe('prune removes archive segments older than every retained image (store 
       { destination: 'copy offsite', wouldRemoveSegments: copyGone, errors: [] },
     ]);
     expect(dry.lines).toContain(
-      `copy offsite: would remove ${copyGone.length} archive segment${copyGone.length === 1 ? '' : 's'} older than every image it keeps (${copyGone.join(', ')})`,
+      `copy offsite: would remove ${copyGone.length} archive segment${copyGone.length === 1 ? '' : 's'} ` +
+        `older than every image it keeps (${copyGone.join(', ')})`,
     );
     expect(await segments(store)).toEqual(storeBefore);
     expect(await segments(remote)).toEqual(copyBefore);

@@ -176,9 +176,8 @@ export async function fetchCopySegments(
       return i >= maxSegments || bytes > (bounds.maxBytes ?? Infinity);
     });
     if (cut >= 0) {
-      note(
-        `${wanted.length - cut} of ${wanted.length} segments left out (more than ${maxSegments} segments or ${bounds.maxBytes ?? '-'} bytes)`,
-      );
+      const limits = `more than ${maxSegments} segments or ${bounds.maxBytes ?? '-'} bytes`;
+      note(`${wanted.length - cut} of ${wanted.length} segments left out (${limits})`);
       wanted = wanted.slice(0, cut);
     }
     await ensureRoom(
@@ -189,10 +188,10 @@ export async function fetchCopySegments(
     // Out of time: the connection is closed under a download that trickles (the copy's idle bound would not end it).
     const timer = bounds.within ? AbortSignal.timeout(bounds.within.seconds * 1000) : undefined;
     timer?.addEventListener('abort', () => void repo.close().catch(() => undefined), { once: true });
-    const late = () =>
-      note(
-        `${wanted.length - out.length} of ${wanted.length} segments not fetched within ${bounds.within!.seconds} s (${bounds.within!.setting})`,
-      );
+    const late = () => {
+      const limit = `${bounds.within!.seconds} s (${bounds.within!.setting})`;
+      note(`${wanted.length - out.length} of ${wanted.length} segments not fetched within ${limit}`);
+    };
     const out: StoredSegment[] = [];
     for (const s of wanted) {
       signal.throwIfAborted();
