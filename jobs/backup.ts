@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { backupSource, type BackupOutcome, type Host } from '../lib/backup/source.js';
 import { VERSION } from '../lib/core/cli.js';
-import { jobOptionsSchema, type Config, type CopyConfig } from '../lib/core/config.js';
+import { jobOptionsSchema, type Config } from '../lib/core/config.js';
 import { ConfigError, describeError } from '../lib/core/errors.js';
 import { defineJob, worst, type JobResult, type Metric, type Status } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
@@ -12,9 +12,9 @@ import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib
 import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
-import { pruneCopySegments } from '../lib/store/copy/archive.js';
-import { listSegments, removeSegment, segmentsNotNeeded } from '../lib/store/segments.js';
+import { storeWriteSettings } from '../lib/store/stored-file.js';
+import { pruneCopyArchive } from '../lib/store/copy/archive.js';
+import { pruneStoreSegments } from '../lib/store/segments.js';
 import {
   leftoverTemps,
   prepareStore,
@@ -341,8 +341,10 @@ export default defineJob({
     const latest = dryRun ? undefined : await refreshLatest(store, storage);
     const after = dryRun ? before : await viewStore(store, storage);
     // With a recovery window, the changelog archive keeps only what the retained images need (issue #26).
-    if (config.snapshotStore!.retention.recoveryWindow && !dryRun)
-      housekeeping.push(...(await pruneArchive(store, storage, after.healthy)));
+    if (config.snapshotStore!.retention.recoveryWindow && !dryRun) {
+      const starts = after.healthy.map((s) => restoreFrom(s.manifest.image));
+      housekeeping.push(...(await pruneStoreSegments(store, storage, starts, false)).lines);
+    }
 
     // 4. Off-site copies get what the store now holds (verified snapshots only), one after another
     //    (a dry run lists each copy and says what it would send and remove).
@@ -352,49 +354,13 @@ export default defineJob({
       const run = await pushToCopy(config, copy, after.healthy, log, ctx.signal, dryRun);
       if (run.error) log.warn('copy failed', { copy: copy.name, error: run.error });
       // The copy's archive keeps only what the images it keeps need, as the store's does (issue #26).
-      if (run.ok && (copy.retention ?? config.snapshotStore!.retention).recoveryWindow)
-        housekeeping.push(...(await pruneCopyArchive(config, copy, storage, run, ctx.signal, dryRun)));
+      if (run.ok && (copy.retention ?? config.snapshotStore!.retention).recoveryWindow) {
+        const pruned = await pruneCopyArchive(config, copy, storage, run.retainedStarts ?? [], ctx.signal, dryRun);
+        if (!dryRun && !pruned.errors.length) run.removedSegments = pruned.removed;
+        housekeeping.push(...pruned.lines);
+      }
       copies.push(run);
     }
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },
 });
-
-/** The same on a copy, over the images it keeps after its retention: one line (a failure is a line too). */
-async function pruneCopyArchive(
-  config: Config,
-  copy: CopyConfig,
-  keys: StoreWriteSettings,
-  run: CopyRun,
-  signal: AbortSignal,
-  dryRun: boolean,
-): Promise<string[]> {
-  try {
-    const ids = await pruneCopySegments(config, copy, run.retainedStarts ?? [], keys, signal, dryRun);
-    if (!dryRun) run.removedSegments = ids;
-    if (!ids.length) return [];
-    const what = `${ids.length} archive segment${ids.length === 1 ? '' : 's'} older than every image it keeps`;
-    return [`copy ${copy.name}: ${dryRun ? 'would remove' : 'removed'} ${what} (${ids.join(', ')})`];
-  } catch (err) {
-    if (signal.aborted) throw err;
-    return [`copy ${copy.name}: archive: could not remove old segments: ${describeError(err)}`];
-  }
-}
-
-/** Segments older than every retained image's start: removed, one line each (a failure is a line, not a failed run). */
-async function pruneArchive(store: string, keys: StoreWriteSettings, healthy: StoredSnapshot[]): Promise<string[]> {
-  const { segments } = await listSegments(store, keys);
-  const starts = healthy.map((s) => restoreFrom(s.manifest.image));
-  const lines: string[] = [];
-  for (const seg of segmentsNotNeeded(segments, starts)) {
-    try {
-      await removeSegment(store, seg.id);
-      lines.push(
-        `archive: removed segment ${seg.id} (versions ${seg.manifest.first}..${seg.manifest.last}: older than every retained image)`,
-      );
-    } catch (err) {
-      lines.push(`archive: could not remove segment ${seg.id}: ${describeError(err)}`);
-    }
-  }
-  return lines;
-}

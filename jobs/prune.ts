@@ -16,6 +16,12 @@ import {
 } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
 import { storeKeys } from '../lib/store/stored-file.js';
+import { acquireLock } from '../lib/core/lock.js';
+import { LockBusyError } from '../lib/core/errors.js';
+import { restoreFrom } from '../lib/moosefs/metadata.js';
+import { listSnapshots } from '../lib/store/manifest.js';
+import { pruneStoreSegments, type ArchivePruning } from '../lib/store/segments.js';
+import { pruneCopyArchive } from '../lib/store/copy/archive.js';
 import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
@@ -144,9 +150,10 @@ function freedBytes(o: TargetOutcome): number {
   return o.removals.filter((r) => r.deleted).reduce((s, r) => s + r.entry.size, 0);
 }
 
-function report(outcomes: TargetOutcome[], dryRun: boolean): JobResult {
-  const status = worst(...outcomes.map((o) => o.status));
-  const lines = outcomes.flatMap((o) => targetLines(o, dryRun));
+function report(outcomes: TargetOutcome[], dryRun: boolean, archive: ArchiveStep): JobResult {
+  const archiveStatus: Status = archive.pruned.some((p) => p.errors.length) ? 'WARNING' : 'OK';
+  const status = worst(...outcomes.map((o) => o.status), archiveStatus);
+  const lines = [...outcomes.flatMap((o) => targetLines(o, dryRun)), ...archive.lines];
   const metrics: Metric[] = outcomes.flatMap((o) => {
     const labels = { target: o.target };
     return [
@@ -162,8 +169,19 @@ function report(outcomes: TargetOutcome[], dryRun: boolean): JobResult {
       }),
     ];
   });
-  const details = { dryRun, targets: outcomes.map(targetDetails) };
-  return { status, summary: summaryOf(outcomes, dryRun, status), details, metrics, lines };
+  const details = {
+    dryRun,
+    targets: outcomes.map(targetDetails),
+    // Per destination (`store`, `copy NAME`): the segments removed (dry run: that a run would remove).
+    archive: archive.pruned.map((p) => ({
+      destination: p.destination,
+      [dryRun ? 'wouldRemoveSegments' : 'removedSegments']: p.removed,
+      errors: p.errors,
+    })),
+    ...(archive.skipped ? { archiveSkipped: archive.skipped } : {}),
+  };
+  const summary = [summaryOf(outcomes, dryRun, status), archiveSummary(archive, dryRun)].filter(Boolean).join('; ');
+  return { status, summary, details, metrics, lines };
 }
 
 function summaryOf(outcomes: TargetOutcome[], dryRun: boolean, status: Status): string {
@@ -238,6 +256,71 @@ function targetDetails(o: TargetOutcome): Record<string, unknown> {
   };
 }
 
+interface ArchiveStep {
+  pruned: ArchivePruning[];
+  lines: string[];
+  /** Why the archive was not looked at this run. */
+  skipped?: string;
+}
+
+function archiveSummary(a: ArchiveStep, dryRun: boolean): string {
+  const counted = a.pruned.filter((p) => p.removed.length);
+  if (!counted.length) return '';
+  const n = counted.reduce((sum, p) => sum + p.removed.length, 0);
+  const where = counted.map((p) => `${p.destination} ${p.removed.length}`).join(', ');
+  return `archive: ${dryRun ? 'would remove' : 'removed'} ${n} segment${n === 1 ? '' : 's'} (${where})`;
+}
+
+/**
+ * The changelog archive's side of retention (issue #26), as backup does it after its own (the same code): in
+ * the store and in each copy whose retention has a recoveryWindow, the segments older than every image kept
+ * there (after this run's deletions; pinned snapshots are kept, so their segments stay). Under the backup
+ * lock: backup prunes the archive too and pushes snapshots to copies (an older one pushed while the starts
+ * were read would lose the segments it needs); when backup runs, this run leaves the archive to it.
+ */
+async function pruneArchive(
+  ctx: JobContext<PruneOptions>,
+  storeOutcome: TargetOutcome | undefined,
+): Promise<ArchiveStep> {
+  const { config, dryRun, signal } = ctx;
+  const store = config.snapshotStore;
+  if (!store || !ctx.options.snapshotStore) return { pruned: [], lines: [] };
+  const windowed = store.copies.filter((c) => (c.retention ?? store.retention).recoveryWindow);
+  if (!store.retention.recoveryWindow && !windowed.length) return { pruned: [], lines: [] };
+  let lock;
+  try {
+    lock = await acquireLock(config.lockDir, 'backup', { signal });
+  } catch (err) {
+    if (!(err instanceof LockBusyError)) throw err;
+    const skipped = 'not pruned this run: backup holds its lock (it prunes the archive after its retention)';
+    return { pruned: [], lines: [`archive: ${skipped}`], skipped };
+  }
+  try {
+    const keys = await storeKeys(config);
+    const pruned: ArchivePruning[] = [];
+    if (store.retention.recoveryWindow) {
+      // A dry run deleted nothing: the snapshots it would delete are not counted as kept.
+      const going = new Set(dryRun ? (storeOutcome?.plan?.delete ?? []).map((e) => e.unit) : []);
+      const { snapshots } = await listSnapshots(store.path, keys);
+      const starts = snapshots.filter((s) => !going.has(s.id)).map((s) => restoreFrom(s.manifest.image));
+      pruned.push(await pruneStoreSegments(store.path, keys, starts, dryRun));
+    }
+    for (const copy of windowed) {
+      signal.throwIfAborted();
+      pruned.push(await pruneCopyArchive(config, copy, keys, undefined, signal, dryRun));
+    }
+    for (const p of pruned)
+      for (const id of p.removed)
+        ctx.log.info(`${dryRun ? 'would remove' : 'removed'} archive segment ${id} (${p.destination})`, {
+          target: p.destination,
+          segment: id,
+        });
+    return { pruned, lines: pruned.flatMap((p) => p.lines) };
+  } finally {
+    await lock.release().catch(() => undefined);
+  }
+}
+
 /**
  * Thin out changelogs and snapshots without ever cutting the path from a retained restore point
  * to the newest version. Runs at :30 by default, away from MooseFS's rotation at the full hour.
@@ -265,6 +348,12 @@ export default defineJob({
         });
       else outcomes.push(await pruneTarget(ctx, open));
     }
-    return report(outcomes, ctx.dryRun);
+    const archive = ctx.signal.aborted
+      ? { pruned: [], lines: [] }
+      : await pruneArchive(
+          ctx,
+          outcomes.find((o) => o.target === 'store'),
+        );
+    return report(outcomes, ctx.dryRun, archive);
   },
 });

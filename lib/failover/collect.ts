@@ -2,19 +2,20 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import { metaidSetBy, readChangelogEdges } from '../moosefs/changelog-edges.js';
-import type { Config, MasterHost } from '../core/config.js';
+import type { Config, CopyConfig, MasterHost } from '../core/config.js';
 import { changelogBound, listDataPath, readSourceImageHeader } from '../moosefs/datapath.js';
 import { ChainError, describeError, TransferError, UntrustedPathError } from '../core/errors.js';
 import { isChangelogName, readImageHeader, restoreFrom } from '../moosefs/metadata.js';
-import { listSnapshots } from '../store/manifest.js';
+import { listSnapshots, type StoredSnapshot } from '../store/manifest.js';
 import { fetchFromCopy } from '../store/copy/fetch.js';
 import { copyLocalFile, openSource, type FileSource } from '../transport/remote.js';
 import type { Limit } from '../transport/listing-bounds.js';
 import { archiveSource, snapshotSource } from '../store/snapshot-source.js';
-import { archiveDir, listSegments, segmentsFrom } from '../store/segments.js';
+import { ARCHIVE_DIR, archiveDir, listSegments, segmentsFrom } from '../store/segments.js';
+import { fetchCopySegments } from '../store/copy/archive.js';
 import { storeKeys, type StoreKeys } from '../store/stored-file.js';
 import type { DirHandle } from '../core/dirhandle.js';
-import { renameDurable } from '../core/atomic.js';
+import { DIR_MODE, renameDurable } from '../core/atomic.js';
 import { OTHER_FILESYSTEM_FLAG, restorePointProblem } from '../store/identity.js';
 import { foreignRestorePoints, type ExpectedFilesystem } from './identity.js';
 import { choosePlan, groupByMetaid, restorable } from './restore-plan.js';
@@ -122,9 +123,20 @@ export async function sourceSpecs(
 export type LastResort = (signal: AbortSignal) => Promise<SourceSpec[]>;
 
 /**
+ * A copy's archive as promote reads it: at most this many segments after its newest image (a day of 60 s
+ * segments) and this many stored bytes; beyond, the image rolls forward through the oldest of them only.
+ */
+export const COPY_ARCHIVE_MAX_SEGMENTS = 1440;
+export const COPY_ARCHIVE_MAX_BYTES = 2 * 2 ** 30;
+
+/**
  * No live source and no snapshot of the store can restore the cluster's filesystem (the store's disk is
  * gone, the metaloggers do not answer): the newest snapshot of the first off-site copy that answers,
- * fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts), is a source like a local one.
+ * fetched and checked into `<stateDir>/copy-fetch/` (lib/store/copy/fetch.ts), is a source like a local one,
+ * and the copy's archive after its image (`archive:copy:NAME`, issue #26) one more: the segments downloaded
+ * beside it and hashed against their signed manifests (as restore --from copy:NAME does), connected and
+ * listed within `within`, downloaded within it again (what came in time is used), bounded in count and bytes.
+ * An archive that cannot be fetched is a note: the copy's snapshot alone still restores.
  */
 async function copySpecs(
   config: Config,
@@ -140,7 +152,7 @@ async function copySpecs(
       const into = `${fetched.snapshot.id} from copy ${copy.name} into ${fetched.snapshot.dir}`;
       notes.push(`no live source or snapshot of the store can restore: fetched ${into}`);
       // Its files are the stored bytes, as in the store: read through the same checked stream.
-      return [
+      const specs: SourceSpec[] = [
         {
           ref: { name, kind: 'snapshot', local: true },
           dir: fetched.snapshot.dir,
@@ -148,11 +160,47 @@ async function copySpecs(
           release: () => fetched.cleanup(),
         },
       ];
+      const archive = await copyArchiveSpec(config, copy, fetched.snapshot, keys, notes, signal, within);
+      if (archive) specs.push(archive);
+      return specs;
     } catch (err) {
       notes.push(`copy ${copy.name}: not used (${describeError(err)})`);
     }
   }
   return [];
+}
+
+/** The copy's segments after its fetched snapshot's image, into that snapshot's private directory. */
+async function copyArchiveSpec(
+  config: Config,
+  copy: CopyConfig,
+  snapshot: StoredSnapshot,
+  keys: StoreKeys,
+  notes: string[],
+  signal: AbortSignal,
+  within?: Limit,
+): Promise<SourceSpec | undefined> {
+  const name = `archive:copy:${copy.name}`;
+  const dir = path.join(snapshot.dir, ARCHIVE_DIR);
+  try {
+    await fs.mkdir(dir, { mode: DIR_MODE });
+    const bounds = { within, maxSegments: COPY_ARCHIVE_MAX_SEGMENTS, maxBytes: COPY_ARCHIVE_MAX_BYTES, notes };
+    const from = restoreFrom(snapshot.manifest.image);
+    const segments = segmentsFrom(await fetchCopySegments(config, copy, from, keys, dir, signal, bounds), from);
+    if (!segments.length) return undefined;
+    const span = `${segments[0]!.manifest.first}..${segments.at(-1)!.manifest.last}`;
+    notes.push(`copy ${copy.name}: fetched ${segments.length} archive segments after its image (${span})`);
+    // Read like the store's archive: decompressed, decrypted, every byte against its manifest.
+    return {
+      ref: { name, kind: 'archive', local: true },
+      dir,
+      open: async () => archiveSource(name, dir, segments, keys),
+    };
+  } catch (err) {
+    // Stopped too: the snapshot goes back to the caller (who releases it), the promotion sees the signal.
+    notes.push(`copy ${copy.name}: its archive not used (${describeError(err)})`);
+    return undefined;
+  }
 }
 
 /** Into the staging directory: a crash discards it, and DirHandle.place syncs what it places from there. */

@@ -10,8 +10,9 @@ import {
   writeFileAtomic,
   writeNewFile,
 } from '../core/atomic.js';
-import { ChainError } from '../core/errors.js';
+import { ChainError, describeError } from '../core/errors.js';
 import { plainNameProblem, shownName } from '../core/names.js';
+import { openFilesUnder } from '../core/openfiles.js';
 import type { Hole } from '../moosefs/chain.js';
 import {
   documentMac,
@@ -382,4 +383,63 @@ export async function removeSegment(store: string, id: string): Promise<void> {
   const doomed = path.join(stagingDir(store), `remove-${id}-${process.pid}`);
   await renameDurable(path.join(archiveDir(store), id), doomed);
   await fs.rm(doomed, { recursive: true, force: true });
+}
+
+/** What pruning one destination's archive did (or, dry run, would do): the removed ids, one line each. */
+export interface ArchivePruning {
+  /** `store`, or `copy NAME`. */
+  destination: string;
+  /** Removed (dry run: would be removed), oldest first. */
+  removed: string[];
+  lines: string[];
+  errors: string[];
+}
+
+/**
+ * The recovery window's side of the store's archive (issue #26), for backup (after its retention) and prune
+ * alike: the segments whose lines are all older than every retained image (`retainedStarts`: the versions the
+ * snapshots left in the store restore from, pinned ones among them) go, never the newest (segmentsNotNeeded),
+ * never one a process holds open (a restore copying it). Only segments whose manifest the listing accepts
+ * are counted. A failure is a line, not a failed run. The caller holds the backup lock (so two prunings never
+ * race, and no snapshot appears that the starts miss); the archiver seals under `archive/.tmp/` and renames
+ * in, so nothing it is writing is ever a listed segment.
+ */
+export async function pruneStoreSegments(
+  store: string,
+  keys: StoreKeys,
+  retainedStarts: readonly number[],
+  dryRun: boolean,
+): Promise<ArchivePruning> {
+  const out: ArchivePruning = { destination: 'store', removed: [], lines: [], errors: [] };
+  const { segments } = await listSegments(store, keys);
+  const doomed = segmentsNotNeeded(segments, retainedStarts);
+  if (!doomed.length) return out;
+  const open = dryRun ? new Map<string, number[]>() : await openFilesUnder(archiveDir(store));
+  const root = await fs.realpath(archiveDir(store)).catch(() => archiveDir(store));
+  const held = new Set([...open.keys()].map((f) => path.relative(root, f).split(path.sep)[0]));
+  for (const seg of doomed) {
+    const versions = `${seg.manifest.first}..${seg.manifest.last}`;
+    const what = `segment ${seg.id} (versions ${versions}: older than every retained image)`;
+    if (dryRun) {
+      out.removed.push(seg.id);
+      out.lines.push(`archive: would remove ${what}`);
+      continue;
+    }
+    if (held.has(seg.id)) {
+      out.lines.push(
+        `archive: left segment ${seg.id}: opened by a process (a restore reading it); the next run retries`,
+      );
+      continue;
+    }
+    try {
+      await removeSegment(store, seg.id);
+      out.removed.push(seg.id);
+      out.lines.push(`archive: removed ${what}`);
+    } catch (err) {
+      const line = `archive: could not remove segment ${seg.id}: ${describeError(err)}`;
+      out.errors.push(line);
+      out.lines.push(line);
+    }
+  }
+  return out;
 }

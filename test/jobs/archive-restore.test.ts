@@ -20,6 +20,12 @@ import { runningMasterPid } from '../../lib/moosefs/mfsmaster.js';
  * master on it and a fresh mount show every file whose creation was acknowledged before that moment, and
  * none made more than 1.5 s after it.
  */
+interface PromoteReport {
+  status: string;
+  summary: string;
+  lines: string[];
+}
+
 describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalogger lost together', (version) => {
   let lab: Lab;
   let config: string;
@@ -134,9 +140,9 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
     await withoutStore(store, () => restoreAndCheck('restored-s3', ['--from', 'copy:offsite-s3']));
   }, 120_000);
 
-  test('promote with the metaloggers gone: the standby serves the newest snapshot rolled on through the archive', async () => {
-    expect(kill).toBeGreaterThan(0);
-    const standby = await LabMaster.create(path.join(lab.dir, 'standby'), {
+  /** `run promote` onto a fresh standby (in `dir`) with everything written before; the report and the standby. */
+  async function promote(dir: string): Promise<{ standby: LabMaster; report: PromoteReport }> {
+    const standby = await LabMaster.create(path.join(lab.dir, dir), {
       bootstrap: false,
       ports: lab.master.ports,
     });
@@ -151,18 +157,41 @@ describe.each<LabVersion>(['3.0.117'])('archive on MooseFS %s: master and metalo
         },
         jobs: { ...(settings.jobs as object), promote: { fenceTimeoutSeconds: 1 } },
       },
-      'promote.yaml',
+      `${dir}.yaml`,
     );
+    const res = await runCli(['run', 'promote', '--config', promoteConfig, '--json'], { timeoutMs: 120_000 });
+    return { standby, report: JSON.parse(res.stdout) as PromoteReport };
+  }
+  async function killStandby(dir: string): Promise<void> {
+    const pid = await runningMasterPid(path.join(lab.dir, dir, 'data'));
+    if (pid) process.kill(pid, 'SIGKILL');
+  }
+
+  test('promote with the metaloggers gone: the standby serves the newest snapshot rolled on through the archive', async () => {
+    expect(kill).toBeGreaterThan(0);
     try {
-      const res = await runCli(['run', 'promote', '--config', promoteConfig, '--json'], { timeoutMs: 120_000 });
-      const report = JSON.parse(res.stdout) as { status: string; summary: string; lines: string[] };
+      const { standby, report } = await promote('standby');
       expect(`${report.status}: ${report.summary}`).toMatch(/^OK: promoted: serving metadata version \d+/);
       expect(report.lines.join('\n')).toMatch(/archive:store/);
       // The snapshot was taken before the files were written: they came from the archive, up to its end.
       await checkFiles('promoted', standby, kill - 2_000, false);
     } finally {
-      const pid = await runningMasterPid(standby.dataPath);
-      if (pid) process.kill(pid, 'SIGKILL');
+      await killStandby('standby');
+    }
+  }, 180_000);
+
+  test("promote with the store lost too: the S3 copy's snapshot rolled on through the copy's archive", async () => {
+    expect(kill).toBeGreaterThan(0);
+    try {
+      const { standby, report } = await withoutStore(store, () => promote('standby-copy'));
+      expect(`${report.status}: ${report.summary}`).toMatch(/^OK: promoted: serving metadata version \d+/);
+      const lines = report.lines.join('\n');
+      expect(lines).toMatch(/archive:copy:offsite-s3/);
+      expect(lines).not.toMatch(/archive:store/);
+      // Only the copy held anything: its snapshot predates the files, its segments brought them.
+      await checkFiles('promoted-copy', standby, kill - 2_000, false);
+    } finally {
+      await killStandby('standby-copy');
     }
   }, 180_000);
 });

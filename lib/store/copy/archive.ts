@@ -2,18 +2,21 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config, CopyConfig } from '../../core/config.js';
 import { ChainError, describeError, TransferError } from '../../core/errors.js';
-import { DIR_MODE } from '../../core/atomic.js';
+import { DIR_MODE, pathExists } from '../../core/atomic.js';
+import type { Limit } from '../../transport/listing-bounds.js';
+import { restoreFrom } from '../../moosefs/metadata.js';
 import { MANIFEST, onDisk } from '../manifest.js';
 import type { StoreKeys } from '../sealed.js';
 import {
   ARCHIVE_DIR,
   parseSegmentManifest,
   segmentsNotNeeded,
+  type ArchivePruning,
   type SegmentManifest,
   type StoredSegment,
 } from '../segments.js';
-import { download, ensureRoom } from './fetch.js';
-import { copyListingBudget, MAX_MANIFEST_BYTES } from './listing.js';
+import { download, ensureRoom, openWithin } from './fetch.js';
+import { copyListingBudget, listCopy, MAX_MANIFEST_BYTES } from './listing.js';
 import { openCopy } from './open.js';
 import { pushSnapshot, removeRemoteSnapshot, type CopyRun } from './push.js';
 import type { CopyRepository } from './repository.js';
@@ -31,15 +34,33 @@ export interface CopySegments {
   broken: { id: string; error: string }[];
 }
 
-/** Every segment on the copy, its manifest checked (one listing budget for the lot). */
+/**
+ * The ids that may hold lines at or after `from`, by the first version each id names (`-v<first>`): every one
+ * starting after it and the last one starting at or before it. Only a shortcut (a recovery window holds
+ * thousands of segments, each manifest a read): the manifests read are still checked, and an id that lies
+ * about its first version at most leaves its segment out, as a copy's owner deleting it would.
+ */
+export function idsFrom(ids: readonly string[], from: number): string[] {
+  const firstOf = (id: string) => Number(/-v(\d+)$/.exec(id)?.[1] ?? NaN);
+  const known = ids.filter((id) => Number.isSafeInteger(firstOf(id))).sort((a, b) => firstOf(a) - firstOf(b));
+  const startAt = known.reduce((at, id, i) => (firstOf(id) <= from ? i : at), 0);
+  return known.slice(startAt);
+}
+
+/**
+ * Every segment on the copy (`fromVersion`: only those that may hold lines at or after it, idsFrom), its
+ * manifest checked; one listing budget for the lot (`deadline`: all of it within that).
+ */
 export async function listCopySegments(
   repo: CopyRepository,
   keys: StoreKeys,
   signal?: AbortSignal,
+  o: { fromVersion?: number; deadline?: Limit } = {},
 ): Promise<CopySegments> {
-  const budget = copyListingBudget(repo, { signal });
+  const budget = copyListingBudget(repo, { signal, ...(o.deadline ? { deadline: o.deadline } : {}) });
   try {
-    const { ids } = await repo.listSnapshotIds(budget);
+    const listed = (await repo.listSnapshotIds(budget)).ids;
+    const ids = o.fromVersion === undefined ? listed : idsFrom(listed, o.fromVersion);
     const out: CopySegments = { segments: [], incomplete: [], broken: [] };
     for (const id of ids) {
       const manifestFile = (await repo.listFiles(id, budget)).find((f) => f.name === MANIFEST);
@@ -107,12 +128,27 @@ export async function pushSegments(
   const started = Date.now();
   for (const s of segments) {
     if (known.has(s.id) || (floor !== undefined && s.manifest.last < floor)) continue;
+    // Pruned from the store since the follower listed it (backup, prune): nothing left to send.
+    if (!(await pathExists(s.dir))) continue;
     await pushSnapshot(repo, s, run, signal);
     known.add(s.id);
   }
   run.ok = true;
   run.seconds = (Date.now() - started) / 1000;
   return run;
+}
+
+/** Bounds on what fetchCopySegments brings home (promote: a failover never waits long for a copy). */
+export interface SegmentFetchBounds {
+  /**
+   * Connecting and listing within this, and the downloads within it again; what arrived in time is kept (the
+   * oldest segments first: a prefix of the archive still rolls the image forward) and a note says why.
+   */
+  within?: Limit;
+  /** At most this many segments, this many stored bytes (the oldest first; a note says what was left). */
+  maxSegments?: number;
+  maxBytes?: number;
+  notes?: string[];
 }
 
 /**
@@ -126,23 +162,55 @@ export async function fetchCopySegments(
   keys: StoreKeys,
   dir: string,
   signal: AbortSignal,
+  bounds: SegmentFetchBounds = {},
 ): Promise<StoredSegment[]> {
-  const repo = await openArchiveCopy(config, copy, signal);
+  const { repo, deadline } = await openWithin(config, copy, signal, bounds.within, ARCHIVE_DIR);
+  const note = (line: string) => bounds.notes?.push(`copy ${copy.name}: archive: ${line}`);
   try {
-    const listing = await listCopySegments(repo, keys, signal);
-    const wanted = listing.segments.filter((s) => s.manifest.last >= fromVersion);
+    const listing = await listCopySegments(repo, keys, signal, { fromVersion, deadline: deadline() });
+    let wanted = listing.segments.filter((s) => s.manifest.last >= fromVersion);
+    const maxSegments = bounds.maxSegments ?? Infinity;
+    let bytes = 0;
+    const cut = wanted.findIndex((s, i) => {
+      bytes += onDisk(s.manifest.files[0]!).size;
+      return i >= maxSegments || bytes > (bounds.maxBytes ?? Infinity);
+    });
+    if (cut >= 0) {
+      const limits = `more than ${maxSegments} segments or ${bounds.maxBytes ?? '-'} bytes`;
+      note(`${wanted.length - cut} of ${wanted.length} segments left out (${limits})`);
+      wanted = wanted.slice(0, cut);
+    }
     await ensureRoom(
       dir,
       wanted.map((s) => onDisk(s.manifest.files[0]!).size),
       `the archive of copy ${copy.name}`,
     );
+    // Out of time: the connection is closed under a download that trickles (the copy's idle bound would not end it).
+    const timer = bounds.within ? AbortSignal.timeout(bounds.within.seconds * 1000) : undefined;
+    timer?.addEventListener('abort', () => void repo.close().catch(() => undefined), { once: true });
+    const late = () => {
+      const limit = `${bounds.within!.seconds} s (${bounds.within!.setting})`;
+      note(`${wanted.length - out.length} of ${wanted.length} segments not fetched within ${limit}`);
+    };
     const out: StoredSegment[] = [];
     for (const s of wanted) {
       signal.throwIfAborted();
+      if (timer?.aborted) {
+        late();
+        break;
+      }
       const into = path.join(dir, s.id);
       await fs.mkdir(into, { mode: DIR_MODE });
       const f = onDisk(s.manifest.files[0]!);
-      const sha = await download(repo, s.id, f.name, f.size, path.join(into, f.name));
+      let sha: string;
+      try {
+        sha = await download(repo, s.id, f.name, f.size, path.join(into, f.name));
+      } catch (err) {
+        if (!timer?.aborted || signal.aborted) throw err;
+        await fs.rm(into, { recursive: true, force: true });
+        late();
+        break;
+      }
       const { size } = await fs.stat(path.join(into, f.name));
       if (size !== f.size || sha !== f.sha256.toLowerCase()) {
         throw new ChainError(
@@ -189,4 +257,51 @@ export async function pruneCopySegments(
   } finally {
     await repo.close().catch(() => undefined);
   }
+}
+
+/** The versions the complete snapshots on the copy restore from (what its archive must reach from). */
+export async function copyImageStarts(
+  config: Config,
+  copy: CopyConfig,
+  keys: StoreKeys,
+  signal: AbortSignal,
+): Promise<number[]> {
+  const repo = await openCopy(config, copy, signal);
+  try {
+    const { complete } = await listCopy(repo, keys, { signal });
+    return [...new Set(complete.map((s) => restoreFrom(s.manifest.image)))].sort((a, b) => a - b);
+  } finally {
+    await repo.close().catch(() => undefined);
+  }
+}
+
+/**
+ * pruneCopySegments for backup and prune alike, as lines: over `retainedStarts` (backup: what the copy keeps
+ * after its retention ran) or, without, over every complete snapshot the copy holds (prune). A failure is a
+ * line, not a failed run (unless the run was stopped).
+ */
+export async function pruneCopyArchive(
+  config: Config,
+  copy: CopyConfig,
+  keys: StoreKeys,
+  retainedStarts: readonly number[] | undefined,
+  signal: AbortSignal,
+  dryRun: boolean,
+): Promise<ArchivePruning> {
+  const out: ArchivePruning = { destination: `copy ${copy.name}`, removed: [], lines: [], errors: [] };
+  try {
+    const starts = retainedStarts ?? (await copyImageStarts(config, copy, keys, signal));
+    out.removed = await pruneCopySegments(config, copy, starts, keys, signal, dryRun);
+    const n = out.removed.length;
+    if (n) {
+      const what = `${n} archive segment${n === 1 ? '' : 's'} older than every image it keeps`;
+      out.lines.push(`copy ${copy.name}: ${dryRun ? 'would remove' : 'removed'} ${what} (${out.removed.join(', ')})`);
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const line = `copy ${copy.name}: archive: could not remove old segments: ${describeError(err)}`;
+    out.errors.push(line);
+    out.lines.push(line);
+  }
+  return out;
 }

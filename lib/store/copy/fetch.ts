@@ -94,13 +94,14 @@ export async function download(
  * give what is left of it to the listing; the download after that is bounded per file (size, idle
  * time), not by it.
  */
-async function openWithin(
+export async function openWithin(
   config: Config,
   copy: CopyConfig,
   signal: AbortSignal,
   within?: Limit,
+  prefix?: string,
 ): Promise<{ repo: CopyRepository; deadline: () => Limit | undefined }> {
-  if (!within) return { repo: await openCopy(config, copy, signal), deadline: () => undefined };
+  if (!within) return { repo: await openCopy(config, copy, signal, prefix), deadline: () => undefined };
   const started = Date.now();
   const connecting = AbortSignal.any([signal, AbortSignal.timeout(within.seconds * 1000)]);
   const left = (): Limit => ({
@@ -108,7 +109,7 @@ async function openWithin(
     setting: `what connecting left of ${within.setting} = ${within.seconds} s`,
   });
   try {
-    return { repo: await openCopy(config, copy, connecting), deadline: left };
+    return { repo: await openCopy(config, copy, connecting, prefix), deadline: left };
   } catch (err) {
     if (signal.aborted || !connecting.aborted) throw err;
     const why = `not connected within ${within.seconds} s (${within.setting}): abandoned`;

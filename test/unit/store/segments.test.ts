@@ -5,6 +5,7 @@ import path from 'node:path';
 import {
   archiveChain,
   listSegments,
+  pruneStoreSegments,
   removeSegment,
   segmentsNotNeeded,
   verifySegment,
@@ -12,6 +13,7 @@ import {
   type NewSegment,
 } from '../../../lib/store/segments.js';
 import { planStoreRetention } from '../../../lib/store/retention.js';
+import { idsFrom } from '../../../lib/store/copy/archive.js';
 import { keyIdOf, type StoreKey } from '../../../lib/store/sealed.js';
 
 const keyOf = (raw = randomBytes(32), file = '/test/key'): StoreKey => ({ id: keyIdOf(raw), key: raw, file });
@@ -136,5 +138,37 @@ describe('archive segments', () => {
     await fs.writeFile(stored, bytes);
     const problems = await verifySegment(s, { key });
     expect(problems.join('; ')).toMatch(new RegExp(`${s.id}.*changelog\\.1\\.mfs`));
+  });
+
+  test('pruning (backup and prune alike): dry run removes nothing; a segment a process holds open stays', async () => {
+    const settings = { compression: { type: 'none' as const, level: 3 } };
+    const segs = [
+      await writeSegment(dir, segment(1, 10), settings),
+      await writeSegment(dir, segment(11, 20), settings),
+      await writeSegment(dir, segment(21, 30), settings),
+    ];
+    const dry = await pruneStoreSegments(dir, {}, [25], true);
+    expect(dry.removed).toEqual([segs[0]!.id, segs[1]!.id]);
+    expect((await listSegments(dir, {})).segments).toHaveLength(3);
+    // A restore copying the first segment holds it open: left for the next run, the second goes.
+    const reading = await fs.open(path.join(segs[0]!.dir, segs[0]!.manifest.files[0]!.name));
+    try {
+      const run = await pruneStoreSegments(dir, {}, [25], false);
+      expect(run.removed).toEqual([segs[1]!.id]);
+      expect(run.lines[0]).toMatch(/left segment .* opened by a process/);
+    } finally {
+      await reading.close();
+    }
+    expect((await pruneStoreSegments(dir, {}, [25], false)).removed).toEqual([segs[0]!.id]);
+    expect((await pruneStoreSegments(dir, {}, [25], false)).removed).toEqual([]);
+  });
+
+  test("a copy's ids that may hold lines at or after a version (the listing reads only their manifests)", () => {
+    const ids = ['20261207T120300Z-v300', '20261207T120000Z-v1', '20261207T120100Z-v100', '20261207T120200Z-v200'];
+    expect(idsFrom(ids, 150)).toEqual(['20261207T120100Z-v100', '20261207T120200Z-v200', '20261207T120300Z-v300']);
+    expect(idsFrom(ids, 200)).toEqual(['20261207T120200Z-v200', '20261207T120300Z-v300']);
+    expect(idsFrom(ids, 1000)).toEqual(['20261207T120300Z-v300']);
+    // Before the first: all of them.
+    expect(idsFrom(ids, 0)).toHaveLength(4);
   });
 });
