@@ -274,8 +274,10 @@ export async function checkFault(
   if (!trackFile) return r;
   const problem = await directoryProblem(trackFile);
   if (problem) r.findings.push({ status: problem.status, setting: SETTING, text: problem.text });
+  // Root writes nothing into a directory another user can change.
+  if (problem?.status === 'CRITICAL') return r;
   const record = await readFaultRecord(config.stateDir);
-  const value = problem?.status === 'CRITICAL' ? 0 : await trackFileValue(trackFile);
+  const value = await trackFileValue(trackFile);
   if (!record) {
     if (value === 0) return r;
     // Nothing of ours explains it: a FAULT no watcher will ever release blocks the next failover.
