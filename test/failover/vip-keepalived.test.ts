@@ -9,7 +9,9 @@ import { sleep, waitFor } from '../lab/proc.js';
  * The redundant-master recipe with keepalived instead of ucarp (test/lab/failover.ts, `vrrp: 'keepalived'`):
  * Debian's keepalived on A and B, each with its own config, pid files and log in the lab's directory,
  * `enable_script_security` on, and examples/keepalived/mfs-jobs-notify.sh installed as an operator would
- * (root's, 0755) for notify_master / notify_backup / notify_fault. A default mfs-jobs config, no daemon.
+ * (root's, 0755) for notify_master / notify_backup / notify_fault. keepalived runs the shipped
+ * examples/keepalived/keepalived.conf (names, addresses and paths put in), with its track_file, and the
+ * mfs-jobs config names that file (standby.keepalivedTrackFile); otherwise a default config, no daemon.
  * keepalived adds and announces the VIP itself and runs notify scripts without waiting for them.
  */
 
