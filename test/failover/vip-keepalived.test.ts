@@ -16,6 +16,8 @@ import { sleep, waitFor } from '../lab/proc.js';
  */
 
 const VIP = '10.85.0.100';
+/** What mfsmetalogger logs when its connection to the master ends or a reconnect fails. */
+const MetaloggerLost = /connection was reset by Master|connection timed out|connection failed/g;
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('virtual-IP failover with keepalived in network namespaces (notify scripts, no daemon)', () => {
@@ -93,6 +95,7 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     const trackFile = lab.trackFilePath(B);
     const since = Date.now();
     let vipOnBAfterFault = 0;
+    let mlLost: number | undefined;
     await lab.deafToAdverts(B, true);
     try {
       const p = await lab.waitPromoteAfter(B, since, before);
@@ -106,7 +109,11 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
       // keepalived reads the track file (weight 0, a non-zero value) and goes to FAULT: VIP released...
       await waitFor("B's keepalived in FAULT", async () => (await keepalivedB.state()) === 'FAULT', 10_000, 50);
       expect(await fs.readFile(trackFile, 'utf8')).toMatch(/^1\n# .*promote refused: master-a/);
-      // ...and not taken again: for 10 s never a master on B, the VIP never on B, A keeps it.
+      // ...and not taken again: for 10 s never a master on B, the VIP never on B, A keeps it, and the
+      // metalogger on C (connected to the VIP) loses its connection no more (a few seconds first for the
+      // reconnect after the one takeover before the FAULT).
+      await sleep(3_000);
+      const mlLogFrom = (await lab.metalogger!.daemon!.log()).length;
       const until = Date.now() + 10_000;
       while (Date.now() < until) {
         expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
@@ -115,6 +122,7 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
         await sleep(100);
       }
       expect(await keepalivedB.state()).toBe('FAULT');
+      mlLost = (await lab.metalogger!.daemon!.log()).slice(mlLogFrom).match(MetaloggerLost)?.length ?? 0;
       const data = randomBytes(10_000);
       await writeDurably(path.join(lab.mount!.dir, 'during-partition'), data);
       written.set('during-partition', sha(data));
@@ -161,13 +169,15 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     );
     console.log(
       `keepalived partition, ~12 s: B entered MASTER ${masters} time(s), promote refused ${refusals} time(s), ` +
-        `the VIP seen on B ${vipOnBAfterFault} time(s) after the FAULT; ` +
+        `the VIP seen on B ${vipOnBAfterFault} time(s) after the FAULT, the metalogger lost its connection ` +
+        `${mlLost} time(s) in the 10 s after; ` +
         `the metalogger current ${((Date.now() - healed) / 1000).toFixed(1)} s after the heal`,
     );
     expect(refusals).toBeGreaterThanOrEqual(1);
     expect(refusals).toBeLessThanOrEqual(2);
     expect(masters).toBeLessThanOrEqual(2);
     expect(vipOnBAfterFault).toBe(0);
+    expect(mlLost).toBe(0);
     expect(await hookLog(B)).not.toMatch(/MFS PROMOTE OK - promoted/);
     expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
     expect(await runningMasterPid(lab.master(A).dataPath)).toBeDefined();
