@@ -163,10 +163,12 @@ export async function holdFault(
       since: record.since,
       intervalMs: 1000,
       timeoutMs: o.timeoutMs,
-    }).catch(() => undefined);
+    }).catch((err: unknown) => describeError(err));
     const names = masters.map((m) => m.name).join(', ');
-    const note = `; keepalived held in FAULT (${trackFile}) until ${names} stop(s) answering`;
-    return { note, record, watcher };
+    // Without its watcher the next check-standby is what releases it.
+    const unwatched = typeof watcher === 'string' ? ` (no watcher: ${watcher}; check-standby releases it)` : '';
+    const note = `; keepalived held in FAULT (${trackFile}) until ${names} stop(s) answering${unwatched}`;
+    return { note, record, watcher: typeof watcher === 'number' ? watcher : undefined };
   } catch (err) {
     return { note: `; could not hold keepalived in FAULT through ${trackFile}: ${describeError(err)}` };
   }
