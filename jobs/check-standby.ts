@@ -4,6 +4,7 @@ import { defineJob, worst, type Metric } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { lastClientsBack } from '../lib/failover/clients-watch.js';
+import { checkFault } from '../lib/failover/keepalived-fault.js';
 import { checkReadiness, type Finding } from '../lib/failover/readiness.js';
 import { requireStandby } from '../lib/failover/standby.js';
 
@@ -53,9 +54,14 @@ export default defineJob({
       mirrorStaleMs: o.mirrorStaleSeconds * 1000,
       signal: ctx.signal,
     });
+    // keepalived held in FAULT after a refusal (issue #24): released here when its reason is gone.
+    const fault = r.serving
+      ? undefined
+      : await checkFault(config, standby, { timeoutMs: o.cliTimeoutSeconds * 1000 });
     const clients = await lastClientsBack(config.stateDir);
-    const findings = unique(r.findings);
-    const lines = [...findings.map((f) => `${f.status}: ${f.text}`), ...r.notes, ...(clients ? [clients.line] : [])];
+    const findings = unique([...r.findings, ...(fault?.findings ?? [])]);
+    const notes = [...r.notes, ...(fault?.notes ?? [])];
+    const lines = [...findings.map((f) => `${f.status}: ${f.text}`), ...notes, ...(clients ? [clients.line] : [])];
     const { plan, lag } = r;
     const details = {
       findings,
@@ -86,6 +92,7 @@ export default defineJob({
         ? [metric('promotion_lag_seconds', lag.seconds, { warn: o.lagSecondsWarn, crit: o.lagSecondsCrit })]
         : []),
       ...(r.freeBytes !== undefined ? [metric('standby_free_bytes', r.freeBytes)] : []),
+      ...(standby.keepalivedTrackFile && fault ? [metric('keepalived_fault_held', fault.held)] : []),
     ];
     if (r.serving) {
       const at = r.serving.version !== undefined ? `, metadata version ${r.serving.version}` : '';

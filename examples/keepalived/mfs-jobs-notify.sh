@@ -15,6 +15,10 @@
 # notify scripts when states change quickly: promote and demote share one lock, promote checks the VIP is
 # held before and after acting and fences the old master, demote does nothing while the VIP is held here.
 #
+# fault: also what keepalived runs when promote refused (the old master still serves) and put this machine
+# into FAULT through the track file (keepalived.conf, standby.keepalivedTrackFile): the demote it starts
+# finds no master to stop. mfs-jobs releases that FAULT itself (docs/failover.md), not this script.
+#
 # Environment (optional; keepalived passes its own on): MFS_JOBS (the mfs-jobs executable),
 # MFS_JOBS_CONFIG (its config file), MFS_JOBS_HOOK_LOG (where the jobs' output goes: keepalived sends a
 # notify script's own output to /dev/null), MFS_JOBS_RUN_DIR (root's run directory, for the marker below).

@@ -183,6 +183,13 @@ const standbySchema = z.strictObject({
    * directory above it (keepalived's enable_script_security silently disables such a script).
    */
   hookScripts: z.array(absPath).default([]),
+  /**
+   * keepalived's FAULT on a refusal (issue #24): the file keepalived.conf's `track_file` (weight 0) watches.
+   * When promote refuses because the old master still serves, it writes 1 there and keepalived holds this
+   * standby in FAULT (VIP released, not retaken) until that master stops answering; root's, in a directory
+   * only root can change that exists before keepalived starts (lib/failover/keepalived-fault.ts).
+   */
+  keepalivedTrackFile: absPath.optional(),
 });
 
 /**

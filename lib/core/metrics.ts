@@ -139,6 +139,9 @@ export const METRICS = {
     's',
   ),
   standby_free_bytes: gauge("Check-standby: bytes free to the standby's DATA_PATH filesystem.", 'B'),
+  keepalived_fault_held: gauge(
+    'Check-standby: 1 while standby.keepalivedTrackFile holds keepalived in FAULT after a refused promotion.',
+  ),
 
   // demote
   stop_seconds: gauge('How long mfsmaster stop took.', 's'),

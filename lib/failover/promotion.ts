@@ -23,6 +23,7 @@ import type { CollectedSource, SettledPlan, SourceSpec } from './collect.js';
 import type { StandbyCompanion } from './companion.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from './fence.js';
 import { expectedFilesystem } from './identity.js';
+import { holdFault, releaseFaultOnPromotion } from './keepalived-fault.js';
 import { mirrorOf } from './mirror.js';
 import {
   alreadyServing,
@@ -345,11 +346,17 @@ export async function refuse(
 ): Promise<JobResult> {
   c.stop(new Error('fencing refused'));
   await releasePrepared(await c.preparing.catch(() => undefined));
+  // keepalived's FAULT first (issue #24): keepalived then drops the VIP itself and does not take it back.
+  const timeoutMs = ctx.options.fenceTimeoutSeconds * 1000;
+  const fault = ctx.dryRun ? { note: '' } : await holdFault(ctx.config, standby, v.alive, { timeoutMs });
   const vip = await giveVipBack(ctx, standby);
+  const keepalivedFault = fault.record ? { ...fault.record, watcher: fault.watcher ?? null } : undefined;
   return {
     status: 'CRITICAL',
-    summary: `refusing to promote: ${v.alive.map(describeFence).join('; ')} (split brain; --force overrides)${vip.note}`,
-    details: { fence: v.answers, changed: false, vipReleased: vip.released },
+    summary:
+      `refusing to promote: ${v.alive.map(describeFence).join('; ')} (split brain; --force overrides)` +
+      `${vip.note}${fault.note}`,
+    details: { fence: v.answers, changed: false, vipReleased: vip.released, keepalivedFault },
     lines: v.answers.map(describeFence),
   };
 }
@@ -605,6 +612,9 @@ export async function start(ctx: PromoteContext, standby: StandbyConfig, p: Plac
  * ucarp announces the VIP only once promote has returned), RTO, RPO and what was lost, as one result.
  */
 export async function report(ctx: PromoteContext, standby: StandbyConfig, s: Started): Promise<JobResult> {
+  await releaseFaultOnPromotion(ctx.config.stateDir).catch((err: unknown) =>
+    ctx.log.warn(`could not release keepalived's FAULT record: ${describeError(err)}`),
+  );
   const clients =
     ctx.options.clientsWaitSeconds > 0
       ? await clientsBack(ctx, standby, s.start.binaries.generation, s.served)

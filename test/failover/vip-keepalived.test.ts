@@ -9,11 +9,15 @@ import { sleep, waitFor } from '../lab/proc.js';
  * The redundant-master recipe with keepalived instead of ucarp (test/lab/failover.ts, `vrrp: 'keepalived'`):
  * Debian's keepalived on A and B, each with its own config, pid files and log in the lab's directory,
  * `enable_script_security` on, and examples/keepalived/mfs-jobs-notify.sh installed as an operator would
- * (root's, 0755) for notify_master / notify_backup / notify_fault. A default mfs-jobs config, no daemon.
+ * (root's, 0755) for notify_master / notify_backup / notify_fault. keepalived runs the shipped
+ * examples/keepalived/keepalived.conf (names, addresses and paths put in), with its track_file, and the
+ * mfs-jobs config names that file (standby.keepalivedTrackFile); otherwise a default config, no daemon.
  * keepalived adds and announces the VIP itself and runs notify scripts without waiting for them.
  */
 
 const VIP = '10.85.0.100';
+/** What mfsmetalogger logs when its connection to the master ends or a reconnect fails. */
+const MetaloggerLost = /connection was reset by Master|connection timed out|connection failed/g;
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('virtual-IP failover with keepalived in network namespaces (notify scripts, no daemon)', () => {
@@ -82,30 +86,43 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     await lab.waitVipOnlyOn(lab.A);
   }, 120_000);
 
-  test("a partition at VRRP level: B stops hearing A's adverts while A serves — B's keepalived becomes MASTER, every promote refuses and gives the VIP back, no second master, the clients carry on", async () => {
+  test("a partition at VRRP level: B stops hearing A's adverts while A serves — B's keepalived becomes MASTER, promote refuses and holds it in FAULT (the VIP released and not retaken), no second master, A keeps the VIP and the clients carry on", async () => {
     const [A, B] = [lab.A, lab.B];
     const keepalivedB = lab.keepaliveds.get(B)!;
     const before = await lab.readPromoteState(B);
     const mastersBefore = (await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0;
+    const refusalsBefore = (await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0;
+    const trackFile = lab.trackFilePath(B);
     const since = Date.now();
+    let vipOnBAfterFault = 0;
+    let mlLost: number | undefined;
     await lab.deafToAdverts(B, true);
     try {
       const p = await lab.waitPromoteAfter(B, since, before);
       expect(p.status).toBe('CRITICAL');
       expect(p.summary).toMatch(
         new RegExp(
-          `^refusing to promote: master-a \\(${escape(A.ip)}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\); virtual IP ${escape(VIP)} released here`,
+          `^refusing to promote: master-a \\(${escape(A.ip)}:9421\\) answers at metadata version \\d+ \\(split brain; --force overrides\\).*; keepalived held in FAULT \\(${escape(trackFile)}\\) until master-a stop\\(s\\) answering$`,
         ),
       );
-      // keepalived 2.2 drops to BACKUP when its VIP is removed under it (priority 0 sent) and, hearing no
-      // master still, takes it again a master-down interval later: notify_master runs again, promote
-      // refuses again. For 10 s: never a master on B, A keeps the VIP.
+      expect(p.details?.keepalivedFault?.watcher).toBeGreaterThan(0);
+      // keepalived reads the track file (weight 0, a non-zero value) and goes to FAULT: VIP released...
+      await waitFor("B's keepalived in FAULT", async () => (await keepalivedB.state()) === 'FAULT', 10_000, 50);
+      expect(await fs.readFile(trackFile, 'utf8')).toMatch(/^1\n# .*promote refused: master-a/);
+      // ...and not taken again: for 10 s never a master on B, the VIP never on B, A keeps it, and the
+      // metalogger on C (connected to the VIP) loses its connection no more (a few seconds first for the
+      // reconnect after the one takeover before the FAULT).
+      await sleep(3_000);
+      const mlLogFrom = (await lab.metalogger!.daemon!.log()).length;
       const until = Date.now() + 10_000;
       while (Date.now() < until) {
         expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
+        if ((await B.addresses()).includes(VIP)) vipOnBAfterFault++;
         expect(await A.addresses()).toContain(VIP);
-        await sleep(250);
+        await sleep(100);
       }
+      expect(await keepalivedB.state()).toBe('FAULT');
+      mlLost = (await lab.metalogger!.daemon!.log()).slice(mlLogFrom).match(MetaloggerLost)?.length ?? 0;
       const data = randomBytes(10_000);
       await writeDurably(path.join(lab.mount!.dir, 'during-partition'), data);
       written.set('during-partition', sha(data));
@@ -113,15 +130,13 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     } finally {
       await lab.deafToAdverts(B, false);
     }
-    // Healed: B hears the higher priority again and goes BACKUP; its notify_backup's demote finds nothing to stop.
-    await waitFor(
-      'B back to BACKUP, the VIP only on A',
-      async () => {
-        const back = (await keepalivedB.state()) === 'BACKUP' && !(await B.addresses()).includes(VIP);
-        return back && (await A.addresses()).includes(VIP);
-      },
-      15_000,
-    );
+    const masters = ((await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
+    const refusals =
+      ((await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0) - refusalsBefore;
+    // Healed: A still serves, so B stays in FAULT (its reason, master-a answering, is still there); VIP on A only.
+    await sleep(3_000);
+    expect(await keepalivedB.state()).toBe('FAULT');
+    expect((await B.addresses()).includes(VIP)).toBe(false);
     // Every job the notify scripts started on B has finished (none left to act after the next test's kill):
     // one result line per job the script launched (a job still starting has logged nothing yet).
     await waitFor(
@@ -133,29 +148,47 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
       },
       60_000,
     );
-    // The metalogger on C follows A again: each time B took the VIP, C's packets to it went to B (reset),
-    // and the metalogger reconnects on its own schedule. The next test's failover needs it current.
+    // check-standby on B names the FAULT and why (a WARNING: B takes over by itself once master-a is gone).
+    const check = await lab.runJobs(B, ['run', 'check-standby', '--json']);
+    const report = JSON.parse(check.stdout) as { details: { findings: { status: string; setting: string; text: string }[] } };
+    const fault = report.details.findings.filter((f) => f.setting === 'standby.keepalivedTrackFile');
+    expect(fault).toEqual([
+      {
+        status: 'WARNING',
+        setting: 'standby.keepalivedTrackFile',
+        text: expect.stringMatching(/^keepalived held in FAULT since \S+ by .*\(promote refused: master-a .*\)/),
+      },
+    ]);
+    // The metalogger on C follows A: only the one takeover before the FAULT sent C's packets to B.
     const healed = Date.now();
     const target = (await lab.master(A).info()).metadataVersion - 1;
     await waitFor(
-      `the metalogger to follow A again (version ${target})`,
+      `the metalogger to follow A (version ${target})`,
       async () => ((await lab.metalogger!.lastVersion()) ?? 0) >= target,
       90_000,
     );
-    const refusals = (await hookLog(B)).match(/MFS PROMOTE CRITICAL - refusing to promote/g)?.length ?? 0;
-    const masters = ((await keepalivedB.log()).match(/Entering MASTER STATE/g)?.length ?? 0) - mastersBefore;
     console.log(
-      `keepalived partition, ~12 s: B entered MASTER ${masters} time(s), promote refused ${refusals} time(s); ` +
-        `the metalogger current again ${((Date.now() - healed) / 1000).toFixed(1)} s after the heal`,
+      `keepalived partition, ~12 s: B entered MASTER ${masters} time(s), promote refused ${refusals} time(s), ` +
+        `the VIP seen on B ${vipOnBAfterFault} time(s) after the FAULT, the metalogger lost its connection ` +
+        `${mlLost} time(s) in the 10 s after; ` +
+        `the metalogger current ${((Date.now() - healed) / 1000).toFixed(1)} s after the heal`,
     );
     expect(refusals).toBeGreaterThanOrEqual(1);
+    expect(refusals).toBeLessThanOrEqual(2);
+    expect(masters).toBeLessThanOrEqual(2);
+    expect(vipOnBAfterFault).toBe(0);
+    expect(mlLost).toBe(0);
     expect(await hookLog(B)).not.toMatch(/MFS PROMOTE OK - promoted/);
     expect(await runningMasterPid(lab.master(B).dataPath)).toBeUndefined();
     expect(await runningMasterPid(lab.master(A).dataPath)).toBeDefined();
   }, 210_000);
 
-  test('kill -9 of the serving machine (mfsmaster, keepalived, link down): B becomes MASTER, notify_master promotes, the client writes through the VIP, nothing acknowledged is lost', async () => {
+  test("kill -9 of the serving machine (mfsmaster, keepalived, link down): B's FAULT from the partition is released, B becomes MASTER, notify_master promotes, the client writes through the VIP, nothing acknowledged is lost", async () => {
+    // B is still held in FAULT by the partition's refusal: master-a's death is what releases it.
+    expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('FAULT');
     const r = await lab.failoverRound('mfs-jobs sync', 'mfs-jobs sync', written, 'keepalived-1');
+    expect(await fs.readFile(lab.trackFilePath(lab.B), 'utf8')).toMatch(/^0\n# .*released: master-a no longer answer/);
+    expect(await fs.stat(path.join(lab.stateDir(lab.B), 'keepalived-fault.json')).catch(() => undefined)).toBeUndefined();
     expect(r.promoted).toBe(lab.B);
     expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('MASTER');
     const p = r.promote!;

@@ -155,6 +155,7 @@ export interface PromoteState {
           pid?: number;
         })
       | null;
+    keepalivedFault?: { since: string; trackFile: string; reason: string; watcher: number | null };
   };
 }
 
@@ -461,7 +462,9 @@ export class FailoverLab {
         cliPort: 9421,
         vip: this.vip,
         promoteOnVip: this.promoteOnVip,
-        ...(this.vrrp === 'keepalived' ? { hookScripts: [this.notifyScriptPath] } : {}),
+        ...(this.vrrp === 'keepalived'
+          ? { hookScripts: [this.notifyScriptPath], keepalivedTrackFile: this.trackFilePath(self) }
+          : {}),
       },
       ...generationConfig(this.lab),
       // Scheduled jobs stay off: a lab daemon only takes the hooks' runs (`run` ignores `enabled`).
@@ -536,10 +539,24 @@ export class FailoverLab {
       password: `mfs${process.pid}`.slice(0, 8),
       priority: KEEPALIVED_PRIORITY - skew,
       notifyScript: await this.installNotifyScript(source),
+      trackFile: await this.trackFile(m),
       env: { ...this.hookEnv(m), ...this.seedEnv(m) },
     });
     this.keepaliveds.set(m, keepalived);
     this.notifyScripts.set(m, source);
+  }
+
+  /**
+   * keepalived's track file on `m` (standby.keepalivedTrackFile): in its state directory, which must exist
+   * before keepalived starts (keepalived drops a track file whose directory is missing).
+   */
+  async trackFile(m: Machine): Promise<string> {
+    await fs.mkdir(this.stateDir(m), { recursive: true, mode: 0o700 });
+    return this.trackFilePath(m);
+  }
+
+  trackFilePath(m: Machine): string {
+    return path.join(this.stateDir(m), 'keepalived-fault');
   }
 
   /** The keepalived notify script where keepalived's enable_script_security accepts it: root's, 0755, in root's directory. */
@@ -830,8 +847,12 @@ export class FailoverLab {
     const pid = text ? (JSON.parse(text) as { pid: number }).pid : undefined;
     if (pid && processAlive(pid)) process.kill(pid, 'SIGKILL');
     // The clients-back watcher a one-shot promote left running (its pid in promote's report).
-    const watcher = (await this.readPromoteState(m))?.details?.clients?.pid;
+    const details = (await this.readPromoteState(m))?.details;
+    const watcher = details?.clients?.pid;
     if (watcher && processAlive(watcher)) process.kill(watcher, 'SIGKILL');
+    // The keepalived FAULT watcher a refused promote left running (lib/failover/keepalived-fault.ts).
+    const faultWatcher = details?.keepalivedFault?.watcher;
+    if (faultWatcher && processAlive(faultWatcher)) process.kill(faultWatcher, 'SIGKILL');
   }
 
   /** Tear everything down by PID, remove the namespaces; returns what is left of them (expected: nothing). */

@@ -7,6 +7,7 @@ import { connectedChunkservers } from '../../lib/moosefs/master.js';
 import { masterInfo, type MasterInfo } from '../../lib/moosefs/mfscli.js';
 import type { NativeMasterInfo } from '../../lib/moosefs/protocol.js';
 import { localSource } from '../../lib/transport/remote.js';
+import { REPO_ROOT } from '../helpers/cli.js';
 import { labGeneration, type LabGeneration } from './generations.js';
 import { DaemonisedMaster, EMPTY_IMAGE, masterConfigText } from './moosefs.js';
 import { Daemon, trackPid, waitFor } from './proc.js';
@@ -511,6 +512,17 @@ export class Keepalived {
   ) {}
 
   static readonly BIN = '/usr/sbin/keepalived';
+  /** The lab runs the shipped config, with only the machine's names, addresses and paths put in. */
+  static readonly SHIPPED = path.join(REPO_ROOT, 'examples', 'keepalived', 'keepalived.conf');
+
+  /** `text` with each key replaced by its value everywhere; a key the shipped config lacks is an error. */
+  static shippedConfig(text: string, values: Record<string, string>): string {
+    for (const [from, to] of Object.entries(values)) {
+      if (!text.includes(from)) throw new Error(`${Keepalived.SHIPPED} no longer holds "${from}"`);
+      text = text.split(from).join(to);
+    }
+    return text;
+  }
 
   static async start(
     machine: Machine,
@@ -522,29 +534,23 @@ export class Keepalived {
       priority: number;
       /** Called as `<script> master|backup|fault` (examples/keepalived/mfs-jobs-notify.sh). */
       notifyScript: string;
+      /** The track file mfs-jobs holds keepalived in FAULT with (standby.keepalivedTrackFile). */
+      trackFile: string;
       env?: NodeJS.ProcessEnv;
     },
   ): Promise<Keepalived> {
     const base = path.join(o.dir, `keepalived-${machine.name}`);
-    const conf = [
-      'global_defs {',
-      `    router_id ${machine.name}`,
-      '    enable_script_security',
-      '    script_user root',
-      '}',
-      'vrrp_instance MFS_MASTER {',
-      '    state BACKUP',
-      '    nopreempt',
-      `    interface ${machine.iface}`,
-      `    virtual_router_id ${o.vrid}`,
-      `    priority ${o.priority}`,
-      '    advert_int 1',
-      `    authentication {\n        auth_type PASS\n        auth_pass ${o.password}\n    }`,
-      `    virtual_ipaddress {\n        ${o.vip}/24 dev ${machine.iface}\n    }`,
-      ...['master', 'backup', 'fault'].map((s) => `    notify_${s} "${o.notifyScript} ${s}"`),
-      '}',
-    ].join('\n');
-    await fs.writeFile(`${base}.conf`, conf + '\n', { mode: 0o600 });
+    const conf = Keepalived.shippedConfig(await fs.readFile(Keepalived.SHIPPED, 'utf8'), {
+      'router_id mfs-master-a': `router_id ${machine.name}`,
+      'interface eth0': `interface ${machine.iface}`,
+      'virtual_router_id 42': `virtual_router_id ${o.vrid}`,
+      'priority 150': `priority ${o.priority}`,
+      'auth_pass mfs-42': `auth_pass ${o.password}`,
+      '10.0.0.100/24 dev eth0': `${o.vip}/24 dev ${machine.iface}`,
+      '/etc/mfs-jobs/mfs-jobs-notify.sh': o.notifyScript,
+      '/var/lib/mfs-jobs/keepalived-fault': o.trackFile,
+    });
+    await fs.writeFile(`${base}.conf`, conf, { mode: 0o600 });
     const [pidFile, vrrpPidFile] = [`${base}.pid`, `${base}-vrrp.pid`];
     // -n: the parent stays in the foreground (the VRRP process is its child); -G -l: log to our file, not syslog.
     const args = ['-n', '-P', '-G', '-l', '-D', '-f', `${base}.conf`, '-p', pidFile, '-r', vrrpPidFile];
