@@ -55,9 +55,7 @@ export default defineJob({
       signal: ctx.signal,
     });
     // keepalived held in FAULT after a refusal (issue #24): released here when its reason is gone.
-    const fault = r.serving
-      ? undefined
-      : await checkFault(config, standby, { timeoutMs: o.cliTimeoutSeconds * 1000 });
+    const fault = r.serving ? undefined : await checkFault(config, standby, { timeoutMs: o.cliTimeoutSeconds * 1000 });
     const clients = await lastClientsBack(config.stateDir);
     const findings = unique([...r.findings, ...(fault?.findings ?? [])]);
     const notes = [...r.notes, ...(fault?.notes ?? [])];

@@ -150,7 +150,9 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     );
     // check-standby on B names the FAULT and why (a WARNING: B takes over by itself once master-a is gone).
     const check = await lab.runJobs(B, ['run', 'check-standby', '--json']);
-    const report = JSON.parse(check.stdout) as { details: { findings: { status: string; setting: string; text: string }[] } };
+    const report = JSON.parse(check.stdout) as {
+      details: { findings: { status: string; setting: string; text: string }[] };
+    };
     const fault = report.details.findings.filter((f) => f.setting === 'standby.keepalivedTrackFile');
     expect(fault).toEqual([
       {
@@ -188,7 +190,9 @@ describe('virtual-IP failover with keepalived in network namespaces (notify scri
     expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('FAULT');
     const r = await lab.failoverRound('mfs-jobs sync', 'mfs-jobs sync', written, 'keepalived-1');
     expect(await fs.readFile(lab.trackFilePath(lab.B), 'utf8')).toMatch(/^0\n# .*released: master-a no longer answer/);
-    expect(await fs.stat(path.join(lab.stateDir(lab.B), 'keepalived-fault.json')).catch(() => undefined)).toBeUndefined();
+    expect(
+      await fs.stat(path.join(lab.stateDir(lab.B), 'keepalived-fault.json')).catch(() => undefined),
+    ).toBeUndefined();
     expect(r.promoted).toBe(lab.B);
     expect(await lab.keepaliveds.get(lab.B)!.state()).toBe('MASTER');
     const p = r.promote!;
