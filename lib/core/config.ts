@@ -4,7 +4,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { configPath, DEFAULT_STATE_DIR, socketPathOf } from './hand-off.js';
-import { cronProblem, isValidZone } from './schedule.js';
+import { cronProblem, isValidZone } from './schedule-check.js';
 
 export { configPath, DEFAULT_CONFIG_PATH } from './hand-off.js';
 
