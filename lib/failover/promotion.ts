@@ -165,17 +165,14 @@ export function startFence(ctx: PromoteContext, others: readonly MasterHost[]): 
     };
     return probeMaster(m, o);
   };
-  const each = new Map(
-    others.map((m) => [
-      m.name,
-      ask(m).then((a) => {
-        if (a.reachability === 'unreachable' && m.host === m.cliHost)
-          down.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
-        return a;
-      }),
-    ]),
-  );
-  const answers = Promise.all(each.values());
+  const asked = others.map(async (m) => {
+    const a = await ask(m);
+    if (a.reachability === 'unreachable' && m.host === m.cliHost)
+      down.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
+    return a;
+  });
+  const each = new Map(others.map((m, i) => [m.name, asked[i]!]));
+  const answers = Promise.all(asked);
   // Only where the fence's address is the SSH host: its answer says whether that machine is up at all.
   const sameHost = new Set(others.filter((m) => m.host === m.cliHost).map((m) => m.name));
   return {
@@ -283,7 +280,7 @@ function borrowing(mirror: NonNullable<StandbyCompanion['mirror']>, spec: Source
  * once would load the SSH stack and parse the key — ≈ 0.25 s of CPU on one thread — while the fence's
  * ARP window runs on that thread too, so a dead host was proven dead that much later (issue #24).
  */
-function afterFenceAnswer(spec: SourceSpec, fencing: Fencing): SourceSpec {
+export function afterFenceAnswer(spec: SourceSpec, fencing: Pick<Fencing, 'answered'>): SourceSpec {
   if (spec.ref.kind !== 'master' || spec.ref.local) return spec;
   const answered = fencing.answered(spec.ref.name);
   if (!answered) return spec;
