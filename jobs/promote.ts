@@ -80,8 +80,11 @@ const args = z.strictObject({ force: z.boolean().optional(), otherFilesystem: z.
 
 /** Fence, then collect, plan, place, start, report; collecting and staging run while the fence is out. */
 async function promote(ctx: PromoteContext, s: Standby): Promise<JobResult> {
-  const timings: Timings = { startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)) };
   const began = Date.now();
+  const timings: Timings = {
+    startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)),
+    checkMs: began - ctx.startedAt.getTime(),
+  };
   // 1. Fence, and 2. collect and fetch, side by side; nothing is changed before fencing says go.
   const fencing = startFence(ctx, s.others);
   const collecting = await startCollecting(ctx, s, fencing, began);

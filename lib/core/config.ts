@@ -4,7 +4,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { configPath, DEFAULT_STATE_DIR, socketPathOf } from './hand-off.js';
-import { cronProblem, isValidZone } from './schedule.js';
+import { cronProblem, isValidZone, loadCronParser } from './schedule-check.js';
 
 export { configPath, DEFAULT_CONFIG_PATH } from './hand-off.js';
 
@@ -470,6 +470,13 @@ export function parseConfig(document: unknown, file = '(inline)'): Config {
  */
 const YAML_LIMITS = { maxAliasCount: 100 };
 
+/** Any `jobs.<name>.schedule` in the document (only then is node-cron loaded to check it). */
+function namesSchedule(document: unknown): boolean {
+  const jobs = (document as { jobs?: unknown } | null)?.jobs;
+  if (typeof jobs !== 'object' || jobs === null) return false;
+  return Object.values(jobs).some((j) => typeof j === 'object' && j !== null && 'schedule' in j);
+}
+
 export async function loadConfig(explicit?: string): Promise<Config> {
   const file = path.resolve(configPath(explicit));
   let text: string;
@@ -488,6 +495,7 @@ export async function loadConfig(explicit?: string): Promise<Config> {
   } catch (err) {
     throw new ConfigError(file, `${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
+  if (namesSchedule(document)) await loadCronParser();
   return parseConfig(document, file);
 }
 

@@ -1,5 +1,7 @@
 import cron from 'node-cron';
-import { DateTime, IANAZone } from 'luxon';
+import { DateTime } from 'luxon';
+
+export { cronProblem, isValidZone } from './schedule-check.js';
 
 /**
  * Jobs the daemon runs: enabled, with a schedule from config or the job's default. Takes the registry's
@@ -18,18 +20,6 @@ export function scheduledJobs<J extends { name: string; defaultSchedule?: string
     if (schedule) out.push({ job, schedule });
   }
   return out;
-}
-
-/** Why a cron expression is invalid, or undefined when it is fine (node-cron's own parser decides). */
-export function cronProblem(expression: string): string | undefined {
-  const { valid, errors } = cron.validateDetailed(expression);
-  if (valid) return undefined;
-  return errors.map((e) => `${e.field}: ${e.message}`).join('; ') || 'invalid cron expression';
-}
-
-export function isValidZone(zone: string): boolean {
-  // 'UTC', the default, is valid everywhere; asking Intl loads its zone data: ~35 ms of every start-up.
-  return zone === 'UTC' || IANAZone.isValidZone(zone);
 }
 
 /**

@@ -15,7 +15,7 @@ import { MasterCfg } from '../moosefs/master-cfg.js';
 import { mfsmasterErrorLine, stopMaster } from '../moosefs/mfsmaster.js';
 import type { Generation } from '../moosefs/generations/index.js';
 import type { RestoreResult } from '../moosefs/roll-forward.js';
-import type { Binaries } from '../moosefs/generations/binaries.js';
+import { probeAhead, type Binaries } from '../moosefs/generations/binaries.js';
 import { identityFile } from '../store/identity.js';
 import { startClientsWatch, type ClientsWatchStarted } from './clients-watch.js';
 import { closeSources, collectLastResort, collectSources, settlePlan, sourceSpecs, Staging } from './collect.js';
@@ -86,8 +86,11 @@ export interface Standby {
 export async function checkBeforePromoting(ctx: PromoteContext): Promise<Standby | Stop> {
   const { config } = ctx;
   const standby = requireStandby(config);
+  // `ip addr` (a child process) while the cfg and DATA_PATH are read.
+  const asking = localAddresses(ctx.signal);
+  asking.catch(() => undefined);
   await checkStandby(config, standby);
-  const addresses = await localAddresses(ctx.signal);
+  const addresses = await asking;
   const others = mastersToFence(config, { port: standby.cliPort, localAddresses: addresses, vip: standby.vip });
   const waitMs = ctx.options.startTimeoutSeconds * 1000;
   const running = await localMaster(config, standby, { waitMs, signal: ctx.signal });
@@ -136,6 +139,8 @@ export interface Fencing {
   answers: Promise<FenceAnswer[]>;
   /** Aborted once fencing found this master's machine dead: collecting need not wait for its SSH too. */
   hostDown(name: string): AbortSignal | undefined;
+  /** Settles once this master's fence answer is in (undefined: not fenced by address, see startFence). */
+  answered(name: string): Promise<unknown> | undefined;
 }
 
 /** How old the watch's last probe may be for the fence to take its word: two rounds of TCP connect and ARP. */
@@ -161,15 +166,21 @@ export function startFence(ctx: PromoteContext, others: readonly MasterHost[]): 
     };
     return probeMaster(m, o);
   };
-  const answers = Promise.all(
-    others.map(async (m) => {
-      const a = await ask(m);
-      if (a.reachability === 'unreachable' && m.host === m.cliHost)
-        down.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
-      return a;
-    }),
-  );
-  return { answers, hostDown: (name) => down.get(name)?.signal };
+  const asked = others.map(async (m) => {
+    const a = await ask(m);
+    if (a.reachability === 'unreachable' && m.host === m.cliHost)
+      down.get(m.name)?.abort(new Error(`${m.name}: host unreachable (${a.detail})`));
+    return a;
+  });
+  const each = new Map(others.map((m, i) => [m.name, asked[i]!]));
+  const answers = Promise.all(asked);
+  // Only where the fence's address is the SSH host: its answer says whether that machine is up at all.
+  const sameHost = new Set(others.filter((m) => m.host === m.cliHost).map((m) => m.name));
+  return {
+    answers,
+    hostDown: (name) => down.get(name)?.signal,
+    answered: (name) => (sameHost.has(name) ? each.get(name)?.catch(() => undefined) : undefined),
+  };
 }
 
 /** What fencing said: go, or refuse (another master lives and --force was not given). */
@@ -236,18 +247,15 @@ export async function startCollecting(
   if (s.lockNote) notes.unshift(s.lockNote);
   const fetched: SourceSpec[] = [];
   const mirror = ctx.companion?.mirror;
-  const specs = own.map((spec) =>
-    mirror
-      ? {
-          ...spec,
-          open: async (signal: AbortSignal) => (await mirror.borrow(spec.ref.name, spec.dir)) ?? spec.open(signal),
-        }
-      : spec,
-  );
+  const specs = own.map((spec) => {
+    const gated = afterFenceAnswer(spec, fencing);
+    return mirror ? borrowing(mirror, gated) : gated;
+  });
   const signal = AbortSignal.any([ctx.signal, stopping.signal]);
   const timeoutMs = options.sourceTimeoutSeconds * 1000;
   const collecting = collectSources(specs, { timeoutMs, signal, abortFor: (name) => fencing.hostDown(name) });
   const preparing = prepare(ctx, s.standby, collecting, { lastResort, fetched }, signal, began);
+  probeAhead(config, s.standby.mfsmasterBin);
   // Settled either way, so that a refusal never leaves it unhandled.
   preparing.catch(() => undefined);
   return {
@@ -257,6 +265,33 @@ export async function startCollecting(
     // A copy's snapshot fetched for this promotion (the store was gone): the placed files are the restore's now.
     releaseSources: async () =>
       void (await Promise.all([...own, ...fetched].map((x) => x.release?.().catch(() => undefined)))),
+  };
+}
+
+function borrowing(mirror: NonNullable<StandbyCompanion['mirror']>, spec: SourceSpec): SourceSpec {
+  return {
+    ...spec,
+    open: async (signal: AbortSignal) => (await mirror.borrow(spec.ref.name, spec.dir)) ?? spec.open(signal),
+  };
+}
+
+/**
+ * An old master's DATA_PATH over SSH is opened once its fence has answered: a refused connect (the host is
+ * up) comes back within a round trip, while a dead host's answer aborts the source anyway. Opening it at
+ * once would load the SSH stack and parse the key — ≈ 0.25 s of CPU on one thread — while the fence's
+ * ARP window runs on that thread too, so a dead host was proven dead that much later (issue #24).
+ */
+export function afterFenceAnswer(spec: SourceSpec, fencing: Pick<Fencing, 'answered'>): SourceSpec {
+  if (spec.ref.kind !== 'master' || spec.ref.local) return spec;
+  const answered = fencing.answered(spec.ref.name);
+  if (!answered) return spec;
+  return {
+    ...spec,
+    open: async (signal: AbortSignal) => {
+      await answered;
+      signal.throwIfAborted();
+      return spec.open(signal);
+    },
   };
 }
 
@@ -501,7 +536,12 @@ export async function place(
 ): Promise<Placed | Stop> {
   const { staging, stagingDir } = prepared;
   const lines = [...p.lines];
-  if (standby.vip && !ctx.args.force && !(await vipHeld(standby.vip, ctx.signal))) {
+  const mark = Date.now();
+  // Asked (`ip addr`, a child process) while the placements are staged; answered before DATA_PATH changes.
+  const asking = standby.vip && !ctx.args.force ? vipHeld(standby.vip, ctx.signal) : Promise.resolve(true);
+  asking.catch(() => undefined);
+  const placements = await preparePlacements(p.settled.choice.plan, p.settled, staging, ctx.signal);
+  if (!(await asking)) {
     return {
       stop: {
         status: 'CRITICAL',
@@ -510,8 +550,6 @@ export async function place(
       },
     };
   }
-  const mark = Date.now();
-  const placements = await preparePlacements(p.settled.choice.plan, p.settled, staging, ctx.signal);
   const aside = await moveAside(prepared.data!, new Date(), [path.basename(stagingDir)]);
   await placeFiles(prepared.data!, placements.files);
   p.findings.timings.placeMs = Date.now() - mark;

@@ -26,6 +26,8 @@ export interface Findings {
 export interface Timings {
   /** Process start (the hook's call) to the job's start: Node and mfs-jobs loading. */
   startupMs: number;
+  /** The job's start to fencing: its lock, and the checks before promoting (cfg, DATA_PATH, no master, VIP). */
+  checkMs?: number;
   fenceMs?: number;
   /** Power-fence hook and leader key (issue #25), after fencing. */
   quorumMs?: number;

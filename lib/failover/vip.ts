@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { execCapture } from '../core/exec.js';
 import { ProcessError } from '../core/errors.js';
 
@@ -28,7 +29,12 @@ export async function localAddresses(signal?: AbortSignal): Promise<string[]> {
  * a CARP/VRRP flap at boot can take it away again a moment later, so promote asks before and after.
  */
 export async function vipHeld(vip: string, signal?: AbortSignal): Promise<boolean> {
-  return (await localAddresses(signal)).includes(vip.toLowerCase());
+  const want = vip.toLowerCase();
+  // Node's own list (getifaddrs, no child process: a spawn is 20-45 ms of a loaded CPU, issue 24) holds only the
+  // interfaces that are up and running, so an address found there is held; one not found is asked of `ip`.
+  const up = Object.values(os.networkInterfaces()).flatMap((list) => list ?? []);
+  if (up.some((a) => a.address.toLowerCase() === want)) return true;
+  return (await localAddresses(signal)).includes(want);
 }
 
 /**

@@ -157,6 +157,9 @@ export async function waitServing(o: MasterTarget & { minVersion?: number }): Pr
   const deadline = Date.now() + timeoutMs;
   const where = `${o.host}:${o.port}`;
   let last = 'no answer yet';
+  // A master just started by `mfsmaster -a` serves within milliseconds of its first answer ("version 0: still
+  // loading" is brief): ask again soon, then back off to 100 ms (a failover's clients wait on this, issue #24).
+  let pauseMs = 10;
   while (Date.now() < deadline) {
     if (o.signal?.aborted) throw new ProcessError(where, 'aborted while waiting for the master to serve');
     try {
@@ -167,7 +170,8 @@ export async function waitServing(o: MasterTarget & { minVersion?: number }): Pr
     } catch (err) {
       last = (err as Error).message;
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, pauseMs));
+    pauseMs = Math.min(100, pauseMs * 2);
   }
   throw new ProcessError(where, `master ${where} not serving after ${timeoutMs} ms: ${last}`);
 }

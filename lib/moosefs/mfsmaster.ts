@@ -229,6 +229,8 @@ async function waitInitialised(
 ): Promise<boolean> {
   let seenPid = false;
   const graceUntil = Date.now() + 5_000;
+  // Soon at first (a failover waits on this), then every 50 ms.
+  let pauseMs = 10;
   while (Date.now() < deadline && !signal?.aborted) {
     const pid = await masterPid();
     if (pid !== undefined) {
@@ -237,7 +239,8 @@ async function waitInitialised(
     } else if (seenPid || Date.now() > graceUntil) {
       return false;
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pauseMs));
+    pauseMs = Math.min(50, pauseMs * 2);
   }
   return false;
 }

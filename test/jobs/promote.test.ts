@@ -108,6 +108,9 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     expect(report.details.plan.reached).toBe(expectedVersion);
     expect(report.details.sources.find((s: { name: string }) => s.name === 'ml1').error).toBeNull();
     expect(report.metrics.find((m: { name: string }) => m.name === 'rto_seconds').value).toBeGreaterThan(0);
+    // Where a one-shot promotion's time went (issue 24): every phase, the checks before fencing among them.
+    const phases = ['startupMs', 'checkMs', 'fenceMs', 'inventoryMs', 'fetchMs', 'placeMs', 'restoreMs'];
+    for (const phase of phases) expect(report.details.timings[phase]).toBeGreaterThanOrEqual(0);
     expect(res.code).toBe(0);
 
     const info = await masterInfo({ host: '127.0.0.1', port: standby.ports.cl });

@@ -66,6 +66,15 @@ export function binaryGeneration(mfsmaster: string): Promise<{ version: string; 
 }
 
 /**
+ * Start the `-v` probe that restoringBinaries asks on `auto` for the installed mfsmaster, ahead of time: a
+ * promotion runs it while it fences and collects, not between placing the files and `mfsmaster -a`.
+ */
+export function probeAhead(config: Config, mfsmasterDefault?: string): void {
+  if (config.moosefs.generation !== 'auto') return;
+  void binaryGeneration(mfsmasterDefault ?? config.standby?.mfsmasterBin ?? 'mfsmaster');
+}
+
+/**
  * The binaries that restore an image with this magic (`where` names it in messages; an unreadable header,
  * `magic` undefined, counts as the newest format: see generationsReading). A pinned
  * `moosefs.generation` must write that magic; on `auto`, a generation writing it with a configured prefix
