@@ -97,7 +97,8 @@ function sourceLine(r: SourceResult): string {
 /** `restore point: image 2026…-v120 (version 120) + the archive through version 480 (…Z); no new image stored`. */
 function coveredText(c: Covered): string {
   const at = c.archiveTime === undefined ? '' : ` (${new Date(c.archiveTime * 1000).toISOString()})`;
-  return `restore point: image ${c.snapshot} (version ${c.imageVersion}) + the archive through version ${c.archiveReaches - 1}${at}, ${c.rollForward} changes to roll forward; no new image stored`;
+  const through = `the archive through version ${c.archiveReaches - 1}${at}`;
+  return `restore point: image ${c.snapshot} (version ${c.imageVersion}) + ${through}, ${c.rollForward} changes to roll forward; no new image stored`;
 }
 
 /** jobs.archive configured: the store's archive and the image bounds, for backupSource to decide (issue #26). */

@@ -160,7 +160,13 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const newest = req.newest && { ...req.newest.manifest, id: req.newest.id };
     const decision = decideImage(newest, { ...chosen.header, reaches }, archive, bounds, startedAt.getTime());
     if (!decision.store)
-      return { kind: 'covered', covered: decision.covered, sourceImageVersion: chosen.header.version, sourceReaches: reaches, notes };
+      return {
+        kind: 'covered',
+        covered: decision.covered,
+        sourceImageVersion: chosen.header.version,
+        sourceReaches: reaches,
+        notes,
+      };
     notes.push(`a new image: ${decision.why}`);
   }
   const needed = inv.changelogs.filter((c) => changelogNeeded(c, start));
