@@ -72,7 +72,8 @@ export function decideImage(
     return store(`the source's image (version ${source.version}) is older than ${newest.id}'s`);
   if (archive.broken) return store(`${archive.broken} archive segment(s) unusable`);
   // The archive must take over where the stored snapshot's own changelogs end, without a hole to its end.
-  const chain = archiveChain(archive.segments.filter((s) => s.last >= newest.reachesVersion));
+  // (A segment ending right before the snapshot's end connects too: the archive is then exactly as far.)
+  const chain = archiveChain(archive.segments.filter((s) => s.last >= newest.reachesVersion - 1));
   if (chain.first === undefined || chain.last === undefined)
     return store('the archive holds nothing after the newest image');
   if (chain.first > newest.reachesVersion)
@@ -122,12 +123,13 @@ export function newestRecoverable(
   const newest = [...snapshots].sort((a, b) => b.manifest.reachesVersion - a.manifest.reachesVersion)[0];
   if (!newest) return undefined;
   const own = { snapshot: newest.id, version: newest.manifest.reachesVersion, throughArchive: false };
-  const chain = archiveChain(archive.segments.filter((s) => s.last >= own.version));
+  const chain = archiveChain(archive.segments.filter((s) => s.last >= own.version - 1));
   if (chain.first === undefined || chain.last === undefined || chain.first > own.version) return own;
   const hole = chain.holes[0];
   if (hole) {
     // Only as far as the hole; the time of that line is not known without reading segments.
     return { ...own, version: Math.max(own.version, hole.from), throughArchive: hole.from > own.version };
   }
+  if (chain.last + 1 <= own.version) return own;
   return { ...own, version: chain.last + 1, time: chain.lastTime, throughArchive: true };
 }

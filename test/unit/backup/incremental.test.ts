@@ -55,6 +55,13 @@ describe('decideImage: an image kept once, rolled forward by the archive', () =>
       /gap \(versions 201\.\.249\)/,
     ],
     ['a lagging archive', stored(), source, { segments: [seg(90, 300)], broken: 0 }, /reaches 301, behind/],
+    [
+      'an archive that ends where the snapshot does',
+      stored(),
+      source,
+      { segments: [seg(90, 149)], broken: 0 },
+      /150, behind/,
+    ],
     ['an image a day old', stored({ startedAt: new Date(NOW - 24 * HOUR).toISOString() }), source, archive, /24 h old/],
     ['too many changes', stored(), { ...source, reaches: 1_200 }, archive, /1100 changes .*imageChanges 1000/],
   ])('stores a full image with %s', (_what, newest, src, arch, why) => {
