@@ -154,8 +154,7 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
 
 function recoverableLine(r: Recoverable, zone: string): string {
   const at = r.time === undefined ? '' : ` (${when(new Date(r.time * 1000).toISOString(), zone)})`;
-  const how = r.throughArchive ? `${r.snapshot}'s image rolled forward through the archive` : r.snapshot;
-  return `newest recoverable moment: version ${r.version}${at}: ${how}`;
+  return `newest recoverable moment: version ${r.version}${at}: ${r.snapshot}'s image rolled forward through the archive`;
 }
 
 export async function list(globals: Globals, json: boolean, copy?: string): Promise<void> {
@@ -191,7 +190,7 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   );
   const notes = [
     rows.length ? '* = latest, P = pinned' : `no snapshots in ${store}`,
-    ...(recoverable ? [recoverableLine(recoverable, config.timezone)] : []),
+    ...(recoverable?.throughArchive ? [recoverableLine(recoverable, config.timezone)] : []),
     ...rows
       .filter((r) => r.pin)
       .map((r) => `pinned: ${r.id}: ${r.pin!.note || '(no note)'} (since ${r.pin!.pinnedAt})`),
