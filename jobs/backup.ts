@@ -98,7 +98,8 @@ function sourceLine(r: SourceResult): string {
 function coveredText(c: Covered): string {
   const at = c.archiveTime === undefined ? '' : ` (${new Date(c.archiveTime * 1000).toISOString()})`;
   const through = `the archive through version ${c.archiveReaches - 1}${at}`;
-  return `restore point: image ${c.snapshot} (version ${c.imageVersion}) + ${through}, ${c.rollForward} changes to roll forward; no new image stored`;
+  const image = `image ${c.snapshot} (version ${c.imageVersion})`;
+  return `restore point: ${image} + ${through}, ${c.rollForward} changes to roll forward; no new image stored`;
 }
 
 /** jobs.archive configured: the store's archive and the image bounds, for backupSource to decide (issue #26). */

@@ -115,7 +115,7 @@ export interface Recoverable {
   throughArchive: boolean;
 }
 
-/** The store's newest recoverable moment: the newest snapshot rolled on through the archive (`snapshot list`, status). */
+/** The store's newest recoverable moment: the newest snapshot rolled on through the archive (snapshot list, status). */
 export function newestRecoverable(
   snapshots: readonly { id: string; manifest: { reachesVersion: number } }[],
   archive: Pick<ArchiveView, 'segments'>,

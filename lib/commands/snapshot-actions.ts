@@ -154,7 +154,8 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
 
 function recoverableLine(r: Recoverable, zone: string): string {
   const at = r.time === undefined ? '' : ` (${when(new Date(r.time * 1000).toISOString(), zone)})`;
-  return `newest recoverable moment: version ${r.version}${at}: ${r.snapshot}'s image rolled forward through the archive`;
+  const how = `${r.snapshot}'s image rolled forward through the archive`;
+  return `newest recoverable moment: version ${r.version}${at}: ${how}`;
 }
 
 export async function list(globals: Globals, json: boolean, copy?: string): Promise<void> {
