@@ -106,10 +106,14 @@ function coveredText(c: Covered): string {
 async function incrementalOf(config: Config, store: string, keys: StoreWriteSettings) {
   const archive = config.jobs.archive;
   if (!archive || archive.enabled === false) return undefined;
-  const { segments, broken } = await listSegments(store, keys);
   const s = config.snapshotStore!;
+  // An archive that cannot be listed covers nothing: full images, as without one (the run's notes say why).
+  const listed = await listSegments(store, keys).then(
+    ({ segments, broken }) => ({ segments: segments.map((x) => x.manifest), broken: broken.length }),
+    (err: unknown) => ({ segments: [], broken: 0, error: describeError(err) }),
+  );
   return {
-    archive: { segments: segments.map((x) => x.manifest), broken: broken.length },
+    archive: listed,
     bounds: { intervalMs: windowMs(s.imageInterval), changes: s.imageChanges },
   };
 }

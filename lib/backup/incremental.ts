@@ -40,6 +40,8 @@ export interface ArchiveView {
   segments: readonly Pick<SegmentManifest, 'id' | 'first' | 'last' | 'lastTime' | 'gap'>[];
   /** Segments whose manifest is refused or unreadable: the archive is not trusted to cover anything. */
   broken: number;
+  /** The archive could not be listed at all. */
+  error?: string;
 }
 
 export interface Covered {
@@ -70,6 +72,7 @@ export function decideImage(
   const from = restoreFrom(newest.image);
   if (restoreFrom(source) < from)
     return store(`the source's image (version ${source.version}) is older than ${newest.id}'s`);
+  if (archive.error) return store(`the archive cannot be read (${archive.error})`);
   if (archive.broken) return store(`${archive.broken} archive segment(s) unusable`);
   // The archive must take over where the stored snapshot's own changelogs end, without a hole to its end.
   // (A segment ending right before the snapshot's end connects too: the archive is then exactly as far.)

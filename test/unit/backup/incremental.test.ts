@@ -39,6 +39,13 @@ describe('decideImage: an image kept once, rolled forward by the archive', () =>
     ['another filesystem', stored(), { ...source, metaid: 'CD' }, archive, /another filesystem/],
     ['an empty image', stored(), { ...source, empty: true }, archive, /empty/],
     ['a broken segment', stored(), source, { ...archive, broken: 1 }, /unusable/],
+    [
+      'an unreadable archive',
+      stored(),
+      source,
+      { segments: [], broken: 0, error: 'EACCES' },
+      /cannot be read \(EACCES\)/,
+    ],
     ['an empty archive', stored(), source, { segments: [], broken: 0 }, /holds nothing/],
     [
       'an archive starting after the snapshot',
