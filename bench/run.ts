@@ -12,6 +12,7 @@ import { LabSshd } from '../test/lab/sshd.js';
 import { failed, type BenchContext, type CaseResult } from './bench-case.js';
 import { backupCase } from './cases/backup.js';
 import { backupZstdCase } from './cases/backup-zstd.js';
+import { archiveStorageCase } from './cases/archive-storage.js';
 import { drillCase } from './cases/drill.js';
 import { restoreCase } from './cases/restore.js';
 import { failoverCase } from './cases/failover.js';
@@ -37,6 +38,7 @@ const ALL_CASES = [
   'failover-tuned',
   'failover-keepalived',
   'failover-quorum',
+  'archive-storage',
 ] as const;
 
 interface Options {
@@ -170,6 +172,16 @@ async function main(): Promise<void> {
             empty(id, `backup, default store (zstd), ${via}`, via === 'sftp' ? '≤ 1.0×' : '≤ 1.2×'),
           );
         }
+      }
+    }
+    if (cases.has('archive-storage')) {
+      for (const image of images) {
+        const id = `archive-storage-${image.files}`;
+        await attempt(
+          id,
+          () => archiveStorageCase(ctx, image, filesLabel(image.files)),
+          empty(id, 'a day of hourly restore points, and restore 23 h after the image', '≤ 1.2× one image'),
+        );
       }
     }
     if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 5× wc -l'));

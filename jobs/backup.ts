@@ -9,7 +9,8 @@ import { metric } from '../lib/core/metrics.js';
 import type { StoredSnapshot } from '../lib/store/manifest.js';
 import { formatBytes } from '../lib/core/progress.js';
 import { foreignMetaidMessage, identityFile, learnClusterIdentity } from '../lib/store/identity.js';
-import { formatReasons, planStoreRetention, type StoreRetentionPlan } from '../lib/store/retention.js';
+import { formatReasons, planStoreRetention, windowMs, type StoreRetentionPlan } from '../lib/store/retention.js';
+import type { Covered } from '../lib/backup/incremental.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { storeWriteSettings } from '../lib/store/stored-file.js';
@@ -87,9 +88,34 @@ function sourceLine(r: SourceResult): string {
     const ahead = o.sourceReaches > m.reachesVersion ? `; source changelogs now reach ${o.sourceReaches}` : '';
     return `${name}: already have version ${m.reachesVersion} (snapshot ${o.snapshot.id}, ${o.why})${ahead}`;
   }
+  if (o.kind === 'covered') return `${name}: ${coveredText(o.covered)}`;
   const bytes = o.image.entry.size + o.changelogs.reduce((s, c) => s + c.entry.size, 0);
   const logs = o.changelogs.map((c) => c.entry.name).join(', ') || 'no changelogs';
   return `${name}: would copy ${o.image.entry.name} ${describeImageVersion(o.image.header)} + ${logs} (${formatBytes(bytes)}), reaching version ${o.sourceReaches}`;
+}
+
+/** `restore point: image 2026…-v120 (version 120) + the archive through version 480 (…Z); no new image stored`. */
+function coveredText(c: Covered): string {
+  const at = c.archiveTime === undefined ? '' : ` (${new Date(c.archiveTime * 1000).toISOString()})`;
+  const through = `the archive through version ${c.archiveReaches - 1}${at}`;
+  const image = `image ${c.snapshot} (version ${c.imageVersion})`;
+  return `restore point: ${image} + ${through}, ${c.rollForward} changes to roll forward; no new image stored`;
+}
+
+/** jobs.archive configured: the store's archive and the image bounds, for backupSource to decide (issue #26). */
+async function incrementalOf(config: Config, store: string, keys: StoreWriteSettings) {
+  const archive = config.jobs.archive;
+  if (!archive || archive.enabled === false) return undefined;
+  const s = config.snapshotStore!;
+  // An archive that cannot be listed covers nothing: full images, as without one (the run's notes say why).
+  const listed = await listSegments(store, keys).then(
+    ({ segments, broken }) => ({ segments: segments.map((x) => x.manifest), broken: broken.length }),
+    (err: unknown) => ({ segments: [], broken: 0, error: describeError(err) }),
+  );
+  return {
+    archive: listed,
+    bounds: { intervalMs: windowMs(s.imageInterval), changes: s.imageChanges },
+  };
 }
 
 async function applyRetention(
@@ -231,7 +257,7 @@ function toResult(config: Config, store: string, dryRun: boolean, r: RunReport):
 /** Record the cluster's metaid when none is known yet; a snapshot of another filesystem fails its source. */
 async function checkIdentity(config: Config, results: SourceResult[]): Promise<void> {
   for (const [i, r] of results.entries()) {
-    if (!('outcome' in r) || r.outcome.kind === 'plan') continue;
+    if (!('outcome' in r) || r.outcome.kind === 'plan' || r.outcome.kind === 'covered') continue;
     const m = r.outcome.kind === 'snapshot' ? r.outcome.manifest : r.outcome.snapshot.manifest;
     if (m.image.empty || !m.image.metaid) continue;
     const { identity } = await learnClusterIdentity(config, m.image.metaid, r.host.name);
@@ -262,6 +288,14 @@ function describeOutcome(o: BackupOutcome): Record<string, unknown> {
       snapshot: o.snapshot.id,
       reachesVersion: o.snapshot.manifest.reachesVersion,
       why: o.why,
+      sourceReaches: o.sourceReaches,
+      notes: o.notes,
+    };
+  if (o.kind === 'covered')
+    return {
+      result: 'covered',
+      ...o.covered,
+      sourceImageVersion: o.sourceImageVersion,
       sourceReaches: o.sourceReaches,
       notes: o.notes,
     };
@@ -298,7 +332,9 @@ export default defineJob({
       (t) => `${dryRun ? 'would remove' : 'removed'} leftover temp ${t} (from an interrupted run)`,
     );
 
-    // 2. Each source in turn: a verified snapshot, "already have", or the reason it failed.
+    // 2. Each source in turn: a verified snapshot, "already have", covered by an image + the archive, or the
+    //    reason it failed.
+    const incremental = await incrementalOf(config, store, storage);
     const results: SourceResult[] = [];
     for (const host of hosts) {
       ctx.signal.throwIfAborted();
@@ -315,6 +351,7 @@ export default defineJob({
           signal: ctx.signal,
           mfsJobsVersion: VERSION,
           storage,
+          incremental,
         });
         results.push({ host, outcome });
       } catch (err) {

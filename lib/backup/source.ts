@@ -24,6 +24,7 @@ import {
   makeStageDir,
 } from '../store/snapshot-store.js';
 import { changelogNeeded, chooseImage } from './inventory.js';
+import { decideImage, type ArchiveView, type Covered, type ImageBounds } from './incremental.js';
 import { readChangelogEdges } from '../moosefs/changelog-edges.js';
 import {
   takeInventory,
@@ -59,11 +60,18 @@ export interface BackupRequest {
   mfsJobsVersion: string;
   /** How the snapshot's files are stored (compression, encryption). */
   storage: StoreWriteSettings;
+  /**
+   * With jobs.archive configured: the store's archive and the bounds on a restore's roll-forward. A new image
+   * is then stored only when the newest one + the archive do not cover the source (lib/backup/incremental.ts).
+   */
+  incremental?: { archive: ArchiveView; bounds: ImageBounds };
 }
 
 export type BackupOutcome =
   | { kind: 'snapshot'; manifest: Manifest; bytes: number; seconds: number; attempts: number; notes: string[] }
   | { kind: 'already'; snapshot: StoredSnapshot; why: string; sourceReaches: number; notes: string[] }
+  /** No image stored: the restore point is the newest image rolled forward through the archive. */
+  | { kind: 'covered'; covered: Covered; sourceImageVersion: number; sourceReaches: number; notes: string[] }
   | {
       kind: 'plan';
       image: ImageCandidate & { header: ImageHeader };
@@ -146,6 +154,20 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
       sourceReaches: reaches,
       notes,
     };
+  }
+  if (req.incremental) {
+    const { archive, bounds } = req.incremental;
+    const newest = req.newest && { ...req.newest.manifest, id: req.newest.id };
+    const decision = decideImage(newest, { ...chosen.header, reaches }, archive, bounds, startedAt.getTime());
+    if (!decision.store)
+      return {
+        kind: 'covered',
+        covered: decision.covered,
+        sourceImageVersion: chosen.header.version,
+        sourceReaches: reaches,
+        notes,
+      };
+    notes.push(`a new image: ${decision.why}`);
   }
   const needed = inv.changelogs.filter((c) => changelogNeeded(c, start));
   if (req.dryRun) return { kind: 'plan', image: chosen, changelogs: needed, sourceReaches: reaches, notes };

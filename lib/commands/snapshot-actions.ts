@@ -17,6 +17,8 @@ import { findCopy } from '../store/copy/fetch.js';
 import { listCopy } from '../store/copy/listing.js';
 import { openCopy } from '../store/copy/open.js';
 import { describeImageVersion, EMPTY_IMAGE_MAGIC } from '../moosefs/metadata.js';
+import { listSegments } from '../store/segments.js';
+import { newestRecoverable, type Recoverable } from '../backup/incremental.js';
 
 /*
  * Every text field shown here comes from a manifest, i.e. possibly from an imported archive: it passes
@@ -150,6 +152,12 @@ async function listCopySnapshots(globals: Globals, name: string, json: boolean):
   process.stdout.write([table, ...notes.map(printable)].join('\n') + '\n');
 }
 
+function recoverableLine(r: Recoverable, zone: string): string {
+  const at = r.time === undefined ? '' : ` (${when(new Date(r.time * 1000).toISOString(), zone)})`;
+  const how = `${r.snapshot}'s image rolled forward through the archive`;
+  return `newest recoverable moment: version ${r.version}${at}: ${how}`;
+}
+
 export async function list(globals: Globals, json: boolean, copy?: string): Promise<void> {
   if (copy !== undefined) return listCopySnapshots(globals, copy, json);
   const { config, store } = await storeOf(globals);
@@ -158,8 +166,12 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   const latest = await readLatest(store);
   const pins = await readPins(store);
   const rows = healthy.map((s) => ({ ...summaryOf(s, latest, keys), pin: pins[s.id] ?? null }));
+  // Images are kept once and rolled forward by the archive (issue #26): its end is the store's newest moment.
+  const { segments } = await listSegments(store, keys);
+  const recoverable = newestRecoverable(healthy, { segments: segments.map((x) => x.manifest) }) ?? null;
   if (json) {
-    process.stdout.write(JSON.stringify({ store, latest: latest ?? null, snapshots: rows, broken }, null, 2) + '\n');
+    const doc = { store, latest: latest ?? null, snapshots: rows, broken, recoverable };
+    process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
     return;
   }
   const table = formatTable(
@@ -179,6 +191,7 @@ export async function list(globals: Globals, json: boolean, copy?: string): Prom
   );
   const notes = [
     rows.length ? '* = latest, P = pinned' : `no snapshots in ${store}`,
+    ...(recoverable?.throughArchive ? [recoverableLine(recoverable, config.timezone)] : []),
     ...rows
       .filter((r) => r.pin)
       .map((r) => `pinned: ${r.id}: ${r.pin!.note || '(no note)'} (since ${r.pin!.pinnedAt})`),

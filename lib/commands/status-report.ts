@@ -8,6 +8,8 @@ import { formatTable } from '../core/table.js';
 import { clusterIdentity } from '../store/identity.js';
 import { listSnapshots, type StoredSnapshot } from '../store/manifest.js';
 import { storeKeys } from '../store/stored-file.js';
+import { listSegments } from '../store/segments.js';
+import { newestRecoverable, type Recoverable } from '../backup/incremental.js';
 import { formatAge } from '../verify/verdict.js';
 
 /**
@@ -85,6 +87,8 @@ export interface StatusReport {
       toVersion: number;
       seconds: number | null;
     } | null;
+    /** The newest snapshot rolled forward through the changelog archive (issue #26); null without one. */
+    recoverable?: Recoverable | null;
     error: string | null;
   };
   rpo: { asOf: string | null; masterVersion: number | null; sources: RpoRow[] };
@@ -184,7 +188,14 @@ async function restorePointsOf(config: Config): Promise<StatusReport['restorePoi
               : null,
         }
       : null;
-  return { store, count: snapshots.length, broken: broken.length, oldest, newest, window, error: null };
+  const segments = config.jobs.archive
+    ? await listSegments(store, await storeKeys(config)).then(
+        (l) => l.segments.map((x) => x.manifest),
+        () => [],
+      )
+    : [];
+  const recoverable = newestRecoverable(snapshots, { segments }) ?? null;
+  return { store, count: snapshots.length, broken: broken.length, oldest, newest, window, recoverable, error: null };
 }
 
 function view(s: StoredSnapshot): RestorePointView {
@@ -387,6 +398,11 @@ export function formatStatus(r: StatusReport): string {
     `${p.id} from ${p.source}: image version ${p.imageVersion} (${when(p.imageTime)}), reaches ${p.reachesVersion} (${when(p.lastChangeTime)})`;
   if (rp.oldest) out.push(`  oldest  ${point(rp.oldest)}`);
   if (rp.newest) out.push(`  newest  ${point(rp.newest)}`);
+  if (rp.recoverable?.throughArchive) {
+    const r = rp.recoverable;
+    const at = r.time === undefined ? '' : ` (${when(new Date(r.time * 1000).toISOString())})`;
+    out.push(`  archive newest recoverable moment: version ${r.version}${at}, ${r.snapshot}'s image rolled forward`);
+  }
   if (rp.window) {
     const span = rp.window.seconds === null ? '' : ` (${formatAge(rp.window.seconds)})`;
     out.push(

@@ -339,6 +339,16 @@ const configSchema = z.strictObject({
        * manifest without a valid MAC is refused. An encrypted store signs with its encryption key.
        */
       signingKeyFile: absPath.describe('key file: 64 hex characters (openssl rand -hex 32), mode 0600').optional(),
+      /**
+       * Incremental restore points (issue #26): with jobs.archive configured and healthy, backup stores a new
+       * image only when the newest stored one is this old (`24h`, `2d`)... (docs/snapshot-store.md)
+       */
+      imageInterval: z
+        .string()
+        .regex(/^[1-9]\d{0,4}[hdw]$/, 'expected a duration such as 24h, 2d or 1w')
+        .default('24h'),
+      /** ...or a restore would replay this many changes (versions) from it. These bound a restore's roll-forward. */
+      imageChanges: z.number().int().positive().default(10_000_000),
     })
     .refine((s) => !(s.encryption && s.signingKeyFile), {
       path: ['signingKeyFile'],
