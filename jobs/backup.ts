@@ -13,9 +13,9 @@ import { formatReasons, planStoreRetention, windowMs, type StoreRetentionPlan } 
 import type { Covered } from '../lib/backup/incremental.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
-import { storeWriteSettings } from '../lib/store/stored-file.js';
+import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
 import { pruneCopyArchive } from '../lib/store/copy/archive.js';
-import { pruneStoreSegments } from '../lib/store/segments.js';
+import { listSegments, pruneStoreSegments } from '../lib/store/segments.js';
 import {
   leftoverTemps,
   prepareStore,
