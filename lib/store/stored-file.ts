@@ -223,7 +223,8 @@ export async function storeStagedFile(
  * Returns the manifest entry, `size` being the bytes that arrived: with `stored` (unless kept plain);
  * encrypted, with the keyed `hmac` and a sealed tail instead of the plaintext sha256 and tail.
  * `snapshot`: the id and metaid the file is sealed for. `hashOnly`: the file is already `stage/<f.name>`
- * (a staged plain copy kept as it is): only hash it.
+ * (a staged plain copy kept as it is): only hash it. `sync: false`: a plain temp the caller rewrites (seals)
+ * and syncs in that form.
  */
 export async function storeStream(
   stage: string,
@@ -231,7 +232,7 @@ export async function storeStream(
   input: AsyncIterable<Buffer>,
   settings: StoreWriteSettings,
   snapshot: { id: string; image: { metaid: string } },
-  o: { hashOnly?: boolean } = {},
+  o: { hashOnly?: boolean; sync?: boolean } = {},
 ): Promise<ManifestFile> {
   const compression = settings.compression.type;
   const name = f.name;
@@ -258,7 +259,7 @@ export async function storeStream(
   try {
     try {
       await pipeline(input, ...(stages as [Stage]), writeTo(out));
-      await out.sync();
+      if (o.sync ?? true) await out.sync();
     } finally {
       await out.close();
     }
