@@ -1,28 +1,13 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { formatHole, rollForward, type ChangelogPiece } from '../moosefs/chain.js';
-import { ChangelogScanner, MAX_LINE, type ChangelogScan } from '../moosefs/changelog.js';
+import type { ChangelogScan } from '../moosefs/changelog.js';
+import { changelogCheck, imageChecks, wholeLines, type Check } from './stream-checks.js';
 import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import {
-  contentDigest,
-  snapshotId,
-  TAIL_BYTES,
-  type Manifest,
-  type ManifestFile,
-  type StoredSnapshot,
-} from '../store/manifest.js';
-import {
-  changelogIndex,
-  checkImageEnding,
-  endingBytes,
-  HEADER_BYTES,
-  parseImageHeader,
-  restoredImageName,
-  restoreFrom,
-  type ImageHeader,
-} from '../moosefs/metadata.js';
+import { contentDigest, snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
+import { changelogIndex, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
 import { formatBytes } from '../core/progress.js';
@@ -42,7 +27,6 @@ import {
   type SourceInventory,
 } from '../moosefs/inventory.js';
 import {
-  lastBytes,
   sameContent,
   storedPathOf,
   storedSizeOf,
@@ -50,13 +34,7 @@ import {
   storeStream,
   type StoreWriteSettings,
 } from '../store/stored-file.js';
-import {
-  changelogChange,
-  fetchFile,
-  imageChange,
-  trimCutLastLine,
-  type FetchResult,
-} from '../transport/transfer.js';
+import { changelogChange, fetchFile, imageChange, trimCutLastLine, type FetchResult } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
 /**
@@ -118,9 +96,6 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
 function changedIfOverflow(req: BackupRequest, err: unknown): unknown {
   return err instanceof ReadBoundError ? new SourceChangedError(req.host.name, err.message, { cause: err }) : err;
 }
-
-/** One pass over a file's bytes as they arrive: it may look at every byte, hold some back, or refuse the file. */
-type Check = (input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>;
 
 /** The store's form as it is written: the plain MooseFS file (`compression: none`, no encryption). */
 const keptPlain = (req: BackupRequest) => req.storage.compression.type === 'none' && !req.storage.key;
@@ -202,96 +177,6 @@ async function pullFile(
   }
   const after = staged ? staged.after : await source.stat(remote).catch(() => undefined);
   return { file, fetched: { size: arrived, after, seconds: (Date.now() - started) / 1000 }, cut: cut + held.bytes };
-}
-
-/**
- * Only whole lines pass: the bytes after the last newline (the line MooseFS was writing when the read began)
- * are held back and left out at the end (`cut.bytes`), as trimCutLastLine cuts a copy. A "line" longer than
- * MAX_LINE passes (the scanner refuses it).
- */
-function wholeLines(cut: { bytes: number }): Check {
-  return async function* (input) {
-    let held: Buffer[] = [];
-    let heldBytes = 0;
-    for await (const chunk of input) {
-      const nl = chunk.lastIndexOf(0x0a);
-      if (nl === -1) {
-        held.push(chunk);
-        heldBytes += chunk.length;
-        if (heldBytes > MAX_LINE) {
-          yield* held;
-          held = [];
-          heldBytes = 0;
-        }
-        continue;
-      }
-      yield* held;
-      yield chunk.subarray(0, nl + 1);
-      held = nl + 1 < chunk.length ? [chunk.subarray(nl + 1)] : [];
-      heldBytes = chunk.length - nl - 1;
-    }
-    cut.bytes = heldBytes;
-  };
-}
-
-/**
- * An image's header from its first bytes and its ending from its last, as they pass (the parsers of
- * lib/moosefs/metadata.ts): a magic no generation writes, or another version than the listing's header
- * (a rewritten image), fails the read at once; a missing ending fails it at the end.
- */
-function imageChecks(req: BackupRequest, chosen: ImageCandidate & { header: ImageHeader }, label: string): Check {
-  const rejected = (err: unknown) =>
-    new ChainError(chosen.path, `${label}: copy rejected: ${(err as Error).message.replace(`${label}: `, '')}`);
-  const compare = (header: ImageHeader) => {
-    if (header.version !== chosen.header.version || header.empty !== chosen.header.empty)
-      throw new SourceChangedError(
-        req.host.name,
-        `${label}: header changed during the copy (version ${chosen.header.version} → ${header.version})`,
-      );
-  };
-  const parse = (head: Buffer) => {
-    try {
-      return parseImageHeader(head, label);
-    } catch (err) {
-      throw rejected(err);
-    }
-  };
-  return async function* (input) {
-    let head: Buffer = Buffer.alloc(0);
-    let header: ImageHeader | undefined;
-    let tail: Buffer = Buffer.alloc(0);
-    let size = 0;
-    for await (const chunk of input) {
-      if (head.length < HEADER_BYTES) {
-        head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
-        if (head.length === HEADER_BYTES) compare((header = parse(head)));
-      }
-      tail = lastBytes(tail, chunk, TAIL_BYTES);
-      size += chunk.length;
-      yield chunk;
-    }
-    if (size < 8) throw rejected(new Error(`metadata image truncated (${size} bytes)`));
-    if (!header) compare((header = parse(head)));
-    if (header.empty) return;
-    try {
-      checkImageEnding(header, tail.subarray(Math.max(0, tail.length - endingBytes(header))), size, label);
-    } catch (err) {
-      throw rejected(err);
-    }
-  };
-}
-
-/** Every line of a changelog scanned as it passes (`out.scan` once it has ended); `refuse` may fail it then. */
-function changelogCheck(name: string, out: { scan?: ChangelogScan }, refuse: (scan: ChangelogScan) => void): Check {
-  return async function* (input) {
-    const scanner = new ChangelogScanner(name);
-    for await (const chunk of input) {
-      scanner.push(chunk);
-      yield chunk;
-    }
-    out.scan = scanner.finish();
-    refuse(out.scan);
-  };
 }
 
 /**
@@ -444,7 +329,14 @@ async function pullImage(
   const bound = { size: chosen.entry.size };
   let pulled: Pulled;
   try {
-    pulled = await pullFile(source, req, stage, chosen.path, entry, bound, [imageChecks(req, chosen, label)]);
+    pulled = await pullFile(source, req, stage, chosen.path, entry, bound, [
+      imageChecks({
+        path: chosen.path,
+        label,
+        header: chosen.header,
+        changed: (message) => new SourceChangedError(req.host.name, message),
+      }),
+    ]);
   } catch (err) {
     // A check that failed on an image rewritten under the read says so: the source changed, worth a retry.
     if (err instanceof ChainError) {
