@@ -162,6 +162,43 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
+  test('a local source is read once into the default (zstd) store: a damaged changelog line mid-file is refused on the stream, nothing left in the store', async () => {
+    const dir = path.join(lab.dir, 'onepass');
+    const onepassStore = path.join(lab.dir, 'onepass-store');
+    await fs.mkdir(dir, { mode: 0o700 });
+    for (const f of ['metadata.mfs.back', 'changelog.0.mfs'])
+      await fs.copyFile(path.join(lab.master.dataPath, f), path.join(dir, f));
+    const changelog = path.join(dir, 'changelog.0.mfs');
+    const good = await fs.readFile(changelog);
+    const cfg = await lab.writeConfig(
+      {
+        masters: [{ name: 'onepass', host: '127.0.0.1', dataPath: dir, local: true }],
+        snapshotStore: { path: onepassStore },
+      },
+      'onepass.yaml',
+    );
+    // A line in the middle damaged (its first and last lines, which the listing reads, intact).
+    const lines = good.toString('latin1').trimEnd().split('\n');
+    const mid = Math.floor(lines.length / 2);
+    lines[mid] = `${lines[mid]!.split(':')[0]}: ${'#'.repeat(20)}`;
+    await fs.writeFile(changelog, lines.join('\n') + '\n');
+    const bad = await runCli(['run', 'backup', '--config', cfg]);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toMatch(new RegExp(`CRITICAL - onepass: .*changelog\\.0\\.mfs:${mid + 1}: unparsable line`));
+    expect((await listSnapshots(onepassStore, {})).snapshots).toHaveLength(0);
+    expect(await fs.readdir(path.join(onepassStore, '.tmp')).catch(() => [])).toEqual([]);
+
+    await fs.writeFile(changelog, good);
+    const ok = await runCli(['run', 'backup', '--config', cfg]);
+    expect(ok.code).toBe(0);
+    const [snap] = (await listSnapshots(onepassStore, {})).snapshots;
+    expect(snap!.manifest.files.map((f) => f.stored?.name)).toEqual(['metadata.mfs.back.zst', 'changelog.0.mfs.zst']);
+    expect((await fs.readdir(snap!.dir)).sort()).toEqual(
+      ['changelog.0.mfs.zst', 'manifest.json', 'metadata.mfs.back.zst'].sort(),
+    );
+    expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
+  });
+
   test('a corrupted image is refused (CRITICAL, no snapshot); once repaired, the checksum proves it is the same image', async () => {
     const original = await fs.readFile(imageFile());
     const before = (await snapshots()).map((s) => s.id);
