@@ -10,7 +10,7 @@ import { contentDigest, snapshotId, type Manifest, type ManifestFile, type Store
 import { changelogIndex, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
-import { formatBytes } from '../core/progress.js';
+import { formatBytes, terminalProgress } from '../core/progress.js';
 import {
   ensureStoreSpace,
   finaliseSnapshot,
@@ -157,10 +157,13 @@ async function pullFile(
   } catch (err) {
     throw changedIfOverflow(req, err);
   }
+  // fetchFile shows a staged copy's progress on a terminal; a file stored as it arrives shows it here.
+  const progress = staged ? undefined : terminalProgress(`${source.hostName}: ${path.posix.basename(remote)}`);
   const counted = async function* (from: AsyncIterable<Buffer>) {
     for await (const chunk of from) {
       req.signal.throwIfAborted();
       if (!staged) arrived += chunk.length;
+      progress?.update(arrived, bound.size);
       yield chunk;
     }
   };
@@ -176,6 +179,7 @@ async function pullFile(
   } catch (err) {
     throw changedIfOverflow(req, err);
   } finally {
+    progress?.end();
     if (staged && !staged.inPlace) await fs.rm(staged.file, { force: true });
   }
   const after = staged ? staged.after : await source.stat(remote).catch(() => undefined);

@@ -10,13 +10,18 @@ import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 
-/** The image being copied into a staged snapshot right now, if any bytes have landed. */
+/**
+ * The image being copied into a staged snapshot right now, if any bytes have landed: a default store writes
+ * it compressed as it arrives (`.zst`, issue 28).
+ */
 async function partialImage(store: string, notIn?: string): Promise<{ stage: string; size: number } | undefined> {
   const tmp = path.join(store, '.tmp');
   for (const stage of await fs.readdir(tmp).catch(() => [] as string[])) {
     if (stage === notIn) continue;
-    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back')).catch(() => undefined);
-    if (st && st.size > 0) return { stage, size: st.size };
+    for (const name of ['metadata.mfs.back', 'metadata.mfs.back.zst']) {
+      const st = await fs.stat(path.join(tmp, stage, name)).catch(() => undefined);
+      if (st && st.size > 0) return { stage, size: st.size };
+    }
   }
   return undefined;
 }
