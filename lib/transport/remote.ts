@@ -416,11 +416,11 @@ const isRegular = (e: Entry) =>
   e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-');
 
 /**
- * Reads in flight and their size for readWhole: fastGet's 16 × 255 KiB (one OpenSSH packet each), which
- * measured best on loopback sshd (BENCHMARKS.md §1), but emitted in order into a stream instead of written
- * to a file at their offsets.
+ * Reads in flight and their size for readWhole: 255 KiB (one OpenSSH packet each, as fastGet), 8 at a time
+ * (2 MiB in flight: 200 MB/s at a 10 ms round trip). Measured on loopback under load (BENCHMARKS.md, issue 28
+ * one-pass): 16 in flight cost more CPU and memory for no speed (answers wait in order for the slowest).
  */
-const IN_ORDER = { requests: 16, bytes: FAST_GET.chunkSize };
+const IN_ORDER = { requests: 8, bytes: FAST_GET.chunkSize };
 
 /**
  * Bytes [0, size) of an open SFTP handle as a stream: up to IN_ORDER.requests reads in flight, each answer
@@ -692,6 +692,9 @@ class SftpSource implements FileSource {
       end();
     };
     const watchdog = new ReadWatchdog(o, fail, () => out.readableLength >= out.readableHighWaterMark);
+    // An abort or stall may come before the caller reads (it opens its output first): the error stays on the
+    // stream (`errored`) for the reader to get, and must not be an unhandled 'error' event meanwhile.
+    out.on('error', () => undefined);
     const onAbort = () => fail(abortError());
     signal?.addEventListener('abort', onAbort, { once: true });
     out.once('close', () => {

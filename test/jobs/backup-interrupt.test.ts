@@ -11,17 +11,16 @@ import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 
 /**
- * The image being copied into a staged snapshot right now, if any bytes have landed: a default store writes
- * it compressed as it arrives (`.zst`, issue 28).
+ * The image being copied into a staged snapshot right now, if any bytes have landed. A default store writes
+ * it compressed as it arrives (`.zst`, issue 28), created when the read starts; zstd may hold its output
+ * until its input ends, so the file's being there is the sign, not its size.
  */
 async function partialImage(store: string, notIn?: string): Promise<{ stage: string; size: number } | undefined> {
   const tmp = path.join(store, '.tmp');
   for (const stage of await fs.readdir(tmp).catch(() => [] as string[])) {
     if (stage === notIn) continue;
-    for (const name of ['metadata.mfs.back', 'metadata.mfs.back.zst']) {
-      const st = await fs.stat(path.join(tmp, stage, name)).catch(() => undefined);
-      if (st && st.size > 0) return { stage, size: st.size };
-    }
+    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back.zst')).catch(() => undefined);
+    if (st) return { stage, size: st.size };
   }
   return undefined;
 }
