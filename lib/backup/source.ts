@@ -118,10 +118,10 @@ interface Pulled {
 
 /**
  * Read one source file once into the stage, in the store's form (storeStream: hashed, compressed, fsynced as the
- * bytes arrive), through `checks`, which may refuse it: then nothing of it is left. The source reads the
- * whole file through the handle its checks opened (readWhole: local O_NOFOLLOW and bounded; SFTP parallel
- * in-order reads on the lstat/open/fstat-checked handle); only a store kept plain, over SFTP, copies first
- * (fastGet) and reads that copy once.
+ * bytes arrive), through `checks`, which may refuse it: then nothing of it is left. A local source is read
+ * once through the descriptor its checks opened (readWhole: O_NOFOLLOW, a regular file, bounded); an SFTP
+ * source is copied first (fastGet on the lstat/open/fstat-checked handle) and that copy read once through
+ * the same checks — kept as it is when the store keeps files plain.
  */
 async function pullFile(
   source: FileSource,
@@ -140,9 +140,10 @@ async function pullFile(
   let input: AsyncIterable<Buffer>;
   let staged: { file: string; after: FetchResult['after']; inPlace: boolean } | undefined;
   try {
-    // Kept plain over SFTP: fastGet to disk then a hash pass measured faster than hashing as the reads arrive
-    // (BENCHMARKS.md §1: the Node thread is busy with SSH packets); compressed, the compression runs beside.
-    if (source.readWhole && (source.openLocal || !keptPlain(req))) {
+    // Over SFTP, fastGet to disk and one read of that copy measured faster on the 10M image than storing the
+    // in-order reads as they arrive (readWhole; BENCHMARKS.md, issue 28 one-pass: the Node thread decrypts the
+    // SSH packets, hashes and feeds zstd at once). A local source is read once.
+    if (source.readWhole && source.openLocal) {
       input = await source.readWhole(remote, bound, req.signal);
     } else {
       // Kept plain: the copy is the stored file itself, only hashed and checked; else a temp rewritten below.

@@ -11,16 +11,15 @@ import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 
 /**
- * The image being copied into a staged snapshot right now, if any bytes have landed. A default store writes
- * it compressed as it arrives (`.zst`, issue 28), created when the read starts; zstd may hold its output
- * until its input ends, so the file's being there is the sign, not its size.
+ * The image being copied into a staged snapshot right now, if any bytes have landed: a default (zstd) store
+ * copies it over SFTP as `<name>.download`, then stores it as `<name>.zst` (issue 28).
  */
 async function partialImage(store: string, notIn?: string): Promise<{ stage: string; size: number } | undefined> {
   const tmp = path.join(store, '.tmp');
   for (const stage of await fs.readdir(tmp).catch(() => [] as string[])) {
     if (stage === notIn) continue;
-    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back.zst')).catch(() => undefined);
-    if (st) return { stage, size: st.size };
+    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back.download')).catch(() => undefined);
+    if (st && st.size > 0) return { stage, size: st.size };
   }
   return undefined;
 }

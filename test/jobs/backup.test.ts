@@ -163,7 +163,7 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
   });
 
-  test('read once into the default (zstd) store, locally and over SFTP: a damaged changelog line mid-file is refused on the stream, nothing left in the store', async () => {
+  test('the default (zstd) store, locally (read once) and over SFTP (copied, then read once): a damaged changelog line mid-file is refused on the stream, nothing left in the store', async () => {
     const dir = path.join(lab.dir, 'onepass');
     await fs.mkdir(dir, { mode: 0o700 });
     for (const f of ['metadata.mfs.back', 'changelog.0.mfs'])
