@@ -1,5 +1,6 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { formatHole, rollForward, type ChangelogPiece } from '../moosefs/chain.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
 import { changelogCheck, imageChecks, wholeLines, type Check } from './stream-checks.js';
@@ -137,7 +138,7 @@ async function pullFile(
   const settings: StoreWriteSettings = sealLater(req) ? { compression: { type: 'none', level: 3 } } : req.storage;
   let arrived = 0;
   let cut = 0;
-  let input: AsyncIterable<Buffer>;
+  let input: Readable;
   let staged: { file: string; after: FetchResult['after']; inPlace: boolean } | undefined;
   try {
     // Over SFTP, fastGet to disk and one read of that copy measured faster on the 10M image than storing the
@@ -146,10 +147,11 @@ async function pullFile(
     if (source.readWhole && source.openLocal) {
       input = await source.readWhole(remote, bound, req.signal);
     } else {
-      // Kept plain: the copy is the stored file itself, only hashed and checked; else a temp rewritten below.
-      const inPlace = keptPlain(req);
+      // Kept plain (durable now) or sealed later: the copy is the staged file itself, only hashed and checked;
+      // compressed: a temp rewritten below.
+      const inPlace = keptPlain(req) || sealLater(req);
       const file = path.join(stage, inPlace ? entry.name : `${entry.name}.download`);
-      const fetched = await fetchFile(source, remote, file, bound, req.signal, inPlace);
+      const fetched = await fetchFile(source, remote, file, bound, req.signal, keptPlain(req));
       if (lines) cut = await trimCutLastLine(file);
       arrived = fetched.size;
       staged = { file, after: fetched.after, inPlace };
@@ -181,6 +183,8 @@ async function pullFile(
     throw changedIfOverflow(req, err);
   } finally {
     progress?.end();
+    // Not read to its end (a refusal, or the writer failed before reading): its descriptor or handle closes now.
+    if (!input.destroyed) input.destroy();
     if (staged && !staged.inPlace) await fs.rm(staged.file, { force: true });
   }
   const after = staged ? staged.after : await source.stat(remote).catch(() => undefined);
