@@ -1,21 +1,17 @@
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { formatHole, rollForward, type ChangelogPiece } from '../moosefs/chain.js';
-import { scanChangelogFile } from '../moosefs/changelog.js';
+import type { ChangelogScan } from '../moosefs/changelog.js';
+import { changelogCheck, imageChecks, wholeLines, type Check } from './stream-checks.js';
 import type { Config, MasterHost, MetaloggerHost } from '../core/config.js';
 import { ChainError, StoreError, TransferError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
-import {
-  changelogIndex,
-  readImageHeader,
-  restoredImageName,
-  restoreFrom,
-  type ImageHeader,
-} from '../moosefs/metadata.js';
+import { contentDigest, snapshotId, type Manifest, type ManifestFile, type StoredSnapshot } from '../store/manifest.js';
+import { changelogIndex, restoredImageName, restoreFrom, type ImageHeader } from '../moosefs/metadata.js';
 import { openSource, type FileSource, type RemoteEntry } from '../transport/remote.js';
 import { sessionsFile } from '../moosefs/datapath.js';
-import { formatBytes } from '../core/progress.js';
+import { formatBytes, terminalProgress } from '../core/progress.js';
 import {
   ensureStoreSpace,
   finaliseSnapshot,
@@ -32,8 +28,15 @@ import {
   type ImageCandidate,
   type SourceInventory,
 } from '../moosefs/inventory.js';
-import { sameContent, storedSizeOf, storeStagedFile, type StoreWriteSettings } from '../store/stored-file.js';
-import { changelogChange, fetchFile, imageChange, trimCutLastLine } from '../transport/transfer.js';
+import {
+  sameContent,
+  storedPathOf,
+  storedSizeOf,
+  storeStagedFile,
+  storeStream,
+  type StoreWriteSettings,
+} from '../store/stored-file.js';
+import { changelogChange, fetchFile, imageChange, trimCutLastLine, type FetchResult } from '../transport/transfer.js';
 import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
 
 /**
@@ -98,16 +101,102 @@ export async function backupSource(req: BackupRequest): Promise<BackupOutcome> {
   }
 }
 
-/** fetchFile, where a file bigger than listed counts as a changed source (a fresh image renamed into place). */
-async function fetchListed(source: FileSource, req: BackupRequest, remote: string, local: string, bound: ReadBound) {
+/** A file bigger than listed is a changed source (a fresh image renamed into place): worth one more try. */
+function changedIfOverflow(req: BackupRequest, err: unknown): unknown {
+  return err instanceof ReadBoundError ? new SourceChangedError(req.host.name, err.message, { cause: err }) : err;
+}
+
+/** The store's form as it is written: the plain MooseFS file (`compression: none`, no encryption). */
+const keptPlain = (req: BackupRequest) => req.storage.compression.type === 'none' && !req.storage.key;
+
+/**
+ * A sealed file's chunks are bound to the snapshot's id, which is known only once the changelogs are read
+ * (it names the version they reach): with encryption, files land as plain temps, sealed at the end.
+ */
+const sealLater = (req: BackupRequest) => Boolean(req.storage.key);
+
+/** What `storeStream` is given for a snapshot it does not seal for (sealLater). */
+const UNSEALED = { id: '', image: { metaid: '' } };
+
+interface Pulled {
+  file: ManifestFile;
+  fetched: FetchResult;
+  /** Bytes after the last newline left out (a changelog's line being written when the read started). */
+  cut: number;
+}
+
+/**
+ * Read one source file once into the stage, in the store's form (storeStream: hashed, compressed, fsynced as the
+ * bytes arrive), through `checks`, which may refuse it: then nothing of it is left. A local source is read
+ * once through the descriptor its checks opened (readWhole: O_NOFOLLOW, a regular file, bounded); an SFTP
+ * source is copied first (fastGet on the lstat/open/fstat-checked handle) and that copy read once through
+ * the same checks — kept as it is when the store keeps files plain.
+ */
+async function pullFile(
+  source: FileSource,
+  req: BackupRequest,
+  stage: string,
+  remote: string,
+  entry: Omit<ManifestFile, 'size'>,
+  bound: ReadBound,
+  checks: Check[],
+  lines = false,
+): Promise<Pulled> {
+  const started = Date.now();
+  const settings: StoreWriteSettings = sealLater(req) ? { compression: { type: 'none', level: 3 } } : req.storage;
+  let arrived = 0;
+  let cut = 0;
+  let input: Readable;
+  let staged: { file: string; after: FetchResult['after']; inPlace: boolean } | undefined;
   try {
-    // A store that compresses or seals rewrites the staged copy and fsyncs that form (storeStagedFile).
-    const durable = req.storage.compression.type === 'none' && !req.storage.key;
-    return await fetchFile(source, remote, local, bound, req.signal, durable);
+    // Over SFTP, fastGet to disk and one read of that copy measured faster on the 10M image than storing the
+    // in-order reads as they arrive (readWhole; BENCHMARKS.md, issue 28 one-pass: the Node thread decrypts the
+    // SSH packets, hashes and feeds zstd at once). A local source is read once.
+    if (source.readWhole && source.openLocal) {
+      input = await source.readWhole(remote, bound, req.signal);
+    } else {
+      // Kept plain (durable now) or sealed later: the copy is the staged file itself, only hashed and checked;
+      // compressed: a temp rewritten below.
+      const inPlace = keptPlain(req) || sealLater(req);
+      const file = path.join(stage, inPlace ? entry.name : `${entry.name}.download`);
+      const fetched = await fetchFile(source, remote, file, bound, req.signal, keptPlain(req));
+      if (lines) cut = await trimCutLastLine(file);
+      arrived = fetched.size;
+      staged = { file, after: fetched.after, inPlace };
+      input = createReadStream(file, { highWaterMark: 1 << 20 });
+    }
   } catch (err) {
-    if (err instanceof ReadBoundError) throw new SourceChangedError(req.host.name, err.message, { cause: err });
-    throw err;
+    throw changedIfOverflow(req, err);
   }
+  // fetchFile shows a staged copy's progress on a terminal; a file stored as it arrives shows it here.
+  const progress = staged ? undefined : terminalProgress(`${source.hostName}: ${path.posix.basename(remote)}`);
+  const counted = async function* (from: AsyncIterable<Buffer>) {
+    for await (const chunk of from) {
+      req.signal.throwIfAborted();
+      if (!staged) arrived += chunk.length;
+      progress?.update(arrived, bound.size);
+      yield chunk;
+    }
+  };
+  const held = { bytes: 0 };
+  let bytes: AsyncIterable<Buffer> = counted(input);
+  for (const check of lines ? [wholeLines(held), ...checks] : checks) bytes = check(bytes);
+  let file: ManifestFile;
+  try {
+    file = await storeStream(stage, entry, bytes, settings, UNSEALED, {
+      hashOnly: staged?.inPlace,
+      sync: !sealLater(req),
+    });
+  } catch (err) {
+    throw changedIfOverflow(req, err);
+  } finally {
+    progress?.end();
+    // Not read to its end (a refusal, or the writer failed before reading): its descriptor or handle closes now.
+    if (!input.destroyed) input.destroy();
+    if (staged && !staged.inPlace) await fs.rm(staged.file, { force: true });
+  }
+  const after = staged ? staged.after : await source.stat(remote).catch(() => undefined);
+  return { file, fetched: { size: arrived, after, seconds: (Date.now() - started) / 1000 }, cut: cut + held.bytes };
 }
 
 /**
@@ -184,7 +273,7 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const snap = req.newest;
     const snapImage = snap?.manifest.files.find((f) => f.role === 'image');
     const sameImage = snap && snapImage && snap.manifest.image.version === chosen.header.version && !newer(snap);
-    if (snap && sameImage && (await sameContent(path.join(stage, image.file.name), snapImage, req.storage.key))) {
+    if (snap && sameImage && (await sameImageContent(req, stage, image.file, snapImage))) {
       return {
         kind: 'already',
         snapshot: snap,
@@ -196,12 +285,13 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
     const chain = await pullChangelogs(source, req, needed, start, stage);
     const sessions = await pullSessions(source, req, sessionsFile(inv.listing, chosen.header.magic), stage);
     const id = await freeSnapshotId(req.store, startedAt, chain.reached, snapshotId);
-    const staged = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
-    // Checked as MooseFS files above; hashed and stored compressed (and sealed, for this snapshot and metaid)
+    const pulled = [image.file, ...chain.files, ...(sessions ? [sessions] : [])];
+    // Checked and stored as they arrived (pullFile); with encryption sealed now, for this snapshot and metaid,
     // in one read each, fsynced.
     const files: ManifestFile[] = [];
     const into = { id, image: { metaid: chosen.header.metaid } };
-    for (const f of staged) files.push(await storeStagedFile(stage, f, req.storage, into));
+    if (sealLater(req)) for (const f of pulled) files.push(await storeStagedFile(stage, f, req.storage, into));
+    else files.push(...pulled);
     const manifest: Manifest = {
       formatVersion: 1,
       id,
@@ -242,6 +332,16 @@ async function attemptBackup(source: FileSource, req: BackupRequest, attempt: nu
   }
 }
 
+/**
+ * Whether the image just pulled has the content of the newest snapshot's (same version): by the digest taken
+ * while it was stored, or (sealed later) by reading its plain temp with the store key.
+ */
+async function sameImageContent(req: BackupRequest, stage: string, pulled: ManifestFile, stored: ManifestFile) {
+  if (sealLater(req)) return sameContent(path.join(stage, pulled.name), stored, req.storage.key);
+  const want = contentDigest(stored);
+  return want.alg === 'sha256' && pulled.sha256 === want.value && pulled.size === stored.size;
+}
+
 async function pullImage(
   source: FileSource,
   req: BackupRequest,
@@ -249,35 +349,40 @@ async function pullImage(
   stage: string,
 ): Promise<{ file: ManifestFile; seconds: number }> {
   const name = restoredImageName(chosen.entry.name);
-  const local = path.join(stage, name);
   const label = `${where(req)}/${chosen.entry.name}`;
   req.log.info(`copying ${chosen.entry.name} (version ${chosen.header.version}, ${chosen.entry.size} bytes)`, {
     source: req.host.name,
   });
-  const fetched = await fetchListed(source, req, chosen.path, local, { size: chosen.entry.size });
-  const change = imageChange(chosen.entry, fetched);
-  if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
-  let header: ImageHeader;
-  try {
-    header = await readImageHeader(local);
-  } catch (err) {
-    throw new ChainError(chosen.path, `${label}: copy rejected: ${(err as Error).message.replace(`${local}: `, '')}`);
-  }
-  if (header.version !== chosen.header.version || header.empty !== chosen.header.empty) {
-    throw new SourceChangedError(
-      req.host.name,
-      `${label}: header changed during the copy (version ${chosen.header.version} → ${header.version})`,
-    );
-  }
-  const file: ManifestFile = {
+  const entry = {
     name,
-    role: 'image',
-    size: fetched.size,
+    role: 'image' as const,
     sourcePath: chosen.path,
     sourceSize: chosen.entry.size,
     sourceMtimeMs: chosen.entry.mtimeMs,
   };
-  return { file, seconds: fetched.seconds };
+  const bound = { size: chosen.entry.size };
+  let pulled: Pulled;
+  try {
+    pulled = await pullFile(source, req, stage, chosen.path, entry, bound, [
+      imageChecks({
+        path: chosen.path,
+        label,
+        header: chosen.header,
+        changed: (message) => new SourceChangedError(req.host.name, message),
+      }),
+    ]);
+  } catch (err) {
+    // A check that failed on an image rewritten under the read says so: the source changed, worth a retry.
+    if (err instanceof ChainError) {
+      const now = await source.stat(chosen.path).catch(() => undefined);
+      if (!now || now.size !== chosen.entry.size || now.mtimeMs !== chosen.entry.mtimeMs)
+        throw new SourceChangedError(req.host.name, `${label}: changed during the copy (${err.message})`);
+    }
+    throw err;
+  }
+  const change = imageChange(chosen.entry, pulled.fetched);
+  if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
+  return { file: pulled.file, seconds: pulled.fetched.seconds };
 }
 
 /**
@@ -292,17 +397,14 @@ async function pullSessions(
 ): Promise<ManifestFile | undefined> {
   if (!entry) return undefined;
   const remote = path.posix.join(req.host.dataPath, entry.name);
-  const local = path.join(stage, entry.name);
-  await fetchListed(source, req, remote, local, { size: entry.size });
-  const { size } = await fs.stat(local);
-  return {
+  const file = {
     name: entry.name,
-    role: 'sessions',
-    size,
+    role: 'sessions' as const,
     sourcePath: remote,
     sourceSize: entry.size,
     sourceMtimeMs: entry.mtimeMs,
   };
+  return (await pullFile(source, req, stage, remote, file, { size: entry.size }, [])).file;
 }
 
 interface PulledChain {
@@ -327,7 +429,7 @@ async function pullChangelogs(
   stage: string,
 ): Promise<PulledChain> {
   const pieces: ChangelogPiece[] = [];
-  const copies = new Map<string, { candidate: ChangelogCandidate; first?: number; last?: number }>();
+  const copies = new Map<string, ManifestFile>();
   const notes: string[] = [];
   let seconds = 0;
   for (const c of needed) {
@@ -336,23 +438,32 @@ async function pullChangelogs(
     const head = {
       first: (await readChangelogEdges(source, c.path, c.entry.size, { head: true, tail: false })).first?.version,
     };
-    const local = path.join(stage, c.entry.name);
-    const fetched = await fetchListed(source, req, c.path, local, changelogBound(c));
-    seconds += fetched.seconds;
-    const change = changelogChange(c.entry, fetched);
+    const out: { scan?: ChangelogScan } = {};
+    const refuse = (scan: ChangelogScan) => {
+      const problem = scan.problems[0];
+      if (problem) throw new ChainError(c.path, `${label}:${problem.line}: ${problem.reason}`);
+    };
+    const entry = {
+      name: c.entry.name,
+      role: 'changelog' as const,
+      sourcePath: c.path,
+      sourceSize: c.entry.size,
+      sourceMtimeMs: c.entry.mtimeMs,
+    };
+    const check = changelogCheck(c.entry.name, out, refuse);
+    const pulled = await pullFile(source, req, stage, c.path, entry, changelogBound(c), [check], true);
+    seconds += pulled.fetched.seconds;
+    const change = changelogChange(c.entry, pulled.fetched);
     if (change) throw new SourceChangedError(req.host.name, `${label}: ${change}`);
-    const cut = await trimCutLastLine(local);
-    if (cut > 0) notes.push(`${c.entry.name}: left out a cut last line (${cut} bytes, being written)`);
-    const scan = await scanChangelogFile(local);
-    const problem = scan.problems[0];
-    if (problem) throw new ChainError(c.path, `${label}:${problem.line}: ${problem.reason}`);
+    if (pulled.cut > 0) notes.push(`${c.entry.name}: left out a cut last line (${pulled.cut} bytes, being written)`);
+    const scan = out.scan!;
     if (head.first !== undefined && scan.first !== head.first) {
       throw new SourceChangedError(
         req.host.name,
         `${label}: replaced during the copy (first version ${head.first}, copy starts at ${scan.first ?? 'nothing'})`,
       );
     }
-    copies.set(c.entry.name, { candidate: c, first: scan.first, last: scan.last });
+    copies.set(c.entry.name, { ...pulled.file, firstVersion: scan.first, lastVersion: scan.last });
     pieces.push(...scan.segments.map((s) => ({ ...s, file: c.entry.name })));
   }
   const roll = rollForward(start, pieces);
@@ -365,22 +476,8 @@ async function pullChangelogs(
   const used = new Set(roll.filesUsed);
   const files: ManifestFile[] = [];
   for (const [name, copy] of copies) {
-    const local = path.join(stage, name);
-    if (!used.has(name)) {
-      await fs.rm(local, { force: true });
-      continue;
-    }
-    const { size } = await fs.stat(local);
-    files.push({
-      name,
-      role: 'changelog',
-      size,
-      sourcePath: copy.candidate.path,
-      sourceSize: copy.candidate.entry.size,
-      sourceMtimeMs: copy.candidate.entry.mtimeMs,
-      firstVersion: copy.first,
-      lastVersion: copy.last,
-    });
+    if (used.has(name)) files.push(copy);
+    else await fs.rm(storedPathOf({ dir: stage }, copy), { force: true });
   }
   const first = files.length ? Math.min(...files.map((f) => f.firstVersion!)) : undefined;
   const last = files.length ? Math.max(...files.map((f) => f.lastVersion!)) : undefined;

@@ -154,6 +154,7 @@ function measureStage(
   out: { size: number; sha256: string },
   limit?: { bytes: number; what: string },
   hasher?: Hasher,
+  tail?: { bytes: Buffer },
 ): Stage {
   return async function* (source) {
     const hash: Hasher = hasher ?? createHash('sha256');
@@ -162,6 +163,7 @@ function measureStage(
       if (limit && out.size > limit.bytes)
         throw new ChainError(limit.what, `${limit.what}: more than the ${limit.bytes} bytes the manifest says`);
       hash.update(chunk);
+      if (tail) tail.bytes = lastBytes(tail.bytes, chunk, TAIL_BYTES);
       yield chunk;
     }
     out.sha256 = hash.digest('hex');
@@ -185,11 +187,8 @@ export function sealContext(manifest: { id: string; image: { metaid: string } },
 
 /**
  * Store a staged MooseFS file (`stage/<f.name>`, already checked) in the configured form, next to it,
- * fsynced; the original is removed. The content's sha256 (or keyed hmac) is taken here, in the same read
- * as compression (zstd on its own CPU): the backup reads its staged copy once, not once to hash and once
- * to compress (issue 28). A given `f.sha256` (re-sealing) must match. Returns the manifest entry: with
- * `stored` (unless kept as it is); encrypted, with the keyed `hmac` and a sealed tail instead of the
- * plaintext sha256 and tail. `snapshot`: the id and metaid the file is sealed for.
+ * fsynced; the original is removed (storeStream reading the staged copy). A given `f.sha256` (re-sealing)
+ * must match, and the size must be `f.size`.
  */
 export async function storeStagedFile(
   stage: string,
@@ -197,60 +196,95 @@ export async function storeStagedFile(
   settings: StoreWriteSettings,
   snapshot: { id: string; image: { metaid: string } },
 ): Promise<ManifestFile> {
+  const where = path.join(stage, f.name);
+  const compression = settings.compression.type;
+  const plain = compression === 'none' && !settings.key;
+  const input = createReadStream(where, { highWaterMark: 1 << 20 });
+  // Kept as it is: only hashed (the staged file is the stored form; it was made durable when fetched).
+  const stored = await storeStream(stage, f, input, settings, snapshot, { hashOnly: plain });
+  if (stored.size !== f.size) {
+    if (!plain) await fs.rm(storedPathOf({ dir: stage }, stored), { force: true });
+    throw new ChainError(f.name, `${where}: ${stored.size} bytes while storing, ${f.size} when checked`);
+  }
+  if (f.sha256 !== undefined && stored.sha256 !== undefined && f.sha256 !== stored.sha256) {
+    if (!plain) await fs.rm(storedPathOf({ dir: stage }, stored), { force: true });
+    throw new ChainError(f.name, `${where}: content changed while storing (sha256 differs)`);
+  }
+  if (!plain) await fs.rm(where);
+  return stored;
+}
+
+/**
+ * Store a MooseFS file's content as it arrives (`input`: its plain bytes, already bounded and checked by
+ * the caller's stages) as `stage/<stored name>` in the configured form, fsynced once: the content's sha256
+ * (or keyed hmac) and its last bytes are taken in the same pass as compression (zstd on its own CPU), so a
+ * backup reads its source once and writes no plain copy (issue 28). On any failure — the input's own
+ * (a check that refuses the file, a source that changed) or ours — nothing is left under the stored name.
+ * Returns the manifest entry, `size` being the bytes that arrived: with `stored` (unless kept plain);
+ * encrypted, with the keyed `hmac` and a sealed tail instead of the plaintext sha256 and tail.
+ * `snapshot`: the id and metaid the file is sealed for. `hashOnly`: the file is already `stage/<f.name>`
+ * (a staged plain copy kept as it is): only hash it. `sync: false`: a plain temp the caller rewrites (seals)
+ * and syncs in that form.
+ */
+export async function storeStream(
+  stage: string,
+  f: Omit<ManifestFile, 'size'>,
+  input: AsyncIterable<Buffer>,
+  settings: StoreWriteSettings,
+  snapshot: { id: string; image: { metaid: string } },
+  o: { hashOnly?: boolean; sync?: boolean } = {},
+): Promise<ManifestFile> {
   const compression = settings.compression.type;
   const name = f.name;
   const content = { size: 0, sha256: '' };
-  const plain = (): ManifestFile => {
-    const where = path.join(stage, name);
-    if (content.size !== f.size) {
-      throw new ChainError(name, `${where}: ${content.size} bytes while storing, ${f.size} when checked`);
-    }
-    if (f.sha256 !== undefined && f.sha256 !== content.sha256) {
-      throw new ChainError(name, `${where}: content changed while storing (sha256 differs)`);
-    }
-    return { ...f, sha256: content.sha256 };
-  };
-  if (compression === 'none' && !settings.key) {
+  const tail = { bytes: Buffer.alloc(0) };
+  const hasher = settings.key ? contentHmac(settings.key) : undefined;
+  const stages: Stage[] = [measureStage(content, undefined, hasher, tail)];
+  if (o.hashOnly) {
     const drain = async (s: AsyncIterable<Buffer>) => {
       for await (const _ of s);
     };
-    await pipeline(createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }), measureStage(content), drain);
-    return plain();
+    await pipeline(input, ...(stages as [Stage]), drain);
+    const { sha256: _given, hmac: _keyed, ...rest } = f;
+    return { ...rest, size: content.size, sha256: content.sha256 };
   }
+  const plainForm = compression === 'none' && !settings.key;
   const target = storedName(name, compression, Boolean(settings.key));
-  const stages: Stage[] = [measureStage(content, undefined, settings.key ? contentHmac(settings.key) : undefined)];
   if (compression === 'zstd') stages.push(zstdStage([`-${settings.compression.level}`, '-T1']));
   if (settings.key) stages.push(encryptStage(settings.key, sealContext(snapshot, f)));
   const measured = { size: 0, sha256: '' };
   stages.push(measureStage(measured));
-  const tail = await tailOf(path.join(stage, name));
-  const out = await openExclusive(path.join(stage, target));
+  const file = path.join(stage, target);
+  const out = await openExclusive(file);
   try {
-    await pipeline(
-      createReadStream(path.join(stage, name), { highWaterMark: 1 << 20 }),
-      ...(stages as [Stage]),
-      writeTo(out),
-    );
-    await out.sync();
-  } finally {
-    await out.close();
+    try {
+      await pipeline(input, ...(stages as [Stage]), writeTo(out));
+      if (o.sync ?? true) await out.sync();
+    } finally {
+      await out.close();
+    }
+  } catch (err) {
+    await fs.rm(file, { force: true });
+    throw err;
   }
-  await fs.rm(path.join(stage, name));
+  const { sha256: _given, hmac: _keyed, ...rest } = f;
+  if (plainForm) return { ...rest, size: content.size, sha256: content.sha256 };
   const stored: StoredForm = { name: target, size: measured.size, sha256: measured.sha256, compression };
-  if (!settings.key) return { ...plain(), stored: { ...stored, tail: tail.toString('base64') } };
-  if (content.size !== f.size)
-    throw new ChainError(
-      name,
-      `${path.join(stage, name)}: ${content.size} bytes while sealing, ${f.size} when checked`,
-    );
-  const { sha256: _plain, ...rest } = f;
+  if (!settings.key)
+    return {
+      ...rest,
+      size: content.size,
+      sha256: content.sha256,
+      stored: { ...stored, tail: tail.bytes.toString('base64') },
+    };
   return {
     ...rest,
+    size: content.size,
     hmac: content.sha256,
     stored: {
       ...stored,
       encryption: { cipher: 'aes-256-gcm-chunked', keyId: settings.key.id, chunkBytes: CHUNK_BYTES },
-      tailSealed: sealTail(settings.key, sealContext(snapshot, f), f.size, tail),
+      tailSealed: sealTail(settings.key, sealContext(snapshot, f), content.size, tail.bytes),
     },
   };
 }
@@ -277,17 +311,10 @@ function manifestTail(snapshot: FileHolder, f: ManifestFile, keys: StoreKeys | u
   }
 }
 
-/** The last TAIL_BYTES of a plain file. */
-async function tailOf(file: string): Promise<Buffer> {
-  const h = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  try {
-    const { size } = await h.stat();
-    const buf = Buffer.alloc(Math.min(size, TAIL_BYTES));
-    const { bytesRead } = await h.read(buf, 0, buf.length, size - buf.length);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await h.close();
-  }
+/** The last `n` bytes of `kept` followed by `chunk` (a copy: a stream's chunk may be reused). */
+export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
+  if (chunk.length >= n) return Buffer.from(chunk.subarray(chunk.length - n));
+  return Buffer.concat([kept, chunk]).subarray(-n);
 }
 
 /** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
@@ -489,7 +516,7 @@ export async function readSnapshotContent(
   const scanner = f.role === 'changelog' ? new ChangelogScanner(f.name) : undefined;
   const headParts: Buffer[] = [];
   let headBytes = 0;
-  let tail = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
   for await (const chunk of stream) {
     if (o.signal?.aborted) {
       stream.destroy();
@@ -501,10 +528,7 @@ export async function readSnapshotContent(
       headParts.push(c.subarray(0, HEADER_BYTES - headBytes));
       headBytes += Math.min(c.length, HEADER_BYTES - headBytes);
     }
-    tail =
-      c.length >= TAIL_BYTES
-        ? Buffer.from(c.subarray(c.length - TAIL_BYTES))
-        : Buffer.concat([tail, c]).subarray(-TAIL_BYTES);
+    tail = lastBytes(tail, c, TAIL_BYTES);
   }
   // What promote reads instead of the file's end must be the file's end.
   const kept = manifestTail(snapshot, f, o.keys);

@@ -1,6 +1,6 @@
 import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { FileEntryWithStats, SFTPWrapper } from 'ssh2';
 import type SftpClient from 'ssh2-sftp-client';
 import { hostList, requireSsh, type Config, type DataPathHost } from '../core/config.js';
@@ -59,6 +59,13 @@ export interface FileSource {
   readStream(file: string, bound: ReadBound): Promise<Readable>;
   /** Bytes [start, start+length) of a file (image headers, EOF markers). */
   readRange(file: string, start: number, length: number): Promise<Buffer>;
+  /**
+   * The whole file, as fast as this source reads a file to disk, to be stored as it arrives (backup's one
+   * pass, issue 28): bounded and checked like `download` (what a file's opened handle shows; more than the
+   * bound refused with a ReadBoundError; a stall or `signal` ends it). Local: readStream. SFTP: parallel
+   * reads on the checked handle, emitted in order.
+   */
+  readWhole?(file: string, bound: ReadBound, signal?: AbortSignal): Promise<Readable>;
   /**
    * A source on this machine's disk only: the file opened as readStream opens it (never through a symlink, a
    * regular file), and the bounds readStream would apply, for a reader in a worker thread that reads by the
@@ -219,6 +226,10 @@ class LocalSource implements FileSource {
       handle.createReadStream({ highWaterMark: 1 << 20, end: limitOf(bound) }),
       this.bounded(file, bound),
     );
+  }
+  async readWhole(file: string, bound: ReadBound, signal?: AbortSignal): Promise<Readable> {
+    if (signal?.aborted) throw new TransferError(this.hostName, `${this.label}: transfer of ${file} aborted`);
+    return this.readStream(file, bound);
   }
   async openLocal(file: string, bound: ReadBound) {
     const { handle } = await openRegular(this.hostName, this.label, file);
@@ -404,6 +415,94 @@ const sameFile = (named: SftpAttrs, opened: SftpAttrs) =>
 const isRegular = (e: Entry) =>
   e.attrs.mode !== undefined ? (e.attrs.mode & S_IFMT) === S_IFREG : e.longname.startsWith('-');
 
+/**
+ * Reads in flight and their size for readWhole: 255 KiB (one OpenSSH packet each, as fastGet), 8 at a time
+ * (2 MiB in flight: 200 MB/s at a 10 ms round trip). Measured on loopback under load (BENCHMARKS.md, issue 28
+ * one-pass): 16 in flight cost more CPU and memory for no speed (answers wait in order for the slowest).
+ */
+const IN_ORDER = { requests: 8, bytes: FAST_GET.chunkSize };
+
+/**
+ * Bytes [0, size) of an open SFTP handle as a stream: up to IN_ORDER.requests reads in flight, each answer
+ * kept until the ones before it have been emitted. A short answer asks again for the rest; an empty one
+ * (EOF: the file shrank) ends the stream early, which the caller sees as fewer bytes than announced. The
+ * handle is closed (not awaited) when the stream closes. Memory: requests × bytes, whatever the file's size.
+ */
+function inOrderReads(
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  size: number,
+  wrap: (err: unknown) => Error,
+  progress: (done: number) => void,
+): Readable {
+  let next = 0; // the next offset to ask for
+  let emitted = 0; // the next offset to emit
+  let inFlight = 0;
+  let ended = false;
+  let wanting = false;
+  const answers = new Map<number, { data: Buffer; asked: number }>();
+  const out = new Readable({
+    highWaterMark: IN_ORDER.requests * IN_ORDER.bytes,
+    read() {
+      wanting = true;
+      pump();
+    },
+    destroy(err, cb) {
+      ended = true;
+      answers.clear();
+      try {
+        sftp.close(handle, () => undefined);
+      } catch {
+        // The connection is gone: the handle went with it.
+      }
+      cb(err);
+    },
+  });
+  const ask = (pos: number, len: number) => {
+    inFlight++;
+    const buf = Buffer.allocUnsafe(len);
+    sftp.read(handle, buf, 0, len, pos, (err: Error | null | undefined, bytesRead: number) => {
+      inFlight--;
+      if (ended) return;
+      if (err) {
+        ended = true;
+        out.destroy(wrap(err));
+        return;
+      }
+      answers.set(pos, { data: buf.subarray(0, bytesRead), asked: len });
+      flush();
+      pump();
+    });
+  };
+  const pump = () => {
+    while (!ended && wanting && inFlight < IN_ORDER.requests && next < size) {
+      const len = Math.min(IN_ORDER.bytes, size - next);
+      ask(next, len);
+      next += len;
+    }
+    if (!ended && emitted >= size && inFlight === 0) {
+      ended = true;
+      out.push(null);
+    }
+  };
+  const flush = () => {
+    for (let a = answers.get(emitted); a && !ended; a = answers.get(emitted)) {
+      answers.delete(emitted);
+      if (a.data.length === 0) {
+        // EOF before the announced size: what came is all there is.
+        ended = true;
+        out.push(null);
+        return;
+      }
+      emitted += a.data.length;
+      progress(emitted);
+      if (a.data.length < a.asked) ask(emitted, a.asked - a.data.length);
+      if (!out.push(a.data)) wanting = false;
+    }
+  };
+  return out;
+}
+
 class SftpSource implements FileSource {
   readonly label: string;
   constructor(
@@ -560,6 +659,49 @@ class SftpSource implements FileSource {
     } finally {
       watchdog.stop();
     }
+  }
+  /**
+   * The file's bytes as announced by its handle at open (like `download`: exactly those, no more), read
+   * with IN_ORDER.requests parallel reads of IN_ORDER.bytes on the checked handle and emitted in order
+   * (inOrderReads). A stall or `signal` ends the connection (the only way to settle a pending ssh2 call).
+   */
+  async readWhole(file: string, bound: ReadBound, signal?: AbortSignal): Promise<Readable> {
+    const o = this.bounded(file, bound);
+    const abortError = () => new TransferError(this.hostName, `${this.label}: transfer of ${file} aborted`);
+    if (signal?.aborted) throw abortError();
+    const end = () => void this.client.end().catch(() => undefined);
+    let opened: { handle: Buffer; size: number };
+    try {
+      opened = await unlessAborted(this.openChecked(file), signal, end, abortError);
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+      throw this.wrap('read', file, err);
+    }
+    const { handle, size: announced } = opened;
+    if (announced > limitOf(bound)) {
+      this.sftp().close(handle, () => undefined);
+      throw new ReadBoundError(
+        this.hostName,
+        `${o.what}: the server announces ${announced} bytes at open, more than ${describeBound(bound)}: refused, nothing copied`,
+      );
+    }
+    const wrap = (err: unknown) => this.wrap('read', file, err);
+    const out = inOrderReads(this.sftp(), handle, announced, wrap, (done) => watchdog.progress(done));
+    const fail = (err: Error) => {
+      if (!out.destroyed) out.destroy(err);
+      end();
+    };
+    const watchdog = new ReadWatchdog(o, fail, () => out.readableLength >= out.readableHighWaterMark);
+    // An abort or stall may come before the caller reads (it opens its output first): the error stays on the
+    // stream (`errored`) for the reader to get, and must not be an unhandled 'error' event meanwhile.
+    out.on('error', () => undefined);
+    const onAbort = () => fail(abortError());
+    signal?.addEventListener('abort', onAbort, { once: true });
+    out.once('close', () => {
+      watchdog.stop();
+      signal?.removeEventListener('abort', onAbort);
+    });
+    return out;
   }
   async readStream(file: string, bound: ReadBound): Promise<Readable> {
     return this.boundedRange(file, 0, limitOf(bound), bound);

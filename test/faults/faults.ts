@@ -193,11 +193,16 @@ export async function checkStore(store: string): Promise<StoreCheck> {
   return out;
 }
 
-/** The image being copied into a staged snapshot has bytes: the transfer is under way. */
+/**
+ * The image being copied into a staged snapshot has bytes: the transfer is under way. A compressing store
+ * copies over SFTP to `<name>.download` first (issue 28), a plain one to the name.
+ */
 export async function transferUnderWay(store: string): Promise<boolean | undefined> {
   for (const stage of await fs.readdir(path.join(store, '.tmp')).catch(() => [] as string[])) {
-    const st = await fs.stat(path.join(store, '.tmp', stage, 'metadata.mfs.back')).catch(() => undefined);
-    if (st && st.size > 0) return true;
+    for (const name of ['metadata.mfs.back', 'metadata.mfs.back.download']) {
+      const st = await fs.stat(path.join(store, '.tmp', stage, name)).catch(() => undefined);
+      if (st && st.size > 0) return true;
+    }
   }
   return undefined;
 }

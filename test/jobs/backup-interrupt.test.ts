@@ -10,12 +10,15 @@ import type { LabMaster } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { FaultProxy, knownHostsAt } from '../lab/proxy.js';
 
-/** The image being copied into a staged snapshot right now, if any bytes have landed. */
+/**
+ * The image being copied into a staged snapshot right now, if any bytes have landed: a default (zstd) store
+ * copies it over SFTP as `<name>.download`, then stores it as `<name>.zst` (issue 28).
+ */
 async function partialImage(store: string, notIn?: string): Promise<{ stage: string; size: number } | undefined> {
   const tmp = path.join(store, '.tmp');
   for (const stage of await fs.readdir(tmp).catch(() => [] as string[])) {
     if (stage === notIn) continue;
-    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back')).catch(() => undefined);
+    const st = await fs.stat(path.join(tmp, stage, 'metadata.mfs.back.download')).catch(() => undefined);
     if (st && st.size > 0) return { stage, size: st.size };
   }
   return undefined;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -160,6 +161,62 @@ describe('backup: real master, metalogger and sshd; snapshots pulled over SFTP',
     const viaSftp = (await snapshots()).filter((s) => s.manifest.source.name === 'master').pop()!;
     expect(snap!.manifest.files[0]!.sha256).toBe(viaSftp.manifest.files[0]!.sha256);
     expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
+  });
+
+  test('the default (zstd) store, locally (read once) and over SFTP (copied, then read once): a damaged changelog line mid-file is refused on the stream, nothing left in the store', async () => {
+    const dir = path.join(lab.dir, 'onepass');
+    await fs.mkdir(dir, { mode: 0o700 });
+    for (const f of ['metadata.mfs.back', 'changelog.0.mfs'])
+      await fs.copyFile(path.join(lab.master.dataPath, f), path.join(dir, f));
+    const changelog = path.join(dir, 'changelog.0.mfs');
+    const good = await fs.readFile(changelog);
+    const doc = lab.configDocument();
+    const ways = {
+      local: { name: 'onepass', host: '127.0.0.1', dataPath: dir, local: true },
+      sftp: { name: 'onepass', host: '127.0.0.1', dataPath: dir },
+    };
+    const configs = await Promise.all(
+      Object.entries(ways).map(async ([way, master]) => ({
+        store: path.join(lab.dir, `onepass-${way}-store`),
+        file: await lab.writeConfig(
+          { masters: [master], metaloggers: [], snapshotStore: { path: path.join(lab.dir, `onepass-${way}-store`) } },
+          `onepass-${way}.yaml`,
+        ),
+      })),
+    );
+    expect(doc.snapshotStore).toMatchObject({ compression: { type: 'none' } });
+    // A line in the middle damaged (its first and last lines, which the listing reads, intact).
+    const lines = good.toString('latin1').trimEnd().split('\n');
+    const mid = Math.floor(lines.length / 2);
+    lines[mid] = `${lines[mid]!.split(':')[0]}: ${'#'.repeat(20)}`;
+    await fs.writeFile(changelog, lines.join('\n') + '\n');
+    for (const c of configs) {
+      const bad = await runCli(['run', 'backup', '--config', c.file]);
+      expect(bad.code).toBe(2);
+      expect(bad.stdout).toMatch(new RegExp(`CRITICAL - onepass: .*changelog\\.0\\.mfs:${mid + 1}: unparsable line`));
+      expect((await listSnapshots(c.store, {})).snapshots).toHaveLength(0);
+      expect(await fs.readdir(path.join(c.store, '.tmp')).catch(() => [])).toEqual([]);
+    }
+
+    await fs.writeFile(changelog, good);
+    const made: Manifest[] = [];
+    for (const c of configs) {
+      const ok = await runCli(['run', 'backup', '--config', c.file]);
+      expect(ok.code).toBe(0);
+      const [snap] = (await listSnapshots(c.store, {})).snapshots;
+      expect(snap!.manifest.files.map((f) => f.stored?.name)).toEqual(['metadata.mfs.back.zst', 'changelog.0.mfs.zst']);
+      expect((await fs.readdir(snap!.dir)).sort()).toEqual(
+        ['changelog.0.mfs.zst', 'manifest.json', 'metadata.mfs.back.zst'].sort(),
+      );
+      expect(await verifySnapshot(snap!.dir, undefined, {})).toEqual([]);
+      made.push(snap!.manifest);
+    }
+    // The same plain bytes whichever way they were read (the sha256 is of the MooseFS file, not the .zst).
+    const image = await fs.readFile(path.join(dir, 'metadata.mfs.back'));
+    for (const m of made) {
+      expect(m.files[0]!.sha256).toBe(createHash('sha256').update(image).digest('hex'));
+      expect(m.files[1]!.sha256).toBe(createHash('sha256').update(good).digest('hex'));
+    }
   });
 
   test('a corrupted image is refused (CRITICAL, no snapshot); once repaired, the checksum proves it is the same image', async () => {
