@@ -62,7 +62,7 @@ function lagSeconds(samples: Sample[], from: number, to: number, end: (s: Sample
     if (s.t < from || s.t > to) continue;
     const lastChange = s.master - 1;
     const seen = samples.find((later) => later.t >= s.t && (end(later) ?? -1) >= lastChange);
-    out.push(seen ? (seen.t - s.t) / 1000 : Infinity);
+    out.push(seen ? round((seen.t - s.t) / 1000, 1) : Infinity);
   }
   return out;
 }
@@ -163,6 +163,9 @@ export async function archiveLagCase(ctx: BenchContext): Promise<CaseResult> {
     const copyLag = lagSeconds(samples, from, churnUntil, (s) => s.copy);
     const versionsBehind = (end: (s: Sample) => number | undefined) => window.map((s) => s.master - 1 - (end(s) ?? 0));
     const rss = samples.flatMap((s) => (s.rssMb === undefined ? [] : [s.rssMb]));
+    const stored = (await listSegments(config.snapshotStore!.path, keys)).segments;
+    const lineBytes = stored.reduce((n, g) => n + g.manifest.files.reduce((m, f) => m + f.size, 0), 0);
+    const lines = stored.reduce((n, g) => n + g.manifest.last - g.manifest.first + 1, 0);
     const p95 = Math.max(percentile(storeLag, 95), percentile(copyLag, 95));
     Object.assign(result.figures, {
       measuredSeconds: round((last.t - first.t) / 1000, 1),
@@ -196,7 +199,9 @@ export async function archiveLagCase(ctx: BenchContext): Promise<CaseResult> {
       rssStartMb: round(rss[0] ?? NaN, 1),
       rssMaxMb: round(Math.max(...rss), 1),
       rssEndMb: round(rss[rss.length - 1] ?? NaN, 1),
-      segmentsInStore: (await listSegments(config.snapshotStore!.path, keys)).segments.length,
+      segmentsInStore: stored.length,
+      changelogBytesPerLine: round(lineBytes / lines, 0),
+      segmentsPerDayAtThisSetting: Math.round(86_400 / SEGMENT_SECONDS),
       hourlyBackupRpoSeconds: 3600,
     });
     result.notes.push(
@@ -205,7 +210,7 @@ export async function archiveLagCase(ctx: BenchContext): Promise<CaseResult> {
       `changes: utimes through a 4.59.2 FUSE mount (SETATTR lines), 4 files, paced at ${RATE}/s; source: the metalogger, over ssh`,
       'no baseline run: today (hourly backup, no archive) the store and copies are up to 3600 s behind (RPO = the backup interval)',
       `segmentSeconds ${SEGMENT_SECONDS}: the default 60 s seals a segment only after its oldest line waited 60 s ` +
-        '(16 MiB segmentBytes takes ~2.5 min at ~110 B/line × 1,000/s), so the default lags up to ~60 s',
+        '(16 MiB segmentBytes takes minutes at 1,000 lines/s: see changelogBytesPerLine), so the default lags up to ~60 s + the delays of the metalogger and the push',
     );
     const subject = {
       label: 'run archive --follow (p95 lag, worse of store/copy)',
