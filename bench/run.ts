@@ -13,6 +13,7 @@ import { failed, type BenchContext, type CaseResult } from './bench-case.js';
 import { backupCase } from './cases/backup.js';
 import { backupZstdCase } from './cases/backup-zstd.js';
 import { archiveStorageCase } from './cases/archive-storage.js';
+import { archiveLagCase } from './cases/archive-lag.js';
 import { drillCase } from './cases/drill.js';
 import { restoreCase } from './cases/restore.js';
 import { failoverCase } from './cases/failover.js';
@@ -39,6 +40,7 @@ const ALL_CASES = [
   'failover-keepalived',
   'failover-quorum',
   'archive-storage',
+  'archive-lag',
 ] as const;
 
 interface Options {
@@ -184,6 +186,12 @@ async function main(): Promise<void> {
         );
       }
     }
+    if (cases.has('archive-lag'))
+      await attempt(
+        'archive-lag',
+        () => archiveLagCase(ctx),
+        empty('archive-lag', 'archive lag under 1,000 changes/s', '≤ 10 s p95, RSS ≤ 150 MB'),
+      );
     if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 5× wc -l'));
     for (const chain of [tail, bigTail]) {
       if (chain && cases.has('promote'))
