@@ -166,7 +166,9 @@ export async function placeSnapshot(
   const scans = new Map<string, ChangelogScan>();
   const sizes = await mapLimit(manifest.files, PLACE_PARALLEL, async (f, i) => {
     const file = path.join(dataPath, targets[i]!);
-    const size = await copySnapshotFile(snapshot, f, file, { keys: options.keys, signal });
+    // Not fsynced: `dataPath` is staging or a drill's scratch, which a crash discards; restore's DirHandle.place
+    // syncs what it moves into the real DATA_PATH, and changelogs replaced by the cut never reach the disk.
+    const size = await copySnapshotFile(snapshot, f, file, { keys: options.keys, signal, durable: false });
     if (f.role === 'changelog') scans.set(targets[i]!, await scanChangelogFile(file));
     return size;
   });

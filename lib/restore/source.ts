@@ -215,6 +215,8 @@ async function withArchive(
     keys,
     signal,
     parallel: PLACE_PARALLEL,
+    // Staging or a drill's scratch, as placeSnapshot's files: a crash discards it, so no fsync.
+    durable: false,
     placed: async (name, file) => void scans.set(name, await scanChangelogFile(file)),
   });
   const changelogs = [...placed.changelogs, ...names];

@@ -9,6 +9,7 @@ import {
   renameDurable,
   writeFileAtomic,
   writeNewFile,
+  type Durability,
 } from '../core/atomic.js';
 import { ChainError, describeError } from '../core/errors.js';
 import { plainNameProblem, shownName } from '../core/names.js';
@@ -352,7 +353,7 @@ export function segmentsFrom(segments: readonly StoredSegment[], fromVersion: nu
 export async function placeSegments(
   segments: readonly StoredSegment[],
   dataPath: string,
-  o: {
+  o: Durability & {
     keys?: StoreKeys;
     signal?: AbortSignal;
     /** Segments copied at once (each is read once: stored hash, zstd -d, content hash in one stream). */
