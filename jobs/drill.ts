@@ -194,6 +194,7 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
       target: cutTarget,
       where: describeSource(source),
       signal: ctx.signal,
+      scanned: copied.scans,
     });
     const version = result.outcome.targetVersion;
     // Damage after the target is never applied; damage before it was refused.

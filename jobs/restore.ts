@@ -131,11 +131,25 @@ interface Staged {
   cut: CutResult;
   /** Restore points passed over because their image is newer than the target. */
   skipped: string[];
+  timings: Timings;
 }
+
+/**
+ * Seconds per phase (details.timings, bench case `restore`): `place` fetches, checks and decompresses the
+ * restore point into staging and scans its changelogs (every candidate tried); `cut` cuts the chain; `dataPath`
+ * moves the old content aside and places the files; `mfsmaster` is `mfsmaster -a` until it has started;
+ * `serving` the wait until it serves.
+ */
+type Phase = 'place' | 'cut' | 'dataPath' | 'mfsmaster' | 'serving';
+type Timings = Partial<Record<`${Phase}Seconds`, number>>;
+
+/** Seconds since `fromMs`, to the millisecond. */
+const since = (fromMs: number) => Math.round(Date.now() - fromMs) / 1000;
 
 /** Copy the candidates into staging one by one until one holds the target; every refusal leaves no staging behind. */
 async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: RestoreSource[]): Promise<Staged> {
   const skipped: string[] = [];
+  const timings: Timings = { placeSeconds: 0, cutSeconds: 0 };
   const otherFilesystem = ctx.args.otherFilesystem === true;
   const gate = await identityGate(ctx.config, otherFilesystem, { timeoutMs: IDENTITY_TIMEOUT_MS, signal: ctx.signal });
   for (const [i, source] of sources.entries()) {
@@ -145,13 +159,16 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       const dir = await fs.mkdtemp(path.join(root, STAGE_PREFIX));
       let imageVersion: number | undefined;
       try {
+        let t = Date.now();
         const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate, who: 'the restore' });
+        timings.placeSeconds! += since(t);
         if (!placed.header)
           throw new ChainError(
             path.join(dir, placed.image),
             `${describeSource(source)}: image ${placed.image} is not usable: ${placed.imageProblem}`,
           );
         imageVersion = restoreFrom(placed.header);
+        t = Date.now();
         const cut = await cutChain({
           dir,
           changelogs: placed.changelogs,
@@ -160,8 +177,10 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
           target,
           where: describeSource(source),
           signal: ctx.signal,
+          scanned: placed.scans,
         });
-        return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped };
+        timings.cutSeconds! += since(t);
+        return { source, stage: dir, placed: placed as Staged['placed'], cut, skipped, timings };
       } catch (caught) {
         await fs.rm(dir, { recursive: true, force: true });
         const err = caught instanceof ImagesTooNew ? tooNew(target, source, caught) : caught;
@@ -308,6 +327,7 @@ function startCommand(
 }
 
 interface Started {
+  timings: Timings;
   command: string;
   servedVersion: number;
   selfChanges: string[];
@@ -335,6 +355,7 @@ async function startRestored(
       () => false,
     );
   const files = { dataPath, image: RESTORED_IMAGE, changelogs: changelog ? [changelog] : [] };
+  const startedMs = Date.now();
   const res = await restoreAndStart(binaries, configFile, files, {
     timeoutMs: ctx.options.restoreTimeoutSeconds * 1000,
     signal: ctx.signal,
@@ -342,15 +363,18 @@ async function startRestored(
   });
   if (res.code !== 0)
     throw new ProcessError(dataPath, `${res.command} -c ${configFile} failed: ${mfsmasterErrorLine(res.output)}`);
+  const servingMs = Date.now();
   const status = await waitServing({
     ...target,
     timeoutMs: ctx.options.servingTimeoutSeconds * 1000,
     signal: ctx.signal,
   });
+  const timings = { mfsmasterSeconds: (servingMs - startedMs) / 1000, servingSeconds: since(servingMs) };
   const served = status.metadataVersion ?? res.restoredVersion ?? expected;
-  if (served === expected) return { command: res.commandLine, servedVersion: served, selfChanges: [], host, port };
+  const facts = { timings, command: res.commandLine, servedVersion: served, host, port };
+  if (served === expected) return { ...facts, selfChanges: [] };
   const own = await selfChangesSince(dataPath, generation, expected, served);
-  if (own) return { command: res.commandLine, servedVersion: served, selfChanges: own.ops, host, port };
+  if (own) return { ...facts, selfChanges: own.ops };
   throw new ProcessError(
     `${host}:${port}`,
     `the restored master ${host}:${port} serves metadata version ${served}, expected ${expected}`,
@@ -435,6 +459,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
     startCommand: plan.command ?? null,
     moosefs: generation.label,
     passedOver: s.skipped,
+    timings: s.timings,
   };
   const status: Status = trash.warning ? 'WARNING' : 'OK';
   const leftOut = outcome.leftOut.count
@@ -456,6 +481,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
 
   // From here on DATA_PATH changes: its old content goes aside (never deleted), then exactly what the restore needs.
   // DATA_PATH belongs to the MooseFS user: every change in it goes through its held descriptor (lib/core/dirhandle.ts).
+  const dataPathMs = Date.now();
   await fs.mkdir(dataPath, { recursive: true, mode: DIR_MODE });
   const data = await DirHandle.open(dataPath, '--data-path');
   const placedNames = [RESTORED_IMAGE];
@@ -478,6 +504,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   } finally {
     await data.close();
   }
+  s.timings.dataPathSeconds = since(dataPathMs);
   lines.push(
     aside.dir
       ? `moved ${aside.moved.length} existing entr${aside.moved.length === 1 ? 'y' : 'ies'} of ${dataPath} aside into ${aside.dir}`
@@ -504,6 +531,7 @@ async function finish(ctx: Ctx, target: RestoreTarget, dataPath: string, s: Stag
   lines.push(
     `started: ${started.command}; serving on ${started.host}:${started.port} at metadata version ${started.servedVersion}${own}`,
   );
+  Object.assign(s.timings, started.timings);
   Object.assign(details, { started: true, servedVersion: started.servedVersion, selfChanges: started.selfChanges });
   return {
     status,

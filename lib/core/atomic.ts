@@ -65,22 +65,24 @@ export async function writeNewFile(
   target: string,
   write: (out: fs.FileHandle) => Promise<void>,
   mode = FILE_MODE,
+  o: Durability = {},
 ): Promise<void> {
-  await fillAndSync(await openExclusive(target, mode), target, write);
+  await fillAndSync(await openExclusive(target, mode), target, write, o);
 }
 
 /**
- * Let `write` fill a file this process just created (`handle`, at `file`), fsync and close it; on any
- * failure close and remove it, so nothing half-written is left under its name.
+ * Let `write` fill a file this process just created (`handle`, at `file`), fsync (unless `durable: false`) and
+ * close it; on any failure close and remove it, so nothing half-written is left under its name.
  */
 export async function fillAndSync(
   handle: fs.FileHandle,
   file: string,
   write: (out: fs.FileHandle) => Promise<unknown>,
+  o: Durability = {},
 ): Promise<void> {
   try {
     await write(handle);
-    await handle.sync();
+    if (o.durable !== false) await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);
     await fs.rm(file, { force: true });

@@ -3,7 +3,12 @@ import path from 'node:path';
 import { createTempExclusive, fillAndSync, fsyncDir, renameDurable } from '../core/atomic.js';
 import { ChainError } from '../core/errors.js';
 import { holesBetween, type ChangelogPiece, type Hole } from '../moosefs/chain.js';
-import { readChangelogLines, scanChangelogFile, type ChangelogEntry } from '../moosefs/changelog.js';
+import {
+  readChangelogLines,
+  scanChangelogFile,
+  type ChangelogEntry,
+  type ChangelogScan,
+} from '../moosefs/changelog.js';
 import {
   chainSteps,
   checkCut,
@@ -66,11 +71,13 @@ export async function cutChain(o: {
   target: RestoreTarget;
   where: string;
   signal?: AbortSignal;
+  /** Scans of these files made when they were placed (unchanged since): not read a second time. */
+  scanned?: ReadonlyMap<string, ChangelogScan>;
 }): Promise<CutResult> {
   const pieces: ChangelogPiece[] = [];
   let newestTimestamp: number | undefined;
   for (const name of o.changelogs) {
-    const scan = await scanChangelogFile(path.join(o.dir, name));
+    const scan = o.scanned?.get(name) ?? (await scanChangelogFile(path.join(o.dir, name)));
     pieces.push(...scan.segments.map((s) => ({ ...s, file: name })));
     if (scan.lastTimestamp !== undefined) newestTimestamp = Math.max(newestTimestamp ?? 0, scan.lastTimestamp);
   }

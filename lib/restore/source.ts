@@ -15,8 +15,10 @@ import {
   pickSnapshot,
   placeFromDataPath,
   placeSnapshot,
+  PLACE_PARALLEL,
   type PlacedRestorePoint,
 } from './restorepoint.js';
+import { scanChangelogFile } from '../moosefs/changelog.js';
 import { listSegments, placeSegments, segmentsFrom as selectSegments, type StoredSegment } from '../store/segments.js';
 import { fetchCopySegments } from '../store/copy/archive.js';
 import type { StoreKeys } from '../store/sealed.js';
@@ -208,12 +210,21 @@ async function withArchive(
   const start = restoreFrom(placed.header);
   const wanted = selectSegments(await segmentsFrom(start), start);
   if (!wanted.length) return placed;
-  const { names, bytes } = await placeSegments(wanted, dataPath, { keys, signal });
+  const scans = new Map(placed.scans);
+  const { names, bytes } = await placeSegments(wanted, dataPath, {
+    keys,
+    signal,
+    parallel: PLACE_PARALLEL,
+    // Staging or a drill's scratch, as placeSnapshot's files: a crash discards it, so no fsync.
+    durable: false,
+    placed: async (name, file) => void scans.set(name, await scanChangelogFile(file)),
+  });
   const changelogs = [...placed.changelogs, ...names];
   return {
     ...placed,
     changelogs,
     bytes: placed.bytes + bytes,
-    ...(await chainInDataPath(dataPath, placed.header, changelogs)),
+    scans,
+    ...(await chainInDataPath(dataPath, placed.header, changelogs, scans)),
   };
 }

@@ -9,10 +9,12 @@ import {
   renameDurable,
   writeFileAtomic,
   writeNewFile,
+  type Durability,
 } from '../core/atomic.js';
 import { ChainError, describeError } from '../core/errors.js';
 import { plainNameProblem, shownName } from '../core/names.js';
 import { openFilesUnder } from '../core/openfiles.js';
+import { mapLimit } from '../core/parallel.js';
 import type { Hole } from '../moosefs/chain.js';
 import {
   documentMac,
@@ -351,16 +353,23 @@ export function segmentsFrom(segments: readonly StoredSegment[], fromVersion: nu
 export async function placeSegments(
   segments: readonly StoredSegment[],
   dataPath: string,
-  o: { keys?: StoreKeys; signal?: AbortSignal },
+  o: Durability & {
+    keys?: StoreKeys;
+    signal?: AbortSignal;
+    /** Segments copied at once (each is read once: stored hash, zstd -d, content hash in one stream). */
+    parallel?: number;
+    /** Called with each segment once it is placed whole (the caller scans it while the next is copied). */
+    placed?: (name: string, file: string) => Promise<void>;
+  },
 ): Promise<{ names: string[]; bytes: number }> {
-  const names: string[] = [];
-  let bytes = 0;
-  for (const [i, s] of segments.entries()) {
-    const name = `changelog.${PLACED_BASE - i}.mfs`;
-    bytes += await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, path.join(dataPath, name), o);
-    names.push(name);
-  }
-  return { names, bytes };
+  const names = segments.map((_, i) => `changelog.${PLACED_BASE - i}.mfs`);
+  const sizes = await mapLimit(segments, o.parallel ?? 1, async (s, i) => {
+    const file = path.join(dataPath, names[i]!);
+    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, o);
+    await o.placed?.(names[i]!, file);
+    return size;
+  });
+  return { names, bytes: sizes.reduce((a, b) => a + b, 0) };
 }
 
 /**

@@ -5,7 +5,7 @@ import { constants as fsc, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { openExclusive, readAt, writeNewFile } from '../core/atomic.js';
+import { openExclusive, readAt, writeNewFile, type Durability } from '../core/atomic.js';
 import type { Compression, Config } from '../core/config.js';
 import { ChainError, ProcessError, StoreError } from '../core/errors.js';
 import { trustedProgram } from '../core/trusted-path.js';
@@ -481,15 +481,21 @@ export async function readSnapshotRange(
   return Buffer.concat(parts);
 }
 
-/** Write a file's content to `target` (created exclusively, 0600, fsynced); nothing is left on failure. */
+/**
+ * Write a file's content to `target` (created exclusively, 0600, fsynced unless `durable: false`); nothing is
+ * left on failure.
+ */
 export async function copySnapshotFile(
   snapshot: FileHolder,
   f: ManifestFile,
   target: string,
-  o: { keys?: StoreKeys; signal?: AbortSignal } = {},
+  o: { keys?: StoreKeys; signal?: AbortSignal } & Durability = {},
 ): Promise<number> {
-  await writeNewFile(target, (out) =>
-    pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }),
+  await writeNewFile(
+    target,
+    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }),
+    undefined,
+    { durable: o.durable },
   );
   return f.size;
 }

@@ -41,6 +41,7 @@ interface RestoreReport {
     movedAside: string | null;
     placed?: string[];
     startCommand: string;
+    timings: Record<string, number>;
   };
 }
 
@@ -247,6 +248,10 @@ describe.each<LabVersion>(['3.0.117', '4.59.2', '1.6.27'])(
       expect(r.details.leftOut.first?.version).toBe(targetVersion);
       expect(r.details.leftOut.deletionsByOp.UNLINK).toBeGreaterThanOrEqual(doomed.size);
       expect(r.details.trash).toMatchObject({ seconds: 86_400, warning: null });
+      // Where the time went, phase by phase (bench case `restore` reports their medians).
+      const phases = ['placeSeconds', 'cutSeconds', 'dataPathSeconds', 'mfsmasterSeconds', 'servingSeconds'];
+      expect(Object.keys(r.details.timings).sort()).toEqual([...phases].sort());
+      for (const p of phases) expect({ p, ok: r.details.timings[p]! >= 0 }).toEqual({ p, ok: true });
       // Before 1.7 the sessions file goes beside the image (mfsmetarestore's master wants it).
       expect(r.details.placed).toEqual([
         'metadata.mfs.back',
