@@ -197,3 +197,9 @@ export function notAvailable(result: Omit<CaseResult, 'status' | 'reason'>, job:
 export function failed(result: Omit<CaseResult, 'status' | 'reason'>, err: unknown): CaseResult {
   return { ...result, status: 'failed', reason: (err as Error).message.split('\n')[0] };
 }
+
+/** The off-site SFTP copy of a case's store, on the bench's loopback sshd. */
+export function benchSftpCopy(ctx: BenchContext, dir: string): Record<string, unknown> {
+  const { host, port, clientKey, knownHosts } = ctx.sshd;
+  return { name: 'offsite', type: 'sftp', host, port, user: 'root', identityFile: clientKey, knownHosts, path: dir };
+}

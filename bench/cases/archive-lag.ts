@@ -12,6 +12,7 @@ import {
   writeJobsConfig,
   type BenchContext,
   type CaseResult,
+  benchSftpCopy,
 } from '../bench-case.js';
 import { MFS_JOBS_BIN, REPO_ROOT } from '../../test/helpers/cli.js';
 import { Lab } from '../../test/lab/cluster.js';
@@ -96,18 +97,7 @@ export async function archiveLagCase(ctx: BenchContext): Promise<CaseResult> {
       ...generationConfig(lab.generation),
       snapshotStore: {
         path: path.join(base, 'store'),
-        copies: [
-          {
-            name: 'offsite',
-            type: 'sftp',
-            host: ctx.sshd.host,
-            port: ctx.sshd.port,
-            user: 'root',
-            identityFile: ctx.sshd.clientKey,
-            knownHosts: ctx.sshd.knownHosts,
-            path: path.join(base, 'copy'),
-          },
-        ],
+        copies: [benchSftpCopy(ctx, path.join(base, 'copy'))],
       },
       jobs: { archive: { segmentSeconds: SEGMENT_SECONDS } },
     });

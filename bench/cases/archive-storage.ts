@@ -15,6 +15,7 @@ import {
   type BenchContext,
   type CaseResult,
   type Side,
+  benchSftpCopy,
 } from '../bench-case.js';
 import type { ImageInfo } from '../generate.js';
 import { ChurnWriter } from '../lines.js';
@@ -74,18 +75,7 @@ export async function archiveStorageCase(ctx: BenchContext, image: ImageInfo, la
     snapshotStore: {
       path: incrementalStore,
       imageInterval: '24h',
-      copies: [
-        {
-          name: 'offsite',
-          type: 'sftp',
-          host: ctx.sshd.host,
-          port: ctx.sshd.port,
-          user: 'root',
-          identityFile: ctx.sshd.clientKey,
-          knownHosts: ctx.sshd.knownHosts,
-          path: copyDir,
-        },
-      ],
+      copies: [benchSftpCopy(ctx, copyDir)],
     },
     jobs: { archive: {} },
   });
