@@ -71,49 +71,68 @@ function storePath(config: Config): string {
   return config.snapshotStore.path;
 }
 
+/** A copy that failed is tried again this often while the sources are quiet (else only at the next seal). */
+const COPY_RETRY_MS = 5_000;
+/** A graceful stop still hands the segment it sealed to the copies, within this. */
+const STOP_PUSH_MS = 15_000;
+
 /** Each copy: the ids it holds (listed once), then every local segment it lacks, after each seal. */
 class CopyPusher {
   private readonly known = new Map<string, Set<string>>();
   /** Per copy: where its archive starts (older segments were pruned there and are not sent back). */
   private readonly floors = new Map<string, number | undefined>();
+  private readonly tried = new Map<string, number>();
   readonly states = new Map<string, CopyPushState>();
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly signal: AbortSignal,
   ) {}
-  async push(all: readonly StoredSegment[]): Promise<void> {
+  /** `signal`: the run's, or (a graceful stop's last seal) a bound of its own. */
+  async push(all: readonly StoredSegment[], signal = this.signal): Promise<void> {
     const keys = await storeKeys(this.config);
-    for (const copy of this.config.snapshotStore!.copies) await this.pushOne(copy, all, keys);
+    for (const copy of this.config.snapshotStore!.copies) await this.pushOne(copy, all, keys, signal);
+  }
+  /** The copies that failed last time, again (at most every COPY_RETRY_MS): a backlog goes without a new seal. */
+  async retryBehind(all: readonly StoredSegment[], now = Date.now()): Promise<void> {
+    const behind = this.config.snapshotStore!.copies.filter(
+      (c) => this.states.get(c.name)?.ok === false && now - (this.tried.get(c.name) ?? 0) >= COPY_RETRY_MS,
+    );
+    if (!behind.length) return;
+    const keys = await storeKeys(this.config);
+    for (const copy of behind) await this.pushOne(copy, all, keys, this.signal);
   }
   private async pushOne(
     copy: CopyConfig,
     all: readonly StoredSegment[],
     keys: Awaited<ReturnType<typeof storeKeys>>,
+    signal: AbortSignal,
   ): Promise<void> {
     const state = this.states.get(copy.name) ?? { copy: copy.name, ok: true, pushed: 0 };
     this.states.set(copy.name, state);
+    this.tried.set(copy.name, Date.now());
     let repo;
     try {
-      repo = await openArchiveCopy(this.config, copy, this.signal);
+      repo = await openArchiveCopy(this.config, copy, signal);
       let known = this.known.get(copy.name);
       if (!known) {
-        const { segments } = await listCopySegments(repo, keys, this.signal);
+        const { segments } = await listCopySegments(repo, keys, signal);
         known = new Set(segments.map((s) => s.id));
         this.known.set(copy.name, known);
         this.floors.set(copy.name, segments[0]?.manifest.first);
       }
-      const run = await pushSegments(repo, all, known, this.signal, this.floors.get(copy.name));
+      const run = await pushSegments(repo, all, known, signal, this.floors.get(copy.name));
       state.pushed += run.pushed.length;
+      if (!state.ok) this.log.info('archive: copy caught up', { copy: copy.name, pushed: run.pushed.length });
       state.ok = true;
       delete state.error;
     } catch (err) {
-      if (this.signal.aborted) throw err;
+      if (signal === this.signal && signal.aborted) throw err;
       // Listed again next time: what got there before the failure is found then.
       this.known.delete(copy.name);
       state.ok = false;
       state.error = describeError(err);
-      this.log.warn('archive: copy did not take the segment (tried again after the next seal)', {
+      this.log.warn('archive: copy did not take the segment (tried again at the next seal, or in 5 s if none)', {
         copy: copy.name,
         error: state.error,
       });
@@ -158,7 +177,8 @@ export async function runArchive(o: {
     keys: await storeKeys(config),
     log,
     mfsJobsVersion: o.mfsJobsVersion,
-    onSealed: (_s, all) => pusher.push(all),
+    // Stopped: the lines pending were sealed; the copies get them too, within a bound of their own.
+    onSealed: (_s, all) => pusher.push(all, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal),
   });
   try {
     await follower.start();
@@ -174,11 +194,20 @@ export async function runArchive(o: {
         got = false;
       }
       if (!o.follow && !got) break;
-      if (!got) await sleep(options.pollSeconds * 1000, signal);
+      if (!got) {
+        // A copy that was down gets its backlog while the sources are quiet too, not only at the next seal.
+        await pusher.retryBehind(follower.segments).catch((err) => {
+          if (!signal.aborted) log.error(`archive: copies: ${describeError(err)}`);
+        });
+        await sleep(options.pollSeconds * 1000, signal);
+      }
     }
     await follower.seal();
     // A one-shot run also catches a copy up that missed segments while it was down.
-    if (!o.follow || follower.sealed.length === 0) await pusher.push(follower.segments).catch(() => undefined);
+    if (!o.follow || follower.sealed.length === 0)
+      await pusher
+        .push(follower.segments, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal)
+        .catch(() => undefined);
   } finally {
     await follower.close();
   }
