@@ -290,7 +290,8 @@ describe('faults: SIGKILL of a following archiver (store and an SFTP copy)', () 
         problems.push(`after the next run: the archive ends at ${clean.last}, the metalogger holds ${target}`);
       const temps = await fs.readdir(path.join(store(), 'archive', '.tmp')).catch(() => [] as string[]);
       if (temps.length) problems.push(`after the next run: archive/.tmp holds ${temps.join(', ')}`);
-      if (clean.incomplete.length) problems.push(`after the next run: copy has unfinished ${clean.incomplete}`);
+      if (clean.incomplete.length)
+        problems.push(`after the next run: copy has unfinished ${clean.incomplete.join(', ')}`);
       if (clean.ids.store.join() !== clean.ids.copy.join())
         problems.push(
           `after the next run: copy holds ${clean.ids.copy.length} segments, the store ${clean.ids.store.length}`,
