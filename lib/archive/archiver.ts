@@ -82,25 +82,57 @@ class CopyPusher {
   /** Per copy: where its archive starts (older segments were pruned there and are not sent back). */
   private readonly floors = new Map<string, number | undefined>();
   private readonly tried = new Map<string, number>();
+  /** The push under way in the background (kick), whether a seal came during it, and the segments then. */
+  private running: Promise<void> | undefined;
+  private again = false;
+  private latest: readonly StoredSegment[] = [];
   readonly states = new Map<string, CopyPushState>();
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly signal: AbortSignal,
   ) {}
-  /** `signal`: the run's, or (a graceful stop's last seal) a bound of its own. */
-  async push(all: readonly StoredSegment[], signal = this.signal): Promise<void> {
+  /** `signal`: the run's, or (a graceful stop's last push) a bound of its own. `only`: these copies. */
+  async push(all: readonly StoredSegment[], signal = this.signal, only?: (c: CopyConfig) => boolean): Promise<void> {
     const keys = await storeKeys(this.config);
-    for (const copy of this.config.snapshotStore!.copies) await this.pushOne(copy, all, keys, signal);
+    for (const copy of this.config.snapshotStore!.copies.filter(only ?? (() => true)))
+      await this.pushOne(copy, all, keys, signal);
+  }
+  /**
+   * Push in the background, one push at a time (a seal during one is taken by the next): a slow or silent
+   * copy (a firewall dropping packets waits out its timeoutSeconds) never holds up sealing into the store.
+   */
+  kick(all: readonly StoredSegment[], only?: (c: CopyConfig) => boolean): void {
+    this.latest = all;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          const rest = this.again ? undefined : only;
+          this.again = false;
+          await this.push(this.latest, this.signal, rest);
+        } while (this.again && !this.signal.aborted);
+      } catch (err) {
+        // The run stopping (pushOne keeps a copy's own failure as its state), or the store's keys unreadable.
+        if (!this.signal.aborted) this.log.error(`archive: copies: ${describeError(err)}`);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+  }
+  /** The background push, ended (a stopped run's ends at once: its signal is the run's). */
+  async settle(): Promise<void> {
+    await this.running;
   }
   /** The copies that failed last time, again (at most every COPY_RETRY_MS): a backlog goes without a new seal. */
-  async retryBehind(all: readonly StoredSegment[], now = Date.now()): Promise<void> {
-    const behind = this.config.snapshotStore!.copies.filter(
-      (c) => this.states.get(c.name)?.ok === false && now - (this.tried.get(c.name) ?? 0) >= COPY_RETRY_MS,
-    );
-    if (!behind.length) return;
-    const keys = await storeKeys(this.config);
-    for (const copy of behind) await this.pushOne(copy, all, keys, this.signal);
+  retryBehind(all: readonly StoredSegment[], now = Date.now()): void {
+    if (this.running) return;
+    const behind = (c: CopyConfig) =>
+      this.states.get(c.name)?.ok === false && now - (this.tried.get(c.name) ?? 0) >= COPY_RETRY_MS;
+    if (this.config.snapshotStore!.copies.some(behind)) this.kick(all, behind);
   }
   private async pushOne(
     copy: CopyConfig,
@@ -177,8 +209,11 @@ export async function runArchive(o: {
     keys: await storeKeys(config),
     log,
     mfsJobsVersion: o.mfsJobsVersion,
-    // Stopped: the lines pending were sealed; the copies get them too, within a bound of their own.
-    onSealed: (_s, all) => pusher.push(all, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal),
+    // Stopped: the last push below takes the lines sealed on the way out.
+    onSealed: (_s, all) => {
+      if (!signal.aborted) pusher.kick(all);
+      return Promise.resolve();
+    },
   });
   try {
     await follower.start();
@@ -196,19 +231,19 @@ export async function runArchive(o: {
       if (!o.follow && !got) break;
       if (!got) {
         // A copy that was down gets its backlog while the sources are quiet too, not only at the next seal.
-        await pusher.retryBehind(follower.segments).catch((err) => {
-          if (!signal.aborted) log.error(`archive: copies: ${describeError(err)}`);
-        });
+        pusher.retryBehind(follower.segments);
         await sleep(options.pollSeconds * 1000, signal);
       }
     }
     await follower.seal();
-    // A one-shot run also catches a copy up that missed segments while it was down.
-    if (!o.follow || follower.sealed.length === 0)
-      await pusher
-        .push(follower.segments, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal)
-        .catch(() => undefined);
+    await pusher.settle();
+    // Every copy brought to the archive's end: a one-shot run catches up a copy that was down, a graceful
+    // stop hands over what it sealed on the way out (within a bound of its own: the run's signal is spent).
+    await pusher
+      .push(follower.segments, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal)
+      .catch(() => undefined);
   } finally {
+    await pusher.settle();
     await follower.close();
   }
   const chain = archiveChain(follower.segments.map((s) => s.manifest));

@@ -5,6 +5,7 @@ import { runCli, startCli } from '../helpers/cli.js';
 import { Lab } from '../lab/cluster.js';
 import { waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { sleep, waitFor } from '../lab/proc.js';
+import { FaultProxy } from '../lab/proxy.js';
 import { LabSshd } from '../lab/sshd.js';
 
 interface Report {
@@ -16,7 +17,7 @@ interface Report {
 /**
  * An off-site copy down for a while (issue #26): `mfs-jobs run archive --follow` follows a real metalogger
  * while files are written through a mount; the SFTP copy's sshd is stopped (by PID) and segments are sealed
- * meanwhile. verify names the copy (unreachable, then, with the archiver paused, behind the master); status
+ * meanwhile (and, before, the copy goes silent: sealing goes on at its pace). verify names the copy (unreachable, then, with the archiver paused, behind the master); status
  * shows its lag; the sshd comes back with the sources quiet (no new seal to carry the backlog) and the same
  * follower, not restarted, pushes the backlog in order; the copy's archive then equals the store's. A
  * graceful stop with lines pending seals them and hands them to the copy too (exit 0).
@@ -24,6 +25,7 @@ interface Report {
 describe('archive: a copy down for a while catches up without a restart', () => {
   let lab: Lab;
   let copySshd: LabSshd;
+  let link: FaultProxy;
   let config: string;
   let remote: string;
   const store = () => path.join(lab.dir, 'snapshots');
@@ -54,6 +56,11 @@ describe('archive: a copy down for a while catches up without a restart', () => 
   beforeAll(async () => {
     lab = await Lab.start({ metalogger: true, mount: true });
     copySshd = await LabSshd.start(path.join(lab.dir, 'copy-ssh'), { sftpLog: true });
+    // The copy is reached through a proxy that can go silent (a firewall dropping packets).
+    link = await FaultProxy.start({ host: '127.0.0.1', port: copySshd.port });
+    const hostKey = (await fs.readFile(`${copySshd.hostKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
+    const knownHosts = path.join(lab.dir, 'copy-known-hosts');
+    await fs.writeFile(knownHosts, `[127.0.0.1]:${link.port} ${hostKey}\n`, { mode: 0o600 });
     remote = path.join(lab.dir, 'offsite');
     config = await lab.writeConfig({
       snapshotStore: {
@@ -64,10 +71,10 @@ describe('archive: a copy down for a while catches up without a restart', () => 
             name: 'offsite',
             type: 'sftp',
             host: '127.0.0.1',
-            port: copySshd.port,
+            port: link.port,
             user: 'root',
             identityFile: copySshd.clientKey,
-            knownHosts: copySshd.knownHosts,
+            knownHosts,
             path: remote,
             timeoutSeconds: 5,
           },
@@ -78,6 +85,7 @@ describe('archive: a copy down for a while catches up without a restart', () => 
     await fs.mkdir(path.join(lab.mount!.dir, 'live'));
   }, 60_000);
   afterAll(async () => {
+    await link?.stop();
     await copySshd?.stop();
     await lab?.stop();
   });
@@ -89,8 +97,29 @@ describe('archive: a copy down for a while catches up without a restart', () => 
       let writer = startWriter('up');
       await waitFor('a segment on the copy', async () => (await ids(remote)).length > 0, 20_000);
 
-      // The copy goes down; the store goes on sealing.
+      // The copy goes silent (every push waits out its 5 s timeout): the store goes on sealing every second.
+      link.faults = { stallAfterBytes: 0 };
+      link.cutAll();
+      const silent = (await ids(store())).length;
+      await waitFor(
+        '4 segments sealed while the copy is silent',
+        async () => (await ids(store())).length >= silent + 4,
+        10_000,
+      );
+      link.faults = {};
+      const sealedThen = await ids(store());
+      await waitFor(
+        'the copy caught up after the silence',
+        async () => {
+          const there = await ids(remote);
+          return sealedThen.every((id) => there.includes(id));
+        },
+        20_000,
+      );
+
+      // The copy goes down (sshd stopped by PID, its open sessions cut); the store goes on sealing.
       await copySshd.stop();
+      link.cutAll();
       const onCopy = await ids(remote);
       const before = (await ids(store())).length;
       await waitFor('3 segments sealed while the copy is down', async () => (await ids(store())).length >= before + 3);
