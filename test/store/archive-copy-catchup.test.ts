@@ -93,8 +93,9 @@ describe('archive: a copy down for a while catches up without a restart', () => 
   test('verify and status name the copy behind; its backlog is pushed in order once it is back', async () => {
     const follow = startCli(['run', 'archive', '--follow', '--config', config]);
     let paused = false;
+    let writer: { stop(): Promise<void> } | undefined;
     try {
-      let writer = startWriter('up');
+      writer = startWriter('up');
       await waitFor('a segment on the copy', async () => (await ids(remote)).length > 0, 20_000);
 
       // The copy goes silent (every push waits out its 5 s timeout): the store goes on sealing every second.
@@ -172,6 +173,7 @@ describe('archive: a copy down for a while catches up without a restart', () => 
       await writer.stop();
       await sleep(300);
     } finally {
+      await writer?.stop();
       if (paused) follow.child.kill('SIGCONT');
       follow.child.kill('SIGTERM');
     }
