@@ -71,49 +71,100 @@ function storePath(config: Config): string {
   return config.snapshotStore.path;
 }
 
+/** A copy that failed is tried again this often while the sources are quiet (else only at the next seal). */
+const COPY_RETRY_MS = 5_000;
+/** A graceful stop still hands the segment it sealed to the copies, within this. */
+const STOP_PUSH_MS = 15_000;
+
 /** Each copy: the ids it holds (listed once), then every local segment it lacks, after each seal. */
 class CopyPusher {
   private readonly known = new Map<string, Set<string>>();
   /** Per copy: where its archive starts (older segments were pruned there and are not sent back). */
   private readonly floors = new Map<string, number | undefined>();
+  private readonly tried = new Map<string, number>();
+  /** The push under way in the background (kick), whether a seal came during it, and the segments then. */
+  private running: Promise<void> | undefined;
+  private again = false;
+  private latest: readonly StoredSegment[] = [];
   readonly states = new Map<string, CopyPushState>();
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly signal: AbortSignal,
   ) {}
-  async push(all: readonly StoredSegment[]): Promise<void> {
+  /** `signal`: the run's, or (a graceful stop's last push) a bound of its own. `only`: these copies. */
+  async push(all: readonly StoredSegment[], signal = this.signal, only?: (c: CopyConfig) => boolean): Promise<void> {
     const keys = await storeKeys(this.config);
-    for (const copy of this.config.snapshotStore!.copies) await this.pushOne(copy, all, keys);
+    for (const copy of this.config.snapshotStore!.copies.filter(only ?? (() => true)))
+      await this.pushOne(copy, all, keys, signal);
+  }
+  /**
+   * Push in the background, one push at a time (a seal during one is taken by the next): a slow or silent
+   * copy (a firewall dropping packets waits out its timeoutSeconds) never holds up sealing into the store.
+   */
+  kick(all: readonly StoredSegment[], only?: (c: CopyConfig) => boolean): void {
+    this.latest = all;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          const rest = this.again ? undefined : only;
+          this.again = false;
+          await this.push(this.latest, this.signal, rest);
+        } while (this.again && !this.signal.aborted);
+      } catch (err) {
+        // The run stopping (pushOne keeps a copy's own failure as its state), or the store's keys unreadable.
+        if (!this.signal.aborted) this.log.error(`archive: copies: ${describeError(err)}`);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+  }
+  /** The background push, ended (a stopped run's ends at once: its signal is the run's). */
+  async settle(): Promise<void> {
+    await this.running;
+  }
+  /** The copies that failed last time, again (at most every COPY_RETRY_MS): a backlog goes without a new seal. */
+  retryBehind(all: readonly StoredSegment[], now = Date.now()): void {
+    if (this.running) return;
+    const behind = (c: CopyConfig) =>
+      this.states.get(c.name)?.ok === false && now - (this.tried.get(c.name) ?? 0) >= COPY_RETRY_MS;
+    if (this.config.snapshotStore!.copies.some(behind)) this.kick(all, behind);
   }
   private async pushOne(
     copy: CopyConfig,
     all: readonly StoredSegment[],
     keys: Awaited<ReturnType<typeof storeKeys>>,
+    signal: AbortSignal,
   ): Promise<void> {
     const state = this.states.get(copy.name) ?? { copy: copy.name, ok: true, pushed: 0 };
     this.states.set(copy.name, state);
+    this.tried.set(copy.name, Date.now());
     let repo;
     try {
-      repo = await openArchiveCopy(this.config, copy, this.signal);
+      repo = await openArchiveCopy(this.config, copy, signal);
       let known = this.known.get(copy.name);
       if (!known) {
-        const { segments } = await listCopySegments(repo, keys, this.signal);
+        const { segments } = await listCopySegments(repo, keys, signal);
         known = new Set(segments.map((s) => s.id));
         this.known.set(copy.name, known);
         this.floors.set(copy.name, segments[0]?.manifest.first);
       }
-      const run = await pushSegments(repo, all, known, this.signal, this.floors.get(copy.name));
+      const run = await pushSegments(repo, all, known, signal, this.floors.get(copy.name));
       state.pushed += run.pushed.length;
+      if (!state.ok) this.log.info('archive: copy caught up', { copy: copy.name, pushed: run.pushed.length });
       state.ok = true;
       delete state.error;
     } catch (err) {
-      if (this.signal.aborted) throw err;
+      if (signal === this.signal && signal.aborted) throw err;
       // Listed again next time: what got there before the failure is found then.
       this.known.delete(copy.name);
       state.ok = false;
       state.error = describeError(err);
-      this.log.warn('archive: copy did not take the segment (tried again after the next seal)', {
+      this.log.warn('archive: copy did not take the segment (tried again at the next seal, or in 5 s if none)', {
         copy: copy.name,
         error: state.error,
       });
@@ -158,7 +209,11 @@ export async function runArchive(o: {
     keys: await storeKeys(config),
     log,
     mfsJobsVersion: o.mfsJobsVersion,
-    onSealed: (_s, all) => pusher.push(all),
+    // Stopped: the last push below takes the lines sealed on the way out.
+    onSealed: (_s, all) => {
+      if (!signal.aborted) pusher.kick(all);
+      return Promise.resolve();
+    },
   });
   try {
     await follower.start();
@@ -174,12 +229,21 @@ export async function runArchive(o: {
         got = false;
       }
       if (!o.follow && !got) break;
-      if (!got) await sleep(options.pollSeconds * 1000, signal);
+      if (!got) {
+        // A copy that was down gets its backlog while the sources are quiet too, not only at the next seal.
+        pusher.retryBehind(follower.segments);
+        await sleep(options.pollSeconds * 1000, signal);
+      }
     }
     await follower.seal();
-    // A one-shot run also catches a copy up that missed segments while it was down.
-    if (!o.follow || follower.sealed.length === 0) await pusher.push(follower.segments).catch(() => undefined);
+    await pusher.settle();
+    // Every copy brought to the archive's end: a one-shot run catches up a copy that was down, a graceful
+    // stop hands over what it sealed on the way out (within a bound of its own: the run's signal is spent).
+    await pusher
+      .push(follower.segments, signal.aborted ? AbortSignal.timeout(STOP_PUSH_MS) : signal)
+      .catch(() => undefined);
   } finally {
+    await pusher.settle();
     await follower.close();
   }
   const chain = archiveChain(follower.segments.map((s) => s.manifest));

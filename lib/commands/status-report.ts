@@ -49,7 +49,7 @@ export interface RestorePointView {
 
 export interface RpoRow {
   source: string;
-  kind: 'metalogger' | 'chunkserver' | 'snapshot' | 'copy';
+  kind: 'metalogger' | 'chunkserver' | 'snapshot' | 'copy' | 'archive';
   status: Status;
   restorableVersion: number | null;
   /** Versions the master had that a restore from here lacks (as of verify's run). */
@@ -299,7 +299,17 @@ function rpoOf(state: JobState | undefined, newest: RestorePointView | null, now
   for (const [source, f] of Object.entries(details.sources ?? {})) {
     const status = f.status ?? 'UNKNOWN';
     if (source === 'older snapshots') continue;
-    if (source.startsWith('copy:')) {
+    if ('destination' in f) {
+      // The changelog archive of the store or a copy (lib/verify/archive-verdict.ts): its lag as verify measured it.
+      rows.push({
+        source,
+        kind: 'archive',
+        status,
+        restorableVersion: num(f.restorableVersion),
+        behindVersions: num(f.lagVersions),
+        rpoSeconds: num(f.lagSeconds),
+      });
+    } else if (source.startsWith('copy:')) {
       const reached = num(f.newestReaches);
       const age = num(f.newestAgeSeconds);
       rows.push({

@@ -82,7 +82,8 @@ export function judgeArchive(
     restorableVersion: f.holes.length ? f.holes[0]!.from : reaches,
     headline,
     findings,
-    figures: { ...f, lagVersions, lagSeconds },
+    // status and restorableVersion: what `status` shows in its RPO table (rpoOf) for each destination.
+    figures: { ...f, status, restorableVersion: reaches ?? null, lagVersions, lagSeconds },
     metrics: [
       ...(reaches !== undefined ? [metric('archive_version', reaches, { labels })] : []),
       metric('archive_gaps', f.holes.length + f.broken.length, { labels }),

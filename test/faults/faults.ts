@@ -51,7 +51,7 @@ export interface KilledRun {
   lastLog: string;
 }
 
-function lastLogMessage(stderr: string): string {
+export function lastLogMessage(stderr: string): string {
   const lines = stderr.trim().split('\n').filter(Boolean);
   for (const line of lines.reverse()) {
     try {

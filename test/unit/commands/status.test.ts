@@ -55,6 +55,14 @@ describe('status from recorded results', () => {
           'snapshot S2': { status: 'OK', store: `${dir}/store`, id: 'S2', ageSeconds: 30, restorableVersion: 90 },
           'older snapshots': { status: 'OK', store: `${dir}/store`, checked: 3 },
           'copy:off1': { status: 'WARNING', copy: 'off1', newestReaches: 80, newestAgeSeconds: 3600 },
+          // The changelog archive on a copy (issue #26), as judgeArchive records it.
+          'archive (copy off1)': {
+            status: 'WARNING',
+            destination: 'copy off1',
+            restorableVersion: 70,
+            lagVersions: 30,
+            lagSeconds: 40,
+          },
         },
       }),
     );
@@ -96,6 +104,14 @@ describe('status from recorded results', () => {
         restorableVersion: 80,
         behindVersions: 20,
         rpoSeconds: 3660,
+      },
+      {
+        source: 'archive (copy off1)',
+        kind: 'archive',
+        status: 'WARNING',
+        restorableVersion: 70,
+        behindVersions: 30,
+        rpoSeconds: 40,
       },
     ]);
     expect(r.cluster.masters).toEqual([
