@@ -15,13 +15,15 @@ import {
   type PruneRules,
 } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
-import { storeKeys } from '../lib/store/stored-file.js';
+import { storeKeys, storeWriteSettings } from '../lib/store/stored-file.js';
 import { acquireLock } from '../lib/core/lock.js';
 import { LockBusyError } from '../lib/core/errors.js';
 import { restoreFrom } from '../lib/moosefs/metadata.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { pruneStoreSegments, type ArchivePruning } from '../lib/store/segments.js';
-import { pruneCopyArchive } from '../lib/store/copy/archive.js';
+import { archiveDir, pruneStoreSegments, type ArchivePruning } from '../lib/store/segments.js';
+import { compactArchive, pruneCopyArchive } from '../lib/store/copy/archive.js';
+import { pathExists } from '../lib/core/atomic.js';
+import { VERSION } from '../lib/core/cli.js';
 import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
@@ -286,7 +288,8 @@ async function pruneArchive(
   const store = config.snapshotStore;
   if (!store || !ctx.options.snapshotStore) return { pruned: [], lines: [] };
   const windowed = store.copies.filter((c) => (c.retention ?? store.retention).recoveryWindow);
-  if (!store.retention.recoveryWindow && !windowed.length) return { pruned: [], lines: [] };
+  const archived = await pathExists(archiveDir(store.path));
+  if (!store.retention.recoveryWindow && !windowed.length && !archived) return { pruned: [], lines: [] };
   let lock;
   try {
     lock = await acquireLock(config.lockDir, 'backup', { signal });
@@ -315,7 +318,12 @@ async function pruneArchive(
           target: p.destination,
           segment: id,
         });
-    return { pruned, lines: pruned.flatMap((p) => p.lines) };
+    // After the window's removals (nothing merged that was about to go), old hours merged: the store, every copy.
+    const compacted = await storeWriteSettings(config).then(
+      (settings) => compactArchive(config, settings, store.copies, signal, { dryRun, mfsJobsVersion: VERSION }),
+      (err: unknown) => [{ lines: [`archive: not compacted: ${describeError(err)}`] }],
+    );
+    return { pruned, lines: [...pruned.flatMap((p) => p.lines), ...compacted.flatMap((c) => c.lines)] };
   } finally {
     await lock.release().catch(() => undefined);
   }
