@@ -20,7 +20,12 @@ import { acquireLock } from '../lib/core/lock.js';
 import { LockBusyError } from '../lib/core/errors.js';
 import { restoreFrom } from '../lib/moosefs/metadata.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { archiveDir, pruneStoreSegments, type ArchivePruning } from '../lib/store/segments.js';
+import {
+  archiveDir,
+  pruneStoreSegments,
+  type ArchiveCompaction,
+  type ArchivePruning,
+} from '../lib/store/segments.js';
 import { compactArchive, pruneCopyArchive } from '../lib/store/copy/archive.js';
 import { pathExists } from '../lib/core/atomic.js';
 import { VERSION } from '../lib/core/cli.js';
@@ -153,7 +158,8 @@ function freedBytes(o: TargetOutcome): number {
 }
 
 function report(outcomes: TargetOutcome[], dryRun: boolean, archive: ArchiveStep): JobResult {
-  const archiveStatus: Status = archive.pruned.some((p) => p.errors.length) ? 'WARNING' : 'OK';
+  const failed = [...archive.pruned, ...(archive.compacted ?? [])].some((p) => p.errors.length);
+  const archiveStatus: Status = failed ? 'WARNING' : 'OK';
   const status = worst(...outcomes.map((o) => o.status), archiveStatus);
   const lines = [...outcomes.flatMap((o) => targetLines(o, dryRun)), ...archive.lines];
   const metrics: Metric[] = outcomes.flatMap((o) => {
@@ -181,6 +187,16 @@ function report(outcomes: TargetOutcome[], dryRun: boolean, archive: ArchiveStep
       errors: p.errors,
     })),
     ...(archive.skipped ? { archiveSkipped: archive.skipped } : {}),
+    ...(archive.compacted?.length
+      ? {
+          archiveCompaction: archive.compacted.map((c) => ({
+            destination: c.destination,
+            [dryRun ? 'wouldMerge' : 'merged']: c.merged,
+            [dryRun ? 'wouldRemoveParts' : 'removedParts']: c.removed,
+            errors: c.errors,
+          })),
+        }
+      : {}),
   };
   const summary = [summaryOf(outcomes, dryRun, status), archiveSummary(archive, dryRun)].filter(Boolean).join('; ');
   return { status, summary, details, metrics, lines };
@@ -260,6 +276,8 @@ function targetDetails(o: TargetOutcome): Record<string, unknown> {
 
 interface ArchiveStep {
   pruned: ArchivePruning[];
+  /** Compaction after the pruning: merged segments and the parts removed, per destination. */
+  compacted?: ArchiveCompaction[];
   lines: string[];
   /** Why the archive was not looked at this run. */
   skipped?: string;
@@ -321,9 +339,12 @@ async function pruneArchive(
     // After the window's removals (nothing merged that was about to go), old hours merged: the store, every copy.
     const compacted = await storeWriteSettings(config).then(
       (settings) => compactArchive(config, settings, store.copies, signal, { dryRun, mfsJobsVersion: VERSION }),
-      (err: unknown) => [{ lines: [`archive: not compacted: ${describeError(err)}`] }],
+      (err: unknown): ArchiveCompaction[] => {
+        const line = `archive: not compacted: ${describeError(err)}`;
+        return [{ destination: 'store', merged: [], removed: [], lines: [line], errors: [line] }];
+      },
     );
-    return { pruned, lines: [...pruned.flatMap((p) => p.lines), ...compacted.flatMap((c) => c.lines)] };
+    return { pruned, compacted, lines: [...pruned.flatMap((p) => p.lines), ...compacted.flatMap((c) => c.lines)] };
   } finally {
     await lock.release().catch(() => undefined);
   }
