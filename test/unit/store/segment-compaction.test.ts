@@ -208,6 +208,18 @@ describe('archive compaction: merging sealed segments', () => {
     expect((await listSegments(dir, { key })).superseded).toEqual([]);
   });
 
+  test("a merged segment's parts count is bounded, and covered by the MAC", async () => {
+    await fill();
+    await run();
+    const merged = (await listSegments(dir, { key })).segments[0]!;
+    const text = await fs.readFile(path.join(merged.dir, MANIFEST), 'utf8');
+    const doc = JSON.parse(text) as Record<string, unknown>;
+    for (const parts of [1, 1e9, 'x'])
+      expect(() => parseSegmentManifest(JSON.stringify({ ...doc, parts }), 'm', {})).toThrow(/parts .* is not a count/);
+    // Edited under the key (a copy's owner claiming more parts): refused by the MAC.
+    expect(() => parseSegmentManifest(JSON.stringify({ ...doc, parts: 13 }), 'm', { key })).toThrow(/refused|MAC/);
+  });
+
   test('a merged segment that does not read back keeps its parts', async () => {
     await fill();
     const { segments } = await listSegments(dir, { key });
