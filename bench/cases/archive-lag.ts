@@ -208,7 +208,8 @@ export async function archiveLagCase(ctx: BenchContext): Promise<CaseResult> {
         `${WARMUP_SECONDS} s warm-up not counted`,
       `changes: utimes through a 4.59.2 FUSE mount (SETATTR lines), 4 files, paced at ${RATE}/s; source: the metalogger, over ssh`,
       'no baseline run: today (hourly backup, no archive) the store and copies are up to 3600 s behind (RPO = the backup interval)',
-      `segmentSeconds ${SEGMENT_SECONDS}${OVERRIDE ? ' (MFS_JOBS_BENCH_SEGMENT_SECONDS)' : ' (the default)'}: a segment ` +
+      `segmentSeconds ${SEGMENT_SECONDS}${OVERRIDE ? ' (MFS_JOBS_BENCH_SEGMENT_SECONDS)' : ' (the default)'}: ` +
+        'a segment ' +
         'is sealed once its oldest line waited that long (16 MiB segmentBytes takes minutes at 1,000 lines/s: see ' +
         'changelogBytesPerLine); compaction (backup, prune) merges each hour an hour later: ~24 segments a day',
     );

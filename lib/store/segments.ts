@@ -574,8 +574,10 @@ export async function mergeSegments(
     const id = await freeSegmentId(store, new Date(first.firstTime * 1000), first.first);
     const size = parts.reduce((n, p) => n + p.manifest.files[0]!.size, 0);
     async function* lines(): AsyncGenerator<Buffer> {
-      for (const p of parts) for await (const chunk of openSnapshotFile(segmentHolder(p), p.manifest.files[0]!, { keys: settings }))
-        yield chunk as Buffer;
+      for (const p of parts) {
+        const stream = openSnapshotFile(segmentHolder(p), p.manifest.files[0]!, { keys: settings });
+        for await (const chunk of stream) yield chunk as Buffer;
+      }
     }
     const holder = { id, image: { metaid: first.metaid } };
     const entry = {
@@ -588,7 +590,8 @@ export async function mergeSegments(
       lastVersion: last.last,
     };
     const file = await storeStream(stage, entry, lines(), settings, holder);
-    if (file.size !== size) throw new ChainError(id, `merged segment ${id}: ${file.size} bytes of lines, parts hold ${size}`);
+    if (file.size !== size)
+      throw new ChainError(id, `merged segment ${id}: ${file.size} bytes of lines, parts hold ${size}`);
     const manifest: SegmentManifest = {
       formatVersion: 1,
       kind: 'segment',
@@ -663,7 +666,8 @@ export async function compactStoreSegments(
   const removeParts = async (parts: readonly StoredSegment[], into: string) => {
     for (const p of parts) {
       if (held.has(p.id)) {
-        out.lines.push(`archive: left segment ${p.id} (merged into ${into}): opened by a process; the next run retries`);
+        const why = 'opened by a process; the next run retries';
+        out.lines.push(`archive: left segment ${p.id} (merged into ${into}): ${why}`);
         continue;
       }
       try {
@@ -676,7 +680,8 @@ export async function compactStoreSegments(
   };
   const containerOf = (p: StoredSegment) =>
     listing.segments.find(
-      (m) => m.manifest.parts !== undefined && m.manifest.first <= p.manifest.first && p.manifest.last <= m.manifest.last,
+      (m) =>
+        m.manifest.parts !== undefined && m.manifest.first <= p.manifest.first && p.manifest.last <= m.manifest.last,
     );
   const checked = new Map<string, string[]>();
   for (const p of listing.superseded) {
