@@ -15,7 +15,7 @@ const options = jobOptionsSchema({
   /** Hosts read, in this order (default: every metalogger, then the masters; 1.x chunkservers when there is neither). */
   sources: z.array(z.string().min(1)).min(1).optional(),
   /** A segment is sealed when its oldest line has waited this long... */
-  segmentSeconds: z.number().positive().default(60),
+  segmentSeconds: z.number().positive().default(5),
   /** ...or when it holds this many bytes, whichever comes first. */
   segmentBytes: z
     .number()

@@ -14,7 +14,7 @@ import type { Covered } from '../lib/backup/incremental.js';
 import { readPins } from '../lib/store/pins.js';
 import { pushToCopy, type CopyRun } from '../lib/store/copy/push.js';
 import { storeWriteSettings, type StoreWriteSettings } from '../lib/store/stored-file.js';
-import { pruneCopyArchive } from '../lib/store/copy/archive.js';
+import { compactArchive, pruneCopyArchive } from '../lib/store/copy/archive.js';
 import { listSegments, pruneStoreSegments } from '../lib/store/segments.js';
 import {
   leftoverTemps,
@@ -397,6 +397,12 @@ export default defineJob({
         housekeeping.push(...pruned.lines);
       }
       copies.push(run);
+    }
+    // A short segmentSeconds stays a bounded count: old hours merged, in the store and the copies reached.
+    if (!dryRun) {
+      const reached = config.snapshotStore!.copies.filter((c) => copies.some((r) => r.copy === c.name && r.ok));
+      const compacted = await compactArchive(config, storage, reached, ctx.signal, { dryRun, mfsJobsVersion: VERSION });
+      housekeeping.push(...compacted.flatMap((c) => c.lines));
     }
     return toResult(config, store, dryRun, { results, plan, retention, after, latest, housekeeping, copies });
   },

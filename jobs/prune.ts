@@ -15,13 +15,20 @@ import {
   type PruneRules,
 } from '../lib/prune/plan.js';
 import { SnapshotStoreTarget } from '../lib/prune/store.js';
-import { storeKeys } from '../lib/store/stored-file.js';
+import { storeKeys, storeWriteSettings } from '../lib/store/stored-file.js';
 import { acquireLock } from '../lib/core/lock.js';
 import { LockBusyError } from '../lib/core/errors.js';
 import { restoreFrom } from '../lib/moosefs/metadata.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import { pruneStoreSegments, type ArchivePruning } from '../lib/store/segments.js';
-import { pruneCopyArchive } from '../lib/store/copy/archive.js';
+import {
+  archiveDir,
+  pruneStoreSegments,
+  type ArchiveCompaction,
+  type ArchivePruning,
+} from '../lib/store/segments.js';
+import { compactArchive, pruneCopyArchive } from '../lib/store/copy/archive.js';
+import { pathExists } from '../lib/core/atomic.js';
+import { VERSION } from '../lib/core/cli.js';
 import { clusterIdentity, type ClusterIdentity } from '../lib/store/identity.js';
 import { TargetChanged, type PruneTarget, type Removal } from '../lib/prune/target.js';
 
@@ -151,7 +158,8 @@ function freedBytes(o: TargetOutcome): number {
 }
 
 function report(outcomes: TargetOutcome[], dryRun: boolean, archive: ArchiveStep): JobResult {
-  const archiveStatus: Status = archive.pruned.some((p) => p.errors.length) ? 'WARNING' : 'OK';
+  const failed = [...archive.pruned, ...(archive.compacted ?? [])].some((p) => p.errors.length);
+  const archiveStatus: Status = failed ? 'WARNING' : 'OK';
   const status = worst(...outcomes.map((o) => o.status), archiveStatus);
   const lines = [...outcomes.flatMap((o) => targetLines(o, dryRun)), ...archive.lines];
   const metrics: Metric[] = outcomes.flatMap((o) => {
@@ -179,6 +187,16 @@ function report(outcomes: TargetOutcome[], dryRun: boolean, archive: ArchiveStep
       errors: p.errors,
     })),
     ...(archive.skipped ? { archiveSkipped: archive.skipped } : {}),
+    ...(archive.compacted?.length
+      ? {
+          archiveCompaction: archive.compacted.map((c) => ({
+            destination: c.destination,
+            [dryRun ? 'wouldMerge' : 'merged']: c.merged,
+            [dryRun ? 'wouldRemoveParts' : 'removedParts']: c.removed,
+            errors: c.errors,
+          })),
+        }
+      : {}),
   };
   const summary = [summaryOf(outcomes, dryRun, status), archiveSummary(archive, dryRun)].filter(Boolean).join('; ');
   return { status, summary, details, metrics, lines };
@@ -258,6 +276,8 @@ function targetDetails(o: TargetOutcome): Record<string, unknown> {
 
 interface ArchiveStep {
   pruned: ArchivePruning[];
+  /** Compaction after the pruning: merged segments and the parts removed, per destination. */
+  compacted?: ArchiveCompaction[];
   lines: string[];
   /** Why the archive was not looked at this run. */
   skipped?: string;
@@ -286,7 +306,8 @@ async function pruneArchive(
   const store = config.snapshotStore;
   if (!store || !ctx.options.snapshotStore) return { pruned: [], lines: [] };
   const windowed = store.copies.filter((c) => (c.retention ?? store.retention).recoveryWindow);
-  if (!store.retention.recoveryWindow && !windowed.length) return { pruned: [], lines: [] };
+  const archived = await pathExists(archiveDir(store.path));
+  if (!store.retention.recoveryWindow && !windowed.length && !archived) return { pruned: [], lines: [] };
   let lock;
   try {
     lock = await acquireLock(config.lockDir, 'backup', { signal });
@@ -315,7 +336,15 @@ async function pruneArchive(
           target: p.destination,
           segment: id,
         });
-    return { pruned, lines: pruned.flatMap((p) => p.lines) };
+    // After the window's removals (nothing merged that was about to go), old hours merged: the store, every copy.
+    const compacted = await storeWriteSettings(config).then(
+      (settings) => compactArchive(config, settings, store.copies, signal, { dryRun, mfsJobsVersion: VERSION }),
+      (err: unknown): ArchiveCompaction[] => {
+        const line = `archive: not compacted: ${describeError(err)}`;
+        return [{ destination: 'store', merged: [], removed: [], lines: [line], errors: [line] }];
+      },
+    );
+    return { pruned, compacted, lines: [...pruned.flatMap((p) => p.lines), ...compacted.flatMap((c) => c.lines)] };
   } finally {
     await lock.release().catch(() => undefined);
   }

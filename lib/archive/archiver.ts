@@ -148,8 +148,9 @@ class CopyPusher {
       repo = await openArchiveCopy(this.config, copy, signal);
       let known = this.known.get(copy.name);
       if (!known) {
-        const { segments } = await listCopySegments(repo, keys, signal);
-        known = new Set(segments.map((s) => s.id));
+        const { segments, superseded } = await listCopySegments(repo, keys, signal);
+        // A part the copy holds merged is not sent again (compaction removes the parts there).
+        known = new Set([...segments, ...superseded].map((s) => s.id));
         this.known.set(copy.name, known);
         this.floors.set(copy.name, segments[0]?.manifest.first);
       }

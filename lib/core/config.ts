@@ -349,6 +349,21 @@ const configSchema = z.strictObject({
         .default('24h'),
       /** ...or a restore would replay this many changes (versions) from it. These bound a restore's roll-forward. */
       imageChanges: z.number().int().positive().default(10_000_000),
+      /**
+       * Archive compaction (issue #26): backup and prune merge the segments of each UTC hour that ended this
+       * long ago into one (in the store and every copy), so a short jobs.archive.segmentSeconds stays ~24
+       * segments a day... (docs/snapshot-store.md)
+       */
+      compactSegmentsAfter: z
+        .string()
+        .regex(/^[1-9]\d{0,4}[hdw]$/, 'expected a duration such as 1h, 2d or 1w')
+        .default('1h'),
+      /** ...at most this many bytes of changelog lines each (a busier hour becomes several). */
+      compactSegmentBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(256 * 2 ** 20),
     })
     .refine((s) => !(s.encryption && s.signingKeyFile), {
       path: ['signingKeyFile'],

@@ -31,8 +31,10 @@ import {
 } from './manifest.js';
 import {
   copySnapshotFile,
+  openSnapshotFile,
   readSnapshotContent,
   storeStagedFile,
+  storeStream,
   type FileHolder,
   type StoreKeys,
   type StoreWriteSettings,
@@ -55,6 +57,8 @@ export const ARCHIVE_DIR = 'archive';
 const SEGMENT_DOMAIN = 'mfs-jobs segment v1';
 /** Where a restore places segment k (oldest first): high N = old, as MooseFS numbers rotated changelogs. */
 const PLACED_BASE = 900_000_000;
+/** More parts than a week of 1-second segments is not a compaction this code wrote. */
+const MAX_PARTS = 7 * 86_400;
 
 export interface SegmentManifest {
   formatVersion: 1;
@@ -73,6 +77,8 @@ export interface SegmentManifest {
   previous?: number;
   /** Versions lost between `previous` and `first`, and why (a source rotated past them, or restarted). */
   gap?: Hole & { why: string };
+  /** Compaction (compactStoreSegments): this segment holds the lines of this many sealed segments, merged. */
+  parts?: number;
   files: ManifestFile[];
   mfsJobsVersion: string;
   sealedAt: string;
@@ -126,6 +132,8 @@ function shapeProblem(m: SegmentManifest): string | undefined {
   if (f.firstVersion !== m.first || f.lastVersion !== m.last) return 'files[0] versions differ from the segment';
   const problem = fileProblem(f);
   if (problem) return `files[0]${problem}`;
+  if (m.parts !== undefined && !(Number.isSafeInteger(m.parts) && m.parts >= 2 && m.parts <= MAX_PARTS))
+    return `parts ${shownName(String(m.parts))} is not a count of merged segments`;
   if (m.gap !== undefined) {
     const g = m.gap;
     if (!g || !isVersion(g.from) || !isVersion(g.to) || g.to !== m.first - 1 || typeof g.why !== 'string')
@@ -167,9 +175,43 @@ function signSegment(m: SegmentManifest, keys: StoreKeys): SegmentManifest {
 }
 
 export interface SegmentListing {
-  /** Complete, trusted segments, by first version. */
+  /** Complete, trusted segments, by first version: one non-overlapping set (chooseSegments). */
   segments: StoredSegment[];
+  /** Trusted segments whose lines a merged segment among `segments` holds too (compaction's leftovers). */
+  superseded: StoredSegment[];
   broken: { id: string; error: string; untrusted?: boolean }[];
+}
+
+/**
+ * The one choice every reader of an archive makes (pure): a merged segment (compaction) and the parts it was
+ * made of may both be listed — a run killed between sealing the merged segment and removing its parts, or a
+ * copy that got the merged one before its parts went. The merged segment is chosen and every segment whose
+ * versions lie inside it is `superseded` (the next compaction removes it). Only a merged segment supersedes:
+ * two sealed segments that overlap are the archiver's fault and stay for archiveChain to report. Sorted by
+ * first version; on the same first version the wider (then the merged) one wins.
+ */
+export function chooseSegments<S extends { id: string; manifest: Pick<SegmentManifest, 'first' | 'last' | 'parts'> }>(
+  segments: readonly S[],
+): { chosen: S[]; superseded: S[] } {
+  const sorted = [...segments].sort(
+    (a, b) =>
+      a.manifest.first - b.manifest.first ||
+      b.manifest.last - a.manifest.last ||
+      (b.manifest.parts ?? 0) - (a.manifest.parts ?? 0) ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
+  const chosen: S[] = [];
+  const superseded: S[] = [];
+  let cover: S | undefined;
+  for (const s of sorted) {
+    if (cover && s.manifest.first >= cover.manifest.first && s.manifest.last <= cover.manifest.last) {
+      superseded.push(s);
+      continue;
+    }
+    chosen.push(s);
+    if (s.manifest.parts !== undefined && (!cover || s.manifest.last > cover.manifest.last)) cover = s;
+  }
+  return { chosen, superseded };
 }
 
 export async function listSegments(store: string, keys: StoreKeys): Promise<SegmentListing> {
@@ -177,7 +219,7 @@ export async function listSegments(store: string, keys: StoreKeys): Promise<Segm
   const names = await fs
     .readdir(root)
     .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
-  const out: SegmentListing = { segments: [], broken: [] };
+  const out: SegmentListing = { segments: [], superseded: [], broken: [] };
   for (const id of names.filter((n) => ID_PATTERN.test(n))) {
     const dir = path.join(root, id);
     const file = path.join(dir, MANIFEST);
@@ -197,8 +239,8 @@ export async function listSegments(store: string, keys: StoreKeys): Promise<Segm
       });
     }
   }
-  out.segments.sort((a, b) => a.manifest.first - b.manifest.first);
-  return out;
+  const { chosen, superseded } = chooseSegments(out.segments);
+  return { ...out, segments: chosen, superseded };
 }
 
 /** What the segments cover: the archive's span, its holes (recorded gaps or not), overlapping segments. */
@@ -386,6 +428,13 @@ export function segmentsNotNeeded<S extends { manifest: Pick<SegmentManifest, 'l
   return segments.filter((s) => s !== newest && s.manifest.last < oldest);
 }
 
+/** The segment ids a process holds a file of open (a restore copying it): never removed under it. */
+async function heldSegments(store: string): Promise<Set<string | undefined>> {
+  const open = await openFilesUnder(archiveDir(store));
+  const root = await fs.realpath(archiveDir(store)).catch(() => archiveDir(store));
+  return new Set([...open.keys()].map((f) => path.relative(root, f).split(path.sep)[0]));
+}
+
 /** Remove a segment so no reader sees half of it: renamed into the archive's staging directory first. */
 export async function removeSegment(store: string, id: string): Promise<void> {
   await ensureDir(stagingDir(store));
@@ -423,9 +472,7 @@ export async function pruneStoreSegments(
   const { segments } = await listSegments(store, keys);
   const doomed = segmentsNotNeeded(segments, retainedStarts);
   if (!doomed.length) return out;
-  const open = dryRun ? new Map<string, number[]>() : await openFilesUnder(archiveDir(store));
-  const root = await fs.realpath(archiveDir(store)).catch(() => archiveDir(store));
-  const held = new Set([...open.keys()].map((f) => path.relative(root, f).split(path.sep)[0]));
+  const held = dryRun ? new Set<string>() : await heldSegments(store);
   for (const seg of doomed) {
     const versions = `${seg.manifest.first}..${seg.manifest.last}`;
     const what = `segment ${seg.id} (versions ${versions}: older than every retained image)`;
@@ -449,6 +496,216 @@ export async function pruneStoreSegments(
       out.errors.push(line);
       out.lines.push(line);
     }
+  }
+  return out;
+}
+
+/** Compaction's bounds (config `snapshotStore.compactSegmentsAfter`, `.compactSegmentBytes`). */
+export interface CompactionSettings {
+  /** Only hours that ended at least this long ago (seconds) are merged. */
+  afterSeconds: number;
+  /** A merged segment holds at most this many bytes of lines (an hour above it becomes several). */
+  maxBytes: number;
+}
+
+const HOUR = 3600;
+
+/**
+ * What compaction merges (pure): runs of segments, in version order, that started in the same UTC hour, follow
+ * each other without a gap, are sealed for the same metaid and hold at most `maxBytes` of lines together; only
+ * runs of two or more. An hour is merged only once it ended `afterSeconds` before `now` and the archive's
+ * newest segment starts after it (the archiver has moved past it: it resumes from the newest segment and only
+ * ever appends after it, so nothing it writes lands in a merged hour). The newest segment is never merged.
+ */
+export function compactionPlan<S extends { id: string; manifest: SegmentManifest }>(
+  segments: readonly S[],
+  now: number,
+  o: CompactionSettings,
+): S[][] {
+  const sorted = [...segments].sort((a, b) => a.manifest.first - b.manifest.first);
+  const newest = sorted.at(-1);
+  if (!newest) return [];
+  const hourOf = (s: S) => Math.floor(s.manifest.firstTime / HOUR);
+  const done = (h: number) => (h + 1) * HOUR <= now - o.afterSeconds && (h + 1) * HOUR <= newest.manifest.firstTime;
+  const groups: S[][] = [];
+  let run: S[] = [];
+  let bytes = 0;
+  const close = () => {
+    if (run.length > 1) groups.push(run);
+    run = [];
+    bytes = 0;
+  };
+  for (const s of sorted.slice(0, -1)) {
+    const prev = run.at(-1);
+    const size = s.manifest.files[0]!.size;
+    const joins =
+      prev !== undefined &&
+      hourOf(prev) === hourOf(s) &&
+      s.manifest.first === prev.manifest.last + 1 &&
+      !s.manifest.gap &&
+      s.manifest.metaid === prev.manifest.metaid &&
+      bytes + size <= o.maxBytes;
+    if (!joins) close();
+    if (!done(hourOf(s))) continue;
+    run.push(s);
+    bytes += size;
+  }
+  close();
+  return groups;
+}
+
+/**
+ * One segment holding the lines of `parts` (a run from compactionPlan): read through the store's checked
+ * reader, stored like any segment, read back and scanned whole (verifySegment) in staging, and only then
+ * renamed in. The parts are left for the caller to remove.
+ */
+export async function mergeSegments(
+  store: string,
+  parts: readonly StoredSegment[],
+  settings: StoreWriteSettings,
+  mfsJobsVersion: string,
+): Promise<StoredSegment> {
+  const first = parts[0]!.manifest;
+  const last = parts.at(-1)!.manifest;
+  await ensureDir(stagingDir(store));
+  const stage = await fs.mkdtemp(path.join(stagingDir(store), 'merge-'));
+  try {
+    await fs.chmod(stage, DIR_MODE);
+    const id = await freeSegmentId(store, new Date(first.firstTime * 1000), first.first);
+    const size = parts.reduce((n, p) => n + p.manifest.files[0]!.size, 0);
+    async function* lines(): AsyncGenerator<Buffer> {
+      for (const p of parts) {
+        const stream = openSnapshotFile(segmentHolder(p), p.manifest.files[0]!, { keys: settings });
+        for await (const chunk of stream) yield chunk as Buffer;
+      }
+    }
+    const holder = { id, image: { metaid: first.metaid } };
+    const entry = {
+      name: segmentFileName(first.first),
+      role: 'changelog' as const,
+      sourcePath: first.files[0]!.sourcePath,
+      sourceSize: size,
+      sourceMtimeMs: last.lastTime * 1000,
+      firstVersion: first.first,
+      lastVersion: last.last,
+    };
+    const file = await storeStream(stage, entry, lines(), settings, holder);
+    if (file.size !== size)
+      throw new ChainError(id, `merged segment ${id}: ${file.size} bytes of lines, parts hold ${size}`);
+    const manifest: SegmentManifest = {
+      formatVersion: 1,
+      kind: 'segment',
+      id,
+      source: first.source,
+      metaid: first.metaid,
+      first: first.first,
+      last: last.last,
+      firstTime: first.firstTime,
+      lastTime: last.lastTime,
+      ...(first.previous !== undefined ? { previous: first.previous } : {}),
+      ...(first.gap ? { gap: first.gap } : {}),
+      parts: parts.reduce((n, p) => n + (p.manifest.parts ?? 1), 0),
+      files: [file],
+      mfsJobsVersion,
+      sealedAt: new Date().toISOString(),
+    };
+    const staged: StoredSegment = { id, dir: stage, manifest };
+    const problems = await verifySegment(staged, settings);
+    if (problems.length) throw new ChainError(id, `merged segment ${id}: ${problems.join('; ')}`);
+    await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
+    await fsyncDir(stage);
+    const target = path.join(archiveDir(store), id);
+    await renameDurable(stage, target);
+    return { id, dir: target, manifest };
+  } finally {
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** What compacting one destination's archive did (or, dry run, would do). */
+export interface ArchiveCompaction {
+  /** `store`, or `copy NAME`. */
+  destination: string;
+  /** Merged segments written (dry run: the runs that would be merged, as `first..last` ids). */
+  merged: string[];
+  /** Parts removed once their merged segment was sealed and verified (leftovers of a killed run among them). */
+  removed: string[];
+  lines: string[];
+  errors: string[];
+}
+
+/**
+ * Compaction of the store's archive (issue #26): keeps the segment count bounded with a short segmentSeconds
+ * (17,280 segments a day at 5 s; about 24 a day once merged). First the leftovers of a killed run: a part a
+ * merged segment supersedes goes once that merged segment reads back whole. Then every run compactionPlan
+ * finds is merged (mergeSegments) and its parts removed. A part a process holds open (a restore) stays for
+ * the next run; a failure is a line. The caller holds the backup lock (prune, backup): two compactions never
+ * race, nor compaction and retention; the archiver only appends after the newest segment, never merged.
+ */
+export async function compactStoreSegments(
+  store: string,
+  settings: StoreWriteSettings,
+  o: CompactionSettings & { now?: number; dryRun?: boolean; mfsJobsVersion: string },
+): Promise<ArchiveCompaction> {
+  const out: ArchiveCompaction = { destination: 'store', merged: [], removed: [], lines: [], errors: [] };
+  const fail = (line: string) => {
+    out.errors.push(line);
+    out.lines.push(line);
+  };
+  const listing = await listSegments(store, settings);
+  const groups = compactionPlan(listing.segments, o.now ?? Date.now() / 1000, o);
+  if (o.dryRun) {
+    for (const s of listing.superseded) out.lines.push(`archive: would remove segment ${s.id} (merged already)`);
+    for (const g of groups) {
+      out.merged.push(`${g[0]!.id}..${g.at(-1)!.id}`);
+      out.lines.push(`archive: would merge ${g.length} segments (${g[0]!.id}..${g.at(-1)!.id})`);
+    }
+    return out;
+  }
+  const held = listing.superseded.length || groups.length ? await heldSegments(store) : new Set<string>();
+  const removeParts = async (parts: readonly StoredSegment[], into: string) => {
+    for (const p of parts) {
+      if (held.has(p.id)) {
+        const why = 'opened by a process; the next run retries';
+        out.lines.push(`archive: left segment ${p.id} (merged into ${into}): ${why}`);
+        continue;
+      }
+      try {
+        await removeSegment(store, p.id);
+        out.removed.push(p.id);
+      } catch (err) {
+        fail(`archive: could not remove segment ${p.id} (merged into ${into}): ${describeError(err)}`);
+      }
+    }
+  };
+  const containerOf = (p: StoredSegment) =>
+    listing.segments.find(
+      (m) =>
+        m.manifest.parts !== undefined && m.manifest.first <= p.manifest.first && p.manifest.last <= m.manifest.last,
+    );
+  const checked = new Map<string, string[]>();
+  for (const p of listing.superseded) {
+    const m = containerOf(p)!;
+    if (!checked.has(m.id)) checked.set(m.id, await verifySegment(m, settings));
+    const problems = checked.get(m.id)!;
+    if (problems.length) {
+      fail(`archive: kept segment ${p.id}: the merged segment ${m.id} does not read back (${problems[0]})`);
+      continue;
+    }
+    await removeParts([p], m.id);
+  }
+  for (const g of groups) {
+    let merged: StoredSegment;
+    try {
+      merged = await mergeSegments(store, g, settings, o.mfsJobsVersion);
+    } catch (err) {
+      fail(`archive: could not merge segments ${g[0]!.id}..${g.at(-1)!.id}: ${describeError(err)}`);
+      continue;
+    }
+    out.merged.push(merged.id);
+    const versions = `${merged.manifest.first}..${merged.manifest.last}`;
+    out.lines.push(`archive: merged ${g.length} segments into ${merged.id} (versions ${versions})`);
+    await removeParts(g, merged.id);
   }
   return out;
 }

@@ -6,11 +6,18 @@ import { DIR_MODE, pathExists } from '../../core/atomic.js';
 import type { Limit } from '../../transport/listing-bounds.js';
 import { restoreFrom } from '../../moosefs/metadata.js';
 import { MANIFEST, onDisk } from '../manifest.js';
+import { windowMs } from '../retention.js';
+import type { StoreWriteSettings } from '../stored-file.js';
 import type { StoreKeys } from '../sealed.js';
 import {
   ARCHIVE_DIR,
+  archiveDir,
+  chooseSegments,
+  compactStoreSegments,
+  listSegments,
   parseSegmentManifest,
   segmentsNotNeeded,
+  type ArchiveCompaction,
   type ArchivePruning,
   type SegmentManifest,
   type StoredSegment,
@@ -28,7 +35,10 @@ import type { CopyRepository } from './repository.js';
  */
 
 export interface CopySegments {
+  /** One non-overlapping set, by first version (chooseSegments, as the store's listing). */
   segments: { id: string; manifest: SegmentManifest }[];
+  /** Segments a merged one among `segments` holds the lines of (compaction's leftovers). */
+  superseded: { id: string; manifest: SegmentManifest }[];
   /** Segment directories without a manifest (an interrupted push). */
   incomplete: string[];
   broken: { id: string; error: string }[];
@@ -61,7 +71,7 @@ export async function listCopySegments(
   try {
     const listed = (await repo.listSnapshotIds(budget)).ids;
     const ids = o.fromVersion === undefined ? listed : idsFrom(listed, o.fromVersion);
-    const out: CopySegments = { segments: [], incomplete: [], broken: [] };
+    const out: CopySegments = { segments: [], superseded: [], incomplete: [], broken: [] };
     for (const id of ids) {
       const manifestFile = (await repo.listFiles(id, budget)).find((f) => f.name === MANIFEST);
       if (!manifestFile) {
@@ -87,8 +97,8 @@ export async function listCopySegments(
         out.broken.push({ id, error: describeError(err) });
       }
     }
-    out.segments.sort((a, b) => a.manifest.first - b.manifest.first);
-    return out;
+    const { chosen, superseded } = chooseSegments(out.segments);
+    return { ...out, segments: chosen, superseded };
   } finally {
     budget.end();
   }
@@ -302,6 +312,113 @@ export async function pruneCopyArchive(
     const line = `copy ${copy.name}: archive: could not remove old segments: ${describeError(err)}`;
     out.errors.push(line);
     out.lines.push(line);
+  }
+  return out;
+}
+
+/**
+ * Compaction on a copy (issue #26), after the store's (compactStoreSegments): a merged segment of the store
+ * the copy lacks is pushed there like any segment (stored bytes checked against its manifest, the manifest
+ * last) — also where the copy missed its parts (down while they were sealed: the archiver no longer finds
+ * them in the store) — then the parts it holds are removed, manifest first; a copy's leftovers (parts a merged
+ * segment there supersedes: a run stopped before removing them) go too. The copy's bytes are never merged
+ * or trusted: what it gets is the store's signed segment. A merged segment is not pushed where a copy's
+ * segment only partly overlaps it (not a part of it: left for verify to report). `storeSegments`: the
+ * store's listing after its compaction. A failure is a line (unless the run was stopped).
+ */
+export async function compactCopyArchive(
+  config: Config,
+  copy: CopyConfig,
+  keys: StoreKeys,
+  storeSegments: readonly StoredSegment[],
+  signal: AbortSignal,
+  dryRun: boolean,
+): Promise<ArchiveCompaction> {
+  const out: ArchiveCompaction = { destination: `copy ${copy.name}`, merged: [], removed: [], lines: [], errors: [] };
+  const merged = storeSegments.filter((s) => s.manifest.parts !== undefined);
+  if (!merged.length) return out;
+  const run: CopyRun = {
+    copy: copy.name,
+    type: copy.type,
+    label: '',
+    ok: false,
+    sentFiles: 0,
+    skippedFiles: 0,
+    sentBytes: 0,
+    pushed: [],
+    removed: [],
+    removedIncomplete: [],
+    complete: [],
+    seconds: 0,
+  };
+  try {
+    const repo = await openArchiveCopy(config, copy, signal);
+    try {
+      const listing = await listCopySegments(repo, keys, signal);
+      const doomed = listing.superseded.map((s) => s.id);
+      const there = new Set(listing.segments.map((s) => s.id));
+      const floor = listing.segments[0]?.manifest.first;
+      for (const m of merged) {
+        if (there.has(m.id)) continue;
+        const { first, last } = m.manifest;
+        const touching = listing.segments.filter((s) => s.manifest.first <= last && s.manifest.last >= first);
+        const inside = touching.filter((s) => s.manifest.first >= first && s.manifest.last <= last);
+        // Older than the copy's oldest segment: pruned there by its own retention (as pushSegments' floor).
+        if (inside.length !== touching.length || (floor !== undefined && last < floor)) continue;
+        if (!dryRun) await pushSnapshot(repo, m, run, signal);
+        out.merged.push(m.id);
+        doomed.push(...inside.map((s) => s.id));
+      }
+      for (const id of doomed) {
+        signal.throwIfAborted();
+        if (!dryRun) await removeRemoteSnapshot(repo, id);
+        out.removed.push(id);
+      }
+    } finally {
+      await repo.close().catch(() => undefined);
+    }
+    if (out.merged.length || out.removed.length) {
+      const verb = dryRun ? 'would push' : 'pushed';
+      out.lines.push(
+        `copy ${copy.name}: archive: ${verb} ${out.merged.length} merged segment(s), ` +
+          `${dryRun ? 'would remove' : 'removed'} ${out.removed.length} segment(s) they hold`,
+      );
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const line = `copy ${copy.name}: archive: could not compact: ${describeError(err)}`;
+    out.errors.push(line);
+    out.lines.push(line);
+  }
+  return out;
+}
+
+/**
+ * Compaction for backup and prune alike (under the backup lock): the store's archive, then each of `copies`
+ * (backup: those it just reached). Nothing when the store has no archive. Failures are lines.
+ */
+export async function compactArchive(
+  config: Config,
+  settings: StoreWriteSettings,
+  copies: readonly CopyConfig[],
+  signal: AbortSignal,
+  o: { dryRun: boolean; mfsJobsVersion: string },
+): Promise<ArchiveCompaction[]> {
+  const s = config.snapshotStore!;
+  if (!(await pathExists(archiveDir(s.path)))) return [];
+  const bounds = { afterSeconds: windowMs(s.compactSegmentsAfter) / 1000, maxBytes: s.compactSegmentBytes };
+  let store: ArchiveCompaction;
+  try {
+    store = await compactStoreSegments(s.path, settings, { ...bounds, ...o });
+  } catch (err) {
+    const line = `archive: could not compact: ${describeError(err)}`;
+    return [{ destination: 'store', merged: [], removed: [], lines: [line], errors: [line] }];
+  }
+  const out = [store];
+  const { segments } = await listSegments(s.path, settings);
+  for (const copy of copies) {
+    signal.throwIfAborted();
+    out.push(await compactCopyArchive(config, copy, settings, segments, signal, o.dryRun));
   }
   return out;
 }
