@@ -207,6 +207,10 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     );
     expect(state.details?.restoreCommand).toBe('mfsmetarestore');
     expect(state.details?.moosefs).toBe('1.6.4');
+    // Promote announced the VIP itself once its master served, before its up-script returned to ucarp.
+    expect(await fs.readFile(path.join(lab.dir, B.name, 'hook.log'), 'utf8')).toContain(
+      `virtual IP ${VIP} announced on ${B.iface} (gratuitous ARP)`,
+    );
     // 1.6.4's master does not raise its next chunk id past the chunks a chunkserver reports: promote raised it
     // in the restored image, past every id the lost changes (still on the chunkserver) may have used.
     const chunkIds = state.details?.chunkIds;
@@ -295,6 +299,11 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
       ...since(writeAt, 'first write of data through the old mount acknowledged'),
     ]);
     console.log(`1.6.4 failover timeline (s after the kill):\n${timeline}`);
+    // Issue 24's goal: with the synchronous up-script the old mount writes again within 10 s of the kill.
+    if (writeAt - killedAt > 10_000)
+      throw new Error(
+        `the old mount's first write came ${s(writeAt - killedAt)} s after the kill (goal 10 s):\n${timeline}`,
+      );
     // Which chunk ids the new master handed out, and which of them the chunkserver already held.
     const newChanges = await changes(standbyB.dataPath, /^changelog\.\d+\.mfs$/);
     const handedOut = [...newChanges]

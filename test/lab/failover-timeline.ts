@@ -48,7 +48,7 @@ export class ClientWatch {
   private constructor(private readonly s: TimelineSources) {}
 
   /** Start polling every `everyMs` (the log's offset is taken now: only what comes after is marked). */
-  static async start(s: TimelineSources, everyMs = 25): Promise<ClientWatch> {
+  static async start(s: TimelineSources, everyMs = 50): Promise<ClientWatch> {
     const w = new ClientWatch(s);
     w.logOffset = (await fs.stat(s.chunkserverLog).catch(() => undefined))?.size ?? 0;
     w.timer = setInterval(() => void w.poll(), everyMs);
