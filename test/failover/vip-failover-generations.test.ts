@@ -207,7 +207,9 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     );
     expect(state.details?.restoreCommand).toBe('mfsmetarestore');
     expect(state.details?.moosefs).toBe('1.6.4');
-    // Promote announced the VIP itself once its master served, before its up-script returned to ucarp.
+    // Promote announced the VIP itself once its master served, before its up-script returned to ucarp (the
+    // up-script logs its end once promote has printed its lines).
+    await waitFor('the up-script to return', async () => ((await lab.syncHookTimes(B))?.end ?? 0) * 1000 > killedAt);
     expect(await fs.readFile(path.join(lab.dir, B.name, 'hook.log'), 'utf8')).toContain(
       `virtual IP ${VIP} announced on ${B.iface} (gratuitous ARP)`,
     );
