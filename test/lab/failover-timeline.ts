@@ -52,6 +52,8 @@ export class ClientWatch {
     const w = new ClientWatch(s);
     w.logOffset = (await fs.stat(s.chunkserverLog).catch(() => undefined))?.size ?? 0;
     w.timer = setInterval(() => void w.poll(), everyMs);
+    // A test that fails before stop() must not keep the runner alive.
+    w.timer.unref();
     return w;
   }
 
