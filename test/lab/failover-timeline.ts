@@ -92,7 +92,7 @@ export class ClientWatch {
     }
   }
 
-  /** The clients' connects to the VIP as their machine sees them: a connect whose socket vanishes in SYN_SENT failed. */
+  /** The clients' connects to the VIP as their machine sees them (a socket gone in SYN_SENT: a failed connect). */
   private followConnects(tables: string[]): void {
     const now = new Map<number, { state: number; retransmits: number; who: string }>();
     for (const sock of tables.flatMap(parseTcpSockets)) {
