@@ -114,7 +114,7 @@ export function announceVip(vip: string, arping = 'arping'): Promise<{ dev: stri
   if (!dev) return Promise.resolve({ why: `${vip} is not on an interface that is up here` });
   const device = dev.split(':')[0]!;
   return new Promise((resolve) => {
-    const child = spawn(arping, ['-U', '-c', '1', '-I', device, vip], { stdio: 'ignore', detached: false });
+    const child = spawn(arping, ['-U', '-c', '1', '-I', device, vip], { stdio: 'ignore' });
     child.once('spawn', () => {
       child.unref();
       resolve({ dev: device });
