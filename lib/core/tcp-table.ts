@@ -34,6 +34,35 @@ export function parseListeningPorts(text: string): number[] {
   return out;
 }
 
+/** A socket of /proc/net/tcp{,6} in any state (the kernel's numbers: 1 ESTABLISHED, 2 SYN_SENT, …). */
+export interface TcpSocket {
+  state: number;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  /** Retransmissions of its unacknowledged segment (a SYN's: how often the connect was tried again). */
+  retransmits: number;
+}
+
+/** Every socket in /proc/net/tcp{,6} text (the failover lab's timeline follows a client's connects with it). */
+export function parseTcpSockets(text: string): TcpSocket[] {
+  const out: TcpSocket[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 7) continue;
+    const [, localPort] = f[1]!.split(':');
+    const [remoteHex, remotePort] = f[2]!.split(':');
+    out.push({
+      state: Number.parseInt(f[3]!, 16),
+      localPort: Number.parseInt(localPort!, 16),
+      remote: hexAddress(remoteHex!),
+      remotePort: Number.parseInt(remotePort!, 16),
+      retransmits: Number.parseInt(f[6]!, 16),
+    });
+  }
+  return out;
+}
+
 export async function tcpTables(): Promise<string[]> {
   return Promise.all(
     ['/proc/net/tcp', '/proc/net/tcp6'].map((f) =>

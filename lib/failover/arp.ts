@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import { execCapture } from '../core/exec.js';
 
 /**
@@ -90,5 +91,36 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
     const probes = Math.max(1, o.probes);
     for (let i = 0; i < probes; i++) timers.push(setTimeout(send, Math.round((i * o.windowMs) / 2 / probes)));
     timers.push(setTimeout(() => finish({ state: 'silent', ms: Date.now() - started, dev, probes }), o.windowMs));
+  });
+}
+
+/**
+ * Tell the link that `vip` lives here now: one gratuitous ARP (`arping -U`), which points every
+ * neighbour's ARP cache at this host at once. ucarp sends its own only after its up-script has returned
+ * (and keepalived at its transition): with a synchronous up-script the clients' connects go on to the dead
+ * master's MAC until promote's process has ended, and a connect already under way gets through only at its
+ * next SYN retransmission (1 s apart at first, then 2, 4, 8 s): a 1.6.4 mount's first write came a whole
+ * retransmission later when the announcement missed one by 20 ms (docs/generations.md). Sent once the
+ * promoted master serves and the VIP is confirmed held here, so it announces nothing ucarp would not.
+ * Not waited for beyond its start (arping lingers a second after sending).
+ */
+export function announceVip(vip: string, arping = 'arping'): Promise<{ dev: string } | { why: string }> {
+  if (vip.includes(':')) return Promise.resolve({ why: `${vip} is IPv6 (arping announces IPv4 addresses)` });
+  const want = vip.toLowerCase();
+  const dev = Object.entries(os.networkInterfaces()).find(([, list]) =>
+    (list ?? []).some((a) => a.address.toLowerCase() === want),
+  )?.[0];
+  // A labelled address ("eth0:vip") is sent from its device.
+  if (!dev) return Promise.resolve({ why: `${vip} is not on an interface that is up here` });
+  const device = dev.split(':')[0]!;
+  return new Promise((resolve) => {
+    const child = spawn(arping, ['-U', '-c', '1', '-I', device, vip], { stdio: 'ignore' });
+    child.once('spawn', () => {
+      child.unref();
+      resolve({ dev: device });
+    });
+    child.once('error', (e: NodeJS.ErrnoException) =>
+      resolve({ why: e.code === 'ENOENT' ? `${arping} not installed (Debian: iputils-arping)` : e.message }),
+    );
   });
 }

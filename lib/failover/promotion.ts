@@ -21,6 +21,7 @@ import { startClientsWatch, type ClientsWatchStarted } from './clients-watch.js'
 import { closeSources, collectLastResort, collectSources, settlePlan, sourceSpecs, Staging } from './collect.js';
 import type { CollectedSource, SettledPlan, SourceSpec } from './collect.js';
 import type { StandbyCompanion } from './companion.js';
+import { announceVip } from './arp.js';
 import { aliveMasters, describeFence, mastersToFence, probeMaster, type FenceAnswer } from './fence.js';
 import { expectedFilesystem } from './identity.js';
 import { holdFault, releaseFaultOnPromotion } from './keepalived-fault.js';
@@ -598,6 +599,8 @@ export async function start(ctx: PromoteContext, standby: StandbyConfig, p: Plac
       },
     };
   if (start.chunkIds) lines.push(describeChunkIds(start.chunkIds));
+  if (start.metarestoreMs !== undefined) p.findings.timings.metarestoreMs = start.metarestoreMs;
+  p.findings.timings.masterStartMs = start.durationMs - (start.metarestoreMs ?? 0);
   // It listens: the clients held at the VIP get through on their next SYN.
   const hold = ctx.companion?.hold;
   const clientsHeld = hold?.holding ?? false;
@@ -641,6 +644,15 @@ export async function start(ctx: PromoteContext, standby: StandbyConfig, p: Plac
         lines,
       },
     };
+  }
+  // Announced now, not when the up-script returns (ucarp's): the clients' next SYN reaches this master.
+  if (standby.vip) {
+    const announced = await announceVip(standby.vip);
+    lines.push(
+      'dev' in announced
+        ? `virtual IP ${standby.vip} announced on ${announced.dev} (gratuitous ARP)`
+        : `virtual IP ${standby.vip} not announced: ${announced.why}`,
+    );
   }
   return { ...p, lines, start, status, served, servedAt, clientsHeld };
 }

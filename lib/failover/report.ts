@@ -39,6 +39,9 @@ export interface Timings {
   placeMs?: number;
   /** mfsmaster -a until it answered. */
   restoreMs?: number;
+  /** Of restoreMs, before 1.7: mfsmetarestore with the chunk-id raise; then the master's start until it answered. */
+  metarestoreMs?: number;
+  masterStartMs?: number;
 }
 
 export function sourcesUsed(plan: RestorePlan): string[] {

@@ -26,6 +26,8 @@ export interface RestoreResult extends StartResult {
   restoredVersion?: number;
   /** Where the restored image's next chunk id was raised (see raiseNextChunkId), or why it could not be. */
   chunkIds?: ChunkIdsRaised;
+  /** Before 1.7: mfsmetarestore, the next chunk id raised and metadata.mfs placed, before the master's start. */
+  metarestoreMs?: number;
 }
 
 /** How a restore is done: the generation's own way, unless standby.restoreMethod forces one. */
@@ -98,6 +100,7 @@ export async function restoreAndStart(
     return { code: 1, output: `${output.trim()} (${fix})`, durationMs: Date.now() - started, command, commandLine };
   }
   if (code !== 0) return { code, output, durationMs: Date.now() - started, command, commandLine };
+  const metarestoreMs = Date.now() - started;
   const master = await startMaster({ ...start, autoRestore: false });
   const durationMs = Date.now() - started;
   return {
@@ -108,6 +111,7 @@ export async function restoreAndStart(
     commandLine,
     restoredVersion,
     chunkIds,
+    metarestoreMs,
   };
 }
 

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { sha256 as sha, useFailoverLab, writeFiles, writeDurably } from '../lab/failover.js';
+import { SYNC_UP, sha256 as sha, useFailoverLab, writeFiles, writeDurably } from '../lab/failover.js';
+import {
+  ClientWatch,
+  formatTimeline,
+  promoteEvents,
+  ucarpMasterAt,
+  type TimelineEvent,
+} from '../lab/failover-timeline.js';
 import { labGeneration } from '../lab/generations.js';
 import { waitFor } from '../lab/proc.js';
 
@@ -126,13 +133,15 @@ function fileFates(
 
 describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jobs: hourly backup of the master, chunkservers' changelog_csback", () => {
   const VIP = '10.82.0.100';
-  const suite = useFailoverLab({ prefix: '10.82.0', vip: VIP, lab: labGeneration('1.6.4') });
+  // The seed's hook form: ucarp's up-script runs promote and waits for it; ucarp announces the VIP after.
+  const suite = useFailoverLab({ prefix: '10.82.0', vip: VIP, lab: labGeneration('1.6.4'), upScript: SYNC_UP });
 
   test('kill -9 of A: B restores the backup image + the csback changes with mfsmetarestore; a fresh mount reads every file whose changes reached the chunkserver', async () => {
     const { lab, A, B, masterA, standbyB, mount } = suite;
     expect((await masterA.info()).softwareVersion).toBe('1.6.4');
     const written = new Map<string, string>();
-    await writeFiles(mount, 'hourly', 30, written);
+    // 200 files before the seed's hourly pull (all must come back), 30 after it (only the chunkserver has them).
+    await writeFiles(mount, 'hourly', 200, written);
     // The seed's cron job on B: pull the master's metadata.mfs.back (and what rolls it forward) into B's store.
     const backup = await lab.runJobs(B, ['run', 'backup']);
     expect(`${backup.stdout}${backup.stderr}`).toMatch(
@@ -154,6 +163,17 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     );
 
     const killedAt = Date.now();
+    const clients = await ClientWatch.start({
+      killedAt,
+      standbyNetPid: lab.ucarps.get(B)!.daemon.pid,
+      clientIp: lab.C.ip,
+      clientPort: 9421,
+      chunkserverPort: 9420,
+      chunkserverLog: path.join(lab.chunkserverDir, 'mfschunkserver.log'),
+      chunkserverAlive: () => lab.chunkserver!.daemon.running,
+      clientNetPid: mount.daemon.pid,
+      vip: VIP,
+    });
     await lab.crash(A);
     // What the dead master wrote (its own changelog, on A's disk, which promote cannot reach), and what the
     // chunkserver holds: it writes changelog_csback through a stdio buffer, so its file ends mid-line.
@@ -187,6 +207,12 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     );
     expect(state.details?.restoreCommand).toBe('mfsmetarestore');
     expect(state.details?.moosefs).toBe('1.6.4');
+    // Promote announced the VIP itself once its master served, before its up-script returned to ucarp (the
+    // up-script logs its end once promote has printed its lines).
+    await waitFor('the up-script to return', async () => ((await lab.syncHookTimes(B))?.end ?? 0) * 1000 > killedAt);
+    expect(await fs.readFile(path.join(lab.dir, B.name, 'hook.log'), 'utf8')).toContain(
+      `virtual IP ${VIP} announced on ${B.iface} (gratuitous ARP)`,
+    );
     // 1.6.4's master does not raise its next chunk id past the chunks a chunkserver reports: promote raised it
     // in the restored image, past every id the lost changes (still on the chunkserver) may have used.
     const chunkIds = state.details?.chunkIds;
@@ -226,6 +252,9 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
     // A 1.6.4 chunkserver often dies (SIGSEGV) at its first reconnect after its master died: then started again on its chunks.
     const csExit = await lab.chunkserverFollow(B);
     const csBackAt = Date.now();
+    // Before the fresh mount below: the timeline's connections to B are then the old mount's.
+    const writeAt = await firstWrite;
+    const clientEvents = clients.stop();
     console.log(
       `1.6.4 RPO: the dead master had written up to version ${masterReached - 1}, the chunkserver's changelog_csback held ${csReached - 1} ` +
         `(${cut ? 'then a cut line' : 'ending in a whole line'}): ${masterReached - csReached} versions lost, what sat in the chunkserver's stdio buffer ` +
@@ -251,13 +280,33 @@ describe("virtual-IP failover on MooseFS 1.6.4, the seed's recipe done by mfs-jo
       if (fate === 'absent') await expect(fs.stat(path.join(fresh.dir, name))).rejects.toThrow(/ENOENT/);
     }
     console.log(`1.6.4 files after the failover (of ${written.size} acknowledged): ${JSON.stringify(counts)}`);
-    expect(counts.whole).toBeGreaterThanOrEqual(30);
+    expect(counts.whole).toBeGreaterThanOrEqual(200);
 
     // The client's mount from before: on 1.6.4 it gets "Input/output error" for good unless the restored
     // master knows its session (moosefs-src/README). promote restores sessions.mfs beside the image (the
     // backup took it from the master), so the old mount carries on: it lists, creates, and the fresh mount sees it.
     expect((await fs.readdir(mount.dir)).sort()).toEqual(['hourly', 'later']);
-    const writeAt = await firstWrite;
+    // Where the seconds went: ucarp, the up-script, promote's phases, the clients (see test/lab/failover-timeline.ts).
+    const since = (ms: number | undefined, what: string): TimelineEvent[] =>
+      ms === undefined ? [] : [{ ms: ms - killedAt, what }];
+    const hook = await lab.syncHookTimes(B);
+    const timeline = formatTimeline([
+      { ms: 0, what: "kill -9 of A's master and ucarp, A's link down" },
+      ...since(await ucarpMasterAt(path.join(lab.dir, `ucarp-${B.name}.log`), killedAt), 'ucarp on B: MASTER'),
+      ...since(hook && hook.start * 1000, 'up-script started (adds the VIP, runs promote)'),
+      ...promoteEvents(state, killedAt),
+      ...since(hook && hook.end * 1000, 'up-script returned: ucarp announces the VIP (gratuitous ARP)'),
+      ...clientEvents,
+      ...since(csBackAt, 'chunkserver registered (seen by the test)'),
+      ...since(writeAt, 'first write of data through the old mount acknowledged'),
+    ]);
+    console.log(`1.6.4 failover timeline (s after the kill):\n${timeline}`);
+    // Issue 24's goal (≤ 10 s, met in 10 of 11 rounds under load: BENCHMARKS.md) is a bench figure, not a timed
+    // test; what fails here is a regression of the kind it fixed: the 30 s of a fixed timer or a client back-off.
+    if (writeAt - killedAt > 20_000)
+      throw new Error(
+        `the old mount's first write came ${s(writeAt - killedAt)} s after the kill (goal 10 s):\n${timeline}`,
+      );
     // Which chunk ids the new master handed out, and which of them the chunkserver already held.
     const newChanges = await changes(standbyB.dataPath, /^changelog\.\d+\.mfs$/);
     const handedOut = [...newChanges]

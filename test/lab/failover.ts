@@ -223,6 +223,7 @@ export class FailoverLab {
   private extraConfig: ((self: Machine, lab: FailoverLab) => Record<string, unknown>) | undefined;
   /** The `mfs-jobs` the hooks and `runJobs` run. */
   private mfsJobs = MFS_JOBS_BIN;
+  private initialUpScript = UP;
 
   private constructor(
     readonly dir: string,
@@ -269,6 +270,8 @@ export class FailoverLab {
     extraConfig?: (self: Machine, lab: FailoverLab) => Record<string, unknown>;
     /** Who moves the VIP: ucarp with examples/ucarp's scripts, or keepalived with examples/keepalived's. */
     vrrp?: 'ucarp' | 'keepalived';
+    /** ucarp's up-script on both machines from the start (default: the shipped one; SYNC_UP: the seed's form). */
+    upScript?: string;
   }): Promise<FailoverLab> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-failover-'));
     const net = await NetLab.create(['A', 'B', 'C'], options.prefix, options.tag);
@@ -278,6 +281,7 @@ export class FailoverLab {
     lab.chunkserverConfig = options.chunkserverConfig ?? {};
     lab.extraConfig = options.extraConfig;
     lab.vrrp = options.vrrp ?? 'ucarp';
+    lab.initialUpScript = options.upScript ?? UP;
     try {
       await lab.setUp();
       return lab;
@@ -320,10 +324,10 @@ export class FailoverLab {
     this.configs.set(B, await this.writeConfig(B, A));
 
     // A takes the VIP first; its promote finds its own master serving and changes nothing.
-    await this.startVrrp(A, 0);
+    await this.startVrrp(A, 0, this.initialUpScript);
     await waitFor('VIP on A', async () => (await A.addresses()).includes(this.vip), 20_000);
     // B starts second: it may flap to MASTER for a moment (fencing refuses, demote does nothing).
-    await this.startVrrp(B, 50);
+    await this.startVrrp(B, 50, this.initialUpScript);
     await sleep(4_000);
     await this.waitVipOnlyOn(A);
 

@@ -1,4 +1,4 @@
-import { parseListeningPorts, parseTcpTable } from '../../../lib/core/tcp-table.js';
+import { parseListeningPorts, parseTcpSockets, parseTcpTable } from '../../../lib/core/tcp-table.js';
 
 /** /proc/net/tcp and tcp6 lines as this kernel writes them (addresses little-endian per 32-bit word). */
 describe("the kernel's TCP table: established connections and listeners", () => {
@@ -35,6 +35,18 @@ describe("the kernel's TCP table: established connections and listeners", () => 
     expect(parseTcpTable(text)).toEqual([
       { localPort: 0x24d5, remote: '10.80.0.3' },
       { localPort: 0x24d5, remote: '0:0:0:0:0:0:0:1' },
+    ]);
+  });
+
+  test('every socket with its state, remote port and retransmissions (a connect waiting on its SYN)', () => {
+    const text = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 0300500A:CE14 6400500A:24D5 02 00000001:00000000 01:00000154 00000003     0        0 7 1 0 100 0 0 10 -1',
+      '   1: 0300500A:C350 6400500A:24D4 01 00000000:00000000 00:00000000 00000000     0        0 8 1 0 20 4 30 10 -1',
+    ].join('\n');
+    expect(parseTcpSockets(text)).toEqual([
+      { state: 2, localPort: 0xce14, remote: '10.80.0.100', remotePort: 9429, retransmits: 3 },
+      { state: 1, localPort: 0xc350, remote: '10.80.0.100', remotePort: 9428, retransmits: 0 },
     ]);
   });
 });
