@@ -20,12 +20,7 @@ import { acquireLock } from '../lib/core/lock.js';
 import { LockBusyError } from '../lib/core/errors.js';
 import { restoreFrom } from '../lib/moosefs/metadata.js';
 import { listSnapshots } from '../lib/store/manifest.js';
-import {
-  archiveDir,
-  pruneStoreSegments,
-  type ArchiveCompaction,
-  type ArchivePruning,
-} from '../lib/store/segments.js';
+import { archiveDir, pruneStoreSegments, type ArchiveCompaction, type ArchivePruning } from '../lib/store/segments.js';
 import { compactArchive, pruneCopyArchive } from '../lib/store/copy/archive.js';
 import { pathExists } from '../lib/core/atomic.js';
 import { VERSION } from '../lib/core/cli.js';
