@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     )
     .option(
       '--scale <list>',
-      'file counts for the scale cases, e.g. 30m or 1m,10m,30m: backup-zstd, verify, promote (warm above 10M), restore',
+      'file counts of the scale curve, e.g. 30m or 1m,10m,30m: their images + 48 MB tails replace the data of verify, promote (warm only above 10M) and restore, and join the backup images',
     )
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
@@ -113,21 +113,25 @@ async function main(): Promise<void> {
   await fs.mkdir(o.dir, { recursive: true });
   log('generating (or reusing) metadata …');
   const images: ImageInfo[] = [];
-  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : p.imageFiles;
+  // --scale replaces the default data of verify, promote, drill and restore by its own curve (drill: none) and
+  // adds its images to the backup ones (none others unless --images names them).
+  const scale = parseScale(o.scale);
+  const scaled = scale.length > 0;
+  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : scaled ? [] : p.imageFiles;
   if (imageFiles.some((n) => !(n > 0)))
     throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
-  const scale = parseScale(o.scale);
   for (const n of [...new Set([...imageFiles, ...scale])]) images.push(await ensureImage(n, o.dir));
-  const long: ChainInfo | undefined = cases.has('verify')
-    ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir)
-    : undefined;
+  const long: ChainInfo | undefined =
+    cases.has('verify') && !scaled ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
   const tail: ChainInfo | undefined =
-    cases.has('promote') || cases.has('drill') || cases.has('restore')
+    (cases.has('promote') || cases.has('drill') || cases.has('restore')) && !scaled
       ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir)
       : undefined;
   // Full mode: promote also at 10M files (its overhead beside a bare mfsmaster -a of a 700 MB image).
   const bigTail: ChainInfo | undefined =
-    cases.has('promote') && !o.quick ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+    cases.has('promote') && !o.quick && !scaled
+      ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir)
+      : undefined;
   // --scale: the same 48 MB tail on each image of the curve.
   const scaleTails: ChainInfo[] = [];
   if (['verify', 'promote', 'restore'].some((c) => cases.has(c)))
