@@ -54,6 +54,7 @@ interface Options {
   profile: 'all' | 'misses' | 'none';
   images?: string;
   scale?: string;
+  warmup: boolean;
 }
 
 /** Sizes per mode: quick keeps the 1M-file image but a shorter changelog set and fewer rounds. */
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
       '--scale <list>',
       'file counts of the scale curve, e.g. 30m or 1m,10m,30m: their images + 48 MB tails replace the data of verify, promote (warm only above 10M) and restore, and join the backup images',
     )
+    .option('--no-warmup', 'no warm-up round (the files of a 30M case are in the page cache already)')
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
     .option(
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
   const ctx: BenchContext = {
     quick: o.quick,
     reps: o.reps ?? p.reps,
+    warmup: o.warmup,
     workDir: o.dir,
     runDir,
     sshd,
@@ -152,6 +155,19 @@ async function main(): Promise<void> {
     log,
   };
   const results: CaseResult[] = [];
+  const resultsDocument = (partial = false) => ({
+    generatedAt: new Date().toISOString(),
+    mode: o.quick ? 'quick' : 'full',
+    ...(partial ? { partial: true } : {}),
+    reps: ctx.reps,
+    warmup: o.warmup,
+    durationSeconds: (Date.now() - started) / 1000,
+    loadavg: { before: loadBefore, after: loadavg() },
+    machine: describeMachine(o.dir),
+    scale,
+    data: { images, long, tail, bigTail, scaleTails },
+    cases: results,
+  });
   const attempt = async (
     name: string,
     run: () => Promise<CaseResult | CaseResult[]>,
@@ -164,6 +180,8 @@ async function main(): Promise<void> {
     } catch (err) {
       results.push(failed(fallback, err));
     }
+    // After every case: a long run (--scale 30m) stopped or cut short keeps what it measured.
+    await writeResults(o.results, resultsDocument(true));
     log(`case ${name} done`);
   };
   const empty = (id: string, title: string, text: string) => ({ id, title, target: { text }, figures: {}, notes: [] });
@@ -290,17 +308,7 @@ async function main(): Promise<void> {
     if (!o.keep) await fs.rm(runDir, { recursive: true, force: true });
   }
 
-  const document = {
-    generatedAt: new Date().toISOString(),
-    mode: o.quick ? 'quick' : 'full',
-    reps: ctx.reps,
-    durationSeconds: (Date.now() - started) / 1000,
-    loadavg: { before: loadBefore, after: loadavg() },
-    machine: describeMachine(o.dir),
-    scale,
-    data: { images, long, tail, bigTail, scaleTails },
-    cases: results,
-  };
+  const document = resultsDocument();
   await writeResults(o.results, document);
   const m = document.machine;
   console.log(

@@ -17,6 +17,7 @@ import {
   notAvailable,
   sshClientOptions,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
@@ -134,7 +135,7 @@ async function measurePromote(
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
-  const warm = !ctx.quick;
+  const warm = warmedUp(ctx, !ctx.quick);
   const [subject, baseline] = await compare(ctx, [promote, script], { warmup: warm });
   Object.assign(result.figures, timings.medians(warm ? 1 : 0));
   result.notes.push(
@@ -220,7 +221,7 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
       // The mirror (in the state dir) stays: fetching it again would load the machine under the baseline.
       cleanup: () => stopAndWipe(standby),
     };
-    const warm = !ctx.quick;
+    const warm = warmedUp(ctx, !ctx.quick);
     const [subject, base] = await compare(ctx, [promote, baseline], { warmup: warm });
     Object.assign(
       result.figures,

@@ -9,6 +9,7 @@ import {
   jobReport,
   mfsJobs,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
@@ -87,7 +88,8 @@ export async function restoreCase(ctx: BenchContext, chain: ChainInfo, id = 'res
     cleanup: () => stopAndWipe(target),
   };
   const [subject, baseline] = await compare(ctx, [restore, bare], { warmup: !ctx.quick });
-  Object.assign(result.figures, timings.medians(ctx.quick ? 0 : 1), masterRss.medians(ctx.quick ? 0 : 1));
+  const skip = warmedUp(ctx, !ctx.quick) ? 1 : 0;
+  Object.assign(result.figures, timings.medians(skip), masterRss.medians(skip));
   result.notes.push(
     'restore also checks the store (signed manifest, every byte against its checksum), scans the changelogs for the target, moves any old content aside and places the files as the DATA_PATH owner would; the baseline trusts the files as they are',
   );
