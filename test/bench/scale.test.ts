@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { compare, warmedUp, type BenchContext } from '../../bench/bench-case.js';
 import { parseScale } from '../../bench/scale.js';
 import { masterPeakRssMb, stopAndWipe } from '../../bench/scratch.js';
 import { runningMasterPid, startMaster } from '../../lib/moosefs/mfsmaster.js';
@@ -18,6 +19,25 @@ describe('bench --scale (issue 28)', () => {
     expect(() => parseScale('30g')).toThrow('--scale: expected file counts such as 30m or 10m,30m, not "30g"');
     expect(() => parseScale('10m,')).toThrow('--scale');
     expect(() => parseScale('0m')).toThrow('--scale');
+  });
+});
+
+describe('bench --no-warmup', () => {
+  const ctx = (warmup?: boolean) => ({ reps: 2, warmup, log: () => undefined }) as unknown as BenchContext;
+
+  test('no warm-up round when the run says so, whatever the case wants', async () => {
+    expect(warmedUp(ctx(), true)).toBe(true);
+    expect(warmedUp(ctx(false), true)).toBe(false);
+    expect(warmedUp(ctx(), false)).toBe(false);
+    for (const [warmup, runs] of [
+      [undefined, 3],
+      [false, 2],
+    ] as const) {
+      let n = 0;
+      const side = { label: 'true', command: { cmd: 'true', args: [] }, rss: false, prepare: async () => void n++ };
+      const [m] = await compare(ctx(warmup), [side]);
+      expect([n, m!.seconds.length]).toEqual([runs, 2]);
+    }
   });
 });
 
