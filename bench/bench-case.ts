@@ -15,6 +15,8 @@ export interface BenchContext {
   quick: boolean;
   /** Measured repetitions per side (a warm-up run comes first and is not counted). */
   reps: number;
+  /** false: no warm-up round in any case (`--no-warmup`). */
+  warmup?: boolean;
   /** Cache of generated metadata (kept between runs). */
   workDir: string;
   /** Scratch space of this run (removed at the end). */
@@ -69,6 +71,9 @@ export function jobReport(sample: Sample): JsonReport {
   }
 }
 
+/** Whether compare() runs (and drops) a warm-up round: the case's wish, unless the run said `--no-warmup`. */
+export const warmedUp = (ctx: BenchContext, wanted = true): boolean => wanted && ctx.warmup !== false;
+
 /** Per-sample numbers (e.g. a job's own timings) → their medians, for `figures`. */
 export class FigureSamples {
   private readonly values = new Map<string, number[]>();
@@ -114,11 +119,12 @@ export async function compare(
   options: { warmup?: boolean } = {},
 ): Promise<Measured[]> {
   const samples: Sample[][] = sides.map(() => []);
-  const rounds = ctx.reps + ((options.warmup ?? true) ? 1 : 0);
+  const warm = warmedUp(ctx, options.warmup);
+  const rounds = ctx.reps + (warm ? 1 : 0);
   for (let round = 0; round < rounds; round++) {
     for (const [i, side] of sides.entries()) {
       const sample = await sampleOnce(side);
-      if (round > 0 || !(options.warmup ?? true)) samples[i]!.push(sample);
+      if (round > 0 || !warm) samples[i]!.push(sample);
     }
   }
   return sides.map((side, i) => summarize(side.label, describeCommand(side.command), samples[i]!));

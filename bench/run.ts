@@ -23,6 +23,7 @@ import { startupCases } from './cases/startup.js';
 import { verifyCase } from './cases/verify.js';
 import { DEFAULT_WORK_DIR, ensureChain, ensureImage, type ChainInfo, type ImageInfo } from './generate.js';
 import { haveGnuTime } from './measure.js';
+import { parseScale, WARM_ONLY_ABOVE_FILES } from './scale.js';
 import { describeMachine, loadavg, markdownNotes, markdownTable, writeResults } from './report.js';
 
 const ALL_CASES = [
@@ -52,6 +53,8 @@ interface Options {
   results: string;
   profile: 'all' | 'misses' | 'none';
   images?: string;
+  scale?: string;
+  warmup: boolean;
 }
 
 /** Sizes per mode: quick keeps the 1M-file image but a shorter changelog set and fewer rounds. */
@@ -79,6 +82,11 @@ async function main(): Promise<void> {
       '--images <list>',
       'comma-separated file counts of the backup images (default 1000000, full mode also 10000000)',
     )
+    .option(
+      '--scale <list>',
+      'file counts of the scale curve, e.g. 30m or 1m,10m,30m: their images + 48 MB tails replace the data of verify, promote (warm only above 10M) and restore, and join the backup images',
+    )
+    .option('--no-warmup', 'no warm-up round (the files of a 30M case are in the page cache already)')
     .option('--dir <dir>', 'bench work dir (generated metadata is cached here)', DEFAULT_WORK_DIR)
     .option('--keep', 'keep this run’s scratch directory', false)
     .option(
@@ -107,20 +115,29 @@ async function main(): Promise<void> {
   await fs.mkdir(o.dir, { recursive: true });
   log('generating (or reusing) metadata …');
   const images: ImageInfo[] = [];
-  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : p.imageFiles;
+  // --scale replaces the default data of verify, promote, drill and restore by its own curve (drill: none) and
+  // adds its images to the backup ones (none others unless --images names them).
+  const scale = parseScale(o.scale);
+  const scaled = scale.length > 0;
+  const imageFiles = o.images ? o.images.split(',').map((n) => Number.parseInt(n, 10)) : scaled ? [] : p.imageFiles;
   if (imageFiles.some((n) => !(n > 0)))
     throw new Error(`--images: expected file counts such as 1000000,10000000, not "${o.images}"`);
-  for (const n of imageFiles) images.push(await ensureImage(n, o.dir));
-  const long: ChainInfo | undefined = cases.has('verify')
-    ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir)
-    : undefined;
+  for (const n of [...new Set([...imageFiles, ...scale])]) images.push(await ensureImage(n, o.dir));
+  const long: ChainInfo | undefined =
+    cases.has('verify') && !scaled ? await ensureChain(1_000_000, p.longChangelogMb, p.longFileMb, o.dir) : undefined;
   const tail: ChainInfo | undefined =
-    cases.has('promote') || cases.has('drill') || cases.has('restore')
+    (cases.has('promote') || cases.has('drill') || cases.has('restore')) && !scaled
       ? await ensureChain(1_000_000, p.tailMb, p.tailFileMb, o.dir)
       : undefined;
   // Full mode: promote also at 10M files (its overhead beside a bare mfsmaster -a of a 700 MB image).
   const bigTail: ChainInfo | undefined =
-    cases.has('promote') && !o.quick ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir) : undefined;
+    cases.has('promote') && !o.quick && !scaled
+      ? await ensureChain(10_000_000, p.tailMb, p.tailFileMb, o.dir)
+      : undefined;
+  // --scale: the same 48 MB tail on each image of the curve.
+  const scaleTails: ChainInfo[] = [];
+  if (['verify', 'promote', 'restore'].some((c) => cases.has(c)))
+    for (const n of scale) scaleTails.push(await ensureChain(n, p.tailMb, p.tailFileMb, o.dir));
   log('metadata ready');
 
   const runDir = await fs.mkdtemp(path.join(o.dir, 'run-'));
@@ -129,6 +146,7 @@ async function main(): Promise<void> {
   const ctx: BenchContext = {
     quick: o.quick,
     reps: o.reps ?? p.reps,
+    warmup: o.warmup,
     workDir: o.dir,
     runDir,
     sshd,
@@ -137,6 +155,19 @@ async function main(): Promise<void> {
     log,
   };
   const results: CaseResult[] = [];
+  const resultsDocument = (partial = false) => ({
+    generatedAt: new Date().toISOString(),
+    mode: o.quick ? 'quick' : 'full',
+    ...(partial ? { partial: true } : {}),
+    reps: ctx.reps,
+    warmup: o.warmup,
+    durationSeconds: (Date.now() - started) / 1000,
+    loadavg: { before: loadBefore, after: loadavg() },
+    machine: describeMachine(o.dir),
+    scale,
+    data: { images, long, tail, bigTail, scaleTails },
+    cases: results,
+  });
   const attempt = async (
     name: string,
     run: () => Promise<CaseResult | CaseResult[]>,
@@ -149,6 +180,8 @@ async function main(): Promise<void> {
     } catch (err) {
       results.push(failed(fallback, err));
     }
+    // After every case: a long run (--scale 30m) stopped or cut short keeps what it measured.
+    await writeResults(o.results, resultsDocument(true));
     log(`case ${name} done`);
   };
   const empty = (id: string, title: string, text: string) => ({ id, title, target: { text }, figures: {}, notes: [] });
@@ -177,7 +210,7 @@ async function main(): Promise<void> {
       }
     }
     if (cases.has('archive-storage')) {
-      for (const image of images) {
+      for (const image of images.filter((i) => imageFiles.includes(i.files))) {
         const id = `archive-storage-${image.files}`;
         await attempt(
           id,
@@ -193,22 +226,39 @@ async function main(): Promise<void> {
         empty('archive-lag', 'archive lag under 1,000 changes/s', '≤ 10 s p95, RSS ≤ 150 MB'),
       );
     if (long) await attempt('verify', () => verifyCase(ctx, long), empty('verify', 'verify', '≤ 5× wc -l'));
-    for (const chain of [tail, bigTail]) {
-      if (chain && cases.has('promote'))
+    if (cases.has('verify'))
+      for (const chain of scaleTails) {
+        const id = `verify-tail-${chain.files}`;
+        await attempt(
+          id,
+          () => verifyCase(ctx, chain, id),
+          empty(id, `verify, ${filesLabel(chain.files)}`, '≤ 5× wc -l'),
+        );
+      }
+    const promoteChains = [tail, bigTail, ...scaleTails].filter(
+      (c, i, all): c is ChainInfo => c !== undefined && all.findIndex((d) => d?.files === c.files) === i,
+    );
+    for (const chain of promoteChains) {
+      if (cases.has('promote'))
         await attempt(
           `promote ${filesLabel(chain.files)}`,
-          () => promoteCase(ctx, chain),
+          () => promoteCase(ctx, chain, { cold: chain.files <= WARM_ONLY_ABOVE_FILES }),
           empty(`promote-${chain.files}`, `promote, ${filesLabel(chain.files)} image`, '≤ 1.3× recipe script'),
         );
     }
     if (tail && cases.has('drill'))
       await attempt('drill', () => drillCase(ctx, tail), empty('drill', 'drill', '≤ 1.5× bare restore'));
-    if (tail && cases.has('restore'))
+    const restoreChains = [tail, ...scaleTails].filter(
+      (c, i, all): c is ChainInfo => c !== undefined && all.findIndex((d) => d?.files === c.files) === i,
+    );
+    for (const chain of cases.has('restore') ? restoreChains : []) {
+      const id = chain === tail ? 'restore' : `restore-${chain.files}`;
       await attempt(
-        'restore',
-        () => restoreCase(ctx, tail),
-        empty('restore', 'restore from a default store', '≤ 1.2× zstd -d + mfsmaster -a'),
+        id,
+        () => restoreCase(ctx, chain, id),
+        empty(id, 'restore from a default store', '≤ 1.2× zstd -d + mfsmaster -a'),
       );
+    }
     if (cases.has('failover'))
       await attempt(
         'failover',
@@ -258,16 +308,7 @@ async function main(): Promise<void> {
     if (!o.keep) await fs.rm(runDir, { recursive: true, force: true });
   }
 
-  const document = {
-    generatedAt: new Date().toISOString(),
-    mode: o.quick ? 'quick' : 'full',
-    reps: ctx.reps,
-    durationSeconds: (Date.now() - started) / 1000,
-    loadavg: { before: loadBefore, after: loadavg() },
-    machine: describeMachine(o.dir),
-    data: { images, long, tail, bigTail },
-    cases: results,
-  };
+  const document = resultsDocument();
   await writeResults(o.results, document);
   const m = document.machine;
   console.log(

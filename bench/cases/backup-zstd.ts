@@ -9,6 +9,7 @@ import {
   notAvailable,
   sshClientOptions,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
@@ -70,7 +71,7 @@ export async function backupZstdCase(
   const own = new FigureSamples();
   const backup = backupSide(config, store, own);
   const [subject, baseline] = await compare(ctx, [backup, careful]);
-  Object.assign(result.figures, own.medians(1));
+  Object.assign(result.figures, own.medians(warmedUp(ctx) ? 1 : 0));
   result.notes.push(
     'jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them (the rest: hashing, compressing, checks, manifest)',
   );

@@ -11,6 +11,7 @@ import {
   notAvailable,
   sshClientOptions,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
@@ -77,7 +78,7 @@ export async function backupCase(ctx: BenchContext, image: ImageInfo, label: str
   const own = new FigureSamples();
   const backup = backupSide(config, store, own);
   const [subject, baseline, carefulScp] = await compare(ctx, [backup, scp, careful]);
-  Object.assign(result.figures, own.medians(1));
+  Object.assign(result.figures, own.medians(warmedUp(ctx) ? 1 : 0));
   result.notes.push(
     'jobSeconds = the run without Node start-up; copySeconds = the transfer and fsync as backup reports them',
   );

@@ -10,6 +10,7 @@ import {
   mfsJobs,
   notAvailable,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
@@ -64,7 +65,7 @@ export async function drillCase(ctx: BenchContext, chain: ChainInfo): Promise<Ca
     },
   };
   const [subject, baseline] = await compare(ctx, [drill, restore], { warmup: !ctx.quick });
-  Object.assign(result.figures, timings.medians(ctx.quick ? 0 : 1));
+  Object.assign(result.figures, timings.medians(warmedUp(ctx, !ctx.quick) ? 1 : 0));
   result.notes.push(
     'the drill also starts Node, copies the files (local metalogger) and scans the changelogs, asks mfscli twice (serving, counts), then kills and removes the scratch master; the bare restore starts from files already in place',
   );

@@ -17,19 +17,32 @@ import {
   notAvailable,
   sshClientOptions,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
 } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
-import { baselineScript, expectServing, placeChain, scratchMaster, stopAndWipe } from '../scratch.js';
+import {
+  baselineScript,
+  expectServing,
+  masterPeakRssMb,
+  peakRssMb,
+  placeChain,
+  scratchMaster,
+  stopAndWipe,
+} from '../scratch.js';
 
 /**
  * Case 3: turn the standby into the master from a metalogger reached over the loopback sshd —
  * `mfs-jobs run promote` against the recipe's up-script (bench/baseline/promote.sh: scp the
  * metalogger's image and changelogs, `mfsmaster -a`). Both end with a master serving the chain's end.
  */
-export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<CaseResult[]> {
+export async function promoteCase(
+  ctx: BenchContext,
+  chain: ChainInfo,
+  o: { cold?: boolean } = {},
+): Promise<CaseResult[]> {
   const standby = await scratchMaster(path.join(ctx.runDir, 'promote-script'));
   const script: Side = {
     label: 'recipe script (scp + mfsmaster -a)',
@@ -86,8 +99,8 @@ export async function promoteCase(ctx: BenchContext, chain: ChainInfo): Promise<
       // No clients here to come back: the command's time is the promotion's.
       jobs: { promote: { clientsWaitSeconds: 0 } },
     });
-    const cold = await measurePromote(ctx, chain, { result, script, config, mfsStandby });
-    return [cold, await measureWarm(ctx, chain, dead.ip)];
+    const cold = (o.cold ?? true) ? [await measurePromote(ctx, chain, { result, script, config, mfsStandby })] : [];
+    return [...cold, await measureWarm(ctx, chain, dead.ip)];
   } finally {
     await net.destroy();
   }
@@ -122,7 +135,7 @@ async function measurePromote(
     },
     cleanup: () => stopAndWipe(mfsStandby),
   };
-  const warm = !ctx.quick;
+  const warm = warmedUp(ctx, !ctx.quick);
   const [subject, baseline] = await compare(ctx, [promote, script], { warmup: warm });
   Object.assign(result.figures, timings.medians(warm ? 1 : 0));
   result.notes.push(
@@ -147,7 +160,10 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
   };
-  const bare = await scratchMaster(path.join(ctx.runDir, 'promote-bare'));
+  // Per size: a case's mirror and state must not meet the previous size's.
+  const name = `promote-warm-${chain.files}`;
+  const bare = await scratchMaster(path.join(ctx.runDir, `${name}-bare`));
+  const masterRss = new FigureSamples();
   const baseline: Side = {
     label: 'bare mfsmaster -a, files already in place',
     prepare: () => placeChain(chain, bare.dataPath),
@@ -155,11 +171,12 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
     check: async (sample) => {
       expectExitZero(sample);
       await expectServing(bare, chain.last + 1);
+      masterRss.add({ bareMfsmasterPeakRssMb: await masterPeakRssMb(bare) });
     },
     cleanup: () => stopAndWipe(bare),
   };
-  const standby = await scratchMaster(path.join(ctx.runDir, 'promote-warm'));
-  const config = await writeJobsConfig(ctx, 'promote-warm', {
+  const standby = await scratchMaster(path.join(ctx.runDir, name));
+  const config = await writeJobsConfig(ctx, name, {
     masters: [{ name: 'old', host: deadIp, cliPort: 9421, dataPath: '/var/lib/mfs' }],
     metaloggers: [{ name: 'ml', host: ctx.sshd.host, dataPath: chain.dataPath }],
     standby: {
@@ -181,13 +198,17 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
   try {
     const promote: Side = {
       label: 'mfs-jobs run promote (handed to the daemon, warm mirror)',
-      prepare: () => waitMirrorWarm(path.join(ctx.runDir, 'promote-warm-state', 'mirror', 'ml'), chain),
+      prepare: () => waitMirrorWarm(path.join(ctx.runDir, `${name}-state`, 'mirror', 'ml'), chain),
       command: mfsJobs('run', 'promote', '--config', config, '--json'),
-      check: (sample) => {
+      check: async (sample) => {
         const report = jobReport(sample);
         const version = metricValue(report, 'metadata_version');
         if (version !== chain.last + 1)
           throw new Error(`promote serves version ${version}, expected ${chain.last + 1}: ${report.summary}`);
+        masterRss.add({
+          mfsmasterPeakRssMb: await masterPeakRssMb(standby),
+          daemonPeakRssMb: await peakRssMb(daemon.pid),
+        });
         if (report.details.handedOff !== true) throw new Error('promote was not handed to the daemon');
         const t = (report.details.timings ?? {}) as Record<string, unknown>;
         timings.add({
@@ -200,11 +221,18 @@ async function measureWarm(ctx: BenchContext, chain: ChainInfo, deadIp: string):
       // The mirror (in the state dir) stays: fetching it again would load the machine under the baseline.
       cleanup: () => stopAndWipe(standby),
     };
-    const warm = !ctx.quick;
+    const warm = warmedUp(ctx, !ctx.quick);
     const [subject, base] = await compare(ctx, [promote, baseline], { warmup: warm });
-    Object.assign(result.figures, timings.medians(warm ? 1 : 0), mirrorBytes.medians(warm ? 1 : 0));
+    Object.assign(
+      result.figures,
+      timings.medians(warm ? 1 : 0),
+      mirrorBytes.medians(warm ? 1 : 0),
+      masterRss.medians(warm ? 1 : 0),
+    );
+    // The daemon mirrored the image and ran the promotion: its peak over the whole case, not the client's.
+    result.figures.daemonPeakRssMb = (await peakRssMb(daemon.pid)) ?? '-';
     result.notes.push(
-      "the mirror is warmed before each run (not timed); fence answered by the daemon's watch of the dead host; overheadSeconds = RTO minus promote's own mfsmaster -a",
+      "the mirror is warmed before each run (not timed); fence answered by the daemon's watch of the dead host; overheadSeconds = RTO minus promote's own mfsmaster -a; daemonPeakRssMb = the daemon's VmHWM (it mirrors and promotes; the measured RSS is the handing-off client's)",
     );
     return await finish(ctx, { ...result, status: 'measured', subject, baseline: base }, promote);
   } finally {

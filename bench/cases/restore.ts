@@ -9,12 +9,13 @@ import {
   jobReport,
   mfsJobs,
   writeJobsConfig,
+  warmedUp,
   type BenchContext,
   type CaseResult,
   type Side,
 } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
-import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
+import { baselineScript, expectServing, masterPeakRssMb, scratchMaster, stopAndWipe } from '../scratch.js';
 
 /**
  * Case 4b (issue 28): `mfs-jobs restore --latest --start` from a default (zstd) store into an empty DATA_PATH,
@@ -22,27 +23,30 @@ import { baselineScript, expectServing, scratchMaster, stopAndWipe } from '../sc
  * (bench/baseline/restore-zstd.sh). Both end when the master serves; both sides' masters are stopped and
  * their DATA_PATH emptied between rounds, outside the timing.
  */
-export async function restoreCase(ctx: BenchContext, chain: ChainInfo): Promise<CaseResult> {
-  const base = path.join(ctx.runDir, 'restore');
+export async function restoreCase(ctx: BenchContext, chain: ChainInfo, id = 'restore'): Promise<CaseResult> {
+  const base = path.join(ctx.runDir, id);
   const store = path.join(base, 'store');
   const target = await scratchMaster(path.join(base, 'target'));
   const result = {
-    id: 'restore',
+    id,
     title: `restore --latest --start from a default store, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB)`,
     target: { text: '≤ 1.2× zstd -d + mfsmaster -a', maxRatio: 1.2 },
     figures: {} as Record<string, number | string>,
     notes: [] as string[],
   };
-  const config = await writeJobsConfig(ctx, 'restore', {
+  const config = await writeJobsConfig(ctx, id, {
     metaloggers: [{ name: 'ml', host: '127.0.0.1', dataPath: chain.dataPath, local: true }],
     snapshotStore: { path: store },
   });
   // The store the restores read: one backup of the chain, made once before the rounds.
-  const backup = await execCapture(mfsJobs().cmd, ['run', 'backup', '--config', config], { timeoutMs: 600_000 });
+  const backupStarted = Date.now();
+  const backup = await execCapture(mfsJobs().cmd, ['run', 'backup', '--config', config], { timeoutMs: 1_800_000 });
+  result.figures.storeBackupSeconds = (Date.now() - backupStarted) / 1000;
   if (backup.code !== 0) throw new Error(`backup for the restore case: exit ${backup.code}: ${backup.stdout}`);
   const snapshots = path.join(store, 'snapshots');
   const [snapshot] = (await fs.readdir(snapshots)).filter((n) => /-v\d+$/.test(n));
   if (!snapshot) throw new Error(`backup for the restore case made no snapshot in ${snapshots}`);
+  const masterRss = new FigureSamples();
   const bare: Side = {
     label: 'zstd -d + mfsmaster -a',
     command: {
@@ -52,6 +56,7 @@ export async function restoreCase(ctx: BenchContext, chain: ChainInfo): Promise<
     check: async (sample) => {
       expectExitZero(sample);
       await expectServing(target, chain.last + 1);
+      masterRss.add({ bareMfsmasterPeakRssMb: await masterPeakRssMb(target) });
     },
     cleanup: () => stopAndWipe(target),
   };
@@ -74,6 +79,7 @@ export async function restoreCase(ctx: BenchContext, chain: ChainInfo): Promise<
       const report = jobReport(sample);
       if (report.status !== 'OK') throw new Error(`restore ${report.status}: ${report.summary}`);
       await expectServing(target, chain.last + 1);
+      masterRss.add({ mfsmasterPeakRssMb: await masterPeakRssMb(target) });
       timings.add({
         jobSeconds: report.durationMs / 1000,
         ...((report.details.timings ?? {}) as Record<string, unknown>),
@@ -82,7 +88,8 @@ export async function restoreCase(ctx: BenchContext, chain: ChainInfo): Promise<
     cleanup: () => stopAndWipe(target),
   };
   const [subject, baseline] = await compare(ctx, [restore, bare], { warmup: !ctx.quick });
-  Object.assign(result.figures, timings.medians(ctx.quick ? 0 : 1));
+  const skip = warmedUp(ctx, !ctx.quick) ? 1 : 0;
+  Object.assign(result.figures, timings.medians(skip), masterRss.medians(skip));
   result.notes.push(
     'restore also checks the store (signed manifest, every byte against its checksum), scans the changelogs for the target, moves any old content aside and places the files as the DATA_PATH owner would; the baseline trusts the files as they are',
   );

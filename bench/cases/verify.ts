@@ -16,14 +16,14 @@ import {
   type Side,
 } from '../bench-case.js';
 import type { ChainInfo } from '../generate.js';
-import { expectServing, scratchMaster, stopAndWipe } from '../scratch.js';
+import { expectServing, masterPeakRssMb, scratchMaster, stopAndWipe } from '../scratch.js';
 
 /**
  * Case 2: check a metalogger's long changelog set — `mfs-jobs run verify` (image header, every line
  * parsed, versions contiguous, lag against a master serving the chain's end) against `wc -l` on the
  * same files, the least any tool can do: read every byte once.
  */
-export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<CaseResult> {
+export async function verifyCase(ctx: BenchContext, chain: ChainInfo, id = 'verify'): Promise<CaseResult> {
   const files = chain.changelogs.map((c) => path.join(chain.dataPath, c.name));
   const wc: Side = { label: 'wc -l', command: { cmd: 'wc', args: ['-l', ...files] }, check: expectExitZero };
   const nodeCount: Side = {
@@ -36,8 +36,8 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
   };
   const lines = chain.last - chain.first + 1;
   const result = {
-    id: 'verify',
-    title: `verify, ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB, ${(lines / 1e6).toFixed(1)}M lines)`,
+    id,
+    title: `verify, ${chain.files / 1e6}M-file image + ${chain.changelogs.length} changelogs (${Math.round(chain.changelogBytes / 2 ** 20)} MB, ${(lines / 1e6).toFixed(1)}M lines)`,
     target: { text: '≤ 5× wc -l', maxRatio: 5 },
     figures: { changelogMb: Math.round(chain.changelogBytes / 2 ** 20), lines } as Record<string, number | string>,
     notes: [
@@ -51,14 +51,15 @@ export async function verifyCase(ctx: BenchContext, chain: ChainInfo): Promise<C
     return notAvailable({ ...result, baseline }, 'verify');
   }
   // The master serves the chain's end, so verify finds the metalogger 0 versions behind.
-  const master = await scratchMaster(path.join(ctx.runDir, 'verify-master'));
+  const master = await scratchMaster(path.join(ctx.runDir, `${id}-master`));
   await fs.copyFile(chain.finalImage, path.join(master.dataPath, 'metadata.mfs'));
   const started = await startMaster({ configFile: master.configFile, autoRestore: false });
   try {
     if (started.code !== 0)
       throw new Error(`master for the verify case did not start: ${started.output.trim().split('\n').pop()}`);
     await expectServing(master, chain.last + 1);
-    const config = await writeJobsConfig(ctx, 'verify', {
+    result.figures.mfsmasterPeakRssMb = (await masterPeakRssMb(master)) ?? '-';
+    const config = await writeJobsConfig(ctx, id, {
       masters: [{ name: 'master', host: master.cliHost, cliPort: master.ports.cl, dataPath: master.dataPath }],
       // The generated image is as old as the cache: a long META_DOWNLOAD_FREQ keeps its age from mattering.
       metaloggers: [
