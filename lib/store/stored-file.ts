@@ -318,9 +318,12 @@ export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
 }
 
 /** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
-function writeTo(out: fs.FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
+function writeTo(out: fs.FileHandle, tap?: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => Promise<void> {
   return async (source) => {
-    for await (const chunk of source) await out.write(chunk);
+    for await (const chunk of source) {
+      tap?.(chunk);
+      await out.write(chunk);
+    }
   };
 }
 
@@ -483,17 +486,17 @@ export async function readSnapshotRange(
 
 /**
  * Write a file's content to `target` (created exclusively, 0600, fsynced unless `durable: false`); nothing is
- * left on failure.
+ * left on failure. `tap` sees the content as it is written (a restore scans a changelog on the way, not after).
  */
 export async function copySnapshotFile(
   snapshot: FileHolder,
   f: ManifestFile,
   target: string,
-  o: { keys?: StoreKeys; signal?: AbortSignal } & Durability = {},
+  o: { keys?: StoreKeys; signal?: AbortSignal; tap?: (chunk: Buffer) => void } & Durability = {},
 ): Promise<number> {
   await writeNewFile(
     target,
-    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }),
+    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out, o.tap), { signal: o.signal }),
     undefined,
     { durable: o.durable },
   );
