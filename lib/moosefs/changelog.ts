@@ -331,7 +331,8 @@ export class ChangelogScanner {
     const p = this.positions;
     if (!p) return;
     const start = this.lineStart;
-    if (s.segments.length > p.runs.length) p.runs.push({ first: version, last: version, start, lastStart: start, end: 0 });
+    if (s.segments.length > p.runs.length)
+      p.runs.push({ first: version, last: version, start, lastStart: start, end: 0 });
     const current = p.runs[p.runs.length - 1]!;
     current.last = version;
     current.lastStart = start;

@@ -203,7 +203,7 @@ function changed(o: CutInput, step: ChainStep, next: number): ChainError {
 /** A chain step inside one clean run of its file: its lines are one byte range, each line once, in order. */
 interface RangeStep extends ChainStep {
   run: RunPosition;
-  /** Damage right after the step (a cut or damaged line where its run stops): `file:line`, as the line pass finds it. */
+  /** Damage right after the step (a cut or damaged line where its run stops), as the line pass finds it. */
   after?: Damage;
 }
 
@@ -235,14 +235,14 @@ function rangePlan(o: CutInput, steps: ChainStep[], reached: number): RangePlan 
       if (v === undefined || v < step.first || v > step.last) continue;
       if (v < step.last) return undefined;
       const problem = scan.problems[i]!;
-      if (!after && DAMAGE_KINDS.includes(problem.kind)) after = { file: step.file, line: problem.line, afterVersion: v };
+      if (!after && DAMAGE_KINDS.includes(problem.kind))
+        after = { file: step.file, line: problem.line, afterVersion: v };
     }
     planned.push({ ...step, run, after });
   }
   const t = o.target;
   if (t.kind === 'newest') return { steps: planned, boundary: reached };
-  if (t.kind === 'version')
-    return { steps: planned, boundary: Math.max(o.imageVersion, Math.min(t.version, reached)) };
+  if (t.kind === 'version') return { steps: planned, boundary: Math.max(o.imageVersion, Math.min(t.version, reached)) };
   for (const step of planned) {
     const passed = o.scanned!.get(step.file)!.positions!.passed;
     if (!passed || passed.version > step.last) continue;
@@ -283,7 +283,7 @@ async function readLines(
     if (going) going = onLine(buf, from, to, at);
     at += to - from + 1;
   });
-  for (let pos = start; pos < end && going; ) {
+  for (let pos = start; pos < end && going;) {
     const chunk = await readAt(file, pos, Math.min(1 << 20, end - pos));
     if (!chunk.length) break;
     splitter.push(chunk);
@@ -361,7 +361,8 @@ async function cutByRanges(
       }
       if (step.after) damage.push(step.after);
     }
-    if (written !== applied) throw new ChainError(o.where, `${o.where}: the cut wrote ${written} lines, expected ${applied}`);
+    if (written !== applied)
+      throw new ChainError(o.where, `${o.where}: the cut wrote ${written} lines, expected ${applied}`);
     return written;
   } finally {
     for (const h of handles.values()) await h.close();
@@ -370,7 +371,7 @@ async function cutByRanges(
 
 /** Bytes [start, end) of `from` appended to `to`. */
 async function copyRange(from: fs.FileHandle, start: number, end: number, to: fs.FileHandle): Promise<void> {
-  for (let pos = start; pos < end; ) {
+  for (let pos = start; pos < end;) {
     const chunk = await readAt(from, pos, Math.min(4 << 20, end - pos));
     if (!chunk.length) throw new ChainError(String(pos), `changelog ended at byte ${pos}, expected ${end}`);
     await to.write(chunk);

@@ -367,7 +367,8 @@ export async function placeSegments(
   const names = segments.map((_, i) => `changelog.${PLACED_BASE - i}.mfs`);
   const sizes = await mapLimit(segments, o.parallel ?? 1, async (s, i) => {
     const file = path.join(dataPath, names[i]!);
-    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, { ...o, tap: o.tap?.(names[i]!) });
+    const tap = o.tap?.(names[i]!);
+    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, { ...o, tap });
     await o.placed?.(names[i]!, file);
     return size;
   });
