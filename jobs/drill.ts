@@ -180,7 +180,8 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   const otherFilesystem = ctx.args.otherFilesystem === true;
   const timeoutMs = options.liveTimeoutSeconds * 1000;
   const gate = await identityGate(config, otherFilesystem, { timeoutMs, signal: ctx.signal });
-  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate, who: 'the drill' });
+  const passTime = cutTarget.kind === 'time' ? cutTarget.time : undefined;
+  const copied = await place(config, source, scratch.dataPath, ctx.signal, { gate, who: 'the drill', passTime });
   // `--to-version` / `--to-time`: the same cut `mfs-jobs restore` makes, in the scratch DATA_PATH.
   let placed = copied;
   let cut: Restored['cut'];

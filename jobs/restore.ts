@@ -160,7 +160,9 @@ async function stage(ctx: Ctx, root: string, target: RestoreTarget, sources: Res
       let imageVersion: number | undefined;
       try {
         let t = Date.now();
-        const placed = await place(ctx.config, source, dir, ctx.signal, { maxImageVersion, gate, who: 'the restore' });
+        const passTime = target.kind === 'time' ? target.time : undefined;
+        const o = { maxImageVersion, gate, who: 'the restore', passTime };
+        const placed = await place(ctx.config, source, dir, ctx.signal, o);
         timings.placeSeconds! += since(t);
         if (!placed.header)
           throw new ChainError(

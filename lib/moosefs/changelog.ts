@@ -69,6 +69,29 @@ export interface ChangelogScan {
   problems: ChangelogProblem[];
   /** The file does not end with a newline: the last line was cut (or is being written). */
   truncatedLastLine: boolean;
+  /** Where the lines lie (only when the scanner was asked: restore's cut copies byte ranges by them). */
+  positions?: LinePositions;
+}
+
+/** A run of `segments` with the byte offsets of its first line, its last line and the byte after its newline. */
+export interface RunPosition extends Segment {
+  start: number;
+  lastStart: number;
+  end: number;
+}
+
+/**
+ * Byte positions of a scanned file's lines, for a reader that copies whole runs without parsing them again
+ * (restore's cut, lib/restore/cut-files.ts).
+ */
+export interface LinePositions {
+  runs: RunPosition[];
+  /** The version accepted last before each of `problems` (same order; undefined: before any). */
+  problemsAfter: (number | undefined)[];
+  /** The first line later than `passTime` (a time target's end): its version and offset. */
+  passed?: { version: number; start: number };
+  /** False when a line longer than MAX_LINE was dropped: offsets after it are unknown. */
+  exact: boolean;
 }
 
 const NL = 0x0a;
@@ -216,12 +239,23 @@ export class ChangelogScanner {
   private readonly lines: LineSplitter;
   private expected: number | undefined;
   private readonly fields: LineFields = { version: 0, timestamp: 0, op: 0, open: 0, close: 0 };
+  private readonly positions: LinePositions | undefined;
+  private readonly passTime: number | undefined;
+  /** Offset of the line being read, and of the next one. */
+  private lineStart = 0;
+  private nextStart = 0;
 
-  constructor(file: string) {
+  /** `positions`: also record where the runs lie (LinePositions), and the first line later than `passTime`. */
+  constructor(file: string, o: { positions?: boolean; passTime?: number } = {}) {
     this.scan = { file, bytes: 0, lines: 0, segments: [], problems: [], truncatedLastLine: false };
+    if (o.positions) this.positions = this.scan.positions = { runs: [], problemsAfter: [], exact: true };
+    this.passTime = o.passTime;
     this.lines = new LineSplitter(
       (buf, from, to) => this.line(buf, from, to),
-      () => this.problem(this.scan.lines + 1, 'too-long', `line longer than ${MAX_LINE} bytes`),
+      () => {
+        if (this.positions) this.positions.exact = false;
+        this.problem(this.scan.lines + 1, 'too-long', `line longer than ${MAX_LINE} bytes`);
+      },
     );
   }
 
@@ -259,11 +293,15 @@ export class ChangelogScanner {
   }
 
   private problem(line: number, kind: ChangelogProblemKind, reason: string): void {
-    if (this.scan.problems.length < MAX_PROBLEMS) this.scan.problems.push({ kind, line, reason });
+    if (this.scan.problems.length >= MAX_PROBLEMS) return;
+    this.scan.problems.push({ kind, line, reason });
+    this.positions?.problemsAfter.push(this.expected === undefined ? undefined : this.expected - 1);
   }
 
   private line(buf: Buffer, from: number, to: number): void {
     const lineNo = ++this.scan.lines;
+    this.lineStart = this.nextStart;
+    this.nextStart += to - from + 1;
     const verdict = readLine(buf, from, to, this.fields);
     if (verdict === 'unparsable') this.problem(lineNo, 'unparsable', 'unparsable line');
     // Never quote the line: a changelog holds file names, and a message goes to logs and terminals.
@@ -290,6 +328,16 @@ export class ChangelogScanner {
     s.last = version;
     s.lastTimestamp = timestamp;
     this.expected = version + 1;
+    const p = this.positions;
+    if (!p) return;
+    const start = this.lineStart;
+    if (s.segments.length > p.runs.length)
+      p.runs.push({ first: version, last: version, start, lastStart: start, end: 0 });
+    const current = p.runs[p.runs.length - 1]!;
+    current.last = version;
+    current.lastStart = start;
+    current.end = this.nextStart;
+    if (this.passTime !== undefined && !p.passed && timestamp > this.passTime) p.passed = { version, start };
   }
 }
 

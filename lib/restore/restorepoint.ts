@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FILE_MODE } from '../core/atomic.js';
 import { mapLimit } from '../core/parallel.js';
 import { rollForward, type ChangelogPiece, type RollForward } from '../moosefs/chain.js';
-import { scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
+import { ChangelogScanner, scanChangelogFile, type ChangelogScan } from '../moosefs/changelog.js';
 import {
   changelogBound,
   listDataPath,
@@ -136,6 +136,16 @@ export interface PlaceOptions {
   maxImageVersion?: number;
   /** A snapshot source: the store's key, for encrypted snapshots. */
   keys?: StoreKeys;
+  /** A time target's end (unix s): the scans of placed changelogs note their first line later than it (the cut). */
+  passTime?: number;
+}
+
+/**
+ * A scanner for a changelog placed from the store, fed as its content is written: the scan costs no second
+ * read, and records where the runs lie so the cut copies them without parsing them again (cut-files.ts).
+ */
+export function placingScanner(name: string, passTime: number | undefined): ChangelogScanner {
+  return new ChangelogScanner(name, { positions: true, passTime });
 }
 
 /**
@@ -166,10 +176,12 @@ export async function placeSnapshot(
   const scans = new Map<string, ChangelogScan>();
   const sizes = await mapLimit(manifest.files, PLACE_PARALLEL, async (f, i) => {
     const file = path.join(dataPath, targets[i]!);
+    const scanner = f.role === 'changelog' ? placingScanner(file, options.passTime) : undefined;
+    const tap = scanner && ((chunk: Buffer) => scanner.push(chunk));
     // Not fsynced: `dataPath` is staging or a drill's scratch, which a crash discards; restore's DirHandle.place
     // syncs what it moves into the real DATA_PATH, and changelogs replaced by the cut never reach the disk.
-    const size = await copySnapshotFile(snapshot, f, file, { keys: options.keys, signal, durable: false });
-    if (f.role === 'changelog') scans.set(targets[i]!, await scanChangelogFile(file));
+    const size = await copySnapshotFile(snapshot, f, file, { keys: options.keys, signal, durable: false, tap });
+    if (scanner) scans.set(targets[i]!, scanner.finish());
     return size;
   });
   const bytes = sizes.reduce((a, b) => a + b, 0);

@@ -15,10 +15,11 @@ import {
   pickSnapshot,
   placeFromDataPath,
   placeSnapshot,
+  placingScanner,
   PLACE_PARALLEL,
   type PlacedRestorePoint,
 } from './restorepoint.js';
-import { scanChangelogFile } from '../moosefs/changelog.js';
+import type { ChangelogScanner } from '../moosefs/changelog.js';
 import { listSegments, placeSegments, segmentsFrom as selectSegments, type StoredSegment } from '../store/segments.js';
 import { fetchCopySegments } from '../store/copy/archive.js';
 import type { StoreKeys } from '../store/sealed.js';
@@ -145,7 +146,7 @@ export async function place(
   source: RestoreSource,
   dataPath: string,
   signal: AbortSignal,
-  o: { maxImageVersion?: number; gate: IdentityGate; who: string },
+  o: { maxImageVersion?: number; gate: IdentityGate; who: string; passTime?: number },
 ): Promise<PlacedRestorePoint> {
   const { gate, ...rest } = o;
   const placed = await placeUnchecked(config, source, dataPath, signal, rest);
@@ -159,7 +160,7 @@ async function placeUnchecked(
   source: RestoreSource,
   dataPath: string,
   signal: AbortSignal,
-  o: { maxImageVersion?: number; who: string },
+  o: { maxImageVersion?: number; who: string; passTime?: number },
 ): Promise<PlacedRestorePoint> {
   const { who, ...rest } = o;
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes, who), ...rest };
@@ -168,7 +169,7 @@ async function placeUnchecked(
     const placed = await placeSnapshot(source.snapshot, dataPath, { ...options, keys });
     // The archive rolls the image on past the snapshot's own changelogs (issue #26).
     const { segments } = await listSegments(config.snapshotStore!.path, keys);
-    return withArchive(placed, dataPath, () => Promise.resolve(segments), keys, signal);
+    return withArchive(placed, dataPath, () => Promise.resolve(segments), keys, signal, o.passTime);
   }
   if (source.kind === 'copy') {
     const keys = await storeKeys(config);
@@ -182,7 +183,7 @@ async function placeUnchecked(
         await fs.mkdir(into, { mode: 0o700 });
         return fetchCopySegments(config, source.copy, from, keys, into, signal);
       };
-      return await withArchive(placed, dataPath, segments, keys, signal);
+      return await withArchive(placed, dataPath, segments, keys, signal, o.passTime);
     } finally {
       await fetched.cleanup();
     }
@@ -205,19 +206,27 @@ async function withArchive(
   segmentsFrom: (fromVersion: number) => Promise<StoredSegment[]>,
   keys: StoreKeys,
   signal: AbortSignal,
+  passTime: number | undefined,
 ): Promise<PlacedRestorePoint> {
   if (!placed.header) return placed;
   const start = restoreFrom(placed.header);
   const wanted = selectSegments(await segmentsFrom(start), start);
   if (!wanted.length) return placed;
   const scans = new Map(placed.scans);
+  const scanners = new Map<string, ChangelogScanner>();
   const { names, bytes } = await placeSegments(wanted, dataPath, {
     keys,
     signal,
     parallel: PLACE_PARALLEL,
     // Staging or a drill's scratch, as placeSnapshot's files: a crash discards it, so no fsync.
     durable: false,
-    placed: async (name, file) => void scans.set(name, await scanChangelogFile(file)),
+    // Scanned as it is written: no second read of the segment.
+    tap: (name) => {
+      const scanner = placingScanner(path.join(dataPath, name), passTime);
+      scanners.set(name, scanner);
+      return (chunk) => scanner.push(chunk);
+    },
+    placed: (name) => Promise.resolve(void scans.set(name, scanners.get(name)!.finish())),
   });
   const changelogs = [...placed.changelogs, ...names];
   return {

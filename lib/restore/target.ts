@@ -185,6 +185,15 @@ export class Cutter {
     return false;
   }
 
+  /**
+   * `count` lines applied in a row, `last` the last of them: the cut copied them as one byte range, every one
+   * before the target (cut-files.ts decided so from the scans).
+   */
+  acceptRun(count: number, last: ChangeRef): void {
+    this.applied += count;
+    this.lastApplied = { version: last.version, timestamp: last.timestamp, op: last.op };
+  }
+
   private applies(line: CutLine): boolean {
     if (this.target.kind === 'version') return line.version < this.target.version;
     if (this.target.kind === 'newest') return true;

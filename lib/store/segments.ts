@@ -402,12 +402,15 @@ export async function placeSegments(
     parallel?: number;
     /** Called with each segment once it is placed whole (the caller scans it while the next is copied). */
     placed?: (name: string, file: string) => Promise<void>;
+    /** What sees each segment's content as it is written (a restore's scan of it): by its placed name. */
+    tap?: (name: string) => ((chunk: Buffer) => void) | undefined;
   },
 ): Promise<{ names: string[]; bytes: number }> {
   const names = segments.map((_, i) => `changelog.${PLACED_BASE - i}.mfs`);
   const sizes = await mapLimit(segments, o.parallel ?? 1, async (s, i) => {
     const file = path.join(dataPath, names[i]!);
-    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, o);
+    const tap = o.tap?.(names[i]!);
+    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, { ...o, tap });
     await o.placed?.(names[i]!, file);
     return size;
   });

@@ -318,10 +318,40 @@ export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
 }
 
 /** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
-function writeTo(out: fs.FileHandle): (source: AsyncIterable<Buffer>) => Promise<void> {
+/** Bytes gathered before one write: zstd's pipe gives 64 KiB chunks, a write each cost a thread-pool round trip. */
+const WRITE_BATCH = 1 << 20;
+
+function writeTo(out: fs.FileHandle, tap?: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => Promise<void> {
   return async (source) => {
-    for await (const chunk of source) await out.write(chunk);
+    let batch: Buffer[] = [];
+    let bytes = 0;
+    const write = async () => {
+      // writev may write less than asked (a full disk is an error, but a signal may cut it short): the rest again.
+      let rest = batch;
+      batch = [];
+      bytes = 0;
+      while (rest.length) {
+        const { bytesWritten } = await out.writev(rest);
+        rest = afterBytes(rest, bytesWritten);
+      }
+    };
+    for await (const chunk of source) {
+      tap?.(chunk);
+      batch.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= WRITE_BATCH) await write();
+    }
+    await write();
   };
+}
+
+/** What of `buffers` follows their first `n` bytes. */
+function afterBytes(buffers: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < buffers.length && n >= buffers[i]!.length) n -= buffers[i++]!.length;
+  const rest = buffers.slice(i);
+  if (rest.length && n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
 }
 
 /** Why an encrypted file cannot be read with these keys (without reading it), or undefined. */
@@ -483,17 +513,17 @@ export async function readSnapshotRange(
 
 /**
  * Write a file's content to `target` (created exclusively, 0600, fsynced unless `durable: false`); nothing is
- * left on failure.
+ * left on failure. `tap` sees the content as it is written (a restore scans a changelog on the way, not after).
  */
 export async function copySnapshotFile(
   snapshot: FileHolder,
   f: ManifestFile,
   target: string,
-  o: { keys?: StoreKeys; signal?: AbortSignal } & Durability = {},
+  o: { keys?: StoreKeys; signal?: AbortSignal; tap?: (chunk: Buffer) => void } & Durability = {},
 ): Promise<number> {
   await writeNewFile(
     target,
-    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out), { signal: o.signal }),
+    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out, o.tap), { signal: o.signal }),
     undefined,
     { durable: o.durable },
   );
