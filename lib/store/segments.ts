@@ -351,11 +351,7 @@ export async function writeSegment(
       mfsJobsVersion: seg.mfsJobsVersion,
       sealedAt: new Date().toISOString(),
     };
-    await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
-    await fsyncDir(stage);
-    const target = path.join(archiveDir(store), id);
-    await renameDurable(stage, target);
-    return { id, dir: target, manifest };
+    return await moveSealedSegment(store, stage, manifest, settings);
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
   }
@@ -615,11 +611,7 @@ export async function mergeSegments(
     const staged: StoredSegment = { id, dir: stage, manifest };
     const problems = await verifySegment(staged, settings);
     if (problems.length) throw new ChainError(id, `merged segment ${id}: ${problems.join('; ')}`);
-    await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
-    await fsyncDir(stage);
-    const target = path.join(archiveDir(store), id);
-    await renameDurable(stage, target);
-    return { id, dir: target, manifest };
+    return await moveSealedSegment(store, stage, manifest, settings);
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
   }
@@ -711,4 +703,18 @@ export async function compactStoreSegments(
     await removeParts(g, merged.id);
   }
   return out;
+}
+
+/** The manifest written (signed) last into a staged segment, then the whole segment renamed into the archive. */
+async function moveSealedSegment(
+  store: string,
+  stage: string,
+  manifest: SegmentManifest,
+  settings: StoreWriteSettings,
+): Promise<StoredSegment> {
+  await writeFileAtomic(path.join(stage, MANIFEST), JSON.stringify(signSegment(manifest, settings), null, 2) + '\n');
+  await fsyncDir(stage);
+  const target = path.join(archiveDir(store), manifest.id);
+  await renameDurable(stage, target);
+  return { id: manifest.id, dir: target, manifest };
 }

@@ -164,19 +164,7 @@ describe('faults: SIGKILL of a following archiver (store and an SFTP copy)', () 
       snapshotStore: {
         path: store(),
         compression: 'zstd',
-        copies: [
-          {
-            name: 'offsite',
-            type: 'sftp',
-            host: '127.0.0.1',
-            port: copySshd.port,
-            user: 'root',
-            identityFile: copySshd.clientKey,
-            knownHosts: copySshd.knownHosts,
-            path: remote,
-            timeoutSeconds: 5,
-          },
-        ],
+        copies: [copySshd.copyConfig('offsite', remote, { timeoutSeconds: 5 })],
       },
       jobs: { archive: { segmentSeconds: 1, pollSeconds: 0.2 } },
     });

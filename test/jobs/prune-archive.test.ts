@@ -97,18 +97,10 @@ describe('prune removes archive segments older than every retained image (store 
         compression: 'none',
         retention: { keepLast: 3, ...counts, ...window },
         copies: [
-          {
-            name: 'offsite',
-            type: 'sftp',
-            host: '127.0.0.1',
-            port: copySshd.port,
-            user: 'root',
-            identityFile: copySshd.clientKey,
-            knownHosts: copySshd.knownHosts,
-            path: remote,
+          copySshd.copyConfig('offsite', remote, {
             timeoutSeconds: 5,
             retention: { keepLast: 2, ...counts, ...window },
-          },
+          }),
         ],
       },
       jobs: {

@@ -28,6 +28,12 @@ export class LabSshd {
     readonly daemon: Daemon,
   ) {}
 
+  /** An SFTP off-site copy on this sshd, as a config's `snapshotStore.copies` entry names it. */
+  copyConfig(name: string, remotePath: string, extra: Record<string, unknown> = {}) {
+    const { host, port, clientKey: identityFile, knownHosts } = this;
+    return { name, type: 'sftp', host, port, user: 'root', identityFile, knownHosts, path: remotePath, ...extra };
+  }
+
   /** `wrap` runs sshd inside another network namespace (`nsenter --net=…`); it is then ready when it logs so. */
   /**
    * `sftpLog`: serve SFTP with OpenSSH's sftp-server logging every request (DEBUG3, fsync included)

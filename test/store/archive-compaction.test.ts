@@ -69,19 +69,7 @@ describe('archive compaction: merged hours in the store and on a copy, a kill -9
         path: store,
         compression: 'zstd',
         encryption: { keyFile },
-        copies: [
-          {
-            name: 'offsite',
-            type: 'sftp',
-            host: '127.0.0.1',
-            port: copySshd.port,
-            user: 'root',
-            identityFile: copySshd.clientKey,
-            knownHosts: copySshd.knownHosts,
-            path: remote,
-            timeoutSeconds: 10,
-          },
-        ],
+        copies: [copySshd.copyConfig('offsite', remote, { timeoutSeconds: 10 })],
       },
       // A segment every round of a few lines: many parts in one hour (the default seals one per 5 s).
       jobs: { archive: { segmentBytes: 1, readBytes: 200 } },

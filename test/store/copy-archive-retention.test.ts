@@ -56,18 +56,10 @@ describe('archive segments on a copy follow its recovery window and the store pi
         path: path.join(lab.dir, 'snapshots'),
         compression: 'none',
         copies: [
-          {
-            name: 'offsite',
-            type: 'sftp',
-            host: '127.0.0.1',
-            port: copySshd.port,
-            user: 'root',
-            identityFile: copySshd.clientKey,
-            knownHosts: copySshd.knownHosts,
-            path: remote,
+          copySshd.copyConfig('offsite', remote, {
             timeoutSeconds: 5,
             retention: { keepLast: 1, keepHourly: 0, keepDaily: 0, keepWeekly: 0, recoveryWindow: '1h' },
-          },
+          }),
         ],
       },
       jobs: { archive: { segmentSeconds: 1 } },

@@ -25,7 +25,7 @@ import {
 import { download, ensureRoom, openWithin } from './fetch.js';
 import { copyListingBudget, listCopy, MAX_MANIFEST_BYTES } from './listing.js';
 import { openCopy } from './open.js';
-import { pushSnapshot, removeRemoteSnapshot, type CopyRun } from './push.js';
+import { emptyCopyRun, pushSnapshot, removeRemoteSnapshot, type CopyRun } from './push.js';
 import type { CopyRepository } from './repository.js';
 
 /**
@@ -121,20 +121,7 @@ export async function pushSegments(
   signal: AbortSignal,
   floor?: number,
 ): Promise<CopyRun> {
-  const run: CopyRun = {
-    copy: repo.name,
-    type: 'sftp',
-    label: repo.label,
-    ok: false,
-    sentFiles: 0,
-    skippedFiles: 0,
-    sentBytes: 0,
-    pushed: [],
-    removed: [],
-    removedIncomplete: [],
-    complete: [],
-    seconds: 0,
-  };
+  const run = emptyCopyRun(repo.name, 'sftp', repo.label);
   const started = Date.now();
   for (const s of segments) {
     if (known.has(s.id) || (floor !== undefined && s.manifest.last < floor)) continue;
@@ -337,20 +324,7 @@ export async function compactCopyArchive(
   const out: ArchiveCompaction = { destination: `copy ${copy.name}`, merged: [], removed: [], lines: [], errors: [] };
   const merged = storeSegments.filter((s) => s.manifest.parts !== undefined);
   if (!merged.length) return out;
-  const run: CopyRun = {
-    copy: copy.name,
-    type: copy.type,
-    label: '',
-    ok: false,
-    sentFiles: 0,
-    skippedFiles: 0,
-    sentBytes: 0,
-    pushed: [],
-    removed: [],
-    removedIncomplete: [],
-    complete: [],
-    seconds: 0,
-  };
+  const run = emptyCopyRun(copy.name, copy.type, '');
   try {
     const repo = await openArchiveCopy(config, copy, signal);
     try {

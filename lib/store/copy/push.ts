@@ -47,6 +47,24 @@ export interface CopyRun {
   removedSegments?: string[];
 }
 
+/** A run that has sent nothing yet (push, and the archive's pushes and compaction). */
+export function emptyCopyRun(copy: string, type: CopyRun['type'], label: string): CopyRun {
+  return {
+    copy,
+    type,
+    label,
+    ok: false,
+    sentFiles: 0,
+    skippedFiles: 0,
+    sentBytes: 0,
+    pushed: [],
+    removed: [],
+    removedIncomplete: [],
+    complete: [],
+    seconds: 0,
+  };
+}
+
 /** Remove a remote snapshot so it never looks complete while half gone: the manifest goes first. */
 export async function removeRemoteSnapshot(repo: CopyRepository, id: string): Promise<void> {
   const files = await listSnapshotFiles(repo, id);
@@ -95,20 +113,7 @@ export async function pushToCopy(
   dryRun = false,
 ): Promise<CopyRun> {
   const started = Date.now();
-  const run: CopyRun = {
-    copy: copy.name,
-    type: copy.type,
-    label: copy.name,
-    ok: false,
-    sentFiles: 0,
-    skippedFiles: 0,
-    sentBytes: 0,
-    pushed: [],
-    removed: [],
-    removedIncomplete: [],
-    complete: [],
-    seconds: 0,
-  };
+  const run = emptyCopyRun(copy.name, copy.type, copy.name);
   let repo: CopyRepository | undefined;
   const complete = new Set<string>();
   try {
