@@ -12,26 +12,16 @@ export interface Peer {
 
 /** Established connections in /proc/net/tcp{,6} text: local port and remote address of each. */
 export function parseTcpTable(text: string): Peer[] {
-  const out: Peer[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4 || f[3] !== '01') continue; // 01: ESTABLISHED
-    const [, localPort] = f[1]!.split(':');
-    const [remoteHex] = f[2]!.split(':');
-    out.push({ localPort: Number.parseInt(localPort!, 16), remote: hexAddress(remoteHex!) });
-  }
-  return out;
+  return parseTcpSockets(text)
+    .filter((s) => s.state === 0x01) // ESTABLISHED
+    .map(({ localPort, remote }) => ({ localPort, remote }));
 }
 
 /** Local ports in LISTEN state in /proc/net/tcp{,6} text. */
 export function parseListeningPorts(text: string): number[] {
-  const out: number[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4 || f[3] !== '0A') continue; // 0A: LISTEN
-    out.push(Number.parseInt(f[1]!.split(':')[1]!, 16));
-  }
-  return out;
+  return parseTcpSockets(text)
+    .filter((s) => s.state === 0x0a) // LISTEN
+    .map((s) => s.localPort);
 }
 
 /** A socket of /proc/net/tcp{,6} in any state (the kernel's numbers: 1 ESTABLISHED, 2 SYN_SENT, …). */
@@ -44,20 +34,20 @@ export interface TcpSocket {
   retransmits: number;
 }
 
-/** Every socket in /proc/net/tcp{,6} text (the failover lab's timeline follows a client's connects with it). */
+/** Every socket in /proc/net/tcp{,6} text: the one parser of the table. */
 export function parseTcpSockets(text: string): TcpSocket[] {
   const out: TcpSocket[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 7) continue;
+    if (f.length < 4) continue;
     const [, localPort] = f[1]!.split(':');
     const [remoteHex, remotePort] = f[2]!.split(':');
     out.push({
       state: Number.parseInt(f[3]!, 16),
       localPort: Number.parseInt(localPort!, 16),
       remote: hexAddress(remoteHex!),
-      remotePort: Number.parseInt(remotePort!, 16),
-      retransmits: Number.parseInt(f[6]!, 16),
+      remotePort: Number.parseInt(remotePort ?? '0', 16),
+      retransmits: f[6] === undefined ? 0 : Number.parseInt(f[6], 16),
     });
   }
   return out;

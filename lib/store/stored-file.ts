@@ -317,41 +317,18 @@ export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
   return Buffer.concat([kept, chunk]).subarray(-n);
 }
 
-/** A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync after). */
-/** Bytes gathered before one write: zstd's pipe gives 64 KiB chunks, a write each cost a thread-pool round trip. */
-const WRITE_BATCH = 1 << 20;
-
+/**
+ * A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync
+ * after); `tap` sees each chunk as it is written. (Gathering zstd's 64 KiB chunks into 1 MiB writev calls was
+ * measured in session 12: no gain.)
+ */
 function writeTo(out: fs.FileHandle, tap?: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => Promise<void> {
   return async (source) => {
-    let batch: Buffer[] = [];
-    let bytes = 0;
-    const write = async () => {
-      // writev may write less than asked (a full disk is an error, but a signal may cut it short): the rest again.
-      let rest = batch;
-      batch = [];
-      bytes = 0;
-      while (rest.length) {
-        const { bytesWritten } = await out.writev(rest);
-        rest = afterBytes(rest, bytesWritten);
-      }
-    };
     for await (const chunk of source) {
       tap?.(chunk);
-      batch.push(chunk);
-      bytes += chunk.length;
-      if (bytes >= WRITE_BATCH) await write();
+      await out.write(chunk);
     }
-    await write();
   };
-}
-
-/** What of `buffers` follows their first `n` bytes. */
-function afterBytes(buffers: Buffer[], n: number): Buffer[] {
-  let i = 0;
-  while (i < buffers.length && n >= buffers[i]!.length) n -= buffers[i++]!.length;
-  const rest = buffers.slice(i);
-  if (rest.length && n > 0) rest[0] = rest[0]!.subarray(n);
-  return rest;
 }
 
 /** Why an encrypted file cannot be read with these keys (without reading it), or undefined. */
