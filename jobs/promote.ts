@@ -78,14 +78,14 @@ const options = jobOptionsSchema({
 /** The command line (flags and help: its card in lib/core/job-cards.ts). */
 const args = z.strictObject({ force: z.boolean().optional(), otherFilesystem: z.boolean().optional() });
 
-/** Fence, then collect, plan, place, start, report; collecting and staging run while the fence is out. */
+/** Fence, then collect, plan, place, start, report; collecting runs while the fence is out, staging after it. */
 async function promote(ctx: PromoteContext, s: Standby): Promise<JobResult> {
   const began = Date.now();
   const timings: Timings = {
     startupMs: Math.round(ctx.startedAt.getTime() - triggeredAt(ctx)),
     checkMs: began - ctx.startedAt.getTime(),
   };
-  // 1. Fence, and 2. collect and fetch, side by side; nothing is changed before fencing says go.
+  // 1. Fence, and 2. collect, side by side; nothing is changed (nor staged) before fencing says go.
   const fencing = startFence(ctx, s.others);
   const collecting = await startCollecting(ctx, s, fencing, began);
   try {
@@ -94,6 +94,8 @@ async function promote(ctx: PromoteContext, s: Standby): Promise<JobResult> {
     // 2b. The power-fence hook and the leader key in etcd, when configured (issue #25).
     const quorum = await takeQuorum(ctx, s.standby, collecting, fence, timings, began);
     if ('stop' in quorum) return quorum.stop;
+    // Proven: only now may staging write into DATA_PATH (collecting read while the fence was out).
+    collecting.proceed();
     let result: JobResult | undefined;
     try {
       const prepared = await collected(collecting, timings);

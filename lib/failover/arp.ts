@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { execCapture } from '../core/exec.js';
+import { trustedProgram } from '../core/trusted-path.js';
 
 /**
  * Is a host on our own link alive at all? A live machine's kernel answers an ARP request within a
@@ -19,6 +20,7 @@ export interface ArpOptions {
   windowMs: number;
   /** Requests sent, spread over the first half of the window (one lost packet must not decide). */
   probes: number;
+  /** arping's absolute path instead of the one found in PATH (still checked: lib/core/trusted-path.ts). */
   arping?: string;
   signal?: AbortSignal;
 }
@@ -44,12 +46,53 @@ async function directLink(ip: string, signal?: AbortSignal): Promise<{ dev: stri
   return { dev: route.dev };
 }
 
+let arpingFound: Promise<string> | undefined;
+
+/**
+ * arping's absolute path, found once per process as zstd's is (lib/store/stored-file.ts): the first in PATH
+ * (or $MFS_JOBS_ARPING, absolute), and only if no user but root could have put it there or changed it
+ * (lib/core/trusted-path.ts). It runs as root with a raw socket in every promotion: an arping planted in a
+ * directory of PATH another user writes would run too, and could answer the fence "silent" for a live master.
+ * A refusal or a missing arping is asked again next time (it may have been installed meanwhile).
+ */
+export function arpingProgram(override?: string): Promise<{ path: string } | { why: string }> {
+  if (override !== undefined) return resolveArping(override);
+  arpingFound ??= resolveArping(process.env.MFS_JOBS_ARPING).then((found) => {
+    if ('path' in found) return found.path;
+    arpingFound = undefined;
+    throw new Error(found.why);
+  });
+  return arpingFound.then(
+    (p) => ({ path: p }),
+    (err: Error) => ({ why: err.message }),
+  );
+}
+
+async function resolveArping(override?: string): Promise<{ path: string } | { why: string }> {
+  const t = await trustedProgram('arping', process.env.PATH, override);
+  if (t.trusted) return { path: t.real };
+  if (t.missing) return { why: `${override ?? 'arping'} not installed (Debian: iputils-arping)` };
+  return { why: `arping not run: ${t.why}, so another user could have put it there or changed it` };
+}
+
+/**
+ * ARP requests to `ip`, each its own arping sent at its own moment, spread over the first half of the window.
+ * "Silent" is decided on the children, not on a Node timer alone: only once every request's arping has run
+ * at least its share of the window since it was started (a spawn made late by a busy thread is timed from
+ * when it was made), and only after the event loop has read what the children wrote or how they ended. A
+ * late timer therefore only makes the window longer; it never decides early. arping's own -w counts whole
+ * seconds only (`-w 0.15` is an "invalid argument", exit 1), so it cannot time a 150 ms window itself.
+ */
 export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
-  const link = await directLink(ip, o.signal);
+  const [link, program] = await Promise.all([directLink(ip, o.signal), arpingProgram(o.arping)]);
   if ('why' in link) return { state: 'unavailable', why: link.why };
+  if ('why' in program) return { state: 'unavailable', why: program.why };
   const { dev } = link;
-  const started = Date.now();
+  const probes = Math.max(1, o.probes);
+  const started = performance.now();
   const children: ChildProcess[] = [];
+  /** When each request's arping was started (performance.now()), and how long it must run without a reply. */
+  const runs: { at: number; needMs: number; heardNothing: boolean }[] = [];
   const timers: NodeJS.Timeout[] = [];
   return new Promise<ArpAnswer>((resolve) => {
     let settled = false;
@@ -63,34 +106,65 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
     };
     const onAbort = () => finish({ state: 'unavailable', why: 'aborted' });
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    // iputils arping sends one request a second: each probe is its own arping, sent at its own moment.
-    const send = () => {
+    const offset = (i: number) => Math.round((i * o.windowMs) / 2 / probes);
+    const send = (i: number) => {
       if (settled) return;
-      const child = spawn(o.arping ?? 'arping', ['-f', '-c', '1', '-w', '1', '-I', dev, ip], {
+      const needMs = o.windowMs - offset(i);
+      // Its own deadline (whole seconds) outlasts its share, so that it is still listening when we decide.
+      const deadline = String(Math.ceil(needMs / 1000) + 1);
+      const child = spawn(program.path, ['-f', '-c', '1', '-w', deadline, '-I', dev, ip], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
+      // Timed from after spawn returned (arping has been executed): its share cannot have begun earlier.
+      const run = { at: performance.now(), needMs, heardNothing: false };
+      runs.push(run);
       let out = '';
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString('latin1');
-        if (/reply from/i.test(out)) finish({ state: 'reply', ms: Date.now() - started, dev });
+        if (/reply from/i.test(out)) finish({ state: 'reply', ms: Math.round(performance.now() - started), dev });
       });
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('latin1')).slice(-500)));
       child.once('error', (e: NodeJS.ErrnoException) =>
         finish({
           state: 'unavailable',
-          why: e.code === 'ENOENT' ? `${o.arping ?? 'arping'} not installed (Debian: iputils-arping)` : e.message,
+          why: e.code === 'ENOENT' ? `${program.path} not installed (Debian: iputils-arping)` : e.message,
         }),
       );
-      // Exit 2: arping itself failed (no permission for a raw socket, no such device): no verdict from it.
+      // -f: arping ends at its first reply (0).
       child.once('exit', (code) => {
-        if (code === 2) finish({ state: 'unavailable', why: `arping: ${err.trim().split('\n')[0] || 'exit 2'}` });
+        if (code === 0) finish({ state: 'reply', ms: Math.round(performance.now() - started), dev });
+      });
+      child.once('close', (code) => {
+        if (settled || code === 0) return;
+        // Its own deadline ran out with nothing received: this request had more than its share, unanswered.
+        if (code === 1 && /Sent [1-9]\d* probe/.test(out) && /Received 0 response/.test(out)) {
+          run.heardNothing = true;
+          return;
+        }
+        // Else arping said nothing about the host (exit 2: no raw socket, no such device; 1: a bad argument).
+        const why = err.trim().split('\n')[0] || `exit ${code ?? 'by signal'}`;
+        finish({ state: 'unavailable', why: `arping: ${why}` });
       });
     };
-    const probes = Math.max(1, o.probes);
-    for (let i = 0; i < probes; i++) timers.push(setTimeout(send, Math.round((i * o.windowMs) / 2 / probes)));
-    timers.push(setTimeout(() => finish({ state: 'silent', ms: Date.now() - started, dev, probes }), o.windowMs));
+    // Silent only once every request has had its whole share; else look again when the last share ends.
+    const decide = () => {
+      if (settled) return;
+      const now = performance.now();
+      const waiting = runs.filter((r) => !r.heardNothing).map((r) => r.at + r.needMs - now);
+      const left = runs.length < probes ? o.windowMs : Math.max(0, ...waiting);
+      if (left > 0) {
+        timers.push(setTimeout(decide, Math.ceil(left)));
+        return;
+      }
+      // Through one poll phase first: a reply or an exit already written by a child is read before this.
+      setImmediate(() => {
+        if (!settled) finish({ state: 'silent', ms: Math.round(performance.now() - started), dev, probes });
+      });
+    };
+    for (let i = 0; i < probes; i++) timers.push(setTimeout(() => send(i), offset(i)));
+    timers.push(setTimeout(decide, o.windowMs));
   });
 }
 
@@ -104,23 +178,25 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
  * promoted master serves and the VIP is confirmed held here, so it announces nothing ucarp would not.
  * Not waited for beyond its start (arping lingers a second after sending).
  */
-export function announceVip(vip: string, arping = 'arping'): Promise<{ dev: string } | { why: string }> {
-  if (vip.includes(':')) return Promise.resolve({ why: `${vip} is IPv6 (arping announces IPv4 addresses)` });
+export async function announceVip(vip: string, arping?: string): Promise<{ dev: string } | { why: string }> {
+  if (vip.includes(':')) return { why: `${vip} is IPv6 (arping announces IPv4 addresses)` };
   const want = vip.toLowerCase();
   const dev = Object.entries(os.networkInterfaces()).find(([, list]) =>
     (list ?? []).some((a) => a.address.toLowerCase() === want),
   )?.[0];
   // A labelled address ("eth0:vip") is sent from its device.
-  if (!dev) return Promise.resolve({ why: `${vip} is not on an interface that is up here` });
+  if (!dev) return { why: `${vip} is not on an interface that is up here` };
   const device = dev.split(':')[0]!;
+  const program = await arpingProgram(arping);
+  if ('why' in program) return program;
   return new Promise((resolve) => {
-    const child = spawn(arping, ['-U', '-c', '1', '-I', device, vip], { stdio: 'ignore' });
+    const child = spawn(program.path, ['-U', '-c', '1', '-I', device, vip], { stdio: 'ignore' });
     child.once('spawn', () => {
       child.unref();
       resolve({ dev: device });
     });
     child.once('error', (e: NodeJS.ErrnoException) =>
-      resolve({ why: e.code === 'ENOENT' ? `${arping} not installed (Debian: iputils-arping)` : e.message }),
+      resolve({ why: e.code === 'ENOENT' ? `${program.path} not installed (Debian: iputils-arping)` : e.message }),
     );
   });
 }

@@ -1,7 +1,8 @@
 // A promotion's steps, in the order jobs/promote.ts calls them: check → fence (beside it: collect and
 // stage) → plan → place → start → report. Each step takes what the one before gave and changes nothing
 // it does not name; a step that ends the promotion returns `{ stop: JobResult }`. Nothing in DATA_PATH
-// changes before `fenceVerdict` says go: collecting and staging run while the fence is still out.
+// changes before fencing (and the quorum) said go: collecting, which only reads, runs while the fence is out;
+// staging into DATA_PATH waits for `proceed`.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -223,6 +224,8 @@ export interface Collecting {
   preparing: Promise<Prepared>;
   /** Notes on the sources (a host that is none, a broken snapshot), first in the report. */
   notes: string[];
+  /** Fencing (and the quorum, when configured) said go: staging into DATA_PATH may begin. */
+  proceed(): void;
   /** Stop collecting (fencing refused). */
   stop(reason: Error): void;
   /** Give back what the sources hold (a copy's fetched snapshot): after the promotion, whatever its end. */
@@ -230,9 +233,10 @@ export interface Collecting {
 }
 
 /**
- * Step 2, collect: open and list every source, fetch the chosen restore point into a staging directory —
- * the part of a promotion that changes nothing, so it runs while the fence is still out (a dead host's
- * SSH, a slow image copy no longer wait for it, nor it for them).
+ * Step 2, collect: open and list every source while the fence is still out (a dead host's SSH no longer
+ * waits for it, nor it for them) — reading only; then, once `proceed` says fencing found no other master,
+ * fetch the chosen restore point into a staging directory in DATA_PATH (issue #24: the standby's DATA_PATH
+ * is not written before that proof, not even a staging directory made and removed again on a refusal).
  */
 export async function startCollecting(
   ctx: PromoteContext,
@@ -242,6 +246,8 @@ export async function startCollecting(
 ): Promise<Collecting> {
   const { config, options } = ctx;
   const stopping = new AbortController();
+  let proceed!: () => void;
+  const cleared = new Promise<void>((resolve) => (proceed = resolve));
   // An off-site copy (the last resort) is a source like the others: connected to and listed in time.
   const copyWithin = { seconds: options.sourceTimeoutSeconds, setting: 'jobs.promote.sourceTimeoutSeconds' };
   const { specs: own, notes, lastResort } = await sourceSpecs(config, s.others, ctx.signal, copyWithin);
@@ -255,13 +261,14 @@ export async function startCollecting(
   const signal = AbortSignal.any([ctx.signal, stopping.signal]);
   const timeoutMs = options.sourceTimeoutSeconds * 1000;
   const collecting = collectSources(specs, { timeoutMs, signal, abortFor: (name) => fencing.hostDown(name) });
-  const preparing = prepare(ctx, s.standby, collecting, { lastResort, fetched }, signal, began);
+  const preparing = prepare(ctx, s.standby, collecting, { lastResort, fetched }, { cleared, signal }, began);
   probeAhead(config, s.standby.mfsmasterBin);
   // Settled either way, so that a refusal never leaves it unhandled.
   preparing.catch(() => undefined);
   return {
     preparing,
     notes,
+    proceed: () => proceed(),
     stop: (reason) => stopping.abort(reason),
     // A copy's snapshot fetched for this promotion (the store was gone): the placed files are the restore's now.
     releaseSources: async () =>
@@ -301,9 +308,10 @@ async function prepare(
   standby: StandbyConfig,
   collecting: Promise<CollectedSource[]>,
   copies: { lastResort?: (signal: AbortSignal) => Promise<SourceSpec[]>; fetched: SourceSpec[] },
-  signal: AbortSignal,
+  gate: { cleared: Promise<void>; signal: AbortSignal },
   began: number,
 ): Promise<Prepared> {
+  const { signal } = gate;
   const { config, options } = ctx;
   const at = new Date();
   const otherFilesystem = ctx.args.otherFilesystem === true;
@@ -330,6 +338,7 @@ async function prepare(
   let data: DirHandle | undefined;
   let privateDir: DirHandle | undefined;
   try {
+    await untilCleared(gate.cleared, signal);
     stagingDir = ctx.dryRun
       ? await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-promote-'))
       : path.join(standby.dataPath, `${STAGING_PREFIX}${stamp(at)}`);
@@ -353,6 +362,19 @@ async function prepare(
     await closeSources(collected);
     throw err;
   }
+}
+
+/** The fence's go, or the signal's reason when collecting was stopped first (a refusal). */
+function untilCleared(cleared: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void cleared.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }
 
 /** Step 2 done: what was collected and staged (release it with `releasePrepared`). */
