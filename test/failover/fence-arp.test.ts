@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execCapture } from '../../lib/core/exec.js';
-import { arpProbe } from '../../lib/failover/arp.js';
+import { arpProbe, type ArpAnswer } from '../../lib/failover/arp.js';
 import type { FenceAnswer } from '../../lib/failover/fence.js';
 import { killMasterOf } from '../lab/failover.js';
 import { NetLab, NsMaster, type Machine } from '../lab/netns.js';
@@ -12,6 +12,33 @@ import { Daemon, waitFor } from '../lab/proc.js';
 /** The compiled fence, asked from inside machine `from`'s network, as promote asks it there. */
 const FENCE = fileURLToPath(new URL('../../lib/failover/fence.js', import.meta.url));
 const WATCH = fileURLToPath(new URL('../../lib/failover/master-watch.js', import.meta.url));
+const ARP = fileURLToPath(new URL('../../lib/failover/arp.js', import.meta.url));
+
+/**
+ * `rounds` ARP probes of `ip` from machine `from` (150 ms window, 3 requests, as promote's defaults), with
+ * Node's thread busy 250 ms at a time, a moment free between (`busy`): what a slow module load or key parse
+ * does to the timers of the window. `env` replaces the child's environment (a planted PATH).
+ */
+async function arpFrom(
+  from: Machine,
+  ip: string,
+  o: { rounds: number; busy: boolean; env?: NodeJS.ProcessEnv },
+): Promise<ArpAnswer[]> {
+  const script = `const { arpProbe } = await import(${JSON.stringify(ARP)});
+const spin = (ms) => { const end = Date.now() + ms; while (Date.now() < end); };
+const busy = ${o.busy} ? setInterval(() => spin(250), 1) : undefined;
+const answers = [];
+for (let i = 0; i < ${o.rounds}; i++) answers.push(await arpProbe(${JSON.stringify(ip)}, { windowMs: 150, probes: 3 }));
+clearInterval(busy);
+process.stdout.write(JSON.stringify(answers));`;
+  const res = await execCapture(
+    'nsenter',
+    [`--net=${from.netnsPath}`, process.execPath, '--input-type=module', '-e', script],
+    { timeoutMs: 30_000, env: o.env },
+  );
+  if (res.code !== 0) throw new Error(`arp from ${from.name} failed: ${res.stderr}`);
+  return JSON.parse(res.stdout) as ArpAnswer[];
+}
 
 interface Seen {
   state?: { kind: string; reachability?: string; probes?: number };
@@ -192,6 +219,37 @@ describe("promote's fence: a TCP connect and ARP to the old master's host", () =
       await w.daemon.stop();
     }
   }, 60_000);
+
+  // Issue 24: a timer that fires late (a busy thread) fired the requests and the verdict in one go, so a
+  // live host was "silent" before its reply was read. Now a late timer only makes the window longer.
+  test("a busy thread never makes a live host's ARP silent; a dead host's silence still comes, after the window", async () => {
+    const live = await arpFrom(B, A.ip, { rounds: 3, busy: true });
+    expect(live.map((a) => a.state)).toEqual(Array(3).fill('reply'));
+    await A.linkDown();
+    try {
+      const dead = await arpFrom(B, A.ip, { rounds: 1, busy: true });
+      for (const a of dead) {
+        expect(a).toMatchObject({ state: 'silent', probes: 3 });
+        expect((a as { ms: number }).ms).toBeGreaterThanOrEqual(150);
+      }
+    } finally {
+      await A.linkUp();
+    }
+  }, 30_000);
+
+  test('an arping planted in a PATH directory another user owns is not run: no verdict from ARP, said why', async () => {
+    const planted = path.join(dir, 'planted');
+    const ran = path.join(dir, 'planted-ran');
+    await fs.mkdir(planted, { mode: 0o755 });
+    // It would answer "silent" for a live host: exactly what must never decide a fence.
+    await fs.writeFile(path.join(planted, 'arping'), `#!/bin/sh\ntouch ${ran}\nsleep 2\nexit 1\n`, { mode: 0o755 });
+    await fs.chown(path.join(planted, 'arping'), 65534, 65534);
+    await fs.chown(planted, 65534, 65534);
+    const env = { ...process.env, PATH: `${planted}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+    const [a] = await arpFrom(B, A.ip, { rounds: 1, busy: false, env });
+    expect(a).toEqual({ state: 'unavailable', why: expect.stringMatching(/^arping not run: .*uid 65534/) as string });
+    await expect(fs.access(ran)).rejects.toThrow(/ENOENT/);
+  });
 
   test('an address not on a directly connected link gets no ARP verdict, and says why', async () => {
     expect(await arpProbe('127.0.0.1', { windowMs: 300, probes: 3 })).toEqual({
