@@ -7,6 +7,7 @@ import { Lab } from '../lab/cluster.js';
 import { LabMaster, LabMount, waitMetaloggerCaughtUp } from '../lab/moosefs.js';
 import { waitFor } from '../lab/proc.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { FaultProxy } from '../lab/proxy.js';
 
 /** The standby's mfsmaster is daemonised by promote (it must outlive mfs-jobs): stop it by its PID. */
 async function killStandbyMaster(dataPath: string): Promise<void> {
@@ -65,6 +66,37 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     expect(res.code).toBe(2);
     expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
     expect(await fs.readdir(standby.dataPath)).toEqual([]);
+  });
+
+  // Issue 24: collecting runs beside the fence. Here it is done long before the fence refuses (a local
+  // metalogger; the old master answers its status a second late, through a proxy): DATA_PATH must still not
+  // have been written at all — not a staging directory made and removed again (its mtime says so) — and
+  // nothing started or left behind.
+  test('a refusal while the collection ran beside the fence: DATA_PATH and state untouched', async () => {
+    const doc = YAML.parse(await fs.readFile(config, 'utf8'));
+    const late = await FaultProxy.start({ host: '127.0.0.1', port: lab.master.ports.cl }, { delayMs: 600 });
+    doc.masters = (doc.masters as Record<string, unknown>[]).map((m) => ({ ...m, cliPort: late.port }));
+    doc.metaloggers = (doc.metaloggers as Record<string, unknown>[]).map((m) => ({ ...m, ssh: undefined, local: true }));
+    const overlapConfig = path.join(lab.dir, 'overlap.yaml');
+    await fs.writeFile(overlapConfig, YAML.stringify(doc), { mode: 0o600 });
+    const stateDir = path.join(lab.dir, 'state');
+    const tree = async (dir: string) => (await fs.readdir(dir, { recursive: true }).catch(() => [])).sort();
+    const stateBefore = await tree(stateDir);
+    const before = await fs.stat(standby.dataPath);
+    const res = await runCli(['run', 'promote', '--config', overlapConfig, '--json']).finally(() => late.stop());
+    const report = JSON.parse(res.stdout);
+    expect(report.summary).toMatch(/^refusing to promote: master \(127\.0\.0\.1:\d+\) answers at metadata version/);
+    expect(report.details.changed).toBe(false);
+    // The collection had long finished: the local metalogger was listed while the master's answer was held.
+    expect(report.details.fence[0].ms).toBeGreaterThanOrEqual(1_000);
+    expect(res.code).toBe(2);
+    const after = await fs.stat(standby.dataPath);
+    expect({ mtime: after.mtimeMs, ctime: after.ctimeMs }).toEqual({ mtime: before.mtimeMs, ctime: before.ctimeMs });
+    expect(await fs.readdir(standby.dataPath)).toEqual([]);
+    expect(await runningMasterPid(standby.dataPath)).toBeUndefined();
+    // The job's own records of this run (its result, its metric) and nothing else: no copy fetched, no lock left.
+    const added = (await tree(stateDir)).filter((f) => !stateBefore.includes(f));
+    expect(added.filter((f) => !/^state\/promote\.json$|\.log$/.test(f))).toEqual([]);
   });
 
   test('refuses when the configured virtual IP is not held here', async () => {
