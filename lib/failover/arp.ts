@@ -77,11 +77,11 @@ async function resolveArping(override?: string): Promise<{ path: string } | { wh
 
 /**
  * ARP requests to `ip`, each its own arping sent at its own moment, spread over the first half of the window.
- * "Silent" is decided on the children, not on a Node timer alone: only once every request's arping has run
- * at least its share of the window since it was started (a spawn made late by a busy thread is timed from
- * when it was made), and only after the event loop has read what the children wrote or how they ended. A
- * late timer therefore only makes the window longer; it never decides early. arping's own -w counts whole
- * seconds only (`-w 0.15` is an "invalid argument", exit 1), so it cannot time a 150 ms window itself.
+ * "Silent" is decided on the children, not on a Node timer alone: only once the window has run since the
+ * first arping was started and every one has run half of it since its own start (a spawn made late by a busy
+ * thread is timed from when it was made), and after the event loop has read what the children wrote or how
+ * they ended. A late timer therefore only makes the window longer; it never decides early. arping's own -w
+ * counts whole seconds only (`-w 0.15` is an "invalid argument", exit 1): it cannot time a 150 ms window.
  */
 export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
   const [link, program] = await Promise.all([directLink(ip, o.signal), arpingProgram(o.arping)]);
@@ -91,8 +91,8 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
   const probes = Math.max(1, o.probes);
   const started = performance.now();
   const children: ChildProcess[] = [];
-  /** When each request's arping was started (performance.now()), and how long it must run without a reply. */
-  const runs: { at: number; needMs: number; heardNothing: boolean }[] = [];
+  /** When each request's arping was started (performance.now()); whether it ended on its own deadline, unanswered. */
+  const runs: { at: number; heardNothing: boolean }[] = [];
   const timers: NodeJS.Timeout[] = [];
   return new Promise<ArpAnswer>((resolve) => {
     let settled = false;
@@ -107,17 +107,16 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
     const onAbort = () => finish({ state: 'unavailable', why: 'aborted' });
     o.signal?.addEventListener('abort', onAbort, { once: true });
     const offset = (i: number) => Math.round((i * o.windowMs) / 2 / probes);
-    const send = (i: number) => {
+    const send = () => {
       if (settled) return;
-      const needMs = o.windowMs - offset(i);
-      // Its own deadline (whole seconds) outlasts its share, so that it is still listening when we decide.
-      const deadline = String(Math.ceil(needMs / 1000) + 1);
+      // Its own deadline (whole seconds) outlasts the window, so that it is still listening when we decide.
+      const deadline = String(Math.ceil(o.windowMs / 1000) + 1);
       const child = spawn(program.path, ['-f', '-c', '1', '-w', deadline, '-I', dev, ip], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
       // Timed from after spawn returned (arping has been executed): its share cannot have begun earlier.
-      const run = { at: performance.now(), needMs, heardNothing: false };
+      const run = { at: performance.now(), heardNothing: false };
       runs.push(run);
       let out = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -148,12 +147,13 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
         finish({ state: 'unavailable', why: `arping: ${why}` });
       });
     };
-    // Silent only once every request has had its whole share; else look again when the last share ends.
+    // Silent only once the window has run from the first request's start and every request has had half of
+    // it since its own start (as the requests are spread when the thread is free); else look again then.
     const decide = () => {
       if (settled) return;
       const now = performance.now();
-      const waiting = runs.filter((r) => !r.heardNothing).map((r) => r.at + r.needMs - now);
-      const left = runs.length < probes ? o.windowMs : Math.max(0, ...waiting);
+      const waiting = runs.filter((r) => !r.heardNothing).map((r) => r.at + o.windowMs / 2 - now);
+      const left = runs.length < probes ? o.windowMs : Math.max(0, runs[0]!.at + o.windowMs - now, ...waiting);
       if (left > 0) {
         timers.push(setTimeout(decide, Math.ceil(left)));
         return;
@@ -163,7 +163,7 @@ export async function arpProbe(ip: string, o: ArpOptions): Promise<ArpAnswer> {
         if (!settled) finish({ state: 'silent', ms: Math.round(performance.now() - started), dev, probes });
       });
     };
-    for (let i = 0; i < probes; i++) timers.push(setTimeout(() => send(i), offset(i)));
+    for (let i = 0; i < probes; i++) timers.push(setTimeout(send, offset(i)));
     timers.push(setTimeout(decide, o.windowMs));
   });
 }
