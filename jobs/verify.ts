@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { jobOptionsSchema, type ChunkserverHost, type Config, type MetaloggerHost } from '../lib/core/config.js';
 import { matchConnected, resolveAddresses, type ConnectedVerdict } from '../lib/moosefs/connected-metaloggers.js';
 import { describeError } from '../lib/core/errors.js';
-import { defineJob, worst, type Metric } from '../lib/core/job.js';
+import { defineJob, worst, type JobContext, type JobResult, type Metric } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { metric } from '../lib/core/metrics.js';
 import { listSnapshots } from '../lib/store/manifest.js';
@@ -16,6 +16,7 @@ import { judgeCopy } from '../lib/verify/copy-verdict.js';
 import { storeKeys } from '../lib/store/stored-file.js';
 import { sweepSnapshots } from '../lib/verify/snapshot-cache.js';
 import { judgeArchive, readArchiveFacts } from '../lib/verify/archive-verdict.js';
+import { ChangelogScanPool } from '../lib/moosefs/changelog-pool.js';
 import {
   judgeChunkserver,
   judgeMetalogger,
@@ -205,111 +206,120 @@ export default defineJob({
   ...CARDS.verify,
   options,
   async run(ctx) {
-    const { config, options: o, signal } = ctx;
-    const t: VerifyThresholds = o;
-    const store = config.snapshotStore?.path;
-    if (config.metaloggers.length === 0 && config.chunkservers.length === 0 && !store)
-      return {
-        status: 'UNKNOWN',
-        summary: 'nothing to verify: no metaloggers, chunkservers or snapshotStore in the config',
-      };
-
-    // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
-    const master = await askMasters(config, o, signal);
-    // Who holds the quorum lease (issue #25), asked beside the sources (each etcd request has its deadline).
-    const quorumAsked = config.quorum ? quorumStatus(config) : undefined;
-    const [read, snapshot, copies] = await Promise.all([
-      Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
-      store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
-      Promise.all(
-        (config.snapshotStore?.copies ?? []).map((c) =>
-          checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }),
-        ),
-      ),
-    ]);
-    const chunkservers = await Promise.all(
-      config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)),
-    );
-    // The changelog archive (issue #26), when configured: its end behind the master, per destination.
-    const archives =
-      store && config.jobs.archive ? await readArchiveFacts(config, await storeKeys(config), signal) : [];
-    const links = await connectedState(config, master);
-
-    const globalFindings: Finding[] = [];
-    if (master.error)
-      globalFindings.push({ status: 'UNKNOWN', text: `${master.error}: lag behind the master is unknown` });
-    if (master.listError)
-      globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
-    for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
-    const quorum = await quorumAsked;
-    if (quorum && !quorum.reachable) {
-      const endpoints = config.quorum!.etcd.endpoints.join(', ');
-      const text = `quorum: etcd unreachable from here (${endpoints}): ${quorum.decision}: ${quorum.error}`;
-      globalFindings.push({ status: 'WARNING', text });
+    const { config } = ctx;
+    // A local DATA_PATH's changelogs are scanned in worker threads: they start now, beside the masters' query and
+    // the listing (issue #28); the pool is ended here if no scan took it.
+    if ([...config.metaloggers, ...config.chunkservers].some((h) => h.local)) ChangelogScanPool.warm();
+    try {
+      return await verify(ctx);
+    } finally {
+      await ChangelogScanPool.cool();
     }
-
-    const now = Date.now();
-    const verdicts = config.metaloggers.map((ml, i) =>
-      judgeMetalogger(
-        {
-          name: ml.name,
-          host: ml.host,
-          metaDownloadFreqHours: ml.metaDownloadFreqHours,
-          ...read[i]!,
-          masterVersion: master.version,
-          connected: links?.connected.get(ml.name),
-          now,
-        },
-        t,
-      ),
-    );
-    verdicts.push(...chunkservers);
-    if (snapshot) verdicts.push(snapshot.verdict);
-    if (snapshot?.retained) verdicts.push(snapshot.retained);
-    verdicts.push(...archives.map((a) => judgeArchive(a, master.version, Date.now(), t)));
-    // Last: details.copies below takes the copies' verdicts from the end.
-    verdicts.push(...copies.map((c) => judgeCopy(c, t)));
-    for (const v of verdicts)
-      ctx.log.debug('source verified', {
-        source: v.name,
-        status: v.status,
-        headline: v.headline,
-        findings: v.findings.length,
-      });
-
-    const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
-    const metrics: Metric[] = [
-      metric('master_metadata_version', master.version ?? NaN),
-      ...verdicts.flatMap((v) => v.metrics),
-    ];
-    const details = {
-      master,
-      sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])),
-      copies: Object.fromEntries(
-        copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures]),
-      ),
-      findings: globalFindings,
-    };
-    const lines = [
-      ...globalFindings.map((f) => `${f.status}: ${f.text}`),
-      ...verdicts.flatMap((v) => [
-        `${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`,
-        ...v.findings.map((f) => `  ${f.status}: ${f.text}`),
-      ]),
-    ];
-    // Where a standby promoted before: when its clients came back (recorded after promote returned).
-    const clientsBack = await lastClientsBack(config.stateDir);
-    if (clientsBack) lines.push(clientsBack.line);
-    Object.assign(details, { lastPromotionClients: clientsBack?.details ?? null });
-    if (quorum) {
-      lines.push(quorum.line, `  ${quorum.decision}`);
-      const { line: _line, ...rest } = quorum;
-      Object.assign(details, { quorum: rest });
-    }
-    const summary =
-      status === 'OK'
-        ? `every source can restore: ${verdicts.map((v) => (v.restorableVersion === undefined ? v.headline : `${v.name} to ${v.restorableVersion}`)).join(', ')}; master at ${master.version}`
-        : summarize([...verdicts, { name: '', findings: globalFindings }]);
-    return { status, summary, details, metrics, lines };
   },
 });
+
+async function verify(ctx: JobContext<Options>): Promise<JobResult> {
+  const { config, options: o, signal } = ctx;
+  const t: VerifyThresholds = o;
+  const store = config.snapshotStore?.path;
+  if (config.metaloggers.length === 0 && config.chunkservers.length === 0 && !store)
+    return {
+      status: 'UNKNOWN',
+      summary: 'nothing to verify: no metaloggers, chunkservers or snapshotStore in the config',
+    };
+
+  // The master first: a metalogger read afterwards can only be ahead of it, never falsely behind.
+  const master = await askMasters(config, o, signal);
+  // Who holds the quorum lease (issue #25), asked beside the sources (each etcd request has its deadline).
+  const quorumAsked = config.quorum ? quorumStatus(config) : undefined;
+  const [read, snapshot, copies] = await Promise.all([
+    Promise.all(config.metaloggers.map((ml) => readMetalogger(config, ml, o, signal))),
+    store ? verifySnapshotStore(config, store, master.version, t, o, signal) : Promise.resolve(undefined),
+    Promise.all(
+      (config.snapshotStore?.copies ?? []).map((c) =>
+        checkCopy(config, c, signal, { readBack: o.copyChecksums, recheckMs: o.snapshotRecheckDays * 86_400_000 }),
+      ),
+    ),
+  ]);
+  const chunkservers = await Promise.all(
+    config.chunkservers.map((cs) => verifyChunkserver(config, cs, snapshot?.facts, master.version, o, signal)),
+  );
+  // The changelog archive (issue #26), when configured: its end behind the master, per destination.
+  const archives = store && config.jobs.archive ? await readArchiveFacts(config, await storeKeys(config), signal) : [];
+  const links = await connectedState(config, master);
+
+  const globalFindings: Finding[] = [];
+  if (master.error)
+    globalFindings.push({ status: 'UNKNOWN', text: `${master.error}: lag behind the master is unknown` });
+  if (master.listError)
+    globalFindings.push({ status: 'UNKNOWN', text: `cannot list connected metaloggers: ${master.listError}` });
+  for (const line of links?.ambiguous ?? []) globalFindings.push({ status: 'WARNING', text: line });
+  const quorum = await quorumAsked;
+  if (quorum && !quorum.reachable) {
+    const endpoints = config.quorum!.etcd.endpoints.join(', ');
+    const text = `quorum: etcd unreachable from here (${endpoints}): ${quorum.decision}: ${quorum.error}`;
+    globalFindings.push({ status: 'WARNING', text });
+  }
+
+  const now = Date.now();
+  const verdicts = config.metaloggers.map((ml, i) =>
+    judgeMetalogger(
+      {
+        name: ml.name,
+        host: ml.host,
+        metaDownloadFreqHours: ml.metaDownloadFreqHours,
+        ...read[i]!,
+        masterVersion: master.version,
+        connected: links?.connected.get(ml.name),
+        now,
+      },
+      t,
+    ),
+  );
+  verdicts.push(...chunkservers);
+  if (snapshot) verdicts.push(snapshot.verdict);
+  if (snapshot?.retained) verdicts.push(snapshot.retained);
+  verdicts.push(...archives.map((a) => judgeArchive(a, master.version, Date.now(), t)));
+  // Last: details.copies below takes the copies' verdicts from the end.
+  verdicts.push(...copies.map((c) => judgeCopy(c, t)));
+  for (const v of verdicts)
+    ctx.log.debug('source verified', {
+      source: v.name,
+      status: v.status,
+      headline: v.headline,
+      findings: v.findings.length,
+    });
+
+  const status = worst(...globalFindings.map((f) => f.status), ...verdicts.map((v) => v.status));
+  const metrics: Metric[] = [
+    metric('master_metadata_version', master.version ?? NaN),
+    ...verdicts.flatMap((v) => v.metrics),
+  ];
+  const details = {
+    master,
+    sources: Object.fromEntries(verdicts.map((v) => [v.name, v.figures])),
+    copies: Object.fromEntries(copies.map((c, i) => [c.copy, verdicts[verdicts.length - copies.length + i]!.figures])),
+    findings: globalFindings,
+  };
+  const lines = [
+    ...globalFindings.map((f) => `${f.status}: ${f.text}`),
+    ...verdicts.flatMap((v) => [
+      `${v.name}: ${v.status}${v.headline ? ` - ${v.headline}` : ''}`,
+      ...v.findings.map((f) => `  ${f.status}: ${f.text}`),
+    ]),
+  ];
+  // Where a standby promoted before: when its clients came back (recorded after promote returned).
+  const clientsBack = await lastClientsBack(config.stateDir);
+  if (clientsBack) lines.push(clientsBack.line);
+  Object.assign(details, { lastPromotionClients: clientsBack?.details ?? null });
+  if (quorum) {
+    lines.push(quorum.line, `  ${quorum.decision}`);
+    const { line: _line, ...rest } = quorum;
+    Object.assign(details, { quorum: rest });
+  }
+  const summary =
+    status === 'OK'
+      ? `every source can restore: ${verdicts.map((v) => (v.restorableVersion === undefined ? v.headline : `${v.name} to ${v.restorableVersion}`)).join(', ')}; master at ${master.version}`
+      : summarize([...verdicts, { name: '', findings: globalFindings }]);
+  return { status, summary, details, metrics, lines };
+}

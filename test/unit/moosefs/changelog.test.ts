@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { parseChangelogLine, scanChangelogStream } from '../../../lib/moosefs/changelog.js';
+import { ChangelogScanner, parseChangelogLine, scanChangelogStream } from '../../../lib/moosefs/changelog.js';
 
 const lines = (from: number, to: number) =>
   Array.from(
@@ -99,6 +99,72 @@ describe('changelog scanning', () => {
       expect((await scanChangelogStream(streamOf(lines(1, 9) + line + '\n' + lines(11, 20)), 'c')).problems).toEqual(
         [],
       );
+  });
+
+  // Issue #28: the scanner reads the common line (well formed, the next version) inline in its own loop, everything
+  // else and every line of a positions scan the whole way. A model built from split('\n') and parseChangelogLine must
+  // agree with both, at every chunk boundary: a line cut by a chunk (or by a worker's 1 MB read) is one line.
+  test('the inline path, the whole path and a line-by-line model agree, wherever the chunks are cut', () => {
+    const ts = (v: number) => 1795575880 + (v % 7);
+    const ok = (v: number) => `${v}: ${ts(v)}|CREATE(1,f${v},1,438,18,0,0,0):${v + 1}\n`;
+    const parts = [
+      ok(7),
+      ok(8),
+      ok(8),
+      ok(9),
+      '10: 1795575880|CREATE(1,f10\n',
+      ok(11),
+      ok(13),
+      'garbage\n',
+      ok(5),
+      ok(14),
+      `15: ${ts(15)}|ACQUIRE(1,3)\n`,
+      '\n',
+      ok(16),
+      '17: 1795575880|CREATE(1,f,1,438,18,0,0,0):1(1\n',
+      ok(18),
+      ok(19),
+      ok(20),
+      '21: 17955',
+    ];
+    const text = parts.join('');
+    const model = { lines: 0, segments: [] as { first: number; last: number }[], kinds: [] as string[] };
+    let expected: number | undefined;
+    let lastTimestamp: number | undefined;
+    const all = text.split('\n');
+    for (const [i, line] of all.entries()) {
+      if (i === all.length - 1 && line === '') break;
+      model.lines++;
+      const parsed = i === all.length - 1 ? undefined : parseChangelogLine(line);
+      if (i === all.length - 1) model.kinds.push('cut-last-line');
+      else if (!parsed) model.kinds.push(/^\d+: \d+\|/.test(line) ? 'damaged' : 'unparsable');
+      else if (expected !== undefined && parsed.version < expected)
+        model.kinds.push(parsed.version === expected - 1 ? 'repeated' : 'backwards');
+      else {
+        if (parsed.version === expected) model.segments[model.segments.length - 1]!.last = parsed.version;
+        else model.segments.push({ first: parsed.version, last: parsed.version });
+        expected = parsed.version + 1;
+        lastTimestamp = parsed.timestamp;
+      }
+    }
+    const buf = Buffer.from(text);
+    for (let chunk = 1; chunk <= buf.length; chunk++) {
+      for (const positions of [false, true]) {
+        const scanner = new ChangelogScanner('c', { positions });
+        for (let i = 0; i < buf.length; i += chunk) scanner.push(buf.subarray(i, i + chunk));
+        const scan = scanner.finish();
+        expect({
+          chunk,
+          positions,
+          lines: scan.lines,
+          segments: scan.segments,
+          kinds: scan.problems.map((p) => p.kind),
+          lastTimestamp: scan.lastTimestamp,
+          truncated: scan.truncatedLastLine,
+          bytes: scan.bytes,
+        }).toEqual({ chunk, positions, ...model, lastTimestamp, truncated: true, bytes: buf.length });
+      }
+    }
   });
 
   test('an empty file has no versions and no problems', async () => {
