@@ -20,7 +20,7 @@ import {
   type MasterStatus,
   type MasterTarget,
 } from '../lib/moosefs/master.js';
-import { restoringBinaries } from '../lib/moosefs/generations/binaries.js';
+import { probeAhead, restoringBinaries } from '../lib/moosefs/generations/binaries.js';
 import { restoreAndStart } from '../lib/moosefs/roll-forward.js';
 import { selfChangesSince } from '../lib/moosefs/self-changes.js';
 import { mfsmasterErrorLine } from '../lib/moosefs/mfsmaster.js';
@@ -147,6 +147,24 @@ interface Guarded {
   line: string;
 }
 
+/** The guard being put up while the files are copied: the guard, the drill's refusal, or what failed. */
+type Guarding = Promise<Guarded | JobResult | Error>;
+
+/** The guard could not be put up and the drill refuses (its result says why): no scratch master started. */
+class GuardRefused extends Error {
+  constructor(readonly result: JobResult) {
+    super(result.summary);
+  }
+}
+
+/** The guard once it is up; GuardRefused (or what failed) when it is not. */
+async function guardUp(guarding: Guarding): Promise<Guarded> {
+  const g = await guarding;
+  if (g instanceof Error) throw g;
+  if ('status' in g) throw new GuardRefused(g);
+  return g;
+}
+
 /**
  * Only the user running the drill may reach its scratch master, on every generation: its metalogger port
  * gives the restored image to anyone who asks. Without the guard (no nft, not allowed to change the
@@ -173,7 +191,13 @@ async function guardScratch(ctx: Ctx, ports: ScratchPorts): Promise<Guarded | Jo
 }
 
 /** Copy, restore the way the image's generation does, wait until it serves, read its counts. The caller stops the master. */
-async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports: ScratchPorts): Promise<Restored> {
+async function restore(
+  ctx: Ctx,
+  source: RestoreSource,
+  scratch: Scratch,
+  ports: ScratchPorts,
+  guarding: Guarding,
+): Promise<Restored> {
   const { options, config } = ctx;
   const copyStartedMs = Date.now();
   const cutTarget = parseTarget(ctx.args, config.timezone);
@@ -218,6 +242,8 @@ async function restore(ctx: Ctx, source: RestoreSource, scratch: Scratch, ports:
   });
   // An image mfs-jobs cannot read goes to the installed mfsmaster, which gets to say its own word.
   const binaries = await restoringBinaries(config, placed.header?.magic, placed.image, options.mfsmasterBin);
+  // The guard goes up beside the copy; the scratch master starts only behind it.
+  await guardUp(guarding);
   await writeScratchConfig(scratch, ports, binaries.generation);
   const target: MasterTarget = {
     host: SCRATCH_HOST,
@@ -398,25 +424,40 @@ export default defineJob({
         details: { source: describeSource(source), ports },
       };
     }
+    // The installed mfsmaster's -v answer (restoringBinaries), asked while the files are copied.
+    probeAhead(config, options.mfsmasterBin);
     // A drill killed mid-way (SIGKILL) leaves its daemonised master running and its copy on disk.
     const leftovers = await clearLeftovers(root, SCRATCH_PREFIX);
     for (const l of leftovers) ctx.log.warn(leftoverLine(l), l);
-    for (const table of await ScratchGuard.clearStale())
-      ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
-    const ports = await pickPorts(options.ports, await productionPorts(config), 'jobs.drill.ports');
-    // Up before anything is copied, and before the scratch master listens.
-    const guarded = await guardScratch(ctx, ports);
-    if ('status' in guarded) return guarded;
+    // Stale tables go only after the masters they guarded (clearLeftovers); the ports are chosen meanwhile.
+    const [stale, ports] = await Promise.all([
+      ScratchGuard.clearStale(),
+      productionPorts(config).then((reserved) => pickPorts(options.ports, reserved, 'jobs.drill.ports')),
+    ]);
+    for (const table of stale) ctx.log.warn(`removed nftables table ${table} left by a drill that was killed`);
+    // Up while the files are copied, and before the scratch master listens (restore() waits for it there).
+    const guarding: Guarding = guardScratch(ctx, ports).catch((err: unknown) =>
+      err instanceof Error ? err : new Error(String(err)),
+    );
     const scratch = await createScratch(root, SCRATCH_PREFIX).catch(async (err: unknown) => {
-      await guarded.guard?.remove();
+      const g = await guarding;
+      if (!(g instanceof Error) && !('status' in g)) await g.guard?.remove();
       throw err;
     });
     ctx.log.info('drill started', { source: describeSource(source), scratch: scratch.dir, ports });
     let result: JobResult;
     try {
-      const restored = await restore(ctx, source, scratch, ports);
+      const restored = await restore(ctx, source, scratch, ports, guarding);
       result = drillResult(ctx, source, restored, await liveMaster(ctx), ports);
     } catch (err) {
+      // No guard, no scratch master: the drill refuses (or fails) as it did before copying, its copy removed.
+      const g = await guarding;
+      if (g instanceof Error || 'status' in g) {
+        await fs.rm(scratch.dir, { recursive: true, force: true });
+        if (g instanceof Error) throw g;
+        return g;
+      }
+      const guarded = g;
       if (ctx.signal.aborted) {
         await stopScratchMaster(scratch);
         await guarded.guard?.remove();
@@ -430,14 +471,19 @@ export default defineJob({
       const summary = err instanceof RestorePointRefused ? err.message : `${describeSource(source, true)}: ${reason}`;
       result = { status: 'CRITICAL', summary, details: { source: describeSource(source), error: reason, ports } };
     }
+    const guarded = await guardUp(guarding);
     // Only a scratch that stays (--keep, or kept as evidence of a failure) is worth a clean stop.
     const discard = ctx.args.keep !== true && result.status !== 'CRITICAL';
     const stoppedPid = discard ? await killScratchMaster(scratch) : await stopScratchMaster(scratch);
-    if (guarded.guard && !(await guarded.guard.remove()))
+    // Both once the master is gone: the guard (after its ports close) and the scratch.
+    const [closed, cleanup] = await Promise.all([
+      guarded.guard?.remove() ?? true,
+      cleanUp(scratch, result, ctx.args.keep === true),
+    ]);
+    if (guarded.guard && !closed)
       ctx.log.warn(`nftables table ${guarded.guard.table} removed while a port of the scratch master still listened`, {
         ports,
       });
-    const cleanup = await cleanUp(scratch, result, ctx.args.keep === true);
     const stopped = `scratch master ${stoppedPid ? `stopped (pid ${stoppedPid})` : 'not running'}; ${cleanup.line}`;
     const lines = [...(result.lines ?? []), ...leftovers.map(leftoverLine), guarded.line, stopped];
     let summary = result.status === 'CRITICAL' && cleanup.kept ? `${result.summary}; ${cleanup.line}` : result.summary;

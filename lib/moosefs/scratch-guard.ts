@@ -62,8 +62,9 @@ export class ScratchGuard {
     uid = process.getuid?.() ?? 0,
   ): Promise<ScratchGuard | { failed: string }> {
     const table = `${GUARD_TABLE_PREFIX}${process.pid}`;
-    await nft(['delete', 'table', 'inet', table]);
-    const made = await nft([guardTableScript(table, ports, uid)]);
+    // One nft run, one transaction: a table of this name (a reused PID's) emptied, then made afresh.
+    const script = `add table inet ${table}\ndelete table inet ${table}\n${guardTableScript(table, ports, uid)}`;
+    const made = await nft([script]);
     return made.ok ? new ScratchGuard(table, ports) : { failed: made.why };
   }
 

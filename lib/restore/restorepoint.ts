@@ -233,7 +233,7 @@ async function download(
   bound: ReadBound,
   signal?: AbortSignal,
 ): Promise<number> {
-  await source.download(from, to, { bound, signal });
+  await source.download(from, to, { bound, signal, durable: false });
   await fs.chmod(to, FILE_MODE);
   return (await fs.stat(to)).size;
 }
@@ -279,46 +279,57 @@ export async function placeFromDataPath(
   }
   await options.ensureSpace?.(2 * chosen.entry.size + listing.changelogs.reduce((sum, e) => sum + e.size, 0));
   const image = restoredImageName(chosen.entry.name);
-  let bytes = await download(
-    source,
-    path.posix.join(remoteDataPath, chosen.entry.name),
-    path.join(dataPath, image),
-    { size: chosen.entry.size },
-    signal,
-  );
+  // Into staging or a drill's scratch, which a crash discards (restore syncs what it places into DATA_PATH): no fsync.
+  const fetch = (name: string, to: string, bound: ReadBound) =>
+    download(source, path.posix.join(remoteDataPath, name), path.join(dataPath, to), bound, signal);
+  // The image is copied beside the changelogs' copies and scans, which the source's header chooses.
+  const chosenFrom = restoreFrom(chosen.header!);
+  const [imageCopy, chosenLogs] = await Promise.allSettled([
+    fetch(chosen.entry.name, image, { size: chosen.entry.size }),
+    placeChangelogs(dataPath, listing.changelogs, chosenFrom, fetch),
+  ]);
+  if (imageCopy.status === 'rejected') throw imageCopy.reason;
+  if (chosenLogs.status === 'rejected') throw chosenLogs.reason;
+  let bytes = imageCopy.value;
   // The source may have replaced the file between the header check and the copy: check the copy.
   const header = await readImageHeader(path.join(dataPath, image));
   const sessions = sessionsFile(listing, header.magic);
-  if (sessions)
-    bytes += await download(
-      source,
-      path.posix.join(remoteDataPath, sessions.name),
-      path.join(dataPath, RESTORED_SESSIONS),
-      { size: sessions.size },
-      signal,
-    );
+  if (sessions) bytes += await fetch(sessions.name, RESTORED_SESSIONS, { size: sessions.size });
   const from = restoreFrom(header);
+  let logs = chosenLogs.value;
+  if (from !== chosenFrom) {
+    // A new image meanwhile (a metalogger downloads one every hour): its changelogs, chosen again.
+    for (const name of logs.changelogs) await fs.rm(path.join(dataPath, name), { force: true });
+    logs = await placeChangelogs(dataPath, listing.changelogs, from, fetch);
+  }
+  const { changelogs, scans } = logs;
+  bytes += logs.bytes;
+  return { image, header, changelogs, bytes, scans, ...(await chainInDataPath(dataPath, header, changelogs, scans)) };
+}
+
+/**
+ * Changelogs are taken newest first per family (`.0`, `.1`, …) until one starts at or before `from`, each
+ * scanned once as placed and the scan reused for the chain, not read and parsed a second time.
+ */
+async function placeChangelogs(
+  dataPath: string,
+  listed: readonly { name: string; size: number }[],
+  from: number,
+  fetch: (name: string, to: string, bound: ReadBound) => Promise<number>,
+): Promise<{ changelogs: string[]; scans: Map<string, ChangelogScan>; bytes: number }> {
   const changelogs: string[] = [];
-  // Scanned once here and reused for the chain below, not read and parsed a second time.
   const scans = new Map<string, ChangelogScan>();
   const done = new Set<string>();
-  for (const entry of [...listing.changelogs].sort(
-    (a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0),
-  )) {
+  let bytes = 0;
+  for (const entry of [...listed].sort((a, b) => (changelogIndex(a.name) ?? 0) - (changelogIndex(b.name) ?? 0))) {
     if (done.has(family(entry.name))) continue;
+    bytes += await fetch(entry.name, entry.name, changelogBound(entry.name, entry.size));
     const local = path.join(dataPath, entry.name);
-    bytes += await download(
-      source,
-      path.posix.join(remoteDataPath, entry.name),
-      local,
-      changelogBound(entry.name, entry.size),
-      signal,
-    );
     await trimCutLastLine(local);
     changelogs.push(entry.name);
     const scan = await scanChangelogFile(local);
     scans.set(entry.name, scan);
     if (scan.first !== undefined && scan.first <= from) done.add(family(entry.name));
   }
-  return { image, header, changelogs, bytes, scans, ...(await chainInDataPath(dataPath, header, changelogs, scans)) };
+  return { changelogs, scans, bytes };
 }

@@ -8,7 +8,7 @@ import { ConfigError, TransferError } from '../core/errors.js';
 import { acceptNewHostKey, checkHostKey, loadKnownHosts, type HostKeyVerdict } from './knownhosts.js';
 import { plainNameProblem, shownName } from '../core/names.js';
 import { currentJobLogger } from '../core/logger.js';
-import { readAt, writeNewFile } from '../core/atomic.js';
+import { FILE_MODE, readAt, writeNewFile, type Durability } from '../core/atomic.js';
 import {
   boundedStream,
   describeBound,
@@ -34,6 +34,11 @@ export interface DownloadOptions {
   /** Called with bytes done and total while the transfer runs. */
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
+  /**
+   * false: the copy is not fsynced (a local source's; an SFTP download never is): `local` is in staging or a
+   * drill's scratch, which a crash discards (lib/core/atomic.ts Durability).
+   */
+  durable?: boolean;
 }
 
 /**
@@ -127,7 +132,8 @@ async function openRegular(
 /**
  * Copy a local source's file to `dst` (created exclusively, 0600), at most `bound`'s limit: a clone
  * (reflink) of the file as fstat saw it where the filesystem can, else a copy through the bounded
- * reader, so a file that grows without end while it is copied cannot fill the disk.
+ * reader, so a file that grows without end while it is copied cannot fill the disk. Fsynced unless `o.durable`
+ * is false.
  */
 export async function copyLocalFile(
   host: string,
@@ -135,6 +141,7 @@ export async function copyLocalFile(
   dst: string,
   bound: ReadBound,
   label = `${host} (local)`,
+  o: Durability = {},
 ): Promise<void> {
   const { handle, size } = await openRegular(host, label, src);
   const limit = limitOf(bound);
@@ -155,16 +162,21 @@ export async function copyLocalFile(
       await fs.rm(dst, { force: true });
       if (err instanceof ReadBoundError) throw err;
     }
-    await writeNewFile(dst, async (out) => {
-      const input = handle.createReadStream({ start: 0, end: limit, autoClose: false, highWaterMark: 1 << 20 });
-      for await (const chunk of boundedStream(input, {
-        host,
-        what: `${label}: ${src}`,
-        bound,
-        idleSeconds: READ_IDLE_SECONDS,
-      }))
-        await out.write(chunk as Buffer);
-    });
+    await writeNewFile(
+      dst,
+      async (out) => {
+        const input = handle.createReadStream({ start: 0, end: limit, autoClose: false, highWaterMark: 1 << 20 });
+        for await (const chunk of boundedStream(input, {
+          host,
+          what: `${label}: ${src}`,
+          bound,
+          idleSeconds: READ_IDLE_SECONDS,
+        }))
+          await out.write(chunk as Buffer);
+      },
+      FILE_MODE,
+      o,
+    );
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -218,7 +230,7 @@ class LocalSource implements FileSource {
   async download(remote: string, local: string, options: DownloadOptions): Promise<void> {
     if (options.signal?.aborted) throw new TransferError(this.hostName, `${this.label}: transfer of ${remote} aborted`);
     await fs.rm(local, { force: true });
-    await copyLocalFile(this.hostName, remote, local, options.bound, this.label);
+    await copyLocalFile(this.hostName, remote, local, options.bound, this.label, { durable: options.durable });
   }
   async readStream(file: string, bound: ReadBound): Promise<Readable> {
     const { handle } = await openRegular(this.hostName, this.label, file);

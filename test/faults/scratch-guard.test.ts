@@ -131,7 +131,7 @@ describe.each<LabVersion>(['3.0.117', '4.59.2'])(
 
     if (version !== '3.0.117') return;
 
-    test('where the guard cannot be put up (nft fails) the drill refuses before copying anything; jobs.drill.allowUnguarded drills and WARNs', async () => {
+    test('where the guard cannot be put up (nft fails) the drill refuses before its scratch master starts and leaves no copy; jobs.drill.allowUnguarded drills and WARNs', async () => {
       const fake = path.join(cluster.dir, 'no-nft');
       await fs.mkdir(fake, { mode: 0o700 });
       await fs.writeFile(
