@@ -507,6 +507,144 @@ export async function copySnapshotFile(
   return f.size;
 }
 
+/** One file of a batch (copySnapshotFiles): whose it is, its manifest entry, where its content goes. */
+export interface BatchFile {
+  holder: FileHolder;
+  f: ManifestFile;
+  target: string;
+  /** Sees the file's content as it is written (a restore's scan of a segment). */
+  tap?: (chunk: Buffer) => void;
+}
+
+/** Whether a file can go through a batch's one `zstd -d`: stored as zstd, readable with these keys. */
+export function batchable(f: ManifestFile, keys: StoreKeys | undefined): boolean {
+  return f.stored?.compression === 'zstd' && keyProblem(f, keys) === undefined;
+}
+
+/**
+ * Several small zstd-stored files (archive segments) written to their targets through ONE `zstd -d`: a process
+ * per file costs more than its content (≈ 36 ms a spawn from a large process; BENCHMARKS.md, issue 26/28). Each
+ * file's stored bytes are read in order and checked against its own manifest (stored size and sha256, then
+ * decrypted with its own seal context), their frames decompressed as one stream, and the output split back by
+ * each file's content size from its manifest, each part checked against its own content size and sha256 (or
+ * keyed hmac) — the same checks openSnapshotFile makes, so a damaged, swapped or reordered file fails, named.
+ * Never more output than the manifests' sizes together (a zstd bomb). On any failure every target is removed;
+ * a content mismatch names the file whose part mismatched, which, where one file's frame holds another's bytes,
+ * may be its neighbour: a caller wanting the culprit named exactly places the files one by one again.
+ */
+export async function copySnapshotFiles(
+  files: readonly BatchFile[],
+  o: { keys?: StoreKeys; signal?: AbortSignal } & Durability = {},
+): Promise<void> {
+  for (const { holder, f } of files) {
+    if (f.stored?.compression !== 'zstd')
+      throw new ChainError(f.name, `snapshot ${holder.id}: ${f.name}: not stored as zstd: cannot join a batch`);
+    const problem = keyProblem(f, o.keys);
+    if (problem)
+      throw new ChainError(
+        storedPathOf(holder, f),
+        `snapshot ${holder.id}: ${f.name}: cannot decrypt ${f.stored.name}: ${problem}`,
+      );
+  }
+  async function* frames(): AsyncGenerator<Buffer> {
+    for (const { holder, f } of files) {
+      const where = `snapshot ${holder.id}: ${f.name}`;
+      const s = f.stored!;
+      const stored = { size: 0, sha256: '' };
+      const stages: Stage[] = [
+        measureStage(stored, { bytes: s.size, what: `${where}: stored file ${s.name}` }),
+        checkStage(() => mismatch(stored, s, `${where}: stored file ${s.name}:`)),
+      ];
+      if (s.encryption) stages.push(decryptStage(o.keys?.key, s.encryption.keyId, sealContext(holder.manifest, f)));
+      const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
+      let chunks: AsyncIterable<Buffer> = createReadStream(storedPathOf(holder, f), { flags, highWaterMark: 1 << 20 });
+      for (const stage of stages) chunks = stage(chunks);
+      try {
+        yield* chunks;
+      } catch (err) {
+        throw readError(holder, f, err);
+      }
+    }
+  }
+  const handles: (fs.FileHandle | undefined)[] = [];
+  const split = async (source: AsyncIterable<Buffer>) => {
+    let i = -1;
+    let left = 0;
+    let content = { size: 0, sha256: '' };
+    let hash: Hasher = createHash('sha256');
+    // The part before `i + 1` is whole: check it against its manifest, then open the next file.
+    const next = async () => {
+      if (i >= 0) {
+        const { holder, f } = files[i]!;
+        const digest = contentDigest(f);
+        content.sha256 = hash.digest('hex');
+        const problem = mismatch(
+          content,
+          { size: f.size, sha256: digest.value },
+          `snapshot ${holder.id}: ${f.name}:`,
+          digest.alg,
+        );
+        if (problem) throw new ChainError(storedPathOf(holder, f), problem);
+      }
+      i++;
+      if (i >= files.length) return;
+      const { f, target } = files[i]!;
+      handles[i] = await openExclusive(target);
+      left = f.size;
+      content = { size: 0, sha256: '' };
+      hash = contentDigest(f).alg === 'hmac-sha256' ? contentHmac(o.keys!.key!) : createHash('sha256');
+    };
+    await next();
+    while (i < files.length && left === 0) await next();
+    for await (const chunk of source) {
+      let at = 0;
+      while (at < chunk.length) {
+        if (i >= files.length) {
+          const { holder, f } = files[files.length - 1]!;
+          throw new ChainError(
+            storedPathOf(holder, f),
+            `snapshot ${holder.id}: ${f.name}: more than the ${f.size} bytes the manifest says (the batch's zstd output ` +
+              `runs past the last file)`,
+          );
+        }
+        const piece = chunk.subarray(at, at + left);
+        at += piece.length;
+        left -= piece.length;
+        content.size += piece.length;
+        hash.update(piece);
+        files[i]!.tap?.(piece);
+        await handles[i]!.write(piece);
+        while (i < files.length && left === 0) await next();
+      }
+    }
+    // The zstd output ended inside file i: it is short.
+    if (i < files.length) {
+      const { holder, f } = files[i]!;
+      throw new ChainError(
+        storedPathOf(holder, f),
+        `snapshot ${holder.id}: ${f.name}: ${content.size} bytes, manifest says ${f.size}`,
+      );
+    }
+  };
+  try {
+    try {
+      await pipeline(frames(), zstdStage(['-d']), split, { signal: o.signal });
+      if (o.durable !== false) for (const h of handles) await h!.sync();
+    } finally {
+      for (const h of handles) await h?.close().catch(() => undefined);
+    }
+  } catch (err) {
+    for (const [k, h] of handles.entries()) if (h) await fs.rm(files[k]!.target, { force: true });
+    if (err instanceof ZstdError) {
+      const first = files[0]!;
+      const last = files.at(-1)!;
+      const span = `${first.holder.id}..${last.holder.id}`;
+      throw new ChainError(storedPathOf(first.holder, first.f), `batch ${span}: not valid zstd data (${err.message})`);
+    }
+    throw err;
+  }
+}
+
 export interface ContentFacts {
   /** Images: the header and end marker as read from the content (or why not). */
   header?: ImageHeader;
