@@ -317,17 +317,38 @@ export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
   return Buffer.concat([kept, chunk]).subarray(-n);
 }
 
+/** Writes a pipeline's end keeps in flight: the next chunks are pulled (zstd goes on) while these land. */
+const WRITES_IN_FLIGHT = 16;
+
 /**
  * A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync
- * after); `tap` sees each chunk as it is written. (Gathering zstd's 64 KiB chunks into 1 MiB writev calls was
- * measured in session 12: no gain.)
+ * after); `tap` sees each chunk as it is written. Up to WRITES_IN_FLIGHT writes at their own offsets are in
+ * flight, so the source is read on while they land (a write awaited before the next read stalls zstd on its
+ * full pipe); every write has settled before this returns or throws. (Gathering zstd's 64 KiB chunks into
+ * 1 MiB writev calls was measured in session 12: no gain.)
  */
 function writeTo(out: fs.FileHandle, tap?: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => Promise<void> {
   return async (source) => {
-    for await (const chunk of source) {
-      tap?.(chunk);
-      await out.write(chunk);
+    let at = 0;
+    let failed: { err: unknown } | undefined;
+    const inFlight: Promise<void>[] = [];
+    try {
+      for await (const chunk of source) {
+        tap?.(chunk);
+        inFlight.push(
+          out.write(chunk, 0, chunk.length, at).then(
+            () => undefined,
+            (err: unknown) => void (failed ??= { err }),
+          ),
+        );
+        at += chunk.length;
+        if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
+        if (failed) throw failed.err;
+      }
+    } finally {
+      await Promise.all(inFlight);
     }
+    if (failed) throw failed.err;
   };
 }
 
