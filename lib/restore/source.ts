@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import { restoreFrom } from '../moosefs/metadata.js';
 import path from 'node:path';
 import { allHosts, type Config, type CopyConfig, type MasterHost, type MetaloggerHost } from '../core/config.js';
-import { ConfigError, describeError, UsageError } from '../core/errors.js';
+import { ChainError, ConfigError, describeError, UsageError } from '../core/errors.js';
 import type { StoredSnapshot } from '../store/manifest.js';
 import { ensureFreeSpace } from '../core/disk.js';
 import { openSource } from '../transport/remote.js';
@@ -17,9 +17,10 @@ import {
   placeSnapshot,
   placingScanner,
   PLACE_PARALLEL,
+  type PlaceOptions,
   type PlacedRestorePoint,
 } from './restorepoint.js';
-import type { ChangelogScanner } from '../moosefs/changelog.js';
+import type { ChangelogScan, ChangelogScanner } from '../moosefs/changelog.js';
 import { listSegments, placeSegments, segmentsFrom as selectSegments, type StoredSegment } from '../store/segments.js';
 import { fetchCopySegments } from '../store/copy/archive.js';
 import type { StoreKeys } from '../store/sealed.js';
@@ -166,10 +167,10 @@ async function placeUnchecked(
   const options = { signal, ensureSpace: (bytes: number) => ensureFreeSpace(dataPath, bytes, who), ...rest };
   if (source.kind === 'snapshot') {
     const keys = await storeKeys(config);
-    const placed = await placeSnapshot(source.snapshot, dataPath, { ...options, keys });
+    const store = config.snapshotStore!.path;
     // The archive rolls the image on past the snapshot's own changelogs (issue #26).
-    const { segments } = await listSegments(config.snapshotStore!.path, keys);
-    return withArchive(placed, dataPath, () => Promise.resolve(segments), keys, signal, o.passTime);
+    const segments = async () => (await listSegments(store, keys)).segments;
+    return placeWithArchive(source.snapshot, dataPath, segments, keys, { ...options, keys });
   }
   if (source.kind === 'copy') {
     const keys = await storeKeys(config);
@@ -177,13 +178,12 @@ async function placeUnchecked(
     const fetched = await fetchFromCopy(config, source.copy, source.id, keys, signal);
     try {
       source.fetched = fetched.snapshot;
-      const placed = await placeSnapshot(fetched.snapshot, dataPath, { ...options, keys });
       const into = path.join(fetched.snapshot.dir, 'archive');
       const segments = async (from: number) => {
         await fs.mkdir(into, { mode: 0o700 });
         return fetchCopySegments(config, source.copy, from, keys, into, signal);
       };
-      return await withArchive(placed, dataPath, segments, keys, signal, o.passTime);
+      return await placeWithArchive(fetched.snapshot, dataPath, segments, keys, { ...options, keys });
     } finally {
       await fetched.cleanup();
     }
@@ -196,9 +196,121 @@ async function placeUnchecked(
   }
 }
 
+/** Where a snapshot's image restores from, as its manifest says; undefined for a manifest that does not say it. */
+function manifestStart(image: StoredSnapshot['manifest']['image']): number | undefined {
+  const { version, empty } = image;
+  if (typeof empty !== 'boolean' || !Number.isSafeInteger(version) || version < 0) return undefined;
+  return restoreFrom(image);
+}
+
 /**
- * The archive's segments after a placed image, placed beside its changelogs and the chain recomputed:
- * the restore point reaches the archive's end (or its first gap), not only the snapshot's own changelogs.
+ * A snapshot placed with the archive's segments after its image (issue #26). The segments are chosen from the
+ * version the snapshot's manifest gives its image and placed beside the image (its `zstd -d` on one core, theirs
+ * on the other) instead of after it; the image's own header, once placed, must restore from that same version —
+ * else the choice could leave a hole or an overlap, and the restore point is refused naming the snapshot. A
+ * manifest without a usable image version is placed the old way: the image first, the segments from its header.
+ */
+async function placeWithArchive(
+  snapshot: StoredSnapshot,
+  dataPath: string,
+  segmentsFrom: (fromVersion: number) => Promise<StoredSegment[]>,
+  keys: StoreKeys,
+  options: PlaceOptions & { signal: AbortSignal },
+): Promise<PlacedRestorePoint> {
+  const planned = manifestStart(snapshot.manifest.image);
+  if (planned === undefined) {
+    const placed = await placeSnapshot(snapshot, dataPath, options);
+    return withArchive(placed, dataPath, segmentsFrom, keys, options.signal, options.passTime);
+  }
+  // One failing stops the other; both have settled before anything is thrown (no file written behind the cleanup).
+  const stop = new AbortController();
+  const signal = AbortSignal.any([options.signal, stop.signal]);
+  let failure: { err: unknown } | undefined;
+  const settle = <T>(p: Promise<T>) =>
+    p.catch((err: unknown) => {
+      failure ??= { err };
+      stop.abort();
+      return undefined;
+    });
+  const [placed, archive] = await Promise.all([
+    settle(placeSnapshot(snapshot, dataPath, { ...options, signal })),
+    settle(
+      segmentsFrom(planned).then((all) =>
+        placeArchive(selectSegments(all, planned), dataPath, keys, signal, options.passTime),
+      ),
+    ),
+  ]);
+  if (failure) throw failure.err;
+  if (!placed!.header) {
+    // A bad image goes to mfsmaster -a alone, as before (its verdict is the finding): no segments beside it.
+    await Promise.all(archive!.names.map((n) => fs.rm(path.join(dataPath, n), { force: true })));
+    return placed!;
+  }
+  const start = restoreFrom(placed!.header);
+  if (start !== planned)
+    throw new ChainError(
+      snapshot.dir,
+      `snapshot ${snapshot.id}: its manifest says the image restores from version ${planned}, the image's own ` +
+        `header from ${start}: the archive's segments chosen from the manifest would not fit it; refused`,
+    );
+  return withPlacedSegments(placed!, dataPath, archive!);
+}
+
+interface PlacedArchive {
+  names: string[];
+  bytes: number;
+  scans: ReadonlyMap<string, ChangelogScan>;
+}
+
+/** Segments placed as changelogs, each scanned as it is written (no second read of a segment). */
+async function placeArchive(
+  wanted: readonly StoredSegment[],
+  dataPath: string,
+  keys: StoreKeys,
+  signal: AbortSignal,
+  passTime: number | undefined,
+): Promise<PlacedArchive> {
+  const scans = new Map<string, ChangelogScan>();
+  if (!wanted.length) return { names: [], bytes: 0, scans };
+  const scanners = new Map<string, ChangelogScanner>();
+  const { names, bytes } = await placeSegments(wanted, dataPath, {
+    keys,
+    signal,
+    parallel: PLACE_PARALLEL,
+    // Staging or a drill's scratch, as placeSnapshot's files: a crash discards it, so no fsync.
+    durable: false,
+    tap: (name) => {
+      const scanner = placingScanner(path.join(dataPath, name), passTime);
+      scanners.set(name, scanner);
+      return (chunk) => scanner.push(chunk);
+    },
+    placed: (name) => Promise.resolve(void scans.set(name, scanners.get(name)!.finish())),
+  });
+  return { names, bytes, scans };
+}
+
+/** The placed image's restore point with the segments after its changelogs, and the chain recomputed over all. */
+async function withPlacedSegments(
+  placed: PlacedRestorePoint,
+  dataPath: string,
+  archive: PlacedArchive,
+): Promise<PlacedRestorePoint> {
+  if (!archive.names.length || !placed.header) return placed;
+  const scans = new Map([...(placed.scans ?? []), ...archive.scans]);
+  const changelogs = [...placed.changelogs, ...archive.names];
+  return {
+    ...placed,
+    changelogs,
+    bytes: placed.bytes + archive.bytes,
+    scans,
+    ...(await chainInDataPath(dataPath, placed.header, changelogs, scans)),
+  };
+}
+
+/**
+ * The archive's segments after a placed image, chosen from its header, placed beside its changelogs and the
+ * chain recomputed: the restore point reaches the archive's end (or its first gap), not only the snapshot's own
+ * changelogs.
  */
 async function withArchive(
   placed: PlacedRestorePoint,
@@ -210,30 +322,12 @@ async function withArchive(
 ): Promise<PlacedRestorePoint> {
   if (!placed.header) return placed;
   const start = restoreFrom(placed.header);
-  const wanted = selectSegments(await segmentsFrom(start), start);
-  if (!wanted.length) return placed;
-  const scans = new Map(placed.scans);
-  const scanners = new Map<string, ChangelogScanner>();
-  const { names, bytes } = await placeSegments(wanted, dataPath, {
+  const archive = await placeArchive(
+    selectSegments(await segmentsFrom(start), start),
+    dataPath,
     keys,
     signal,
-    parallel: PLACE_PARALLEL,
-    // Staging or a drill's scratch, as placeSnapshot's files: a crash discards it, so no fsync.
-    durable: false,
-    // Scanned as it is written: no second read of the segment.
-    tap: (name) => {
-      const scanner = placingScanner(path.join(dataPath, name), passTime);
-      scanners.set(name, scanner);
-      return (chunk) => scanner.push(chunk);
-    },
-    placed: (name) => Promise.resolve(void scans.set(name, scanners.get(name)!.finish())),
-  });
-  const changelogs = [...placed.changelogs, ...names];
-  return {
-    ...placed,
-    changelogs,
-    bytes: placed.bytes + bytes,
-    scans,
-    ...(await chainInDataPath(dataPath, placed.header, changelogs, scans)),
-  };
+    passTime,
+  );
+  return withPlacedSegments(placed, dataPath, archive);
 }

@@ -30,7 +30,9 @@ import {
   type ManifestMac,
 } from './manifest.js';
 import {
+  batchable,
   copySnapshotFile,
+  copySnapshotFiles,
   openSnapshotFile,
   readSnapshotContent,
   storeStagedFile,
@@ -384,9 +386,41 @@ export function segmentsFrom(segments: readonly StoredSegment[], fromVersion: nu
   return segments.filter((s) => s.manifest.last >= fromVersion).sort((a, b) => a.manifest.first - b.manifest.first);
 }
 
+/** Plain bytes of segments one `zstd -d` decompresses for placeSegments (one process, not one per segment). */
+const BATCH_BYTES = 64 << 20;
+
+/**
+ * Runs of segments, in order, that go through one `zstd -d` (batchable, at most BATCH_BYTES of lines
+ * together); a segment that cannot join one (stored plain, or larger) is a run of its own.
+ */
+function placingBatches<S extends StoredSegment>(segments: readonly S[], keys: StoreKeys | undefined): S[][] {
+  const out: S[][] = [];
+  let run: S[] = [];
+  let bytes = 0;
+  for (const s of segments) {
+    const f = s.manifest.files[0]!;
+    const joins = batchable(f, keys) && f.size <= BATCH_BYTES;
+    if (!joins || bytes + f.size > BATCH_BYTES) {
+      if (run.length) out.push(run);
+      run = [];
+      bytes = 0;
+    }
+    if (!joins) {
+      out.push([s]);
+      continue;
+    }
+    run.push(s);
+    bytes += f.size;
+  }
+  if (run.length) out.push(run);
+  return out;
+}
+
 /**
  * Copy segments into a restore's DATA_PATH as MooseFS changelogs (checked on the way like a snapshot's
- * files), under names no snapshot's changelog has. Returns the placed names and bytes.
+ * files), under names no snapshot's changelog has. Returns the placed names and bytes. Small zstd-stored
+ * segments go through one `zstd -d` together (copySnapshotFiles: each still checked against its own
+ * manifest); a batch that fails is placed again one segment at a time, so the error names the segment exactly.
  */
 export async function placeSegments(
   segments: readonly StoredSegment[],
@@ -394,7 +428,7 @@ export async function placeSegments(
   o: Durability & {
     keys?: StoreKeys;
     signal?: AbortSignal;
-    /** Segments copied at once (each is read once: stored hash, zstd -d, content hash in one stream). */
+    /** Batches (or lone segments) copied at once (each read once: stored hash, zstd -d, content hash). */
     parallel?: number;
     /** Called with each segment once it is placed whole (the caller scans it while the next is copied). */
     placed?: (name: string, file: string) => Promise<void>;
@@ -403,14 +437,37 @@ export async function placeSegments(
   },
 ): Promise<{ names: string[]; bytes: number }> {
   const names = segments.map((_, i) => `changelog.${PLACED_BASE - i}.mfs`);
-  const sizes = await mapLimit(segments, o.parallel ?? 1, async (s, i) => {
+  const index = new Map(segments.map((s, i) => [s, i]));
+  const one = async (s: StoredSegment) => {
+    const i = index.get(s)!;
     const file = path.join(dataPath, names[i]!);
-    const tap = o.tap?.(names[i]!);
-    const size = await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, { ...o, tap });
+    await copySnapshotFile(segmentHolder(s), s.manifest.files[0]!, file, { ...o, tap: o.tap?.(names[i]!) });
     await o.placed?.(names[i]!, file);
-    return size;
-  });
-  return { names, bytes: sizes.reduce((a, b) => a + b, 0) };
+  };
+  const batch = async (run: StoredSegment[]) => {
+    const files = run.map((s) => {
+      const name = names[index.get(s)!]!;
+      return {
+        holder: segmentHolder(s),
+        f: s.manifest.files[0]!,
+        target: path.join(dataPath, name),
+        tap: o.tap?.(name),
+      };
+    });
+    try {
+      await copySnapshotFiles(files, o);
+    } catch (err) {
+      if (o.signal?.aborted) throw err;
+      // Nothing of the batch is left (copySnapshotFiles removed it): each again through its own stream.
+      for (const s of run) await one(s);
+      return;
+    }
+    for (const [k, s] of run.entries()) await o.placed?.(names[index.get(s)!]!, files[k]!.target);
+  };
+  await mapLimit(placingBatches(segments, o.keys), o.parallel ?? 1, (run) =>
+    run.length === 1 ? one(run[0]!) : batch(run),
+  );
+  return { names, bytes: segments.reduce((n, s) => n + s.manifest.files[0]!.size, 0) };
 }
 
 /**

@@ -317,17 +317,38 @@ export function lastBytes(kept: Buffer, chunk: Buffer, n: number): Buffer {
   return Buffer.concat([kept, chunk]).subarray(-n);
 }
 
+/** Writes a pipeline's end keeps in flight: the next chunks are pulled (zstd goes on) while these land. */
+const WRITES_IN_FLIGHT = 16;
+
 /**
  * A pipeline's end that writes through our own handle (a FileHandle's write stream would hold it: no fsync
- * after); `tap` sees each chunk as it is written. (Gathering zstd's 64 KiB chunks into 1 MiB writev calls was
- * measured in session 12: no gain.)
+ * after); `tap` sees each chunk as it is written. Up to WRITES_IN_FLIGHT writes at their own offsets are in
+ * flight, so the source is read on while they land (a write awaited before the next read stalls zstd on its
+ * full pipe); every write has settled before this returns or throws. (Gathering zstd's 64 KiB chunks into
+ * 1 MiB writev calls was measured in session 12: no gain.)
  */
 function writeTo(out: fs.FileHandle, tap?: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => Promise<void> {
   return async (source) => {
-    for await (const chunk of source) {
-      tap?.(chunk);
-      await out.write(chunk);
+    let at = 0;
+    let failed: { err: unknown } | undefined;
+    const inFlight: Promise<void>[] = [];
+    try {
+      for await (const chunk of source) {
+        tap?.(chunk);
+        inFlight.push(
+          out.write(chunk, 0, chunk.length, at).then(
+            () => undefined,
+            (err: unknown) => void (failed ??= { err }),
+          ),
+        );
+        at += chunk.length;
+        if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
+        if (failed) throw failed.err;
+      }
+    } finally {
+      await Promise.all(inFlight);
     }
+    if (failed) throw failed.err;
   };
 }
 
@@ -372,18 +393,48 @@ export interface OpenOptions {
  */
 export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenOptions = {}): Readable {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
-  const problem = keyProblem(f, o.keys);
-  if (problem) {
-    process.nextTick(() =>
-      out.destroy(
-        new ChainError(
-          storedPathOf(snapshot, f),
-          `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`,
-        ),
-      ),
-    );
+  const reader = contentReader(snapshot, f, o);
+  if (reader instanceof Error) {
+    process.nextTick(() => out.destroy(reader));
     return out;
   }
+  // `out` stays outside the pipeline: the pipeline would destroy it with the raw error, not our one line.
+  // A reader that stops early (a header read) destroys `out`: the pipeline is aborted, zstd killed.
+  const stop = new AbortController();
+  out.once('close', () => {
+    if (!out.writableFinished) stop.abort();
+  });
+  const into = async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
+  };
+  pipeline(reader.input, ...(reader.stages as [Stage]), into, {
+    signal: stop.signal,
+  }).then(
+    () => out.end(),
+    (err: unknown) => {
+      if (!stop.signal.aborted) out.destroy(readError(snapshot, f, err));
+    },
+  );
+  return out;
+}
+
+/**
+ * A file's stored bytes and the stages that make them its content, every byte checked (openSnapshotFile's and
+ * copySnapshotFile's one recipe): the stored bytes against the manifest's stored size and sha256, decrypted,
+ * `zstd -d`, then the content against its size and sha256 (or keyed hmac). Or, when the keys cannot open the
+ * file, the one-line error (nothing opened).
+ */
+function contentReader(
+  snapshot: FileHolder,
+  f: ManifestFile,
+  o: OpenOptions,
+): { input: Readable; stages: Stage[] } | ChainError {
+  const problem = keyProblem(f, o.keys);
+  if (problem)
+    return new ChainError(
+      storedPathOf(snapshot, f),
+      `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`,
+    );
   const where = `snapshot ${snapshot.id}: ${f.name}`;
   const stored = o.storedFacts ?? { size: 0, sha256: '' };
   const content = { size: 0, sha256: '' };
@@ -401,28 +452,10 @@ export function openSnapshotFile(snapshot: FileHolder, f: ManifestFile, o: OpenO
   const hasher = digest.alg === 'hmac-sha256' ? contentHmac(o.keys!.key!) : undefined;
   stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined, hasher));
   stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: digest.value }, `${where}:`, digest.alg)));
-  // `out` stays outside the pipeline: the pipeline would destroy it with the raw error, not our one line.
-  // A reader that stops early (a header read) destroys `out`: the pipeline is aborted, zstd killed.
-  const stop = new AbortController();
-  out.once('close', () => {
-    if (!out.writableFinished) stop.abort();
-  });
-  const into = async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) if (!out.write(chunk)) await once(out, 'drain', { signal: stop.signal });
-  };
   // O_NOFOLLOW: a link under a stored name is never read through (the checks come only at the end). Node's
   // open takes numeric flags; the stream's type says string.
   const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
-  const input = createReadStream(storedPathOf(snapshot, f), { flags, highWaterMark: 1 << 20 });
-  pipeline(input, ...(stages as [Stage]), into, {
-    signal: stop.signal,
-  }).then(
-    () => out.end(),
-    (err: unknown) => {
-      if (!stop.signal.aborted) out.destroy(readError(snapshot, f, err));
-    },
-  );
-  return out;
+  return { input: createReadStream(storedPathOf(snapshot, f), { flags, highWaterMark: 1 << 20 }), stages };
 }
 
 /** What differs between what was read and what the manifest says (size first: it explains the checksum). */
@@ -498,13 +531,163 @@ export async function copySnapshotFile(
   target: string,
   o: { keys?: StoreKeys; signal?: AbortSignal; tap?: (chunk: Buffer) => void } & Durability = {},
 ): Promise<number> {
-  await writeNewFile(
-    target,
-    (out) => pipeline(openSnapshotFile(snapshot, f, { keys: o.keys }), writeTo(out, o.tap), { signal: o.signal }),
-    undefined,
-    { durable: o.durable },
-  );
+  // The checked content straight into the file, not through openSnapshotFile's PassThrough: reading that
+  // stream joins its buffered chunks into one Buffer each time (measured: ≈ 1 s of the Node thread's 2 s to
+  // place a 1M-file image and 48 MB of changelogs, issue 28). Read-side errors get the same one line.
+  const write = async (out: fs.FileHandle) => {
+    const reader = contentReader(snapshot, f, { keys: o.keys });
+    if (reader instanceof Error) throw reader;
+    let content: AsyncIterable<Buffer> = reader.input;
+    for (const stage of reader.stages) content = stage(content);
+    async function* checked(): AsyncGenerator<Buffer> {
+      try {
+        yield* content;
+      } catch (err) {
+        throw readError(snapshot, f, err);
+      }
+    }
+    await pipeline(checked(), writeTo(out, o.tap), { signal: o.signal });
+  };
+  await writeNewFile(target, write, undefined, { durable: o.durable });
   return f.size;
+}
+
+/** One file of a batch (copySnapshotFiles): whose it is, its manifest entry, where its content goes. */
+export interface BatchFile {
+  holder: FileHolder;
+  f: ManifestFile;
+  target: string;
+  /** Sees the file's content as it is written (a restore's scan of a segment). */
+  tap?: (chunk: Buffer) => void;
+}
+
+/** Whether a file can go through a batch's one `zstd -d`: stored as zstd, readable with these keys. */
+export function batchable(f: ManifestFile, keys: StoreKeys | undefined): boolean {
+  return f.stored?.compression === 'zstd' && keyProblem(f, keys) === undefined;
+}
+
+/**
+ * Several small zstd-stored files (archive segments) written to their targets through ONE `zstd -d`: a process
+ * per file costs more than its content (≈ 36 ms a spawn from a large process; BENCHMARKS.md, issue 26/28). Each
+ * file's stored bytes are read in order and checked against its own manifest (stored size and sha256, then
+ * decrypted with its own seal context), their frames decompressed as one stream, and the output split back by
+ * each file's content size from its manifest, each part checked against its own content size and sha256 (or
+ * keyed hmac) — the same checks openSnapshotFile makes, so a damaged, swapped or reordered file fails, named.
+ * Never more output than the manifests' sizes together (a zstd bomb). On any failure every target is removed;
+ * a content mismatch names the file whose part mismatched, which, where one file's frame holds another's bytes,
+ * may be its neighbour: a caller wanting the culprit named exactly places the files one by one again.
+ */
+export async function copySnapshotFiles(
+  files: readonly BatchFile[],
+  o: { keys?: StoreKeys; signal?: AbortSignal } & Durability = {},
+): Promise<void> {
+  for (const { holder, f } of files) {
+    if (f.stored?.compression !== 'zstd')
+      throw new ChainError(f.name, `snapshot ${holder.id}: ${f.name}: not stored as zstd: cannot join a batch`);
+    const problem = keyProblem(f, o.keys);
+    if (problem)
+      throw new ChainError(
+        storedPathOf(holder, f),
+        `snapshot ${holder.id}: ${f.name}: cannot decrypt ${f.stored.name}: ${problem}`,
+      );
+  }
+  async function* frames(): AsyncGenerator<Buffer> {
+    for (const { holder, f } of files) {
+      const where = `snapshot ${holder.id}: ${f.name}`;
+      const s = f.stored!;
+      const stored = { size: 0, sha256: '' };
+      const stages: Stage[] = [
+        measureStage(stored, { bytes: s.size, what: `${where}: stored file ${s.name}` }),
+        checkStage(() => mismatch(stored, s, `${where}: stored file ${s.name}:`)),
+      ];
+      if (s.encryption) stages.push(decryptStage(o.keys?.key, s.encryption.keyId, sealContext(holder.manifest, f)));
+      const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
+      let chunks: AsyncIterable<Buffer> = createReadStream(storedPathOf(holder, f), { flags, highWaterMark: 1 << 20 });
+      for (const stage of stages) chunks = stage(chunks);
+      try {
+        yield* chunks;
+      } catch (err) {
+        throw readError(holder, f, err);
+      }
+    }
+  }
+  const handles: (fs.FileHandle | undefined)[] = [];
+  const split = async (source: AsyncIterable<Buffer>) => {
+    let i = -1;
+    let left = 0;
+    let content = { size: 0, sha256: '' };
+    let hash: Hasher = createHash('sha256');
+    // The part before `i + 1` is whole: check it against its manifest, then open the next file.
+    const next = async () => {
+      if (i >= 0) {
+        const { holder, f } = files[i]!;
+        const digest = contentDigest(f);
+        content.sha256 = hash.digest('hex');
+        const problem = mismatch(
+          content,
+          { size: f.size, sha256: digest.value },
+          `snapshot ${holder.id}: ${f.name}:`,
+          digest.alg,
+        );
+        if (problem) throw new ChainError(storedPathOf(holder, f), problem);
+      }
+      i++;
+      if (i >= files.length) return;
+      const { f, target } = files[i]!;
+      handles[i] = await openExclusive(target);
+      left = f.size;
+      content = { size: 0, sha256: '' };
+      hash = contentDigest(f).alg === 'hmac-sha256' ? contentHmac(o.keys!.key!) : createHash('sha256');
+    };
+    await next();
+    while (i < files.length && left === 0) await next();
+    for await (const chunk of source) {
+      let at = 0;
+      while (at < chunk.length) {
+        if (i >= files.length) {
+          const { holder, f } = files[files.length - 1]!;
+          throw new ChainError(
+            storedPathOf(holder, f),
+            `snapshot ${holder.id}: ${f.name}: more than the ${f.size} bytes the manifest says (the batch's zstd output ` +
+              `runs past the last file)`,
+          );
+        }
+        const piece = chunk.subarray(at, at + left);
+        at += piece.length;
+        left -= piece.length;
+        content.size += piece.length;
+        hash.update(piece);
+        files[i]!.tap?.(piece);
+        await handles[i]!.write(piece);
+        while (i < files.length && left === 0) await next();
+      }
+    }
+    // The zstd output ended inside file i: it is short.
+    if (i < files.length) {
+      const { holder, f } = files[i]!;
+      throw new ChainError(
+        storedPathOf(holder, f),
+        `snapshot ${holder.id}: ${f.name}: ${content.size} bytes, manifest says ${f.size}`,
+      );
+    }
+  };
+  try {
+    try {
+      await pipeline(frames(), zstdStage(['-d']), split, { signal: o.signal });
+      if (o.durable !== false) for (const h of handles) await h!.sync();
+    } finally {
+      for (const h of handles) await h?.close().catch(() => undefined);
+    }
+  } catch (err) {
+    for (const [k, h] of handles.entries()) if (h) await fs.rm(files[k]!.target, { force: true });
+    if (err instanceof ZstdError) {
+      const first = files[0]!;
+      const last = files.at(-1)!;
+      const span = `${first.holder.id}..${last.holder.id}`;
+      throw new ChainError(storedPathOf(first.holder, first.f), `batch ${span}: not valid zstd data (${err.message})`);
+    }
+    throw err;
+  }
 }
 
 export interface ContentFacts {

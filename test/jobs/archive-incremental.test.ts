@@ -130,6 +130,36 @@ describe('incremental restore points: an image kept once, the archive rolls it f
     }
   }, 240_000);
 
+  test("a manifest naming another image version than its image's header: refused, naming the snapshot", async () => {
+    // The segments are chosen from the manifest's version, beside the image: the header, once placed, must agree
+    // (else a hole or an overlap). An unsigned store (no key here) lets anyone who writes it edit a manifest.
+    const [first] = (await snapshots()).sort();
+    const file = path.join(store, 'snapshots', first!, 'manifest.json');
+    const text = await fs.readFile(file, 'utf8');
+    const m = JSON.parse(text) as { image: { version: number } };
+    const told = m.image.version - 1;
+    await fs.writeFile(file, JSON.stringify({ ...m, image: { ...m.image, version: told } }));
+    try {
+      const restored = await LabMaster.create(path.join(lab.dir, 'restored-tampered'), {
+        bootstrap: false,
+        lab: lab.generation,
+      });
+      const when = new Date(oracles[0]!.at * 1000).toISOString();
+      const res = await runCli(
+        ['restore', '--latest', '--to-time', when, '--data-path', restored.dataPath, '--config', config],
+        { timeoutMs: 120_000 },
+      );
+      expect(res.code).not.toBe(0);
+      expect(res.stdout + res.stderr).toContain(
+        `snapshot ${first}: its manifest says the image restores from version ${told}, the image's own header ` +
+          `from ${m.image.version}`,
+      );
+      expect(await fs.readdir(restored.dataPath)).toEqual([]);
+    } finally {
+      await fs.writeFile(file, text);
+    }
+  }, 120_000);
+
   test('an archive behind the new image, or with a hole, makes backup store a full image', async () => {
     // Lagging: changes and a new image the archive has not read yet.
     await lab.makeChanges('lag', 5);
