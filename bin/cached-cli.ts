@@ -9,13 +9,17 @@ import { loadBundle } from '../lib/core/code-cache.js';
 export const TRACE_ENV = 'MFS_JOBS_CODE_CACHE_TRACE';
 const QUICK = new Set(['-V', '--version', '-h', '--help', 'help']);
 
-/** false: not for this command line, or no CommonJS bundle: bin/mfs-jobs runs cli.js instead. */
-export async function runCachedCli(argv: readonly string[], bundleDir: URL): Promise<boolean> {
+/**
+ * false: not for this command line, or no CommonJS bundle: bin/mfs-jobs runs cli.js instead. `handOffAsked`: the
+ * launcher's hand-off already answered (a daemon declined, or this is no hook call); else it is asked in full here.
+ */
+export async function runCachedCli(argv: readonly string[], bundleDir: URL, handOffAsked: boolean): Promise<boolean> {
   if (argv.length === 0 || QUICK.has(argv[0]!)) return false;
   const file = fileURLToPath(new URL('cli.cjs', bundleDir));
   if (!existsSync(file)) return false;
   const { exports, cache } = loadBundle(file, `${file}.cache`);
   if (process.env[TRACE_ENV] === '1') process.stderr.write(`mfs-jobs: code cache ${cache}\n`);
+  if (!handOffAsked && (await (exports.tryHandOff as (argv: readonly string[]) => Promise<boolean>)(argv))) return true;
   await (exports.runCli as (argv: string[]) => Promise<void>)(process.argv);
   return true;
 }

@@ -9,6 +9,8 @@ import { snapshotCommands } from '../lib/commands/snapshot.js';
 import { statusCommand } from '../lib/commands/status.js';
 import { JOBS, findJob } from '../jobs/index.js';
 
+export { tryHandOff } from './hand-off.js';
+
 export async function runCli(argv: string[]): Promise<void> {
   await buildProgram(JOBS, [
     snapshotCommands,

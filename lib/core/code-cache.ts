@@ -81,7 +81,10 @@ export function loadBundle(file: string, cacheFile: string): LoadedBundle {
   let data: Buffer | undefined;
   if (typeof read !== 'string') {
     data = read.subarray(HEADER_BYTES);
-    if (!read.subarray(0, MAGIC.length).equals(MAGIC) || !sha256(data).equals(read.subarray(MAGIC.length + 32, HEADER_BYTES)))
+    if (
+      !read.subarray(0, MAGIC.length).equals(MAGIC) ||
+      !sha256(data).equals(read.subarray(MAGIC.length + 32, HEADER_BYTES))
+    )
       cache = 'damaged';
     else if (!sha256(source).equals(read.subarray(MAGIC.length, MAGIC.length + 32))) cache = 'stale';
   }
