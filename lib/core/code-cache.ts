@@ -33,12 +33,8 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 const wrap = (source: string) => `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
 
 function compile(file: string, source: Buffer, cachedData?: Buffer): vm.Script {
-  return new vm.Script(wrap(source.toString('utf8')), {
-    filename: file,
-    ...(cachedData ? { cachedData } : {}),
-    // import() of the packages left outside the bundle (S3, SFTP, tar) goes to Node's own ES module loader.
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No importModuleDynamically: the bundle has no import() (scripts/bundle.mjs checks).
+  return new vm.Script(wrap(source.toString('utf8')), { filename: file, ...(cachedData ? { cachedData } : {}) });
 }
 
 function evaluate(script: vm.Script, file: string): Record<string, unknown> {
