@@ -4,7 +4,6 @@
 // deserialising the whole CLI would cost them more than it saves.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadBundle } from '../lib/core/code-cache.js';
 
 export const TRACE_ENV = 'MFS_JOBS_CODE_CACHE_TRACE';
 const QUICK = new Set(['-V', '--version', '-h', '--help', 'help']);
@@ -17,6 +16,8 @@ export async function runCachedCli(argv: readonly string[], bundleDir: URL, hand
   if (argv.length === 0 || QUICK.has(argv[0]!)) return false;
   const file = fileURLToPath(new URL('cli.cjs', bundleDir));
   if (!existsSync(file)) return false;
+  // Imported here, not at the top: --version and --help load no node:vm.
+  const { loadBundle } = await import('../lib/core/code-cache.js');
   const { exports, cache } = loadBundle(file, `${file}.cache`);
   if (process.env[TRACE_ENV] === '1') process.stderr.write(`mfs-jobs: code cache ${cache}\n`);
   if (!handOffAsked && (await (exports.tryHandOff as (argv: readonly string[]) => Promise<boolean>)(argv))) return true;
