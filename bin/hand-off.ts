@@ -32,8 +32,12 @@ function hookCall(argv: readonly string[]): { job: string; config?: string; rest
   return { job: words[1]!, config, rest: words.slice(2) };
 }
 
-/** True when the daemon ran it (the process is exiting with its code); false: run it here. */
-export async function tryHandOff(argv: readonly string[]): Promise<boolean> {
+/**
+ * True when the daemon ran it (the process is exiting with its code); false: run it here. `viaConfig` false asks
+ * only the daemon's link, not the config's daemon.socket (which loads the YAML parser), and answers undefined when
+ * that is still to be asked: bin/mfs-jobs's first call, before the code-cached CLI, which has its own parser.
+ */
+export async function tryHandOff(argv: readonly string[], viaConfig = true): Promise<boolean | undefined> {
   if (process.env[NO_HAND_OFF_ENV] === '1') return false;
   const call = hookCall(argv);
   if (!call) return false;
@@ -57,6 +61,7 @@ export async function tryHandOff(argv: readonly string[]): Promise<boolean> {
     const handled = target === undefined ? undefined : await offer(link, call.job, request, target);
     if (handled !== undefined) return handled;
   }
+  if (!viaConfig) return undefined;
   let socket: string | undefined;
   try {
     socket = await socketFromConfig(config);

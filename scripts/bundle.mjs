@@ -38,6 +38,7 @@ await build({
   // new URL('./changelog-worker.js', import.meta.url), which names this output beside the chunks.
   entryPoints: {
     'hand-off': 'dist/bin/hand-off.js',
+    'cached-cli': 'dist/bin/cached-cli.js',
     cli: 'dist/bin/cli.js',
     'changelog-worker': 'dist/lib/moosefs/changelog-worker.js',
   },
@@ -64,11 +65,49 @@ await build({
   plugins: [zodEnglishOnly],
 });
 
-// The relative URLs above must still name files from the bundle's directory: fail the build, not a run, if not.
+// The same CLI as one CommonJS file, for V8's code cache (issue #28; lib/core/code-cache.ts): Node 20 caches no ES
+// module's compiled code, but a script's. One file because esbuild splits only ES modules: every job is in it, and
+// its import() is a function call that evaluates the job's modules (compiled already, from the cache) when first
+// used. It sits beside the chunks, so import.meta.url (here its file's URL) names the same files from it.
 const outdir = path.join(root, 'dist/bundle/cli');
+const cjs = path.join(outdir, 'cli.cjs');
+await build({
+  absWorkingDir: root,
+  entryPoints: ['dist/bin/program.js'],
+  outfile: cjs,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: ['@aws-sdk/*', 'ssh2-sftp-client', 'ssh2', 'tar', 'etcd3'],
+  // import() of the packages left outside (S3, SFTP, tar) becomes require() of their CommonJS builds: a script's
+  // import() needs vm's experimental loader hook, which a function compiled from the cache does not keep (measured:
+  // ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING on the first SFTP source).
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__mfsImportMetaUrl' },
+  banner: { js: "var __mfsImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  legalComments: 'none',
+  minifyWhitespace: true,
+  logLevel: 'warning',
+  plugins: [zodEnglishOnly],
+});
+// The cache: what V8 compiled after the warm-up (bin/program.ts), written 0644 like the code beside it. At build time
+// only, by whoever builds (root for a system install: scripts/setup-debian.sh, the .deb's prepack).
+const { produceCodeCache } = await import(path.join(root, 'dist/lib/core/code-cache.js'));
+const { writeFileAtomic } = await import(path.join(root, 'dist/lib/core/atomic.js'));
+const example = new URL('../examples/config.yaml', import.meta.url);
+await writeFileAtomic(`${cjs}.cache`, await produceCodeCache(cjs, (m) => m.warmUpForCodeCache(example)), 0o644);
+
+if (/\bimport\(/.test(readFileSync(cjs, 'latin1'))) {
+  console.error('bundle: cli.cjs still has an import(), which fails when run from the code cache');
+  process.exit(1);
+}
+
+// The relative URLs above must still name files from the bundle's directory: fail the build, not a run, if not.
 for (const name of readdirSync(outdir)) {
   const text = readFileSync(path.join(outdir, name), 'utf8');
-  for (const [, rel] of text.matchAll(/new URL\("([^"]+)",\s*import\.meta\.url\)/g)) {
+  if (name.endsWith('.cache')) continue;
+  for (const [, rel] of text.matchAll(/new URL\("([^"]+)",\s*(?:import\.meta\.url|__mfsImportMetaUrl)\)/g)) {
     if (!existsSync(path.resolve(outdir, rel))) {
       console.error(`bundle: ${name}: new URL("${rel}", import.meta.url) names no file from dist/bundle/cli/`);
       process.exit(1);

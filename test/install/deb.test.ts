@@ -70,6 +70,8 @@ describe('the Debian package: build, dpkg -i, run, purge', () => {
         './usr/lib/mfs-jobs/bin/mfs-jobs',
         './usr/lib/mfs-jobs/dist/bin/cli.js',
         './usr/lib/mfs-jobs/dist/bundle/cli/cli.js',
+        './usr/lib/mfs-jobs/dist/bundle/cli/cli.cjs',
+        './usr/lib/mfs-jobs/dist/bundle/cli/cli.cjs.cache',
         './usr/lib/mfs-jobs/package.json',
       ]),
     );

@@ -40,6 +40,8 @@ describe('npm pack → npm install -g → mfs-jobs runs a job', () => {
         'package/dist/bin/hand-off.js',
         'package/dist/bundle/cli/cli.js',
         'package/dist/bundle/cli/hand-off.js',
+        'package/dist/bundle/cli/cli.cjs',
+        'package/dist/bundle/cli/cli.cjs.cache',
         'package/dist/lib/core/metrics.js',
         'package/dist/jobs/index.js',
         'package/examples/config.yaml',
