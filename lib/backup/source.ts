@@ -1,6 +1,5 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { formatHole, rollForward, type ChangelogPiece } from '../moosefs/chain.js';
 import type { ChangelogScan } from '../moosefs/changelog.js';
 import { changelogCheck, imageChecks, wholeLines, type Check } from './stream-checks.js';
@@ -37,7 +36,13 @@ import {
   type StoreWriteSettings,
 } from '../store/stored-file.js';
 import { changelogChange, fetchFile, imageChange, trimCutLastLine, type FetchResult } from '../transport/transfer.js';
-import { CHANGELOG_GROWTH, ReadBoundError, type ReadBound } from '../transport/bounded.js';
+import {
+  CHANGELOG_GROWTH,
+  READ_IDLE_SECONDS,
+  ReadBoundError,
+  RingReader,
+  type ReadBound,
+} from '../transport/bounded.js';
 
 /**
  * One source's backup: take stock of its DATA_PATH, pull the newest image and the changelogs that
@@ -146,14 +151,17 @@ async function pullFile(
   const settings: StoreWriteSettings = sealLater(req) ? { compression: { type: 'none', level: 3 } } : req.storage;
   let arrived = 0;
   let cut = 0;
-  let input: Readable;
+  let input: RingReader;
   let staged: { file: string; after: FetchResult['after']; inPlace: boolean } | undefined;
   try {
     // Over SFTP, fastGet to disk and one read of that copy measured faster on the 10M image than storing the
     // in-order reads as they arrive (readWhole; BENCHMARKS.md, issue 28 one-pass: the Node thread decrypts the
-    // SSH packets, hashes and feeds zstd at once). A local source is read once.
-    if (source.readWhole && source.openLocal) {
-      input = await source.readWhole(remote, bound, req.signal);
+    // SSH packets, hashes and feeds zstd at once). A local source is read once, through the descriptor and
+    // bounds readWhole would use, into reused buffers (RingReader: the checks and storeStream keep no chunk).
+    if (source.openLocal) {
+      req.signal.throwIfAborted();
+      const { handle, limits } = await source.openLocal(remote, bound);
+      input = new RingReader(handle, limits);
     } else {
       // Kept plain (durable now) or sealed later: the copy is the staged file itself, only hashed and checked;
       // compressed: a temp rewritten below.
@@ -163,7 +171,13 @@ async function pullFile(
       if (lines) cut = await trimCutLastLine(file);
       arrived = fetched.size;
       staged = { file, after: fetched.after, inPlace };
-      input = createReadStream(file, { highWaterMark: 1 << 20 });
+      const limits = {
+        host: source.hostName,
+        what: file,
+        bound: { size: fetched.size },
+        idleSeconds: READ_IDLE_SECONDS,
+      };
+      input = new RingReader(await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW), limits);
     }
   } catch (err) {
     throw changedIfOverflow(req, err);

@@ -29,8 +29,9 @@ export function wholeLines(cut: { bytes: number }): Check {
     let heldBytes = 0;
     for await (const chunk of input) {
       const nl = chunk.lastIndexOf(0x0a);
+      // Held bytes are copies: a chunk may be a reused buffer's view (RingReader), rewritten a few chunks on.
       if (nl === -1) {
-        held.push(chunk);
+        held.push(Buffer.from(chunk));
         heldBytes += chunk.length;
         if (heldBytes > MAX_LINE) {
           yield* held;
@@ -41,7 +42,7 @@ export function wholeLines(cut: { bytes: number }): Check {
       }
       yield* held;
       yield chunk.subarray(0, nl + 1);
-      held = nl + 1 < chunk.length ? [chunk.subarray(nl + 1)] : [];
+      held = nl + 1 < chunk.length ? [Buffer.from(chunk.subarray(nl + 1))] : [];
       heldBytes = chunk.length - nl - 1;
     }
     cut.bytes = heldBytes;

@@ -31,8 +31,9 @@ export function tempNameFor(target: string): string {
  * The one way mfs-jobs creates a file by path: O_CREAT|O_EXCL|O_NOFOLLOW with `mode`, so a file or symlink
  * already there is never written through. The caller fills it and makes it durable (fillAndSync).
  */
-export function openExclusive(file: string, mode = FILE_MODE): Promise<fs.FileHandle> {
-  return fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+export function openExclusive(file: string, mode = FILE_MODE, o: { readBack?: boolean } = {}): Promise<fs.FileHandle> {
+  // readBack: the caller reads what another writer (a child given the descriptor) put there.
+  return fs.open(file, (o.readBack ? fsc.O_RDWR : fsc.O_WRONLY) | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
 }
 
 /**

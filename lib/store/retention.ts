@@ -61,7 +61,9 @@ export function selectRetention(
   };
   const lastBucket = new Map<KeepReason, string>();
   const decisions = newestFirst(candidates).map((c) => {
-    const at = DateTime.fromJSDate(c.time, { zone });
+    // The buckets are numbers only: a fixed locale spares luxon asking ICU for the system's, whose first use
+    // cost the backup tens of ms (issue 28); a UTC zone then needs no Intl at all.
+    const at = DateTime.fromMillis(c.time.getTime(), { zone, locale: 'en-US' });
     const reasons: KeepReason[] = [];
     for (const rule of RULES) {
       if (left[rule.reason] <= 0) continue;

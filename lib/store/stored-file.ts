@@ -90,14 +90,19 @@ function zstdBinary(): Promise<string> {
   return zstdFound;
 }
 
-/** Debian's zstd CLI as a pipeline stage: it runs on its own CPU, and our event loop stays free. */
-function zstdStage(args: string[]): Stage {
+/**
+ * Debian's zstd CLI as a pipeline stage: it runs on its own CPU, and our event loop stays free. `into`: a
+ * descriptor of ours that zstd writes its output to itself (it yields nothing then): its output does not pass
+ * through the Node thread in 64 KiB pipe reads (issue 28).
+ */
+function zstdStage(args: string[], into?: number): Stage {
   return async function* (source) {
-    const child = spawn(await zstdBinary(), ['-q', '-c', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(await zstdBinary(), ['-q', '-c', ...args], { stdio: ['pipe', into ?? 'pipe', 'pipe'] });
+    const stdin = child.stdin!;
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('latin1')).slice(-2000)));
+    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('latin1')).slice(-2000)));
     // EPIPE when zstd stops reading (bad input): its exit status says why.
-    child.stdin.on('error', () => undefined);
+    stdin.on('error', () => undefined);
     const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -112,17 +117,16 @@ function zstdStage(args: string[]): Stage {
         try {
           for await (const chunk of source) {
             if (exited) continue;
-            if (!child.stdin.write(chunk))
-              await Promise.race([once(child.stdin, 'drain').catch(() => undefined), closed]);
+            if (!stdin.write(chunk)) await Promise.race([once(stdin, 'drain').catch(() => undefined), closed]);
           }
-          child.stdin.end();
+          stdin.end();
           return undefined;
         } catch (err) {
-          child.stdin.destroy();
+          stdin.destroy();
           return { err };
         }
       })();
-      for await (const chunk of child.stdout) yield chunk as Buffer;
+      if (child.stdout) for await (const chunk of child.stdout) yield chunk as Buffer;
       const code = await closed;
       const upstream = await feed;
       if (upstream) throw upstream.err;
@@ -241,24 +245,25 @@ export async function storeStream(
   const hasher = settings.key ? contentHmac(settings.key) : undefined;
   const stages: Stage[] = [measureStage(content, undefined, hasher, tail)];
   if (o.hashOnly) {
-    const drain = async (s: AsyncIterable<Buffer>) => {
-      for await (const _ of s);
-    };
     await pipeline(input, ...(stages as [Stage]), drain);
     const { sha256: _given, hmac: _keyed, ...rest } = f;
     return { ...rest, size: content.size, sha256: content.sha256 };
   }
   const plainForm = compression === 'none' && !settings.key;
   const target = storedName(name, compression, Boolean(settings.key));
-  if (compression === 'zstd') stages.push(zstdStage([`-${settings.compression.level}`, '-T1']));
-  if (settings.key) stages.push(encryptStage(settings.key, sealContext(snapshot, f)));
-  const measured = { size: 0, sha256: '' };
-  stages.push(measureStage(measured));
+  // Compressed, not sealed: zstd writes the stored file itself, measured once it has (read back from our handle).
+  const direct = compression === 'zstd' && !settings.key;
   const file = path.join(stage, target);
-  const out = await openExclusive(file);
+  const out = await openExclusive(file, undefined, { readBack: direct });
+  let measured = { size: 0, sha256: '' };
+  const level = `-${settings.compression.level}`;
+  if (compression === 'zstd') stages.push(zstdStage([level, '-T1'], direct ? out.fd : undefined));
+  if (settings.key) stages.push(encryptStage(settings.key, sealContext(snapshot, f)));
+  if (!direct) stages.push(measureStage(measured));
   try {
     try {
-      await pipeline(input, ...(stages as [Stage]), writeTo(out));
+      await pipeline(input, ...(stages as [Stage]), direct ? drain : writeTo(out));
+      if (direct) measured = await digestOf(out);
       if (o.sync ?? true) await out.sync();
     } finally {
       await out.close();
@@ -287,6 +292,25 @@ export async function storeStream(
       tailSealed: sealTail(settings.key, sealContext(snapshot, f), content.size, tail.bytes),
     },
   };
+}
+
+/** The end of a pipeline whose last stage writes elsewhere (or only hashes): it only pulls. */
+async function drain(source: AsyncIterable<Buffer>): Promise<void> {
+  for await (const _ of source);
+}
+
+/** Size and sha256 of what a handle's file holds, read by position into one reused buffer. */
+async function digestOf(handle: fs.FileHandle): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buf, 0, buf.length, size);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { size, sha256: hash.digest('hex') };
 }
 
 /** Whether a local plain file has the content a manifest entry names (sha256, or the keyed hmac with `key`). */

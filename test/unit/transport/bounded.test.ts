@@ -1,6 +1,10 @@
 import { Readable } from 'node:stream';
 import { TransferError } from '../../../lib/core/errors.js';
-import { boundedStream, ReadBoundError } from '../../../lib/transport/bounded.js';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { boundedStream, ReadBoundError, RING, RingReader } from '../../../lib/transport/bounded.js';
 
 const o = { host: 'ml1', what: 'ml1 (10.0.0.5:22): /var/lib/mfs/changelog_ml.0.mfs', idleSeconds: 0.2 };
 
@@ -55,5 +59,56 @@ describe('boundedStream', () => {
       }),
     );
     expect((err as Error).message).toBe('ml1: read x: No such file');
+  });
+});
+
+describe('RingReader (a local file into reused buffers, issue 28)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mfs-jobs-ring-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const file = async (bytes: Buffer) => {
+    const f = path.join(dir, `f-${bytes.length}`);
+    await fs.writeFile(f, bytes);
+    return f;
+  };
+
+  test('every byte in order; a chunk stays intact until the consumer has asked for 3 more', async () => {
+    const bytes = randomBytes(RING.buffers * RING.bytes * 2 + 777);
+    const handle = await fs.open(await file(bytes));
+    const seen: { chunk: Buffer; at: number }[] = [];
+    let at = 0;
+    for await (const chunk of new RingReader(handle, { ...o, bound: { size: bytes.length } })) {
+      seen.push({ chunk, at });
+      at += chunk.length;
+      // The chunk just read and the two before it still show their bytes.
+      for (const s of seen.slice(-3)) expect(s.chunk.equals(bytes.subarray(s.at, s.at + s.chunk.length))).toBe(true);
+    }
+    expect(at).toBe(bytes.length);
+    // The handle is closed at the end.
+    expect(handle.fd).toBe(-1);
+  });
+
+  test('more bytes than the bound: a ReadBoundError naming the file, the handle closed', async () => {
+    const bytes = randomBytes(RING.bytes + 10);
+    const handle = await fs.open(await file(bytes));
+    const { err } = await drain(
+      Readable.from(new RingReader(handle, { ...o, bound: { size: RING.bytes + 9 } }), { objectMode: false }),
+    );
+    expect(err).toBeInstanceOf(ReadBoundError);
+    expect((err as Error).message).toMatch(/changelog_ml\.0\.mfs: the server sent more than 1048585 bytes announced/);
+    expect(handle.fd).toBe(-1);
+  });
+
+  test('destroyed before anything reads it: the handle is closed', async () => {
+    const handle = await fs.open(await file(Buffer.alloc(10)));
+    const reader = new RingReader(handle, { ...o, bound: { size: 10 } });
+    reader.destroy();
+    expect(reader.destroyed).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(handle.fd).toBe(-1);
   });
 });
