@@ -76,7 +76,11 @@ describe('promote / demote on a loopback lab (real mfsmaster, metalogger, sshd)'
     const doc = YAML.parse(await fs.readFile(config, 'utf8'));
     const late = await FaultProxy.start({ host: '127.0.0.1', port: lab.master.ports.cl }, { delayMs: 600 });
     doc.masters = (doc.masters as Record<string, unknown>[]).map((m) => ({ ...m, cliPort: late.port }));
-    doc.metaloggers = (doc.metaloggers as Record<string, unknown>[]).map((m) => ({ ...m, ssh: undefined, local: true }));
+    doc.metaloggers = (doc.metaloggers as Record<string, unknown>[]).map((m) => ({
+      ...m,
+      ssh: undefined,
+      local: true,
+    }));
     const overlapConfig = path.join(lab.dir, 'overlap.yaml');
     await fs.writeFile(overlapConfig, YAML.stringify(doc), { mode: 0o600 });
     const stateDir = path.join(lab.dir, 'state');
