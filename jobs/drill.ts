@@ -6,7 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { formatHole, type RollForward } from '../lib/moosefs/chain.js';
 import { jobOptionsSchema } from '../lib/core/config.js';
-import { describeError, ProcessError } from '../lib/core/errors.js';
+import { describeError, MfsJobsError, ProcessError } from '../lib/core/errors.js';
 import { defineJob, type JobContext, type JobResult } from '../lib/core/job.js';
 import { CARDS } from '../lib/core/job-cards.js';
 import { describeImageVersion, restoreFrom, type ImageHeader } from '../lib/moosefs/metadata.js';
@@ -151,9 +151,9 @@ interface Guarded {
 type Guarding = Promise<Guarded | JobResult | Error>;
 
 /** The guard could not be put up and the drill refuses (its result says why): no scratch master started. */
-class GuardRefused extends Error {
+class GuardRefused extends MfsJobsError {
   constructor(readonly result: JobResult) {
-    super(result.summary);
+    super('scratch guard', result.summary);
   }
 }
 

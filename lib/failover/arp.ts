@@ -46,7 +46,7 @@ async function directLink(ip: string, signal?: AbortSignal): Promise<{ dev: stri
   return { dev: route.dev };
 }
 
-let arpingFound: Promise<string> | undefined;
+let arpingFound: Promise<{ path: string } | { why: string }> | undefined;
 
 /**
  * arping's absolute path, found once per process as zstd's is (lib/store/stored-file.ts): the first in PATH
@@ -57,15 +57,13 @@ let arpingFound: Promise<string> | undefined;
  */
 export function arpingProgram(override?: string): Promise<{ path: string } | { why: string }> {
   if (override !== undefined) return resolveArping(override);
-  arpingFound ??= resolveArping(process.env.MFS_JOBS_ARPING).then((found) => {
-    if ('path' in found) return found.path;
-    arpingFound = undefined;
-    throw new Error(found.why);
+  const found = (arpingFound ??= resolveArping(process.env.MFS_JOBS_ARPING).catch((err: Error) => ({
+    why: `arping: ${err.message}`,
+  })));
+  void found.then((f) => {
+    if ('why' in f && arpingFound === found) arpingFound = undefined;
   });
-  return arpingFound.then(
-    (p) => ({ path: p }),
-    (err: Error) => ({ why: err.message }),
-  );
+  return found;
 }
 
 async function resolveArping(override?: string): Promise<{ path: string } | { why: string }> {
