@@ -1,6 +1,6 @@
 /**
  * `--scale 30m` (or `10m,30m`, `1m,10m,30m`): file counts of the scale cases (issue 28). Each adds its image to
- * backup and backup-zstd, and its image + 48 MB changelog tail to verify, promote and restore: the curve a
+ * backup and backup-zstd, and its image + 48 MB changelog tail to verify, promote, restore and (up to 10M) drill: the curve a
  * projection to 100M files is fitted on. Opt-in: a 30M-file master holds several GB of RAM and every
  * mfsmaster -a of it takes a minute.
  */
