@@ -20,9 +20,9 @@ import type { ChainInfo } from '../generate.js';
 import { baselineScript, expectServing, placeChain, scratchMaster, stopAndWipe } from '../scratch.js';
 
 /**
- * Case 4: a restore drill of the 1M-file image and its changelogs — `mfs-jobs run drill` (copy into a
- * scratch DATA_PATH, `mfsmaster -a`, check it serves, stop, clean up) against bare `mfsmaster -a` on
- * the same files already in place.
+ * Case 4: a restore drill of an image and its changelogs (1M; with --scale also up to 10M) — `mfs-jobs run drill`
+ * (copy into a scratch DATA_PATH, `mfsmaster -a`, check it serves, stop, clean up) against issue 28's baseline,
+ * `cp` of the same files + `mfsmaster -a`; `mfsmaster -a` on the files already in place is a third side, reported.
  */
 export async function drillCase(ctx: BenchContext, chain: ChainInfo, id = 'drill'): Promise<CaseResult> {
   const bare = await scratchMaster(path.join(ctx.runDir, `${id}-bare`));
