@@ -453,33 +453,62 @@ function contentReader(
   f: ManifestFile,
   o: OpenOptions,
 ): { input: Readable; stages: Stage[] } | ChainError {
-  const problem = keyProblem(f, o.keys);
-  if (problem)
-    return new ChainError(
-      storedPathOf(snapshot, f),
-      `snapshot ${snapshot.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`,
-    );
+  const refused = keyRefusal(snapshot, f, o.keys);
+  if (refused) return refused;
   const where = `snapshot ${snapshot.id}: ${f.name}`;
-  const stored = o.storedFacts ?? { size: 0, sha256: '' };
   const content = { size: 0, sha256: '' };
   const digest = contentDigest(f);
   const stages: Stage[] = [];
   if (f.stored) {
-    stages.push(measureStage(stored, { bytes: f.stored.size, what: `${where}: stored file ${f.stored.name}` }));
-    stages.push(checkStage(() => mismatch(stored, f.stored!, `${where}: stored file ${f.stored!.name}:`)));
-    if (f.stored.encryption)
-      stages.push(decryptStage(o.keys?.key, f.stored.encryption.keyId, sealContext(snapshot.manifest, f)));
+    stages.push(...storedStages(snapshot, f, o.keys, o.storedFacts));
     if (f.stored.compression === 'zstd') stages.push(zstdStage(['-d']));
   }
   // A stored form's content is bounded by the manifest (a hostile archive's zstd bomb); a plain file is its size on disk.
-  // keyProblem above made sure an hmac's key is there.
+  // keyRefusal above made sure an hmac's key is there.
   const hasher = digest.alg === 'hmac-sha256' ? contentHmac(o.keys!.key!) : undefined;
   stages.push(measureStage(content, f.stored ? { bytes: f.size, what: where } : undefined, hasher));
   stages.push(checkStage(() => mismatch(content, { size: f.size, sha256: digest.value }, `${where}:`, digest.alg)));
-  // O_NOFOLLOW: a link under a stored name is never read through (the checks come only at the end). Node's
-  // open takes numeric flags; the stream's type says string.
+  return { input: readStored(snapshot, f), stages };
+}
+
+/** The one line for a file these keys cannot open (sealed without the key, or hmac'd without it); else none. */
+function keyRefusal(holder: FileHolder, f: ManifestFile, keys: StoreKeys | undefined): ChainError | undefined {
+  const problem = keyProblem(f, keys);
+  if (!problem) return undefined;
+  return new ChainError(
+    storedPathOf(holder, f),
+    `snapshot ${holder.id}: ${f.name}: cannot decrypt ${f.stored!.name}: ${problem}`,
+  );
+}
+
+/**
+ * A stored form's first stages (contentReader's and copySnapshotFiles' one recipe): the stored bytes against the
+ * manifest's stored size (bounded) and sha256, then decrypted with the file's own seal context — still
+ * compressed when stored so.
+ */
+function storedStages(
+  holder: FileHolder,
+  f: ManifestFile,
+  keys: StoreKeys | undefined,
+  stored = { size: 0, sha256: '' },
+): Stage[] {
+  const s = f.stored!;
+  const where = `snapshot ${holder.id}: ${f.name}: stored file ${s.name}`;
+  const stages = [
+    measureStage(stored, { bytes: s.size, what: where }),
+    checkStage(() => mismatch(stored, s, `${where}:`)),
+  ];
+  if (s.encryption) stages.push(decryptStage(keys?.key, s.encryption.keyId, sealContext(holder.manifest, f)));
+  return stages;
+}
+
+/**
+ * A file's stored bytes as they are on disk. O_NOFOLLOW: a link under a stored name is never read through (the
+ * checks come only at the end). Node's open takes numeric flags; the stream's type says string.
+ */
+function readStored(holder: FileHolder, f: ManifestFile): Readable {
   const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
-  return { input: createReadStream(storedPathOf(snapshot, f), { flags, highWaterMark: 1 << 20 }), stages };
+  return createReadStream(storedPathOf(holder, f), { flags, highWaterMark: 1 << 20 });
 }
 
 /** What differs between what was read and what the manifest says (size first: it explains the checksum). */
@@ -608,26 +637,13 @@ export async function copySnapshotFiles(
   for (const { holder, f } of files) {
     if (f.stored?.compression !== 'zstd')
       throw new ChainError(f.name, `snapshot ${holder.id}: ${f.name}: not stored as zstd: cannot join a batch`);
-    const problem = keyProblem(f, o.keys);
-    if (problem)
-      throw new ChainError(
-        storedPathOf(holder, f),
-        `snapshot ${holder.id}: ${f.name}: cannot decrypt ${f.stored.name}: ${problem}`,
-      );
+    const refused = keyRefusal(holder, f, o.keys);
+    if (refused) throw refused;
   }
   async function* frames(): AsyncGenerator<Buffer> {
     for (const { holder, f } of files) {
-      const where = `snapshot ${holder.id}: ${f.name}`;
-      const s = f.stored!;
-      const stored = { size: 0, sha256: '' };
-      const stages: Stage[] = [
-        measureStage(stored, { bytes: s.size, what: `${where}: stored file ${s.name}` }),
-        checkStage(() => mismatch(stored, s, `${where}: stored file ${s.name}:`)),
-      ];
-      if (s.encryption) stages.push(decryptStage(o.keys?.key, s.encryption.keyId, sealContext(holder.manifest, f)));
-      const flags = (fsc.O_RDONLY | fsc.O_NOFOLLOW) as unknown as string;
-      let chunks: AsyncIterable<Buffer> = createReadStream(storedPathOf(holder, f), { flags, highWaterMark: 1 << 20 });
-      for (const stage of stages) chunks = stage(chunks);
+      let chunks: AsyncIterable<Buffer> = readStored(holder, f);
+      for (const stage of storedStages(holder, f, o.keys)) chunks = stage(chunks);
       try {
         yield* chunks;
       } catch (err) {
